@@ -1,0 +1,34 @@
+"""rerender: zero-shot text-guided video-to-video translation (Rerender A Video, SIGGRAPH Asia 2023).
+
+Heavy modules (torch, diffusers) load on first use, so `import rerender` and the CLI start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "RerenderConfig": "rerender.config",
+    "load_config": "rerender.config",
+    "save_config": "rerender.config",
+    "apply_overrides": "rerender.config",
+    "probe_video": "rerender.video",
+    "read_frames": "rerender.video",
+    "write_video": "rerender.video",
+    "VideoInfo": "rerender.video",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rerender' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,752 @@
+"""Typed configuration of the whole method, with YAML/JSON load and save.
+
+`RerenderConfig` groups every option in sections (`video`, `keyframes`, `prompt`, `model`, `control`,
+`sampling`, `constraints`, `flow`, `propagation`, `output`). Defaults follow the official Rerender-A-Video
+configuration (see the README's "Configuration" section), with its known bugs fixed rather than copied:
+
+* `color_preserve` is read from its correctly spelled key (the official JSON loader read `color_perserve`,
+  so JSON configs could never turn it off);
+* `num_inference_steps` and `guidance_scale` are honoured (the official CLI hard-coded 20 and 7.5);
+* `style_update_interval` counts keyframes, not frames;
+* periods are fractions of the *full* denoising schedule, and `denoising_strength` truncates the schedule
+  without cancelling the constraints that act before the SDEdit start;
+* a disabled feature is `None`, never a sentinel such as `-1` or an empty period `(1, 0)`.
+
+Leaf option names are unique across sections, so an override may name just the leaf
+(`denoising_strength=0.6`) or the dotted path (`sampling.denoising_strength=0.6`).
+
+Example:
+    >>> from rerender.config import RerenderConfig, apply_overrides
+    >>> config = apply_overrides(RerenderConfig(), {"keyframe_interval": 5, "video.resolution": 256})
+    >>> config.keyframes.keyframe_interval, config.video.resolution
+    (5, 256)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+from rerender.errors import ConfigError, InputNotFoundError
+
+__all__ = [
+    "Period",
+    "Crop",
+    "VideoConfig",
+    "KeyframeConfig",
+    "PromptConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "ControlConfig",
+    "RefinementConfig",
+    "SamplingConfig",
+    "FreeUConfig",
+    "ConstraintConfig",
+    "FlowConfig",
+    "PropagationConfig",
+    "OutputConfig",
+    "RerenderConfig",
+    "load_config",
+    "save_config",
+    "dump_yaml",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "parse_override",
+    "config_hash",
+]
+
+Period = tuple[float, float]
+"""A window of the denoising schedule as fractions `(start, end)` with 0 ≤ start ≤ end ≤ 1.
+
+0 is the noisiest step of the *full* schedule (before SDEdit truncation) and 1 the last one. With the
+official 20 steps, step i is active when `start·20 ≤ i ≤ end·20`; pixel-aware fusion uses the strict
+`start·20 < i < end·20`, as in the paper's code. `None` in place of a period turns the feature off."""
+
+DEFAULT_NEGATIVE_PROMPT = (
+    "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, "
+    "worst quality, low quality"
+)
+
+
+# --------------------------------------------------------------------------------------------------------
+# validation primitives (each message: key, value, valid range)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _check_range(key: str, value: float | int, low: float | None = None, high: float | None = None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            valid = f"in [{low}, {high}]"
+        elif low is not None:
+            valid = f"≥ {low}"
+        else:
+            valid = f"≤ {high}"
+        raise ConfigError(f"`{key}` must be {valid}, got {value!r}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"`{key}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _check_period(key: str, period: Period | None) -> None:
+    if period is None:
+        return
+    if len(period) != 2:
+        raise ConfigError(f"`{key}` must be a pair (start, end) or null, got {period!r}")
+    start, end = period
+    if not (0.0 <= start <= 1.0 and 0.0 <= end <= 1.0):
+        raise ConfigError(f"`{key}` must lie in [0, 1] (fractions of the denoising schedule), got {period!r}")
+    if start > end:
+        raise ConfigError(f"`{key}` must have start ≤ end (use null to turn it off), got {period!r}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Pixels removed from each border of the source frame before resizing."""
+
+    left: int = 0
+    """Pixels cut from the left edge."""
+    top: int = 0
+    """Pixels cut from the top edge."""
+    right: int = 0
+    """Pixels cut from the right edge."""
+    bottom: int = 0
+    """Pixels cut from the bottom edge."""
+
+    def __post_init__(self) -> None:
+        for name in ("left", "top", "right", "bottom"):
+            _check_range(f"crop.{name}", getattr(self, name), 0)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.left == self.top == self.right == self.bottom == 0
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Which frames are read and how they are cropped and resized."""
+
+    start_frame: int = 0
+    """Index of the first frame used (0-based, in source frames)."""
+    end_frame: int | None = None
+    """Index one past the last frame used; `None` reads to the end of the video."""
+    frame_stride: int = 1
+    """Use every n-th frame of the range (1 = every frame); the output fps is divided accordingly."""
+    crop: Crop = field(default_factory=Crop)
+    """Borders removed before resizing, in source pixels."""
+    resolution: int = 512
+    """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
+    resize_side: Literal["long", "short"] = "long"
+    """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
+    size_multiple: int = 64
+    """Both output sides are rounded to a multiple of this many pixels (64 for Stable Diffusion)."""
+
+    def __post_init__(self) -> None:
+        _check_range("video.start_frame", self.start_frame, 0)
+        if self.end_frame is not None:
+            _check_range("video.end_frame", self.end_frame, self.start_frame + 1)
+        _check_range("video.frame_stride", self.frame_stride, 1)
+        _check_range("video.resolution", self.resolution, 64, 4096)
+        _check_choice("video.resize_side", self.resize_side, ("long", "short"))
+        _check_range("video.size_multiple", self.size_multiple, 1, 512)
+        if self.resolution < self.size_multiple:
+            raise ConfigError(
+                f"`video.resolution` must be ≥ `video.size_multiple` ({self.size_multiple}), got {self.resolution}"
+            )
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    """How keyframes are chosen among the selected frames (indices count selected frames, from 0)."""
+
+    keyframe_interval: int = 10
+    """K: one keyframe every K frames in "uniform" mode (the paper recommends 5–20)."""
+    keyframe_mode: Literal["uniform", "explicit", "adaptive"] = "uniform"
+    """"uniform" every K frames, "explicit" the listed indices, "adaptive" more keyframes where motion is large."""
+    keyframe_indices: tuple[int, ...] | None = None
+    """Frame indices for "explicit" mode, sorted and unique; `None` otherwise."""
+    min_keyframe_interval: int = 4
+    """Smallest gap between keyframes in "adaptive" mode, in frames."""
+    max_keyframe_interval: int = 20
+    """Largest gap between keyframes in "adaptive" mode, in frames."""
+
+    def __post_init__(self) -> None:
+        _check_range("keyframes.keyframe_interval", self.keyframe_interval, 1)
+        _check_choice("keyframes.keyframe_mode", self.keyframe_mode, ("uniform", "explicit", "adaptive"))
+        _check_range("keyframes.min_keyframe_interval", self.min_keyframe_interval, 1)
+        _check_range("keyframes.max_keyframe_interval", self.max_keyframe_interval, self.min_keyframe_interval)
+        if self.keyframe_mode == "explicit" and not self.keyframe_indices:
+            raise ConfigError("`keyframes.keyframe_indices` must list at least one index when keyframe_mode is 'explicit'")
+        if self.keyframe_indices is not None:
+            indices = list(self.keyframe_indices)
+            if any(index < 0 for index in indices):
+                raise ConfigError(f"`keyframes.keyframe_indices` must be ≥ 0, got {indices}")
+            if indices != sorted(set(indices)):
+                raise ConfigError(f"`keyframes.keyframe_indices` must be sorted and unique, got {indices}")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Text prompts. The positive prompt sent to the model is `prompt + ", " + added_prompt`."""
+
+    prompt: str = ""
+    """What the video should look like."""
+    added_prompt: str = "best quality, extremely detailed"
+    """Appended to every prompt (the official `a_prompt`); empty to add nothing."""
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    """What to steer away from (classifier-free guidance's unconditional branch)."""
+
+    @property
+    def full_prompt(self) -> str:
+        parts = [part for part in (self.prompt.strip(), self.added_prompt.strip()) if part]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """One LoRA adapter applied on top of the base model, without merging it into the weights."""
+
+    path: str
+    """A `.safetensors` file (diffusers or kohya format), a folder, or a hub id."""
+    scale: float = 1.0
+    """Adapter weight (0 = no effect)."""
+    weight_name: str | None = None
+    """File name inside `path` when it is a folder or hub id holding several files."""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("`model.loras[].path` must name a LoRA file, folder or hub id, got ''")
+        _check_range("model.loras[].scale", self.scale, -4.0, 4.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which weights are loaded and how."""
+
+    base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    """Hub id, local diffusers folder, or single `.safetensors`/`.ckpt` file (DreamBooth, civitai)."""
+    vae: str | None = "stabilityai/sd-vae-ft-mse"
+    """A separate VAE (hub id, folder or file); the official code always uses ft-MSE. `None` keeps the model's own."""
+    loras: tuple[LoraConfig, ...] = ()
+    """LoRA adapters, applied together with their scales."""
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    """Compute dtype; "auto" is float16 on CUDA and float32 elsewhere."""
+    device: str = "auto"
+    """"auto", "cuda", "cuda:1", "mps" or "cpu"."""
+    cpu_offload: bool = False
+    """Keep only the running model on the GPU (slower, for small GPUs)."""
+    vae_tiling: bool = False
+    """Decode and encode large frames tile by tile to save memory."""
+
+    def __post_init__(self) -> None:
+        if not self.base_model:
+            raise ConfigError("`model.base_model` must name a hub id, folder or checkpoint file, got ''")
+        _check_choice("model.dtype", self.dtype, ("auto", "float16", "bfloat16", "float32"))
+        if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+CONTROL_TYPES = ("canny", "hed", "lineart", "depth", "openpose", "precomputed")
+
+DEFAULT_CONTROLNETS = {
+    "canny": "lllyasviel/sd-controlnet-canny",
+    "hed": "lllyasviel/sd-controlnet-hed",
+    "lineart": "lllyasviel/control_v11p_sd15_lineart",
+    "depth": "lllyasviel/sd-controlnet-depth",
+    "openpose": "lllyasviel/sd-controlnet-openpose",
+}
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """One ControlNet and how its control map is made."""
+
+    type: Literal["canny", "hed", "lineart", "depth", "openpose", "precomputed"] = "canny"
+    """Annotator for the control map. "canny" is built in; hed/lineart/depth/openpose need the `annotators`
+    extra; "precomputed" reads maps from `maps`. (The official default is HED, which needs extra weights.)"""
+    model: str | None = None
+    """ControlNet weights (hub id, folder or file); `None` picks the SD1.5 ControlNet matching `type`."""
+    strength: float = 1.0
+    """Conditioning scale of this ControlNet's residuals (official example configs use 0.7)."""
+    canny_low_threshold: int = 100
+    """Canny hysteresis low threshold (0–255)."""
+    canny_high_threshold: int = 200
+    """Canny hysteresis high threshold (0–255)."""
+    maps: str | None = None
+    """Folder of images or a video with one control map per frame (needed for "precomputed")."""
+
+    def __post_init__(self) -> None:
+        _check_choice("control.type", self.type, CONTROL_TYPES)
+        _check_range("control.strength", self.strength, 0.0, 2.0)
+        _check_range("control.canny_low_threshold", self.canny_low_threshold, 0, 255)
+        _check_range("control.canny_high_threshold", self.canny_high_threshold, self.canny_low_threshold, 255)
+        if self.type == "precomputed":
+            if not self.maps:
+                raise ConfigError("`control.maps` must name a folder or video of control maps when type is 'precomputed'")
+            if not self.model:
+                raise ConfigError("`control.model` must name the ControlNet to use when type is 'precomputed'")
+
+    @property
+    def resolved_model(self) -> str:
+        return self.model or DEFAULT_CONTROLNETS[self.type]
+
+
+@dataclass(frozen=True)
+class RefinementConfig:
+    """Optional DDIM refinement of each rendered keyframe: re-noise to an intermediate step, denoise back."""
+
+    refinement_strength: float = 0.3
+    """Fraction of the schedule re-noised (DDPM forward) before denoising again with DDIM."""
+    refinement_steps: int | None = None
+    """DDIM steps of the full schedule used for refinement; `None` reuses `num_inference_steps`."""
+
+    def __post_init__(self) -> None:
+        _check_range("sampling.refinement.refinement_strength", self.refinement_strength, 0.0, 1.0)
+        if self.refinement_steps is not None:
+            _check_range("sampling.refinement.refinement_steps", self.refinement_steps, 1, 1000)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The DDIM sampler."""
+
+    num_inference_steps: int = 20
+    """DDIM steps of the full schedule (the official code uses 20)."""
+    guidance_scale: float = 7.5
+    """Classifier-free guidance scale (1 = no guidance)."""
+    denoising_strength: float = 0.75
+    """SDEdit strength: the fraction of the schedule run from the noised input; 1 = from pure noise
+    (the official CLI default `x0_strength=-1`), 0.75 = the official WebUI default."""
+    seed: int | None = 0
+    """Random seed; `None` draws one (recorded in the run's manifest)."""
+    same_noise_per_keyframe: bool = True
+    """Start every keyframe from the same initial noise, as the official code does (a consistency aid)."""
+    refinement: RefinementConfig | None = None
+    """DDIM refinement pass for each keyframe; `None` = off."""
+
+    def __post_init__(self) -> None:
+        _check_range("sampling.num_inference_steps", self.num_inference_steps, 1, 1000)
+        _check_range("sampling.guidance_scale", self.guidance_scale, 0.0, 50.0)
+        _check_range("sampling.denoising_strength", self.denoising_strength, 0.0, 1.0)
+        if self.seed is not None:
+            _check_range("sampling.seed", self.seed, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class FreeUConfig:
+    """FreeU factors (Si et al. 2024): backbone scales b1, b2 and skip low-frequency scales s1, s2."""
+
+    b1: float = 1.1
+    """Backbone scale of the 1280-channel decoder stage."""
+    b2: float = 1.2
+    """Backbone scale of the 640-channel decoder stage."""
+    s1: float = 1.0
+    """Skip low-frequency scale of the 1280-channel stage."""
+    s2: float = 0.2
+    """Skip low-frequency scale of the 640-channel stage."""
+
+    def __post_init__(self) -> None:
+        for name in ("b1", "b2", "s1", "s2"):
+            _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
+
+
+@dataclass(frozen=True)
+class ConstraintConfig:
+    """The hierarchical cross-frame constraints of keyframe rendering (paper §4.1)."""
+
+    cross_frame_attention_period: Period | None = (0.0, 1.0)
+    """Steps at which decoder self-attention attends to the anchor and previous keyframe."""
+    loose_cross_frame_attention: bool = False
+    """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
+    style_update_interval: int | None = 1
+    """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
+    shape_fusion_period: Period | None = (0.0, 0.1)
+    """Steps at which the predicted x0 is replaced by the flow-warped anchor's (shape-aware fusion)."""
+    pixel_fusion_period: Period | None = (0.5, 0.8)
+    """Steps at which latents are blended toward the warped previous output (pixel-aware fusion)."""
+    adain_period: Period | None = None
+    """Steps at which x0's channel statistics are matched to the anchor's (colour AdaIN); paper: (0.8, 1)."""
+    mask_strength: float = 0.5
+    """Weight of the warped reference in pixel-aware fusion."""
+    inner_strength: float = 0.9
+    """Noise-rescale factor of pixel-aware fusion ("detail level"); 1 preserves the noise variance."""
+    smooth_boundary: bool = True
+    """Rescale noise linearly at fusion-mask boundaries to avoid seams."""
+    fidelity_encoding: bool = True
+    """Compensate the VAE's round-trip loss when encoding the fusion target (paper Eq. 8–9)."""
+    fidelity_threshold: float = 0.25
+    """Mean |error| on the [-1, 1] scale above which a pixel is left uncompensated."""
+    color_preserve: bool = True
+    """Use input frames as they are; False matches their colour histogram to the rendered anchor first."""
+    freeu: FreeUConfig | None = None
+    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op)."""
+
+    def __post_init__(self) -> None:
+        _check_period("constraints.cross_frame_attention_period", self.cross_frame_attention_period)
+        _check_period("constraints.shape_fusion_period", self.shape_fusion_period)
+        _check_period("constraints.pixel_fusion_period", self.pixel_fusion_period)
+        _check_period("constraints.adain_period", self.adain_period)
+        if self.style_update_interval is not None:
+            _check_range("constraints.style_update_interval", self.style_update_interval, 1)
+        _check_range("constraints.mask_strength", self.mask_strength, 0.0, 1.0)
+        _check_range("constraints.inner_strength", self.inner_strength, 0.0, 1.0)
+        _check_range("constraints.fidelity_threshold", self.fidelity_threshold, 0.0, 2.0)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Optical flow used by fusion and propagation."""
+
+    flow_estimator: Literal["auto", "dis", "gmflow"] = "auto"
+    """"gmflow" (needs `flow_checkpoint`), "dis" (OpenCV, no weights) or "auto" (GMFlow when weights and a GPU exist)."""
+    flow_checkpoint: str | None = None
+    """Path to `gmflow_sintel-0c07dcb3.pth` (or a hub-cache path); `None` = look in the usual places."""
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    """OpenCV DIS preset when DIS is used."""
+
+    def __post_init__(self) -> None:
+        _check_choice("flow.flow_estimator", self.flow_estimator, ("auto", "dis", "gmflow"))
+        _check_choice("flow.dis_preset", self.dis_preset, ("ultrafast", "fast", "medium"))
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """EbSynth-style propagation of keyframes to all frames."""
+
+    propagation_preset: Literal["fast", "balanced", "best"] = "balanced"
+    """Speed/quality trade-off of the patch synthesis."""
+    blend_mode: Literal["histogram", "poisson", "selection"] = "histogram"
+    """How the forward and backward passes merge: error-guided selection only, plus histogram-preserving blend
+    (paper), or plus a gradient-domain (Poisson) blend."""
+    color_guide_weight: float = 6.0
+    """Weight of the source-colour guide."""
+    edge_guide_weight: float = 0.5
+    """Weight of the edge (Laplacian) guide."""
+    position_guide_weight: float = 2.0
+    """Weight of the flow-advected position guide."""
+    temporal_guide_weight: float = 0.5
+    """Weight of the temporal guide (previous output, warped)."""
+    workers: int | None = None
+    """Parallel processes for segments; `None` = number of CPU cores."""
+
+    def __post_init__(self) -> None:
+        _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best"))
+        _check_choice("propagation.blend_mode", self.blend_mode, ("histogram", "poisson", "selection"))
+        for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):
+            _check_range(f"propagation.{name}", getattr(self, name), 0.0, 100.0)
+        if self.workers is not None:
+            _check_range("propagation.workers", self.workers, 1, 256)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How the result video is written."""
+
+    fps: float | None = None
+    """Output frame rate; `None` = the source's rate divided by `video.frame_stride`."""
+    crf: int = 18
+    """H.264 constant rate factor (0 = lossless, 18 ≈ visually lossless, 51 = worst)."""
+    keep_audio: bool = True
+    """Copy the source's audio, trimmed to the output's time span."""
+
+    def __post_init__(self) -> None:
+        if self.fps is not None:
+            _check_range("output.fps", self.fps, 0.1, 1000.0)
+        _check_range("output.crf", self.crf, 0, 51)
+
+
+@dataclass(frozen=True)
+class RerenderConfig:
+    """Every option of the method. Construct with keywords, load with `load_config`, override with `apply_overrides`."""
+
+    video: VideoConfig = field(default_factory=VideoConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    control: tuple[ControlConfig, ...] = (ControlConfig(),)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        if not self.control:
+            raise ConfigError("`control` must list at least one ControlNet, got an empty list")
+
+
+# --------------------------------------------------------------------------------------------------------
+# dict <-> dataclass
+# --------------------------------------------------------------------------------------------------------
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f"; did you mean {matches[0]!r}?" if matches else f"; valid keys: {', '.join(sorted(candidates))}"
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML/JSON value to the annotated field type, raising `ConfigError` naming `key`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"`{key}` must not be null")
+        non_none = [arg for arg in args if arg is not type(None)]
+        errors = []
+        for arg in non_none:
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if value is None:
+        raise ConfigError(f"`{key}` must not be null (expected {_type_name(annotation)})")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"`{key}` must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(item, args[0], f"{key}[{index}]") for index, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"`{key}` must have {len(args)} items, got {value!r}")
+        return tuple(_convert(item, arg, f"{key}[{index}]") for index, (item, arg) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"`{key}` must be a mapping of {annotation.__name__} options, got {value!r}")
+        return _dataclass_from_dict(annotation, value, key)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{key}` must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"`{key}` must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full_key = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown option `{full_key}`{_nearest(str(key), names)}")
+        kwargs[key] = _convert(value, hints[key], full_key)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required field is missing
+        raise ConfigError(f"`{prefix or cls.__name__}`: {error}") from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RerenderConfig:
+    """Build a validated `RerenderConfig` from nested plain data (as read from YAML or JSON).
+
+    Missing keys take their defaults. A single mapping may be given for `control` instead of a list.
+
+    Raises:
+        ConfigError: an unknown key (with the nearest valid name), a wrong type or a value out of range.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    data = dict(data)
+    if isinstance(data.get("control"), Mapping):
+        data["control"] = [data["control"]]
+    return _dataclass_from_dict(RerenderConfig, data)
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def config_to_dict(config: RerenderConfig) -> dict[str, Any]:
+    """Nested plain data (dicts, lists, scalars) that `config_from_dict` turns back into `config`."""
+    return _to_plain(config)
+
+
+def config_hash(config: RerenderConfig, sections: tuple[str, ...] | None = None) -> str:
+    """A stable SHA-1 of the config (or of some sections), for workspaces and caches."""
+    data = config_to_dict(config)
+    if sections is not None:
+        data = {name: data[name] for name in sections}
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike) -> RerenderConfig:
+    """Load a config from a `.yaml`/`.yml` or `.json` file; missing keys take their defaults.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        ConfigError: the file is not valid YAML/JSON, or an option is unknown or out of range.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"config file not found: {str(path)!r}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {error}") from None
+    if data is None:
+        data = {}
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path.name}: {error}") from None
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """YAML text of plain config data, with short lists of scalars (periods, indices) on one line."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
+        scalars = all(not isinstance(item, (dict, list)) for item in items)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=scalars and len(items) > 0)
+
+    _Dumper.add_representer(list, represent_list)
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def save_config(config: RerenderConfig, path: str | os.PathLike) -> Path:
+    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path."""
+    path = Path(path)
+    data = config_to_dict(config)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = dump_yaml(data)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# overrides
+# --------------------------------------------------------------------------------------------------------
+
+
+def _leaf_paths() -> dict[str, str]:
+    """Map each unique leaf option name to its dotted path (`denoising_strength` → `sampling.denoising_strength`)."""
+    paths: dict[str, str] = {}
+    for section in dataclasses.fields(RerenderConfig):
+        section_type = typing.get_type_hints(RerenderConfig)[section.name]
+        if dataclasses.is_dataclass(section_type):
+            for leaf in dataclasses.fields(section_type):
+                paths[leaf.name] = f"{section.name}.{leaf.name}"
+    return paths
+
+
+def _all_paths() -> list[str]:
+    paths = list(_leaf_paths().values())
+    paths += [f"control.{f.name}" for f in dataclasses.fields(ControlConfig)]
+    return paths
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a CLI override `key=value`; the value is read as YAML (`0.5`, `true`, `[0, 0.1]`, `null`).
+
+    Raises:
+        ConfigError: no `=` in `text`.
+    """
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"an override must look like key=value (e.g. denoising_strength=0.6), got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> RerenderConfig:
+    """Return a copy of `config` with options replaced; keys are leaf names or dotted paths.
+
+    `control.strength=0.7` (or `control_strength`) sets every ControlNet; `control.1.strength` one of them.
+
+    Raises:
+        ConfigError: an unknown key (with the nearest valid name) or an invalid value.
+    """
+    data = config_to_dict(config)
+    leaves = _leaf_paths()
+    for key, value in overrides.items():
+        path = leaves.get(key, key)
+        if path.startswith("control_") and path not in leaves:
+            path = "control." + path[len("control_"):]
+        parts = path.split(".")
+        if parts[0] == "control" and len(parts) >= 2:
+            if parts[1].isdigit():
+                index = int(parts[1])
+                if index >= len(data["control"]):
+                    raise ConfigError(f"`{key}`: there are {len(data['control'])} ControlNets, index {index} is out of range")
+                targets, rest = [data["control"][index]], parts[2:]
+            else:
+                targets, rest = data["control"], parts[1:]
+            if len(rest) != 1:
+                raise ConfigError(f"unknown option `{key}`{_nearest(key, _all_paths())}")
+            for target in targets:
+                target[rest[0]] = value
+            continue
+        node = data
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown option `{key}`{_nearest(key, list(leaves) + _all_paths())}")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return config_from_dict(data)

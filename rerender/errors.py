@@ -1,0 +1,36 @@
+"""Exceptions raised by `rerender` for bad input.
+
+Each subclasses the matching builtin so callers can catch either (`except ValueError` keeps working), and
+each message names the argument, the bad value and what is valid. The CLI turns them into one-line errors
+with exit code 2; anything else is a runtime failure (exit code 1).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RerenderError",
+    "ConfigError",
+    "InputNotFoundError",
+    "VideoReadError",
+    "OutputPathError",
+]
+
+
+class RerenderError(Exception):
+    """Base class of every user-facing error raised by `rerender`."""
+
+
+class ConfigError(RerenderError, ValueError):
+    """An option has an unknown name, a wrong type or a value outside its valid range."""
+
+
+class InputNotFoundError(RerenderError, FileNotFoundError):
+    """A file or folder the user named does not exist, or holds nothing usable."""
+
+
+class VideoReadError(RerenderError, ValueError):
+    """A file exists but cannot be decoded as a video or an image sequence."""
+
+
+class OutputPathError(RerenderError, ValueError):
+    """An output path cannot be written: missing or read-only folder, or equal to an input."""

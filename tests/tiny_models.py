@@ -1,0 +1,121 @@
+"""Tiny SD1.5-shaped components with random weights, built from configs as diffusers' own tests do.
+
+They have the real architectures (UNet with cross-attention down/up blocks, a ControlNet made from the
+UNet, a KL VAE, a CLIP text encoder, a CLIP BPE tokenizer) at a size that runs in about a second per frame
+on one CPU thread. `save_tiny_pipeline` writes them as a local diffusers folder, so tests load them through
+the same `from_pretrained(local_dir)` path users take with real weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# Byte-level CLIP vocabulary: 256 byte symbols, the same with the end-of-word mark, and two specials.
+TINY_VOCAB_SIZE = 514
+BOS_TOKEN_ID, EOS_TOKEN_ID = 512, 513
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/CLIP's reversible byte → printable-unicode table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(code) for code in codes]
+
+
+def write_tiny_tokenizer_files(folder: Path) -> Path:
+    """Write `vocab.json` and `merges.txt` of a 514-token byte-level CLIP vocabulary into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = _bytes_to_unicode()
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    vocab.update({symbol + "</w>": 256 + index for index, symbol in enumerate(symbols)})
+    vocab["<|startoftext|>"] = BOS_TOKEN_ID
+    vocab["<|endoftext|>"] = EOS_TOKEN_ID
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return folder
+
+
+def make_tiny_components(folder_for_tokenizer: Path, seed: int = 0) -> dict:
+    """Build the tiny components; each is seeded before construction so the weights are reproducible."""
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed + 1)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=32,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    torch.manual_seed(seed + 3)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TINY_VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=BOS_TOKEN_ID,
+            eos_token_id=EOS_TOKEN_ID,
+            pad_token_id=EOS_TOKEN_ID,
+        )
+    )
+    tokenizer_folder = write_tiny_tokenizer_files(folder_for_tokenizer)
+    tokenizer = CLIPTokenizer(
+        str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        "unet": unet,
+        "controlnet": controlnet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
+
+
+def save_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
+    """Save the tiny components as a local diffusers folder (model_index.json + one subfolder each)."""
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline
+
+    components = make_tiny_components(folder / "_tokenizer_source", seed)
+    pipeline = StableDiffusionControlNetImg2ImgPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipeline.save_pretrained(folder)
+    return folder
