@@ -1,0 +1,81 @@
+"""Keyframe selection: uniform, explicit, adaptive; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerender.config import KeyframeConfig
+from rerender.errors import ConfigError
+from rerender.keyframes import adaptive_keyframes, motion_score, select_keyframes, uniform_keyframes
+
+
+def test_uniform():
+    assert uniform_keyframes(25, 10) == [0, 10, 20]
+    assert uniform_keyframes(21, 10) == [0, 10, 20]
+    assert uniform_keyframes(5, 1) == [0, 1, 2, 3, 4]
+    assert uniform_keyframes(7, 7) == [0]
+    assert select_keyframes(30, KeyframeConfig(keyframe_interval=10)) == [0, 10, 20]
+
+
+def test_explicit_list():
+    config = KeyframeConfig(keyframe_mode="explicit", keyframe_indices=(3, 8, 19))
+    assert select_keyframes(20, config) == [3, 8, 19]
+    with pytest.raises(ConfigError, match=r"must lie in \[0, 9\].*\[19\]"):
+        select_keyframes(10, config)
+    with pytest.raises(ConfigError, match="sorted and unique"):
+        KeyframeConfig(keyframe_mode="explicit", keyframe_indices=(5, 3))
+    with pytest.raises(ConfigError, match="at least one"):
+        KeyframeConfig(keyframe_mode="explicit")
+
+
+def test_interval_larger_than_video_is_an_error():
+    with pytest.raises(ConfigError, match=r"keyframe_interval` must be ≤ the number of frames \(12\), got 20"):
+        select_keyframes(12, KeyframeConfig(keyframe_interval=20))
+
+
+def test_adaptive_matches_uniform_count_and_concentrates_on_motion():
+    calm, busy = [0.1] * 30, [8.0] * 10
+    scores = calm + busy + calm  # frames 30..40 move a lot
+    keyframes = adaptive_keyframes(scores, interval=10, min_interval=2, max_interval=40)
+    uniform = uniform_keyframes(len(scores) + 1, 10)
+    assert keyframes[0] == 0
+    assert len(keyframes) <= len(uniform)
+    inside_busy = [k for k in keyframes if 30 <= k <= 40]
+    assert len(inside_busy) >= 2  # uniform puts only 30 and 40 there; adaptive packs more in
+    gaps = np.diff(keyframes)
+    assert gaps.min() >= 2
+
+
+def test_adaptive_constant_motion_is_nearly_uniform():
+    keyframes = adaptive_keyframes([1.0] * 40, interval=10, min_interval=2, max_interval=20)
+    assert len(keyframes) == len(uniform_keyframes(41, 10)) == 5
+    segments = np.diff(keyframes + [40])  # the tail after the last keyframe counts as a segment
+    assert segments.max() - segments.min() <= 1
+
+
+def test_adaptive_respects_min_and_max_interval():
+    scores = [0.0] * 50 + [100.0] * 2 + [0.0] * 50
+    keyframes = adaptive_keyframes(scores, interval=10, min_interval=3, max_interval=15)
+    gaps = np.diff(keyframes + [len(scores)])
+    assert np.diff(keyframes).min() >= 3
+    assert gaps.max() <= 15 + 1
+
+
+def test_adaptive_needs_scores_and_validates_them():
+    config = KeyframeConfig(keyframe_mode="adaptive", keyframe_interval=4)
+    with pytest.raises(ConfigError, match="motion scores"):
+        select_keyframes(10, config)
+    with pytest.raises(ValueError, match="9 items"):
+        select_keyframes(10, config, motion_scores=[1.0] * 5)
+    with pytest.raises(ValueError, match="non-negative"):
+        adaptive_keyframes([1.0, -1.0, 2.0], 2, 1, 4)
+
+
+def test_motion_score_is_flow_percent_plus_occluded_percent():
+    flow = np.zeros((30, 40, 2), np.float32)
+    flow[..., 0] = 5.0  # 5 px on a 50 px diagonal = 10 %
+    occlusion = np.zeros((30, 40), bool)
+    occlusion[:, :4] = True  # 10 % of the frame
+    assert motion_score(flow, occlusion) == pytest.approx(20.0)
+    assert motion_score(np.zeros_like(flow)) == 0.0
