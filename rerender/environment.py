@@ -45,8 +45,20 @@ def weight_search_paths() -> dict[str, str]:
         "huggingface_hub_cache": str(hub_cache),
         "huggingface_offline": str(offline),
         "rerender_home": str(rerender_cache_dir()),
-        "gmflow_checkpoint": str(rerender_cache_dir() / "gmflow_sintel-0c07dcb3.pth"),
+        "gmflow_checkpoint": _gmflow_location(),
     }
+
+
+def _gmflow_location() -> str:
+    try:
+        from rerender.flow import find_gmflow_checkpoint
+
+        found = find_gmflow_checkpoint()
+    except Exception:  # noqa: BLE001 - torch missing or broken: report, do not fail
+        found = None
+    if found is not None:
+        return str(found)
+    return f"not found (put gmflow_sintel-0c07dcb3.pth in {rerender_cache_dir()} or set flow.flow_checkpoint)"
 
 
 def _version(distribution: str) -> str | None:

@@ -13,6 +13,8 @@ __all__ = [
     "InputNotFoundError",
     "VideoReadError",
     "OutputPathError",
+    "FlowInputError",
+    "CheckpointError",
 ]
 
 
@@ -34,3 +36,11 @@ class VideoReadError(RerenderError, ValueError):
 
 class OutputPathError(RerenderError, ValueError):
     """An output path cannot be written: missing or read-only folder, or equal to an input."""
+
+
+class FlowInputError(RerenderError, ValueError):
+    """Frames, flows or masks with the wrong shape, dtype, range, channel order or size."""
+
+
+class CheckpointError(RerenderError, ValueError):
+    """A checkpoint file that cannot be read, or that holds the weights of a different model."""
