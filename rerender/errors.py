@@ -15,6 +15,7 @@ __all__ = [
     "OutputPathError",
     "FlowInputError",
     "CheckpointError",
+    "MissingDependencyError",
 ]
 
 
@@ -44,3 +45,7 @@ class FlowInputError(RerenderError, ValueError):
 
 class CheckpointError(RerenderError, ValueError):
     """A checkpoint file that cannot be read, or that holds the weights of a different model."""
+
+
+class MissingDependencyError(RerenderError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

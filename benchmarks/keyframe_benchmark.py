@@ -1,0 +1,239 @@
+"""Keyframe engine benchmark: RerenderPipeline vs plain diffusers ControlNet img2img, same components.
+
+Full-size SD 1.5 UNet + ControlNet + VAE + CLIP text encoder built from the configs shipped in
+``rerender/assets/sd15-config`` with random weights (no download), 256×256 frames from the bundled demo clip,
+10 DDIM steps, denoising strength 0.75, guidance 7.5, canny control, fp32 on the CPU. In one process:
+
+* ``plain``: diffusers' `StableDiffusionControlNetImg2ImgPipeline`, one call per keyframe, run before, between and
+  after the others: each rerender variant is compared with the mean of the two plain runs around it, so a change
+  of load on a shared machine does not bias the ratios (and a warning says when the plain runs disagree);
+* ``rerender, all constraints``: the anchor then the keyframes with cross-frame attention, shape-aware fusion,
+  pixel-aware fusion (second pass + fidelity encoding) and AdaIN (0.8, 1);
+* ``rerender, pixel-aware off``: the same without pixel-aware fusion (one pass per keyframe).
+
+Reported per variant: wall time per keyframe (the anchor is excluded for rerender and reported apart), peak
+resident memory (sampled every 10 ms) and its increase over the models-loaded baseline, UNet calls per keyframe.
+
+Usage:
+    python benchmarks/keyframe_benchmark.py --threads 2
+    python benchmarks/keyframe_benchmark.py --config-dir <tiny diffusers folder> --size 64 --keyframes 2  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--config-dir", type=Path, default=REPO / "rerender" / "assets" / "sd15-config")
+    parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default 256)")
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps of the full schedule (default 10)")
+    parser.add_argument("--strength", type=float, default=0.75, help="denoising strength (default 0.75)")
+    parser.add_argument("--keyframes", type=int, default=3, help="keyframes after the anchor (default 3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return parser.parse_args()
+
+
+class PeakMemory:
+    """Peak resident set size of this process while the block runs, sampled by a thread."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak = self.process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def release_memory() -> int:
+    """Collect garbage and give freed heap back to the OS so that each variant starts from the same baseline."""
+    import psutil
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+    return psutil.Process().memory_info().rss
+
+
+def build_components(config_dir: Path) -> dict:
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir / "unet"))
+    torch.manual_seed(1)
+    controlnet = ControlNetModel.from_config(ControlNetModel.load_config(config_dir / "controlnet"))
+    torch.manual_seed(2)
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
+    torch.manual_seed(3)
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
+    tokenizer = CLIPTokenizer.from_pretrained(config_dir / "tokenizer")
+    scheduler = DDIMScheduler.from_pretrained(config_dir, subfolder="scheduler")
+    for model in (unet, controlnet, vae, text_encoder):
+        model.eval().requires_grad_(False)
+    return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+
+def read_demo_frames(count: int, size: int):
+    import cv2
+
+    from rerender.video import read_frames
+
+    frames = list(read_frames(REPO / "rerender" / "assets" / "demo.mp4", start=0, end=10 * count, stride=10))
+    return [cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in frames[:count]]
+
+
+def main() -> int:
+    arguments = parse_arguments()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(arguments.threads)
+    torch.set_flush_denormal(True)
+    sys.path.insert(0, str(REPO))
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline
+    from PIL import Image
+
+    from rerender.config import ConstraintConfig
+    from rerender.control import canny
+    from rerender.flow import DISFlowEstimator
+    from rerender.pipeline import RerenderPipeline
+
+    started = time.perf_counter()
+    components = build_components(arguments.config_dir)
+    build_seconds = time.perf_counter() - started
+    frames = read_demo_frames(arguments.keyframes + 1, arguments.size)
+    controls = [canny(frame) for frame in frames]
+    prompt = "a watercolour painting of a woman, best quality, extremely detailed"
+    common = dict(num_inference_steps=arguments.steps, strength=arguments.strength, guidance_scale=7.5)
+
+    plain = StableDiffusionControlNetImg2ImgPipeline(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    ours = RerenderPipeline(**components)
+    for pipeline in (plain, ours):
+        pipeline.set_progress_bar_config(disable=True)
+
+    unet_calls = []
+    components["unet"].register_forward_pre_hook(lambda module, args: unet_calls.append(1))
+
+    with torch.no_grad():
+        # warm-up (oneDNN primitives, allocator) with a short plain run
+        plain(prompt, image=Image.fromarray(frames[0]), control_image=Image.fromarray(controls[0]), controlnet_conditioning_scale=1.0,
+              num_inference_steps=arguments.steps, strength=0.2, generator=torch.Generator().manual_seed(0), output_type="np")
+    baseline = release_memory()
+
+    results = []
+
+    def run_plain(label: str) -> None:
+        release_memory()
+        times, calls = [], []
+        with PeakMemory() as memory, torch.no_grad():
+            for frame, control in zip(frames[1:], controls[1:]):
+                unet_calls.clear()
+                begin = time.perf_counter()
+                plain(prompt, image=Image.fromarray(frame), control_image=Image.fromarray(control), controlnet_conditioning_scale=1.0,
+                      generator=torch.Generator().manual_seed(0), output_type="np", **common)
+                times.append(time.perf_counter() - begin)
+                calls.append(len(unet_calls))
+        results.append(dict(variant=label, seconds=times, anchor_seconds=None, unet_calls=calls, peak=memory.peak))
+        print(f"{label}: {np.mean(times):.1f} s/keyframe {times}, UNet calls {calls}, peak {memory.peak / 2**30:.2f} GiB", flush=True)
+
+    def run_ours(label: str, constraints: ConstraintConfig) -> None:
+        release_memory()
+        unet_calls.clear()
+        with PeakMemory() as memory:
+            rendered = list(
+                ours.render_keyframes(frames, prompt, control_images=controls, flow_estimator=DISFlowEstimator("medium"),
+                                      constraints=constraints, generator=torch.Generator().manual_seed(0), **common)
+            )
+        keyframes = rendered[1:]
+        assert sum(frame.unet_calls for frame in rendered) == len(unet_calls)
+        times = [frame.seconds for frame in keyframes]
+        calls = [frame.unet_calls for frame in keyframes]
+        results.append(dict(variant=label, seconds=times, anchor_seconds=rendered[0].seconds, unet_calls=calls, peak=memory.peak))
+        print(f"{label}: {np.mean(times):.1f} s/keyframe {times} (anchor {rendered[0].seconds:.1f} s), UNet calls {calls}, "
+              f"peak {memory.peak / 2**30:.2f} GiB", flush=True)
+
+    # Each rerender variant is bracketed by plain runs and compared with their mean, so that a change of load on a
+    # shared machine during the benchmark biases no variant.
+    all_on = ConstraintConfig(adain_period=(0.8, 1.0))
+    run_plain("plain diffusers (run 1)")
+    run_ours("rerender, all constraints", all_on)
+    run_plain("plain diffusers (run 2)")
+    run_ours("rerender, pixel-aware off", ConstraintConfig(adain_period=(0.8, 1.0), pixel_fusion_period=None))
+    run_plain("plain diffusers (run 3)")
+
+    plain_runs = [r for r in results if r["variant"].startswith("plain")]
+    plain_peak = max(r["peak"] for r in plain_runs)
+    for position, result in enumerate(results):
+        if result["variant"].startswith("plain"):
+            neighbours = [result]
+        else:
+            neighbours = [results[position - 1], results[position + 1]]
+        result["plain_time"] = float(np.mean([s for r in neighbours for s in r["seconds"]]))
+    plain_time = float(np.mean([s for r in plain_runs for s in r["seconds"]]))
+    print()
+    print(f"UNet + ControlNet + VAE + CLIP from {arguments.config_dir.name} (random weights), {arguments.size}x{arguments.size}, {arguments.steps} steps, "
+          f"strength {arguments.strength}, {arguments.keyframes} keyframes, fp32 CPU, {arguments.threads} threads, "
+          f"models built in {build_seconds:.0f} s, baseline RSS {baseline / 2**30:.2f} GiB")
+    print()
+    print("| variant | time / keyframe (s) | × adjacent plain runs | peak RSS (GiB) | × plain | peak − baseline (GiB) | UNet calls / keyframe |")
+    print("|---|---|---|---|---|---|---|")
+    for result in results:
+        mean_time = float(np.mean(result["seconds"]))
+        print(
+            f"| {result['variant']} | {mean_time:.1f} | {mean_time / result['plain_time']:.2f} | {result['peak'] / 2**30:.2f} | "
+            f"{result['peak'] / plain_peak:.2f} | {(result['peak'] - baseline) / 2**30:.2f} | "
+            f"{'/'.join(map(str, result['unet_calls']))} |"
+        )
+    ours_all = next(r for r in results if r["variant"] == "rerender, all constraints")
+    ours_off = next(r for r in results if r["variant"] == "rerender, pixel-aware off")
+    ratio_all = float(np.mean(ours_all["seconds"])) / ours_all["plain_time"]
+    ratio_off = float(np.mean(ours_off["seconds"])) / ours_off["plain_time"]
+    spread = max(np.mean(r["seconds"]) for r in plain_runs) / min(np.mean(r["seconds"]) for r in plain_runs)
+    if spread > 1.2:
+        print(f"warning: the plain runs differ by {spread:.2f}× (load changed during the benchmark); time ratios are unreliable")
+    memory_ratio = ours_all["peak"] / plain_peak
+    print()
+    print(f"targets: all constraints ≤ 2.1× time: {ratio_all:.2f} ({'met' if ratio_all <= 2.1 else 'MISSED'}); "
+          f"≤ 1.25× peak memory: {memory_ratio:.2f} ({'met' if memory_ratio <= 1.25 else 'MISSED'}); "
+          f"pixel-aware off ≤ 1.15× time: {ratio_off:.2f} ({'met' if ratio_off <= 1.15 else 'MISSED'})")
+    if arguments.json is not None:
+        arguments.json.write_text(json.dumps(dict(results=results, baseline=baseline, plain_time=plain_time), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

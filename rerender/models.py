@@ -1,0 +1,370 @@
+"""Loading the keyframe models: base model, ControlNets, a separate VAE, LoRAs; device and dtype.
+
+Everything resolves through one function, `load_pipeline(model_config, control_configs)`, so YAML, CLI and
+Python share the path. Sources may be:
+
+* a local diffusers folder (``model_index.json``, or a model's ``config.json``);
+* a single ``.safetensors`` / ``.ckpt`` checkpoint (DreamBooth, civitai) in the original Stable Diffusion
+  layout, loaded **offline** with the SD 1.5 configuration folder shipped in ``rerender/assets/sd15-config``
+  (configs and the CLIP tokenizer, no weights; diffusers would otherwise fetch them from the hub);
+* a Hugging Face hub id, taken from the local cache when offline (``HF_HUB_OFFLINE=1``).
+
+LoRAs (diffusers/peft or kohya/A1111 format) are loaded as adapters with their scales, several at once,
+without merging them into the weights. A missing path, or a hub id that cannot be reached, fails with a message
+saying where it looked and how to point to local weights; a ControlNet, VAE or LoRA that does not fit the base
+model fails before anything runs.
+
+Example:
+    >>> from rerender.config import ModelConfig, ControlConfig
+    >>> pipe = load_pipeline(ModelConfig(base_model="models/sd15", vae=None),     # doctest: +SKIP
+    ...                      [ControlConfig(model="models/control_canny")])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.errors import ConfigError, InputNotFoundError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SD15_CONFIG_DIR",
+    "SINGLE_FILE_SUFFIXES",
+    "resolve_device",
+    "resolve_dtype",
+    "load_controlnet",
+    "load_vae",
+    "load_loras",
+    "load_pipeline",
+    "check_controlnet_fits",
+]
+
+SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
+"""Diffusers configs of SD 1.5 (UNet, VAE, CLIP text encoder and tokenizer, DDIM scheduler, ControlNet), no weights:
+the `config=` folder that lets single-file checkpoints load offline."""
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → CUDA if available, then MPS, else CPU; other names are checked and returned.
+
+    Raises:
+        ConfigError: an unknown name, or a device that is not available.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not (device in ("cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device)):
+        raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"`model.device` is {device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
+    """"auto" → float16 on CUDA, float32 elsewhere (half precision is slower than float32 on most CPUs).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if dtype == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in names:
+        raise ConfigError(f"`model.dtype` must be one of 'auto', {', '.join(map(repr, names))}, got {dtype!r}")
+    return names[dtype]
+
+
+# --------------------------------------------------------------------------------------------------------
+# where a source is, and what to say when it is not there
+# --------------------------------------------------------------------------------------------------------
+
+
+def _is_single_file(source: str) -> bool:
+    return Path(source).suffix.lower() in SINGLE_FILE_SUFFIXES
+
+
+def _is_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(source)) and not Path(source).exists() and not _is_single_file(source)
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_local(source: str, key: str) -> Path | None:
+    """The local path of `source`, None for a hub id; raise if it names a path that does not exist."""
+    if _is_hub_id(source):
+        return None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InputNotFoundError(
+            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
+            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
+        )
+    return path
+
+
+def _unreachable(key: str, source: str, error: BaseException) -> InputNotFoundError:
+    offline = (
+        "HF_HUB_OFFLINE is set, so the hub was not contacted"
+        if _offline()
+        else "the hub could not be reached"
+    )
+    return InputNotFoundError(
+        f"`{key}` {source!r} could not be loaded: it is not a local path, it is not in the Hugging Face cache "
+        f"({_hub_cache()!r}), and {offline} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+        f"Download it on a connected machine (`huggingface-cli download {source} --local-dir <folder>`) and pass "
+        "that folder, or point HF_HOME to a cache that holds it"
+    )
+
+
+def _dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """``{"dtype": ...}`` for diffusers that accept it, else the older ``{"torch_dtype": ...}``."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401  (present since `dtype` exists)
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from huggingface_hub import errors as hub_errors
+
+        errors += [
+            getattr(hub_errors, name)
+            for name in ("LocalEntryNotFoundError", "RepositoryNotFoundError", "EntryNotFoundError", "OfflineModeIsEnabled")
+            if hasattr(hub_errors, name)
+        ]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+# --------------------------------------------------------------------------------------------------------
+# components
+# --------------------------------------------------------------------------------------------------------
+
+
+def check_controlnet_fits(unet: torch.nn.Module, controlnet: torch.nn.Module, source: str = "controlnet") -> None:
+    """Raise `ConfigError` unless a ControlNet's residuals fit the UNet (same family, e.g. SD 1.5 with SD 1.5).
+
+    Compares the cross-attention width (768 for SD 1.5, 1024 for SD 2.x), the block widths and the latent
+    channels, which decide whether the residual shapes match.
+    """
+    for name in ("cross_attention_dim", "block_out_channels", "in_channels"):
+        unet_value = unet.config.get(name) if hasattr(unet.config, "get") else getattr(unet.config, name)
+        control_value = controlnet.config.get(name) if hasattr(controlnet.config, "get") else getattr(controlnet.config, name)
+        if isinstance(unet_value, (list, tuple)):
+            unet_value, control_value = tuple(unet_value), tuple(control_value or ())
+        if unet_value != control_value:
+            raise ConfigError(
+                f"ControlNet {source!r} does not fit the base model: its {name} is {control_value!r}, the UNet's is "
+                f"{unet_value!r} (a ControlNet must be made for the same Stable Diffusion version, e.g. SD 1.5)"
+            )
+
+
+def load_controlnet(
+    source: str, dtype: torch.dtype = torch.float32, single_file_config: str | os.PathLike = SD15_CONFIG_DIR / "controlnet"
+):
+    """Load a ControlNet from a local folder, a single file (offline, with `single_file_config`), or a hub id.
+
+    Raises:
+        InputNotFoundError: a missing path, or a hub id that is neither cached nor reachable.
+    """
+    from diffusers import ControlNetModel
+
+    path = _check_local(source, "control.model")
+    try:
+        if path is not None and path.is_file():
+            return ControlNetModel.from_single_file(
+                str(path), config=str(single_file_config), local_files_only=True, **_dtype_argument(dtype)
+            )
+        return ControlNetModel.from_pretrained(str(path) if path is not None else source, **_dtype_argument(dtype))
+    except _hub_errors() as error:
+        if path is not None:
+            raise InputNotFoundError(f"`control.model` {source!r} is not a loadable ControlNet: {error}") from error
+        raise _unreachable("control.model", source, error) from error
+
+
+def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config: str | os.PathLike = SD15_CONFIG_DIR):
+    """Load a VAE (e.g. ``stabilityai/sd-vae-ft-mse``) from a folder, a single file, or a hub id.
+
+    Raises:
+        InputNotFoundError: as `load_controlnet`.
+    """
+    from diffusers import AutoencoderKL
+
+    path = _check_local(source, "model.vae")
+    try:
+        if path is not None and path.is_file():
+            return AutoencoderKL.from_single_file(
+                str(path), config=str(single_file_config), subfolder="vae", local_files_only=True, **_dtype_argument(dtype)
+            )
+        location = str(path) if path is not None else source
+        if path is not None and (path / "vae" / "config.json").is_file():
+            return AutoencoderKL.from_pretrained(location, subfolder="vae", **_dtype_argument(dtype))
+        return AutoencoderKL.from_pretrained(location, **_dtype_argument(dtype))
+    except _hub_errors() as error:
+        if path is not None:
+            raise InputNotFoundError(f"`model.vae` {source!r} is not a loadable VAE: {error}") from error
+        raise _unreachable("model.vae", source, error) from error
+
+
+def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
+    """Load LoRA adapters (diffusers or kohya format) and activate them together with their scales.
+
+    The base weights are not changed (no fusing): ``pipeline.set_adapters(names, weights)`` can re-weight or
+    switch them off later, and ``pipeline.unload_lora_weights()`` removes them.
+
+    Returns:
+        The adapter names, ``lora_0``, ``lora_1``, … in the order given.
+
+    Raises:
+        InputNotFoundError: a missing file or folder, or an unreachable hub id.
+        ConfigError: a LoRA that does not fit the base model (wrong shapes, or no layer in common).
+    """
+    names = []
+    for position, lora in enumerate(loras):
+        key = f"model.loras[{position}].path"
+        name = f"lora_{position}"
+        path = _check_local(lora.path, key)
+        source = str(path) if path is not None else lora.path
+        kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        try:
+            pipeline.load_lora_weights(source, adapter_name=name, **kwargs)
+        except _hub_errors() as error:
+            if path is None:
+                raise _unreachable(key, lora.path, error) from error
+            raise ConfigError(f"`{key}` {lora.path!r} could not be read as a LoRA: {error}") from error
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ConfigError(
+                f"`{key}` {lora.path!r} does not fit the base model (a LoRA must be made for the same Stable "
+                f"Diffusion version): {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from error
+        loaded = {adapter for adapters in pipeline.get_list_adapters().values() for adapter in adapters}
+        if name not in loaded:
+            raise ConfigError(
+                f"`{key}` {lora.path!r} matched no layer of the base model's UNet or text encoder; it is not a "
+                "LoRA for this model (or not a LoRA file)"
+            )
+        names.append(name)
+    if names:
+        pipeline.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+        logger.info("LoRA adapters %s active with scales %s", names, [lora.scale for lora in loras])
+    return names
+
+
+def load_pipeline(
+    model: ModelConfig | None = None,
+    controls: Sequence[ControlConfig] = (ControlConfig(),),
+    *,
+    controlnets: Sequence[torch.nn.Module] | None = None,
+    single_file_config: str | os.PathLike = SD15_CONFIG_DIR,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+):
+    """Build a `RerenderPipeline` from the `model` and `control` sections of the config.
+
+    Args:
+        model: base model, VAE, LoRAs, dtype, device, offload and tiling; None = `ModelConfig()`.
+        controls: one entry per ControlNet; each `ControlConfig.resolved_model` is loaded unless `controlnets`
+            gives the models.
+        controlnets: already loaded ControlNets (skips loading them).
+        single_file_config: the diffusers config folder for single-file checkpoints (default: the shipped SD 1.5).
+        device: overrides `model.device`.
+        dtype: overrides `model.dtype`.
+
+    Returns:
+        The pipeline on its device, LoRAs active, offload/tiling as configured.
+
+    Raises:
+        InputNotFoundError: a missing path or an unreachable hub id (the message says where it looked).
+        ConfigError: a ControlNet, VAE or LoRA that does not fit the base model; bad device or dtype.
+    """
+    from diffusers import DDIMScheduler
+
+    from rerender.pipeline import RerenderPipeline
+
+    model = model if model is not None else ModelConfig()
+    resolved_device = resolve_device(device if device is not None else model.device)
+    resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
+    base_path = _check_local(model.base_model, "model.base_model")
+    for position, control in enumerate(controls):
+        if controlnets is None and control.model is not None:
+            _check_local(control.model, f"control[{position}].model")
+    if model.vae is not None:
+        _check_local(model.vae, "model.vae")
+    for position, lora in enumerate(model.loras):
+        _check_local(lora.path, f"model.loras[{position}].path")
+
+    if controlnets is None:
+        controlnets = [load_controlnet(control.resolved_model, resolved_dtype) for control in controls]
+    controlnet = controlnets[0] if len(controlnets) == 1 else list(controlnets)
+    components = {"controlnet": controlnet}
+    if model.vae is not None:
+        components["vae"] = load_vae(model.vae, resolved_dtype, single_file_config)
+
+    try:
+        if base_path is not None and base_path.is_file():
+            pipeline = RerenderPipeline.from_single_file(
+                str(base_path), config=str(single_file_config), local_files_only=True,
+                **_dtype_argument(resolved_dtype), **components,
+            )
+        else:
+            location = str(base_path) if base_path is not None else model.base_model
+            scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
+            pipeline = RerenderPipeline.from_pretrained(
+                location, scheduler=scheduler, **_dtype_argument(resolved_dtype), **components
+            )
+    except _hub_errors() as error:
+        if base_path is not None:
+            raise InputNotFoundError(f"`model.base_model` {model.base_model!r} is not a loadable model: {error}") from error
+        raise _unreachable("model.base_model", model.base_model, error) from error
+
+    for net, source in zip(pipeline.controlnets, [control.resolved_model for control in controls]):
+        check_controlnet_fits(pipeline.unet, net, source)
+    if pipeline.vae.config.latent_channels != pipeline.unet.config.in_channels:
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not fit the base model: {pipeline.vae.config.latent_channels} latent "
+            f"channels, the UNet takes {pipeline.unet.config.in_channels}"
+        )
+    load_loras(pipeline, model.loras)
+    if model.vae_tiling:
+        pipeline.vae.enable_tiling()
+    if model.cpu_offload:
+        if resolved_device.type == "cpu":
+            logger.warning("`model.cpu_offload` has no effect on the CPU; ignored")
+            pipeline.to(resolved_device)
+        else:
+            pipeline.enable_model_cpu_offload(device=resolved_device)
+    else:
+        pipeline.to(resolved_device)
+    pipeline.set_progress_bar_config(disable=None)
+    return pipeline

@@ -1,0 +1,1214 @@
+"""`RerenderPipeline`: keyframe translation with Stable Diffusion 1.5 + ControlNet under cross-frame constraints.
+
+The keyframe half of Rerender-A-Video (Yang et al., SIGGRAPH Asia 2023, §4.1). The first frame given is the
+*anchor*: it is rendered first and every later keyframe is kept consistent with it and with the keyframe
+before it by
+
+1. cross-frame attention to the anchor and the previous keyframe (`rerender.attention`, paper Eq. 6);
+2. shape-aware fusion of the predicted x̂0 with the flow-warped anchor's, in early steps;
+3. pixel-aware fusion: a second pass blended toward the warped anchor / previous keyframe / first pass
+   composite (Eq. 10), encoded with the fidelity-oriented encoder (Eq. 8–9);
+4. colour-aware AdaIN of x̂0 toward the anchor's statistics, in late steps;
+
+plus colour correction of the inputs, FreeU, and an optional DDIM refinement pass. Every constraint has a
+period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`); the SDEdit start truncates the
+schedule (no UNet call is computed and thrown away), and windows that fall before it act at the first
+executed step (`rerender.fusion.active_steps`).
+
+Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
+wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
+the first pass, computed once); cross-frame attention is found by structure and runs through SDPA or xformers;
+attention references are stored in the compute dtype for the steps and layers that use them; classifier-free
+guidance runs as one batched call; the style-update interval counts keyframes.
+
+Example:
+    >>> from rerender.pipeline import RerenderPipeline                       # doctest: +SKIP
+    >>> pipe = RerenderPipeline.from_pretrained("path/to/sd15-controlnet")   # doctest: +SKIP
+    >>> images = pipe(frames, "a watercolour painting", strength=0.75).images  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionMixin
+from diffusers.loaders import FromSingleFileMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
+from diffusers.models import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+from diffusers.schedulers import DDIMScheduler
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from rerender.attention import CrossFrameAttentionStore, cross_frame_attention
+from rerender.config import ConstraintConfig, ControlConfig, FreeUConfig, RefinementConfig
+from rerender.control import Annotator, make_annotator
+from rerender.errors import ConfigError
+from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
+from rerender.fusion import (
+    active_steps,
+    adain,
+    channel_statistics,
+    composite_references,
+    correct_colors,
+    ddim_update,
+    fidelity_oriented_encode,
+    flat_regions,
+    noise_rescale,
+    pixel_aware_fusion,
+    predict_original,
+    shape_aware_fusion,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RerenderPipeline",
+    "RerenderPipelineOutput",
+    "RenderedFrame",
+    "ConstraintSchedule",
+    "FusionGuidance",
+]
+
+FlowEstimator = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+StepCallback = Callable[["RerenderPipeline", int, int, dict[str, Any]], "dict[str, Any] | None"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# results and per-call state
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RerenderPipelineOutput(BaseOutput):
+    """What `RerenderPipeline.__call__` returns.
+
+    Attributes:
+        images: the rendered frames in input order, the anchor first: ``(T, H, W, 3)`` float in [0, 1] for
+            ``output_type="np"``, ``(T, 3, H, W)`` for ``"pt"``, a list of PIL images for ``"pil"``, or latents
+            ``(T, 4, h, w)`` for ``"latent"``.
+        unet_calls: UNet evaluations spent on each frame (one per denoising step; guidance is batched).
+    """
+
+    images: Any
+    unet_calls: list[int]
+
+
+@dataclass
+class RenderedFrame:
+    """One rendered frame, as `RerenderPipeline.render_keyframes` yields it.
+
+    Attributes:
+        index: position in the `frames` given (0 = the anchor).
+        image: ``(3, H, W)`` float in [0, 1], on the CPU.
+        latents: ``(1, 4, h, w)`` final latents, on the CPU.
+        unet_calls: UNet evaluations spent on this frame.
+        seconds: wall time spent on this frame.
+        resume_state: what `render_keyframes(..., resume=...)` needs to continue after this frame (CPU tensors:
+            the previous keyframe's input, render and attention references, the generator state); save it
+            with `torch.save`. Holds the references, so drop it once saved.
+    """
+
+    index: int
+    image: torch.Tensor
+    latents: torch.Tensor
+    unet_calls: int
+    seconds: float
+    resume_state: dict[str, Any] | None = None
+
+    @property
+    def is_anchor(self) -> bool:
+        return self.index == 0
+
+
+@dataclass(frozen=True)
+class ConstraintSchedule:
+    """The executed DDIM steps of one sampling schedule and the steps at which each constraint acts.
+
+    Step ``i`` is an index into the *full* schedule of ``len(timesteps)`` steps (0 = noisiest); the executed
+    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention.
+
+    Attributes:
+        timesteps: the full schedule's timesteps, noisiest first.
+        alphas: ᾱ at each step's timestep.
+        alphas_next: ᾱ at the timestep each step moves to (the final ᾱ after the last step).
+        first_step: the first executed step.
+        cross_attention, shape_fusion, pixel_fusion, adain: the steps at which each constraint acts.
+    """
+
+    timesteps: tuple[int, ...]
+    alphas: tuple[float, ...]
+    alphas_next: tuple[float, ...]
+    first_step: int
+    cross_attention: frozenset[int]
+    shape_fusion: frozenset[int]
+    pixel_fusion: frozenset[int]
+    adain: frozenset[int]
+
+    @property
+    def steps(self) -> list[int]:
+        """The executed steps, in order."""
+        return list(range(self.first_step, len(self.timesteps)))
+
+    @property
+    def second_pass_start(self) -> int | None:
+        """The first pixel-aware step, where the second pass starts; None when pixel-aware fusion is off."""
+        return min(self.pixel_fusion) if self.pixel_fusion else None
+
+    def unet_calls(self, is_anchor: bool) -> int:
+        """UNet evaluations this schedule costs for the anchor or for a keyframe (two passes share a prefix)."""
+        calls = len(self.steps)
+        if not is_anchor and self.second_pass_start is not None:
+            calls += len(self.timesteps) - self.second_pass_start
+        return calls
+
+
+@dataclass
+class FusionGuidance:
+    """What the flows say about one keyframe: the warps and masks shape- and pixel-aware fusion use.
+
+    Masks of occlusion are 1 where a warped reference is *not* trusted; "trusted" masks the opposite.
+
+    Attributes:
+        latent_flow: flow current → anchor on the latent grid, ``(1, 2, h, w)``.
+        anchor_trusted: latent cells the anchor's warp is trusted in, ``(1, 1, h, w)``.
+        warped_anchor: the rendered anchor warped to this frame, ``(1, 3, H, W)`` in [0, 1].
+        anchor_occlusion: soft occlusion of that warp, ``(1, 1, H, W)``.
+        warped_previous, previous_occlusion: the same for the previous keyframe.
+        fusion_weight: pixel-aware weight w = trusted-in-either × mask strength, ``(1, 1, h, w)``.
+        fusion_rescale: the noise rescale r for that weight, ``(1, 1, h, w)``.
+        target: the fidelity-encoded fusion target (set after the first pass), ``(1, 4, h, w)``.
+    """
+
+    latent_flow: torch.Tensor | None = None
+    anchor_trusted: torch.Tensor | None = None
+    warped_anchor: torch.Tensor | None = None
+    anchor_occlusion: torch.Tensor | None = None
+    warped_previous: torch.Tensor | None = None
+    previous_occlusion: torch.Tensor | None = None
+    fusion_weight: torch.Tensor | None = None
+    fusion_rescale: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+
+
+@dataclass
+class _Reference:
+    """A rendered frame other keyframes are made consistent with."""
+
+    frame: torch.Tensor  # (1, 3, H, W) input frame in [0, 1]
+    rendered: torch.Tensor  # (1, 3, H, W) rendered image in [0, 1]
+    originals: dict[int, torch.Tensor] = field(default_factory=dict)  # timestep → x̂0 (shape-aware fusion)
+    statistics: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # timestep → (μ, σ)
+
+
+@dataclass
+class _NoiseBank:
+    """The noise one frame uses: SDEdit start, pixel-aware targets, refinement; identical per keyframe by default."""
+
+    initial: torch.Tensor
+    fusion: dict[int, torch.Tensor]
+    refinement_initial: torch.Tensor | None
+    refinement_fusion: dict[int, torch.Tensor]
+
+
+@dataclass
+class _RenderState:
+    """Everything fixed for one call, plus the references that grow as frames are rendered."""
+
+    prompt_embeds: torch.Tensor
+    guidance_scale: float
+    schedule: ConstraintSchedule
+    refinement_schedule: ConstraintSchedule | None
+    constraints: ConstraintConfig
+    annotators: list[Annotator | None]
+    control_images: list[list[Any]] | None
+    conditioning_scales: list[float]
+    flow_estimator: FlowEstimator | None
+    store: CrossFrameAttentionStore
+    same_noise: bool
+    generator: torch.Generator
+    generator_state: torch.Tensor
+    callback: StepCallback | None
+    anchor: _Reference | None = None
+    previous: _Reference | None = None
+    unet_calls: int = 0
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self.guidance_scale > 1.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# the pipeline
+# --------------------------------------------------------------------------------------------------------
+
+
+class RerenderPipeline(
+    DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, FromSingleFileMixin
+):
+    """Rerender-A-Video keyframe translation: SD 1.5 + ControlNet(s) with hierarchical cross-frame constraints.
+
+    A diffusers pipeline: ``from_pretrained(hub id or local folder)``, ``from_single_file(checkpoint,
+    config=<config folder>, controlnet=...)``, ``load_lora_weights``/``set_adapters``, ``load_textual_inversion``,
+    ``enable_model_cpu_offload``, ``enable_vae_tiling``/``enable_vae_slicing``, ``enable_freeu`` all work as in
+    Stable Diffusion pipelines. The constructor never downloads and never modifies its components; the
+    attention processors and FreeU factors a call installs are restored when it ends.
+
+    Args:
+        vae: the autoencoder.
+        text_encoder: the CLIP text encoder.
+        tokenizer: the CLIP tokenizer.
+        unet: the denoiser.
+        controlnet: one ControlNet, or several (a list/tuple or a `MultiControlNetModel`).
+        scheduler: a `DDIMScheduler` (the method is defined on deterministic DDIM); another scheduler is
+            replaced by a DDIM scheduler built from its configuration.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components: list[str] = []
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        controlnet: ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel, ...] | MultiControlNetModel,
+        scheduler: DDIMScheduler,
+    ) -> None:
+        super().__init__()
+        if isinstance(controlnet, (list, tuple)):
+            controlnet = controlnet[0] if len(controlnet) == 1 else MultiControlNetModel(controlnet)
+        if scheduler is not None and not isinstance(scheduler, DDIMScheduler):
+            # The constraints are defined on deterministic DDIM: use a DDIM scheduler with the same noise schedule.
+            logger.info("using DDIMScheduler with the configuration of the given %s", type(scheduler).__name__)
+            scheduler = DDIMScheduler.from_config(scheduler.config)
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+
+    # ----------------------------------------------------------------------------------------------------
+    # properties
+    # ----------------------------------------------------------------------------------------------------
+
+    @property
+    def controlnets(self) -> list[ControlNetModel]:
+        """The ControlNets, as a list (one entry for a single ControlNet)."""
+        if isinstance(self.controlnet, MultiControlNetModel):
+            return list(self.controlnet.nets)
+        return [self.controlnet]
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE factor times the UNet's downsampling."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    # ----------------------------------------------------------------------------------------------------
+    # the call
+    # ----------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
+        prompt: str,
+        negative_prompt: str | None = None,
+        *,
+        control_images: Sequence[Any] | None = None,
+        controls: Sequence[ControlConfig] | None = None,
+        controlnet_conditioning_scale: float | Sequence[float] | None = None,
+        flow_estimator: FlowEstimator | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 7.5,
+        strength: float = 0.75,
+        constraints: ConstraintConfig | None = None,
+        refinement: RefinementConfig | None = None,
+        same_noise_per_keyframe: bool = True,
+        generator: torch.Generator | None = None,
+        output_type: Literal["np", "pt", "pil", "latent"] = "np",
+        callback_on_step_end: StepCallback | None = None,
+    ) -> RerenderPipelineOutput:
+        """Render ``frames[0]`` as the anchor, then ``frames[1:]`` as keyframes in order.
+
+        The steps are those of `render_keyframes`, which renders one frame at a time (use it to stream or
+        stop early); this call collects its frames:
+
+        1. check the inputs (before any model work);
+        2. prepare the control annotators (or the precomputed maps);
+        3. encode the prompt (negative and positive in one batch for classifier-free guidance);
+        4. prepare the schedule (SDEdit-truncated steps, the steps each constraint acts at) and the flow estimator;
+        5. install cross-frame attention and FreeU for this call;
+        6. render the anchor, recording its references (`render_anchor`); then each keyframe
+           (`render_keyframe`): flow from the anchor and the previous keyframe, pass A (direct), the
+           pixel-aware target, pass B (fused), decoding (and refinement), the style update.
+
+        Args:
+            frames: the anchor then the keyframes: RGB uint8 ``(T, H, W, 3)`` (array or list of arrays) or a
+                float tensor ``(T, 3, H, W)`` in [0, 1]. Sides must be multiples of `size_multiple` (64 for SD).
+            prompt: what the frames should look like (truncated to the tokenizer's length with a warning).
+            negative_prompt: what to steer away from; None = empty.
+            control_images: precomputed control maps, one sequence of T maps per ControlNet (a single sequence
+                is accepted with one ControlNet); maps are RGB uint8 ``(H, W, 3)`` or float ``(3, H, W)`` in
+                [0, 1]. None computes them with `controls`' annotators.
+            controls: one `ControlConfig` per ControlNet (annotator and strength); None = canny, strength 1.
+            controlnet_conditioning_scale: per-ControlNet strengths; overrides `controls`' strengths.
+            flow_estimator: ``estimator(source, target) → (forward, backward)`` flows (see `rerender.flow`);
+                None loads the default (`rerender.flow.load_flow_estimator("auto")`) when a fusion needs it.
+            num_inference_steps: DDIM steps of the full schedule (official 20).
+            guidance_scale: classifier-free guidance; ≤ 1 turns it off.
+            strength: SDEdit denoising strength in [0, 1]: the fraction of the schedule run (1 = from noise).
+            constraints: the cross-frame constraints; None = `ConstraintConfig()` (the official defaults).
+            refinement: re-noise each rendered frame part-way and denoise it again under the same constraints;
+                None = off.
+            same_noise_per_keyframe: every frame starts from the same noise, as in the official code.
+            generator: seeds all noise; None draws a seed.
+            output_type: "np", "pt", "pil" or "latent".
+            callback_on_step_end: ``callback(pipe, step, timestep, kwargs)`` after every UNet step, with
+                ``kwargs`` holding ``latents``, ``predicted_original`` (after the constraints),
+                ``raw_predicted_original``, ``frame_index`` and ``pass_name`` ("anchor", "direct", "fused",
+                "refine"); returning ``{"latents": ...}`` replaces the latents.
+
+        Returns:
+            `RerenderPipelineOutput` with the frames in input order (anchor first) and the UNet calls per frame.
+
+        Raises:
+            ConfigError: invalid frames, strength, periods, control maps, or a too small number of frames.
+        """
+        if output_type not in ("np", "pt", "pil", "latent"):
+            raise ConfigError(f"`output_type` must be 'np', 'pt', 'pil' or 'latent', got {output_type!r}")
+        rendered = []
+        for frame in self.render_keyframes(
+            frames,
+            prompt,
+            negative_prompt,
+            control_images=control_images,
+            controls=controls,
+            controlnet_conditioning_scale=controlnet_conditioning_scale,
+            flow_estimator=flow_estimator,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+            constraints=constraints,
+            refinement=refinement,
+            same_noise_per_keyframe=same_noise_per_keyframe,
+            generator=generator,
+            callback_on_step_end=callback_on_step_end,
+        ):
+            frame.resume_state = None  # it holds the attention references: not needed once the frame is collected
+            rendered.append(frame)
+        self.maybe_free_model_hooks()
+        return RerenderPipelineOutput(
+            images=self._format_output(rendered, output_type), unet_calls=[frame.unet_calls for frame in rendered]
+        )
+
+    @torch.no_grad()
+    def render_keyframes(
+        self,
+        frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
+        prompt: str,
+        negative_prompt: str | None = None,
+        *,
+        control_images: Sequence[Any] | None = None,
+        controls: Sequence[ControlConfig] | None = None,
+        controlnet_conditioning_scale: float | Sequence[float] | None = None,
+        flow_estimator: FlowEstimator | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 7.5,
+        strength: float = 0.75,
+        constraints: ConstraintConfig | None = None,
+        refinement: RefinementConfig | None = None,
+        same_noise_per_keyframe: bool = True,
+        generator: torch.Generator | None = None,
+        callback_on_step_end: StepCallback | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> Iterator[RenderedFrame]:
+        """Render the anchor, then each keyframe, yielding each frame as soon as it is done.
+
+        The arguments are those of `__call__`, plus `resume`. Inputs are checked when the first frame is
+        requested. The attention processors and FreeU factors are installed until the generator finishes or is
+        closed; stop early with ``generator.close()`` (or ``contextlib.closing``) to restore them at once.
+
+        Resuming: pass the same frames, prompt, settings and seed, and ``resume=`` the `RenderedFrame.resume_state`
+        of the last finished frame (with ``"next_index"`` set to the index to continue at, or without it to
+        continue after that frame). The anchor is rendered again (deterministic, not yielded) to rebuild its
+        references; the previous keyframe's references come from the saved state; rendering continues at
+        ``next_index`` exactly as the uninterrupted run would have.
+
+        Yields:
+            `RenderedFrame`, in input order (from ``next_index`` when resuming).
+        """
+        # 1. Check inputs, before any model work
+        frames = self.check_inputs(
+            frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
+            num_inference_steps, guidance_scale, strength, constraints, refinement,
+        )
+        constraints = constraints if constraints is not None else ConstraintConfig()
+        device = self._execution_device
+        next_index = self._check_resume(resume, frames)
+        if next_index >= len(frames):
+            return
+
+        # 2. Prepare control maps: annotators (which may need the `annotators` extra) or the precomputed maps
+        controls = list(controls) if controls is not None else [ControlConfig() for _ in self.controlnets]
+        annotators = [None] * len(controls) if control_images is not None else [make_annotator(c) for c in controls]
+        if controlnet_conditioning_scale is None:
+            conditioning_scales = [control.strength for control in controls]
+        elif isinstance(controlnet_conditioning_scale, (int, float)):
+            conditioning_scales = [float(controlnet_conditioning_scale)] * len(self.controlnets)
+        else:
+            conditioning_scales = [float(scale) for scale in controlnet_conditioning_scale]
+
+        # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance
+        prompt_embeds = self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1.0)
+
+        # 4. Prepare the schedule (SDEdit-truncated steps, the steps each constraint acts at) and the flow estimator
+        schedule = self.prepare_schedule(num_inference_steps, strength, constraints)
+        refinement_schedule = None
+        if refinement is not None:
+            refinement_steps = refinement.refinement_steps or num_inference_steps
+            refinement_schedule = self.prepare_schedule(refinement_steps, refinement.refinement_strength, constraints)
+        needs_flow = bool(schedule.shape_fusion or schedule.pixel_fusion)
+        if refinement_schedule is not None:
+            needs_flow = needs_flow or bool(refinement_schedule.shape_fusion or refinement_schedule.pixel_fusion)
+        if needs_flow and flow_estimator is None and len(frames) > 1:
+            flow_estimator = load_flow_estimator("auto")
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        state = _RenderState(
+            prompt_embeds=prompt_embeds,
+            guidance_scale=guidance_scale,
+            schedule=schedule,
+            refinement_schedule=refinement_schedule,
+            constraints=constraints,
+            annotators=annotators,
+            control_images=self._per_controlnet(control_images),
+            conditioning_scales=conditioning_scales,
+            flow_estimator=flow_estimator,
+            store=CrossFrameAttentionStore(),
+            same_noise=same_noise_per_keyframe,
+            generator=generator,
+            generator_state=generator.get_state(),
+            callback=callback_on_step_end,
+        )
+        logger.info(
+            "rendering %d frames at %dx%d: steps %d-%d of %d, second pass from step %s",
+            len(frames), frames[0].shape[-1], frames[0].shape[-2], schedule.first_step, num_inference_steps - 1,
+            num_inference_steps, schedule.second_pass_start,
+        )
+
+        # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
+        loose = constraints.loose_cross_frame_attention
+        with cross_frame_attention(self.unet, state.store, loose=loose), self._freeu_installed(constraints.freeu):
+            # 6. Render the anchor (recording its references), then each keyframe in order
+            for index, frame in enumerate(frames):
+                if 0 < index < next_index:
+                    continue  # rendered by the run being resumed
+                started, calls_before = time.perf_counter(), state.unet_calls
+                if index == 0:
+                    latents, image = self.render_anchor(state, frame)
+                    if next_index > 0:
+                        self._restore(state, resume)
+                        continue
+                else:
+                    latents, image = self.render_keyframe(state, index, frame)
+                yield RenderedFrame(
+                    index=index,
+                    image=image[0].float().cpu(),
+                    latents=latents.cpu(),
+                    unet_calls=state.unet_calls - calls_before,
+                    seconds=time.perf_counter() - started,
+                    resume_state=self._resume_state(state, index),
+                )
+            state.store.clear()
+
+    # ----------------------------------------------------------------------------------------------------
+    # rendering one frame
+    # ----------------------------------------------------------------------------------------------------
+
+    def render_anchor(self, state: _RenderState, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render the anchor and record its references (attention features, x̂0, x̂0 statistics).
+
+        Returns:
+            ``(latents, image)``: ``(1, 4, h, w)`` and ``(1, 3, H, W)`` in [0, 1].
+        """
+        schedule = state.schedule
+        state.anchor = _Reference(frame=frame, rendered=frame)  # `rendered` is set once decoded
+        noise = self._draw_noise(state)
+        control = self.prepare_control_image(state, 0, frame)
+
+        # a. Encode the frame and noise it to the first executed step (SDEdit)
+        latents, direction = self.prepare_latents(frame, schedule, noise.initial)
+
+        # b. Denoise, recording the references for the keyframes
+        latents, _, _ = self.denoise(
+            state, schedule, latents, direction, schedule.steps, control,
+            frame_index=0, pass_name="anchor", attend=False, record_into="anchor", record_steps=schedule.cross_attention,
+        )
+
+        # c. Optionally refine (without references: the anchor has none); decode
+        if state.refinement_schedule is not None:
+            latents = self.refine(state, latents, control, noise, frame_index=0, guidance=None)
+        image = self.decode_latents(latents)
+        state.anchor.rendered = image
+        state.previous = state.anchor
+        return latents, image
+
+    def render_keyframe(self, state: _RenderState, index: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render one keyframe consistent with the anchor and the previous keyframe.
+
+        Returns:
+            ``(latents, image)``: ``(1, 4, h, w)`` and ``(1, 3, H, W)`` in [0, 1].
+        """
+        schedule, constraints, store = state.schedule, state.constraints, state.store
+        noise = self._draw_noise(state)
+        control = self.prepare_control_image(state, index, frame)
+        keyframe_number = index - 1  # 0 for the first keyframe after the anchor
+        interval = constraints.style_update_interval
+        update_style = interval is not None and keyframe_number % interval == 0
+        second_pass_start = schedule.second_pass_start
+
+        # a. Colour-correct the input toward the rendered anchor (unless colours are preserved); encode; noise
+        sdedit_input = frame if constraints.color_preserve else self._color_corrected(frame, state.anchor.rendered)
+        latents, direction = self.prepare_latents(sdedit_input, schedule, noise.initial)
+
+        # b. Flow from the anchor and the previous keyframe: warps and masks for shape- and pixel-aware fusion
+        guidance = self.prepare_fusion_guidance(state, frame)
+
+        # c. Pass A, direct: cross-frame attention, AdaIN, shape-aware fusion; keep the state where pass B starts
+        record_before = {s for s in schedule.cross_attention if second_pass_start is None or s < second_pass_start}
+        latents_a, _, resume = self.denoise(
+            state, schedule, latents, direction, schedule.steps, control, guidance=guidance,
+            frame_index=index, pass_name="direct", record_into="pending" if update_style else None,
+            record_steps=record_before, resume_at=second_pass_start,
+        )
+
+        # d. Pass B, fused: the pixel-aware target (Eq. 10), fidelity-encoded (Eq. 8–9), blended in (Eq. 11)
+        if second_pass_start is not None and resume is not None:
+            direct = self.decode_latents(latents_a)
+            target_image = composite_references(
+                direct, guidance.warped_anchor, guidance.anchor_occlusion, guidance.warped_previous, guidance.previous_occlusion
+            )
+            guidance.target = self.encode_fusion_target(target_image, constraints)
+            latents, direction = resume
+            record_after = {s for s in schedule.cross_attention if s >= second_pass_start}
+            latents, _, _ = self.denoise(
+                state, schedule, latents, direction, [s for s in schedule.steps if s >= second_pass_start], control,
+                guidance=guidance, fusion_noise=noise.fusion, frame_index=index, pass_name="fused",
+                record_into="pending" if update_style else None, record_steps=record_after,
+            )
+        else:
+            latents = latents_a
+
+        # e. Optionally refine under the same constraints (still against the previous keyframe); decode
+        if state.refinement_schedule is not None:
+            latents = self.refine(state, latents, control, noise, frame_index=index, guidance=guidance)
+        image = self.decode_latents(latents)
+
+        # f. Style update: this keyframe's attention features become the "previous" references
+        if update_style:
+            store.commit_pending()
+        else:
+            store.discard_pending()
+        state.previous = _Reference(frame=frame, rendered=image)
+        return latents, image
+
+    def refine(
+        self,
+        state: _RenderState,
+        latents: torch.Tensor,
+        control: list[torch.Tensor],
+        noise: _NoiseBank,
+        frame_index: int,
+        guidance: FusionGuidance | None,
+    ) -> torch.Tensor:
+        """DDIM refinement: re-noise rendered latents to an intermediate step (DDPM forward), denoise them back.
+
+        The constraints act as in the main passes, on the refinement schedule's steps; cross-frame attention,
+        shape-aware fusion and AdaIN use the anchor's references where the refinement's timesteps coincide
+        with the main schedule's (always, when both have the same number of steps).
+
+        Returns:
+            The refined latents.
+        """
+        schedule = state.refinement_schedule
+        if not schedule.steps:
+            return latents
+        alpha = schedule.alphas[schedule.first_step]
+        direction = (1.0 - alpha) ** 0.5 * noise.refinement_initial
+        latents = alpha**0.5 * latents + direction
+        latents, _, _ = self.denoise(
+            state, schedule, latents, direction, schedule.steps, control, guidance=guidance,
+            fusion_noise=noise.refinement_fusion if guidance is not None and guidance.target is not None else None,
+            frame_index=frame_index, pass_name="refine", attend=guidance is not None,
+        )
+        return latents
+
+    # ----------------------------------------------------------------------------------------------------
+    # the denoising loop
+    # ----------------------------------------------------------------------------------------------------
+
+    def denoise(
+        self,
+        state: _RenderState,
+        schedule: ConstraintSchedule,
+        latents: torch.Tensor,
+        direction: torch.Tensor,
+        steps: Sequence[int],
+        control: list[torch.Tensor],
+        *,
+        frame_index: int,
+        pass_name: str,
+        guidance: FusionGuidance | None = None,
+        fusion_noise: dict[int, torch.Tensor] | None = None,
+        attend: bool = True,
+        record_into: Literal["anchor", "pending"] | None = None,
+        record_steps: set[int] | frozenset[int] = frozenset(),
+        resume_at: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Run DDIM steps with the constraints the schedule switches on at each step.
+
+        Per step: pixel-aware fusion of x_t (when a target and fusion noise are given), the UNet with
+        ControlNet residuals and batched guidance, cross-frame attention (the anchor records instead), then on
+        x̂0 the AdaIN and shape-aware fusion (keyframes), then the DDIM update.
+
+        Args:
+            state: the call's state.
+            schedule: the schedule `steps` index.
+            latents: x_t at the first step.
+            direction: its noise term d (for pixel-aware fusion).
+            steps: the steps to run, in order.
+            control: control images, one per ControlNet, batched for guidance.
+            frame_index: for the callback.
+            pass_name: for the callback and the progress bar.
+            guidance: the keyframe's warps and masks; None for the anchor.
+            fusion_noise: step → noise for the pixel-aware target; None turns pixel-aware fusion off.
+            attend: use cross-frame attention at the schedule's cross-attention steps (off for the anchor).
+            record_into: where attention features go at `record_steps` ("anchor" also records x̂0 and its
+                statistics for shape-aware fusion and AdaIN).
+            record_steps: the steps that record.
+            resume_at: also return ``(x_t, d)`` as they are when this step begins (pass B resumes there).
+
+        Returns:
+            ``(latents, direction, resume)``.
+        """
+        store, anchor = state.store, state.anchor
+        is_anchor = record_into == "anchor"
+        resume = None
+        with self.progress_bar(total=len(steps)) as progress:
+            progress.set_description(f"frame {frame_index} {pass_name}")
+            for step in steps:
+                timestep = schedule.timesteps[step]
+                alpha, alpha_next = schedule.alphas[step], schedule.alphas_next[step]
+                if step == resume_at:
+                    resume = (latents.clone(), direction.clone())
+
+                # pixel-aware fusion toward the encoded target, before the UNet call
+                if fusion_noise is not None and step in schedule.pixel_fusion and guidance.target is not None:
+                    latents = pixel_aware_fusion(
+                        latents, direction, guidance.target, fusion_noise[step], alpha,
+                        guidance.fusion_weight, guidance.fusion_rescale,
+                    )
+
+                # UNet (+ ControlNet), cross-frame attention switched by the store
+                in_window = step in schedule.cross_attention
+                store.set_step(
+                    timestep,
+                    record=record_into if (in_window and step in record_steps) else None,
+                    attend=in_window and attend,
+                )
+                model_output = self.predict_noise(state, latents, timestep, control)
+                store.idle()
+                original, noise = predict_original(latents, model_output, alpha, self.scheduler.config.prediction_type)
+                raw_original = original
+
+                # the anchor keeps x̂0 and its statistics; keyframes are pulled toward them
+                if is_anchor:
+                    if step in schedule.shape_fusion:
+                        anchor.originals[timestep] = original
+                    if step in schedule.adain:
+                        anchor.statistics[timestep] = channel_statistics(original)
+                elif guidance is not None:
+                    if step in schedule.adain and timestep in anchor.statistics:
+                        original = adain(original, *anchor.statistics[timestep])
+                    if step in schedule.shape_fusion and timestep in anchor.originals and guidance.latent_flow is not None:
+                        warped = warp(anchor.originals[timestep], guidance.latent_flow.to(original.dtype), mode="nearest")
+                        original = shape_aware_fusion(original, warped, guidance.anchor_trusted)
+
+                latents, direction = ddim_update(original, noise, alpha_next)
+
+                if state.callback is not None:
+                    outputs = state.callback(
+                        self, step, timestep,
+                        {
+                            "latents": latents,
+                            "predicted_original": original,
+                            "raw_predicted_original": raw_original,
+                            "frame_index": frame_index,
+                            "pass_name": pass_name,
+                        },
+                    )
+                    if outputs and "latents" in outputs:
+                        latents = outputs["latents"]
+                progress.update()
+        return latents, direction, resume
+
+    def predict_noise(
+        self, state: _RenderState, latents: torch.Tensor, timestep: int, control: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """One UNet evaluation with ControlNet residuals and classifier-free guidance in a single batch.
+
+        Shape:
+            - latents: (1, 4, h, w)
+            - Output: (1, 4, h, w), the guided model output
+        """
+        state.unet_calls += 1
+        model_input = torch.cat([latents] * 2) if state.do_classifier_free_guidance else latents
+        model_input = self.scheduler.scale_model_input(model_input, timestep)
+        timestep_tensor = torch.tensor(timestep, device=latents.device)
+        if isinstance(self.controlnet, MultiControlNetModel):
+            controlnet_cond, conditioning_scale = control, state.conditioning_scales
+        else:
+            controlnet_cond, conditioning_scale = control[0], state.conditioning_scales[0]
+        down_residuals, mid_residual = self.controlnet(
+            model_input,
+            timestep_tensor,
+            encoder_hidden_states=state.prompt_embeds,
+            controlnet_cond=controlnet_cond,
+            conditioning_scale=conditioning_scale,
+            guess_mode=False,
+            return_dict=False,
+        )
+        output = self.unet(
+            model_input,
+            timestep_tensor,
+            encoder_hidden_states=state.prompt_embeds,
+            down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual,
+            return_dict=False,
+        )[0]
+        if state.do_classifier_free_guidance:
+            unconditional, conditional = output.chunk(2)
+            output = unconditional + state.guidance_scale * (conditional - unconditional)
+        return output
+
+    # ----------------------------------------------------------------------------------------------------
+    # lifecycle steps
+    # ----------------------------------------------------------------------------------------------------
+
+    def check_inputs(
+        self,
+        frames: Any,
+        prompt: Any,
+        negative_prompt: Any,
+        control_images: Any,
+        controls: Any,
+        controlnet_conditioning_scale: Any,
+        num_inference_steps: Any,
+        guidance_scale: Any,
+        strength: Any,
+        constraints: Any,
+        refinement: Any,
+    ) -> list[torch.Tensor]:
+        """Validate every argument before any model work; return the frames as ``(1, 3, H, W)`` tensors in [0, 1].
+
+        Raises:
+            ConfigError: the first invalid argument, named with its value and what is valid.
+        """
+        if not isinstance(prompt, str):
+            raise ConfigError(f"`prompt` must be a string, got {type(prompt).__name__}")
+        if negative_prompt is not None and not isinstance(negative_prompt, str):
+            raise ConfigError(f"`negative_prompt` must be a string or None, got {type(negative_prompt).__name__}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ConfigError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
+        if not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise ConfigError(f"`strength` must be in [0, 1] (1 = start from pure noise), got {strength!r}")
+        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+            raise ConfigError(f"`guidance_scale` must be ≥ 0 (≤ 1 turns guidance off), got {guidance_scale!r}")
+        if constraints is not None and not isinstance(constraints, ConstraintConfig):
+            raise ConfigError(f"`constraints` must be a rerender.config.ConstraintConfig or None, got {type(constraints).__name__}")
+        if refinement is not None and not isinstance(refinement, RefinementConfig):
+            raise ConfigError(f"`refinement` must be a rerender.config.RefinementConfig or None, got {type(refinement).__name__}")
+        if constraints is not None:
+            for name in ("cross_frame_attention_period", "shape_fusion_period", "pixel_fusion_period", "adain_period"):
+                try:
+                    active_steps(getattr(constraints, name), num_inference_steps)
+                except ConfigError as error:
+                    raise ConfigError(f"`constraints.{name}`: {error}") from None
+
+        frames = self._frames_as_tensors(frames)
+        height, width = frames[0].shape[-2:]
+        multiple = self.size_multiple
+        if height % multiple or width % multiple:
+            raise ConfigError(
+                f"`frames` must have sides that are multiples of {multiple} (VAE × UNet downsampling), got {width}×{height}; "
+                "resize them (rerender.video.read_frames rounds to video.size_multiple)"
+            )
+
+        count = len(self.controlnets)
+        if controls is not None:
+            if len(controls) != count or not all(isinstance(control, ControlConfig) for control in controls):
+                raise ConfigError(f"`controls` must hold one ControlConfig per ControlNet ({count}), got {list(controls)!r}")
+            if control_images is None and any(control.type == "precomputed" for control in controls):
+                raise ConfigError(
+                    "`control_images` must be given when a control is 'precomputed' "
+                    "(read them with rerender.control.load_control_maps)"
+                )
+        if controlnet_conditioning_scale is not None and not isinstance(controlnet_conditioning_scale, (int, float)):
+            if len(controlnet_conditioning_scale) != count:
+                raise ConfigError(
+                    f"`controlnet_conditioning_scale` must hold one strength per ControlNet ({count}), "
+                    f"got {list(controlnet_conditioning_scale)!r}"
+                )
+        if control_images is not None:
+            per_controlnet = self._per_controlnet(control_images)
+            if len(per_controlnet) != count:
+                raise ConfigError(
+                    f"`control_images` must hold one sequence of maps per ControlNet ({count}), got {len(per_controlnet)}"
+                )
+            for net, maps in enumerate(per_controlnet):
+                if len(maps) != len(frames):
+                    raise ConfigError(
+                        f"`control_images[{net}]` must hold one map per frame ({len(frames)}), got {len(maps)}"
+                    )
+                for position, control_map in enumerate(maps):
+                    map_height, map_width = self._map_size(control_map)
+                    if (map_height, map_width) != (height, width):
+                        raise ConfigError(
+                            f"`control_images[{net}][{position}]` is {map_width}×{map_height}, "
+                            f"expected the frame size {width}×{height}"
+                        )
+        return frames
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool
+    ) -> torch.Tensor:
+        """CLIP text embeddings, ``[negative; positive]`` when guidance is on.
+
+        A prompt longer than the tokenizer allows is truncated with a warning, as in diffusers.
+        Textual-inversion tokens are expanded.
+
+        Shape:
+            - Output: (2, L, D) with guidance, (1, L, D) without
+        """
+        def embed(text: str) -> torch.Tensor:
+            if isinstance(self, TextualInversionLoaderMixin):
+                text = self.maybe_convert_prompt(text, self.tokenizer)
+            max_length = self.tokenizer.model_max_length
+            tokens = self.tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+            untruncated = self.tokenizer(text, padding="longest", return_tensors="pt").input_ids
+            if untruncated.shape[-1] > tokens.input_ids.shape[-1]:
+                removed = self.tokenizer.batch_decode(untruncated[:, max_length - 1 : -1])
+                logger.warning(
+                    "The prompt was truncated because CLIP can only handle sequences up to %d tokens; removed: %s",
+                    max_length, removed[0],
+                )
+            attention_mask = None
+            if getattr(self.text_encoder.config, "use_attention_mask", False):
+                attention_mask = tokens.attention_mask.to(device)
+            return self.text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
+
+        positive = embed(prompt)
+        if do_classifier_free_guidance:
+            positive = torch.cat([embed(negative_prompt or ""), positive])
+        return positive.to(dtype=self.unet.dtype, device=device)
+
+    def prepare_schedule(self, num_inference_steps: int, strength: float, constraints: ConstraintConfig) -> ConstraintSchedule:
+        """The DDIM schedule, its SDEdit start, and the steps each constraint acts at (`ConstraintSchedule`).
+
+        The start is ``N − int(N·strength)``, as diffusers' img2img pipelines, so both run the same steps.
+        """
+        scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps)
+        timesteps = [int(t) for t in scheduler.timesteps]
+        stride = scheduler.config.num_train_timesteps // num_inference_steps
+        alphas_cumprod = scheduler.alphas_cumprod
+        final = float(scheduler.final_alpha_cumprod)
+        alphas = tuple(float(alphas_cumprod[t]) for t in timesteps)
+        alphas_next = tuple(float(alphas_cumprod[t - stride]) if t - stride >= 0 else final for t in timesteps)
+        first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+
+        def steps(period: tuple[float, float] | None, inclusive: bool = True) -> frozenset[int]:
+            return frozenset(active_steps(period, num_inference_steps, first_step, inclusive))
+
+        return ConstraintSchedule(
+            timesteps=tuple(timesteps),
+            alphas=alphas,
+            alphas_next=alphas_next,
+            first_step=first_step,
+            cross_attention=steps(constraints.cross_frame_attention_period),
+            shape_fusion=steps(constraints.shape_fusion_period),
+            pixel_fusion=steps(constraints.pixel_fusion_period, inclusive=False),
+            adain=steps(constraints.adain_period),
+        )
+
+    def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:
+        """Control images of one frame, one per ControlNet, batched for guidance: ``(B, 3, H, W)`` in [0, 1]."""
+        device, dtype = self._execution_device, self.controlnets[0].dtype
+        frame_uint8 = None
+        images = []
+        for net, annotator in enumerate(state.annotators):
+            if state.control_images is not None:
+                control_map = state.control_images[net][index]
+            else:
+                if frame_uint8 is None:
+                    frame_uint8 = self._to_uint8(frame)
+                control_map = annotator(frame_uint8)
+            image = self._map_as_tensor(control_map).to(device=device, dtype=dtype)
+            if state.do_classifier_free_guidance:
+                image = torch.cat([image] * 2)
+            images.append(image)
+        return images
+
+    def prepare_latents(
+        self, frame: torch.Tensor, schedule: ConstraintSchedule, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a frame and noise it to the first executed step: ``x = √ᾱ·E(I) + √(1−ᾱ)·ε`` (SDEdit).
+
+        Returns:
+            ``(latents, direction)`` with ``direction = √(1−ᾱ)·ε``, the noise term pixel-aware fusion needs.
+            With strength 0 (no step runs) the clean latents and a zero direction.
+        """
+        clean = self.encode_images(frame)
+        if not schedule.steps:
+            return clean, torch.zeros_like(clean)
+        alpha = schedule.alphas[schedule.first_step]
+        direction = (1.0 - alpha) ** 0.5 * noise.to(clean.dtype)
+        return alpha**0.5 * clean + direction, direction
+
+    def prepare_fusion_guidance(self, state: _RenderState, frame: torch.Tensor) -> FusionGuidance:
+        """Flows anchor → frame and previous → frame, their occlusions, warps and latent-grid masks.
+
+        Shape-aware fusion uses the anchor's latent flow and trusted cells; pixel-aware fusion uses the warped
+        rendered anchor and previous keyframe, their soft occlusions, and the latent weight where at least one
+        of them is trusted (the official ``occlusion_previous ∧ occlusion_anchor``), times the mask strength.
+        """
+        schedules = [state.schedule] + ([state.refinement_schedule] if state.refinement_schedule is not None else [])
+        needs_shape = any(schedule.shape_fusion for schedule in schedules)
+        needs_pixel = any(schedule.pixel_fusion for schedule in schedules)
+        guidance = FusionGuidance()
+        if not (needs_shape or needs_pixel) or state.flow_estimator is None:
+            return guidance
+        constraints, factor = state.constraints, self.vae_scale_factor
+        anchor, previous = state.anchor, state.previous
+
+        def flow_from(reference: _Reference) -> tuple[torch.Tensor, torch.Tensor]:
+            forward, backward = state.flow_estimator(reference.frame.float(), frame.float())
+            _, occlusion = forward_backward_occlusion(forward, backward)  # on the current frame's grid
+            return backward.to(frame.device), occlusion.to(frame.device)
+
+        anchor_backward, anchor_occlusion = flow_from(anchor)
+        anchor_soft = soften_mask(anchor_occlusion)
+        latent_dtype = self.unet.dtype
+        guidance.latent_flow = flow_to_latent(anchor_backward, factor)
+        guidance.anchor_trusted = (1.0 - mask_to_latent(anchor_soft, factor)).to(latent_dtype)
+        if needs_pixel:
+            if previous is anchor:
+                previous_backward, previous_occlusion, previous_soft = anchor_backward, anchor_occlusion, anchor_soft
+            else:
+                previous_backward, previous_occlusion = flow_from(previous)
+                previous_soft = soften_mask(previous_occlusion)
+            guidance.warped_anchor = warp(anchor.rendered.float(), anchor_backward)
+            guidance.anchor_occlusion = anchor_soft
+            guidance.warped_previous = warp(previous.rendered.float(), previous_backward)
+            guidance.previous_occlusion = previous_soft
+            occluded_in_both = anchor_occlusion * previous_occlusion
+            trusted = 1.0 - mask_to_latent(soften_mask(occluded_in_both), factor)  # (1, 1, h, w)
+            weight = trusted * constraints.mask_strength
+            flat = flat_regions(trusted) if constraints.smooth_boundary else None
+            guidance.fusion_weight = weight.to(latent_dtype)
+            guidance.fusion_rescale = noise_rescale(weight, constraints.inner_strength, flat).to(latent_dtype)
+        return guidance
+
+    def encode_fusion_target(self, image: torch.Tensor, constraints: ConstraintConfig) -> torch.Tensor:
+        """Encode the pixel-aware target, with the fidelity-oriented encoder E* when it is switched on."""
+        if not constraints.fidelity_encoding:
+            return self.encode_images(image)
+        return fidelity_oriented_encode(image, self.encode_images, self.decode_latents, constraints.fidelity_threshold)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """VAE encoding of images in [0, 1] to scaled latents (the posterior mean: deterministic).
+
+        Shape:
+            - images: (B, 3, H, W)
+            - Output: (B, 4, H / f, W / f), f = `vae_scale_factor`
+        """
+        pixels = (images * 2.0 - 1.0).to(device=self._execution_device, dtype=self.vae.dtype)
+        latents = self.vae.encode(pixels).latent_dist.mode()
+        return (latents * self.vae.config.scaling_factor).to(self.unet.dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE decoding of scaled latents to images in [0, 1].
+
+        Shape:
+            - latents: (B, 4, h, w)
+            - Output: (B, 3, h·f, w·f)
+        """
+        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+        return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    # ----------------------------------------------------------------------------------------------------
+    # small private pieces
+    # ----------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _freeu_installed(self, freeu: FreeUConfig | None) -> Iterator[None]:
+        """Switch FreeU on for one call (diffusers' implementation) and restore the previous factors after."""
+        if freeu is None:
+            yield
+            return
+        names = ("s1", "s2", "b1", "b2")
+        saved = [{name: getattr(block, name, None) for name in names} for block in self.unet.up_blocks]
+        self.unet.enable_freeu(s1=freeu.s1, s2=freeu.s2, b1=freeu.b1, b2=freeu.b2)
+        try:
+            yield
+        finally:
+            for block, values in zip(self.unet.up_blocks, saved):
+                for name, value in values.items():
+                    setattr(block, name, value)
+
+    @staticmethod
+    def _check_resume(resume: dict[str, Any] | None, frames: list[torch.Tensor]) -> int:
+        """The index rendering continues at (0 without `resume`); raise `ConfigError` for a state that does not fit."""
+        if resume is None:
+            return 0
+        keys = ("index", "previous_frame", "previous_rendered", "previous_features", "generator_state")
+        if not isinstance(resume, dict) or any(key not in resume for key in keys):
+            raise ConfigError(f"`resume` must be a RenderedFrame.resume_state (a dict with {', '.join(keys)}), got {type(resume).__name__}")
+        next_index = int(resume.get("next_index", resume["index"] + 1))
+        if not 1 <= next_index <= len(frames):
+            raise ConfigError(f"`resume` continues at frame {next_index}, which must be in [1, {len(frames)}] (the frames given)")
+        if tuple(resume["previous_frame"].shape[-2:]) != tuple(frames[0].shape[-2:]):
+            raise ConfigError(
+                f"`resume` was saved for {tuple(resume['previous_frame'].shape[-2:])} frames, these are {tuple(frames[0].shape[-2:])}"
+            )
+        return next_index
+
+    def _resume_state(self, state: _RenderState, index: int) -> dict[str, Any]:
+        """Everything besides the anchor (which is re-rendered) that the frames after `index` depend on."""
+        previous_features = state.store.previous
+        return {
+            "index": index,
+            "previous_frame": state.previous.frame.cpu(),
+            "previous_rendered": state.previous.rendered.cpu(),
+            "previous_features": None if previous_features is None else {key: value.cpu() for key, value in previous_features.items()},
+            "generator_state": state.generator.get_state(),
+        }
+
+    def _restore(self, state: _RenderState, resume: dict[str, Any]) -> None:
+        """Put back a saved previous keyframe and generator after the anchor has been rendered again."""
+        device, dtype = self._execution_device, self.unet.dtype
+        features = resume["previous_features"]
+        state.store.previous = None if features is None else {key: value.to(device, dtype) for key, value in features.items()}
+        state.previous = _Reference(frame=resume["previous_frame"].to(device), rendered=resume["previous_rendered"].to(device))
+        state.generator.set_state(resume["generator_state"])
+
+    def _draw_noise(self, state: _RenderState) -> _NoiseBank:
+        """The noise of one frame; with `same_noise`, the generator restarts so every frame gets the same."""
+        if state.same_noise:
+            state.generator.set_state(state.generator_state)
+        generator, device, dtype = state.generator, self._execution_device, self.unet.dtype
+        height, width = state.anchor.frame.shape[-2:]
+        shape = (1, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+        def draw() -> torch.Tensor:
+            return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+        initial = draw()
+        fusion = {step: draw() for step in sorted(state.schedule.pixel_fusion)}
+        refinement_initial, refinement_fusion = None, {}
+        if state.refinement_schedule is not None:
+            refinement_initial = draw()
+            refinement_fusion = {step: draw() for step in sorted(state.refinement_schedule.pixel_fusion)}
+        return _NoiseBank(initial, fusion, refinement_initial, refinement_fusion)
+
+    def _color_corrected(self, frame: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        corrected = correct_colors(self._to_uint8(frame), self._to_uint8(reference))
+        return torch.from_numpy(corrected).permute(2, 0, 1)[None].float().div(255.0).to(frame.device)
+
+    def _frames_as_tensors(self, frames: Any) -> list[torch.Tensor]:
+        if isinstance(frames, torch.Tensor):
+            if frames.ndim != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
+                raise ConfigError(
+                    f"`frames` as a tensor must be float (T, 3, H, W) in [0, 1], got {frames.dtype} {tuple(frames.shape)}"
+                )
+            tensors = [frame[None] for frame in frames]
+        else:
+            if isinstance(frames, np.ndarray) and frames.ndim == 4:
+                frames = list(frames)
+            if not isinstance(frames, (list, tuple)):
+                raise ConfigError(
+                    f"`frames` must be a sequence of RGB uint8 (H, W, 3) arrays or a (T, 3, H, W) tensor, got {type(frames).__name__}"
+                )
+            tensors = []
+            for position, frame in enumerate(frames):
+                if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                    described = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+                    raise ConfigError(f"`frames[{position}]` must be an RGB uint8 (H, W, 3) array, got {described}")
+                tensors.append(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0)
+        if not tensors:
+            raise ConfigError("`frames` must hold at least one frame (the anchor), got 0")
+        size = tensors[0].shape[-2:]
+        for position, tensor in enumerate(tensors):
+            if tensor.shape[-2:] != size:
+                raise ConfigError(
+                    f"`frames` must all have one size; frame {position} is {tensor.shape[-1]}×{tensor.shape[-2]}, "
+                    f"frame 0 is {size[1]}×{size[0]}"
+                )
+        device = self._execution_device
+        return [tensor.to(device) for tensor in tensors]
+
+    def _per_controlnet(self, control_images: Sequence[Any] | None) -> list[list[Any]] | None:
+        """Normalise `control_images` to one list of maps per ControlNet."""
+        if control_images is None:
+            return None
+        if len(self.controlnets) == 1 and len(control_images) > 0 and self._is_single_map(control_images[0]):
+            return [list(control_images)]
+        return [list(maps) for maps in control_images]
+
+    @staticmethod
+    def _is_single_map(value: Any) -> bool:
+        return (isinstance(value, np.ndarray) and value.ndim == 3) or (isinstance(value, torch.Tensor) and value.ndim == 3)
+
+    @staticmethod
+    def _map_size(control_map: Any) -> tuple[int, int]:
+        if isinstance(control_map, np.ndarray) and control_map.ndim == 3:
+            return control_map.shape[0], control_map.shape[1]
+        if isinstance(control_map, torch.Tensor) and control_map.ndim == 3:
+            return control_map.shape[1], control_map.shape[2]
+        raise ConfigError(
+            f"a control map must be an RGB uint8 (H, W, 3) array or a float (3, H, W) tensor, got {type(control_map).__name__}"
+        )
+
+    @staticmethod
+    def _map_as_tensor(control_map: Any) -> torch.Tensor:
+        if isinstance(control_map, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(control_map)).permute(2, 0, 1)[None].float() / 255.0
+        return control_map[None].float()
+
+    @staticmethod
+    def _to_uint8(image: torch.Tensor) -> np.ndarray:
+        return (image[0].float().clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    @staticmethod
+    def _format_output(rendered: list[RenderedFrame], output_type: str) -> Any:
+        if output_type == "latent":
+            return torch.cat([frame.latents for frame in rendered])
+        images = torch.stack([frame.image for frame in rendered])  # (T, 3, H, W)
+        if output_type == "pt":
+            return images
+        array = images.permute(0, 2, 3, 1).numpy()
+        if output_type == "np":
+            return array
+        if output_type == "pil":
+            from PIL import Image
+
+            return [Image.fromarray((image * 255.0).round().astype(np.uint8)) for image in array]
+        raise ConfigError(f"`output_type` must be 'np', 'pt', 'pil' or 'latent', got {output_type!r}")
