@@ -11,6 +11,9 @@ from typing import Any
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
+    "translate": "rerender.api",
+    "propagate_keyframes": "rerender.api",
+    "TranslationResult": "rerender.api",
     "RerenderConfig": "rerender.config",
     "load_config": "rerender.config",
     "save_config": "rerender.config",

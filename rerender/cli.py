@@ -177,6 +177,91 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parse_lora(item: str) -> dict:
+    """`style.safetensors:0.8` → path and scale; a bare path has scale 1."""
+    path, separator, scale = item.rpartition(":")
+    try:
+        return {"path": path, "scale": float(scale)} if separator and path else {"path": item, "scale": 1.0}
+    except ValueError:
+        return {"path": item, "scale": 1.0}
+
+
+def _translate_overrides(args: argparse.Namespace) -> dict:
+    overrides = {}
+    if getattr(args, "model", None):
+        overrides["model.base_model"] = args.model
+    if getattr(args, "lora", None):
+        overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "keyframes_at", None):
+        overrides["keyframes.keyframe_mode"] = "explicit"
+        overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
+    return overrides
+
+
+def _command_translate(args: argparse.Namespace) -> int:
+    from rerender.api import translate
+    from rerender.config import apply_overrides
+
+    config = _load_config(args)
+    extra = _translate_overrides(args)
+    if extra:
+        config = apply_overrides(config, extra)
+    stage = getattr(args, "stage", "keyframes")
+    result = translate(
+        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=stage,
+        workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
+    )
+    for name in result.reused:
+        print(f"reused the {name} stage from {result.workspace}")
+    timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    print(f"keyframes ({result.renderer}): {result.keyframe_indices}")
+    if result.output is not None:
+        print(f"wrote {result.output} ({result.frame_count} frames){'; ' + timings if timings else ''}")
+    for name, path in result.previews.items():
+        print(f"{name}: {path}")
+    print(f"workspace: {result.workspace}")
+    return EXIT_OK
+
+
+def _command_propagate(args: argparse.Namespace) -> int:
+    from rerender.api import propagate_keyframes
+    from rerender.config import apply_overrides
+
+    config = _load_config(args)
+    extra = {}
+    if args.blend:
+        extra["propagation.blend_mode"] = args.blend
+    if args.preset:
+        extra["propagation.propagation_preset"] = args.preset
+    if args.workers:
+        extra["propagation.workers"] = args.workers
+    if args.fps:
+        extra["output.fps"] = args.fps
+    if extra:
+        config = apply_overrides(config, extra)
+    result = propagate_keyframes(
+        args.video, args.keyframes, args.output, config=config, workspace=args.keep_intermediates,
+        force=args.force, progress=not args.quiet,
+    )
+    timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
+    return EXIT_OK
+
+
+def _command_eval(args: argparse.Namespace) -> int:
+    from rerender.evaluation import evaluate_video
+
+    report = evaluate_video(
+        args.output_video, args.source, prompt=args.prompt, clip_model=None if args.no_clip else args.clip_model,
+        start_frame=args.start_frame, frame_stride=args.frame_stride, max_frames=args.max_frames,
+    )
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------------
 # parser and entry point
 # --------------------------------------------------------------------------------------------------------
@@ -226,6 +311,62 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_config_options(preprocess)
     preprocess.set_defaults(handler=_command_preprocess)
+
+    for name, help_text, stage_default in (
+        ("translate", "restyle a video from a prompt (keyframes by SD + ControlNet, then propagation)", "all"),
+        ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("video", help="video file or folder of numbered images")
+        command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
+        command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
+        command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
+        command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")
+        command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
+        command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
+        command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
+        command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
+        command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        if name == "translate":
+            command.add_argument(
+                "--stage", choices=("all", "first", "keyframes", "propagate"), default="all",
+                help="first: only the anchor keyframe; keyframes: stop after keyframes; propagate: only propagation",
+            )
+            command.add_argument("--comparison", action="store_true", help="also write OUTPUT_comparison.mp4")
+        _add_config_options(command)
+        command.set_defaults(handler=_command_translate, stage=stage_default)
+
+    propagate = commands.add_parser("propagate", help="propagate your own stylized keyframes to every frame")
+    propagate.add_argument("video", help="video file or folder of numbered images")
+    propagate.add_argument("--keyframes", required=True, metavar="DIR", help="stylized frames named by frame index (0000.png, 0012.png)")
+    propagate.add_argument("-o", "--output", required=True, help="output video")
+    propagate.add_argument(
+        "--blend", choices=("agreement", "histogram", "poisson", "select", "linear"),
+        help="how the forward and backward passes merge (default: the preset's, agreement)",
+    )
+    propagate.add_argument(
+        "--preset", choices=("fast", "balanced", "best", "rerender"),
+        help="speed/quality preset; rerender = the official EbSynth settings",
+    )
+    propagate.add_argument("--workers", type=int, help="parallel processes (default: CPU cores)")
+    propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
+    propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
+    propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
+    propagate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(propagate)
+    propagate.set_defaults(handler=_command_propagate)
+
+    evaluate = commands.add_parser("eval", help="temporal consistency (warp error, flicker) and CLIP scores of a result")
+    evaluate.add_argument("output_video", metavar="OUT", help="the translated video")
+    evaluate.add_argument("--source", required=True, help="the input video it was made from")
+    evaluate.add_argument("--prompt", help="score CLIP text similarity against this prompt")
+    evaluate.add_argument("--clip-model", default="openai/clip-vit-large-patch14", help="local folder or cached hub id")
+    evaluate.add_argument("--no-clip", action="store_true", help="skip CLIP scores")
+    evaluate.add_argument("--start-frame", type=int, default=0, help="source frame paired with the output's first")
+    evaluate.add_argument("--frame-stride", type=int, default=1, help="source frames per output frame")
+    evaluate.add_argument("--max-frames", type=int, default=None, help="compare at most this many frames")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    evaluate.set_defaults(handler=_command_eval)
     return parser
 
 

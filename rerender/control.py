@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from rerender.config import ControlConfig
-from rerender.errors import ConfigError, InputNotFoundError, RerenderError, MissingDependencyError
+from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 

@@ -558,6 +558,8 @@ class VideoWriter:
                 f"at frame {self.frame_count}"
             )
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts = self.frame_count
+        video_frame.time_base = 1 / self.fps
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self.frame_count += 1

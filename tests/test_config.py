@@ -56,7 +56,7 @@ def test_official_defaults_that_matter():
     assert (config.constraints.mask_strength, config.constraints.inner_strength) == (0.5, 0.9)
     assert config.constraints.smooth_boundary and config.constraints.color_preserve
     assert config.video.resize_side == "long" and config.video.size_multiple == 64
-    assert config.propagation.color_guide_weight == 6.0 and config.propagation.position_guide_weight == 2.0
+    assert config.propagation.propagation_preset == "balanced" and config.propagation.blend_mode is None
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

@@ -1,0 +1,120 @@
+"""Blending invariants: weights at the ends select one side, statistics are preserved, solvers exact."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ebsynth_bridge import (
+    agreement_blend,
+    histogram_preserving_blend,
+    linear_blend,
+    poisson_blend,
+    select,
+    selection_mask,
+)
+
+
+def image(seed: int, height: int = 24, width: int = 32) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 1.5)
+
+
+def lab_statistics(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    return lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
+
+
+def test_selection_weights_at_the_ends_select_one_side():
+    forward_error = np.random.default_rng(0).random((6, 7)).astype(np.float32)
+    backward_error = np.random.default_rng(1).random((6, 7)).astype(np.float32)
+    assert not selection_mask(forward_error, backward_error, 0.0).any()
+    assert selection_mask(forward_error, backward_error, 1.0).all()
+    middle = selection_mask(forward_error, backward_error, 0.5)
+    np.testing.assert_array_equal(middle, forward_error >= backward_error)
+
+
+def test_selection_mask_is_temporally_coherent():
+    errors = np.ones((4, 4), np.float32)
+    previous = np.zeros((4, 4), bool)
+    previous[1, 2] = True
+    mask = selection_mask(errors * 0.1, errors, 0.2, previous_mask=previous)  # forward clearly better
+    assert mask[1, 2] and mask.sum() == 1  # a pixel that switched to backward stays switched
+
+
+def test_linear_and_agreement_blends_at_the_ends_return_one_side():
+    forward, backward = image(0), image(1)
+    mask = np.zeros(forward.shape[:2], bool)
+    np.testing.assert_array_equal(linear_blend(forward, backward, 0.0), forward)
+    np.testing.assert_array_equal(linear_blend(forward, backward, 1.0), backward)
+    np.testing.assert_array_equal(agreement_blend(forward, backward, 0.0, mask), forward)
+    np.testing.assert_array_equal(agreement_blend(forward, backward, 1.0, ~mask), backward)
+
+
+def test_agreement_blend_averages_agreement_and_selects_disagreement():
+    forward = np.full((20, 40, 3), 100, np.uint8)
+    backward = forward.copy()
+    backward[:, :20] = 140  # left: same (flat) structure, other colour -> cross-faded
+    backward[:, 29:31] = 0  # right: an edge only the backward side has -> the selected side wins
+    mask = np.ones((20, 40), bool)  # backward selected everywhere
+    blended = agreement_blend(forward, backward, 0.5, mask, tolerance=50, smoothing=0)
+    assert np.all(blended[:, :18] == 120)
+    np.testing.assert_array_equal(blended[:, 28:32], backward[:, 28:32])
+    np.testing.assert_array_equal(blended[:, 34:], forward[:, 34:])  # both agree: unchanged
+    # tolerance -> 0 is the plain selection where structure differs, -> infinity the cross-fade
+    np.testing.assert_array_equal(agreement_blend(forward, backward, 0.5, mask, tolerance=1e-6, smoothing=0)[:, 28:32],
+                                  select(forward, backward, mask)[:, 28:32])
+    np.testing.assert_allclose(agreement_blend(forward, backward, 0.3, mask, tolerance=1e9).astype(int),
+                               linear_blend(forward, backward, 0.3).astype(int), atol=1)
+
+
+def test_histogram_blend_preserves_the_reference_statistics():
+    forward, backward, reference = image(2), image(3), (image(4) // 2 + 60).astype(np.uint8)
+    blended = histogram_preserving_blend(forward, backward, 0.4, reference)
+    assert blended.shape == forward.shape and blended.dtype == np.uint8
+    mean, std = lab_statistics(blended)
+    reference_mean, reference_std = lab_statistics(reference)
+    np.testing.assert_allclose(mean, reference_mean, atol=0.6)
+    np.testing.assert_allclose(std, reference_std, rtol=0.03, atol=0.3)
+    # at the ends the blend is that side, restyled to the reference (here: itself)
+    np.testing.assert_allclose(histogram_preserving_blend(forward, backward, 0.0, forward).astype(int),
+                               forward.astype(int), atol=1)
+
+
+def test_poisson_blend_reproduces_consistent_inputs_and_takes_selected_gradients():
+    forward = image(5)
+    mask = np.zeros(forward.shape[:2], bool)
+    np.testing.assert_allclose(poisson_blend(forward, forward, mask, forward).astype(int), forward.astype(int),
+                               atol=1)
+    # with a flat base and strong gradient weights the result has the forward side's structure
+    flat = np.full_like(forward, 128)
+    result = poisson_blend(forward, flat, mask, flat, gradient_weights=(30.0, 30.0, 30.0), max_gradient=1e9)
+    centred = result.astype(float) - result.mean(axis=(0, 1))
+    expected = forward.astype(float) - forward.mean(axis=(0, 1))
+    assert np.corrcoef(centred.ravel(), expected.ravel())[0, 1] > 0.98
+
+
+def test_float_images_keep_their_dtype():
+    forward, backward = image(6).astype(np.float32) / 255, image(7).astype(np.float32) / 255
+    mask = np.zeros(forward.shape[:2], bool)
+    for blended in (linear_blend(forward, backward, 0.5), agreement_blend(forward, backward, 0.5, mask),
+                    histogram_preserving_blend(forward, backward, 0.5, forward),
+                    poisson_blend(forward, backward, mask, forward)):
+        assert blended.dtype == np.float32 and 0.0 <= blended.min() and blended.max() <= 1.0
+
+
+def test_bad_blend_inputs_are_clear_errors():
+    forward = image(8)
+    with pytest.raises(ValueError, match="backward_weight.*\\[0, 1\\].*1.5"):
+        linear_blend(forward, forward, 1.5)
+    with pytest.raises(ValueError, match="share shape and dtype"):
+        linear_blend(forward, forward[:10], 0.5)
+    with pytest.raises(ValueError, match="share shape and dtype"):
+        linear_blend(forward, forward.astype(np.float32), 0.5)
+    with pytest.raises(ValueError, match="mask"):
+        agreement_blend(forward, forward, 0.5, np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="tolerance"):
+        agreement_blend(forward, forward, 0.5, np.zeros(forward.shape[:2], bool), tolerance=0)
+    with pytest.raises(ValueError, match="forward_error"):
+        selection_mask(np.zeros((3, 3)), np.zeros((3, 4)), 0.5)

@@ -1,0 +1,85 @@
+"""`translate` with the tiny SD1.5 pipeline: real diffusion keyframes, exact resume, UNet-call accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerender.api import translate
+from rerender.video import probe_video, read_image
+
+SETTINGS = dict(
+    resolution=64, size_multiple=16, num_inference_steps=4, denoising_strength=0.75, vae=None, device="cpu",
+    dtype="float32", added_prompt="", negative_prompt="", propagation_preset="fast", workers=1,
+    flow_estimator="dis", dis_preset="fast",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tiny_pipeline_dir):
+    from rerender.pipeline import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+class UNetCounter:
+    def __init__(self, pipeline):
+        self.calls = 0
+        self.handle = pipeline.unet.register_forward_hook(self._count)
+
+    def _count(self, module, inputs, output):
+        self.calls += 1
+
+    def close(self):
+        self.handle.remove()
+
+
+def test_translate_with_diffusion_keyframes(synthetic_clip, tmp_path, tiny_pipeline):
+    counter = UNetCounter(tiny_pipeline)
+    try:
+        result = translate(synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline,
+                           progress=False, **SETTINGS)
+    finally:
+        counter.close()
+    assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8, 16]
+    info = probe_video(result.output)
+    assert info.frame_count == 20 and (info.width, info.height) == (64, 48) and info.has_audio
+    assert counter.calls > 0
+
+
+def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tiny_pipeline):
+    workspace = tmp_path / "ws"
+    uninterrupted = tmp_path / "reference"
+
+    counter = UNetCounter(tiny_pipeline)
+    try:
+        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=uninterrupted,
+                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        full_calls = counter.calls
+
+        def interrupt(stage, done, total):
+            if stage == "keyframes" and done == 3:
+                raise KeyboardInterrupt
+
+        counter.calls = 0
+        with pytest.raises(KeyboardInterrupt):
+            translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=workspace,
+                      pipeline=tiny_pipeline, progress=False, callback=interrupt, **SETTINGS)
+        interrupted_calls = counter.calls
+        counter.calls = 0
+        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=workspace,
+                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        resumed_calls = counter.calls
+    finally:
+        counter.close()
+    # 5 keyframes (0, 4, 8, 12, 16); 3 were finished before the interrupt. Resuming re-renders only the anchor
+    # (to rebuild its references) and the 2 missing keyframes.
+    assert resumed_calls < full_calls
+    assert interrupted_calls + resumed_calls < 2 * full_calls
+    for index in (0, 4, 8, 12, 16):
+        np.testing.assert_array_equal(
+            read_image(workspace / "keyframes" / f"{index:04d}.png"),
+            read_image(uninterrupted / "keyframes" / f"{index:04d}.png"),
+        )
