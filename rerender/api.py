@@ -395,12 +395,7 @@ def translate(
     # 6. Write the video with the source's fps and audio, every selected frame included.
     started = time.perf_counter()
     assert output_path is not None
-    fps = config.output.fps or info.fps / config.video.frame_stride
-    audio_start = float(config.video.start_frame / info.fps) if not info.is_image_sequence else 0.0
-    outputs = _notify_iter((read_image(space.propagated_path(i)) for i in range(len(frames))), "writing", len(frames), notify)
-    _guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
-                                    audio_from=video if config.output.keep_audio and info.has_audio else None,
-                                    audio_start=audio_start, inputs=[video]), space)
+    fps = _write_output(space, len(frames), video, info, config, output_path, notify)
     if comparison:
         previews["comparison"] = _write_comparison(space, frames, output_path, fps, config)
     timings["writing"] = time.perf_counter() - started
@@ -643,6 +638,17 @@ def _propagate(space, frames, keyframe_indices, estimator, config, progress, not
         bar.close()
 
 
+def _write_output(space, count: int, video, info: VideoInfo, config: RerenderConfig, output_path: Path, notify):
+    """Encode the propagated frames with the source's fps (÷ stride) and its audio from the first selected frame on."""
+    fps = config.output.fps or info.fps / config.video.frame_stride
+    audio_start = float(config.video.start_frame / info.fps) if not info.is_image_sequence else 0.0
+    outputs = _notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
+    _guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
+                                    audio_from=video if config.output.keep_audio and info.has_audio else None,
+                                    audio_start=audio_start, inputs=[video]), space)
+    return fps
+
+
 def _write_comparison(space, frames, output_path: Path, fps, config) -> Path:
     path = output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
@@ -780,12 +786,7 @@ def propagate_keyframes(
 
         # 4. Write the video with the source's fps and audio.
         started = time.perf_counter()
-        fps = config.output.fps or info.fps / config.video.frame_stride
-        audio_start = float(config.video.start_frame / info.fps) if not info.is_image_sequence else 0.0
-        outputs = _notify_iter((read_image(space.propagated_path(i)) for i in range(len(frames))), "writing", len(frames), notify)
-        _guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
-                                        audio_from=video if config.output.keep_audio and info.has_audio else None,
-                                        audio_start=audio_start, inputs=[video]), space)
+        _write_output(space, len(frames), video, info, config, output_path, notify)
         timings["writing"] = time.perf_counter() - started
         return TranslationResult(output_path, indices, len(frames), timings, space.root if temporary is None else Path(),
                                  "keyframes folder", [])

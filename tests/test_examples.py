@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rerender.video import probe_video
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -32,3 +34,30 @@ def test_optical_flow_example(synthetic_clip, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert output.is_file() and "dis-medium" in result.stdout
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.mark.slow
+def test_translate_example(synthetic_clip, tmp_path):
+    result = _run(EXAMPLES / "translate_video.py", synthetic_clip, "a watercolor", tmp_path / "o.mp4", "-K", "8")
+    assert result.returncode == 0, result.stderr
+    assert probe_video(tmp_path / "o.mp4").frame_count == 20
+
+
+@pytest.mark.slow
+def test_propagate_painted_keyframes_example(synthetic_clip, tmp_path):
+    result = _run(EXAMPLES / "propagate_painted_keyframes.py", synthetic_clip, tmp_path / "keys", tmp_path / "o.mp4",
+                  "--demo-keys", "0", "10", "19")
+    assert result.returncode == 0, result.stderr
+    assert probe_video(tmp_path / "o.mp4").frame_count == 20
+
+
+@pytest.mark.slow
+def test_progress_callback_example(synthetic_clip, tmp_path):
+    result = _run(EXAMPLES / "progress_callback.py", synthetic_clip, "a cartoon", tmp_path / "o.mp4")
+    assert result.returncode == 0, result.stderr
+    assert "propagation" in result.stdout and "writing" in result.stdout
