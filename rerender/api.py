@@ -341,10 +341,14 @@ def translate(
     output_path = None
     if output is not None and stage in ("all", "propagate"):
         output_path = check_output_path(output, [video])
-    workspace_root = Path(workspace) if workspace is not None else _default_workspace(output, video)
-    space = Workspace.open(workspace_root, video, config, force=force)
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
+    if renderer is None and pipeline is None:
+        from rerender.models import check_model_sources
+
+        check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
+    workspace_root = Path(workspace) if workspace is not None else _default_workspace(output, video)
+    space = Workspace.open(workspace_root, video, config, force=force)
 
     # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
     if space.is_done("frames", config):

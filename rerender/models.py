@@ -45,6 +45,7 @@ __all__ = [
     "load_loras",
     "load_pipeline",
     "check_controlnet_fits",
+    "check_model_sources",
 ]
 
 SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
@@ -281,6 +282,28 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     return names
 
 
+def check_model_sources(
+    model: ModelConfig, controls: Sequence[ControlConfig] = (), check_controlnets: bool = True
+) -> Path | None:
+    """Check that every local path the config names exists (hub ids are checked when loaded); cheap, no loading.
+
+    Returns:
+        The local path of the base model, or None when it is a hub id.
+
+    Raises:
+        InputNotFoundError: a named path does not exist (the message says where it looked).
+    """
+    base_path = _check_local(model.base_model, "model.base_model")
+    for position, control in enumerate(controls):
+        if check_controlnets and control.model is not None:
+            _check_local(control.model, f"control[{position}].model")
+    if model.vae is not None:
+        _check_local(model.vae, "model.vae")
+    for position, lora in enumerate(model.loras):
+        _check_local(lora.path, f"model.loras[{position}].path")
+    return base_path
+
+
 def load_pipeline(
     model: ModelConfig | None = None,
     controls: Sequence[ControlConfig] = (ControlConfig(),),
@@ -315,14 +338,7 @@ def load_pipeline(
     model = model if model is not None else ModelConfig()
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
-    base_path = _check_local(model.base_model, "model.base_model")
-    for position, control in enumerate(controls):
-        if controlnets is None and control.model is not None:
-            _check_local(control.model, f"control[{position}].model")
-    if model.vae is not None:
-        _check_local(model.vae, "model.vae")
-    for position, lora in enumerate(model.loras):
-        _check_local(lora.path, f"model.loras[{position}].path")
+    base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
 
     if controlnets is None:
         controlnets = [load_controlnet(control.resolved_model, resolved_dtype) for control in controls]

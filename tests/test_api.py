@@ -168,6 +168,7 @@ def test_bad_input_fails_before_work(synthetic_clip, tmp_path, counting_renderer
         translate(synthetic_clip, "a cartoon", output=tmp_path / "o.mp4", renderer=counting_renderer, progress=False,
                   **{**FAST, **kwargs})
     assert CountingRenderer.rendered == [] and not (tmp_path / "o.mp4").exists()
+    assert not (tmp_path / "o.mp4.work").exists()  # nothing was created either
 
 
 def test_bad_paths(synthetic_clip, silent_clip, tmp_path, counting_renderer):

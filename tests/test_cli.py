@@ -156,6 +156,7 @@ def test_translate_with_a_missing_model_path_fails_clearly(capsys, synthetic_cli
     code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "-q",
                            "--model", tmp_path / "no_such_model.safetensors", *FAST_SETS)
     assert code == 2 and "no_such_model.safetensors" in err and "Traceback" not in err
+    assert not (tmp_path / "o.mp4.work").exists()  # refused before any work
 
 
 def test_propagate_and_eval_commands(capsys, synthetic_clip, tmp_path):
