@@ -107,6 +107,43 @@ def source_usage_counts(nnf: np.ndarray, source_height: int, source_width: int) 
     return counts
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _consider_candidate(
+    target_rows: np.ndarray,
+    source_rows: np.ndarray,
+    occupancy: np.ndarray,
+    uniformity: float,
+    patch_size: int,
+    channels: int,
+    x: int,
+    y: int,
+    candidate_x: int,
+    candidate_y: int,
+    best_x: int,
+    best_y: int,
+    best_error: float,
+    best_cost: float,
+) -> tuple[int, int, float, float]:
+    """The match kept for target pixel (x, y) after trying source (candidate_x, candidate_y).
+
+    Cost = patch distance + uniformity · occupancy of the source position (EbSynth's energy); the candidate
+    wins when its cost is lower. The distance stops early once it cannot win.
+
+    Returns:
+        ``(best_x, best_y, best_error, best_cost)`` after the comparison.
+    """
+    occupancy_cost = uniformity * occupancy[candidate_y, candidate_x]
+    limit = best_cost - occupancy_cost
+    if limit <= 0.0:
+        return best_x, best_y, best_error, best_cost
+    candidate_error = _patch_distance(
+        target_rows, source_rows, x, y, candidate_x, candidate_y, patch_size, channels, limit
+    )
+    if candidate_error < limit:
+        return candidate_x, candidate_y, candidate_error, candidate_error + occupancy_cost
+    return best_x, best_y, best_error, best_cost
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def patchmatch_sweep(
     target_features: np.ndarray,
@@ -177,17 +214,10 @@ def patchmatch_sweep(
                         continue
                     if candidate_x == best_x and candidate_y == best_y:
                         continue
-                    occupancy_cost = uniformity * occupancy[candidate_y, candidate_x]
-                    limit = best_cost - occupancy_cost
-                    if limit <= 0.0:
-                        continue
-                    candidate_error = _patch_distance(
-                        target_rows, source_rows, x, y, candidate_x, candidate_y, patch_size, channels, limit
+                    best_x, best_y, best_error, best_cost = _consider_candidate(
+                        target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
+                        candidate_x, candidate_y, best_x, best_y, best_error, best_cost,
                     )
-                    if candidate_error < limit:
-                        best_x, best_y = candidate_x, candidate_y
-                        best_error = candidate_error
-                        best_cost = candidate_error + occupancy_cost
                 # --- random search around the match held at its start
                 centre_x, centre_y = best_x, best_y
                 state = _mix32(seed ^ _mix32(y * 65536 + x))
@@ -203,17 +233,10 @@ def patchmatch_sweep(
                     radius //= 2
                     if candidate_x == best_x and candidate_y == best_y:
                         continue
-                    occupancy_cost = uniformity * occupancy[candidate_y, candidate_x]
-                    limit = best_cost - occupancy_cost
-                    if limit <= 0.0:
-                        continue
-                    candidate_error = _patch_distance(
-                        target_rows, source_rows, x, y, candidate_x, candidate_y, patch_size, channels, limit
+                    best_x, best_y, best_error, best_cost = _consider_candidate(
+                        target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
+                        candidate_x, candidate_y, best_x, best_y, best_error, best_cost,
                     )
-                    if candidate_error < limit:
-                        best_x, best_y = candidate_x, candidate_y
-                        best_error = candidate_error
-                        best_cost = candidate_error + occupancy_cost
                 nnf[y, x, 0] = best_x
                 nnf[y, x, 1] = best_y
                 error[y, x] = best_error
@@ -244,18 +267,15 @@ def adopt_better_candidates(
             candidate_y = candidate_nnf[y, x, 1]
             if candidate_x == nnf[y, x, 0] and candidate_y == nnf[y, x, 1]:
                 continue
-            best_cost = error[y, x] + uniformity * occupancy[nnf[y, x, 1], nnf[y, x, 0]]
-            occupancy_cost = uniformity * occupancy[candidate_y, candidate_x]
-            limit = best_cost - occupancy_cost
-            if limit <= 0.0:
-                continue
-            candidate_error = _patch_distance(
-                target_rows, source_rows, x, y, candidate_x, candidate_y, patch_size, channels, limit
+            current_x, current_y = nnf[y, x, 0], nnf[y, x, 1]
+            current_cost = error[y, x] + uniformity * occupancy[current_y, current_x]
+            best_x, best_y, best_error, _ = _consider_candidate(
+                target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
+                candidate_x, candidate_y, current_x, current_y, error[y, x], current_cost,
             )
-            if candidate_error < limit:
-                nnf[y, x, 0] = candidate_x
-                nnf[y, x, 1] = candidate_y
-                error[y, x] = candidate_error
+            nnf[y, x, 0] = best_x
+            nnf[y, x, 1] = best_y
+            error[y, x] = best_error
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
