@@ -278,33 +278,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rerender {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    # `--verbose` is accepted before or after the command (`rerender -v translate …`, `rerender translate … -v`).
+    verbose_option = argparse.ArgumentParser(add_help=False)
+    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    config_parser = commands.add_parser("config", help="show or validate configs")
+    config_parser = commands.add_parser("config", parents=[verbose_option], help="show or validate configs")
     config_commands = config_parser.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
-    show = config_commands.add_parser("show", help="print the effective config (defaults, file, overrides)")
+    show = config_commands.add_parser("show", parents=[verbose_option], help="print the effective config (defaults, file, overrides)")
     show.add_argument("file", nargs="?", help="config file to start from (default: built-in defaults)")
     show.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[], help="override an option")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     show.set_defaults(handler=_command_config_show)
-    validate = config_commands.add_parser("validate", help="check a config file; exit 0 if valid, 2 if not")
+    validate = config_commands.add_parser("validate", parents=[verbose_option], help="check a config file; exit 0 if valid, 2 if not")
     validate.add_argument("file", help="YAML or JSON config")
     validate.set_defaults(handler=_command_config_validate)
     config_parser.set_defaults(handler=lambda args: _missing_action(config_parser))
 
-    info = commands.add_parser("info", help="describe a video or image folder as the reader sees it")
+    info = commands.add_parser("info", parents=[verbose_option], help="describe a video or image folder as the reader sees it")
     info.add_argument("video", help="video file or folder of numbered images")
     info.add_argument("--fps", type=float, default=None, help="frame rate to assume for an image folder (default 25)")
     info.add_argument("--json", action="store_true", help="print JSON")
     _add_config_options(info)
     info.set_defaults(handler=_command_info)
 
-    env = commands.add_parser("env", help="versions, devices, optional components, where weights are looked for")
+    env = commands.add_parser("env", parents=[verbose_option], help="versions, devices, optional components, where weights are looked for")
     env.add_argument("--json", action="store_true", help="print JSON")
     env.set_defaults(handler=_command_env)
 
     preprocess = commands.add_parser(
-        "preprocess", help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)"
+        "preprocess", parents=[verbose_option],
+        help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
     )
     preprocess.add_argument("video", help="video file or folder of numbered images")
     preprocess.add_argument("-o", "--output", required=True, help="output .mp4/.mov/.mkv, or a folder for PNG frames")
@@ -316,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("translate", "restyle a video from a prompt (keyframes by SD + ControlNet, then propagation)", "all"),
         ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
     ):
-        command = commands.add_parser(name, help=help_text)
+        command = commands.add_parser(name, parents=[verbose_option], help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
@@ -336,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_options(command)
         command.set_defaults(handler=_command_translate, stage=stage_default)
 
-    propagate = commands.add_parser("propagate", help="propagate your own stylized keyframes to every frame")
+    propagate = commands.add_parser("propagate", parents=[verbose_option], help="propagate your own stylized keyframes to every frame")
     propagate.add_argument("video", help="video file or folder of numbered images")
     propagate.add_argument("--keyframes", required=True, metavar="DIR", help="stylized frames named by frame index (0000.png, 0012.png)")
     propagate.add_argument("-o", "--output", required=True, help="output video")
@@ -356,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(propagate)
     propagate.set_defaults(handler=_command_propagate)
 
-    evaluate = commands.add_parser("eval", help="temporal consistency (warp error, flicker) and CLIP scores of a result")
+    evaluate = commands.add_parser("eval", parents=[verbose_option], help="temporal consistency (warp error, flicker) and CLIP scores of a result")
     evaluate.add_argument("output_video", metavar="OUT", help="the translated video")
     evaluate.add_argument("--source", required=True, help="the input video it was made from")
     evaluate.add_argument("--prompt", help="score CLIP text similarity against this prompt")

@@ -27,6 +27,12 @@ def test_help_everywhere(capsys):
         assert code == 0 and "usage:" in out
 
 
+def test_verbose_before_or_after_the_command(capsys, synthetic_clip):
+    for args in (["-v", "info", synthetic_clip], ["info", synthetic_clip, "--verbose"]):
+        code, out, _ = run_cli(capsys, *args)
+        assert code == 0 and "96×64" in out
+
+
 def test_version(capsys):
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.startswith("rerender ")
