@@ -282,6 +282,14 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     return names
 
 
+def _controlnet_source(control: ControlConfig, position: int, base_path: Path | None) -> str:
+    """Where the ControlNet of `control` comes from: its `model`, else the `controlnet/` folder of a saved
+    ControlNet pipeline given as the base model (first ControlNet only), else the SD 1.5 default for its type."""
+    if control.model is None and position == 0 and base_path is not None and (base_path / "controlnet" / "config.json").is_file():
+        return str(base_path / "controlnet")
+    return control.resolved_model
+
+
 def check_model_sources(
     model: ModelConfig, controls: Sequence[ControlConfig] = (), check_controlnets: bool = True
 ) -> Path | None:
@@ -341,7 +349,10 @@ def load_pipeline(
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
 
     if controlnets is None:
-        controlnets = [load_controlnet(control.resolved_model, resolved_dtype) for control in controls]
+        controlnets = [
+            load_controlnet(_controlnet_source(control, position, base_path), resolved_dtype)
+            for position, control in enumerate(controls)
+        ]
     controlnet = controlnets[0] if len(controlnets) == 1 else list(controlnets)
     components = {"controlnet": controlnet}
     if model.vae is not None:
@@ -364,7 +375,7 @@ def load_pipeline(
             raise InputNotFoundError(f"`model.base_model` {model.base_model!r} is not a loadable model: {error}") from error
         raise _unreachable("model.base_model", model.base_model, error) from error
 
-    for net, source in zip(pipeline.controlnets, [control.resolved_model for control in controls]):
+    for net, source in zip(pipeline.controlnets, [_controlnet_source(c, i, base_path) for i, c in enumerate(controls)]):
         check_controlnet_fits(pipeline.unet, net, source)
     if pipeline.vae.config.latent_channels != pipeline.unet.config.in_channels:
         raise ConfigError(

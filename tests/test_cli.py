@@ -186,3 +186,16 @@ def test_propagate_and_eval_commands(capsys, synthetic_clip, tmp_path):
     assert report["frames"] == 20 and report["warp_error"] > 0 and "warp_error_excess" in report
     code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path / "nope", "-o", output, "-q")
     assert code == 2 and "not found" in err
+
+
+def test_translate_with_a_local_model_folder_runs_diffusion(capsys, synthetic_clip, tmp_path, tiny_pipeline_dir):
+    # The tiny pipeline folder holds its ControlNet in controlnet/, which is used when none is named.
+    output = tmp_path / "sd.mp4"
+    code, out, err = run_cli(
+        capsys, "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", tiny_pipeline_dir,
+        *FAST_SETS, "--set", "vae=null", "--set", "num_inference_steps=2", "--set", "device=cpu",
+        "--set", "negative_prompt=", "--set", "added_prompt=",
+    )
+    assert code == 0, err
+    assert "keyframes (diffusion): [0, 10]" in out
+    assert probe_video(output).frame_count == 20
