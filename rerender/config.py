@@ -643,7 +643,8 @@ def load_config(path: str | os.PathLike) -> RerenderConfig:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {error}") from None
+        reason = " ".join(str(error).split())  # one line: YAML errors span several
+        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}") from None
     if data is None:
         data = {}
     try:
@@ -703,6 +704,16 @@ def _all_paths() -> list[str]:
     return paths
 
 
+def _dataclass_of(annotation: Any) -> type | None:
+    """The dataclass inside an annotation such as `FreeUConfig | None`, if there is one."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    for argument in typing.get_args(annotation):
+        if dataclasses.is_dataclass(argument):
+            return argument
+    return None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse a CLI override `key=value`; the value is read as YAML (`0.5`, `true`, `[0, 0.1]`, `null`).
 
@@ -732,7 +743,10 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
     data = config_to_dict(config)
     leaves = _leaf_paths()
     for key, value in overrides.items():
-        path = leaves.get(key, key)
+        head, _, rest = key.partition(".")
+        # A leaf name may start a dotted path too: `crop.left` is `video.crop.left`.
+        sections = {f.name for f in dataclasses.fields(RerenderConfig)}
+        path = leaves[head] + ("." + rest if rest else "") if head in leaves and (head not in sections or not rest) else key
         if path.startswith("control_") and path not in leaves:
             path = "control." + path[len("control_"):]
         parts = path.split(".")
@@ -749,12 +763,17 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
             for target in targets:
                 target[rest[0]] = value
             continue
-        node = data
+        node, node_type = data, RerenderConfig
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
+                if depth > 0 and isinstance(node, dict):  # a known section or group: suggest from its own keys
+                    raise ConfigError(f"unknown option `{key}`{_nearest(part, list(node))}")
                 raise ConfigError(f"unknown option `{key}`{_nearest(key, list(leaves) + _all_paths())}")
             if depth == len(parts) - 1:
                 node[part] = value
-            else:
-                node = node[part]
+                break
+            node_type = _dataclass_of(typing.get_type_hints(node_type)[part])
+            if node[part] is None and node_type is not None:
+                node[part] = _to_plain(node_type())  # `freeu.b1=1.2` switches FreeU on with its other defaults
+            node = node[part]
     return config_from_dict(data)

@@ -146,6 +146,15 @@ def test_overrides_by_leaf_dotted_and_control_index():
         apply_overrides(base, {"guidance": 5})
 
 
+def test_dotted_overrides_start_at_a_leaf_and_fill_in_optional_groups():
+    config = apply_overrides(RerenderConfig(), {"crop.left": 100, "freeu.b1": 1.3, "refinement.refinement_strength": 0.4})
+    assert config.video.crop.left == 100
+    assert config.constraints.freeu.b1 == 1.3 and config.constraints.freeu.s2 == 0.2  # the rest: FreeU defaults
+    assert config.sampling.refinement.refinement_strength == 0.4
+    with pytest.raises(ConfigError, match="did you mean 'left'"):
+        apply_overrides(RerenderConfig(), {"crop.lft": 1})
+
+
 def test_parse_override_reads_yaml_values():
     assert parse_override("denoising_strength=0.6") == ("denoising_strength", 0.6)
     assert parse_override("adain_period=[0.8, 1]") == ("adain_period", [0.8, 1])
