@@ -150,7 +150,14 @@ class DiffusionRenderer:
         generator = torch.Generator().manual_seed(seed)
         control_images = None
         if self.control_maps is not None:  # one list of maps per ControlNet, one map per keyframe
-            per_frame = [self.control_maps(index) for index in indices]
+            from rerender.control import make_annotator
+
+            # Precomputed maps where given; the other ControlNets' maps from their annotators (e.g. canny).
+            annotators = [make_annotator(control) for control in config.control]
+            per_frame = []
+            for frame, index in zip(frames, indices):
+                maps = self.control_maps(index)
+                per_frame.append([annotator(frame) if found is None else found for found, annotator in zip(maps, annotators)])
             control_images = [[maps[net] for maps in per_frame] for net in range(len(config.control))]
         rendered = self.pipeline.render_keyframes(
             list(frames),
@@ -215,7 +222,7 @@ def control_map_reader(config: RerenderConfig, info: VideoInfo) -> Callable[[int
     """For "precomputed" controls: check their map folders/videos now and return `maps(index)`, else None.
 
     Maps are read with the same frame selection, crop and resize as the video, so map i belongs to frame i.
-    Controls with an annotator get the frame itself (the pipeline annotates it).
+    Controls with an annotator get None (the renderer annotates the frame).
 
     Raises:
         InputNotFoundError, VideoReadError: a missing or unreadable map source.

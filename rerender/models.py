@@ -353,7 +353,12 @@ def load_pipeline(
             load_controlnet(_controlnet_source(control, position, base_path), resolved_dtype)
             for position, control in enumerate(controls)
         ]
-    controlnet = controlnets[0] if len(controlnets) == 1 else list(controlnets)
+    if len(controlnets) == 1:
+        controlnet = controlnets[0]
+    else:  # diffusers' loader type-checks components: several ControlNets travel as one MultiControlNetModel
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+        controlnet = MultiControlNetModel(list(controlnets))
     components = {"controlnet": controlnet}
     if model.vae is not None:
         components["vae"] = load_vae(model.vae, resolved_dtype, single_file_config)

@@ -83,3 +83,31 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
             read_image(workspace / "keyframes" / f"{index:04d}.png"),
             read_image(uninterrupted / "keyframes" / f"{index:04d}.png"),
         )
+
+
+def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_path, tiny_pipeline_dir):
+    """Pose-style workflow: one ControlNet reads precomputed maps, a second one annotates the frames (canny)."""
+    from rerender.config import ControlConfig, RerenderConfig, apply_overrides
+    from rerender.control import canny
+    from rerender.models import load_pipeline
+    from rerender.video import read_frames, write_png_sequence
+
+    maps = tmp_path / "maps"
+    write_png_sequence((canny(frame, 30, 60) for frame in read_frames(synthetic_clip)), maps)
+    config = RerenderConfig(control=(
+        ControlConfig(type="precomputed", maps=str(maps), model=str(tiny_pipeline_dir / "controlnet"), strength=1.0),
+        ControlConfig(type="canny", strength=0.5, model=str(tiny_pipeline_dir / "controlnet")),
+    ))
+    config = apply_overrides(config, {**SETTINGS, "base_model": str(tiny_pipeline_dir)})
+    pipeline = load_pipeline(config.model, config.control)  # two ControlNets: maps from the folder, then canny
+    pipeline.set_progress_bar_config(disable=True)
+    assert len(pipeline.controlnets) == 2
+    result = translate(synthetic_clip, "a cat", K=10, output=tmp_path / "o.mp4", config=config, pipeline=pipeline,
+                       progress=False)
+    assert result.renderer == "diffusion" and probe_video(result.output).frame_count == 20
+
+    few = tmp_path / "few"
+    write_png_sequence(list(read_frames(synthetic_clip, end=5)), few)
+    short = apply_overrides(config, {"control.0.maps": str(few)})
+    with pytest.raises(Exception, match="holds 5 maps but the video has 20 frames"):
+        translate(synthetic_clip, "a cat", K=10, output=tmp_path / "p.mp4", config=short, pipeline=pipeline, progress=False)
