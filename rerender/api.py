@@ -128,7 +128,7 @@ class DiffusionRenderer:
 
     def __init__(
         self, pipeline: Any, config: RerenderConfig, flow_estimator: Any | None = None,
-        control_maps: Callable[[int], list[np.ndarray]] | None = None,
+        control_maps: Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None = None,
     ) -> None:
         self.pipeline, self.config, self.flow_estimator = pipeline, config, flow_estimator
         self.control_maps = control_maps
@@ -154,10 +154,10 @@ class DiffusionRenderer:
 
             # Precomputed maps where given; the other ControlNets' maps from their annotators (e.g. canny).
             annotators = [make_annotator(control) for control in config.control]
-            per_frame = []
-            for frame, index in zip(frames, indices):
-                maps = self.control_maps(index)
-                per_frame.append([annotator(frame) if found is None else found for found, annotator in zip(maps, annotators)])
+            per_frame = [
+                [annotator(frame) if found is None else found for found, annotator in zip(maps, annotators)]
+                for frame, maps in zip(frames, self.control_maps(indices))
+            ]
             control_images = [[maps[net] for maps in per_frame] for net in range(len(config.control))]
         rendered = self.pipeline.render_keyframes(
             list(frames),
@@ -218,11 +218,15 @@ def _save_resume_point(state_dir: Path, frame: Any) -> None:
     os.replace(temporary, state_dir / "render_state.pt")
 
 
-def control_map_reader(config: RerenderConfig, info: VideoInfo) -> Callable[[int], list[np.ndarray]] | None:
-    """For "precomputed" controls: check their map folders/videos now and return `maps(index)`, else None.
+def control_map_reader(
+    config: RerenderConfig, info: VideoInfo
+) -> Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None:
+    """For "precomputed" controls: check their map folders/videos now and return `maps(indices)`, else None.
 
-    Maps are read with the same frame selection, crop and resize as the video, so map i belongs to frame i.
-    Controls with an annotator get None (the renderer annotates the frame).
+    `maps(indices)` gives, for each selected-frame index, one entry per ControlNet: the precomputed map, or
+    None for a ControlNet with an annotator (the renderer annotates the frame). Maps are read with the same
+    frame selection, crop and resize as the video, so map i belongs to frame i; each map source is decoded
+    once per call, keeping only the requested maps.
 
     Raises:
         InputNotFoundError, VideoReadError: a missing or unreadable map source.
@@ -244,22 +248,21 @@ def control_map_reader(config: RerenderConfig, info: VideoInfo) -> Callable[[int
                 f"`control.maps` {control.maps!r} are {maps_info.width}×{maps_info.height} but the video is "
                 f"{info.width}×{info.height}; maps must match the video's frames"
             )
-    size = _processing_size(info, config)
-    crop = config.video.crop
+    video, crop = config.video, config.video.crop
 
-    def maps(index: int) -> list[np.ndarray]:
-        source_index = selection[index]
-        result = []
+    def maps(indices: Sequence[int]) -> list[list[np.ndarray | None]]:
+        wanted = set(indices)
+        per_control = []
         for control in config.control:
             if control.type != "precomputed":
-                result.append(None)
+                per_control.append(None)
                 continue
-            frame = next(read_frames(control.maps, source_index, source_index + 1, 1,
-                                     (crop.left, crop.top, crop.right, crop.bottom)))
-            from rerender.video import resize_frame
-
-            result.append(resize_frame(frame, size))
-        return result
+            stream = read_frames(  # the video's own selection, crop and resize
+                control.maps, video.start_frame, selection.stop, video.frame_stride,
+                (crop.left, crop.top, crop.right, crop.bottom), video.resolution, video.resize_side, video.size_multiple,
+            )
+            per_control.append({index: frame for index, frame in enumerate(stream) if index in wanted})
+        return [[None if found is None else found[index] for found in per_control] for index in indices]
 
     return maps
 

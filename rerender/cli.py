@@ -206,9 +206,8 @@ def _command_translate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
-    stage = getattr(args, "stage", "keyframes")
     result = translate(
-        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=stage,
+        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
         workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
     )
     for name in result.reused:
