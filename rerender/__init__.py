@@ -12,7 +12,7 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "translate": "rerender.api",
-    "propagate_keyframes": "rerender.api",
+    "propagate_keyframes": "rerender.keyframe_folder",
     "TranslationResult": "rerender.api",
     "RerenderConfig": "rerender.config",
     "load_config": "rerender.config",

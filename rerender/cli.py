@@ -223,7 +223,7 @@ def _command_translate(args: argparse.Namespace) -> int:
 
 
 def _command_propagate(args: argparse.Namespace) -> int:
-    from rerender.api import propagate_keyframes
+    from rerender.keyframe_folder import propagate_keyframes
     from rerender.config import apply_overrides
 
     config = _load_config(args)

@@ -1,0 +1,204 @@
+"""Keyframe renderers: the diffusion pipeline (the method) and the built-in classic stylizer (no weights).
+
+A renderer turns the keyframes' source frames into stylized keyframes, in order, the anchor first, and can
+resume an interrupted run from `state_dir` (see `KeyframeRenderer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from rerender.config import RerenderConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights"]
+
+
+class KeyframeRenderer(Protocol):
+    """Renders keyframes in order; the first one is the anchor."""
+
+    name: str
+
+    def render(
+        self,
+        frames: Sequence[np.ndarray],
+        indices: Sequence[int],
+        done: Sequence[np.ndarray],
+        state_dir: Path,
+    ) -> Iterator[np.ndarray]:
+        """Yield the stylized keyframes after the `len(done)` already rendered ones.
+
+        Args:
+            frames: the source frames of every keyframe, RGB uint8 `(H, W, 3)`, the anchor first.
+            indices: the keyframes' indices among the selected frames (for per-frame inputs such as control maps).
+            done: keyframes rendered by an earlier, interrupted run (a prefix of the result).
+            state_dir: a folder for whatever the renderer needs to resume exactly.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ClassicRenderer:
+    """Keyframes from the built-in non-neural stylizer (no weights needed)."""
+
+    prompt: str
+    name: str = "classic"
+
+    def render(
+        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+    ) -> Iterator[np.ndarray]:
+        from rerender.stylizer import ClassicStylizer
+
+        stylizer = ClassicStylizer.from_prompt(self.prompt)
+        for frame in frames[len(done):]:
+            yield stylizer(frame)
+
+
+class DiffusionRenderer:
+    """Keyframes from a `RerenderPipeline` (SD 1.5 + ControlNet with the cross-frame constraints).
+
+    Rendering is sequential (each keyframe is made consistent with the anchor and the previous one). The
+    renderer saves the pipeline's references after every keyframe in `state_dir`, so an interrupted run
+    resumes exactly where it stopped without rendering finished keyframes again.
+    """
+
+    name = "diffusion"
+
+    def __init__(
+        self, pipeline: Any, config: RerenderConfig, flow_estimator: Any | None = None,
+        control_maps: Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None = None,
+    ) -> None:
+        self.pipeline, self.config, self.flow_estimator = pipeline, config, flow_estimator
+        self.control_maps = control_maps
+
+    @classmethod
+    def from_config(cls, config: RerenderConfig, flow_estimator: Any | None = None, control_maps=None) -> "DiffusionRenderer":
+        """Load the pipeline that `config.model` and `config.control` describe."""
+        from rerender.models import load_pipeline
+
+        return cls(load_pipeline(config.model, config.control), config, flow_estimator, control_maps)
+
+    def render(
+        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+    ) -> Iterator[np.ndarray]:
+        import torch
+
+        config = self.config
+        seed = config.sampling.seed if config.sampling.seed is not None else _recorded_seed(state_dir)
+        generator = torch.Generator().manual_seed(seed)
+        control_images = None
+        if self.control_maps is not None:  # one list of maps per ControlNet, one map per keyframe
+            from rerender.control import make_annotator
+
+            # Precomputed maps where given; the other ControlNets' maps from their annotators (e.g. canny).
+            annotators = [make_annotator(control) for control in config.control]
+            per_frame = [
+                [annotator(frame) if found is None else found for found, annotator in zip(maps, annotators)]
+                for frame, maps in zip(frames, self.control_maps(indices))
+            ]
+            control_images = [[maps[net] for maps in per_frame] for net in range(len(config.control))]
+        rendered = self.pipeline.render_keyframes(
+            list(frames),
+            config.prompt.full_prompt,
+            config.prompt.negative_prompt,
+            control_images=control_images,
+            controls=list(config.control),
+            flow_estimator=self.flow_estimator,
+            num_inference_steps=config.sampling.num_inference_steps,
+            guidance_scale=config.sampling.guidance_scale,
+            strength=config.sampling.denoising_strength,
+            constraints=config.constraints,
+            refinement=config.sampling.refinement,
+            same_noise_per_keyframe=config.sampling.same_noise_per_keyframe,
+            generator=generator,
+            resume=_resume_point(state_dir, len(done)),
+        )
+        try:
+            for frame in rendered:
+                _save_resume_point(state_dir, frame)
+                if frame.index >= len(done):
+                    yield (frame.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        finally:
+            rendered.close()
+
+
+def _recorded_seed(state_dir: Path) -> int:
+    """A random seed drawn once per workspace and kept, so a resumed run continues with the same noise."""
+    path = state_dir / "seed.txt"
+    if path.is_file():
+        return int(path.read_text())
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    path.write_text(str(seed))
+    return seed
+
+
+def _resume_point(state_dir: Path, done: int):
+    """The pipeline state saved after keyframe `done - 1`, or None to start from the anchor."""
+    if done == 0:
+        return None
+    import torch
+
+    path = state_dir / "render_state.pt"
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    return saved if saved.get("next_index") == done else None
+
+
+def _save_resume_point(state_dir: Path, frame: Any) -> None:
+    import torch
+
+    state = getattr(frame, "resume_state", None)
+    if state is None:
+        return
+    temporary = state_dir / ".render_state.pt.partial"
+    torch.save({"next_index": frame.index + 1, **state}, temporary)
+    os.replace(temporary, state_dir / "render_state.pt")
+
+def choose_renderer(config: RerenderConfig, pipeline, estimator, control_maps=None) -> KeyframeRenderer:
+    if pipeline is not None:
+        return DiffusionRenderer(pipeline, config, estimator, control_maps)
+    missing = missing_default_weights(config)
+    if missing:
+        logger.warning(
+            "no diffusion weights are configured or cached (%s); rendering keyframes with the built-in classic "
+            "stylizer instead. Pass --model (model.base_model) with a local diffusers folder or a .safetensors file, "
+            "or download the weights once on a connected machine.",
+            "; ".join(missing),
+        )
+        return ClassicRenderer(config.prompt.prompt)
+    return DiffusionRenderer.from_config(config, estimator, control_maps)
+
+
+def missing_default_weights(config: RerenderConfig) -> list[str]:
+    """What is missing to run diffusion when the user named no model of their own (default hub ids, not cached).
+
+    A model the user configured explicitly (a path, another hub id) is never replaced by the fallback: loading
+    it reports its own clear error instead.
+    """
+    from rerender.config import ModelConfig
+
+    if config.model.base_model != ModelConfig().base_model:
+        return []
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
+        return ["huggingface_hub is not installed"]
+    wanted = [(config.model.base_model, "model_index.json")]
+    wanted += [(control.resolved_model, "config.json") for control in config.control if control.model is None]
+    if config.model.vae == ModelConfig().vae and config.model.vae is not None:
+        wanted.append((config.model.vae, "config.json"))
+    missing = []
+    for repository, filename in wanted:
+        cached = try_to_load_from_cache(repository, filename)
+        if not isinstance(cached, str):
+            missing.append(f"{repository} is not in the Hugging Face cache")
+    return missing
+
