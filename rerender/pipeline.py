@@ -12,8 +12,8 @@ before it by
 
 plus colour correction of the inputs, FreeU, and an optional DDIM refinement pass. Every constraint has a
 period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`); the SDEdit start truncates the
-schedule (no UNet call is computed and thrown away), and windows that fall before it act at the first
-executed step (`rerender.fusion.active_steps`).
+schedule (no UNet call is computed and thrown away), and a window that falls before it acts at the first
+executed step only while that step is in the noisier half of the schedule (`rerender.fusion.may_fold`).
 
 Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
 wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
@@ -52,6 +52,7 @@ from rerender.control import Annotator, make_annotator
 from rerender.errors import ConfigError
 from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
 from rerender.fusion import (
+    FOLD_NOISE_LIMIT,
     active_steps,
     adain,
     channel_statistics,
@@ -63,7 +64,9 @@ from rerender.fusion import (
     noise_rescale,
     pixel_aware_fusion,
     predict_original,
+    may_fold,
     shape_aware_fusion,
+    window_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,7 +135,8 @@ class ConstraintSchedule:
     """The executed DDIM steps of one sampling schedule and the steps at which each constraint acts.
 
     Step ``i`` is an index into the *full* schedule of ``len(timesteps)`` steps (0 = noisiest); the executed
-    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention.
+    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention and
+    `RerenderPipeline.prepare_schedule` for windows that end before the SDEdit start.
 
     Attributes:
         timesteps: the full schedule's timesteps, noisiest first.
@@ -924,6 +928,13 @@ class RerenderPipeline(
         """The DDIM schedule, its SDEdit start, and the steps each constraint acts at (`ConstraintSchedule`).
 
         The start is ``N − int(N·strength)``, as diffusers' img2img pipelines, so both run the same steps.
+        A constraint acts at the executed steps of its window. A window that ends before the start acts once,
+        at the first executed step, only while that step's timestep is in the noisier half of the schedule
+        (``t ≥ 500`` of 1000, `rerender.fusion.may_fold`); otherwise it does not act and an INFO log says so.
+        With 20 steps: at strength 0.75 (t = 701) shape-aware fusion acts at step 5; at 0.25 (t = 201) and
+        below it does not, and at 0.2 (t = 151) pixel-aware fusion does not either. Latent fusion moved into
+        the low-noise end would blur and distort (paper §4.1.2), and at 0.05 (t = 1) it would return the
+        nearest-neighbour-warped anchor latent as the keyframe.
         """
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps)
@@ -934,19 +945,29 @@ class RerenderPipeline(
         alphas = tuple(float(alphas_cumprod[t]) for t in timesteps)
         alphas_next = tuple(float(alphas_cumprod[t - stride]) if t - stride >= 0 else final for t in timesteps)
         first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+        fold = first_step < num_inference_steps and may_fold(timesteps[first_step], scheduler.config.num_train_timesteps)
 
-        def steps(period: tuple[float, float] | None, inclusive: bool = True) -> frozenset[int]:
-            return frozenset(active_steps(period, num_inference_steps, first_step, inclusive))
+        def steps(period: tuple[float, float] | None, inclusive: bool = True, name: str = "") -> frozenset[int]:
+            acting = active_steps(period, num_inference_steps, first_step, inclusive, fold=fold)
+            window = window_steps(period, num_inference_steps, inclusive)
+            if window and not acting and first_step < num_inference_steps:
+                logger.info(
+                    "%s does not act: its window %s (steps %d-%d of %d) ends before the SDEdit start at step %d "
+                    "(t=%d, strength %g), and a window is moved onto the first executed step only while t >= %d",
+                    name, tuple(period), window[0], window[-1], num_inference_steps, first_step, timesteps[first_step],
+                    strength, int(FOLD_NOISE_LIMIT * scheduler.config.num_train_timesteps),
+                )
+            return frozenset(acting)
 
         return ConstraintSchedule(
             timesteps=tuple(timesteps),
             alphas=alphas,
             alphas_next=alphas_next,
             first_step=first_step,
-            cross_attention=steps(constraints.cross_frame_attention_period),
-            shape_fusion=steps(constraints.shape_fusion_period),
-            pixel_fusion=steps(constraints.pixel_fusion_period, inclusive=False),
-            adain=steps(constraints.adain_period),
+            cross_attention=steps(constraints.cross_frame_attention_period, name="cross-frame attention"),
+            shape_fusion=steps(constraints.shape_fusion_period, name="shape-aware fusion"),
+            pixel_fusion=steps(constraints.pixel_fusion_period, inclusive=False, name="pixel-aware fusion"),
+            adain=steps(constraints.adain_period, name="AdaIN"),
         )
 
     def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:

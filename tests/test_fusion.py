@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from rerender.errors import ConfigError
 from rerender.fusion import (
     active_steps,
+    may_fold,
     adain,
     channel_statistics,
     composite_references,
@@ -49,6 +50,15 @@ def test_windows_before_the_sdedit_start_fold_onto_the_first_executed_step():
     assert active_steps((0.5, 0.8), 20, first_step=14, inclusive=False) == [14, 15]
     assert active_steps((0.9, 1.0), 20, first_step=5) == [18, 19]
     assert active_steps((0.0, 0.1), 20, first_step=20) == []  # strength 0: nothing runs
+    # without the fold a window wholly before the start does not act; one that reaches past it is unchanged
+    assert active_steps((0.0, 0.1), 20, first_step=16, fold=False) == []
+    assert active_steps((0.5, 0.8), 20, first_step=14, inclusive=False, fold=False) == [14, 15]
+
+
+def test_folding_is_allowed_only_in_the_noisier_half_of_the_schedule():
+    assert may_fold(701) and may_fold(500) and may_fold(951)
+    assert not may_fold(499) and not may_fold(151) and not may_fold(1)
+    assert may_fold(600, num_train_timesteps=1200) and not may_fold(599, num_train_timesteps=1200)
 
 
 @pytest.mark.parametrize("period", [(-0.1, 0.5), (0.2, 1.5), (0.6, 0.3)])
