@@ -10,9 +10,9 @@ before it by
    composite (Eq. 10), encoded with the fidelity-oriented encoder (Eq. 8–9);
 4. colour-aware AdaIN of x̂0 toward the anchor's statistics, in late steps;
 
-plus colour correction of the inputs, FreeU, and an optional DDIM refinement pass. Every constraint has a
-period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`); the SDEdit start truncates the
-schedule (no UNet call is computed and thrown away), and a window that falls before it acts at the first
+plus colour correction of the inputs, FreeU (the paper's variant, `rerender.freeu`), and an optional DDIM
+refinement pass. Every constraint has a period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`);
+the SDEdit start truncates the schedule (no UNet call is computed and thrown away), and a window that falls before it acts at the first
 executed step only while that step is in the noisier half of the schedule (`rerender.fusion.may_fold`).
 
 Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,10 +46,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from rerender.attention import CrossFrameAttentionStore, cross_frame_attention
-from rerender.config import ConstraintConfig, ControlConfig, FreeUConfig, RefinementConfig
+from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
 from rerender.control import Annotator, make_annotator
 from rerender.errors import ConfigError
 from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
+from rerender.freeu import freeu_installed
 from rerender.fusion import (
     FOLD_NOISE_LIMIT,
     active_steps,
@@ -510,7 +510,7 @@ class RerenderPipeline(
 
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
         loose = constraints.loose_cross_frame_attention
-        with cross_frame_attention(self.unet, state.store, loose=loose), self._freeu_installed(constraints.freeu):
+        with cross_frame_attention(self.unet, state.store, loose=loose), freeu_installed(self.unet, constraints.freeu):
             # 6. Render the anchor (recording its references), then each keyframe in order
             for index, frame in enumerate(frames):
                 if 0 < index < next_index:
@@ -1078,22 +1078,6 @@ class RerenderPipeline(
     # ----------------------------------------------------------------------------------------------------
     # small private pieces
     # ----------------------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _freeu_installed(self, freeu: FreeUConfig | None) -> Iterator[None]:
-        """Switch FreeU on for one call (diffusers' implementation) and restore the previous factors after."""
-        if freeu is None:
-            yield
-            return
-        names = ("s1", "s2", "b1", "b2")
-        saved = [{name: getattr(block, name, None) for name in names} for block in self.unet.up_blocks]
-        self.unet.enable_freeu(s1=freeu.s1, s2=freeu.s2, b1=freeu.b1, b2=freeu.b2)
-        try:
-            yield
-        finally:
-            for block, values in zip(self.unet.up_blocks, saved):
-                for name, value in values.items():
-                    setattr(block, name, value)
 
     @staticmethod
     def _check_resume(resume: dict[str, Any] | None, frames: list[torch.Tensor]) -> int:
