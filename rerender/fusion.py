@@ -362,6 +362,15 @@ def pixel_aware_fusion(
     DDIM step (`ddim_update`), w the fusion weight (mask × mask strength) and r its `noise_rescale`.
     Where w = 0 the latent is unchanged.
 
+    Unlike the official code, the target x̃ is *not* multiplied by the fusion mask m first. There the clean
+    part becomes ``w·m·x̃ + (1 − w)·x̂0``: on cells with a soft mask (0 < m < 1) the weights sum to
+    ``1 − w·(1 − m) < 1``, so the blend pulls the latent toward zero instead of toward the target. Measured
+    with DIS flow on four shared clips (512², anchor/previous/current 10 frames apart, default mask strength
+    0.5): soft cells are 9 % (car-turn), 45 % (woman-running), 48 % (boxer) and 59 % (dog) of the fused
+    cells; on them the official clean part loses on average 8 % (at most 12.5 %) of its magnitude at every
+    pixel-aware step, and the target keeps only 40–52 % of its intended share. Here the clean part is the
+    convex blend ``w·x̃ + (1 − w)·x̂0``: a target equal to the current x̂0 leaves the latent unchanged.
+
     Args:
         latents: x_t.
         direction: d, the noise term of x_t.

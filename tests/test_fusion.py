@@ -231,3 +231,23 @@ def test_luminosity_blend_keeps_luminosity_and_takes_colour():
     assert np.allclose(luma, 128, atol=1.5)
     assert (blended[..., 0] > blended[..., 1]).all()  # still red-ish
     assert correct_colors(grey, red).shape == (2, 2, 3)
+
+
+def test_pixel_aware_fusion_is_a_convex_blend_on_soft_mask_cells():
+    # The target is not multiplied by the mask (the official code does): a target equal to the current clean
+    # latent leaves the latent unchanged for any weight, soft boundary cells included.
+    torch.manual_seed(0)
+    alpha = 0.4
+    clean = torch.randn(1, 4, 4, 4)
+    direction = torch.randn(1, 4, 4, 4) * (1 - alpha) ** 0.5
+    latents = alpha**0.5 * clean + direction
+    weight = torch.linspace(0.0, 0.5, 16).view(1, 1, 4, 4)  # mask strength 0.5 × a mask from 0 to 1
+    rescale = torch.ones_like(weight)
+    fused = pixel_aware_fusion(latents, direction, clean, torch.zeros_like(clean), alpha, weight, rescale)
+    # with zero target noise and r = 1: w·√ᾱ·x̃ + (1 − w)·√ᾱ·x̂0 + d = x_t
+    assert torch.allclose(fused, latents, atol=1e-6)
+    # and the target's share of the clean part is w itself on every cell
+    other = torch.randn(1, 4, 4, 4)
+    fused = pixel_aware_fusion(latents, direction, other, torch.zeros_like(other), alpha, weight, rescale)
+    expected = weight * alpha**0.5 * other + (1 - weight) * alpha**0.5 * clean + direction
+    assert torch.allclose(fused, expected, atol=1e-6)
