@@ -924,7 +924,33 @@ class RerenderPipeline(
             positive = torch.cat([embed(negative_prompt or ""), positive])
         return positive.to(dtype=self.unet.dtype, device=device)
 
-    def prepare_schedule(self, num_inference_steps: int, strength: float, constraints: ConstraintConfig) -> ConstraintSchedule:
+    def planned_unet_calls(
+        self,
+        num_frames: int,
+        num_inference_steps: int = 20,
+        strength: float = 0.75,
+        constraints: ConstraintConfig | None = None,
+        refinement: RefinementConfig | None = None,
+    ) -> list[int]:
+        """UNet evaluations `render_keyframes` spends on each of `num_frames` frames, the anchor first.
+
+        One per denoising step (guidance is batched): the anchor's pass, a keyframe's two passes (sharing the
+        steps before pixel-aware fusion), and the refinement pass. Progress bars count these.
+
+        Returns:
+            One count per frame; `callback_on_step_end` is called exactly this often.
+        """
+        constraints = constraints if constraints is not None else ConstraintConfig()
+        schedule = self.prepare_schedule(num_inference_steps, strength, constraints, report=False)
+        refining = 0
+        if refinement is not None:
+            steps = refinement.refinement_steps or num_inference_steps
+            refining = len(self.prepare_schedule(steps, refinement.refinement_strength, constraints, report=False).steps)
+        return [schedule.unet_calls(is_anchor=index == 0) + refining for index in range(num_frames)]
+
+    def prepare_schedule(
+        self, num_inference_steps: int, strength: float, constraints: ConstraintConfig, *, report: bool = True
+    ) -> ConstraintSchedule:
         """The DDIM schedule, its SDEdit start, and the steps each constraint acts at (`ConstraintSchedule`).
 
         The start is ``N − int(N·strength)``, as diffusers' img2img pipelines, so both run the same steps.
@@ -934,7 +960,7 @@ class RerenderPipeline(
         With 20 steps: at strength 0.75 (t = 701) shape-aware fusion acts at step 5; at 0.25 (t = 201) and
         below it does not, and at 0.2 (t = 151) pixel-aware fusion does not either. Latent fusion moved into
         the low-noise end would blur and distort (paper §4.1.2), and at 0.05 (t = 1) it would return the
-        nearest-neighbour-warped anchor latent as the keyframe.
+        nearest-neighbour-warped anchor latent as the keyframe. `report=False` skips that log.
         """
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps)
@@ -950,7 +976,7 @@ class RerenderPipeline(
         def steps(period: tuple[float, float] | None, inclusive: bool = True, name: str = "") -> frozenset[int]:
             acting = active_steps(period, num_inference_steps, first_step, inclusive, fold=fold)
             window = window_steps(period, num_inference_steps, inclusive)
-            if window and not acting and first_step < num_inference_steps:
+            if report and window and not acting and first_step < num_inference_steps:
                 logger.info(
                     "%s does not act: its window %s (steps %d-%d of %d) ends before the SDEdit start at step %d "
                     "(t=%d, strength %g), and a window is moved onto the first executed step only while t >= %d",
