@@ -359,7 +359,7 @@ class FreeUConfig:
     """Skip low-frequency scale of the 1280-channel stage."""
     s2: float = 0.2
     """Skip low-frequency scale of the 640-channel stage."""
-    variant: str = "rerender"
+    variant: Literal["rerender", "diffusers"] = "rerender"
     """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
     the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.freeu."""
 
