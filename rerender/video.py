@@ -69,20 +69,27 @@ MP4_COPYABLE_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the reader sees in a video file or image folder."""
+    """What the reader sees in a video file or image folder: the picture as a viewer sees it, and when.
+
+    `width`/`height` are the size on screen: after the display matrix (rotation, mirroring) and after
+    stretching non-square pixels (`sample_aspect_ratio`) to square ones. That is the size `read_frames`
+    hands out and the size every later stage (processing size, crop) works from; `stored_width`/
+    `stored_height` are the coded picture's size, for reference only.
+    """
 
     path: Path
     """The file or folder."""
     width: int
-    """Frame width in pixels, after applying rotation."""
+    """Width on screen in square pixels, after rotation and pixel aspect (what `read_frames` yields)."""
     height: int
-    """Frame height in pixels, after applying rotation."""
+    """Height on screen in square pixels, after rotation and pixel aspect (what `read_frames` yields)."""
     fps: Fraction
-    """Frame rate as an exact fraction (e.g. 30000/1001); image folders use the fps given to `probe_video`."""
+    """Nominal frame rate as an exact fraction (e.g. 30000/1001): the typical gap between frames, also for
+    variable-rate clips; image folders use the fps given to `probe_video`."""
     frame_count: int
-    """Number of decodable video frames."""
+    """Number of frames the decoder presents (frames hidden by an edit list are not counted)."""
     rotation: int
-    """Display rotation metadata in degrees (0, 90, 180, 270), already applied by the reader."""
+    """Counter-clockwise display rotation in degrees (0, 90, 180, 270) as FFmpeg reports it, already applied."""
     has_audio: bool
     """Whether there is an audio stream."""
     audio_codec: str | None
@@ -91,16 +98,63 @@ class VideoInfo:
     """Name of the video codec; `None` for image folders."""
     is_image_sequence: bool
     """True for a folder of numbered images."""
+    timestamps: tuple[float, ...] = ()
+    """Presentation time of every frame in seconds on the file's own clock (need not start at 0); the
+    audio is on the same clock. Image folders: `i / fps`."""
+    stored_width: int = 0
+    """Width of the coded picture in pixels, before rotation and pixel aspect."""
+    stored_height: int = 0
+    """Height of the coded picture in pixels, before rotation and pixel aspect."""
+    sample_aspect_ratio: Fraction = Fraction(1)
+    """Width of one stored pixel over its height (4/3 for anamorphic 16:9 in 4:3 pixels); 1 = square."""
+    mirrored: bool = False
+    """Whether the display matrix also mirrors the picture (applied, before `rotation`)."""
+    variable_frame_rate: bool = False
+    """True when frames are not evenly spaced: a constant-rate grid at `fps` would misplace some frame by
+    more than half a frame. Outputs keep each frame's time (see `write_video`'s `timestamps`)."""
+    hdr_transfer: str | None = None
+    """"PQ" or "HLG" for HDR input (read without tone mapping, with a warning), else `None`."""
+    has_alpha: bool = False
+    """Whether the input has an alpha channel (dropped by the reader, with a warning)."""
+    colorspace: str | None = None
+    """The YUV matrix the file is tagged with ("bt709", "bt601", "bt2020"), `None` if untagged or RGB."""
 
     @property
     def duration(self) -> float:
-        """Length in seconds (`frame_count / fps`)."""
-        return float(self.frame_count / self.fps) if self.fps else 0.0
+        """Length in seconds: from the first frame's time to the end of the last frame."""
+        if not self.fps:
+            return 0.0
+        if len(self.timestamps) == self.frame_count and self.frame_count:
+            return float(self.timestamps[-1] - self.timestamps[0] + 1 / self.fps)
+        return float(self.frame_count / self.fps)
 
     @property
     def size(self) -> tuple[int, int]:
         """`(width, height)` in pixels."""
         return self.width, self.height
+
+    def output_times(self, start: int = 0, end: int | None = None, stride: int = 1) -> list[float]:
+        """Times in seconds of the frames `start, start+stride, … < end`, relative to the first of them.
+
+        These are the presentation times an output keeps (`write_video(..., timestamps=...)`); the audio
+        that goes with them starts at `timestamps[start]` on the source's clock.
+        """
+        times = self.timestamps[start:end:stride] if self.timestamps else ()
+        if not times:
+            count = len(range(start, self.frame_count if end is None else end, stride))
+            return [float(index * stride / self.fps) for index in range(count)]
+        return [float(time - times[0]) for time in times]
+
+    def start_time(self, start: int = 0) -> float:
+        """The source-clock time in seconds of frame `start` (where audio for an output from it begins)."""
+        if self.timestamps and 0 <= start < len(self.timestamps):
+            return float(self.timestamps[start])
+        return float(start / self.fps) if self.fps else 0.0
+
+
+_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a one-frame video stream
+_TRANSFERS = {16: "PQ", 18: "HLG"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
+_COLORSPACES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}  # AVColorSpace
 
 
 def _natural_key(path: Path) -> list:
@@ -127,13 +181,7 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB `uint8` `(H, W, 3)` (alpha dropped, grey expanded). Works with non-ASCII paths.
-
-    Raises:
-        InputNotFoundError: the file does not exist.
-        VideoReadError: the file is not a readable image.
-    """
+def _read_image_unchanged(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"image not found: {str(path)!r}")
@@ -142,6 +190,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise VideoReadError(f"{str(path)!r} is not a readable image")
+    return image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB `uint8` `(H, W, 3)` (alpha dropped, grey expanded). Works with non-ASCII paths.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        VideoReadError: the file is not a readable image.
+    """
+    image = _read_image_unchanged(path)
     if image.dtype == np.uint16:
         image = (image // 257).astype(np.uint8)
     if image.ndim == 2:
@@ -165,37 +224,107 @@ def write_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
+def _ffmpeg_url(path: str | os.PathLike) -> str:
+    # FFmpeg reads "2024-11-14T22:57:44.mp4" as protocol "2024-11-14T22"; the file: prefix makes any name a file.
+    return "file:" + os.fspath(path)
+
+
 def _open_container(path: Path):
     import av
 
     try:
-        return av.open(str(path), mode="r")
+        return av.open(_ffmpeg_url(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoReadError(f"{str(path)!r} is not a readable video ({error})") from None
 
 
-def _rotation_of(frame) -> int:
-    rotation = getattr(frame, "rotation", 0) or 0
-    return int(round(rotation)) % 360
+def _main_video_stream(container):
+    """The moving-picture stream: never an attached cover picture; then the longest, then the largest."""
+    streams = [stream for stream in container.streams.video if not stream.disposition & _ATTACHED_PIC]
+    if not streams:
+        return None
+
+    def rank(stream):
+        # A thumbnail track holds one frame; unknown counts (0, e.g. MKV) rank above it.
+        frames = stream.frames or 0
+        moving = frames != 1
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        return (moving, duration, frames, (stream.codec_context.width or 0) * (stream.codec_context.height or 0))
+
+    return max(streams, key=rank)
 
 
-def _apply_rotation(image: np.ndarray, rotation: int) -> np.ndarray:
-    # FFmpeg's display matrix angle is counter-clockwise; the upright picture turns the other way.
-    if rotation == 90:
-        return np.ascontiguousarray(np.rot90(image, k=-1))
-    if rotation == 180:
-        return np.ascontiguousarray(image[::-1, ::-1])
-    if rotation == 270:
-        return np.ascontiguousarray(np.rot90(image, k=1))
-    return image
+def _orientation_of(frame) -> tuple[int, bool]:
+    """`(rotation, mirrored)` from the frame's display matrix: the matrix's linear part snapped to 90° steps.
+
+    Returns the angle in FFmpeg's sense (counter-clockwise degrees the display turns the stored picture,
+    one of 0, 90, 180, 270) and whether the stored picture is also mirrored left–right first.
+    """
+    matrix = None
+    for side_data in frame.side_data or ():
+        if str(side_data.type).endswith("DISPLAYMATRIX"):
+            matrix = np.frombuffer(bytes(side_data), dtype=np.int32)
+    if matrix is None or matrix.size < 9:
+        return 0, False
+    # FFmpeg's layout (libavutil/display.h): [a b u; c d v; x y w]; a point (p, q) goes to
+    # (a p + c q + x, b p + d q + y) in y-down pixel coordinates.
+    a, b, c, d = (float(value) / 65536 for value in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    mirrored = a * d - b * c < 0
+    if mirrored:  # mirror first (p → -p), then what remains is a pure rotation
+        a, b = -a, -b
+    # Clockwise angle in y-down coordinates is atan2(b, a); FFmpeg reports the counter-clockwise one.
+    clockwise = float(np.degrees(np.arctan2(b, a)))
+    snapped = int(round(clockwise / 90.0)) * 90
+    if abs(clockwise - snapped) > 1.0:
+        logger.warning("display rotation of %.1f° is not a multiple of 90°; using %d°", clockwise, snapped)
+    return (-snapped) % 360, mirrored
+
+
+def _orient(image: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
+    """Apply a display orientation from `_orientation_of` to a stored `(H, W, C)` picture (FFmpeg autorotate)."""
+    if mirrored:
+        image = image[:, ::-1]
+    if rotation:
+        image = np.rot90(image, k=rotation // 90)  # np.rot90 turns counter-clockwise on a y-down image
+    return np.ascontiguousarray(image)
+
+
+def _nominal_rate(times: np.ndarray, stream) -> Fraction:
+    """The frame rate the clip was shot at: the typical gap between frames, exact when the header agrees."""
+    candidates = [Fraction(rate) for rate in (stream.base_rate, stream.guessed_rate, stream.average_rate) if rate]
+    if times.size < 2:
+        return candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
+    period = float(np.median(np.diff(times)))
+    if period <= 0:
+        return candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
+    for rate in candidates:
+        if abs(float(rate) * period - 1) < 0.01:
+            return rate
+    return Fraction(1 / period).limit_denominator(1001)
+
+
+def _is_variable_rate(times: np.ndarray, fps: Fraction) -> bool:
+    # Variable when a constant-rate grid would show some frame more than half a frame early or late.
+    if times.size < 2:
+        return False
+    grid = times[0] + np.arange(times.size) / float(fps)
+    return bool(np.max(np.abs(times - grid)) > 0.5 / float(fps))
 
 
 def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | None = None) -> VideoInfo:
-    """Describe a video file or image folder without decoding it (only the first frame is decoded).
+    """Describe a video file or image folder: size on screen, nominal rate, every frame's time, audio.
+
+    Packets are read (not decoded) to learn which frames the decoder will present and when: frames hidden
+    by an edit list are not counted, timestamps keep the file's own clock (which may not start at 0).
+    Only the first frame is decoded, for its display matrix. Logs a warning for HDR (PQ/HLG) input, which
+    is read without tone mapping, and for input with an alpha channel, which is dropped.
 
     Args:
         path: a video file or a folder of numbered images.
-        image_sequence_fps: the frame rate reported for an image folder (default 25).
+        image_sequence_fps: the frame rate of an image folder (default 25).
+
+    Returns:
+        A `VideoInfo`; `width`/`height` are the upright, square-pixel size that `read_frames` hands out.
 
     Raises:
         InputNotFoundError: `path` does not exist, or is a folder without images.
@@ -206,54 +335,93 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         raise InputNotFoundError(f"video not found: {str(path)!r}")
     if path.is_dir():
         files = list_image_files(path)
-        first = read_image(files[0])
+        first = _read_image_unchanged(files[0])
+        if first.ndim == 3 and first.shape[2] == 4:
+            logger.warning("%s has an alpha channel; it is dropped (frames are read as RGB)", files[0])
         fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
-        return VideoInfo(path, first.shape[1], first.shape[0], fps, len(files), 0, False, None, None, True)
+        height, width = first.shape[:2]
+        times = tuple(float(index / fps) for index in range(len(files)))
+        return VideoInfo(path, width, height, fps, len(files), 0, False, None, None, True, timestamps=times,
+                         stored_width=width, stored_height=height, has_alpha=first.ndim == 3 and first.shape[2] == 4)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
     with _open_container(path) as container:
-        if not container.streams.video:
+        stream = _main_video_stream(container)
+        if stream is None:
             raise VideoReadError(f"{str(path)!r} has no video stream")
-        stream = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
-        fps = Fraction(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
-        if fps <= 0:
-            fps = DEFAULT_IMAGE_SEQUENCE_FPS
+        codec = stream.codec_context
+        first = None
+        pts = []
         try:
-            first = next(container.decode(stream), None)
-        except Exception as error:  # noqa: BLE001 - any FFmpeg failure here means the file is unusable
-            raise VideoReadError(f"{str(path)!r} cannot be decoded ({error})") from None
+            for packet in container.demux(stream):
+                if first is None:
+                    # Decode until the first frame appears: its side data carries the display matrix.
+                    decoded = packet.decode()
+                    first = decoded[0] if decoded else None
+                # Frames before an edit list's start are flagged discard; the decoder never presents them.
+                if packet.pts is None or not packet.size or packet.is_discard:
+                    continue
+                pts.append(packet.pts)
+        except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
+            import av
+
+            if not isinstance(error, av.error.FFmpegError):
+                raise
+            logger.warning("stopped reading %s after %d frames: %s", path, len(pts), error)
         if first is None:
-            raise VideoReadError(f"{str(path)!r} has no video frames")
-        rotation = _rotation_of(first)
-        width, height = first.width, first.height
+            try:
+                first = next(iter(codec.decode(None)), None)  # a decoder that holds frames back until the end
+            except Exception:  # noqa: BLE001
+                first = None
+        if first is None or not pts:
+            raise VideoReadError(f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded")
+        times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
+        fps = _nominal_rate(times, stream)
+        rotation, mirrored = _orientation_of(first)
+        aspect = Fraction(stream.sample_aspect_ratio or codec.sample_aspect_ratio or 1)
+        if aspect <= 0:
+            aspect = Fraction(1)
+        stored_width, stored_height = first.width, first.height
+        width, height = _square_pixel_size(stored_width, stored_height, aspect)
         if rotation in (90, 270):
             width, height = height, width
-        video_codec = stream.codec_context.name
-        audio_codec = audio.codec_context.name if audio is not None else None
-    frame_count = count_frames(path)
-    if frame_count == 0:
-        raise VideoReadError(f"{str(path)!r} has no video frames")
-    return VideoInfo(path, width, height, fps, frame_count, rotation, audio is not None, audio_codec, video_codec, False)
+        transfer = _TRANSFERS.get(int(codec.color_trc or 0))
+        if transfer is not None:
+            logger.warning(
+                "%s is HDR (%s transfer); it is read without tone mapping, so colours and brightness will look "
+                "washed out and dim compared with an HDR display (convert it to SDR first for faithful colours)",
+                path, transfer,
+            )
+        pixel_format = first.format.name
+        has_alpha = len(first.format.components) in (2, 4)  # grey + alpha, or three colours + alpha
+        if has_alpha:
+            logger.warning("%s has an alpha channel (%s); it is dropped (frames are read as RGB)", path, pixel_format)
+        info = VideoInfo(
+            path, width, height, fps, len(pts), rotation, audio is not None,
+            audio.codec_context.name if audio is not None else None, codec.name, False,
+            timestamps=tuple(times.tolist()), stored_width=stored_width, stored_height=stored_height,
+            sample_aspect_ratio=aspect, mirrored=mirrored, variable_frame_rate=_is_variable_rate(times, fps),
+            hdr_transfer=transfer, has_alpha=has_alpha, colorspace=_COLORSPACES.get(int(codec.colorspace or 2)),
+        )
+    return info
+
+
+def _square_pixel_size(width: int, height: int, aspect: Fraction) -> tuple[int, int]:
+    # Stretch, never shrink: wide pixels widen the picture, tall pixels heighten it.
+    if aspect > 1:
+        return int(round(width * aspect)), height
+    if aspect < 1:
+        return width, int(round(height / aspect))
+    return width, height
 
 
 def count_frames(path: str | os.PathLike) -> int:
-    """Number of video frames, counted from the container's packets (no decoding) when not in the header."""
+    """Number of frames the decoder presents (see `probe_video`)."""
     path = Path(path)
     if path.is_dir():
         return len(list_image_files(path))
-    with _open_container(path) as container:
-        stream = container.streams.video[0]
-        if stream.frames and path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            return int(stream.frames)
-        count = 0
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    count += 1
-        except Exception as error:  # noqa: BLE001
-            logger.warning("stopped counting frames of %s at %d: %s", path, count, error)
-        return count
+    return probe_video(path).frame_count
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -403,8 +571,9 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
                 frame = resize_frame(frame, (info.width, info.height))
             yield preprocess_frame(frame, crop, size)
         return
+    square = _square_pixel_size(info.stored_width, info.stored_height, info.sample_aspect_ratio)
     with _open_container(info.path) as container:
-        stream = container.streams.video[0]
+        stream = _main_video_stream(container)
         stream.thread_type = "AUTO"
         index = -1
         try:
@@ -414,7 +583,8 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
                     break
                 if index < start or (index - start) % stride:
                     continue
-                image = _apply_rotation(frame.to_ndarray(format="rgb24"), info.rotation)
+                image = resize_frame(_to_rgb(frame), square)  # non-square pixels → square ones
+                image = _orient(image, info.rotation, info.mirrored)
                 yield preprocess_frame(image, crop, size)
         except Exception as error:  # noqa: BLE001 - a truncated file: keep what decoded
             import av
@@ -422,6 +592,15 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
             if not isinstance(error, av.error.FFmpegError):
                 raise
             logger.warning("decoding %s stopped at frame %d: %s", info.path, index, error)
+
+
+def _to_rgb(frame) -> np.ndarray:
+    """RGB `uint8` from a decoded frame, with the YUV matrix and range the frame is tagged with."""
+    if frame.format.name in ("rgb24",):
+        return frame.to_ndarray()
+    # Untagged YUV uses swscale's default matrix (BT.601), as FFmpeg does; a full-range tag (phones) is kept.
+    range_tag = int(frame.color_range or 0)
+    return frame.to_ndarray(format="rgb24", src_color_range=range_tag or None, dst_color_range=2)
 
 
 # --------------------------------------------------------------------------------------------------------
