@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Iterable, Iterator, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -394,7 +394,8 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
                 path, transfer,
             )
         pixel_format = first.format.name
-        has_alpha = len(first.format.components) in (2, 4)  # grey + alpha, or three colours + alpha
+        # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
+        has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
         if has_alpha:
             logger.warning("%s has an alpha channel (%s); it is dropped (frames are read as RGB)", path, pixel_format)
         info = VideoInfo(
@@ -665,17 +666,39 @@ def _pad_to_even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+ENCODER_THREADS = 4
+"""x264 threads, fixed so that the same frames give the same bytes on every machine (x264's output depends
+on its thread count, and the automatic count depends on the CPU)."""
+
+
+def _writer_time_base(fps: Fraction) -> Fraction:
+    # A tick that divides one frame exactly (30000/1001 fps → 1/90000, 24000/1001 → 1/96000) and is fine
+    # enough (≤ 1/90000 s) to keep variable-rate timestamps.
+    multiple = max(1, -(-90000 // fps.numerator))
+    return Fraction(1, fps.numerator * multiple)
+
+
 class VideoWriter:
-    """Encode frames to H.264 (yuv420p) one at a time, optionally with audio from a source; atomic on close.
+    """Encode frames to H.264 (yuv420p, BT.709, limited range) one at a time, with optional audio; atomic on close.
+
+    Colour: RGB is converted with the BT.709 matrix at every size and the stream is tagged BT.709
+    (primaries, transfer, matrix, limited range), so players that honour tags and players that assume
+    BT.709 for HD both show the colours that went in. The same frames always give the same bytes (fixed
+    encoder threads, bit-exact conversion, no dates in the file).
+
+    Timing: frame i is shown at `time` seconds when given to `write` (keeping a variable-rate source's
+    timestamps), else at `i / fps`. Audio from `audio_from` is taken from `audio_start` on its own clock,
+    so a sound keeps its place relative to the frames.
 
     Use as a context manager; if the block raises, nothing appears under `path`.
 
     Args:
         path: output file (`.mp4`, `.mov` or `.mkv`).
-        fps: frame rate, exact (`Fraction(30000, 1001)`) or a float.
+        fps: nominal frame rate, exact (`Fraction(30000, 1001)`) or a float.
         crf: H.264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
         audio_from: a video whose first audio track is copied (or re-encoded to AAC if it cannot be copied).
-        audio_start: where the copied audio starts in the source, in seconds.
+        audio_start: the time on `audio_from`'s clock (`VideoInfo.start_time(first frame)`) that becomes
+            the output's time 0.
         preset: x264 speed preset.
 
     Example:
@@ -706,6 +729,8 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start = float(audio_start)
         self.frame_count = 0
+        self.time_base = _writer_time_base(self.fps)
+        self._last_pts: int | None = None
         self._container = None
         self._stream = None
         self._video_temporary = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.video{self.path.suffix}")
@@ -719,29 +744,70 @@ class VideoWriter:
         else:
             self.abort()
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one RGB `uint8` `(H, W, 3)` frame; all frames must share one size."""
+    def write(self, frame: np.ndarray, time: float | None = None) -> None:
+        """Append one RGB `uint8` `(H, W, 3)` frame shown from `time` seconds (default `index / fps`).
+
+        Raises:
+            ValueError: a frame that is not `(H, W, 3)` uint8, of another size than the first, or a `time`
+                not after the previous frame's.
+        """
         import av
 
         _check_frame(frame)
         frame = _pad_to_even(frame)
         if self._container is None:
-            self._container = av.open(str(self._video_temporary), mode="w")
-            self._stream = self._container.add_stream("libx264", rate=self.fps)
-            self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+            self._open(frame.shape[1], frame.shape[0])
         elif (frame.shape[1], frame.shape[0]) != (self._stream.width, self._stream.height):
             raise ValueError(
                 f"every frame must be {self._stream.width}×{self._stream.height}, got {frame.shape[1]}×{frame.shape[0]} "
                 f"at frame {self.frame_count}"
             )
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        video_frame.pts = self.frame_count
-        video_frame.time_base = 1 / self.fps
+        pts = self._pts(time)
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame = rgb.reformat(
+            format="yuv420p", dst_colorspace="itu709", dst_color_range=1, dst_color_trc=1, dst_color_primaries=1,
+            interpolation="BILINEAR", threads=1,  # one slice: the same result whatever the CPU count
+        )
+        video_frame.pts = pts
+        video_frame.time_base = self.time_base
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self.frame_count += 1
+        self._last_pts = pts
+
+    def _pts(self, time: float | None) -> int:
+        if time is None:
+            return int(round(self.frame_count / self.fps / self.time_base))
+        if not np.isfinite(time) or time < 0:
+            raise ValueError(f"`time` must be a finite number of seconds ≥ 0, got {time!r} at frame {self.frame_count}")
+        pts = int(round(Fraction(time).limit_denominator(10**9) / self.time_base))
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(
+                f"`time` must increase from frame to frame, got {time!r} s at frame {self.frame_count} after "
+                f"{float(self._last_pts * self.time_base)!r} s"
+            )
+        return pts
+
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        self._container = av.open(_ffmpeg_url(self._video_temporary), mode="w")
+        self._stream = self._container.add_stream("libx264", rate=self.fps)
+        self._stream.time_base = self.time_base
+        context = self._stream.codec_context
+        context.time_base = self.time_base
+        context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+        # BT.709 tags (AVCOL_PRI/TRC/SPC_BT709 = 1) and limited range (AVCOL_RANGE_MPEG = 1), as converted.
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 1, 1, 1, 1
+        context.thread_count = ENCODER_THREADS
+        self._stream.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last one written (one nominal frame long)."""
+        if self._last_pts is None:
+            return 0.0
+        return float(self._last_pts * self.time_base + 1 / self.fps)
 
     def close(self) -> Path:
         """Flush, add audio, and rename to the final path; returns it."""
@@ -753,9 +819,8 @@ class VideoWriter:
             self._container.close()
             self._container = None
             with atomic_output(self.path) as temporary:
-                duration = self.frame_count / float(self.fps)
                 if self.audio_from is not None and _has_audio(self.audio_from):
-                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, duration)
+                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, self.duration)
                 else:
                     os.replace(self._video_temporary, temporary)
         finally:
@@ -789,7 +854,9 @@ def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float,
     import av
 
     end = start + duration
-    with av.open(str(video_path)) as video_in, av.open(str(audio_source)) as audio_in, av.open(str(output), "w") as out:
+    with av.open(_ffmpeg_url(video_path)) as video_in, av.open(_ffmpeg_url(audio_source)) as audio_in, av.open(
+        _ffmpeg_url(output), "w"
+    ) as out:
         video_stream_in = video_in.streams.video[0]
         audio_stream_in = audio_in.streams.audio[0]
         video_out = out.add_stream_from_template(video_stream_in)
@@ -843,12 +910,13 @@ def _trimmed_audio_packets(container, stream, start: float, end: float):
 
 
 def _reencoded_audio_packets(container, stream, audio_out, start: float, end: float):
-    """Decode, trim sample-accurately and encode to AAC."""
+    """Decode, trim sample-accurately to [start, end) on the source clock and encode to AAC from `start` = 0."""
     import av
 
     resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout.name, rate=audio_out.codec_context.sample_rate)
     rate = audio_out.codec_context.sample_rate
     fifo = av.AudioFifo()
+    first_sample = None  # output sample index of the first kept sample: audio may start after `start`
     for frame in container.decode(stream):
         if frame.pts is None:
             continue
@@ -860,14 +928,17 @@ def _reencoded_audio_packets(container, stream, audio_out, start: float, end: fl
             samples = samples[:, max(0, first) : max(0, min(samples.shape[1], last))]
             if samples.shape[1] == 0:
                 continue
+            if first_sample is None:
+                first_sample = max(0, -first)
             trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=resampled.layout.name)
             trimmed.sample_rate = rate
             trimmed.pts = None
             fifo.write(trimmed)
+            frame_start += resampled.samples / rate
         if frame_start >= end:
             break
     frame_size = audio_out.codec_context.frame_size or 1024
-    pts = 0
+    pts = first_sample or 0
     while fifo.samples:
         chunk = fifo.read(min(frame_size, fifo.samples))
         chunk.pts = pts
@@ -885,17 +956,21 @@ def write_video(
     audio_from: str | os.PathLike | None = None,
     audio_start: float = 0.0,
     inputs: Iterable[str | os.PathLike] = (),
+    timestamps: Sequence[float] | None = None,
 ) -> Path:
-    """Encode RGB `uint8` `(H, W, 3)` frames to an H.264 video at `fps`, atomically, with optional audio.
+    """Encode RGB `uint8` `(H, W, 3)` frames to an H.264 video (BT.709-tagged), atomically, with optional audio.
 
     Args:
         frames: any iterable (a generator streams).
         path: output file; its folder must exist.
-        fps: exact frame rate.
+        fps: exact nominal frame rate.
         crf: quality, 0–51 (18 ≈ visually lossless).
         audio_from: copy this video's audio track, trimmed to the output's span starting at `audio_start`.
-        audio_start: seconds into `audio_from` where the output starts.
+        audio_start: the time on `audio_from`'s own clock that becomes the output's time 0; for frames read
+            from `audio_from` starting at frame `s`, pass `info.start_time(s)` (clocks need not start at 0).
         inputs: paths the output must not replace (the input video is always added when given as `audio_from`).
+        timestamps: the time in seconds at which each frame is shown (increasing, first usually 0), e.g.
+            `info.output_times(start, end, stride)` to keep a variable-rate source's timing; `None` = `i / fps`.
 
     Returns:
         The output path.
@@ -906,9 +981,13 @@ def write_video(
     """
     protected = list(inputs) + ([audio_from] if audio_from is not None else [])
     path = check_output_path(path, protected)
+    times = iter(timestamps) if timestamps is not None else None
     with VideoWriter(path, fps, crf=crf, audio_from=audio_from, audio_start=audio_start) as writer:
         for frame in frames:
-            writer.write(frame)
+            time = None if times is None else next(times, None)
+            if times is not None and time is None:
+                raise ValueError(f"`timestamps` holds {writer.frame_count} times but more frames were given")
+            writer.write(frame, None if time is None else float(time))
     return path
 
 
