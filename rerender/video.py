@@ -118,6 +118,8 @@ class VideoInfo:
     """Whether the input has an alpha channel (dropped by the reader, with a warning)."""
     colorspace: str | None = None
     """The YUV matrix the file is tagged with ("bt709", "bt601", "bt2020"), `None` if untagged or RGB."""
+    stream_index: int = 0
+    """Index of the stream read: the moving picture, never a cover picture or thumbnail track."""
 
     @property
     def duration(self) -> float:
@@ -238,20 +240,9 @@ def _open_container(path: Path):
         raise VideoReadError(f"{str(path)!r} is not a readable video ({error})") from None
 
 
-def _main_video_stream(container):
-    """The moving-picture stream: never an attached cover picture; then the longest, then the largest."""
-    streams = [stream for stream in container.streams.video if not stream.disposition & _ATTACHED_PIC]
-    if not streams:
-        return None
-
-    def rank(stream):
-        # A thumbnail track holds one frame; unknown counts (0, e.g. MKV) rank above it.
-        frames = stream.frames or 0
-        moving = frames != 1
-        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
-        return (moving, duration, frames, (stream.codec_context.width or 0) * (stream.codec_context.height or 0))
-
-    return max(streams, key=rank)
+def _moving_streams(container) -> list:
+    """Video streams that may hold the moving picture: every one but attached cover pictures."""
+    return [stream for stream in container.streams.video if not stream.disposition & _ATTACHED_PIC]
 
 
 def _orientation_of(frame) -> tuple[int, bool]:
@@ -346,29 +337,34 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
     with _open_container(path) as container:
-        stream = _main_video_stream(container)
-        if stream is None:
+        streams = _moving_streams(container)
+        if not streams:
             raise VideoReadError(f"{str(path)!r} has no video stream")
         audio = container.streams.audio[0] if container.streams.audio else None
-        codec = stream.codec_context
-        first = None
-        pts = []
+        firsts: dict[int, object] = {}
+        presented: dict[int, list[int]] = {stream.index: [] for stream in streams}
         try:
-            for packet in container.demux(stream):
-                if first is None:
+            for packet in container.demux(*streams):
+                index = packet.stream.index
+                if index not in firsts and packet.size:
                     # Decode until the first frame appears: its side data carries the display matrix.
                     decoded = packet.decode()
-                    first = decoded[0] if decoded else None
+                    if decoded:
+                        firsts[index] = decoded[0]
                 # Frames before an edit list's start are flagged discard; the decoder never presents them.
                 if packet.pts is None or not packet.size or packet.is_discard:
                     continue
-                pts.append(packet.pts)
+                presented[index].append(packet.pts)
         except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
             import av
 
             if not isinstance(error, av.error.FFmpegError):
                 raise
-            logger.warning("stopped reading %s after %d frames: %s", path, len(pts), error)
+            logger.warning("stopped reading %s after %d packets: %s", path, sum(map(len, presented.values())), error)
+        # The main picture is the stream with the most frames (a thumbnail track has one), then the largest.
+        stream = max(streams, key=lambda item: (len(presented[item.index]), item.codec_context.width * item.codec_context.height))
+        codec = stream.codec_context
+        first, pts = firsts.get(stream.index), presented[stream.index]
         if first is None:
             try:
                 first = next(iter(codec.decode(None)), None)  # a decoder that holds frames back until the end
@@ -404,6 +400,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
             timestamps=tuple(times.tolist()), stored_width=stored_width, stored_height=stored_height,
             sample_aspect_ratio=aspect, mirrored=mirrored, variable_frame_rate=_is_variable_rate(times, fps),
             hdr_transfer=transfer, has_alpha=has_alpha, colorspace=_COLORSPACES.get(int(codec.colorspace or 2)),
+            stream_index=stream.index,
         )
     return info
 
@@ -574,7 +571,7 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
         return
     square = _square_pixel_size(info.stored_width, info.stored_height, info.sample_aspect_ratio)
     with _open_container(info.path) as container:
-        stream = _main_video_stream(container)
+        stream = container.streams[info.stream_index]
         stream.thread_type = "AUTO"
         index = -1
         try:
