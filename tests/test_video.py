@@ -766,3 +766,45 @@ def test_alpha_is_dropped_with_one_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="rerender.video"):
         assert probe_video(video).has_alpha
     assert len([record for record in caplog.records if "alpha" in record.getMessage()]) == 1
+
+
+def _presented_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [frame.time for frame in container.decode(video=0)]
+
+
+def _beep_onset(path: Path) -> float:
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            loud = np.flatnonzero(np.abs(frame.to_ndarray()[0]) > 0.15)
+            if loud.size:
+                return float(frame.time + loud[0] / frame.sample_rate)
+    raise AssertionError("no beep")
+
+
+FAST_TRANSLATE = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+
+
+def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
+    from rerender.api import ClassicRenderer, translate
+
+    # A screen-recorder clip that is also variable-rate: audio 0.48 s before the first frame, a 0.5 s stall.
+    times = [0.48 + index / 30 + (0.5 if index > 5 else 0.0) for index in range(12)]
+    source = tmp_path / "recording.mp4"
+    _write_timed_clip(source, times, 9, times[9], (0.0, times[-1] + 0.2), fps=30)
+    output = tmp_path / "out.mp4"
+    result = translate(source, "a cartoon", K=6, output=output, renderer=ClassicRenderer("a cartoon"), progress=False, **FAST_TRANSLATE)
+    assert result.frame_count == 12
+    np.testing.assert_allclose(_presented_times(output), [time - times[0] for time in times], atol=1e-3)
+    assert abs(_beep_onset(output) - (times[9] - times[0])) < 1 / 30
+
+
+@pytest.mark.slow
+def test_translate_writes_the_frames_an_edit_list_presents(tmp_path):
+    from rerender.api import ClassicRenderer, translate
+
+    trimmed = tmp_path / "trimmed.mp4"
+    _write_edit_listed(trimmed)
+    output = tmp_path / "out.mp4"
+    result = translate(trimmed, "a cartoon", K=8, output=output, renderer=ClassicRenderer("a cartoon"), progress=False, **FAST_TRANSLATE)
+    assert result.frame_count == 28 and probe_video(output).frame_count == 28
