@@ -122,7 +122,7 @@ def _command_info(args: argparse.Namespace) -> int:
     print(f"  size        {info.width}×{info.height}" + (f" ({', '.join(notes)} applied)" if notes else ""))
     print(f"  fps         {_format_fps(info.fps)}" + (" nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""))
     if info.hdr_transfer:
-        print(f"  colour      HDR ({info.hdr_transfer}), read without tone mapping: colours will look flat")
+        print(f"  colour      HDR ({info.hdr_transfer}, BT.2020), tone-mapped to SDR (BT.709) when read")
     if info.has_alpha:
         print("  alpha       dropped (frames are read as RGB)")
     print(f"  frames      {info.frame_count}  ({info.duration:.2f} s)")

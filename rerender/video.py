@@ -55,6 +55,7 @@ __all__ = [
     "write_png_sequence",
     "read_image",
     "write_image",
+    "tone_map_to_sdr",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -113,7 +114,7 @@ class VideoInfo:
     """True when frames are not evenly spaced: a constant-rate grid at `fps` would misplace some frame by
     more than half a frame. Outputs keep each frame's time (see `write_video`'s `timestamps`)."""
     hdr_transfer: str | None = None
-    """"PQ" or "HLG" for HDR input (read without tone mapping, with a warning), else `None`."""
+    """"PQ" or "HLG" for HDR input (tone-mapped to SDR as it is read, with a warning), else `None`."""
     has_alpha: bool = False
     """Whether the input has an alpha channel (dropped by the reader, with a warning)."""
     colorspace: str | None = None
@@ -308,7 +309,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     Packets are read (not decoded) to learn which frames the decoder will present and when: frames hidden
     by an edit list are not counted, timestamps keep the file's own clock (which may not start at 0).
     Only the first frame is decoded, for its display matrix. Logs a warning for HDR (PQ/HLG) input, which
-    is read without tone mapping, and for input with an alpha channel, which is dropped.
+    `read_frames` tone-maps to SDR (`tone_map_to_sdr`), and for input with an alpha channel, which is dropped.
 
     Args:
         path: a video file or a folder of numbered images.
@@ -385,8 +386,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         transfer = _TRANSFERS.get(int(codec.color_trc or 0))
         if transfer is not None:
             logger.warning(
-                "%s is HDR (%s transfer); it is read without tone mapping, so colours and brightness will look "
-                "washed out and dim compared with an HDR display (convert it to SDR first for faithful colours)",
+                "%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
                 path, transfer,
             )
         pixel_format = first.format.name
@@ -581,7 +581,7 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
                     break
                 if index < start or (index - start) % stride:
                     continue
-                image = resize_frame(_to_rgb(frame), square)  # non-square pixels → square ones
+                image = resize_frame(_to_rgb(frame, info.hdr_transfer), square)  # non-square pixels → square ones
                 image = _orient(image, info.rotation, info.mirrored)
                 yield preprocess_frame(image, crop, size)
         except Exception as error:  # noqa: BLE001 - a truncated file: keep what decoded
@@ -592,13 +592,80 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
             logger.warning("decoding %s stopped at frame %d: %s", info.path, index, error)
 
 
-def _to_rgb(frame) -> np.ndarray:
-    """RGB `uint8` from a decoded frame, with the YUV matrix and range the frame is tagged with."""
+def _to_rgb(frame, hdr_transfer: str | None = None) -> np.ndarray:
+    """RGB `uint8` from a decoded frame, with the YUV matrix and range the frame is tagged with (HDR tone-mapped)."""
+    if hdr_transfer is not None:
+        range_tag = int(frame.color_range or 0) or 1  # HDR video is limited range unless tagged otherwise
+        signal = frame.to_ndarray(format="rgb48le", src_colorspace="bt2020", src_color_range=range_tag)
+        return tone_map_to_sdr(signal.astype(np.float32) / 65535.0, hdr_transfer)
     if frame.format.name in ("rgb24",):
         return frame.to_ndarray()
     # Untagged YUV uses swscale's default matrix (BT.601), as FFmpeg does; a full-range tag (phones) is kept.
     range_tag = int(frame.color_range or 0)
     return frame.to_ndarray(format="rgb24", src_color_range=range_tag or None, dst_color_range=2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# HDR → SDR
+# --------------------------------------------------------------------------------------------------------
+
+SDR_WHITE_NITS = 203.0
+"""HDR reference (diffuse) white in cd/m², ITU-R BT.2408; it becomes SDR white (before the highlight knee)."""
+HDR_KNEE = 0.75
+"""Linear SDR level above which highlights are compressed smoothly towards white instead of clipped."""
+
+# Linear-light BT.2020 → BT.709 primaries (ITU-R BT.2087).
+_BT2020_TO_BT709 = np.array(
+    [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]], dtype=np.float32
+)
+
+
+def _pq_to_nits(signal: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 (PQ) EOTF: non-linear signal in [0, 1] → display light in cd/m²."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = np.power(np.clip(signal, 0, 1), 1 / m2)
+    return 10000.0 * np.power(np.maximum(power - c1, 0) / (c2 - c3 * power), 1 / m1)
+
+
+def _hlg_to_nits(signal: np.ndarray, peak: float = 1000.0) -> np.ndarray:
+    """ITU-R BT.2100 HLG: inverse OETF, then the OOTF of a `peak` cd/m² display (system gamma 1.2)."""
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    signal = np.clip(signal, 0, 1)
+    scene = np.where(signal <= 0.5, signal**2 / 3, (np.exp((np.maximum(signal, 0.5) - c) / a) + b) / 12)
+    luminance = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
+    gamma = 1.2 + 0.42 * np.log10(peak / 1000.0)
+    return peak * np.power(np.maximum(luminance, 1e-6), gamma - 1)[..., None] * scene
+
+
+def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.ndarray:
+    """Tone-map HDR (BT.2020 primaries, PQ or HLG) to SDR RGB (BT.709 primaries, BT.1886 gamma 2.4).
+
+    Display light is taken relative to HDR reference white (203 cd/m², ITU-R BT.2408), converted to
+    BT.709 primaries in linear light (out-of-gamut colours clipped), and highlights above `HDR_KNEE` are
+    rolled off smoothly towards white on the largest channel, which keeps hue. Diffuse white reads as
+    about 245, a 20 cd/m² grey as about 97 (what an SDR display shows for 20/203 of white).
+
+    Args:
+        signal: non-linear R'G'B' in [0, 1] (decoded with the BT.2020 matrix).
+        transfer: "PQ" (SMPTE ST 2084) or "HLG" (ARIB STD-B67).
+
+    Returns:
+        RGB `uint8`.
+
+    Shape:
+        - signal: `(H, W, 3)` float32.
+        - output: `(H, W, 3)` uint8.
+    """
+    if transfer not in ("PQ", "HLG"):
+        raise ValueError(f"`transfer` must be 'PQ' or 'HLG', got {transfer!r}")
+    nits = _pq_to_nits(signal) if transfer == "PQ" else _hlg_to_nits(signal)
+    linear = np.maximum((nits / SDR_WHITE_NITS).astype(np.float32) @ _BT2020_TO_BT709.T, 0)
+    peak = linear.max(axis=-1, keepdims=True)
+    span = 1 - HDR_KNEE
+    mapped = np.where(peak <= HDR_KNEE, peak, HDR_KNEE + span * (1 - np.exp(-(peak - HDR_KNEE) / span)))
+    linear = linear * (mapped / np.maximum(peak, 1e-6))
+    return np.clip(np.round(np.power(np.clip(linear, 0, 1), 1 / 2.4) * 255), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------------

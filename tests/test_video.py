@@ -723,23 +723,61 @@ def test_same_frames_give_the_same_bytes(tmp_path, synthetic_clip):
     assert all(data == outputs[0] for data in outputs[1:])
 
 
-@pytest.mark.parametrize("transfer, name", [(16, "PQ"), (18, "HLG")])
-def test_hdr_input_gives_a_warning(tmp_path, caplog, transfer, name):
-    path = tmp_path / "hdr.mkv"
+def _pq_signal(nits: float) -> float:
+    """SMPTE ST 2084 inverse EOTF: cd/m² → PQ signal in [0, 1]."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = (nits / 10000) ** m1
+    return ((c1 + c2 * power) / (1 + c3 * power)) ** m2
+
+
+def _write_hdr(path: Path, transfer: int, signals: list[float]) -> None:
+    """10-bit BT.2020 clip, one flat neutral frame per signal level (limited range, lossless FFV1)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("ffv1", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p10le"
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p10le"
         context = stream.codec_context
-        context.color_primaries, context.color_trc, context.colorspace = 9, transfer, 9  # BT.2020
-        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 128, np.uint8), format="rgb24").reformat(format="yuv420p10le")
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 9, transfer, 9, 1
+        for signal in signals:
+            planes = np.full((24, 16), 512, np.uint16)  # neutral chroma
+            planes[:16] = int(round(64 + 876 * signal))
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
+            frame.color_range = 1
+            for packet in stream.encode(frame):
+                container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def test_hdr_pq_is_tone_mapped_to_sdr(tmp_path, caplog):
+    path = tmp_path / "pq.mkv"
+    _write_hdr(path, 16, [_pq_signal(203), _pq_signal(20), _pq_signal(1000)])
     with caplog.at_level("WARNING", logger="rerender.video"):
         info = probe_video(path)
-    assert info.hdr_transfer == name
-    assert [record for record in caplog.records if "HDR" in record.getMessage() and "tone mapping" in record.getMessage()]
+    assert info.hdr_transfer == "PQ"
+    assert [r for r in caplog.records if "HDR" in r.getMessage() and "tone-mapped" in r.getMessage()]
+    white, grey, highlight = (frame.reshape(-1, 3).mean(0) for frame in read_frames(path, info=info))
+    for colour in (white, grey, highlight):
+        assert colour.max() - colour.min() <= 2  # neutral stays neutral
+    # Diffuse white (BT.2408) reads near SDR white, not 146; a 20 cd/m² grey as SDR shows 20/203 of white.
+    assert white.mean() == pytest.approx(245, abs=4)
+    assert grey.mean() == pytest.approx(255 * (20 / 203) ** (1 / 2.4), abs=4)
+    assert 250 <= highlight.mean() <= 255 and highlight.mean() > white.mean()
+
+
+def test_hdr_hlg_reference_white_matches_pq(tmp_path):
+    pq, hlg = tmp_path / "pq.mkv", tmp_path / "hlg.mkv"
+    _write_hdr(pq, 16, [_pq_signal(203)])
+    _write_hdr(hlg, 18, [0.75])  # HLG reference white (BT.2408)
+    assert probe_video(hlg).hdr_transfer == "HLG"
+    assert next(read_frames(hlg)).mean() == pytest.approx(next(read_frames(pq)).mean(), abs=5)
+
+
+def test_tone_map_rejects_unknown_transfer():
+    from rerender.video import tone_map_to_sdr
+
+    with pytest.raises(ValueError, match="`transfer` must be 'PQ' or 'HLG'"):
+        tone_map_to_sdr(np.zeros((2, 2, 3), np.float32), "sRGB")
 
 
 def test_alpha_is_dropped_with_one_warning(tmp_path, caplog):
