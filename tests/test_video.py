@@ -713,6 +713,26 @@ def test_written_colour_is_tagged_bt709_and_round_trips(tmp_path):
         assert np.abs(next(read_frames(path)).reshape(-1, 3).mean(0) - colour).max() <= 2
 
 
+@pytest.mark.parametrize("colour_range", [1, 2])  # limited (TV) and full (phones, JPEG) range
+def test_tagged_range_and_matrix_are_used_when_reading(tmp_path, colour_range):
+    colour = (185, 93, 50)
+    path = tmp_path / "tagged.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.color_range, stream.codec_context.colorspace = colour_range, 1
+        stream.options = {"crf": "0"}
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), colour, np.uint8), format="rgb24").reformat(
+            format="yuv420p", dst_colorspace="itu709", dst_color_range=colour_range
+        )
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert probe_video(path).colorspace == "bt709"
+    assert np.abs(next(read_frames(path)).reshape(-1, 3).mean(0) - colour).max() <= 3
+
+
 def test_same_frames_give_the_same_bytes(tmp_path, synthetic_clip):
     frames = make_synthetic_video(num_frames=12, width=96, height=64, motion="mixed").frames
     outputs = []
