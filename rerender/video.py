@@ -283,7 +283,7 @@ def _orient(image: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
 
 def _nominal_rate(times: np.ndarray, stream) -> Fraction:
     """The frame rate the clip was shot at: the typical gap between frames, exact when the header agrees."""
-    candidates = [Fraction(rate) for rate in (stream.base_rate, stream.guessed_rate, stream.average_rate) if rate]
+    candidates = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate) if rate]
     if times.size < 2:
         return candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
     period = float(np.median(np.diff(times)))
@@ -353,9 +353,9 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
                     if decoded:
                         firsts[index] = decoded[0]
                 # Frames before an edit list's start are flagged discard; the decoder never presents them.
-                if packet.pts is None or not packet.size or packet.is_discard:
+                if not packet.size or packet.is_discard:
                     continue
-                presented[index].append(packet.pts)
+                presented[index].append(packet.pts)  # None in raw streams (.h264): no timestamps at all
         except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
             import av
 
@@ -373,8 +373,13 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
                 first = None
         if first is None or not pts:
             raise VideoReadError(f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded")
-        times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
-        fps = _nominal_rate(times, stream)
+        if any(value is None for value in pts):
+            # Untimed packets (raw elementary streams): frames are evenly spaced at the stream's rate.
+            fps = _nominal_rate(np.zeros(0), stream)
+            times = np.arange(len(pts)) / float(fps)
+        else:
+            times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
+            fps = _nominal_rate(times, stream)
         rotation, mirrored = _orientation_of(first)
         aspect = Fraction(stream.sample_aspect_ratio or codec.sample_aspect_ratio or 1)
         if aspect <= 0:
@@ -811,9 +816,12 @@ class VideoWriter:
     def write(self, frame: np.ndarray, time: float | None = None) -> None:
         """Append one RGB `uint8` `(H, W, 3)` frame shown from `time` seconds (default `index / fps`).
 
+        A `time` not after the previous frame's (duplicate timestamps in a broken source) is moved one
+        tick (≤ 1/90000 s) after it.
+
         Raises:
-            ValueError: a frame that is not `(H, W, 3)` uint8, of another size than the first, or a `time`
-                not after the previous frame's.
+            ValueError: a frame that is not `(H, W, 3)` uint8, of another size than the first, or a negative
+                or non-finite `time`.
         """
         import av
 
@@ -846,10 +854,9 @@ class VideoWriter:
             raise ValueError(f"`time` must be a finite number of seconds ≥ 0, got {time!r} at frame {self.frame_count}")
         pts = int(round(Fraction(time).limit_denominator(10**9) / self.time_base))
         if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(
-                f"`time` must increase from frame to frame, got {time!r} s at frame {self.frame_count} after "
-                f"{float(self._last_pts * self.time_base)!r} s"
-            )
+            # Duplicate source timestamps (broken files) must not fail a finished run: show it one tick later.
+            logger.debug("frame %d at %.6f s is not after the previous frame; moved one tick later", self.frame_count, time)
+            pts = self._last_pts + 1
         return pts
 
     def _open(self, width: int, height: int) -> None:

@@ -128,6 +128,25 @@ def test_reads_other_containers(tmp_path, suffix, codec):
     assert len(list(read_frames(path))) == 6
 
 
+@pytest.mark.parametrize("suffix, codec", [(".h264", "libx264"), (".mpg", "mpeg2video")])
+def test_untimed_and_offset_streams(tmp_path, suffix, codec):
+    # A raw H.264 stream has no timestamps (frames are evenly spaced); MPEG-PS starts its clock late.
+    path = tmp_path / f"clip{suffix}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for index in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * index, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.frame_count == 10 and info.fps == 25 and not info.variable_frame_rate
+    np.testing.assert_allclose(np.diff(info.timestamps), 0.04, atol=1e-6)
+    assert info.output_times() == pytest.approx([index * 0.04 for index in range(10)])
+    assert [int(round(frame.mean() / 20)) for frame in read_frames(path)] == list(range(10))
+
+
 def test_image_folder_natural_sort_and_fps(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -731,6 +750,19 @@ def test_tagged_range_and_matrix_are_used_when_reading(tmp_path, colour_range):
             container.mux(packet)
     assert probe_video(path).colorspace == "bt709"
     assert np.abs(next(read_frames(path)).reshape(-1, 3).mean(0) - colour).max() <= 3
+
+
+def test_writer_keeps_given_times_and_survives_duplicates(tmp_path):
+    path = tmp_path / "times.mp4"
+    frames = [np.full((16, 16, 3), 40 * index, np.uint8) for index in range(4)]
+    write_video(frames, path, fps=30, timestamps=[0.0, 0.5, 0.5, 2.0])  # a duplicate, as broken files have
+    with av.open(str(path)) as container:
+        times = [frame.time for frame in container.decode(video=0)]
+    assert times[0] == 0 and times[1] == pytest.approx(0.5) and 0.5 < times[2] < 0.501 and times[3] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="`timestamps` holds 2 times"):
+        write_video(frames, tmp_path / "short.mp4", fps=30, timestamps=[0.0, 0.1])
+    with pytest.raises(ValueError, match="`time` must be a finite number"):
+        write_video(frames, tmp_path / "negative.mp4", fps=30, timestamps=[-1.0, 0.0, 0.1, 0.2])
 
 
 def test_same_frames_give_the_same_bytes(tmp_path, synthetic_clip):
