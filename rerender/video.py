@@ -4,8 +4,11 @@ Frames at this boundary are RGB `uint8` arrays of shape `(H, W, 3)` (see the REA
 Everything streams: a 1,000-frame 1080p video is never held decoded in memory at once.
 
 Inputs may be video files (mp4, mov, mkv, webm, avi, gif, … anything FFmpeg decodes) or folders of numbered
-images (png, jpg, webp, bmp, tif), sorted naturally so `2.png` comes before `10.png`. Rotation metadata
-(phones) is applied, so frames come out upright.
+images (png, jpg, webp, bmp, tif), sorted naturally so `2.png` comes before `10.png`. Frames come out as a
+viewer sees them (the README's "Video I/O" section lists the cases): upright and unmirrored (display
+matrix, as FFmpeg's autorotate), square pixels (anamorphic clips stretched), only the frames an edit list
+shows, the moving-picture stream (never a cover image), HDR tone-mapped to SDR; and with each frame's time
+on the file's clock (`VideoInfo.timestamps`), so outputs keep variable frame rates and audio sync.
 
 Outputs are written under a temporary name in the destination folder and renamed when complete: an
 interrupted run never leaves a truncated file under the final name, and an existing input is never
@@ -388,7 +391,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         width, height = _square_pixel_size(stored_width, stored_height, aspect)
         if rotation in (90, 270):
             width, height = height, width
-        transfer = _TRANSFERS.get(int(codec.color_trc or 0))
+        transfer = _TRANSFERS.get(int(first.color_trc or codec.color_trc or 0))  # the frame's tag, else the header's
         if transfer is not None:
             logger.warning(
                 "%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
