@@ -606,7 +606,7 @@ def test_animated_gif_keeps_per_frame_delays(tmp_path):
     with av.open(str(output)) as container:
         shown = [(frame.time, int(frame.to_ndarray(format="gray").mean())) for frame in container.decode(video=0)]
     np.testing.assert_allclose([time for time, _ in shown], expected, atol=1e-3)
-    assert [value // 40 for _, value in shown] == [0, 1, 2, 3, 4, 5] or np.all(np.diff([v for _, v in shown]) > 20)
+    assert np.all(np.diff([value for _, value in shown]) > 20)  # each frame once, in order (grey 40 i, palettised)
 
 
 def _write_edit_listed(path: Path, stored: int = 40, hidden: int = 12, fps: int = 25) -> None:
@@ -882,7 +882,7 @@ def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
     times = [0.48 + index / 30 + (0.5 if index > 5 else 0.0) for index in range(12)]
     source = tmp_path / "recording.mp4"
     _write_timed_clip(source, times, 9, times[9], (0.0, times[-1] + 0.2), fps=30)
-    output = tmp_path / "out.mp4"
+    output = tmp_path / "styled 2024-11-14T22:58:00.mp4"  # a ':' in the name must not fail after the work
     result = translate(source, "a cartoon", K=6, output=output, renderer=ClassicRenderer("a cartoon"), progress=False, **FAST_TRANSLATE)
     assert result.frame_count == 12
     np.testing.assert_allclose(_presented_times(output), [time - times[0] for time in times], atol=1e-3)
