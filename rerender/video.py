@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -605,7 +606,7 @@ def _to_rgb(frame, hdr_transfer: str | None = None) -> np.ndarray:
     if hdr_transfer is not None:
         range_tag = int(frame.color_range or 0) or 1  # HDR video is limited range unless tagged otherwise
         signal = frame.to_ndarray(format="rgb48le", src_colorspace="bt2020", src_color_range=range_tag)
-        return tone_map_to_sdr(signal.astype(np.float32) / 65535.0, hdr_transfer)
+        return tone_map_to_sdr(signal, hdr_transfer)
     if frame.format.name in ("rgb24",):
         return frame.to_ndarray()
     # Untagged YUV uses swscale's default matrix (BT.601), as FFmpeg does; a full-range tag (phones) is kept.
@@ -636,14 +637,29 @@ def _pq_to_nits(signal: np.ndarray) -> np.ndarray:
     return 10000.0 * np.power(np.maximum(power - c1, 0) / (c2 - c3 * power), 1 / m1)
 
 
-def _hlg_to_nits(signal: np.ndarray, peak: float = 1000.0) -> np.ndarray:
-    """ITU-R BT.2100 HLG: inverse OETF, then the OOTF of a `peak` cd/m² display (system gamma 1.2)."""
+def _hlg_to_scene(signal: np.ndarray) -> np.ndarray:
+    """ITU-R BT.2100 HLG inverse OETF: non-linear signal in [0, 1] → scene light in [0, 1]."""
     a, b, c = 0.17883277, 0.28466892, 0.55991073
     signal = np.clip(signal, 0, 1)
-    scene = np.where(signal <= 0.5, signal**2 / 3, (np.exp((np.maximum(signal, 0.5) - c) / a) + b) / 12)
-    luminance = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
+    return np.where(signal <= 0.5, signal**2 / 3, (np.exp((np.maximum(signal, 0.5) - c) / a) + b) / 12)
+
+
+def _hlg_ootf(scene: np.ndarray, peak: float = 1000.0) -> np.ndarray:
+    """ITU-R BT.2100 HLG OOTF of a `peak` cd/m² display (system gamma 1.2 at 1000): scene → cd/m²."""
+    luminance = (scene.reshape(-1, 3) @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)).reshape(scene.shape[:-1])
     gamma = 1.2 + 0.42 * np.log10(peak / 1000.0)
     return peak * np.power(np.maximum(luminance, 1e-6), gamma - 1)[..., None] * scene
+
+
+def _hlg_to_nits(signal: np.ndarray) -> np.ndarray:
+    return _hlg_ootf(_hlg_to_scene(signal))
+
+
+@functools.lru_cache(maxsize=2)
+def _hdr_table(transfer: str) -> np.ndarray:
+    """Per-channel EOTF (PQ: cd/m²) or inverse OETF (HLG: scene light) for every 16-bit code value."""
+    codes = np.arange(65536, dtype=np.float64) / 65535.0
+    return (_pq_to_nits(codes) if transfer == "PQ" else _hlg_to_scene(codes)).astype(np.float32)
 
 
 def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.ndarray:
@@ -655,20 +671,26 @@ def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.nd
     about 245, a 20 cd/m² grey as about 97 (what an SDR display shows for 20/203 of white).
 
     Args:
-        signal: non-linear R'G'B' in [0, 1] (decoded with the BT.2020 matrix).
+        signal: non-linear R'G'B' (decoded with the BT.2020 matrix), floats in [0, 1] or uint16 codes
+            (0–65535, faster: the transfer function comes from a table).
         transfer: "PQ" (SMPTE ST 2084) or "HLG" (ARIB STD-B67).
 
     Returns:
         RGB `uint8`.
 
     Shape:
-        - signal: `(H, W, 3)` float32.
+        - signal: `(H, W, 3)` float32 or uint16.
         - output: `(H, W, 3)` uint8.
     """
     if transfer not in ("PQ", "HLG"):
         raise ValueError(f"`transfer` must be 'PQ' or 'HLG', got {transfer!r}")
-    nits = _pq_to_nits(signal) if transfer == "PQ" else _hlg_to_nits(signal)
-    linear = np.maximum((nits / SDR_WHITE_NITS).astype(np.float32) @ _BT2020_TO_BT709.T, 0)
+    if signal.dtype == np.uint16:  # 16-bit code values (the reader's path): the EOTF from a table
+        nits = _hdr_table(transfer)[signal] if transfer == "PQ" else _hlg_ootf(_hdr_table(transfer)[signal])
+    else:
+        nits = _pq_to_nits(signal) if transfer == "PQ" else _hlg_to_nits(signal)
+    shape = nits.shape
+    # One (HW, 3) × (3, 3) product: far faster than a batch of per-pixel products.
+    linear = np.maximum(nits.reshape(-1, 3).astype(np.float32) @ (_BT2020_TO_BT709.T / SDR_WHITE_NITS), 0).reshape(shape)
     peak = linear.max(axis=-1, keepdims=True)
     span = 1 - HDR_KNEE
     mapped = np.where(peak <= HDR_KNEE, peak, HDR_KNEE + span * (1 - np.exp(-(peak - HDR_KNEE) / span)))
