@@ -300,7 +300,8 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     fps = config.output.fps or info.fps / video_config.frame_stride
     # Each frame keeps its source time (variable-rate clips stay in sync) unless a rate is forced; the audio
     # starts at the first selected frame's time on the source's own clock.
-    times = None if config.output.fps else info.output_times(video_config.start_frame, video_config.end_frame, video_config.frame_stride)[:count]
+    selection = (video_config.start_frame, video_config.end_frame, video_config.frame_stride)
+    times = None if config.output.fps else info.output_times(*selection)[:count]
     audio_start = info.start_time(video_config.start_frame) if not info.is_image_sequence else 0.0
     outputs = notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
     guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
