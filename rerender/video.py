@@ -285,17 +285,31 @@ def _orient(image: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+_COMMON_RATES = tuple(
+    Fraction(rate) for rate in (Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50, Fraction(60000, 1001), 60, 100, 120, 240)
+)
+
+
 def _nominal_rate(times: np.ndarray, stream) -> Fraction:
-    """The frame rate the clip was shot at: the typical gap between frames, exact when the header agrees."""
+    """The frame rate the clip was shot at: the typical gap between frames, exact when the header agrees.
+
+    Millisecond clocks (MKV, WebM) store 30 fps as gaps of 33 and 34 ms, so the typical gap is the mean
+    of the gaps near the median one (a stall does not count), then matched to the header's rates or to a
+    common rate.
+    """
     candidates = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate) if rate]
+    fallback = candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
     if times.size < 2:
-        return candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
-    period = float(np.median(np.diff(times)))
-    if period <= 0:
-        return candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
-    for rate in candidates:
-        if abs(float(rate) * period - 1) < 0.01:
-            return rate
+        return fallback
+    gaps = np.diff(times)
+    median = float(np.median(gaps))
+    if median <= 0:
+        return fallback
+    period = float(np.mean(gaps[np.abs(gaps - median) <= 0.25 * median]))
+    for rates, tolerance in ((candidates, 0.01), (_COMMON_RATES, 0.005)):
+        for rate in rates:
+            if abs(float(rate) * period - 1) < tolerance:
+                return rate
     return Fraction(1 / period).limit_denominator(1001)
 
 

@@ -147,6 +147,22 @@ def test_untimed_and_offset_streams(tmp_path, suffix, codec):
     assert [int(round(frame.mean() / 20)) for frame in read_frames(path)] == list(range(10))
 
 
+@pytest.mark.parametrize("suffix, fps", [(".mkv", 30), (".webm", Fraction(30000, 1001)), (".mkv", Fraction(24000, 1001))])
+def test_millisecond_clocks_give_the_exact_nominal_rate(tmp_path, suffix, fps):
+    # MKV/WebM store times in ms: 30 fps becomes gaps of 33 and 34 ms, which must still read as 30.
+    path = tmp_path / f"clip{suffix}"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx" if suffix == ".webm" else "libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for index in range(30):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 8 * index, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.fps == fps and not info.variable_frame_rate and info.frame_count == 30
+
+
 def test_image_folder_natural_sort_and_fps(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
