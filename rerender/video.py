@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import platform
 import re
 import uuid
 from contextlib import contextmanager
@@ -623,9 +624,12 @@ def _to_rgb(frame, hdr_transfer: str | None = None) -> np.ndarray:
         return tone_map_to_sdr(signal, hdr_transfer)
     if frame.format.name in ("rgb24",):
         return frame.to_ndarray()
-    # Untagged YUV uses swscale's default matrix (BT.601), as FFmpeg does; a full-range tag (phones) is kept.
-    range_tag = int(frame.color_range or 0)
-    return frame.to_ndarray(format="rgb24", src_color_range=range_tag or None, dst_color_range=2)
+    range_tag = int(frame.color_range or 0)  # a full-range tag (phones, MJPEG) is kept; untagged is limited
+    matrix = None  # the frame's tag
+    if int(frame.colorspace or 2) == 2 and not frame.format.is_rgb:
+        # Untagged: guess as players do (BT.709 from 720 lines or 1280 columns up, BT.601 below).
+        matrix = "itu709" if frame.height >= 720 or frame.width >= 1280 else "itu601"
+    return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=range_tag or None, dst_color_range=2)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -778,6 +782,12 @@ ENCODER_THREADS = 4
 """x264 threads, fixed so that the same frames give the same bytes on every machine (x264's output depends
 on its thread count, and the automatic count depends on the CPU)."""
 
+# x264's AVX-512 code gives run-to-run different bytes for the same frames (measured: 4 outputs from 24
+# encodes; C, SSE2 and AVX2 give one), and its AVX/AVX2 paths round differently from C. Limiting x86-64 to
+# SSE2, which every x86-64 CPU has, gives the same bytes on every run and every x86-64 machine (bit-exact with
+# x264's C code) for about 15 % more encoding time, small beside the rest of a run.
+_X264_PARAMS = "asm=SSE2" if platform.machine().lower() in ("x86_64", "amd64") else None
+
 
 def _writer_time_base(fps: Fraction) -> Fraction:
     # A tick that divides one frame exactly (30000/1001 fps → 1/90000, 24000/1001 → 1/96000) and is fine
@@ -910,7 +920,10 @@ class VideoWriter:
         # BT.709 tags (AVCOL_PRI/TRC/SPC_BT709 = 1) and limited range (AVCOL_RANGE_MPEG = 1), as converted.
         context.color_primaries, context.color_trc, context.colorspace, context.color_range = 1, 1, 1, 1
         context.thread_count = ENCODER_THREADS
-        self._stream.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+        options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+        if _X264_PARAMS:
+            options["x264-params"] = _X264_PARAMS
+        self._stream.options = options
 
     @property
     def duration(self) -> float:

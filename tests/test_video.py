@@ -781,14 +781,37 @@ def test_writer_keeps_given_times_and_survives_duplicates(tmp_path):
         write_video(frames, tmp_path / "negative.mp4", fps=30, timestamps=[-1.0, 0.0, 0.1, 0.2])
 
 
+@pytest.mark.parametrize("size, matrix", [((64, 48), "itu601"), ((1280, 720), "itu709")])
+def test_untagged_colour_is_read_as_players_guess(tmp_path, size, matrix):
+    colour = (185, 93, 50)
+    path = tmp_path / "untagged.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"crf": "0"}
+        frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), colour, np.uint8), format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=matrix, dst_color_range=1
+        )
+        frame.colorspace = 2  # unspecified
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert probe_video(path).colorspace is None
+    assert np.abs(next(read_frames(path)).reshape(-1, 3).mean(0) - colour).max() <= 3
+
+
 def test_same_frames_give_the_same_bytes(tmp_path, synthetic_clip):
+    # x264's AVX-512 code gave a different file in about 1 of 5 encodes on this machine's CPU; 10 encodes
+    # (with and without audio) catch that with high probability.
     frames = make_synthetic_video(num_frames=12, width=96, height=64, motion="mixed").frames
-    outputs = []
-    for attempt in range(4):
-        path = tmp_path / f"out{attempt}.mp4"
-        write_video(frames, path, fps=25, audio_from=synthetic_clip, audio_start=0.0)
-        outputs.append(path.read_bytes())
-    assert all(data == outputs[0] for data in outputs[1:])
+    for audio_from in (None, synthetic_clip):
+        outputs = set()
+        for attempt in range(5):
+            path = tmp_path / f"out{attempt}.mp4"
+            write_video(frames, path, fps=25, audio_from=audio_from, audio_start=0.0)
+            outputs.add(path.read_bytes())
+        assert len(outputs) == 1
 
 
 def _pq_signal(nits: float) -> float:
