@@ -321,6 +321,12 @@ def propagate_video_iter(
                     key = pending_keys.popleft()
                     yield key, np.array(keyframes[key], copy=True)
                 yield index, image
+            # the segment's closing key too, so that a consumer sees each interval complete at once
+            last = max(chain.indices[0] if chain.direction < 0 else chain.indices[-1]
+                       for chain in segment if chain is not None)
+            while pending_keys and pending_keys[0] <= last:
+                key = pending_keys.popleft()
+                yield key, np.array(keyframes[key], copy=True)
         while pending_keys:
             key = pending_keys.popleft()
             yield key, np.array(keyframes[key], copy=True)

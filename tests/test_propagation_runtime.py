@@ -1,0 +1,171 @@
+"""How propagation runs: threads in the calling process, streaming, per-frame progress, per-interval resume."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import weakref
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import rerender.stages
+from rerender.api import ClassicRenderer, translate
+from rerender.propagation import PropagationOptions, propagate_video, propagate_video_iter
+from rerender.stages import key_intervals
+from rerender.video import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", flow_estimator="dis", dis_preset="fast")
+
+
+def stylise(frame: np.ndarray) -> np.ndarray:
+    return ((255 - frame[..., ::-1]) // 40 * 40 + 20).astype(np.uint8)
+
+
+def exact_flow(shift: tuple[int, int]):
+    """Flow of a window sliding by ``shift`` (x, y) pixels per frame, both directions."""
+
+    def flow(source, target):
+        forward = np.broadcast_to(np.array([-shift[0], -shift[1]], np.float32), source.shape[:2] + (2,))
+        return forward.copy(), -forward
+    return flow
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[np.ndarray]:
+    """25 frames of a window sliding 1 px/frame right over a smooth random texture."""
+    rng = np.random.default_rng(1)
+    world = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (0, 0), 2.0)
+    return [np.ascontiguousarray(world[8:40, 4 + t:4 + t + 40]) for t in range(25)]
+
+
+KEYS = (3, 9, 14, 20)  # frames before the first key and after the last one too
+
+
+def keys_of(clip):
+    return {index: stylise(clip[index]) for index in KEYS}
+
+
+def test_any_worker_count_gives_the_frames_of_one_worker(clip):
+    options = PropagationOptions.preset("fast", seed=3)
+    reference = propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False, workers=1)
+    for workers in (2, 3, 5):
+        output = propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False,
+                                 workers=workers)
+        for index, (one, other) in enumerate(zip(reference, output)):
+            np.testing.assert_array_equal(one, other, err_msg=f"frame {index}, workers={workers}")
+    # the frames really were propagated: close to the per-frame style, keys exactly as given
+    assert all(np.array_equal(reference[index], stylise(clip[index])) for index in KEYS)
+    assert np.mean(np.abs(reference[6].astype(int) - stylise(clip[6]).astype(int))) < 20
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_callback_advances_per_frame_and_reaches_total_without_a_bar(clip, workers):
+    calls = []
+    propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=PropagationOptions.preset("fast"),
+                    progress=False, workers=workers, callback=lambda *args: calls.append(args))
+    total = len(clip) - len(KEYS)
+    assert calls == [("propagation", done, total) for done in range(1, total + 1)]
+
+
+class TrackedFrames:
+    """A lazy frame sequence that hands out fresh arrays and tracks which of them are still alive."""
+
+    def __init__(self, frames):
+        self.frames, self.alive = frames, weakref.WeakValueDictionary()
+        self.served = 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        frame = self.frames[index].copy()
+        self.alive[self.served] = frame
+        self.served += 1
+        return frame
+
+
+def test_streaming_holds_at_most_one_interval(clip):
+    frames = TrackedFrames(clip * 4)  # 100 frames, keys every 6: 17 intervals
+    key_indices = list(range(0, 100, 6)) + [99]
+    keys = {index: stylise(frames.frames[index]) for index in key_indices}
+    longest = max(end - start + 1 for start, end in key_intervals(key_indices, 100))
+    outputs = weakref.WeakValueDictionary()
+    seen = []
+    for index, image in propagate_video_iter(frames, keys, flow=exact_flow((0, 0)),
+                                             options=PropagationOptions.preset("fast"), progress=False, workers=2):
+        seen.append(index)
+        outputs[index] = image
+        del image
+        gc.collect()
+        assert len(frames.alive) <= longest, f"{len(frames.alive)} source frames held at frame {index}"
+        assert len(outputs) <= longest, f"{len(outputs)} output frames held at frame {index}"
+    assert seen == list(range(100)) and frames.served >= 100
+
+
+def test_snippet_without_main_guard_runs_from_stdin(silent_clip, tmp_path):
+    """The README's kind of snippet, piped to `python -`: no spawn pool, so no `__main__` guard needed."""
+    snippet = textwrap.dedent(f"""
+        import rerender
+        from rerender.renderers import ClassicRenderer
+        result = rerender.translate({str(silent_clip)!r}, "a cartoon", K=5, output={str(tmp_path / "out.mp4")!r},
+                                    renderer=ClassicRenderer("a cartoon"), progress=False, workers=2,
+                                    resolution=64, size_multiple=16, propagation_preset="fast", flow_estimator="dis")
+        print("frames", result.frame_count)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-"], input=snippet, capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["frames", "12"]
+    assert (tmp_path / "out.mp4").is_file()
+
+
+def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_path, monkeypatch):
+    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, **FAST)
+    reference = translate(synthetic_clip, "x", output=tmp_path / "ref.mp4", workspace=tmp_path / "ref", **common)
+    real_write = rerender.stages.write_image
+    written = []
+
+    def interrupted_write(image, path):
+        if "propagated" in str(path):
+            if len(written) == 11:
+                raise KeyboardInterrupt  # as Ctrl-C, in the middle of the third interval
+            written.append(int(Path(path).stem))
+        return real_write(image, path)
+
+    monkeypatch.setattr(rerender.stages, "write_image", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
+    manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
+    assert manifest["stages"]["propagation"]["intervals"] == [[0, 4], [4, 8]]
+    monkeypatch.setattr(rerender.stages, "write_image", real_write)
+
+    calls = []
+    propagated_before = {index: (tmp_path / "ws" / "propagated" / f"{index:04d}.png").stat().st_mtime_ns
+                         for index in range(9)}
+    translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
+              callback=lambda *args: calls.append(args), **common)
+    propagation = [call for call in calls if call[0] == "propagation"]
+    # the bar starts at the 9 kept frames plus the other keyframes (12, 16), and reaches every frame
+    assert propagation[0] == ("propagation", 11, 20) and propagation[-1] == ("propagation", 20, 20)
+    assert [done for _, done, _ in propagation] == list(range(11, 21))
+    for index in range(9):  # kept, not recomputed
+        path = tmp_path / "ws" / "propagated" / f"{index:04d}.png"
+        assert path.stat().st_mtime_ns == propagated_before[index]
+    for index in range(20):  # and the resumed run equals the uninterrupted one
+        np.testing.assert_array_equal(read_image(tmp_path / "ws" / "propagated" / f"{index:04d}.png"),
+                                      read_image(reference.workspace / "propagated" / f"{index:04d}.png"))
+
+
+def test_key_intervals_cover_every_frame_once_between_bounds():
+    assert key_intervals([3, 9], 12) == [(0, 3), (3, 9), (9, 11)]
+    assert key_intervals([0, 5], 6) == [(0, 5)]
+    assert key_intervals([0], 1) == [(0, 0)]
