@@ -253,6 +253,7 @@ def _command_eval(args: argparse.Namespace) -> int:
     report = evaluate_video(
         args.output_video, args.source, prompt=args.prompt, clip_model=None if args.no_clip else args.clip_model,
         start_frame=args.start_frame, frame_stride=args.frame_stride, max_frames=args.max_frames,
+        progress=not args.quiet,
     )
     text = json.dumps(report, indent=2)
     if args.json:
@@ -369,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frame-stride", type=int, default=1, help="source frames per output frame")
     evaluate.add_argument("--max-frames", type=int, default=None, help="compare at most this many frames")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
     return parser
 

@@ -169,3 +169,19 @@ def test_key_intervals_cover_every_frame_once_between_bounds():
     assert key_intervals([3, 9], 12) == [(0, 3), (3, 9), (9, 11)]
     assert key_intervals([0, 5], 6) == [(0, 5)]
     assert key_intervals([0], 1) == [(0, 0)]
+
+
+def test_eval_reports_progress_per_frame(synthetic_clip, tmp_path, capsys):
+    from rerender.cli import main
+    from rerender.evaluation import evaluate_video
+
+    calls = []
+    report = evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, max_frames=6, progress=False,
+                            callback=lambda *args: calls.append(args))
+    assert report["frames"] == 6 and calls == [("evaluation", done, 6) for done in range(1, 7)]
+    assert capsys.readouterr().err == ""  # progress=False draws nothing
+    assert main(["eval", str(synthetic_clip), "--source", str(synthetic_clip), "--no-clip", "--max-frames", "4"]) == 0
+    assert "evaluating" in capsys.readouterr().err  # the CLI draws the bar
+    assert main(["eval", str(synthetic_clip), "--source", str(synthetic_clip), "--no-clip", "--max-frames", "4",
+                 "-q"]) == 0
+    assert "evaluating" not in capsys.readouterr().err
