@@ -16,10 +16,11 @@ a snapshot taken before the sweep, so the result does not depend on how many thr
 Random numbers come from a per-pixel counter hash of (seed, iteration, x, y).
 
 Threads: each parallel kernel is compiled twice from the same source, ``parallel=True`` (numba's threads
-over the rows) and serial ``nogil=True``. The calling thread gets the parallel one; inside
-:func:`serial_kernels` (a thread pool running several syntheses at once) it gets the serial one, because
-numba's default ``workqueue`` threading layer aborts the process when several Python threads launch
-parallel kernels at once. Both compile the same loop body, so their results are identical.
+over the rows) and serial ``nogil=True``. Numba's default ``workqueue`` threading layer aborts the process
+when several Python threads launch parallel kernels at once, so only one thread at a time gets the parallel
+build (a lock, never waited on): any other thread, and any thread inside :func:`serial_kernels` (a thread
+pool running several syntheses at once), gets the serial one. Both compile the same loop body, so their
+results are identical, and calling these kernels from any number of threads is safe.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SWEEP_BAND_HEIGHT = 8
 _MASK32 = 0xFFFFFFFF
 
 _thread_state = threading.local()
+_parallel_launch = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -67,7 +69,12 @@ class _Kernel:
         functools.update_wrapper(self, function)
 
     def __call__(self, *args):
-        return (self.serial if getattr(_thread_state, "serial", False) else self.parallel)(*args)
+        if getattr(_thread_state, "serial", False) or not _parallel_launch.acquire(blocking=False):
+            return self.serial(*args)
+        try:
+            return self.parallel(*args)
+        finally:
+            _parallel_launch.release()
 
 
 def _kernel(function: Callable) -> _Kernel:

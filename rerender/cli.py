@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=("fast", "balanced", "best", "rerender"),
         help="speed/quality preset; rerender = the official EbSynth settings",
     )
-    propagate.add_argument("--workers", type=int, help="parallel processes (default: CPU cores)")
+    propagate.add_argument("--workers", type=int, help="propagation passes run at once, in threads (default: CPU cores)")
     propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
     propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
     propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
