@@ -337,16 +337,18 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     initial = len(reused | set(keyframe_indices))
     bar = tqdm(total=count, initial=initial, desc="propagation", unit="frame", disable=not progress)
     notify("propagation", initial, count)
+    progressed = [initial]  # our own count: a disabled bar never advances
     try:
         for run in runs:
             start, end = run[0][0], run[-1][1]
             keys = _LazyImages({index - start: space.keyframe_path(index)
                                 for index in keyframe_indices if start <= index <= end})
-            base = bar.n
+            base = progressed[0]
 
             def advance(stage: str, done: int, total: int, base: int = base) -> None:
-                bar.update(base + done - bar.n)
-                notify("propagation", base + done, count)
+                bar.update(base + done - progressed[0])
+                progressed[0] = base + done
+                notify("propagation", progressed[0], count)
 
             pending = list(run)
             stream = propagate_video_iter(_FrameRange(frames, start, end + 1), keys, flow=flow, options=options,

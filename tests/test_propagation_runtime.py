@@ -212,3 +212,22 @@ def test_kernels_from_many_threads_never_abort_and_agree(tmp_path):
     done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, env=env,
                           timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, tmp_path):
+    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=1, **FAST)
+    translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
+    manifest_path = tmp_path / "ws" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    # as if the run had stopped with only the interval 4–8 kept: two runs to propagate, before and after it
+    manifest["stages"]["propagation"].update(done=False, intervals=[[4, 8]])
+    manifest_path.write_text(json.dumps(manifest))
+    kept = (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns
+    calls = []
+    translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
+              callback=lambda *args: calls.append(args), **common)
+    done = [done for stage, done, total in calls if stage == "propagation"]
+    assert done == list(range(8, 21))  # 5 kept frames + keys 0, 12, 16, then one step per propagated frame
+    assert (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns == kept
+    intervals = json.loads(manifest_path.read_text())["stages"]["propagation"]["intervals"]
+    assert sorted(intervals) == [[0, 4], [4, 8], [8, 12], [12, 16], [16, 19]]
