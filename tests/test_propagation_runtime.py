@@ -229,3 +229,25 @@ def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, t
     assert (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns == kept
     intervals = json.loads(manifest_path.read_text())["stages"]["propagation"]["intervals"]
     assert sorted(intervals) == [[0, 4], [4, 8], [8, 12], [12, 16], [16, 19]]
+
+
+def test_every_parallel_kernel_has_a_serial_twin():
+    """A bare `parallel=True` kernel would abort the process when propagation's pool threads call it."""
+    import importlib
+    import pkgutil
+
+    import numba.core.registry
+
+    import ebsynth_bridge
+    from ebsynth_bridge.patchmatch import _Kernel
+
+    bare, twins = [], 0
+    for module_info in pkgutil.iter_modules(ebsynth_bridge.__path__):
+        module = importlib.import_module(f"ebsynth_bridge.{module_info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, _Kernel):
+                twins += 1
+                assert not value.serial.targetoptions.get("parallel") and value.serial.targetoptions.get("nogil")
+            elif isinstance(value, numba.core.registry.CPUDispatcher) and value.targetoptions.get("parallel"):
+                bare.append(f"{module.__name__}.{name}")
+    assert twins >= 4 and not bare, f"decorate these with patchmatch._kernel: {bare}"
