@@ -176,7 +176,9 @@ def _hub_folder(source: str, key: str, dtype: torch.dtype, components: Sequence[
     folder = cached_folder(source, components)
     if folder is not None:
         return folder
-    if _offline():
+    from rerender.weights import hub_reachable
+
+    if not hub_reachable():  # offline, or no network: fail now rather than after the hub client's retries
         raise _unreachable(key, source, FileNotFoundError("not in the Hugging Face cache"))
     try:
         return fetch_repository(source, half_precision=dtype == torch.float16, components=components)[0]

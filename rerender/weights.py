@@ -402,6 +402,12 @@ def download_weights(
 
     if hub_offline():
         raise InputNotFoundError("`rerender download` needs the network, but HF_HUB_OFFLINE is set; unset it and run again")
+    if not hub_reachable():
+        from huggingface_hub import constants
+
+        raise InputNotFoundError(
+            f"`rerender download` cannot reach the hub ({constants.ENDPOINT}); check the network (or HF_ENDPOINT) and run again"
+        )
     from huggingface_hub import hf_hub_download
 
     try:
