@@ -342,6 +342,8 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         path = _check_local(lora.path, key)
         source = str(path) if path is not None else lora.path
         kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline
+            source, kwargs = str(path.parent), {"weight_name": path.name}
         try:
             pipeline.load_lora_weights(source, adapter_name=name, **kwargs)
         except _hub_errors() as error:
