@@ -12,7 +12,6 @@ import importlib.util
 import os
 import platform
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rerender.weights import rerender_cache_dir

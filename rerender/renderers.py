@@ -191,14 +191,13 @@ def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, contr
         return ClassicRenderer(config.prompt.prompt)
     if pipeline is not None:
         return DiffusionRenderer(pipeline, config, estimator, control_maps)
-    missing = missing_default_weights(config)
+    check_diffusion_weights(config)  # "diffusion" raises here when its weights cannot be loaded
+    missing = missing_default_weights(config) if choice == "auto" else []
     if missing:
         from rerender.weights import describe_missing
 
-        message = describe_missing(config, missing)
-        if choice == "diffusion":
-            check_diffusion_weights(config)
-        logger.warning("%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).", message)
+        logger.warning("%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
+                       describe_missing(config, missing))
         _warn_unused_control_maps(config)
         return ClassicRenderer(config.prompt.prompt)
     return DiffusionRenderer.from_config(config, estimator, control_maps)
