@@ -90,7 +90,8 @@ def baseline_tree(ref: str, folder: Path) -> Path:
     with archive.open("wb") as stream:
         subprocess.run(["git", "-C", str(REPO), "archive", ref, "rerender", "ebsynth_bridge"], stdout=stream, check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(folder / "tree", filter="data")
+        # our own archive of this repository; the "data" filter where this Python has it (3.10.12+)
+        tar.extractall(folder / "tree", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return folder / "tree"
 
 
