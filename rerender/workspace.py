@@ -510,7 +510,7 @@ class Workspace:
     def size_bytes(self) -> int:
         """Bytes of the files the product wrote here (the manifest and ledger included)."""
         total = 0
-        for name in list(self._owned) + ["manifest.json", LEDGER_NAME, MARKER_NAME, "keyframes.mp4"]:
+        for name in self._owned | {"manifest.json", LEDGER_NAME, MARKER_NAME}:
             with contextlib.suppress(OSError):
                 total += (self.root / name).stat().st_size
         return total

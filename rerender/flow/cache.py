@@ -106,8 +106,10 @@ class FlowCache:
             with os.fdopen(descriptor, "wb") as file:
                 np.savez_compressed(file, forward=_compact(forward), backward=_compact(backward))
             os.replace(temporary_name, self.path(key))
-        except BaseException:
+        except BaseException as error:
             Path(temporary_name).unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.filename is None:
+                error.filename = str(self.path(key))  # so a full disk names this folder
             raise
         return self.path(key)
 
