@@ -171,8 +171,8 @@ def translate(
     with Workspace.open(workspace_root, video, config, force=force) as space:
         if stage == "propagate" and not space.is_done("keyframes", config):
             raise ConfigError(
-                f"stage \"propagate\" propagates finished keyframes, but the workspace {str(space.root)!r} has none "
-                "for this config; render them first with --stage keyframes (stage=\"keyframes\") or run --stage all"
+                f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
+                "for this config; render them first with --stage keyframes, or run --stage all"
             )
         size = processing_size(info, config)
 

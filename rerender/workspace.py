@@ -314,16 +314,21 @@ class Workspace:
             raise OutputPathError(f"cannot create the workspace {str(root)!r}: {error.strerror or error}") from None
         if not os.access(root, os.W_OK):
             raise OutputPathError(f"the workspace {str(root)!r} is not writable")
-        if fresh:
-            (root / MARKER_NAME).write_text(json.dumps({"made_by": "rerender", "created": time.time()}) + "\n", encoding="utf-8")
         workspace = cls(root, {})
-        workspace._lock = _Lock(root / LOCK_NAME)
-        workspace._lock.acquire(root)
         try:
+            if fresh:
+                (root / MARKER_NAME).write_text(json.dumps({"made_by": "rerender", "created": time.time()}) + "\n", encoding="utf-8")
+            workspace._lock = _Lock(root / LOCK_NAME)
+            workspace._lock.acquire(root)
             workspace._owned = workspace._read_ledger()
             workspace._load_manifest(video, force)
             workspace._reconcile(config)
             workspace.save()
+        except OSError as error:
+            workspace.close()
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputPathError(f"the disk is full writing the workspace {str(root)!r}; free some space and run again") from None
+            raise
         except BaseException:
             workspace.close()
             raise
