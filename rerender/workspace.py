@@ -360,11 +360,13 @@ class Workspace:
                 logger.warning("starting the workspace %s over for %s (it held %s)", self.root, identity["name"],
                                manifest["video"].get("name"))
                 self.redone.append(f"everything: the workspace held another video ({manifest['video'].get('name')})")
+                self.manifest = manifest
                 self.delete_recorded()
                 manifest = None
             elif force:
                 logger.warning("--force: redoing every stage in %s", self.root)
                 self.redone.append("everything: forced")
+                self.manifest = manifest
                 self.delete_recorded()
                 manifest = None
         self.manifest = manifest or {"version": MANIFEST_VERSION, "video": identity, "stages": {}}
@@ -441,10 +443,22 @@ class Workspace:
             "keyframes": [self.keyframes_dir, self.state_dir],
             "propagation": [self.propagated_dir],
         }[stage]
+        if stage == "keyframes":
+            self._keep_retouched_keyframes()
         self._delete(name for name in list(self._owned) if any(self._inside(name, folder) for folder in folders))
         self.manifest.get("stages", {}).pop(stage, None)
         if stage == "keyframes":
             self._delete([name for name in self._owned if name == "keyframes.mp4"])
+
+    def _keep_retouched_keyframes(self) -> None:
+        """Keyframes whose file differs from what was rendered were retouched by the user: before the stage's
+        files are deleted, move each to `<index>.retouched.png` (no longer recorded, so never deleted)."""
+        for index, digest in self.record("keyframes").get("rendered", {}).items():
+            path = self.keyframe_path(int(index))
+            if self.owns(path) and intact_png(path) and file_digest(path) != digest:
+                kept = path.with_name(f"{path.stem}.retouched.png")
+                os.replace(path, kept)
+                logger.warning("kept the retouched %s as %s", path.relative_to(self.root), kept.relative_to(self.root))
 
     # ------------------------------------------------------------------------------------------ ownership
 
@@ -504,6 +518,8 @@ class Workspace:
 
     def delete_recorded(self) -> None:
         """Delete every file the product recorded here (user files stay) and forget all stages."""
+        if self.manifest:
+            self._keep_retouched_keyframes()
         self._delete(list(self._owned))
         for folder in (self.frames_dir, self.flows_dir, self.keyframes_dir, self.state_dir, self.propagated_dir):
             with contextlib.suppress(OSError):

@@ -142,6 +142,10 @@ def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, 
     # Nothing changed since: everything is reused.
     again = translate(synthetic_clip, "x", **run)
     assert again.reused == ["frames", "keyframes", "propagation"] and again.redone == []
+    # Re-rendering (here forced) keeps the retouched keyframe beside the new one.
+    translate(synthetic_clip, "x", force=True, **run)
+    np.testing.assert_array_equal(read_image(ws / "keyframes" / "0010.retouched.png"), retouched)
+    assert not np.array_equal(read_image(ws / "keyframes" / "0010.png"), retouched)
 
 
 def test_another_video_with_force_keeps_nothing_of_the_first(synthetic_clip, silent_clip, tmp_path, renderer):
