@@ -177,12 +177,12 @@ def translate(
         size = processing_size(info, config)
 
         # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
-        if frames_ready(space, config, len(frame_indices)):
+        if frames_ready(space, config, len(frame_indices), size):
             reused.append("frames")
         else:
             started = time.perf_counter()
             with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", len(frame_indices), size)):
-                space.begin("frames", config)
+                space.begin("frames", config, size=list(size))
                 write_frames(space, video, info, config, len(frame_indices), progress, notify)
                 space.finish("frames", count=len(frame_indices), size=list(size))
             timings["frames"] = time.perf_counter() - started

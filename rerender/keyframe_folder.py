@@ -136,7 +136,7 @@ def propagate_keyframes(
         started = time.perf_counter()
         count = len(frame_indices)
         with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", count, (width, height))):
-            if not (frames_ready(space, config, count) and space.record("frames").get("depends") == {"size": [width, height]}):
+            if not frames_ready(space, config, count, (width, height)):
                 space.begin("frames", config, size=[width, height])
                 write_frames(space, video, info, config, count, progress, notify, size=(width, height))
                 space.finish("frames", count=count, size=[width, height])

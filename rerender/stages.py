@@ -203,9 +203,10 @@ def stage_bytes(stage: str, count: int, size: tuple[int, int]) -> int:
     return {"frames": 3, "keyframes": 3, "propagation": 3 + 8, "writing": 1}[stage] * pixels * count // (10 if stage == "writing" else 1)
 
 
-def frames_ready(space: Workspace, config: RerenderConfig, count: int) -> bool:
-    """Whether the frames stage finished with this config and every frame file is whole (else say why not)."""
-    if not space.is_done("frames", config):
+def frames_ready(space: Workspace, config: RerenderConfig, count: int, size: tuple[int, int]) -> bool:
+    """Whether the frames stage finished with this config at `size` (width, height) and every frame file is
+    whole (else say why not)."""
+    if not space.is_done("frames", config) or space.record("frames").get("depends") != {"size": list(size)}:
         return False
     damaged = next((index for index in range(count) if not intact_png(space.frame_path(index))), None)
     if damaged is None:

@@ -276,3 +276,17 @@ def test_temporary_propagate_workspace_is_removed(synthetic_clip, tmp_path):
                         workers=1, flow_estimator="dis", dis_preset="fast")
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["p.mp4"]
     shutil.rmtree(keys)
+
+
+def test_frames_of_another_size_are_redone(synthetic_clip, tmp_path, renderer):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(next(read_frames(synthetic_clip)), keys / "0000.png")  # 96×64
+    ws = tmp_path / "ws"
+    propagate_keyframes(synthetic_clip, keys, tmp_path / "p.mp4", workspace=ws, progress=False, **FAST)
+    assert read_image(ws / "frames" / "0000.png").shape == (64, 96, 3)  # the keyframes' size
+    result = translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=ws, renderer=renderer,
+                       progress=False, **FAST)
+    assert read_image(ws / "frames" / "0000.png").shape == (48, 64, 3)
+    assert "redoing frames, propagation: size changed" in result.redone and result.reused == []
+    assert probe_video(result.output).frame_count == 20
