@@ -135,6 +135,12 @@ def _manifest_problem(manifest: Any) -> str | None:
     for name, record in manifest["stages"].items():
         if name not in STAGES or not isinstance(record, dict):
             return f"its stage {name!r} is unknown or not an object"
+        for key in ("sections", "depends", "rendered", "intervals"):
+            if key in record and not isinstance(record[key], dict):
+                return f"the {key!r} of its stage {name!r} is not an object"
+        indices = record.get("indices", [])
+        if not isinstance(indices, list) or not all(type(index) is int and index >= 0 for index in indices):
+            return f"the keyframe indices of its stage {name!r} are not a list of integers ≥ 0"
     return None
 
 

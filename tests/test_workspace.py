@@ -131,7 +131,11 @@ def test_a_planted_ledger_never_deletes_outside_the_workspace(tmp_path, syntheti
     assert outside.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 2, "video": [], "stages": 3}', b"\xff\xfe"])
+@pytest.mark.parametrize("content", [
+    b"{not json", b"[]", b'{"version": 2, "video": [], "stages": 3}', b"\xff\xfe",
+    b'{"version": 2, "video": {}, "stages": {"keyframes": {"indices": [0, "8"]}}}',
+    b'{"version": 2, "video": {}, "stages": {"propagation": {"intervals": []}}}',
+])
 def test_an_unusable_manifest_gives_a_message_then_a_clean_rebuild(tmp_path, synthetic_clip, caplog, content):
     config = RerenderConfig()
     finished_workspace(tmp_path / "ws", synthetic_clip, config).close()
