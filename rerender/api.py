@@ -38,6 +38,7 @@ from rerender.stages import (
     disk_guard,
     frames_ready,
     interval_digests,
+    keyframes_ready,
     load_flow_estimator,
     processing_size,
     propagate_intervals,
@@ -53,7 +54,7 @@ from rerender.stages import (
     write_output,
 )
 from rerender.video import check_output_path, probe_video
-from rerender.workspace import Workspace, intact_png
+from rerender.workspace import Workspace
 
 __all__ = [
     "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
@@ -196,12 +197,9 @@ def translate(
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or the classic stylizer.
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
-        record = space.record("keyframes")
-        if (space.is_done("keyframes", config) and stage != "first" and record.get("depends") == {"renderer": renderer.name}
-                and all(str(index) in record.get("rendered", {}) and intact_png(space.keyframe_path(index))
-                        for index in record["indices"])):
+        if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
-            keyframe_indices = record["indices"]
+            keyframe_indices = space.record("keyframes")["indices"]
         else:
             started = time.perf_counter()
             with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), size)):

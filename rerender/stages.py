@@ -272,6 +272,15 @@ def adaptive_keyframes(space, frames, estimator, config, progress) -> list[int]:
 
 
 
+def keyframes_ready(space: Workspace, config: RerenderConfig, renderer_name: str) -> bool:
+    """Whether the keyframes stage finished with this config and renderer, every keyframe recorded and its file
+    whole (retouched files are whole: they are used as they are)."""
+    record = space.record("keyframes")
+    return (space.is_done("keyframes", config) and record.get("depends") == {"renderer": renderer_name}
+            and all(str(index) in record.get("rendered", {}) and intact_png(space.keyframe_path(index))
+                    for index in record.get("indices", [None])))
+
+
 def render_keyframes(space, frames, indices, renderer, progress, notify) -> None:
     """Render the keyframes of `indices` that are not rendered yet, recording each file's digest.
 
