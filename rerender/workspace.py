@@ -256,8 +256,8 @@ class Workspace:
     manifest: dict[str, Any]
     redone: list[str] = field(default_factory=list)
     """One line per stage or part this run redoes because what it depends on changed."""
-    _lock: _Lock | None = None
-    _owned: set[str] = field(default_factory=set)
+    _lock: _Lock | None = field(default=None, repr=False, compare=False)
+    _owned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     # ------------------------------------------------------------------------------------------ folders
 
