@@ -92,11 +92,11 @@ def main() -> None:
     for path in args.videos:
         frames = list(read_frames(path, 0, args.frames, resolution=args.size, resize_side="long", size_multiple=8))
         clips.append((path.rsplit("/", 1)[-1][:32], frames))
-    rows = [run_clip(name, frames, args.interval, args.preset) for name, frames in clips]
-    header = list(rows[0])
-    print(" | ".join(header))
-    for row in rows:
-        print(" | ".join(f"{value:.3g}" if isinstance(value, float) else str(value) for value in row.values()))
+    for position, (name, frames) in enumerate(clips):
+        row = run_clip(name, frames, args.interval, args.preset)
+        if position == 0:
+            print(" | ".join(row), flush=True)
+        print(" | ".join(f"{value:.3g}" if isinstance(value, float) else str(value) for value in row.values()), flush=True)
 
 
 if __name__ == "__main__":
