@@ -114,6 +114,11 @@ def test_a_user_folder_is_refused_and_an_empty_one_is_taken(tmp_path, synthetic_
     with pytest.raises(WorkspaceOwnershipError, match="non-empty folder that rerender did not make"):
         Workspace.open(user, synthetic_clip, RerenderConfig())
     assert sorted(path.name for path in user.iterdir()) == ["notes.txt"]  # nothing written
+    legacy = tmp_path / "legacy"
+    (legacy / "frames").mkdir(parents=True)
+    (legacy / "manifest.json").write_text('{"version": 1}')
+    with pytest.raises(WorkspaceOwnershipError, match="older rerender"):
+        Workspace.open(legacy, synthetic_clip, RerenderConfig())
     empty = tmp_path / "empty"
     empty.mkdir()
     Workspace.open(empty, synthetic_clip, RerenderConfig()).close()
