@@ -26,7 +26,9 @@ from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
+    RENDERER_CHOICES,
     KeyframeRenderer,
+    check_diffusion_weights,
     choose_renderer,
 )
 from rerender.stages import (
@@ -105,7 +107,7 @@ def translate(
     stage: Literal["all", "first", "keyframes", "propagate"] = "all",
     force: bool = False,
     delete_workspace: bool = False,
-    renderer: KeyframeRenderer | None = None,
+    renderer: Literal["auto", "diffusion", "classic"] | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
     comparison: bool = False,
     progress: bool = True,
@@ -120,8 +122,8 @@ def translate(
         K: keyframe interval (overrides `config.keyframes.keyframe_interval`).
         output: the video to write (`.mp4`, `.mov`, `.mkv`); its folder must exist.
         config: a `RerenderConfig`, or a YAML/JSON file; `None` = defaults.
-        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads `config.model` if its weights
-            are available locally (or cached), else falls back to the built-in classic stylizer with a warning.
+        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads the one `config.model` names
+            (from disk, the Hugging Face cache, or downloaded on a connected machine).
         workspace: folder for frames, flows, keyframes and the manifest; default `<output>.work/`.
         stage: "first" renders only the anchor keyframe (to tune the look), "keyframes" stops after the
             keyframes, "propagate" propagates the keyframes of a finished keyframes stage (retouched ones
@@ -129,7 +131,10 @@ def translate(
         force: redo every stage even where nothing changed, or start over a workspace made for another
             video. Work whose inputs changed (video, config, keyframe files) is redone without it.
         delete_workspace: after a successful write, delete the workspace (only the files rerender wrote).
-        renderer: a custom keyframe renderer (anything with `name` and `render`); overrides `pipeline`.
+        renderer: "diffusion" (SD + ControlNet; raises when its weights cannot be loaded), "classic" (the
+            built-in stylizer, no weights), "auto" (diffusion when possible, else classic with a warning), or a
+            custom keyframe renderer object (anything with `name` and `render`; overrides `pipeline`). `None` =
+            `config.model.renderer`, "diffusion" by default.
         optical_flow: a `rerender.flow` estimator object for fusion, propagation and adaptive keyframes;
             `None` loads the one `config.flow` names.
         comparison: also write `<output stem>_comparison.mp4` (source | result).
@@ -143,6 +148,8 @@ def translate(
     Raises:
         InputNotFoundError, VideoReadError: the video is missing or unreadable.
         ConfigError: a bad option, K < 1 or larger than the video, keyframe indices out of range.
+        WeightsNotFoundError: "diffusion" while the weights are not here and cannot be downloaded (offline);
+            the message names them and the command that fetches them.
         OutputPathError: the output or workspace cannot be written, the output is the input, or the disk is
             full (finished work is kept: run again to resume).
         WorkspaceOwnershipError: the workspace is a non-empty folder that rerender did not make.
@@ -154,6 +161,11 @@ def translate(
     notify = callback or (lambda stage_name, done, total: None)
 
     # 1. Resolve the config and check every input before any expensive work.
+    if isinstance(renderer, str):
+        if renderer not in RENDERER_CHOICES:
+            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, RENDERER_CHOICES))} or a renderer object, got {renderer!r}")
+        overrides = {**overrides, "model.renderer": renderer}
+        renderer = None
     config = resolve_config(config, prompt, K, overrides)
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
@@ -164,10 +176,11 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
-    if renderer is None and pipeline is None:
+    if renderer is None and pipeline is None and config.model.renderer != "classic":
         from rerender.models import check_model_sources
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
+        check_diffusion_weights(config)  # and missing weights (offline) too
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     with Workspace.open(workspace_root, video, config, force=force) as space:
         if stage == "propagate" and not space.is_done("keyframes", config):
@@ -195,7 +208,7 @@ def translate(
             with disk_guard(space, "keyframes", space.flows_dir, stage_bytes("propagation", len(frames), size)):
                 keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
 
-        # 4. Render the keyframes (the anchor first) with the diffusion pipeline or the classic stylizer.
+        # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
