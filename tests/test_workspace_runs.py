@@ -112,7 +112,7 @@ def test_propagate_keeps_user_files_in_its_folder_and_in_a_user_folder(synthetic
 
 
 def test_prompt_tuning_needs_no_force(synthetic_clip, tmp_path):
-    run = dict(K=8, output=None, stage="first", workspace=tmp_path / "ws", progress=False, **FAST)
+    run = dict(K=8, output=None, stage="first", workspace=tmp_path / "ws", renderer="classic", progress=False, **FAST)
     first = translate(synthetic_clip, "a cartoon", **run)
     cartoon = read_image(first.previews["first"])
     second = translate(synthetic_clip, "a watercolor", **run)
