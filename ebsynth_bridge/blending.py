@@ -26,6 +26,8 @@ import scipy.fft
 
 #: Rerender's Poisson gradient weights for (L, a, b): luminance edges matter most.
 RERENDER_GRADIENT_WEIGHTS = (2.5, 0.5, 0.5)
+#: How :func:`agreement_blend` measures where the two passes disagree.
+AGREEMENT_MEASURES = ("magnitude", "difference")
 
 
 def selection_mask(
@@ -175,6 +177,7 @@ def agreement_blend(
     mask: np.ndarray,
     tolerance: float = 110.0,
     smoothing: float = 2.0,
+    measure: str = "magnitude",
 ) -> np.ndarray:
     """Cross-fade where forward and backward agree in structure, take the selected side where they don't.
 
@@ -196,6 +199,8 @@ def agreement_blend(
             side wins outright; lower is sharper, higher averages more (``→ 0``: :func:`select`,
             ``→ ∞``: :func:`linear_blend`).
         smoothing: Gaussian sigma in pixels applied to the disagreement map (0 = none).
+        measure: ``"magnitude"`` (``D`` as above) or ``"difference"`` (``D = |∇(forward − backward)|``,
+            which also sees two textures of equal contrast that are not aligned, whose average would blur).
 
     Returns:
         The blend, with the inputs' dtype.
@@ -218,8 +223,13 @@ def agreement_blend(
         raise ValueError(f"`tolerance` must be > 0 (Sobel magnitude, 0–255 scale), got {tolerance}")
     if not smoothing >= 0:
         raise ValueError(f"`smoothing` must be ≥ 0 pixels, got {smoothing}")
+    if measure not in AGREEMENT_MEASURES:
+        raise ValueError(f"`measure` must be one of {AGREEMENT_MEASURES}, got {measure!r}")
     forward_float, backward_float = _to_float(forward), _to_float(backward)
-    disagreement = np.abs(_gradient_magnitude(forward_float) - _gradient_magnitude(backward_float))
+    if measure == "magnitude":
+        disagreement = np.abs(_gradient_magnitude(forward_float) - _gradient_magnitude(backward_float))
+    else:  # the gradient of their difference: also sees textures of equal contrast that are not aligned
+        disagreement = _gradient_magnitude(np.clip(0.5 + forward_float - backward_float, 0.0, 1.0))
     if smoothing > 0:
         disagreement = cv2.GaussianBlur(disagreement, (0, 0), smoothing)
     certainty = np.minimum(disagreement / np.float32(tolerance), 1.0)

@@ -116,6 +116,9 @@ class PropagationOptions:
     """``"agreement"`` blend: difference of the two passes' gradient magnitudes (3×3 Sobel of the
     luminance, 0–255 scale) from which the selected side wins outright; lower is sharper, higher
     averages more (see :func:`ebsynth_bridge.agreement_blend`)."""
+    blend_measure: str = "magnitude"
+    """``"agreement"`` blend: where the passes disagree, ``"magnitude"`` (their gradient magnitudes differ)
+    or ``"difference"`` (the gradient of their difference: also unaligned textures of equal contrast)."""
     blend_smoothing: float = 2.0
     """``"agreement"`` blend: Gaussian sigma in pixels applied to that difference."""
     blend_visibility: bool = True
@@ -173,6 +176,8 @@ class PropagationOptions:
             raise ValueError(f"`vote_mode` must be one of {VOTE_MODES}, got {self.vote_mode!r}")
         if self.flow_render not in (None, "linear", "cubic"):
             raise ValueError(f"`flow_render` must be None, 'linear' or 'cubic', got {self.flow_render!r}")
+        if self.blend_measure not in ("magnitude", "difference"):
+            raise ValueError(f"`blend_measure` must be 'magnitude' or 'difference', got {self.blend_measure!r}")
         if self.blend_mode not in BLEND_MODES:
             raise ValueError(f"`blend_mode` must be one of {BLEND_MODES}, got {self.blend_mode!r}")
         if not self.blend_tolerance > 0:
@@ -221,7 +226,8 @@ _PRESET_FIELDS: dict[str, dict[str, object]] = {
     "best": dict(pyramid_levels=4, patchmatch_iterations=6, random_search_radius=16),
     "rerender": dict(colour_weight=6.0, edge_weight=0.5, temporal_weight=0.5, position_weight=2.0, style_weight=1.0,
                      uniformity=3500.0, vote_size=5, pyramid_levels=None, search_vote_iterations=12,
-                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram"),
+                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram",
+                     blend_visibility=False, flow_render=None),
 }
 
 
@@ -543,7 +549,7 @@ def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, wei
         return ebsynth_bridge.agreement_blend(forward, backward, weight, np.zeros(weight.shape, bool), 1e9, 0.0)
     if mode == "agreement":
         return ebsynth_bridge.agreement_blend(forward, backward, weight, mask, options.blend_tolerance,
-                                              options.blend_smoothing)
+                                              options.blend_smoothing, options.blend_measure)
     backward_weight = float(np.mean(weight))
     selected = ebsynth_bridge.select(forward, backward, mask)
     if mode == "select":

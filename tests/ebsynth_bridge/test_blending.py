@@ -156,3 +156,19 @@ def test_agreement_blend_accepts_a_per_pixel_weight():
     assert np.array_equal(out[:, :16], forward[:, :16]) and np.array_equal(out[:, 16:], backward[:, 16:])
     with pytest.raises(ValueError, match="backward_weight"):
         agreement_blend(forward, backward, weight[:5], np.zeros(forward.shape[:2], bool))
+
+
+def test_agreement_difference_measure_sees_unaligned_textures():
+    # the same texture shifted by two pixels: equal gradient magnitudes, different structure
+    texture = image(3)
+    shifted = np.roll(texture, 2, axis=1)
+    mask = np.ones(texture.shape[:2], bool)
+    by_magnitude = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0)
+    by_difference = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0,
+                                    measure="difference")
+    # the difference measure follows the selected (backward) side; the magnitude one averages more
+    error_difference = np.abs(by_difference.astype(int) - shifted).mean()
+    error_magnitude = np.abs(by_magnitude.astype(int) - shifted).mean()
+    assert error_difference < error_magnitude
+    with pytest.raises(ValueError, match="measure"):
+        agreement_blend(texture, shifted, 0.5, mask, measure="phase")
