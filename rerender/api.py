@@ -18,11 +18,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from rerender.config import RerenderConfig
+from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
+from rerender.languages import PromptTranslation, translate_prompt
 from rerender.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -92,6 +93,8 @@ class TranslationResult:
     """Bytes of the files rerender wrote in the workspace, at the end of the call."""
     workspace_deleted: bool = False
     """Whether the workspace was deleted after the write (`delete_workspace`)."""
+    prompt: PromptTranslation | None = None
+    """The prompt as written and in English as the text encoder read it (`prompt_language`)."""
 
 
 
@@ -112,6 +115,7 @@ def translate(
     comparison: bool = False,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    prompt_translator: Callable[[str, str], str] | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Translate `video` into the style of `prompt` and write the result with the source's fps and audio.
@@ -140,6 +144,8 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
+        prompt_translator: `prompt_translator(text, language) -> str` translates a prompt that is not English
+            (`prompt_language`); `None` uses the transformers model `config.prompt.translation_model`.
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
 
     Returns:
@@ -155,6 +161,7 @@ def translate(
         WorkspaceOwnershipError: the workspace is a non-empty folder that rerender did not make.
         WorkspaceBusyError: another run holds the workspace.
         WorkspaceMismatchError: the workspace belongs to another video (use `force`).
+        WeightsNotFoundError: also when a prompt that is not English needs a translation model that is not here.
     """
     timings: dict[str, float] = {}
     reused: list[str] = []
@@ -181,8 +188,14 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
+    # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
+    prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
+                                     config.prompt.translation_model)
+    if prompt_record.translator is not None:
+        config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     with Workspace.open(workspace_root, video, config, force=force) as space:
+        space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
         if stage == "propagate" and not space.is_done("keyframes", config):
             raise ConfigError(
                 f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
@@ -223,14 +236,14 @@ def translate(
                     timings["first"] = time.perf_counter() - started
                     return TranslationResult(None, keyframe_indices[:1], len(frames), timings, space.root, renderer.name,
                                              reused, {"first": space.keyframe_path(keyframe_indices[0])}, space.redone,
-                                             space.size_bytes())
+                                             space.size_bytes(), prompt=prompt_record)
                 space.finish("keyframes", indices=keyframe_indices)
             timings["keyframes"] = time.perf_counter() - started
         with disk_guard(space, "keyframes", space.root):
             previews = {"keyframes": write_keyframe_preview(space, keyframe_indices, info, config)}
         if stage == "keyframes":
             return TranslationResult(None, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
-                                     previews, space.redone, space.size_bytes())
+                                     previews, space.redone, space.size_bytes(), prompt=prompt_record)
 
         # 5. Propagate the keyframes to every frame, key interval by key interval (bounded memory, resumable);
         #    only intervals whose keyframe files changed (e.g. retouched) or whose frames are damaged are redone.
@@ -254,7 +267,7 @@ def translate(
                 previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
         timings["writing"] = time.perf_counter() - started
         result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
-                                   previews, space.redone, space.size_bytes())
+                                   previews, space.redone, space.size_bytes(), prompt=prompt_record)
         if delete_workspace:
             space.remove()
             result.workspace_deleted = True

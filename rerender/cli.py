@@ -262,6 +262,10 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.renderer"] = args.renderer
     elif hasattr(args, "renderer") and not _config_names_renderer(args):
         overrides["model.renderer"] = "auto"  # the CLI demo falls back to the classic stylizer, with its warning
+    if getattr(args, "prompt_language", None):
+        overrides["prompt.prompt_language"] = args.prompt_language
+    if getattr(args, "translation_model", None):
+        overrides["prompt.translation_model"] = args.translation_model
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
         overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
@@ -429,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[verbose_option], help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
+        command.add_argument(
+            "--prompt-language", metavar="CODE",
+            help="language of the prompt: auto, en (default), vi, ko, ja, zh, ru, fr, de, es; others are translated to English",
+        )
+        command.add_argument("--translation-model", metavar="ID_OR_DIR",
+                             help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
         command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
         command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")

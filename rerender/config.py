@@ -210,6 +210,15 @@ class PromptConfig:
     """Appended to every prompt (the official `a_prompt`); empty to add nothing."""
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     """What to steer away from (classifier-free guidance's unconditional branch)."""
+    prompt_language: str = "en"
+    """Language of `prompt`: "auto" (detected by script), or en, vi, ko, ja, zh, ru, fr, de, es; others are translated to English."""
+    translation_model: str | None = None
+    """Translation model (hub id or folder; MarianMT/NLLB/M2M100); `None` = Helsinki-NLP/opus-mt-<language>-en."""
+
+    def __post_init__(self) -> None:
+        from rerender.languages import check_language
+
+        check_language(self.prompt_language)
 
     @property
     def full_prompt(self) -> str:

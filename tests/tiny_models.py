@@ -119,3 +119,36 @@ def save_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     )
     pipeline.save_pretrained(folder)
     return folder
+
+
+TINY_TRANSLATOR_WORDS = (
+    "a cat dog man woman girl robot dragon painting cartoon sketch watercolor red blue night city moon sea "
+    "một con mèo chó người bức tranh 고양이 강아지 그림 만화"
+).split()
+
+
+def save_tiny_translator(folder: Path, seed: int = 0) -> Path:
+    """A tiny random MarianMT translation model and a word-level tokenizer, saved as a local transformers folder.
+
+    Loaded with `AutoTokenizer`/`AutoModelForSeq2SeqLM.from_pretrained(folder)`, the path real translation
+    models take; its "translations" are random words of its vocabulary, fixed by `seed`.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    vocab.update({word: 3 + index for index, word in enumerate(TINY_TRANSLATOR_WORDS)})
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(seed)
+    model = MarianMTModel(MarianConfig(
+        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=160,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1, max_length=12,
+    ))
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
