@@ -1,19 +1,22 @@
-"""Pose-guided translation with precomputed pose maps (any ControlNet works the same way).
+"""Pose-guided generation: the character the prompt describes follows the poses of a reference video.
 
-    python examples/pose_guided.py dance.mp4 poses.mp4 "an astronaut dancing on the moon" out.mp4
+    python examples/pose_guided.py dance.mp4 poses/ "an astronaut dancing on the moon" out.mp4
 
-`poses.mp4` (or a folder of PNGs) holds one OpenPose map per frame of the input, e.g. made once with the
-`annotators` extra on a GPU machine. A second ControlNet (canny on the frames themselves) keeps the outline;
-each ControlNet has its own strength. The keyframes need the diffusion weights: without them (offline, not
-cached) translate raises and says how to fetch them, rather than rendering without the poses.
+`poses/` (a folder of images or a video) holds one OpenPose map per frame of `dance.mp4`, made by any pose tool
+(or by controlnet-aux: preset `configs/pose_guided.yaml` with type openpose, the `annotators` extra). The preset
+uses one OpenPose ControlNet at strength 1.0 and denoises from pure noise: appearance from the prompt, motion from
+the poses. Diffusion weights are required; without them translate raises and says how to fetch them.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import rerender
-from rerender.config import ControlConfig, RerenderConfig
+from rerender.config import apply_overrides, load_config, parse_override
+
+PRESET = Path(__file__).resolve().parents[1] / "configs" / "pose_guided.yaml"
 
 
 def main() -> None:
@@ -23,14 +26,13 @@ def main() -> None:
     parser.add_argument("prompt")
     parser.add_argument("output")
     parser.add_argument("--pose-controlnet", default="lllyasviel/sd-controlnet-openpose")
+    parser.add_argument("--model", help="SD 1.5 weights (hub id or folder); default: the preset's")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 
-    config = RerenderConfig(
-        control=(
-            ControlConfig(type="precomputed", maps=args.pose_maps, model=args.pose_controlnet, strength=1.0),
-            ControlConfig(type="canny", strength=0.5),
-        )
-    )
+    overrides = {"control.0.type": "precomputed", "control.0.maps": args.pose_maps, "control.0.model": args.pose_controlnet,
+                 **({"base_model": args.model} if args.model else {}), **dict(map(parse_override, args.set))}
+    config = apply_overrides(load_config(PRESET), overrides)
     result = rerender.translate(args.video, args.prompt, K=8, output=args.output, config=config, renderer="diffusion")
     print(f"wrote {result.output}; keyframes {result.keyframe_indices}")
 
