@@ -188,6 +188,10 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
+    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
+        from rerender.ip_adapter import check_style_inputs
+
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
                                      config.prompt.translation_model)

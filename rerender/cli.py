@@ -266,6 +266,10 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["prompt.prompt_language"] = args.prompt_language
     if getattr(args, "translation_model", None):
         overrides["prompt.translation_model"] = args.translation_model
+    if getattr(args, "style_image", None):
+        overrides["prompt.style_image"] = args.style_image
+    if getattr(args, "style_image_scale", None) is not None:
+        overrides["prompt.style_image_scale"] = args.style_image_scale
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
         overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
@@ -439,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--translation-model", metavar="ID_OR_DIR",
                              help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
+        command.add_argument("--style-image", metavar="FILE", help="a reference image as a prompt (IP-Adapter)")
+        command.add_argument("--style-image-scale", type=float, metavar="S",
+                             help="weight of the reference image (default 0.6)")
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
         command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
         command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")

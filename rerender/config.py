@@ -214,11 +214,16 @@ class PromptConfig:
     """Language of `prompt`: "auto" (detected by script), or en, vi, ko, ja, zh, ru, fr, de, es; others are translated to English."""
     translation_model: str | None = None
     """Translation model (hub id or folder; MarianMT/NLLB/M2M100); `None` = Helsinki-NLP/opus-mt-<language>-en."""
+    style_image: str | None = None
+    """A reference image used as a prompt through an IP-Adapter (`model.ip_adapter`); `None` = off."""
+    style_image_scale: float = 0.6
+    """Weight of the reference image against the text (IP-Adapter scale; 0 = no effect)."""
 
     def __post_init__(self) -> None:
         from rerender.languages import check_language
 
         check_language(self.prompt_language)
+        _check_range("prompt.style_image_scale", self.style_image_scale, 0.0, 2.0)
 
     @property
     def full_prompt(self) -> str:
@@ -265,6 +270,10 @@ class ModelConfig:
     """Keep only the running model on the GPU (slower, for small GPUs)."""
     vae_tiling: bool = False
     """Decode and encode large frames tile by tile to save memory."""
+    ip_adapter: str = "h94/IP-Adapter"
+    """IP-Adapter repository (hub id or folder) used when `prompt.style_image` is set."""
+    ip_adapter_weight_name: str = "models/ip-adapter_sd15.safetensors"
+    """Adapter file inside `ip_adapter` (e.g. models/ip-adapter-plus_sd15.safetensors); its image encoder sits beside it."""
 
     def __post_init__(self) -> None:
         if not self.base_model:

@@ -36,14 +36,16 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionMixin
-from diffusers.loaders import FromSingleFileMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
+from diffusers import DiffusionPipeline, StableDiffusionMixin, StableDiffusionPipeline
+from diffusers.loaders import (
+    FromSingleFileMixin, IPAdapterMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin,
+)
 from diffusers.models import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 from diffusers.schedulers import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from rerender.attention import CrossFrameAttentionStore, cross_frame_attention
 from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
@@ -239,6 +241,8 @@ class _RenderState:
     generator: torch.Generator
     generator_state: torch.Tensor
     callback: StepCallback | None
+    added_cond_kwargs: dict[str, Any] | None = None
+    """IP-Adapter image embeddings for the UNet (`{"image_embeds": [...]}`), encoded once per call; None without."""
     anchor: _Reference | None = None
     previous: _Reference | None = None
     unet_calls: int = 0
@@ -254,14 +258,15 @@ class _RenderState:
 
 
 class RerenderPipeline(
-    DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, FromSingleFileMixin
+    DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, FromSingleFileMixin,
+    IPAdapterMixin,
 ):
     """Rerender-A-Video keyframe translation: SD 1.5 + ControlNet(s) with hierarchical cross-frame constraints.
 
     A diffusers pipeline: ``from_pretrained(hub id or local folder)``, ``from_single_file(checkpoint,
     config=<config folder>, controlnet=...)``, ``load_lora_weights``/``set_adapters``, ``load_textual_inversion``,
-    ``enable_model_cpu_offload``, ``enable_vae_tiling``/``enable_vae_slicing``, ``enable_freeu`` all work as in
-    Stable Diffusion pipelines. The constructor never downloads and never modifies its components; the
+    ``enable_model_cpu_offload``, ``enable_vae_tiling``/``enable_vae_slicing``, ``enable_freeu``,
+    ``load_ip_adapter``/``set_ip_adapter_scale`` all work as in Stable Diffusion pipelines. The constructor never downloads and never modifies its components; the
     attention processors and FreeU factors a call installs are restored when it ends.
 
     Args:
@@ -272,10 +277,16 @@ class RerenderPipeline(
         controlnet: one ControlNet, or several (a list/tuple or a `MultiControlNetModel`).
         scheduler: a `DDIMScheduler` (the method is defined on deterministic DDIM); another scheduler is
             replaced by a DDIM scheduler built from its configuration.
+        image_encoder, feature_extractor: the CLIP image encoder and its preprocessing for an IP-Adapter;
+            `load_ip_adapter` sets them.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components: list[str] = []
+    _optional_components: list[str] = ["image_encoder", "feature_extractor"]
+
+    # diffusers' own IP-Adapter image encoding (CLIP image embeddings, negative = zeros for guidance)
+    encode_image = StableDiffusionPipeline.encode_image
+    prepare_ip_adapter_image_embeds = StableDiffusionPipeline.prepare_ip_adapter_image_embeds
 
     def __init__(
         self,
@@ -285,6 +296,8 @@ class RerenderPipeline(
         unet: UNet2DConditionModel,
         controlnet: ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel, ...] | MultiControlNetModel,
         scheduler: DDIMScheduler,
+        image_encoder: CLIPVisionModelWithProjection | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
     ) -> None:
         super().__init__()
         if isinstance(controlnet, (list, tuple)):
@@ -294,7 +307,8 @@ class RerenderPipeline(
             logger.info("using DDIMScheduler with the configuration of the given %s", type(scheduler).__name__)
             scheduler = DDIMScheduler.from_config(scheduler.config)
         self.register_modules(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler,
+            image_encoder=image_encoder, feature_extractor=feature_extractor,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
 
@@ -338,6 +352,7 @@ class RerenderPipeline(
         generator: torch.Generator | None = None,
         output_type: Literal["np", "pt", "pil", "latent"] = "np",
         callback_on_step_end: StepCallback | None = None,
+        ip_adapter_image: Any | None = None,
     ) -> RerenderPipelineOutput:
         """Render ``frames[0]`` as the anchor, then ``frames[1:]`` as keyframes in order.
 
@@ -374,6 +389,8 @@ class RerenderPipeline(
             same_noise_per_keyframe: every frame starts from the same noise, as in the official code.
             generator: seeds all noise; None draws a seed.
             output_type: "np", "pt", "pil" or "latent".
+            ip_adapter_image: a reference image for the loaded IP-Adapter (`load_ip_adapter`), applied to every
+                keyframe; `None` = text only.
             callback_on_step_end: ``callback(pipe, step, timestep, kwargs)`` after every UNet step, with
                 ``kwargs`` holding ``latents``, ``predicted_original`` (after the constraints),
                 ``raw_predicted_original``, ``frame_index`` and ``pass_name`` ("anchor", "direct", "fused",
@@ -404,6 +421,7 @@ class RerenderPipeline(
             same_noise_per_keyframe=same_noise_per_keyframe,
             generator=generator,
             callback_on_step_end=callback_on_step_end,
+            ip_adapter_image=ip_adapter_image,
         ):
             frame.resume_state = None  # it holds the attention references: not needed once the frame is collected
             rendered.append(frame)
@@ -432,10 +450,13 @@ class RerenderPipeline(
         generator: torch.Generator | None = None,
         callback_on_step_end: StepCallback | None = None,
         resume: dict[str, Any] | None = None,
+        ip_adapter_image: Any | None = None,
     ) -> Iterator[RenderedFrame]:
         """Render the anchor, then each keyframe, yielding each frame as soon as it is done.
 
-        The arguments are those of `__call__`, plus `resume`. Inputs are checked when the first frame is
+        The arguments are those of `__call__`, plus `resume` and `ip_adapter_image`: a reference image (PIL or
+        `(H, W, 3)` uint8) for the IP-Adapter loaded with `load_ip_adapter`, encoded once and applied to every
+        keyframe (its strength: `set_ip_adapter_scale`). Inputs are checked when the first frame is
         requested. The attention processors and FreeU factors are installed until the generator finishes or is
         closed; stop early with ``generator.close()`` (or ``contextlib.closing``) to restore them at once.
 
@@ -469,8 +490,15 @@ class RerenderPipeline(
         else:
             conditioning_scales = [float(scale) for scale in controlnet_conditioning_scale]
 
-        # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance
+        # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance; the IP-Adapter
+        #    image once for every keyframe
         prompt_embeds = self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1.0)
+        added_cond_kwargs = None
+        if ip_adapter_image is not None:
+            if getattr(self.unet, "encoder_hid_proj", None) is None or getattr(self, "image_encoder", None) is None:
+                raise ConfigError("`ip_adapter_image` needs an IP-Adapter: call `load_ip_adapter` first")
+            image_embeds = self.prepare_ip_adapter_image_embeds(ip_adapter_image, None, device, 1, guidance_scale > 1.0)
+            added_cond_kwargs = {"image_embeds": image_embeds}
 
         # 4. Prepare the schedule (SDEdit-truncated steps, the steps each constraint acts at) and the flow estimator
         schedule = self.prepare_schedule(num_inference_steps, strength, constraints)
@@ -501,6 +529,7 @@ class RerenderPipeline(
             generator=generator,
             generator_state=generator.get_state(),
             callback=callback_on_step_end,
+            added_cond_kwargs=added_cond_kwargs,
         )
         logger.info(
             "rendering %d frames at %dx%d: steps %d-%d of %d, second pass from step %s",
@@ -796,6 +825,7 @@ class RerenderPipeline(
             encoder_hidden_states=state.prompt_embeds,
             down_block_additional_residuals=down_residuals,
             mid_block_additional_residual=mid_residual,
+            added_cond_kwargs=state.added_cond_kwargs,
             return_dict=False,
         )[0]
         if state.do_classifier_free_guidance:

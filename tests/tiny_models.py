@@ -152,3 +152,36 @@ def save_tiny_translator(folder: Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
     return folder
+
+
+def save_tiny_ip_adapter(folder: Path, unet, seed: int = 0, cross_attention_dim: int | None = None) -> Path:
+    """A tiny random IP-Adapter for `unet`, laid out as ``h94/IP-Adapter``: ``models/ip-adapter_sd15.safetensors``
+    (image projection to 4 tokens + `to_k_ip`/`to_v_ip` per cross-attention layer, numbered 1, 3, 5, … as in the
+    original checkpoints) and ``models/image_encoder`` (a 2-layer CLIP vision model with projection).
+
+    `cross_attention_dim` other than the UNet's makes an adapter for another base model (for mismatch tests).
+    """
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    models = folder / "models"
+    torch.manual_seed(seed)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=24, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        image_size=32, patch_size=8,
+    )).save_pretrained(models / "image_encoder")
+    dim = cross_attention_dim or unet.config.cross_attention_dim
+    tensors = {
+        "image_proj.proj.weight": torch.randn(4 * dim, 24) * 0.2,
+        "image_proj.proj.bias": torch.zeros(4 * dim),
+        "image_proj.norm.weight": torch.ones(dim),
+        "image_proj.norm.bias": torch.zeros(dim),
+    }
+    cross_attention = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    modules = dict(unet.named_modules())
+    for number, name in zip(range(1, 2 * len(cross_attention), 2), cross_attention):
+        inner = modules[name[: -len(".processor")]].to_k.out_features
+        tensors[f"ip_adapter.{number}.to_k_ip.weight"] = torch.randn(inner, dim) * 0.2
+        tensors[f"ip_adapter.{number}.to_v_ip.weight"] = torch.randn(inner, dim) * 0.2
+    save_file({key: value.contiguous() for key, value in tensors.items()}, str(models / "ip-adapter_sd15.safetensors"))
+    return folder

@@ -1,0 +1,126 @@
+"""A reference image as the prompt: an IP-Adapter (Ye et al. 2023) loaded with diffusers' `load_ip_adapter`.
+
+The adapter adds image-conditioned keys and values to every *cross*-attention layer of the UNet; the cross-frame
+constraints replace only the decoder *self*-attention processors (`rerender.attention`), so the two compose. The
+image is encoded once per run and applied to every keyframe with weight `style_image_scale`.
+
+Supported: the SD 1.5 adapters of ``h94/IP-Adapter`` that diffusers loads, e.g. ``models/ip-adapter_sd15.safetensors``,
+``models/ip-adapter-plus_sd15.safetensors``, ``models/ip-adapter-plus-face_sd15.safetensors`` and
+``models/ip-adapter-full-face_sd15.safetensors``. FaceID adapters need face embeddings and are not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rerender.errors import CheckpointError, ConfigError, WeightsNotFoundError
+
+__all__ = ["adapter_file", "check_adapter_matches", "check_style_inputs", "install_ip_adapter", "read_style_image"]
+
+logger = logging.getLogger(__name__)
+
+
+def read_style_image(path: str | os.PathLike) -> np.ndarray:
+    """The reference image as RGB uint8 `(H, W, 3)`.
+
+    Raises:
+        InputNotFoundError: no such file.
+        VideoReadError: the file is not an image (the message names `style_image`).
+    """
+    from rerender.errors import VideoReadError
+    from rerender.video import read_image
+
+    try:
+        return read_image(path)
+    except VideoReadError as error:
+        raise VideoReadError(f"`style_image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, …): {error}") from error
+
+
+def adapter_file(source: str, weight_name: str) -> Path | None:
+    """The adapter's `.safetensors` file when it is on this machine (a local folder, or the hub cache), else None."""
+    from rerender.weights import is_hub_id
+
+    if not is_hub_id(source):
+        path = Path(source).expanduser() / weight_name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, weight_name)
+    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def check_style_inputs(style_image: str | None, source: str, weight_name: str) -> None:
+    """Check the reference image and that the adapter can be loaded, before any model loads.
+
+    Raises:
+        InputNotFoundError, VideoReadError: the image is missing or not an image.
+        ConfigError: the adapter file is not `.safetensors` (nothing loaded may run code).
+        WeightsNotFoundError: the adapter is neither here nor downloadable (offline); the message names it.
+    """
+    if style_image is None:
+        return
+    read_style_image(style_image)
+    if not weight_name.endswith(".safetensors"):
+        raise ConfigError(f"`model.ip_adapter_weight_name` must be a .safetensors file, got {weight_name!r}")
+    from rerender.weights import hub_reachable, is_hub_id
+
+    if adapter_file(source, weight_name) is None and not (is_hub_id(source) and hub_reachable()):
+        raise WeightsNotFoundError(
+            f"`style_image` needs the IP-Adapter {weight_name!r} of {source!r} (`model.ip_adapter`) and its image "
+            f"encoder, which are not on this machine and cannot be downloaded now. On a connected machine run: "
+            f"huggingface-cli download {source} {weight_name} --include '{posixpath.dirname(weight_name) or '.'}/image_encoder/*'"
+            if is_hub_id(source) else
+            f"`style_image` needs the IP-Adapter file {str(Path(source) / weight_name)!r} (`model.ip_adapter` + "
+            "`model.ip_adapter_weight_name`), which does not exist"
+        )
+
+
+def check_adapter_matches(unet: Any, path: str | os.PathLike) -> None:
+    """Raise `CheckpointError` unless the adapter at `path` fits `unet` (reads only the file's header).
+
+    The adapter must have one `to_k_ip` per cross-attention layer of the UNet, each shaped like that layer's
+    `to_k` (an SDXL adapter on SD 1.5 fails here, naming both sizes, instead of deep inside the loader).
+    """
+    from safetensors import safe_open
+
+    modules = dict(unet.named_modules())
+    layers = [modules[name[: -len(".processor")]] for name in unet.attn_processors if name.endswith("attn2.processor")]
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        keys = set(handle.keys())
+        if not any(key.startswith("image_proj.") for key in keys):
+            raise CheckpointError(f"{str(path)!r} is not an IP-Adapter (it has no image_proj.* weights)")
+        if any("perceiver_resampler" in key for key in keys):
+            raise CheckpointError(f"{str(path)!r} is a FaceID IP-Adapter, which needs face embeddings; not supported")
+        numbers = sorted(int(key.split(".")[1]) for key in keys if key.endswith(".to_k_ip.weight"))
+        if len(numbers) != len(layers):
+            raise CheckpointError(
+                f"the IP-Adapter {str(path)!r} has {len(numbers)} cross-attention layers but the base model has "
+                f"{len(layers)}: it was made for another base model (use an SD 1.5 adapter)"
+            )
+        for number, layer in zip(numbers, layers):
+            shape = tuple(handle.get_slice(f"ip_adapter.{number}.to_k_ip.weight").get_shape())
+            if shape != tuple(layer.to_k.weight.shape):
+                raise CheckpointError(
+                    f"the IP-Adapter {str(path)!r} does not match the base model: its keys are {shape[0]}×{shape[1]} "
+                    f"where the UNet's cross-attention has {tuple(layer.to_k.weight.shape)[0]}×"
+                    f"{tuple(layer.to_k.weight.shape)[1]} (an adapter for another base model?)"
+                )
+
+
+def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: float) -> None:
+    """Load the adapter into `pipeline` with diffusers' `load_ip_adapter` (after `check_adapter_matches` when the
+    file is already here) and set its scale. Undo with `pipeline.unload_ip_adapter()`.
+    """
+    subfolder, name = posixpath.split(weight_name)
+    local = adapter_file(source, weight_name)
+    if local is not None:
+        check_adapter_matches(pipeline.unet, local)
+    pipeline.load_ip_adapter(source, subfolder=subfolder, weight_name=name)
+    pipeline.set_ip_adapter_scale(scale)
+    logger.info("IP-Adapter %s/%s loaded, scale %.2f", source, weight_name, scale)
