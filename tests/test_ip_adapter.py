@@ -120,3 +120,35 @@ def test_translate_with_a_style_image(synthetic_clip, tmp_path, pipeline, adapte
         translate(synthetic_clip, "a cat", workspace=tmp_path / "c", style_image=str(tmp_path / "bad.png"),
                   ip_adapter=str(adapter_dir), **settings)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_style_image_example(synthetic_clip, tmp_path, tiny_pipeline_dir, adapter_dir):
+    import os
+    import subprocess
+    import sys
+
+    from rerender.video import probe_video
+
+    write_image(style_images()[0], tmp_path / "style.png")
+    example = Path(__file__).resolve().parents[1] / "examples" / "style_image.py"
+    settings = {"base_model": tiny_pipeline_dir, "control.0.model": tiny_pipeline_dir / "controlnet", "resolution": 64,
+                "size_multiple": 16, "num_inference_steps": 2, "device": "cpu", "dtype": "float32", "vae": "null",
+                "flow_estimator": "dis", "propagation_preset": "fast", "end_frame": 6, "workers": 1}
+    result = subprocess.run(
+        [sys.executable, str(example), str(synthetic_clip), str(tmp_path / "style.png"), "a cat", str(tmp_path / "o.mp4"),
+         "--adapter", str(adapter_dir), "--scale", "0.8", "-K", "5",
+         *[item for key, value in settings.items() for item in ("--set", f"{key}={value}")]],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert probe_video(tmp_path / "o.mp4").frame_count == 6
+
+
+def test_cli_style_image_that_is_not_an_image(synthetic_clip, tmp_path, capsys):
+    from rerender.cli import main
+
+    (tmp_path / "notes.png").write_text("hello")
+    code = main(["translate", str(synthetic_clip), "-p", "a cat", "-o", str(tmp_path / "o.mp4"), "--renderer", "classic",
+                 "--style-image", str(tmp_path / "notes.png"), "--style-image-scale", "0.5"])
+    assert code == 2 and "style_image" in capsys.readouterr().err and not (tmp_path / "o.mp4.work").exists()

@@ -142,3 +142,24 @@ def test_cli_prompt_language_flags(synthetic_clip, tmp_path, capsys):
     code = main(["translate", str(synthetic_clip), "-p", "그림", "--prompt-language", "auto", "-o", str(tmp_path / "o.mp4"),
                  "--renderer", "classic", "--translation-model", str(tmp_path / "absent")])
     assert code == 2 and "absent" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_prompt_language_example(synthetic_clip, tmp_path, tiny_translator):
+    import os
+    import subprocess
+    import sys
+
+    from rerender.video import probe_video
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "prompt_language.py"
+    result = subprocess.run(
+        [sys.executable, str(example), str(synthetic_clip), "một con mèo", str(tmp_path / "o.mp4"), "--renderer", "classic",
+         "--translation-model", str(tiny_translator), "--set", "resolution=64", "--set", "size_multiple=16",
+         "--set", "flow_estimator=dis", "--set", "propagation_preset=fast", "--set", "end_frame=6", "-K", "5"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    english = translate_prompt("một con mèo", "vi", model=str(tiny_translator)).english
+    assert f"prompt (vi): 'một con mèo' -> {english!r}" in result.stdout
+    assert probe_video(tmp_path / "o.mp4").frame_count == 6
