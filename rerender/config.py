@@ -153,8 +153,9 @@ class VideoConfig:
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: Literal["long", "short"] = "long"
     """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
-    size_multiple: int = 64
-    """Both output sides are rounded to a multiple of this many pixels (64 for Stable Diffusion)."""
+    size_multiple: int = 8
+    """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
+    aspect within 1 % (`rerender.video.fit_frame`)."""
 
     def __post_init__(self) -> None:
         _check_range("video.start_frame", self.start_frame, 0)
