@@ -450,9 +450,14 @@ class PropagationConfig:
     """Weight of the temporal guide (previous output, warped); `None` = the preset's (0; official 0.5)."""
     workers: int | None = None
     """Parallel processes for the passes; `None` = number of CPU cores."""
+    output_size: Literal["processing", "source"] = "processing"
+    """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
+    "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as
+    EbSynth users work; slower and more memory, see the README)."""
 
     def __post_init__(self) -> None:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))
+        _check_choice("propagation.output_size", self.output_size, ("processing", "source"))
         if self.blend_mode is not None:
             _check_choice("propagation.blend_mode", self.blend_mode, ("agreement", "histogram", "poisson", "select", "linear"))
         for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):
