@@ -36,6 +36,7 @@ from rerender.stages import (
     control_map_reader,
     default_workspace,
     load_flow_estimator,
+    prepare_source_size,
     processing_size,
     propagate_intervals,
     propagation_options,
@@ -119,7 +120,8 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
-        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
+        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
+            `output_size="source"` writes the result at the source's own size).
 
     Returns:
         A `TranslationResult`.
@@ -188,13 +190,17 @@ def translate(
     if stage == "keyframes":
         return TranslationResult(None, keyframe_indices, len(frames), timings, space.root, renderer.name, reused, previews)
 
-    # 5. Propagate the keyframes to every frame, interval by interval (bounded memory, resumable).
+    # 5. Propagate the keyframes to every frame, interval by interval (bounded memory, resumable); with
+    #    propagation.output_size = "source", at the source's size from upscaled keyframes.
     if space.is_done("propagation", config):
         reused.append("propagation")
     else:
         started = time.perf_counter()
         space.begin("propagation", config)
-        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify)
+        key_path = None
+        if config.propagation.output_size == "source":
+            frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
+        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, key_path)
         space.finish("propagation", frames=len(frames))
         timings["propagation"] = time.perf_counter() - started
 
@@ -203,6 +209,8 @@ def translate(
     assert output_path is not None
     fps = write_output(space, len(frames), video, info, config, output_path, notify)
     if comparison:
+        if config.propagation.output_size == "source":
+            frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
         previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
     timings["writing"] = time.perf_counter() - started
     return TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused, previews)

@@ -164,7 +164,14 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     total = len(range(video.start_frame, end, video.frame_stride))
     frames = tqdm(frames, total=total, desc="preprocess", unit="frame", disable=args.quiet)
     if as_images:
-        written = write_png_sequence(frames, output)
+        if info.is_image_sequence:
+            # Named after their source files, so keyframes painted on them land on those frames in `propagate`.
+            from rerender.video import list_image_files
+
+            sources = list_image_files(info.path)[video.start_frame : end : video.frame_stride]
+            written = write_png_sequence(frames, output, names=[source.stem for source in sources])
+        else:
+            written = write_png_sequence(frames, output)
         print(f"wrote {len(written)} frames to {output}/")
         return EXIT_OK
     fps = config.output.fps or info.fps / video.frame_stride
@@ -192,6 +199,8 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.base_model"] = args.model
     if getattr(args, "lora", None):
         overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "source_size", False):
+        overrides["propagation.output_size"] = "source"
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
         overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
@@ -236,6 +245,8 @@ def _command_propagate(args: argparse.Namespace) -> int:
         extra["propagation.workers"] = args.workers
     if args.fps:
         extra["output.fps"] = args.fps
+    if args.source_size:
+        extra["propagation.output_size"] = "source"
     if extra:
         config = apply_overrides(config, extra)
     result = propagate_keyframes(
@@ -329,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
         command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
         command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
+        command.add_argument(
+            "--source-size", action="store_true",
+            help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+        )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
@@ -353,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     propagate.add_argument("--workers", type=int, help="parallel processes (default: CPU cores)")
     propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
+    propagate.add_argument(
+        "--source-size", action="store_true",
+        help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+    )
     propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
     propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
     propagate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

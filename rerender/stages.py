@@ -54,6 +54,23 @@ class WorkspaceFrames(Sequence[np.ndarray]):
         return read_image(self.workspace.frame_path(index % self.count))
 
 
+class FolderFrames(Sequence[np.ndarray]):
+    """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
+
+    def __init__(self, folder: Path, count: int) -> None:
+        self.folder, self.count = Path(folder), count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return read_image(self.folder / f"{index % self.count:04d}.png")
+
+
 def control_map_reader(
     config: RerenderConfig, info: VideoInfo
 ) -> Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None:
@@ -137,6 +154,43 @@ def processing_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
         info.width - crop.left - crop.right, info.height - crop.top - crop.bottom,
         config.video.resolution, config.video.resize_side, config.video.size_multiple,
     )
+
+
+def source_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
+    """`(width, height)` of the source after `video.crop`: the output size when `propagation.output_size` is "source"."""
+    crop = config.video.crop
+    return info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
+
+
+def prepare_source_size(space, video, info, config, keyframe_indices, progress) -> tuple[FolderFrames, Callable[[int], Path]]:
+    """For `propagation.output_size = "source"`: the selected frames at the cropped source's size, and the
+    keyframes upscaled to it (`rerender.video.unfit_frame` undoes the processing size's fit).
+
+    Returns:
+        The source-size frames (a lazy sequence) and `key_path(index)`, the upscaled keyframe's file.
+    """
+    from rerender.video import unfit_frame
+
+    size = source_size(info, config)
+    frames_dir, keys_dir = space.root / "frames_source", space.root / "keyframes_source"
+    count = len(selected_frames(info, config))
+    record = space.record("propagation")
+    if record.get("source_frames") != [count, *size]:
+        crop = config.video.crop
+        frames = read_frames(
+            video, config.video.start_frame, config.video.end_frame, config.video.frame_stride,
+            (crop.left, crop.top, crop.right, crop.bottom), None, info=info,
+        )
+        frames_dir.mkdir(exist_ok=True)
+        for index, frame in enumerate(tqdm(frames, total=count, desc="frames (source size)", unit="frame", disable=not progress)):
+            guard_disk(functools.partial(write_image, frame, frames_dir / f"{index:04d}.png"), space)
+        record["source_frames"] = [count, *size]
+        space.save()
+    keys_dir.mkdir(exist_ok=True)
+    for index in keyframe_indices:  # cheap, and always from the current keyframes
+        image = unfit_frame(read_image(space.keyframe_path(index)), size)
+        guard_disk(functools.partial(write_image, image, keys_dir / f"{index:04d}.png"), space)
+    return FolderFrames(frames_dir, count), lambda index: keys_dir / f"{index:04d}.png"
 
 
 def default_workspace(output, video) -> Path:
@@ -263,8 +317,11 @@ def propagation_options(config: RerenderConfig):
     return PropagationOptions.preset(settings.propagation_preset, **overrides)
 
 
-def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify) -> None:
-    """Propagate in chunks of a few key intervals: memory holds one chunk, and finished chunks are kept."""
+def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, key_path=None) -> None:
+    """Propagate in chunks of a few key intervals: memory holds one chunk, and finished chunks are kept.
+
+    `key_path(index)` names each keyframe's file (default: the workspace's keyframes).
+    """
     from rerender.propagation import propagate_video
 
     options = propagation_options(config)
@@ -282,7 +339,7 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     try:
         for start, end in chunks:
             if (start, end) not in finished:
-                keys = {index - start: read_image(space.keyframe_path(index)) for index in keyframe_indices if start <= index <= end}
+                keys = {index - start: read_image((key_path or space.keyframe_path)(index)) for index in keyframe_indices if start <= index <= end}
                 results = propagate_video(frames[start : end + 1], keys, flow=flow, options=options, progress=False)
                 for offset, image in enumerate(results):
                     guard_disk(functools.partial(write_image, image, space.propagated_path(start + offset)), space)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Iterable, Iterator, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -828,9 +828,12 @@ def write_video(
 
 
 def write_png_sequence(
-    frames: Iterable[np.ndarray], folder: str | os.PathLike, start_index: int = 0, digits: int = 4
+    frames: Iterable[np.ndarray], folder: str | os.PathLike, start_index: int = 0, digits: int = 4,
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write frames as `folder/0000.png, 0001.png, …` (each file atomically); creates `folder` if needed.
+
+    `names` (file stems, one per frame) replaces the numbering, e.g. to keep a frame folder's own names.
 
     Returns:
         The written paths.
@@ -843,5 +846,6 @@ def write_png_sequence(
     folder.mkdir(exist_ok=True)
     written = []
     for offset, frame in enumerate(frames):
-        written.append(write_image(frame, folder / f"{start_index + offset:0{digits}d}.png"))
+        name = names[offset] if names is not None else f"{start_index + offset:0{digits}d}"
+        written.append(write_image(frame, folder / f"{name}.png"))
     return written
