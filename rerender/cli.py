@@ -251,7 +251,7 @@ def _command_propagate(args: argparse.Namespace) -> int:
         config = apply_overrides(config, extra)
     result = propagate_keyframes(
         args.video, args.keyframes, args.output, config=config, workspace=args.keep_intermediates,
-        force=args.force, progress=not args.quiet,
+        force=args.force, progress=not args.quiet, first_number=args.first_number,
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
@@ -371,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     propagate.add_argument(
         "--source-size", action="store_true",
         help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+    )
+    propagate.add_argument(
+        "--first-number", type=int, default=0, metavar="N",
+        help="for a video: the number in key names of its first frame (default 0 as `preprocess`; 1 for ffmpeg %%04d.png)",
     )
     propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
     propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")

@@ -68,15 +68,19 @@ def keyframe_number(name: str) -> int:
 
 
 def read_keyframe_folder(
-    folder: str | os.PathLike, frame_count: int, source_files: Sequence[str | os.PathLike] | None = None
+    folder: str | os.PathLike,
+    frame_count: int,
+    source_files: Sequence[str | os.PathLike] | None = None,
+    first_number: int = 0,
 ) -> dict[int, Path]:
     """Keyframe files of `folder`, keyed by the index of the (selected) frame each was painted on.
 
     For an image-folder source (`source_files`, the selected frames' files in order), a keyframe lands on the
     source file of the same name (`0020.png` on `0020.png`, also when the frames are numbered from 1 as in
     EbSynth); otherwise on the source file whose name has the same frame number (`0008_v2.png` on `0008.png`).
-    For a video, the number counts the selected frames from 0, as `rerender preprocess` and `rerender keyframes`
-    number them. Numbers come from `keyframe_number`.
+    For a video, the number counts the selected frames from `first_number` (0, as `rerender preprocess` and
+    `rerender keyframes` number them; 1 for frames extracted with FFmpeg's default `%04d.png`). Numbers come
+    from `keyframe_number`.
 
     Raises:
         InputNotFoundError: the folder is missing or holds no images.
@@ -111,11 +115,12 @@ def read_keyframe_folder(
         else:
             number = keyframe_number(path.name)
             if source_files is None:
-                index = number
+                index = number - first_number
                 if not 0 <= index < frame_count:
                     raise ConfigError(
-                        f"keyframe {path.name!r} is for frame {index}, outside the video's frames [0, {frame_count - 1}] "
-                        "(frames of a video count from 0, as `rerender preprocess` writes them)"
+                        f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
+                        f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: set `first_number`)"
                     )
             elif number in by_number:
                 index = by_number[number]
@@ -141,6 +146,7 @@ def propagate_keyframes(
     optical_flow: Any | None = None,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    first_number: int = 0,
     **overrides: Any,
 ) -> TranslationResult:
     """Propagate stylized keyframes from a folder (named by frame index) to every frame of `video`.
@@ -160,6 +166,8 @@ def propagate_keyframes(
         workspace: keep intermediates (frames, flows, propagated frames) here; default a temporary folder
             that is removed afterwards.
         force, optical_flow, progress, callback, **overrides: as `translate`.
+        first_number: for a video source, the number in the keyframe names of the first selected frame
+            (0 as `rerender preprocess` writes; 1 for FFmpeg's `%04d.png`).
 
     Raises:
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
@@ -176,7 +184,9 @@ def propagate_keyframes(
     if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
         files = list_image_files(info.path)
         source_files = [files[index] for index in frame_indices]
-    key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files)
+    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
+        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files, first_number)
     key_images = {index: read_image(path) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}
     if len(sizes) > 1:

@@ -55,6 +55,10 @@ def test_versioned_name_lands_on_its_frame_not_on_its_version(tmp_path):
     assert list(read_keyframe_folder(folder, 20)) == [8]  # a video: frames count from 0
     sources = [tmp_path / f"{number:04d}.png" for number in range(1, 21)]  # an EbSynth folder from 1
     assert list(read_keyframe_folder(folder, 20, sources)) == [7]  # the file 0008.png is the 8th frame
+    assert list(read_keyframe_folder(folder, 20, first_number=1)) == [7]  # a video whose frames FFmpeg wrote from 1
+    write_image(np.zeros((8, 8, 3), np.uint8), folder / "0021.png")
+    with pytest.raises(ConfigError, match=r"'0021.png' is for frame 21, outside the video's frames \[1, 20\]"):
+        read_keyframe_folder(folder, 20, first_number=1)
 
 
 # ---------------------------------------------------------------------------------------------- EbSynth layout
