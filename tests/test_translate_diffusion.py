@@ -111,3 +111,15 @@ def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_pat
     short = apply_overrides(config, {"control.0.maps": str(few)})
     with pytest.raises(Exception, match="holds 5 maps but the video has 20 frames"):
         translate(synthetic_clip, "a cat", K=10, output=tmp_path / "p.mp4", config=short, pipeline=pipeline, progress=False)
+
+
+def test_diffusion_keyframes_at_a_size_that_is_no_multiple_of_the_unet_downsampling(synthetic_clip, tmp_path, tiny_pipeline):
+    # 96×64 at resolution 66, multiple 2 (the tiny VAE's factor): 66×44 px, 33×22 latents, which the tiny
+    # UNet's one downsampling cannot halve evenly: the SD 1.5 case of a multiple of 8 that is not of 64.
+    settings = {**SETTINGS, "resolution": 66, "size_multiple": 2}
+    result = translate(synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline,
+                       progress=False, end_frame=9, **settings)
+    assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8]
+    keyframe = read_image(result.workspace / "keyframes" / "0008.png")
+    assert keyframe.shape == (44, 66, 3) and keyframe.std() > 1  # a picture, not a flat failure
+    assert (probe_video(result.output).width, probe_video(result.output).height) == (66, 44)
