@@ -26,10 +26,10 @@ from rerender.stages import (
 )
 from rerender.video import (
     check_output_path,
+    fit_size,
     list_image_files,
     probe_video,
     read_image,
-    resize_frame,
     unfit_frame,
     write_image,
 )
@@ -154,9 +154,10 @@ def propagate_keyframes(
     Keyframes land on frames by name (`read_keyframe_folder`: the source file of the same name for a frame
     folder, else the frame number, counting the selected frames from 0 for a video). Propagation runs at the
     keyframes' size, or at the source's with `propagation.output_size = "source"` (keyframes upscaled).
-    Keyframes must share one size: the processing size (as `rerender preprocess` and `rerender keyframes`
-    write them; the video's frames are then made the same way, pixel for pixel), or any size with the
-    video's aspect ratio (within 2 %).
+    Keyframes must share one size. The video's frames are fitted into it as `rerender preprocess` and
+    `rerender keyframes` fit them (`rerender.video.fit_frame`), so keys painted on their output land pixel for
+    pixel, at any resolution; keys of another size must have the video's aspect ratio within 2 % (or within
+    what rounding the sides to a multiple of 8 changes).
 
     Args:
         video: the source video or frame folder.
@@ -194,10 +195,12 @@ def propagate_keyframes(
     height, width = sizes.pop()
     source_width, source_height = source_size(info, config)
     processing = processing_size(info, config)
-    # Keyframes at the processing size were painted on frames made exactly as `rerender preprocess` and
-    # `rerender keyframes` make them (crop, fit); any other size must have the video's aspect.
-    at_processing_size = (width, height) == processing
-    if not at_processing_size and abs((width / height) / (source_width / source_height) - 1) > 0.02:
+    # The frames are fitted into the keyframes' size exactly as `rerender preprocess` and `rerender keyframes`
+    # fit them at any resolution (`fit_frame`): keys painted on those land pixel for pixel. Keys of another
+    # tool must have the video's aspect (within 2 %) or differ from it by rounding to a multiple of 8.
+    scaled = fit_size(source_width, source_height, (width, height))
+    rounding_only = max(abs(scaled[0] - width), abs(scaled[1] - height)) <= 4
+    if (width, height) != processing and not rounding_only and abs((width / height) / (source_width / source_height) - 1) > 0.02:
         raise ConfigError(
             f"keyframes are {width}×{height} but the (cropped) video is {source_width}×{source_height}: the aspect "
             f"ratios differ; paint keyframes on the video's frames at their own size, or at the processing size "
@@ -206,7 +209,7 @@ def propagate_keyframes(
     if config.propagation.output_size == "source":
         size = (source_width, source_height)
         key_images = {
-            index: unfit_frame(image, size) if at_processing_size else resize_frame(image, size)
+            index: unfit_frame(image, size)
             for index, image in key_images.items()
         }
     else:

@@ -218,8 +218,9 @@ def guard_disk(write: Callable[[], Any], space: Workspace) -> Any:
 
 
 def write_frames(space, video, info, config, count, progress, notify, size: tuple[int, int] | None = None) -> None:
-    """Decode the selected frames into the workspace; `size` (width, height) replaces the configured resize."""
-    from rerender.video import resize_frame
+    """Decode the selected frames into the workspace; `size` (width, height) replaces the configured resize
+    (the frames are fitted into it, as `rerender preprocess` does at any resolution: `rerender.video.fit_frame`)."""
+    from rerender.video import fit_frame
 
     crop = config.video.crop
     frames = read_frames(
@@ -228,7 +229,7 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
         config.video.resize_side, config.video.size_multiple, info=info,
     )
     if size is not None:
-        frames = (resize_frame(frame, size) for frame in frames)
+        frames = (fit_frame(frame, size) for frame in frames)
     space.frames_dir.mkdir(exist_ok=True)
     written = 0
     for index, frame in enumerate(tqdm(frames, total=count, desc="frames", unit="frame", disable=not progress)):

@@ -143,6 +143,19 @@ def test_keys_painted_on_preprocess_output_are_accepted(portrait_clip, tmp_path,
         np.testing.assert_array_equal(read_image(tmp_path / "prop" / "frames" / f"{index:04d}.png"), 255 - key)
 
 
+def test_keys_painted_on_preprocess_output_at_another_resolution(portrait_clip, tmp_path):
+    # preprocessed at resolution 112: 72×112, 3.6 % off the clip's aspect (fitted by crop/pad); propagated
+    # with the default config, whose processing size is another
+    frames_dir, keys = tmp_path / "frames", tmp_path / "keys"
+    assert main(["preprocess", str(portrait_clip), "-o", str(frames_dir), "--set", "resolution=112", "-q"]) == 0
+    keys.mkdir()
+    write_image(paint(read_image(frames_dir / "0004.png")), keys / "0004.png")
+    propagate_keyframes(portrait_clip, keys, tmp_path / "out.mp4", progress=False, workspace=tmp_path / "prop", **FAST)
+    frame = read_image(tmp_path / "prop" / "frames" / "0004.png")
+    assert frame.shape == (112, 72, 3)
+    np.testing.assert_array_equal(frame, read_image(frames_dir / "0004.png"))  # the very frame it was painted on
+
+
 def test_source_size_output_upscales_the_keyframes(portrait_clip, tmp_path):
     size = compute_output_size(100, 150, 128, "long", 8)
     source = list(read_frames(portrait_clip))
