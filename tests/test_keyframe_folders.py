@@ -197,3 +197,17 @@ def test_clip_shorter_than_K_renders_first_and_last_frame(portrait_clip, tmp_pat
     assert len(output_frames(result.output)) == 7
     np.testing.assert_array_equal(read_image(result.workspace / "propagated" / "0006.png"),
                                   read_image(result.workspace / "keyframes" / "0006.png"))
+
+
+def test_cli_source_size_reuses_the_keyframes(portrait_clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    common = [str(portrait_clip), "-p", "x", "-K", "6", "--workspace", str(tmp_path / "ws"), "-q", "--set", "resolution=64",
+              "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis"]
+    assert main(["translate", *common, "-o", str(tmp_path / "small.mp4")]) == 0
+    capsys.readouterr()
+    assert main(["translate", *common, "-o", str(tmp_path / "full.mp4"), "--source-size", "--force"]) == 0
+    out = capsys.readouterr().out
+    # switching the output size redoes only the propagation: frames and keyframes stay
+    assert "reused the frames stage" in out and "reused the keyframes stage" in out
+    assert (probe_video(tmp_path / "small.mp4").width, probe_video(tmp_path / "small.mp4").height) == (40, 64)
+    assert (probe_video(tmp_path / "full.mp4").width, probe_video(tmp_path / "full.mp4").height) == (100, 150)
