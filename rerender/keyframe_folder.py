@@ -37,7 +37,7 @@ from rerender.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_keyframe_folder", "propagate_keyframes"]
+__all__ = ["keyframe_number", "read_keyframe_folder", "propagate_keyframes"]
 
 
 def keyframe_number(name: str) -> int:
