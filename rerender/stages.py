@@ -10,9 +10,8 @@ import dataclasses
 import errno
 import functools
 import logging
-import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -318,36 +317,107 @@ def propagation_options(config: RerenderConfig):
     return PropagationOptions.preset(settings.propagation_preset, **overrides)
 
 
+class _FrameRange(Sequence[np.ndarray]):
+    """``frames[start:stop]`` as a lazy view (slicing `WorkspaceFrames` would read every frame)."""
+
+    def __init__(self, frames: Sequence[np.ndarray], start: int, stop: int) -> None:
+        self.frames, self.start, self.stop = frames, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.frames[self.start + index]
+
+
+class _LazyImages(Mapping[int, np.ndarray]):
+    """``{index: image}`` read from disk on access, so that a long video's keyframes are never all in memory."""
+
+    def __init__(self, paths: dict[int, Path]) -> None:
+        self.paths = paths
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index])
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def key_intervals(keyframe_indices: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """The key intervals ``(start, end)``, ends included, that cover frames 0 … count − 1.
+
+    Their bounds are the keyframes plus the first and the last frame; the frames before the first key and
+    after the last key form an interval each.
+    """
+    bounds = sorted(set([0, count - 1, *keyframe_indices]))
+    return list(zip(bounds, bounds[1:])) or [(0, 0)]
+
+
 def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, key_path=None) -> None:
-    """Propagate in chunks of a few key intervals: memory holds one chunk, and finished chunks are kept.
+    """Propagate every key interval not yet finished, saving each one as soon as it completes.
 
     `key_path(index)` names each keyframe's file (default: the workspace's keyframes).
+
+    The manifest's propagation record lists the finished intervals (``"intervals": [[start, end], …]``);
+    an interrupted run keeps them and a rerun propagates only the others (an interval counts as finished
+    only while all its frames are on disk). Intervals are independent, so resumed and uninterrupted runs
+    give the same frames. Frames stream through `propagate_video_iter`: memory holds a few intervals.
     """
-    from rerender.propagation import propagate_video
+    from rerender.propagation import propagate_video_iter
 
     options = propagation_options(config)
     flow = cached_flow(space, estimator)
     space.propagated_dir.mkdir(exist_ok=True)
     record = space.record("propagation")
-    finished = {tuple(item) for item in record.get("segments", [])}
-    # Chunk boundaries are keyframes (plus the first and last frame); each chunk spans a few key intervals so
-    # that both passes of several intervals run in parallel without holding the whole video.
-    intervals_per_chunk = 2 * max(1, options.workers or os.cpu_count() or 1)
-    bounds = sorted(set([0] + list(keyframe_indices) + [len(frames) - 1]))
-    cuts = bounds[::intervals_per_chunk] + ([bounds[-1]] if (len(bounds) - 1) % intervals_per_chunk else [])
-    chunks = list(zip(cuts, cuts[1:])) or [(0, len(frames) - 1)]
-    bar = tqdm(total=len(frames), desc="propagation", unit="frame", disable=not progress)
+    count = len(frames)
+    intervals = key_intervals(keyframe_indices, count)
+    recorded = {tuple(item) for item in record.get("intervals", []) if isinstance(item, list) and len(item) == 2}
+    finished = [interval for interval in intervals if interval in recorded and all(
+        space.propagated_path(index).is_file() for index in range(interval[0], interval[1] + 1))]
+    record["intervals"] = [list(interval) for interval in finished]
+    reused = {index for start, end in finished for index in range(start, end + 1)}
+    # consecutive unfinished intervals form runs, each propagated in one stream
+    runs: list[list[tuple[int, int]]] = []
+    for interval in intervals:
+        if interval in finished:
+            continue
+        if runs and runs[-1][-1][1] == interval[0]:
+            runs[-1].append(interval)
+        else:
+            runs.append([interval])
+    # keyframes are given, not propagated: they count as done from the start, as do reused intervals
+    initial = len(reused | set(keyframe_indices))
+    bar = tqdm(total=count, initial=initial, desc="propagation", unit="frame", disable=not progress)
+    notify("propagation", initial, count)
+    progressed = [initial]  # our own count: a disabled bar never advances
     try:
-        for start, end in chunks:
-            if (start, end) not in finished:
-                keys = {index - start: read_image((key_path or space.keyframe_path)(index)) for index in keyframe_indices if start <= index <= end}
-                results = propagate_video(frames[start : end + 1], keys, flow=flow, options=options, progress=False)
-                for offset, image in enumerate(results):
-                    guard_disk(functools.partial(write_image, image, space.propagated_path(start + offset)), space)
-                record.setdefault("segments", []).append([start, end])
-                space.save()
-            bar.update(end - start + (1 if start == 0 else 0))
-            notify("propagation", min(bar.n, len(frames)), len(frames))
+        for run in runs:
+            start, end = run[0][0], run[-1][1]
+            keys = _LazyImages({index - start: (key_path or space.keyframe_path)(index)
+                                for index in keyframe_indices if start <= index <= end})
+            base = progressed[0]
+
+            def advance(stage: str, done: int, total: int, base: int = base) -> None:
+                bar.update(base + done - progressed[0])
+                progressed[0] = base + done
+                notify("propagation", progressed[0], count)
+
+            pending = list(run)
+            stream = propagate_video_iter(_FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
+                                          progress=False, callback=advance)
+            for offset, image in stream:
+                index = start + offset
+                if index not in reused:  # a run's first key may close a kept interval: leave its file alone
+                    guard_disk(functools.partial(write_image, image, space.propagated_path(index)), space)
+                # frames arrive in order, so an interval whose end is written is complete: keep it
+                while pending and pending[0][1] <= index:
+                    record["intervals"].append(list(pending.pop(0)))
+                    space.save()
     finally:
         bar.close()
 
