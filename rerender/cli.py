@@ -302,6 +302,7 @@ def _command_translate(args: argparse.Namespace) -> int:
     result = translate(
         args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
         workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
+        delete_workspace=args.delete_workspace,
     )
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
@@ -311,7 +312,8 @@ def _command_translate(args: argparse.Namespace) -> int:
         print(f"wrote {result.output} ({result.frame_count} frames){'; ' + timings if timings else ''}")
     for name, path in result.previews.items():
         print(f"{name}: {path}")
-    print(f"workspace: {result.workspace}")
+    size = f"{result.workspace_bytes / 1e6:.1f} MB"
+    print(f"workspace: {result.workspace} ({'deleted, ' + size + ' freed' if result.workspace_deleted else size})")
     return EXIT_OK
 
 
@@ -339,6 +341,8 @@ def _command_propagate(args: argparse.Namespace) -> int:
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
+    if args.keep_intermediates:
+        print(f"workspace: {result.workspace} ({result.workspace_bytes / 1e6:.1f} MB)")
     return EXIT_OK
 
 
@@ -447,7 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
             "weights can be loaded, else classic with a warning)",
         )
         command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
-        command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
+        command.add_argument(
+            "--force", action="store_true",
+            help="redo every stage even if nothing changed (changed inputs are redone without it), or start over "
+                 "a workspace made for another video",
+        )
+        command.add_argument(
+            "--delete-workspace", action="store_true",
+            help="delete the workspace after the video is written (only the files rerender wrote there)",
+        )
         command.add_argument(
             "--source-size", action="store_true",
             help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
@@ -484,8 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-number", type=int, default=0, metavar="N",
         help="for a video: the number in key names of its first frame (default 0 as `preprocess`; 1 for ffmpeg %%04d.png)",
     )
-    propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
-    propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
+    propagate.add_argument(
+        "--keep-intermediates", metavar="DIR",
+        help="keep frames, flows and propagated frames here (a new or empty folder, or one rerender made); a rerun "
+             "propagates again only the intervals whose keyframes changed",
+    )
+    propagate.add_argument("--force", action="store_true", help="redo everything in DIR, or start it over for another video")
     propagate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_options(propagate)
     propagate.set_defaults(handler=_command_propagate)

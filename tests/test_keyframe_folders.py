@@ -205,7 +205,7 @@ def test_cli_source_size_reuses_the_keyframes(portrait_clip, tmp_path, capsys, m
               "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis"]
     assert main(["translate", *common, "-o", str(tmp_path / "small.mp4")]) == 0
     capsys.readouterr()
-    assert main(["translate", *common, "-o", str(tmp_path / "full.mp4"), "--source-size", "--force"]) == 0
+    assert main(["translate", *common, "-o", str(tmp_path / "full.mp4"), "--source-size"]) == 0
     out = capsys.readouterr().out
     # switching the output size redoes only the propagation: frames and keyframes stay
     assert "reused the frames stage" in out and "reused the keyframes stage" in out

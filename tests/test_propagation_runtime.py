@@ -143,7 +143,7 @@ def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
-    assert manifest["stages"]["propagation"]["intervals"] == [[0, 4], [4, 8]]
+    assert sorted(manifest["stages"]["propagation"]["intervals"]) == ["0-4", "4-8"]  # each kept with its keyframe digests
     monkeypatch.setattr(rerender.stages, "write_image", real_write)
 
     calls = []
@@ -218,7 +218,8 @@ def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, t
     manifest_path = tmp_path / "ws" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     # as if the run had stopped with only the interval 4–8 kept: two runs to propagate, before and after it
-    manifest["stages"]["propagation"].update(done=False, intervals=[[4, 8]])
+    recorded = manifest["stages"]["propagation"]["intervals"]
+    manifest["stages"]["propagation"].update(done=False, intervals={"4-8": recorded["4-8"]})
     manifest_path.write_text(json.dumps(manifest))
     kept = (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns
     calls = []
@@ -228,7 +229,7 @@ def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, t
     assert done == list(range(8, 21))  # 5 kept frames + keys 0, 12, 16, then one step per propagated frame
     assert (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns == kept
     intervals = json.loads(manifest_path.read_text())["stages"]["propagation"]["intervals"]
-    assert sorted(intervals) == [[0, 4], [4, 8], [8, 12], [12, 16], [16, 19]]
+    assert sorted(intervals, key=lambda name: int(name.split("-")[0])) == ["0-4", "4-8", "8-12", "12-16", "16-19"]
 
 
 def test_every_parallel_kernel_has_a_serial_twin():
