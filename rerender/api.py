@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,11 +34,13 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    comparison_path,
     control_map_reader,
     default_workspace,
     load_flow_estimator,
     processing_size,
     propagate_intervals,
+    recorded_keyframe_indices,
     propagation_options,
     render_keyframes,
     resolve_config,
@@ -49,6 +52,8 @@ from rerender.stages import (
 )
 from rerender.video import check_output_path, probe_video
 from rerender.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
@@ -136,6 +141,8 @@ def translate(
 
     # 1. Resolve the config and check every input before any expensive work.
     config = resolve_config(config, prompt, K, overrides)
+    if not config.prompt.prompt:
+        logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
@@ -149,7 +156,10 @@ def translate(
         from rerender.models import check_model_sources
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
+    if output_path is not None and comparison:
+        check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    check_output_path(workspace_root, [video], kind="folder", name="workspace")
     space = Workspace.open(workspace_root, video, config, force=force)
 
     # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
@@ -170,9 +180,10 @@ def translate(
 
     # 4. Render the keyframes (the anchor first) with the diffusion pipeline or the classic stylizer.
     renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
-    if space.is_done("keyframes", config) and stage != "first":
+    recorded = recorded_keyframe_indices(space, len(frames)) if space.is_done("keyframes", config) and stage != "first" else None
+    if recorded is not None:
         reused.append("keyframes")
-        keyframe_indices = space.record("keyframes")["indices"]
+        keyframe_indices = recorded
     else:
         started = time.perf_counter()
         space.begin("keyframes", config)

@@ -105,6 +105,8 @@ def propagate_keyframes(
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = check_output_path(output, [video, keyframes])
+    if workspace is not None:
+        check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
     key_files = read_keyframe_folder(keyframes, len(frame_indices))
     key_images = {index: read_image(path) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}

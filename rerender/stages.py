@@ -218,6 +218,22 @@ def adaptive_keyframes(space, frames, estimator, config, progress) -> list[int]:
 
 
 
+def recorded_keyframe_indices(space: Workspace, frame_count: int) -> list[int] | None:
+    """The keyframe indices the manifest records, or None (logged) when they are not frame indices."""
+    indices = space.record("keyframes").get("indices")
+    valid = (
+        isinstance(indices, list) and indices
+        and all(type(index) is int and 0 <= index < frame_count for index in indices)
+    )
+    if not valid:
+        logger.warning(
+            "the manifest %s records keyframe indices %.80r, which are not frame indices (integers in [0, %d]); "
+            "the keyframes are rendered again", space.root / "manifest.json", indices, frame_count - 1,
+        )
+        return None
+    return indices
+
+
 def render_keyframes(space, frames, indices, renderer, progress, notify) -> None:
     space.keyframes_dir.mkdir(exist_ok=True)
     space.state_dir.mkdir(exist_ok=True)
@@ -305,8 +321,13 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     return fps
 
 
+def comparison_path(output_path: Path) -> Path:
+    """Where `write_comparison` puts the side-by-side video of `output_path`."""
+    return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+
+
 def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
-    path = output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+    path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
     write_video(pairs, path, fps=fps, crf=config.output.crf)
     return path
