@@ -175,11 +175,13 @@ def _command_env(args: argparse.Namespace) -> int:
 def _command_preprocess(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from rerender.stages import selected_frames
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
 
     config = _load_config(args)
     video = config.video
     info = probe_video(args.video)
+    selected_frames(info, config)  # start, end and crop against this video, named as config options
     output = Path(args.output)
     as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
     check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")

@@ -103,7 +103,7 @@ def test_preprocess_to_png_folder(capsys, synthetic_clip, tmp_path):
         (["info", "missing.mp4"], "video not found"),
         (["preprocess", "{clip}", "-o", "{tmp}/no/such/dir/out.mp4", "-q"], "output folder does not exist"),
         (["preprocess", "{clip}", "-o", "{clip}", "-q"], "is the input"),
-        (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"], "`start` must be in [0, 19]"),
+        (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"], "`video.start_frame` must be < 20"),
         (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "resolution=32", "-q"], "must be in [64, 4096]"),
         (["info", "{clip}", "--set", "crop.left=500"], "crop"),
         (["info", "{clip}", "--set", "nonsense"], "key=value"),
@@ -199,3 +199,174 @@ def test_translate_with_a_local_model_folder_runs_diffusion(capsys, synthetic_cl
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10]" in out
     assert probe_video(output).frame_count == 20
+
+
+# --------------------------------------------------------------------------------------------------------
+# outputs that would land on inputs, and output names that cannot be written: refused before any work
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frame_folder(tmp_path, synthetic_clip):
+    from rerender.video import read_frames, write_image
+
+    folder = tmp_path / "input frames"
+    folder.mkdir()
+    for index, frame in enumerate(read_frames(synthetic_clip, end=4)):
+        write_image(frame, folder / f"{index:04d}.png")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_preprocess_into_its_own_input_folder_is_refused(capsys, frame_folder):
+    before = _snapshot(frame_folder)
+    for output in (frame_folder, frame_folder / "sub", frame_folder / "out.mp4"):
+        code, _, err = run_cli(capsys, "preprocess", frame_folder, "-o", output, "-q", "--set", "resolution=64")
+        assert code == 2 and "Traceback" not in err, err
+        assert "is the input" in err or "inside the input folder" in err, err
+        assert "-o/--output" in err
+    assert _snapshot(frame_folder) == before and sorted(p.name for p in frame_folder.iterdir()) == list(before)
+
+
+def test_eval_json_onto_an_input_is_refused(capsys, synthetic_clip, tmp_path):
+    source = tmp_path / "source.mp4"
+    source.write_bytes(synthetic_clip.read_bytes())
+    before = source.read_bytes()
+    for json_path in (source, synthetic_clip):  # the source, and the evaluated output
+        code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", source, "--json", json_path, "--no-clip")
+        assert code == 2 and "--json" in err and "is the input" in err, err
+    assert source.read_bytes() == before and probe_video(source).frame_count == 20
+
+
+def test_eval_json_into_a_missing_folder_fails_before_the_evaluation(capsys, synthetic_clip, tmp_path, monkeypatch):
+    import rerender.evaluation
+
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the --json path was checked")
+
+    monkeypatch.setattr(rerender.evaluation, "evaluate_video", never)
+    code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path / "no" / "r.json", "--no-clip")
+    assert code == 2 and "output folder does not exist" in err and str(tmp_path / "no") in err
+    code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path, "--no-clip")
+    assert code == 2 and "is a folder" in err
+
+
+def test_eval_writes_its_json_report(capsys, synthetic_clip, tmp_path):
+    report = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", report, "--no-clip", "--max-frames", "3")
+    assert code == 0, err
+    assert json.loads(report.read_text()) == json.loads(out) and json.loads(out)["frames"] == 3
+
+
+@pytest.mark.parametrize("name", ["out.webm", "out.gif", "out.avi", "out", "out.MP4.txt"])
+def test_unwritable_video_suffixes_fail_before_any_work(capsys, synthetic_clip, tmp_path, name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / name
+    for command in (
+        ["translate", synthetic_clip, "-p", "x", "-o", output, "-q", *FAST_SETS],
+        ["propagate", synthetic_clip, "--keyframes", tmp_path, "-o", output, "-q"],
+        *([["preprocess", synthetic_clip, "-o", output, "-q"]] if output.suffix else []),  # no suffix = PNG folder
+    ):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2 and "Traceback" not in err, err
+        assert (f"the suffix {output.suffix!r}" if output.suffix else "no suffix") in err and ".mp4" in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], "work started before the output was refused"
+
+
+def test_upper_case_suffixes_are_videos(capsys, synthetic_clip, tmp_path):
+    output = tmp_path / "OUT.MP4"
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", output, "-q", "--set", "resolution=64", "--set", "end_frame=3")
+    assert code == 0, err
+    assert probe_video(output).frame_count == 3
+
+
+# --------------------------------------------------------------------------------------------------------
+# messages that name the problem in CLI terms
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_keyframes_at_names_the_option(capsys, synthetic_clip, tmp_path):
+    for value in ("0,a", "1.5", ",", "-3"):
+        code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", f"--keyframes-at={value}")
+        assert code == 2 and "--keyframes-at" in err and "integers ≥ 0" in err and "invalid literal" not in err, err
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "--keyframes-at", "0,a")
+    assert "'a' is not an integer" in err
+    assert not (tmp_path / "o.mp4.work").exists()
+
+
+def test_eval_frame_options_name_the_option(capsys, synthetic_clip):
+    for option, value, valid in (("--frame-stride", "0", "≥ 1"), ("--frame-stride", "x", "≥ 1"), ("--start-frame", "-1", "≥ 0")):
+        code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, option, value, "--no-clip")
+        assert code == 2 and option in err and valid in err and repr(value) in err and "range()" not in err, err
+
+
+def test_evaluate_video_checks_its_arguments(synthetic_clip):
+    from rerender.errors import ConfigError
+    from rerender.evaluation import evaluate_video
+
+    with pytest.raises(ConfigError, match=r"`frame_stride` must be an integer ≥ 1, got 0"):
+        evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, frame_stride=0)
+    with pytest.raises(ConfigError, match=r"`start_frame` must be an integer ≥ 0, got -2"):
+        evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, start_frame=-2)
+
+
+def test_unknown_override_suggests_instead_of_listing_every_key(capsys):
+    code, _, err = run_cli(capsys, "config", "show", "--set", "foo=1")
+    assert code == 2 and "unknown option `foo`" in err and "no option has a similar name" in err
+    assert "mask_strength" not in err and len(err) < 400  # not the ~130 option names
+    code, _, err = run_cli(capsys, "config", "show", "--set", "denoising_strenth=0.5")
+    assert code == 2 and "did you mean 'denoising_strength'" in err
+    code, _, err = run_cli(capsys, "config", "show", "--set", "sampling.strenght=0.5")
+    assert code == 2 and "did you mean 'denoising_strength'" in err
+
+
+def test_translate_without_a_prompt_is_refused_unless_asked_for(capsys, caplog, synthetic_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / "o.mp4"
+    for command in ("translate", "keyframes"):
+        code, _, err = run_cli(capsys, command, synthetic_clip, "-o", output, "-q", *FAST_SETS)
+        assert code == 2 and "no prompt" in err and "-p/--prompt" in err, err
+    assert not (tmp_path / "o.mp4.work").exists()
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "", "-o", output, "-q", "--stage", "first", *FAST_SETS)
+    assert code == 0, err
+    assert "without one" in caplog.text  # the run says it is unprompted
+    caplog.clear()
+    config = tmp_path / "c.yaml"
+    config.write_text("prompt:\n  prompt: a watercolor\n")
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "--config", config, "-o", tmp_path / "p.mp4", "-q", "--stage", "first", *FAST_SETS)
+    assert code == 0 and "without one" not in caplog.text, err
+
+
+def test_messages_name_cli_flags_not_python_arguments(capsys, synthetic_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    common = [synthetic_clip, "-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "-q", "--stage", "first", *FAST_SETS]
+    assert run_cli(capsys, "translate", *common)[0] == 0
+    code, _, err = run_cli(capsys, "translate", *common, "--set", "denoising_strength=0.5")
+    assert code == 2 and "--force" in err and "force=" not in err and "(force" not in err, err
+
+
+def test_cli_message_translation():
+    from rerender.cli import _cli_message
+
+    assert _cli_message("rerun with --force (force=True) to redo them") == "rerun with --force to redo them"
+    assert _cli_message("`frame_stride` must be ≥ 1; pass force=True") == "--frame-stride must be ≥ 1; pass --force"
+    # config keys stay: they are what --set takes
+    assert _cli_message("`video.start_frame` must be < 20") == "`video.start_frame` must be < 20"
+    assert _cli_message("`denoising_strength` must be in [0, 1]") == "`denoising_strength` must be in [0, 1]"
+
+
+def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthetic_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    workspace = tmp_path / "ws"
+    common = [synthetic_clip, "-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "-q", "--workspace", workspace, *FAST_SETS]
+    assert run_cli(capsys, "keyframes", *common)[0] == 0
+    manifest = json.loads((workspace / "manifest.json").read_text())
+    manifest["stages"]["keyframes"]["indices"] = [0, "8", 16.5]
+    (workspace / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "translate", *common)
+    assert code == 0 and "Unknown format code" not in err, err
+    assert "not frame indices" in caplog.text and "rendered again" in caplog.text and "[0, 8, 16]" in out
+    assert probe_video(tmp_path / "o.mp4").frame_count == 20
