@@ -469,25 +469,48 @@ def _interrupted_message(args: argparse.Namespace | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it).
 
-    Ctrl-C at any moment prints one line and returns 130. Run as the program (`argv` None), a second Ctrl-C
-    after that is ignored, so that nothing (worker shutdown included) prints a traceback on the way out.
+    Ctrl-C at any moment prints one line (what was kept and how to resume) and returns 130, also when the
+    interrupt surfaces as another error (a worker that died of it). Run as the program (`argv` None), a
+    second Ctrl-C after that is ignored, so that nothing (worker shutdown included) prints a traceback.
     """
     parsed: list[argparse.Namespace] = []
+    interrupts: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = None
+    if in_main_thread:
+
+        def on_interrupt(signum, frame) -> None:
+            interrupts.append(signum)  # remembered: a worker may turn the interrupt into another error
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return _run(argv, parsed)
-    except KeyboardInterrupt:
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
         try:
+            return _run(argv, parsed, interrupts)
+        except KeyboardInterrupt:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while reporting
             print(_interrupted_message(parsed[0] if parsed else None), file=sys.stderr)
             sys.stderr.flush()
-        finally:
-            if in_main_thread and argv is not None:  # called as a function: give the caller its handler back
-                signal.signal(signal.SIGINT, previous)
-        return EXIT_INTERRUPTED
+            if argv is None and in_main_thread:
+                previous = signal.SIG_IGN  # the program is ending: let nothing interrupt its shutdown
+            return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace]) -> int:
+def _caused_by_interrupt(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupts: list[int]) -> int:
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -505,16 +528,23 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace]) -> int:
     except _UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        if verbose:
-            logger.exception("usage error")
+    except Exception as error:
+        if interrupts or _caused_by_interrupt(error):
+            raise KeyboardInterrupt from None
+        return _report(error, verbose)
+
+
+def _report(error: Exception, verbose: bool) -> int:
+    """Print one line for `error` (the traceback too with --verbose); returns the exit code."""
+    usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError))
+    if verbose:
+        logger.error("usage error" if usage else "failed", exc_info=error)
+    if usage:
         print(f"error: {_cli_message(str(error))}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - the CLI reports every failure in one line
-        if verbose:
-            logger.exception("failed")
-        print(f"error: {type(error).__name__}: {_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
-        return EXIT_FAILURE
+    # Anything else is a runtime failure; the CLI still reports it in one line.
+    print(f"error: {type(error).__name__}: {_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -370,3 +370,69 @@ def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthe
     assert code == 0 and "Unknown format code" not in err, err
     assert "not frame indices" in caplog.text and "rendered again" in caplog.text and "[0, 8, 16]" in out
     assert probe_video(tmp_path / "o.mp4").frame_count == 20
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ctrl-C
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["propagated", pytest.param("frames", marks=pytest.mark.slow)])
+def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment):
+    """SIGINT to the whole process group (as a terminal's Ctrl-C) once the stage has started."""
+    import os
+    import signal
+    import time
+
+    from rerender.synthetic import write_synthetic_video
+
+    clip = tmp_path / "clip.mp4"
+    write_synthetic_video(clip, num_frames=24, width=128, height=96, motion="mixed", fps=25, audio=False)
+    workspace = tmp_path / "ws"
+    command = [
+        sys.executable, "-c", "import sys; from rerender.cli import main; sys.exit(main())",
+        "translate", str(clip), "-p", "x", "-K", "6", "-o", str(tmp_path / "o.mp4"), "--workspace", str(workspace), "-q",
+        "--set", "resolution=96", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
+        "--set", "workers=2", "--set", "flow_estimator=dis",
+    ]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               env=environment, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workspace / moment).is_dir() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, f"the run ended before the {moment} stage: {process.communicate()}"
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert lines == [f"interrupted; finished work is kept in {workspace}: run the same command again to resume"], err
+    if moment == "frames":  # (slow) ... and running it again finishes the job
+        finished = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=300)
+        assert finished.returncode == 0, finished.stderr
+        assert probe_video(tmp_path / "o.mp4").frame_count == 24
+
+
+def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(capsys, monkeypatch, synthetic_clip):
+    """A worker killed by the same Ctrl-C can turn it into another error (a broken pool): still exit 130."""
+    import signal
+
+    import rerender.cli
+
+    def interrupted_then_broken(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(rerender.cli, "_command_info", interrupted_then_broken)
+    handler = signal.getsignal(signal.SIGINT)
+    code, _, err = run_cli(capsys, "info", synthetic_clip)
+    assert code == 130 and err == "interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is handler  # called as a function: the caller's handler is back
