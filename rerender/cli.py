@@ -432,7 +432,7 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 _API_ARGUMENTS = {
     "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
     "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
-    "frame_stride": "--frame-stride", "max_frames": "--max-frames",
+    "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
 }
 """Python API arguments that library messages may name, and the CLI options that set them."""
 
