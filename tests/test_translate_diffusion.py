@@ -211,3 +211,14 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
             caplog.clear()
             assert _resume_point(tmp_path, 5) is None
         assert "ignoring the resume state" in caplog.text
+
+
+def test_a_damaged_seed_file_is_named(tmp_path):
+    from rerender.errors import ConfigError
+    from rerender.renderers import _recorded_seed
+
+    seed = _recorded_seed(tmp_path)
+    assert _recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
+    (tmp_path / "seed.txt").write_text("12ab")
+    with pytest.raises(ConfigError, match=r"seed\.txt.*non-negative integer.*'12ab'"):
+        _recorded_seed(tmp_path)
