@@ -175,6 +175,7 @@ def _command_env(args: argparse.Namespace) -> int:
 def _command_preprocess(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from rerender.errors import OutputPathError
     from rerender.stages import selected_frames
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
 
@@ -185,6 +186,11 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     output = Path(args.output)
     as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
     check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")
+    if as_images and output.is_dir() and any(output.iterdir()):
+        # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
+        raise OutputPathError(
+            f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
+        )
     crop = (video.crop.left, video.crop.top, video.crop.right, video.crop.bottom)
     frames = read_frames(
         args.video, video.start_frame, video.end_frame, video.frame_stride, crop,

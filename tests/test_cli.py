@@ -436,3 +436,17 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
     code, _, err = run_cli(capsys, "info", synthetic_clip)
     assert code == 130 and err == "interrupted\n"
     assert signal.getsignal(signal.SIGINT) is handler  # called as a function: the caller's handler is back
+
+
+def test_preprocess_never_writes_frames_over_a_folder_of_files(capsys, synthetic_clip, tmp_path):
+    folder = tmp_path / "painting"
+    folder.mkdir()
+    (folder / "0000.png").write_bytes(b"my painting")
+    (folder / "notes.txt").write_text("notes")
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", folder, "-q", "--set", "end_frame=3")
+    assert code == 2 and "already holds files" in err, err
+    assert (folder / "0000.png").read_bytes() == b"my painting" and sorted(p.name for p in folder.iterdir()) == ["0000.png", "notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", empty, "-q", "--set", "end_frame=3")
+    assert code == 0 and sorted(p.name for p in empty.iterdir()) == ["0000.png", "0001.png", "0002.png"], err
