@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", parents=[verbose_option], help="describe a video or image folder as the reader sees it")
     info.add_argument("video", help="video file or folder of numbered images")
-    info.add_argument("--fps", type=float, default=None, help="frame rate to assume for an image folder (default 25)")
+    info.add_argument("--fps", type=_positive_number, default=None, help="frame rate to assume for an image folder (default 25)")
     info.add_argument("--json", action="store_true", help="print JSON")
     _add_config_options(info)
     info.set_defaults(handler=_command_info)

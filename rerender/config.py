@@ -639,7 +639,10 @@ def load_config(path: str | os.PathLike) -> RerenderConfig:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file not found: {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not a config file (not UTF-8 text); give a YAML or JSON config") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:

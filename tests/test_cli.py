@@ -450,3 +450,10 @@ def test_preprocess_never_writes_frames_over_a_folder_of_files(capsys, synthetic
     empty.mkdir()
     code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", empty, "-q", "--set", "end_frame=3")
     assert code == 0 and sorted(p.name for p in empty.iterdir()) == ["0000.png", "0001.png", "0002.png"], err
+
+
+def test_a_binary_file_as_config_and_a_zero_fps_are_named(capsys, synthetic_clip):
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "--config", synthetic_clip)
+    assert code == 2 and "is not a config file" in err and "codec can't decode" not in err, err
+    code, _, err = run_cli(capsys, "info", synthetic_clip, "--fps", "0")
+    assert code == 2 and "--fps" in err and "> 0" in err, err
