@@ -228,7 +228,7 @@ def recorded_keyframe_indices(space: Workspace, frame_count: int) -> list[int] |
     if not valid:
         logger.warning(
             "the manifest %s records keyframe indices %.80r, which are not frame indices (integers in [0, %d]); "
-            "the keyframes are rendered again", space.root / "manifest.json", indices, frame_count - 1,
+            "the keyframe stage runs again", space.root / "manifest.json", indices, frame_count - 1,
         )
         return None
     return indices

@@ -431,11 +431,15 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
-"""Containers the H.264 writer produces (`.webm` needs VP8/VP9, `.gif` a palette, `.avi` no B-frames: not written)."""
+"""Containers the H.264 writer produces (`.webm` cannot hold H.264 and `.gif` is not a video codec's container;
+`.avi` and other containers are refused rather than written untested)."""
 
 
 def check_output_path(
-    output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), kind: str = "video", name: str = "output"
+    output: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    kind: Literal["video", "file", "folder"] = "video",
+    name: str = "output",
 ) -> Path:
     """Check, before any work, that `output` can be written without touching an input; returns it as a `Path`.
 
