@@ -237,7 +237,7 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
 def _parse_keyframes_at(text: str) -> list[int]:
     """`0,10,25` → [0, 10, 25]; anything else is a usage error naming --keyframes-at."""
     items = [item.strip() for item in text.split(",") if item.strip()]
-    bad = [item for item in items if not item.isdigit()]
+    bad = [item for item in items if not (item.isascii() and item.isdigit())]
     if bad or not items:
         raise _UsageError(
             f"--keyframes-at must be frame indices (integers ≥ 0) separated by commas, such as 0,10,25; "
