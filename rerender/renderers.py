@@ -163,19 +163,18 @@ def _resume_point(state_dir: Path, done: int) -> dict[str, Any] | None:
     """
     if done == 0:
         return None
-    if (state_dir / _LEGACY_FILE).exists():
+    state = None
+    if (state_dir / _STRUCTURE_FILE).is_file() and (state_dir / _TENSOR_FILE).is_file():
+        try:
+            state = _read_resume_state(state_dir)
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring the resume state in %s (%s); the keyframes are rendered again from the anchor", state_dir, error)
+    elif (state_dir / _LEGACY_FILE).exists():
         logger.warning(
             "ignoring %s: resume states of older versions are pickled and are never loaded (loading a pickle can "
             "run code); the keyframes are rendered again from the anchor", state_dir / _LEGACY_FILE,
         )
-    if not (state_dir / _STRUCTURE_FILE).is_file() or not (state_dir / _TENSOR_FILE).is_file():
-        return None
-    try:
-        state = _read_resume_state(state_dir)
-    except (OSError, ValueError) as error:
-        logger.warning("ignoring the resume state in %s (%s); the keyframes are rendered again from the anchor", state_dir, error)
-        return None
-    return state if state["next_index"] == done else None
+    return state if state is not None and state["next_index"] == done else None
 
 
 def _read_resume_state(state_dir: Path) -> dict[str, Any]:

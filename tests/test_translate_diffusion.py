@@ -123,7 +123,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path, tiny_pipeline):
+def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path, tiny_pipeline, caplog):
     import hashlib
     import json
     import pickle
@@ -150,7 +150,9 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
     marker = tmp_path / "code-ran"
     payload = pickle.dumps(_Payload(marker))
 
-    def legacy(folder):  # what older versions wrote, with the payload inside
+    def legacy(folder):  # a workspace of an older version (pickled state only), with the payload inside
+        (folder / "render_state.json").unlink()
+        (folder / "render_state.safetensors").unlink()
         torch.save({"next_index": 2, "index": 1, "payload": _Payload(marker)}, folder / "render_state.pt")
 
     def tensors_file(folder):  # pickle bytes as the tensor file, with a JSON that vouches for them
@@ -166,9 +168,11 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
         workspace = tmp_path / plant.__name__
         shutil.copytree(interrupted, workspace)
         plant(workspace / "state")
+        caplog.clear()
         translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=workspace,
                   pipeline=tiny_pipeline, progress=False, **SETTINGS)
         assert not marker.exists(), f"a planted pickle ran ({plant.__name__})"
+        assert "ignoring" in caplog.text and "rendered again from the anchor" in caplog.text  # the user is told
         # A clean re-render from the anchor: the same keyframes as an uninterrupted run, byte for byte.
         for index in (0, 8, 16):
             assert (workspace / "keyframes" / f"{index:04d}.png").read_bytes() == \
