@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
@@ -160,6 +160,8 @@ def translate(
         check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_output_path(workspace_root, [video], kind="folder", name="workspace")
+    if output_path is not None and workspace_root.resolve() == output_path.resolve():
+        raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
     space = Workspace.open(workspace_root, video, config, force=force)
 
     # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.

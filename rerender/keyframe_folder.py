@@ -11,7 +11,7 @@ from typing import Any
 
 from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
@@ -107,6 +107,8 @@ def propagate_keyframes(
     output_path = check_output_path(output, [video, keyframes])
     if workspace is not None:
         check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
+        if Path(workspace).resolve() == output_path.resolve():
+            raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
     key_files = read_keyframe_folder(keyframes, len(frame_indices))
     key_images = {index: read_image(path) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}

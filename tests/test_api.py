@@ -291,9 +291,13 @@ def test_outputs_and_workspaces_inside_an_input_folder_are_refused(synthetic_cli
         # the side-by-side video would replace the input
         (lambda: translate(clip, "x", output=tmp_path / "o.mp4", comparison=True, renderer=counting_renderer, progress=False),
          "comparison output .* is the input"),
+        (lambda: translate(synthetic_clip, "x", output=tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", renderer=counting_renderer,
+                           progress=False), "workspace .* is the output video's path"),
         (lambda: propagate_keyframes(frames, keys, keys / "o.mp4", progress=False), "inside the input folder"),
         (lambda: propagate_keyframes(frames, keys, tmp_path / "o.mp4", workspace=keys, progress=False), "workspace .* is the input"),
         (lambda: propagate_keyframes(frames, keys, tmp_path / "o.gif", progress=False), "'.gif'"),
+        (lambda: propagate_keyframes(frames, keys, tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", progress=False),
+         "workspace .* is the output video's path"),
     ]
     for call, message in cases:
         with pytest.raises(OutputPathError, match=message):
