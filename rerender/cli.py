@@ -124,6 +124,13 @@ def _command_info(args: argparse.Namespace) -> int:
         "width": info.width,
         "height": info.height,
         "fps": str(info.fps),
+        "variable_frame_rate": info.variable_frame_rate,
+        "display_aspect": f"{info.width}:{info.height}",
+        "stored_size": [info.stored_width, info.stored_height],
+        "sample_aspect_ratio": str(info.sample_aspect_ratio),
+        "mirrored": info.mirrored,
+        "hdr_transfer": info.hdr_transfer,
+        "has_alpha": info.has_alpha,
         "frame_count": info.frame_count,
         "duration_s": round(info.duration, 3),
         "rotation": info.rotation,
@@ -137,8 +144,16 @@ def _command_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{info.path}")
     print(f"  kind        {record['kind']}" + (f" ({info.video_codec})" if info.video_codec else ""))
-    print(f"  size        {info.width}×{info.height}" + (f" (rotation {info.rotation}° applied)" if info.rotation else ""))
-    print(f"  fps         {_format_fps(info.fps)}")
+    notes = [f"rotation {info.rotation}°" if info.rotation else "", "mirrored" if info.mirrored else "",
+             f"stored {info.stored_width}×{info.stored_height}, pixel aspect {info.sample_aspect_ratio}"
+             if info.sample_aspect_ratio != 1 else ""]
+    notes = [note for note in notes if note]
+    print(f"  size        {info.width}×{info.height}" + (f" ({', '.join(notes)} applied)" if notes else ""))
+    print(f"  fps         {_format_fps(info.fps)}" + (" nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""))
+    if info.hdr_transfer:
+        print(f"  colour      HDR ({info.hdr_transfer}, BT.2020), tone-mapped to SDR (BT.709) when read")
+    if info.has_alpha:
+        print("  alpha       dropped (frames are read as RGB)")
     print(f"  frames      {info.frame_count}  ({info.duration:.2f} s)")
     print(f"  audio       {info.audio_codec if info.has_audio else 'none'}")
     print(
@@ -207,7 +222,8 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     write_video(
         frames, output, fps=fps, crf=config.output.crf,
         audio_from=args.video if config.output.keep_audio else None,
-        audio_start=float(video.start_frame / info.fps),
+        audio_start=info.start_time(video.start_frame),
+        timestamps=None if config.output.fps else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
     )
     print(f"wrote {output} ({total} frames at {float(fps):.3f} fps)")
     return EXIT_OK

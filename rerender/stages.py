@@ -312,12 +312,17 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
 
 def write_output(space, count: int, video, info: VideoInfo, config: RerenderConfig, output_path: Path, notify):
     """Encode the propagated frames with the source's fps (÷ stride) and its audio from the first selected frame on."""
-    fps = config.output.fps or info.fps / config.video.frame_stride
-    audio_start = float(config.video.start_frame / info.fps) if not info.is_image_sequence else 0.0
+    video_config = config.video
+    fps = config.output.fps or info.fps / video_config.frame_stride
+    # Each frame keeps its source time (variable-rate clips stay in sync) unless a rate is forced; the audio
+    # starts at the first selected frame's time on the source's own clock.
+    selection = (video_config.start_frame, video_config.end_frame, video_config.frame_stride)
+    times = None if config.output.fps else info.output_times(*selection)[:count]
+    audio_start = info.start_time(video_config.start_frame) if not info.is_image_sequence else 0.0
     outputs = notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
     guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
                                     audio_from=video if config.output.keep_audio and info.has_audio else None,
-                                    audio_start=audio_start, inputs=[video]), space)
+                                    audio_start=audio_start, inputs=[video], timestamps=times), space)
     return fps
 
 

@@ -4,8 +4,11 @@ Frames at this boundary are RGB `uint8` arrays of shape `(H, W, 3)` (see the REA
 Everything streams: a 1,000-frame 1080p video is never held decoded in memory at once.
 
 Inputs may be video files (mp4, mov, mkv, webm, avi, gif, … anything FFmpeg decodes) or folders of numbered
-images (png, jpg, webp, bmp, tif), sorted naturally so `2.png` comes before `10.png`. Rotation metadata
-(phones) is applied, so frames come out upright.
+images (png, jpg, webp, bmp, tif), sorted naturally so `2.png` comes before `10.png`. Frames come out as a
+viewer sees them (the README's "Video I/O" section lists the cases): upright and unmirrored (display
+matrix, as FFmpeg's autorotate), square pixels (anamorphic clips stretched), only the frames an edit list
+shows, the moving-picture stream (never a cover image), HDR tone-mapped to SDR; and with each frame's time
+on the file's clock (`VideoInfo.timestamps`), so outputs keep variable frame rates and audio sync.
 
 Outputs are written under a temporary name in the destination folder and renamed when complete: an
 interrupted run never leaves a truncated file under the final name, and an existing input is never
@@ -20,15 +23,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import platform
 import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Iterable, Iterator, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -56,6 +61,7 @@ __all__ = [
     "write_png_sequence",
     "read_image",
     "write_image",
+    "tone_map_to_sdr",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -70,20 +76,27 @@ MP4_COPYABLE_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the reader sees in a video file or image folder."""
+    """What the reader sees in a video file or image folder: the picture as a viewer sees it, and when.
+
+    `width`/`height` are the size on screen: after the display matrix (rotation, mirroring) and after
+    stretching non-square pixels (`sample_aspect_ratio`) to square ones. That is the size `read_frames`
+    hands out and the size every later stage (processing size, crop) works from; `stored_width`/
+    `stored_height` are the coded picture's size, for reference only.
+    """
 
     path: Path
     """The file or folder."""
     width: int
-    """Frame width in pixels, after applying rotation."""
+    """Width on screen in square pixels, after rotation and pixel aspect (what `read_frames` yields)."""
     height: int
-    """Frame height in pixels, after applying rotation."""
+    """Height on screen in square pixels, after rotation and pixel aspect (what `read_frames` yields)."""
     fps: Fraction
-    """Frame rate as an exact fraction (e.g. 30000/1001); image folders use the fps given to `probe_video`."""
+    """Nominal frame rate as an exact fraction (e.g. 30000/1001): the typical gap between frames, also for
+    variable-rate clips; image folders use the fps given to `probe_video`."""
     frame_count: int
-    """Number of decodable video frames."""
+    """Number of frames the decoder presents (frames hidden by an edit list are not counted)."""
     rotation: int
-    """Display rotation metadata in degrees (0, 90, 180, 270), already applied by the reader."""
+    """Counter-clockwise display rotation in degrees (0, 90, 180, 270) as FFmpeg reports it, already applied."""
     has_audio: bool
     """Whether there is an audio stream."""
     audio_codec: str | None
@@ -92,16 +105,65 @@ class VideoInfo:
     """Name of the video codec; `None` for image folders."""
     is_image_sequence: bool
     """True for a folder of numbered images."""
+    timestamps: tuple[float, ...] = ()
+    """Presentation time of every frame in seconds on the file's own clock (need not start at 0); the
+    audio is on the same clock. Image folders: `i / fps`."""
+    stored_width: int = 0
+    """Width of the coded picture in pixels, before rotation and pixel aspect."""
+    stored_height: int = 0
+    """Height of the coded picture in pixels, before rotation and pixel aspect."""
+    sample_aspect_ratio: Fraction = Fraction(1)
+    """Width of one stored pixel over its height (4/3 for anamorphic 16:9 in 4:3 pixels); 1 = square."""
+    mirrored: bool = False
+    """Whether the display matrix also mirrors the picture (applied, before `rotation`)."""
+    variable_frame_rate: bool = False
+    """True when frames are not evenly spaced: a constant-rate grid at `fps` would misplace some frame by
+    more than half a frame. Outputs keep each frame's time (see `write_video`'s `timestamps`)."""
+    hdr_transfer: str | None = None
+    """"PQ" or "HLG" for HDR input (tone-mapped to SDR as it is read, with a warning), else `None`."""
+    has_alpha: bool = False
+    """Whether the input has an alpha channel (dropped by the reader, with a warning)."""
+    colorspace: str | None = None
+    """The YUV matrix the file is tagged with ("bt709", "bt601", "bt2020"), `None` if untagged or RGB."""
+    stream_index: int = 0
+    """Index of the stream read: the moving picture, never a cover picture or thumbnail track."""
 
     @property
     def duration(self) -> float:
-        """Length in seconds (`frame_count / fps`)."""
-        return float(self.frame_count / self.fps) if self.fps else 0.0
+        """Length in seconds: from the first frame's time to the end of the last frame."""
+        if not self.fps:
+            return 0.0
+        if len(self.timestamps) == self.frame_count and self.frame_count:
+            return float(self.timestamps[-1] - self.timestamps[0] + 1 / self.fps)
+        return float(self.frame_count / self.fps)
 
     @property
     def size(self) -> tuple[int, int]:
         """`(width, height)` in pixels."""
         return self.width, self.height
+
+    def output_times(self, start: int = 0, end: int | None = None, stride: int = 1) -> list[float]:
+        """Times in seconds of the frames `start, start+stride, … < end`, relative to the first of them.
+
+        These are the presentation times an output keeps (`write_video(..., timestamps=...)`); the audio
+        that goes with them starts at `timestamps[start]` on the source's clock.
+        """
+        times = self.timestamps[start:end:stride] if self.timestamps else ()
+        if not times:
+            count = len(range(start, self.frame_count if end is None else end, stride))
+            return [float(index * stride / self.fps) for index in range(count)]
+        return [float(time - times[0]) for time in times]
+
+    def start_time(self, start: int = 0) -> float:
+        """The source-clock time in seconds of frame `start` (where audio for an output from it begins)."""
+        if self.timestamps and 0 <= start < len(self.timestamps):
+            return float(self.timestamps[start])
+        return float(start / self.fps) if self.fps else 0.0
+
+
+_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a one-frame video stream
+_TRANSFERS = {16: "PQ", 18: "HLG"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
+_COLORSPACES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}  # AVColorSpace
 
 
 def _natural_key(path: Path) -> list:
@@ -128,13 +190,7 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB `uint8` `(H, W, 3)` (alpha dropped, grey expanded). Works with non-ASCII paths.
-
-    Raises:
-        InputNotFoundError: the file does not exist.
-        VideoReadError: the file is not a readable image.
-    """
+def _read_image_unchanged(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"image not found: {str(path)!r}")
@@ -143,6 +199,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise VideoReadError(f"{str(path)!r} is not a readable image")
+    return image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB `uint8` `(H, W, 3)` (alpha dropped, grey expanded). Works with non-ASCII paths.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        VideoReadError: the file is not a readable image.
+    """
+    image = _read_image_unchanged(path)
     if image.dtype == np.uint16:
         image = (image // 257).astype(np.uint8)
     if image.ndim == 2:
@@ -166,37 +233,110 @@ def write_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
+def _ffmpeg_url(path: str | os.PathLike) -> str:
+    # FFmpeg reads "2024-11-14T22:57:44.mp4" as protocol "2024-11-14T22"; the file: prefix makes any name a file.
+    return "file:" + os.fspath(path)
+
+
 def _open_container(path: Path):
     import av
 
     try:
-        return av.open(str(path), mode="r")
+        return av.open(_ffmpeg_url(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoReadError(f"{str(path)!r} is not a readable video ({error})") from None
 
 
-def _rotation_of(frame) -> int:
-    rotation = getattr(frame, "rotation", 0) or 0
-    return int(round(rotation)) % 360
+def _moving_streams(container) -> list:
+    """Video streams that may hold the moving picture: every one but attached cover pictures."""
+    return [stream for stream in container.streams.video if not stream.disposition & _ATTACHED_PIC]
 
 
-def _apply_rotation(image: np.ndarray, rotation: int) -> np.ndarray:
-    # FFmpeg's display matrix angle is counter-clockwise; the upright picture turns the other way.
-    if rotation == 90:
-        return np.ascontiguousarray(np.rot90(image, k=-1))
-    if rotation == 180:
-        return np.ascontiguousarray(image[::-1, ::-1])
-    if rotation == 270:
-        return np.ascontiguousarray(np.rot90(image, k=1))
-    return image
+def _orientation_of(frame) -> tuple[int, bool]:
+    """`(rotation, mirrored)` from the frame's display matrix: the matrix's linear part snapped to 90° steps.
+
+    Returns the angle in FFmpeg's sense (counter-clockwise degrees the display turns the stored picture,
+    one of 0, 90, 180, 270) and whether the stored picture is also mirrored left–right first.
+    """
+    matrix = None
+    for side_data in frame.side_data or ():
+        if str(side_data.type).endswith("DISPLAYMATRIX"):
+            matrix = np.frombuffer(bytes(side_data), dtype=np.int32)
+    if matrix is None or matrix.size < 9:
+        return 0, False
+    # FFmpeg's layout (libavutil/display.h): [a b u; c d v; x y w]; a point (p, q) goes to
+    # (a p + c q + x, b p + d q + y) in y-down pixel coordinates.
+    a, b, c, d = (float(value) / 65536 for value in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    mirrored = a * d - b * c < 0
+    if mirrored:  # mirror first (p → -p), then what remains is a pure rotation
+        a, b = -a, -b
+    # Clockwise angle in y-down coordinates is atan2(b, a); FFmpeg reports the counter-clockwise one.
+    clockwise = float(np.degrees(np.arctan2(b, a)))
+    snapped = int(round(clockwise / 90.0)) * 90
+    if abs(clockwise - snapped) > 1.0:
+        logger.warning("display rotation of %.1f° is not a multiple of 90°; using %d°", clockwise, snapped)
+    return (-snapped) % 360, mirrored
+
+
+def _orient(image: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
+    """Apply a display orientation from `_orientation_of` to a stored `(H, W, C)` picture (FFmpeg autorotate)."""
+    if mirrored:
+        image = image[:, ::-1]
+    if rotation:
+        image = np.rot90(image, k=rotation // 90)  # np.rot90 turns counter-clockwise on a y-down image
+    return np.ascontiguousarray(image)
+
+
+_COMMON_RATES = tuple(
+    Fraction(rate) for rate in (Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50, Fraction(60000, 1001), 60, 100, 120, 240)
+)
+
+
+def _nominal_rate(times: np.ndarray, stream) -> Fraction:
+    """The frame rate the clip was shot at: the typical gap between frames, exact when the header agrees.
+
+    Millisecond clocks (MKV, WebM) store 30 fps as gaps of 33 and 34 ms, so the typical gap is the mean
+    of the gaps near the median one (a stall does not count), then matched to the header's rates or to a
+    common rate.
+    """
+    candidates = [Fraction(rate) for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate) if rate]
+    fallback = candidates[0] if candidates else DEFAULT_IMAGE_SEQUENCE_FPS
+    if times.size < 2:
+        return fallback
+    gaps = np.diff(times)
+    median = float(np.median(gaps))
+    if median <= 0:
+        return fallback
+    period = float(np.mean(gaps[np.abs(gaps - median) <= 0.25 * median]))
+    for rates, tolerance in ((candidates, 0.01), (_COMMON_RATES, 0.005)):
+        for rate in rates:
+            if abs(float(rate) * period - 1) < tolerance:
+                return rate
+    return Fraction(1 / period).limit_denominator(1001)
+
+
+def _is_variable_rate(times: np.ndarray, fps: Fraction) -> bool:
+    # Variable when a constant-rate grid would show some frame more than half a frame early or late.
+    if times.size < 2:
+        return False
+    grid = times[0] + np.arange(times.size) / float(fps)
+    return bool(np.max(np.abs(times - grid)) > 0.5 / float(fps))
 
 
 def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | None = None) -> VideoInfo:
-    """Describe a video file or image folder without decoding it (only the first frame is decoded).
+    """Describe a video file or image folder: size on screen, nominal rate, every frame's time, audio.
+
+    Packets are read (not decoded) to learn which frames the decoder will present and when: frames hidden
+    by an edit list are not counted, timestamps keep the file's own clock (which may not start at 0).
+    Only the first frame is decoded, for its display matrix. Logs a warning for HDR (PQ/HLG) input, which
+    `read_frames` tone-maps to SDR (`tone_map_to_sdr`), and for input with an alpha channel, which is dropped.
 
     Args:
         path: a video file or a folder of numbered images.
-        image_sequence_fps: the frame rate reported for an image folder (default 25).
+        image_sequence_fps: the frame rate of an image folder (default 25).
+
+    Returns:
+        A `VideoInfo`; `width`/`height` are the upright, square-pixel size that `read_frames` hands out.
 
     Raises:
         InputNotFoundError: `path` does not exist, or is a folder without images.
@@ -207,54 +347,104 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         raise InputNotFoundError(f"video not found: {str(path)!r}")
     if path.is_dir():
         files = list_image_files(path)
-        first = read_image(files[0])
+        first = _read_image_unchanged(files[0])
+        if first.ndim == 3 and first.shape[2] == 4:
+            logger.warning("%s has an alpha channel; it is dropped (frames are read as RGB)", files[0])
         fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
-        return VideoInfo(path, first.shape[1], first.shape[0], fps, len(files), 0, False, None, None, True)
+        height, width = first.shape[:2]
+        times = tuple(float(index / fps) for index in range(len(files)))
+        return VideoInfo(path, width, height, fps, len(files), 0, False, None, None, True, timestamps=times,
+                         stored_width=width, stored_height=height, has_alpha=first.ndim == 3 and first.shape[2] == 4)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
     with _open_container(path) as container:
-        if not container.streams.video:
+        streams = _moving_streams(container)
+        if not streams:
             raise VideoReadError(f"{str(path)!r} has no video stream")
-        stream = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
-        fps = Fraction(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
-        if fps <= 0:
-            fps = DEFAULT_IMAGE_SEQUENCE_FPS
+        firsts: dict[int, object] = {}
+        presented: dict[int, list[int]] = {stream.index: [] for stream in streams}
         try:
-            first = next(container.decode(stream), None)
-        except Exception as error:  # noqa: BLE001 - any FFmpeg failure here means the file is unusable
-            raise VideoReadError(f"{str(path)!r} cannot be decoded ({error})") from None
+            for packet in container.demux(*streams):
+                index = packet.stream.index
+                if index not in firsts and packet.size:
+                    # Decode until the first frame appears: its side data carries the display matrix.
+                    decoded = packet.decode()
+                    if decoded:
+                        firsts[index] = decoded[0]
+                # Frames before an edit list's start are flagged discard; the decoder never presents them.
+                if not packet.size or packet.is_discard:
+                    continue
+                presented[index].append(packet.pts)  # None in raw streams (.h264): no timestamps at all
+        except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
+            import av
+
+            if not isinstance(error, av.error.FFmpegError):
+                raise
+            logger.warning("stopped reading %s after %d packets: %s", path, sum(map(len, presented.values())), error)
+        # The main picture is the stream with the most frames (a thumbnail track has one), then the largest.
+        stream = max(streams, key=lambda item: (len(presented[item.index]), item.codec_context.width * item.codec_context.height))
+        codec = stream.codec_context
+        first, pts = firsts.get(stream.index), presented[stream.index]
         if first is None:
-            raise VideoReadError(f"{str(path)!r} has no video frames")
-        rotation = _rotation_of(first)
-        width, height = first.width, first.height
+            try:
+                first = next(iter(codec.decode(None)), None)  # a decoder that holds frames back until the end
+            except Exception:  # noqa: BLE001
+                first = None
+        if first is None or not pts:
+            raise VideoReadError(f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded")
+        if any(value is None for value in pts):
+            # Untimed packets (raw elementary streams): frames are evenly spaced at the stream's rate.
+            fps = _nominal_rate(np.zeros(0), stream)
+            times = np.arange(len(pts)) / float(fps)
+        else:
+            times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
+            fps = _nominal_rate(times, stream)
+        rotation, mirrored = _orientation_of(first)
+        aspect = Fraction(stream.sample_aspect_ratio or codec.sample_aspect_ratio or 1)
+        if aspect <= 0:
+            aspect = Fraction(1)
+        stored_width, stored_height = first.width, first.height
+        width, height = _square_pixel_size(stored_width, stored_height, aspect)
         if rotation in (90, 270):
             width, height = height, width
-        video_codec = stream.codec_context.name
-        audio_codec = audio.codec_context.name if audio is not None else None
-    frame_count = count_frames(path)
-    if frame_count == 0:
-        raise VideoReadError(f"{str(path)!r} has no video frames")
-    return VideoInfo(path, width, height, fps, frame_count, rotation, audio is not None, audio_codec, video_codec, False)
+        transfer = _TRANSFERS.get(int(first.color_trc or codec.color_trc or 0))  # the frame's tag, else the header's
+        if transfer is not None:
+            logger.warning(
+                "%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
+                path, transfer,
+            )
+        pixel_format = first.format.name
+        # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
+        has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
+        if has_alpha:
+            logger.warning("%s has an alpha channel (%s); it is dropped (frames are read as RGB)", path, pixel_format)
+        info = VideoInfo(
+            path, width, height, fps, len(pts), rotation, audio is not None,
+            audio.codec_context.name if audio is not None else None, codec.name, False,
+            timestamps=tuple(times.tolist()), stored_width=stored_width, stored_height=stored_height,
+            sample_aspect_ratio=aspect, mirrored=mirrored, variable_frame_rate=_is_variable_rate(times, fps),
+            hdr_transfer=transfer, has_alpha=has_alpha, colorspace=_COLORSPACES.get(int(codec.colorspace or 2)),
+            stream_index=stream.index,
+        )
+    return info
+
+
+def _square_pixel_size(width: int, height: int, aspect: Fraction) -> tuple[int, int]:
+    # Stretch, never shrink: wide pixels widen the picture, tall pixels heighten it.
+    if aspect > 1:
+        return int(round(width * aspect)), height
+    if aspect < 1:
+        return width, int(round(height / aspect))
+    return width, height
 
 
 def count_frames(path: str | os.PathLike) -> int:
-    """Number of video frames, counted from the container's packets (no decoding) when not in the header."""
+    """Number of frames the decoder presents (see `probe_video`)."""
     path = Path(path)
     if path.is_dir():
         return len(list_image_files(path))
-    with _open_container(path) as container:
-        stream = container.streams.video[0]
-        if stream.frames and path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            return int(stream.frames)
-        count = 0
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    count += 1
-        except Exception as error:  # noqa: BLE001
-            logger.warning("stopped counting frames of %s at %d: %s", path, count, error)
-        return count
+    return probe_video(path).frame_count
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -404,8 +594,9 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
                 frame = resize_frame(frame, (info.width, info.height))
             yield preprocess_frame(frame, crop, size)
         return
+    square = _square_pixel_size(info.stored_width, info.stored_height, info.sample_aspect_ratio)
     with _open_container(info.path) as container:
-        stream = container.streams.video[0]
+        stream = container.streams[info.stream_index]
         stream.thread_type = "AUTO"
         index = -1
         try:
@@ -415,7 +606,8 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
                     break
                 if index < start or (index - start) % stride:
                     continue
-                image = _apply_rotation(frame.to_ndarray(format="rgb24"), info.rotation)
+                image = resize_frame(_to_rgb(frame, info.hdr_transfer), square)  # non-square pixels → square ones
+                image = _orient(image, info.rotation, info.mirrored)
                 yield preprocess_frame(image, crop, size)
         except Exception as error:  # noqa: BLE001 - a truncated file: keep what decoded
             import av
@@ -423,6 +615,106 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
             if not isinstance(error, av.error.FFmpegError):
                 raise
             logger.warning("decoding %s stopped at frame %d: %s", info.path, index, error)
+
+
+def _to_rgb(frame, hdr_transfer: str | None = None) -> np.ndarray:
+    """RGB `uint8` from a decoded frame, with the YUV matrix and range the frame is tagged with (HDR tone-mapped)."""
+    if hdr_transfer is not None:
+        range_tag = int(frame.color_range or 0) or 1  # HDR video is limited range unless tagged otherwise
+        signal = frame.to_ndarray(format="rgb48le", src_colorspace="bt2020", src_color_range=range_tag)
+        return tone_map_to_sdr(signal, hdr_transfer)
+    if frame.format.name in ("rgb24",):
+        return frame.to_ndarray()
+    range_tag = int(frame.color_range or 0)  # a full-range tag (phones, MJPEG) is kept; untagged is limited
+    matrix = None  # the frame's tag
+    if int(frame.colorspace or 2) == 2 and not frame.format.is_rgb:
+        # Untagged: guess as players do (BT.709 from 720 lines or 1280 columns up, BT.601 below).
+        matrix = "itu709" if frame.height >= 720 or frame.width >= 1280 else "itu601"
+    return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=range_tag or None, dst_color_range=2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# HDR → SDR
+# --------------------------------------------------------------------------------------------------------
+
+SDR_WHITE_NITS = 203.0
+"""HDR reference (diffuse) white in cd/m², ITU-R BT.2408; it becomes SDR white (before the highlight knee)."""
+HDR_KNEE = 0.75
+"""Linear SDR level above which highlights are compressed smoothly towards white instead of clipped."""
+
+# Linear-light BT.2020 → BT.709 primaries (ITU-R BT.2087).
+_BT2020_TO_BT709 = np.array(
+    [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]], dtype=np.float32
+)
+
+
+def _pq_to_nits(signal: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 (PQ) EOTF: non-linear signal in [0, 1] → display light in cd/m²."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = np.power(np.clip(signal, 0, 1), 1 / m2)
+    return 10000.0 * np.power(np.maximum(power - c1, 0) / (c2 - c3 * power), 1 / m1)
+
+
+def _hlg_to_scene(signal: np.ndarray) -> np.ndarray:
+    """ITU-R BT.2100 HLG inverse OETF: non-linear signal in [0, 1] → scene light in [0, 1]."""
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    signal = np.clip(signal, 0, 1)
+    return np.where(signal <= 0.5, signal**2 / 3, (np.exp((np.maximum(signal, 0.5) - c) / a) + b) / 12)
+
+
+def _hlg_ootf(scene: np.ndarray, peak: float = 1000.0) -> np.ndarray:
+    """ITU-R BT.2100 HLG OOTF of a `peak` cd/m² display (system gamma 1.2 at 1000): scene → cd/m²."""
+    luminance = (scene.reshape(-1, 3) @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)).reshape(scene.shape[:-1])
+    gamma = 1.2 + 0.42 * np.log10(peak / 1000.0)
+    return peak * np.power(np.maximum(luminance, 1e-6), gamma - 1)[..., None] * scene
+
+
+def _hlg_to_nits(signal: np.ndarray) -> np.ndarray:
+    return _hlg_ootf(_hlg_to_scene(signal))
+
+
+@functools.lru_cache(maxsize=2)
+def _hdr_table(transfer: str) -> np.ndarray:
+    """Per-channel EOTF (PQ: cd/m²) or inverse OETF (HLG: scene light) for every 16-bit code value."""
+    codes = np.arange(65536, dtype=np.float64) / 65535.0
+    return (_pq_to_nits(codes) if transfer == "PQ" else _hlg_to_scene(codes)).astype(np.float32)
+
+
+def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.ndarray:
+    """Tone-map HDR (BT.2020 primaries, PQ or HLG) to SDR RGB (BT.709 primaries, BT.1886 gamma 2.4).
+
+    Display light is taken relative to HDR reference white (203 cd/m², ITU-R BT.2408), converted to
+    BT.709 primaries in linear light (out-of-gamut colours clipped), and highlights above `HDR_KNEE` are
+    rolled off smoothly towards white on the largest channel, which keeps hue. Diffuse white reads as
+    about 245, a 20 cd/m² grey as about 97 (what an SDR display shows for 20/203 of white).
+
+    Args:
+        signal: non-linear R'G'B' (decoded with the BT.2020 matrix), floats in [0, 1] or uint16 codes
+            (0–65535, faster: the transfer function comes from a table).
+        transfer: "PQ" (SMPTE ST 2084) or "HLG" (ARIB STD-B67).
+
+    Returns:
+        RGB `uint8`.
+
+    Shape:
+        - signal: `(H, W, 3)` float32 or uint16.
+        - output: `(H, W, 3)` uint8.
+    """
+    if transfer not in ("PQ", "HLG"):
+        raise ValueError(f"`transfer` must be 'PQ' or 'HLG', got {transfer!r}")
+    if signal.dtype == np.uint16:  # 16-bit code values (the reader's path): the EOTF from a table
+        nits = _hdr_table(transfer)[signal] if transfer == "PQ" else _hlg_ootf(_hdr_table(transfer)[signal])
+    else:
+        nits = _pq_to_nits(signal) if transfer == "PQ" else _hlg_to_nits(signal)
+    shape = nits.shape
+    # One (HW, 3) × (3, 3) product: far faster than a batch of per-pixel products.
+    linear = np.maximum(nits.reshape(-1, 3).astype(np.float32) @ (_BT2020_TO_BT709.T / SDR_WHITE_NITS), 0).reshape(shape)
+    peak = linear.max(axis=-1, keepdims=True)
+    span = 1 - HDR_KNEE
+    mapped = np.where(peak <= HDR_KNEE, peak, HDR_KNEE + span * (1 - np.exp(-(peak - HDR_KNEE) / span)))
+    linear = linear * (mapped / np.maximum(peak, 1e-6))
+    return np.clip(np.round(np.power(np.clip(linear, 0, 1), 1 / 2.4) * 255), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -520,17 +812,45 @@ def _pad_to_even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+ENCODER_THREADS = 4
+"""x264 threads, fixed so that the same frames give the same bytes on every machine (x264's output depends
+on its thread count, and the automatic count depends on the CPU)."""
+
+# x264's AVX-512 code gives run-to-run different bytes for the same frames (measured: 4 outputs from 24
+# encodes; C, SSE2 and AVX2 give one), and its AVX/AVX2 paths round differently from C. Limiting x86-64 to
+# SSE2, which every x86-64 CPU has, gives the same bytes on every run and every x86-64 machine (bit-exact with
+# x264's C code) for about 15 % more encoding time, small beside the rest of a run.
+_X264_PARAMS = "asm=SSE2" if platform.machine().lower() in ("x86_64", "amd64") else None
+
+
+def _writer_time_base(fps: Fraction) -> Fraction:
+    # A tick that divides one frame exactly (30000/1001 fps → 1/90000, 24000/1001 → 1/96000) and is fine
+    # enough (≤ 1/90000 s) to keep variable-rate timestamps.
+    multiple = max(1, -(-90000 // fps.numerator))
+    return Fraction(1, fps.numerator * multiple)
+
+
 class VideoWriter:
-    """Encode frames to H.264 (yuv420p) one at a time, optionally with audio from a source; atomic on close.
+    """Encode frames to H.264 (yuv420p, BT.709, limited range) one at a time, with optional audio; atomic on close.
+
+    Colour: RGB is converted with the BT.709 matrix at every size and the stream is tagged BT.709
+    (primaries, transfer, matrix, limited range), so players that honour tags and players that assume
+    BT.709 for HD both show the colours that went in. The same frames always give the same bytes (fixed
+    encoder threads, bit-exact conversion, no dates in the file).
+
+    Timing: frame i is shown at `time` seconds when given to `write` (keeping a variable-rate source's
+    timestamps), else at `i / fps`. Audio from `audio_from` is taken from `audio_start` on its own clock,
+    so a sound keeps its place relative to the frames.
 
     Use as a context manager; if the block raises, nothing appears under `path`.
 
     Args:
         path: output file (`.mp4`, `.mov` or `.mkv`).
-        fps: frame rate, exact (`Fraction(30000, 1001)`) or a float.
+        fps: nominal frame rate, exact (`Fraction(30000, 1001)`) or a float.
         crf: H.264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
         audio_from: a video whose first audio track is copied (or re-encoded to AAC if it cannot be copied).
-        audio_start: where the copied audio starts in the source, in seconds.
+        audio_start: the time on `audio_from`'s clock (`VideoInfo.start_time(first frame)`) that becomes
+            the output's time 0.
         preset: x264 speed preset.
 
     Example:
@@ -561,6 +881,8 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start = float(audio_start)
         self.frame_count = 0
+        self.time_base = _writer_time_base(self.fps)
+        self._last_pts: int | None = None
         self._container = None
         self._stream = None
         self._video_temporary = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.video{self.path.suffix}")
@@ -574,29 +896,75 @@ class VideoWriter:
         else:
             self.abort()
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one RGB `uint8` `(H, W, 3)` frame; all frames must share one size."""
+    def write(self, frame: np.ndarray, time: float | None = None) -> None:
+        """Append one RGB `uint8` `(H, W, 3)` frame shown from `time` seconds (default `index / fps`).
+
+        A `time` not after the previous frame's (duplicate timestamps in a broken source) is moved one
+        tick (≤ 1/90000 s) after it.
+
+        Raises:
+            ValueError: a frame that is not `(H, W, 3)` uint8, of another size than the first, or a negative
+                or non-finite `time`.
+        """
         import av
 
         _check_frame(frame)
         frame = _pad_to_even(frame)
         if self._container is None:
-            self._container = av.open(str(self._video_temporary), mode="w")
-            self._stream = self._container.add_stream("libx264", rate=self.fps)
-            self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+            self._open(frame.shape[1], frame.shape[0])
         elif (frame.shape[1], frame.shape[0]) != (self._stream.width, self._stream.height):
             raise ValueError(
                 f"every frame must be {self._stream.width}×{self._stream.height}, got {frame.shape[1]}×{frame.shape[0]} "
                 f"at frame {self.frame_count}"
             )
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        video_frame.pts = self.frame_count
-        video_frame.time_base = 1 / self.fps
+        pts = self._pts(time)
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame = rgb.reformat(
+            format="yuv420p", dst_colorspace="itu709", dst_color_range=1, dst_color_trc=1, dst_color_primaries=1,
+            interpolation="BILINEAR", threads=1,  # one slice: the same result whatever the CPU count
+        )
+        video_frame.pts = pts
+        video_frame.time_base = self.time_base
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self.frame_count += 1
+        self._last_pts = pts
+
+    def _pts(self, time: float | None) -> int:
+        if time is None:
+            return int(round(self.frame_count / self.fps / self.time_base))
+        if not np.isfinite(time) or time < 0:
+            raise ValueError(f"`time` must be a finite number of seconds ≥ 0, got {time!r} at frame {self.frame_count}")
+        pts = int(round(Fraction(time).limit_denominator(10**9) / self.time_base))
+        if self._last_pts is not None and pts <= self._last_pts:
+            # Duplicate source timestamps (broken files) must not fail a finished run: show it one tick later.
+            logger.debug("frame %d at %.6f s is not after the previous frame; moved one tick later", self.frame_count, time)
+            pts = self._last_pts + 1
+        return pts
+
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        self._container = av.open(_ffmpeg_url(self._video_temporary), mode="w")
+        self._stream = self._container.add_stream("libx264", rate=self.fps)
+        self._stream.time_base = self.time_base
+        context = self._stream.codec_context
+        context.time_base = self.time_base
+        context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+        # BT.709 tags (AVCOL_PRI/TRC/SPC_BT709 = 1) and limited range (AVCOL_RANGE_MPEG = 1), as converted.
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 1, 1, 1, 1
+        context.thread_count = ENCODER_THREADS
+        options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+        if _X264_PARAMS:
+            options["x264-params"] = _X264_PARAMS
+        self._stream.options = options
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last one written (one nominal frame long)."""
+        if self._last_pts is None:
+            return 0.0
+        return float(self._last_pts * self.time_base + 1 / self.fps)
 
     def close(self) -> Path:
         """Flush, add audio, and rename to the final path; returns it."""
@@ -608,9 +976,8 @@ class VideoWriter:
             self._container.close()
             self._container = None
             with atomic_output(self.path) as temporary:
-                duration = self.frame_count / float(self.fps)
                 if self.audio_from is not None and _has_audio(self.audio_from):
-                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, duration)
+                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, self.duration)
                 else:
                     os.replace(self._video_temporary, temporary)
         finally:
@@ -644,7 +1011,9 @@ def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float,
     import av
 
     end = start + duration
-    with av.open(str(video_path)) as video_in, av.open(str(audio_source)) as audio_in, av.open(str(output), "w") as out:
+    with av.open(_ffmpeg_url(video_path)) as video_in, av.open(_ffmpeg_url(audio_source)) as audio_in, av.open(
+        _ffmpeg_url(output), "w"
+    ) as out:
         video_stream_in = video_in.streams.video[0]
         audio_stream_in = audio_in.streams.audio[0]
         video_out = out.add_stream_from_template(video_stream_in)
@@ -698,12 +1067,13 @@ def _trimmed_audio_packets(container, stream, start: float, end: float):
 
 
 def _reencoded_audio_packets(container, stream, audio_out, start: float, end: float):
-    """Decode, trim sample-accurately and encode to AAC."""
+    """Decode, trim sample-accurately to [start, end) on the source clock and encode to AAC from `start` = 0."""
     import av
 
     resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout.name, rate=audio_out.codec_context.sample_rate)
     rate = audio_out.codec_context.sample_rate
     fifo = av.AudioFifo()
+    first_sample = None  # output sample index of the first kept sample: audio may start after `start`
     for frame in container.decode(stream):
         if frame.pts is None:
             continue
@@ -715,14 +1085,17 @@ def _reencoded_audio_packets(container, stream, audio_out, start: float, end: fl
             samples = samples[:, max(0, first) : max(0, min(samples.shape[1], last))]
             if samples.shape[1] == 0:
                 continue
+            if first_sample is None:
+                first_sample = max(0, -first)
             trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=resampled.layout.name)
             trimmed.sample_rate = rate
             trimmed.pts = None
             fifo.write(trimmed)
+            frame_start += resampled.samples / rate
         if frame_start >= end:
             break
     frame_size = audio_out.codec_context.frame_size or 1024
-    pts = 0
+    pts = first_sample or 0
     while fifo.samples:
         chunk = fifo.read(min(frame_size, fifo.samples))
         chunk.pts = pts
@@ -740,17 +1113,21 @@ def write_video(
     audio_from: str | os.PathLike | None = None,
     audio_start: float = 0.0,
     inputs: Iterable[str | os.PathLike] = (),
+    timestamps: Sequence[float] | None = None,
 ) -> Path:
-    """Encode RGB `uint8` `(H, W, 3)` frames to an H.264 video at `fps`, atomically, with optional audio.
+    """Encode RGB `uint8` `(H, W, 3)` frames to an H.264 video (BT.709-tagged), atomically, with optional audio.
 
     Args:
         frames: any iterable (a generator streams).
         path: output file; its folder must exist.
-        fps: exact frame rate.
+        fps: exact nominal frame rate.
         crf: quality, 0–51 (18 ≈ visually lossless).
         audio_from: copy this video's audio track, trimmed to the output's span starting at `audio_start`.
-        audio_start: seconds into `audio_from` where the output starts.
+        audio_start: the time on `audio_from`'s own clock that becomes the output's time 0; for frames read
+            from `audio_from` starting at frame `s`, pass `info.start_time(s)` (clocks need not start at 0).
         inputs: paths the output must not replace (the input video is always added when given as `audio_from`).
+        timestamps: the time in seconds at which each frame is shown (increasing, first usually 0), e.g.
+            `info.output_times(start, end, stride)` to keep a variable-rate source's timing; `None` = `i / fps`.
 
     Returns:
         The output path.
@@ -761,9 +1138,13 @@ def write_video(
     """
     protected = list(inputs) + ([audio_from] if audio_from is not None else [])
     path = check_output_path(path, protected)
+    times = iter(timestamps) if timestamps is not None else None
     with VideoWriter(path, fps, crf=crf, audio_from=audio_from, audio_start=audio_start) as writer:
         for frame in frames:
-            writer.write(frame)
+            time = None if times is None else next(times, None)
+            if times is not None and time is None:
+                raise ValueError(f"`timestamps` holds {writer.frame_count} times but more frames were given")
+            writer.write(frame, None if time is None else float(time))
     return path
 
 
