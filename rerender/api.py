@@ -27,7 +27,9 @@ from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
+    RENDERER_CHOICES,
     KeyframeRenderer,
+    check_diffusion_weights,
     choose_renderer,
 )
 from rerender.stages import (
@@ -97,7 +99,7 @@ def translate(
     workspace: str | os.PathLike | None = None,
     stage: Literal["all", "first", "keyframes", "propagate"] = "all",
     force: bool = False,
-    renderer: KeyframeRenderer | None = None,
+    renderer: Literal["auto", "diffusion", "classic"] | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
     comparison: bool = False,
     progress: bool = True,
@@ -112,13 +114,16 @@ def translate(
         K: keyframe interval (overrides `config.keyframes.keyframe_interval`).
         output: the video to write (`.mp4`, `.mov`, `.mkv`); its folder must exist.
         config: a `RerenderConfig`, or a YAML/JSON file; `None` = defaults.
-        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads `config.model` if its weights
-            are available locally (or cached), else falls back to the built-in classic stylizer with a warning.
+        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads the one `config.model` names
+            (from disk, the Hugging Face cache, or downloaded on a connected machine).
         workspace: folder for frames, flows, keyframes and the manifest; default `<output>.work/`.
         stage: "first" renders only the anchor keyframe (to tune the look), "keyframes" stops after the
             keyframes, "propagate" propagates existing keyframes, "all" (default) does everything.
         force: redo stages invalidated by a changed config, or reuse a workspace made for another video.
-        renderer: a custom keyframe renderer (anything with `name` and `render`); overrides `pipeline`.
+        renderer: "diffusion" (SD + ControlNet; raises when its weights cannot be loaded), "classic" (the
+            built-in stylizer, no weights), "auto" (diffusion when possible, else classic with a warning), or a
+            custom keyframe renderer object (anything with `name` and `render`; overrides `pipeline`). `None` =
+            `config.model.renderer`, "diffusion" by default.
         optical_flow: a `rerender.flow` estimator object for fusion, propagation and adaptive keyframes;
             `None` loads the one `config.flow` names.
         comparison: also write `<output stem>_comparison.mp4` (source | result).
@@ -132,6 +137,8 @@ def translate(
     Raises:
         InputNotFoundError, VideoReadError: the video is missing or unreadable.
         ConfigError: a bad option, K < 1 or larger than the video, keyframe indices out of range.
+        WeightsNotFoundError: "diffusion" while the weights are not here and cannot be downloaded (offline);
+            the message names them and the command that fetches them.
         OutputPathError: the output or workspace cannot be written, or the output is the input.
         WorkspaceMismatchError: the workspace belongs to another video or config (use `force`).
     """
@@ -140,6 +147,11 @@ def translate(
     notify = callback or (lambda stage_name, done, total: None)
 
     # 1. Resolve the config and check every input before any expensive work.
+    if isinstance(renderer, str):
+        if renderer not in RENDERER_CHOICES:
+            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, RENDERER_CHOICES))} or a renderer object, got {renderer!r}")
+        overrides = {**overrides, "model.renderer": renderer}
+        renderer = None
     config = resolve_config(config, prompt, K, overrides)
     if not config.prompt.prompt:
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
@@ -152,10 +164,11 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
-    if renderer is None and pipeline is None:
+    if renderer is None and pipeline is None and config.model.renderer != "classic":
         from rerender.models import check_model_sources
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
+        check_diffusion_weights(config)  # and missing weights (offline) too
     if output_path is not None and comparison:
         check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
@@ -180,7 +193,7 @@ def translate(
     if keyframe_indices is None:
         keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
 
-    # 4. Render the keyframes (the anchor first) with the diffusion pipeline or the classic stylizer.
+    # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
     renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
     recorded = recorded_keyframe_indices(space, len(frames)) if space.is_done("keyframes", config) and stage != "first" else None
     if recorded is not None:

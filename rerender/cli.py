@@ -166,7 +166,12 @@ def _command_info(args: argparse.Namespace) -> int:
 def _command_env(args: argparse.Namespace) -> int:
     from rerender.environment import collect_environment
 
-    report = collect_environment()
+    config = _load_config(args)
+    if args.model:
+        from rerender.config import apply_overrides
+
+        config = apply_overrides(config, {"model.base_model": args.model})
+    report = collect_environment(config)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -184,6 +189,51 @@ def _command_env(args: argparse.Namespace) -> int:
     print("weights are looked for in")
     for key, value in report["weights"].items():
         print(f"  {key:32s}{value}")
+    models = report["models"]
+    print("weights of the default config")
+    for item in models["sources"]:
+        state = "present" if item["present"] else ("missing" if not item["downloadable"] else "not cached (downloaded when used)")
+        if item["role"] == "GMFlow" and not item["present"]:
+            state = "missing (flow uses OpenCV DIS)"
+        print(f"  {item['role']:32s}{state:36s}{item['location']}")
+    print(f"translate will render keyframes with: {models['translate']}")
+    for command in models["fetch"]:
+        print(f"  fetch with: {command}")
+    return EXIT_OK
+
+
+def _command_download(args: argparse.Namespace) -> int:
+    from rerender.models import resolve_device, resolve_dtype
+    from rerender.weights import download_weights
+
+    config = _load_config(args)
+    extra = _translate_overrides(args)
+    if args.vae:
+        extra["model.vae"] = None if args.vae in ("model", "none", "null") else args.vae
+    if extra:
+        from rerender.config import apply_overrides
+
+        config = apply_overrides(config, extra)
+    if args.precision == "auto":
+        import torch
+
+        half = resolve_dtype(config.model.dtype, resolve_device(config.model.device)) == torch.float16
+    else:
+        half = args.precision == "fp16"
+    records = download_weights(config, half_precision=half, include_flow=not args.no_flow, progress=not args.quiet,
+                               dry_run=args.dry_run)
+    for record in records:
+        where = record["path"] or "(dry run)"
+        if record["fetched"] or record["skipped"]:
+            print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
+                  f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
+        else:
+            print(f"{record['role']}: {record['location']}: local, nothing to fetch")
+        if args.dry_run:
+            for name in record["fetched"]:
+                print(f"  fetch {name}")
+            for name in record["skipped"]:
+                print(f"  skip  {name}")
     return EXIT_OK
 
 
@@ -244,6 +294,10 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.base_model"] = args.model
     if getattr(args, "lora", None):
         overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "renderer", None):
+        overrides["model.renderer"] = args.renderer
+    elif hasattr(args, "renderer") and not _config_names_renderer(args):
+        overrides["model.renderer"] = "auto"  # the CLI demo falls back to the classic stylizer, with its warning
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
         overrides["keyframes.keyframe_indices"] = _parse_keyframes_at(args.keyframes_at)
@@ -260,6 +314,20 @@ def _parse_keyframes_at(text: str) -> list[int]:
             f"got {text!r}" + (f" ({bad[0]!r} is not an integer ≥ 0)" if bad else "")
         )
     return [int(item) for item in items]
+
+
+def _config_names_renderer(args: argparse.Namespace) -> bool:
+    """Whether the user chose a renderer in the config file or with --set (the CLI's own default is "auto")."""
+    import yaml
+
+    from rerender.config import parse_override
+
+    if any(key.split(".")[-1] == "renderer" for key, _ in map(parse_override, getattr(args, "overrides", []) or [])):
+        return True
+    if getattr(args, "config", None):
+        data = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        return isinstance(data.get("model"), dict) and "renderer" in data["model"]
+    return False
 
 
 def _command_translate(args: argparse.Namespace) -> int:
@@ -377,7 +445,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = commands.add_parser("env", parents=[verbose_option], help="versions, devices, optional components, where weights are looked for")
     env.add_argument("--json", action="store_true", help="print JSON")
+    env.add_argument("--model", help="report on this SD1.5 hub id, folder or file instead of the configured one")
+    _add_config_options(env)
     env.set_defaults(handler=_command_env)
+
+    download = commands.add_parser(
+        "download", parents=[verbose_option],
+        help="fetch the configured base model, ControlNets, VAE and GMFlow into the Hugging Face cache",
+    )
+    download.add_argument("--model", help="SD1.5 hub id to fetch instead of the configured one")
+    download.add_argument("--vae", help="a separate VAE hub id to fetch (e.g. stabilityai/sd-vae-ft-mse); 'model' = the model's own")
+    download.add_argument(
+        "--precision", choices=("auto", "fp16", "fp32"), default="auto",
+        help="fp16: only half-precision weights where a repository has them; auto: fp16 when a CUDA GPU is here",
+    )
+    download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
+    download.add_argument("--dry-run", action="store_true", help="list the files that would be fetched and skipped")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(download)
+    download.set_defaults(handler=_command_download)
 
     preprocess = commands.add_parser(
         "preprocess", parents=[verbose_option],
@@ -401,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")
         command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
         command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
+        command.add_argument(
+            "--renderer", choices=("auto", "diffusion", "classic"), default=None,
+            help="keyframes by diffusion, by the built-in classic stylizer, or auto (default: diffusion when its "
+            "weights can be loaded, else classic with a warning)",
+        )
         command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
         command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
