@@ -347,6 +347,7 @@ def _command_translate(args: argparse.Namespace) -> int:
     result = translate(
         args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
         workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
+        delete_workspace=args.delete_workspace,
     )
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
@@ -356,7 +357,8 @@ def _command_translate(args: argparse.Namespace) -> int:
         print(f"wrote {result.output} ({result.frame_count} frames){'; ' + timings if timings else ''}")
     for name, path in result.previews.items():
         print(f"{name}: {path}")
-    print(f"workspace: {result.workspace}")
+    size = f"{result.workspace_bytes / 1e6:.1f} MB"
+    print(f"workspace: {result.workspace} ({'deleted, ' + size + ' freed' if result.workspace_deleted else size})")
     return EXIT_OK
 
 
@@ -382,6 +384,8 @@ def _command_propagate(args: argparse.Namespace) -> int:
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
+    if args.keep_intermediates:
+        print(f"workspace: {result.workspace} ({result.workspace_bytes / 1e6:.1f} MB)")
     return EXIT_OK
 
 
@@ -394,6 +398,7 @@ def _command_eval(args: argparse.Namespace) -> int:
     report = evaluate_video(
         args.output_video, args.source, prompt=args.prompt, clip_model=None if args.no_clip else args.clip_model,
         start_frame=args.start_frame, frame_stride=args.frame_stride, max_frames=args.max_frames,
+        progress=not args.quiet,
     )
     text = json.dumps(report, indent=2)
     if args.json:
@@ -493,7 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
             "weights can be loaded, else classic with a warning)",
         )
         command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
-        command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
+        command.add_argument(
+            "--force", action="store_true",
+            help="redo every stage even if nothing changed (changed inputs are redone without it), or start over "
+                 "a workspace made for another video",
+        )
+        command.add_argument(
+            "--delete-workspace", action="store_true",
+            help="delete the workspace after the video is written (only the files rerender wrote there)",
+        )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
@@ -516,10 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=("fast", "balanced", "best", "rerender"),
         help="speed/quality preset; rerender = the official EbSynth settings",
     )
-    propagate.add_argument("--workers", type=_integer_at_least(1), help="parallel processes (default: CPU cores)")
+    propagate.add_argument("--workers", type=_integer_at_least(1), help="propagation passes run at once, in threads (default: CPU cores)")
     propagate.add_argument("--fps", type=_positive_number, help="output fps (default: the source's)")
-    propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
-    propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
+    propagate.add_argument(
+        "--keep-intermediates", metavar="DIR",
+        help="keep frames, flows and propagated frames here (a new or empty folder, or one rerender made); a rerun "
+             "propagates again only the intervals whose keyframes changed",
+    )
+    propagate.add_argument("--force", action="store_true", help="redo everything in DIR, or start it over for another video")
     propagate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_options(propagate)
     propagate.set_defaults(handler=_command_propagate)
@@ -534,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frame-stride", type=_integer_at_least(1), default=1, help="source frames per output frame")
     evaluate.add_argument("--max-frames", type=_integer_at_least(2), default=None, help="compare at most this many frames")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
     return parser
 

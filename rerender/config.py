@@ -453,7 +453,8 @@ class PropagationConfig:
     temporal_guide_weight: float | None = None
     """Weight of the temporal guide (previous output, warped); `None` = the preset's (0; official 0.5)."""
     workers: int | None = None
-    """Parallel processes for the passes; `None` = number of CPU cores."""
+    """Propagation passes run at once, in threads of this process (the output does not depend on it);
+    `None` = number of CPU cores."""
 
     def __post_init__(self) -> None:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))

@@ -78,7 +78,7 @@ def test_keys_anywhere_fill_both_ends(video):
         assert psnr(output[t], truth[t]) > 30.0, t
 
 
-def test_parallel_processes_give_the_same_frames(video):
+def test_parallel_threads_give_the_same_frames(video):
     frames, truth = video
     keys = {0: truth[0], 5: truth[5]}
     options = PropagationOptions.preset("fast")
