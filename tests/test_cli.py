@@ -345,11 +345,15 @@ def test_translate_without_a_prompt_is_refused_unless_asked_for(capsys, caplog, 
 
 
 def test_messages_name_cli_flags_not_python_arguments(capsys, synthetic_clip, tmp_path, monkeypatch):
+    from rerender.synthetic import write_synthetic_video
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    common = [synthetic_clip, "-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "-q", "--stage", "first", *FAST_SETS]
-    assert run_cli(capsys, "translate", *common)[0] == 0
-    code, _, err = run_cli(capsys, "translate", *common, "--set", "denoising_strength=0.5")
-    assert code == 2 and "--force" in err and "force=" not in err and "(force" not in err, err
+    other = tmp_path / "other.mp4"
+    write_synthetic_video(other, num_frames=12, width=96, height=64, motion="zoom", fps=25, audio=False)
+    common = ["-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "--workspace", tmp_path / "ws", "-q", "--stage", "first", *FAST_SETS]
+    assert run_cli(capsys, "translate", synthetic_clip, *common)[0] == 0
+    code, _, err = run_cli(capsys, "translate", other, *common)  # another video into the same workspace
+    assert code == 2 and "--force" in err and "force=" not in err and "(force" not in err and "`force`" not in err, err
 
 
 def test_cli_message_translation():
@@ -372,7 +376,7 @@ def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthe
     (workspace / "manifest.json").write_text(json.dumps(manifest))
     code, out, err = run_cli(capsys, "translate", *common)
     assert code == 0 and "Unknown format code" not in err, err
-    assert "not frame indices" in caplog.text and "keyframe stage runs again" in caplog.text and "[0, 8, 16]" in out
+    assert "keyframe indices" in caplog.text and "not a list of integers" in caplog.text and "[0, 8, 16]" in out
     assert probe_video(tmp_path / "o.mp4").frame_count == 20
 
 
