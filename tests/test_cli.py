@@ -385,8 +385,11 @@ def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthe
 # --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("moment", ["propagated", pytest.param("frames", marks=pytest.mark.slow)])
-def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment):
+@pytest.mark.parametrize(
+    "moment, delay",
+    [("propagated", 0.0), pytest.param("propagated", 0.5, marks=pytest.mark.slow), pytest.param("frames", 0.0, marks=pytest.mark.slow)],
+)
+def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment, delay):
     """SIGINT to the whole process group (as a terminal's Ctrl-C) once the stage has started."""
     import os
     import signal
@@ -410,6 +413,7 @@ def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment):
         deadline = time.monotonic() + 120
         while not (workspace / moment).is_dir() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
+        time.sleep(delay)  # 0.5 s: while propagation's workers start and run
         assert process.poll() is None, f"the run ended before the {moment} stage: {process.communicate()}"
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=120)
