@@ -364,10 +364,14 @@ class FreeUConfig:
     """Skip low-frequency scale of the 1280-channel stage."""
     s2: float = 0.2
     """Skip low-frequency scale of the 640-channel stage."""
+    variant: Literal["rerender", "diffusers"] = "rerender"
+    """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
+    the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.freeu."""
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2", "s1", "s2"):
             _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
+        _check_choice("constraints.freeu.variant", self.variant, ("rerender", "diffusers"))
 
 
 @dataclass(frozen=True)

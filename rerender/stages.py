@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -307,14 +308,27 @@ def render_keyframes(space, frames, indices, renderer, progress, notify) -> None
     sources = [frames[index] for index in indices]
     state_before = {path.name for path in space.state_dir.iterdir()}
     bar = tqdm(total=len(indices), initial=len(done), desc=f"keyframes ({renderer.name})", unit="key", disable=not progress)
+    # A renderer that reports finer progress (diffusion: per denoising step) drives the bar and the callback.
+    fine = "on_progress" in inspect.signature(renderer.render).parameters
+
+    def on_progress(done_units: int, total_units: int) -> None:
+        bar.unit, bar.total, bar.n = "step", total_units, done_units
+        bar.refresh()
+        notify("keyframes", done_units, total_units)
+
+    extra = {"on_progress": on_progress} if fine else {}
     try:
-        for position, image in enumerate(renderer.render(sources, list(indices), done, space.state_dir), start=len(done)):
+        rendering = renderer.render(sources, list(indices), done, space.state_dir, **extra)
+        for position, image in enumerate(rendering, start=len(done)):
             space.track_new_files(space.state_dir, state_before)
             path = write_image(image, space.track(space.keyframe_path(indices[position])))
             rendered[str(indices[position])] = file_digest(path)
             space.save()
-            bar.update(1)
-            notify("keyframes", position + 1, len(indices))
+            if fine:
+                bar.set_postfix_str(f"keyframe {position + 1}/{len(indices)}")
+            else:
+                bar.update(1)
+                notify("keyframes", position + 1, len(indices))
     finally:
         bar.close()
         space.track_new_files(space.state_dir, state_before)
