@@ -168,7 +168,8 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
               pipeline=tiny_pipeline, progress=False, **SETTINGS)
 
     def interrupt(stage, done, total):
-        if stage == "keyframes" and done == 2:
+        # progress counts denoising steps: 3 for the anchor, 4 per keyframe; step 8 is the 3rd keyframe's first
+        if stage == "keyframes" and done == 8:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
