@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from rerender.config import RerenderConfig, apply_overrides
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.renderers import (
@@ -36,6 +37,7 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    comparison_path,
     control_map_reader,
     default_workspace,
     disk_guard,
@@ -43,6 +45,7 @@ from rerender.stages import (
     interval_digests,
     keyframes_ready,
     load_flow_estimator,
+    prepare_source_size,
     processing_size,
     propagate_intervals,
     propagation_options,
@@ -58,6 +61,8 @@ from rerender.stages import (
 )
 from rerender.video import check_output_path, probe_video
 from rerender.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
@@ -146,7 +151,8 @@ def translate(
         callback: `callback(stage, done, total)` as work advances.
         prompt_translator: `prompt_translator(text, language) -> str` translates a prompt that is not English
             (`prompt_language`); `None` uses the transformers model `config.prompt.translation_model`.
-        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
+        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
+            `output_size="source"` writes the result at the source's own size).
 
     Returns:
         A `TranslationResult`.
@@ -174,6 +180,8 @@ def translate(
         overrides = {**overrides, "model.renderer": renderer}
         renderer = None
     config = resolve_config(config, prompt, K, overrides)
+    if not config.prompt.prompt:
+        logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
@@ -197,7 +205,12 @@ def translate(
                                      config.prompt.translation_model)
     if prompt_record.translator is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
+    if output_path is not None and comparison:
+        check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    check_output_path(workspace_root, [video], kind="folder", name="workspace")
+    if output_path is not None and workspace_root.resolve() == output_path.resolve():
+        raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
     with Workspace.open(workspace_root, video, config, force=force) as space:
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
         if stage == "propagate" and not space.is_done("keyframes", config):
@@ -258,7 +271,12 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
                 space.begin("propagation", config)
-                propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                # with propagation.output_size = "source": at the source's size, from upscaled keyframes
+                propagation_frames, key_path = frames, None
+                if config.propagation.output_size == "source":
+                    propagation_frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
+                propagate_intervals(space, propagation_frames, keyframe_indices, estimator, config, progress, notify,
+                                    intervals, key_path)
                 space.finish("propagation", frames=len(frames))
             timings["propagation"] = time.perf_counter() - started
 
@@ -268,6 +286,8 @@ def translate(
         with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
             fps = write_output(space, len(frames), video, info, config, output_path, notify)
             if comparison:
+                if config.propagation.output_size == "source":
+                    frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
                 previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
         timings["writing"] = time.perf_counter() - started
         result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,

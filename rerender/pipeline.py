@@ -325,8 +325,9 @@ class RerenderPipeline(
 
     @property
     def size_multiple(self) -> int:
-        """Frame sides must be multiples of this: the VAE factor times the UNet's downsampling."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        """Frame sides must be multiples of this: the VAE factor (8 for SD 1.5). The UNet and ControlNet
+        take latents of any size (diffusers forwards the upsampling sizes), so 64 is not needed."""
+        return self.vae_scale_factor
 
     # ----------------------------------------------------------------------------------------------------
     # the call
@@ -370,7 +371,7 @@ class RerenderPipeline(
 
         Args:
             frames: the anchor then the keyframes: RGB uint8 ``(T, H, W, 3)`` (array or list of arrays) or a
-                float tensor ``(T, 3, H, W)`` in [0, 1]. Sides must be multiples of `size_multiple` (64 for SD).
+                float tensor ``(T, 3, H, W)`` in [0, 1]. Sides must be multiples of `size_multiple` (8 for SD).
             prompt: what the frames should look like (truncated to the tokenizer's length with a warning).
             negative_prompt: what to steer away from; None = empty.
             control_images: precomputed control maps, one sequence of T maps per ControlNet (a single sequence
