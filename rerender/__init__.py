@@ -12,6 +12,8 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "translate": "rerender.api",
+    "animate": "rerender.animate",
+    "AnimationResult": "rerender.animate",
     "propagate_keyframes": "rerender.keyframe_folder",
     "TranslationResult": "rerender.api",
     "RerenderConfig": "rerender.config",
