@@ -12,8 +12,8 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "translate": "rerender.api",
-    "animate": "rerender.animate",
-    "AnimationResult": "rerender.animate",
+    "animate": "rerender.still",
+    "AnimationResult": "rerender.still",
     "propagate_keyframes": "rerender.keyframe_folder",
     "TranslationResult": "rerender.api",
     "RerenderConfig": "rerender.config",

@@ -356,7 +356,7 @@ def _command_eval(args: argparse.Namespace) -> int:
 
 
 def _command_animate(args: argparse.Namespace) -> int:
-    from rerender.animate import animate
+    from rerender.still import animate
     from rerender.config import apply_overrides
 
     config = _load_config(args)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -24,7 +25,7 @@ import numpy as np
 
 from rerender.api import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
-from rerender.config import RerenderConfig
+from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.stages import resolve_config
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
@@ -33,6 +34,8 @@ __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth
 
 MAX_FRAMES = 3000
 """Most frames a generated clip may have (2 min at 25 fps): each frame is kept on disk several times over."""
+
+logger = logging.getLogger(__name__)
 
 _CLIP_FRAME = re.compile(r"\d{5}\.png")
 
@@ -162,7 +165,7 @@ def animate(
         output: the translated video to write.
         config: a `RerenderConfig` or a YAML/JSON file; its `video` section sets the clip's size (the still's aspect).
         pipeline: a loaded `RerenderPipeline` (see `translate`).
-        K: keyframe interval.
+        K: keyframe interval (default: the config's, shortened to the clip's length when longer).
         amount: how far the move goes (`rerender.camera.DEFAULT_AMOUNT`).
         path: the keyframed path for motion "path": a JSON/YAML file, an inline spec or a list of mappings
             (`rerender.camera.parse_path`).
@@ -177,7 +180,7 @@ def animate(
     Raises:
         InputNotFoundError: the image or depth file is missing.
         VideoReadError: the image or depth map is not an image.
-        ConfigError: an unknown motion, seconds/fps out of range, a clip of fewer than 2 or more than `MAX_FRAMES`
+        ConfigError: `K` longer than the clip, an unknown motion, seconds/fps out of range, a clip of fewer than 2 or more than `MAX_FRAMES`
             frames, a path with impossible values (or one that leaves the image), "orbit" without a depth map.
         OutputPathError: the output cannot be written.
         MissingDependencyError: "orbit" without `depth` when the `annotators` extra is not importable.
@@ -195,6 +198,12 @@ def animate(
     still = read_still(image)
     disparity = read_depth(depth) if depth is not None else None
     config = resolve_config(config, prompt, K, {**overrides, "output.fps": float(fps)})
+    interval = config.keyframes.keyframe_interval
+    if interval > frame_count:
+        if K is not None:
+            raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
+        logger.info("keyframe interval %d is longer than the %d-frame clip; using %d", interval, frame_count, frame_count)
+        config = apply_overrides(config, {"keyframes.keyframe_interval": frame_count})
     video = config.video
     size = compute_output_size(still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple)
     if motion == "orbit" and disparity is None:
