@@ -404,6 +404,45 @@ def _add_animate_command(commands) -> None:
     command.set_defaults(handler=_command_animate)
 
 
+def _command_generate(args: argparse.Namespace) -> int:
+    from rerender.config import apply_overrides
+    from rerender.text_video import generate
+
+    config = _load_config(args)
+    if args.model:
+        config = apply_overrides(config, {"model.base_model": args.model})
+    result = generate(
+        args.prompt, frames=args.frames, K=args.interval, output=args.output, motion=(args.dx, args.dy),
+        size=(args.width, args.height), fps=args.fps, negative_prompt=args.negative_prompt, seed=args.seed,
+        num_inference_steps=args.steps, config=config, progress=not args.quiet,
+    )
+    print(f"keyframes (diffusion): {result.keyframe_indices}")
+    print(f"wrote {result.output} ({result.frame_count} frames)")
+    return EXIT_OK
+
+
+def _add_generate_command(commands) -> None:
+    verbose_option = argparse.ArgumentParser(add_help=False)
+    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
+    command = commands.add_parser("generate", parents=[verbose_option], help="make a video from a prompt alone (Text2Video-Zero keyframes, then propagation)")
+    command.add_argument("-p", "--prompt", required=True, help="what to show")
+    command.add_argument("-n", "--negative-prompt", default=None, help="what to avoid")
+    command.add_argument("--frames", type=int, default=16, help="frames in the video (default 16)")
+    command.add_argument("-K", "--interval", type=int, default=8, help="keyframe interval (default 8)")
+    command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default 2)")
+    command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default 0)")
+    command.add_argument("--width", type=int, default=512, help="frame width (default 512)")
+    command.add_argument("--height", type=int, default=512, help="frame height (default 512)")
+    command.add_argument("--fps", type=float, default=8.0, help="frame rate (default 8)")
+    command.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
+    command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(command)
+    command.set_defaults(handler=_command_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `rerender` argument parser."""
     from rerender import __version__
@@ -545,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
     _add_animate_command(commands)
+    _add_generate_command(commands)
     return parser
 
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -198,6 +199,8 @@ def animate(
     still = read_still(image)
     disparity = read_depth(depth) if depth is not None else None
     config = resolve_config(config, prompt, K, {**overrides, "output.fps": float(fps)})
+    if any(dataclasses.astuple(config.video.crop)):
+        raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
     interval = config.keyframes.keyframe_interval
     if interval > frame_count:
         if K is not None:
