@@ -185,8 +185,8 @@ def render_text_keyframes(
 
 
 def default_noise_steps(num_inference_steps: int) -> tuple[int, int]:
-    """``(i1, i0)`` at 10 % and 20 % of the schedule, as Text2Video-Zero's t1 = 47, t0 = 44 of 50 DDIM steps
-    are at 6 % and 12 % counted from the noisy end (rounded to leave at least one step between them)."""
+    """``(i1, i0)`` at 10 % and 20 % of the schedule, near its noisy end as Text2Video-Zero's t1 and t0 are
+    (47 and 44 of 50 steps), at least one step apart."""
     second = max(1, round(0.2 * num_inference_steps))
     return max(0, min(second - 1, round(0.1 * num_inference_steps))), second
 

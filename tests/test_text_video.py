@@ -86,3 +86,20 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     code = main(["generate", "-p", "x", "--frames", "0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "`frames` must be an integer in [1, 3000], got 0" in err
+
+
+@pytest.mark.slow
+def test_generate_example(tiny_pipeline_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "generate_from_text.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "a red cube", str(tmp_path / "o.mp4"), "--frames", "5", "-K", "2", "--size",
+         "64", "64", "--steps", "3", "--model", str(tiny_pipeline_dir)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert probe_video(tmp_path / "o.mp4").frame_count == 5 and "keyframes [0, 2, 4]" in result.stdout
