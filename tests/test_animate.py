@@ -124,3 +124,21 @@ def test_animate_example(still, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert probe_video(tmp_path / "o.mp4").frame_count == 6 and probe_video(tmp_path / "o_clip.mp4").frame_count == 6
+
+
+def test_orbit_needs_a_depth_map_or_the_annotators_extra(still, tmp_path):
+    from rerender.errors import MissingDependencyError
+
+    try:
+        import controlnet_aux  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match="annotators"):
+            rerender.animate(still, "x", motion="orbit", seconds=0.2, fps=10, output=tmp_path / "o.mp4")
+    else:
+        pytest.skip("controlnet-aux imports here: the MiDaS path would load weights")
+    depth = np.tile(np.linspace(0, 255, 128), (96, 1)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "depth.png"), depth)
+    result = rerender.animate(still, "x", motion="orbit", depth=tmp_path / "depth.png", seconds=0.4, fps=10,
+                              output=tmp_path / "o.mp4", renderer="classic", progress=False, resolution=64, K=2)
+    forward, _ = result.optical_flow.flows(0, 3)
+    assert forward[0, :, :8].mean() * forward[0, :, -8:].mean() < 0  # far and near move opposite ways
