@@ -36,6 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -105,6 +106,11 @@ class PropagationOptions:
     """Largest random-search step in pixels at each level (``None`` = the whole image, as EbSynth)."""
     vote_mode: str = "plain"
     """``"plain"`` or ``"weighted"`` voting inside the search (see :func:`ebsynth_bridge.synthesize`)."""
+    flow_render: str | None = "cubic"
+    """Where the search kept the flow's answer (its match within a pixel of the keyframe coordinates carried
+    along the flow), draw the keyframe at those sub-pixel coordinates (``"linear"`` or ``"cubic"``
+    interpolation) instead of the pixel-snapped patch vote; the vote stays where the search moved away
+    (:func:`ebsynth_bridge.flow_render`). ``None`` = the vote everywhere (EbSynth)."""
     blend_mode: str = "agreement"
     """How the forward and backward passes of a key interval merge (:mod:`ebsynth_bridge.blending`):
     ``"agreement"`` (cross-fade where they agree in structure, the error-selected side where their edges
@@ -116,8 +122,18 @@ class PropagationOptions:
     """``"agreement"`` blend: difference of the two passes' gradient magnitudes (3×3 Sobel of the
     luminance, 0–255 scale) from which the selected side wins outright; lower is sharper, higher
     averages more (see :func:`ebsynth_bridge.agreement_blend`)."""
+    blend_measure: str = "magnitude"
+    """``"agreement"`` blend: where the passes disagree, ``"magnitude"`` (their gradient magnitudes differ)
+    or ``"difference"`` (the gradient of their difference: also unaligned textures of equal contrast)."""
     blend_smoothing: float = 2.0
     """``"agreement"`` blend: Gaussian sigma in pixels applied to that difference."""
+    blend_visibility: bool = True
+    """Weigh each pass by how much of each pixel it can trace back to its keyframe along the flow (regions
+    revealed since a key come from the other pass; :func:`ebsynth_bridge.confidence_weight`), in the
+    selection and in the cross-fade; False = time alone."""
+    blend_error_power: float = 0.0
+    """How strongly each pass's per-pixel patch error steers the cross-fade weight (0 = not at all; see
+    :func:`ebsynth_bridge.confidence_weight`)."""
     poisson_gradient_weights: tuple[float, float, float] = (2.5, 0.5, 0.5)
     """``"poisson"`` blend: gradient weights for (L, a, b), Rerender's values."""
     workers: int | None = None
@@ -165,10 +181,16 @@ class PropagationOptions:
                              f"got {self.random_search_radius!r}")
         if self.vote_mode not in VOTE_MODES:
             raise ValueError(f"`vote_mode` must be one of {VOTE_MODES}, got {self.vote_mode!r}")
+        if self.flow_render not in (None, "linear", "cubic"):
+            raise ValueError(f"`flow_render` must be None, 'linear' or 'cubic', got {self.flow_render!r}")
+        if self.blend_measure not in ("magnitude", "difference"):
+            raise ValueError(f"`blend_measure` must be 'magnitude' or 'difference', got {self.blend_measure!r}")
         if self.blend_mode not in BLEND_MODES:
             raise ValueError(f"`blend_mode` must be one of {BLEND_MODES}, got {self.blend_mode!r}")
         if not self.blend_tolerance > 0:
             raise ValueError(f"`blend_tolerance` must be > 0 (0–255 scale), got {self.blend_tolerance!r}")
+        if not (isinstance(self.blend_error_power, (int, float)) and self.blend_error_power >= 0):
+            raise ValueError(f"`blend_error_power` must be a number ≥ 0, got {self.blend_error_power!r}")
         if not self.blend_smoothing >= 0:
             raise ValueError(f"`blend_smoothing` must be ≥ 0 pixels, got {self.blend_smoothing!r}")
         if len(self.poisson_gradient_weights) != 3 or any(not w >= 0 for w in self.poisson_gradient_weights):
@@ -211,7 +233,8 @@ _PRESET_FIELDS: dict[str, dict[str, object]] = {
     "best": dict(pyramid_levels=4, patchmatch_iterations=6, random_search_radius=16),
     "rerender": dict(colour_weight=6.0, edge_weight=0.5, temporal_weight=0.5, position_weight=2.0, style_weight=1.0,
                      uniformity=3500.0, vote_size=5, pyramid_levels=None, search_vote_iterations=12,
-                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram"),
+                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram",
+                     blend_visibility=False, flow_render=None),
 }
 
 
@@ -387,10 +410,14 @@ class ChainResult:
         images: stylised RGB uint8 frames.
         errors: per-pixel patch error of each synthesis, float32 (H, W) (see
             :attr:`ebsynth_bridge.SynthesisResult.error`).
+        visibilities: per pixel, how much of it can be traced back to the keyframe along the flow without
+            crossing an occlusion (1 = all the way, 0 = revealed since the key), float32 (H, W)
+            (:func:`ebsynth_bridge.carry_visibility`).
     """
 
     images: list[np.ndarray] = field(default_factory=list)
     errors: list[np.ndarray] = field(default_factory=list)
+    visibilities: list[np.ndarray] = field(default_factory=list)
 
 
 def propagate_chain(
@@ -430,10 +457,12 @@ def propagate_chain(
     # *starting point* the flow's own extrapolation into occlusions beats a filled-in guess (measured:
     # +1.2 dB one frame from the key); the positional *guide* gets the filled version.
     coordinates = key_coordinates
+    visibility = np.ones((height, width), np.float32)
     previous_output = key_style
     result = ChainResult()
     for step, (frame, (flow, occlusion)) in enumerate(zip(frames[1:], step_flows), start=1):
         coordinates = ebsynth_bridge.advect_coordinates(coordinates, flow)
+        visibility = ebsynth_bridge.carry_visibility(visibility, flow, occlusion)
         guides = [
             Guide(key_frame, frame, options.colour_weight),
             Guide(key_edges, ebsynth_bridge.edge_guide(frame), options.edge_weight),
@@ -458,9 +487,13 @@ def propagate_chain(
         image = synthesis.image
         if options.vote_size != options.patch_size:
             image = ebsynth_bridge.vote(key_style, synthesis.nnf, patch_size=options.vote_size)
+        if options.flow_render:
+            image = ebsynth_bridge.flow_render(key_style, image, synthesis.nnf, coordinates,
+                                               interpolation=options.flow_render)
         previous_output = image
         result.images.append(image)
         result.errors.append(synthesis.error)
+        result.visibilities.append(visibility)
         if step_callback is not None:
             step_callback()
     return result
@@ -610,21 +643,32 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
             flow_to_previous, _ = step_flows[(index - 1, index)]
             warped_previous = ebsynth_bridge.warp(previous_mask.astype(np.uint8), flow_to_previous,
                                                   nearest=True).astype(bool)
-        mask = ebsynth_bridge.selection_mask(forward.errors[offset], backward.errors[backward_offset], backward_weight,
-                                             warped_previous)
+        forward_error, backward_error = forward.errors[offset], backward.errors[backward_offset]
+        visibilities = (forward.visibilities[offset], backward.visibilities[backward_offset]) \
+            if options.blend_visibility else (None, None)
+        weight = ebsynth_bridge.confidence_weight(backward_weight, *visibilities, forward_error, backward_error,
+                                                  error_power=options.blend_error_power)
+        if options.blend_visibility:
+            # a pass's error counts for more where it is guessing (revealed since its key)
+            forward_error = forward_error / (cv2.GaussianBlur(visibilities[0], (0, 0), 2.0) + np.float32(0.05))
+            backward_error = backward_error / (cv2.GaussianBlur(visibilities[1], (0, 0), 2.0) + np.float32(0.05))
+        mask = ebsynth_bridge.selection_mask(forward_error, backward_error, backward_weight, warped_previous)
         previous_mask = mask
-        yield index, _blend_pair(forward.images[offset], backward.images[backward_offset], mask, backward_weight,
-                                 options)
+        yield index, _blend_pair(forward.images[offset], backward.images[backward_offset], mask, weight, options)
 
 
-def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, backward_weight: float,
+def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, weight: float | np.ndarray,
                 options: PropagationOptions) -> np.ndarray:
+    """Merge the two passes; ``weight`` is the backward share, a number or per pixel (confidence)."""
     mode = options.blend_mode
     if mode == "linear":
-        return ebsynth_bridge.linear_blend(forward, backward, backward_weight)
+        if np.ndim(weight) == 0:
+            return ebsynth_bridge.linear_blend(forward, backward, float(weight))
+        return ebsynth_bridge.agreement_blend(forward, backward, weight, np.zeros(weight.shape, bool), 1e9, 0.0)
     if mode == "agreement":
-        return ebsynth_bridge.agreement_blend(forward, backward, backward_weight, mask, options.blend_tolerance,
-                                              options.blend_smoothing)
+        return ebsynth_bridge.agreement_blend(forward, backward, weight, mask, options.blend_tolerance,
+                                              options.blend_smoothing, options.blend_measure)
+    backward_weight = float(np.mean(weight))
     selected = ebsynth_bridge.select(forward, backward, mask)
     if mode == "select":
         return selected
