@@ -218,6 +218,13 @@ def animate(
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
     frames_folder = _clip_folder(output_path)
+    chosen = renderer if isinstance(renderer, str) else (None if renderer is not None else config.model.renderer)
+    if pipeline is None and chosen == "diffusion":
+        from rerender.models import check_model_sources
+        from rerender.renderers import check_diffusion_weights
+
+        check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
+        check_diffusion_weights(config)
 
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)

@@ -33,7 +33,7 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
     assert result.output == tmp_path / "out.mp4" and result.clip == tmp_path / "out_clip.mp4"
     for video in (result.output, result.clip):
         info = probe_video(video)
-        assert (info.frame_count, float(info.fps), info.width, info.height) == (8, 16.0, 128, 128)
+        assert (info.frame_count, float(info.fps), info.width, info.height) == (8, 16.0, 128, 96)  # the still's aspect
     assert result.translation.keyframe_indices == [0, 4] and "propagation" in seen
     clip = np.stack(list(read_frames(result.clip)))
     # what a viewer sees: the clip starts on the whole still and ends zoomed ×1.25 on its centre
@@ -142,3 +142,13 @@ def test_orbit_needs_a_depth_map_or_the_annotators_extra(still, tmp_path):
                               output=tmp_path / "o.mp4", renderer="classic", progress=False, resolution=64, K=2)
     forward, _ = result.optical_flow.flows(0, 3)
     assert forward[0, :, :8].mean() * forward[0, :, -8:].mean() < 0  # far and near move opposite ways
+
+
+def test_missing_weights_fail_before_the_clip_is_made(still, tmp_path):
+    from rerender.errors import WeightsNotFoundError
+
+    with pytest.raises((WeightsNotFoundError, InputNotFoundError, ValueError)) as raised:
+        rerender.animate(still, "x", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="diffusion",
+                         base_model=str(tmp_path / "no-such-model"))
+    assert "no-such-model" in str(raised.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["still.png"]
