@@ -203,9 +203,12 @@ class ParallaxPath:
         depth_height, depth_width = self.disparity.shape
         map_x = ((base[..., 0] + width / 2) * depth_width / width - 0.5).astype(np.float32)
         map_y = ((base[..., 1] + height / 2) * depth_height / height - 0.5).astype(np.float32)
-        flat_x, flat_y = map_x.reshape(1, -1), map_y.reshape(1, -1)
-        sampled = cv2.remap(self.disparity, flat_x, flat_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        shift = (sampled.reshape(map_x.shape).astype(np.float64) - self.focus) * width
+        # cv2.remap takes 2-D maps under 32767 per side: lay any batch of points out in rows of 1024
+        count = map_x.size
+        padded = -(-count // 1024) * 1024
+        rows_x, rows_y = (np.resize(np.pad(m.ravel(), (0, padded - count)), (padded // 1024, 1024)) for m in (map_x, map_y))
+        sampled = cv2.remap(self.disparity, rows_x, rows_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        shift = (sampled.ravel()[:count].reshape(map_x.shape).astype(np.float64) - self.focus) * width
         return np.stack([shift, np.zeros_like(shift)], axis=-1)
 
     def source_points(self, index: int, points: np.ndarray) -> np.ndarray:

@@ -160,3 +160,10 @@ def test_path_files(tmp_path):
         motion_path("spin", 3, SIZE)
     with pytest.raises(ConfigError, match="leaves the image at frame 0"):
         AffinePath([1.0], [0.0], np.array([[10.0, 0.0]]), SIZE)
+
+
+def test_orbit_at_full_size():
+    path = motion_path("orbit", 2, (640, 360), 0.03, disparity=ramp_disparity(320, 180))  # more points than cv2's 32767
+    frames = list(render_clip(textured_still(320, 180), path))
+    forward, _ = KnownMotionFlow(path, frames).flows(0, 1)
+    assert frames[0].shape == (360, 640, 3) and forward[0, 180, 10] * forward[0, 180, 630] < 0
