@@ -295,4 +295,6 @@ def translate(
         if delete_workspace:
             space.remove()
             result.workspace_deleted = True
+            # previews inside the workspace went with it (the comparison video lies beside the output)
+            result.previews = {name: path for name, path in previews.items() if path.exists()}
         return result

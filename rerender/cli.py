@@ -803,8 +803,12 @@ def _report(error: Exception, verbose: bool) -> int:
     if usage:
         print(f"error: {_cli_message(str(error))}", file=sys.stderr)
         return EXIT_USAGE
-    # Anything else is a runtime failure; the CLI still reports it in one line.
-    print(f"error: {type(error).__name__}: {_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
+    # Anything else is a runtime failure; the CLI still reports it in one line. Our own errors say what
+    # happened in words; an unexpected one is named by its type.
+    from rerender.errors import RerenderError
+
+    named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
+    print(f"error: {named}{_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
     return EXIT_FAILURE
 
 
