@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     propagate.add_argument("-o", "--output", required=True, help="output video")
     propagate.add_argument(
         "--blend", choices=("agreement", "histogram", "poisson", "select", "linear"),
-        help="how the forward and backward passes merge (default: the preset's, agreement)",
+        help="how the forward and backward passes merge (default: the preset's, linear)",
     )
     propagate.add_argument(
         "--preset", choices=("fast", "balanced", "best", "rerender"),
