@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
@@ -85,7 +85,7 @@ def read_keyframe_folder(
     EbSynth); otherwise on the source file whose name has the same frame number (`0008_v2.png` on `0008.png`).
     For a video, the number counts the selected frames from `first_number` (0, as `rerender preprocess` and
     `rerender keyframes` number them; 1 for frames extracted with FFmpeg's default `%04d.png`). Numbers come
-    from `keyframe_number`.
+    from `keyframe_number`. `N.retouched.png` files (the workspace's backups of retouched keyframes) are skipped.
 
     Raises:
         InputNotFoundError: the folder is missing or holds no images.
@@ -99,6 +99,11 @@ def read_keyframe_folder(
     if not folder.is_dir():
         raise InputNotFoundError(f"keyframe folder not found: {str(folder)!r}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # `N.retouched.png` is the workspace's backup of a retouched keyframe that was rendered again: not a key
+    backups = [p for p in files if p.stem.endswith(".retouched")]
+    if backups:
+        logger.info("ignoring %d retouched-keyframe backup(s) in %s: %s", len(backups), folder, [p.name for p in backups[:5]])
+        files = [p for p in files if p not in backups]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if others:
         raise ConfigError(f"the keyframe folder {str(folder)!r} holds files that are not images: {others[:5]}")
@@ -187,6 +192,10 @@ def propagate_keyframes(
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = check_output_path(output, [video, keyframes])
+    if workspace is not None:
+        check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
+        if Path(workspace).resolve() == output_path.resolve():
+            raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
     source_files = None
     if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
         files = list_image_files(info.path)

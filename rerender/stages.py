@@ -40,23 +40,6 @@ ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
 
 
-class WorkspaceFrames(Sequence[np.ndarray]):
-    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
-
-    def __init__(self, workspace: Workspace, count: int) -> None:
-        self.workspace, self.count = workspace, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(index)
-        return read_image(self.workspace.frame_path(index % self.count))
-
-
 class FolderFrames(Sequence[np.ndarray]):
     """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
 
@@ -72,6 +55,14 @@ class FolderFrames(Sequence[np.ndarray]):
         if not -self.count <= index < self.count:
             raise IndexError(index)
         return read_image(self.folder / f"{index % self.count:04d}.png")
+
+
+class WorkspaceFrames(FolderFrames):
+    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
+
+    def __init__(self, workspace: Workspace, count: int) -> None:
+        super().__init__(workspace.frames_dir, count)
+        self.workspace = workspace
 
 
 def control_map_reader(
@@ -573,8 +564,13 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     return fps
 
 
+def comparison_path(output_path: Path) -> Path:
+    """Where `write_comparison` puts the side-by-side video of `output_path`."""
+    return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+
+
 def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
-    path = output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+    path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
     write_video(pairs, path, fps=fps, crf=config.output.crf)
     return path

@@ -211,6 +211,19 @@ def test_write_round_trip_fps_size_and_audio_trim(synthetic_clip, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name or ".video" in p.name]
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mov", ".mp4"])
+def test_every_frame_survives_the_audio_mux_in_each_container(synthetic_clip, tmp_path, suffix):
+    # Matroska keeps no decoding times: B-frame packets demux with dts None and must still be muxed.
+    source = list(read_frames(synthetic_clip))
+    output = tmp_path / f"out{suffix}"
+    write_video(source, output, fps=25, audio_from=synthetic_clip)
+    result = probe_video(output)
+    assert result.frame_count == len(source) and result.has_audio
+    for index, frame in enumerate(read_frames(output)):
+        errors = [np.abs(frame.astype(int) - other).mean() for other in source]
+        assert int(np.argmin(errors)) == index and errors[index] < 8, index  # the same picture, in order
+
+
 def test_ntsc_fps_is_exact(tmp_path):
     output = tmp_path / "ntsc.mp4"
     frames = make_synthetic_video(num_frames=5, width=64, height=48, motion="translation").frames
@@ -390,6 +403,40 @@ def test_bad_frames_are_rejected(tmp_path):
         VideoWriter(tmp_path / "d.mp4", fps=0)
 
 
+def test_check_output_path_kinds_and_inputs(tmp_path, synthetic_clip):
+    from rerender.video import VIDEO_SUFFIXES, check_output_path
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0000.png").write_bytes(b"x")
+    for suffix in VIDEO_SUFFIXES + (".MP4", ".Mkv"):
+        assert check_output_path(tmp_path / f"o{suffix}", [synthetic_clip, frames]) == tmp_path / f"o{suffix}"
+    for name, message in (("o.webm", "'.webm'"), ("o.gif", "'.gif'"), ("o.avi", "'.avi'"), ("o", "no suffix")):
+        with pytest.raises(OutputPathError, match=message):
+            check_output_path(tmp_path / name)
+    with pytest.raises(OutputPathError, match="inside the input folder"):
+        check_output_path(frames / "o.mp4", [frames])
+    (frames / "deeper").mkdir()
+    with pytest.raises(OutputPathError, match="inside the input folder"):
+        check_output_path(frames / "deeper" / "x", [frames], kind="folder")
+    with pytest.raises(OutputPathError, match="is the input"):
+        check_output_path(frames, [frames], kind="folder")
+    with pytest.raises(OutputPathError, match="is the input"):  # another spelling of the same file
+        check_output_path(tmp_path / "frames" / ".." / "frames" / "0000.png", [frames / "0000.png"], kind="file")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        check_output_path(frames / "0000.png", kind="folder")
+    with pytest.raises(OutputPathError, match="--json .* is a folder"):
+        check_output_path(frames, kind="file", name="--json")
+    assert check_output_path(tmp_path / "report", kind="file") == tmp_path / "report"  # any file name
+    assert (frames / "0000.png").read_bytes() == b"x"
+
+
+def test_write_png_sequence_refuses_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_bytes(b"keep")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        write_png_sequence([np.zeros((4, 4, 3), np.uint8)], target)
+    assert target.read_bytes() == b"keep"
 # ---------------------------------------------------------------------------------------------- real-world footage
 # Files written the way phones, screen recorders and trimming tools write them, with a known answer.
 
