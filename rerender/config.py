@@ -439,17 +439,16 @@ class PropagationConfig:
     """EbSynth-style propagation of keyframes to all frames (`rerender.propagation`, `ebsynth_bridge`).
 
     Options left `None` take the preset's value. The "balanced" preset uses colour 6, edge 0.5, position
-    0.05, temporal 0, a one-pixel final vote and the visibility-weighted "linear" cross-fade, measured on
-    the propagation suite; "rerender" reproduces the official settings (colour 6, edge 0.5, temporal 0.5, position 2, histogram blend).
+    0.05, temporal 0 and the "agreement" blend, measured best on the propagation benchmark; "rerender"
+    reproduces the official settings (colour 6, edge 0.5, temporal 0.5, position 2, histogram blend).
     """
 
     propagation_preset: Literal["fast", "balanced", "best", "rerender"] = "balanced"
     """Speed/quality trade-off of the patch synthesis, or "rerender" for the official EbSynth settings."""
     blend_mode: Literal["agreement", "histogram", "poisson", "select", "linear"] | None = None
-    """How the forward and backward passes merge: "linear" (cross-fade, weighted by visibility; balanced),
-    "agreement" (cross-fade where their structure agrees, error-selected side elsewhere: sharper),
-    "histogram" (the paper's histogram-preserving blend), "poisson" (that, then a gradient-domain blend),
-    "select" (error-guided selection only); `None` = the preset's."""
+    """How the forward and backward passes merge: "agreement" (cross-fade where their structure agrees,
+    error-selected side elsewhere), "histogram" (the paper's histogram-preserving blend), "poisson" (that,
+    then a gradient-domain blend), "select" (error-guided selection only), "linear"; `None` = the preset's."""
     color_guide_weight: float | None = None
     """Weight of the source-colour guide; `None` = the preset's (6)."""
     edge_guide_weight: float | None = None
