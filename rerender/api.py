@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    cancellable,
     control_map_reader,
     default_workspace,
     load_flow_estimator,
@@ -97,6 +99,7 @@ def translate(
     comparison: bool = False,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Translate `video` into the style of `prompt` and write the result with the source's fps and audio.
@@ -119,6 +122,9 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
+        cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
+            keyframe, a propagated chunk or a denoising step. Finished work stays in the workspace; the
+            same call again resumes.
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
 
     Returns:
@@ -129,10 +135,12 @@ def translate(
         ConfigError: a bad option, K < 1 or larger than the video, keyframe indices out of range.
         OutputPathError: the output or workspace cannot be written, or the output is the input.
         WorkspaceMismatchError: the workspace belongs to another video or config (use `force`).
+        CancelledError: `cancel` was set; the workspace is left resumable.
     """
     timings: dict[str, float] = {}
     reused: list[str] = []
-    notify = callback or (lambda stage_name, done, total: None)
+    space: Workspace | None = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Resolve the config and check every input before any expensive work.
     config = resolve_config(config, prompt, K, overrides)
@@ -177,6 +185,7 @@ def translate(
         started = time.perf_counter()
         space.begin("keyframes", config)
         wanted = keyframe_indices[:1] if stage == "first" else keyframe_indices
+        notify("keyframes", 0, len(wanted))
         render_keyframes(space, frames, wanted, renderer, progress, notify)
         if stage == "first":
             timings["first"] = time.perf_counter() - started
@@ -194,6 +203,7 @@ def translate(
     else:
         started = time.perf_counter()
         space.begin("propagation", config)
+        notify("propagation", 0, len(frames))
         propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify)
         space.finish("propagation", frames=len(frames))
         timings["propagation"] = time.perf_counter() - started

@@ -277,6 +277,26 @@ def _command_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_ui(args: argparse.Namespace) -> int:
+    import shutil
+
+    from rerender.ui import launch
+
+    defaults = _load_config(args) if (args.config or args.overrides) else None
+    app, address = launch(args.host, args.port, args.share, max_upload_mb=args.max_upload_mb,
+                          clip_model=None if not args.no_clip else "", defaults=defaults, quiet=True)
+    print(f"rerender ui: open {address} (Ctrl-C stops it)", flush=True)
+    share_url = getattr(app, "share_url", None)
+    if share_url:
+        print(f"public share link: {share_url}", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+        shutil.rmtree(app.rerender_sessions.root, ignore_errors=True)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------------
 # parser and entry point
 # --------------------------------------------------------------------------------------------------------
@@ -386,6 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-frames", type=int, default=None, help="compare at most this many frames")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     evaluate.set_defaults(handler=_command_eval)
+
+    ui = commands.add_parser("ui", parents=[verbose_option], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    ui.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    ui.add_argument("--max-upload-mb", type=int, default=500, help="largest accepted upload in MiB (default 500)")
+    ui.add_argument("--no-clip", action="store_true", help="no CLIP scores in the figures")
+    _add_config_options(ui)
+    ui.set_defaults(handler=_command_ui)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
 from rerender.stages import (
+    cancellable,
     ProgressCallback,
     WorkspaceFrames,
     load_flow_estimator,
@@ -77,6 +79,7 @@ def propagate_keyframes(
     optical_flow: Any | None = None,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Propagate stylized keyframes from a folder (named by frame index) to every frame of `video`.
@@ -92,13 +95,14 @@ def propagate_keyframes(
         config: options (`propagation`, `flow`, `output`, `video` frame selection and crop).
         workspace: keep intermediates (frames, flows, propagated frames) here; default a temporary folder
             that is removed afterwards.
-        force, optical_flow, progress, callback, **overrides: as `translate`.
+        force, optical_flow, progress, callback, cancel, **overrides: as `translate`.
 
     Raises:
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
     """
     timings: dict[str, float] = {}
-    notify = callback or (lambda stage_name, done, total: None)
+    space = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Check the inputs: video, output, keyframe names, sizes.
     config = resolve_config(config, None, None, overrides)

@@ -11,6 +11,7 @@ import errno
 import functools
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, OutputPathError, RerenderError
+from rerender.errors import CancelledError, ConfigError, OutputPathError, RerenderError
 from rerender.keyframes import motion_score, select_keyframes
 from rerender.video import (
     VideoInfo,
@@ -142,6 +143,26 @@ def processing_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
 def default_workspace(output, video) -> Path:
     base = Path(output) if output is not None else Path(video)
     return base.with_name(base.name + ".work")
+
+
+def cancellable(notify: ProgressCallback, cancel: threading.Event | None, workspace: Callable[[], Any]) -> ProgressCallback:
+    """`notify`, then `CancelledError` if `cancel` is set: every progress point is a safe point to stop at.
+
+    Stages report progress only after a unit of work is on disk (a frame, a keyframe, a propagated chunk, a
+    denoising step), so stopping there leaves the workspace resumable. `workspace()` names it in the message.
+    """
+    if cancel is None:
+        return notify
+
+    def checked(stage: str, done: int, total: int) -> None:
+        notify(stage, done, total)
+        if cancel.is_set():
+            raise CancelledError(
+                f"cancelled during the {stage} stage ({done}/{total}); finished work is kept in "
+                f"{str(workspace())!r}, run again with the same workspace to resume"
+            )
+
+    return checked
 
 
 def notify_iter(items, stage: str, total: int, notify: ProgressCallback):
@@ -279,6 +300,7 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     cuts = bounds[::intervals_per_chunk] + ([bounds[-1]] if (len(bounds) - 1) % intervals_per_chunk else [])
     chunks = list(zip(cuts, cuts[1:])) or [(0, len(frames) - 1)]
     bar = tqdm(total=len(frames), desc="propagation", unit="frame", disable=not progress)
+    done = 0  # counted here: a disabled tqdm bar does not count
     try:
         for start, end in chunks:
             if (start, end) not in finished:
@@ -289,7 +311,8 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
                 record.setdefault("segments", []).append([start, end])
                 space.save()
             bar.update(end - start + (1 if start == 0 else 0))
-            notify("propagation", min(bar.n, len(frames)), len(frames))
+            done = min(done + end - start + (1 if start == 0 else 0), len(frames))
+            notify("propagation", done, len(frames))
     finally:
         bar.close()
 

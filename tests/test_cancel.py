@@ -1,0 +1,69 @@
+"""Cancelling a run through `cancel=threading.Event`: it stops at a safe point and the workspace resumes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from rerender.api import ClassicRenderer, translate
+from rerender.errors import CancelledError, RerenderError
+from rerender.video import read_image
+
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+
+
+def _cancel_at(event: threading.Event, stage: str, done: int):
+    """A callback that sets `event` once `stage` reports `done` units, recording every event it sees."""
+    seen = []
+
+    def callback(name, count, total):
+        seen.append((name, count, total))
+        if name == stage and count >= done:
+            event.set()
+
+    return callback, seen
+
+
+def test_cancel_mid_propagation_then_resume_equals_an_uninterrupted_run(synthetic_clip, tmp_path):
+    renderer = ClassicRenderer("a cartoon")
+    reference = translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "ref.mp4", workspace=tmp_path / "ref",
+                          renderer=renderer, progress=False, **FAST)
+
+    # One worker: chunks of 2 key intervals (frames 0–8, 8–16, 16–19); cancel after the first chunk.
+    cancel = threading.Event()
+    callback, seen = _cancel_at(cancel, "propagation", 1)
+    with pytest.raises(CancelledError, match="propagation stage .*resume") as caught:
+        translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "out.mp4", workspace=tmp_path / "ws",
+                  renderer=renderer, progress=False, callback=callback, cancel=cancel, **FAST)
+    assert isinstance(caught.value, RerenderError) and str(tmp_path / "ws") in str(caught.value)
+    assert not (tmp_path / "out.mp4").exists()
+    propagated = sorted(path.name for path in (tmp_path / "ws" / "propagated").iterdir())
+    assert propagated == [f"{index:04d}.png" for index in range(9)]  # the first chunk only, then it stopped
+    assert [name for name, _, _ in seen].count("propagation") == 2  # the start, and one chunk
+
+    resumed = translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "out.mp4", workspace=tmp_path / "ws",
+                        renderer=renderer, progress=False, **FAST)
+    assert resumed.reused == ["frames", "keyframes"] and resumed.frame_count == 20
+    for index in range(20):
+        np.testing.assert_array_equal(read_image(tmp_path / "ws" / "propagated" / f"{index:04d}.png"),
+                                      read_image(reference.workspace / "propagated" / f"{index:04d}.png"))
+
+
+def test_cancel_between_keyframes_keeps_the_finished_ones(synthetic_clip, tmp_path):
+    cancel = threading.Event()
+    callback, _ = _cancel_at(cancel, "keyframes", 2)
+    with pytest.raises(CancelledError, match="keyframes stage \\(2/5\\)"):
+        translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
+                  renderer=ClassicRenderer("a cartoon"), progress=False, callback=callback, cancel=cancel, **FAST)
+    assert sorted(path.name for path in (tmp_path / "ws" / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]
+
+
+def test_an_event_set_before_the_call_stops_before_any_keyframe(synthetic_clip, tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CancelledError, match="frames stage"):
+        translate(synthetic_clip, "a cartoon", K=4, output=None, stage="first", workspace=tmp_path / "ws",
+                  renderer=ClassicRenderer("a cartoon"), progress=False, cancel=cancel, **FAST)
+    assert not list((tmp_path / "ws").glob("keyframes/*.png"))
