@@ -601,9 +601,9 @@ def build_app(
             # ---------------------------------------------------------------- right: stages and results
             with gr.Column(scale=7, min_width=480):
                 with gr.Row(elem_classes="rr-stage-buttons"):
-                    buttons = {stage: gr.Button(label, variant="primary" if stage == "all" else "secondary")
+                    buttons = {stage: gr.Button(label, variant="primary" if stage == "all" else "secondary", min_width=110)
                                for stage, label in STAGE_BUTTONS}
-                    cancel = gr.Button("Cancel", variant="stop")
+                    cancel = gr.Button("Cancel", variant="stop", min_width=90, scale=0)
                 status = gr.Markdown("", elem_id="rr-status")
                 with gr.Tabs(selected="keyframes") as result_tabs:
                     with gr.Tab("Keyframes", id="keyframes"):

@@ -206,3 +206,12 @@ def test_retouched_keyframes_are_propagated(server, synthetic_clip, tmp_path):
     assert "reused frames, keyframes" in status and "propagation" not in status.split("reused")[1]
     frame_8 = list(read_frames(video["video"] if isinstance(video, dict) else video))[8]
     assert frame_8[..., 0].mean() > 200 and frame_8[..., 1].mean() < 60  # the painted red keyframe, through H.264
+
+
+def test_the_ui_command_binds_to_this_machine_by_default():
+    from rerender.cli import build_parser
+
+    args = build_parser().parse_args(["ui"])
+    assert (args.host, args.port, args.share) == ("127.0.0.1", None, False)
+    args = build_parser().parse_args(["ui", "--host", "0.0.0.0", "--port", "8123", "--share", "--set", "resolution=256"])
+    assert (args.host, args.port, args.share, args.overrides) == ("0.0.0.0", 8123, True, ["resolution=256"])

@@ -45,7 +45,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1500,1300",
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000",
                      "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(argument)
     options.page_load_strategy = "eager"  # never wait for every asset (nothing may wait on the network)
@@ -80,5 +80,6 @@ def test_run_all_in_a_real_browser(page_url, browser):
 
     artifacts = Path(os.environ.get("RERENDER_ARTIFACTS", REPO / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)  # let the video's first frame paint
     assert browser.save_screenshot(str(artifacts / "ui-run-all.png"))
