@@ -15,7 +15,8 @@ flow chained with `compose_flows`, and a pixel counts as occluded if it is occlu
 
 The real-clip check warps frame t+4 of each test clip onto frame t with the estimated backward flow and reports
 the mean absolute RGB difference (0–255) over all pixels and over the pixels the occlusion test trusts, next to
-the no-motion baseline. It is a sanity check, not a ground-truth metric.
+the no-motion baseline. It is a sanity check, not a ground-truth metric. Clips come from ``../shared/data/videos``
+beside the repository (``--clip-folder``); by default two of them (``--clips all`` for every clip).
 
 Run (keep it to one thread on a shared machine):
 
@@ -26,7 +27,6 @@ Run (keep it to one thread on a shared machine):
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import time
 from collections.abc import Iterator
@@ -50,7 +50,10 @@ from rerender.flow import (
 )
 from rerender.synthetic import MOTIONS, make_synthetic_video
 
-REAL_CLIPS = "/work/shared/data/videos/*.mp4"
+#: The shared test clips, beside the repository (``../shared``) as for the other benchmarks.
+REAL_CLIP_FOLDER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+#: Clips of the real-clip check by default (a substring of each name); ``--clips all`` takes every clip.
+DEFAULT_CLIPS = ("cottonbro", "car-turn")
 
 
 @dataclass
@@ -180,10 +183,23 @@ def read_frame(path: str, index: int, size: int) -> torch.Tensor:
     return torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
 
 
-def real_clip_check(estimators: list[FlowEstimator], size: int, first: int = 10, gap: int = 4) -> list[dict]:
+def real_clip_paths(folder: Path, names: list[str]) -> list[Path]:
+    """The clips in `folder` whose names contain one of `names` (``["all"]``: every clip)."""
+    paths = sorted(folder.glob("*.mp4"))
+    if not paths:
+        raise SystemExit(f"no clips in {folder}; pass --clip-folder or --skip-real")
+    if names != ["all"]:
+        paths = [path for path in paths if any(name in path.name for name in names)]
+        if not paths:
+            raise SystemExit(f"--clips {names} match none of {[path.name for path in sorted(folder.glob('*.mp4'))]}")
+    return paths
+
+
+def real_clip_check(estimators: list[FlowEstimator], size: int, paths: list[Path], first: int = 10,
+                    gap: int = 4) -> list[dict]:
     """Photometric warp error (0–255) of frame `first` rebuilt from frame `first + gap` with the backward flow."""
     rows = []
-    for path in sorted(glob.glob(REAL_CLIPS)):
+    for path in paths:
         source, target = read_frame(path, first, size), read_frame(path, first + gap, size)
         baseline = float((source - target).abs().mean()) * 255
         for estimator in estimators:
@@ -214,6 +230,9 @@ def main() -> None:
     parser.add_argument("--gmflow-checkpoint", type=Path, default=None, help="score GMFlow with these weights")
     parser.add_argument("--gmflow-repeats", type=int, default=2, help="timed runs of random-weight GMFlow")
     parser.add_argument("--skip-real", action="store_true", help="skip the real-clip check")
+    parser.add_argument("--clip-folder", type=Path, default=REAL_CLIP_FOLDER, help="folder of real .mp4 clips")
+    parser.add_argument("--clips", nargs="+", default=list(DEFAULT_CLIPS),
+                        help="real clips to check, by part of their name, or 'all' (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
@@ -255,7 +274,7 @@ def main() -> None:
 
     real_rows = []
     if not arguments.skip_real:
-        real_rows = real_clip_check(estimators, size)
+        real_rows = real_clip_check(estimators, size, real_clip_paths(arguments.clip_folder, arguments.clips))
         print(f"\nReal clips, frame 10 rebuilt from frame 14 by backward warping, {size}×{size}, mean |Δ| RGB 0–255\n")
         print("| clip | estimator | no motion | warp error, all | warp error, trusted | occluded |")
         print("|---|---|---|---|---|---|")

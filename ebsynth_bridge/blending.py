@@ -26,6 +26,8 @@ import scipy.fft
 
 #: Rerender's Poisson gradient weights for (L, a, b): luminance edges matter most.
 RERENDER_GRADIENT_WEIGHTS = (2.5, 0.5, 0.5)
+#: How :func:`agreement_blend` measures where the two passes disagree.
+AGREEMENT_MEASURES = ("magnitude", "difference")
 
 
 def selection_mask(
@@ -73,6 +75,81 @@ def selection_mask(
     return mask
 
 
+def confidence_weight(
+    backward_weight: float,
+    forward_visibility: np.ndarray | None = None,
+    backward_visibility: np.ndarray | None = None,
+    forward_error: np.ndarray | None = None,
+    backward_error: np.ndarray | None = None,
+    error_power: float = 0.0,
+    smoothing: float = 2.0,
+    floor: float = 0.05,
+) -> np.ndarray | float:
+    """Per-pixel cross-fade weight of the backward pass from how much each pass can be trusted there.
+
+    Each side's confidence is its temporal weight (``1 − w`` forward, ``w`` backward) times its visibility
+    (``V + floor``: a region revealed since that side's keyframe is a guess) times ``(1 + E / Ē)^−p``
+    (its patch error against the mean error ``Ē`` of both sides); the result is the backward side's
+    share ``c_b / (c_f + c_b)``. With no maps (or visibilities of 1 and ``p = 0``) it is ``w``; at
+    ``w = 0`` (1) it is 0 (1) whatever the maps say.
+
+    Args:
+        backward_weight: temporal position ``w`` in the interval, 0 at the forward key, 1 at the backward key.
+        forward_visibility, backward_visibility: optional (H, W) maps in [0, 1], both or neither
+            (:func:`ebsynth_bridge.carry_visibility`).
+        forward_error, backward_error: optional (H, W) patch errors, both or neither; used when
+            ``error_power > 0``.
+        error_power: how strongly errors steer the weight (0 = not at all).
+        smoothing: Gaussian sigma in pixels applied to the maps first (0 = none), so that the weight
+            varies smoothly instead of following pixel noise.
+        floor: added to visibilities, so that where neither side is visible time decides.
+
+    Returns:
+        ``w`` (a float) when no maps apply, else an (H, W) float32 map in [0, 1].
+
+    Raises:
+        ValueError: a weight outside [0, 1], maps given singly or of different shapes, negative
+            ``error_power``, ``smoothing`` or ``floor``.
+
+    Shape: maps (H, W) -> (H, W).
+    """
+    _check_weight(backward_weight)
+    if error_power < 0 or smoothing < 0 or not floor > 0:
+        raise ValueError(f"`error_power` and `smoothing` must be ≥ 0 and `floor` > 0, got {error_power}, "
+                         f"{smoothing}, {floor}")
+    forward_confidence: np.ndarray | float = 1.0 - backward_weight
+    backward_confidence: np.ndarray | float = backward_weight
+    pairs = [("visibility", forward_visibility, backward_visibility)]
+    if error_power > 0:
+        pairs.append(("error", forward_error, backward_error))
+    for name, forward_map, backward_map in pairs:
+        if (forward_map is None) != (backward_map is None):
+            raise ValueError(f"give both `forward_{name}` and `backward_{name}`, or neither")
+        if forward_map is None:
+            continue
+        if forward_map.shape != backward_map.shape or forward_map.ndim != 2:
+            raise ValueError(f"`forward_{name}` and `backward_{name}` must be two (H, W) maps of one shape, got "
+                             f"{forward_map.shape} and {backward_map.shape}")
+        forward_map, backward_map = (_smooth(image, smoothing) for image in (forward_map, backward_map))
+        if name == "visibility":
+            forward_confidence = forward_confidence * (np.clip(forward_map, 0.0, 1.0) + np.float32(floor))
+            backward_confidence = backward_confidence * (np.clip(backward_map, 0.0, 1.0) + np.float32(floor))
+        else:
+            mean_error = np.float32(0.5 * (forward_map.mean() + backward_map.mean()) + 1e-6)
+            forward_confidence = forward_confidence * (1.0 + forward_map / mean_error) ** np.float32(-error_power)
+            backward_confidence = backward_confidence * (1.0 + backward_map / mean_error) ** np.float32(-error_power)
+    if isinstance(forward_confidence, float) and isinstance(backward_confidence, float):
+        return backward_weight
+    if backward_weight <= 0.0 or backward_weight >= 1.0:
+        return np.full(np.shape(forward_confidence + backward_confidence), np.float32(backward_weight))
+    return (backward_confidence / (forward_confidence + backward_confidence)).astype(np.float32)
+
+
+def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    image = np.ascontiguousarray(image, np.float32)
+    return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0 else image
+
+
 def select(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``backward`` where ``mask`` else ``forward``.
 
@@ -96,10 +173,11 @@ def linear_blend(forward: np.ndarray, backward: np.ndarray, backward_weight: flo
 def agreement_blend(
     forward: np.ndarray,
     backward: np.ndarray,
-    backward_weight: float,
+    backward_weight: float | np.ndarray,
     mask: np.ndarray,
     tolerance: float = 110.0,
     smoothing: float = 2.0,
+    measure: str = "magnitude",
 ) -> np.ndarray:
     """Cross-fade where forward and backward agree in structure, take the selected side where they don't.
 
@@ -114,12 +192,15 @@ def agreement_blend(
 
     Args:
         forward, backward: the two syntheses, RGB (uint8 or float32 in [0, 1]).
-        backward_weight: 0 at the forward key, 1 at the backward key.
+        backward_weight: 0 at the forward key, 1 at the backward key; a number or a per-pixel (H, W) map
+            in [0, 1] (:func:`confidence_weight`).
         mask: bool, True where the backward side is selected (:func:`selection_mask`).
         tolerance: gradient-magnitude difference (Sobel, 0–255 scale) at and above which the selected
             side wins outright; lower is sharper, higher averages more (``→ 0``: :func:`select`,
             ``→ ∞``: :func:`linear_blend`).
         smoothing: Gaussian sigma in pixels applied to the disagreement map (0 = none).
+        measure: ``"magnitude"`` (``D`` as above) or ``"difference"`` (``D = |∇(forward − backward)|``,
+            which also sees two textures of equal contrast that are not aligned, whose average would blur).
 
     Returns:
         The blend, with the inputs' dtype.
@@ -130,19 +211,30 @@ def agreement_blend(
     Shape: forward, backward (H, W, 3), mask (H, W) -> (H, W, 3).
     """
     _check_pair(forward, backward)
-    _check_weight(backward_weight)
+    if np.ndim(backward_weight) == 0:
+        _check_weight(float(backward_weight))
+    elif np.shape(backward_weight) != forward.shape[:2] or not (0.0 <= np.min(backward_weight) <= np.max(
+            backward_weight) <= 1.0):
+        raise ValueError(f"a per-pixel `backward_weight` must be an {forward.shape[:2]} map in [0, 1], got shape "
+                         f"{np.shape(backward_weight)}")
     if mask.shape != forward.shape[:2]:
         raise ValueError(f"`mask` must have shape {forward.shape[:2]}, got {mask.shape}")
     if not tolerance > 0:
         raise ValueError(f"`tolerance` must be > 0 (Sobel magnitude, 0–255 scale), got {tolerance}")
     if not smoothing >= 0:
         raise ValueError(f"`smoothing` must be ≥ 0 pixels, got {smoothing}")
+    if measure not in AGREEMENT_MEASURES:
+        raise ValueError(f"`measure` must be one of {AGREEMENT_MEASURES}, got {measure!r}")
     forward_float, backward_float = _to_float(forward), _to_float(backward)
-    disagreement = np.abs(_gradient_magnitude(forward_float) - _gradient_magnitude(backward_float))
+    if measure == "magnitude":
+        disagreement = np.abs(_gradient_magnitude(forward_float) - _gradient_magnitude(backward_float))
+    else:  # the gradient of their difference: also sees textures of equal contrast that are not aligned
+        disagreement = _gradient_magnitude(np.clip(0.5 + forward_float - backward_float, 0.0, 1.0))
     if smoothing > 0:
         disagreement = cv2.GaussianBlur(disagreement, (0, 0), smoothing)
     certainty = np.minimum(disagreement / np.float32(tolerance), 1.0)
-    weight = np.float32(backward_weight) + (mask.astype(np.float32) - np.float32(backward_weight)) * certainty
+    backward_weight = np.asarray(backward_weight, np.float32)
+    weight = backward_weight + (mask.astype(np.float32) - backward_weight) * certainty
     blended = forward_float + weight[..., None] * (backward_float - forward_float)
     return _from_float(blended, forward.dtype)
 

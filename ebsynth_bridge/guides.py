@@ -146,6 +146,80 @@ def advect_coordinates(coordinates: np.ndarray, backward_flow: np.ndarray,
     return advected
 
 
+def flow_render(
+    key_style: np.ndarray,
+    synthesis: np.ndarray,
+    nnf: np.ndarray,
+    coordinates: np.ndarray,
+    *,
+    interpolation: str = "cubic",
+    tolerance: float = 1.0,
+    smoothing: float = 1.0,
+) -> np.ndarray:
+    """Draw the keyframe at sub-pixel flow coordinates where a synthesis kept the flow's answer.
+
+    A guided synthesis started from the flow keeps most matches at the flow's coordinates, but snapped to
+    whole pixels, and the vote then averages neighbours half a pixel off: thin lines jitter and soften.
+    Where the match ``nnf(p)`` lies within ``tolerance`` pixels (each axis) of ``coordinates(p)`` the
+    keyframe is sampled at ``coordinates(p)`` instead; where the search moved the match (the flow was
+    wrong there) the synthesis stays. The switch is feathered by a Gaussian of ``smoothing`` pixels.
+
+    Args:
+        key_style: the stylised keyframe, ``(Hs, Ws, C)`` uint8 or float32.
+        synthesis: the synthesised frame, ``(H, W, C)``, same dtype.
+        nnf: the synthesis's field, ``(H, W, 2)`` integer ``(x, y)`` keyframe positions.
+        coordinates: ``(H, W, 2)`` float keyframe positions from the flow (:func:`advect_coordinates`).
+        interpolation: ``"linear"`` or ``"cubic"`` (sharper).
+        tolerance: largest per-axis distance in pixels between match and flow that counts as agreeing.
+        smoothing: Gaussian sigma in pixels of the feathering (0 = hard switch).
+
+    Returns:
+        ``(H, W, C)`` image with the synthesis's dtype.
+
+    Raises:
+        ValueError: mismatched shapes or an unknown interpolation.
+
+    Shape: key_style (Hs, Ws, C), synthesis (H, W, C), nnf (H, W, 2), coordinates (H, W, 2) -> (H, W, C).
+    """
+    modes = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+    if interpolation not in modes:
+        raise ValueError(f"`interpolation` must be one of {sorted(modes)}, got {interpolation!r}")
+    if nnf.shape[:2] != synthesis.shape[:2] or coordinates.shape != nnf.shape or nnf.shape[-1] != 2:
+        raise ValueError(f"`nnf` and `coordinates` must be (H, W, 2) matching the synthesis {synthesis.shape[:2]}, "
+                         f"got {nnf.shape} and {coordinates.shape}")
+    if key_style.dtype != synthesis.dtype or key_style.shape[2:] != synthesis.shape[2:]:
+        raise ValueError(f"`key_style` and `synthesis` must share dtype and channels, got {key_style.dtype} "
+                         f"{key_style.shape} and {synthesis.dtype} {synthesis.shape}")
+    coordinates = coordinates.astype(np.float32)
+    warped = cv2.remap(key_style, coordinates[..., 0], coordinates[..., 1], modes[interpolation],
+                       borderMode=cv2.BORDER_REPLICATE)
+    agree = (np.abs(nnf.astype(np.float32) - coordinates).max(axis=2) <= tolerance).astype(np.float32)
+    if smoothing > 0:
+        # feather inwards only: a pixel counts fully as agreeing when its whole neighbourhood does
+        agree = np.minimum(agree, cv2.GaussianBlur(agree, (0, 0), smoothing))
+    agree = agree.reshape(agree.shape + (1,) * (synthesis.ndim - 2))
+    blended = synthesis.astype(np.float32) + agree * (warped.astype(np.float32) - synthesis.astype(np.float32))
+    if synthesis.dtype == np.uint8:
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return blended.astype(synthesis.dtype)
+
+
+def carry_visibility(visibility: np.ndarray, backward_flow: np.ndarray, occlusion: np.ndarray) -> np.ndarray:
+    """Carry a visibility map one frame forward along the flow, zeroing the pixels the flow cannot trace.
+
+    ``out(p) = visibility(p + b(p)) · (1 − occlusion(p))`` (bilinear). Applied frame after frame from all
+    ones at a keyframe, it says how much of each pixel of the current frame can be followed back to the
+    keyframe without crossing an occlusion: 0 on regions revealed (or entering the frame) since the key,
+    whose synthesis can only be a guess, 1 where the flow holds all the way.
+
+    Shape: visibility (H, W) float32, backward_flow (H, W, 2), occlusion (H, W) bool -> (H, W) float32.
+    """
+    if occlusion.shape != visibility.shape:
+        raise ValueError(f"`occlusion` must have the visibility's shape {visibility.shape}, got {occlusion.shape}")
+    carried = warp(np.ascontiguousarray(visibility, np.float32), backward_flow)
+    return np.where(occlusion, np.float32(0.0), carried).astype(np.float32)
+
+
 def advect_nnf(nnf: np.ndarray, backward_flow: np.ndarray) -> np.ndarray:
     """Carry a nearest-neighbour field one frame forward along the flow: ``out(p) = nnf(round(p + b(p)))``.
 

@@ -14,9 +14,22 @@ Parallel and deterministic: the sweep splits the target into horizontal bands of
 inside the band, like EbSynth's CPU tiles); reads across a band border and occupancy counts come from
 a snapshot taken before the sweep, so the result does not depend on how many threads run it.
 Random numbers come from a per-pixel counter hash of (seed, iteration, x, y).
+
+Threads: each parallel kernel is compiled twice from the same source, ``parallel=True`` (numba's threads
+over the rows) and serial ``nogil=True``. Numba's default ``workqueue`` threading layer aborts the process
+when several Python threads launch parallel kernels at once, so only one thread at a time gets the parallel
+build (a lock, never waited on): any other thread, and any thread inside :func:`serial_kernels` (a thread
+pool running several syntheses at once), gets the serial one. Both compile the same loop body, so their
+results are identical, and calling these kernels from any number of threads is safe.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import types
+from typing import Callable, Iterator
 
 import numba
 import numpy as np
@@ -25,6 +38,47 @@ import numpy as np
 SWEEP_BAND_HEIGHT = 8
 
 _MASK32 = 0xFFFFFFFF
+
+_thread_state = threading.local()
+_parallel_launch = threading.Lock()
+
+
+@contextlib.contextmanager
+def serial_kernels() -> Iterator[None]:
+    """In this thread, run the kernels serially and without the GIL (for use inside a thread pool)."""
+    previous = getattr(_thread_state, "serial", False)
+    _thread_state.serial = True
+    try:
+        yield
+    finally:
+        _thread_state.serial = previous
+
+
+class _Kernel:
+    """A kernel compiled ``parallel=True`` and, from a copy of the same function, serial ``nogil=True``.
+
+    The copy gets its own qualified name, so numba's on-disk cache keeps the two compilations apart.
+    """
+
+    def __init__(self, function: Callable) -> None:
+        self.parallel = numba.njit(cache=True, parallel=True, fastmath=True)(function)
+        twin = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_serial",
+                                  function.__defaults__, function.__closure__)
+        twin.__qualname__ = function.__qualname__ + "_serial"
+        self.serial = numba.njit(cache=True, nogil=True, fastmath=True)(twin)
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args):
+        if getattr(_thread_state, "serial", False) or not _parallel_launch.acquire(blocking=False):
+            return self.serial(*args)
+        try:
+            return self.parallel(*args)
+        finally:
+            _parallel_launch.release()
+
+
+def _kernel(function: Callable) -> _Kernel:
+    return _Kernel(function)
 
 
 @numba.njit(cache=True, inline="always")
@@ -73,7 +127,7 @@ def _patch_distance(
     return total
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@_kernel
 def nnf_error(target_features: np.ndarray, source_features: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
     """Weighted patch SSD of every target pixel against its matched source patch.
 
@@ -144,7 +198,7 @@ def _consider_candidate(
     return best_x, best_y, best_error, best_cost
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@_kernel
 def patchmatch_sweep(
     target_features: np.ndarray,
     source_features: np.ndarray,
@@ -242,7 +296,7 @@ def patchmatch_sweep(
                 error[y, x] = best_error
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@_kernel
 def adopt_better_candidates(
     target_features: np.ndarray,
     source_features: np.ndarray,
@@ -278,7 +332,7 @@ def adopt_better_candidates(
             error[y, x] = best_error
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@_kernel
 def vote(
     style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int, error_scale: float
 ) -> np.ndarray:

@@ -4,7 +4,8 @@
 
 `poses.mp4` (or a folder of PNGs) holds one OpenPose map per frame of the input, e.g. made once with the
 `annotators` extra on a GPU machine. A second ControlNet (canny on the frames themselves) keeps the outline;
-each ControlNet has its own strength.
+each ControlNet has its own strength. The keyframes need the diffusion weights: without them (offline, not
+cached) translate raises and says how to fetch them, rather than rendering without the poses.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
             ControlConfig(type="canny", strength=0.5),
         )
     )
-    result = rerender.translate(args.video, args.prompt, K=8, output=args.output, config=config)
+    result = rerender.translate(args.video, args.prompt, K=8, output=args.output, config=config, renderer="diffusion")
     print(f"wrote {result.output}; keyframes {result.keyframe_indices}")
 
 

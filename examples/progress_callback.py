@@ -19,6 +19,8 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("prompt")
     parser.add_argument("output")
+    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto",
+                        help="auto: diffusion when its weights can be loaded, else the classic stylizer")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -30,7 +32,8 @@ def main() -> None:
             last_report[stage] = percent
             print(f"[{time.perf_counter() - started:6.1f} s] {stage:12s} {done:4d}/{total} ({percent}%)")
 
-    result = rerender.translate(args.video, args.prompt, output=args.output, progress=False, callback=on_progress)
+    result = rerender.translate(args.video, args.prompt, output=args.output, progress=False, callback=on_progress,
+                                renderer=args.renderer)
     print(f"done: {result.output} (reused from the workspace: {result.reused or 'nothing'})")
 
 

@@ -3,8 +3,10 @@
     python examples/translate_video.py input.mp4 "a handsome man in oil painting style" out.mp4
     python examples/translate_video.py input.mp4 "..." out.mp4 --model runwayml/stable-diffusion-v1-5 -K 10
 
-Without diffusion weights on this machine, keyframes come from the built-in classic stylizer (with a warning),
-so the whole workflow can be tried anywhere. The output keeps the input's fps and audio.
+The weights are downloaded on first use (or fetched beforehand with `rerender download`). With `--renderer auto`
+(the default here) a machine that has no weights and no network renders the keyframes with the built-in classic
+stylizer instead, with a warning; `--renderer diffusion` raises instead, `--renderer classic` never loads weights.
+The output keeps the input's fps and audio.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("-K", type=int, default=10, help="keyframe interval")
     parser.add_argument("--model", default=None, help="SD 1.5 hub id, diffusers folder or .safetensors file")
+    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
     parser.add_argument("--strength", type=float, default=0.75, help="denoising strength (1 = from noise)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -29,7 +32,7 @@ def main() -> None:
     overrides = {"denoising_strength": args.strength}
     if args.model:
         overrides["base_model"] = args.model
-    result = rerender.translate(args.video, args.prompt, K=args.K, output=args.output, **overrides)
+    result = rerender.translate(args.video, args.prompt, K=args.K, output=args.output, renderer=args.renderer, **overrides)
     print(f"{result.output}: {result.frame_count} frames, keyframes {result.keyframe_indices} ({result.renderer})")
     print("seconds per stage:", {stage: round(seconds, 1) for stage, seconds in result.timings.items()})
 

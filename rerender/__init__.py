@@ -22,13 +22,32 @@ _LAZY = {
     "read_frames": "rerender.video",
     "write_video": "rerender.video",
     "VideoInfo": "rerender.video",
+    "RerenderPipeline": "rerender.pipeline",
+    "RerenderPipelineOutput": "rerender.pipeline",
+    "load_pipeline": "rerender.models",
+    "KeyframeRenderer": "rerender.renderers",
+    "ClassicRenderer": "rerender.renderers",
+    "DiffusionRenderer": "rerender.renderers",
+    "ClassicStylizer": "rerender.stylizer",
+    "load_flow_estimator": "rerender.flow",
+    "download_weights": "rerender.weights",
+    "RerenderError": "rerender.errors",
+    "ConfigError": "rerender.errors",
+    "InputNotFoundError": "rerender.errors",
+    "WeightsNotFoundError": "rerender.errors",
 }
+"""Public names, imported on first use (`from rerender import RerenderPipeline`, as `from diffusers import …`)."""
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        if _LAZY[name] in ("rerender.pipeline", "rerender.models"):
+            from rerender.models import quiet_loading  # importing diffusers' pipelines logs known noise
+
+            with quiet_loading():
+                return getattr(importlib.import_module(_LAZY[name]), name)
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rerender' has no attribute {name!r}")
 

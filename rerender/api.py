@@ -27,7 +27,9 @@ from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
+    RENDERER_CHOICES,
     KeyframeRenderer,
+    check_diffusion_weights,
     choose_renderer,
 )
 from rerender.stages import (
@@ -37,6 +39,10 @@ from rerender.stages import (
     cancellable,
     control_map_reader,
     default_workspace,
+    disk_guard,
+    frames_ready,
+    interval_digests,
+    keyframes_ready,
     load_flow_estimator,
     processing_size,
     propagate_intervals,
@@ -44,6 +50,8 @@ from rerender.stages import (
     render_keyframes,
     resolve_config,
     selected_frames,
+    stage_bytes,
+    stale_intervals,
     write_comparison,
     write_frames,
     write_keyframe_preview,
@@ -80,6 +88,12 @@ class TranslationResult:
     """Stages taken from the workspace instead of being recomputed."""
     previews: dict[str, Path] = field(default_factory=dict)
     """Extra videos: "keyframes" (the keyframes only), "comparison" (source | result side by side)."""
+    redone: list[str] = field(default_factory=list)
+    """One line per piece of earlier work this call redid because what it depends on changed, and why."""
+    workspace_bytes: int = 0
+    """Bytes of the files rerender wrote in the workspace, at the end of the call."""
+    workspace_deleted: bool = False
+    """Whether the workspace was deleted after the write (`delete_workspace`)."""
 
 
 
@@ -94,7 +108,8 @@ def translate(
     workspace: str | os.PathLike | None = None,
     stage: Literal["all", "first", "keyframes", "propagate"] = "all",
     force: bool = False,
-    renderer: KeyframeRenderer | None = None,
+    delete_workspace: bool = False,
+    renderer: Literal["auto", "diffusion", "classic"] | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
     comparison: bool = False,
     progress: bool = True,
@@ -110,20 +125,26 @@ def translate(
         K: keyframe interval (overrides `config.keyframes.keyframe_interval`).
         output: the video to write (`.mp4`, `.mov`, `.mkv`); its folder must exist.
         config: a `RerenderConfig`, or a YAML/JSON file; `None` = defaults.
-        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads `config.model` if its weights
-            are available locally (or cached), else falls back to the built-in classic stylizer with a warning.
+        pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads the one `config.model` names
+            (from disk, the Hugging Face cache, or downloaded on a connected machine).
         workspace: folder for frames, flows, keyframes and the manifest; default `<output>.work/`.
         stage: "first" renders only the anchor keyframe (to tune the look), "keyframes" stops after the
-            keyframes, "propagate" propagates existing keyframes, "all" (default) does everything.
-        force: redo stages invalidated by a changed config, or reuse a workspace made for another video.
-        renderer: a custom keyframe renderer (anything with `name` and `render`); overrides `pipeline`.
+            keyframes, "propagate" propagates the keyframes of a finished keyframes stage (retouched ones
+            included) and refuses when there are none, "all" (default) does everything.
+        force: redo every stage even where nothing changed, or start over a workspace made for another
+            video. Work whose inputs changed (video, config, keyframe files) is redone without it.
+        delete_workspace: after a successful write, delete the workspace (only the files rerender wrote).
+        renderer: "diffusion" (SD + ControlNet; raises when its weights cannot be loaded), "classic" (the
+            built-in stylizer, no weights), "auto" (diffusion when possible, else classic with a warning), or a
+            custom keyframe renderer object (anything with `name` and `render`; overrides `pipeline`). `None` =
+            `config.model.renderer`, "diffusion" by default.
         optical_flow: a `rerender.flow` estimator object for fusion, propagation and adaptive keyframes;
             `None` loads the one `config.flow` names.
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
-            keyframe, a propagated chunk or a denoising step. Finished work stays in the workspace; the
+            keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
 
@@ -133,8 +154,13 @@ def translate(
     Raises:
         InputNotFoundError, VideoReadError: the video is missing or unreadable.
         ConfigError: a bad option, K < 1 or larger than the video, keyframe indices out of range.
-        OutputPathError: the output or workspace cannot be written, or the output is the input.
-        WorkspaceMismatchError: the workspace belongs to another video or config (use `force`).
+        WeightsNotFoundError: "diffusion" while the weights are not here and cannot be downloaded (offline);
+            the message names them and the command that fetches them.
+        OutputPathError: the output or workspace cannot be written, the output is the input, or the disk is
+            full (finished work is kept: run again to resume).
+        WorkspaceOwnershipError: the workspace is a non-empty folder that rerender did not make.
+        WorkspaceBusyError: another run holds the workspace.
+        WorkspaceMismatchError: the workspace belongs to another video (use `force`).
         CancelledError: `cancel` was set; the workspace is left resumable.
     """
     timings: dict[str, float] = {}
@@ -143,6 +169,11 @@ def translate(
     notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Resolve the config and check every input before any expensive work.
+    if isinstance(renderer, str):
+        if renderer not in RENDERER_CHOICES:
+            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, RENDERER_CHOICES))} or a renderer object, got {renderer!r}")
+        overrides = {**overrides, "model.renderer": renderer}
+        renderer = None
     config = resolve_config(config, prompt, K, overrides)
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
@@ -153,67 +184,87 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
-    if renderer is None and pipeline is None:
+    if renderer is None and pipeline is None and config.model.renderer != "classic":
         from rerender.models import check_model_sources
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
+        check_diffusion_weights(config)  # and missing weights (offline) too
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
-    space = Workspace.open(workspace_root, video, config, force=force)
+    with Workspace.open(workspace_root, video, config, force=force) as space:
+        if stage == "propagate" and not space.is_done("keyframes", config):
+            raise ConfigError(
+                f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
+                "for this config; render them first with --stage keyframes, or run --stage all"
+            )
+        size = processing_size(info, config)
 
-    # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
-    if space.is_done("frames", config):
-        reused.append("frames")
-    else:
+        # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
+        if frames_ready(space, config, len(frame_indices), size):
+            reused.append("frames")
+        else:
+            started = time.perf_counter()
+            with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", len(frame_indices), size)):
+                space.begin("frames", config, size=list(size))
+                write_frames(space, video, info, config, len(frame_indices), progress, notify)
+                space.finish("frames", count=len(frame_indices), size=list(size))
+            timings["frames"] = time.perf_counter() - started
+        frames = WorkspaceFrames(space, len(frame_indices))
+
+        # 3. Keyframes: uniform every K, an explicit list, or adaptive to the motion in the flow.
+        estimator = optical_flow or load_flow_estimator(config)
+        if keyframe_indices is None:
+            with disk_guard(space, "keyframes", space.flows_dir, stage_bytes("propagation", len(frames), size)):
+                keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
+
+        # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
+        renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
+        if stage != "first" and keyframes_ready(space, config, renderer.name):
+            reused.append("keyframes")
+            keyframe_indices = space.record("keyframes")["indices"]
+        else:
+            started = time.perf_counter()
+            with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), size)):
+                space.begin("keyframes", config, renderer=renderer.name)
+                wanted = keyframe_indices[:1] if stage == "first" else keyframe_indices
+                notify("keyframes", 0, len(wanted))
+                render_keyframes(space, frames, wanted, renderer, progress, notify)
+                if stage == "first":
+                    timings["first"] = time.perf_counter() - started
+                    return TranslationResult(None, keyframe_indices[:1], len(frames), timings, space.root, renderer.name,
+                                             reused, {"first": space.keyframe_path(keyframe_indices[0])}, space.redone,
+                                             space.size_bytes())
+                space.finish("keyframes", indices=keyframe_indices)
+            timings["keyframes"] = time.perf_counter() - started
+        with disk_guard(space, "keyframes", space.root):
+            previews = {"keyframes": write_keyframe_preview(space, keyframe_indices, info, config)}
+        if stage == "keyframes":
+            return TranslationResult(None, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
+                                     previews, space.redone, space.size_bytes())
+
+        # 5. Propagate the keyframes to every frame, key interval by key interval (bounded memory, resumable);
+        #    only intervals whose keyframe files changed (e.g. retouched) or whose frames are damaged are redone.
+        intervals = stale_intervals(space, interval_digests(space, keyframe_indices, len(frames)))
+        if space.is_done("propagation", config) and not intervals:
+            reused.append("propagation")
+        else:
+            started = time.perf_counter()
+            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
+                space.begin("propagation", config)
+                propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                space.finish("propagation", frames=len(frames))
+            timings["propagation"] = time.perf_counter() - started
+
+        # 6. Write the video with the source's fps and audio, every selected frame included.
         started = time.perf_counter()
-        space.begin("frames", config)
-        write_frames(space, video, info, config, len(frame_indices), progress, notify)
-        space.finish("frames", count=len(frame_indices), size=list(processing_size(info, config)))
-        timings["frames"] = time.perf_counter() - started
-    frames = WorkspaceFrames(space, len(frame_indices))
-
-    # 3. Keyframes: uniform every K, an explicit list, or adaptive to the motion in the flow.
-    estimator = optical_flow or load_flow_estimator(config)
-    if keyframe_indices is None:
-        keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
-
-    # 4. Render the keyframes (the anchor first) with the diffusion pipeline or the classic stylizer.
-    renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
-    if space.is_done("keyframes", config) and stage != "first":
-        reused.append("keyframes")
-        keyframe_indices = space.record("keyframes")["indices"]
-    else:
-        started = time.perf_counter()
-        space.begin("keyframes", config)
-        wanted = keyframe_indices[:1] if stage == "first" else keyframe_indices
-        notify("keyframes", 0, len(wanted))
-        render_keyframes(space, frames, wanted, renderer, progress, notify)
-        if stage == "first":
-            timings["first"] = time.perf_counter() - started
-            return TranslationResult(None, keyframe_indices[:1], len(frames), timings, space.root, renderer.name, reused,
-                                     {"first": space.keyframe_path(keyframe_indices[0])})
-        space.finish("keyframes", indices=keyframe_indices, renderer=renderer.name)
-        timings["keyframes"] = time.perf_counter() - started
-    previews = {"keyframes": write_keyframe_preview(space, keyframe_indices, info, config)}
-    if stage == "keyframes":
-        return TranslationResult(None, keyframe_indices, len(frames), timings, space.root, renderer.name, reused, previews)
-
-    # 5. Propagate the keyframes to every frame, interval by interval (bounded memory, resumable).
-    if space.is_done("propagation", config):
-        reused.append("propagation")
-    else:
-        started = time.perf_counter()
-        space.begin("propagation", config)
-        notify("propagation", 0, len(frames))
-        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify)
-        space.finish("propagation", frames=len(frames))
-        timings["propagation"] = time.perf_counter() - started
-
-    # 6. Write the video with the source's fps and audio, every selected frame included.
-    started = time.perf_counter()
-    assert output_path is not None
-    fps = write_output(space, len(frames), video, info, config, output_path, notify)
-    if comparison:
-        previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
-    timings["writing"] = time.perf_counter() - started
-    return TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused, previews)
-
+        assert output_path is not None
+        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
+            fps = write_output(space, len(frames), video, info, config, output_path, notify)
+            if comparison:
+                previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
+        timings["writing"] = time.perf_counter() - started
+        result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
+                                   previews, space.redone, space.size_bytes())
+        if delete_workspace:
+            space.remove()
+            result.workspace_deleted = True
+        return result

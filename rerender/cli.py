@@ -137,7 +137,12 @@ def _command_info(args: argparse.Namespace) -> int:
 def _command_env(args: argparse.Namespace) -> int:
     from rerender.environment import collect_environment
 
-    report = collect_environment()
+    config = _load_config(args)
+    if args.model:
+        from rerender.config import apply_overrides
+
+        config = apply_overrides(config, {"model.base_model": args.model})
+    report = collect_environment(config)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -155,6 +160,51 @@ def _command_env(args: argparse.Namespace) -> int:
     print("weights are looked for in")
     for key, value in report["weights"].items():
         print(f"  {key:32s}{value}")
+    models = report["models"]
+    print("weights of the default config")
+    for item in models["sources"]:
+        state = "present" if item["present"] else ("missing" if not item["downloadable"] else "not cached (downloaded when used)")
+        if item["role"] == "GMFlow" and not item["present"]:
+            state = "missing (flow uses OpenCV DIS)"
+        print(f"  {item['role']:32s}{state:36s}{item['location']}")
+    print(f"translate will render keyframes with: {models['translate']}")
+    for command in models["fetch"]:
+        print(f"  fetch with: {command}")
+    return EXIT_OK
+
+
+def _command_download(args: argparse.Namespace) -> int:
+    from rerender.models import resolve_device, resolve_dtype
+    from rerender.weights import download_weights
+
+    config = _load_config(args)
+    extra = _translate_overrides(args)
+    if args.vae:
+        extra["model.vae"] = None if args.vae in ("model", "none", "null") else args.vae
+    if extra:
+        from rerender.config import apply_overrides
+
+        config = apply_overrides(config, extra)
+    if args.precision == "auto":
+        import torch
+
+        half = resolve_dtype(config.model.dtype, resolve_device(config.model.device)) == torch.float16
+    else:
+        half = args.precision == "fp16"
+    records = download_weights(config, half_precision=half, include_flow=not args.no_flow, progress=not args.quiet,
+                               dry_run=args.dry_run)
+    for record in records:
+        where = record["path"] or "(dry run)"
+        if record["fetched"] or record["skipped"]:
+            print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
+                  f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
+        else:
+            print(f"{record['role']}: {record['location']}: local, nothing to fetch")
+        if args.dry_run:
+            for name in record["fetched"]:
+                print(f"  fetch {name}")
+            for name in record["skipped"]:
+                print(f"  skip  {name}")
     return EXIT_OK
 
 
@@ -208,10 +258,28 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.base_model"] = args.model
     if getattr(args, "lora", None):
         overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "renderer", None):
+        overrides["model.renderer"] = args.renderer
+    elif hasattr(args, "renderer") and not _config_names_renderer(args):
+        overrides["model.renderer"] = "auto"  # the CLI demo falls back to the classic stylizer, with its warning
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
         overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
     return overrides
+
+
+def _config_names_renderer(args: argparse.Namespace) -> bool:
+    """Whether the user chose a renderer in the config file or with --set (the CLI's own default is "auto")."""
+    import yaml
+
+    from rerender.config import parse_override
+
+    if any(key.split(".")[-1] == "renderer" for key, _ in map(parse_override, getattr(args, "overrides", []) or [])):
+        return True
+    if getattr(args, "config", None):
+        data = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        return isinstance(data.get("model"), dict) and "renderer" in data["model"]
+    return False
 
 
 def _command_translate(args: argparse.Namespace) -> int:
@@ -225,6 +293,7 @@ def _command_translate(args: argparse.Namespace) -> int:
     result = translate(
         args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
         workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
+        delete_workspace=args.delete_workspace,
     )
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
@@ -234,7 +303,8 @@ def _command_translate(args: argparse.Namespace) -> int:
         print(f"wrote {result.output} ({result.frame_count} frames){'; ' + timings if timings else ''}")
     for name, path in result.previews.items():
         print(f"{name}: {path}")
-    print(f"workspace: {result.workspace}")
+    size = f"{result.workspace_bytes / 1e6:.1f} MB"
+    print(f"workspace: {result.workspace} ({'deleted, ' + size + ' freed' if result.workspace_deleted else size})")
     return EXIT_OK
 
 
@@ -260,6 +330,8 @@ def _command_propagate(args: argparse.Namespace) -> int:
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
+    if args.keep_intermediates:
+        print(f"workspace: {result.workspace} ({result.workspace_bytes / 1e6:.1f} MB)")
     return EXIT_OK
 
 
@@ -269,6 +341,7 @@ def _command_eval(args: argparse.Namespace) -> int:
     report = evaluate_video(
         args.output_video, args.source, prompt=args.prompt, clip_model=None if args.no_clip else args.clip_model,
         start_frame=args.start_frame, frame_stride=args.frame_stride, max_frames=args.max_frames,
+        progress=not args.quiet,
     )
     text = json.dumps(report, indent=2)
     if args.json:
@@ -339,7 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = commands.add_parser("env", parents=[verbose_option], help="versions, devices, optional components, where weights are looked for")
     env.add_argument("--json", action="store_true", help="print JSON")
+    env.add_argument("--model", help="report on this SD1.5 hub id, folder or file instead of the configured one")
+    _add_config_options(env)
     env.set_defaults(handler=_command_env)
+
+    download = commands.add_parser(
+        "download", parents=[verbose_option],
+        help="fetch the configured base model, ControlNets, VAE and GMFlow into the Hugging Face cache",
+    )
+    download.add_argument("--model", help="SD1.5 hub id to fetch instead of the configured one")
+    download.add_argument("--vae", help="a separate VAE hub id to fetch (e.g. stabilityai/sd-vae-ft-mse); 'model' = the model's own")
+    download.add_argument(
+        "--precision", choices=("auto", "fp16", "fp32"), default="auto",
+        help="fp16: only half-precision weights where a repository has them; auto: fp16 when a CUDA GPU is here",
+    )
+    download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
+    download.add_argument("--dry-run", action="store_true", help="list the files that would be fetched and skipped")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(download)
+    download.set_defaults(handler=_command_download)
 
     preprocess = commands.add_parser(
         "preprocess", parents=[verbose_option],
@@ -363,8 +454,21 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")
         command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
         command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
+        command.add_argument(
+            "--renderer", choices=("auto", "diffusion", "classic"), default=None,
+            help="keyframes by diffusion, by the built-in classic stylizer, or auto (default: diffusion when its "
+            "weights can be loaded, else classic with a warning)",
+        )
         command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
-        command.add_argument("--force", action="store_true", help="redo work invalidated by a changed config")
+        command.add_argument(
+            "--force", action="store_true",
+            help="redo every stage even if nothing changed (changed inputs are redone without it), or start over "
+                 "a workspace made for another video",
+        )
+        command.add_argument(
+            "--delete-workspace", action="store_true",
+            help="delete the workspace after the video is written (only the files rerender wrote there)",
+        )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
@@ -387,10 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=("fast", "balanced", "best", "rerender"),
         help="speed/quality preset; rerender = the official EbSynth settings",
     )
-    propagate.add_argument("--workers", type=int, help="parallel processes (default: CPU cores)")
+    propagate.add_argument("--workers", type=int, help="propagation passes run at once, in threads (default: CPU cores)")
     propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
-    propagate.add_argument("--keep-intermediates", metavar="DIR", help="keep frames, flows and propagated frames here")
-    propagate.add_argument("--force", action="store_true", help="reuse DIR even if it holds other work")
+    propagate.add_argument(
+        "--keep-intermediates", metavar="DIR",
+        help="keep frames, flows and propagated frames here (a new or empty folder, or one rerender made); a rerun "
+             "propagates again only the intervals whose keyframes changed",
+    )
+    propagate.add_argument("--force", action="store_true", help="redo everything in DIR, or start it over for another video")
     propagate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_options(propagate)
     propagate.set_defaults(handler=_command_propagate)
@@ -405,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frame-stride", type=int, default=1, help="source frames per output frame")
     evaluate.add_argument("--max-frames", type=int, default=None, help="compare at most this many frames")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
 
     ui = commands.add_parser("ui", parents=[verbose_option], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")

@@ -240,8 +240,12 @@ class ModelConfig:
 
     base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     """Hub id, local diffusers folder, or single `.safetensors`/`.ckpt` file (DreamBooth, civitai)."""
-    vae: str | None = "stabilityai/sd-vae-ft-mse"
-    """A separate VAE (hub id, folder or file); the official code always uses ft-MSE. `None` keeps the model's own."""
+    renderer: Literal["auto", "diffusion", "classic"] = "diffusion"
+    """Keyframe renderer: "diffusion" (SD + ControlNet; an error when the weights cannot be loaded), "classic"
+    (the built-in stylizer, no weights) or "auto" (diffusion when possible, else classic with a warning; the CLI's default)."""
+    vae: str | None = None
+    """A separate VAE (hub id, folder or file), e.g. "stabilityai/sd-vae-ft-mse" as the official code uses; `None`
+    = the base model's own VAE."""
     loras: tuple[LoraConfig, ...] = ()
     """LoRA adapters, applied together with their scales."""
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
@@ -257,6 +261,7 @@ class ModelConfig:
         if not self.base_model:
             raise ConfigError("`model.base_model` must name a hub id, folder or checkpoint file, got ''")
         _check_choice("model.dtype", self.dtype, ("auto", "float16", "bfloat16", "float32"))
+        _check_choice("model.renderer", self.renderer, ("auto", "diffusion", "classic"))
         if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {self.device!r}")
 
@@ -448,7 +453,8 @@ class PropagationConfig:
     temporal_guide_weight: float | None = None
     """Weight of the temporal guide (previous output, warped); `None` = the preset's (0; official 0.5)."""
     workers: int | None = None
-    """Parallel processes for the passes; `None` = number of CPU cores."""
+    """Propagation passes run at once, in threads of this process (the output does not depend on it);
+    `None` = number of CPU cores."""
 
     def __post_init__(self) -> None:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))

@@ -1,4 +1,8 @@
-"""What `rerender env` reports: versions, devices, optional components and where weights are looked for."""
+"""What `rerender env` reports: versions, devices, optional components, where weights are looked for, which are
+present, and whether `translate` will run diffusion or fall back.
+
+Imports flow one way: this module reads `rerender.weights` and `rerender.flow`; neither imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ import importlib.util
 import os
 import platform
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["collect_environment", "rerender_cache_dir", "weight_search_paths"]
+from rerender.weights import rerender_cache_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rerender.config import RerenderConfig
+
+__all__ = ["collect_environment", "rerender_cache_dir", "weight_search_paths", "model_report"]
 
 CORE_PACKAGES = (
     "rerender", "torch", "diffusers", "transformers", "accelerate", "safetensors", "peft", "kornia",
@@ -22,14 +30,6 @@ OPTIONAL_PACKAGES = {
     "torchvision": "needed by controlnet-aux",
     "xformers": "memory-efficient attention on CUDA (optional; SDPA is used otherwise)",
 }
-
-
-def rerender_cache_dir() -> Path:
-    """Folder for rerender's own caches and weights: `$RERENDER_HOME`, else `$XDG_CACHE_HOME/rerender`, else `~/.cache/rerender`."""
-    if os.environ.get("RERENDER_HOME"):
-        return Path(os.environ["RERENDER_HOME"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rerender"
 
 
 def weight_search_paths() -> dict[str, str]:
@@ -59,6 +59,41 @@ def _gmflow_location() -> str:
     if found is not None:
         return str(found)
     return f"not found (put gmflow_sintel-0c07dcb3.pth in {rerender_cache_dir()} or set flow.flow_checkpoint)"
+
+
+def model_report(config: "RerenderConfig | None" = None) -> dict[str, Any]:
+    """Which weights `config` (default: the built-in defaults) names, whether each is here, and what translate does.
+
+    Returns:
+        ``{"sources": [{"role", "key", "location", "present", "downloadable"}], "translate": str, "fetch": [commands]}``;
+        ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer.
+    """
+    from rerender.config import RerenderConfig
+    from rerender.weights import fetch_commands, hub_reachable, missing_weights, weight_sources
+
+    config = config if config is not None else RerenderConfig()
+    online = hub_reachable()
+    sources = weight_sources(config)
+    if sources and sources[-1].role == "GMFlow" and not sources[-1].present:
+        found = _gmflow_location()  # also looks in torch hub's folder
+        if not found.startswith("not found"):
+            sources[-1] = type(sources[-1])(**{**sources[-1].__dict__, "present": True, "location": found, "is_hub": False})
+    missing = missing_weights(config)
+    if not missing:
+        verdict = "diffusion"
+    else:
+        verdict = ("classic stylizer: the CLI (--renderer auto) falls back with a warning; the library "
+                   "(renderer='diffusion') raises WeightsNotFoundError")
+    absent = [source for source in sources if source.is_hub and not source.present]
+    return {
+        "sources": [
+            {"role": source.role, "key": source.key, "location": source.location, "present": source.present,
+             "downloadable": source.present or (source.is_hub and online)}
+            for source in sources
+        ],
+        "translate": verdict,
+        "fetch": fetch_commands(config, absent) if absent else [],
+    }
 
 
 def _version(distribution: str) -> str | None:
@@ -93,11 +128,14 @@ def _devices() -> dict[str, Any]:
     return devices
 
 
-def collect_environment() -> dict[str, Any]:
+def collect_environment(config: "RerenderConfig | None" = None) -> dict[str, Any]:
     """A JSON-ready description of this installation.
 
+    Args:
+        config: the config whose weights are reported (default: the built-in defaults).
+
     Returns:
-        `{"python", "platform", "packages", "optional", "devices", "weights"}`.
+        `{"python", "platform", "packages", "optional", "devices", "weights", "models"}` (see `model_report`).
     """
     optional = {}
     for name, purpose in OPTIONAL_PACKAGES.items():
@@ -111,4 +149,5 @@ def collect_environment() -> dict[str, Any]:
         "optional": optional,
         "devices": _devices(),
         "weights": weight_search_paths(),
+        "models": model_report(config),
     }

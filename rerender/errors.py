@@ -11,6 +11,7 @@ __all__ = [
     "RerenderError",
     "ConfigError",
     "InputNotFoundError",
+    "WeightsNotFoundError",
     "VideoReadError",
     "OutputPathError",
     "FlowInputError",
@@ -30,6 +31,10 @@ class ConfigError(RerenderError, ValueError):
 
 class InputNotFoundError(RerenderError, FileNotFoundError):
     """A file or folder the user named does not exist, or holds nothing usable."""
+
+
+class WeightsNotFoundError(InputNotFoundError):
+    """Model weights are neither on this machine nor downloadable now (offline); the message says how to fetch them."""
 
 
 class VideoReadError(RerenderError, ValueError):

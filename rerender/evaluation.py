@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from rerender.video import probe_video, read_frames, resize_frame
 
@@ -153,8 +154,18 @@ def evaluate_video(
     start_frame: int = 0,
     frame_stride: int = 1,
     max_frames: int | None = None,
+    progress: bool = True,
+    callback: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a translated video against its source (frames paired in order from `start_frame` by `frame_stride`).
+
+    Args:
+        output, source: the translated video and its source.
+        prompt: score CLIP text similarity against this prompt.
+        clip_model: a local CLIP model folder or cached hub id; `None` skips the CLIP scores.
+        start_frame, frame_stride, max_frames: which source frames pair with the output's (in order).
+        progress: show tqdm progress bars on stderr, one step per frame ("evaluating", then "clip").
+        callback: `callback(stage, done, total)` per frame, stage "evaluation" then "clip", whatever `progress` is.
 
     Raises:
         InputNotFoundError, VideoReadError: as `rerender.video.probe_video`.
@@ -167,8 +178,14 @@ def evaluate_video(
     if count < 2:
         raise ValueError(f"evaluation needs at least 2 paired frames, got {count}")
 
-    def outputs() -> Iterator[np.ndarray]:
-        return read_frames(output, 0, count, info=output_info)
+    def outputs(stage: str) -> Iterator[np.ndarray]:
+        with tqdm(total=count, desc="evaluating" if stage == "evaluation" else stage, unit="frame",
+                  disable=not progress) as bar:
+            for done, frame in enumerate(read_frames(output, 0, count, info=output_info), start=1):
+                yield frame
+                bar.update(1)
+                if callback is not None:
+                    callback(stage, done, count)
 
     sources = read_frames(source, start_frame, start_frame + (count - 1) * frame_stride + 1, frame_stride, info=source_info)
     report: dict[str, Any] = {"output": str(Path(output)), "source": str(Path(source))}
@@ -177,7 +194,7 @@ def evaluate_video(
             f"frame counts differ (output {output_info.frame_count}, source {source_info.frame_count}); "
             f"compared the first {count}"
         )
-    report.update(evaluate_frames(outputs(), sources))
+    report.update(evaluate_frames(outputs("evaluation"), sources))
     if clip_model:
-        report["clip"] = clip_scores(outputs(), prompt, clip_model)
+        report["clip"] = clip_scores(outputs("clip"), prompt, clip_model)
     return report

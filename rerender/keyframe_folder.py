@@ -17,15 +17,20 @@ from rerender.stages import (
     cancellable,
     ProgressCallback,
     WorkspaceFrames,
+    disk_guard,
+    frames_ready,
+    interval_digests,
     load_flow_estimator,
     propagate_intervals,
     resolve_config,
     selected_frames,
+    stage_bytes,
+    stale_intervals,
     write_frames,
     write_output,
 )
 from rerender.video import check_output_path, probe_video, read_image, write_image
-from rerender.workspace import Workspace
+from rerender.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +98,9 @@ def propagate_keyframes(
         keyframes: a folder of stylized frames named by frame index (`0000.png`, `0012.png`, …).
         output: the video to write; it keeps the source's fps and audio.
         config: options (`propagation`, `flow`, `output`, `video` frame selection and crop).
-        workspace: keep intermediates (frames, flows, propagated frames) here; default a temporary folder
-            that is removed afterwards.
+        workspace: keep intermediates (frames, flows, propagated frames) here, a new or empty folder or one
+            rerender made; default a temporary folder that is removed afterwards. A rerun propagates again
+            only the key intervals whose keyframes changed.
         force, optical_flow, progress, callback, cancel, **overrides: as `translate`.
 
     Raises:
@@ -125,50 +131,51 @@ def propagate_keyframes(
     if (width, height) != (source_width, source_height):
         logger.info("propagating at the keyframes' size %d×%d (video frames are %d×%d)", width, height, source_width, source_height)
 
-    temporary = None
-    if workspace is None:
-        temporary = tempfile.TemporaryDirectory(prefix="rerender-propagate-", dir=output_path.parent)
-        workspace = temporary.name
+    temporary = workspace is None
+    if temporary:  # a fresh, empty folder of our own: removed afterwards (only the files we wrote)
+        workspace = tempfile.mkdtemp(prefix="rerender-propagate-", dir=output_path.parent)
+    space = Workspace.open(workspace, video, config, force=force)
     try:
-        space = Workspace.open(workspace, video, config, force=force)
-
         # 2. Frames at the keyframes' size.
         started = time.perf_counter()
-        if not space.is_done("frames", config) or space.record("frames").get("size") != [width, height]:
-            space.begin("frames", config)
-            write_frames(space, video, info, config, len(frame_indices), progress, notify, size=(width, height))
-            space.finish("frames", count=len(frame_indices), size=[width, height])
-        frames = WorkspaceFrames(space, len(frame_indices))
-        space.keyframes_dir.mkdir(exist_ok=True)
-        for index, image in key_images.items():
-            write_image(image, space.keyframe_path(index))
+        count = len(frame_indices)
+        with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", count, (width, height))):
+            if not frames_ready(space, config, count, (width, height)):
+                space.begin("frames", config, size=[width, height])
+                write_frames(space, video, info, config, count, progress, notify, size=(width, height))
+                space.finish("frames", count=count, size=[width, height])
+            frames = WorkspaceFrames(space, count)
+            # The workspace's copy of the keyframes: what each interval's record depends on.
+            space.keyframes_dir.mkdir(exist_ok=True)
+            for earlier in space.keyframes_dir.glob("*.png"):  # keyframes of an earlier run no longer in the folder
+                if space.owns(earlier) and earlier.stem.isdigit() and int(earlier.stem) not in key_images:
+                    earlier.unlink()
+            for index, path in key_files.items():
+                if file_digest(space.keyframe_path(index)) != file_digest(path) or not intact_png(space.keyframe_path(index)):
+                    write_image(key_images[index], space.track(space.keyframe_path(index)))
         timings["frames"] = time.perf_counter() - started
 
-        # 3. Propagate interval by interval.
+        # 3. Propagate interval by interval; only intervals whose keyframes changed are redone.
         started = time.perf_counter()
         indices = list(key_images)
-        record = space.record("propagation")
-        if record.get("keyframes") != [f"{i}:{_file_digest(p)}" for i, p in key_files.items()]:
-            space.clear("propagation")
-        space.begin("propagation", config)
-        space.record("propagation")["keyframes"] = [f"{i}:{_file_digest(p)}" for i, p in key_files.items()]
-        estimator = optical_flow or load_flow_estimator(config)
-        propagate_intervals(space, frames, indices, estimator, config, progress, notify)
-        space.finish("propagation", frames=len(frames))
-        timings["propagation"] = time.perf_counter() - started
+        intervals = stale_intervals(space, interval_digests(space, indices, count))
+        if intervals or not space.is_done("propagation", config):
+            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", count, (width, height))):
+                space.begin("propagation", config)
+                estimator = optical_flow or load_flow_estimator(config)
+                propagate_intervals(space, frames, indices, estimator, config, progress, notify, intervals)
+                space.finish("propagation", frames=count)
+            timings["propagation"] = time.perf_counter() - started
 
         # 4. Write the video with the source's fps and audio.
         started = time.perf_counter()
-        write_output(space, len(frames), video, info, config, output_path, notify)
+        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", count, (width, height))):
+            write_output(space, count, video, info, config, output_path, notify)
         timings["writing"] = time.perf_counter() - started
-        return TranslationResult(output_path, indices, len(frames), timings, space.root if temporary is None else Path(),
-                                 "keyframes folder", [])
+        return TranslationResult(output_path, indices, count, timings, space.root, "keyframes folder", [],
+                                 redone=space.redone, workspace_bytes=space.size_bytes(), workspace_deleted=temporary)
     finally:
-        if temporary is not None:
-            temporary.cleanup()
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+        if temporary:
+            space.remove()
+        else:
+            space.close()

@@ -22,16 +22,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
+from rerender.weights import hub_offline, is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ __all__ = [
     "load_pipeline",
     "check_controlnet_fits",
     "check_model_sources",
+    "quiet_loading",
 ]
 
 SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
@@ -53,8 +56,6 @@ SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
 the `config=` folder that lets single-file checkpoints load offline."""
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -94,6 +95,40 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str 
     return names[dtype]
 
 
+# Third-party log messages that are known to be noise on our loading route, by logger and text. transformers
+# announces, once per class and at import time, that CLIPImageProcessor and SiglipImageProcessor fall back to PIL
+# without torchvision; diffusers imports both for IP-Adapters, which rerender never uses.
+_SPURIOUS_MESSAGES = (("transformers.utils.import_utils", "requires torchvision (not installed)"),)
+
+
+class _DropSpurious(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Drop the known-spurious third-party messages (`_SPURIOUS_MESSAGES`) while loading; every other message passes.
+
+    The filters sit on the emitting loggers only for the duration of the block, so nothing is changed for the
+    caller's own logging configuration.
+    """
+    installed = []
+    for name, text in _SPURIOUS_MESSAGES:
+        found = _DropSpurious(text)
+        logging.getLogger(name).addFilter(found)
+        installed.append((name, found))
+    try:
+        yield
+    finally:
+        for name, found in installed:
+            logging.getLogger(name).removeFilter(found)
+
+
 # --------------------------------------------------------------------------------------------------------
 # where a source is, and what to say when it is not there
 # --------------------------------------------------------------------------------------------------------
@@ -104,7 +139,7 @@ def _is_single_file(source: str) -> bool:
 
 
 def _is_hub_id(source: str) -> bool:
-    return bool(_HUB_ID.match(source)) and not Path(source).exists() and not _is_single_file(source)
+    return is_hub_id(source)
 
 
 def _hub_cache() -> str:
@@ -114,7 +149,7 @@ def _hub_cache() -> str:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return hub_offline()
 
 
 def _check_local(source: str, key: str) -> Path | None:
@@ -130,6 +165,29 @@ def _check_local(source: str, key: str) -> Path | None:
     return path
 
 
+def _hub_folder(source: str, key: str, dtype: torch.dtype, components: Sequence[str] = ()) -> Path:
+    """The local folder of a hub id: its cached snapshot, else downloaded now (only the files rerender reads).
+
+    Loading from the snapshot folder (rather than by hub id) keeps diffusers from asking for files rerender never
+    reads, such as the safety checker, and so lets a cache made by `rerender download` load offline.
+    """
+    from rerender.weights import cached_folder, fetch_repository
+
+    folder = cached_folder(source, components)
+    if folder is not None:
+        return folder
+    from rerender.weights import hub_reachable
+
+    if not hub_reachable():  # offline, or no network: fail now rather than after the hub client's retries
+        raise _unreachable(key, source, FileNotFoundError("not in the Hugging Face cache"))
+    try:
+        return fetch_repository(source, half_precision=dtype == torch.float16, components=components)[0]
+    except Exception as error:  # noqa: BLE001 - the hub raises many types (connection, 404, gated)
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise _unreachable(key, source, error) from error
+
+
 def _unreachable(key: str, source: str, error: BaseException) -> InputNotFoundError:
     offline = (
         "HF_HUB_OFFLINE is set, so the hub was not contacted"
@@ -139,8 +197,8 @@ def _unreachable(key: str, source: str, error: BaseException) -> InputNotFoundEr
     return InputNotFoundError(
         f"`{key}` {source!r} could not be loaded: it is not a local path, it is not in the Hugging Face cache "
         f"({_hub_cache()!r}), and {offline} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-        f"Download it on a connected machine (`huggingface-cli download {source} --local-dir <folder>`) and pass "
-        "that folder, or point HF_HOME to a cache that holds it"
+        f"Download it on a connected machine (`rerender download`, or `hf download {source}`) and copy the cache, "
+        f"or pass a local folder (`hf download {source} --local-dir <folder>`), or point HF_HOME to a cache that holds it"
     )
 
 
@@ -151,6 +209,24 @@ def _dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
     except ImportError:
         return {"torch_dtype": dtype}
     return {"dtype": dtype}
+
+
+def _variant_argument(source: str, path: Path | None, dtype: torch.dtype, subfolder: str = "") -> dict[str, str]:
+    """``{"variant": "fp16"}`` when float16 is wanted and only the fp16 weights are here (as `rerender download`
+    fetches them for a GPU), else ``{}``; a hub id that is not cached downloads the full-precision files."""
+    if dtype != torch.float16:
+        return {}
+    from rerender.weights import _cached
+
+    prefix = f"{subfolder}/" if subfolder else ""
+    def exists(name: str) -> bool:
+        return (path / name).is_file() if path is not None else _cached(source, name)
+
+    full = [f"{prefix}diffusion_pytorch_model{suffix}" for suffix in (".safetensors", ".bin")]
+    half = [f"{prefix}diffusion_pytorch_model.fp16{suffix}" for suffix in (".safetensors", ".bin")]
+    if path is not None and not path.is_dir():
+        return {}
+    return {"variant": "fp16"} if not any(map(exists, full)) and any(map(exists, half)) else {}
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
@@ -202,12 +278,16 @@ def load_controlnet(
     from diffusers import ControlNetModel
 
     path = _check_local(source, "control.model")
+    if path is None:
+        path = _hub_folder(source, "control.model", dtype)
     try:
         if path is not None and path.is_file():
             return ControlNetModel.from_single_file(
                 str(path), config=str(single_file_config), local_files_only=True, **_dtype_argument(dtype)
             )
-        return ControlNetModel.from_pretrained(str(path) if path is not None else source, **_dtype_argument(dtype))
+        return ControlNetModel.from_pretrained(
+            str(path) if path is not None else source, **_dtype_argument(dtype), **_variant_argument(source, path, dtype)
+        )
     except _hub_errors() as error:
         if path is not None:
             raise InputNotFoundError(f"`control.model` {source!r} is not a loadable ControlNet: {error}") from error
@@ -223,6 +303,8 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
     from diffusers import AutoencoderKL
 
     path = _check_local(source, "model.vae")
+    if path is None:
+        path = _hub_folder(source, "model.vae", dtype)
     try:
         if path is not None and path.is_file():
             return AutoencoderKL.from_single_file(
@@ -230,8 +312,10 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
             )
         location = str(path) if path is not None else source
         if path is not None and (path / "vae" / "config.json").is_file():
-            return AutoencoderKL.from_pretrained(location, subfolder="vae", **_dtype_argument(dtype))
-        return AutoencoderKL.from_pretrained(location, **_dtype_argument(dtype))
+            return AutoencoderKL.from_pretrained(
+                location, subfolder="vae", **_dtype_argument(dtype), **_variant_argument(source, path, dtype, "vae")
+            )
+        return AutoencoderKL.from_pretrained(location, **_dtype_argument(dtype), **_variant_argument(source, path, dtype))
     except _hub_errors() as error:
         if path is not None:
             raise InputNotFoundError(f"`model.vae` {source!r} is not a loadable VAE: {error}") from error
@@ -258,6 +342,8 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         path = _check_local(lora.path, key)
         source = str(path) if path is not None else lora.path
         kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline
+            source, kwargs = str(path.parent), {"weight_name": path.name}
         try:
             pipeline.load_lora_weights(source, adapter_name=name, **kwargs)
         except _hub_errors() as error:
@@ -339,6 +425,11 @@ def load_pipeline(
         InputNotFoundError: a missing path or an unreachable hub id (the message says where it looked).
         ConfigError: a ControlNet, VAE or LoRA that does not fit the base model; bad device or dtype.
     """
+    with quiet_loading():
+        return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
+
+
+def _load_pipeline(model, controls, controlnets, single_file_config, device, dtype):
     from diffusers import DDIMScheduler
 
     from rerender.pipeline import RerenderPipeline
@@ -347,6 +438,10 @@ def load_pipeline(
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
+    if base_path is None:
+        from rerender.weights import base_components
+
+        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, base_components(model.vae is not None))
 
     if controlnets is None:
         controlnets = [
@@ -373,7 +468,8 @@ def load_pipeline(
             location = str(base_path) if base_path is not None else model.base_model
             scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
             pipeline = RerenderPipeline.from_pretrained(
-                location, scheduler=scheduler, **_dtype_argument(resolved_dtype), **components
+                location, scheduler=scheduler, **_dtype_argument(resolved_dtype), **components,
+                **_variant_argument(model.base_model, base_path, resolved_dtype, "unet"),
             )
     except _hub_errors() as error:
         if base_path is not None:

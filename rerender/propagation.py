@@ -13,7 +13,11 @@ The video glue around :mod:`ebsynth_bridge` (Rerender-A-Video §3.3 / ebsynth.md
    gradient-domain (Poisson) blend.
 
 Frames before the first key (after the last key) get only a backward (forward) pass. Passes are
-independent, so they run in parallel processes, a few key intervals at a time.
+independent, so they run in a thread pool in the calling process (no process start-up, no
+``if __name__ == "__main__"`` guard needed), a few key intervals at a time: with one worker the pass runs
+in the calling thread on numba's parallel kernels over all cores; with several, each thread runs the
+serial ``nogil`` kernels (:func:`ebsynth_bridge.patchmatch.serial_kernels`), which give identical results.
+:func:`propagate_video_iter` streams the frames out in order, holding a few intervals at a time.
 
 Frames are RGB uint8 ``(H, W, 3)`` at this API. Flows follow :mod:`ebsynth_bridge.guides`: ``(H, W, 2)``
 float32 pixel displacements, x first.
@@ -26,16 +30,19 @@ import concurrent.futures
 import dataclasses
 import difflib
 import logging
-import multiprocessing
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge import Guide
+from ebsynth_bridge.patchmatch import serial_kernels
 from ebsynth_bridge.synthesis import VOTE_MODES
 
 logger = logging.getLogger(__name__)
@@ -99,6 +106,11 @@ class PropagationOptions:
     """Largest random-search step in pixels at each level (``None`` = the whole image, as EbSynth)."""
     vote_mode: str = "plain"
     """``"plain"`` or ``"weighted"`` voting inside the search (see :func:`ebsynth_bridge.synthesize`)."""
+    flow_render: str | None = "cubic"
+    """Where the search kept the flow's answer (its match within a pixel of the keyframe coordinates carried
+    along the flow), draw the keyframe at those sub-pixel coordinates (``"linear"`` or ``"cubic"``
+    interpolation) instead of the pixel-snapped patch vote; the vote stays where the search moved away
+    (:func:`ebsynth_bridge.flow_render`). ``None`` = the vote everywhere (EbSynth)."""
     blend_mode: str = "agreement"
     """How the forward and backward passes of a key interval merge (:mod:`ebsynth_bridge.blending`):
     ``"agreement"`` (cross-fade where they agree in structure, the error-selected side where their edges
@@ -110,13 +122,24 @@ class PropagationOptions:
     """``"agreement"`` blend: difference of the two passes' gradient magnitudes (3×3 Sobel of the
     luminance, 0–255 scale) from which the selected side wins outright; lower is sharper, higher
     averages more (see :func:`ebsynth_bridge.agreement_blend`)."""
+    blend_measure: str = "magnitude"
+    """``"agreement"`` blend: where the passes disagree, ``"magnitude"`` (their gradient magnitudes differ)
+    or ``"difference"`` (the gradient of their difference: also unaligned textures of equal contrast)."""
     blend_smoothing: float = 2.0
     """``"agreement"`` blend: Gaussian sigma in pixels applied to that difference."""
+    blend_visibility: bool = True
+    """Weigh each pass by how much of each pixel it can trace back to its keyframe along the flow (regions
+    revealed since a key come from the other pass; :func:`ebsynth_bridge.confidence_weight`), in the
+    selection and in the cross-fade; False = time alone."""
+    blend_error_power: float = 0.0
+    """How strongly each pass's per-pixel patch error steers the cross-fade weight (0 = not at all; see
+    :func:`ebsynth_bridge.confidence_weight`)."""
     poisson_gradient_weights: tuple[float, float, float] = (2.5, 0.5, 0.5)
     """``"poisson"`` blend: gradient weights for (L, a, b), Rerender's values."""
     workers: int | None = None
-    """Parallel processes for the passes; ``None`` = one per CPU core (at most one per pass), 1 = run in
-    the calling process."""
+    """Passes run at once, in threads of the calling process; ``None`` = one per CPU core (at most one
+    per pass), 1 = one pass at a time in the calling thread, on numba's parallel kernels over all cores.
+    The output does not depend on it."""
     seed: int = 0
     """Seed of the random search; equal inputs and seed give equal outputs, whatever the worker count."""
 
@@ -158,10 +181,16 @@ class PropagationOptions:
                              f"got {self.random_search_radius!r}")
         if self.vote_mode not in VOTE_MODES:
             raise ValueError(f"`vote_mode` must be one of {VOTE_MODES}, got {self.vote_mode!r}")
+        if self.flow_render not in (None, "linear", "cubic"):
+            raise ValueError(f"`flow_render` must be None, 'linear' or 'cubic', got {self.flow_render!r}")
+        if self.blend_measure not in ("magnitude", "difference"):
+            raise ValueError(f"`blend_measure` must be 'magnitude' or 'difference', got {self.blend_measure!r}")
         if self.blend_mode not in BLEND_MODES:
             raise ValueError(f"`blend_mode` must be one of {BLEND_MODES}, got {self.blend_mode!r}")
         if not self.blend_tolerance > 0:
             raise ValueError(f"`blend_tolerance` must be > 0 (0–255 scale), got {self.blend_tolerance!r}")
+        if not (isinstance(self.blend_error_power, (int, float)) and self.blend_error_power >= 0):
+            raise ValueError(f"`blend_error_power` must be a number ≥ 0, got {self.blend_error_power!r}")
         if not self.blend_smoothing >= 0:
             raise ValueError(f"`blend_smoothing` must be ≥ 0 pixels, got {self.blend_smoothing!r}")
         if len(self.poisson_gradient_weights) != 3 or any(not w >= 0 for w in self.poisson_gradient_weights):
@@ -204,7 +233,8 @@ _PRESET_FIELDS: dict[str, dict[str, object]] = {
     "best": dict(pyramid_levels=4, patchmatch_iterations=6, random_search_radius=16),
     "rerender": dict(colour_weight=6.0, edge_weight=0.5, temporal_weight=0.5, position_weight=2.0, style_weight=1.0,
                      uniformity=3500.0, vote_size=5, pyramid_levels=None, search_vote_iterations=12,
-                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram"),
+                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram",
+                     blend_visibility=False, flow_render=None),
 }
 
 
@@ -220,8 +250,11 @@ def propagate_video(
     options: PropagationOptions | None = None,
     progress: bool = True,
     workers: int | None = None,
+    callback: ProgressCallback | None = None,
 ) -> list[np.ndarray]:
     """Stylise every frame of a video from a few stylised keyframes.
+
+    Holds every output frame; for long videos use :func:`propagate_video_iter`, which streams them.
 
     Args:
         frames: the source video, a sequence (list, ``(T, H, W, 3)`` array or any object with ``len`` and
@@ -229,11 +262,13 @@ def propagate_video(
         keyframes: ``{frame index: stylised RGB uint8 (H, W, 3)}``, one or more, at any indices.
         flow: optical flow ``flow(source, target) -> (forward, backward)`` (see :data:`FlowFunction`), e.g.
             ``functools.partial(rerender.flow.estimate_flow_numpy, estimator)``; ``None`` = OpenCV DIS
-            (medium preset) through :mod:`rerender.flow`. It is called in this process, one frame pair
-            at a time.
+            (medium preset) through :mod:`rerender.flow`. It is called in the calling thread, one frame
+            pair at a time.
         options: :class:`PropagationOptions`; ``None`` = defaults.
-        progress: show a tqdm progress bar.
-        workers: parallel processes; overrides ``options.workers`` when given.
+        progress: show a tqdm progress bar (on stderr), one step per propagated frame.
+        workers: passes run at once (threads); overrides ``options.workers`` when given.
+        callback: ``callback("propagation", done, total)``, called in the calling thread as propagated
+            frames finish (``total`` = frames that are not keyframes), whatever ``progress`` is.
 
     Returns:
         ``len(frames)`` RGB uint8 frames; keyframes are returned as given.
@@ -252,6 +287,46 @@ def propagate_video(
         >>> len(out), out[2].dtype
         (3, dtype('uint8'))
     """
+    output: list[np.ndarray | None] = [None] * len(frames)
+    for index, image in propagate_video_iter(frames, keyframes, flow, options, progress, workers, callback):
+        output[index] = image
+    return output  # type: ignore[return-value]
+
+
+def propagate_video_iter(
+    frames: Sequence[np.ndarray],
+    keyframes: Mapping[int, np.ndarray],
+    flow: FlowFunction | None = None,
+    options: PropagationOptions | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+    callback: ProgressCallback | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The streaming form of :func:`propagate_video`: yield ``(index, frame)`` for every frame, in order.
+
+    Memory stays bounded whatever the video's length: frames are read from ``frames`` (and keyframes from
+    ``keyframes``) when their key interval is due and dropped once yielded, and only
+    ``max(1, workers // 2)`` key intervals (both passes of each) are in flight; with ``workers ≤ 3`` that is
+    one interval. ``frames`` and ``keyframes`` may therefore be lazy (read from disk on access). Closing
+    the iterator early (``break``, an exception) stops the passes after their current frame.
+
+    Args:
+        frames, keyframes, flow, options, progress, workers, callback: as :func:`propagate_video`.
+
+    Yields:
+        ``(index, frame)``: each frame index once, ascending, with its RGB uint8 ``(H, W, 3)`` frame;
+        keyframes as given. All frames of a key interval are yielded once the interval is finished.
+
+    Raises:
+        ValueError: as :func:`propagate_video`, when iteration starts.
+
+    Example:
+        >>> import numpy as np
+        >>> frames = [np.full((32, 32, 3), 10 * t, np.uint8) for t in range(4)]
+        >>> keys = {0: np.full((32, 32, 3), 200, np.uint8), 3: np.full((32, 32, 3), 50, np.uint8)}
+        >>> [index for index, frame in propagate_video_iter(frames, keys, progress=False, workers=1)]
+        [0, 1, 2, 3]
+    """
     options = options or PropagationOptions()
     if workers is not None:
         options = dataclasses.replace(options, workers=workers)
@@ -260,17 +335,57 @@ def propagate_video(
     chain_count = sum(chain is not None for segment in segments for chain in segment)
     logger.info("propagating %d keyframe(s) over %d frames: %d segment(s), %d pass(es)", len(key_indices),
                 len(frames), len(segments), chain_count)
-    output: list[np.ndarray | None] = [None] * len(frames)
-    for index in key_indices:
-        output[index] = np.array(keyframes[index], copy=True)
-    total = sum(len(chain.indices) - 1 for segment in segments for chain in segment if chain is not None)
-    with tqdm(total=total, desc="propagating", unit="synthesis", disable=not progress) as bar:
-        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options):
-            # one segment at a time: its flows and syntheses are dropped once its frames are written
+    pending_keys = collections.deque(key_indices)
+    with _Progress(len(frames) - len(key_indices), progress, callback) as report:
+        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report):
+            # one segment at a time: its flows and syntheses are dropped once its frames are yielded
             for index, image in _merge_segment(segment, results, step_flows, options):
-                output[index] = image
-            bar.update(sum(len(result.images) for result in results if result is not None))
-    return output  # type: ignore[return-value]
+                while pending_keys and pending_keys[0] < index:
+                    key = pending_keys.popleft()
+                    yield key, np.array(keyframes[key], copy=True)
+                yield index, image
+            # the segment's closing key too, so that a consumer sees each interval complete at once
+            last = max(chain.indices[0] if chain.direction < 0 else chain.indices[-1]
+                       for chain in segment if chain is not None)
+            while pending_keys and pending_keys[0] <= last:
+                key = pending_keys.popleft()
+                yield key, np.array(keyframes[key], copy=True)
+        while pending_keys:
+            key = pending_keys.popleft()
+            yield key, np.array(keyframes[key], copy=True)
+
+
+#: ``callback(stage, done, total)``, the progress callback of :func:`rerender.translate`.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class _Progress:
+    """Per-frame progress of the calling thread: a tqdm bar (when enabled) and the callback.
+
+    Counted in half frames: a synthesis of a one-sided pass finishes a frame, one of an interval's two
+    passes half a frame.
+    """
+
+    def __init__(self, total: int, progress: bool, callback: ProgressCallback | None) -> None:
+        self.total, self.callback, self.halves, self.done = total, callback, 0, 0
+        self.bar = tqdm(total=total, desc="propagating", unit="frame", disable=not progress)
+
+    def __call__(self, halves: int) -> None:
+        self.halves += halves
+        done = min(self.total, self.halves // 2)
+        if done > self.done:
+            self.bar.update(done - self.done)
+            self.done = done
+            if self.callback is not None:
+                self.callback("propagation", done, self.total)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.bar.close()
+        if exc_type is None and self.total == 0 and self.callback is not None:
+            self.callback("propagation", 0, 0)  # nothing to propagate (every frame a keyframe): done
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,10 +410,14 @@ class ChainResult:
         images: stylised RGB uint8 frames.
         errors: per-pixel patch error of each synthesis, float32 (H, W) (see
             :attr:`ebsynth_bridge.SynthesisResult.error`).
+        visibilities: per pixel, how much of it can be traced back to the keyframe along the flow without
+            crossing an occlusion (1 = all the way, 0 = revealed since the key), float32 (H, W)
+            (:func:`ebsynth_bridge.carry_visibility`).
     """
 
     images: list[np.ndarray] = field(default_factory=list)
     errors: list[np.ndarray] = field(default_factory=list)
+    visibilities: list[np.ndarray] = field(default_factory=list)
 
 
 def propagate_chain(
@@ -306,6 +425,7 @@ def propagate_chain(
     key_style: np.ndarray,
     step_flows: Sequence[tuple[np.ndarray, np.ndarray]],
     options: PropagationOptions,
+    step_callback: Callable[[], None] | None = None,
 ) -> ChainResult:
     """Propagate a stylised keyframe along a chain of frames, one guided synthesis per frame.
 
@@ -320,6 +440,7 @@ def propagate_chain(
         step_flows: for each step ``i ≥ 1``, ``(flow, occlusion)`` with
             ``frames[i](p) ≈ frames[i-1](p + flow(p))`` and the bool mask where that flow is not trusted.
         options: synthesis options.
+        step_callback: called after each synthesis (progress; it may raise to stop the pass).
 
     Returns:
         The syntheses of ``frames[1:]`` with their error maps.
@@ -336,10 +457,12 @@ def propagate_chain(
     # *starting point* the flow's own extrapolation into occlusions beats a filled-in guess (measured:
     # +1.2 dB one frame from the key); the positional *guide* gets the filled version.
     coordinates = key_coordinates
+    visibility = np.ones((height, width), np.float32)
     previous_output = key_style
     result = ChainResult()
     for step, (frame, (flow, occlusion)) in enumerate(zip(frames[1:], step_flows), start=1):
         coordinates = ebsynth_bridge.advect_coordinates(coordinates, flow)
+        visibility = ebsynth_bridge.carry_visibility(visibility, flow, occlusion)
         guides = [
             Guide(key_frame, frame, options.colour_weight),
             Guide(key_edges, ebsynth_bridge.edge_guide(frame), options.edge_weight),
@@ -364,9 +487,15 @@ def propagate_chain(
         image = synthesis.image
         if options.vote_size != options.patch_size:
             image = ebsynth_bridge.vote(key_style, synthesis.nnf, patch_size=options.vote_size)
+        if options.flow_render:
+            image = ebsynth_bridge.flow_render(key_style, image, synthesis.nnf, coordinates,
+                                               interpolation=options.flow_render)
         previous_output = image
         result.images.append(image)
         result.errors.append(synthesis.error)
+        result.visibilities.append(visibility)
+        if step_callback is not None:
+            step_callback()
     return result
 
 
@@ -394,76 +523,98 @@ def _run_segments(
     segments: list[_Segment],
     flow: FlowFunction | None,
     options: PropagationOptions,
+    report: Callable[[int], None],
 ) -> Iterator[tuple[_Segment, list[ChainResult | None], dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]]]:
-    """Yield every segment with its pass results, in order, running the passes in parallel processes.
+    """Yield every segment with its pass results, in order, running the passes in a thread pool.
 
-    Flow is estimated here, in the calling process (the flow function may hold a model on a GPU), one
-    segment ahead of the workers, and only a few segments are in flight, so memory stays bounded.
+    Frames are read and flow is estimated here, in the calling thread (the flow function may hold a model
+    on a GPU and need not be thread-safe), and at most ``max(1, workers // 2)`` segments are in flight, so
+    memory stays bounded. ``report(halves)`` (progress, in half frames) is only ever called in this thread.
+    With one worker the passes run here, on numba's parallel kernels; with several, each pool thread runs
+    the serial ``nogil`` kernels, since numba's default threading layer aborts when several threads launch
+    parallel kernels at once. Both give identical results.
     """
     cpu_count = os.cpu_count() or 1
     chain_count = sum(chain is not None for segment in segments for chain in segment)
     worker_count = max(1, min(options.workers or cpu_count, chain_count))
-    # each worker gets an equal share of the cores for numba's parallel kernels
-    threads = max(1, cpu_count // worker_count)
+
+    def prepare(segment: _Segment) -> tuple[dict[int, np.ndarray], dict]:
+        # read each frame once (a frame provider may decode on access)
+        segment_frames = {index: _checked_frame(frames, index, keyframes)
+                          for chain in segment if chain is not None for index in chain.indices}
+        return segment_frames, _segment_flows(segment_frames, segment, flow)
+
+    def chain_inputs(chain: _Chain, segment_frames: dict, step_flows: dict) -> tuple:
+        return ([segment_frames[index] for index in chain.indices], keyframes[chain.key],
+                [step_flows[(a, b)] for a, b in zip(chain.indices, chain.indices[1:])], options)
+
     if worker_count == 1:
-        executor: concurrent.futures.Executor = _InlineExecutor()
-    else:
-        # numba's OpenMP threading layer is not fork-safe: start clean interpreters
-        executor = concurrent.futures.ProcessPoolExecutor(worker_count, mp_context=multiprocessing.get_context("spawn"))
-        # start the workers (imports, compiled-kernel cache) while this process estimates the first flows
-        for _ in range(worker_count):
-            executor.submit(_warm_up_worker)
-    in_flight: collections.deque = collections.deque()
-    with executor:
         for segment in segments:
-            # read each frame once (a frame provider may decode on access)
-            segment_frames = {index: _checked_frame(frames, index, keyframes)
-                              for chain in segment if chain is not None for index in chain.indices}
-            step_flows = _segment_flows(segment_frames, segment, flow)
-            futures = [None if chain is None else executor.submit(
-                _run_chain_job, [segment_frames[index] for index in chain.indices], keyframes[chain.key],
-                [step_flows[(a, b)] for a, b in zip(chain.indices, chain.indices[1:])], options,
-                None if worker_count == 1 else threads)
+            segment_frames, step_flows = prepare(segment)
+            halves = 2 if None in segment else 1
+            results = [None if chain is None else propagate_chain(
+                *chain_inputs(chain, segment_frames, step_flows), step_callback=lambda: report(halves))
                 for chain in segment]
+            del segment_frames
+            yield segment, results, step_flows
+        return
+
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    in_flight: collections.deque = collections.deque()
+    max_in_flight = max(1, worker_count // 2)
+    pool = concurrent.futures.ThreadPoolExecutor(worker_count, thread_name_prefix="rerender-propagation")
+    try:
+        for segment in segments:
+            if len(in_flight) >= max_in_flight:
+                yield _collect(in_flight.popleft(), events, report)
+            segment_frames, step_flows = prepare(segment)
+            halves = 2 if None in segment else 1
+            futures = [None if chain is None else pool.submit(
+                _run_chain_job, chain_inputs(chain, segment_frames, step_flows), events, halves, stop)
+                for chain in segment]
+            del segment_frames
             in_flight.append((segment, futures, step_flows))
-            while len(in_flight) > worker_count:
-                yield _collect(in_flight.popleft())
         while in_flight:
-            yield _collect(in_flight.popleft())
+            yield _collect(in_flight.popleft(), events, report)
+    finally:
+        # on early exit (the consumer stopped, an error, Ctrl-C) running passes stop after their frame
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _collect(entry: tuple) -> tuple:
+class _Stopped(Exception):
+    """Raised inside a pass whose results are no longer wanted."""
+
+
+def _run_chain_job(inputs: tuple, events: queue.SimpleQueue, halves: int, stop: threading.Event) -> ChainResult:
+    """A pool thread's job: one pass on the serial kernels, reporting each synthesis through ``events``."""
+
+    def step() -> None:
+        if stop.is_set():
+            raise _Stopped
+        events.put(halves)
+
+    with serial_kernels():
+        return propagate_chain(*inputs, step_callback=step)
+
+
+def _collect(entry: tuple, events: queue.SimpleQueue, report: Callable[[int], None]) -> tuple:
+    """Wait for a segment's passes, reporting everyone's progress meanwhile (in the calling thread)."""
     segment, futures, step_flows = entry
-    return segment, [None if future is None else future.result() for future in futures], step_flows
-
-
-def _run_chain_job(frames: list[np.ndarray], key_style: np.ndarray, step_flows: list, options: PropagationOptions,
-                   threads: int | None) -> ChainResult:
-    """A worker's job: one pass. ``threads`` caps numba's threads in a worker process."""
-    if threads is not None:
-        import numba
-
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    return propagate_chain(frames, key_style, step_flows, options)
-
-
-def _warm_up_worker() -> None:
-    """Load numba's compiled kernels from its on-disk cache with a tiny synthesis."""
-    image = np.zeros((12, 12, 3), np.uint8)
-    ebsynth_bridge.synthesize(image, [Guide(image, image)], pyramid_levels=1, search_vote_iterations=1,
-                              patchmatch_iterations=1)
-
-
-class _InlineExecutor(concurrent.futures.Executor):
-    """Runs jobs at submission, in this process (``workers=1``: no process start-up, easy debugging)."""
-
-    def submit(self, function, /, *args, **kwargs) -> concurrent.futures.Future:  # type: ignore[override]
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    waiting = [future for future in futures if future is not None]
+    while waiting:
         try:
-            future.set_result(function(*args, **kwargs))
-        except Exception as error:  # handed to the caller through the future, like a pool does
-            future.set_exception(error)
-        return future
+            report(events.get(timeout=0.1))
+        except queue.Empty:
+            pass
+        waiting = [future for future in waiting if not future.done()]
+    while True:
+        try:
+            report(events.get_nowait())
+        except queue.Empty:
+            break
+    return segment, [None if future is None else future.result() for future in futures], step_flows
 
 
 # --------------------------------------------------------------------------------------------------
@@ -492,21 +643,32 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
             flow_to_previous, _ = step_flows[(index - 1, index)]
             warped_previous = ebsynth_bridge.warp(previous_mask.astype(np.uint8), flow_to_previous,
                                                   nearest=True).astype(bool)
-        mask = ebsynth_bridge.selection_mask(forward.errors[offset], backward.errors[backward_offset], backward_weight,
-                                             warped_previous)
+        forward_error, backward_error = forward.errors[offset], backward.errors[backward_offset]
+        visibilities = (forward.visibilities[offset], backward.visibilities[backward_offset]) \
+            if options.blend_visibility else (None, None)
+        weight = ebsynth_bridge.confidence_weight(backward_weight, *visibilities, forward_error, backward_error,
+                                                  error_power=options.blend_error_power)
+        if options.blend_visibility:
+            # a pass's error counts for more where it is guessing (revealed since its key)
+            forward_error = forward_error / (cv2.GaussianBlur(visibilities[0], (0, 0), 2.0) + np.float32(0.05))
+            backward_error = backward_error / (cv2.GaussianBlur(visibilities[1], (0, 0), 2.0) + np.float32(0.05))
+        mask = ebsynth_bridge.selection_mask(forward_error, backward_error, backward_weight, warped_previous)
         previous_mask = mask
-        yield index, _blend_pair(forward.images[offset], backward.images[backward_offset], mask, backward_weight,
-                                 options)
+        yield index, _blend_pair(forward.images[offset], backward.images[backward_offset], mask, weight, options)
 
 
-def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, backward_weight: float,
+def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, weight: float | np.ndarray,
                 options: PropagationOptions) -> np.ndarray:
+    """Merge the two passes; ``weight`` is the backward share, a number or per pixel (confidence)."""
     mode = options.blend_mode
     if mode == "linear":
-        return ebsynth_bridge.linear_blend(forward, backward, backward_weight)
+        if np.ndim(weight) == 0:
+            return ebsynth_bridge.linear_blend(forward, backward, float(weight))
+        return ebsynth_bridge.agreement_blend(forward, backward, weight, np.zeros(weight.shape, bool), 1e9, 0.0)
     if mode == "agreement":
-        return ebsynth_bridge.agreement_blend(forward, backward, backward_weight, mask, options.blend_tolerance,
-                                              options.blend_smoothing)
+        return ebsynth_bridge.agreement_blend(forward, backward, weight, mask, options.blend_tolerance,
+                                              options.blend_smoothing, options.blend_measure)
+    backward_weight = float(np.mean(weight))
     selected = ebsynth_bridge.select(forward, backward, mask)
     if mode == "select":
         return selected
@@ -559,8 +721,7 @@ def _check_flow_pair(forward: np.ndarray, backward: np.ndarray, shape: tuple[int
 def _default_flow(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OpenCV DIS (medium preset) both ways, through :mod:`rerender.flow`.
 
-    Imported here, not at module level, so that worker processes (which never estimate flow) do not
-    import torch.
+    Imported here, not at module level, so that ``import rerender.propagation`` does not import torch.
     """
     from rerender.flow import DISFlowEstimator, estimate_flow_numpy
 

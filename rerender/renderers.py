@@ -18,7 +18,9 @@ from rerender.config import RerenderConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights"]
+__all__ = [
+    "RENDERER_CHOICES", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
+]
 
 
 class KeyframeRenderer(Protocol):
@@ -162,43 +164,79 @@ def _save_resume_point(state_dir: Path, frame: Any) -> None:
     torch.save({"next_index": frame.index + 1, **state}, temporary)
     os.replace(temporary, state_dir / "render_state.pt")
 
-def choose_renderer(config: RerenderConfig, pipeline, estimator, control_maps=None) -> KeyframeRenderer:
+RENDERER_CHOICES = ("auto", "diffusion", "classic")
+
+
+def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, control_maps=None) -> KeyframeRenderer:
+    """The keyframe renderer that `config.model.renderer` asks for.
+
+    * "diffusion": a `DiffusionRenderer` with `pipeline`, or with the pipeline `config.model` names, loaded from
+      disk, from the Hugging Face cache, or downloaded on a connected machine.
+    * "classic": the built-in stylizer (no weights; control maps are not used).
+    * "auto": "diffusion" when its weights can be loaded, else "classic" with a warning that says what is
+      missing and how to fetch it.
+
+    Raises:
+        WeightsNotFoundError: "diffusion" while a hub id is neither cached nor downloadable (offline); the
+            message names what is missing, where it looked and the command that fetches it.
+        ConfigError: a `pipeline` given together with "classic".
+    """
+    from rerender.errors import ConfigError
+
+    choice = config.model.renderer
+    if choice == "classic":
+        if pipeline is not None:
+            raise ConfigError("`renderer` is 'classic' but a diffusion `pipeline` was given; pass one or the other")
+        _warn_unused_control_maps(config)
+        return ClassicRenderer(config.prompt.prompt)
     if pipeline is not None:
         return DiffusionRenderer(pipeline, config, estimator, control_maps)
-    missing = missing_default_weights(config)
+    check_diffusion_weights(config)  # "diffusion" raises here when its weights cannot be loaded
+    missing = missing_default_weights(config) if choice == "auto" else []
     if missing:
-        logger.warning(
-            "no diffusion weights are configured or cached (%s); rendering keyframes with the built-in classic "
-            "stylizer instead. Pass --model (model.base_model) with a local diffusers folder or a .safetensors file, "
-            "or download the weights once on a connected machine.",
-            "; ".join(missing),
-        )
+        from rerender.weights import describe_missing
+
+        logger.warning("%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
+                       describe_missing(config, missing))
+        _warn_unused_control_maps(config)
         return ClassicRenderer(config.prompt.prompt)
     return DiffusionRenderer.from_config(config, estimator, control_maps)
 
 
-def missing_default_weights(config: RerenderConfig) -> list[str]:
-    """What is missing to run diffusion when the user named no model of their own (default hub ids, not cached).
+def check_diffusion_weights(config: RerenderConfig) -> None:
+    """Raise `WeightsNotFoundError` when `config.model.renderer` is "diffusion" and its weights cannot be loaded.
 
-    A model the user configured explicitly (a path, another hub id) is never replaced by the fallback: loading
-    it reports its own clear error instead.
+    Cheap (looks at the cache, at most one connection attempt), so `translate` calls it before decoding anything.
     """
-    from rerender.config import ModelConfig
+    from rerender.errors import WeightsNotFoundError
 
-    if config.model.base_model != ModelConfig().base_model:
-        return []
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
-        return ["huggingface_hub is not installed"]
-    wanted = [(config.model.base_model, "model_index.json")]
-    wanted += [(control.resolved_model, "config.json") for control in config.control if control.model is None]
-    if config.model.vae == ModelConfig().vae and config.model.vae is not None:
-        wanted.append((config.model.vae, "config.json"))
-    missing = []
-    for repository, filename in wanted:
-        cached = try_to_load_from_cache(repository, filename)
-        if not isinstance(cached, str):
-            missing.append(f"{repository} is not in the Hugging Face cache")
-    return missing
+    if config.model.renderer != "diffusion":
+        return
+    missing = missing_default_weights(config)
+    if missing:
+        from rerender.weights import describe_missing
 
+        raise WeightsNotFoundError(
+            f"{describe_missing(config, missing)}; or ask for the built-in classic stylizer with renderer='classic' "
+            "(CLI: --renderer classic)"
+        )
+
+
+def _warn_unused_control_maps(config: RerenderConfig) -> None:
+    maps = [control.maps for control in config.control if control.maps]
+    if maps:
+        logger.warning("the classic stylizer does not use control maps; %s ignored", ", ".join(map(repr, maps)))
+
+
+def missing_default_weights(config: RerenderConfig) -> list:
+    """The keyframe weights `config` names that cannot be loaded here and now (see `rerender.weights.missing_weights`).
+
+    A hub id is missing only when it is not cached and the hub cannot be used (``HF_HUB_OFFLINE``, no network);
+    on a connected machine it is downloaded when loaded, as diffusers' `from_pretrained` does.
+
+    Returns:
+        `rerender.weights.WeightSource` records, empty when diffusion can run.
+    """
+    from rerender.weights import missing_weights
+
+    return missing_weights(config)

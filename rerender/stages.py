@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
-import functools
+import hashlib
+import json
 import logging
-import os
+import shutil
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,7 +32,7 @@ from rerender.video import (
     write_image,
     write_video,
 )
-from rerender.workspace import Workspace
+from rerender.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +150,9 @@ def default_workspace(output, video) -> Path:
 def cancellable(notify: ProgressCallback, cancel: threading.Event | None, workspace: Callable[[], Any]) -> ProgressCallback:
     """`notify`, then `CancelledError` if `cancel` is set: every progress point is a safe point to stop at.
 
-    Stages report progress only after a unit of work is on disk (a frame, a keyframe, a propagated chunk, a
-    denoising step), so stopping there leaves the workspace resumable. `workspace()` names it in the message.
+    Stages report progress only after a unit of work is on disk or before the next one starts (a frame, a
+    keyframe, a propagated frame, a denoising step), so stopping there leaves the workspace resumable.
+    `workspace()` names it in the message.
     """
     if cancel is None:
         return notify
@@ -171,17 +174,68 @@ def notify_iter(items, stage: str, total: int, notify: ProgressCallback):
         notify(stage, done, total)
 
 
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB" if count >= 1e6 else f"{count / 1e6:.1f} MB"
+
+
+def _disk_full_error(error: OSError, space: Workspace, folder: Path, stage: str | None, needed: int | None) -> OutputPathError:
+    where = Path(error.filename).parent if error.filename else folder
+    free = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(where if where.exists() else space.root).free
+    need = f"; the {stage} stage needs up to {_megabytes(needed)} more" if stage and needed else ""
+    have = f" ({_megabytes(free)} free)" if free is not None else ""
+    return OutputPathError(
+        f"the disk is full writing {str(where)!r}{have}{need}; finished work is kept in {str(space.root)!r}: free "
+        "some space and run again to resume"
+    )
+
+
+def _is_disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def guard_disk(write: Callable[[], Any], space: Workspace) -> Any:
     """Run `write`, turning a full disk into a clear error that says the finished work is kept."""
     try:
         return write()
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputPathError(
-                f"the disk is full ({error.filename or 'while writing'}); finished work is kept in {str(space.root)!r}, "
-                "free some space and run again to resume"
-            ) from None
+        if _is_disk_full(error):
+            raise _disk_full_error(error, space, space.root, None, None) from None
         raise
+
+
+@contextlib.contextmanager
+def disk_guard(space: Workspace, stage: str, folder: Path, needed: int | None = None) -> Iterator[None]:
+    """Turn a full disk anywhere in a stage (frames, flows, state, manifest, video) into one line naming the
+    folder and the space the stage needs (`needed`, an upper bound in bytes); finished work stays."""
+    try:
+        yield
+    except OSError as error:
+        if _is_disk_full(error):
+            raise _disk_full_error(error, space, folder, stage, needed) from None
+        raise
+
+
+def stage_bytes(stage: str, count: int, size: tuple[int, int]) -> int:
+    """An upper bound of the bytes `stage` writes for `count` frames (or keyframes) of `size` (width, height):
+    PNGs at most raw RGB, flows two float16 fields per pair, the video a tenth of raw RGB."""
+    pixels = size[0] * size[1]
+    return {"frames": 3, "keyframes": 3, "propagation": 3 + 8, "writing": 1}[stage] * pixels * count // (10 if stage == "writing" else 1)
+
+
+def frames_ready(space: Workspace, config: RerenderConfig, count: int, size: tuple[int, int]) -> bool:
+    """Whether the frames stage finished with this config at `size` (width, height) and every frame file is
+    whole (else say why not)."""
+    if not space.is_done("frames", config) or space.record("frames").get("depends") != {"size": list(size)}:
+        return False
+    damaged = next((index for index in range(count) if not intact_png(space.frame_path(index))), None)
+    if damaged is None:
+        return True
+    line = f"redoing frames: {space.frame_path(damaged).relative_to(space.root)} is missing or damaged"
+    logger.warning("%s (workspace %s)", line, space.root)
+    space.redone.append(line)
+    return False
 
 
 def write_frames(space, video, info, config, count, progress, notify, size: tuple[int, int] | None = None) -> None:
@@ -199,7 +253,7 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
     space.frames_dir.mkdir(exist_ok=True)
     written = 0
     for index, frame in enumerate(tqdm(frames, total=count, desc="frames", unit="frame", disable=not progress)):
-        guard_disk(functools.partial(write_image, frame, space.frame_path(index)), space)
+        write_image(frame, space.track(space.frame_path(index)))
         written += 1
         notify("frames", written, count)
     if written != count:
@@ -215,7 +269,7 @@ def load_flow_estimator(config: RerenderConfig):
 def cached_flow(space: Workspace, estimator):
     from rerender.flow import FlowCache
 
-    cache = FlowCache(space.flows_dir)
+    cache = FlowCache(space.flows_dir, on_save=space.track)
     return lambda source, target: cache.get_or_compute(estimator, source, target)
 
 
@@ -239,29 +293,57 @@ def adaptive_keyframes(space, frames, estimator, config, progress) -> list[int]:
 
 
 
+def keyframes_ready(space: Workspace, config: RerenderConfig, renderer_name: str) -> bool:
+    """Whether the keyframes stage finished with this config and renderer, every keyframe recorded and its file
+    whole (retouched files are whole: they are used as they are)."""
+    record = space.record("keyframes")
+    return (space.is_done("keyframes", config) and record.get("depends") == {"renderer": renderer_name}
+            and all(str(index) in record.get("rendered", {}) and intact_png(space.keyframe_path(index))
+                    for index in record.get("indices", [None])))
+
+
 def render_keyframes(space, frames, indices, renderer, progress, notify) -> None:
+    """Render the keyframes of `indices` that are not rendered yet, recording each file's digest.
+
+    The rendered prefix is kept: keyframes recorded by an earlier (possibly interrupted) run whose files are
+    whole, retouched ones included. Rendering is sequential (each keyframe is constrained by the anchor and the
+    previous one), so a missing or damaged keyframe is rendered again with every keyframe after it.
+    """
     space.keyframes_dir.mkdir(exist_ok=True)
     space.state_dir.mkdir(exist_ok=True)
-    # Keyframes finished by an interrupted run, in order: rendering resumes after the last of them.
+    record = space.record("keyframes")
+    rendered = record.setdefault("rendered", {})
     done = []
     for index in indices:
         path = space.keyframe_path(index)
-        if not path.is_file():
+        if str(index) not in rendered or not intact_png(path):
             break
         done.append(read_image(path))
+    if len(done) < len(indices) and str(indices[len(done)]) in rendered:
+        line = f"redoing keyframes from {indices[len(done)]} on: {space.keyframe_path(indices[len(done)]).relative_to(space.root)} is missing or damaged"
+        logger.warning("%s (workspace %s)", line, space.root)
+        space.redone.append(line)
+    for index in indices[len(done):]:
+        rendered.pop(str(index), None)
+    space.save()
     sources = [frames[index] for index in indices]
+    state_before = {path.name for path in space.state_dir.iterdir()}
     bar = tqdm(total=len(indices), initial=len(done), desc=f"keyframes ({renderer.name})", unit="key", disable=not progress)
     try:
         for position, image in enumerate(renderer.render(sources, list(indices), done, space.state_dir), start=len(done)):
-            guard_disk(functools.partial(write_image, image, space.keyframe_path(indices[position])), space)
+            space.track_new_files(space.state_dir, state_before)
+            path = write_image(image, space.track(space.keyframe_path(indices[position])))
+            rendered[str(indices[position])] = file_digest(path)
+            space.save()
             bar.update(1)
             notify("keyframes", position + 1, len(indices))
     finally:
         bar.close()
+        space.track_new_files(space.state_dir, state_before)
 
 
 def write_keyframe_preview(space, keyframe_indices, info, config) -> Path:
-    path = space.root / "keyframes.mp4"
+    path = space.track(space.root / "keyframes.mp4")
     fps = max(1.0, float(info.fps / config.video.frame_stride) / max(1, config.keyframes.keyframe_interval))
     write_video((read_image(space.keyframe_path(i)) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
     return path
@@ -284,35 +366,144 @@ def propagation_options(config: RerenderConfig):
     return PropagationOptions.preset(settings.propagation_preset, **overrides)
 
 
-def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify) -> None:
-    """Propagate in chunks of a few key intervals: memory holds one chunk, and finished chunks are kept."""
-    from rerender.propagation import propagate_video
+class _FrameRange(Sequence[np.ndarray]):
+    """``frames[start:stop]`` as a lazy view (slicing `WorkspaceFrames` would read every frame)."""
+
+    def __init__(self, frames: Sequence[np.ndarray], start: int, stop: int) -> None:
+        self.frames, self.start, self.stop = frames, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.frames[self.start + index]
+
+
+class _LazyImages(Mapping[int, np.ndarray]):
+    """``{index: image}`` read from disk on access, so that a long video's keyframes are never all in memory."""
+
+    def __init__(self, paths: dict[int, Path]) -> None:
+        self.paths = paths
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index])
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def key_intervals(keyframe_indices: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """The intervals propagation works in: between consecutive keyframes, plus the first and the last frame.
+
+    Each interval's frames depend only on the keyframes at its two ends (see `propagation._plan_segments`).
+    """
+    bounds = sorted(set([0] + list(keyframe_indices) + [count - 1]))
+    return list(zip(bounds, bounds[1:])) or [(0, count - 1)]
+
+
+def interval_digests(space: Workspace, keyframe_indices: Sequence[int], count: int) -> dict[tuple[int, int], str]:
+    """What each key interval's propagated frames depend on beyond the config: its bounds and the digests of
+    the keyframe files at its ends (a frame that is no keyframe has none)."""
+    keys = set(keyframe_indices)
+    digests = {index: file_digest(space.keyframe_path(index)) for index in keys}
+    return {
+        (start, end): hashlib.sha1(json.dumps([start, end, digests.get(start), digests.get(end)]).encode()).hexdigest()[:16]
+        for start, end in key_intervals(keyframe_indices, count)
+    }
+
+
+def stale_intervals(space: Workspace, wanted: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
+    """The intervals of `wanted` whose recorded propagation is missing, made from other keyframes, or whose
+    frames are missing or damaged; one log line says which are redone and why."""
+    recorded = space.record("propagation").get("intervals", {})
+    stale: dict[tuple[int, int], str] = {}
+    reasons: dict[str, list[int]] = {}
+    for (start, end), digest in wanted.items():
+        before = recorded.get(f"{start}-{end}")
+        if before is None:
+            stale[(start, end)] = digest
+            continue
+        if before != digest:
+            stale[(start, end)] = digest
+            reasons.setdefault("keyframe files changed", []).append(start)
+        elif not all(intact_png(space.propagated_path(index)) for index in range(start, end + 1)):
+            stale[(start, end)] = digest
+            reasons.setdefault("propagated frames missing or damaged", []).append(start)
+    if reasons:
+        named = "; ".join(
+            f"{reason} ({', '.join(f'{start}–{end}' for start, end in stale if start in starts)})"
+            for reason, starts in reasons.items()
+        )
+        line = f"redoing propagation of {len(stale)} of {len(wanted)} key intervals: {named}"
+        logger.warning("%s (workspace %s)", line, space.root)
+        space.redone.append(line)
+    return stale
+
+
+def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify,
+                        intervals: dict[tuple[int, int], str] | None = None) -> None:
+    """Propagate the key `intervals` (default: every one), saving each one as soon as it completes.
+
+    Each finished interval is recorded in the manifest with its digest (from `interval_digests`), so an
+    interrupted run keeps it and a rerun propagates only the others. Intervals are independent, so resumed
+    and uninterrupted runs give the same frames. Frames stream through `propagate_video_iter`: memory holds
+    a few intervals. Progress (bar and `notify`) advances per propagated frame; keyframes and kept intervals
+    count as done from the start.
+    """
+    from rerender.propagation import propagate_video_iter
 
     options = propagation_options(config)
     flow = cached_flow(space, estimator)
     space.propagated_dir.mkdir(exist_ok=True)
+    count = len(frames)
+    wanted = interval_digests(space, keyframe_indices, count)
+    todo = wanted if intervals is None else intervals
     record = space.record("propagation")
-    finished = {tuple(item) for item in record.get("segments", [])}
-    # Chunk boundaries are keyframes (plus the first and last frame); each chunk spans a few key intervals so
-    # that both passes of several intervals run in parallel without holding the whole video.
-    intervals_per_chunk = 2 * max(1, options.workers or os.cpu_count() or 1)
-    bounds = sorted(set([0] + list(keyframe_indices) + [len(frames) - 1]))
-    cuts = bounds[::intervals_per_chunk] + ([bounds[-1]] if (len(bounds) - 1) % intervals_per_chunk else [])
-    chunks = list(zip(cuts, cuts[1:])) or [(0, len(frames) - 1)]
-    bar = tqdm(total=len(frames), desc="propagation", unit="frame", disable=not progress)
-    done = 0  # counted here: a disabled tqdm bar does not count
+    finished = record.setdefault("intervals", {})
+    for start, end in todo:  # forget them first: an interrupted run must not leave a stale record
+        finished.pop(f"{start}-{end}", None)
+    space.save()
+    reused = {index for (start, end) in wanted if (start, end) not in todo for index in range(start, end + 1)}
+    # consecutive pending intervals form runs, each propagated in one stream
+    runs: list[list[tuple[int, int]]] = []
+    for interval in sorted(todo):
+        if runs and runs[-1][-1][1] == interval[0]:
+            runs[-1].append(interval)
+        else:
+            runs.append([interval])
+    initial = len(reused | set(keyframe_indices))
+    bar = tqdm(total=count, initial=initial, desc="propagation", unit="frame", disable=not progress)
+    notify("propagation", initial, count)
+    progressed = [initial]  # our own count: a disabled bar never advances
     try:
-        for start, end in chunks:
-            if (start, end) not in finished:
-                keys = {index - start: read_image(space.keyframe_path(index)) for index in keyframe_indices if start <= index <= end}
-                results = propagate_video(frames[start : end + 1], keys, flow=flow, options=options, progress=False)
-                for offset, image in enumerate(results):
-                    guard_disk(functools.partial(write_image, image, space.propagated_path(start + offset)), space)
-                record.setdefault("segments", []).append([start, end])
-                space.save()
-            bar.update(end - start + (1 if start == 0 else 0))
-            done = min(done + end - start + (1 if start == 0 else 0), len(frames))
-            notify("propagation", done, len(frames))
+        for run in runs:
+            start, end = run[0][0], run[-1][1]
+            keys = _LazyImages({index - start: space.keyframe_path(index)
+                                for index in keyframe_indices if start <= index <= end})
+            base = progressed[0]
+
+            def advance(stage: str, done: int, total: int, base: int = base) -> None:
+                bar.update(base + done - progressed[0])
+                progressed[0] = base + done
+                notify("propagation", progressed[0], count)
+
+            pending = list(run)
+            stream = propagate_video_iter(_FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
+                                          progress=False, callback=advance)
+            for offset, image in stream:
+                index = start + offset
+                if index not in reused:  # a run's first key may close a kept interval: leave its file alone
+                    write_image(image, space.track(space.propagated_path(index)))
+                # frames arrive in order, so an interval whose end is written is complete: keep it
+                while pending and pending[0][1] <= index:
+                    done_interval = pending.pop(0)
+                    finished[f"{done_interval[0]}-{done_interval[1]}"] = todo[done_interval]
+                    space.save()
     finally:
         bar.close()
 
@@ -327,9 +518,9 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     times = None if config.output.fps else info.output_times(*selection)[:count]
     audio_start = info.start_time(video_config.start_frame) if not info.is_image_sequence else 0.0
     outputs = notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
-    guard_disk(lambda: write_video(outputs, output_path, fps=fps, crf=config.output.crf,
-                                    audio_from=video if config.output.keep_audio and info.has_audio else None,
-                                    audio_start=audio_start, inputs=[video], timestamps=times), space)
+    write_video(outputs, output_path, fps=fps, crf=config.output.crf,
+                audio_from=video if config.output.keep_audio and info.has_audio else None,
+                audio_start=audio_start, inputs=[video], timestamps=times)
     return fps
 
 

@@ -284,8 +284,9 @@ class UiSessions:
             )
         name = sanitize_filename(original_name or source.name, "input.mp4")
         folder = session.root / "input"
-        if folder.is_dir():
-            shutil.rmtree(folder)
+        for old in (folder, session.workspace):  # a new video: the session's earlier work is for another one
+            if old.is_dir():
+                shutil.rmtree(old)
         folder.mkdir()
         target = folder / name
         shutil.copyfile(source, target)
@@ -333,13 +334,15 @@ def environment_status(config: RerenderConfig | None = None) -> str:
     from rerender.renderers import missing_default_weights
 
     config = config or RerenderConfig()
+    from rerender.weights import describe_missing
+
     missing = missing_default_weights(config)
     where = weight_search_paths()
     if missing:
         return (
-            "**No diffusion weights found.** " + "; ".join(missing) + ". The *auto* renderer uses the built-in "
-            "**classic** stylizer instead (no weights needed). For diffusion keyframes, set *Base model* to a local "
-            f"diffusers folder or `.safetensors` file, or download the weights into `{where['huggingface_hub_cache']}`."
+            "**No diffusion weights here.** The *auto* renderer uses the built-in **classic** stylizer instead "
+            "(no weights needed; choose *classic* to say so). For diffusion keyframes, set *Base model* to a local "
+            f"diffusers folder or `.safetensors` file. Details: {describe_missing(config, missing)}."
         )
     return f"**Diffusion weights:** `{config.model.base_model}` (looked for in `{where['huggingface_hub_cache']}`)."
 
@@ -437,13 +440,13 @@ def build_config(request: RunRequest, base: RerenderConfig | None = None) -> Rer
 
 def renderer_argument(choice: str, config: RerenderConfig, sessions: UiSessions) -> dict[str, Any]:
     """`translate` keyword arguments for the page's renderer choice ("auto", "diffusion" or "classic")."""
-    from rerender.renderers import ClassicRenderer, missing_default_weights
+    from rerender.renderers import missing_default_weights
 
     if choice not in RENDERERS:
         raise ConfigError(f"`renderer` must be one of {', '.join(RENDERERS)}, got {choice!r}")
     if choice == "classic" or (choice == "auto" and missing_default_weights(config)):
-        return {"renderer": ClassicRenderer(config.prompt.prompt)}
-    return {"pipeline": sessions.pipeline_for(config)}
+        return {"renderer": choice}  # "auto" falls back to the classic stylizer, saying why
+    return {"renderer": choice, "pipeline": sessions.pipeline_for(config)}  # loaded once, kept while the model stays
 
 
 def run_stage(
@@ -467,7 +470,7 @@ def run_stage(
     kwargs = renderer_argument(request.renderer, config, sessions)
     result = translate(
         session.video, config=config, output=session.output if stage in ("all", "propagate") else None,
-        workspace=session.workspace, stage=stage, force=True, comparison=stage in ("all", "propagate"),
+        workspace=session.workspace, stage=stage, comparison=stage in ("all", "propagate"),
         progress=False, callback=lambda name, done, total: events.put(("progress", name, done, total)),
         cancel=session.cancel, **kwargs,
     )
@@ -583,7 +586,7 @@ def build_app(
                     dice = gr.Button("Random seed", scale=2, min_width=90, elem_id="rr-dice", size="sm")
                 with gr.Tab("Main settings"):
                     renderer = gr.Radio(list(RENDERERS), value="auto", label="Keyframe renderer",
-                                        info="auto: diffusion when its weights are present, else the classic stylizer")
+                                        info=field_docstrings(config_module.ModelConfig)["renderer"])
                     for path in MAIN_FIELDS:
                         add(path)
                 with gr.Tab("Model"):
@@ -664,6 +667,7 @@ def build_app(
                 settings = {path: _raw_setting(field_spec(path), value) for path, value in zip(setting_paths, values)}
                 settings["prompt.prompt"] = prompt_text or ""
                 settings["prompt.negative_prompt"] = negative_text or ""
+                settings["model.renderer"] = renderer_choice
                 run_request = RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
                                          scales or "", None if seed_value is None else int(seed_value))
                 yield from stream_run(session, run_request, progress)
@@ -780,9 +784,7 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     Raises:
         ConfigError: a file not named after one of the keyframes, or of another size.
     """
-    from rerender.config import RerenderConfig
     from rerender.video import read_image, write_image
-    from rerender.workspace import Workspace
 
     if not files:
         raise ConfigError("choose the retouched keyframe images first")
@@ -804,11 +806,7 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         replaced.append((index, image))
     for index, image in replaced:
         write_image(image, existing[index])
-    # Propagated frames made from the old keyframes are stale: forget them so "Propagate" redoes them.
-    manifest = __import__("json").loads((session.workspace / "manifest.json").read_text(encoding="utf-8"))
-    space = Workspace(session.workspace, manifest)
-    space.clear("propagation")
-    space.save()
+    # The workspace notices changed keyframe files: "Propagate" redoes only the intervals they bound.
     return len(replaced)
 
 

@@ -98,17 +98,18 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
     assert "frames" in result.reused
 
 
-def test_changed_config_is_refused_then_forced(synthetic_clip, tmp_path, counting_renderer):
+def test_changed_config_redoes_the_keyframes_without_force(synthetic_clip, tmp_path, counting_renderer):
     workspace = tmp_path / "ws"
     translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "a.mp4", workspace=workspace,
               renderer=counting_renderer, progress=False, **FAST)
-    with pytest.raises(WorkspaceMismatchError, match="keyframes"):
-        translate(synthetic_clip, "a watercolor", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-                  renderer=counting_renderer, progress=False, **FAST)
     result = translate(synthetic_clip, "a watercolor", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-                       renderer=counting_renderer, progress=False, force=True, **FAST)
+                       renderer=counting_renderer, progress=False, **FAST)
     assert result.reused == ["frames"]  # the prompt does not change the frames
+    assert result.redone == ["redoing keyframes, propagation: config changed (prompt)"]
     assert len(CountingRenderer.rendered) == 6
+    forced = translate(synthetic_clip, "a watercolor", K=8, output=tmp_path / "a.mp4", workspace=workspace,
+                       renderer=counting_renderer, progress=False, force=True, **FAST)
+    assert forced.reused == [] and len(CountingRenderer.rendered) == 9  # force redoes unchanged work
 
 
 def test_stages_first_keyframes_propagate(synthetic_clip, tmp_path, counting_renderer):

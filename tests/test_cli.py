@@ -139,7 +139,7 @@ FAST_SETS = ["--set", "resolution=64", "--set", "size_multiple=16", "--set", "pr
              "--set", "workers=1", "--set", "flow_estimator=dis"]
 
 
-def test_translate_stages_and_resume(capsys, synthetic_clip, tmp_path, monkeypatch):
+def test_translate_stages_and_resume(capsys, synthetic_clip, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     output, workspace = tmp_path / "out.mp4", tmp_path / "ws"
     common = [synthetic_clip, "-p", "a cartoon", "-K", "8", "--workspace", workspace, "-q", *FAST_SETS]
@@ -152,8 +152,12 @@ def test_translate_stages_and_resume(capsys, synthetic_clip, tmp_path, monkeypat
     code, out, _ = run_cli(capsys, "translate", *common, "-o", output)
     assert code == 0 and "reused the keyframes stage" in out
     assert probe_video(output).frame_count == 20
-    code, _, err = run_cli(capsys, "translate", *common, "-o", output, "--set", "denoising_strength=0.5")
-    assert code == 2 and "--force" in err
+    code, out, err = run_cli(capsys, "translate", *common, "-o", output, "--set", "denoising_strength=0.5")
+    assert code == 0 and "redoing keyframes, propagation: config changed (sampling)" in caplog.text  # no --force
+    assert "reused the frames stage" in out and "reused the keyframes stage" not in out
+    assert f"workspace: {workspace} (" in out and " MB)" in out
+    code, _, err = run_cli(capsys, "translate", *common, "-o", tmp_path / "again.mp4", "--workspace", tmp_path)
+    assert code == 2 and "rerender did not make" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-K", "0", "-o", tmp_path / "k.mp4", "-q")
     assert code == 2 and "keyframe_interval" in err
 

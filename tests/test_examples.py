@@ -43,7 +43,8 @@ def _run(*args, timeout=600):
 
 @pytest.mark.slow
 def test_translate_example(synthetic_clip, tmp_path):
-    result = _run(EXAMPLES / "translate_video.py", synthetic_clip, "a watercolor", tmp_path / "o.mp4", "-K", "8")
+    result = _run(EXAMPLES / "translate_video.py", synthetic_clip, "a watercolor", tmp_path / "o.mp4", "-K", "8",
+                  "--renderer", "classic")
     assert result.returncode == 0, result.stderr
     assert probe_video(tmp_path / "o.mp4").frame_count == 20
 
@@ -58,6 +59,6 @@ def test_propagate_painted_keyframes_example(synthetic_clip, tmp_path):
 
 @pytest.mark.slow
 def test_progress_callback_example(synthetic_clip, tmp_path):
-    result = _run(EXAMPLES / "progress_callback.py", synthetic_clip, "a cartoon", tmp_path / "o.mp4")
+    result = _run(EXAMPLES / "progress_callback.py", synthetic_clip, "a cartoon", tmp_path / "o.mp4", "--renderer", "classic")
     assert result.returncode == 0, result.stderr
     assert "propagation" in result.stdout and "writing" in result.stdout

@@ -92,7 +92,7 @@ def test_uncached_hub_id_offline_says_how_to_point_to_local_weights(tiny_pipelin
         load_pipeline(ModelConfig(base_model="nobody-here/not-a-cached-model", vae=None), controlnets=[controlnet])
     message = str(raised.value)
     assert "nobody-here/not-a-cached-model" in message and "HF_HUB_OFFLINE" in message
-    assert "huggingface-cli download" in message and "Hugging Face cache" in message
+    assert "hf download nobody-here/not-a-cached-model" in message and "rerender download" in message and "Hugging Face cache" in message
     with pytest.raises(InputNotFoundError, match="control.model"):
         load_pipeline(_tiny_model_config(tiny_pipeline_dir), (ControlConfig(model="nobody-here/no-controlnet"),))
 

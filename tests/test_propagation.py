@@ -78,7 +78,7 @@ def test_keys_anywhere_fill_both_ends(video):
         assert psnr(output[t], truth[t]) > 30.0, t
 
 
-def test_parallel_processes_give_the_same_frames(video):
+def test_parallel_threads_give_the_same_frames(video):
     frames, truth = video
     keys = {0: truth[0], 5: truth[5]}
     options = PropagationOptions.preset("fast")
@@ -114,6 +114,14 @@ def test_presets_and_option_errors():
         PropagationOptions(colour_weight=-1)
     with pytest.raises(ValueError, match="workers"):
         PropagationOptions(workers=0)
+    with pytest.raises(ValueError, match="flow_render.*got 'nearest'"):
+        PropagationOptions(flow_render="nearest")
+    with pytest.raises(ValueError, match="blend_error_power.*-1"):
+        PropagationOptions(blend_error_power=-1)
+    with pytest.raises(ValueError, match="blend_measure"):
+        PropagationOptions(blend_measure="ssim")
+    rerender = PropagationOptions.preset("rerender")
+    assert rerender.flow_render is None and not rerender.blend_visibility  # the official method, as published
 
 
 def test_bad_video_input_fails_before_any_flow_work(video):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.errors import FlowInputError
 from rerender.flow.gmflow import OFFICIAL_GMFLOW_FILENAME, GMFlow, load_gmflow
+from rerender.weights import GMFLOW_HUB_FILES, rerender_cache_dir
 
 __all__ = [
     "FlowEstimator",
@@ -51,9 +52,8 @@ DEFAULT_DIS_PRESET = "medium"
 ESTIMATOR_NAMES = ("auto", "gmflow", "dis", *(f"dis-{preset}" for preset in DIS_PRESETS))
 """Names `load_flow_estimator` accepts; ``"dis"`` is ``"dis-medium"``."""
 
-GMFLOW_HUB_FILES = (("PKUWilliamYang/Rerender", f"models/{OFFICIAL_GMFLOW_FILENAME}"),)
-"""(repository, file) pairs of the Hugging Face Hub where Rerender-A-Video's installer gets the GMFlow weights;
-`find_gmflow_checkpoint` looks for them in the local hub cache (never on the network)."""
+# GMFLOW_HUB_FILES: (repository, file) pairs of the Hugging Face Hub where Rerender-A-Video's installer gets the
+# GMFlow weights; `find_gmflow_checkpoint` looks for them in the local hub cache (never on the network).
 
 
 @runtime_checkable
@@ -280,8 +280,6 @@ def find_gmflow_checkpoint(search_dirs: Sequence[str | Path] = ()) -> Path | Non
     Returns:
         The first file found, or None.
     """
-    from rerender.environment import rerender_cache_dir
-
     for directory in (*search_dirs, rerender_cache_dir()):
         candidate = Path(directory).expanduser() / OFFICIAL_GMFLOW_FILENAME
         if candidate.is_file():

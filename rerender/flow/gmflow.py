@@ -28,6 +28,7 @@ from torch import nn
 
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.errors import CheckpointError, FlowInputError
+from rerender.weights import GMFLOW_FILENAME as OFFICIAL_GMFLOW_FILENAME  # file name of the Sintel-finetuned checkpoint
 
 __all__ = [
     "OFFICIAL_GMFLOW_FILENAME",
@@ -47,9 +48,6 @@ __all__ = [
     "check_gmflow_state_dict",
     "load_gmflow",
 ]
-
-OFFICIAL_GMFLOW_FILENAME = "gmflow_sintel-0c07dcb3.pth"
-"""File name of the Sintel-finetuned checkpoint that Rerender-A-Video uses (the hex is a SHA-256 prefix)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

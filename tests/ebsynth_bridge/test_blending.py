@@ -118,3 +118,57 @@ def test_bad_blend_inputs_are_clear_errors():
         agreement_blend(forward, forward, 0.5, np.zeros(forward.shape[:2], bool), tolerance=0)
     with pytest.raises(ValueError, match="forward_error"):
         selection_mask(np.zeros((3, 3)), np.zeros((3, 4)), 0.5)
+
+
+def test_confidence_weight_is_time_alone_without_maps_and_follows_visibility():
+    from ebsynth_bridge import confidence_weight
+
+    assert confidence_weight(0.3) == 0.3
+    visible = np.ones((10, 12), np.float32)
+    assert np.allclose(confidence_weight(0.3, visible, visible, smoothing=0.0), 0.3)
+    # the left half was revealed since the forward key: the backward pass takes it over
+    forward_visibility = visible.copy()
+    forward_visibility[:, :6] = 0.0
+    weight = confidence_weight(0.3, forward_visibility, visible, smoothing=0.0, floor=0.05)
+    expected = 0.3 * 1.05 / (0.3 * 1.05 + 0.7 * 0.05)
+    assert np.allclose(weight[:, :6], expected) and np.allclose(weight[:, 6:], 0.3)
+    # at the keys time decides whatever the maps say
+    assert np.all(confidence_weight(0.0, forward_visibility, visible) == 0.0)
+    assert np.all(confidence_weight(1.0, visible, forward_visibility) == 1.0)
+
+
+def test_confidence_weight_with_errors_favours_the_lower_error_side():
+    from ebsynth_bridge import confidence_weight
+
+    low, high = np.full((8, 8), 10.0, np.float32), np.full((8, 8), 30.0, np.float32)
+    weight = confidence_weight(0.5, forward_error=high, backward_error=low, error_power=1.0, smoothing=0.0)
+    # mean error 20: forward confidence 0.5 / 2.5, backward 0.5 / 1.5
+    assert np.allclose(weight, (0.5 / 1.5) / (0.5 / 1.5 + 0.5 / 2.5))
+    with pytest.raises(ValueError, match="backward_visibility"):
+        confidence_weight(0.5, low, None)
+
+
+def test_agreement_blend_accepts_a_per_pixel_weight():
+    forward, backward = image(1), image(2)
+    weight = np.zeros(forward.shape[:2], np.float32)
+    weight[:, 16:] = 1.0
+    out = agreement_blend(forward, backward, weight, np.zeros(forward.shape[:2], bool), tolerance=1e9)
+    assert np.array_equal(out[:, :16], forward[:, :16]) and np.array_equal(out[:, 16:], backward[:, 16:])
+    with pytest.raises(ValueError, match="backward_weight"):
+        agreement_blend(forward, backward, weight[:5], np.zeros(forward.shape[:2], bool))
+
+
+def test_agreement_difference_measure_sees_unaligned_textures():
+    # the same texture shifted by two pixels: equal gradient magnitudes, different structure
+    texture = image(3)
+    shifted = np.roll(texture, 2, axis=1)
+    mask = np.ones(texture.shape[:2], bool)
+    by_magnitude = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0)
+    by_difference = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0,
+                                    measure="difference")
+    # the difference measure follows the selected (backward) side; the magnitude one averages more
+    error_difference = np.abs(by_difference.astype(int) - shifted).mean()
+    error_magnitude = np.abs(by_magnitude.astype(int) - shifted).mean()
+    assert error_difference < error_magnitude
+    with pytest.raises(ValueError, match="measure"):
+        agreement_blend(texture, shifted, 0.5, mask, measure="phase")

@@ -108,3 +108,38 @@ def test_ebsynth_bridge_imports_nothing_of_ours_or_of_diffusion():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert ebsynth_bridge.__all__  # the public API is declared
+
+
+def test_carry_visibility_zeroes_occlusions_and_moves_with_the_flow():
+    from ebsynth_bridge import carry_visibility
+
+    visibility = np.ones((10, 12), np.float32)
+    occlusion = np.zeros((10, 12), bool)
+    occlusion[2:4, 3:5] = True
+    flow = np.zeros((10, 12, 2), np.float32)
+    step1 = carry_visibility(visibility, flow, occlusion)
+    assert step1[2:4, 3:5].max() == 0.0 and step1.sum() == 10 * 12 - 4
+    # one pixel to the right per frame: the hole moves right, nothing new is occluded
+    flow[..., 0] = -1.0
+    step2 = carry_visibility(step1, flow, np.zeros((10, 12), bool))
+    assert step2[2:4, 4:6].max() == 0.0 and step2[2:4, 3].min() == 1.0
+
+
+def test_flow_render_draws_the_key_at_subpixel_coordinates_where_the_match_agrees():
+    from ebsynth_bridge import flow_render, identity_coordinates
+
+    rng = np.random.default_rng(0)
+    key = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    coordinates = identity_coordinates(16, 20) + np.float32(0.5)  # half a pixel off, right and down
+    nnf = np.rint(coordinates).astype(np.int32)
+    synthesis = np.zeros_like(key)
+    out = flow_render(key, synthesis, nnf, coordinates, interpolation="linear", smoothing=0.0)
+    expected = cv2.remap(key, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    assert np.array_equal(out, expected)
+    # where the search moved the match away from the flow, the synthesis stays
+    nnf[:, :8] += 5
+    out = flow_render(key, synthesis, nnf, coordinates, interpolation="linear", smoothing=0.0)
+    assert out[:, :8].max() == 0 and np.array_equal(out[:, 8:], expected[:, 8:])
+    with pytest.raises(ValueError, match="interpolation"):
+        flow_render(key, synthesis, nnf, coordinates, interpolation="lanczos")

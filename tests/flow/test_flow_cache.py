@@ -83,7 +83,7 @@ def test_interrupted_write_leaves_no_entry_and_no_temporary(tmp_path, images, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez", interrupted)
+    monkeypatch.setattr(np, "savez_compressed", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cache.get_or_compute(estimator, *images)
     assert list(tmp_path.iterdir()) == []
@@ -103,6 +103,43 @@ def test_damaged_entry_is_recomputed(tmp_path, images, caplog):
     assert estimator.calls == 2 and float(forward[..., 0].mean()) == 2.0
     assert "Ignoring unreadable flow cache entry" in caplog.text
     assert cache.load(FlowCache.key(estimator.name, *images), (24, 32)) is not None  # rewritten whole
+
+
+def test_entries_are_compact_float16_and_a_hit_equals_a_miss(tmp_path, images):
+    class SmoothFlow(CountingTranslationEstimator):
+        def __call__(self, source, target):
+            self.calls += 1
+            height, width = source.shape[-2:]
+            ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+            forward = torch.stack([xs * 0.37 + 0.123, ys * -1.91 + 3.3])[None].float()
+            return forward, -forward
+
+    estimator = SmoothFlow(0.0)
+    cache = FlowCache(tmp_path)
+    forward, backward = cache.get_or_compute(estimator, *images)
+    entry = cache.path(FlowCache.key(estimator.name, *images))
+    with np.load(entry, allow_pickle=False) as stored:
+        assert stored["forward"].dtype == np.float16 and stored["backward"].dtype == np.float16
+    raw_float32 = 2 * 24 * 32 * 2 * 4
+    assert entry.stat().st_size < raw_float32 / 2
+    # float16 rounding only: relative error ≤ 2^-11 of the displacement
+    ys, xs = np.mgrid[0:24, 0:32]
+    exact = np.stack([xs * 0.37 + 0.123, ys * -1.91 + 3.3], axis=-1)
+    assert np.all(np.abs(forward - exact) <= np.abs(exact) * 2.0**-11 + 1e-6)
+    hit_forward, hit_backward = FlowCache(tmp_path).get_or_compute(estimator, *images)
+    assert estimator.calls == 1
+    np.testing.assert_array_equal(hit_forward, forward)  # a resumed run sees exactly the flows of the first
+    np.testing.assert_array_equal(hit_backward, backward)
+
+
+def test_an_entry_holding_objects_never_unpickles(tmp_path, images):
+    estimator = CountingTranslationEstimator(2.0)
+    cache = FlowCache(tmp_path)
+    key = FlowCache.key(estimator.name, *images)
+    tmp_path.mkdir(exist_ok=True)
+    np.savez(cache.path(key), forward=np.array([object()], dtype=object), backward=np.zeros(1))
+    forward, _ = cache.get_or_compute(estimator, *images)
+    assert estimator.calls == 1 and float(forward[..., 0].mean()) == 2.0
 
 
 def test_bad_input(tmp_path, images):

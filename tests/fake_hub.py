@@ -1,0 +1,86 @@
+"""A tiny Hugging Face hub on 127.0.0.1 for download tests: the few HTTP routes huggingface_hub uses.
+
+Serves repositories held in memory (``{repo_id: {path: bytes}}``) through the hub's documented endpoints:
+repository info (``/api/models/{id}/revision/{rev}``), the file tree (``/api/models/{id}/tree/{rev}``) and file
+downloads (``/{id}/resolve/{rev}/{path}``, HEAD and GET, with the commit and ETag headers). Point the hub
+library at it with ``HF_ENDPOINT``. Loopback only; it records every file that was downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHub:
+    def __init__(self, repositories: dict[str, dict[str, bytes]]) -> None:
+        self.repositories = repositories
+        self.downloaded: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _json(self, data) -> None:
+                self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json", "X-Repo-Commit": COMMIT})
+
+            def _route(self, head: bool) -> None:
+                path = unquote(urlparse(self.path).path)
+                parts = path.strip("/").split("/")
+                if parts[:2] == ["api", "models"] and len(parts) >= 6:
+                    repo = "/".join(parts[2:4])
+                    files = hub.repositories.get(repo)
+                    if files is None:
+                        return self._send(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+                    if parts[4] == "revision":
+                        return self._json({"id": repo, "modelId": repo, "sha": COMMIT,
+                                           "siblings": [{"rfilename": name} for name in sorted(files)]})
+                    if parts[4] == "tree":
+                        return self._json([
+                            {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                            for name, data in sorted(files.items())
+                        ])
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+                    data = hub.repositories.get(repo, {}).get(filename)
+                    if data is None:
+                        return self._send(404, b"", {"X-Error-Code": "EntryNotFound"}, head)
+                    if not head:
+                        hub.downloaded.append((repo, filename))
+                    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                    return self._send(200, data, {"X-Repo-Commit": COMMIT, "ETag": etag}, head)
+                return self._send(404, b"")
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+                self._route(head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._route(head=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeHub":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

@@ -1,0 +1,398 @@
+"""Loading as on any diffusers project: what is fetched, what counts as missing, the renderer choice, quiet loading.
+
+The hub is a fake one on 127.0.0.1 (`tests/fake_hub.py`) or a hand-made cache folder in the hub library's
+documented layout; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rerender
+from rerender.config import ControlConfig, ModelConfig, RerenderConfig, apply_overrides
+from rerender.errors import ConfigError, WeightsNotFoundError
+from rerender.weights import fetch_commands, missing_weights, select_files, weight_sources
+from tests.fake_hub import COMMIT, FakeHub
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+
+SD15_FILES = [
+    ".gitattributes", "README.md", "model_index.json", "v1-5-pruned.ckpt", "v1-5-pruned.safetensors",
+    "v1-5-pruned-emaonly.safetensors", "v1-inference.yaml",
+    "feature_extractor/preprocessor_config.json",
+    "safety_checker/config.json", "safety_checker/model.safetensors", "safety_checker/model.fp16.safetensors",
+    "safety_checker/pytorch_model.bin",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
+    "text_encoder/pytorch_model.bin", "text_encoder/flax_model.msgpack",
+    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
+    "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.non_ema.safetensors",
+    "unet/diffusion_pytorch_model.non_ema.bin", "unet/diffusion_flax_model.msgpack",
+    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+    "vae/diffusion_pytorch_model.bin",
+]
+CONFIGS = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "tokenizer/merges.txt",
+           "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
+           "unet/config.json", "vae/config.json"]
+
+
+# ------------------------------------------------------------------------------------ which files are fetched
+
+
+def test_select_files_full_precision_keeps_one_safetensors_per_component():
+    fetched, skipped = select_files(SD15_FILES, half_precision=False)
+    assert fetched == sorted(CONFIGS + ["text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
+                                        "vae/diffusion_pytorch_model.safetensors"])
+    assert sorted(fetched + skipped) == sorted(SD15_FILES)
+    for never in ("safety_checker/model.safetensors", "feature_extractor/preprocessor_config.json", "v1-5-pruned.ckpt",
+                  "v1-5-pruned-emaonly.safetensors", "unet/diffusion_pytorch_model.bin",
+                  "unet/diffusion_pytorch_model.non_ema.safetensors", "text_encoder/flax_model.msgpack",
+                  "unet/diffusion_pytorch_model.fp16.safetensors"):
+        assert never in skipped
+
+
+def test_select_files_half_precision_takes_the_fp16_variants_only():
+    fetched, skipped = select_files(SD15_FILES, half_precision=True)
+    assert fetched == sorted(CONFIGS + ["text_encoder/model.fp16.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+                                        "vae/diffusion_pytorch_model.fp16.safetensors"])
+    assert "unet/diffusion_pytorch_model.safetensors" in skipped
+
+
+def test_select_files_for_a_separate_vae_skips_the_models_own_and_bin_only_repositories_keep_bin():
+    fetched, _ = select_files(SD15_FILES, components=("unet", "text_encoder", "tokenizer", "scheduler"))
+    assert not [name for name in fetched if name.startswith("vae/")]
+    controlnet = ["README.md", ".gitattributes", "config.json", "diffusion_pytorch_model.bin"]
+    assert select_files(controlnet, half_precision=True) == (
+        ["config.json", "diffusion_pytorch_model.bin"], [".gitattributes", "README.md"])
+    lineart = ["config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+               "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"]
+    assert select_files(lineart, half_precision=True)[0] == ["config.json", "diffusion_pytorch_model.fp16.safetensors"]
+    sharded = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+               "model.safetensors.index.json", "pytorch_model-00001-of-00002.bin"]
+    assert select_files(sharded)[0] == ["config.json", "model-00001-of-00002.safetensors",
+                                        "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+
+
+# ------------------------------------------------------------------------------------ a fake hub cache
+
+
+def _cache_file(cache: Path, repository: str, filename: str, data: bytes = b"x") -> None:
+    """Write one file in the hub cache layout (models--owner--name/snapshots/<commit>/..., refs/main)."""
+    folder = cache / f"models--{repository.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(COMMIT)
+    path = folder / "snapshots" / COMMIT / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def _cache_defaults(cache: Path) -> None:
+    base = ModelConfig().base_model
+    for name in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "text_encoder/model.safetensors"):
+        _cache_file(cache, base, name)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        _cache_file(cache, ControlConfig().resolved_model, name)
+
+
+def test_missing_weights_offline_lists_what_is_not_cached(hub_cache):
+    config = RerenderConfig()
+    assert [(s.role, s.location) for s in missing_weights(config)] == [
+        ("base model", "stable-diffusion-v1-5/stable-diffusion-v1-5"), ("ControlNet (canny)", "lllyasviel/sd-controlnet-canny")]
+    _cache_file(hub_cache, config.model.base_model, "model_index.json")  # a config alone is not the weights
+    assert len(missing_weights(config)) == 2
+    _cache_defaults(hub_cache)
+    assert missing_weights(config) == []
+    with_vae = apply_overrides(config, {"vae": "stabilityai/sd-vae-ft-mse"})
+    assert [s.key for s in missing_weights(with_vae)] == ["model.vae"]
+    commands = fetch_commands(with_vae, missing_weights(with_vae))
+    assert commands[0] == "rerender download --vae stabilityai/sd-vae-ft-mse"
+    assert commands[1].startswith("hf download stabilityai/sd-vae-ft-mse ")
+
+
+def test_on_a_connected_machine_nothing_is_missing(hub_cache, monkeypatch):
+    import rerender.weights
+
+    monkeypatch.setattr(rerender.weights, "hub_offline", lambda: False)
+    monkeypatch.setattr(rerender.weights, "_endpoint_reachable", lambda endpoint, timeout: True)
+    assert missing_weights(RerenderConfig()) == []  # downloaded by from_pretrained when loaded
+    monkeypatch.setattr(rerender.weights, "_endpoint_reachable", lambda endpoint, timeout: False)  # no network
+    assert len(missing_weights(RerenderConfig())) == 2
+
+
+def test_a_local_folder_needs_nothing_from_the_hub(hub_cache, tiny_pipeline_dir):
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)))
+    sources = weight_sources(config, include_flow=False)
+    assert [(s.role, s.is_hub, s.present) for s in sources] == [("base model", False, True), ("ControlNet (canny)", False, True)]
+    assert missing_weights(config) == []
+
+
+# ------------------------------------------------------------------------------------ no silent fallback
+
+
+def test_library_default_raises_with_what_where_and_how(hub_cache, synthetic_clip, tmp_path):
+    with pytest.raises(WeightsNotFoundError) as raised:
+        rerender.translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "o.mp4", progress=False, **FAST)
+    message = str(raised.value)
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in message and "lllyasviel/sd-controlnet-canny" in message
+    assert str(hub_cache) in message and "HF_HUB_OFFLINE" in message
+    assert "`rerender download`" in message and "hf download" in message and "renderer='classic'" in message
+    assert not (tmp_path / "o.mp4.work").exists()  # raised before decoding anything
+    with pytest.raises(ConfigError, match="`renderer` must be one of"):
+        rerender.translate(synthetic_clip, "x", output=tmp_path / "o.mp4", renderer="clasic", progress=False)
+
+
+def test_classic_when_asked_and_auto_falls_back_with_a_warning(hub_cache, synthetic_clip, tmp_path, caplog):
+    classic = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="classic",
+                                 workspace=tmp_path / "a", progress=False, **FAST)
+    assert classic.renderer == "classic"
+    with caplog.at_level(logging.WARNING, logger="rerender.renderers"):
+        auto = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="auto",
+                                  workspace=tmp_path / "b", progress=False, **FAST)
+    assert auto.renderer == "classic"
+    assert "classic stylizer" in caplog.text and "rerender download" in caplog.text
+
+
+def test_auto_runs_diffusion_when_the_weights_are_there(hub_cache, synthetic_clip, tmp_path, tiny_pipeline_dir):
+    result = rerender.translate(
+        synthetic_clip, "a cat", K=10, output=None, stage="first", renderer="auto", workspace=tmp_path / "w",
+        progress=False, base_model=str(tiny_pipeline_dir), num_inference_steps=2, device="cpu", **FAST,
+    )
+    assert result.renderer == "diffusion"
+
+
+def test_cli_renderer_option(hub_cache, synthetic_clip, tmp_path, capsys):
+    from rerender.cli import main
+
+    sets = [f"--set={key}={value}" for key, value in FAST.items()]
+    code = main(["translate", str(synthetic_clip), "-p", "x", "-o", str(tmp_path / "o.mp4"), "-q", "--renderer", "diffusion", *sets])
+    err = capsys.readouterr().err
+    assert code == 2 and "rerender download" in err and "Traceback" not in err
+    code = main(["translate", str(synthetic_clip), "-p", "x", "-o", str(tmp_path / "c.mp4"), "-q", "--stage", "first",
+                 "--set", "renderer=classic", *sets])
+    out, err = capsys.readouterr()
+    assert code == 0 and "keyframes (classic)" in out and "classic stylizer instead" not in err  # asked: no warning
+
+
+# ------------------------------------------------------------------------------------ VAE default
+
+
+def test_the_default_vae_is_the_models_own(tiny_pipeline_dir):
+    import torch
+
+    from rerender.models import load_pipeline
+
+    assert ModelConfig().vae is None and RerenderConfig().model.renderer == "diffusion"
+    pipe = load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir)), device="cpu")  # offline: no hub VAE asked for
+    from diffusers import AutoencoderKL
+
+    own = AutoencoderKL.from_pretrained(str(tiny_pipeline_dir / "vae"))
+    for name, tensor in own.state_dict().items():
+        torch.testing.assert_close(pipe.vae.state_dict()[name], tensor)
+
+
+# ------------------------------------------------------------------------------------ download against a fake hub
+
+
+def _fake_repositories(tiny_pipeline_dir: Path) -> dict[str, dict[str, bytes]]:
+    sd = {str(path.relative_to(tiny_pipeline_dir)): path.read_bytes()
+          for path in tiny_pipeline_dir.rglob("*") if path.is_file() and not path.name.startswith("_")}
+    controlnet = {name.removeprefix("controlnet/"): data for name, data in sd.items() if name.startswith("controlnet/")}
+    sd = {name: data for name, data in sd.items() if not name.startswith(("controlnet/", "_"))}
+    sd.update({"safety_checker/model.safetensors": b"never", "v1-5-pruned.ckpt": b"never either",
+               "unet/diffusion_pytorch_model.bin": b"duplicate", "README.md": b"# fake"})
+    controlnet["diffusion_pytorch_model.bin"] = b"duplicate"
+    return {"fake/tiny-sd": sd, "lllyasviel/sd-controlnet-canny": controlnet,
+            "PKUWilliamYang/Rerender": {"models/gmflow_sintel-0c07dcb3.pth": b"gmflow", "models/other.pth": b"unused"}}
+
+
+def _run(args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "rerender.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home),
+            "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@pytest.fixture(scope="module")
+def downloaded(tiny_pipeline_dir, tmp_path_factory):
+    """`rerender download --model fake/tiny-sd` from the fake hub: (hub, HF_HOME, dry-run output)."""
+    home = tmp_path_factory.mktemp("hf")
+    with FakeHub(_fake_repositories(tiny_pipeline_dir)) as hub:
+        env = _hub_env(hub, home)
+        dry = _run(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32"], env)
+        assert dry.returncode == 0, dry.stderr
+        assert hub.downloaded == []  # a dry run fetches nothing
+        done = _run(["download", "--model", "fake/tiny-sd", "--precision", "fp32"], env)
+        assert done.returncode == 0, done.stderr
+    return hub, home, dry.stdout
+
+
+def test_download_fetches_only_the_files_rerender_reads(downloaded, tiny_pipeline_dir):
+    hub, home, listing = downloaded
+    assert "skip  safety_checker/model.safetensors" in listing and "fetch unet/config.json" in listing
+    fetched = set(hub.downloaded)
+    assert ("fake/tiny-sd", "unet/diffusion_pytorch_model.safetensors") in fetched
+    assert ("lllyasviel/sd-controlnet-canny", "diffusion_pytorch_model.safetensors") in fetched
+    assert ("PKUWilliamYang/Rerender", "models/gmflow_sintel-0c07dcb3.pth") in fetched
+    for never in (("fake/tiny-sd", "safety_checker/model.safetensors"), ("fake/tiny-sd", "v1-5-pruned.ckpt"),
+                  ("fake/tiny-sd", "unet/diffusion_pytorch_model.bin"), ("fake/tiny-sd", "README.md"),
+                  ("lllyasviel/sd-controlnet-canny", "diffusion_pytorch_model.bin"), ("PKUWilliamYang/Rerender", "models/other.pth")):
+        assert never not in fetched
+    snapshot = home / "hub" / "models--fake--tiny-sd" / "snapshots" / COMMIT
+    assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == \
+        (tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert not (snapshot / "safety_checker").exists()
+
+
+def test_a_downloaded_hub_id_loads_offline(downloaded, monkeypatch):
+    # diffusers alone would refuse this cache offline (it expects the safety checker it lists); rerender loads the
+    # snapshot folder it fetched.
+    from huggingface_hub import constants
+
+    from rerender.environment import model_report
+    from rerender.models import load_pipeline
+
+    _, home, _ = downloaded
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    config = RerenderConfig(model=ModelConfig(base_model="fake/tiny-sd"))
+    assert missing_weights(config) == [] and model_report(config)["translate"] == "diffusion"
+    pipe = load_pipeline(config.model, config.control, device="cpu")
+    assert pipe.unet.config.block_out_channels and type(pipe).__name__ == "RerenderPipeline"
+
+
+@pytest.mark.slow
+def test_cli_translate_from_the_downloaded_cache_offline(downloaded, synthetic_clip, tmp_path):
+    hub, home, _ = downloaded
+    offline = {**_hub_env(hub, home), "HF_HUB_OFFLINE": "1"}
+    report = _run(["env", "--json", "--model", "fake/tiny-sd"], offline)
+    assert report.returncode == 0, report.stderr
+    models = json.loads(report.stdout)["models"]
+    assert models["translate"] == "diffusion" and all(item["present"] for item in models["sources"])
+    result = _run(["translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "o.mp4", "--stage", "first", "-q",
+                   "--model", "fake/tiny-sd", "--renderer", "diffusion", "--set", "num_inference_steps=2",
+                   "--set", "device=cpu", *[f"--set={key}={value}" for key, value in FAST.items()]], offline)
+    assert result.returncode == 0, result.stderr
+    assert "keyframes (diffusion)" in result.stdout
+    assert "requires torchvision" not in result.stderr  # quiet loading
+
+
+@pytest.mark.slow
+def test_translate_downloads_a_hub_id_on_a_connected_machine(tiny_pipeline_dir, synthetic_clip, tmp_path):
+    with FakeHub(_fake_repositories(tiny_pipeline_dir)) as hub:
+        result = _run(["translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "o.mp4", "--stage", "first", "-q",
+                       "--model", "fake/tiny-sd", "--set", "num_inference_steps=2", "--set", "device=cpu",
+                       *[f"--set={key}={value}" for key, value in FAST.items()]], _hub_env(hub, tmp_path / "hf"))
+    assert result.returncode == 0, result.stderr
+    assert "keyframes (diffusion)" in result.stdout and "classic" not in result.stderr
+    assert ("fake/tiny-sd", "unet/diffusion_pytorch_model.safetensors") in hub.downloaded
+    assert ("fake/tiny-sd", "safety_checker/model.safetensors") not in hub.downloaded
+
+
+# ------------------------------------------------------------------------------------ env, exports, imports
+
+
+def test_env_reports_weights_and_the_renderer_translate_will_use(hub_cache):
+    from rerender.environment import model_report
+
+    report = model_report(RerenderConfig())
+    assert [item["role"] for item in report["sources"]] == ["base model", "ControlNet (canny)", "GMFlow"]
+    assert not any(item["present"] for item in report["sources"][:2])
+    assert report["translate"].startswith("classic stylizer") and report["fetch"][0] == "rerender download"
+    _cache_defaults(hub_cache)
+    report = model_report(RerenderConfig())
+    assert report["translate"] == "diffusion" and all(item["present"] for item in report["sources"][:2])
+
+
+def _module_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_environment_and_flow_do_not_import_each_other():
+    for path in (REPO / "rerender" / "flow").glob("*.py"):
+        assert "rerender.environment" not in _module_imports(path), path.name
+    weights = _module_imports(REPO / "rerender" / "weights.py")
+    assert not {name for name in weights if name.startswith(("rerender.flow", "rerender.environment", "torch", "diffusers"))}
+
+
+def test_public_names_are_exported_at_the_top_level():
+    from rerender.pipeline import RerenderPipeline
+    from rerender.renderers import ClassicRenderer
+
+    assert rerender.RerenderPipeline is RerenderPipeline and rerender.ClassicRenderer is ClassicRenderer
+    for name in rerender.__all__:
+        assert getattr(rerender, name) is not None, name
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in ("translate", "propagate_keyframes", "RerenderPipeline", "RerenderConfig", "load_pipeline", "download_weights"):
+        assert name in readme and name in rerender.__all__, name
+
+
+# ------------------------------------------------------------------------------------ quiet loading
+
+
+def test_quiet_loading_drops_only_the_known_noise_and_only_inside():
+    from rerender.models import quiet_loading
+
+    emitter = logging.getLogger("transformers.utils.import_utils")
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    emitter.addHandler(handler)
+    try:
+        spurious = "`CLIPImageProcessor` requires torchvision (not installed); falling back to `CLIPImageProcessorPil`"
+        with quiet_loading():
+            emitter.warning(spurious)
+            emitter.warning("a real problem")
+        emitter.warning(spurious)
+    finally:
+        emitter.removeHandler(handler)
+    assert records == ["a real problem", spurious]
+
+
+@pytest.mark.slow
+def test_loading_route_prints_no_spurious_messages(tiny_pipeline_dir):
+    code = (
+        "import logging; logging.basicConfig(level=logging.WARNING)\n"
+        "from rerender import RerenderPipeline, load_pipeline\n"
+        "from rerender.config import ModelConfig\n"
+        f"load_pipeline(ModelConfig(base_model={str(tiny_pipeline_dir)!r}), device='cpu')\n"
+        "logging.getLogger('transformers.utils.import_utils').warning('a real warning')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "requires torchvision" not in result.stderr and "a real warning" in result.stderr
