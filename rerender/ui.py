@@ -139,7 +139,8 @@ class FieldSpec:
 
     @property
     def label(self) -> str:
-        return self.name.replace("_", " ").capitalize()
+        words = self.name.replace("_", " ").capitalize().replace("Vae", "VAE").replace("Dis ", "DIS ").replace("Cfg", "CFG")
+        return f"ControlNet {words.lower()}" if self.owner is config_module.ControlConfig else words
 
 
 def field_spec(path: str) -> FieldSpec:
@@ -342,7 +343,8 @@ def environment_status(config: RerenderConfig | None = None) -> str:
         return (
             "**No diffusion weights here.** The *auto* renderer uses the built-in **classic** stylizer instead "
             "(no weights needed; choose *classic* to say so). For diffusion keyframes, set *Base model* to a local "
-            f"diffusers folder or `.safetensors` file. Details: {describe_missing(config, missing)}."
+            "diffusers folder or `.safetensors` file.\n\n<details><summary>What is missing and how to fetch it"
+            f"</summary>\n\n{describe_missing(config, missing)}.\n\n</details>"
         )
     return f"**Diffusion weights:** `{config.model.base_model}` (looked for in `{where['huggingface_hub_cache']}`)."
 
@@ -678,7 +680,7 @@ def build_app(
         def gallery_items(session: UiSession) -> list[tuple[str, str]]:
             folder = session.workspace / "keyframes"
             items = []
-            for index in session.keyframes or sorted(int(p.stem) for p in folder.glob("[0-9]*.png")):
+            for index in session.keyframes or sorted(int(p.stem) for p in folder.glob("[0-9][0-9][0-9][0-9].png")):
                 path = folder / f"{index:04d}.png"
                 if path.is_file():
                     items.append((str(path), f"frame {index}"))
@@ -707,13 +709,12 @@ def build_app(
                     break
                 _, name, done, total = event
                 progress(done / max(total, 1), desc=f"{name} {done}/{total}")
-                if name == "keyframes" and done > shown_keyframes:
-                    shown_keyframes = done
-                    keyframes_dir = session.workspace / "keyframes"
-                    finished = sorted(keyframes_dir.glob("[0-9]*.png"))
-                    first = str(finished[0]) if finished else skip
-                    items = [(str(p), f"frame {int(p.stem)}") for p in finished]
-                    yield (f"Keyframes: {done}/{total}", first, items, skip, skip, skip, skip, skip)
+                if name == "keyframes":  # diffusion counts denoising steps: show the gallery as each keyframe lands
+                    finished = sorted((session.workspace / "keyframes").glob("[0-9][0-9][0-9][0-9].png"))
+                    if len(finished) != shown_keyframes:
+                        shown_keyframes = len(finished)
+                        items = [(str(path), f"frame {int(path.stem)}") for path in finished]
+                        yield (f"Keyframes: {len(finished)} finished", str(finished[0]), items, skip, skip, skip, skip, skip)
             worker.join()
             error = outcome.get("error")
             if isinstance(error, CancelledError):
@@ -790,7 +791,7 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         raise ConfigError("choose the retouched keyframe images first")
     if session.video is None or not (session.workspace / "manifest.json").is_file():
         raise ConfigError("render the keyframes first, then upload retouched ones")
-    existing = {int(path.stem): path for path in (session.workspace / "keyframes").glob("[0-9]*.png")}
+    existing = {int(path.stem): path for path in (session.workspace / "keyframes").glob("[0-9][0-9][0-9][0-9].png")}
     replaced = []
     for file in files:
         name = sanitize_filename(Path(file).name)

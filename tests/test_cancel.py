@@ -66,3 +66,27 @@ def test_an_event_set_before_the_call_stops_before_any_keyframe(synthetic_clip, 
         translate(synthetic_clip, "a cartoon", K=4, output=None, stage="first", workspace=tmp_path / "ws",
                   renderer=ClassicRenderer("a cartoon"), progress=False, cancel=cancel, **FAST)
     assert not list((tmp_path / "ws").glob("keyframes/*.png"))
+
+
+def test_cancel_between_denoising_steps_then_resume_exactly(synthetic_clip, tmp_path, tiny_pipeline_dir):
+    """With diffusion keyframes the callback counts denoising steps, so a cancel stops inside a keyframe."""
+    from rerender.pipeline import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    settings = dict(resolution=64, size_multiple=16, num_inference_steps=4, vae=None, device="cpu", dtype="float32",
+                    added_prompt="", negative_prompt="", flow_estimator="dis", dis_preset="fast")
+    reference = translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ref",
+                          pipeline=pipeline, progress=False, **settings)
+    cancel = threading.Event()
+    callback, seen = _cancel_at(cancel, "keyframes", 5)
+    with pytest.raises(CancelledError, match=r"keyframes stage \(5/"):
+        translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ws",
+                  pipeline=pipeline, progress=False, callback=callback, cancel=cancel, **settings)
+    total = [total for name, _, total in seen if name == "keyframes"][-1]
+    assert total > 5  # denoising steps, not keyframes: it stopped inside the keyframe stage's steps
+    translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ws",
+              pipeline=pipeline, progress=False, **settings)
+    for index in reference.keyframe_indices:
+        np.testing.assert_array_equal(read_image(tmp_path / "ws" / "keyframes" / f"{index:04d}.png"),
+                                      read_image(reference.workspace / "keyframes" / f"{index:04d}.png"))

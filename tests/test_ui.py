@@ -132,7 +132,7 @@ def test_cancel_stops_and_the_next_run_resumes(server, tmp_path):
 
     app, url = server
     clip = tmp_path / "long.mp4"
-    write_synthetic_video(clip, num_frames=120, width=256, height=192, motion="mixed", fps=25, audio=False)
+    write_synthetic_video(clip, num_frames=40, width=128, height=96, motion="mixed", fps=25, audio=False)
     client, _ = _client(url, clip)
     arguments = _arguments(app)
     job = client.submit(*arguments, api_name="/run_all")
@@ -143,8 +143,8 @@ def test_cancel_stops_and_the_next_run_resumes(server, tmp_path):
     status = job.result(timeout=120)[0]
     assert status.startswith("**Cancelled.**")
     status, _, _, video, *_ = client.predict(*arguments, api_name="/run_all")
-    assert status.startswith("Done: 120 frames")
-    assert probe_video(video["video"] if isinstance(video, dict) else video).frame_count == 120
+    assert status.startswith("Done: 40 frames")
+    assert probe_video(video["video"] if isinstance(video, dict) else video).frame_count == 40
 
 
 def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, synthetic_clip):

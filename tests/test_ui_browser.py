@@ -78,6 +78,11 @@ def test_run_all_in_a_real_browser(page_url, browser):
     assert abs(duration - source) < 0.15, (duration, source)
     assert "Done: 100 frames" in browser.find_element(By.ID, "rr-status").text
 
+    # Nothing on the page came from elsewhere (fonts, scripts, analytics): it works offline.
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
+    local = page_url.rstrip("/")
+    assert loaded and [url for url in loaded if not url.startswith((local, "data:", "blob:"))] == []
+
     artifacts = Path(os.environ.get("RERENDER_ARTIFACTS", REPO / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     browser.execute_script("window.scrollTo(0, 0)")
