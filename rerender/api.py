@@ -44,6 +44,7 @@ from rerender.stages import (
     interval_digests,
     keyframes_ready,
     load_flow_estimator,
+    prepare_source_size,
     processing_size,
     propagate_intervals,
     propagation_options,
@@ -143,10 +144,15 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
+<<<<<<< HEAD
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
+=======
+        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
+            `output_size="source"` writes the result at the source's own size).
+>>>>>>> main
 
     Returns:
         A `TranslationResult`.
@@ -250,7 +256,12 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
                 space.begin("propagation", config)
-                propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                # with propagation.output_size = "source": at the source's size, from upscaled keyframes
+                propagation_frames, key_path = frames, None
+                if config.propagation.output_size == "source":
+                    propagation_frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
+                propagate_intervals(space, propagation_frames, keyframe_indices, estimator, config, progress, notify,
+                                    intervals, key_path)
                 space.finish("propagation", frames=len(frames))
             timings["propagation"] = time.perf_counter() - started
 
@@ -260,6 +271,8 @@ def translate(
         with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
             fps = write_output(space, len(frames), video, info, config, output_path, notify)
             if comparison:
+                if config.propagation.output_size == "source":
+                    frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
                 previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
         timings["writing"] = time.perf_counter() - started
         result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,

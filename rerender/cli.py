@@ -229,7 +229,14 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     total = len(range(video.start_frame, end, video.frame_stride))
     frames = tqdm(frames, total=total, desc="preprocess", unit="frame", disable=args.quiet)
     if as_images:
-        written = write_png_sequence(frames, output)
+        if info.is_image_sequence:
+            # Named after their source files, so keyframes painted on them land on those frames in `propagate`.
+            from rerender.video import list_image_files
+
+            sources = list_image_files(info.path)[video.start_frame : end : video.frame_stride]
+            written = write_png_sequence(frames, output, names=[source.stem for source in sources])
+        else:
+            written = write_png_sequence(frames, output)
         print(f"wrote {len(written)} frames to {output}/")
         return EXIT_OK
     fps = config.output.fps or info.fps / video.frame_stride
@@ -258,6 +265,8 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.base_model"] = args.model
     if getattr(args, "lora", None):
         overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "source_size", False):
+        overrides["propagation.output_size"] = "source"
     if getattr(args, "renderer", None):
         overrides["model.renderer"] = args.renderer
     elif hasattr(args, "renderer") and not _config_names_renderer(args):
@@ -322,11 +331,13 @@ def _command_propagate(args: argparse.Namespace) -> int:
         extra["propagation.workers"] = args.workers
     if args.fps:
         extra["output.fps"] = args.fps
+    if args.source_size:
+        extra["propagation.output_size"] = "source"
     if extra:
         config = apply_overrides(config, extra)
     result = propagate_keyframes(
         args.video, args.keyframes, args.output, config=config, workspace=args.keep_intermediates,
-        force=args.force, progress=not args.quiet,
+        force=args.force, progress=not args.quiet, first_number=args.first_number,
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
@@ -469,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--delete-workspace", action="store_true",
             help="delete the workspace after the video is written (only the files rerender wrote there)",
         )
+        command.add_argument(
+            "--source-size", action="store_true",
+            help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+        )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
@@ -493,6 +508,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     propagate.add_argument("--workers", type=int, help="propagation passes run at once, in threads (default: CPU cores)")
     propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
+    propagate.add_argument(
+        "--source-size", action="store_true",
+        help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+    )
+    propagate.add_argument(
+        "--first-number", type=int, default=0, metavar="N",
+        help="for a video: the number in key names of its first frame (default 0 as `preprocess`; 1 for ffmpeg %%04d.png)",
+    )
     propagate.add_argument(
         "--keep-intermediates", metavar="DIR",
         help="keep frames, flows and propagated frames here (a new or empty folder, or one rerender made); a rerun "

@@ -153,8 +153,9 @@ class VideoConfig:
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: Literal["long", "short"] = "long"
     """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
-    size_multiple: int = 64
-    """Both output sides are rounded to a multiple of this many pixels (64 for Stable Diffusion)."""
+    size_multiple: int = 8
+    """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
+    aspect within 1 % (`rerender.video.fit_frame`)."""
 
     def __post_init__(self) -> None:
         _check_range("video.start_frame", self.start_frame, 0)
@@ -364,10 +365,14 @@ class FreeUConfig:
     """Skip low-frequency scale of the 1280-channel stage."""
     s2: float = 0.2
     """Skip low-frequency scale of the 640-channel stage."""
+    variant: Literal["rerender", "diffusers"] = "rerender"
+    """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
+    the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.freeu."""
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2", "s1", "s2"):
             _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
+        _check_choice("constraints.freeu.variant", self.variant, ("rerender", "diffusers"))
 
 
 @dataclass(frozen=True)
@@ -455,9 +460,14 @@ class PropagationConfig:
     workers: int | None = None
     """Propagation passes run at once, in threads of this process (the output does not depend on it);
     `None` = number of CPU cores."""
+    output_size: Literal["processing", "source"] = "processing"
+    """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
+    "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as
+    EbSynth users work; slower and more memory, see the README)."""
 
     def __post_init__(self) -> None:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))
+        _check_choice("propagation.output_size", self.output_size, ("processing", "source"))
         if self.blend_mode is not None:
             _check_choice("propagation.blend_mode", self.blend_mode, ("agreement", "histogram", "poisson", "select", "linear"))
         for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):

@@ -42,6 +42,10 @@ class KeyframeRenderer(Protocol):
             indices: the keyframes' indices among the selected frames (for per-frame inputs such as control maps).
             done: keyframes rendered by an earlier, interrupted run (a prefix of the result).
             state_dir: a folder for whatever the renderer needs to resume exactly.
+
+        A renderer whose keyframes take long may also accept a keyword ``on_progress(done, total)`` and call
+        it as work advances, in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then
+        reports those instead of whole keyframes.
         """
         ...
 
@@ -88,8 +92,19 @@ class DiffusionRenderer:
         return cls(load_pipeline(config.model, config.control), config, flow_estimator, control_maps)
 
     def render(
-        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+        self,
+        frames: Sequence[np.ndarray],
+        indices: Sequence[int],
+        done: Sequence[np.ndarray],
+        state_dir: Path,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[np.ndarray]:
+        """Render as `KeyframeRenderer.render`; `on_progress(done, total)` counts denoising steps (UNet calls).
+
+        A resumed run counts the finished keyframes' steps as done, then the anchor's again (it is re-rendered
+        to rebuild its references); the count reaches `total` with the last keyframe. While `on_progress` is
+        given, the pipeline's own per-pass bars are off (restored afterwards).
+        """
         import torch
 
         config = self.config
@@ -106,6 +121,22 @@ class DiffusionRenderer:
                 for frame, maps in zip(frames, self.control_maps(indices))
             ]
             control_images = [[maps[net] for maps in per_frame] for net in range(len(config.control))]
+        resume = _resume_point(state_dir, len(done))
+        step_end, restore_bars = None, None
+        if on_progress is not None:
+            planned = self.pipeline.planned_unet_calls(
+                len(frames), config.sampling.num_inference_steps, config.sampling.denoising_strength,
+                config.constraints, config.sampling.refinement,
+            )
+            total, finished = sum(planned), [sum(planned[1 : len(done)]) if resume is not None else 0]
+
+            def step_end(pipeline: Any, step: int, timestep: int, values: dict) -> None:
+                finished[0] += 1
+                on_progress(finished[0], total)
+
+            on_progress(finished[0], total)
+            restore_bars = getattr(self.pipeline, "_progress_bar_config", {}).copy()
+            self.pipeline.set_progress_bar_config(**{**restore_bars, "disable": True})
         rendered = self.pipeline.render_keyframes(
             list(frames),
             config.prompt.full_prompt,
@@ -120,7 +151,8 @@ class DiffusionRenderer:
             refinement=config.sampling.refinement,
             same_noise_per_keyframe=config.sampling.same_noise_per_keyframe,
             generator=generator,
-            resume=_resume_point(state_dir, len(done)),
+            callback_on_step_end=step_end,
+            resume=resume,
         )
         try:
             for frame in rendered:
@@ -129,6 +161,8 @@ class DiffusionRenderer:
                     yield (frame.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         finally:
             rendered.close()
+            if restore_bars is not None:
+                self.pipeline.set_progress_bar_config(**restore_bars)
 
 
 def _recorded_seed(state_dir: Path) -> int:

@@ -60,7 +60,8 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
         full_calls = counter.calls
 
         def interrupt(stage, done, total):
-            if stage == "keyframes" and done == 3:
+            # progress counts denoising steps: 3 for the anchor, 4 per keyframe; step 12 is the 4th keyframe's first
+            if stage == "keyframes" and done == 12:
                 raise KeyboardInterrupt
 
         counter.calls = 0
@@ -83,6 +84,37 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
             read_image(workspace / "keyframes" / f"{index:04d}.png"),
             read_image(uninterrupted / "keyframes" / f"{index:04d}.png"),
         )
+
+
+def test_keyframe_progress_advances_per_denoising_step_and_resumes(synthetic_clip, tmp_path, tiny_pipeline):
+    # 4 steps at strength 0.75 run steps 1–3; pixel-aware fusion (strict 2 < i < 3.2) reruns step 3: the anchor
+    # costs 3 UNet calls, every keyframe 4. K=4 gives 5 keyframes: 19 steps in all.
+    assert tiny_pipeline.planned_unet_calls(5, 4, 0.75) == [3, 4, 4, 4, 4]
+    events = []
+
+    def record(stage, done, total):
+        if stage == "keyframes":
+            events.append((done, total))
+            if interrupt_at is not None and done == interrupt_at:
+                raise KeyboardInterrupt
+
+    counter = UNetCounter(tiny_pipeline)
+    interrupt_at = 12  # the first step of the 4th keyframe: 3 keyframes are finished
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
+                      pipeline=tiny_pipeline, progress=False, callback=record, **SETTINGS)
+        assert events == [(done, 19) for done in range(13)] and counter.calls == 12
+        events.clear()
+        interrupt_at, counter.calls = None, 0
+        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
+                  pipeline=tiny_pipeline, progress=True, callback=record, **SETTINGS)
+    finally:
+        counter.close()
+    # resumed: the finished keyframes 4 and 8 count as done (8 steps), then the anchor is re-rendered (3) and
+    # keyframes 12 and 16 follow (8): one event per UNet call, reaching the total
+    assert events == [(done, 19) for done in range(8, 20)] and counter.calls == 11
+    assert tiny_pipeline._progress_bar_config == {"disable": True}  # the pipeline's own bars are restored
 
 
 def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_path, tiny_pipeline_dir):
@@ -111,3 +143,15 @@ def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_pat
     short = apply_overrides(config, {"control.0.maps": str(few)})
     with pytest.raises(Exception, match="holds 5 maps but the video has 20 frames"):
         translate(synthetic_clip, "a cat", K=10, output=tmp_path / "p.mp4", config=short, pipeline=pipeline, progress=False)
+
+
+def test_diffusion_keyframes_at_a_size_that_is_no_multiple_of_the_unet_downsampling(synthetic_clip, tmp_path, tiny_pipeline):
+    # 96×64 at resolution 66, multiple 2 (the tiny VAE's factor): 66×44 px, 33×22 latents, which the tiny
+    # UNet's one downsampling cannot halve evenly: the SD 1.5 case of a multiple of 8 that is not of 64.
+    settings = {**SETTINGS, "resolution": 66, "size_multiple": 2}
+    result = translate(synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline,
+                       progress=False, end_frame=9, **settings)
+    assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8]
+    keyframe = read_image(result.workspace / "keyframes" / "0008.png")
+    assert keyframe.shape == (44, 66, 3) and keyframe.std() > 1  # a picture, not a flat failure
+    assert (probe_video(result.output).width, probe_video(result.output).height) == (66, 44)

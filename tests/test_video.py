@@ -301,8 +301,10 @@ def test_non_ascii_and_space_paths(tmp_path):
 def test_real_clip_probe_and_preprocess():
     info = probe_video(REAL_CLIP)
     assert (info.width, info.height, info.frame_count, info.fps) == (960, 506, 270, 25)
+    first = next(read_frames(REAL_CLIP, crop=(0, 0, 180, 0), resolution=512, size_multiple=64, info=info))
+    assert first.shape == (320, 512, 3)  # the official demo's processing size (multiple of 64)
     first = next(read_frames(REAL_CLIP, crop=(0, 0, 180, 0), resolution=512, info=info))
-    assert first.shape == (320, 512, 3)  # the official demo's processing size
+    assert first.shape == (336, 512, 3)  # ours: multiple of 8, 780×506 keeps its aspect
 
 
 # ---------------------------------------------------------------------------------------------- bad input
