@@ -7,9 +7,12 @@ User errors print one line (`error: ...`); `--verbose` adds debug logging and tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -291,19 +294,48 @@ def _config_names_renderer(args: argparse.Namespace) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _stop_at_safe_point():
+    """A `cancel` event for the library that the first Ctrl-C sets (the run stops at its next safe point, resumable);
+    a second Ctrl-C interrupts at once."""
+    cancel = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("stopping at the next safe point (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield None
+        return
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _command_translate(args: argparse.Namespace) -> int:
     from rerender.api import translate
     from rerender.config import apply_overrides
+    from rerender.errors import CancelledError
 
     config = _load_config(args)
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
-    result = translate(
-        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
-        workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
-        delete_workspace=args.delete_workspace,
-    )
+    try:
+        with _stop_at_safe_point() as cancel:
+            result = translate(
+                args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
+                workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False),
+                progress=not args.quiet, delete_workspace=args.delete_workspace, cancel=cancel,
+            )
+    except CancelledError as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return 130
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())

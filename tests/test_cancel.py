@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -90,3 +91,33 @@ def test_cancel_between_denoising_steps_then_resume_exactly(synthetic_clip, tmp_
     for index in reference.keyframe_indices:
         np.testing.assert_array_equal(read_image(tmp_path / "ws" / "keyframes" / f"{index:04d}.png"),
                                       read_image(reference.workspace / "keyframes" / f"{index:04d}.png"))
+
+
+@pytest.mark.slow  # two CLI runs in subprocesses (about 30 s)
+def test_ctrl_c_in_the_cli_stops_at_a_safe_point_and_the_rerun_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from rerender.synthetic import write_synthetic_video
+
+    clip = tmp_path / "clip.mp4"
+    write_synthetic_video(clip, num_frames=150, width=128, height=96, motion="mixed", fps=25, audio=False)
+    command = [sys.executable, "-m", "rerender.cli", "translate", str(clip), "-p", "a cartoon", "-o", str(tmp_path / "o.mp4"),
+               "--renderer", "classic", "-K", "10", "--set", "resolution=64", "--set", "size_multiple=16",
+               "--set", "propagation_preset=fast", "--set", "flow_estimator=dis", "--set", "dis_preset=fast"]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
+    workspace = tmp_path / "o.mp4.work" / "propagated"
+    deadline = time.monotonic() + 120
+    while not (workspace.is_dir() and any(workspace.iterdir())) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: cancelled during the propagation stage" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o.mp4").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reused the frames stage" in rerun.stdout and "reused the keyframes stage" in rerun.stdout
