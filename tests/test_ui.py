@@ -157,12 +157,16 @@ def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, syntheti
     with pytest.raises(AppError) as raised:
         client.predict(handle_file(str(text)), api_name="/summary")
     assert "notes.mp4" in str(raised.value) and "Traceback" not in str(raised.value)
+    # A new browser session has its own workspace: the videos other sessions uploaded are not its input.
     with pytest.raises(AppError, match="no input video"):
         client.predict(*_arguments(app), api_name="/first_keyframe")
 
     client, _ = _client(url, synthetic_clip)
     with pytest.raises(AppError, match=r"pixel_fusion_period` must have start ≤ end"):
         client.predict(*_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe")
+    # "diffusion" without weights (offline, none cached): the library's message, which says how to fetch them.
+    with pytest.raises(AppError, match="stable-diffusion-v1-5.* not in the Hugging Face cache.*rerender download"):
+        client.predict(*_arguments(app, renderer="diffusion"), api_name="/first_keyframe")
     with pytest.raises(AppError, match=r"mask_strength` must be in \[0.0, 1.0\], got 1.5"):
         client.predict(*_arguments(app, constraints__mask_strength=1.5), api_name="/keyframes")
 
@@ -216,3 +220,11 @@ def test_the_ui_command_binds_to_this_machine_by_default():
     assert (args.host, args.port, args.share) == ("127.0.0.1", None, False)
     args = build_parser().parse_args(["ui", "--host", "0.0.0.0", "--port", "8123", "--share", "--set", "resolution=256"])
     assert (args.host, args.port, args.share, args.overrides) == ("0.0.0.0", 8123, True, ["resolution=256"])
+
+
+def test_without_weights_the_page_offers_the_classic_renderer():
+    from rerender.config import RerenderConfig
+    from rerender.ui import environment_status
+
+    status = environment_status(RerenderConfig())
+    assert "No diffusion weights here" in status and "classic" in status and "stable-diffusion-v1-5" in status
