@@ -16,6 +16,7 @@ Example:
 # No `from __future__ import annotations`: Gradio finds `gr.Request` parameters by their evaluated annotations.
 
 import ast
+import atexit
 import dataclasses
 import functools
 import inspect
@@ -242,7 +243,10 @@ class UiSessions:
     """The sessions of one running page: each gets a folder under `root`, removed when the browser leaves."""
 
     def __init__(self, root: str | os.PathLike | None = None, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> None:
-        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="rerender-ui-"))
+        if root is None:  # our own temporary folder: removed when the process ends
+            root = tempfile.mkdtemp(prefix="rerender-ui-")
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+        self.root = Path(root)
         self.max_upload_bytes = int(max_upload_mb) << 20
         self._sessions: dict[str, UiSession] = {}
         self._lock = threading.Lock()
