@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
@@ -36,7 +37,11 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+<<<<<<< HEAD
     cancellable,
+=======
+    comparison_path,
+>>>>>>> main
     control_map_reader,
     default_workspace,
     disk_guard,
@@ -60,6 +65,8 @@ from rerender.stages import (
 )
 from rerender.video import check_output_path, probe_video
 from rerender.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
@@ -181,6 +188,8 @@ def translate(
         overrides = {**overrides, "model.renderer": renderer}
         renderer = None
     config = resolve_config(config, prompt, K, overrides)
+    if not config.prompt.prompt:
+        logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
@@ -195,7 +204,12 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
+    if output_path is not None and comparison:
+        check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    check_output_path(workspace_root, [video], kind="folder", name="workspace")
+    if output_path is not None and workspace_root.resolve() == output_path.resolve():
+        raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
     with Workspace.open(workspace_root, video, config, force=force) as space:
         if stage == "propagate" and not space.is_done("keyframes", config):
             raise ConfigError(

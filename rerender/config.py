@@ -655,7 +655,10 @@ def load_config(path: str | os.PathLike) -> RerenderConfig:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file not found: {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not a config file (not UTF-8 text); give a YAML or JSON config") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
@@ -748,6 +751,21 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
+    """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
+    candidates = list(leaves) + _all_paths()
+    matches = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not matches:  # `sampling.strenght`: compare the last part with the leaf names
+        matches = [leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], list(leaves), n=1, cutoff=0.6)]
+    if matches:
+        return f"; did you mean {matches[0]!r}?"
+    sections = ", ".join(f.name for f in dataclasses.fields(RerenderConfig))
+    return (
+        f"; no option has a similar name (give a leaf name such as denoising_strength, or SECTION.NAME with a "
+        f"section among {sections}; `rerender config show` lists every option)"
+    )
+
+
 def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> RerenderConfig:
     """Return a copy of `config` with options replaced; keys are leaf names or dotted paths.
 
@@ -784,7 +802,7 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
             if not isinstance(node, dict) or part not in node:
                 if depth > 0 and isinstance(node, dict):  # a known section or group: suggest from its own keys
                     raise ConfigError(f"unknown option `{key}`{_nearest(part, list(node))}")
-                raise ConfigError(f"unknown option `{key}`{_nearest(key, list(leaves) + _all_paths())}")
+                raise ConfigError(f"unknown option `{key}`{_suggest_option(key, leaves)}")
             if depth == len(parts) - 1:
                 node[part] = value
                 break

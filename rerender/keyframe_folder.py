@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
     cancellable,
     ProgressCallback,
@@ -191,6 +191,10 @@ def propagate_keyframes(
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = check_output_path(output, [video, keyframes])
+    if workspace is not None:
+        check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
+        if Path(workspace).resolve() == output_path.resolve():
+            raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
     source_files = None
     if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
         files = list_image_files(info.path)

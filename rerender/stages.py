@@ -595,8 +595,13 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     return fps
 
 
+def comparison_path(output_path: Path) -> Path:
+    """Where `write_comparison` puts the side-by-side video of `output_path`."""
+    return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+
+
 def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
-    path = output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+    path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
     write_video(pairs, path, fps=fps, crf=config.output.crf)
     return path

@@ -56,6 +56,7 @@ __all__ = [
     "crop_frame",
     "resize_frame",
     "preprocess_frame",
+    "VIDEO_SUFFIXES",
     "check_output_path",
     "atomic_output",
     "VideoWriter",
@@ -815,26 +816,59 @@ def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.nd
 # --------------------------------------------------------------------------------------------------------
 
 
-def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """Check that `output` can be written and is not one of `inputs`; returns it as a `Path`.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+"""Containers the H.264 writer produces (`.webm` cannot hold H.264 and `.gif` is not a video codec's container;
+`.avi` and other containers are refused rather than written untested)."""
+
+
+def check_output_path(
+    output: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    kind: Literal["video", "file", "folder"] = "video",
+    name: str = "output",
+) -> Path:
+    """Check, before any work, that `output` can be written without touching an input; returns it as a `Path`.
+
+    Args:
+        output: the path to check.
+        inputs: files and folders the output must not be, and must not lie inside.
+        kind: "video" (the suffix must be one of `VIDEO_SUFFIXES`), "file" (any file name) or "folder" (a
+            folder to create or fill; it may exist).
+        name: how messages call the path (an argument or option name, e.g. "--json").
 
     Raises:
-        OutputPathError: the folder is missing or not writable, `output` is a folder, or equals an input.
+        OutputPathError: the parent folder is missing or not writable; a video without a supported suffix; a
+            file path that is a folder (or a folder path that is a file); the output is an input or inside an
+            input folder.
     """
+    if kind not in ("video", "file", "folder"):
+        raise ValueError(f"`kind` must be 'video', 'file' or 'folder', got {kind!r}")
     output = Path(output)
+    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
+        found = f"the suffix {output.suffix!r}" if output.suffix else "no suffix"
+        raise OutputPathError(
+            f"{name} {str(output)!r} has {found}; videos are written as H.264 in {', '.join(VIDEO_SUFFIXES)} "
+            f"(e.g. {output.stem or 'out'}.mp4)"
+        )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputPathError(f"output folder does not exist: {str(parent)!r} (for {str(output)!r})")
+        raise OutputPathError(f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputPathError(f"output folder is not writable: {str(parent)!r}")
-    if output.is_dir():
-        raise OutputPathError(f"output {str(output)!r} is a folder; give a file name such as out.mp4")
+        raise OutputPathError(f"{name}: the folder {str(parent)!r} is not writable (for {str(output)!r})")
+    if kind != "folder" and output.is_dir():
+        raise OutputPathError(f"{name} {str(output)!r} is a folder; give a file name" + (" such as out.mp4" if kind == "video" else ""))
+    if kind == "folder" and output.exists() and not output.is_dir():
+        raise OutputPathError(f"{name} {str(output)!r} exists and is not a folder")
+    resolved = output.resolve()
     for item in inputs:
         item = Path(item)
-        if item.exists() and output.exists() and os.path.samefile(item, output):
-            raise OutputPathError(f"output {str(output)!r} is the input; choose another name")
-        if output.resolve() == item.resolve():
-            raise OutputPathError(f"output {str(output)!r} is the input; choose another name")
+        same = output.exists() and item.exists() and os.path.samefile(item, output)
+        if same or resolved == item.resolve():
+            raise OutputPathError(f"{name} {str(output)!r} is the input {str(item)!r}; choose another path")
+        if item.is_dir() and resolved.is_relative_to(item.resolve()):
+            raise OutputPathError(
+                f"{name} {str(output)!r} is inside the input folder {str(item)!r}; choose a path outside it"
+            )
     return output
 
 
@@ -1219,11 +1253,7 @@ def write_png_sequence(
     Returns:
         The written paths.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputPathError(f"{str(folder)!r} exists and is not a folder")
-    if not folder.parent.is_dir():
-        raise OutputPathError(f"output folder's parent does not exist: {str(folder.parent)!r}")
+    folder = check_output_path(folder, kind="folder", name="folder")
     folder.mkdir(exist_ok=True)
     written = []
     for offset, frame in enumerate(frames):

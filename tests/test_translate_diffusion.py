@@ -155,3 +155,119 @@ def test_diffusion_keyframes_at_a_size_that_is_no_multiple_of_the_unet_downsampl
     keyframe = read_image(result.workspace / "keyframes" / "0008.png")
     assert keyframe.shape == (44, 66, 3) and keyframe.std() > 1  # a picture, not a flat failure
     assert (probe_video(result.output).width, probe_video(result.output).height) == (66, 44)
+
+
+class _Payload:
+    """Unpickling this creates `marker`: the harmless stand-in for code planted in a workspace."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path, tiny_pipeline, caplog):
+    import hashlib
+    import json
+    import pickle
+    import shutil
+
+    import torch
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=reference,
+              pipeline=tiny_pipeline, progress=False, **SETTINGS)
+
+    def interrupt(stage, done, total):
+        # progress counts denoising steps: 3 for the anchor, 4 per keyframe; step 8 is the 3rd keyframe's first
+        if stage == "keyframes" and done == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=interrupted,
+                  pipeline=tiny_pipeline, progress=False, callback=interrupt, **SETTINGS)
+    # The state is safetensors + JSON, with no pickle in it.
+    state = interrupted / "state"
+    assert sorted(p.name for p in state.iterdir() if p.name != "seed.txt") == ["render_state.json", "render_state.safetensors"]
+    assert json.loads((state / "render_state.json").read_text())["next_index"] == 2
+
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps(_Payload(marker))
+
+    def legacy(folder):  # a workspace of an older version (pickled state only), with the payload inside
+        (folder / "render_state.json").unlink()
+        (folder / "render_state.safetensors").unlink()
+        torch.save({"next_index": 2, "index": 1, "payload": _Payload(marker)}, folder / "render_state.pt")
+
+    def tensors_file(folder):  # pickle bytes as the tensor file, with a JSON that vouches for them
+        (folder / "render_state.safetensors").write_bytes(payload)
+        structure = json.loads((folder / "render_state.json").read_text())
+        structure["sha256"] = hashlib.sha256(payload).hexdigest()
+        (folder / "render_state.json").write_text(json.dumps(structure))
+
+    def structure_file(folder):
+        (folder / "render_state.json").write_bytes(payload)
+
+    for plant in (legacy, tensors_file, structure_file):
+        workspace = tmp_path / plant.__name__
+        shutil.copytree(interrupted, workspace)
+        plant(workspace / "state")
+        caplog.clear()
+        translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=workspace,
+                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        assert not marker.exists(), f"a planted pickle ran ({plant.__name__})"
+        assert "ignoring" in caplog.text and "rendered again from the anchor" in caplog.text  # the user is told
+        # A clean re-render from the anchor: the same keyframes as an uninterrupted run, byte for byte.
+        for index in (0, 8, 16):
+            assert (workspace / "keyframes" / f"{index:04d}.png").read_bytes() == \
+                (reference / "keyframes" / f"{index:04d}.png").read_bytes(), (plant.__name__, index)
+
+
+def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    import torch
+
+    from rerender.renderers import _resume_point, _save_resume_point
+
+    generator = torch.Generator().manual_seed(3)
+    state = {
+        "index": 4,
+        "previous_frame": torch.rand(1, 3, 8, 8),
+        "previous_rendered": torch.rand(1, 3, 8, 8),
+        "previous_features": {(0, "up.0.attn1"): torch.rand(2, 16, 8), (3, "up.1.attn1"): torch.rand(2, 4, 8).half()},
+        "generator_state": generator.get_state(),
+    }
+    _save_resume_point(tmp_path, SimpleNamespace(index=4, resume_state=state))
+    loaded = _resume_point(tmp_path, 5)
+    assert loaded["next_index"] == 5 and loaded["index"] == 4
+    for name in ("previous_frame", "previous_rendered", "generator_state"):
+        assert torch.equal(loaded[name], state[name])
+    assert list(loaded["previous_features"]) == [(0, "up.0.attn1"), (3, "up.1.attn1")]
+    for key, value in state["previous_features"].items():
+        assert loaded["previous_features"][key].dtype == value.dtype and torch.equal(loaded["previous_features"][key], value)
+    restored = torch.Generator().set_state(loaded["generator_state"])
+    assert torch.equal(torch.randn(3, generator=restored), torch.randn(3, generator=generator))
+    assert _resume_point(tmp_path, 4) is None  # saved at another keyframe
+
+    import json
+
+    structure = json.loads((tmp_path / "render_state.json").read_text())
+    for key, bad in (("next_index", "5"), ("version", 99), ("previous_features", [[0]]), ("format", "other")):
+        (tmp_path / "render_state.json").write_text(json.dumps({**structure, key: bad}))
+        with caplog.at_level("WARNING", logger="rerender.renderers"):
+            caplog.clear()
+            assert _resume_point(tmp_path, 5) is None
+        assert "ignoring the resume state" in caplog.text
+
+
+def test_a_damaged_seed_file_is_named(tmp_path):
+    from rerender.errors import ConfigError
+    from rerender.renderers import _recorded_seed
+
+    seed = _recorded_seed(tmp_path)
+    assert _recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
+    (tmp_path / "seed.txt").write_text("12ab")
+    with pytest.raises(ConfigError, match=r"seed\.txt.*non-negative integer.*'12ab'"):
+        _recorded_seed(tmp_path)
