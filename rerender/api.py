@@ -37,11 +37,8 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
-<<<<<<< HEAD
     cancellable,
-=======
     comparison_path,
->>>>>>> main
     control_map_reader,
     default_workspace,
     disk_guard,
@@ -151,15 +148,11 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
-<<<<<<< HEAD
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
-        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
-=======
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).
->>>>>>> main
 
     Returns:
         A `TranslationResult`.
