@@ -239,7 +239,6 @@ def translate(
             with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), size)):
                 space.begin("keyframes", config, renderer=renderer.name)
                 wanted = keyframe_indices[:1] if stage == "first" else keyframe_indices
-                notify("keyframes", 0, len(wanted))
                 render_keyframes(space, frames, wanted, renderer, progress, notify)
                 if stage == "first":
                     timings["first"] = time.perf_counter() - started
