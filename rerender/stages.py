@@ -41,23 +41,6 @@ ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
 
 
-class WorkspaceFrames(Sequence[np.ndarray]):
-    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
-
-    def __init__(self, workspace: Workspace, count: int) -> None:
-        self.workspace, self.count = workspace, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(index)
-        return read_image(self.workspace.frame_path(index % self.count))
-
-
 class FolderFrames(Sequence[np.ndarray]):
     """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
 
@@ -73,6 +56,14 @@ class FolderFrames(Sequence[np.ndarray]):
         if not -self.count <= index < self.count:
             raise IndexError(index)
         return read_image(self.folder / f"{index % self.count:04d}.png")
+
+
+class WorkspaceFrames(FolderFrames):
+    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
+
+    def __init__(self, workspace: Workspace, count: int) -> None:
+        super().__init__(workspace.frames_dir, count)
+        self.workspace = workspace
 
 
 def control_map_reader(

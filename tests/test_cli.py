@@ -22,7 +22,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_help_everywhere(capsys):
-    for args in ([], ["config", "show"], ["config", "validate"], ["info"], ["env"], ["preprocess"]):
+    for args in ([], ["config", "show"], ["config", "validate"], ["info"], ["env"], ["preprocess"], ["animate"], ["generate"]):
         code, out, _ = run_cli(capsys, *args, "--help")
         assert code == 0 and "usage:" in out
 
