@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    cancellable,
     comparison_path,
     control_map_reader,
     default_workspace,
@@ -121,6 +123,7 @@ def translate(
     progress: bool = True,
     callback: ProgressCallback | None = None,
     prompt_translator: Callable[[str, str], str] | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Translate `video` into the style of `prompt` and write the result with the source's fps and audio.
@@ -151,6 +154,9 @@ def translate(
         callback: `callback(stage, done, total)` as work advances.
         prompt_translator: `prompt_translator(text, language) -> str` translates a prompt that is not English
             (`prompt_language`); `None` uses the transformers model `config.prompt.translation_model`.
+        cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
+            keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
+            same call again resumes.
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).
 
@@ -168,10 +174,12 @@ def translate(
         WorkspaceBusyError: another run holds the workspace.
         WorkspaceMismatchError: the workspace belongs to another video (use `force`).
         WeightsNotFoundError: also when a prompt that is not English needs a translation model that is not here.
+        CancelledError: `cancel` was set; the workspace is left resumable.
     """
     timings: dict[str, float] = {}
     reused: list[str] = []
-    notify = callback or (lambda stage_name, done, total: None)
+    space: Workspace | None = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Resolve the config and check every input before any expensive work.
     if isinstance(renderer, str):

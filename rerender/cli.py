@@ -8,6 +8,7 @@ arguments; `--verbose` adds debug logging and tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -347,9 +348,32 @@ def _config_names_renderer(args: argparse.Namespace) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _stop_at_safe_point():
+    """A `cancel` event for the library that the first Ctrl-C sets (the run stops at its next safe point, resumable);
+    a second Ctrl-C interrupts at once."""
+    cancel = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield None
+        return
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _command_translate(args: argparse.Namespace) -> int:
     from rerender.api import translate
     from rerender.config import apply_overrides
+    from rerender.errors import CancelledError
 
     config = _load_config(args)
     extra = _translate_overrides(args)
@@ -361,11 +385,16 @@ def _command_translate(args: argparse.Namespace) -> int:
             "no prompt: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
             "--config or --set; pass -p \"\" to run without a prompt on purpose"
         )
-    result = translate(
-        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
-        workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
-        delete_workspace=args.delete_workspace,
-    )
+    try:
+        with _stop_at_safe_point() as cancel:
+            result = translate(
+                args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
+                workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False),
+                progress=not args.quiet, delete_workspace=args.delete_workspace, cancel=cancel,
+            )
+    except CancelledError:
+        print(_interrupted_message(args), file=sys.stderr)
+        return EXIT_INTERRUPTED
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
@@ -424,6 +453,26 @@ def _command_eval(args: argparse.Namespace) -> int:
         with atomic_output(args.json) as temporary:
             temporary.write_text(text + "\n", encoding="utf-8")
     print(text)
+    return EXIT_OK
+
+
+def _command_ui(args: argparse.Namespace) -> int:
+    import shutil
+
+    from rerender.ui import launch
+
+    defaults = _load_config(args) if (args.config or args.overrides) else None
+    app, address = launch(args.host, args.port, args.share, max_upload_mb=args.max_upload_mb,
+                          clip_model=None if not args.no_clip else "", defaults=defaults, quiet=True)
+    print(f"rerender ui: open {address} (Ctrl-C stops it)", flush=True)
+    share_url = getattr(app, "share_url", None)
+    if share_url:
+        print(f"public share link: {share_url}", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+        shutil.rmtree(app.rerender_sessions.root, ignore_errors=True)
     return EXIT_OK
 
 
@@ -683,6 +732,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_command_eval)
     _add_animate_command(commands)
     _add_generate_command(commands)
+
+    ui = commands.add_parser("ui", parents=[verbose_option], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    ui.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    ui.add_argument("--max-upload-mb", type=int, default=500, help="largest accepted upload in MiB (default 500)")
+    ui.add_argument("--no-clip", action="store_true", help="no CLIP scores in the figures")
+    _add_config_options(ui)
+    ui.set_defaults(handler=_command_ui)
     return parser
 
 

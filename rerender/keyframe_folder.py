@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,7 @@ from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
+    cancellable,
     ProgressCallback,
     WorkspaceFrames,
     disk_guard,
@@ -157,6 +159,7 @@ def propagate_keyframes(
     progress: bool = True,
     callback: ProgressCallback | None = None,
     first_number: int = 0,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Propagate stylized keyframes from a folder (named by frame index) to every frame of `video`.
@@ -177,7 +180,7 @@ def propagate_keyframes(
         workspace: keep intermediates (frames, flows, propagated frames) here, a new or empty folder or one
             rerender made; default a temporary folder that is removed afterwards. A rerun propagates again
             only the key intervals whose keyframes changed.
-        force, optical_flow, progress, callback, **overrides: as `translate`.
+        force, optical_flow, progress, callback, cancel, **overrides: as `translate`.
         first_number: for a video source, the number in the keyframe names of the first selected frame
             (0 as `rerender preprocess` writes; 1 for FFmpeg's `%04d.png`).
 
@@ -185,7 +188,8 @@ def propagate_keyframes(
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
     """
     timings: dict[str, float] = {}
-    notify = callback or (lambda stage_name, done, total: None)
+    space = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Check the inputs: video, output, keyframe names, sizes.
     config = resolve_config(config, None, None, overrides)
