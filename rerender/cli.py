@@ -457,8 +457,11 @@ def _command_eval(args: argparse.Namespace) -> int:
 
 
 def _command_ui(args: argparse.Namespace) -> int:
+    import importlib.util
     import shutil
 
+    if importlib.util.find_spec("gradio") is None:
+        raise _UsageError('the web UI needs the `ui` extra (Gradio): pip install "rerender[ui]" (or -e ".[ui]" in a checkout)')
     from rerender.ui import launch
 
     defaults = _load_config(args) if (args.config or args.overrides) else None

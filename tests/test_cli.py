@@ -480,3 +480,14 @@ def test_runtime_failures_print_one_line_named_only_when_unexpected(capsys):
     assert ours.startswith("error: the workspace 'w' is in use") and "WorkspaceBusyError" not in ours
     assert _report(RuntimeError("boom"), verbose=False) == 1
     assert capsys.readouterr().err.startswith("error: RuntimeError: boom")
+
+
+def test_ui_without_its_extra_names_the_install_command(monkeypatch, capsys):
+    import importlib.util
+
+    from rerender.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
+    assert main(["ui"]) == 2
+    assert 'pip install "rerender[ui]"' in capsys.readouterr().err
