@@ -66,6 +66,7 @@ ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
     "FreeU": ("constraints.freeu", "constraints.freeu.b1", "constraints.freeu.b2", "constraints.freeu.s1", "constraints.freeu.s2"),
     "Refinement": ("sampling.refinement", "sampling.refinement.refinement_strength", "sampling.refinement.refinement_steps"),
     "Propagation": ("propagation.propagation_preset", "propagation.blend_mode", "propagation.workers", "flow.flow_estimator", "flow.dis_preset"),
+    "Prompt language": ("prompt.prompt_language", "prompt.translation_model"),
     "Frames and output": ("video.start_frame", "video.end_frame", "video.frame_stride", "video.resize_side", "video.size_multiple", "prompt.added_prompt", "output.crf"),
 }
 """The "Advanced" accordion: the config fields each group shows (a group's optional section first)."""

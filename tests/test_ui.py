@@ -70,6 +70,10 @@ def test_help_texts_are_the_config_docstrings():
     assert mask.info == field_docstrings(ConstraintConfig)["mask_strength"] != ""
     assert by_path["constraints.pixel_fusion_period"].info == field_spec("constraints.pixel_fusion_period").doc != ""
     assert by_path["propagation.blend_mode"].info.startswith("How the forward and backward passes merge")
+    from rerender.config import PromptConfig
+
+    # prompts in other languages (issue 14) have their controls, with the config's own help text
+    assert by_path["prompt.prompt_language"].info == field_docstrings(PromptConfig)["prompt_language"] != ""
 
 
 def test_sanitized_names_and_upload_limit(tmp_path):
