@@ -83,6 +83,8 @@ class JobResult:
     """The error message of a failed job."""
     where: str = "local"
     """Where it ran: "local", or "ray:<node address>"."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per stage of a job that ran (`TranslationResult.timings`)."""
 
 
 @dataclass
@@ -284,11 +286,11 @@ def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where
         config = job_config(job, config, renderer)
         if finished(job, config):
             return JobResult(job, "skipped", 0.0, None, where)
-        translate(job.video, output=job.output, config=config, pipeline=pipeline, progress=False)
+        result = translate(job.video, output=job.output, config=config, pipeline=pipeline, progress=False)
     except Exception as error:  # noqa: BLE001 - one failed job never stops the others; its message is the result
         logger.debug("job %s failed", job.video, exc_info=True)
         return JobResult(job, "failed", time.perf_counter() - started, f"{type(error).__name__}: {error}", where)
-    return JobResult(job, "done", time.perf_counter() - started, None, where)
+    return JobResult(job, "done", time.perf_counter() - started, None, where, dict(result.timings))
 
 
 # --------------------------------------------------------------------------------------------------------
