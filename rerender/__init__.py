@@ -13,9 +13,9 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "translate": "rerender.api",
     "propagate_keyframes": "rerender.keyframe_folder",
-    "batch": "rerender.batch",
-    "format_summary": "rerender.batch",
-    "BatchResult": "rerender.batch",
+    "batch": "rerender.batching",
+    "format_summary": "rerender.batching",
+    "BatchResult": "rerender.batching",
     "TranslationResult": "rerender.api",
     "RerenderConfig": "rerender.config",
     "load_config": "rerender.config",

@@ -112,6 +112,7 @@ def translate(
     comparison: bool = False,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    executor: Any | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Translate `video` into the style of `prompt` and write the result with the source's fps and audio.
@@ -140,6 +141,8 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
+        executor: where the propagation runs: `None` = here (`rerender.executors.LocalExecutor`), or a
+            `rerender.executors.RayExecutor` to fan the key intervals out to a Ray cluster (same output bytes).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
 
     Returns:
@@ -241,7 +244,10 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
                 space.begin("propagation", config)
-                propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                if executor is None:
+                    propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                else:
+                    executor.propagate(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
                 space.finish("propagation", frames=len(frames))
             timings["propagation"] = time.perf_counter() - started
 

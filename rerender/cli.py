@@ -309,7 +309,7 @@ def _command_translate(args: argparse.Namespace) -> int:
 
 
 def _command_batch(args: argparse.Namespace) -> int:
-    from rerender.batch import batch, format_summary
+    from rerender.batching import batch, format_summary
 
     config = _load_config(args)
     renderer = args.renderer or (None if _config_names_renderer(args) else "auto")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerender.batch import batch, format_summary, load_jobs
+from rerender.batching import batch, format_summary, load_jobs
 from rerender.cli import main
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.synthetic import write_synthetic_video
