@@ -141,8 +141,10 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
-        executor: where the propagation runs: `None` = here (`rerender.executors.LocalExecutor`), or a
-            `rerender.executors.RayExecutor` to fan the key intervals out to a Ray cluster (same output bytes).
+        executor: where the keyframes and the propagation run: `None` = here, or a
+            `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
+            intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
+            renderer object is given (they render here).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
 
     Returns:
@@ -212,6 +214,8 @@ def translate(
                 keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
+        if renderer is None and pipeline is None and executor is not None:
+            renderer = executor.keyframe_renderer(config, estimator, control_maps)  # e.g. on a Ray GPU worker
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")

@@ -16,7 +16,12 @@ Faults: a task whose worker dies is retried by Ray (`max_retries`); an interval 
 task returned, and every task is a pure function of its inputs, so the output is byte-identical to an
 uninterrupted local run.
 
-Keyframes (the sequential keyframe chain) and frame decoding run on the driver in this version.
+Keyframes: `RayExecutor` renders them in a Ray actor (`KeyframeWorker`) that loads the models once and keeps
+them for every later `translate` with the same model and ControlNets; it asks for `num_gpus=1` only when the
+cluster has a GPU (else it would never be scheduled). The chain is sequential, so one actor renders it; the
+keyframes stream back one by one and the driver writes them (resume works as locally). The renderer's resume
+state is written to the workspace's `state/` folder by the actor, so keyframe resume across machines needs
+shared storage. Frame decoding runs on the driver.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ class Executor:
     """Where `translate` runs its stages; subclasses implement `propagate`."""
 
     name = "executor"
+
+    def keyframe_renderer(self, config, estimator, control_maps):
+        """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
+        this executor renders keyframes."""
+        from rerender.renderers import choose_renderer
+
+        return choose_renderer(config, None, estimator, control_maps)
 
     def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
                   intervals: dict[tuple[int, int], str] | None) -> None:
@@ -124,6 +136,53 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
         return written, (flow_files if flows_dir else [])
 
 
+class KeyframeWorker:
+    """The keyframe renderer inside a Ray actor: the diffusion pipeline is loaded once, at the first `prepare`,
+    and reused by every later one with the same model and ControlNet settings."""
+
+    def __init__(self) -> None:
+        self.pipeline, self.model_key, self.renderer, self.pipelines_loaded = None, None, None, 0
+
+    def prepare(self, config, estimator, control_maps) -> str:
+        """Build the renderer for `config` (reusing the loaded pipeline); returns its name."""
+        from rerender.config import config_to_dict
+        from rerender.renderers import DiffusionRenderer, choose_renderer
+
+        data = config_to_dict(config)
+        key = repr((data["model"], data["control"]))
+        if self.pipeline is not None and key == self.model_key and config.model.renderer != "classic":
+            self.renderer = DiffusionRenderer(self.pipeline, config, estimator, control_maps)
+        else:
+            self.renderer = choose_renderer(config, None, estimator, control_maps)
+            if isinstance(self.renderer, DiffusionRenderer):
+                self.pipeline, self.model_key = self.renderer.pipeline, key
+                self.pipelines_loaded += 1
+        return self.renderer.name
+
+    def stats(self) -> dict:
+        """Pipelines loaded so far and the GPUs Ray gave this worker."""
+        import ray
+
+        return {"pipelines_loaded": self.pipelines_loaded, "gpu_ids": list(ray.get_gpu_ids())}
+
+    def render(self, frames, indices, done, state_dir: str):
+        yield from self.renderer.render(frames, indices, done, Path(state_dir))
+
+
+class _ActorRenderer:
+    """A `KeyframeRenderer` whose `render` runs in a `KeyframeWorker` actor; keyframes stream back one by one."""
+
+    def __init__(self, actor, name: str) -> None:
+        self.actor, self.name = actor, name
+
+    def render(self, frames, indices, done, state_dir):
+        import ray
+
+        stream = self.actor.render.options(num_returns="streaming").remote(list(frames), list(indices), list(done), str(state_dir))
+        for reference in stream:
+            yield ray.get(reference)
+
+
 class RayExecutor(Executor):
     """Propagation fanned out to Ray: one task per key interval, on CPU workers anywhere in the cluster.
 
@@ -160,6 +219,7 @@ class RayExecutor(Executor):
         self.shared_storage = shared_storage
         self.num_cpus = num_cpus
         self.max_retries = max_retries
+        self._keyframe_worker = None
 
     def _connect(self):
         from rerender.batching import _import_ray, connect_ray
@@ -168,6 +228,26 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             connect_ray(self.address or "auto")
         return ray
+
+    def keyframe_worker(self, config):
+        """The keyframe actor, started at first use (`num_gpus=1` when the cluster has a GPU and the renderer is
+        not "classic") and kept for later runs."""
+        ray = self._connect()
+        if self._keyframe_worker is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
+            self._keyframe_worker = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=self.max_retries,
+                                               max_task_retries=self.max_retries)(KeyframeWorker).remote()
+        return self._keyframe_worker
+
+    def keyframe_renderer(self, config, estimator, control_maps):
+        """A renderer whose keyframes are rendered by the keyframe actor (see the module docstring)."""
+        ray = self._connect()
+        actor = self.keyframe_worker(config)
+        try:
+            shipped = ray.put(estimator)
+        except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one
+            shipped = None
+        return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
 
     def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals) -> None:
         from tqdm import tqdm
