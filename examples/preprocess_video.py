@@ -16,7 +16,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", help="input video file or folder of numbered images")
     parser.add_argument("output", help="output .mp4")
-    parser.add_argument("--resolution", type=int, default=512, help="long side in pixels (rounded to 64)")
+    parser.add_argument("--resolution", type=int, default=512, help="long side in pixels (sides rounded to 8)")
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--end", type=int, default=None, help="one past the last frame")
     parser.add_argument("--stride", type=int, default=1, help="keep every n-th frame")

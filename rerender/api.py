@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.renderers import (
     ClassicRenderer,
@@ -35,6 +36,7 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    comparison_path,
     control_map_reader,
     default_workspace,
     disk_guard,
@@ -42,6 +44,7 @@ from rerender.stages import (
     interval_digests,
     keyframes_ready,
     load_flow_estimator,
+    prepare_source_size,
     processing_size,
     propagate_intervals,
     propagation_options,
@@ -57,6 +60,8 @@ from rerender.stages import (
 )
 from rerender.video import check_output_path, probe_video
 from rerender.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
@@ -145,7 +150,8 @@ def translate(
             `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
             intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
             renderer object is given (they render here).
-        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`).
+        **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
+            `output_size="source"` writes the result at the source's own size).
 
     Returns:
         A `TranslationResult`.
@@ -172,6 +178,8 @@ def translate(
         overrides = {**overrides, "model.renderer": renderer}
         renderer = None
     config = resolve_config(config, prompt, K, overrides)
+    if not config.prompt.prompt:
+        logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
@@ -186,7 +194,12 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
+    if output_path is not None and comparison:
+        check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    check_output_path(workspace_root, [video], kind="folder", name="workspace")
+    if output_path is not None and workspace_root.resolve() == output_path.resolve():
+        raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
     with Workspace.open(workspace_root, video, config, force=force) as space:
         if stage == "propagate" and not space.is_done("keyframes", config):
             raise ConfigError(
@@ -248,10 +261,13 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
                 space.begin("propagation", config)
-                if executor is None:
-                    propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
-                else:
-                    executor.propagate(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+                # with propagation.output_size = "source": at the source's size, from upscaled keyframes
+                propagation_frames, key_path = frames, None
+                if config.propagation.output_size == "source":
+                    propagation_frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
+                propagate = propagate_intervals if executor is None else executor.propagate  # e.g. on Ray workers
+                propagate(space, propagation_frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                          key_path)
                 space.finish("propagation", frames=len(frames))
             timings["propagation"] = time.perf_counter() - started
 
@@ -261,6 +277,8 @@ def translate(
         with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
             fps = write_output(space, len(frames), video, info, config, output_path, notify)
             if comparison:
+                if config.propagation.output_size == "source":
+                    frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
                 previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
         timings["writing"] = time.perf_counter() - started
         result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,

@@ -1,7 +1,8 @@
 """The `rerender` command line. The only part of the package that prints.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error (bad arguments, bad config, bad input files).
-User errors print one line (`error: ...`); `--verbose` adds debug logging and tracebacks.
+Exit codes: 0 success, 1 runtime failure, 2 usage error (bad arguments, bad config, bad input files), 130
+interrupted (Ctrl-C). User errors print one line (`error: ...`) that names CLI options, not the Python API's
+arguments; `--verbose` adds debug logging and tracebacks.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import signal
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 logger = logging.getLogger("rerender.cli")
 
@@ -51,6 +55,31 @@ def _load_config(args: argparse.Namespace):
     config = load_config(args.config) if getattr(args, "config", None) else RerenderConfig()
     overrides = dict(parse_override(item) for item in getattr(args, "overrides", []) or [])
     return apply_overrides(config, overrides) if overrides else config
+
+
+def _integer_at_least(low: int):
+    """An argparse type: an integer ≥ `low`, with a message that says so (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
 
 
 def _format_fps(fps: Fraction) -> str:
@@ -211,15 +240,22 @@ def _command_download(args: argparse.Namespace) -> int:
 def _command_preprocess(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from rerender.errors import OutputPathError
+    from rerender.stages import selected_frames
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
 
     config = _load_config(args)
     video = config.video
     info = probe_video(args.video)
+    selected_frames(info, config)  # start, end and crop against this video, named as config options
     output = Path(args.output)
-    as_images = output.suffix == ""
-    if not as_images:
-        check_output_path(output, [args.video])
+    as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
+    check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")
+    if as_images and output.is_dir() and any(output.iterdir()):
+        # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
+        raise OutputPathError(
+            f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
+        )
     crop = (video.crop.left, video.crop.top, video.crop.right, video.crop.bottom)
     frames = read_frames(
         args.video, video.start_frame, video.end_frame, video.frame_stride, crop,
@@ -229,7 +265,14 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     total = len(range(video.start_frame, end, video.frame_stride))
     frames = tqdm(frames, total=total, desc="preprocess", unit="frame", disable=args.quiet)
     if as_images:
-        written = write_png_sequence(frames, output)
+        if info.is_image_sequence:
+            # Named after their source files, so keyframes painted on them land on those frames in `propagate`.
+            from rerender.video import list_image_files
+
+            sources = list_image_files(info.path)[video.start_frame : end : video.frame_stride]
+            written = write_png_sequence(frames, output, names=[source.stem for source in sources])
+        else:
+            written = write_png_sequence(frames, output)
         print(f"wrote {len(written)} frames to {output}/")
         return EXIT_OK
     fps = config.output.fps or info.fps / video.frame_stride
@@ -258,14 +301,28 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["model.base_model"] = args.model
     if getattr(args, "lora", None):
         overrides["model.loras"] = [_parse_lora(item) for item in args.lora]
+    if getattr(args, "source_size", False):
+        overrides["propagation.output_size"] = "source"
     if getattr(args, "renderer", None):
         overrides["model.renderer"] = args.renderer
     elif hasattr(args, "renderer") and not _config_names_renderer(args):
         overrides["model.renderer"] = "auto"  # the CLI demo falls back to the classic stylizer, with its warning
     if getattr(args, "keyframes_at", None):
         overrides["keyframes.keyframe_mode"] = "explicit"
-        overrides["keyframes.keyframe_indices"] = [int(item) for item in args.keyframes_at.split(",") if item.strip()]
+        overrides["keyframes.keyframe_indices"] = _parse_keyframes_at(args.keyframes_at)
     return overrides
+
+
+def _parse_keyframes_at(text: str) -> list[int]:
+    """`0,10,25` → [0, 10, 25]; anything else is a usage error naming --keyframes-at."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    bad = [item for item in items if not (item.isascii() and item.isdigit())]
+    if bad or not items:
+        raise _UsageError(
+            f"--keyframes-at must be frame indices (integers ≥ 0) separated by commas, such as 0,10,25; "
+            f"got {text!r}" + (f" ({bad[0]!r} is not an integer ≥ 0)" if bad else "")
+        )
+    return [int(item) for item in items]
 
 
 def _config_names_renderer(args: argparse.Namespace) -> bool:
@@ -290,6 +347,12 @@ def _command_translate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
+    if args.prompt is None and not config.prompt.prompt:
+        # An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for.
+        raise _UsageError(
+            "no prompt: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
+            "--config or --set; pass -p \"\" to run without a prompt on purpose"
+        )
     result = translate(
         args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
         workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
@@ -338,11 +401,13 @@ def _command_propagate(args: argparse.Namespace) -> int:
         extra["propagation.workers"] = args.workers
     if args.fps:
         extra["output.fps"] = args.fps
+    if args.source_size:
+        extra["propagation.output_size"] = "source"
     if extra:
         config = apply_overrides(config, extra)
     result = propagate_keyframes(
         args.video, args.keyframes, args.output, config=config, workspace=args.keep_intermediates,
-        force=args.force, progress=not args.quiet,
+        force=args.force, progress=not args.quiet, first_number=args.first_number,
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
@@ -353,7 +418,10 @@ def _command_propagate(args: argparse.Namespace) -> int:
 
 def _command_eval(args: argparse.Namespace) -> int:
     from rerender.evaluation import evaluate_video
+    from rerender.video import atomic_output, check_output_path
 
+    if args.json:  # checked before the (long) evaluation; never one of the compared videos
+        check_output_path(args.json, [args.output_video, args.source], kind="file", name="--json")
     report = evaluate_video(
         args.output_video, args.source, prompt=args.prompt, clip_model=None if args.no_clip else args.clip_model,
         start_frame=args.start_frame, frame_stride=args.frame_stride, max_frames=args.max_frames,
@@ -361,7 +429,8 @@ def _command_eval(args: argparse.Namespace) -> int:
     )
     text = json.dumps(report, indent=2)
     if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+        with atomic_output(args.json) as temporary:
+            temporary.write_text(text + "\n", encoding="utf-8")
     print(text)
     return EXIT_OK
 
@@ -401,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", parents=[verbose_option], help="describe a video or image folder as the reader sees it")
     info.add_argument("video", help="video file or folder of numbered images")
-    info.add_argument("--fps", type=float, default=None, help="frame rate to assume for an image folder (default 25)")
+    info.add_argument("--fps", type=_positive_number, default=None, help="frame rate to assume for an image folder (default 25)")
     info.add_argument("--json", action="store_true", help="print JSON")
     _add_config_options(info)
     info.set_defaults(handler=_command_info)
@@ -465,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--delete-workspace", action="store_true",
             help="delete the workspace after the video is written (only the files rerender wrote there)",
         )
+        command.add_argument(
+            "--source-size", action="store_true",
+            help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+        )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
@@ -514,8 +587,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=("fast", "balanced", "best", "rerender"),
         help="speed/quality preset; rerender = the official EbSynth settings",
     )
-    propagate.add_argument("--workers", type=int, help="propagation passes run at once, in threads (default: CPU cores)")
-    propagate.add_argument("--fps", type=float, help="output fps (default: the source's)")
+    propagate.add_argument("--workers", type=_integer_at_least(1), help="propagation passes run at once, in threads (default: CPU cores)")
+    propagate.add_argument("--fps", type=_positive_number, help="output fps (default: the source's)")
+    propagate.add_argument(
+        "--source-size", action="store_true",
+        help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+    )
+    propagate.add_argument(
+        "--first-number", type=int, default=0, metavar="N",
+        help="for a video: the number in key names of its first frame (default 0 as `preprocess`; 1 for ffmpeg %%04d.png)",
+    )
     propagate.add_argument(
         "--keep-intermediates", metavar="DIR",
         help="keep frames, flows and propagated frames here (a new or empty folder, or one rerender made); a rerun "
@@ -532,9 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--prompt", help="score CLIP text similarity against this prompt")
     evaluate.add_argument("--clip-model", default="openai/clip-vit-large-patch14", help="local folder or cached hub id")
     evaluate.add_argument("--no-clip", action="store_true", help="skip CLIP scores")
-    evaluate.add_argument("--start-frame", type=int, default=0, help="source frame paired with the output's first")
-    evaluate.add_argument("--frame-stride", type=int, default=1, help="source frames per output frame")
-    evaluate.add_argument("--max-frames", type=int, default=None, help="compare at most this many frames")
+    evaluate.add_argument("--start-frame", type=_integer_at_least(0), default=0, help="source frame paired with the output's first")
+    evaluate.add_argument("--frame-stride", type=_integer_at_least(1), default=1, help="source frames per output frame")
+    evaluate.add_argument("--max-frames", type=_integer_at_least(2), default=None, help="compare at most this many frames")
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
@@ -545,13 +626,94 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
     raise _UsageError(f"{parser.prog}: choose an action (see `{parser.prog} --help`)")
 
 
+_API_ARGUMENTS = {
+    "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
+    "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
+    "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
+}
+"""Python API arguments that library messages may name, and the CLI options that set them."""
+
+
+def _cli_message(message: str) -> str:
+    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay)."""
+    # "--force (force=True)": the API spelling in parentheses after the flag goes.
+    message = re.sub(r"\s*\((\w+)=(?:True|False|None)\)", "", message)
+
+    def flag(match: re.Match) -> str:
+        return _API_ARGUMENTS.get(match.group(1), match.group(0))
+
+    message = re.sub(r"`(\w+)(?:=(?:True|False))?`", flag, message)
+    return re.sub(r"\b(\w+)=True\b", lambda match: _API_ARGUMENTS.get(match.group(1), match.group(0)), message)
+
+
+def _interrupted_message(args: argparse.Namespace | None) -> str:
+    """The one line printed on Ctrl-C: what was kept, and how to resume."""
+    if args is None:
+        return "interrupted"
+    from rerender.stages import default_workspace
+
+    handler = getattr(args, "handler", None)
+    if handler is _command_translate:
+        workspace = args.workspace or default_workspace(args.output, args.video)
+        return f"interrupted; finished work is kept in {workspace}: run the same command again to resume"
+    if handler is _command_propagate:
+        if args.keep_intermediates:
+            return f"interrupted; finished work is kept in {args.keep_intermediates}: run the same command again to resume"
+        return "interrupted; nothing was kept (pass --keep-intermediates DIR to make propagation resumable)"
+    return "interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    Ctrl-C at any moment prints one line (what was kept and how to resume) and returns 130, also when the
+    interrupt surfaces as another error (a worker that died of it). Run as the program (`argv` None), a
+    second Ctrl-C after that is ignored, so that nothing (worker shutdown included) prints a traceback.
+    """
+    parsed: list[argparse.Namespace] = []
+    interrupts: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = None
+    if in_main_thread:
+
+        def on_interrupt(signum, frame) -> None:
+            interrupts.append(signum)  # remembered: a worker may turn the interrupt into another error
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        try:
+            return _run(argv, parsed, interrupts)
+        except KeyboardInterrupt:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while reporting
+            print(_interrupted_message(parsed[0] if parsed else None), file=sys.stderr)
+            sys.stderr.flush()
+            if argv is None and in_main_thread:
+                previous = signal.SIG_IGN  # the program is ending: let nothing interrupt its shutdown
+            return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupts: list[int]) -> int:
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        parsed.append(args)
         if getattr(args, "file", None) and getattr(args, "handler", None) is _command_config_show:
             args.config = args.file
         if not getattr(args, "handler", None):
@@ -563,19 +725,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        if verbose:
-            logger.exception("usage error")
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        if interrupts or _caused_by_interrupt(error):
+            raise KeyboardInterrupt from None
+        return _report(error, verbose)
+
+
+def _report(error: Exception, verbose: bool) -> int:
+    """Print one line for `error` (the traceback too with --verbose); returns the exit code."""
+    usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError))
+    if verbose:
+        logger.error("usage error" if usage else "failed", exc_info=error)
+    if usage:
+        print(f"error: {_cli_message(str(error))}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - the CLI reports every failure in one line
-        if verbose:
-            logger.exception("failed")
-        print(f"error: {type(error).__name__}: {error} (run with --verbose for details)", file=sys.stderr)
-        return EXIT_FAILURE
+    # Anything else is a runtime failure; the CLI still reports it in one line.
+    print(f"error: {type(error).__name__}: {_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -153,8 +153,9 @@ class VideoConfig:
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: Literal["long", "short"] = "long"
     """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
-    size_multiple: int = 64
-    """Both output sides are rounded to a multiple of this many pixels (64 for Stable Diffusion)."""
+    size_multiple: int = 8
+    """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
+    aspect within 1 % (`rerender.video.fit_frame`)."""
 
     def __post_init__(self) -> None:
         _check_range("video.start_frame", self.start_frame, 0)
@@ -364,10 +365,14 @@ class FreeUConfig:
     """Skip low-frequency scale of the 1280-channel stage."""
     s2: float = 0.2
     """Skip low-frequency scale of the 640-channel stage."""
+    variant: Literal["rerender", "diffusers"] = "rerender"
+    """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
+    the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.freeu."""
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2", "s1", "s2"):
             _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
+        _check_choice("constraints.freeu.variant", self.variant, ("rerender", "diffusers"))
 
 
 @dataclass(frozen=True)
@@ -455,9 +460,14 @@ class PropagationConfig:
     workers: int | None = None
     """Propagation passes run at once, in threads of this process (the output does not depend on it);
     `None` = number of CPU cores."""
+    output_size: Literal["processing", "source"] = "processing"
+    """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
+    "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as
+    EbSynth users work; slower and more memory, see the README)."""
 
     def __post_init__(self) -> None:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))
+        _check_choice("propagation.output_size", self.output_size, ("processing", "source"))
         if self.blend_mode is not None:
             _check_choice("propagation.blend_mode", self.blend_mode, ("agreement", "histogram", "poisson", "select", "linear"))
         for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):
@@ -645,7 +655,10 @@ def load_config(path: str | os.PathLike) -> RerenderConfig:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file not found: {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not a config file (not UTF-8 text); give a YAML or JSON config") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
@@ -738,6 +751,21 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
+    """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
+    candidates = list(leaves) + _all_paths()
+    matches = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not matches:  # `sampling.strenght`: compare the last part with the leaf names
+        matches = [leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], list(leaves), n=1, cutoff=0.6)]
+    if matches:
+        return f"; did you mean {matches[0]!r}?"
+    sections = ", ".join(f.name for f in dataclasses.fields(RerenderConfig))
+    return (
+        f"; no option has a similar name (give a leaf name such as denoising_strength, or SECTION.NAME with a "
+        f"section among {sections}; `rerender config show` lists every option)"
+    )
+
+
 def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> RerenderConfig:
     """Return a copy of `config` with options replaced; keys are leaf names or dotted paths.
 
@@ -774,7 +802,7 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
             if not isinstance(node, dict) or part not in node:
                 if depth > 0 and isinstance(node, dict):  # a known section or group: suggest from its own keys
                     raise ConfigError(f"unknown option `{key}`{_nearest(part, list(node))}")
-                raise ConfigError(f"unknown option `{key}`{_nearest(key, list(leaves) + _all_paths())}")
+                raise ConfigError(f"unknown option `{key}`{_suggest_option(key, leaves)}")
             if depth == len(parts) - 1:
                 node[part] = value
                 break

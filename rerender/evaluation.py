@@ -169,8 +169,16 @@ def evaluate_video(
 
     Raises:
         InputNotFoundError, VideoReadError: as `rerender.video.probe_video`.
+        ConfigError: `start_frame` < 0, `frame_stride` < 1 or `max_frames` < 1 (each a `ValueError`).
         ValueError: fewer than 2 frames to compare.
     """
+    from rerender.errors import ConfigError
+
+    for name, value, low in (("start_frame", start_frame, 0), ("frame_stride", frame_stride, 1), ("max_frames", max_frames, 1)):
+        if value is None and name == "max_frames":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"`{name}` must be an integer ≥ {low}, got {value!r}")
     output_info, source_info = probe_video(output), probe_video(source)
     count = min(output_info.frame_count, len(range(start_frame, source_info.frame_count, frame_stride)))
     if max_frames is not None:

@@ -49,9 +49,9 @@ class Executor:
         return choose_renderer(config, None, estimator, control_maps)
 
     def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
-                  intervals: dict[tuple[int, int], str] | None) -> None:
+                  intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
         """Propagate the key `intervals` into `space.propagated_dir`, recording each finished one in the manifest
-        (the contract of `stages.propagate_intervals`)."""
+        (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's file)."""
         raise NotImplementedError
 
 
@@ -60,10 +60,11 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals) -> None:
+    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                  key_path=None) -> None:
         from rerender.stages import propagate_intervals
 
-        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals)
+        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals, key_path)
 
 
 def _encode_png(image) -> bytes:
@@ -249,13 +250,23 @@ class RayExecutor(Executor):
             shipped = None
         return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
 
-    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals) -> None:
+    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                  key_path=None) -> None:
         from tqdm import tqdm
 
         from rerender.stages import interval_digests, propagation_options
         from rerender.video import atomic_output
 
+        from rerender.stages import FolderFrames, WorkspaceFrames
+
         ray = self._connect()
+        if isinstance(frames, FolderFrames):  # source-size frames (`propagation.output_size = "source"`)
+            frame_path = lambda index: frames.folder / f"{index:04d}.png"  # noqa: E731
+        elif isinstance(frames, WorkspaceFrames):
+            frame_path = space.frame_path
+        else:
+            raise ConfigError(f"RayExecutor propagates frames stored as files, got {type(frames).__name__}")
+        key_path = key_path or space.keyframe_path
         options = propagation_options(config)
         space.propagated_dir.mkdir(exist_ok=True)
         space.flows_dir.mkdir(exist_ok=True)
@@ -279,10 +290,10 @@ class RayExecutor(Executor):
 
         pending = {}
         for start, end in sorted(todo):
-            keys = {index - start: source(space.keyframe_path(index)) for index in keyframe_indices if start <= index <= end}
+            keys = {index - start: source(key_path(index)) for index in keyframe_indices if start <= index <= end}
             skip = sorted(index for index in range(start, end + 1) if index in reused)
             reference = task.remote(
-                start, end, [source(space.frame_path(index)) for index in range(start, end + 1)], keys, shipped_options,
+                start, end, [source(frame_path(index)) for index in range(start, end + 1)], keys, shipped_options,
                 shipped_estimator, shipped_config, str(space.flows_dir) if self.shared_storage else None,
                 str(space.propagated_dir) if self.shared_storage else None, skip,
             )

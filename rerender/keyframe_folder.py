@@ -7,11 +7,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
@@ -19,32 +19,79 @@ from rerender.stages import (
     frames_ready,
     interval_digests,
     load_flow_estimator,
+    processing_size,
     propagate_intervals,
     resolve_config,
     selected_frames,
+    source_size,
     stage_bytes,
     stale_intervals,
     write_frames,
     write_output,
 )
-from rerender.video import check_output_path, probe_video, read_image, write_image
+from rerender.video import (
+    check_output_path,
+    fit_size,
+    list_image_files,
+    probe_video,
+    read_image,
+    unfit_frame,
+    write_image,
+)
 from rerender.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_keyframe_folder", "propagate_keyframes"]
+__all__ = ["keyframe_number", "read_keyframe_folder", "propagate_keyframes"]
 
 
-def read_keyframe_folder(folder: str | os.PathLike, frame_count: int) -> dict[int, Path]:
-    """Keyframe files of `folder`, keyed by the frame index in their name (`0012.png`, `frame_12.jpg` → 12).
+def keyframe_number(name: str) -> int:
+    """The frame number in a keyframe's file name, by the documented rule.
+
+    The number a name starts with (`0008.png`, `0008_v2.png`, `12-final.jpg` → 8, 8, 12); otherwise its only
+    number (`frame_12.png` → 12). A name with several numbers and none at the start (`shot3_0012.png`) is
+    refused rather than guessed.
 
     Raises:
-        InputNotFoundError: the folder is missing or holds no images.
-        ConfigError: a file that is not an image, a name without a number, duplicate indices, or an index
-            outside `[0, frame_count - 1]`.
+        ConfigError: no number, or several numbers and none at the start.
     """
     import re
 
+    stem = Path(name).stem
+    leading = re.match(r"\d+", stem)
+    if leading:
+        return int(leading.group())
+    numbers = re.findall(r"\d+", stem)
+    if not numbers:
+        raise ConfigError(f"keyframe {name!r} must be named by its frame index, e.g. 0012.png")
+    if len(numbers) > 1:
+        raise ConfigError(
+            f"keyframe {name!r} holds several numbers ({', '.join(numbers)}) and none at the start; rename it so "
+            f"that it starts with its frame number, e.g. {numbers[-1]}_{stem}.png"
+        )
+    return int(numbers[0])
+
+
+def read_keyframe_folder(
+    folder: str | os.PathLike,
+    frame_count: int,
+    source_files: Sequence[str | os.PathLike] | None = None,
+    first_number: int = 0,
+) -> dict[int, Path]:
+    """Keyframe files of `folder`, keyed by the index of the (selected) frame each was painted on.
+
+    For an image-folder source (`source_files`, the selected frames' files in order), a keyframe lands on the
+    source file of the same name (`0020.png` on `0020.png`, also when the frames are numbered from 1 as in
+    EbSynth); otherwise on the source file whose name has the same frame number (`0008_v2.png` on `0008.png`).
+    For a video, the number counts the selected frames from `first_number` (0, as `rerender preprocess` and
+    `rerender keyframes` number them; 1 for frames extracted with FFmpeg's default `%04d.png`). Numbers come
+    from `keyframe_number`.
+
+    Raises:
+        InputNotFoundError: the folder is missing or holds no images.
+        ConfigError: a file that is not an image, a name without a usable number, two keyframes for one
+            frame, or a frame that does not exist (or is not selected).
+    """
     from rerender.errors import InputNotFoundError
     from rerender.video import IMAGE_EXTENSIONS
 
@@ -57,16 +104,38 @@ def read_keyframe_folder(folder: str | os.PathLike, frame_count: int) -> dict[in
         raise ConfigError(f"the keyframe folder {str(folder)!r} holds files that are not images: {others[:5]}")
     if not files:
         raise InputNotFoundError(f"the keyframe folder {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)")
+    by_stem: dict[str, int] = {}
+    by_number: dict[int, int] = {}
+    if source_files is not None:
+        for index, source in enumerate(source_files):
+            by_stem[Path(source).stem] = index
+            try:
+                by_number.setdefault(keyframe_number(Path(source).name), index)
+            except ConfigError:
+                pass  # a source frame without a usable number can still be matched by name
     keyframes: dict[int, Path] = {}
     for path in files:
-        numbers = re.findall(r"\d+", path.stem)
-        if not numbers:
-            raise ConfigError(f"keyframe {path.name!r} must be named by its frame index, e.g. 0012.png")
-        index = int(numbers[-1])
+        if path.stem in by_stem:
+            index = by_stem[path.stem]
+        else:
+            number = keyframe_number(path.name)
+            if source_files is None:
+                index = number - first_number
+                if not 0 <= index < frame_count:
+                    raise ConfigError(
+                        f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
+                        f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: set `first_number`)"
+                    )
+            elif number in by_number:
+                index = by_number[number]
+            else:
+                raise ConfigError(
+                    f"keyframe {path.name!r} (frame number {number}) matches no selected frame of the source folder "
+                    f"(e.g. {Path(source_files[0]).name!r} … {Path(source_files[-1]).name!r}); name it after the frame it was painted on"
+                )
         if index in keyframes:
             raise ConfigError(f"two keyframes for frame {index}: {keyframes[index].name!r} and {path.name!r}")
-        if not 0 <= index < frame_count:
-            raise ConfigError(f"keyframe {path.name!r} is for frame {index}, outside the video's frames [0, {frame_count - 1}]")
         keyframes[index] = path
     return dict(sorted(keyframes.items()))
 
@@ -82,13 +151,18 @@ def propagate_keyframes(
     optical_flow: Any | None = None,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    first_number: int = 0,
     **overrides: Any,
 ) -> TranslationResult:
     """Propagate stylized keyframes from a folder (named by frame index) to every frame of `video`.
 
-    Frame indices count the frames selected by `config.video` (by default, the source's own frame numbers).
-    Propagation runs at the keyframes' size: the video's frames are resized to it (with a log message when
-    that changes the size); keyframes must share one size and the video's aspect ratio (within 2 %).
+    Keyframes land on frames by name (`read_keyframe_folder`: the source file of the same name for a frame
+    folder, else the frame number, counting the selected frames from 0 for a video). Propagation runs at the
+    keyframes' size, or at the source's with `propagation.output_size = "source"` (keyframes upscaled).
+    Keyframes must share one size. The video's frames are fitted into it as `rerender preprocess` and
+    `rerender keyframes` fit them (`rerender.video.fit_frame`), so keys painted on their output land pixel for
+    pixel, at any resolution; keys of another size must have the video's aspect ratio within 2 % (or within
+    what rounding the sides to a multiple of 8 changes).
 
     Args:
         video: the source video or frame folder.
@@ -99,6 +173,8 @@ def propagate_keyframes(
             rerender made; default a temporary folder that is removed afterwards. A rerun propagates again
             only the key intervals whose keyframes changed.
         force, optical_flow, progress, callback, **overrides: as `translate`.
+        first_number: for a video source, the number in the keyframe names of the first selected frame
+            (0 as `rerender preprocess` writes; 1 for FFmpeg's `%04d.png`).
 
     Raises:
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
@@ -111,21 +187,45 @@ def propagate_keyframes(
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = check_output_path(output, [video, keyframes])
-    key_files = read_keyframe_folder(keyframes, len(frame_indices))
+    if workspace is not None:
+        check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
+        if Path(workspace).resolve() == output_path.resolve():
+            raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
+    source_files = None
+    if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
+        files = list_image_files(info.path)
+        source_files = [files[index] for index in frame_indices]
+    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
+        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files, first_number)
     key_images = {index: read_image(path) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}
     if len(sizes) > 1:
         raise ConfigError(f"keyframes must all have one size, got {sorted((w, h) for h, w in sizes)} (width, height)")
     height, width = sizes.pop()
-    crop = config.video.crop
-    source_width, source_height = info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
-    if abs((width / height) / (source_width / source_height) - 1) > 0.02:
+    source_width, source_height = source_size(info, config)
+    processing = processing_size(info, config)
+    # The frames are fitted into the keyframes' size exactly as `rerender preprocess` and `rerender keyframes`
+    # fit them at any resolution (`fit_frame`): keys painted on those land pixel for pixel. Keys of another
+    # tool must have the video's aspect (within 2 %) or differ from it by rounding to a multiple of 8.
+    scaled = fit_size(source_width, source_height, (width, height))
+    rounding_only = max(abs(scaled[0] - width), abs(scaled[1] - height)) <= 4
+    if (width, height) != processing and not rounding_only and abs((width / height) / (source_width / source_height) - 1) > 0.02:
         raise ConfigError(
             f"keyframes are {width}×{height} but the (cropped) video is {source_width}×{source_height}: the aspect "
-            "ratios differ; paint keyframes on frames of the video (e.g. from `rerender preprocess`)"
+            f"ratios differ; paint keyframes on the video's frames at their own size, or at the processing size "
+            f"{processing[0]}×{processing[1]} that `rerender preprocess` writes with this config"
         )
-    if (width, height) != (source_width, source_height):
-        logger.info("propagating at the keyframes' size %d×%d (video frames are %d×%d)", width, height, source_width, source_height)
+    if config.propagation.output_size == "source":
+        size = (source_width, source_height)
+        key_images = {
+            index: unfit_frame(image, size)
+            for index, image in key_images.items()
+        }
+    else:
+        size = (width, height)
+    if size != (source_width, source_height):
+        logger.info("propagating at %d×%d (video frames are %d×%d)", size[0], size[1], source_width, source_height)
 
     temporary = workspace is None
     if temporary:  # a fresh, empty folder of our own: removed afterwards (only the files we wrote)
@@ -135,11 +235,11 @@ def propagate_keyframes(
         # 2. Frames at the keyframes' size.
         started = time.perf_counter()
         count = len(frame_indices)
-        with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", count, (width, height))):
-            if not frames_ready(space, config, count, (width, height)):
-                space.begin("frames", config, size=[width, height])
-                write_frames(space, video, info, config, count, progress, notify, size=(width, height))
-                space.finish("frames", count=count, size=[width, height])
+        with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", count, tuple(size))):
+            if not frames_ready(space, config, count, tuple(size)):
+                space.begin("frames", config, size=list(size))
+                write_frames(space, video, info, config, count, progress, notify, size=tuple(size))
+                space.finish("frames", count=count, size=list(size))
             frames = WorkspaceFrames(space, count)
             # The workspace's copy of the keyframes: what each interval's record depends on.
             space.keyframes_dir.mkdir(exist_ok=True)
@@ -156,7 +256,7 @@ def propagate_keyframes(
         indices = list(key_images)
         intervals = stale_intervals(space, interval_digests(space, indices, count))
         if intervals or not space.is_done("propagation", config):
-            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", count, (width, height))):
+            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", count, tuple(size))):
                 space.begin("propagation", config)
                 estimator = optical_flow or load_flow_estimator(config)
                 propagate_intervals(space, frames, indices, estimator, config, progress, notify, intervals)
@@ -165,7 +265,7 @@ def propagate_keyframes(
 
         # 4. Write the video with the source's fps and audio.
         started = time.perf_counter()
-        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", count, (width, height))):
+        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", count, tuple(size))):
             write_output(space, count, video, info, config, output_path, notify)
         timings["writing"] = time.perf_counter() - started
         return TranslationResult(output_path, indices, count, timings, space.root, "keyframes folder", [],
@@ -175,3 +275,9 @@ def propagate_keyframes(
             space.remove()
         else:
             space.close()
+
+
+def _is_workspace_keyframes(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is the keyframes folder of a `rerender` workspace (named by selected-frame index)."""
+    folder = Path(folder)
+    return folder.name == "keyframes" and (folder.parent / "manifest.json").is_file()

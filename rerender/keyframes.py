@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Sequence
 
@@ -27,6 +28,8 @@ from rerender.config import KeyframeConfig
 from rerender.errors import ConfigError
 
 __all__ = ["uniform_keyframes", "adaptive_keyframes", "motion_score", "select_keyframes"]
+
+logger = logging.getLogger(__name__)
 
 
 def uniform_keyframes(num_frames: int, interval: int) -> list[int]:
@@ -106,11 +109,21 @@ def select_keyframes(
 ) -> list[int]:
     """Keyframe indices for `num_frames` selected frames, following `config.keyframe_mode`.
 
+    A clip shorter than K (uniform or adaptive) gets keyframes at its first and last frames, with a log
+    message: one keyframe every K frames would leave its end propagated one way from the anchor.
+
     Raises:
-        ConfigError: K < 1 or larger than the video, explicit indices out of range, or adaptive without scores.
+        ConfigError: explicit indices out of range, or adaptive without scores.
     """
     if num_frames < 1:
         raise ConfigError(f"the video must have at least 1 frame, got {num_frames}")
+    if config.keyframe_mode != "explicit" and num_frames < config.keyframe_interval:
+        keyframes = sorted({0, num_frames - 1})
+        logger.warning(
+            "the clip has %d frames, fewer than K = %d: keyframes at its first and last frames %s",
+            num_frames, config.keyframe_interval, keyframes,
+        )
+        return keyframes
     if config.keyframe_mode == "uniform":
         return uniform_keyframes(num_frames, config.keyframe_interval)
     if config.keyframe_mode == "explicit":

@@ -10,10 +10,10 @@ before it by
    composite (Eq. 10), encoded with the fidelity-oriented encoder (Eq. 8–9);
 4. colour-aware AdaIN of x̂0 toward the anchor's statistics, in late steps;
 
-plus colour correction of the inputs, FreeU, and an optional DDIM refinement pass. Every constraint has a
-period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`); the SDEdit start truncates the
-schedule (no UNet call is computed and thrown away), and windows that fall before it act at the first
-executed step (`rerender.fusion.active_steps`).
+plus colour correction of the inputs, FreeU (the paper's variant, `rerender.freeu`), and an optional DDIM
+refinement pass. Every constraint has a period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`);
+the SDEdit start truncates the schedule (no UNet call is computed and thrown away), and a window that falls before it acts at the first
+executed step only while that step is in the noisier half of the schedule (`rerender.fusion.may_fold`).
 
 Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
 wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,11 +46,13 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from rerender.attention import CrossFrameAttentionStore, cross_frame_attention
-from rerender.config import ConstraintConfig, ControlConfig, FreeUConfig, RefinementConfig
+from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
 from rerender.control import Annotator, make_annotator
 from rerender.errors import ConfigError
 from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
+from rerender.freeu import freeu_installed
 from rerender.fusion import (
+    FOLD_NOISE_LIMIT,
     active_steps,
     adain,
     channel_statistics,
@@ -63,7 +64,9 @@ from rerender.fusion import (
     noise_rescale,
     pixel_aware_fusion,
     predict_original,
+    may_fold,
     shape_aware_fusion,
+    window_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,7 +135,8 @@ class ConstraintSchedule:
     """The executed DDIM steps of one sampling schedule and the steps at which each constraint acts.
 
     Step ``i`` is an index into the *full* schedule of ``len(timesteps)`` steps (0 = noisiest); the executed
-    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention.
+    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention and
+    `RerenderPipeline.prepare_schedule` for windows that end before the SDEdit start.
 
     Attributes:
         timesteps: the full schedule's timesteps, noisiest first.
@@ -307,8 +311,9 @@ class RerenderPipeline(
 
     @property
     def size_multiple(self) -> int:
-        """Frame sides must be multiples of this: the VAE factor times the UNet's downsampling."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        """Frame sides must be multiples of this: the VAE factor (8 for SD 1.5). The UNet and ControlNet
+        take latents of any size (diffusers forwards the upsampling sizes), so 64 is not needed."""
+        return self.vae_scale_factor
 
     # ----------------------------------------------------------------------------------------------------
     # the call
@@ -351,7 +356,7 @@ class RerenderPipeline(
 
         Args:
             frames: the anchor then the keyframes: RGB uint8 ``(T, H, W, 3)`` (array or list of arrays) or a
-                float tensor ``(T, 3, H, W)`` in [0, 1]. Sides must be multiples of `size_multiple` (64 for SD).
+                float tensor ``(T, 3, H, W)`` in [0, 1]. Sides must be multiples of `size_multiple` (8 for SD).
             prompt: what the frames should look like (truncated to the tokenizer's length with a warning).
             negative_prompt: what to steer away from; None = empty.
             control_images: precomputed control maps, one sequence of T maps per ControlNet (a single sequence
@@ -506,7 +511,7 @@ class RerenderPipeline(
 
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
         loose = constraints.loose_cross_frame_attention
-        with cross_frame_attention(self.unet, state.store, loose=loose), self._freeu_installed(constraints.freeu):
+        with cross_frame_attention(self.unet, state.store, loose=loose), freeu_installed(self.unet, constraints.freeu):
             # 6. Render the anchor (recording its references), then each keyframe in order
             for index, frame in enumerate(frames):
                 if 0 < index < next_index:
@@ -920,10 +925,43 @@ class RerenderPipeline(
             positive = torch.cat([embed(negative_prompt or ""), positive])
         return positive.to(dtype=self.unet.dtype, device=device)
 
-    def prepare_schedule(self, num_inference_steps: int, strength: float, constraints: ConstraintConfig) -> ConstraintSchedule:
+    def planned_unet_calls(
+        self,
+        num_frames: int,
+        num_inference_steps: int = 20,
+        strength: float = 0.75,
+        constraints: ConstraintConfig | None = None,
+        refinement: RefinementConfig | None = None,
+    ) -> list[int]:
+        """UNet evaluations `render_keyframes` spends on each of `num_frames` frames, the anchor first.
+
+        One per denoising step (guidance is batched): the anchor's pass, a keyframe's two passes (sharing the
+        steps before pixel-aware fusion), and the refinement pass. Progress bars count these.
+
+        Returns:
+            One count per frame; `callback_on_step_end` is called exactly this often.
+        """
+        constraints = constraints if constraints is not None else ConstraintConfig()
+        schedule = self.prepare_schedule(num_inference_steps, strength, constraints, report=False)
+        refining = 0
+        if refinement is not None:
+            steps = refinement.refinement_steps or num_inference_steps
+            refining = len(self.prepare_schedule(steps, refinement.refinement_strength, constraints, report=False).steps)
+        return [schedule.unet_calls(is_anchor=index == 0) + refining for index in range(num_frames)]
+
+    def prepare_schedule(
+        self, num_inference_steps: int, strength: float, constraints: ConstraintConfig, *, report: bool = True
+    ) -> ConstraintSchedule:
         """The DDIM schedule, its SDEdit start, and the steps each constraint acts at (`ConstraintSchedule`).
 
         The start is ``N − int(N·strength)``, as diffusers' img2img pipelines, so both run the same steps.
+        A constraint acts at the executed steps of its window. A window that ends before the start acts once,
+        at the first executed step, only while that step's timestep is in the noisier half of the schedule
+        (``t ≥ 500`` of 1000, `rerender.fusion.may_fold`); otherwise it does not act and an INFO log says so.
+        With 20 steps: at strength 0.75 (t = 701) shape-aware fusion acts at step 5; at 0.25 (t = 201) and
+        below it does not, and at 0.2 (t = 151) pixel-aware fusion does not either. Latent fusion moved into
+        the low-noise end would blur and distort (paper §4.1.2), and at 0.05 (t = 1) it would return the
+        nearest-neighbour-warped anchor latent as the keyframe. `report=False` skips that log.
         """
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps)
@@ -934,19 +972,29 @@ class RerenderPipeline(
         alphas = tuple(float(alphas_cumprod[t]) for t in timesteps)
         alphas_next = tuple(float(alphas_cumprod[t - stride]) if t - stride >= 0 else final for t in timesteps)
         first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+        fold = first_step < num_inference_steps and may_fold(timesteps[first_step], scheduler.config.num_train_timesteps)
 
-        def steps(period: tuple[float, float] | None, inclusive: bool = True) -> frozenset[int]:
-            return frozenset(active_steps(period, num_inference_steps, first_step, inclusive))
+        def steps(period: tuple[float, float] | None, inclusive: bool = True, name: str = "") -> frozenset[int]:
+            acting = active_steps(period, num_inference_steps, first_step, inclusive, fold=fold)
+            window = window_steps(period, num_inference_steps, inclusive)
+            if report and window and not acting and first_step < num_inference_steps:
+                logger.info(
+                    "%s does not act: its window %s (steps %d-%d of %d) ends before the SDEdit start at step %d "
+                    "(t=%d, strength %g), and a window is moved onto the first executed step only while t >= %d",
+                    name, tuple(period), window[0], window[-1], num_inference_steps, first_step, timesteps[first_step],
+                    strength, int(FOLD_NOISE_LIMIT * scheduler.config.num_train_timesteps),
+                )
+            return frozenset(acting)
 
         return ConstraintSchedule(
             timesteps=tuple(timesteps),
             alphas=alphas,
             alphas_next=alphas_next,
             first_step=first_step,
-            cross_attention=steps(constraints.cross_frame_attention_period),
-            shape_fusion=steps(constraints.shape_fusion_period),
-            pixel_fusion=steps(constraints.pixel_fusion_period, inclusive=False),
-            adain=steps(constraints.adain_period),
+            cross_attention=steps(constraints.cross_frame_attention_period, name="cross-frame attention"),
+            shape_fusion=steps(constraints.shape_fusion_period, name="shape-aware fusion"),
+            pixel_fusion=steps(constraints.pixel_fusion_period, inclusive=False, name="pixel-aware fusion"),
+            adain=steps(constraints.adain_period, name="AdaIN"),
         )
 
     def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:
@@ -1057,22 +1105,6 @@ class RerenderPipeline(
     # ----------------------------------------------------------------------------------------------------
     # small private pieces
     # ----------------------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _freeu_installed(self, freeu: FreeUConfig | None) -> Iterator[None]:
-        """Switch FreeU on for one call (diffusers' implementation) and restore the previous factors after."""
-        if freeu is None:
-            yield
-            return
-        names = ("s1", "s2", "b1", "b2")
-        saved = [{name: getattr(block, name, None) for name in names} for block in self.unet.up_blocks]
-        self.unet.enable_freeu(s1=freeu.s1, s2=freeu.s2, b1=freeu.b1, b2=freeu.b2)
-        try:
-            yield
-        finally:
-            for block, values in zip(self.unet.up_blocks, saved):
-                for name, value in values.items():
-                    setattr(block, name, value)
 
     @staticmethod
     def _check_resume(resume: dict[str, Any] | None, frames: list[torch.Tensor]) -> int:

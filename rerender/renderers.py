@@ -6,6 +6,7 @@ resume an interrupted run from `state_dir` (see `KeyframeRenderer`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from rerender.config import RerenderConfig
+from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ class KeyframeRenderer(Protocol):
             indices: the keyframes' indices among the selected frames (for per-frame inputs such as control maps).
             done: keyframes rendered by an earlier, interrupted run (a prefix of the result).
             state_dir: a folder for whatever the renderer needs to resume exactly.
+
+        A renderer whose keyframes take long may also accept a keyword ``on_progress(done, total)`` and call
+        it as work advances, in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then
+        reports those instead of whole keyframes.
         """
         ...
 
@@ -88,8 +94,19 @@ class DiffusionRenderer:
         return cls(load_pipeline(config.model, config.control), config, flow_estimator, control_maps)
 
     def render(
-        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+        self,
+        frames: Sequence[np.ndarray],
+        indices: Sequence[int],
+        done: Sequence[np.ndarray],
+        state_dir: Path,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[np.ndarray]:
+        """Render as `KeyframeRenderer.render`; `on_progress(done, total)` counts denoising steps (UNet calls).
+
+        A resumed run counts the finished keyframes' steps as done, then the anchor's again (it is re-rendered
+        to rebuild its references); the count reaches `total` with the last keyframe. While `on_progress` is
+        given, the pipeline's own per-pass bars are off (restored afterwards).
+        """
         import torch
 
         config = self.config
@@ -106,6 +123,22 @@ class DiffusionRenderer:
                 for frame, maps in zip(frames, self.control_maps(indices))
             ]
             control_images = [[maps[net] for maps in per_frame] for net in range(len(config.control))]
+        resume = _resume_point(state_dir, len(done))
+        step_end, restore_bars = None, None
+        if on_progress is not None:
+            planned = self.pipeline.planned_unet_calls(
+                len(frames), config.sampling.num_inference_steps, config.sampling.denoising_strength,
+                config.constraints, config.sampling.refinement,
+            )
+            total, finished = sum(planned), [sum(planned[1 : len(done)]) if resume is not None else 0]
+
+            def step_end(pipeline: Any, step: int, timestep: int, values: dict) -> None:
+                finished[0] += 1
+                on_progress(finished[0], total)
+
+            on_progress(finished[0], total)
+            restore_bars = getattr(self.pipeline, "_progress_bar_config", {}).copy()
+            self.pipeline.set_progress_bar_config(**{**restore_bars, "disable": True})
         rendered = self.pipeline.render_keyframes(
             list(frames),
             config.prompt.full_prompt,
@@ -120,7 +153,8 @@ class DiffusionRenderer:
             refinement=config.sampling.refinement,
             same_noise_per_keyframe=config.sampling.same_noise_per_keyframe,
             generator=generator,
-            resume=_resume_point(state_dir, len(done)),
+            callback_on_step_end=step_end,
+            resume=resume,
         )
         try:
             for frame in rendered:
@@ -129,40 +163,131 @@ class DiffusionRenderer:
                     yield (frame.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         finally:
             rendered.close()
+            if restore_bars is not None:
+                self.pipeline.set_progress_bar_config(**restore_bars)
 
 
 def _recorded_seed(state_dir: Path) -> int:
     """A random seed drawn once per workspace and kept, so a resumed run continues with the same noise."""
     path = state_dir / "seed.txt"
     if path.is_file():
-        return int(path.read_text())
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if not text.isdigit():
+            raise ConfigError(
+                f"{str(path)!r} must hold the workspace's seed (a non-negative integer), got {text[:40]!r}; "
+                "delete the file and the keyframes, or set sampling.seed"
+            )
+        return int(text)
     seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     path.write_text(str(seed))
     return seed
 
 
-def _resume_point(state_dir: Path, done: int):
-    """The pipeline state saved after keyframe `done - 1`, or None to start from the anchor."""
+RESUME_STATE_FORMAT = "rerender.render_state"
+RESUME_STATE_VERSION = 1
+_TENSOR_FILE, _STRUCTURE_FILE = "render_state.safetensors", "render_state.json"
+_LEGACY_FILE = "render_state.pt"  # pickled by older versions: never read (loading a pickle can run code)
+
+
+def _resume_point(state_dir: Path, done: int) -> dict[str, Any] | None:
+    """The pipeline state saved after keyframe `done - 1`, or None to start again from the anchor.
+
+    The state is two files: tensors in ``render_state.safetensors`` and everything else (the frame index, the
+    feature keys, the tensor file's SHA-256) in ``render_state.json``. Neither format can run code. A state
+    that is missing, of another format, damaged or saved at another keyframe is ignored (logged): rendering
+    then restarts from the anchor and skips what is already on disk, which gives the same keyframes.
+    """
     if done == 0:
         return None
-    import torch
+    state = None
+    if (state_dir / _STRUCTURE_FILE).is_file() and (state_dir / _TENSOR_FILE).is_file():
+        try:
+            state = _read_resume_state(state_dir)
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring the resume state in %s (%s); the keyframes are rendered again from the anchor", state_dir, error)
+    elif (state_dir / _LEGACY_FILE).exists():
+        logger.warning(
+            "ignoring %s: resume states of older versions are pickled and are never loaded (loading a pickle can "
+            "run code); the keyframes are rendered again from the anchor", state_dir / _LEGACY_FILE,
+        )
+    return state if state is not None and state["next_index"] == done else None
 
-    path = state_dir / "render_state.pt"
-    if not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    return saved if saved.get("next_index") == done else None
+
+def _read_resume_state(state_dir: Path) -> dict[str, Any]:
+    """Read and schema-check a saved state; raise `ValueError` naming what is wrong."""
+    import hashlib
+
+    import torch
+    from safetensors.torch import load
+
+    structure = json.loads((state_dir / _STRUCTURE_FILE).read_text(encoding="utf-8"))
+    if not isinstance(structure, dict) or structure.get("format") != RESUME_STATE_FORMAT:
+        raise ValueError(f"{_STRUCTURE_FILE} is not a {RESUME_STATE_FORMAT} file")
+    if structure.get("version") != RESUME_STATE_VERSION:
+        raise ValueError(f"{_STRUCTURE_FILE} has version {structure.get('version')!r}, this version reads {RESUME_STATE_VERSION}")
+    index, next_index, keys = structure.get("index"), structure.get("next_index"), structure.get("previous_features")
+    if not all(type(value) is int and value >= 0 for value in (index, next_index)):
+        raise ValueError(f"{_STRUCTURE_FILE} needs integer `index` and `next_index`, got {index!r} and {next_index!r}")
+    if keys is not None and not (
+        isinstance(keys, list)
+        and all(isinstance(key, list) and len(key) == 2 and type(key[0]) is int and isinstance(key[1], str) for key in keys)
+    ):
+        raise ValueError(f"{_STRUCTURE_FILE} `previous_features` must be null or a list of [layer, name] pairs")
+    content = (state_dir / _TENSOR_FILE).read_bytes()
+    if hashlib.sha256(content).hexdigest() != structure.get("sha256"):
+        raise ValueError(f"{_TENSOR_FILE} does not match {_STRUCTURE_FILE} (an interrupted save or an edited file)")
+    try:
+        tensors = load(content)
+    except Exception as error:  # safetensors' own error class subclasses nothing more specific
+        raise ValueError(f"{_TENSOR_FILE} is not a safetensors file ({error})") from None
+    wanted = {"previous_frame", "previous_rendered", "generator_state"} | {f"previous_features.{n}" for n in range(len(keys or []))}
+    if set(tensors) != wanted:
+        raise ValueError(f"{_TENSOR_FILE} holds {sorted(tensors)}, expected {sorted(wanted)}")
+    if tensors["generator_state"].dtype != torch.uint8 or tensors["previous_frame"].ndim != 4:
+        raise ValueError(f"{_TENSOR_FILE} holds tensors of the wrong dtype or rank")
+    return {
+        "index": index,
+        "next_index": next_index,
+        "previous_frame": tensors["previous_frame"],
+        "previous_rendered": tensors["previous_rendered"],
+        "previous_features": None if keys is None else {
+            (layer, name): tensors[f"previous_features.{n}"] for n, (layer, name) in enumerate(keys)
+        },
+        "generator_state": tensors["generator_state"],
+    }
 
 
 def _save_resume_point(state_dir: Path, frame: Any) -> None:
-    import torch
+    """Save `frame.resume_state` as safetensors + JSON; the JSON, written last, commits it (see `_resume_point`)."""
+    import hashlib
+
+    from safetensors.torch import save
 
     state = getattr(frame, "resume_state", None)
     if state is None:
         return
-    temporary = state_dir / ".render_state.pt.partial"
-    torch.save({"next_index": frame.index + 1, **state}, temporary)
-    os.replace(temporary, state_dir / "render_state.pt")
+    features = state["previous_features"]
+    keys = None if features is None else list(features)
+    tensors = {
+        "previous_frame": state["previous_frame"],
+        "previous_rendered": state["previous_rendered"],
+        "generator_state": state["generator_state"],
+        **{f"previous_features.{n}": features[key] for n, key in enumerate(keys or [])},
+    }
+    content = save({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()})
+    structure = {
+        "format": RESUME_STATE_FORMAT,
+        "version": RESUME_STATE_VERSION,
+        "index": int(state["index"]),
+        "next_index": int(frame.index) + 1,
+        "previous_features": None if keys is None else [[int(layer), str(name)] for layer, name in keys],
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    for name, data in ((_TENSOR_FILE, content), (_STRUCTURE_FILE, json.dumps(structure, indent=1).encode())):
+        temporary = state_dir / f".{name}.partial"
+        temporary.write_bytes(data)
+        os.replace(temporary, state_dir / name)
+
 
 RENDERER_CHOICES = ("auto", "diffusion", "classic")
 

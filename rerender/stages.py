@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -54,6 +55,23 @@ class WorkspaceFrames(Sequence[np.ndarray]):
         if not -self.count <= index < self.count:
             raise IndexError(index)
         return read_image(self.workspace.frame_path(index % self.count))
+
+
+class FolderFrames(Sequence[np.ndarray]):
+    """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
+
+    def __init__(self, folder: Path, count: int) -> None:
+        self.folder, self.count = Path(folder), count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        return read_image(self.folder / f"{index % self.count:04d}.png")
 
 
 def control_map_reader(
@@ -141,6 +159,43 @@ def processing_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
     )
 
 
+def source_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
+    """`(width, height)` of the source after `video.crop`: the output size when `propagation.output_size` is "source"."""
+    crop = config.video.crop
+    return info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
+
+
+def prepare_source_size(space, video, info, config, keyframe_indices, progress) -> tuple[FolderFrames, Callable[[int], Path]]:
+    """For `propagation.output_size = "source"`: the selected frames at the cropped source's size, and the
+    keyframes upscaled to it (`rerender.video.unfit_frame` undoes the processing size's fit).
+
+    Returns:
+        The source-size frames (a lazy sequence) and `key_path(index)`, the upscaled keyframe's file.
+    """
+    from rerender.video import unfit_frame
+
+    size = source_size(info, config)
+    frames_dir, keys_dir = space.root / "frames_source", space.root / "keyframes_source"
+    count = len(selected_frames(info, config))
+    record = space.record("propagation")
+    if record.get("source_frames") != [count, *size]:
+        crop = config.video.crop
+        frames = read_frames(
+            video, config.video.start_frame, config.video.end_frame, config.video.frame_stride,
+            (crop.left, crop.top, crop.right, crop.bottom), None, info=info,
+        )
+        frames_dir.mkdir(exist_ok=True)
+        for index, frame in enumerate(tqdm(frames, total=count, desc="frames (source size)", unit="frame", disable=not progress)):
+            write_image(frame, space.track(frames_dir / f"{index:04d}.png"))
+        record["source_frames"] = [count, *size]
+        space.save()
+    keys_dir.mkdir(exist_ok=True)
+    for index in keyframe_indices:  # cheap, and always from the current keyframes
+        image = unfit_frame(read_image(space.keyframe_path(index)), size)
+        write_image(image, space.track(keys_dir / f"{index:04d}.png"))
+    return FolderFrames(frames_dir, count), lambda index: keys_dir / f"{index:04d}.png"
+
+
 def default_workspace(output, video) -> Path:
     base = Path(output) if output is not None else Path(video)
     return base.with_name(base.name + ".work")
@@ -217,8 +272,9 @@ def frames_ready(space: Workspace, config: RerenderConfig, count: int, size: tup
 
 
 def write_frames(space, video, info, config, count, progress, notify, size: tuple[int, int] | None = None) -> None:
-    """Decode the selected frames into the workspace; `size` (width, height) replaces the configured resize."""
-    from rerender.video import resize_frame
+    """Decode the selected frames into the workspace; `size` (width, height) replaces the configured resize
+    (the frames are fitted into it, as `rerender preprocess` does at any resolution: `rerender.video.fit_frame`)."""
+    from rerender.video import fit_frame
 
     crop = config.video.crop
     frames = read_frames(
@@ -227,7 +283,7 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
         config.video.resize_side, config.video.size_multiple, info=info,
     )
     if size is not None:
-        frames = (resize_frame(frame, size) for frame in frames)
+        frames = (fit_frame(frame, size) for frame in frames)
     space.frames_dir.mkdir(exist_ok=True)
     written = 0
     for index, frame in enumerate(tqdm(frames, total=count, desc="frames", unit="frame", disable=not progress)):
@@ -307,14 +363,27 @@ def render_keyframes(space, frames, indices, renderer, progress, notify) -> None
     sources = [frames[index] for index in indices]
     state_before = {path.name for path in space.state_dir.iterdir()}
     bar = tqdm(total=len(indices), initial=len(done), desc=f"keyframes ({renderer.name})", unit="key", disable=not progress)
+    # A renderer that reports finer progress (diffusion: per denoising step) drives the bar and the callback.
+    fine = "on_progress" in inspect.signature(renderer.render).parameters
+
+    def on_progress(done_units: int, total_units: int) -> None:
+        bar.unit, bar.total, bar.n = "step", total_units, done_units
+        bar.refresh()
+        notify("keyframes", done_units, total_units)
+
+    extra = {"on_progress": on_progress} if fine else {}
     try:
-        for position, image in enumerate(renderer.render(sources, list(indices), done, space.state_dir), start=len(done)):
+        rendering = renderer.render(sources, list(indices), done, space.state_dir, **extra)
+        for position, image in enumerate(rendering, start=len(done)):
             space.track_new_files(space.state_dir, state_before)
             path = write_image(image, space.track(space.keyframe_path(indices[position])))
             rendered[str(indices[position])] = file_digest(path)
             space.save()
-            bar.update(1)
-            notify("keyframes", position + 1, len(indices))
+            if fine:
+                bar.set_postfix_str(f"keyframe {position + 1}/{len(indices)}")
+            else:
+                bar.update(1)
+                notify("keyframes", position + 1, len(indices))
     finally:
         bar.close()
         space.track_new_files(space.state_dir, state_before)
@@ -424,8 +493,10 @@ def stale_intervals(space: Workspace, wanted: dict[tuple[int, int], str]) -> dic
 
 
 def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify,
-                        intervals: dict[tuple[int, int], str] | None = None) -> None:
+                        intervals: dict[tuple[int, int], str] | None = None, key_path=None) -> None:
     """Propagate the key `intervals` (default: every one), saving each one as soon as it completes.
+
+    `key_path(index)` names each keyframe's file (default: the workspace's keyframes).
 
     Each finished interval is recorded in the manifest with its digest (from `interval_digests`), so an
     interrupted run keeps it and a rerun propagates only the others. Intervals are independent, so resumed
@@ -461,7 +532,7 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     try:
         for run in runs:
             start, end = run[0][0], run[-1][1]
-            keys = _LazyImages({index - start: space.keyframe_path(index)
+            keys = _LazyImages({index - start: (key_path or space.keyframe_path)(index)
                                 for index in keyframe_indices if start <= index <= end})
             base = progressed[0]
 
@@ -502,8 +573,13 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     return fps
 
 
+def comparison_path(output_path: Path) -> Path:
+    """Where `write_comparison` puts the side-by-side video of `output_path`."""
+    return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+
+
 def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
-    path = output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
+    path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
     write_video(pairs, path, fps=fps, crf=config.output.crf)
     return path

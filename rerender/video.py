@@ -50,9 +50,13 @@ __all__ = [
     "read_frames",
     "count_frames",
     "compute_output_size",
+    "fit_size",
+    "fit_frame",
+    "unfit_frame",
     "crop_frame",
     "resize_frame",
     "preprocess_frame",
+    "VIDEO_SUFFIXES",
     "check_output_path",
     "atomic_output",
     "VideoWriter",
@@ -451,40 +455,130 @@ def count_frames(path: str | os.PathLike) -> int:
 # --------------------------------------------------------------------------------------------------------
 
 
+ASPECT_TOLERANCE = 0.01
+"""Largest relative aspect change that `fit_frame` absorbs by stretching; beyond it, it crops or pads instead."""
+
+
 def compute_output_size(
     width: int,
     height: int,
     resolution: int = 512,
     resize_side: Literal["long", "short"] = "long",
-    size_multiple: int = 64,
+    size_multiple: int = 8,
 ) -> tuple[int, int]:
     """Size after resizing so the chosen side becomes `resolution`, both sides rounded to `size_multiple`.
+
+    Each side is rounded to the nearest multiple on its own, so a side moves by at most `size_multiple / 2`
+    pixels: with the default multiple of 8 (all that SD 1.5 in diffusers needs) a 540×960 portrait clip
+    becomes 288×512, exactly its aspect. `fit_frame` puts a frame into this size without distortion.
 
     Args:
         width: input width in pixels (after cropping).
         height: input height in pixels (after cropping).
         resolution: target length of the chosen side, before rounding.
         resize_side: "long" (default, the official code since 2023-10) or "short" (the paper, FRESCO).
-        size_multiple: both sides are rounded to the nearest multiple of this (64 for SD), at least one multiple.
+        size_multiple: both sides are rounded to the nearest multiple of this (8 for SD), at least one multiple.
 
     Returns:
         `(width, height)` of the output.
 
     Example:
-        >>> compute_output_size(780, 506, 512, "long", 64)
-        (512, 320)
-        >>> compute_output_size(780, 506, 512, "short", 64)
-        (768, 512)
+        >>> compute_output_size(540, 960, 512, "long", 8)
+        (288, 512)
+        >>> compute_output_size(780, 506, 512, "short", 8)
+        (792, 512)
     """
     if width < 1 or height < 1:
         raise ValueError(f"`width` and `height` must be ≥ 1, got {width}×{height}")
     if resize_side not in ("long", "short"):
         raise ValueError(f"`resize_side` must be 'long' or 'short', got {resize_side!r}")
+    if size_multiple < 1:
+        raise ValueError(f"`size_multiple` must be ≥ 1, got {size_multiple}")
     side = max(width, height) if resize_side == "long" else min(width, height)
     scale = resolution / side
     new_width = max(size_multiple, int(round(width * scale / size_multiple)) * size_multiple)
     new_height = max(size_multiple, int(round(height * scale / size_multiple)) * size_multiple)
     return new_width, new_height
+
+
+def fit_size(
+    width: int, height: int, size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE
+) -> tuple[int, int]:
+    """The size a `width`×`height` frame is scaled to before `fit_frame` centres it in `size`.
+
+    When `size` has the frame's aspect within `tolerance` (the usual case: a 960×506 clip in 512×272 differs
+    by 0.8 %), the frame is simply resized to `size`. Otherwise (very wide or small frames, where rounding to
+    the multiple moves a side by several per cent) the frame keeps its aspect: it is scaled by
+    `(W + H) / (width + height)`, the scale that changes neither side by more than rounding did, and
+    `fit_frame` centre-crops or edge-pads each side by the few pixels left over.
+
+    Args:
+        width, height: the frame's size.
+        size: `(W, H)` the frame must fill, e.g. from `compute_output_size`.
+        tolerance: largest relative aspect change absorbed by stretching.
+
+    Returns:
+        `(scaled_width, scaled_height)`; equal to `size` when stretching.
+
+    Example:
+        >>> fit_size(960, 506, (512, 272))
+        (512, 272)
+        >>> fit_size(1920, 200, (512, 56))
+        (514, 54)
+    """
+    target_width, target_height = size
+    if width < 1 or height < 1 or target_width < 1 or target_height < 1:
+        raise ValueError(f"sizes must be ≥ 1, got {width}×{height} into {target_width}×{target_height}")
+    if abs((target_width / target_height) / (width / height) - 1) <= tolerance:
+        return target_width, target_height
+    scale = (target_width + target_height) / (width + height)
+    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+
+
+def fit_frame(frame: np.ndarray, size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE) -> np.ndarray:
+    """Resize an `(H, W, C)` frame into `size = (width, height)` without distorting it by more than `tolerance`.
+
+    The frame is resized to `fit_size(...)`, then centre-cropped or padded (edge pixels repeated) to `size`:
+    at most `size_multiple / 2` pixels per side for sizes from `compute_output_size`.
+
+    Shape:
+        - frame: `(H, W, C)` (or `(H, W)`), any dtype OpenCV resizes.
+        - returns: `(size[1], size[0], C)`.
+    """
+    scaled_width, scaled_height = fit_size(frame.shape[1], frame.shape[0], size, tolerance)
+    return _reframe(resize_frame(frame, (scaled_width, scaled_height)), size)
+
+
+def _reframe(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop where `frame` is larger than `size = (width, height)`, repeat its edges where it is smaller."""
+    target_width, target_height = size
+    height, width = frame.shape[:2]
+    if (width, height) == (target_width, target_height):
+        return frame
+    left, top = max(0, (width - target_width) // 2), max(0, (height - target_height) // 2)
+    frame = frame[top : top + min(height, target_height), left : left + min(width, target_width)]
+    pad_x, pad_y = max(0, target_width - width), max(0, target_height - height)
+    if pad_x or pad_y:
+        frame = cv2.copyMakeBorder(
+            np.ascontiguousarray(frame), pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2, cv2.BORDER_REPLICATE
+        )
+    return np.ascontiguousarray(frame)
+
+
+def unfit_frame(image: np.ndarray, size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE) -> np.ndarray:
+    """The inverse of `fit_frame`: bring an image made at the processing size back to a frame of `size`.
+
+    Used to upscale keyframes to the source's size: the crop or padding of `fit_frame` is undone (cropped
+    borders are filled by repeating the edge), then the image is resized to `size = (width, height)`.
+
+    Shape:
+        - image: `(h, w, C)` at the processing size.
+        - returns: `(size[1], size[0], C)`.
+    """
+    height, width = image.shape[:2]
+    scaled_width, scaled_height = fit_size(size[0], size[1], (width, height), tolerance)
+    # The processing-size picture is the scaled source framed into (width, height): undo that framing first.
+    return resize_frame(_reframe(image, (scaled_width, scaled_height)), size)
 
 
 def crop_frame(frame: np.ndarray, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> np.ndarray:
@@ -517,9 +611,9 @@ def preprocess_frame(
     crop: tuple[int, int, int, int] = (0, 0, 0, 0),
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Crop `(left, top, right, bottom)` then resize to `size = (width, height)` (or keep the cropped size)."""
+    """Crop `(left, top, right, bottom)` then fit into `size = (width, height)` (`fit_frame`), or keep the cropped size."""
     frame = crop_frame(frame, *crop)
-    return resize_frame(frame, size) if size is not None else np.ascontiguousarray(frame)
+    return fit_frame(frame, size) if size is not None else np.ascontiguousarray(frame)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -549,7 +643,7 @@ def read_frames(
     crop: tuple[int, int, int, int] = (0, 0, 0, 0),
     resolution: int | None = None,
     resize_side: Literal["long", "short"] = "long",
-    size_multiple: int = 64,
+    size_multiple: int = 8,
     info: VideoInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream frames `start, start+stride, … < end` as RGB `uint8` `(H, W, 3)`, cropped and resized.
@@ -564,7 +658,8 @@ def read_frames(
         crop: `(left, top, right, bottom)` pixels removed before resizing.
         resolution: length of the `resize_side` side after resizing; `None` keeps the cropped size.
         resize_side: "long" or "short".
-        size_multiple: round both sides to a multiple of this (only when resizing).
+        size_multiple: round both sides to a multiple of this (only when resizing); frames are fitted into
+            that size without distortion (`fit_frame`).
         info: a `probe_video` result to skip probing again.
 
     Raises:
@@ -721,26 +816,59 @@ def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.nd
 # --------------------------------------------------------------------------------------------------------
 
 
-def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """Check that `output` can be written and is not one of `inputs`; returns it as a `Path`.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+"""Containers the H.264 writer produces (`.webm` cannot hold H.264 and `.gif` is not a video codec's container;
+`.avi` and other containers are refused rather than written untested)."""
+
+
+def check_output_path(
+    output: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    kind: Literal["video", "file", "folder"] = "video",
+    name: str = "output",
+) -> Path:
+    """Check, before any work, that `output` can be written without touching an input; returns it as a `Path`.
+
+    Args:
+        output: the path to check.
+        inputs: files and folders the output must not be, and must not lie inside.
+        kind: "video" (the suffix must be one of `VIDEO_SUFFIXES`), "file" (any file name) or "folder" (a
+            folder to create or fill; it may exist).
+        name: how messages call the path (an argument or option name, e.g. "--json").
 
     Raises:
-        OutputPathError: the folder is missing or not writable, `output` is a folder, or equals an input.
+        OutputPathError: the parent folder is missing or not writable; a video without a supported suffix; a
+            file path that is a folder (or a folder path that is a file); the output is an input or inside an
+            input folder.
     """
+    if kind not in ("video", "file", "folder"):
+        raise ValueError(f"`kind` must be 'video', 'file' or 'folder', got {kind!r}")
     output = Path(output)
+    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
+        found = f"the suffix {output.suffix!r}" if output.suffix else "no suffix"
+        raise OutputPathError(
+            f"{name} {str(output)!r} has {found}; videos are written as H.264 in {', '.join(VIDEO_SUFFIXES)} "
+            f"(e.g. {output.stem or 'out'}.mp4)"
+        )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputPathError(f"output folder does not exist: {str(parent)!r} (for {str(output)!r})")
+        raise OutputPathError(f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputPathError(f"output folder is not writable: {str(parent)!r}")
-    if output.is_dir():
-        raise OutputPathError(f"output {str(output)!r} is a folder; give a file name such as out.mp4")
+        raise OutputPathError(f"{name}: the folder {str(parent)!r} is not writable (for {str(output)!r})")
+    if kind != "folder" and output.is_dir():
+        raise OutputPathError(f"{name} {str(output)!r} is a folder; give a file name" + (" such as out.mp4" if kind == "video" else ""))
+    if kind == "folder" and output.exists() and not output.is_dir():
+        raise OutputPathError(f"{name} {str(output)!r} exists and is not a folder")
+    resolved = output.resolve()
     for item in inputs:
         item = Path(item)
-        if item.exists() and output.exists() and os.path.samefile(item, output):
-            raise OutputPathError(f"output {str(output)!r} is the input; choose another name")
-        if output.resolve() == item.resolve():
-            raise OutputPathError(f"output {str(output)!r} is the input; choose another name")
+        same = output.exists() and item.exists() and os.path.samefile(item, output)
+        if same or resolved == item.resolve():
+            raise OutputPathError(f"{name} {str(output)!r} is the input {str(item)!r}; choose another path")
+        if item.is_dir() and resolved.is_relative_to(item.resolve()):
+            raise OutputPathError(
+                f"{name} {str(output)!r} is inside the input folder {str(item)!r}; choose a path outside it"
+            )
     return output
 
 
@@ -1115,20 +1243,20 @@ def write_video(
 
 
 def write_png_sequence(
-    frames: Iterable[np.ndarray], folder: str | os.PathLike, start_index: int = 0, digits: int = 4
+    frames: Iterable[np.ndarray], folder: str | os.PathLike, start_index: int = 0, digits: int = 4,
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write frames as `folder/0000.png, 0001.png, …` (each file atomically); creates `folder` if needed.
+
+    `names` (file stems, one per frame) replaces the numbering, e.g. to keep a frame folder's own names.
 
     Returns:
         The written paths.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputPathError(f"{str(folder)!r} exists and is not a folder")
-    if not folder.parent.is_dir():
-        raise OutputPathError(f"output folder's parent does not exist: {str(folder.parent)!r}")
+    folder = check_output_path(folder, kind="folder", name="folder")
     folder.mkdir(exist_ok=True)
     written = []
     for offset, frame in enumerate(frames):
-        written.append(write_image(frame, folder / f"{start_index + offset:0{digits}d}.png"))
+        name = names[offset] if names is not None else f"{start_index + offset:0{digits}d}"
+        written.append(write_image(frame, folder / f"{name}.png"))
     return written

@@ -155,7 +155,6 @@ def test_callback_reports_every_stage(synthetic_clip, tmp_path, counting_rendere
     "kwargs, error, message",
     [
         (dict(K=0), ConfigError, "keyframe_interval` must be ≥ 1"),
-        (dict(K=50), ConfigError, r"must be ≤ the number of frames \(20\)"),
         (dict(keyframe_mode="explicit", keyframe_indices=[0, 25]), ConfigError, r"\[0, 19\]"),
         (dict(keyframe_mode="explicit", keyframe_indices=[5, 2]), ConfigError, "sorted and unique"),
         (dict(start_frame=30), ConfigError, "start_frame"),
@@ -271,3 +270,39 @@ def test_propagate_refuses_mismatched_keyframes(synthetic_clip, tmp_path):
     write_image(np.zeros((64, 64, 3), np.uint8), folder / "0000.png")
     with pytest.raises(ConfigError, match="aspect"):
         propagate_keyframes(synthetic_clip, folder, tmp_path / "o.mp4", progress=False)
+
+
+def test_outputs_and_workspaces_inside_an_input_folder_are_refused(synthetic_clip, tmp_path, counting_renderer):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(read_frames(synthetic_clip, end=12)):
+        write_image(frame, frames / f"{index:04d}.png")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(ClassicStylizer.from_prompt("x")(next(read_frames(synthetic_clip, end=1))), keys / "0000.png")
+    clip = tmp_path / "o_comparison.mp4"
+    clip.write_bytes(synthetic_clip.read_bytes())
+    before = {p: p.read_bytes() for folder in (frames, keys) for p in folder.iterdir()}
+    cases = [
+        (lambda: translate(frames, "x", output=frames / "o.mp4", renderer=counting_renderer, progress=False), "inside the input folder"),
+        (lambda: translate(frames, "x", output=tmp_path / "o.mp4", workspace=frames, renderer=counting_renderer, progress=False), "workspace .* is the input"),
+        (lambda: translate(frames, "x", output=tmp_path / "o.mp4", workspace=frames / "ws", renderer=counting_renderer, progress=False), "inside the input folder"),
+        (lambda: translate(synthetic_clip, "x", output=tmp_path / "o.webm", renderer=counting_renderer, progress=False), "'.webm'"),
+        # the side-by-side video would replace the input
+        (lambda: translate(clip, "x", output=tmp_path / "o.mp4", comparison=True, renderer=counting_renderer, progress=False),
+         "comparison output .* is the input"),
+        (lambda: translate(synthetic_clip, "x", output=tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", renderer=counting_renderer,
+                           progress=False), "workspace .* is the output video's path"),
+        (lambda: propagate_keyframes(frames, keys, keys / "o.mp4", progress=False), "inside the input folder"),
+        (lambda: propagate_keyframes(frames, keys, tmp_path / "o.mp4", workspace=keys, progress=False), "workspace .* is the input"),
+        (lambda: propagate_keyframes(frames, keys, tmp_path / "o.gif", progress=False), "'.gif'"),
+        (lambda: propagate_keyframes(frames, keys, tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", progress=False),
+         "workspace .* is the output video's path"),
+    ]
+    for call, message in cases:
+        with pytest.raises(OutputPathError, match=message):
+            call()
+    assert CountingRenderer.rendered == []
+    assert {p: p.read_bytes() for folder in (frames, keys) for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "keys", "o_comparison.mp4"]
+    assert clip.read_bytes() == synthetic_clip.read_bytes()

@@ -103,7 +103,7 @@ def test_preprocess_to_png_folder(capsys, synthetic_clip, tmp_path):
         (["info", "missing.mp4"], "video not found"),
         (["preprocess", "{clip}", "-o", "{tmp}/no/such/dir/out.mp4", "-q"], "output folder does not exist"),
         (["preprocess", "{clip}", "-o", "{clip}", "-q"], "is the input"),
-        (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"], "`start` must be in [0, 19]"),
+        (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"], "`video.start_frame` must be < 20"),
         (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "resolution=32", "-q"], "must be in [64, 4096]"),
         (["info", "{clip}", "--set", "crop.left=500"], "crop"),
         (["info", "{clip}", "--set", "nonsense"], "key=value"),
@@ -203,3 +203,269 @@ def test_translate_with_a_local_model_folder_runs_diffusion(capsys, synthetic_cl
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10]" in out
     assert probe_video(output).frame_count == 20
+
+
+# --------------------------------------------------------------------------------------------------------
+# outputs that would land on inputs, and output names that cannot be written: refused before any work
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frame_folder(tmp_path, synthetic_clip):
+    from rerender.video import read_frames, write_image
+
+    folder = tmp_path / "input frames"
+    folder.mkdir()
+    for index, frame in enumerate(read_frames(synthetic_clip, end=4)):
+        write_image(frame, folder / f"{index:04d}.png")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_preprocess_into_its_own_input_folder_is_refused(capsys, frame_folder):
+    before = _snapshot(frame_folder)
+    for output in (frame_folder, frame_folder / "sub", frame_folder / "out.mp4"):
+        code, _, err = run_cli(capsys, "preprocess", frame_folder, "-o", output, "-q", "--set", "resolution=64")
+        assert code == 2 and "Traceback" not in err, err
+        assert "is the input" in err or "inside the input folder" in err, err
+        assert "-o/--output" in err
+    assert _snapshot(frame_folder) == before and sorted(p.name for p in frame_folder.iterdir()) == list(before)
+
+
+def test_eval_json_onto_an_input_is_refused(capsys, synthetic_clip, tmp_path):
+    source = tmp_path / "source.mp4"
+    source.write_bytes(synthetic_clip.read_bytes())
+    before = source.read_bytes()
+    for json_path in (source, synthetic_clip):  # the source, and the evaluated output
+        code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", source, "--json", json_path, "--no-clip")
+        assert code == 2 and "--json" in err and "is the input" in err, err
+    assert source.read_bytes() == before and probe_video(source).frame_count == 20
+
+
+def test_eval_json_into_a_missing_folder_fails_before_the_evaluation(capsys, synthetic_clip, tmp_path, monkeypatch):
+    import rerender.evaluation
+
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the --json path was checked")
+
+    monkeypatch.setattr(rerender.evaluation, "evaluate_video", never)
+    code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path / "no" / "r.json", "--no-clip")
+    assert code == 2 and "output folder does not exist" in err and str(tmp_path / "no") in err
+    code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path, "--no-clip")
+    assert code == 2 and "is a folder" in err
+
+
+def test_eval_writes_its_json_report(capsys, synthetic_clip, tmp_path):
+    report = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", report, "--no-clip", "--max-frames", "3")
+    assert code == 0, err
+    assert json.loads(report.read_text()) == json.loads(out) and json.loads(out)["frames"] == 3
+
+
+@pytest.mark.parametrize("name", ["out.webm", "out.gif", "out.avi", "out", "out.MP4.txt"])
+def test_unwritable_video_suffixes_fail_before_any_work(capsys, synthetic_clip, tmp_path, name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / name
+    for command in (
+        ["translate", synthetic_clip, "-p", "x", "-o", output, "-q", *FAST_SETS],
+        ["propagate", synthetic_clip, "--keyframes", tmp_path, "-o", output, "-q"],
+        *([["preprocess", synthetic_clip, "-o", output, "-q"]] if output.suffix else []),  # no suffix = PNG folder
+    ):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2 and "Traceback" not in err, err
+        assert (f"the suffix {output.suffix!r}" if output.suffix else "no suffix") in err and ".mp4" in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], "work started before the output was refused"
+
+
+def test_upper_case_suffixes_are_videos(capsys, synthetic_clip, tmp_path):
+    output = tmp_path / "OUT.MP4"
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", output, "-q", "--set", "resolution=64", "--set", "end_frame=3")
+    assert code == 0, err
+    assert probe_video(output).frame_count == 3
+
+
+# --------------------------------------------------------------------------------------------------------
+# messages that name the problem in CLI terms
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_keyframes_at_names_the_option(capsys, synthetic_clip, tmp_path):
+    for value in ("0,a", "1.5", ",", "-3"):
+        code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", f"--keyframes-at={value}")
+        assert code == 2 and "--keyframes-at" in err and "integers ≥ 0" in err and "invalid literal" not in err, err
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "--keyframes-at", "0,a")
+    assert "'a' is not an integer" in err
+    assert not (tmp_path / "o.mp4.work").exists()
+
+
+def test_eval_frame_options_name_the_option(capsys, synthetic_clip):
+    for option, value, valid in (("--frame-stride", "0", "≥ 1"), ("--frame-stride", "x", "≥ 1"), ("--start-frame", "-1", "≥ 0")):
+        code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, option, value, "--no-clip")
+        assert code == 2 and option in err and valid in err and repr(value) in err and "range()" not in err, err
+
+
+def test_evaluate_video_checks_its_arguments(synthetic_clip):
+    from rerender.errors import ConfigError
+    from rerender.evaluation import evaluate_video
+
+    with pytest.raises(ConfigError, match=r"`frame_stride` must be an integer ≥ 1, got 0"):
+        evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, frame_stride=0)
+    with pytest.raises(ConfigError, match=r"`start_frame` must be an integer ≥ 0, got -2"):
+        evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, start_frame=-2)
+
+
+def test_unknown_override_suggests_instead_of_listing_every_key(capsys):
+    code, _, err = run_cli(capsys, "config", "show", "--set", "foo=1")
+    assert code == 2 and "unknown option `foo`" in err and "no option has a similar name" in err
+    assert "mask_strength" not in err and len(err) < 400  # not the ~130 option names
+    code, _, err = run_cli(capsys, "config", "show", "--set", "denoising_strenth=0.5")
+    assert code == 2 and "did you mean 'denoising_strength'" in err
+    code, _, err = run_cli(capsys, "config", "show", "--set", "sampling.strenght=0.5")
+    assert code == 2 and "did you mean 'denoising_strength'" in err
+
+
+def test_translate_without_a_prompt_is_refused_unless_asked_for(capsys, caplog, synthetic_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / "o.mp4"
+    for command in ("translate", "keyframes"):
+        code, _, err = run_cli(capsys, command, synthetic_clip, "-o", output, "-q", *FAST_SETS)
+        assert code == 2 and "no prompt" in err and "-p/--prompt" in err, err
+    assert not (tmp_path / "o.mp4.work").exists()
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "", "-o", output, "-q", "--stage", "first", *FAST_SETS)
+    assert code == 0, err
+    assert "without one" in caplog.text  # the run says it is unprompted
+    caplog.clear()
+    config = tmp_path / "c.yaml"
+    config.write_text("prompt:\n  prompt: a watercolor\n")
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "--config", config, "-o", tmp_path / "p.mp4", "-q", "--stage", "first", *FAST_SETS)
+    assert code == 0 and "without one" not in caplog.text, err
+
+
+def test_messages_name_cli_flags_not_python_arguments(capsys, synthetic_clip, tmp_path, monkeypatch):
+    from rerender.synthetic import write_synthetic_video
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    other = tmp_path / "other.mp4"
+    write_synthetic_video(other, num_frames=12, width=96, height=64, motion="zoom", fps=25, audio=False)
+    common = ["-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "--workspace", tmp_path / "ws", "-q", "--stage", "first", *FAST_SETS]
+    assert run_cli(capsys, "translate", synthetic_clip, *common)[0] == 0
+    code, _, err = run_cli(capsys, "translate", other, *common)  # another video into the same workspace
+    assert code == 2 and "--force" in err and "force=" not in err and "(force" not in err and "`force`" not in err, err
+
+
+def test_cli_message_translation():
+    from rerender.cli import _cli_message
+
+    assert _cli_message("rerun with --force (force=True) to redo them") == "rerun with --force to redo them"
+    assert _cli_message("`frame_stride` must be ≥ 1; pass force=True") == "--frame-stride must be ≥ 1; pass --force"
+    # config keys stay: they are what --set takes
+    assert _cli_message("`video.start_frame` must be < 20") == "`video.start_frame` must be < 20"
+    assert _cli_message("`denoising_strength` must be in [0, 1]") == "`denoising_strength` must be in [0, 1]"
+
+
+def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthetic_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    workspace = tmp_path / "ws"
+    common = [synthetic_clip, "-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "-q", "--workspace", workspace, *FAST_SETS]
+    assert run_cli(capsys, "keyframes", *common)[0] == 0
+    manifest = json.loads((workspace / "manifest.json").read_text())
+    manifest["stages"]["keyframes"]["indices"] = [0, "8", 16.5]
+    (workspace / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "translate", *common)
+    assert code == 0 and "Unknown format code" not in err, err
+    assert "keyframe indices" in caplog.text and "not a list of integers" in caplog.text and "[0, 8, 16]" in out
+    assert probe_video(tmp_path / "o.mp4").frame_count == 20
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ctrl-C
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "moment, delay",
+    [("propagated", 0.0), pytest.param("propagated", 0.5, marks=pytest.mark.slow), pytest.param("frames", 0.0, marks=pytest.mark.slow)],
+)
+def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment, delay):
+    """SIGINT to the whole process group (as a terminal's Ctrl-C) once the stage has started."""
+    import os
+    import signal
+    import time
+
+    from rerender.synthetic import write_synthetic_video
+
+    clip = tmp_path / "clip.mp4"
+    write_synthetic_video(clip, num_frames=24, width=128, height=96, motion="mixed", fps=25, audio=False)
+    workspace = tmp_path / "ws"
+    command = [
+        sys.executable, "-c", "import sys; from rerender.cli import main; sys.exit(main())",
+        "translate", str(clip), "-p", "x", "-K", "6", "-o", str(tmp_path / "o.mp4"), "--workspace", str(workspace), "-q",
+        "--set", "resolution=96", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
+        "--set", "workers=2", "--set", "flow_estimator=dis",
+    ]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               env=environment, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workspace / moment).is_dir() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay)  # 0.5 s: while propagation's workers start and run
+        assert process.poll() is None, f"the run ended before the {moment} stage: {process.communicate()}"
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert lines == [f"interrupted; finished work is kept in {workspace}: run the same command again to resume"], err
+    if moment == "frames":  # (slow) ... and running it again finishes the job
+        finished = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=300)
+        assert finished.returncode == 0, finished.stderr
+        assert probe_video(tmp_path / "o.mp4").frame_count == 24
+
+
+def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(capsys, monkeypatch, synthetic_clip):
+    """A worker killed by the same Ctrl-C can turn it into another error (a broken pool): still exit 130."""
+    import signal
+
+    import rerender.cli
+
+    def interrupted_then_broken(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(rerender.cli, "_command_info", interrupted_then_broken)
+    handler = signal.getsignal(signal.SIGINT)
+    code, _, err = run_cli(capsys, "info", synthetic_clip)
+    assert code == 130 and err == "interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is handler  # called as a function: the caller's handler is back
+
+
+def test_preprocess_never_writes_frames_over_a_folder_of_files(capsys, synthetic_clip, tmp_path):
+    folder = tmp_path / "painting"
+    folder.mkdir()
+    (folder / "0000.png").write_bytes(b"my painting")
+    (folder / "notes.txt").write_text("notes")
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", folder, "-q", "--set", "end_frame=3")
+    assert code == 2 and "already holds files" in err, err
+    assert (folder / "0000.png").read_bytes() == b"my painting" and sorted(p.name for p in folder.iterdir()) == ["0000.png", "notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", empty, "-q", "--set", "end_frame=3")
+    assert code == 0 and sorted(p.name for p in empty.iterdir()) == ["0000.png", "0001.png", "0002.png"], err
+
+
+def test_a_binary_file_as_config_and_a_zero_fps_are_named(capsys, synthetic_clip):
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "--config", synthetic_clip)
+    assert code == 2 and "is not a config file" in err and "codec can't decode" not in err, err
+    code, _, err = run_cli(capsys, "info", synthetic_clip, "--fps", "0")
+    assert code == 2 and "--fps" in err and "> 0" in err, err

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from rerender.errors import ConfigError
 from rerender.fusion import (
     active_steps,
+    may_fold,
     adain,
     channel_statistics,
     composite_references,
@@ -49,6 +50,15 @@ def test_windows_before_the_sdedit_start_fold_onto_the_first_executed_step():
     assert active_steps((0.5, 0.8), 20, first_step=14, inclusive=False) == [14, 15]
     assert active_steps((0.9, 1.0), 20, first_step=5) == [18, 19]
     assert active_steps((0.0, 0.1), 20, first_step=20) == []  # strength 0: nothing runs
+    # without the fold a window wholly before the start does not act; one that reaches past it is unchanged
+    assert active_steps((0.0, 0.1), 20, first_step=16, fold=False) == []
+    assert active_steps((0.5, 0.8), 20, first_step=14, inclusive=False, fold=False) == [14, 15]
+
+
+def test_folding_is_allowed_only_in_the_noisier_half_of_the_schedule():
+    assert may_fold(701) and may_fold(500) and may_fold(951)
+    assert not may_fold(499) and not may_fold(151) and not may_fold(1)
+    assert may_fold(600, num_train_timesteps=1200) and not may_fold(599, num_train_timesteps=1200)
 
 
 @pytest.mark.parametrize("period", [(-0.1, 0.5), (0.2, 1.5), (0.6, 0.3)])
@@ -221,3 +231,23 @@ def test_luminosity_blend_keeps_luminosity_and_takes_colour():
     assert np.allclose(luma, 128, atol=1.5)
     assert (blended[..., 0] > blended[..., 1]).all()  # still red-ish
     assert correct_colors(grey, red).shape == (2, 2, 3)
+
+
+def test_pixel_aware_fusion_is_a_convex_blend_on_soft_mask_cells():
+    # The target is not multiplied by the mask (the official code does): a target equal to the current clean
+    # latent leaves the latent unchanged for any weight, soft boundary cells included.
+    torch.manual_seed(0)
+    alpha = 0.4
+    clean = torch.randn(1, 4, 4, 4)
+    direction = torch.randn(1, 4, 4, 4) * (1 - alpha) ** 0.5
+    latents = alpha**0.5 * clean + direction
+    weight = torch.linspace(0.0, 0.5, 16).view(1, 1, 4, 4)  # mask strength 0.5 × a mask from 0 to 1
+    rescale = torch.ones_like(weight)
+    fused = pixel_aware_fusion(latents, direction, clean, torch.zeros_like(clean), alpha, weight, rescale)
+    # with zero target noise and r = 1: w·√ᾱ·x̃ + (1 − w)·√ᾱ·x̂0 + d = x_t
+    assert torch.allclose(fused, latents, atol=1e-6)
+    # and the target's share of the clean part is w itself on every cell
+    other = torch.randn(1, 4, 4, 4)
+    fused = pixel_aware_fusion(latents, direction, other, torch.zeros_like(other), alpha, weight, rescale)
+    expected = weight * alpha**0.5 * other + (1 - weight) * alpha**0.5 * clean + direction
+    assert torch.allclose(fused, expected, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -29,9 +31,19 @@ def test_explicit_list():
         KeyframeConfig(keyframe_mode="explicit")
 
 
-def test_interval_larger_than_video_is_an_error():
+def test_interval_larger_than_video_is_an_error_for_the_low_level_function():
     with pytest.raises(ConfigError, match=r"keyframe_interval` must be ≤ the number of frames \(12\), got 20"):
-        select_keyframes(12, KeyframeConfig(keyframe_interval=20))
+        uniform_keyframes(12, 20)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "adaptive"])
+@pytest.mark.parametrize("frames, expected", [(9, [0, 8]), (2, [0, 1]), (1, [0])])
+def test_clip_shorter_than_K_gets_its_first_and_last_frames(frames, expected, mode, caplog):
+    with caplog.at_level(logging.WARNING, logger="rerender.keyframes"):
+        keyframes = select_keyframes(frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1))
+    assert keyframes == expected
+    assert f"{frames} frames, fewer than K = 10" in caplog.text
+    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0]  # not shorter: as before
 
 
 def test_adaptive_matches_uniform_count_and_concentrates_on_motion():

@@ -50,7 +50,7 @@ def test_load_from_a_local_folder(tiny_pipe):
 
     assert isinstance(tiny_pipe, RerenderPipeline)
     assert type(tiny_pipe.scheduler).__name__ == "DDIMScheduler"
-    assert tiny_pipe.vae_scale_factor == 2 and tiny_pipe.size_multiple == 4
+    assert tiny_pipe.vae_scale_factor == 2 and tiny_pipe.size_multiple == 2
     assert tiny_pipe.unet.dtype == torch.float32 and tiny_pipe.device.type == "cpu"
 
 

@@ -94,10 +94,50 @@ def test_unet_calls_per_frame_are_what_the_schedule_implies(pipe):
 def test_schedule_object_agrees_with_the_counts(pipe):
     schedule = pipe.prepare_schedule(20, 0.75, ConstraintConfig())
     assert schedule.first_step == 5 and schedule.steps == list(range(5, 20))
-    assert schedule.shape_fusion == {5}  # folded onto the SDEdit start instead of being lost
+    assert schedule.shape_fusion == {5}  # folded onto the SDEdit start (t = 701) instead of being lost
     assert schedule.pixel_fusion == set(range(11, 16)) and schedule.second_pass_start == 11
     assert schedule.unet_calls(is_anchor=True) == 15 and schedule.unet_calls(is_anchor=False) == 15 + 9
     assert schedule.timesteps[5] == 701 and schedule.timesteps[-1] == 1  # official t = 951 − 50·i
+
+
+# The steps each constraint acts at, 20 steps (t = 951 − 50·i), the default windows plus AdaIN (0.8, 1).
+# Windows that end before the SDEdit start act at the first executed step only while t ≥ 500.
+WINDOWS_BY_STRENGTH = {
+    # strength: (first step, its t, cross-frame attention, shape-aware, pixel-aware, AdaIN)
+    1.0: (0, 951, range(0, 20), {0, 1, 2}, range(11, 16), range(16, 20)),
+    0.75: (5, 701, range(5, 20), {5}, range(11, 16), range(16, 20)),  # shape-aware folded onto t = 701
+    0.25: (15, 201, range(15, 20), set(), {15}, range(16, 20)),  # shape-aware window too early: off
+    0.2: (16, 151, range(16, 20), set(), set(), range(16, 20)),  # pixel-aware no longer moved to t = 151
+    0.05: (19, 1, {19}, set(), set(), {19}),  # nothing is moved to t = 1
+}
+
+
+@pytest.mark.parametrize("strength", sorted(WINDOWS_BY_STRENGTH))
+def test_constraints_act_at_the_steps_their_windows_allow_for_each_strength(pipe, strength, caplog):
+    first, timestep, cross, shape, pixel, adain = WINDOWS_BY_STRENGTH[strength]
+    with caplog.at_level(logging.INFO, logger="rerender.pipeline"):
+        schedule = pipe.prepare_schedule(20, strength, ConstraintConfig(adain_period=(0.8, 1.0)))
+    assert schedule.first_step == first and schedule.timesteps[first] == timestep
+    assert schedule.cross_attention == set(cross)
+    assert schedule.shape_fusion == set(shape)
+    assert schedule.pixel_fusion == set(pixel)
+    assert schedule.adain == set(adain)
+    silenced = {name for name in ("shape-aware fusion", "pixel-aware fusion") if f"{name} does not act" in caplog.text}
+    assert silenced == {name for name, steps in (("shape-aware fusion", shape), ("pixel-aware fusion", pixel)) if not steps}
+
+
+def test_a_late_keyframe_is_not_the_warped_anchor(pipe):
+    # At strength 0.05 the one executed step (t = 1) used to run shape-aware fusion, which made the keyframe the
+    # nearest-neighbour-warped anchor latent. Now it is the keyframe's own denoised latent.
+    records = {}
+
+    def remember(pipeline, step, timestep, values):
+        records[(values["frame_index"], values["pass_name"])] = (values["raw_predicted_original"], values["predicted_original"])
+
+    run(pipe, make_frames(2, shift=12), num_inference_steps=20, strength=0.05, callback_on_step_end=remember)
+    raw, fused = records[(1, "direct")]
+    assert torch.equal(raw, fused)
+    assert (1, "fused") not in records  # no second pass either
 
 
 def test_strength_zero_runs_no_unet_call(pipe):
@@ -351,11 +391,19 @@ def test_control_maps_of_wrong_count_or_size(pipe):
         run(pipe, frames, controls=[ControlConfig(), ControlConfig()])
 
 
+def test_sides_need_only_the_vae_factor_not_the_unet_downsampling(pipe):
+    # 70×66 px is 35×33 latents: odd, so the UNet's and ControlNet's downsampling rounds and diffusers must
+    # forward the upsampling sizes (SD 1.5 at a multiple of 8 that is not a multiple of 64 is the same case).
+    frames = [frame[:66, :70] for frame in make_frames(3, size=72)]
+    images = np.asarray(run(pipe, frames).images)
+    assert images.shape == (3, 66, 70, 3) and np.isfinite(images).all()
+
+
 def test_bad_frames(pipe):
     with pytest.raises(ConfigError, match="frame 1 is 32×64"):
         run(pipe, [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 32, 3), np.uint8)])
-    with pytest.raises(ConfigError, match="multiples of 4"):
-        run(pipe, [np.zeros((62, 64, 3), np.uint8)])
+    with pytest.raises(ConfigError, match="multiples of 2"):
+        run(pipe, [np.zeros((63, 64, 3), np.uint8)])
     with pytest.raises(ConfigError, match="at least one frame"):
         run(pipe, [])
     with pytest.raises(ConfigError, match=r"frames\[0\]"):

@@ -301,8 +301,10 @@ def test_non_ascii_and_space_paths(tmp_path):
 def test_real_clip_probe_and_preprocess():
     info = probe_video(REAL_CLIP)
     assert (info.width, info.height, info.frame_count, info.fps) == (960, 506, 270, 25)
+    first = next(read_frames(REAL_CLIP, crop=(0, 0, 180, 0), resolution=512, size_multiple=64, info=info))
+    assert first.shape == (320, 512, 3)  # the official demo's processing size (multiple of 64)
     first = next(read_frames(REAL_CLIP, crop=(0, 0, 180, 0), resolution=512, info=info))
-    assert first.shape == (320, 512, 3)  # the official demo's processing size
+    assert first.shape == (336, 512, 3)  # ours: multiple of 8, 780×506 keeps its aspect
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -388,6 +390,40 @@ def test_bad_frames_are_rejected(tmp_path):
         VideoWriter(tmp_path / "d.mp4", fps=0)
 
 
+def test_check_output_path_kinds_and_inputs(tmp_path, synthetic_clip):
+    from rerender.video import VIDEO_SUFFIXES, check_output_path
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0000.png").write_bytes(b"x")
+    for suffix in VIDEO_SUFFIXES + (".MP4", ".Mkv"):
+        assert check_output_path(tmp_path / f"o{suffix}", [synthetic_clip, frames]) == tmp_path / f"o{suffix}"
+    for name, message in (("o.webm", "'.webm'"), ("o.gif", "'.gif'"), ("o.avi", "'.avi'"), ("o", "no suffix")):
+        with pytest.raises(OutputPathError, match=message):
+            check_output_path(tmp_path / name)
+    with pytest.raises(OutputPathError, match="inside the input folder"):
+        check_output_path(frames / "o.mp4", [frames])
+    (frames / "deeper").mkdir()
+    with pytest.raises(OutputPathError, match="inside the input folder"):
+        check_output_path(frames / "deeper" / "x", [frames], kind="folder")
+    with pytest.raises(OutputPathError, match="is the input"):
+        check_output_path(frames, [frames], kind="folder")
+    with pytest.raises(OutputPathError, match="is the input"):  # another spelling of the same file
+        check_output_path(tmp_path / "frames" / ".." / "frames" / "0000.png", [frames / "0000.png"], kind="file")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        check_output_path(frames / "0000.png", kind="folder")
+    with pytest.raises(OutputPathError, match="--json .* is a folder"):
+        check_output_path(frames, kind="file", name="--json")
+    assert check_output_path(tmp_path / "report", kind="file") == tmp_path / "report"  # any file name
+    assert (frames / "0000.png").read_bytes() == b"x"
+
+
+def test_write_png_sequence_refuses_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_bytes(b"keep")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        write_png_sequence([np.zeros((4, 4, 3), np.uint8)], target)
+    assert target.read_bytes() == b"keep"
 # ---------------------------------------------------------------------------------------------- real-world footage
 # Files written the way phones, screen recorders and trimming tools write them, with a known answer.
 
