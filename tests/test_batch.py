@@ -113,3 +113,23 @@ def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_p
     assert "2 jobs" in printed and "threads(2)" in printed and "1 done, 0 skipped, 1 failed" in printed
     assert "broken.mp4) failed: VideoReadError" in printed
     assert main(["batch", str(tmp_path / "nothing"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
+
+
+@pytest.mark.slow
+def test_the_single_video_path_never_imports_ray(synthetic_clip, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rerender\n"
+        f"rerender.translate({str(synthetic_clip)!r}, 'a cartoon', output={str(tmp_path / 'o.mp4')!r}, renderer='classic', "
+        "progress=False, resolution=64, size_multiple=16, propagation_preset='fast', workers=1, flow_estimator='dis', "
+        "keyframe_interval=10)\n"
+        "from rerender.cli import build_parser; build_parser()\n"
+        "import rerender.batching, rerender.executors\n"
+        "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -82,6 +82,13 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
         assert np.array_equal(np.stack(list(read_frames(result.output))), reference), name
         assert _propagated(result) == _propagated(local), name
         assert result.output.read_bytes() == local.output.read_bytes(), name
+    # At the source's size (`output_size="source"`) the tasks read the source-size frames and upscaled keyframes.
+    big = {"output_size": "source", **FAST}
+    local_big = translate(synthetic_clip, "a cartoon", output=tmp_path / "big.mp4", renderer="classic", progress=False, **big)
+    ray_big = translate(synthetic_clip, "a cartoon", output=tmp_path / "big_ray.mp4", renderer="classic", progress=False,
+                        executor=RayExecutor(shared_storage=False), **big)
+    assert np.stack(list(read_frames(ray_big.output))).shape == (20, 64, 96, 3)
+    assert _propagated(ray_big) == _propagated(local_big) and ray_big.output.read_bytes() == local_big.output.read_bytes()
     # The object-store run kept no flows (they stay on the workers); the shared run cached them in its workspace.
     assert not list((runs["object store"].workspace / "flows").iterdir())
     assert list((runs["shared"].workspace / "flows").iterdir())
