@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, default=128, help="clip width (height = 3/4)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--long-frames", type=int, default=96,
+                        help="frames of one clip translated locally and with RayExecutor (0: skip)")
     parser.add_argument("--scaling-clip", default=None, help="a 512-px clip to measure propagation per core on")
     parser.add_argument("--scaling-frames", type=int, default=21)
     args = parser.parse_args()
@@ -64,6 +66,17 @@ def main() -> None:
             started = time.perf_counter()
             remote = rerender.batch(clips, "a cartoon", work / "ray", renderer="classic", ray="local", **options)
             on_ray = time.perf_counter() - started
+            if args.long_frames:
+                from rerender.executors import RayExecutor
+
+                long_clip = work / "long.mp4"
+                write_synthetic_video(long_clip, num_frames=args.long_frames, width=args.size, height=args.size * 3 // 4,
+                                      motion="mixed", audio=False)
+                long_times = {}
+                for name, executor in (("local", None), ("ray", RayExecutor()), ("ray, object store", RayExecutor(shared_storage=False))):
+                    result = rerender.translate(long_clip, "a cartoon", output=work / f"long {name}.mp4", renderer="classic",
+                                                progress=False, executor=executor, **options)
+                    long_times[name] = result.timings["propagation"]
         finally:
             ray.shutdown()
         assert not local.failed and not remote.failed
@@ -72,6 +85,9 @@ def main() -> None:
         print(f"local sequential       {sequential:7.1f} s  ({frames / sequential:.2f} frames/s)")
         print(f"local Ray, {args.cpus} CPUs      {on_ray:7.1f} s  ({frames / on_ray:.2f} frames/s; + {startup:.1f} s cluster start)")
         print(f"speed-up               {sequential / on_ray:7.2f}×  ({sequential / (on_ray + startup):.2f}× with the start)")
+        if args.long_frames:
+            print(f"one {args.long_frames}-frame clip, propagation: " + ", ".join(
+                f"{name} {seconds:.1f} s ({long_times['local'] / seconds:.2f}×)" for name, seconds in long_times.items()))
         per_stage = {}
         for item in local.jobs:
             for stage, seconds in item.timings.items():

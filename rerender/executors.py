@@ -236,7 +236,9 @@ class RayExecutor(Executor):
         ray = self._connect()
         if self._keyframe_worker is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
-            self._keyframe_worker = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=self.max_retries,
+            # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
+            # small cluster (it works only while the keyframes render, before propagation starts)
+            self._keyframe_worker = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
                                                max_task_retries=self.max_retries)(KeyframeWorker).remote()
         return self._keyframe_worker
 
