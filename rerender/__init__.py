@@ -12,6 +12,9 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "translate": "rerender.api",
+    "animate": "rerender.still",
+    "generate": "rerender.text_video",
+    "AnimationResult": "rerender.still",
     "propagate_keyframes": "rerender.keyframe_folder",
     "batch": "rerender.batching",
     "format_summary": "rerender.batching",

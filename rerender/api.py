@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from rerender.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
+    cancellable,
     comparison_path,
     control_map_reader,
     default_workspace,
@@ -117,6 +119,7 @@ def translate(
     comparison: bool = False,
     progress: bool = True,
     callback: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
     executor: Any | None = None,
     **overrides: Any,
 ) -> TranslationResult:
@@ -146,6 +149,9 @@ def translate(
         comparison: also write `<output stem>_comparison.mp4` (source | result).
         progress: show tqdm progress bars.
         callback: `callback(stage, done, total)` as work advances.
+        cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
+            keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
+            same call again resumes.
         executor: where the keyframes and the propagation run: `None` = here, or a
             `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
             intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
@@ -166,10 +172,12 @@ def translate(
         WorkspaceOwnershipError: the workspace is a non-empty folder that rerender did not make.
         WorkspaceBusyError: another run holds the workspace.
         WorkspaceMismatchError: the workspace belongs to another video (use `force`).
+        CancelledError: `cancel` was set; the workspace is left resumable.
     """
     timings: dict[str, float] = {}
     reused: list[str] = []
-    notify = callback or (lambda stage_name, done, total: None)
+    space: Workspace | None = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Resolve the config and check every input before any expensive work.
     if isinstance(renderer, str):
@@ -286,4 +294,6 @@ def translate(
         if delete_workspace:
             space.remove()
             result.workspace_deleted = True
+            # previews inside the workspace went with it (the comparison video lies beside the output)
+            result.previews = {name: path for name, path in previews.items() if path.exists()}
         return result

@@ -8,6 +8,7 @@ arguments; `--verbose` adds debug logging and tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -339,9 +340,32 @@ def _config_names_renderer(args: argparse.Namespace) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _stop_at_safe_point():
+    """A `cancel` event for the library that the first Ctrl-C sets (the run stops at its next safe point, resumable);
+    a second Ctrl-C interrupts at once."""
+    cancel = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield None
+        return
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _command_translate(args: argparse.Namespace) -> int:
     from rerender.api import translate
     from rerender.config import apply_overrides
+    from rerender.errors import CancelledError
 
     config = _load_config(args)
     extra = _translate_overrides(args)
@@ -353,11 +377,16 @@ def _command_translate(args: argparse.Namespace) -> int:
             "no prompt: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
             "--config or --set; pass -p \"\" to run without a prompt on purpose"
         )
-    result = translate(
-        args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
-        workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False), progress=not args.quiet,
-        delete_workspace=args.delete_workspace,
-    )
+    try:
+        with _stop_at_safe_point() as cancel:
+            result = translate(
+                args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
+                workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False),
+                progress=not args.quiet, delete_workspace=args.delete_workspace, cancel=cancel,
+            )
+    except CancelledError:
+        print(_interrupted_message(args), file=sys.stderr)
+        return EXIT_INTERRUPTED
     for name in result.reused:
         print(f"reused the {name} stage from {result.workspace}")
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
@@ -435,9 +464,117 @@ def _command_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_ui(args: argparse.Namespace) -> int:
+    import shutil
+
+    from rerender.ui import launch
+
+    defaults = _load_config(args) if (args.config or args.overrides) else None
+    app, address = launch(args.host, args.port, args.share, max_upload_mb=args.max_upload_mb,
+                          clip_model=None if not args.no_clip else "", defaults=defaults, quiet=True)
+    print(f"rerender ui: open {address} (Ctrl-C stops it)", flush=True)
+    share_url = getattr(app, "share_url", None)
+    if share_url:
+        print(f"public share link: {share_url}", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+        shutil.rmtree(app.rerender_sessions.root, ignore_errors=True)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------------
 # parser and entry point
 # --------------------------------------------------------------------------------------------------------
+
+
+def _command_animate(args: argparse.Namespace) -> int:
+    from rerender.still import animate
+    from rerender.config import apply_overrides
+
+    config = _load_config(args)
+    extra = _translate_overrides(args)
+    if extra:
+        config = apply_overrides(config, extra)
+    result = animate(
+        args.image, prompt=args.prompt, motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
+        seconds=args.seconds, fps=args.fps, output=args.output, config=config, K=args.interval, amount=args.amount,
+        path=args.path, depth=args.depth, clip_output=None if args.no_clip else "auto", workspace=args.workspace,
+        force=args.force, progress=not args.quiet,
+    )
+    translation = result.translation
+    print(f"clip: {result.clip or result.clip_frames} ({translation.frame_count} frames, {args.fps:g} fps)")
+    print(f"keyframes ({translation.renderer}): {translation.keyframe_indices}")
+    print(f"wrote {translation.output}")
+    return EXIT_OK
+
+
+def _add_animate_command(commands) -> None:
+    from rerender.camera import MOTIONS
+
+    verbose_option = argparse.ArgumentParser(add_help=False)
+    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
+    command = commands.add_parser("animate", parents=[verbose_option], help="make a clip from a still image with a camera move, then restyle it")
+    command.add_argument("image", help="the still image")
+    command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
+    command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4); the clip goes to OUTPUT_clip.mp4")
+    command.add_argument("--motion", choices=MOTIONS, default=None, help="the camera move (default zoom-in; 'path' with --path)")
+    command.add_argument("--amount", type=float, default=None, help="how far the move goes (zoom gained, or the orbit's swing as a fraction of the width)")
+    command.add_argument("--path", metavar="FILE|SPEC", help="keyframed path: JSON/YAML file or 't=0,scale=1;t=1,scale=1.5,rotation=10,x=0.1'")
+    command.add_argument("--depth", metavar="FILE", help="depth map for --motion orbit (image or .npy, brighter = nearer)")
+    command.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4)")
+    command.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
+    command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
+    command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
+    command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
+    command.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default=None,
+                         help="keyframes by diffusion, the classic stylizer, or auto (default)")
+    command.add_argument("--no-clip", action="store_true", help="do not write the untranslated clip OUTPUT_clip.mp4")
+    command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
+    command.add_argument("--force", action="store_true", help="redo every stage even if nothing changed")
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(command)
+    command.set_defaults(handler=_command_animate)
+
+
+def _command_generate(args: argparse.Namespace) -> int:
+    from rerender.config import apply_overrides
+    from rerender.text_video import generate
+
+    config = _load_config(args)
+    if args.model:
+        config = apply_overrides(config, {"model.base_model": args.model})
+    result = generate(
+        args.prompt, frames=args.frames, K=args.interval, output=args.output, motion=(args.dx, args.dy),
+        size=(args.width, args.height), fps=args.fps, negative_prompt=args.negative_prompt, seed=args.seed,
+        num_inference_steps=args.steps, config=config, progress=not args.quiet,
+    )
+    print(f"keyframes (diffusion): {result.keyframe_indices}")
+    print(f"wrote {result.output} ({result.frame_count} frames)")
+    return EXIT_OK
+
+
+def _add_generate_command(commands) -> None:
+    verbose_option = argparse.ArgumentParser(add_help=False)
+    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
+    command = commands.add_parser("generate", parents=[verbose_option], help="make a video from a prompt alone (Text2Video-Zero keyframes, then propagation)")
+    command.add_argument("-p", "--prompt", required=True, help="what to show")
+    command.add_argument("-n", "--negative-prompt", default=None, help="what to avoid")
+    command.add_argument("--frames", type=int, default=16, help="frames in the video (default 16)")
+    command.add_argument("-K", "--interval", type=int, default=8, help="keyframe interval (default 8)")
+    command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default 2)")
+    command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default 0)")
+    command.add_argument("--width", type=int, default=512, help="frame width (default 512)")
+    command.add_argument("--height", type=int, default=512, help="frame height (default 512)")
+    command.add_argument("--fps", type=float, default=8.0, help="frame rate (default 8)")
+    command.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
+    command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_options(command)
+    command.set_defaults(handler=_command_generate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -619,6 +756,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
+    _add_animate_command(commands)
+    _add_generate_command(commands)
+
+    ui = commands.add_parser("ui", parents=[verbose_option], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
+    ui.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    ui.add_argument("--max-upload-mb", type=int, default=500, help="largest accepted upload in MiB (default 500)")
+    ui.add_argument("--no-clip", action="store_true", help="no CLIP scores in the figures")
+    _add_config_options(ui)
+    ui.set_defaults(handler=_command_ui)
     return parser
 
 
@@ -739,8 +887,12 @@ def _report(error: Exception, verbose: bool) -> int:
     if usage:
         print(f"error: {_cli_message(str(error))}", file=sys.stderr)
         return EXIT_USAGE
-    # Anything else is a runtime failure; the CLI still reports it in one line.
-    print(f"error: {type(error).__name__}: {_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
+    # Anything else is a runtime failure; the CLI still reports it in one line. Our own errors say what
+    # happened in words; an unexpected one is named by its type.
+    from rerender.errors import RerenderError
+
+    named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
+    print(f"error: {named}{_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
     return EXIT_FAILURE
 
 

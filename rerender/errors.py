@@ -17,6 +17,7 @@ __all__ = [
     "FlowInputError",
     "CheckpointError",
     "MissingDependencyError",
+    "CancelledError",
 ]
 
 
@@ -54,3 +55,7 @@ class CheckpointError(RerenderError, ValueError):
 
 class MissingDependencyError(RerenderError, ImportError):
     """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+class CancelledError(RerenderError, InterruptedError):
+    """A run was stopped through its `cancel` event; finished work stays in the workspace, so rerunning resumes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,7 @@ from rerender.api import TranslationResult
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, OutputPathError
 from rerender.stages import (
+    cancellable,
     ProgressCallback,
     WorkspaceFrames,
     disk_guard,
@@ -85,7 +87,7 @@ def read_keyframe_folder(
     EbSynth); otherwise on the source file whose name has the same frame number (`0008_v2.png` on `0008.png`).
     For a video, the number counts the selected frames from `first_number` (0, as `rerender preprocess` and
     `rerender keyframes` number them; 1 for frames extracted with FFmpeg's default `%04d.png`). Numbers come
-    from `keyframe_number`.
+    from `keyframe_number`. `N.retouched.png` files (the workspace's backups of retouched keyframes) are skipped.
 
     Raises:
         InputNotFoundError: the folder is missing or holds no images.
@@ -99,6 +101,11 @@ def read_keyframe_folder(
     if not folder.is_dir():
         raise InputNotFoundError(f"keyframe folder not found: {str(folder)!r}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # `N.retouched.png` is the workspace's backup of a retouched keyframe that was rendered again: not a key
+    backups = [p for p in files if p.stem.endswith(".retouched")]
+    if backups:
+        logger.info("ignoring %d retouched-keyframe backup(s) in %s: %s", len(backups), folder, [p.name for p in backups[:5]])
+        files = [p for p in files if p not in backups]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if others:
         raise ConfigError(f"the keyframe folder {str(folder)!r} holds files that are not images: {others[:5]}")
@@ -152,6 +159,7 @@ def propagate_keyframes(
     progress: bool = True,
     callback: ProgressCallback | None = None,
     first_number: int = 0,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Propagate stylized keyframes from a folder (named by frame index) to every frame of `video`.
@@ -172,7 +180,7 @@ def propagate_keyframes(
         workspace: keep intermediates (frames, flows, propagated frames) here, a new or empty folder or one
             rerender made; default a temporary folder that is removed afterwards. A rerun propagates again
             only the key intervals whose keyframes changed.
-        force, optical_flow, progress, callback, **overrides: as `translate`.
+        force, optical_flow, progress, callback, cancel, **overrides: as `translate`.
         first_number: for a video source, the number in the keyframe names of the first selected frame
             (0 as `rerender preprocess` writes; 1 for FFmpeg's `%04d.png`).
 
@@ -180,7 +188,8 @@ def propagate_keyframes(
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
     """
     timings: dict[str, float] = {}
-    notify = callback or (lambda stage_name, done, total: None)
+    space = None
+    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
     # 1. Check the inputs: video, output, keyframe names, sizes.
     config = resolve_config(config, None, None, overrides)

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, OutputPathError, RerenderError
+from rerender.errors import CancelledError, ConfigError, OutputPathError, RerenderError
 from rerender.keyframes import motion_score, select_keyframes
 from rerender.video import (
     VideoInfo,
@@ -40,23 +41,6 @@ ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
 
 
-class WorkspaceFrames(Sequence[np.ndarray]):
-    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
-
-    def __init__(self, workspace: Workspace, count: int) -> None:
-        self.workspace, self.count = workspace, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(index)
-        return read_image(self.workspace.frame_path(index % self.count))
-
-
 class FolderFrames(Sequence[np.ndarray]):
     """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
 
@@ -72,6 +56,14 @@ class FolderFrames(Sequence[np.ndarray]):
         if not -self.count <= index < self.count:
             raise IndexError(index)
         return read_image(self.folder / f"{index % self.count:04d}.png")
+
+
+class WorkspaceFrames(FolderFrames):
+    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
+
+    def __init__(self, workspace: Workspace, count: int) -> None:
+        super().__init__(workspace.frames_dir, count)
+        self.workspace = workspace
 
 
 def control_map_reader(
@@ -199,6 +191,27 @@ def prepare_source_size(space, video, info, config, keyframe_indices, progress) 
 def default_workspace(output, video) -> Path:
     base = Path(output) if output is not None else Path(video)
     return base.with_name(base.name + ".work")
+
+
+def cancellable(notify: ProgressCallback, cancel: threading.Event | None, workspace: Callable[[], Any]) -> ProgressCallback:
+    """`notify`, then `CancelledError` if `cancel` is set: every progress point is a safe point to stop at.
+
+    Stages report progress only after a unit of work is on disk or before the next one starts (a frame, a
+    keyframe, a propagated frame, a denoising step), so stopping there leaves the workspace resumable.
+    `workspace()` names it in the message.
+    """
+    if cancel is None:
+        return notify
+
+    def checked(stage: str, done: int, total: int) -> None:
+        notify(stage, done, total)
+        if cancel.is_set():
+            raise CancelledError(
+                f"cancelled during the {stage} stage ({done}/{total}); finished work is kept in "
+                f"{str(workspace())!r}, run again with the same workspace to resume"
+            )
+
+    return checked
 
 
 def notify_iter(items, stage: str, total: int, notify: ProgressCallback):

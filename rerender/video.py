@@ -1122,10 +1122,14 @@ def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float,
             packet.stream = audio_out
         # Interleave by time so players do not have to seek back and forth.
         audio_index = 0
+        video_time = 0.0
         for packet in video_in.demux(video_stream_in):
-            if packet.dts is None:
+            if not packet.size:  # the demuxer's flush packet
                 continue
-            video_time = float(packet.dts * packet.time_base)
+            # Matroska stores no decoding times, so B-frame packets come back with dts None: keep them all
+            # (dropping one breaks every frame that refers to it) and interleave by the last known time.
+            if packet.dts is not None:
+                video_time = float(packet.dts * packet.time_base)
             while audio_index < len(audio_packets) and _packet_time(audio_packets[audio_index]) <= video_time:
                 out.mux(audio_packets[audio_index])
                 audio_index += 1

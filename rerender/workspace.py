@@ -557,8 +557,12 @@ class Workspace:
         (self.root / (LEDGER_NAME + ".partial")).unlink(missing_ok=True)
         self.close()
         (self.root / LOCK_NAME).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
+        try:
             self.root.rmdir()
+        except OSError:
+            # The user's files keep the folder: it stays marked as ours, so the next run may use it again.
+            (self.root / MARKER_NAME).write_text(json.dumps({"made_by": "rerender", "created": time.time()}) + "\n",
+                                                 encoding="utf-8")
 
     # ------------------------------------------------------------------------------------------ locking
 

@@ -22,7 +22,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_help_everywhere(capsys):
-    for args in ([], ["config", "show"], ["config", "validate"], ["info"], ["env"], ["preprocess"]):
+    for args in ([], ["config", "show"], ["config", "validate"], ["info"], ["env"], ["preprocess"], ["animate"], ["generate"]):
         code, out, _ = run_cli(capsys, *args, "--help")
         assert code == 0 and "usage:" in out
 
@@ -469,3 +469,14 @@ def test_a_binary_file_as_config_and_a_zero_fps_are_named(capsys, synthetic_clip
     assert code == 2 and "is not a config file" in err and "codec can't decode" not in err, err
     code, _, err = run_cli(capsys, "info", synthetic_clip, "--fps", "0")
     assert code == 2 and "--fps" in err and "> 0" in err, err
+
+
+def test_runtime_failures_print_one_line_named_only_when_unexpected(capsys):
+    from rerender.cli import _report
+    from rerender.workspace import WorkspaceBusyError
+
+    assert _report(WorkspaceBusyError("the workspace 'w' is in use by another run (pid 7)"), verbose=False) == 1
+    ours = capsys.readouterr().err
+    assert ours.startswith("error: the workspace 'w' is in use") and "WorkspaceBusyError" not in ours
+    assert _report(RuntimeError("boom"), verbose=False) == 1
+    assert capsys.readouterr().err.startswith("error: RuntimeError: boom")

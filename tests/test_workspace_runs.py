@@ -79,10 +79,15 @@ def test_user_files_survive_every_command_and_flag(synthetic_clip, silent_clip, 
     assert result.workspace_deleted
     assert_intact(planted)
     left = sorted(str(path.relative_to(ws)) for path in ws.rglob("*") if path.is_file())
-    assert left == sorted(str(path.relative_to(ws)) for path in planted)  # only the user's files remain
-    # Without the marker, the folder is the user's now: refused, nothing touched.
-    with pytest.raises(WorkspaceOwnershipError, match="did not make"):
-        translate(silent_clip, "x", K=4, output=out, **run)
+    # only the user's files remain, and the marker: the folder is still one rerender made, so it can be used again
+    assert left == sorted([".rerender-workspace", *(str(path.relative_to(ws)) for path in planted)])
+    again = translate(silent_clip, "x", K=4, output=out, **run)
+    assert probe_video(again.output).frame_count == probe_video(silent_clip).frame_count
+    assert_intact(planted)
+    # A folder of the user's without the marker is refused, nothing touched.
+    (ws / ".rerender-workspace").unlink()
+    with pytest.raises(WorkspaceOwnershipError, match="did not mark what it owns"):
+        translate(silent_clip, "x", K=4, output=out, force=True, **run)
     assert_intact(planted)
 
 
@@ -146,6 +151,10 @@ def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, 
     translate(synthetic_clip, "x", force=True, **run)
     np.testing.assert_array_equal(read_image(ws / "keyframes" / "0010.retouched.png"), retouched)
     assert not np.array_equal(read_image(ws / "keyframes" / "0010.png"), retouched)
+    # The workspace's keyframes folder, backup included, still reads as one keyframe per frame.
+    from rerender.keyframe_folder import read_keyframe_folder
+
+    assert list(read_keyframe_folder(ws / "keyframes", 20)) == [0, 5, 10, 15]
 
 
 def test_another_video_with_force_keeps_nothing_of_the_first(synthetic_clip, silent_clip, tmp_path, renderer):
@@ -265,6 +274,7 @@ def test_workspace_size_and_deletion(synthetic_clip, tmp_path, renderer, capsys)
     printed = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "cws").exists()
     assert f"workspace: {tmp_path / 'cws'} (deleted, " in printed and "MB freed)" in printed
+    assert "keyframes.mp4" not in printed  # no preview is named that went with the workspace
 
 
 def test_temporary_propagate_workspace_is_removed(synthetic_clip, tmp_path):

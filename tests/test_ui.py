@@ -1,0 +1,230 @@
+"""The web UI (`rerender ui`) through `gradio_client` against a server on 127.0.0.1: every stage, cancel, bad input.
+
+Each run goes through the page's own endpoints, so what is checked is what a browser gets; results are
+compared with `rerender.translate` run directly (the page has no implementation of its own).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+from gradio_client import Client, handle_file  # noqa: E402
+
+from rerender.config import ConstraintConfig, load_config  # noqa: E402
+from rerender.errors import ConfigError  # noqa: E402
+from rerender.stylizer import ClassicStylizer  # noqa: E402
+from rerender.video import probe_video, read_frames, read_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ui
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The page on 127.0.0.1 with the tiny preset as its defaults, and a CLIP path that does not exist."""
+    from rerender.ui import UiSessions, launch
+
+    defaults = load_config(REPO / "configs" / "tiny.yaml")
+    app, url = launch(port=None, defaults=defaults, clip_model=str(tmp_path_factory.mktemp("no-clip") / "clip"))
+    yield app, url
+    app.close()
+
+
+def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, **settings):
+    """The run endpoints' inputs in order: the page's fixed inputs, then each setting by its config path."""
+    values = {path: None for path in app.rerender_setting_paths}
+    for component_path, component in zip(app.rerender_setting_paths, _setting_components(app)):
+        values[component_path] = component.value
+    for key, value in settings.items():
+        path = key.replace("__", ".")
+        assert path in values, path
+        values[path] = value
+    negative = ""
+    return [prompt, negative, seed, renderer, [], "", *values.values()]
+
+
+def _setting_components(app):
+    return app.rerender_setting_components
+
+
+def _client(url, video):
+    client = Client(url, verbose=False)
+    summary = client.predict(handle_file(str(video)), api_name="/summary")
+    return client, summary
+
+
+def test_help_texts_are_the_config_docstrings():
+    from rerender.ui import build_app, field_docstrings, field_spec
+
+    app = build_app()
+    by_path = dict(zip(app.rerender_setting_paths, app.rerender_setting_components))
+    mask = by_path["constraints.mask_strength"]
+    assert mask.info == field_docstrings(ConstraintConfig)["mask_strength"] != ""
+    assert by_path["constraints.pixel_fusion_period"].info == field_spec("constraints.pixel_fusion_period").doc != ""
+    assert by_path["propagation.blend_mode"].info.startswith("How the forward and backward passes merge")
+
+
+def test_sanitized_names_and_upload_limit(tmp_path):
+    from rerender.ui import UiSessions, sanitize_filename
+
+    assert sanitize_filename("../../etc/passwd") == "passwd"
+    assert sanitize_filename("..\\..\\boot.ini") == "boot.ini"
+    assert sanitize_filename("../") == "upload" and sanitize_filename("a b/ç.mp4") == "_.mp4"
+    sessions = UiSessions(tmp_path / "sessions", max_upload_mb=1)
+    session = sessions.get("../../escape")
+    assert session.root.parent == tmp_path / "sessions"
+    small, big = tmp_path / "small.bin", tmp_path / "big.bin"
+    small.write_bytes(b"x" * 10)
+    big.write_bytes(b"x" * (1 << 20) + b"x")
+    staged = sessions.take_upload(session, small, "../../../outside.mp4")
+    assert staged == session.root / "input" / "outside.mp4" and staged.read_bytes() == small.read_bytes()
+    with pytest.raises(ConfigError, match="limit is 1 MiB"):
+        sessions.take_upload(session, big, "big.mp4")
+
+
+def test_first_keyframe_keyframes_propagate_with_the_classic_renderer(server, synthetic_clip):
+    app, url = server
+    client, summary = _client(url, synthetic_clip)
+    assert "96 × 64" in summary and "25 fps" in summary and "20 (0.80 s)" in summary and "aac" in summary.lower()
+    arguments = _arguments(app, keyframes__keyframe_interval=8)
+
+    status, anchor, *_ = client.predict(*arguments, api_name="/first_keyframe")
+    assert "First keyframe ready" in status and "classic" in status
+    expected = ClassicStylizer.from_prompt("a cartoon")(next(read_frames(synthetic_clip, resolution=64, size_multiple=16)))
+    np.testing.assert_array_equal(read_image(anchor), expected)
+
+    status, anchor, gallery, *_ = client.predict(*arguments, api_name="/keyframes")
+    assert "3 keyframes ready" in status
+    assert [item["caption"] for item in gallery] == ["frame 0", "frame 8", "frame 16"]
+
+    status, _, _, video, comparison, download, figures, *_ = client.predict(*arguments, api_name="/propagate")
+    assert status.startswith("Done: 20 frames") and "reused frames, keyframes" in status
+    result_path = video["video"] if isinstance(video, dict) else video
+    info = probe_video(result_path)
+    assert info.frame_count == 20 and info.fps == 25 and (info.width, info.height) == (64, 48) and info.has_audio
+    comparison_path = comparison["video"] if isinstance(comparison, dict) else comparison
+    assert probe_video(comparison_path).width == 128
+    assert Path(download).read_bytes() == Path(result_path).read_bytes()
+    assert "Warp error (output)" in figures and "CLIP scores not computed" in figures and "no CLIP model available" in figures
+
+
+def test_a_new_prompt_re_renders_the_anchor(server, synthetic_clip):
+    app, url = server
+    client, _ = _client(url, synthetic_clip)
+    _, first, *_ = client.predict(*_arguments(app, prompt="a cartoon"), api_name="/first_keyframe")
+    first_image = read_image(first)
+    _, second, *_ = client.predict(*_arguments(app, prompt="an oil painting"), api_name="/first_keyframe")
+    expected = ClassicStylizer.from_prompt("an oil painting")(next(read_frames(synthetic_clip, resolution=64, size_multiple=16)))
+    np.testing.assert_array_equal(read_image(second), expected)
+    assert not np.array_equal(first_image, read_image(second))
+
+
+def test_cancel_stops_and_the_next_run_resumes(server, tmp_path):
+    from rerender.synthetic import write_synthetic_video
+
+    app, url = server
+    clip = tmp_path / "long.mp4"
+    write_synthetic_video(clip, num_frames=40, width=128, height=96, motion="mixed", fps=25, audio=False)
+    client, _ = _client(url, clip)
+    arguments = _arguments(app)
+    job = client.submit(*arguments, api_name="/run_all")
+    deadline = time.monotonic() + 60
+    while not job.outputs() and time.monotonic() < deadline:  # the first update: the run has started
+        time.sleep(0.02)
+    client.predict(api_name="/cancel")
+    status = job.result(timeout=120)[0]
+    assert status.startswith("**Cancelled.**")
+    status, _, _, video, *_ = client.predict(*arguments, api_name="/run_all")
+    assert status.startswith("Done: 40 frames")
+    assert probe_video(video["video"] if isinstance(video, dict) else video).frame_count == 40
+
+
+def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, synthetic_clip):
+    from gradio_client.exceptions import AppError
+
+    app, url = server
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n")
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(str(text)), api_name="/summary")
+    assert "notes.mp4" in str(raised.value) and "Traceback" not in str(raised.value)
+    # A new browser session has its own workspace: the videos other sessions uploaded are not its input.
+    with pytest.raises(AppError, match="no input video"):
+        client.predict(*_arguments(app), api_name="/first_keyframe")
+
+    client, _ = _client(url, synthetic_clip)
+    with pytest.raises(AppError, match=r"pixel_fusion_period` must have start ≤ end"):
+        client.predict(*_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe")
+    # "diffusion" without weights (offline, none cached): the library's message, which says how to fetch them.
+    with pytest.raises(AppError, match="stable-diffusion-v1-5.* not in the Hugging Face cache.*rerender download"):
+        client.predict(*_arguments(app, renderer="diffusion"), api_name="/first_keyframe")
+    with pytest.raises(AppError, match=r"mask_strength` must be in \[0.0, 1.0\], got 1.5"):
+        client.predict(*_arguments(app, constraints__mask_strength=1.5), api_name="/keyframes")
+
+
+def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, tmp_path):
+    from rerender.api import translate
+
+    app, url = server
+    model = dict(model__base_model=str(tiny_pipeline_dir), model__vae="", control__model=str(tiny_pipeline_dir / "controlnet"),
+                 keyframes__keyframe_interval=8)
+    client, _ = _client(url, synthetic_clip)
+    status, anchor, gallery, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", **model), api_name="/keyframes")
+    assert "3 keyframes ready" in status and "diffusion" in status and len(gallery) == 3
+
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    direct = translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ws", config=config,
+                       progress=False, base_model=str(tiny_pipeline_dir), **{"control.model": str(tiny_pipeline_dir / "controlnet")},
+                       added_prompt="best quality, extremely detailed", negative_prompt="")
+    for item, index in zip(gallery, direct.keyframe_indices):
+        image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
+        np.testing.assert_array_equal(read_image(image), read_image(direct.workspace / "keyframes" / f"{index:04d}.png"))
+
+
+def test_retouched_keyframes_are_propagated(server, synthetic_clip, tmp_path):
+    from rerender.video import write_image
+
+    app, url = server
+    client, _ = _client(url, synthetic_clip)
+    arguments = _arguments(app, keyframes__keyframe_interval=8)
+    client.predict(*arguments, api_name="/run_all")
+    painted = np.zeros((48, 64, 3), np.uint8)
+    painted[:] = (255, 0, 0)
+    write_image(painted, tmp_path / "0008.png")
+    status, _ = client.predict([handle_file(str(tmp_path / "0008.png"))], api_name="/retouched")
+    assert "Replaced 1 keyframe" in status
+    write_image(painted, tmp_path / "0009.png")
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="must be named after a keyframe"):
+        client.predict([handle_file(str(tmp_path / "0009.png"))], api_name="/retouched")
+    status, _, _, video, *_ = client.predict(*arguments, api_name="/propagate")
+    assert "reused frames, keyframes" in status and "propagation" not in status.split("reused")[1]
+    frame_8 = list(read_frames(video["video"] if isinstance(video, dict) else video))[8]
+    assert frame_8[..., 0].mean() > 200 and frame_8[..., 1].mean() < 60  # the painted red keyframe, through H.264
+
+
+def test_the_ui_command_binds_to_this_machine_by_default():
+    from rerender.cli import build_parser
+
+    args = build_parser().parse_args(["ui"])
+    assert (args.host, args.port, args.share) == ("127.0.0.1", None, False)
+    args = build_parser().parse_args(["ui", "--host", "0.0.0.0", "--port", "8123", "--share", "--set", "resolution=256"])
+    assert (args.host, args.port, args.share, args.overrides) == ("0.0.0.0", 8123, True, ["resolution=256"])
+
+
+def test_without_weights_the_page_offers_the_classic_renderer():
+    from rerender.config import RerenderConfig
+    from rerender.ui import environment_status
+
+    status = environment_status(RerenderConfig())
+    assert "No diffusion weights here" in status and "classic" in status and "stable-diffusion-v1-5" in status
