@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, default=128, help="clip width (height = 3/4)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
-    parser.add_argument("--long-frames", type=int, default=96,
-                        help="frames of one clip translated locally and with RayExecutor (0: skip)")
+    parser.add_argument("--long-frames", type=int, default=0,
+                        help="frames of one clip translated locally and with RayExecutor (default 0: skip)")
     parser.add_argument("--scaling-clip", default=None, help="a 512-px clip to measure propagation per core on")
     parser.add_argument("--scaling-frames", type=int, default=21)
     args = parser.parse_args()
