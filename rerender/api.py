@@ -124,6 +124,7 @@ def translate(
     callback: ProgressCallback | None = None,
     prompt_translator: Callable[[str, str], str] | None = None,
     cancel: threading.Event | None = None,
+    executor: Any | None = None,
     **overrides: Any,
 ) -> TranslationResult:
     """Translate `video` into the style of `prompt` and write the result with the source's fps and audio.
@@ -157,6 +158,10 @@ def translate(
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
+        executor: where the keyframes and the propagation run: `None` = here, or a
+            `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
+            intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
+            renderer object is given (they render here).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).
 
@@ -247,6 +252,8 @@ def translate(
                 keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
+        if renderer is None and pipeline is None and executor is not None:
+            renderer = executor.keyframe_renderer(config, estimator, control_maps)  # e.g. on a Ray GPU worker
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
@@ -283,8 +290,9 @@ def translate(
                 propagation_frames, key_path = frames, None
                 if config.propagation.output_size == "source":
                     propagation_frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
-                propagate_intervals(space, propagation_frames, keyframe_indices, estimator, config, progress, notify,
-                                    intervals, key_path)
+                propagate = propagate_intervals if executor is None else executor.propagate  # e.g. on Ray workers
+                propagate(space, propagation_frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                          key_path)
                 space.finish("propagation", frames=len(frames))
             timings["propagation"] = time.perf_counter() - started
 

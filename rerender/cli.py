@@ -408,6 +408,22 @@ def _command_translate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_batch(args: argparse.Namespace) -> int:
+    from rerender.batching import batch, format_summary
+
+    config = _load_config(args)
+    renderer = args.renderer or (None if _config_names_renderer(args) else "auto")
+
+    def report(result) -> None:
+        if not args.quiet:
+            print(f"{result.status}: {result.job.video} -> {result.job.output} ({result.seconds:.1f} s)", flush=True)
+
+    result = batch(args.jobs_source, args.prompt, args.output, config, renderer=renderer, parallel=args.jobs,
+                   ray=args.ray, callback=report)
+    print(format_summary(result))
+    return EXIT_FAILURE if result.failed else EXIT_OK
+
+
 def _command_propagate(args: argparse.Namespace) -> int:
     from rerender.keyframe_folder import propagate_keyframes
     from rerender.config import apply_overrides
@@ -688,6 +704,33 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--comparison", action="store_true", help="also write OUTPUT_comparison.mp4")
         _add_config_options(command)
         command.set_defaults(handler=_command_translate, stage=stage_default)
+
+    batch_parser = commands.add_parser(
+        "batch", parents=[verbose_option],
+        help="translate a folder of videos or a YAML/CSV job list, here or on a Ray cluster",
+    )
+    batch_parser.add_argument(
+        "jobs_source", metavar="JOBS",
+        help="a folder of videos, or a .yaml/.csv job list (columns: video, prompt, output, config options)",
+    )
+    batch_parser.add_argument("-p", "--prompt", default=None, help="prompt of every job that does not name its own")
+    batch_parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs (made if missing)")
+    batch_parser.add_argument(
+        "--renderer", choices=("auto", "diffusion", "classic"), default=None,
+        help="keyframe renderer of every job (default: auto, as translate)",
+    )
+    batch_parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="jobs at once on this machine, in threads; each loads its own model, so up to N copies in memory (default 1)",
+    )
+    batch_parser.add_argument(
+        "--ray", metavar="local|auto|ADDRESS",
+        help="run the jobs on Ray: local starts an instance here, auto joins the running cluster, host:port names one "
+             "(needs pip install \"rerender[distributed]\")",
+    )
+    batch_parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    _add_config_options(batch_parser)
+    batch_parser.set_defaults(handler=_command_batch)
 
     propagate = commands.add_parser("propagate", parents=[verbose_option], help="propagate your own stylized keyframes to every frame")
     propagate.add_argument("video", help="video file or folder of numbered images")

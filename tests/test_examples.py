@@ -62,3 +62,16 @@ def test_progress_callback_example(synthetic_clip, tmp_path):
     result = _run(EXAMPLES / "progress_callback.py", synthetic_clip, "a cartoon", tmp_path / "o.mp4", "--renderer", "classic")
     assert result.returncode == 0, result.stderr
     assert "propagation" in result.stdout and "writing" in result.stdout
+
+
+@pytest.mark.slow
+def test_batch_example(synthetic_clip, silent_clip, tmp_path):
+    (tmp_path / "clips").mkdir()
+    for clip in (synthetic_clip, silent_clip):
+        (tmp_path / "clips" / clip.name).symlink_to(clip)
+    result = _run(EXAMPLES / "batch_translate.py", tmp_path / "clips", "a watercolor", tmp_path / "out",
+                  "--renderer", "classic", "--resolution", "64")
+    assert result.returncode == 0, result.stderr
+    assert probe_video(tmp_path / "out" / "synthetic clip.mp4").frame_count == 20
+    assert probe_video(tmp_path / "out" / "silent.mp4").frame_count == 12
+    assert "2 done, 0 skipped, 0 failed" in result.stdout

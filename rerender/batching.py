@@ -1,0 +1,467 @@
+"""`batch`: translate many videos, one after another, a few at a time, or on a Ray cluster.
+
+A batch is a list of jobs (video, prompt, output, config overrides). Every job is an ordinary
+`rerender.translate` call with its own workspace (`<output>.work/`), so a job resumes as a single video does and
+a re-run of the batch skips the jobs that finished. One failed job never stops the others: its error message goes
+into the summary.
+
+Where the jobs run:
+- locally, `parallel=1` (default): one after another, in this process, one model copy in memory at a time;
+- locally, `parallel=N`: N jobs at once in N threads of this process; each job loads its own keyframe model,
+  so up to N model copies are in memory at once (the propagation inside each job has its own worker threads);
+- `ray="local"|"auto"|ADDRESS`: each job is one Ray task (`num_cpus=1`; `num_gpus=1` only when the cluster has
+  GPUs and the job renders with diffusion). Ray schedules them, retries a task whose worker died (`max_retries`),
+  and each task loads its own model copy. The outputs and workspaces are written where the task runs, so on a
+  cluster of several machines the output folder must be on a path every node can read (a shared file system).
+
+Ray is optional (`pip install "rerender[distributed]"`) and only imported when `ray` is given.
+
+Example:
+    >>> import rerender
+    >>> result = rerender.batch("clips/", "a watercolor painting", output_dir="styled/", parallel=2)  # doctest: +SKIP
+    >>> print(rerender.format_summary(result))                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+from rerender.config import RerenderConfig, apply_overrides, load_config
+from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
+
+__all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+"""File endings taken as videos when JOBS is a folder."""
+
+JOB_COLUMNS = ("video", "prompt", "output")
+"""The columns of a job list besides config options (by leaf name or dotted path, as `--set`)."""
+
+JobStatus = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to translate."""
+
+    video: Path
+    """The input video (or folder of numbered frames)."""
+    output: Path
+    """The video to write."""
+    prompt: str | None = None
+    """The prompt; None = the config's."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Config options for this job only (leaf names or dotted paths), applied over the batch's config."""
+
+    @property
+    def workspace(self) -> Path:
+        """The job's workspace, next to its output (as `translate` makes it)."""
+        return self.output.with_name(self.output.name + ".work")
+
+
+@dataclass
+class JobResult:
+    """What happened to one job."""
+
+    job: Job
+    """The job."""
+    status: JobStatus
+    """"done" (translated now), "skipped" (finished by an earlier run) or "failed"."""
+    seconds: float
+    """Wall seconds the job took where it ran (0 when skipped)."""
+    error: str | None = None
+    """The error message of a failed job."""
+    where: str = "local"
+    """Where it ran: "local", or "ray:<node address>"."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per stage of a job that ran (`TranslationResult.timings`)."""
+
+
+@dataclass
+class BatchResult:
+    """Every job's result, in the order of the job list."""
+
+    jobs: list[JobResult]
+    """One result per job."""
+    seconds: float
+    """Wall seconds of the whole batch."""
+    executor: str
+    """"sequential", "threads(N)" or "ray(<address>)"."""
+
+    @property
+    def failed(self) -> list[JobResult]:
+        """The failed jobs."""
+        return [item for item in self.jobs if item.status == "failed"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the job list
+# --------------------------------------------------------------------------------------------------------
+
+
+def _cell_value(text: Any) -> Any:
+    """A CSV cell as YAML (`0.5`, `true`, `[1, 2]`); other types (from YAML job lists) as they are."""
+    if not isinstance(text, str):
+        return text
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames:
+            raise ConfigError(f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column")
+        rows = []
+        for row in reader:
+            if None in row:
+                raise ConfigError(f"the job list {str(path)!r}, row {reader.line_num}: more cells than header columns")
+            rows.append({key.strip(): _cell_value(value) for key, value in row.items() if value is not None and value.strip() != ""})
+        return rows
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"the job list {str(path)!r} is not valid YAML: {' '.join(str(error).split())}") from None
+    if isinstance(data, dict) and set(data) == {"jobs"}:
+        data = data["jobs"]
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise ConfigError(f"the job list {str(path)!r} must be a list of mappings (or `jobs:` holding one), each with a `video`")
+    return [{str(key): value for key, value in row.items() if value is not None} for row in data]
+
+
+def load_jobs(
+    jobs: str | os.PathLike | Sequence[Job | Mapping[str, Any]],
+    prompt: str | None,
+    output_dir: str | os.PathLike,
+    config: RerenderConfig | None = None,
+) -> list[Job]:
+    """The jobs of a folder of videos, a YAML/CSV job list, or a list of `Job`s or mappings, checked.
+
+    A job list has one row per video: `video` (required; relative paths are relative to the list's folder),
+    `prompt` (default: `prompt`), `output` (default: `<output_dir>/<video stem>.mp4`; relative to `output_dir`),
+    and any config option by leaf name or dotted path (`denoising_strength`, `keyframes.keyframe_interval`).
+
+    Args:
+        jobs: a folder (every video in it, by name), a `.yaml`/`.yml`/`.csv` job list, or a sequence of jobs.
+        prompt: the prompt of every job that does not name its own.
+        output_dir: where outputs go (created if missing).
+        config: the batch's config, to check each job's overrides against; `None` = defaults.
+
+    Returns:
+        The jobs, in folder (sorted by name) or list order.
+
+    Raises:
+        InputNotFoundError: `jobs` or a job's video does not exist, or the folder holds no video.
+        ConfigError: an unknown column or option, a bad value, a row without `video`, or two jobs with the same output.
+    """
+    config = config or RerenderConfig()
+    output_dir = Path(output_dir)
+    base = Path.cwd()
+    if isinstance(jobs, (str, os.PathLike)):
+        source = Path(jobs)
+        if not source.exists():
+            raise InputNotFoundError(f"`jobs`: {str(source)!r} does not exist; give a folder of videos or a .yaml/.csv job list")
+        if source.is_dir():
+            videos = sorted(path for path in source.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise InputNotFoundError(f"`jobs`: the folder {str(source)!r} holds no video ({', '.join(VIDEO_SUFFIXES)})")
+            rows: list[Mapping[str, Any]] = [{"video": str(path)} for path in videos]
+        elif source.suffix.lower() in (".yaml", ".yml", ".csv"):
+            rows = _read_rows(source)
+            base = source.parent
+        else:
+            raise ConfigError(f"`jobs`: {str(source)!r} is neither a folder of videos nor a .yaml/.yml/.csv job list")
+        where = f"the job list {str(source)!r}"
+    else:
+        rows = list(jobs)
+        where = "the job list"
+    result: list[Job] = []
+    for number, row in enumerate(rows, start=1):
+        if isinstance(row, Job):
+            result.append(row)
+            continue
+        if "video" not in row or row["video"] in (None, ""):
+            raise ConfigError(f"{where}, job {number}: no `video`; every row needs one")
+        video = Path(str(row["video"])).expanduser()
+        video = video if video.is_absolute() else base / video
+        output = Path(str(row["output"])) if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
+        output = output if output.is_absolute() else output_dir / output
+        overrides = {key: _cell_value(value) for key, value in row.items() if key not in JOB_COLUMNS}
+        for key, value in overrides.items():
+            try:
+                apply_overrides(config, {key: value})
+            except ConfigError as error:
+                raise ConfigError(
+                    f"{where}, job {number}, column {key!r}: {error} (columns are {', '.join(JOB_COLUMNS)} and config "
+                    "options by leaf name or dotted path)"
+                ) from None
+        job_prompt = row.get("prompt")
+        result.append(Job(video, output, str(job_prompt) if job_prompt is not None else prompt, overrides))
+    _check_jobs(result, where)
+    return result
+
+
+def _check_jobs(jobs: Sequence[Job], where: str) -> None:
+    if not jobs:
+        raise ConfigError(f"{where} holds no job")
+    missing = [str(job.video) for job in jobs if not job.video.exists()]
+    if missing:
+        raise InputNotFoundError(f"{where}: {len(missing)} video(s) not found: {', '.join(map(repr, missing[:5]))}"
+                                 + (" …" if len(missing) > 5 else ""))
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        key = Path(os.path.abspath(job.output))
+        if key in seen:
+            raise ConfigError(
+                f"{where}: {str(seen[key])!r} and {str(job.video)!r} would both write {str(job.output)!r}; give one "
+                "of them its own `output`"
+            )
+        seen[key] = job.video
+
+
+# --------------------------------------------------------------------------------------------------------
+# one job
+# --------------------------------------------------------------------------------------------------------
+
+
+def job_config(job: Job, config: RerenderConfig, renderer: str | None = None) -> RerenderConfig:
+    """The config `translate` runs the job with: the batch config, the job's overrides, its prompt and renderer."""
+    changes = dict(job.overrides)
+    if job.prompt is not None:
+        changes["prompt.prompt"] = job.prompt
+    if renderer is not None:
+        changes["model.renderer"] = renderer
+    return apply_overrides(config, changes) if changes else config
+
+
+def finished(job: Job, config: RerenderConfig) -> bool:
+    """Whether an earlier run wrote the job's output and its workspace holds finished propagation for `config`
+    (the job's own, from `job_config`)."""
+    from rerender.workspace import Workspace
+
+    if not job.output.is_file() or not (job.workspace / "manifest.json").is_file():
+        return False
+    try:
+        with Workspace.open(job.workspace, job.video, config) as space:
+            return space.is_done("keyframes", config) and space.is_done("propagation", config)
+    except Exception:  # noqa: BLE001 - a workspace that cannot be opened as it is means: not finished
+        return False
+
+
+def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where: str = "local",
+            pipeline: Any | None = None) -> JobResult:
+    """Translate one job; never raises for the job's own errors (they are returned in the result).
+
+    Args:
+        job: the job.
+        config: the batch's config (the job's overrides are applied over it).
+        renderer: "auto", "diffusion", "classic" or None (= the config's), as `translate`.
+        where: a label of where this runs, kept in the result.
+        pipeline: a loaded `RerenderPipeline` to reuse, or None to load one for this job.
+
+    Returns:
+        A `JobResult`: "skipped" when the job had finished earlier, "done", or "failed" with the message.
+    """
+    from rerender.api import translate
+
+    started = time.perf_counter()
+    try:
+        config = job_config(job, config, renderer)
+        if finished(job, config):
+            return JobResult(job, "skipped", 0.0, None, where)
+        result = translate(job.video, output=job.output, config=config, pipeline=pipeline, progress=False)
+    except Exception as error:  # noqa: BLE001 - one failed job never stops the others; its message is the result
+        logger.debug("job %s failed", job.video, exc_info=True)
+        return JobResult(job, "failed", time.perf_counter() - started, f"{type(error).__name__}: {error}", where)
+    return JobResult(job, "done", time.perf_counter() - started, None, where, dict(result.timings))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ray
+# --------------------------------------------------------------------------------------------------------
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(
+            "running on Ray needs the `ray` package; install it with: pip install \"rerender[distributed]\""
+        ) from None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer."""
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit() or not host:
+        raise ConfigError(f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
+            "node runs (`ray start --head`) and the port is open, or use --ray local"
+        ) from None
+
+
+def connect_ray(ray_address: str) -> bool:
+    """Connect to Ray: "local" starts an instance here, "auto" joins the running cluster, else an address.
+
+    Returns:
+        Whether this call started the connection (and so should shut it down); False when Ray was already
+        initialised by the caller (its cluster is used as it is).
+
+    Raises:
+        MissingDependencyError: ray is not installed.
+        ConfigError: an unreachable address, or "auto" with no running cluster.
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    if ray_address == "local":
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        return True
+    if ray_address != "auto":
+        _check_reachable(ray_address)
+    try:
+        ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    except ConnectionError as error:
+        raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
+    return True
+
+
+def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | None, max_retries: int,
+                callback: Callable[[JobResult], None]) -> list[JobResult]:
+    ray = _import_ray()
+    wants_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (renderer or config.model.renderer) != "classic"
+
+    def remote_job(job: Job, config: RerenderConfig, renderer: str | None) -> JobResult:
+        return run_job(job, config, renderer, where=f"ray:{ray.util.get_node_ip_address()}")
+
+    task = ray.remote(num_cpus=1, num_gpus=1 if wants_gpu else 0, max_retries=max_retries)(remote_job)
+    config_ref = ray.put(config)
+    pending = {task.remote(job, config_ref, renderer): index for index, job in enumerate(jobs)}
+    results: list[JobResult | None] = [None] * len(jobs)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(ready[0])
+        try:
+            results[index] = ray.get(ready[0])
+        except Exception as error:  # noqa: BLE001 - a task that failed past its retries (worker lost) fails its job only
+            results[index] = JobResult(jobs[index], "failed", 0.0, f"{type(error).__name__}: {error}".splitlines()[0], "ray")
+        callback(results[index])
+    return [item for item in results if item is not None]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the batch
+# --------------------------------------------------------------------------------------------------------
+
+
+def batch(
+    jobs: str | os.PathLike | Sequence[Job | Mapping[str, Any]],
+    prompt: str | None = None,
+    output_dir: str | os.PathLike = "batch_out",
+    config: RerenderConfig | str | os.PathLike | None = None,
+    *,
+    renderer: Literal["auto", "diffusion", "classic"] | None = None,
+    parallel: int = 1,
+    ray: str | None = None,
+    max_retries: int = 3,
+    callback: Callable[[JobResult], None] | None = None,
+    **overrides: Any,
+) -> BatchResult:
+    """Translate every job; failed jobs are reported, never raised, and finished ones are skipped.
+
+    Args:
+        jobs: a folder of videos, a `.yaml`/`.yml`/`.csv` job list, or a sequence of `Job`s or mappings
+            (see `load_jobs` for the columns).
+        prompt: the prompt of every job that does not name its own.
+        output_dir: where the outputs go (`<video stem>.mp4` unless a job names its output); made if missing.
+        config: a `RerenderConfig` or a YAML/JSON file for every job; `None` = defaults.
+        renderer: as `translate`'s; `None` = the config's.
+        parallel: jobs at once on this machine, in threads (each loads its own model: up to `parallel` model
+            copies in memory). Ignored with `ray`.
+        ray: None (run here), "local" (start a Ray instance on this machine), "auto" (join the running cluster)
+            or a cluster address `host:port`. When Ray is already initialised, its cluster is used.
+        max_retries: Ray retries of a job whose worker died.
+        callback: `callback(job_result)` as each job ends.
+        **overrides: config options for every job (leaf name or dotted path).
+
+    Returns:
+        A `BatchResult`, in job order.
+
+    Raises:
+        InputNotFoundError: `jobs` or a job's video is missing.
+        ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address.
+        MissingDependencyError: `ray` given but ray is not installed.
+    """
+    if not isinstance(config, RerenderConfig):
+        config = load_config(config) if config is not None else RerenderConfig()
+    if overrides:
+        config = apply_overrides(config, overrides)
+    if renderer is not None and renderer not in ("auto", "diffusion", "classic"):
+        raise ConfigError(f"`renderer` must be 'auto', 'diffusion' or 'classic', got {renderer!r}")
+    if not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
+    job_list = load_jobs(jobs, prompt, output_dir, config)
+    for job in job_list:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+    notify = callback or (lambda result: None)
+    started = time.perf_counter()
+    if ray is not None:
+        owns_connection = connect_ray(ray)  # an unreachable cluster fails here, before any job is sent
+        try:
+            results = _run_on_ray(job_list, config, renderer, max_retries, notify)
+        finally:
+            if owns_connection:
+                _import_ray().shutdown()
+        return BatchResult(results, time.perf_counter() - started, f"ray({ray})")
+
+    def one(job: Job) -> JobResult:
+        result = run_job(job, config, renderer)
+        notify(result)
+        return result
+
+    if parallel == 1:
+        results = [one(job) for job in job_list]
+    else:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="rerender-batch") as pool:
+            results = list(pool.map(one, job_list))
+    return BatchResult(results, time.perf_counter() - started, "sequential" if parallel == 1 else f"threads({parallel})")
+
+
+def format_summary(result: BatchResult) -> str:
+    """The batch as a text table: per job the status, time and output, then each failed job's error."""
+    rows = [("job", "status", "time", "output")]
+    for number, item in enumerate(result.jobs, start=1):
+        rows.append((f"{number} {item.job.video.name}", item.status, f"{item.seconds:.1f} s", str(item.job.output)))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    counts = {status: sum(item.status == status for item in result.jobs) for status in ("done", "skipped", "failed")}
+    lines.append(f"{len(result.jobs)} jobs in {result.seconds:.1f} s ({result.executor}): "
+                 + ", ".join(f"{count} {status}" for status, count in counts.items()))
+    for number, item in enumerate(result.jobs, start=1):
+        if item.status == "failed":
+            lines.append(f"job {number} ({item.job.video}) failed: {item.error}")
+    return "\n".join(lines)

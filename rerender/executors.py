@@ -1,0 +1,329 @@
+"""Executors: where `translate`'s propagation runs, for one long video.
+
+`translate(..., executor=None)` propagates here, in this process (`LocalExecutor`: the key intervals stream
+through `propagation.propagate_video_iter`, whose passes run in threads). `RayExecutor` fans the key
+intervals out as Ray tasks on the CPU workers of a cluster: each interval's frames depend only on the keyframes at
+its two ends (`stages.key_intervals`), so the intervals are independent tasks, and each task computes the optical
+flows of its own frames (flows are a per-interval cache). The driver alone writes the manifest and tracks files,
+and the video is written once, by the driver, from the propagated frames.
+
+Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file
+system): tasks read frames and keyframes there and write the propagated frames and flows there. With
+`shared_storage=False` the frames and keyframes travel to the tasks and the propagated frames back through Ray's
+object store (PNG bytes) and the driver writes them; flows stay on the workers.
+
+Faults: a task whose worker dies is retried by Ray (`max_retries`); an interval is recorded as done only when its
+task returned, and every task is a pure function of its inputs, so the output is byte-identical to an
+uninterrupted local run.
+
+Keyframes: `RayExecutor` renders them in a Ray actor (`KeyframeWorker`) that loads the models once and keeps
+them for every later `translate` with the same model and ControlNets; it asks for `num_gpus=1` only when the
+cluster has a GPU (else it would never be scheduled). The chain is sequential, so one actor renders it; the
+keyframes stream back one by one and the driver writes them (resume works as locally). The renderer's resume
+state is written to the workspace's `state/` folder by the actor, so keyframe resume across machines needs
+shared storage. Frame decoding runs on the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from rerender.errors import ConfigError
+
+__all__ = ["Executor", "LocalExecutor", "RayExecutor"]
+
+
+class Executor:
+    """Where `translate` runs its stages; subclasses implement `propagate`."""
+
+    name = "executor"
+
+    def keyframe_renderer(self, config, estimator, control_maps):
+        """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
+        this executor renders keyframes."""
+        from rerender.renderers import choose_renderer
+
+        return choose_renderer(config, None, estimator, control_maps)
+
+    def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
+                  intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
+        """Propagate the key `intervals` into `space.propagated_dir`, recording each finished one in the manifest
+        (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's file)."""
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """Everything in this process (the default)."""
+
+    name = "local"
+
+    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                  key_path=None) -> None:
+        from rerender.stages import propagate_intervals
+
+        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals, key_path)
+
+
+def _encode_png(image) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - PNG encoding of a checked uint8 image does not fail
+        raise RuntimeError("cannot encode a PNG")
+    return encoded.tobytes()
+
+
+def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys: dict[int, str | bytes], options,
+                       estimator, config, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = ()):
+    """One key interval, as a worker runs it: frames `start..end` (paths or PNG bytes) and the keyframes at its
+    ends (offsets into the interval) in, propagated frames out.
+
+    Args:
+        start, end: the interval's first and last frame index (keyframes or the video's ends).
+        frames: the `end - start + 1` frames, as PNG paths or PNG bytes.
+        keys: keyframes by offset from `start`, as PNG paths or PNG bytes.
+        options: the `PropagationOptions`.
+        estimator: a flow estimator, or None to load the one `config` names.
+        config: the run's `RerenderConfig`.
+        flows_dir: the workspace's flow cache (shared storage), or None (a temporary cache on the worker).
+        out_dir: the workspace's propagated folder (shared storage), or None to return the PNG bytes.
+        skip: frame indices not to write (kept frames of a neighbouring interval).
+
+    Returns:
+        `(written, flow_files)`: `written` maps each frame index to the path written (shared) or its PNG bytes;
+        `flow_files` lists the flow files this task added to `flows_dir`.
+    """
+    from rerender.flow import FlowCache
+    from rerender.propagation import propagate_video_iter
+    from rerender.stages import _FrameRange, _LazyImages, load_flow_estimator
+    from rerender.video import read_image, write_image
+
+    with tempfile.TemporaryDirectory(prefix="rerender-interval-") as scratch:
+        def local_path(item: str | bytes, name: str) -> Path:
+            if isinstance(item, str):
+                return Path(item)
+            path = Path(scratch) / name
+            path.write_bytes(item)
+            return path
+
+        frame_paths = [local_path(item, f"frame{offset:05d}.png") for offset, item in enumerate(frames)]
+        key_paths = {offset: local_path(item, f"key{offset:05d}.png") for offset, item in keys.items()}
+        flow_files: list[str] = []
+        cache = FlowCache(flows_dir or Path(scratch) / "flows", on_save=lambda path: flow_files.append(str(path)))
+        estimator = estimator or load_flow_estimator(config)
+
+        class _Paths:  # the frames, read on access (what `_FrameRange` expects of a WorkspaceFrames)
+            def __len__(self) -> int:
+                return len(frame_paths)
+
+            def __getitem__(self, index: int):
+                return read_image(frame_paths[index])
+
+        stream = propagate_video_iter(_FrameRange(_Paths(), 0, len(frame_paths)), _LazyImages(key_paths),
+                                      flow=lambda source, target: cache.get_or_compute(estimator, source, target),
+                                      options=options, progress=False)
+        written: dict[int, Any] = {}
+        for offset, image in stream:
+            index = start + offset
+            if index in skip:
+                continue
+            if out_dir is not None:
+                written[index] = str(write_image(image, Path(out_dir) / f"{index:04d}.png"))
+            else:
+                written[index] = _encode_png(image)
+        return written, (flow_files if flows_dir else [])
+
+
+class KeyframeWorker:
+    """The keyframe renderer inside a Ray actor: the diffusion pipeline is loaded once, at the first `prepare`,
+    and reused by every later one with the same model and ControlNet settings."""
+
+    def __init__(self) -> None:
+        self.pipeline, self.model_key, self.renderer, self.pipelines_loaded = None, None, None, 0
+
+    def prepare(self, config, estimator, control_maps) -> str:
+        """Build the renderer for `config` (reusing the loaded pipeline); returns its name."""
+        from rerender.config import config_to_dict
+        from rerender.renderers import DiffusionRenderer, choose_renderer
+
+        data = config_to_dict(config)
+        key = repr((data["model"], data["control"]))
+        if self.pipeline is not None and key == self.model_key and config.model.renderer != "classic":
+            self.renderer = DiffusionRenderer(self.pipeline, config, estimator, control_maps)
+        else:
+            self.renderer = choose_renderer(config, None, estimator, control_maps)
+            if isinstance(self.renderer, DiffusionRenderer):
+                self.pipeline, self.model_key = self.renderer.pipeline, key
+                self.pipelines_loaded += 1
+        return self.renderer.name
+
+    def stats(self) -> dict:
+        """Pipelines loaded so far and the GPUs Ray gave this worker."""
+        import ray
+
+        return {"pipelines_loaded": self.pipelines_loaded, "gpu_ids": list(ray.get_gpu_ids())}
+
+    def render(self, frames, indices, done, state_dir: str):
+        yield from self.renderer.render(frames, indices, done, Path(state_dir))
+
+
+class _ActorRenderer:
+    """A `KeyframeRenderer` whose `render` runs in a `KeyframeWorker` actor; keyframes stream back one by one."""
+
+    def __init__(self, actor, name: str) -> None:
+        self.actor, self.name = actor, name
+
+    def render(self, frames, indices, done, state_dir):
+        import ray
+
+        stream = self.actor.render.options(num_returns="streaming").remote(list(frames), list(indices), list(done), str(state_dir))
+        for reference in stream:
+            yield ray.get(reference)
+
+
+class RayExecutor(Executor):
+    """Propagation fanned out to Ray: one task per key interval, on CPU workers anywhere in the cluster.
+
+    Args:
+        address: None or "auto" joins the running cluster (or the Ray instance this process already
+            initialised), "local" starts one here, "host:port" names one (checked now: unreachable fails at once).
+        shared_storage: the workspace is on a path every node reads (True), or results travel through the
+            object store (False).
+        num_cpus: CPUs each task asks for.
+        max_retries: Ray retries of a task whose worker died.
+
+    Raises:
+        MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
+        ConfigError: `address` is unreachable or malformed.
+
+    Example:
+        >>> import rerender
+        >>> from rerender.executors import RayExecutor
+        >>> rerender.translate("long.mp4", "an oil painting", executor=RayExecutor("auto"))  # doctest: +SKIP
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
+                 max_retries: int = 3) -> None:
+        from rerender.batching import _check_reachable, _import_ray
+
+        _import_ray()
+        if address not in (None, "auto", "local"):
+            _check_reachable(address)
+        if num_cpus <= 0:
+            raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
+        self.address = address
+        self.shared_storage = shared_storage
+        self.num_cpus = num_cpus
+        self.max_retries = max_retries
+        self._keyframe_worker = None
+
+    def _connect(self):
+        from rerender.batching import _import_ray, connect_ray
+
+        ray = _import_ray()
+        if not ray.is_initialized():
+            connect_ray(self.address or "auto")
+        return ray
+
+    def keyframe_worker(self, config):
+        """The keyframe actor, started at first use (`num_gpus=1` when the cluster has a GPU and the renderer is
+        not "classic") and kept for later runs."""
+        ray = self._connect()
+        if self._keyframe_worker is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
+            # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
+            # small cluster (it works only while the keyframes render, before propagation starts)
+            self._keyframe_worker = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
+                                               max_task_retries=self.max_retries)(KeyframeWorker).remote()
+        return self._keyframe_worker
+
+    def keyframe_renderer(self, config, estimator, control_maps):
+        """A renderer whose keyframes are rendered by the keyframe actor (see the module docstring)."""
+        ray = self._connect()
+        actor = self.keyframe_worker(config)
+        try:
+            shipped = ray.put(estimator)
+        except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one
+            shipped = None
+        return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
+
+    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
+                  key_path=None) -> None:
+        from tqdm import tqdm
+
+        from rerender.stages import interval_digests, propagation_options
+        from rerender.video import atomic_output
+
+        from rerender.stages import FolderFrames, WorkspaceFrames
+
+        ray = self._connect()
+        if isinstance(frames, FolderFrames):  # source-size frames (`propagation.output_size = "source"`)
+            frame_path = lambda index: frames.folder / f"{index:04d}.png"  # noqa: E731
+        elif isinstance(frames, WorkspaceFrames):
+            frame_path = space.frame_path
+        else:
+            raise ConfigError(f"RayExecutor propagates frames stored as files, got {type(frames).__name__}")
+        key_path = key_path or space.keyframe_path
+        options = propagation_options(config)
+        space.propagated_dir.mkdir(exist_ok=True)
+        space.flows_dir.mkdir(exist_ok=True)
+        count = len(frames)
+        wanted = interval_digests(space, keyframe_indices, count)
+        todo = wanted if intervals is None else intervals
+        finished = space.record("propagation").setdefault("intervals", {})
+        for start, end in todo:  # forget them first: an interrupted run must not leave a stale record
+            finished.pop(f"{start}-{end}", None)
+        space.save()
+        reused = {index for (start, end) in wanted if (start, end) not in todo for index in range(start, end + 1)}
+        try:
+            shipped_estimator = ray.put(estimator)
+        except Exception:  # noqa: BLE001 - an estimator that cannot travel is loaded on the worker from the config
+            shipped_estimator = None
+        shipped_config, shipped_options = ray.put(config), ray.put(options)
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(propagate_interval)
+
+        def source(path: Path):
+            return str(path) if self.shared_storage else path.read_bytes()  # Ray ships large arguments via its object store
+
+        pending = {}
+        for start, end in sorted(todo):
+            keys = {index - start: source(key_path(index)) for index in keyframe_indices if start <= index <= end}
+            skip = sorted(index for index in range(start, end + 1) if index in reused)
+            reference = task.remote(
+                start, end, [source(frame_path(index)) for index in range(start, end + 1)], keys, shipped_options,
+                shipped_estimator, shipped_config, str(space.flows_dir) if self.shared_storage else None,
+                str(space.propagated_dir) if self.shared_storage else None, skip,
+            )
+            pending[reference] = (start, end)
+        done = len(reused | set(keyframe_indices))
+        bar = tqdm(total=count, initial=done, desc="propagation", unit="frame", disable=not progress)
+        notify("propagation", done, count)
+        written_frames: set[int] = set()
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                start, end = pending.pop(ready[0])
+                written, flow_files = ray.get(ready[0])
+                for index, item in sorted(written.items()):
+                    path = space.track(space.propagated_path(index))
+                    if isinstance(item, bytes):
+                        with atomic_output(path) as temporary:
+                            temporary.write_bytes(item)
+                for name in flow_files:
+                    space.track(name)
+                finished[f"{start}-{end}"] = todo[(start, end)]
+                space.save()
+                new = set(written) - written_frames - reused - set(keyframe_indices)
+                written_frames |= set(written)
+                bar.update(len(new))
+                done += len(new)
+                notify("propagation", done, count)
+        finally:
+            for reference in pending:
+                ray.cancel(reference)
+            bar.close()

@@ -1,0 +1,135 @@
+"""`rerender.batch` and `rerender batch`: job lists, bad input before any work, local and Ray runs giving the
+same bytes, a failed job alone in the summary, re-runs skipping finished jobs (classic renderer: no weights)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerender.batching import batch, format_summary, load_jobs
+from rerender.cli import main
+from rerender.errors import ConfigError, InputNotFoundError
+from rerender.synthetic import write_synthetic_video
+from rerender.video import read_frames
+
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
+            dis_preset="fast", keyframe_interval=4)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """Three 8-frame clips with different motion, and a file named like a video that is not one."""
+    folder = tmp_path_factory.mktemp("batch clips")
+    for number, motion in enumerate(("translation", "mixed", "zoom")):
+        write_synthetic_video(folder / f"clip{number}.mp4", num_frames=8, width=64, height=48, motion=motion,
+                              audio=number == 0, seed=number)
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    return folder
+
+
+def _workspace_files(output: Path) -> dict[str, bytes]:
+    root = output.with_name(output.name + ".work")
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*.png"))}
+
+
+def test_job_list_errors_come_before_any_work(clips, tmp_path):
+    listing = tmp_path / "jobs.csv"
+    listing.write_text("video,prompt,denoise\nclip0.mp4,a cat,0.5\n", encoding="utf-8")
+    os.symlink(clips / "clip0.mp4", tmp_path / "clip0.mp4")
+    with pytest.raises(ConfigError, match=r"row|job 1.*column 'denoise'"):
+        load_jobs(listing, None, tmp_path / "out")
+    listing.write_text("video,denoising_strength\nclip0.mp4,0.5\nnowhere.mp4,0.6\n", encoding="utf-8")
+    with pytest.raises(InputNotFoundError, match="nowhere.mp4"):
+        batch(listing, "a cat", tmp_path / "out")
+    listing.write_text("video,output\nclip0.mp4,same.mp4\nclip0.mp4,same.mp4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="would both write"):
+        batch(listing, "a cat", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # A YAML list: relative videos from its folder, per-row prompt and options, outputs in the output folder.
+    listing = tmp_path / "jobs.yaml"
+    listing.write_text("- {video: clip0.mp4, prompt: a dog, keyframes.keyframe_interval: 2}\n- {video: clip0.mp4, output: b.mp4}\n",
+                       encoding="utf-8")
+    jobs = load_jobs(listing, "a cat", tmp_path / "out")
+    assert [(job.video, job.prompt, job.output, dict(job.overrides)) for job in jobs] == [
+        (tmp_path / "clip0.mp4", "a dog", tmp_path / "out" / "clip0.mp4", {"keyframes.keyframe_interval": 2}),
+        (tmp_path / "clip0.mp4", "a cat", tmp_path / "out" / "b.mp4", {}),
+    ]
+
+
+def test_unreachable_cluster_fails_before_any_job(clips, tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    assert not ray.is_initialized()
+    with pytest.raises(ConfigError, match="127.0.0.1:9.*unreachable"):
+        batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="127.0.0.1:9")
+    assert not list((tmp_path / "out").glob("*.work"))
+
+
+@pytest.mark.ray
+def test_batch_on_ray_equals_local_runs_and_a_bad_job_fails_alone(clips, tmp_path):
+    ray = pytest.importorskip("ray")
+    local = batch(clips, "a cartoon", tmp_path / "local", renderer="classic", **FAST)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+    try:
+        remote = batch(clips, "a cartoon", tmp_path / "ray", renderer="classic", ray="local", **FAST)
+    finally:
+        ray.shutdown()
+    assert remote.executor == "ray(local)"
+    for result in (local, remote):
+        assert [(item.job.video.name, item.status) for item in result.jobs] == [
+            ("broken.mp4", "failed"), ("clip0.mp4", "done"), ("clip1.mp4", "done"), ("clip2.mp4", "done")]
+        assert "broken.mp4" in result.jobs[0].error and "VideoReadError" in result.jobs[0].error
+        assert f"job 1 ({clips / 'broken.mp4'}) failed: VideoReadError" in format_summary(result)
+    assert all(item.where.startswith("ray:") for item in remote.jobs[1:])
+    for mine, theirs in zip(local.jobs[1:], remote.jobs[1:]):
+        a, b = (np.stack(list(read_frames(item.job.output))) for item in (mine, theirs))
+        assert a.shape == (8, 48, 64, 3) and np.array_equal(a, b)
+        ours, others = _workspace_files(mine.job.output), _workspace_files(theirs.job.output)
+        assert len(ours) > 8 * 2 and ours == others  # frames, keyframes and propagated frames, byte for byte
+    # A re-run skips the finished jobs (their workspaces say so) and retries only the failed one.
+    again = batch(clips, "a cartoon", tmp_path / "local", renderer="classic", **FAST)
+    assert [item.status for item in again.jobs] == ["failed", "skipped", "skipped", "skipped"]
+    # A changed option is not "finished": that job runs again.
+    changed = batch([{"video": clips / "clip1.mp4"}], "a cartoon", tmp_path / "local", renderer="classic",
+                    **{**FAST, "keyframe_interval": 3})
+    assert [item.status for item in changed.jobs] == ["done"]
+
+
+def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_path, capsys):
+    listing = tmp_path / "jobs.csv"
+    listing.write_text(f"video,output,keyframe_interval\n{clips / 'clip2.mp4'},two.mp4,4\n{clips / 'broken.mp4'},,\n",
+                       encoding="utf-8")
+    settings = [item for key, value in FAST.items() if key != "keyframe_interval" for item in ("--set", f"{key}={value}")]
+    code = main(["batch", str(listing), "-p", "a cartoon", "-o", str(tmp_path / "out"), "--renderer", "classic",
+                 "--jobs", "2", "-q", *settings])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert (tmp_path / "out" / "two.mp4").is_file() and not (tmp_path / "out" / "broken.mp4").exists()
+    assert "2 jobs" in printed and "threads(2)" in printed and "1 done, 0 skipped, 1 failed" in printed
+    assert "broken.mp4) failed: VideoReadError" in printed
+    assert main(["batch", str(tmp_path / "nothing"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
+
+
+@pytest.mark.slow
+def test_the_single_video_path_never_imports_ray(synthetic_clip, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rerender\n"
+        f"rerender.translate({str(synthetic_clip)!r}, 'a cartoon', output={str(tmp_path / 'o.mp4')!r}, renderer='classic', "
+        "progress=False, resolution=64, size_multiple=16, propagation_preset='fast', workers=1, flow_estimator='dis', "
+        "keyframe_interval=10)\n"
+        "from rerender.cli import build_parser; build_parser()\n"
+        "import rerender.batching, rerender.executors\n"
+        "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,45 @@
+"""The keyframe actor of `RayExecutor` on a cluster that declares one logical GPU: it is placed there, loads the
+tiny diffusion pipeline once for two runs, and gives the keyframes and video of a local run."""
+
+from __future__ import annotations
+
+import pytest
+
+from rerender.api import translate
+from rerender.config import RerenderConfig, apply_overrides
+
+ray = pytest.importorskip("ray")
+
+from rerender.executors import RayExecutor  # noqa: E402
+
+SETTINGS = dict(
+    resolution=64, size_multiple=16, num_inference_steps=4, denoising_strength=0.75, vae=None, device="cpu",
+    dtype="float32", added_prompt="", negative_prompt="", propagation_preset="fast", workers=1,
+    flow_estimator="dis", dis_preset="fast", keyframe_interval=8, renderer="diffusion",
+)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_keyframe_actor_on_a_logical_gpu_loads_once_and_matches_local(synthetic_clip, tmp_path, tiny_pipeline_dir):
+    config = apply_overrides(RerenderConfig(), {**SETTINGS, "base_model": str(tiny_pipeline_dir),
+                                                "control.0.model": str(tiny_pipeline_dir / "controlnet")})
+    local = translate(synthetic_clip, "a cat", output=tmp_path / "local.mp4", config=config, progress=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+    try:
+        executor = RayExecutor()
+        first = translate(synthetic_clip, "a cat", output=tmp_path / "ray.mp4", config=config, progress=False,
+                          executor=executor)
+        second = translate(synthetic_clip, "a dog", output=tmp_path / "dog.mp4", config=config, progress=False,
+                           executor=executor)
+        stats = ray.get(executor.keyframe_worker(config).stats.remote())
+    finally:
+        ray.shutdown()
+    assert stats == {"pipelines_loaded": 1, "gpu_ids": [0]}  # on the (logical) GPU, loaded once for both runs
+    assert first.renderer == second.renderer == "diffusion" and first.keyframe_indices == [0, 8, 16]
+    for index in first.keyframe_indices:
+        assert (first.workspace / "keyframes" / f"{index:04d}.png").read_bytes() == \
+            (local.workspace / "keyframes" / f"{index:04d}.png").read_bytes()
+    assert first.output.read_bytes() == local.output.read_bytes()
+    assert (second.workspace / "keyframes" / "0008.png").read_bytes() != (first.workspace / "keyframes" / "0008.png").read_bytes()

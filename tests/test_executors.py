@@ -1,0 +1,94 @@
+"""`translate(..., executor=RayExecutor())`: key intervals propagated as Ray tasks give the bytes of a local run,
+through a shared workspace or through the object store, and a worker killed mid-propagation is retried."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerender.api import translate
+from rerender.errors import ConfigError
+from rerender.stages import load_flow_estimator
+from rerender.config import RerenderConfig, apply_overrides
+from rerender.video import read_frames
+
+ray = pytest.importorskip("ray")
+
+from rerender.executors import RayExecutor  # noqa: E402
+
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
+            dis_preset="fast", keyframe_interval=4)
+
+
+class KillsItsWorkerOnce:
+    """A flow estimator that ends its worker process the first time any worker calls it (a marker file says
+    whether it happened), then behaves as the estimator it wraps."""
+
+    def __init__(self, inner, marker: Path) -> None:
+        self.inner, self.marker, self.name = inner, marker, inner.name
+
+    def __call__(self, *args, **kwargs):
+        if not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)  # as a lost node or an OOM kill: no exception, the process is gone
+        return self.inner(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "inner":  # while unpickling, before __dict__ is filled
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import the tests package
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+    yield
+    ray.shutdown()
+
+
+def _propagated(result) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((result.workspace / "propagated").glob("*.png"))}
+
+
+def test_unreachable_address_fails_at_construction():
+    with pytest.raises(ConfigError, match="unreachable"):
+        RayExecutor("127.0.0.1:9")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_clip, tmp_path, cluster):
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False, **FAST)
+    runs = {
+        "shared": translate(synthetic_clip, "a cartoon", output=tmp_path / "shared.mp4", renderer="classic",
+                            progress=False, executor=RayExecutor(), **FAST),
+        "object store": translate(synthetic_clip, "a cartoon", output=tmp_path / "store.mp4", renderer="classic",
+                                  progress=False, executor=RayExecutor(shared_storage=False), **FAST),
+    }
+    marker = tmp_path / "killed"
+    estimator = KillsItsWorkerOnce(load_flow_estimator(apply_overrides(RerenderConfig(), FAST)), marker)
+    runs["killed"] = translate(synthetic_clip, "a cartoon", output=tmp_path / "killed.mp4", renderer="classic",
+                               progress=False, optical_flow=estimator, executor=RayExecutor(max_retries=2), **FAST)
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker did die
+    reference = np.stack(list(read_frames(local.output)))
+    assert reference.shape[0] == 20 and len(_propagated(local)) == 20
+    for name, result in runs.items():
+        assert np.array_equal(np.stack(list(read_frames(result.output))), reference), name
+        assert _propagated(result) == _propagated(local), name
+        assert result.output.read_bytes() == local.output.read_bytes(), name
+    # At the source's size (`output_size="source"`) the tasks read the source-size frames and upscaled keyframes.
+    big = {"output_size": "source", **FAST}
+    local_big = translate(synthetic_clip, "a cartoon", output=tmp_path / "big.mp4", renderer="classic", progress=False, **big)
+    ray_big = translate(synthetic_clip, "a cartoon", output=tmp_path / "big_ray.mp4", renderer="classic", progress=False,
+                        executor=RayExecutor(shared_storage=False), **big)
+    assert np.stack(list(read_frames(ray_big.output))).shape == (20, 64, 96, 3)
+    assert _propagated(ray_big) == _propagated(local_big) and ray_big.output.read_bytes() == local_big.output.read_bytes()
+    # The object-store run kept no flows (they stay on the workers); the shared run cached them in its workspace.
+    assert not list((runs["object store"].workspace / "flows").iterdir())
+    assert list((runs["shared"].workspace / "flows").iterdir())
