@@ -523,14 +523,15 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     flow = cached_flow(space, estimator)
     space.propagated_dir.mkdir(exist_ok=True)
     count = len(frames)
-    wanted = interval_digests(space, keyframe_indices, count)
-    todo = wanted if intervals is None else intervals
+    # the caller usually passes the stale intervals it digested already: hash keyframe files only when it did not
+    todo = interval_digests(space, keyframe_indices, count) if intervals is None else intervals
     record = space.record("propagation")
     finished = record.setdefault("intervals", {})
     for start, end in todo:  # forget them first: an interrupted run must not leave a stale record
         finished.pop(f"{start}-{end}", None)
     space.save()
-    reused = {index for (start, end) in wanted if (start, end) not in todo for index in range(start, end + 1)}
+    reused = {index for (start, end) in key_intervals(keyframe_indices, count) if (start, end) not in todo
+              for index in range(start, end + 1)}
     # consecutive pending intervals form runs, each propagated in one stream
     runs: list[list[tuple[int, int]]] = []
     for interval in sorted(todo):
