@@ -19,7 +19,6 @@ Because ``S_t`` is known, the flow needs no estimator: the point shown at ``q`` 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence

@@ -26,7 +26,6 @@ shared storage. Frame decoding runs on the driver.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence

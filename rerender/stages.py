@@ -241,16 +241,6 @@ def _is_disk_full(error: OSError) -> bool:
     return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def guard_disk(write: Callable[[], Any], space: Workspace) -> Any:
-    """Run `write`, turning a full disk into a clear error that says the finished work is kept."""
-    try:
-        return write()
-    except OSError as error:
-        if _is_disk_full(error):
-            raise _disk_full_error(error, space, space.root, None, None) from None
-        raise
-
-
 @contextlib.contextmanager
 def disk_guard(space: Workspace, stage: str, folder: Path, needed: int | None = None) -> Iterator[None]:
     """Turn a full disk anywhere in a stage (frames, flows, state, manifest, video) into one line naming the
