@@ -18,8 +18,9 @@ without the marker is refused. Only files listed in `.rerender-files` are ever d
 any subfolder (notes, paintings) survive every command.
 
 Invalidation: each stage records what it depends on (the video's identity, the hashes of the config sections
-it uses, the digests of the keyframe files it consumed). When any of these changes, that stage and the
-stages after it are redone, with one log line naming what is redone and why; `force` redoes unchanged work.
+it uses, with the style image keyed by its bytes, the digests of the keyframe files it consumed). When any of
+these changes, that stage and the stages after it are redone, with one log line naming what is redone and why;
+`force` redoes unchanged work.
 
 Locking: one run per workspace. `Workspace.open` holds an exclusive OS lock (released when the process dies,
 so a lock left by a killed run is taken over); a second run is refused with the holder's pid, host and start.
@@ -28,6 +29,7 @@ so a lock left by a killed run is taken over); a second run is refused with the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -121,7 +123,17 @@ def intact_png(path: str | os.PathLike) -> bool:
 
 
 def _section_hashes(config: RerenderConfig, stage: str) -> dict[str, str]:
-    return {name: config_hash(config, (name,))[:16] for name in STAGE_SECTIONS[stage]}
+    return {name: config_hash(_keyed_by_content(config), (name,))[:16] for name in STAGE_SECTIONS[stage]}
+
+
+def _keyed_by_content(config: RerenderConfig) -> RerenderConfig:
+    """`config` with the style image's path replaced by its file's digest: new bytes at the same path redo the
+    keyframes, the same bytes at another path do not (a missing file keeps its path, checked elsewhere)."""
+    style_image = config.prompt.style_image
+    digest = file_digest(style_image) if style_image is not None else None
+    if digest is None:
+        return config
+    return dataclasses.replace(config, prompt=dataclasses.replace(config.prompt, style_image=f"sha1:{digest}"))
 
 
 def _manifest_problem(manifest: Any) -> str | None:

@@ -152,3 +152,32 @@ def test_cli_style_image_that_is_not_an_image(synthetic_clip, tmp_path, capsys):
     code = main(["translate", str(synthetic_clip), "-p", "a cat", "-o", str(tmp_path / "o.mp4"), "--renderer", "classic",
                  "--style-image", str(tmp_path / "notes.png"), "--style-image-scale", "0.5"])
     assert code == 2 and "style_image" in capsys.readouterr().err and not (tmp_path / "o.mp4.work").exists()
+
+
+def test_style_image_is_keyed_by_its_bytes_not_its_path(synthetic_clip, tmp_path, pipeline, adapter_dir):
+    from rerender.api import translate
+    from rerender.video import read_image
+
+    warm, cold = style_images()
+    style, copy = tmp_path / "style.png", tmp_path / "elsewhere" / "same.png"
+    write_image(warm, style)
+    settings = dict(output=None, stage="keyframes", pipeline=pipeline, workspace=tmp_path / "ws", ip_adapter=str(adapter_dir),
+                    style_image_scale=1.0, resolution=64, size_multiple=16, num_inference_steps=2, end_frame=3,
+                    keyframe_interval=2, added_prompt="", negative_prompt="", device="cpu", dtype="float32",
+                    flow_estimator="dis", progress=False)
+    first = translate(synthetic_clip, "a cat", style_image=str(style), **settings)
+    anchor = read_image(first.workspace / "keyframes" / "0000.png")
+    assert "keyframes" not in first.reused
+
+    # the same bytes at another path: nothing is redone
+    copy.parent.mkdir()
+    copy.write_bytes(style.read_bytes())
+    moved = translate(synthetic_clip, "a cat", style_image=str(copy), **settings)
+    assert "keyframes" in moved.reused and moved.redone == []
+
+    # new bytes at the same path: the keyframes are redone, and follow the new image
+    write_image(cold, style)
+    changed = translate(synthetic_clip, "a cat", style_image=str(style), **settings)
+    assert "keyframes" not in changed.reused
+    assert any(line.startswith("redoing keyframes") and "prompt" in line for line in changed.redone)
+    assert np.abs(read_image(changed.workspace / "keyframes" / "0000.png").astype(int) - anchor.astype(int)).max() > 0
