@@ -549,18 +549,35 @@ def _add_animate_command(commands) -> None:
     command.set_defaults(handler=_command_animate)
 
 
+def _add_prompt_options(command: argparse.ArgumentParser) -> None:
+    """The prompt's language and the reference image (translate, keyframes, generate, download)."""
+    command.add_argument(
+        "--prompt-language", metavar="CODE",
+        help="language of the prompt: auto, en (default), vi, ko, ja, zh, ru, fr, de, es; others are translated to English",
+    )
+    command.add_argument("--translation-model", metavar="ID_OR_DIR",
+                         help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
+    command.add_argument("--style-image", metavar="FILE", help="a reference image as a prompt (IP-Adapter)")
+    command.add_argument("--style-image-scale", type=float, metavar="S",
+                         help="weight of the reference image (default 0.6)")
+
+
 def _command_generate(args: argparse.Namespace) -> int:
     from rerender.config import apply_overrides
-    from rerender.text_video import generate
+    from rerender.text_video import BackgroundSmoothing, generate
 
     config = _load_config(args)
-    if args.model:
-        config = apply_overrides(config, {"model.base_model": args.model})
+    extra = _translate_overrides(args)
+    if extra:
+        config = apply_overrides(config, extra)
+    smoothing = None if args.smooth_background is None else BackgroundSmoothing(strength=args.smooth_background)
     result = generate(
         args.prompt, frames=args.frames, K=args.interval, output=args.output, motion=(args.dx, args.dy),
         size=(args.width, args.height), fps=args.fps, negative_prompt=args.negative_prompt, seed=args.seed,
-        num_inference_steps=args.steps, config=config, progress=not args.quiet,
+        num_inference_steps=args.steps, config=config, progress=not args.quiet, background_smoothing=smoothing,
     )
+    if result.prompt is not None and result.prompt.translator is not None:
+        print(f"prompt ({result.prompt.language} -> en, {result.prompt.translator}): {result.prompt.english}")
     print(f"keyframes (diffusion): {result.keyframe_indices}")
     print(f"wrote {result.output} ({result.frame_count} frames)")
     return EXIT_OK
@@ -581,7 +598,10 @@ def _add_generate_command(commands) -> None:
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default 8)")
     command.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--smooth-background", type=float, nargs="?", const=0.6, default=None, metavar="ALPHA",
+                         help="Text2Video-Zero background smoothing: weight of the anchor's moved background (default 0.6 when given)")
     command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
+    _add_prompt_options(command)
     command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
     command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_options(command)
@@ -662,15 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[verbose_option], help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
-        command.add_argument(
-            "--prompt-language", metavar="CODE",
-            help="language of the prompt: auto, en (default), vi, ko, ja, zh, ru, fr, de, es; others are translated to English",
-        )
-        command.add_argument("--translation-model", metavar="ID_OR_DIR",
-                             help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
-        command.add_argument("--style-image", metavar="FILE", help="a reference image as a prompt (IP-Adapter)")
-        command.add_argument("--style-image-scale", type=float, metavar="S",
-                             help="weight of the reference image (default 0.6)")
+        _add_prompt_options(command)
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
         command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
         command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")

@@ -11,17 +11,19 @@ Supported: the SD 1.5 adapters of ``h94/IP-Adapter`` that diffusers loads, e.g. 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from rerender.errors import CheckpointError, ConfigError, WeightsNotFoundError
 
-__all__ = ["adapter_file", "check_adapter_matches", "check_style_inputs", "install_ip_adapter", "read_style_image"]
+__all__ = ["adapter_file", "check_adapter_matches", "check_style_inputs", "install_ip_adapter", "read_style_image",
+           "style_adapter"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +126,31 @@ def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: floa
     pipeline.load_ip_adapter(source, subfolder=subfolder, weight_name=name)
     pipeline.set_ip_adapter_scale(scale)
     logger.info("IP-Adapter %s/%s loaded, scale %.2f", source, weight_name, scale)
+
+
+@contextlib.contextmanager
+def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
+    """Yield the reference image of `config.prompt.style_image` with its IP-Adapter installed on `pipeline` for the
+    block (removed afterwards when this installed it; an adapter already there only gets the scale), or None
+    when no style image is set. Pass the image to `RerenderPipeline.encode_style_image` (or `render_keyframes`).
+
+    Args:
+        pipeline: a `RerenderPipeline`.
+        config: a `RerenderConfig` (`prompt.style_image`, `prompt.style_image_scale`, `model.ip_adapter`,
+            `model.ip_adapter_weight_name`).
+    """
+    if config.prompt.style_image is None:
+        yield None
+        return
+    image = read_style_image(config.prompt.style_image)
+    installed = getattr(pipeline.unet, "encoder_hid_proj", None) is None
+    if installed:
+        install_ip_adapter(pipeline, config.model.ip_adapter, config.model.ip_adapter_weight_name,
+                           config.prompt.style_image_scale)
+    else:
+        pipeline.set_ip_adapter_scale(config.prompt.style_image_scale)
+    try:
+        yield image
+    finally:
+        if installed:
+            pipeline.unload_ip_adapter()

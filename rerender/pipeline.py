@@ -432,6 +432,24 @@ class RerenderPipeline(
         )
 
     @torch.no_grad()
+    def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> dict[str, Any] | None:
+        """The UNet's ``added_cond_kwargs`` for a reference image through the loaded IP-Adapter, or None without one.
+
+        Args:
+            image: PIL or ``(H, W, 3)`` uint8, encoded once (its strength: `set_ip_adapter_scale`); None = no image.
+            device: where the embeddings go.
+            guided: classifier-free guidance is on (the embeddings then hold [unconditional; conditional]).
+
+        Raises:
+            ConfigError: an image without a loaded IP-Adapter (`load_ip_adapter`).
+        """
+        if image is None:
+            return None
+        if getattr(self.unet, "encoder_hid_proj", None) is None or getattr(self, "image_encoder", None) is None:
+            raise ConfigError("`ip_adapter_image` needs an IP-Adapter: call `load_ip_adapter` first")
+        return {"image_embeds": self.prepare_ip_adapter_image_embeds(image, None, device, 1, guided)}
+
+    @torch.no_grad()
     def render_keyframes(
         self,
         frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
@@ -494,12 +512,7 @@ class RerenderPipeline(
         # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance; the IP-Adapter
         #    image once for every keyframe
         prompt_embeds = self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1.0)
-        added_cond_kwargs = None
-        if ip_adapter_image is not None:
-            if getattr(self.unet, "encoder_hid_proj", None) is None or getattr(self, "image_encoder", None) is None:
-                raise ConfigError("`ip_adapter_image` needs an IP-Adapter: call `load_ip_adapter` first")
-            image_embeds = self.prepare_ip_adapter_image_embeds(ip_adapter_image, None, device, 1, guidance_scale > 1.0)
-            added_cond_kwargs = {"image_embeds": image_embeds}
+        added_cond_kwargs = self.encode_style_image(ip_adapter_image, device, guidance_scale > 1.0)
 
         # 4. Prepare the schedule (SDEdit-truncated steps, the steps each constraint acts at) and the flow estimator
         schedule = self.prepare_schedule(num_inference_steps, strength, constraints)

@@ -139,46 +139,36 @@ class DiffusionRenderer:
             on_progress(finished[0], total)
             restore_bars = getattr(self.pipeline, "_progress_bar_config", {}).copy()
             self.pipeline.set_progress_bar_config(**{**restore_bars, "disable": True})
-        style_image, installed = None, False
-        if config.prompt.style_image is not None:  # the IP-Adapter for this render only (removed afterwards)
-            from rerender.ip_adapter import install_ip_adapter, read_style_image
+        from rerender.ip_adapter import style_adapter
 
-            style_image = read_style_image(config.prompt.style_image)
-            if getattr(self.pipeline.unet, "encoder_hid_proj", None) is None:
-                install_ip_adapter(self.pipeline, config.model.ip_adapter, config.model.ip_adapter_weight_name,
-                                   config.prompt.style_image_scale)
-                installed = True
-            else:
-                self.pipeline.set_ip_adapter_scale(config.prompt.style_image_scale)
-        rendered = self.pipeline.render_keyframes(
-            list(frames),
-            config.prompt.full_prompt,
-            config.prompt.negative_prompt,
-            control_images=control_images,
-            controls=list(config.control),
-            flow_estimator=self.flow_estimator,
-            num_inference_steps=config.sampling.num_inference_steps,
-            guidance_scale=config.sampling.guidance_scale,
-            strength=config.sampling.denoising_strength,
-            constraints=config.constraints,
-            refinement=config.sampling.refinement,
-            same_noise_per_keyframe=config.sampling.same_noise_per_keyframe,
-            generator=generator,
-            callback_on_step_end=step_end,
-            resume=resume,
-            ip_adapter_image=style_image,
-        )
-        try:
-            for frame in rendered:
-                _save_resume_point(state_dir, frame)
-                if frame.index >= len(done):
-                    yield (frame.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        finally:
-            rendered.close()
-            if installed:
-                self.pipeline.unload_ip_adapter()
-            if restore_bars is not None:
-                self.pipeline.set_progress_bar_config(**restore_bars)
+        with style_adapter(self.pipeline, config) as style_image:  # the IP-Adapter for this render only
+            rendered = self.pipeline.render_keyframes(
+                list(frames),
+                config.prompt.full_prompt,
+                config.prompt.negative_prompt,
+                control_images=control_images,
+                controls=list(config.control),
+                flow_estimator=self.flow_estimator,
+                num_inference_steps=config.sampling.num_inference_steps,
+                guidance_scale=config.sampling.guidance_scale,
+                strength=config.sampling.denoising_strength,
+                constraints=config.constraints,
+                refinement=config.sampling.refinement,
+                same_noise_per_keyframe=config.sampling.same_noise_per_keyframe,
+                generator=generator,
+                callback_on_step_end=step_end,
+                resume=resume,
+                ip_adapter_image=style_image,
+            )
+            try:
+                for frame in rendered:
+                    _save_resume_point(state_dir, frame)
+                    if frame.index >= len(done):
+                        yield (frame.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            finally:
+                rendered.close()
+                if restore_bars is not None:
+                    self.pipeline.set_progress_bar_config(**restore_bars)
 
 
 def _recorded_seed(state_dir: Path) -> int:

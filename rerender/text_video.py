@@ -6,7 +6,10 @@ frame starts from the anchor's partly denoised latent ``x_{t0}`` translated by t
 attending to the anchor (cross-frame attention; our `rerender.attention` processors, Rerender's Eq. 6 with the
 anchor alone). The recipe holds for about 8 frames; here only every K-th frame is rendered this way and the frames
 between are propagated (EbSynth-style) from the keyframes, guided by the anchor image moved by the same known
-motion, with its exact flow (`rerender.camera.KnownMotionFlow`). Background smoothing (§3.3) is not implemented.
+motion, with its exact flow (`rerender.camera.KnownMotionFlow`). Optional background smoothing (§3.3, Eq. 9,
+`BackgroundSmoothing`) pulls each keyframe's background latent towards the anchor's, moved by the same motion.
+The prompt may be in another language (`prompt.prompt_language`, translated as `translate` does) and a reference
+image may steer every keyframe through an IP-Adapter (`prompt.style_image`, the same path as `translate`).
 
 Example:
     >>> result = rerender.generate("a horse galloping on a beach", frames=48, K=8, output="out.mp4")  # doctest: +SKIP
@@ -19,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +30,9 @@ import torch.nn.functional as F
 
 from rerender.errors import ConfigError
 
-__all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "translate_latents", "check_generate_inputs",
-           "render_text_keyframes", "default_noise_steps", "generate"]
+__all__ = ["MAX_GENERATED_FRAMES", "BackgroundSmoothing", "GenerationResult", "translate_latents", "salient_foreground",
+           "latent_mask", "smooth_background", "check_generate_inputs", "render_text_keyframes", "default_noise_steps",
+           "generate"]
 
 MAX_GENERATED_FRAMES = 3000
 """Most frames `generate` makes: every frame is kept on disk several times while propagating."""
@@ -46,6 +50,30 @@ class GenerationResult:
     """The rendered keyframes, RGB uint8 ``(H, W, 3)``."""
     frame_count: int
     """Frames in the video."""
+    prompt: Any = None
+    """The prompt as written and in English as the text encoder read it (a `rerender.languages.PromptTranslation`)."""
+
+
+@dataclass(frozen=True)
+class BackgroundSmoothing:
+    """Text2Video-Zero's optional background smoothing (§3.3, Eq. 9); pass one to `generate` to turn it on.
+
+    Each keyframe k is denoised once; its salient foreground and the anchor's (moved by k's motion) are found on
+    the decoded images; where neither is, the latent it started from at t1 becomes
+    ``α·x̂ + (1 − α)·x`` (``x̂``: the anchor's latent at t1, moved by k's motion); then it is denoised again.
+    """
+
+    strength: float = 0.6
+    """α of Eq. 9: weight of the anchor's moved latent in the background (0 = no effect, 1 = the anchor's alone)."""
+    mask_dilation: int = 2
+    """Latent pixels the foreground masks grow by, so the smoothing stays off the subject's edge (the official code
+    dilates by a 5×5 kernel, i.e. 2)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) or not 0 <= self.strength <= 1:
+            raise ConfigError(f"`background_smoothing.strength` must be in [0, 1], got {self.strength!r}")
+        if isinstance(self.mask_dilation, bool) or not isinstance(self.mask_dilation, int) or not 0 <= self.mask_dilation <= 16:
+            raise ConfigError(f"`background_smoothing.mask_dilation` must be an integer in [0, 16], got {self.mask_dilation!r}")
 
 
 def translate_latents(latents: torch.Tensor, shift: tuple[float, float]) -> torch.Tensor:
@@ -71,6 +99,61 @@ def translate_latents(latents: torch.Tensor, shift: tuple[float, float]) -> torc
     grid = grid[None].expand(latents.shape[0], -1, -1, -1).to(latents.device)
     moved = F.grid_sample(latents.float(), grid, mode="nearest", padding_mode="reflection", align_corners=True)
     return moved.to(latents.dtype)
+
+
+def salient_foreground(image: np.ndarray) -> np.ndarray:
+    """The salient object of `image`: OpenCV's fine-grained static saliency (Montabone & Soto 2010), smoothed, split
+    by Otsu's threshold. Needs no weights; Text2Video-Zero used a salient-object detection network, so pass
+    `generate` a better detector (e.g. a segmentation model) as ``foreground_mask`` where one is at hand.
+
+    Shape:
+        - image: (H, W, 3) uint8 RGB
+        - Output: (H, W) bool, True on the foreground
+    """
+    import cv2
+
+    found, saliency = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(np.ascontiguousarray(image[..., ::-1]))
+    if not found:
+        return np.zeros(image.shape[:2], dtype=bool)
+    saliency = np.asarray(saliency, dtype=np.float32)
+    saliency = (saliency * 255 if saliency.max() <= 1 else saliency).clip(0, 255).astype(np.uint8)
+    saliency = cv2.GaussianBlur(saliency, (0, 0), max(1.0, min(image.shape[:2]) / 64))  # one blob, not its edges
+    _, mask = cv2.threshold(saliency, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return mask > 0
+
+
+def latent_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], dilation: int = 0) -> torch.Tensor:
+    """A pixel mask at latent resolution: a latent pixel is foreground when any pixel it covers is, then the
+    foreground grows by `dilation` latent pixels (a square window).
+
+    Shape:
+        - mask: (H, W) bool or {0, 1}, H and W multiples of the latent size
+        - Output: (1, 1, h, w) float32 in {0, 1}, ``(h, w) = size``
+    """
+    pixels = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
+    coarse = F.adaptive_max_pool2d(pixels, tuple(size))
+    if dilation > 0:
+        coarse = F.max_pool2d(coarse, 2 * dilation + 1, stride=1, padding=dilation)
+    return coarse
+
+
+def smooth_background(latents: torch.Tensor, warped_anchor: torch.Tensor, foreground: torch.Tensor,
+                      strength: float) -> torch.Tensor:
+    """Text2Video-Zero Eq. 9: ``M·x + (1 − M)·(α·x̂ + (1 − α)·x)``, the background pulled towards the anchor's latent.
+
+    Args:
+        latents: ``x``, a frame's latents.
+        warped_anchor: ``x̂``, the anchor's latents at the same noise level, moved by the frame's motion.
+        foreground: ``M``, 1 where the frame is left alone.
+        strength: ``α`` in [0, 1].
+
+    Shape:
+        - latents, warped_anchor: (B, C, h, w)
+        - foreground: (B or 1, 1, h, w)
+        - Output: (B, C, h, w)
+    """
+    foreground = foreground.to(latents.dtype)
+    return foreground * latents + (1 - foreground) * (strength * warped_anchor + (1 - strength) * latents)
 
 
 def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: Any) -> tuple[float, float]:
@@ -111,6 +194,9 @@ def render_text_keyframes(
     guidance_scale: float = 7.5,
     noise_steps: tuple[int, int] = (2, 4),
     generator: torch.Generator | None = None,
+    ip_adapter_image: Any | None = None,
+    background_smoothing: BackgroundSmoothing | None = None,
+    foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[torch.Tensor]:
     """Render keyframes from text alone: the anchor from noise, the others by Text2Video-Zero from the anchor.
 
@@ -126,6 +212,11 @@ def render_text_keyframes(
         noise_steps: ``(i1, i0)``, steps of the anchor's schedule, ``i1 < i0``: the anchor's latent after ``i0``
             steps is translated, noised forward to the level after ``i1`` steps, and denoised from there.
         generator: seeds the anchor's noise and the forward noise.
+        ip_adapter_image: a reference image for the IP-Adapter loaded on `pipeline` (see
+            `rerender.ip_adapter.style_adapter`), encoded once and applied to every keyframe.
+        background_smoothing: `BackgroundSmoothing` (Eq. 9), or None = off.
+        foreground_mask: ``foreground_mask(image) -> (H, W) bool`` for background smoothing; None =
+            `salient_foreground`.
 
     Returns:
         One ``(1, 3, H, W)`` image in [0, 1] per keyframe.
@@ -145,19 +236,21 @@ def render_text_keyframes(
     timesteps = scheduler.timesteps
     guided = guidance_scale > 1
     text = pipeline.encode_prompt(prompt, negative_prompt, device, guided)
+    added_cond_kwargs = pipeline.encode_style_image(ip_adapter_image, device, guided)  # as `translate` does
     factor = pipeline.vae_scale_factor
     shape = (1, pipeline.unet.config.in_channels, size[1] // factor, size[0] // factor)
     store = CrossFrameAttentionStore()
 
-    def denoise(latents: torch.Tensor, start: int, anchor: bool, keep: int | None = None):
-        kept = None
+    def denoise(latents: torch.Tensor, start: int, anchor: bool, keep: Sequence[int] = ()):
+        kept = {}
         for step in range(start, len(timesteps)):
-            if step == keep:
-                kept = latents
+            if step in keep:
+                kept[step] = latents
             timestep = timesteps[step]
             store.set_step(int(timestep), record="anchor" if anchor else None, attend=not anchor)
             model_input = torch.cat([latents] * 2) if guided else latents
-            noise = pipeline.unet(model_input, timestep, encoder_hidden_states=text).sample
+            noise = pipeline.unet(model_input, timestep, encoder_hidden_states=text,
+                                  added_cond_kwargs=added_cond_kwargs).sample
             if guided:
                 unconditional, conditional = noise.chunk(2)
                 noise = unconditional + guidance_scale * (conditional - unconditional)
@@ -167,11 +260,20 @@ def render_text_keyframes(
 
     from diffusers.utils.torch_utils import randn_tensor
 
+    def to_image(image: torch.Tensor) -> np.ndarray:
+        return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    def foreground_of(image: torch.Tensor) -> torch.Tensor:  # (1, 1, h, w) on the latents' device
+        mask = (foreground_mask or salient_foreground)(to_image(image))
+        return latent_mask(mask, shape[-2:], background_smoothing.mask_dilation).to(device)
+
     images = []
     with cross_frame_attention(pipeline.unet, store):
         initial = randn_tensor(shape, generator=generator, device=device, dtype=pipeline.unet.dtype)
-        anchor, anchor_mid = denoise(initial * scheduler.init_noise_sigma, 0, anchor=True, keep=second)
+        anchor, kept = denoise(initial * scheduler.init_noise_sigma, 0, anchor=True, keep=(first, second))
+        anchor_mid, anchor_start = kept[second], kept[first]  # x_{t0} and x_{t1} of the anchor
         images.append(pipeline.decode_latents(anchor))
+        anchor_foreground = foreground_of(images[0]) if background_smoothing is not None else None
         alphas = scheduler.alphas_cumprod.to(device)
         ratio = float(alphas[int(timesteps[first])] / alphas[int(timesteps[second])])  # ᾱ_{t1} / ᾱ_{t0}
         for index in keyframe_indices[1:]:
@@ -180,6 +282,11 @@ def render_text_keyframes(
             noise = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
             start = ratio**0.5 * moved + (1 - ratio) ** 0.5 * noise  # DDPM forward from t0 to t1
             latents, _ = denoise(start, first, anchor=False)
+            if background_smoothing is not None:
+                # Eq. 9 where neither this frame's salient object nor the anchor's (moved) is, then denoise again
+                foreground = 1 - (1 - foreground_of(pipeline.decode_latents(latents))) * (1 - translate_latents(anchor_foreground, shift))
+                start = smooth_background(start, translate_latents(anchor_start, shift), foreground, background_smoothing.strength)
+                latents, _ = denoise(start, first, anchor=False)
             images.append(pipeline.decode_latents(latents))
     return images
 
@@ -228,6 +335,10 @@ def generate(
     seed: int = 0,
     config: Any = None,
     progress: bool = True,
+    background_smoothing: BackgroundSmoothing | None = None,
+    foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+    prompt_translator: Callable[[str, str], str] | None = None,
+    **overrides: Any,
 ) -> GenerationResult:
     """Make a video from a prompt alone: Text2Video-Zero keyframes every K frames, propagation in between.
 
@@ -243,14 +354,24 @@ def generate(
         negative_prompt, num_inference_steps, guidance_scale, noise_steps: see `render_text_keyframes`; `None`
             noise steps = `default_noise_steps`.
         seed: seeds every random draw: the same seed gives the same video.
-        config: a `RerenderConfig` or file, for the model and the propagation options.
+        config: a `RerenderConfig` or file: the model, the prompt's language, the style image and the
+            propagation options.
         progress: progress bars while propagating.
+        background_smoothing: Text2Video-Zero's background smoothing (`BackgroundSmoothing`); None = off.
+        foreground_mask: ``foreground_mask(image) -> (H, W) bool``, the salient object for background
+            smoothing; None = `salient_foreground`.
+        prompt_translator: ``prompt_translator(text, language) -> str`` for a prompt that is not English
+            (`prompt.prompt_language`); None = the transformers model `prompt.translation_model`.
+        **overrides: config options by leaf name or dotted path, e.g. ``prompt_language="vi"``,
+            ``style_image="ref.png"``, ``style_image_scale=0.8``.
 
     Returns:
         A `GenerationResult`.
 
     Raises:
         ConfigError: bad arguments (see `check_generate_inputs`), before any model loads.
+        InputNotFoundError, VideoReadError: the style image is missing or not an image.
+        WeightsNotFoundError: the translation model or the IP-Adapter is neither here nor downloadable.
         OutputPathError: the output cannot be written.
     """
     from rerender.camera import KnownMotionFlow, render_clip
@@ -267,8 +388,19 @@ def generate(
             and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
         raise ConfigError(f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
                           f"num_inference_steps, got {num_inference_steps} and {noise_steps}")
-    config = resolve_config(config, prompt, min(K, frames), {"output.fps": float(fps)})
+    if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
+        raise ConfigError(f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}")
+    config = resolve_config(config, prompt, min(K, frames), {**overrides, "output.fps": float(fps)})
     output_path = check_output_path(output)
+    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
+        from rerender.ip_adapter import check_style_inputs
+
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+    # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
+    from rerender.languages import translate_prompt
+
+    prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
+                                     config.prompt.translation_model)
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.
@@ -277,13 +409,18 @@ def generate(
 
         pipeline = load_pipeline(config.model, config.control)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    images = render_text_keyframes(pipeline, prompt, keyframe_indices, (dx, dy), tuple(size),
-                                   negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator)
+    from rerender.ip_adapter import style_adapter
+
+    with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
+        images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
+                                       negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
+                                       guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
+                                       ip_adapter_image=style_image, background_smoothing=background_smoothing,
+                                       foreground_mask=foreground_mask)
     keyframes = [(image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images]
     if frames == 1:
         write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
-        return GenerationResult(output_path, keyframe_indices, keyframes, 1)
+        return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record)
 
     # 3. Propagate between keyframes, guided by the anchor moved by the known motion, with its exact flow.
     from rerender.keyframe_folder import propagate_keyframes
@@ -303,4 +440,4 @@ def generate(
         for index, image in zip(keyframe_indices, keyframes, strict=True):
             write_image(image, keys / f"{index:05d}.png")
         propagate_keyframes(guides, keys, output_path, config, optical_flow=flow, progress=progress)
-    return GenerationResult(output_path, keyframe_indices, keyframes, frames)
+    return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record)

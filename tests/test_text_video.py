@@ -7,8 +7,17 @@ import pytest
 import torch
 
 import rerender.text_video as text_video
-from rerender.errors import ConfigError
-from rerender.text_video import MAX_GENERATED_FRAMES, generate, render_text_keyframes, translate_latents
+from rerender.errors import ConfigError, VideoReadError
+from rerender.text_video import (
+    MAX_GENERATED_FRAMES,
+    BackgroundSmoothing,
+    generate,
+    latent_mask,
+    render_text_keyframes,
+    salient_foreground,
+    smooth_background,
+    translate_latents,
+)
 from rerender.video import probe_video, read_frames
 
 SETTINGS = {"num_inference_steps": 4, "guidance_scale": 2.0, "noise_steps": (1, 2)}
@@ -79,13 +88,177 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
 
     output = tmp_path / "cli.mp4"
     code = main(["generate", "-p", "a red cube", "--frames", "3", "-K", "2", "--width", "64", "--height", "64",
-                 "--steps", "3", "--model", str(tiny_pipeline_dir), "-o", str(output), "-q"])
+                 "--steps", "3", "--model", str(tiny_pipeline_dir), "-o", str(output), "-q", "--smooth-background"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 3 and "keyframes (diffusion): [0, 2]" in captured.out
     code = main(["generate", "-p", "x", "--frames", "0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "`frames` must be an integer in [1, 3000], got 0" in err
+    for options, message in ((["--smooth-background", "2"], "`background_smoothing.strength` must be in [0, 1], got 2.0"),
+                             (["--prompt-language", "ko"], "opus-mt-ko-en"),
+                             (["--style-image", str(tmp_path / "absent.png")], "absent.png")):
+        code = main(["generate", "-p", "x", "--frames", "2", "-o", str(tmp_path / "bad.mp4"), *options])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------- background smoothing
+
+
+def test_smooth_background_is_equation_9():
+    latents, anchor = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    foreground = torch.zeros(1, 1, 6, 6)
+    foreground[..., 1:4, 2:5] = 1
+    smoothed = smooth_background(latents, anchor, foreground, 0.6)
+    inside = foreground.bool().expand_as(latents)
+    torch.testing.assert_close(smoothed[inside], latents[inside])  # the foreground is left alone
+    torch.testing.assert_close(smoothed[~inside], (0.6 * anchor + 0.4 * latents)[~inside])
+    torch.testing.assert_close(smooth_background(latents, anchor, foreground, 0.0), latents)
+
+
+def test_latent_mask_keeps_any_covered_foreground_and_dilates():
+    pixels = np.zeros((16, 16), bool)
+    pixels[5, 9] = True  # one pixel, in latent cell (1, 2) at factor 4
+    coarse = latent_mask(pixels, (4, 4))
+    assert coarse.shape == (1, 1, 4, 4) and coarse.sum() == 1 and coarse[0, 0, 1, 2] == 1
+    grown = latent_mask(pixels, (4, 4), dilation=1)
+    assert grown[0, 0].tolist() == [[0, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]]
+
+
+def test_salient_foreground_finds_the_object_on_a_plain_background():
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(90, 4, (96, 96, 3)), 0, 255).astype(np.uint8)
+    image[30:66, 36:72] = (230, 60, 40)
+    mask = salient_foreground(image)
+    assert mask.shape == (96, 96) and mask.dtype == bool
+    assert mask[48, 54] and not mask[:12, :12].any() and not mask[-12:, -12:].any()
+
+
+@pytest.mark.parametrize("options, message", [({"strength": 1.5}, "strength"), ({"mask_dilation": -1}, "mask_dilation")])
+def test_background_smoothing_options_are_checked(options, message):
+    with pytest.raises(ConfigError, match=message):
+        BackgroundSmoothing(**options)
+
+
+def _unet_inputs(pipeline):
+    """Record the latents of every UNet call (the conditional half under classifier-free guidance)."""
+    seen = []
+    handle = pipeline.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0][:1].clone()))
+    return seen, handle
+
+
+def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline):
+    steps, (first, second) = SETTINGS["num_inference_steps"], SETTINGS["noise_steps"]
+    size, motion, indices = (64, 64), (4.0, 0.0), [0, 4]
+    factor = tiny_pipeline.vae_scale_factor
+    shift = (indices[1] * motion[0] / factor, 0.0)
+
+    def subject(image):  # a fixed foreground, so the test knows where it is
+        mask = np.zeros(image.shape[:2], bool)
+        mask[16:40, 8:24] = True
+        return mask
+
+    def run(smoothing):
+        seen, handle = _unet_inputs(tiny_pipeline)
+        try:
+            images = render_text_keyframes(tiny_pipeline, "a red cube", indices, motion, size, generator=torch.Generator().manual_seed(3),
+                                           background_smoothing=smoothing, foreground_mask=subject, **SETTINGS)
+        finally:
+            handle.remove()
+        return images, seen
+
+    plain, plain_inputs = run(None)
+    smoothed, inputs = run(BackgroundSmoothing(strength=1.0, mask_dilation=0))
+    per_frame = steps - first
+    assert len(plain_inputs) == steps + per_frame and len(inputs) == steps + 2 * per_frame  # denoised twice
+    anchor_t1, start, second_start = inputs[first], inputs[steps], inputs[steps + per_frame]
+    torch.testing.assert_close(start, plain_inputs[steps], rtol=0, atol=0)  # the first pass is the plain recipe
+    latent_size = start.shape[-2:]
+    foreground = 1 - (1 - latent_mask(subject(np.zeros((64, 64, 3))), latent_size)) * (
+        1 - translate_latents(latent_mask(subject(np.zeros((64, 64, 3))), latent_size), shift))
+    inside = foreground.bool().expand_as(start)
+    assert 0.1 < inside.float().mean() < 0.9
+    # α = 1: the background is exactly the anchor's latent at t1, moved by the frame's motion; the foreground is unchanged
+    torch.testing.assert_close(second_start[~inside], translate_latents(anchor_t1, shift)[~inside], rtol=0, atol=1e-6)
+    torch.testing.assert_close(second_start[inside], start[inside], rtol=0, atol=0)
+    assert not torch.allclose(second_start, start)
+    torch.testing.assert_close(smoothed[0], plain[0])  # the anchor is never smoothed
+    assert not torch.allclose(smoothed[1], plain[1])
+
+
+def test_background_smoothing_at_zero_strength_gives_the_plain_recipe(tiny_pipeline):
+    run = lambda smoothing: render_text_keyframes(tiny_pipeline, "a red cube", [0, 2, 4], (4.0, 2.0), (64, 64),
+                                                  generator=torch.Generator().manual_seed(5), background_smoothing=smoothing,
+                                                  **SETTINGS)
+    for plain, smoothed in zip(run(None), run(BackgroundSmoothing(strength=0.0)), strict=True):
+        torch.testing.assert_close(smoothed, plain, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- prompt language and style image
+
+
+def test_generate_translates_the_prompt_and_records_both(tiny_pipeline, tmp_path, monkeypatch):
+    encoded = []
+    original = tiny_pipeline.encode_prompt
+    monkeypatch.setattr(tiny_pipeline, "encode_prompt", lambda prompt, *a, **k: encoded.append(prompt) or original(prompt, *a, **k))
+    result = generate("một khối lập phương đỏ", frames=1, output=tmp_path / "vi.mp4", pipeline=tiny_pipeline, size=(64, 64),
+                      progress=False, prompt_language="auto", prompt_translator=lambda text, language: "a red cube",
+                      **SETTINGS)
+    assert result.prompt.to_dict() == {"original": "một khối lập phương đỏ", "english": "a red cube", "language": "vi",
+                                       "detected": True, "translator": "<lambda>"}
+    assert encoded == ["a red cube"]
+    english = generate("a red cube", frames=1, output=tmp_path / "en.mp4", pipeline=tiny_pipeline, size=(64, 64),
+                       progress=False, **SETTINGS)
+    np.testing.assert_array_equal(result.keyframes[0], english.keyframes[0])  # same text encoder input, same seed
+
+
+def test_generate_without_its_translator_fails_before_any_model_loads(tmp_path, monkeypatch):
+    from rerender.errors import WeightsNotFoundError
+    import rerender.models
+
+    monkeypatch.setattr(rerender.models, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
+    with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
+        generate("빨간 큐브", frames=2, output=tmp_path / "o.mp4", prompt_language="ko")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_pipeline_dir):
+    from diffusers import UNet2DConditionModel
+
+    from tests.tiny_models import save_tiny_ip_adapter
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
+    return save_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"), unet)
+
+
+def test_generate_applies_the_style_image_through_the_ip_adapter(tiny_pipeline, tmp_path, adapter_dir, monkeypatch):
+    from rerender.video import write_image
+
+    rows = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
+    warm = np.concatenate([np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2)
+    write_image(warm, tmp_path / "warm.png")
+    write_image(warm[::-1, ::-1, ::-1].copy(), tmp_path / "cold.png")
+    encoded = []
+    original = tiny_pipeline.encode_style_image
+    monkeypatch.setattr(tiny_pipeline, "encode_style_image", lambda image, *a: encoded.append(image) or original(image, *a))
+    processors = dict(tiny_pipeline.unet.attn_processors)
+    run = lambda name, **style: generate("a red cube", frames=3, K=2, output=tmp_path / f"{name}.mp4", pipeline=tiny_pipeline,
+                                         size=(64, 64), progress=False, **style, **SETTINGS)
+    options = dict(ip_adapter=str(adapter_dir), style_image_scale=1.0)
+    plain, with_warm, with_cold = run("plain"), run("warm", style_image=str(tmp_path / "warm.png"), **options), \
+        run("cold", style_image=str(tmp_path / "cold.png"), **options)
+    assert encoded[0] is None and all(image.shape == (64, 64, 3) for image in encoded[1:]) and len(encoded) == 3
+    for index in range(2):  # the image steers every keyframe, the anchor and the later one
+        assert np.abs(with_warm.keyframes[index].astype(int) - with_cold.keyframes[index].astype(int)).max() > 0
+        assert np.abs(with_warm.keyframes[index].astype(int) - plain.keyframes[index].astype(int)).max() > 0
+    # the adapter was for these calls only
+    assert tiny_pipeline.unet.encoder_hid_proj is None and dict(tiny_pipeline.unet.attn_processors).keys() == processors.keys()
+    with pytest.raises(VideoReadError, match="style_image"):
+        (tmp_path / "bad.png").write_bytes(b"not an image")
+        run("bad", style_image=str(tmp_path / "bad.png"), **options)
 
 
 @pytest.mark.slow
