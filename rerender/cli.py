@@ -209,6 +209,8 @@ def _command_download(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     extra = _translate_overrides(args)
+    if args.prompt:
+        extra["prompt.prompt"] = args.prompt
     if args.vae:
         extra["model.vae"] = None if args.vae in ("model", "none", "null") else args.vae
     if extra:
@@ -225,7 +227,13 @@ def _command_download(args: argparse.Namespace) -> int:
                                dry_run=args.dry_run)
     for record in records:
         where = record["path"] or "(dry run)"
-        if record["fetched"] or record["skipped"]:
+        if record["location"] is None:
+            print(f"not resolved: {record['note']}")
+            continue
+        if not record["resolved"]:
+            print(f"{record['role']}: {record['location']}{' (already cached)' if record['cached'] else ''}: "
+                  f"{record['note']}")
+        elif record["fetched"] or record["skipped"]:
             print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
                   f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
         else:
@@ -660,7 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fp16: only half-precision weights where a repository has them; auto: fp16 when a CUDA GPU is here",
     )
     download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
-    download.add_argument("--dry-run", action="store_true", help="list the files that would be fetched and skipped")
+    download.add_argument("--dry-run", action="store_true",
+                          help="list the files that would be fetched and skipped (offline: by repository and pattern)")
+    download.add_argument("-p", "--prompt", help="the prompt, to detect its language with --prompt-language auto")
+    _add_prompt_options(download)
     download.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_options(download)
     download.set_defaults(handler=_command_download)

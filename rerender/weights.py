@@ -6,10 +6,12 @@ impossible only when the hub cannot be used (``HF_HUB_OFFLINE=1``, or no network
 cached; `missing_weights` lists exactly those, and `fetch_commands` says how to get them.
 
 `download_weights` (``rerender download``) fetches the configured base model, its ControlNets, the VAE if one
-is set, and the GMFlow checkpoint into the hub cache, leaving out the files rerender never reads (safety
-checker, feature extractor, single-file checkpoints beside a diffusers layout, ``.bin`` duplicates of
-``.safetensors``, and full-precision weights when a half-precision variant is wanted); `select_files` is that
-rule on a repository's file list.
+is set, the GMFlow checkpoint, the prompt's translation model (when `prompt.prompt_language` is not English) and
+the IP-Adapter with its image encoder (when `prompt.style_image` is set) into the hub cache, leaving out the files
+rerender never reads (safety checker, feature extractor, single-file checkpoints beside a diffusers layout,
+``.bin`` duplicates of ``.safetensors``, and full-precision weights when a half-precision variant is wanted);
+`select_files` is that rule on a repository's file list. A dry run works offline too: it then lists each
+repository's files by pattern, since the exact names need the hub's file list.
 
 Nothing here imports torch or diffusers, and `rerender.flow` imports this module (never the reverse).
 """
@@ -40,12 +42,16 @@ __all__ = [
     "hub_offline",
     "hub_reachable",
     "weight_sources",
+    "extra_sources",
     "missing_weights",
     "fetch_commands",
     "base_components",
     "cached_folder",
     "fetch_repository",
     "select_files",
+    "ip_adapter_files",
+    "translator_files",
+    "offline_listing",
     "download_weights",
 ]
 
@@ -241,6 +247,99 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     return sources
 
 
+def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[str]]:
+    """The weights `config` needs beyond the keyframe models: the prompt's translation model (when
+    `prompt.prompt_language` is not English) and the IP-Adapter (when `prompt.style_image` is set).
+
+    Returns:
+        ``(sources, unresolved)``: the sources (IP-Adapter: `filename` is the adapter file, its image encoder sits in
+        ``image_encoder/`` beside it), and one sentence for each need that cannot be named from the config alone.
+    """
+    from rerender.languages import default_translation_model, detect_language
+
+    sources: list[WeightSource] = []
+    unresolved: list[str] = []
+    prompt = config.prompt
+    language: str | None = prompt.prompt_language
+    if language == "auto":
+        if prompt.prompt.strip():
+            language = detect_language(prompt.prompt)
+        elif prompt.translation_model is None:
+            unresolved.append("the translation model: `prompt.prompt_language` is 'auto' and there is no prompt to "
+                              "detect the language of; give -p PROMPT or --prompt-language CODE")
+            language = "en"
+        else:
+            language = None  # not known without a prompt, but the model is named
+    if language != "en":
+        model = prompt.translation_model or default_translation_model(language or "")
+        role = f"translation model ({language})" if language else "translation model"
+        if _is_hub_id(model):
+            sources.append(WeightSource(role, "prompt.translation_model", model, True, _cached(model, "config.json")))
+        else:
+            sources.append(WeightSource(role, "prompt.translation_model", model, False,
+                                        (Path(model).expanduser() / "config.json").is_file()))
+    if prompt.style_image is not None:
+        source, weight_name = config.model.ip_adapter, config.model.ip_adapter_weight_name
+        if _is_hub_id(source):
+            sources.append(WeightSource("IP-Adapter", "model.ip_adapter", source, True, _cached(source, weight_name),
+                                        filename=weight_name))
+        else:
+            sources.append(WeightSource("IP-Adapter", "model.ip_adapter", source, False,
+                                        (Path(source).expanduser() / weight_name).is_file(), filename=weight_name))
+    return sources, unresolved
+
+
+def ip_adapter_files(files: Iterable[str], weight_name: str) -> tuple[list[str], list[str]]:
+    """Split an IP-Adapter repository's files into those loading reads (the adapter file, and its image encoder's
+    config and one set of weights in ``image_encoder/`` beside it) and the rest.
+
+    Returns:
+        ``(fetched, skipped)``, each sorted.
+    """
+    files = sorted(set(files))
+    folder = PurePosixPath(weight_name).parent
+    encoder = f"{folder}/image_encoder/" if str(folder) != "." else "image_encoder/"
+    inside = [name[len(encoder):] for name in files if name.startswith(encoder) and "/" not in name[len(encoder):]]
+    chosen, _ = select_files(inside)
+    fetched = sorted([weight_name] * (weight_name in files) + [encoder + name for name in chosen])
+    kept = set(fetched)
+    return fetched, [name for name in files if name not in kept]
+
+
+def translator_files(files: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split a translation model repository's files into those loading reads (the top-level config, generation
+    config, tokenizer files and ``.safetensors`` weights: nothing loaded may run code, so no pickled ``.bin``) and the
+    rest.
+
+    Returns:
+        ``(fetched, skipped)``, each sorted.
+    """
+    files = sorted(set(files))
+    fetched = [
+        name for name in files
+        if "/" not in name and not name.startswith(".") and not name.lower().endswith((".md", ".png", ".jpg", ".txt.gz"))
+        and (not name.endswith(WEIGHT_SUFFIXES + (".ot",)) or name.endswith(".safetensors"))
+    ]
+    kept = set(fetched)
+    return fetched, [name for name in files if name not in kept]
+
+
+def offline_listing(source: WeightSource) -> list[str]:
+    """What fetching `source` would take, by name where the config fixes it and by pattern where only the hub's file
+    list can tell (a dry run without the hub)."""
+    if source.role == "IP-Adapter":
+        folder = PurePosixPath(source.filename or "").parent
+        encoder = f"{folder}/image_encoder" if str(folder) != "." else "image_encoder"
+        return [source.filename or "", f"{encoder}/config.json", f"{encoder}/*.safetensors (or *.bin)"]
+    if source.filename is not None:
+        return [source.filename]
+    if source.key == "prompt.translation_model":
+        return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)", "*.safetensors"]
+    if source.components:
+        return ["model_index.json", *(f"{folder}/*" for folder in source.components)]
+    return ["config.json", "diffusion_pytorch_model.safetensors (or .bin)"]
+
+
 def missing_weights(config: "RerenderConfig") -> list[WeightSource]:
     """The keyframe weights (base model, ControlNets, VAE) that cannot be loaded here and now.
 
@@ -381,50 +480,90 @@ def download_weights(
 ) -> list[dict[str, Any]]:
     """Fetch every hub repository `config` names into the Hugging Face cache (only the files rerender reads).
 
-    Local paths are left alone. Already cached files are not downloaded again. Progress bars are the hub
-    library's (one per file), unless `progress` is False.
+    That is the base model, its ControlNets, the VAE if set, GMFlow, the translation model when the prompt is not
+    English, and the IP-Adapter with its image encoder when a style image is set (`extra_sources`). Local paths
+    are left alone. Already cached files are not downloaded again. Progress bars are the hub library's (one per
+    file), unless `progress` is False.
 
     Args:
-        config: the base model, ControlNets, VAE and flow settings to fetch for.
+        config: the models, flow, prompt and style settings to fetch for.
         half_precision: fetch the ``fp16`` variants where a repository has them (for float16 on a GPU).
         include_flow: also fetch the GMFlow checkpoint (when `config.flow` may use it).
         progress: show download progress bars.
-        dry_run: list what would be fetched and skipped without downloading.
+        dry_run: list what would be fetched and skipped without downloading. Without the hub (offline) it still
+            answers: by name where the config fixes the file, by pattern where only the hub's file list can tell.
 
     Returns:
-        One record per source: ``{"role", "location", "fetched", "skipped", "path"}`` (``path`` is the local
-        snapshot folder or file; None for a dry run or a local source).
+        One record per source: ``{"role", "location", "fetched", "skipped", "path", "resolved", "cached", "note"}``
+        (``path``: the local snapshot folder or file, None for a dry run or a local source; ``resolved``: False when
+        ``fetched`` holds patterns; ``cached``: already on this machine; ``note``: why something is not resolved).
+        A need that the config does not name (a translation model for ``prompt_language: auto`` without a prompt)
+        is a record with role "unresolved", no location, and its ``note``.
 
     Raises:
-        InputNotFoundError: the hub cannot be reached or a repository does not exist (names which).
+        InputNotFoundError: the hub cannot be reached (except for a dry run) or a repository does not exist, or a
+            translation model has no ``.safetensors`` weights (names which).
     """
     from rerender.errors import InputNotFoundError
 
-    if hub_offline():
-        raise InputNotFoundError("`rerender download` needs the network, but HF_HUB_OFFLINE is set; unset it and run again")
+    sources = weight_sources(config, include_flow=include_flow)
+    extras, unresolved = extra_sources(config)
+    sources += extras
+    records: list[dict[str, Any]] = [
+        {"role": "unresolved", "location": None, "fetched": [], "skipped": [], "path": None, "resolved": False,
+         "cached": False, "note": note}
+        for note in unresolved
+    ]
     if not hub_reachable():
-        from huggingface_hub import constants
+        if hub_offline():
+            why = "HF_HUB_OFFLINE is set"
+        else:
+            from huggingface_hub import constants
 
-        raise InputNotFoundError(
-            f"`rerender download` cannot reach the hub ({constants.ENDPOINT}); check the network (or HF_ENDPOINT) and run again"
-        )
-    from huggingface_hub import hf_hub_download
+            why = f"the hub ({constants.ENDPOINT}) cannot be reached"
+        if not dry_run:
+            raise InputNotFoundError(f"`rerender download` needs the network, but {why}; "
+                                     + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again"))
+        for source in sources:
+            listing = offline_listing(source) if source.is_hub else []
+            exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
+            records.append({"role": source.role, "location": source.location, "fetched": listing, "skipped": [],
+                            "path": None if source.is_hub else source.location, "resolved": exact or not source.is_hub,
+                            "cached": source.present,
+                            "note": None if exact or not source.is_hub else f"listed by pattern: {why}, and the exact "
+                                                                            "file names need the hub's file list"})
+        return records
+    from huggingface_hub import hf_hub_download, snapshot_download
 
     try:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:  # pragma: no cover
         disable_progress_bars = enable_progress_bars = lambda: None  # noqa: E731
-    records: list[dict[str, Any]] = []
     if not progress:
         disable_progress_bars()
     try:
-        for source in weight_sources(config, include_flow=include_flow):
-            record: dict[str, Any] = {"role": source.role, "location": source.location, "fetched": [], "skipped": [], "path": None}
+        for source in sources:
+            record: dict[str, Any] = {"role": source.role, "location": source.location, "fetched": [], "skipped": [],
+                                      "path": None, "resolved": True, "cached": source.present, "note": None}
             records.append(record)
             if not source.is_hub:
                 record["path"] = source.location
                 continue
             try:
+                if source.role == "IP-Adapter" or source.key == "prompt.translation_model":
+                    files = _repository_files(source.location)
+                    if source.role == "IP-Adapter":
+                        record["fetched"], record["skipped"] = ip_adapter_files(files, source.filename or "")
+                        if (source.filename or "") not in record["fetched"]:
+                            raise FileNotFoundError(f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)")
+                    else:
+                        record["fetched"], record["skipped"] = translator_files(files)
+                        if not any(name.endswith(".safetensors") for name in record["fetched"]):
+                            raise FileNotFoundError("it has no .safetensors weights, and rerender loads no pickled "
+                                                    "weights; choose another `prompt.translation_model`")
+                    if not dry_run:
+                        record["path"] = snapshot_download(source.location, allow_patterns=record["fetched"])
+                    continue
                 if source.filename is not None:
                     record["fetched"] = [source.filename]
                     if not dry_run:

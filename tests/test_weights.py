@@ -237,16 +237,43 @@ def _hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
             "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 @pytest.fixture(scope="module")
-def downloaded(tiny_pipeline_dir, tmp_path_factory):
-    """`rerender download --model fake/tiny-sd` from the fake hub: (hub, HF_HOME, dry-run output)."""
+def extras(tiny_pipeline_dir, tmp_path_factory) -> dict[str, Path]:
+    """A tiny translation model and a tiny IP-Adapter saved as local folders (what the fake hub serves)."""
+    from diffusers import UNet2DConditionModel
+
+    from tests.tiny_models import save_tiny_ip_adapter, save_tiny_translator
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
+    return {"translator": save_tiny_translator(tmp_path_factory.mktemp("marian")),
+            "adapter": save_tiny_ip_adapter(tmp_path_factory.mktemp("adapter"), unet)}
+
+
+EXTRA_OPTIONS = ["--prompt-language", "vi", "--translation-model", "fake/tiny-marian", "--style-image", "style.png",
+                 "--set", "ip_adapter=fake/tiny-ip-adapter"]
+
+
+@pytest.fixture(scope="module")
+def downloaded(tiny_pipeline_dir, tmp_path_factory, extras):
+    """`rerender download --model fake/tiny-sd` from the fake hub, with a prompt in Vietnamese and a style image:
+    (hub, HF_HOME, dry-run output)."""
     home = tmp_path_factory.mktemp("hf")
-    with FakeHub(_fake_repositories(tiny_pipeline_dir)) as hub:
+    repositories = _fake_repositories(tiny_pipeline_dir)
+    repositories["fake/tiny-marian"] = {**_folder_files(extras["translator"]), "pytorch_model.bin": b"pickle",
+                                        "tf_model.h5": b"tf", "README.md": b"# fake", ".gitattributes": b""}
+    repositories["fake/tiny-ip-adapter"] = {**_folder_files(extras["adapter"]), "models/image_encoder/pytorch_model.bin": b"pickle",
+                                            "models/ip-adapter-plus_sd15.safetensors": b"other",
+                                            "sdxl_models/ip-adapter_sdxl.safetensors": b"sdxl", "README.md": b"# fake"}
+    with FakeHub(repositories) as hub:
         env = _hub_env(hub, home)
-        dry = _run(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32"], env)
+        dry = _run(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32", *EXTRA_OPTIONS], env)
         assert dry.returncode == 0, dry.stderr
         assert hub.downloaded == []  # a dry run fetches nothing
-        done = _run(["download", "--model", "fake/tiny-sd", "--precision", "fp32"], env)
+        done = _run(["download", "--model", "fake/tiny-sd", "--precision", "fp32", *EXTRA_OPTIONS], env)
         assert done.returncode == 0, done.stderr
     return hub, home, dry.stdout
 
@@ -266,6 +293,50 @@ def test_download_fetches_only_the_files_rerender_reads(downloaded, tiny_pipelin
     assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == \
         (tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert not (snapshot / "safety_checker").exists()
+
+
+def test_download_fetches_the_translation_model_and_the_ip_adapter_that_load(downloaded, extras, tiny_pipeline_dir):
+    from rerender.ip_adapter import install_ip_adapter
+    from rerender.languages import Seq2SeqTranslator
+    from rerender.pipeline import RerenderPipeline
+
+    hub, home, listing = downloaded
+    assert "translation model (vi): fake/tiny-marian" in listing and "IP-Adapter: fake/tiny-ip-adapter" in listing
+    assert "skip  pytorch_model.bin" in listing and "fetch models/image_encoder/model.safetensors" in listing
+    fetched = {(repo, name) for repo, name in hub.downloaded if repo in ("fake/tiny-marian", "fake/tiny-ip-adapter")}
+    assert fetched == {("fake/tiny-marian", name) for name in _folder_files(extras["translator"])} | {
+        ("fake/tiny-ip-adapter", name) for name in _folder_files(extras["adapter"])}
+    # what was fetched is enough to load them, and gives the same results as the originals
+    marian = home / "hub" / "models--fake--tiny-marian" / "snapshots" / COMMIT
+    assert Seq2SeqTranslator(str(marian))("một con mèo", "vi") == Seq2SeqTranslator(str(extras["translator"]))("một con mèo", "vi")
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    install_ip_adapter(pipeline, str(home / "hub" / "models--fake--tiny-ip-adapter" / "snapshots" / COMMIT),
+                       "models/ip-adapter_sd15.safetensors", 0.5)
+    assert pipeline.unet.encoder_hid_proj is not None and pipeline.image_encoder is not None
+
+
+def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(capsys, monkeypatch, tmp_path):
+    from rerender.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))  # nothing cached
+    code = main(["download", "--dry-run", "-p", "bức tranh màu nước", "--prompt-language", "auto", "--style-image", "s.png"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    by_pattern = [line for line in lines if "listed by pattern: HF_HUB_OFFLINE is set" in line]
+    assert [line.split(":")[0] for line in by_pattern] == ["base model", "ControlNet (canny)", "translation model (vi)", "IP-Adapter"]
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in by_pattern[0] and "Helsinki-NLP/opus-mt-vi-en" in by_pattern[2]
+    assert "  fetch unet/*" in lines and "  fetch models/ip-adapter_sd15.safetensors" in lines
+    assert "GMFlow: PKUWilliamYang/Rerender: 1 files -> (dry run)" in lines and "  fetch models/gmflow_sintel-0c07dcb3.pth" in lines
+    # the language of an absent prompt cannot be known: said, not guessed
+    code = main(["download", "--dry-run", "--prompt-language", "auto", "--no-flow"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("not resolved: the translation model: `prompt.prompt_language` is 'auto'")
+    assert "translation model" not in out.split("\n", 1)[1]
+    # without --dry-run, offline is an error that says why
+    code = main(["download", "--no-flow"])
+    assert code == 2 and "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
 def test_a_downloaded_hub_id_loads_offline(downloaded, monkeypatch):
