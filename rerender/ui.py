@@ -1,6 +1,10 @@
 """`rerender ui`: the three-stage workflow (first keyframe → keyframes → propagation) in the browser (Gradio).
 
-The page is a thin layer over the library: every run is `rerender.translate` on a per-session workspace
+Two more modes sit beside the video: "Still image" (`rerender.animate`: a camera move, then translation) and
+"Text only" (`rerender.generate`: Text2Video-Zero keyframes, optionally with background smoothing); a reference
+image (IP-Adapter, `prompt.style_image`) applies to all three.
+
+The page is a thin layer over the library: every video run is `rerender.translate` on a per-session workspace
 (`rerender.workspace`), with the page's settings applied to a `RerenderConfig` by `apply_overrides` (so
 invalid values give the config's own messages), progress from `translate`'s callback, "Cancel" through its
 `cancel` event, and the figures of `rerender.evaluation` afterwards. Help texts are the config fields' own
@@ -78,8 +82,15 @@ SLIDERS: dict[str, tuple[float, float, float]] = {
     "sampling.guidance_scale": (1.0, 20.0, 0.5),
     "video.resolution": (64, 1024, 16),
     "control.strength": (0.0, 2.0, 0.05),
+    "prompt.style_image_scale": (0.0, 2.0, 0.05),
 }
 """Fields shown as sliders: (minimum, maximum, step) of the slider only; the config still validates the value."""
+
+STYLE_FIELDS = ("prompt.style_image_scale", "model.ip_adapter", "model.ip_adapter_weight_name")
+"""The reference image's settings, beside its upload."""
+
+STILL_MOTIONS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down")
+"""The camera moves the "Still image" mode offers (orbit needs a depth map and path a keyframed path: CLI and API)."""
 
 RENDERERS = ("auto", "diffusion", "classic")
 STAGE_BUTTONS = (("first", "First keyframe"), ("keyframes", "Keyframes"), ("propagate", "Propagate"), ("all", "Run all"))
@@ -277,6 +288,19 @@ class UiSessions:
             ConfigError: the file is larger than the upload limit.
             InputNotFoundError: the upload is gone.
         """
+        source = self._checked_upload(uploaded, original_name)
+        name = sanitize_filename(original_name or source.name, "input.mp4")
+        folder = session.root / "input"
+        for old in (folder, session.workspace):  # a new video: the session's earlier work is for another one
+            if old.is_dir():
+                shutil.rmtree(old)
+        folder.mkdir()
+        target = folder / name
+        shutil.copyfile(source, target)
+        session.video, session.source_name = target, name
+        return target
+
+    def _checked_upload(self, uploaded: str | os.PathLike, original_name: str | None) -> Path:
         from rerender.errors import InputNotFoundError
 
         source = Path(uploaded)
@@ -288,15 +312,25 @@ class UiSessions:
                 f"the upload {sanitize_filename(original_name or source.name)!r} is {size / 2**20:.0f} MiB; "
                 f"the limit is {self.max_upload_bytes >> 20} MiB (rerender ui --max-upload-mb)"
             )
-        name = sanitize_filename(original_name or source.name, "input.mp4")
-        folder = session.root / "input"
-        for old in (folder, session.workspace):  # a new video: the session's earlier work is for another one
-            if old.is_dir():
-                shutil.rmtree(old)
+        return source
+
+    def take_image(self, session: UiSession, uploaded: str | os.PathLike | None, kind: str) -> Path | None:
+        """Copy an uploaded image (the style image, the still) into the session's `kind` folder under a sanitized
+        name, replacing the previous one of that kind; None passes through.
+
+        Raises:
+            ConfigError: the file is larger than the upload limit.
+            InputNotFoundError: the upload is gone.
+        """
+        if not uploaded:
+            return None
+        source = self._checked_upload(uploaded, None)
+        folder = session.root / sanitize_filename(kind, "image")
+        if folder.is_dir():
+            shutil.rmtree(folder)
         folder.mkdir()
-        target = folder / name
+        target = folder / sanitize_filename(source.name, "image.png")
         shutil.copyfile(source, target)
-        session.video, session.source_name = target, name
         return target
 
     def pipeline_for(self, config: RerenderConfig) -> Any:
@@ -485,6 +519,96 @@ def run_stage(
     return {"result": result, "config": config}
 
 
+@dataclass
+class StillRequest:
+    """The "Still image" mode's inputs (`rerender.animate`)."""
+
+    image: str | None
+    """The uploaded still."""
+    motion: str = "zoom-in"
+    seconds: float = 4.0
+    fps: float = 25.0
+    amount: float | None = None
+    """How far the move goes; None = the move's default."""
+
+
+@dataclass
+class TextRequest:
+    """The "Text only" mode's inputs (`rerender.generate`)."""
+
+    frames: int = 16
+    size: tuple[int, int] = (512, 512)
+    motion: tuple[float, float] = (2.0, 0.0)
+    fps: float = 8.0
+    smoothing: float | None = None
+    """Background smoothing strength α, or None = off."""
+
+
+def run_animate(
+    sessions: UiSessions, session: UiSession, request: RunRequest, still: StillRequest, events: "queue.Queue[tuple]",
+    base: RerenderConfig | None = None,
+) -> dict[str, Any]:
+    """The "Still image" mode: `rerender.animate` on the session's still, with the page's settings.
+
+    Returns:
+        "result" (the `AnimationResult`), "config".
+    """
+    from rerender.still import animate
+
+    config = build_config(request, base)
+    if not config.prompt.prompt.strip():
+        raise ConfigError("`prompt` is empty: describe what the result should look like")
+    image = sessions.take_image(session, still.image, "still")
+    if image is None:
+        raise ConfigError("no still image: upload one in the “Still image” tab")
+    session.cancel.clear()
+    result = animate(
+        image, motion=still.motion, seconds=float(still.seconds), fps=float(still.fps), output=session.root / "animated.mp4",
+        config=config, amount=still.amount, workspace=session.root / "animate-work", progress=False, force=False,
+        callback=lambda name, done, total: events.put(("progress", name, done, total)),
+        **renderer_argument(request.renderer, config, sessions),
+    )
+    return {"result": result, "config": config}
+
+
+def run_generate(
+    sessions: UiSessions, session: UiSession, request: RunRequest, text: TextRequest, base: RerenderConfig | None = None,
+) -> dict[str, Any]:
+    """The "Text only" mode: `rerender.generate` with the page's prompt, model, sampling and style image.
+
+    Returns:
+        "result" (the `GenerationResult`), "config", "keyframes" (the keyframe image files, for the gallery).
+    """
+    from rerender.text_video import BackgroundSmoothing, generate
+    from rerender.video import write_image
+
+    config = build_config(request, base)
+    if not config.prompt.prompt.strip():
+        raise ConfigError("`prompt` is empty: describe what the video should show")
+    smoothing = None if text.smoothing is None else BackgroundSmoothing(strength=float(text.smoothing))
+    frames = int(text.frames) if isinstance(text.frames, (int, float)) and float(text.frames).is_integer() else text.frames
+    size = tuple(int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value for value in text.size)
+    from rerender.text_video import check_generate_inputs
+
+    check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)  # before loading
+    result = generate(
+        config.prompt.prompt, frames=frames, K=config.keyframes.keyframe_interval, output=session.root / "generated.mp4",
+        pipeline=sessions.pipeline_for(config), motion=tuple(text.motion), size=size, fps=float(text.fps),
+        negative_prompt=config.prompt.negative_prompt, num_inference_steps=config.sampling.num_inference_steps,
+        guidance_scale=config.sampling.guidance_scale, seed=config.sampling.seed or 0, config=config, progress=False,
+        background_smoothing=smoothing,
+    )
+    folder = session.root / "generated-keyframes"
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    keyframes = []
+    for index, image in zip(result.keyframe_indices, result.keyframes):
+        keyframes.append(folder / f"{index:04d}.png")
+        write_image(image, keyframes[-1])
+    return {"result": result, "config": config, "keyframes": keyframes}
+
+
 # --------------------------------------------------------------------------------------------------------
 # the page
 # --------------------------------------------------------------------------------------------------------
@@ -556,6 +680,7 @@ def build_app(
     except ImportError:
         raise MissingDependencyError('the web UI needs Gradio: pip install "rerender[ui]"') from None
     from rerender.evaluation import DEFAULT_CLIP_MODEL
+    from rerender.text_video import BackgroundSmoothing
 
     sessions = sessions or UiSessions(max_upload_mb=max_upload_mb)
     defaults = defaults or RerenderConfig()
@@ -578,11 +703,41 @@ def build_app(
         with gr.Row(equal_height=False):
             # ---------------------------------------------------------------- left: input and settings
             with gr.Column(scale=5, min_width=380):
-                with gr.Group():
-                    video = gr.Video(label="Input video", sources=["upload"], height=260, elem_id="rr-input")
-                    with gr.Row():
-                        demo = gr.Button("Use the demo clip", size="sm", variant="secondary")
-                summary = gr.Markdown("Upload a video or use the demo clip.", elem_id="rr-summary")
+                with gr.Tabs(selected="video", elem_id="rr-modes"):
+                    with gr.Tab("Video", id="video") as video_mode:
+                        with gr.Group():
+                            video = gr.Video(label="Input video", sources=["upload"], height=260, elem_id="rr-input")
+                            with gr.Row():
+                                demo = gr.Button("Use the demo clip", size="sm", variant="secondary")
+                        summary = gr.Markdown("Upload a video or use the demo clip.", elem_id="rr-summary")
+                    with gr.Tab("Still image", id="still") as still_mode:  # rerender.animate
+                        still = gr.Image(label="Still image", type="filepath", sources=["upload"], height=220, elem_id="rr-still")
+                        with gr.Row():
+                            still_motion = gr.Dropdown(list(STILL_MOTIONS), value="zoom-in", label="Camera move",
+                                                       info="The move the clip is made with; its optical flow is exact")
+                            still_amount = gr.Number(value=None, label="Amount", info="How far the move goes (empty = the move's default)")
+                        with gr.Row():
+                            still_seconds = gr.Number(value=4.0, label="Seconds", info="Length of the clip")
+                            still_fps = gr.Number(value=25.0, label="Frame rate", info="Frames per second")
+                    with gr.Tab("Text only", id="text") as text_mode:  # rerender.generate
+                        gr.Markdown("Text2Video-Zero keyframes every K frames (Main settings), propagated in between; "
+                                    "needs the diffusion model.")
+                        with gr.Row():
+                            text_frames = gr.Number(value=16, precision=0, label="Frames", info="Frames in the video")
+                            text_fps = gr.Number(value=8.0, label="Frame rate", info="Frames per second")
+                        with gr.Row():
+                            text_width = gr.Number(value=512, precision=0, label="Width", info="Pixels, a multiple of 8")
+                            text_height = gr.Number(value=512, precision=0, label="Height", info="Pixels, a multiple of 8")
+                        with gr.Row():
+                            text_dx = gr.Number(value=2.0, label="Motion right", info="Pixels per frame the scene moves right")
+                            text_dy = gr.Number(value=0.0, label="Motion down", info="Pixels per frame the scene moves down")
+                        with gr.Row():
+                            smoothing_docs = field_docstrings(BackgroundSmoothing)
+                            text_smoothing = gr.Checkbox(value=False, label="Background smoothing",
+                                                         info="Text2Video-Zero §3.3: each keyframe's background is pulled "
+                                                              "towards the anchor's, moved by the same motion")
+                            text_strength = gr.Slider(0.0, 1.0, value=BackgroundSmoothing().strength, step=0.05,
+                                                      label="Smoothing strength", info=smoothing_docs["strength"])
                 prompt = gr.Textbox(label="Prompt", lines=2, value=defaults.prompt.prompt, placeholder="a cartoon, flat colours, thick outlines",
                                     info=field_docstrings(config_module.PromptConfig)["prompt"])
                 negative = gr.Textbox(label="Negative prompt", value=defaults.prompt.negative_prompt, lines=1,
@@ -591,6 +746,10 @@ def build_app(
                     seed = gr.Number(label="Seed", value=defaults.sampling.seed, precision=0, scale=4,
                                      info=field_docstrings(config_module.SamplingConfig)["seed"])
                     dice = gr.Button("Random seed", scale=2, min_width=90, elem_id="rr-dice", size="sm")
+                with gr.Accordion("Reference image (IP-Adapter)", open=False):
+                    style = gr.Image(label="Style image", type="filepath", sources=["upload"], height=160, elem_id="rr-style")
+                    for path in STYLE_FIELDS:
+                        add(path)
                 with gr.Tab("Main settings"):
                     renderer = gr.Radio(list(RENDERERS), value="auto", label="Keyframe renderer",
                                         info=field_docstrings(config_module.ModelConfig)["renderer"])
@@ -610,10 +769,14 @@ def build_app(
                                 add(path)
             # ---------------------------------------------------------------- right: stages and results
             with gr.Column(scale=7, min_width=480):
-                with gr.Row(elem_classes="rr-stage-buttons"):
+                with gr.Row(elem_classes="rr-stage-buttons") as stage_row:
                     buttons = {stage: gr.Button(label, variant="primary" if stage == "all" else "secondary", min_width=110)
                                for stage, label in STAGE_BUTTONS}
                     cancel = gr.Button("Cancel", variant="stop", min_width=90, scale=0)
+                with gr.Row(elem_classes="rr-stage-buttons", visible=False) as still_row:
+                    animate_button = gr.Button("Animate the still", variant="primary", elem_id="rr-animate")
+                with gr.Row(elem_classes="rr-stage-buttons", visible=False) as text_row:
+                    generate_button = gr.Button("Generate from text", variant="primary", elem_id="rr-generate")
                 status = gr.Markdown("", elem_id="rr-status")
                 with gr.Tabs(selected="keyframes") as result_tabs:
                     with gr.Tab("Keyframes", id="keyframes"):
@@ -669,18 +832,91 @@ def build_app(
         def make_runner(stage: str):
             # Gradio inserts the request and progress tracker at their positions, before the page's inputs.
             def run(request: gr.Request, progress=gr.Progress(), *inputs):
-                prompt_text, negative_text, seed_value, renderer_choice, lora_files, scales, *values = inputs
                 session = session_of(request)
-                settings = {path: _raw_setting(field_spec(path), value) for path, value in zip(setting_paths, values)}
-                settings["prompt.prompt"] = prompt_text or ""
-                settings["prompt.negative_prompt"] = negative_text or ""
-                settings["model.renderer"] = renderer_choice
-                run_request = RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
-                                         scales or "", None if seed_value is None else int(seed_value))
+                run_request = page_request(stage, session, inputs)
                 yield from stream_run(session, run_request, progress)
 
             run.__name__ = f"run_{stage}"
             return run
+
+        def page_request(stage: str, session: UiSession, inputs: tuple) -> RunRequest:
+            """The shared inputs (prompt, seed, renderer, LoRAs, style image, settings) as a `RunRequest`."""
+            prompt_text, negative_text, seed_value, renderer_choice, lora_files, scales, style_file, *values = inputs
+            settings = {path: _raw_setting(field_spec(path), value) for path, value in zip(setting_paths, values)}
+            settings["prompt.prompt"] = prompt_text or ""
+            settings["prompt.negative_prompt"] = negative_text or ""
+            settings["model.renderer"] = renderer_choice
+            try:
+                staged = sessions.take_image(session, style_file, "style")
+            except Exception as error:  # noqa: BLE001 - a page message
+                raise gr.Error(friendly_error(error), print_exception=False) from None
+            settings["prompt.style_image"] = str(staged) if staged is not None else None
+            return RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
+                              scales or "", None if seed_value is None else int(seed_value))
+
+        def threaded(job, progress) -> Iterator[dict[str, Any] | None]:
+            """Run `job(events)` in a thread, passing its progress events to the page; yields None while it runs
+            (after the first event), then its outcome."""
+            events: queue.Queue = queue.Queue()
+            outcome: dict[str, Any] = {}
+
+            def work():
+                try:
+                    outcome.update(job(events))
+                except BaseException as error:  # noqa: BLE001 - reported on the page
+                    outcome["error"] = error
+                finally:
+                    events.put(("done",))
+
+            worker = threading.Thread(target=work, name="rerender-ui-run", daemon=True)
+            worker.start()
+            while True:
+                event = events.get()
+                if event[0] == "done":
+                    break
+                _, name, done, total = event
+                progress(done / max(total, 1), desc=f"{name} {done}/{total}")
+            worker.join()
+            error = outcome.get("error")
+            if error is not None:
+                if not isinstance(error, (RerenderError, ValueError, FileNotFoundError)):
+                    logger.error("run failed", exc_info=error)
+                raise gr.Error(friendly_error(error), print_exception=False)
+            yield outcome
+
+        def run_still(request: gr.Request, progress=gr.Progress(), *inputs):
+            still_file, motion_choice, amount_value, seconds_value, fps_value, *shared = inputs
+            session = session_of(request)
+            run_request = page_request("all", session, tuple(shared))
+            still_request = StillRequest(still_file, motion_choice, seconds_value, fps_value,
+                                         None if amount_value in (None, "") else float(amount_value))
+            skip = gr.skip()
+            yield ("Animating the still…", skip, skip, skip, skip, skip, skip, gr.Tabs(selected="keyframes"))
+            for outcome in threaded(lambda events: run_animate(sessions, session, run_request, still_request, events, defaults), progress):
+                result = outcome["result"]
+                translation = result.translation
+                folder = translation.workspace / "keyframes"
+                items = [(str(folder / f"{index:04d}.png"), f"frame {index}") for index in translation.keyframe_indices]
+                yield (f"Done: {translation.frame_count} frames from the still ({still_request.motion}), keyframes by the "
+                       f"**{translation.renderer}** renderer.", items[0][0], items, str(translation.output),
+                       None, str(translation.output), skip, gr.Tabs(selected="result"))
+
+        def run_text(request: gr.Request, progress=gr.Progress(), *inputs):
+            frames_value, fps_value, width_value, height_value, dx_value, dy_value, smoothing_on, strength, *shared = inputs
+            session = session_of(request)
+            run_request = page_request("all", session, tuple(shared))
+            text_request = TextRequest(frames_value, (width_value, height_value), (dx_value, dy_value), fps_value,
+                                       float(strength) if smoothing_on else None)
+            skip = gr.skip()
+            yield ("Generating from text…", skip, skip, skip, skip, skip, skip, gr.Tabs(selected="keyframes"))
+            for outcome in threaded(lambda events: run_generate(sessions, session, run_request, text_request, defaults), progress):
+                result = outcome["result"]
+                items = [(str(path), f"frame {index}") for path, index in zip(outcome["keyframes"], result.keyframe_indices)]
+                prompt_note = ""
+                if result.prompt is not None and result.prompt.translator is not None:
+                    prompt_note = f" Prompt read as “{result.prompt.english}” ({result.prompt.language} → en)."
+                yield (f"Done: {result.frame_count} frames from text, keyframes {result.keyframe_indices}.{prompt_note}",
+                       items[0][0], items, str(result.output), None, str(result.output), skip, gr.Tabs(selected="result"))
 
         def gallery_items(session: UiSession) -> list[tuple[str, str]]:
             folder = session.workspace / "keyframes"
@@ -766,11 +1002,20 @@ def build_app(
         for component in model_components:
             component.change(on_environment, setting_components, environment, api_name=False, concurrency_limit=None)
         outputs = [status, anchor, gallery, result_video, comparison, download, figures, result_tabs]
-        inputs = [prompt, negative, seed, renderer, loras, lora_scales, *setting_components]
+        inputs = [prompt, negative, seed, renderer, loras, lora_scales, style, *setting_components]
         for stage, _ in STAGE_BUTTONS:
             # One GPU job at a time across every session: the queue serialises them (concurrency_id "gpu").
             buttons[stage].click(make_runner(stage), inputs, outputs, api_name={"all": "run_all", "first": "first_keyframe"}.get(stage, stage),
                                  concurrency_limit=1, concurrency_id="gpu")
+        animate_button.click(run_still, [still, still_motion, still_amount, still_seconds, still_fps, *inputs], outputs,
+                             api_name="animate", concurrency_limit=1, concurrency_id="gpu")
+        generate_button.click(run_text, [text_frames, text_fps, text_width, text_height, text_dx, text_dy, text_smoothing,
+                                         text_strength, *inputs], outputs, api_name="generate", concurrency_limit=1,
+                              concurrency_id="gpu")
+        for mode, shown in ((video_mode, stage_row), (still_mode, still_row), (text_mode, text_row)):
+            # each mode shows its own run button(s)
+            mode.select(lambda shown=shown: [gr.Row(visible=row is shown) for row in (stage_row, still_row, text_row)],
+                        None, [stage_row, still_row, text_row], api_name=False, queue=False)
         cancel.click(on_cancel, None, status, api_name="cancel", concurrency_limit=None, queue=False)
         use_retouched.click(on_retouched, retouched, [status, gallery], api_name="retouched", concurrency_id="gpu", concurrency_limit=1)
         def on_unload(request: gr.Request):

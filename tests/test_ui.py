@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     app.close()
 
 
-def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, **settings):
+def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, style=None, **settings):
     """The run endpoints' inputs in order: the page's fixed inputs, then each setting by its config path."""
     values = {path: None for path in app.rerender_setting_paths}
     for component_path, component in zip(app.rerender_setting_paths, _setting_components(app)):
@@ -48,7 +48,7 @@ def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, **settings):
         assert path in values, path
         values[path] = value
     negative = ""
-    return [prompt, negative, seed, renderer, [], "", *values.values()]
+    return [prompt, negative, seed, renderer, [], "", None if style is None else handle_file(str(style)), *values.values()]
 
 
 def _setting_components(app):
@@ -232,3 +232,104 @@ def test_without_weights_the_page_offers_the_classic_renderer():
 
     status = environment_status(RerenderConfig())
     assert "No diffusion weights here" in status and "classic" in status and "stable-diffusion-v1-5" in status
+
+
+# ------------------------------------------------------------------ the reference image, the still and text-only modes
+
+TINY_MODEL = lambda folder: dict(model__base_model=str(folder), model__vae="", control__model=str(folder / "controlnet"))  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_pipeline_dir):
+    from diffusers import UNet2DConditionModel
+
+    from tests.tiny_models import save_tiny_ip_adapter
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
+    return save_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"), unet)
+
+
+def test_style_image_controls_render_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, adapter_dir, tmp_path):
+    from rerender.api import translate
+    from rerender.config import PromptConfig
+    from rerender.ui import field_docstrings
+    from rerender.video import write_image
+
+    app, url = server
+    by_path = dict(zip(app.rerender_setting_paths, app.rerender_setting_components))
+    assert by_path["prompt.style_image_scale"].info == field_docstrings(PromptConfig)["style_image_scale"] != ""
+    rows = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
+    style = np.concatenate([np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2)
+    write_image(style, tmp_path / "my style (1).png")
+    options = dict(**TINY_MODEL(tiny_pipeline_dir), keyframes__keyframe_interval=8, model__ip_adapter=str(adapter_dir),
+                   prompt__style_image_scale=1.0)
+    client, _ = _client(url, synthetic_clip)
+    status, anchor, gallery, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", style=tmp_path / "my style (1).png",
+                                                             **options), api_name="/first_keyframe")
+    assert "First keyframe ready" in status
+    direct = translate(synthetic_clip, "a cat", K=8, output=None, stage="first", workspace=tmp_path / "ws",
+                       config=load_config(REPO / "configs" / "tiny.yaml"), progress=False, base_model=str(tiny_pipeline_dir),
+                       **{"control.model": str(tiny_pipeline_dir / "controlnet")}, added_prompt="best quality, extremely detailed",
+                       negative_prompt="", ip_adapter=str(adapter_dir), style_image=str(tmp_path / "my style (1).png"),
+                       style_image_scale=1.0)
+    np.testing.assert_array_equal(read_image(anchor), read_image(direct.previews["first"]))
+    _, plain, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", **options), api_name="/first_keyframe")
+    assert not np.array_equal(read_image(plain), read_image(anchor))  # the image steers the keyframe
+
+
+def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
+    from rerender.still import animate
+    from rerender.synthetic import make_texture
+    from rerender.video import write_image
+
+    app, url = server
+    still = make_texture(96, 128, np.random.default_rng(0))
+    write_image(still, tmp_path / "still.png")
+    client = Client(url, verbose=False)
+    status, anchor, gallery, video, _, download, *_ = client.predict(
+        handle_file(str(tmp_path / "still.png")), "pan-right", None, 0.8, 10, *_arguments(app, keyframes__keyframe_interval=4),
+        api_name="/animate")
+    assert status.startswith("Done: 8 frames from the still (pan-right)") and "classic" in status
+    assert [item["caption"] for item in gallery] == ["frame 0", "frame 4"]
+    result_path = video["video"] if isinstance(video, dict) else video
+    info = probe_video(result_path)
+    assert (info.frame_count, float(info.fps)) == (8, 10.0)
+    direct = animate(tmp_path / "still.png", "a cartoon", motion="pan-right", seconds=0.8, fps=10, output=tmp_path / "direct.mp4",
+                     config=load_config(REPO / "configs" / "tiny.yaml"), K=4, renderer="classic", progress=False,
+                     added_prompt="best quality, extremely detailed", negative_prompt="")
+    for page_frame, direct_frame in zip(read_frames(result_path), read_frames(direct.output), strict=True):
+        np.testing.assert_array_equal(page_frame, direct_frame)
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no still image"):
+        client.predict(None, "zoom-in", None, 1.0, 10, *_arguments(app), api_name="/animate")
+
+
+def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from rerender.config import apply_overrides
+    from rerender.pipeline import RerenderPipeline
+    from rerender.text_video import BackgroundSmoothing, generate
+
+    app, url = server
+    client = Client(url, verbose=False)
+    arguments = _arguments(app, prompt="a red cube", renderer="diffusion", keyframes__keyframe_interval=2,
+                           **TINY_MODEL(tiny_pipeline_dir))
+    status, anchor, gallery, video, _, download, *_ = client.predict(3, 6, 64, 64, 4.0, 0.0, True, 0.8, *arguments,
+                                                                     api_name="/generate")
+    assert status.startswith("Done: 3 frames from text, keyframes [0, 2]")
+    result_path = video["video"] if isinstance(video, dict) else video
+    assert probe_video(result_path).frame_count == 3
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    config = apply_overrides(load_config(REPO / "configs" / "tiny.yaml"), {"model.base_model": str(tiny_pipeline_dir)})
+    direct = generate("a red cube", frames=3, K=2, output=tmp_path / "direct.mp4", pipeline=pipeline, motion=(4.0, 0.0),
+                      size=(64, 64), fps=6, negative_prompt="", num_inference_steps=config.sampling.num_inference_steps,
+                      guidance_scale=config.sampling.guidance_scale, seed=0, config=config, progress=False,
+                      background_smoothing=BackgroundSmoothing(strength=0.8))
+    for item, keyframe in zip(gallery, direct.keyframes, strict=True):
+        image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
+        np.testing.assert_array_equal(read_image(image), keyframe)
+    with pytest.raises(AppError, match=r"`frames` must be an integer in \[1, 3000\], got 0"):
+        client.predict(0, 6, 64, 64, 4.0, 0.0, False, 0.6, *arguments, api_name="/generate")

@@ -67,6 +67,19 @@ def test_run_all_in_a_real_browser(page_url, browser):
     upload = wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "#rr-input input[type=file]")))
     upload.send_keys(str(DEMO_VIDEO))
     wait.until(lambda driver: "100 (4.00 s)" in driver.find_element(By.ID, "rr-summary").text)
+    # the modes: each shows its own run button (the still → rerender.animate, text only → rerender.generate)
+    def shown(driver, xpath):  # a hidden row may leave the DOM: look it up afresh each time
+        return any(element.is_displayed() for element in driver.find_elements(By.XPATH, xpath))
+
+    run_all = "//button[normalize-space()='Run all']"
+    for mode, button in (("Still image", "rr-animate"), ("Text only", "rr-generate")):
+        browser.find_element(By.XPATH, f"//button[@role='tab' and normalize-space()='{mode}']").click()
+        wait.until(lambda driver: shown(driver, f"//*[@id='{button}']") and not shown(driver, run_all))
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Video']").click()
+    wait.until(lambda driver: shown(driver, run_all) and not shown(driver, "//*[@id='rr-generate']"))
+    browser.find_element(By.XPATH, "//button[contains(normalize-space(), 'Reference image (IP-Adapter)')]").click()
+    wait.until(lambda driver: shown(driver, "//*[@id='rr-style']"))  # the reference image's upload, with its scale
+    assert shown(browser, "//*[contains(normalize-space(text()), 'Style image scale')]")
     prompt = browser.find_element(By.CSS_SELECTOR, "textarea[placeholder^='a cartoon']")
     prompt.send_keys("a watercolour painting, soft pastel colours")
     browser.find_element(By.XPATH, "//label[.//input[@type='radio' and @value='classic']]").click()
