@@ -14,6 +14,8 @@ _LAZY = {
     "translate": "rerender.api",
     "animate": "rerender.still",
     "generate": "rerender.text_video",
+    "BackgroundSmoothing": "rerender.text_video",
+    "GenerationResult": "rerender.text_video",
     "AnimationResult": "rerender.still",
     "propagate_keyframes": "rerender.keyframe_folder",
     "batch": "rerender.batching",

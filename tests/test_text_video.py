@@ -271,7 +271,7 @@ def test_generate_example(tiny_pipeline_dir, tmp_path):
     example = Path(__file__).resolve().parents[1] / "examples" / "generate_from_text.py"
     result = subprocess.run(
         [sys.executable, str(example), "a red cube", str(tmp_path / "o.mp4"), "--frames", "5", "-K", "2", "--size",
-         "64", "64", "--steps", "3", "--model", str(tiny_pipeline_dir)],
+         "64", "64", "--steps", "3", "--model", str(tiny_pipeline_dir), "--smooth-background", "0.6"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
