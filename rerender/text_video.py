@@ -22,13 +22,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rerender.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rerender.languages import PromptTranslation
 
 __all__ = ["MAX_GENERATED_FRAMES", "BackgroundSmoothing", "GenerationResult", "translate_latents", "salient_foreground",
            "latent_mask", "smooth_background", "check_generate_inputs", "render_text_keyframes", "default_noise_steps",
@@ -50,7 +53,7 @@ class GenerationResult:
     """The rendered keyframes, RGB uint8 ``(H, W, 3)``."""
     frame_count: int
     """Frames in the video."""
-    prompt: Any = None
+    prompt: PromptTranslation | None = None
     """The prompt as written and in English as the text encoder read it (a `rerender.languages.PromptTranslation`)."""
 
 
@@ -264,8 +267,12 @@ def render_text_keyframes(
         return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
     def foreground_of(image: torch.Tensor) -> torch.Tensor:  # (1, 1, h, w) on the latents' device
-        mask = (foreground_mask or salient_foreground)(to_image(image))
-        return latent_mask(mask, shape[-2:], background_smoothing.mask_dilation).to(device)
+        pixels = to_image(image)
+        mask = np.asarray((foreground_mask or salient_foreground)(pixels))
+        if mask.shape != pixels.shape[:2]:
+            raise ConfigError(f"`foreground_mask` must return an (H, W) mask of the {pixels.shape[1]}×{pixels.shape[0]} "
+                              f"image, got shape {mask.shape}")
+        return latent_mask(mask.astype(bool), shape[-2:], background_smoothing.mask_dilation).to(device)
 
     images = []
     with cross_frame_attention(pipeline.unet, store):

@@ -188,6 +188,13 @@ def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline
     assert not torch.allclose(smoothed[1], plain[1])
 
 
+def test_a_foreground_mask_of_the_wrong_shape_is_named(tiny_pipeline):
+    with pytest.raises(ConfigError, match=r"`foreground_mask` must return an \(H, W\) mask of the 64×64 image, got shape \(8, 8\)"):
+        render_text_keyframes(tiny_pipeline, "a red cube", [0, 2], (4.0, 0.0), (64, 64), generator=torch.Generator().manual_seed(0),
+                              background_smoothing=BackgroundSmoothing(), foreground_mask=lambda image: np.ones((8, 8), bool),
+                              **SETTINGS)
+
+
 def test_background_smoothing_at_zero_strength_gives_the_plain_recipe(tiny_pipeline):
     run = lambda smoothing: render_text_keyframes(tiny_pipeline, "a red cube", [0, 2, 4], (4.0, 2.0), (64, 64),
                                                   generator=torch.Generator().manual_seed(5), background_smoothing=smoothing,
