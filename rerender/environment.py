@@ -69,7 +69,7 @@ def model_report(config: "RerenderConfig | None" = None) -> dict[str, Any]:
         ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer.
     """
     from rerender.config import RerenderConfig
-    from rerender.weights import fetch_commands, hub_reachable, missing_weights, weight_sources
+    from rerender.weights import extra_sources, fetch_commands, hub_reachable, missing_weights, weight_sources
 
     config = config if config is not None else RerenderConfig()
     online = hub_reachable()
@@ -78,6 +78,7 @@ def model_report(config: "RerenderConfig | None" = None) -> dict[str, Any]:
         found = _gmflow_location()  # also looks in torch hub's folder
         if not found.startswith("not found"):
             sources[-1] = type(sources[-1])(**{**sources[-1].__dict__, "present": True, "location": found, "is_hub": False})
+    sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
     if not missing:
         verdict = "diffusion"

@@ -134,7 +134,8 @@ def check_translator(model: str) -> None:
         return
     raise WeightsNotFoundError(
         f"translating the prompt needs the translation model {model!r}, which is not in the Hugging Face cache and "
-        f"cannot be downloaded now (offline). On a connected machine run: huggingface-cli download {model} ; or set "
+        f"cannot be downloaded now (offline). On a connected machine run: rerender download --translation-model "
+        f"{model} (or huggingface-cli download {model}); or set "
         "`prompt.translation_model` to a local folder, pass `prompt_translator=`, or write the prompt in English "
         "with prompt_language='en'"
     )

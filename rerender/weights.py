@@ -21,7 +21,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import posixpath
 import re
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -249,7 +251,8 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
 
 def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[str]]:
     """The weights `config` needs beyond the keyframe models: the prompt's translation model (when
-    `prompt.prompt_language` is not English) and the IP-Adapter (when `prompt.style_image` is set).
+    `prompt.prompt_language` is not English, or `prompt.translation_model` is named) and the IP-Adapter (when
+    `prompt.style_image` is set).
 
     Returns:
         ``(sources, unresolved)``: the sources (IP-Adapter: `filename` is the adapter file, its image encoder sits in
@@ -270,6 +273,8 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
             language = "en"
         else:
             language = None  # not known without a prompt, but the model is named
+    if language == "en" and prompt.translation_model is not None:
+        language = None  # named explicitly: fetched although an English prompt does not use it
     if language != "en":
         model = prompt.translation_model or default_translation_model(language or "")
         role = f"translation model ({language})" if language else "translation model"
@@ -362,11 +367,26 @@ def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) ->
         arguments += f" --model {config.model.base_model}"
     if config.model.vae is not None:
         arguments += f" --vae {config.model.vae}"
+    if config.prompt.prompt_language != "en":
+        arguments += f" --prompt-language {config.prompt.prompt_language}"
+        if config.prompt.prompt_language == "auto" and config.prompt.prompt.strip():
+            arguments += f" -p {shlex.quote(config.prompt.prompt)}"
+    if config.prompt.translation_model is not None:
+        arguments += f" --translation-model {shlex.quote(config.prompt.translation_model)}"
+    if config.prompt.style_image is not None:
+        arguments += f" --style-image {shlex.quote(config.prompt.style_image)}"
+        if config.model.ip_adapter != ModelConfig().ip_adapter:
+            arguments += f" --set ip_adapter={shlex.quote(config.model.ip_adapter)}"
     commands = [f"rerender download{arguments}"]
     for source in sources:
         if not source.is_hub:
             continue
-        if source.filename is not None:
+        if source.role == "IP-Adapter":
+            encoder = posixpath.join(posixpath.dirname(source.filename or ""), "image_encoder")
+            commands.append(f'hf download {source.location} --include "{source.filename}" "{encoder}/*"')
+        elif source.key == "prompt.translation_model":
+            commands.append(f'hf download {source.location} --exclude "*.bin" "*.h5" "*.msgpack" "*.ot"')
+        elif source.filename is not None:
             commands.append(f"hf download {source.location} {source.filename}")
         elif source.components:
             includes = " ".join(f'"{folder}/*"' for folder in source.components)

@@ -131,6 +131,29 @@ def test_missing_weights_offline_lists_what_is_not_cached(hub_cache):
     assert commands[1].startswith("hf download stabilityai/sd-vae-ft-mse ")
 
 
+def test_the_translation_model_and_the_ip_adapter_are_reported_with_their_fetch_commands(hub_cache):
+    from rerender.environment import model_report
+    from rerender.weights import extra_sources
+
+    _cache_defaults(hub_cache)
+    config = apply_overrides(RerenderConfig(), {"prompt_language": "ko", "style_image": "my style.png"})
+    sources, unresolved = extra_sources(config)
+    assert [(s.role, s.key, s.location, s.present) for s in sources] == [
+        ("translation model (ko)", "prompt.translation_model", "Helsinki-NLP/opus-mt-ko-en", False),
+        ("IP-Adapter", "model.ip_adapter", "h94/IP-Adapter", False)] and unresolved == []
+    report = model_report(config)
+    assert [item["role"] for item in report["sources"]][-2:] == ["translation model (ko)", "IP-Adapter"]
+    assert report["translate"] == "diffusion"  # the keyframe models are here; the extras are checked when used
+    assert report["fetch"][0] == "rerender download --prompt-language ko --style-image 'my style.png'"
+    assert 'hf download h94/IP-Adapter --include "models/ip-adapter_sd15.safetensors" "models/image_encoder/*"' in report["fetch"]
+    _cache_file(hub_cache, "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors")
+    assert [s.present for s in extra_sources(config)[0]] == [False, True]
+    # English needs no translator, unless one is named
+    assert extra_sources(RerenderConfig())[0] == []
+    named = extra_sources(apply_overrides(RerenderConfig(), {"translation_model": "my/marian"}))[0]
+    assert [(s.role, s.location) for s in named] == [("translation model", "my/marian")]
+
+
 def test_on_a_connected_machine_nothing_is_missing(hub_cache, monkeypatch):
     import rerender.weights
 
