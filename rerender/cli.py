@@ -549,6 +549,7 @@ def _add_animate_command(commands) -> None:
     command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
     command.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default=None,
                          help="keyframes by diffusion, the classic stylizer, or auto (default)")
+    _add_prompt_options(command)
     command.add_argument("--no-clip", action="store_true", help="do not write the untranslated clip OUTPUT_clip.mp4")
     command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
     command.add_argument("--force", action="store_true", help="redo every stage even if nothing changed")

@@ -225,6 +225,17 @@ def animate(
 
         check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
         check_diffusion_weights(config)
+    if config.prompt.style_image is not None:  # so do a bad reference image and a missing adapter
+        from rerender.ip_adapter import check_style_inputs
+
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+    prompt_language = config.prompt.prompt_language
+    if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
+        from rerender.languages import check_translator, default_translation_model, detect_language
+
+        language = detect_language(config.prompt.prompt) if prompt_language == "auto" else prompt_language
+        if language != "en":
+            check_translator(config.prompt.translation_model or default_translation_model(language))
 
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)

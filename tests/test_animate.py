@@ -152,3 +152,19 @@ def test_missing_weights_fail_before_the_clip_is_made(still, tmp_path):
                          base_model=str(tmp_path / "no-such-model"))
     assert "no-such-model" in str(raised.value)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["still.png"]
+
+
+def test_a_bad_style_image_or_a_missing_translator_fails_before_the_clip_is_made(still, tmp_path, capsys):
+    from rerender.errors import WeightsNotFoundError
+
+    (tmp_path / "junk.png").write_text("not an image")
+    with pytest.raises(VideoReadError, match="style_image"):
+        rerender.animate(still, "x", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="classic",
+                         style_image=str(tmp_path / "junk.png"))
+    with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
+        rerender.animate(still, "수채화", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="classic",
+                         prompt_language="auto")
+    code = main(["animate", str(still), "-p", "x", "--style-image", str(tmp_path / "junk.png"), "-o", str(tmp_path / "c.mp4"),
+                 "--seconds", "0.2", "--fps", "10"])
+    assert code == 2 and "style_image" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["junk.png", "still.png"]  # nothing written
