@@ -291,8 +291,10 @@ def render_text_keyframes(
             latents, _ = denoise(start, first, anchor=False)
             if background_smoothing is not None:
                 # Eq. 9 where neither this frame's salient object nor the anchor's (moved) is, then denoise again
-                foreground = 1 - (1 - foreground_of(pipeline.decode_latents(latents))) * (1 - translate_latents(anchor_foreground, shift))
-                start = smooth_background(start, translate_latents(anchor_start, shift), foreground, background_smoothing.strength)
+                own = foreground_of(pipeline.decode_latents(latents))
+                foreground = 1 - (1 - own) * (1 - translate_latents(anchor_foreground, shift))  # (1, 1, h, w)
+                warped_anchor = translate_latents(anchor_start, shift)
+                start = smooth_background(start, warped_anchor, foreground, background_smoothing.strength)
                 latents, _ = denoise(start, first, anchor=False)
             images.append(pipeline.decode_latents(latents))
     return images
