@@ -240,7 +240,8 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", len(frame_indices), size)):
                 space.begin("frames", config, size=list(size))
-                write_frames(space, video, info, config, len(frame_indices), progress, notify)
+                extract = write_frames if executor is None else executor.write_frames  # e.g. in chunks on Ray workers
+                extract(space, video, info, config, len(frame_indices), progress, notify)
                 space.finish("frames", count=len(frame_indices), size=list(size))
             timings["frames"] = time.perf_counter() - started
         frames = WorkspaceFrames(space, len(frame_indices))

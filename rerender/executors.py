@@ -47,6 +47,13 @@ class Executor:
 
         return choose_renderer(config, None, estimator, control_maps)
 
+    def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
+        """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
+        `stages.write_frames`)."""
+        from rerender.stages import write_frames
+
+        write_frames(space, video, info, config, count, progress, notify)
+
     def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
                   intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
         """Propagate the key `intervals` into `space.propagated_dir`, recording each finished one in the manifest
@@ -75,8 +82,96 @@ def _encode_png(image) -> bytes:
     return encoded.tobytes()
 
 
+def extract_frames(video: str | tuple[str, bytes], info, config, first: int, stop: int, out_dir: str | None):
+    """Selected frames `first..stop-1` of a video, as a worker decodes them: the decoder jumps to the key frame
+    before the chunk (`read_frames(..., seek=True)`), so a chunk costs about its own frames.
+
+    Args:
+        video: the video's path (shared storage), or `(suffix, file bytes)` shipped through the object store.
+        info: the video's `VideoInfo` (probed once, on the driver).
+        config: the run's `RerenderConfig` (its `video` section: selection, crop, resize).
+        first, stop: the chunk, as positions among the selected frames.
+        out_dir: the workspace's frames folder (shared storage), or None to return PNG bytes.
+
+    Returns:
+        Each position's written path (shared) or PNG bytes; fewer than `stop - first` when the file is truncated.
+    """
+    import dataclasses
+
+    from rerender.video import read_frames, write_image
+
+    with tempfile.TemporaryDirectory(prefix="rerender-frames-") as scratch:
+        if not isinstance(video, str):
+            suffix, data = video
+            video = str(Path(scratch) / f"video{suffix}")
+            Path(video).write_bytes(data)
+        settings, crop = config.video, config.video.crop
+        begin = settings.start_frame + first * settings.frame_stride
+        end = settings.start_frame + (stop - 1) * settings.frame_stride + 1
+        frames = read_frames(video, begin, end, settings.frame_stride, (crop.left, crop.top, crop.right, crop.bottom),
+                             settings.resolution, settings.resize_side, settings.size_multiple,
+                             info=dataclasses.replace(info, path=Path(video)), seek=True)
+        written: dict[int, Any] = {}
+        for position, frame in enumerate(frames, start=first):
+            if out_dir is not None:
+                written[position] = str(write_image(frame, Path(out_dir) / f"{position:04d}.png"))
+            else:
+                written[position] = _encode_png(frame)
+        return written
+
+
+def compute_flows(frames: Sequence[str | bytes], estimator, config, flows_dir: str | None):
+    """The flows of consecutive frames (`frames[i]` → `frames[i + 1]`), as a worker computes a chunk of them; chunks
+    overlap by one frame, so together they give every pair propagation asks for.
+
+    Args:
+        frames: consecutive frames, as PNG paths or PNG bytes.
+        estimator: a flow estimator, or None to load the one `config` names.
+        config: the run's `RerenderConfig`.
+        flows_dir: the workspace's flow cache (shared storage; pairs already there are not computed again), or
+            None to return the entries.
+
+    Returns:
+        `(flow_files, entries)`: the files this task added to `flows_dir`, and (without shared storage) the
+        `FlowCache` entries `{key: .npz bytes}` for the propagation tasks that need them.
+    """
+    from rerender.flow import FlowCache
+    from rerender.stages import load_flow_estimator
+    from rerender.video import read_image
+
+    with tempfile.TemporaryDirectory(prefix="rerender-flows-") as scratch:
+        flow_files: list[str] = []
+        cache = FlowCache(flows_dir or Path(scratch), on_save=lambda path: flow_files.append(str(path)))
+        estimator = estimator or load_flow_estimator(config)
+
+        def image(item: str | bytes):
+            if isinstance(item, str):
+                return read_image(item)
+            path = Path(scratch) / "frame.png"
+            path.write_bytes(item)
+            return read_image(path)
+
+        previous = image(frames[0])
+        for item in frames[1:]:
+            current = image(item)
+            cache.get_or_compute(estimator, previous, current)
+            previous = current
+        if flows_dir is not None:
+            return flow_files, {}
+        return [], {Path(name).stem: Path(name).read_bytes() for name in flow_files}
+
+
+def _propagate_after_flows(start, end, frames, keys, options, estimator, config, flows_dir, out_dir, skip,
+                           *flow_chunks: dict[str, bytes]):
+    """`propagate_interval` once the flow chunks it needs are done (Ray passes their entries in, which seed the
+    task's own flow cache when there is no shared storage; with shared storage they are empty)."""
+    entries = {key: data for chunk_entries in flow_chunks for key, data in chunk_entries.items()}
+    return propagate_interval(start, end, frames, keys, options, estimator, config, flows_dir, out_dir, skip, entries)
+
+
 def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys: dict[int, str | bytes], options,
-                       estimator, config, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = ()):
+                       estimator, config, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = (),
+                       flow_entries: dict[str, bytes] | None = None):
     """One key interval, as a worker runs it: frames `start..end` (paths or PNG bytes) and the keyframes at its
     ends (offsets into the interval) in, propagated frames out.
 
@@ -90,6 +185,7 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
         flows_dir: the workspace's flow cache (shared storage), or None (a temporary cache on the worker).
         out_dir: the workspace's propagated folder (shared storage), or None to return the PNG bytes.
         skip: frame indices not to write (kept frames of a neighbouring interval).
+        flow_entries: `FlowCache` entries `{key: .npz bytes}` computed by `compute_flows` tasks (no shared storage).
 
     Returns:
         `(written, flow_files)`: `written` maps each frame index to the path written (shared) or its PNG bytes;
@@ -112,6 +208,10 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
         key_paths = {offset: local_path(item, f"key{offset:05d}.png") for offset, item in keys.items()}
         flow_files: list[str] = []
         cache = FlowCache(flows_dir or Path(scratch) / "flows", on_save=lambda path: flow_files.append(str(path)))
+        if flow_entries:
+            cache.directory.mkdir(parents=True, exist_ok=True)
+            for key, data in flow_entries.items():
+                cache.path(key).write_bytes(data)
         estimator = estimator or load_flow_estimator(config)
 
         class _Paths:  # the frames, read on access (what `_FrameRange` expects of a WorkspaceFrames)
@@ -193,6 +293,7 @@ class RayExecutor(Executor):
             object store (False).
         num_cpus: CPUs each task asks for.
         max_retries: Ray retries of a task whose worker died.
+        chunk_frames: frames per decoding task, and frames per flow task (flow chunks overlap by one frame).
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
@@ -207,7 +308,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, chunk_frames: int = 32) -> None:
         from rerender.batching import _check_reachable, _import_ray
 
         _import_ray()
@@ -215,10 +316,13 @@ class RayExecutor(Executor):
             _check_reachable(address)
         if num_cpus <= 0:
             raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 2:
+            raise ConfigError(f"`chunk_frames` must be an integer ≥ 2, got {chunk_frames!r}")
         self.address = address
         self.shared_storage = shared_storage
         self.num_cpus = num_cpus
         self.max_retries = max_retries
+        self.chunk_frames = chunk_frames
         self._keyframe_worker = None
 
     def _connect(self):
@@ -250,6 +354,49 @@ class RayExecutor(Executor):
         except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one
             shipped = None
         return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
+
+    def write_frames(self, space, video, info, config, count, progress, notify) -> None:
+        """Decode the selected frames in chunks of `chunk_frames`, one Ray task each; the driver records the files
+        (or writes the PNG bytes that came back) as chunks finish. An image folder without shared storage is
+        decoded here."""
+        import dataclasses
+
+        from tqdm import tqdm
+
+        from rerender.errors import RerenderError
+        from rerender.video import atomic_output
+
+        if info.is_image_sequence and not self.shared_storage:
+            return super().write_frames(space, video, info, config, count, progress, notify)
+        ray = self._connect()
+        space.frames_dir.mkdir(exist_ok=True)
+        path = Path(video).resolve()
+        shipped_video = str(path) if self.shared_storage else ray.put((path.suffix, path.read_bytes()))
+        shipped_info, shipped_config = ray.put(dataclasses.replace(info, path=path)), ray.put(config)
+        out_dir = str(space.frames_dir.resolve()) if self.shared_storage else None
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(extract_frames)
+        pending = {task.remote(shipped_video, shipped_info, shipped_config, first, min(first + self.chunk_frames, count),
+                               out_dir): first for first in range(0, count, self.chunk_frames)}
+        written = 0
+        bar = tqdm(total=count, desc="frames", unit="frame", disable=not progress)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                pending.pop(ready[0])
+                for position, item in sorted(ray.get(ready[0]).items()):
+                    target = space.track(space.frame_path(position))
+                    if isinstance(item, bytes):
+                        with atomic_output(target) as temporary:
+                            temporary.write_bytes(item)
+                    written += 1
+                bar.update(written - bar.n)
+                notify("frames", written, count)
+        finally:
+            for reference in pending:
+                ray.cancel(reference)
+            bar.close()
+        if written != count:
+            raise RerenderError(f"decoded {written} of {count} frames of {info.path.name}; the file may be truncated")
 
     def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
                   key_path=None) -> None:
@@ -284,21 +431,35 @@ class RayExecutor(Executor):
         except Exception:  # noqa: BLE001 - an estimator that cannot travel is loaded on the worker from the config
             shipped_estimator = None
         shipped_config, shipped_options = ray.put(config), ray.put(options)
-        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(propagate_interval)
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(_propagate_after_flows)
+        flow_task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries, num_returns=2)(compute_flows)
+        flows_dir = str(space.flows_dir.resolve()) if self.shared_storage else None
 
         def source(path: Path):
-            return str(path) if self.shared_storage else path.read_bytes()  # Ray ships large arguments via its object store
+            # Ray ships large arguments via its object store
+            return str(Path(path).resolve()) if self.shared_storage else Path(path).read_bytes()
 
-        pending = {}
+        # The flows first, in chunks of `chunk_frames` frames overlapping by one (chunk c holds the pairs
+        # c·n … c·n + n − 1), only those the pending intervals need; each interval task waits for its chunks.
+        size = self.chunk_frames
+        needed = sorted({pair // size for start, end in todo for pair in range(start, end)})
+        flow_chunks = {chunk: flow_task.remote([source(frame_path(index)) for index in
+                                                range(chunk * size, min((chunk + 1) * size, count - 1) + 1)],
+                                               shipped_estimator, shipped_config, flows_dir)
+                       for chunk in needed}
+        pending, chunk_files = {}, {}
         for start, end in sorted(todo):
             keys = {index - start: source(key_path(index)) for index in keyframe_indices if start <= index <= end}
             skip = sorted(index for index in range(start, end + 1) if index in reused)
+            chunk_results = [flow_chunks[chunk] for chunk in range(start // size, (end - 1) // size + 1)] if end > start else []
             reference = task.remote(
                 start, end, [source(frame_path(index)) for index in range(start, end + 1)], keys, shipped_options,
-                shipped_estimator, shipped_config, str(space.flows_dir) if self.shared_storage else None,
-                str(space.propagated_dir) if self.shared_storage else None, skip,
+                shipped_estimator, shipped_config, flows_dir,
+                str(space.propagated_dir.resolve()) if self.shared_storage else None, skip,
+                *[entries for _, entries in chunk_results],
             )
             pending[reference] = (start, end)
+            chunk_files[reference] = [files for files, _ in chunk_results]
         done = len(reused | set(keyframe_indices))
         bar = tqdm(total=count, initial=done, desc="propagation", unit="frame", disable=not progress)
         notify("propagation", done, count)
@@ -308,13 +469,14 @@ class RayExecutor(Executor):
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 start, end = pending.pop(ready[0])
                 written, flow_files = ray.get(ready[0])
+                flow_files = [*flow_files, *(name for files in ray.get(chunk_files.pop(ready[0])) for name in files)]
                 for index, item in sorted(written.items()):
                     path = space.track(space.propagated_path(index))
                     if isinstance(item, bytes):
                         with atomic_output(path) as temporary:
                             temporary.write_bytes(item)
                 for name in flow_files:
-                    space.track(name)
+                    space.track(space.flows_dir / Path(name).name)
                 finished[f"{start}-{end}"] = todo[(start, end)]
                 space.save()
                 new = set(written) - written_frames - reused - set(keyframe_indices)
@@ -323,6 +485,6 @@ class RayExecutor(Executor):
                 done += len(new)
                 notify("propagation", done, count)
         finally:
-            for reference in pending:
+            for reference in [*pending, *(pair[0] for pair in flow_chunks.values())] if pending else ():
                 ray.cancel(reference)
             bar.close()

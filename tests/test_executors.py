@@ -15,6 +15,7 @@ from rerender.errors import ConfigError
 from rerender.stages import load_flow_estimator
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.video import read_frames
+from rerender.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
@@ -59,6 +60,42 @@ def _propagated(result) -> dict[str, bytes]:
 def test_unreachable_address_fails_at_construction():
     with pytest.raises(ConfigError, match="unreachable"):
         RayExecutor("127.0.0.1:9")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*")) if path.is_file()}
+
+
+@pytest.mark.ray
+def test_frames_and_flows_in_chunks_on_ray_equal_a_local_run(synthetic_clip, tmp_path, cluster):
+    # Chunks of 6 frames (flow chunks 0–6, 6–12, …) cut across the key intervals of K=4 (0–4, 4–8, …).
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False, **FAST)
+    steps = []
+    shared = translate(synthetic_clip, "a cartoon", output=tmp_path / "shared.mp4", renderer="classic", progress=False,
+                       executor=RayExecutor(chunk_frames=6), callback=lambda *step: steps.append(step), **FAST)
+    store = translate(synthetic_clip, "a cartoon", output=tmp_path / "store.mp4", renderer="classic", progress=False,
+                      executor=RayExecutor(shared_storage=False, chunk_frames=6), **FAST)
+    frames = _files(local.workspace / "frames")
+    assert len(frames) == 20
+    for result in (shared, store):
+        assert _files(result.workspace / "frames") == frames
+        assert _propagated(result) == _propagated(local)
+        assert result.output.read_bytes() == local.output.read_bytes()
+    # every consecutive pair's flow, computed by the chunk tasks, is the local run's file, byte for byte
+    flows = _files(local.workspace / "flows")
+    assert len(flows) == 19 and _files(shared.workspace / "flows") == flows
+    assert not list((store.workspace / "flows").iterdir())  # without shared storage they stayed in the object store
+    # progress arrives chunk by chunk, in the order the chunks finish (three of 6 frames and one of 2)
+    counts = [0] + [done for stage, done, total in steps if stage == "frames"]
+    assert counts[-1] == 20 and sorted(b - a for a, b in zip(counts, counts[1:])) == [2, 6, 6, 6]
+    # and the workspace records every file the workers wrote as its own
+    ledger = set((shared.workspace / LEDGER_NAME).read_text().split())
+    assert {f"flows/{name}" for name in flows} | {f"frames/{name}" for name in frames} <= ledger
+
+
+def test_chunk_size_is_checked():
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        RayExecutor(chunk_frames=1)
 
 
 @pytest.mark.ray
