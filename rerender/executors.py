@@ -26,11 +26,16 @@ shared storage. Frame decoding runs on the driver.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rerender.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor"]
 
@@ -283,6 +288,63 @@ class _ActorRenderer:
             yield ray.get(reference)
 
 
+def keyframe_segments(count: int, segments: int) -> list[range]:
+    """The keyframes (positions in the chain, the anchor at 0) that each segment renders after the anchor: the
+    `count - 1` keyframes after it, split into at most `segments` contiguous runs as even as possible."""
+    rest = count - 1
+    segments = max(1, min(segments, rest))
+    bounds = [1 + rest * part // segments for part in range(segments + 1)]
+    return [range(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
+class _SegmentedRenderer:
+    """A `KeyframeRenderer` that renders the chain as segments, one per `KeyframeWorker` actor, all at once.
+
+    Segment `j` renders `[anchor] + its keyframes` as a chain of its own: the anchor again (same seed, so the
+    same image; a different one is logged), then each keyframe constrained by the anchor and its previous
+    keyframe *within the segment*, so a segment's first keyframe follows the anchor alone. Keyframes come back in
+    chain order. Each segment keeps its resume state in `state_dir/segment-j`; the seed is the workspace's.
+    """
+
+    def __init__(self, actors: Sequence, name: str) -> None:
+        self.actors, self.name = list(actors), f"{name} ({len(actors)} segments)"
+
+    def render(self, frames, indices, done, state_dir):
+        import ray
+
+        from rerender.renderers import _recorded_seed
+
+        state_dir = Path(state_dir)
+        seed = _recorded_seed(state_dir)  # one seed for every segment (the config's, when it sets one, wins)
+        frames, indices, done = list(frames), list(indices), list(done)
+        streams = []
+        for number, (actor, segment) in enumerate(zip(self.actors, keyframe_segments(len(indices), len(self.actors)))):
+            if len(done) >= segment.stop:
+                continue
+            positions = [0, *segment] if number else list(range(segment.stop))
+            kept = [done[position] for position in positions if position < len(done)]
+            folder = state_dir / f"segment-{number}"
+            folder.mkdir(exist_ok=True)
+            (folder / "seed.txt").write_text(str(seed))
+            stream = actor.render.options(num_returns="streaming").remote(
+                [frames[position] for position in positions], [indices[position] for position in positions], kept,
+                str(folder))
+            # the anchor a later segment renders again is dropped (it was never `done` on a fresh run)
+            streams.append((stream, number > 0 and not kept))
+        anchor = None
+        for stream, drop_anchor in streams:
+            for position, reference in enumerate(stream):
+                image = ray.get(reference)
+                if drop_anchor and position == 0:
+                    if anchor is not None and not np.array_equal(image, anchor):
+                        logger.warning("a keyframe segment rendered a different anchor (a non-deterministic "
+                                       "renderer); its keyframes follow its own anchor")
+                    continue
+                if anchor is None and not done:
+                    anchor = image
+                yield image
+
+
 class RayExecutor(Executor):
     """Propagation fanned out to Ray: one task per key interval, on CPU workers anywhere in the cluster.
 
@@ -294,10 +356,15 @@ class RayExecutor(Executor):
         num_cpus: CPUs each task asks for.
         max_retries: Ray retries of a task whose worker died.
         chunk_frames: frames per decoding task, and frames per flow task (flow chunks overlap by one frame).
+        keyframe_segments: split the keyframe chain into this many segments, each rendered by its own keyframe
+            actor (its own GPU): every segment renders the anchor again from the same seed and starts its own
+            previous-keyframe chain from it. Faster by up to this factor, at a cost in consistency at the
+            joins (see the README's "Scaling out"); 1 (default) renders the single chain of the method.
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
-        ConfigError: `address` is unreachable or malformed.
+        ConfigError: `address` is unreachable or malformed, a bad `num_cpus`, `chunk_frames` or
+            `keyframe_segments`; at the first run, more segments than the cluster's GPUs (when it has any).
 
     Example:
         >>> import rerender
@@ -308,7 +375,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
-                 max_retries: int = 3, chunk_frames: int = 32) -> None:
+                 max_retries: int = 3, chunk_frames: int = 32, keyframe_segments: int = 1) -> None:
         from rerender.batching import _check_reachable, _import_ray
 
         _import_ray()
@@ -318,12 +385,15 @@ class RayExecutor(Executor):
             raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 2:
             raise ConfigError(f"`chunk_frames` must be an integer ≥ 2, got {chunk_frames!r}")
+        if isinstance(keyframe_segments, bool) or not isinstance(keyframe_segments, int) or keyframe_segments < 1:
+            raise ConfigError(f"`keyframe_segments` must be an integer ≥ 1, got {keyframe_segments!r}")
         self.address = address
         self.shared_storage = shared_storage
         self.num_cpus = num_cpus
         self.max_retries = max_retries
         self.chunk_frames = chunk_frames
-        self._keyframe_worker = None
+        self.keyframe_segments = keyframe_segments
+        self._keyframe_workers: list = []
 
     def _connect(self):
         from rerender.batching import _import_ray, connect_ray
@@ -333,27 +403,43 @@ class RayExecutor(Executor):
             connect_ray(self.address or "auto")
         return ray
 
-    def keyframe_worker(self, config):
-        """The keyframe actor, started at first use (`num_gpus=1` when the cluster has a GPU and the renderer is
-        not "classic") and kept for later runs."""
+    def keyframe_workers(self, config) -> list:
+        """The keyframe actors, one per segment, started at first use (`num_gpus=1` each when the cluster has a GPU
+        and the renderer is not "classic") and kept for later runs.
+
+        Raises:
+            ConfigError: the cluster has GPUs, but fewer than `keyframe_segments`.
+        """
         ray = self._connect()
-        if self._keyframe_worker is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
+        if not self._keyframe_workers:
+            cluster_gpus = ray.cluster_resources().get("GPU", 0)
+            gpus = 1 if cluster_gpus >= 1 and config.model.renderer != "classic" else 0
+            if gpus and cluster_gpus < self.keyframe_segments:  # the extra actors would wait forever
+                raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
+                                  f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
             # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
             # small cluster (it works only while the keyframes render, before propagation starts)
-            self._keyframe_worker = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
-                                               max_task_retries=self.max_retries)(KeyframeWorker).remote()
-        return self._keyframe_worker
+            actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
+                               max_task_retries=self.max_retries)(KeyframeWorker)
+            self._keyframe_workers = [actor.remote() for _ in range(self.keyframe_segments)]
+        return self._keyframe_workers
+
+    def keyframe_worker(self, config):
+        """The (first) keyframe actor (see `keyframe_workers`)."""
+        return self.keyframe_workers(config)[0]
 
     def keyframe_renderer(self, config, estimator, control_maps):
-        """A renderer whose keyframes are rendered by the keyframe actor (see the module docstring)."""
+        """A renderer whose keyframes are rendered by the keyframe actor(s) (see the module docstring)."""
         ray = self._connect()
-        actor = self.keyframe_worker(config)
+        actors = self.keyframe_workers(config)
         try:
             shipped = ray.put(estimator)
         except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one
             shipped = None
-        return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
+        names = ray.get([actor.prepare.remote(config, shipped, control_maps) for actor in actors])
+        if len(actors) == 1:
+            return _ActorRenderer(actors[0], names[0])
+        return _SegmentedRenderer(actors, names[0])
 
     def write_frames(self, space, video, info, config, count, progress, notify) -> None:
         """Decode the selected frames in chunks of `chunk_frames`, one Ray task each; the driver records the files

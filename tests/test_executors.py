@@ -19,7 +19,7 @@ from rerender.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
-from rerender.executors import RayExecutor  # noqa: E402
+from rerender.executors import RayExecutor, keyframe_segments  # noqa: E402
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
             dis_preset="fast", keyframe_interval=4)
@@ -73,8 +73,12 @@ def test_frames_and_flows_in_chunks_on_ray_equal_a_local_run(synthetic_clip, tmp
     steps = []
     shared = translate(synthetic_clip, "a cartoon", output=tmp_path / "shared.mp4", renderer="classic", progress=False,
                        executor=RayExecutor(chunk_frames=6), callback=lambda *step: steps.append(step), **FAST)
+    # and the keyframe chain in 2 segments (the classic stylizer is per frame, so the keyframes stay the same:
+    # what this checks is that the segments' keyframes come back in chain order, the re-rendered anchor dropped)
     store = translate(synthetic_clip, "a cartoon", output=tmp_path / "store.mp4", renderer="classic", progress=False,
-                      executor=RayExecutor(shared_storage=False, chunk_frames=6), **FAST)
+                      executor=RayExecutor(shared_storage=False, chunk_frames=6, keyframe_segments=2), **FAST)
+    assert store.renderer == "classic (2 segments)" and store.keyframe_indices == local.keyframe_indices
+    assert _files(store.workspace / "keyframes") == _files(local.workspace / "keyframes")
     frames = _files(local.workspace / "frames")
     assert len(frames) == 20
     for result in (shared, store):
@@ -93,9 +97,19 @@ def test_frames_and_flows_in_chunks_on_ray_equal_a_local_run(synthetic_clip, tmp
     assert {f"flows/{name}" for name in flows} | {f"frames/{name}" for name in frames} <= ledger
 
 
-def test_chunk_size_is_checked():
+def test_chunk_size_and_segments_are_checked():
     with pytest.raises(ConfigError, match="chunk_frames"):
         RayExecutor(chunk_frames=1)
+    with pytest.raises(ConfigError, match="keyframe_segments"):
+        RayExecutor(keyframe_segments=0)
+
+
+@pytest.mark.parametrize("count, segments, expected", [
+    (5, 2, [[1, 2], [3, 4]]), (6, 2, [[1, 2], [3, 4, 5]]), (4, 5, [[1], [2], [3]]), (2, 3, [[1]]), (7, 1, [[1, 2, 3, 4, 5, 6]]),
+])
+def test_keyframe_segments_split_the_chain_after_the_anchor(count, segments, expected):
+    parts = [list(part) for part in keyframe_segments(count, segments)]
+    assert parts == expected and sum(parts, []) == list(range(1, count))
 
 
 @pytest.mark.ray
