@@ -158,9 +158,9 @@ def translate(
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
-        executor: where the keyframes and the propagation run: `None` = here, or a
-            `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
-            intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
+        executor: where the stages run: `None` = here, or a `rerender.executors.RayExecutor`: frames and
+            flows in chunks and key intervals fanned out to CPU workers (same output bytes), keyframes in a
+            (GPU) actor that loads the models once (or in segments, one actor each: `keyframe_segments`). Ignored for keyframes when `pipeline` or a
             renderer object is given (they render here).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).

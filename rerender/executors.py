@@ -1,27 +1,35 @@
-"""Executors: where `translate`'s propagation runs, for one long video.
+"""Executors: where `translate`'s stages run, for one long video.
 
-`translate(..., executor=None)` propagates here, in this process (`LocalExecutor`: the key intervals stream
-through `propagation.propagate_video_iter`, whose passes run in threads). `RayExecutor` fans the key
-intervals out as Ray tasks on the CPU workers of a cluster: each interval's frames depend only on the keyframes at
-its two ends (`stages.key_intervals`), so the intervals are independent tasks, and each task computes the optical
-flows of its own frames (flows are a per-interval cache). The driver alone writes the manifest and tracks files,
-and the video is written once, by the driver, from the propagated frames.
+`translate(..., executor=None)` runs everything here, in this process (`LocalExecutor`, the default: frames
+decoded in one pass, the key intervals streamed through `propagation.propagate_video_iter`, whose passes run in
+threads). `RayExecutor` places the stages on a Ray cluster:
+
+* frames: the selected frames are decoded in chunks of `chunk_frames`, one Ray task each; a task's reader jumps
+  to the key frame before its chunk (`video.read_frames(..., seek=True)`, which checks every frame's timestamp
+  and falls back to decoding from the start where they disagree), so the frames are those of a local run;
+* flows: the flows of consecutive frames in chunks of `chunk_frames` frames that overlap by one (chunk c holds
+  the pairs c·n … c·n + n − 1), one Ray task each, into the flow cache (`flow.FlowCache`, keyed by content);
+* keyframes: in a Ray actor (`KeyframeWorker`) that loads the models once and keeps them for every later
+  `translate` with the same model and ControlNets, asking for `num_gpus=1` only when the cluster has a GPU (else
+  it would never be scheduled). The chain is sequential, so one actor renders it, unless `keyframe_segments`
+  splits it (one actor per segment; see `_SegmentedRenderer`); keyframes stream back and the driver writes them;
+* propagation: one Ray task per key interval (an interval's frames depend only on the keyframes at its two
+  ends, `stages.key_intervals`), each started when the flow chunks it needs are done;
+* the manifest, the tracking of files, and the video: the driver alone (one writer).
 
 Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file
-system): tasks read frames and keyframes there and write the propagated frames and flows there. With
-`shared_storage=False` the frames and keyframes travel to the tasks and the propagated frames back through Ray's
-object store (PNG bytes) and the driver writes them; flows stay on the workers.
+system): tasks read the video, frames and keyframes there and write frames, flows and propagated frames there.
+With `shared_storage=False` the video, frames and keyframes travel to the tasks, and the decoded and propagated
+frames back, through Ray's object store (PNG bytes; the driver writes them); the flows go from the flow tasks to
+the propagation tasks through the object store and are not kept.
 
 Faults: a task whose worker dies is retried by Ray (`max_retries`); an interval is recorded as done only when its
 task returned, and every task is a pure function of its inputs, so the output is byte-identical to an
 uninterrupted local run.
 
-Keyframes: `RayExecutor` renders them in a Ray actor (`KeyframeWorker`) that loads the models once and keeps
-them for every later `translate` with the same model and ControlNets; it asks for `num_gpus=1` only when the
-cluster has a GPU (else it would never be scheduled). The chain is sequential, so one actor renders it; the
-keyframes stream back one by one and the driver writes them (resume works as locally). The renderer's resume
-state is written to the workspace's `state/` folder by the actor, so keyframe resume across machines needs
-shared storage. Frame decoding runs on the driver.
+Resume: the renderer's resume state is written to the workspace's `state/` folder by the actor, so keyframe
+resume across machines needs shared storage. Adaptive keyframe selection (`keyframe_mode="adaptive"`) computes
+its flows on the driver.
 """
 
 from __future__ import annotations
@@ -346,7 +354,8 @@ class _SegmentedRenderer:
 
 
 class RayExecutor(Executor):
-    """Propagation fanned out to Ray: one task per key interval, on CPU workers anywhere in the cluster.
+    """The stages of one video on Ray: frames and flows in chunks and propagation per key interval as tasks on CPU
+    workers anywhere in the cluster, keyframes in (GPU) actors (see the module docstring).
 
     Args:
         address: None or "auto" joins the running cluster (or the Ray instance this process already
