@@ -2,7 +2,8 @@
 consistency, against the single chain, measured with `rerender eval`'s metrics (`rerender.evaluation`).
 
     python benchmarks/segments_benchmark.py                     # car-turn clip, 64 px, K=8, tiny model, 1/2/4 segments
-    python benchmarks/segments_benchmark.py --clip ../shared/data/videos/woman-running-512x512-20fps.mp4 --size 96
+    python benchmarks/segments_benchmark.py --clip ../shared/data/videos/woman-running-512x512-20fps.mp4 --size 128
+    python benchmarks/segments_benchmark.py --model runwayml/stable-diffusion-v1-5 --size 512 --gpus 4   # real weights
 
 Keyframes come from the test kit's tiny SD 1.5 + ControlNet (`tests/tiny_models.py`: the real architectures with
 random weights, so the images are not a style anyone wants) rendered on a local Ray cluster with 2 CPUs and no
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="processing resolution (long side)")
     parser.add_argument("--interval", type=int, default=8, help="keyframe interval K")
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--model", default=None, help="real SD 1.5 weights (hub id, folder or .safetensors) with the "
+                        "default ControlNet and 20 steps, instead of the tiny model")
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs of the local Ray cluster (one per segment)")
     args = parser.parse_args()
 
     import numpy as np
@@ -54,14 +58,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="segments-bench-"))
     load = os.getloadavg()
     try:
-        tiny = save_tiny_pipeline(work / "tiny-sd15")
-        config = apply_overrides(RerenderConfig(), {
-            "base_model": str(tiny), "control.0.model": str(tiny / "controlnet"), "vae": None, "device": "cpu",
-            "dtype": "float32", "renderer": "diffusion", "num_inference_steps": 4, "denoising_strength": 0.75,
-            "added_prompt": "", "negative_prompt": "", "seed": 0, "resolution": args.size, "size_multiple": 16,
-            "end_frame": args.frames, "keyframe_interval": args.interval, "propagation_preset": "fast", "workers": 1,
-        })
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+        settings = {"renderer": "diffusion", "seed": 0, "resolution": args.size, "size_multiple": 16,
+                    "end_frame": args.frames, "keyframe_interval": args.interval, "propagation_preset": "fast",
+                    "workers": 1}
+        if args.model:
+            settings["base_model"] = args.model
+        else:
+            tiny = save_tiny_pipeline(work / "tiny-sd15")
+            settings.update({"base_model": str(tiny), "control.0.model": str(tiny / "controlnet"), "vae": None,
+                             "device": "cpu", "dtype": "float32", "num_inference_steps": 4, "denoising_strength": 0.75,
+                             "added_prompt": "", "negative_prompt": ""})
+        config = apply_overrides(RerenderConfig(), settings)
+        ray.init(num_cpus=2, num_gpus=args.gpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
         rows = []
         try:
@@ -80,8 +88,9 @@ def main() -> None:
                 rows.append((count, seconds, result.timings.get("keyframes", 0.0), whole, joins, at_joins))
         finally:
             ray.shutdown()
-        print(f"{Path(args.clip).name}: {args.frames} frames at {args.size} px, K={args.interval}, tiny SD 1.5 + "
-              f"ControlNet (random weights), 4 steps, 2 CPU actors; load average {load[0]:.2f} at the start, "
+        model = args.model or "tiny SD 1.5 + ControlNet (random weights), 4 steps"
+        print(f"{Path(args.clip).name}: {args.frames} frames at {args.size} px, K={args.interval}, {model}, "
+              f"{args.gpus or 'no'} GPUs; load average {load[0]:.2f} at the start, "
               f"{os.getloadavg()[0]:.2f} at the end")
         print(f"{'segments':>8} {'keyframes s':>11} {'warp err':>9} {'excess':>9} {'flicker':>8}   "
               f"at the joins (intervals): warp err / excess / flicker")
