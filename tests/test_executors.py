@@ -143,3 +143,32 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
     # The object-store run kept no flows (they stay on the workers); the shared run cached them in its workspace.
     assert not list((runs["object store"].workspace / "flows").iterdir())
     assert list((runs["shared"].workspace / "flows").iterdir())
+
+
+@pytest.mark.ray
+def test_segmented_keyframes_resume_after_a_cancel(synthetic_clip, tmp_path, cluster):
+    # Cancelled after the anchor and keyframe 4; the rerun keeps them and renders 8 (segment 1) and 12, 16
+    # (segment 2, whose actor renders the anchor again but must not hand it back as a keyframe).
+    import threading
+
+    from rerender.errors import CancelledError
+
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False,
+                      stage="keyframes", **FAST)
+    cancel = threading.Event()
+
+    def stop_after_two(stage, done, total):
+        if stage == "keyframes" and done == 2:
+            cancel.set()
+
+    executor = RayExecutor(keyframe_segments=2)
+    output = tmp_path / "segmented.mp4"
+    with pytest.raises(CancelledError):
+        translate(synthetic_clip, "a cartoon", output=output, renderer="classic", progress=False, stage="keyframes",
+                  executor=executor, cancel=cancel, callback=stop_after_two, **FAST)
+    workspace = tmp_path / "segmented.mp4.work"
+    assert sorted(path.name for path in (workspace / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]
+    resumed = translate(synthetic_clip, "a cartoon", output=output, renderer="classic", progress=False,
+                        stage="keyframes", executor=executor, **FAST)
+    assert resumed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16]
+    assert _files(resumed.workspace / "keyframes") == _files(local.workspace / "keyframes")
