@@ -160,8 +160,8 @@ def translate(
             same call again resumes.
         executor: where the stages run: `None` = here, or a `rerender.executors.RayExecutor`: frames and
             flows in chunks and key intervals fanned out to CPU workers (same output bytes), keyframes in a
-            (GPU) actor that loads the models once (or in segments, one actor each: `keyframe_segments`). Ignored for keyframes when `pipeline` or a
-            renderer object is given (they render here).
+            (GPU) actor that loads the models once (or in segments, one actor each: `keyframe_segments`).
+            Ignored for keyframes when `pipeline` or a renderer object is given (they render here).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).
 
@@ -204,6 +204,8 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
+    if executor is not None:
+        executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
     if renderer is None and pipeline is None and config.model.renderer != "classic":
         from rerender.models import check_model_sources
 

@@ -60,6 +60,9 @@ class Executor:
 
         return choose_renderer(config, None, estimator, control_maps)
 
+    def check(self, config) -> None:
+        """Refuse, before any work, a `config` this executor cannot run (`ConfigError`)."""
+
     def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
         """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
         `stages.write_frames`)."""
@@ -373,7 +376,8 @@ class RayExecutor(Executor):
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
         ConfigError: `address` is unreachable or malformed, a bad `num_cpus`, `chunk_frames` or
-            `keyframe_segments`; at the first run, more segments than the cluster's GPUs (when it has any).
+            `keyframe_segments`; in `translate`, before any work, more segments than the cluster's GPUs (when
+            it has any).
 
     Example:
         >>> import rerender
@@ -412,6 +416,15 @@ class RayExecutor(Executor):
             connect_ray(self.address or "auto")
         return ray
 
+    def check(self, config) -> None:
+        """Connect to the cluster, and refuse more keyframe segments than it has GPUs (when it has any and the
+        renderer is not "classic"): the extra actors would wait forever."""
+        ray = self._connect()
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        if config.model.renderer != "classic" and 1 <= cluster_gpus < self.keyframe_segments:
+            raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
+                              f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
+
     def keyframe_workers(self, config) -> list:
         """The keyframe actors, one per segment, started at first use (`num_gpus=1` each when the cluster has a GPU
         and the renderer is not "classic") and kept for later runs.
@@ -421,11 +434,8 @@ class RayExecutor(Executor):
         """
         ray = self._connect()
         if not self._keyframe_workers:
-            cluster_gpus = ray.cluster_resources().get("GPU", 0)
-            gpus = 1 if cluster_gpus >= 1 and config.model.renderer != "classic" else 0
-            if gpus and cluster_gpus < self.keyframe_segments:  # the extra actors would wait forever
-                raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
-                                  f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
+            self.check(config)
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
             # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
             # small cluster (it works only while the keyframes render, before propagation starts)
             actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,

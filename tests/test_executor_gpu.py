@@ -69,6 +69,7 @@ def test_two_keyframe_segments_on_two_logical_gpus_restart_the_chain_from_the_an
         with pytest.raises(ConfigError, match="keyframe_segments"):  # 3 segments cannot get a GPU each
             translate(synthetic_clip, "a cat", output=tmp_path / "three.mp4", config=config, stage="keyframes",
                       progress=False, executor=RayExecutor(keyframe_segments=3))
+        assert not (tmp_path / "three.mp4.work").exists()  # refused before any work
     finally:
         ray.shutdown()
     assert sorted(gpu for item in stats for gpu in item["gpu_ids"]) == [0, 1]  # one GPU per segment
