@@ -480,6 +480,8 @@ class RayExecutor(Executor):
         shipped_info, shipped_config = ray.put(dataclasses.replace(info, path=path)), ray.put(config)
         out_dir = str(space.frames_dir.resolve()) if self.shared_storage else None
         task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(extract_frames)
+        for position in range(count):  # recorded as ours before any worker writes one (as `stages.write_frames` does)
+            space.track(space.frame_path(position))
         pending = {task.remote(shipped_video, shipped_info, shipped_config, first, min(first + self.chunk_frames, count),
                                out_dir): first for first in range(0, count, self.chunk_frames)}
         written = 0
