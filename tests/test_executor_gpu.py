@@ -62,6 +62,8 @@ def test_two_keyframe_segments_on_two_logical_gpus_restart_the_chain_from_the_an
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
     try:
+        one = translate(synthetic_clip, "a cat", output=tmp_path / "one.mp4", config=config, stage="keyframes",
+                        progress=False, executor=RayExecutor(keyframe_segments=1))
         executor = RayExecutor(keyframe_segments=2)
         segmented = translate(synthetic_clip, "a cat", output=tmp_path / "segmented.mp4", config=config,
                               stage="keyframes", progress=False, executor=executor)
@@ -78,6 +80,9 @@ def test_two_keyframe_segments_on_two_logical_gpus_restart_the_chain_from_the_an
     def key(result, index):
         return (result.workspace / "keyframes" / f"{index:04d}.png").read_bytes()
 
+    assert one.renderer == "diffusion"  # one segment is the single chain
+    for index in single.keyframe_indices:
+        assert key(one, index) == key(single, index), index
     # the first segment is the single chain's beginning; the second restarts from the same anchor
     for index in (0, 4, 8):
         assert key(segmented, index) == key(single, index), index
