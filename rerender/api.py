@@ -158,10 +158,10 @@ def translate(
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
-        executor: where the keyframes and the propagation run: `None` = here, or a
-            `rerender.executors.RayExecutor`: keyframes in a (GPU) actor that loads the models once, key
-            intervals fanned out to CPU workers (same output bytes). Ignored for keyframes when `pipeline` or a
-            renderer object is given (they render here).
+        executor: where the stages run: `None` = here, or a `rerender.executors.RayExecutor`: frames and
+            flows in chunks and key intervals fanned out to CPU workers (same output bytes), keyframes in a
+            (GPU) actor that loads the models once (or in segments, one actor each: `keyframe_segments`).
+            Ignored for keyframes when `pipeline` or a renderer object is given (they render here).
         **overrides: config options by leaf name or dotted path (`denoising_strength=0.6`;
             `output_size="source"` writes the result at the source's own size).
 
@@ -204,6 +204,8 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
+    if executor is not None:
+        executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
     if renderer is None and pipeline is None and config.model.renderer != "classic":
         from rerender.models import check_model_sources
 
@@ -240,7 +242,8 @@ def translate(
             started = time.perf_counter()
             with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", len(frame_indices), size)):
                 space.begin("frames", config, size=list(size))
-                write_frames(space, video, info, config, len(frame_indices), progress, notify)
+                extract = write_frames if executor is None else executor.write_frames  # e.g. in chunks on Ray workers
+                extract(space, video, info, config, len(frame_indices), progress, notify)
                 space.finish("frames", count=len(frame_indices), size=list(size))
             timings["frames"] = time.perf_counter() - started
         frames = WorkspaceFrames(space, len(frame_indices))

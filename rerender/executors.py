@@ -1,36 +1,49 @@
-"""Executors: where `translate`'s propagation runs, for one long video.
+"""Executors: where `translate`'s stages run, for one long video.
 
-`translate(..., executor=None)` propagates here, in this process (`LocalExecutor`: the key intervals stream
-through `propagation.propagate_video_iter`, whose passes run in threads). `RayExecutor` fans the key
-intervals out as Ray tasks on the CPU workers of a cluster: each interval's frames depend only on the keyframes at
-its two ends (`stages.key_intervals`), so the intervals are independent tasks, and each task computes the optical
-flows of its own frames (flows are a per-interval cache). The driver alone writes the manifest and tracks files,
-and the video is written once, by the driver, from the propagated frames.
+`translate(..., executor=None)` runs everything here, in this process (`LocalExecutor`, the default: frames
+decoded in one pass, the key intervals streamed through `propagation.propagate_video_iter`, whose passes run in
+threads). `RayExecutor` places the stages on a Ray cluster:
+
+* frames: the selected frames are decoded in chunks of `chunk_frames`, one Ray task each; a task's reader jumps
+  to the key frame before its chunk (`video.read_frames(..., seek=True)`, which checks every frame's timestamp
+  and falls back to decoding from the start where they disagree), so the frames are those of a local run;
+* flows: the flows of consecutive frames in chunks of `chunk_frames` frames that overlap by one (chunk c holds
+  the pairs c·n … c·n + n − 1), one Ray task each, into the flow cache (`flow.FlowCache`, keyed by content);
+* keyframes: in a Ray actor (`KeyframeWorker`) that loads the models once and keeps them for every later
+  `translate` with the same model and ControlNets, asking for `num_gpus=1` only when the cluster has a GPU (else
+  it would never be scheduled). The chain is sequential, so one actor renders it, unless `keyframe_segments`
+  splits it (one actor per segment; see `_SegmentedRenderer`); keyframes stream back and the driver writes them;
+* propagation: one Ray task per key interval (an interval's frames depend only on the keyframes at its two
+  ends, `stages.key_intervals`), each started when the flow chunks it needs are done;
+* the manifest, the tracking of files, and the video: the driver alone (one writer).
 
 Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file
-system): tasks read frames and keyframes there and write the propagated frames and flows there. With
-`shared_storage=False` the frames and keyframes travel to the tasks and the propagated frames back through Ray's
-object store (PNG bytes) and the driver writes them; flows stay on the workers.
+system): tasks read the video, frames and keyframes there and write frames, flows and propagated frames there.
+With `shared_storage=False` the video, frames and keyframes travel to the tasks, and the decoded and propagated
+frames back, through Ray's object store (PNG bytes; the driver writes them); the flows go from the flow tasks to
+the propagation tasks through the object store and are not kept.
 
 Faults: a task whose worker dies is retried by Ray (`max_retries`); an interval is recorded as done only when its
 task returned, and every task is a pure function of its inputs, so the output is byte-identical to an
 uninterrupted local run.
 
-Keyframes: `RayExecutor` renders them in a Ray actor (`KeyframeWorker`) that loads the models once and keeps
-them for every later `translate` with the same model and ControlNets; it asks for `num_gpus=1` only when the
-cluster has a GPU (else it would never be scheduled). The chain is sequential, so one actor renders it; the
-keyframes stream back one by one and the driver writes them (resume works as locally). The renderer's resume
-state is written to the workspace's `state/` folder by the actor, so keyframe resume across machines needs
-shared storage. Frame decoding runs on the driver.
+Resume: the renderer's resume state is written to the workspace's `state/` folder by the actor, so keyframe
+resume across machines needs shared storage. Adaptive keyframe selection (`keyframe_mode="adaptive"`) computes
+its flows on the driver.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rerender.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor"]
 
@@ -46,6 +59,16 @@ class Executor:
         from rerender.renderers import choose_renderer
 
         return choose_renderer(config, None, estimator, control_maps)
+
+    def check(self, config) -> None:
+        """Refuse, before any work, a `config` this executor cannot run (`ConfigError`)."""
+
+    def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
+        """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
+        `stages.write_frames`)."""
+        from rerender.stages import write_frames
+
+        write_frames(space, video, info, config, count, progress, notify)
 
     def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
                   intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
@@ -75,8 +98,96 @@ def _encode_png(image) -> bytes:
     return encoded.tobytes()
 
 
+def extract_frames(video: str | tuple[str, bytes], info, config, first: int, stop: int, out_dir: str | None):
+    """Selected frames `first..stop-1` of a video, as a worker decodes them: the decoder jumps to the key frame
+    before the chunk (`read_frames(..., seek=True)`), so a chunk costs about its own frames.
+
+    Args:
+        video: the video's path (shared storage), or `(suffix, file bytes)` shipped through the object store.
+        info: the video's `VideoInfo` (probed once, on the driver).
+        config: the run's `RerenderConfig` (its `video` section: selection, crop, resize).
+        first, stop: the chunk, as positions among the selected frames.
+        out_dir: the workspace's frames folder (shared storage), or None to return PNG bytes.
+
+    Returns:
+        Each position's written path (shared) or PNG bytes; fewer than `stop - first` when the file is truncated.
+    """
+    import dataclasses
+
+    from rerender.video import read_frames, write_image
+
+    with tempfile.TemporaryDirectory(prefix="rerender-frames-") as scratch:
+        if not isinstance(video, str):
+            suffix, data = video
+            video = str(Path(scratch) / f"video{suffix}")
+            Path(video).write_bytes(data)
+        settings, crop = config.video, config.video.crop
+        begin = settings.start_frame + first * settings.frame_stride
+        end = settings.start_frame + (stop - 1) * settings.frame_stride + 1
+        frames = read_frames(video, begin, end, settings.frame_stride, (crop.left, crop.top, crop.right, crop.bottom),
+                             settings.resolution, settings.resize_side, settings.size_multiple,
+                             info=dataclasses.replace(info, path=Path(video)), seek=True)
+        written: dict[int, Any] = {}
+        for position, frame in enumerate(frames, start=first):
+            if out_dir is not None:
+                written[position] = str(write_image(frame, Path(out_dir) / f"{position:04d}.png"))
+            else:
+                written[position] = _encode_png(frame)
+        return written
+
+
+def compute_flows(frames: Sequence[str | bytes], estimator, config, flows_dir: str | None):
+    """The flows of consecutive frames (`frames[i]` → `frames[i + 1]`), as a worker computes a chunk of them; chunks
+    overlap by one frame, so together they give every pair propagation asks for.
+
+    Args:
+        frames: consecutive frames, as PNG paths or PNG bytes.
+        estimator: a flow estimator, or None to load the one `config` names.
+        config: the run's `RerenderConfig`.
+        flows_dir: the workspace's flow cache (shared storage; pairs already there are not computed again), or
+            None to return the entries.
+
+    Returns:
+        `(flow_files, entries)`: the files this task added to `flows_dir`, and (without shared storage) the
+        `FlowCache` entries `{key: .npz bytes}` for the propagation tasks that need them.
+    """
+    from rerender.flow import FlowCache
+    from rerender.stages import load_flow_estimator
+    from rerender.video import read_image
+
+    with tempfile.TemporaryDirectory(prefix="rerender-flows-") as scratch:
+        flow_files: list[str] = []
+        cache = FlowCache(flows_dir or Path(scratch), on_save=lambda path: flow_files.append(str(path)))
+        estimator = estimator or load_flow_estimator(config)
+
+        def image(item: str | bytes):
+            if isinstance(item, str):
+                return read_image(item)
+            path = Path(scratch) / "frame.png"
+            path.write_bytes(item)
+            return read_image(path)
+
+        previous = image(frames[0])
+        for item in frames[1:]:
+            current = image(item)
+            cache.get_or_compute(estimator, previous, current)
+            previous = current
+        if flows_dir is not None:
+            return flow_files, {}
+        return [], {Path(name).stem: Path(name).read_bytes() for name in flow_files}
+
+
+def _propagate_after_flows(start, end, frames, keys, options, estimator, config, flows_dir, out_dir, skip,
+                           *flow_chunks: dict[str, bytes]):
+    """`propagate_interval` once the flow chunks it needs are done (Ray passes their entries in, which seed the
+    task's own flow cache when there is no shared storage; with shared storage they are empty)."""
+    entries = {key: data for chunk_entries in flow_chunks for key, data in chunk_entries.items()}
+    return propagate_interval(start, end, frames, keys, options, estimator, config, flows_dir, out_dir, skip, entries)
+
+
 def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys: dict[int, str | bytes], options,
-                       estimator, config, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = ()):
+                       estimator, config, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = (),
+                       flow_entries: dict[str, bytes] | None = None):
     """One key interval, as a worker runs it: frames `start..end` (paths or PNG bytes) and the keyframes at its
     ends (offsets into the interval) in, propagated frames out.
 
@@ -90,6 +201,7 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
         flows_dir: the workspace's flow cache (shared storage), or None (a temporary cache on the worker).
         out_dir: the workspace's propagated folder (shared storage), or None to return the PNG bytes.
         skip: frame indices not to write (kept frames of a neighbouring interval).
+        flow_entries: `FlowCache` entries `{key: .npz bytes}` computed by `compute_flows` tasks (no shared storage).
 
     Returns:
         `(written, flow_files)`: `written` maps each frame index to the path written (shared) or its PNG bytes;
@@ -112,6 +224,10 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
         key_paths = {offset: local_path(item, f"key{offset:05d}.png") for offset, item in keys.items()}
         flow_files: list[str] = []
         cache = FlowCache(flows_dir or Path(scratch) / "flows", on_save=lambda path: flow_files.append(str(path)))
+        if flow_entries:
+            cache.directory.mkdir(parents=True, exist_ok=True)
+            for key, data in flow_entries.items():
+                cache.path(key).write_bytes(data)
         estimator = estimator or load_flow_estimator(config)
 
         class _Paths:  # the frames, read on access (what `_FrameRange` expects of a WorkspaceFrames)
@@ -183,8 +299,66 @@ class _ActorRenderer:
             yield ray.get(reference)
 
 
+def keyframe_segments(count: int, segments: int) -> list[range]:
+    """The keyframes (positions in the chain, the anchor at 0) that each segment renders after the anchor: the
+    `count - 1` keyframes after it, split into at most `segments` contiguous runs as even as possible."""
+    rest = count - 1
+    segments = max(1, min(segments, rest))
+    bounds = [1 + rest * part // segments for part in range(segments + 1)]
+    return [range(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
+class _SegmentedRenderer:
+    """A `KeyframeRenderer` that renders the chain as segments, one per `KeyframeWorker` actor, all at once.
+
+    Segment `j` renders `[anchor] + its keyframes` as a chain of its own: the anchor again (same seed, so the
+    same image; a different one is logged), then each keyframe constrained by the anchor and its previous
+    keyframe *within the segment*, so a segment's first keyframe follows the anchor alone. Keyframes come back in
+    chain order. Each segment keeps its resume state in `state_dir/segment-j`; the seed is the workspace's.
+    """
+
+    def __init__(self, actors: Sequence, name: str) -> None:
+        self.actors, self.name = list(actors), f"{name} ({len(actors)} segments)"
+
+    def render(self, frames, indices, done, state_dir):
+        import ray
+
+        from rerender.renderers import _recorded_seed
+
+        state_dir = Path(state_dir)
+        seed = _recorded_seed(state_dir)  # one seed for every segment (the config's, when it sets one, wins)
+        frames, indices, done = list(frames), list(indices), list(done)
+        streams = []
+        for number, (actor, segment) in enumerate(zip(self.actors, keyframe_segments(len(indices), len(self.actors)))):
+            if len(done) >= segment.stop:
+                continue
+            positions = [0, *segment] if number else list(range(segment.stop))
+            kept = [done[position] for position in positions if position < len(done)]
+            folder = state_dir / f"segment-{number}"
+            folder.mkdir(exist_ok=True)
+            (folder / "seed.txt").write_text(str(seed))
+            stream = actor.render.options(num_returns="streaming").remote(
+                [frames[position] for position in positions], [indices[position] for position in positions], kept,
+                str(folder))
+            # the anchor a later segment renders again is dropped (it was never `done` on a fresh run)
+            streams.append((stream, number > 0 and not kept))
+        anchor = None
+        for stream, drop_anchor in streams:
+            for position, reference in enumerate(stream):
+                image = ray.get(reference)
+                if drop_anchor and position == 0:
+                    if anchor is not None and not np.array_equal(image, anchor):
+                        logger.warning("a keyframe segment rendered a different anchor (a non-deterministic "
+                                       "renderer); its keyframes follow its own anchor")
+                    continue
+                if anchor is None and not done:
+                    anchor = image
+                yield image
+
+
 class RayExecutor(Executor):
-    """Propagation fanned out to Ray: one task per key interval, on CPU workers anywhere in the cluster.
+    """The stages of one video on Ray: frames and flows in chunks and propagation per key interval as tasks on CPU
+    workers anywhere in the cluster, keyframes in (GPU) actors (see the module docstring).
 
     Args:
         address: None or "auto" joins the running cluster (or the Ray instance this process already
@@ -193,10 +367,17 @@ class RayExecutor(Executor):
             object store (False).
         num_cpus: CPUs each task asks for.
         max_retries: Ray retries of a task whose worker died.
+        chunk_frames: frames per decoding task, and frames per flow task (flow chunks overlap by one frame).
+        keyframe_segments: split the keyframe chain into this many segments, each rendered by its own keyframe
+            actor (its own GPU): every segment renders the anchor again from the same seed and starts its own
+            previous-keyframe chain from it. Faster by up to this factor, at a cost in consistency at the
+            joins (see the README's "Scaling out"); 1 (default) renders the single chain of the method.
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
-        ConfigError: `address` is unreachable or malformed.
+        ConfigError: `address` is unreachable or malformed, a bad `num_cpus`, `chunk_frames` or
+            `keyframe_segments`; in `translate`, before any work, more segments than the cluster's GPUs (when
+            it has any).
 
     Example:
         >>> import rerender
@@ -207,7 +388,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, chunk_frames: int = 32, keyframe_segments: int = 1) -> None:
         from rerender.batching import _check_reachable, _import_ray
 
         _import_ray()
@@ -215,11 +396,17 @@ class RayExecutor(Executor):
             _check_reachable(address)
         if num_cpus <= 0:
             raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 2:
+            raise ConfigError(f"`chunk_frames` must be an integer ≥ 2, got {chunk_frames!r}")
+        if isinstance(keyframe_segments, bool) or not isinstance(keyframe_segments, int) or keyframe_segments < 1:
+            raise ConfigError(f"`keyframe_segments` must be an integer ≥ 1, got {keyframe_segments!r}")
         self.address = address
         self.shared_storage = shared_storage
         self.num_cpus = num_cpus
         self.max_retries = max_retries
-        self._keyframe_worker = None
+        self.chunk_frames = chunk_frames
+        self.keyframe_segments = keyframe_segments
+        self._keyframe_workers: list = []
 
     def _connect(self):
         from rerender.batching import _import_ray, connect_ray
@@ -229,27 +416,94 @@ class RayExecutor(Executor):
             connect_ray(self.address or "auto")
         return ray
 
-    def keyframe_worker(self, config):
-        """The keyframe actor, started at first use (`num_gpus=1` when the cluster has a GPU and the renderer is
-        not "classic") and kept for later runs."""
+    def check(self, config) -> None:
+        """Connect to the cluster, and refuse more keyframe segments than it has GPUs (when it has any and the
+        renderer is not "classic"): the extra actors would wait forever."""
         ray = self._connect()
-        if self._keyframe_worker is None:
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        if config.model.renderer != "classic" and 1 <= cluster_gpus < self.keyframe_segments:
+            raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
+                              f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
+
+    def keyframe_workers(self, config) -> list:
+        """The keyframe actors, one per segment, started at first use (`num_gpus=1` each when the cluster has a GPU
+        and the renderer is not "classic") and kept for later runs.
+
+        Raises:
+            ConfigError: the cluster has GPUs, but fewer than `keyframe_segments`.
+        """
+        ray = self._connect()
+        if not self._keyframe_workers:
+            self.check(config)
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
             # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
             # small cluster (it works only while the keyframes render, before propagation starts)
-            self._keyframe_worker = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
-                                               max_task_retries=self.max_retries)(KeyframeWorker).remote()
-        return self._keyframe_worker
+            actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
+                               max_task_retries=self.max_retries)(KeyframeWorker)
+            self._keyframe_workers = [actor.remote() for _ in range(self.keyframe_segments)]
+        return self._keyframe_workers
+
+    def keyframe_worker(self, config):
+        """The (first) keyframe actor (see `keyframe_workers`)."""
+        return self.keyframe_workers(config)[0]
 
     def keyframe_renderer(self, config, estimator, control_maps):
-        """A renderer whose keyframes are rendered by the keyframe actor (see the module docstring)."""
+        """A renderer whose keyframes are rendered by the keyframe actor(s) (see the module docstring)."""
         ray = self._connect()
-        actor = self.keyframe_worker(config)
+        actors = self.keyframe_workers(config)
         try:
             shipped = ray.put(estimator)
         except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one
             shipped = None
-        return _ActorRenderer(actor, ray.get(actor.prepare.remote(config, shipped, control_maps)))
+        names = ray.get([actor.prepare.remote(config, shipped, control_maps) for actor in actors])
+        if len(actors) == 1:
+            return _ActorRenderer(actors[0], names[0])
+        return _SegmentedRenderer(actors, names[0])
+
+    def write_frames(self, space, video, info, config, count, progress, notify) -> None:
+        """Decode the selected frames in chunks of `chunk_frames`, one Ray task each; the driver records the files
+        (or writes the PNG bytes that came back) as chunks finish. An image folder without shared storage is
+        decoded here."""
+        import dataclasses
+
+        from tqdm import tqdm
+
+        from rerender.errors import RerenderError
+        from rerender.video import atomic_output
+
+        if info.is_image_sequence and not self.shared_storage:
+            return super().write_frames(space, video, info, config, count, progress, notify)
+        ray = self._connect()
+        space.frames_dir.mkdir(exist_ok=True)
+        path = Path(video).resolve()
+        shipped_video = str(path) if self.shared_storage else ray.put((path.suffix, path.read_bytes()))
+        shipped_info, shipped_config = ray.put(dataclasses.replace(info, path=path)), ray.put(config)
+        out_dir = str(space.frames_dir.resolve()) if self.shared_storage else None
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(extract_frames)
+        for position in range(count):  # recorded as ours before any worker writes one (as `stages.write_frames` does)
+            space.track(space.frame_path(position))
+        pending = {task.remote(shipped_video, shipped_info, shipped_config, first, min(first + self.chunk_frames, count),
+                               out_dir): first for first in range(0, count, self.chunk_frames)}
+        written = 0
+        bar = tqdm(total=count, desc="frames", unit="frame", disable=not progress)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                pending.pop(ready[0])
+                for position, item in sorted(ray.get(ready[0]).items()):
+                    target = space.track(space.frame_path(position))
+                    if isinstance(item, bytes):
+                        with atomic_output(target) as temporary:
+                            temporary.write_bytes(item)
+                    written += 1
+                bar.update(written - bar.n)
+                notify("frames", written, count)
+        finally:
+            for reference in pending:
+                ray.cancel(reference)
+            bar.close()
+        if written != count:
+            raise RerenderError(f"decoded {written} of {count} frames of {info.path.name}; the file may be truncated")
 
     def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
                   key_path=None) -> None:
@@ -284,21 +538,35 @@ class RayExecutor(Executor):
         except Exception:  # noqa: BLE001 - an estimator that cannot travel is loaded on the worker from the config
             shipped_estimator = None
         shipped_config, shipped_options = ray.put(config), ray.put(options)
-        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(propagate_interval)
+        task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(_propagate_after_flows)
+        flow_task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries, num_returns=2)(compute_flows)
+        flows_dir = str(space.flows_dir.resolve()) if self.shared_storage else None
 
         def source(path: Path):
-            return str(path) if self.shared_storage else path.read_bytes()  # Ray ships large arguments via its object store
+            # Ray ships large arguments via its object store
+            return str(Path(path).resolve()) if self.shared_storage else Path(path).read_bytes()
 
-        pending = {}
+        # The flows first, in chunks of `chunk_frames` frames overlapping by one (chunk c holds the pairs
+        # c·n … c·n + n − 1), only those the pending intervals need; each interval task waits for its chunks.
+        size = self.chunk_frames
+        needed = sorted({pair // size for start, end in todo for pair in range(start, end)})
+        flow_chunks = {chunk: flow_task.remote([source(frame_path(index)) for index in
+                                                range(chunk * size, min((chunk + 1) * size, count - 1) + 1)],
+                                               shipped_estimator, shipped_config, flows_dir)
+                       for chunk in needed}
+        pending, chunk_files = {}, {}
         for start, end in sorted(todo):
             keys = {index - start: source(key_path(index)) for index in keyframe_indices if start <= index <= end}
             skip = sorted(index for index in range(start, end + 1) if index in reused)
+            chunk_results = [flow_chunks[chunk] for chunk in range(start // size, (end - 1) // size + 1)] if end > start else []
             reference = task.remote(
                 start, end, [source(frame_path(index)) for index in range(start, end + 1)], keys, shipped_options,
-                shipped_estimator, shipped_config, str(space.flows_dir) if self.shared_storage else None,
-                str(space.propagated_dir) if self.shared_storage else None, skip,
+                shipped_estimator, shipped_config, flows_dir,
+                str(space.propagated_dir.resolve()) if self.shared_storage else None, skip,
+                *[entries for _, entries in chunk_results],
             )
             pending[reference] = (start, end)
+            chunk_files[reference] = [files for files, _ in chunk_results]
         done = len(reused | set(keyframe_indices))
         bar = tqdm(total=count, initial=done, desc="propagation", unit="frame", disable=not progress)
         notify("propagation", done, count)
@@ -308,13 +576,14 @@ class RayExecutor(Executor):
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 start, end = pending.pop(ready[0])
                 written, flow_files = ray.get(ready[0])
+                flow_files = [*flow_files, *(name for files in ray.get(chunk_files.pop(ready[0])) for name in files)]
                 for index, item in sorted(written.items()):
                     path = space.track(space.propagated_path(index))
                     if isinstance(item, bytes):
                         with atomic_output(path) as temporary:
                             temporary.write_bytes(item)
                 for name in flow_files:
-                    space.track(name)
+                    space.track(space.flows_dir / Path(name).name)
                 finished[f"{start}-{end}"] = todo[(start, end)]
                 space.save()
                 new = set(written) - written_frames - reused - set(keyframe_indices)
@@ -323,6 +592,6 @@ class RayExecutor(Executor):
                 done += len(new)
                 notify("propagation", done, count)
         finally:
-            for reference in pending:
+            for reference in [*pending, *(pair[0] for pair in flow_chunks.values())] if pending else ():
                 ray.cancel(reference)
             bar.close()

@@ -33,7 +33,7 @@ from rerender.video import (
     write_image,
     write_video,
 )
-from rerender.workspace import Workspace, file_digest, intact_png
+from rerender.workspace import Workspace, file_digest, files_under, intact_png
 
 logger = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def render_keyframes(space, frames, indices, renderer, progress, notify) -> None
         rendered.pop(str(index), None)
     space.save()
     sources = [frames[index] for index in indices]
-    state_before = {path.name for path in space.state_dir.iterdir()}
+    state_before = files_under(space.state_dir)  # a segmented renderer keeps states in subfolders
     bar = tqdm(total=len(indices), initial=len(done), desc=f"keyframes ({renderer.name})", unit="key", disable=not progress)
     # A renderer that reports finer progress (diffusion: per denoising step) drives the bar and the callback.
     fine = "on_progress" in inspect.signature(renderer.render).parameters

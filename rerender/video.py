@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import os
@@ -645,6 +646,8 @@ def read_frames(
     resize_side: Literal["long", "short"] = "long",
     size_multiple: int = 8,
     info: VideoInfo | None = None,
+    *,
+    seek: bool = False,
 ) -> Iterator[np.ndarray]:
     """Stream frames `start, start+stride, … < end` as RGB `uint8` `(H, W, 3)`, cropped and resized.
 
@@ -661,6 +664,10 @@ def read_frames(
         size_multiple: round both sides to a multiple of this (only when resizing); frames are fitted into
             that size without distortion (`fit_frame`).
         info: a `probe_video` result to skip probing again.
+        seek: jump to the key frame before `start` instead of decoding from the first frame (for a chunk of a
+            long video: `rerender.executors.RayExecutor`). The frames are the same: each decoded frame's
+            timestamp is checked against `info.timestamps`, and where they disagree (or the file has no
+            timestamps) the reader decodes from the beginning instead.
 
     Raises:
         InputNotFoundError, VideoReadError: as `probe_video`.
@@ -675,10 +682,11 @@ def read_frames(
     size = None
     if resolution is not None:
         size = compute_output_size(cropped_width, cropped_height, resolution, resize_side, size_multiple)
-    return _iterate_frames(info, start, end, stride, tuple(crop), size)
+    return _iterate_frames(info, start, end, stride, tuple(crop), size, seek)
 
 
-def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, size) -> Iterator[np.ndarray]:
+def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, size,
+                    seek: bool = False) -> Iterator[np.ndarray]:
     wanted = range(start, end, stride)
     if info.is_image_sequence:
         files = list_image_files(info.path)
@@ -693,9 +701,27 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
         stream = container.streams[info.stream_index]
         stream.thread_type = "AUTO"
         index = -1
+        seeking = seek and start > 0 and len(info.timestamps) == info.frame_count and stream.time_base is not None
+        if seeking:  # to the key frame at or before `start`; the first decoded frame's time says which frame it is
+            import av
+
+            try:
+                container.seek(int(round(info.timestamps[start] / float(stream.time_base))), stream=stream, backward=True)
+            except av.error.FFmpegError:  # a raw stream cannot seek: decode from the start
+                yield from _iterate_frames(info, start, end, stride, crop, size)
+                return
         try:
             for frame in container.decode(stream):
                 index += 1
+                if seeking:
+                    # frames after a seek are counted from the first one's place in the timeline, each checked
+                    position = _timeline_index(info.timestamps, frame, stream.time_base)
+                    if index == 0 and position is not None and position <= start:
+                        index = position
+                    if position != index:  # not the frame a decode from the start would give here: do that instead
+                        resume = next((wanted_index for wanted_index in wanted if wanted_index >= max(index, 0)), end)
+                        yield from _iterate_frames(info, resume, end, stride, crop, size) if resume < end else ()
+                        return
                 if index >= end:
                     break
                 if index < start or (index - start) % stride:
@@ -709,6 +735,15 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, crop, si
             if not isinstance(error, av.error.FFmpegError):
                 raise
             logger.warning("decoding %s stopped at frame %d: %s", info.path, index, error)
+
+
+def _timeline_index(timestamps: Sequence[float], frame, time_base) -> int | None:
+    """The index of the frame whose probed time (`VideoInfo.timestamps`) is `frame`'s, or None (untimed or unknown)."""
+    if frame.pts is None:
+        return None
+    time = float(np.float64(frame.pts) * float(time_base))  # as `probe_video` computes them
+    position = bisect.bisect_left(timestamps, time - 1e-9)
+    return position if position < len(timestamps) and abs(timestamps[position] - time) <= 1e-9 else None
 
 
 def _to_rgb(frame, hdr_transfer: str | None = None) -> np.ndarray:

@@ -74,6 +74,11 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+def files_under(folder: Path) -> set[str]:
+    """The files in `folder` and its subfolders, as paths relative to it ("a.txt", "segment-1/b.txt")."""
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()} if folder.is_dir() else set()
+
+
 class WorkspaceMismatchError(RerenderError, ValueError):
     """The workspace belongs to another video (use `force` to start it over for this one)."""
 
@@ -496,11 +501,10 @@ class Workspace:
         return path
 
     def track_new_files(self, folder: Path, before: set[str]) -> None:
-        """Record the files in `folder` that were not there in `before` (names), i.e. the ones a run wrote."""
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if path.is_file() and path.name not in before:
-                    self.track(path)
+        """Record the files in `folder` and its subfolders that were not there in `before` (paths relative to
+        `folder`, as `files_under` gives them), i.e. the ones a run wrote."""
+        for name in files_under(folder) - before:
+            self.track(folder / name)
 
     def owns(self, path: str | os.PathLike) -> bool:
         """Whether the product recorded writing `path`."""

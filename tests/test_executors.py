@@ -15,10 +15,11 @@ from rerender.errors import ConfigError
 from rerender.stages import load_flow_estimator
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.video import read_frames
+from rerender.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
-from rerender.executors import RayExecutor  # noqa: E402
+from rerender.executors import RayExecutor, keyframe_segments  # noqa: E402
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
             dis_preset="fast", keyframe_interval=4)
@@ -61,6 +62,56 @@ def test_unreachable_address_fails_at_construction():
         RayExecutor("127.0.0.1:9")
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*")) if path.is_file()}
+
+
+@pytest.mark.ray
+def test_frames_and_flows_in_chunks_on_ray_equal_a_local_run(synthetic_clip, tmp_path, cluster):
+    # Chunks of 6 frames (flow chunks 0–6, 6–12, …) cut across the key intervals of K=4 (0–4, 4–8, …).
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False, **FAST)
+    steps = []
+    shared = translate(synthetic_clip, "a cartoon", output=tmp_path / "shared.mp4", renderer="classic", progress=False,
+                       executor=RayExecutor(chunk_frames=6), callback=lambda *step: steps.append(step), **FAST)
+    # and the keyframe chain in 2 segments (the classic stylizer is per frame, so the keyframes stay the same:
+    # what this checks is that the segments' keyframes come back in chain order, the re-rendered anchor dropped)
+    store = translate(synthetic_clip, "a cartoon", output=tmp_path / "store.mp4", renderer="classic", progress=False,
+                      executor=RayExecutor(shared_storage=False, chunk_frames=6, keyframe_segments=2), **FAST)
+    assert store.renderer == "classic (2 segments)" and store.keyframe_indices == local.keyframe_indices
+    assert _files(store.workspace / "keyframes") == _files(local.workspace / "keyframes")
+    frames = _files(local.workspace / "frames")
+    assert len(frames) == 20
+    for result in (shared, store):
+        assert _files(result.workspace / "frames") == frames
+        assert _propagated(result) == _propagated(local)
+        assert result.output.read_bytes() == local.output.read_bytes()
+    # every consecutive pair's flow, computed by the chunk tasks, is the local run's file, byte for byte
+    flows = _files(local.workspace / "flows")
+    assert len(flows) == 19 and _files(shared.workspace / "flows") == flows
+    assert not list((store.workspace / "flows").iterdir())  # without shared storage they stayed in the object store
+    # progress arrives chunk by chunk, in the order the chunks finish (three of 6 frames and one of 2)
+    counts = [0] + [done for stage, done, total in steps if stage == "frames"]
+    assert counts[-1] == 20 and sorted(b - a for a, b in zip(counts, counts[1:])) == [2, 6, 6, 6]
+    # and the workspace records every file the workers wrote as its own
+    ledger = set((shared.workspace / LEDGER_NAME).read_text().split())
+    assert {f"flows/{name}" for name in flows} | {f"frames/{name}" for name in frames} <= ledger
+
+
+def test_chunk_size_and_segments_are_checked():
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        RayExecutor(chunk_frames=1)
+    with pytest.raises(ConfigError, match="keyframe_segments"):
+        RayExecutor(keyframe_segments=0)
+
+
+@pytest.mark.parametrize("count, segments, expected", [
+    (5, 2, [[1, 2], [3, 4]]), (6, 2, [[1, 2], [3, 4, 5]]), (4, 5, [[1], [2], [3]]), (2, 3, [[1]]), (7, 1, [[1, 2, 3, 4, 5, 6]]),
+])
+def test_keyframe_segments_split_the_chain_after_the_anchor(count, segments, expected):
+    parts = [list(part) for part in keyframe_segments(count, segments)]
+    assert parts == expected and sum(parts, []) == list(range(1, count))
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_clip, tmp_path, cluster):
@@ -92,3 +143,32 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
     # The object-store run kept no flows (they stay on the workers); the shared run cached them in its workspace.
     assert not list((runs["object store"].workspace / "flows").iterdir())
     assert list((runs["shared"].workspace / "flows").iterdir())
+
+
+@pytest.mark.ray
+def test_segmented_keyframes_resume_after_a_cancel(synthetic_clip, tmp_path, cluster):
+    # Cancelled after the anchor and keyframe 4; the rerun keeps them and renders 8 (segment 1) and 12, 16
+    # (segment 2, whose actor renders the anchor again but must not hand it back as a keyframe).
+    import threading
+
+    from rerender.errors import CancelledError
+
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False,
+                      stage="keyframes", **FAST)
+    cancel = threading.Event()
+
+    def stop_after_two(stage, done, total):
+        if stage == "keyframes" and done == 2:
+            cancel.set()
+
+    executor = RayExecutor(keyframe_segments=2)
+    output = tmp_path / "segmented.mp4"
+    with pytest.raises(CancelledError):
+        translate(synthetic_clip, "a cartoon", output=output, renderer="classic", progress=False, stage="keyframes",
+                  executor=executor, cancel=cancel, callback=stop_after_two, **FAST)
+    workspace = tmp_path / "segmented.mp4.work"
+    assert sorted(path.name for path in (workspace / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]
+    resumed = translate(synthetic_clip, "a cartoon", output=output, renderer="classic", progress=False,
+                        stage="keyframes", executor=executor, **FAST)
+    assert resumed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16]
+    assert _files(resumed.workspace / "keyframes") == _files(local.workspace / "keyframes")
