@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 #: (``source(p) ≈ target(p + forward(p))``), backward the other way; both (H, W, 2) float32.
 FlowFunction = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
+#: Changes whenever the same options would propagate different frames (an algorithm or a default changed);
+#: a workspace's propagated frames from another engine version are redone, not reused.
+ENGINE_VERSION = "2"
+
 BLEND_MODES = ("reconstruction", "agreement", "histogram", "poisson", "select", "linear")
 QUALITY_PRESETS = ("fast", "balanced", "best", "rerender")
 
@@ -67,6 +71,10 @@ class PropagationOptions:
     pull each frame towards the previous one's drift. On the propagation benchmark (cottonbro 512 px,
     step 2, forward pass only) that moves PSNR from 24.1 to 25.4 dB and SSIM from 0.865 to 0.885 at the
     same sharpness, 2.4× faster (flicker rises from 1.5 to 1.8, below the ground truth's 1.9).
+
+    The two passes of an interval then merge by the ``"reconstruction"`` blend (``blend_mode``): chosen on
+    ``../shared/bench/propagation_suite.py`` (6 clips × 3 styles, worst case against flow warping), where
+    it is the only setting we measured that meets every target at once (see the README's Propagation).
     """
 
     colour_weight: float = 6.0
@@ -223,9 +231,10 @@ class PropagationOptions:
         """Options of a named preset, with optional field overrides.
 
         Args:
-            name: ``"fast"`` (previews, about 2× faster), ``"balanced"`` (the defaults), ``"best"`` (deeper
-                search, about 2× slower, marginally better) or ``"rerender"`` (Rerender-A-Video's EbSynth
-                settings and histogram blend, for comparison; about 10× slower).
+            name: ``"fast"`` (previews: 0.57× the time, mean PSNR 0.3 dB lower on the propagation suite),
+                ``"balanced"`` (the defaults), ``"best"`` (deeper search: 1.6× the time, mean PSNR 0.1 dB
+                higher) or ``"rerender"`` (Rerender-A-Video's EbSynth settings and histogram blend, for
+                comparison; about 10× slower).
             **overrides: any field of :class:`PropagationOptions`.
 
         Raises:

@@ -128,7 +128,13 @@ def intact_png(path: str | os.PathLike) -> bool:
 
 
 def _section_hashes(config: RerenderConfig, stage: str) -> dict[str, str]:
-    return {name: config_hash(_keyed_by_content(config), (name,))[:16] for name in STAGE_SECTIONS[stage]}
+    hashes = {name: config_hash(_keyed_by_content(config), (name,))[:16] for name in STAGE_SECTIONS[stage]}
+    if stage == "propagation":
+        # frames propagated by an earlier algorithm (or earlier defaults) are not reused under the same config
+        from rerender.propagation import ENGINE_VERSION
+
+        hashes["propagation engine"] = ENGINE_VERSION
+    return hashes
 
 
 def _keyed_by_content(config: RerenderConfig) -> RerenderConfig:

@@ -56,7 +56,7 @@ def _setting_components(app):
 
 
 def _client(url, video):
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
     summary = client.predict(handle_file(str(video)), api_name="/summary")
     return client, summary
 
@@ -157,7 +157,7 @@ def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, syntheti
     app, url = server
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n")
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
     with pytest.raises(AppError) as raised:
         client.predict(handle_file(str(text)), api_name="/summary")
     assert "notes.mp4" in str(raised.value) and "Traceback" not in str(raised.value)
@@ -285,7 +285,7 @@ def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
     app, url = server
     still = make_texture(96, 128, np.random.default_rng(0))
     write_image(still, tmp_path / "still.png")
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
     status, anchor, gallery, video, _, download, *_ = client.predict(
         handle_file(str(tmp_path / "still.png")), "pan-right", None, 0.8, 10, *_arguments(app, keyframes__keyframe_interval=4),
         api_name="/animate")
@@ -313,7 +313,7 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
     from rerender.text_video import BackgroundSmoothing, generate
 
     app, url = server
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
     arguments = _arguments(app, prompt="a red cube", renderer="diffusion", keyframes__keyframe_interval=2,
                            **TINY_MODEL(tiny_pipeline_dir))
     status, anchor, gallery, video, _, download, *_ = client.predict(3, 6, 64, 64, 4.0, 0.0, True, 0.8, *arguments,

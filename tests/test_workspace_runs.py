@@ -128,6 +128,19 @@ def test_prompt_tuning_needs_no_force(synthetic_clip, tmp_path):
     assert second.redone == ["redoing keyframes: config changed (prompt)"]
 
 
+def test_a_new_propagation_engine_redoes_propagation_only(synthetic_clip, tmp_path, renderer, monkeypatch):
+    run = dict(K=5, output=tmp_path / "out.mp4", workspace=tmp_path / "ws", renderer=renderer, progress=False, **FAST)
+    first = translate(synthetic_clip, "x", **run)
+    assert first.reused == []
+    # the same config, propagated by another version of the algorithm: its frames are not reused
+    monkeypatch.setattr("rerender.propagation.ENGINE_VERSION", "next")
+    second = translate(synthetic_clip, "x", **run)
+    assert second.reused == ["frames", "keyframes"]
+    assert second.redone == ["redoing propagation: config changed (propagation engine)"]
+    third = translate(synthetic_clip, "x", **run)
+    assert third.reused == ["frames", "keyframes", "propagation"] and third.redone == []
+
+
 def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, tmp_path, renderer):
     ws = tmp_path / "ws"
     run = dict(K=5, output=tmp_path / "o.mp4", workspace=ws, renderer=renderer, progress=False, **FAST)
