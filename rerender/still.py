@@ -26,7 +26,7 @@ import numpy as np
 
 from rerender.api import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
-from rerender.config import RerenderConfig, apply_overrides
+from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.stages import resolve_config
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
@@ -166,7 +166,7 @@ def animate(
         output: the translated video to write.
         config: a `RerenderConfig` or a YAML/JSON file; its `video` section sets the clip's size (the still's aspect).
         pipeline: a loaded `RerenderPipeline` (see `translate`).
-        K: keyframe interval (default: the config's, shortened to the clip's length when longer).
+        K: keyframe interval (default: the config's; a clip shorter than it gets keyframes at its first and last frames).
         amount: how far the move goes (`rerender.camera.DEFAULT_AMOUNT`).
         path: the keyframed path for motion "path": a JSON/YAML file, an inline spec or a list of mappings
             (`rerender.camera.parse_path`).
@@ -190,6 +190,8 @@ def animate(
     # 1. Check every input before any expensive work.
     if motion not in MOTIONS:
         raise ConfigError(f"`motion` must be one of {', '.join(MOTIONS)}, got {motion!r}")
+    if path is not None and motion != "path":  # the path would be silently ignored
+        raise ConfigError(f"a `path` is given but `motion` is {motion!r}; use motion 'path' to follow it, or drop the path")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
             raise ConfigError(f"`{name}` must be a number in ({low}, {high}], got {value!r}")
@@ -201,12 +203,10 @@ def animate(
     config = resolve_config(config, prompt, K, {**overrides, "output.fps": float(fps)})
     if any(dataclasses.astuple(config.video.crop)):
         raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
-    interval = config.keyframes.keyframe_interval
-    if interval > frame_count:
-        if K is not None:
-            raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
-        logger.info("keyframe interval %d is longer than the %d-frame clip; using %d", interval, frame_count, frame_count)
-        config = apply_overrides(config, {"keyframes.keyframe_interval": frame_count})
+    # a default interval longer than the clip is left to `select_keyframes`, which puts keyframes on the first and
+    # last frames (shortening it to the clip would leave the end propagated one way from the anchor)
+    if K is not None and K > frame_count:
+        raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
     video = config.video
     size = compute_output_size(still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple)
     if motion == "orbit" and disparity is None:

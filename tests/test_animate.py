@@ -63,6 +63,7 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
         ({"fps": 0}, ConfigError, "`fps`"),
         ({"K": 20, "seconds": 0.5, "fps": 10}, ConfigError, "`K` must be ≤ the clip's 5 frames"),
         ({"motion": "orbit", "depth": "NOT_AN_IMAGE"}, VideoReadError, "depth"),
+        ({"motion": "zoom-in", "path": "t=0,scale=1;t=1,scale=2"}, ConfigError, "`motion` is 'zoom-in'"),
     ],
 )
 def test_bad_input_fails_before_any_model_loads(still, tmp_path, kwargs, error, message, monkeypatch):
@@ -168,3 +169,11 @@ def test_a_bad_style_image_or_a_missing_translator_fails_before_the_clip_is_made
                  "--seconds", "0.2", "--fps", "10"])
     assert code == 2 and "style_image" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["junk.png", "still.png"]  # nothing written
+
+
+def test_a_clip_shorter_than_the_default_interval_has_keyframes_at_both_ends(still, tmp_path):
+    # 6 frames, the config's K = 10: as in `translate`, the last frame is a keyframe, not propagated one way
+    result = rerender.animate(still, "ink", seconds=0.6, fps=10, output=tmp_path / "short.mp4", renderer="classic",
+                              progress=False, resolution=64)
+    assert result.translation.keyframe_indices == [0, 5]
+    assert probe_video(result.output).frame_count == 6
