@@ -256,7 +256,7 @@ def translate(
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
         if renderer is None and pipeline is None and executor is not None:
-            renderer = executor.keyframe_renderer(config, estimator, control_maps)  # e.g. on a Ray GPU worker
+            renderer = executor.keyframe_renderer(config, estimator, control_maps, len(keyframe_indices))  # e.g. on Ray
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
