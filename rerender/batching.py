@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
+from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
 
@@ -231,9 +231,26 @@ def _check_jobs(jobs: Sequence[Job], where: str) -> None:
         if key in seen:
             raise ConfigError(
                 f"{where}: {str(seen[key])!r} and {str(job.video)!r} would both write {str(job.output)!r}; give one "
-                "of them its own `output`"
+                "of them its own output (the job list's 'output' column)"
             )
         seen[key] = job.video
+
+
+def _check_outputs(jobs: Sequence[Job]) -> None:
+    """Refuse, before any job runs, an output that cannot be written (a suffix that is no video, any job's input)
+    and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
+    itself, so a video of the user's in the output folder must never be overwritten."""
+    from rerender.video import check_output_path
+    from rerender.workspace import MARKER_NAME
+
+    videos = [job.video for job in jobs]
+    for number, job in enumerate(jobs, start=1):
+        check_output_path(job.output, videos, name=f"job {number} ({job.video.name}): output")
+        if job.output.exists() and not (job.workspace / MARKER_NAME).is_file():
+            raise OutputPathError(
+                f"job {number} ({job.video.name}): output {str(job.output)!r} already exists and was not written by "
+                f"rerender (no workspace {str(job.workspace)!r} beside it); move it away or give the job another output"
+            )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -414,6 +431,8 @@ def batch(
     Raises:
         InputNotFoundError: `jobs` or a job's video is missing.
         ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address.
+        OutputPathError: an output that is no video path, is a job's input, or is an existing file that no
+            earlier run of the batch wrote (one of the user's own).
         MissingDependencyError: `ray` given but ray is not installed.
     """
     if not isinstance(config, RerenderConfig):
@@ -427,6 +446,7 @@ def batch(
     job_list = load_jobs(jobs, prompt, output_dir, config)
     for job in job_list:
         job.output.parent.mkdir(parents=True, exist_ok=True)
+    _check_outputs(job_list)
     notify = callback or (lambda result: None)
     started = time.perf_counter()
     if ray is not None:

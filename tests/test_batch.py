@@ -59,6 +59,29 @@ def test_job_list_errors_come_before_any_work(clips, tmp_path):
     ]
 
 
+def test_outputs_are_checked_before_any_job_and_the_users_files_are_never_overwritten(clips, tmp_path, capsys):
+    from rerender.errors import OutputPathError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip1.mp4").write_bytes(b"my own video")  # the user's, where the batch would write clip1's output
+    with pytest.raises(OutputPathError, match=r"job 2 \(clip1.mp4\).*'.*clip1.mp4' already exists and was not written"):
+        batch([{"video": clips / "clip0.mp4"}, {"video": clips / "clip1.mp4"}], "a cat", out, renderer="classic", **FAST)
+    assert (out / "clip1.mp4").read_bytes() == b"my own video" and not list(out.glob("*.work"))  # job 1 did not run
+    # an output that is no video path, or another job's input, fails before job 1 runs too
+    for second, pattern in (({"video": clips / "clip2.mp4", "output": "two.gif"}, r"job 2 .*'.gif'"),
+                            ({"video": clips / "clip2.mp4", "output": clips / "clip0.mp4"}, r"job 2 .*is the input")):
+        with pytest.raises(OutputPathError, match=pattern):
+            batch([{"video": clips / "clip0.mp4"}, second], "a cat", tmp_path / "fresh", renderer="classic", **FAST)
+        assert not list((tmp_path / "fresh").glob("*.work"))
+    # the CLI names the job list's column, not -o/--output (the output folder), for two jobs with one output
+    listing = tmp_path / "jobs.csv"
+    listing.write_text(f"video,output\n{clips / 'clip0.mp4'},same.mp4\n{clips / 'clip1.mp4'},same.mp4\n", encoding="utf-8")
+    assert main(["batch", str(listing), "-p", "x", "-o", str(tmp_path / "o2")]) == 2
+    error = capsys.readouterr().err
+    assert "would both write" in error and "'output' column" in error and "-o/--output" not in error
+
+
 def test_unreachable_cluster_fails_before_any_job(clips, tmp_path):
     pytest.importorskip("ray")
     import ray
