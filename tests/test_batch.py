@@ -80,6 +80,8 @@ def test_outputs_are_checked_before_any_job_and_the_users_files_are_never_overwr
     assert main(["batch", str(listing), "-p", "x", "-o", str(tmp_path / "o2")]) == 2
     error = capsys.readouterr().err
     assert "would both write" in error and "'output' column" in error and "-o/--output" not in error
+    assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "o3"), "--jobs", "0"]) == 2
+    assert "--jobs must be a whole number ≥ 1, got 0" in capsys.readouterr().err
 
 
 def test_unreachable_cluster_fails_before_any_job(clips, tmp_path):
