@@ -387,12 +387,7 @@ def _command_translate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
-    if args.prompt is None and not config.prompt.prompt:
-        # An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for.
-        raise _UsageError(
-            "no prompt: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
-            "--config or --set; pass -p \"\" to run without a prompt on purpose"
-        )
+    _require_prompt(args.prompt, config)
     try:
         with _stop_at_safe_point() as cancel:
             result = translate(
@@ -416,11 +411,25 @@ def _command_translate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _require_prompt(prompt: str | None, config, where: str = "") -> None:
+    """An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for (-p "")."""
+    if prompt is None and not config.prompt.prompt:
+        raise _UsageError(
+            f"no prompt{where}: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
+            "--config or --set; pass -p \"\" to run without a prompt on purpose"
+        )
+
+
 def _command_batch(args: argparse.Namespace) -> int:
-    from rerender.batching import batch, format_summary
+    from rerender.batching import batch, format_summary, load_jobs
 
     config = _load_config(args)
     renderer = args.renderer or (None if _config_names_renderer(args) else "auto")
+    unprompted = [job.video.name for job in load_jobs(args.jobs_source, args.prompt, args.output, config)
+                  if job.prompt is None]
+    if unprompted:
+        _require_prompt(None, config, f" for {', '.join(unprompted[:3])}{' …' if len(unprompted) > 3 else ''} "
+                                      "(nor a `prompt` column in the job list)")
 
     def report(result) -> None:
         if not args.quiet:
@@ -516,6 +525,7 @@ def _command_animate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
+    _require_prompt(args.prompt, config)
     result = animate(
         args.image, prompt=args.prompt, motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
         seconds=args.seconds, fps=args.fps, output=args.output, config=config, K=args.interval, amount=args.amount,

@@ -103,9 +103,13 @@ def test_cli_animate_with_a_path_and_its_errors(capsys, still, tmp_path):
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 4 and float(probe_video(output).fps) == 10
     assert not (tmp_path / "cli_clip.mp4").exists()
-    code = main(["animate", str(still), "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")])
+    code = main(["animate", str(still), "-p", "ink", "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "scale" in err and err.count("\n") == 1
+    # as `translate`: no prompt is refused before the clip is made (-p "" runs unprompted on purpose)
+    code = main(["animate", str(still), "-o", str(tmp_path / "unprompted.mp4"), "--renderer", "classic"])
+    assert code == 2 and "no prompt" in capsys.readouterr().err
+    assert not list(tmp_path.glob("unprompted*"))
 
 
 def test_clip_folder_that_is_not_ours_is_left_alone(still, tmp_path):

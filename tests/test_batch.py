@@ -138,6 +138,11 @@ def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_p
     assert "2 jobs" in printed and "threads(2)" in printed and "1 done, 0 skipped, 1 failed" in printed
     assert "broken.mp4) failed: VideoReadError" in printed
     assert main(["batch", str(tmp_path / "nothing"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
+    # a job with no prompt (no -p, no `prompt` column, none in the config) is refused before any job, as in translate
+    listing.write_text(f"video,prompt\n{clips / 'clip0.mp4'},a dog\n{clips / 'clip1.mp4'},\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["batch", str(listing), "-o", str(tmp_path / "unprompted"), "--renderer", "classic"]) == 2
+    assert "no prompt for clip1.mp4" in capsys.readouterr().err and not (tmp_path / "unprompted").exists()
 
 
 @pytest.mark.slow
