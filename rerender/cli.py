@@ -236,8 +236,10 @@ def _command_download(args: argparse.Namespace) -> int:
         elif record["fetched"] or record["skipped"]:
             print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
                   f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
-        else:
+        elif record["cached"]:
             print(f"{record['role']}: {record['location']}: local, nothing to fetch")
+        else:  # a local path that is not there: a typo, not something to fetch
+            print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
         if args.dry_run:
             for name in record["fetched"]:
                 print(f"  fetch {name}")
