@@ -211,7 +211,12 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
-    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
+    if config.prompt.style_image is not None and renderer is None and pipeline is None and config.model.renderer == "classic":
+        from rerender.ip_adapter import read_style_image
+
+        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
+        logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
+    elif config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
         from rerender.ip_adapter import check_style_inputs
 
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)

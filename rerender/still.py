@@ -225,10 +225,13 @@ def animate(
 
         check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
         check_diffusion_weights(config)
-    if config.prompt.style_image is not None:  # so do a bad reference image and a missing adapter
-        from rerender.ip_adapter import check_style_inputs
+    if config.prompt.style_image is not None:  # so do a bad image and a missing adapter (classic needs none)
+        from rerender.ip_adapter import check_style_inputs, read_style_image
 
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+        if chosen == "classic":
+            read_style_image(config.prompt.style_image)
+        else:
+            check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     prompt_language = config.prompt.prompt_language
     if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
         from rerender.languages import check_translator, default_translation_model, detect_language
