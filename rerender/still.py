@@ -183,7 +183,8 @@ def animate(
         VideoReadError: the image or depth map is not an image.
         ConfigError: `K` longer than the clip, an unknown motion, seconds/fps out of range, a clip of fewer than 2 or more than `MAX_FRAMES`
             frames, a path with impossible values (or one that leaves the image), "orbit" without a depth map.
-        OutputPathError: the output cannot be written.
+        OutputPathError: the output cannot be written, or `clip_output="auto"` would overwrite a file no earlier run
+            wrote.
         MissingDependencyError: "orbit" without `depth` when the `annotators` extra is not importable.
         And whatever `translate` raises.
     """
@@ -218,6 +219,10 @@ def animate(
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
     frames_folder = _clip_folder(output_path)
+    if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
+        # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
+        raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
+                              "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
     chosen = renderer if isinstance(renderer, str) else (None if renderer is not None else config.model.renderer)
     if pipeline is None and chosen == "diffusion":
         from rerender.models import check_model_sources
