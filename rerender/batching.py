@@ -124,11 +124,14 @@ def _cell_value(text: Any) -> Any:
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     import yaml
 
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # spreadsheets save UTF-8 CSV with a byte-order mark
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
             raise ConfigError(f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column")
+        if "video" not in [name.strip() for name in reader.fieldnames]:
+            raise ConfigError(f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
+                              "(columns are separated by commas: video,prompt,output,...)")
         rows = []
         for row in reader:
             if None in row:

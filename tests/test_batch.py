@@ -48,6 +48,12 @@ def test_job_list_errors_come_before_any_work(clips, tmp_path):
     with pytest.raises(ConfigError, match="would both write"):
         batch(listing, "a cat", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # A CSV saved by a spreadsheet (byte-order mark, CRLF) reads as any other; one with another separator says so
+    listing.write_bytes("\ufeffvideo,prompt\r\nclip0.mp4,a dog\r\n".encode("utf-8"))
+    assert [(job.video, job.prompt) for job in load_jobs(listing, None, tmp_path / "out")] == [(tmp_path / "clip0.mp4", "a dog")]
+    listing.write_text("video;prompt\nclip0.mp4;a dog\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"no `video` column; its header reads \['video;prompt'\]"):
+        load_jobs(listing, None, tmp_path / "out")
     # A YAML list: relative videos from its folder, per-row prompt and options, outputs in the output folder.
     listing = tmp_path / "jobs.yaml"
     listing.write_text("- {video: clip0.mp4, prompt: a dog, keyframes.keyframe_interval: 2}\n- {video: clip0.mp4, output: b.mp4}\n",
