@@ -392,6 +392,10 @@ def generate(
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 2 <= num_inference_steps <= 1000:
+        # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
+        raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
+                          f"trained with), got {num_inference_steps!r}")
     noise_steps = default_noise_steps(num_inference_steps) if noise_steps is None else tuple(noise_steps)
     if not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
             and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
