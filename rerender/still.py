@@ -193,6 +193,11 @@ def animate(
         raise ConfigError(f"`motion` must be one of {', '.join(MOTIONS)}, got {motion!r}")
     if path is not None and motion != "path":  # the path would be silently ignored
         raise ConfigError(f"a `path` is given but `motion` is {motion!r}; use motion 'path' to follow it, or drop the path")
+    if depth is not None and motion != "orbit":  # so would the depth map (only the orbit's parallax uses one)
+        raise ConfigError(f"a `depth` map is given but `motion` is {motion!r}; only 'orbit' uses it: use motion 'orbit', "
+                          "or drop the depth map")
+    if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
+        raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
             raise ConfigError(f"`{name}` must be a number in ({low}, {high}], got {value!r}")

@@ -64,6 +64,8 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
         ({"K": 20, "seconds": 0.5, "fps": 10}, ConfigError, "`K` must be ≤ the clip's 5 frames"),
         ({"motion": "orbit", "depth": "NOT_AN_IMAGE"}, VideoReadError, "depth"),
         ({"motion": "zoom-in", "path": "t=0,scale=1;t=1,scale=2"}, ConfigError, "`motion` is 'zoom-in'"),
+        ({"motion": "pan-left", "depth": "NOT_AN_IMAGE"}, ConfigError, "`motion` is 'pan-left'; only 'orbit'"),
+        ({"motion": "path", "path": "t=0,scale=1;t=1,scale=2", "amount": 0.5}, ConfigError, "`amount` does not apply"),
     ],
 )
 def test_bad_input_fails_before_any_model_loads(still, tmp_path, kwargs, error, message, monkeypatch):
