@@ -366,6 +366,10 @@ def connect_ray(ray_address: str) -> bool:
     try:
         ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as error:
+        if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
+            raise ConfigError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
+                              ) from None
         raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
     return True
 

@@ -90,13 +90,20 @@ def test_outputs_are_checked_before_any_job_and_the_users_files_are_never_overwr
     assert "--jobs must be a whole number ≥ 1, got 0" in capsys.readouterr().err
 
 
-def test_unreachable_cluster_fails_before_any_job(clips, tmp_path):
+def test_unreachable_cluster_fails_before_any_job(clips, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     import ray
 
     assert not ray.is_initialized()
     with pytest.raises(ConfigError, match="127.0.0.1:9.*unreachable"):
         batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="127.0.0.1:9")
+    def no_cluster(**kwargs):  # as ray.init(address="auto") answers where no cluster runs (one may, on a shared machine)
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(ConfigError, match="'auto' found no running Ray cluster.*`ray start --head`.*'local'"):
+        batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="auto")
     assert not list((tmp_path / "out").glob("*.work"))
 
 
