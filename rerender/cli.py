@@ -902,6 +902,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _third_party_bars_off():
+    """-q: also the bars third-party code draws while loading models (diffusers' components, transformers'
+    weights), through their own switches, restored afterwards; ours are off through progress=False."""
+    import importlib
+
+    restore = []
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - both are dependencies
+            continue
+        if module.is_progress_bar_enabled():
+            module.disable_progress_bar()
+            restore.append(module.enable_progress_bar)
+    try:
+        yield
+    finally:
+        for enable in restore:
+            enable()
+
+
 def _caused_by_interrupt(error: BaseException) -> bool:
     seen = set()
     while error is not None and id(error) not in seen:
@@ -924,7 +946,10 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
         if not getattr(args, "handler", None):
             parser.print_help()
             return EXIT_USAGE
-        return args.handler(args)
+        loads_models = getattr(args, "renderer", None) != "classic" and args.handler in (
+            _command_translate, _command_animate, _command_generate, _command_batch)
+        with _third_party_bars_off() if getattr(args, "quiet", False) and loads_models else contextlib.nullcontext():
+            return args.handler(args)
     except SystemExit as exit_request:  # --help and --version
         return int(exit_request.code or 0)
     except _UsageError as error:

@@ -95,6 +95,7 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 3 and "keyframes (diffusion): [0, 2]" in captured.out
+    assert "Loading pipeline components" not in captured.err and "Loading weights" not in captured.err  # -q: no bars
     code = main(["generate", "-p", "x", "--frames", "0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "`frames` must be an integer in [1, 3000], got 0" in err
