@@ -19,11 +19,15 @@ Example:
 from ebsynth_bridge.blending import (
     agreement_blend,
     confidence_weight,
+    gradient_energy,
     histogram_preserving_blend,
     linear_blend,
+    match_sharpness,
     poisson_blend,
+    reconstruction_weights,
     select,
     selection_mask,
+    weighted_blend,
 )
 from ebsynth_bridge.guides import (
     advect_coordinates,
@@ -72,4 +76,8 @@ __all__ = [
     "linear_blend",
     "histogram_preserving_blend",
     "poisson_blend",
+    "reconstruction_weights",
+    "weighted_blend",
+    "match_sharpness",
+    "gradient_energy",
 ]

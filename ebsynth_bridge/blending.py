@@ -10,9 +10,13 @@ Between keyframes ``a < b`` every in-between frame gets two syntheses: ``forward
    the selected image instead of washing out;
 3. :func:`poisson_blend` — optionally, a gradient-domain (screened Poisson) reconstruction that takes
    its gradients from the selected side, solved exactly with a DCT;
-4. :func:`agreement_blend` — ours: cross-fade where the two syntheses agree in structure (averaging
+4. :func:`agreement_blend` — cross-fade where the two syntheses agree in structure (averaging
    two estimates lowers the error), follow the selected side where their edges differ (averaging two
-   different structures would ghost and blur).
+   different structures would ghost and blur);
+5. :func:`reconstruction_weights` + :func:`weighted_blend` + :func:`match_sharpness` — ours, the
+   default: weigh each candidate (the two syntheses and the two keyframes warped along the flow) per
+   pixel by how well the same correspondence reconstructs the current *source* frame, then give the
+   average back the detail contrast that averaging lost, up to a share of the keyframes' sharpness.
 
 Images are RGB channels-last, uint8 in [0, 255] or float32 in [0, 1]; outputs keep the input dtype.
 The colour work happens in float CIE Lab (no 8-bit round trip, which costs Rerender ≈ 0.03 SSIM).
@@ -374,3 +378,155 @@ def _check_pair(first: np.ndarray, second: np.ndarray) -> None:
 def _check_weight(weight: float) -> None:
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"`backward_weight` must be in [0, 1], got {weight}")
+
+
+# --------------------------------------------------------------------------------------------------
+# reconstruction-weighted blend and sharpness matching
+# --------------------------------------------------------------------------------------------------
+
+
+def reconstruction_weights(
+    errors: list[np.ndarray],
+    temporal_weights: list[float],
+    *,
+    smoothing: float = 2.0,
+    floor: float = 1.0,
+    power: float = 1.0,
+) -> list[np.ndarray]:
+    """Per-pixel weights of several candidate syntheses of one frame, from how well each explains it.
+
+    A candidate synthesis draws every pixel from somewhere in its keyframe (a patch match, a flow
+    sample). Drawing the keyframe's *source* frame through the same correspondence gives its
+    reconstruction of the current source frame; where that reconstruction is wrong (an occlusion, a
+    flow or patch error) the stylised pixel drawn the same way is wrong too, whatever the style. With
+    ``e_k = Σ_channels |reconstruction_k − source|`` (0–255 scale) candidate ``k`` weighs
+    ``c_k = t_k · (G_σ * e_k + floor)^−power``, normalised to sum to 1 (``t_k``: its temporal weight).
+    Unlike the patch error this needs no guide weights and compares single pixels, so thin structures
+    count; the Gaussian keeps the weights from following pixel noise.
+
+    Args:
+        errors: per candidate, its ``(H, W)`` reconstruction error ``e_k`` (≥ 0, 0–255 scale summed over
+            channels).
+        temporal_weights: per candidate, a number ≥ 0 (how near its keyframe is; not all 0).
+        smoothing: Gaussian sigma in pixels applied to each error map (0 = none).
+        floor: added to the smoothed error, so that two exact reconstructions share the pixel by their
+            temporal weights (> 0).
+        power: how sharply the error decides (0 = time alone).
+
+    Returns:
+        One float32 ``(H, W)`` weight map per candidate; they sum to 1 at every pixel.
+
+    Raises:
+        ValueError: mismatched shapes or lengths, or weights that are negative or all 0.
+
+    Shape: errors k × (H, W) -> k × (H, W).
+
+    Example:
+        >>> import numpy as np
+        >>> near, far = np.zeros((4, 4), np.float32), np.full((4, 4), 99.0, np.float32)
+        >>> [round(float(w[0, 0]), 2) for w in reconstruction_weights([near, far], [0.5, 0.5])]
+        [0.99, 0.01]
+    """
+    if len(errors) != len(temporal_weights) or not errors:
+        raise ValueError(f"`errors` and `temporal_weights` must be non-empty and of equal length, got "
+                         f"{len(errors)} and {len(temporal_weights)}")
+    if any(not weight >= 0 for weight in temporal_weights) or sum(temporal_weights) <= 0:
+        raise ValueError(f"`temporal_weights` must be numbers ≥ 0, not all 0, got {list(temporal_weights)}")
+    if not (floor > 0 and power >= 0 and smoothing >= 0):
+        raise ValueError(f"need floor > 0, power ≥ 0 and smoothing ≥ 0, got {floor}, {power}, {smoothing}")
+    if any(error.ndim != 2 or error.shape != errors[0].shape for error in errors):
+        raise ValueError(f"`errors` must be (H, W) maps of one shape, got {[error.shape for error in errors]}")
+    confidences = [np.float32(weight) * (_smooth(error, smoothing) + np.float32(floor)) ** np.float32(-power)
+                   for error, weight in zip(errors, temporal_weights)]
+    total = np.maximum(np.sum(confidences, axis=0), np.float32(1e-30))
+    return [confidence / total for confidence in confidences]
+
+
+def weighted_blend(candidates: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+    """``Σ_k weights_k · candidates_k``, in float32 on the candidates' own scale.
+
+    Shape: candidates k × (H, W, C), weights k × (H, W) -> (H, W, C) float32.
+    """
+    if len(candidates) != len(weights) or not candidates:
+        raise ValueError(f"need one weight map per candidate, got {len(candidates)} and {len(weights)}")
+    blended = np.zeros(candidates[0].shape, np.float32)
+    for candidate, weight in zip(candidates, weights):
+        if candidate.shape != blended.shape or weight.shape != blended.shape[:2]:
+            raise ValueError(f"candidates must share one (H, W, C) shape with (H, W) weights, got "
+                             f"{candidate.shape} and {weight.shape}")
+        blended += candidate.astype(np.float32) * weight[..., None]
+    return blended
+
+
+def gradient_energy(image: np.ndarray) -> float:
+    """Mean Sobel gradient magnitude of the luminance, on the 0–255 scale (the sharpness measure).
+
+    Shape: (H, W, 3) RGB, uint8 or float on the 0–255 scale -> scalar.
+    """
+    return float(_gradient_magnitude(np.clip(image, 0, 255).astype(np.float32) / np.float32(255.0)).mean())
+
+
+def match_sharpness(
+    blended: np.ndarray,
+    candidates: list[np.ndarray],
+    weights: list[np.ndarray],
+    target_energy: float,
+    *,
+    detail_sigma: float = 5.0,
+    energy_sigma: float = 8.0,
+    max_gain: float = 3.0,
+    max_scale: float = 4.0,
+) -> tuple[np.ndarray, float]:
+    """Give a blend of several candidates back the detail that averaging them washed out.
+
+    Averaging candidates that disagree in their fine detail (a texture, an ink line a pixel apart) keeps
+    the error low but leaves the detail at a fraction of its contrast: in-between frames look soft next
+    to their keyframes. With ``D = blended − G_s * blended`` (the detail band, ``s = detail_sigma``), the
+    local gain ``g = clip(√(Σ w_k E_k / E_D), 1, max_gain)`` (energies ``E`` = Gaussian-smoothed
+    squared detail, ``energy_sigma``) restores each region's detail to the weighted energy its
+    candidates had, so detail they agree on is untouched. The strength ``β`` of ``1 + β(g − 1)``
+    (beyond 1: ``β·g``, up to ``max_scale``) is found by bisection so that the result's
+    :func:`gradient_energy` reaches ``target_energy``, and no further; a blend already that sharp is
+    returned as is. (In the spirit of Rerender's histogram-preserving blend, which restores the contrast
+    a cross-fade loses, applied to detail.)
+
+    Args:
+        blended: ``(H, W, C)`` float32 on the 0–255 scale (:func:`weighted_blend`).
+        candidates, weights: what was blended, with its per-pixel weights.
+        target_energy: wanted :func:`gradient_energy`, e.g. a fraction of the keyframes'.
+        detail_sigma, energy_sigma: Gaussian sigmas in pixels of the detail band and of the energies.
+        max_gain: cap of the local gain ``g``.
+        max_scale: cap of ``β``.
+
+    Returns:
+        ``(image, β)``: the float32 result (not clipped) and the strength used (0 = unchanged).
+
+    Shape: blended (H, W, C), candidates k × (H, W, C), weights k × (H, W) -> (H, W, C), scalar.
+    """
+    if gradient_energy(blended) >= target_energy:
+        return blended, 0.0
+    base = _smooth(blended, detail_sigma)
+    detail = blended - base
+
+    def energy(image: np.ndarray) -> np.ndarray:
+        band = image.astype(np.float32) - _smooth(image.astype(np.float32), detail_sigma)
+        return _smooth((band * band).sum(axis=2), energy_sigma)
+
+    expected = sum(weight * energy(candidate) for candidate, weight in zip(candidates, weights))
+    gain = np.clip(np.sqrt(expected / (_smooth((detail * detail).sum(axis=2), energy_sigma) + np.float32(1e-3))),
+                   1.0, max_gain)[..., None].astype(np.float32)
+
+    def render(strength: float) -> np.ndarray:
+        factor = 1 + strength * (gain - 1) if strength <= 1 else strength * gain
+        return base + factor * detail
+
+    low, high = 0.0, float(max_scale)
+    if gradient_energy(render(high)) < target_energy:
+        return render(high), high
+    for _ in range(8):
+        middle = (low + high) / 2
+        if gradient_energy(render(middle)) < target_energy:
+            low = middle
+        else:
+            high = middle
+    return render(high), high

@@ -444,12 +444,13 @@ class FlowConfig:
     """"gmflow" (needs `flow_checkpoint`), "dis" (OpenCV, no weights) or "auto" (GMFlow when weights and a GPU exist)."""
     flow_checkpoint: str | None = None
     """Path to `gmflow_sintel-0c07dcb3.pth` (or a hub-cache path); `None` = look in the usual places."""
-    dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
-    """OpenCV DIS preset when DIS is used."""
+    dis_preset: Literal["ultrafast", "fast", "medium", "fine"] = "fine"
+    """DIS preset when DIS is used: OpenCV's "ultrafast", "fast", "medium", or "fine" (medium carried to full
+    resolution; the most accurate, ≈ 2.7× medium's time; see `rerender.flow.DIS_PRESETS`)."""
 
     def __post_init__(self) -> None:
         _check_choice("flow.flow_estimator", self.flow_estimator, ("auto", "dis", "gmflow"))
-        _check_choice("flow.dis_preset", self.dis_preset, ("ultrafast", "fast", "medium"))
+        _check_choice("flow.dis_preset", self.dis_preset, ("ultrafast", "fast", "medium", "fine"))
 
 
 @dataclass(frozen=True)
@@ -457,15 +458,16 @@ class PropagationConfig:
     """EbSynth-style propagation of keyframes to all frames (`rerender.propagation`, `ebsynth_bridge`).
 
     Options left `None` take the preset's value. The "balanced" preset uses colour 6, edge 0.5, position
-    0.05, temporal 0 and the "agreement" blend, measured best on the propagation benchmark; "rerender"
+    0.05, temporal 0 and the "reconstruction" blend, measured best on the propagation suite; "rerender"
     reproduces the official settings (colour 6, edge 0.5, temporal 0.5, position 2, histogram blend).
     """
 
     propagation_preset: Literal["fast", "balanced", "best", "rerender"] = "balanced"
     """Speed/quality trade-off of the patch synthesis, or "rerender" for the official EbSynth settings."""
-    blend_mode: Literal["agreement", "histogram", "poisson", "select", "linear"] | None = None
-    """How the forward and backward passes merge: "agreement" (cross-fade where their structure agrees,
-    error-selected side elsewhere), "histogram" (the paper's histogram-preserving blend), "poisson" (that,
+    blend_mode: Literal["reconstruction", "agreement", "histogram", "poisson", "select", "linear"] | None = None
+    """How the forward and backward passes merge: "reconstruction" (per pixel, weighted by how well each pass
+    and each flow-warped keyframe reconstructs the source frame, detail restored to the keyframes'
+    sharpness), "agreement" (cross-fade where their structure agrees, error-selected side elsewhere), "histogram" (the paper's histogram-preserving blend), "poisson" (that,
     then a gradient-domain blend), "select" (error-guided selection only), "linear"; `None` = the preset's."""
     color_guide_weight: float | None = None
     """Weight of the source-colour guide; `None` = the preset's (6)."""
@@ -487,7 +489,8 @@ class PropagationConfig:
         _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))
         _check_choice("propagation.output_size", self.output_size, ("processing", "source"))
         if self.blend_mode is not None:
-            _check_choice("propagation.blend_mode", self.blend_mode, ("agreement", "histogram", "poisson", "select", "linear"))
+            _check_choice("propagation.blend_mode", self.blend_mode,
+                          ("reconstruction", "agreement", "histogram", "poisson", "select", "linear"))
         for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):
             if getattr(self, name) is not None:
                 _check_range(f"propagation.{name}", getattr(self, name), 0.0, 100.0)

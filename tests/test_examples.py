@@ -33,7 +33,7 @@ def test_optical_flow_example(synthetic_clip, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert output.is_file() and "dis-medium" in result.stdout
+    assert output.is_file() and "dis-fine" in result.stdout
 
 
 def _run(*args, timeout=600):

@@ -44,13 +44,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-"""OpenCV's DIS presets, fastest first (OpenCV has no finer preset)."""
+DIS_PRESETS = ("ultrafast", "fast", "medium", "fine")
+"""DIS presets, fastest first: OpenCV's three, and ``"fine"`` — OpenCV's medium carried down to full
+resolution (finest scale 0, 8-px patches every 3 px). On the propagation suite "fine" raises the worst
+case's SSIM by ≈ 0.001 and PSNR by 0.1–0.4 dB against "medium", at ≈ 2.7× its time (0.05 s against
+0.018 s per direction for a 512² pair, 1 core)."""
 
-DEFAULT_DIS_PRESET = "medium"
+DEFAULT_DIS_PRESET = "fine"
 
 ESTIMATOR_NAMES = ("auto", "gmflow", "dis", *(f"dis-{preset}" for preset in DIS_PRESETS))
-"""Names `load_flow_estimator` accepts; ``"dis"`` is ``"dis-medium"``."""
+"""Names `load_flow_estimator` accepts; ``"dis"`` is ``"dis-fine"`` (`DEFAULT_DIS_PRESET`)."""
 
 # GMFLOW_HUB_FILES: (repository, file) pairs of the Hugging Face Hub where Rerender-A-Video's installer gets the
 # GMFlow weights; `find_gmflow_checkpoint` looks for them in the local hub cache (never on the network).
@@ -113,7 +116,8 @@ class DISFlowEstimator:
     """OpenCV's Dense Inverse Search optical flow on grey frames, both directions.
 
     Args:
-        preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (slower, more accurate; the default).
+        preset: ``"ultrafast"``, ``"fast"``, ``"medium"`` or ``"fine"`` (slower, more accurate; the default;
+            see `DIS_PRESETS`).
 
     Raises:
         ConfigError: unknown preset (a `ValueError`).
@@ -140,8 +144,16 @@ class DISFlowEstimator:
             "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
             "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
             "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+            "fine": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
         }[self.preset]
-        return cv2.DISOpticalFlow_create(preset_id)
+        dis = cv2.DISOpticalFlow_create(preset_id)
+        if self.preset == "fine":
+            # medium stops one octave above full resolution; thin structures and pencil-scale texture
+            # need the last octave (measured on the propagation suite, see DIS_PRESETS)
+            dis.setFinestScale(0)
+            dis.setPatchSize(8)
+            dis.setPatchStride(3)
+        return dis
 
     def __call__(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward (source→target) and backward (target→source) flow; see `FlowEstimator`."""
@@ -305,7 +317,8 @@ def load_flow_estimator(
 ) -> FlowEstimator:
     """Build a flow estimator by name (the fields of `rerender.config.FlowConfig` map one to one).
 
-    * ``"dis"``: OpenCV DIS with `dis_preset`; ``"dis-medium"``, ``"dis-fast"``, ``"dis-ultrafast"`` name the preset.
+    * ``"dis"``: DIS with `dis_preset`; ``"dis-fine"``, ``"dis-medium"``, ``"dis-fast"``, ``"dis-ultrafast"`` name the
+      preset.
     * ``"gmflow"``: GMFlow from `checkpoint`, or from `find_gmflow_checkpoint` when `checkpoint` is None.
     * ``"auto"``: GMFlow when its weights are found and the device is a GPU (CUDA or MPS), DIS with `dis_preset`
       otherwise. The choice and its reason are logged at INFO level.
@@ -314,8 +327,9 @@ def load_flow_estimator(
         name: one of `ESTIMATOR_NAMES`.
         checkpoint: GMFlow weights file; naming one that does not exist is an error even for ``"auto"``.
         device: where GMFlow runs; None picks CUDA, then MPS, then the CPU. DIS always runs on the CPU.
-        dis_preset: one of `DIS_PRESETS`, for ``"dis"`` and for ``"auto"`` without GMFlow. ``"medium"`` is the
-            most accurate and about 45 ms per 512×512 pair (both directions) on one CPU core.
+        dis_preset: one of `DIS_PRESETS`, for ``"dis"`` and for ``"auto"`` without GMFlow. ``"fine"`` (the default)
+            is the most accurate, about 0.1 s per 512×512 pair (both directions) on one CPU core; ``"medium"``
+            about 45 ms.
 
     Returns:
         The estimator.

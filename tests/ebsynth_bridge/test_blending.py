@@ -8,11 +8,15 @@ import pytest
 
 from ebsynth_bridge import (
     agreement_blend,
+    gradient_energy,
     histogram_preserving_blend,
     linear_blend,
+    match_sharpness,
     poisson_blend,
+    reconstruction_weights,
     select,
     selection_mask,
+    weighted_blend,
 )
 
 
@@ -172,3 +176,64 @@ def test_agreement_difference_measure_sees_unaligned_textures():
     assert error_difference < error_magnitude
     with pytest.raises(ValueError, match="measure"):
         agreement_blend(texture, shifted, 0.5, mask, measure="phase")
+
+
+# --------------------------------------------------------------------------------------------------
+# reconstruction-weighted blend and sharpness matching
+# --------------------------------------------------------------------------------------------------
+
+
+def test_reconstruction_weights_sum_to_one_and_follow_the_errors():
+    exact, wrong = np.zeros((16, 20), np.float32), np.full((16, 20), 60.0, np.float32)
+    wrong[:, :10] = 0.0  # both exact on the left half
+    weights = reconstruction_weights([exact, wrong], [0.5, 0.5], smoothing=0.0)
+    np.testing.assert_allclose(weights[0] + weights[1], 1.0, rtol=1e-6)
+    # equal errors: the temporal weights decide; one 60-off: (1/1) / (1/1 + 1/61)
+    np.testing.assert_allclose(weights[0][:, :10], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(weights[0][:, 10:], 61 / 62, rtol=1e-5)
+    times = reconstruction_weights([exact, exact, exact], [3.0, 1.0, 0.0])
+    np.testing.assert_allclose([w[0, 0] for w in times], [0.75, 0.25, 0.0], rtol=1e-6)
+    # power 0: time alone, whatever the errors
+    np.testing.assert_allclose(reconstruction_weights([exact, wrong], [0.2, 0.8], power=0.0)[1], 0.8, rtol=1e-6)
+
+
+def test_weighted_blend_is_the_weighted_sum():
+    first, second = image(1), image(2)
+    ramp = np.tile(np.linspace(0, 1, first.shape[1], dtype=np.float32), (first.shape[0], 1))
+    blended = weighted_blend([first, second], [1 - ramp, ramp])
+    np.testing.assert_allclose(blended, first * (1 - ramp[..., None]) + second * ramp[..., None], atol=1e-3)
+    np.testing.assert_array_equal(blended[:, 0], first[:, 0].astype(np.float32))
+
+
+def test_match_sharpness_restores_averaged_detail_and_leaves_agreement_alone():
+    texture = cv2.resize(np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8), (256, 128),
+                         interpolation=cv2.INTER_NEAREST)
+    shifted = texture.copy()
+    shifted[:, 128:] = np.roll(texture, 4, axis=1)[:, 128:]  # the candidates disagree on the right half only
+    candidates = [texture, shifted]
+    weights = [np.full(texture.shape[:2], 0.5, np.float32)] * 2
+    blended = weighted_blend(candidates, weights)
+    assert gradient_energy(blended) < 0.9 * gradient_energy(texture)  # averaging washed the right half out
+    # already sharp enough: returned as is
+    same, strength = match_sharpness(blended, candidates, weights, 0.5 * gradient_energy(texture))
+    assert strength == 0.0 and same is blended
+    target = 0.95 * gradient_energy(texture)
+    restored, strength = match_sharpness(blended, candidates, weights, target)
+    assert 0.0 < strength <= 1.0
+    assert target <= gradient_energy(restored) < 1.02 * target  # reaches the target, and no further
+    # the left half (far from the seam) was one structure: untouched; only detail changed on the right
+    np.testing.assert_allclose(restored[:, :80], blended[:, :80], atol=0.05)
+    np.testing.assert_allclose(cv2.GaussianBlur(restored, (0, 0), 12.0)[:, 150:-20],
+                               cv2.GaussianBlur(blended, (0, 0), 12.0)[:, 150:-20], atol=2.0)
+
+
+def test_reconstruction_blend_bad_inputs_are_clear_errors():
+    errors = [np.zeros((4, 4), np.float32)] * 2
+    with pytest.raises(ValueError, match="equal length"):
+        reconstruction_weights(errors, [1.0])
+    with pytest.raises(ValueError, match="not all 0"):
+        reconstruction_weights(errors, [0.0, 0.0])
+    with pytest.raises(ValueError, match="one shape"):
+        reconstruction_weights([np.zeros((4, 4)), np.zeros((4, 5))], [1.0, 1.0])
+    with pytest.raises(ValueError, match="one weight map per candidate"):
+        weighted_blend([image(1)], [])

@@ -53,6 +53,16 @@ def test_dis_medium_recovers_known_motion(scene):
         assert interior_epe(backward, -forward_truth) < MEDIUM_EPE_LIMIT
 
 
+@pytest.mark.parametrize("scene", SCENES)
+def test_dis_fine_is_at_least_as_accurate_as_medium(scene):
+    """"fine" is medium carried to full resolution: on every known motion its error is no worse (a hair of
+    slack for OpenCV builds) and within the same limit."""
+    source, target, forward_truth = affine_pair(128, SCENES[scene])
+    errors = {preset: interior_epe(DISFlowEstimator(preset)(to_tensor(source), to_tensor(target))[0], forward_truth)
+              for preset in ("medium", "fine")}
+    assert errors["fine"] < MEDIUM_EPE_LIMIT and errors["fine"] <= errors["medium"] * 1.1 + 0.01, errors
+
+
 @pytest.mark.parametrize("motion", MOTIONS)
 def test_dis_medium_on_synthetic_videos(motion):
     """Mean end-point error on non-occluded pixels below 1 px on every `rerender.synthetic` motion.
@@ -105,10 +115,11 @@ def test_numpy_convenience_returns_channels_last_arrays():
 def test_estimators_follow_the_protocol():
     assert isinstance(DISFlowEstimator(), FlowEstimator)
     assert isinstance(GMFlowEstimator(GMFlow(num_transformer_layers=1)), FlowEstimator)
-    assert [DISFlowEstimator(preset).name for preset in ("ultrafast", "fast", "medium")] == [
+    assert [DISFlowEstimator(preset).name for preset in ("ultrafast", "fast", "medium", "fine")] == [
         "dis-ultrafast",
         "dis-fast",
         "dis-medium",
+        "dis-fine",
     ]
 
 
@@ -164,15 +175,16 @@ def checkpoint(tmp_path) -> Path:
 
 class TestLoadFlowEstimator:
     def test_dis_names(self):
-        assert load_flow_estimator("dis").name == "dis-medium"
+        assert load_flow_estimator("dis").name == "dis-fine"
+        assert load_flow_estimator("dis-medium").name == "dis-medium"
         assert load_flow_estimator("dis-ultrafast").name == "dis-ultrafast"
         assert load_flow_estimator("dis", dis_preset="fast").name == "dis-fast"
 
     def test_auto_without_weights_picks_dis_and_says_why(self, empty_caches, caplog):
         with caplog.at_level(logging.INFO, logger="rerender.flow.estimators"):
             estimator = load_flow_estimator("auto", device="cpu")
-        assert isinstance(estimator, DISFlowEstimator) and estimator.name == "dis-medium"
-        assert "DIS medium (no GMFlow weights found)" in caplog.text
+        assert isinstance(estimator, DISFlowEstimator) and estimator.name == "dis-fine"
+        assert "DIS fine (no GMFlow weights found)" in caplog.text
 
     def test_auto_on_cpu_prefers_dis_even_with_weights(self, checkpoint, caplog):
         with caplog.at_level(logging.INFO, logger="rerender.flow.estimators"):
@@ -207,9 +219,9 @@ class TestLoadFlowEstimator:
             load_flow_estimator("auto", checkpoint=tmp_path / "missing.pth")
         with pytest.raises(ConfigError, match="got 'gmflw'; did you mean 'gmflow'\\?"):
             load_flow_estimator("gmflw")
-        with pytest.raises(ConfigError, match="`dis_preset` must be one of .* got 'fine'"):
-            load_flow_estimator("auto", dis_preset="fine")
+        with pytest.raises(ConfigError, match="`dis_preset` must be one of .* got 'finest'"):
+            load_flow_estimator("auto", dis_preset="finest")
         with pytest.raises(
-            ValueError, match="`preset` must be one of \\('ultrafast', 'fast', 'medium'\\), got 'fine'"
+            ValueError, match="`preset` must be one of \\('ultrafast', 'fast', 'medium', 'fine'\\), got 'finest'"
         ):
-            DISFlowEstimator("fine")
+            DISFlowEstimator("finest")
