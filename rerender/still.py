@@ -224,6 +224,10 @@ def animate(
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
     frames_folder = _clip_folder(output_path)
+    from rerender.stages import default_workspace
+    from rerender.workspace import check_workspace_root
+
+    check_workspace_root(workspace if workspace is not None else default_workspace(output_path, frames_folder))
     if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
         # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
         raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "

@@ -197,3 +197,15 @@ def test_a_clip_file_of_the_users_is_never_overwritten(still, tmp_path):
     first = rerender.animate(still, "ink", output=tmp_path / "ours.mp4", **options)
     again = rerender.animate(still, "ink", output=tmp_path / "ours.mp4", **options)
     assert again.clip == first.clip and probe_video(again.clip).frame_count == 4
+
+
+def test_a_workspace_that_is_not_ours_is_refused_before_the_clip_is_made(still, tmp_path):
+    from rerender.workspace import WorkspaceOwnershipError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    with pytest.raises(WorkspaceOwnershipError, match="non-empty folder that rerender did not make"):
+        rerender.animate(still, "ink", seconds=0.4, fps=10, output=tmp_path / "o.mp4", workspace=tmp_path / "mine",
+                         renderer="classic", progress=False, resolution=64)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine", "still.png"]  # no clip, no frames
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
