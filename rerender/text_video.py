@@ -163,8 +163,8 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     """Validate `generate`'s arguments before any model loads; returns the motion as two floats.
 
     Raises:
-        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion, a size
-            that is not two multiples of 8 in 64–2048.
+        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
+            as large as the frame, a size that is not two multiples of 8 in 64–2048.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"`prompt` must be a non-empty string, got {prompt!r}")
@@ -181,6 +181,9 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v % 8 or not 64 <= v <= 2048 for v in size)):
         raise ConfigError(f"`size` must be (width, height), multiples of 8 in [64, 2048], got {size!r}")
+    if abs(dx) >= size[0] or abs(dy) >= size[1]:  # consecutive frames would share no pixel: no motion to follow
+        raise ConfigError(f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
+                          f"pixels), got {motion!r}")
     return dx, dy
 
 

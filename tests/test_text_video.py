@@ -80,6 +80,8 @@ def test_frames_out_of_range_fail_before_any_model_loads(frames, tmp_path, monke
         generate("a cat", frames=frames, output=tmp_path / "o.mp4")
     with pytest.raises(ConfigError, match="`motion`"):
         generate("a cat", frames=4, motion=(float("nan"), 0), output=tmp_path / "o.mp4")
+    with pytest.raises(ConfigError, match=r"`motion` must be smaller than the frame.*\|dx\| < 64.*got \(1000000000.0, 0\)"):
+        generate("a cat", frames=4, motion=(1e9, 0), size=(64, 96), output=tmp_path / "o.mp4")
     for steps in (100_000, 1, 2.5):  # the scheduler's own refusal of > 1000 came only after the model loaded
         with pytest.raises(ConfigError, match=rf"`num_inference_steps` must be an integer in \[2, 1000\].*got {steps}"):
             generate("a cat", frames=4, num_inference_steps=steps, output=tmp_path / "o.mp4")
