@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import socket
@@ -384,13 +385,15 @@ def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | Non
 
     task = ray.remote(num_cpus=1, num_gpus=1 if wants_gpu else 0, max_retries=max_retries)(remote_job)
     config_ref = ray.put(config)
-    pending = {task.remote(job, config_ref, renderer): index for index, job in enumerate(jobs)}
+    # absolute paths: a worker's working folder is not the driver's (another node, or a runtime_env working_dir)
+    sent = [dataclasses.replace(job, video=job.video.absolute(), output=job.output.absolute()) for job in jobs]
+    pending = {task.remote(job, config_ref, renderer): index for index, job in enumerate(sent)}
     results: list[JobResult | None] = [None] * len(jobs)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready[0])
         try:
-            results[index] = ray.get(ready[0])
+            results[index] = dataclasses.replace(ray.get(ready[0]), job=jobs[index])  # the job as the caller wrote it
         except Exception as error:  # noqa: BLE001 - a task that failed past its retries (worker lost) fails its job only
             results[index] = JobResult(jobs[index], "failed", 0.0, f"{type(error).__name__}: {error}".splitlines()[0], "ray")
         callback(results[index])

@@ -138,6 +138,25 @@ def test_batch_on_ray_equals_local_runs_and_a_bad_job_fails_alone(clips, tmp_pat
     assert [item.status for item in changed.jobs] == ["done"]
 
 
+@pytest.mark.ray
+def test_relative_paths_on_ray_workers_with_their_own_working_folder(clips, tmp_path, monkeypatch):
+    # a runtime_env working_dir (or another node) gives the workers another working folder than the driver's
+    ray = pytest.importorskip("ray")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "job.py").write_text("# the user's code, shipped to the workers\n")
+    os.symlink(clips / "clip0.mp4", tmp_path / "clip0.mp4")
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"working_dir": str(tmp_path / "code"), "env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+    try:
+        result = batch([{"video": "clip0.mp4"}], "a cartoon", "styled", renderer="classic", ray="auto", **FAST)
+    finally:
+        ray.shutdown()
+    assert [(item.status, item.error) for item in result.jobs] == [("done", None)]
+    assert result.jobs[0].job.output == Path("styled") / "clip0.mp4"  # reported as given
+    assert len(list(read_frames(tmp_path / "styled" / "clip0.mp4"))) == 8  # written where the driver meant
+
+
 def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_path, capsys):
     listing = tmp_path / "jobs.csv"
     listing.write_text(f"video,output,keyframe_interval\n{clips / 'clip2.mp4'},two.mp4,4\n{clips / 'broken.mp4'},,\n",
