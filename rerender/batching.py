@@ -454,8 +454,14 @@ def batch(
     if not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
     job_list = load_jobs(jobs, prompt, output_dir, config)
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise OutputPathError(f"`output_dir` {str(output_dir)!r} is a file; give a folder for the outputs (made if missing)")
     for job in job_list:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputPathError(f"cannot create the output folder {str(job.output.parent)!r} (`output_dir` "
+                                  f"{str(output_dir)!r}): {error.strerror or error}") from None
     _check_outputs(job_list)
     notify = callback or (lambda result: None)
     started = time.perf_counter()

@@ -834,7 +834,7 @@ _API_ARGUMENTS = {
     "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
     "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
     "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
-    "parallel": "--jobs",
+    "parallel": "--jobs", "output_dir": "-o/--output",
 }
 """Python API arguments that library messages may name, and the CLI options that set them."""
 
