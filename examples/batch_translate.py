@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at once here, in threads (one model copy each)")
     parser.add_argument("--ray", default=None, help="local, auto or a cluster address host:port")
-    parser.add_argument("--resolution", type=int, default=512, help="processing size of the short side")
+    parser.add_argument("--resolution", type=int, default=512, help="processing size of the long side (`video.resolution`)")
     args = parser.parse_args()
 
     result = rerender.batch(

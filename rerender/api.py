@@ -211,7 +211,12 @@ def translate(
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
-    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
+    if config.prompt.style_image is not None and renderer is None and pipeline is None and config.model.renderer == "classic":
+        from rerender.ip_adapter import read_style_image
+
+        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
+        logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
+    elif config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
         from rerender.ip_adapter import check_style_inputs
 
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
@@ -256,7 +261,7 @@ def translate(
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
         if renderer is None and pipeline is None and executor is not None:
-            renderer = executor.keyframe_renderer(config, estimator, control_maps)  # e.g. on a Ray GPU worker
+            renderer = executor.keyframe_renderer(config, estimator, control_maps, len(keyframe_indices))  # e.g. on Ray
         renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")

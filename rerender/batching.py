@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import socket
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
+from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
 
@@ -124,11 +125,14 @@ def _cell_value(text: Any) -> Any:
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     import yaml
 
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # spreadsheets save UTF-8 CSV with a byte-order mark
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
             raise ConfigError(f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column")
+        if "video" not in [name.strip() for name in reader.fieldnames]:
+            raise ConfigError(f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
+                              "(columns are separated by commas: video,prompt,output,...)")
         rows = []
         for row in reader:
             if None in row:
@@ -231,9 +235,26 @@ def _check_jobs(jobs: Sequence[Job], where: str) -> None:
         if key in seen:
             raise ConfigError(
                 f"{where}: {str(seen[key])!r} and {str(job.video)!r} would both write {str(job.output)!r}; give one "
-                "of them its own `output`"
+                "of them its own output (the job list's 'output' column)"
             )
         seen[key] = job.video
+
+
+def _check_outputs(jobs: Sequence[Job]) -> None:
+    """Refuse, before any job runs, an output that cannot be written (a suffix that is no video, any job's input)
+    and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
+    itself, so a video of the user's in the output folder must never be overwritten."""
+    from rerender.video import check_output_path
+    from rerender.workspace import MARKER_NAME
+
+    videos = [job.video for job in jobs]
+    for number, job in enumerate(jobs, start=1):
+        check_output_path(job.output, videos, name=f"job {number} ({job.video.name}): output")
+        if job.output.exists() and not (job.workspace / MARKER_NAME).is_file():
+            raise OutputPathError(
+                f"job {number} ({job.video.name}): output {str(job.output)!r} already exists and was not written by "
+                f"rerender (no workspace {str(job.workspace)!r} beside it); move it away or give the job another output"
+            )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -346,6 +367,10 @@ def connect_ray(ray_address: str) -> bool:
     try:
         ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as error:
+        if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
+            raise ConfigError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
+                              ) from None
         raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
     return True
 
@@ -360,13 +385,15 @@ def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | Non
 
     task = ray.remote(num_cpus=1, num_gpus=1 if wants_gpu else 0, max_retries=max_retries)(remote_job)
     config_ref = ray.put(config)
-    pending = {task.remote(job, config_ref, renderer): index for index, job in enumerate(jobs)}
+    # absolute paths: a worker's working folder is not the driver's (another node, or a runtime_env working_dir)
+    sent = [dataclasses.replace(job, video=job.video.absolute(), output=job.output.absolute()) for job in jobs]
+    pending = {task.remote(job, config_ref, renderer): index for index, job in enumerate(sent)}
     results: list[JobResult | None] = [None] * len(jobs)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready[0])
         try:
-            results[index] = ray.get(ready[0])
+            results[index] = dataclasses.replace(ray.get(ready[0]), job=jobs[index])  # the job as the caller wrote it
         except Exception as error:  # noqa: BLE001 - a task that failed past its retries (worker lost) fails its job only
             results[index] = JobResult(jobs[index], "failed", 0.0, f"{type(error).__name__}: {error}".splitlines()[0], "ray")
         callback(results[index])
@@ -414,6 +441,8 @@ def batch(
     Raises:
         InputNotFoundError: `jobs` or a job's video is missing.
         ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address.
+        OutputPathError: an output that is no video path, is a job's input, or is an existing file that no
+            earlier run of the batch wrote (one of the user's own).
         MissingDependencyError: `ray` given but ray is not installed.
     """
     if not isinstance(config, RerenderConfig):
@@ -425,8 +454,15 @@ def batch(
     if not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
     job_list = load_jobs(jobs, prompt, output_dir, config)
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise OutputPathError(f"`output_dir` {str(output_dir)!r} is a file; give a folder for the outputs (made if missing)")
     for job in job_list:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputPathError(f"cannot create the output folder {str(job.output.parent)!r} (`output_dir` "
+                                  f"{str(output_dir)!r}): {error.strerror or error}") from None
+    _check_outputs(job_list)
     notify = callback or (lambda result: None)
     started = time.perf_counter()
     if ray is not None:

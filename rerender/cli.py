@@ -236,8 +236,10 @@ def _command_download(args: argparse.Namespace) -> int:
         elif record["fetched"] or record["skipped"]:
             print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
                   f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
-        else:
+        elif record["cached"]:
             print(f"{record['role']}: {record['location']}: local, nothing to fetch")
+        else:  # a local path that is not there: a typo, not something to fetch
+            print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
         if args.dry_run:
             for name in record["fetched"]:
                 print(f"  fetch {name}")
@@ -387,12 +389,7 @@ def _command_translate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
-    if args.prompt is None and not config.prompt.prompt:
-        # An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for.
-        raise _UsageError(
-            "no prompt: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
-            "--config or --set; pass -p \"\" to run without a prompt on purpose"
-        )
+    _require_prompt(args.prompt, config)
     try:
         with _stop_at_safe_point() as cancel:
             result = translate(
@@ -416,11 +413,25 @@ def _command_translate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _require_prompt(prompt: str | None, config, where: str = "") -> None:
+    """An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for (-p "")."""
+    if prompt is None and not config.prompt.prompt:
+        raise _UsageError(
+            f"no prompt{where}: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
+            "--config or --set; pass -p \"\" to run without a prompt on purpose"
+        )
+
+
 def _command_batch(args: argparse.Namespace) -> int:
-    from rerender.batching import batch, format_summary
+    from rerender.batching import batch, format_summary, load_jobs
 
     config = _load_config(args)
     renderer = args.renderer or (None if _config_names_renderer(args) else "auto")
+    unprompted = [job.video.name for job in load_jobs(args.jobs_source, args.prompt, args.output, config)
+                  if job.prompt is None]
+    if unprompted:
+        _require_prompt(None, config, f" for {', '.join(unprompted[:3])}{' …' if len(unprompted) > 3 else ''} "
+                                      "(nor a `prompt` column in the job list)")
 
     def report(result) -> None:
         if not args.quiet:
@@ -516,6 +527,7 @@ def _command_animate(args: argparse.Namespace) -> int:
     extra = _translate_overrides(args)
     if extra:
         config = apply_overrides(config, extra)
+    _require_prompt(args.prompt, config)
     result = animate(
         args.image, prompt=args.prompt, motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
         seconds=args.seconds, fps=args.fps, output=args.output, config=config, K=args.interval, amount=args.amount,
@@ -822,6 +834,7 @@ _API_ARGUMENTS = {
     "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
     "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
     "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
+    "parallel": "--jobs", "output_dir": "-o/--output",
 }
 """Python API arguments that library messages may name, and the CLI options that set them."""
 
@@ -889,6 +902,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _third_party_bars_off():
+    """-q: also the bars third-party code draws while loading models (diffusers' components, transformers'
+    weights), through their own switches, restored afterwards; ours are off through progress=False."""
+    import importlib
+
+    restore = []
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - both are dependencies
+            continue
+        if module.is_progress_bar_enabled():
+            module.disable_progress_bar()
+            restore.append(module.enable_progress_bar)
+    try:
+        yield
+    finally:
+        for enable in restore:
+            enable()
+
+
 def _caused_by_interrupt(error: BaseException) -> bool:
     seen = set()
     while error is not None and id(error) not in seen:
@@ -911,7 +946,10 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
         if not getattr(args, "handler", None):
             parser.print_help()
             return EXIT_USAGE
-        return args.handler(args)
+        loads_models = getattr(args, "renderer", None) != "classic" and args.handler in (
+            _command_translate, _command_animate, _command_generate, _command_batch)
+        with _third_party_bars_off() if getattr(args, "quiet", False) and loads_models else contextlib.nullcontext():
+            return args.handler(args)
     except SystemExit as exit_request:  # --help and --version
         return int(exit_request.code or 0)
     except _UsageError as error:

@@ -53,9 +53,9 @@ class Executor:
 
     name = "executor"
 
-    def keyframe_renderer(self, config, estimator, control_maps):
+    def keyframe_renderer(self, config, estimator, control_maps, keyframe_count: int | None = None):
         """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
-        this executor renders keyframes."""
+        this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
         from rerender.renderers import choose_renderer
 
         return choose_renderer(config, None, estimator, control_maps)
@@ -425,32 +425,38 @@ class RayExecutor(Executor):
             raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
                               f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
 
-    def keyframe_workers(self, config) -> list:
-        """The keyframe actors, one per segment, started at first use (`num_gpus=1` each when the cluster has a GPU
-        and the renderer is not "classic") and kept for later runs.
+    def keyframe_workers(self, config, count: int | None = None) -> list:
+        """The keyframe actors, one per segment (`count` of them, default `keyframe_segments`), started at first use
+        (`num_gpus=1` each when the cluster has a GPU and the renderer is not "classic") and kept for later runs.
 
         Raises:
             ConfigError: the cluster has GPUs, but fewer than `keyframe_segments`.
         """
         ray = self._connect()
+        wanted = self.keyframe_segments if count is None else count
         if not self._keyframe_workers:
             self.check(config)
+        if len(self._keyframe_workers) < wanted:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and config.model.renderer != "classic" else 0
             # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
             # small cluster (it works only while the keyframes render, before propagation starts)
             actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
                                max_task_retries=self.max_retries)(KeyframeWorker)
-            self._keyframe_workers = [actor.remote() for _ in range(self.keyframe_segments)]
-        return self._keyframe_workers
+            self._keyframe_workers += [actor.remote() for _ in range(wanted - len(self._keyframe_workers))]
+        return self._keyframe_workers[:wanted]
 
     def keyframe_worker(self, config):
         """The (first) keyframe actor (see `keyframe_workers`)."""
         return self.keyframe_workers(config)[0]
 
-    def keyframe_renderer(self, config, estimator, control_maps):
-        """A renderer whose keyframes are rendered by the keyframe actor(s) (see the module docstring)."""
+    def keyframe_renderer(self, config, estimator, control_maps, keyframe_count: int | None = None):
+        """A renderer whose keyframes are rendered by the keyframe actor(s) (see the module docstring): at most one
+        segment per keyframe after the anchor (`keyframe_count` − 1), so no actor loads a model for nothing."""
         ray = self._connect()
-        actors = self.keyframe_workers(config)
+        segments = self.keyframe_segments
+        if keyframe_count is not None:
+            segments = max(1, min(segments, keyframe_count - 1))
+        actors = self.keyframe_workers(config, segments)
         try:
             shipped = ray.put(estimator)
         except Exception:  # noqa: BLE001 - an estimator that cannot travel: the renderer loads the configured one

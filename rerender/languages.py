@@ -201,7 +201,7 @@ def translate_prompt(
         A `PromptTranslation` (no model is loaded when the prompt is English or empty).
 
     Raises:
-        ConfigError: an unknown language code, or a translator that does not return text.
+        ConfigError: an unknown language code, or a translator that does not return text (or returns none).
         WeightsNotFoundError: the translation model is neither here nor downloadable (offline).
     """
     check_language(language, "prompt_language")
@@ -218,5 +218,8 @@ def translate_prompt(
         english = Seq2SeqTranslator(name)(prompt, source)
     if not isinstance(english, str):
         raise ConfigError(f"the prompt translator {name!r} must return a str, got {type(english).__name__}")
+    if not english.strip():  # a failed translation; rendering on would silently drop the prompt
+        raise ConfigError(f"the prompt translator {name!r} returned an empty prompt for {prompt!r} ({source}); "
+                          "it must return the English prompt")
     logger.info("prompt translated from %s: %r -> %r", source, prompt, english)
     return PromptTranslation(prompt, english, source, detected, name)

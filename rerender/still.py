@@ -26,7 +26,7 @@ import numpy as np
 
 from rerender.api import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
-from rerender.config import RerenderConfig, apply_overrides
+from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.stages import resolve_config
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
@@ -166,7 +166,7 @@ def animate(
         output: the translated video to write.
         config: a `RerenderConfig` or a YAML/JSON file; its `video` section sets the clip's size (the still's aspect).
         pipeline: a loaded `RerenderPipeline` (see `translate`).
-        K: keyframe interval (default: the config's, shortened to the clip's length when longer).
+        K: keyframe interval (default: the config's; a clip shorter than it gets keyframes at its first and last frames).
         amount: how far the move goes (`rerender.camera.DEFAULT_AMOUNT`).
         path: the keyframed path for motion "path": a JSON/YAML file, an inline spec or a list of mappings
             (`rerender.camera.parse_path`).
@@ -183,13 +183,21 @@ def animate(
         VideoReadError: the image or depth map is not an image.
         ConfigError: `K` longer than the clip, an unknown motion, seconds/fps out of range, a clip of fewer than 2 or more than `MAX_FRAMES`
             frames, a path with impossible values (or one that leaves the image), "orbit" without a depth map.
-        OutputPathError: the output cannot be written.
+        OutputPathError: the output cannot be written, or `clip_output="auto"` would overwrite a file no earlier run
+            wrote.
         MissingDependencyError: "orbit" without `depth` when the `annotators` extra is not importable.
         And whatever `translate` raises.
     """
     # 1. Check every input before any expensive work.
     if motion not in MOTIONS:
         raise ConfigError(f"`motion` must be one of {', '.join(MOTIONS)}, got {motion!r}")
+    if path is not None and motion != "path":  # the path would be silently ignored
+        raise ConfigError(f"a `path` is given but `motion` is {motion!r}; use motion 'path' to follow it, or drop the path")
+    if depth is not None and motion != "orbit":  # so would the depth map (only the orbit's parallax uses one)
+        raise ConfigError(f"a `depth` map is given but `motion` is {motion!r}; only 'orbit' uses it: use motion 'orbit', "
+                          "or drop the depth map")
+    if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
+        raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
             raise ConfigError(f"`{name}` must be a number in ({low}, {high}], got {value!r}")
@@ -201,12 +209,10 @@ def animate(
     config = resolve_config(config, prompt, K, {**overrides, "output.fps": float(fps)})
     if any(dataclasses.astuple(config.video.crop)):
         raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
-    interval = config.keyframes.keyframe_interval
-    if interval > frame_count:
-        if K is not None:
-            raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
-        logger.info("keyframe interval %d is longer than the %d-frame clip; using %d", interval, frame_count, frame_count)
-        config = apply_overrides(config, {"keyframes.keyframe_interval": frame_count})
+    # a default interval longer than the clip is left to `select_keyframes`, which puts keyframes on the first and
+    # last frames (shortening it to the clip would leave the end propagated one way from the anchor)
+    if K is not None and K > frame_count:
+        raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
     video = config.video
     size = compute_output_size(still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple)
     if motion == "orbit" and disparity is None:
@@ -218,6 +224,14 @@ def animate(
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
     frames_folder = _clip_folder(output_path)
+    from rerender.stages import default_workspace
+    from rerender.workspace import check_workspace_root
+
+    check_workspace_root(workspace if workspace is not None else default_workspace(output_path, frames_folder))
+    if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
+        # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
+        raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
+                              "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
     chosen = renderer if isinstance(renderer, str) else (None if renderer is not None else config.model.renderer)
     if pipeline is None and chosen == "diffusion":
         from rerender.models import check_model_sources
@@ -225,10 +239,13 @@ def animate(
 
         check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
         check_diffusion_weights(config)
-    if config.prompt.style_image is not None:  # so do a bad reference image and a missing adapter
-        from rerender.ip_adapter import check_style_inputs
+    if config.prompt.style_image is not None:  # so do a bad image and a missing adapter (classic needs none)
+        from rerender.ip_adapter import check_style_inputs, read_style_image
 
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+        if chosen == "classic":
+            read_style_image(config.prompt.style_image)
+        else:
+            check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     prompt_language = config.prompt.prompt_language
     if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
         from rerender.languages import check_translator, default_translation_model, detect_language

@@ -163,8 +163,8 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     """Validate `generate`'s arguments before any model loads; returns the motion as two floats.
 
     Raises:
-        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion, a size
-            that is not two multiples of 8 in 64–2048.
+        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
+            as large as the frame, a size that is not two multiples of 8 in 64–2048.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"`prompt` must be a non-empty string, got {prompt!r}")
@@ -181,6 +181,9 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     if (not isinstance(size, (tuple, list)) or len(size) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v % 8 or not 64 <= v <= 2048 for v in size)):
         raise ConfigError(f"`size` must be (width, height), multiples of 8 in [64, 2048], got {size!r}")
+    if abs(dx) >= size[0] or abs(dy) >= size[1]:  # consecutive frames would share no pixel: no motion to follow
+        raise ConfigError(f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
+                          f"pixels), got {motion!r}")
     return dx, dy
 
 
@@ -392,6 +395,10 @@ def generate(
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 2 <= num_inference_steps <= 1000:
+        # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
+        raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
+                          f"trained with), got {num_inference_steps!r}")
     noise_steps = default_noise_steps(num_inference_steps) if noise_steps is None else tuple(noise_steps)
     if not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
             and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):

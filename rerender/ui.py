@@ -585,6 +585,9 @@ def run_generate(
     config = build_config(request, base)
     if not config.prompt.prompt.strip():
         raise ConfigError("`prompt` is empty: describe what the video should show")
+    if request.renderer == "classic":  # else the message would be about diffusion weights the user did not choose
+        raise ConfigError("“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "
+                          "and here there are none; choose diffusion (or auto)")
     smoothing = None if text.smoothing is None else BackgroundSmoothing(strength=float(text.smoothing))
     frames = int(text.frames) if isinstance(text.frames, (int, float)) and float(text.frames).is_integer() else text.frames
     size = tuple(int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value for value in text.size)

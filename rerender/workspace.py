@@ -270,6 +270,30 @@ class _Lock:
             self.path.unlink(missing_ok=True)
 
 
+def check_workspace_root(root: str | os.PathLike) -> None:
+    """Refuse, without writing anything, a workspace path rerender may not use: a file, or a non-empty folder
+    that rerender did not make (`Workspace.open` calls it; callers that do other work first call it earlier).
+
+    Raises:
+        OutputPathError: `root` is a file.
+        WorkspaceOwnershipError: `root` is a non-empty folder without rerender's marker.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise OutputPathError(f"cannot create the workspace {str(root)!r}: it is a file")
+    fresh = not root.exists() or not any(root.iterdir())
+    if not fresh and not (root / MARKER_NAME).is_file():
+        if (root / "manifest.json").is_file() and (root / "frames").is_dir():
+            raise WorkspaceOwnershipError(
+                f"the workspace {str(root)!r} was made by an older rerender that did not mark what it owns; "
+                "delete it (after keeping anything of yours) or choose another --workspace"
+            )
+        raise WorkspaceOwnershipError(
+            f"the workspace {str(root)!r} is a non-empty folder that rerender did not make (no {MARKER_NAME} "
+            "marker); rerender only writes into a new or empty folder, so choose another --workspace"
+        )
+
+
 @dataclass
 class Workspace:
     """A run's folder on disk. Create with `Workspace.open(root, video, config)`; use as a context manager
@@ -329,19 +353,8 @@ class Workspace:
             WorkspaceMismatchError: `root` holds another video's work (unless `force`).
         """
         root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise OutputPathError(f"cannot create the workspace {str(root)!r}: it is a file")
+        check_workspace_root(root)
         fresh = not root.exists() or not any(root.iterdir())
-        if not fresh and not (root / MARKER_NAME).is_file():
-            if (root / "manifest.json").is_file() and (root / "frames").is_dir():
-                raise WorkspaceOwnershipError(
-                    f"the workspace {str(root)!r} was made by an older rerender that did not mark what it owns; "
-                    "delete it (after keeping anything of yours) or choose another --workspace"
-                )
-            raise WorkspaceOwnershipError(
-                f"the workspace {str(root)!r} is a non-empty folder that rerender did not make (no {MARKER_NAME} "
-                "marker); rerender only writes into a new or empty folder, so choose another --workspace"
-            )
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:

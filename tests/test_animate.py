@@ -63,6 +63,9 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
         ({"fps": 0}, ConfigError, "`fps`"),
         ({"K": 20, "seconds": 0.5, "fps": 10}, ConfigError, "`K` must be ≤ the clip's 5 frames"),
         ({"motion": "orbit", "depth": "NOT_AN_IMAGE"}, VideoReadError, "depth"),
+        ({"motion": "zoom-in", "path": "t=0,scale=1;t=1,scale=2"}, ConfigError, "`motion` is 'zoom-in'"),
+        ({"motion": "pan-left", "depth": "NOT_AN_IMAGE"}, ConfigError, "`motion` is 'pan-left'; only 'orbit'"),
+        ({"motion": "path", "path": "t=0,scale=1;t=1,scale=2", "amount": 0.5}, ConfigError, "`amount` does not apply"),
     ],
 )
 def test_bad_input_fails_before_any_model_loads(still, tmp_path, kwargs, error, message, monkeypatch):
@@ -102,9 +105,13 @@ def test_cli_animate_with_a_path_and_its_errors(capsys, still, tmp_path):
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 4 and float(probe_video(output).fps) == 10
     assert not (tmp_path / "cli_clip.mp4").exists()
-    code = main(["animate", str(still), "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")])
+    code = main(["animate", str(still), "-p", "ink", "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "scale" in err and err.count("\n") == 1
+    # as `translate`: no prompt is refused before the clip is made (-p "" runs unprompted on purpose)
+    code = main(["animate", str(still), "-o", str(tmp_path / "unprompted.mp4"), "--renderer", "classic"])
+    assert code == 2 and "no prompt" in capsys.readouterr().err
+    assert not list(tmp_path.glob("unprompted*"))
 
 
 def test_clip_folder_that_is_not_ours_is_left_alone(still, tmp_path):
@@ -168,3 +175,37 @@ def test_a_bad_style_image_or_a_missing_translator_fails_before_the_clip_is_made
                  "--seconds", "0.2", "--fps", "10"])
     assert code == 2 and "style_image" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["junk.png", "still.png"]  # nothing written
+
+
+def test_a_clip_shorter_than_the_default_interval_has_keyframes_at_both_ends(still, tmp_path):
+    # 6 frames, the config's K = 10: as in `translate`, the last frame is a keyframe, not propagated one way
+    result = rerender.animate(still, "ink", seconds=0.6, fps=10, output=tmp_path / "short.mp4", renderer="classic",
+                              progress=False, resolution=64)
+    assert result.translation.keyframe_indices == [0, 5]
+    assert probe_video(result.output).frame_count == 6
+
+
+def test_a_clip_file_of_the_users_is_never_overwritten(still, tmp_path):
+    from rerender.errors import OutputPathError
+
+    options = dict(seconds=0.4, fps=10, renderer="classic", progress=False, resolution=64, K=2)
+    (tmp_path / "mine_clip.mp4").write_bytes(b"my own clip")  # where the default clip_output would go
+    with pytest.raises(OutputPathError, match="mine_clip.mp4' exists and was not written by rerender"):
+        rerender.animate(still, "ink", output=tmp_path / "mine.mp4", **options)
+    assert (tmp_path / "mine_clip.mp4").read_bytes() == b"my own clip" and not (tmp_path / "mine.mp4").exists()
+    # the clip an earlier run wrote is ours: a second run writes it again
+    first = rerender.animate(still, "ink", output=tmp_path / "ours.mp4", **options)
+    again = rerender.animate(still, "ink", output=tmp_path / "ours.mp4", **options)
+    assert again.clip == first.clip and probe_video(again.clip).frame_count == 4
+
+
+def test_a_workspace_that_is_not_ours_is_refused_before_the_clip_is_made(still, tmp_path):
+    from rerender.workspace import WorkspaceOwnershipError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    with pytest.raises(WorkspaceOwnershipError, match="non-empty folder that rerender did not make"):
+        rerender.animate(still, "ink", seconds=0.4, fps=10, output=tmp_path / "o.mp4", workspace=tmp_path / "mine",
+                         renderer="classic", progress=False, resolution=64)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine", "still.png"]  # no clip, no frames
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]

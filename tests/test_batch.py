@@ -48,6 +48,12 @@ def test_job_list_errors_come_before_any_work(clips, tmp_path):
     with pytest.raises(ConfigError, match="would both write"):
         batch(listing, "a cat", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # A CSV saved by a spreadsheet (byte-order mark, CRLF) reads as any other; one with another separator says so
+    listing.write_bytes("\ufeffvideo,prompt\r\nclip0.mp4,a dog\r\n".encode("utf-8"))
+    assert [(job.video, job.prompt) for job in load_jobs(listing, None, tmp_path / "out")] == [(tmp_path / "clip0.mp4", "a dog")]
+    listing.write_text("video;prompt\nclip0.mp4;a dog\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"no `video` column; its header reads \['video;prompt'\]"):
+        load_jobs(listing, None, tmp_path / "out")
     # A YAML list: relative videos from its folder, per-row prompt and options, outputs in the output folder.
     listing = tmp_path / "jobs.yaml"
     listing.write_text("- {video: clip0.mp4, prompt: a dog, keyframes.keyframe_interval: 2}\n- {video: clip0.mp4, output: b.mp4}\n",
@@ -59,13 +65,51 @@ def test_job_list_errors_come_before_any_work(clips, tmp_path):
     ]
 
 
-def test_unreachable_cluster_fails_before_any_job(clips, tmp_path):
+def test_outputs_are_checked_before_any_job_and_the_users_files_are_never_overwritten(clips, tmp_path, capsys):
+    from rerender.errors import OutputPathError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip1.mp4").write_bytes(b"my own video")  # the user's, where the batch would write clip1's output
+    with pytest.raises(OutputPathError, match=r"job 2 \(clip1.mp4\).*'.*clip1.mp4' already exists and was not written"):
+        batch([{"video": clips / "clip0.mp4"}, {"video": clips / "clip1.mp4"}], "a cat", out, renderer="classic", **FAST)
+    assert (out / "clip1.mp4").read_bytes() == b"my own video" and not list(out.glob("*.work"))  # job 1 did not run
+    # an output that is no video path, or another job's input, fails before job 1 runs too
+    for second, pattern in (({"video": clips / "clip2.mp4", "output": "two.gif"}, r"job 2 .*'.gif'"),
+                            ({"video": clips / "clip2.mp4", "output": clips / "clip0.mp4"}, r"job 2 .*is the input")):
+        with pytest.raises(OutputPathError, match=pattern):
+            batch([{"video": clips / "clip0.mp4"}, second], "a cat", tmp_path / "fresh", renderer="classic", **FAST)
+        assert not list((tmp_path / "fresh").glob("*.work"))
+    # the CLI names the job list's column, not -o/--output (the output folder), for two jobs with one output
+    listing = tmp_path / "jobs.csv"
+    listing.write_text(f"video,output\n{clips / 'clip0.mp4'},same.mp4\n{clips / 'clip1.mp4'},same.mp4\n", encoding="utf-8")
+    assert main(["batch", str(listing), "-p", "x", "-o", str(tmp_path / "o2")]) == 2
+    error = capsys.readouterr().err
+    assert "would both write" in error and "'output' column" in error and "-o/--output" not in error
+    assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "o3"), "--jobs", "0"]) == 2
+    assert "--jobs must be a whole number ≥ 1, got 0" in capsys.readouterr().err
+    # an output folder that is a file, or cannot be made: named, as a usage error (was a bare FileExistsError, exit 1)
+    (tmp_path / "a-file").write_text("mine")
+    assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "a-file")]) == 2
+    assert f"-o/--output '{tmp_path / 'a-file'}' is a file" in capsys.readouterr().err
+    assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "a-file" / "sub")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err and (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_unreachable_cluster_fails_before_any_job(clips, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     import ray
 
     assert not ray.is_initialized()
     with pytest.raises(ConfigError, match="127.0.0.1:9.*unreachable"):
         batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="127.0.0.1:9")
+    def no_cluster(**kwargs):  # as ray.init(address="auto") answers where no cluster runs (one may, on a shared machine)
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(ConfigError, match="'auto' found no running Ray cluster.*`ray start --head`.*'local'"):
+        batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="auto")
     assert not list((tmp_path / "out").glob("*.work"))
 
 
@@ -100,6 +144,25 @@ def test_batch_on_ray_equals_local_runs_and_a_bad_job_fails_alone(clips, tmp_pat
     assert [item.status for item in changed.jobs] == ["done"]
 
 
+@pytest.mark.ray
+def test_relative_paths_on_ray_workers_with_their_own_working_folder(clips, tmp_path, monkeypatch):
+    # a runtime_env working_dir (or another node) gives the workers another working folder than the driver's
+    ray = pytest.importorskip("ray")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "job.py").write_text("# the user's code, shipped to the workers\n")
+    os.symlink(clips / "clip0.mp4", tmp_path / "clip0.mp4")
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"working_dir": str(tmp_path / "code"), "env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+    try:
+        result = batch([{"video": "clip0.mp4"}], "a cartoon", "styled", renderer="classic", ray="auto", **FAST)
+    finally:
+        ray.shutdown()
+    assert [(item.status, item.error) for item in result.jobs] == [("done", None)]
+    assert result.jobs[0].job.output == Path("styled") / "clip0.mp4"  # reported as given
+    assert len(list(read_frames(tmp_path / "styled" / "clip0.mp4"))) == 8  # written where the driver meant
+
+
 def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_path, capsys):
     listing = tmp_path / "jobs.csv"
     listing.write_text(f"video,output,keyframe_interval\n{clips / 'clip2.mp4'},two.mp4,4\n{clips / 'broken.mp4'},,\n",
@@ -113,6 +176,11 @@ def test_cli_batch_prints_the_summary_and_exits_1_when_a_job_failed(clips, tmp_p
     assert "2 jobs" in printed and "threads(2)" in printed and "1 done, 0 skipped, 1 failed" in printed
     assert "broken.mp4) failed: VideoReadError" in printed
     assert main(["batch", str(tmp_path / "nothing"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
+    # a job with no prompt (no -p, no `prompt` column, none in the config) is refused before any job, as in translate
+    listing.write_text(f"video,prompt\n{clips / 'clip0.mp4'},a dog\n{clips / 'clip1.mp4'},\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["batch", str(listing), "-o", str(tmp_path / "unprompted"), "--renderer", "classic"]) == 2
+    assert "no prompt for clip1.mp4" in capsys.readouterr().err and not (tmp_path / "unprompted").exists()
 
 
 @pytest.mark.slow

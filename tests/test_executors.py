@@ -172,3 +172,13 @@ def test_segmented_keyframes_resume_after_a_cancel(synthetic_clip, tmp_path, clu
                         stage="keyframes", executor=executor, **FAST)
     assert resumed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16]
     assert _files(resumed.workspace / "keyframes") == _files(local.workspace / "keyframes")
+
+
+@pytest.mark.ray
+def test_more_segments_than_keyframes_start_one_actor_per_keyframe(synthetic_clip, tmp_path, cluster):
+    # 5 keyframes (K=4 on 20 frames): 4 after the anchor, so 50 segments are 4, not 50 actors each loading a model
+    executor = RayExecutor(keyframe_segments=50)
+    result = translate(synthetic_clip, "a cartoon", output=tmp_path / "many.mp4", renderer="classic", progress=False,
+                       stage="keyframes", executor=executor, **FAST)
+    assert result.keyframe_indices == [0, 4, 8, 12, 16] and result.renderer == "classic (4 segments)"
+    assert len(executor._keyframe_workers) == 4

@@ -154,6 +154,20 @@ def test_cli_style_image_that_is_not_an_image(synthetic_clip, tmp_path, capsys):
     assert code == 2 and "style_image" in capsys.readouterr().err and not (tmp_path / "o.mp4.work").exists()
 
 
+def test_the_classic_renderer_ignores_a_style_image_and_needs_no_adapter(synthetic_clip, tmp_path, caplog, monkeypatch):
+    import rerender
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no adapter here, none downloadable: classic must not ask for one
+    style = write_image(np.full((32, 32, 3), 200, np.uint8), tmp_path / "style.png")
+    options = dict(renderer="classic", progress=False, resolution=64, end_frame=4, model__ip_adapter=str(tmp_path / "none"))
+    options = {key.replace("__", "."): value for key, value in options.items()}
+    plain = rerender.translate(synthetic_clip, "a cat", output=tmp_path / "plain.mp4", **options)
+    with caplog.at_level("WARNING", logger="rerender.api"):
+        styled = rerender.translate(synthetic_clip, "a cat", output=tmp_path / "styled.mp4", style_image=str(style), **options)
+    assert "does not use `prompt.style_image`" in caplog.text
+    assert styled.output.read_bytes() == plain.output.read_bytes()
+
+
 def test_style_image_is_keyed_by_its_bytes_not_its_path(synthetic_clip, tmp_path, pipeline, adapter_dir):
     from rerender.api import translate
     from rerender.video import read_image

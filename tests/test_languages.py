@@ -47,6 +47,14 @@ def test_unknown_language_code_lists_the_valid_ones():
     assert set(LANGUAGE_CHOICES) >= {"auto", "en", "vi", "ko"}
 
 
+def test_a_translator_that_returns_nothing_is_an_error():
+    from rerender.errors import ConfigError
+
+    for empty in ("", "  \n"):  # a failed translation must not render the video with no prompt at all
+        with pytest.raises(ConfigError, match="returned an empty prompt for 'một con mèo' \\(vi\\)"):
+            translate_prompt("một con mèo", "vi", translator=lambda text, language: empty)
+
+
 def test_english_needs_no_translator():
     record = translate_prompt("a cat", "auto")  # no model named, none loaded, none needed
     assert (record.english, record.language, record.detected, record.translator) == ("a cat", "en", True, None)

@@ -80,6 +80,11 @@ def test_frames_out_of_range_fail_before_any_model_loads(frames, tmp_path, monke
         generate("a cat", frames=frames, output=tmp_path / "o.mp4")
     with pytest.raises(ConfigError, match="`motion`"):
         generate("a cat", frames=4, motion=(float("nan"), 0), output=tmp_path / "o.mp4")
+    with pytest.raises(ConfigError, match=r"`motion` must be smaller than the frame.*\|dx\| < 64.*got \(1000000000.0, 0\)"):
+        generate("a cat", frames=4, motion=(1e9, 0), size=(64, 96), output=tmp_path / "o.mp4")
+    for steps in (100_000, 1, 2.5):  # the scheduler's own refusal of > 1000 came only after the model loaded
+        with pytest.raises(ConfigError, match=rf"`num_inference_steps` must be an integer in \[2, 1000\].*got {steps}"):
+            generate("a cat", frames=4, num_inference_steps=steps, output=tmp_path / "o.mp4")
     assert not list(tmp_path.iterdir())
 
 
@@ -92,6 +97,7 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 3 and "keyframes (diffusion): [0, 2]" in captured.out
+    assert "Loading pipeline components" not in captured.err and "Loading weights" not in captured.err  # -q: no bars
     code = main(["generate", "-p", "x", "--frames", "0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "`frames` must be an integer in [1, 3000], got 0" in err

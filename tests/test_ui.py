@@ -333,3 +333,6 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
         np.testing.assert_array_equal(read_image(image), keyframe)
     with pytest.raises(AppError, match=r"`frames` must be an integer in \[1, 3000\], got 0"):
         client.predict(0, 6, 64, 64, 4.0, 0.0, False, 0.6, *arguments, api_name="/generate")
+    with pytest.raises(AppError, match="“Text only” needs the diffusion renderer"):
+        client.predict(3, 6, 64, 64, 4.0, 0.0, False, 0.6, *_arguments(app, prompt="a red cube", renderer="classic"),
+                       api_name="/generate")

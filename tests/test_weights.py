@@ -357,6 +357,11 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("not resolved: the translation model: `prompt.prompt_language` is 'auto'")
     assert "translation model" not in out.split("\n", 1)[1]
+    # a local model path: present is "nothing to fetch", absent (a typo) says so instead of looking fine
+    (tmp_path / "my-model").mkdir()
+    for model, said in ((tmp_path / "my-model", "local, nothing to fetch"), (tmp_path / "my-modle", "local path not found")):
+        assert main(["download", "--dry-run", "--no-flow", "--model", str(model)]) == 0
+        assert f"base model: {model}: {said}" in capsys.readouterr().out.splitlines()[0]
     # without --dry-run, offline is an error that says why
     code = main(["download", "--no-flow"])
     assert code == 2 and "HF_HUB_OFFLINE is set" in capsys.readouterr().err
