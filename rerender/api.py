@@ -40,6 +40,7 @@ from rerender.stages import (
     adaptive_keyframes,
     cancellable,
     comparison_path,
+    comparison_written_here,
     control_map_reader,
     default_workspace,
     disk_guard,
@@ -62,7 +63,7 @@ from rerender.stages import (
     write_output,
 )
 from rerender.video import check_output_path, probe_video
-from rerender.workspace import Workspace
+from rerender.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -225,9 +226,13 @@ def translate(
                                      config.prompt.translation_model)
     if prompt_record.translator is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
-    if output_path is not None and comparison:
-        check_output_path(comparison_path(output_path), [video], name="comparison output")
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    if output_path is not None and comparison:
+        side_by_side = check_output_path(comparison_path(output_path), [video], name="comparison output")
+        if side_by_side.exists() and not comparison_written_here(workspace_root, side_by_side):
+            # a name we chose, not the caller: a file there that this workspace did not write is theirs
+            raise OutputPathError(f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
+                                  "move it away, or leave out `comparison` (--comparison)")
     check_output_path(workspace_root, [video], kind="folder", name="workspace")
     if output_path is not None and workspace_root.resolve() == output_path.resolve():
         raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
@@ -313,6 +318,9 @@ def translate(
                 if config.propagation.output_size == "source":
                     frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
                 previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
+                space.manifest["comparison"] = {"path": str(previews["comparison"].resolve()),
+                                                "sha1": file_digest(previews["comparison"])}
+                space.save()
         timings["writing"] = time.perf_counter() - started
         result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
                                    previews, space.redone, space.size_bytes(), prompt=prompt_record)

@@ -582,6 +582,16 @@ def comparison_path(output_path: Path) -> Path:
     return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
 
 
+def comparison_written_here(workspace_root: Path, path: Path) -> bool:
+    """Whether the workspace at `workspace_root` recorded writing the comparison video `path`, as it is now (its
+    manifest names the path and the file's digest). Reads the manifest only; nothing is opened or locked."""
+    try:
+        record = json.loads((Path(workspace_root) / "manifest.json").read_text(encoding="utf-8")).get("comparison") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return record.get("path") == str(Path(path).resolve()) and record.get("sha1") == file_digest(path)
+
+
 def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
     path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))

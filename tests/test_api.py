@@ -306,3 +306,21 @@ def test_outputs_and_workspaces_inside_an_input_folder_are_refused(synthetic_cli
     assert {p: p.read_bytes() for folder in (frames, keys) for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "keys", "o_comparison.mp4"]
     assert clip.read_bytes() == synthetic_clip.read_bytes()
+
+
+def test_comparison_never_replaces_a_file_rerender_did_not_write(synthetic_clip, tmp_path, counting_renderer):
+    output = tmp_path / "o.mp4"
+    theirs = tmp_path / "o_comparison.mp4"
+    theirs.write_bytes(b"my own edit")
+    run = dict(output=output, comparison=True, renderer=counting_renderer, progress=False, **FAST)
+    with pytest.raises(OutputPathError, match="o_comparison.mp4' exists and was not written by rerender"):
+        translate(synthetic_clip, "x", **run)
+    assert theirs.read_bytes() == b"my own edit" and CountingRenderer.rendered == [] and not output.exists()
+    theirs.unlink()
+    first = translate(synthetic_clip, "x", **run)
+    assert probe_video(first.previews["comparison"]).frame_count == first.frame_count
+    translate(synthetic_clip, "x", **run)  # ours, unchanged since: replaced freely
+    theirs.write_bytes(b"edited after the run")  # the user changed it: theirs now
+    with pytest.raises(OutputPathError, match="not written by rerender"):
+        translate(synthetic_clip, "x", **run)
+    assert theirs.read_bytes() == b"edited after the run"
