@@ -63,6 +63,7 @@ from rerender.stages import (
     write_output,
 )
 from rerender.video import check_output_path, probe_video
+from rerender.models import loading_bars
 from rerender.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
@@ -222,8 +223,9 @@ def translate(
 
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
-    prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
-                                     config.prompt.translation_model)
+    with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
+        prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
+                                         config.prompt.translation_model)
     if prompt_record.translator is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
@@ -267,7 +269,8 @@ def translate(
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
         if renderer is None and pipeline is None and executor is not None:
             renderer = executor.keyframe_renderer(config, estimator, control_maps, len(keyframe_indices))  # e.g. on Ray
-        renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
+        with loading_bars(progress):
+            renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
             keyframe_indices = space.record("keyframes")["indices"]

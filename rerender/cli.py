@@ -902,26 +902,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-@contextlib.contextmanager
 def _third_party_bars_off():
     """-q: also the bars third-party code draws while loading models (diffusers' components, transformers'
     weights), through their own switches, restored afterwards; ours are off through progress=False."""
-    import importlib
+    from rerender.models import loading_bars
 
-    restore = []
-    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:  # pragma: no cover - both are dependencies
-            continue
-        if module.is_progress_bar_enabled():
-            module.disable_progress_bar()
-            restore.append(module.enable_progress_bar)
-    try:
-        yield
-    finally:
-        for enable in restore:
-            enable()
+    return loading_bars(False)
 
 
 def _caused_by_interrupt(error: BaseException) -> bool:

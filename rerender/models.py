@@ -49,6 +49,7 @@ __all__ = [
     "check_controlnet_fits",
     "check_model_sources",
     "quiet_loading",
+    "loading_bars",
 ]
 
 SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
@@ -396,6 +397,34 @@ def check_model_sources(
     for position, lora in enumerate(model.loras):
         _check_local(lora.path, f"model.loras[{position}].path")
     return base_path
+
+
+@contextlib.contextmanager
+def loading_bars(enabled: bool = True) -> Iterator[None]:
+    """With ``enabled=False``: no progress bars from diffusers or transformers while models load (their own
+    global switches, restored afterwards), so that ``progress=False`` turns off every bar a call draws.
+
+    Example:
+        >>> with loading_bars(False):
+        ...     pass  # load models here
+    """
+    restore = []
+    if not enabled:
+        import importlib
+
+        for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:  # pragma: no cover - both are dependencies
+                continue
+            if module.is_progress_bar_enabled():
+                module.disable_progress_bar()
+                restore.append(module.enable_progress_bar)
+    try:
+        yield
+    finally:
+        for enable in restore:
+            enable()
 
 
 def load_pipeline(

@@ -415,15 +415,19 @@ def generate(
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
     from rerender.languages import translate_prompt
 
-    prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
-                                     config.prompt.translation_model)
+    from rerender.models import loading_bars
+
+    with loading_bars(progress):
+        prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
+                                         config.prompt.translation_model)
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.
     if pipeline is None:
         from rerender.models import load_pipeline
 
-        pipeline = load_pipeline(config.model, config.control)
+        with loading_bars(progress):
+            pipeline = load_pipeline(config.model, config.control)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     from rerender.ip_adapter import style_adapter
 

@@ -289,3 +289,15 @@ def test_generate_example(tiny_pipeline_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert probe_video(tmp_path / "o.mp4").frame_count == 5 and "keyframes [0, 2, 4]" in result.stdout
+
+
+def test_generate_with_progress_off_draws_no_bars_at_all(capfd, tiny_pipeline_dir, tmp_path):
+    """progress=False also covers the bars diffusers and transformers draw while the model loads (their switches
+    are restored afterwards, so the caller's own settings stand)."""
+    import diffusers.utils.logging as diffusers_logging
+
+    generate("a red cube", frames=1, output=tmp_path / "quiet.mp4", size=(64, 64), num_inference_steps=2,
+             base_model=str(tiny_pipeline_dir), progress=False)
+    err = capfd.readouterr().err
+    assert "Loading pipeline components" not in err and "it/s]" not in err and "%|" not in err, err
+    assert diffusers_logging.is_progress_bar_enabled()
