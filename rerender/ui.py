@@ -857,11 +857,10 @@ def build_app(
             return RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
                               scales or "", None if seed_value is None else int(seed_value))
 
-        def threaded(job, progress) -> Iterator[dict[str, Any] | None]:
-            """Run `job(events)` in a thread, passing its progress events to the page; yields None while it runs
-            (after the first event), then its outcome."""
+        def run_in_thread(job, outcome: dict[str, Any]) -> Iterator[tuple]:
+            """Run `job(events)` in a worker thread; yield its progress events `(kind, stage, done, total)` as they
+            come, and once it ends leave its result, or the error it raised under "error", in `outcome`."""
             events: queue.Queue = queue.Queue()
-            outcome: dict[str, Any] = {}
 
             def work():
                 try:
@@ -873,18 +872,22 @@ def build_app(
 
             worker = threading.Thread(target=work, name="rerender-ui-run", daemon=True)
             worker.start()
-            while True:
-                event = events.get()
-                if event[0] == "done":
-                    break
-                _, name, done, total = event
-                progress(done / max(total, 1), desc=f"{name} {done}/{total}")
+            while (event := events.get())[0] != "done":
+                yield event
             worker.join()
-            error = outcome.get("error")
+
+        def raise_on_page(error: BaseException | None) -> None:
             if error is not None:
                 if not isinstance(error, (RerenderError, ValueError, FileNotFoundError)):
                     logger.error("run failed", exc_info=error)
                 raise gr.Error(friendly_error(error), print_exception=False)
+
+        def threaded(job, progress) -> Iterator[dict[str, Any] | None]:
+            """Run `job(events)` in a thread, passing its progress events to the page, then yield its outcome."""
+            outcome: dict[str, Any] = {}
+            for _, name, done, total in run_in_thread(job, outcome):
+                progress(done / max(total, 1), desc=f"{name} {done}/{total}")
+            raise_on_page(outcome.get("error"))
             yield outcome
 
         def run_still(request: gr.Request, progress=gr.Progress(), *inputs):
@@ -932,26 +935,11 @@ def build_app(
 
         def stream_run(session: UiSession, run_request: RunRequest, progress) -> Iterator[tuple]:
             skip = gr.skip()
-            events: queue.Queue = queue.Queue()
             outcome: dict[str, Any] = {}
-
-            def work():
-                try:
-                    outcome.update(run_stage(sessions, session, run_request, events, defaults))
-                except BaseException as error:  # noqa: BLE001 - reported on the page
-                    outcome["error"] = error
-                finally:
-                    events.put(("done",))
-
-            worker = threading.Thread(target=work, name="rerender-ui-run", daemon=True)
-            worker.start()
             shown_keyframes = 0
             yield (f"Running **{run_request.stage}**…", skip, skip, skip, skip, skip, skip, gr.Tabs(selected="keyframes"))
-            while True:
-                event = events.get()
-                if event[0] == "done":
-                    break
-                _, name, done, total = event
+            for _, name, done, total in run_in_thread(
+                    lambda events: run_stage(sessions, session, run_request, events, defaults), outcome):
                 progress(done / max(total, 1), desc=f"{name} {done}/{total}")
                 if name == "keyframes":  # diffusion counts denoising steps: show the gallery as each keyframe lands
                     finished = sorted((session.workspace / "keyframes").glob("[0-9][0-9][0-9][0-9].png"))
@@ -959,15 +947,11 @@ def build_app(
                         shown_keyframes = len(finished)
                         items = [(str(path), f"frame {int(path.stem)}") for path in finished]
                         yield (f"Keyframes: {len(finished)} finished", str(finished[0]), items, skip, skip, skip, skip, skip)
-            worker.join()
             error = outcome.get("error")
             if isinstance(error, CancelledError):
                 yield ("**Cancelled.** Finished work is kept; press the button again to resume.", skip, gallery_items(session), skip, skip, skip, skip, skip)
                 return
-            if error is not None:
-                if not isinstance(error, (RerenderError, ValueError, FileNotFoundError)):
-                    logger.error("run failed", exc_info=error)
-                raise gr.Error(friendly_error(error), print_exception=False)
+            raise_on_page(error)
             result = outcome["result"]
             first = result.previews.get("first") or (session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png")
             items = gallery_items(session)
