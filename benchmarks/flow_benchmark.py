@@ -162,7 +162,9 @@ def score(estimator: FlowEstimator, pairs: list[KnownMotionPair]) -> Score:
 
 
 def time_only(estimator: FlowEstimator, size: int, repeats: int) -> float:
-    """Seconds per pair on random frames (for random-weight networks, whose flow means nothing)."""
+    """Seconds per pair on random frames (for random-weight networks, whose flow means nothing); NaN for 0 repeats."""
+    if repeats < 1:
+        return float("nan")
     generator = torch.Generator().manual_seed(0)
     source, target = torch.rand(2, 1, 3, size, size, generator=generator)
     estimator(source, target)

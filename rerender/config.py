@@ -446,7 +446,7 @@ class FlowConfig:
     """Path to `gmflow_sintel-0c07dcb3.pth` (or a hub-cache path); `None` = look in the usual places."""
     dis_preset: Literal["ultrafast", "fast", "medium", "fine"] = "fine"
     """DIS preset when DIS is used: OpenCV's "ultrafast", "fast", "medium", or "fine" (medium carried to full
-    resolution; the most accurate, ≈ 2.7× medium's time; see `rerender.flow.DIS_PRESETS`)."""
+    resolution; the most accurate, ≈ 3× medium's time; see `rerender.flow.DIS_PRESETS`)."""
 
     def __post_init__(self) -> None:
         _check_choice("flow.flow_estimator", self.flow_estimator, ("auto", "dis", "gmflow"))
