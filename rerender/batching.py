@@ -341,7 +341,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as error:
         raise ConfigError(
             f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
-            "node runs (`ray start --head`) and the port is open, or use --ray local"
+            "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
         ) from None
 
 

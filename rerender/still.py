@@ -117,8 +117,17 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
 def _depth_from_annotator(still: np.ndarray) -> np.ndarray:
     """MiDaS disparity from the `annotators` extra (controlnet-aux); raises its clear error when not importable."""
     from rerender.control import load_annotator
+    from rerender.errors import MissingDependencyError
 
-    return load_annotator("depth")(still).mean(axis=2)
+    try:
+        annotator = load_annotator("depth")
+    except MissingDependencyError as error:  # its advice is about control types; for a still, the way out is a depth map
+        raise MissingDependencyError(
+            "motion 'orbit' needs a depth map: pass one with `depth` (--depth FILE: an image or .npy, larger = nearer), "
+            "install the `annotators` extra to estimate it (pip install \"rerender[annotators]\", needs torchvision), "
+            "or choose a 2-D move (zoom-in, zoom-out, pan-left/right/up/down)"
+        ) from error
+    return annotator(still).mean(axis=2)
 
 
 def _clip_folder(output: Path) -> Path:

@@ -139,7 +139,7 @@ def test_orbit_needs_a_depth_map_or_the_annotators_extra(still, tmp_path):
     try:
         import controlnet_aux  # noqa: F401
     except ImportError:
-        with pytest.raises(MissingDependencyError, match="annotators"):
+        with pytest.raises(MissingDependencyError, match=r"orbit' needs a depth map.*--depth FILE.*annotators.*2-D move"):
             rerender.animate(still, "x", motion="orbit", seconds=0.2, fps=10, output=tmp_path / "o.mp4")
     else:
         pytest.skip("controlnet-aux imports here: the MiDaS path would load weights")
