@@ -499,6 +499,13 @@ def compute_output_size(
     scale = resolution / side
     new_width = max(size_multiple, int(round(width * scale / size_multiple)) * size_multiple)
     new_height = max(size_multiple, int(round(height * scale / size_multiple)) * size_multiple)
+    # a side shorter than one multiple is clamped up to it, so an extreme aspect cannot be kept: say so
+    distortion = (new_width / new_height) / (width / height)
+    if max(distortion, 1 / distortion) > 1.25:
+        logger.warning("a %d×%d input becomes %d×%d: its aspect ratio (1:%.0f) cannot be kept at `resolution` %d in "
+                       "multiples of %d (the short side is clamped to one multiple; %.1f× off); crop it or raise "
+                       "`resolution`", width, height, new_width, new_height, max(width, height) / min(width, height),
+                       resolution, size_multiple, max(distortion, 1 / distortion))
     return new_width, new_height
 
 

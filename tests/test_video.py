@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import json
 import os
 import re
@@ -1020,3 +1021,14 @@ def test_seeking_reader_gives_the_frames_of_a_decode_from_the_start(tmp_path, mo
         assert all(np.array_equal(a, b) for a, b in zip(part, full[start:end:stride])), (start, end, stride)
         # timed files really seek (one pass); the untimed raw stream falls back to a decode from the start
         assert len(calls) == (2 if suffix == ".h264" else 1), calls
+
+
+def test_an_aspect_that_cannot_be_kept_is_said(caplog):
+    with caplog.at_level(logging.WARNING, logger="rerender.video"):
+        assert compute_output_size(8, 2000, 512, "long", 8) == (8, 512)  # 2 px wide would round to 0: clamped to 8
+    assert "a 8×2000 input becomes 8×512: its aspect ratio (1:250) cannot be kept" in caplog.text
+    assert "3.9× off" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender.video"):
+        compute_output_size(540, 960, 512, "long", 8)  # ordinary sizes keep their aspect within 1 %: nothing said
+    assert caplog.text == ""
