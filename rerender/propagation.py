@@ -289,8 +289,8 @@ def propagate_video(
             integer indexing) of RGB uint8 ``(H, W, 3)`` frames.
         keyframes: ``{frame index: stylised RGB uint8 (H, W, 3)}``, one or more, at any indices.
         flow: optical flow ``flow(source, target) -> (forward, backward)`` (see :data:`FlowFunction`), e.g.
-            ``functools.partial(rerender.flow.estimate_flow_numpy, estimator)``; ``None`` = OpenCV DIS
-            (medium preset) through :mod:`rerender.flow`. It is called in the calling thread, one frame
+            ``functools.partial(rerender.flow.estimate_flow_numpy, estimator)``; ``None`` = DIS (the
+            ``"fine"`` preset) through :mod:`rerender.flow`. It is called in the calling thread, one frame
             pair at a time.
         options: :class:`PropagationOptions`; ``None`` = defaults.
         progress: show a tqdm progress bar (on stderr), one step per propagated frame.
@@ -367,7 +367,7 @@ def propagate_video_iter(
     with _Progress(len(frames) - len(key_indices), progress, callback) as report:
         for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report):
             # one segment at a time: its flows and syntheses are dropped once its frames are yielded
-            for index, image in _merge_segment(segment, results, step_flows, options, keyframes):
+            for index, image in _merge_segment(segment, results, step_flows, options):
                 while pending_keys and pending_keys[0] < index:
                     key = pending_keys.popleft()
                     yield key, np.array(keyframes[key], copy=True)
@@ -693,8 +693,7 @@ _TIME_EXPONENT = 0.5
 
 def _merge_segment(segment: _Segment, results: list[ChainResult | None],
                    step_flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
-                   options: PropagationOptions,
-                   keyframes: Mapping[int, np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+                   options: PropagationOptions) -> Iterator[tuple[int, np.ndarray]]:
     """The frames of one segment: a one-sided pass as is, or the two passes of an interval blended."""
     forward_chain, backward_chain = segment
     forward, backward = results
@@ -704,7 +703,7 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
         return
     left, right = forward_chain.key, backward_chain.key
     if options.blend_mode == "reconstruction":
-        yield from _reconstruction_blend(left, right, forward, backward, options, keyframes)
+        yield from _reconstruction_blend(left, right, forward, backward, options)
         return
     previous_mask = None
     for offset, index in enumerate(range(left + 1, right)):
@@ -731,15 +730,14 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
 
 
 def _reconstruction_blend(left: int, right: int, forward: ChainResult, backward: ChainResult,
-                          options: PropagationOptions,
-                          keyframes: Mapping[int, np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+                          options: PropagationOptions) -> Iterator[tuple[int, np.ndarray]]:
     """The in-between frames of the interval ``left < right`` by the ``"reconstruction"`` blend.
 
     Candidates per frame: the forward and backward passes and, with ``blend_warp_weight > 0``, the two
     keyframes warped along the flow; weights from how well each reconstructs the source frame
     (:func:`ebsynth_bridge.reconstruction_weights`), then, with ``blend_sharpness``, the detail restored
-    to that share of the keyframes' gradient energy, interpolated in time
-    (:func:`ebsynth_bridge.match_sharpness`).
+    until the frame's gradient energy is that share of the keyframes' style-to-source energy ratio times
+    its source frame's energy (:func:`ebsynth_bridge.match_sharpness`).
     """
     for offset, index in enumerate(range(left + 1, right)):
         backward_offset = right - index - 1  # the backward pass runs right -> left
