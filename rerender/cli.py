@@ -541,11 +541,9 @@ def _command_animate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_animate_command(commands) -> None:
+def _add_animate_command(commands, verbose_option: argparse.ArgumentParser) -> None:
     from rerender.camera import MOTIONS
 
-    verbose_option = argparse.ArgumentParser(add_help=False)
-    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
     command = commands.add_parser("animate", parents=[verbose_option], help="make a clip from a still image with a camera move, then restyle it")
     command.add_argument("image", help="the still image")
     command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
@@ -604,9 +602,7 @@ def _command_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_generate_command(commands) -> None:
-    verbose_option = argparse.ArgumentParser(add_help=False)
-    verbose_option.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
+def _add_generate_command(commands, verbose_option: argparse.ArgumentParser) -> None:
     command = commands.add_parser("generate", parents=[verbose_option], help="make a video from a prompt alone (Text2Video-Zero keyframes, then propagation)")
     command.add_argument("-p", "--prompt", required=True, help="what to show")
     command.add_argument("-n", "--negative-prompt", default=None, help="what to avoid")
@@ -812,8 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_eval)
-    _add_animate_command(commands)
-    _add_generate_command(commands)
+    _add_animate_command(commands, verbose_option)
+    _add_generate_command(commands, verbose_option)
 
     ui = commands.add_parser("ui", parents=[verbose_option], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
@@ -902,14 +898,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-def _third_party_bars_off():
-    """-q: also the bars third-party code draws while loading models (diffusers' components, transformers'
-    weights), through their own switches, restored afterwards; ours are off through progress=False."""
-    from rerender.models import loading_bars
-
-    return loading_bars(False)
-
-
 def _caused_by_interrupt(error: BaseException) -> bool:
     seen = set()
     while error is not None and id(error) not in seen:
@@ -934,7 +922,11 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
             return EXIT_USAGE
         loads_models = getattr(args, "renderer", None) != "classic" and args.handler in (
             _command_translate, _command_animate, _command_generate, _command_batch)
-        with _third_party_bars_off() if getattr(args, "quiet", False) and loads_models else contextlib.nullcontext():
+        if not (getattr(args, "quiet", False) and loads_models):
+            return args.handler(args)
+        from rerender.models import loading_bars  # -q: also the bars third-party code draws while models load
+
+        with loading_bars(False):
             return args.handler(args)
     except SystemExit as exit_request:  # --help and --version
         return int(exit_request.code or 0)
