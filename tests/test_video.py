@@ -110,19 +110,24 @@ def test_decoded_frames_match_the_source(synthetic_clip):
         assert int(np.argmax(scores)) == index and scores[index] > 22
 
 
-@pytest.mark.parametrize("suffix, codec", [(".mkv", "libx264"), (".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mov", "libx264"), (".gif", "gif")])
-def test_reads_other_containers(tmp_path, suffix, codec):
-    video = make_synthetic_video(num_frames=6, width=64, height=48, motion="translation")
-    path = tmp_path / f"clip{suffix}"
+def _encode(path: Path, codec: str, rate, frames, pix_fmt: str = "yuv420p") -> None:
+    """Write RGB `frames` with PyAV's own encoder (not ours), so the reader meets the container as other tools write it."""
+    height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=10)
-        stream.width, stream.height = 64, 48
-        stream.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
-        for frame in video.frames:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mkv", "libx264"), (".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mov", "libx264"), (".gif", "gif")])
+def test_reads_other_containers(tmp_path, suffix, codec):
+    video = make_synthetic_video(num_frames=6, width=64, height=48, motion="translation")
+    path = tmp_path / f"clip{suffix}"
+    _encode(path, codec, 10, video.frames, "rgb8" if codec == "gif" else "yuv420p")
     info = probe_video(path)
     assert info.frame_count == 6 and (info.width, info.height) == (64, 48)
     assert float(info.fps) == pytest.approx(10, rel=0.05)
@@ -133,14 +138,7 @@ def test_reads_other_containers(tmp_path, suffix, codec):
 def test_untimed_and_offset_streams(tmp_path, suffix, codec):
     # A raw H.264 stream has no timestamps (frames are evenly spaced); MPEG-PS starts its clock late.
     path = tmp_path / f"clip{suffix}"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for index in range(10):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * index, np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _encode(path, codec, 25, [np.full((32, 32, 3), 20 * index, np.uint8) for index in range(10)])
     info = probe_video(path)
     assert info.frame_count == 10 and info.fps == 25 and not info.variable_frame_rate
     np.testing.assert_allclose(np.diff(info.timestamps), 0.04, atol=1e-6)
@@ -152,14 +150,7 @@ def test_untimed_and_offset_streams(tmp_path, suffix, codec):
 def test_millisecond_clocks_give_the_exact_nominal_rate(tmp_path, suffix, fps):
     # MKV/WebM store times in ms: 30 fps becomes gaps of 33 and 34 ms, which must still read as 30.
     path = tmp_path / f"clip{suffix}"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libvpx" if suffix == ".webm" else "libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for index in range(30):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 8 * index, np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _encode(path, "libvpx" if suffix == ".webm" else "libx264", fps, [np.full((32, 32, 3), 8 * index, np.uint8) for index in range(30)])
     info = probe_video(path)
     assert info.fps == fps and not info.variable_frame_rate and info.frame_count == 30
 
@@ -678,14 +669,7 @@ def test_animated_gif_keeps_per_frame_delays(tmp_path):
 def _write_edit_listed(path: Path, stored: int = 40, hidden: int = 12, fps: int = 25) -> None:
     """A losslessly trimmed MP4/MOV: `stored` frames, an edit list hiding the first `hidden` (frame i has grey 6 i)."""
     untrimmed = path.with_name("untrimmed" + path.suffix)
-    with av.open(str(untrimmed), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for index in range(stored):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 6 * index, np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _encode(untrimmed, "libx264", fps, [np.full((32, 32, 3), 6 * index, np.uint8) for index in range(stored)])
     # Shifting the timestamps back makes the muxer write an edit list that starts at stored frame `hidden`.
     with av.open(str(untrimmed)) as source, av.open(str(path), "w") as container:
         stream_in = source.streams.video[0]
