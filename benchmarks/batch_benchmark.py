@@ -81,7 +81,7 @@ def main() -> None:
                 remote = rerender.batch(clips, "a cartoon", work / "ray", renderer="classic", ray="local", **options)
                 on_ray = time.perf_counter() - started
             if args.long_frames:
-                from rerender.executors import RayExecutor
+                from rerender.workflow.executors import RayExecutor
 
                 # Start and warm the workers (imports, numba kernels) once, so no timed run pays for it.
                 rerender.translate(warm, "warm-up", output=work / "warm-ray.mp4", renderer="classic", progress=False,

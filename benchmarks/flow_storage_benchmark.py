@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     clips = [("synthetic mixed", list(make_synthetic_video(args.frames, args.size, args.size * 3 // 4, motion="mixed").frames))]
     for path in args.videos:
-        frames = list(read_frames(path, 0, args.frames, resolution=args.size, resize_side="long", size_multiple=8))
+        frames = list(read_frames(path, start=0, end=args.frames, resolution=args.size, resize_side="long", size_multiple=8))
         clips.append((path.rsplit("/", 1)[-1][:32], frames))
     for position, (name, frames) in enumerate(clips):
         row = run_clip(name, frames, args.interval, args.preset)

@@ -120,7 +120,7 @@ class Runner:
 
         from rerender.config import ConstraintConfig
         from rerender.flow import DISFlowEstimator
-        from rerender.pipeline import RerenderPipeline
+        from rerender.diffusion.pipeline import RerenderPipeline
 
         self.arguments, self.device, self.dtype = arguments, device, dtype
         self.cuda = device.type == "cuda"
@@ -154,7 +154,7 @@ class Runner:
         return self.torch.cuda.max_memory_allocated() / 2**30
 
     def _frames(self, size: int):
-        from rerender.control import canny
+        from rerender.diffusion.control import canny
 
         frames = synthetic_frames(self.arguments.keyframes + 1, size)
         return frames, [canny(frame) for frame in frames]

@@ -128,9 +128,9 @@ def main() -> int:
     from PIL import Image
 
     from rerender.config import ConstraintConfig
-    from rerender.control import canny
+    from rerender.diffusion.control import canny
     from rerender.flow import DISFlowEstimator
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     started = time.perf_counter()
     components = build_components(arguments.config_dir)

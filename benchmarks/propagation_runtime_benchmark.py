@@ -44,7 +44,7 @@ def load_clip(clip: str, frame_count: int, size: int):
 
     paths = sorted(CLIP_FOLDER.glob(f"*{clip}*.mp4"))
     if paths:
-        return paths[0].name, list(read_frames(paths[0], 0, frame_count, resolution=size, resize_side="long",
+        return paths[0].name, list(read_frames(paths[0], start=0, end=frame_count, resolution=size, resize_side="long",
                                                size_multiple=8))
     from rerender.synthetic import make_synthetic_video
 

@@ -48,7 +48,7 @@ def main() -> None:
     import rerender
     from rerender.config import RerenderConfig, apply_overrides
     from rerender.evaluation import evaluate_frames, evaluate_video
-    from rerender.executors import RayExecutor, keyframe_segments
+    from rerender.workflow.executors import RayExecutor, keyframe_segments
     from rerender.video import read_frames
 
     sys.path.insert(0, str(REPO))
@@ -83,7 +83,7 @@ def main() -> None:
                 parts = keyframe_segments(len(keys), count)
                 joins = [(keys[part.stop - 1], keys[part.stop]) for part in parts[:-1]]
                 outputs = list(read_frames(result.output))
-                sources = list(read_frames(args.clip, 0, len(outputs)))
+                sources = list(read_frames(args.clip, start=0, end=len(outputs)))
                 at_joins = [evaluate_frames(outputs[start:end + 1], sources[start:end + 1]) for start, end in joins]
                 rows.append((count, seconds, result.timings.get("keyframes", 0.0), whole, joins, at_joins))
         finally:
@@ -105,7 +105,7 @@ def main() -> None:
         if single is not None:
             # the same intervals in the single chain: what the joins cost is the difference
             outputs = list(read_frames(work / "segments1.mp4"))
-            sources = list(read_frames(args.clip, 0, len(outputs)))
+            sources = list(read_frames(args.clip, start=0, end=len(outputs)))
             for count, _, _, _, joins, at_joins in rows[1:]:
                 reference = [evaluate_frames(outputs[start:end + 1], sources[start:end + 1]) for start, end in joins]
                 print(f"{count} segments, the same intervals in the single chain: warp err "

@@ -24,7 +24,7 @@ DEFAULT_CLIP = Path("/work/shared/data/videos/pexels-cottonbro-studio-6649832-96
 
 PROBE = r"""
 import json, resource, sys, time
-from rerender.api import ClassicRenderer, translate
+from rerender.workflow.translation import ClassicRenderer, translate
 clip, frames, folder, mode, workers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 options = {"workers": int(workers)} if workers != "auto" else {}
 started = time.perf_counter()

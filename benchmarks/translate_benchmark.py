@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 MEMORY_PROBE = r"""
 import json, resource, sys
-from rerender.api import translate
+from rerender.workflow.translation import translate
 from rerender.synthetic import write_synthetic_video
 frames, folder = int(sys.argv[1]), sys.argv[2]
 clip = f"{folder}/clip{frames}.mp4"
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as folder:
-        from rerender.api import translate
+        from rerender.workflow.translation import translate
         from rerender.evaluation import evaluate_video
 
         demo = REPO / "rerender" / "assets" / "demo.mp4"

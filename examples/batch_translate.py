@@ -15,6 +15,7 @@ import argparse
 import sys
 
 import rerender
+from rerender.workflow.batching import format_summary
 
 
 def main() -> int:
@@ -33,7 +34,7 @@ def main() -> int:
         resolution=args.resolution,
         callback=lambda job: print(f"{job.status}: {job.job.video.name} ({job.seconds:.1f} s)", flush=True),
     )
-    print(rerender.format_summary(result))
+    print(format_summary(result))
     return 1 if result.failed else 0
 
 

@@ -14,6 +14,7 @@ import argparse
 
 import rerender
 from rerender.config import RerenderConfig, apply_overrides
+from rerender.diffusion.text2video import BackgroundSmoothing
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = apply_overrides(RerenderConfig(), {"base_model": args.model}) if args.model else None
-    smoothing = None if args.smooth_background is None else rerender.BackgroundSmoothing(strength=args.smooth_background)
+    smoothing = None if args.smooth_background is None else BackgroundSmoothing(strength=args.smooth_background)
     result = rerender.generate(args.prompt, frames=args.frames, K=args.K, output=args.output, config=config,
                                motion=(args.dx, args.dy), size=tuple(args.size), num_inference_steps=args.steps,
                                seed=args.seed, background_smoothing=smoothing, style_image=args.style_image,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rerender.keyframe_folder import propagate_keyframes
+from rerender.workflow.keyframe_folder import propagate_keyframes
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, write_image
 

@@ -204,7 +204,7 @@ def _command_env(args: argparse.Namespace) -> int:
 
 
 def _command_download(args: argparse.Namespace) -> int:
-    from rerender.models import resolve_device, resolve_dtype
+    from rerender.diffusion.loading import resolve_device, resolve_dtype
     from rerender.weights import download_weights
 
     config = _load_config(args)
@@ -252,7 +252,7 @@ def _command_preprocess(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rerender.errors import OutputPathError
-    from rerender.stages import selected_frames
+    from rerender.workflow.stages import selected_frames
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
 
     config = _load_config(args)
@@ -269,8 +269,8 @@ def _command_preprocess(args: argparse.Namespace) -> int:
         )
     crop = (video.crop.left, video.crop.top, video.crop.right, video.crop.bottom)
     frames = read_frames(
-        args.video, video.start_frame, video.end_frame, video.frame_stride, crop,
-        video.resolution, video.resize_side, video.size_multiple, info=info,
+        args.video, start=video.start_frame, end=video.end_frame, stride=video.frame_stride, crop=crop,
+        resolution=video.resolution, resize_side=video.resize_side, size_multiple=video.size_multiple, info=info,
     )
     end = video.end_frame if video.end_frame is not None else info.frame_count
     total = len(range(video.start_frame, end, video.frame_stride))
@@ -381,7 +381,7 @@ def _stop_at_safe_point():
 
 
 def _command_translate(args: argparse.Namespace) -> int:
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
     from rerender.config import apply_overrides
     from rerender.errors import CancelledError
 
@@ -423,7 +423,7 @@ def _require_prompt(prompt: str | None, config, where: str = "") -> None:
 
 
 def _command_batch(args: argparse.Namespace) -> int:
-    from rerender.batching import batch, format_summary, load_jobs
+    from rerender.workflow.batching import batch, format_summary, load_jobs
 
     config = _load_config(args)
     renderer = args.renderer or (None if _config_names_renderer(args) else "auto")
@@ -444,7 +444,7 @@ def _command_batch(args: argparse.Namespace) -> int:
 
 
 def _command_propagate(args: argparse.Namespace) -> int:
-    from rerender.keyframe_folder import propagate_keyframes
+    from rerender.workflow.keyframe_folder import propagate_keyframes
     from rerender.config import apply_overrides
 
     config = _load_config(args)
@@ -520,7 +520,7 @@ def _command_ui(args: argparse.Namespace) -> int:
 
 
 def _command_animate(args: argparse.Namespace) -> int:
-    from rerender.still import animate
+    from rerender.workflow.animation import animate
     from rerender.config import apply_overrides
 
     config = _load_config(args)
@@ -583,7 +583,7 @@ def _add_prompt_options(command: argparse.ArgumentParser) -> None:
 
 def _command_generate(args: argparse.Namespace) -> int:
     from rerender.config import apply_overrides
-    from rerender.text_video import BackgroundSmoothing, generate
+    from rerender.workflow.generation import BackgroundSmoothing, generate
 
     config = _load_config(args)
     extra = _translate_overrides(args)
@@ -851,7 +851,7 @@ def _interrupted_message(args: argparse.Namespace | None) -> str:
     """The one line printed on Ctrl-C: what was kept, and how to resume."""
     if args is None:
         return "interrupted"
-    from rerender.stages import default_workspace
+    from rerender.workflow.stages import default_workspace
 
     handler = getattr(args, "handler", None)
     if handler is _command_translate:
@@ -924,7 +924,7 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
             _command_translate, _command_animate, _command_generate, _command_batch)
         if not (getattr(args, "quiet", False) and loads_models):
             return args.handler(args)
-        from rerender.models import loading_bars  # -q: also the bars third-party code draws while models load
+        from rerender.diffusion.loading import loading_bars  # -q: also the bars third-party code draws while models load
 
         with loading_bars(False):
             return args.handler(args)

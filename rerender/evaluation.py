@@ -189,13 +189,14 @@ def evaluate_video(
     def outputs(stage: str) -> Iterator[np.ndarray]:
         with tqdm(total=count, desc="evaluating" if stage == "evaluation" else stage, unit="frame",
                   disable=not progress) as bar:
-            for done, frame in enumerate(read_frames(output, 0, count, info=output_info), start=1):
+            for done, frame in enumerate(read_frames(output, start=0, end=count, info=output_info), start=1):
                 yield frame
                 bar.update(1)
                 if callback is not None:
                     callback(stage, done, count)
 
-    sources = read_frames(source, start_frame, start_frame + (count - 1) * frame_stride + 1, frame_stride, info=source_info)
+    sources = read_frames(source, start=start_frame, end=start_frame + (count - 1) * frame_stride + 1, stride=frame_stride,
+                          info=source_info)
     report: dict[str, Any] = {"output": str(Path(output)), "source": str(Path(source))}
     if output_info.frame_count != len(range(start_frame, source_info.frame_count, frame_stride)):
         report["note"] = (

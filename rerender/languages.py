@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, choices
 from rerender.errors import ConfigError, WeightsNotFoundError
 
 __all__ = [
@@ -27,14 +28,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_LANGUAGES: dict[str, str] = {
-    "en": "English", "vi": "Vietnamese", "ko": "Korean", "ja": "Japanese", "zh": "Chinese", "ru": "Russian",
-    "fr": "French", "de": "German", "es": "Spanish",
-}
-"""ISO 639-1 codes `prompt_language` accepts. "auto" tells en, vi, ko, ja, zh and ru apart by script; French,
-German and Spanish share English's script and are named explicitly."""
+SUPPORTED_LANGUAGES: dict[str, str] = LANGUAGE_NAMES
+"""ISO 639-1 codes `prompt_language` accepts (`rerender.config.PromptLanguage`). "auto" tells en, vi, ko, ja, zh
+and ru apart by script; French, German and Spanish share English's script and are named explicitly."""
 
-LANGUAGE_CHOICES = ("auto", *SUPPORTED_LANGUAGES)
+LANGUAGE_CHOICES = choices(PromptLanguage)
 
 # NLLB-200 names languages by ISO 639-3 plus script; M2M100 by the 639-1 code in `__xx__` tokens.
 _NLLB_CODES = {"en": "eng_Latn", "vi": "vie_Latn", "ko": "kor_Hang", "ja": "jpn_Jpan", "zh": "zho_Hans",

@@ -5,7 +5,7 @@ Two more modes sit beside the video: "Still image" (`rerender.animate`: a camera
 image (IP-Adapter, `prompt.style_image`) applies to all three.
 
 The page is a thin layer over the library: every video run is `rerender.translate` on a per-session workspace
-(`rerender.workspace`), with the page's settings applied to a `RerenderConfig` by `apply_overrides` (so
+(`rerender.workflow.workspace`), with the page's settings applied to a `RerenderConfig` by `apply_overrides` (so
 invalid values give the config's own messages), progress from `translate`'s callback, "Cancel" through its
 `cancel` event, and the figures of `rerender.evaluation` afterwards. Help texts are the config fields' own
 docstrings, read from `rerender/config.py`. Nothing on the page waits on the network: system fonts only,
@@ -336,7 +336,7 @@ class UiSessions:
     def pipeline_for(self, config: RerenderConfig) -> Any:
         """The diffusion pipeline for `config.model` and `config.control`, loaded once and kept while they stay."""
         from rerender.config import config_hash
-        from rerender.models import load_pipeline
+        from rerender.diffusion.loading import load_pipeline
 
         key = config_hash(config, ("model", "control"))
         if self._pipeline is None or self._pipeline[0] != key:
@@ -371,7 +371,7 @@ def video_summary(path: str | os.PathLike, name: str | None = None) -> str:
 def environment_status(config: RerenderConfig | None = None) -> str:
     """Markdown: whether diffusion weights are present for `config.model`, else the classic fallback."""
     from rerender.environment import weight_search_paths
-    from rerender.renderers import missing_default_weights
+    from rerender.workflow.renderers import missing_default_weights
 
     config = config or RerenderConfig()
     from rerender.weights import describe_missing
@@ -481,7 +481,7 @@ def build_config(request: RunRequest, base: RerenderConfig | None = None) -> Rer
 
 def renderer_argument(choice: str, config: RerenderConfig, sessions: UiSessions) -> dict[str, Any]:
     """`translate` keyword arguments for the page's renderer choice ("auto", "diffusion" or "classic")."""
-    from rerender.renderers import missing_default_weights
+    from rerender.workflow.renderers import missing_default_weights
 
     if choice not in RENDERERS:
         raise ConfigError(f"`renderer` must be one of {', '.join(RENDERERS)}, got {choice!r}")
@@ -499,7 +499,7 @@ def run_stage(
     Returns:
         "result" (the `TranslationResult`), "config".
     """
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     if session.video is None:
         raise ConfigError("no input video: upload one or press “Use the demo clip”")
@@ -553,7 +553,7 @@ def run_animate(
     Returns:
         "result" (the `AnimationResult`), "config".
     """
-    from rerender.still import animate
+    from rerender.workflow.animation import animate
 
     config = build_config(request, base)
     if not config.prompt.prompt.strip():
@@ -579,7 +579,7 @@ def run_generate(
     Returns:
         "result" (the `GenerationResult`), "config", "keyframes" (the keyframe image files, for the gallery).
     """
-    from rerender.text_video import BackgroundSmoothing, generate
+    from rerender.workflow.generation import BackgroundSmoothing, generate
     from rerender.video import write_image
 
     config = build_config(request, base)
@@ -591,7 +591,7 @@ def run_generate(
     smoothing = None if text.smoothing is None else BackgroundSmoothing(strength=float(text.smoothing))
     frames = int(text.frames) if isinstance(text.frames, (int, float)) and float(text.frames).is_integer() else text.frames
     size = tuple(int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value for value in text.size)
-    from rerender.text_video import check_generate_inputs
+    from rerender.workflow.generation import check_generate_inputs
 
     check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)  # before loading
     result = generate(
@@ -683,7 +683,7 @@ def build_app(
     except ImportError:
         raise MissingDependencyError('the web UI needs Gradio: pip install "rerender[ui]"') from None
     from rerender.evaluation import DEFAULT_CLIP_MODEL
-    from rerender.text_video import BackgroundSmoothing
+    from rerender.workflow.generation import BackgroundSmoothing
 
     sessions = sessions or UiSessions(max_upload_mb=max_upload_mb)
     defaults = defaults or RerenderConfig()

@@ -672,7 +672,7 @@ def read_frames(
             that size without distortion (`fit_frame`).
         info: a `probe_video` result to skip probing again.
         seek: jump to the key frame before `start` instead of decoding from the first frame (for a chunk of a
-            long video: `rerender.executors.RayExecutor`). The frames are the same: each decoded frame's
+            long video: `rerender.workflow.executors.RayExecutor`). The frames are the same: each decoded frame's
             timestamp is checked against `info.timestamps`, and where they disagree (or the file has no
             timestamps) the reader decodes from the beginning instead.
 

@@ -209,7 +209,7 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
     The first ControlNet of a base-model folder that holds a ``controlnet/`` sub-folder comes from that folder,
-    as `rerender.models.load_pipeline` does. GMFlow is listed when `config.flow` may use it ("auto" or "gmflow").
+    as `rerender.diffusion.loading.load_pipeline` does. GMFlow is listed when `config.flow` may use it ("auto" or "gmflow").
     """
     model = config.model
     sources: list[WeightSource] = []
@@ -350,7 +350,7 @@ def missing_weights(config: "RerenderConfig") -> list[WeightSource]:
 
     A hub id that is not cached counts as missing only when the hub cannot be used (``HF_HUB_OFFLINE`` or no
     network): on a connected machine it is downloaded when loaded. A local path that does not exist is a
-    mistake in the config, reported by `rerender.models.check_model_sources`, and not listed here.
+    mistake in the config, reported by `rerender.diffusion.loading.check_model_sources`, and not listed here.
     """
     absent = [source for source in weight_sources(config, include_flow=False) if source.is_hub and not source.present]
     if absent and hub_reachable():

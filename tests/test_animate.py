@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rerender
-from rerender.still import MAX_FRAMES, read_depth
+from rerender.workflow.animation import MAX_FRAMES, read_depth
 from rerender.cli import main
 from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
 from rerender.video import probe_video, read_frames, write_image
@@ -69,12 +69,12 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
     ],
 )
 def test_bad_input_fails_before_any_model_loads(still, tmp_path, kwargs, error, message, monkeypatch):
-    import rerender.models
+    import rerender.diffusion.loading
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(rerender.models, "load_pipeline", no_loading)
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", no_loading)
     (tmp_path / "junk.png").write_text("not an image")
     kwargs = {"image": still, **kwargs}
     for key in ("image", "depth"):
@@ -200,7 +200,7 @@ def test_a_clip_file_of_the_users_is_never_overwritten(still, tmp_path):
 
 
 def test_a_workspace_that_is_not_ours_is_refused_before_the_clip_is_made(still, tmp_path):
-    from rerender.workspace import WorkspaceOwnershipError
+    from rerender.workflow.workspace import WorkspaceOwnershipError
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my notes")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import rerender
-from rerender.api import ClassicRenderer, translate
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.config import load_config
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
-from rerender.keyframe_folder import propagate_keyframes, read_keyframe_folder
+from rerender.workflow.keyframe_folder import propagate_keyframes, read_keyframe_folder
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, write_image
-from rerender.workspace import WorkspaceMismatchError
+from rerender.workflow.workspace import WorkspaceMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
@@ -188,10 +188,10 @@ def test_bad_paths(synthetic_clip, silent_clip, tmp_path, counting_renderer):
 def test_disk_full_keeps_finished_work(synthetic_clip, tmp_path, counting_renderer, monkeypatch):
     import errno
 
-    import rerender.stages
+    import rerender.workflow.stages
 
     calls = {"count": 0}
-    real_write_image = rerender.stages.write_image
+    real_write_image = rerender.workflow.stages.write_image
 
     def filling_disk(image, path):
         calls["count"] += 1
@@ -199,11 +199,11 @@ def test_disk_full_keeps_finished_work(synthetic_clip, tmp_path, counting_render
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_write_image(image, path)
 
-    monkeypatch.setattr(rerender.stages, "write_image", filling_disk)
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", filling_disk)
     with pytest.raises(OutputPathError, match="disk is full.*finished work is kept"):
         translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
                   renderer=counting_renderer, progress=False, **FAST)
-    monkeypatch.setattr(rerender.stages, "write_image", real_write_image)
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", real_write_image)
     result = translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
                        renderer=counting_renderer, progress=False, **FAST)
     assert "keyframes" in result.reused and probe_video(result.output).frame_count == 20

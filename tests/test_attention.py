@@ -7,7 +7,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
-from rerender.attention import (
+from rerender.diffusion.attention import (
     CrossFrameAttentionStore,
     CrossFrameAttnProcessor,
     attend_to_references,

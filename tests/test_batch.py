@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerender.batching import batch, format_summary, load_jobs
+from rerender.workflow.batching import batch, format_summary, load_jobs
 from rerender.cli import main
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.synthetic import write_synthetic_video
@@ -194,7 +194,7 @@ def test_the_single_video_path_never_imports_ray(synthetic_clip, tmp_path):
         "progress=False, resolution=64, size_multiple=16, propagation_preset='fast', workers=1, flow_estimator='dis', "
         "keyframe_interval=10)\n"
         "from rerender.cli import build_parser; build_parser()\n"
-        "import rerender.batching, rerender.executors\n"
+        "import rerender.workflow.batching, rerender.workflow.executors\n"
         "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from rerender.api import ClassicRenderer, translate
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.errors import CancelledError, RerenderError
 from rerender.video import read_image
 
@@ -71,7 +71,7 @@ def test_an_event_set_before_the_call_stops_before_any_keyframe(synthetic_clip, 
 
 def test_cancel_between_denoising_steps_then_resume_exactly(synthetic_clip, tmp_path, tiny_pipeline_dir):
     """With diffusion keyframes the callback counts denoising steps, so a cancel stops inside a keyframe."""
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)

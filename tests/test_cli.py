@@ -473,7 +473,7 @@ def test_a_binary_file_as_config_and_a_zero_fps_are_named(capsys, synthetic_clip
 
 def test_runtime_failures_print_one_line_named_only_when_unexpected(capsys):
     from rerender.cli import _report
-    from rerender.workspace import WorkspaceBusyError
+    from rerender.workflow.workspace import WorkspaceBusyError
 
     assert _report(WorkspaceBusyError("the workspace 'w' is in use by another run (pid 7)"), verbose=False) == 1
     ours = capsys.readouterr().err

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from rerender.config import (
-    ConfigError,
     ControlConfig,
     RerenderConfig,
     apply_overrides,
@@ -21,7 +20,7 @@ from rerender.config import (
     parse_override,
     save_config,
 )
-from rerender.errors import InputNotFoundError
+from rerender.errors import ConfigError, InputNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rerender.config import ControlConfig
-from rerender.control import MissingDependencyError, canny, load_annotator, load_control_maps, make_annotator
+from rerender.diffusion.control import MissingDependencyError, canny, load_annotator, load_control_maps, make_annotator
 from rerender.errors import ConfigError, InputNotFoundError
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from rerender.api import translate
+from rerender.workflow.translation import translate
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import ConfigError
 
 ray = pytest.importorskip("ray")
 
-from rerender.executors import RayExecutor  # noqa: E402
+from rerender.workflow.executors import RayExecutor  # noqa: E402
 
 SETTINGS = dict(
     resolution=64, size_multiple=16, num_inference_steps=4, denoising_strength=0.75, vae=None, device="cpu",

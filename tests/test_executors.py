@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerender.api import translate
+from rerender.workflow.translation import translate
 from rerender.errors import ConfigError
-from rerender.stages import load_flow_estimator
+from rerender.workflow.stages import load_flow_estimator
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.video import read_frames
-from rerender.workspace import LEDGER_NAME
+from rerender.workflow.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
-from rerender.executors import RayExecutor, keyframe_segments  # noqa: E402
+from rerender.workflow.executors import RayExecutor, keyframe_segments  # noqa: E402
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
             dis_preset="fast", keyframe_interval=4)

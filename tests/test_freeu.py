@@ -10,7 +10,7 @@ import torch
 
 from rerender.config import FreeUConfig
 from rerender.errors import ConfigError
-from rerender.freeu import freeu_installed, freeu_stages, rerender_freeu, structure_aware_scale
+from rerender.diffusion.freeu import freeu_installed, freeu_stages, rerender_freeu, structure_aware_scale
 
 REPO = Path(__file__).resolve().parents[1]
 

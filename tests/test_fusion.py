@@ -10,18 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from rerender.errors import ConfigError
-from rerender.fusion import (
+from rerender.color import correct_colors, luminosity_blend, match_color_histograms
+from rerender.diffusion.fusion import (
     active_steps,
     may_fold,
     adain,
     channel_statistics,
     composite_references,
-    correct_colors,
     ddim_update,
     fidelity_oriented_encode,
     flat_regions,
-    luminosity_blend,
-    match_color_histograms,
     noise_rescale,
     pixel_aware_fusion,
     predict_original,

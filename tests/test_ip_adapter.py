@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rerender.attention import CrossFrameAttentionStore, CrossFrameAttnProcessor, cross_frame_attention
+from rerender.diffusion.attention import CrossFrameAttentionStore, CrossFrameAttnProcessor, cross_frame_attention
 from rerender.errors import CheckpointError, VideoReadError
-from rerender.ip_adapter import check_style_inputs, install_ip_adapter
+from rerender.diffusion.ip_adapter import check_style_inputs, install_ip_adapter
 from rerender.video import write_image
 
 WEIGHT = "models/ip-adapter_sd15.safetensors"
@@ -19,7 +19,7 @@ WEIGHT = "models/ip-adapter_sd15.safetensors"
 
 @pytest.fixture
 def pipeline(tiny_pipeline_dir):
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     loaded = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     loaded.set_progress_bar_config(disable=True)
@@ -101,7 +101,7 @@ def test_style_image_that_is_not_an_image(tmp_path, adapter_dir):
 
 
 def test_translate_with_a_style_image(synthetic_clip, tmp_path, pipeline, adapter_dir):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     write_image(style_images()[0], tmp_path / "style.png")
     processors = dict(pipeline.unet.attn_processors)
@@ -162,14 +162,14 @@ def test_the_classic_renderer_ignores_a_style_image_and_needs_no_adapter(synthet
     options = dict(renderer="classic", progress=False, resolution=64, end_frame=4, model__ip_adapter=str(tmp_path / "none"))
     options = {key.replace("__", "."): value for key, value in options.items()}
     plain = rerender.translate(synthetic_clip, "a cat", output=tmp_path / "plain.mp4", **options)
-    with caplog.at_level("WARNING", logger="rerender.api"):
+    with caplog.at_level("WARNING", logger="rerender.workflow.translation"):
         styled = rerender.translate(synthetic_clip, "a cat", output=tmp_path / "styled.mp4", style_image=str(style), **options)
     assert "does not use `prompt.style_image`" in caplog.text
     assert styled.output.read_bytes() == plain.output.read_bytes()
 
 
 def test_style_image_is_keyed_by_its_bytes_not_its_path(synthetic_clip, tmp_path, pipeline, adapter_dir):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
     from rerender.video import read_image
 
     warm, cold = style_images()

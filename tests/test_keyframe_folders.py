@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pytest
 
-from rerender.api import ClassicRenderer, translate
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.cli import main
 from rerender.errors import ConfigError
-from rerender.keyframe_folder import keyframe_number, propagate_keyframes, read_keyframe_folder
+from rerender.workflow.keyframe_folder import keyframe_number, propagate_keyframes, read_keyframe_folder
 from rerender.synthetic import make_synthetic_video
 from rerender.video import compute_output_size, probe_video, read_frames, read_image, unfit_frame, write_image
 from tests.test_geometry import write_clip

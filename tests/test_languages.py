@@ -104,7 +104,7 @@ def test_tiny_marian_model_goes_through_loading_and_generate(tiny_translator):
 
 
 def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_clip, tmp_path):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     result = translate(synthetic_clip, "bức tranh màu nước", K=10, output=None, stage="first", renderer="classic",
                        prompt_language="auto", prompt_translator=lambda text, language: "a watercolor painting",
@@ -116,7 +116,7 @@ def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_cl
 
 
 def test_missing_translator_fails_before_any_work(synthetic_clip, tmp_path):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
         translate(synthetic_clip, "수채화", output=tmp_path / "o.mp4", renderer="classic", prompt_language="ko",
@@ -125,8 +125,8 @@ def test_missing_translator_fails_before_any_work(synthetic_clip, tmp_path):
 
 
 def test_the_text_encoder_reads_the_translated_prompt(synthetic_clip, tmp_path, tiny_pipeline_dir, tiny_translator):
-    from rerender.api import translate
-    from rerender.pipeline import RerenderPipeline
+    from rerender.workflow.translation import translate
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)

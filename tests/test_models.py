@@ -10,7 +10,7 @@ import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
-from rerender.models import (
+from rerender.diffusion.loading import (
     SD15_CONFIG_DIR,
     check_controlnet_fits,
     load_loras,
@@ -46,7 +46,7 @@ def tiny_pipe(tiny_pipeline_dir):
 
 
 def test_load_from_a_local_folder(tiny_pipe):
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     assert isinstance(tiny_pipe, RerenderPipeline)
     assert type(tiny_pipe.scheduler).__name__ == "DDIMScheduler"

@@ -55,7 +55,7 @@ def test_low_level_modules_do_not_import_the_orchestration():
         imported = {
             node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
         }
-        assert not {m for m in imported if m.startswith(("rerender.cli", "rerender.api", "rerender.pipeline"))}, name
+        assert not {m for m in imported if m.startswith(("rerender.cli", "rerender.workflow.translation", "rerender.diffusion.pipeline"))}, name
 
 
 def test_bundled_demo_clip_is_packaged_and_readable():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rerender.attention import CrossFrameAttnProcessor
+from rerender.diffusion.attention import CrossFrameAttnProcessor
 from rerender.config import ConstraintConfig, ControlConfig, FreeUConfig, RefinementConfig
 from rerender.errors import ConfigError
 
@@ -47,7 +47,7 @@ def make_frames(count: int = 3, size: int = 64, shift: int = 4) -> list[np.ndarr
 
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline_dir):
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)
@@ -115,7 +115,7 @@ WINDOWS_BY_STRENGTH = {
 @pytest.mark.parametrize("strength", sorted(WINDOWS_BY_STRENGTH))
 def test_constraints_act_at_the_steps_their_windows_allow_for_each_strength(pipe, strength, caplog):
     first, timestep, cross, shape, pixel, adain = WINDOWS_BY_STRENGTH[strength]
-    with caplog.at_level(logging.INFO, logger="rerender.pipeline"):
+    with caplog.at_level(logging.INFO, logger="rerender.diffusion.pipeline"):
         schedule = pipe.prepare_schedule(20, strength, ConstraintConfig(adain_period=(0.8, 1.0)))
     assert schedule.first_step == first and schedule.timesteps[first] == timestep
     assert schedule.cross_attention == set(cross)
@@ -180,7 +180,7 @@ def test_anchor_matches_diffusers_controlnet_img2img(pipe, monkeypatch):
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from PIL import Image
 
-    from rerender.control import canny
+    from rerender.diffusion.control import canny
 
     # diffusers samples the VAE posterior; we use its mean: make diffusers use the mean too
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
@@ -240,7 +240,7 @@ def test_shape_aware_fusion_returns_the_anchor_x0_at_its_steps_only(pipe):
 
 
 def test_adain_gives_x0_the_anchor_statistics_in_its_window(pipe):
-    from rerender.fusion import channel_statistics
+    from rerender.diffusion.fusion import channel_statistics
 
     records = {}
 
@@ -346,7 +346,7 @@ def test_colour_correction_and_loose_attention_run(pipe):
 def test_multi_controlnet_with_per_control_strengths(pipe, tiny_pipeline_dir):
     from diffusers import ControlNetModel
 
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     second = ControlNetModel.from_pretrained(str(tiny_pipeline_dir / "controlnet"))
     double = RerenderPipeline(
@@ -414,7 +414,7 @@ def test_bad_frames(pipe):
 
 def test_too_long_prompt_is_truncated_with_a_warning(pipe, caplog):
     long_prompt = "a very detailed painting of a red square " * 20
-    with caplog.at_level(logging.WARNING, logger="rerender.pipeline"), torch.no_grad():
+    with caplog.at_level(logging.WARNING, logger="rerender.diffusion.pipeline"), torch.no_grad():
         embeddings = pipe.encode_prompt(long_prompt, None, torch.device("cpu"), True)
     assert embeddings.shape == (2, 77, 32)
     assert any("truncated" in record.getMessage() for record in caplog.records)

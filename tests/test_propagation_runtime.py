@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-import rerender.stages
-from rerender.api import ClassicRenderer, translate
+import rerender.workflow.stages
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.propagation import PropagationOptions, propagate_video, propagate_video_iter
-from rerender.stages import key_intervals
+from rerender.workflow.stages import key_intervals
 from rerender.video import read_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_snippet_without_main_guard_runs_from_stdin(silent_clip, tmp_path):
     """The README's kind of snippet, piped to `python -`: no spawn pool, so no `__main__` guard needed."""
     snippet = textwrap.dedent(f"""
         import rerender
-        from rerender.renderers import ClassicRenderer
+        from rerender.workflow.renderers import ClassicRenderer
         result = rerender.translate({str(silent_clip)!r}, "a cartoon", K=5, output={str(tmp_path / "out.mp4")!r},
                                     renderer=ClassicRenderer("a cartoon"), progress=False, workers=2,
                                     resolution=64, size_multiple=16, propagation_preset="fast", flow_estimator="dis")
@@ -129,7 +129,7 @@ def test_snippet_without_main_guard_runs_from_stdin(silent_clip, tmp_path):
 def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_path, monkeypatch):
     common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, **FAST)
     reference = translate(synthetic_clip, "x", output=tmp_path / "ref.mp4", workspace=tmp_path / "ref", **common)
-    real_write = rerender.stages.write_image
+    real_write = rerender.workflow.stages.write_image
     written = []
 
     def interrupted_write(image, path):
@@ -139,12 +139,12 @@ def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_pa
             written.append(int(Path(path).stem))
         return real_write(image, path)
 
-    monkeypatch.setattr(rerender.stages, "write_image", interrupted_write)
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
         translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
     assert sorted(manifest["stages"]["propagation"]["intervals"]) == ["0-4", "4-8"]  # each kept with its keyframe digests
-    monkeypatch.setattr(rerender.stages, "write_image", real_write)
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", real_write)
 
     calls = []
     propagated_before = {index: (tmp_path / "ws" / "propagated" / f"{index:04d}.png").stat().st_mtime_ns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerender.api import translate
+from rerender.workflow.translation import translate
 from rerender.video import probe_video, read_image
 
 SETTINGS = dict(
@@ -17,7 +17,7 @@ SETTINGS = dict(
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(tiny_pipeline_dir):
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)
@@ -120,8 +120,8 @@ def test_keyframe_progress_advances_per_denoising_step_and_resumes(synthetic_cli
 def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_path, tiny_pipeline_dir):
     """Pose-style workflow: one ControlNet reads precomputed maps, a second one annotates the frames (canny)."""
     from rerender.config import ControlConfig, RerenderConfig, apply_overrides
-    from rerender.control import canny
-    from rerender.models import load_pipeline
+    from rerender.diffusion.control import canny
+    from rerender.diffusion.loading import load_pipeline
     from rerender.video import read_frames, write_png_sequence
 
     maps = tmp_path / "maps"
@@ -229,7 +229,7 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
 
     import torch
 
-    from rerender.renderers import _resume_point, _save_resume_point
+    from rerender.workflow.renderers import _resume_point, _save_resume_point
 
     generator = torch.Generator().manual_seed(3)
     state = {
@@ -256,7 +256,7 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
     structure = json.loads((tmp_path / "render_state.json").read_text())
     for key, bad in (("next_index", "5"), ("version", 99), ("previous_features", [[0]]), ("format", "other")):
         (tmp_path / "render_state.json").write_text(json.dumps({**structure, key: bad}))
-        with caplog.at_level("WARNING", logger="rerender.renderers"):
+        with caplog.at_level("WARNING", logger="rerender.workflow.renderers"):
             caplog.clear()
             assert _resume_point(tmp_path, 5) is None
         assert "ignoring the resume state" in caplog.text
@@ -264,7 +264,7 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
 
 def test_a_damaged_seed_file_is_named(tmp_path):
     from rerender.errors import ConfigError
-    from rerender.renderers import _recorded_seed
+    from rerender.workflow.renderers import _recorded_seed
 
     seed = _recorded_seed(tmp_path)
     assert _recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept

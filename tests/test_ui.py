@@ -176,7 +176,7 @@ def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, syntheti
 
 
 def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, tmp_path):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     app, url = server
     model = dict(model__base_model=str(tiny_pipeline_dir), model__vae="", control__model=str(tiny_pipeline_dir / "controlnet"),
@@ -250,7 +250,7 @@ def adapter_dir(tmp_path_factory, tiny_pipeline_dir):
 
 
 def test_style_image_controls_render_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, adapter_dir, tmp_path):
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
     from rerender.config import PromptConfig
     from rerender.ui import field_docstrings
     from rerender.video import write_image
@@ -278,7 +278,7 @@ def test_style_image_controls_render_as_translate_does(server, synthetic_clip, t
 
 
 def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
-    from rerender.still import animate
+    from rerender.workflow.animation import animate
     from rerender.synthetic import make_texture
     from rerender.video import write_image
 
@@ -309,8 +309,8 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
     from gradio_client.exceptions import AppError
 
     from rerender.config import apply_overrides
-    from rerender.pipeline import RerenderPipeline
-    from rerender.text_video import BackgroundSmoothing, generate
+    from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.workflow.generation import BackgroundSmoothing, generate
 
     app, url = server
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly

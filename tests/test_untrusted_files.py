@@ -34,7 +34,7 @@ def marker(tmp_path):
 
 def test_pickled_single_file_checkpoint_is_refused(tmp_path, marker, tiny_pipeline_dir):
     from rerender.config import ControlConfig, ModelConfig
-    from rerender.models import load_pipeline
+    from rerender.diffusion.loading import load_pipeline
 
     checkpoint = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"weight": Payload(marker)}}, checkpoint)
@@ -45,8 +45,8 @@ def test_pickled_single_file_checkpoint_is_refused(tmp_path, marker, tiny_pipeli
 
 def test_pickled_lora_is_refused(tmp_path, marker, tiny_pipeline_dir):
     from rerender.config import LoraConfig
-    from rerender.models import load_loras
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.loading import load_loras
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     lora = tmp_path / "style.bin"
     torch.save({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": Payload(marker)}, lora)
@@ -87,7 +87,7 @@ def test_yaml_config_tags_never_build_objects(tmp_path, marker):
 
 def test_pickled_manifest_is_not_unpickled(tmp_path, marker, synthetic_clip):
     from rerender.config import RerenderConfig
-    from rerender.workspace import Workspace
+    from rerender.workflow.workspace import Workspace
 
     root = tmp_path / "ws"
     root.mkdir()

@@ -949,7 +949,7 @@ FAST_TRANSLATE = dict(resolution=64, size_multiple=16, propagation_preset="fast"
 
 
 def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
-    from rerender.api import ClassicRenderer, translate
+    from rerender.workflow.translation import ClassicRenderer, translate
 
     # A screen-recorder clip that is also variable-rate: audio 0.48 s before the first frame, a 0.5 s stall.
     times = [0.48 + index / 30 + (0.5 if index > 5 else 0.0) for index in range(12)]
@@ -964,7 +964,7 @@ def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
 
 @pytest.mark.slow
 def test_translate_writes_the_frames_an_edit_list_presents(tmp_path):
-    from rerender.api import ClassicRenderer, translate
+    from rerender.workflow.translation import ClassicRenderer, translate
 
     trimmed = tmp_path / "trimmed.mp4"
     _write_edit_listed(trimmed)

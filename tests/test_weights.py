@@ -190,7 +190,7 @@ def test_classic_when_asked_and_auto_falls_back_with_a_warning(hub_cache, synthe
     classic = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="classic",
                                  workspace=tmp_path / "a", progress=False, **FAST)
     assert classic.renderer == "classic"
-    with caplog.at_level(logging.WARNING, logger="rerender.renderers"):
+    with caplog.at_level(logging.WARNING, logger="rerender.workflow.renderers"):
         auto = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="auto",
                                   workspace=tmp_path / "b", progress=False, **FAST)
     assert auto.renderer == "classic"
@@ -224,7 +224,7 @@ def test_cli_renderer_option(hub_cache, synthetic_clip, tmp_path, capsys):
 def test_the_default_vae_is_the_models_own(tiny_pipeline_dir):
     import torch
 
-    from rerender.models import load_pipeline
+    from rerender.diffusion.loading import load_pipeline
 
     assert ModelConfig().vae is None and RerenderConfig().model.renderer == "diffusion"
     pipe = load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir)), device="cpu")  # offline: no hub VAE asked for
@@ -319,9 +319,9 @@ def test_download_fetches_only_the_files_rerender_reads(downloaded, tiny_pipelin
 
 
 def test_download_fetches_the_translation_model_and_the_ip_adapter_that_load(downloaded, extras, tiny_pipeline_dir):
-    from rerender.ip_adapter import install_ip_adapter
+    from rerender.diffusion.ip_adapter import install_ip_adapter
     from rerender.languages import Seq2SeqTranslator
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     hub, home, listing = downloaded
     assert "translation model (vi): fake/tiny-marian" in listing and "IP-Adapter: fake/tiny-ip-adapter" in listing
@@ -373,7 +373,7 @@ def test_a_downloaded_hub_id_loads_offline(downloaded, monkeypatch):
     from huggingface_hub import constants
 
     from rerender.environment import model_report
-    from rerender.models import load_pipeline
+    from rerender.diffusion.loading import load_pipeline
 
     _, home, _ = downloaded
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
@@ -445,14 +445,13 @@ def test_environment_and_flow_do_not_import_each_other():
 
 
 def test_public_names_are_exported_at_the_top_level():
-    from rerender.pipeline import RerenderPipeline
-    from rerender.renderers import ClassicRenderer
+    from rerender.diffusion.pipeline import RerenderPipeline
 
-    assert rerender.RerenderPipeline is RerenderPipeline and rerender.ClassicRenderer is ClassicRenderer
+    assert rerender.RerenderPipeline is RerenderPipeline
     for name in rerender.__all__:
         assert getattr(rerender, name) is not None, name
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for name in ("translate", "propagate_keyframes", "RerenderPipeline", "RerenderConfig", "load_pipeline", "download_weights"):
+    for name in ("translate", "propagate_keyframes", "RerenderPipeline", "RerenderConfig", "load_pipeline"):
         assert name in readme and name in rerender.__all__, name
 
 
@@ -460,7 +459,7 @@ def test_public_names_are_exported_at_the_top_level():
 
 
 def test_quiet_loading_drops_only_the_known_noise_and_only_inside():
-    from rerender.models import quiet_loading
+    from rerender.diffusion.loading import quiet_loading
 
     emitter = logging.getLogger("transformers.utils.import_utils")
     records = []

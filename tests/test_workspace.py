@@ -15,7 +15,7 @@ import pytest
 
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import OutputPathError
-from rerender.workspace import (
+from rerender.workflow.workspace import (
     LOCK_NAME,
     MARKER_NAME,
     Workspace,
@@ -74,7 +74,7 @@ def test_changed_config_redoes_dependent_stages_with_one_line(tmp_path, syntheti
     finished_workspace(tmp_path / "ws", synthetic_clip, config).close()
     planted = plant_user_files(tmp_path / "ws")
     changed = apply_overrides(config, {"prompt": "a watercolor"})
-    with caplog.at_level(logging.WARNING, logger="rerender.workspace"):
+    with caplog.at_level(logging.WARNING, logger="rerender.workflow.workspace"):
         with Workspace.open(tmp_path / "ws", synthetic_clip, changed) as reopened:
             assert reopened.is_done("frames", changed)  # the prompt does not change the frames
             assert not reopened.record("keyframes") and not reopened.record("propagation")
@@ -145,7 +145,7 @@ def test_an_unusable_manifest_gives_a_message_then_a_clean_rebuild(tmp_path, syn
     finished_workspace(tmp_path / "ws", synthetic_clip, config).close()
     planted = plant_user_files(tmp_path / "ws")
     (tmp_path / "ws" / "manifest.json").write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="rerender.workspace"):
+    with caplog.at_level(logging.WARNING, logger="rerender.workflow.workspace"):
         with Workspace.open(tmp_path / "ws", synthetic_clip, config) as space:
             assert space.manifest["stages"] == {} and not space.is_done("frames", config)
     assert "manifest" in caplog.text and "rebuilding the workspace from scratch" in caplog.text
@@ -164,7 +164,7 @@ def test_a_lock_of_another_process_then_of_a_killed_one(tmp_path, synthetic_clip
     script = (
         "import sys, time\n"
         "from rerender.config import RerenderConfig\n"
-        "from rerender.workspace import Workspace\n"
+        "from rerender.workflow.workspace import Workspace\n"
         "space = Workspace.open(sys.argv[1], sys.argv[2], RerenderConfig())\n"
         "print('locked', flush=True)\n"
         "time.sleep(60)\n"

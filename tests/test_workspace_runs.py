@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerender.api import ClassicRenderer, translate
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.cli import main
 from rerender.errors import ConfigError, OutputPathError
-from rerender.keyframe_folder import propagate_keyframes
+from rerender.workflow.keyframe_folder import propagate_keyframes
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, read_image, write_image
-from rerender.workspace import WorkspaceOwnershipError
+from rerender.workflow.workspace import WorkspaceOwnershipError
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
 SUBFOLDERS = ("", "frames", "flows", "keyframes", "state", "propagated")
@@ -165,7 +165,7 @@ def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, 
     np.testing.assert_array_equal(read_image(ws / "keyframes" / "0010.retouched.png"), retouched)
     assert not np.array_equal(read_image(ws / "keyframes" / "0010.png"), retouched)
     # The workspace's keyframes folder, backup included, still reads as one keyframe per frame.
-    from rerender.keyframe_folder import read_keyframe_folder
+    from rerender.workflow.keyframe_folder import read_keyframe_folder
 
     assert list(read_keyframe_folder(ws / "keyframes", 20)) == [0, 5, 10, 15]
 
@@ -229,10 +229,10 @@ def _disk_full(path):
 @pytest.mark.parametrize("stage", ["frames", "flows", "keyframes", "propagated", "writing"])
 def test_disk_full_in_any_stage_names_the_folder_and_resumes(synthetic_clip, tmp_path, renderer, monkeypatch, stage):
     import rerender.flow.cache
-    import rerender.stages
+    import rerender.workflow.stages
 
     writes = {"count": 0}
-    real_write_image, real_write_video = rerender.stages.write_image, rerender.stages.write_video
+    real_write_image, real_write_video = rerender.workflow.stages.write_image, rerender.workflow.stages.write_video
 
     def write_image_filling(image, path):
         if Path(path).parent.name == stage:
@@ -250,8 +250,8 @@ def test_disk_full_in_any_stage_names_the_folder_and_resumes(synthetic_clip, tmp
             raise _disk_full(Path(path).with_name(".o.partial.mp4"))
         return real_write_video(frames, path, **options)
 
-    monkeypatch.setattr(rerender.stages, "write_image", write_image_filling)
-    monkeypatch.setattr(rerender.stages, "write_video", write_video_filling)
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", write_image_filling)
+    monkeypatch.setattr(rerender.workflow.stages, "write_video", write_video_filling)
     if stage == "flows":
         monkeypatch.setattr(rerender.flow.cache.np, "savez_compressed", savez_filling)
     run = dict(K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws", renderer=renderer, progress=False, **FAST)

@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rerender.api import TranslationResult, translate
+from rerender.workflow.translation import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.stages import resolve_config
+from rerender.workflow.stages import resolve_config
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
@@ -116,7 +116,7 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
 
 def _depth_from_annotator(still: np.ndarray) -> np.ndarray:
     """MiDaS disparity from the `annotators` extra (controlnet-aux); raises its clear error when not importable."""
-    from rerender.control import load_annotator
+    from rerender.diffusion.control import load_annotator
     from rerender.errors import MissingDependencyError
 
     try:
@@ -233,8 +233,8 @@ def animate(
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
     frames_folder = _clip_folder(output_path)
-    from rerender.stages import default_workspace
-    from rerender.workspace import check_workspace_root
+    from rerender.workflow.stages import default_workspace
+    from rerender.workflow.workspace import check_workspace_root
 
     check_workspace_root(workspace if workspace is not None else default_workspace(output_path, frames_folder))
     if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
@@ -243,13 +243,13 @@ def animate(
                               "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
     chosen = renderer if isinstance(renderer, str) else (None if renderer is not None else config.model.renderer)
     if pipeline is None and chosen == "diffusion":
-        from rerender.models import check_model_sources
-        from rerender.renderers import check_diffusion_weights
+        from rerender.diffusion.loading import check_model_sources
+        from rerender.workflow.renderers import check_diffusion_weights
 
         check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
         check_diffusion_weights(config)
     if config.prompt.style_image is not None:  # so do a bad image and a missing adapter (classic needs none)
-        from rerender.ip_adapter import check_style_inputs, read_style_image
+        from rerender.diffusion.ip_adapter import check_style_inputs, read_style_image
 
         if chosen == "classic":
             read_style_image(config.prompt.style_image)

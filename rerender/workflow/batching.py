@@ -245,7 +245,7 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
     and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
     itself, so a video of the user's in the output folder must never be overwritten."""
     from rerender.video import check_output_path
-    from rerender.workspace import MARKER_NAME
+    from rerender.workflow.workspace import MARKER_NAME
 
     videos = [job.video for job in jobs]
     for number, job in enumerate(jobs, start=1):
@@ -275,7 +275,7 @@ def job_config(job: Job, config: RerenderConfig, renderer: str | None = None) ->
 def finished(job: Job, config: RerenderConfig) -> bool:
     """Whether an earlier run wrote the job's output and its workspace holds finished propagation for `config`
     (the job's own, from `job_config`)."""
-    from rerender.workspace import Workspace
+    from rerender.workflow.workspace import Workspace
 
     if not job.output.is_file() or not (job.workspace / "manifest.json").is_file():
         return False
@@ -300,7 +300,7 @@ def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where
     Returns:
         A `JobResult`: "skipped" when the job had finished earlier, "done", or "failed" with the message.
     """
-    from rerender.api import translate
+    from rerender.workflow.translation import translate
 
     started = time.perf_counter()
     try:

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rerender.api import TranslationResult
+from rerender.workflow.translation import TranslationResult
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, OutputPathError
-from rerender.stages import (
+from rerender.workflow.stages import (
     cancellable,
     ProgressCallback,
     WorkspaceFrames,
@@ -40,7 +40,7 @@ from rerender.video import (
     unfit_frame,
     write_image,
 )
-from rerender.workspace import Workspace, file_digest, intact_png
+from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A reference image as the prompt: an IP-Adapter (Ye et al. 2023) loaded with diffusers' `load_ip_adapter`.
 
 The adapter adds image-conditioned keys and values to every *cross*-attention layer of the UNet; the cross-frame
-constraints replace only the decoder *self*-attention processors (`rerender.attention`), so the two compose. The
+constraints replace only the decoder *self*-attention processors (`rerender.diffusion.attention`), so the two compose. The
 image is encoded once per run and applied to every keyframe with weight `style_image_scale`.
 
 Supported: the SD 1.5 adapters of ``h94/IP-Adapter`` that diffusers loads, e.g. ``models/ip-adapter_sd15.safetensors``,

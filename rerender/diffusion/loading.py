@@ -461,7 +461,7 @@ def load_pipeline(
 def _load_pipeline(model, controls, controlnets, single_file_config, device, dtype):
     from diffusers import DDIMScheduler
 
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     model = model if model is not None else ModelConfig()
     resolved_device = resolve_device(device if device is not None else model.device)

@@ -89,7 +89,7 @@ class DiffusionRenderer:
     @classmethod
     def from_config(cls, config: RerenderConfig, flow_estimator: Any | None = None, control_maps=None) -> "DiffusionRenderer":
         """Load the pipeline that `config.model` and `config.control` describe."""
-        from rerender.models import load_pipeline
+        from rerender.diffusion.loading import load_pipeline
 
         return cls(load_pipeline(config.model, config.control), config, flow_estimator, control_maps)
 
@@ -114,7 +114,7 @@ class DiffusionRenderer:
         generator = torch.Generator().manual_seed(seed)
         control_images = None
         if self.control_maps is not None:  # one list of maps per ControlNet, one map per keyframe
-            from rerender.control import make_annotator
+            from rerender.diffusion.control import make_annotator
 
             # Precomputed maps where given; the other ControlNets' maps from their annotators (e.g. canny).
             annotators = [make_annotator(control) for control in config.control]
@@ -139,7 +139,7 @@ class DiffusionRenderer:
             on_progress(finished[0], total)
             restore_bars = getattr(self.pipeline, "_progress_bar_config", {}).copy()
             self.pipeline.set_progress_bar_config(**{**restore_bars, "disable": True})
-        from rerender.ip_adapter import style_adapter
+        from rerender.diffusion.ip_adapter import style_adapter
 
         with style_adapter(self.pipeline, config) as style_image:  # the IP-Adapter for this render only
             rendered = self.pipeline.render_keyframes(

@@ -2,9 +2,9 @@
 
 It reads like the method (Yang et al. 2023, Fig. 2): preprocess frames, choose keyframes, render them with
 cross-frame constraints, propagate them to every frame, write the video. Every stage works from a
-workspace on disk (`rerender.stages`), so a long video runs in bounded memory and an interrupted run resumes
-where it stopped. Keyframe renderers live in `rerender.renderers`; propagating a folder of your own painted
-keyframes is `rerender.keyframe_folder.propagate_keyframes`.
+workspace on disk (`rerender.workflow.stages`), so a long video runs in bounded memory and an interrupted run resumes
+where it stopped. Keyframe renderers live in `rerender.workflow.renderers`; propagating a folder of your own painted
+keyframes is `rerender.workflow.keyframe_folder.propagate_keyframes`.
 
 Example:
     >>> import rerender
@@ -26,7 +26,7 @@ from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
-from rerender.renderers import (
+from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
     RENDERER_CHOICES,
@@ -34,7 +34,7 @@ from rerender.renderers import (
     check_diffusion_weights,
     choose_renderer,
 )
-from rerender.stages import (
+from rerender.workflow.stages import (
     ProgressCallback,
     WorkspaceFrames,
     adaptive_keyframes,
@@ -63,8 +63,8 @@ from rerender.stages import (
     write_output,
 )
 from rerender.video import check_output_path, probe_video
-from rerender.models import loading_bars
-from rerender.workspace import Workspace, file_digest
+from rerender.diffusion.loading import loading_bars
+from rerender.workflow.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def translate(
         cancel: set this event (from another thread) to stop at the next safe point: after a frame, a
             keyframe, a propagated frame or a denoising step. Finished work stays in the workspace; the
             same call again resumes.
-        executor: where the stages run: `None` = here, or a `rerender.executors.RayExecutor`: frames and
+        executor: where the stages run: `None` = here, or a `rerender.workflow.executors.RayExecutor`: frames and
             flows in chunks and key intervals fanned out to CPU workers (same output bytes), keyframes in a
             (GPU) actor that loads the models once (or in segments, one actor each: `keyframe_segments`).
             Ignored for keyframes when `pipeline` or a renderer object is given (they render here).
@@ -209,17 +209,17 @@ def translate(
     if executor is not None:
         executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
     if renderer is None and pipeline is None and config.model.renderer != "classic":
-        from rerender.models import check_model_sources
+        from rerender.diffusion.loading import check_model_sources
 
         check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
         check_diffusion_weights(config)  # and missing weights (offline) too
     if config.prompt.style_image is not None and renderer is None and pipeline is None and config.model.renderer == "classic":
-        from rerender.ip_adapter import read_style_image
+        from rerender.diffusion.ip_adapter import read_style_image
 
         read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
         logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
     elif config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
-        from rerender.ip_adapter import check_style_inputs
+        from rerender.diffusion.ip_adapter import check_style_inputs
 
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).

@@ -56,7 +56,7 @@ class Executor:
     def keyframe_renderer(self, config, estimator, control_maps, keyframe_count: int | None = None):
         """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
         this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
-        from rerender.renderers import choose_renderer
+        from rerender.workflow.renderers import choose_renderer
 
         return choose_renderer(config, None, estimator, control_maps)
 
@@ -66,7 +66,7 @@ class Executor:
     def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
         """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
         `stages.write_frames`)."""
-        from rerender.stages import write_frames
+        from rerender.workflow.stages import write_frames
 
         write_frames(space, video, info, config, count, progress, notify)
 
@@ -84,7 +84,7 @@ class LocalExecutor(Executor):
 
     def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
                   key_path=None) -> None:
-        from rerender.stages import propagate_intervals
+        from rerender.workflow.stages import propagate_intervals
 
         propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals, key_path)
 
@@ -124,8 +124,9 @@ def extract_frames(video: str | tuple[str, bytes], info, config, first: int, sto
         settings, crop = config.video, config.video.crop
         begin = settings.start_frame + first * settings.frame_stride
         end = settings.start_frame + (stop - 1) * settings.frame_stride + 1
-        frames = read_frames(video, begin, end, settings.frame_stride, (crop.left, crop.top, crop.right, crop.bottom),
-                             settings.resolution, settings.resize_side, settings.size_multiple,
+        frames = read_frames(video, start=begin, end=end, stride=settings.frame_stride,
+                             crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=settings.resolution,
+                             resize_side=settings.resize_side, size_multiple=settings.size_multiple,
                              info=dataclasses.replace(info, path=Path(video)), seek=True)
         written: dict[int, Any] = {}
         for position, frame in enumerate(frames, start=first):
@@ -152,7 +153,7 @@ def compute_flows(frames: Sequence[str | bytes], estimator, config, flows_dir: s
         `FlowCache` entries `{key: .npz bytes}` for the propagation tasks that need them.
     """
     from rerender.flow import FlowCache
-    from rerender.stages import load_flow_estimator
+    from rerender.workflow.stages import load_flow_estimator
     from rerender.video import read_image
 
     with tempfile.TemporaryDirectory(prefix="rerender-flows-") as scratch:
@@ -209,7 +210,7 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
     """
     from rerender.flow import FlowCache
     from rerender.propagation import propagate_video_iter
-    from rerender.stages import _FrameRange, _LazyImages, load_flow_estimator
+    from rerender.workflow.stages import _FrameRange, _LazyImages, load_flow_estimator
     from rerender.video import read_image, write_image
 
     with tempfile.TemporaryDirectory(prefix="rerender-interval-") as scratch:
@@ -262,7 +263,7 @@ class KeyframeWorker:
     def prepare(self, config, estimator, control_maps) -> str:
         """Build the renderer for `config` (reusing the loaded pipeline); returns its name."""
         from rerender.config import config_to_dict
-        from rerender.renderers import DiffusionRenderer, choose_renderer
+        from rerender.workflow.renderers import DiffusionRenderer, choose_renderer
 
         data = config_to_dict(config)
         key = repr((data["model"], data["control"]))
@@ -323,7 +324,7 @@ class _SegmentedRenderer:
     def render(self, frames, indices, done, state_dir):
         import ray
 
-        from rerender.renderers import _recorded_seed
+        from rerender.workflow.renderers import _recorded_seed
 
         state_dir = Path(state_dir)
         seed = _recorded_seed(state_dir)  # one seed for every segment (the config's, when it sets one, wins)
@@ -381,7 +382,7 @@ class RayExecutor(Executor):
 
     Example:
         >>> import rerender
-        >>> from rerender.executors import RayExecutor
+        >>> from rerender.workflow.executors import RayExecutor
         >>> rerender.translate("long.mp4", "an oil painting", executor=RayExecutor("auto"))  # doctest: +SKIP
     """
 
@@ -389,7 +390,7 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
                  max_retries: int = 3, chunk_frames: int = 32, keyframe_segments: int = 1) -> None:
-        from rerender.batching import _check_reachable, _import_ray
+        from rerender.workflow.batching import _check_reachable, _import_ray
 
         _import_ray()
         if address not in (None, "auto", "local"):
@@ -409,7 +410,7 @@ class RayExecutor(Executor):
         self._keyframe_workers: list = []
 
     def _connect(self):
-        from rerender.batching import _import_ray, connect_ray
+        from rerender.workflow.batching import _import_ray, connect_ray
 
         ray = _import_ray()
         if not ray.is_initialized():
@@ -515,10 +516,10 @@ class RayExecutor(Executor):
                   key_path=None) -> None:
         from tqdm import tqdm
 
-        from rerender.stages import interval_digests, propagation_options
+        from rerender.workflow.stages import interval_digests, propagation_options
         from rerender.video import atomic_output
 
-        from rerender.stages import FolderFrames, WorkspaceFrames
+        from rerender.workflow.stages import FolderFrames, WorkspaceFrames
 
         ray = self._connect()
         if isinstance(frames, FolderFrames):  # source-size frames (`propagation.output_size = "source"`)

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-import rerender.text_video as text_video
+import rerender.diffusion.text2video as text_video
 from rerender.errors import ConfigError, VideoReadError
-from rerender.text_video import (
-    MAX_GENERATED_FRAMES,
+from rerender.diffusion.text2video import (
     BackgroundSmoothing,
-    generate,
     latent_mask,
     render_text_keyframes,
     salient_foreground,
     smooth_background,
     translate_latents,
 )
+from rerender.workflow.generation import MAX_GENERATED_FRAMES, generate
 from rerender.video import probe_video, read_frames
 
 SETTINGS = {"num_inference_steps": 4, "guidance_scale": 2.0, "noise_steps": (1, 2)}
@@ -25,7 +24,7 @@ SETTINGS = {"num_inference_steps": 4, "guidance_scale": 2.0, "noise_steps": (1, 
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(tiny_pipeline_dir):
-    from rerender.pipeline import RerenderPipeline
+    from rerender.diffusion.pipeline import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)
@@ -73,9 +72,9 @@ def test_generate_writes_every_frame(tiny_pipeline, tmp_path):
 
 @pytest.mark.parametrize("frames", [0, -3, MAX_GENERATED_FRAMES + 1, 2.5])
 def test_frames_out_of_range_fail_before_any_model_loads(frames, tmp_path, monkeypatch):
-    import rerender.models
+    import rerender.diffusion.loading
 
-    monkeypatch.setattr(rerender.models, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(ConfigError, match=f"`frames` must be an integer in \\[1, {MAX_GENERATED_FRAMES}\\]"):
         generate("a cat", frames=frames, output=tmp_path / "o.mp4")
     with pytest.raises(ConfigError, match="`motion`"):
@@ -229,9 +228,9 @@ def test_generate_translates_the_prompt_and_records_both(tiny_pipeline, tmp_path
 
 def test_generate_without_its_translator_fails_before_any_model_loads(tmp_path, monkeypatch):
     from rerender.errors import WeightsNotFoundError
-    import rerender.models
+    import rerender.diffusion.loading
 
-    monkeypatch.setattr(rerender.models, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
         generate("빨간 큐브", frames=2, output=tmp_path / "o.mp4", prompt_language="ko")
     assert not list(tmp_path.iterdir())

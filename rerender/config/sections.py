@@ -1,67 +1,24 @@
-"""Typed configuration of the whole method, with YAML/JSON load and save.
-
-`RerenderConfig` groups every option in sections (`video`, `keyframes`, `prompt`, `model`, `control`,
-`sampling`, `constraints`, `flow`, `propagation`, `output`). Defaults follow the official Rerender-A-Video
-configuration (see the README's "Configuration" section), with its known bugs fixed rather than copied:
-
-* `color_preserve` is read from its correctly spelled key (the official JSON loader read `color_perserve`,
-  so JSON configs could never turn it off);
-* `num_inference_steps` and `guidance_scale` are honoured (the official CLI hard-coded 20 and 7.5);
-* `style_update_interval` counts keyframes, not frames;
-* periods are fractions of the *full* denoising schedule, and `denoising_strength` truncates the schedule
-  without cancelling the constraints that act before the SDEdit start;
-* a disabled feature is `None`, never a sentinel such as `-1` or an empty period `(1, 0)`.
-
-Leaf option names are unique across sections, so an override may name just the leaf
-(`denoising_strength=0.6`) or the dotted path (`sampling.denoising_strength=0.6`).
-
-Example:
-    >>> from rerender.config import RerenderConfig, apply_overrides
-    >>> config = apply_overrides(RerenderConfig(), {"keyframe_interval": 5, "video.resolution": 256})
-    >>> config.keyframes.keyframe_interval, config.video.resolution
-    (5, 256)
+"""The sections of `RerenderConfig`: typed, frozen dataclasses with a docstring under every field, and the
+`Literal` aliases that are the single source of every closed set of values.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import hashlib
-import json
-import os
-import types
+import re
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 
-from rerender.errors import ConfigError, InputNotFoundError
+from rerender.errors import ConfigError
 
 __all__ = [
-    "Period",
-    "Crop",
-    "VideoConfig",
-    "KeyframeConfig",
-    "PromptConfig",
-    "LoraConfig",
-    "ModelConfig",
-    "ControlConfig",
-    "RefinementConfig",
-    "SamplingConfig",
-    "FreeUConfig",
-    "ConstraintConfig",
-    "FlowConfig",
-    "PropagationConfig",
-    "OutputConfig",
-    "RerenderConfig",
-    "load_config",
-    "save_config",
-    "dump_yaml",
-    "config_from_dict",
-    "config_to_dict",
-    "apply_overrides",
-    "parse_override",
-    "config_hash",
+    "Period", "ResizeSide", "KeyframeMode", "PromptLanguage", "RendererName", "DTypeName", "DeviceName", "ControlType",
+    "FreeUVariant", "FlowEstimatorName", "DISPreset", "PropagationPreset", "BlendMode", "OutputSize", "Stage",
+    "ModelFamily", "PropagationEngine", "PropagationDevice",
+    "CHOICES", "LANGUAGE_NAMES", "CONTROL_TYPES", "DEFAULT_CONTROLNETS", "DEFAULT_NEGATIVE_PROMPT", "choices",
+    "Crop", "VideoConfig", "KeyframeConfig", "PromptConfig", "LoraConfig", "ModelConfig", "ControlConfig",
+    "RefinementConfig", "SamplingConfig", "FreeUConfig", "ConstraintConfig", "FlowConfig", "PropagationConfig",
+    "OutputConfig", "RerenderConfig",
 ]
 
 Period = tuple[float, float]
@@ -75,6 +32,67 @@ DEFAULT_NEGATIVE_PROMPT = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality"
 )
+
+
+# --------------------------------------------------------------------------------------------------------
+# the closed sets of values: one `Literal` each, the only place they are spelled (config checks, CLI choices,
+# web UI components and the docs all derive from them with `typing.get_args`)
+# --------------------------------------------------------------------------------------------------------
+
+ResizeSide = Literal["long", "short"]
+"""Which side of the frame becomes `video.resolution` px."""
+KeyframeMode = Literal["uniform", "explicit", "adaptive"]
+"""How keyframes are chosen: every K frames, the listed indices, or by motion."""
+PromptLanguage = Literal["auto", "en", "vi", "ko", "ja", "zh", "ru", "fr", "de", "es"]
+"""Language codes `prompt.prompt_language` accepts ("auto" detects by script)."""
+RendererName = Literal["auto", "diffusion", "classic"]
+"""The keyframe renderer."""
+DTypeName = Literal["auto", "float16", "bfloat16", "float32"]
+"""Compute precision of the diffusion models."""
+DeviceName = Literal["auto", "cpu", "mps", "cuda"]
+"""Devices by name; `model.device` also takes "cuda:N"."""
+ControlType = Literal["canny", "hed", "lineart", "depth", "openpose", "precomputed"]
+"""The annotator that makes a ControlNet's control map ("precomputed": maps read from files)."""
+FreeUVariant = Literal["rerender", "diffusers"]
+"""Which FreeU: the paper's (Rerender) or `unet.enable_freeu` (diffusers)."""
+FlowEstimatorName = Literal["auto", "dis", "gmflow"]
+"""The optical flow estimator."""
+DISPreset = Literal["ultrafast", "fast", "medium", "fine"]
+"""OpenCV DIS presets (and "fine", medium carried to full resolution)."""
+PropagationPreset = Literal["fast", "balanced", "best", "rerender"]
+"""Speed/quality presets of the patch synthesis ("rerender": the official EbSynth settings)."""
+BlendMode = Literal["reconstruction", "agreement", "histogram", "poisson", "select", "linear"]
+"""How the forward and backward propagation passes are merged."""
+OutputSize = Literal["processing", "source"]
+"""Size of the propagated frames: the keyframes' size or the cropped source's."""
+Stage = Literal["first", "keyframes", "propagate", "all"]
+"""How far a run goes: the anchor keyframe only, all keyframes, propagation of finished keyframes, or everything."""
+ModelFamily = Literal["auto", "sd15", "sdxl", "zimage", "flux"]
+"""The base model's family: Stable Diffusion 1.5, SDXL, Z-Image or Flux ("auto": detected from the model itself)."""
+PropagationEngine = Literal["auto", "numba", "torch"]
+"""The propagation engine: the CPU numba engine, the torch engine (GPU or CPU), or "auto" (torch when torch sees a GPU)."""
+PropagationDevice = Literal["auto", "cpu", "cuda"]
+"""Where the torch propagation engine runs."""
+
+LANGUAGE_NAMES: dict[str, str] = {
+    "en": "English", "vi": "Vietnamese", "ko": "Korean", "ja": "Japanese", "zh": "Chinese", "ru": "Russian",
+    "fr": "French", "de": "German", "es": "Spanish",
+}
+"""The English name of each language code of `PromptLanguage` but "auto"."""
+
+CHOICES: dict[str, Any] = {
+    "ResizeSide": ResizeSide, "KeyframeMode": KeyframeMode, "PromptLanguage": PromptLanguage,
+    "RendererName": RendererName, "DTypeName": DTypeName, "DeviceName": DeviceName, "ControlType": ControlType,
+    "FreeUVariant": FreeUVariant, "FlowEstimatorName": FlowEstimatorName, "DISPreset": DISPreset,
+    "PropagationPreset": PropagationPreset, "BlendMode": BlendMode, "OutputSize": OutputSize, "Stage": Stage,
+    "ModelFamily": ModelFamily, "PropagationEngine": PropagationEngine, "PropagationDevice": PropagationDevice,
+}
+"""Every closed set of values by its alias name (for the docs and the consistency test)."""
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a `Literal` alias (`choices(BlendMode)` → `("reconstruction", …)`), in their declared order."""
+    return tuple(typing.get_args(alias))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -93,9 +111,9 @@ def _check_range(key: str, value: float | int, low: float | None = None, high: f
         raise ConfigError(f"`{key}` must be {valid}, got {value!r}")
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"`{key}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+def _check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"`{key}` must be one of {', '.join(map(repr, valid))}, got {value!r}")
 
 
 def _check_period(key: str, period: Period | None) -> None:
@@ -151,7 +169,7 @@ class VideoConfig:
     """Borders removed before resizing, in source pixels."""
     resolution: int = 512
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
-    resize_side: Literal["long", "short"] = "long"
+    resize_side: ResizeSide = "long"
     """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
     size_multiple: int = 8
     """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
@@ -163,7 +181,7 @@ class VideoConfig:
             _check_range("video.end_frame", self.end_frame, self.start_frame + 1)
         _check_range("video.frame_stride", self.frame_stride, 1)
         _check_range("video.resolution", self.resolution, 64, 4096)
-        _check_choice("video.resize_side", self.resize_side, ("long", "short"))
+        _check_choice("video.resize_side", self.resize_side, choices(ResizeSide))
         _check_range("video.size_multiple", self.size_multiple, 1, 512)
         if self.resolution < self.size_multiple:
             raise ConfigError(
@@ -177,7 +195,7 @@ class KeyframeConfig:
 
     keyframe_interval: int = 10
     """K: one keyframe every K frames in "uniform" mode (the paper recommends 5–20)."""
-    keyframe_mode: Literal["uniform", "explicit", "adaptive"] = "uniform"
+    keyframe_mode: KeyframeMode = "uniform"
     """"uniform" every K frames, "explicit" the listed indices, "adaptive" more keyframes where motion is large."""
     keyframe_indices: tuple[int, ...] | None = None
     """Frame indices for "explicit" mode, sorted and unique; `None` otherwise."""
@@ -188,7 +206,7 @@ class KeyframeConfig:
 
     def __post_init__(self) -> None:
         _check_range("keyframes.keyframe_interval", self.keyframe_interval, 1)
-        _check_choice("keyframes.keyframe_mode", self.keyframe_mode, ("uniform", "explicit", "adaptive"))
+        _check_choice("keyframes.keyframe_mode", self.keyframe_mode, choices(KeyframeMode))
         _check_range("keyframes.min_keyframe_interval", self.min_keyframe_interval, 1)
         _check_range("keyframes.max_keyframe_interval", self.max_keyframe_interval, self.min_keyframe_interval)
         if self.keyframe_mode == "explicit" and not self.keyframe_indices:
@@ -211,7 +229,7 @@ class PromptConfig:
     """Appended to every prompt (the official `a_prompt`); empty to add nothing."""
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     """What to steer away from (classifier-free guidance's unconditional branch)."""
-    prompt_language: str = "en"
+    prompt_language: PromptLanguage = "en"
     """Language of `prompt`: "auto" (detected by script), or en, vi, ko, ja, zh, ru, fr, de, es; others are translated to English."""
     translation_model: str | None = None
     """Translation model (hub id or folder; MarianMT/NLLB/M2M100); `None` = Helsinki-NLP/opus-mt-<language>-en."""
@@ -221,9 +239,9 @@ class PromptConfig:
     """Weight of the reference image against the text (IP-Adapter scale; 0 = no effect)."""
 
     def __post_init__(self) -> None:
-        from rerender.languages import check_language
-
-        check_language(self.prompt_language)
+        if self.prompt_language not in choices(PromptLanguage):
+            valid = ", ".join(f"{code} ({LANGUAGE_NAMES.get(code, 'detect')})" for code in choices(PromptLanguage))
+            raise ConfigError(f"`prompt.prompt_language` must be one of {valid}, got {self.prompt_language!r}")
         _check_range("prompt.style_image_scale", self.style_image_scale, 0.0, 2.0)
 
     @property
@@ -255,7 +273,7 @@ class ModelConfig:
 
     base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     """Hub id, local diffusers folder, or single `.safetensors`/`.ckpt` file (DreamBooth, civitai)."""
-    renderer: Literal["auto", "diffusion", "classic"] = "diffusion"
+    renderer: RendererName = "diffusion"
     """Keyframe renderer: "diffusion" (SD + ControlNet; an error when the weights cannot be loaded), "classic"
     (the built-in stylizer, no weights) or "auto" (diffusion when possible, else classic with a warning; the CLI's default)."""
     vae: str | None = None
@@ -263,7 +281,7 @@ class ModelConfig:
     = the base model's own VAE."""
     loras: tuple[LoraConfig, ...] = ()
     """LoRA adapters, applied together with their scales."""
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    dtype: DTypeName = "auto"
     """Compute dtype; "auto" is float16 on CUDA and float32 elsewhere."""
     device: str = "auto"
     """"auto", "cuda", "cuda:1", "mps" or "cpu"."""
@@ -279,13 +297,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.base_model:
             raise ConfigError("`model.base_model` must name a hub id, folder or checkpoint file, got ''")
-        _check_choice("model.dtype", self.dtype, ("auto", "float16", "bfloat16", "float32"))
-        _check_choice("model.renderer", self.renderer, ("auto", "diffusion", "classic"))
-        if not (self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {self.device!r}")
+        _check_choice("model.dtype", self.dtype, choices(DTypeName))
+        _check_choice("model.renderer", self.renderer, choices(RendererName))
+        if not (self.device in choices(DeviceName) or re.fullmatch(r"cuda:\d+", self.device)):
+            valid = ", ".join(map(repr, choices(DeviceName)))
+            raise ConfigError(f"`model.device` must be {valid} or 'cuda:N', got {self.device!r}")
 
 
-CONTROL_TYPES = ("canny", "hed", "lineart", "depth", "openpose", "precomputed")
+CONTROL_TYPES = choices(ControlType)
 
 DEFAULT_CONTROLNETS = {
     "canny": "lllyasviel/sd-controlnet-canny",
@@ -300,7 +319,7 @@ DEFAULT_CONTROLNETS = {
 class ControlConfig:
     """One ControlNet and how its control map is made."""
 
-    type: Literal["canny", "hed", "lineart", "depth", "openpose", "precomputed"] = "canny"
+    type: ControlType = "canny"
     """Annotator for the control map. "canny" is built in; hed/lineart/depth/openpose need the `annotators`
     extra; "precomputed" reads maps from `maps`. (The official default is HED, which needs extra weights.)"""
     model: str | None = None
@@ -383,14 +402,14 @@ class FreeUConfig:
     """Skip low-frequency scale of the 1280-channel stage."""
     s2: float = 0.2
     """Skip low-frequency scale of the 640-channel stage."""
-    variant: Literal["rerender", "diffusers"] = "rerender"
+    variant: FreeUVariant = "rerender"
     """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
-    the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.freeu."""
+    the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.diffusion.freeu."""
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2", "s1", "s2"):
             _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
-        _check_choice("constraints.freeu.variant", self.variant, ("rerender", "diffusers"))
+        _check_choice("constraints.freeu.variant", self.variant, choices(FreeUVariant))
 
 
 @dataclass(frozen=True)
@@ -440,17 +459,17 @@ class ConstraintConfig:
 class FlowConfig:
     """Optical flow used by fusion and propagation."""
 
-    flow_estimator: Literal["auto", "dis", "gmflow"] = "auto"
+    flow_estimator: FlowEstimatorName = "auto"
     """"gmflow" (needs `flow_checkpoint`), "dis" (OpenCV, no weights) or "auto" (GMFlow when weights and a GPU exist)."""
     flow_checkpoint: str | None = None
     """Path to `gmflow_sintel-0c07dcb3.pth` (or a hub-cache path); `None` = look in the usual places."""
-    dis_preset: Literal["ultrafast", "fast", "medium", "fine"] = "fine"
+    dis_preset: DISPreset = "fine"
     """DIS preset when DIS is used: OpenCV's "ultrafast", "fast", "medium", or "fine" (medium carried to full
     resolution; the most accurate, ≈ 3× medium's time; see `rerender.flow.DIS_PRESETS`)."""
 
     def __post_init__(self) -> None:
-        _check_choice("flow.flow_estimator", self.flow_estimator, ("auto", "dis", "gmflow"))
-        _check_choice("flow.dis_preset", self.dis_preset, ("ultrafast", "fast", "medium", "fine"))
+        _check_choice("flow.flow_estimator", self.flow_estimator, choices(FlowEstimatorName))
+        _check_choice("flow.dis_preset", self.dis_preset, choices(DISPreset))
 
 
 @dataclass(frozen=True)
@@ -462,9 +481,9 @@ class PropagationConfig:
     reproduces the official settings (colour 6, edge 0.5, temporal 0.5, position 2, histogram blend).
     """
 
-    propagation_preset: Literal["fast", "balanced", "best", "rerender"] = "balanced"
+    propagation_preset: PropagationPreset = "balanced"
     """Speed/quality trade-off of the patch synthesis, or "rerender" for the official EbSynth settings."""
-    blend_mode: Literal["reconstruction", "agreement", "histogram", "poisson", "select", "linear"] | None = None
+    blend_mode: BlendMode | None = None
     """How the forward and backward passes merge: "reconstruction" (per pixel, weighted by how well each pass
     and each flow-warped keyframe reconstructs the source frame, detail restored to the keyframes'
     sharpness), "agreement" (cross-fade where their structure agrees, error-selected side elsewhere), "histogram" (the paper's histogram-preserving blend), "poisson" (that,
@@ -480,17 +499,16 @@ class PropagationConfig:
     workers: int | None = None
     """Propagation passes run at once, in threads of this process (the output does not depend on it);
     `None` = number of CPU cores."""
-    output_size: Literal["processing", "source"] = "processing"
+    output_size: OutputSize = "processing"
     """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
     "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as
     EbSynth users work; slower and more memory, see the README)."""
 
     def __post_init__(self) -> None:
-        _check_choice("propagation.propagation_preset", self.propagation_preset, ("fast", "balanced", "best", "rerender"))
-        _check_choice("propagation.output_size", self.output_size, ("processing", "source"))
+        _check_choice("propagation.propagation_preset", self.propagation_preset, choices(PropagationPreset))
+        _check_choice("propagation.output_size", self.output_size, choices(OutputSize))
         if self.blend_mode is not None:
-            _check_choice("propagation.blend_mode", self.blend_mode,
-                          ("reconstruction", "agreement", "histogram", "poisson", "select", "linear"))
+            _check_choice("propagation.blend_mode", self.blend_mode, choices(BlendMode))
         for name in ("color_guide_weight", "edge_guide_weight", "position_guide_weight", "temporal_guide_weight"):
             if getattr(self, name) is not None:
                 _check_range(f"propagation.{name}", getattr(self, name), 0.0, 100.0)
@@ -533,302 +551,3 @@ class RerenderConfig:
     def __post_init__(self) -> None:
         if not self.control:
             raise ConfigError("`control` must list at least one ControlNet, got an empty list")
-
-
-# --------------------------------------------------------------------------------------------------------
-# dict <-> dataclass
-# --------------------------------------------------------------------------------------------------------
-
-
-def _nearest(name: str, candidates: list[str]) -> str:
-    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f"; did you mean {matches[0]!r}?" if matches else f"; valid keys: {', '.join(sorted(candidates))}"
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _convert(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a YAML/JSON value to the annotated field type, raising `ConfigError` naming `key`."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"`{key}` must not be null")
-        non_none = [arg for arg in args if arg is not type(None)]
-        errors = []
-        for arg in non_none:
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as error:
-                errors.append(error)
-        raise errors[0]
-    if value is None:
-        raise ConfigError(f"`{key}` must not be null (expected {_type_name(annotation)})")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"`{key}` must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"`{key}` must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(item, args[0], f"{key}[{index}]") for index, item in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"`{key}` must have {len(args)} items, got {value!r}")
-        return tuple(_convert(item, arg, f"{key}[{index}]") for index, (item, arg) in enumerate(zip(value, args)))
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"`{key}` must be a mapping of {annotation.__name__} options, got {value!r}")
-        return _dataclass_from_dict(annotation, value, key)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"`{key}` must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"`{key}` must be a string, got {value!r}")
-        return value
-    return value
-
-
-def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        full_key = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"unknown option `{full_key}`{_nearest(str(key), names)}")
-        kwargs[key] = _convert(value, hints[key], full_key)
-    try:
-        return cls(**kwargs)
-    except TypeError as error:  # a required field is missing
-        raise ConfigError(f"`{prefix or cls.__name__}`: {error}") from None
-
-
-def config_from_dict(data: Mapping[str, Any]) -> RerenderConfig:
-    """Build a validated `RerenderConfig` from nested plain data (as read from YAML or JSON).
-
-    Missing keys take their defaults. A single mapping may be given for `control` instead of a list.
-
-    Raises:
-        ConfigError: an unknown key (with the nearest valid name), a wrong type or a value out of range.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    data = dict(data)
-    if isinstance(data.get("control"), Mapping):
-        data["control"] = [data["control"]]
-    return _dataclass_from_dict(RerenderConfig, data)
-
-
-def _to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_to_plain(item) for item in value]
-    return value
-
-
-def config_to_dict(config: RerenderConfig) -> dict[str, Any]:
-    """Nested plain data (dicts, lists, scalars) that `config_from_dict` turns back into `config`."""
-    return _to_plain(config)
-
-
-def config_hash(config: RerenderConfig, sections: tuple[str, ...] | None = None) -> str:
-    """A stable SHA-1 of the config (or of some sections), for workspaces and caches."""
-    data = config_to_dict(config)
-    if sections is not None:
-        data = {name: data[name] for name in sections}
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------------
-# files
-# --------------------------------------------------------------------------------------------------------
-
-
-def load_config(path: str | os.PathLike) -> RerenderConfig:
-    """Load a config from a `.yaml`/`.yml` or `.json` file; missing keys take their defaults.
-
-    Raises:
-        InputNotFoundError: the file does not exist.
-        ConfigError: the file is not valid YAML/JSON, or an option is unknown or out of range.
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"config file not found: {str(path)!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{str(path)!r} is not a config file (not UTF-8 text); give a YAML or JSON config") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        reason = " ".join(str(error).split())  # one line: YAML errors span several
-        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}") from None
-    if data is None:
-        data = {}
-    try:
-        return config_from_dict(data)
-    except ConfigError as error:
-        raise ConfigError(f"{path.name}: {error}") from None
-
-
-def dump_yaml(data: Mapping[str, Any]) -> str:
-    """YAML text of plain config data, with short lists of scalars (periods, indices) on one line."""
-    import yaml
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
-        scalars = all(not isinstance(item, (dict, list)) for item in items)
-        return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=scalars and len(items) > 0)
-
-    _Dumper.add_representer(list, represent_list)
-    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
-
-
-def save_config(config: RerenderConfig, path: str | os.PathLike) -> Path:
-    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path."""
-    path = Path(path)
-    data = config_to_dict(config)
-    if path.suffix.lower() == ".json":
-        text = json.dumps(data, indent=2) + "\n"
-    else:
-        text = dump_yaml(data)
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-# --------------------------------------------------------------------------------------------------------
-# overrides
-# --------------------------------------------------------------------------------------------------------
-
-
-def _leaf_paths() -> dict[str, str]:
-    """Map each unique leaf option name to its dotted path (`denoising_strength` → `sampling.denoising_strength`)."""
-    paths: dict[str, str] = {}
-    for section in dataclasses.fields(RerenderConfig):
-        section_type = typing.get_type_hints(RerenderConfig)[section.name]
-        if dataclasses.is_dataclass(section_type):
-            for leaf in dataclasses.fields(section_type):
-                paths[leaf.name] = f"{section.name}.{leaf.name}"
-    return paths
-
-
-def _all_paths() -> list[str]:
-    paths = list(_leaf_paths().values())
-    paths += [f"control.{f.name}" for f in dataclasses.fields(ControlConfig)]
-    return paths
-
-
-def _dataclass_of(annotation: Any) -> type | None:
-    """The dataclass inside an annotation such as `FreeUConfig | None`, if there is one."""
-    if dataclasses.is_dataclass(annotation):
-        return annotation
-    for argument in typing.get_args(annotation):
-        if dataclasses.is_dataclass(argument):
-            return argument
-    return None
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI override `key=value`; the value is read as YAML (`0.5`, `true`, `[0, 0.1]`, `null`).
-
-    Raises:
-        ConfigError: no `=` in `text`.
-    """
-    import yaml
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"an override must look like key=value (e.g. denoising_strength=0.6), got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
-def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
-    """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
-    candidates = list(leaves) + _all_paths()
-    matches = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
-    if not matches:  # `sampling.strenght`: compare the last part with the leaf names
-        matches = [leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], list(leaves), n=1, cutoff=0.6)]
-    if matches:
-        return f"; did you mean {matches[0]!r}?"
-    sections = ", ".join(f.name for f in dataclasses.fields(RerenderConfig))
-    return (
-        f"; no option has a similar name (give a leaf name such as denoising_strength, or SECTION.NAME with a "
-        f"section among {sections}; `rerender config show` lists every option)"
-    )
-
-
-def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> RerenderConfig:
-    """Return a copy of `config` with options replaced; keys are leaf names or dotted paths.
-
-    `control.strength=0.7` (or `control_strength`) sets every ControlNet; `control.1.strength` one of them.
-
-    Raises:
-        ConfigError: an unknown key (with the nearest valid name) or an invalid value.
-    """
-    data = config_to_dict(config)
-    leaves = _leaf_paths()
-    for key, value in overrides.items():
-        head, _, rest = key.partition(".")
-        # A leaf name may start a dotted path too: `crop.left` is `video.crop.left`.
-        sections = {f.name for f in dataclasses.fields(RerenderConfig)}
-        path = leaves[head] + ("." + rest if rest else "") if head in leaves and (head not in sections or not rest) else key
-        if path.startswith("control_") and path not in leaves:
-            path = "control." + path[len("control_"):]
-        parts = path.split(".")
-        if parts[0] == "control" and len(parts) >= 2:
-            if parts[1].isdigit():
-                index = int(parts[1])
-                if index >= len(data["control"]):
-                    raise ConfigError(f"`{key}`: there are {len(data['control'])} ControlNets, index {index} is out of range")
-                targets, rest = [data["control"][index]], parts[2:]
-            else:
-                targets, rest = data["control"], parts[1:]
-            if len(rest) != 1:
-                raise ConfigError(f"unknown option `{key}`{_nearest(key, _all_paths())}")
-            for target in targets:
-                target[rest[0]] = value
-            continue
-        node, node_type = data, RerenderConfig
-        for depth, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
-                if depth > 0 and isinstance(node, dict):  # a known section or group: suggest from its own keys
-                    raise ConfigError(f"unknown option `{key}`{_nearest(part, list(node))}")
-                raise ConfigError(f"unknown option `{key}`{_suggest_option(key, leaves)}")
-            if depth == len(parts) - 1:
-                node[part] = value
-                break
-            node_type = _dataclass_of(typing.get_type_hints(node_type)[part])
-            if node[part] is None and node_type is not None:
-                node[part] = _to_plain(node_type())  # `freeu.b1=1.2` switches FreeU on with its other defaults
-            node = node[part]
-    return config_from_dict(data)

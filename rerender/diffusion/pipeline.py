@@ -4,16 +4,16 @@ The keyframe half of Rerender-A-Video (Yang et al., SIGGRAPH Asia 2023, §4.1). 
 *anchor*: it is rendered first and every later keyframe is kept consistent with it and with the keyframe
 before it by
 
-1. cross-frame attention to the anchor and the previous keyframe (`rerender.attention`, paper Eq. 6);
+1. cross-frame attention to the anchor and the previous keyframe (`rerender.diffusion.attention`, paper Eq. 6);
 2. shape-aware fusion of the predicted x̂0 with the flow-warped anchor's, in early steps;
 3. pixel-aware fusion: a second pass blended toward the warped anchor / previous keyframe / first pass
    composite (Eq. 10), encoded with the fidelity-oriented encoder (Eq. 8–9);
 4. colour-aware AdaIN of x̂0 toward the anchor's statistics, in late steps;
 
-plus colour correction of the inputs, FreeU (the paper's variant, `rerender.freeu`), and an optional DDIM
+plus colour correction of the inputs, FreeU (the paper's variant, `rerender.diffusion.freeu`), and an optional DDIM
 refinement pass. Every constraint has a period on the *full* DDIM schedule (`rerender.config.ConstraintConfig`);
 the SDEdit start truncates the schedule (no UNet call is computed and thrown away), and a window that falls before it acts at the first
-executed step only while that step is in the noisier half of the schedule (`rerender.fusion.may_fold`).
+executed step only while that step is in the noisier half of the schedule (`rerender.diffusion.fusion.may_fold`).
 
 Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
 wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
@@ -22,7 +22,7 @@ attention references are stored in the compute dtype for the steps and layers th
 guidance runs as one batched call; the style-update interval counts keyframes.
 
 Example:
-    >>> from rerender.pipeline import RerenderPipeline                       # doctest: +SKIP
+    >>> from rerender.diffusion.pipeline import RerenderPipeline                       # doctest: +SKIP
     >>> pipe = RerenderPipeline.from_pretrained("path/to/sd15-controlnet")   # doctest: +SKIP
     >>> images = pipe(frames, "a watercolour painting", strength=0.75).images  # doctest: +SKIP
 """
@@ -47,19 +47,19 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from rerender.attention import CrossFrameAttentionStore, cross_frame_attention
+from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
-from rerender.control import Annotator, make_annotator
+from rerender.diffusion.control import Annotator, make_annotator
 from rerender.errors import ConfigError
 from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
-from rerender.freeu import freeu_installed
-from rerender.fusion import (
+from rerender.diffusion.freeu import freeu_installed
+from rerender.color import correct_colors
+from rerender.diffusion.fusion import (
     FOLD_NOISE_LIMIT,
     active_steps,
     adain,
     channel_statistics,
     composite_references,
-    correct_colors,
     ddim_update,
     fidelity_oriented_encode,
     flat_regions,
@@ -137,7 +137,7 @@ class ConstraintSchedule:
     """The executed DDIM steps of one sampling schedule and the steps at which each constraint acts.
 
     Step ``i`` is an index into the *full* schedule of ``len(timesteps)`` steps (0 = noisiest); the executed
-    steps start at ``first_step`` (SDEdit). See `rerender.fusion.active_steps` for the period convention and
+    steps start at ``first_step`` (SDEdit). See `rerender.diffusion.fusion.active_steps` for the period convention and
     `RerenderPipeline.prepare_schedule` for windows that end before the SDEdit start.
 
     Attributes:
@@ -907,7 +907,7 @@ class RerenderPipeline(
             if control_images is None and any(control.type == "precomputed" for control in controls):
                 raise ConfigError(
                     "`control_images` must be given when a control is 'precomputed' "
-                    "(read them with rerender.control.load_control_maps)"
+                    "(read them with rerender.diffusion.control.load_control_maps)"
                 )
         if controlnet_conditioning_scale is not None and not isinstance(controlnet_conditioning_scale, (int, float)):
             if len(controlnet_conditioning_scale) != count:
@@ -1000,7 +1000,7 @@ class RerenderPipeline(
         The start is ``N − int(N·strength)``, as diffusers' img2img pipelines, so both run the same steps.
         A constraint acts at the executed steps of its window. A window that ends before the start acts once,
         at the first executed step, only while that step's timestep is in the noisier half of the schedule
-        (``t ≥ 500`` of 1000, `rerender.fusion.may_fold`); otherwise it does not act and an INFO log says so.
+        (``t ≥ 500`` of 1000, `rerender.diffusion.fusion.may_fold`); otherwise it does not act and an INFO log says so.
         With 20 steps: at strength 0.75 (t = 701) shape-aware fusion acts at step 5; at 0.25 (t = 201) and
         below it does not, and at 0.2 (t = 151) pixel-aware fusion does not either. Latent fusion moved into
         the low-noise end would blur and distort (paper §4.1.2), and at 0.05 (t = 1) it would return the

@@ -1,7 +1,7 @@
 """The stages of `translate`, each working from and into a `Workspace`.
 
-`rerender.api.translate` calls these in the method's order (frames → keyframes → propagation → writing);
-`rerender.keyframe_folder.propagate_keyframes` reuses the frame, propagation and writing stages.
+`rerender.workflow.translation.translate` calls these in the method's order (frames → keyframes → propagation → writing);
+`rerender.workflow.keyframe_folder.propagate_keyframes` reuses the frame, propagation and writing stages.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from rerender.video import (
     write_image,
     write_video,
 )
-from rerender.workspace import Workspace, file_digest, files_under, intact_png
+from rerender.workflow.workspace import Workspace, file_digest, files_under, intact_png
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ def control_map_reader(
                 per_control.append(None)
                 continue
             stream = read_frames(  # the video's own selection, crop and resize
-                control.maps, video.start_frame, selection.stop, video.frame_stride,
-                (crop.left, crop.top, crop.right, crop.bottom), video.resolution, video.resize_side, video.size_multiple,
+                control.maps, start=video.start_frame, end=selection.stop, stride=video.frame_stride,
+                crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=video.resolution,
+                resize_side=video.resize_side, size_multiple=video.size_multiple,
             )
             per_control.append({index: frame for index, frame in enumerate(stream) if index in wanted})
         return [[None if found is None else found[index] for found in per_control] for index in indices]
@@ -173,8 +174,8 @@ def prepare_source_size(space, video, info, config, keyframe_indices, progress) 
     if record.get("source_frames") != [count, *size]:
         crop = config.video.crop
         frames = read_frames(
-            video, config.video.start_frame, config.video.end_frame, config.video.frame_stride,
-            (crop.left, crop.top, crop.right, crop.bottom), None, info=info,
+            video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
+            crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=None, info=info,
         )
         frames_dir.mkdir(exist_ok=True)
         for index, frame in enumerate(tqdm(frames, total=count, desc="frames (source size)", unit="frame", disable=not progress)):
@@ -281,9 +282,9 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
 
     crop = config.video.crop
     frames = read_frames(
-        video, config.video.start_frame, config.video.end_frame, config.video.frame_stride,
-        (crop.left, crop.top, crop.right, crop.bottom), None if size else config.video.resolution,
-        config.video.resize_side, config.video.size_multiple, info=info,
+        video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
+        crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=None if size else config.video.resolution,
+        resize_side=config.video.resize_side, size_multiple=config.video.size_multiple, info=info,
     )
     if size is not None:
         frames = (fit_frame(frame, size) for frame in frames)

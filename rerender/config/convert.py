@@ -1,0 +1,209 @@
+"""Plain data ⇄ `RerenderConfig`, and config files (YAML/JSON) on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
+from rerender.errors import ConfigError, InputNotFoundError
+
+__all__ = ["config_from_dict", "config_to_dict", "config_hash", "load_config", "save_config", "dump_yaml"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# dict <-> dataclass
+# --------------------------------------------------------------------------------------------------------
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return f"; did you mean {matches[0]!r}?" if matches else f"; valid keys: {', '.join(sorted(candidates))}"
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML/JSON value to the annotated field type, raising `ConfigError` naming `key`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"`{key}` must not be null")
+        non_none = [arg for arg in args if arg is not type(None)]
+        errors = []
+        for arg in non_none:
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if value is None:
+        raise ConfigError(f"`{key}` must not be null (expected {_type_name(annotation)})")
+    if origin is Literal:
+        if value not in args:
+            if args == choices(PromptLanguage):  # codes alone say little: name the languages
+                valid = ", ".join(f"{code} ({LANGUAGE_NAMES.get(code, 'detect')})" for code in args)
+            else:
+                valid = ", ".join(map(repr, args))
+            raise ConfigError(f"`{key}` must be one of {valid}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"`{key}` must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(item, args[0], f"{key}[{index}]") for index, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"`{key}` must have {len(args)} items, got {value!r}")
+        return tuple(_convert(item, arg, f"{key}[{index}]") for index, (item, arg) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"`{key}` must be a mapping of {annotation.__name__} options, got {value!r}")
+        return _dataclass_from_dict(annotation, value, key)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{key}` must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"`{key}` must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full_key = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown option `{full_key}`{_nearest(str(key), names)}")
+        kwargs[key] = _convert(value, hints[key], full_key)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required field is missing
+        raise ConfigError(f"`{prefix or cls.__name__}`: {error}") from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RerenderConfig:
+    """Build a validated `RerenderConfig` from nested plain data (as read from YAML or JSON).
+
+    Missing keys take their defaults. A single mapping may be given for `control` instead of a list.
+
+    Raises:
+        ConfigError: an unknown key (with the nearest valid name), a wrong type or a value out of range.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    data = dict(data)
+    if isinstance(data.get("control"), Mapping):
+        data["control"] = [data["control"]]
+    return _dataclass_from_dict(RerenderConfig, data)
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def config_to_dict(config: RerenderConfig) -> dict[str, Any]:
+    """Nested plain data (dicts, lists, scalars) that `config_from_dict` turns back into `config`."""
+    return _to_plain(config)
+
+
+def config_hash(config: RerenderConfig, sections: tuple[str, ...] | None = None) -> str:
+    """A stable SHA-1 of the config (or of some sections), for workspaces and caches."""
+    data = config_to_dict(config)
+    if sections is not None:
+        data = {name: data[name] for name in sections}
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike) -> RerenderConfig:
+    """Load a config from a `.yaml`/`.yml` or `.json` file; missing keys take their defaults.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        ConfigError: the file is not valid YAML/JSON, or an option is unknown or out of range.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"config file not found: {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not a config file (not UTF-8 text); give a YAML or JSON config") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        reason = " ".join(str(error).split())  # one line: YAML errors span several
+        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}") from None
+    if data is None:
+        data = {}
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path.name}: {error}") from None
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """YAML text of plain config data, with short lists of scalars (periods, indices) on one line."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
+        scalars = all(not isinstance(item, (dict, list)) for item in items)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=scalars and len(items) > 0)
+
+    _Dumper.add_representer(list, represent_list)
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def save_config(config: RerenderConfig, path: str | os.PathLike) -> Path:
+    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path."""
+    path = Path(path)
+    data = config_to_dict(config)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = dump_yaml(data)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path

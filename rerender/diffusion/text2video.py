@@ -1,0 +1,249 @@
+"""Text2Video-Zero latent maths (Khachatryan et al., ICCV 2023, §3.2–3.3) and the keyframe renderer built on them.
+
+The anchor is text-to-image from noise; every later keyframe starts from the anchor's partly denoised latent
+``x_{t0}`` translated by the frame's motion ``δ·k`` (Eq. 7 "motion dynamics"), noised forward to ``t1`` (DDPM,
+Eq. 8), then denoised with the decoder self-attention attending to the anchor (cross-frame attention, Rerender's
+Eq. 6 with the anchor alone). Optional background smoothing (§3.3, Eq. 9, `BackgroundSmoothing`) pulls each
+keyframe's background latent towards the anchor's, moved by the same motion. The workflow around it (frames,
+propagation, writing) is `rerender.workflow.generation.generate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rerender.errors import ConfigError
+
+__all__ = ["BackgroundSmoothing", "translate_latents", "salient_foreground", "latent_mask", "smooth_background",
+           "render_text_keyframes", "default_noise_steps"]
+
+
+@dataclass(frozen=True)
+class BackgroundSmoothing:
+    """Text2Video-Zero's optional background smoothing (§3.3, Eq. 9); pass one to `generate` to turn it on.
+
+    Each keyframe k is denoised once; its salient foreground and the anchor's (moved by k's motion) are found on
+    the decoded images; where neither is, the latent it started from at t1 becomes
+    ``α·x̂ + (1 − α)·x`` (``x̂``: the anchor's latent at t1, moved by k's motion); then it is denoised again.
+    """
+
+    strength: float = 0.6
+    """α of Eq. 9: weight of the anchor's moved latent in the background (0 = no effect, 1 = the anchor's alone)."""
+    mask_dilation: int = 2
+    """Latent pixels the foreground masks grow by, so the smoothing stays off the subject's edge (the official code
+    dilates by a 5×5 kernel, i.e. 2)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) or not 0 <= self.strength <= 1:
+            raise ConfigError(f"`background_smoothing.strength` must be in [0, 1], got {self.strength!r}")
+        if isinstance(self.mask_dilation, bool) or not isinstance(self.mask_dilation, int) or not 0 <= self.mask_dilation <= 16:
+            raise ConfigError(f"`background_smoothing.mask_dilation` must be an integer in [0, 16], got {self.mask_dilation!r}")
+
+
+def translate_latents(latents: torch.Tensor, shift: tuple[float, float]) -> torch.Tensor:
+    """Move latents by ``shift = (dx, dy)`` latent pixels (Text2Video-Zero Eq. 7): ``out(p) = latents(p − shift)``.
+
+    Nearest sampling keeps the values (and so the noise statistics) intact; the uncovered edge is filled by
+    reflection, as Text2Video-Zero does.
+
+    Shape:
+        - latents: (B, C, h, w)
+        - Output: (B, C, h, w)
+
+    Example:
+        >>> latents = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> translate_latents(latents, (1, 0))[0, 0, 0].tolist()
+        [1.0, 0.0, 1.0, 2.0]
+    """
+    height, width = latents.shape[-2:]
+    y, x = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                          indexing="ij")
+    source_x, source_y = x - float(shift[0]), y - float(shift[1])
+    grid = torch.stack([2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1], dim=-1)
+    grid = grid[None].expand(latents.shape[0], -1, -1, -1).to(latents.device)
+    moved = F.grid_sample(latents.float(), grid, mode="nearest", padding_mode="reflection", align_corners=True)
+    return moved.to(latents.dtype)
+
+
+def salient_foreground(image: np.ndarray) -> np.ndarray:
+    """The salient object of `image`: OpenCV's fine-grained static saliency (Montabone & Soto 2010), smoothed, split
+    by Otsu's threshold. Needs no weights; Text2Video-Zero used a salient-object detection network, so pass
+    `generate` a better detector (e.g. a segmentation model) as ``foreground_mask`` where one is at hand.
+
+    Shape:
+        - image: (H, W, 3) uint8 RGB
+        - Output: (H, W) bool, True on the foreground
+    """
+    import cv2
+
+    found, saliency = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(np.ascontiguousarray(image[..., ::-1]))
+    if not found:
+        return np.zeros(image.shape[:2], dtype=bool)
+    saliency = np.asarray(saliency, dtype=np.float32)
+    saliency = (saliency * 255 if saliency.max() <= 1 else saliency).clip(0, 255).astype(np.uint8)
+    saliency = cv2.GaussianBlur(saliency, (0, 0), max(1.0, min(image.shape[:2]) / 64))  # one blob, not its edges
+    _, mask = cv2.threshold(saliency, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return mask > 0
+
+
+def latent_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], dilation: int = 0) -> torch.Tensor:
+    """A pixel mask at latent resolution: a latent pixel is foreground when any pixel it covers is, then the
+    foreground grows by `dilation` latent pixels (a square window).
+
+    Shape:
+        - mask: (H, W) bool or {0, 1}, H and W multiples of the latent size
+        - Output: (1, 1, h, w) float32 in {0, 1}, ``(h, w) = size``
+    """
+    pixels = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
+    coarse = F.adaptive_max_pool2d(pixels, tuple(size))
+    if dilation > 0:
+        coarse = F.max_pool2d(coarse, 2 * dilation + 1, stride=1, padding=dilation)
+    return coarse
+
+
+def smooth_background(latents: torch.Tensor, warped_anchor: torch.Tensor, foreground: torch.Tensor,
+                      strength: float) -> torch.Tensor:
+    """Text2Video-Zero Eq. 9: ``M·x + (1 − M)·(α·x̂ + (1 − α)·x)``, the background pulled towards the anchor's latent.
+
+    Args:
+        latents: ``x``, a frame's latents.
+        warped_anchor: ``x̂``, the anchor's latents at the same noise level, moved by the frame's motion.
+        foreground: ``M``, 1 where the frame is left alone.
+        strength: ``α`` in [0, 1].
+
+    Shape:
+        - latents, warped_anchor: (B, C, h, w)
+        - foreground: (B or 1, 1, h, w)
+        - Output: (B, C, h, w)
+    """
+    foreground = foreground.to(latents.dtype)
+    return foreground * latents + (1 - foreground) * (strength * warped_anchor + (1 - strength) * latents)
+
+
+@torch.no_grad()
+def render_text_keyframes(
+    pipeline: Any,
+    prompt: str,
+    keyframe_indices: Sequence[int],
+    motion: tuple[float, float],
+    size: tuple[int, int],
+    *,
+    negative_prompt: str | None = None,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 7.5,
+    noise_steps: tuple[int, int] = (2, 4),
+    generator: torch.Generator | None = None,
+    ip_adapter_image: Any | None = None,
+    background_smoothing: BackgroundSmoothing | None = None,
+    foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[torch.Tensor]:
+    """Render keyframes from text alone: the anchor from noise, the others by Text2Video-Zero from the anchor.
+
+    Args:
+        pipeline: a `RerenderPipeline` (its UNet, VAE, text encoder and scheduler config are used, not changed).
+        prompt: what to show.
+        keyframe_indices: frame indices of the keyframes, the first is the anchor; frame k moves by ``k·motion``.
+        motion: ``(dx, dy)`` image pixels per frame (the latent moves by that / the VAE's scale factor).
+        size: ``(width, height)`` of the frames, multiples of the VAE's scale factor.
+        negative_prompt: what to avoid.
+        num_inference_steps: DDIM steps.
+        guidance_scale: classifier-free guidance (1 = off).
+        noise_steps: ``(i1, i0)``, steps of the anchor's schedule, ``i1 < i0``: the anchor's latent after ``i0``
+            steps is translated, noised forward to the level after ``i1`` steps, and denoised from there.
+        generator: seeds the anchor's noise and the forward noise.
+        ip_adapter_image: a reference image for the IP-Adapter loaded on `pipeline` (see
+            `rerender.diffusion.ip_adapter.style_adapter`), encoded once and applied to every keyframe.
+        background_smoothing: `BackgroundSmoothing` (Eq. 9), or None = off.
+        foreground_mask: ``foreground_mask(image) -> (H, W) bool`` for background smoothing; None =
+            `salient_foreground`.
+
+    Returns:
+        One ``(1, 3, H, W)`` image in [0, 1] per keyframe.
+
+    Raises:
+        ConfigError: `noise_steps` not ``0 ≤ i1 < i0 < num_inference_steps``.
+    """
+    from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
+
+    first, second = noise_steps
+    if not 0 <= first < second < num_inference_steps:
+        raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
+                          f"got {noise_steps}")
+    device = pipeline._execution_device
+    scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)  # ours: set_timesteps mutates it
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    timesteps = scheduler.timesteps
+    guided = guidance_scale > 1
+    text = pipeline.encode_prompt(prompt, negative_prompt, device, guided)
+    added_cond_kwargs = pipeline.encode_style_image(ip_adapter_image, device, guided)  # as `translate` does
+    factor = pipeline.vae_scale_factor
+    shape = (1, pipeline.unet.config.in_channels, size[1] // factor, size[0] // factor)
+    store = CrossFrameAttentionStore()
+
+    def denoise(latents: torch.Tensor, start: int, anchor: bool, keep: Sequence[int] = ()):
+        kept = {}
+        for step in range(start, len(timesteps)):
+            if step in keep:
+                kept[step] = latents
+            timestep = timesteps[step]
+            store.set_step(int(timestep), record="anchor" if anchor else None, attend=not anchor)
+            model_input = torch.cat([latents] * 2) if guided else latents
+            noise = pipeline.unet(model_input, timestep, encoder_hidden_states=text,
+                                  added_cond_kwargs=added_cond_kwargs).sample
+            if guided:
+                unconditional, conditional = noise.chunk(2)
+                noise = unconditional + guidance_scale * (conditional - unconditional)
+            latents = scheduler.step(noise, timestep, latents).prev_sample
+        store.idle()
+        return latents, kept
+
+    from diffusers.utils.torch_utils import randn_tensor
+
+    def to_image(image: torch.Tensor) -> np.ndarray:
+        return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    def foreground_of(image: torch.Tensor) -> torch.Tensor:  # (1, 1, h, w) on the latents' device
+        pixels = to_image(image)
+        mask = np.asarray((foreground_mask or salient_foreground)(pixels))
+        if mask.shape != pixels.shape[:2]:
+            raise ConfigError(f"`foreground_mask` must return an (H, W) mask of the {pixels.shape[1]}×{pixels.shape[0]} "
+                              f"image, got shape {mask.shape}")
+        return latent_mask(mask.astype(bool), shape[-2:], background_smoothing.mask_dilation).to(device)
+
+    images = []
+    with cross_frame_attention(pipeline.unet, store):
+        initial = randn_tensor(shape, generator=generator, device=device, dtype=pipeline.unet.dtype)
+        anchor, kept = denoise(initial * scheduler.init_noise_sigma, 0, anchor=True, keep=(first, second))
+        anchor_mid, anchor_start = kept[second], kept[first]  # x_{t0} and x_{t1} of the anchor
+        images.append(pipeline.decode_latents(anchor))
+        anchor_foreground = foreground_of(images[0]) if background_smoothing is not None else None
+        alphas = scheduler.alphas_cumprod.to(device)
+        ratio = float(alphas[int(timesteps[first])] / alphas[int(timesteps[second])])  # ᾱ_{t1} / ᾱ_{t0}
+        for index in keyframe_indices[1:]:
+            shift = ((index - keyframe_indices[0]) * motion[0] / factor, (index - keyframe_indices[0]) * motion[1] / factor)
+            moved = translate_latents(anchor_mid, shift)
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
+            start = ratio**0.5 * moved + (1 - ratio) ** 0.5 * noise  # DDPM forward from t0 to t1
+            latents, _ = denoise(start, first, anchor=False)
+            if background_smoothing is not None:
+                # Eq. 9 where neither this frame's salient object nor the anchor's (moved) is, then denoise again
+                own = foreground_of(pipeline.decode_latents(latents))
+                foreground = 1 - (1 - own) * (1 - translate_latents(anchor_foreground, shift))  # (1, 1, h, w)
+                warped_anchor = translate_latents(anchor_start, shift)
+                start = smooth_background(start, warped_anchor, foreground, background_smoothing.strength)
+                latents, _ = denoise(start, first, anchor=False)
+            images.append(pipeline.decode_latents(latents))
+    return images
+
+
+def default_noise_steps(num_inference_steps: int) -> tuple[int, int]:
+    """``(i1, i0)`` at 10 % and 20 % of the schedule, near its noisy end as Text2Video-Zero's t1 and t0 are
+    (47 and 44 of 50 steps), at least one step apart."""
+    second = max(1, round(0.2 * num_inference_steps))
+    return max(0, min(second - 1, round(0.1 * num_inference_steps))), second

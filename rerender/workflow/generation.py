@@ -1,0 +1,238 @@
+"""`generate`: a prompt alone in, a video out (Text2Video-Zero keyframes, then propagation along the known motion).
+
+Text2Video-Zero (Khachatryan et al., ICCV 2023, §3.2–3.3): the anchor is text-to-image from noise; every later
+frame starts from the anchor's partly denoised latent ``x_{t0}`` translated by the frame's motion ``δ·k``
+(Eq. 7 "motion dynamics"), noised forward to ``t1`` (DDPM, Eq. 8), then denoised with the decoder self-attention
+attending to the anchor (cross-frame attention; our `rerender.diffusion.attention` processors, Rerender's Eq. 6 with the
+anchor alone). The recipe holds for about 8 frames; here only every K-th frame is rendered this way and the frames
+between are propagated (EbSynth-style) from the keyframes, guided by the anchor image moved by the same known
+motion, with its exact flow (`rerender.camera.KnownMotionFlow`). Optional background smoothing (§3.3, Eq. 9,
+`BackgroundSmoothing`) pulls each keyframe's background latent towards the anchor's, moved by the same motion.
+The prompt may be in another language (`prompt.prompt_language`, translated as `translate` does) and a reference
+image may steer every keyframe through an IP-Adapter (`prompt.style_image`, the same path as `translate`).
+
+Example:
+    >>> result = rerender.generate("a horse galloping on a beach", frames=48, K=8, output="out.mp4")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rerender.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rerender.languages import PromptTranslation
+
+from rerender.diffusion.text2video import BackgroundSmoothing, default_noise_steps, render_text_keyframes
+
+__all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_generate_inputs", "generate"]
+
+MAX_GENERATED_FRAMES = 3000
+"""Most frames `generate` makes: every frame is kept on disk several times while propagating."""
+
+
+@dataclass
+class GenerationResult:
+    """What `generate` made."""
+
+    output: Path
+    """The written video."""
+    keyframe_indices: list[int]
+    """Frames rendered by diffusion; the others are propagated."""
+    keyframes: list[np.ndarray]
+    """The rendered keyframes, RGB uint8 ``(H, W, 3)``."""
+    frame_count: int
+    """Frames in the video."""
+    prompt: PromptTranslation | None = None
+    """The prompt as written and in English as the text encoder read it (a `rerender.languages.PromptTranslation`)."""
+
+
+def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: Any) -> tuple[float, float]:
+    """Validate `generate`'s arguments before any model loads; returns the motion as two floats.
+
+    Raises:
+        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
+            as large as the frame, a size that is not two multiples of 8 in 64–2048.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError(f"`prompt` must be a non-empty string, got {prompt!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_GENERATED_FRAMES:
+        raise ConfigError(f"`frames` must be an integer in [1, {MAX_GENERATED_FRAMES}], got {frames!r}")
+    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        raise ConfigError(f"`K` must be an integer ≥ 1, got {K!r}")
+    try:
+        dx, dy = (float(value) for value in motion)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"`motion` must be (dx, dy) in pixels per frame, got {motion!r}") from error
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        raise ConfigError(f"`motion` must be finite, got {motion!r}")
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v % 8 or not 64 <= v <= 2048 for v in size)):
+        raise ConfigError(f"`size` must be (width, height), multiples of 8 in [64, 2048], got {size!r}")
+    if abs(dx) >= size[0] or abs(dy) >= size[1]:  # consecutive frames would share no pixel: no motion to follow
+        raise ConfigError(f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
+                          f"pixels), got {motion!r}")
+    return dx, dy
+
+
+class _ShiftPath:
+    """A uniform translation of the anchor image by ``k·motion`` at frame k (a `rerender.camera.CameraPath`)."""
+
+    def __init__(self, motion: tuple[float, float], frame_count: int, size: tuple[int, int]) -> None:
+        self.motion = np.asarray(motion, dtype=np.float64)
+        self.frame_count = frame_count
+        self.size = size
+
+    def source_points(self, index: int, points: np.ndarray) -> np.ndarray:
+        return points - index * self.motion
+
+    def view_points(self, index: int, points: np.ndarray) -> np.ndarray:
+        return points + index * self.motion
+
+    def digest(self) -> str:
+        from rerender.camera import _digest
+
+        return _digest(self.motion, self.frame_count, self.size)
+
+
+def generate(
+    prompt: str,
+    frames: int = 16,
+    K: int = 8,
+    output: str | os.PathLike = "out.mp4",
+    pipeline: Any | None = None,
+    *,
+    motion: tuple[float, float] = (2.0, 0.0),
+    size: tuple[int, int] = (512, 512),
+    fps: float = 8.0,
+    negative_prompt: str | None = None,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 7.5,
+    noise_steps: tuple[int, int] | None = None,
+    seed: int = 0,
+    config: Any = None,
+    progress: bool = True,
+    background_smoothing: BackgroundSmoothing | None = None,
+    foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+    prompt_translator: Callable[[str, str], str] | None = None,
+    **overrides: Any,
+) -> GenerationResult:
+    """Make a video from a prompt alone: Text2Video-Zero keyframes every K frames, propagation in between.
+
+    Args:
+        prompt: what to show.
+        frames: frames in the video, 1 to `MAX_GENERATED_FRAMES`.
+        K: keyframe interval.
+        output: the video to write.
+        pipeline: a `RerenderPipeline`; `None` loads the one `config.model` names.
+        motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
+        size: ``(width, height)``.
+        fps: frame rate of the video.
+        negative_prompt, num_inference_steps, guidance_scale, noise_steps: see `render_text_keyframes`; `None`
+            noise steps = `default_noise_steps`.
+        seed: seeds every random draw: the same seed gives the same video.
+        config: a `RerenderConfig` or file: the model, the prompt's language, the style image and the
+            propagation options.
+        progress: progress bars while propagating.
+        background_smoothing: Text2Video-Zero's background smoothing (`BackgroundSmoothing`); None = off.
+        foreground_mask: ``foreground_mask(image) -> (H, W) bool``, the salient object for background
+            smoothing; None = `salient_foreground`.
+        prompt_translator: ``prompt_translator(text, language) -> str`` for a prompt that is not English
+            (`prompt.prompt_language`); None = the transformers model `prompt.translation_model`.
+        **overrides: config options by leaf name or dotted path, e.g. ``prompt_language="vi"``,
+            ``style_image="ref.png"``, ``style_image_scale=0.8``.
+
+    Returns:
+        A `GenerationResult`.
+
+    Raises:
+        ConfigError: bad arguments (see `check_generate_inputs`), before any model loads.
+        InputNotFoundError, VideoReadError: the style image is missing or not an image.
+        WeightsNotFoundError: the translation model or the IP-Adapter is neither here nor downloadable.
+        OutputPathError: the output cannot be written.
+    """
+    from rerender.camera import KnownMotionFlow, render_clip
+    from rerender.keyframes import select_keyframes
+    from rerender.workflow.stages import resolve_config
+    from rerender.video import check_output_path, write_image, write_video
+
+    # 1. Check the inputs before any model loads.
+    dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
+        raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 2 <= num_inference_steps <= 1000:
+        # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
+        raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
+                          f"trained with), got {num_inference_steps!r}")
+    noise_steps = default_noise_steps(num_inference_steps) if noise_steps is None else tuple(noise_steps)
+    if not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
+            and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
+        raise ConfigError(f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
+                          f"num_inference_steps, got {num_inference_steps} and {noise_steps}")
+    if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
+        raise ConfigError(f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}")
+    config = resolve_config(config, prompt, min(K, frames), {**overrides, "output.fps": float(fps)})
+    output_path = check_output_path(output)
+    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
+        from rerender.diffusion.ip_adapter import check_style_inputs
+
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+    # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
+    from rerender.languages import translate_prompt
+
+    from rerender.diffusion.loading import loading_bars
+
+    with loading_bars(progress):
+        prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
+                                         config.prompt.translation_model)
+    keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
+
+    # 2. Keyframes by diffusion.
+    if pipeline is None:
+        from rerender.diffusion.loading import load_pipeline
+
+        with loading_bars(progress):
+            pipeline = load_pipeline(config.model, config.control)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    from rerender.diffusion.ip_adapter import style_adapter
+
+    with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
+        images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
+                                       negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
+                                       guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
+                                       ip_adapter_image=style_image, background_smoothing=background_smoothing,
+                                       foreground_mask=foreground_mask)
+    keyframes = [(image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images]
+    if frames == 1:
+        write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
+        return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record)
+
+    # 3. Propagate between keyframes, guided by the anchor moved by the known motion, with its exact flow.
+    from rerender.workflow.keyframe_folder import propagate_keyframes
+
+    path = _ShiftPath((dx, dy), frames, tuple(size))
+    with tempfile.TemporaryDirectory(prefix=".generate-", dir=output_path.parent) as scratch:
+        guides, keys = Path(scratch) / "guides", Path(scratch) / "keys"
+        guides.mkdir()
+        keys.mkdir()
+
+        def written():
+            for index, guide in enumerate(render_clip(keyframes[0], path)):
+                write_image(guide, guides / f"{index:05d}.png")
+                yield guide
+
+        flow = KnownMotionFlow(path, written())
+        for index, image in zip(keyframe_indices, keyframes, strict=True):
+            write_image(image, keys / f"{index:05d}.png")
+        propagate_keyframes(guides, keys, output_path, config, optical_flow=flow, progress=progress)
+    return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record)
