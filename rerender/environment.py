@@ -23,7 +23,7 @@ __all__ = ["collect_environment", "rerender_cache_dir", "weight_search_paths", "
 
 CORE_PACKAGES = (
     "rerender", "torch", "diffusers", "transformers", "accelerate", "safetensors", "peft", "kornia",
-    "opencv-contrib-python-headless", "numpy", "numba", "av", "einops", "scipy",
+    "opencv-contrib-python-headless", "numpy", "numba", "av", "scipy",
 )
 OPTIONAL_PACKAGES = {
     "controlnet-aux": "HED/lineart/depth/openpose annotators (extra `annotators`; needs torchvision)",
