@@ -158,6 +158,23 @@ def default_text(value: Any) -> str:
         return str(value)
 
 
+def _alias_docstrings() -> dict[str, str]:
+    """The docstring under each module-level alias of `rerender.config.sections` (``BlendMode = Literal[...]``)."""
+    import ast
+    import inspect
+
+    import rerender.config.sections as sections
+
+    body = ast.parse(inspect.getsource(sections)).body
+    docs = {}
+    for statement, following in zip(body, body[1:]):
+        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[statement.targets[0].id] = " ".join(following.value.value.split())
+    return docs
+
+
 def config_markdown() -> str:
     """The configuration reference page."""
     from rerender.config import CHOICES, choices, field_default, field_help, field_type, option_paths
@@ -189,8 +206,10 @@ def config_markdown() -> str:
         lines.append(f"| `{path}` | {_cell(kind)} | `{_cell(default_text(field_default(path)))}` | {help_text} |")
     lines += ["", "## Value sets", "", "Each closed set of values is one `Literal` alias in `rerender.config`; the "
               "config's checks, the CLI's choices and the web page's menus all read it.", ""]
+    alias_docs = _alias_docstrings()
     for name in CHOICES:
-        lines += [f"### {name}", "", ", ".join(f"`{value}`" for value in choices(CHOICES[name])), ""]
+        values = ", ".join(f"`{value}`" for value in choices(CHOICES[name]))
+        lines += [f"### {name}", "", *([alias_docs[name], ""] if alias_docs.get(name) else []), f"Values: {values}", ""]
     return "\n".join(lines)
 
 
