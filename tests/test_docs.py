@@ -33,7 +33,7 @@ def _section(markdown: str, title: str) -> str:
     match = re.search(rf"^(#+) `?{re.escape(title)}`?\s*$", markdown, flags=re.M)
     assert match, f"no heading {title!r}"
     level = len(match.group(1))
-    rest = markdown[match.end():]
+    rest = markdown[match.end() :]
     end = re.search(rf"^#{{1,{level}}} ", rest, flags=re.M)
     return rest[: end.start()] if end else rest
 
@@ -51,8 +51,16 @@ def test_cli_reference_has_every_command_and_every_option(gen):
 
     markdown = gen.cli_markdown()
     commands = list(_commands(build_parser()))
-    assert {"rerender translate", "rerender batch", "rerender animate", "rerender generate", "rerender download",
-            "rerender env", "rerender ui", "rerender config show"} <= {name for name, _ in commands}
+    assert {
+        "rerender translate",
+        "rerender batch",
+        "rerender animate",
+        "rerender generate",
+        "rerender download",
+        "rerender env",
+        "rerender ui",
+        "rerender config show",
+    } <= {name for name, _ in commands}
     for name, parser in commands:
         section = _section(markdown, name)
         for action in parser._actions:
@@ -124,8 +132,16 @@ def test_api_front_door_page_lists_every_public_name(gen):
     for name in rerender.__all__:
         if name != "__version__":
             assert f"`rerender.{name}`" in page, name
-    assert set(gen.API_PAGES) == {"rerender", "rerender.config", "rerender.video", "rerender.flow",
-                                  "rerender.diffusion", "rerender.propagation", "rerender.workflow", "ebsynth_bridge"}
+    assert set(gen.API_PAGES) == {
+        "rerender",
+        "rerender.config",
+        "rerender.video",
+        "rerender.flow",
+        "rerender.diffusion",
+        "rerender.propagation",
+        "rerender.workflow",
+        "ebsynth_bridge",
+    }
 
 
 def test_user_facing_pages_never_point_outside_the_repository():
@@ -140,10 +156,20 @@ def test_every_nav_page_and_link_target_exists_and_the_site_builds_strictly(tmp_
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_gen_files"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed (the docs extra: pip install -e '.[docs]')")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "NO_MKDOCS_2_WARNING": "1",
+        "DISABLE_MKDOCS_2_WARNING": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     cli_page = (tmp_path / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "rerender translate" in cli_page and "--blend" in cli_page

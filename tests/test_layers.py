@@ -40,12 +40,17 @@ def test_lint_imports_keeps_every_contract():
     assert f"Contracts: {len(_contracts())} kept, 0 broken." in output, output
 
 
-@pytest.mark.parametrize(("contract", "exempt"), [
-    ("diffusers-only-in-diffusion", {"rerender.diffusion", "rerender.__main__"}),
-    ("transformers-only-where-needed",
-     {"rerender.diffusion", "rerender.languages", "rerender.evaluation", "rerender.__main__"}),
-    ("library-never-imports-cli-or-ui", {"rerender.cli", "rerender.ui", "rerender.__main__"}),
-])
+@pytest.mark.parametrize(
+    ("contract", "exempt"),
+    [
+        ("diffusers-only-in-diffusion", {"rerender.diffusion", "rerender.__main__"}),
+        (
+            "transformers-only-where-needed",
+            {"rerender.diffusion", "rerender.languages", "rerender.evaluation", "rerender.__main__"},
+        ),
+        ("library-never-imports-cli-or-ui", {"rerender.cli", "rerender.ui", "rerender.__main__"}),
+    ],
+)
 def test_forbidden_contracts_cover_every_module(contract, exempt):
     # A module added under rerender/ is checked by these contracts only once it is listed; the layers contract is
     # exhaustive by itself. __main__ only runs the CLI.

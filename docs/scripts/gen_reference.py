@@ -168,9 +168,14 @@ def _alias_docstrings() -> dict[str, str]:
     body = ast.parse(inspect.getsource(sections)).body
     docs = {}
     for statement, following in zip(body, body[1:]):
-        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                and isinstance(statement.targets[0], ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[statement.targets[0].id] = " ".join(following.value.value.split())
     return docs
 
@@ -204,12 +209,24 @@ def config_markdown() -> str:
             kind = kind.replace(name, f"[{name}](#{name.lower()})", 1)
         help_text = _cell(field_help(path))
         lines.append(f"| `{path}` | {_cell(kind)} | `{_cell(default_text(field_default(path)))}` | {help_text} |")
-    lines += ["", "## Value sets", "", "Each closed set of values is one `Literal` alias in `rerender.config`; the "
-              "config's checks, the CLI's choices and the web page's menus all read it.", ""]
+    lines += [
+        "",
+        "## Value sets",
+        "",
+        "Each closed set of values is one `Literal` alias in `rerender.config`; the "
+        "config's checks, the CLI's choices and the web page's menus all read it.",
+        "",
+    ]
     alias_docs = _alias_docstrings()
     for name in CHOICES:
         values = ", ".join(f"`{value}`" for value in choices(CHOICES[name]))
-        lines += [f"### {name}", "", *([alias_docs[name], ""] if alias_docs.get(name) else []), f"Values: {values}", ""]
+        lines += [
+            f"### {name}",
+            "",
+            *([alias_docs[name], ""] if alias_docs.get(name) else []),
+            f"Values: {values}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -217,21 +234,21 @@ def config_markdown() -> str:
 
 API_PAGES = {
     "rerender": "The front door: `import rerender` gives these names (they load on first use, so the import is "
-                "fast). Everything else stays importable from its module.",
+    "fast). Everything else stays importable from its module.",
     "rerender.config": "`RerenderConfig`, a tree of frozen, typed dataclasses; loading, saving and overriding it; "
-                       "every closed set of values as a `Literal` alias.",
+    "every closed set of values as a `Literal` alias.",
     "rerender.video": "Reading and writing video: probing what a viewer sees, streaming frames, the processing "
-                      "size, writing H.264 with the source's timing and audio.",
+    "size, writing H.264 with the source's timing and audio.",
     "rerender.flow": "Optical flow: the estimators (GMFlow, OpenCV DIS), the flow operations (warping, occlusion, "
-                     "composition) and the on-disk flow cache.",
+    "composition) and the on-disk flow cache.",
     "rerender.diffusion": "The keyframe half of the method: `RerenderPipeline` and the pieces it is made of. The "
-                          "only package that imports diffusers.",
+    "only package that imports diffusers.",
     "rerender.propagation": "The propagation half of the method: keyframes carried to every frame by guided patch "
-                            "synthesis (`ebsynth_bridge`) and blended.",
+    "synthesis (`ebsynth_bridge`) and blended.",
     "rerender.workflow": "Orchestration on a workspace: the entry points, the stages, the keyframe renderers and "
-                         "the executors (this process or Ray).",
+    "the executors (this process or Ray).",
     "ebsynth_bridge": "Our EbSynth: guided example-based synthesis with multi-scale PatchMatch, compiled with "
-                      "numba. It imports only numpy, numba, OpenCV and scipy, and is useful on its own.",
+    "numba. It imports only numpy, numba, OpenCV and scipy, and is useful on its own.",
 }
 
 
@@ -258,7 +275,7 @@ def _front_door() -> list[str]:
     """A table of `rerender.__all__`, grouped by the comments in `rerender._LAZY`, each name linked to its
     documentation on the namespace pages."""
     source = (REPO / "rerender" / "__init__.py").read_text(encoding="utf-8")
-    body = source[source.index("_LAZY = {"):]
+    body = source[source.index("_LAZY = {") :]
     body = body[: body.index("\n}")]
     rows: list[tuple[str, str, str]] = []  # (group, name, module)
     group = ""
@@ -296,9 +313,18 @@ def api_markdown(name: str) -> str:
     """The API page of namespace `name` (a key of `API_PAGES`)."""
     lines = [f"# {name}", "", API_PAGES[name], ""]
     if name == "rerender":
-        errors = ["", "## Errors", "", "Every error rerender raises subclasses `RerenderError` and the matching builtin "
-                  "(`ValueError`, `FileNotFoundError`, ...), so `except ValueError` still catches bad input.", "",
-                  "::: rerender.errors", "    options:", "      show_root_heading: false", "      heading_level: 3"]
+        errors = [
+            "",
+            "## Errors",
+            "",
+            "Every error rerender raises subclasses `RerenderError` and the matching builtin "
+            "(`ValueError`, `FileNotFoundError`, ...), so `except ValueError` still catches bad input.",
+            "",
+            "::: rerender.errors",
+            "    options:",
+            "      show_root_heading: false",
+            "      heading_level: 3",
+        ]
         return "\n".join(lines + _front_door() + errors)
     lines += [f"::: {name}", "    options:", "      show_root_heading: false", ""]
     for module in _submodules(name):
