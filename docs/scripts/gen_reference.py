@@ -108,7 +108,7 @@ def cli_markdown() -> str:
     ]
     lines += [f"| [`{full}`](#{full.replace(' ', '-')}) | {_cell(summary)} |" for full, summary, _ in commands]
     lines.append("")
-    lines += _command_section("rerender", parser.description or "", parser)
+    lines += _command_section("rerender", parser.description or "", parser)[2:]  # the program's options, no heading
     for full, summary, sub in commands:
         lines += _command_section(full, summary, sub)
     return "\n".join(lines)
