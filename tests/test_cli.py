@@ -435,7 +435,7 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
     """A worker killed by the same Ctrl-C can turn it into another error (a broken pool): still exit 130."""
     import signal
 
-    import rerender.cli
+    import rerender.cli.commands.info
 
     def interrupted_then_broken(args):
         try:
@@ -443,7 +443,7 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
         except KeyboardInterrupt:
             raise RuntimeError("A process in the process pool was terminated abruptly")
 
-    monkeypatch.setattr(rerender.cli, "_command_info", interrupted_then_broken)
+    monkeypatch.setattr(rerender.cli.commands.info, "run", interrupted_then_broken)
     handler = signal.getsignal(signal.SIGINT)
     code, _, err = run_cli(capsys, "info", synthetic_clip)
     assert code == 130 and err == "interrupted\n"
