@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError, logger
 from rerender.cli.commands import (
     animate, batch, config, download, env, eval, generate, info, preprocess, propagate, translate, ui,
 )
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+from rerender.cli.reference import reference_markdown
+
+__all__ = [
+    "main", "build_parser", "reference_markdown", "run_example",
+    "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED",
+]
 
 COMMANDS = (config, info, env, download, preprocess, translate, batch, propagate, eval, animate, generate, ui)
 """The command modules, in the order `rerender --help` lists them."""
@@ -127,7 +133,7 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
         if not getattr(args, "handler", None):
             parser.print_help()
             return EXIT_USAGE
-        loads_models = getattr(args, "renderer", None) != "classic" and args.handler in (
+        loads_models = getattr(args, "model.renderer", None) != "classic" and args.handler in (
             translate.run, animate.run, generate.run, batch.run)
         if not (getattr(args, "quiet", False) and loads_models):
             return args.handler(args)
@@ -146,9 +152,15 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
         return _report(error, verbose)
 
 
-def _report(error: Exception, verbose: bool) -> int:
-    """Print one line for `error` (the traceback too with --verbose); returns the exit code."""
-    usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError))
+def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for details") -> int:
+    """Print one line for `error` (the traceback too with --verbose); returns the exit code.
+
+    Usage errors (2): bad values, files that are missing or not ours to write (`ValueError`, `FileNotFoundError`,
+    `NotADirectoryError`, `PermissionError` and their `rerender.errors` subclasses). Everything else is a run-time
+    failure (1), a service that cannot be reached (`ServiceUnavailableError`, a `ConnectionError`) included.
+    """
+    usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)) and not isinstance(
+        error, ConnectionError)
     if verbose:
         logger.error("usage error" if usage else "failed", exc_info=error)
     if usage:
@@ -159,8 +171,35 @@ def _report(error: Exception, verbose: bool) -> int:
     from rerender.errors import RerenderError
 
     named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
-    print(f"error: {named}{_cli_message(str(error))} (run with --verbose for details)", file=sys.stderr)
+    print(f"error: {named}{_cli_message(str(error))} ({hint})", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def run_example(function: Callable[[], object]) -> int:
+    """Run an example script's `main` as the CLI runs a command: a failure prints the CLI's one line (no
+    traceback unless the environment sets `RERENDER_VERBOSE=1`), Ctrl-C prints "interrupted".
+
+    Returns:
+        The exit code: `function`'s own when it returns an int, else 0; 1 or 2 on failure as the CLI; 130 on Ctrl-C.
+
+    Example:
+        >>> if __name__ == "__main__":  # doctest: +SKIP
+        ...     sys.exit(run_example(main))
+    """
+    verbose = os.environ.get("RERENDER_VERBOSE", "") not in ("", "0")
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = function()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if _caused_by_interrupt(error):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return _report(error, verbose, hint="set RERENDER_VERBOSE=1 for details")
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":

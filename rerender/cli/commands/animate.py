@@ -6,7 +6,8 @@ import argparse
 
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
-    add_config_options, add_prompt_options, load_config, require_prompt, translate_overrides, verbose_parent,
+    config_help, config_parent, integer_at_least, load_config, model_parent, prompt_parent, quiet_parent, renderer_parent,
+    require_prompt, verbose_parent, workspace_parent,
 )
 
 
@@ -14,38 +15,35 @@ def register(commands) -> None:
     """Add `animate` to the `rerender` subparsers."""
     from rerender.camera import MOTIONS
 
-    command = commands.add_parser("animate", parents=[verbose_parent()], help="make a clip from a still image with a camera move, then restyle it")
+    parents = [verbose_parent(), model_parent(lora=True), renderer_parent(), prompt_parent(),
+               workspace_parent("redo every stage even if nothing changed"), quiet_parent(), config_parent()]
+    command = commands.add_parser("animate", parents=parents,
+                                  help="make a clip from a still image with a camera move, then restyle it")
     command.add_argument("image", help="the still image")
-    command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
-    command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4); the clip goes to OUTPUT_clip.mp4")
-    command.add_argument("--motion", choices=MOTIONS, default=None, help="the camera move (default zoom-in; 'path' with --path)")
-    command.add_argument("--amount", type=float, default=None, help="how far the move goes (zoom gained, or the orbit's swing as a fraction of the width)")
-    command.add_argument("--path", metavar="FILE|SPEC", help="keyframed path: JSON/YAML file or 't=0,scale=1;t=1,scale=1.5,rotation=10,x=0.1'")
-    command.add_argument("--depth", metavar="FILE", help="depth map for --motion orbit (image or .npy, brighter = nearer)")
-    command.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4)")
-    command.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
-    command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
-    command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
-    command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
-    command.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default=None,
-                         help="keyframes by diffusion, the classic stylizer, or auto (default)")
-    add_prompt_options(command)
+    command.add_argument("-p", "--prompt", default=None, help=config_help("prompt.prompt"))
+    command.add_argument("-o", "--output", default="out.mp4",
+                         help="output video (default: out.mp4); the clip goes to OUTPUT_clip.mp4")
+    command.add_argument("--motion", choices=MOTIONS, default=None,
+                         help="the camera move (default: zoom-in; 'path' with --path)")
+    command.add_argument("--amount", type=float, default=None,
+                         help="how far the move goes (zoom gained, or the orbit's swing as a fraction of the width)")
+    command.add_argument("--path", metavar="FILE|SPEC",
+                         help="keyframed path: JSON/YAML file or 't=0,scale=1;t=1,scale=1.5,rotation=10,x=0.1'")
+    command.add_argument("--depth", metavar="FILE",
+                         help="depth map for --motion orbit (image or .npy, brighter = nearer)")
+    command.add_argument("--seconds", type=float, default=4.0, help="clip length (default: 4)")
+    command.add_argument("--fps", type=float, default=25.0, help="frame rate (default: 25)")
+    command.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=None, metavar="K",
+                         help=config_help("keyframes.keyframe_interval"))
     command.add_argument("--no-clip", action="store_true", help="do not write the untranslated clip OUTPUT_clip.mp4")
-    command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
-    command.add_argument("--force", action="store_true", help="redo every stage even if nothing changed")
-    command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    add_config_options(command)
     command.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Make the clip from the still image, translate it; prints the clip, the keyframes and the output."""
     from rerender.workflow.animation import animate
-    from rerender.config import apply_overrides
 
     config = load_config(args)
-    extra = translate_overrides(args)
-    if extra:
-        config = apply_overrides(config, extra)
     require_prompt(args.prompt, config)
     result = animate(
         args.image, prompt=args.prompt, motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),

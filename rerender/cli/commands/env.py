@@ -6,26 +6,25 @@ import argparse
 import json
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import add_config_options, load_config, verbose_parent
+from rerender.cli.options import config_parent, load_config, model_parent, verbose_parent
 
 
 def register(commands) -> None:
     """Add `env` to the `rerender` subparsers."""
-    env = commands.add_parser("env", parents=[verbose_parent()], help="versions, devices, optional components, where weights are looked for")
+    env = commands.add_parser(
+        "env", parents=[verbose_parent(), model_parent("Report on this model instead of the configured one."),
+                        config_parent()],
+        help="versions, devices, optional components, where weights are looked for",
+    )
     env.add_argument("--json", action="store_true", help="print JSON")
-    env.add_argument("--model", help="report on this SD1.5 hub id, folder or file instead of the configured one")
-    add_config_options(env)
     env.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the environment report (JSON with --json)."""
     from rerender.environment import collect_environment
 
     config = load_config(args)
-    if args.model:
-        from rerender.config import apply_overrides
-
-        config = apply_overrides(config, {"model.base_model": args.model})
     report = collect_environment(config)
     if args.json:
         print(json.dumps(report, indent=2))

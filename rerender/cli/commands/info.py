@@ -6,20 +6,22 @@ import argparse
 import json
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import add_config_options, format_fps, load_config, positive_number, verbose_parent
+from rerender.cli.options import config_parent, format_fps, load_config, positive_number, verbose_parent
 
 
 def register(commands) -> None:
     """Add `info` to the `rerender` subparsers."""
-    info = commands.add_parser("info", parents=[verbose_parent()], help="describe a video or image folder as the reader sees it")
+    info = commands.add_parser("info", parents=[verbose_parent(), config_parent()],
+                               help="describe a video or image folder as the reader sees it")
     info.add_argument("video", help="video file or folder of numbered images")
-    info.add_argument("--fps", type=positive_number, default=None, help="frame rate to assume for an image folder (default 25)")
+    info.add_argument("--fps", type=positive_number, default=None,
+                      help="frame rate to assume for an image folder (default: 25)")
     info.add_argument("--json", action="store_true", help="print JSON")
-    add_config_options(info)
     info.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print what the reader sees (JSON with --json) and the size the method will process."""
     from rerender.video import compute_output_size, probe_video
 
     info = probe_video(args.video, image_sequence_fps=args.fps)

@@ -6,23 +6,22 @@ import argparse
 from pathlib import Path
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import add_config_options, load_config, verbose_parent
+from rerender.cli.options import config_parent, load_config, quiet_parent, verbose_parent
 
 
 def register(commands) -> None:
     """Add `preprocess` to the `rerender` subparsers."""
     preprocess = commands.add_parser(
-        "preprocess", parents=[verbose_parent()],
+        "preprocess", parents=[verbose_parent(), quiet_parent("no progress bar"), config_parent()],
         help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
     )
     preprocess.add_argument("video", help="video file or folder of numbered images")
     preprocess.add_argument("-o", "--output", required=True, help="output .mp4/.mov/.mkv, or a folder for PNG frames")
-    preprocess.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_config_options(preprocess)
     preprocess.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the selected, cropped, resized frames as a video (with audio) or as PNGs."""
     from tqdm import tqdm
 
     from rerender.errors import OutputPathError

@@ -7,9 +7,14 @@ import sys
 
 from rerender.cli.base import EXIT_INTERRUPTED, EXIT_OK
 from rerender.cli.options import (
-    add_config_options, add_prompt_options, load_config, require_prompt, stop_at_safe_point, translate_overrides,
-    verbose_parent,
+    add_config_option, config_help, config_parent, integer_at_least, load_config, model_parent, parse_keyframes_at, prompt_parent,
+    quiet_parent, renderer_parent, require_prompt, source_size_parent, stop_at_safe_point, verbose_parent,
+    workspace_parent,
 )
+from rerender.config import Stage, choices
+
+FORCE_HELP = ("redo every stage even if nothing changed (changed inputs are redone without it), or start over a "
+              "workspace made for another video")
 
 
 def register(commands) -> None:
@@ -18,54 +23,36 @@ def register(commands) -> None:
         ("translate", "restyle a video from a prompt (keyframes by SD + ControlNet, then propagation)", "all"),
         ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
     ):
-        command = commands.add_parser(name, parents=[verbose_parent()], help=help_text)
+        parents = [verbose_parent(), prompt_parent(), model_parent(lora=True), renderer_parent(),
+                   workspace_parent(FORCE_HELP), source_size_parent(), quiet_parent(), config_parent()]
+        command = commands.add_parser(name, parents=parents, help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
-        command.add_argument("-p", "--prompt", default=None, help="what the result should look like")
-        add_prompt_options(command)
-        command.add_argument("-o", "--output", default="out.mp4", help="output video (default out.mp4)")
-        command.add_argument("-K", "--interval", type=int, default=None, help="keyframe interval (default 10)")
-        command.add_argument("--keyframes-at", metavar="I,J,...", help="explicit keyframe indices instead of every K")
-        command.add_argument("--model", help="SD1.5 weights: hub id, diffusers folder or .safetensors/.ckpt file")
-        command.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="LoRA file (repeatable)")
-        command.add_argument(
-            "--renderer", choices=("auto", "diffusion", "classic"), default=None,
-            help="keyframes by diffusion, by the built-in classic stylizer, or auto (default: diffusion when its "
-            "weights can be loaded, else classic with a warning)",
-        )
-        command.add_argument("--workspace", help="folder for frames, flows, keyframes (default OUTPUT.work)")
-        command.add_argument(
-            "--force", action="store_true",
-            help="redo every stage even if nothing changed (changed inputs are redone without it), or start over "
-                 "a workspace made for another video",
-        )
+        command.add_argument("-p", "--prompt", default=None, help=config_help("prompt.prompt"))
+        command.add_argument("-o", "--output", default="out.mp4", help="output video (default: out.mp4)")
+        command.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=None, metavar="K",
+                             help=config_help("keyframes.keyframe_interval"))
+        add_config_option(command, "--keyframes-at", path="keyframes.keyframe_indices", metavar="I,J,...",
+                          type=parse_keyframes_at, help="explicit keyframe indices instead of every K")
         command.add_argument(
             "--delete-workspace", action="store_true",
             help="delete the workspace after the video is written (only the files rerender wrote there)",
         )
-        command.add_argument(
-            "--source-size", action="store_true",
-            help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
-        )
-        command.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         if name == "translate":
             command.add_argument(
-                "--stage", choices=("all", "first", "keyframes", "propagate"), default="all",
-                help="first: only the anchor keyframe; keyframes: stop after keyframes; propagate: only propagation",
+                "--stage", choices=choices(Stage), default="all",
+                help="first: only the anchor keyframe; keyframes: stop after keyframes; propagate: only propagation; "
+                     "all: everything (default: all)",
             )
             command.add_argument("--comparison", action="store_true", help="also write OUTPUT_comparison.mp4")
-        add_config_options(command)
         command.set_defaults(handler=run, stage=stage_default, interrupted_message=interrupted_message)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerender.workflow.translation import translate
-    from rerender.config import apply_overrides
+    """Translate the video (or render its keyframes); prints what was reused, made and written."""
     from rerender.errors import CancelledError
+    from rerender.workflow.translation import translate
 
     config = load_config(args)
-    extra = translate_overrides(args)
-    if extra:
-        config = apply_overrides(config, extra)
     require_prompt(args.prompt, config)
     try:
         with stop_at_safe_point() as cancel:

@@ -5,22 +5,23 @@ from __future__ import annotations
 import argparse
 
 from rerender.cli.base import EXIT_OK, UsageError
-from rerender.cli.options import add_config_options, load_config, verbose_parent
+from rerender.cli.options import config_parent, load_config, verbose_parent
 
 
 def register(commands) -> None:
     """Add `ui` to the `rerender` subparsers."""
-    ui = commands.add_parser("ui", parents=[verbose_parent()], help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
-    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    ui = commands.add_parser("ui", parents=[verbose_parent(), config_parent()],
+                             help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     ui.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
-    ui.add_argument("--max-upload-mb", type=int, default=500, help="largest accepted upload in MiB (default 500)")
+    ui.add_argument("--max-upload-mb", type=int, default=500, help="largest accepted upload in MiB (default: 500)")
     ui.add_argument("--no-clip", action="store_true", help="no CLIP scores in the figures")
-    add_config_options(ui)
     ui.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve the web page until Ctrl-C."""
     import importlib.util
     import shutil
 
