@@ -491,3 +491,94 @@ def test_ui_without_its_extra_names_the_install_command(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
     assert main(["ui"]) == 2
     assert 'pip install "rerender[ui]"' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------
+# one source of truth: choices and defaults from the config
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_propagate_takes_reconstruction_the_default_blend(tmp_path):
+    from rerender.cli import build_parser
+    from rerender.cli.options import load_config
+    from rerender.config import BlendMode, choices
+
+    parser = build_parser()
+    args = parser.parse_args(["propagate", "v.mp4", "--keyframes", str(tmp_path), "-o", "o.mp4", "--blend",
+                              "reconstruction"])
+    assert load_config(args).propagation.blend_mode == "reconstruction"
+    blend = next(action for action in parser._subparsers._group_actions[0].choices["propagate"]._actions
+                 if "--blend" in action.option_strings)
+    assert tuple(blend.choices) == choices(BlendMode) and "agreement)" not in blend.help  # no stale default named
+    assert "not given: the preset's" in blend.help
+
+
+def test_config_show_prints_the_renderer_a_run_uses(capsys, monkeypatch, synthetic_clip, tmp_path):
+    import rerender.workflow.translation
+
+    used = []
+    monkeypatch.setattr(rerender.workflow.translation, "translate", lambda *a, config, **k: used.append(config) or 1 / 0)
+    own = tmp_path / "classic.yaml"
+    own.write_text("model:\n  renderer: classic\n")
+    for file, sets, renderer in ((None, [], "auto"), (own, [], "classic"), (own, ["--set", "renderer=diffusion"], "diffusion")):
+        code, out, _ = run_cli(capsys, "config", "show", "--json", *([file] if file else []), *sets)
+        shown = json.loads(out)
+        assert code == 0 and shown["model"]["renderer"] == renderer
+        run_cli(capsys, "translate", synthetic_clip, "-p", "x", *(["--config", file] if file else []), *sets)
+        from rerender.config import config_to_dict
+
+        assert config_to_dict(used.pop()) == shown  # exactly what the run used
+
+
+def test_model_and_quiet_are_declared_once():
+    source = "\n".join(path.read_text() for path in (REPO / "rerender" / "cli").rglob("*.py"))
+    for flag in ('"--model"', '"-q"', '"--config"', '"--renderer"', '"--prompt-language"', '"--lora"'):
+        assert source.count(flag) == 1, flag
+
+
+def test_prompt_language_choice_names_the_config_field(capsys, synthetic_clip, tmp_path):
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "--prompt-language", "xx")
+    assert code == 2 and "--prompt-language" in err and "`prompt.prompt_language`" in err and "'xx'" in err, err
+
+
+def test_download_precision_takes_the_dtype_names_and_the_short_ones():
+    from rerender.cli import build_parser
+    from rerender.cli.options import load_config
+
+    parser = build_parser()
+    for spelling, dtype in (("fp16", "float16"), ("float16", "float16"), ("fp32", "float32"), ("bfloat16", "bfloat16")):
+        assert load_config(parser.parse_args(["download", "--precision", spelling])).model.dtype == dtype
+    assert load_config(parser.parse_args(["download", "--vae", "model"])).model.vae is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# exit codes: 2 for usage errors only
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_download_with_the_hub_unreachable_is_a_runtime_failure(capsys, monkeypatch):
+    import rerender.weights
+
+    monkeypatch.setattr(rerender.weights, "hub_offline", lambda: False)
+    monkeypatch.setattr(rerender.weights, "hub_reachable", lambda *a, **k: False)
+    code, _, err = run_cli(capsys, "download", "--no-flow", "-q")
+    assert code == 1 and "cannot be reached" in err and "Traceback" not in err, err
+
+
+def test_download_failures_split_into_usage_and_runtime():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from rerender.weights import _names_a_missing_thing
+
+    assert not _names_a_missing_thing(LocalEntryNotFoundError("connection lost"))  # network: exit 1
+    assert not _names_a_missing_thing(ConnectionError("reset by peer"))
+    assert _names_a_missing_thing(FileNotFoundError("the repository has no 'x.safetensors'"))  # the config's: exit 2
+
+
+def test_batch_with_an_unreachable_cluster_is_a_runtime_failure(capsys, synthetic_clip, tmp_path):
+    pytest.importorskip("ray")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").symlink_to(synthetic_clip)
+    code, _, err = run_cli(capsys, "batch", tmp_path / "clips", "-p", "x", "-o", tmp_path / "out", "--ray",
+                           "127.0.0.1:9", "--renderer", "classic")
+    assert code == 1 and "unreachable" in err and "Traceback" not in err, err
