@@ -135,6 +135,17 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "rerender" in result.stdout
 
 
+def test_python_dash_m_rerender_and_the_script_entry_point():
+    import tomllib
+
+    result = subprocess.run([sys.executable, "-m", "rerender", "config", "show", "--json"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0 and json.loads(result.stdout)["model"]["renderer"] == "auto", result.stderr
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["rerender"]
+    module, _, name = target.partition(":")
+    assert getattr(__import__(module, fromlist=[name]), name) is main
+
+
 FAST_SETS = ["--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
              "--set", "workers=1", "--set", "flow_estimator=dis"]
 
@@ -517,10 +528,15 @@ def test_config_show_prints_the_renderer_a_run_uses(capsys, monkeypatch, synthet
     import rerender.workflow.translation
 
     used = []
-    monkeypatch.setattr(rerender.workflow.translation, "translate", lambda *a, config, **k: used.append(config) or 1 / 0)
+    def record(*args, config, **kwargs):
+        used.append(config)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(rerender.workflow.translation, "translate", record)
     own = tmp_path / "classic.yaml"
     own.write_text("model:\n  renderer: classic\n")
-    for file, sets, renderer in ((None, [], "auto"), (own, [], "classic"), (own, ["--set", "renderer=diffusion"], "diffusion")):
+    cases = ((None, [], "auto"), (own, [], "classic"), (own, ["--set", "renderer=diffusion"], "diffusion"))
+    for file, sets, renderer in cases:
         code, out, _ = run_cli(capsys, "config", "show", "--json", *([file] if file else []), *sets)
         shown = json.loads(out)
         assert code == 0 and shown["model"]["renderer"] == renderer
@@ -532,7 +548,7 @@ def test_config_show_prints_the_renderer_a_run_uses(capsys, monkeypatch, synthet
 
 def test_model_and_quiet_are_declared_once():
     source = "\n".join(path.read_text() for path in (REPO / "rerender" / "cli").rglob("*.py"))
-    for flag in ('"--model"', '"-q"', '"--config"', '"--renderer"', '"--prompt-language"', '"--lora"'):
+    for flag in ('"--model"', '"-q"', '"-K"', '"--config"', '"--renderer"', '"--prompt-language"', '"--lora"'):
         assert source.count(flag) == 1, flag
 
 
@@ -546,7 +562,8 @@ def test_download_precision_takes_the_dtype_names_and_the_short_ones():
     from rerender.cli.options import load_config
 
     parser = build_parser()
-    for spelling, dtype in (("fp16", "float16"), ("float16", "float16"), ("fp32", "float32"), ("bfloat16", "bfloat16")):
+    spellings = (("fp16", "float16"), ("float16", "float16"), ("fp32", "float32"), ("bfloat16", "bfloat16"))
+    for spelling, dtype in spellings:
         assert load_config(parser.parse_args(["download", "--precision", spelling])).model.dtype == dtype
     assert load_config(parser.parse_args(["download", "--vae", "model"])).model.vae is None
 
@@ -582,3 +599,13 @@ def test_batch_with_an_unreachable_cluster_is_a_runtime_failure(capsys, syntheti
     code, _, err = run_cli(capsys, "batch", tmp_path / "clips", "-p", "x", "-o", tmp_path / "out", "--ray",
                            "127.0.0.1:9", "--renderer", "classic")
     assert code == 1 and "unreachable" in err and "Traceback" not in err, err
+
+
+def test_output_messages_name_the_flag_as_typed(capsys, synthetic_clip, tmp_path):
+    commands = (["translate", synthetic_clip, "-p", "x", "-q"], ["propagate", synthetic_clip, "--keyframes", tmp_path])
+    for command in commands:
+        code, _, err = run_cli(capsys, *command, "-o", tmp_path / "o.webm")
+        assert code == 2 and err.startswith(f"error: -o/--output '{tmp_path / 'o.webm'}' has the suffix '.webm'"), err
+    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path, "-o", tmp_path / "o.mp4",
+                           "--keep-intermediates", tmp_path / "no" / "dir")
+    assert code == 2 and "--keep-intermediates: output folder does not exist" in err, err

@@ -55,22 +55,26 @@ def test_every_choice_list_is_its_config_literal():
     assert {"--blend", "--preset", "--renderer", "--stage", "--precision", "--prompt-language"} <= seen
 
 
+OWN_HELP = ("model.loras", "propagation.output_size", "keyframes.keyframe_indices", "model.dtype", "prompt.prompt")
+"""Config-setting options whose help is the CLI's own words (a flag's meaning: --source-size, --keyframes-at …)."""
+
+
 def test_every_option_that_sets_a_config_field_takes_its_help_from_the_config():
     from rerender.config import field_help
 
     checked = 0
     for name, action in _actions():
-        if action.dest in option_paths() and action.dest != "model.loras":
-            assert field_help(action.dest).replace("`None` = ", "not given: ")[:40] in action.help.replace("%%", "%") \
-                or action.dest in ("propagation.output_size", "keyframes.keyframe_indices", "model.dtype", "prompt.prompt"), \
-                f"rerender {name} {action.option_strings}"
+        if action.dest in option_paths() and action.dest not in OWN_HELP:
+            expected = field_help(action.dest).replace("`None` = ", "not given: ")[:40]
+            assert expected in action.help.replace("%%", "%"), f"rerender {name} {action.option_strings}"
             checked += 1
     assert checked >= 15
 
 
 def test_an_invalid_choice_is_refused_with_the_valid_ones():
     parser = build_parser()
-    with pytest.raises(Exception, match=r"--precision.*must be one of auto, float16, bfloat16, float32 \(`model.dtype`\)"):
+    expected = r"--precision.*must be one of auto, float16, bfloat16, float32 \(`model.dtype`\)"
+    with pytest.raises(Exception, match=expected):
         parser.parse_args(["download", "--precision", "fp8"])
     assert choices(DTypeName) == ("auto", "float16", "bfloat16", "float32")
 
@@ -88,7 +92,8 @@ def test_the_reference_page_has_every_command_and_option():
         for action in command._actions:
             if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 continue
-            assert f"`{', '.join(action.option_strings) or action.metavar or action.dest}`" in section, (name, action.dest)
+            flags = ", ".join(action.option_strings) or action.metavar or action.dest
+            assert f"`{flags}`" in section, (name, action.dest)
             for choice in action.choices or ():
                 assert choice in section, (name, action.dest, choice)
     blend = next(line for line in page.splitlines() if line.startswith("| `--blend`"))

@@ -23,7 +23,6 @@ from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAG
 from rerender.cli.commands import (
     animate, batch, config, download, env, eval, generate, info, preprocess, propagate, translate, ui,
 )
-
 from rerender.cli.reference import reference_markdown
 
 __all__ = [
@@ -58,7 +57,10 @@ _API_ARGUMENTS = {
     "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
     "parallel": "--jobs", "output_dir": "-o/--output",
 }
-"""Python API arguments that library messages may name, and the CLI options that set them."""
+"""Python API arguments that library messages may name, and the CLI options that set them.
+
+A fallback: the commands check their own options first, naming them as typed (argparse types, choices from the
+config, `check_output_path(..., name="-o/--output")`), so only messages from deeper in the library reach this."""
 
 
 def _cli_message(message: str) -> str:
@@ -125,7 +127,8 @@ def _caused_by_interrupt(error: BaseException) -> bool:
 
 def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupts: list[int]) -> int:
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -137,7 +140,8 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
             translate.run, animate.run, generate.run, batch.run)
         if not (getattr(args, "quiet", False) and loads_models):
             return args.handler(args)
-        from rerender.diffusion.loading import loading_bars  # -q: also the bars third-party code draws while models load
+        # -q: also the bars third-party code draws while models load
+        from rerender.diffusion.loading import loading_bars
 
         with loading_bars(False):
             return args.handler(args)

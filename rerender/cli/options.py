@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import threading
 import typing
@@ -24,6 +25,7 @@ from rerender.config import RerenderConfig, choices, field_help, field_type
 CLI_DEFAULTS: dict[str, Any] = {"model.renderer": "auto"}
 """The CLI's own defaults, applied before the user's `--config` file and `--set` (so both still win): the CLI
 falls back to the classic stylizer, with a warning, when no diffusion weights can be loaded."""
+
 
 class _SetToNone:
     """The value of an option that sets its config field to `None` (a plain `None` means: not given)."""
@@ -64,7 +66,7 @@ def config_help(path: str, words: str = "", default: bool = True) -> str:
         value = cli_default(path)
         if value is not None and value != () and value != "":
             text = f"{text} (default: {value})"
-    text = text.replace("`None` = ", "not given: ")  # the docstrings speak Python; on the command line None is "not given"
+    text = text.replace("`None` = ", "not given: ")  # the docstrings speak Python; here None is "not given"
     return text.replace("%", "%%")  # argparse formats help with %
 
 
@@ -93,7 +95,8 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, path: str, w
         kwargs["type"] = _one_of(path, kwargs["choices"], kwargs.get("type", str))
     kwargs.setdefault("help", config_help(path, words))
     kwargs.setdefault("default", None)
-    if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") not in ("store_true", "store_const"):
+    takes_value = kwargs.get("action") not in ("store_true", "store_const")
+    if "metavar" not in kwargs and "choices" not in kwargs and takes_value:
         kwargs["metavar"] = path.rsplit(".", 1)[-1].upper()
     return parser.add_argument(*flags, dest=path, **kwargs)
 
@@ -125,8 +128,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def default_config() -> RerenderConfig:
-    """`RerenderConfig()` with the CLI's own defaults (`CLI_DEFAULTS`)."""
+    """`RerenderConfig()` with the CLI's own defaults (`CLI_DEFAULTS`); frozen, so shared."""
     from rerender.config import apply_overrides
 
     return apply_overrides(RerenderConfig(), CLI_DEFAULTS)
@@ -207,6 +211,15 @@ def prompt_parent() -> argparse.ArgumentParser:
     add_config_option(parent, "--translation-model", path="prompt.translation_model", metavar="ID_OR_DIR")
     add_config_option(parent, "--style-image", path="prompt.style_image", metavar="FILE")
     add_config_option(parent, "--style-image-scale", path="prompt.style_image_scale", type=float, metavar="S")
+    return parent
+
+
+def interval_parent(default: int | None = None) -> argparse.ArgumentParser:
+    """`-K/--interval K`: the keyframe interval, passed to the run as its `K` (`default` None = the config's)."""
+    parent = _parent()
+    words = "" if default is None else f"(default here: {default})"
+    parent.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=default,
+                        metavar="K", help=config_help("keyframes.keyframe_interval", words, default=default is None))
     return parent
 
 

@@ -8,7 +8,9 @@ from typing import Iterator
 __all__ = ["iter_commands", "option_rows", "reference_markdown"]
 
 
-def iter_commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+def iter_commands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
     """Every command and nested action (`config show`) of `parser`, as (name, one-line help, parser), in the
     order `--help` lists them."""
     for action in parser._actions:

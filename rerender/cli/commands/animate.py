@@ -6,8 +6,8 @@ import argparse
 
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
-    config_help, config_parent, integer_at_least, load_config, model_parent, prompt_parent, quiet_parent, renderer_parent,
-    require_prompt, verbose_parent, workspace_parent,
+    config_help, config_parent, interval_parent, load_config, model_parent, prompt_parent, quiet_parent,
+    renderer_parent, require_prompt, verbose_parent, workspace_parent,
 )
 
 
@@ -15,7 +15,7 @@ def register(commands) -> None:
     """Add `animate` to the `rerender` subparsers."""
     from rerender.camera import MOTIONS
 
-    parents = [verbose_parent(), model_parent(lora=True), renderer_parent(), prompt_parent(),
+    parents = [verbose_parent(), interval_parent(), model_parent(lora=True), renderer_parent(), prompt_parent(),
                workspace_parent("redo every stage even if nothing changed"), quiet_parent(), config_parent()]
     command = commands.add_parser("animate", parents=parents,
                                   help="make a clip from a still image with a camera move, then restyle it")
@@ -33,8 +33,6 @@ def register(commands) -> None:
                          help="depth map for --motion orbit (image or .npy, brighter = nearer)")
     command.add_argument("--seconds", type=float, default=4.0, help="clip length (default: 4)")
     command.add_argument("--fps", type=float, default=25.0, help="frame rate (default: 25)")
-    command.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=None, metavar="K",
-                         help=config_help("keyframes.keyframe_interval"))
     command.add_argument("--no-clip", action="store_true", help="do not write the untranslated clip OUTPUT_clip.mp4")
     command.set_defaults(handler=run)
 
@@ -46,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     require_prompt(args.prompt, config)
     result = animate(
-        args.image, prompt=args.prompt, motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
+        args.image, prompt=args.prompt,
+        motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
         seconds=args.seconds, fps=args.fps, output=args.output, config=config, K=args.interval, amount=args.amount,
         path=args.path, depth=args.depth, clip_output=None if args.no_clip else "auto", workspace=args.workspace,
         force=args.force, progress=not args.quiet,

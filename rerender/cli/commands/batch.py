@@ -14,7 +14,8 @@ from rerender.cli.options import (
 def register(commands) -> None:
     """Add `batch` to the `rerender` subparsers."""
     batch_parser = commands.add_parser(
-        "batch", parents=[verbose_parent(), renderer_parent(), quiet_parent("print only the summary"), config_parent()],
+        "batch",
+        parents=[verbose_parent(), renderer_parent(), quiet_parent("print only the summary"), config_parent()],
         help="translate a folder of videos or a YAML/CSV job list, here or on a Ray cluster",
     )
     batch_parser.add_argument(

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     models = report["models"]
     print("weights of the default config")
     for item in models["sources"]:
-        state = "present" if item["present"] else ("missing" if not item["downloadable"] else "not cached (downloaded when used)")
+        missing = "missing" if not item["downloadable"] else "not cached (downloaded when used)"
+        state = "present" if item["present"] else missing
         if item["role"] == "GMFlow" and not item["present"]:
             state = "missing (flow uses OpenCV DIS)"
         print(f"  {item['role']:32s}{state:36s}{item['location']}")

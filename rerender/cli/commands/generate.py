@@ -6,22 +6,23 @@ import argparse
 
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
-    config_help, config_parent, integer_at_least, load_config, model_parent, prompt_parent, quiet_parent, verbose_parent,
+    config_help, config_parent, interval_parent, load_config, model_parent, prompt_parent, quiet_parent,
+    verbose_parent,
 )
 
 
 def register(commands) -> None:
     """Add `generate` to the `rerender` subparsers."""
     command = commands.add_parser(
-        "generate", parents=[verbose_parent(), model_parent(), prompt_parent(), quiet_parent(), config_parent()],
+        "generate",
+        parents=[verbose_parent(), interval_parent(8), model_parent(), prompt_parent(), quiet_parent(),
+                 config_parent()],
         help="make a video from a prompt alone (Text2Video-Zero keyframes, then propagation)",
     )
     command.add_argument("-p", "--prompt", required=True, help="what to show")
     command.add_argument("-n", "--negative-prompt", default=None,
                          help=config_help("prompt.negative_prompt", "(default: the config's)", default=False))
     command.add_argument("--frames", type=int, default=16, help="frames in the video (default: 16)")
-    command.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=8, metavar="K",
-                         help=config_help("keyframes.keyframe_interval", "(default here: 8)", default=False))
     command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default: 2)")
     command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default: 0)")
     command.add_argument("--width", type=int, default=512, help="frame width (default: 512)")

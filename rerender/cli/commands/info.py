@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     width, height = info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
     if width < 1 or height < 1:
         raise ValueError(f"`crop` {crop} leaves nothing of the {info.width}×{info.height} frame")
-    processing = compute_output_size(width, height, config.video.resolution, config.video.resize_side, config.video.size_multiple)
+    processing = compute_output_size(width, height, config.video.resolution, config.video.resize_side,
+                                     config.video.size_multiple)
     record = {
         "path": str(info.path),
         "kind": "image sequence" if info.is_image_sequence else "video",
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
              if info.sample_aspect_ratio != 1 else ""]
     notes = [note for note in notes if note]
     print(f"  size        {info.width}×{info.height}" + (f" ({', '.join(notes)} applied)" if notes else ""))
-    print(f"  fps         {format_fps(info.fps)}" + (" nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""))
+    variable = " nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""
+    print(f"  fps         {format_fps(info.fps)}{variable}")
     if info.hdr_transfer:
         print(f"  colour      HDR ({info.hdr_transfer}, BT.2020), tone-mapped to SDR (BT.709) when read")
     if info.has_alpha:

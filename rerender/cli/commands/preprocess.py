@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         frames, output, fps=fps, crf=config.output.crf,
         audio_from=args.video if config.output.keep_audio else None,
         audio_start=info.start_time(video.start_frame),
-        timestamps=None if config.output.fps else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
+        timestamps=None if config.output.fps
+        else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
     )
     print(f"wrote {output} ({total} frames at {float(fps):.3f} fps)")
     return EXIT_OK

@@ -44,13 +44,20 @@ def run(args: argparse.Namespace) -> int:
     """Propagate the keyframes folder over the video; prints the keyframes used and the output."""
     from rerender.workflow.keyframe_folder import propagate_keyframes
 
+    from rerender.video import check_output_path
+
     config = load_config(args)
+    check_output_path(args.output, [args.video, args.keyframes], name="-o/--output")  # named as typed, first
+    if args.keep_intermediates is not None:
+        check_output_path(args.keep_intermediates, [args.video, args.keyframes], kind="folder",
+                          name="--keep-intermediates")
     result = propagate_keyframes(
         args.video, args.keyframes, args.output, config=config, workspace=args.keep_intermediates,
         force=args.force, progress=not args.quiet, first_number=args.first_number,
     )
     timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
-    print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} ({timings})")
+    print(f"propagated keyframes {result.keyframe_indices} to {result.frame_count} frames: {result.output} "
+          f"({timings})")
     if args.keep_intermediates:
         print(f"workspace: {result.workspace} ({result.workspace_bytes / 1e6:.1f} MB)")
     return EXIT_OK

@@ -7,9 +7,9 @@ import sys
 
 from rerender.cli.base import EXIT_INTERRUPTED, EXIT_OK
 from rerender.cli.options import (
-    add_config_option, config_help, config_parent, integer_at_least, load_config, model_parent, parse_keyframes_at, prompt_parent,
-    quiet_parent, renderer_parent, require_prompt, source_size_parent, stop_at_safe_point, verbose_parent,
-    workspace_parent,
+    add_config_option, config_help, config_parent, interval_parent, load_config, model_parent, parse_keyframes_at,
+    prompt_parent, quiet_parent, renderer_parent, require_prompt, source_size_parent, stop_at_safe_point,
+    verbose_parent, workspace_parent,
 )
 from rerender.config import Stage, choices
 
@@ -23,14 +23,12 @@ def register(commands) -> None:
         ("translate", "restyle a video from a prompt (keyframes by SD + ControlNet, then propagation)", "all"),
         ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
     ):
-        parents = [verbose_parent(), prompt_parent(), model_parent(lora=True), renderer_parent(),
+        parents = [verbose_parent(), interval_parent(), prompt_parent(), model_parent(lora=True), renderer_parent(),
                    workspace_parent(FORCE_HELP), source_size_parent(), quiet_parent(), config_parent()]
         command = commands.add_parser(name, parents=parents, help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help=config_help("prompt.prompt"))
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default: out.mp4)")
-        command.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=None, metavar="K",
-                             help=config_help("keyframes.keyframe_interval"))
         add_config_option(command, "--keyframes-at", path="keyframes.keyframe_indices", metavar="I,J,...",
                           type=parse_keyframes_at, help="explicit keyframe indices instead of every K")
         command.add_argument(
@@ -54,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     require_prompt(args.prompt, config)
+    check_paths(args)
     try:
         with stop_at_safe_point() as cancel:
             result = translate(
@@ -75,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
     size = f"{result.workspace_bytes / 1e6:.1f} MB"
     print(f"workspace: {result.workspace} ({'deleted, ' + size + ' freed' if result.workspace_deleted else size})")
     return EXIT_OK
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """-o/--output and --workspace, named as typed, before any work (the library checks them again, by its names)."""
+    from rerender.video import check_output_path
+
+    if args.stage in ("all", "propagate"):
+        check_output_path(args.output, [args.video], name="-o/--output")
+    if args.workspace is not None:
+        check_output_path(args.workspace, [args.video], kind="folder", name="--workspace")
 
 
 def interrupted_message(args: argparse.Namespace) -> str:

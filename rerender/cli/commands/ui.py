@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     import shutil
 
     if importlib.util.find_spec("gradio") is None:
-        raise UsageError('the web UI needs the `ui` extra (Gradio): pip install "rerender[ui]" (or -e ".[ui]" in a checkout)')
+        raise UsageError('the web UI needs the `ui` extra (Gradio): pip install "rerender[ui]" '
+                         '(or -e ".[ui]" in a checkout)')
     from rerender.ui import launch
 
     defaults = load_config(args) if (args.config or args.overrides) else None
