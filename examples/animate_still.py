@@ -10,9 +10,12 @@ The move is known, so fusion and propagation use its exact flow. `--renderer cla
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rerender
 from rerender.camera import MOTIONS
+from rerender.cli import run_example
+from rerender.config import RendererName, choices
 
 
 def main() -> None:
@@ -25,7 +28,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--resolution", type=int, default=512, help="long side of the clip")
-    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
+    parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
     args = parser.parse_args()
 
     motion = "path" if args.path else args.motion
@@ -37,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

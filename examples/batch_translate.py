@@ -15,6 +15,8 @@ import argparse
 import sys
 
 import rerender
+from rerender.cli import run_example
+from rerender.config import RendererName, choices
 from rerender.workflow.batching import format_summary
 
 
@@ -23,7 +25,7 @@ def main() -> int:
     parser.add_argument("jobs", help="a folder of videos, or a .yaml/.csv job list")
     parser.add_argument("prompt")
     parser.add_argument("output_dir")
-    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
+    parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at once here, in threads (one model copy each)")
     parser.add_argument("--ray", default=None, help="local, auto or a cluster address host:port")
     parser.add_argument("--resolution", type=int, default=512, help="processing size of the long side (`video.resolution`)")
@@ -39,4 +41,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -11,8 +11,10 @@ The scene moves by (dx, dy) pixels per frame; the same seed gives the same video
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rerender
+from rerender.cli import run_example
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.diffusion.text2video import BackgroundSmoothing
 
@@ -45,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

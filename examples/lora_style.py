@@ -11,8 +11,10 @@ strength (0.25) and ControlNet strength 0.7 so the structure follows the input c
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rerender
+from rerender.cli import run_example
 from rerender.config import LoraConfig, RerenderConfig, apply_overrides
 
 
@@ -39,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

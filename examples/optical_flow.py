@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 
 import numpy as np
 import torch
 
+from rerender.cli import run_example
 from rerender.flow import flow_to_rgb, forward_backward_occlusion, load_flow_estimator, warp
 from rerender.video import read_frames, write_image
 
@@ -54,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -11,9 +11,11 @@ the poses. Diffusion weights are required; without them translate raises and say
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import rerender
+from rerender.cli import run_example
 from rerender.config import apply_overrides, load_config, parse_override
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "pose_guided.yaml"
@@ -38,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

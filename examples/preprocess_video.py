@@ -8,7 +8,9 @@ Frames stream one at a time, so this works on long, high-resolution videos in co
 from __future__ import annotations
 
 import argparse
+import sys
 
+from rerender.cli import run_example
 from rerender.video import probe_video, read_frames, write_video
 
 
@@ -40,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -9,9 +9,12 @@ library itself never prints. Interrupt with Ctrl-C and run again: finished work 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import rerender
+from rerender.cli import run_example
+from rerender.config import RendererName, choices
 
 
 def main() -> None:
@@ -19,7 +22,7 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("prompt")
     parser.add_argument("output")
-    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto",
+    parser.add_argument("--renderer", choices=choices(RendererName), default="auto",
                         help="auto: diffusion when its weights can be loaded, else the classic stylizer")
     args = parser.parse_args()
 
@@ -38,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -12,9 +12,11 @@ workspace manifest keep both the original and the English prompt.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rerender
-from rerender.config import parse_override
+from rerender.cli import run_example
+from rerender.config import RendererName, choices, parse_override
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--language", default="auto", help="auto, en, vi, ko, ja, zh, ru, fr, de, es")
     parser.add_argument("--translation-model", default=None, help="hub id or folder of a MarianMT/NLLB/M2M100 model")
-    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
+    parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
     parser.add_argument("-K", type=int, default=10, help="keyframe interval")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
@@ -37,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -12,8 +12,11 @@ given, by stylizing a few frames with the built-in classic stylizer.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from rerender.cli import run_example
+from rerender.config import BlendMode, choices
 from rerender.workflow.keyframe_folder import propagate_keyframes
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, write_image
@@ -25,7 +28,7 @@ def main() -> None:
     parser.add_argument("keys", help="folder of painted keyframes named by frame index")
     parser.add_argument("output")
     parser.add_argument("--demo-keys", type=int, nargs="*", metavar="INDEX", help="write demo keyframes at these indices first")
-    parser.add_argument("--blend", default="agreement", choices=("agreement", "histogram", "poisson", "select", "linear"))
+    parser.add_argument("--blend", default=None, choices=choices(BlendMode), help="default: the preset's (reconstruction)")
     args = parser.parse_args()
 
     keys = Path(args.keys)
@@ -36,10 +39,11 @@ def main() -> None:
             if index in args.demo_keys:
                 write_image(stylizer(frame), keys / f"{index:04d}.png")
 
-    result = propagate_keyframes(args.video, keys, args.output, blend_mode=args.blend)
+    options = {"blend_mode": args.blend} if args.blend else {}
+    result = propagate_keyframes(args.video, keys, args.output, **options)
     info = probe_video(result.output)
     print(f"{result.output}: keyframes {result.keyframe_indices} → {info.frame_count} frames at {float(info.fps):g} fps")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

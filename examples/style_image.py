@@ -11,8 +11,10 @@ pick another SD 1.5 adapter. Diffusion weights are required (fetch them with `re
 from __future__ import annotations
 
 import argparse
+import sys
 
 import rerender
+from rerender.cli import run_example
 from rerender.config import parse_override
 
 
@@ -36,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import rerender
+from rerender.cli import run_example
+from rerender.config import RendererName, choices
 
 
 def main() -> None:
@@ -24,7 +27,7 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("-K", type=int, default=10, help="keyframe interval")
     parser.add_argument("--model", default=None, help="SD 1.5 hub id, diffusers folder or .safetensors file")
-    parser.add_argument("--renderer", choices=("auto", "diffusion", "classic"), default="auto")
+    parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
     parser.add_argument("--strength", type=float, default=0.75, help="denoising strength (1 = from noise)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -38,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

@@ -2,7 +2,7 @@
 
 Each subclasses the matching builtin so callers can catch either (`except ValueError` keeps working), and
 each message names the argument, the bad value and what is valid. The CLI turns them into one-line errors
-with exit code 2; anything else is a runtime failure (exit code 1).
+with exit code 2; anything else is a runtime failure (exit code 1), `ServiceUnavailableError` included.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "MissingDependencyError",
     "CancelledError",
+    "ServiceUnavailableError",
 ]
 
 
@@ -59,3 +60,9 @@ class MissingDependencyError(RerenderError, ImportError):
 
 class CancelledError(RerenderError, InterruptedError):
     """A run was stopped through its `cancel` event; finished work stays in the workspace, so rerunning resumes."""
+
+
+class ServiceUnavailableError(RerenderError, ConnectionError):
+    """A service the run needs (the model hub, a Ray cluster) cannot be reached or failed mid-transfer.
+
+    A run-time failure, not bad input: the same command may work later (the CLI exits with 1, not 2)."""

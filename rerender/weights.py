@@ -491,6 +491,20 @@ def _repository_files(repository: str) -> list[str]:
     return list(HfApi().list_repo_files(repository))
 
 
+def _names_a_missing_thing(error: Exception) -> bool:
+    """Whether a fetch failed because the config names what the hub does not have (a usage error), rather than
+    because the hub or the network failed (a run-time failure)."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        from huggingface_hub.errors import RevisionNotFoundError
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        RevisionNotFoundError = RepositoryNotFoundError  # noqa: N806
+    if isinstance(error, LocalEntryNotFoundError):  # the network is down: the file could not be looked up
+        return False
+    return isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, FileNotFoundError))
+
+
 def download_weights(
     config: "RerenderConfig",
     half_precision: bool = False,
@@ -521,10 +535,11 @@ def download_weights(
         is a record with role "unresolved", no location, and its ``note``.
 
     Raises:
-        InputNotFoundError: the hub cannot be reached (except for a dry run) or a repository does not exist, or a
-            translation model has no ``.safetensors`` weights (names which).
+        InputNotFoundError: ``HF_HUB_OFFLINE`` is set (except for a dry run), a repository or file does not exist,
+            or a translation model has no ``.safetensors`` weights (names which).
+        ServiceUnavailableError: the hub cannot be reached, or a fetch failed on the way (network, server).
     """
-    from rerender.errors import InputNotFoundError
+    from rerender.errors import InputNotFoundError, ServiceUnavailableError
 
     sources = weight_sources(config, include_flow=include_flow)
     extras, unresolved = extra_sources(config)
@@ -542,8 +557,10 @@ def download_weights(
 
             why = f"the hub ({constants.ENDPOINT}) cannot be reached"
         if not dry_run:
-            raise InputNotFoundError(f"`rerender download` needs the network, but {why}; "
-                                     + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again"))
+            # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
+            error = InputNotFoundError if hub_offline() else ServiceUnavailableError
+            raise error(f"`rerender download` needs the network, but {why}; "
+                        + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again"))
         for source in sources:
             listing = offline_listing(source) if source.is_hub else []
             exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
@@ -596,7 +613,7 @@ def download_weights(
             except Exception as error:  # noqa: BLE001 - the hub raises many types; report which source failed
                 if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise
-                raise InputNotFoundError(
+                raise (InputNotFoundError if _names_a_missing_thing(error) else ServiceUnavailableError)(
                     f"could not fetch the {source.role} {source.location!r} (`{source.key}`): "
                     f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
                 ) from error

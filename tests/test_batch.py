@@ -101,14 +101,16 @@ def test_unreachable_cluster_fails_before_any_job(clips, tmp_path, monkeypatch):
     import ray
 
     assert not ray.is_initialized()
-    with pytest.raises(ConfigError, match="127.0.0.1:9.*unreachable"):
+    from rerender.errors import ServiceUnavailableError
+
+    with pytest.raises(ServiceUnavailableError, match="127.0.0.1:9.*unreachable"):
         batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="127.0.0.1:9")
     def no_cluster(**kwargs):  # as ray.init(address="auto") answers where no cluster runs (one may, on a shared machine)
         raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
                               "setting `--address` flag or `RAY_ADDRESS` environment variable.")
 
     monkeypatch.setattr(ray, "init", no_cluster)
-    with pytest.raises(ConfigError, match="'auto' found no running Ray cluster.*`ray start --head`.*'local'"):
+    with pytest.raises(ServiceUnavailableError, match="'auto' found no running Ray cluster.*`ray start --head`.*'local'"):
         batch(clips, "a cat", tmp_path / "out", renderer="classic", ray="auto")
     assert not list((tmp_path / "out").glob("*.work"))
 

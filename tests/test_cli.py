@@ -135,6 +135,17 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "rerender" in result.stdout
 
 
+def test_python_dash_m_rerender_and_the_script_entry_point():
+    import tomllib
+
+    result = subprocess.run([sys.executable, "-m", "rerender", "config", "show", "--json"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0 and json.loads(result.stdout)["model"]["renderer"] == "auto", result.stderr
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["rerender"]
+    module, _, name = target.partition(":")
+    assert getattr(__import__(module, fromlist=[name]), name) is main
+
+
 FAST_SETS = ["--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
              "--set", "workers=1", "--set", "flow_estimator=dis"]
 
@@ -435,7 +446,7 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
     """A worker killed by the same Ctrl-C can turn it into another error (a broken pool): still exit 130."""
     import signal
 
-    import rerender.cli
+    import rerender.cli.commands.info
 
     def interrupted_then_broken(args):
         try:
@@ -443,7 +454,7 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
         except KeyboardInterrupt:
             raise RuntimeError("A process in the process pool was terminated abruptly")
 
-    monkeypatch.setattr(rerender.cli, "_command_info", interrupted_then_broken)
+    monkeypatch.setattr(rerender.cli.commands.info, "run", interrupted_then_broken)
     handler = signal.getsignal(signal.SIGINT)
     code, _, err = run_cli(capsys, "info", synthetic_clip)
     assert code == 130 and err == "interrupted\n"
@@ -491,3 +502,110 @@ def test_ui_without_its_extra_names_the_install_command(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
     assert main(["ui"]) == 2
     assert 'pip install "rerender[ui]"' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------
+# one source of truth: choices and defaults from the config
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_propagate_takes_reconstruction_the_default_blend(tmp_path):
+    from rerender.cli import build_parser
+    from rerender.cli.options import load_config
+    from rerender.config import BlendMode, choices
+
+    parser = build_parser()
+    args = parser.parse_args(["propagate", "v.mp4", "--keyframes", str(tmp_path), "-o", "o.mp4", "--blend",
+                              "reconstruction"])
+    assert load_config(args).propagation.blend_mode == "reconstruction"
+    blend = next(action for action in parser._subparsers._group_actions[0].choices["propagate"]._actions
+                 if "--blend" in action.option_strings)
+    assert tuple(blend.choices) == choices(BlendMode) and "agreement)" not in blend.help  # no stale default named
+    assert "not given: the preset's" in blend.help
+
+
+def test_config_show_prints_the_renderer_a_run_uses(capsys, monkeypatch, synthetic_clip, tmp_path):
+    import rerender.workflow.translation
+
+    used = []
+    def record(*args, config, **kwargs):
+        used.append(config)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(rerender.workflow.translation, "translate", record)
+    own = tmp_path / "classic.yaml"
+    own.write_text("model:\n  renderer: classic\n")
+    cases = ((None, [], "auto"), (own, [], "classic"), (own, ["--set", "renderer=diffusion"], "diffusion"))
+    for file, sets, renderer in cases:
+        code, out, _ = run_cli(capsys, "config", "show", "--json", *([file] if file else []), *sets)
+        shown = json.loads(out)
+        assert code == 0 and shown["model"]["renderer"] == renderer
+        run_cli(capsys, "translate", synthetic_clip, "-p", "x", *(["--config", file] if file else []), *sets)
+        from rerender.config import config_to_dict
+
+        assert config_to_dict(used.pop()) == shown  # exactly what the run used
+
+
+def test_model_and_quiet_are_declared_once():
+    source = "\n".join(path.read_text() for path in (REPO / "rerender" / "cli").rglob("*.py"))
+    for flag in ('"--model"', '"-q"', '"-K"', '"--config"', '"--renderer"', '"--prompt-language"', '"--lora"'):
+        assert source.count(flag) == 1, flag
+
+
+def test_prompt_language_choice_names_the_config_field(capsys, synthetic_clip, tmp_path):
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "--prompt-language", "xx")
+    assert code == 2 and "--prompt-language" in err and "`prompt.prompt_language`" in err and "'xx'" in err, err
+
+
+def test_download_precision_takes_the_dtype_names_and_the_short_ones():
+    from rerender.cli import build_parser
+    from rerender.cli.options import load_config
+
+    parser = build_parser()
+    spellings = (("fp16", "float16"), ("float16", "float16"), ("fp32", "float32"), ("bfloat16", "bfloat16"))
+    for spelling, dtype in spellings:
+        assert load_config(parser.parse_args(["download", "--precision", spelling])).model.dtype == dtype
+    assert load_config(parser.parse_args(["download", "--vae", "model"])).model.vae is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# exit codes: 2 for usage errors only
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_download_with_the_hub_unreachable_is_a_runtime_failure(capsys, monkeypatch):
+    import rerender.weights
+
+    monkeypatch.setattr(rerender.weights, "hub_offline", lambda: False)
+    monkeypatch.setattr(rerender.weights, "hub_reachable", lambda *a, **k: False)
+    code, _, err = run_cli(capsys, "download", "--no-flow", "-q")
+    assert code == 1 and "cannot be reached" in err and "Traceback" not in err, err
+
+
+def test_download_failures_split_into_usage_and_runtime():
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from rerender.weights import _names_a_missing_thing
+
+    assert not _names_a_missing_thing(LocalEntryNotFoundError("connection lost"))  # network: exit 1
+    assert not _names_a_missing_thing(ConnectionError("reset by peer"))
+    assert _names_a_missing_thing(FileNotFoundError("the repository has no 'x.safetensors'"))  # the config's: exit 2
+
+
+def test_batch_with_an_unreachable_cluster_is_a_runtime_failure(capsys, synthetic_clip, tmp_path):
+    pytest.importorskip("ray")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").symlink_to(synthetic_clip)
+    code, _, err = run_cli(capsys, "batch", tmp_path / "clips", "-p", "x", "-o", tmp_path / "out", "--ray",
+                           "127.0.0.1:9", "--renderer", "classic")
+    assert code == 1 and "unreachable" in err and "Traceback" not in err, err
+
+
+def test_output_messages_name_the_flag_as_typed(capsys, synthetic_clip, tmp_path):
+    commands = (["translate", synthetic_clip, "-p", "x", "-q"], ["propagate", synthetic_clip, "--keyframes", tmp_path])
+    for command in commands:
+        code, _, err = run_cli(capsys, *command, "-o", tmp_path / "o.webm")
+        assert code == 2 and err.startswith(f"error: -o/--output '{tmp_path / 'o.webm'}' has the suffix '.webm'"), err
+    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path, "-o", tmp_path / "o.mp4",
+                           "--keep-intermediates", tmp_path / "no" / "dir")
+    assert code == 2 and "--keep-intermediates: output folder does not exist" in err, err

@@ -75,3 +75,13 @@ def test_batch_example(synthetic_clip, silent_clip, tmp_path):
     assert probe_video(tmp_path / "out" / "synthetic clip.mp4").frame_count == 20
     assert probe_video(tmp_path / "out" / "silent.mp4").frame_count == 12
     assert "2 done, 0 skipped, 0 failed" in result.stdout
+
+
+def test_an_example_that_needs_weights_prints_the_cli_line_not_a_traceback(synthetic_clip, tmp_path):
+    # Offline with no cached weights: refused before decoding, as `rerender translate --renderer diffusion` is.
+    result = _run(EXAMPLES / "translate_video.py", synthetic_clip, "a watercolor", tmp_path / "o.mp4",
+                  "--renderer", "diffusion", "--model", tmp_path / "no_model.safetensors", timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("WARNING", "INFO"))]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no_model.safetensors" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o.mp4").exists()

@@ -58,7 +58,9 @@ def _propagated(result) -> dict[str, bytes]:
 
 
 def test_unreachable_address_fails_at_construction():
-    with pytest.raises(ConfigError, match="unreachable"):
+    from rerender.errors import ServiceUnavailableError
+
+    with pytest.raises(ServiceUnavailableError, match="unreachable"):
         RayExecutor("127.0.0.1:9")
 
 

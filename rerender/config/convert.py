@@ -151,8 +151,13 @@ def config_hash(config: RerenderConfig, sections: tuple[str, ...] | None = None)
 # --------------------------------------------------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike) -> RerenderConfig:
+def load_config(path: str | os.PathLike, *, defaults: RerenderConfig | None = None) -> RerenderConfig:
     """Load a config from a `.yaml`/`.yml` or `.json` file; missing keys take their defaults.
+
+    Args:
+        path: the file.
+        defaults: where missing keys take their values from (`None` = `RerenderConfig()`); a program with
+            defaults of its own (the CLI's renderer "auto") passes them here, so the file still wins.
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -174,10 +179,21 @@ def load_config(path: str | os.PathLike) -> RerenderConfig:
         raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}") from None
     if data is None:
         data = {}
+    if defaults is not None and isinstance(data, Mapping):
+        data = _merged(config_to_dict(defaults), data)
     try:
         return config_from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path.name}: {error}") from None
+
+
+def _merged(base: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` over `base`, section by section (a mapping merges into a mapping; anything else replaces)."""
+    merged = dict(base)
+    for key, value in data.items():
+        inner = merged.get(key)
+        merged[key] = _merged(inner, value) if isinstance(inner, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:

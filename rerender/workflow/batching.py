@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError
+from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError, ServiceUnavailableError
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
 
@@ -339,7 +339,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as error:
-        raise ConfigError(
+        raise ServiceUnavailableError(
             f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
             "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
         ) from None
@@ -354,7 +354,8 @@ def connect_ray(ray_address: str) -> bool:
 
     Raises:
         MissingDependencyError: ray is not installed.
-        ConfigError: an unreachable address, or "auto" with no running cluster.
+        ConfigError: an address that is not "local", "auto" or host:port.
+        ServiceUnavailableError: an unreachable address, or "auto" with no running cluster (a run-time failure).
     """
     ray = _import_ray()
     if ray.is_initialized():
@@ -368,10 +369,10 @@ def connect_ray(ray_address: str) -> bool:
         ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as error:
         if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
-            raise ConfigError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+            raise ServiceUnavailableError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
                               "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
                               ) from None
-        raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
+        raise ServiceUnavailableError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
     return True
 
 

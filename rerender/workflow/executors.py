@@ -376,7 +376,7 @@ class RayExecutor(Executor):
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
-        ConfigError: `address` is unreachable or malformed, a bad `num_cpus`, `chunk_frames` or
+        ConfigError: `address` is malformed (ServiceUnavailableError: unreachable), a bad `num_cpus`, `chunk_frames` or
             `keyframe_segments`; in `translate`, before any work, more segments than the cluster's GPUs (when
             it has any).
 

@@ -1,0 +1,210 @@
+"""The `rerender` command line. The only part of the package that prints.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error (bad arguments, bad config, bad input files), 130
+interrupted (Ctrl-C). User errors print one line (`error: ...`) that names CLI options, not the Python API's
+arguments; `--verbose` adds debug logging and tracebacks.
+
+Each command is a module of `rerender.cli.commands` with `register(subparsers)` and `run(args) -> int`; the
+options several commands share are declared once in `rerender.cli.options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from typing import Callable, Sequence
+
+from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError, logger
+from rerender.cli.commands import (
+    animate, batch, config, download, env, eval, generate, info, preprocess, propagate, translate, ui,
+)
+from rerender.cli.reference import reference_markdown
+
+__all__ = [
+    "main", "build_parser", "reference_markdown", "run_example",
+    "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED",
+]
+
+COMMANDS = (config, info, env, download, preprocess, translate, batch, propagate, eval, animate, generate, ui)
+"""The command modules, in the order `rerender --help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `rerender` argument parser."""
+    from rerender import __version__
+
+    parser = Parser(
+        prog="rerender",
+        description="Zero-shot text-guided video-to-video translation (Rerender A Video).",
+        epilog="Run `rerender COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"rerender {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+_API_ARGUMENTS = {
+    "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
+    "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
+    "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
+    "parallel": "--jobs", "output_dir": "-o/--output",
+}
+"""Python API arguments that library messages may name, and the CLI options that set them.
+
+A fallback: the commands check their own options first, naming them as typed (argparse types, choices from the
+config, `check_output_path(..., name="-o/--output")`), so only messages from deeper in the library reach this."""
+
+
+def _cli_message(message: str) -> str:
+    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay)."""
+    # "--force (force=True)": the API spelling in parentheses after the flag goes.
+    message = re.sub(r"\s*\((\w+)=(?:True|False|None)\)", "", message)
+
+    def flag(match: re.Match) -> str:
+        return _API_ARGUMENTS.get(match.group(1), match.group(0))
+
+    message = re.sub(r"`(\w+)(?:=(?:True|False))?`", flag, message)
+    return re.sub(r"\b(\w+)=True\b", lambda match: _API_ARGUMENTS.get(match.group(1), match.group(0)), message)
+
+
+def _interrupted_message(args: argparse.Namespace | None) -> str:
+    """The one line printed on Ctrl-C: what was kept, and how to resume (the command says, where it keeps work)."""
+    describe = getattr(args, "interrupted_message", None)
+    return describe(args) if describe is not None else "interrupted"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it).
+
+    Ctrl-C at any moment prints one line (what was kept and how to resume) and returns 130, also when the
+    interrupt surfaces as another error (a worker that died of it). Run as the program (`argv` None), a
+    second Ctrl-C after that is ignored, so that nothing (worker shutdown included) prints a traceback.
+    """
+    parsed: list[argparse.Namespace] = []
+    interrupts: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = None
+    if in_main_thread:
+
+        def on_interrupt(signum, frame) -> None:
+            interrupts.append(signum)  # remembered: a worker may turn the interrupt into another error
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        try:
+            return _run(argv, parsed, interrupts)
+        except KeyboardInterrupt:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while reporting
+            print(_interrupted_message(parsed[0] if parsed else None), file=sys.stderr)
+            sys.stderr.flush()
+            if argv is None and in_main_thread:
+                previous = signal.SIG_IGN  # the program is ending: let nothing interrupt its shutdown
+            return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupts: list[int]) -> int:
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        parsed.append(args)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return EXIT_USAGE
+        loads_models = getattr(args, "model.renderer", None) != "classic" and args.handler in (
+            translate.run, animate.run, generate.run, batch.run)
+        if not (getattr(args, "quiet", False) and loads_models):
+            return args.handler(args)
+        # -q: also the bars third-party code draws while models load
+        from rerender.diffusion.loading import loading_bars
+
+        with loading_bars(False):
+            return args.handler(args)
+    except SystemExit as exit_request:  # --help and --version
+        return int(exit_request.code or 0)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:
+        if interrupts or _caused_by_interrupt(error):
+            raise KeyboardInterrupt from None
+        return _report(error, verbose)
+
+
+def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for details") -> int:
+    """Print one line for `error` (the traceback too with --verbose); returns the exit code.
+
+    Usage errors (2): bad values, files that are missing or not ours to write (`ValueError`, `FileNotFoundError`,
+    `NotADirectoryError`, `PermissionError` and their `rerender.errors` subclasses). Everything else is a run-time
+    failure (1), a service that cannot be reached (`ServiceUnavailableError`, a `ConnectionError`) included.
+    """
+    usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)) and not isinstance(
+        error, ConnectionError)
+    if verbose:
+        logger.error("usage error" if usage else "failed", exc_info=error)
+    if usage:
+        print(f"error: {_cli_message(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    # Anything else is a runtime failure; the CLI still reports it in one line. Our own errors say what
+    # happened in words; an unexpected one is named by its type.
+    from rerender.errors import RerenderError
+
+    named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
+    print(f"error: {named}{_cli_message(str(error))} ({hint})", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def run_example(function: Callable[[], object]) -> int:
+    """Run an example script's `main` as the CLI runs a command: a failure prints the CLI's one line (no
+    traceback unless the environment sets `RERENDER_VERBOSE=1`), Ctrl-C prints "interrupted".
+
+    Returns:
+        The exit code: `function`'s own when it returns an int, else 0; 1 or 2 on failure as the CLI; 130 on Ctrl-C.
+
+    Example:
+        >>> if __name__ == "__main__":  # doctest: +SKIP
+        ...     sys.exit(run_example(main))
+    """
+    verbose = os.environ.get("RERENDER_VERBOSE", "") not in ("", "0")
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = function()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if _caused_by_interrupt(error):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return _report(error, verbose, hint="set RERENDER_VERBOSE=1 for details")
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m rerender.cli`: the `rerender` command."""
+
+import sys
+
+from rerender.cli import main
+
+sys.exit(main())

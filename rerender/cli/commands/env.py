@@ -1,0 +1,57 @@
+"""`rerender env`: versions, devices, optional components and where weights are looked for."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rerender.cli.base import EXIT_OK
+from rerender.cli.options import config_parent, load_config, model_parent, verbose_parent
+
+
+def register(commands) -> None:
+    """Add `env` to the `rerender` subparsers."""
+    env = commands.add_parser(
+        "env", parents=[verbose_parent(), model_parent("Report on this model instead of the configured one."),
+                        config_parent()],
+        help="versions, devices, optional components, where weights are looked for",
+    )
+    env.add_argument("--json", action="store_true", help="print JSON")
+    env.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the environment report (JSON with --json)."""
+    from rerender.environment import collect_environment
+
+    config = load_config(args)
+    report = collect_environment(config)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"python    {report['python']}  ({report['platform']})")
+    print("packages")
+    for name, version in report["packages"].items():
+        print(f"  {name:32s}{version or 'not installed'}")
+    print("optional")
+    for name, item in report["optional"].items():
+        state = "usable" if item["usable"] else ("installed, not importable" if item["version"] else "not installed")
+        print(f"  {name:32s}{state:28s}{item['for']}")
+    print("devices")
+    for key, value in report["devices"].items():
+        print(f"  {key:32s}{value}")
+    print("weights are looked for in")
+    for key, value in report["weights"].items():
+        print(f"  {key:32s}{value}")
+    models = report["models"]
+    print("weights of the default config")
+    for item in models["sources"]:
+        missing = "missing" if not item["downloadable"] else "not cached (downloaded when used)"
+        state = "present" if item["present"] else missing
+        if item["role"] == "GMFlow" and not item["present"]:
+            state = "missing (flow uses OpenCV DIS)"
+        print(f"  {item['role']:32s}{state:36s}{item['location']}")
+    print(f"translate will render keyframes with: {models['translate']}")
+    for command in models["fetch"]:
+        print(f"  fetch with: {command}")
+    return EXIT_OK

@@ -1,0 +1,71 @@
+"""`rerender preprocess`: select, crop and resize frames as the method will see them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rerender.cli.base import EXIT_OK
+from rerender.cli.options import config_parent, load_config, quiet_parent, verbose_parent
+
+
+def register(commands) -> None:
+    """Add `preprocess` to the `rerender` subparsers."""
+    preprocess = commands.add_parser(
+        "preprocess", parents=[verbose_parent(), quiet_parent("no progress bar"), config_parent()],
+        help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
+    )
+    preprocess.add_argument("video", help="video file or folder of numbered images")
+    preprocess.add_argument("-o", "--output", required=True, help="output .mp4/.mov/.mkv, or a folder for PNG frames")
+    preprocess.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the selected, cropped, resized frames as a video (with audio) or as PNGs."""
+    from tqdm import tqdm
+
+    from rerender.errors import OutputPathError
+    from rerender.workflow.stages import selected_frames
+    from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
+
+    config = load_config(args)
+    video = config.video
+    info = probe_video(args.video)
+    selected_frames(info, config)  # start, end and crop against this video, named as config options
+    output = Path(args.output)
+    as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
+    check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")
+    if as_images and output.is_dir() and any(output.iterdir()):
+        # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
+        raise OutputPathError(
+            f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
+        )
+    crop = (video.crop.left, video.crop.top, video.crop.right, video.crop.bottom)
+    frames = read_frames(
+        args.video, start=video.start_frame, end=video.end_frame, stride=video.frame_stride, crop=crop,
+        resolution=video.resolution, resize_side=video.resize_side, size_multiple=video.size_multiple, info=info,
+    )
+    end = video.end_frame if video.end_frame is not None else info.frame_count
+    total = len(range(video.start_frame, end, video.frame_stride))
+    frames = tqdm(frames, total=total, desc="preprocess", unit="frame", disable=args.quiet)
+    if as_images:
+        if info.is_image_sequence:
+            # Named after their source files, so keyframes painted on them land on those frames in `propagate`.
+            from rerender.video import list_image_files
+
+            sources = list_image_files(info.path)[video.start_frame : end : video.frame_stride]
+            written = write_png_sequence(frames, output, names=[source.stem for source in sources])
+        else:
+            written = write_png_sequence(frames, output)
+        print(f"wrote {len(written)} frames to {output}/")
+        return EXIT_OK
+    fps = config.output.fps or info.fps / video.frame_stride
+    write_video(
+        frames, output, fps=fps, crf=config.output.crf,
+        audio_from=args.video if config.output.keep_audio else None,
+        audio_start=info.start_time(video.start_frame),
+        timestamps=None if config.output.fps
+        else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
+    )
+    print(f"wrote {output} ({total} frames at {float(fps):.3f} fps)")
+    return EXIT_OK
