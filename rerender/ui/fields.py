@@ -1,17 +1,18 @@
-"""The config fields the page shows: which ones, in which group, and the component for each (help texts are the
-fields' own docstrings)."""
+"""The config fields the page shows: which ones, in which group, and the component for each.
 
-import dataclasses
-import functools
+Help texts are the fields' own docstrings (`rerender.config.field_help`) and choice lists the config's `Literal`
+aliases (`rerender.config.choices`): the page has no copy of either.
+"""
+
 import typing
-import ast
-import inspect
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-import rerender.config as config_module
-from rerender.config import RerenderConfig
+from rerender.camera import DEFAULT_AMOUNT, MOTIONS
+from rerender.config import (
+    RendererName, RerenderConfig, Stage, choices, field_default, field_help, field_type,
+)
+from rerender.config.fields import _dataclass_of
 from rerender.errors import ConfigError
 
 MODEL_FIELDS = ("model.base_model", "model.vae", "control.type", "control.model", "control.strength")
@@ -27,11 +28,22 @@ ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
         "constraints.smooth_boundary", "constraints.fidelity_encoding", "constraints.fidelity_threshold",
         "constraints.color_preserve", "sampling.same_noise_per_keyframe",
     ),
-    "FreeU": ("constraints.freeu", "constraints.freeu.b1", "constraints.freeu.b2", "constraints.freeu.s1", "constraints.freeu.s2"),
-    "Refinement": ("sampling.refinement", "sampling.refinement.refinement_strength", "sampling.refinement.refinement_steps"),
-    "Propagation": ("propagation.propagation_preset", "propagation.blend_mode", "propagation.workers", "flow.flow_estimator", "flow.dis_preset"),
+    "FreeU": (
+        "constraints.freeu", "constraints.freeu.b1", "constraints.freeu.b2", "constraints.freeu.s1",
+        "constraints.freeu.s2",
+    ),
+    "Refinement": (
+        "sampling.refinement", "sampling.refinement.refinement_strength", "sampling.refinement.refinement_steps",
+    ),
+    "Propagation": (
+        "propagation.propagation_preset", "propagation.blend_mode", "propagation.workers", "flow.flow_estimator",
+        "flow.dis_preset",
+    ),
     "Prompt language": ("prompt.prompt_language", "prompt.translation_model"),
-    "Frames and output": ("video.start_frame", "video.end_frame", "video.frame_stride", "video.resize_side", "video.size_multiple", "prompt.added_prompt", "output.crf"),
+    "Frames and output": (
+        "video.start_frame", "video.end_frame", "video.frame_stride", "video.resize_side", "video.size_multiple",
+        "prompt.added_prompt", "output.crf",
+    ),
 }
 """The "Advanced" accordion: the config fields each group shows (a group's optional section first)."""
 
@@ -49,36 +61,22 @@ SLIDERS: dict[str, tuple[float, float, float]] = {
 STYLE_FIELDS = ("prompt.style_image_scale", "model.ip_adapter", "model.ip_adapter_weight_name")
 """The reference image's settings, beside its upload."""
 
-STILL_MOTIONS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down")
+STILL_MOTIONS = tuple(motion for motion in MOTIONS if motion not in ("orbit", "path"))
 """The camera moves the "Still image" mode offers (orbit needs a depth map and path a keyframed path: CLI and API)."""
 
-RENDERERS = ("auto", "diffusion", "classic")
-STAGE_BUTTONS = (("first", "First keyframe"), ("keyframes", "Keyframes"), ("propagate", "Propagate"), ("all", "Run all"))
+STILL_AMOUNTS = {motion: DEFAULT_AMOUNT[motion] for motion in STILL_MOTIONS}
+"""The amount the "Amount" field shows for each move: the library's own default for it."""
 
+RENDERERS = choices(RendererName)
+"""The keyframe renderers the page offers: the config's `RendererName`."""
 
-# --------------------------------------------------------------------------------------------------------
-# config fields: types, defaults and docstrings (one source of truth: rerender/config.py)
-# --------------------------------------------------------------------------------------------------------
+STAGE_LABELS: dict[str, str] = {"first": "First keyframe", "keyframes": "Keyframes", "propagate": "Propagate",
+                                "all": "Run all"}
+STAGE_BUTTONS = tuple((stage, STAGE_LABELS[stage]) for stage in choices(Stage))
+"""One button per stage of the config's `Stage`, in its order (a stage without a label fails at import)."""
 
-
-@functools.lru_cache(maxsize=None)
-def field_docstrings(cls: type) -> dict[str, str]:
-    """The docstring under each field of a config dataclass, read from its source (the string literal after the field).
-
-    Returns:
-        field name → its docstring with whitespace collapsed.
-    """
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for statement, following in zip(body, body[1:]):
-        if (
-            isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-            and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[statement.target.id] = " ".join(following.value.value.split())
-    return docs
+DEFAULT_CHOICE = "(default)"
+"""The dropdown entry of an optional closed-set field that means "None" (the library decides)."""
 
 
 @dataclass(frozen=True)
@@ -87,16 +85,16 @@ class FieldSpec:
 
     path: str
     """Dotted path (`sampling.denoising_strength`); `control.x` sets every ControlNet."""
-    owner: type
-    """The dataclass that declares the field."""
-    name: str
-    """The field's name."""
     annotation: Any
-    """Its resolved type."""
+    """Its resolved type (`rerender.config.field_type`)."""
     default: Any
-    """Its default value (for `control.x`, that of the first default ControlNet)."""
+    """Its default value (for `control.x`, that of the default ControlNet)."""
     doc: str
-    """Its docstring."""
+    """Its docstring (`rerender.config.field_help`)."""
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition(".")[2]
 
     @property
     def optional(self) -> bool:
@@ -111,38 +109,39 @@ class FieldSpec:
         return self.annotation
 
     @property
+    def section(self) -> bool:
+        """Whether the field is an optional section (`constraints.freeu`), shown as a switch."""
+        return _dataclass_of(self.annotation) is not None
+
+    @property
     def label(self) -> str:
-        words = self.name.replace("_", " ").capitalize().replace("Vae", "VAE").replace("Dis ", "DIS ").replace("Cfg", "CFG")
-        return f"ControlNet {words.lower()}" if self.owner is config_module.ControlConfig else words
+        words = (self.name.replace("_", " ").capitalize().replace("Vae", "VAE").replace("Dis ", "DIS ")
+                 .replace("Cfg", "CFG"))
+        return f"ControlNet {words.lower()}" if self.path.startswith("control.") else words
 
 
 def field_spec(path: str) -> FieldSpec:
-    """Resolve a dotted config path to its declaring dataclass, type, default and docstring.
+    """The page's view of the option at dotted `path`: type, default and docstring, all from `rerender.config`.
 
     Raises:
         ConfigError: `path` names no config field.
     """
-    owner, default_node = RerenderConfig, RerenderConfig()
-    parts = path.split(".")
-    for depth, part in enumerate(parts):
-        hints = typing.get_type_hints(owner)
-        if part not in hints:
-            raise ConfigError(f"unknown option `{path}`")
-        annotation = hints[part]
-        value = getattr(default_node, part) if default_node is not None else None
-        if depth == len(parts) - 1:
-            return FieldSpec(path, owner, part, annotation, value, field_docstrings(owner).get(part, ""))
-        if part == "control":  # a tuple of ControlConfig: `control.x` addresses every ControlNet
-            owner, default_node = config_module.ControlConfig, (value[0] if value else config_module.ControlConfig())
-            continue
-        nested = config_module._dataclass_of(annotation)
-        if nested is None:
-            raise ConfigError(f"unknown option `{path}`")
-        owner, default_node = nested, value if value is not None else nested()
-    raise ConfigError(f"unknown option `{path}`")
+    return FieldSpec(path, field_type(path), field_default(path), field_help(path))
 
 
-def _text_of(value: Any) -> str:
+def config_value(config: RerenderConfig, path: str) -> Any:
+    """The value at a dotted path of `config` (`control.x`: the first ControlNet's)."""
+    node: Any = config
+    for part in path.split("."):
+        if node is None:
+            return None
+        node = getattr(node, part)
+        if part == "control":
+            node = node[0] if node else None
+    return node
+
+
+def text_of(value: Any) -> str:
     """A field value as the text box shows it: tuples as `0.5, 0.8`, `None` as empty."""
     if value is None:
         return ""
@@ -151,10 +150,12 @@ def _text_of(value: Any) -> str:
     return str(value)
 
 
-def _value_of(spec: FieldSpec, raw: Any) -> Any:
+def value_of(spec: FieldSpec, raw: Any) -> Any:
     """A component's value as the config expects it (the config itself validates it)."""
     import yaml
 
+    if raw == DEFAULT_CHOICE:
+        return None
     if isinstance(raw, str):
         text = raw.strip()
         if text == "" or text.lower() in ("none", "off", "null"):
@@ -171,39 +172,29 @@ def _value_of(spec: FieldSpec, raw: Any) -> Any:
         return int(raw)
     return raw
 
-def config_value(config: RerenderConfig, path: str) -> Any:
-    """The value at a dotted path of `config` (`control.x`: the first ControlNet's)."""
-    node: Any = config
-    for part in path.split("."):
-        if node is None:
-            return None
-        node = getattr(node, part)
-        if part == "control":
-            node = node[0] if node else None
-    return node
 
+def component_for(spec: FieldSpec, default: Any) -> Any:
+    """A Gradio component for a config field, labelled by its name, with its docstring as help text and, for a
+    closed set of values, the config's `Literal` as its choices."""
+    import gradio as gr
 
-def _component_for(spec: FieldSpec, gr: Any, default: Any) -> Any:
-    """A Gradio component for a config field, labelled by its name, with its docstring as help text."""
     info = spec.doc or None
-    if dataclasses.is_dataclass(config_module._dataclass_of(spec.annotation)):  # an optional section: a switch
+    if spec.section:  # an optional section: a switch
         return gr.Checkbox(label=f"Use {spec.label.lower()}", value=default is not None, info=info)
     base = spec.base
     if base is bool:
         return gr.Checkbox(label=spec.label, value=bool(default), info=info)
     if typing.get_origin(base) is typing.Literal:
-        choices = [str(choice) for choice in typing.get_args(base)]
+        options = [str(choice) for choice in choices(base)]
         if spec.optional:
-            choices = ["(default)"] + choices
-        return gr.Dropdown(choices=choices, value=default if default is not None else "(default)", label=spec.label, info=info)
+            options = [DEFAULT_CHOICE] + options
+        return gr.Dropdown(choices=options, value=default if default is not None else DEFAULT_CHOICE,
+                           label=spec.label, info=info)
     if spec.path in SLIDERS:
         low, high, step = SLIDERS[spec.path]
         return gr.Slider(low, high, value=default, step=step, label=spec.label, info=info)
     if base in (int, float):
         return gr.Number(value=default, label=spec.label, info=info, precision=0 if base is int else None)
-    return gr.Textbox(value=_text_of(default), label=spec.label, info=info, placeholder="empty = off" if spec.optional else None)
-
-
-def _raw_setting(spec: FieldSpec, value: Any) -> Any:
-    return None if value == "(default)" else value
+    return gr.Textbox(value=text_of(default), label=spec.label, info=info,
+                      placeholder="empty = off" if spec.optional else None)
 

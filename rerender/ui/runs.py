@@ -1,18 +1,40 @@
-"""Running a stage: the page's settings as a config, then `translate`, `animate` or `generate` on the session."""
+"""Running a stage: the page's settings as a config, then `translate`, `animate` or `generate` on the session.
 
-import dataclasses
+The jobs (`run_stage`, `run_animate`, `run_generate`) are plain functions over a session; `PageHandlers` turns
+button presses into jobs run in a worker thread (`run_in_thread`) and returns what changes on the page as
+`{component: value}`, so a new output is one more key, not one more slot in every return. Every error ends up as
+a message in the status area, where it stays until the next action.
+"""
+
+# No `from __future__ import annotations`: Gradio finds `gr.Request` parameters by their evaluated annotations.
+
+import logging
 import queue
+import random
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import rerender.config as config_module
 from rerender.config import RerenderConfig, apply_overrides
-from rerender.errors import ConfigError
-from rerender.ui.fields import RENDERERS, _value_of, field_spec
-from rerender.ui.sessions import UiSession, UiSessions, sanitize_filename
+from rerender.errors import CancelledError, ConfigError, RerenderError
+from rerender.ui.fields import RENDERERS, STILL_AMOUNTS, field_spec, value_of
+from rerender.ui.sessions import DEMO_VIDEO, UiSession, UiSessions, sanitize_filename
+from rerender.ui.summaries import environment_status, evaluate_result, friendly_error, video_summary
+
+try:
+    import gradio as gr
+
+    Request: Any = gr.Request
+except ImportError:  # build_app says how to install it
+    gr, Request = None, Any
+
+if TYPE_CHECKING:
+    from rerender.ui.app import Page
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -38,11 +60,11 @@ def build_config(request: RunRequest, base: RerenderConfig | None = None) -> Rer
     overrides: dict[str, Any] = {}
     for path, raw in request.settings.items():
         spec = field_spec(path)
-        if dataclasses.is_dataclass(config_module._dataclass_of(spec.annotation)):  # an optional section's switch
+        if spec.section:  # an optional section's switch
             if not raw:
                 overrides[path] = None
             continue
-        value = _value_of(spec, raw)
+        value = value_of(spec, raw)
         parent = path.rpartition(".")[0]
         if parent in request.settings and not request.settings[parent]:
             continue  # the section is switched off
@@ -56,7 +78,8 @@ def build_config(request: RunRequest, base: RerenderConfig | None = None) -> Rer
             try:
                 scale = float(scales[position]) if position < len(scales) else 1.0
             except ValueError:
-                raise ConfigError(f"LoRA scales must be numbers separated by commas, got {request.lora_scales!r}") from None
+                raise ConfigError(
+                    f"LoRA scales must be numbers separated by commas, got {request.lora_scales!r}") from None
             loras.append({"path": str(path), "scale": scale})
         overrides["model.loras"] = loras
     return apply_overrides(base or RerenderConfig(), overrides)
@@ -225,3 +248,275 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     # The workspace notices changed keyframe files: "Propagate" redoes only the intervals they bound.
     return len(replaced)
 
+
+
+# --------------------------------------------------------------------------------------------------------
+# the worker thread and the page's handlers
+# --------------------------------------------------------------------------------------------------------
+
+STAGE_NAMES = {
+    "frames": "Reading frames", "keyframes": "Rendering keyframes", "propagation": "Propagating",
+    "writing": "Writing the video", "evaluation": "Computing the figures", "clip": "CLIP scores",
+}
+"""What the progress display calls each stage the library reports (others are shown by their own name)."""
+
+
+def run_in_thread(job: Callable[["queue.Queue[tuple]"], dict[str, Any]], outcome: dict[str, Any],
+                  cancel: threading.Event | None = None) -> Iterator[tuple]:
+    """Run `job(events)` in a worker thread; yield its progress events `(kind, stage, done, total)` as they come,
+    and once it ends leave its result, or the error it raised under "error", in `outcome`.
+
+    If the caller stops early (the browser went away), `cancel` is set and the worker is waited for, so nothing
+    is left writing to the session's files.
+    """
+    events: queue.Queue = queue.Queue()
+
+    def work():
+        try:
+            outcome.update(job(events))
+        except BaseException as error:  # noqa: BLE001 - reported on the page
+            outcome["error"] = error
+        finally:
+            events.put(("done",))
+
+    worker = threading.Thread(target=work, name="rerender-ui-run", daemon=True)
+    worker.start()
+    try:
+        while (event := events.get())[0] != "done":
+            yield event
+    finally:
+        if worker.is_alive() and cancel is not None:
+            cancel.set()
+        worker.join()
+
+
+def error_markdown(message: str) -> str:
+    """The status text of a failed action: it stays on the page until the next action."""
+    return f"**Error:** {message}"
+
+
+@dataclass
+class PageHandlers:
+    """The page's event handlers: each returns (or yields) `{component: new value}` for what changes."""
+
+    page: "Page"
+    sessions: UiSessions
+    defaults: RerenderConfig
+    clip_model: str | None
+
+    def session_of(self, request: Any) -> UiSession:
+        return self.sessions.get(getattr(request, "session_hash", None) or "default")
+
+    # ------------------------------------------------------------------------------------ small handlers
+    def on_video(self, path: str | None, request: Request) -> dict:
+        page, session = self.page, self.session_of(request)
+        if not path:
+            self.sessions.take_upload(session, None)
+            return {page.summary: "Upload a video or use the demo clip.", page.status: ""}
+        user_name = Path(path).name  # Gradio keeps the name the file had on the user's machine
+        try:
+            summary = video_summary(path, user_name)  # read before anything of the session is replaced
+            self.sessions.take_upload(session, path, user_name)
+        except Exception as error:  # noqa: BLE001 - every failure is a message on the page
+            logger.info("rejected upload: %s", error)
+            self.sessions.take_upload(session, None)
+            message = friendly_error(error, {str(path): user_name, **session.names()})
+            return {page.summary: f"**Not a usable video:** {message}", page.status: error_markdown(message)}
+        if session.pending is not None:
+            note = ("A run is going on: this video is queued and becomes the input when you next press a button; "
+                    "the running job goes on with the earlier one.")
+            return {page.summary: summary, page.status: note}
+        return {page.summary: summary, page.status: ""}
+
+    def on_demo(self) -> str:
+        return str(DEMO_VIDEO)
+
+    def on_dice(self) -> int:
+        return random.randint(0, 2**31 - 1)
+
+    def on_motion(self, motion: str) -> float | None:
+        """The amount field follows the move: it shows the library's default for the chosen one."""
+        return STILL_AMOUNTS.get(motion)
+
+    def on_environment(self, *values) -> str:
+        try:
+            settings = dict(zip(self.page.settings, values))
+            return environment_status(build_config(RunRequest("first", "auto", settings), self.defaults))
+        except Exception as error:  # noqa: BLE001
+            return f"**Settings:** {friendly_error(error)}"
+
+    def on_cancel(self, request: Request) -> dict:
+        session = self.session_of(request)
+        if not session.running.locked():
+            return {self.page.status: "Nothing is running."}
+        session.cancel.set()
+        return {self.page.status: "Cancelling at the next safe point…"}
+
+    def on_retouched(self, files, request: Request) -> dict:
+        page, session = self.page, self.session_of(request)
+        try:
+            with session.run():
+                count = use_retouched_keyframes(session, [str(f) for f in (files or [])])
+        except Exception as error:  # noqa: BLE001
+            return {page.status: error_markdown(friendly_error(error, session.names()))}
+        return {page.status: f"Replaced {count} keyframe(s); press **Propagate**.", page.gallery: gallery_items(session)}
+
+    def on_unload(self, request: Request) -> None:
+        self.sessions.close(getattr(request, "session_hash", None) or "default")
+
+    # ------------------------------------------------------------------------------------ runs
+    def page_request(self, stage: str, session: UiSession, inputs: tuple) -> RunRequest:
+        """The shared inputs (prompt, seed, renderer, LoRAs, style image, settings) as a `RunRequest`."""
+        prompt_text, negative_text, seed_value, renderer_choice, lora_files, scales, style_file, *values = inputs
+        settings = dict(zip(self.page.settings, values))
+        settings["prompt.prompt"] = prompt_text or ""
+        settings["prompt.negative_prompt"] = negative_text or ""
+        settings["model.renderer"] = renderer_choice
+        staged = self.sessions.take_image(session, style_file, "style")
+        settings["prompt.style_image"] = str(staged) if staged is not None else None
+        return RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
+                          scales or "", None if seed_value is None else int(seed_value))
+
+    def guarded(self, session: UiSession, body: Callable[[], Iterator[dict]]) -> Iterator[dict]:
+        """Run `body` holding the session (uploads meanwhile are queued); an error or a cancel becomes the status
+        text, with the files named as the user named them."""
+        try:
+            with session.run():
+                yield from body()
+        except CancelledError:
+            yield {self.page.status: "**Cancelled.** Finished work is kept; press the button again to resume.",
+                   self.page.gallery: gallery_items(session)}
+        except Exception as error:  # noqa: BLE001 - every failure is a message on the page
+            if not isinstance(error, (RerenderError, ValueError, OSError)):
+                logger.error("run failed", exc_info=error)
+            yield {self.page.status: error_markdown(friendly_error(error, session.names()))}
+
+    def threaded(self, session: UiSession, job: Callable, progress: Any,
+                 outcome: dict[str, Any]) -> Iterator[tuple[str, int, int]]:
+        """Run `job(events)` in the worker thread, showing its progress stage by stage; yields each event as
+        `(stage, done, total)`, then raises the job's error or leaves its result in `outcome`."""
+        for _, name, done, total in run_in_thread(job, outcome, session.cancel):
+            progress(done / max(total, 1), desc=f"{STAGE_NAMES.get(name, name)}: {done}/{total}")
+            yield name, done, total
+        if "error" in outcome:
+            raise outcome["error"]
+
+    def runner(self, stage: str) -> Callable:
+        """The handler of one stage's button (Gradio reads the request and progress parameters from its
+        signature, which a `functools.partial` would hide)."""
+
+        def run(request: Request, progress=gr.Progress() if gr else None, *inputs):
+            # Gradio inserts the request and progress tracker at their positions, before the page's inputs.
+            session = self.session_of(request)
+            yield from self.guarded(session, lambda: self.stage_updates(stage, session, inputs, progress))
+
+        run.__name__ = f"run_{stage}"
+        return run
+
+    def stage_updates(self, stage: str, session: UiSession, inputs: tuple, progress: Any) -> Iterator[dict]:
+        page = self.page
+        run_request = self.page_request(stage, session, inputs)
+        yield {page.status: f"Running **{stage}**…", page.result_tabs: gr.Tabs(selected="keyframes")}
+        shown_keyframes = 0
+        job = lambda events: run_stage(self.sessions, session, run_request, events, self.defaults)  # noqa: E731
+        outcome: dict[str, Any] = {}
+        for name, _, _ in self.threaded(session, job, progress, outcome):
+            if name == "keyframes":  # diffusion counts denoising steps: show the gallery as each keyframe lands
+                finished = sorted((session.workspace / "keyframes").glob("[0-9][0-9][0-9][0-9].png"))
+                if len(finished) != shown_keyframes:
+                    shown_keyframes = len(finished)
+                    yield {page.status: f"Keyframes: {len(finished)} finished", page.anchor: str(finished[0]),
+                           page.gallery: [(str(path), f"frame {int(path.stem)}") for path in finished]}
+        result, config = outcome["result"], outcome["config"]
+        first = result.previews.get("first") or (session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png")
+        shown = {page.anchor: str(first), page.gallery: gallery_items(session)}
+        renderer_note = f"keyframes by the **{result.renderer}** renderer"
+        if stage == "first":
+            yield {**shown, page.status: f"First keyframe ready ({renderer_note}). Change the prompt and press it "
+                                         "again, or go on."}
+            return
+        if stage == "keyframes":
+            yield {**shown, page.status: f"{len(result.keyframe_indices)} keyframes ready ({renderer_note})."}
+            return
+        done_text = (f"Done: {result.frame_count} frames, {renderer_note}"
+                     + (f", reused {', '.join(result.reused)}" if result.reused else "")
+                     + f" ({sum(result.timings.values()):.1f} s).")
+        yield {**shown, page.status: done_text + " Computing the figures…", page.result_video: str(result.output),
+               page.comparison: str(result.previews.get("comparison", "")) or None, page.download: str(result.output),
+               page.result_tabs: gr.Tabs(selected="result")}
+        yield {page.status: done_text, page.figures: self.figures(session, result.output, config, progress)}
+
+    def figures(self, session: UiSession, output: Path, config: RerenderConfig, progress: Any) -> str:
+        """The evaluation figures, computed in the worker with their own progress (the run is not "100 %" yet)."""
+        video = session.video
+        job = lambda events: {"figures": evaluate_result(  # noqa: E731
+            output, video, config, self.clip_model, lambda *event: events.put(("progress", *event)))}
+        outcome: dict[str, Any] = {}
+        try:
+            for _ in self.threaded(session, job, progress, outcome):
+                pass
+            return outcome["figures"]
+        except Exception as error:  # noqa: BLE001 - figures are extra: say why they are missing
+            return f"Figures could not be computed: {friendly_error(error, session.names())}"
+
+    def run_still(self, request: Request, progress=gr.Progress() if gr else None, *inputs):
+        session = self.session_of(request)
+        yield from self.guarded(session, lambda: self.still_updates(session, inputs, progress))
+
+    def still_updates(self, session: UiSession, inputs: tuple, progress: Any) -> Iterator[dict]:
+        page = self.page
+        still_file, motion_choice, amount_value, seconds_value, fps_value, *shared = inputs
+        run_request = self.page_request("all", session, tuple(shared))
+        still_request = StillRequest(still_file, motion_choice, seconds_value, fps_value,
+                                     None if amount_value in (None, "") else float(amount_value))
+        yield {page.status: "Animating the still…", page.result_tabs: gr.Tabs(selected="keyframes")}
+        job = lambda events: run_animate(  # noqa: E731
+            self.sessions, session, run_request, still_request, events, self.defaults)
+        outcome: dict[str, Any] = {}
+        for _ in self.threaded(session, job, progress, outcome):
+            pass
+        translation = outcome["result"].translation
+        folder = translation.workspace / "keyframes"
+        items = [(str(folder / f"{index:04d}.png"), f"frame {index}") for index in translation.keyframe_indices]
+        yield {page.status: f"Done: {translation.frame_count} frames from the still ({still_request.motion}), "
+                            f"keyframes by the **{translation.renderer}** renderer.",
+               page.anchor: items[0][0], page.gallery: items, page.result_video: str(translation.output),
+               page.comparison: None, page.download: str(translation.output),
+               page.result_tabs: gr.Tabs(selected="result")}
+
+    def run_text(self, request: Request, progress=gr.Progress() if gr else None, *inputs):
+        session = self.session_of(request)
+        yield from self.guarded(session, lambda: self.text_updates(session, inputs, progress))
+
+    def text_updates(self, session: UiSession, inputs: tuple, progress: Any) -> Iterator[dict]:
+        page = self.page
+        frames_value, fps_value, width_value, height_value, dx_value, dy_value, smoothing_on, strength, *shared = inputs
+        run_request = self.page_request("all", session, tuple(shared))
+        text_request = TextRequest(frames_value, (width_value, height_value), (dx_value, dy_value), fps_value,
+                                   float(strength) if smoothing_on else None)
+        yield {page.status: "Generating from text…", page.result_tabs: gr.Tabs(selected="keyframes")}
+        job = lambda events: run_generate(  # noqa: E731
+            self.sessions, session, run_request, text_request, self.defaults)
+        outcome: dict[str, Any] = {}
+        for _ in self.threaded(session, job, progress, outcome):
+            pass
+        result = outcome["result"]
+        items = [(str(path), f"frame {index}") for path, index in zip(outcome["keyframes"], result.keyframe_indices)]
+        prompt_note = ""
+        if result.prompt is not None and result.prompt.translator is not None:
+            prompt_note = f" Prompt read as “{result.prompt.english}” ({result.prompt.language} → en)."
+        yield {page.status: f"Done: {result.frame_count} frames from text, keyframes {result.keyframe_indices}."
+                            + prompt_note,
+               page.anchor: items[0][0], page.gallery: items, page.result_video: str(result.output),
+               page.comparison: None, page.download: str(result.output), page.result_tabs: gr.Tabs(selected="result")}
+
+
+def gallery_items(session: UiSession) -> list[tuple[str, str]]:
+    """The session's keyframes as gallery items (image, "frame N")."""
+    folder = session.workspace / "keyframes"
+    items = []
+    for index in session.keyframes or sorted(int(p.stem) for p in folder.glob("[0-9][0-9][0-9][0-9].png")):
+        path = folder / f"{index:04d}.png"
+        if path.is_file():
+            items.append((str(path), f"frame {index}"))
+    return items

@@ -1,6 +1,12 @@
-"""Sessions: one workspace per browser session, sanitized uploads, cancel events."""
+"""Sessions: one workspace per browser session, sanitized uploads, cancel events.
+
+A session runs one job at a time (`UiSession.run`). A video uploaded while a job runs is queued: it is kept
+beside the session's input and becomes the input when the next job starts, so the running job's input and
+workspace are never touched.
+"""
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -8,7 +14,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
@@ -43,8 +49,65 @@ class UiSession:
     """The session's copy of the input video."""
     source_name: str = ""
     """The input's sanitized original name."""
+    user_name: str = ""
+    """The input's name as the user named it (for messages; never used as a path)."""
     keyframes: list[int] = field(default_factory=list)
     """The keyframe indices of the last run."""
+    pending: tuple[Path | None, str, str] | None = None
+    """A video uploaded (or cleared: None) while a job ran: (its copy, sanitized name, user's name), taken as the
+    input when the next job starts."""
+    running: threading.Lock = field(default_factory=threading.Lock)
+    """Held by the session's job while it runs."""
+    state: threading.Lock = field(default_factory=threading.Lock)
+    """Makes "start a job" and "take an upload" atomic with respect to each other."""
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[None]:
+        """Hold the session for one job: a queued upload becomes the input first; uploads meanwhile are queued.
+
+        Raises:
+            ConfigError: another job of this session is running.
+        """
+        with self.state:
+            if not self.running.acquire(blocking=False):
+                raise ConfigError("a run is already going on in this page: wait for it to end or press Cancel")
+            try:
+                self._install_pending()
+            except BaseException:
+                self.running.release()
+                raise
+        try:
+            yield
+        finally:
+            self.running.release()
+
+    def _install_pending(self) -> None:
+        if self.pending is None:
+            return
+        staged, name, user_name = self.pending
+        self.pending = None
+        self._install(staged, name, user_name)
+
+    def _install(self, staged: Path | None, name: str, user_name: str) -> None:
+        """Make `staged` (a file the session owns, moved) the input; the earlier input and its workspace go."""
+        folder = self.root / "input"
+        for old in (folder, self.workspace):  # a new video: the session's earlier work is for another one
+            if old.is_dir():
+                shutil.rmtree(old)
+        if staged is None:
+            self.video, self.source_name, self.user_name = None, "", ""
+            return
+        folder.mkdir()
+        target = folder / name
+        os.replace(staged, target)
+        self.video, self.source_name, self.user_name = target, name, user_name
+
+    def names(self) -> dict[str, str]:
+        """The session's server paths → the names the user knows them by (for messages)."""
+        names = {str(self.root / "input" / self.source_name): self.user_name} if self.video is not None else {}
+        if self.pending is not None and self.pending[0] is not None:
+            names[str(self.pending[0])] = self.pending[2]
+        return names
 
     @property
     def workspace(self) -> Path:
@@ -85,35 +148,48 @@ class UiSessions:
             session.cancel.set()
             shutil.rmtree(session.root, ignore_errors=True)
 
-    def take_upload(self, session: UiSession, uploaded: str | os.PathLike, original_name: str | None = None) -> Path:
-        """Copy an uploaded file into the session under a sanitized name (never the client's raw name).
+    def take_upload(self, session: UiSession, uploaded: str | os.PathLike | None,
+                    original_name: str | None = None) -> Path | None:
+        """Copy an uploaded file into the session under a sanitized name (never the client's raw name); `None`
+        clears the input. While the session runs a job, the upload is queued (`session.pending`) and the job's
+        input and workspace are left as they are.
+
+        Returns:
+            The session's copy of the upload (the input, or the queued one); None when cleared.
 
         Raises:
             ConfigError: the file is larger than the upload limit.
             InputNotFoundError: the upload is gone.
         """
-        source = self._checked_upload(uploaded, original_name)
-        name = sanitize_filename(original_name or source.name, "input.mp4")
-        folder = session.root / "input"
-        for old in (folder, session.workspace):  # a new video: the session's earlier work is for another one
-            if old.is_dir():
-                shutil.rmtree(old)
-        folder.mkdir()
-        target = folder / name
-        shutil.copyfile(source, target)
-        session.video, session.source_name = target, name
-        return target
+        user_name = re.split(r"[\\/]", original_name or (Path(uploaded).name if uploaded else ""))[-1]
+        name = sanitize_filename(user_name, "input.mp4")
+        source = self._checked_upload(uploaded, user_name) if uploaded else None
+        with session.state:
+            staged = None
+            if source is not None:
+                folder = session.root / "upload"
+                folder.mkdir(exist_ok=True)
+                staged = Path(tempfile.mkstemp(prefix="upload-", dir=folder)[1])
+                shutil.copyfile(source, staged)
+            if session.running.locked():  # a job runs on the current input: queue this one
+                if session.pending is not None and session.pending[0] is not None:
+                    session.pending[0].unlink(missing_ok=True)
+                session.pending = (staged, name, user_name)
+                return staged
+            session.pending = None
+            session._install(staged, name, user_name)
+            return session.video
 
     def _checked_upload(self, uploaded: str | os.PathLike, original_name: str | None) -> Path:
         from rerender.errors import InputNotFoundError
 
         source = Path(uploaded)
         if not source.is_file():
-            raise InputNotFoundError(f"the uploaded file {source.name!r} is gone; upload it again")
+            raise InputNotFoundError(f"the uploaded file {original_name or source.name!r} is gone; upload it again")
         size = source.stat().st_size
         if size > self.max_upload_bytes:
             raise ConfigError(
-                f"the upload {sanitize_filename(original_name or source.name)!r} is {size / 2**20:.0f} MiB; "
+                f"the upload {original_name or source.name!r} is {size / 2**20:.0f} MiB; "
                 f"the limit is {self.max_upload_bytes >> 20} MiB (rerender ui --max-upload-mb)"
             )
         return source

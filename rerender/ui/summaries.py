@@ -1,8 +1,9 @@
 """What the page shows: the input's summary, whether weights are here, the figures, error messages."""
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from rerender.config import RerenderConfig
 from rerender.errors import RerenderError
@@ -64,12 +65,15 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_result(output: Path, source: Path, config: RerenderConfig, clip_model: str | None) -> str:
+def evaluate_result(output: Path, source: Path, config: RerenderConfig, clip_model: str | None,
+                    callback: Callable[[str, int, int], None] | None = None) -> str:
+    """Markdown: the `rerender eval` figures of a result; `callback(stage, done, total)` reports progress."""
     from rerender.evaluation import evaluate_video
 
     report = evaluate_video(
         output, source, prompt=config.prompt.prompt or None, clip_model=clip_model,
-        start_frame=config.video.start_frame, frame_stride=config.video.frame_stride,
+        start_frame=config.video.start_frame, frame_stride=config.video.frame_stride, progress=False,
+        callback=callback,
     )
     if not clip_model:
         report["clip"] = {"skipped": "CLIP scoring is off (rerender ui --no-clip)"}
@@ -78,8 +82,26 @@ def evaluate_result(output: Path, source: Path, config: RerenderConfig, clip_mod
     return evaluation_markdown(report)
 
 
-def friendly_error(error: BaseException) -> str:
-    """The one-line message the page shows for an error (never a traceback)."""
-    if isinstance(error, (RerenderError, ValueError, FileNotFoundError, PermissionError, ImportError)):
-        return str(error)
-    return f"{type(error).__name__}: {error} (details are in the server log)"
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+
+
+def friendly_error(error: BaseException, names: Mapping[str, str] | None = None) -> str:
+    """The one-line message the page shows for an error (never a traceback, a raw errno or a server path).
+
+    Args:
+        error: what was raised.
+        names: server paths → the names the user knows those files by (an upload's own name); each is replaced.
+    """
+    names = dict(names or {})
+    if isinstance(error, OSError) and not isinstance(error, RerenderError) and error.strerror:
+        filename = str(error.filename) if error.filename else None
+        shown = names.get(filename, Path(filename).name) if filename else None
+        text = f"{shown!r}: {error.strerror}" if shown else error.strerror
+    elif isinstance(error, (RerenderError, ValueError, ImportError)):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error} (details are in the server log)"
+    for path, name in sorted(names.items(), key=lambda item: -len(item[0])):  # longest first: no partial matches
+        text = re.sub(r":\s*'file:" + re.escape(path) + "'", "", text)  # FFmpeg's repetition of the path
+        text = text.replace(path, name)
+    return _ERRNO.sub("", text)
