@@ -112,7 +112,6 @@ def run_stage(
     config = build_config(request, base)
     if not config.prompt.prompt.strip():
         raise ConfigError("`prompt` is empty: describe what the result should look like")
-    session.cancel.clear()
     stage = request.stage
     kwargs = renderer_argument(request.renderer, config, sessions)
     result = translate(
@@ -167,7 +166,6 @@ def run_animate(
     image = sessions.take_image(session, still.image, "still")
     if image is None:
         raise ConfigError("no still image: upload one in the “Still image” tab")
-    session.cancel.clear()
     result = animate(
         image, motion=still.motion, seconds=float(still.seconds), fps=float(still.fps), output=session.root / "animated.mp4",
         config=config, amount=still.amount, workspace=session.root / "animate-work", progress=False, force=False,
@@ -441,10 +439,12 @@ class PageHandlers:
         done_text = (f"Done: {result.frame_count} frames, {renderer_note}"
                      + (f", reused {', '.join(result.reused)}" if result.reused else "")
                      + f" ({sum(result.timings.values()):.1f} s).")
-        yield {**shown, page.status: done_text + " Computing the figures…", page.result_video: str(result.output),
-               page.comparison: str(result.previews.get("comparison", "")) or None, page.download: str(result.output),
-               page.result_tabs: gr.Tabs(selected="result")}
-        yield {page.status: done_text, page.figures: self.figures(session, result.output, config, progress)}
+        shown.update({page.result_video: str(result.output), page.download: str(result.output),
+                      page.comparison: str(result.previews.get("comparison", "")) or None,
+                      page.result_tabs: gr.Tabs(selected="result")})
+        yield {**shown, page.status: done_text + " Computing the figures…"}
+        # the last update carries every output again: an API client sees only the last one
+        yield {**shown, page.status: done_text, page.figures: self.figures(session, result.output, config, progress)}
 
     def figures(self, session: UiSession, output: Path, config: RerenderConfig, progress: Any) -> str:
         """The evaluation figures, computed in the worker with their own progress (the run is not "100 %" yet)."""

@@ -71,6 +71,7 @@ class UiSession:
         with self.state:
             if not self.running.acquire(blocking=False):
                 raise ConfigError("a run is already going on in this page: wait for it to end or press Cancel")
+            self.cancel.clear()  # a new job: an earlier Cancel is spent; one pressed from now on counts
             try:
                 self._install_pending()
             except BaseException:
@@ -94,6 +95,8 @@ class UiSession:
         for old in (folder, self.workspace):  # a new video: the session's earlier work is for another one
             if old.is_dir():
                 shutil.rmtree(old)
+        for result in self.root.glob(f"{self.output.stem}*{self.output.suffix}"):  # the result, its comparison
+            result.unlink()
         if staged is None:
             self.video, self.source_name, self.user_name = None, "", ""
             return
@@ -104,7 +107,9 @@ class UiSession:
 
     def names(self) -> dict[str, str]:
         """The session's server paths → the names the user knows them by (for messages)."""
-        names = {str(self.root / "input" / self.source_name): self.user_name} if self.video is not None else {}
+        names = {str(self.root) + os.sep: ""}  # any other file of the session: by its own name
+        if self.video is not None:
+            names[str(self.root / "input" / self.source_name)] = self.user_name
         if self.pending is not None and self.pending[0] is not None:
             names[str(self.pending[0])] = self.pending[2]
         return names
