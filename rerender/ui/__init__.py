@@ -8,7 +8,8 @@ The page is a thin layer over the library: every video run is `rerender.translat
 (`rerender.workflow.workspace`), with the page's settings applied to a `RerenderConfig` by `apply_overrides` (so
 invalid values give the config's own messages), progress from `translate`'s callback, "Cancel" through its
 `cancel` event, and the figures of `rerender.evaluation` afterwards. Help texts are the config fields' own
-docstrings (`rerender.config.field_help`) and its choices the config's `Literal` aliases. Nothing on the page waits on the network: system fonts only,
+docstrings (`rerender.config.field_help`) and its choices the config's `Literal` aliases. Nothing on the page
+waits on the network: system fonts only,
 no analytics, no share link unless asked for.
 
 Example:
@@ -26,4 +27,8 @@ from rerender.ui.fields import FieldSpec, field_spec  # noqa: E402
 from rerender.ui.sessions import DEMO_VIDEO, UiSessions, sanitize_filename  # noqa: E402
 from rerender.ui.summaries import environment_status  # noqa: E402
 
-__all__ = ["DEMO_VIDEO", "FieldSpec", "Page", "field_spec", "sanitize_filename", "UiSessions", "build_app", "environment_status", "launch"]
+__all__ = [
+    "DEMO_VIDEO", "FieldSpec", "Page", "field_spec", "sanitize_filename", "UiSessions", "build_app",
+    "environment_status",
+    "launch",
+]

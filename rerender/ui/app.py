@@ -125,7 +125,8 @@ def _modes(gr: Any, c: dict[str, Any]) -> None:
                 c["text_width"] = gr.Number(value=512, precision=0, label="Width", info="Pixels, a multiple of 8")
                 c["text_height"] = gr.Number(value=512, precision=0, label="Height", info="Pixels, a multiple of 8")
             with gr.Row():
-                c["text_dx"] = gr.Number(value=2.0, label="Motion right", info="Pixels per frame the scene moves right")
+                c["text_dx"] = gr.Number(value=2.0, label="Motion right",
+                                         info="Pixels per frame the scene moves right")
                 c["text_dy"] = gr.Number(value=0.0, label="Motion down", info="Pixels per frame the scene moves down")
             with gr.Row():
                 c["text_smoothing"] = gr.Checkbox(value=False, label="Background smoothing",
@@ -280,8 +281,11 @@ def build_app(
     return app
 
 
-def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, *, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
-           clip_model: str | None = None, defaults: RerenderConfig | None = None, quiet: bool = True) -> tuple[Any, str]:
+def launch(
+    host: str = "127.0.0.1", port: int | None = None, share: bool = False, *,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, clip_model: str | None = None, defaults: RerenderConfig | None = None,
+    quiet: bool = True,
+) -> tuple[Any, str]:
     """Build and start the page; returns (the Blocks app, its local address).
 
     Args:
@@ -309,7 +313,8 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     )
     _, local_url, _ = app.launch(
         server_name=host, server_port=port or _free_port(host), share=share, prevent_thread_lock=True, quiet=quiet,
-        show_error=True, max_file_size=f"{int(max_upload_mb)}mb", allowed_paths=[str(DEMO_VIDEO.parent), str(sessions.root)],
+        show_error=True, max_file_size=f"{int(max_upload_mb)}mb",
+        allowed_paths=[str(DEMO_VIDEO.parent), str(sessions.root)],
         theme=theme, css=CSS, ssr_mode=False, footer_links=[], pwa=False, mcp_server=False, enable_monitoring=False,
     )
     return app, local_url

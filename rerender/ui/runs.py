@@ -167,7 +167,8 @@ def run_animate(
     if image is None:
         raise ConfigError("no still image: upload one in the “Still image” tab")
     result = animate(
-        image, motion=still.motion, seconds=float(still.seconds), fps=float(still.fps), output=session.root / "animated.mp4",
+        image, motion=still.motion, seconds=float(still.seconds), fps=float(still.fps),
+        output=session.root / "animated.mp4",
         config=config, amount=still.amount, workspace=session.root / "animate-work", progress=False, force=False,
         callback=lambda name, done, total: events.put(("progress", name, done, total)),
         **renderer_argument(request.renderer, config, sessions),
@@ -176,7 +177,8 @@ def run_animate(
 
 
 def run_generate(
-    sessions: UiSessions, session: UiSession, request: RunRequest, text: TextRequest, base: RerenderConfig | None = None,
+    sessions: UiSessions, session: UiSession, request: RunRequest, text: TextRequest,
+    base: RerenderConfig | None = None,
 ) -> dict[str, Any]:
     """The "Text only" mode: `rerender.generate` with the page's prompt, model, sampling and style image.
 
@@ -193,13 +195,17 @@ def run_generate(
         raise ConfigError("“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "
                           "and here there are none; choose diffusion (or auto)")
     smoothing = None if text.smoothing is None else BackgroundSmoothing(strength=float(text.smoothing))
-    frames = int(text.frames) if isinstance(text.frames, (int, float)) and float(text.frames).is_integer() else text.frames
-    size = tuple(int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value for value in text.size)
+    def whole(value: Any) -> Any:  # a Number component's 16.0 is the integer 16; anything else is checked as given
+        return int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value
+
+    frames, size = whole(text.frames), tuple(whole(value) for value in text.size)
     from rerender.workflow.generation import check_generate_inputs
 
-    check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)  # before loading
+    # before loading the model
+    check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)
     result = generate(
-        config.prompt.prompt, frames=frames, K=config.keyframes.keyframe_interval, output=session.root / "generated.mp4",
+        config.prompt.prompt, frames=frames, K=config.keyframes.keyframe_interval,
+        output=session.root / "generated.mp4",
         pipeline=sessions.pipeline_for(config), motion=tuple(text.motion), size=size, fps=float(text.fps),
         negative_prompt=config.prompt.negative_prompt, num_inference_steps=config.sampling.num_inference_steps,
         guidance_scale=config.sampling.guidance_scale, seed=config.sampling.seed or 0, config=config, progress=False,
@@ -238,7 +244,8 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         index = int(digits[-1])
         image, original = read_image(file), read_image(existing[index])
         if image.shape != original.shape:
-            raise ConfigError(f"retouched keyframe {name!r} is {image.shape[1]}×{image.shape[0]} but keyframe {index} is "
+            raise ConfigError(f"retouched keyframe {name!r} is {image.shape[1]}×{image.shape[0]} "
+                              f"but keyframe {index} is "
                               f"{original.shape[1]}×{original.shape[0]}; keep the size")
         replaced.append((index, image))
     for index, image in replaced:
@@ -357,7 +364,8 @@ class PageHandlers:
                 count = use_retouched_keyframes(session, [str(f) for f in (files or [])])
         except Exception as error:  # noqa: BLE001
             return {page.status: error_markdown(friendly_error(error, session.names()))}
-        return {page.status: f"Replaced {count} keyframe(s); press **Propagate**.", page.gallery: gallery_items(session)}
+        return {page.status: f"Replaced {count} keyframe(s); press **Propagate**.",
+                page.gallery: gallery_items(session)}
 
     def on_unload(self, request: Request) -> None:
         self.sessions.close(getattr(request, "session_hash", None) or "default")
@@ -426,7 +434,8 @@ class PageHandlers:
                     yield {page.status: f"Keyframes: {len(finished)} finished", page.anchor: str(finished[0]),
                            page.gallery: [(str(path), f"frame {int(path.stem)}") for path in finished]}
         result, config = outcome["result"], outcome["config"]
-        first = result.previews.get("first") or (session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png")
+        first = (result.previews.get("first")
+                 or session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png")
         shown = {page.anchor: str(first), page.gallery: gallery_items(session)}
         renderer_note = f"keyframes by the **{result.renderer}** renderer"
         if stage == "first":
@@ -490,7 +499,8 @@ class PageHandlers:
 
     def text_updates(self, session: UiSession, inputs: tuple, progress: Any) -> Iterator[dict]:
         page = self.page
-        frames_value, fps_value, width_value, height_value, dx_value, dy_value, smoothing_on, strength, *shared = inputs
+        frames_value, fps_value, width_value, height_value, dx_value, dy_value, smoothing_on, strength = inputs[:8]
+        shared = inputs[8:]
         run_request = self.page_request("all", session, tuple(shared))
         text_request = TextRequest(frames_value, (width_value, height_value), (dx_value, dy_value), fps_value,
                                    float(strength) if smoothing_on else None)

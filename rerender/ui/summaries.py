@@ -23,7 +23,8 @@ def video_summary(path: str | os.PathLike, name: str | None = None) -> str:
         ("Audio", info.audio_codec or "yes" if info.has_audio else "none"),
         ("Rotation", rotation),
     ]
-    return f"| Input | {name or Path(path).name} |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows)
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+    return f"| Input | {name or Path(path).name} |\n|---|---|\n{table}"
 
 
 def environment_status(config: RerenderConfig | None = None) -> str:
@@ -59,7 +60,8 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     if isinstance(clip, dict) and "skipped" in clip:
         lines.append(f"\n**CLIP scores not computed:** {clip['skipped']}")
     elif isinstance(clip, dict):
-        lines += [f"| CLIP {key.replace('_', ' ')} | {value:.4g} |" for key, value in clip.items() if isinstance(value, (int, float))]
+        lines += [f"| CLIP {key.replace('_', ' ')} | {value:.4g} |" for key, value in clip.items()
+                  if isinstance(value, (int, float))]
     if report.get("note"):
         lines.append(f"\n_{report['note']}_")
     return "\n".join(lines)
