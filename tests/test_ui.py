@@ -6,7 +6,7 @@ compared with `rerender.translate` run directly (the page has no implementation 
 
 from __future__ import annotations
 
-import threading
+import re
 import time
 from pathlib import Path
 
@@ -40,9 +40,7 @@ def server(tmp_path_factory):
 
 def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, style=None, **settings):
     """The run endpoints' inputs in order: the page's fixed inputs, then each setting by its config path."""
-    values = {path: None for path in app.rerender_setting_paths}
-    for component_path, component in zip(app.rerender_setting_paths, _setting_components(app)):
-        values[component_path] = component.value
+    values = {path: component.value for path, component in app.rerender_page.settings.items()}
     for key, value in settings.items():
         path = key.replace("__", ".")
         assert path in values, path
@@ -51,21 +49,25 @@ def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, style=None, 
     return [prompt, negative, seed, renderer, [], "", None if style is None else handle_file(str(style)), *values.values()]
 
 
-def _setting_components(app):
-    return app.rerender_setting_components
+def _error(status: str) -> str:
+    """The reason a run failed, as the status area shows it (and keeps showing until the next action)."""
+    assert status.startswith("**Error:** "), status
+    return status.removeprefix("**Error:** ")
 
 
 def _client(url, video):
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
-    summary = client.predict(handle_file(str(video)), api_name="/summary")
+    summary, status = client.predict(handle_file(str(video)), api_name="/summary")
+    assert status == "", status
     return client, summary
 
 
 def test_help_texts_are_the_config_docstrings():
-    from rerender.ui import build_app, field_docstrings, field_spec
+    from rerender.config import field_docstrings
+    from rerender.ui import build_app, field_spec
 
     app = build_app()
-    by_path = dict(zip(app.rerender_setting_paths, app.rerender_setting_components))
+    by_path = app.rerender_page.settings
     mask = by_path["constraints.mask_strength"]
     assert mask.info == field_docstrings(ConstraintConfig)["mask_strength"] != ""
     assert by_path["constraints.pixel_fusion_period"].info == field_spec("constraints.pixel_fusion_period").doc != ""
@@ -152,27 +154,28 @@ def test_cancel_stops_and_the_next_run_resumes(server, tmp_path):
 
 
 def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, synthetic_clip):
-    from gradio_client.exceptions import AppError
-
     app, url = server
-    text = tmp_path / "notes.mp4"
+    text = tmp_path / "my notes.mp4"
     text.write_text("this is not a video\n")
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
-    with pytest.raises(AppError) as raised:
-        client.predict(handle_file(str(text)), api_name="/summary")
-    assert "notes.mp4" in str(raised.value) and "Traceback" not in str(raised.value)
+    summary, status = client.predict(handle_file(str(text)), api_name="/summary")
+    # the file as the user named it: no server path (the session folder, Gradio's upload cache), no raw errno
+    message = _error(status)
+    assert "'my notes.mp4' is not a readable video" in message and message in summary
+    assert str(app.rerender_sessions.root) not in message and "/" not in message and "Errno" not in message
+    assert "Traceback" not in message
     # A new browser session has its own workspace: the videos other sessions uploaded are not its input.
-    with pytest.raises(AppError, match="no input video"):
-        client.predict(*_arguments(app), api_name="/first_keyframe")
+    status, *_ = client.predict(*_arguments(app), api_name="/first_keyframe")
+    assert "no input video" in _error(status)
 
     client, _ = _client(url, synthetic_clip)
-    with pytest.raises(AppError, match=r"pixel_fusion_period` must have start ≤ end"):
-        client.predict(*_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe")
+    status, *_ = client.predict(*_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe")
+    assert re.search(r"pixel_fusion_period` must have start ≤ end", _error(status))
     # "diffusion" without weights (offline, none cached): the library's message, which says how to fetch them.
-    with pytest.raises(AppError, match="stable-diffusion-v1-5.* not in the Hugging Face cache.*rerender download"):
-        client.predict(*_arguments(app, renderer="diffusion"), api_name="/first_keyframe")
-    with pytest.raises(AppError, match=r"mask_strength` must be in \[0.0, 1.0\], got 1.5"):
-        client.predict(*_arguments(app, constraints__mask_strength=1.5), api_name="/keyframes")
+    status, *_ = client.predict(*_arguments(app, renderer="diffusion"), api_name="/first_keyframe")
+    assert re.search("stable-diffusion-v1-5.* not in the Hugging Face cache.*rerender download", _error(status), re.S)
+    status, *_ = client.predict(*_arguments(app, constraints__mask_strength=1.5), api_name="/keyframes")
+    assert re.search(r"mask_strength` must be in \[0.0, 1.0\], got 1.5", _error(status))
 
 
 def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, tmp_path):
@@ -207,10 +210,8 @@ def test_retouched_keyframes_are_propagated(server, synthetic_clip, tmp_path):
     status, _ = client.predict([handle_file(str(tmp_path / "0008.png"))], api_name="/retouched")
     assert "Replaced 1 keyframe" in status
     write_image(painted, tmp_path / "0009.png")
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError, match="must be named after a keyframe"):
-        client.predict([handle_file(str(tmp_path / "0009.png"))], api_name="/retouched")
+    status, _ = client.predict([handle_file(str(tmp_path / "0009.png"))], api_name="/retouched")
+    assert "must be named after a keyframe" in _error(status)
     status, _, _, video, *_ = client.predict(*arguments, api_name="/propagate")
     assert "reused frames, keyframes" in status and "propagation" not in status.split("reused")[1]
     frame_8 = list(read_frames(video["video"] if isinstance(video, dict) else video))[8]
@@ -252,11 +253,11 @@ def adapter_dir(tmp_path_factory, tiny_pipeline_dir):
 def test_style_image_controls_render_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, adapter_dir, tmp_path):
     from rerender.workflow.translation import translate
     from rerender.config import PromptConfig
-    from rerender.ui import field_docstrings
+    from rerender.config import field_docstrings
     from rerender.video import write_image
 
     app, url = server
-    by_path = dict(zip(app.rerender_setting_paths, app.rerender_setting_components))
+    by_path = app.rerender_page.settings
     assert by_path["prompt.style_image_scale"].info == field_docstrings(PromptConfig)["style_image_scale"] != ""
     rows = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
     style = np.concatenate([np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2)
@@ -299,15 +300,11 @@ def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
                      added_prompt="best quality, extremely detailed", negative_prompt="")
     for page_frame, direct_frame in zip(read_frames(result_path), read_frames(direct.output), strict=True):
         np.testing.assert_array_equal(page_frame, direct_frame)
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError, match="no still image"):
-        client.predict(None, "zoom-in", None, 1.0, 10, *_arguments(app), api_name="/animate")
+    status, *_ = client.predict(None, "zoom-in", None, 1.0, 10, *_arguments(app), api_name="/animate")
+    assert "no still image" in _error(status)
 
 
 def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir, tmp_path):
-    from gradio_client.exceptions import AppError
-
     from rerender.config import apply_overrides
     from rerender.diffusion.pipeline import RerenderPipeline
     from rerender.workflow.generation import BackgroundSmoothing, generate
@@ -331,8 +328,98 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
     for item, keyframe in zip(gallery, direct.keyframes, strict=True):
         image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
         np.testing.assert_array_equal(read_image(image), keyframe)
-    with pytest.raises(AppError, match=r"`frames` must be an integer in \[1, 3000\], got 0"):
-        client.predict(0, 6, 64, 64, 4.0, 0.0, False, 0.6, *arguments, api_name="/generate")
-    with pytest.raises(AppError, match="“Text only” needs the diffusion renderer"):
-        client.predict(3, 6, 64, 64, 4.0, 0.0, False, 0.6, *_arguments(app, prompt="a red cube", renderer="classic"),
-                       api_name="/generate")
+    status, *_ = client.predict(0, 6, 64, 64, 4.0, 0.0, False, 0.6, *arguments, api_name="/generate")
+    assert "`frames` must be an integer in [1, 3000], got 0" in _error(status)
+    status, *_ = client.predict(3, 6, 64, 64, 4.0, 0.0, False, 0.6,
+                                *_arguments(app, prompt="a red cube", renderer="classic"), api_name="/generate")
+    assert "“Text only” needs the diffusion renderer" in _error(status)
+
+
+# ------------------------------------------------------------------ issue 20: the web page
+
+def test_the_choices_the_page_offers_are_the_config_literals():
+    import typing
+
+    from rerender.config import CHOICES, RendererName, Stage, choices, field_type
+    from rerender.ui import build_app
+    from rerender.ui.fields import DEFAULT_CHOICE, STAGE_BUTTONS, field_spec
+
+    page = build_app().rerender_page
+    offered = 0
+    for path, component in page.settings.items():
+        spec = field_spec(path)
+        if typing.get_origin(spec.base) is not typing.Literal:
+            continue
+        assert spec.base in CHOICES.values(), f"{path}: a closed set of values that is not one of the config's aliases"
+        expected = ([DEFAULT_CHOICE] if spec.optional else []) + list(choices(spec.base))
+        assert [value for _, value in component.choices] == expected, path
+        assert typing.get_args(field_type(path))  # the config's own type, not a copy
+        offered += 1
+    assert offered >= 8  # keyframe mode, ControlNet type, blend mode, preset, flow estimator, DIS preset, …
+    assert [value for _, value in page.renderer.choices] == list(choices(RendererName))
+    assert [stage for stage, _ in STAGE_BUTTONS] == list(choices(Stage)) == list(page.buttons)
+
+
+def test_a_run_shows_its_progress_in_one_place_only(server):
+    app, _ = server
+    page = app.rerender_page
+    runs = [page.buttons[stage]._id for stage in page.buttons] + [page.animate_button._id, page.generate_button._id]
+    dependencies = [dependency for dependency in app.config["dependencies"]
+                    if any(target[0] in runs for target in dependency["targets"])]
+    assert len(dependencies) == len(runs)
+    for dependency in dependencies:  # not on the anchor, the gallery and the videos: on the progress display
+        assert dependency["show_progress_on"] == [page.progress._id]
+        assert dependency["show_progress"] == "full"
+
+
+def test_the_still_mode_works_with_the_values_it_shows(server, tmp_path):
+    from rerender.camera import DEFAULT_AMOUNT
+    from rerender.synthetic import make_texture
+    from rerender.video import write_image
+
+    app, url = server
+    page = app.rerender_page
+    motion, amount = page.still_motion.value, page.still_amount.value
+    assert amount == DEFAULT_AMOUNT[motion] > 0  # not an empty field that the browser shows and sends as 0
+    write_image(make_texture(96, 128, np.random.default_rng(1)), tmp_path / "still.png")
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
+    shown = [page.still_seconds.value, page.still_fps.value]
+    assert shown == [4.0, 25.0]
+    status, *_ = client.predict(handle_file(str(tmp_path / "still.png")), motion, amount, 0.4, 10,
+                                *_arguments(app, keyframes__keyframe_interval=4), api_name="/animate")
+    assert status.startswith(f"Done: 4 frames from the still ({motion})"), status
+    # the field follows the move: each move's own default, which the library accepts
+    from rerender.ui.runs import PageHandlers
+
+    for _, choice in page.still_motion.choices:
+        assert PageHandlers.on_motion(None, choice) == DEFAULT_AMOUNT[choice] > 0
+
+
+def test_an_upload_during_a_run_never_touches_the_running_job(server, tmp_path, synthetic_clip):
+    from rerender.synthetic import write_synthetic_video
+
+    app, url = server
+    long_clip = tmp_path / "long.mp4"
+    write_synthetic_video(long_clip, num_frames=40, width=128, height=96, motion="mixed", fps=25, audio=False)
+    client, _ = _client(url, long_clip)
+    arguments = _arguments(app)
+    job = client.submit(*arguments, api_name="/run_all")
+    deadline = time.monotonic() + 60
+    while not job.outputs() and time.monotonic() < deadline:  # the first update: the run has started
+        time.sleep(0.02)
+    summary, status = client.predict(handle_file(str(synthetic_clip)), api_name="/summary")
+    assert "20 (0.80 s)" in summary and "queued" in status  # the page says what happens to the new video
+    status, *_ = job.result(timeout=240)
+    assert status.startswith("Done: 40 frames"), status  # the running job finished on its own input and workspace
+    status, _, _, video, *_ = client.predict(*arguments, api_name="/run_all")
+    assert status.startswith("Done: 20 frames"), status  # the next run takes the queued video
+    assert probe_video(video["video"] if isinstance(video, dict) else video).frame_count == 20
+
+
+def test_an_error_stays_in_the_status_area_until_the_next_action(server, synthetic_clip):
+    app, url = server
+    client, _ = _client(url, synthetic_clip)
+    status, *_ = client.predict(*_arguments(app, prompt=""), api_name="/first_keyframe")
+    assert "`prompt` is empty" in _error(status)  # a value of the status component, not a popup that goes away
+    status, *_ = client.predict(*_arguments(app), api_name="/first_keyframe")
+    assert status.startswith("First keyframe ready")  # the next action replaces it

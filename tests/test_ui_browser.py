@@ -56,6 +56,7 @@ def browser():
 
 def test_run_all_in_a_real_browser(page_url, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as expected
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -75,20 +76,50 @@ def test_run_all_in_a_real_browser(page_url, browser):
     for mode, button in (("Still image", "rr-animate"), ("Text only", "rr-generate")):
         browser.find_element(By.XPATH, f"//button[@role='tab' and normalize-space()='{mode}']").click()
         wait.until(lambda driver: shown(driver, f"//*[@id='{button}']") and not shown(driver, run_all))
+        if mode == "Still image":  # the amount it shows is the one it sends, and a valid one: zoom-in's 0.25
+            amount = browser.find_element(By.CSS_SELECTOR, "#rr-still-amount input")
+            assert float(amount.get_attribute("value")) == 0.25
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Video']").click()
     wait.until(lambda driver: shown(driver, run_all) and not shown(driver, "//*[@id='rr-generate']"))
     browser.find_element(By.XPATH, "//button[contains(normalize-space(), 'Reference image (IP-Adapter)')]").click()
     wait.until(lambda driver: shown(driver, "//*[@id='rr-style']"))  # the reference image's upload, with its scale
     assert shown(browser, "//*[contains(normalize-space(text()), 'Style image scale')]")
     prompt = browser.find_element(By.CSS_SELECTOR, "textarea[placeholder^='a cartoon']")
-    prompt.send_keys("a watercolour painting, soft pastel colours")
     browser.find_element(By.XPATH, "//label[.//input[@type='radio' and @value='classic']]").click()
-    browser.find_element(By.XPATH, "//button[normalize-space()='Run all']").click()
 
-    duration = WebDriverWait(browser, 240, poll_frequency=0.5).until(lambda driver: driver.execute_script(
-        "const v = document.querySelector('#rr-result video'); return v && v.readyState >= 1 && isFinite(v.duration) ? v.duration : null;"))
+    # An error stays in the status area (not only in a popup that goes away) until the next action. The popup
+    # closes after a few seconds; 10 s stands for "a minute later", to keep the test short.
+    prompt.send_keys(Keys.CONTROL, "a")
+    prompt.send_keys(Keys.DELETE)  # as a user empties it (clear() fires no input event)
+    browser.find_element(By.XPATH, "//button[normalize-space()='First keyframe']").click()
+    def status_text(driver) -> str:  # the words of the status area (the option's name is set as code)
+        return " ".join(driver.find_element(By.ID, "rr-status").text.split())
+
+    wait.until(lambda driver: "prompt is empty" in status_text(driver))
+    time.sleep(10)
+    status = status_text(browser)
+    assert status.startswith("Error:") and "prompt is empty" in status, status
+    assert not browser.execute_script(  # no "Error" badges left on the outputs
+        "return [...document.querySelectorAll('.error')].filter(e => e.offsetParent !== null).map(e => e.textContent)")
+
+    prompt.send_keys("a watercolour painting, soft pastel colours")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Run all']").click()
+    trackers: set = set()  # where a progress display appears while the run goes on
+
+    def finished(driver):
+        trackers.update(driver.execute_script(
+            "return [...document.querySelectorAll('.progress-text, .eta-bar')].filter(e => e.offsetParent !== null)"
+            ".map(e => e.closest('[id]') ? e.closest('[id]').id : '?')"))
+        return driver.execute_script(
+            "const v = document.querySelector('#rr-result video');"
+            "return v && v.readyState >= 1 && isFinite(v.duration) ? v.duration : null;")
+
+    duration = WebDriverWait(browser, 240, poll_frequency=0.2).until(finished)
+    assert trackers <= {"rr-progress"}, trackers  # one progress display: never over the keyframes or the video
     source = probe_video(DEMO_VIDEO).duration
     assert abs(duration - source) < 0.15, (duration, source)
+    WebDriverWait(browser, 120).until(  # the figures come after the video, with their own progress
+        lambda driver: "Computing the figures" not in driver.find_element(By.ID, "rr-status").text)
     assert "Done: 100 frames" in browser.find_element(By.ID, "rr-status").text
 
     # Nothing on the page came from elsewhere (fonts, scripts, analytics): it works offline.
