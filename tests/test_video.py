@@ -993,7 +993,7 @@ def test_seeking_reader_gives_the_frames_of_a_decode_from_the_start(tmp_path, mo
     full = list(read_frames(path, info=info))
     brightness = [frame.mean() for frame in full]
     assert len(full) == 30 and all(later > earlier + 4 for earlier, later in zip(brightness, brightness[1:]))
-    import rerender.video as video_module
+    import rerender.video.reader as video_module
 
     calls = []
     original = video_module._iterate_frames
