@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from rerender.errors import ConfigError
 from rerender.video.files import _ffmpeg_url, _open_container
+from rerender.video.probe import _audio_tracks, choose_audio_track
 
-__all__ = ["MP4_COPYABLE_AUDIO"]
+__all__ = ["MP4_COPYABLE_AUDIO", "source_audio_track"]
 
 
 MP4_COPYABLE_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
@@ -22,8 +25,26 @@ def _has_audio(path: Path) -> bool:
         return bool(container.streams.audio)
 
 
-def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float, duration: float) -> None:
-    """Write `video_path`'s video plus `audio_source`'s first audio track over [start, start+duration) to `output`."""
+def source_audio_track(path: str | os.PathLike, requested: int | None = None) -> int | None:
+    """The audio track of `path` an output carries (`choose_audio_track`: `requested`, else the default-flagged
+    track, else the first); None without audio. Only the header is read.
+
+    Raises:
+        ConfigError: `requested` is not one of the file's audio tracks.
+    """
+    path = Path(path)
+    if path.is_dir() or not path.exists():
+        if requested is not None:
+            raise ConfigError(f"`output.audio_track` (--audio-track) is {requested}, but {str(path)!r} has no audio")
+        return None
+    with _open_container(path) as container:
+        return choose_audio_track(_audio_tracks(container), requested)
+
+
+def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float, duration: float,
+               track: int | None = None) -> None:
+    """Write `video_path`'s video plus one audio track of `audio_source` (`source_audio_track(track)`) over
+    [start, start+duration) to `output`."""
     import av
 
     end = start + duration
@@ -31,7 +52,7 @@ def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float,
         _ffmpeg_url(output), "w"
     ) as out:
         video_stream_in = video_in.streams.video[0]
-        audio_stream_in = audio_in.streams.audio[0]
+        audio_stream_in = audio_in.streams.audio[choose_audio_track(_audio_tracks(audio_in), track)]
         video_out = out.add_stream_from_template(video_stream_in)
         copy = audio_stream_in.codec_context.name in MP4_COPYABLE_AUDIO or output.suffix.lower() == ".mkv"
         if copy:

@@ -10,7 +10,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASPECT_TOLERANCE", "compute_output_size", "fit_size", "fit_frame", "unfit_frame", "crop_frame", "resize_frame", "preprocess_frame"]
+__all__ = ["ASPECT_TOLERANCE", "compute_output_size", "fit_size", "fit_frame", "unfit_frame", "crop_frame", "resize_frame", "letterbox_frame", "preprocess_frame"]
 
 
 ASPECT_TOLERANCE = 0.01
@@ -144,6 +144,30 @@ def unfit_frame(image: np.ndarray, size: tuple[int, int], tolerance: float = ASP
     scaled_width, scaled_height = fit_size(size[0], size[1], (width, height), tolerance)
     # The processing-size picture is the scaled source framed into (width, height): undo that framing first.
     return resize_frame(_reframe(image, (scaled_width, scaled_height)), size)
+
+
+def letterbox_frame(frame: np.ndarray, size: tuple[int, int], fill: int = 0) -> np.ndarray:
+    """Fit an `(H, W, C)` frame inside `size = (width, height)` keeping its aspect, bars of `fill` around it.
+
+    What players do when the picture's size changes mid-stream: the new picture is scaled to fit the window
+    (letterbox: bars above and below; pillarbox: left and right), never stretched.
+
+    Shape:
+        - frame: `(H, W, C)` uint8.
+        - returns: `(size[1], size[0], C)`.
+
+    Example:
+        >>> letterbox_frame(np.full((10, 40, 3), 255, np.uint8), (20, 20))[:, 10].ravel()[::3].tolist()
+        [0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0]
+    """
+    width, height = size
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    inner = max(1, min(width, int(round(frame.shape[1] * scale)))), max(1, min(height, int(round(frame.shape[0] * scale))))
+    scaled = resize_frame(frame, inner)
+    canvas = np.full((height, width) + frame.shape[2:], fill, dtype=frame.dtype)
+    left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
+    canvas[top : top + inner[1], left : left + inner[0]] = scaled
+    return canvas
 
 
 def crop_frame(frame: np.ndarray, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> np.ndarray:

@@ -7,21 +7,44 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from rerender.errors import InputNotFoundError, VideoReadError
-from rerender.video.files import IMAGE_EXTENSIONS, _open_container, _read_image_unchanged, list_image_files
+from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
+from rerender.video.files import IMAGE_EXTENSIONS, _open_container, list_image_files, read_image_with_alpha
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoInfo", "probe_video", "count_frames", "DEFAULT_IMAGE_SEQUENCE_FPS"]
+__all__ = ["VideoInfo", "AudioTrack", "probe_video", "choose_audio_track", "count_frames", "DEFAULT_IMAGE_SEQUENCE_FPS"]
 
 
 DEFAULT_IMAGE_SEQUENCE_FPS = Fraction(25)
 
 
 @dataclass(frozen=True)
+class AudioTrack:
+    """One audio track of a file, as `probe_video` lists them (`VideoInfo.audio_tracks`)."""
+
+    number: int
+    """Position among the file's audio tracks, from 0: what `output.audio_track` (`--audio-track`) takes."""
+    stream_index: int
+    """Index of the stream in the container (among all streams)."""
+    codec: str
+    """Codec name ("aac", "opus", "pcm_s16le", …)."""
+    channels: int
+    """Number of channels."""
+    sample_rate: int
+    """Samples per second."""
+    language: str | None = None
+    """The language tag ("eng", "fra"), if any."""
+    default: bool = False
+    """Whether the file flags it as the default track (the one players pick)."""
+    title: str | None = None
+    """The track's title tag, if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class VideoInfo:
     """What the reader sees in a video file or image folder: the picture as a viewer sees it, and when.
 
@@ -69,11 +92,20 @@ class VideoInfo:
     hdr_transfer: str | None = None
     """"PQ" or "HLG" for HDR input (tone-mapped to SDR as it is read, with a warning), else `None`."""
     has_alpha: bool = False
-    """Whether the input has an alpha channel (dropped by the reader, with a warning)."""
+    """Whether the input has an alpha channel (composited over `video.background` as it is read, with a warning)."""
     colorspace: str | None = None
     """The YUV matrix the file is tagged with ("bt709", "bt601", "bt2020"), `None` if untagged or RGB."""
     stream_index: int = 0
     """Index of the stream read: the moving picture, never a cover picture or thumbnail track."""
+    audio_tracks: tuple[AudioTrack, ...] = ()
+    """Every audio track, in file order."""
+    audio_track: int | None = None
+    """The audio track a player picks (`AudioTrack.number`): the one flagged default, else the first; None
+    without audio. `has_audio`/`audio_codec` describe it."""
+    interlaced: bool = False
+    """Whether the decoder flags the frames as interlaced (then deinterlaced as read, unless turned off)."""
+    skipped_packets: int = 0
+    """Packets at the start that no player shows (the file was cut before a keyframe): not counted, not read."""
 
     @property
     def duration(self) -> float:
@@ -109,6 +141,7 @@ class VideoInfo:
 
 
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a one-frame video stream
+_DEFAULT = 1  # AV_DISPOSITION_DEFAULT: the track a player picks
 
 
 _TRANSFERS = {16: "PQ", 18: "HLG"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
@@ -194,12 +227,14 @@ def _is_variable_rate(times: np.ndarray, fps: Fraction) -> bool:
 
 
 def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | None = None) -> VideoInfo:
-    """Describe a video file or image folder: size on screen, nominal rate, every frame's time, audio.
+    """Describe a video file or image folder: size on screen, nominal rate, every frame's time, audio tracks.
 
     Packets are read (not decoded) to learn which frames the decoder will present and when: frames hidden
-    by an edit list are not counted, timestamps keep the file's own clock (which may not start at 0).
-    Only the first frame is decoded, for its display matrix. Logs a warning for HDR (PQ/HLG) input, which
-    `read_frames` tone-maps to SDR (`tone_map_to_sdr`), and for input with an alpha channel, which is dropped.
+    by an edit list are not counted, nor packets before the first keyframe (a file cut mid-GOP: no player shows
+    them; how many is logged), and timestamps keep the file's own clock (which may not start at 0). Only the
+    first frame is decoded, for its display matrix and interlacing flag. Logs a warning for HDR (PQ/HLG) input,
+    which `read_frames` tone-maps to SDR (`tone_map_to_sdr`), for interlaced input (deinterlaced as read), and
+    for input with an alpha channel (composited over `video.background`).
 
     Args:
         path: a video file or a folder of numbered images.
@@ -216,46 +251,22 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     if not path.exists():
         raise InputNotFoundError(f"video not found: {str(path)!r}")
     if path.is_dir():
-        files = list_image_files(path)
-        first = _read_image_unchanged(files[0])
-        if first.ndim == 3 and first.shape[2] == 4:
-            logger.warning("%s has an alpha channel; it is dropped (frames are read as RGB)", files[0])
-        fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
-        height, width = first.shape[:2]
-        times = tuple(float(index / fps) for index in range(len(files)))
-        return VideoInfo(path, width, height, fps, len(files), 0, False, None, None, True, timestamps=times,
-                         stored_width=width, stored_height=height, has_alpha=first.ndim == 3 and first.shape[2] == 4)
+        return _probe_folder(path, image_sequence_fps)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
     with _open_container(path) as container:
         streams = _moving_streams(container)
         if not streams:
             raise VideoReadError(f"{str(path)!r} has no video stream")
-        audio = container.streams.audio[0] if container.streams.audio else None
-        firsts: dict[int, object] = {}
-        presented: dict[int, list[int]] = {stream.index: [] for stream in streams}
-        try:
-            for packet in container.demux(*streams):
-                index = packet.stream.index
-                if index not in firsts and packet.size:
-                    # Decode until the first frame appears: its side data carries the display matrix.
-                    decoded = packet.decode()
-                    if decoded:
-                        firsts[index] = decoded[0]
-                # Frames before an edit list's start are flagged discard; the decoder never presents them.
-                if not packet.size or packet.is_discard:
-                    continue
-                presented[index].append(packet.pts)  # None in raw streams (.h264): no timestamps at all
-        except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
-            import av
-
-            if not isinstance(error, av.error.FFmpegError):
-                raise
-            logger.warning("stopped reading %s after %d packets: %s", path, sum(map(len, presented.values())), error)
+        firsts, presented = _scan_packets(container, streams, path)
         # The main picture is the stream with the most frames (a thumbnail track has one), then the largest.
         stream = max(streams, key=lambda item: (len(presented[item.index]), item.codec_context.width * item.codec_context.height))
         codec = stream.codec_context
-        first, pts = firsts.get(stream.index), presented[stream.index]
+        first = firsts.get(stream.index)
+        pts, skipped = _shown_packets(presented[stream.index])
+        if skipped:
+            logger.warning("%s begins with %d packets that cannot be decoded (cut before a keyframe); they are skipped, "
+                           "as players do: the video starts at its first keyframe", path, skipped)
         if first is None:
             try:
                 first = next(iter(codec.decode(None)), None)  # a decoder that holds frames back until the end
@@ -263,41 +274,135 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
                 first = None
         if first is None or not pts:
             raise VideoReadError(f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded")
-        if any(value is None for value in pts):
-            # Untimed packets (raw elementary streams): frames are evenly spaced at the stream's rate.
-            fps = _nominal_rate(np.zeros(0), stream)
-            times = np.arange(len(pts)) / float(fps)
-        else:
-            times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
-            fps = _nominal_rate(times, stream)
-        rotation, mirrored = _orientation_of(first)
-        aspect = Fraction(stream.sample_aspect_ratio or codec.sample_aspect_ratio or 1)
-        if aspect <= 0:
-            aspect = Fraction(1)
-        stored_width, stored_height = first.width, first.height
-        width, height = _square_pixel_size(stored_width, stored_height, aspect)
-        if rotation in (90, 270):
-            width, height = height, width
-        transfer = _TRANSFERS.get(int(first.color_trc or codec.color_trc or 0))  # the frame's tag, else the header's
-        if transfer is not None:
-            logger.warning(
-                "%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
-                path, transfer,
-            )
-        pixel_format = first.format.name
-        # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
-        has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
-        if has_alpha:
-            logger.warning("%s has an alpha channel (%s); it is dropped (frames are read as RGB)", path, pixel_format)
-        info = VideoInfo(
-            path, width, height, fps, len(pts), rotation, audio is not None,
-            audio.codec_context.name if audio is not None else None, codec.name, False,
-            timestamps=tuple(times.tolist()), stored_width=stored_width, stored_height=stored_height,
-            sample_aspect_ratio=aspect, mirrored=mirrored, variable_frame_rate=_is_variable_rate(times, fps),
-            hdr_transfer=transfer, has_alpha=has_alpha, colorspace=_COLORSPACES.get(int(codec.colorspace or 2)),
-            stream_index=stream.index,
-        )
-    return info
+        return _describe(path, container, stream, first, pts, skipped)
+
+
+def _probe_folder(path: Path, image_sequence_fps: float | Fraction | None) -> VideoInfo:
+    files = list_image_files(path)
+    first, alpha = read_image_with_alpha(files[0])  # upright: the size a viewer shows
+    fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
+    height, width = first.shape[:2]
+    times = tuple(float(index / fps) for index in range(len(files)))
+    return VideoInfo(
+        path=path, width=width, height=height, fps=fps, frame_count=len(files), rotation=0, has_audio=False,
+        audio_codec=None, video_codec=None, is_image_sequence=True, timestamps=times, stored_width=width,
+        stored_height=height, has_alpha=alpha is not None,
+    )
+
+
+def _scan_packets(container, streams, path: Path) -> tuple[dict[int, object], dict[int, list[tuple[int | None, bool]]]]:
+    """The first decoded frame of each stream, and each stream's presented packets as `(pts, is_keyframe)`."""
+    firsts: dict[int, object] = {}
+    presented: dict[int, list[tuple[int | None, bool]]] = {stream.index: [] for stream in streams}
+    try:
+        for packet in container.demux(*streams):
+            index = packet.stream.index
+            if index not in firsts and packet.size:
+                # Decode until the first frame appears: its side data carries the display matrix.
+                decoded = packet.decode()
+                if decoded:
+                    firsts[index] = decoded[0]
+            # Frames before an edit list's start are flagged discard; the decoder never presents them.
+            if not packet.size or packet.is_discard:
+                continue
+            presented[index].append((packet.pts, packet.is_keyframe))  # pts None in raw streams (.h264)
+    except Exception as error:  # noqa: BLE001 - a truncated or broken file: keep what was read
+        import av
+
+        if not isinstance(error, av.error.FFmpegError):
+            raise
+        logger.warning("stopped reading %s after %d packets: %s", path, sum(map(len, presented.values())), error)
+    return firsts, presented
+
+
+def _shown_packets(packets: list[tuple[int | None, bool]]) -> tuple[list[int | None], int]:
+    """The pts of the packets a decoder presents, and how many leading ones it cannot decode.
+
+    A stream cut before a keyframe (a TS segment, an MP4 cut mid-GOP) begins with packets that refer to
+    pictures the file no longer holds: FFmpeg (and every player) shows nothing until the first keyframe,
+    nor the pictures after it in decode order that are shown before it (they refer to the missing ones).
+    """
+    first_key = next((position for position, (_, key) in enumerate(packets) if key), None)
+    if first_key is None:  # no keyframe flags at all (some raw streams): trust every packet
+        return [pts for pts, _ in packets], 0
+    key_pts = packets[first_key][0]
+    shown = [pts for pts, _ in packets[first_key:] if key_pts is None or pts is None or pts >= key_pts]
+    return shown, len(packets) - len(shown)
+
+
+def _describe(path: Path, container, stream, first, pts: list[int | None], skipped: int) -> VideoInfo:
+    """The `VideoInfo` of `stream` from its first decoded frame and the pts of the packets it presents."""
+    codec = stream.codec_context
+    if any(value is None for value in pts):
+        # Untimed packets (raw elementary streams): frames are evenly spaced at the stream's rate.
+        fps = _nominal_rate(np.zeros(0), stream)
+        times = np.arange(len(pts)) / float(fps)
+    else:
+        times = np.sort(np.asarray(pts, dtype=np.float64)) * float(stream.time_base)
+        fps = _nominal_rate(times, stream)
+    rotation, mirrored = _orientation_of(first)
+    aspect = Fraction(stream.sample_aspect_ratio or codec.sample_aspect_ratio or 1)
+    if aspect <= 0:
+        aspect = Fraction(1)
+    width, height = _square_pixel_size(first.width, first.height, aspect)
+    if rotation in (90, 270):
+        width, height = height, width
+    transfer = _TRANSFERS.get(int(first.color_trc or codec.color_trc or 0))  # the frame's tag, else the header's
+    if transfer is not None:
+        logger.warning("%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
+                       path, transfer)
+    # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
+    has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
+    if has_alpha:
+        logger.warning("%s has an alpha channel (%s); transparent pixels are composited over `video.background` "
+                       "(white by default)", path, first.format.name)
+    interlaced = bool(getattr(first, "interlaced_frame", False))
+    if interlaced:
+        logger.warning("%s is interlaced; it is deinterlaced as it is read (bwdif; `video.deinterlace: false` to "
+                       "keep the fields woven)", path)
+    tracks = _audio_tracks(container)
+    chosen = choose_audio_track(tracks)
+    return VideoInfo(
+        path=path, width=width, height=height, fps=fps, frame_count=len(pts), rotation=rotation,
+        has_audio=chosen is not None, audio_codec=tracks[chosen].codec if chosen is not None else None,
+        video_codec=codec.name, is_image_sequence=False, timestamps=tuple(times.tolist()),
+        stored_width=first.width, stored_height=first.height, sample_aspect_ratio=aspect, mirrored=mirrored,
+        variable_frame_rate=_is_variable_rate(times, fps), hdr_transfer=transfer, has_alpha=has_alpha,
+        colorspace=_COLORSPACES.get(int(codec.colorspace or 2)), stream_index=stream.index,
+        audio_tracks=tracks, audio_track=chosen, interlaced=interlaced, skipped_packets=skipped,
+    )
+
+
+def _audio_tracks(container) -> tuple[AudioTrack, ...]:
+    tracks = []
+    for number, stream in enumerate(container.streams.audio):
+        context = stream.codec_context
+        metadata = dict(stream.metadata or {})
+        tracks.append(AudioTrack(
+            number=number, stream_index=stream.index, codec=context.name, channels=int(context.channels or 0),
+            sample_rate=int(context.sample_rate or 0), language=stream.language or metadata.get("language"),
+            default=bool(stream.disposition & _DEFAULT), title=metadata.get("title"),
+        ))
+    return tuple(tracks)
+
+
+def choose_audio_track(tracks: Sequence[AudioTrack], requested: int | None = None) -> int | None:
+    """The audio track an output carries: `requested` (`output.audio_track`), else the one a player picks
+    (flagged default, else the first); None when there is no audio.
+
+    Raises:
+        ConfigError: `requested` is not one of the tracks (naming `output.audio_track` and the tracks there are).
+    """
+    if requested is not None:
+        if not 0 <= requested < len(tracks):
+            listed = ", ".join(f"{track.number} ({track.codec}{', ' + track.language if track.language else ''})"
+                               for track in tracks) or "none"
+            raise ConfigError(f"`output.audio_track` (--audio-track) must be one of the source's audio tracks: "
+                              f"{listed}; got {requested}")
+        return requested
+    if not tracks:
+        return None
+    return next((track.number for track in tracks if track.default), tracks[0].number)
 
 
 def _square_pixel_size(width: int, height: int, aspect: Fraction) -> tuple[int, int]:

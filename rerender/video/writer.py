@@ -8,14 +8,23 @@ import platform
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Sized
 
 import cv2
 import numpy as np
 
 from rerender.errors import OutputPathError
-from rerender.video.audio import _has_audio, _mux_audio
-from rerender.video.files import _check_frame, _ffmpeg_url, atomic_output, check_output_path, write_image
+from rerender.video.audio import _mux_audio, source_audio_track
+from rerender.video.files import (
+    _FULL_DISK_ERRNOS,
+    WRITABLE_SUFFIXES,
+    _check_frame,
+    _ffmpeg_url,
+    atomic_output,
+    check_output_path,
+    disk_full_error,
+    write_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +76,18 @@ class VideoWriter:
         path: output file (`.mp4`, `.mov` or `.mkv`).
         fps: nominal frame rate, exact (`Fraction(30000, 1001)`) or a float.
         crf: H.264 constant rate factor, 0 (lossless) to 51; 18 is visually lossless.
-        audio_from: a video whose first audio track is copied (or re-encoded to AAC if it cannot be copied).
+        audio_from: a video whose audio track is copied (or re-encoded to AAC if it cannot be copied).
         audio_start: the time on `audio_from`'s clock (`VideoInfo.start_time(first frame)`) that becomes
             the output's time 0.
         preset: x264 speed preset.
+        audio_track: which audio track of `audio_from` (0 = its first audio track; `output.audio_track`);
+            `None` = the one a player picks (flagged default, else the first). Checked here, before any frame.
+        expected_frames: how many frames will be written, if known: a full disk's message then says how much
+            space the video needs.
+
+    Raises:
+        DiskFullError: the disk filled up (from `write` or `close`), naming the output's folder, its free space
+            and the space needed; nothing is left under `path`.
 
     Example:
         >>> with VideoWriter("out.mp4", fps=25) as writer:   # doctest: +SKIP
@@ -86,10 +103,12 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         audio_start: float = 0.0,
         preset: str = "medium",
+        audio_track: int | None = None,
+        expected_frames: int | None = None,
     ) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
-            raise OutputPathError(f"`path` must end in .mp4, .mov, .mkv or .m4v for video output, got {str(self.path)!r}")
+        if self.path.suffix.lower() not in WRITABLE_SUFFIXES:
+            raise OutputPathError(f"`path` must end in {', '.join(WRITABLE_SUFFIXES)} for video output, got {str(self.path)!r}")
         if not fps or float(fps) <= 0:
             raise ValueError(f"`fps` must be > 0, got {fps!r}")
         if not 0 <= crf <= 51:
@@ -99,6 +118,8 @@ class VideoWriter:
         self.preset = preset
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start = float(audio_start)
+        self.audio_track = source_audio_track(self.audio_from, audio_track) if self.audio_from is not None else None
+        self.expected_frames = expected_frames
         self.frame_count = 0
         self.time_base = _writer_time_base(self.fps)
         self._last_pts: int | None = None
@@ -137,7 +158,15 @@ class VideoWriter:
                 f"at frame {self.frame_count}"
             )
         pts = self._pts(time)
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        try:
+            self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"), pts)
+        except OSError as error:
+            self._raise_if_full(error, self._bytes_still_needed())
+            raise
+        self.frame_count += 1
+        self._last_pts = pts
+
+    def _encode(self, rgb, pts: int) -> None:
         video_frame = rgb.reformat(
             format="yuv420p", dst_colorspace="itu709", dst_color_range=1, dst_color_trc=1, dst_color_primaries=1,
             interpolation="BILINEAR", threads=1,  # one slice: the same result whatever the CPU count
@@ -146,8 +175,25 @@ class VideoWriter:
         video_frame.time_base = self.time_base
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
-        self.frame_count += 1
-        self._last_pts = pts
+
+    def _written(self) -> int:
+        try:
+            return self._video_temporary.stat().st_size
+        except OSError:
+            return 0
+
+    def _bytes_still_needed(self) -> int | None:
+        # At the rate written so far, the rest of the expected frames (FFmpeg buffers: a lower bound).
+        written = self._written()
+        if not self.expected_frames or not self.frame_count or not written:
+            return None
+        return max(0, int(written / self.frame_count * (self.expected_frames - self.frame_count)))
+
+    def _raise_if_full(self, error: OSError, needed: int | None) -> None:
+        # FFmpeg names its URL ('file:…' of the temporary file): name the output and its folder instead.
+        if getattr(error, "errno", None) in _FULL_DISK_ERRNOS:
+            self.abort()  # first: the free space then counts what the partial video held
+            raise disk_full_error(error, self.path, needed) from None
 
     def _pts(self, time: float | None) -> int:
         if time is None:
@@ -195,10 +241,14 @@ class VideoWriter:
             self._container.close()
             self._container = None
             with atomic_output(self.path) as temporary:
-                if self.audio_from is not None and _has_audio(self.audio_from):
-                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, self.duration)
+                if self.audio_track is not None:
+                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, self.duration,
+                               self.audio_track)
                 else:
                     os.replace(self._video_temporary, temporary)
+        except OSError as error:
+            self._raise_if_full(error, self._written() or None)  # the audio mux copies the video once more
+            raise
         finally:
             self._cleanup()
         return self.path
@@ -227,6 +277,7 @@ def write_video(
     audio_start: float = 0.0,
     inputs: Iterable[str | os.PathLike] = (),
     timestamps: Sequence[float] | None = None,
+    audio_track: int | None = None,
 ) -> Path:
     """Encode RGB `uint8` `(H, W, 3)` frames to an H.264 video (BT.709-tagged), atomically, with optional audio.
 
@@ -241,6 +292,8 @@ def write_video(
         inputs: paths the output must not replace (the input video is always added when given as `audio_from`).
         timestamps: the time in seconds at which each frame is shown (increasing, first usually 0), e.g.
             `info.output_times(start, end, stride)` to keep a variable-rate source's timing; `None` = `i / fps`.
+        audio_track: which audio track of `audio_from` (`output.audio_track`; 0 = the first audio track);
+            `None` = the one a player picks (flagged default, else the first).
 
     Returns:
         The output path.
@@ -248,11 +301,15 @@ def write_video(
     Raises:
         OutputPathError: the folder is missing or read-only, or `path` is an input.
         ValueError: no frames, frames of different sizes or not uint8 RGB.
+        ConfigError: `audio_track` is not one of `audio_from`'s audio tracks (before any frame is encoded).
+        DiskFullError: the disk filled up, naming the output's folder, its free space and the space needed.
     """
     protected = list(inputs) + ([audio_from] if audio_from is not None else [])
     path = check_output_path(path, protected)
     times = iter(timestamps) if timestamps is not None else None
-    with VideoWriter(path, fps, crf=crf, audio_from=audio_from, audio_start=audio_start) as writer:
+    expected = len(timestamps) if timestamps is not None else (len(frames) if isinstance(frames, Sized) else None)
+    with VideoWriter(path, fps, crf=crf, audio_from=audio_from, audio_start=audio_start, audio_track=audio_track,
+                     expected_frames=expected) as writer:
         for frame in frames:
             time = None if times is None else next(times, None)
             if times is not None and time is None:
