@@ -22,12 +22,17 @@ Example:
 """
 
 from rerender.video.files import (
+    DEFAULT_BACKGROUND,
     IMAGE_EXTENSIONS,
     VIDEO_SUFFIXES,
+    WRITABLE_SUFFIXES,
     atomic_output,
     check_output_path,
+    composite,
+    disk_full_error,
     list_image_files,
     read_image,
+    read_image_with_alpha,
     write_image,
 )
 from rerender.video.geometry import (
@@ -36,15 +41,23 @@ from rerender.video.geometry import (
     crop_frame,
     fit_frame,
     fit_size,
+    letterbox_frame,
     preprocess_frame,
     resize_frame,
     unfit_frame,
 )
 from rerender.video.hdr import HDR_KNEE, SDR_WHITE_NITS, tone_map_to_sdr
-from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, VideoInfo, count_frames, probe_video
+from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, AudioTrack, VideoInfo, choose_audio_track, count_frames, probe_video
 from rerender.video.reader import read_frames
 from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
-from rerender.video.audio import MP4_COPYABLE_AUDIO
+from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
+from rerender.video.memory import (
+    HELD_BYTES_PER_PIXEL,
+    PASS_BYTES_PER_PIXEL,
+    MemoryEstimate,
+    check_run_memory,
+    estimate_run_memory,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -69,11 +82,25 @@ __all__ = [
     "read_image",
     "write_image",
     "tone_map_to_sdr",
+    "AudioTrack",
+    "choose_audio_track",
+    "source_audio_track",
+    "WRITABLE_SUFFIXES",
+    "DEFAULT_BACKGROUND",
+    "read_image_with_alpha",
+    "composite",
+    "letterbox_frame",
+    "disk_full_error",
+    "MemoryEstimate",
+    "estimate_run_memory",
+    "check_run_memory",
     # constants, importable from here as before the split
     "ASPECT_TOLERANCE",
     "DEFAULT_IMAGE_SEQUENCE_FPS",
     "ENCODER_THREADS",
     "HDR_KNEE",
+    "HELD_BYTES_PER_PIXEL",
+    "PASS_BYTES_PER_PIXEL",
     "MP4_COPYABLE_AUDIO",
     "SDR_WHITE_NITS",
 ]
