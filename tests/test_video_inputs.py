@@ -17,7 +17,7 @@ from PIL import Image
 
 from rerender.config import OutputConfig, RerenderConfig, VideoConfig
 from rerender.errors import ConfigError, DiskFullError, VideoReadError
-from rerender.video import probe_video, read_frames, read_image, write_image, write_video
+from rerender.video import probe_video, read_frames, read_image, reading_notes, write_image, write_video
 
 # ------------------------------------------------------------------------------------ EXIF orientation
 
@@ -329,6 +329,8 @@ def test_the_output_carries_the_track_a_player_picks_or_the_one_asked_for(tmp_pa
     info = probe_video(source)
     assert [(track.number, track.default) for track in info.audio_tracks] == [(0, default == 0), (1, default == 1)]
     assert info.audio_track == (default or 0)
+    lines = [text for label, text in reading_notes(info) if label == "audio"]
+    assert len(lines) == 2 and lines[default or 0].endswith("(used)") and lines[1].startswith("1: aac, 1 ch, 16000 Hz")
     output = tmp_path / "out.mp4"
     write_video(read_frames(source, info=info), output, fps=FPS, audio_from=source, audio_track=requested)
     assert _heard_frequency(output) == pytest.approx(heard, abs=15)

@@ -47,7 +47,7 @@ from rerender.video.geometry import (
     unfit_frame,
 )
 from rerender.video.hdr import HDR_KNEE, SDR_WHITE_NITS, tone_map_to_sdr
-from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, AudioTrack, VideoInfo, choose_audio_track, count_frames, probe_video
+from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, AudioTrack, VideoInfo, choose_audio_track, count_frames, describe_audio_track, probe_video, reading_notes
 from rerender.video.reader import read_frames
 from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
 from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
@@ -84,6 +84,8 @@ __all__ = [
     "tone_map_to_sdr",
     "AudioTrack",
     "choose_audio_track",
+    "describe_audio_track",
+    "reading_notes",
     "source_audio_track",
     "WRITABLE_SUFFIXES",
     "DEFAULT_BACKGROUND",

@@ -16,7 +16,7 @@ from rerender.video.files import IMAGE_EXTENSIONS, _open_container, list_image_f
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoInfo", "AudioTrack", "probe_video", "choose_audio_track", "count_frames", "DEFAULT_IMAGE_SEQUENCE_FPS"]
+__all__ = ["VideoInfo", "AudioTrack", "probe_video", "choose_audio_track", "describe_audio_track", "reading_notes", "count_frames", "DEFAULT_IMAGE_SEQUENCE_FPS"]
 
 
 DEFAULT_IMAGE_SEQUENCE_FPS = Fraction(25)
@@ -403,6 +403,34 @@ def choose_audio_track(tracks: Sequence[AudioTrack], requested: int | None = Non
     if not tracks:
         return None
     return next((track.number for track in tracks if track.default), tracks[0].number)
+
+
+def describe_audio_track(track: AudioTrack, chosen: bool = False) -> str:
+    """One line for a track as `rerender info` lists it: "1: aac, 2 ch, 48000 Hz, eng, default (used)"."""
+    parts = [f"{track.number}: {track.codec}", f"{track.channels} ch", f"{track.sample_rate} Hz"]
+    parts += [value for value in (track.language, f"'{track.title}'" if track.title else None) if value]
+    if track.default:
+        parts.append("default")
+    return ", ".join(parts) + (" (used)" if chosen else "")
+
+
+def reading_notes(info: VideoInfo, deinterlace: bool = True) -> list[tuple[str, str]]:
+    """`(label, text)` rows for what the reader does to this input beyond decoding, for `rerender info` and the
+    web page (one wording for both): HDR, alpha, interlacing, skipped packets, each audio track."""
+    rows = []
+    if info.hdr_transfer:
+        rows.append(("colour", f"HDR ({info.hdr_transfer}, BT.2020), tone-mapped to SDR (BT.709) when read"))
+    if info.has_alpha:
+        rows.append(("alpha", "transparent pixels composited over `video.background` (white by default)"))
+    if info.interlaced:
+        rows.append(("interlaced", "deinterlaced when read (bwdif)" if deinterlace else "read as stored (deinterlace off)"))
+    if info.skipped_packets:
+        rows.append(("skipped", f"{info.skipped_packets} leading packets before the first keyframe (no player shows them)"))
+    for track in info.audio_tracks:
+        rows.append(("audio", describe_audio_track(track, track.number == info.audio_track)))
+    if not info.audio_tracks:
+        rows.append(("audio", "none"))
+    return rows
 
 
 def _square_pixel_size(width: int, height: int, aspect: Fraction) -> tuple[int, int]:
