@@ -483,3 +483,27 @@ def test_memory_is_estimated_from_the_sizes_and_an_8k_source_size_run_is_refused
         check_run_memory(info, many, memory=machine)
     processing = check_run_memory(info, RerenderConfig(), memory=machine)  # the default: 512×288
     assert processing.propagation_size == (512, 288) and processing.total_bytes < 1_000_000_000
+
+
+def test_a_run_names_the_outputs_folder_when_the_video_fills_its_disk(tmp_path, monkeypatch):
+    """The workspace's stage guard turns the writer's error into its line: the output's folder and free space,
+    not the workspace's (the video and the workspace may live on different file systems)."""
+    from types import SimpleNamespace
+
+    from rerender.errors import OutputPathError
+    from rerender.video import writer as writer_module
+    from rerender.workflow.stages import disk_guard
+
+    def full(self, rgb, pts):
+        raise av.error.OSError(errno.ENOSPC, "No space left on device", "file:full2")
+
+    monkeypatch.setattr(writer_module.VideoWriter, "_encode", full)
+    workspace, outputs = tmp_path / "workspace", tmp_path / "elsewhere"
+    workspace.mkdir()
+    outputs.mkdir()
+    space = SimpleNamespace(root=workspace)
+    with pytest.raises(OutputPathError) as caught, disk_guard(space, "writing", workspace, needed=5_000_000):
+        write_video([np.zeros((32, 32, 3), np.uint8)] * 2, outputs / "clip.mp4", fps=FPS)
+    message = str(caught.value)
+    assert f"writing {str(outputs)!r}" in message and "MB free" in message and "5 MB" in message
+    assert "full2" not in message and str(workspace) in message  # where finished work is kept

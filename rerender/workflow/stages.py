@@ -441,7 +441,7 @@ class _LazyImages(Mapping[int, np.ndarray]):
         self.paths = paths
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index])
+        return read_image(self.paths[index], keyframe=True)  # a keyframe painted over in the workspace may have alpha
 
     def __iter__(self):
         return iter(self.paths)
