@@ -22,14 +22,26 @@ DEFAULT_CLIP = REPO.parent / "shared" / "data" / "videos" / "pexels-cottonbro-st
 
 
 def load_version(revision: str):
-    """`rerender/video.py` at `revision`, imported as its own module."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:rerender/video.py"], capture_output=True, text=True, check=True).stdout
+    """`rerender.video` at `revision`, imported as its own module (a single file, or the `video/` package)."""
     folder = Path(tempfile.mkdtemp(prefix="video-io-bench-"))
-    path = folder / f"video_{revision.replace('/', '_')}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = f"video_{revision.replace('/', '_').replace('.', '_')}"
+    single = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:rerender/video.py"], capture_output=True, text=True)
+    if single.returncode == 0:
+        path = folder / f"{name}.py"
+        path.write_text(single.stdout)
+    else:  # the package: its modules import `rerender.video.*`, so rename those imports to this copy
+        listing = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", revision, "rerender/video/"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        (folder / name).mkdir()
+        for file in listing:
+            source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:{file}"], capture_output=True, text=True,
+                                    check=True).stdout
+            (folder / name / Path(file).name).write_text(source.replace("rerender.video.", f"{name}."))
+        path = folder / name / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    sys.modules[name] = module
+    sys.path.insert(0, str(folder))
     spec.loader.exec_module(module)
     return module
 

@@ -14,6 +14,7 @@ __all__ = [
     "WeightsNotFoundError",
     "VideoReadError",
     "OutputPathError",
+    "DiskFullError",
     "FlowInputError",
     "CheckpointError",
     "MissingDependencyError",
@@ -44,6 +45,17 @@ class VideoReadError(RerenderError, ValueError):
 
 class OutputPathError(RerenderError, ValueError):
     """An output path cannot be written: missing or read-only folder, or equal to an input."""
+
+
+class DiskFullError(RerenderError, OSError):
+    """The disk filled up while writing a file; the message names the folder, its free space and the space needed.
+
+    An `OSError` with `errno` ENOSPC and `filename` the file being written (not an FFmpeg URL), so code that
+    handles a full disk as an `OSError` keeps working.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror or super().__str__())
 
 
 class FlowInputError(RerenderError, ValueError):

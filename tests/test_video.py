@@ -577,7 +577,7 @@ def _translate_like(source: Path, output: Path, start: int = 0, end: int | None 
     """What `translate` does with timing: the selected frames, their times, audio from the first one's time."""
     info = probe_video(source)
     write_video(
-        read_frames(source, start, end, stride, info=info), output, fps=info.fps / stride, audio_from=source,
+        read_frames(source, start=start, end=end, stride=stride, info=info), output, fps=info.fps / stride, audio_from=source,
         audio_start=info.start_time(start), timestamps=info.output_times(start, end, stride),
     )
     return info
@@ -905,18 +905,24 @@ def test_tone_map_rejects_unknown_transfer():
         tone_map_to_sdr(np.zeros((2, 2, 3), np.float32), "sRGB")
 
 
-def test_alpha_is_dropped_with_one_warning(tmp_path, caplog):
+def test_transparent_pixels_are_composited_over_the_background_with_one_warning(tmp_path, caplog):
     folder = tmp_path / "rgba"
     folder.mkdir()
     for index in range(3):
         image = np.zeros((16, 16, 4), np.uint8)
-        image[..., 2], image[..., 3] = 200, 100  # red (BGRA on disk), half transparent
+        image[..., 2], image[..., 3] = 200, 100  # red (BGRA on disk), 100/255 opaque
+        image[:8, :, 1], image[:8, :, 3] = 255, 0  # top half: hidden green, fully transparent
         cv2.imwrite(str(folder / f"{index}.png"), image)
     with caplog.at_level("WARNING", logger="rerender.video"):
         info = probe_video(folder)
         frames = list(read_frames(folder, info=info))
-    assert info.has_alpha and frames[0][0, 0].tolist() == [200, 0, 0]
-    assert len([record for record in caplog.records if "alpha" in record.getMessage()]) == 1
+        black = next(read_frames(folder, info=info, background="black"))
+    # out = a·rgb + (1 − a)·background, a = alpha / 255
+    assert info.has_alpha and frames[0][0, 0].tolist() == [255, 255, 255]  # no green: white shows
+    assert frames[2][12, 3].tolist() == [round(200 * 100 / 255 + 255 * 155 / 255), 155, 155]
+    assert black[0, 0].tolist() == [0, 0, 0] and black[12, 3].tolist() == [round(200 * 100 / 255), 0, 0]
+    warnings = [record.getMessage() for record in caplog.records if "transparent" in record.getMessage()]
+    assert len(warnings) == 1 and "white" in warnings[0] and str(folder) in warnings[0]
     video = tmp_path / "rgba.mov"
     with av.open(str(video), "w") as container:
         stream = container.add_stream("qtrle", rate=10)
@@ -927,8 +933,11 @@ def test_alpha_is_dropped_with_one_warning(tmp_path, caplog):
             container.mux(packet)
     caplog.clear()
     with caplog.at_level("WARNING", logger="rerender.video"):
-        assert probe_video(video).has_alpha
+        video_info = probe_video(video)
+        frame = next(read_frames(video, info=video_info))
+    assert video_info.has_alpha
     assert len([record for record in caplog.records if "alpha" in record.getMessage()]) == 1
+    assert frame[5, 5].tolist() == [round(200 * 200 / 255 + 255 * 55 / 255)] * 3
 
 
 def _presented_times(path: Path) -> list[float]:
@@ -993,14 +1002,14 @@ def test_seeking_reader_gives_the_frames_of_a_decode_from_the_start(tmp_path, mo
     full = list(read_frames(path, info=info))
     brightness = [frame.mean() for frame in full]
     assert len(full) == 30 and all(later > earlier + 4 for earlier, later in zip(brightness, brightness[1:]))
-    import rerender.video as video_module
+    import rerender.video.reader as video_module
 
     calls = []
     original = video_module._iterate_frames
     monkeypatch.setattr(video_module, "_iterate_frames", lambda *args: calls.append(args[1:3]) or original(*args))
     for start, end, stride in [(12, 20, 1), (7, 29, 3), (1, 30, 2), (25, 30, 1)]:
         calls.clear()
-        part = list(read_frames(path, start, end, stride, info=info, seek=True))
+        part = list(read_frames(path, start=start, end=end, stride=stride, info=info, seek=True))
         assert len(part) == len(range(start, end, stride))
         assert all(np.array_equal(a, b) for a, b in zip(part, full[start:end:stride])), (start, end, stride)
         # timed files really seek (one pass); the untimed raw stream falls back to a decode from the start

@@ -16,6 +16,7 @@ __all__ = [
     "FreeUVariant", "FlowEstimatorName", "DISPreset", "PropagationPreset", "BlendMode", "OutputSize", "Stage",
     "ModelFamily", "PropagationEngine", "PropagationDevice",
     "CHOICES", "LANGUAGE_NAMES", "CONTROL_TYPES", "DEFAULT_CONTROLNETS", "DEFAULT_NEGATIVE_PROMPT", "choices",
+    "NAMED_COLORS", "parse_color",
     "Crop", "VideoConfig", "KeyframeConfig", "PromptConfig", "LoraConfig", "ModelConfig", "ControlConfig",
     "RefinementConfig", "SamplingConfig", "FreeUConfig", "ConstraintConfig", "FlowConfig", "PropagationConfig",
     "OutputConfig", "RerenderConfig",
@@ -128,6 +129,29 @@ def _check_period(key: str, period: Period | None) -> None:
         raise ConfigError(f"`{key}` must have start ≤ end (use null to turn it off), got {period!r}")
 
 
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {
+    "white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128),
+}
+"""The colour names `video.background` accepts besides "#rrggbb"."""
+
+
+def parse_color(value: str | tuple[int, int, int], key: str = "video.background") -> tuple[int, int, int]:
+    """An RGB `uint8` triple from a colour name of `NAMED_COLORS`, "#rrggbb", or a triple (returned checked).
+
+    Raises:
+        ConfigError: naming `key`, the value and what is valid.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in NAMED_COLORS:
+            return NAMED_COLORS[text]
+        if re.fullmatch(r"#[0-9a-f]{6}", text):
+            return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+    elif isinstance(value, (tuple, list)) and len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value):
+        return int(value[0]), int(value[1]), int(value[2])
+    raise ConfigError(f"`{key}` must be one of {', '.join(NAMED_COLORS)} or '#rrggbb', got {value!r}")
+
+
 # --------------------------------------------------------------------------------------------------------
 # sections
 # --------------------------------------------------------------------------------------------------------
@@ -174,8 +198,16 @@ class VideoConfig:
     size_multiple: int = 8
     """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
     aspect within 1 % (`rerender.video.fit_frame`)."""
+    background: str = "white"
+    """Colour that transparent pixels of every image read (stills, keyframes, image-folder frames, style images,
+    control maps) are composited over: "white", "black", "grey" or "#rrggbb". A keyframe with transparent areas
+    is warned about: propagation carries this colour into the video."""
+    deinterlace: bool = True
+    """Deinterlace frames the decoder flags as interlaced (FFmpeg's bwdif, one frame per frame) as they are read;
+    `false` reads the fields woven together, as stored (combing on motion)."""
 
     def __post_init__(self) -> None:
+        parse_color(self.background, "video.background")
         _check_range("video.start_frame", self.start_frame, 0)
         if self.end_frame is not None:
             _check_range("video.end_frame", self.end_frame, self.start_frame + 1)
@@ -525,12 +557,17 @@ class OutputConfig:
     crf: int = 18
     """H.264 constant rate factor (0 = lossless, 18 ≈ visually lossless, 51 = worst)."""
     keep_audio: bool = True
-    """Copy the source's audio, trimmed to the output's time span."""
+    """Copy the source's audio, trimmed to the output's time span (`false`: a silent output)."""
+    audio_track: int | None = None
+    """Which of the source's audio tracks the output carries (0 = the first audio track, as `rerender info` lists
+    them); `None` = the one a player picks: the track flagged default, else the first. No audio: `keep_audio: false`."""
 
     def __post_init__(self) -> None:
         if self.fps is not None:
             _check_range("output.fps", self.fps, 0.1, 1000.0)
         _check_range("output.crf", self.crf, 0, 51)
+        if self.audio_track is not None:
+            _check_range("output.audio_track", self.audio_track, 0)
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,9 @@ def extract_frames(video: str | tuple[str, bytes], info, config, first: int, sto
         begin = settings.start_frame + first * settings.frame_stride
         end = settings.start_frame + (stop - 1) * settings.frame_stride + 1
         frames = read_frames(video, start=begin, end=end, stride=settings.frame_stride,
-                             crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=settings.resolution,
-                             resize_side=settings.resize_side, size_multiple=settings.size_multiple,
-                             info=dataclasses.replace(info, path=Path(video)), seek=True)
+                             crop=crop, resolution=settings.resolution, resize_side=settings.resize_side,
+                             size_multiple=settings.size_multiple, info=dataclasses.replace(info, path=Path(video)),
+                             seek=True, background=settings.background, deinterlace=settings.deinterlace)
         written: dict[int, Any] = {}
         for position, frame in enumerate(frames, start=first):
             if out_dir is not None:

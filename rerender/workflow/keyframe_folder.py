@@ -207,7 +207,7 @@ def propagate_keyframes(
     if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files, first_number)
-    key_images = {index: read_image(path) for index, path in key_files.items()}
+    key_images = {index: read_image(path, background=config.video.background, keyframe=True) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}
     if len(sizes) > 1:
         raise ConfigError(f"keyframes must all have one size, got {sorted((w, h) for h, w in sizes)} (width, height)")

@@ -107,8 +107,8 @@ def control_map_reader(
                 continue
             stream = read_frames(  # the video's own selection, crop and resize
                 control.maps, start=video.start_frame, end=selection.stop, stride=video.frame_stride,
-                crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=video.resolution,
-                resize_side=video.resize_side, size_multiple=video.size_multiple,
+                crop=crop, resolution=video.resolution, resize_side=video.resize_side,
+                size_multiple=video.size_multiple, background=video.background, deinterlace=video.deinterlace,
             )
             per_control.append({index: frame for index, frame in enumerate(stream) if index in wanted})
         return [[None if found is None else found[index] for found in per_control] for index in indices]
@@ -175,7 +175,8 @@ def prepare_source_size(space, video, info, config, keyframe_indices, progress) 
         crop = config.video.crop
         frames = read_frames(
             video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
-            crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=None, info=info,
+            crop=crop, resolution=None, info=info, background=config.video.background,
+            deinterlace=config.video.deinterlace,
         )
         frames_dir.mkdir(exist_ok=True)
         for index, frame in enumerate(tqdm(frames, total=count, desc="frames (source size)", unit="frame", disable=not progress)):
@@ -283,8 +284,9 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
     crop = config.video.crop
     frames = read_frames(
         video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
-        crop=(crop.left, crop.top, crop.right, crop.bottom), resolution=None if size else config.video.resolution,
-        resize_side=config.video.resize_side, size_multiple=config.video.size_multiple, info=info,
+        crop=crop, resolution=None if size else config.video.resolution, resize_side=config.video.resize_side,
+        size_multiple=config.video.size_multiple, info=info, background=config.video.background,
+        deinterlace=config.video.deinterlace,
     )
     if size is not None:
         frames = (fit_frame(frame, size) for frame in frames)
@@ -439,7 +441,7 @@ class _LazyImages(Mapping[int, np.ndarray]):
         self.paths = paths
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index])
+        return read_image(self.paths[index], keyframe=True)  # a keyframe painted over in the workspace may have alpha
 
     def __iter__(self):
         return iter(self.paths)
@@ -574,7 +576,7 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     outputs = notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
     write_video(outputs, output_path, fps=fps, crf=config.output.crf,
                 audio_from=video if config.output.keep_audio and info.has_audio else None,
-                audio_start=audio_start, inputs=[video], timestamps=times)
+                audio_start=audio_start, inputs=[video], timestamps=times, audio_track=config.output.audio_track)
     return fps
 
 

@@ -62,7 +62,7 @@ from rerender.workflow.stages import (
     write_keyframe_preview,
     write_output,
 )
-from rerender.video import check_output_path, probe_video
+from rerender.video import check_output_path, check_run_memory, choose_audio_track, probe_video
 from rerender.diffusion.loading import loading_bars
 from rerender.workflow.workspace import Workspace, file_digest
 
@@ -206,6 +206,9 @@ def translate(
         output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
+    check_run_memory(info, config, len(frame_indices))  # an 8K source at source size is refused now, not at 15 GB
+    if config.output.keep_audio:
+        choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
     if executor is not None:
         executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
     if renderer is None and pipeline is None and config.model.renderer != "classic":
