@@ -22,7 +22,9 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print what the reader sees (JSON with --json) and the size the method will process."""
-    from rerender.video import compute_output_size, probe_video
+    import dataclasses
+
+    from rerender.video import compute_output_size, probe_video, reading_notes
 
     info = probe_video(args.video, image_sequence_fps=args.fps)
     config = load_config(args)
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         "video_codec": info.video_codec,
         "has_audio": info.has_audio,
         "audio_codec": info.audio_codec,
+        "audio_tracks": [dataclasses.asdict(track) for track in info.audio_tracks],
+        "audio_track": info.audio_track,
+        "interlaced": info.interlaced,
+        "skipped_packets": info.skipped_packets,
         "processing_size": list(processing),
     }
     if args.json:
@@ -65,12 +71,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  size        {info.width}×{info.height}" + (f" ({', '.join(notes)} applied)" if notes else ""))
     variable = " nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""
     print(f"  fps         {format_fps(info.fps)}{variable}")
-    if info.hdr_transfer:
-        print(f"  colour      HDR ({info.hdr_transfer}, BT.2020), tone-mapped to SDR (BT.709) when read")
-    if info.has_alpha:
-        print("  alpha       dropped (frames are read as RGB)")
     print(f"  frames      {info.frame_count}  ({info.duration:.2f} s)")
-    print(f"  audio       {info.audio_codec if info.has_audio else 'none'}")
+    for label, text in reading_notes(info, config.video.deinterlace):  # HDR, alpha, interlacing, audio tracks
+        print(f"  {label:<11} {text}")
     print(
         f"  processing  {processing[0]}×{processing[1]} "
         f"({config.video.resize_side} side → {config.video.resolution}, multiple of {config.video.size_multiple})"

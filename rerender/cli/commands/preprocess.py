@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
         raise OutputPathError(
             f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
         )
-    crop = (video.crop.left, video.crop.top, video.crop.right, video.crop.bottom)
     frames = read_frames(
-        args.video, start=video.start_frame, end=video.end_frame, stride=video.frame_stride, crop=crop,
+        args.video, start=video.start_frame, end=video.end_frame, stride=video.frame_stride, crop=video.crop,
         resolution=video.resolution, resize_side=video.resize_side, size_multiple=video.size_multiple, info=info,
+        background=video.background, deinterlace=video.deinterlace,
     )
     end = video.end_frame if video.end_frame is not None else info.frame_count
     total = len(range(video.start_frame, end, video.frame_stride))
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         audio_start=info.start_time(video.start_frame),
         timestamps=None if config.output.fps
         else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
+        audio_track=config.output.audio_track,
     )
     print(f"wrote {output} ({total} frames at {float(fps):.3f} fps)")
     return EXIT_OK
