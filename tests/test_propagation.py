@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 
 import cv2
 import numpy as np
@@ -176,6 +177,8 @@ def test_bad_video_input_fails_before_any_flow_work(video):
         propagate_video([frame[..., 0] for frame in frames], {0: truth[0]}, flow=no_flow, progress=False)
 
 
-def test_docstring_examples():
-    failures, attempted = doctest.testmod(rerender.propagation, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", ["options", "runner"])
+def test_docstring_examples(module):
+    failures, attempted = doctest.testmod(importlib.import_module(f"rerender.propagation.{module}"),
+                                          optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failures == 0
