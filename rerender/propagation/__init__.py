@@ -27,7 +27,8 @@ two passes of an interval), :mod:`.runner` (the entry points, scheduling, flows,
 """
 
 from rerender.propagation.chain import ChainResult, propagate_chain
-from rerender.propagation.options import BLEND_MODES, QUALITY_PRESETS, PropagationOptions
+from rerender.propagation.engine import EngineChoice, resolve_engine
+from rerender.propagation.options import BLEND_MODES, QUALITY_PRESETS, RENAMED_FIELDS, PropagationOptions
 from rerender.propagation.runner import (
     ENGINE_VERSION,
     FlowFunction,
@@ -38,5 +39,6 @@ from rerender.propagation.runner import (
 
 __all__ = [
     "PropagationOptions", "BLEND_MODES", "QUALITY_PRESETS", "propagate_video", "propagate_video_iter",
-    "propagate_chain", "ChainResult", "FlowFunction", "ProgressCallback", "ENGINE_VERSION",
+    "propagate_chain", "ChainResult", "FlowFunction", "ProgressCallback", "ENGINE_VERSION", "EngineChoice",
+    "resolve_engine", "RENAMED_FIELDS",
 ]

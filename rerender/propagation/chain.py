@@ -103,17 +103,17 @@ def propagate_chain(
         coordinates = ebsynth_bridge.advect_coordinates(coordinates, flow)
         visibility = ebsynth_bridge.carry_visibility(visibility, flow, occlusion)
         guides = [
-            Guide(key_frame, frame, options.colour_weight),
-            Guide(key_edges, ebsynth_bridge.edge_guide(frame), options.edge_weight),
+            Guide(key_frame, frame, options.color_guide_weight),
+            Guide(key_edges, ebsynth_bridge.edge_guide(frame), options.edge_guide_weight),
         ]
-        if options.position_weight > 0:
+        if options.position_guide_weight > 0:
             filled = ebsynth_bridge.fill_occluded(coordinates, occlusion)
             guides.append(Guide(key_positions, ebsynth_bridge.positional_guide(filled, (height, width)),
-                                options.position_weight))
-        if options.temporal_weight > 0:
+                                options.position_guide_weight))
+        if options.temporal_guide_weight > 0:
             warped = ebsynth_bridge.warp(previous_output, flow, nearest=True).astype(np.float32) / np.float32(255.0)
             guides.append(Guide(key_style_float, ebsynth_bridge.fill_occluded(warped, occlusion),
-                                options.temporal_weight))
+                                options.temporal_guide_weight))
         synthesis = ebsynth_bridge.synthesize(
             key_style, guides, style_weight=options.style_weight, patch_size=options.patch_size,
             pyramid_levels=options.pyramid_levels, search_vote_iterations=options.search_vote_iterations,

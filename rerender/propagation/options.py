@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 
-import numpy as np
 
 from ebsynth_bridge.synthesis import VOTE_MODES
+from rerender.config import BlendMode, PropagationDevice, PropagationEngine, PropagationPreset, choices
+from rerender.errors import ConfigError
 
-BLEND_MODES = ("reconstruction", "agreement", "histogram", "poisson", "select", "linear")
-QUALITY_PRESETS = ("fast", "balanced", "best", "rerender")
+BLEND_MODES = choices(BlendMode)
+QUALITY_PRESETS = choices(PropagationPreset)
+
+#: Old field names of :class:`PropagationOptions` -> their names now, the names of `config.PropagationConfig`
+#: (one vocabulary from the YAML to the engine). :meth:`PropagationOptions.preset` says so when given an old one.
+RENAMED_FIELDS = {"colour_weight": "color_guide_weight", "edge_weight": "edge_guide_weight",
+                  "position_weight": "position_guide_weight", "temporal_weight": "temporal_guide_weight"}
+
+_GUIDE_WEIGHTS = ("color_guide_weight", "edge_guide_weight", "temporal_guide_weight", "position_guide_weight",
+                  "style_weight")
 
 
 @dataclass(frozen=True)
@@ -32,14 +42,14 @@ class PropagationOptions:
     it is the only setting we measured that meets every target at once (see the README's Propagation).
     """
 
-    colour_weight: float = 6.0
+    color_guide_weight: float = 6.0
     """Weight of the colour guide: the keyframe's source frame against the current frame (RGB)."""
-    edge_weight: float = 0.5
+    edge_guide_weight: float = 0.5
     """Weight of the edge guide: the 3×3 Laplacian of the luminance of both frames."""
-    position_weight: float = 0.05
+    position_guide_weight: float = 0.05
     """Weight of the positional guide: keyframe coordinates carried along the flow, occlusions filled
     (Rerender: 2)."""
-    temporal_weight: float = 0.0
+    temporal_guide_weight: float = 0.0
     """Weight of the temporal guide: the stylised keyframe against the previous output warped to this
     frame (Rerender: 0.5; 0 skips building it)."""
     style_weight: float = 0.0
@@ -116,70 +126,58 @@ class PropagationOptions:
     per pass), 1 = one pass at a time in the calling thread, on numba's parallel kernels over all cores.
     The output does not depend on it."""
     seed: int = 0
-    """Seed of the random search; equal inputs and seed give equal outputs, whatever the worker count."""
+    """Seed of the random search; equal inputs and seed give equal outputs, whatever the worker count (and,
+    with the torch engine, on a given device)."""
+    engine: PropagationEngine = "auto"
+    """Which implementation runs the passes: ``"numba"`` (:mod:`ebsynth_bridge`, compiled CPU kernels),
+    ``"torch"`` (:mod:`rerender.propagation.torch_engine`: the same maths, data-parallel, on ``device``) or
+    ``"auto"`` (torch when torch sees a CUDA GPU, otherwise numba). Both give the same pictures to within the
+    suite's tolerance (0.1 dB PSNR), not bit for bit."""
+    device: PropagationDevice = "auto"
+    """Where the torch engine runs: ``"cuda"``, ``"cpu"`` or ``"auto"`` (CUDA when present). ``"cuda"``
+    without a GPU is refused before any work."""
+    chunk_pixels: int = 1 << 22
+    """Torch engine: the most pixels (summed over the frames of a batch) searched at once. Frames of a pass
+    are batched up to this many pixels and every candidate comparison works through blocks of at most this
+    many, so the search's memory is about ``chunk_pixels × (guide channels + 8) × 4`` bytes per temporary;
+    lower it on a small GPU. The output does not depend on it."""
 
     def __post_init__(self) -> None:
-        for name in ("colour_weight", "edge_weight", "temporal_weight", "position_weight", "style_weight",
-                     "uniformity"):
-            value = getattr(self, name)
-            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (is_number and np.isfinite(value) and value >= 0):
-                raise ValueError(f"`{name}` must be a finite number ≥ 0, got {value!r}")
-        if self.colour_weight + self.edge_weight + self.temporal_weight + self.position_weight + self.style_weight == 0:
-            raise ValueError("all guide and style weights are 0; at least one must be > 0")
-        if not isinstance(self.patch_size, int) or self.patch_size < 3 or self.patch_size % 2 == 0:
-            raise ValueError(f"`patch_size` must be an odd integer ≥ 3, got {self.patch_size!r}")
-        if (not isinstance(self.vote_size, int) or self.vote_size < 1 or self.vote_size % 2 == 0
-                or self.vote_size > self.patch_size):
-            raise ValueError(f"`vote_size` must be an odd integer in [1, patch_size={self.patch_size}], "
-                             f"got {self.vote_size!r}")
-        if self.pyramid_levels is not None and (not isinstance(self.pyramid_levels, int) or self.pyramid_levels < 1):
-            raise ValueError(f"`pyramid_levels` must be an integer ≥ 1 or None (as many as fit), "
-                             f"got {self.pyramid_levels!r}")
+        for name in ("color_guide_weight", "edge_guide_weight", "temporal_guide_weight", "position_guide_weight",
+                     "style_weight", "uniformity", "blend_warp_weight", "blend_error_power"):
+            _check_number(name, getattr(self, name), low=0.0)
+        if sum(getattr(self, name) for name in _GUIDE_WEIGHTS) == 0:
+            raise ConfigError("all guide and style weights are 0; at least one must be > 0")
+        _check_odd("patch_size", self.patch_size, 3, None)
+        _check_odd("vote_size", self.vote_size, 1, self.patch_size)
+        _check_integer("pyramid_levels", self.pyramid_levels, 1, none="as many as fit")
         iterations = self.search_vote_iterations
-        if isinstance(iterations, int):
-            if iterations < 0:
-                raise ValueError(f"`search_vote_iterations` must be ≥ 0, got {iterations!r}")
-        elif (not isinstance(iterations, (tuple, list)) or len(iterations) == 0
-              or any(not isinstance(item, int) or item < 0 for item in iterations)):
-            raise ValueError(f"`search_vote_iterations` must be an integer ≥ 0 or one per level (coarsest "
-                             f"first), got {iterations!r}")
-        else:
+        if isinstance(iterations, (tuple, list)) and not isinstance(iterations, bool):
+            if len(iterations) == 0 or any(not _is_integer(item) or item < 0 for item in iterations):
+                raise ConfigError(f"`search_vote_iterations` must be an integer ≥ 0 or one per level (coarsest "
+                                  f"first), got {iterations!r}")
             object.__setattr__(self, "search_vote_iterations", tuple(iterations))
-        if not isinstance(self.patchmatch_iterations, int) or self.patchmatch_iterations < 0:
-            raise ValueError(f"`patchmatch_iterations` must be an integer ≥ 0, got {self.patchmatch_iterations!r}")
-        if self.stop_threshold is not None and not self.stop_threshold >= 0:
-            raise ValueError(f"`stop_threshold` must be ≥ 0 or None, got {self.stop_threshold!r}")
-        if self.random_search_radius is not None and (not isinstance(self.random_search_radius, int)
-                                                      or self.random_search_radius < 1):
-            raise ValueError(f"`random_search_radius` must be an integer ≥ 1 or None, "
-                             f"got {self.random_search_radius!r}")
-        if self.vote_mode not in VOTE_MODES:
-            raise ValueError(f"`vote_mode` must be one of {VOTE_MODES}, got {self.vote_mode!r}")
-        if self.flow_render not in (None, "linear", "cubic"):
-            raise ValueError(f"`flow_render` must be None, 'linear' or 'cubic', got {self.flow_render!r}")
-        if self.blend_measure not in ("magnitude", "difference"):
-            raise ValueError(f"`blend_measure` must be 'magnitude' or 'difference', got {self.blend_measure!r}")
-        if self.blend_mode not in BLEND_MODES:
-            raise ValueError(f"`blend_mode` must be one of {BLEND_MODES}, got {self.blend_mode!r}")
-        if not (isinstance(self.blend_warp_weight, (int, float)) and np.isfinite(self.blend_warp_weight)
-                and self.blend_warp_weight >= 0):
-            raise ValueError(f"`blend_warp_weight` must be a finite number ≥ 0, got {self.blend_warp_weight!r}")
-        if self.blend_sharpness is not None and not (isinstance(self.blend_sharpness, (int, float))
-                                                     and 0 < self.blend_sharpness <= 2):
-            raise ValueError(f"`blend_sharpness` must be None or a share of the keyframes' sharpness in (0, 2], "
-                             f"got {self.blend_sharpness!r}")
-        if not self.blend_tolerance > 0:
-            raise ValueError(f"`blend_tolerance` must be > 0 (0–255 scale), got {self.blend_tolerance!r}")
-        if not (isinstance(self.blend_error_power, (int, float)) and self.blend_error_power >= 0):
-            raise ValueError(f"`blend_error_power` must be a number ≥ 0, got {self.blend_error_power!r}")
-        if not self.blend_smoothing >= 0:
-            raise ValueError(f"`blend_smoothing` must be ≥ 0 pixels, got {self.blend_smoothing!r}")
-        if len(self.poisson_gradient_weights) != 3 or any(not w >= 0 for w in self.poisson_gradient_weights):
-            raise ValueError(f"`poisson_gradient_weights` must be three numbers ≥ 0 for (L, a, b), "
-                             f"got {self.poisson_gradient_weights!r}")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ValueError(f"`workers` must be an integer ≥ 1 or None (one per core), got {self.workers!r}")
+        else:
+            _check_integer("search_vote_iterations", iterations, 0)
+        _check_integer("patchmatch_iterations", self.patchmatch_iterations, 0)
+        _check_integer("random_search_radius", self.random_search_radius, 1, none="the whole image")
+        _check_integer("workers", self.workers, 1, none="one per core")
+        _check_integer("chunk_pixels", self.chunk_pixels, 256)
+        if self.stop_threshold is not None:
+            _check_number("stop_threshold", self.stop_threshold, low=0.0)
+        _check_number("blend_tolerance", self.blend_tolerance, low=0.0, strict=True)
+        _check_number("blend_smoothing", self.blend_smoothing, low=0.0)
+        if self.blend_sharpness is not None and not (_is_number(self.blend_sharpness) and 0 < self.blend_sharpness <= 2):
+            raise ConfigError(f"`blend_sharpness` must be None or a share of the keyframes' sharpness in (0, 2], "
+                              f"got {self.blend_sharpness!r}")
+        for name, valid in (("vote_mode", VOTE_MODES), ("flow_render", (None, "linear", "cubic")),
+                            ("blend_measure", ("magnitude", "difference")), ("blend_mode", BLEND_MODES),
+                            ("engine", choices(PropagationEngine)), ("device", choices(PropagationDevice))):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"`{name}` must be one of {valid}, got {getattr(self, name)!r}")
+        weights = self.poisson_gradient_weights
+        if len(weights) != 3 or any(not _is_number(weight) or weight < 0 for weight in weights):
+            raise ConfigError(f"`poisson_gradient_weights` must be three numbers ≥ 0 for (L, a, b), got {weights!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides: object) -> "PropagationOptions":
@@ -193,19 +191,24 @@ class PropagationOptions:
             **overrides: any field of :class:`PropagationOptions`.
 
         Raises:
-            ValueError: unknown preset name or field (the message lists the valid ones).
+            ConfigError: unknown preset name or field (the message lists the valid ones, or the new name of a
+                renamed field).
 
         Example:
             >>> PropagationOptions.preset("fast", workers=1).patchmatch_iterations
             2
         """
         if name not in _PRESET_FIELDS:
-            raise ValueError(f"unknown quality preset {name!r}; valid presets: {QUALITY_PRESETS}")
+            raise ConfigError(f"unknown quality preset {name!r}; valid presets: {QUALITY_PRESETS}")
+        renamed = sorted(set(overrides) & set(RENAMED_FIELDS))
+        if renamed:
+            raise ConfigError("renamed PropagationOptions field(s): " + ", ".join(
+                f"`{old}` is now `{RENAMED_FIELDS[old]}`" for old in renamed))
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             suggestions = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
-            raise ValueError(f"unknown PropagationOptions field(s) {unknown} (did you mean "
+            raise ConfigError(f"unknown PropagationOptions field(s) {unknown} (did you mean "
                              f"{[match[0] for match in suggestions.values() if match]}?); valid: {sorted(known)}")
         return cls(**{**_PRESET_FIELDS[name], **overrides})
 
@@ -214,8 +217,42 @@ _PRESET_FIELDS: dict[str, dict[str, object]] = {
     "fast": dict(pyramid_levels=2, patchmatch_iterations=2, random_search_radius=4),
     "balanced": {},
     "best": dict(pyramid_levels=4, patchmatch_iterations=6, random_search_radius=16),
-    "rerender": dict(colour_weight=6.0, edge_weight=0.5, temporal_weight=0.5, position_weight=2.0, style_weight=1.0,
+    "rerender": dict(color_guide_weight=6.0, edge_guide_weight=0.5, temporal_guide_weight=0.5,
+                     position_guide_weight=2.0, style_weight=1.0,
                      uniformity=3500.0, vote_size=5, pyramid_levels=None, search_vote_iterations=12,
                      patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram",
                      blend_visibility=False, flow_render=None),
 }
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: object, *, low: float | None = None, high: float | None = None,
+                  strict: bool = False) -> None:
+    """A finite number ``≥ low`` (``> low`` when ``strict``) and ``≤ high``."""
+    below = low is not None and _is_number(value) and (value <= low if strict else value < low)
+    if not _is_number(value) or below or (high is not None and value > high):
+        bound = "" if low is None else f" {'>' if strict else '≥'} {low:g}"
+        bound += "" if high is None else f" and ≤ {high:g}"
+        raise ConfigError(f"`{name}` must be a finite number{bound}, got {value!r}")
+
+
+def _check_integer(name: str, value: object, low: int, *, none: str | None = None) -> None:
+    """An integer ``≥ low``, or None where ``none`` says what None means."""
+    if value is None and none is not None:
+        return
+    if not _is_integer(value) or value < low:
+        also = f" or None ({none})" if none is not None else ""
+        raise ConfigError(f"`{name}` must be an integer ≥ {low}{also}, got {value!r}")
+
+
+def _check_odd(name: str, value: object, low: int, high: int | None) -> None:
+    if not _is_integer(value) or value < low or value % 2 == 0 or (high is not None and value > high):
+        valid = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"`{name}` must be an odd integer {valid}, got {value!r}")
