@@ -507,7 +507,8 @@ class PropagationConfig:
     refused before any work."""
     chunk_pixels: int | None = None
     """Torch engine: the most pixels (over the frames of a batch) searched at once; lower it on a small GPU
-    (memory ≈ chunk_pixels × 60 bytes per temporary); `None` = the default (4 Mi pixels). Output unchanged."""
+    (its largest temporary ≈ chunk_pixels × 600 bytes with 5×5 patches); `None` = the default (1 Mi pixels).
+    The output does not depend on it."""
     output_size: OutputSize = "processing"
     """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
     "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as

@@ -10,6 +10,7 @@ import numpy as np
 import ebsynth_bridge
 
 from rerender.propagation.chain import ChainResult, _Segment
+from rerender.propagation.engine import EngineChoice
 from rerender.propagation.options import PropagationOptions
 
 
@@ -21,7 +22,8 @@ _TIME_EXPONENT = 0.5
 
 def _merge_segment(segment: _Segment, results: list[ChainResult | None],
                    step_flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
-                   options: PropagationOptions) -> Iterator[tuple[int, np.ndarray]]:
+                   options: PropagationOptions,
+                   engine: EngineChoice = EngineChoice("numba", None)) -> Iterator[tuple[int, np.ndarray]]:
     """The frames of one segment: a one-sided pass as is, or the two passes of an interval blended."""
     forward_chain, backward_chain = segment
     forward, backward = results
@@ -30,6 +32,11 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
         yield from zip(chain.indices[1:], result.images)
         return
     left, right = forward_chain.key, backward_chain.key
+    if options.blend_mode == "reconstruction" and engine.name == "torch":
+        from rerender.propagation.torch_engine import reconstruction_blend_torch
+
+        yield from reconstruction_blend_torch(left, right, forward, backward, options, _TIME_EXPONENT, engine.device)
+        return
     if options.blend_mode == "reconstruction":
         yield from _reconstruction_blend(left, right, forward, backward, options)
         return

@@ -136,11 +136,12 @@ class PropagationOptions:
     device: PropagationDevice = "auto"
     """Where the torch engine runs: ``"cuda"``, ``"cpu"`` or ``"auto"`` (CUDA when present). ``"cuda"``
     without a GPU is refused before any work."""
-    chunk_pixels: int = 1 << 22
+    chunk_pixels: int = 1 << 20
     """Torch engine: the most pixels (summed over the frames of a batch) searched at once. Frames of a pass
     are batched up to this many pixels and every candidate comparison works through blocks of at most this
-    many, so the search's memory is about ``chunk_pixels × (guide channels + 8) × 4`` bytes per temporary;
-    lower it on a small GPU. The output does not depend on it."""
+    many, so the search's largest temporary is ``chunk_pixels × patch_size² × guide channels`` floats (about
+    0.6 GB at the default 1 Mi pixels, 5×5 patches and 6 channels); lower it on a small GPU. The output does
+    not depend on it."""
 
     def __post_init__(self) -> None:
         for name in ("color_guide_weight", "edge_guide_weight", "temporal_guide_weight", "position_guide_weight",
@@ -167,7 +168,8 @@ class PropagationOptions:
             _check_number("stop_threshold", self.stop_threshold, low=0.0)
         _check_number("blend_tolerance", self.blend_tolerance, low=0.0, strict=True)
         _check_number("blend_smoothing", self.blend_smoothing, low=0.0)
-        if self.blend_sharpness is not None and not (_is_number(self.blend_sharpness) and 0 < self.blend_sharpness <= 2):
+        sharpness = self.blend_sharpness
+        if sharpness is not None and not (_is_number(sharpness) and 0 < sharpness <= 2):
             raise ConfigError(f"`blend_sharpness` must be None or a share of the keyframes' sharpness in (0, 2], "
                               f"got {self.blend_sharpness!r}")
         for name, valid in (("vote_mode", VOTE_MODES), ("flow_render", (None, "linear", "cubic")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -19,6 +20,7 @@ from ebsynth_bridge.patchmatch import serial_kernels
 
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
+from rerender.propagation.engine import EngineChoice, resolve_engine
 from rerender.propagation.options import PropagationOptions
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ def propagate_video_iter(
 
     Raises:
         ValueError: as :func:`propagate_video`, when iteration starts.
+        ConfigError: an engine or device that cannot run here (:func:`resolve_engine`), when iteration starts.
 
     Example:
         >>> import numpy as np
@@ -123,16 +126,18 @@ def propagate_video_iter(
     options = options or PropagationOptions()
     if workers is not None:
         options = dataclasses.replace(options, workers=workers)
+    engine = resolve_engine(options)  # e.g. device "cuda" without a GPU: refused before any work
     key_indices = _check_video(frames, keyframes)
     segments = _plan_segments(key_indices, len(frames))
     chain_count = sum(chain is not None for segment in segments for chain in segment)
-    logger.info("propagating %d keyframe(s) over %d frames: %d segment(s), %d pass(es)", len(key_indices),
-                len(frames), len(segments), chain_count)
+    logger.info("propagating %d keyframe(s) over %d frames: %d segment(s), %d pass(es), engine %s",
+                len(key_indices), len(frames), len(segments), chain_count, engine)
     pending_keys = collections.deque(key_indices)
     with _Progress(len(frames) - len(key_indices), progress, callback) as report:
-        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report):
+        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report,
+                                                          engine):
             # one segment at a time: its flows and syntheses are dropped once its frames are yielded
-            for index, image in _merge_segment(segment, results, step_flows, options):
+            for index, image in _merge_segment(segment, results, step_flows, options, engine):
                 while pending_keys and pending_keys[0] < index:
                     key = pending_keys.popleft()
                     yield key, np.array(keyframes[key], copy=True)
@@ -188,6 +193,7 @@ def _run_segments(
     flow: FlowFunction | None,
     options: PropagationOptions,
     report: Callable[[int], None],
+    engine: EngineChoice = EngineChoice("numba", None),
 ) -> Iterator[tuple[_Segment, list[ChainResult | None], dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]]]:
     """Yield every segment with its pass results, in order, running the passes in a thread pool.
 
@@ -196,11 +202,18 @@ def _run_segments(
     memory stays bounded. ``report(halves)`` (progress, in half frames) is only ever called in this thread.
     With one worker the passes run here, on numba's parallel kernels; with several, each pool thread runs
     the serial ``nogil`` kernels, since numba's default threading layer aborts when several threads launch
-    parallel kernels at once. Both give identical results.
+    parallel kernels at once. Both give identical results. The torch engine runs its passes one after the
+    other in this thread (each batches its frames on the device).
     """
     cpu_count = os.cpu_count() or 1
     chain_count = sum(chain is not None for segment in segments for chain in segment)
     worker_count = max(1, min(options.workers or cpu_count, chain_count))
+    run_chain: Callable[..., ChainResult] = propagate_chain
+    if engine.name == "torch":
+        from rerender.propagation.torch_engine import propagate_chain_torch
+
+        worker_count = 1
+        run_chain = functools.partial(propagate_chain_torch, device=engine.device)
 
     def prepare(segment: _Segment) -> tuple[dict[int, np.ndarray], dict]:
         # read each frame once (a frame provider may decode on access)
@@ -216,7 +229,7 @@ def _run_segments(
         for segment in segments:
             segment_frames, step_flows = prepare(segment)
             halves = 2 if None in segment else 1
-            results = [None if chain is None else propagate_chain(
+            results = [None if chain is None else run_chain(
                 *chain_inputs(chain, segment_frames, step_flows), step_callback=lambda: report(halves))
                 for chain in segment]
             del segment_frames
