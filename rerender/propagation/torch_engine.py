@@ -145,15 +145,16 @@ def _render_batch(state: _PassState, frames: list[np.ndarray], guides: np.ndarra
                                    options, seeds)
     image = ops.to_uint8(image).float()
     if options.vote_size != options.patch_size:
-        image = ops.to_uint8(ops.vote(state.style, nnf, options.vote_size)).float()
+        image = ops.to_uint8(ops.vote(state.style, nnf, options.vote_size, chunk_pixels=options.chunk_pixels)).float()
     if options.flow_render:
         image = ops.flow_render(state.style, image, nnf, coordinates_t, options.flow_render)
     outputs: dict[str, list] = {"images": _to_host(ops.to_uint8(image)), "errors": _to_host(error)}
     if keep_correspondence:
         frames_t = torch.from_numpy(np.stack(frames)).to(device).float()
         weighted = options.vote_mode == "weighted"
-        reconstruction = ops.to_uint8(ops.vote(state.key_frame, nnf, options.vote_size, error if weighted else None,
-                                               options.vote_size ** 2 * 3.0 if weighted else 0.0)).float()
+        reconstruction = ops.to_uint8(ops.vote(
+            state.key_frame, nnf, options.vote_size, error if weighted else None,
+            options.vote_size ** 2 * 3.0 if weighted else 0.0, options.chunk_pixels)).float()
         if options.flow_render:
             reconstruction = ops.flow_render(state.key_frame, reconstruction, nnf, coordinates_t, options.flow_render)
         batch = len(frames)
@@ -239,7 +240,7 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
         return (torch.cat([style * style_scale, source_guides], dim=-1),
                 torch.cat([target_style * style_scale, target_guides], dim=-1))
 
-    target_style = ops.vote(style, nnf, patch_size)
+    target_style = ops.vote(style, nnf, patch_size, chunk_pixels=options.chunk_pixels)
     source, target = features(target_style)
     space = ops.PatchSpace(source, target, patch_size, options.chunk_pixels)
     search = ops.Search(space, nnf, options.uniformity, coverage_ratio)
@@ -247,7 +248,7 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
         search.snapshot_occupancy()
         search.consider(candidate)
         if style_scale is not None:
-            target_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale)
+            target_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)
             space.set_target(features(target_style)[1])
             search.error = space.distance(search.nnf)
     for round_index in range(search_votes):
@@ -257,7 +258,7 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
             search.sweep(max_radius, JUMPS if sweep == 0 else JUMPS[-1:], sweep_seeds)
         if style_scale is None:
             continue
-        new_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale)
+        new_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)
         converged = False
         if options.stop_threshold is not None:
             changed = ((new_style - target_style).abs().amax(-1) >= options.stop_threshold).float()
@@ -269,7 +270,7 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
         if converged:
             break
     if style_scale is None:
-        target_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale)
+        target_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)
     return search.nnf, search.error, target_style
 
 

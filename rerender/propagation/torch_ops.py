@@ -190,11 +190,7 @@ class PatchSpace:
 
         Shape: -> (b1 − b0, y1 − y0, Wt, P, P, C).
         """
-        size, width = self.patch_size, self.target_shape[2]
-        rows = self.target[b0:b1, y0:y1 + 2 * self.radius]
-        batch_stride, row_stride, column_stride, channel_stride = rows.stride()
-        return rows.as_strided((b1 - b0, y1 - y0, width, size, size, rows.shape[3]),
-                               (batch_stride, row_stride, column_stride, row_stride, column_stride, channel_stride))
+        return _patches(self.target[b0:b1, y0:y1 + 2 * self.radius], self.patch_size, self.target_shape[2])
 
     def distance(self, nnf: torch.Tensor) -> torch.Tensor:
         """Patch SSD of each target pixel against the source patch its ``nnf`` names. (B, Ht, Wt, 2) -> (B, Ht, Wt)."""
@@ -213,7 +209,7 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
     Shape: rows (L, C), index (...) -> (..., C).
     """
-    return rows[index]
+    return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[1])
 
 
 def occupancy(nnf: torch.Tensor, source_shape: tuple[int, int], patch_size: int,
@@ -319,10 +315,11 @@ def _neighbour_candidate(nnf: torch.Tensor, shift_x: int, shift_y: int) -> tuple
 
 
 def vote(style: torch.Tensor, nnf: torch.Tensor, patch_size: int, error: torch.Tensor | None = None,
-         error_scale: float = 0.0) -> torch.Tensor:
+         error_scale: float = 0.0, chunk_pixels: int = 1 << 20) -> torch.Tensor:
     """Patch voting, :func:`ebsynth_bridge.patchmatch.vote`: ``out(p)`` averages ``style(nnf(q) + (p − q))`` over
     the centres ``q`` within the patch around ``p`` (inside the target); with ``error_scale > 0`` each patch
-    weighs ``1 / (1 + E(q) / error_scale)``.
+    weighs ``1 / (1 + E(q) / error_scale)``. Evaluated for all pixels and centres at once, in blocks whose
+    gathered ``(pixels, P, P, C)`` values hold at most ``chunk_pixels × C`` floats.
 
     Shape: style (Hs, Ws, C), nnf (B, Ht, Wt, 2), error (B, Ht, Wt) -> (B, Ht, Wt, C) float32.
     """
@@ -332,21 +329,32 @@ def vote(style: torch.Tensor, nnf: torch.Tensor, patch_size: int, error: torch.T
     rows = style.reshape(-1, channels).float()
     weight = torch.ones((batch, height, width), device=nnf.device) if error is None or error_scale <= 0 else \
         1.0 / (1.0 + error / error_scale)
-    padded_nnf = F.pad(nnf.permute(0, 3, 1, 2), (radius,) * 4).permute(0, 2, 3, 1)
+    padded_nnf = F.pad(nnf.permute(0, 3, 1, 2), (radius,) * 4).permute(0, 2, 3, 1).contiguous()
     padded_weight = F.pad(weight, (radius,) * 4)  # zero weight outside the target
-    accumulator = torch.zeros((batch, height, width, channels), device=nnf.device)
-    total = torch.zeros((batch, height, width), device=nnf.device)
-    for offset_y in range(-radius, radius + 1):
-        for offset_x in range(-radius, radius + 1):
-            window = (slice(None), slice(radius - offset_y, radius - offset_y + height),
-                      slice(radius - offset_x, radius - offset_x + width))
-            centre_weight = padded_weight[window]
-            centre = padded_nnf[window]
-            source_x = (centre[..., 0] + offset_x).clamp(0, source_width - 1)
-            source_y = (centre[..., 1] + offset_y).clamp(0, source_height - 1)
-            accumulator += centre_weight[..., None] * rows[source_y * source_width + source_x]
-            total += centre_weight
-    return accumulator / total[..., None]
+    # offsets o = p − q of the centres q = p − o around p, as patch-shaped axes (i, j) = (r − o_y, r − o_x)
+    offsets = torch.arange(radius, -radius - 1, -1, device=nnf.device)
+    output = torch.empty((batch, height, width, channels), device=nnf.device)
+    for b0, b1, y0, y1 in pixel_blocks(batch, height, width, max(1, chunk_pixels // (patch_size * patch_size))):
+        centres = _patches(padded_nnf[b0:b1, y0:y1 + 2 * radius], patch_size, width)  # (b, h, W, P, P, 2)
+        weights = _patches(padded_weight[b0:b1, y0:y1 + 2 * radius, :, None], patch_size, width)[..., 0]
+        source_x = (centres[..., 0] + offsets[None, :]).clamp(0, source_width - 1)
+        source_y = (centres[..., 1] + offsets[:, None]).clamp(0, source_height - 1)
+        values = gather_rows(rows, source_y * source_width + source_x)  # (b, h, W, P, P, C)
+        total = (weights[..., None] * values).sum(dim=(-3, -2))
+        output[b0:b1, y0:y1] = total / weights.sum(dim=(-2, -1))[..., None]
+    return output
+
+
+def _patches(padded: torch.Tensor, patch_size: int, width: int) -> torch.Tensor:
+    """The ``patch_size²`` neighbourhoods of a padded channels-last block as a strided view (no copy).
+
+    Shape: (B, h + 2r, W + 2r, C) -> (B, h, W, P, P, C).
+    """
+    padded = padded.contiguous()
+    batch_stride, row_stride, column_stride, channel_stride = padded.stride()
+    height = padded.shape[1] - patch_size + 1
+    return padded.as_strided((padded.shape[0], height, width, patch_size, patch_size, padded.shape[3]),
+                             (batch_stride, row_stride, column_stride, row_stride, column_stride, channel_stride))
 
 
 # --------------------------------------------------------------------------------------------------
