@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 
 import cv2
 import numpy as np
 import pytest
 
 import ebsynth_bridge
-import rerender.propagation
+from rerender.errors import ConfigError
 from rerender.propagation import PropagationOptions, propagate_video
 
 FRAME_COUNT, HEIGHT, WIDTH = 9, 48, 64
@@ -140,8 +141,16 @@ def test_presets_and_option_errors():
         PropagationOptions(vote_size=7)
     with pytest.raises(ValueError, match="blend_mode.*agreement.*got 'mean'"):
         PropagationOptions(blend_mode="mean")
-    with pytest.raises(ValueError, match="colour_weight.*≥ 0.*-1"):
-        PropagationOptions(colour_weight=-1)
+    with pytest.raises(ConfigError, match="color_guide_weight.*≥ 0.*-1"):
+        PropagationOptions(color_guide_weight=-1)
+    with pytest.raises(ConfigError, match="`colour_weight` is now `color_guide_weight`"):
+        PropagationOptions.preset("balanced", colour_weight=1.0)
+    with pytest.raises(ConfigError, match="engine.*got 'cupy'"):
+        PropagationOptions(engine="cupy")
+    with pytest.raises(ConfigError, match="device.*got 'tpu'"):
+        PropagationOptions(device="tpu")
+    with pytest.raises(ConfigError, match="chunk_pixels.*≥ 256.*got 10"):
+        PropagationOptions(chunk_pixels=10)
     with pytest.raises(ValueError, match="workers"):
         PropagationOptions(workers=0)
     with pytest.raises(ValueError, match="flow_render.*got 'nearest'"):
@@ -176,6 +185,59 @@ def test_bad_video_input_fails_before_any_flow_work(video):
         propagate_video([frame[..., 0] for frame in frames], {0: truth[0]}, flow=no_flow, progress=False)
 
 
-def test_docstring_examples():
-    failures, attempted = doctest.testmod(rerender.propagation, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", ["options", "runner"])
+def test_docstring_examples(module):
+    failures, attempted = doctest.testmod(importlib.import_module(f"rerender.propagation.{module}"),
+                                          optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failures == 0
+
+
+def test_config_and_options_share_one_vocabulary():
+    """Every propagation option of the config is a `PropagationOptions` field of the same name and reaches it."""
+    import dataclasses
+
+    from rerender.config import PropagationConfig, RerenderConfig, apply_overrides
+    from rerender.workflow.stages import propagation_options
+
+    option_names = {item.name for item in dataclasses.fields(PropagationOptions)}
+    config_only = {"propagation_preset", "output_size"}  # the preset's name; the frames' size (a workflow choice)
+    shared = {item.name for item in dataclasses.fields(PropagationConfig)} - config_only
+    assert shared <= option_names
+    values = {"color_guide_weight": 3.0, "edge_guide_weight": 0.25, "position_guide_weight": 1.5,
+              "temporal_guide_weight": 0.75, "blend_mode": "agreement", "workers": 3, "engine": "numba",
+              "device": "cpu", "chunk_pixels": 4096}
+    assert set(values) == shared  # a new shared option must be added here (and so be tested)
+    config = apply_overrides(RerenderConfig(), {f"propagation.{name}": value for name, value in values.items()}
+                             | {"propagation.propagation_preset": "fast"})
+    options = propagation_options(config)
+    assert {name: getattr(options, name) for name in values} == values
+    assert options.patchmatch_iterations == PropagationOptions.preset("fast").patchmatch_iterations
+    assert propagation_options(RerenderConfig()) == PropagationOptions()  # None = the preset's value
+
+
+def test_cuda_device_without_a_gpu_is_refused_before_any_work(monkeypatch):
+    import torch
+
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.workflow.stages import propagation_options
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = apply_overrides(RerenderConfig(), {"propagation.device": "cuda"})
+    with pytest.raises(ConfigError, match=r"`propagation.device` is 'cuda' but torch .* sees no CUDA GPU"):
+        propagation_options(config)
+
+    def no_flow(source, target):
+        raise AssertionError("no work may start")
+
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        propagate_video(frames, {0: frames[0]}, flow=no_flow, progress=False,
+                        options=PropagationOptions(engine="torch", device="cuda"))
+    assert rerender_engine(PropagationOptions(engine="auto")).name == "numba"  # auto without a GPU
+    assert rerender_engine(PropagationOptions(engine="torch")) == ("torch", "cpu")
+
+
+def rerender_engine(options):
+    from rerender.propagation import resolve_engine
+
+    return resolve_engine(options)

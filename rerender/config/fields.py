@@ -29,13 +29,14 @@ __all__ = ["parse_override", "apply_overrides", "field_help", "field_type", "fie
 
 
 def _leaf_paths() -> dict[str, str]:
-    """Map each unique leaf option name to its dotted path (`denoising_strength` → `sampling.denoising_strength`)."""
+    """Map each leaf option name to its dotted path (`denoising_strength` → `sampling.denoising_strength`); a name
+    that two sections use means the first section's (`device` → `model.device`, not `propagation.device`)."""
     paths: dict[str, str] = {}
     for section in dataclasses.fields(RerenderConfig):
         section_type = typing.get_type_hints(RerenderConfig)[section.name]
         if dataclasses.is_dataclass(section_type):
             for leaf in dataclasses.fields(section_type):
-                paths[leaf.name] = f"{section.name}.{leaf.name}"
+                paths.setdefault(leaf.name, f"{section.name}.{leaf.name}")
     return paths
 
 

@@ -529,8 +529,18 @@ class PropagationConfig:
     temporal_guide_weight: float | None = None
     """Weight of the temporal guide (previous output, warped); `None` = the preset's (0; official 0.5)."""
     workers: int | None = None
-    """Propagation passes run at once, in threads of this process (the output does not depend on it);
-    `None` = number of CPU cores."""
+    """Propagation passes run at once, in threads of this process (numba engine; the output does not depend
+    on it); `None` = number of CPU cores."""
+    engine: PropagationEngine = "auto"
+    """Which implementation runs the patch synthesis: "numba" (compiled CPU kernels), "torch" (the same maths,
+    data-parallel, on `propagation.device`) or "auto" (torch when torch sees a CUDA GPU, otherwise numba)."""
+    device: PropagationDevice = "auto"
+    """Where the torch engine runs: "cuda", "cpu" or "auto" (CUDA when present). "cuda" without a GPU is
+    refused before any work."""
+    chunk_pixels: int | None = None
+    """Torch engine: the most pixels (over the frames of a batch) searched at once; lower it on a small GPU
+    (its largest temporary ≈ chunk_pixels × 600 bytes with 5×5 patches); `None` = the default (1 Mi pixels).
+    The output does not depend on it."""
     output_size: OutputSize = "processing"
     """Size of the propagated frames and the output: "processing" (the keyframes' size, `video.resolution`) or
     "source" (the cropped source's own size: keyframes are upscaled and propagation runs at full size, as
@@ -546,6 +556,10 @@ class PropagationConfig:
                 _check_range(f"propagation.{name}", getattr(self, name), 0.0, 100.0)
         if self.workers is not None:
             _check_range("propagation.workers", self.workers, 1, 256)
+        _check_choice("propagation.engine", self.engine, choices(PropagationEngine))
+        _check_choice("propagation.device", self.device, choices(PropagationDevice))
+        if self.chunk_pixels is not None:
+            _check_range("propagation.chunk_pixels", self.chunk_pixels, 256)
 
 
 @dataclass(frozen=True)

@@ -403,20 +403,24 @@ def write_keyframe_preview(space, keyframe_indices, info, config) -> Path:
 
 
 def propagation_options(config: RerenderConfig):
-    """The `PropagationOptions` that `config.propagation` describes (its preset, with the options it sets)."""
-    from rerender.propagation import PropagationOptions
+    """The `PropagationOptions` that `config.propagation` describes: its preset, with every option it sets.
+
+    `PropagationConfig` and `PropagationOptions` share one vocabulary: each config field that is also an
+    options field (and not `None`) overrides the preset's value, so a new option needs no glue here. The
+    engine and device are checked now (e.g. `propagation.device: cuda` without a GPU), before any work.
+
+    Raises:
+        ConfigError: an engine or device that cannot run here.
+    """
+    from rerender.propagation import PropagationOptions, resolve_engine
 
     settings = config.propagation
-    overrides = {
-        field_name: value
-        for field_name, value in (
-            ("colour_weight", settings.color_guide_weight), ("edge_weight", settings.edge_guide_weight),
-            ("position_weight", settings.position_guide_weight), ("temporal_weight", settings.temporal_guide_weight),
-            ("blend_mode", settings.blend_mode), ("workers", settings.workers),
-        )
-        if value is not None
-    }
-    return PropagationOptions.preset(settings.propagation_preset, **overrides)
+    shared = {item.name for item in dataclasses.fields(PropagationOptions)}
+    overrides = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
+                 if item.name in shared and getattr(settings, item.name) is not None}
+    options = PropagationOptions.preset(settings.propagation_preset, **overrides)
+    resolve_engine(options)
+    return options
 
 
 class _FrameRange(Sequence[np.ndarray]):

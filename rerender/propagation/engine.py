@@ -1,0 +1,56 @@
+"""Which engine runs the patch synthesis, and where: the numba kernels of :mod:`ebsynth_bridge` or the torch
+engine of :mod:`rerender.propagation.torch_engine` (``PropagationOptions.engine`` / ``.device``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from rerender.errors import ConfigError, MissingDependencyError
+
+logger = logging.getLogger(__name__)
+
+
+class EngineChoice(NamedTuple):
+    """The engine that runs: ``name`` ``"numba"`` or ``"torch"``, and the torch ``device`` (``None`` for numba)."""
+
+    name: str
+    device: str | None
+
+    def __str__(self) -> str:
+        return self.name if self.device is None else f"{self.name} on {self.device}"
+
+
+def resolve_engine(options) -> EngineChoice:
+    """Resolve ``options.engine`` and ``options.device`` ("auto" included) to what will run here.
+
+    ``engine="auto"`` is torch when torch sees a CUDA GPU (or ``device="cuda"`` is asked), otherwise numba;
+    ``device="auto"`` is CUDA when present, otherwise the CPU. Cheap: it imports torch only when the choice
+    depends on it, and starts no work.
+
+    Args:
+        options: a :class:`rerender.propagation.PropagationOptions`.
+
+    Raises:
+        ConfigError: ``device="cuda"`` while torch sees no CUDA GPU (named as the config option
+            ``propagation.device``).
+        MissingDependencyError: ``engine="torch"`` without torch installed.
+    """
+    engine, device = options.engine, options.device
+    if engine == "numba" or (engine == "auto" and device == "cpu"):
+        return EngineChoice("numba", None)
+    try:
+        import torch
+    except ImportError as error:
+        if engine == "auto" and device == "auto":
+            return EngineChoice("numba", None)
+        raise MissingDependencyError("`propagation.engine: torch` needs PyTorch (`pip install torch`); "
+                                     "or use `propagation.engine: numba`") from error
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise ConfigError(f"`propagation.device` is 'cuda' but torch {torch.__version__} sees no CUDA GPU "
+                          f"(CUDA build: {torch.version.cuda or 'none'}); use 'auto' or 'cpu', or "
+                          f"`propagation.engine: numba`")
+    if engine == "auto" and not has_cuda:
+        return EngineChoice("numba", None)
+    return EngineChoice("torch", device if device != "auto" else ("cuda" if has_cuda else "cpu"))
