@@ -19,7 +19,7 @@ from rerender.workflow.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
-from rerender.workflow.executors import RayExecutor, keyframe_segments  # noqa: E402
+from rerender.workflow.executors.ray import RayExecutor, keyframe_segments  # noqa: E402
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
             dis_preset="fast", keyframe_interval=4)

@@ -28,7 +28,6 @@ import csv
 import dataclasses
 import logging
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError
+from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
+from rerender.workflow.executors.ray import connect_ray, import_ray
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
 
@@ -319,65 +319,9 @@ def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where
 # --------------------------------------------------------------------------------------------------------
 
 
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(
-            "running on Ray needs the `ray` package; install it with: pip install \"rerender[distributed]\""
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer."""
-    text = address.split("://", 1)[-1].rstrip("/")
-    host, separator, port = text.rpartition(":")
-    if not separator or not port.isdigit() or not host:
-        raise ConfigError(f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as error:
-        raise ConfigError(
-            f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
-            "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
-        ) from None
-
-
-def connect_ray(ray_address: str) -> bool:
-    """Connect to Ray: "local" starts an instance here, "auto" joins the running cluster, else an address.
-
-    Returns:
-        Whether this call started the connection (and so should shut it down); False when Ray was already
-        initialised by the caller (its cluster is used as it is).
-
-    Raises:
-        MissingDependencyError: ray is not installed.
-        ConfigError: an unreachable address, or "auto" with no running cluster.
-    """
-    ray = _import_ray()
-    if ray.is_initialized():
-        return False
-    if ray_address == "local":
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        return True
-    if ray_address != "auto":
-        _check_reachable(ray_address)
-    try:
-        ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
-    except ConnectionError as error:
-        if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
-            raise ConfigError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
-                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
-                              ) from None
-        raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
-    return True
-
-
 def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | None, max_retries: int,
                 callback: Callable[[JobResult], None]) -> list[JobResult]:
-    ray = _import_ray()
+    ray = import_ray()
     wants_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (renderer or config.model.renderer) != "classic"
 
     def remote_job(job: Job, config: RerenderConfig, renderer: str | None) -> JobResult:
@@ -471,7 +415,7 @@ def batch(
             results = _run_on_ray(job_list, config, renderer, max_retries, notify)
         finally:
             if owns_connection:
-                _import_ray().shutdown()
+                import_ray().shutdown()
         return BatchResult(results, time.perf_counter() - started, f"ray({ray})")
 
     def one(job: Job) -> JobResult:

@@ -1,92 +1,78 @@
-"""Executors: where `translate`'s stages run, for one long video.
-
-`translate(..., executor=None)` runs everything here, in this process (`LocalExecutor`, the default: frames
-decoded in one pass, the key intervals streamed through `propagation.propagate_video_iter`, whose passes run in
-threads). `RayExecutor` places the stages on a Ray cluster:
-
-* frames: the selected frames are decoded in chunks of `chunk_frames`, one Ray task each; a task's reader jumps
-  to the key frame before its chunk (`video.read_frames(..., seek=True)`, which checks every frame's timestamp
-  and falls back to decoding from the start where they disagree), so the frames are those of a local run;
-* flows: the flows of consecutive frames in chunks of `chunk_frames` frames that overlap by one (chunk c holds
-  the pairs c·n … c·n + n − 1), one Ray task each, into the flow cache (`flow.FlowCache`, keyed by content);
-* keyframes: in a Ray actor (`KeyframeWorker`) that loads the models once and keeps them for every later
-  `translate` with the same model and ControlNets, asking for `num_gpus=1` only when the cluster has a GPU (else
-  it would never be scheduled). The chain is sequential, so one actor renders it, unless `keyframe_segments`
-  splits it (one actor per segment; see `_SegmentedRenderer`); keyframes stream back and the driver writes them;
-* propagation: one Ray task per key interval (an interval's frames depend only on the keyframes at its two
-  ends, `stages.key_intervals`), each started when the flow chunks it needs are done;
-* the manifest, the tracking of files, and the video: the driver alone (one writer).
-
-Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file
-system): tasks read the video, frames and keyframes there and write frames, flows and propagated frames there.
-With `shared_storage=False` the video, frames and keyframes travel to the tasks, and the decoded and propagated
-frames back, through Ray's object store (PNG bytes; the driver writes them); the flows go from the flow tasks to
-the propagation tasks through the object store and are not kept.
-
-Faults: a task whose worker dies is retried by Ray (`max_retries`); an interval is recorded as done only when its
-task returned, and every task is a pure function of its inputs, so the output is byte-identical to an
-uninterrupted local run.
-
-Resume: the renderer's resume state is written to the workspace's `state/` folder by the actor, so keyframe
-resume across machines needs shared storage. Adaptive keyframe selection (`keyframe_mode="adaptive"`) computes
-its flows on the driver.
-"""
+"""`RayExecutor`: the stages of one long video on a Ray cluster (see `rerender.workflow.executors`), its Ray tasks
+and actors, and the helpers that import Ray and connect to a cluster."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, MissingDependencyError
+from rerender.workflow.executors import Executor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor"]
+__all__ = ["RayExecutor", "KeyframeWorker", "keyframe_segments", "import_ray", "check_reachable", "connect_ray"]
 
 
-class Executor:
-    """Where `translate` runs its stages; subclasses implement `propagate`."""
-
-    name = "executor"
-
-    def keyframe_renderer(self, config, estimator, control_maps, keyframe_count: int | None = None):
-        """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
-        this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
-        from rerender.workflow.renderers import choose_renderer
-
-        return choose_renderer(config, None, estimator, control_maps)
-
-    def check(self, config) -> None:
-        """Refuse, before any work, a `config` this executor cannot run (`ConfigError`)."""
-
-    def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
-        """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
-        `stages.write_frames`)."""
-        from rerender.workflow.stages import write_frames
-
-        write_frames(space, video, info, config, count, progress, notify)
-
-    def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
-                  intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
-        """Propagate the key `intervals` into `space.propagated_dir`, recording each finished one in the manifest
-        (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's file)."""
-        raise NotImplementedError
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(
+            "running on Ray needs the `ray` package; install it with: pip install \"rerender[distributed]\""
+        ) from None
+    return ray
 
 
-class LocalExecutor(Executor):
-    """Everything in this process (the default)."""
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer."""
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit() or not host:
+        raise ConfigError(f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
+            "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
+        ) from None
 
-    name = "local"
 
-    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
-                  key_path=None) -> None:
-        from rerender.workflow.stages import propagate_intervals
+def connect_ray(ray_address: str) -> bool:
+    """Connect to Ray: "local" starts an instance here, "auto" joins the running cluster, else an address.
 
-        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals, key_path)
+    Returns:
+        Whether this call started the connection (and so should shut it down); False when Ray was already
+        initialised by the caller (its cluster is used as it is).
+
+    Raises:
+        MissingDependencyError: ray is not installed.
+        ConfigError: an unreachable address, or "auto" with no running cluster.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if ray_address == "local":
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        return True
+    if ray_address != "auto":
+        check_reachable(ray_address)
+    try:
+        ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    except ConnectionError as error:
+        if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
+            raise ConfigError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
+                              ) from None
+        raise ConfigError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
+    return True
 
 
 def _encode_png(image) -> bytes:
@@ -390,11 +376,9 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
                  max_retries: int = 3, chunk_frames: int = 32, keyframe_segments: int = 1) -> None:
-        from rerender.workflow.batching import _check_reachable, _import_ray
-
-        _import_ray()
+        import_ray()
         if address not in (None, "auto", "local"):
-            _check_reachable(address)
+            check_reachable(address)
         if num_cpus <= 0:
             raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 2:
@@ -410,9 +394,7 @@ class RayExecutor(Executor):
         self._keyframe_workers: list = []
 
     def _connect(self):
-        from rerender.workflow.batching import _import_ray, connect_ray
-
-        ray = _import_ray()
+        ray = import_ray()
         if not ray.is_initialized():
             connect_ray(self.address or "auto")
         return ray
