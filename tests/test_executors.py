@@ -12,7 +12,7 @@ import pytest
 
 from rerender.workflow.translation import translate
 from rerender.errors import ConfigError
-from rerender.workflow.stages import load_flow_estimator
+from rerender.workflow.stages import flow_estimator_from_config
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.video import read_frames
 from rerender.workflow.workspace import LEDGER_NAME
@@ -123,7 +123,7 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
                                   progress=False, executor=RayExecutor(shared_storage=False), **FAST),
     }
     marker = tmp_path / "killed"
-    estimator = KillsItsWorkerOnce(load_flow_estimator(apply_overrides(RerenderConfig(), FAST)), marker)
+    estimator = KillsItsWorkerOnce(flow_estimator_from_config(apply_overrides(RerenderConfig(), FAST)), marker)
     runs["killed"] = translate(synthetic_clip, "a cartoon", output=tmp_path / "killed.mp4", renderer="classic",
                                progress=False, optical_flow=estimator, executor=RayExecutor(max_retries=2), **FAST)
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker did die

@@ -16,11 +16,10 @@ from rerender.errors import ConfigError, OutputPathError
 from rerender.workflow.stages import (
     cancellable,
     ProgressCallback,
-    WorkspaceFrames,
     disk_guard,
     frames_ready,
     interval_digests,
-    load_flow_estimator,
+    flow_estimator_from_config,
     processing_size,
     propagate_intervals,
     resolve_config,
@@ -40,6 +39,7 @@ from rerender.video import (
     unfit_frame,
     write_image,
 )
+from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ def propagate_keyframes(
         if intervals or not space.is_done("propagation", config):
             with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", count, tuple(size))):
                 space.begin("propagation", config)
-                estimator = optical_flow or load_flow_estimator(config)
+                estimator = optical_flow or flow_estimator_from_config(config)
                 propagate_intervals(space, frames, indices, estimator, config, progress, notify, intervals)
                 space.finish("propagation", frames=count)
             timings["propagation"] = time.perf_counter() - started

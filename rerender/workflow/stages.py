@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -33,37 +33,13 @@ from rerender.video import (
     write_image,
     write_video,
 )
+from rerender.workflow.frames import FolderFrames, FrameRange, LazyImages
 from rerender.workflow.workspace import Workspace, file_digest, files_under, intact_png
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
-
-
-class FolderFrames(Sequence[np.ndarray]):
-    """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
-
-    def __init__(self, folder: Path, count: int) -> None:
-        self.folder, self.count = Path(folder), count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(index)
-        return read_image(self.folder / f"{index % self.count:04d}.png")
-
-
-class WorkspaceFrames(FolderFrames):
-    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
-
-    def __init__(self, workspace: Workspace, count: int) -> None:
-        super().__init__(workspace.frames_dir, count)
-        self.workspace = workspace
 
 
 def control_map_reader(
@@ -298,7 +274,8 @@ def write_frames(space, video, info, config, count, progress, notify, size: tupl
         raise RerenderError(f"decoded {written} of {count} frames of {info.path.name}; the file may be truncated")
 
 
-def load_flow_estimator(config: RerenderConfig):
+def flow_estimator_from_config(config: RerenderConfig):
+    """The flow estimator `config.flow` names (`rerender.flow.load_flow_estimator`)."""
     from rerender.flow import load_flow_estimator
 
     return load_flow_estimator(config.flow.flow_estimator, checkpoint=config.flow.flow_checkpoint, dis_preset=config.flow.dis_preset)
@@ -417,37 +394,6 @@ def propagation_options(config: RerenderConfig):
     return PropagationOptions.preset(settings.propagation_preset, **overrides)
 
 
-class _FrameRange(Sequence[np.ndarray]):
-    """``frames[start:stop]`` as a lazy view (slicing `WorkspaceFrames` would read every frame)."""
-
-    def __init__(self, frames: Sequence[np.ndarray], start: int, stop: int) -> None:
-        self.frames, self.start, self.stop = frames, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self.frames[self.start + index]
-
-
-class _LazyImages(Mapping[int, np.ndarray]):
-    """``{index: image}`` read from disk on access, so that a long video's keyframes are never all in memory."""
-
-    def __init__(self, paths: dict[int, Path]) -> None:
-        self.paths = paths
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index])
-
-    def __iter__(self):
-        return iter(self.paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
 def key_intervals(keyframe_indices: Sequence[int], count: int) -> list[tuple[int, int]]:
     """The intervals propagation works in: between consecutive keyframes, plus the first and the last frame.
 
@@ -537,7 +483,7 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
     try:
         for run in runs:
             start, end = run[0][0], run[-1][1]
-            keys = _LazyImages({index - start: (key_path or space.keyframe_path)(index)
+            keys = LazyImages({index - start: (key_path or space.keyframe_path)(index)
                                 for index in keyframe_indices if start <= index <= end})
             base = progressed[0]
 
@@ -547,7 +493,7 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
                 notify("propagation", progressed[0], count)
 
             pending = list(run)
-            stream = propagate_video_iter(_FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
+            stream = propagate_video_iter(FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
                                           progress=False, callback=advance)
             for offset, image in stream:
                 index = start + offset

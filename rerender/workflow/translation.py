@@ -36,7 +36,6 @@ from rerender.workflow.renderers import (
 )
 from rerender.workflow.stages import (
     ProgressCallback,
-    WorkspaceFrames,
     adaptive_keyframes,
     cancellable,
     comparison_path,
@@ -47,7 +46,7 @@ from rerender.workflow.stages import (
     frames_ready,
     interval_digests,
     keyframes_ready,
-    load_flow_estimator,
+    flow_estimator_from_config,
     prepare_source_size,
     processing_size,
     propagate_intervals,
@@ -64,6 +63,7 @@ from rerender.workflow.stages import (
 )
 from rerender.video import check_output_path, probe_video
 from rerender.diffusion.loading import loading_bars
+from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def translate(
         frames = WorkspaceFrames(space, len(frame_indices))
 
         # 3. Keyframes: uniform every K, an explicit list, or adaptive to the motion in the flow.
-        estimator = optical_flow or load_flow_estimator(config)
+        estimator = optical_flow or flow_estimator_from_config(config)
         if keyframe_indices is None:
             with disk_guard(space, "keyframes", space.flows_dir, stage_bytes("propagation", len(frames), size)):
                 keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)

@@ -139,13 +139,13 @@ def compute_flows(frames: Sequence[str | bytes], estimator, config, flows_dir: s
         `FlowCache` entries `{key: .npz bytes}` for the propagation tasks that need them.
     """
     from rerender.flow import FlowCache
-    from rerender.workflow.stages import load_flow_estimator
+    from rerender.workflow.stages import flow_estimator_from_config
     from rerender.video import read_image
 
     with tempfile.TemporaryDirectory(prefix="rerender-flows-") as scratch:
         flow_files: list[str] = []
         cache = FlowCache(flows_dir or Path(scratch), on_save=lambda path: flow_files.append(str(path)))
-        estimator = estimator or load_flow_estimator(config)
+        estimator = estimator or flow_estimator_from_config(config)
 
         def image(item: str | bytes):
             if isinstance(item, str):
@@ -196,7 +196,8 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
     """
     from rerender.flow import FlowCache
     from rerender.propagation import propagate_video_iter
-    from rerender.workflow.stages import _FrameRange, _LazyImages, load_flow_estimator
+    from rerender.workflow.frames import FrameRange, LazyImages
+    from rerender.workflow.stages import flow_estimator_from_config
     from rerender.video import read_image, write_image
 
     with tempfile.TemporaryDirectory(prefix="rerender-interval-") as scratch:
@@ -215,16 +216,16 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
             cache.directory.mkdir(parents=True, exist_ok=True)
             for key, data in flow_entries.items():
                 cache.path(key).write_bytes(data)
-        estimator = estimator or load_flow_estimator(config)
+        estimator = estimator or flow_estimator_from_config(config)
 
-        class _Paths:  # the frames, read on access (what `_FrameRange` expects of a WorkspaceFrames)
+        class _Paths:  # the frames, read on access (what `FrameRange` expects of a WorkspaceFrames)
             def __len__(self) -> int:
                 return len(frame_paths)
 
             def __getitem__(self, index: int):
                 return read_image(frame_paths[index])
 
-        stream = propagate_video_iter(_FrameRange(_Paths(), 0, len(frame_paths)), _LazyImages(key_paths),
+        stream = propagate_video_iter(FrameRange(_Paths(), 0, len(frame_paths)), LazyImages(key_paths),
                                       flow=lambda source, target: cache.get_or_compute(estimator, source, target),
                                       options=options, progress=False)
         written: dict[int, Any] = {}
@@ -501,7 +502,7 @@ class RayExecutor(Executor):
         from rerender.workflow.stages import interval_digests, propagation_options
         from rerender.video import atomic_output
 
-        from rerender.workflow.stages import FolderFrames, WorkspaceFrames
+        from rerender.workflow.frames import FolderFrames, WorkspaceFrames
 
         ray = self._connect()
         if isinstance(frames, FolderFrames):  # source-size frames (`propagation.output_size = "source"`)
