@@ -264,10 +264,10 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
 
 def test_a_damaged_seed_file_is_named(tmp_path):
     from rerender.errors import ConfigError
-    from rerender.workflow.renderers import _recorded_seed
+    from rerender.workflow.renderers import recorded_seed
 
-    seed = _recorded_seed(tmp_path)
-    assert _recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
+    seed = recorded_seed(tmp_path)
+    assert recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
     (tmp_path / "seed.txt").write_text("12ab")
     with pytest.raises(ConfigError, match=r"seed\.txt.*non-negative integer.*'12ab'"):
-        _recorded_seed(tmp_path)
+        recorded_seed(tmp_path)

@@ -110,7 +110,7 @@ class DiffusionRenderer:
         import torch
 
         config = self.config
-        seed = config.sampling.seed if config.sampling.seed is not None else _recorded_seed(state_dir)
+        seed = config.sampling.seed if config.sampling.seed is not None else recorded_seed(state_dir)
         generator = torch.Generator().manual_seed(seed)
         control_images = None
         if self.control_maps is not None:  # one list of maps per ControlNet, one map per keyframe
@@ -171,7 +171,7 @@ class DiffusionRenderer:
                     self.pipeline.set_progress_bar_config(**restore_bars)
 
 
-def _recorded_seed(state_dir: Path) -> int:
+def recorded_seed(state_dir: Path) -> int:
     """A random seed drawn once per workspace and kept, so a resumed run continues with the same noise."""
     path = state_dir / "seed.txt"
     if path.is_file():

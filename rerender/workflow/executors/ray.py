@@ -311,10 +311,10 @@ class _SegmentedRenderer:
     def render(self, frames, indices, done, state_dir):
         import ray
 
-        from rerender.workflow.renderers import _recorded_seed
+        from rerender.workflow.renderers import recorded_seed
 
         state_dir = Path(state_dir)
-        seed = _recorded_seed(state_dir)  # one seed for every segment (the config's, when it sets one, wins)
+        seed = recorded_seed(state_dir)  # one seed for every segment (the config's, when it sets one, wins)
         frames, indices, done = list(frames), list(indices), list(done)
         streams = []
         for number, (actor, segment) in enumerate(zip(self.actors, keyframe_segments(len(indices), len(self.actors)))):
