@@ -22,7 +22,6 @@ from rerender.workflow.stages import (
     flow_estimator_from_config,
     processing_size,
     propagate_intervals,
-    resolve_config,
     selected_frames,
     source_size,
     stage_bytes,
@@ -40,6 +39,7 @@ from rerender.video import (
     write_image,
 )
 from rerender.workflow.frames import WorkspaceFrames
+from rerender.workflow.preflight import check_run
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
@@ -191,11 +191,13 @@ def propagate_keyframes(
     space = None
     notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
-    # 1. Check the inputs: video, output, keyframe names, sizes.
-    config = resolve_config(config, None, None, overrides)
+    # 1. Check the arguments (`preflight.check_run`), then the video's header, the keyframe names and sizes.
+    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
+        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
+    config, output_path = checked.config, checked.output
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
-    output_path = check_output_path(output, [video, keyframes])
     if workspace is not None:
         check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
         if Path(workspace).resolve() == output_path.resolve():
@@ -204,8 +206,6 @@ def propagate_keyframes(
     if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
         files = list_image_files(info.path)
         source_files = [files[index] for index in frame_indices]
-    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
-        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files, first_number)
     key_images = {index: read_image(path) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from rerender.config import RerenderConfig
+from rerender.config import RendererName, RerenderConfig, choices
 from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,8 @@ def _save_resume_point(state_dir: Path, frame: Any) -> None:
         os.replace(temporary, state_dir / name)
 
 
-RENDERER_CHOICES = ("auto", "diffusion", "classic")
+RENDERER_CHOICES = choices(RendererName)
+"""The renderer names (`rerender.config.RendererName`)."""
 
 
 def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, control_maps=None) -> KeyframeRenderer:

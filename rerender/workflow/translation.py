@@ -22,16 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from rerender.config import RerenderConfig, apply_overrides
+from rerender.config import RerenderConfig, Stage, apply_overrides, choices
 from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
-    RENDERER_CHOICES,
     KeyframeRenderer,
-    check_diffusion_weights,
     choose_renderer,
 )
 from rerender.workflow.stages import (
@@ -52,7 +50,6 @@ from rerender.workflow.stages import (
     propagate_intervals,
     propagation_options,
     render_keyframes,
-    resolve_config,
     selected_frames,
     stage_bytes,
     stale_intervals,
@@ -64,6 +61,7 @@ from rerender.workflow.stages import (
 from rerender.video import check_output_path, probe_video
 from rerender.diffusion.loading import loading_bars
 from rerender.workflow.frames import WorkspaceFrames
+from rerender.workflow.preflight import check_run
 from rerender.workflow.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
@@ -73,7 +71,8 @@ __all__ = [
     "translate", "propagation_options",
 ]
 
-STAGE_CHOICES = ("all", "first", "keyframes", "propagate")
+STAGE_CHOICES = choices(Stage)
+"""The values of `stage` (`rerender.config.Stage`)."""
 
 
 @dataclass
@@ -188,40 +187,16 @@ def translate(
     space: Workspace | None = None
     notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
-    # 1. Resolve the config and check every input before any expensive work.
-    if isinstance(renderer, str):
-        if renderer not in RENDERER_CHOICES:
-            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, RENDERER_CHOICES))} or a renderer object, got {renderer!r}")
-        overrides = {**overrides, "model.renderer": renderer}
-        renderer = None
-    config = resolve_config(config, prompt, K, overrides)
+    # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
+    checked = check_run(config, prompt=prompt, K=K, overrides=overrides, stage=stage, output=output, inputs=[video],
+                        renderer=renderer, pipeline=pipeline, executor=executor, prompt_translator=prompt_translator)
+    config, renderer, output_path = checked.config, checked.renderer, checked.output
     if not config.prompt.prompt:
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
-    if stage not in STAGE_CHOICES:
-        raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
-    output_path = None
-    if output is not None and stage in ("all", "propagate"):
-        output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
-    if executor is not None:
-        executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
-    if renderer is None and pipeline is None and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_model_sources
-
-        check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
-        check_diffusion_weights(config)  # and missing weights (offline) too
-    if config.prompt.style_image is not None and renderer is None and pipeline is None and config.model.renderer == "classic":
-        from rerender.diffusion.ip_adapter import read_style_image
-
-        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
-        logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
-    elif config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
-        from rerender.diffusion.ip_adapter import check_style_inputs
-
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
@@ -314,7 +289,6 @@ def translate(
 
         # 6. Write the video with the source's fps and audio, every selected frame included.
         started = time.perf_counter()
-        assert output_path is not None
         with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
             fps = write_output(space, len(frames), video, info, config, output_path, notify)
             if comparison:
