@@ -25,7 +25,7 @@ class CountingRenderer(ClassicRenderer):
 
     rendered: list
 
-    def render(self, frames, indices, done, state_dir):
+    def render(self, frames, indices, done, state_dir, on_progress=None):
         for image in super().render(frames, indices, done, state_dir):
             type(self).rendered.append(1)
             yield image
@@ -81,7 +81,7 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
     workspace = tmp_path / "ws"
 
     class Interrupting(ClassicRenderer):
-        def render(self, frames, indices, done, state_dir):
+        def render(self, frames, indices, done, state_dir, on_progress=None):
             for count, image in enumerate(super().render(frames, indices, done, state_dir)):
                 if count == 2:
                     raise KeyboardInterrupt

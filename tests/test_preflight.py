@@ -105,17 +105,19 @@ def test_propagate_keyframes_checks_first(synthetic_clip, tmp_path, no_decoding)
         propagate_keyframes(synthetic_clip, tmp_path / "keys", synthetic_clip)
 
 
-def test_animate_checks_its_options_before_reading_the_still(tmp_path, no_decoding, monkeypatch):
+def test_animate_checks_its_options_before_making_the_clip(tmp_path, no_decoding, monkeypatch):
     import rerender.workflow.animation as animation
 
-    def no_reading(*args, **kwargs):
-        raise AssertionError("read the still before refusing")
+    def no_clip(*args, **kwargs):
+        raise AssertionError("made the clip before refusing")
 
-    monkeypatch.setattr(animation, "read_still", no_reading)
+    monkeypatch.setattr(animation, "render_clip", no_clip)
+    monkeypatch.setattr(animation, "motion_path", no_clip)
     with pytest.raises(ConfigError, match=r"`renderer` must be one of"):
         animation.animate(np.zeros((64, 64, 3), np.uint8), "a cat", output=tmp_path / "out.mp4", renderer="clasic")
     with pytest.raises(ConfigError, match=r"unknown option `strenght`"):
         animation.animate(np.zeros((64, 64, 3), np.uint8), "a cat", output=tmp_path / "out.mp4", strenght=0.4)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_generate_checks_its_options_before_any_model_loads(tmp_path, no_decoding):

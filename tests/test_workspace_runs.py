@@ -28,7 +28,7 @@ class CountingRenderer(ClassicRenderer):
 
     rendered: list
 
-    def render(self, frames, indices, done, state_dir):
+    def render(self, frames, indices, done, state_dir, on_progress=None):
         for position, image in enumerate(super().render(frames, indices, done, state_dir), start=len(done)):
             type(self).rendered.append(indices[position])
             yield image

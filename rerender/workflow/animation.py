@@ -213,13 +213,13 @@ def animate(
     frame_count = round(seconds * fps)
     if not 2 <= frame_count <= MAX_FRAMES:
         raise ConfigError(f"`seconds` × `fps` must give 2 to {MAX_FRAMES} frames, got {seconds} s × {fps} fps = {frame_count}")
+    still = read_still(image)
+    disparity = read_depth(depth) if depth is not None else None
     # the checks every entry point shares (`preflight.check_run`): options, renderer, weights, style image, translator
     checked = check_run(config, prompt=prompt, K=K, overrides={**overrides, "output.fps": float(fps)},
                         output=output, inputs=[image] if not isinstance(image, np.ndarray) else [],
                         renderer=renderer, pipeline=pipeline)
     config = checked.config
-    still = read_still(image)
-    disparity = read_depth(depth) if depth is not None else None
     if any(dataclasses.astuple(config.video.crop)):
         raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
     # a default interval longer than the clip is left to `select_keyframes`, which puts keyframes on the first and

@@ -21,8 +21,12 @@ from rerender.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RENDERER_CHOICES", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
+    "RENDERER_CHOICES", "ProgressFn", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
 ]
+
+
+ProgressFn = Callable[[int, int], None]
+"""`on_progress(done, total)`: a renderer's progress in its own units."""
 
 
 class KeyframeRenderer(Protocol):
@@ -36,18 +40,19 @@ class KeyframeRenderer(Protocol):
         indices: Sequence[int],
         done: Sequence[np.ndarray],
         state_dir: Path,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield the stylized keyframes after the `len(done)` already rendered ones.
 
         Args:
             frames: the source frames of every keyframe, RGB uint8 `(H, W, 3)`, the anchor first.
             indices: the keyframes' indices among the selected frames (for per-frame inputs such as control maps).
-            done: keyframes rendered by an earlier, interrupted run (a prefix of the result).
+            done: keyframes rendered by an earlier, interrupted run (a prefix of the result; only its length
+                matters to the built-in renderers).
             state_dir: a folder for whatever the renderer needs to resume exactly.
-
-        A renderer whose keyframes take long may also accept a keyword ``on_progress(done, total)`` and call
-        it as work advances, in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then
-        reports those instead of whole keyframes.
+            on_progress: ``on_progress(done, total)``, for a renderer whose keyframes take long, called as work
+                advances in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then reports
+                those instead of whole keyframes. A renderer may ignore it (`ClassicRenderer` does).
         """
         ...
 
@@ -60,8 +65,10 @@ class ClassicRenderer:
     name: str = "classic"
 
     def render(
-        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
+        """As `KeyframeRenderer.render` (progress is counted in whole keyframes: `on_progress` is not called)."""
         from rerender.stylizer import ClassicStylizer
 
         stylizer = ClassicStylizer.from_prompt(self.prompt)
@@ -99,7 +106,7 @@ class DiffusionRenderer:
         indices: Sequence[int],
         done: Sequence[np.ndarray],
         state_dir: Path,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """Render as `KeyframeRenderer.render`; `on_progress(done, total)` counts denoising steps (UNet calls).
 

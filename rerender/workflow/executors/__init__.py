@@ -35,52 +35,70 @@ its flows on the driver.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from rerender.config import RerenderConfig
+from rerender.workflow.context import Interval, StageContext
+
+if TYPE_CHECKING:
+    from rerender.workflow.renderers import KeyframeRenderer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor"]
 
 
-class Executor:
-    """Where `translate` runs its stages; subclasses implement `propagate`."""
+@runtime_checkable
+class Executor(Protocol):
+    """Where `translate` runs its stages (`LocalExecutor`: here; `RayExecutor`: on a Ray cluster)."""
 
-    name = "executor"
+    name: str
 
-    def keyframe_renderer(self, config, estimator, control_maps, keyframe_count: int | None = None):
-        """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
-        this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
-        from rerender.workflow.renderers import choose_renderer
-
-        return choose_renderer(config, None, estimator, control_maps)
-
-    def check(self, config) -> None:
+    def check(self, config: RerenderConfig) -> None:
         """Refuse, before any work, a `config` this executor cannot run (`ConfigError`)."""
 
-    def write_frames(self, space, video, info, config, count: int, progress: bool, notify) -> None:
-        """Decode the `count` selected frames of `video` into `space.frames_dir` (the contract of
-        `stages.write_frames`)."""
-        from rerender.workflow.stages import write_frames
+    def keyframe_renderer(self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
+                          ) -> KeyframeRenderer:
+        """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
+        this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
 
-        write_frames(space, video, info, config, count, progress, notify)
+    def write_frames(self, ctx: StageContext) -> None:
+        """Decode the `ctx.count` selected frames into the workspace's frames folder (`stages.write_frames`)."""
 
-    def propagate(self, space, frames, keyframe_indices: Sequence[int], estimator, config, progress: bool, notify,
-                  intervals: dict[tuple[int, int], str] | None, key_path=None) -> None:
-        """Propagate the key `intervals` into `space.propagated_dir`, recording each finished one in the manifest
-        (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's file)."""
-        raise NotImplementedError
+    def propagate(self, ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
+                  intervals: dict[Interval, str] | None, key_path: Callable[[int], Path] | None = None) -> None:
+        """Propagate the key `intervals` into the workspace's propagated folder, recording each finished one in the
+        `IntervalLedger` (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's
+        file)."""
 
 
-class LocalExecutor(Executor):
+class LocalExecutor:
     """Everything in this process (the default)."""
 
     name = "local"
 
-    def propagate(self, space, frames, keyframe_indices, estimator, config, progress, notify, intervals,
-                  key_path=None) -> None:
+    def check(self, config: RerenderConfig) -> None:
+        """Nothing to refuse: a local run takes any config."""
+
+    def keyframe_renderer(self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
+                          ) -> KeyframeRenderer:
+        from rerender.workflow.renderers import choose_renderer
+
+        return choose_renderer(ctx.config, None, ctx.estimator, control_maps)
+
+    def write_frames(self, ctx: StageContext) -> None:
+        from rerender.workflow.stages import write_frames
+
+        write_frames(ctx)
+
+    def propagate(self, ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
+                  intervals: dict[Interval, str] | None, key_path: Callable[[int], Path] | None = None) -> None:
         from rerender.workflow.stages import propagate_intervals
 
-        propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify, intervals, key_path)
+        propagate_intervals(ctx, frames, keyframe_indices, intervals, key_path)
 
 
 from rerender.workflow.executors.ray import RayExecutor  # noqa: E402 - ray.py builds on Executor above
