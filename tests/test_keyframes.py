@@ -43,7 +43,8 @@ def test_clip_shorter_than_K_gets_its_first_and_last_frames(frames, expected, mo
         keyframes = select_keyframes(frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1))
     assert keyframes == expected
     assert f"{frames} frames, fewer than K = 10" in caplog.text
-    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0]  # not shorter: as before
+    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0, 9]  # not shorter: every K, and the end
+    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10, last_frame_keyframe=False)) == [0]
 
 
 def test_adaptive_matches_uniform_count_and_concentrates_on_motion():
@@ -117,7 +118,7 @@ def test_a_40_frame_clip_ends_on_its_own_stylized_last_frame(tmp_path):
 
     clip = tmp_path / "forty.mp4"
     write_synthetic_video(clip, num_frames=40, width=64, height=48, motion="mixed", fps=25, audio=False)
-    fast = dict(resolution=48, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
+    fast = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
                 dis_preset="fast")
     result = translate(clip, "x", K=10, output=tmp_path / "o.mp4", renderer=ClassicRenderer("x"), progress=False, **fast)
     assert result.keyframe_indices == [0, 10, 20, 30, 39]

@@ -28,7 +28,7 @@ from rerender.workflow.translation import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.workflow.preflight import check_run
+from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
@@ -215,10 +215,11 @@ def animate(
         raise ConfigError(f"`seconds` × `fps` must give 2 to {MAX_FRAMES} frames, got {seconds} s × {fps} fps = {frame_count}")
     still = read_still(image)
     disparity = read_depth(depth) if depth is not None else None
-    # the checks every entry point shares (`preflight.check_run`): options, renderer, weights, style image, translator
+    # the checks every entry point shares (`preflight.check_run`): options, renderer, output, translator; the
+    # model's weights and style inputs once the camera move is known to be possible (below)
     checked = check_run(config, prompt=prompt, K=K, overrides={**overrides, "output.fps": float(fps)},
                         output=output, inputs=[image] if not isinstance(image, np.ndarray) else [],
-                        renderer=renderer, pipeline=pipeline)
+                        renderer=renderer, pipeline=pipeline, check_model=False)
     config = checked.config
     if any(dataclasses.astuple(config.video.crop)):
         raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
@@ -231,6 +232,7 @@ def animate(
     if motion == "orbit" and disparity is None:
         disparity = _depth_from_annotator(still)
     camera_path = motion_path(motion, frame_count, size, amount, path=path, disparity=disparity)
+    check_model_inputs(checked.config, renderer=checked.renderer, pipeline=pipeline)  # before the clip is made
     inputs = [image] if not isinstance(image, np.ndarray) else []
     output_path = checked.output
     clip_path = output_path.with_name(output_path.stem + "_clip.mp4") if clip_output == "auto" else clip_output
