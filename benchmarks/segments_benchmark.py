@@ -48,7 +48,7 @@ def main() -> None:
     import rerender
     from rerender.config import RerenderConfig, apply_overrides
     from rerender.evaluation import evaluate_frames, evaluate_video
-    from rerender.workflow.executors import RayExecutor, keyframe_segments
+    from rerender.workflow.executors.ray import RayExecutor, keyframe_segments
     from rerender.video import read_frames
 
     sys.path.insert(0, str(REPO))

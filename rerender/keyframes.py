@@ -1,7 +1,9 @@
 """Keyframe selection: uniform every K frames (the paper), an explicit list, or adaptive to motion.
 
 Indices count the *selected* frames of a run (after `start_frame`/`frame_stride`), from 0. The first frame
-is always a keyframe (it is the anchor); frames after the last keyframe are propagated from it one way.
+is always a keyframe (it is the anchor). In "uniform" and "adaptive" mode the last frame is one too
+(`KeyframeConfig.last_frame_keyframe`, one more keyframe): frames after the last keyframe would be propagated
+from it one way only, and drift (on a 40-frame clip with K = 10, the last nine frames of a red ball turned brown).
 
 Adaptive selection spends the same number of keyframes as uniform selection with the same K, but places
 them where the motion is: the cumulative motion score (flow magnitude plus disoccluded area between
@@ -12,6 +14,8 @@ hand entering, cannot be propagated from a keyframe that never saw it).
 Example:
     >>> uniform_keyframes(25, 10)
     [0, 10, 20]
+    >>> select_keyframes(25, KeyframeConfig(keyframe_interval=10))
+    [0, 10, 20, 24]
     >>> adaptive_keyframes([0.0] * 10 + [5.0] * 4 + [0.0] * 10, interval=8, min_interval=2, max_interval=12)
     [0, 11, 13]
 """
@@ -109,8 +113,9 @@ def select_keyframes(
 ) -> list[int]:
     """Keyframe indices for `num_frames` selected frames, following `config.keyframe_mode`.
 
-    A clip shorter than K (uniform or adaptive) gets keyframes at its first and last frames, with a log
-    message: one keyframe every K frames would leave its end propagated one way from the anchor.
+    In "uniform" and "adaptive" mode the last frame is a keyframe too, unless `config.last_frame_keyframe` is
+    False. A clip shorter than K gets keyframes at its first and last frames either way, with a log message:
+    one keyframe every K frames would leave its end propagated one way from the anchor.
 
     Raises:
         ConfigError: explicit indices out of range, or adaptive without scores.
@@ -125,7 +130,7 @@ def select_keyframes(
         )
         return keyframes
     if config.keyframe_mode == "uniform":
-        return uniform_keyframes(num_frames, config.keyframe_interval)
+        return _with_last_frame(uniform_keyframes(num_frames, config.keyframe_interval), num_frames, config)
     if config.keyframe_mode == "explicit":
         indices = list(config.keyframe_indices or ())
         if indices != sorted(set(indices)):
@@ -140,9 +145,17 @@ def select_keyframes(
         raise ConfigError("adaptive keyframe selection needs motion scores (from optical flow)")
     if len(motion_scores) != num_frames - 1:
         raise ValueError(f"`motion_scores` must have {num_frames - 1} items (one per transition), got {len(motion_scores)}")
-    return adaptive_keyframes(
+    keyframes = adaptive_keyframes(
         motion_scores, config.keyframe_interval, config.min_keyframe_interval, config.max_keyframe_interval
     )
+    return _with_last_frame(keyframes, num_frames, config)
+
+
+def _with_last_frame(keyframes: list[int], num_frames: int, config: KeyframeConfig) -> list[int]:
+    """`keyframes` with the last frame added when `config.last_frame_keyframe` asks for it."""
+    if config.last_frame_keyframe and keyframes[-1] != num_frames - 1:
+        return [*keyframes, num_frames - 1]
+    return keyframes
 
 
 def _check_interval(num_frames: int, interval: int) -> None:

@@ -34,7 +34,7 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
     for video in (result.output, result.clip):
         info = probe_video(video)
         assert (info.frame_count, float(info.fps), info.width, info.height) == (8, 16.0, 128, 96)  # the still's aspect
-    assert result.translation.keyframe_indices == [0, 4] and "propagation" in seen
+    assert result.translation.keyframe_indices == [0, 4, 7] and "propagation" in seen
     clip = np.stack(list(read_frames(result.clip)))
     # what a viewer sees: the clip starts on the whole still and ends zoomed ×1.25 on its centre
     still_pixels = cv2.resize(cv2.cvtColor(cv2.imread(str(still)), cv2.COLOR_BGR2RGB), (clip.shape[2], clip.shape[1]),

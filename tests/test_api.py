@@ -25,7 +25,7 @@ class CountingRenderer(ClassicRenderer):
 
     rendered: list
 
-    def render(self, frames, indices, done, state_dir):
+    def render(self, frames, indices, done, state_dir, on_progress=None):
         for image in super().render(frames, indices, done, state_dir):
             type(self).rendered.append(1)
             yield image
@@ -44,7 +44,7 @@ def test_translate_writes_every_frame_with_fps_and_audio(synthetic_clip, tmp_pat
     assert result.output == output and result.frame_count == 20
     assert info.frame_count == 20 and info.fps == 25 and (info.width, info.height) == (64, 48)
     assert info.has_audio and info.duration == pytest.approx(0.8)
-    assert result.keyframe_indices == [0, 8, 16]
+    assert result.keyframe_indices == [0, 8, 16, 19]  # the last frame too (last_frame_keyframe)
     assert len(CountingRenderer.rendered) == 3
     assert set(result.timings) == {"frames", "keyframes", "propagation", "writing"}
     assert result.previews["keyframes"].is_file()
@@ -81,7 +81,7 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
     workspace = tmp_path / "ws"
 
     class Interrupting(ClassicRenderer):
-        def render(self, frames, indices, done, state_dir):
+        def render(self, frames, indices, done, state_dir, on_progress=None):
             for count, image in enumerate(super().render(frames, indices, done, state_dir)):
                 if count == 2:
                     raise KeyboardInterrupt
@@ -93,7 +93,7 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
     assert not (tmp_path / "a.mp4").exists()
     result = translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "a.mp4", workspace=workspace,
                        renderer=counting_renderer, progress=False, **FAST)
-    assert result.keyframe_indices == [0, 4, 8, 12, 16]
+    assert result.keyframe_indices == [0, 4, 8, 12, 16, 19]
     assert len(CountingRenderer.rendered) == 3  # 2 were kept from the interrupted run
     assert "frames" in result.reused
 
@@ -130,7 +130,7 @@ def test_keyframe_modes(synthetic_clip, tmp_path, counting_renderer):
     assert probe_video(tmp_path / "e.mp4").frame_count == 20  # frames before the first key are propagated back
     adaptive = translate(synthetic_clip, "a cartoon", K=5, output=tmp_path / "a.mp4", renderer=counting_renderer,
                          progress=False, keyframe_mode="adaptive", min_keyframe_interval=2, **FAST)
-    assert adaptive.keyframe_indices[0] == 0 and len(adaptive.keyframe_indices) <= 4
+    assert adaptive.keyframe_indices[0] == 0 and len(adaptive.keyframe_indices) <= 5 and adaptive.keyframe_indices[-1] == 19
 
 
 def test_frame_selection_and_tiny_preset(synthetic_clip, tmp_path, counting_renderer):

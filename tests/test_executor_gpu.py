@@ -39,7 +39,7 @@ def test_keyframe_actor_on_a_logical_gpu_loads_once_and_matches_local(synthetic_
     finally:
         ray.shutdown()
     assert stats == {"pipelines_loaded": 1, "gpu_ids": [0]}  # on the (logical) GPU, loaded once for both runs
-    assert first.renderer == second.renderer == "diffusion" and first.keyframe_indices == [0, 8, 16]
+    assert first.renderer == second.renderer == "diffusion" and first.keyframe_indices == [0, 8, 16, 19]
     for index in first.keyframe_indices:
         assert (first.workspace / "keyframes" / f"{index:04d}.png").read_bytes() == \
             (local.workspace / "keyframes" / f"{index:04d}.png").read_bytes()
@@ -51,7 +51,9 @@ def test_keyframe_actor_on_a_logical_gpu_loads_once_and_matches_local(synthetic_
 @pytest.mark.slow
 def test_two_keyframe_segments_on_two_logical_gpus_restart_the_chain_from_the_anchor(synthetic_clip, tmp_path,
                                                                                         tiny_pipeline_dir):
-    config = apply_overrides(RerenderConfig(), {**SETTINGS, "keyframe_interval": 4, "base_model": str(tiny_pipeline_dir),
+    # the plain 0, K, 2K, … chain (last_frame_keyframe=False): segments 4, 8 | 12, 16
+    config = apply_overrides(RerenderConfig(), {**SETTINGS, "keyframe_interval": 4, "last_frame_keyframe": False,
+                                                "base_model": str(tiny_pipeline_dir),
                                                 "control.0.model": str(tiny_pipeline_dir / "controlnet")})
     single = translate(synthetic_clip, "a cat", output=tmp_path / "single.mp4", config=config, stage="keyframes",
                        progress=False)

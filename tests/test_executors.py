@@ -12,14 +12,14 @@ import pytest
 
 from rerender.workflow.translation import translate
 from rerender.errors import ConfigError
-from rerender.workflow.stages import load_flow_estimator
+from rerender.workflow.stages import flow_estimator_from_config
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.video import read_frames
 from rerender.workflow.workspace import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 
-from rerender.workflow.executors import RayExecutor, keyframe_segments  # noqa: E402
+from rerender.workflow.executors.ray import RayExecutor, keyframe_segments  # noqa: E402
 
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
             dis_preset="fast", keyframe_interval=4)
@@ -125,7 +125,7 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
                                   progress=False, executor=RayExecutor(shared_storage=False), **FAST),
     }
     marker = tmp_path / "killed"
-    estimator = KillsItsWorkerOnce(load_flow_estimator(apply_overrides(RerenderConfig(), FAST)), marker)
+    estimator = KillsItsWorkerOnce(flow_estimator_from_config(apply_overrides(RerenderConfig(), FAST)), marker)
     runs["killed"] = translate(synthetic_clip, "a cartoon", output=tmp_path / "killed.mp4", renderer="classic",
                                progress=False, optical_flow=estimator, executor=RayExecutor(max_retries=2), **FAST)
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker did die
@@ -150,7 +150,7 @@ def test_ray_propagation_equals_local_and_survives_a_killed_worker(synthetic_cli
 @pytest.mark.ray
 def test_segmented_keyframes_resume_after_a_cancel(synthetic_clip, tmp_path, cluster):
     # Cancelled after the anchor and keyframe 4; the rerun keeps them and renders 8 (segment 1) and 12, 16
-    # (segment 2, whose actor renders the anchor again but must not hand it back as a keyframe).
+    # and 19 (segment 2, whose actor renders the anchor again but must not hand it back as a keyframe).
     import threading
 
     from rerender.errors import CancelledError
@@ -172,15 +172,127 @@ def test_segmented_keyframes_resume_after_a_cancel(synthetic_clip, tmp_path, clu
     assert sorted(path.name for path in (workspace / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]
     resumed = translate(synthetic_clip, "a cartoon", output=output, renderer="classic", progress=False,
                         stage="keyframes", executor=executor, **FAST)
-    assert resumed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16]
+    assert resumed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16, 19]
     assert _files(resumed.workspace / "keyframes") == _files(local.workspace / "keyframes")
 
 
 @pytest.mark.ray
 def test_more_segments_than_keyframes_start_one_actor_per_keyframe(synthetic_clip, tmp_path, cluster):
-    # 5 keyframes (K=4 on 20 frames): 4 after the anchor, so 50 segments are 4, not 50 actors each loading a model
+    # 6 keyframes (K=4 on 20 frames, the last frame included): 5 after the anchor, so 50 segments are 5, not 50
+    # actors each loading a model
     executor = RayExecutor(keyframe_segments=50)
     result = translate(synthetic_clip, "a cartoon", output=tmp_path / "many.mp4", renderer="classic", progress=False,
                        stage="keyframes", executor=executor, **FAST)
-    assert result.keyframe_indices == [0, 4, 8, 12, 16] and result.renderer == "classic (4 segments)"
-    assert len(executor._keyframe_workers) == 4
+    assert result.keyframe_indices == [0, 4, 8, 12, 16, 19] and result.renderer == "classic (5 segments)"
+    assert len(executor._keyframe_workers) == 5
+
+
+# --------------------------------------------------------------------------------------------------------
+# issue 21: actors whole from their constructor, flow built on the worker, cancel reaches the actor
+# --------------------------------------------------------------------------------------------------------
+
+DIFFUSION = dict(resolution=64, size_multiple=16, num_inference_steps=4, denoising_strength=0.75, vae=None,
+                 device="cpu", dtype="float32", added_prompt="", negative_prompt="", propagation_preset="fast",
+                 workers=1, flow_estimator="dis", dis_preset="fast", keyframe_interval=4, renderer="diffusion", seed=0)
+
+
+def _tiny(tiny_pipeline_dir) -> dict:
+    return {**DIFFUSION, "base_model": str(tiny_pipeline_dir), "control.0.model": str(tiny_pipeline_dir / "controlnet")}
+
+
+def _restore_cuda_only(inner):
+    import torch
+
+    if not torch.cuda.is_available():  # what torch.load says for a CUDA tensor where no GPU is seen
+        raise RuntimeError("Attempting to deserialize object on a CUDA device but torch.cuda.is_available() is False")
+    return CudaOnlyEstimator(inner)
+
+
+class CudaOnlyEstimator:
+    """A flow estimator living on a GPU: it pickles, but unpickling fails wherever no GPU is seen (the shape of a
+    GMFlow estimator loaded on CUDA and shipped by value to a CPU-only task)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def __call__(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+    def __reduce__(self):
+        return _restore_cuda_only, (self.inner,)
+
+
+@pytest.mark.ray
+def test_the_configured_flow_estimator_is_built_on_each_worker_not_shipped(synthetic_clip, tmp_path, cluster,
+                                                                           monkeypatch):
+    import rerender.flow
+
+    # on the driver, the configured estimator loads onto "the GPU" (before: it was loaded here and shipped by value;
+    # the workers import rerender afresh, so there it is the real one)
+    built_here = []
+    real_load = rerender.flow.load_flow_estimator
+
+    def on_the_gpu(*args, **kwargs):
+        built_here.append(kwargs.get("device"))
+        return CudaOnlyEstimator(real_load(*args, **{**kwargs, "device": "cpu"}))
+
+    monkeypatch.setattr(rerender.flow, "load_flow_estimator", on_the_gpu)
+    local = translate(synthetic_clip, "a cartoon", output=tmp_path / "local.mp4", renderer="classic", progress=False,
+                      **FAST)
+    assert built_here  # the local run does use it
+    built_here.clear()
+    result = translate(synthetic_clip, "a cartoon", output=tmp_path / "ray.mp4", renderer="classic", progress=False,
+                       executor=RayExecutor(shared_storage=False, chunk_frames=8), **FAST)
+    assert built_here == []  # nothing loaded on the driver for the workers: each built its own, on its device
+    assert _propagated(result) == _propagated(local)
+    assert result.output.read_bytes() == local.output.read_bytes()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_keyframe_actor_killed_mid_chain_restarts_whole_and_renders_the_same(synthetic_clip, tmp_path, cluster,
+                                                                                 tiny_pipeline_dir):
+    # The actor dies (os._exit) at the first flow it computes: during the fusion of the second keyframe. Ray
+    # restarts it from its constructor arguments and retries the render (before: its renderer was None).
+    settings = _tiny(tiny_pipeline_dir)
+    dis = flow_estimator_from_config(apply_overrides(RerenderConfig(), FAST))
+    local = translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False, optical_flow=dis,
+                      workspace=tmp_path / "local", **settings)
+    marker = tmp_path / "killed"
+    killed = translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False,
+                       optical_flow=KillsItsWorkerOnce(dis, marker), workspace=tmp_path / "killed-ws",
+                       executor=RayExecutor(max_retries=2), **settings)
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # the actor did die
+    assert killed.renderer == "diffusion" and killed.keyframe_indices == local.keyframe_indices == [0, 4, 8, 12, 16, 19]
+    assert _files(killed.workspace / "keyframes") == _files(local.workspace / "keyframes")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_cancel_stops_the_keyframe_actor_between_keyframes(synthetic_clip, tmp_path, cluster, tiny_pipeline_dir):
+    import threading
+
+    from rerender.errors import CancelledError
+
+    settings = _tiny(tiny_pipeline_dir)
+    reference = translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False,
+                          workspace=tmp_path / "reference", **settings)
+    cancel = threading.Event()
+
+    def stop_after_two(stage, done, total):
+        if stage == "keyframes" and done == 2:
+            cancel.set()
+
+    executor = RayExecutor()
+    workspace = tmp_path / "ws"
+    with pytest.raises(CancelledError):
+        translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False, workspace=workspace,
+                  executor=executor, cancel=cancel, callback=stop_after_two, **settings)
+    config = apply_overrides(RerenderConfig(), settings)
+    stats = ray.get(executor.keyframe_worker(config).stats.remote())
+    # before: the actor rendered the whole chain (6 keyframes) after the cancel, overwriting the resume state
+    assert stats["last_render"]["cancelled"] and stats["last_render"]["rendered"] < 6, stats
+    assert sorted(path.name for path in (workspace / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]
+    resumed = translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False, workspace=workspace,
+                        executor=executor, **settings)
+    assert _files(resumed.workspace / "keyframes") == _files(reference.workspace / "keyframes")

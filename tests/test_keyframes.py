@@ -17,7 +17,7 @@ def test_uniform():
     assert uniform_keyframes(21, 10) == [0, 10, 20]
     assert uniform_keyframes(5, 1) == [0, 1, 2, 3, 4]
     assert uniform_keyframes(7, 7) == [0]
-    assert select_keyframes(30, KeyframeConfig(keyframe_interval=10)) == [0, 10, 20]
+    assert select_keyframes(30, KeyframeConfig(keyframe_interval=10)) == [0, 10, 20, 29]
 
 
 def test_explicit_list():
@@ -43,7 +43,8 @@ def test_clip_shorter_than_K_gets_its_first_and_last_frames(frames, expected, mo
         keyframes = select_keyframes(frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1))
     assert keyframes == expected
     assert f"{frames} frames, fewer than K = 10" in caplog.text
-    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0]  # not shorter: as before
+    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0, 9]  # not shorter: every K, and the end
+    assert select_keyframes(10, KeyframeConfig(keyframe_interval=10, last_frame_keyframe=False)) == [0]
 
 
 def test_adaptive_matches_uniform_count_and_concentrates_on_motion():
@@ -91,3 +92,39 @@ def test_motion_score_is_flow_percent_plus_occluded_percent():
     occlusion[:, :4] = True  # 10 % of the frame
     assert motion_score(flow, occlusion) == pytest.approx(20.0)
     assert motion_score(np.zeros_like(flow)) == 0.0
+
+
+def test_the_last_frame_is_a_keyframe_by_default_and_the_option_turns_it_off():
+    # uniform and adaptive: every frame lies between two keyframes (one more keyframe); explicit lists are the user's
+    assert select_keyframes(40, KeyframeConfig(keyframe_interval=10)) == [0, 10, 20, 30, 39]
+    assert select_keyframes(40, KeyframeConfig(keyframe_interval=10, last_frame_keyframe=False)) == [0, 10, 20, 30]
+    assert select_keyframes(41, KeyframeConfig(keyframe_interval=10)) == [0, 10, 20, 30, 40]  # no extra one
+    adaptive = KeyframeConfig(keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=2)
+    scores = [1.0] * 20 + [5.0] * 19
+    assert select_keyframes(40, adaptive, scores)[-1] == 39
+    off = KeyframeConfig(keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=2,
+                         last_frame_keyframe=False)
+    assert select_keyframes(40, off, scores)[-1] != 39
+    explicit = KeyframeConfig(keyframe_mode="explicit", keyframe_indices=(0, 12))
+    assert select_keyframes(40, explicit) == [0, 12]
+
+
+def test_a_40_frame_clip_ends_on_its_own_stylized_last_frame(tmp_path):
+    # before: the last 9 frames were propagated one way from frame 30 (a red ball turned brown on a real clip)
+    from rerender.synthetic import write_synthetic_video
+    from rerender.video import read_frames, read_image
+    from rerender.workflow.renderers import ClassicRenderer
+    from rerender.workflow.translation import translate
+
+    clip = tmp_path / "forty.mp4"
+    write_synthetic_video(clip, num_frames=40, width=64, height=48, motion="mixed", fps=25, audio=False)
+    fast = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
+                dis_preset="fast")
+    result = translate(clip, "x", K=10, output=tmp_path / "o.mp4", renderer=ClassicRenderer("x"), progress=False, **fast)
+    assert result.keyframe_indices == [0, 10, 20, 30, 39]
+    last = read_image(result.workspace / "keyframes" / "0039.png")
+    np.testing.assert_array_equal(read_image(result.workspace / "propagated" / "0039.png"), last)
+    assert len(list(read_frames(result.output))) == 40
+    plain = translate(clip, "x", K=10, output=tmp_path / "p.mp4", renderer=ClassicRenderer("x"), progress=False,
+                      last_frame_keyframe=False, **fast)
+    assert plain.keyframe_indices == [0, 10, 20, 30]

@@ -43,7 +43,7 @@ def test_translate_with_diffusion_keyframes(synthetic_clip, tmp_path, tiny_pipel
                            progress=False, **SETTINGS)
     finally:
         counter.close()
-    assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8, 16]
+    assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8, 16, 19]
     info = probe_video(result.output)
     assert info.frame_count == 20 and (info.width, info.height) == (64, 48) and info.has_audio
     assert counter.calls > 0
@@ -264,10 +264,10 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
 
 def test_a_damaged_seed_file_is_named(tmp_path):
     from rerender.errors import ConfigError
-    from rerender.workflow.renderers import _recorded_seed
+    from rerender.workflow.renderers import recorded_seed
 
-    seed = _recorded_seed(tmp_path)
-    assert _recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
+    seed = recorded_seed(tmp_path)
+    assert recorded_seed(tmp_path) == seed == int((tmp_path / "seed.txt").read_text())  # drawn once, then kept
     (tmp_path / "seed.txt").write_text("12ab")
     with pytest.raises(ConfigError, match=r"seed\.txt.*non-negative integer.*'12ab'"):
-        _recorded_seed(tmp_path)
+        recorded_seed(tmp_path)

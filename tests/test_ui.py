@@ -108,8 +108,8 @@ def test_first_keyframe_keyframes_propagate_with_the_classic_renderer(server, sy
     np.testing.assert_array_equal(read_image(anchor), expected)
 
     status, anchor, gallery, *_ = client.predict(*arguments, api_name="/keyframes")
-    assert "3 keyframes ready" in status
-    assert [item["caption"] for item in gallery] == ["frame 0", "frame 8", "frame 16"]
+    assert "4 keyframes ready" in status
+    assert [item["caption"] for item in gallery] == ["frame 0", "frame 8", "frame 16", "frame 19"]
 
     status, _, _, video, comparison, download, figures, *_ = client.predict(*arguments, api_name="/propagate")
     assert status.startswith("Done: 20 frames") and "reused frames, keyframes" in status
@@ -186,7 +186,7 @@ def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(server, sy
                  keyframes__keyframe_interval=8)
     client, _ = _client(url, synthetic_clip)
     status, anchor, gallery, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", **model), api_name="/keyframes")
-    assert "3 keyframes ready" in status and "diffusion" in status and len(gallery) == 3
+    assert "4 keyframes ready" in status and "diffusion" in status and len(gallery) == 4
 
     config = load_config(REPO / "configs" / "tiny.yaml")
     direct = translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ws", config=config,

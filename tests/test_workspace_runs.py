@@ -3,8 +3,11 @@ they), damaged files are recomputed, a full disk in any stage, the workspace's s
 
 from __future__ import annotations
 
+import re
+
 import errno
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,7 +31,7 @@ class CountingRenderer(ClassicRenderer):
 
     rendered: list
 
-    def render(self, frames, indices, done, state_dir):
+    def render(self, frames, indices, done, state_dir, on_progress=None):
         for position, image in enumerate(super().render(frames, indices, done, state_dir), start=len(done)):
             type(self).rendered.append(indices[position])
             yield image
@@ -145,12 +148,12 @@ def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, 
     ws = tmp_path / "ws"
     run = dict(K=5, output=tmp_path / "o.mp4", workspace=ws, renderer=renderer, progress=False, **FAST)
     translate(synthetic_clip, "x", **run)
-    assert CountingRenderer.rendered == [0, 5, 10, 15]
+    assert CountingRenderer.rendered == [0, 5, 10, 15, 19]
     before = snapshot(ws / "propagated")
     retouched = 255 - read_image(ws / "keyframes" / "0010.png")
     write_image(retouched, ws / "keyframes" / "0010.png")
     result = translate(synthetic_clip, "x", stage="propagate", **run)
-    assert CountingRenderer.rendered == [0, 5, 10, 15]  # the retouched keyframe is used, not re-rendered
+    assert CountingRenderer.rendered == [0, 5, 10, 15, 19]  # the retouched keyframe is used, not re-rendered
     assert result.redone == ["redoing propagation of 2 of 4 key intervals: keyframe files changed (5–10, 10–15)"]
     after = snapshot(ws / "propagated")
     for index in [*range(0, 5), *range(16, 20)]:
@@ -167,7 +170,7 @@ def test_retouched_keyframe_redoes_only_the_intervals_it_bounds(synthetic_clip, 
     # The workspace's keyframes folder, backup included, still reads as one keyframe per frame.
     from rerender.workflow.keyframe_folder import read_keyframe_folder
 
-    assert list(read_keyframe_folder(ws / "keyframes", 20)) == [0, 5, 10, 15]
+    assert list(read_keyframe_folder(ws / "keyframes", 20)) == [0, 5, 10, 15, 19]
 
 
 def test_another_video_with_force_keeps_nothing_of_the_first(synthetic_clip, silent_clip, tmp_path, renderer):
@@ -175,8 +178,8 @@ def test_another_video_with_force_keeps_nothing_of_the_first(synthetic_clip, sil
     run = dict(output=tmp_path / "o.mp4", workspace=ws, renderer=renderer, progress=False, **FAST)
     translate(synthetic_clip, "x", K=5, **run)
     result = translate(silent_clip, "x", K=4, force=True, **run)
-    assert result.keyframe_indices == [0, 4, 8] and result.frame_count == 12
-    assert sorted(path.name for path in (ws / "keyframes").iterdir()) == ["0000.png", "0004.png", "0008.png"]
+    assert result.keyframe_indices == [0, 4, 8, 11] and result.frame_count == 12
+    assert sorted(path.name for path in (ws / "keyframes").iterdir()) == ["0000.png", "0004.png", "0008.png", "0011.png"]
     assert len(list((ws / "frames").iterdir())) == 12 and len(list((ws / "propagated").iterdir())) == 12
     silent_frames = list(read_frames(silent_clip, resolution=64, size_multiple=16))
     for index in (0, 4, 8):
@@ -266,6 +269,49 @@ def test_disk_full_in_any_stage_names_the_folder_and_resumes(synthetic_clip, tmp
     assert probe_video(result.output).frame_count == 20
     if stage != "frames":
         assert "frames" in result.reused
+
+
+@pytest.mark.parametrize("stage", ["frames", "propagated"])
+def test_numpys_short_write_is_a_full_disk_too(synthetic_clip, tmp_path, renderer, monkeypatch, stage):
+    # numpy's `tofile` (under `write_image`) raises without an errno on a full disk; before, the user saw
+    # "OSError: 15991 requested and 0 written"
+    import rerender.workflow.stages
+
+    real_write_image = rerender.workflow.stages.write_image
+
+    def short_write(image, path):
+        if Path(path).parent.name == stage:
+            raise OSError("15991 requested and 0 written")
+        return real_write_image(image, path)
+
+    monkeypatch.setattr(rerender.workflow.stages, "write_image", short_write)
+    run = dict(K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws", renderer=renderer, progress=False, **FAST)
+    with pytest.raises(OutputPathError) as raised:
+        translate(synthetic_clip, "x", **run)
+    message = str(raised.value)
+    folder = tmp_path / "ws" / stage
+    assert re.fullmatch(rf"the disk is full writing {re.escape(repr(str(folder)))} \([\d.,]+ MB free\); the "
+                        rf"{'frames' if stage == 'frames' else 'propagation'} stage needs up to [\d.,]+ MB more; "
+                        r"finished work is kept in .*: free some space and run again to resume", message), message
+
+
+def test_a_full_tmpfs_gives_the_one_line_message(synthetic_clip, tmp_path, renderer):
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(OutputPathError) as raised:  # 20 frames of 64×48 do not fit in 64 KiB
+            translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=small / "ws", renderer=renderer,
+                      progress=False, **FAST)
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    message = str(raised.value)
+    assert message.startswith(f"the disk is full writing '{small / 'ws'}") and "MB free" in message, message
+    assert "stage needs up to" in message and "\n" not in message
 
 
 def test_workspace_size_and_deletion(synthetic_clip, tmp_path, renderer, capsys):

@@ -28,7 +28,7 @@ from rerender.workflow.translation import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.workflow.stages import resolve_config
+from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
@@ -215,7 +215,12 @@ def animate(
         raise ConfigError(f"`seconds` × `fps` must give 2 to {MAX_FRAMES} frames, got {seconds} s × {fps} fps = {frame_count}")
     still = read_still(image)
     disparity = read_depth(depth) if depth is not None else None
-    config = resolve_config(config, prompt, K, {**overrides, "output.fps": float(fps)})
+    # the checks every entry point shares (`preflight.check_run`): options, renderer, output, translator; the
+    # model's weights and style inputs once the camera move is known to be possible (below)
+    checked = check_run(config, prompt=prompt, K=K, overrides={**overrides, "output.fps": float(fps)},
+                        output=output, inputs=[image] if not isinstance(image, np.ndarray) else [],
+                        renderer=renderer, pipeline=pipeline, check_model=False)
+    config = checked.config
     if any(dataclasses.astuple(config.video.crop)):
         raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
     # a default interval longer than the clip is left to `select_keyframes`, which puts keyframes on the first and
@@ -227,8 +232,9 @@ def animate(
     if motion == "orbit" and disparity is None:
         disparity = _depth_from_annotator(still)
     camera_path = motion_path(motion, frame_count, size, amount, path=path, disparity=disparity)
+    check_model_inputs(checked.config, renderer=checked.renderer, pipeline=pipeline)  # before the clip is made
     inputs = [image] if not isinstance(image, np.ndarray) else []
-    output_path = check_output_path(output, inputs)
+    output_path = checked.output
     clip_path = output_path.with_name(output_path.stem + "_clip.mp4") if clip_output == "auto" else clip_output
     if clip_path is not None:
         clip_path = check_output_path(clip_path, [*inputs, output_path])
@@ -241,27 +247,6 @@ def animate(
         # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
         raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
                               "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
-    chosen = renderer if isinstance(renderer, str) else (None if renderer is not None else config.model.renderer)
-    if pipeline is None and chosen == "diffusion":
-        from rerender.diffusion.loading import check_model_sources
-        from rerender.workflow.renderers import check_diffusion_weights
-
-        check_model_sources(config.model, config.control)  # missing weights fail now, not after making the clip
-        check_diffusion_weights(config)
-    if config.prompt.style_image is not None:  # so do a bad image and a missing adapter (classic needs none)
-        from rerender.diffusion.ip_adapter import check_style_inputs, read_style_image
-
-        if chosen == "classic":
-            read_style_image(config.prompt.style_image)
-        else:
-            check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
-    prompt_language = config.prompt.prompt_language
-    if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
-        from rerender.languages import check_translator, default_translation_model, detect_language
-
-        language = detect_language(config.prompt.prompt) if prompt_language == "auto" else prompt_language
-        if language != "en":
-            check_translator(config.prompt.translation_model or default_translation_model(language))
 
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)

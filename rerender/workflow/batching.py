@@ -24,19 +24,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import os
-import socket
 import time
+import types
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError, OutputPathError, ServiceUnavailableError
+from rerender.config import RendererName, RerenderConfig, apply_overrides, choices
+from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
+from rerender.workflow.executors.ray import connect_ray, import_ray
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
 
@@ -110,16 +113,70 @@ class BatchResult:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _cell_value(text: Any) -> Any:
-    """A CSV cell as YAML (`0.5`, `true`, `[1, 2]`); other types (from YAML job lists) as they are."""
-    if not isinstance(text, str):
+def _typed_value(text: str, kind: Any) -> Any:
+    """`text` read as a value of the config type `kind` (raises `ValueError` when it is none)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.strip().lower() in ("none", "null", "~", ""):
+            return None
+        kinds = [item for item in args if item is not type(None)]
+        if str in kinds or Path in kinds:
+            return text
+        for item in kinds:
+            with contextlib.suppress(ValueError):
+                return _typed_value(text, item)
+        raise ValueError(text)
+    if kind is bool:
+        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+        if text.strip().lower() not in words:
+            raise ValueError(text)
+        return words[text.strip().lower()]
+    if kind is int:
+        return int(text.strip())
+    if kind is float:
+        return float(text.strip())
+    if kind in (str, Path) or origin is Literal:
         return text
-    import yaml
+    import yaml  # lists and tuples (`keyframe_indices`): `[0, 10, 25]`
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
-        return text
+        raise ValueError(text) from None
+    if origin in (tuple, list) and not isinstance(value, list):
+        raise ValueError(text)
+    return value
+
+
+def _type_name(kind: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        parts = [_type_name(item) for item in typing.get_args(kind) if item is not type(None)]
+        return " or ".join(parts) + (" (or empty for none)" if type(None) in typing.get_args(kind) else "")
+    if typing.get_origin(kind) in (tuple, list):
+        return "a list such as [0, 10, 25]"
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _cell_value(key: str, value: Any, where: str, number: int) -> Any:
+    """A job-list cell of option `key`: a CSV cell's text parsed by the option's own type (`0.5`, `true`), text
+    options kept exactly as written; values of YAML job lists (already typed) as they are.
+
+    Raises:
+        ConfigError: naming the row and column, when the text is not a value of the option's type.
+    """
+    if not isinstance(value, str):
+        return value
+    from rerender.config import field_type
+
+    try:
+        kind = field_type(key)
+    except ConfigError:
+        return value  # an unknown option: `apply_overrides` names it with a suggestion
+    try:
+        return _typed_value(value, kind)
+    except ValueError:
+        raise ConfigError(f"{where}, row {number}, column {key!r}: {value!r} is not {_type_name(kind)}") from None
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -137,7 +194,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         for row in reader:
             if None in row:
                 raise ConfigError(f"the job list {str(path)!r}, row {reader.line_num}: more cells than header columns")
-            rows.append({key.strip(): _cell_value(value) for key, value in row.items() if value is not None and value.strip() != ""})
+            # cells stay text here: `load_jobs` parses only option columns, by their type
+            rows.append({key.strip(): value.strip() for key, value in row.items() if value is not None and value.strip() != ""})
         return rows
     try:
         data = yaml.safe_load(text)
@@ -207,7 +265,7 @@ def load_jobs(
         video = video if video.is_absolute() else base / video
         output = Path(str(row["output"])) if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
         output = output if output.is_absolute() else output_dir / output
-        overrides = {key: _cell_value(value) for key, value in row.items() if key not in JOB_COLUMNS}
+        overrides = {key: _cell_value(key, value, where, number) for key, value in row.items() if key not in JOB_COLUMNS}
         for key, value in overrides.items():
             try:
                 apply_overrides(config, {key: value})
@@ -319,66 +377,9 @@ def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where
 # --------------------------------------------------------------------------------------------------------
 
 
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(
-            "running on Ray needs the `ray` package; install it with: pip install \"rerender[distributed]\""
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer."""
-    text = address.split("://", 1)[-1].rstrip("/")
-    host, separator, port = text.rpartition(":")
-    if not separator or not port.isdigit() or not host:
-        raise ConfigError(f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as error:
-        raise ServiceUnavailableError(
-            f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
-            "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
-        ) from None
-
-
-def connect_ray(ray_address: str) -> bool:
-    """Connect to Ray: "local" starts an instance here, "auto" joins the running cluster, else an address.
-
-    Returns:
-        Whether this call started the connection (and so should shut it down); False when Ray was already
-        initialised by the caller (its cluster is used as it is).
-
-    Raises:
-        MissingDependencyError: ray is not installed.
-        ConfigError: an address that is not "local", "auto" or host:port.
-        ServiceUnavailableError: an unreachable address, or "auto" with no running cluster (a run-time failure).
-    """
-    ray = _import_ray()
-    if ray.is_initialized():
-        return False
-    if ray_address == "local":
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        return True
-    if ray_address != "auto":
-        _check_reachable(ray_address)
-    try:
-        ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
-    except ConnectionError as error:
-        if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
-            raise ServiceUnavailableError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
-                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
-                              ) from None
-        raise ServiceUnavailableError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
-    return True
-
-
 def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | None, max_retries: int,
                 callback: Callable[[JobResult], None]) -> list[JobResult]:
-    ray = _import_ray()
+    ray = import_ray()
     wants_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (renderer or config.model.renderer) != "classic"
 
     def remote_job(job: Job, config: RerenderConfig, renderer: str | None) -> JobResult:
@@ -446,12 +447,13 @@ def batch(
             earlier run of the batch wrote (one of the user's own).
         MissingDependencyError: `ray` given but ray is not installed.
     """
-    if not isinstance(config, RerenderConfig):
-        config = load_config(config) if config is not None else RerenderConfig()
-    if overrides:
-        config = apply_overrides(config, overrides)
-    if renderer is not None and renderer not in ("auto", "diffusion", "classic"):
-        raise ConfigError(f"`renderer` must be 'auto', 'diffusion' or 'classic', got {renderer!r}")
+    from rerender.workflow.preflight import check_run
+
+    # 1. The checks every entry point shares (`preflight.check_run`: the config, the options, the renderer's name;
+    #    each job checks its own model and output when it runs), then the batch's own, before any job runs.
+    if renderer is not None and renderer not in choices(RendererName):
+        raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))}, got {renderer!r}")
+    config = check_run(config, overrides=overrides, stage="keyframes", check_model=False).config
     if not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
     job_list = load_jobs(jobs, prompt, output_dir, config)
@@ -472,7 +474,7 @@ def batch(
             results = _run_on_ray(job_list, config, renderer, max_retries, notify)
         finally:
             if owns_connection:
-                _import_ray().shutdown()
+                import_ray().shutdown()
         return BatchResult(results, time.perf_counter() - started, f"ray({ray})")
 
     def one(job: Job) -> JobResult:

@@ -163,8 +163,8 @@ def generate(
     """
     from rerender.camera import KnownMotionFlow, render_clip
     from rerender.keyframes import select_keyframes
-    from rerender.workflow.stages import resolve_config
-    from rerender.video import check_output_path, write_image, write_video
+    from rerender.workflow.preflight import check_run
+    from rerender.video import write_image, write_video
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
@@ -181,12 +181,10 @@ def generate(
                           f"num_inference_steps, got {num_inference_steps} and {noise_steps}")
     if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
         raise ConfigError(f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}")
-    config = resolve_config(config, prompt, min(K, frames), {**overrides, "output.fps": float(fps)})
-    output_path = check_output_path(output)
-    if config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
-        from rerender.diffusion.ip_adapter import check_style_inputs
-
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+    # the checks every entry point shares (`preflight.check_run`): options, output, weights, style image, translator
+    checked = check_run(config, prompt=prompt, K=min(K, frames), overrides={**overrides, "output.fps": float(fps)},
+                        output=output, pipeline=pipeline, prompt_translator=prompt_translator)
+    config, output_path = checked.config, checked.output
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
     from rerender.languages import translate_prompt
 

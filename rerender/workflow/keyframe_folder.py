@@ -10,29 +10,23 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rerender.workflow.translation import TranslationResult
 from rerender.config import RerenderConfig
-from rerender.errors import ConfigError, OutputPathError
+from rerender.errors import ConfigError
 from rerender.workflow.stages import (
-    cancellable,
-    ProgressCallback,
-    WorkspaceFrames,
     disk_guard,
     frames_ready,
-    interval_digests,
-    load_flow_estimator,
     processing_size,
     propagate_intervals,
-    resolve_config,
     selected_frames,
     source_size,
     stage_bytes,
-    stale_intervals,
     write_frames,
     write_output,
 )
 from rerender.video import (
-    check_output_path,
     fit_size,
     list_image_files,
     probe_video,
@@ -40,6 +34,9 @@ from rerender.video import (
     unfit_frame,
     write_image,
 )
+from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.frames import WorkspaceFrames
+from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
@@ -188,25 +185,75 @@ def propagate_keyframes(
         as `translate`, plus `ConfigError` for keyframe folders that break the rules above.
     """
     timings: dict[str, float] = {}
-    space = None
-    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
-    # 1. Check the inputs: video, output, keyframe names, sizes.
-    config = resolve_config(config, None, None, overrides)
+    # 1. Check the arguments (`preflight.check_run`), then the video's header, the keyframe names and sizes.
+    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
+        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
+    config, output_path = checked.config, checked.output
+    if workspace is not None:
+        check_workspace_paths(Path(workspace), output_path, [video, keyframes])
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
-    output_path = check_output_path(output, [video, keyframes])
-    if workspace is not None:
-        check_output_path(workspace, [video, keyframes], kind="folder", name="workspace")
-        if Path(workspace).resolve() == output_path.resolve():
-            raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
     source_files = None
     if info.is_image_sequence and not _is_workspace_keyframes(keyframes):
         files = list_image_files(info.path)
         source_files = [files[index] for index in frame_indices]
-    if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
-        raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     key_files = read_keyframe_folder(keyframes, len(frame_indices), source_files, first_number)
+    key_images, size = _keyframes_at_size(key_files, info, config)
+
+    temporary = workspace is None
+    if temporary:  # a fresh, empty folder of our own: removed afterwards (only the files we wrote)
+        workspace = tempfile.mkdtemp(prefix="rerender-propagate-", dir=output_path.parent)
+    space = Workspace.open(workspace, video, config, force=force)
+    ctx = StageContext(workspace=space, video=Path(video), info=info, config=config, count=len(frame_indices),
+                       size=size, optical_flow=optical_flow, progress=Progress(progress, callback, cancel, lambda: space.root))
+    try:
+        # 2. Frames at the keyframes' size, and the workspace's copy of the keyframes.
+        started = time.perf_counter()
+        with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", ctx.count, size)):
+            if not frames_ready(space, config, ctx.count, size):
+                space.begin("frames", config, size=list(size))
+                write_frames(ctx, size=size)
+                space.finish("frames", count=ctx.count, size=list(size))
+            _copy_keyframes(space, key_files, key_images)
+        timings["frames"] = time.perf_counter() - started
+
+        # 3. Propagate interval by interval; only intervals whose keyframes changed are redone.
+        started = time.perf_counter()
+        indices = list(key_images)
+        ledger = IntervalLedger(space)
+        intervals = ledger.stale(ledger.digests(indices, ctx.count))
+        if intervals or not space.is_done("propagation", config):
+            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", ctx.count, size)):
+                space.begin("propagation", config)
+                propagate_intervals(ctx, WorkspaceFrames(space, ctx.count), indices, intervals)
+                space.finish("propagation", frames=ctx.count)
+            timings["propagation"] = time.perf_counter() - started
+
+        # 4. Write the video with the source's fps and audio.
+        started = time.perf_counter()
+        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", ctx.count, size)):
+            write_output(ctx, output_path)
+        timings["writing"] = time.perf_counter() - started
+        return TranslationResult(output=output_path, keyframe_indices=indices, frame_count=ctx.count, timings=timings,
+                                 workspace=space.root, renderer="keyframes folder", redone=space.redone,
+                                 workspace_bytes=space.size_bytes(), workspace_deleted=temporary)
+    finally:
+        if temporary:
+            space.remove()
+        else:
+            space.close()
+
+
+def _keyframes_at_size(key_files: dict[int, Path], info: Any, config: RerenderConfig
+                       ) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
+    """The keyframe images, and the size `(width, height)` propagation works at: the keyframes' own (the video's
+    frames are fitted to it), or the source's with `propagation.output_size = "source"` (keyframes upscaled).
+
+    Raises:
+        ConfigError: keyframes of several sizes, or of another aspect ratio than the (cropped) video.
+    """
     key_images = {index: read_image(path, background=config.video.background, keyframe=True) for index, path in key_files.items()}
     sizes = {image.shape[:2] for image in key_images.values()}
     if len(sizes) > 1:
@@ -225,65 +272,25 @@ def propagate_keyframes(
             f"ratios differ; paint keyframes on the video's frames at their own size, or at the processing size "
             f"{processing[0]}×{processing[1]} that `rerender preprocess` writes with this config"
         )
+    size = (width, height)
     if config.propagation.output_size == "source":
         size = (source_width, source_height)
-        key_images = {
-            index: unfit_frame(image, size)
-            for index, image in key_images.items()
-        }
-    else:
-        size = (width, height)
+        key_images = {index: unfit_frame(image, size) for index, image in key_images.items()}
     if size != (source_width, source_height):
         logger.info("propagating at %d×%d (video frames are %d×%d)", size[0], size[1], source_width, source_height)
+    return key_images, size
 
-    temporary = workspace is None
-    if temporary:  # a fresh, empty folder of our own: removed afterwards (only the files we wrote)
-        workspace = tempfile.mkdtemp(prefix="rerender-propagate-", dir=output_path.parent)
-    space = Workspace.open(workspace, video, config, force=force)
-    try:
-        # 2. Frames at the keyframes' size.
-        started = time.perf_counter()
-        count = len(frame_indices)
-        with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", count, tuple(size))):
-            if not frames_ready(space, config, count, tuple(size)):
-                space.begin("frames", config, size=list(size))
-                write_frames(space, video, info, config, count, progress, notify, size=tuple(size))
-                space.finish("frames", count=count, size=list(size))
-            frames = WorkspaceFrames(space, count)
-            # The workspace's copy of the keyframes: what each interval's record depends on.
-            space.keyframes_dir.mkdir(exist_ok=True)
-            for earlier in space.keyframes_dir.glob("*.png"):  # keyframes of an earlier run no longer in the folder
-                if space.owns(earlier) and earlier.stem.isdigit() and int(earlier.stem) not in key_images:
-                    earlier.unlink()
-            for index, path in key_files.items():
-                if file_digest(space.keyframe_path(index)) != file_digest(path) or not intact_png(space.keyframe_path(index)):
-                    write_image(key_images[index], space.track(space.keyframe_path(index)))
-        timings["frames"] = time.perf_counter() - started
 
-        # 3. Propagate interval by interval; only intervals whose keyframes changed are redone.
-        started = time.perf_counter()
-        indices = list(key_images)
-        intervals = stale_intervals(space, interval_digests(space, indices, count))
-        if intervals or not space.is_done("propagation", config):
-            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", count, tuple(size))):
-                space.begin("propagation", config)
-                estimator = optical_flow or load_flow_estimator(config)
-                propagate_intervals(space, frames, indices, estimator, config, progress, notify, intervals)
-                space.finish("propagation", frames=count)
-            timings["propagation"] = time.perf_counter() - started
-
-        # 4. Write the video with the source's fps and audio.
-        started = time.perf_counter()
-        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", count, tuple(size))):
-            write_output(space, count, video, info, config, output_path, notify)
-        timings["writing"] = time.perf_counter() - started
-        return TranslationResult(output_path, indices, count, timings, space.root, "keyframes folder", [],
-                                 redone=space.redone, workspace_bytes=space.size_bytes(), workspace_deleted=temporary)
-    finally:
-        if temporary:
-            space.remove()
-        else:
-            space.close()
+def _copy_keyframes(space: Workspace, key_files: dict[int, Path], key_images: dict[int, np.ndarray]) -> None:
+    """The workspace's copy of the keyframes (what each interval's record depends on); copies of an earlier run
+    that are no longer in the folder are removed."""
+    space.keyframes_dir.mkdir(exist_ok=True)
+    for earlier in space.keyframes_dir.glob("*.png"):
+        if space.owns(earlier) and earlier.stem.isdigit() and int(earlier.stem) not in key_images:
+            earlier.unlink()
+    for index, path in key_files.items():
+        if file_digest(space.keyframe_path(index)) != file_digest(path) or not intact_png(space.keyframe_path(index)):
+            write_image(key_images[index], space.track(space.keyframe_path(index)))
 
 
 def _is_workspace_keyframes(folder: str | os.PathLike) -> bool:

@@ -15,14 +15,18 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from rerender.config import RerenderConfig
+from rerender.config import RendererName, RerenderConfig, choices
 from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RENDERER_CHOICES", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
+    "RENDERER_CHOICES", "ProgressFn", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
 ]
+
+
+ProgressFn = Callable[[int, int], None]
+"""`on_progress(done, total)`: a renderer's progress in its own units."""
 
 
 class KeyframeRenderer(Protocol):
@@ -36,18 +40,19 @@ class KeyframeRenderer(Protocol):
         indices: Sequence[int],
         done: Sequence[np.ndarray],
         state_dir: Path,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield the stylized keyframes after the `len(done)` already rendered ones.
 
         Args:
             frames: the source frames of every keyframe, RGB uint8 `(H, W, 3)`, the anchor first.
             indices: the keyframes' indices among the selected frames (for per-frame inputs such as control maps).
-            done: keyframes rendered by an earlier, interrupted run (a prefix of the result).
+            done: keyframes rendered by an earlier, interrupted run (a prefix of the result; only its length
+                matters to the built-in renderers).
             state_dir: a folder for whatever the renderer needs to resume exactly.
-
-        A renderer whose keyframes take long may also accept a keyword ``on_progress(done, total)`` and call
-        it as work advances, in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then
-        reports those instead of whole keyframes.
+            on_progress: ``on_progress(done, total)``, for a renderer whose keyframes take long, called as work
+                advances in its own units (`DiffusionRenderer`: denoising steps); the keyframe stage then reports
+                those instead of whole keyframes. A renderer may ignore it (`ClassicRenderer` does).
         """
         ...
 
@@ -60,8 +65,10 @@ class ClassicRenderer:
     name: str = "classic"
 
     def render(
-        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path
+        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
+        """As `KeyframeRenderer.render` (progress is counted in whole keyframes: `on_progress` is not called)."""
         from rerender.stylizer import ClassicStylizer
 
         stylizer = ClassicStylizer.from_prompt(self.prompt)
@@ -99,7 +106,7 @@ class DiffusionRenderer:
         indices: Sequence[int],
         done: Sequence[np.ndarray],
         state_dir: Path,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """Render as `KeyframeRenderer.render`; `on_progress(done, total)` counts denoising steps (UNet calls).
 
@@ -110,7 +117,7 @@ class DiffusionRenderer:
         import torch
 
         config = self.config
-        seed = config.sampling.seed if config.sampling.seed is not None else _recorded_seed(state_dir)
+        seed = config.sampling.seed if config.sampling.seed is not None else recorded_seed(state_dir)
         generator = torch.Generator().manual_seed(seed)
         control_images = None
         if self.control_maps is not None:  # one list of maps per ControlNet, one map per keyframe
@@ -171,7 +178,7 @@ class DiffusionRenderer:
                     self.pipeline.set_progress_bar_config(**restore_bars)
 
 
-def _recorded_seed(state_dir: Path) -> int:
+def recorded_seed(state_dir: Path) -> int:
     """A random seed drawn once per workspace and kept, so a resumed run continues with the same noise."""
     path = state_dir / "seed.txt"
     if path.is_file():
@@ -293,7 +300,8 @@ def _save_resume_point(state_dir: Path, frame: Any) -> None:
         os.replace(temporary, state_dir / name)
 
 
-RENDERER_CHOICES = ("auto", "diffusion", "classic")
+RENDERER_CHOICES = choices(RendererName)
+"""The renderer names (`rerender.config.RendererName`)."""
 
 
 def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, control_maps=None) -> KeyframeRenderer:

@@ -9,20 +9,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
-import inspect
 import json
 import logging
+import re
 import shutil
-import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
-from rerender.errors import CancelledError, ConfigError, OutputPathError, RerenderError
+from rerender.errors import ConfigError, OutputPathError, RerenderError
 from rerender.keyframes import motion_score, select_keyframes
 from rerender.video import (
     VideoInfo,
@@ -33,37 +30,13 @@ from rerender.video import (
     write_image,
     write_video,
 )
+from rerender.workflow.context import Interval, IntervalLedger, StageContext, key_intervals  # noqa: F401 (re-exported)
+from rerender.workflow.frames import FolderFrames, FrameRange, LazyImages
+from rerender.workflow.renderers import KeyframeRenderer
 from rerender.workflow.workspace import Workspace, file_digest, files_under, intact_png
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
-"""`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
-
-
-class FolderFrames(Sequence[np.ndarray]):
-    """Numbered PNGs (`0000.png`, …) of a folder as a lazy sequence: each index reads one image when asked."""
-
-    def __init__(self, folder: Path, count: int) -> None:
-        self.folder, self.count = Path(folder), count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(index)
-        return read_image(self.folder / f"{index % self.count:04d}.png")
-
-
-class WorkspaceFrames(FolderFrames):
-    """The workspace's preprocessed frames as a lazy sequence: each index reads one PNG when asked."""
-
-    def __init__(self, workspace: Workspace, count: int) -> None:
-        super().__init__(workspace.frames_dir, count)
-        self.workspace = workspace
 
 
 def control_map_reader(
@@ -158,7 +131,7 @@ def source_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
     return info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
 
 
-def prepare_source_size(space, video, info, config, keyframe_indices, progress) -> tuple[FolderFrames, Callable[[int], Path]]:
+def prepare_source_size(ctx: StageContext, keyframe_indices: Sequence[int]) -> tuple[FolderFrames, Callable[[int], Path]]:
     """For `propagation.output_size = "source"`: the selected frames at the cropped source's size, and the
     keyframes upscaled to it (`rerender.video.unfit_frame` undoes the processing size's fit).
 
@@ -167,59 +140,35 @@ def prepare_source_size(space, video, info, config, keyframe_indices, progress) 
     """
     from rerender.video import unfit_frame
 
-    size = source_size(info, config)
+    space, config = ctx.workspace, ctx.config
+    size = source_size(ctx.info, config)
     frames_dir, keys_dir = space.root / "frames_source", space.root / "keyframes_source"
-    count = len(selected_frames(info, config))
     record = space.record("propagation")
-    if record.get("source_frames") != [count, *size]:
+    if record.get("source_frames") != [ctx.count, *size]:
         crop = config.video.crop
         frames = read_frames(
-            video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
-            crop=crop, resolution=None, info=info, background=config.video.background,
+            ctx.video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
+            crop=crop, resolution=None, info=ctx.info, background=config.video.background,
             deinterlace=config.video.deinterlace,
         )
         frames_dir.mkdir(exist_ok=True)
-        for index, frame in enumerate(tqdm(frames, total=count, desc="frames (source size)", unit="frame", disable=not progress)):
-            write_image(frame, space.track(frames_dir / f"{index:04d}.png"))
-        record["source_frames"] = [count, *size]
+        bar = ctx.progress.bar(ctx.count, "frames (source size)")
+        with bar:
+            for index, frame in enumerate(frames):
+                write_image(frame, space.track(frames_dir / f"{index:04d}.png"))
+                bar.update(1)
+        record["source_frames"] = [ctx.count, *size]
         space.save()
     keys_dir.mkdir(exist_ok=True)
     for index in keyframe_indices:  # cheap, and always from the current keyframes
         image = unfit_frame(read_image(space.keyframe_path(index)), size)
         write_image(image, space.track(keys_dir / f"{index:04d}.png"))
-    return FolderFrames(frames_dir, count), lambda index: keys_dir / f"{index:04d}.png"
+    return FolderFrames(frames_dir, ctx.count), lambda index: keys_dir / f"{index:04d}.png"
 
 
 def default_workspace(output, video) -> Path:
     base = Path(output) if output is not None else Path(video)
     return base.with_name(base.name + ".work")
-
-
-def cancellable(notify: ProgressCallback, cancel: threading.Event | None, workspace: Callable[[], Any]) -> ProgressCallback:
-    """`notify`, then `CancelledError` if `cancel` is set: every progress point is a safe point to stop at.
-
-    Stages report progress only after a unit of work is on disk or before the next one starts (a frame, a
-    keyframe, a propagated frame, a denoising step), so stopping there leaves the workspace resumable.
-    `workspace()` names it in the message.
-    """
-    if cancel is None:
-        return notify
-
-    def checked(stage: str, done: int, total: int) -> None:
-        notify(stage, done, total)
-        if cancel.is_set():
-            raise CancelledError(
-                f"cancelled during the {stage} stage ({done}/{total}); finished work is kept in "
-                f"{str(workspace())!r}, run again with the same workspace to resume"
-            )
-
-    return checked
-
-
-def notify_iter(items, stage: str, total: int, notify: ProgressCallback):
-    for done, item in enumerate(items, start=1):
-        yield item
-        notify(stage, done, total)
 
 
 def _megabytes(count: int) -> str:
@@ -239,8 +188,12 @@ def _disk_full_error(error: OSError, space: Workspace, folder: Path, stage: str 
     )
 
 
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+"""numpy's `tofile` on a full disk raises `OSError("N requested and M written")` without an errno."""
+
+
 def _is_disk_full(error: OSError) -> bool:
-    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or bool(_SHORT_WRITE.search(str(error)))
 
 
 @contextlib.contextmanager
@@ -276,31 +229,39 @@ def frames_ready(space: Workspace, config: RerenderConfig, count: int, size: tup
     return False
 
 
-def write_frames(space, video, info, config, count, progress, notify, size: tuple[int, int] | None = None) -> None:
-    """Decode the selected frames into the workspace; `size` (width, height) replaces the configured resize
-    (the frames are fitted into it, as `rerender preprocess` does at any resolution: `rerender.video.fit_frame`)."""
+def write_frames(ctx: StageContext, size: tuple[int, int] | None = None) -> None:
+    """Decode the `ctx.count` selected frames into the workspace; `size` (width, height) replaces the configured
+    resize (the frames are fitted into it, as `rerender preprocess` does at any resolution: `rerender.video.fit_frame`).
+
+    Raises:
+        RerenderError: fewer frames decoded than the header promised (a truncated file).
+    """
     from rerender.video import fit_frame
 
+    space, config, count = ctx.workspace, ctx.config, ctx.count
     crop = config.video.crop
     frames = read_frames(
-        video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
+        ctx.video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
         crop=crop, resolution=None if size else config.video.resolution, resize_side=config.video.resize_side,
-        size_multiple=config.video.size_multiple, info=info, background=config.video.background,
+        size_multiple=config.video.size_multiple, info=ctx.info, background=config.video.background,
         deinterlace=config.video.deinterlace,
     )
     if size is not None:
         frames = (fit_frame(frame, size) for frame in frames)
     space.frames_dir.mkdir(exist_ok=True)
     written = 0
-    for index, frame in enumerate(tqdm(frames, total=count, desc="frames", unit="frame", disable=not progress)):
-        write_image(frame, space.track(space.frame_path(index)))
-        written += 1
-        notify("frames", written, count)
+    with ctx.progress.bar(count, "frames") as bar:
+        for index, frame in enumerate(frames):
+            write_image(frame, space.track(space.frame_path(index)))
+            written += 1
+            bar.update(1)
+            ctx.progress.notify("frames", written, count)
     if written != count:
-        raise RerenderError(f"decoded {written} of {count} frames of {info.path.name}; the file may be truncated")
+        raise RerenderError(f"decoded {written} of {count} frames of {ctx.info.path.name}; the file may be truncated")
 
 
-def load_flow_estimator(config: RerenderConfig):
+def flow_estimator_from_config(config: RerenderConfig):
+    """The flow estimator `config.flow` names (`rerender.flow.load_flow_estimator`)."""
     from rerender.flow import load_flow_estimator
 
     return load_flow_estimator(config.flow.flow_estimator, checkpoint=config.flow.flow_checkpoint, dis_preset=config.flow.dis_preset)
@@ -313,24 +274,27 @@ def cached_flow(space: Workspace, estimator):
     return lambda source, target: cache.get_or_compute(estimator, source, target)
 
 
-def adaptive_keyframes(space, frames, estimator, config, progress) -> list[int]:
+def adaptive_keyframes(ctx: StageContext, frames: Sequence[np.ndarray]) -> list[int]:
+    """Keyframes placed by motion (`rerender.keyframes.select_keyframes`, "adaptive"), from the flows of every
+    consecutive pair (cached in the workspace: propagation reuses them)."""
     import torch
 
     from rerender.flow import forward_backward_occlusion
 
-    flow = cached_flow(space, estimator)
+    flow = cached_flow(ctx.workspace, ctx.estimator)
     scores = []
     previous = frames[0]
-    for index in tqdm(range(1, len(frames)), desc="motion", unit="pair", disable=not progress):
-        current = frames[index]
-        forward, backward = flow(previous, current)
-        _, occlusion = forward_backward_occlusion(
-            torch.from_numpy(forward).permute(2, 0, 1)[None], torch.from_numpy(backward).permute(2, 0, 1)[None]
-        )
-        scores.append(motion_score(backward, occlusion[0, 0].numpy()))
-        previous = current
-    return select_keyframes(len(frames), config.keyframes, scores)
-
+    with ctx.progress.bar(len(frames) - 1, "motion", unit="pair") as bar:
+        for index in range(1, len(frames)):
+            current = frames[index]
+            forward, backward = flow(previous, current)
+            _, occlusion = forward_backward_occlusion(
+                torch.from_numpy(forward).permute(2, 0, 1)[None], torch.from_numpy(backward).permute(2, 0, 1)[None]
+            )
+            scores.append(motion_score(backward, occlusion[0, 0].numpy()))
+            previous = current
+            bar.update(1)
+    return select_keyframes(len(frames), ctx.config.keyframes, scores)
 
 
 def keyframes_ready(space: Workspace, config: RerenderConfig, renderer_name: str) -> bool:
@@ -342,17 +306,53 @@ def keyframes_ready(space: Workspace, config: RerenderConfig, renderer_name: str
                     for index in record.get("indices", [None])))
 
 
-def render_keyframes(space, frames, indices, renderer, progress, notify) -> None:
+def render_keyframes(ctx: StageContext, frames: Sequence[np.ndarray], indices: Sequence[int],
+                     renderer: KeyframeRenderer) -> None:
     """Render the keyframes of `indices` that are not rendered yet, recording each file's digest.
 
     The rendered prefix is kept: keyframes recorded by an earlier (possibly interrupted) run whose files are
     whole, retouched ones included. Rendering is sequential (each keyframe is constrained by the anchor and the
-    previous one), so a missing or damaged keyframe is rendered again with every keyframe after it.
+    previous one), so a missing or damaged keyframe is rendered again with every keyframe after it. Progress
+    counts the renderer's own units (`on_progress`: denoising steps for diffusion) or else whole keyframes.
     """
+    space = ctx.workspace
     space.keyframes_dir.mkdir(exist_ok=True)
     space.state_dir.mkdir(exist_ok=True)
-    record = space.record("keyframes")
-    rendered = record.setdefault("rendered", {})
+    rendered = space.record("keyframes").setdefault("rendered", {})
+    done = _rendered_prefix(space, indices, rendered)
+    sources = [frames[index] for index in indices]
+    state_before = files_under(space.state_dir)  # a segmented renderer keeps states in subfolders
+    bar = ctx.progress.bar(len(indices), f"keyframes ({renderer.name})", unit="key", initial=len(done))
+    fine = [False]  # whether the renderer reports its own units
+
+    def on_progress(done_units: int, total_units: int) -> None:
+        fine[0] = True
+        bar.unit, bar.total, bar.n = "step", total_units, done_units
+        bar.refresh()
+        ctx.progress.notify("keyframes", done_units, total_units)
+
+    rendering = renderer.render(sources, list(indices), done, space.state_dir, on_progress=on_progress)
+    try:
+        for position, image in enumerate(rendering, start=len(done)):
+            space.track_new_files(space.state_dir, state_before)
+            path = write_image(image, space.track(space.keyframe_path(indices[position])))
+            rendered[str(indices[position])] = file_digest(path)
+            space.save()
+            if fine[0]:
+                bar.set_postfix_str(f"keyframe {position + 1}/{len(indices)}")
+            else:
+                bar.update(1)
+                ctx.progress.notify("keyframes", position + 1, len(indices))
+    finally:
+        if hasattr(rendering, "close"):  # stop the renderer now (a cancel, an error): e.g. a Ray actor's stream
+            rendering.close()
+        bar.close()
+        space.track_new_files(space.state_dir, state_before)
+
+
+def _rendered_prefix(space: Workspace, indices: Sequence[int], rendered: dict[str, str]) -> list[np.ndarray]:
+    """The keyframes an earlier run recorded whose files are whole, in order, up to the first missing one; the
+    records after it are dropped (they are rendered again)."""
     done = []
     for index in indices:
         path = space.keyframe_path(index)
@@ -360,44 +360,21 @@ def render_keyframes(space, frames, indices, renderer, progress, notify) -> None
             break
         done.append(read_image(path))
     if len(done) < len(indices) and str(indices[len(done)]) in rendered:
-        line = f"redoing keyframes from {indices[len(done)]} on: {space.keyframe_path(indices[len(done)]).relative_to(space.root)} is missing or damaged"
+        first = indices[len(done)]
+        line = f"redoing keyframes from {first} on: {space.keyframe_path(first).relative_to(space.root)} is missing or damaged"
         logger.warning("%s (workspace %s)", line, space.root)
         space.redone.append(line)
     for index in indices[len(done):]:
         rendered.pop(str(index), None)
     space.save()
-    sources = [frames[index] for index in indices]
-    state_before = files_under(space.state_dir)  # a segmented renderer keeps states in subfolders
-    bar = tqdm(total=len(indices), initial=len(done), desc=f"keyframes ({renderer.name})", unit="key", disable=not progress)
-    # A renderer that reports finer progress (diffusion: per denoising step) drives the bar and the callback.
-    fine = "on_progress" in inspect.signature(renderer.render).parameters
-
-    def on_progress(done_units: int, total_units: int) -> None:
-        bar.unit, bar.total, bar.n = "step", total_units, done_units
-        bar.refresh()
-        notify("keyframes", done_units, total_units)
-
-    extra = {"on_progress": on_progress} if fine else {}
-    try:
-        rendering = renderer.render(sources, list(indices), done, space.state_dir, **extra)
-        for position, image in enumerate(rendering, start=len(done)):
-            space.track_new_files(space.state_dir, state_before)
-            path = write_image(image, space.track(space.keyframe_path(indices[position])))
-            rendered[str(indices[position])] = file_digest(path)
-            space.save()
-            if fine:
-                bar.set_postfix_str(f"keyframe {position + 1}/{len(indices)}")
-            else:
-                bar.update(1)
-                notify("keyframes", position + 1, len(indices))
-    finally:
-        bar.close()
-        space.track_new_files(space.state_dir, state_before)
+    return done
 
 
-def write_keyframe_preview(space, keyframe_indices, info, config) -> Path:
+def write_keyframe_preview(ctx: StageContext, keyframe_indices: Sequence[int]) -> Path:
+    """`keyframes.mp4` in the workspace: the keyframes alone, at the source's rate ÷ stride ÷ K."""
+    space, config = ctx.workspace, ctx.config
     path = space.track(space.root / "keyframes.mp4")
-    fps = max(1.0, float(info.fps / config.video.frame_stride) / max(1, config.keyframes.keyframe_interval))
+    fps = max(1.0, float(ctx.info.fps / config.video.frame_stride) / max(1, config.keyframes.keyframe_interval))
     write_video((read_image(space.keyframe_path(i)) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
     return path
 
@@ -423,137 +400,48 @@ def propagation_options(config: RerenderConfig):
     return options
 
 
-class _FrameRange(Sequence[np.ndarray]):
-    """``frames[start:stop]`` as a lazy view (slicing `WorkspaceFrames` would read every frame)."""
-
-    def __init__(self, frames: Sequence[np.ndarray], start: int, stop: int) -> None:
-        self.frames, self.start, self.stop = frames, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self.frames[self.start + index]
-
-
-class _LazyImages(Mapping[int, np.ndarray]):
-    """``{index: image}`` read from disk on access, so that a long video's keyframes are never all in memory."""
-
-    def __init__(self, paths: dict[int, Path]) -> None:
-        self.paths = paths
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index], keyframe=True)  # a keyframe painted over in the workspace may have alpha
-
-    def __iter__(self):
-        return iter(self.paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def key_intervals(keyframe_indices: Sequence[int], count: int) -> list[tuple[int, int]]:
-    """The intervals propagation works in: between consecutive keyframes, plus the first and the last frame.
-
-    Each interval's frames depend only on the keyframes at its two ends (see `propagation._plan_segments`).
-    """
-    bounds = sorted(set([0] + list(keyframe_indices) + [count - 1]))
-    return list(zip(bounds, bounds[1:])) or [(0, count - 1)]
-
-
-def interval_digests(space: Workspace, keyframe_indices: Sequence[int], count: int) -> dict[tuple[int, int], str]:
-    """What each key interval's propagated frames depend on beyond the config: its bounds and the digests of
-    the keyframe files at its ends (a frame that is no keyframe has none)."""
-    keys = set(keyframe_indices)
-    digests = {index: file_digest(space.keyframe_path(index)) for index in keys}
-    return {
-        (start, end): hashlib.sha1(json.dumps([start, end, digests.get(start), digests.get(end)]).encode()).hexdigest()[:16]
-        for start, end in key_intervals(keyframe_indices, count)
-    }
-
-
-def stale_intervals(space: Workspace, wanted: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
-    """The intervals of `wanted` whose recorded propagation is missing, made from other keyframes, or whose
-    frames are missing or damaged; one log line says which are redone and why."""
-    recorded = space.record("propagation").get("intervals", {})
-    stale: dict[tuple[int, int], str] = {}
-    reasons: dict[str, list[int]] = {}
-    for (start, end), digest in wanted.items():
-        before = recorded.get(f"{start}-{end}")
-        if before is None:
-            stale[(start, end)] = digest
-            continue
-        if before != digest:
-            stale[(start, end)] = digest
-            reasons.setdefault("keyframe files changed", []).append(start)
-        elif not all(intact_png(space.propagated_path(index)) for index in range(start, end + 1)):
-            stale[(start, end)] = digest
-            reasons.setdefault("propagated frames missing or damaged", []).append(start)
-    if reasons:
-        named = "; ".join(
-            f"{reason} ({', '.join(f'{start}–{end}' for start, end in stale if start in starts)})"
-            for reason, starts in reasons.items()
-        )
-        line = f"redoing propagation of {len(stale)} of {len(wanted)} key intervals: {named}"
-        logger.warning("%s (workspace %s)", line, space.root)
-        space.redone.append(line)
-    return stale
-
-
-def propagate_intervals(space, frames, keyframe_indices, estimator, config, progress, notify,
-                        intervals: dict[tuple[int, int], str] | None = None, key_path=None) -> None:
+def propagate_intervals(ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
+                        intervals: dict[Interval, str] | None = None,
+                        key_path: Callable[[int], Path] | None = None) -> None:
     """Propagate the key `intervals` (default: every one), saving each one as soon as it completes.
 
     `key_path(index)` names each keyframe's file (default: the workspace's keyframes).
 
-    Each finished interval is recorded in the manifest with its digest (from `interval_digests`), so an
-    interrupted run keeps it and a rerun propagates only the others. Intervals are independent, so resumed
-    and uninterrupted runs give the same frames. Frames stream through `propagate_video_iter`: memory holds
-    a few intervals. Progress (bar and `notify`) advances per propagated frame; keyframes and kept intervals
-    count as done from the start.
+    Each finished interval is recorded in the manifest with its digest (`IntervalLedger`), so an interrupted run
+    keeps it and a rerun propagates only the others. Intervals are independent, so resumed and uninterrupted runs
+    give the same frames. Frames stream through `propagate_video_iter`: memory holds a few intervals. Progress (bar
+    and callback) advances per propagated frame; keyframes and kept intervals count as done from the start.
     """
     from rerender.propagation import propagate_video_iter
 
-    options = propagation_options(config)
-    flow = cached_flow(space, estimator)
+    space, count = ctx.workspace, len(frames)
+    options = propagation_options(ctx.config)
+    flow = cached_flow(space, ctx.estimator)
     space.propagated_dir.mkdir(exist_ok=True)
-    count = len(frames)
+    ledger = IntervalLedger(space)
     # the caller usually passes the stale intervals it digested already: hash keyframe files only when it did not
-    todo = interval_digests(space, keyframe_indices, count) if intervals is None else intervals
-    record = space.record("propagation")
-    finished = record.setdefault("intervals", {})
-    for start, end in todo:  # forget them first: an interrupted run must not leave a stale record
-        finished.pop(f"{start}-{end}", None)
-    space.save()
-    reused = {index for (start, end) in key_intervals(keyframe_indices, count) if (start, end) not in todo
-              for index in range(start, end + 1)}
-    # consecutive pending intervals form runs, each propagated in one stream
-    runs: list[list[tuple[int, int]]] = []
-    for interval in sorted(todo):
-        if runs and runs[-1][-1][1] == interval[0]:
-            runs[-1].append(interval)
-        else:
-            runs.append([interval])
+    todo = ledger.digests(keyframe_indices, count) if intervals is None else intervals
+    ledger.forget(list(todo))  # first: an interrupted run must not leave a stale record
+    reused = ledger.kept(keyframe_indices, count, list(todo))
     initial = len(reused | set(keyframe_indices))
-    bar = tqdm(total=count, initial=initial, desc="propagation", unit="frame", disable=not progress)
-    notify("propagation", initial, count)
-    progressed = [initial]  # our own count: a disabled bar never advances
+    bar = ctx.progress.bar(count, "propagation", initial=initial)
+    ctx.progress.notify("propagation", initial, count)
+    progressed = initial  # our own count: a disabled bar never advances
     try:
-        for run in runs:
+        for run in _runs(todo):  # consecutive pending intervals, each propagated in one stream
             start, end = run[0][0], run[-1][1]
-            keys = _LazyImages({index - start: (key_path or space.keyframe_path)(index)
-                                for index in keyframe_indices if start <= index <= end})
-            base = progressed[0]
+            keys = LazyImages({index - start: (key_path or space.keyframe_path)(index)
+                               for index in keyframe_indices if start <= index <= end})
+            base = progressed
 
             def advance(stage: str, done: int, total: int, base: int = base) -> None:
-                bar.update(base + done - progressed[0])
-                progressed[0] = base + done
-                notify("propagation", progressed[0], count)
+                nonlocal progressed
+                bar.update(base + done - progressed)
+                progressed = base + done
+                ctx.progress.notify("propagation", progressed, count)
 
             pending = list(run)
-            stream = propagate_video_iter(_FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
+            stream = propagate_video_iter(FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
                                           progress=False, callback=advance)
             for offset, image in stream:
                 index = start + offset
@@ -562,14 +450,29 @@ def propagate_intervals(space, frames, keyframe_indices, estimator, config, prog
                 # frames arrive in order, so an interval whose end is written is complete: keep it
                 while pending and pending[0][1] <= index:
                     done_interval = pending.pop(0)
-                    finished[f"{done_interval[0]}-{done_interval[1]}"] = todo[done_interval]
-                    space.save()
+                    ledger.record(done_interval, todo[done_interval])
     finally:
         bar.close()
 
 
-def write_output(space, count: int, video, info: VideoInfo, config: RerenderConfig, output_path: Path, notify):
-    """Encode the propagated frames with the source's fps (÷ stride) and its audio from the first selected frame on."""
+def _runs(intervals) -> list[list[Interval]]:
+    """`intervals` sorted and grouped into runs of consecutive ones (each run's end is the next one's start)."""
+    runs: list[list[Interval]] = []
+    for interval in sorted(intervals):
+        if runs and runs[-1][-1][1] == interval[0]:
+            runs[-1].append(interval)
+        else:
+            runs.append([interval])
+    return runs
+
+
+def write_output(ctx: StageContext, output_path: Path) -> float:
+    """Encode the propagated frames with the source's fps (÷ stride) and its audio from the first selected frame on.
+
+    Returns:
+        The frame rate written.
+    """
+    space, config, info, count = ctx.workspace, ctx.config, ctx.info, ctx.count
     video_config = config.video
     fps = config.output.fps or info.fps / video_config.frame_stride
     # Each frame keeps its source time (variable-rate clips stay in sync) unless a rate is forced; the audio
@@ -577,10 +480,16 @@ def write_output(space, count: int, video, info: VideoInfo, config: RerenderConf
     selection = (video_config.start_frame, video_config.end_frame, video_config.frame_stride)
     times = None if config.output.fps else info.output_times(*selection)[:count]
     audio_start = info.start_time(video_config.start_frame) if not info.is_image_sequence else 0.0
-    outputs = notify_iter((read_image(space.propagated_path(i)) for i in range(count)), "writing", count, notify)
-    write_video(outputs, output_path, fps=fps, crf=config.output.crf,
-                audio_from=video if config.output.keep_audio and info.has_audio else None,
-                audio_start=audio_start, inputs=[video], timestamps=times, audio_track=config.output.audio_track)
+
+    def outputs():
+        for index in range(count):
+            yield read_image(space.propagated_path(index))
+            ctx.progress.notify("writing", index + 1, count)
+
+    write_video(outputs(), output_path, fps=fps, crf=config.output.crf,
+                audio_from=ctx.video if config.output.keep_audio and info.has_audio else None,
+                audio_start=audio_start, inputs=[ctx.video], timestamps=times,
+                audio_track=config.output.audio_track)
     return fps
 
 
@@ -599,8 +508,12 @@ def comparison_written_here(workspace_root: Path, path: Path) -> bool:
     return record.get("path") == str(Path(path).resolve()) and record.get("sha1") == file_digest(path)
 
 
-def write_comparison(space, frames, output_path: Path, fps, config) -> Path:
+def write_comparison(ctx: StageContext, frames: Sequence[np.ndarray], output_path: Path, fps: float) -> Path:
+    """`<output stem>_comparison.mp4`: each source frame beside its result."""
+    space = ctx.workspace
     path = comparison_path(output_path)
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
-    write_video(pairs, path, fps=fps, crf=config.output.crf)
+    write_video(pairs, path, fps=fps, crf=ctx.config.output.crf)
     return path
+
+

@@ -22,48 +22,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from rerender.config import RerenderConfig, apply_overrides
-from rerender.errors import ConfigError, OutputPathError
+from rerender.config import RerenderConfig, Stage, apply_overrides, choices
+from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
-    RENDERER_CHOICES,
     KeyframeRenderer,
-    check_diffusion_weights,
     choose_renderer,
 )
 from rerender.workflow.stages import (
-    ProgressCallback,
-    WorkspaceFrames,
     adaptive_keyframes,
-    cancellable,
-    comparison_path,
-    comparison_written_here,
     control_map_reader,
     default_workspace,
     disk_guard,
     frames_ready,
-    interval_digests,
     keyframes_ready,
-    load_flow_estimator,
     prepare_source_size,
     processing_size,
-    propagate_intervals,
     propagation_options,
     render_keyframes,
-    resolve_config,
     selected_frames,
     stage_bytes,
-    stale_intervals,
     write_comparison,
-    write_frames,
     write_keyframe_preview,
     write_output,
 )
-from rerender.video import check_output_path, check_run_memory, choose_audio_track, probe_video
+from rerender.video import check_run_memory, choose_audio_track, probe_video
 from rerender.diffusion.loading import loading_bars
+from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.executors import Executor, LocalExecutor
+from rerender.workflow.frames import WorkspaceFrames
+from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
@@ -73,7 +64,8 @@ __all__ = [
     "translate", "propagation_options",
 ]
 
-STAGE_CHOICES = ("all", "first", "keyframes", "propagate")
+STAGE_CHOICES = choices(Stage)
+"""The values of `stage` (`rerender.config.Stage`)."""
 
 
 @dataclass
@@ -185,62 +177,29 @@ def translate(
     """
     timings: dict[str, float] = {}
     reused: list[str] = []
-    space: Workspace | None = None
-    notify = cancellable(callback or (lambda stage_name, done, total: None), cancel, lambda: space.root if space else workspace)
 
-    # 1. Resolve the config and check every input before any expensive work.
-    if isinstance(renderer, str):
-        if renderer not in RENDERER_CHOICES:
-            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, RENDERER_CHOICES))} or a renderer object, got {renderer!r}")
-        overrides = {**overrides, "model.renderer": renderer}
-        renderer = None
-    config = resolve_config(config, prompt, K, overrides)
+    # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
+    checked = check_run(config, prompt=prompt, K=K, overrides=overrides, stage=stage, output=output, inputs=[video],
+                        renderer=renderer, pipeline=pipeline, executor=executor, prompt_translator=prompt_translator)
+    config, renderer, output_path = checked.config, checked.renderer, checked.output
+    workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
+    check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
     if not config.prompt.prompt:
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
-    if stage not in STAGE_CHOICES:
-        raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
-    output_path = None
-    if output is not None and stage in ("all", "propagate"):
-        output_path = check_output_path(output, [video])
     keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
     control_maps = control_map_reader(config, info)
     check_run_memory(info, config, len(frame_indices))  # an 8K source at source size is refused now, not at 15 GB
     if config.output.keep_audio:
         choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
-    if executor is not None:
-        executor.check(config)  # e.g. more keyframe segments than the cluster has GPUs
-    if renderer is None and pipeline is None and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_model_sources
-
-        check_model_sources(config.model, config.control)  # a mistyped --model fails now, not after decoding
-        check_diffusion_weights(config)  # and missing weights (offline) too
-    if config.prompt.style_image is not None and renderer is None and pipeline is None and config.model.renderer == "classic":
-        from rerender.diffusion.ip_adapter import read_style_image
-
-        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
-        logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
-    elif config.prompt.style_image is not None:  # the reference image and its IP-Adapter, before any model loads
-        from rerender.diffusion.ip_adapter import check_style_inputs
-
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model)
     if prompt_record.translator is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
-    workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
-    if output_path is not None and comparison:
-        side_by_side = check_output_path(comparison_path(output_path), [video], name="comparison output")
-        if side_by_side.exists() and not comparison_written_here(workspace_root, side_by_side):
-            # a name we chose, not the caller: a file there that this workspace did not write is theirs
-            raise OutputPathError(f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
-                                  "move it away, or leave out `comparison` (--comparison)")
-    check_output_path(workspace_root, [video], kind="folder", name="workspace")
-    if output_path is not None and workspace_root.resolve() == output_path.resolve():
-        raise OutputPathError(f"workspace {str(workspace_root)!r} is the output video's path; choose another folder")
+    executor = executor or LocalExecutor()
     with Workspace.open(workspace_root, video, config, force=force) as space:
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
         if stage == "propagate" and not space.is_done("keyframes", config):
@@ -248,91 +207,103 @@ def translate(
                 f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
                 "for this config; render them first with --stage keyframes, or run --stage all"
             )
-        size = processing_size(info, config)
+        ctx = StageContext(workspace=space, video=Path(video), info=info, config=config, count=len(frame_indices),
+                           size=processing_size(info, config), optical_flow=optical_flow,
+                           progress=Progress(progress, callback, cancel, lambda: workspace_root))
+
+        def result(**fields: Any) -> TranslationResult:
+            return TranslationResult(frame_count=ctx.count, timings=timings, workspace=space.root, reused=reused,
+                                     redone=space.redone, workspace_bytes=space.size_bytes(), prompt=prompt_record,
+                                     **fields)
 
         # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
-        if frames_ready(space, config, len(frame_indices), size):
-            reused.append("frames")
-        else:
-            started = time.perf_counter()
-            with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", len(frame_indices), size)):
-                space.begin("frames", config, size=list(size))
-                extract = write_frames if executor is None else executor.write_frames  # e.g. in chunks on Ray workers
-                extract(space, video, info, config, len(frame_indices), progress, notify)
-                space.finish("frames", count=len(frame_indices), size=list(size))
-            timings["frames"] = time.perf_counter() - started
-        frames = WorkspaceFrames(space, len(frame_indices))
+        _frames_stage(ctx, executor, timings, reused)
+        frames = WorkspaceFrames(space, ctx.count)
 
         # 3. Keyframes: uniform every K, an explicit list, or adaptive to the motion in the flow.
-        estimator = optical_flow or load_flow_estimator(config)
         if keyframe_indices is None:
-            with disk_guard(space, "keyframes", space.flows_dir, stage_bytes("propagation", len(frames), size)):
-                keyframe_indices = adaptive_keyframes(space, frames, estimator, config, progress)
+            with disk_guard(space, "keyframes", space.flows_dir, stage_bytes("propagation", ctx.count, ctx.size)):
+                keyframe_indices = adaptive_keyframes(ctx, frames)
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
-        if renderer is None and pipeline is None and executor is not None:
-            renderer = executor.keyframe_renderer(config, estimator, control_maps, len(keyframe_indices))  # e.g. on Ray
         with loading_bars(progress):
-            renderer = renderer or choose_renderer(config, pipeline, estimator, control_maps)
+            if renderer is None and pipeline is None:
+                renderer = executor.keyframe_renderer(ctx, control_maps, len(keyframe_indices))  # e.g. on Ray
+            renderer = renderer or choose_renderer(config, pipeline, ctx.estimator, control_maps)
         if stage != "first" and keyframes_ready(space, config, renderer.name):
             reused.append("keyframes")
             keyframe_indices = space.record("keyframes")["indices"]
         else:
             started = time.perf_counter()
-            with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), size)):
+            with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)):
                 space.begin("keyframes", config, renderer=renderer.name)
-                wanted = keyframe_indices[:1] if stage == "first" else keyframe_indices
-                render_keyframes(space, frames, wanted, renderer, progress, notify)
+                render_keyframes(ctx, frames, keyframe_indices[:1] if stage == "first" else keyframe_indices, renderer)
                 if stage == "first":
                     timings["first"] = time.perf_counter() - started
-                    return TranslationResult(None, keyframe_indices[:1], len(frames), timings, space.root, renderer.name,
-                                             reused, {"first": space.keyframe_path(keyframe_indices[0])}, space.redone,
-                                             space.size_bytes(), prompt=prompt_record)
+                    return result(output=None, keyframe_indices=keyframe_indices[:1], renderer=renderer.name,
+                                  previews={"first": space.keyframe_path(keyframe_indices[0])})
                 space.finish("keyframes", indices=keyframe_indices)
             timings["keyframes"] = time.perf_counter() - started
         with disk_guard(space, "keyframes", space.root):
-            previews = {"keyframes": write_keyframe_preview(space, keyframe_indices, info, config)}
+            previews = {"keyframes": write_keyframe_preview(ctx, keyframe_indices)}
         if stage == "keyframes":
-            return TranslationResult(None, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
-                                     previews, space.redone, space.size_bytes(), prompt=prompt_record)
+            return result(output=None, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
 
         # 5. Propagate the keyframes to every frame, key interval by key interval (bounded memory, resumable);
         #    only intervals whose keyframe files changed (e.g. retouched) or whose frames are damaged are redone.
-        intervals = stale_intervals(space, interval_digests(space, keyframe_indices, len(frames)))
-        if space.is_done("propagation", config) and not intervals:
-            reused.append("propagation")
-        else:
-            started = time.perf_counter()
-            with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", len(frames), size)):
-                space.begin("propagation", config)
-                # with propagation.output_size = "source": at the source's size, from upscaled keyframes
-                propagation_frames, key_path = frames, None
-                if config.propagation.output_size == "source":
-                    propagation_frames, key_path = prepare_source_size(space, video, info, config, keyframe_indices, progress)
-                propagate = propagate_intervals if executor is None else executor.propagate  # e.g. on Ray workers
-                propagate(space, propagation_frames, keyframe_indices, estimator, config, progress, notify, intervals,
-                          key_path)
-                space.finish("propagation", frames=len(frames))
-            timings["propagation"] = time.perf_counter() - started
+        _propagation_stage(ctx, executor, frames, keyframe_indices, timings, reused)
 
         # 6. Write the video with the source's fps and audio, every selected frame included.
         started = time.perf_counter()
-        assert output_path is not None
-        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", len(frames), size)):
-            fps = write_output(space, len(frames), video, info, config, output_path, notify)
+        with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", ctx.count, ctx.size)):
+            fps = write_output(ctx, output_path)
             if comparison:
                 if config.propagation.output_size == "source":
-                    frames, _ = prepare_source_size(space, video, info, config, keyframe_indices, False)
-                previews["comparison"] = write_comparison(space, frames, output_path, fps, config)
+                    frames, _ = prepare_source_size(ctx.with_progress(ctx.progress.quiet()), keyframe_indices)
+                previews["comparison"] = write_comparison(ctx, frames, output_path, fps)
                 space.manifest["comparison"] = {"path": str(previews["comparison"].resolve()),
                                                 "sha1": file_digest(previews["comparison"])}
                 space.save()
         timings["writing"] = time.perf_counter() - started
-        result = TranslationResult(output_path, keyframe_indices, len(frames), timings, space.root, renderer.name, reused,
-                                   previews, space.redone, space.size_bytes(), prompt=prompt_record)
+        done = result(output=output_path, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
         if delete_workspace:
             space.remove()
-            result.workspace_deleted = True
+            done.workspace_deleted = True
             # previews inside the workspace went with it (the comparison video lies beside the output)
-            result.previews = {name: path for name, path in previews.items() if path.exists()}
-        return result
+            done.previews = {name: path for name, path in previews.items() if path.exists()}
+        return done
+
+
+def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, float], reused: list[str]) -> None:
+    """Step 2 of `translate`: the selected frames into the workspace, unless they are there already."""
+    space = ctx.workspace
+    if frames_ready(space, ctx.config, ctx.count, ctx.size):
+        reused.append("frames")
+        return
+    started = time.perf_counter()
+    with disk_guard(space, "frames", space.frames_dir, stage_bytes("frames", ctx.count, ctx.size)):
+        space.begin("frames", ctx.config, size=list(ctx.size))
+        executor.write_frames(ctx)  # e.g. in chunks on Ray workers
+        space.finish("frames", count=ctx.count, size=list(ctx.size))
+    timings["frames"] = time.perf_counter() - started
+
+
+def _propagation_stage(ctx: StageContext, executor: Executor, frames: WorkspaceFrames, keyframe_indices: list[int],
+                       timings: dict[str, float], reused: list[str]) -> None:
+    """Step 5 of `translate`: propagate the key intervals that are not done (or whose keyframes changed)."""
+    space, config = ctx.workspace, ctx.config
+    ledger = IntervalLedger(space)
+    intervals = ledger.stale(ledger.digests(keyframe_indices, ctx.count))
+    if space.is_done("propagation", config) and not intervals:
+        reused.append("propagation")
+        return
+    started = time.perf_counter()
+    with disk_guard(space, "propagation", space.propagated_dir, stage_bytes("propagation", ctx.count, ctx.size)):
+        space.begin("propagation", config)
+        # with propagation.output_size = "source": at the source's size, from upscaled keyframes
+        propagation_frames, key_path = frames, None
+        if config.propagation.output_size == "source":
+            propagation_frames, key_path = prepare_source_size(ctx, keyframe_indices)
+        executor.propagate(ctx, propagation_frames, keyframe_indices, intervals, key_path)  # e.g. on Ray workers
+        space.finish("propagation", frames=ctx.count)
+    timings["propagation"] = time.perf_counter() - started

@@ -1,0 +1,205 @@
+"""The checks every entry point runs first, before any decoding or model loading.
+
+`translate`, `propagate_keyframes`, `animate`, `generate`, `batch` and the web page call `check_run` as their step 1
+(the diffusers pattern of `check_inputs`): every argument that can be checked without decoding is checked here,
+once, and refused with the project's message (the argument as the user spelled it, the value, what is valid).
+Entry points add their own domain checks (the still of `animate`, the camera move of `generate`) before or after it.
+
+Example:
+    >>> from rerender.workflow.preflight import check_run
+    >>> check_run(None, output=None, stage="keyframes").stage
+    'keyframes'
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rerender.config import RerenderConfig, Stage, choices
+from rerender.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Preflight", "check_run", "check_stage", "check_renderer", "check_model_inputs", "check_prompt_language",
+           "check_workspace_paths", "WRITING_STAGES"]
+
+WRITING_STAGES: tuple[str, ...] = ("all", "propagate")
+"""The stages that end by writing a video, and so need an `output`."""
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What `check_run` resolved: the config every later step uses and the checked arguments."""
+
+    config: RerenderConfig
+    """The config with the prompt, K, the renderer choice and the overrides applied."""
+    stage: str
+    """How far the run goes (`rerender.config.Stage`)."""
+    output: Path | None
+    """The checked output video, or None when the stage writes none."""
+    renderer: Any | None
+    """A renderer object the caller passed (it replaces the configured renderer), else None."""
+
+
+def check_stage(stage: Any, output: Any) -> None:
+    """Refuse an unknown `stage`, and `output=None` with a stage that writes a video.
+
+    Raises:
+        ConfigError: naming `stage` or `output`, the value and what is valid.
+    """
+    if stage not in choices(Stage):
+        raise ConfigError(f"`stage` must be one of {', '.join(map(repr, choices(Stage)))}, got {stage!r}")
+    if output is None and stage in WRITING_STAGES:
+        raise ConfigError(f"`output` is None, but stage {stage!r} writes a video; pass output=... (a .mp4, .mov or "
+                          "a .mkv path), or stage='keyframes' (CLI: --stage keyframes) to stop before writing")
+
+
+def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | None, dict[str, Any]]:
+    """Split `renderer` into a renderer object (returned) or a name (moved into the overrides as `model.renderer`).
+
+    Raises:
+        ConfigError: a string that is no renderer name, or an object without `name` and `render`.
+    """
+    from rerender.config import RendererName
+
+    if renderer is None:
+        return None, dict(overrides)
+    if isinstance(renderer, str):
+        if renderer not in choices(RendererName):
+            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))} or a renderer "
+                              f"object, got {renderer!r}")
+        return None, {**overrides, "model.renderer": renderer}
+    if not callable(getattr(renderer, "render", None)) or not isinstance(getattr(renderer, "name", None), str):
+        raise ConfigError(f"`renderer` must be a renderer name or an object with a `name` and a `render` method "
+                          f"(rerender.workflow.renderers.KeyframeRenderer), got {type(renderer).__name__}")
+    try:  # the protocol's arguments, so that a renderer written to an older protocol is refused now, by name
+        inspect.signature(renderer.render).bind([], [], [], Path("."), on_progress=None)
+    except TypeError:
+        raise ConfigError(f"`renderer` {type(renderer).__name__}.render must take (frames, indices, done, state_dir, "
+                          "on_progress=None) (rerender.workflow.renderers.KeyframeRenderer)") from None
+    except ValueError:  # no signature to read (a builtin): its call will say
+        pass
+    return renderer, dict(overrides)
+
+
+def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline: Any = None) -> None:
+    """The keyframe model's sources and weights (a mistyped `--model`, weights missing offline), the style image
+    and its IP-Adapter: everything cheap to check before any model loads. A caller's `renderer` object or
+    `pipeline` replaces the configured model, whose weights are then not needed.
+
+    Raises:
+        ConfigError, WeightsNotFoundError, InputNotFoundError, VideoReadError: from the checks named above.
+    """
+    own_model = renderer is None and pipeline is None
+    if own_model and config.model.renderer != "classic":
+        from rerender.diffusion.loading import check_model_sources
+        from rerender.workflow.renderers import check_diffusion_weights
+
+        check_model_sources(config.model, config.control)
+        check_diffusion_weights(config)
+    if config.prompt.style_image is None:
+        return
+    if own_model and config.model.renderer == "classic":
+        from rerender.diffusion.ip_adapter import read_style_image
+
+        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
+        logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
+    else:
+        from rerender.diffusion.ip_adapter import check_style_inputs
+
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+
+
+def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:
+    """A prompt that is not English needs a translation model: refuse a missing one now (`WeightsNotFoundError`),
+    unless the caller passes its own `translator`."""
+    language = config.prompt.prompt_language
+    if translator is not None or language == "en" or not config.prompt.prompt.strip():
+        return
+    from rerender.languages import check_translator, default_translation_model, detect_language
+
+    if language == "auto":
+        language = detect_language(config.prompt.prompt)
+    if language != "en":
+        check_translator(config.prompt.translation_model or default_translation_model(language))
+
+
+def check_workspace_paths(workspace: Path, output: Path | None, inputs: Sequence[Any], *,
+                          comparison: bool = False) -> None:
+    """The workspace folder (writable, not an input, not the output) and, with `comparison`, the side-by-side
+    video's name beside the output (never a file of the user's).
+
+    Raises:
+        OutputPathError: naming the path and what to do.
+    """
+    from rerender.errors import OutputPathError
+    from rerender.video import check_output_path
+    from rerender.workflow.stages import comparison_path, comparison_written_here
+
+    if output is not None and comparison:
+        side_by_side = check_output_path(comparison_path(output), list(inputs), name="comparison output")
+        if side_by_side.exists() and not comparison_written_here(workspace, side_by_side):
+            # a name we chose, not the caller: a file there that this workspace did not write is theirs
+            raise OutputPathError(f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
+                                  "move it away, or leave out `comparison` (--comparison)")
+    check_output_path(workspace, list(inputs), kind="folder", name="workspace")
+    if output is not None and Path(workspace).resolve() == output.resolve():
+        raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
+
+
+def check_run(
+    config: RerenderConfig | str | os.PathLike | None,
+    *,
+    prompt: str | None = None,
+    K: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    stage: str = "all",
+    output: str | os.PathLike | None = None,
+    inputs: Sequence[Any] = (),
+    renderer: Any = None,
+    pipeline: Any = None,
+    executor: Any = None,
+    prompt_translator: Any = None,
+    check_model: bool = True,
+) -> Preflight:
+    """Step 1 of every run: check every argument that needs no decoding, and resolve the config.
+
+    Args:
+        config: a `RerenderConfig`, a YAML/JSON file or None (defaults).
+        prompt, K, overrides: applied to the config (`rerender.workflow.stages.resolve_config`).
+        stage: how far the run goes (`rerender.config.Stage`).
+        output: the video the run writes; None is refused for a stage that writes one (`WRITING_STAGES`).
+        inputs: the run's input files, which `output` must not be.
+        renderer: a renderer name or object (see `translate`).
+        pipeline: a loaded pipeline (its weights are then not checked).
+        executor: the run's executor, which may refuse the config (e.g. more segments than GPUs).
+        prompt_translator: the caller's translator (a configured translation model is then not needed).
+        check_model: check the keyframe model's weights and style inputs (`check_model_inputs`).
+
+    Returns:
+        A `Preflight` with the resolved config and the checked output.
+
+    Raises:
+        ConfigError: a bad stage, option, renderer or K; `output=None` with a stage that writes a video.
+        OutputPathError: the output cannot be written or is an input.
+        WeightsNotFoundError: the model, IP-Adapter or translation weights are neither here nor downloadable.
+        InputNotFoundError, VideoReadError: a missing or unreadable style image.
+    """
+    from rerender.video import check_output_path
+    from rerender.workflow.stages import resolve_config
+
+    check_stage(stage, output)
+    renderer_object, changes = check_renderer(renderer, overrides or {})
+    resolved = resolve_config(config, prompt, K, changes)
+    output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
+    if executor is not None:
+        executor.check(resolved)
+    if check_model:
+        check_model_inputs(resolved, renderer=renderer_object, pipeline=pipeline)
+    check_prompt_language(resolved, prompt_translator)
+    return Preflight(config=resolved, stage=stage, output=output_path, renderer=renderer_object)
