@@ -241,6 +241,8 @@ def _command_download(args: argparse.Namespace) -> int:
         else:  # a local path that is not there: a typo, not something to fetch
             print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
         if args.dry_run:
+            if record["resolved"] and record["note"]:  # e.g. which weights a translator loads
+                print(f"  {record['note']}")
             for name in record["fetched"]:
                 print(f"  fetch {name}")
             for name in record["skipped"]:

@@ -257,10 +257,11 @@ def animate(
             check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     prompt_language = config.prompt.prompt_language
     if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
-        from rerender.languages import check_translator, default_translation_model, detect_language
+        from rerender.languages import DEFAULT_TRANSLATOR_LANGUAGES, check_translator, default_translation_model
+        from rerender.languages import detect_language
 
         language = detect_language(config.prompt.prompt) if prompt_language == "auto" else prompt_language
-        if language != "en":
+        if language in DEFAULT_TRANSLATOR_LANGUAGES or language != "en" and config.prompt.translation_model:
             check_translator(config.prompt.translation_model or default_translation_model(language))
 
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
