@@ -169,12 +169,19 @@ class ParallaxPath:
         size: reference size ``(W, H)``.
         amount: the largest shift as a fraction of the width, in (0, 0.25).
 
+    The warp folds (two points of the view show one point of the still, and no flow is exact) where
+    ``1 + σ_t·∂v/∂q_x·s ≤ 0``: with the bilinear depth samples, ``∂v/∂q_x·s = Δd·w`` (``Δd`` the steepest step
+    between neighbouring columns of the smoothed map, ``w`` its width), so an amount is accepted only while
+    ``amount·Δd·w ≤ FOLD_MARGIN``, `max_amount`. Below that the inverse's fixed point is a contraction by
+    ``c = amount·Δd·w`` and enough steps are taken for 0.001 px.
+
     Raises:
-        ConfigError: `amount` out of range, or a disparity map that is not 2-D, finite and non-constant.
+        ConfigError: `amount` out of range or folding this depth map (naming the largest that does not), or a
+            disparity map that is not 2-D, finite and non-constant.
     """
 
-    iterations = 30
-    """Fixed-point steps of the inverse ``S_t⁻¹``: the error shrinks by ``|σ_t·∇v|/s`` per step."""
+    FOLD_MARGIN = 0.9
+    """The largest contraction ``amount·Δd·w`` accepted: 1 folds; 0.9 keeps the inverse's steps converging."""
 
     def __init__(self, disparity: np.ndarray, frame_count: int, size: tuple[int, int], amount: float = 0.03) -> None:
         if not 0 < amount < 0.25:
@@ -188,6 +195,21 @@ class ParallaxPath:
         sigma = 0.02 * max(disparity.shape)  # smooth depth edges: a continuous warp, no tearing
         self.disparity = cv2.GaussianBlur(disparity, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
         self.focus = float(np.median(self.disparity))
+        steepness = float(np.abs(np.diff(self.disparity, axis=1)).max() * self.disparity.shape[1]) \
+            if self.disparity.shape[1] > 1 else 0.0
+        self.max_amount = min(0.2499, self.FOLD_MARGIN / steepness) if steepness > 0 else 0.2499
+        """The largest orbit `amount` that does not fold the warp at this depth map's steepest edge."""
+        if amount > self.max_amount:
+            raise ConfigError(
+                f"the orbit's `amount` {amount:g} would fold the picture over itself at the depth map's steepest edge "
+                f"(near and far would cross, and no flow can be exact there); this depth map allows at most "
+                f"{math.floor(self.max_amount * 1000) / 1000:.3f}: use a smaller amount (--amount) or a smoother "
+                "depth map"
+            )
+        contraction = amount * steepness
+        size_px = max(size) * amount / (1 - 2 * amount) + 1
+        self.iterations = 1 if contraction == 0 else max(1, math.ceil(math.log(1e-3 / size_px) / math.log(contraction)))
+        """Fixed-point steps of the inverse ``S_t⁻¹``: the error shrinks by ``amount·Δd·w`` per step."""
         self.size = (int(size[0]), int(size[1]))
         self.frame_count = int(frame_count)
         self.amount = float(amount)

@@ -313,20 +313,34 @@ def ip_adapter_files(files: Iterable[str], weight_name: str) -> tuple[list[str],
 
 def translator_files(files: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split a translation model repository's files into those loading reads (the top-level config, generation
-    config, tokenizer files and ``.safetensors`` weights: nothing loaded may run code, so no pickled ``.bin``) and the
-    rest.
+    config, tokenizer files such as Marian's ``source.spm``/``target.spm``/``vocab.json``, and one set of weights:
+    ``*.safetensors`` where the repository has them, else the pickled ``pytorch_model.bin``, which
+    `rerender.languages.load_translator` reads with ``weights_only=True``, tensors only) and the rest (TensorFlow,
+    Flax and Rust weights, READMEs).
 
     Returns:
         ``(fetched, skipped)``, each sorted.
     """
     files = sorted(set(files))
+    top = [name for name in files if "/" not in name and not name.startswith(".")
+           and not name.lower().endswith((".md", ".png", ".jpg", ".txt.gz"))]
+    safetensors = any(name.endswith(".safetensors") for name in top)
     fetched = [
-        name for name in files
-        if "/" not in name and not name.startswith(".") and not name.lower().endswith((".md", ".png", ".jpg", ".txt.gz"))
-        and (not name.endswith(WEIGHT_SUFFIXES + (".ot",)) or name.endswith(".safetensors"))
+        name for name in top
+        if not name.endswith(WEIGHT_SUFFIXES + (".ot",)) or name.endswith(".safetensors")
+        or not safetensors and name.endswith(".bin") and name.startswith("pytorch_model")
     ]
     kept = set(fetched)
     return fetched, [name for name in files if name not in kept]
+
+
+def translator_weights_note(fetched: Iterable[str]) -> str:
+    """Which weights a translator loads from, for `rerender download --dry-run`."""
+    names = [name for name in fetched if name.endswith((".safetensors", ".bin"))]
+    if any(name.endswith(".safetensors") for name in names):
+        return f"weights: {', '.join(names)} (safetensors)"
+    return (f"weights: {', '.join(names)} (the repository has no .safetensors: a pickle, read with "
+            "torch.load(weights_only=True), tensors only, no code runs)")
 
 
 def offline_listing(source: WeightSource) -> list[str]:
@@ -339,7 +353,8 @@ def offline_listing(source: WeightSource) -> list[str]:
     if source.filename is not None:
         return [source.filename]
     if source.key == "prompt.translation_model":
-        return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)", "*.safetensors"]
+        return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)",
+                "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
     if source.components:
         return ["model_index.json", *(f"{folder}/*" for folder in source.components)]
     return ["config.json", "diffusion_pytorch_model.safetensors (or .bin)"]
@@ -385,7 +400,7 @@ def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) ->
             encoder = posixpath.join(posixpath.dirname(source.filename or ""), "image_encoder")
             commands.append(f'hf download {source.location} --include "{source.filename}" "{encoder}/*"')
         elif source.key == "prompt.translation_model":
-            commands.append(f'hf download {source.location} --exclude "*.bin" "*.h5" "*.msgpack" "*.ot"')
+            commands.append(f'hf download {source.location} --exclude "*.h5" "*.msgpack" "*.ot" "*.md"')
         elif source.filename is not None:
             commands.append(f"hf download {source.location} {source.filename}")
         elif source.components:
@@ -595,9 +610,10 @@ def download_weights(
                             raise FileNotFoundError(f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)")
                     else:
                         record["fetched"], record["skipped"] = translator_files(files)
-                        if not any(name.endswith(".safetensors") for name in record["fetched"]):
-                            raise FileNotFoundError("it has no .safetensors weights, and rerender loads no pickled "
-                                                    "weights; choose another `prompt.translation_model`")
+                        if not any(name.endswith((".safetensors", ".bin")) for name in record["fetched"]):
+                            raise FileNotFoundError("it has neither .safetensors nor pytorch_model.bin weights; "
+                                                    "choose another `prompt.translation_model`")
+                        record["note"] = translator_weights_note(record["fetched"])
                     if not dry_run:
                         record["path"] = snapshot_download(source.location, allow_patterns=record["fetched"])
                     continue

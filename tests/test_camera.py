@@ -167,3 +167,42 @@ def test_orbit_at_full_size():
     frames = list(render_clip(textured_still(320, 180), path))
     forward, _ = KnownMotionFlow(path, frames).flows(0, 1)
     assert frames[0].shape == (360, 640, 3) and forward[0, 180, 10] * forward[0, 180, 630] < 0
+
+
+def step_disparity(width=128, height=96):
+    """A near box on a far wall: sharp depth edges, where a large orbit would fold the warp."""
+    disparity = np.zeros((height, width), np.float32)
+    disparity[20:70, 40:90] = 1.0
+    return disparity
+
+
+def _flow_error(path, first, second):
+    """Largest distance, in still pixels, between what a pixel shows and what its flow target shows."""
+    estimator = KnownMotionFlow(path, [np.zeros((path.size[1], path.size[0], 3), np.uint8)] * path.frame_count)
+    forward, _ = estimator.flows(first, second)
+    width, height = path.size
+    x, y = np.meshgrid(np.arange(width) + 0.5 - width / 2, np.arange(height) + 0.5 - height / 2)
+    points = np.stack([x, y], axis=-1)
+    landed = points + forward.transpose(1, 2, 0)
+    return float(np.abs(path.source_points(second, landed) - path.source_points(first, points)).max())
+
+
+def test_an_orbit_that_would_fold_is_refused_naming_the_largest_amount():
+    from rerender.camera import ParallaxPath
+
+    # 0.2 used to be accepted here and its "exact" flow was off by tens of pixels at the box's edges.
+    with pytest.raises(ConfigError, match=r"`amount` 0.2 would fold .*allows at most 0\.0\d\d"):
+        motion_path("orbit", 9, SIZE, 0.2, disparity=step_disparity())
+    largest = ParallaxPath(step_disparity(), 9, SIZE, 0.01).max_amount
+    assert 0.03 < largest < 0.2
+    assert motion_path("orbit", 9, SIZE, 0.2, disparity=ramp_disparity()).amount == 0.2  # a gentle map allows more
+
+
+@pytest.mark.parametrize("share", [0.5, 1.0])
+def test_the_orbits_flow_is_exact_up_to_the_largest_accepted_amount(share):
+    from rerender.camera import ParallaxPath
+
+    amount = ParallaxPath(step_disparity(), 9, SIZE, 0.01).max_amount * share
+    path = motion_path("orbit", 9, SIZE, amount, disparity=step_disparity())
+    for first, second in ((0, 8), (8, 0), (3, 5)):
+        assert _flow_error(path, first, second) < 0.01

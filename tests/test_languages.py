@@ -73,7 +73,7 @@ def test_function_translator_gets_the_detected_language():
 
 
 def test_missing_translation_model_names_it(monkeypatch):
-    monkeypatch.setattr(Seq2SeqTranslator, "_load", lambda self: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("rerender.languages.load_translator", lambda *args: pytest.fail("a model was loaded"))
     with pytest.raises(WeightsNotFoundError, match=r"Helsinki-NLP/opus-mt-vi-en.*offline"):
         translate_prompt("con mèo đang ngủ", "auto")
     with pytest.raises(FileNotFoundError, match="no-such-translator"):
@@ -89,18 +89,198 @@ def tiny_translator(tmp_path_factory) -> Path:
 
 def test_tiny_marian_model_goes_through_loading_and_generate(tiny_translator):
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianTokenizer
 
+    # Laid out as Helsinki-NLP/opus-mt-*-en: SentencePiece files, no tokenizer.json.
+    names = {path.name for path in tiny_translator.iterdir()}
+    assert {"source.spm", "target.spm", "vocab.json", "generation_config.json"} <= names
+    assert "tokenizer.json" not in names
     record = translate_prompt("một con mèo", "auto", model=str(tiny_translator))
-    # The same greedy generate, done here by hand from the saved folder.
+    # The model's own generate settings (beam search, from generation_config.json), done here by hand.
     tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
+    assert isinstance(tokenizer, MarianTokenizer)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_translator).eval()
+    assert model.generation_config.num_beams == 4
     with torch.no_grad():
-        tokens = model.generate(**tokenizer("một con mèo", return_tensors="pt"), do_sample=False, num_beams=1, max_new_tokens=128)
+        tokens = model.generate(**tokenizer("một con mèo", return_tensors="pt"))
     expected = tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
     assert record.language == "vi" and record.translator == str(tiny_translator)
     assert record.english == expected and record.english != record.original
-    assert record.english == translate_prompt("một con mèo", "vi", model=str(tiny_translator)).english  # greedy: repeatable
+    assert record.english == translate_prompt("một con mèo", "vi", model=str(tiny_translator)).english  # repeatable
+
+
+def test_generation_settings_can_be_overridden(tiny_translator):
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from rerender.languages import Seq2SeqTranslator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_translator).eval()
+    with torch.no_grad():
+        greedy = model.generate(**tokenizer("con chó", return_tensors="pt"), num_beams=1, max_new_tokens=5)
+    expected = tokenizer.decode(greedy[0], skip_special_tokens=True).strip()
+    translator = Seq2SeqTranslator(str(tiny_translator), generation={"num_beams": 1, "max_new_tokens": 5})
+    assert translator("con chó", "vi") == expected
+
+
+def test_the_translator_is_loaded_once_per_process(tiny_translator, monkeypatch):
+    import transformers
+
+    from rerender import languages
+
+    languages._CACHE.clear()
+    loads = []
+    original = transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *args, **kwargs: loads.append(args) or original(*args, **kwargs))
+    first = translate_prompt("một con mèo", "vi", model=str(tiny_translator))
+    second = translate_prompt("một con mèo", "vi", model=str(tiny_translator))
+    assert len(loads) == 1 and first.english == second.english
+
+
+def test_marian_without_sentencepiece_is_one_line_naming_the_fix(tiny_translator):
+    import subprocess
+    import sys
+
+    # transformers without sentencepiece cannot build MarianTokenizer ("Unrecognized configuration class").
+    code = (
+        "import sys; sys.modules['sentencepiece'] = None\n"
+        "from rerender.errors import MissingDependencyError\n"
+        "from rerender.languages import translate_prompt\n"
+        "try:\n"
+        f"    translate_prompt('một con mèo', 'vi', model={str(tiny_translator)!r})\n"
+        "except MissingDependencyError as error:\n"
+        "    print('ERROR', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert "pip install sentencepiece" in lines[0] and str(tiny_translator) in lines[0]
+
+
+def test_an_unloadable_translator_is_one_line_naming_the_fix(tiny_translator, tmp_path):
+    import shutil
+
+    from rerender.errors import CheckpointError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_translator, broken)
+    (broken / "source.spm").write_bytes(b"not a sentencepiece model")
+    with pytest.raises(CheckpointError, match=r"could not load the prompt translator .*broken.*rerender download "
+                                              r"--translation-model") as caught:
+        translate_prompt("một con mèo", "vi", model=str(broken))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def bin_translator(tmp_path_factory) -> Path:
+    from tests.tiny_models import save_tiny_translator
+
+    return save_tiny_translator(tmp_path_factory.mktemp("tiny-marian-bin"), weights="bin")
+
+
+def test_a_translator_with_only_pytorch_model_bin_loads_tensors_only(bin_translator, tiny_translator, tmp_path):
+    import shutil
+
+    import torch
+
+    from rerender.errors import CheckpointError
+
+    assert not list(bin_translator.glob("*.safetensors"))
+    # Same seed, same weights: the .bin loads to the same translation as the safetensors folder.
+    assert translate_prompt("con chó", "vi", model=str(bin_translator)).english == \
+        translate_prompt("con chó", "vi", model=str(tiny_translator)).english
+    # A pickle that runs code is refused (weights_only=True), and the code never runs.
+    evil = tmp_path / "evil"
+    shutil.copytree(bin_translator, evil)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model.shared.weight": Payload()}, evil / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="evil"):
+        translate_prompt("con chó", "vi", model=str(evil))
+    assert not marker.exists()
+
+
+def test_a_prompt_longer_than_the_model_positions_is_split_not_cut(tiny_translator):
+    from transformers import AutoTokenizer
+
+    from rerender.languages import Seq2SeqTranslator
+
+    sentence = "một con mèo đang ngủ trên ghế"
+    prompt = ". ".join([sentence] * 8) + "."
+    tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
+    assert len(tokenizer(prompt)["input_ids"]) > 32  # the tiny model has 32 positions: one call would IndexError
+    record = translate_prompt(prompt, "vi", model=str(tiny_translator))
+    one = Seq2SeqTranslator(str(tiny_translator))(sentence + ".", "vi")
+    assert record.english == " ".join([one] * 8)
+
+
+def test_the_negative_prompt_is_translated_with_the_prompt_and_recorded():
+    from rerender.config import DEFAULT_NEGATIVE_PROMPT
+
+    calls = []
+
+    def to_english(text, language):
+        calls.append((text, language))
+        return {"một con mèo": "a cat", "mờ, xấu": "blurry, ugly"}[text]
+
+    record = translate_prompt("một con mèo", "auto", translator=to_english, negative_prompt="mờ, xấu")
+    assert calls == [("một con mèo", "vi"), ("mờ, xấu", "vi")]
+    assert (record.english, record.negative_original, record.negative_english) == ("a cat", "mờ, xấu", "blurry, ugly")
+    assert record.to_dict()["negative_english"] == "blurry, ugly"
+    # Our default negative prompt is English: it is never sent through the translator.
+    record = translate_prompt("một con mèo", "vi", translator=to_english, negative_prompt=DEFAULT_NEGATIVE_PROMPT)
+    assert record.negative_english == DEFAULT_NEGATIVE_PROMPT and calls[-1] == ("một con mèo", "vi")
+
+
+def test_scripts_without_a_default_translator_warn_or_translate(caplog):
+    import logging
+
+    assert [detect_language(text) for text in ("แมวนอนหลับ", "قطة نائمة", "सोती हुई बिल्ली", "חתול ישן", "γάτα")] \
+        == ["th", "ar", "hi", "he", "el"]
+    with caplog.at_level(logging.WARNING, logger="rerender.languages"):
+        record = translate_prompt("แมวนอนหลับ", "auto")  # no translator configured: warned, not silently English
+    assert record.english == "แมวนอนหลับ" and record.language == "th" and record.translator is None
+    assert "Thai" in caplog.text and "prompt.translation_model" in caplog.text
+    record = translate_prompt("แมวนอนหลับ", "auto", translator=lambda text, language: f"<{language}>")
+    assert record.english == "<th>"
+    with pytest.raises(ConfigError, match=r"'th' \(Thai\) has no default translator.*translation_model"):
+        translate_prompt("แมวนอนหลับ", "th")
+
+
+def test_mixed_prompts_are_decided_by_share_and_only_the_foreign_part_is_translated():
+    assert detect_language("a beautiful landscape painting in the style of 水墨") == "en"  # one word of Chinese
+    assert detect_language("a night street in Hà Nội, neon lights") == "en"  # a Vietnamese place name
+    assert detect_language("a beach in Đà Nẵng at sunset") == "en"
+    assert detect_language("一只白猫・黑狗在花园里") == "zh"  # ・ is not kana
+    assert detect_language("猫が庭で寝ている") == "ja"
+    calls = []
+
+    def to_english(text, language):
+        calls.append((text, language))
+        return "a black cat sleeping"
+
+    record = translate_prompt("masterpiece, 一只黑色的猫在睡觉, best quality", "auto", translator=to_english)
+    assert calls == [("一只黑色的猫在睡觉", "zh")]
+    assert record.english == "masterpiece, a black cat sleeping, best quality"
+    assert record.translated == (("zh", "一只黑色的猫在睡觉", "a black cat sleeping"),)
+    assert translate_prompt("a cat in 東京", "auto", translator=to_english).translator is None  # nothing to translate
+
+
+def test_decomposed_unicode_is_read_as_composed():
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "một con mèo đang ngủ")
+    assert decomposed != "một con mèo đang ngủ"
+    assert detect_language(decomposed) == "vi"
+    record = translate_prompt(decomposed, "auto", translator=lambda text, language: "a sleeping cat")
+    assert record.original == "một con mèo đang ngủ" and record.english == "a sleeping cat"
 
 
 def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_clip, tmp_path):
@@ -109,8 +289,13 @@ def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_cl
     result = translate(synthetic_clip, "bức tranh màu nước", K=10, output=None, stage="first", renderer="classic",
                        prompt_language="auto", prompt_translator=lambda text, language: "a watercolor painting",
                        resolution=64, size_multiple=16, progress=False, workspace=tmp_path / "ws")
+    from rerender.config import DEFAULT_NEGATIVE_PROMPT
+
     assert result.prompt.to_dict() == {"original": "bức tranh màu nước", "english": "a watercolor painting",
-                                       "language": "vi", "detected": True, "translator": "<lambda>"}
+                                       "language": "vi", "detected": True, "translator": "<lambda>",
+                                       "negative_original": DEFAULT_NEGATIVE_PROMPT,
+                                       "negative_english": DEFAULT_NEGATIVE_PROMPT,
+                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]]}
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["prompt"] == result.prompt.to_dict()
 
@@ -171,3 +356,29 @@ def test_prompt_language_example(synthetic_clip, tmp_path, tiny_translator):
     english = translate_prompt("một con mèo", "vi", model=str(tiny_translator)).english
     assert f"prompt (vi): 'một con mèo' -> {english!r}" in result.stdout
     assert probe_video(tmp_path / "o.mp4").frame_count == 6
+
+
+def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says_so(bin_translator, tiny_pipeline_dir,
+                                                                                     tmp_path):
+    from tests.fake_hub import COMMIT, FakeHub
+    from tests.test_weights import _fake_repositories, _folder_files, _hub_env, _run
+
+    repositories = _fake_repositories(tiny_pipeline_dir)
+    # As Helsinki-NLP/opus-mt-vi-en on its main branch: PyTorch, TensorFlow and Rust weights, no safetensors.
+    repositories["fake/bin-marian"] = {**_folder_files(bin_translator), "tf_model.h5": b"tf", "rust_model.ot": b"ot",
+                                       "README.md": b"# fake"}
+    options = ["download", "--model", "fake/tiny-sd", "--precision", "fp32", "--no-flow", "--prompt-language", "vi",
+               "--translation-model", "fake/bin-marian"]
+    with FakeHub(repositories) as hub:
+        env = _hub_env(hub, tmp_path / "hf")
+        dry = _run([*options, "--dry-run"], env)
+        assert dry.returncode == 0, dry.stderr
+        done = _run(options, env)
+        assert done.returncode == 0, done.stderr
+    assert "  fetch pytorch_model.bin" in dry.stdout and "  skip  tf_model.h5" in dry.stdout
+    assert "weights: pytorch_model.bin (the repository has no .safetensors" in dry.stdout
+    assert "weights_only=True" in dry.stdout
+    snapshot = tmp_path / "hf" / "hub" / "models--fake--bin-marian" / "snapshots" / COMMIT
+    assert sorted(path.name for path in snapshot.iterdir()) == sorted(_folder_files(bin_translator))
+    assert translate_prompt("con chó", "vi", model=str(snapshot)).english == \
+        translate_prompt("con chó", "vi", model=str(bin_translator)).english

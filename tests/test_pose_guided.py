@@ -82,3 +82,21 @@ def test_pose_example_without_weights_fails_loudly(synthetic_clip, tmp_path):
         capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode != 0 and "not-cached-model" in result.stderr and not (tmp_path / "o.mp4").exists()
+
+
+def test_strength_one_starts_from_pure_noise_without_encoding_the_frame(tiny_pipeline_dir, monkeypatch):
+    import torch
+
+    from rerender.config import ConstraintConfig
+    from rerender.diffusion.pipeline import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    schedule = pipeline.prepare_schedule(4, 1.0, ConstraintConfig(), report=False)
+    assert schedule.first_step == 0 and float(schedule.alphas[0]) ** 0.5 > 0.05  # SDEdit would keep √ᾱ of the frame
+    monkeypatch.setattr(pipeline, "encode_images", lambda frame: pytest.fail("the frame was encoded at strength 1"))
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    bright, dark = torch.ones(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    latents, direction = pipeline.prepare_latents(bright, schedule, noise)
+    torch.testing.assert_close(latents, noise * pipeline.scheduler.init_noise_sigma)
+    torch.testing.assert_close(pipeline.prepare_latents(dark, schedule, noise)[0], latents)  # nothing of the source
+    torch.testing.assert_close(direction, latents)

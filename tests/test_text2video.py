@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import rerender.diffusion.text2video as text_video
 from rerender.errors import ConfigError, VideoReadError
@@ -101,7 +102,7 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     err = capsys.readouterr().err
     assert code == 2 and "`frames` must be an integer in [1, 3000], got 0" in err
     for options, message in ((["--smooth-background", "2"], "`background_smoothing.strength` must be in [0, 1], got 2.0"),
-                             (["--prompt-language", "ko"], "opus-mt-ko-en"),
+                             (["--prompt-language", "ko", "-p", "고양이"], "opus-mt-ko-en"),
                              (["--style-image", str(tmp_path / "absent.png")], "absent.png")):
         code = main(["generate", "-p", "x", "--frames", "2", "-o", str(tmp_path / "bad.mp4"), *options])
         err = capsys.readouterr().err
@@ -218,8 +219,13 @@ def test_generate_translates_the_prompt_and_records_both(tiny_pipeline, tmp_path
     result = generate("một khối lập phương đỏ", frames=1, output=tmp_path / "vi.mp4", pipeline=tiny_pipeline, size=(64, 64),
                       progress=False, prompt_language="auto", prompt_translator=lambda text, language: "a red cube",
                       **SETTINGS)
+    from rerender.config import DEFAULT_NEGATIVE_PROMPT
+
     assert result.prompt.to_dict() == {"original": "một khối lập phương đỏ", "english": "a red cube", "language": "vi",
-                                       "detected": True, "translator": "<lambda>"}
+                                       "detected": True, "translator": "<lambda>",
+                                       "negative_original": DEFAULT_NEGATIVE_PROMPT,
+                                       "negative_english": DEFAULT_NEGATIVE_PROMPT,
+                                       "translated": [["vi", "một khối lập phương đỏ", "a red cube"]]}
     assert encoded == ["a red cube"]
     english = generate("a red cube", frames=1, output=tmp_path / "en.mp4", pipeline=tiny_pipeline, size=(64, 64),
                        progress=False, **SETTINGS)
@@ -300,3 +306,83 @@ def test_generate_with_progress_off_draws_no_bars_at_all(capfd, tiny_pipeline_di
     err = capfd.readouterr().err
     assert "Loading pipeline components" not in err and "it/s]" not in err and "%|" not in err, err
     assert diffusers_logging.is_progress_bar_enabled()
+
+
+# ------------------------------------------------------------------------------ Text2Video-Zero's noise levels and motion
+
+
+def _sd15_ddim():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+@pytest.mark.parametrize("steps, expected", [(50, (941, 881)), (20, (951, 901)), (25, (961, 881))])
+def test_noise_steps_are_chosen_by_timestep_value(steps, expected):
+    from rerender.diffusion.text2video import text2video_noise_steps
+
+    scheduler = _sd15_ddim()
+    scheduler.set_timesteps(steps)
+    first, second = text2video_noise_steps(scheduler.timesteps)
+    assert (int(scheduler.timesteps[first]), int(scheduler.timesteps[second])) == expected  # T and T' of the paper
+
+
+def test_keyframes_restart_at_t_941_and_are_warped_at_881(tiny_pipeline, monkeypatch):
+    from rerender.diffusion.text2video import TEXT2VIDEO_ZERO_TIMESTEPS
+
+    monkeypatch.setattr(tiny_pipeline, "scheduler", _sd15_ddim())
+    seen = []
+    handle = tiny_pipeline.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[1])))
+    try:
+        render_text_keyframes(tiny_pipeline, "a red cube", [0, 4], (8.0, 0.0), (64, 64), num_inference_steps=50,
+                              guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
+    assert seen[50] == TEXT2VIDEO_ZERO_TIMESTEPS[0] == 941  # the second keyframe's first denoising step: T
+    assert len(seen) == 50 + 48  # denoised from step 2 of 50 (941) to the end
+
+
+def test_latents_move_by_whole_pixels_and_the_guides_by_exactly_as_much(tiny_pipeline, monkeypatch, tmp_path):
+    from rerender.camera import render_clip
+    from rerender.workflow import generation
+
+    shifts = []
+    original = text_video.translate_latents
+    monkeypatch.setattr(text_video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift))
+    factor = tiny_pipeline.vae_scale_factor
+    motion = (factor * 3 / 8, 0.0)  # K = 4: 1.5 latent pixels per keyframe, an odd multiple of half a latent pixel
+    render_text_keyframes(tiny_pipeline, "a red cube", [0, 4, 8], motion, (64, 64), generator=torch.Generator().manual_seed(0),
+                          **SETTINGS)
+    assert shifts == [(2, 0), (3, 0)]  # ⌊1.5 + ½⌋, ⌊3 + ½⌋: whole latent pixels, no repeated columns
+    with pytest.raises(ValueError, match="whole latent pixels"):
+        translate_latents(torch.zeros(1, 1, 4, 4), (1.5, 0))
+    # The guides (the anchor image moved by the path) agree with the keyframes' latents pixel for pixel.
+    anchor = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = generation._ShiftPath(motion, 9, (64, 64), [0, 4, 8], factor)
+    frames = list(render_clip(anchor, path))
+    blocks = lambda image: F.avg_pool2d(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None], factor)  # noqa: E731
+    for index, shift in zip([4, 8], shifts, strict=True):
+        torch.testing.assert_close(blocks(frames[index]), original(blocks(anchor), shift), rtol=0, atol=1e-6)
+
+
+def test_a_camera_move_longer_than_the_frame_is_refused_naming_the_limit(tmp_path):
+    with pytest.raises(ConfigError, match=r"moves the scene 3000 px, more than the 512-px frame.*at most 253 frames"):
+        generate("a cat", frames=1501, motion=(2.0, 0.0), output=tmp_path / "o.mp4")
+    with pytest.raises(ConfigError, match=r"dy=-4"):
+        generate("a cat", frames=200, motion=(0.0, -4.0), size=(512, 256), output=tmp_path / "o.mp4")
+    assert not list(tmp_path.iterdir())
+
+
+def test_generate_uses_the_configs_negative_prompt_by_default(tiny_pipeline, tmp_path, monkeypatch):
+    from rerender.config import DEFAULT_NEGATIVE_PROMPT
+
+    encoded = []
+    original = tiny_pipeline.encode_prompt
+    monkeypatch.setattr(tiny_pipeline, "encode_prompt",
+                        lambda prompt, negative, *args: encoded.append(negative) or original(prompt, negative, *args))
+    generate("a red cube", frames=1, output=tmp_path / "a.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,
+             **SETTINGS)
+    generate("a red cube", frames=1, output=tmp_path / "b.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,
+             negative_prompt="blurry", **SETTINGS)
+    assert encoded == [DEFAULT_NEGATIVE_PROMPT, "blurry"]

@@ -127,30 +127,61 @@ TINY_TRANSLATOR_WORDS = (
 ).split()
 
 
-def save_tiny_translator(folder: Path, seed: int = 0) -> Path:
-    """A tiny random MarianMT translation model and a word-level tokenizer, saved as a local transformers folder.
+def save_tiny_translator(folder: Path, seed: int = 0, weights: str = "safetensors") -> Path:
+    """A tiny random MarianMT model laid out as ``Helsinki-NLP/opus-mt-*-en``: ``source.spm``/``target.spm``
+    (SentencePiece models trained here on the tiny vocabulary), ``vocab.json``, ``tokenizer_config.json``,
+    ``config.json``, ``generation_config.json`` (beam search, as Marian's) and the weights, as
+    ``model.safetensors`` or, with ``weights="bin"``, only ``pytorch_model.bin`` (as many opus-mt repositories).
 
-    Loaded with `AutoTokenizer`/`AutoModelForSeq2SeqLM.from_pretrained(folder)`, the path real translation
-    models take; its "translations" are random words of its vocabulary, fixed by `seed`.
+    Loaded with `AutoTokenizer` (a `MarianTokenizer`, which needs `sentencepiece`) and
+    `AutoModelForSeq2SeqLM.from_pretrained(folder)`; its "translations" are random pieces, fixed by `seed`.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+    import io
+    import json
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    vocab.update({word: 3 + index for index, word in enumerate(TINY_TRANSLATOR_WORDS)})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    import sentencepiece
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+
+    corpus = [" ".join(TINY_TRANSLATOR_WORDS[index:index + 5]) for index in range(len(TINY_TRANSLATOR_WORDS))] * 4
+    protos = []
+    for size in (60, 48):  # source and target models differ, as in opus-mt (one joint vocab.json)
+        proto = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(corpus), model_writer=proto, vocab_size=size, model_type="unigram",
+            character_coverage=1.0, unk_id=1, eos_id=0, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+        )
+        protos.append(proto.getvalue())
+    vocab: dict[str, int] = {}
+    for proto_bytes in protos:
+        pieces = sentencepiece.SentencePieceProcessor(model_proto=proto_bytes)
+        for index in range(pieces.get_piece_size()):
+            vocab.setdefault(pieces.id_to_piece(index), len(vocab))
+    vocab["<pad>"] = pad = len(vocab)  # Marian: </s> = 0, <unk> = 1, <pad> last
+    source = folder / "_sources"
+    source.mkdir(parents=True, exist_ok=True)
+    for name, proto_bytes in zip(("source.spm", "target.spm"), protos):
+        (source / name).write_bytes(proto_bytes)
+    (source / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = MarianTokenizer(str(source / "source.spm"), str(source / "target.spm"), str(source / "vocab.json"))
     torch.manual_seed(seed)
     model = MarianMTModel(MarianConfig(
         vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=160,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1, max_length=12,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
+        pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad, forced_eos_token_id=0,
     ))
-    folder.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(
+        bad_words_ids=[[pad]], bos_token_id=0, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
+        max_length=24, num_beams=4, pad_token_id=pad,
+    )
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
+    for path in source.iterdir():
+        path.unlink()
+    source.rmdir()
+    if weights == "bin":  # the layout of opus-mt repositories without safetensors
+        state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+        torch.save(state, folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
     return folder
 
 

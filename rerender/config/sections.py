@@ -44,8 +44,9 @@ ResizeSide = Literal["long", "short"]
 """Which side of the frame becomes `video.resolution` px."""
 KeyframeMode = Literal["uniform", "explicit", "adaptive"]
 """How keyframes are chosen: every K frames, the listed indices, or by motion."""
-PromptLanguage = Literal["auto", "en", "vi", "ko", "ja", "zh", "ru", "fr", "de", "es"]
-"""Language codes `prompt.prompt_language` accepts ("auto" detects by script)."""
+PromptLanguage = Literal["auto", "en", "vi", "ko", "ja", "zh", "ru", "fr", "de", "es", "th", "ar", "hi", "he", "el"]
+"""Language codes `prompt.prompt_language` accepts ("auto" detects by script). th, ar, hi, he and el have no default
+translator: they are translated when `prompt.translation_model` (or a translator function) is set."""
 RendererName = Literal["auto", "diffusion", "classic"]
 """The keyframe renderer."""
 DTypeName = Literal["auto", "float16", "bfloat16", "float32"]
@@ -77,7 +78,8 @@ PropagationDevice = Literal["auto", "cpu", "cuda"]
 
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "English", "vi": "Vietnamese", "ko": "Korean", "ja": "Japanese", "zh": "Chinese", "ru": "Russian",
-    "fr": "French", "de": "German", "es": "Spanish",
+    "fr": "French", "de": "German", "es": "Spanish", "th": "Thai", "ar": "Arabic", "hi": "Hindi", "he": "Hebrew",
+    "el": "Greek",
 }
 """The English name of each language code of `PromptLanguage` but "auto"."""
 
@@ -266,7 +268,8 @@ class PromptConfig:
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     """What to steer away from (classifier-free guidance's unconditional branch)."""
     prompt_language: PromptLanguage = "en"
-    """Language of `prompt`: "auto" (detected by script), or en, vi, ko, ja, zh, ru, fr, de, es; others are translated to English."""
+    """Language of `prompt` and `negative_prompt`: "auto" (detected by the share of each script), or a code of
+    `PromptLanguage`; text not in English is translated to English (th, ar, hi, he, el need `translation_model`)."""
     translation_model: str | None = None
     """Translation model (hub id or folder; MarianMT/NLLB/M2M100); `None` = Helsinki-NLP/opus-mt-<language>-en."""
     style_image: str | None = None

@@ -1061,12 +1061,16 @@ class RerenderPipeline(
     def prepare_latents(
         self, frame: torch.Tensor, schedule: ConstraintSchedule, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a frame and noise it to the first executed step: ``x = √ᾱ·E(I) + √(1−ᾱ)·ε`` (SDEdit).
+        """Encode a frame and noise it to the first executed step: ``x = √ᾱ·E(I) + √(1−ᾱ)·ε`` (SDEdit); at strength 1
+        pure noise (``√ᾱ`` at the first timestep is still about 0.09: the frame's colours would leak through).
 
         Returns:
             ``(latents, direction)`` with ``direction = √(1−ᾱ)·ε``, the noise term pixel-aware fusion needs.
             With strength 0 (no step runs) the clean latents and a zero direction.
         """
+        if schedule.steps and schedule.first_step == 0:  # strength 1: pure noise, x_T = σ·ε, the frame unused
+            start = noise.to(self.unet.dtype) * getattr(self.scheduler, "init_noise_sigma", 1.0)
+            return start, start
         clean = self.encode_images(frame)
         if not schedule.steps:
             return clean, torch.zeros_like(clean)

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from rerender.errors import ConfigError
 
-__all__ = ["BackgroundSmoothing", "translate_latents", "salient_foreground", "latent_mask", "smooth_background",
-           "render_text_keyframes", "default_noise_steps"]
+__all__ = ["BackgroundSmoothing", "TEXT2VIDEO_ZERO_TIMESTEPS", "latent_shift", "keyframe_offsets", "reflect_indices",
+           "translate_latents", "salient_foreground", "latent_mask", "smooth_background", "render_text_keyframes",
+           "text2video_noise_steps"]
 
 
 @dataclass(frozen=True)
@@ -46,29 +47,61 @@ class BackgroundSmoothing:
             raise ConfigError(f"`background_smoothing.mask_dilation` must be an integer in [0, 16], got {self.mask_dilation!r}")
 
 
-def translate_latents(latents: torch.Tensor, shift: tuple[float, float]) -> torch.Tensor:
-    """Move latents by ``shift = (dx, dy)`` latent pixels (Text2Video-Zero Eq. 7): ``out(p) = latents(p − shift)``.
+def latent_shift(offset: tuple[float, float], factor: int) -> tuple[int, int]:
+    """The whole-latent-pixel shift for an image offset of `offset` pixels: ``⌊offset / factor + ½⌋`` per axis.
 
-    Nearest sampling keeps the values (and so the noise statistics) intact; the uncovered edge is filled by
-    reflection, as Text2Video-Zero does.
+    Text2Video-Zero moves latents by whole pixels; a fractional shift sampled by nearest neighbour would repeat
+    every other latent column (noise with a structure the model never saw), and the propagation guides must
+    move by exactly ``shift·factor`` image pixels to agree with the keyframes (`keyframe_offsets`).
+    """
+    return int(math.floor(offset[0] / factor + 0.5)), int(math.floor(offset[1] / factor + 0.5))
+
+
+def keyframe_offsets(keyframe_indices: Sequence[int], motion: tuple[float, float], factor: int) -> list[tuple[int, int]]:
+    """The image offset of each keyframe from the anchor, in pixels, whole latent pixels each:
+    ``latent_shift((k − k₀)·motion)·factor``. `generate` moves its guides by exactly these at the keyframes."""
+    first = keyframe_indices[0]
+    offsets = []
+    for index in keyframe_indices:
+        dx, dy = latent_shift(((index - first) * motion[0], (index - first) * motion[1]), factor)
+        offsets.append((dx * factor, dy * factor))
+    return offsets
+
+
+def reflect_indices(indices: torch.Tensor | np.ndarray, size: int):
+    """Indices folded into ``[0, size − 1]`` by reflection about the first and last centres (…2 1 0 1 2…), for
+    any distance (a triangle wave of period ``2·(size − 1)``)."""
+    if size == 1:
+        return indices * 0
+    period = 2 * (size - 1)
+    folded = indices % period
+    return np.minimum(folded, period - folded) if isinstance(folded, np.ndarray) else torch.minimum(folded, period - folded)
+
+
+def translate_latents(latents: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+    """Move latents by ``shift = (dx, dy)`` whole latent pixels (Text2Video-Zero Eq. 7): ``out(p) = latents(p − shift)``.
+
+    Values are moved, never resampled (the noise keeps its statistics); the uncovered edge is filled by reflection
+    about the edge pixels' centres, as Text2Video-Zero does (for any distance: `reflect_indices`).
 
     Shape:
         - latents: (B, C, h, w)
         - Output: (B, C, h, w)
+
+    Raises:
+        ValueError: a shift that is not whole latent pixels (see `latent_shift`).
 
     Example:
         >>> latents = torch.arange(16.0).reshape(1, 1, 4, 4)
         >>> translate_latents(latents, (1, 0))[0, 0, 0].tolist()
         [1.0, 0.0, 1.0, 2.0]
     """
+    if any(float(value) != int(value) for value in shift):
+        raise ValueError(f"`shift` must be whole latent pixels, got {shift}; round with latent_shift")
     height, width = latents.shape[-2:]
-    y, x = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                          indexing="ij")
-    source_x, source_y = x - float(shift[0]), y - float(shift[1])
-    grid = torch.stack([2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1], dim=-1)
-    grid = grid[None].expand(latents.shape[0], -1, -1, -1).to(latents.device)
-    moved = F.grid_sample(latents.float(), grid, mode="nearest", padding_mode="reflection", align_corners=True)
-    return moved.to(latents.dtype)
+    rows = reflect_indices(torch.arange(height, device=latents.device) - int(shift[1]), height)
+    columns = reflect_indices(torch.arange(width, device=latents.device) - int(shift[0]), width)
+    return latents[..., rows, :][..., columns]
 
 
 def salient_foreground(image: np.ndarray) -> np.ndarray:
@@ -137,7 +170,7 @@ def render_text_keyframes(
     negative_prompt: str | None = None,
     num_inference_steps: int = 20,
     guidance_scale: float = 7.5,
-    noise_steps: tuple[int, int] = (2, 4),
+    noise_steps: tuple[int, int] | None = None,
     generator: torch.Generator | None = None,
     ip_adapter_image: Any | None = None,
     background_smoothing: BackgroundSmoothing | None = None,
@@ -155,7 +188,8 @@ def render_text_keyframes(
         num_inference_steps: DDIM steps.
         guidance_scale: classifier-free guidance (1 = off).
         noise_steps: ``(i1, i0)``, steps of the anchor's schedule, ``i1 < i0``: the anchor's latent after ``i0``
-            steps is translated, noised forward to the level after ``i1`` steps, and denoised from there.
+            steps is translated, noised forward to the level after ``i1`` steps, and denoised from there. None =
+            `text2video_noise_steps` on the schedule that runs: the steps nearest T = 941 and T' = 881.
         generator: seeds the anchor's noise and the forward noise.
         ip_adapter_image: a reference image for the IP-Adapter loaded on `pipeline` (see
             `rerender.diffusion.ip_adapter.style_adapter`), encoded once and applied to every keyframe.
@@ -171,14 +205,14 @@ def render_text_keyframes(
     """
     from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 
-    first, second = noise_steps
-    if not 0 <= first < second < num_inference_steps:
-        raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
-                          f"got {noise_steps}")
     device = pipeline._execution_device
     scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)  # ours: set_timesteps mutates it
     scheduler.set_timesteps(num_inference_steps, device=device)
     timesteps = scheduler.timesteps
+    first, second = text2video_noise_steps(timesteps) if noise_steps is None else noise_steps
+    if not 0 <= first < second < num_inference_steps:
+        raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
+                          f"got {noise_steps}")
     guided = guidance_scale > 1
     text = pipeline.encode_prompt(prompt, negative_prompt, device, guided)
     added_cond_kwargs = pipeline.encode_style_image(ip_adapter_image, device, guided)  # as `translate` does
@@ -225,8 +259,8 @@ def render_text_keyframes(
         anchor_foreground = foreground_of(images[0]) if background_smoothing is not None else None
         alphas = scheduler.alphas_cumprod.to(device)
         ratio = float(alphas[int(timesteps[first])] / alphas[int(timesteps[second])])  # ᾱ_{t1} / ᾱ_{t0}
-        for index in keyframe_indices[1:]:
-            shift = ((index - keyframe_indices[0]) * motion[0] / factor, (index - keyframe_indices[0]) * motion[1] / factor)
+        for (offset_x, offset_y) in keyframe_offsets(keyframe_indices, motion, factor)[1:]:
+            shift = (offset_x // factor, offset_y // factor)  # whole latent pixels; the guides move by the offset
             moved = translate_latents(anchor_mid, shift)
             noise = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
             start = ratio**0.5 * moved + (1 - ratio) ** 0.5 * noise  # DDPM forward from t0 to t1
@@ -242,8 +276,29 @@ def render_text_keyframes(
     return images
 
 
-def default_noise_steps(num_inference_steps: int) -> tuple[int, int]:
-    """``(i1, i0)`` at 10 % and 20 % of the schedule, near its noisy end as Text2Video-Zero's t1 and t0 are
-    (47 and 44 of 50 steps), at least one step apart."""
-    second = max(1, round(0.2 * num_inference_steps))
-    return max(0, min(second - 1, round(0.1 * num_inference_steps))), second
+TEXT2VIDEO_ZERO_TIMESTEPS = (941, 881)
+"""Text2Video-Zero's ``(T, T')``: the anchor's latent at ``T'`` is moved and noised forward to ``T``, then denoised
+(the paper's §3.2 and its code: steps 44 and 47 of a 50-step DDIM schedule, timesteps 881 and 941)."""
+
+
+def text2video_noise_steps(timesteps: Sequence[int] | torch.Tensor,
+                           targets: tuple[int, int] = TEXT2VIDEO_ZERO_TIMESTEPS) -> tuple[int, int]:
+    """``(i1, i0)``: the steps of the schedule `timesteps` (descending) whose timesteps are nearest to
+    ``targets = (T, T')``, chosen by timestep value so the noise level matches the method on any schedule.
+
+    Keyframe k starts from (Text2Video-Zero Eq. 8, DDPM forward over ``Δt = T − T'``)
+    ``x_T^k = √(ᾱ_T / ᾱ_T') · W_k(x_T'^1) + √(1 − ᾱ_T / ᾱ_T') · ε``, ``ε ~ N(0, I)``, with ``W_k`` the move by
+    ``k·δ`` (Eq. 7) and ``ᾱ`` the scheduler's cumulative alphas at ``T = timesteps[i1]``, ``T' = timesteps[i0]``.
+    On SD 1.5's 50-step DDIM schedule that is (2, 5): timesteps 941 and 881 exactly; on 20 steps (0, 1): 951 and
+    901. The two steps differ by at least one, and ``i0`` leaves a step to denoise.
+
+    Raises:
+        ConfigError: a schedule of fewer than 2 steps.
+    """
+    values = [int(value) for value in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
+    if len(values) < 2:
+        raise ConfigError(f"Text2Video-Zero needs a schedule of at least 2 steps, got {len(values)}")
+    nearest = lambda target: min(range(len(values)), key=lambda step: (abs(values[step] - target), step))  # noqa: E731
+    first = min(nearest(targets[0]), len(values) - 2)
+    second = min(max(nearest(targets[1]), first + 1), len(values) - 1)
+    return first, second

@@ -33,7 +33,7 @@ from rerender.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from rerender.languages import PromptTranslation
 
-from rerender.diffusion.text2video import BackgroundSmoothing, default_noise_steps, render_text_keyframes
+from rerender.diffusion.text2video import BackgroundSmoothing, keyframe_offsets, render_text_keyframes
 
 __all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_generate_inputs", "generate"]
 
@@ -85,24 +85,71 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     return dx, dy
 
 
-class _ShiftPath:
-    """A uniform translation of the anchor image by ``k·motion`` at frame k (a `rerender.camera.CameraPath`)."""
+def check_camera_travel(frames: int, motion: tuple[float, float], size: tuple[int, int]) -> None:
+    """Refuse a camera move that leaves the anchor's view: over the clip the scene may move at most one frame
+    width (height) less one latent pixel (8 px), as every keyframe and guide is the anchor moved; past that they
+    would be mirror images of mirror images of it, and not one pixel of the anchor would be on screen.
 
-    def __init__(self, motion: tuple[float, float], frame_count: int, size: tuple[int, int]) -> None:
+    Raises:
+        ConfigError: naming the travel, the limit and the most frames the motion allows.
+    """
+    for axis, (speed, extent) in enumerate(zip(motion, size)):
+        limit = extent - 8
+        travel = abs(speed) * (frames - 1)
+        if travel > limit:
+            most = int(limit // abs(speed)) + 1
+            raise ConfigError(
+                f"`frames` {frames} at `motion` {'dx' if axis == 0 else 'dy'}={speed:g} px per frame moves the scene "
+                f"{travel:g} px, more than the {extent}-px frame allows ({limit} px: every keyframe is the first one "
+                f"moved, and past that none of it is on screen); use at most {most} frames at this motion, or a "
+                "smaller motion"
+            )
+
+
+class _ShiftPath:
+    """The anchor image moved by the keyframes' offsets (whole latent pixels, `keyframe_offsets`), linearly
+    between keyframes and by `motion` per frame after the last: a `rerender.camera.CameraPath`. The uncovered edge
+    is the reflection about the edge latent pixels' centres, as `translate_latents` fills the keyframes' latents,
+    so guides and keyframes agree pixel for pixel at the keyframes.
+
+    Args:
+        motion: ``(dx, dy)`` pixels per frame.
+        frame_count: frames.
+        size: ``(W, H)``.
+        keyframe_indices: the keyframes, the first is the anchor (frame 0).
+        factor: the VAE's scale factor (pixels per latent pixel).
+    """
+
+    def __init__(self, motion: tuple[float, float], frame_count: int, size: tuple[int, int],
+                 keyframe_indices: Sequence[int] = (0,), factor: int = 8) -> None:
         self.motion = np.asarray(motion, dtype=np.float64)
         self.frame_count = frame_count
         self.size = size
+        self.factor = factor
+        indices = list(keyframe_indices)
+        offsets = np.asarray(keyframe_offsets(indices, motion, factor), dtype=np.float64)
+        frames = np.arange(frame_count, dtype=np.float64)
+        self.offsets = np.stack([np.interp(frames, indices, offsets[:, axis]) for axis in (0, 1)], axis=-1)
+        after = frames > indices[-1]
+        self.offsets[after] = offsets[-1] + (frames[after, None] - indices[-1]) * self.motion
 
     def source_points(self, index: int, points: np.ndarray) -> np.ndarray:
-        return points - index * self.motion
+        size = np.asarray(self.size, dtype=np.float64)
+        pixels = points - self.offsets[index] + size / 2 - 0.5  # pixel coordinates of the anchor image
+        # Off the image, whole latent pixels reflected about the edge latent pixels' centres (pixel -1 ↔ factor):
+        # one fold suffices, as `check_camera_travel` keeps the travel under a frame.
+        low, high = (self.factor - 1) / 2, size - 1 - (self.factor - 1) / 2
+        pixels = np.where(pixels < -0.5, 2 * low - pixels, pixels)
+        pixels = np.where(pixels > size - 0.5, 2 * high - pixels, pixels)
+        return pixels - size / 2 + 0.5
 
     def view_points(self, index: int, points: np.ndarray) -> np.ndarray:
-        return points + index * self.motion
+        return points + self.offsets[index]
 
     def digest(self) -> str:
         from rerender.camera import _digest
 
-        return _digest(self.motion, self.frame_count, self.size)
+        return _digest(self.offsets, self.frame_count, self.size, self.factor)
 
 
 def generate(
@@ -139,7 +186,10 @@ def generate(
         size: ``(width, height)``.
         fps: frame rate of the video.
         negative_prompt, num_inference_steps, guidance_scale, noise_steps: see `render_text_keyframes`; `None`
-            noise steps = `default_noise_steps`.
+            noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
+            (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
+            `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
+            prompt.
         seed: seeds every random draw: the same seed gives the same video.
         config: a `RerenderConfig` or file: the model, the prompt's language, the style image and the
             propagation options.
@@ -174,9 +224,9 @@ def generate(
         # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
         raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
                           f"trained with), got {num_inference_steps!r}")
-    noise_steps = default_noise_steps(num_inference_steps) if noise_steps is None else tuple(noise_steps)
-    if not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
-            and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
+    check_camera_travel(frames, (dx, dy), tuple(size))
+    if noise_steps is not None and not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
+                                        and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
         raise ConfigError(f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
                           f"num_inference_steps, got {num_inference_steps} and {noise_steps}")
     if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
@@ -191,8 +241,10 @@ def generate(
     from rerender.diffusion.loading import loading_bars
 
     with loading_bars(progress):
+        # one default negative prompt for the CLI and the web page: the config's
         prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
-                                         config.prompt.translation_model)
+                                         config.prompt.translation_model,
+                                         config.prompt.negative_prompt if negative_prompt is None else negative_prompt)
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.
@@ -206,7 +258,7 @@ def generate(
 
     with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
         images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
-                                       negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
+                                       negative_prompt=prompt_record.negative_english, num_inference_steps=num_inference_steps,
                                        guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
                                        ip_adapter_image=style_image, background_smoothing=background_smoothing,
                                        foreground_mask=foreground_mask)
@@ -218,7 +270,7 @@ def generate(
     # 3. Propagate between keyframes, guided by the anchor moved by the known motion, with its exact flow.
     from rerender.workflow.keyframe_folder import propagate_keyframes
 
-    path = _ShiftPath((dx, dy), frames, tuple(size))
+    path = _ShiftPath((dx, dy), frames, tuple(size), keyframe_indices, pipeline.vae_scale_factor)
     with tempfile.TemporaryDirectory(prefix=".generate-", dir=output_path.parent) as scratch:
         guides, keys = Path(scratch) / "guides", Path(scratch) / "keys"
         guides.mkdir()

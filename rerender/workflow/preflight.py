@@ -121,11 +121,12 @@ def check_prompt_language(config: RerenderConfig, translator: Any = None) -> Non
     language = config.prompt.prompt_language
     if translator is not None or language == "en" or not config.prompt.prompt.strip():
         return
-    from rerender.languages import check_translator, default_translation_model, detect_language
+    from rerender.languages import DEFAULT_TRANSLATOR_LANGUAGES, check_translator, default_translation_model, detect_language
 
     if language == "auto":
         language = detect_language(config.prompt.prompt)
-    if language != "en":
+    # a script no default translator covers (Thai, Arabic, …) is warned about when translating, not refused here
+    if language in DEFAULT_TRANSLATOR_LANGUAGES or (language != "en" and config.prompt.translation_model):
         check_translator(config.prompt.translation_model or default_translation_model(language))
 
 

@@ -196,9 +196,10 @@ def translate(
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
-                                         config.prompt.translation_model)
+                                         config.prompt.translation_model, config.prompt.negative_prompt)
     if prompt_record.translator is not None:
-        config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en"})
+        config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en",
+                                          "prompt.negative_prompt": prompt_record.negative_english or ""})
     executor = executor or LocalExecutor()
     with Workspace.open(workspace_root, video, config, force=force) as space:
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it

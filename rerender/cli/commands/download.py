@@ -76,6 +76,8 @@ def _print_record(record: dict, dry_run: bool) -> None:
     else:  # a local path that is not there: a typo, not something to fetch
         print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
     if dry_run:
+        if record["resolved"] and record["note"]:  # e.g. which weights a translator loads
+            print(f"  {record['note']}")
         for name in record["fetched"]:
             print(f"  fetch {name}")
         for name in record["skipped"]:
