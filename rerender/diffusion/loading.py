@@ -529,8 +529,12 @@ def _mismatch(what: str, source: str, its_family: str, family: str) -> ConfigErr
     )
 
 
-def _lora_family(path: Path) -> str | None:
-    """The family a LoRA file was made for, from its key names and the width of a cross-attention projection."""
+_CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
+
+
+def _lora_family(path: Path, family: str, width: int | None) -> str | None:
+    """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
+    its cross-attention key projection against the base's (`width`); None when the file does not tell."""
     keys = _checkpoint_keys(path)
     if not keys:
         return None
@@ -541,9 +545,18 @@ def _lora_family(path: Path) -> str | None:
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         for key in sorted(keys):
             if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
-                width = handle.get_slice(key).get_shape()[-1]
-                return {768: "sd15", 2048: "sdxl"}.get(width)
-    return "sd15" if any(key.startswith(("lora_te_", "text_encoder.")) for key in keys) else None
+                its_width = handle.get_slice(key).get_shape()[-1]
+                if width is None or its_width == width:
+                    return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
+                return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
+    return None
+
+
+def _cross_attention_width(base: Path | str, family: str) -> int | None:
+    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+    path = Path(base)
+    config = path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
+    return _read_json(config).get("cross_attention_dim") if config.is_file() else None
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -568,11 +581,12 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+    width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
         if path.is_dir() and lora.weight_name:
             path = path / lora.weight_name
-        its_family = _lora_family(path) if path.is_file() else None
+        its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
             raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family)
     return family
