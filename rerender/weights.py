@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rerender.config import RerenderConfig
+    from rerender.config import ModelConfig, RerenderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,23 @@ def fetch_repository(
     return Path(snapshot_download(repository, allow_patterns=fetched)), fetched, skipped
 
 
+_FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+
+
+def model_family(model: "ModelConfig") -> str:
+    """`model.family`, or when "auto" the family detected from the model (`rerender.diffusion.loading.detect_family`:
+    configs and file headers, no weights, no network); "sd15" when the model is not here to look at."""
+    if model.family != "auto":
+        return model.family
+    from rerender.diffusion.loading import detect_family
+    from rerender.errors import ConfigError
+
+    try:
+        return detect_family(model.base_model)
+    except (ConfigError, OSError):
+        return "sd15"
+
+
 def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[WeightSource]:
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
@@ -237,12 +254,14 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     model = config.model
     sources: list[WeightSource] = []
     base_is_hub = _is_hub_id(model.base_model)
-    components = base_components(model.vae is not None)
+    family = model_family(model)
+    components = base_components(model.vae is not None, family)
+    role = f"base model ({_FAMILY_LABELS.get(family, family)})"
     if base_is_hub:
-        sources.append(WeightSource("base model", "model.base_model", model.base_model, True,
+        sources.append(WeightSource(role, "model.base_model", model.base_model, True,
                                     _hub_present(model.base_model, components), components=components))
     else:
-        sources.append(WeightSource("base model", "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()))
+        sources.append(WeightSource(role, "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()))
     base_folder = None if base_is_hub else Path(model.base_model).expanduser()
     for position, control in enumerate(config.control):
         key = f"control[{position}].model"
@@ -250,7 +269,7 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
         if control.model is None and position == 0 and base_folder is not None and (base_folder / "controlnet" / "config.json").is_file():
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
             continue
-        location = control.resolved_model
+        location = control.model_for(family)
         if _is_hub_id(location):
             sources.append(WeightSource(role, key, location, True, _hub_present(location)))
         else:

@@ -278,3 +278,34 @@ def test_download_selects_both_text_encoders_and_fp16_variants():
     fetched, skipped = select_files(files, half_precision=True, components=components)
     assert "text_encoder_2/model.fp16.safetensors" in fetched and "tokenizer_2/vocab.json" in fetched
     assert "text_encoder_2/model.safetensors" in skipped and "sd_xl_base_1.0.safetensors" in skipped
+
+
+# --------------------------------------------------------------------------------------------------------
+# end to end: the CLI with a tiny SDXL folder as --model, and `rerender env`
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_cli_translate_with_a_tiny_sdxl_folder(capsys, synthetic_clip, tmp_path, tiny_sdxl_dir):
+    from rerender.cli import main
+    from rerender.video import probe_video
+
+    output = tmp_path / "sdxl.mp4"
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", tiny_sdxl_dir,
+        "--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast", "--set", "workers=1",
+        "--set", "flow_estimator=dis", "--set", "vae=null", "--set", "num_inference_steps=2", "--set", "device=cpu",
+        "--set", "negative_prompt=", "--set", "added_prompt=",
+    )])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "keyframes (diffusion): [0, 10]" in out
+    assert probe_video(output).frame_count == 20
+
+
+def test_env_shows_the_family(tiny_sdxl_dir):
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.environment import model_report
+
+    report = model_report(apply_overrides(RerenderConfig(), {"base_model": str(tiny_sdxl_dir)}))
+    assert report["sources"][0]["role"] == "base model (SDXL)"
+    assert report["sources"][1]["location"] == str(tiny_sdxl_dir / "controlnet")
