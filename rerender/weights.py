@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rerender.config import RerenderConfig
+    from rerender.config import ModelConfig, RerenderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ GMFLOW_FILENAME = "gmflow_sintel-0c07dcb3.pth"
 GMFLOW_HUB_FILES = (("PKUWilliamYang/Rerender", f"models/{GMFLOW_FILENAME}"),)
 """(repository, file) pairs of the Hugging Face Hub where Rerender-A-Video's installer gets the GMFlow weights."""
 
-PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "controlnet")
+PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler", "controlnet")
 """Sub-folders of a diffusers Stable Diffusion repository that `RerenderPipeline` reads (not the safety checker,
-not the feature extractor)."""
+not the feature extractor); SDXL's second text encoder and tokenizer exist only in SDXL repositories."""
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt", ".msgpack", ".h5", ".onnx", ".onnx_data", ".pb")
 _UNUSED_FORMATS = (".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".ckpt")  # Flax, TensorFlow, ONNX, original SD
@@ -170,13 +170,36 @@ def _hub_present(repository: str, components: Sequence[str] = (), filename: str 
         if not _cached(repository, "model_index.json"):
             return False
         weighted = [folder for folder in components if folder in ("unet", "vae", "text_encoder", "controlnet")]
+        if "text_encoder_2" in components and _lists_component(repository, "text_encoder_2"):
+            weighted.append("text_encoder_2")
         return all(any(_cached(repository, name) for name in _weight_candidates(folder)) for folder in weighted)
     return _cached(repository, "config.json") and any(_cached(repository, name) for name in _weight_candidates(""))
 
 
-def base_components(separate_vae: bool) -> tuple[str, ...]:
-    """The sub-folders of a hub base model that are fetched and read (its own VAE only when no other is set)."""
-    return tuple(folder for folder in PIPELINE_FOLDERS if folder != "controlnet" and not (folder == "vae" and separate_vae))
+def _lists_component(repository: str, folder: str) -> bool:
+    """Whether the cached ``model_index.json`` of `repository` names `folder` with a class (SDXL's text_encoder_2)."""
+    import json
+
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repository, "model_index.json")
+    if not isinstance(found, str):
+        return False
+    try:
+        entry = json.loads(Path(found).read_text(encoding="utf-8")).get(folder)
+    except (OSError, ValueError):
+        return False
+    return isinstance(entry, list) and entry[0] is not None
+
+
+def base_components(separate_vae: bool, family: str = "sd15") -> tuple[str, ...]:
+    """The sub-folders of a hub base model that are fetched and read (its own VAE only when no other is set;
+    SDXL's second text encoder and tokenizer for an SDXL model)."""
+    second = ("text_encoder_2", "tokenizer_2")
+    return tuple(
+        folder for folder in PIPELINE_FOLDERS
+        if folder != "controlnet" and not (folder == "vae" and separate_vae) and (family == "sdxl" or folder not in second)
+    )
 
 
 def cached_folder(repository: str, components: Sequence[str] = ()) -> Path | None:
@@ -205,6 +228,23 @@ def fetch_repository(
     return Path(snapshot_download(repository, allow_patterns=fetched)), fetched, skipped
 
 
+_FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+
+
+def model_family(model: "ModelConfig") -> str:
+    """`model.family`, or when "auto" the family detected from the model (`rerender.diffusion.loading.detect_family`:
+    configs and file headers, no weights, no network); "sd15" when the model is not here to look at."""
+    if model.family != "auto":
+        return model.family
+    from rerender.diffusion.loading import detect_family
+    from rerender.errors import ConfigError
+
+    try:
+        return detect_family(model.base_model)
+    except (ConfigError, OSError):
+        return "sd15"
+
+
 def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[WeightSource]:
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
@@ -214,12 +254,14 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     model = config.model
     sources: list[WeightSource] = []
     base_is_hub = _is_hub_id(model.base_model)
-    components = base_components(model.vae is not None)
+    family = model_family(model)
+    components = base_components(model.vae is not None, family)
+    role = f"base model ({_FAMILY_LABELS.get(family, family)})"
     if base_is_hub:
-        sources.append(WeightSource("base model", "model.base_model", model.base_model, True,
+        sources.append(WeightSource(role, "model.base_model", model.base_model, True,
                                     _hub_present(model.base_model, components), components=components))
     else:
-        sources.append(WeightSource("base model", "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()))
+        sources.append(WeightSource(role, "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()))
     base_folder = None if base_is_hub else Path(model.base_model).expanduser()
     for position, control in enumerate(config.control):
         key = f"control[{position}].model"
@@ -227,7 +269,7 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
         if control.model is None and position == 0 and base_folder is not None and (base_folder / "controlnet" / "config.json").is_file():
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
             continue
-        location = control.resolved_model
+        location = control.model_for(family)
         if _is_hub_id(location):
             sources.append(WeightSource(role, key, location, True, _hub_present(location)))
         else:

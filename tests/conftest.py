@@ -57,3 +57,11 @@ def tiny_pipeline_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd15"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """The tiny SDXL + ControlNet components (and a Union ControlNet) saved once per session as a diffusers folder."""
+    from tests.tiny_models import save_tiny_sdxl_pipeline
+
+    return save_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny-sdxl"))

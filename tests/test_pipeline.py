@@ -1,4 +1,7 @@
-"""RerenderPipeline with the tiny SD1.5-shaped components: schedule, constraints, determinism, bad input."""
+"""RerenderPipeline with tiny SD 1.5 and SDXL components: schedule, constraints, determinism, bad input.
+
+The `pipe` fixture is parametrised over both families, so every constraint is tested on each through the same
+code path."""
 
 from __future__ import annotations
 
@@ -45,12 +48,14 @@ def make_frames(count: int = 3, size: int = 64, shift: int = 4) -> list[np.ndarr
     return frames
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_pipeline_dir):
+@pytest.fixture(scope="module", params=["sd15", "sdxl"])
+def pipe(request, tiny_pipeline_dir, tiny_sdxl_dir):
     from rerender.diffusion.pipeline import RerenderPipeline
 
-    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    folder = tiny_pipeline_dir if request.param == "sd15" else tiny_sdxl_dir
+    pipeline = RerenderPipeline.from_pretrained(str(folder))
     pipeline.set_progress_bar_config(disable=True)
+    assert pipeline.family == request.param
     return pipeline
 
 
@@ -185,11 +190,20 @@ def test_anchor_matches_diffusers_controlnet_img2img(pipe, monkeypatch):
     # diffusers samples the VAE posterior; we use its mean: make diffusers use the mean too
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
     frame = make_frames(1)[0]
-    plain = StableDiffusionControlNetImg2ImgPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-        controlnet=pipe.controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    if pipe.family == "sdxl":  # both text encoders, pooled embedding, size/crop numbers from the frame
+        from diffusers import StableDiffusionXLControlNetImg2ImgPipeline
+
+        plain = StableDiffusionXLControlNetImg2ImgPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer,
+            tokenizer_2=pipe.tokenizer_2, unet=pipe.unet, controlnet=pipe.controlnet, scheduler=pipe.scheduler,
+            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+        )
+    else:
+        plain = StableDiffusionControlNetImg2ImgPipeline(
+            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+            controlnet=pipe.controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
     plain.set_progress_bar_config(disable=True)
     expected = plain(
         "a red square", image=Image.fromarray(frame), control_image=Image.fromarray(canny(frame)),

@@ -119,7 +119,7 @@ def _cache_defaults(cache: Path) -> None:
 def test_missing_weights_offline_lists_what_is_not_cached(hub_cache):
     config = RerenderConfig()
     assert [(s.role, s.location) for s in missing_weights(config)] == [
-        ("base model", "stable-diffusion-v1-5/stable-diffusion-v1-5"), ("ControlNet (canny)", "lllyasviel/sd-controlnet-canny")]
+        ("base model (SD 1.5)", "stable-diffusion-v1-5/stable-diffusion-v1-5"), ("ControlNet (canny)", "lllyasviel/sd-controlnet-canny")]
     _cache_file(hub_cache, config.model.base_model, "model_index.json")  # a config alone is not the weights
     assert len(missing_weights(config)) == 2
     _cache_defaults(hub_cache)
@@ -167,7 +167,7 @@ def test_on_a_connected_machine_nothing_is_missing(hub_cache, monkeypatch):
 def test_a_local_folder_needs_nothing_from_the_hub(hub_cache, tiny_pipeline_dir):
     config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)))
     sources = weight_sources(config, include_flow=False)
-    assert [(s.role, s.is_hub, s.present) for s in sources] == [("base model", False, True), ("ControlNet (canny)", False, True)]
+    assert [(s.role, s.is_hub, s.present) for s in sources] == [("base model (SD 1.5)", False, True), ("ControlNet (canny)", False, True)]
     assert missing_weights(config) == []
 
 
@@ -348,7 +348,7 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
     assert code == 0
     lines = out.splitlines()
     by_pattern = [line for line in lines if "listed by pattern: HF_HUB_OFFLINE is set" in line]
-    assert [line.split(":")[0] for line in by_pattern] == ["base model", "ControlNet (canny)", "translation model (vi)", "IP-Adapter"]
+    assert [line.split(":")[0] for line in by_pattern] == ["base model (SD 1.5)", "ControlNet (canny)", "translation model (vi)", "IP-Adapter"]
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in by_pattern[0] and "Helsinki-NLP/opus-mt-vi-en" in by_pattern[2]
     assert "  fetch unet/*" in lines and "  fetch models/ip-adapter_sd15.safetensors" in lines
     assert "GMFlow: PKUWilliamYang/Rerender: 1 files -> (dry run)" in lines and "  fetch models/gmflow_sintel-0c07dcb3.pth" in lines
@@ -418,7 +418,7 @@ def test_env_reports_weights_and_the_renderer_translate_will_use(hub_cache):
     from rerender.environment import model_report
 
     report = model_report(RerenderConfig())
-    assert [item["role"] for item in report["sources"]] == ["base model", "ControlNet (canny)", "GMFlow"]
+    assert [item["role"] for item in report["sources"]] == ["base model (SD 1.5)", "ControlNet (canny)", "GMFlow"]
     assert not any(item["present"] for item in report["sources"][:2])
     assert report["translate"].startswith("classic stylizer") and report["fetch"][0] == "rerender download"
     _cache_defaults(hub_cache)

@@ -216,3 +216,106 @@ def save_tiny_ip_adapter(folder: Path, unet, seed: int = 0, cross_attention_dim:
         tensors[f"ip_adapter.{number}.to_v_ip.weight"] = torch.randn(inner, dim) * 0.2
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(models / "ip-adapter_sd15.safetensors"))
     return folder
+
+
+# --------------------------------------------------------------------------------------------------------
+# SDXL: two CLIP text encoders, a UNet with text/time added conditioning, a ControlNet and a Union ControlNet
+# --------------------------------------------------------------------------------------------------------
+
+TINY_SDXL_TEXT_WIDTH = 32
+"""Hidden width of each tiny SDXL text encoder; the UNet's cross-attention takes both, concatenated (64)."""
+
+
+def _tiny_clip_config(**overrides):
+    from transformers import CLIPTextConfig
+
+    values = dict(
+        vocab_size=TINY_VOCAB_SIZE, hidden_size=TINY_SDXL_TEXT_WIDTH, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=5, max_position_embeddings=77, bos_token_id=BOS_TOKEN_ID, eos_token_id=EOS_TOKEN_ID,
+        pad_token_id=EOS_TOKEN_ID, hidden_act="gelu", projection_dim=TINY_SDXL_TEXT_WIDTH,
+    )
+    values.update(overrides)
+    return CLIPTextConfig(**values)
+
+
+def make_tiny_sdxl_unet(seed: int = 0):
+    """The UNet of diffusers' SDXL tests: text_time added conditioning (pooled text + 6 size/crop numbers)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + TINY_SDXL_TEXT_WIDTH,
+        cross_attention_dim=2 * TINY_SDXL_TEXT_WIDTH,
+        norm_num_groups=32,
+    )
+
+
+def make_tiny_union_controlnet(unet, seed: int = 0):
+    """A ControlNet Union (xinsir layout: 8 control types, one transformer layer mixing the conditions)."""
+    from diffusers import ControlNetUnionModel
+
+    torch.manual_seed(seed)
+    base = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32), load_weights_from_unet=False)
+    width = unet.config.block_out_channels[0]
+    config = {key: value for key, value in base.config.items() if not key.startswith("_")}
+    config = {**config, "num_control_type": 8, "num_trans_channel": width, "num_trans_head": 2,
+              "num_proj_channel": width}
+    torch.manual_seed(seed)
+    return ControlNetUnionModel.from_config(config)
+
+
+def make_tiny_sdxl_components(folder_for_tokenizer: Path, seed: int = 0) -> dict:
+    """Tiny SDXL components as diffusers' SDXL tests build them, each seeded before construction."""
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    unet = make_tiny_sdxl_unet(seed)
+    torch.manual_seed(seed + 1)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, sample_size=128,
+        scaling_factor=0.13025, force_upcast=True,
+    )
+    torch.manual_seed(seed + 3)
+    text_encoder = CLIPTextModel(_tiny_clip_config())
+    torch.manual_seed(seed + 4)
+    text_encoder_2 = CLIPTextModelWithProjection(_tiny_clip_config())
+    tokenizer_folder = write_tiny_tokenizer_files(folder_for_tokenizer)
+    tokenizer = CLIPTokenizer(str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77)
+    tokenizer_2 = CLIPTokenizer(
+        str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77, pad_token="!"
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        steps_offset=1, timestep_spacing="leading",
+    )
+    return {
+        "unet": unet, "controlnet": controlnet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+        "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2, "scheduler": scheduler,
+    }
+
+
+def save_tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+    """Save the tiny SDXL components as a diffusers SDXL ControlNet img2img folder (the layout of a hub SDXL
+    model plus `controlnet/`), and a Union ControlNet beside it in `controlnet_union/`."""
+    from diffusers import StableDiffusionXLControlNetImg2ImgPipeline
+
+    components = make_tiny_sdxl_components(folder / "_tokenizer_source", seed)
+    pipeline = StableDiffusionXLControlNetImg2ImgPipeline(**components, requires_aesthetics_score=False)
+    pipeline.save_pretrained(folder)
+    make_tiny_union_controlnet(components["unet"], seed + 5).save_pretrained(folder / "controlnet_union")
+    return folder

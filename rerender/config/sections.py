@@ -15,8 +15,8 @@ __all__ = [
     "Period", "ResizeSide", "KeyframeMode", "PromptLanguage", "RendererName", "DTypeName", "DeviceName", "ControlType",
     "FreeUVariant", "FlowEstimatorName", "DISPreset", "PropagationPreset", "BlendMode", "OutputSize", "Stage",
     "ModelFamily", "PropagationEngine", "PropagationDevice",
-    "CHOICES", "LANGUAGE_NAMES", "CONTROL_TYPES", "DEFAULT_CONTROLNETS", "DEFAULT_NEGATIVE_PROMPT", "choices",
-    "NAMED_COLORS", "parse_color",
+    "CHOICES", "LANGUAGE_NAMES", "CONTROL_TYPES", "DEFAULT_CONTROLNETS", "DEFAULT_SDXL_CONTROLNETS", "UNION_CONTROL_MODES",
+    "DEFAULT_NEGATIVE_PROMPT", "choices", "NAMED_COLORS", "parse_color",
     "Crop", "VideoConfig", "KeyframeConfig", "PromptConfig", "LoraConfig", "ModelConfig", "ControlConfig",
     "RefinementConfig", "SamplingConfig", "FreeUConfig", "ConstraintConfig", "FlowConfig", "PropagationConfig",
     "OutputConfig", "RerenderConfig",
@@ -331,7 +331,11 @@ class ModelConfig:
     ip_adapter: str = "h94/IP-Adapter"
     """IP-Adapter repository (hub id or folder) used when `prompt.style_image` is set."""
     ip_adapter_weight_name: str = "models/ip-adapter_sd15.safetensors"
-    """Adapter file inside `ip_adapter` (e.g. models/ip-adapter-plus_sd15.safetensors); its image encoder sits beside it."""
+    """Adapter file inside `ip_adapter` (e.g. models/ip-adapter-plus_sd15.safetensors); its image encoder sits beside it.
+    On SDXL the SD 1.5 default becomes "sdxl_models/ip-adapter_sdxl_vit-h.safetensors" (`resolved_ip_adapter_weight_name`)."""
+    family: ModelFamily = "auto"
+    """Model family of `base_model`: "auto" detects it from the model itself (UNet config or checkpoint keys);
+    "sd15" or "sdxl" states it (a mismatch with the model is an error). "zimage"/"flux" are transformer families."""
 
     def __post_init__(self) -> None:
         if not self.base_model:
@@ -341,6 +345,13 @@ class ModelConfig:
         if not (self.device in choices(DeviceName) or re.fullmatch(r"cuda:\d+", self.device)):
             valid = ", ".join(map(repr, choices(DeviceName)))
             raise ConfigError(f"`model.device` must be {valid} or 'cuda:N', got {self.device!r}")
+        _check_choice("model.family", self.family, choices(ModelFamily))
+
+    def resolved_ip_adapter_weight_name(self, family: str) -> str:
+        """The IP-Adapter file for `family`: the SD 1.5 default swapped for the SDXL one on SDXL."""
+        if family == "sdxl" and self.ip_adapter_weight_name == "models/ip-adapter_sd15.safetensors":
+            return "sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+        return self.ip_adapter_weight_name
 
 
 CONTROL_TYPES = choices(ControlType)
@@ -353,6 +364,20 @@ DEFAULT_CONTROLNETS = {
     "openpose": "lllyasviel/sd-controlnet-openpose",
 }
 
+DEFAULT_SDXL_CONTROLNETS = {
+    "canny": "diffusers/controlnet-canny-sdxl-1.0",
+    "depth": "diffusers/controlnet-depth-sdxl-1.0",
+    "openpose": "thibaud/controlnet-openpose-sdxl-1.0",
+    "hed": "xinsir/controlnet-union-sdxl-1.0",
+    "lineart": "xinsir/controlnet-union-sdxl-1.0",
+}
+"""SDXL ControlNets per control type; HED and lineart have no well-kept single SDXL ControlNet, so the Union
+ControlNet serves them (mode 2 and 3)."""
+
+UNION_CONTROL_MODES = {"openpose": 0, "depth": 1, "hed": 2, "canny": 3, "lineart": 3}
+"""ControlNet Union (xinsir) control modes per control type: 0 openpose, 1 depth, 2 hed/pidi/scribble,
+3 canny/lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint."""
+
 
 @dataclass(frozen=True)
 class ControlConfig:
@@ -362,7 +387,8 @@ class ControlConfig:
     """Annotator for the control map. "canny" is built in; hed/lineart/depth/openpose need the `annotators`
     extra; "precomputed" reads maps from `maps`. (The official default is HED, which needs extra weights.)"""
     model: str | None = None
-    """ControlNet weights (hub id, folder or file); `None` picks the SD1.5 ControlNet matching `type`."""
+    """ControlNet weights (hub id, folder or file); `None` picks the ControlNet matching `type` for the base
+    model's family (`DEFAULT_CONTROLNETS` for SD 1.5, `DEFAULT_SDXL_CONTROLNETS` for SDXL)."""
     strength: float = 1.0
     """Conditioning scale of this ControlNet's residuals (official example configs use 0.7)."""
     canny_low_threshold: int = 100
@@ -371,6 +397,9 @@ class ControlConfig:
     """Canny hysteresis high threshold (0–255)."""
     maps: str | None = None
     """Folder of images or a video with one control map per frame (needed for "precomputed")."""
+    control_mode: int | None = None
+    """ControlNet Union only: the condition's mode (0 openpose, 1 depth, 2 hed, 3 canny/lineart, 4 normal,
+    5 segment, 6 tile, 7 repaint); `None` = the mode of `type` (needed for "precomputed")."""
 
     def __post_init__(self) -> None:
         _check_choice("control.type", self.type, CONTROL_TYPES)
@@ -383,9 +412,18 @@ class ControlConfig:
             if not self.model:
                 raise ConfigError("`control.model` must name the ControlNet to use when type is 'precomputed'")
 
+        if self.control_mode is not None:
+            _check_range("control.control_mode", self.control_mode, 0, 7)
+
     @property
     def resolved_model(self) -> str:
         return self.model or DEFAULT_CONTROLNETS[self.type]
+
+    def model_for(self, family: str) -> str:
+        """`model`, else the default ControlNet of `type` for the base model's family ("sd15" or "sdxl")."""
+        if self.model or family != "sdxl":
+            return self.resolved_model
+        return DEFAULT_SDXL_CONTROLNETS[self.type]
 
 
 @dataclass(frozen=True)
@@ -444,6 +482,15 @@ class FreeUConfig:
     variant: FreeUVariant = "rerender"
     """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
     the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.diffusion.freeu."""
+
+    @classmethod
+    def published(cls, family: str) -> "FreeUConfig":
+        """FreeU's published factors for a model family: SD 1.5 b1 1.5, b2 1.6, s1 0.9, s2 0.2; SDXL b1 1.3,
+        b2 1.4, s1 0.9, s2 0.2 (FreeU's README). (The class defaults are Rerender-A-Video's SD 1.5 choice.)"""
+        factors = {"sd15": (1.5, 1.6, 0.9, 0.2), "sdxl": (1.3, 1.4, 0.9, 0.2)}
+        if family not in factors:
+            raise ConfigError(f"FreeU factors are published for 'sd15' and 'sdxl', got {family!r}")
+        return cls(*factors[family])
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2", "s1", "s2"):

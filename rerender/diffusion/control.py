@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from rerender.config import ControlConfig
+from rerender.config import UNION_CONTROL_MODES, ControlConfig
 from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ __all__ = [
     "load_annotator",
     "make_annotator",
     "load_control_maps",
+    "union_control_mode",
 ]
 
 Annotator = Callable[[np.ndarray], np.ndarray]
@@ -213,3 +214,21 @@ def load_control_maps(
             )
     logger.debug("read %d control maps from %s", len(maps), path)
     return maps
+
+
+def union_control_mode(control: ControlConfig, num_control_type: int = 8) -> int:
+    """The ControlNet Union mode of one condition: `control.control_mode`, else the mode of its type
+    (`rerender.config.UNION_CONTROL_MODES`: openpose 0, depth 1, hed 2, canny and lineart 3).
+
+    Raises:
+        ConfigError: a precomputed map without `control_mode`, or a mode the model does not have.
+    """
+    mode = control.control_mode if control.control_mode is not None else UNION_CONTROL_MODES.get(control.type)
+    if mode is None:
+        raise ConfigError(
+            f"`control.control_mode` must be set for a {control.type!r} condition of a ControlNet Union "
+            "(0 openpose, 1 depth, 2 hed, 3 canny/lineart, 4 normal, 5 segment, 6 tile, 7 repaint)"
+        )
+    if not 0 <= mode < num_control_type:
+        raise ConfigError(f"`control.control_mode` is {mode}, but this ControlNet Union has modes 0-{num_control_type - 1}")
+    return mode

@@ -39,6 +39,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SD15_CONFIG_DIR",
+    "SDXL_CONFIG_DIR",
+    "FAMILY_NAMES",
+    "detect_family",
+    "family_of_unet_config",
+    "single_file_config_for",
+    "register_family_detector",
+    "check_families",
+    "check_ip_adapter_family",
+    "SDXL_FP16_VAE",
     "SINGLE_FILE_SUFFIXES",
     "resolve_device",
     "resolve_dtype",
@@ -52,9 +61,16 @@ __all__ = [
     "loading_bars",
 ]
 
-SD15_CONFIG_DIR = Path(__file__).parent / "assets" / "sd15-config"
+SD15_CONFIG_DIR = Path(__file__).parents[1] / "assets" / "sd15-config"
 """Diffusers configs of SD 1.5 (UNet, VAE, CLIP text encoder and tokenizer, DDIM scheduler, ControlNet), no weights:
 the `config=` folder that lets single-file checkpoints load offline."""
+
+SDXL_CONFIG_DIR = Path(__file__).parents[1] / "assets" / "sdxl-config"
+"""Diffusers configs of SDXL base 1.0 (UNet, VAE, both CLIP text encoders and tokenizers, DDIM scheduler, ControlNet),
+no weights: the `config=` folder that lets SDXL single-file checkpoints load offline."""
+
+FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+"""How messages name each `ModelFamily`."""
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -246,6 +262,112 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 
 # --------------------------------------------------------------------------------------------------------
+# which family a model belongs to, read from the model itself (cheap: configs and file headers only)
+# --------------------------------------------------------------------------------------------------------
+
+# Keys only an SDXL single file (A1111/Civitai layout) has: the second text encoder (OpenCLIP bigG) and the
+# added size/crop embedding of the UNet.
+_SDXL_CHECKPOINT_KEYS = ("conditioner.embedders.1.model.positional_embedding", "model.diffusion_model.label_emb.0.0.weight")
+_SD_CHECKPOINT_KEYS = ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+                       "model.diffusion_model.input_blocks.0.0.weight")
+_FAMILY_DETECTORS: list = []
+"""Further detectors ``(path) -> family or None``, tried before the Stable Diffusion ones (other model families,
+e.g. flow-matching transformers, register theirs with `register_family_detector`)."""
+
+
+def register_family_detector(detector) -> None:
+    """Add ``detector(path: Path) -> ModelFamily | None`` to `detect_family` (tried first, in order added)."""
+    _FAMILY_DETECTORS.append(detector)
+
+
+def family_of_unet_config(config: dict) -> str:
+    """"sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
+
+    The same rule holds for ControlNets, whose configs carry the UNet's conditioning settings.
+    """
+    return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _checkpoint_keys(path: Path) -> set[str]:
+    """The tensor names of a `.safetensors` file (header only); empty for other formats."""
+    if path.suffix.lower() != ".safetensors":
+        return set()
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        return set(handle.keys())
+
+
+def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
+    """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
+
+    * a diffusers folder (or a cached hub snapshot): ``unet/config.json`` (`family_of_unet_config`); a folder with
+      a ``transformer/`` instead is left to the registered detectors;
+    * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
+      ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
+    * a hub id that is not cached: by name ("xl" in it means SDXL), the only clue without downloading.
+
+    Args:
+        source: a folder, a file or a hub id.
+        key: the argument named in errors.
+
+    Returns:
+        "sd15" or "sdxl" (or what a registered detector returns).
+
+    Raises:
+        ConfigError: a file or folder that is neither family's layout.
+    """
+    source = str(source)
+    path = Path(source).expanduser()
+    if not path.exists() and is_hub_id(source):
+        from rerender.weights import cached_folder
+
+        cached = cached_folder(source, ())
+        if cached is None:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(source, "unet/config.json")
+            cached = Path(found).parent.parent if isinstance(found, str) else None
+        if cached is None:
+            return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
+        path = cached
+    for detector in _FAMILY_DETECTORS:
+        family = detector(path)
+        if family is not None:
+            return family
+    if path.is_dir():
+        for config in (path / "unet" / "config.json", path / "config.json"):
+            if config.is_file():
+                return family_of_unet_config(_read_json(config))
+        raise ConfigError(f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder")
+    keys = _checkpoint_keys(path)
+    if not keys:
+        return "sd15"
+    if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
+        return "sdxl"
+    if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(name.startswith("model.diffusion_model.") for name in keys):
+        return "sd15"
+    raise ConfigError(
+        f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
+        "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
+    )
+
+
+def single_file_config_for(family: str) -> Path:
+    """The shipped config folder single files of `family` load with."""
+    return SDXL_CONFIG_DIR if family == "sdxl" else SD15_CONFIG_DIR
+
+
+# --------------------------------------------------------------------------------------------------------
 # components
 # --------------------------------------------------------------------------------------------------------
 
@@ -271,16 +393,19 @@ def check_controlnet_fits(unet: torch.nn.Module, controlnet: torch.nn.Module, so
 def load_controlnet(
     source: str, dtype: torch.dtype = torch.float32, single_file_config: str | os.PathLike = SD15_CONFIG_DIR / "controlnet"
 ):
-    """Load a ControlNet from a local folder, a single file (offline, with `single_file_config`), or a hub id.
+    """Load a ControlNet (or a ControlNet Union, by its config) from a local folder, a single file (offline, with
+    `single_file_config`), or a hub id.
 
     Raises:
         InputNotFoundError: a missing path, or a hub id that is neither cached nor reachable.
     """
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, ControlNetUnionModel
 
     path = _check_local(source, "control.model")
     if path is None:
         path = _hub_folder(source, "control.model", dtype)
+    if path is not None and path.is_dir() and _is_union(str(path)):
+        ControlNetModel = ControlNetUnionModel  # noqa: N806 - the same loading calls, the Union class
     try:
         if path is not None and path.is_file():
             return ControlNetModel.from_single_file(
@@ -369,12 +494,120 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     return names
 
 
-def _controlnet_source(control: ControlConfig, position: int, base_path: Path | None) -> str:
+def _controlnet_source(control: ControlConfig, position: int, base_path: Path | None, family: str = "sd15") -> str:
     """Where the ControlNet of `control` comes from: its `model`, else the `controlnet/` folder of a saved
-    ControlNet pipeline given as the base model (first ControlNet only), else the SD 1.5 default for its type."""
+    ControlNet pipeline given as the base model (first ControlNet only), else the family's default for its type."""
     if control.model is None and position == 0 and base_path is not None and (base_path / "controlnet" / "config.json").is_file():
         return str(base_path / "controlnet")
-    return control.resolved_model
+    return control.model_for(family)
+
+
+def _local_config(source: str) -> dict | None:
+    """The ``config.json`` of a local or cached model (folder or hub id), None when it is not here (or a single file)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _read_json(path / "config.json") if (path / "config.json").is_file() else None
+    if not path.exists() and is_hub_id(source):
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, "config.json")
+        return _read_json(Path(found)) if isinstance(found, str) else None
+    return None
+
+
+def _is_union(source: str) -> bool:
+    config = _local_config(source)
+    if config is not None:
+        return config.get("_class_name") == "ControlNetUnionModel"
+    return "union" in source.lower()
+
+
+def _mismatch(what: str, source: str, its_family: str, family: str) -> ConfigError:
+    return ConfigError(
+        f"{what} {source!r} is made for {FAMILY_NAMES.get(its_family, its_family)}, but the base model is "
+        f"{FAMILY_NAMES.get(family, family)}; use one made for {FAMILY_NAMES.get(family, family)}"
+    )
+
+
+_CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
+
+
+def _lora_family(path: Path, family: str, width: int | None) -> str | None:
+    """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
+    its cross-attention key projection against the base's (`width`); None when the file does not tell."""
+    keys = _checkpoint_keys(path)
+    if not keys:
+        return None
+    if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in keys):
+        return "sdxl"
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        for key in sorted(keys):
+            if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
+                its_width = handle.get_slice(key).get_shape()[-1]
+                if width is None or its_width == width:
+                    return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
+                return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
+    return None
+
+
+def _cross_attention_width(base: Path | str, family: str) -> int | None:
+    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+    path = Path(base)
+    config = path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
+    return _read_json(config).get("cross_attention_dim") if config.is_file() else None
+
+
+def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
+    """The base model's family, and a refusal of every ControlNet or LoRA made for another; no weights are loaded.
+
+    Reads the base model's UNet config or checkpoint keys (`detect_family`), each local or cached ControlNet's
+    ``config.json``, and each LoRA file's key names, so that a mismatch fails before the UNet is loaded.
+
+    Raises:
+        ConfigError: `model.family` contradicts the model, or a ControlNet or LoRA of another family (naming both).
+    """
+    family = detect_family(model.base_model if base_path is None else base_path)
+    if model.family not in ("auto", family):
+        raise ConfigError(
+            f"`model.family` is {model.family!r}, but `model.base_model` {model.base_model!r} is a "
+            f"{FAMILY_NAMES.get(family, family)} model ({family!r}); set model.family to 'auto' or {family!r}"
+        )
+    for position, control in enumerate(controls):
+        source = _controlnet_source(control, position, base_path, family)
+        config = _local_config(source)
+        if config is not None and "block_out_channels" in config:
+            its_family = family_of_unet_config(config)
+            if its_family != family:
+                raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+    width = _cross_attention_width(base_path, family) if base_path is not None else None
+    for position, lora in enumerate(model.loras):
+        path = Path(lora.path).expanduser()
+        if path.is_dir() and lora.weight_name:
+            path = path / lora.weight_name
+        its_family = _lora_family(path, family, width) if path.is_file() else None
+        if its_family is not None and its_family != family:
+            raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family)
+    return family
+
+
+def check_ip_adapter_family(family: str, path: str | os.PathLike) -> None:
+    """Refuse an IP-Adapter file made for another family than `family` (reads the header only).
+
+    Raises:
+        ConfigError: naming both families.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        keys = [key for key in handle.keys() if key.endswith(".to_k_ip.weight")]
+        if not keys:
+            return
+        width = handle.get_slice(keys[0]).get_shape()[-1]
+    its_family = {768: "sd15", 2048: "sdxl"}.get(width)
+    if its_family is not None and its_family != family:
+        raise _mismatch("the IP-Adapter", str(path), its_family, family)
 
 
 def check_model_sources(
@@ -432,7 +665,7 @@ def load_pipeline(
     controls: Sequence[ControlConfig] = (ControlConfig(),),
     *,
     controlnets: Sequence[torch.nn.Module] | None = None,
-    single_file_config: str | os.PathLike = SD15_CONFIG_DIR,
+    single_file_config: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ):
@@ -443,19 +676,61 @@ def load_pipeline(
         controls: one entry per ControlNet; each `ControlConfig.resolved_model` is loaded unless `controlnets`
             gives the models.
         controlnets: already loaded ControlNets (skips loading them).
-        single_file_config: the diffusers config folder for single-file checkpoints (default: the shipped SD 1.5).
+        single_file_config: the diffusers config folder for single-file checkpoints (default: the shipped one of
+            the detected family, `SD15_CONFIG_DIR` or `SDXL_CONFIG_DIR`).
         device: overrides `model.device`.
         dtype: overrides `model.dtype`.
+
+    The family (`ModelFamily`) is detected from the model before any weights load (`check_families`), and logged.
+    SDXL in float16: the SDXL VAE overflows in half precision, so unless `model.vae` is set the fp16-fixed VAE
+    (`SDXL_FP16_VAE`) is used when it is on this machine or the hub is reachable; otherwise the model's VAE stays
+    in float32. Several conditions of one ControlNet Union (the same `model`) load that model once.
 
     Returns:
         The pipeline on its device, LoRAs active, offload/tiling as configured.
 
     Raises:
         InputNotFoundError: a missing path or an unreachable hub id (the message says where it looked).
-        ConfigError: a ControlNet, VAE or LoRA that does not fit the base model; bad device or dtype.
+        ConfigError: a ControlNet, VAE or LoRA that does not fit the base model (another family: named before
+            the UNet loads); bad device or dtype.
     """
     with quiet_loading():
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
+
+
+SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
+"""The SDXL VAE fine-tuned not to overflow in float16 (same latents, scaled-down activations)."""
+
+
+def _load_controlnets(controls, base_path, family, dtype):
+    """The ControlNets of `controls`: one model each, or one ControlNet Union serving every condition."""
+    sources = [_controlnet_source(control, position, base_path, family) for position, control in enumerate(controls)]
+    unions = [source for source in sources if _is_union(source)]
+    if unions:
+        if len(set(sources)) != 1:
+            raise ConfigError(
+                f"a ControlNet Union ({unions[0]!r}) takes every condition itself: `control[].model` must name it "
+                f"for every control, got {sources}"
+            )
+        return [load_controlnet(sources[0], dtype, single_file_config_for(family) / "controlnet")], sources[:1]
+    config = single_file_config_for(family) / "controlnet"
+    return [load_controlnet(source, dtype, config) for source in sources], sources
+
+
+def _fp16_vae(model: ModelConfig, family: str, dtype: torch.dtype):
+    """SDXL in float16 without a chosen VAE: the fp16-fixed VAE when here or reachable, else None."""
+    if family != "sdxl" or dtype != torch.float16 or model.vae is not None:
+        return None
+    from rerender.weights import cached_folder, hub_reachable
+
+    if cached_folder(SDXL_FP16_VAE) is None and not hub_reachable():
+        logger.info("%s is not here and the hub is unreachable: the SDXL VAE runs in float32", SDXL_FP16_VAE)
+        return None
+    try:
+        return load_vae(SDXL_FP16_VAE, dtype)
+    except InputNotFoundError as error:
+        logger.warning("%s could not be loaded (%s): the SDXL VAE runs in float32", SDXL_FP16_VAE, error)
+        return None
 
 
 def _load_pipeline(model, controls, controlnets, single_file_config, device, dtype):
@@ -467,16 +742,19 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
+    family = check_families(model, controls if controlnets is None else (), base_path)
+    logger.info("base model %s: %s", model.base_model, FAMILY_NAMES.get(family, family))
     if base_path is None:
         from rerender.weights import base_components
 
-        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, base_components(model.vae is not None))
+        base_path = _hub_folder(
+            model.base_model, "model.base_model", resolved_dtype, base_components(model.vae is not None, family)
+        )
+    single_file_config = single_file_config if single_file_config is not None else single_file_config_for(family)
 
+    sources = [str(index) for index in range(len(controlnets))] if controlnets is not None else None
     if controlnets is None:
-        controlnets = [
-            load_controlnet(_controlnet_source(control, position, base_path), resolved_dtype)
-            for position, control in enumerate(controls)
-        ]
+        controlnets, sources = _load_controlnets(controls, base_path, family, resolved_dtype)
     if len(controlnets) == 1:
         controlnet = controlnets[0]
     else:  # diffusers' loader type-checks components: several ControlNets travel as one MultiControlNetModel
@@ -486,6 +764,10 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     components = {"controlnet": controlnet}
     if model.vae is not None:
         components["vae"] = load_vae(model.vae, resolved_dtype, single_file_config)
+    else:
+        fixed_vae = _fp16_vae(model, family, resolved_dtype)
+        if fixed_vae is not None:
+            components["vae"] = fixed_vae
 
     try:
         if base_path is not None and base_path.is_file():
@@ -505,13 +787,16 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
             raise InputNotFoundError(f"`model.base_model` {model.base_model!r} is not a loadable model: {error}") from error
         raise _unreachable("model.base_model", model.base_model, error) from error
 
-    for net, source in zip(pipeline.controlnets, [_controlnet_source(c, i, base_path) for i, c in enumerate(controls)]):
+    for net, source in zip(pipeline.controlnets, sources):
         check_controlnet_fits(pipeline.unet, net, source)
     if pipeline.vae.config.latent_channels != pipeline.unet.config.in_channels:
         raise ConfigError(
             f"`model.vae` {model.vae!r} does not fit the base model: {pipeline.vae.config.latent_channels} latent "
             f"channels, the UNet takes {pipeline.unet.config.in_channels}"
         )
+    if resolved_dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
+        pipeline.vae.to(torch.float32)  # SDXL's VAE overflows in float16 (NaN, black frames): keep it in float32
+        logger.info("the VAE overflows in float16 (force_upcast): it runs in float32")
     load_loras(pipeline, model.loras)
     if model.vae_tiling:
         pipeline.vae.enable_tiling()

@@ -38,18 +38,21 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionMixin, StableDiffusionPipeline
 from diffusers.loaders import (
-    FromSingleFileMixin, IPAdapterMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin,
+    FromSingleFileMixin, IPAdapterMixin, StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin,
 )
-from diffusers.models import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers.models import AutoencoderKL, ControlNetModel, ControlNetUnionModel, UNet2DConditionModel
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 from diffusers.schedulers import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+from transformers import (
+    CLIPImageProcessor, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection,
+)
 
 from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
-from rerender.diffusion.control import Annotator, make_annotator
+from rerender.diffusion.control import Annotator, make_annotator, union_control_mode
+from rerender.diffusion.loading import FAMILY_NAMES, family_of_unet_config
 from rerender.errors import ConfigError
 from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
 from rerender.diffusion.freeu import freeu_installed
@@ -79,7 +82,12 @@ __all__ = [
     "RenderedFrame",
     "ConstraintSchedule",
     "FusionGuidance",
+    "PromptConditioning",
+    "SDXL_NATIVE_SIDE",
 ]
+
+SDXL_NATIVE_SIDE = 1024
+"""The long side SDXL was trained at (px); much smaller frames get a warning."""
 
 FlowEstimator = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 StepCallback = Callable[["RerenderPipeline", int, int, dict[str, Any]], "dict[str, Any] | None"]
@@ -204,6 +212,22 @@ class FusionGuidance:
 
 
 @dataclass
+class PromptConditioning:
+    """The text conditioning of one call, batched ``[negative; positive]`` when guidance is on.
+
+    Attributes:
+        prompt_embeds: token embeddings for cross-attention, ``(B, 77, D)``; SDXL concatenates its two text
+            encoders' penultimate hidden states (D = 768 + 1280).
+        added_cond_kwargs: the UNet's added conditioning, or None (SD 1.5). SDXL: ``text_embeds`` (the second
+            encoder's pooled projection, ``(B, 1280)``) and ``time_ids`` (``(B, 6)``: original size, crop top-left,
+            target size, in pixels, height first). An IP-Adapter adds ``image_embeds``.
+    """
+
+    prompt_embeds: torch.Tensor
+    added_cond_kwargs: dict[str, Any] | None = None
+
+
+@dataclass
 class _Reference:
     """A rendered frame other keyframes are made consistent with."""
 
@@ -242,7 +266,10 @@ class _RenderState:
     generator_state: torch.Tensor
     callback: StepCallback | None
     added_cond_kwargs: dict[str, Any] | None = None
-    """IP-Adapter image embeddings for the UNet (`{"image_embeds": [...]}`), encoded once per call; None without."""
+    """The UNet's added conditioning: SDXL's ``text_embeds``/``time_ids`` and the IP-Adapter's ``image_embeds``
+    (encoded once per call); None for SD 1.5 without an IP-Adapter."""
+    control_modes: list[int] | None = None
+    """ControlNet Union: the control mode of each condition (one per entry of `controls`); None otherwise."""
     anchor: _Reference | None = None
     previous: _Reference | None = None
     unet_calls: int = 0
@@ -258,10 +285,14 @@ class _RenderState:
 
 
 class RerenderPipeline(
-    DiffusionPipeline, StableDiffusionMixin, StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin, FromSingleFileMixin,
-    IPAdapterMixin,
+    DiffusionPipeline, StableDiffusionMixin, StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin,
+    FromSingleFileMixin, IPAdapterMixin,
 ):
-    """Rerender-A-Video keyframe translation: SD 1.5 + ControlNet(s) with hierarchical cross-frame constraints.
+    """Rerender-A-Video keyframe translation: SD 1.5 or SDXL + ControlNet(s) with hierarchical cross-frame constraints.
+
+    One class serves both UNet families (`family`): SDXL differs only in its conditioning (two text encoders, a
+    pooled embedding, size/crop numbers, `encode_prompt`), in the ControlNets it takes (also ControlNet Union) and
+    in its VAE's float16 overflow (`decode_latents`); every constraint runs through the same code.
 
     A diffusers pipeline: ``from_pretrained(hub id or local folder)``, ``from_single_file(checkpoint,
     config=<config folder>, controlnet=...)``, ``load_lora_weights``/``set_adapters``, ``load_textual_inversion``,
@@ -273,16 +304,19 @@ class RerenderPipeline(
         vae: the autoencoder.
         text_encoder: the CLIP text encoder.
         tokenizer: the CLIP tokenizer.
+        text_encoder_2, tokenizer_2: SDXL's second text encoder (OpenCLIP bigG with projection) and its tokenizer;
+            None for SD 1.5.
         unet: the denoiser.
-        controlnet: one ControlNet, or several (a list/tuple or a `MultiControlNetModel`).
+        controlnet: one ControlNet, or several (a list/tuple or a `MultiControlNetModel`), or one SDXL
+            `ControlNetUnionModel` taking several conditions (one per entry of `controls`, each with its mode).
         scheduler: a `DDIMScheduler` (the method is defined on deterministic DDIM); another scheduler is
             replaced by a DDIM scheduler built from its configuration.
         image_encoder, feature_extractor: the CLIP image encoder and its preprocessing for an IP-Adapter;
             `load_ip_adapter` sets them.
     """
 
-    model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components: list[str] = ["image_encoder", "feature_extractor"]
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->image_encoder->unet->vae"
+    _optional_components: list[str] = ["image_encoder", "feature_extractor", "text_encoder_2", "tokenizer_2"]
 
     # diffusers' own IP-Adapter image encoding (CLIP image embeddings, negative = zeros for guidance)
     encode_image = StableDiffusionPipeline.encode_image
@@ -294,10 +328,13 @@ class RerenderPipeline(
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
-        controlnet: ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel, ...] | MultiControlNetModel,
+        controlnet: ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel, ...] | MultiControlNetModel
+        | ControlNetUnionModel,
         scheduler: DDIMScheduler,
         image_encoder: CLIPVisionModelWithProjection | None = None,
         feature_extractor: CLIPImageProcessor | None = None,
+        text_encoder_2: CLIPTextModelWithProjection | None = None,
+        tokenizer_2: CLIPTokenizer | None = None,
     ) -> None:
         super().__init__()
         if isinstance(controlnet, (list, tuple)):
@@ -308,13 +345,24 @@ class RerenderPipeline(
             scheduler = DDIMScheduler.from_config(scheduler.config)
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler,
-            image_encoder=image_encoder, feature_extractor=feature_extractor,
+            image_encoder=image_encoder, feature_extractor=feature_extractor, text_encoder_2=text_encoder_2,
+            tokenizer_2=tokenizer_2,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
 
     # ----------------------------------------------------------------------------------------------------
     # properties
     # ----------------------------------------------------------------------------------------------------
+
+    @property
+    def family(self) -> str:
+        """The `ModelFamily` of the UNet: "sdxl" (added text/time conditioning) or "sd15"."""
+        return family_of_unet_config(dict(self.unet.config))
+
+    @property
+    def is_union(self) -> bool:
+        """Whether the ControlNet is one ControlNet Union taking several conditions."""
+        return isinstance(self.controlnet, ControlNetUnionModel)
 
     @property
     def controlnets(self) -> list[ControlNetModel]:
@@ -505,14 +553,18 @@ class RerenderPipeline(
         if controlnet_conditioning_scale is None:
             conditioning_scales = [control.strength for control in controls]
         elif isinstance(controlnet_conditioning_scale, (int, float)):
-            conditioning_scales = [float(controlnet_conditioning_scale)] * len(self.controlnets)
+            conditioning_scales = [float(controlnet_conditioning_scale)] * len(controls)
         else:
             conditioning_scales = [float(scale) for scale in controlnet_conditioning_scale]
+        control_modes = [union_control_mode(control) for control in controls] if self.is_union else None
 
-        # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance; the IP-Adapter
-        #    image once for every keyframe
-        prompt_embeds = self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1.0)
-        added_cond_kwargs = self.encode_style_image(ip_adapter_image, device, guidance_scale > 1.0)
+        # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance, with SDXL's pooled
+        #    embedding and size/crop numbers (the processed frame's size, the same for every keyframe); the
+        #    IP-Adapter image once for every keyframe
+        height, width = frames[0].shape[-2:]
+        conditioning = self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1.0, size=(height, width))
+        added_cond_kwargs = dict(conditioning.added_cond_kwargs or {})
+        added_cond_kwargs.update(self.encode_style_image(ip_adapter_image, device, guidance_scale > 1.0) or {})
 
         # 4. Prepare the schedule (SDEdit-truncated steps, the steps each constraint acts at) and the flow estimator
         schedule = self.prepare_schedule(num_inference_steps, strength, constraints)
@@ -529,7 +581,7 @@ class RerenderPipeline(
             generator = torch.Generator()
             generator.seed()
         state = _RenderState(
-            prompt_embeds=prompt_embeds,
+            prompt_embeds=conditioning.prompt_embeds,
             guidance_scale=guidance_scale,
             schedule=schedule,
             refinement_schedule=refinement_schedule,
@@ -543,11 +595,13 @@ class RerenderPipeline(
             generator=generator,
             generator_state=generator.get_state(),
             callback=callback_on_step_end,
-            added_cond_kwargs=added_cond_kwargs,
+            added_cond_kwargs=added_cond_kwargs or None,
+            control_modes=control_modes,
         )
         logger.info(
-            "rendering %d frames at %dx%d: steps %d-%d of %d, second pass from step %s",
-            len(frames), frames[0].shape[-1], frames[0].shape[-2], schedule.first_step, num_inference_steps - 1,
+            "rendering %d frames at %dx%d with %s: steps %d-%d of %d, second pass from step %s",
+            len(frames), frames[0].shape[-1], frames[0].shape[-2], FAMILY_NAMES[self.family], schedule.first_step,
+            num_inference_steps - 1,
             num_inference_steps, schedule.second_pass_start,
         )
 
@@ -820,7 +874,17 @@ class RerenderPipeline(
         model_input = torch.cat([latents] * 2) if state.do_classifier_free_guidance else latents
         model_input = self.scheduler.scale_model_input(model_input, timestep)
         timestep_tensor = torch.tensor(timestep, device=latents.device)
-        if isinstance(self.controlnet, MultiControlNetModel):
+        added = state.added_cond_kwargs or {}
+        control_kwargs: dict[str, Any] = {}
+        if "time_ids" in added:  # SDXL ControlNets take the same text/time conditioning as the UNet
+            control_kwargs["added_cond_kwargs"] = {"text_embeds": added["text_embeds"], "time_ids": added["time_ids"]}
+        if self.is_union:
+            controlnet_cond, conditioning_scale = control, state.conditioning_scales
+            control_type = torch.zeros(self.controlnet.config.num_control_type, device=latents.device)
+            control_type[state.control_modes] = 1.0
+            control_kwargs["control_type"] = control_type[None].to(state.prompt_embeds.dtype).repeat(len(model_input), 1)
+            control_kwargs["control_type_idx"] = state.control_modes
+        elif isinstance(self.controlnet, MultiControlNetModel):
             controlnet_cond, conditioning_scale = control, state.conditioning_scales
         else:
             controlnet_cond, conditioning_scale = control[0], state.conditioning_scales[0]
@@ -832,6 +896,7 @@ class RerenderPipeline(
             conditioning_scale=conditioning_scale,
             guess_mode=False,
             return_dict=False,
+            **control_kwargs,
         )
         output = self.unet(
             model_input,
@@ -896,11 +961,25 @@ class RerenderPipeline(
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ConfigError(
-                f"`frames` must have sides that are multiples of {multiple} (VAE × UNet downsampling), got {width}×{height}; "
-                "resize them (rerender.video.read_frames rounds to video.size_multiple)"
+                f"`frames` must have sides that are multiples of {multiple} for {FAMILY_NAMES[self.family]} (the VAE's "
+                f"downsampling), got {width}×{height}; resize them (rerender.video.read_frames rounds to video.size_multiple)"
+            )
+        if self.family == "sdxl" and max(height, width) < 0.75 * SDXL_NATIVE_SIDE:
+            logger.warning(
+                "SDXL is made for about %d px on the long side; %d×%d frames will look worse (set video.output_size, "
+                "e.g. configs/sdxl.yaml's 1024)", SDXL_NATIVE_SIDE, width, height,
             )
 
         count = len(self.controlnets)
+        if self.is_union:  # one model, one condition per entry of `controls`
+            if controls is None or not controls or not all(isinstance(control, ControlConfig) for control in controls):
+                raise ConfigError(
+                    "`controls` must name each condition of the ControlNet Union (one ControlConfig per control map, "
+                    f"its type giving the control mode), got {controls!r}"
+                )
+            count = len(controls)
+            for control in controls:
+                union_control_mode(control, self.controlnet.config.num_control_type)
         if controls is not None:
             if len(controls) != count or not all(isinstance(control, ControlConfig) for control in controls):
                 raise ConfigError(f"`controls` must hold one ControlConfig per ControlNet ({count}), got {list(controls)!r}")
@@ -936,37 +1015,81 @@ class RerenderPipeline(
         return frames
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool
-    ) -> torch.Tensor:
-        """CLIP text embeddings, ``[negative; positive]`` when guidance is on.
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        device: torch.device,
+        do_classifier_free_guidance: bool,
+        size: tuple[int, int] | None = None,
+    ) -> PromptConditioning:
+        """Text conditioning, ``[negative; positive]`` when guidance is on, for either family.
 
-        A prompt longer than the tokenizer allows is truncated with a warning, as in diffusers.
-        Textual-inversion tokens are expanded.
+        SD 1.5: the CLIP text encoder's last hidden state. SDXL (as diffusers' SDXL pipelines): both encoders'
+        penultimate hidden states concatenated over channels, the second encoder's pooled projection as
+        ``text_embeds``, and ``time_ids`` = (original size, crop top-left (0, 0), target size), all the processed
+        frame's `size`, so every keyframe gets the same numbers. An empty negative prompt is all zeros on SDXL
+        (``force_zeros_for_empty_prompt``, the SDXL base default). A prompt longer than a tokenizer allows is
+        truncated with a warning, as in diffusers; textual-inversion tokens are expanded.
+
+        Args:
+            size: ``(height, width)`` of the frames in pixels (SDXL; default the UNet's native size).
 
         Shape:
-            - Output: (2, L, D) with guidance, (1, L, D) without
+            - prompt_embeds: (2, L, D) with guidance, (1, L, D) without
+            - text_embeds: (2, P) / (1, P); time_ids: (2, 6) / (1, 6)
         """
-        def embed(text: str) -> torch.Tensor:
-            if isinstance(self, TextualInversionLoaderMixin):
-                text = self.maybe_convert_prompt(text, self.tokenizer)
-            max_length = self.tokenizer.model_max_length
-            tokens = self.tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-            untruncated = self.tokenizer(text, padding="longest", return_tensors="pt").input_ids
-            if untruncated.shape[-1] > tokens.input_ids.shape[-1]:
-                removed = self.tokenizer.batch_decode(untruncated[:, max_length - 1 : -1])
-                logger.warning(
-                    "The prompt was truncated because CLIP can only handle sequences up to %d tokens; removed: %s",
-                    max_length, removed[0],
-                )
-            attention_mask = None
-            if getattr(self.text_encoder.config, "use_attention_mask", False):
-                attention_mask = tokens.attention_mask.to(device)
-            return self.text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
+        encoders = [(self.tokenizer, self.text_encoder)]
+        sdxl = self.family == "sdxl"
+        if sdxl:
+            if self.text_encoder_2 is None or self.tokenizer_2 is None:
+                raise ConfigError("an SDXL UNet needs both text encoders: `text_encoder_2` and `tokenizer_2` are missing")
+            encoders.append((self.tokenizer_2, self.text_encoder_2))
 
-        positive = embed(prompt)
+        def embed(text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+            hidden, pooled = [], None
+            for tokenizer, encoder in encoders:
+                if isinstance(self, TextualInversionLoaderMixin):
+                    text = self.maybe_convert_prompt(text, tokenizer)
+                max_length = tokenizer.model_max_length
+                tokens = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+                untruncated = tokenizer(text, padding="longest", return_tensors="pt").input_ids
+                if untruncated.shape[-1] > tokens.input_ids.shape[-1] and encoder is self.text_encoder:
+                    removed = tokenizer.batch_decode(untruncated[:, max_length - 1 : -1])
+                    logger.warning(
+                        "The prompt was truncated because CLIP can only handle sequences up to %d tokens; removed: %s",
+                        max_length, removed[0],
+                    )
+                attention_mask = None
+                if getattr(encoder.config, "use_attention_mask", False):
+                    attention_mask = tokens.attention_mask.to(device)
+                output = encoder(tokens.input_ids.to(device), attention_mask=attention_mask, output_hidden_states=sdxl)
+                if not sdxl:
+                    return output[0], None
+                hidden.append(output.hidden_states[-2])
+                pooled = output[0]  # the last encoder's (second's) pooled projection
+            return torch.cat(hidden, dim=-1), pooled
+
+        positive, pooled = embed(prompt)
         if do_classifier_free_guidance:
-            positive = torch.cat([embed(negative_prompt or ""), positive])
-        return positive.to(dtype=self.unet.dtype, device=device)
+            if sdxl and not negative_prompt and self._zeros_for_empty_prompt:
+                negative, negative_pooled = torch.zeros_like(positive), torch.zeros_like(pooled)
+            else:
+                negative, negative_pooled = embed(negative_prompt or "")
+            positive = torch.cat([negative, positive])
+            pooled = torch.cat([negative_pooled, pooled]) if sdxl else None
+        dtype = self.unet.dtype
+        conditioning = PromptConditioning(positive.to(dtype=dtype, device=device))
+        if sdxl:
+            if size is None:
+                native = self.unet.config.sample_size * self.vae_scale_factor
+                size = (native, native)
+            time_ids = torch.tensor([[*size, 0, 0, *size]], dtype=dtype, device=device).repeat(len(positive), 1)
+            conditioning.added_cond_kwargs = {"text_embeds": pooled.to(dtype=dtype, device=device), "time_ids": time_ids}
+        return conditioning
+
+    @property
+    def _zeros_for_empty_prompt(self) -> bool:
+        return bool(getattr(self.config, "force_zeros_for_empty_prompt", True))
 
     def planned_unet_calls(
         self,
@@ -1131,23 +1254,54 @@ class RerenderPipeline(
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """VAE encoding of images in [0, 1] to scaled latents (the posterior mean: deterministic).
 
+        Half-precision overflow (the SDXL VAE's, see `decode_latents`) is redone in float32.
+
         Shape:
             - images: (B, 3, H, W)
             - Output: (B, 4, H / f, W / f), f = `vae_scale_factor`
         """
-        pixels = (images * 2.0 - 1.0).to(device=self._execution_device, dtype=self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.mode()
+        pixels = images * 2.0 - 1.0
+
+        def encode(dtype: torch.dtype) -> torch.Tensor:
+            return self.vae.encode(pixels.to(device=self._execution_device, dtype=dtype)).latent_dist.mode()
+
+        latents = self._vae_finite(encode)
         return (latents * self.vae.config.scaling_factor).to(self.unet.dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """VAE decoding of scaled latents to images in [0, 1].
+        """VAE decoding of scaled latents to images in [0, 1]; never NaN.
+
+        The SDXL VAE's activations overflow float16 (inf, then NaN: a black frame). `load_pipeline` avoids that
+        (the fp16-fixed VAE, or this VAE kept in float32); should a half-precision decode still overflow, it is
+        redone in float32 with a warning.
 
         Shape:
             - latents: (B, 4, h, w)
             - Output: (B, 3, h·f, w·f)
         """
-        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+        scaled = latents / self.vae.config.scaling_factor
+
+        def decode(dtype: torch.dtype) -> torch.Tensor:
+            return self.vae.decode(scaled.to(dtype), return_dict=False)[0]
+
+        decoded = self._vae_finite(decode)
         return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    def _vae_finite(self, run: Callable[[torch.dtype], torch.Tensor]) -> torch.Tensor:
+        """``run(vae dtype)``, redone with the VAE in float32 when a half-precision result is not finite."""
+        dtype = self.vae.dtype
+        result = run(dtype)
+        if dtype == torch.float32 or torch.isfinite(result).all():
+            return result
+        logger.warning(
+            "the VAE overflowed in %s (the SDXL VAE does); redoing it in float32. Use a VAE made for half precision "
+            "(model.vae: madebyollin/sdxl-vae-fp16-fix) to avoid the extra time", str(dtype).removeprefix("torch."),
+        )
+        self.vae.to(torch.float32)
+        try:
+            return run(torch.float32)
+        finally:
+            self.vae.to(dtype)
 
     # ----------------------------------------------------------------------------------------------------
     # small private pieces

@@ -214,8 +214,10 @@ def render_text_keyframes(
         raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
                           f"got {noise_steps}")
     guided = guidance_scale > 1
-    text = pipeline.encode_prompt(prompt, negative_prompt, device, guided)
-    added_cond_kwargs = pipeline.encode_style_image(ip_adapter_image, device, guided)  # as `translate` does
+    conditioning = pipeline.encode_prompt(prompt, negative_prompt, device, guided, size=(size[1], size[0]))
+    text = conditioning.prompt_embeds  # SDXL: with its pooled embedding and size numbers in added_cond_kwargs
+    added_cond_kwargs = {**(conditioning.added_cond_kwargs or {}),
+                         **(pipeline.encode_style_image(ip_adapter_image, device, guided) or {})} or None
     factor = pipeline.vae_scale_factor
     shape = (1, pipeline.unet.config.in_channels, size[1] // factor, size[0] // factor)
     store = CrossFrameAttentionStore()

@@ -1,0 +1,311 @@
+"""SDXL as a base of RerenderPipeline: family detection, conditioning, Union ControlNet, fp16 VAE, refusals.
+
+The constraints themselves are tested on both families by tests/test_pipeline.py (its `pipe` is parametrised)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rerender.config import ControlConfig, FreeUConfig, LoraConfig, ModelConfig
+from rerender.diffusion.loading import (
+    SD15_CONFIG_DIR,
+    SDXL_CONFIG_DIR,
+    check_families,
+    check_ip_adapter_family,
+    detect_family,
+    load_pipeline,
+)
+from rerender.errors import ConfigError
+from tests.test_pipeline import ZeroFlow, make_frames
+
+
+@pytest.fixture(scope="module")
+def sdxl(tiny_sdxl_dir):
+    pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+                         device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _render(pipe, frames, **kwargs):
+    kwargs.setdefault("num_inference_steps", 4)
+    kwargs.setdefault("strength", 0.75)
+    return pipe(frames, "a red square", generator=torch.Generator().manual_seed(0), flow_estimator=ZeroFlow(), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------
+# family: detected from the model itself, checked before loading
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_family_is_read_from_the_unet_config_and_checkpoint_keys(tiny_pipeline_dir, tiny_sdxl_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    assert detect_family(tiny_pipeline_dir) == "sd15" and detect_family(tiny_sdxl_dir) == "sdxl"
+    assert detect_family(SD15_CONFIG_DIR) == "sd15" and detect_family(SDXL_CONFIG_DIR) == "sdxl"
+    def tensors(*names):
+        return {name: torch.zeros(1) for name in names}
+
+    save_file(tensors("model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.label_emb.0.0.weight",
+                      "conditioner.embedders.1.model.positional_embedding"), str(tmp_path / "xl.safetensors"))
+    save_file(tensors("model.diffusion_model.input_blocks.0.0.weight",
+                      "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"),
+              str(tmp_path / "sd15.safetensors"))
+    save_file(tensors("transformer.weight"), str(tmp_path / "other.safetensors"))
+    assert detect_family(tmp_path / "xl.safetensors") == "sdxl"
+    assert detect_family(tmp_path / "sd15.safetensors") == "sd15"
+    with pytest.raises(ConfigError, match="not a Stable Diffusion checkpoint"):
+        detect_family(tmp_path / "other.safetensors")
+
+
+def test_stated_family_must_match_the_model(tiny_sdxl_dir):
+    with pytest.raises(ConfigError, match=r"`model.family` is 'sd15'.*SDXL model"):
+        check_families(ModelConfig(base_model=str(tiny_sdxl_dir), family="sd15"), (), tiny_sdxl_dir)
+    with pytest.raises(ConfigError, match="model.family"):
+        ModelConfig(family="sd3")
+
+
+def _refuse_unet_loading(monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the UNet was loaded before the mismatch was found")
+
+    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", classmethod(refuse))
+
+
+def test_controlnet_of_the_other_family_is_refused_before_the_unet_loads(tiny_pipeline_dir, tiny_sdxl_dir, monkeypatch):
+    _refuse_unet_loading(monkeypatch)
+    with pytest.raises(ConfigError, match=r"control\[0\].model.*made for SD 1.5, but the base model is SDXL"):
+        load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)), [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+    with pytest.raises(ConfigError, match=r"made for SDXL, but the base model is SD 1.5"):
+        load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))])
+
+
+def _kohya_lora(path: Path, unet, second_text_encoder: bool = False) -> Path:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    tensors = {}
+    for name, module in unet.named_modules():
+        if name.endswith(("attn1.to_q", "attn2.to_k")) and isinstance(module, torch.nn.Linear):
+            key = "lora_unet_" + name.replace(".", "_")
+            tensors[f"{key}.lora_down.weight"] = torch.randn(4, module.in_features) * 0.1
+            tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, 4) * 0.1
+            tensors[f"{key}.alpha"] = torch.tensor(4.0)
+    if second_text_encoder:
+        key = "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
+        tensors[f"{key}.lora_down.weight"] = torch.randn(4, 32) * 0.1
+        tensors[f"{key}.lora_up.weight"] = torch.randn(32, 4) * 0.1
+        tensors[f"{key}.alpha"] = torch.tensor(4.0)
+    save_file(tensors, str(path))
+    return path
+
+
+def test_lora_of_the_other_family_is_refused_before_the_unet_loads(sdxl, tiny_pipeline_dir, tiny_sdxl_dir, tmp_path,
+                                                                    monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    sd15_lora = _kohya_lora(tmp_path / "sd15.safetensors", UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet"))
+    sdxl_lora = _kohya_lora(tmp_path / "xl.safetensors", sdxl.unet, second_text_encoder=True)
+    _refuse_unet_loading(monkeypatch)
+    with pytest.raises(ConfigError, match=r"model.loras\[0\].path.*made for SD 1.5, but the base model is SDXL"):
+        check_families(ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sd15_lora)),)), (), tiny_sdxl_dir)
+    with pytest.raises(ConfigError, match=r"model.loras\[1\].path.*made for SDXL, but the base model is SD 1.5"):
+        check_families(ModelConfig(base_model=str(tiny_pipeline_dir),
+                                   loras=(LoraConfig(str(sd15_lora)), LoraConfig(str(sdxl_lora)))), (), tiny_pipeline_dir)
+    assert check_families(ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sdxl_lora)),)), (),
+                          tiny_sdxl_dir) == "sdxl"
+
+
+def test_ip_adapter_of_the_other_family_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"ip_adapter.1.to_k_ip.weight": torch.zeros(640, 768)}, str(tmp_path / "ip-adapter_sd15.safetensors"))
+    with pytest.raises(ConfigError, match="made for SD 1.5, but the base model is SDXL"):
+        check_ip_adapter_family("sdxl", tmp_path / "ip-adapter_sd15.safetensors")
+    check_ip_adapter_family("sd15", tmp_path / "ip-adapter_sd15.safetensors")
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading and conditioning
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_folder_loads_both_text_encoders_and_logs_the_family(tiny_sdxl_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="rerender.diffusion.loading"):
+        pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir), family="sdxl"),
+                             [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))], device="cpu")
+    assert pipe.family == "sdxl" and type(pipe.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
+    assert any("SDXL" in record.getMessage() for record in caplog.records)
+
+
+def test_sdxl_conditioning_pooled_embedding_and_size_numbers_from_the_frame(sdxl):
+    seen = []
+    handle = sdxl.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        _render(sdxl, [frame[:, :48] for frame in make_frames(3)])
+    finally:
+        handle.remove()
+    assert seen
+    for kwargs in seen:  # every UNet call of every keyframe: (original H, W, crop 0, 0, target H, W)
+        time_ids = kwargs["added_cond_kwargs"]["time_ids"]
+        assert time_ids.tolist() == [[64, 48, 0, 0, 64, 48]] * 2
+        assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 32)
+        assert kwargs["encoder_hidden_states"].shape == (2, 77, 64)  # both encoders' 32 channels
+    empty = sdxl.encode_prompt("a cat", None, torch.device("cpu"), True, size=(64, 64))
+    assert torch.count_nonzero(empty.prompt_embeds[0]) == 0 and torch.count_nonzero(empty.added_cond_kwargs["text_embeds"][0]) == 0
+    negative = sdxl.encode_prompt("a cat", "blurry", torch.device("cpu"), True, size=(64, 64))
+    assert torch.count_nonzero(negative.prompt_embeds[0]) > 0
+    assert torch.equal(negative.prompt_embeds[1], empty.prompt_embeds[1])
+
+
+def test_small_frames_warn_and_sizes_name_the_multiple(sdxl, caplog):
+    with caplog.at_level(logging.WARNING):
+        _render(sdxl, make_frames(1))
+    assert any("SDXL is made for about 1024 px" in record.getMessage() for record in caplog.records)
+    with pytest.raises(ConfigError, match="multiples of 2 for SDXL"):
+        _render(sdxl, [np.zeros((63, 64, 3), np.uint8)])
+
+
+def test_decoder_self_attention_layers_of_sdxl_by_the_structural_rule():
+    """SDXL base: attn1 of every transformer block in up_blocks: 3×10 in up_blocks.0 (1280 wide, 32² latents at
+    1024 px) and 3×2 in up_blocks.1 (640 wide); loose drops up_blocks.0, keeping the 6 of up_blocks.1."""
+    from diffusers import UNet2DConditionModel
+
+    from rerender.diffusion.attention import decoder_self_attention_layers
+    from rerender.diffusion.freeu import freeu_stages
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(SDXL_CONFIG_DIR / "unet"))
+    layers = decoder_self_attention_layers(unet)
+    assert len(layers) == 36
+    assert sum(name.startswith("up_blocks.0.") for name in layers) == 30
+    loose = decoder_self_attention_layers(unet, loose=True)
+    assert len(loose) == 6 and all(name.startswith("up_blocks.1.") for name in loose)
+    stages = {stage.name: (stage.backbone_channels, stage.stage) for stage in freeu_stages(unet)}
+    assert stages["up_blocks.0.resnets.0"] == (1280, 1) and stages["up_blocks.1.resnets.0"] == (1280, 1)
+    assert stages["up_blocks.1.resnets.1"] == (640, 2) and stages["up_blocks.2.resnets.0"] == (640, 2)
+    assert FreeUConfig.published("sdxl") == FreeUConfig(b1=1.3, b2=1.4, s1=0.9, s2=0.2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# ControlNet Union, fp16 VAE
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_union_controlnet_takes_several_conditions_with_their_modes(tiny_sdxl_dir):
+    union = str(tiny_sdxl_dir / "controlnet_union")
+    controls = [ControlConfig(model=union), ControlConfig(type="depth", model=union, strength=0.5)]
+    pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)), controls, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.is_union and len(pipe.controlnets) == 1
+    seen = []
+    handle = pipe.controlnet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    frames = make_frames(2)
+    try:
+        output = _render(pipe, frames, controls=controls, control_images=[frames, frames])
+    finally:
+        handle.remove()
+    assert np.isfinite(output.images).all()
+    assert all(kwargs["control_type_idx"] == [3, 1] for kwargs in seen)  # canny 3, depth 1
+    assert seen[0]["control_type"][0].tolist() == [0, 1, 0, 1, 0, 0, 0, 0]
+    assert seen[0]["conditioning_scale"] == [1.0, 0.5] and len(seen[0]["controlnet_cond"]) == 2
+    with pytest.raises(ConfigError, match="control.control_mode"):
+        _render(pipe, frames, controls=[ControlConfig(type="precomputed", model=union, maps="x")] * 2,
+                control_images=[frames, frames])
+    with pytest.raises(ConfigError, match="ControlNet Union"):
+        load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)),
+                      [ControlConfig(model=union), ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))])
+
+
+def test_fp16_vae_overflow_never_gives_nan(sdxl, caplog):
+    """A VAE whose activations overflow float16 (weights scaled up, as the SDXL VAE's activations are large) is
+    redone in float32: finite output, a warning, the VAE left in float16."""
+    vae = sdxl.vae
+    original = {key: value.clone() for key, value in vae.state_dict().items()}
+    try:
+        with torch.no_grad():
+            vae.decoder.conv_in.weight.mul_(3e4)
+            vae.decoder.conv_in.bias.mul_(3e4)
+        vae.to(torch.float16)
+        latents = torch.randn(1, 4, 8, 8)
+        with torch.no_grad():
+            assert not torch.isfinite(vae.decoder.conv_in(latents.half())).all()  # the overflow is real
+            with caplog.at_level(logging.WARNING):
+                image = sdxl.decode_latents(latents)
+        assert torch.isfinite(image).all() and image.shape == (1, 3, 16, 16)
+        assert vae.dtype == torch.float16
+        assert any("overflowed in float16" in record.getMessage() for record in caplog.records)
+    finally:
+        vae.to(torch.float32)
+        vae.load_state_dict(original)
+
+
+def test_fp16_load_keeps_the_sdxl_vae_in_float32(tiny_sdxl_dir):
+    pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir), dtype="float16"),
+                         [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))], device="cpu")
+    assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float32
+
+
+def test_default_controlnets_per_family():
+    control = ControlConfig(type="depth")
+    assert control.model_for("sd15") == "lllyasviel/sd-controlnet-depth"
+    assert control.model_for("sdxl") == "diffusers/controlnet-depth-sdxl-1.0"
+    assert ControlConfig(type="hed").model_for("sdxl") == "xinsir/controlnet-union-sdxl-1.0"
+    assert ControlConfig(model="mine").model_for("sdxl") == "mine"
+
+
+def test_download_selects_both_text_encoders_and_fp16_variants():
+    from rerender.weights import base_components, select_files
+
+    files = [
+        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
+        "text_encoder/model.fp16.safetensors", "text_encoder_2/config.json", "text_encoder_2/model.safetensors",
+        "text_encoder_2/model.fp16.safetensors", "tokenizer/vocab.json", "tokenizer_2/vocab.json",
+        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+        "sd_xl_base_1.0.safetensors",
+    ]
+    components = base_components(False, "sdxl")
+    assert "text_encoder_2" in components and "tokenizer_2" in components
+    assert "text_encoder_2" not in base_components(False, "sd15")
+    fetched, skipped = select_files(files, half_precision=True, components=components)
+    assert "text_encoder_2/model.fp16.safetensors" in fetched and "tokenizer_2/vocab.json" in fetched
+    assert "text_encoder_2/model.safetensors" in skipped and "sd_xl_base_1.0.safetensors" in skipped
+
+
+# --------------------------------------------------------------------------------------------------------
+# end to end: the CLI with a tiny SDXL folder as --model, and `rerender env`
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_cli_translate_with_a_tiny_sdxl_folder(capsys, synthetic_clip, tmp_path, tiny_sdxl_dir):
+    from rerender.cli import main
+    from rerender.video import probe_video
+
+    output = tmp_path / "sdxl.mp4"
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", tiny_sdxl_dir,
+        "--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast", "--set", "workers=1",
+        "--set", "flow_estimator=dis", "--set", "vae=null", "--set", "num_inference_steps=2", "--set", "device=cpu",
+        "--set", "negative_prompt=", "--set", "added_prompt=",
+    )])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "keyframes (diffusion): [0, 10]" in out
+    assert probe_video(output).frame_count == 20
+
+
+def test_env_shows_the_family(tiny_sdxl_dir):
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.environment import model_report
+
+    report = model_report(apply_overrides(RerenderConfig(), {"base_model": str(tiny_sdxl_dir)}))
+    assert report["sources"][0]["role"] == "base model (SDXL)"
+    assert report["sources"][1]["location"] == str(tiny_sdxl_dir / "controlnet")
