@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from rerender.errors import ConfigError
 from rerender.flow import DISFlowEstimator
 from tests.tiny_zimage import make_tiny_zimage_components
 
+REPO = Path(__file__).resolve().parents[1]
 OFF = ConstraintConfig(cross_frame_attention_period=None, shape_fusion_period=None, pixel_fusion_period=None)
 
 
@@ -234,3 +236,63 @@ def test_guidance_above_one_on_a_distilled_model_warns(pipe, frames, caplog):
     finally:
         pipe.register_to_config(_name_or_path="")
     assert "guidance-distilled" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@pytest.fixture(scope="module")
+def tiny_zimage_dirs(tmp_path_factory):
+    from tests.tiny_zimage import save_tiny_zimage
+
+    return save_tiny_zimage(tmp_path_factory.mktemp("zimage"))
+
+
+def test_a_zimage_folder_loads_with_its_controlnet_and_is_recognised(tiny_zimage_dirs, frames):
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.zimage import RerenderZImagePipeline, is_zimage_controlnet, is_zimage_folder, load_zimage_pipeline
+
+    base, control = tiny_zimage_dirs
+    assert is_zimage_folder(base) and is_zimage_controlnet(control)
+    pipeline = load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
+    assert isinstance(pipeline, RerenderZImagePipeline) and pipeline.controlnet is not None
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(frames[:2], "a cube", num_inference_steps=2, guidance_scale=1.0, flow_estimator=DISFlowEstimator()).images
+    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+
+
+def test_an_sd_controlnet_or_lora_on_zimage_is_refused_before_the_transformer_loads(tiny_zimage_dirs, tiny_pipeline_dir,
+                                                                                       tmp_path, monkeypatch):
+    import rerender.diffusion.zimage as zimage
+    from rerender.config import ControlConfig, LoraConfig, ModelConfig
+
+    base, _ = tiny_zimage_dirs
+    monkeypatch.setattr(zimage.RerenderZImagePipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")))
+    with pytest.raises(ConfigError, match="not a Z-Image ControlNet.*base model is Z-Image"):
+        zimage.load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu"),
+                                    [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "sd15_lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
+    with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*Z-Image"):
+        zimage.load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), [])
+
+
+def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic_clip, tiny_zimage_dirs, tmp_path):
+    from rerender.cli import main
+    from rerender.video import probe_video
+
+    base, control = tiny_zimage_dirs
+    output = tmp_path / "z.mp4"
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", base,
+        "--config", REPO / "configs" / "zimage_turbo.yaml", "--set", f"control.model={control}",
+        "--set", "num_inference_steps=2", "--set", "resolution=64", "--set", "size_multiple=16", "--set", "device=cpu",
+        "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis",
+    )])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "keyframes (diffusion): [0, 10, 19]" in out or "keyframes (diffusion): [0, 10]" in out
+    assert probe_video(output).frame_count == 20

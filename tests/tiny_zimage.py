@@ -76,10 +76,14 @@ def make_tiny_zimage_components(tokenizer_folder: Path, seed: int = 0, controlne
     return components
 
 
-def save_tiny_zimage(folder: Path, seed: int = 0) -> Path:
-    """Write a tiny Z-Image ControlNet pipeline as a local diffusers folder (the real repository's layout)."""
-    from diffusers import ZImageControlNetPipeline
+def save_tiny_zimage(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write a tiny Z-Image base (the layout of Tongyi-MAI/Z-Image-Turbo) and, beside it, a tiny Z-Image ControlNet
+    folder (the Union ControlNet is a repository of its own). Returns ``(base folder, controlnet folder)``."""
+    from diffusers import ZImagePipeline
 
     components = make_tiny_zimage_components(folder / "_tokenizer", seed)
-    ZImageControlNetPipeline(**components).save_pretrained(folder)
-    return folder
+    controlnet = components.pop("controlnet")
+    base, control = folder / "z-image", folder / "z-image-controlnet"
+    ZImagePipeline(**components).save_pretrained(base)
+    controlnet.save_pretrained(control)
+    return base, control

@@ -31,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
 import torch
@@ -66,7 +68,10 @@ from rerender.flow import warp
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RerenderZImagePipeline", "FlowMatchingSchedule"]
+__all__ = [
+    "RerenderZImagePipeline", "FlowMatchingSchedule", "load_zimage_pipeline", "load_zimage_controlnet", "is_zimage_folder",
+    "is_zimage_controlnet", "is_zimage_model", "lora_family", "DEFAULT_ZIMAGE_MODEL", "DEFAULT_ZIMAGE_CONTROLNET",
+]
 
 
 @dataclass(frozen=True)
@@ -416,3 +421,177 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         if guided:
             velocity = velocities[1] + state.guidance_scale * (velocities[0] - velocities[1])
         return velocity[None]
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------------
+
+DEFAULT_ZIMAGE_MODEL = "Tongyi-MAI/Z-Image-Turbo"
+"""Z-Image-Turbo (Apache-2.0): 6B, 8–9 steps without classifier-free guidance."""
+
+DEFAULT_ZIMAGE_CONTROLNET = "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"
+"""The Union ControlNet for Z-Image-Turbo (canny, HED, depth, pose, MLSD; the kind is read from the map)."""
+
+ZIMAGE_CONTROLNET_FILE = "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
+"""Its single weight file in that repository."""
+
+ZIMAGE_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+"""The sub-folders of a Z-Image repository this pipeline reads."""
+
+
+def _class_name(config_file: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def is_zimage_folder(folder: str | os.PathLike) -> bool:
+    """Whether a diffusers folder holds a Z-Image model (its model_index or its transformer says so)."""
+    folder = Path(folder)
+    return _class_name(folder / "model_index.json").startswith("ZImage") or (
+        _class_name(folder / "transformer" / "config.json") == "ZImageTransformer2DModel"
+    )
+
+
+def is_zimage_model(model: Any) -> bool:
+    """Whether `model` (a `ModelConfig`) asks for Z-Image: `model.family` says so, or, with "auto", the base model is
+    a Z-Image folder, a cached Z-Image hub repository, or a hub id of the Z-Image family."""
+    family = getattr(model, "family", "auto")
+    if family != "auto":
+        return family == "zimage"
+    source = str(model.base_model)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return is_zimage_folder(path)
+    from rerender.weights import cached_folder, is_hub_id
+
+    if path.is_file() or not is_hub_id(source):
+        return False
+
+    folder = cached_folder(source, ())
+    if folder is not None:
+        return is_zimage_folder(folder)
+    return "z-image" in source.lower()
+
+
+def is_zimage_controlnet(source: str | os.PathLike) -> bool | None:
+    """Whether a ControlNet source is a Z-Image ControlNet: True/False when it can be told from its files without
+    loading it (a folder's config, a single file's keys), None when it cannot (a hub id not in the cache)."""
+    path = Path(source)
+    if path.is_dir():
+        return _class_name(path / "config.json") == "ZImageControlNetModel"
+    if path.is_file() and path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return any(key.startswith(("control_all_x_embedder", "control_layers.")) for key in handle.keys())
+    return None
+
+
+def lora_family(source: str | os.PathLike) -> str | None:
+    """The family a LoRA file was made for, read from its keys: "zimage", "sd" (a UNet's), or None when unknown.
+
+    UNet LoRAs name ``unet``/``lora_unet_``/``down_blocks`` modules; Z-Image LoRAs name the transformer's
+    ``layers.<i>.attention`` (diffusers ``transformer.`` prefix or the original ``diffusion_model.`` one).
+    """
+    path = Path(source)
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = list(handle.keys())
+    if any(key.startswith(("lora_unet_", "unet.")) or "down_blocks" in key or "up_blocks" in key for key in keys):
+        return "sd"
+    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
+        return "zimage"
+    return None
+
+
+def load_zimage_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> ZImageControlNetModel:
+    """A Z-Image ControlNet from a diffusers folder or a single `.safetensors` file (the published Union file).
+
+    Raises:
+        ConfigError: the source is a ControlNet of another family (named, with both families).
+        InputNotFoundError: the source cannot be loaded here.
+    """
+    from rerender.diffusion.loading import _dtype_argument, _hub_errors, _unreachable
+
+    kind = is_zimage_controlnet(source)
+    if kind is False:
+        raise ConfigError(
+            f"`control.model` {source!r} is not a Z-Image ControlNet (the base model is Z-Image); "
+            f"use {DEFAULT_ZIMAGE_CONTROLNET!r} or leave `control.model` empty"
+        )
+    try:
+        if Path(source).is_file():
+            return ZImageControlNetModel.from_single_file(source, **_dtype_argument(dtype))
+        if Path(source).is_dir():
+            return ZImageControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
+        from huggingface_hub import hf_hub_download
+
+        return ZImageControlNetModel.from_single_file(hf_hub_download(source, ZIMAGE_CONTROLNET_FILE),
+                                                      **_dtype_argument(dtype))
+    except _hub_errors() as error:
+        raise _unreachable("control.model", source, error) from error
+
+
+def load_zimage_pipeline(
+    model: Any,
+    controls: Sequence[Any] = (),
+    *,
+    controlnet: ZImageControlNetModel | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> RerenderZImagePipeline:
+    """Build a `RerenderZImagePipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
+
+    The ControlNet (one; `control.model`, default the Union ControlNet) is checked to be a Z-Image one before
+    the transformer is loaded; `model.vae` and IP-Adapters do not apply. LoRAs load through diffusers' Z-Image
+    LoRA loader (its own and the usual community key layouts). Default dtype: bfloat16 on CUDA.
+    """
+    from rerender.diffusion.loading import (
+        _check_local, _dtype_argument, _hub_errors, _hub_folder, _unreachable, load_loras, resolve_device,
+    )
+
+    resolved_device = resolve_device(device if device is not None else model.device)
+    wanted = dtype if dtype is not None else model.dtype
+    resolved_dtype = (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32) if wanted == "auto" else \
+        getattr(torch, wanted) if isinstance(wanted, str) else wanted
+    if model.vae is not None:
+        raise ConfigError(f"`model.vae` {model.vae!r} does not apply to Z-Image (its 16-channel VAE is part of the model); leave it empty")
+    if len(controls) > 1:
+        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Z-Image takes one (the Union ControlNet reads several kinds of map)")
+    control_source = None
+    if controls and controlnet is None:
+        control_source = controls[0].model or DEFAULT_ZIMAGE_CONTROLNET
+        if is_zimage_controlnet(control_source) is False:  # refuse before the big model loads
+            load_zimage_controlnet(control_source)
+    for position, lora in enumerate(model.loras):  # a LoRA for a UNet is refused before the transformer loads
+        family = lora_family(lora.path)
+        if family is not None and family != "zimage":
+            raise ConfigError(
+                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for a Stable Diffusion UNet ({family}); "
+                "the base model is Z-Image (a transformer): use a LoRA made for Z-Image"
+            )
+    base_path = _check_local(model.base_model, "model.base_model")
+    if base_path is None:
+        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, ZIMAGE_COMPONENTS)
+    if control_source is not None:
+        controlnet = load_zimage_controlnet(control_source, resolved_dtype)
+    try:
+        pipeline = RerenderZImagePipeline.from_pretrained(str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype))
+    except _hub_errors() as error:
+        raise _unreachable("model.base_model", model.base_model, error) from error
+    load_loras(pipeline, model.loras)
+    if model.cpu_offload and resolved_device.type != "cpu":
+        pipeline.enable_model_cpu_offload(device=resolved_device)
+    else:
+        pipeline.to(resolved_device)
+    logger.info("loaded Z-Image from %s (%s, %s)%s", model.base_model, resolved_device, resolved_dtype,
+                "" if controlnet is None else f" with the ControlNet {control_source or 'given'}")
+    return pipeline
