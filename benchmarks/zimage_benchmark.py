@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def parse_arguments() -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--width", type=int, default=256, help="transformer width (real: 3840; head dim stays 128)")
@@ -39,7 +39,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--keyframes", type=int, default=2, help="keyframes after the anchor")
-    return parser.parse_args()
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU check: --device cuda --width 3840 --size 1024)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--last-blocks", type=int, default=None, help="cross-frame attention in the last N blocks only")
+    return parser.parse_args(argv)
 
 
 def build(width: int, layers: int):
@@ -67,8 +70,8 @@ def build(width: int, layers: int):
                 scheduler=scheduler)
 
 
-def main() -> int:
-    args = parse_arguments()
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
     import numpy as np
     import torch
     from diffusers import ZImageControlNetPipeline
@@ -81,17 +84,28 @@ def main() -> int:
     from rerender.video import read_frames
 
     torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     components = build(args.width, args.layers)
     plain = ZImageControlNetPipeline(**components)
     ours = RerenderZImagePipeline(**{**components, "controlnet": plain.controlnet})
     for pipe in (plain, ours):
+        pipe.to(device, dtype)
         pipe.set_progress_bar_config(disable=True)
+    cuda = device.type == "cuda"
+
+    def peak_reset() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak() -> float:
+        return torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     frames = list(read_frames(REPO / "rerender" / "assets" / "demo.mp4", end=10 * (args.keyframes + 1), stride=10,
                               resolution=args.size, size_multiple=16))
     frames = [frame[: args.size, : args.size] for frame in frames]
     maps = [canny(frame) for frame in frames]
     side = frames[0].shape[0], frames[0].shape[1]
-    constraints = ConstraintConfig(adain_period=(0.75, 1.0))
+    constraints = ConstraintConfig(adain_period=(0.75, 1.0), cross_frame_blocks=args.last_blocks)
 
     def run_plain() -> float:
         started = time.perf_counter()
@@ -118,8 +132,12 @@ def main() -> int:
             zimage.token_cross_frame_attention = install
         return times[0], float(np.mean(times[1:])), calls, anchor_bytes
 
+    peak_reset()
     before = run_plain()
+    plain_peak = peak()
+    peak_reset()
     anchor, keyframe, calls, anchor_bytes = run_ours()
+    ours_peak = peak()
     after = run_plain()
     plain_time = (before + after) / 2
     print(f"Z-Image structure at width {args.width}, {args.layers} blocks, {side[1]}x{side[0]}, {args.steps} steps, "
@@ -131,9 +149,14 @@ def main() -> int:
     print(f"stored references per reference frame here: {anchor_bytes / 2**20:.1f} MiB; at 1024² on Z-Image (bf16, 30 blocks, "
           f"{args.steps} steps): {reference_bytes(4096, 3840, 30, args.steps) / 2**30:.1f} GiB, last 10 blocks: "
           f"{reference_bytes(4096, 3840, 10, args.steps) / 2**30:.1f} GiB")
+    if cuda:
+        print(f"peak VRAM: plain {plain_peak:.1f} GiB, rerender {ours_peak:.1f} GiB (target ≤ 16 GB without offload)")
     del tokens
-    return 0
+    return {"plain_seconds": plain_time, "keyframe_seconds": keyframe, "anchor_seconds": anchor, "calls": calls,
+            "steps": args.steps, "time_ratio": keyframe / plain_time, "call_ratio": calls[1] / args.steps,
+            "reference_bytes": anchor_bytes, "peak_gib": {"plain": plain_peak, "rerender": ours_peak}}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
+    raise SystemExit(0)
