@@ -296,3 +296,14 @@ def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10, 19]" in out or "keyframes (diffusion): [0, 10]" in out
     assert probe_video(output).frame_count == 20
+
+
+def test_the_default_windows_at_eight_steps_act_where_the_docs_say(pipe, frames):
+    pipe.check_inputs([frames[0]], "x", None, None, None, None, 8, 1.0, 0.75, None, None)
+    schedule = pipe.prepare_schedule(8, 0.75, ConstraintConfig(), report=False)
+    assert [round(sigma, 2) for sigma in schedule.sigmas] == [1.0, 0.95, 0.9, 0.83, 0.75, 0.64, 0.5, 0.3]
+    assert schedule.first_step == 4
+    assert sorted(schedule.cross_attention) == [4, 5, 6, 7]
+    assert sorted(schedule.shape_fusion) == [4]  # its window (0, 0.1) ends before the start: moved onto it (σ ≥ 0.5)
+    assert sorted(schedule.pixel_fusion) == [5, 6]
+    assert schedule.adain == frozenset()
