@@ -48,6 +48,9 @@ __all__ = [
     "missing_weights",
     "fetch_commands",
     "base_components",
+    "ZIMAGE_FOLDERS",
+    "ZIMAGE_CONTROLNET",
+    "is_zimage_base",
     "cached_folder",
     "fetch_repository",
     "select_files",
@@ -169,9 +172,29 @@ def _hub_present(repository: str, components: Sequence[str] = (), filename: str 
     if components:
         if not _cached(repository, "model_index.json"):
             return False
-        weighted = [folder for folder in components if folder in ("unet", "vae", "text_encoder", "controlnet")]
+        weighted = [folder for folder in components if folder in ("unet", "transformer", "vae", "text_encoder", "controlnet")]
         return all(any(_cached(repository, name) for name in _weight_candidates(folder)) for folder in weighted)
     return _cached(repository, "config.json") and any(_cached(repository, name) for name in _weight_candidates(""))
+
+
+ZIMAGE_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+"""The sub-folders of a Z-Image repository that are fetched and read."""
+
+ZIMAGE_CONTROLNET = ("alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union", "Z-Image-Turbo-Fun-Controlnet-Union.safetensors")
+"""The default Z-Image ControlNet: the Union ControlNet's repository and its single weight file."""
+
+
+def is_zimage_base(model: Any) -> bool:
+    """Whether the `model` config section names a Z-Image base: `model.family` says so, or with "auto" a local
+    folder's `model_index.json` does, or a hub id of the Z-Image family (read from its name: no network)."""
+    family = getattr(model, "family", "auto")
+    if family != "auto":
+        return family == "zimage"
+    path = Path(str(model.base_model)).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        return index.is_file() and '"ZImage' in index.read_text(encoding="utf-8", errors="replace")
+    return _is_hub_id(str(model.base_model)) and "z-image" in str(model.base_model).lower()
 
 
 def base_components(separate_vae: bool) -> tuple[str, ...]:
@@ -214,7 +237,8 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     model = config.model
     sources: list[WeightSource] = []
     base_is_hub = _is_hub_id(model.base_model)
-    components = base_components(model.vae is not None)
+    zimage = is_zimage_base(model)
+    components = ZIMAGE_FOLDERS if zimage else base_components(model.vae is not None)
     if base_is_hub:
         sources.append(WeightSource("base model", "model.base_model", model.base_model, True,
                                     _hub_present(model.base_model, components), components=components))
@@ -226,6 +250,11 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
         role = f"ControlNet ({control.type})"
         if control.model is None and position == 0 and base_folder is not None and (base_folder / "controlnet" / "config.json").is_file():
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
+            continue
+        if zimage and control.model is None:  # the Union ControlNet: one file of its repository
+            repository, filename = ZIMAGE_CONTROLNET
+            sources.append(WeightSource(role, key, repository, True, _hub_present(repository, filename=filename),
+                                        filename=filename))
             continue
         location = control.resolved_model
         if _is_hub_id(location):

@@ -307,3 +307,28 @@ def test_the_default_windows_at_eight_steps_act_where_the_docs_say(pipe, frames)
     assert sorted(schedule.shape_fusion) == [4]  # its window (0, 0.1) ends before the start: moved onto it (σ ≥ 0.5)
     assert sorted(schedule.pixel_fusion) == [5, 6]
     assert schedule.adain == frozenset()
+
+
+def test_download_names_exactly_the_zimage_files(monkeypatch):
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.weights import ZIMAGE_CONTROLNET, download_weights, select_files
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = apply_overrides(RerenderConfig(), {"base_model": "Tongyi-MAI/Z-Image-Turbo", "vae": None, "flow_estimator": "dis"})
+    records = download_weights(config, dry_run=True, progress=False)
+    base, control = records[0], records[1]
+    assert base["location"] == "Tongyi-MAI/Z-Image-Turbo" and control["fetched"] == [ZIMAGE_CONTROLNET[1]]
+    # the repository's layout (as published): only the components read, one weight format each
+    files = ["model_index.json", "README.md", "assets/showcase.jpg", "scheduler/scheduler_config.json",
+             "text_encoder/config.json", "text_encoder/model-00001-of-00003.safetensors",
+             "text_encoder/model-00002-of-00003.safetensors", "text_encoder/model-00003-of-00003.safetensors",
+             "text_encoder/model.safetensors.index.json", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
+             "transformer/config.json", "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+             "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+             "transformer/diffusion_pytorch_model.safetensors.index.json", "vae/config.json",
+             "vae/diffusion_pytorch_model.safetensors"]
+    from rerender.weights import ZIMAGE_FOLDERS
+
+    fetched, skipped = select_files(files, components=ZIMAGE_FOLDERS)
+    assert skipped == ["README.md", "assets/showcase.jpg"]
+    assert "transformer/diffusion_pytorch_model-00002-of-00002.safetensors" in fetched

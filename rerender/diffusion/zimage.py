@@ -65,6 +65,7 @@ from rerender.diffusion.pipeline import (
 from rerender.diffusion.transformer_attention import token_cross_frame_attention
 from rerender.errors import ConfigError
 from rerender.flow import warp
+from rerender.weights import ZIMAGE_CONTROLNET, ZIMAGE_FOLDERS, is_zimage_base
 
 logger = logging.getLogger(__name__)
 
@@ -430,13 +431,10 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
 DEFAULT_ZIMAGE_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 """Z-Image-Turbo (Apache-2.0): 6B, 8–9 steps without classifier-free guidance."""
 
-DEFAULT_ZIMAGE_CONTROLNET = "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union"
-"""The Union ControlNet for Z-Image-Turbo (canny, HED, depth, pose, MLSD; the kind is read from the map)."""
+DEFAULT_ZIMAGE_CONTROLNET, ZIMAGE_CONTROLNET_FILE = ZIMAGE_CONTROLNET
+"""The Union ControlNet for Z-Image-Turbo (canny, HED, depth, pose, MLSD; the kind is read from the map) and its file."""
 
-ZIMAGE_CONTROLNET_FILE = "Z-Image-Turbo-Fun-Controlnet-Union.safetensors"
-"""Its single weight file in that repository."""
-
-ZIMAGE_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+ZIMAGE_COMPONENTS = ZIMAGE_FOLDERS
 """The sub-folders of a Z-Image repository this pipeline reads."""
 
 
@@ -460,22 +458,15 @@ def is_zimage_folder(folder: str | os.PathLike) -> bool:
 def is_zimage_model(model: Any) -> bool:
     """Whether `model` (a `ModelConfig`) asks for Z-Image: `model.family` says so, or, with "auto", the base model is
     a Z-Image folder, a cached Z-Image hub repository, or a hub id of the Z-Image family."""
-    family = getattr(model, "family", "auto")
-    if family != "auto":
-        return family == "zimage"
-    source = str(model.base_model)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return is_zimage_folder(path)
+    if is_zimage_base(model):
+        return True
     from rerender.weights import cached_folder, is_hub_id
 
-    if path.is_file() or not is_hub_id(source):
+    source = str(model.base_model)
+    if getattr(model, "family", "auto") != "auto" or not is_hub_id(source):
         return False
-
     folder = cached_folder(source, ())
-    if folder is not None:
-        return is_zimage_folder(folder)
-    return "z-image" in source.lower()
+    return folder is not None and is_zimage_folder(folder)
 
 
 def is_zimage_controlnet(source: str | os.PathLike) -> bool | None:
