@@ -70,6 +70,20 @@ def test_velocity_split_and_recomposition_is_the_schedulers_euler_step():
         torch.testing.assert_close(noise_to_sigma(original, noise, sigma), latents, atol=1e-5, rtol=1e-5)
 
 
+def test_renoise_keeps_the_clean_part_and_gives_the_target_noise_level():
+    from rerender.diffusion.flow_matching import renoise
+
+    generator = torch.Generator().manual_seed(0)
+    clean, first, second = (torch.randn(1, 4, 256, 256, generator=generator) for _ in range(3))
+    latents = noise_to_sigma(clean, first, 0.6)
+    moved = renoise(latents, 0.6, 0.9, second)
+    residual = moved - (1 - 0.9) * clean  # what is left is noise of standard deviation 0.9
+    assert float(residual.std()) == pytest.approx(0.9, rel=0.01)
+    assert float((residual * clean).mean()) == pytest.approx(0.0, abs=0.01)
+    with pytest.raises(ConfigError, match="σ ≤ σ'"):
+        renoise(latents, 0.9, 0.6, second)
+
+
 def test_pixel_fusion_on_the_flow_path_is_the_vp_formula_rescaled():
     latents, direction, target, noise = (torch.randn(1, 16, 4, 4) for _ in range(4))
     weight, rescale = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
@@ -332,3 +346,24 @@ def test_download_names_exactly_the_zimage_files(monkeypatch):
     fetched, skipped = select_files(files, components=ZIMAGE_FOLDERS)
     assert skipped == ["README.md", "assets/showcase.jpg"]
     assert "transformer/diffusion_pytorch_model-00002-of-00002.safetensors" in fetched
+
+
+def test_text_alone_renders_keyframes_moved_from_the_anchor(pipe, monkeypatch):
+    import rerender.diffusion.text2video as text2video
+
+    shifts = []
+    original = text2video.translate_latents
+    monkeypatch.setattr(text2video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift))
+    run = lambda seed: text2video.render_text_keyframes(  # noqa: E731
+        pipe, "a red cube", [0, 4, 8], (4.0, -2.0), (64, 64), num_inference_steps=4, guidance_scale=1.0,
+        noise_steps=(1, 2), generator=torch.Generator().manual_seed(seed))
+    first, again = run(0), run(0)
+    factor = pipe.vae_scale_factor
+    assert shifts[:2] == [(4 * 4.0 / factor, 4 * -2.0 / factor), (8 * 4.0 / factor, 8 * -2.0 / factor)]
+    assert [image.shape for image in first] == [(1, 3, 64, 64)] * 3
+    for image, same in zip(first, again, strict=True):
+        torch.testing.assert_close(image, same)
+    assert not torch.allclose(first[0], first[1])
+    with pytest.raises(ConfigError, match="background_smoothing.*Z-Image"):
+        text2video.render_text_keyframes(pipe, "x", [0, 4], (4.0, 0.0), (64, 64), num_inference_steps=4,
+                                         noise_steps=(1, 2), background_smoothing=object())

@@ -44,6 +44,7 @@ __all__ = [
     "vp_equivalent",
     "flow_matching_pixel_fusion",
     "first_step_for_strength",
+    "renoise",
 ]
 
 
@@ -160,3 +161,22 @@ def first_step_for_strength(sigmas: Sequence[float], strength: float) -> int:
         if sigma <= strength + 1e-6:
             return index
     return len(sigmas)
+
+
+def renoise(latents: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
+    """Move a latent on the straight path to a noisier σ (the flow-matching form of DDPM's forward jump, T2V-Zero Eq. 8).
+
+    ``x_{σ'} = a·x_σ + √(σ'² − a²σ²)·ε`` with ``a = (1 − σ')/(1 − σ)``: the clean part keeps the coefficient
+    ``1 − σ'`` of FM-1 and the noise, old and new together, has standard deviation σ'.
+
+    Raises:
+        ConfigError: ``σ' < σ`` (that is denoising, not noising) or σ = 1.
+
+    Shape:
+        - latents, noise: (B, C, h, w)
+        - Output: (B, C, h, w)
+    """
+    if not 0.0 <= sigma_from <= sigma_to <= 1.0 or sigma_from == 1.0:
+        raise ConfigError(f"`renoise` needs 0 ≤ σ < 1 and σ ≤ σ' ≤ 1, got σ={sigma_from!r}, σ'={sigma_to!r}")
+    scale = (1.0 - sigma_to) / (1.0 - sigma_from)
+    return scale * latents + math.sqrt(max(sigma_to**2 - (scale * sigma_from) ** 2, 0.0)) * noise

@@ -171,6 +171,13 @@ def render_text_keyframes(
     """
     from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 
+    if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image: flow matching)
+        return pipeline.render_text_keyframes(
+            prompt, keyframe_indices, motion, size, negative_prompt=negative_prompt,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, noise_steps=noise_steps,
+            generator=generator, ip_adapter_image=ip_adapter_image, background_smoothing=background_smoothing,
+            foreground_mask=foreground_mask,
+        )
     first, second = noise_steps
     if not 0 <= first < second < num_inference_steps:
         raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "

@@ -44,6 +44,7 @@ from diffusers.models.controlnets.controlnet_z_image import ZImageControlNetMode
 from diffusers.models.transformers.transformer_z_image import SEQ_MULTI_OF, ZImageTransformer2DModel
 from diffusers.pipelines.z_image.pipeline_z_image_controlnet import calculate_shift
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 from rerender.config import ConstraintConfig
 from rerender.diffusion.flow_matching import (
@@ -52,8 +53,10 @@ from rerender.diffusion.flow_matching import (
     flow_matching_update,
     noise_to_sigma,
     predict_original_from_velocity,
+    renoise,
     vp_equivalent,
 )
+from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.fusion import active_steps, adain, channel_statistics, may_fold, shape_aware_fusion
 from rerender.diffusion.pipeline import (
     ConstraintSchedule,
@@ -422,6 +425,88 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         if guided:
             velocity = velocities[1] + state.guidance_scale * (velocities[0] - velocities[1])
         return velocity[None]
+
+
+    # ----------------------------------------------------------------------------------------------------
+    # text alone (Text2Video-Zero on the flow-matching path)
+    # ----------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def render_text_keyframes(
+        self,
+        prompt: str,
+        keyframe_indices: Sequence[int],
+        motion: tuple[float, float],
+        size: tuple[int, int],
+        *,
+        negative_prompt: str | None = None,
+        num_inference_steps: int = 9,
+        guidance_scale: float = 1.0,
+        noise_steps: tuple[int, int] = (1, 2),
+        generator: torch.Generator | None = None,
+        ip_adapter_image: Any | None = None,
+        background_smoothing: Any | None = None,
+        foreground_mask: Any | None = None,
+    ) -> list[torch.Tensor]:
+        """Text2Video-Zero keyframes (`rerender.diffusion.text2video.render_text_keyframes`) on Z-Image.
+
+        The anchor is rendered from noise, keeping its latent ``x_{σ0}`` after step ``i0``; keyframe k starts from
+        that latent moved by ``k·motion`` (Eq. 7, on the VAE grid), re-noised on the straight path to the noisier
+        ``σ1`` of step ``i1`` (Eq. 8's role, `rerender.diffusion.flow_matching.renoise`), then denoised with
+        cross-frame attention to the anchor.
+
+        Raises:
+            ConfigError: bad `noise_steps`, a size that is not a multiple of `size_multiple`, a reference image
+                (no IP-Adapter for Z-Image) or background smoothing (not available on this base yet).
+        """
+        from rerender.diffusion.pipeline import _Reference
+        from rerender.diffusion.text2video import translate_latents
+
+        first, second = noise_steps
+        if not 0 <= first < second < num_inference_steps:
+            raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
+                              f"got {noise_steps}")
+        if background_smoothing is not None:
+            raise ConfigError("`background_smoothing` is not available on Z-Image yet; leave it off")
+        width, height = size
+        if width % self.size_multiple or height % self.size_multiple:
+            raise ConfigError(f"`size` must be multiples of {self.size_multiple} on Z-Image, got {width}×{height}")
+        device = self._execution_device
+        self.encode_style_image(ip_adapter_image, device, guidance_scale > 1)  # refuses a reference image
+        self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
+        constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
+        schedule = self.prepare_schedule(num_inference_steps, 1.0, constraints, report=False)
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        state = _RenderState(
+            prompt_embeds=self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1), guidance_scale=guidance_scale,
+            schedule=schedule, refinement_schedule=None, constraints=constraints, annotators=[], control_images=None,
+            conditioning_scales=[], flow_estimator=None, store=CrossFrameAttentionStore(), same_noise=False,
+            generator=generator, generator_state=generator.get_state(), callback=None,
+        )
+        shape = (1, self.transformer.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        blank = torch.zeros(1, 3, height, width, device=device)
+        state.anchor = state.previous = _Reference(frame=blank, rendered=blank)
+        sigma_start, sigma_kept = schedule.sigmas[first], schedule.sigmas[second]
+        images = []
+        with self.constraints_installed(state, blank):
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
+            latents, _, kept = self.denoise(
+                state, schedule, noise, noise, schedule.steps, [], frame_index=0, pass_name="anchor", attend=False,
+                record_into="anchor", record_steps=schedule.cross_attention, resume_at=second,
+            )
+            images.append(self.decode_latents(latents))
+            for index in keyframe_indices[1:]:
+                offset = index - keyframe_indices[0]
+                moved = translate_latents(kept[0], (offset * motion[0] / self.vae_scale_factor,
+                                                    offset * motion[1] / self.vae_scale_factor))
+                fresh = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
+                start = renoise(moved, sigma_kept, sigma_start, fresh)
+                latents, _, _ = self.denoise(state, schedule, start, torch.zeros_like(start), schedule.steps[first:], [],
+                                             frame_index=index, pass_name="text2video")
+                images.append(self.decode_latents(latents))
+        return images
 
 
 # --------------------------------------------------------------------------------------------------------
