@@ -48,6 +48,8 @@ __all__ = [
     "missing_weights",
     "fetch_commands",
     "base_components",
+    "ZIMAGE_FOLDERS",
+    "ZIMAGE_CONTROLNET",
     "cached_folder",
     "fetch_repository",
     "select_files",
@@ -169,7 +171,7 @@ def _hub_present(repository: str, components: Sequence[str] = (), filename: str 
     if components:
         if not _cached(repository, "model_index.json"):
             return False
-        weighted = [folder for folder in components if folder in ("unet", "vae", "text_encoder", "controlnet")]
+        weighted = [folder for folder in components if folder in ("unet", "transformer", "vae", "text_encoder", "controlnet")]
         if "text_encoder_2" in components and _lists_component(repository, "text_encoder_2"):
             weighted.append("text_encoder_2")
         return all(any(_cached(repository, name) for name in _weight_candidates(folder)) for folder in weighted)
@@ -200,6 +202,13 @@ def base_components(separate_vae: bool, family: str = "sd15") -> tuple[str, ...]
         folder for folder in PIPELINE_FOLDERS
         if folder != "controlnet" and not (folder == "vae" and separate_vae) and (family == "sdxl" or folder not in second)
     )
+
+
+ZIMAGE_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+"""The sub-folders of a Z-Image repository that are fetched and read."""
+
+ZIMAGE_CONTROLNET = ("alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union", "Z-Image-Turbo-Fun-Controlnet-Union.safetensors")
+"""The default Z-Image ControlNet: the Union ControlNet's repository and its single weight file."""
 
 
 def cached_folder(repository: str, components: Sequence[str] = ()) -> Path | None:
@@ -255,7 +264,7 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     sources: list[WeightSource] = []
     base_is_hub = _is_hub_id(model.base_model)
     family = model_family(model)
-    components = base_components(model.vae is not None, family)
+    components = ZIMAGE_FOLDERS if family == "zimage" else base_components(model.vae is not None, family)
     role = f"base model ({_FAMILY_LABELS.get(family, family)})"
     if base_is_hub:
         sources.append(WeightSource(role, "model.base_model", model.base_model, True,
@@ -268,6 +277,11 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
         role = f"ControlNet ({control.type})"
         if control.model is None and position == 0 and base_folder is not None and (base_folder / "controlnet" / "config.json").is_file():
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
+            continue
+        if family == "zimage" and control.model is None:  # the Union ControlNet: one file of its repository
+            repository, filename = ZIMAGE_CONTROLNET
+            sources.append(WeightSource(role, key, repository, True, _hub_present(repository, filename=filename),
+                                        filename=filename))
             continue
         location = control.model_for(family)
         if _is_hub_id(location):

@@ -506,6 +506,9 @@ class ConstraintConfig:
     """Steps at which decoder self-attention attends to the anchor and previous keyframe."""
     loose_cross_frame_attention: bool = False
     """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
+    cross_frame_blocks: int | None = None
+    """Transformer bases (Z-Image): cross-frame attention in the last N main-stream blocks only, to save memory (each
+    reference keeps one block input per block and step); `None` = all blocks. UNet bases ignore it."""
     style_update_interval: int | None = 1
     """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
     shape_fusion_period: Period | None = (0.0, 0.1)
@@ -536,6 +539,8 @@ class ConstraintConfig:
         _check_period("constraints.adain_period", self.adain_period)
         if self.style_update_interval is not None:
             _check_range("constraints.style_update_interval", self.style_update_interval, 1)
+        if self.cross_frame_blocks is not None:
+            _check_range("constraints.cross_frame_blocks", self.cross_frame_blocks, 1)
         _check_range("constraints.mask_strength", self.mask_strength, 0.0, 1.0)
         _check_range("constraints.inner_strength", self.inner_strength, 0.0, 1.0)
         _check_range("constraints.fidelity_threshold", self.fidelity_threshold, 0.0, 2.0)

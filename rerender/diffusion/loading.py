@@ -280,6 +280,27 @@ def register_family_detector(detector) -> None:
     _FAMILY_DETECTORS.append(detector)
 
 
+def transformer_family(path: Path) -> str | None:
+    """"zimage" for a Z-Image diffusers folder (its model_index.json or transformer/config.json says so), else None."""
+    if not path.is_dir():
+        return None
+    for config in (path / "model_index.json", path / "transformer" / "config.json"):
+        if config.is_file() and str(_read_json(config).get("_class_name", "")).startswith("ZImage"):
+            return "zimage"
+    return None
+
+
+register_family_detector(transformer_family)
+
+
+def _detect_quietly(model: ModelConfig) -> str | None:
+    """`detect_family` of the base model, None when it cannot tell (the loaders then say what is wrong)."""
+    try:
+        return detect_family(model.base_model)
+    except (ConfigError, OSError):
+        return None
+
+
 def family_of_unet_config(config: dict) -> str:
     """"sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
 
@@ -314,7 +335,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
       a ``transformer/`` instead is left to the registered detectors;
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
       ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
-    * a hub id that is not cached: by name ("xl" in it means SDXL), the only clue without downloading.
+    * a hub id that is not cached: by name ("z-image" means Z-Image, "xl" SDXL), the only clue without downloading.
 
     Args:
         source: a folder, a file or a hub id.
@@ -337,7 +358,12 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
 
             found = try_to_load_from_cache(source, "unet/config.json")
             cached = Path(found).parent.parent if isinstance(found, str) else None
+            if cached is None:  # a transformer model's snapshot (Z-Image) has no unet/
+                index = try_to_load_from_cache(source, "model_index.json")
+                cached = Path(index).parent if isinstance(index, str) else None
         if cached is None:
+            if re.search(r"z-?image", source, re.IGNORECASE):
+                return "zimage"
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
     for detector in _FAMILY_DETECTORS:
@@ -695,6 +721,11 @@ def load_pipeline(
             the UNet loads); bad device or dtype.
     """
     with quiet_loading():
+        if model is not None and (model.family == "zimage" or model.family == "auto" and _detect_quietly(model) == "zimage"):
+            from rerender.diffusion.zimage import load_zimage_pipeline  # a flow-matching transformer: its own loader
+
+            controlnet = controlnets[0] if controlnets else None
+            return load_zimage_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
 
 

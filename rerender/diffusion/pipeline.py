@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -606,8 +607,7 @@ class RerenderPipeline(
         )
 
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
-        loose = constraints.loose_cross_frame_attention
-        with cross_frame_attention(self.unet, state.store, loose=loose), freeu_installed(self.unet, constraints.freeu):
+        with self.constraints_installed(state, frames[0]):
             # 6. Render the anchor (recording its references), then each keyframe in order
             for index, frame in enumerate(frames):
                 if 0 < index < next_index:
@@ -629,6 +629,18 @@ class RerenderPipeline(
                     resume_state=self._resume_state(state, index),
                 )
             state.store.clear()
+
+    @contextlib.contextmanager
+    def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
+        """Install this base's cross-frame attention (and FreeU) for one call; restore the originals on exit.
+
+        The seam other bases override (`rerender.diffusion.zimage.RerenderZImagePipeline` installs token
+        attention in its transformer blocks instead of the UNet decoder's self-attention).
+        """
+        constraints = state.constraints
+        with cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention), \
+                freeu_installed(self.unet, constraints.freeu):
+            yield
 
     # ----------------------------------------------------------------------------------------------------
     # rendering one frame

@@ -205,6 +205,13 @@ def render_text_keyframes(
     """
     from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 
+    if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image: flow matching)
+        return pipeline.render_text_keyframes(
+            prompt, keyframe_indices, motion, size, negative_prompt=negative_prompt,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, noise_steps=noise_steps,
+            generator=generator, ip_adapter_image=ip_adapter_image, background_smoothing=background_smoothing,
+            foreground_mask=foreground_mask,
+        )
     device = pipeline._execution_device
     scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)  # ours: set_timesteps mutates it
     scheduler.set_timesteps(num_inference_steps, device=device)

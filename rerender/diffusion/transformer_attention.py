@@ -1,0 +1,216 @@
+"""Cross-frame attention in the single-stream blocks of a diffusion transformer (Z-Image).
+
+Rerender's Eq. 6 makes a keyframe's decoder self-attention take its keys and values from the anchor and the
+previous keyframe, ``K′ = W_K·[v_anchor; v_previous]``, ``V′ = W_V·[v_anchor; v_previous]``. A single-stream
+transformer attends over one joint sequence ``[image tokens; text tokens]`` in every main block; the same rule
+becomes, for each chosen block:
+
+* image-token queries of the current frame attend to ``[anchor image tokens; previous image tokens; own text
+  tokens]`` (the references' block inputs, recorded while they were rendered at the same step, projected with this
+  block's ``W_K``/``W_V``, q/k-normed and rotated with the *same* positions as the current image tokens, so a token
+  and the reference token at the same place have relative position 0);
+* text-token queries are untouched: they attend to the current sequence as before.
+
+With the anchor equal to the current frame (and no separate previous keyframe), image queries attend to exactly
+their own ``[image; text]`` keys, so the block's output is unchanged: the test of this module checks it.
+
+Which blocks: all blocks of the main stream (``transformer.layers``), where image and text tokens are joined;
+the refiners before it see one modality each. ``last_blocks=N`` keeps the last N of them (the ones nearest the
+output, like the UNet decoder that Rerender chooses), for when memory is short: each reference stores one
+``(B, tokens, dim)`` input per block and attention step (`reference_bytes`).
+
+Example:
+    >>> store = CrossFrameAttentionStore()                                          # doctest: +SKIP
+    >>> with token_cross_frame_attention(transformer, store, image_tokens=1024):    # doctest: +SKIP
+    ...     store.set_step(step, record="anchor")                                   # doctest: +SKIP
+    ...     transformer(latents, t, prompt_embeds)                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from rerender.diffusion.attention import CrossFrameAttentionStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["main_stream_blocks", "TokenCrossFrameAttnProcessor", "token_cross_frame_attention", "reference_bytes"]
+
+
+def main_stream_blocks(transformer: torch.nn.Module, last_blocks: int | None = None) -> list[str]:
+    """Names of the main-stream self-attention modules cross-frame attention uses (``layers.<i>.attention``).
+
+    The rule is structural: the ``attention`` module of each block in ``transformer.layers`` (the joint
+    image + text stream), never a class name.
+
+    Args:
+        transformer: a diffusers `ZImageTransformer2DModel` (or any model with a ``layers`` ModuleList of blocks
+            with an ``attention`` module).
+        last_blocks: keep only the last N blocks; None = all.
+
+    Returns:
+        Module names in the model's order.
+    """
+    names = [f"layers.{index}.attention" for index, block in enumerate(transformer.layers) if hasattr(block, "attention")]
+    if last_blocks is not None:
+        names = names[max(0, len(names) - last_blocks):]
+    return names
+
+
+def _rotate(tokens: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
+    """Z-Image's rotary embedding: complex multiplication of channel pairs by ``freqs_cis`` (as its processor does).
+
+    Shape:
+        - tokens: (B, N, heads, head_dim)
+        - freqs_cis: (B, N, head_dim / 2), complex
+        - Output: (B, N, heads, head_dim)
+    """
+    complex_tokens = torch.view_as_complex(tokens.float().reshape(*tokens.shape[:-1], -1, 2))
+    return torch.view_as_real(complex_tokens * freqs_cis.unsqueeze(2)).flatten(3).type_as(tokens)
+
+
+class TokenCrossFrameAttnProcessor:
+    """Attention processor of one main-stream block with cross-frame attention on its image tokens.
+
+    It reads the shared `CrossFrameAttentionStore` at every call: it records the block's image-token inputs when
+    asked to, and attends to the stored ``[anchor; previous]`` inputs when asked to and when they exist for this
+    step; otherwise it hands over to the processor it replaced (same numerics as before).
+
+    Args:
+        layer: the attention module's name (the store's key).
+        store: the shared store; its ``image_tokens`` attribute gives how many leading tokens are image tokens.
+        original: the processor this one replaces.
+    """
+
+    def __init__(self, layer: str, store: CrossFrameAttentionStore, original: Any) -> None:
+        self.layer = layer
+        self.store = store
+        self.original = original
+
+    def __repr__(self) -> str:
+        return f"TokenCrossFrameAttnProcessor({self.layer!r})"
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        freqs_cis: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        store = self.store
+        image_tokens = getattr(store, "image_tokens", None)
+        if image_tokens is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, freqs_cis)
+        if store.record is not None:
+            store.save(self.layer, hidden_states[:, :image_tokens])  # (B, N_image, dim)
+        references = store.references(self.layer) if store.attend else None
+        if references is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, freqs_cis)
+        return self.attend(attn, hidden_states, references, image_tokens, attention_mask, freqs_cis)
+
+    @staticmethod
+    def attend(
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        references: torch.Tensor,
+        image_tokens: int,
+        attention_mask: torch.Tensor | None,
+        freqs_cis: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The block's attention with image queries over ``[references; own text]`` and text queries over their own sequence.
+
+        Shape:
+            - hidden_states: (B, L, dim), the first `image_tokens` tokens are the image's
+            - references: (B, r·image_tokens, dim), r = 1 or 2 references recorded at the same positions
+            - attention_mask: (B, L) bool or None
+            - freqs_cis: (B, L, head_dim / 2) complex or None
+            - Output: (B, L, dim)
+        """
+        references = references.to(hidden_states.dtype)
+        if references.shape[0] != hidden_states.shape[0]:
+            raise RuntimeError(
+                f"cross-frame references have batch {references.shape[0]} but the block input has batch "
+                f"{hidden_states.shape[0]}; the references were recorded with another guidance setting"
+            )
+        copies = references.shape[1] // image_tokens
+
+        def project(tokens: torch.Tensor, layer: torch.nn.Module, norm: torch.nn.Module | None) -> torch.Tensor:
+            projected = layer(tokens).unflatten(-1, (attn.heads, -1))  # (B, N, heads, head_dim)
+            return norm(projected) if norm is not None else projected
+
+        query = project(hidden_states, attn.to_q, attn.norm_q)
+        key = project(hidden_states, attn.to_k, attn.norm_k)
+        value = project(hidden_states, attn.to_v, None)
+        reference_key = project(references, attn.to_k, attn.norm_k)
+        reference_value = project(references, attn.to_v, None)
+        if freqs_cis is not None:
+            query, key = _rotate(query, freqs_cis), _rotate(key, freqs_cis)
+            reference_key = _rotate(reference_key, freqs_cis[:, :image_tokens].repeat(1, copies, 1))
+
+        # image queries: keys = references' image tokens + own text tokens; text queries: their own sequence
+        image_key = torch.cat((reference_key, key[:, image_tokens:]), dim=1)
+        image_value = torch.cat((reference_value, value[:, image_tokens:]), dim=1)
+        own_mask = image_mask = None
+        if attention_mask is not None:
+            own_mask = attention_mask[:, None, None, :].bool()
+            reference_mask = torch.ones(attention_mask.shape[0], references.shape[1], dtype=torch.bool,
+                                        device=attention_mask.device)
+            image_mask = torch.cat((reference_mask, attention_mask[:, image_tokens:].bool()), dim=1)[:, None, None, :]
+
+        def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+            return out.transpose(1, 2).flatten(2)  # (B, N, dim)
+
+        image_out = sdpa(query[:, :image_tokens], image_key, image_value, image_mask)
+        text_out = sdpa(query[:, image_tokens:], key, value, own_mask)
+        output = torch.cat((image_out, text_out), dim=1).to(hidden_states.dtype)
+        output = attn.to_out[0](output)
+        if len(attn.to_out) > 1:  # dropout
+            output = attn.to_out[1](output)
+        return output
+
+
+@contextlib.contextmanager
+def token_cross_frame_attention(
+    transformer: torch.nn.Module, store: CrossFrameAttentionStore, image_tokens: int, last_blocks: int | None = None
+) -> Iterator[list[str]]:
+    """Install `TokenCrossFrameAttnProcessor` on the main-stream blocks for one block of code; restore on exit.
+
+    Args:
+        transformer: the diffusion transformer (modified only inside the block; originals restored in ``finally``).
+        store: the references and the per-call switch; its ``image_tokens`` is set for the block.
+        image_tokens: how many leading tokens of the joint sequence are image tokens (after the model's padding).
+        last_blocks: use only the last N main blocks (`main_stream_blocks`).
+
+    Yields:
+        The names of the layers that got a cross-frame processor.
+    """
+    layers = main_stream_blocks(transformer, last_blocks)
+    modules = {layer: transformer.get_submodule(layer) for layer in layers}
+    original = {layer: module.processor for layer, module in modules.items()}
+    store.idle()
+    store.image_tokens = image_tokens
+    for layer, module in modules.items():
+        module.set_processor(TokenCrossFrameAttnProcessor(layer, store, original[layer]))
+    try:
+        yield layers
+    finally:
+        store.idle()
+        store.image_tokens = None
+        for layer, module in modules.items():
+            module.set_processor(original[layer])
+
+
+def reference_bytes(image_tokens: int, dim: int, blocks: int, steps: int, batch: int = 1, element_size: int = 2) -> int:
+    """Bytes one reference frame (anchor, previous or pending keyframe) holds: one block input per block and step.
+
+    At 1024² on Z-Image (4,096 image tokens, dim 3,840, 30 blocks) in bf16: 31.5 MB per block and step, 7.5 GB for
+    8 steps in all blocks; ``last_blocks=10`` needs a third of that.
+    """
+    return batch * image_tokens * dim * blocks * steps * element_size
