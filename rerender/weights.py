@@ -30,6 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from urllib.parse import urlparse
 
+from rerender.errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from rerender.config import ModelConfig, RerenderConfig
 
@@ -241,12 +243,10 @@ _FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux":
 
 
 def model_family(model: "ModelConfig") -> str:
-    """`model.family`, or when "auto" the family detected from the model (`rerender.diffusion.loading.detect_family`:
+    """`model.family`, or when "auto" the family detected from the model (`detect_family`:
     configs and file headers, no weights, no network); "sd15" when the model is not here to look at."""
     if model.family != "auto":
         return model.family
-    from rerender.diffusion.loading import detect_family
-    from rerender.errors import ConfigError
 
     try:
         return detect_family(model.base_model)
@@ -693,3 +693,128 @@ def download_weights(
         if not progress:
             enable_progress_bars()
     return records
+
+
+# --------------------------------------------------------------------------------------------------------
+# which family a model belongs to, read from the model itself (cheap: configs and file headers only)
+# --------------------------------------------------------------------------------------------------------
+
+# Keys only an SDXL single file (A1111/Civitai layout) has: the second text encoder (OpenCLIP bigG) and the
+# added size/crop embedding of the UNet.
+_SDXL_CHECKPOINT_KEYS = ("conditioner.embedders.1.model.positional_embedding", "model.diffusion_model.label_emb.0.0.weight")
+_SD_CHECKPOINT_KEYS = ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+                       "model.diffusion_model.input_blocks.0.0.weight")
+_FAMILY_DETECTORS: list = []
+"""Further detectors ``(path) -> family or None``, tried before the Stable Diffusion ones (other model families,
+e.g. flow-matching transformers, register theirs with `register_family_detector`)."""
+
+
+def register_family_detector(detector) -> None:
+    """Add ``detector(path: Path) -> ModelFamily | None`` to `detect_family` (tried first, in order added)."""
+    _FAMILY_DETECTORS.append(detector)
+
+
+def transformer_family(path: Path) -> str | None:
+    """"zimage" for a Z-Image diffusers folder (its model_index.json or transformer/config.json says so), else None."""
+    if not path.is_dir():
+        return None
+    for config in (path / "model_index.json", path / "transformer" / "config.json"):
+        if config.is_file() and str(read_json_file(config).get("_class_name", "")).startswith("ZImage"):
+            return "zimage"
+    return None
+
+
+register_family_detector(transformer_family)
+
+
+def detect_family_or_none(model: "ModelConfig") -> str | None:
+    """`detect_family` of the base model, None when it cannot tell (the loaders then say what is wrong)."""
+    try:
+        return detect_family(model.base_model)
+    except (ConfigError, OSError):
+        return None
+
+
+def family_of_unet_config(config: dict) -> str:
+    """"sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
+
+    The same rule holds for ControlNets, whose configs carry the UNet's conditioning settings.
+    """
+    return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
+
+
+def read_json_file(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def checkpoint_keys(path: Path) -> set[str]:
+    """The tensor names of a `.safetensors` file (header only); empty for other formats."""
+    if path.suffix.lower() != ".safetensors":
+        return set()
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        return set(handle.keys())
+
+
+def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
+    """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
+
+    * a diffusers folder (or a cached hub snapshot): ``unet/config.json`` (`family_of_unet_config`); a folder with
+      a ``transformer/`` instead is left to the registered detectors;
+    * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
+      ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
+    * a hub id that is not cached: by name ("z-image" means Z-Image, "xl" SDXL), the only clue without downloading.
+
+    Args:
+        source: a folder, a file or a hub id.
+        key: the argument named in errors.
+
+    Returns:
+        "sd15" or "sdxl" (or what a registered detector returns).
+
+    Raises:
+        ConfigError: a file or folder that is neither family's layout.
+    """
+    source = str(source)
+    path = Path(source).expanduser()
+    if not path.exists() and is_hub_id(source):
+        cached = cached_folder(source, ())
+        if cached is None:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(source, "unet/config.json")
+            cached = Path(found).parent.parent if isinstance(found, str) else None
+            if cached is None:  # a transformer model's snapshot (Z-Image) has no unet/
+                index = try_to_load_from_cache(source, "model_index.json")
+                cached = Path(index).parent if isinstance(index, str) else None
+        if cached is None:
+            if re.search(r"z-?image", source, re.IGNORECASE):
+                return "zimage"
+            return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
+        path = cached
+    for detector in _FAMILY_DETECTORS:
+        family = detector(path)
+        if family is not None:
+            return family
+    if path.is_dir():
+        for config in (path / "unet" / "config.json", path / "config.json"):
+            if config.is_file():
+                return family_of_unet_config(read_json_file(config))
+        raise ConfigError(f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder")
+    keys = checkpoint_keys(path)
+    if not keys:
+        return "sd15"
+    if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
+        return "sdxl"
+    if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(name.startswith("model.diffusion_model.") for name in keys):
+        return "sd15"
+    raise ConfigError(
+        f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
+        "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
+    )

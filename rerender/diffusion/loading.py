@@ -32,6 +32,14 @@ from typing import Iterator, Sequence
 import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
+    checkpoint_keys,
+    detect_family,
+    detect_family_or_none,
+    family_of_unet_config,
+    read_json_file,
+    register_family_detector,
+)
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import hub_offline, is_hub_id
 
@@ -261,133 +269,6 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-# --------------------------------------------------------------------------------------------------------
-# which family a model belongs to, read from the model itself (cheap: configs and file headers only)
-# --------------------------------------------------------------------------------------------------------
-
-# Keys only an SDXL single file (A1111/Civitai layout) has: the second text encoder (OpenCLIP bigG) and the
-# added size/crop embedding of the UNet.
-_SDXL_CHECKPOINT_KEYS = ("conditioner.embedders.1.model.positional_embedding", "model.diffusion_model.label_emb.0.0.weight")
-_SD_CHECKPOINT_KEYS = ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
-                       "model.diffusion_model.input_blocks.0.0.weight")
-_FAMILY_DETECTORS: list = []
-"""Further detectors ``(path) -> family or None``, tried before the Stable Diffusion ones (other model families,
-e.g. flow-matching transformers, register theirs with `register_family_detector`)."""
-
-
-def register_family_detector(detector) -> None:
-    """Add ``detector(path: Path) -> ModelFamily | None`` to `detect_family` (tried first, in order added)."""
-    _FAMILY_DETECTORS.append(detector)
-
-
-def transformer_family(path: Path) -> str | None:
-    """"zimage" for a Z-Image diffusers folder (its model_index.json or transformer/config.json says so), else None."""
-    if not path.is_dir():
-        return None
-    for config in (path / "model_index.json", path / "transformer" / "config.json"):
-        if config.is_file() and str(_read_json(config).get("_class_name", "")).startswith("ZImage"):
-            return "zimage"
-    return None
-
-
-register_family_detector(transformer_family)
-
-
-def _detect_quietly(model: ModelConfig) -> str | None:
-    """`detect_family` of the base model, None when it cannot tell (the loaders then say what is wrong)."""
-    try:
-        return detect_family(model.base_model)
-    except (ConfigError, OSError):
-        return None
-
-
-def family_of_unet_config(config: dict) -> str:
-    """"sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
-
-    The same rule holds for ControlNets, whose configs carry the UNet's conditioning settings.
-    """
-    return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _checkpoint_keys(path: Path) -> set[str]:
-    """The tensor names of a `.safetensors` file (header only); empty for other formats."""
-    if path.suffix.lower() != ".safetensors":
-        return set()
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return set(handle.keys())
-
-
-def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
-    """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
-
-    * a diffusers folder (or a cached hub snapshot): ``unet/config.json`` (`family_of_unet_config`); a folder with
-      a ``transformer/`` instead is left to the registered detectors;
-    * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
-      ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
-    * a hub id that is not cached: by name ("z-image" means Z-Image, "xl" SDXL), the only clue without downloading.
-
-    Args:
-        source: a folder, a file or a hub id.
-        key: the argument named in errors.
-
-    Returns:
-        "sd15" or "sdxl" (or what a registered detector returns).
-
-    Raises:
-        ConfigError: a file or folder that is neither family's layout.
-    """
-    source = str(source)
-    path = Path(source).expanduser()
-    if not path.exists() and is_hub_id(source):
-        from rerender.weights import cached_folder
-
-        cached = cached_folder(source, ())
-        if cached is None:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(source, "unet/config.json")
-            cached = Path(found).parent.parent if isinstance(found, str) else None
-            if cached is None:  # a transformer model's snapshot (Z-Image) has no unet/
-                index = try_to_load_from_cache(source, "model_index.json")
-                cached = Path(index).parent if isinstance(index, str) else None
-        if cached is None:
-            if re.search(r"z-?image", source, re.IGNORECASE):
-                return "zimage"
-            return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
-        path = cached
-    for detector in _FAMILY_DETECTORS:
-        family = detector(path)
-        if family is not None:
-            return family
-    if path.is_dir():
-        for config in (path / "unet" / "config.json", path / "config.json"):
-            if config.is_file():
-                return family_of_unet_config(_read_json(config))
-        raise ConfigError(f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder")
-    keys = _checkpoint_keys(path)
-    if not keys:
-        return "sd15"
-    if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
-        return "sdxl"
-    if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(name.startswith("model.diffusion_model.") for name in keys):
-        return "sd15"
-    raise ConfigError(
-        f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
-        "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
-    )
-
-
 def single_file_config_for(family: str) -> Path:
     """The shipped config folder single files of `family` load with."""
     return SDXL_CONFIG_DIR if family == "sdxl" else SD15_CONFIG_DIR
@@ -532,12 +413,12 @@ def _local_config(source: str) -> dict | None:
     """The ``config.json`` of a local or cached model (folder or hub id), None when it is not here (or a single file)."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return _read_json(path / "config.json") if (path / "config.json").is_file() else None
+        return read_json_file(path / "config.json") if (path / "config.json").is_file() else None
     if not path.exists() and is_hub_id(source):
         from huggingface_hub import try_to_load_from_cache
 
         found = try_to_load_from_cache(source, "config.json")
-        return _read_json(Path(found)) if isinstance(found, str) else None
+        return read_json_file(Path(found)) if isinstance(found, str) else None
     return None
 
 
@@ -561,7 +442,7 @@ _CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
 def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
     its cross-attention key projection against the base's (`width`); None when the file does not tell."""
-    keys = _checkpoint_keys(path)
+    keys = checkpoint_keys(path)
     if not keys:
         return None
     if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in keys):
@@ -582,7 +463,7 @@ def _cross_attention_width(base: Path | str, family: str) -> int | None:
     """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
     path = Path(base)
     config = path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
-    return _read_json(config).get("cross_attention_dim") if config.is_file() else None
+    return read_json_file(config).get("cross_attention_dim") if config.is_file() else None
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -721,7 +602,7 @@ def load_pipeline(
             the UNet loads); bad device or dtype.
     """
     with quiet_loading():
-        if model is not None and (model.family == "zimage" or model.family == "auto" and _detect_quietly(model) == "zimage"):
+        if model is not None and (model.family == "zimage" or model.family == "auto" and detect_family_or_none(model) == "zimage"):
             from rerender.diffusion.zimage import load_zimage_pipeline  # a flow-matching transformer: its own loader
 
             controlnet = controlnets[0] if controlnets else None
