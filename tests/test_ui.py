@@ -423,3 +423,36 @@ def test_an_error_stays_in_the_status_area_until_the_next_action(server, synthet
     assert "`prompt` is empty" in _error(status)  # a value of the status component, not a popup that goes away
     status, *_ = client.predict(*_arguments(app), api_name="/first_keyframe")
     assert status.startswith("First keyframe ready")  # the next action replaces it
+
+
+def test_progress_is_honest_per_stage_and_the_figures_have_their_own(synthetic_clip, tmp_path):
+    from rerender.ui import UiSessions, build_app
+    from rerender.ui.runs import STAGE_NAMES, PageHandlers
+
+    defaults = load_config(REPO / "configs" / "tiny.yaml")
+    sessions = UiSessions(tmp_path / "sessions")
+    page = build_app(sessions, "", defaults=defaults).rerender_page
+    handlers = PageHandlers(page, sessions, defaults, "")
+    session = sessions.get("one")
+    sessions.take_upload(session, synthetic_clip, "clip.mp4")
+    reports: list[tuple[float, str]] = []
+    updates = []
+    inputs = ("a cartoon", "", 0, "classic", [], "", None, *[c.value for c in page.settings.values()])
+    with session.run():
+        for update in handlers.stage_updates("all", session, inputs, lambda f, desc: reports.append((f, desc))):
+            updates.append((len(reports), update))
+    pattern = re.compile(r"(.+): (\d+)/(\d+)$")
+    stages = []
+    for fraction, desc in reports:  # each report is its own stage's count, and the fraction is that count
+        name, done, total = pattern.match(desc).groups()
+        assert fraction == pytest.approx(int(done) / max(int(total), 1)) and int(done) <= int(total)
+        if not stages or stages[-1] != name:
+            stages.append(name)
+    assert stages[-1] == STAGE_NAMES["evaluation"] and STAGE_NAMES["propagation"] in stages
+    # the video is shown (status "Computing the figures…") before the figures' progress starts, not at "100 %"
+    shown_at, shown = next((count, update) for count, update in updates if page.result_video in update)
+    assert shown[page.status].endswith("Computing the figures…")
+    assert all(not desc.startswith(STAGE_NAMES["evaluation"]) for _, desc in reports[:shown_at])
+    assert any(desc.startswith(STAGE_NAMES["evaluation"]) for _, desc in reports[shown_at:])
+    last = updates[-1][1]
+    assert "Warp error (output)" in last[page.figures] and last[page.status].startswith("Done: 20 frames")

@@ -97,6 +97,7 @@ class UiSession:
                 shutil.rmtree(old)
         for result in self.root.glob(f"{self.output.stem}*{self.output.suffix}"):  # the result, its comparison
             result.unlink()
+        self.keyframes = []
         if staged is None:
             self.video, self.source_name, self.user_name = None, "", ""
             return
