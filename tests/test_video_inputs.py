@@ -228,6 +228,22 @@ def test_a_stream_cut_before_a_keyframe_gives_what_players_show(tmp_path, suffix
     assert flash == pytest.approx(13 / FPS, abs=1e-3) and abs(beep - flash) < 1 / FPS
 
 
+@pytest.mark.slow
+def test_translate_writes_what_players_show_of_a_cut_stream_with_its_audio(tmp_path):
+    from rerender.workflow.translation import ClassicRenderer, translate
+
+    full, cut = tmp_path / "full.ts", tmp_path / "segment.ts"
+    _encode_clip(full, count=30, gop=10, flash=20, fmt="mpegts")
+    _cut_video_packets(full, cut, drop=4, fmt="mpegts")  # 6 packets before the keyframe at 10: 20 frames shown
+    output = tmp_path / "out.mp4"
+    result = translate(cut, "a cartoon", K=10, output=output, renderer=ClassicRenderer("a cartoon"), progress=False,
+                       resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
+                       dis_preset="fast")
+    assert result.frame_count == 20 and len(_decoded_times(output)) == 20
+    flash, beep = _flash_and_beep(output)
+    assert flash == pytest.approx(10 / FPS, abs=1e-3) and abs(beep - flash) < 1 / FPS
+
+
 # ------------------------------------------------------------------------- resolution changes mid-stream
 
 
