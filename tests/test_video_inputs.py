@@ -109,6 +109,26 @@ def test_background_option_is_checked():
     assert VideoConfig(background="#FF0080").background == "#FF0080"
 
 
+def test_a_transparent_gif_shows_the_background(tmp_path):
+    palette = [255, 0, 0, 0, 255, 0] + [0] * 762  # 0: red, 1: green (the transparent index)
+    frames = []
+    for _ in range(3):
+        indices = np.zeros((16, 16), np.uint8)
+        indices[:, :8] = 1
+        frame = Image.fromarray(indices, "P")
+        frame.putpalette(palette)
+        frames.append(frame)
+    path = tmp_path / "sticker.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], transparency=1, duration=100, loop=0, disposal=2)
+    info = probe_video(path)
+    assert info.has_alpha
+    black = next(read_frames(path, info=info, background="black"))
+    assert black[4, 2].tolist() == [0, 0, 0] and black[4, 12].tolist() == [255, 0, 0]
+    opaque = tmp_path / "opaque.gif"
+    frames[0].save(opaque, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert not probe_video(opaque).has_alpha
+
+
 # ------------------------------------------------------------------------------ float and 16-bit images
 
 

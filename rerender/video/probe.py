@@ -351,8 +351,10 @@ def _describe(path: Path, container, stream, first, pts: list[int | None], skipp
     if transfer is not None:
         logger.warning("%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
                        path, transfer)
-    # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
-    has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
+    # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not: look.
+    has_alpha = len(first.format.components) in (2, 4)
+    if has_alpha and codec.name == "gif":
+        has_alpha = bool(first.to_ndarray(format="rgba")[..., 3].min() < 255)
     if has_alpha:
         logger.warning("%s has an alpha channel (%s); transparent pixels are composited over `video.background` "
                        "(white by default)", path, first.format.name)

@@ -179,7 +179,7 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, look: _L
 
 def _as_shown(frame, info: VideoInfo, look: _Look, index: int) -> np.ndarray:
     """A decoded picture as a viewer sees it: RGB, square pixels, upright, at the video's size on screen."""
-    image = _to_rgb(frame, info.hdr_transfer, look.background if info.has_alpha else None)
+    image = _to_rgb(frame, info.hdr_transfer, look.background)  # a frame with alpha: composited (GIF, ProRes 4444)
     square = _square_pixel_size(info.stored_width, info.stored_height, info.sample_aspect_ratio)
     if (frame.width, frame.height) == (info.stored_width, info.stored_height):
         image = resize_frame(image, square)  # non-square pixels → square ones
