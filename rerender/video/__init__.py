@@ -29,6 +29,7 @@ Example:
     >>> write_video(frames, "out.mp4", fps=info.fps, audio_from="clip.mp4")  # doctest: +SKIP
 """
 
+from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
 from rerender.video.files import (
     DEFAULT_BACKGROUND,
     IMAGE_EXTENSIONS,
@@ -55,10 +56,6 @@ from rerender.video.geometry import (
     unfit_frame,
 )
 from rerender.video.hdr import HDR_KNEE, SDR_WHITE_NITS, tone_map_to_sdr
-from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, AudioTrack, VideoInfo, choose_audio_track, count_frames, describe_audio_track, probe_video, reading_notes
-from rerender.video.reader import read_frames
-from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
-from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
 from rerender.video.memory import (
     HELD_BYTES_PER_PIXEL,
     PASS_BYTES_PER_PIXEL,
@@ -66,6 +63,18 @@ from rerender.video.memory import (
     check_run_memory,
     estimate_run_memory,
 )
+from rerender.video.probe import (
+    DEFAULT_IMAGE_SEQUENCE_FPS,
+    AudioTrack,
+    VideoInfo,
+    choose_audio_track,
+    count_frames,
+    describe_audio_track,
+    probe_video,
+    reading_notes,
+)
+from rerender.video.reader import read_frames
+from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
 
 __all__ = [
     "IMAGE_EXTENSIONS",
