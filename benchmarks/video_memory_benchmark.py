@@ -44,8 +44,11 @@ def main() -> None:
     for workers in args.workers:
         for count in args.frames:
             peak, seconds = peak_bytes(args.size, count, workers)
-            print(f"{args.size}x{args.size}, {count} frames, {workers} worker(s): peak {peak / 1e6:.1f} MB = "
-                  f"{peak / pixels:.0f} B/px ({seconds:.0f} s)", flush=True)
+            print(
+                f"{args.size}x{args.size}, {count} frames, {workers} worker(s): peak {peak / 1e6:.1f} MB = "
+                f"{peak / pixels:.0f} B/px ({seconds:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -100,6 +100,18 @@ def test_read_selection_streams_cropped_resized_frames(synthetic_clip):
     assert frames[0].shape == (32, 64, 3) and frames[0].dtype == np.uint8
 
 
+def test_read_frames_takes_keywords_and_the_configs_crop(synthetic_clip):
+    from rerender.config import Crop
+
+    as_tuple = list(read_frames(synthetic_clip, end=3, crop=(8, 0, 8, 16)))
+    as_crop = list(read_frames(synthetic_clip, end=3, crop=Crop(left=8, right=8, bottom=16)))
+    assert all(np.array_equal(a, b) for a, b in zip(as_tuple, as_crop, strict=True))
+    with pytest.raises(TypeError):
+        read_frames(synthetic_clip, 0, 3)  # keyword-only after the path
+    with pytest.raises(ValueError, match=r"`crop` must be a Crop or \(left, top, right, bottom\)"):
+        read_frames(synthetic_clip, crop="8px")
+
+
 def test_decoded_frames_match_the_source(synthetic_clip):
     video = make_synthetic_video(num_frames=20, width=96, height=64, motion="mixed")
     decoded = list(read_frames(synthetic_clip))

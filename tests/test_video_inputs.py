@@ -58,7 +58,8 @@ def _quadrant_colours(image: np.ndarray) -> dict[tuple[int, int], list[int]]:
     height, width = image.shape[:2]
     return {
         (row, column): image[row * height // 2 + height // 4, column * width // 2 + width // 4].astype(int).tolist()
-        for row in (0, 1) for column in (0, 1)
+        for row in (0, 1)
+        for column in (0, 1)
     }
 
 
@@ -109,6 +110,26 @@ def test_background_option_is_checked():
     assert VideoConfig(background="#FF0080").background == "#FF0080"
 
 
+def test_a_transparent_gif_shows_the_background(tmp_path):
+    palette = [255, 0, 0, 0, 255, 0] + [0] * 762  # 0: red, 1: green (the transparent index)
+    frames = []
+    for _ in range(3):
+        indices = np.zeros((16, 16), np.uint8)
+        indices[:, :8] = 1
+        frame = Image.fromarray(indices, "P")
+        frame.putpalette(palette)
+        frames.append(frame)
+    path = tmp_path / "sticker.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], transparency=1, duration=100, loop=0, disposal=2)
+    info = probe_video(path)
+    assert info.has_alpha
+    black = next(read_frames(path, info=info, background="black"))
+    assert black[4, 2].tolist() == [0, 0, 0] and black[4, 12].tolist() == [255, 0, 0]
+    opaque = tmp_path / "opaque.gif"
+    frames[0].save(opaque, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert not probe_video(opaque).has_alpha
+
+
 # ------------------------------------------------------------------------------ float and 16-bit images
 
 
@@ -157,7 +178,9 @@ def _encode_clip(path: Path, count: int, gop: int, flash: int, fmt: str | None =
         audio = container.add_stream("aac", rate=RATE)
         audio.codec_context.layout = "mono"
         for index in range(count):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 255 if index == flash else 60, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full((32, 32, 3), 255 if index == flash else 60, np.uint8), format="rgb24"
+            )
             frame.pts = index
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -167,7 +190,9 @@ def _encode_clip(path: Path, count: int, gop: int, flash: int, fmt: str | None =
         onset = int(flash / FPS * RATE)
         samples[onset : onset + RATE // 10] = 0.5 * np.sin(2 * np.pi * BEEP * np.arange(RATE // 10) / RATE)
         for offset in range(0, samples.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(samples[None, offset : offset + 1024].copy(), format="fltp", layout="mono")
+            chunk = av.AudioFrame.from_ndarray(
+                samples[None, offset : offset + 1024].copy(), format="fltp", layout="mono"
+            )
             chunk.sample_rate, chunk.pts, chunk.time_base = RATE, offset, Fraction(1, RATE)
             for packet in audio.encode(chunk):
                 container.mux(packet)
@@ -221,11 +246,44 @@ def test_a_stream_cut_before_a_keyframe_gives_what_players_show(tmp_path, suffix
     frames = list(read_frames(cut, info=info))
     assert len(frames) == 35 and frames[15].mean() > 200  # the flash: frame 30 of the uncut clip
     output = tmp_path / "out.mp4"
-    write_video(read_frames(cut, info=info, start=2), output, fps=info.fps, audio_from=cut,
-                audio_start=info.start_time(2), timestamps=info.output_times(2))
+    write_video(
+        read_frames(cut, info=info, start=2),
+        output,
+        fps=info.fps,
+        audio_from=cut,
+        audio_start=info.start_time(2),
+        timestamps=info.output_times(2),
+    )
     assert len(_decoded_times(output)) == 33
     flash, beep = _flash_and_beep(output)
     assert flash == pytest.approx(13 / FPS, abs=1e-3) and abs(beep - flash) < 1 / FPS
+
+
+@pytest.mark.slow
+def test_translate_writes_what_players_show_of_a_cut_stream_with_its_audio(tmp_path):
+    from rerender.workflow.translation import ClassicRenderer, translate
+
+    full, cut = tmp_path / "full.ts", tmp_path / "segment.ts"
+    _encode_clip(full, count=30, gop=10, flash=20, fmt="mpegts")
+    _cut_video_packets(full, cut, drop=4, fmt="mpegts")  # 6 packets before the keyframe at 10: 20 frames shown
+    output = tmp_path / "out.mp4"
+    result = translate(
+        cut,
+        "a cartoon",
+        K=10,
+        output=output,
+        renderer=ClassicRenderer("a cartoon"),
+        progress=False,
+        resolution=64,
+        size_multiple=16,
+        propagation_preset="fast",
+        workers=1,
+        flow_estimator="dis",
+        dis_preset="fast",
+    )
+    assert result.frame_count == 20 and len(_decoded_times(output)) == 20
+    flash, beep = _flash_and_beep(output)
+    assert flash == pytest.approx(10 / FPS, abs=1e-3) and abs(beep - flash) < 1 / FPS
 
 
 # ------------------------------------------------------------------------- resolution changes mid-stream
@@ -304,7 +362,9 @@ def _two_track_clip(path: Path, default: int | None) -> None:
         for audio, hertz in tracks:
             samples = (0.5 * np.sin(2 * np.pi * hertz * np.arange(RATE) / RATE)).astype(np.float32)
             for offset in range(0, RATE, 1024):
-                chunk = av.AudioFrame.from_ndarray(samples[None, offset : offset + 1024].copy(), format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(
+                    samples[None, offset : offset + 1024].copy(), format="fltp", layout="mono"
+                )
                 chunk.sample_rate, chunk.pts, chunk.time_base = RATE, offset, Fraction(1, RATE)
                 for packet in audio.encode(chunk):
                     container.mux(packet)
@@ -424,7 +484,9 @@ def small_disk(tmp_path):
     mount.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True)
     if result.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip() or result.returncode}")
+        pytest.skip(
+            f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip() or result.returncode}"
+        )
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
 

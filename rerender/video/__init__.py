@@ -5,10 +5,18 @@ Everything streams: a 1,000-frame 1080p video is never held decoded in memory at
 
 Inputs may be video files (mp4, mov, mkv, webm, avi, gif, … anything FFmpeg decodes) or folders of numbered
 images (png, jpg, webp, bmp, tif), sorted naturally so `2.png` comes before `10.png`. Frames come out as a
-viewer sees them (the README's "Video I/O" section lists the cases): upright and unmirrored (display
-matrix, as FFmpeg's autorotate), square pixels (anamorphic clips stretched), only the frames an edit list
-shows, the moving-picture stream (never a cover image), HDR tone-mapped to SDR; and with each frame's time
-on the file's clock (`VideoInfo.timestamps`), so outputs keep variable frame rates and audio sync.
+viewer sees them (docs/concepts/video-io.md lists the cases): upright and unmirrored (display matrix, as
+FFmpeg's autorotate; EXIF orientation for images), square pixels (anamorphic clips stretched), only the
+frames an edit list shows and none a player cannot decode (a stream cut before a keyframe), the
+moving-picture stream (never a cover image), HDR tone-mapped to SDR, interlaced frames deinterlaced,
+transparency composited over a background, a mid-stream resolution change fitted (never stretched); and
+with each frame's time on the file's clock (`VideoInfo.timestamps`), so outputs keep variable frame rates
+and audio sync.
+
+The package's modules: `probe` (VideoInfo, probe_video, audio tracks), `reader` (read_frames), `geometry`
+(processing size, fit/unfit, crop, resize, letterbox), `hdr` (tone mapping), `writer` (VideoWriter,
+write_video, write_png_sequence), `audio` (trim, mux, track choice), `files` (images, output paths, atomic
+writes, full disks), `memory` (a run's memory estimate). Import from `rerender.video`.
 
 Outputs are written under a temporary name in the destination folder and renamed when complete: an
 interrupted run never leaves a truncated file under the final name, and an existing input is never
@@ -21,6 +29,7 @@ Example:
     >>> write_video(frames, "out.mp4", fps=info.fps, audio_from="clip.mp4")  # doctest: +SKIP
 """
 
+from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
 from rerender.video.files import (
     DEFAULT_BACKGROUND,
     IMAGE_EXTENSIONS,
@@ -47,10 +56,6 @@ from rerender.video.geometry import (
     unfit_frame,
 )
 from rerender.video.hdr import HDR_KNEE, SDR_WHITE_NITS, tone_map_to_sdr
-from rerender.video.probe import DEFAULT_IMAGE_SEQUENCE_FPS, AudioTrack, VideoInfo, choose_audio_track, count_frames, describe_audio_track, probe_video, reading_notes
-from rerender.video.reader import read_frames
-from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
-from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
 from rerender.video.memory import (
     HELD_BYTES_PER_PIXEL,
     PASS_BYTES_PER_PIXEL,
@@ -58,6 +63,18 @@ from rerender.video.memory import (
     check_run_memory,
     estimate_run_memory,
 )
+from rerender.video.probe import (
+    DEFAULT_IMAGE_SEQUENCE_FPS,
+    AudioTrack,
+    VideoInfo,
+    choose_audio_track,
+    count_frames,
+    describe_audio_track,
+    probe_video,
+    reading_notes,
+)
+from rerender.video.reader import read_frames
+from rerender.video.writer import ENCODER_THREADS, VideoWriter, write_png_sequence, write_video
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -41,16 +41,19 @@ def source_audio_track(path: str | os.PathLike, requested: int | None = None) ->
         return choose_audio_track(_audio_tracks(container), requested)
 
 
-def _mux_audio(video_path: Path, audio_source: Path, output: Path, start: float, duration: float,
-               track: int | None = None) -> None:
+def _mux_audio(
+    video_path: Path, audio_source: Path, output: Path, start: float, duration: float, track: int | None = None
+) -> None:
     """Write `video_path`'s video plus one audio track of `audio_source` (`source_audio_track(track)`) over
     [start, start+duration) to `output`."""
     import av
 
     end = start + duration
-    with av.open(_ffmpeg_url(video_path)) as video_in, av.open(_ffmpeg_url(audio_source)) as audio_in, av.open(
-        _ffmpeg_url(output), "w"
-    ) as out:
+    with (
+        av.open(_ffmpeg_url(video_path)) as video_in,
+        av.open(_ffmpeg_url(audio_source)) as audio_in,
+        av.open(_ffmpeg_url(output), "w") as out,
+    ):
         video_stream_in = video_in.streams.video[0]
         audio_stream_in = audio_in.streams.audio[choose_audio_track(_audio_tracks(audio_in), track)]
         video_out = out.add_stream_from_template(video_stream_in)
@@ -111,7 +114,9 @@ def _reencoded_audio_packets(container, stream, audio_out, start: float, end: fl
     """Decode, trim sample-accurately to [start, end) on the source clock and encode to AAC from `start` = 0."""
     import av
 
-    resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout.name, rate=audio_out.codec_context.sample_rate)
+    resampler = av.AudioResampler(
+        format="fltp", layout=stream.codec_context.layout.name, rate=audio_out.codec_context.sample_rate
+    )
     rate = audio_out.codec_context.sample_rate
     fifo = av.AudioFifo()
     first_sample = None  # output sample index of the first kept sample: audio may start after `start`
@@ -128,7 +133,9 @@ def _reencoded_audio_packets(container, stream, audio_out, start: float, end: fl
                 continue
             if first_sample is None:
                 first_sample = max(0, -first)
-            trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=resampled.layout.name)
+            trimmed = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples), format="fltp", layout=resampled.layout.name
+            )
             trimmed.sample_rate = rate
             trimmed.pts = None
             fifo.write(trimmed)

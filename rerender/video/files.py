@@ -8,9 +8,10 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -19,8 +20,20 @@ from rerender.errors import DiskFullError, InputNotFoundError, OutputPathError, 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_SUFFIXES", "WRITABLE_SUFFIXES", "DEFAULT_BACKGROUND", "list_image_files",
-           "read_image", "read_image_with_alpha", "composite", "write_image", "disk_full_error", "check_output_path", "atomic_output"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_SUFFIXES",
+    "WRITABLE_SUFFIXES",
+    "DEFAULT_BACKGROUND",
+    "list_image_files",
+    "read_image",
+    "read_image_with_alpha",
+    "composite",
+    "write_image",
+    "disk_full_error",
+    "check_output_path",
+    "atomic_output",
+]
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -40,13 +53,15 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise InputNotFoundError(f"folder not found: {str(folder)!r}")
     files = sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        ),
         key=_natural_key,
     )
     if not files:
-        raise InputNotFoundError(
-            f"folder {str(folder)!r} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-        )
+        raise InputNotFoundError(f"folder {str(folder)!r} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 
@@ -84,8 +99,15 @@ def _float_to_uint8(values: np.ndarray, path: Path) -> np.ndarray:
     values = np.nan_to_num(values.astype(np.float64), nan=0.0)
     low, high = float(values.min(initial=0)), float(values.max(initial=0))
     if low < 0 or high > 1:
-        _log_once("float range", str(path), "%s holds floating-point pixels from %.3g to %.3g; 0–1 is read as black to "
-                  "white and the rest is clipped (convert it to 8- or 16-bit to choose the mapping)", path, low, high)
+        _log_once(
+            "float range",
+            str(path),
+            "%s holds floating-point pixels from %.3g to %.3g; 0–1 is read as black to "
+            "white and the rest is clipped (convert it to 8- or 16-bit to choose the mapping)",
+            path,
+            low,
+            high,
+        )
     return np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
 
 
@@ -96,8 +118,10 @@ def _from_opencv(image: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray 
     elif image.dtype.kind == "f":
         image = _float_to_uint8(image, path)
     elif image.dtype != np.uint8:
-        raise VideoReadError(f"{str(path)!r} stores {image.dtype} pixels; images are read from 8-bit, 16-bit or "
-                             "floating-point (0–1) files")
+        raise VideoReadError(
+            f"{str(path)!r} stores {image.dtype} pixels; images are read from 8-bit, 16-bit or "
+            "floating-point (0–1) files"
+        )
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB), None
     if image.shape[2] == 4:
@@ -144,8 +168,9 @@ def read_image_with_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
     return _from_opencv(image, path)
 
 
-def composite(rgb: np.ndarray, alpha: np.ndarray | None,
-              background: str | tuple[int, int, int] = DEFAULT_BACKGROUND) -> np.ndarray:
+def composite(
+    rgb: np.ndarray, alpha: np.ndarray | None, background: str | tuple[int, int, int] = DEFAULT_BACKGROUND
+) -> np.ndarray:
     """Composite an RGB image over a plain `background` by its alpha (`out = a·rgb + (1 − a)·background`).
 
     Shape:
@@ -190,15 +215,31 @@ def read_image(
         return rgb
     share = float(np.mean(alpha < 255))
     if not isinstance(background, str):
-        background = "white" if tuple(background) == DEFAULT_BACKGROUND else "#%02x%02x%02x" % tuple(background)
+        background = (
+            "white" if tuple(background) == DEFAULT_BACKGROUND else "#" + "".join(f"{int(c):02x}" for c in background)
+        )
     if keyframe:
-        _log_once("keyframe alpha", str(path), "keyframe %s has transparent areas (%.0f%% of its pixels): they are "
-                  "filled with the background %s, and propagation carries that colour into the video; paint them "
-                  "opaque or choose `video.background`", path, 100 * share, background)
+        _log_once(
+            "keyframe alpha",
+            str(path),
+            "keyframe %s has transparent areas (%.0f%% of its pixels): they are "
+            "filled with the background %s, and propagation carries that colour into the video; paint them "
+            "opaque or choose `video.background`",
+            path,
+            100 * share,
+            background,
+        )
     else:
-        _log_once("alpha", str(path.parent), "%s has transparent pixels (%.0f%%); they are composited over %s "
-                  "(`video.background`), and so are those of other images in %s", path.name, 100 * share, background,
-                  path.parent)
+        _log_once(
+            "alpha",
+            str(path.parent),
+            "%s has transparent pixels (%.0f%%); they are composited over %s "
+            "(`video.background`), and so are those of other images in %s",
+            path.name,
+            100 * share,
+            background,
+            path.parent,
+        )
     return composite(rgb, alpha, background)
 
 
@@ -249,8 +290,9 @@ def disk_full_error(error: BaseException, path: str | os.PathLike, needed: int |
     if needed:
         figures.append(f"about {_megabytes(needed)} needed")
     detail = f" ({'; '.join(figures)})" if figures else ""
-    message = (f"the disk is full writing {str(path)!r} in {str(folder)!r}{detail}; free some space or choose "
-               "another folder")
+    message = (
+        f"the disk is full writing {str(path)!r} in {str(folder)!r}{detail}; free some space or choose another folder"
+    )
     return DiskFullError(errno.ENOSPC, message, str(path))
 
 
@@ -306,11 +348,15 @@ def check_output_path(
         )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputPathError(f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first")
+        raise OutputPathError(
+            f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first"
+        )
     if not os.access(parent, os.W_OK):
         raise OutputPathError(f"{name}: the folder {str(parent)!r} is not writable (for {str(output)!r})")
     if kind != "folder" and output.is_dir():
-        raise OutputPathError(f"{name} {str(output)!r} is a folder; give a file name" + (" such as out.mp4" if kind == "video" else ""))
+        raise OutputPathError(
+            f"{name} {str(output)!r} is a folder; give a file name" + (" such as out.mp4" if kind == "video" else "")
+        )
     if kind == "folder" and output.exists() and not output.is_dir():
         raise OutputPathError(f"{name} {str(output)!r} exists and is not a folder")
     resolved = output.resolve()

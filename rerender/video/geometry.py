@@ -10,7 +10,17 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASPECT_TOLERANCE", "compute_output_size", "fit_size", "fit_frame", "unfit_frame", "crop_frame", "resize_frame", "letterbox_frame", "preprocess_frame"]
+__all__ = [
+    "ASPECT_TOLERANCE",
+    "compute_output_size",
+    "fit_size",
+    "fit_frame",
+    "unfit_frame",
+    "crop_frame",
+    "resize_frame",
+    "letterbox_frame",
+    "preprocess_frame",
+]
 
 
 ASPECT_TOLERANCE = 0.01
@@ -59,16 +69,23 @@ def compute_output_size(
     # a side shorter than one multiple is clamped up to it, so an extreme aspect cannot be kept: say so
     distortion = (new_width / new_height) / (width / height)
     if max(distortion, 1 / distortion) > 1.25:
-        logger.warning("a %d×%d input becomes %d×%d: its aspect ratio (1:%.0f) cannot be kept at `resolution` %d in "
-                       "multiples of %d (the short side is clamped to one multiple; %.1f× off); crop it or raise "
-                       "`resolution`", width, height, new_width, new_height, max(width, height) / min(width, height),
-                       resolution, size_multiple, max(distortion, 1 / distortion))
+        logger.warning(
+            "a %d×%d input becomes %d×%d: its aspect ratio (1:%.0f) cannot be kept at `resolution` %d in "
+            "multiples of %d (the short side is clamped to one multiple; %.1f× off); crop it or raise "
+            "`resolution`",
+            width,
+            height,
+            new_width,
+            new_height,
+            max(width, height) / min(width, height),
+            resolution,
+            size_multiple,
+            max(distortion, 1 / distortion),
+        )
     return new_width, new_height
 
 
-def fit_size(
-    width: int, height: int, size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE
-) -> tuple[int, int]:
+def fit_size(width: int, height: int, size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE) -> tuple[int, int]:
     """The size a `width`×`height` frame is scaled to before `fit_frame` centres it in `size`.
 
     When `size` has the frame's aspect within `tolerance` (the usual case: a 960×506 clip in 512×272 differs
@@ -125,7 +142,12 @@ def _reframe(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     pad_x, pad_y = max(0, target_width - width), max(0, target_height - height)
     if pad_x or pad_y:
         frame = cv2.copyMakeBorder(
-            np.ascontiguousarray(frame), pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2, cv2.BORDER_REPLICATE
+            np.ascontiguousarray(frame),
+            pad_y // 2,
+            pad_y - pad_y // 2,
+            pad_x // 2,
+            pad_x - pad_x // 2,
+            cv2.BORDER_REPLICATE,
         )
     return np.ascontiguousarray(frame)
 
@@ -162,7 +184,10 @@ def letterbox_frame(frame: np.ndarray, size: tuple[int, int], fill: int = 0) -> 
     """
     width, height = size
     scale = min(width / frame.shape[1], height / frame.shape[0])
-    inner = max(1, min(width, int(round(frame.shape[1] * scale)))), max(1, min(height, int(round(frame.shape[0] * scale))))
+    inner = (
+        max(1, min(width, int(round(frame.shape[1] * scale)))),
+        max(1, min(height, int(round(frame.shape[0] * scale)))),
+    )
     scaled = resize_frame(frame, inner)
     canvas = np.full((height, width) + frame.shape[2:], fill, dtype=frame.dtype)
     left, top = (width - inner[0]) // 2, (height - inner[1]) // 2

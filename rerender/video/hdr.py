@@ -85,7 +85,9 @@ def tone_map_to_sdr(signal: np.ndarray, transfer: Literal["PQ", "HLG"]) -> np.nd
         nits = _pq_to_nits(signal) if transfer == "PQ" else _hlg_to_nits(signal)
     shape = nits.shape
     # One (HW, 3) × (3, 3) product: far faster than a batch of per-pixel products.
-    linear = np.maximum(nits.reshape(-1, 3).astype(np.float32) @ (_BT2020_TO_BT709.T / SDR_WHITE_NITS), 0).reshape(shape)
+    linear = np.maximum(nits.reshape(-1, 3).astype(np.float32) @ (_BT2020_TO_BT709.T / SDR_WHITE_NITS), 0).reshape(
+        shape
+    )
     peak = linear.max(axis=-1, keepdims=True)
     span = 1 - HDR_KNEE
     mapped = np.where(peak <= HDR_KNEE, peak, HDR_KNEE + span * (1 - np.exp(-(peak - HDR_KNEE) / span)))

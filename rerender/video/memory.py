@@ -53,8 +53,10 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         width, height = self.propagation_size
-        return (f"about {_gigabytes(self.total_bytes)} of memory (propagation at {width}×{height}, {self.passes} "
-                f"pass{'es' if self.passes != 1 else ''} at once, {self.frames_held} frames each)")
+        return (
+            f"about {_gigabytes(self.total_bytes)} of memory (propagation at {width}×{height}, {self.passes} "
+            f"pass{'es' if self.passes != 1 else ''} at once, {self.frames_held} frames each)"
+        )
 
 
 def _gigabytes(count: float) -> str:
@@ -89,7 +91,9 @@ def estimate_run_memory(info: VideoInfo, config: RerenderConfig, frame_count: in
     passes = max(1, min(config.propagation.workers or os.cpu_count() or 1, os.cpu_count() or 1, chains))
     pixels = size[0] * size[1]
     source_pixels = max(info.width * info.height, info.stored_width * info.stored_height)
-    total = pixels * (PASS_BYTES_PER_PIXEL * passes + HELD_BYTES_PER_PIXEL * held) + source_pixels * DECODE_BYTES_PER_PIXEL
+    total = (
+        pixels * (PASS_BYTES_PER_PIXEL * passes + HELD_BYTES_PER_PIXEL * held) + source_pixels * DECODE_BYTES_PER_PIXEL
+    )
     return MemoryEstimate(total, size, (info.width, info.height), passes, held)
 
 
@@ -113,11 +117,15 @@ def _machine_memory() -> tuple[int | None, int | None]:
 def _what_lowers_it(config: RerenderConfig, estimate: MemoryEstimate) -> str:
     ways = []
     if config.propagation.output_size == "source":
-        ways.append("propagate at the processing size (leave out --source-size; `propagation.output_size: processing`)")
+        ways.append(
+            "propagate at the processing size (leave out --source-size; `propagation.output_size: processing`)"
+        )
     else:
         ways.append(f"a lower `video.resolution` (now {config.video.resolution}: --set video.resolution=...)")
     if estimate.passes > 1:
-        ways.append(f"fewer passes at once (`propagation.workers`, now {estimate.passes}: --set propagation.workers=1)")
+        ways.append(
+            f"fewer passes at once (`propagation.workers`, now {estimate.passes}: --set propagation.workers=1)"
+        )
     ways.append("a crop (`video.crop`: --set video.crop.left=...)")
     return "; or ".join(ways)
 
@@ -145,11 +153,16 @@ def check_run_memory(
     physical, available = memory if memory is not None else _machine_memory()
     need = estimate.describe()
     if physical and estimate.total_bytes > REFUSE_FACTOR * physical:
-        raise ConfigError(f"this run needs {need}, but the machine has {_gigabytes(physical)}: "
-                          f"{_what_lowers_it(config, estimate)}")
+        raise ConfigError(
+            f"this run needs {need}, but the machine has {_gigabytes(physical)}: {_what_lowers_it(config, estimate)}"
+        )
     if available and estimate.total_bytes > available:
-        logger.warning("this run needs %s and %s is available now; it may swap or be stopped: %s", need,
-                       _gigabytes(available), _what_lowers_it(config, estimate))
+        logger.warning(
+            "this run needs %s and %s is available now; it may swap or be stopped: %s",
+            need,
+            _gigabytes(available),
+            _what_lowers_it(config, estimate),
+        )
     else:
         logger.info("this run needs %s", need)
     return estimate

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -16,7 +16,16 @@ from rerender.video.files import IMAGE_EXTENSIONS, _open_container, list_image_f
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoInfo", "AudioTrack", "probe_video", "choose_audio_track", "describe_audio_track", "reading_notes", "count_frames", "DEFAULT_IMAGE_SEQUENCE_FPS"]
+__all__ = [
+    "VideoInfo",
+    "AudioTrack",
+    "probe_video",
+    "choose_audio_track",
+    "describe_audio_track",
+    "reading_notes",
+    "count_frames",
+    "DEFAULT_IMAGE_SEQUENCE_FPS",
+]
 
 
 DEFAULT_IMAGE_SEQUENCE_FPS = Fraction(25)
@@ -191,7 +200,21 @@ def _orient(image: np.ndarray, rotation: int, mirrored: bool) -> np.ndarray:
 
 
 _COMMON_RATES = tuple(
-    Fraction(rate) for rate in (Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50, Fraction(60000, 1001), 60, 100, 120, 240)
+    Fraction(rate)
+    for rate in (
+        Fraction(24000, 1001),
+        24,
+        25,
+        Fraction(30000, 1001),
+        30,
+        48,
+        50,
+        Fraction(60000, 1001),
+        60,
+        100,
+        120,
+        240,
+    )
 )
 
 
@@ -260,20 +283,29 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
             raise VideoReadError(f"{str(path)!r} has no video stream")
         firsts, presented = _scan_packets(container, streams, path)
         # The main picture is the stream with the most frames (a thumbnail track has one), then the largest.
-        stream = max(streams, key=lambda item: (len(presented[item.index]), item.codec_context.width * item.codec_context.height))
+        stream = max(
+            streams,
+            key=lambda item: (len(presented[item.index]), item.codec_context.width * item.codec_context.height),
+        )
         codec = stream.codec_context
         first = firsts.get(stream.index)
         pts, skipped = _shown_packets(presented[stream.index])
         if skipped:
-            logger.warning("%s begins with %d packets that cannot be decoded (cut before a keyframe); they are skipped, "
-                           "as players do: the video starts at its first keyframe", path, skipped)
+            logger.warning(
+                "%s begins with %d packets that cannot be decoded (cut before a keyframe); they are skipped, "
+                "as players do: the video starts at its first keyframe",
+                path,
+                skipped,
+            )
         if first is None:
             try:
                 first = next(iter(codec.decode(None)), None)  # a decoder that holds frames back until the end
             except Exception:  # noqa: BLE001
                 first = None
         if first is None or not pts:
-            raise VideoReadError(f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded")
+            raise VideoReadError(
+                f"{str(path)!r} has no video frames" if not pts else f"{str(path)!r} cannot be decoded"
+            )
         return _describe(path, container, stream, first, pts, skipped)
 
 
@@ -284,13 +316,26 @@ def _probe_folder(path: Path, image_sequence_fps: float | Fraction | None) -> Vi
     height, width = first.shape[:2]
     times = tuple(float(index / fps) for index in range(len(files)))
     return VideoInfo(
-        path=path, width=width, height=height, fps=fps, frame_count=len(files), rotation=0, has_audio=False,
-        audio_codec=None, video_codec=None, is_image_sequence=True, timestamps=times, stored_width=width,
-        stored_height=height, has_alpha=alpha is not None,
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=len(files),
+        rotation=0,
+        has_audio=False,
+        audio_codec=None,
+        video_codec=None,
+        is_image_sequence=True,
+        timestamps=times,
+        stored_width=width,
+        stored_height=height,
+        has_alpha=alpha is not None,
     )
 
 
-def _scan_packets(container, streams, path: Path) -> tuple[dict[int, object], dict[int, list[tuple[int | None, bool]]]]:
+def _scan_packets(
+    container, streams, path: Path
+) -> tuple[dict[int, object], dict[int, list[tuple[int | None, bool]]]]:
     """The first decoded frame of each stream, and each stream's presented packets as `(pts, is_keyframe)`."""
     firsts: dict[int, object] = {}
     presented: dict[int, list[tuple[int | None, bool]]] = {stream.index: [] for stream in streams}
@@ -349,27 +394,56 @@ def _describe(path: Path, container, stream, first, pts: list[int | None], skipp
         width, height = height, width
     transfer = _TRANSFERS.get(int(first.color_trc or codec.color_trc or 0))  # the frame's tag, else the header's
     if transfer is not None:
-        logger.warning("%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
-                       path, transfer)
-    # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not.
-    has_alpha = len(first.format.components) in (2, 4) and codec.name != "gif"
+        logger.warning(
+            "%s is HDR (%s, BT.2020); it is tone-mapped to SDR (BT.709) as it is read, so the output is SDR",
+            path,
+            transfer,
+        )
+    # Grey + alpha, or three colours + alpha. The GIF decoder always outputs BGRA, transparent or not: look.
+    has_alpha = len(first.format.components) in (2, 4)
+    if has_alpha and codec.name == "gif":
+        has_alpha = bool(first.to_ndarray(format="rgba")[..., 3].min() < 255)
     if has_alpha:
-        logger.warning("%s has an alpha channel (%s); transparent pixels are composited over `video.background` "
-                       "(white by default)", path, first.format.name)
+        logger.warning(
+            "%s has an alpha channel (%s); transparent pixels are composited over `video.background` "
+            "(white by default)",
+            path,
+            first.format.name,
+        )
     interlaced = bool(getattr(first, "interlaced_frame", False))
     if interlaced:
-        logger.warning("%s is interlaced; it is deinterlaced as it is read (bwdif; `video.deinterlace: false` to "
-                       "keep the fields woven)", path)
+        logger.warning(
+            "%s is interlaced; it is deinterlaced as it is read (bwdif; `video.deinterlace: false` to "
+            "keep the fields woven)",
+            path,
+        )
     tracks = _audio_tracks(container)
     chosen = choose_audio_track(tracks)
     return VideoInfo(
-        path=path, width=width, height=height, fps=fps, frame_count=len(pts), rotation=rotation,
-        has_audio=chosen is not None, audio_codec=tracks[chosen].codec if chosen is not None else None,
-        video_codec=codec.name, is_image_sequence=False, timestamps=tuple(times.tolist()),
-        stored_width=first.width, stored_height=first.height, sample_aspect_ratio=aspect, mirrored=mirrored,
-        variable_frame_rate=_is_variable_rate(times, fps), hdr_transfer=transfer, has_alpha=has_alpha,
-        colorspace=_COLORSPACES.get(int(codec.colorspace or 2)), stream_index=stream.index,
-        audio_tracks=tracks, audio_track=chosen, interlaced=interlaced, skipped_packets=skipped,
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=len(pts),
+        rotation=rotation,
+        has_audio=chosen is not None,
+        audio_codec=tracks[chosen].codec if chosen is not None else None,
+        video_codec=codec.name,
+        is_image_sequence=False,
+        timestamps=tuple(times.tolist()),
+        stored_width=first.width,
+        stored_height=first.height,
+        sample_aspect_ratio=aspect,
+        mirrored=mirrored,
+        variable_frame_rate=_is_variable_rate(times, fps),
+        hdr_transfer=transfer,
+        has_alpha=has_alpha,
+        colorspace=_COLORSPACES.get(int(codec.colorspace or 2)),
+        stream_index=stream.index,
+        audio_tracks=tracks,
+        audio_track=chosen,
+        interlaced=interlaced,
+        skipped_packets=skipped,
     )
 
 
@@ -378,11 +452,18 @@ def _audio_tracks(container) -> tuple[AudioTrack, ...]:
     for number, stream in enumerate(container.streams.audio):
         context = stream.codec_context
         metadata = dict(stream.metadata or {})
-        tracks.append(AudioTrack(
-            number=number, stream_index=stream.index, codec=context.name, channels=int(context.channels or 0),
-            sample_rate=int(context.sample_rate or 0), language=stream.language or metadata.get("language"),
-            default=bool(stream.disposition & _DEFAULT), title=metadata.get("title"),
-        ))
+        tracks.append(
+            AudioTrack(
+                number=number,
+                stream_index=stream.index,
+                codec=context.name,
+                channels=int(context.channels or 0),
+                sample_rate=int(context.sample_rate or 0),
+                language=stream.language or metadata.get("language"),
+                default=bool(stream.disposition & _DEFAULT),
+                title=metadata.get("title"),
+            )
+        )
     return tuple(tracks)
 
 
@@ -395,10 +476,17 @@ def choose_audio_track(tracks: Sequence[AudioTrack], requested: int | None = Non
     """
     if requested is not None:
         if not 0 <= requested < len(tracks):
-            listed = ", ".join(f"{track.number} ({track.codec}{', ' + track.language if track.language else ''})"
-                               for track in tracks) or "none"
-            raise ConfigError(f"`output.audio_track` (--audio-track) must be one of the source's audio tracks: "
-                              f"{listed}; got {requested}")
+            listed = (
+                ", ".join(
+                    f"{track.number} ({track.codec}{', ' + track.language if track.language else ''})"
+                    for track in tracks
+                )
+                or "none"
+            )
+            raise ConfigError(
+                f"`output.audio_track` (--audio-track) must be one of the source's audio tracks: "
+                f"{listed}; got {requested}"
+            )
         return requested
     if not tracks:
         return None
@@ -423,9 +511,13 @@ def reading_notes(info: VideoInfo, deinterlace: bool = True) -> list[tuple[str, 
     if info.has_alpha:
         rows.append(("alpha", "transparent pixels composited over `video.background` (white by default)"))
     if info.interlaced:
-        rows.append(("interlaced", "deinterlaced when read (bwdif)" if deinterlace else "read as stored (deinterlace off)"))
+        rows.append(
+            ("interlaced", "deinterlaced when read (bwdif)" if deinterlace else "read as stored (deinterlace off)")
+        )
     if info.skipped_packets:
-        rows.append(("skipped", f"{info.skipped_packets} leading packets before the first keyframe (no player shows them)"))
+        rows.append(
+            ("skipped", f"{info.skipped_packets} leading packets before the first keyframe (no player shows them)")
+        )
     for track in info.audio_tracks:
         rows.append(("audio", describe_audio_track(track, track.number == info.audio_track)))
     if not info.audio_tracks:

@@ -5,11 +5,19 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from typing import TYPE_CHECKING, Iterator, Literal, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
-from rerender.video.files import DEFAULT_BACKGROUND, _log_once, _open_container, composite, list_image_files, read_image
+from rerender.video.files import (
+    DEFAULT_BACKGROUND,
+    _log_once,
+    _open_container,
+    composite,
+    list_image_files,
+    read_image,
+)
 from rerender.video.geometry import compute_output_size, letterbox_frame, preprocess_frame, resize_frame
 from rerender.video.hdr import tone_map_to_sdr
 from rerender.video.probe import VideoInfo, _orient, _square_pixel_size, probe_video
@@ -26,7 +34,9 @@ def _check_range(info: VideoInfo, start: int, end: int | None, stride: int) -> i
     if stride < 1:
         raise ValueError(f"`stride` must be ≥ 1, got {stride}")
     if start < 0 or start >= info.frame_count:
-        raise ValueError(f"`start` must be in [0, {info.frame_count - 1}] for {info.path.name} ({info.frame_count} frames), got {start}")
+        raise ValueError(
+            f"`start` must be in [0, {info.frame_count - 1}] for {info.path.name} ({info.frame_count} frames), got {start}"
+        )
     if end is None:
         return info.frame_count
     if end <= start or end > info.frame_count:
@@ -123,15 +133,24 @@ def _iterate_folder(info: VideoInfo, wanted: range, look: _Look) -> Iterator[np.
     for index in wanted:
         frame = read_image(files[index], background=look.background)
         if frame.shape[:2] != (info.height, info.width):
-            _log_once("size change", str(info.path), "%s is %d×%d where the folder's first image is %d×%d: it is "
-                      "fitted into that size keeping its aspect (black bars), and so is any other such image",
-                      files[index], frame.shape[1], frame.shape[0], info.width, info.height)
+            _log_once(
+                "size change",
+                str(info.path),
+                "%s is %d×%d where the folder's first image is %d×%d: it is "
+                "fitted into that size keeping its aspect (black bars), and so is any other such image",
+                files[index],
+                frame.shape[1],
+                frame.shape[0],
+                info.width,
+                info.height,
+            )
             frame = letterbox_frame(frame, (info.width, info.height))
         yield preprocess_frame(frame, look.crop, look.size)
 
 
-def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, look: _Look,
-                    seek: bool = False) -> Iterator[np.ndarray]:
+def _iterate_frames(
+    info: VideoInfo, start: int, end: int, stride: int, look: _Look, seek: bool = False
+) -> Iterator[np.ndarray]:
     wanted = range(start, end, stride)
     if info.is_image_sequence:
         yield from _iterate_folder(info, wanted, look)
@@ -145,14 +164,21 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, look: _L
             import av
 
             try:
-                container.seek(int(round(info.timestamps[start] / float(stream.time_base))), stream=stream, backward=True)
+                container.seek(
+                    int(round(info.timestamps[start] / float(stream.time_base))), stream=stream, backward=True
+                )
             except av.error.FFmpegError:  # a raw stream cannot seek: decode from the start
                 yield from _iterate_frames(info, start, end, stride, look)
                 return
         first_time = info.timestamps[0] if info.timestamps and not seeking else None
         try:
             for frame in _decoded(container, stream, info, look.deinterlace):
-                if first_time is not None and frame.pts is not None and frame.time is not None and frame.time < first_time - 1e-6:
+                if (
+                    first_time is not None
+                    and frame.pts is not None
+                    and frame.time is not None
+                    and frame.time < first_time - 1e-6
+                ):
                     continue  # shown before the first presented frame (a decoder that outputs a cut GOP's pictures)
                 index += 1
                 if seeking:
@@ -179,14 +205,24 @@ def _iterate_frames(info: VideoInfo, start: int, end: int, stride: int, look: _L
 
 def _as_shown(frame, info: VideoInfo, look: _Look, index: int) -> np.ndarray:
     """A decoded picture as a viewer sees it: RGB, square pixels, upright, at the video's size on screen."""
-    image = _to_rgb(frame, info.hdr_transfer, look.background if info.has_alpha else None)
+    image = _to_rgb(frame, info.hdr_transfer, look.background)  # a frame with alpha: composited (GIF, ProRes 4444)
     square = _square_pixel_size(info.stored_width, info.stored_height, info.sample_aspect_ratio)
     if (frame.width, frame.height) == (info.stored_width, info.stored_height):
         image = resize_frame(image, square)  # non-square pixels → square ones
     else:  # the resolution changed mid-stream: fit, as players do, never stretch
-        _log_once("size change", str(info.path), "%s changes resolution at frame %d (%d×%d, the video began at "
-                  "%d×%d): such frames are fitted into %d×%d keeping their aspect (black bars)", info.path, index,
-                  frame.width, frame.height, info.stored_width, info.stored_height, *square)
+        _log_once(
+            "size change",
+            str(info.path),
+            "%s changes resolution at frame %d (%d×%d, the video began at "
+            "%d×%d): such frames are fitted into %d×%d keeping their aspect (black bars)",
+            info.path,
+            index,
+            frame.width,
+            frame.height,
+            info.stored_width,
+            info.stored_height,
+            *square,
+        )
         own = _square_pixel_size(frame.width, frame.height, info.sample_aspect_ratio)
         image = letterbox_frame(resize_frame(image, own), square)
     return _orient(image, info.rotation, info.mirrored)
@@ -263,4 +299,6 @@ def _to_rgb(frame, hdr_transfer: str | None = None, background=None) -> np.ndarr
     if int(frame.colorspace or 2) == 2 and not frame.format.is_rgb:
         # Untagged: guess as players do (BT.709 from 720 lines or 1280 columns up, BT.601 below).
         matrix = "itu709" if frame.height >= 720 or frame.width >= 1280 else "itu601"
-    return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=range_tag or None, dst_color_range=2)
+    return frame.to_ndarray(
+        format="rgb24", src_colorspace=matrix, src_color_range=range_tag or None, dst_color_range=2
+    )

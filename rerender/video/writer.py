@@ -6,9 +6,9 @@ import logging
 import os
 import platform
 import uuid
+from collections.abc import Iterable, Sequence, Sized
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence, Sized
 
 import cv2
 import numpy as np
@@ -108,7 +108,9 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITABLE_SUFFIXES:
-            raise OutputPathError(f"`path` must end in {', '.join(WRITABLE_SUFFIXES)} for video output, got {str(self.path)!r}")
+            raise OutputPathError(
+                f"`path` must end in {', '.join(WRITABLE_SUFFIXES)} for video output, got {str(self.path)!r}"
+            )
         if not fps or float(fps) <= 0:
             raise ValueError(f"`fps` must be > 0, got {fps!r}")
         if not 0 <= crf <= 51:
@@ -125,9 +127,11 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._container = None
         self._stream = None
-        self._video_temporary = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.video{self.path.suffix}")
+        self._video_temporary = self.path.with_name(
+            f".{self.path.stem}.{uuid.uuid4().hex[:8]}.video{self.path.suffix}"
+        )
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -168,8 +172,13 @@ class VideoWriter:
 
     def _encode(self, rgb, pts: int) -> None:
         video_frame = rgb.reformat(
-            format="yuv420p", dst_colorspace="itu709", dst_color_range=1, dst_color_trc=1, dst_color_primaries=1,
-            interpolation="BILINEAR", threads=1,  # one slice: the same result whatever the CPU count
+            format="yuv420p",
+            dst_colorspace="itu709",
+            dst_color_range=1,
+            dst_color_trc=1,
+            dst_color_primaries=1,
+            interpolation="BILINEAR",
+            threads=1,  # one slice: the same result whatever the CPU count
         )
         video_frame.pts = pts
         video_frame.time_base = self.time_base
@@ -199,11 +208,15 @@ class VideoWriter:
         if time is None:
             return int(round(self.frame_count / self.fps / self.time_base))
         if not np.isfinite(time) or time < 0:
-            raise ValueError(f"`time` must be a finite number of seconds ≥ 0, got {time!r} at frame {self.frame_count}")
+            raise ValueError(
+                f"`time` must be a finite number of seconds ≥ 0, got {time!r} at frame {self.frame_count}"
+            )
         pts = int(round(Fraction(time).limit_denominator(10**9) / self.time_base))
         if self._last_pts is not None and pts <= self._last_pts:
             # Duplicate source timestamps (broken files) must not fail a finished run: show it one tick later.
-            logger.debug("frame %d at %.6f s is not after the previous frame; moved one tick later", self.frame_count, time)
+            logger.debug(
+                "frame %d at %.6f s is not after the previous frame; moved one tick later", self.frame_count, time
+            )
             pts = self._last_pts + 1
         return pts
 
@@ -242,8 +255,14 @@ class VideoWriter:
             self._container = None
             with atomic_output(self.path) as temporary:
                 if self.audio_track is not None:
-                    _mux_audio(self._video_temporary, self.audio_from, temporary, self.audio_start, self.duration,
-                               self.audio_track)
+                    _mux_audio(
+                        self._video_temporary,
+                        self.audio_from,
+                        temporary,
+                        self.audio_start,
+                        self.duration,
+                        self.audio_track,
+                    )
                 else:
                     os.replace(self._video_temporary, temporary)
         except OSError as error:
@@ -308,8 +327,15 @@ def write_video(
     path = check_output_path(path, protected)
     times = iter(timestamps) if timestamps is not None else None
     expected = len(timestamps) if timestamps is not None else (len(frames) if isinstance(frames, Sized) else None)
-    with VideoWriter(path, fps, crf=crf, audio_from=audio_from, audio_start=audio_start, audio_track=audio_track,
-                     expected_frames=expected) as writer:
+    with VideoWriter(
+        path,
+        fps,
+        crf=crf,
+        audio_from=audio_from,
+        audio_start=audio_start,
+        audio_track=audio_track,
+        expected_frames=expected,
+    ) as writer:
         for frame in frames:
             time = None if times is None else next(times, None)
             if times is not None and time is None:
@@ -319,7 +345,10 @@ def write_video(
 
 
 def write_png_sequence(
-    frames: Iterable[np.ndarray], folder: str | os.PathLike, start_index: int = 0, digits: int = 4,
+    frames: Iterable[np.ndarray],
+    folder: str | os.PathLike,
+    start_index: int = 0,
+    digits: int = 4,
     names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write frames as `folder/0000.png, 0001.png, …` (each file atomically); creates `folder` if needed.
