@@ -606,6 +606,7 @@ def test_output_messages_name_the_flag_as_typed(capsys, synthetic_clip, tmp_path
     for command in commands:
         code, _, err = run_cli(capsys, *command, "-o", tmp_path / "o.webm")
         assert code == 2 and err.startswith(f"error: -o/--output '{tmp_path / 'o.webm'}' has the suffix '.webm'"), err
-    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path, "-o", tmp_path / "o.mp4",
-                           "--keep-intermediates", tmp_path / "no" / "dir")
+    (tmp_path / "keys").mkdir()
+    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path / "keys", "-o",
+                           tmp_path / "o.mp4", "--keep-intermediates", tmp_path / "no" / "dir")
     assert code == 2 and "--keep-intermediates: output folder does not exist" in err, err
