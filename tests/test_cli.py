@@ -606,6 +606,19 @@ def test_output_messages_name_the_flag_as_typed(capsys, synthetic_clip, tmp_path
     for command in commands:
         code, _, err = run_cli(capsys, *command, "-o", tmp_path / "o.webm")
         assert code == 2 and err.startswith(f"error: -o/--output '{tmp_path / 'o.webm'}' has the suffix '.webm'"), err
-    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path, "-o", tmp_path / "o.mp4",
-                           "--keep-intermediates", tmp_path / "no" / "dir")
+    (tmp_path / "keys").mkdir()
+    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path / "keys", "-o",
+                           tmp_path / "o.mp4", "--keep-intermediates", tmp_path / "no" / "dir")
     assert code == 2 and "--keep-intermediates: output folder does not exist" in err, err
+
+
+def test_a_config_file_merges_over_the_cli_defaults_section_by_section(tmp_path):
+    from rerender.cli.options import default_config
+    from rerender.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  dtype: float32\nvideo:\n  crop:\n    left: 2\n")
+    config = load_config(path, defaults=default_config())
+    assert config.model.renderer == "auto" and config.model.dtype == "float32"  # the file's and the CLI's
+    assert config.video.crop.left == 2 and config.video.crop.top == 0 and config.video.resolution == 512
+    assert load_config(path).model.renderer == "diffusion"  # the library's own default is unchanged
