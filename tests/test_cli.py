@@ -622,3 +622,19 @@ def test_a_config_file_merges_over_the_cli_defaults_section_by_section(tmp_path)
     assert config.model.renderer == "auto" and config.model.dtype == "float32"  # the file's and the CLI's
     assert config.video.crop.left == 2 and config.video.crop.top == 0 and config.video.resolution == 512
     assert load_config(path).model.renderer == "diffusion"  # the library's own default is unchanged
+
+
+def test_input_options_set_their_config_fields():
+    from rerender.cli import build_parser
+    from rerender.cli.options import load_config
+
+    args = build_parser().parse_args(["translate", "clip.mp4", "-p", "x", "--background", "black", "--no-deinterlace",
+                                      "--audio-track", "none"])
+    config = load_config(args)
+    assert config.video.background == "black" and config.video.deinterlace is False and config.output.keep_audio is False
+    config = load_config(build_parser().parse_args(["propagate", "clip.mp4", "--keyframes", "k", "-o", "o.mp4", "--audio-track", "1"]))
+    assert config.output.audio_track == 1 and config.output.keep_audio and config.video.deinterlace
+    from rerender.cli.base import UsageError
+
+    with pytest.raises(UsageError, match="--audio-track: must be a track number ≥ 0 or 'none', got '-1'"):
+        build_parser().parse_args(["translate", "clip.mp4", "--audio-track", "-1"])

@@ -120,6 +120,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
                  if "." in key and value is not None}
     if "keyframes.keyframe_indices" in overrides:
         overrides["keyframes.keyframe_mode"] = "explicit"
+    if overrides.get("output.audio_track") == "none":  # --audio-track none: no audio at all
+        del overrides["output.audio_track"]
+        overrides["output.keep_audio"] = False
     return overrides
 
 
@@ -238,6 +241,28 @@ def source_size_parent() -> argparse.ArgumentParser:
                       help="write the output at the source's size (keyframes upscaled, propagation at full size; "
                            "slower)")
     return parent
+
+
+def input_parent() -> argparse.ArgumentParser:
+    """How inputs are read: `--background` (transparent pixels), `--no-deinterlace`, `--audio-track N|none`."""
+    parent = _parent()
+    add_config_option(parent, "--background", path="video.background", metavar="COLOUR")
+    add_config_option(parent, "--no-deinterlace", path="video.deinterlace", action="store_const", const=False)
+    add_config_option(parent, "--audio-track", path="output.audio_track", metavar="N|none", type=_audio_track,
+                      words="`none`: no audio (output.keep_audio false).")
+    return parent
+
+
+def _audio_track(text: str) -> int | str:
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        track = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a track number ≥ 0 or 'none', got {text!r}") from None
+    if track < 0:
+        raise argparse.ArgumentTypeError(f"must be a track number ≥ 0 or 'none', got {text!r}")
+    return track
 
 
 def precision_option(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002 - argparse's word

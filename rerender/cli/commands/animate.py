@@ -7,7 +7,7 @@ import argparse
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
     config_help, config_parent, interval_parent, load_config, model_parent, prompt_parent, quiet_parent,
-    renderer_parent, require_prompt, verbose_parent, workspace_parent,
+    renderer_parent, require_prompt, verbose_parent, workspace_parent, input_parent,
 )
 
 
@@ -16,7 +16,7 @@ def register(commands) -> None:
     from rerender.camera import MOTIONS
 
     parents = [verbose_parent(), interval_parent(), model_parent(lora=True), renderer_parent(), prompt_parent(),
-               workspace_parent("redo every stage even if nothing changed"), quiet_parent(), config_parent()]
+               workspace_parent("redo every stage even if nothing changed"), quiet_parent(), input_parent(), config_parent()]
     command = commands.add_parser("animate", parents=parents,
                                   help="make a clip from a still image with a camera move, then restyle it")
     command.add_argument("image", help="the still image")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rerender.cli.base import EXIT_FAILURE, EXIT_OK, UsageError
 from rerender.cli.options import (
-    config_parent, integer_at_least, load_config, quiet_parent, renderer_parent, require_prompt, verbose_parent,
+    config_parent, integer_at_least, load_config, quiet_parent, renderer_parent, require_prompt, verbose_parent, input_parent,
 )
 
 
@@ -15,7 +15,7 @@ def register(commands) -> None:
     """Add `batch` to the `rerender` subparsers."""
     batch_parser = commands.add_parser(
         "batch",
-        parents=[verbose_parent(), renderer_parent(), quiet_parent("print only the summary"), config_parent()],
+        parents=[verbose_parent(), renderer_parent(), quiet_parent("print only the summary"), input_parent(), config_parent()],
         help="translate a folder of videos or a YAML/CSV job list, here or on a Ray cluster",
     )
     batch_parser.add_argument(

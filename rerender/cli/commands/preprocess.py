@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import config_parent, load_config, quiet_parent, verbose_parent
+from rerender.cli.options import config_parent, load_config, quiet_parent, verbose_parent, input_parent
 
 
 def register(commands) -> None:
     """Add `preprocess` to the `rerender` subparsers."""
     preprocess = commands.add_parser(
-        "preprocess", parents=[verbose_parent(), quiet_parent("no progress bar"), config_parent()],
+        "preprocess", parents=[verbose_parent(), quiet_parent("no progress bar"), input_parent(), config_parent()],
         help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
     )
     preprocess.add_argument("video", help="video file or folder of numbered images")

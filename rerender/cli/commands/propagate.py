@@ -7,14 +7,14 @@ import argparse
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
     add_config_option, config_parent, integer_at_least, load_config, positive_number, quiet_parent,
-    source_size_parent, verbose_parent,
+    source_size_parent, verbose_parent, input_parent,
 )
 
 
 def register(commands) -> None:
     """Add `propagate` to the `rerender` subparsers."""
     propagate = commands.add_parser(
-        "propagate", parents=[verbose_parent(), source_size_parent(), quiet_parent(), config_parent()],
+        "propagate", parents=[verbose_parent(), source_size_parent(), quiet_parent(), input_parent(), config_parent()],
         help="propagate your own stylized keyframes to every frame",
     )
     propagate.add_argument("video", help="video file or folder of numbered images")

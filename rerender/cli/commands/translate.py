@@ -9,7 +9,7 @@ from rerender.cli.base import EXIT_INTERRUPTED, EXIT_OK
 from rerender.cli.options import (
     add_config_option, config_help, config_parent, interval_parent, load_config, model_parent, parse_keyframes_at,
     prompt_parent, quiet_parent, renderer_parent, require_prompt, source_size_parent, stop_at_safe_point,
-    verbose_parent, workspace_parent,
+    verbose_parent, workspace_parent, input_parent,
 )
 from rerender.config import Stage, choices
 
@@ -24,7 +24,7 @@ def register(commands) -> None:
         ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
     ):
         parents = [verbose_parent(), interval_parent(), prompt_parent(), model_parent(lora=True), renderer_parent(),
-                   workspace_parent(FORCE_HELP), source_size_parent(), quiet_parent(), config_parent()]
+                   workspace_parent(FORCE_HELP), source_size_parent(), quiet_parent(), input_parent(), config_parent()]
         command = commands.add_parser(name, parents=parents, help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help=config_help("prompt.prompt"))
