@@ -324,6 +324,8 @@ def _translate_overrides(args: argparse.Namespace) -> dict:
         overrides["prompt.prompt_language"] = args.prompt_language
     if getattr(args, "translation_model", None):
         overrides["prompt.translation_model"] = args.translation_model
+    if getattr(args, "audio_prompt", None):
+        overrides["prompt.audio_prompt"] = args.audio_prompt
     if getattr(args, "style_image", None):
         overrides["prompt.style_image"] = args.style_image
     if getattr(args, "style_image_scale", None) is not None:
@@ -579,6 +581,8 @@ def _add_prompt_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--translation-model", metavar="ID_OR_DIR",
                          help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
     command.add_argument("--style-image", metavar="FILE", help="a reference image as a prompt (IP-Adapter)")
+    command.add_argument("--audio-prompt", metavar="FILE|source",
+                         help="a sound whose events (rain, birds …) add words to the prompt; 'source' = the video's own")
     command.add_argument("--style-image-scale", type=float, metavar="S",
                          help="weight of the reference image (default 0.6)")
 

@@ -193,6 +193,9 @@ class PromptTranslation:
     """The negative prompt the text encoder reads."""
     translated: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
     """Each piece that was translated: ``(language, text, english)``; the rest was kept as written."""
+    sound: Any = None
+    """What `prompt.audio_prompt` heard (a `rerender.sound.SoundPrompt`: events, scores, the prompt it made);
+    None = no sound prompt. `english` then includes the heard events' phrases."""
 
     def to_dict(self) -> dict[str, Any]:
         record = {"original": self.original, "english": self.english, "language": self.language,
@@ -201,6 +204,8 @@ class PromptTranslation:
             record.update(negative_original=self.negative_original, negative_english=self.negative_english)
         if self.translated:
             record["translated"] = [list(piece) for piece in self.translated]
+        if self.sound is not None:
+            record["sound"] = self.sound.to_dict()
         return record
 
 

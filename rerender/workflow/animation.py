@@ -255,6 +255,9 @@ def animate(
             read_style_image(config.prompt.style_image)
         else:
             check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+    from rerender.sound import check_audio_prompt
+
+    check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)  # a still has no soundtrack
     prompt_language = config.prompt.prompt_language
     if prompt_language != "en" and config.prompt.prompt.strip():  # and a missing translator
         from rerender.languages import DEFAULT_TRANSLATOR_LANGUAGES, check_translator, default_translation_model

@@ -242,11 +242,15 @@ def generate(
 
     from rerender.diffusion.loading import loading_bars
 
+    from rerender.sound import check_audio_prompt, hear_prompt
+
+    check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)  # text has no soundtrack
     with loading_bars(progress):
         # one default negative prompt for the CLI and the web page: the config's
         prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model,
                                          config.prompt.negative_prompt if negative_prompt is None else negative_prompt)
+        prompt_record = hear_prompt(prompt_record, config.prompt)  # `prompt.audio_prompt`: heard events → words
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.

@@ -26,6 +26,7 @@ from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import ConfigError, OutputPathError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
+from rerender.sound import check_audio_prompt, hear_prompt
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -195,7 +196,7 @@ def translate(
         overrides = {**overrides, "model.renderer": renderer}
         renderer = None
     config = resolve_config(config, prompt, K, overrides)
-    if not config.prompt.prompt:
+    if not config.prompt.prompt and config.prompt.audio_prompt is None:
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
@@ -224,9 +225,11 @@ def translate(
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
+        check_audio_prompt(config.prompt.audio_prompt, video, config.prompt.audio_vocabulary)  # before any model
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model, config.prompt.negative_prompt)
-    if prompt_record.translator is not None:
+        prompt_record = hear_prompt(prompt_record, config.prompt, video)  # `prompt.audio_prompt`: events → words
+    if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en",
                                           "prompt.negative_prompt": prompt_record.negative_english or ""})
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
