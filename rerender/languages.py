@@ -193,6 +193,8 @@ class PromptTranslation:
     """The negative prompt the text encoder reads."""
     translated: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
     """Each piece that was translated: ``(language, text, english)``; the rest was kept as written."""
+    encoded: str | None = None
+    """The whole positive prompt the text encoder read (`english` plus `prompt.added_prompt`), set by `translate`."""
     sound: Any = None
     """What `prompt.audio_prompt` heard (a `rerender.sound.SoundPrompt`: events, scores, the prompt it made);
     None = no sound prompt. `english` then includes the heard events' phrases."""
@@ -206,6 +208,8 @@ class PromptTranslation:
             record["translated"] = [list(piece) for piece in self.translated]
         if self.sound is not None:
             record["sound"] = self.sound.to_dict()
+        if self.encoded is not None:
+            record["encoded"] = self.encoded
         return record
 
 

@@ -295,7 +295,8 @@ def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_cl
                                        "language": "vi", "detected": True, "translator": "<lambda>",
                                        "negative_original": DEFAULT_NEGATIVE_PROMPT,
                                        "negative_english": DEFAULT_NEGATIVE_PROMPT,
-                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]]}
+                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]],
+                                       "encoded": "a watercolor painting, best quality, extremely detailed"}
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["prompt"] == result.prompt.to_dict()
 

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -232,6 +233,8 @@ def translate(
     if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en",
                                           "prompt.negative_prompt": prompt_record.negative_english or ""})
+    prompt_record = dataclasses.replace(prompt_record, encoded=config.prompt.full_prompt)
+    logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     if output_path is not None and comparison:
         side_by_side = check_output_path(comparison_path(output_path), [video], name="comparison output")
