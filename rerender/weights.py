@@ -360,7 +360,10 @@ def offline_listing(source: WeightSource) -> list[str]:
         return [source.filename or "", f"{encoder}/config.json", f"{encoder}/*.safetensors (or *.bin)"]
     if source.filename is not None:
         return [source.filename]
-    if source.key in ("prompt.translation_model", "prompt.audio_model"):
+    if source.key == "prompt.audio_model":
+        return ["config.json", "processor and tokenizer files (*.json, vocab.json, merges.txt)",
+                "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
+    if source.key == "prompt.translation_model":
         return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)",
                 "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
     if source.components:

@@ -185,3 +185,21 @@ def test_tiny_clap_end_to_end_through_the_cli(tiny_clap, synthetic_clip, tmp_pat
     np.testing.assert_allclose([event["score"] for event in record["sound"]["events"]], probabilities[order], atol=1e-4)
     phrases = ", ".join(vocabulary[i].phrase for i in order)
     assert record["english"] == f"a painting, {phrases}" == record["sound"]["prompt"]
+
+
+def test_download_lists_the_clap_model(capsys, monkeypatch, tmp_path):
+    from rerender.cli import main
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.weights import extra_sources, fetch_commands
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    code = main(["download", "--dry-run", "--no-flow", "--audio-prompt", "rain.wav"])
+    out = capsys.readouterr().out
+    assert code == 0 and "sound model (CLAP): laion/clap-htsat-unfused" in out
+    config = apply_overrides(RerenderConfig(), {"audio_prompt": "rain.wav", "audio_model": "me/my-clap"})
+    sources, _ = extra_sources(config)
+    assert [(source.role, source.location) for source in sources] == [("sound model (CLAP)", "me/my-clap")]
+    commands = fetch_commands(config, sources)
+    assert commands[0] == "rerender download --audio-prompt rain.wav --set audio_model=me/my-clap"
+    assert commands[1].startswith("hf download me/my-clap")
