@@ -330,7 +330,7 @@ def load_translator(model: str, device: str = "cpu") -> tuple[Any, Any]:
             network = AutoModelForSeq2SeqLM.from_pretrained(
                 model, use_safetensors=weights == "safetensors", weights_only=True
             ).to(device).eval()
-        except Exception as error:  # noqa: BLE001 - transformers raises many types; one line naming the fix
+        except Exception as error:  # transformers raises many types; one line naming the fix
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
             fix = ("pip install sentencepiece" if not _has_sentencepiece() else
@@ -411,7 +411,7 @@ class Seq2SeqTranslator:
         tokenizer, model = load_translator(self.model_name, self.device)
         limit = _position_limit(tokenizer, model)
         options = self._options(tokenizer, model, language)
-        count = lambda piece: len(tokenizer(piece)["input_ids"])  # noqa: E731 - with the special tokens
+        count = lambda piece: len(tokenizer(piece)["input_ids"])  # with the special tokens
         results = []
         for piece in _pieces(text, count, limit):
             inputs = tokenizer(piece, return_tensors="pt").to(self.device)
@@ -547,7 +547,7 @@ def translate_prompt(
         for code in needed:
             check_translator(default_translation_model(code))
         name = ", ".join(default_translation_model(code) for code in needed) or None
-        translate = lambda text, code: (  # noqa: E731
+        translate = lambda text, code: (
             Seq2SeqTranslator(default_translation_model(code))(text, code) if code in needed else text)
     english, done = _translate_text(prompt, language, translate, str(name))
     negative_english = negative

@@ -21,18 +21,36 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from rerender.errors import CheckpointError, ConfigError, InputNotFoundError, VideoReadError
+from rerender.errors import (
+    CheckpointError,
+    ConfigError,
+    InputNotFoundError,
+    VideoReadError,
+)
 
 __all__ = [
-    "SAMPLE_RATE", "WINDOW_SECONDS", "SILENCE_DBFS", "SoundEvent", "HeardEvent", "SoundPrompt", "load_vocabulary",
-    "decode_audio", "audio_windows", "ClapScorer", "score_events", "hear", "check_audio_prompt", "hear_prompt",
+    "SAMPLE_RATE",
+    "SILENCE_DBFS",
+    "WINDOW_SECONDS",
+    "ClapScorer",
+    "HeardEvent",
+    "SoundEvent",
+    "SoundPrompt",
+    "audio_windows",
+    "check_audio_prompt",
+    "decode_audio",
+    "hear",
+    "hear_prompt",
+    "load_vocabulary",
+    "score_events",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,7 +249,7 @@ class ClapScorer:
 
                     processor = ClapProcessor.from_pretrained(self.model_name)
                     model = ClapModel.from_pretrained(self.model_name, weights_only=True).to(self.device).eval()
-                except Exception as error:  # noqa: BLE001 - transformers raises many types; one line naming the fix
+                except Exception as error:
                     if isinstance(error, (KeyboardInterrupt, SystemExit)):
                         raise
                     text = str(error).strip().splitlines()[0] if str(error).strip() else ""

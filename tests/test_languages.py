@@ -113,8 +113,6 @@ def test_generation_settings_can_be_overridden(tiny_translator):
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from rerender.languages import Seq2SeqTranslator
-
     tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_translator).eval()
     with torch.no_grad():
@@ -209,8 +207,6 @@ def test_a_translator_with_only_pytorch_model_bin_loads_tensors_only(bin_transla
 
 def test_a_prompt_longer_than_the_model_positions_is_split_not_cut(tiny_translator):
     from transformers import AutoTokenizer
-
-    from rerender.languages import Seq2SeqTranslator
 
     sentence = "một con mèo đang ngủ trên ghế"
     prompt = ". ".join([sentence] * 8) + "."

@@ -14,7 +14,13 @@ from tests.tiny_models import _bytes_to_unicode
 
 def save_tiny_clap(folder: Path, seed: int = 0) -> Path:
     """Save the tiny CLAP into `folder`; loaded with `ClapModel`/`ClapProcessor.from_pretrained(folder)`."""
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        RobertaTokenizer,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}

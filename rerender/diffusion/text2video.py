@@ -54,7 +54,7 @@ def latent_shift(offset: tuple[float, float], factor: int) -> tuple[int, int]:
     every other latent column (noise with a structure the model never saw), and the propagation guides must
     move by exactly ``shift·factor`` image pixels to agree with the keyframes (`keyframe_offsets`).
     """
-    return int(math.floor(offset[0] / factor + 0.5)), int(math.floor(offset[1] / factor + 0.5))
+    return math.floor(offset[0] / factor + 0.5), math.floor(offset[1] / factor + 0.5)
 
 
 def keyframe_offsets(keyframe_indices: Sequence[int], motion: tuple[float, float], factor: int) -> list[tuple[int, int]]:
@@ -298,7 +298,7 @@ def text2video_noise_steps(timesteps: Sequence[int] | torch.Tensor,
     values = [int(value) for value in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
     if len(values) < 2:
         raise ConfigError(f"Text2Video-Zero needs a schedule of at least 2 steps, got {len(values)}")
-    nearest = lambda target: min(range(len(values)), key=lambda step: (abs(values[step] - target), step))  # noqa: E731
+    nearest = lambda target: min(range(len(values)), key=lambda step: (abs(values[step] - target), step))
     first = min(nearest(targets[0]), len(values) - 2)
     second = min(max(nearest(targets[1]), first + 1), len(values) - 1)
     return first, second

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rerender.errors import ConfigError
 
