@@ -582,7 +582,8 @@ def _add_prompt_options(command: argparse.ArgumentParser) -> None:
                          help="translation model (default Helsinki-NLP/opus-mt-CODE-en)")
     command.add_argument("--style-image", metavar="FILE", help="a reference image as a prompt (IP-Adapter)")
     command.add_argument("--audio-prompt", metavar="FILE|source",
-                         help="a sound whose events (rain, birds …) add words to the prompt; 'source' = the video's own")
+                         help="a sound whose events (rain, birds …) add words to the prompt; 'source' = the "
+                              "video's own")
     command.add_argument("--style-image-scale", type=float, metavar="S",
                          help="weight of the reference image (default 0.6)")
 

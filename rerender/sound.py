@@ -191,8 +191,9 @@ def decode_audio(path: str | os.PathLike, argument: str = "prompt.audio_prompt")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     level = _dbfs(samples)
     if level < SILENCE_DBFS:
-        raise ConfigError(f"`{argument}` {str(file)!r} is silent ({'no samples' if not samples.size else f'{level:.0f} dBFS'}"
-                          f", under {SILENCE_DBFS:.0f}): there is nothing to hear; give a file with sound or drop it")
+        what = "no samples" if not samples.size else f"{level:.0f} dBFS"
+        raise ConfigError(f"`{argument}` {str(file)!r} is silent ({what}, under {SILENCE_DBFS:.0f} dBFS): there is "
+                          "nothing to hear; give a file with sound or drop it")
     return samples
 
 
@@ -340,7 +341,8 @@ def hear(audio: str | os.PathLike | np.ndarray, prompt: str = "", *, vocabulary:
                     ", ".join(f"{event.name} {event.score:.2f}" for event in events), result.prompt)
     else:
         logger.warning("no sound event in %s reached `prompt.audio_threshold` %.2f (most probable: %s); the prompt "
-                       "is unchanged", name, threshold, ", ".join(f"{event.name} {event.score:.2f}" for event in best[:3]))
+                       "is unchanged", name, threshold,
+                       ", ".join(f"{event.name} {event.score:.2f}" for event in best[:3]))
     return result
 
 

@@ -289,7 +289,8 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
                                         (Path(model).expanduser() / "config.json").is_file()))
     if prompt.audio_prompt is not None:  # the CLAP model that hears `prompt.audio_prompt`
         model = prompt.audio_model
-        present = _cached(model, "config.json") if _is_hub_id(model) else (Path(model).expanduser() / "config.json").is_file()
+        present = (_cached(model, "config.json") if _is_hub_id(model)
+                   else (Path(model).expanduser() / "config.json").is_file())
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
     if prompt.style_image is not None:
         source, weight_name = config.model.ip_adapter, config.model.ip_adapter_weight_name

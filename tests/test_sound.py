@@ -74,8 +74,8 @@ def test_the_vocabulary_is_shipped_extendable_and_checked(tmp_path):
     shipped = {event.name: event for event in load_vocabulary()}
     assert shipped["rain"].phrase == "rain, wet streets, overcast" and len(shipped) >= 30
     extra = tmp_path / "mine.yaml"
-    extra.write_text("rain:\n  sound: heavy rain on a roof\n  phrase: storm, puddles\nsheep:\n  sound: sheep bleating\n"
-                     "  phrase: sheep on a green hill\n", encoding="utf-8")
+    extra.write_text("rain:\n  sound: heavy rain on a roof\n  phrase: storm, puddles\n"
+                     "sheep:\n  sound: sheep bleating\n  phrase: sheep on a green hill\n", encoding="utf-8")
     mine = {event.name: event for event in load_vocabulary(extra)}
     assert mine["rain"].phrase == "storm, puddles" and mine["sheep"].sound == "sheep bleating"
     assert len(mine) == len(shipped) + 1
@@ -129,7 +129,8 @@ def test_audio_prompt_source_hears_the_videos_beep(synthetic_clip, tmp_path, mon
     assert abs(len(samples) / RATE - 0.8) < 0.05 and abs(dominant_frequency(samples) - 440) < 5
     monkeypatch.setattr(sound, "ClapScorer", lambda *args, **kwargs: FrequencyScorer())
     result = translate(synthetic_clip, "a painting", output=None, stage="first", renderer="classic", K=10,
-                       audio_prompt="source", resolution=64, size_multiple=16, progress=False, workspace=tmp_path / "ws")
+                       audio_prompt="source", resolution=64, size_multiple=16, progress=False,
+                       workspace=tmp_path / "ws")
     assert [event.name for event in result.prompt.sound.events] == ["beep"]
     assert result.prompt.english == "a painting, electronic display, glowing screen"
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
@@ -168,7 +169,8 @@ def test_tiny_clap_end_to_end_through_the_cli(tiny_clap, synthetic_clip, tmp_pat
     sound_file = write_wav(tmp_path / "beep.wav", tone(3.0))
     output = tmp_path / "o.mp4"
     code = main(["translate", str(synthetic_clip), "-p", "a painting", "-o", str(output), "--renderer", "classic",
-                 "--stage", "first", "-K", "10", "--audio-prompt", str(sound_file), "--set", f"audio_model={tiny_clap}",
+                 "--stage", "first", "-K", "10", "--audio-prompt", str(sound_file),
+                 "--set", f"audio_model={tiny_clap}",
                  "--set", "audio_threshold=0", "--set", "audio_max_events=2", "--set", "resolution=64",
                  "--set", "size_multiple=16"])
     assert code == 0
@@ -182,7 +184,8 @@ def test_tiny_clap_end_to_end_through_the_cli(tiny_clap, synthetic_clip, tmp_pat
         probabilities = model(**inputs).logits_per_audio.softmax(dim=-1)[0].numpy()
     order = np.argsort(-probabilities, kind="stable")[:2]
     assert [event["name"] for event in record["sound"]["events"]] == [vocabulary[i].name for i in order]
-    np.testing.assert_allclose([event["score"] for event in record["sound"]["events"]], probabilities[order], atol=1e-4)
+    scores = [event["score"] for event in record["sound"]["events"]]
+    np.testing.assert_allclose(scores, probabilities[order], atol=1e-4)
     phrases = ", ".join(vocabulary[i].phrase for i in order)
     assert record["english"] == f"a painting, {phrases}" == record["sound"]["prompt"]
 

@@ -257,7 +257,8 @@ class PromptConfig:
     def __post_init__(self) -> None:
         _check_range("prompt.audio_threshold", self.audio_threshold, 0.0, 1.0)
         if isinstance(self.audio_max_events, bool) or not isinstance(self.audio_max_events, int):
-            raise ConfigError(f"`prompt.audio_max_events` must be an integer in [1, 10], got {self.audio_max_events!r}")
+            raise ConfigError(f"`prompt.audio_max_events` must be an integer in [1, 10], "
+                              f"got {self.audio_max_events!r}")
         _check_range("prompt.audio_max_events", self.audio_max_events, 1, 10)
         if self.prompt_language not in choices(PromptLanguage):
             valid = ", ".join(f"{code} ({LANGUAGE_NAMES.get(code, 'detect')})" for code in choices(PromptLanguage))

@@ -264,7 +264,8 @@ def generate(
 
     with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
         images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
-                                       negative_prompt=prompt_record.negative_english, num_inference_steps=num_inference_steps,
+                                       negative_prompt=prompt_record.negative_english,
+                                       num_inference_steps=num_inference_steps,
                                        guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
                                        ip_adapter_image=style_image, background_smoothing=background_smoothing,
                                        foreground_mask=foreground_mask)
