@@ -32,7 +32,7 @@ from rerender.errors import CheckpointError, ConfigError, MissingDependencyError
 __all__ = [
     "SUPPORTED_LANGUAGES", "LANGUAGE_CHOICES", "DEFAULT_TRANSLATOR_LANGUAGES", "PromptTranslation",
     "Seq2SeqTranslator", "default_translation_model", "detect_language", "check_translator", "translate_prompt",
-    "load_translator", "translator_weights_format",
+    "load_translator", "translator_weights_format", "script_shares",
 ]
 
 logger = logging.getLogger(__name__)
