@@ -208,7 +208,8 @@ class ParallaxPath:
             )
         contraction = amount * steepness
         size_px = max(size) * amount / (1 - 2 * amount) + 1
-        self.iterations = 1 if contraction == 0 else max(1, math.ceil(math.log(1e-3 / size_px) / math.log(contraction)))
+        steps = math.ceil(math.log(1e-3 / size_px) / math.log(contraction)) if contraction > 0 else 1
+        self.iterations = max(1, steps)
         """Fixed-point steps of the inverse ``S_t⁻¹``: the error shrinks by ``amount·Δd·w`` per step."""
         self.size = (int(size[0]), int(size[1]))
         self.frame_count = int(frame_count)

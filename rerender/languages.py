@@ -32,7 +32,7 @@ from rerender.errors import CheckpointError, ConfigError, MissingDependencyError
 __all__ = [
     "SUPPORTED_LANGUAGES", "LANGUAGE_CHOICES", "DEFAULT_TRANSLATOR_LANGUAGES", "PromptTranslation",
     "Seq2SeqTranslator", "default_translation_model", "detect_language", "check_translator", "translate_prompt",
-    "load_translator", "translator_weights_format",
+    "load_translator", "translator_weights_format", "script_shares",
 ]
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,11 @@ class PromptTranslation:
     """The negative prompt the text encoder reads."""
     translated: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
     """Each piece that was translated: ``(language, text, english)``; the rest was kept as written."""
+    encoded: str | None = None
+    """The whole positive prompt the text encoder read (`english` plus `prompt.added_prompt`), set by `translate`."""
+    sound: Any = None
+    """What `prompt.audio_prompt` heard (a `rerender.sound.SoundPrompt`: events, scores, the prompt it made);
+    None = no sound prompt. `english` then includes the heard events' phrases."""
 
     def to_dict(self) -> dict[str, Any]:
         record = {"original": self.original, "english": self.english, "language": self.language,
@@ -201,6 +206,10 @@ class PromptTranslation:
             record.update(negative_original=self.negative_original, negative_english=self.negative_english)
         if self.translated:
             record["translated"] = [list(piece) for piece in self.translated]
+        if self.sound is not None:
+            record["sound"] = self.sound.to_dict()
+        if self.encoded is not None:
+            record["encoded"] = self.encoded
         return record
 
 
@@ -321,7 +330,7 @@ def load_translator(model: str, device: str = "cpu") -> tuple[Any, Any]:
             network = AutoModelForSeq2SeqLM.from_pretrained(
                 model, use_safetensors=weights == "safetensors", weights_only=True
             ).to(device).eval()
-        except Exception as error:  # noqa: BLE001 - transformers raises many types; one line naming the fix
+        except Exception as error:  # transformers raises many types; one line naming the fix
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
             fix = ("pip install sentencepiece" if not _has_sentencepiece() else
@@ -402,7 +411,7 @@ class Seq2SeqTranslator:
         tokenizer, model = load_translator(self.model_name, self.device)
         limit = _position_limit(tokenizer, model)
         options = self._options(tokenizer, model, language)
-        count = lambda piece: len(tokenizer(piece)["input_ids"])  # noqa: E731 - with the special tokens
+        count = lambda piece: len(tokenizer(piece)["input_ids"])  # with the special tokens
         results = []
         for piece in _pieces(text, count, limit):
             inputs = tokenizer(piece, return_tensors="pt").to(self.device)
@@ -538,7 +547,7 @@ def translate_prompt(
         for code in needed:
             check_translator(default_translation_model(code))
         name = ", ".join(default_translation_model(code) for code in needed) or None
-        translate = lambda text, code: (  # noqa: E731
+        translate = lambda text, code: (
             Seq2SeqTranslator(default_translation_model(code))(text, code) if code in needed else text)
     english, done = _translate_text(prompt, language, translate, str(name))
     negative_english = negative

@@ -314,7 +314,7 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
         ``(sources, unresolved)``: the sources (IP-Adapter: `filename` is the adapter file, its image encoder sits in
         ``image_encoder/`` beside it), and one sentence for each need that cannot be named from the config alone.
     """
-    from rerender.languages import default_translation_model, detect_language
+    from rerender.languages import DEFAULT_TRANSLATOR_LANGUAGES, default_translation_model, detect_language
 
     sources: list[WeightSource] = []
     unresolved: list[str] = []
@@ -331,6 +331,10 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
             language = None  # not known without a prompt, but the model is named
     if language == "en" and prompt.translation_model is not None:
         language = None  # named explicitly: fetched although an English prompt does not use it
+    if language not in (None, "en", *DEFAULT_TRANSLATOR_LANGUAGES) and prompt.translation_model is None:
+        unresolved.append(f"the translation model: {language!r} has no default translator; name one with "
+                          "--translation-model (e.g. facebook/nllb-200-distilled-600M)")
+        language = "en"
     if language != "en":
         model = prompt.translation_model or default_translation_model(language or "")
         role = f"translation model ({language})" if language else "translation model"
@@ -339,6 +343,11 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
         else:
             sources.append(WeightSource(role, "prompt.translation_model", model, False,
                                         (Path(model).expanduser() / "config.json").is_file()))
+    if prompt.audio_prompt is not None:  # the CLAP model that hears `prompt.audio_prompt`
+        model = prompt.audio_model
+        present = (_cached(model, "config.json") if _is_hub_id(model)
+                   else (Path(model).expanduser() / "config.json").is_file())
+        sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
     if prompt.style_image is not None:
         source, weight_name = config.model.ip_adapter, config.model.ip_adapter_weight_name
         if _is_hub_id(source):
@@ -408,6 +417,9 @@ def offline_listing(source: WeightSource) -> list[str]:
         return [source.filename or "", f"{encoder}/config.json", f"{encoder}/*.safetensors (or *.bin)"]
     if source.filename is not None:
         return [source.filename]
+    if source.key == "prompt.audio_model":
+        return ["config.json", "processor and tokenizer files (*.json, vocab.json, merges.txt)",
+                "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
     if source.key == "prompt.translation_model":
         return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)",
                 "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
@@ -431,7 +443,7 @@ def missing_weights(config: "RerenderConfig") -> list[WeightSource]:
 
 def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) -> list[str]:
     """Shell commands that fetch `sources` on a connected machine: ``rerender download`` and one ``hf download`` each."""
-    from rerender.config import ModelConfig
+    from rerender.config import ModelConfig, PromptConfig
 
     arguments = ""
     if config.model.base_model != ModelConfig().base_model:
@@ -444,6 +456,10 @@ def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) ->
             arguments += f" -p {shlex.quote(config.prompt.prompt)}"
     if config.prompt.translation_model is not None:
         arguments += f" --translation-model {shlex.quote(config.prompt.translation_model)}"
+    if config.prompt.audio_prompt is not None:
+        arguments += f" --audio-prompt {shlex.quote(config.prompt.audio_prompt)}"
+        if config.prompt.audio_model != PromptConfig().audio_model:
+            arguments += f" --set audio_model={shlex.quote(config.prompt.audio_model)}"
     if config.prompt.style_image is not None:
         arguments += f" --style-image {shlex.quote(config.prompt.style_image)}"
         if config.model.ip_adapter != ModelConfig().ip_adapter:
@@ -455,7 +471,7 @@ def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) ->
         if source.role == "IP-Adapter":
             encoder = posixpath.join(posixpath.dirname(source.filename or ""), "image_encoder")
             commands.append(f'hf download {source.location} --include "{source.filename}" "{encoder}/*"')
-        elif source.key == "prompt.translation_model":
+        elif source.key in ("prompt.translation_model", "prompt.audio_model"):
             commands.append(f'hf download {source.location} --exclude "*.h5" "*.msgpack" "*.ot" "*.md"')
         elif source.filename is not None:
             commands.append(f"hf download {source.location} {source.filename}")
@@ -658,7 +674,7 @@ def download_weights(
                 record["path"] = source.location
                 continue
             try:
-                if source.role == "IP-Adapter" or source.key == "prompt.translation_model":
+                if source.role == "IP-Adapter" or source.key in ("prompt.translation_model", "prompt.audio_model"):
                     files = _repository_files(source.location)
                     if source.role == "IP-Adapter":
                         record["fetched"], record["skipped"] = ip_adapter_files(files, source.filename or "")
@@ -668,7 +684,7 @@ def download_weights(
                         record["fetched"], record["skipped"] = translator_files(files)
                         if not any(name.endswith((".safetensors", ".bin")) for name in record["fetched"]):
                             raise FileNotFoundError("it has neither .safetensors nor pytorch_model.bin weights; "
-                                                    "choose another `prompt.translation_model`")
+                                                    f"choose another `{source.key}`")
                         record["note"] = translator_weights_note(record["fetched"])
                     if not dry_run:
                         record["path"] = snapshot_download(source.location, allow_patterns=record["fetched"])

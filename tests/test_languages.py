@@ -113,8 +113,6 @@ def test_generation_settings_can_be_overridden(tiny_translator):
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from rerender.languages import Seq2SeqTranslator
-
     tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_translator).eval()
     with torch.no_grad():
@@ -210,8 +208,6 @@ def test_a_translator_with_only_pytorch_model_bin_loads_tensors_only(bin_transla
 def test_a_prompt_longer_than_the_model_positions_is_split_not_cut(tiny_translator):
     from transformers import AutoTokenizer
 
-    from rerender.languages import Seq2SeqTranslator
-
     sentence = "một con mèo đang ngủ trên ghế"
     prompt = ". ".join([sentence] * 8) + "."
     tokenizer = AutoTokenizer.from_pretrained(tiny_translator)
@@ -295,7 +291,8 @@ def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_cl
                                        "language": "vi", "detected": True, "translator": "<lambda>",
                                        "negative_original": DEFAULT_NEGATIVE_PROMPT,
                                        "negative_english": DEFAULT_NEGATIVE_PROMPT,
-                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]]}
+                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]],
+                                       "encoded": "a watercolor painting, best quality, extremely detailed"}
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["prompt"] == result.prompt.to_dict()
 

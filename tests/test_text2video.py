@@ -308,7 +308,7 @@ def test_generate_with_progress_off_draws_no_bars_at_all(capfd, tiny_pipeline_di
     assert diffusers_logging.is_progress_bar_enabled()
 
 
-# ------------------------------------------------------------------------------ Text2Video-Zero's noise levels and motion
+# ---------------------------------------------------------------------------- Text2Video-Zero's noise levels and motion
 
 
 def _sd15_ddim():
@@ -349,11 +349,12 @@ def test_latents_move_by_whole_pixels_and_the_guides_by_exactly_as_much(tiny_pip
 
     shifts = []
     original = text_video.translate_latents
-    monkeypatch.setattr(text_video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift))
+    monkeypatch.setattr(text_video, "translate_latents",
+                        lambda latents, shift: shifts.append(shift) or original(latents, shift))
     factor = tiny_pipeline.vae_scale_factor
     motion = (factor * 3 / 8, 0.0)  # K = 4: 1.5 latent pixels per keyframe, an odd multiple of half a latent pixel
-    render_text_keyframes(tiny_pipeline, "a red cube", [0, 4, 8], motion, (64, 64), generator=torch.Generator().manual_seed(0),
-                          **SETTINGS)
+    render_text_keyframes(tiny_pipeline, "a red cube", [0, 4, 8], motion, (64, 64),
+                          generator=torch.Generator().manual_seed(0), **SETTINGS)
     assert shifts == [(2, 0), (3, 0)]  # ⌊1.5 + ½⌋, ⌊3 + ½⌋: whole latent pixels, no repeated columns
     with pytest.raises(ValueError, match="whole latent pixels"):
         translate_latents(torch.zeros(1, 1, 4, 4), (1.5, 0))
@@ -361,7 +362,8 @@ def test_latents_move_by_whole_pixels_and_the_guides_by_exactly_as_much(tiny_pip
     anchor = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     path = generation._ShiftPath(motion, 9, (64, 64), [0, 4, 8], factor)
     frames = list(render_clip(anchor, path))
-    blocks = lambda image: F.avg_pool2d(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None], factor)  # noqa: E731
+    def blocks(image):  # the mean of each latent pixel's block
+        return F.avg_pool2d(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None], factor)
     for index, shift in zip([4, 8], shifts, strict=True):
         torch.testing.assert_close(blocks(frames[index]), original(blocks(anchor), shift), rtol=0, atol=1e-6)
 

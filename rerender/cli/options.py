@@ -207,13 +207,14 @@ def renderer_parent() -> argparse.ArgumentParser:
 
 
 def prompt_parent() -> argparse.ArgumentParser:
-    """The prompt's language and the reference image: `--prompt-language`, `--translation-model`,
-    `--style-image`, `--style-image-scale`."""
+    """The prompt's language, the reference image and the sound: `--prompt-language`, `--translation-model`,
+    `--style-image`, `--style-image-scale`, `--audio-prompt`."""
     parent = _parent()
     add_config_option(parent, "--prompt-language", path="prompt.prompt_language", metavar="CODE")
     add_config_option(parent, "--translation-model", path="prompt.translation_model", metavar="ID_OR_DIR")
     add_config_option(parent, "--style-image", path="prompt.style_image", metavar="FILE")
     add_config_option(parent, "--style-image-scale", path="prompt.style_image_scale", type=float, metavar="S")
+    add_config_option(parent, "--audio-prompt", path="prompt.audio_prompt", metavar="FILE|source")
     return parent
 
 

@@ -276,8 +276,26 @@ class PromptConfig:
     """A reference image used as a prompt through an IP-Adapter (`model.ip_adapter`); `None` = off."""
     style_image_scale: float = 0.6
     """Weight of the reference image against the text (IP-Adapter scale; 0 = no effect)."""
+    audio_prompt: str | None = None
+    """A sound file whose events (rain, birds, traffic …) add their visual phrases to the prompt, or form it when
+    there is none; "source" = the video's own soundtrack; `None` = off (`rerender.sound`)."""
+    audio_model: str = "laion/clap-htsat-unfused"
+    """The CLAP model (hub id or folder) that scores the sound against `audio_vocabulary`'s events."""
+    audio_vocabulary: str | None = None
+    """A YAML file of sound events (``name: {sound: ..., phrase: ...}``) added to the shipped ones, replacing
+    those of the same name; `None` = the shipped vocabulary alone."""
+    audio_threshold: float = 0.2
+    """An event is heard when its share of CLAP's probability, averaged over the sound's 10-second windows, is
+    at least this (0–1)."""
+    audio_max_events: int = 3
+    """At most this many heard events (the most probable first) add their phrases."""
 
     def __post_init__(self) -> None:
+        _check_range("prompt.audio_threshold", self.audio_threshold, 0.0, 1.0)
+        if isinstance(self.audio_max_events, bool) or not isinstance(self.audio_max_events, int):
+            raise ConfigError(f"`prompt.audio_max_events` must be an integer in [1, 10], "
+                              f"got {self.audio_max_events!r}")
+        _check_range("prompt.audio_max_events", self.audio_max_events, 1, 10)
         if self.prompt_language not in choices(PromptLanguage):
             valid = ", ".join(f"{code} ({LANGUAGE_NAMES.get(code, 'detect')})" for code in choices(PromptLanguage))
             raise ConfigError(f"`prompt.prompt_language` must be one of {valid}, got {self.prompt_language!r}")

@@ -54,10 +54,11 @@ def latent_shift(offset: tuple[float, float], factor: int) -> tuple[int, int]:
     every other latent column (noise with a structure the model never saw), and the propagation guides must
     move by exactly ``shift·factor`` image pixels to agree with the keyframes (`keyframe_offsets`).
     """
-    return int(math.floor(offset[0] / factor + 0.5)), int(math.floor(offset[1] / factor + 0.5))
+    return math.floor(offset[0] / factor + 0.5), math.floor(offset[1] / factor + 0.5)
 
 
-def keyframe_offsets(keyframe_indices: Sequence[int], motion: tuple[float, float], factor: int) -> list[tuple[int, int]]:
+def keyframe_offsets(keyframe_indices: Sequence[int], motion: tuple[float, float],
+                     factor: int) -> list[tuple[int, int]]:
     """The image offset of each keyframe from the anchor, in pixels, whole latent pixels each:
     ``latent_shift((k − k₀)·motion)·factor``. `generate` moves its guides by exactly these at the keyframes."""
     first = keyframe_indices[0]
@@ -75,11 +76,14 @@ def reflect_indices(indices: torch.Tensor | np.ndarray, size: int):
         return indices * 0
     period = 2 * (size - 1)
     folded = indices % period
-    return np.minimum(folded, period - folded) if isinstance(folded, np.ndarray) else torch.minimum(folded, period - folded)
+    if isinstance(folded, np.ndarray):
+        return np.minimum(folded, period - folded)
+    return torch.minimum(folded, period - folded)
 
 
 def translate_latents(latents: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-    """Move latents by ``shift = (dx, dy)`` whole latent pixels (Text2Video-Zero Eq. 7): ``out(p) = latents(p − shift)``.
+    """Move latents by ``shift = (dx, dy)`` whole latent pixels (Text2Video-Zero Eq. 7):
+    ``out(p) = latents(p − shift)``.
 
     Values are moved, never resampled (the noise keeps its statistics); the uncovered edge is filled by reflection
     about the edge pixels' centres, as Text2Video-Zero does (for any distance: `reflect_indices`).
@@ -307,7 +311,7 @@ def text2video_noise_steps(timesteps: Sequence[int] | torch.Tensor,
     values = [int(value) for value in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
     if len(values) < 2:
         raise ConfigError(f"Text2Video-Zero needs a schedule of at least 2 steps, got {len(values)}")
-    nearest = lambda target: min(range(len(values)), key=lambda step: (abs(values[step] - target), step))  # noqa: E731
+    nearest = lambda target: min(range(len(values)), key=lambda step: (abs(values[step] - target), step))
     first = min(nearest(targets[0]), len(values) - 2)
     second = min(max(nearest(targets[1]), first + 1), len(values) - 1)
     return first, second

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rerender.errors import ConfigError
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from rerender.diffusion.text2video import BackgroundSmoothing, keyframe_offsets, render_text_keyframes
 
-__all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_generate_inputs", "generate"]
+__all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_camera_travel", "check_generate_inputs", "generate"]
 
 MAX_GENERATED_FRAMES = 3000
 """Most frames `generate` makes: every frame is kept on disk several times while propagating."""
@@ -62,7 +61,8 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
 
     Raises:
         ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
-            as large as the frame, a size that is not two multiples of 8 in 64–2048.
+            as large as the frame, a camera travel over the clip beyond the frame (`check_camera_travel`), a size
+            that is not two multiples of 8 in 64–2048.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"`prompt` must be a non-empty string, got {prompt!r}")
@@ -82,6 +82,7 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     if abs(dx) >= size[0] or abs(dy) >= size[1]:  # consecutive frames would share no pixel: no motion to follow
         raise ConfigError(f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
                           f"pixels), got {motion!r}")
+    check_camera_travel(frames, (dx, dy), tuple(size))
     return dx, dy
 
 
@@ -224,7 +225,6 @@ def generate(
         # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
         raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
                           f"trained with), got {num_inference_steps!r}")
-    check_camera_travel(frames, (dx, dy), tuple(size))
     if noise_steps is not None and not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
                                         and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
         raise ConfigError(f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
@@ -240,11 +240,15 @@ def generate(
 
     from rerender.diffusion.loading import loading_bars
 
+    from rerender.sound import check_audio_prompt, hear_prompt
+
+    check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)  # text has no soundtrack
     with loading_bars(progress):
         # one default negative prompt for the CLI and the web page: the config's
         prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model,
                                          config.prompt.negative_prompt if negative_prompt is None else negative_prompt)
+        prompt_record = hear_prompt(prompt_record, config.prompt)  # `prompt.audio_prompt`: heard events → words
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.
@@ -258,7 +262,8 @@ def generate(
 
     with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
         images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
-                                       negative_prompt=prompt_record.negative_english, num_inference_steps=num_inference_steps,
+                                       negative_prompt=prompt_record.negative_english,
+                                       num_inference_steps=num_inference_steps,
                                        guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
                                        ip_adapter_image=style_image, background_smoothing=background_smoothing,
                                        foreground_mask=foreground_mask)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from rerender.config import RerenderConfig, Stage, apply_overrides, choices
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
+from rerender.sound import check_audio_prompt, hear_prompt
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -184,7 +186,7 @@ def translate(
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
-    if not config.prompt.prompt:
+    if not config.prompt.prompt and config.prompt.audio_prompt is None:
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
@@ -195,11 +197,15 @@ def translate(
         choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
+        check_audio_prompt(config.prompt.audio_prompt, video, config.prompt.audio_vocabulary)  # before any model
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model, config.prompt.negative_prompt)
-    if prompt_record.translator is not None:
+        prompt_record = hear_prompt(prompt_record, config.prompt, video)  # `prompt.audio_prompt`: events → words
+    if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en",
                                           "prompt.negative_prompt": prompt_record.negative_english or ""})
+    prompt_record = dataclasses.replace(prompt_record, encoded=config.prompt.full_prompt)
+    logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     executor = executor or LocalExecutor()
     with Workspace.open(workspace_root, video, config, force=force) as space:
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
