@@ -46,7 +46,7 @@ def test_lint_imports_keeps_every_contract():
         ("diffusers-only-in-diffusion", {"rerender.diffusion", "rerender.__main__"}),
         (
             "transformers-only-where-needed",
-            {"rerender.diffusion", "rerender.languages", "rerender.evaluation", "rerender.__main__"},
+            {"rerender.diffusion", "rerender.languages", "rerender.evaluation", "rerender.sound", "rerender.__main__"},
         ),
         ("library-never-imports-cli-or-ui", {"rerender.cli", "rerender.ui", "rerender.__main__"}),
     ],

@@ -382,7 +382,7 @@ def test_generate_uses_the_configs_negative_prompt_by_default(tiny_pipeline, tmp
     encoded = []
     original = tiny_pipeline.encode_prompt
     monkeypatch.setattr(tiny_pipeline, "encode_prompt",
-                        lambda prompt, negative, *args: encoded.append(negative) or original(prompt, negative, *args))
+                        lambda prompt, negative, *args, **kwargs: encoded.append(negative) or original(prompt, negative, *args, **kwargs))
     generate("a red cube", frames=1, output=tmp_path / "a.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,
              **SETTINGS)
     generate("a red cube", frames=1, output=tmp_path / "b.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,

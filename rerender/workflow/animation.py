@@ -247,10 +247,6 @@ def animate(
         # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
         raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
                               "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
-    from rerender.sound import check_audio_prompt
-
-    check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)  # a still has no soundtrack
-
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)
     for stale in frames_folder.iterdir():

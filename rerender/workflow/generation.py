@@ -240,9 +240,8 @@ def generate(
 
     from rerender.diffusion.loading import loading_bars
 
-    from rerender.sound import check_audio_prompt, hear_prompt
+    from rerender.sound import hear_prompt
 
-    check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)  # text has no soundtrack
     with loading_bars(progress):
         # one default negative prompt for the CLI and the web page: the config's
         prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,

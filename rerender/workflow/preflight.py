@@ -167,6 +167,7 @@ def check_run(
     executor: Any = None,
     prompt_translator: Any = None,
     check_model: bool = True,
+    soundtrack: str | os.PathLike | None = None,
 ) -> Preflight:
     """Step 1 of every run: check every argument that needs no decoding, and resolve the config.
 
@@ -181,6 +182,7 @@ def check_run(
         executor: the run's executor, which may refuse the config (e.g. more segments than GPUs).
         prompt_translator: the caller's translator (a configured translation model is then not needed).
         check_model: check the keyframe model's weights and style inputs (`check_model_inputs`).
+        soundtrack: the video whose sound `prompt.audio_prompt: source` means; None for a still or text alone.
 
     Returns:
         A `Preflight` with the resolved config and the checked output.
@@ -189,7 +191,7 @@ def check_run(
         ConfigError: a bad stage, option, renderer or K; `output=None` with a stage that writes a video.
         OutputPathError: the output cannot be written or is an input.
         WeightsNotFoundError: the model, IP-Adapter or translation weights are neither here nor downloadable.
-        InputNotFoundError, VideoReadError: a missing or unreadable style image.
+        InputNotFoundError, VideoReadError: a missing or unreadable style image or sound (or one without audio).
     """
     from rerender.video import check_output_path
     from rerender.workflow.stages import resolve_config
@@ -200,7 +202,11 @@ def check_run(
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
     if executor is not None:
         executor.check(resolved)
+    if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
+        from rerender.sound import check_audio_prompt
+
+        check_audio_prompt(resolved.prompt.audio_prompt, soundtrack, resolved.prompt.audio_vocabulary)
+    check_prompt_language(resolved, prompt_translator)  # the translator first: the prompt is read before the model
     if check_model:
         check_model_inputs(resolved, renderer=renderer_object, pipeline=pipeline)
-    check_prompt_language(resolved, prompt_translator)
     return Preflight(config=resolved, stage=stage, output=output_path, renderer=renderer_object)

@@ -27,7 +27,7 @@ from rerender.config import RerenderConfig, Stage, apply_overrides, choices
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
-from rerender.sound import check_audio_prompt, hear_prompt
+from rerender.sound import hear_prompt
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -182,7 +182,8 @@ def translate(
 
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     checked = check_run(config, prompt=prompt, K=K, overrides=overrides, stage=stage, output=output, inputs=[video],
-                        renderer=renderer, pipeline=pipeline, executor=executor, prompt_translator=prompt_translator)
+                        renderer=renderer, pipeline=pipeline, executor=executor, prompt_translator=prompt_translator,
+                        soundtrack=video)
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
@@ -197,7 +198,6 @@ def translate(
         choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
-        check_audio_prompt(config.prompt.audio_prompt, video, config.prompt.audio_vocabulary)  # before any model
         prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
                                          config.prompt.translation_model, config.prompt.negative_prompt)
         prompt_record = hear_prompt(prompt_record, config.prompt, video)  # `prompt.audio_prompt`: events → words
