@@ -549,9 +549,9 @@ class RayExecutor(LocalExecutor):
             # whole from its constructor arguments, which Ray replays when it restarts one (max_restarts).
             actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
                                max_task_retries=self.max_retries)(KeyframeWorker)
-            shipped_config, shipped_flow = ray.put(config), ray.put(flow)
-            self._keyframe_workers += [actor.remote(shipped_config, shipped_flow)
-                                       for _ in range(wanted - len(self._keyframe_workers))]
+            # by value, not `ray.put`: a restart replays the constructor with its arguments, which must outlive
+            # this call (Ray inlines small arguments in the actor's creation task)
+            self._keyframe_workers += [actor.remote(config, flow) for _ in range(wanted - len(self._keyframe_workers))]
         return self._keyframe_workers[:wanted]
 
     def keyframe_worker(self, config):
