@@ -466,7 +466,7 @@ class RayExecutor(LocalExecutor):
         keyframe_segments: split the keyframe chain into this many segments, each rendered by its own keyframe
             actor (its own GPU): every segment renders the anchor again from the same seed and starts its own
             previous-keyframe chain from it. Faster by up to this factor, at a cost in consistency at the
-            joins (see the README's "Scaling out"); 1 (default) renders the single chain of the method.
+            joins (see docs/guides/scaling-out.md); 1 (default) renders the single chain of the method.
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
