@@ -203,3 +203,35 @@ def test_the_single_video_path_never_imports_ray(synthetic_clip, tmp_path):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_csv_text_columns_stay_text_and_options_are_read_by_their_type(tmp_path):
+    # before: every cell went through yaml.safe_load: "…style: watercolor" became a dict, "a car #1 in red" became
+    # "a car" (a YAML comment), "no" became False
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "jobs.csv").write_text(
+        "video,prompt,output,denoising_strength,keyframe_interval,last_frame_keyframe,negative_prompt\n"
+        'a.mp4,"a painting, style: watercolor",a out.mp4,0.7,8,no,blurry: low quality\n'
+        "b.mp4,a car #1 in red,,,,yes,\n"
+        "c.mp4,no,,1,,,\n", encoding="utf-8")
+    jobs = load_jobs(tmp_path / "jobs.csv", None, tmp_path / "out")
+    assert [job.prompt for job in jobs] == ["a painting, style: watercolor", "a car #1 in red", "no"]
+    assert jobs[0].output == tmp_path / "out" / "a out.mp4"
+    assert dict(jobs[0].overrides) == {"denoising_strength": 0.7, "keyframe_interval": 8, "last_frame_keyframe": False,
+                                       "negative_prompt": "blurry: low quality"}
+    assert dict(jobs[1].overrides) == {"last_frame_keyframe": True}
+    assert dict(jobs[2].overrides) == {"denoising_strength": 1.0} and type(jobs[2].overrides["denoising_strength"]) is float
+
+
+@pytest.mark.parametrize("column, cell, message", [
+    ("denoising_strength", "strong", r"row 2, column 'denoising_strength': 'strong' is not a number"),
+    ("keyframe_interval", "8.5", r"row 2, column 'keyframe_interval': '8.5' is not a whole number"),
+    ("last_frame_keyframe", "maybe", r"row 2, column 'last_frame_keyframe': 'maybe' is not true or false"),
+])
+def test_a_csv_cell_that_is_not_of_its_options_type_names_the_row_and_column(tmp_path, column, cell, message):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "jobs.csv").write_text(f"video,{column}\na.mp4,\nb.mp4,{cell}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_jobs(tmp_path / "jobs.csv", "x", tmp_path / "out")

@@ -54,7 +54,7 @@ def test_cancel_mid_propagation_then_resume_equals_an_uninterrupted_run(syntheti
 def test_cancel_between_keyframes_keeps_the_finished_ones(synthetic_clip, tmp_path):
     cancel = threading.Event()
     callback, _ = _cancel_at(cancel, "keyframes", 2)
-    with pytest.raises(CancelledError, match="keyframes stage \\(2/5\\)"):
+    with pytest.raises(CancelledError, match="keyframes stage \\(2/6\\)"):
         translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
                   renderer=ClassicRenderer("a cartoon"), progress=False, callback=callback, cancel=cancel, **FAST)
     assert sorted(path.name for path in (tmp_path / "ws" / "keyframes").glob("*.png")) == ["0000.png", "0004.png"]

@@ -296,3 +296,29 @@ def test_cancel_stops_the_keyframe_actor_between_keyframes(synthetic_clip, tmp_p
     resumed = translate(synthetic_clip, "a cat", output=None, stage="keyframes", progress=False, workspace=workspace,
                         executor=executor, **settings)
     assert _files(resumed.workspace / "keyframes") == _files(reference.workspace / "keyframes")
+
+
+def test_only_the_number_of_finished_keyframes_travels_to_the_actor(monkeypatch):
+    # before: the finished keyframe images were shipped to the actor, which only counted them
+    from rerender.workflow.executors.ray import _ActorRenderer
+
+    sent = []
+
+    class Method:
+        def options(self, **options):
+            assert options == {"num_returns": "streaming"}
+            return self
+
+        def remote(self, *arguments):
+            sent.append(arguments)
+            return iter(["image"])
+
+    class Actor:
+        render = Method()
+
+    monkeypatch.setattr(ray, "get", lambda reference: reference)
+    monkeypatch.setattr(ray, "cancel", lambda reference: None)
+    done = [np.zeros((48, 64, 3), np.uint8)] * 3
+    renderer = _ActorRenderer(Actor(), "classic", "config", "maps")
+    assert list(renderer.render(["f"] * 5, [0, 4, 8, 12, 16], done, "state")) == ["image"]
+    assert sent == [("config", "maps", ["f"] * 5, [0, 4, 8, 12, 16], 3, "state")]

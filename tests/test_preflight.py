@@ -36,23 +36,48 @@ def no_decoding(monkeypatch):
 @pytest.mark.parametrize("stage", WRITING_STAGES)
 def test_output_none_with_a_stage_that_writes_a_video_is_refused_at_once(synthetic_clip, tmp_path, stage, no_decoding):
     # before: every stage ran, then a bare AssertionError at the end
-    with pytest.raises(ConfigError, match=rf"`output` is None, but stage '{stage}' writes a video; pass output=.*"
-                                          r"stage='keyframes'"):
-        rerender.workflow.translation.translate(synthetic_clip, "a cat", output=None, stage=stage, renderer="classic",
-                                                workspace=tmp_path / "ws", progress=False)
+    with pytest.raises(
+        ConfigError,
+        match=rf"`output` is None, but stage '{stage}' writes a video; pass output=.*"
+        r"stage='keyframes'",
+    ):
+        rerender.workflow.translation.translate(
+            synthetic_clip,
+            "a cat",
+            output=None,
+            stage=stage,
+            renderer="classic",
+            workspace=tmp_path / "ws",
+            progress=False,
+        )
     assert not (tmp_path / "ws").exists()
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(stage="everything"), ConfigError, r"`stage` must be one of 'first', 'keyframes', 'propagate', 'all', got 'everything'"),
-    (dict(renderer="difusion"), ConfigError, r"`renderer` must be one of 'auto', 'diffusion', 'classic' or a renderer object, got 'difusion'"),
-    (dict(renderer=object()), ConfigError, r"`renderer` must be a renderer name or an object with a `name` and a `render`"),
-    (dict(K=0), ConfigError, r"keyframe_interval"),
-    (dict(K="4"), ConfigError, r"`K` must be an integer ≥ 1, got '4'"),
-    (dict(denoising_strenght=0.5), ConfigError, r"unknown option `denoising_strenght`.*denoising_strength"),
-    (dict(blend_mode="agreemnt"), ConfigError, r"blend_mode"),
-    (dict(output="out.gif"), OutputPathError, r"out\.gif"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            dict(stage="everything"),
+            ConfigError,
+            r"`stage` must be one of 'first', 'keyframes', 'propagate', 'all', got 'everything'",
+        ),
+        (
+            dict(renderer="difusion"),
+            ConfigError,
+            r"`renderer` must be one of 'auto', 'diffusion', 'classic' or a renderer object, got 'difusion'",
+        ),
+        (
+            dict(renderer=object()),
+            ConfigError,
+            r"`renderer` must be a renderer name or an object with a `name` and a `render`",
+        ),
+        (dict(K=0), ConfigError, r"keyframe_interval"),
+        (dict(K="4"), ConfigError, r"`K` must be an integer ≥ 1, got '4'"),
+        (dict(denoising_strenght=0.5), ConfigError, r"unknown option `denoising_strenght`.*denoising_strength"),
+        (dict(blend_mode="agreemnt"), ConfigError, r"blend_mode"),
+        (dict(output="out.gif"), OutputPathError, r"out\.gif"),
+    ],
+)
 def test_each_argument_is_refused_before_any_decoding(synthetic_clip, tmp_path, kwargs, error, message, no_decoding):
     arguments = dict(output=tmp_path / "out.mp4", renderer="classic", workspace=tmp_path / "ws", progress=False)
     arguments.update(kwargs)
@@ -77,8 +102,9 @@ def test_an_executor_refuses_its_config_in_preflight(tmp_path, no_decoding):
 
 
 def test_check_run_resolves_the_config_and_the_renderer():
-    checked = check_run(None, prompt="a cat", K=4, overrides={"denoising_strength": 0.5}, stage="keyframes",
-                        renderer="classic")
+    checked = check_run(
+        None, prompt="a cat", K=4, overrides={"denoising_strength": 0.5}, stage="keyframes", renderer="classic"
+    )
     assert checked.config.prompt.prompt == "a cat" and checked.config.keyframes.keyframe_interval == 4
     assert checked.config.sampling.denoising_strength == 0.5 and checked.config.model.renderer == "classic"
     assert checked.output is None and checked.renderer is None and checked.stage == "keyframes"
@@ -144,6 +170,10 @@ def test_no_assert_on_user_input_in_the_library():
 
     root = Path(rerender.video.__file__).resolve().parent
     root = root.parent if root.name == "video" else root
-    found = [f"{path.relative_to(root)}:{node.lineno}" for path in sorted(root.rglob("*.py"))
-             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Assert)]
+    found = [
+        f"{path.relative_to(root)}:{node.lineno}"
+        for path in sorted(root.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    ]
     assert found == []

@@ -88,7 +88,8 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
 
 def test_keyframe_progress_advances_per_denoising_step_and_resumes(synthetic_clip, tmp_path, tiny_pipeline):
     # 4 steps at strength 0.75 run steps 1–3; pixel-aware fusion (strict 2 < i < 3.2) reruns step 3: the anchor
-    # costs 3 UNet calls, every keyframe 4. K=4 gives 5 keyframes: 19 steps in all.
+    # costs 3 UNet calls, every keyframe 4. K=4 gives 5 keyframes (the plain chain, last_frame_keyframe=False): 19
+    # steps in all.
     assert tiny_pipeline.planned_unet_calls(5, 4, 0.75) == [3, 4, 4, 4, 4]
     events = []
 
@@ -103,12 +104,12 @@ def test_keyframe_progress_advances_per_denoising_step_and_resumes(synthetic_cli
     try:
         with pytest.raises(KeyboardInterrupt):
             translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
-                      pipeline=tiny_pipeline, progress=False, callback=record, **SETTINGS)
+                      pipeline=tiny_pipeline, progress=False, callback=record, last_frame_keyframe=False, **SETTINGS)
         assert events == [(done, 19) for done in range(13)] and counter.calls == 12
         events.clear()
         interrupt_at, counter.calls = None, 0
         translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
-                  pipeline=tiny_pipeline, progress=True, callback=record, **SETTINGS)
+                  pipeline=tiny_pipeline, progress=True, callback=record, last_frame_keyframe=False, **SETTINGS)
     finally:
         counter.close()
     # resumed: the finished keyframes 4 and 8 count as done (8 steps), then the anchor is re-rendered (3) and

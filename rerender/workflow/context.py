@@ -32,7 +32,8 @@ ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
 
 Interval = tuple[int, int]
-"""A key interval `(start, end)`: frames `start..end` (both included) between two keyframes or a keyframe and an end."""
+"""A key interval `(start, end)`: frames `start..end` (both included) between two keyframes, or a keyframe
+and an end of the clip."""
 
 
 class Progress:
@@ -49,8 +50,13 @@ class Progress:
         workspace: names the workspace in the cancel message (called then: the workspace may open later).
     """
 
-    def __init__(self, show: bool = True, callback: ProgressCallback | None = None,
-                 cancel: threading.Event | None = None, workspace: Callable[[], Any] = lambda: None) -> None:
+    def __init__(
+        self,
+        show: bool = True,
+        callback: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        workspace: Callable[[], Any] = lambda: None,
+    ) -> None:
         self.show, self.callback, self.cancel, self.workspace = show, callback, cancel, workspace
 
     @property
@@ -67,8 +73,10 @@ class Progress:
     def check(self, where: str = "") -> None:
         """Raise `CancelledError` (naming `where` and the workspace to resume from) if the caller asked to stop."""
         if self.cancelled:
-            raise CancelledError(f"cancelled {where}; finished work is kept in {str(self.workspace())!r}, run again "
-                                 "with the same workspace to resume")
+            raise CancelledError(
+                f"cancelled {where}; finished work is kept in {str(self.workspace())!r}, run again "
+                "with the same workspace to resume"
+            )
 
     def bar(self, total: int, desc: str, unit: str = "frame", initial: int = 0) -> tqdm:
         """A tqdm bar for a stage (disabled when `show` is False)."""
@@ -169,15 +177,17 @@ class IntervalLedger:
         """`{"start-end": digest}` of the recorded intervals (the manifest's own dict)."""
         return self.workspace.record("propagation").setdefault("intervals", {})
 
-    def digests(self, keyframe_indices: Sequence[int], count: int,
-                key_path: Callable[[int], Path] | None = None) -> dict[Interval, str]:
+    def digests(
+        self, keyframe_indices: Sequence[int], count: int, key_path: Callable[[int], Path] | None = None
+    ) -> dict[Interval, str]:
         """What each key interval's propagated frames depend on beyond the config: its bounds and the digests of
         the keyframe files at its ends (a frame that is no keyframe has none)."""
         path = key_path or self.workspace.keyframe_path
         digests = {index: file_digest(path(index)) for index in set(keyframe_indices)}
         return {
-            (start, end): hashlib.sha1(json.dumps([start, end, digests.get(start), digests.get(end)]).encode()
-                                       ).hexdigest()[:16]
+            (start, end): hashlib.sha1(
+                json.dumps([start, end, digests.get(start), digests.get(end)]).encode()
+            ).hexdigest()[:16]
             for start, end in key_intervals(keyframe_indices, count)
         }
 
@@ -222,5 +232,9 @@ class IntervalLedger:
     @staticmethod
     def kept(keyframe_indices: Sequence[int], count: int, todo: Sequence[Interval]) -> set[int]:
         """The frames of the intervals that are not redone (their files stay as they are)."""
-        return {index for interval in key_intervals(keyframe_indices, count) if interval not in todo
-                for index in range(interval[0], interval[1] + 1)}
+        return {
+            index
+            for interval in key_intervals(keyframe_indices, count)
+            if interval not in todo
+            for index in range(interval[0], interval[1] + 1)
+        }

@@ -4,14 +4,14 @@ in memory (`FolderFrames`, `WorkspaceFrames`, `FrameRange`, `LazyImages`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rerender.video import read_image
 from rerender.workflow.workspace import Workspace
 
-__all__ = ["FolderFrames", "WorkspaceFrames", "FrameRange", "LazyImages"]
+__all__ = ["FolderFrames", "WorkspaceFrames", "FrameRange", "LazyImages", "EncodedFrames"]
 
 
 class FolderFrames(Sequence[np.ndarray]):
@@ -68,3 +68,33 @@ class LazyImages(Mapping[int, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+class EncodedFrames(Sequence[np.ndarray]):
+    """Frames kept in memory as PNG bytes (lossless, a few times smaller than raw RGB), decoded when asked: a
+    clip made in memory (`generate`'s guides) handed to propagation without temporary files.
+
+    Args:
+        frames: RGB uint8 `(H, W, 3)` frames, any iterable (a generator is consumed once).
+    """
+
+    def __init__(self, frames: Iterable[np.ndarray]) -> None:
+        import cv2
+
+        self.encoded: list[bytes] = []
+        for frame in frames:
+            ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+            if not ok:  # pragma: no cover - PNG encoding of a uint8 RGB image does not fail
+                raise ValueError("cannot encode a frame as PNG")
+            self.encoded.append(data.tobytes())
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        import cv2
+
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        data = np.frombuffer(self.encoded[index], np.uint8)
+        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

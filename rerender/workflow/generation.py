@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -214,8 +213,8 @@ def generate(
     """
     from rerender.camera import KnownMotionFlow, render_clip
     from rerender.keyframes import select_keyframes
-    from rerender.workflow.preflight import check_run
-    from rerender.video import write_image, write_video
+    from rerender.workflow.preflight import check_model_inputs, check_run
+    from rerender.video import write_video
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
@@ -233,8 +232,9 @@ def generate(
         raise ConfigError(f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}")
     # the checks every entry point shares (`preflight.check_run`): options, output, weights, style image, translator
     checked = check_run(config, prompt=prompt, K=min(K, frames), overrides={**overrides, "output.fps": float(fps)},
-                        output=output, pipeline=pipeline, prompt_translator=prompt_translator)
+                        output=output, pipeline=pipeline, prompt_translator=prompt_translator, check_model=False)
     config, output_path = checked.config, checked.output
+    check_model_inputs(config, pipeline=pipeline)  # after the translator, as before
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
     from rerender.languages import translate_prompt
 
@@ -271,22 +271,20 @@ def generate(
         write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
         return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record)
 
-    # 3. Propagate between keyframes, guided by the anchor moved by the known motion, with its exact flow.
-    from rerender.workflow.keyframe_folder import propagate_keyframes
+    # 3. Propagate between keyframes, in memory, guided by the anchor moved by the known motion, with its exact flow;
+    #    the guides are kept PNG-compressed (lossless) and the propagated frames stream into the video.
+    from functools import partial
+
+    from rerender.flow import estimate_flow_numpy
+    from rerender.propagation import propagate_video_iter
+    from rerender.workflow.frames import EncodedFrames
+    from rerender.workflow.stages import propagation_options
 
     path = _ShiftPath((dx, dy), frames, tuple(size), keyframe_indices, pipeline.vae_scale_factor)
-    with tempfile.TemporaryDirectory(prefix=".generate-", dir=output_path.parent) as scratch:
-        guides, keys = Path(scratch) / "guides", Path(scratch) / "keys"
-        guides.mkdir()
-        keys.mkdir()
-
-        def written():
-            for index, guide in enumerate(render_clip(keyframes[0], path)):
-                write_image(guide, guides / f"{index:05d}.png")
-                yield guide
-
-        flow = KnownMotionFlow(path, written())
-        for index, image in zip(keyframe_indices, keyframes, strict=True):
-            write_image(image, keys / f"{index:05d}.png")
-        propagate_keyframes(guides, keys, output_path, config, optical_flow=flow, progress=progress)
+    guides = EncodedFrames(render_clip(keyframes[0], path))
+    flow = KnownMotionFlow(path, (guides[index] for index in range(len(guides))))
+    stream = propagate_video_iter(guides, dict(zip(keyframe_indices, keyframes, strict=True)),
+                                  flow=partial(estimate_flow_numpy, flow), options=propagation_options(config),
+                                  progress=progress)
+    write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
     return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record)

@@ -25,8 +25,16 @@ from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Preflight", "check_run", "check_stage", "check_renderer", "check_model_inputs", "check_prompt_language",
-           "check_workspace_paths", "WRITING_STAGES"]
+__all__ = [
+    "Preflight",
+    "check_run",
+    "check_stage",
+    "check_renderer",
+    "check_model_inputs",
+    "check_prompt_language",
+    "check_workspace_paths",
+    "WRITING_STAGES",
+]
 
 WRITING_STAGES: tuple[str, ...] = ("all", "propagate")
 """The stages that end by writing a video, and so need an `output`."""
@@ -55,8 +63,10 @@ def check_stage(stage: Any, output: Any) -> None:
     if stage not in choices(Stage):
         raise ConfigError(f"`stage` must be one of {', '.join(map(repr, choices(Stage)))}, got {stage!r}")
     if output is None and stage in WRITING_STAGES:
-        raise ConfigError(f"`output` is None, but stage {stage!r} writes a video; pass output=... (a .mp4, .mov or "
-                          "a .mkv path), or stage='keyframes' (CLI: --stage keyframes) to stop before writing")
+        raise ConfigError(
+            f"`output` is None, but stage {stage!r} writes a video; pass output=... (a .mp4, .mov or "
+            "a .mkv path), or stage='keyframes' (CLI: --stage keyframes) to stop before writing"
+        )
 
 
 def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | None, dict[str, Any]]:
@@ -71,17 +81,23 @@ def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | N
         return None, dict(overrides)
     if isinstance(renderer, str):
         if renderer not in choices(RendererName):
-            raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))} or a renderer "
-                              f"object, got {renderer!r}")
+            raise ConfigError(
+                f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))} or a renderer "
+                f"object, got {renderer!r}"
+            )
         return None, {**overrides, "model.renderer": renderer}
     if not callable(getattr(renderer, "render", None)) or not isinstance(getattr(renderer, "name", None), str):
-        raise ConfigError(f"`renderer` must be a renderer name or an object with a `name` and a `render` method "
-                          f"(rerender.workflow.renderers.KeyframeRenderer), got {type(renderer).__name__}")
+        raise ConfigError(
+            f"`renderer` must be a renderer name or an object with a `name` and a `render` method "
+            f"(rerender.workflow.renderers.KeyframeRenderer), got {type(renderer).__name__}"
+        )
     try:  # the protocol's arguments, so that a renderer written to an older protocol is refused now, by name
         inspect.signature(renderer.render).bind([], [], [], Path("."), on_progress=None)
     except TypeError:
-        raise ConfigError(f"`renderer` {type(renderer).__name__}.render must take (frames, indices, done, state_dir, "
-                          "on_progress=None) (rerender.workflow.renderers.KeyframeRenderer)") from None
+        raise ConfigError(
+            f"`renderer` {type(renderer).__name__}.render must take (frames, indices, done, state_dir, "
+            "on_progress=None) (rerender.workflow.renderers.KeyframeRenderer)"
+        ) from None
     except ValueError:  # no signature to read (a builtin): its call will say
         pass
     return renderer, dict(overrides)
@@ -130,8 +146,9 @@ def check_prompt_language(config: RerenderConfig, translator: Any = None) -> Non
         check_translator(config.prompt.translation_model or default_translation_model(language))
 
 
-def check_workspace_paths(workspace: Path, output: Path | None, inputs: Sequence[Any], *,
-                          comparison: bool = False) -> None:
+def check_workspace_paths(
+    workspace: Path, output: Path | None, inputs: Sequence[Any], *, comparison: bool = False
+) -> None:
     """The workspace folder (writable, not an input, not the output) and, with `comparison`, the side-by-side
     video's name beside the output (never a file of the user's).
 
@@ -146,8 +163,10 @@ def check_workspace_paths(workspace: Path, output: Path | None, inputs: Sequence
         side_by_side = check_output_path(comparison_path(output), list(inputs), name="comparison output")
         if side_by_side.exists() and not comparison_written_here(workspace, side_by_side):
             # a name we chose, not the caller: a file there that this workspace did not write is theirs
-            raise OutputPathError(f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
-                                  "move it away, or leave out `comparison` (--comparison)")
+            raise OutputPathError(
+                f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
+                "move it away, or leave out `comparison` (--comparison)"
+            )
     check_output_path(workspace, list(inputs), kind="folder", name="workspace")
     if output is not None and Path(workspace).resolve() == output.resolve():
         raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")

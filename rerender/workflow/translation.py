@@ -237,20 +237,10 @@ def translate(
             if renderer is None and pipeline is None:
                 renderer = executor.keyframe_renderer(ctx, control_maps, len(keyframe_indices))  # e.g. on Ray
             renderer = renderer or choose_renderer(config, pipeline, ctx.estimator, control_maps)
-        if stage != "first" and keyframes_ready(space, config, renderer.name):
-            reused.append("keyframes")
-            keyframe_indices = space.record("keyframes")["indices"]
-        else:
-            started = time.perf_counter()
-            with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)):
-                space.begin("keyframes", config, renderer=renderer.name)
-                render_keyframes(ctx, frames, keyframe_indices[:1] if stage == "first" else keyframe_indices, renderer)
-                if stage == "first":
-                    timings["first"] = time.perf_counter() - started
-                    return result(output=None, keyframe_indices=keyframe_indices[:1], renderer=renderer.name,
-                                  previews={"first": space.keyframe_path(keyframe_indices[0])})
-                space.finish("keyframes", indices=keyframe_indices)
-            timings["keyframes"] = time.perf_counter() - started
+        keyframe_indices = _keyframes_stage(ctx, frames, keyframe_indices, renderer, stage == "first", timings, reused)
+        if stage == "first":
+            return result(output=None, keyframe_indices=keyframe_indices[:1], renderer=renderer.name,
+                          previews={"first": space.keyframe_path(keyframe_indices[0])})
         with disk_guard(space, "keyframes", space.root):
             previews = {"keyframes": write_keyframe_preview(ctx, keyframe_indices)}
         if stage == "keyframes":
@@ -293,6 +283,24 @@ def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, floa
         executor.write_frames(ctx)  # e.g. in chunks on Ray workers
         space.finish("frames", count=ctx.count, size=list(ctx.size))
     timings["frames"] = time.perf_counter() - started
+
+
+def _keyframes_stage(ctx: StageContext, frames: WorkspaceFrames, keyframe_indices: list[int], renderer: KeyframeRenderer,
+                     first_only: bool, timings: dict[str, float], reused: list[str]) -> list[int]:
+    """Step 4 of `translate`: render the keyframes (only the anchor with `first_only`), unless this renderer
+    finished them with this config already; returns the keyframe indices (the recorded ones when reused)."""
+    space, config = ctx.workspace, ctx.config
+    if not first_only and keyframes_ready(space, config, renderer.name):
+        reused.append("keyframes")
+        return space.record("keyframes")["indices"]
+    started = time.perf_counter()
+    with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)):
+        space.begin("keyframes", config, renderer=renderer.name)
+        render_keyframes(ctx, frames, keyframe_indices[:1] if first_only else keyframe_indices, renderer)
+        if not first_only:
+            space.finish("keyframes", indices=keyframe_indices)
+    timings["first" if first_only else "keyframes"] = time.perf_counter() - started
+    return keyframe_indices
 
 
 def _propagation_stage(ctx: StageContext, executor: Executor, frames: WorkspaceFrames, keyframe_indices: list[int],

@@ -11,10 +11,16 @@ threads). `RayExecutor` places the stages on a Ray cluster:
   the pairs c·n … c·n + n − 1), one Ray task each, into the flow cache (`flow.FlowCache`, keyed by content);
 * keyframes: in a Ray actor (`KeyframeWorker`) that loads the models once and keeps them for every later
   `translate` with the same model and ControlNets, asking for `num_gpus=1` only when the cluster has a GPU (else
-  it would never be scheduled). The chain is sequential, so one actor renders it, unless `keyframe_segments`
-  splits it (one actor per segment; see `_SegmentedRenderer`); keyframes stream back and the driver writes them;
+  it would never be scheduled). The actor is whole from its constructor arguments (Ray replays only those when it
+  restarts a dead actor); each render call carries the run's config, control maps, frames and the *number* of
+  finished keyframes. The chain is sequential, so one actor renders it, unless `keyframe_segments` splits it (one
+  actor per segment; see `_SegmentedRenderer`); keyframes stream back and the driver writes them; a cancel
+  cancels the actor's stream, which it checks between keyframes and denoising steps;
+* optical flow: the configured estimator travels as a `context.FlowSpec` and every task or actor builds it on
+  the device Ray gave it (an estimator on the driver's GPU cannot be unpickled where no GPU is seen);
 * propagation: one Ray task per key interval (an interval's frames depend only on the keyframes at its two
-  ends, `stages.key_intervals`), each started when the flow chunks it needs are done;
+  ends, `context.key_intervals`), each started when the flow chunks it needs are done; both executors record
+  finished intervals in the same `context.IntervalLedger`;
 * the manifest, the tracking of files, and the video: the driver alone (one writer).
 
 Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file

@@ -467,7 +467,7 @@ class RayExecutor(LocalExecutor):
         keyframe_segments: split the keyframe chain into this many segments, each rendered by its own keyframe
             actor (its own GPU): every segment renders the anchor again from the same seed and starts its own
             previous-keyframe chain from it. Faster by up to this factor, at a cost in consistency at the
-            joins (see the README's "Scaling out"); 1 (default) renders the single chain of the method.
+            joins (see docs/guides/scaling-out.md); 1 (default) renders the single chain of the method.
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
@@ -550,9 +550,9 @@ class RayExecutor(LocalExecutor):
             # whole from its constructor arguments, which Ray replays when it restarts one (max_restarts).
             actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
                                max_task_retries=self.max_retries)(KeyframeWorker)
-            shipped_config, shipped_flow = ray.put(config), ray.put(flow)
-            self._keyframe_workers += [actor.remote(shipped_config, shipped_flow)
-                                       for _ in range(wanted - len(self._keyframe_workers))]
+            # by value, not `ray.put`: a restart replays the constructor with its arguments, which must outlive
+            # this call (Ray inlines small arguments in the actor's creation task)
+            self._keyframe_workers += [actor.remote(config, flow) for _ in range(wanted - len(self._keyframe_workers))]
         return self._keyframe_workers[:wanted]
 
     def keyframe_worker(self, config):
