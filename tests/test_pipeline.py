@@ -362,10 +362,12 @@ def test_multi_controlnet_with_per_control_strengths(pipe, tiny_pipeline_dir):
 
     from rerender.diffusion.pipeline import RerenderPipeline
 
-    second = ControlNetModel.from_pretrained(str(tiny_pipeline_dir / "controlnet"))
+    second = ControlNetModel.from_config(pipe.controlnet.config)  # a second ControlNet of the same family
+    second.load_state_dict(pipe.controlnet.state_dict())
     double = RerenderPipeline(
         vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-        controlnet=[pipe.controlnet, second], scheduler=pipe.scheduler,
+        controlnet=[pipe.controlnet, second], scheduler=pipe.scheduler, text_encoder_2=pipe.text_encoder_2,
+        tokenizer_2=pipe.tokenizer_2,
     )
     double.set_progress_bar_config(disable=True)
     frames = make_frames(2)
