@@ -432,7 +432,7 @@ def test_too_long_prompt_is_truncated_with_a_warning(pipe, caplog):
     long_prompt = "a very detailed painting of a red square " * 20
     with caplog.at_level(logging.WARNING, logger="rerender.diffusion.pipeline"), torch.no_grad():
         embeddings = pipe.encode_prompt(long_prompt, None, torch.device("cpu"), True).prompt_embeds
-    assert embeddings.shape == (2, 77, 32 if pipe.family == "sd15" else 64)  # SDXL: both encoders' channels
+    assert embeddings.shape == (2, 77, 32 if pipe.family == "sd15" else 80)  # SDXL: both encoders' channels
     assert any("truncated" in record.getMessage() for record in caplog.records)
 
 

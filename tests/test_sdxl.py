@@ -112,8 +112,8 @@ def _kohya_lora(path: Path, unet, second_text_encoder: bool = False, sgm: bool |
             tensors[f"{key}.alpha"] = torch.tensor(4.0)
     if second_text_encoder:
         key = "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
-        tensors[f"{key}.lora_down.weight"] = torch.randn(4, 32) * 0.1
-        tensors[f"{key}.lora_up.weight"] = torch.randn(32, 4) * 0.1
+        tensors[f"{key}.lora_down.weight"] = torch.randn(4, 48) * 0.1
+        tensors[f"{key}.lora_up.weight"] = torch.randn(48, 4) * 0.1
         tensors[f"{key}.alpha"] = torch.tensor(4.0)
     save_file(tensors, str(path))
     return path
@@ -168,8 +168,8 @@ def test_sdxl_conditioning_pooled_embedding_and_size_numbers_from_the_frame(sdxl
     for kwargs in seen:  # every UNet call of every keyframe: (original H, W, crop 0, 0, target H, W)
         time_ids = kwargs["added_cond_kwargs"]["time_ids"]
         assert time_ids.tolist() == [[64, 48, 0, 0, 64, 48]] * 2
-        assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 32)
-        assert kwargs["encoder_hidden_states"].shape == (2, 77, 64)  # both encoders' 32 channels
+        assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 48)  # the second encoder's projection
+        assert kwargs["encoder_hidden_states"].shape == (2, 77, 80)  # both encoders' channels, 32 + 48
     empty = sdxl.encode_prompt("a cat", None, torch.device("cpu"), True, size=(64, 64))
     assert torch.count_nonzero(empty.prompt_embeds[0]) == 0 and torch.count_nonzero(empty.added_cond_kwargs["text_embeds"][0]) == 0
     negative = sdxl.encode_prompt("a cat", "blurry", torch.device("cpu"), True, size=(64, 64))
@@ -370,8 +370,8 @@ def test_sdxl_lora_diffusers_and_kohya_formats_with_weights(sdxl, tmp_path):
 
     def unet_output():
         torch.manual_seed(0)
-        sample, text = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 64)
-        added = {"text_embeds": torch.randn(1, 32), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+        sample, text = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 80)
+        added = {"text_embeds": torch.randn(1, 48), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
         with torch.no_grad():
             return sdxl.unet(sample, 10, text, added_cond_kwargs=added).sample
 
@@ -399,3 +399,55 @@ def test_sdxl_lora_diffusers_and_kohya_formats_with_weights(sdxl, tmp_path):
         assert not torch.allclose(only_kohya, base, atol=1e-4) and not torch.allclose(only_kohya, both, atol=1e-4)
     finally:
         sdxl.unload_lora_weights()
+
+
+# --------------------------------------------------------------------------------------------------------
+# a single SDXL file in the original (A1111 / Civitai) layout, loaded offline
+# --------------------------------------------------------------------------------------------------------
+
+
+def _open_clip_to_ldm(encoder, prefix: str = "conditioner.embedders.1.model.") -> dict[str, torch.Tensor]:
+    """The reverse of diffusers' OpenCLIP → CLIPTextModelWithProjection conversion (SDXL's second text encoder)."""
+    state = encoder.state_dict()
+    model = "text_model."
+    checkpoint = {
+        "positional_embedding": state[model + "embeddings.position_embedding.weight"],
+        "token_embedding.weight": state[model + "embeddings.token_embedding.weight"],
+        "ln_final.weight": state[model + "final_layer_norm.weight"],
+        "ln_final.bias": state[model + "final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T.contiguous(),
+    }
+    for layer in range(encoder.config.num_hidden_layers):
+        source, target = f"{model}encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            checkpoint[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{source}self_attn.{name}_proj.{kind}"] for name in ("q", "k", "v")])
+            checkpoint[f"{target}attn.out_proj.{kind}"] = state[f"{source}self_attn.out_proj.{kind}"]
+            checkpoint[f"{target}ln_1.{kind}"] = state[f"{source}layer_norm1.{kind}"]
+            checkpoint[f"{target}ln_2.{kind}"] = state[f"{source}layer_norm2.{kind}"]
+            checkpoint[f"{target}mlp.c_fc.{kind}"] = state[f"{source}mlp.fc1.{kind}"]
+            checkpoint[f"{target}mlp.c_proj.{kind}"] = state[f"{source}mlp.fc2.{kind}"]
+    return {prefix + key: value for key, value in checkpoint.items()}
+
+
+def test_single_sdxl_file_loads_offline_with_its_config_folder(sdxl, tiny_sdxl_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from tests.test_models import _unet_to_ldm, _vae_to_ldm
+
+    checkpoint = {**_unet_to_ldm(sdxl.unet), **_vae_to_ldm(sdxl.vae), **_open_clip_to_ldm(sdxl.text_encoder_2)}
+    for key, tensor in sdxl.text_encoder.state_dict().items():
+        key = key if key.startswith("text_model.") else f"text_model.{key}"
+        checkpoint[f"conditioner.embedders.0.transformer.{key}"] = tensor
+    path = tmp_path / "juggernaut-xl-tiny.safetensors"
+    save_file({key: tensor.contiguous() for key, tensor in checkpoint.items()}, str(path))
+    assert detect_family(path) == "sdxl"
+    pipe = load_pipeline(ModelConfig(base_model=str(path)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+                         single_file_config=tiny_sdxl_dir, device="cpu")
+    assert pipe.family == "sdxl"
+    for name in ("unet", "vae", "text_encoder_2"):
+        loaded, expected = getattr(pipe, name).state_dict(), getattr(sdxl, name).state_dict()
+        assert all(torch.equal(loaded[key], expected[key]) for key in expected), name
+    text = torch.tensor([[512, 70, 513]])
+    with torch.no_grad():
+        assert torch.allclose(pipe.text_encoder_2(text)[0], sdxl.text_encoder_2(text)[0], atol=1e-6)
