@@ -451,3 +451,19 @@ def test_single_sdxl_file_loads_offline_with_its_config_folder(sdxl, tiny_sdxl_d
     text = torch.tensor([[512, 70, 513]])
     with torch.no_grad():
         assert torch.allclose(pipe.text_encoder_2(text)[0], sdxl.text_encoder_2(text)[0], atol=1e-6)
+
+
+def test_text_to_video_keyframes_on_sdxl_get_its_added_conditioning(sdxl):
+    """generate's Text2Video-Zero path: every UNet call gets SDXL's pooled embedding and size numbers."""
+    from rerender.diffusion.text2video import render_text_keyframes
+
+    seen = []
+    handle = sdxl.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        images = render_text_keyframes(sdxl, "a red cube", [0, 4], (4.0, 0.0), (64, 48), num_inference_steps=4,
+                                       noise_steps=(1, 2), generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
+    assert [image.shape for image in images] == [(1, 3, 48, 64)] * 2
+    assert all(torch.isfinite(image).all() for image in images)
+    assert seen and all(kwargs["added_cond_kwargs"]["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]] * 2 for kwargs in seen)
