@@ -361,7 +361,7 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
     (tmp_path / "my-model").mkdir()
     for model, said in ((tmp_path / "my-model", "local, nothing to fetch"), (tmp_path / "my-modle", "local path not found")):
         assert main(["download", "--dry-run", "--no-flow", "--model", str(model)]) == 0
-        assert f"base model: {model}: {said}" in capsys.readouterr().out.splitlines()[0]
+        assert f"base model (SD 1.5): {model}: {said}" in capsys.readouterr().out.splitlines()[0]
     # without --dry-run, offline is an error that says why
     code = main(["download", "--no-flow"])
     assert code == 2 and "HF_HUB_OFFLINE is set" in capsys.readouterr().err
