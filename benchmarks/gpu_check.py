@@ -58,6 +58,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strength", type=float, default=0.75)
     parser.add_argument("--keyframes", type=int, default=3, help="keyframes after the anchor (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--sdxl", action="store_true", help="the SDXL keyframe check instead (see sdxl_keyframe_check)")
     return parser.parse_args(argv)
 
 
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments.steps = arguments.steps or (4 if arguments.tiny else 20)
     if arguments.tiny:
         torch.set_num_threads(1)
+    if arguments.sdxl:
+        return sdxl_keyframe_check(arguments)
 
     started = time.perf_counter()
     components = build_components(arguments.tiny, device, dtype)
@@ -338,6 +341,128 @@ def main(argv: list[str] | None = None) -> int:
         torch=torch.__version__, diffusers=__import__("diffusers").__version__, variants=runner.results, targets=targets,
     )
     if arguments.json is not None:
+        temporary = arguments.json.with_name(arguments.json.name + ".partial")
+        temporary.write_text(json.dumps(report, indent=2))
+        os.replace(temporary, arguments.json)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# SDXL keyframes (issue 22): python benchmarks/gpu_check.py --sdxl --json gpu_check_sdxl.json
+# --------------------------------------------------------------------------------------------------------
+
+
+def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
+    """Full-size SDXL base + one SDXL ControlNet (random weights from ``rerender/assets/sdxl-config``), fp16, 1024²,
+    20 steps, strength 0.75, canny, every constraint on; seconds per keyframe and peak VRAM of `RerenderPipeline`
+    against diffusers' `StableDiffusionXLControlNetImg2ImgPipeline` on the same components, in the same run, then
+    both again with ``enable_model_cpu_offload()``. Targets: ≤ 12 GB peak without offload, ≤ 8 GB with it, time
+    ratio within 0.1 of the UNet-call ratio. ``--tiny``: the test kit's tiny SDXL models on the CPU, 64², 4 steps.
+    """
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionXLControlNetImg2ImgPipeline
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from keyframe_benchmark import build_sdxl_components
+
+    from rerender.config import ConstraintConfig
+    from rerender.diffusion.control import canny
+    from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.flow import DISFlowEstimator
+
+    cuda = not arguments.tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.float16 if cuda else torch.float32
+    size = arguments.size or (64 if arguments.tiny else 1024)
+    steps = arguments.steps or (4 if arguments.tiny else 20)
+    if arguments.tiny:
+        from tests.tiny_models import save_tiny_sdxl_pipeline
+
+        config_dir = save_tiny_sdxl_pipeline(Path(tempfile.mkdtemp(prefix="gpu-check-sdxl-")))
+    else:
+        config_dir = REPO / "rerender" / "assets" / "sdxl-config"
+    started = time.perf_counter()
+    components = build_sdxl_components(config_dir, 1.0, device)
+    for name in ("unet", "controlnet", "text_encoder", "text_encoder_2"):
+        components[name] = components[name].to(device=device, dtype=dtype)
+    components["vae"] = components["vae"].to(device=device)  # float32: the SDXL VAE overflows in float16
+    build_seconds = time.perf_counter() - started
+    frames = synthetic_frames(arguments.keyframes + 1, size)
+    controls = [canny(frame) for frame in frames]
+    prompt = "a watercolour painting, best quality"
+    plain = StableDiffusionXLControlNetImg2ImgPipeline(**components, requires_aesthetics_score=False)
+    ours = RerenderPipeline(**components)
+    for pipeline in (plain, ours):
+        pipeline.set_progress_bar_config(disable=True)
+    calls: list[int] = []
+    components["unet"].register_forward_pre_hook(lambda module, args: calls.append(1))
+    common = dict(num_inference_steps=steps, strength=arguments.strength, guidance_scale=7.5)
+
+    def synchronize() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def run_plain() -> tuple[float, list[int]]:
+        times, counts = [], []
+        for frame, control in zip(frames[1:], controls[1:]):
+            calls.clear()
+            synchronize()
+            begin = time.perf_counter()
+            plain(prompt, image=Image.fromarray(frame), control_image=Image.fromarray(control), output_type="np",
+                  generator=torch.Generator().manual_seed(0), **common)
+            synchronize()
+            times.append(time.perf_counter() - begin)
+            counts.append(len(calls))
+        return float(np.mean(times)), counts
+
+    def run_ours() -> tuple[float, list[int]]:
+        rendered = list(ours.render_keyframes(
+            frames, prompt, control_images=controls, flow_estimator=DISFlowEstimator("medium"),
+            constraints=ConstraintConfig(adain_period=(0.8, 1.0)), generator=torch.Generator().manual_seed(0), **common))
+        synchronize()
+        return float(np.mean([frame.seconds for frame in rendered[1:]])), [frame.unet_calls for frame in rendered[1:]]
+
+    def measured(run) -> dict[str, Any]:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        seconds, counts = run()
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        return dict(seconds_per_keyframe=seconds, unet_calls_per_keyframe=counts, peak_vram_gib=peak)
+
+    with torch.no_grad():
+        if cuda:
+            run_plain()  # warm-up
+        results = {"plain": measured(run_plain), "rerender": measured(run_ours)}
+        if cuda:
+            for pipeline in (plain, ours):
+                pipeline.enable_model_cpu_offload()
+            results["plain, cpu offload"] = measured(run_plain)
+            results["rerender, cpu offload"] = measured(run_ours)
+    call_ratio = np.mean(results["rerender"]["unet_calls_per_keyframe"]) / np.mean(results["plain"]["unet_calls_per_keyframe"])
+    time_ratio = results["rerender"]["seconds_per_keyframe"] / results["plain"]["seconds_per_keyframe"]
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"{name}: SDXL + ControlNet ({'tiny' if arguments.tiny else 'full size'}, random weights), {dtype}, {size}², "
+          f"{steps} steps, strength {arguments.strength}, {arguments.keyframes} keyframes, built in {build_seconds:.0f} s")
+    print("| variant | s / keyframe | peak VRAM (GiB) | UNet calls / keyframe |")
+    print("|---|---|---|---|")
+    for variant, result in results.items():
+        peak = "–" if result["peak_vram_gib"] is None else f"{result['peak_vram_gib']:.2f}"
+        print(f"| {variant} | {result['seconds_per_keyframe']:.2f} | {peak} | "
+              f"{'/'.join(map(str, result['unet_calls_per_keyframe']))} |")
+    print(f"time ratio {time_ratio:.2f} vs UNet-call ratio {call_ratio:.2f} (target within 0.1)")
+    targets = dict(time_ratio=dict(value=time_ratio, target=call_ratio + 0.1))
+    if cuda:
+        targets["peak_vram_gib"] = dict(value=results["rerender"]["peak_vram_gib"], target=12.0)
+        targets["peak_vram_offload_gib"] = dict(value=results["rerender, cpu offload"]["peak_vram_gib"], target=8.0)
+    for key, target in targets.items():
+        target["met"] = bool(target["value"] <= target["target"])
+        print(f"  {key}: {target['value']:.2f} ≤ {target['target']:.2f}: {'met' if target['met'] else 'MISSED'}")
+    if arguments.json is not None:
+        report = dict(device=name, family="sdxl", tiny=arguments.tiny, size=size, steps=steps, variants=results,
+                      targets=targets, call_ratio=float(call_ratio), time_ratio=float(time_ratio))
         temporary = arguments.json.with_name(arguments.json.name + ".partial")
         temporary.write_text(json.dumps(report, indent=2))
         os.replace(temporary, arguments.json)

@@ -197,7 +197,8 @@ def _unet_to_ldm(unet) -> dict[str, torch.Tensor]:
     per_level = unet.config.layers_per_block + 1
     with_attention = [bool(getattr(block, "attentions", None)) for block in unet.up_blocks]
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}  # SDXL's
     checkpoint = {}
     for key, tensor in unet.state_dict().items():
         module, _, parameter = key.rpartition(".")

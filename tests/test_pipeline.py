@@ -363,10 +363,12 @@ def test_multi_controlnet_with_per_control_strengths(pipe, tiny_pipeline_dir):
 
     from rerender.diffusion.pipeline import RerenderPipeline
 
-    second = ControlNetModel.from_pretrained(str(tiny_pipeline_dir / "controlnet"))
+    second = ControlNetModel.from_config(pipe.controlnet.config)  # a second ControlNet of the same family
+    second.load_state_dict(pipe.controlnet.state_dict())
     double = RerenderPipeline(
         vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-        controlnet=[pipe.controlnet, second], scheduler=pipe.scheduler,
+        controlnet=[pipe.controlnet, second], scheduler=pipe.scheduler, text_encoder_2=pipe.text_encoder_2,
+        tokenizer_2=pipe.tokenizer_2,
     )
     double.set_progress_bar_config(disable=True)
     frames = make_frames(2)
@@ -430,8 +432,8 @@ def test_bad_frames(pipe):
 def test_too_long_prompt_is_truncated_with_a_warning(pipe, caplog):
     long_prompt = "a very detailed painting of a red square " * 20
     with caplog.at_level(logging.WARNING, logger="rerender.diffusion.pipeline"), torch.no_grad():
-        embeddings = pipe.encode_prompt(long_prompt, None, torch.device("cpu"), True)
-    assert embeddings.shape == (2, 77, 32)
+        embeddings = pipe.encode_prompt(long_prompt, None, torch.device("cpu"), True).prompt_embeds
+    assert embeddings.shape == (2, 77, 32 if pipe.family == "sd15" else 80)  # SDXL: both encoders' channels
     assert any("truncated" in record.getMessage() for record in caplog.records)
 
 

@@ -87,21 +87,33 @@ def test_controlnet_of_the_other_family_is_refused_before_the_unet_loads(tiny_pi
         load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))])
 
 
-def _kohya_lora(path: Path, unet, second_text_encoder: bool = False) -> Path:
+def _sgm_name(name: str, per_level: int = 3) -> str:
+    """A diffusers UNet module name in the original (SGM) block naming SDXL kohya LoRAs use."""
+    import re
+
+    name = re.sub(r"^down_blocks\.(\d+)\.attentions\.(\d+)",
+                  lambda m: f"input_blocks.{per_level * int(m[1]) + int(m[2]) + 1}.1", name)
+    name = re.sub(r"^up_blocks\.(\d+)\.attentions\.(\d+)", lambda m: f"output_blocks.{per_level * int(m[1]) + int(m[2])}.1", name)
+    return name.replace("mid_block.attentions.0", "middle_block.1")
+
+
+def _kohya_lora(path: Path, unet, second_text_encoder: bool = False, sgm: bool | None = None) -> Path:
+    """A kohya (A1111) LoRA: SD 1.5 files name UNet modules as diffusers does, SDXL files by the original blocks."""
     from safetensors.torch import save_file
 
     torch.manual_seed(2)
     tensors = {}
     for name, module in unet.named_modules():
         if name.endswith(("attn1.to_q", "attn2.to_k")) and isinstance(module, torch.nn.Linear):
-            key = "lora_unet_" + name.replace(".", "_")
+            sgm_names = second_text_encoder if sgm is None else sgm
+            key = "lora_unet_" + (_sgm_name(name) if sgm_names else name).replace(".", "_")
             tensors[f"{key}.lora_down.weight"] = torch.randn(4, module.in_features) * 0.1
             tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, 4) * 0.1
             tensors[f"{key}.alpha"] = torch.tensor(4.0)
     if second_text_encoder:
         key = "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
-        tensors[f"{key}.lora_down.weight"] = torch.randn(4, 32) * 0.1
-        tensors[f"{key}.lora_up.weight"] = torch.randn(32, 4) * 0.1
+        tensors[f"{key}.lora_down.weight"] = torch.randn(4, 48) * 0.1
+        tensors[f"{key}.lora_up.weight"] = torch.randn(48, 4) * 0.1
         tensors[f"{key}.alpha"] = torch.tensor(4.0)
     save_file(tensors, str(path))
     return path
@@ -156,8 +168,8 @@ def test_sdxl_conditioning_pooled_embedding_and_size_numbers_from_the_frame(sdxl
     for kwargs in seen:  # every UNet call of every keyframe: (original H, W, crop 0, 0, target H, W)
         time_ids = kwargs["added_cond_kwargs"]["time_ids"]
         assert time_ids.tolist() == [[64, 48, 0, 0, 64, 48]] * 2
-        assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 32)
-        assert kwargs["encoder_hidden_states"].shape == (2, 77, 64)  # both encoders' 32 channels
+        assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 48)  # the second encoder's projection
+        assert kwargs["encoder_hidden_states"].shape == (2, 77, 80)  # both encoders' channels, 32 + 48
     empty = sdxl.encode_prompt("a cat", None, torch.device("cpu"), True, size=(64, 64))
     assert torch.count_nonzero(empty.prompt_embeds[0]) == 0 and torch.count_nonzero(empty.added_cond_kwargs["text_embeds"][0]) == 0
     negative = sdxl.encode_prompt("a cat", "blurry", torch.device("cpu"), True, size=(64, 64))
@@ -309,3 +321,149 @@ def test_env_shows_the_family(tiny_sdxl_dir):
     report = model_report(apply_overrides(RerenderConfig(), {"base_model": str(tiny_sdxl_dir)}))
     assert report["sources"][0]["role"] == "base model (SDXL)"
     assert report["sources"][1]["location"] == str(tiny_sdxl_dir / "controlnet")
+
+
+# --------------------------------------------------------------------------------------------------------
+# IP-Adapter and LoRA on SDXL
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_sdxl_ip_adapter_composes_with_cross_frame_attention_on_every_unet_call(tiny_sdxl_dir, tmp_path):
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    from rerender.diffusion.attention import CrossFrameAttnProcessor
+    from rerender.diffusion.ip_adapter import install_ip_adapter
+    from rerender.diffusion.pipeline import RerenderPipeline
+    from tests.tiny_models import save_tiny_ip_adapter
+
+    pipe = RerenderPipeline.from_pretrained(str(tiny_sdxl_dir))
+    pipe.set_progress_bar_config(disable=True)
+    plain = _render(pipe, make_frames(2)).images
+    adapter = save_tiny_ip_adapter(tmp_path / "ip", pipe.unet)
+    install_ip_adapter(pipe, str(adapter), "models/ip-adapter_sd15.safetensors", 1.0)
+    seen = []
+
+    def check(module, args, kwargs):
+        processors = module.attn_processors
+        added = kwargs["added_cond_kwargs"]
+        seen.append(any(isinstance(p, CrossFrameAttnProcessor) for p in processors.values())
+                    and any(isinstance(p, IPAdapterAttnProcessor2_0) for p in processors.values())
+                    and {"image_embeds", "text_embeds", "time_ids"} <= set(added))
+
+    handle = pipe.unet.register_forward_pre_hook(check, with_kwargs=True)
+    warm = np.zeros((64, 64, 3), np.uint8)
+    warm[..., 0] = 250
+    try:
+        styled = _render(pipe, make_frames(2), ip_adapter_image=warm).images
+    finally:
+        handle.remove()
+    assert seen and all(seen)  # every UNet call: both processors and the image + SDXL conditioning
+    assert np.abs(styled - plain).max() > 1e-3
+
+
+def test_sdxl_lora_diffusers_and_kohya_formats_with_weights(sdxl, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig as PeftLoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from rerender.diffusion.loading import load_loras
+
+    def unet_output():
+        torch.manual_seed(0)
+        sample, text = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 80)
+        added = {"text_embeds": torch.randn(1, 48), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+        with torch.no_grad():
+            return sdxl.unet(sample, 10, text, added_cond_kwargs=added).sample
+
+    def text_output():
+        with torch.no_grad():
+            return sdxl.text_encoder_2(torch.tensor([[512, 70, 513]]))[0]
+
+    base, base_text = unet_output(), text_output()
+    unet = type(sdxl.unet).from_config(sdxl.unet.config)
+    unet.load_state_dict(sdxl.unet.state_dict())
+    torch.manual_seed(1)
+    unet.add_adapter(PeftLoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False))
+    StableDiffusionXLPipeline.save_lora_weights(tmp_path / "diffusers", unet_lora_layers=get_peft_model_state_dict(unet))
+    kohya = _kohya_lora(tmp_path / "kohya.safetensors", sdxl.unet, sgm=True)
+    try:
+        names = load_loras(sdxl, [LoraConfig(str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"), 0.8),
+                                  LoraConfig(str(kohya), 0.5)])
+        assert names == ["lora_0", "lora_1"]
+        both = unet_output()
+        assert not torch.allclose(both, base, atol=1e-4)
+        sdxl.set_adapters(names, adapter_weights=[0.0, 0.0])
+        assert torch.allclose(unet_output(), base, atol=1e-5) and torch.allclose(text_output(), base_text)
+        sdxl.set_adapters(names, adapter_weights=[0.0, 0.5])
+        only_kohya = unet_output()
+        assert not torch.allclose(only_kohya, base, atol=1e-4) and not torch.allclose(only_kohya, both, atol=1e-4)
+    finally:
+        sdxl.unload_lora_weights()
+
+
+# --------------------------------------------------------------------------------------------------------
+# a single SDXL file in the original (A1111 / Civitai) layout, loaded offline
+# --------------------------------------------------------------------------------------------------------
+
+
+def _open_clip_to_ldm(encoder, prefix: str = "conditioner.embedders.1.model.") -> dict[str, torch.Tensor]:
+    """The reverse of diffusers' OpenCLIP → CLIPTextModelWithProjection conversion (SDXL's second text encoder)."""
+    state = encoder.state_dict()
+    model = "text_model."
+    checkpoint = {
+        "positional_embedding": state[model + "embeddings.position_embedding.weight"],
+        "token_embedding.weight": state[model + "embeddings.token_embedding.weight"],
+        "ln_final.weight": state[model + "final_layer_norm.weight"],
+        "ln_final.bias": state[model + "final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T.contiguous(),
+    }
+    for layer in range(encoder.config.num_hidden_layers):
+        source, target = f"{model}encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            checkpoint[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{source}self_attn.{name}_proj.{kind}"] for name in ("q", "k", "v")])
+            checkpoint[f"{target}attn.out_proj.{kind}"] = state[f"{source}self_attn.out_proj.{kind}"]
+            checkpoint[f"{target}ln_1.{kind}"] = state[f"{source}layer_norm1.{kind}"]
+            checkpoint[f"{target}ln_2.{kind}"] = state[f"{source}layer_norm2.{kind}"]
+            checkpoint[f"{target}mlp.c_fc.{kind}"] = state[f"{source}mlp.fc1.{kind}"]
+            checkpoint[f"{target}mlp.c_proj.{kind}"] = state[f"{source}mlp.fc2.{kind}"]
+    return {prefix + key: value for key, value in checkpoint.items()}
+
+
+def test_single_sdxl_file_loads_offline_with_its_config_folder(sdxl, tiny_sdxl_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from tests.test_models import _unet_to_ldm, _vae_to_ldm
+
+    checkpoint = {**_unet_to_ldm(sdxl.unet), **_vae_to_ldm(sdxl.vae), **_open_clip_to_ldm(sdxl.text_encoder_2)}
+    for key, tensor in sdxl.text_encoder.state_dict().items():
+        key = key if key.startswith("text_model.") else f"text_model.{key}"
+        checkpoint[f"conditioner.embedders.0.transformer.{key}"] = tensor
+    path = tmp_path / "juggernaut-xl-tiny.safetensors"
+    save_file({key: tensor.contiguous() for key, tensor in checkpoint.items()}, str(path))
+    assert detect_family(path) == "sdxl"
+    pipe = load_pipeline(ModelConfig(base_model=str(path)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+                         single_file_config=tiny_sdxl_dir, device="cpu")
+    assert pipe.family == "sdxl"
+    for name in ("unet", "vae", "text_encoder_2"):
+        loaded, expected = getattr(pipe, name).state_dict(), getattr(sdxl, name).state_dict()
+        assert all(torch.equal(loaded[key], expected[key]) for key in expected), name
+    text = torch.tensor([[512, 70, 513]])
+    with torch.no_grad():
+        assert torch.allclose(pipe.text_encoder_2(text)[0], sdxl.text_encoder_2(text)[0], atol=1e-6)
+
+
+def test_text_to_video_keyframes_on_sdxl_get_its_added_conditioning(sdxl):
+    """generate's Text2Video-Zero path: every UNet call gets SDXL's pooled embedding and size numbers."""
+    from rerender.diffusion.text2video import render_text_keyframes
+
+    seen = []
+    handle = sdxl.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        images = render_text_keyframes(sdxl, "a red cube", [0, 4], (4.0, 0.0), (64, 48), num_inference_steps=4,
+                                       noise_steps=(1, 2), generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
+    assert [image.shape for image in images] == [(1, 3, 48, 64)] * 2
+    assert all(torch.isfinite(image).all() for image in images)
+    assert seen and all(kwargs["added_cond_kwargs"]["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]] * 2 for kwargs in seen)

@@ -223,7 +223,10 @@ def save_tiny_ip_adapter(folder: Path, unet, seed: int = 0, cross_attention_dim:
 # --------------------------------------------------------------------------------------------------------
 
 TINY_SDXL_TEXT_WIDTH = 32
-"""Hidden width of each tiny SDXL text encoder; the UNet's cross-attention takes both, concatenated (64)."""
+"""Hidden width of the first tiny SDXL text encoder (CLIP ViT-L's place)."""
+TINY_SDXL_TEXT_WIDTH_2 = 48
+"""Hidden and projection width of the second (OpenCLIP bigG's place). The widths differ, as 768 and 1280 do, which
+diffusers' single-file loader relies on; the UNet's cross-attention takes both, concatenated (80)."""
 
 
 def _tiny_clip_config(**overrides):
@@ -256,8 +259,8 @@ def make_tiny_sdxl_unet(seed: int = 0):
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=6 * 8 + TINY_SDXL_TEXT_WIDTH,
-        cross_attention_dim=2 * TINY_SDXL_TEXT_WIDTH,
+        projection_class_embeddings_input_dim=6 * 8 + TINY_SDXL_TEXT_WIDTH_2,
+        cross_attention_dim=TINY_SDXL_TEXT_WIDTH + TINY_SDXL_TEXT_WIDTH_2,
         norm_num_groups=32,
     )
 
@@ -293,7 +296,9 @@ def make_tiny_sdxl_components(folder_for_tokenizer: Path, seed: int = 0) -> dict
     torch.manual_seed(seed + 3)
     text_encoder = CLIPTextModel(_tiny_clip_config())
     torch.manual_seed(seed + 4)
-    text_encoder_2 = CLIPTextModelWithProjection(_tiny_clip_config())
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _tiny_clip_config(hidden_size=TINY_SDXL_TEXT_WIDTH_2, projection_dim=TINY_SDXL_TEXT_WIDTH_2)
+    )
     tokenizer_folder = write_tiny_tokenizer_files(folder_for_tokenizer)
     tokenizer = CLIPTokenizer(str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77)
     tokenizer_2 = CLIPTokenizer(

@@ -124,7 +124,10 @@ def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: floa
     local = adapter_file(source, weight_name)
     if local is not None:
         check_adapter_matches(pipeline.unet, local)
-    pipeline.load_ip_adapter(source, subfolder=subfolder, weight_name=name)
+    extra = {}
+    if subfolder == "sdxl_models" and "vit-h" in name:  # h94's SDXL ViT-H adapters use the SD 1.5 image encoder
+        extra["image_encoder_folder"] = "models/image_encoder"
+    pipeline.load_ip_adapter(source, subfolder=subfolder, weight_name=name, **extra)
     pipeline.set_ip_adapter_scale(scale)
     logger.info("IP-Adapter %s/%s loaded, scale %.2f", source, weight_name, scale)
 
@@ -146,8 +149,14 @@ def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
     image = read_style_image(config.prompt.style_image)
     installed = getattr(pipeline.unet, "encoder_hid_proj", None) is None
     if installed:
-        install_ip_adapter(pipeline, config.model.ip_adapter, config.model.ip_adapter_weight_name,
-                           config.prompt.style_image_scale)
+        family = getattr(pipeline, "family", "sd15")
+        weight_name = config.model.resolved_ip_adapter_weight_name(family)  # the SDXL adapter on SDXL
+        local = adapter_file(config.model.ip_adapter, weight_name)
+        if local is not None:
+            from rerender.diffusion.loading import check_ip_adapter_family
+
+            check_ip_adapter_family(family, local)
+        install_ip_adapter(pipeline, config.model.ip_adapter, weight_name, config.prompt.style_image_scale)
     else:
         pipeline.set_ip_adapter_scale(config.prompt.style_image_scale)
     try:

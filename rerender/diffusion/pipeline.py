@@ -978,8 +978,8 @@ class RerenderPipeline(
             )
         if self.family == "sdxl" and max(height, width) < 0.75 * SDXL_NATIVE_SIDE:
             logger.warning(
-                "SDXL is made for about %d px on the long side; %d×%d frames will look worse (set video.output_size, "
-                "e.g. configs/sdxl.yaml's 1024)", SDXL_NATIVE_SIDE, width, height,
+                "SDXL is made for about %d px on the long side; %d×%d frames will look worse (set video.resolution, "
+                "e.g. 1024 as configs/sdxl.yaml does)", SDXL_NATIVE_SIDE, width, height,
             )
 
         count = len(self.controlnets)
