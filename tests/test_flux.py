@@ -1,0 +1,214 @@
+"""Rerender's constraints on Flux.1 (a flow-matching transformer), with tiny random components built from configs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from rerender.config import ConstraintConfig
+from rerender.diffusion.attention import CrossFrameAttentionStore
+from rerender.errors import ConfigError
+from rerender.flow import DISFlowEstimator
+from tests.tiny_flux import make_tiny_flux_components, make_tiny_flux_controlnet
+
+OFF = ConstraintConfig(cross_frame_attention_period=None, shape_fusion_period=None, pixel_fusion_period=None)
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory):
+    return make_tiny_flux_components(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def pipe(components):
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    pipeline = RerenderFluxPipeline(**components)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    return [np.roll(base, shift, axis=1) for shift in (0, 2, 4)]  # a pan
+
+
+def test_packing_is_flux_own_and_round_trips():
+    from diffusers import FluxPipeline
+
+    from rerender.diffusion.flux import latent_image_ids, pack_latents, unpack_latents
+
+    latents = torch.randn(1, 16, 8, 6)
+    tokens = pack_latents(latents)
+    assert tokens.shape == (1, 12, 64)
+    torch.testing.assert_close(tokens[0, 1], latents[0, :, 0:2, 2:4].permute(0, 1, 2).reshape(-1))  # patch (0, 1)
+    torch.testing.assert_close(unpack_latents(tokens, 8, 6), latents)
+    # the positions of FluxPipeline's own latents for a 64×48 image: (0, row, column) of each 2×2 patch
+    expected = FluxPipeline._prepare_latent_image_ids(1, 4, 3, "cpu", torch.float32)
+    torch.testing.assert_close(latent_image_ids(8, 6, "cpu", torch.float32), expected)
+    assert latent_image_ids(8, 6, "cpu", torch.float32)[4].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_anchor_from_noise_equals_diffusers_flux_pipeline(pipe, components, frames):
+    """schnell-shaped (no guidance embedding): the anchor at strength 1 with the constraints off is plain Flux."""
+    from diffusers import FluxPipeline
+
+    reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference("a red cube", height=64, width=64, num_inference_steps=3, guidance_scale=0.0,
+                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    ours = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=0.0, strength=1.0,
+                generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+    np.testing.assert_allclose(ours, expected, atol=2e-4)
+
+
+def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(tmp_path, frames):
+    """dev-shaped (guidance embedded: one call per step, no CFG) with a ControlNet: equals FluxControlNetPipeline."""
+    from diffusers import FluxControlNetPipeline
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    components = make_tiny_flux_components(tmp_path, seed=5, guidance_embeds=True)
+    components["controlnet"] = make_tiny_flux_controlnet(components["transformer"], hint_block=True)
+    reference = FluxControlNetPipeline(**components)
+    reference.set_progress_bar_config(disable=True)
+    control_map = frames[1]
+    expected = reference("a red cube", control_image=control_map, height=64, width=64, num_inference_steps=3,
+                         guidance_scale=3.5, controlnet_conditioning_scale=0.8,
+                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    pipe = RerenderFluxPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    ours = pipe([frames[0]], "a red cube", control_images=[control_map], controlnet_conditioning_scale=0.8,
+                num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
+                constraints=OFF)
+    np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
+    assert ours.unet_calls == [3]  # no classifier-free guidance batch: one call per step
+
+
+def _transformer_inputs(components, seed=0):
+    from rerender.diffusion.flux import latent_image_ids, pack_latents
+
+    generator = torch.Generator().manual_seed(seed)
+    return dict(
+        hidden_states=pack_latents(torch.randn(1, 16, 8, 8, generator=generator)),
+        encoder_hidden_states=torch.randn(1, 7, 32, generator=generator), pooled_projections=torch.randn(1, 32),
+        timestep=torch.tensor([0.6]), txt_ids=torch.zeros(7, 3), img_ids=latent_image_ids(8, 8, "cpu", torch.float32),
+        return_dict=False,
+    )
+
+
+def test_cross_frame_attention_to_the_frame_itself_changes_nothing(components):
+    """Image queries over [own image tokens; own text] are each block's own attention: the output is unchanged."""
+    from rerender.diffusion.transformer_attention import flux_blocks, flux_cross_frame_attention
+
+    transformer = components["transformer"]
+    inputs = _transformer_inputs(components)
+    with torch.no_grad():
+        plain = transformer(**inputs)[0]
+        store = CrossFrameAttentionStore()
+        with flux_cross_frame_attention(transformer, store, image_tokens=16) as layers:
+            store.set_step(0, record="anchor")
+            recorded = transformer(**inputs)[0]
+            store.set_step(0, attend=True)
+            attended = transformer(**inputs)[0]
+            store.set_step(0, attend=True)
+            other = transformer(**_transformer_inputs(components, seed=1))[0]
+            store.set_step(0, attend=False)
+            other_plain = transformer(**_transformer_inputs(components, seed=1))[0]
+    torch.testing.assert_close(recorded, plain)
+    torch.testing.assert_close(attended, plain, atol=1e-5, rtol=1e-5)
+    assert (other - other_plain).abs().mean() > 1e-3  # another frame attending to the anchor does change
+    assert layers == flux_blocks(transformer) and len(store.anchor) == 4  # 2 double- and 2 single-stream blocks
+    assert layers[0] == "transformer_blocks.0.attn" and layers[-1] == "single_transformer_blocks.1.attn"
+    assert all(type(block.attn.processor).__name__ == "FluxAttnProcessor"
+               for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks))
+    assert flux_blocks(transformer, last_blocks=3) == layers[1:]
+
+
+@pytest.mark.parametrize("stream", ["double", "single"])
+def test_cross_frame_attention_changes_image_queries_only(components, stream):
+    from diffusers.models.transformers.transformer_flux import FluxPosEmbed
+
+    from rerender.diffusion.flux import latent_image_ids
+    from rerender.diffusion.transformer_attention import FluxCrossFrameAttnProcessor
+
+    transformer = components["transformer"]
+    text, image = torch.randn(1, 5, 32), torch.randn(1, 16, 32)
+    ids = torch.cat((torch.zeros(5, 3), latent_image_ids(8, 8, "cpu", torch.float32)))  # [text; image] positions
+    rotary = FluxPosEmbed(theta=10000, axes_dim=[4, 6, 6])(ids)
+    references = torch.randn(1, 32, 32)  # anchor and previous
+    if stream == "double":
+        block = transformer.transformer_blocks[0].attn
+        original_image, original_text = block.processor(block, image, text, None, rotary)
+        attended_image, attended_text = FluxCrossFrameAttnProcessor.attend(block, image, text, references, 16, rotary)
+    else:
+        block = transformer.single_transformer_blocks[0].attn
+        joint = torch.cat((text, image), dim=1)
+        original = block.processor(block, joint, None, None, rotary)
+        attended = FluxCrossFrameAttnProcessor.attend(block, joint, None, references, 16, rotary)
+        original_text, original_image = original[:, :5], original[:, 5:]
+        attended_text, attended_image = attended[:, :5], attended[:, 5:]
+    torch.testing.assert_close(attended_text, original_text, atol=1e-5, rtol=1e-5)
+    assert (attended_image - original_image).abs().mean() > 1e-3
+
+
+def test_cross_frame_attention_runs_in_the_keyframe_loop(pipe, frames):
+    constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, output_type="latent")
+    frames = [frames[0], 255 - frames[0]]  # a keyframe unlike the anchor: attending to it must show
+    attended = pipe(frames, "a cube", constraints=constraints, generator=torch.Generator().manual_seed(0),
+                    **settings).images
+    plain = pipe(frames, "a cube", constraints=OFF, generator=torch.Generator().manual_seed(0), **settings).images
+    torch.testing.assert_close(attended[0], plain[0])  # the anchor attends to nothing before it
+    assert (attended[1] - plain[1]).abs().mean() > 3e-5  # rounding alone differs by ~1e-7
+
+
+def test_resume_gives_the_same_keyframes(pipe, frames):
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, flow_estimator=DISFlowEstimator())
+    full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
+    state = full[1].resume_state
+    resumed = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state,
+                                         **settings))
+    assert [frame.index for frame in resumed] == [2]
+    torch.testing.assert_close(resumed[0].image, full[2].image)
+
+
+def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, components, caplog):
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    with pytest.raises(ConfigError, match="IP-Adapter.*Flux"):
+        pipe(frames[:1], "a cube", num_inference_steps=2, ip_adapter_image=frames[0])
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
+    with pytest.raises(ConfigError, match="generate.*Flux"):
+        pipe.render_text_keyframes("a cube", [0, 4], (1.0, 0.0), (64, 64))
+    with caplog.at_level(logging.WARNING, logger="rerender.diffusion.flux"):
+        pipe(frames[:1], "a cube", num_inference_steps=1, guidance_scale=3.0, constraints=OFF)
+    assert "schnell" in caplog.text and "ignored" in caplog.text
+    union = make_tiny_flux_controlnet(components["transformer"])
+    union.union = True
+    with pytest.raises(ConfigError, match="Union ControlNet"):
+        RerenderFluxPipeline(**components, controlnet=union)
+
+
+def test_lora_family_is_read_from_the_keys(tmp_path):
+    from safetensors.torch import save_file
+
+    from rerender.diffusion.flux import flux_lora_family
+
+    layouts = {
+        "sd": "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
+        "flux": "lora_unet_double_blocks_0_img_attn_proj.lora_down.weight",  # kohya's Flux layout
+        "zimage": "diffusion_model.layers.0.attention.to_q.lora_A.weight",
+    }
+    for family, key in layouts.items():
+        save_file({key: torch.zeros(4, 8)}, str(tmp_path / f"{family}.safetensors"))
+        assert flux_lora_family(tmp_path / f"{family}.safetensors") == family
+    save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
+              str(tmp_path / "diffusers.safetensors"))
+    assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
