@@ -212,3 +212,54 @@ def test_lora_family_is_read_from_the_keys(tmp_path):
     save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
               str(tmp_path / "diffusers.safetensors"))
     assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_dirs(tmp_path_factory):
+    from tests.tiny_flux import save_tiny_flux
+
+    return save_tiny_flux(tmp_path_factory.mktemp("flux"))
+
+
+def test_a_flux_folder_is_recognised_and_load_pipeline_builds_flux(tiny_flux_dirs, tiny_pipeline_dir, frames):
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.flux import RerenderFluxPipeline, is_flux_controlnet, is_flux_folder, is_flux_model
+    from rerender.diffusion.loading import load_pipeline
+
+    base, control = tiny_flux_dirs
+    assert is_flux_folder(base) and is_flux_controlnet(control)
+    assert not is_flux_folder(tiny_pipeline_dir) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
+    assert is_flux_model(ModelConfig(base_model=str(base)))
+    assert not is_flux_model(ModelConfig(base_model=str(tiny_pipeline_dir)))
+    assert is_flux_model(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell"))
+    pipeline = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
+    assert isinstance(pipeline, RerenderFluxPipeline) and pipeline.controlnet is not None
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(frames[:2], "a cube", num_inference_steps=2, guidance_scale=0.0,
+                      flow_estimator=DISFlowEstimator()).images
+    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+
+
+def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_loads(tiny_flux_dirs, tiny_pipeline_dir,
+                                                                                 tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import rerender.diffusion.flux as flux
+    from rerender.config import ControlConfig, LoraConfig, ModelConfig
+
+    base, _ = tiny_flux_dirs
+    monkeypatch.setattr(flux.RerenderFluxPipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")))
+    model = ModelConfig(base_model=str(base), device="cpu")
+    with pytest.raises(ConfigError, match="not a Flux ControlNet.*base model is Flux"):
+        flux.load_flux_pipeline(model, [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+    with pytest.raises(ConfigError, match="control.model.*Flux ControlNet"):
+        flux.load_flux_pipeline(model, [ControlConfig()])
+    lora = tmp_path / "sd15_lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
+    with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*base model is Flux"):
+        flux.load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)),
+                                [])

@@ -56,7 +56,9 @@ from rerender.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RerenderFluxPipeline", "pack_latents", "unpack_latents", "latent_image_ids", "flux_lora_family",
+    "RerenderFluxPipeline", "pack_latents", "unpack_latents", "latent_image_ids", "flux_lora_family", "is_flux_folder",
+    "is_flux_controlnet", "is_flux_model", "load_flux_controlnet", "load_flux_pipeline", "DEFAULT_FLUX_MODEL",
+    "FLUX_COMPONENTS",
 ]
 
 
@@ -341,3 +343,146 @@ def flux_lora_family(source: str | os.PathLike) -> str | None:
     if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
         return "zimage"
     return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------------
+
+DEFAULT_FLUX_MODEL = "black-forest-labs/FLUX.1-schnell"
+"""FLUX.1 [schnell] (Apache-2.0): 12B, 1–4 steps, no guidance. FLUX.1 [dev] is under a non-commercial licence."""
+
+FLUX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
+"""The sub-folders of a Flux repository this pipeline reads."""
+
+
+def _class_name(config_file: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def is_flux_folder(folder: str | os.PathLike) -> bool:
+    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux" (FluxPipeline,
+    FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
+    folder = Path(folder)
+    return _class_name(folder / "model_index.json").startswith("Flux") or (
+        _class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
+    )
+
+
+def is_flux_model(model: Any) -> bool:
+    """Whether `model` (a `ModelConfig`) asks for Flux: ``model.family == "flux"``, or, with "auto", the base model
+    is a Flux folder, a cached Flux hub repository, or a hub id of the Flux.1 family (read from its name)."""
+    family = getattr(model, "family", "auto")
+    if family != "auto":
+        return family == "flux"
+    from rerender.weights import cached_folder, is_hub_id
+
+    source = str(model.base_model)
+    if not is_hub_id(source):
+        path = Path(source).expanduser()
+        return path.is_dir() and is_flux_folder(path)
+    if source.lower().split("/")[-1].startswith("flux.1"):
+        return True
+    folder = cached_folder(source, ())
+    return folder is not None and is_flux_folder(folder)
+
+
+def is_flux_controlnet(source: str | os.PathLike) -> bool | None:
+    """Whether a ControlNet source is a Flux ControlNet: True/False when its folder's config tells, None when it
+    cannot be told without loading it (a hub id not in the cache, a single file)."""
+    path = Path(source)
+    if path.is_dir():
+        return _class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
+    return None
+
+
+def load_flux_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> FluxControlNetModel:
+    """A Flux ControlNet from a diffusers folder or hub id.
+
+    Raises:
+        ConfigError: the source is a ControlNet of another family (named, with both families).
+        InputNotFoundError: the source cannot be loaded here.
+    """
+    from rerender.diffusion.loading import _dtype_argument, _hub_errors, _unreachable
+
+    if is_flux_controlnet(source) is False:
+        raise ConfigError(
+            f"`control.model` {source!r} is not a Flux ControlNet (the base model is Flux); use a Flux ControlNet "
+            "in diffusers format (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+        )
+    try:
+        return FluxControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
+    except _hub_errors() as error:
+        raise _unreachable("control.model", source, error) from error
+
+
+def load_flux_pipeline(
+    model: Any,
+    controls: Sequence[Any] = (),
+    *,
+    controlnet: FluxControlNetModel | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> RerenderFluxPipeline:
+    """Build a `RerenderFluxPipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
+
+    The ControlNet (one; `control.model`, which must name a Flux ControlNet: there is no default) and the LoRAs are
+    checked to be Flux ones before the transformer is loaded; `model.vae` does not apply. LoRAs load through
+    diffusers' Flux LoRA loader (diffusers, kohya and XLabs key layouts). Default dtype: bfloat16 on CUDA.
+
+    Raises:
+        ConfigError: an SD ControlNet or LoRA, no `control.model`, several ControlNets, `model.vae`.
+        InputNotFoundError: a missing path or an unreachable hub id.
+    """
+    from rerender.diffusion.loading import (
+        _check_local, _dtype_argument, _hub_errors, _hub_folder, _unreachable, load_loras, resolve_device,
+    )
+
+    resolved_device = resolve_device(device if device is not None else model.device)
+    wanted = dtype if dtype is not None else model.dtype
+    resolved_dtype = (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32) if wanted == "auto" else \
+        getattr(torch, wanted) if isinstance(wanted, str) else wanted
+    if model.vae is not None:
+        raise ConfigError(f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
+                          "model); leave it empty")
+    if len(controls) > 1:
+        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Flux takes one here")
+    control_source = None
+    if controls and controlnet is None:
+        control_source = controls[0].model
+        if not control_source:
+            raise ConfigError("`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny) "
+                              "when the base model is Flux: the default ControlNets are Stable Diffusion ones")
+        if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
+            load_flux_controlnet(control_source)
+    for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
+        family = flux_lora_family(lora.path)
+        if family is not None and family != "flux":
+            made_for = "a Stable Diffusion UNet" if family == "sd" else "Z-Image"
+            raise ConfigError(
+                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for {made_for} ({family}); "
+                "the base model is Flux (a transformer): use a LoRA made for Flux"
+            )
+    base_path = _check_local(model.base_model, "model.base_model")
+    if base_path is None:
+        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, FLUX_COMPONENTS)
+    if control_source is not None:
+        controlnet = load_flux_controlnet(control_source, resolved_dtype)
+    try:
+        pipeline = RerenderFluxPipeline.from_pretrained(str(base_path), controlnet=controlnet,
+                                                        **_dtype_argument(resolved_dtype))
+    except _hub_errors() as error:
+        raise _unreachable("model.base_model", model.base_model, error) from error
+    load_loras(pipeline, model.loras)
+    if model.cpu_offload and resolved_device.type != "cpu":
+        pipeline.enable_model_cpu_offload(device=resolved_device)
+    else:
+        pipeline.to(resolved_device)
+    logger.info("loaded Flux from %s (%s, %s)%s", model.base_model, resolved_device, resolved_dtype,
+                "" if controlnet is None else f" with the ControlNet {control_source or 'given'}")
+    return pipeline

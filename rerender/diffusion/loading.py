@@ -455,11 +455,15 @@ def load_pipeline(
         ConfigError: a ControlNet, VAE or LoRA that does not fit the base model; bad device or dtype.
     """
     with quiet_loading():
+        from rerender.diffusion.flux import is_flux_model, load_flux_pipeline
         from rerender.diffusion.zimage import is_zimage_model, load_zimage_pipeline
 
         if model is not None and is_zimage_model(model):  # a flow-matching transformer: its own loader
             controlnet = controlnets[0] if controlnets else None
             return load_zimage_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
+        if model is not None and is_flux_model(model):
+            controlnet = controlnets[0] if controlnets else None
+            return load_flux_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
 
 
