@@ -37,7 +37,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from diffusers import FluxPipeline
@@ -366,8 +366,8 @@ def _class_name(config_file: Path) -> str:
 
 
 def is_flux_folder(folder: str | os.PathLike) -> bool:
-    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux" (FluxPipeline,
-    FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
+    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux"
+    (FluxPipeline, FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
     folder = Path(folder)
     return _class_name(folder / "model_index.json").startswith("Flux") or (
         _class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
@@ -456,8 +456,8 @@ def load_flux_pipeline(
     if controls and controlnet is None:
         control_source = controls[0].model
         if not control_source:
-            raise ConfigError("`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny) "
-                              "when the base model is Flux: the default ControlNets are Stable Diffusion ones")
+            raise ConfigError("`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+                              " when the base model is Flux: the default ControlNets are Stable Diffusion ones")
         if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
             load_flux_controlnet(control_source)
     for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
