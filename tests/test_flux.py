@@ -263,3 +263,24 @@ def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_load
     with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*base model is Flux"):
         flux.load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)),
                                 [])
+
+
+@pytest.mark.slow  # about a minute on a loaded 2-core machine (decoding, keyframes, propagation)
+def test_the_cli_translates_with_a_tiny_flux_folder_as_model(capsys, synthetic_clip, tiny_flux_dirs, tmp_path):
+    from pathlib import Path
+
+    from rerender.cli import main
+    from rerender.video import probe_video
+
+    base, control = tiny_flux_dirs
+    output = tmp_path / "flux.mp4"
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", base,
+        "--config", Path(__file__).resolve().parents[1] / "configs" / "flux.yaml", "--set", f"control.model={control}",
+        "--set", "model.cpu_offload=false", "--set", "num_inference_steps=2", "--set", "resolution=64",
+        "--set", "device=cpu", "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis",
+    )])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "keyframes (diffusion): [0, 10" in out
+    assert probe_video(output).frame_count == 20
