@@ -214,6 +214,35 @@ def test_lora_family_is_read_from_the_keys(tmp_path):
     assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
 
 
+def test_the_schnell_schedule_at_four_steps_acts_where_the_docs_say(components, frames):
+    """schnell's scheduler (shift 1, no dynamic shifting): σ = 1, 0.75, 0.5, 0.25, as documented."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    schnell = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+    pipe = RerenderFluxPipeline(**{**components, "scheduler": schnell})
+    pipe.check_inputs([frames[0]], "x", None, None, None, None, 4, 0.0, 0.75, None, None)
+    schedule = pipe.prepare_schedule(4, 0.75, ConstraintConfig(), report=False)
+    assert [round(sigma, 3) for sigma in schedule.sigmas] == [1.0, 0.75, 0.5, 0.25]
+    assert schedule.first_step == 1
+    assert sorted(schedule.cross_attention) == [1, 2, 3]
+    assert sorted(schedule.shape_fusion) == [1]  # its window (0, 0.1) ends before the start: moved onto it
+    assert sorted(schedule.pixel_fusion) == [3]
+
+
+def test_dynamic_shifting_uses_the_packed_sequence_length(pipe, frames):
+    """dev's scheduler shifts σ with mu from the packed image tokens ((H/16)·(W/16)), as FluxPipeline does."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    pipe.check_inputs([frames[0]], "x", None, None, None, None, 4, 0.0, 1.0, None, None)
+    schedule = pipe.prepare_schedule(4, 1.0, OFF, report=False)
+    mu = calculate_shift(16, 256, 4096, 0.5, 1.15)
+    base = np.linspace(1.0, 0.25, 4)
+    expected = np.exp(mu) / (np.exp(mu) + (1 / base - 1))
+    np.testing.assert_allclose(schedule.sigmas, expected, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 
