@@ -67,6 +67,11 @@ def test_anchor_from_noise_equals_diffusers_flux_pipeline(pipe, components, fram
     np.testing.assert_allclose(ours, expected, atol=2e-4)
 
 
+def _as_diffusers_image(image: np.ndarray) -> torch.Tensor:
+    """A map as the tensor diffusers' Flux ControlNet pipeline takes unchanged: (1, 3, H, W) in [−1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
+
+
 def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(tmp_path, frames):
     """dev-shaped (guidance embedded: one call per step, no CFG) with a ControlNet: equals FluxControlNetPipeline."""
     from diffusers import FluxControlNetPipeline
@@ -78,7 +83,7 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
     reference = FluxControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
-    expected = reference("a red cube", control_image=control_map, height=64, width=64, num_inference_steps=3,
+    expected = reference("a red cube", control_image=_as_diffusers_image(control_map), height=64, width=64, num_inference_steps=3,
                          guidance_scale=3.5, controlnet_conditioning_scale=0.8,
                          generator=torch.Generator().manual_seed(3), output_type="np").images[0]
     pipe = RerenderFluxPipeline(**components)
@@ -87,7 +92,42 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
                 num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
                 constraints=OFF)
     np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
+    without = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=3.5, strength=1.0,
+                   generator=torch.Generator().manual_seed(3), constraints=OFF, controlnet_conditioning_scale=0.0,
+                   control_images=[control_map]).images[0]
+    other = pipe([frames[0]], "a red cube", control_images=[255 - control_map], controlnet_conditioning_scale=0.8,
+                 num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
+                 constraints=OFF).images[0]
+    assert np.abs(without - ours.images[0]).mean() > 1e-4  # the ControlNet acts
+    assert np.abs(other - ours.images[0]).mean() > 1e-5  # and the map matters (rounding alone: ~1e-7)
     assert ours.unet_calls == [3]  # no classifier-free guidance batch: one call per step
+
+
+def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_pipeline(components, frames,
+                                                                                        monkeypatch):
+    """The published kind (no hint block): the map's VAE latent, shifted, scaled and packed. diffusers samples the
+    posterior with the generator, we take its mean: with the mean in both, the outputs are equal."""
+    from diffusers import FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
+    parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"])}
+    reference = FluxControlNetPipeline(**parts)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), height=64, width=64, num_inference_steps=2,
+                         guidance_scale=0.0, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    pipe = RerenderFluxPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    ours = pipe([frames[0]], "a red cube", control_images=[frames[1]], controlnet_conditioning_scale=1.0,
+                num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
+                constraints=OFF).images[0]
+    np.testing.assert_allclose(ours, expected, atol=2e-4)
+    other = pipe([frames[0]], "a red cube", control_images=[255 - frames[1]], controlnet_conditioning_scale=1.0,
+                 num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
+                 constraints=OFF).images[0]
+    assert np.abs(other - ours).mean() > 1e-4  # the control map matters
 
 
 def _transformer_inputs(components, seed=0):

@@ -84,7 +84,7 @@ def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = Fal
 
     torch.manual_seed(seed)
     config = transformer.config
-    return FluxControlNetModel(
+    controlnet = FluxControlNetModel(
         patch_size=2 if hint_block else 1,  # the hint block's 16 channels at H/8, patched 2×2 into 64
         in_channels=config.in_channels, num_layers=1, num_single_layers=1,
         attention_head_dim=config.attention_head_dim, num_attention_heads=config.num_attention_heads,
@@ -92,6 +92,14 @@ def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = Fal
         guidance_embeds=config.guidance_embeds, axes_dims_rope=list(config.axes_dims_rope),
         conditioning_embedding_channels=16 if hint_block else None,
     )
+    # a trained ControlNet's output projections are not zero (they start at zero for training): make them act
+    with torch.no_grad():
+        zeroed = [controlnet.controlnet_x_embedder, *controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks]
+        if hint_block:
+            zeroed.append(controlnet.input_hint_block.conv_out)
+        for module in zeroed:
+            torch.nn.init.normal_(module.weight, std=0.2)
+    return controlnet
 
 
 def save_tiny_flux(folder: Path, seed: int = 0) -> tuple[Path, Path]:
