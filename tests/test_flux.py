@@ -83,7 +83,8 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
     reference = FluxControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
-    expected = reference("a red cube", control_image=_as_diffusers_image(control_map), height=64, width=64, num_inference_steps=3,
+    expected = reference("a red cube", control_image=_as_diffusers_image(control_map), height=64, width=64,
+                         num_inference_steps=3,
                          guidance_scale=3.5, controlnet_conditioning_scale=0.8,
                          generator=torch.Generator().manual_seed(3), output_type="np").images[0]
     pipe = RerenderFluxPipeline(**components)
@@ -116,7 +117,8 @@ def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_
     parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"])}
     reference = FluxControlNetPipeline(**parts)
     reference.set_progress_bar_config(disable=True)
-    expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), height=64, width=64, num_inference_steps=2,
+    expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), height=64, width=64,
+                         num_inference_steps=2,
                          guidance_scale=0.0, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
     pipe = RerenderFluxPipeline(**parts)
     pipe.set_progress_bar_config(disable=True)

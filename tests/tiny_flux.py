@@ -94,7 +94,8 @@ def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = Fal
     )
     # a trained ControlNet's output projections are not zero (they start at zero for training): make them act
     with torch.no_grad():
-        zeroed = [controlnet.controlnet_x_embedder, *controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks]
+        zeroed = [controlnet.controlnet_x_embedder, *controlnet.controlnet_blocks,
+                  *controlnet.controlnet_single_blocks]
         if hint_block:
             zeroed.append(controlnet.input_hint_block.conv_out)
         for module in zeroed:
