@@ -355,3 +355,28 @@ def test_the_cli_translates_with_a_tiny_flux_folder_as_model(capsys, synthetic_c
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10" in out
     assert probe_video(output).frame_count == 20
+
+
+def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path):
+    from safetensors.torch import save_file
+
+    from rerender.config import LoraConfig, ModelConfig
+    from rerender.diffusion.flux import flux_lora_family, load_flux_pipeline
+
+    base, _ = tiny_flux_dirs
+    generator = torch.Generator().manual_seed(0)
+    weights = {}
+    for module in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.1.attn.to_v"):
+        weights[f"transformer.{module}.lora_A.weight"] = torch.randn(4, 32, generator=generator)
+        weights[f"transformer.{module}.lora_B.weight"] = torch.randn(32, 4, generator=generator)
+    lora = tmp_path / "flux_lora.safetensors"
+    save_file(weights, str(lora))
+    assert flux_lora_family(lora) == "flux"
+    plain = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu"), [])
+    styled = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu",
+                                            loras=(LoraConfig(path=str(lora), scale=0.5),)), [])
+    assert "lora_0" in styled.get_list_adapters()["transformer"]
+    with torch.no_grad():
+        inputs = _transformer_inputs({})
+        difference = (styled.transformer(**inputs)[0] - plain.transformer(**inputs)[0]).abs().mean()
+    assert difference > 1e-4
