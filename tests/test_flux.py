@@ -210,6 +210,30 @@ def test_cross_frame_attention_runs_in_the_keyframe_loop(pipe, frames):
     assert (attended[1] - plain[1]).abs().mean() > 3e-5  # rounding alone differs by ~1e-7
 
 
+def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypatch):
+    import rerender.diffusion.flux as flux
+    from rerender.diffusion.transformer_attention import reference_bytes
+
+    stores, sizes = [], []
+    install = flux.flux_cross_frame_attention
+    monkeypatch.setattr(flux, "flux_cross_frame_attention",
+                        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k))
+
+    def spy(pipeline, step, timestep, kwargs):
+        sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
+
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(0),
+                    callback_on_step_end=spy)
+    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
+         **settings)
+    # the anchor records one (1, 16 packed tokens, 32 channels) float32 input per block (2 double + 2 single) and step
+    assert max(sizes) == reference_bytes(16, 32, blocks=4, steps=3, element_size=4)
+    sizes.clear()
+    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None,
+                                                            cross_frame_blocks=1), **settings)
+    assert max(sizes) == reference_bytes(16, 32, blocks=1, steps=3, element_size=4)
+
+
 def test_resume_gives_the_same_keyframes(pipe, frames):
     settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, flow_estimator=DISFlowEstimator())
     full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
