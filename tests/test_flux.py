@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rerender.config import ConstraintConfig
+from rerender.config import ConstraintConfig, ControlConfig
 from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.errors import ConfigError
 from rerender.flow import DISFlowEstimator
@@ -132,6 +132,32 @@ def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_
     assert np.abs(other - ours).mean() > 1e-4  # the control map matters
 
 
+def test_a_union_controlnet_gets_its_mode_from_the_control_type(components, frames, monkeypatch):
+    from diffusers import FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())  # as above
+
+    parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"], union=True)}
+    reference = FluxControlNetPipeline(**parts)
+    reference.set_progress_bar_config(disable=True)
+    pipe = RerenderFluxPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    images = {}
+    for kind, mode in (("depth", 2), ("openpose", 4)):
+        expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), control_mode=mode,
+                             height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                             generator=torch.Generator().manual_seed(3), output_type="np",
+                             controlnet_conditioning_scale=1.0).images[0]
+        images[kind] = pipe([frames[0]], "a red cube", control_images=[frames[1]], controls=[ControlConfig(type=kind)],
+                            num_inference_steps=2, guidance_scale=0.0, strength=1.0,
+                            generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+        np.testing.assert_allclose(images[kind], expected, atol=2e-4)
+    assert np.abs(images["depth"] - images["openpose"]).mean() > 1e-5
+
+
 def _transformer_inputs(components, seed=0):
     from rerender.diffusion.flux import latent_image_ids, pack_latents
 
@@ -222,8 +248,8 @@ def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypa
     def spy(pipeline, step, timestep, kwargs):
         sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
 
-    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(0),
-                    callback_on_step_end=spy)
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=1.0,
+                    generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
     pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
          **settings)
     # the anchor records one (1, 16 packed tokens, 32 channels) float32 input per block (2 double + 2 single) and step
@@ -256,10 +282,11 @@ def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, component
     with caplog.at_level(logging.WARNING, logger="rerender.diffusion.flux"):
         pipe(frames[:1], "a cube", num_inference_steps=1, guidance_scale=3.0, constraints=OFF)
     assert "schnell" in caplog.text and "ignored" in caplog.text
-    union = make_tiny_flux_controlnet(components["transformer"])
-    union.union = True
-    with pytest.raises(ConfigError, match="Union ControlNet"):
-        RerenderFluxPipeline(**components, controlnet=union)
+    union_controlnet = make_tiny_flux_controlnet(components["transformer"], union=True)
+    union = RerenderFluxPipeline(**components, controlnet=union_controlnet)
+    with pytest.raises(ConfigError, match="control.type.*'hed'.*Union.*'canny', 'depth', 'openpose'"):
+        union(frames[:1], "a cube", control_images=[frames[0]], controls=[ControlConfig(type="hed")],
+              num_inference_steps=1, guidance_scale=0.0)
 
 
 def test_lora_family_is_read_from_the_keys(tmp_path):

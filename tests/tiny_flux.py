@@ -78,8 +78,9 @@ def make_tiny_flux_components(tokenizer_folder: Path, seed: int = 0, guidance_em
             "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2, "scheduler": scheduler}
 
 
-def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = False):
-    """A tiny `FluxControlNetModel` for `transformer`: VAE-latent conditioning (as published), or a hint block."""
+def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = False, union: bool = False):
+    """A tiny `FluxControlNetModel` for `transformer`: VAE-latent conditioning (as published), or a hint block;
+    `union`: with 7 control modes, as the InstantX/Shakker-Labs Union ControlNets."""
     from diffusers import FluxControlNetModel
 
     torch.manual_seed(seed)
@@ -90,7 +91,7 @@ def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = Fal
         attention_head_dim=config.attention_head_dim, num_attention_heads=config.num_attention_heads,
         joint_attention_dim=config.joint_attention_dim, pooled_projection_dim=config.pooled_projection_dim,
         guidance_embeds=config.guidance_embeds, axes_dims_rope=list(config.axes_dims_rope),
-        conditioning_embedding_channels=16 if hint_block else None,
+        conditioning_embedding_channels=16 if hint_block else None, num_mode=7 if union else None,
     )
     # a trained ControlNet's output projections are not zero (they start at zero for training): make them act
     with torch.no_grad():

@@ -21,7 +21,7 @@ fusion on the flow path, re-composition at the next σ. What differs, and is ove
 * **text**: CLIP (pooled) + T5 (sequence) through diffusers' own `FluxPipeline.encode_prompt`;
 * **cross-frame attention** in all double- and single-stream blocks (`flux_cross_frame_attention`);
 * **control**: one `FluxControlNetModel` (VAE-latent conditioning, packed, or the hint-block kind fed with pixels);
-  Union ControlNets (which need a mode) are refused for now.
+  a Union ControlNet gets its mode from ``control.type`` (`UNION_CONTROL_MODES`).
 
 Not available here: FreeU (UNet skips; ignored with one log line), the IP-Adapter (refused: diffusers' Flux
 IP-Adapter is not wired), Text2Video-Zero (`generate`; refused).
@@ -58,8 +58,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RerenderFluxPipeline", "pack_latents", "unpack_latents", "latent_image_ids", "flux_lora_family", "is_flux_folder",
     "is_flux_controlnet", "is_flux_model", "load_flux_controlnet", "load_flux_pipeline", "DEFAULT_FLUX_MODEL",
-    "FLUX_COMPONENTS",
+    "FLUX_COMPONENTS", "UNION_CONTROL_MODES",
 ]
+
+UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
+"""``control.type`` → the mode index of the Flux Union ControlNets (InstantX/FLUX.1-dev-Controlnet-Union and
+Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro: canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6)."""
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -107,10 +111,7 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         text_encoder_2: the T5 encoder (the token sequence).
         tokenizer_2: its tokenizer.
         transformer: the `FluxTransformer2DModel`.
-        controlnet: a `FluxControlNetModel` (not a Union one), or None to render without control.
-
-    Raises:
-        ConfigError: a Union ControlNet (it needs a control mode per map; not wired yet).
+        controlnet: a `FluxControlNetModel` (a Union one takes its mode from ``control.type``), or None.
     """
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
@@ -144,11 +145,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         controlnet: FluxControlNetModel | None = None,
     ) -> None:
         super(RerenderPipeline, self).__init__()  # DiffusionPipeline's: RerenderPipeline's registers a UNet
-        if controlnet is not None and getattr(controlnet, "union", False):
-            raise ConfigError(
-                "`control.model` is a Flux Union ControlNet, which needs a control mode per map: not wired yet; "
-                "use a single-condition Flux ControlNet (e.g. a canny or depth one)"
-            )
         self.register_modules(
             scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
             text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer, controlnet=controlnet,
@@ -156,6 +152,7 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
         self._latent_tokens = 4096
+        self._control_mode: int | None = None
 
     # ----------------------------------------------------------------------------------------------------
     # what the shared code reads
@@ -192,7 +189,12 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     def check_inputs(self, frames: Any, prompt: Any, negative_prompt: Any, control_images: Any, controls: Any,
                      controlnet_conditioning_scale: Any, num_inference_steps: Any, guidance_scale: Any, strength: Any,
                      constraints: Any, refinement: Any) -> list[torch.Tensor]:
-        """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning and the token count."""
+        """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning, the token count and the Union
+        ControlNet's mode (from ``controls[0].type``; canny when `controls` is None).
+
+        Raises:
+            ConfigError: with a Union ControlNet, a control type it has no mode for.
+        """
         frames = super().check_inputs(
             frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
             num_inference_steps, guidance_scale, strength, constraints, refinement,
@@ -206,6 +208,15 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
             logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
         height, width = frames[0].shape[-2:]
         self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
+        self._control_mode = None
+        if self.controlnet is not None and getattr(self.controlnet, "union", False):
+            kind = controls[0].type if controls else "canny"
+            if kind not in UNION_CONTROL_MODES:
+                raise ConfigError(
+                    f"`control.type` {kind!r} has no mode in a Flux Union ControlNet; use one of "
+                    f"{', '.join(map(repr, UNION_CONTROL_MODES))}"
+                )
+            self._control_mode = UNION_CONTROL_MODES[kind]
         return frames
 
     def encode_prompt(
@@ -278,8 +289,9 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         if control:
             control_guidance = torch.full((1,), float(state.guidance_scale), device=device) \
                 if self.controlnet.config.guidance_embeds else None
+            mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
             blocks, single_blocks = self.controlnet(
-                hidden_states=tokens, controlnet_cond=control[0], controlnet_mode=None,
+                hidden_states=tokens, controlnet_cond=control[0], controlnet_mode=mode,
                 conditioning_scale=state.conditioning_scales[0], timestep=timestep, guidance=control_guidance,
                 pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=image_ids,
                 return_dict=False,
