@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     components = build(args.width, args.layers, args.single_layers)
     plain = FluxControlNetPipeline(**components)
     ours = flux.RerenderFluxPipeline(**components)
-    ours.max_sequence_length = plain_length = 256  # schnell's
+    plain_length = ours.max_sequence_length  # 256 without a guidance embedding (schnell)
     for pipe in (plain, ours):
         pipe.set_progress_bar_config(disable=True)
     frames = list(read_frames(REPO / "rerender" / "assets" / "demo.mp4", end=10 * (args.keyframes + 1), stride=10,

@@ -117,8 +117,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
     _optional_components: list[str] = ["controlnet"]
     family = "flux"
-    max_sequence_length = 512
-    """T5 tokens per prompt (`FluxPipeline`'s default; schnell was trained with 256)."""
 
     # diffusers' own Flux prompt encoding (CLIP pooled + T5 sequence, text ids)
     _encode_flux_prompt = FluxPipeline.encode_prompt
@@ -176,6 +174,11 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     def size_multiple(self) -> int:
         """Frame sides must be multiples of this: the VAE factor times the 2×2 packing (16)."""
         return self.vae_scale_factor * 2
+
+    @property
+    def max_sequence_length(self) -> int:
+        """T5 tokens per prompt: 512 on dev (`FluxPipeline`'s default), 256 on schnell (its limit)."""
+        return 512 if self.guidance_embedded else 256
 
     @property
     def guidance_embedded(self) -> bool:
