@@ -41,7 +41,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--keyframes", type=int, default=2, help="keyframes after the anchor")
-    parser.add_argument("--last-blocks", type=int, default=None, help="cross-frame attention in the last N blocks only")
+    parser.add_argument("--last-blocks", type=int, default=None,
+                        help="cross-frame attention in the last N blocks only")
     return parser.parse_args(argv)
 
 
@@ -62,7 +63,8 @@ def build(width: int, layers: int, single_layers: int) -> dict:
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(num_layers=layers, num_single_layers=single_layers, **shape)
     controlnet = FluxControlNetModel(num_layers=min(5, layers), num_single_layers=min(10, single_layers), **shape)
-    vae = AutoencoderKL(latent_channels=16, block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=32,
+    vae = AutoencoderKL(latent_channels=16, block_out_channels=(32, 64, 64, 64), layers_per_block=1,
+                        norm_num_groups=32,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
     folder = write_tiny_tokenizer_files(Path(tempfile.mkdtemp()))
@@ -144,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.steps} calls")
     print(f"rerender: anchor {anchor:.2f} s ({calls[0]} calls), keyframe {keyframe:.2f} s ({calls[1]} calls)")
     print(f"time ratio {keyframe / plain_time:.2f} vs call ratio {calls[1] / args.steps:.2f}")
-    print(f"stored references per reference frame here ({blocks} blocks): {anchor_bytes / 2**20:.1f} MiB; at 1024² on "
-          f"FLUX.1 (bf16, 57 blocks, {args.steps} steps): {reference_bytes(4096, 3072, 57, args.steps) / 2**30:.1f} "
+    print(f"stored references per reference frame here ({blocks} blocks): {anchor_bytes / 2**20:.1f} MiB; "
+          f"at 1024² on FLUX.1 (bf16, 57 blocks, {args.steps} steps): {reference_bytes(4096, 3072, 57, args.steps) / 2**30:.1f} "
           f"GiB, last 20 blocks: {reference_bytes(4096, 3072, 20, args.steps) / 2**30:.1f} GiB")
     return {"plain_seconds": plain_time, "keyframe_seconds": keyframe, "anchor_seconds": anchor, "calls": calls,
             "steps": args.steps, "time_ratio": keyframe / plain_time, "call_ratio": calls[1] / args.steps,
