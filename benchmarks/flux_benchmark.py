@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.steps} calls")
     print(f"rerender: anchor {anchor:.2f} s ({calls[0]} calls), keyframe {keyframe:.2f} s ({calls[1]} calls)")
     print(f"time ratio {keyframe / plain_time:.2f} vs call ratio {calls[1] / args.steps:.2f}")
+    full, last = (reference_bytes(4096, 3072, count, args.steps) / 2**30 for count in (57, 20))
     print(f"stored references per reference frame here ({blocks} blocks): {anchor_bytes / 2**20:.1f} MiB; "
-          f"at 1024² on FLUX.1 (bf16, 57 blocks, {args.steps} steps): {reference_bytes(4096, 3072, 57, args.steps) / 2**30:.1f} "
-          f"GiB, last 20 blocks: {reference_bytes(4096, 3072, 20, args.steps) / 2**30:.1f} GiB")
+          f"at 1024² on FLUX.1 (bf16, 57 blocks, {args.steps} steps): {full:.1f} GiB, last 20 blocks: {last:.1f} GiB")
     return {"plain_seconds": plain_time, "keyframe_seconds": keyframe, "anchor_seconds": anchor, "calls": calls,
             "steps": args.steps, "time_ratio": keyframe / plain_time, "call_ratio": calls[1] / args.steps,
             "reference_bytes": anchor_bytes}
