@@ -731,12 +731,16 @@ def register_family_detector(detector) -> None:
 
 
 def transformer_family(path: Path) -> str | None:
-    """"zimage" for a Z-Image diffusers folder (its model_index.json or transformer/config.json says so), else None."""
+    """"zimage" or "flux" for a Z-Image or Flux diffusers folder (its model_index.json or transformer/config.json
+    says so), else None."""
     if not path.is_dir():
         return None
     for config in (path / "model_index.json", path / "transformer" / "config.json"):
-        if config.is_file() and str(read_json_file(config).get("_class_name", "")).startswith("ZImage"):
+        name = str(read_json_file(config).get("_class_name", "")) if config.is_file() else ""
+        if name.startswith("ZImage"):
             return "zimage"
+        if name.startswith("Flux"):
+            return "flux"
     return None
 
 
@@ -785,7 +789,8 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
       a ``transformer/`` instead is left to the registered detectors;
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
       ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
-    * a hub id that is not cached: by name ("z-image" means Z-Image, "xl" SDXL), the only clue without downloading.
+    * a hub id that is not cached: by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl" SDXL), the only clue
+      without downloading.
 
     Args:
         source: a folder, a file or a hub id.
@@ -812,6 +817,8 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         if cached is None:
             if re.search(r"z-?image", source, re.IGNORECASE):
                 return "zimage"
+            if source.lower().split("/")[-1].startswith("flux.1"):
+                return "flux"
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
     for detector in _FAMILY_DETECTORS:

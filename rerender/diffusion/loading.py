@@ -602,11 +602,14 @@ def load_pipeline(
             the UNet loads); bad device or dtype.
     """
     with quiet_loading():
-        if model is not None and (model.family == "zimage" or model.family == "auto" and detect_family_or_none(model) == "zimage"):
-            from rerender.diffusion.zimage import load_zimage_pipeline  # a flow-matching transformer: its own loader
-
+        family = None if model is None else model.family if model.family != "auto" else detect_family_or_none(model)
+        if family in ("zimage", "flux"):  # a flow-matching transformer: its own loader
+            if family == "zimage":
+                from rerender.diffusion.zimage import load_zimage_pipeline as load_transformer_pipeline
+            else:
+                from rerender.diffusion.flux import load_flux_pipeline as load_transformer_pipeline
             controlnet = controlnets[0] if controlnets else None
-            return load_zimage_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
+            return load_transformer_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
 
 

@@ -1,4 +1,6 @@
-"""Cross-frame attention in the single-stream blocks of a diffusion transformer (Z-Image).
+"""Cross-frame attention in the blocks of a diffusion transformer: Z-Image's single-stream blocks, Flux's
+double- and single-stream blocks (`flux_cross_frame_attention`, below: the same rule, with Flux's joint sequence
+``[text; image]`` and its separate text projections in the double-stream blocks).
 
 Rerender's Eq. 6 makes a keyframe's decoder self-attention take its keys and values from the anchor and the
 previous keyframe, ``K′ = W_K·[v_anchor; v_previous]``, ``V′ = W_V·[v_anchor; v_previous]``. A single-stream
@@ -39,7 +41,10 @@ from rerender.diffusion.attention import CrossFrameAttentionStore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["main_stream_blocks", "TokenCrossFrameAttnProcessor", "token_cross_frame_attention", "reference_bytes"]
+__all__ = [
+    "main_stream_blocks", "TokenCrossFrameAttnProcessor", "token_cross_frame_attention", "reference_bytes",
+    "flux_blocks", "FluxCrossFrameAttnProcessor", "flux_cross_frame_attention",
+]
 
 
 def main_stream_blocks(transformer: torch.nn.Module, last_blocks: int | None = None) -> list[str]:
@@ -214,3 +219,185 @@ def reference_bytes(image_tokens: int, dim: int, blocks: int, steps: int, batch:
     8 steps in all blocks; ``last_blocks=10`` needs a third of that.
     """
     return batch * image_tokens * dim * blocks * steps * element_size
+
+
+# --------------------------------------------------------------------------------------------------------
+# Flux: double-stream blocks (image and text apart, joined in attention) and single-stream blocks ([text; image])
+# --------------------------------------------------------------------------------------------------------
+
+
+def flux_blocks(transformer: torch.nn.Module, last_blocks: int | None = None) -> list[str]:
+    """Names of the attention modules of a Flux transformer that cross-frame attention uses, in the model's order.
+
+    The rule is structural: the ``attn`` of every double-stream block (``transformer_blocks.<i>.attn``: image and
+    text tokens in separate streams, joined in attention) then of every single-stream block
+    (``single_transformer_blocks.<i>.attn``: one joint sequence, text tokens first). All of them mix image and text.
+
+    Args:
+        transformer: a diffusers `FluxTransformer2DModel` (or a model with those two ModuleLists).
+        last_blocks: keep only the last N blocks (those nearest the output); None = all.
+    """
+    names = [f"transformer_blocks.{index}.attn" for index in range(len(transformer.transformer_blocks))]
+    names += [f"single_transformer_blocks.{index}.attn" for index in range(len(transformer.single_transformer_blocks))]
+    if last_blocks is not None:
+        names = names[max(0, len(names) - last_blocks):]
+    return names
+
+
+def _flux_rotate(tokens: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None, start: int, stop: int,
+                 copies: int = 1) -> torch.Tensor:
+    """Flux's rotary embedding (diffusers' `apply_rotary_emb`, channel pairs) with the positions ``[start, stop)``,
+    repeated `copies` times along the sequence (references recorded at the same positions).
+
+    Shape:
+        - tokens: (B, copies·(stop − start), heads, head_dim)
+        - rotary: ``(cos, sin)``, each (L, head_dim) for the whole joint sequence
+        - Output: like tokens
+    """
+    if rotary is None:
+        return tokens
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    cos, sin = (part[start:stop].repeat(copies, 1) for part in rotary)
+    return apply_rotary_emb(tokens, (cos, sin), sequence_dim=1)
+
+
+class FluxCrossFrameAttnProcessor:
+    """Attention processor of one Flux block (double- or single-stream) with cross-frame attention on its image tokens.
+
+    Records the block's image-token input (the image stream of a double-stream block, the last ``image_tokens``
+    tokens of a single-stream block's joint sequence) when the store asks, and, when asked to attend and references
+    exist for this step, lets the image queries attend to ``[references' image tokens; own text tokens]``: the
+    references projected with this block's ``to_k``/``to_v``, normed with ``norm_k`` and rotated with the current
+    image tokens' positions. Text queries attend to their own joint sequence as before. Otherwise it hands over to
+    the processor it replaced.
+
+    Args:
+        layer: the attention module's name (the store's key).
+        store: the shared store; its ``image_tokens`` gives how many tokens are image tokens.
+        original: the processor this one replaces.
+    """
+
+    def __init__(self, layer: str, store: CrossFrameAttentionStore, original: Any) -> None:
+        self.layer = layer
+        self.store = store
+        self.original = original
+
+    def __repr__(self) -> str:
+        return f"FluxCrossFrameAttnProcessor({self.layer!r})"
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Any:
+        store = self.store
+        image_tokens = getattr(store, "image_tokens", None)
+        if image_tokens is None or attention_mask is not None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        image = hidden_states if encoder_hidden_states is not None else hidden_states[:, -image_tokens:]
+        if store.record is not None:
+            store.save(self.layer, image)  # (B, N_image, dim)
+        references = store.references(self.layer) if store.attend else None
+        if references is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        return self.attend(attn, hidden_states, encoder_hidden_states, references, image_tokens, image_rotary_emb)
+
+    @staticmethod
+    def attend(
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
+        references: torch.Tensor,
+        image_tokens: int,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> Any:
+        """The block's attention: image queries over ``[references; own text]``, text queries over their own sequence.
+
+        Double-stream (`encoder_hidden_states` given): returns ``(image output, text output)`` after ``to_out`` and
+        ``to_add_out``, as `FluxAttnProcessor`. Single-stream: returns the joint ``[text; image]`` output (no
+        output projection: the block applies it).
+
+        Shape:
+            - hidden_states: (B, N_image, dim) (double-stream) or (B, T + N_image, dim) (single-stream)
+            - encoder_hidden_states: (B, T, dim) or None
+            - references: (B, r·N_image, dim), r = 1 or 2 references recorded at the same positions
+            - rotary: ``(cos, sin)`` of the joint ``[text; image]`` sequence, each (T + N_image, head_dim)
+        """
+        if references.shape[0] != hidden_states.shape[0]:
+            raise RuntimeError(
+                f"cross-frame references have batch {references.shape[0]} but the block input has batch "
+                f"{hidden_states.shape[0]}; the references were recorded with another guidance setting"
+            )
+        references = references.to(hidden_states.dtype)
+        copies = references.shape[1] // image_tokens
+
+        def project(tokens: torch.Tensor, layer: torch.nn.Module, norm: torch.nn.Module | None) -> torch.Tensor:
+            projected = layer(tokens).unflatten(-1, (-1, attn.head_dim))  # (B, N, heads, head_dim)
+            return norm(projected) if norm is not None else projected
+
+        double = encoder_hidden_states is not None
+        if double:  # the joint sequence is [text; image], text through the block's own added projections
+            query = torch.cat((project(encoder_hidden_states, attn.add_q_proj, attn.norm_added_q),
+                               project(hidden_states, attn.to_q, attn.norm_q)), dim=1)
+            key = torch.cat((project(encoder_hidden_states, attn.add_k_proj, attn.norm_added_k),
+                             project(hidden_states, attn.to_k, attn.norm_k)), dim=1)
+            value = torch.cat((project(encoder_hidden_states, attn.add_v_proj, None),
+                               project(hidden_states, attn.to_v, None)), dim=1)
+        else:
+            query = project(hidden_states, attn.to_q, attn.norm_q)
+            key = project(hidden_states, attn.to_k, attn.norm_k)
+            value = project(hidden_states, attn.to_v, None)
+        length = query.shape[1]
+        text = length - image_tokens
+        query, key = _flux_rotate(query, rotary, 0, length), _flux_rotate(key, rotary, 0, length)
+        reference_key = _flux_rotate(project(references, attn.to_k, attn.norm_k), rotary, text, length, copies)
+        reference_value = project(references, attn.to_v, None)
+
+        def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            return out.transpose(1, 2).flatten(2)  # (B, N, dim)
+
+        # image queries: keys = references' image tokens + own text tokens; text queries: their own sequence
+        image_out = sdpa(query[:, text:], torch.cat((reference_key, key[:, :text]), dim=1),
+                         torch.cat((reference_value, value[:, :text]), dim=1))
+        text_out = sdpa(query[:, :text], key, value)
+        dtype = hidden_states.dtype
+        if not double:
+            return torch.cat((text_out, image_out), dim=1).to(dtype)
+        image_out = attn.to_out[1](attn.to_out[0](image_out.to(dtype)))
+        return image_out, attn.to_add_out(text_out.to(dtype))
+
+
+@contextlib.contextmanager
+def flux_cross_frame_attention(
+    transformer: torch.nn.Module, store: CrossFrameAttentionStore, image_tokens: int, last_blocks: int | None = None
+) -> Iterator[list[str]]:
+    """Install `FluxCrossFrameAttnProcessor` on a Flux transformer's blocks for one block of code; restore on exit.
+
+    Args:
+        transformer: a `FluxTransformer2DModel` (modified only inside the block; originals restored in ``finally``).
+        store: the references and the per-call switch; its ``image_tokens`` is set for the block.
+        image_tokens: how many packed image tokens the transformer sees ((H/16)·(W/16)).
+        last_blocks: use only the last N blocks (`flux_blocks`).
+
+    Yields:
+        The names of the layers that got a cross-frame processor.
+    """
+    layers = flux_blocks(transformer, last_blocks)
+    modules = {layer: transformer.get_submodule(layer) for layer in layers}
+    original = {layer: module.processor for layer, module in modules.items()}
+    store.idle()
+    store.image_tokens = image_tokens
+    for layer, module in modules.items():
+        module.set_processor(FluxCrossFrameAttnProcessor(layer, store, original[layer]))
+    try:
+        yield layers
+    finally:
+        store.idle()
+        store.image_tokens = None
+        for layer, module in modules.items():
+            module.set_processor(original[layer])

@@ -1,0 +1,494 @@
+"""`RerenderFluxPipeline`: the Rerender keyframe constraints on Flux.1, a flow-matching diffusion transformer.
+
+Flux.1 (Black Forest Labs; 12B; schnell: Apache-2.0, 1–4 steps; dev: non-commercial licence, ~28 steps with an
+embedded guidance value) denoises a 16-channel VAE latent (8× down) with a transformer of double-stream blocks
+(image and text tokens apart, joined in attention) then single-stream blocks (one ``[text; image]`` sequence),
+on a `FlowMatchEulerDiscreteScheduler`. The flow-matching path is Z-Image's (`rerender.diffusion.zimage`, shared
+here, not copied): SDEdit start by σ, x̂₀ from the velocity, shape-aware fusion and AdaIN on x̂₀, pixel-aware
+fusion on the flow path, re-composition at the next σ. What differs, and is overridden here:
+
+* **packing**: Flux patchifies 2×2 latent pixels into 64-channel tokens *outside* the transformer
+  (`FluxPipeline._pack_latents`, with (0, row, column) position ids); every constraint acts on the VAE latent grid
+  ``(1, 16, H/8, W/8)`` and the latent is packed only for the model call and the velocity unpacked after it;
+* **velocity**: Flux's transformer takes ``t = σ`` and returns the velocity ``v = ε − x₀`` in the scheduler's own
+  convention (its pipeline passes it to ``scheduler.step`` unchanged), so no sign flip (Z-Image's returns −v);
+* **guidance**: no classifier-free guidance. On a guidance-distilled model with a guidance embedding (dev),
+  ``guidance_scale`` is the embedded guidance value (3.5 typical), one model call per step; schnell has no such
+  embedding and ignores it (a value above 1 warns). A negative prompt does not apply (Flux's "true CFG" is not
+  wired);
+* **schedule**: σ linear in 1 → 1/N, shifted with ``mu`` from the packed image sequence length ((H/16)·(W/16)) on
+  dev (dynamic shifting), unshifted on schnell (its scheduler config), exactly as `FluxPipeline`;
+* **text**: CLIP (pooled) + T5 (sequence) through diffusers' own `FluxPipeline.encode_prompt`;
+* **cross-frame attention** in all double- and single-stream blocks (`flux_cross_frame_attention`);
+* **control**: one `FluxControlNetModel` (VAE-latent conditioning, packed, or the hint-block kind fed with pixels);
+  a Union ControlNet gets its mode from ``control.type`` (`UNION_CONTROL_MODES`).
+
+Not available here: FreeU (UNet skips; ignored with one log line), the IP-Adapter (refused: diffusers' Flux
+IP-Adapter is not wired), Text2Video-Zero (`generate`; refused).
+
+Example:
+    >>> pipe = RerenderFluxPipeline.from_pretrained("black-forest-labs/FLUX.1-schnell")  # doctest: +SKIP
+    >>> images = pipe(frames, "a watercolour", num_inference_steps=4, guidance_scale=0.0).images  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from diffusers import FluxPipeline
+from diffusers.loaders import FluxLoraLoaderMixin
+from diffusers.models import AutoencoderKL
+from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
+from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
+from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils.torch_utils import randn_tensor
+
+from rerender.diffusion.pipeline import RerenderPipeline, _NoiseBank, _RenderState
+from rerender.diffusion.transformer_attention import flux_cross_frame_attention
+from rerender.diffusion.zimage import RerenderZImagePipeline
+from rerender.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RerenderFluxPipeline", "pack_latents", "unpack_latents", "latent_image_ids", "flux_lora_family", "is_flux_folder",
+    "is_flux_controlnet", "is_flux_model", "load_flux_controlnet", "load_flux_pipeline", "DEFAULT_FLUX_MODEL",
+    "FLUX_COMPONENTS", "UNION_CONTROL_MODES",
+]
+
+UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
+"""``control.type`` → the mode index of the Flux Union ControlNets (InstantX/FLUX.1-dev-Controlnet-Union and
+Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro: canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6)."""
+
+
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """Flux's token packing: each 2×2 patch of the latent grid becomes one token of 4·C channels (`FluxPipeline`).
+
+    Shape:
+        - latents: (B, C, h, w), h and w even
+        - Output: (B, (h/2)·(w/2), 4·C), tokens in row-major order of the patches
+    """
+    batch, channels, height, width = latents.shape
+    return FluxPipeline._pack_latents(latents, batch, channels, height, width)
+
+
+def unpack_latents(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The inverse of `pack_latents` onto an ``h × w`` latent grid.
+
+    Shape:
+        - tokens: (B, (h/2)·(w/2), 4·C)
+        - Output: (B, C, h, w)
+    """
+    return FluxPipeline._unpack_latents(tokens, height, width, 1)
+
+
+def latent_image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Position ids (0, row, column) of the packed image tokens of an ``h × w`` latent grid (RoPE positions).
+
+    Shape:
+        - Output: ((h/2)·(w/2), 3)
+    """
+    return FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, device, dtype)
+
+
+class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
+    """Rerender-A-Video keyframes on Flux.1: the transformer (+ a Flux ControlNet) under the cross-frame constraints.
+
+    A diffusers pipeline with Flux's components: ``from_pretrained(hub id or folder, controlnet=...)``,
+    ``load_lora_weights``/``set_adapters`` (Flux LoRAs: diffusers, kohya and XLabs key layouts),
+    ``enable_model_cpu_offload``.
+
+    Args:
+        scheduler: a `FlowMatchEulerDiscreteScheduler` (Flux's).
+        vae: the 16-channel autoencoder (with a shift factor).
+        text_encoder: the CLIP text encoder (its pooled output conditions the time embedding).
+        tokenizer: its tokenizer.
+        text_encoder_2: the T5 encoder (the token sequence).
+        tokenizer_2: its tokenizer.
+        transformer: the `FluxTransformer2DModel`.
+        controlnet: a `FluxControlNetModel` (a Union one takes its mode from ``control.type``), or None.
+    """
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
+    _optional_components: list[str] = ["controlnet"]
+    family = "flux"
+
+    # diffusers' own Flux prompt encoding (CLIP pooled + T5 sequence, text ids)
+    _encode_flux_prompt = FluxPipeline.encode_prompt
+    _get_clip_prompt_embeds = FluxPipeline._get_clip_prompt_embeds
+    _get_t5_prompt_embeds = FluxPipeline._get_t5_prompt_embeds
+
+    # the flow-matching path is the same as Z-Image's: one implementation
+    prepare_schedule = RerenderZImagePipeline.prepare_schedule
+    prepare_latents = RerenderZImagePipeline.prepare_latents
+    refine = RerenderZImagePipeline.refine
+    denoise = RerenderZImagePipeline.denoise
+    encode_images = RerenderZImagePipeline.encode_images
+    decode_latents = RerenderZImagePipeline.decode_latents
+
+    def __init__(
+        self,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        vae: AutoencoderKL,
+        text_encoder: Any,
+        tokenizer: Any,
+        text_encoder_2: Any,
+        tokenizer_2: Any,
+        transformer: FluxTransformer2DModel,
+        controlnet: FluxControlNetModel | None = None,
+    ) -> None:
+        super(RerenderPipeline, self).__init__()  # DiffusionPipeline's: RerenderPipeline's registers a UNet
+        self.register_modules(
+            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+            text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer, controlnet=controlnet,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
+        self._latent_tokens = 4096
+        self._control_mode: int | None = None
+
+    # ----------------------------------------------------------------------------------------------------
+    # what the shared code reads
+    # ----------------------------------------------------------------------------------------------------
+
+    @property
+    def unet(self) -> FluxTransformer2DModel:
+        """The denoiser, under the name the shared `RerenderPipeline` code reads (its dtype)."""
+        return self.transformer
+
+    @property
+    def controlnets(self) -> list[FluxControlNetModel]:
+        return [] if self.controlnet is None else [self.controlnet]
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the VAE latent grid (16): the transformer's packed input has 4× as many."""
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the VAE factor times the 2×2 packing (16)."""
+        return self.vae_scale_factor * 2
+
+    @property
+    def max_sequence_length(self) -> int:
+        """T5 tokens per prompt: 512 on dev (`FluxPipeline`'s default), 256 on schnell (its limit)."""
+        return 512 if self.guidance_embedded else 256
+
+    @property
+    def guidance_embedded(self) -> bool:
+        """Whether the transformer takes a guidance value as input (dev); schnell does not."""
+        return bool(self.transformer.config.guidance_embeds)
+
+    # ----------------------------------------------------------------------------------------------------
+    # lifecycle steps that differ from SD
+    # ----------------------------------------------------------------------------------------------------
+
+    def check_inputs(self, frames: Any, prompt: Any, negative_prompt: Any, control_images: Any, controls: Any,
+                     controlnet_conditioning_scale: Any, num_inference_steps: Any, guidance_scale: Any, strength: Any,
+                     constraints: Any, refinement: Any) -> list[torch.Tensor]:
+        """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning, the token count and the Union
+        ControlNet's mode (from ``controls[0].type``; canny when `controls` is None).
+
+        Raises:
+            ConfigError: with a Union ControlNet, a control type it has no mode for.
+        """
+        frames = super().check_inputs(
+            frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
+            num_inference_steps, guidance_scale, strength, constraints, refinement,
+        )
+        if guidance_scale > 1.0 and not self.guidance_embedded:
+            logger.warning(
+                "guidance_scale %g on a Flux model without a guidance embedding (schnell): it is guidance-distilled "
+                "and runs without guidance, so the value is ignored", guidance_scale,
+            )
+        if negative_prompt:
+            logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
+        height, width = frames[0].shape[-2:]
+        self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
+        self._control_mode = None
+        if self.controlnet is not None and getattr(self.controlnet, "union", False):
+            kind = controls[0].type if controls else "canny"
+            if kind not in UNION_CONTROL_MODES:
+                raise ConfigError(
+                    f"`control.type` {kind!r} has no mode in a Flux Union ControlNet; use one of "
+                    f"{', '.join(map(repr, UNION_CONTROL_MODES))}"
+                )
+            self._control_mode = UNION_CONTROL_MODES[kind]
+        return frames
+
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance).
+
+        Returns:
+            ``(prompt_embeds (1, T, D), pooled_prompt_embeds (1, D_pooled), text_ids (T, 3))``.
+        """
+        embeds, pooled, text_ids = self._encode_flux_prompt(
+            prompt=prompt, prompt_2=None, device=device, max_sequence_length=self.max_sequence_length,
+        )
+        dtype = self.transformer.dtype
+        return embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids
+
+    def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
+        if image is not None:
+            raise ConfigError(
+                "`prompt.style_image` needs an IP-Adapter, which is not wired for Flux; "
+                "use a LoRA for the style, or a Stable Diffusion base for a reference image"
+            )
+        return None
+
+    @contextlib.contextmanager
+    def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
+        """Cross-frame attention in the double- and single-stream blocks for one call; FreeU does not apply."""
+        constraints = state.constraints
+        if constraints.freeu is not None:
+            logger.info("FreeU is defined on UNet skip connections; Flux has none, so `constraints.freeu` is ignored")
+        last_blocks = getattr(constraints, "cross_frame_blocks", None)
+        with flux_cross_frame_attention(self.transformer, state.store, self._latent_tokens, last_blocks=last_blocks):
+            yield
+
+    def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:
+        """The control map of one frame as the Flux ControlNet takes it (one, unbatched: no guidance batch).
+
+        VAE-latent ControlNets get ``(E(map) − shift)·scale`` packed to ``(1, tokens, 64)``; hint-block ones the map
+        in [−1, 1], ``(1, 3, H, W)`` (both as `FluxControlNetPipeline`, with the posterior mean).
+        """
+        if self.controlnet is None:
+            return []
+        image = super().prepare_control_image(state, index, frame)[0][:1]  # (1, 3, H, W) in [0, 1]
+        if self.controlnet.input_hint_block is None:
+            return [pack_latents(self.encode_images(image))]
+        return [(image * 2.0 - 1.0).to(self.controlnet.dtype)]
+
+    def predict_velocity(
+        self, state: _RenderState, latents: torch.Tensor, sigma: float, control: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """One transformer evaluation (with the ControlNet's residuals): the velocity ``v = ε − x₀``, VAE grid.
+
+        The latent is packed for the call and the output unpacked; Flux's output is already in the scheduler's
+        convention (`FluxPipeline` steps with it unchanged). Time is σ (diffusers' ``t / 1000``, computed the same
+        way); the guidance value (`guidance_scale`) goes in only when the transformer embeds one.
+
+        Shape:
+            - latents: (1, 16, h, w)
+            - Output: (1, 16, h, w), float32
+        """
+        state.unet_calls += 1
+        embeds, pooled, text_ids = state.prompt_embeds
+        height, width = latents.shape[-2:]
+        device, dtype = latents.device, self.transformer.dtype
+        tokens = pack_latents(latents.to(dtype))
+        image_ids = latent_image_ids(height, width, device, dtype)
+        timestep = (torch.tensor([sigma], dtype=torch.float32) * 1000).to(device=device, dtype=dtype) / 1000
+        guidance = torch.full((1,), float(state.guidance_scale), device=device) if self.guidance_embedded else None
+        residuals: dict[str, Any] = {}
+        if control:
+            control_guidance = torch.full((1,), float(state.guidance_scale), device=device) \
+                if self.controlnet.config.guidance_embeds else None
+            mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
+            blocks, single_blocks = self.controlnet(
+                hidden_states=tokens, controlnet_cond=control[0], controlnet_mode=mode,
+                conditioning_scale=state.conditioning_scales[0], timestep=timestep, guidance=control_guidance,
+                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=image_ids,
+                return_dict=False,
+            )
+            residuals = dict(controlnet_block_samples=blocks, controlnet_single_block_samples=single_blocks,
+                             controlnet_blocks_repeat=self.controlnet.input_hint_block is not None)
+        output = self.transformer(
+            hidden_states=tokens, timestep=timestep, guidance=guidance, pooled_projections=pooled,
+            encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=image_ids, return_dict=False, **residuals,
+        )[0]
+        return unpack_latents(output.float(), height, width)
+
+    def _draw_noise(self, state: _RenderState) -> _NoiseBank:
+        """`RerenderPipeline._draw_noise` on the VAE latent grid (16 channels), not the packed transformer input."""
+        if state.same_noise:
+            state.generator.set_state(state.generator_state)
+        generator, device, dtype = state.generator, self._execution_device, self.transformer.dtype
+        height, width = state.anchor.frame.shape[-2:]
+        shape = (1, self.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+        def draw() -> torch.Tensor:
+            return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+        initial = draw()
+        fusion = {step: draw() for step in sorted(state.schedule.pixel_fusion)}
+        refinement_initial, refinement_fusion = None, {}
+        if state.refinement_schedule is not None:
+            refinement_initial = draw()
+            refinement_fusion = {step: draw() for step in sorted(state.refinement_schedule.pixel_fusion)}
+        return _NoiseBank(initial, fusion, refinement_initial, refinement_fusion)
+
+    def render_text_keyframes(self, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
+        """Text2Video-Zero (`generate`) is not available on Flux yet.
+
+        Raises:
+            ConfigError: always, before any model call.
+        """
+        raise ConfigError("`generate` (Text2Video-Zero) is not available on Flux yet; use Z-Image or Stable Diffusion")
+
+
+def flux_lora_family(source: str | os.PathLike) -> str | None:
+    """The family a LoRA file was made for, read from its keys: "sd" (a UNet's), "flux", "zimage", or None.
+
+    UNet LoRAs name ``down_blocks``/``up_blocks``/``mid_block`` (diffusers) or ``input_blocks``/``output_blocks``/
+    ``middle_block`` (original) modules; Flux LoRAs name ``transformer_blocks``/``single_transformer_blocks``
+    (diffusers) or ``double_blocks``/``single_blocks`` (original, kohya ``lora_unet_double_blocks_…``); Z-Image
+    LoRAs name ``layers.<i>.attention``.
+    """
+    path = Path(source)
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = list(handle.keys())
+    unet = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
+    if any(marker in key for key in keys for marker in unet):
+        return "sd"
+    if any(marker in key for key in keys for marker in ("double_blocks", "single_blocks", "transformer_blocks")):
+        return "flux"
+    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
+        return "zimage"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------------
+
+DEFAULT_FLUX_MODEL = "black-forest-labs/FLUX.1-schnell"
+"""FLUX.1 [schnell] (Apache-2.0): 12B, 1–4 steps, no guidance. FLUX.1 [dev] is under a non-commercial licence."""
+
+FLUX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
+"""The sub-folders of a Flux repository this pipeline reads."""
+
+
+def _class_name(config_file: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def is_flux_folder(folder: str | os.PathLike) -> bool:
+    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux"
+    (FluxPipeline, FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
+    folder = Path(folder)
+    return _class_name(folder / "model_index.json").startswith("Flux") or (
+        _class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
+    )
+
+
+def is_flux_model(model: Any) -> bool:
+    """Whether `model` (a `ModelConfig`) asks for Flux: ``model.family == "flux"``, or, with "auto", the family
+    `rerender.weights.detect_family` reads from the model (a Flux folder or cached repository, or a FLUX.1 hub id)."""
+    from rerender.weights import detect_family_or_none
+
+    family = getattr(model, "family", "auto")
+    return family == "flux" if family != "auto" else detect_family_or_none(model) == "flux"
+
+
+def is_flux_controlnet(source: str | os.PathLike) -> bool | None:
+    """Whether a ControlNet source is a Flux ControlNet: True/False when its folder's config tells, None when it
+    cannot be told without loading it (a hub id not in the cache, a single file)."""
+    path = Path(source)
+    if path.is_dir():
+        return _class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
+    return None
+
+
+def load_flux_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> FluxControlNetModel:
+    """A Flux ControlNet from a diffusers folder or hub id.
+
+    Raises:
+        ConfigError: the source is a ControlNet of another family (named, with both families).
+        InputNotFoundError: the source cannot be loaded here.
+    """
+    from rerender.diffusion.loading import _dtype_argument, _hub_errors, _unreachable
+
+    if is_flux_controlnet(source) is False:
+        raise ConfigError(
+            f"`control.model` {source!r} is not a Flux ControlNet (the base model is Flux); use a Flux ControlNet "
+            "in diffusers format (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+        )
+    try:
+        return FluxControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
+    except _hub_errors() as error:
+        raise _unreachable("control.model", source, error) from error
+
+
+def load_flux_pipeline(
+    model: Any,
+    controls: Sequence[Any] = (),
+    *,
+    controlnet: FluxControlNetModel | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> RerenderFluxPipeline:
+    """Build a `RerenderFluxPipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
+
+    The ControlNet (one; `control.model`, which must name a Flux ControlNet: there is no default) and the LoRAs are
+    checked to be Flux ones before the transformer is loaded; `model.vae` does not apply. LoRAs load through
+    diffusers' Flux LoRA loader (diffusers, kohya and XLabs key layouts). Default dtype: bfloat16 on CUDA.
+
+    Raises:
+        ConfigError: an SD ControlNet or LoRA, no `control.model`, several ControlNets, `model.vae`.
+        InputNotFoundError: a missing path or an unreachable hub id.
+    """
+    from rerender.diffusion.loading import (
+        _check_local, _dtype_argument, _hub_errors, _hub_folder, _unreachable, load_loras, resolve_device,
+    )
+
+    resolved_device = resolve_device(device if device is not None else model.device)
+    wanted = dtype if dtype is not None else model.dtype
+    resolved_dtype = (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32) if wanted == "auto" else \
+        getattr(torch, wanted) if isinstance(wanted, str) else wanted
+    if model.vae is not None:
+        raise ConfigError(f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
+                          "model); leave it empty")
+    if len(controls) > 1:
+        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Flux takes one here")
+    control_source = None
+    if controls and controlnet is None:
+        control_source = controls[0].model
+        if not control_source:
+            raise ConfigError("`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+                              " when the base model is Flux: the default ControlNets are Stable Diffusion ones")
+        if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
+            load_flux_controlnet(control_source)
+    for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
+        family = flux_lora_family(lora.path)
+        if family is not None and family != "flux":
+            made_for = "a Stable Diffusion UNet" if family == "sd" else "Z-Image"
+            raise ConfigError(
+                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for {made_for} ({family}); "
+                "the base model is Flux (a transformer): use a LoRA made for Flux"
+            )
+    base_path = _check_local(model.base_model, "model.base_model")
+    if base_path is None:
+        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, FLUX_COMPONENTS)
+    if control_source is not None:
+        controlnet = load_flux_controlnet(control_source, resolved_dtype)
+    try:
+        pipeline = RerenderFluxPipeline.from_pretrained(str(base_path), controlnet=controlnet,
+                                                        **_dtype_argument(resolved_dtype))
+    except _hub_errors() as error:
+        raise _unreachable("model.base_model", model.base_model, error) from error
+    load_loras(pipeline, model.loras)
+    if model.cpu_offload and resolved_device.type != "cpu":
+        pipeline.enable_model_cpu_offload(device=resolved_device)
+    else:
+        pipeline.to(resolved_device)
+    logger.info("loaded Flux from %s (%s, %s)%s", model.base_model, resolved_device, resolved_dtype,
+                "" if controlnet is None else f" with the ControlNet {control_source or 'given'}")
+    return pipeline

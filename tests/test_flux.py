@@ -1,0 +1,435 @@
+"""Rerender's constraints on Flux.1 (a flow-matching transformer), with tiny random components built from configs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from rerender.config import ConstraintConfig, ControlConfig
+from rerender.diffusion.attention import CrossFrameAttentionStore
+from rerender.errors import ConfigError
+from rerender.flow import DISFlowEstimator
+from tests.tiny_flux import make_tiny_flux_components, make_tiny_flux_controlnet
+
+OFF = ConstraintConfig(cross_frame_attention_period=None, shape_fusion_period=None, pixel_fusion_period=None)
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory):
+    return make_tiny_flux_components(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def pipe(components):
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    pipeline = RerenderFluxPipeline(**components)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    return [np.roll(base, shift, axis=1) for shift in (0, 2, 4)]  # a pan
+
+
+def test_packing_is_flux_own_and_round_trips():
+    from diffusers import FluxPipeline
+
+    from rerender.diffusion.flux import latent_image_ids, pack_latents, unpack_latents
+
+    latents = torch.randn(1, 16, 8, 6)
+    tokens = pack_latents(latents)
+    assert tokens.shape == (1, 12, 64)
+    torch.testing.assert_close(tokens[0, 1], latents[0, :, 0:2, 2:4].permute(0, 1, 2).reshape(-1))  # patch (0, 1)
+    torch.testing.assert_close(unpack_latents(tokens, 8, 6), latents)
+    # the positions of FluxPipeline's own latents for a 64×48 image: (0, row, column) of each 2×2 patch
+    expected = FluxPipeline._prepare_latent_image_ids(1, 4, 3, "cpu", torch.float32)
+    torch.testing.assert_close(latent_image_ids(8, 6, "cpu", torch.float32), expected)
+    assert latent_image_ids(8, 6, "cpu", torch.float32)[4].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_anchor_from_noise_equals_diffusers_flux_pipeline(pipe, components, frames):
+    """schnell-shaped (no guidance embedding): the anchor at strength 1 with the constraints off is plain Flux."""
+    from diffusers import FluxPipeline
+
+    reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference("a red cube", height=64, width=64, num_inference_steps=3, guidance_scale=0.0,
+                         max_sequence_length=256,  # schnell's
+                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    ours = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=0.0, strength=1.0,
+                generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+    np.testing.assert_allclose(ours, expected, atol=2e-4)
+
+
+def _as_diffusers_image(image: np.ndarray) -> torch.Tensor:
+    """A map as the tensor diffusers' Flux ControlNet pipeline takes unchanged: (1, 3, H, W) in [−1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
+
+
+def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(tmp_path, frames):
+    """dev-shaped (guidance embedded: one call per step, no CFG) with a ControlNet: equals FluxControlNetPipeline."""
+    from diffusers import FluxControlNetPipeline
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    components = make_tiny_flux_components(tmp_path, seed=5, guidance_embeds=True)
+    components["controlnet"] = make_tiny_flux_controlnet(components["transformer"], hint_block=True)
+    reference = FluxControlNetPipeline(**components)
+    reference.set_progress_bar_config(disable=True)
+    control_map = frames[1]
+    expected = reference("a red cube", control_image=_as_diffusers_image(control_map), height=64, width=64,
+                         num_inference_steps=3,
+                         guidance_scale=3.5, controlnet_conditioning_scale=0.8,
+                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    pipe = RerenderFluxPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    ours = pipe([frames[0]], "a red cube", control_images=[control_map], controlnet_conditioning_scale=0.8,
+                num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
+                constraints=OFF)
+    np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
+    without = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=3.5, strength=1.0,
+                   generator=torch.Generator().manual_seed(3), constraints=OFF, controlnet_conditioning_scale=0.0,
+                   control_images=[control_map]).images[0]
+    other = pipe([frames[0]], "a red cube", control_images=[255 - control_map], controlnet_conditioning_scale=0.8,
+                 num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
+                 constraints=OFF).images[0]
+    assert np.abs(without - ours.images[0]).mean() > 1e-4  # the ControlNet acts
+    assert np.abs(other - ours.images[0]).mean() > 1e-5  # and the map matters (rounding alone: ~1e-7)
+    assert ours.unet_calls == [3]  # no classifier-free guidance batch: one call per step
+
+
+def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_pipeline(components, frames,
+                                                                                        monkeypatch):
+    """The published kind (no hint block): the map's VAE latent, shifted, scaled and packed. diffusers samples the
+    posterior with the generator, we take its mean: with the mean in both, the outputs are equal."""
+    from diffusers import FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
+    parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"])}
+    reference = FluxControlNetPipeline(**parts)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), height=64, width=64,
+                         max_sequence_length=256, num_inference_steps=2,
+                         guidance_scale=0.0, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    pipe = RerenderFluxPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    ours = pipe([frames[0]], "a red cube", control_images=[frames[1]], controlnet_conditioning_scale=1.0,
+                num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
+                constraints=OFF).images[0]
+    np.testing.assert_allclose(ours, expected, atol=2e-4)
+    other = pipe([frames[0]], "a red cube", control_images=[255 - frames[1]], controlnet_conditioning_scale=1.0,
+                 num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
+                 constraints=OFF).images[0]
+    assert np.abs(other - ours).mean() > 1e-4  # the control map matters
+
+
+def test_a_union_controlnet_gets_its_mode_from_the_control_type(components, frames, monkeypatch):
+    from diffusers import FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())  # as above
+
+    parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"], union=True)}
+    reference = FluxControlNetPipeline(**parts)
+    reference.set_progress_bar_config(disable=True)
+    pipe = RerenderFluxPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    images = {}
+    for kind, mode in (("depth", 2), ("openpose", 4)):
+        expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), control_mode=mode,
+                             max_sequence_length=256,
+                             height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
+                             generator=torch.Generator().manual_seed(3), output_type="np",
+                             controlnet_conditioning_scale=1.0).images[0]
+        images[kind] = pipe([frames[0]], "a red cube", control_images=[frames[1]], controls=[ControlConfig(type=kind)],
+                            num_inference_steps=2, guidance_scale=0.0, strength=1.0,
+                            generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+        np.testing.assert_allclose(images[kind], expected, atol=2e-4)
+    assert np.abs(images["depth"] - images["openpose"]).mean() > 1e-5
+
+
+def _transformer_inputs(components, seed=0):
+    from rerender.diffusion.flux import latent_image_ids, pack_latents
+
+    generator = torch.Generator().manual_seed(seed)
+    return dict(
+        hidden_states=pack_latents(torch.randn(1, 16, 8, 8, generator=generator)),
+        encoder_hidden_states=torch.randn(1, 7, 32, generator=generator), pooled_projections=torch.randn(1, 32),
+        timestep=torch.tensor([0.6]), txt_ids=torch.zeros(7, 3), img_ids=latent_image_ids(8, 8, "cpu", torch.float32),
+        return_dict=False,
+    )
+
+
+def test_cross_frame_attention_to_the_frame_itself_changes_nothing(components):
+    """Image queries over [own image tokens; own text] are each block's own attention: the output is unchanged."""
+    from rerender.diffusion.transformer_attention import flux_blocks, flux_cross_frame_attention
+
+    transformer = components["transformer"]
+    inputs = _transformer_inputs(components)
+    with torch.no_grad():
+        plain = transformer(**inputs)[0]
+        store = CrossFrameAttentionStore()
+        with flux_cross_frame_attention(transformer, store, image_tokens=16) as layers:
+            store.set_step(0, record="anchor")
+            recorded = transformer(**inputs)[0]
+            store.set_step(0, attend=True)
+            attended = transformer(**inputs)[0]
+            store.set_step(0, attend=True)
+            other = transformer(**_transformer_inputs(components, seed=1))[0]
+            store.set_step(0, attend=False)
+            other_plain = transformer(**_transformer_inputs(components, seed=1))[0]
+    torch.testing.assert_close(recorded, plain)
+    torch.testing.assert_close(attended, plain, atol=1e-5, rtol=1e-5)
+    assert (other - other_plain).abs().mean() > 1e-3  # another frame attending to the anchor does change
+    assert layers == flux_blocks(transformer) and len(store.anchor) == 4  # 2 double- and 2 single-stream blocks
+    assert layers[0] == "transformer_blocks.0.attn" and layers[-1] == "single_transformer_blocks.1.attn"
+    assert all(type(block.attn.processor).__name__ == "FluxAttnProcessor"
+               for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks))
+    assert flux_blocks(transformer, last_blocks=3) == layers[1:]
+
+
+@pytest.mark.parametrize("stream", ["double", "single"])
+def test_cross_frame_attention_changes_image_queries_only(components, stream):
+    from diffusers.models.transformers.transformer_flux import FluxPosEmbed
+
+    from rerender.diffusion.flux import latent_image_ids
+    from rerender.diffusion.transformer_attention import FluxCrossFrameAttnProcessor
+
+    transformer = components["transformer"]
+    text, image = torch.randn(1, 5, 32), torch.randn(1, 16, 32)
+    ids = torch.cat((torch.zeros(5, 3), latent_image_ids(8, 8, "cpu", torch.float32)))  # [text; image] positions
+    rotary = FluxPosEmbed(theta=10000, axes_dim=[4, 6, 6])(ids)
+    references = torch.randn(1, 32, 32)  # anchor and previous
+    if stream == "double":
+        block = transformer.transformer_blocks[0].attn
+        original_image, original_text = block.processor(block, image, text, None, rotary)
+        attended_image, attended_text = FluxCrossFrameAttnProcessor.attend(block, image, text, references, 16, rotary)
+    else:
+        block = transformer.single_transformer_blocks[0].attn
+        joint = torch.cat((text, image), dim=1)
+        original = block.processor(block, joint, None, None, rotary)
+        attended = FluxCrossFrameAttnProcessor.attend(block, joint, None, references, 16, rotary)
+        original_text, original_image = original[:, :5], original[:, 5:]
+        attended_text, attended_image = attended[:, :5], attended[:, 5:]
+    torch.testing.assert_close(attended_text, original_text, atol=1e-5, rtol=1e-5)
+    assert (attended_image - original_image).abs().mean() > 1e-3
+
+
+def test_cross_frame_attention_runs_in_the_keyframe_loop(pipe, frames):
+    constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, output_type="latent")
+    frames = [frames[0], 255 - frames[0]]  # a keyframe unlike the anchor: attending to it must show
+    attended = pipe(frames, "a cube", constraints=constraints, generator=torch.Generator().manual_seed(0),
+                    **settings).images
+    plain = pipe(frames, "a cube", constraints=OFF, generator=torch.Generator().manual_seed(0), **settings).images
+    torch.testing.assert_close(attended[0], plain[0])  # the anchor attends to nothing before it
+    assert (attended[1] - plain[1]).abs().mean() > 3e-5  # rounding alone differs by ~1e-7
+
+
+def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypatch):
+    import rerender.diffusion.flux as flux
+    from rerender.diffusion.transformer_attention import reference_bytes
+
+    stores, sizes = [], []
+    install = flux.flux_cross_frame_attention
+    monkeypatch.setattr(flux, "flux_cross_frame_attention",
+                        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k))
+
+    def spy(pipeline, step, timestep, kwargs):
+        sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
+
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=1.0,
+                    generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
+    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
+         **settings)
+    # the anchor records one (1, 16 packed tokens, 32 channels) float32 input per block (2 double + 2 single) and step
+    assert max(sizes) == reference_bytes(16, 32, blocks=4, steps=3, element_size=4)
+    sizes.clear()
+    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None,
+                                                            cross_frame_blocks=1), **settings)
+    assert max(sizes) == reference_bytes(16, 32, blocks=1, steps=3, element_size=4)
+
+
+def test_resume_gives_the_same_keyframes(pipe, frames):
+    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, flow_estimator=DISFlowEstimator())
+    full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
+    state = full[1].resume_state
+    resumed = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state,
+                                         **settings))
+    assert [frame.index for frame in resumed] == [2]
+    torch.testing.assert_close(resumed[0].image, full[2].image)
+
+
+def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, components, caplog):
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    with pytest.raises(ConfigError, match="IP-Adapter.*Flux"):
+        pipe(frames[:1], "a cube", num_inference_steps=2, ip_adapter_image=frames[0])
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
+    with pytest.raises(ConfigError, match="generate.*Flux"):
+        pipe.render_text_keyframes("a cube", [0, 4], (1.0, 0.0), (64, 64))
+    with caplog.at_level(logging.WARNING, logger="rerender.diffusion.flux"):
+        pipe(frames[:1], "a cube", num_inference_steps=1, guidance_scale=3.0, constraints=OFF)
+    assert "schnell" in caplog.text and "ignored" in caplog.text
+    union_controlnet = make_tiny_flux_controlnet(components["transformer"], union=True)
+    union = RerenderFluxPipeline(**components, controlnet=union_controlnet)
+    with pytest.raises(ConfigError, match="control.type.*'hed'.*Union.*'canny', 'depth', 'openpose'"):
+        union(frames[:1], "a cube", control_images=[frames[0]], controls=[ControlConfig(type="hed")],
+              num_inference_steps=1, guidance_scale=0.0)
+
+
+def test_lora_family_is_read_from_the_keys(tmp_path):
+    from safetensors.torch import save_file
+
+    from rerender.diffusion.flux import flux_lora_family
+
+    layouts = {
+        "sd": "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
+        "flux": "lora_unet_double_blocks_0_img_attn_proj.lora_down.weight",  # kohya's Flux layout
+        "zimage": "diffusion_model.layers.0.attention.to_q.lora_A.weight",
+    }
+    for family, key in layouts.items():
+        save_file({key: torch.zeros(4, 8)}, str(tmp_path / f"{family}.safetensors"))
+        assert flux_lora_family(tmp_path / f"{family}.safetensors") == family
+    save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
+              str(tmp_path / "diffusers.safetensors"))
+    assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
+
+
+def test_the_schnell_schedule_at_four_steps_acts_where_the_docs_say(components, frames):
+    """schnell's scheduler (shift 1, no dynamic shifting): σ = 1, 0.75, 0.5, 0.25, as documented."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    schnell = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+    pipe = RerenderFluxPipeline(**{**components, "scheduler": schnell})
+    pipe.check_inputs([frames[0]], "x", None, None, None, None, 4, 0.0, 0.75, None, None)
+    schedule = pipe.prepare_schedule(4, 0.75, ConstraintConfig(), report=False)
+    assert [round(sigma, 3) for sigma in schedule.sigmas] == [1.0, 0.75, 0.5, 0.25]
+    assert schedule.first_step == 1
+    assert sorted(schedule.cross_attention) == [1, 2, 3]
+    assert sorted(schedule.shape_fusion) == [1]  # its window (0, 0.1) ends before the start: moved onto it
+    assert sorted(schedule.pixel_fusion) == [3]
+
+
+def test_dynamic_shifting_uses_the_packed_sequence_length(pipe, frames):
+    """dev's scheduler shifts σ with mu from the packed image tokens ((H/16)·(W/16)), as FluxPipeline does."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    pipe.check_inputs([frames[0]], "x", None, None, None, None, 4, 0.0, 1.0, None, None)
+    schedule = pipe.prepare_schedule(4, 1.0, OFF, report=False)
+    mu = calculate_shift(16, 256, 4096, 0.5, 1.15)
+    base = np.linspace(1.0, 0.25, 4)
+    expected = np.exp(mu) / (np.exp(mu) + (1 / base - 1))
+    np.testing.assert_allclose(schedule.sigmas, expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_dirs(tmp_path_factory):
+    from tests.tiny_flux import save_tiny_flux
+
+    return save_tiny_flux(tmp_path_factory.mktemp("flux"))
+
+
+def test_a_flux_folder_is_recognised_and_load_pipeline_builds_flux(tiny_flux_dirs, tiny_pipeline_dir, frames):
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.flux import RerenderFluxPipeline, is_flux_controlnet, is_flux_folder, is_flux_model
+    from rerender.diffusion.loading import load_pipeline
+
+    base, control = tiny_flux_dirs
+    assert is_flux_folder(base) and is_flux_controlnet(control)
+    assert not is_flux_folder(tiny_pipeline_dir) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
+    assert is_flux_model(ModelConfig(base_model=str(base)))
+    assert not is_flux_model(ModelConfig(base_model=str(tiny_pipeline_dir)))
+    assert is_flux_model(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell"))
+    pipeline = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
+    assert isinstance(pipeline, RerenderFluxPipeline) and pipeline.controlnet is not None
+    pipeline.set_progress_bar_config(disable=True)
+    images = pipeline(frames[:2], "a cube", num_inference_steps=2, guidance_scale=0.0,
+                      flow_estimator=DISFlowEstimator()).images
+    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
+
+
+def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_loads(tiny_flux_dirs, tiny_pipeline_dir,
+                                                                                 tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import rerender.diffusion.flux as flux
+    from rerender.config import ControlConfig, LoraConfig, ModelConfig
+
+    base, _ = tiny_flux_dirs
+    monkeypatch.setattr(flux.RerenderFluxPipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")))
+    model = ModelConfig(base_model=str(base), device="cpu")
+    with pytest.raises(ConfigError, match="not a Flux ControlNet.*base model is Flux"):
+        flux.load_flux_pipeline(model, [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+    with pytest.raises(ConfigError, match="control.model.*Flux ControlNet"):
+        flux.load_flux_pipeline(model, [ControlConfig()])
+    lora = tmp_path / "sd15_lora.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
+    with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*base model is Flux"):
+        flux.load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)),
+                                [])
+
+
+@pytest.mark.slow  # about a minute on a loaded 2-core machine (decoding, keyframes, propagation)
+def test_the_cli_translates_with_a_tiny_flux_folder_as_model(capsys, synthetic_clip, tiny_flux_dirs, tmp_path):
+    from pathlib import Path
+
+    from rerender.cli import main
+    from rerender.video import probe_video
+
+    base, control = tiny_flux_dirs
+    output = tmp_path / "flux.mp4"
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", base,
+        "--config", Path(__file__).resolve().parents[1] / "configs" / "flux.yaml", "--set", f"control.model={control}",
+        "--set", "model.cpu_offload=false", "--set", "num_inference_steps=2", "--set", "resolution=64",
+        "--set", "device=cpu", "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis",
+    )])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "keyframes (diffusion): [0, 10" in out
+    assert probe_video(output).frame_count == 20
+
+
+def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path):
+    from safetensors.torch import save_file
+
+    from rerender.config import LoraConfig, ModelConfig
+    from rerender.diffusion.flux import flux_lora_family, load_flux_pipeline
+
+    base, _ = tiny_flux_dirs
+    generator = torch.Generator().manual_seed(0)
+    weights = {}
+    for module in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.1.attn.to_v"):
+        weights[f"transformer.{module}.lora_A.weight"] = torch.randn(4, 32, generator=generator)
+        weights[f"transformer.{module}.lora_B.weight"] = torch.randn(32, 4, generator=generator)
+    lora = tmp_path / "flux_lora.safetensors"
+    save_file(weights, str(lora))
+    assert flux_lora_family(lora) == "flux"
+    plain = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu"), [])
+    styled = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu",
+                                            loras=(LoraConfig(path=str(lora), scale=0.5),)), [])
+    assert "lora_0" in styled.get_list_adapters()["transformer"]
+    with torch.no_grad():
+        inputs = _transformer_inputs({})
+        difference = (styled.transformer(**inputs)[0] - plain.transformer(**inputs)[0]).abs().mean()
+    assert difference > 1e-4
