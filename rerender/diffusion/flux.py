@@ -48,7 +48,7 @@ from diffusers.models.transformers.transformer_flux import FluxTransformer2DMode
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from rerender.diffusion.pipeline import RerenderPipeline, _NoiseBank, _RenderState
+from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _NoiseBank, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
 from rerender.diffusion.zimage import RerenderZImagePipeline
 from rerender.errors import ConfigError
@@ -223,18 +223,21 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         return frames
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance).
+        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool,
+        size: tuple[int, int] | None = None,
+    ) -> PromptConditioning:
+        """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance; no size
+        conditioning, so `size` is not used).
 
         Returns:
-            ``(prompt_embeds (1, T, D), pooled_prompt_embeds (1, D_pooled), text_ids (T, 3))``.
+            `PromptConditioning` whose ``prompt_embeds`` is ``(prompt_embeds (1, T, D), pooled_prompt_embeds
+            (1, D_pooled), text_ids (T, 3))``.
         """
         embeds, pooled, text_ids = self._encode_flux_prompt(
             prompt=prompt, prompt_2=None, device=device, max_sequence_length=self.max_sequence_length,
         )
         dtype = self.transformer.dtype
-        return embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids
+        return PromptConditioning(prompt_embeds=(embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids))
 
     def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
         if image is not None:

@@ -38,7 +38,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from diffusers import ZImageControlNetPipeline
-from diffusers.loaders import FromSingleFileMixin, ZImageLoraLoaderMixin
+from diffusers.loaders import ZImageLoraLoaderMixin
 from diffusers.models import AutoencoderKL
 from diffusers.models.controlnets.controlnet_z_image import ZImageControlNetModel
 from diffusers.models.transformers.transformer_z_image import SEQ_MULTI_OF, ZImageTransformer2DModel
