@@ -87,7 +87,7 @@ def test_outputs_are_checked_before_any_job_and_the_users_files_are_never_overwr
     error = capsys.readouterr().err
     assert "would both write" in error and "'output' column" in error and "-o/--output" not in error
     assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "o3"), "--jobs", "0"]) == 2
-    assert "--jobs must be a whole number ≥ 1, got 0" in capsys.readouterr().err
+    assert "argument --jobs: must be an integer ≥ 1, got '0'" in capsys.readouterr().err
     # an output folder that is a file, or cannot be made: named, as a usage error (was a bare FileExistsError, exit 1)
     (tmp_path / "a-file").write_text("mine")
     assert main(["batch", str(clips), "-p", "x", "-o", str(tmp_path / "a-file")]) == 2

@@ -57,7 +57,9 @@ def test_pose_example_conditions_the_controlnet_on_the_pose_maps(synthetic_clip,
     monkeypatch.setattr(sys, "argv", [
         "pose_guided.py", str(synthetic_clip), str(tmp_path / "poses"), "a robot", str(output), "--model",
         str(tiny_pipeline_dir), "--pose-controlnet", str(tiny_pipeline_dir / "controlnet"), *TINY])
-    runpy.run_path(str(REPO / "examples" / "pose_guided.py"), run_name="__main__")
+    with pytest.raises(SystemExit) as exited:  # the example ends with sys.exit(run_example(main))
+        runpy.run_path(str(REPO / "examples" / "pose_guided.py"), run_name="__main__")
+    assert exited.value.code == 0
 
     assert probe_video(output).frame_count == 9
     # Two UNet steps per keyframe (0, 8): each ControlNet call saw the pose map of the frame being rendered,

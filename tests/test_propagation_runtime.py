@@ -127,7 +127,7 @@ def test_snippet_without_main_guard_runs_from_stdin(silent_clip, tmp_path):
 
 
 def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_path, monkeypatch):
-    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, **FAST)
+    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, last_frame_keyframe=False, **FAST)
     reference = translate(synthetic_clip, "x", output=tmp_path / "ref.mp4", workspace=tmp_path / "ref", **common)
     real_write = rerender.workflow.stages.write_image
     written = []
@@ -213,7 +213,8 @@ def test_kernels_from_many_threads_never_abort_and_agree(tmp_path):
 
 
 def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, tmp_path):
-    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=1, **FAST)
+    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=1, last_frame_keyframe=False,
+                  **FAST)
     translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
     manifest_path = tmp_path / "ws" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

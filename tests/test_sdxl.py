@@ -310,7 +310,7 @@ def test_cli_translate_with_a_tiny_sdxl_folder(capsys, synthetic_clip, tmp_path,
     )])
     out = capsys.readouterr().out
     assert code == 0
-    assert "keyframes (diffusion): [0, 10]" in out
+    assert "keyframes (diffusion): [0, 10, 19]" in out  # the last frame is a keyframe too
     assert probe_video(output).frame_count == 20
 
 

@@ -291,7 +291,7 @@ def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
         handle_file(str(tmp_path / "still.png")), "pan-right", None, 0.8, 10, *_arguments(app, keyframes__keyframe_interval=4),
         api_name="/animate")
     assert status.startswith("Done: 8 frames from the still (pan-right)") and "classic" in status
-    assert [item["caption"] for item in gallery] == ["frame 0", "frame 4"]
+    assert [item["caption"] for item in gallery] == ["frame 0", "frame 4", "frame 7"]  # the last frame too
     result_path = video["video"] if isinstance(video, dict) else video
     info = probe_video(result_path)
     assert (info.frame_count, float(info.fps)) == (8, 10.0)
