@@ -59,6 +59,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keyframes", type=int, default=3, help="keyframes after the anchor (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--sdxl", action="store_true", help="the SDXL keyframe check instead (see sdxl_keyframe_check)")
+    parser.add_argument("--zimage", action="store_true",
+                        help="the Z-Image keyframe check instead (see zimage_keyframe_check; benchmarks/zimage_benchmark.py)")
     return parser.parse_args(argv)
 
 
@@ -265,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     if arguments.sdxl:
         return sdxl_keyframe_check(arguments)
+    if arguments.zimage:
+        return zimage_keyframe_check(arguments)
 
     started = time.perf_counter()
     components = build_components(arguments.tiny, device, dtype)
@@ -466,6 +470,32 @@ def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
         temporary = arguments.json.with_name(arguments.json.name + ".partial")
         temporary.write_text(json.dumps(report, indent=2))
         os.replace(temporary, arguments.json)
+    return 0
+
+
+
+# --------------------------------------------------------------------------------------------------------
+# Z-Image keyframes (issue 24): python benchmarks/gpu_check.py --zimage --json gpu_check_zimage.json
+# --------------------------------------------------------------------------------------------------------
+
+
+def zimage_keyframe_check(arguments: argparse.Namespace) -> int:
+    """Z-Image's real block structure at full width (3,840, 30 blocks; random weights, bf16) at 1024², 9 steps,
+    strength 1, guidance off, one ControlNet: seconds per keyframe and peak VRAM of `RerenderZImagePipeline` against
+    diffusers' `ZImageControlNetPipeline` in the same run, with cross-frame attention in every block and in the last
+    10 (the preset). Targets (issue 24): ≤ 16 GB without offload, time ratio within 0.1 of the call ratio. ``--tiny``
+    runs the same code at toy size on the CPU."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from zimage_benchmark import main as zimage_benchmark
+
+    common = ["--threads", "1"] if arguments.tiny else ["--device", "cuda", "--dtype", "bfloat16", "--width", "3840",
+                                                        "--size", "1024", "--steps", "9", "--keyframes", "2"]
+    if arguments.tiny:
+        common += ["--width", "64", "--layers", "4", "--size", "64", "--steps", "4", "--keyframes", "1"]
+    results = {"all blocks": zimage_benchmark(common), "last 10 blocks": zimage_benchmark([*common, "--last-blocks", "10"])}
+    if arguments.json is not None:
+        arguments.json.write_text(json.dumps({"family": "zimage", "tiny": arguments.tiny, "variants": results},
+                                             indent=2, default=float), encoding="utf-8")
     return 0
 
 
