@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +19,16 @@ from rerender.propagation import torch_engine
 from rerender.propagation import torch_ops as ops
 
 HEIGHT, WIDTH, FRAME_COUNT = 40, 56, 7
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread: on a shared CPU, torch's spinning worker threads cost far more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def psnr(first: np.ndarray, second: np.ndarray) -> float:
@@ -214,6 +228,20 @@ def test_hash_filters_and_blend_maths_match_their_definitions():
                              borderMode=cv2.BORDER_REPLICATE)
         got = ops.remap(torch.from_numpy(patch[None, ..., None]), torch.from_numpy(coordinates)[None], mode)
         np.testing.assert_allclose(got[0, ..., 0].numpy(), expected, atol=0.5)
+
+
+def test_gpu_check_propagation_rows_run_on_the_cpu(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    output = tmp_path / "propagation.json"
+    assert gpu_check.main(["--propagation-only", "--device", "cpu", "--quick", "--json", str(output)]) == 0
+    (row,) = json.loads(output.read_text())["propagation"]["rows"]
+    assert row["preset"] == "balanced" and row["size"] == "64x64" and row["device"] == "cpu"
+    assert row["torch_s_per_frame"] > 0 and row["numba_s_per_frame"] > 0 and row["peak_vram_gib"] is None
+    # the synthetic clip is an exact translation with the exact flow: both engines reproduce it
+    assert row["torch_psnr"] > 35 and abs(row["torch_psnr"] - row["numba_psnr"]) < 1.0
+    assert row["torch_vs_numba_psnr"] > 35
 
 
 # --------------------------------------------------------------------------------------------------
