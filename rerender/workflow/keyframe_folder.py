@@ -23,6 +23,7 @@ from rerender.workflow.stages import (
     load_flow_estimator,
     processing_size,
     propagate_intervals,
+    propagation_options,
     resolve_config,
     selected_frames,
     source_size,
@@ -193,6 +194,7 @@ def propagate_keyframes(
 
     # 1. Check the inputs: video, output, keyframe names, sizes.
     config = resolve_config(config, None, None, overrides)
+    propagation_options(config)  # the propagation engine and device can run here (e.g. device "cuda", no GPU)
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = check_output_path(output, [video, keyframes])

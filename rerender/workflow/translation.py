@@ -199,6 +199,8 @@ def translate(
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     if stage not in STAGE_CHOICES:
         raise ConfigError(f"`stage` must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}")
+    if stage in ("all", "propagate") and getattr(executor, "name", None) != "ray":
+        propagation_options(config)  # the propagation engine and device can run here (Ray workers check their own)
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     output_path = None
