@@ -109,7 +109,10 @@ def measure(device: str = "cuda", sizes=SIZES, presets=PRESETS, frames: int = 10
                 reference, numba_seconds, _ = run_engine("numba", None, preset, clip[:short], styled[:short], flow)
                 ours_short, _, _ = run_engine("torch", device, preset, clip[:short], styled[:short], flow,
                                               chunk_pixels)
+                # PSNR of both engines on the same short interval (the long one's is torch_psnr_interval)
                 row.update(numba_s_per_frame=numba_seconds, speedup=numba_seconds / seconds,
+                           torch_psnr_interval=row["torch_psnr"],
+                           torch_psnr=float(np.mean([_psnr(o, s) for o, s in zip(ours_short[1:-1], styled[1:-1])])),
                            numba_psnr=float(np.mean([_psnr(o, s) for o, s in zip(reference[1:-1], styled[1:-1])])),
                            torch_vs_numba_psnr=float(np.mean([_psnr(o, r) for o, r in zip(ours_short[1:-1],
                                                                                           reference[1:-1])])))
