@@ -111,12 +111,12 @@ def test_torch_engine_is_deterministic_and_independent_of_the_chunk_size(video, 
 
 
 def test_a_long_interval_on_a_small_chunk_keeps_the_search_memory_bounded(monkeypatch):
-    """24 frames of 32×32 with chunk_pixels = 256: every gathered block of patches holds ≤ 256 pixels, each
+    """16 frames of 32×32 with chunk_pixels = 256: every gathered block of patches holds ≤ 256 pixels, each
     batch one frame, whatever the interval's length."""
     rng = np.random.default_rng(1)
     world = cv2.GaussianBlur(rng.integers(0, 256, (40, 64, 3), dtype=np.uint8), (0, 0), 1.5)
-    frames = [np.ascontiguousarray(world[4:36, t:t + 32]) for t in range(24)]
-    keys = {0: stylise(frames[0]), 23: stylise(frames[23])}
+    frames = [np.ascontiguousarray(world[4:36, t:t + 32]) for t in range(16)]
+    keys = {0: stylise(frames[0]), 15: stylise(frames[15])}
     largest, batch_sizes = [0], []
     real_gather, real_render = ops.gather_rows, torch_engine._render_batch
 
@@ -134,19 +134,17 @@ def test_a_long_interval_on_a_small_chunk_keeps_the_search_memory_bounded(monkey
     output = propagate_video(frames, keys, progress=False, options=options)
     channels = 3 + 1 + 2  # colour, edge, position guides
     assert 0 < largest[0] <= 256 * 5 * 5 * channels
-    assert set(batch_sizes) == {1} and len(batch_sizes) == 2 * 22
-    assert np.mean([psnr(output[t], stylise(frames[t])) for t in range(1, 23)]) > 25.0
+    assert set(batch_sizes) == {1} and len(batch_sizes) == 2 * 14
+    assert np.mean([psnr(output[t], stylise(frames[t])) for t in range(1, 15)]) > 25.0
 
 
 def test_progress_per_frame_and_cancel(video):
     frames, truth = video
     seen = []
-    propagate_video(frames, {0: truth[0], FRAME_COUNT - 1: truth[-1]}, progress=False,
+    propagate_video(frames[:5], {0: truth[0], 4: truth[4]}, progress=False,
                     callback=lambda stage, done, total: seen.append((done, total)),
                     options=PropagationOptions(engine="torch", device="cpu", chunk_pixels=HEIGHT * WIDTH))
-    assert seen[-1] == (FRAME_COUNT - 2, FRAME_COUNT - 2) and [done for done, _ in seen] == sorted(
-        done for done, _ in seen)
-    assert len(seen) == FRAME_COUNT - 2  # one report per frame (batches of one frame here)
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # one report per frame (batches of one frame here)
 
     class Stop(Exception):
         pass
