@@ -77,11 +77,11 @@ def test_torch_engine_gives_the_numba_engines_pictures(video, numba_output, torc
     inner = range(1, FRAME_COUNT - 1)
     numba_scores = [psnr(numba_output[t], truth[t]) for t in inner]
     torch_scores = [psnr(torch_output[t], truth[t]) for t in inner]
-    # both recover the translation (mid-30s dB; copying a key scores ~20), and equally well
-    assert min(torch_scores) > 30.0 and np.mean(torch_scores) > 33.0
-    assert abs(np.mean(torch_scores) - np.mean(numba_scores)) < 0.5
-    # and they agree with each other far better than with the truth: the same method, not just a good one
-    assert min(psnr(torch_output[t], numba_output[t]) for t in inner) > 33.0
+    # both recover the translation (measured 43–49 dB each), equally well (the suite's tolerance: 0.1 dB)
+    assert min(torch_scores) > 40.0
+    assert abs(np.mean(torch_scores) - np.mean(numba_scores)) < 0.1
+    # and they agree with each other far better than with the truth (measured 70–78 dB): the same method
+    assert min(psnr(torch_output[t], numba_output[t]) for t in inner) > 60.0
     np.testing.assert_array_equal(torch_output[0], truth[0])  # keys returned as given
 
 
