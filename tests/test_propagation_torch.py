@@ -157,6 +157,39 @@ def test_progress_per_frame_and_cancel(video):
                         options=PropagationOptions(engine="torch", device="cpu"))
 
 
+def test_rerender_propagate_with_painted_keys_on_the_torch_engine(tmp_path, caplog):
+    """`propagate_keyframes` (what `rerender propagate` runs): the torch engine, logged, in the workspace, with
+    the numba engine's frames; a rerun reuses every interval."""
+    import logging
+
+    from rerender.synthetic import make_synthetic_video
+    from rerender.video import read_image, write_image
+    from rerender.workflow.keyframe_folder import propagate_keyframes
+
+    frames = make_synthetic_video(num_frames=8, width=48, height=32, motion="translation").frames
+    video, keys = tmp_path / "video", tmp_path / "keys"
+    video.mkdir()
+    keys.mkdir()
+    for number, frame in enumerate(frames):
+        write_image(frame, video / f"{number:04d}.png")
+    for number in (0, 4, 7):
+        write_image(stylise(frames[number]), keys / f"{number:04d}.png")
+    settings = dict(progress=False, propagation_preset="fast", flow_estimator="dis", dis_preset="fast")
+    with caplog.at_level(logging.INFO, logger="rerender.propagation"):
+        propagate_keyframes(video, keys, tmp_path / "torch.mp4", workspace=tmp_path / "torch", engine="torch",
+                            **{"propagation.device": "cpu"}, **settings)
+    assert "engine torch on cpu" in caplog.text
+    propagate_keyframes(video, keys, tmp_path / "numba.mp4", workspace=tmp_path / "numba", engine="numba",
+                        **settings)
+    for index in range(8):
+        ours = read_image(tmp_path / "torch" / "propagated" / f"{index:04d}.png")
+        reference = read_image(tmp_path / "numba" / "propagated" / f"{index:04d}.png")
+        assert psnr(ours, reference) > 35.0, index
+    again = propagate_keyframes(video, keys, tmp_path / "torch.mp4", workspace=tmp_path / "torch", engine="torch",
+                                **{"propagation.device": "cpu"}, **settings)
+    assert "propagation" not in again.timings  # every interval kept
+
+
 # --------------------------------------------------------------------------------------------------
 # the ported maths against the numpy/numba definitions
 # --------------------------------------------------------------------------------------------------
