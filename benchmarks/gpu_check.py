@@ -28,9 +28,15 @@ missing before it builds anything. PyAV is not needed.
 ``--tiny`` runs the same code on the CPU with the test kit's tiny models (``tests/tiny_models.py``): 64², 4 steps,
 fp32; variants that need CUDA are reported as skipped. A test runs this mode.
 
+Then the propagation rows (issue 23, :func:`propagation_check`): the torch propagation engine on the GPU against
+the numba engine on this machine's CPU, s/frame per preset at 512² and 1080p and peak VRAM (targets for
+"balanced": ≤ 0.05 s/frame at 512², ≤ 0.3 s at 1080p).
+
 Usage:
     python benchmarks/gpu_check.py --json gpu_check.json
     python benchmarks/gpu_check.py --tiny --json /tmp/gpu_check_tiny.json
+    python benchmarks/gpu_check.py --propagation-only --json propagation.json        # the propagation rows alone
+    python benchmarks/gpu_check.py --propagation-only --device cpu --quick             # their code path on a CPU
 """
 
 from __future__ import annotations
@@ -61,7 +67,41 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sdxl", action="store_true", help="the SDXL keyframe check instead (see sdxl_keyframe_check)")
     parser.add_argument("--zimage", action="store_true",
                         help="the Z-Image keyframe check instead (see zimage_keyframe_check; benchmarks/zimage_benchmark.py)")
+    parser.add_argument("--propagation-only", action="store_true",
+                        help="only the propagation rows (torch engine on --device against numba on the CPU)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default=None,
+                        help="device of the propagation rows (default cuda; --tiny: cpu)")
+    parser.add_argument("--quick", action="store_true", help="propagation rows at small sizes, balanced only")
     return parser.parse_args(argv)
+
+
+def propagation_check(device: str, quick: bool) -> dict:
+    """The propagation rows (issue 23): s/frame of each preset at 512² and 1080p, the torch engine on ``device``
+    against the numba engine on this machine's CPU, peak VRAM, PSNR of both; ``quick``: 64², balanced, 4 frames
+    (on the CPU with one torch thread). See ``benchmarks/propagation_engines.py`` (also a CPU benchmark)."""
+    spec = importlib.util.spec_from_file_location("propagation_engines", REPO / "benchmarks" / "propagation_engines.py")
+    engines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engines)
+    sizes = ((64, 64),) if quick else engines.SIZES
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(1)  # a shared CPU: threads spinning against each other cost more than they give
+    presets = ("balanced",) if quick else engines.PRESETS
+    print()
+    print(f"propagation engines ({device}; exact flow given, engine time only):")
+    print(engines.HEADER)
+    rows = engines.measure(device, sizes, presets, frames=4 if quick else 10, numba_frames=4)
+    result = dict(device=device, rows=rows, targets=engines.targets(rows))
+    print("propagation targets (balanced, CUDA):", result["targets"])
+    return result
+
+
+def _write_json(path: Path | None, report: dict) -> None:
+    if path is not None:
+        temporary = path.with_name(path.name + ".partial")
+        temporary.write_text(json.dumps(report, indent=2))
+        os.replace(temporary, path)
 
 
 def synthetic_frames(count: int, size: int):
@@ -255,6 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
+    if arguments.propagation_only:
+        device = arguments.device or ("cpu" if arguments.tiny else "cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            print("no CUDA device: run with --device cpu", file=sys.stderr)
+            return 2
+        _write_json(arguments.json, dict(propagation=propagation_check(device, arguments.quick or arguments.tiny)))
+        return 0
+    if arguments.tiny and not arguments.quick:
+        print("(propagation rows skipped with --tiny; add --quick, or run --propagation-only --device cpu --quick)")
     if not arguments.tiny and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny for the CPU smoke test", file=sys.stderr)
         return 2
@@ -344,10 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         strength=arguments.strength, keyframes=arguments.keyframes, build_seconds=build_seconds,
         torch=torch.__version__, diffusers=__import__("diffusers").__version__, variants=runner.results, targets=targets,
     )
-    if arguments.json is not None:
-        temporary = arguments.json.with_name(arguments.json.name + ".partial")
-        temporary.write_text(json.dumps(report, indent=2))
-        os.replace(temporary, arguments.json)
+    _write_json(arguments.json, report)  # the keyframe engine's results first, in case propagation fails
+    if not arguments.tiny or arguments.quick:
+        report["propagation"] = propagation_check(arguments.device or ("cpu" if arguments.tiny else "cuda"),
+                                                  arguments.quick or arguments.tiny)
+        _write_json(arguments.json, report)
     return 0
 
 

@@ -241,3 +241,23 @@ def rerender_engine(options):
     from rerender.propagation import resolve_engine
 
     return resolve_engine(options)
+
+
+def test_translate_and_propagate_keyframes_refuse_a_missing_cuda_device_before_decoding(tmp_path, monkeypatch):
+    import time
+
+    import torch
+
+    import rerender
+    from rerender.workflow.keyframe_folder import propagate_keyframes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = time.perf_counter()
+    # the video does not even exist: the option is refused first
+    with pytest.raises(ConfigError, match="propagation.device"):
+        rerender.translate(tmp_path / "missing.mp4", "a painting", output=tmp_path / "out.mp4",
+                           renderer="classic", **{"propagation.device": "cuda"})
+    with pytest.raises(ConfigError, match="propagation.device"):
+        propagate_keyframes(tmp_path / "missing.mp4", tmp_path / "keys", tmp_path / "out.mp4",
+                            **{"propagation.device": "cuda"})
+    assert time.perf_counter() - started < 5.0

@@ -610,7 +610,8 @@ class PropagationConfig:
     on it); `None` = number of CPU cores."""
     engine: PropagationEngine = "auto"
     """Which implementation runs the patch synthesis: "numba" (compiled CPU kernels), "torch" (the same maths,
-    data-parallel, on `propagation.device`) or "auto" (torch when torch sees a CUDA GPU, otherwise numba)."""
+    data-parallel, on `propagation.device`) or "auto" (torch on CUDA when torch sees a GPU and `device` is not
+    "cpu", otherwise numba)."""
     device: PropagationDevice = "auto"
     """Where the torch engine runs: "cuda", "cpu" or "auto" (CUDA when present). "cuda" without a GPU is
     refused before any work."""

@@ -22,8 +22,12 @@ serial ``nogil`` kernels (:func:`ebsynth_bridge.patchmatch.serial_kernels`), whi
 Frames are RGB uint8 ``(H, W, 3)`` at this API. Flows follow :mod:`ebsynth_bridge.guides`: ``(H, W, 2)``
 float32 pixel displacements, x first.
 
+Two engines run the passes: numba (:mod:`ebsynth_bridge`, the CPU) and torch (:mod:`.torch_engine`, a GPU),
+chosen by ``PropagationOptions.engine`` / ``.device`` (:func:`resolve_engine`).
+
 Modules: :mod:`.options` (the options and presets), :mod:`.chain` (one pass), :mod:`.blend` (merging the
-two passes of an interval), :mod:`.runner` (the entry points, scheduling, flows, checks).
+two passes of an interval), :mod:`.runner` (the entry points, scheduling, flows, checks), :mod:`.engine`
+(which engine runs), :mod:`.torch_engine` and :mod:`.torch_ops` (the torch engine; they import torch).
 """
 
 from rerender.propagation.chain import ChainResult, propagate_chain

@@ -131,8 +131,8 @@ class PropagationOptions:
     engine: PropagationEngine = "auto"
     """Which implementation runs the passes: ``"numba"`` (:mod:`ebsynth_bridge`, compiled CPU kernels),
     ``"torch"`` (:mod:`rerender.propagation.torch_engine`: the same maths, data-parallel, on ``device``) or
-    ``"auto"`` (torch when torch sees a CUDA GPU, otherwise numba). Both give the same pictures to within the
-    suite's tolerance (0.1 dB PSNR), not bit for bit."""
+    ``"auto"`` (torch on CUDA when torch sees a GPU and ``device`` is not ``"cpu"``, otherwise numba). Both give
+    the same pictures to within the suite's tolerance (0.1 dB PSNR), not bit for bit."""
     device: PropagationDevice = "auto"
     """Where the torch engine runs: ``"cuda"``, ``"cpu"`` or ``"auto"`` (CUDA when present). ``"cuda"``
     without a GPU is refused before any work."""

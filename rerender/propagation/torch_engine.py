@@ -9,8 +9,9 @@ The same method as the numba engine (:func:`rerender.propagation.chain.propagate
 * when no guide depends on the previous output (``temporal_guide_weight = 0``, every preset but "rerender")
   the frames of a pass are synthesised together, as many per batch as ``chunk_pixels`` allows;
 * the patch search is data-parallel (:mod:`rerender.propagation.torch_ops`): every pixel tries its four
-  neighbours' matches at distances 4, 2, 1 (jump flooding) and random candidates at halving radii, all
-  pixels at once, each candidate scored by one gather per patch offset in blocks of ``chunk_pixels`` pixels;
+  neighbours' matches, shifted, at distances 4, 2, 1 in the first iteration of a round (jump flooding) and 1
+  after that, then random candidates at halving radii, all pixels at once, each candidate field scored by one
+  gather of the matched source patches in blocks of at most ``chunk_pixels`` pixels;
 * random numbers come from a counter hash of (seed, frame step, level, iteration, pixel), so the output does
   not depend on the batch or chunk sizes and is the same on every run on a given device.
 
@@ -33,8 +34,9 @@ from rerender.propagation import torch_ops as ops
 from rerender.propagation.chain import ChainResult
 from rerender.propagation.options import PropagationOptions
 
-#: Propagation distances of each data-parallel PatchMatch iteration, largest first (jump flooding): a pixel
-#: reaches a good match 7 pixels away in one iteration, as the scan-order sweep of the numba engine does.
+#: Propagation distances of the first data-parallel PatchMatch iteration of a round, largest first (jump
+#: flooding): a good match travels 7 pixels in one iteration, as along the scan-order sweep of the numba
+#: engine; later iterations use distance 1 only.
 JUMPS = (4, 2, 1)
 
 

@@ -207,7 +207,8 @@ def check_run(
         A `Preflight` with the resolved config and the checked output.
 
     Raises:
-        ConfigError: a bad stage, option, renderer or K; `output=None` with a stage that writes a video.
+        ConfigError: a bad stage, option, renderer or K; `output=None` with a stage that writes a video; a propagation
+            engine or device that cannot run here.
         OutputPathError: the output cannot be written or is an input.
         WeightsNotFoundError: the model, IP-Adapter or translation weights are neither here nor downloadable.
         InputNotFoundError, VideoReadError: a missing or unreadable style image or sound (or one without audio).
@@ -221,6 +222,10 @@ def check_run(
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
     if executor is not None:
         executor.check(resolved)
+    if stage in WRITING_STAGES and getattr(executor, "name", None) != "ray":  # Ray's workers check their own device
+        from rerender.workflow.stages import propagation_options
+
+        propagation_options(resolved)  # the propagation engine and device can run here (e.g. "cuda" with no GPU)
     if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
         from rerender.sound import check_audio_prompt
 

@@ -379,12 +379,13 @@ def write_keyframe_preview(ctx: StageContext, keyframe_indices: Sequence[int]) -
     return path
 
 
-def propagation_options(config: RerenderConfig):
+def propagation_options(config: RerenderConfig, check_engine: bool = True):
     """The `PropagationOptions` that `config.propagation` describes: its preset, with every option it sets.
 
     `PropagationConfig` and `PropagationOptions` share one vocabulary: each config field that is also an
-    options field (and not `None`) overrides the preset's value, so a new option needs no glue here. The
-    engine and device are checked now (e.g. `propagation.device: cuda` without a GPU), before any work.
+    options field (and not `None`) overrides the preset's value, so a new option needs no glue here. With
+    `check_engine` the engine and device are checked now (e.g. `propagation.device: cuda` without a GPU), before
+    any work; a driver that ships the options to GPU workers (Ray) passes False and lets the workers check.
 
     Raises:
         ConfigError: an engine or device that cannot run here.
@@ -396,7 +397,8 @@ def propagation_options(config: RerenderConfig):
     overrides = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
                  if item.name in shared and getattr(settings, item.name) is not None}
     options = PropagationOptions.preset(settings.propagation_preset, **overrides)
-    resolve_engine(options)
+    if check_engine:
+        resolve_engine(options)
     return options
 
 
