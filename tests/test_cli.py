@@ -638,3 +638,41 @@ def test_input_options_set_their_config_fields():
 
     with pytest.raises(UsageError, match="--audio-track: must be a track number ≥ 0 or 'none', got '-1'"):
         build_parser().parse_args(["translate", "clip.mp4", "--audio-track", "-1"])
+
+
+def _cli_flags() -> set[str]:
+    """Every option string of every `rerender` command."""
+    import argparse
+
+    from rerender.cli import build_parser
+
+    flags: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            flags.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    walk(command)
+
+    walk(build_parser())
+    return flags
+
+
+def test_every_flag_a_message_the_readme_or_a_guide_names_exists():
+    """A message or page that tells the user to type `--audio-track 1` is wrong if no command takes it (paragraphs
+    about a script, such as a benchmark's, name that script's flags; Ray's and `hf download`'s are theirs)."""
+    import re
+
+    others = {"--head", "--address", "--include", "--exclude", "--local-dir"}
+    flags = _cli_flags() | others
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "docs").glob("*/*.md")]
+    texts = [(path, path.read_text()) for path in [*(REPO / "rerender").rglob("*.py"), *pages]]
+    missing = set()
+    for path, text in texts:
+        for paragraph in text.split("\n\n"):
+            if path.suffix == ".md" and re.search(r"[\w/]+\.py\b|\bruff\b|\bpytest\b|\bmkdocs\b", paragraph):
+                continue  # a script's or a tool's own flags
+            missing |= {(path.name, flag) for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", paragraph)
+                        if flag not in flags}
+    assert not missing
