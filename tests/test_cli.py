@@ -676,3 +676,22 @@ def test_every_flag_a_message_the_readme_or_a_guide_names_exists():
             missing |= {(path.name, flag) for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", paragraph)
                         if flag not in flags}
     assert not missing
+
+
+@pytest.mark.parametrize("args, flag, python_name", [
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--amount", "-1"], "--amount", "`amount`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--seconds", "0"], "--seconds", "`seconds`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--fps", "-3"], "--fps", "`fps`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--motion", "orbit", "--depth", "{tmp}/no.png"], "--depth",
+     "`depth`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--frames", "0"], "--frames", "`frames`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--width", "65"], "--width/--height", "`size`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--fps", "0"], "--fps", "`fps`"),
+])
+def test_animate_and_generate_errors_name_the_flag_as_typed(capsys, tmp_path, args, flag, python_name):
+    from PIL import Image
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(still)
+    code, _, err = run_cli(capsys, *[arg.format(still=still, tmp=tmp_path) for arg in args], "-q")
+    assert code == 2 and flag in err and python_name not in err and "Traceback" not in err, err

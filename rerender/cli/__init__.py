@@ -63,16 +63,18 @@ A fallback: the commands check their own options first, naming them as typed (ar
 config, `check_output_path(..., name="-o/--output")`), so only messages from deeper in the library reach this."""
 
 
-def _cli_message(message: str) -> str:
-    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay)."""
+def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
+    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay);
+    `names`: the running command's own Python arguments and flags (`--amount` for `animate`'s `amount`)."""
+    arguments = {**_API_ARGUMENTS, **(names or {})}
     # "--force (force=True)": the API spelling in parentheses after the flag goes.
     message = re.sub(r"\s*\((\w+)=(?:True|False|None)\)", "", message)
 
     def flag(match: re.Match) -> str:
-        return _API_ARGUMENTS.get(match.group(1), match.group(0))
+        return arguments.get(match.group(1), match.group(0))
 
     message = re.sub(r"`(\w+)(?:=(?:True|False))?`", flag, message)
-    return re.sub(r"\b(\w+)=True\b", lambda match: _API_ARGUMENTS.get(match.group(1), match.group(0)), message)
+    return re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
 
 
 def _interrupted_message(args: argparse.Namespace | None) -> str:
@@ -153,10 +155,12 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
     except Exception as error:
         if interrupts or _caused_by_interrupt(error):
             raise KeyboardInterrupt from None
-        return _report(error, verbose)
+        return _report(error, verbose, names=getattr(parsed[0], "api_names", None) if parsed else None)
 
 
-def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for details") -> int:
+def _report(
+    error: Exception, verbose: bool, hint: str = "run with --verbose for details", names: dict[str, str] | None = None
+) -> int:
     """Print one line for `error` (the traceback too with --verbose); returns the exit code.
 
     Usage errors (2): bad values, files that are missing or not ours to write (`ValueError`, `FileNotFoundError`,
@@ -168,14 +172,14 @@ def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for
     if verbose:
         logger.error("usage error" if usage else "failed", exc_info=error)
     if usage:
-        print(f"error: {_cli_message(str(error))}", file=sys.stderr)
+        print(f"error: {_cli_message(str(error), names)}", file=sys.stderr)
         return EXIT_USAGE
     # Anything else is a runtime failure; the CLI still reports it in one line. Our own errors say what
     # happened in words; an unexpected one is named by its type.
     from rerender.errors import RerenderError
 
     named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
-    print(f"error: {named}{_cli_message(str(error))} ({hint})", file=sys.stderr)
+    print(f"error: {named}{_cli_message(str(error), names)} ({hint})", file=sys.stderr)
     return EXIT_FAILURE
 
 
