@@ -695,3 +695,16 @@ def test_animate_and_generate_errors_name_the_flag_as_typed(capsys, tmp_path, ar
     Image.new("RGB", (64, 48), (200, 100, 50)).save(still)
     code, _, err = run_cli(capsys, *[arg.format(still=still, tmp=tmp_path) for arg in args], "-q")
     assert code == 2 and flag in err and python_name not in err and "Traceback" not in err, err
+
+
+def test_a_config_option_given_by_its_flag_is_named_by_that_flag(capsys, synthetic_clip, tmp_path):
+    common = ["-p", "x", "-o", tmp_path / "o.mp4", "-q"]
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--model", tmp_path / "no-model")
+    assert code == 2 and err.startswith("error: --model ") and "`model.base_model`" not in err, err
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--keyframes-at", "0,50")
+    assert code == 2 and err.startswith("error: --keyframes-at must lie in [0, 19]"), err
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", tmp_path / "p.mp4", "-q", "--audio-track", "3")
+    assert code == 2 and err.startswith("error: --audio-track must be one of the source's audio tracks"), err
+    # given with --set, the message keeps the config key the user typed
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--set", f"base_model={tmp_path / 'no-model'}")
+    assert code == 2 and "`model.base_model`" in err and "--model" not in err.split("does not exist")[0], err

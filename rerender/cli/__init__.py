@@ -73,7 +73,8 @@ def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
     def flag(match: re.Match) -> str:
         return arguments.get(match.group(1), match.group(0))
 
-    message = re.sub(r"`(\w+)(?:=(?:True|False))?`", flag, message)
+    message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False))?`", flag, message)
+    message = re.sub(r"(-[\w/-]+) \(\1\)", r"\1", message)  # "`output.audio_track` (--audio-track)", flag typed
     return re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
 
 
@@ -155,7 +156,19 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
     except Exception as error:
         if interrupts or _caused_by_interrupt(error):
             raise KeyboardInterrupt from None
-        return _report(error, verbose, names=getattr(parsed[0], "api_names", None) if parsed else None)
+        return _report(error, verbose, names=_typed_names(parser, parsed[0]) if parsed else None)
+
+
+def _typed_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The running command's names for messages: its own Python arguments (`api_names`), and each config key
+    the user set with a flag (`model.base_model` → --model, `control[0].model` stays: no flag sets it)."""
+    names = dict(getattr(args, "api_names", None) or {})
+    commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    command = commands[0].choices.get(getattr(args, "command", None)) if commands else None
+    for action in command._actions if command is not None else ():
+        if "." in action.dest and action.option_strings and getattr(args, action.dest, None) is not None:
+            names[action.dest] = "/".join(action.option_strings)
+    return names
 
 
 def _report(
