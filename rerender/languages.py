@@ -253,9 +253,9 @@ def check_translator(model: str) -> None:
     raise WeightsNotFoundError(
         f"translating the prompt needs the translation model {model!r}, which is not in the Hugging Face cache and "
         f"cannot be downloaded now (offline). On a connected machine run: rerender download --translation-model "
-        f"{model} (or huggingface-cli download {model}); or set "
-        "`prompt.translation_model` to a local folder, pass `prompt_translator=`, or write the prompt in English "
-        "with prompt_language='en'"
+        f"{model} (or hf download {model}); or set `prompt.translation_model` (--translation-model) to a local "
+        "folder, or write the prompt in English with `prompt.prompt_language` 'en' (--prompt-language en); from "
+        "Python, `prompt_translator=` takes your own translator"
     )
 
 

@@ -495,8 +495,19 @@ def describe_missing(config: "RerenderConfig", missing: Sequence[WeightSource]) 
     return (
         f"diffusion weights missing: {listed} not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}. "
         f"Fetch them once on a connected machine with {commands} (copy the cache, or set HF_HOME to it), "
-        "or pass --model/`model.base_model` a local diffusers folder or .safetensors file"
+        f"or point {_local_options(missing)} at a local diffusers folder or .safetensors file"
     )
+
+
+def _local_options(missing: Sequence[WeightSource]) -> str:
+    """The options that name the missing weights, as the CLI takes them (`--model PATH`,
+    `--set control.0.model=PATH`): only those of what is missing, since the others are already found."""
+    options = []
+    for source in missing:
+        key = re.sub(r"\[(\d+)\]", r".\1", source.key)  # control[0].model → control.0.model, what --set takes
+        option = "--model PATH" if source.key == "model.base_model" else f"--set {key}=PATH"
+        options.append(f"{option} (`{source.key}`)")
+    return ", ".join(dict.fromkeys(options))
 
 
 # --------------------------------------------------------------------------------------------------------

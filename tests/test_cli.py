@@ -638,3 +638,73 @@ def test_input_options_set_their_config_fields():
 
     with pytest.raises(UsageError, match="--audio-track: must be a track number ≥ 0 or 'none', got '-1'"):
         build_parser().parse_args(["translate", "clip.mp4", "--audio-track", "-1"])
+
+
+def _cli_flags() -> set[str]:
+    """Every option string of every `rerender` command."""
+    import argparse
+
+    from rerender.cli import build_parser
+
+    flags: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            flags.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    walk(command)
+
+    walk(build_parser())
+    return flags
+
+
+def test_every_flag_a_message_the_readme_or_a_guide_names_exists():
+    """A message or page that tells the user to type `--audio-track 1` is wrong if no command takes it (paragraphs
+    about a script, such as a benchmark's, name that script's flags; Ray's and `hf download`'s are theirs)."""
+    import re
+
+    others = {"--head", "--address", "--include", "--exclude", "--local-dir"}
+    flags = _cli_flags() | others
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "docs").glob("*/*.md")]
+    texts = [(path, path.read_text()) for path in [*(REPO / "rerender").rglob("*.py"), *pages]]
+    missing = set()
+    for path, text in texts:
+        for paragraph in text.split("\n\n"):
+            if path.suffix == ".md" and re.search(r"[\w/]+\.py\b|\bruff\b|\bpytest\b|\bmkdocs\b", paragraph):
+                continue  # a script's or a tool's own flags
+            missing |= {(path.name, flag) for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", paragraph)
+                        if flag not in flags}
+    assert not missing
+
+
+@pytest.mark.parametrize("args, flag, python_name", [
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--amount", "-1"], "--amount", "`amount`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--seconds", "0"], "--seconds", "`seconds`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--fps", "-3"], "--fps", "`fps`"),
+    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--motion", "orbit", "--depth", "{tmp}/no.png"], "--depth",
+     "`depth`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--frames", "0"], "--frames", "`frames`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--width", "65"], "--width/--height", "`size`"),
+    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--fps", "0"], "--fps", "`fps`"),
+])
+def test_animate_and_generate_errors_name_the_flag_as_typed(capsys, tmp_path, args, flag, python_name):
+    from PIL import Image
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(still)
+    code, _, err = run_cli(capsys, *[arg.format(still=still, tmp=tmp_path) for arg in args], "-q")
+    assert code == 2 and flag in err and python_name not in err and "Traceback" not in err, err
+
+
+def test_a_config_option_given_by_its_flag_is_named_by_that_flag(capsys, synthetic_clip, tmp_path):
+    common = ["-p", "x", "-o", tmp_path / "o.mp4", "-q"]
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--model", tmp_path / "no-model")
+    assert code == 2 and err.startswith("error: --model ") and "`model.base_model`" not in err, err
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--keyframes-at", "0,50")
+    assert code == 2 and err.startswith("error: --keyframes-at must lie in [0, 19]"), err
+    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", tmp_path / "p.mp4", "-q", "--audio-track", "3")
+    assert code == 2 and err.startswith("error: --audio-track must be one of the source's audio tracks"), err
+    # given with --set, the message keeps the config key the user typed
+    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--set", f"base_model={tmp_path / 'no-model'}")
+    assert code == 2 and "`model.base_model`" in err and "--model" not in err.split("does not exist")[0], err

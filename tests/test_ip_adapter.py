@@ -100,6 +100,17 @@ def test_style_image_that_is_not_an_image(tmp_path, adapter_dir):
         check_style_inputs(str(tmp_path / "ok.png"), "h94/IP-Adapter", WEIGHT)  # offline, not cached
 
 
+
+def test_a_missing_hub_adapter_names_a_fetch_command_that_exists(tmp_path, monkeypatch):
+    """huggingface_hub ≥ 1.0 ships the `hf` command only; `huggingface-cli` is gone."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_image(style_images()[0], tmp_path / "ok.png")
+    with pytest.raises(FileNotFoundError) as caught:
+        check_style_inputs(str(tmp_path / "ok.png"), "h94/IP-Adapter", WEIGHT)
+    assert f"hf download h94/IP-Adapter --include {WEIGHT!r}" in str(caught.value)
+    assert "huggingface-cli" not in str(caught.value)
+
+
 def test_translate_with_a_style_image(synthetic_clip, tmp_path, pipeline, adapter_dir):
     from rerender.workflow.translation import translate
 

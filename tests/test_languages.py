@@ -80,6 +80,22 @@ def test_missing_translation_model_names_it(monkeypatch):
         translate_prompt("con mèo", "vi", model="/no-such-translator")
 
 
+def test_missing_translation_model_message_names_the_cli_options_too(capsys, synthetic_clip, tmp_path, monkeypatch):
+    """A Vietnamese prompt offline with no translator: the CLI's one line names its own options (--translation-model,
+    --prompt-language en), not only Python arguments (`prompt_translator=`, prompt_language='en'), and the fetch
+    command is the `hf` CLI every other message names."""
+    from rerender.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["translate", str(synthetic_clip), "-p", "một con mèo, tranh màu nước", "-o", str(tmp_path / "o.mp4"),
+                 "-q", "--prompt-language", "vi"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--translation-model" in err and "--prompt-language en" in err and "prompt_language='en'" not in err, err
+    assert "hf download Helsinki-NLP/opus-mt-vi-en" in err and "huggingface-cli" not in err, err
+    assert not (tmp_path / "o.mp4").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_translator(tmp_path_factory) -> Path:
     from tests.tiny_models import save_tiny_translator

@@ -494,3 +494,22 @@ def test_loading_route_prints_no_spurious_messages(tiny_pipeline_dir):
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     assert "requires torchvision" not in result.stderr and "a real warning" in result.stderr
+
+
+def test_the_local_path_hint_names_the_option_of_what_is_missing(hub_cache, tmp_path):
+    """A local base model with a missing ControlNet: the hint says how to point the ControlNet at a local folder
+    (`--set control.0.model=`, which `apply_overrides` takes), not --model, which is already local."""
+    from rerender.config import parse_override
+    from rerender.weights import describe_missing
+
+    base = tmp_path / "base"
+    base.mkdir()
+    config = apply_overrides(RerenderConfig(), {"base_model": str(base)})
+    missing = missing_weights(config)
+    assert [source.key for source in missing] == ["control[0].model"]
+    message = describe_missing(config, missing)
+    assert "pass --model" not in message and "--set control.0.model=" in message, message
+    key, value = parse_override("control.0.model=" + str(tmp_path / "controlnet"))
+    assert apply_overrides(config, {key: value}).control[0].model == str(tmp_path / "controlnet")
+    both = describe_missing(RerenderConfig(), missing_weights(RerenderConfig()))
+    assert "--model PATH" in both and "--set control.0.model=" in both, both

@@ -312,6 +312,25 @@ def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic
     assert probe_video(output).frame_count == 20
 
 
+def test_a_zimage_model_with_the_default_size_multiple_is_refused_before_loading(
+    capsys, synthetic_clip, tiny_zimage_dirs, tmp_path, monkeypatch
+):
+    """`--model` a Z-Image folder without its config: frames rounded to 8 px would reach the model only after it
+    loads (minutes for the real 6B one) and then be refused; the preflight says what to set instead."""
+    import rerender.diffusion.loading
+    from rerender.cli import main
+
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *args: pytest.fail("the model was loaded"))
+    base, control = tiny_zimage_dirs
+    code = main([str(arg) for arg in (
+        "translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "z.mp4", "-q", "--model", base,
+        "--set", f"control.model={control}", "--set", "resolution=72", "--set", "device=cpu",
+    )])
+    err = capsys.readouterr().err
+    assert code == 2 and "size_multiple=16" in err and "Z-Image" in err, err
+    assert not (tmp_path / "z.mp4.work" / "frames").exists()
+
+
 def test_the_default_windows_at_eight_steps_act_where_the_docs_say(pipe, frames):
     pipe.check_inputs([frames[0]], "x", None, None, None, None, 8, 1.0, 0.75, None, None)
     schedule = pipe.prepare_schedule(8, 0.75, ConstraintConfig(), report=False)

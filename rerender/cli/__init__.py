@@ -63,16 +63,19 @@ A fallback: the commands check their own options first, naming them as typed (ar
 config, `check_output_path(..., name="-o/--output")`), so only messages from deeper in the library reach this."""
 
 
-def _cli_message(message: str) -> str:
-    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay)."""
+def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
+    """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay);
+    `names`: the running command's own Python arguments and flags (`--amount` for `animate`'s `amount`)."""
+    arguments = {**_API_ARGUMENTS, **(names or {})}
     # "--force (force=True)": the API spelling in parentheses after the flag goes.
     message = re.sub(r"\s*\((\w+)=(?:True|False|None)\)", "", message)
 
     def flag(match: re.Match) -> str:
-        return _API_ARGUMENTS.get(match.group(1), match.group(0))
+        return arguments.get(match.group(1), match.group(0))
 
-    message = re.sub(r"`(\w+)(?:=(?:True|False))?`", flag, message)
-    return re.sub(r"\b(\w+)=True\b", lambda match: _API_ARGUMENTS.get(match.group(1), match.group(0)), message)
+    message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False))?`", flag, message)
+    message = re.sub(r"(-[\w/-]+) \(\1\)", r"\1", message)  # "`output.audio_track` (--audio-track)", flag typed
+    return re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
 
 
 def _interrupted_message(args: argparse.Namespace | None) -> str:
@@ -153,10 +156,24 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
     except Exception as error:
         if interrupts or _caused_by_interrupt(error):
             raise KeyboardInterrupt from None
-        return _report(error, verbose)
+        return _report(error, verbose, names=_typed_names(parser, parsed[0]) if parsed else None)
 
 
-def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for details") -> int:
+def _typed_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The running command's names for messages: its own Python arguments (`api_names`), and each config key
+    the user set with a flag (`model.base_model` → --model, `control[0].model` stays: no flag sets it)."""
+    names = dict(getattr(args, "api_names", None) or {})
+    commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    command = commands[0].choices.get(getattr(args, "command", None)) if commands else None
+    for action in command._actions if command is not None else ():
+        if "." in action.dest and action.option_strings and getattr(args, action.dest, None) is not None:
+            names[action.dest] = "/".join(action.option_strings)
+    return names
+
+
+def _report(
+    error: Exception, verbose: bool, hint: str = "run with --verbose for details", names: dict[str, str] | None = None
+) -> int:
     """Print one line for `error` (the traceback too with --verbose); returns the exit code.
 
     Usage errors (2): bad values, files that are missing or not ours to write (`ValueError`, `FileNotFoundError`,
@@ -168,14 +185,14 @@ def _report(error: Exception, verbose: bool, hint: str = "run with --verbose for
     if verbose:
         logger.error("usage error" if usage else "failed", exc_info=error)
     if usage:
-        print(f"error: {_cli_message(str(error))}", file=sys.stderr)
+        print(f"error: {_cli_message(str(error), names)}", file=sys.stderr)
         return EXIT_USAGE
     # Anything else is a runtime failure; the CLI still reports it in one line. Our own errors say what
     # happened in words; an unexpected one is named by its type.
     from rerender.errors import RerenderError
 
     named = "" if isinstance(error, RerenderError) else f"{type(error).__name__}: "
-    print(f"error: {named}{_cli_message(str(error))} ({hint})", file=sys.stderr)
+    print(f"error: {named}{_cli_message(str(error), names)} ({hint})", file=sys.stderr)
     return EXIT_FAILURE
 
 

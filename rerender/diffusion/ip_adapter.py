@@ -76,7 +76,7 @@ def check_style_inputs(style_image: str | None, source: str, weight_name: str) -
         raise WeightsNotFoundError(
             f"`style_image` needs the IP-Adapter {weight_name!r} of {source!r} (`model.ip_adapter`) and its image "
             f"encoder, which are not on this machine and cannot be downloaded now. On a connected machine run: "
-            f"rerender download --style-image IMAGE (or huggingface-cli download {source} --include {weight_name!r} "
+            f"rerender download --style-image IMAGE (or hf download {source} --include {weight_name!r} "
             f"'{posixpath.dirname(weight_name) or '.'}/image_encoder/*')"
             if is_hub_id(source) else
             f"`style_image` needs the IP-Adapter file {str(Path(source) / weight_name)!r} (`model.ip_adapter` + "

@@ -118,6 +118,7 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
 
         check_model_sources(config.model, config.control)
         check_diffusion_weights(config)
+        check_size_multiple(config)
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -129,6 +130,26 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         from rerender.diffusion.ip_adapter import check_style_inputs
 
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+
+
+FAMILY_SIZE_MULTIPLES = {"zimage": 16, "flux": 16}
+"""Frame sides the flow-matching transformers need: the VAE's 8 times their 2×2 patches."""
+
+
+def check_size_multiple(config: RerenderConfig) -> None:
+    """A model whose frames must be multiples of 16 with `video.size_multiple` 8 would be refused only after it
+    loads (`RerenderPipeline` checks the frames): refuse now, naming the option (family from configs, no weights)."""
+    from rerender.diffusion.loading import FAMILY_NAMES
+    from rerender.weights import model_family
+
+    family = model_family(config.model)
+    multiple = FAMILY_SIZE_MULTIPLES.get(family)  # the UNet families: their VAE's own factor, checked at the call
+    if multiple is not None and config.video.size_multiple % multiple:
+        raise ConfigError(
+            f"`video.size_multiple` is {config.video.size_multiple}, but {FAMILY_NAMES[family]} frames must have sides "
+            f"that are multiples of {multiple}: set size_multiple: {multiple} (--set size_multiple={multiple})"
+            + (", as configs/zimage_turbo.yaml does" if family == "zimage" else "")
+        )
 
 
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:

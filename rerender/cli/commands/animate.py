@@ -11,6 +11,10 @@ from rerender.cli.options import (
 )
 
 
+API_NAMES = {"amount": "--amount", "seconds": "--seconds", "fps": "--fps", "depth": "--depth", "image": "IMAGE"}
+"""`animate`'s Python arguments that library messages name, and this command's flags for them."""
+
+
 def register(commands) -> None:
     """Add `animate` to the `rerender` subparsers."""
     from rerender.camera import MOTIONS
@@ -34,7 +38,7 @@ def register(commands) -> None:
     command.add_argument("--seconds", type=float, default=4.0, help="clip length (default: 4)")
     command.add_argument("--fps", type=float, default=25.0, help="frame rate (default: 25)")
     command.add_argument("--no-clip", action="store_true", help="do not write the untranslated clip OUTPUT_clip.mp4")
-    command.set_defaults(handler=run)
+    command.set_defaults(handler=run, api_names=API_NAMES)
 
 
 def run(args: argparse.Namespace) -> int:

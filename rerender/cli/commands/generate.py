@@ -11,6 +11,10 @@ from rerender.cli.options import (
 )
 
 
+API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps"}
+"""`generate`'s Python arguments that library messages name, and this command's flags for them."""
+
+
 def register(commands) -> None:
     """Add `generate` to the `rerender` subparsers."""
     command = commands.add_parser(
@@ -34,7 +38,7 @@ def register(commands) -> None:
                          help="Text2Video-Zero background smoothing: weight of the anchor's moved background "
                               "(0.6 when given without a value)")
     command.add_argument("-o", "--output", default="out.mp4", help="output video (default: out.mp4)")
-    command.set_defaults(handler=run)
+    command.set_defaults(handler=run, api_names=API_NAMES)
 
 
 def run(args: argparse.Namespace) -> int:
