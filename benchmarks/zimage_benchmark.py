@@ -120,14 +120,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         install = zimage.token_cross_frame_attention
         zimage.token_cross_frame_attention = lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k)
-        times, calls = [], []
+        times, calls, anchor_bytes = [], [], 0
         try:
             for frame in ours.render_keyframes(frames, "a cartoon", control_images=[maps], num_inference_steps=args.steps,
                                                guidance_scale=1.0, strength=1.0, constraints=constraints,
                                                flow_estimator=DISFlowEstimator(), generator=torch.Generator().manual_seed(0)):
                 times.append(frame.seconds)
                 calls.append(frame.unet_calls)
-                anchor_bytes = stores[-1].nbytes if frame.index == 0 else anchor_bytes
+                if frame.index == 0:
+                    anchor_bytes = stores[-1].nbytes
         finally:
             zimage.token_cross_frame_attention = install
         return times[0], float(np.mean(times[1:])), calls, anchor_bytes
