@@ -35,9 +35,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, default=128, help="clip width (height = 3/4)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
-    parser.add_argument("--long-frames", type=int, default=0,
-                        help="frames of one clip translated locally and with RayExecutor (default 0: skip; 360 "
-                             "at --size 256 takes about 4 minutes on 2 cores)")
+    parser.add_argument(
+        "--long-frames",
+        type=int,
+        default=0,
+        help="frames of one clip translated locally and with RayExecutor (default 0: skip; 360 "
+        "at --size 256 takes about 4 minutes on 2 cores)",
+    )
     parser.add_argument("--chunk-frames", type=int, default=32, help="RayExecutor's frames per decoding/flow task")
     parser.add_argument("--scaling-clip", default=None, help="a 512-px clip to measure propagation per core on")
     parser.add_argument("--scaling-frames", type=int, default=21)
@@ -57,8 +61,15 @@ def main() -> None:
         clips.mkdir()
         motions = ("translation", "mixed", "zoom", "rotation")
         for number in range(args.clips):
-            write_synthetic_video(clips / f"clip{number}.mp4", num_frames=args.frames, width=args.size,
-                                  height=args.size * 3 // 4, motion=motions[number % len(motions)], seed=number, audio=False)
+            write_synthetic_video(
+                clips / f"clip{number}.mp4",
+                num_frames=args.frames,
+                width=args.size,
+                height=args.size * 3 // 4,
+                motion=motions[number % len(motions)],
+                seed=number,
+                audio=False,
+            )
         # Warm the numba kernels once so neither side pays their compilation in this process.
         warm = work / "warm.mp4"
         write_synthetic_video(warm, num_frames=8, width=args.size, height=args.size * 3 // 4, audio=False)
@@ -72,8 +83,13 @@ def main() -> None:
             sequential = time.perf_counter() - started
 
         started = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
+        ray.init(
+            num_cpus=args.cpus,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}},
+        )
         startup = time.perf_counter() - started
         try:
             if args.clips:
@@ -84,58 +100,114 @@ def main() -> None:
                 from rerender.workflow.executors import RayExecutor
 
                 # Start and warm the workers (imports, numba kernels) once, so no timed run pays for it.
-                rerender.translate(warm, "warm-up", output=work / "warm-ray.mp4", renderer="classic", progress=False,
-                                   executor=RayExecutor(chunk_frames=2), **options)
+                rerender.translate(
+                    warm,
+                    "warm-up",
+                    output=work / "warm-ray.mp4",
+                    renderer="classic",
+                    progress=False,
+                    executor=RayExecutor(chunk_frames=2),
+                    **options,
+                )
                 long_clip = work / "long.mp4"
-                write_synthetic_video(long_clip, num_frames=args.long_frames, width=args.size, height=args.size * 3 // 4,
-                                      motion="mixed", audio=False)
+                write_synthetic_video(
+                    long_clip,
+                    num_frames=args.long_frames,
+                    width=args.size,
+                    height=args.size * 3 // 4,
+                    motion="mixed",
+                    audio=False,
+                )
                 long_runs = {}
-                for name, executor in (("local", None), ("RayExecutor", RayExecutor(chunk_frames=args.chunk_frames)),
-                                       ("RayExecutor, object store", RayExecutor(shared_storage=False, chunk_frames=args.chunk_frames))):
+                for name, executor in (
+                    ("local", None),
+                    ("RayExecutor", RayExecutor(chunk_frames=args.chunk_frames)),
+                    ("RayExecutor, object store", RayExecutor(shared_storage=False, chunk_frames=args.chunk_frames)),
+                ):
                     started = time.perf_counter()
-                    result = rerender.translate(long_clip, "a cartoon", output=work / f"long {name}.mp4", renderer="classic",
-                                                progress=False, executor=executor, **options)
+                    result = rerender.translate(
+                        long_clip,
+                        "a cartoon",
+                        output=work / f"long {name}.mp4",
+                        renderer="classic",
+                        progress=False,
+                        executor=executor,
+                        **options,
+                    )
                     long_runs[name] = (time.perf_counter() - started, result.timings, result.output.read_bytes())
         finally:
             ray.shutdown()
         end_load = os.getloadavg()
-        print(f"load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start, "
-              f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} at the end; {os.cpu_count()} cores")
+        print(
+            f"load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start, "
+            f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} at the end; {os.cpu_count()} cores"
+        )
         if args.clips:
             assert not local.failed and not remote.failed
             frames = args.clips * args.frames
-            print(f"{args.clips} clips × {args.frames} frames, {args.size}×{args.size * 3 // 4}, classic keyframes, K=8")
+            print(
+                f"{args.clips} clips × {args.frames} frames, {args.size}×{args.size * 3 // 4}, classic keyframes, K=8"
+            )
             print(f"local sequential       {sequential:7.1f} s  ({frames / sequential:.2f} frames/s)")
-            print(f"local Ray, {args.cpus} CPUs      {on_ray:7.1f} s  ({frames / on_ray:.2f} frames/s; + {startup:.1f} s cluster start)")
-            print(f"speed-up               {sequential / on_ray:7.2f}×  ({sequential / (on_ray + startup):.2f}× with the start)")
+            print(
+                f"local Ray, {args.cpus} CPUs      {on_ray:7.1f} s  ({frames / on_ray:.2f} frames/s; + {startup:.1f} s cluster start)"
+            )
+            print(
+                f"speed-up               {sequential / on_ray:7.2f}×  ({sequential / (on_ray + startup):.2f}× with the start)"
+            )
         if args.long_frames:
             reference = long_runs["local"]
-            print(f"one {args.long_frames}-frame {args.size}×{args.size * 3 // 4} clip, classic keyframes, K=8, "
-                  f"{args.cpus} Ray CPUs, chunks of {args.chunk_frames} frames (+ {startup:.1f} s cluster start and a warm-up run, not counted):")
+            print(
+                f"one {args.long_frames}-frame {args.size}×{args.size * 3 // 4} clip, classic keyframes, K=8, "
+                f"{args.cpus} Ray CPUs, chunks of {args.chunk_frames} frames (+ {startup:.1f} s cluster start and a warm-up run, not counted):"
+            )
             stages = list(reference[1])
             print(f"  {'':28}{'total':>8}" + "".join(f"{stage:>13}" for stage in stages) + "   speed vs local (total)")
             for name, (seconds, timings, data) in long_runs.items():
-                print(f"  {name:28}{seconds:7.1f}s" + "".join(f"{timings.get(stage, 0.0):12.1f}s" for stage in stages)
-                      + f"   {reference[0] / seconds:.2f}×" + ("" if data == reference[2] else "  OUTPUT DIFFERS"))
+                print(
+                    f"  {name:28}{seconds:7.1f}s"
+                    + "".join(f"{timings.get(stage, 0.0):12.1f}s" for stage in stages)
+                    + f"   {reference[0] / seconds:.2f}×"
+                    + ("" if data == reference[2] else "  OUTPUT DIFFERS")
+                )
         if args.clips:
             per_stage = {}
             for item in local.jobs:
                 for stage, seconds in item.timings.items():
                     per_stage[stage] = per_stage.get(stage, 0.0) + seconds
-            print("sequential time per stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in per_stage.items()))
+            print(
+                "sequential time per stage: "
+                + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in per_stage.items())
+            )
 
         if args.scaling_clip:
             info = rerender.probe_video(args.scaling_clip)
             output = work / "scaling.mp4"
-            result = rerender.translate(args.scaling_clip, "a cartoon", output=output, renderer="classic", progress=False,
-                                        end_frame=min(args.scaling_frames, info.frame_count), keyframe_interval=10,
-                                        resolution=512, workers=1)
+            result = rerender.translate(
+                args.scaling_clip,
+                "a cartoon",
+                output=output,
+                renderer="classic",
+                progress=False,
+                end_frame=min(args.scaling_frames, info.frame_count),
+                keyframe_interval=10,
+                resolution=512,
+                workers=1,
+            )
             count = result.frame_count
-            sizes = {name: sum(path.stat().st_size for path in (result.workspace / name).rglob("*") if path.is_file())
-                     for name in ("frames", "flows", "keyframes", "propagated")}
+            sizes = {
+                name: sum(path.stat().st_size for path in (result.workspace / name).rglob("*") if path.is_file())
+                for name in ("frames", "flows", "keyframes", "propagated")
+            }
             print(f"\n512-px clip {Path(args.scaling_clip).name}, {count} frames, one core, default preset:")
-            print("  seconds per frame: " + ", ".join(f"{stage} {seconds / count:.3f}" for stage, seconds in result.timings.items()))
-            print("  bytes per frame:   " + ", ".join(f"{name} {size / count / 1e3:.0f} kB" for name, size in sizes.items()))
+            print(
+                "  seconds per frame: "
+                + ", ".join(f"{stage} {seconds / count:.3f}" for stage, seconds in result.timings.items())
+            )
+            print(
+                "  bytes per frame:   "
+                + ", ".join(f"{name} {size / count / 1e3:.0f} kB" for name, size in sizes.items())
+            )
             print(f"  output video:      {output.stat().st_size / count / 1e3:.1f} kB per frame")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -197,8 +197,9 @@ def real_clip_paths(folder: Path, names: list[str]) -> list[Path]:
     return paths
 
 
-def real_clip_check(estimators: list[FlowEstimator], size: int, paths: list[Path], first: int = 10,
-                    gap: int = 4) -> list[dict]:
+def real_clip_check(
+    estimators: list[FlowEstimator], size: int, paths: list[Path], first: int = 10, gap: int = 4
+) -> list[dict]:
     """Photometric warp error (0–255) of frame `first` rebuilt from frame `first + gap` with the backward flow."""
     rows = []
     for path in paths:
@@ -233,8 +234,12 @@ def main() -> None:
     parser.add_argument("--gmflow-repeats", type=int, default=2, help="timed runs of random-weight GMFlow")
     parser.add_argument("--skip-real", action="store_true", help="skip the real-clip check")
     parser.add_argument("--clip-folder", type=Path, default=REAL_CLIP_FOLDER, help="folder of real .mp4 clips")
-    parser.add_argument("--clips", nargs="+", default=list(DEFAULT_CLIPS),
-                        help="real clips to check, by part of their name, or 'all' (default: %(default)s)")
+    parser.add_argument(
+        "--clips",
+        nargs="+",
+        default=list(DEFAULT_CLIPS),
+        help="real clips to check, by part of their name, or 'all' (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)

@@ -88,15 +88,25 @@ def main() -> None:
     parser.add_argument("--preset", default="fast", choices=("fast", "balanced", "best", "rerender"))
     parser.add_argument("--videos", nargs="*", default=sorted(glob.glob("/work/shared/data/videos/*.mp4"))[:3])
     args = parser.parse_args()
-    clips = [("synthetic mixed", list(make_synthetic_video(args.frames, args.size, args.size * 3 // 4, motion="mixed").frames))]
+    clips = [
+        (
+            "synthetic mixed",
+            list(make_synthetic_video(args.frames, args.size, args.size * 3 // 4, motion="mixed").frames),
+        )
+    ]
     for path in args.videos:
-        frames = list(read_frames(path, start=0, end=args.frames, resolution=args.size, resize_side="long", size_multiple=8))
+        frames = list(
+            read_frames(path, start=0, end=args.frames, resolution=args.size, resize_side="long", size_multiple=8)
+        )
         clips.append((path.rsplit("/", 1)[-1][:32], frames))
     for position, (name, frames) in enumerate(clips):
         row = run_clip(name, frames, args.interval, args.preset)
         if position == 0:
             print(" | ".join(row), flush=True)
-        print(" | ".join(f"{value:.3g}" if isinstance(value, float) else str(value) for value in row.values()), flush=True)
+        print(
+            " | ".join(f"{value:.3g}" if isinstance(value, float) else str(value) for value in row.values()),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -59,18 +59,32 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="CPU, the test kit's tiny models, 64², 4 steps")
     parser.add_argument("--size", type=int, default=None, help="frame side (default 512; tiny 64)")
-    parser.add_argument("--large-size", type=int, default=None, help="side of the VAE-tiling variants (default 1024; tiny 96)")
+    parser.add_argument(
+        "--large-size", type=int, default=None, help="side of the VAE-tiling variants (default 1024; tiny 96)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps of the full schedule (default 20; tiny 4)")
     parser.add_argument("--strength", type=float, default=0.75)
     parser.add_argument("--keyframes", type=int, default=3, help="keyframes after the anchor (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--sdxl", action="store_true", help="the SDXL keyframe check instead (see sdxl_keyframe_check)")
-    parser.add_argument("--zimage", action="store_true",
-                        help="the Z-Image keyframe check instead (see zimage_keyframe_check; benchmarks/zimage_benchmark.py)")
-    parser.add_argument("--propagation-only", action="store_true",
-                        help="only the propagation rows (torch engine on --device against numba on the CPU)")
-    parser.add_argument("--device", choices=("cuda", "cpu"), default=None,
-                        help="device of the propagation rows (default cuda; --tiny: cpu)")
+    parser.add_argument(
+        "--sdxl", action="store_true", help="the SDXL keyframe check instead (see sdxl_keyframe_check)"
+    )
+    parser.add_argument(
+        "--zimage",
+        action="store_true",
+        help="the Z-Image keyframe check instead (see zimage_keyframe_check; benchmarks/zimage_benchmark.py)",
+    )
+    parser.add_argument(
+        "--propagation-only",
+        action="store_true",
+        help="only the propagation rows (torch engine on --device against numba on the CPU)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default=None,
+        help="device of the propagation rows (default cuda; --tiny: cpu)",
+    )
     parser.add_argument("--quick", action="store_true", help="propagation rows at small sizes, balanced only")
     return parser.parse_args(argv)
 
@@ -79,7 +93,9 @@ def propagation_check(device: str, quick: bool) -> dict:
     """The propagation rows (issue 23): s/frame of each preset at 512² and 1080p, the torch engine on ``device``
     against the numba engine on this machine's CPU, peak VRAM, PSNR of both; ``quick``: 64², balanced, 4 frames
     (on the CPU with one torch thread). See ``benchmarks/propagation_engines.py`` (also a CPU benchmark)."""
-    spec = importlib.util.spec_from_file_location("propagation_engines", REPO / "benchmarks" / "propagation_engines.py")
+    spec = importlib.util.spec_from_file_location(
+        "propagation_engines", REPO / "benchmarks" / "propagation_engines.py"
+    )
     engines = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(engines)
     sizes = ((64, 64),) if quick else engines.SIZES
@@ -142,7 +158,10 @@ def build_components(tiny: bool, device, dtype) -> dict[str, Any]:
             torch.manual_seed(3)
             text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
         components = dict(
-            unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder,
+            unet=unet,
+            controlnet=controlnet,
+            vae=vae,
+            text_encoder=text_encoder,
             tokenizer=CLIPTokenizer.from_pretrained(config_dir / "tokenizer"),
             scheduler=DDIMScheduler.from_pretrained(config_dir, subfolder="scheduler"),
         )
@@ -162,8 +181,8 @@ class Runner:
         from diffusers import StableDiffusionControlNetImg2ImgPipeline
 
         from rerender.config import ConstraintConfig
-        from rerender.flow import DISFlowEstimator
         from rerender.diffusion.pipeline import RerenderPipeline
+        from rerender.flow import DISFlowEstimator
 
         self.arguments, self.device, self.dtype = arguments, device, dtype
         self.cuda = device.type == "cuda"
@@ -217,8 +236,12 @@ class Runner:
             self.unet_calls.clear()
             started = time.perf_counter()
             output = self.plain(
-                self.prompt, image=Image.fromarray(frame), control_image=Image.fromarray(control),
-                generator=self.torch.Generator().manual_seed(0), output_type="np", **self.common,
+                self.prompt,
+                image=Image.fromarray(frame),
+                control_image=Image.fromarray(control),
+                generator=self.torch.Generator().manual_seed(0),
+                output_type="np",
+                **self.common,
             ).images[0]
             if self.cuda:
                 self.torch.cuda.synchronize()
@@ -235,16 +258,31 @@ class Runner:
         self.unet_calls.clear()
         rendered = list(
             self.ours.render_keyframes(
-                frames, self.prompt, control_images=controls, flow_estimator=self.flow, constraints=self.constraints,
-                generator=self.torch.Generator().manual_seed(0), **self.common,
+                frames,
+                self.prompt,
+                control_images=controls,
+                flow_estimator=self.flow,
+                constraints=self.constraints,
+                generator=self.torch.Generator().manual_seed(0),
+                **self.common,
             )
         )
         peak = self._peak()
         if sum(frame.unet_calls for frame in rendered) != len(self.unet_calls):
-            raise RuntimeError(f"{name}: the pipeline counted {sum(f.unet_calls for f in rendered)} UNet calls, the hook {len(self.unet_calls)}")
+            raise RuntimeError(
+                f"{name}: the pipeline counted {sum(f.unet_calls for f in rendered)} UNet calls, the hook {len(self.unet_calls)}"
+            )
         keyframes = rendered[1:]
         images = np.stack([frame.image.permute(1, 2, 0).numpy() for frame in keyframes])
-        self._record(name, size, [f.seconds for f in keyframes], rendered[0].seconds, [f.unet_calls for f in keyframes], peak, images)
+        self._record(
+            name,
+            size,
+            [f.seconds for f in keyframes],
+            rendered[0].seconds,
+            [f.unet_calls for f in keyframes],
+            peak,
+            images,
+        )
 
     def _record(self, name, size, times, anchor_seconds, calls, peak, images) -> None:
         import numpy as np
@@ -252,13 +290,22 @@ class Runner:
         non_finite = int((~np.isfinite(images)).sum())
         self.images[name] = images
         result = dict(
-            variant=name, size=size, seconds_per_keyframe=float(np.mean(times)), seconds=times,
-            anchor_seconds=anchor_seconds, unet_calls_per_keyframe=calls, peak_vram_gib=peak, non_finite_pixels=non_finite,
+            variant=name,
+            size=size,
+            seconds_per_keyframe=float(np.mean(times)),
+            seconds=times,
+            anchor_seconds=anchor_seconds,
+            unet_calls_per_keyframe=calls,
+            peak_vram_gib=peak,
+            non_finite_pixels=non_finite,
         )
         self.results.append(result)
         peak_text = f"{peak:.2f} GiB" if peak is not None else "n/a (CPU)"
         anchor_text = f" (anchor {anchor_seconds:.2f} s)" if anchor_seconds is not None else ""
-        print(f"{name}: {result['seconds_per_keyframe']:.2f} s/keyframe{anchor_text}, UNet calls {calls}, peak VRAM {peak_text}", flush=True)
+        print(
+            f"{name}: {result['seconds_per_keyframe']:.2f} s/keyframe{anchor_text}, UNet calls {calls}, peak VRAM {peak_text}",
+            flush=True,
+        )
 
     # ------------------------------------------------------------------------------------------------
     def compare(self) -> None:
@@ -281,7 +328,9 @@ class Runner:
             if result["variant"].startswith("plain") or reference is None or reference == result["variant"]:
                 result["max_abs_difference"] = None
             else:
-                result["max_abs_difference"] = float(np.abs(self.images[result["variant"]] - self.images[reference]).max())
+                result["max_abs_difference"] = float(
+                    np.abs(self.images[result["variant"]] - self.images[reference]).max()
+                )
                 result["difference_to"] = reference
 
 
@@ -289,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"missing Python packages: {', '.join(missing)}; carry their wheels (see the device tool's README)", file=sys.stderr)
+        print(
+            f"missing Python packages: {', '.join(missing)}; carry their wheels (see the device tool's README)",
+            file=sys.stderr,
+        )
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
@@ -357,11 +409,15 @@ def main(argv: list[str] | None = None) -> int:
 
     name = torch.cuda.get_device_name() if runner.cuda else "CPU"
     print()
-    print(f"{name}: {'tiny test models' if arguments.tiny else 'SD 1.5 + ControlNet (random weights)'}, "
-          f"{dtype}, {arguments.steps} steps, strength {arguments.strength}, {arguments.keyframes} keyframes, "
-          f"models built in {build_seconds:.0f} s")
+    print(
+        f"{name}: {'tiny test models' if arguments.tiny else 'SD 1.5 + ControlNet (random weights)'}, "
+        f"{dtype}, {arguments.steps} steps, strength {arguments.strength}, {arguments.keyframes} keyframes, "
+        f"models built in {build_seconds:.0f} s"
+    )
     print()
-    print("| variant | size | s / keyframe | × plain | peak VRAM (GiB) | × plain | max |Δ| to | UNet calls / keyframe |")
+    print(
+        "| variant | size | s / keyframe | × plain | peak VRAM (GiB) | × plain | max |Δ| to | UNet calls / keyframe |"
+    )
     print("|---|---|---|---|---|---|---|---|")
 
     def number(value, digits=2):
@@ -371,10 +427,16 @@ def main(argv: list[str] | None = None) -> int:
         if "skipped" in result:
             print(f"| {result['variant']} | skipped: {result['skipped']} | | | | | | |")
             continue
-        difference = "–" if result["max_abs_difference"] is None else f"{result['max_abs_difference']:.4f} ({result['difference_to']})"
-        print(f"| {result['variant']} | {result['size']} | {number(result['seconds_per_keyframe'])} | {number(result['time_vs_plain'])} | "
-              f"{number(result['peak_vram_gib'])} | {number(result['memory_vs_plain'])} | {difference} | "
-              f"{'/'.join(map(str, result['unet_calls_per_keyframe']))} |")
+        difference = (
+            "–"
+            if result["max_abs_difference"] is None
+            else f"{result['max_abs_difference']:.4f} ({result['difference_to']})"
+        )
+        print(
+            f"| {result['variant']} | {result['size']} | {number(result['seconds_per_keyframe'])} | {number(result['time_vs_plain'])} | "
+            f"{number(result['peak_vram_gib'])} | {number(result['memory_vs_plain'])} | {difference} | "
+            f"{'/'.join(map(str, result['unet_calls_per_keyframe']))} |"
+        )
     sdpa = next(r for r in runner.results if r["variant"] == "sdpa")
     targets = dict(
         time_vs_plain=dict(value=sdpa["time_vs_plain"], target=2.1),
@@ -384,19 +446,35 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets.values():
         target["met"] = None if target["value"] is None else target["value"] <= target["target"]
     print()
-    print("targets at", size, "²: " + "; ".join(
-        f"{key} {number(t['value'])} ≤ {t['target']}: {'n/a' if t['met'] is None else ('met' if t['met'] else 'MISSED')}"
-        for key, t in targets.items()
-    ))
+    print(
+        "targets at",
+        size,
+        "²: "
+        + "; ".join(
+            f"{key} {number(t['value'])} ≤ {t['target']}: {'n/a' if t['met'] is None else ('met' if t['met'] else 'MISSED')}"
+            for key, t in targets.items()
+        ),
+    )
     report = dict(
-        device=name, tiny=arguments.tiny, dtype=str(dtype), size=size, large_size=large, steps=arguments.steps,
-        strength=arguments.strength, keyframes=arguments.keyframes, build_seconds=build_seconds,
-        torch=torch.__version__, diffusers=__import__("diffusers").__version__, variants=runner.results, targets=targets,
+        device=name,
+        tiny=arguments.tiny,
+        dtype=str(dtype),
+        size=size,
+        large_size=large,
+        steps=arguments.steps,
+        strength=arguments.strength,
+        keyframes=arguments.keyframes,
+        build_seconds=build_seconds,
+        torch=torch.__version__,
+        diffusers=__import__("diffusers").__version__,
+        variants=runner.results,
+        targets=targets,
     )
     _write_json(arguments.json, report)  # the keyframe engine's results first, in case propagation fails
     if not arguments.tiny or arguments.quick:
-        report["propagation"] = propagation_check(arguments.device or ("cpu" if arguments.tiny else "cuda"),
-                                                  arguments.quick or arguments.tiny)
+        report["propagation"] = propagation_check(
+            arguments.device or ("cpu" if arguments.tiny else "cuda"), arguments.quick or arguments.tiny
+        )
         _write_json(arguments.json, report)
     return 0
 
@@ -464,17 +542,31 @@ def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
             calls.clear()
             synchronize()
             begin = time.perf_counter()
-            plain(prompt, image=Image.fromarray(frame), control_image=Image.fromarray(control), output_type="np",
-                  generator=torch.Generator().manual_seed(0), **common)
+            plain(
+                prompt,
+                image=Image.fromarray(frame),
+                control_image=Image.fromarray(control),
+                output_type="np",
+                generator=torch.Generator().manual_seed(0),
+                **common,
+            )
             synchronize()
             times.append(time.perf_counter() - begin)
             counts.append(len(calls))
         return float(np.mean(times)), counts
 
     def run_ours() -> tuple[float, list[int]]:
-        rendered = list(ours.render_keyframes(
-            frames, prompt, control_images=controls, flow_estimator=DISFlowEstimator("medium"),
-            constraints=ConstraintConfig(adain_period=(0.8, 1.0)), generator=torch.Generator().manual_seed(0), **common))
+        rendered = list(
+            ours.render_keyframes(
+                frames,
+                prompt,
+                control_images=controls,
+                flow_estimator=DISFlowEstimator("medium"),
+                constraints=ConstraintConfig(adain_period=(0.8, 1.0)),
+                generator=torch.Generator().manual_seed(0),
+                **common,
+            )
+        )
         synchronize()
         return float(np.mean([frame.seconds for frame in rendered[1:]])), [frame.unet_calls for frame in rendered[1:]]
 
@@ -495,17 +587,23 @@ def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
                 pipeline.enable_model_cpu_offload()
             results["plain, cpu offload"] = measured(run_plain)
             results["rerender, cpu offload"] = measured(run_ours)
-    call_ratio = np.mean(results["rerender"]["unet_calls_per_keyframe"]) / np.mean(results["plain"]["unet_calls_per_keyframe"])
+    call_ratio = np.mean(results["rerender"]["unet_calls_per_keyframe"]) / np.mean(
+        results["plain"]["unet_calls_per_keyframe"]
+    )
     time_ratio = results["rerender"]["seconds_per_keyframe"] / results["plain"]["seconds_per_keyframe"]
     name = torch.cuda.get_device_name() if cuda else "CPU"
-    print(f"{name}: SDXL + ControlNet ({'tiny' if arguments.tiny else 'full size'}, random weights), {dtype}, {size}², "
-          f"{steps} steps, strength {arguments.strength}, {arguments.keyframes} keyframes, built in {build_seconds:.0f} s")
+    print(
+        f"{name}: SDXL + ControlNet ({'tiny' if arguments.tiny else 'full size'}, random weights), {dtype}, {size}², "
+        f"{steps} steps, strength {arguments.strength}, {arguments.keyframes} keyframes, built in {build_seconds:.0f} s"
+    )
     print("| variant | s / keyframe | peak VRAM (GiB) | UNet calls / keyframe |")
     print("|---|---|---|---|")
     for variant, result in results.items():
         peak = "–" if result["peak_vram_gib"] is None else f"{result['peak_vram_gib']:.2f}"
-        print(f"| {variant} | {result['seconds_per_keyframe']:.2f} | {peak} | "
-              f"{'/'.join(map(str, result['unet_calls_per_keyframe']))} |")
+        print(
+            f"| {variant} | {result['seconds_per_keyframe']:.2f} | {peak} | "
+            f"{'/'.join(map(str, result['unet_calls_per_keyframe']))} |"
+        )
     print(f"time ratio {time_ratio:.2f} vs UNet-call ratio {call_ratio:.2f} (target within 0.1)")
     targets = dict(time_ratio=dict(value=time_ratio, target=call_ratio + 0.1))
     if cuda:
@@ -515,13 +613,21 @@ def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
         target["met"] = bool(target["value"] <= target["target"])
         print(f"  {key}: {target['value']:.2f} ≤ {target['target']:.2f}: {'met' if target['met'] else 'MISSED'}")
     if arguments.json is not None:
-        report = dict(device=name, family="sdxl", tiny=arguments.tiny, size=size, steps=steps, variants=results,
-                      targets=targets, call_ratio=float(call_ratio), time_ratio=float(time_ratio))
+        report = dict(
+            device=name,
+            family="sdxl",
+            tiny=arguments.tiny,
+            size=size,
+            steps=steps,
+            variants=results,
+            targets=targets,
+            call_ratio=float(call_ratio),
+            time_ratio=float(time_ratio),
+        )
         temporary = arguments.json.with_name(arguments.json.name + ".partial")
         temporary.write_text(json.dumps(report, indent=2))
         os.replace(temporary, arguments.json)
     return 0
-
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -538,14 +644,35 @@ def zimage_keyframe_check(arguments: argparse.Namespace) -> int:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from zimage_benchmark import main as zimage_benchmark
 
-    common = ["--threads", "1"] if arguments.tiny else ["--device", "cuda", "--dtype", "bfloat16", "--width", "3840",
-                                                        "--size", "1024", "--steps", "9", "--keyframes", "2"]
+    common = (
+        ["--threads", "1"]
+        if arguments.tiny
+        else [
+            "--device",
+            "cuda",
+            "--dtype",
+            "bfloat16",
+            "--width",
+            "3840",
+            "--size",
+            "1024",
+            "--steps",
+            "9",
+            "--keyframes",
+            "2",
+        ]
+    )
     if arguments.tiny:
         common += ["--width", "64", "--layers", "4", "--size", "64", "--steps", "4", "--keyframes", "1"]
-    results = {"all blocks": zimage_benchmark(common), "last 10 blocks": zimage_benchmark([*common, "--last-blocks", "10"])}
+    results = {
+        "all blocks": zimage_benchmark(common),
+        "last 10 blocks": zimage_benchmark([*common, "--last-blocks", "10"]),
+    }
     if arguments.json is not None:
-        arguments.json.write_text(json.dumps({"family": "zimage", "tiny": arguments.tiny, "variants": results},
-                                             indent=2, default=float), encoding="utf-8")
+        arguments.json.write_text(
+            json.dumps({"family": "zimage", "tiny": arguments.tiny, "variants": results}, indent=2, default=float),
+            encoding="utf-8",
+        )
     return 0
 
 

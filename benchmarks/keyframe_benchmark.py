@@ -44,7 +44,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15", help="model family (default sd15)")
     parser.add_argument("--width", type=float, default=None, help="SDXL channel scale (default 0.5; 1 = full size)")
-    parser.add_argument("--config-dir", type=Path, default=None, help="config folder (default: the family's shipped one)")
+    parser.add_argument(
+        "--config-dir", type=Path, default=None, help="config folder (default: the family's shipped one)"
+    )
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels (default 256)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps of the full schedule (default 10)")
     parser.add_argument("--strength", type=float, default=0.75, help="denoising strength (default 0.75)")
@@ -69,7 +71,7 @@ class PeakMemory:
             self.peak = max(self.peak, self.process.memory_info().rss)
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.peak = self.process.memory_info().rss
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -110,7 +112,9 @@ def build_components(config_dir: Path) -> dict:
     scheduler = DDIMScheduler.from_pretrained(config_dir, subfolder="scheduler")
     for model in (unet, controlnet, vae, text_encoder):
         model.eval().requires_grad_(False)
-    return dict(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+    return dict(
+        unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler
+    )
 
 
 def build_sdxl_components(config_dir: Path, width: float = 1.0, device=None) -> dict:
@@ -128,7 +132,10 @@ def build_sdxl_components(config_dir: Path, width: float = 1.0, device=None) -> 
     second = CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
     if width != 1.0:
         first.hidden_size, first.intermediate_size = scaled(first.hidden_size, 64), scaled(first.intermediate_size, 64)
-        second.hidden_size, second.intermediate_size = scaled(second.hidden_size, 64), scaled(second.intermediate_size, 64)
+        second.hidden_size, second.intermediate_size = (
+            scaled(second.hidden_size, 64),
+            scaled(second.intermediate_size, 64),
+        )
         second.projection_dim = second.hidden_size
         config["block_out_channels"] = [scaled(channels) for channels in config["block_out_channels"]]
         config["attention_head_dim"] = [max(1, int(heads * width)) for heads in config["attention_head_dim"]]
@@ -139,8 +146,9 @@ def build_sdxl_components(config_dir: Path, width: float = 1.0, device=None) -> 
         unet = UNet2DConditionModel.from_config(config)
         torch.manual_seed(1)
         embedding = ControlNetModel.load_config(config_dir / "controlnet")["conditioning_embedding_out_channels"]
-        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(embedding),
-                                               load_weights_from_unet=False)
+        controlnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=tuple(embedding), load_weights_from_unet=False
+        )
         torch.manual_seed(2)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
         torch.manual_seed(3)
@@ -148,7 +156,11 @@ def build_sdxl_components(config_dir: Path, width: float = 1.0, device=None) -> 
         torch.manual_seed(4)
         text_encoder_2 = CLIPTextModelWithProjection(second)
     components = dict(
-        unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        unet=unet,
+        controlnet=controlnet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
         tokenizer=CLIPTokenizer.from_pretrained(config_dir / "tokenizer"),
         tokenizer_2=CLIPTokenizer.from_pretrained(config_dir / "tokenizer_2"),
         scheduler=DDIMScheduler.from_pretrained(config_dir, subfolder="scheduler"),
@@ -181,8 +193,8 @@ def main() -> int:
 
     from rerender.config import ConstraintConfig
     from rerender.diffusion.control import canny
-    from rerender.flow import DISFlowEstimator
     from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.flow import DISFlowEstimator
 
     sdxl = arguments.family == "sdxl"
     width = arguments.width if arguments.width is not None else (0.5 if sdxl else 1.0)
@@ -200,8 +212,9 @@ def main() -> int:
 
         plain = StableDiffusionXLControlNetImg2ImgPipeline(**components, requires_aesthetics_score=False)
     else:
-        plain = StableDiffusionControlNetImg2ImgPipeline(**components, safety_checker=None, feature_extractor=None,
-                                                         requires_safety_checker=False)
+        plain = StableDiffusionControlNetImg2ImgPipeline(
+            **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
     ours = RerenderPipeline(**components)
     for pipeline in (plain, ours):
         pipeline.set_progress_bar_config(disable=True)
@@ -211,8 +224,16 @@ def main() -> int:
 
     with torch.no_grad():
         # warm-up (oneDNN primitives, allocator) with a short plain run
-        plain(prompt, image=Image.fromarray(frames[0]), control_image=Image.fromarray(controls[0]), controlnet_conditioning_scale=1.0,
-              num_inference_steps=arguments.steps, strength=max(0.2, 1.0 / arguments.steps), generator=torch.Generator().manual_seed(0), output_type="np")
+        plain(
+            prompt,
+            image=Image.fromarray(frames[0]),
+            control_image=Image.fromarray(controls[0]),
+            controlnet_conditioning_scale=1.0,
+            num_inference_steps=arguments.steps,
+            strength=max(0.2, 1.0 / arguments.steps),
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        )
     baseline = release_memory()
 
     results = []
@@ -224,28 +245,50 @@ def main() -> int:
             for frame, control in zip(frames[1:], controls[1:]):
                 unet_calls.clear()
                 begin = time.perf_counter()
-                plain(prompt, image=Image.fromarray(frame), control_image=Image.fromarray(control), controlnet_conditioning_scale=1.0,
-                      generator=torch.Generator().manual_seed(0), output_type="np", **common)
+                plain(
+                    prompt,
+                    image=Image.fromarray(frame),
+                    control_image=Image.fromarray(control),
+                    controlnet_conditioning_scale=1.0,
+                    generator=torch.Generator().manual_seed(0),
+                    output_type="np",
+                    **common,
+                )
                 times.append(time.perf_counter() - begin)
                 calls.append(len(unet_calls))
         results.append(dict(variant=label, seconds=times, anchor_seconds=None, unet_calls=calls, peak=memory.peak))
-        print(f"{label}: {np.mean(times):.1f} s/keyframe {times}, UNet calls {calls}, peak {memory.peak / 2**30:.2f} GiB", flush=True)
+        print(
+            f"{label}: {np.mean(times):.1f} s/keyframe {times}, UNet calls {calls}, peak {memory.peak / 2**30:.2f} GiB",
+            flush=True,
+        )
 
     def run_ours(label: str, constraints: ConstraintConfig) -> None:
         release_memory()
         unet_calls.clear()
         with PeakMemory() as memory:
             rendered = list(
-                ours.render_keyframes(frames, prompt, control_images=controls, flow_estimator=DISFlowEstimator("medium"),
-                                      constraints=constraints, generator=torch.Generator().manual_seed(0), **common)
+                ours.render_keyframes(
+                    frames,
+                    prompt,
+                    control_images=controls,
+                    flow_estimator=DISFlowEstimator("medium"),
+                    constraints=constraints,
+                    generator=torch.Generator().manual_seed(0),
+                    **common,
+                )
             )
         keyframes = rendered[1:]
         assert sum(frame.unet_calls for frame in rendered) == len(unet_calls)
         times = [frame.seconds for frame in keyframes]
         calls = [frame.unet_calls for frame in keyframes]
-        results.append(dict(variant=label, seconds=times, anchor_seconds=rendered[0].seconds, unet_calls=calls, peak=memory.peak))
-        print(f"{label}: {np.mean(times):.1f} s/keyframe {times} (anchor {rendered[0].seconds:.1f} s), UNet calls {calls}, "
-              f"peak {memory.peak / 2**30:.2f} GiB", flush=True)
+        results.append(
+            dict(variant=label, seconds=times, anchor_seconds=rendered[0].seconds, unet_calls=calls, peak=memory.peak)
+        )
+        print(
+            f"{label}: {np.mean(times):.1f} s/keyframe {times} (anchor {rendered[0].seconds:.1f} s), UNet calls {calls}, "
+            f"peak {memory.peak / 2**30:.2f} GiB",
+            flush=True,
+        )
 
     # Each rerender variant is bracketed by plain runs and compared with their mean, so that a change of load on a
     # shared machine during the benchmark biases no variant.
@@ -267,12 +310,16 @@ def main() -> int:
     plain_time = float(np.mean([s for r in plain_runs for s in r["seconds"]]))
     print()
     described = f"width {width:g}" if sdxl and width != 1.0 else "full size"
-    print(f"UNet + ControlNet + VAE + CLIP from {arguments.config_dir.name} ({described}, random weights), "
-          f"{arguments.size}x{arguments.size}, {arguments.steps} steps, "
-          f"strength {arguments.strength}, {arguments.keyframes} keyframes, fp32 CPU, {arguments.threads} threads, "
-          f"models built in {build_seconds:.0f} s, baseline RSS {baseline / 2**30:.2f} GiB")
+    print(
+        f"UNet + ControlNet + VAE + CLIP from {arguments.config_dir.name} ({described}, random weights), "
+        f"{arguments.size}x{arguments.size}, {arguments.steps} steps, "
+        f"strength {arguments.strength}, {arguments.keyframes} keyframes, fp32 CPU, {arguments.threads} threads, "
+        f"models built in {build_seconds:.0f} s, baseline RSS {baseline / 2**30:.2f} GiB"
+    )
     print()
-    print("| variant | time / keyframe (s) | × adjacent plain runs | peak RSS (GiB) | × plain | peak − baseline (GiB) | UNet calls / keyframe |")
+    print(
+        "| variant | time / keyframe (s) | × adjacent plain runs | peak RSS (GiB) | × plain | peak − baseline (GiB) | UNet calls / keyframe |"
+    )
     print("|---|---|---|---|---|---|---|")
     for result in results:
         mean_time = float(np.mean(result["seconds"]))
@@ -287,18 +334,26 @@ def main() -> int:
     ratio_off = float(np.mean(ours_off["seconds"])) / ours_off["plain_time"]
     spread = max(np.mean(r["seconds"]) for r in plain_runs) / min(np.mean(r["seconds"]) for r in plain_runs)
     if spread > 1.2:
-        print(f"warning: the plain runs differ by {spread:.2f}× (load changed during the benchmark); time ratios are unreliable")
+        print(
+            f"warning: the plain runs differ by {spread:.2f}× (load changed during the benchmark); time ratios are unreliable"
+        )
     memory_ratio = ours_all["peak"] / plain_peak
     plain_calls = float(np.mean([c for r in plain_runs for c in r["unet_calls"]]))
     call_ratio = float(np.mean(ours_all["unet_calls"])) / plain_calls
     print()
-    print(f"overhead: all constraints {ratio_all:.2f}× the plain time against a UNet-call ratio of {call_ratio:.2f} "
-          f"(target: within 0.1, ≤ {call_ratio + 0.1:.2f}: {'met' if ratio_all <= call_ratio + 0.1 else 'MISSED'})")
-    print(f"targets: all constraints ≤ 2.1× time: {ratio_all:.2f} ({'met' if ratio_all <= 2.1 else 'MISSED'}); "
-          f"≤ 1.25× peak memory: {memory_ratio:.2f} ({'met' if memory_ratio <= 1.25 else 'MISSED'}); "
-          f"pixel-aware off ≤ 1.15× time: {ratio_off:.2f} ({'met' if ratio_off <= 1.15 else 'MISSED'})")
+    print(
+        f"overhead: all constraints {ratio_all:.2f}× the plain time against a UNet-call ratio of {call_ratio:.2f} "
+        f"(target: within 0.1, ≤ {call_ratio + 0.1:.2f}: {'met' if ratio_all <= call_ratio + 0.1 else 'MISSED'})"
+    )
+    print(
+        f"targets: all constraints ≤ 2.1× time: {ratio_all:.2f} ({'met' if ratio_all <= 2.1 else 'MISSED'}); "
+        f"≤ 1.25× peak memory: {memory_ratio:.2f} ({'met' if memory_ratio <= 1.25 else 'MISSED'}); "
+        f"pixel-aware off ≤ 1.15× time: {ratio_off:.2f} ({'met' if ratio_off <= 1.15 else 'MISSED'})"
+    )
     if arguments.json is not None:
-        arguments.json.write_text(json.dumps(dict(results=results, baseline=baseline, plain_time=plain_time), indent=2))
+        arguments.json.write_text(
+            json.dumps(dict(results=results, baseline=baseline, plain_time=plain_time), indent=2)
+        )
     return 0
 
 

@@ -46,8 +46,12 @@ def main() -> None:
     still = read_image(args.still) if args.still else next(iter(read_frames(sorted(CLIPS.glob("*.mp4"))[0])))
     size = compute_output_size(still.shape[1], still.shape[0], args.size)
     dis = DISFlowEstimator("medium")
-    moves = {"zoom-in": {}, "pan-right": {}, "path": {"path": "t=0,scale=1.2;t=1,scale=1.5,rotation=6,x=0.05"},
-             "orbit": {"disparity": np.tile(np.linspace(0, 1, still.shape[1], dtype=np.float32), (still.shape[0], 1))}}
+    moves = {
+        "zoom-in": {},
+        "pan-right": {},
+        "path": {"path": "t=0,scale=1.2;t=1,scale=1.5,rotation=6,x=0.05"},
+        "orbit": {"disparity": np.tile(np.linspace(0, 1, still.shape[1], dtype=np.float32), (still.shape[0], 1))},
+    }
     print(f"still {still.shape[1]}x{still.shape[0]} -> clip {size[0]}x{size[1]}, {args.frames} frames")
     print(f"{'move':10} {'gap':>4} {'no motion':>10} {'known':>8} {'DIS':>8} {'known s':>8} {'DIS s':>8}")
     for motion, options in moves.items():
@@ -63,8 +67,10 @@ def main() -> None:
             _, dis_backward = dis(*pair)
             dis_seconds = time.perf_counter() - started
             baseline = error(frames, 0, gap, torch.zeros_like(known_backward))
-            print(f"{motion:10} {gap:4d} {baseline:10.2f} {error(frames, 0, gap, known_backward):8.2f} "
-                  f"{error(frames, 0, gap, dis_backward):8.2f} {known_seconds:8.3f} {dis_seconds:8.3f}")
+            print(
+                f"{motion:10} {gap:4d} {baseline:10.2f} {error(frames, 0, gap, known_backward):8.2f} "
+                f"{error(frames, 0, gap, dis_backward):8.2f} {known_seconds:8.3f} {dis_seconds:8.3f}"
+            )
 
 
 if __name__ == "__main__":

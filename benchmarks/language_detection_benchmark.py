@@ -17,7 +17,11 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "prompt_language
 
 
 def main() -> None:
-    rows = [line.split("\t", 1) for line in DATA.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    rows = [
+        line.split("\t", 1)
+        for line in DATA.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     hits: dict[str, list[bool]] = {}
     for language, prompt in rows:
         found = detect_language(prompt)

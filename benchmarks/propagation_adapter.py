@@ -18,15 +18,20 @@ from __future__ import annotations
 import ast
 import os
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from rerender.propagation import PropagationOptions, propagate_video, resolve_engine
 
 
-def _run_preset(preset: str, frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray],
-                ctx: dict | None, engine: dict | None = None) -> list[np.ndarray]:
+def _run_preset(
+    preset: str,
+    frames: Sequence[np.ndarray],
+    keyframes: Mapping[int, np.ndarray],
+    ctx: dict | None,
+    engine: dict | None = None,
+) -> list[np.ndarray]:
     ctx = ctx or {}
     overrides = ast.literal_eval(os.environ.get("RERENDER_PROPAGATION", "{}"))
     options = PropagationOptions.preset(preset, **{**overrides, **(engine or {})})
@@ -40,35 +45,46 @@ def _run_preset(preset: str, frames: Sequence[np.ndarray], keyframes: Mapping[in
     start = time.perf_counter()
     outputs = propagate_video(frames_rgb, keys_rgb, options=options, progress=False, workers=workers)
     if "stats" in ctx:
-        ctx["stats"].update(preset=preset, workers=workers, engine=str(resolve_engine(options)), propagate_s=round(time.perf_counter() - start, 3),
-                            **({"overrides": overrides} if overrides else {}))
+        ctx["stats"].update(
+            preset=preset,
+            workers=workers,
+            engine=str(resolve_engine(options)),
+            propagate_s=round(time.perf_counter() - start, 3),
+            **({"overrides": overrides} if overrides else {}),
+        )
     return [np.ascontiguousarray(output[..., ::-1]) for output in outputs]
 
 
-def run(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None) -> list[np.ndarray]:
+def run(
+    frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None
+) -> list[np.ndarray]:
     """The "balanced" (default) preset."""
     return _run_preset("balanced", frames, keyframes, ctx)
 
 
-def run_fast(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray],
-             ctx: dict | None = None) -> list[np.ndarray]:
+def run_fast(
+    frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None
+) -> list[np.ndarray]:
     """The "fast" preset."""
     return _run_preset("fast", frames, keyframes, ctx)
 
 
-def run_best(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray],
-             ctx: dict | None = None) -> list[np.ndarray]:
+def run_best(
+    frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None
+) -> list[np.ndarray]:
     """The "best" preset."""
     return _run_preset("best", frames, keyframes, ctx)
 
 
-def run_rerender(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray],
-                 ctx: dict | None = None) -> list[np.ndarray]:
+def run_rerender(
+    frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None
+) -> list[np.ndarray]:
     """Rerender-A-Video's EbSynth settings and histogram blend, on our engine."""
     return _run_preset("rerender", frames, keyframes, ctx)
 
 
-def run_torch(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray],
-              ctx: dict | None = None) -> list[np.ndarray]:
+def run_torch(
+    frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray], ctx: dict | None = None
+) -> list[np.ndarray]:
     """The "balanced" preset on the torch engine (CUDA when torch sees a GPU, else the CPU)."""
     return _run_preset("balanced", frames, keyframes, ctx, engine={"engine": "torch"})

@@ -43,8 +43,12 @@ def synthetic_interval(height: int, width: int, count: int, seed: int = 0):
     world = rng.integers(0, 256, (height + margin_y, width + margin_x, 3), dtype=np.uint8)
     world = cv2.GaussianBlur(world, (0, 0), 2.0)
     world = cv2.normalize(world, None, 0, 255, cv2.NORM_MINMAX)
-    frames = [np.ascontiguousarray(world[int(STEP[1] * t):int(STEP[1] * t) + height,
-                                         int(STEP[0] * t):int(STEP[0] * t) + width]) for t in range(count)]
+    frames = [
+        np.ascontiguousarray(
+            world[int(STEP[1] * t) : int(STEP[1] * t) + height, int(STEP[0] * t) : int(STEP[0] * t) + width]
+        )
+        for t in range(count)
+    ]
     styled = [((255 - frame[..., ::-1]) // 40 * 40 + 20).astype(np.uint8) for frame in frames]
     step = np.array(STEP, np.float32)
 
@@ -87,8 +91,16 @@ def run_engine(engine: str, device: str | None, preset: str, frames, styled, flo
     return output, seconds, peak
 
 
-def measure(device: str = "cuda", sizes=SIZES, presets=PRESETS, frames: int = 10, numba_frames: int = 4,
-            numba: bool = True, chunk_pixels: int | None = None, log=print) -> list[dict]:
+def measure(
+    device: str = "cuda",
+    sizes=SIZES,
+    presets=PRESETS,
+    frames: int = 10,
+    numba_frames: int = 4,
+    numba: bool = True,
+    chunk_pixels: int | None = None,
+    log=print,
+) -> list[dict]:
     """One row per (preset, size): torch on ``device`` against numba on the CPU, same clip (numba on its first
     ``numba_frames`` frames, as its time per frame does not depend on the interval's length)."""
     sys.path.insert(0, str(REPO))
@@ -101,21 +113,32 @@ def measure(device: str = "cuda", sizes=SIZES, presets=PRESETS, frames: int = 10
         clip, styled, flow = synthetic_interval(height, width, frames)
         for preset in presets:
             ours, seconds, peak = run_engine("torch", device, preset, clip, styled, flow, chunk_pixels)
-            row = dict(preset=preset, size=f"{width}x{height}", device=device, frames=frames,
-                       torch_s_per_frame=seconds, peak_vram_gib=peak,
-                       torch_psnr=float(np.mean([_psnr(o, s) for o, s in zip(ours[1:-1], styled[1:-1])])))
+            row = dict(
+                preset=preset,
+                size=f"{width}x{height}",
+                device=device,
+                frames=frames,
+                torch_s_per_frame=seconds,
+                peak_vram_gib=peak,
+                torch_psnr=float(np.mean([_psnr(o, s) for o, s in zip(ours[1:-1], styled[1:-1])])),
+            )
             if numba:
                 short = min(numba_frames, frames)
                 reference, numba_seconds, _ = run_engine("numba", None, preset, clip[:short], styled[:short], flow)
-                ours_short, _, _ = run_engine("torch", device, preset, clip[:short], styled[:short], flow,
-                                              chunk_pixels)
+                ours_short, _, _ = run_engine(
+                    "torch", device, preset, clip[:short], styled[:short], flow, chunk_pixels
+                )
                 # PSNR of both engines on the same short interval (the long one's is torch_psnr_interval)
-                row.update(numba_s_per_frame=numba_seconds, speedup=numba_seconds / seconds,
-                           torch_psnr_interval=row["torch_psnr"],
-                           torch_psnr=float(np.mean([_psnr(o, s) for o, s in zip(ours_short[1:-1], styled[1:-1])])),
-                           numba_psnr=float(np.mean([_psnr(o, s) for o, s in zip(reference[1:-1], styled[1:-1])])),
-                           torch_vs_numba_psnr=float(np.mean([_psnr(o, r) for o, r in zip(ours_short[1:-1],
-                                                                                          reference[1:-1])])))
+                row.update(
+                    numba_s_per_frame=numba_seconds,
+                    speedup=numba_seconds / seconds,
+                    torch_psnr_interval=row["torch_psnr"],
+                    torch_psnr=float(np.mean([_psnr(o, s) for o, s in zip(ours_short[1:-1], styled[1:-1])])),
+                    numba_psnr=float(np.mean([_psnr(o, s) for o, s in zip(reference[1:-1], styled[1:-1])])),
+                    torch_vs_numba_psnr=float(
+                        np.mean([_psnr(o, r) for o, r in zip(ours_short[1:-1], reference[1:-1])])
+                    ),
+                )
             log(format_row(row))
             rows.append(row)
     return rows
@@ -125,15 +148,19 @@ def format_row(row: dict) -> str:
     def number(value, digits=3):
         return "–" if value is None else f"{value:.{digits}f}"
 
-    return (f"| {row['preset']} | {row['size']} | {row['device']} | {number(row['torch_s_per_frame'])} | "
-            f"{number(row.get('numba_s_per_frame'))} | {number(row.get('speedup'), 1)} | "
-            f"{number(row['peak_vram_gib'], 2)} | {number(row['torch_psnr'], 2)} | "
-            f"{number(row.get('numba_psnr'), 2)} | "
-            f"{number(row.get('torch_vs_numba_psnr'), 1)} |")
+    return (
+        f"| {row['preset']} | {row['size']} | {row['device']} | {number(row['torch_s_per_frame'])} | "
+        f"{number(row.get('numba_s_per_frame'))} | {number(row.get('speedup'), 1)} | "
+        f"{number(row['peak_vram_gib'], 2)} | {number(row['torch_psnr'], 2)} | "
+        f"{number(row.get('numba_psnr'), 2)} | "
+        f"{number(row.get('torch_vs_numba_psnr'), 1)} |"
+    )
 
 
-HEADER = ("| preset | size | device | torch s/frame | numba s/frame (CPU) | × | peak VRAM GiB | PSNR torch | "
-          "PSNR numba | torch vs numba dB |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| preset | size | device | torch s/frame | numba s/frame (CPU) | × | peak VRAM GiB | PSNR torch | "
+    "PSNR numba | torch vs numba dB |\n|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def targets(rows: list[dict]) -> dict:
@@ -174,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.presets:
         presets = tuple(arguments.presets.split(","))
     frames = arguments.frames or (6 if arguments.quick else 10)
-    print(f"{torch.cuda.get_device_name() if arguments.device == 'cuda' else 'CPU'}, torch {torch.__version__}, "
-          f"{os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{torch.cuda.get_device_name() if arguments.device == 'cuda' else 'CPU'}, torch {torch.__version__}, "
+        f"{os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}"
+    )
     print(HEADER)
-    rows = measure(arguments.device, sizes, presets, frames, numba=not arguments.no_numba,
-                   chunk_pixels=arguments.chunk_pixels)
+    rows = measure(
+        arguments.device, sizes, presets, frames, numba=not arguments.no_numba, chunk_pixels=arguments.chunk_pixels
+    )
     print("targets:", targets(rows))
     if arguments.json is not None:
         temporary = arguments.json.with_name(arguments.json.name + ".partial")

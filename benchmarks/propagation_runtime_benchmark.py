@@ -44,8 +44,9 @@ def load_clip(clip: str, frame_count: int, size: int):
 
     paths = sorted(CLIP_FOLDER.glob(f"*{clip}*.mp4"))
     if paths:
-        return paths[0].name, list(read_frames(paths[0], start=0, end=frame_count, resolution=size, resize_side="long",
-                                               size_multiple=8))
+        return paths[0].name, list(
+            read_frames(paths[0], start=0, end=frame_count, resolution=size, resize_side="long", size_multiple=8)
+        )
     from rerender.synthetic import make_synthetic_video
 
     video = make_synthetic_video(num_frames=frame_count, width=size, height=size * 3 // 4, motion="mixed")
@@ -73,22 +74,38 @@ def measure(arguments: argparse.Namespace) -> dict:
 
     options = propagation.PropagationOptions.preset(arguments.preset, workers=arguments.workers)
     tiny = [np.zeros((16, 16, 3), np.uint8)] * 3
-    propagation.propagate_video(tiny, {0: tiny[0], 2: tiny[0]}, flow=lambda a, b: (np.zeros((16, 16, 2), np.float32),) * 2,
-                                options=options, progress=False, workers=1)  # load the compiled kernels
+    propagation.propagate_video(
+        tiny,
+        {0: tiny[0], 2: tiny[0]},
+        flow=lambda a, b: (np.zeros((16, 16, 2), np.float32),) * 2,
+        options=options,
+        progress=False,
+        workers=1,
+    )  # load the compiled kernels
     started = time.perf_counter()
     output = propagation.propagate_video(frames, keys, flow=cached_flow, options=options, progress=False)
     seconds = time.perf_counter() - started
     digest = hashlib.sha256(b"".join(frame.tobytes() for frame in output)).hexdigest()
-    usage = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return {"clip": name, "shape": list(frames[0].shape), "propagated": len(frames) - len(keys), "seconds": seconds,
-            "digest": digest, "peak_rss_mb": usage / 1024}
+    usage = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    return {
+        "clip": name,
+        "shape": list(frames[0].shape),
+        "propagated": len(frames) - len(keys),
+        "seconds": seconds,
+        "digest": digest,
+        "peak_rss_mb": usage / 1024,
+    }
 
 
 def baseline_tree(ref: str, folder: Path) -> Path:
     """`rerender` and `ebsynth_bridge` of `ref`, unpacked into `folder`."""
     archive = folder / "baseline.tar"
     with archive.open("wb") as stream:
-        subprocess.run(["git", "-C", str(REPO), "archive", ref, "rerender", "ebsynth_bridge"], stdout=stream, check=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "archive", ref, "rerender", "ebsynth_bridge"], stdout=stream, check=True
+        )
     with tarfile.open(archive) as tar:
         # our own archive of this repository; the "data" filter where this Python has it (3.10.12+)
         tar.extractall(folder / "tree", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
@@ -96,9 +113,21 @@ def baseline_tree(ref: str, folder: Path) -> Path:
 
 
 def run_side(path: Path, arguments: argparse.Namespace) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--measure", "--clip", arguments.clip, "--frames",
-               str(arguments.frames), "--size", str(arguments.size), "--interval", str(arguments.interval),
-               "--preset", arguments.preset] + (["--workers", str(arguments.workers)] if arguments.workers else [])
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--measure",
+        "--clip",
+        arguments.clip,
+        "--frames",
+        str(arguments.frames),
+        "--size",
+        str(arguments.size),
+        "--interval",
+        str(arguments.interval),
+        "--preset",
+        arguments.preset,
+    ] + (["--workers", str(arguments.workers)] if arguments.workers else [])
     env = {**os.environ, "PYTHONPATH": str(path)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     if done.returncode != 0:
@@ -129,17 +158,21 @@ def main() -> None:
             runs["baseline"].append(run_side(baseline, arguments))
             runs["ours"].append(run_side(REPO, arguments))
     first = runs["ours"][0]
-    print(f"{first['clip']}, {first['shape'][1]}×{first['shape'][0]}, {first['propagated']} propagated frames, "
-          f"key every {arguments.interval}, preset {arguments.preset}, workers {arguments.workers or 'one per core'} "
-          f"({os.cpu_count()} cores), baseline {arguments.baseline!r}\n")
+    print(
+        f"{first['clip']}, {first['shape'][1]}×{first['shape'][0]}, {first['propagated']} propagated frames, "
+        f"key every {arguments.interval}, preset {arguments.preset}, workers {arguments.workers or 'one per core'} "
+        f"({os.cpu_count()} cores), baseline {arguments.baseline!r}\n"
+    )
     print("| side | s / propagated frame (each run) | median | peak RSS (MB) |")
     print("|---|---|---|---|")
     medians = {}
     for side, side_runs in runs.items():
         per_frame = [run["seconds"] / run["propagated"] for run in side_runs]
         medians[side] = statistics.median(per_frame)
-        print(f"| {side} | {', '.join(f'{value:.3f}' for value in per_frame)} | {medians[side]:.3f} | "
-              f"{max(run['peak_rss_mb'] for run in side_runs):.0f} |")
+        print(
+            f"| {side} | {', '.join(f'{value:.3f}' for value in per_frame)} | {medians[side]:.3f} | "
+            f"{max(run['peak_rss_mb'] for run in side_runs):.0f} |"
+        )
     identical = len({run["digest"] for side_runs in runs.values() for run in side_runs}) == 1
     print(f"\nratio ours / baseline (median s per frame): {medians['ours'] / medians['baseline']:.3f}")
     print(f"identical frames on both sides and every run: {identical}")

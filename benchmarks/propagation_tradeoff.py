@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         inner = range(1, last)
 
         def scores(outputs: list[np.ndarray]) -> tuple[float, float, float]:
-            return (float(np.mean([bench.psnr(outputs[t], truth[t]) for t in inner])),
-                    float(np.mean([bench.ssim(outputs[t], truth[t]) for t in inner])),
-                    float(np.mean([bench.grad_energy(outputs[t]) / bench.grad_energy(truth[t]) for t in inner])))
+            return (
+                float(np.mean([bench.psnr(outputs[t], truth[t]) for t in inner])),
+                float(np.mean([bench.ssim(outputs[t], truth[t]) for t in inner])),
+                float(np.mean([bench.grad_energy(outputs[t]) / bench.grad_energy(truth[t]) for t in inner])),
+            )
 
         base_psnr, base_ssim, _ = scores(bench.prop_warp_blend(frames, keys, {"flows": flows}))
         rgb_frames = [np.ascontiguousarray(frame[..., ::-1]) for frame in frames]
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         row = f"{clip + '/' + style:<24}"
         for name, overrides in SETTINGS.items():
             flow = medium_flow if name == "previous default" else None
-            outputs = propagate_video(rgb_frames, rgb_keys, flow=flow, options=PropagationOptions(**overrides),
-                                      progress=False)
+            outputs = propagate_video(
+                rgb_frames, rgb_keys, flow=flow, options=PropagationOptions(**overrides), progress=False
+            )
             psnr, ssim, sharpness = scores([np.ascontiguousarray(output[..., ::-1]) for output in outputs])
             row += f"{psnr - base_psnr:>+12.2f} {ssim - base_ssim:+.4f} {sharpness:.3f}"
         print(row, flush=True)

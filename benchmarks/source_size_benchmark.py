@@ -53,7 +53,9 @@ def main() -> None:
         for mode in ("processing", "source"):
             run = subprocess.run(
                 [sys.executable, "-c", PROBE, str(args.clip), str(args.frames), folder, mode, str(args.workers)],
-                capture_output=True, text=True, env=environment,
+                capture_output=True,
+                text=True,
+                env=environment,
             )
             if run.returncode:
                 sys.exit(f"{mode} run failed:\n{run.stderr[-3000:]}")
@@ -66,10 +68,16 @@ def main() -> None:
         print(f"{label:28s}{values[0]:>11.2f} {unit:2s}{values[1]:>11.2f} {unit:2s}{ratio:>8.2f}")
 
     sizes = [records[mode]["size"] for mode in ("processing", "source")]
-    print(f"{'output size':28s}{'%d×%d' % tuple(sizes[0]):>14s}{'%d×%d' % tuple(sizes[1]):>14s}"
-          f"{(sizes[1][0] * sizes[1][1]) / (sizes[0][0] * sizes[0][1]):>8.2f}")
+    print(
+        f"{'output size':28s}{'%d×%d' % tuple(sizes[0]):>14s}{'%d×%d' % tuple(sizes[1]):>14s}"
+        f"{(sizes[1][0] * sizes[1][1]) / (sizes[0][0] * sizes[0][1]):>8.2f}"
+    )
     count = records["processing"]["frames"]
-    row("propagation per frame", [records[m]["timings"].get("propagation", 0) / count for m in ("processing", "source")], "s")
+    row(
+        "propagation per frame",
+        [records[m]["timings"].get("propagation", 0) / count for m in ("processing", "source")],
+        "s",
+    )
     row("writing per frame", [records[m]["timings"].get("writing", 0) / count for m in ("processing", "source")], "s")
     row("total per frame", [records[m]["total"] / count for m in ("processing", "source")], "s")
     row("peak RSS, main process", [records[m]["self_peak_mib"] for m in ("processing", "source")], "MiB")

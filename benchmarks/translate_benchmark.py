@@ -45,8 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as folder:
-        from rerender.workflow.translation import translate
         from rerender.evaluation import evaluate_video
+        from rerender.workflow.translation import translate
 
         demo = REPO / "rerender" / "assets" / "demo.mp4"
         output = Path(folder) / "demo_out.mp4"
@@ -59,13 +59,20 @@ def main() -> None:
         if not args.skip_memory:
             peaks = {}
             for frames in (100, 1000):
-                run = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(frames), folder], capture_output=True,
-                                     text=True, env=environment, check=True)
+                run = subprocess.run(
+                    [sys.executable, "-c", MEMORY_PROBE, str(frames), folder],
+                    capture_output=True,
+                    text=True,
+                    env=environment,
+                    check=True,
+                )
                 peaks[frames] = json.loads(run.stdout.strip().splitlines()[-1])
                 record = peaks[frames]
-                print(f"{frames:5d} frames: peak RSS {record['self_peak_mib']:.0f} MiB (main), "
-                      f"{record['workers_peak_mib']:.0f} MiB (largest worker), "
-                      f"propagation {record['timings'].get('propagation', 0):.1f} s")
+                print(
+                    f"{frames:5d} frames: peak RSS {record['self_peak_mib']:.0f} MiB (main), "
+                    f"{record['workers_peak_mib']:.0f} MiB (largest worker), "
+                    f"propagation {record['timings'].get('propagation', 0):.1f} s"
+                )
             ratio = peaks[1000]["self_peak_mib"] / peaks[100]["self_peak_mib"]
             print(f"peak RSS ratio 1000 / 100 frames: {ratio:.2f} (main process)")
 

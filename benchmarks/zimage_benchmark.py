@@ -39,35 +39,83 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--keyframes", type=int, default=2, help="keyframes after the anchor")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (GPU check: --device cuda --width 3840 --size 1024)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (GPU check: --device cuda --width 3840 --size 1024)"
+    )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--last-blocks", type=int, default=None, help="cross-frame attention in the last N blocks only")
+    parser.add_argument(
+        "--last-blocks", type=int, default=None, help="cross-frame attention in the last N blocks only"
+    )
     return parser.parse_args(argv)
 
 
 def build(width: int, layers: int):
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageControlNetModel, ZImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        ZImageControlNetModel,
+        ZImageTransformer2DModel,
+    )
     from transformers import Qwen3Config, Qwen3Model
 
     from tests.tiny_zimage import write_tiny_qwen_tokenizer
 
     tokenizer = write_tiny_qwen_tokenizer(Path(tempfile.mkdtemp()))
     heads = max(1, width // 128)
-    axes = [32, 48, 48] if width // heads == 128 else [width // heads // 4, width // heads * 3 // 8, width // heads * 3 // 8]
+    axes = (
+        [32, 48, 48]
+        if width // heads == 128
+        else [width // heads // 4, width // heads * 3 // 8, width // heads * 3 // 8]
+    )
     torch.manual_seed(0)
-    transformer = ZImageTransformer2DModel(dim=width, n_layers=layers, n_refiner_layers=2, n_heads=heads, n_kv_heads=heads,
-                                           cap_feat_dim=64, axes_dims=axes)
-    controlnet = ZImageControlNetModel(control_layers_places=list(range(0, layers, 5)), control_in_dim=16, dim=width,
-                                       n_refiner_layers=2, n_heads=heads, n_kv_heads=heads)
-    vae = AutoencoderKL(latent_channels=16, block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=32,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        scaling_factor=0.3611, shift_factor=0.1159)
-    text_encoder = Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32))
+    transformer = ZImageTransformer2DModel(
+        dim=width,
+        n_layers=layers,
+        n_refiner_layers=2,
+        n_heads=heads,
+        n_kv_heads=heads,
+        cap_feat_dim=64,
+        axes_dims=axes,
+    )
+    controlnet = ZImageControlNetModel(
+        control_layers_places=list(range(0, layers, 5)),
+        control_in_dim=16,
+        dim=width,
+        n_refiner_layers=2,
+        n_heads=heads,
+        n_kv_heads=heads,
+    )
+    vae = AutoencoderKL(
+        latent_channels=16,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    text_encoder = Qwen3Model(
+        Qwen3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+        )
+    )
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
-    return dict(transformer=transformer, controlnet=controlnet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                scheduler=scheduler)
+    return dict(
+        transformer=transformer,
+        controlnet=controlnet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -100,8 +148,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     def peak() -> float:
         return torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    frames = list(read_frames(REPO / "rerender" / "assets" / "demo.mp4", end=10 * (args.keyframes + 1), stride=10,
-                              resolution=args.size, size_multiple=16))
+
+    frames = list(
+        read_frames(
+            REPO / "rerender" / "assets" / "demo.mp4",
+            end=10 * (args.keyframes + 1),
+            stride=10,
+            resolution=args.size,
+            size_multiple=16,
+        )
+    )
     frames = [frame[: args.size, : args.size] for frame in frames]
     maps = [canny(frame) for frame in frames]
     side = frames[0].shape[0], frames[0].shape[1]
@@ -110,8 +166,16 @@ def main(argv: list[str] | None = None) -> dict:
     def run_plain() -> float:
         started = time.perf_counter()
         for control_map in maps[1:]:
-            plain("a cartoon", control_image=control_map, height=side[0], width=side[1], num_inference_steps=args.steps,
-                  guidance_scale=0.0, generator=torch.Generator().manual_seed(0), output_type="np")
+            plain(
+                "a cartoon",
+                control_image=control_map,
+                height=side[0],
+                width=side[1],
+                num_inference_steps=args.steps,
+                guidance_scale=0.0,
+                generator=torch.Generator().manual_seed(0),
+                output_type="np",
+            )
         return (time.perf_counter() - started) / (len(maps) - 1)
 
     def run_ours() -> tuple[float, float, list[int], int]:
@@ -119,12 +183,22 @@ def main(argv: list[str] | None = None) -> dict:
         import rerender.diffusion.zimage as zimage
 
         install = zimage.token_cross_frame_attention
-        zimage.token_cross_frame_attention = lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k)
+        zimage.token_cross_frame_attention = lambda t, store, *a, **k: (
+            stores.append(store) or install(t, store, *a, **k)
+        )
         times, calls, anchor_bytes = [], [], 0
         try:
-            for frame in ours.render_keyframes(frames, "a cartoon", control_images=[maps], num_inference_steps=args.steps,
-                                               guidance_scale=1.0, strength=1.0, constraints=constraints,
-                                               flow_estimator=DISFlowEstimator(), generator=torch.Generator().manual_seed(0)):
+            for frame in ours.render_keyframes(
+                frames,
+                "a cartoon",
+                control_images=[maps],
+                num_inference_steps=args.steps,
+                guidance_scale=1.0,
+                strength=1.0,
+                constraints=constraints,
+                flow_estimator=DISFlowEstimator(),
+                generator=torch.Generator().manual_seed(0),
+            ):
                 times.append(frame.seconds)
                 calls.append(frame.unet_calls)
                 if frame.index == 0:
@@ -141,21 +215,35 @@ def main(argv: list[str] | None = None) -> dict:
     ours_peak = peak()
     after = run_plain()
     plain_time = (before + after) / 2
-    print(f"Z-Image structure at width {args.width}, {args.layers} blocks, {side[1]}x{side[0]}, {args.steps} steps, "
-          f"{args.threads} threads")
-    print(f"plain ZImageControlNetPipeline: {plain_time:.2f} s/keyframe (runs {before:.2f} / {after:.2f}), {args.steps} calls")
+    print(
+        f"Z-Image structure at width {args.width}, {args.layers} blocks, {side[1]}x{side[0]}, {args.steps} steps, "
+        f"{args.threads} threads"
+    )
+    print(
+        f"plain ZImageControlNetPipeline: {plain_time:.2f} s/keyframe (runs {before:.2f} / {after:.2f}), {args.steps} calls"
+    )
     print(f"rerender: anchor {anchor:.2f} s ({calls[0]} calls), keyframe {keyframe:.2f} s ({calls[1]} calls)")
     print(f"time ratio {keyframe / plain_time:.2f} vs call ratio {calls[1] / args.steps:.2f}")
     tokens = (side[0] // 16) * (side[1] // 16)
-    print(f"stored references per reference frame here: {anchor_bytes / 2**20:.1f} MiB; at 1024² on Z-Image (bf16, 30 blocks, "
-          f"{args.steps} steps): {reference_bytes(4096, 3840, 30, args.steps) / 2**30:.1f} GiB, last 10 blocks: "
-          f"{reference_bytes(4096, 3840, 10, args.steps) / 2**30:.1f} GiB")
+    print(
+        f"stored references per reference frame here: {anchor_bytes / 2**20:.1f} MiB; at 1024² on Z-Image (bf16, 30 blocks, "
+        f"{args.steps} steps): {reference_bytes(4096, 3840, 30, args.steps) / 2**30:.1f} GiB, last 10 blocks: "
+        f"{reference_bytes(4096, 3840, 10, args.steps) / 2**30:.1f} GiB"
+    )
     if cuda:
         print(f"peak VRAM: plain {plain_peak:.1f} GiB, rerender {ours_peak:.1f} GiB (target ≤ 16 GB without offload)")
     del tokens
-    return {"plain_seconds": plain_time, "keyframe_seconds": keyframe, "anchor_seconds": anchor, "calls": calls,
-            "steps": args.steps, "time_ratio": keyframe / plain_time, "call_ratio": calls[1] / args.steps,
-            "reference_bytes": anchor_bytes, "peak_gib": {"plain": plain_peak, "rerender": ours_peak}}
+    return {
+        "plain_seconds": plain_time,
+        "keyframe_seconds": keyframe,
+        "anchor_seconds": anchor,
+        "calls": calls,
+        "steps": args.steps,
+        "time_ratio": keyframe / plain_time,
+        "call_ratio": calls[1] / args.steps,
+        "reference_bytes": anchor_bytes,
+        "peak_gib": {"plain": plain_peak, "rerender": ours_peak},
+    }
 
 
 if __name__ == "__main__":

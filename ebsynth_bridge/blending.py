@@ -63,8 +63,10 @@ def selection_mask(
     """
     _check_weight(backward_weight)
     if forward_error.shape != backward_error.shape or forward_error.ndim != 2:
-        raise ValueError(f"`forward_error` and `backward_error` must be two (H, W) arrays of one shape, got "
-                         f"{forward_error.shape} and {backward_error.shape}")
+        raise ValueError(
+            f"`forward_error` and `backward_error` must be two (H, W) arrays of one shape, got "
+            f"{forward_error.shape} and {backward_error.shape}"
+        )
     if backward_weight <= 0.0:
         mask = np.zeros(forward_error.shape, bool)
     elif backward_weight >= 1.0:
@@ -119,8 +121,9 @@ def confidence_weight(
     """
     _check_weight(backward_weight)
     if error_power < 0 or smoothing < 0 or not floor > 0:
-        raise ValueError(f"`error_power` and `smoothing` must be ≥ 0 and `floor` > 0, got {error_power}, "
-                         f"{smoothing}, {floor}")
+        raise ValueError(
+            f"`error_power` and `smoothing` must be ≥ 0 and `floor` > 0, got {error_power}, {smoothing}, {floor}"
+        )
     forward_confidence: np.ndarray | float = 1.0 - backward_weight
     backward_confidence: np.ndarray | float = backward_weight
     pairs = [("visibility", forward_visibility, backward_visibility)]
@@ -132,8 +135,10 @@ def confidence_weight(
         if forward_map is None:
             continue
         if forward_map.shape != backward_map.shape or forward_map.ndim != 2:
-            raise ValueError(f"`forward_{name}` and `backward_{name}` must be two (H, W) maps of one shape, got "
-                             f"{forward_map.shape} and {backward_map.shape}")
+            raise ValueError(
+                f"`forward_{name}` and `backward_{name}` must be two (H, W) maps of one shape, got "
+                f"{forward_map.shape} and {backward_map.shape}"
+            )
         forward_map, backward_map = (_smooth(image, smoothing) for image in (forward_map, backward_map))
         if name == "visibility":
             forward_confidence = forward_confidence * (np.clip(forward_map, 0.0, 1.0) + np.float32(floor))
@@ -217,10 +222,13 @@ def agreement_blend(
     _check_pair(forward, backward)
     if np.ndim(backward_weight) == 0:
         _check_weight(float(backward_weight))
-    elif np.shape(backward_weight) != forward.shape[:2] or not (0.0 <= np.min(backward_weight) <= np.max(
-            backward_weight) <= 1.0):
-        raise ValueError(f"a per-pixel `backward_weight` must be an {forward.shape[:2]} map in [0, 1], got shape "
-                         f"{np.shape(backward_weight)}")
+    elif np.shape(backward_weight) != forward.shape[:2] or not (
+        0.0 <= np.min(backward_weight) <= np.max(backward_weight) <= 1.0
+    ):
+        raise ValueError(
+            f"a per-pixel `backward_weight` must be an {forward.shape[:2]} map in [0, 1], got shape "
+            f"{np.shape(backward_weight)}"
+        )
     if mask.shape != forward.shape[:2]:
         raise ValueError(f"`mask` must have shape {forward.shape[:2]}, got {mask.shape}")
     if not tolerance > 0:
@@ -245,8 +253,11 @@ def agreement_blend(
 
 def _gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
     """3×3 Sobel gradient magnitude of the luminance of a float [0, 1] RGB image, on the 0–255 scale."""
-    luminance = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * np.float32(255.0) if rgb.shape[2] == 3 else \
-        rgb.mean(axis=2) * np.float32(255.0)
+    luminance = (
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * np.float32(255.0)
+        if rgb.shape[2] == 3
+        else rgb.mean(axis=2) * np.float32(255.0)
+    )
     gradient_x = cv2.Sobel(luminance, cv2.CV_32F, 1, 0, ksize=3)
     gradient_y = cv2.Sobel(luminance, cv2.CV_32F, 0, 1, ksize=3)
     return np.sqrt(gradient_x * gradient_x + gradient_y * gradient_y)
@@ -277,7 +288,7 @@ def histogram_preserving_blend(
     _check_pair(forward, reference)
     _check_weight(backward_weight)
     forward_lab, backward_lab, reference_lab = (_rgb_to_lab(image) for image in (forward, backward, reference))
-    mixed = ((1.0 - backward_weight) * _standardise(forward_lab) + backward_weight * _standardise(backward_lab))
+    mixed = (1.0 - backward_weight) * _standardise(forward_lab) + backward_weight * _standardise(backward_lab)
     mixed = _standardise(mixed)
     result = mixed * reference_lab.std(axis=(0, 1)) + reference_lab.mean(axis=(0, 1))
     return _from_float(_lab_to_rgb(result), forward.dtype)
@@ -369,8 +380,10 @@ def _from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _check_pair(first: np.ndarray, second: np.ndarray) -> None:
     if first.shape != second.shape or first.dtype != second.dtype:
-        raise ValueError(f"images to blend must share shape and dtype, got {first.shape} {first.dtype} and "
-                         f"{second.shape} {second.dtype}")
+        raise ValueError(
+            f"images to blend must share shape and dtype, got {first.shape} {first.dtype} and "
+            f"{second.shape} {second.dtype}"
+        )
     if first.dtype not in (np.uint8, np.float32):
         raise TypeError(f"images must be uint8 (0–255) or float32 (0–1), got dtype {first.dtype}")
 
@@ -428,16 +441,20 @@ def reconstruction_weights(
         [0.99, 0.01]
     """
     if len(errors) != len(temporal_weights) or not errors:
-        raise ValueError(f"`errors` and `temporal_weights` must be non-empty and of equal length, got "
-                         f"{len(errors)} and {len(temporal_weights)}")
+        raise ValueError(
+            f"`errors` and `temporal_weights` must be non-empty and of equal length, got "
+            f"{len(errors)} and {len(temporal_weights)}"
+        )
     if any(not weight >= 0 for weight in temporal_weights) or sum(temporal_weights) <= 0:
         raise ValueError(f"`temporal_weights` must be numbers ≥ 0, not all 0, got {list(temporal_weights)}")
     if not (floor > 0 and power >= 0 and smoothing >= 0):
         raise ValueError(f"need floor > 0, power ≥ 0 and smoothing ≥ 0, got {floor}, {power}, {smoothing}")
     if any(error.ndim != 2 or error.shape != errors[0].shape for error in errors):
         raise ValueError(f"`errors` must be (H, W) maps of one shape, got {[error.shape for error in errors]}")
-    confidences = [np.float32(weight) * (_smooth(error, smoothing) + np.float32(floor)) ** np.float32(-power)
-                   for error, weight in zip(errors, temporal_weights)]
+    confidences = [
+        np.float32(weight) * (_smooth(error, smoothing) + np.float32(floor)) ** np.float32(-power)
+        for error, weight in zip(errors, temporal_weights)
+    ]
     total = np.maximum(np.sum(confidences, axis=0), np.float32(1e-30))
     return [confidence / total for confidence in confidences]
 
@@ -452,8 +469,10 @@ def weighted_blend(candidates: list[np.ndarray], weights: list[np.ndarray]) -> n
     blended = np.zeros(candidates[0].shape, np.float32)
     for candidate, weight in zip(candidates, weights):
         if candidate.shape != blended.shape or weight.shape != blended.shape[:2]:
-            raise ValueError(f"candidates must share one (H, W, C) shape with (H, W) weights, got "
-                             f"{candidate.shape} and {weight.shape}")
+            raise ValueError(
+                f"candidates must share one (H, W, C) shape with (H, W) weights, got "
+                f"{candidate.shape} and {weight.shape}"
+            )
         blended += candidate.astype(np.float32) * weight[..., None]
     return blended
 
@@ -513,8 +532,9 @@ def match_sharpness(
         return _smooth((band * band).sum(axis=2), energy_sigma)
 
     expected = sum(weight * energy(candidate) for candidate, weight in zip(candidates, weights))
-    gain = np.clip(np.sqrt(expected / (_smooth((detail * detail).sum(axis=2), energy_sigma) + np.float32(1e-3))),
-                   1.0, max_gain)[..., None].astype(np.float32)
+    gain = np.clip(
+        np.sqrt(expected / (_smooth((detail * detail).sum(axis=2), energy_sigma) + np.float32(1e-3))), 1.0, max_gain
+    )[..., None].astype(np.float32)
 
     def render(strength: float) -> np.ndarray:
         factor = 1 + strength * (gain - 1) if strength <= 1 else strength * gain

@@ -88,12 +88,17 @@ def occlusion_mask(backward_flow: np.ndarray, forward_flow: np.ndarray) -> np.nd
     _check_flow(forward_flow, backward_flow.shape[:2], "forward_flow")
     height, width = backward_flow.shape[:2]
     coordinates = identity_coordinates(height, width) + backward_flow
-    returned = cv2.remap(forward_flow, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    returned = cv2.remap(
+        forward_flow, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     mismatch = np.linalg.norm(backward_flow + returned, axis=2)
     magnitude = np.linalg.norm(backward_flow, axis=2) + np.linalg.norm(returned, axis=2)
-    outside = ((coordinates[..., 0] < 0) | (coordinates[..., 0] > width - 1)
-               | (coordinates[..., 1] < 0) | (coordinates[..., 1] > height - 1))
+    outside = (
+        (coordinates[..., 0] < 0)
+        | (coordinates[..., 0] > width - 1)
+        | (coordinates[..., 1] < 0)
+        | (coordinates[..., 1] > height - 1)
+    )
     return (mismatch > 0.01 * magnitude + 0.5) | outside
 
 
@@ -130,8 +135,9 @@ def fill_occluded(image: np.ndarray, occlusion: np.ndarray) -> np.ndarray:
     return filled[..., 0] if squeezed else filled
 
 
-def advect_coordinates(coordinates: np.ndarray, backward_flow: np.ndarray,
-                       occlusion: np.ndarray | None = None) -> np.ndarray:
+def advect_coordinates(
+    coordinates: np.ndarray, backward_flow: np.ndarray, occlusion: np.ndarray | None = None
+) -> np.ndarray:
     """Carry per-pixel coordinates one frame forward along the flow: ``out(p) = coordinates(p + b(p))``.
 
     Applied frame after frame from :func:`identity_coordinates` this gives, for every pixel of the
@@ -185,14 +191,19 @@ def flow_render(
     if interpolation not in modes:
         raise ValueError(f"`interpolation` must be one of {sorted(modes)}, got {interpolation!r}")
     if nnf.shape[:2] != synthesis.shape[:2] or coordinates.shape != nnf.shape or nnf.shape[-1] != 2:
-        raise ValueError(f"`nnf` and `coordinates` must be (H, W, 2) matching the synthesis {synthesis.shape[:2]}, "
-                         f"got {nnf.shape} and {coordinates.shape}")
+        raise ValueError(
+            f"`nnf` and `coordinates` must be (H, W, 2) matching the synthesis {synthesis.shape[:2]}, "
+            f"got {nnf.shape} and {coordinates.shape}"
+        )
     if key_style.dtype != synthesis.dtype or key_style.shape[2:] != synthesis.shape[2:]:
-        raise ValueError(f"`key_style` and `synthesis` must share dtype and channels, got {key_style.dtype} "
-                         f"{key_style.shape} and {synthesis.dtype} {synthesis.shape}")
+        raise ValueError(
+            f"`key_style` and `synthesis` must share dtype and channels, got {key_style.dtype} "
+            f"{key_style.shape} and {synthesis.dtype} {synthesis.shape}"
+        )
     coordinates = coordinates.astype(np.float32)
-    warped = cv2.remap(key_style, coordinates[..., 0], coordinates[..., 1], modes[interpolation],
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        key_style, coordinates[..., 0], coordinates[..., 1], modes[interpolation], borderMode=cv2.BORDER_REPLICATE
+    )
     agree = (np.abs(nnf.astype(np.float32) - coordinates).max(axis=2) <= tolerance).astype(np.float32)
     if smoothing > 0:
         # feather inwards only: a pixel counts fully as agreeing when its whole neighbourhood does
@@ -270,7 +281,9 @@ def _resize_linear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _check_flow(flow: np.ndarray, shape: tuple[int, int], name: str) -> None:
     if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[:2] != tuple(shape):
-        raise ValueError(f"`{name}` must be a (H, W, 2) array matching the image size {tuple(shape)}, "
-                         f"got shape {getattr(flow, 'shape', None)}")
+        raise ValueError(
+            f"`{name}` must be a (H, W, 2) array matching the image size {tuple(shape)}, "
+            f"got shape {getattr(flow, 'shape', None)}"
+        )
     if flow.dtype != np.float32:
         raise TypeError(f"`{name}` must be float32 pixel displacements, got dtype {flow.dtype}")

@@ -29,7 +29,7 @@ import contextlib
 import functools
 import threading
 import types
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numba
 import numpy as np
@@ -62,8 +62,13 @@ class _Kernel:
 
     def __init__(self, function: Callable) -> None:
         self.parallel = numba.njit(cache=True, parallel=True, fastmath=True)(function)
-        twin = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_serial",
-                                  function.__defaults__, function.__closure__)
+        twin = types.FunctionType(
+            function.__code__,
+            function.__globals__,
+            function.__name__ + "_serial",
+            function.__defaults__,
+            function.__closure__,
+        )
         twin.__qualname__ = function.__qualname__ + "_serial"
         self.serial = numba.njit(cache=True, nogil=True, fastmath=True)(twin)
         functools.update_wrapper(self, function)
@@ -128,7 +133,9 @@ def _patch_distance(
 
 
 @_kernel
-def nnf_error(target_features: np.ndarray, source_features: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
+def nnf_error(
+    target_features: np.ndarray, source_features: np.ndarray, nnf: np.ndarray, patch_size: int
+) -> np.ndarray:
     """Weighted patch SSD of every target pixel against its matched source patch.
 
     Shape:
@@ -269,8 +276,20 @@ def patchmatch_sweep(
                     if candidate_x == best_x and candidate_y == best_y:
                         continue
                     best_x, best_y, best_error, best_cost = _consider_candidate(
-                        target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
-                        candidate_x, candidate_y, best_x, best_y, best_error, best_cost,
+                        target_rows,
+                        source_rows,
+                        occupancy,
+                        uniformity,
+                        patch_size,
+                        channels,
+                        x,
+                        y,
+                        candidate_x,
+                        candidate_y,
+                        best_x,
+                        best_y,
+                        best_error,
+                        best_cost,
                     )
                 # --- random search around the match held at its start
                 centre_x, centre_y = best_x, best_y
@@ -288,8 +307,20 @@ def patchmatch_sweep(
                     if candidate_x == best_x and candidate_y == best_y:
                         continue
                     best_x, best_y, best_error, best_cost = _consider_candidate(
-                        target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
-                        candidate_x, candidate_y, best_x, best_y, best_error, best_cost,
+                        target_rows,
+                        source_rows,
+                        occupancy,
+                        uniformity,
+                        patch_size,
+                        channels,
+                        x,
+                        y,
+                        candidate_x,
+                        candidate_y,
+                        best_x,
+                        best_y,
+                        best_error,
+                        best_cost,
                     )
                 nnf[y, x, 0] = best_x
                 nnf[y, x, 1] = best_y
@@ -324,8 +355,20 @@ def adopt_better_candidates(
             current_x, current_y = nnf[y, x, 0], nnf[y, x, 1]
             current_cost = error[y, x] + uniformity * occupancy[current_y, current_x]
             best_x, best_y, best_error, _ = _consider_candidate(
-                target_rows, source_rows, occupancy, uniformity, patch_size, channels, x, y,
-                candidate_x, candidate_y, current_x, current_y, error[y, x], current_cost,
+                target_rows,
+                source_rows,
+                occupancy,
+                uniformity,
+                patch_size,
+                channels,
+                x,
+                y,
+                candidate_x,
+                candidate_y,
+                current_x,
+                current_y,
+                error[y, x],
+                current_cost,
             )
             nnf[y, x, 0] = best_x
             nnf[y, x, 1] = best_y
@@ -333,9 +376,7 @@ def adopt_better_candidates(
 
 
 @_kernel
-def vote(
-    style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int, error_scale: float
-) -> np.ndarray:
+def vote(style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int, error_scale: float) -> np.ndarray:
     """Target style as the average of the overlapping source patches (ebsynth.md §1.6).
 
     Every target pixel ``p`` averages ``style(NNF(q) + (p - q))`` over the patch centres ``q`` whose
@@ -372,4 +413,3 @@ def vote(
             for channel in range(style_channels):
                 result[y, x, channel] = accumulator[channel] / weight_sum
     return result
-

@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -152,8 +152,9 @@ def synthesize(
         True
     """
     # 1. check inputs (cheap, before any work)
-    _check_parameters(patch_size, pyramid_levels, uniformity, stop_threshold, random_search_radius, vote_mode,
-                      style_weight)
+    _check_parameters(
+        patch_size, pyramid_levels, uniformity, stop_threshold, random_search_radius, vote_mode, style_weight
+    )
     style_squeezed = style.ndim == 2
     style_float = _as_float_image("style", style)
     guide_sources, guide_targets, guide_weights = _check_guides(guides, style_float.shape[:2])
@@ -173,14 +174,19 @@ def synthesize(
     style_channels = style_float.shape[2]
     style_in_energy = style_weight > 0
     style_scale = math.sqrt(style_weight / style_channels)
-    weighted_guides = [(source, target, weight) for source, target, weight in
-                       zip(guide_sources, guide_targets, guide_weights) if weight > 0]
+    weighted_guides = [
+        (source, target, weight)
+        for source, target, weight in zip(guide_sources, guide_targets, guide_weights)
+        if weight > 0
+    ]
     if not weighted_guides and not style_in_energy:
         raise ValueError("every weight is 0 (`style_weight` and all `guides[i].weight`); nothing to match on")
-    guide_source_features = _weighted_stack([source for source, _, _ in weighted_guides],
-                                            [weight for _, _, weight in weighted_guides], source_shape)
-    guide_target_features = _weighted_stack([target for _, target, _ in weighted_guides],
-                                            [weight for _, _, weight in weighted_guides], target_shape)
+    guide_source_features = _weighted_stack(
+        [source for source, _, _ in weighted_guides], [weight for _, _, weight in weighted_guides], source_shape
+    )
+    guide_target_features = _weighted_stack(
+        [target for _, target, _ in weighted_guides], [weight for _, _, weight in weighted_guides], target_shape
+    )
     error_scale = float(patch_size * patch_size * style_channels) if vote_mode == "weighted" else 0.0
 
     nnf: np.ndarray | None = None
@@ -206,8 +212,11 @@ def synthesize(
             level_initial = _rescale_nnf(initial_nnf, source_shape, level_target_shape, level_source_shape)
         candidate = None
         if nnf is None:
-            nnf = level_initial if level_initial is not None else _random_nnf(level_target_shape, level_source_shape,
-                                                                              seed)
+            nnf = (
+                level_initial
+                if level_initial is not None
+                else _random_nnf(level_target_shape, level_source_shape, seed)
+            )
         else:
             upscaled = _upscale_nnf(nnf, previous_source_shape, level_target_shape, level_source_shape)
             nnf, candidate = (upscaled, None) if level_initial is None else (level_initial, upscaled)
@@ -215,14 +224,24 @@ def synthesize(
 
         # 6. search and vote
         nnf, error, target_style = _synthesize_level(
-            level_style, source_features, target_features, nnf, candidate,
-            patch_size=patch_size, style_scale=style_scale if style_in_energy else None,
-            search_vote_iterations=search_vote_schedule[level], patchmatch_iterations=patchmatch_schedule[level],
-            uniformity=uniformity, stop_threshold=stop_threshold, random_search_radius=random_search_radius,
-            error_scale=error_scale, seed=_mix_seed(seed, level),
+            level_style,
+            source_features,
+            target_features,
+            nnf,
+            candidate,
+            patch_size=patch_size,
+            style_scale=style_scale if style_in_energy else None,
+            search_vote_iterations=search_vote_schedule[level],
+            patchmatch_iterations=patchmatch_schedule[level],
+            uniformity=uniformity,
+            stop_threshold=stop_threshold,
+            random_search_radius=random_search_radius,
+            error_scale=error_scale,
+            seed=_mix_seed(seed, level),
         )
-        logger.debug("level %d/%d %s done, mean error %.1f", level + 1, level_count, level_target_shape,
-                     float(error.mean()))
+        logger.debug(
+            "level %d/%d %s done, mean error %.1f", level + 1, level_count, level_target_shape, float(error.mean())
+        )
 
     image = _from_float_image(target_style, style.dtype)
     if style_squeezed:
@@ -317,8 +336,9 @@ def _synthesize_level(
     error = patchmatch.nnf_error(target_features, source_features, nnf, patch_size)
     if candidate_nnf is not None:
         occupancy = _occupancy(nnf, (source_height, source_width), patch_size, coverage_ratio)
-        patchmatch.adopt_better_candidates(target_features, source_features, nnf, error, candidate_nnf, occupancy,
-                                           float(uniformity), patch_size)
+        patchmatch.adopt_better_candidates(
+            target_features, source_features, nnf, error, candidate_nnf, occupancy, float(uniformity), patch_size
+        )
         if style_scale is not None:
             target_style = patchmatch.vote(level_style, nnf, error, patch_size, error_scale)
             set_target_style(target_style)
@@ -326,11 +346,23 @@ def _synthesize_level(
 
     for search_vote in range(search_vote_iterations):
         for sweep in range(patchmatch_iterations):
-            occupancy = (_occupancy(nnf, (source_height, source_width), patch_size, coverage_ratio)
-                         if uniformity > 0 else no_occupancy)
+            occupancy = (
+                _occupancy(nnf, (source_height, source_width), patch_size, coverage_ratio)
+                if uniformity > 0
+                else no_occupancy
+            )
             patchmatch.patchmatch_sweep(
-                target_features, source_features, nnf, error, occupancy, float(uniformity), active, patch_size,
-                int(max_radius), bool(sweep % 2), _mix_seed(seed, search_vote * 1000 + sweep),
+                target_features,
+                source_features,
+                nnf,
+                error,
+                occupancy,
+                float(uniformity),
+                active,
+                patch_size,
+                int(max_radius),
+                bool(sweep % 2),
+                _mix_seed(seed, search_vote * 1000 + sweep),
             )
         if style_scale is None:
             continue
@@ -359,8 +391,10 @@ def _occupancy(nnf: np.ndarray, source_shape: tuple[int, int], patch_size: int, 
     identity mapping at occupancy 1 near the border too, so that borders do not look under-used.
     """
     counts = patchmatch.source_usage_counts(nnf, source_shape[0], source_shape[1])
-    return np.ascontiguousarray(_patch_coverage(counts, patch_size)
-                                / (_uniform_coverage(source_shape, patch_size) * np.float32(coverage_ratio)))
+    return np.ascontiguousarray(
+        _patch_coverage(counts, patch_size)
+        / (_uniform_coverage(source_shape, patch_size) * np.float32(coverage_ratio))
+    )
 
 
 def _patch_coverage(counts: np.ndarray, patch_size: int) -> np.ndarray:
@@ -380,22 +414,26 @@ def _weighted_stack(images: list[np.ndarray], weights: list[float], shape: tuple
     """Concatenate guide images, each channel scaled by sqrt(weight / channels) (EbSynth's split)."""
     if not images:
         return np.zeros(shape + (0,), np.float32)
-    return np.ascontiguousarray(np.concatenate(
-        [image * np.float32(math.sqrt(weight / image.shape[2])) for image, weight in zip(images, weights)], axis=2))
+    return np.ascontiguousarray(
+        np.concatenate(
+            [image * np.float32(math.sqrt(weight / image.shape[2])) for image, weight in zip(images, weights)], axis=2
+        )
+    )
 
 
 def _refresh_padding(features: np.ndarray, radius: int) -> None:
     """Re-replicate the border of a padded feature image after its interior changed."""
     features[:radius] = features[radius]
     features[-radius:] = features[-radius - 1]
-    features[:, :radius] = features[:, radius:radius + 1]
-    features[:, -radius:] = features[:, -radius - 1:-radius]
+    features[:, :radius] = features[:, radius : radius + 1]
+    features[:, -radius:] = features[:, -radius - 1 : -radius]
 
 
 def _pad(features: np.ndarray, patch_size: int) -> np.ndarray:
     radius = patch_size // 2
-    return np.ascontiguousarray(np.pad(features, ((radius, radius), (radius, radius), (0, 0)), mode="edge"),
-                                dtype=np.float32)
+    return np.ascontiguousarray(
+        np.pad(features, ((radius, radius), (radius, radius), (0, 0)), mode="edge"), dtype=np.float32
+    )
 
 
 def _level_shape(shape: tuple[int, int], downscale: float) -> tuple[int, int]:
@@ -410,8 +448,10 @@ def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if channels == 0:
         return np.zeros(shape + (0,), np.float32)
     # cv2 handles at most 512 channels; split in chunks of 4 to stay on its fast paths
-    parts = [cv2.resize(image[..., start:start + 4], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-             for start in range(0, channels, 4)]
+    parts = [
+        cv2.resize(image[..., start : start + 4], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        for start in range(0, channels, 4)
+    ]
     parts = [part[..., None] if part.ndim == 2 else part for part in parts]
     return np.ascontiguousarray(np.concatenate(parts, axis=2), dtype=np.float32)
 
@@ -424,11 +464,12 @@ def _random_nnf(target_shape: tuple[int, int], source_shape: tuple[int, int], se
     return nnf
 
 
-def _upscale_nnf(nnf: np.ndarray, coarse_source_shape: tuple[int, int], target_shape: tuple[int, int],
-                 source_shape: tuple[int, int]) -> np.ndarray:
+def _upscale_nnf(
+    nnf: np.ndarray, coarse_source_shape: tuple[int, int], target_shape: tuple[int, int], source_shape: tuple[int, int]
+) -> np.ndarray:
     """Fine NNF from a coarse one: each fine pixel keeps its offset inside the coarse pixel (2·NNF + parity)."""
     coarse_height, coarse_width = nnf.shape[:2]
-    grid_y, grid_x = np.mgrid[0:target_shape[0], 0:target_shape[1]].astype(np.float32)
+    grid_y, grid_x = np.mgrid[0 : target_shape[0], 0 : target_shape[1]].astype(np.float32)
     scale_y, scale_x = coarse_height / target_shape[0], coarse_width / target_shape[1]
     coarse_y = (grid_y + 0.5) * scale_y - 0.5
     coarse_x = (grid_x + 0.5) * scale_x - 0.5
@@ -445,22 +486,27 @@ def _upscale_nnf(nnf: np.ndarray, coarse_source_shape: tuple[int, int], target_s
     return result
 
 
-def _rescale_nnf(nnf: np.ndarray, full_source_shape: tuple[int, int], target_shape: tuple[int, int],
-                 source_shape: tuple[int, int]) -> np.ndarray:
+def _rescale_nnf(
+    nnf: np.ndarray, full_source_shape: tuple[int, int], target_shape: tuple[int, int], source_shape: tuple[int, int]
+) -> np.ndarray:
     """The full-resolution ``nnf`` sampled at the centres of a smaller level's pixels, values rescaled."""
     full_height, full_width = nnf.shape[:2]
     if (full_height, full_width) == target_shape and full_source_shape == source_shape:
         return np.ascontiguousarray(nnf, dtype=np.int32)
-    rows = np.clip(((np.arange(target_shape[0]) + 0.5) * full_height / target_shape[0]).astype(np.int32), 0,
-                   full_height - 1)
-    columns = np.clip(((np.arange(target_shape[1]) + 0.5) * full_width / target_shape[1]).astype(np.int32), 0,
-                      full_width - 1)
+    rows = np.clip(
+        ((np.arange(target_shape[0]) + 0.5) * full_height / target_shape[0]).astype(np.int32), 0, full_height - 1
+    )
+    columns = np.clip(
+        ((np.arange(target_shape[1]) + 0.5) * full_width / target_shape[1]).astype(np.int32), 0, full_width - 1
+    )
     sampled = nnf[rows[:, None], columns[None, :]].astype(np.float32)
     result = np.empty(target_shape + (2,), np.int32)
-    result[..., 0] = np.clip(np.rint((sampled[..., 0] + 0.5) * source_shape[1] / full_source_shape[1] - 0.5), 0,
-                             source_shape[1] - 1)
-    result[..., 1] = np.clip(np.rint((sampled[..., 1] + 0.5) * source_shape[0] / full_source_shape[0] - 0.5), 0,
-                             source_shape[0] - 1)
+    result[..., 0] = np.clip(
+        np.rint((sampled[..., 0] + 0.5) * source_shape[1] / full_source_shape[1] - 0.5), 0, source_shape[1] - 1
+    )
+    result[..., 1] = np.clip(
+        np.rint((sampled[..., 1] + 0.5) * source_shape[0] / full_source_shape[0] - 0.5), 0, source_shape[0] - 1
+    )
     return result
 
 
@@ -478,9 +524,11 @@ def _per_level(name: str, value: int | Sequence[int], level_count: int) -> list[
     else:
         values = [int(item) for item in value]
         if len(values) < level_count:
-            raise ValueError(f"`{name}` needs one value per pyramid level ({level_count}, coarsest first), "
-                             f"got {len(values)}: {list(values)}")
-        values = values[len(values) - level_count:]
+            raise ValueError(
+                f"`{name}` needs one value per pyramid level ({level_count}, coarsest first), "
+                f"got {len(values)}: {list(values)}"
+            )
+        values = values[len(values) - level_count :]
     if any(item < 0 for item in values):
         raise ValueError(f"`{name}` must be ≥ 0, got {values}")
     return values
@@ -506,8 +554,9 @@ def _from_float_image(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return (image / np.float32(255.0)).astype(np.float32)
 
 
-def _check_guides(guides: Sequence[Guide], source_shape: tuple[int, int]
-                  ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+def _check_guides(
+    guides: Sequence[Guide], source_shape: tuple[int, int]
+) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
     if isinstance(guides, Guide):
         guides = [guides]
     if len(guides) == 0:
@@ -520,19 +569,25 @@ def _check_guides(guides: Sequence[Guide], source_shape: tuple[int, int]
         source = _as_float_image(f"guides[{index}].source", guide.source)
         target = _as_float_image(f"guides[{index}].target", guide.target)
         if guide.source.dtype != guide.target.dtype:
-            raise ValueError(f"`guides[{index}]` source and target dtypes differ: {guide.source.dtype} vs "
-                             f"{guide.target.dtype}; give both as uint8 (0–255) or both as float32 (0–1)")
+            raise ValueError(
+                f"`guides[{index}]` source and target dtypes differ: {guide.source.dtype} vs "
+                f"{guide.target.dtype}; give both as uint8 (0–255) or both as float32 (0–1)"
+            )
         if source.shape[:2] != source_shape:
-            raise ValueError(f"`guides[{index}].source` must have the style's size {source_shape} (H, W), "
-                             f"got {source.shape[:2]}")
+            raise ValueError(
+                f"`guides[{index}].source` must have the style's size {source_shape} (H, W), got {source.shape[:2]}"
+            )
         if target_shape is None:
             target_shape = target.shape[:2]
         elif target.shape[:2] != target_shape:
-            raise ValueError(f"`guides[{index}].target` must have the size of the first guide's target "
-                             f"{target_shape} (H, W), got {target.shape[:2]}")
+            raise ValueError(
+                f"`guides[{index}].target` must have the size of the first guide's target "
+                f"{target_shape} (H, W), got {target.shape[:2]}"
+            )
         if source.shape[2] != target.shape[2]:
-            raise ValueError(f"`guides[{index}]` source and target channel counts differ: {source.shape[2]} vs "
-                             f"{target.shape[2]}")
+            raise ValueError(
+                f"`guides[{index}]` source and target channel counts differ: {source.shape[2]} vs {target.shape[2]}"
+            )
         if not (math.isfinite(guide.weight) and guide.weight >= 0):
             raise ValueError(f"`guides[{index}].weight` must be a finite number ≥ 0, got {guide.weight}")
         sources.append(source)
@@ -541,12 +596,14 @@ def _check_guides(guides: Sequence[Guide], source_shape: tuple[int, int]
     return sources, targets, weights
 
 
-def _check_initial_nnf(nnf: np.ndarray, target_shape: tuple[int, int], source_shape: tuple[int, int],
-                       name: str = "initial_nnf") -> np.ndarray:
+def _check_initial_nnf(
+    nnf: np.ndarray, target_shape: tuple[int, int], source_shape: tuple[int, int], name: str = "initial_nnf"
+) -> np.ndarray:
     """Validate an NNF and clamp it into the source: int32 (H, W, 2)."""
     if not isinstance(nnf, np.ndarray) or not np.issubdtype(nnf.dtype, np.integer):
-        raise TypeError(f"`{name}` must be an integer numpy array (x, y), got "
-                        f"{getattr(nnf, 'dtype', type(nnf).__name__)}")
+        raise TypeError(
+            f"`{name}` must be an integer numpy array (x, y), got {getattr(nnf, 'dtype', type(nnf).__name__)}"
+        )
     if nnf.shape != tuple(target_shape) + (2,):
         raise ValueError(f"`{name}` must have shape {tuple(target_shape) + (2,)} (target H, W, 2), got {nnf.shape}")
     result = np.empty(nnf.shape, np.int32)
@@ -555,8 +612,15 @@ def _check_initial_nnf(nnf: np.ndarray, target_shape: tuple[int, int], source_sh
     return result
 
 
-def _check_parameters(patch_size: int, pyramid_levels: int | None, uniformity: float, stop_threshold: float | None,
-                      random_search_radius: int | None, vote_mode: str, style_weight: float) -> None:
+def _check_parameters(
+    patch_size: int,
+    pyramid_levels: int | None,
+    uniformity: float,
+    stop_threshold: float | None,
+    random_search_radius: int | None,
+    vote_mode: str,
+    style_weight: float,
+) -> None:
     if not isinstance(patch_size, (int, np.integer)) or patch_size < 3 or patch_size % 2 == 0:
         raise ValueError(f"`patch_size` must be an odd integer ≥ 3, got {patch_size!r}")
     if pyramid_levels is not None and pyramid_levels < 1:

@@ -32,11 +32,22 @@ def main() -> None:
     args = parser.parse_args()
 
     motion = "path" if args.path else args.motion
-    result = rerender.animate(args.image, args.prompt, motion=motion, seconds=args.seconds, fps=args.fps,
-                              output=args.output, path=args.path, depth=args.depth, renderer=args.renderer,
-                              resolution=args.resolution)
-    print(f"{result.output}: {result.translation.frame_count} frames from the clip {result.clip} "
-          f"({result.translation.renderer} keyframes {result.translation.keyframe_indices})")
+    result = rerender.animate(
+        args.image,
+        args.prompt,
+        motion=motion,
+        seconds=args.seconds,
+        fps=args.fps,
+        output=args.output,
+        path=args.path,
+        depth=args.depth,
+        renderer=args.renderer,
+        resolution=args.resolution,
+    )
+    print(
+        f"{result.output}: {result.translation.frame_count} frames from the clip {result.clip} "
+        f"({result.translation.renderer} keyframes {result.translation.keyframe_indices})"
+    )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,18 @@ def main() -> int:
     parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at once here, in threads (one model copy each)")
     parser.add_argument("--ray", default=None, help="local, auto or a cluster address host:port")
-    parser.add_argument("--resolution", type=int, default=512, help="processing size of the long side (`video.resolution`)")
+    parser.add_argument(
+        "--resolution", type=int, default=512, help="processing size of the long side (`video.resolution`)"
+    )
     args = parser.parse_args()
 
     result = rerender.batch(
-        args.jobs, args.prompt, args.output_dir, renderer=args.renderer, parallel=args.parallel, ray=args.ray,
+        args.jobs,
+        args.prompt,
+        args.output_dir,
+        renderer=args.renderer,
+        parallel=args.parallel,
+        ray=args.ray,
         resolution=args.resolution,
         callback=lambda job: print(f"{job.status}: {job.job.video.name} ({job.seconds:.1f} s)", flush=True),
     )

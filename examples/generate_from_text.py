@@ -31,18 +31,33 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="SD 1.5 hub id, diffusers folder or .safetensors file")
-    parser.add_argument("--smooth-background", type=float, default=None, metavar="ALPHA",
-                        help="Text2Video-Zero background smoothing strength (0-1); default off")
+    parser.add_argument(
+        "--smooth-background",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="Text2Video-Zero background smoothing strength (0-1); default off",
+    )
     parser.add_argument("--style-image", default=None, help="a reference image as a prompt (IP-Adapter)")
     parser.add_argument("--prompt-language", default="en", help="language of the prompt: en, auto, vi, ko, ...")
     args = parser.parse_args()
 
     config = apply_overrides(RerenderConfig(), {"base_model": args.model}) if args.model else None
     smoothing = None if args.smooth_background is None else BackgroundSmoothing(strength=args.smooth_background)
-    result = rerender.generate(args.prompt, frames=args.frames, K=args.K, output=args.output, config=config,
-                               motion=(args.dx, args.dy), size=tuple(args.size), num_inference_steps=args.steps,
-                               seed=args.seed, background_smoothing=smoothing, style_image=args.style_image,
-                               prompt_language=args.prompt_language)
+    result = rerender.generate(
+        args.prompt,
+        frames=args.frames,
+        K=args.K,
+        output=args.output,
+        config=config,
+        motion=(args.dx, args.dy),
+        size=tuple(args.size),
+        num_inference_steps=args.steps,
+        seed=args.seed,
+        background_smoothing=smoothing,
+        style_image=args.style_image,
+        prompt_language=args.prompt_language,
+    )
     print(f"{result.output}: {result.frame_count} frames, keyframes {result.keyframe_indices}")
 
 

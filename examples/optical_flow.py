@@ -42,13 +42,15 @@ def main() -> None:
     first, *_, second = itertools.islice(frames, args.second - args.first + 1)
     estimator = load_flow_estimator(args.estimator, checkpoint=args.checkpoint)
     forward, backward = estimator(to_tensor(first), to_tensor(second))  # (1, 2, H, W) pixels, x first
-    _, occlusion = forward_backward_occlusion(forward, backward)        # on the second frame's grid
-    warped = warp(to_tensor(first), backward)                           # first frame in the second's geometry
+    _, occlusion = forward_backward_occlusion(forward, backward)  # on the second frame's grid
+    warped = warp(to_tensor(first), backward)  # first frame in the second's geometry
 
     visible = occlusion[0, 0].numpy() < 0.5
     error = np.abs(to_image(warped).astype(float) - second)[visible].mean()
-    print(f"{estimator.name}: mean |warped − second| on visible pixels = {error:.2f} "
-          f"(no-motion baseline {np.abs(first.astype(float) - second).mean():.2f}), occluded {100 * (~visible).mean():.1f} %")
+    print(
+        f"{estimator.name}: mean |warped − second| on visible pixels = {error:.2f} "
+        f"(no-motion baseline {np.abs(first.astype(float) - second).mean():.2f}), occluded {100 * (~visible).mean():.1f} %"
+    )
     occlusion_image = np.repeat((occlusion[0, 0].numpy() * 255).astype(np.uint8)[..., None], 3, axis=2)
     panel = np.concatenate([first, second, to_image(warped), to_image(flow_to_rgb(backward)), occlusion_image], axis=1)
     write_image(panel, args.out)

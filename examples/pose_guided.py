@@ -32,8 +32,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 
-    overrides = {"control.0.type": "precomputed", "control.0.maps": args.pose_maps, "control.0.model": args.pose_controlnet,
-                 **({"base_model": args.model} if args.model else {}), **dict(map(parse_override, args.set))}
+    overrides = {
+        "control.0.type": "precomputed",
+        "control.0.maps": args.pose_maps,
+        "control.0.model": args.pose_controlnet,
+        **({"base_model": args.model} if args.model else {}),
+        **dict(map(parse_override, args.set)),
+    }
     config = apply_overrides(load_config(PRESET), overrides)
     result = rerender.translate(args.video, args.prompt, K=8, output=args.output, config=config, renderer="diffusion")
     print(f"wrote {result.output}; keyframes {result.keyframe_indices}")

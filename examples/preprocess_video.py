@@ -26,11 +26,20 @@ def main() -> None:
     args = parser.parse_args()
 
     info = probe_video(args.video)
-    print(f"{info.path.name}: {info.width}×{info.height}, {float(info.fps):.3f} fps, {info.frame_count} frames, "
-          f"audio: {info.audio_codec or 'none'}")
+    print(
+        f"{info.path.name}: {info.width}×{info.height}, {float(info.fps):.3f} fps, {info.frame_count} frames, "
+        f"audio: {info.audio_codec or 'none'}"
+    )
 
-    frames = read_frames(args.video, start=args.start, end=args.end, stride=args.stride, crop=tuple(args.crop),
-                         resolution=args.resolution, info=info)
+    frames = read_frames(
+        args.video,
+        start=args.start,
+        end=args.end,
+        stride=args.stride,
+        crop=tuple(args.crop),
+        resolution=args.resolution,
+        info=info,
+    )
     write_video(
         frames,
         args.output,

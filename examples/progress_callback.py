@@ -22,8 +22,12 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("prompt")
     parser.add_argument("output")
-    parser.add_argument("--renderer", choices=choices(RendererName), default="auto",
-                        help="auto: diffusion when its weights can be loaded, else the classic stylizer")
+    parser.add_argument(
+        "--renderer",
+        choices=choices(RendererName),
+        default="auto",
+        help="auto: diffusion when its weights can be loaded, else the classic stylizer",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -35,8 +39,9 @@ def main() -> None:
             last_report[stage] = percent
             print(f"[{time.perf_counter() - started:6.1f} s] {stage:12s} {done:4d}/{total} ({percent}%)")
 
-    result = rerender.translate(args.video, args.prompt, output=args.output, progress=False, callback=on_progress,
-                                renderer=args.renderer)
+    result = rerender.translate(
+        args.video, args.prompt, output=args.output, progress=False, callback=on_progress, renderer=args.renderer
+    )
     print(f"done: {result.output} (reused from the workspace: {result.reused or 'nothing'})")
 
 

@@ -31,9 +31,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 
-    result = rerender.translate(args.video, args.prompt, K=args.K, output=args.output, renderer=args.renderer,
-                                prompt_language=args.language, translation_model=args.translation_model,
-                                **dict(map(parse_override, args.set)))
+    result = rerender.translate(
+        args.video,
+        args.prompt,
+        K=args.K,
+        output=args.output,
+        renderer=args.renderer,
+        prompt_language=args.language,
+        translation_model=args.translation_model,
+        **dict(map(parse_override, args.set)),
+    )
     print(f"prompt ({result.prompt.language}): {result.prompt.original!r} -> {result.prompt.english!r}")
     print(f"wrote {result.output}: {result.frame_count} frames ({result.renderer} keyframes)")
 

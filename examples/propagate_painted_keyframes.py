@@ -17,9 +17,9 @@ from pathlib import Path
 
 from rerender.cli import run_example
 from rerender.config import BlendMode, choices
-from rerender.workflow.keyframe_folder import propagate_keyframes
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, write_image
+from rerender.workflow.keyframe_folder import propagate_keyframes
 
 
 def main() -> None:
@@ -27,8 +27,12 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("keys", help="folder of painted keyframes named by frame index")
     parser.add_argument("output")
-    parser.add_argument("--demo-keys", type=int, nargs="*", metavar="INDEX", help="write demo keyframes at these indices first")
-    parser.add_argument("--blend", default=None, choices=choices(BlendMode), help="default: the preset's (reconstruction)")
+    parser.add_argument(
+        "--demo-keys", type=int, nargs="*", metavar="INDEX", help="write demo keyframes at these indices first"
+    )
+    parser.add_argument(
+        "--blend", default=None, choices=choices(BlendMode), help="default: the preset's (reconstruction)"
+    )
     args = parser.parse_args()
 
     keys = Path(args.keys)
@@ -42,7 +46,9 @@ def main() -> None:
     options = {"blend_mode": args.blend} if args.blend else {}
     result = propagate_keyframes(args.video, keys, args.output, **options)
     info = probe_video(result.output)
-    print(f"{result.output}: keyframes {result.keyframe_indices} → {info.frame_count} frames at {float(info.fps):g} fps")
+    print(
+        f"{result.output}: keyframes {result.keyframe_indices} → {info.frame_count} frames at {float(info.fps):g} fps"
+    )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,15 @@ def main() -> None:
     parser.add_argument("--prompt", default="pixel art, a person walking, vivid colours")
     args = parser.parse_args()
 
-    loras = [{"path": path, "scale": float(scale or 1.0)} for path, _, scale in (item.partition(":") for item in args.lora)]
+    loras = [
+        {"path": path, "scale": float(scale or 1.0)} for path, _, scale in (item.partition(":") for item in args.lora)
+    ]
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "sdxl.yaml")
     config = apply_overrides(config, {"base_model": args.model, "loras": loras})
     result = rerender.translate(args.video, args.prompt, output=args.output, config=config)
-    print(f"wrote {result.output} with {config.model.base_model} and LoRAs {[(l['path'], l['scale']) for l in loras]}")
+    print(
+        f"wrote {result.output} with {config.model.base_model} and LoRAs {[(lora['path'], lora['scale']) for lora in loras]}"
+    )
 
 
 if __name__ == "__main__":

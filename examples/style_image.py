@@ -31,9 +31,18 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 
-    result = rerender.translate(args.video, args.prompt, K=args.K, output=args.output, renderer="diffusion",
-                                style_image=args.style_image, style_image_scale=args.scale, ip_adapter=args.adapter,
-                                ip_adapter_weight_name=args.weight_name, **dict(map(parse_override, args.set)))
+    result = rerender.translate(
+        args.video,
+        args.prompt,
+        K=args.K,
+        output=args.output,
+        renderer="diffusion",
+        style_image=args.style_image,
+        style_image_scale=args.scale,
+        ip_adapter=args.adapter,
+        ip_adapter_weight_name=args.weight_name,
+        **dict(map(parse_override, args.set)),
+    )
     print(f"wrote {result.output}: {result.frame_count} frames, keyframes {result.keyframe_indices}")
 
 

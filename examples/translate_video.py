@@ -35,7 +35,9 @@ def main() -> None:
     overrides = {"denoising_strength": args.strength}
     if args.model:
         overrides["base_model"] = args.model
-    result = rerender.translate(args.video, args.prompt, K=args.K, output=args.output, renderer=args.renderer, **overrides)
+    result = rerender.translate(
+        args.video, args.prompt, K=args.K, output=args.output, renderer=args.renderer, **overrides
+    )
     print(f"{result.output}: {result.frame_count} frames, keyframes {result.keyframe_indices} ({result.renderer})")
     print("seconds per stage:", {stage: round(seconds, 1) for stage, seconds in result.timings.items()})
 

@@ -49,8 +49,15 @@ __all__ = [
 MOTIONS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down", "orbit", "path")
 """Names of the moves: ``"orbit"`` needs a depth map, ``"path"`` a keyframed path."""
 
-DEFAULT_AMOUNT = {"zoom-in": 0.25, "zoom-out": 0.25, "pan-left": 0.2, "pan-right": 0.2, "pan-up": 0.2,
-                  "pan-down": 0.2, "orbit": 0.03}
+DEFAULT_AMOUNT = {
+    "zoom-in": 0.25,
+    "zoom-out": 0.25,
+    "pan-left": 0.2,
+    "pan-right": 0.2,
+    "pan-up": 0.2,
+    "pan-down": 0.2,
+    "orbit": 0.03,
+}
 """How far each move goes by default: the zoom gained (0.25 = ×1.25), the pan's zoom (the pan crosses the margin it
 makes), the orbit's swing as a fraction of the width."""
 
@@ -111,19 +118,24 @@ class AffinePath:
             (black borders); the message names the frame and the smallest zoom that fits.
     """
 
-    def __init__(self, scales: Sequence[float], rotations: Sequence[float], centres: np.ndarray,
-                 size: tuple[int, int]) -> None:
+    def __init__(
+        self, scales: Sequence[float], rotations: Sequence[float], centres: np.ndarray, size: tuple[int, int]
+    ) -> None:
         self.scales = np.asarray(scales, dtype=np.float64)
         self.rotations = np.asarray(rotations, dtype=np.float64)
         self.centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         self.size = (int(size[0]), int(size[1]))
         self.frame_count = len(self.scales)
         if not (len(self.rotations) == len(self.centres) == self.frame_count >= 1):
-            raise ConfigError(f"a camera path needs one zoom, rotation and centre per frame, got "
-                              f"{len(self.scales)}, {len(self.rotations)} and {len(self.centres)}")
+            raise ConfigError(
+                f"a camera path needs one zoom, rotation and centre per frame, got "
+                f"{len(self.scales)}, {len(self.rotations)} and {len(self.centres)}"
+            )
         for name, values in (("scale", self.scales), ("rotation", self.rotations), ("x/y", self.centres)):
             if not np.all(np.isfinite(values)):
-                raise ConfigError(f"camera path `{name}` must be finite, got {values[~np.isfinite(values)][:3].tolist()}")
+                raise ConfigError(
+                    f"camera path `{name}` must be finite, got {values[~np.isfinite(values)][:3].tolist()}"
+                )
         if np.any(self.scales <= 0):
             raise ConfigError(f"camera path `scale` must be > 0, got {float(self.scales.min())}")
         for index in range(self.frame_count):
@@ -195,8 +207,11 @@ class ParallaxPath:
         sigma = 0.02 * max(disparity.shape)  # smooth depth edges: a continuous warp, no tearing
         self.disparity = cv2.GaussianBlur(disparity, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
         self.focus = float(np.median(self.disparity))
-        steepness = float(np.abs(np.diff(self.disparity, axis=1)).max() * self.disparity.shape[1]) \
-            if self.disparity.shape[1] > 1 else 0.0
+        steepness = (
+            float(np.abs(np.diff(self.disparity, axis=1)).max() * self.disparity.shape[1])
+            if self.disparity.shape[1] > 1
+            else 0.0
+        )
         self.max_amount = min(0.2499, self.FOLD_MARGIN / steepness) if steepness > 0 else 0.2499
         """The largest orbit `amount` that does not fold the warp at this depth map's steepest edge."""
         if amount > self.max_amount:
@@ -228,7 +243,9 @@ class ParallaxPath:
         # cv2.remap takes 2-D maps under 32767 per side: lay any batch of points out in rows of 1024
         count = map_x.size
         padded = -(-count // 1024) * 1024
-        rows_x, rows_y = (np.resize(np.pad(m.ravel(), (0, padded - count)), (padded // 1024, 1024)) for m in (map_x, map_y))
+        rows_x, rows_y = (
+            np.resize(np.pad(m.ravel(), (0, padded - count)), (padded // 1024, 1024)) for m in (map_x, map_y)
+        )
         sampled = cv2.remap(self.disparity, rows_x, rows_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         shift = (sampled.ravel()[:count].reshape(map_x.shape).astype(np.float64) - self.focus) * width
         return np.stack([shift, np.zeros_like(shift)], axis=-1)
@@ -290,17 +307,26 @@ def path_from_keyframes(keyframes: Sequence[PathKeyframe], frame_count: int, siz
         if not 0 <= key.t <= 1:
             raise ConfigError(f"camera path `t` must be in [0, 1] (a fraction of the clip), got {key.t}")
         if not 0 < key.scale <= _MAX_SCALE:
-            raise ConfigError(f"camera path `scale` must be in (0, {_MAX_SCALE:g}] (1 = the whole image), got {key.scale}")
+            raise ConfigError(
+                f"camera path `scale` must be in (0, {_MAX_SCALE:g}] (1 = the whole image), got {key.scale}"
+            )
         if not (abs(key.x) < 0.5 and abs(key.y) < 0.5):
-            raise ConfigError(f"camera path `x` and `y` must be in (-0.5, 0.5) (fractions of the image from its "
-                              f"centre), got x={key.x}, y={key.y}")
+            raise ConfigError(
+                f"camera path `x` and `y` must be in (-0.5, 0.5) (fractions of the image from its "
+                f"centre), got x={key.x}, y={key.y}"
+            )
     if np.any(np.diff(times) <= 0):
         raise ConfigError(f"camera path times `t` must strictly increase, got {times.tolist()}")
     clip_times = np.linspace(0, 1, frame_count) if frame_count > 1 else np.zeros(1)
     log_scales = np.interp(clip_times, times, np.log([key.scale for key in keyframes]))
     rotations = np.interp(clip_times, times, [key.rotation for key in keyframes])
-    centres = np.stack([np.interp(clip_times, times, [key.x for key in keyframes]) * size[0],
-                        np.interp(clip_times, times, [key.y for key in keyframes]) * size[1]], axis=1)
+    centres = np.stack(
+        [
+            np.interp(clip_times, times, [key.x for key in keyframes]) * size[0],
+            np.interp(clip_times, times, [key.y for key in keyframes]) * size[1],
+        ],
+        axis=1,
+    )
     return AffinePath(np.exp(log_scales), rotations, centres, size)
 
 
@@ -336,18 +362,23 @@ def parse_path(spec: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[Pa
                 for pair in filter(None, (piece.strip() for piece in part.split(","))):
                     key, equals, value = pair.partition("=")
                     if not equals:
-                        raise ConfigError(f"camera path entries are key=value, got {pair!r} in {text!r} "
-                                          "(e.g. 't=0,scale=1;t=1,scale=1.5,rotation=10')")
+                        raise ConfigError(
+                            f"camera path entries are key=value, got {pair!r} in {text!r} "
+                            "(e.g. 't=0,scale=1;t=1,scale=1.5,rotation=10')"
+                        )
                     try:
                         entry[key.strip()] = float(value)
                     except ValueError as error:
-                        raise ConfigError(f"camera path `{key.strip()}` must be a number, got {value.strip()!r}") from error
+                        raise ConfigError(
+                            f"camera path `{key.strip()}` must be a number, got {value.strip()!r}"
+                        ) from error
                 data.append(entry)
     if isinstance(data, Mapping):
         data = data.get("keyframes")
     if not isinstance(data, Sequence) or isinstance(data, (str, bytes)) or not data:
-        raise ConfigError("a camera path is a non-empty list of keyframes (mappings with keys "
-                          f"{', '.join(PATH_KEYS)}), got {spec!r}")
+        raise ConfigError(
+            f"a camera path is a non-empty list of keyframes (mappings with keys {', '.join(PATH_KEYS)}), got {spec!r}"
+        )
     keyframes = []
     for entry in data:
         if not isinstance(entry, Mapping):
@@ -363,8 +394,15 @@ def parse_path(spec: str | os.PathLike | Sequence[Mapping] | Mapping) -> list[Pa
     return keyframes
 
 
-def motion_path(motion: str, frame_count: int, size: tuple[int, int], amount: float | None = None, *,
-                path: object = None, disparity: np.ndarray | None = None) -> CameraPath:
+def motion_path(
+    motion: str,
+    frame_count: int,
+    size: tuple[int, int],
+    amount: float | None = None,
+    *,
+    path: object = None,
+    disparity: np.ndarray | None = None,
+) -> CameraPath:
     """The camera path of a named move (`MOTIONS`).
 
     Args:
@@ -384,14 +422,18 @@ def motion_path(motion: str, frame_count: int, size: tuple[int, int], amount: fl
     if motion == "path":
         if path is None:
             raise ConfigError("motion 'path' needs a `path` (a JSON/YAML file or 't=0,scale=1;t=1,scale=1.5')")
-        keyframes = path if isinstance(path, list) and all(isinstance(k, PathKeyframe) for k in path) else parse_path(path)
+        keyframes = (
+            path if isinstance(path, list) and all(isinstance(k, PathKeyframe) for k in path) else parse_path(path)
+        )
         return path_from_keyframes(keyframes, frame_count, size)
     amount = DEFAULT_AMOUNT[motion] if amount is None else amount
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
         raise ConfigError(f"`amount` must be a number, got {amount!r}")
     if motion == "orbit":
         if disparity is None:
-            raise ConfigError("motion 'orbit' needs a depth map: pass `depth` (an image or .npy file, larger = nearer)")
+            raise ConfigError(
+                "motion 'orbit' needs a depth map: pass `depth` (an image or .npy file, larger = nearer)"
+            )
         return ParallaxPath(disparity, frame_count, size, amount)
     if not 0 < amount <= 3:
         raise ConfigError(f"`amount` of {motion!r} must be in (0, 3] (the zoom gained, 0.25 = ×1.25), got {amount}")
@@ -533,14 +575,22 @@ class KnownMotionFlow:
             - source, target: (B, 3, H, W) RGB float in [0, 1], frames of the clip
             - Output: (B, 2, H, W), (B, 2, H, W)
         """
-        if not (isinstance(source, torch.Tensor) and isinstance(target, torch.Tensor)) or source.ndim != 4 \
-                or source.shape != target.shape or source.shape[1] != 3:
-            raise FlowInputError("`source` and `target` must be torch.Tensors of one shape (B, 3, H, W), RGB in [0, 1]")
+        if (
+            not (isinstance(source, torch.Tensor) and isinstance(target, torch.Tensor))
+            or source.ndim != 4
+            or source.shape != target.shape
+            or source.shape[1] != 3
+        ):
+            raise FlowInputError(
+                "`source` and `target` must be torch.Tensors of one shape (B, 3, H, W), RGB in [0, 1]"
+            )
         size = (source.shape[3], source.shape[2])
         forward, backward = [], []
         for source_frame, target_frame in zip(source, target, strict=True):
-            indices = [self.frame_index(frame.permute(1, 2, 0).float().cpu().numpy() * 255)
-                       for frame in (source_frame, target_frame)]
+            indices = [
+                self.frame_index(frame.permute(1, 2, 0).float().cpu().numpy() * 255)
+                for frame in (source_frame, target_frame)
+            ]
             flow_forward, flow_backward = self.flows(*indices, size=size)
             forward.append(torch.from_numpy(flow_forward))
             backward.append(torch.from_numpy(flow_backward))

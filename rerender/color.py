@@ -64,10 +64,14 @@ def luminosity_blend(color_source: np.ndarray, luminance_source: np.ndarray) -> 
     lowest, highest = color.min(axis=-1), color.max(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         below = lowest < 0
-        color = np.where(below[..., None], luma[..., None] + (color - luma[..., None]) * (luma / (luma - lowest))[..., None], color)
+        color = np.where(
+            below[..., None], luma[..., None] + (color - luma[..., None]) * (luma / (luma - lowest))[..., None], color
+        )
         above = highest > 1
         color = np.where(
-            above[..., None], luma[..., None] + (color - luma[..., None]) * ((1 - luma) / (highest - luma))[..., None], color
+            above[..., None],
+            luma[..., None] + (color - luma[..., None]) * ((1 - luma) / (highest - luma))[..., None],
+            color,
         )
     return np.clip(np.round(np.nan_to_num(color) * 255.0), 0, 255).astype(np.uint8)
 

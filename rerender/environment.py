@@ -22,8 +22,19 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["collect_environment", "rerender_cache_dir", "weight_search_paths", "model_report"]
 
 CORE_PACKAGES = (
-    "rerender", "torch", "diffusers", "transformers", "accelerate", "safetensors", "peft", "kornia",
-    "opencv-contrib-python-headless", "numpy", "numba", "av", "scipy",
+    "rerender",
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "peft",
+    "kornia",
+    "opencv-contrib-python-headless",
+    "numpy",
+    "numba",
+    "av",
+    "scipy",
 )
 OPTIONAL_PACKAGES = {
     "controlnet-aux": "HED/lineart/depth/openpose annotators (extra `annotators`; needs torchvision)",
@@ -61,7 +72,7 @@ def _gmflow_location() -> str:
     return f"not found (put gmflow_sintel-0c07dcb3.pth in {rerender_cache_dir()} or set flow.flow_checkpoint)"
 
 
-def model_report(config: "RerenderConfig | None" = None) -> dict[str, Any]:
+def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     """Which weights `config` (default: the built-in defaults) names, whether each is here, and what translate does.
 
     Returns:
@@ -77,19 +88,28 @@ def model_report(config: "RerenderConfig | None" = None) -> dict[str, Any]:
     if sources and sources[-1].role == "GMFlow" and not sources[-1].present:
         found = _gmflow_location()  # also looks in torch hub's folder
         if not found.startswith("not found"):
-            sources[-1] = type(sources[-1])(**{**sources[-1].__dict__, "present": True, "location": found, "is_hub": False})
+            sources[-1] = type(sources[-1])(
+                **{**sources[-1].__dict__, "present": True, "location": found, "is_hub": False}
+            )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
     if not missing:
         verdict = "diffusion"
     else:
-        verdict = ("classic stylizer: the CLI (--renderer auto) falls back with a warning; the library "
-                   "(renderer='diffusion') raises WeightsNotFoundError")
+        verdict = (
+            "classic stylizer: the CLI (--renderer auto) falls back with a warning; the library "
+            "(renderer='diffusion') raises WeightsNotFoundError"
+        )
     absent = [source for source in sources if source.is_hub and not source.present]
     return {
         "sources": [
-            {"role": source.role, "key": source.key, "location": source.location, "present": source.present,
-             "downloadable": source.present or (source.is_hub and online)}
+            {
+                "role": source.role,
+                "key": source.key,
+                "location": source.location,
+                "present": source.present,
+                "downloadable": source.present or (source.is_hub and online),
+            }
             for source in sources
         ],
         "translate": verdict,
@@ -129,7 +149,7 @@ def _devices() -> dict[str, Any]:
     return devices
 
 
-def collect_environment(config: "RerenderConfig | None" = None) -> dict[str, Any]:
+def collect_environment(config: RerenderConfig | None = None) -> dict[str, Any]:
     """A JSON-ready description of this installation.
 
     Args:

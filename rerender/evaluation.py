@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,9 +59,7 @@ def aligned_frame_errors(
     return float(np.mean(difference**2)), float(np.mean(np.abs(difference)) * 255.0)
 
 
-def evaluate_frames(
-    outputs: Iterable[np.ndarray], sources: Iterable[np.ndarray], estimator=None
-) -> dict[str, Any]:
+def evaluate_frames(outputs: Iterable[np.ndarray], sources: Iterable[np.ndarray], estimator=None) -> dict[str, Any]:
     """Warp error and flicker of `outputs`, with flow from `sources` (same count, any size: sources are resized).
 
     Returns:
@@ -109,7 +108,10 @@ def _projected(features: Any) -> torch.Tensor:
 
 
 def clip_scores(
-    frames: Iterable[np.ndarray], prompt: str | None, model: str = DEFAULT_CLIP_MODEL, device: str = "cpu",
+    frames: Iterable[np.ndarray],
+    prompt: str | None,
+    model: str = DEFAULT_CLIP_MODEL,
+    device: str = "cpu",
     allow_download: bool = False,
 ) -> dict[str, Any]:
     """CLIP text–frame similarity and frame consistency, or `{"skipped": reason}` when no model is available.
@@ -141,7 +143,9 @@ def clip_scores(
             result["frame_consistency"] = float((image_embeddings[1:] * image_embeddings[:-1]).sum(-1).mean())
         if prompt:
             text_inputs = processor(text=[prompt], return_tensors="pt", padding=True).to(device)
-            text_embedding = torch.nn.functional.normalize(_projected(clip.get_text_features(**text_inputs)), dim=-1)[0]
+            text_embedding = torch.nn.functional.normalize(_projected(clip.get_text_features(**text_inputs)), dim=-1)[
+                0
+            ]
             result["text_similarity"] = float((image_embeddings @ text_embedding).mean())
     return result
 
@@ -174,7 +178,11 @@ def evaluate_video(
     """
     from rerender.errors import ConfigError
 
-    for name, value, low in (("start_frame", start_frame, 0), ("frame_stride", frame_stride, 1), ("max_frames", max_frames, 1)):
+    for name, value, low in (
+        ("start_frame", start_frame, 0),
+        ("frame_stride", frame_stride, 1),
+        ("max_frames", max_frames, 1),
+    ):
         if value is None and name == "max_frames":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -187,16 +195,22 @@ def evaluate_video(
         raise ValueError(f"evaluation needs at least 2 paired frames, got {count}")
 
     def outputs(stage: str) -> Iterator[np.ndarray]:
-        with tqdm(total=count, desc="evaluating" if stage == "evaluation" else stage, unit="frame",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=count, desc="evaluating" if stage == "evaluation" else stage, unit="frame", disable=not progress
+        ) as bar:
             for done, frame in enumerate(read_frames(output, start=0, end=count, info=output_info), start=1):
                 yield frame
                 bar.update(1)
                 if callback is not None:
                     callback(stage, done, count)
 
-    sources = read_frames(source, start=start_frame, end=start_frame + (count - 1) * frame_stride + 1, stride=frame_stride,
-                          info=source_info)
+    sources = read_frames(
+        source,
+        start=start_frame,
+        end=start_frame + (count - 1) * frame_stride + 1,
+        stride=frame_stride,
+        info=source_info,
+    )
     report: dict[str, Any] = {"output": str(Path(output)), "source": str(Path(source))}
     if output_info.frame_count != len(range(start_frame, source_info.frame_count, frame_stride)):
         report["note"] = (

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -126,7 +126,9 @@ def select_keyframes(
         keyframes = sorted({0, num_frames - 1})
         logger.warning(
             "the clip has %d frames, fewer than K = %d: keyframes at its first and last frames %s",
-            num_frames, config.keyframe_interval, keyframes,
+            num_frames,
+            config.keyframe_interval,
+            keyframes,
         )
         return keyframes
     if config.keyframe_mode == "uniform":
@@ -144,7 +146,9 @@ def select_keyframes(
     if motion_scores is None:
         raise ConfigError("adaptive keyframe selection needs motion scores (from optical flow)")
     if len(motion_scores) != num_frames - 1:
-        raise ValueError(f"`motion_scores` must have {num_frames - 1} items (one per transition), got {len(motion_scores)}")
+        raise ValueError(
+            f"`motion_scores` must have {num_frames - 1} items (one per transition), got {len(motion_scores)}"
+        )
     keyframes = adaptive_keyframes(
         motion_scores, config.keyframe_interval, config.min_keyframe_interval, config.max_keyframe_interval
     )

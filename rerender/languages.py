@@ -22,17 +22,27 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rerender.config.sections import DEFAULT_NEGATIVE_PROMPT, LANGUAGE_NAMES, PromptLanguage, choices
 from rerender.errors import CheckpointError, ConfigError, MissingDependencyError, WeightsNotFoundError
 
 __all__ = [
-    "SUPPORTED_LANGUAGES", "LANGUAGE_CHOICES", "DEFAULT_TRANSLATOR_LANGUAGES", "PromptTranslation",
-    "Seq2SeqTranslator", "default_translation_model", "detect_language", "check_translator", "translate_prompt",
-    "load_translator", "translator_weights_format", "script_shares",
+    "SUPPORTED_LANGUAGES",
+    "LANGUAGE_CHOICES",
+    "DEFAULT_TRANSLATOR_LANGUAGES",
+    "PromptTranslation",
+    "Seq2SeqTranslator",
+    "default_translation_model",
+    "detect_language",
+    "check_translator",
+    "translate_prompt",
+    "load_translator",
+    "translator_weights_format",
+    "script_shares",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,9 +59,22 @@ DEFAULT_TRANSLATOR_LANGUAGES = ("vi", "ko", "ja", "zh", "ru", "fr", "de", "es")
 only when `prompt.translation_model` or a translator function is given."""
 
 # NLLB-200 names languages by ISO 639-3 plus script; M2M100 by the 639-1 code in `__xx__` tokens.
-_NLLB_CODES = {"en": "eng_Latn", "vi": "vie_Latn", "ko": "kor_Hang", "ja": "jpn_Jpan", "zh": "zho_Hans",
-               "ru": "rus_Cyrl", "fr": "fra_Latn", "de": "deu_Latn", "es": "spa_Latn", "th": "tha_Thai",
-               "ar": "arb_Arab", "hi": "hin_Deva", "he": "heb_Hebr", "el": "ell_Grek"}
+_NLLB_CODES = {
+    "en": "eng_Latn",
+    "vi": "vie_Latn",
+    "ko": "kor_Hang",
+    "ja": "jpn_Jpan",
+    "zh": "zho_Hans",
+    "ru": "rus_Cyrl",
+    "fr": "fra_Latn",
+    "de": "deu_Latn",
+    "es": "spa_Latn",
+    "th": "tha_Thai",
+    "ar": "arb_Arab",
+    "hi": "hin_Deva",
+    "he": "heb_Hebr",
+    "el": "ell_Grek",
+}
 
 # Letters only Vietnamese uses among the Latin-script languages: ă ơ ư đ ĩ ũ and the Latin Extended Additional
 # block (U+1EA0–U+1EF9: vowels carrying both a quality mark and a tone mark); and tone marks Vietnamese uses often
@@ -64,8 +87,15 @@ _ENGLISH_WORDS = frozenset(
 )
 # Letters per word, roughly, for the scripts written without spaces between words (a share is a share of words).
 _CHARACTERS_PER_WORD = {"han": 1.7, "kana": 2.5, "thai": 5.0}
-_SCRIPT_LANGUAGE = {"hangul": "ko", "cyrillic": "ru", "thai": "th", "arabic": "ar", "devanagari": "hi",
-                    "hebrew": "he", "greek": "el"}
+_SCRIPT_LANGUAGE = {
+    "hangul": "ko",
+    "cyrillic": "ru",
+    "thai": "th",
+    "arabic": "ar",
+    "devanagari": "hi",
+    "hebrew": "he",
+    "greek": "el",
+}
 # Clause and sentence ends: a prompt is translated clause by clause so English clauses stay as written.
 _CLAUSE_END = re.compile(r"([,;.!?，、；。！？\n]+\s*)")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s*")
@@ -98,7 +128,7 @@ def _script(character: str) -> str | None:
 
 
 def _latin_language(words: list[str], sentence_starts: set[int]) -> str:
-    """"vi" when more Latin words carry Vietnamese letters than are English function words, else "en".
+    """ "vi" when more Latin words carry Vietnamese letters than are English function words, else "en".
 
     A capitalised word inside a sentence is a name (Hà Nội, Đà Nẵng) and does not vote.
     """
@@ -200,8 +230,13 @@ class PromptTranslation:
     None = no sound prompt. `english` then includes the heard events' phrases."""
 
     def to_dict(self) -> dict[str, Any]:
-        record = {"original": self.original, "english": self.english, "language": self.language,
-                  "detected": self.detected, "translator": self.translator}
+        record = {
+            "original": self.original,
+            "english": self.english,
+            "language": self.language,
+            "detected": self.detected,
+            "translator": self.translator,
+        }
         if self.negative_original is not None:
             record.update(negative_original=self.negative_original, negative_english=self.negative_english)
         if self.translated:
@@ -227,9 +262,11 @@ def default_translation_model(language: str) -> str:
 
 def _configure_hint(language: str) -> str:
     name = SUPPORTED_LANGUAGES.get(language, language)
-    return (f"set `prompt.translation_model` (--translation-model) to a model that translates {name} to English, "
-            "e.g. facebook/nllb-200-distilled-600M (after `rerender download --translation-model ...`), or pass "
-            "`prompt_translator=`")
+    return (
+        f"set `prompt.translation_model` (--translation-model) to a model that translates {name} to English, "
+        "e.g. facebook/nllb-200-distilled-600M (after `rerender download --translation-model ...`), or pass "
+        "`prompt_translator=`"
+    )
 
 
 def check_translator(model: str) -> None:
@@ -276,7 +313,7 @@ def _local_files(model: str) -> list[str] | None:
 
 
 def translator_weights_format(files: list[str] | None) -> str:
-    """"safetensors" when the translator's files include ``*.safetensors``, "bin" when they include only a pickled
+    """ "safetensors" when the translator's files include ``*.safetensors``, "bin" when they include only a pickled
     ``pytorch_model.bin`` (loaded with ``torch.load(weights_only=True)``: tensors only, no code), or "safetensors"
     when the files are not known (the safe choice)."""
     if files is None or any(name.endswith(".safetensors") for name in files):
@@ -327,17 +364,25 @@ def load_translator(model: str, device: str = "cpu") -> tuple[Any, Any]:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model)
-            network = AutoModelForSeq2SeqLM.from_pretrained(
-                model, use_safetensors=weights == "safetensors", weights_only=True
-            ).to(device).eval()
+            network = (
+                AutoModelForSeq2SeqLM.from_pretrained(
+                    model, use_safetensors=weights == "safetensors", weights_only=True
+                )
+                .to(device)
+                .eval()
+            )
         except Exception as error:  # transformers raises many types; one line naming the fix
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
-            fix = ("pip install sentencepiece" if not _has_sentencepiece() else
-                   f"fetch it whole with `rerender download --translation-model {model}` or set "
-                   "`prompt.translation_model` to a MarianMT, NLLB or M2M100 model")
-            raise CheckpointError(f"could not load the prompt translator {model!r} ({_first_line(error)}); {fix}") \
-                from error
+            fix = (
+                "pip install sentencepiece"
+                if not _has_sentencepiece()
+                else f"fetch it whole with `rerender download --translation-model {model}` or set "
+                "`prompt.translation_model` to a MarianMT, NLLB or M2M100 model"
+            )
+            raise CheckpointError(
+                f"could not load the prompt translator {model!r} ({_first_line(error)}); {fix}"
+            ) from error
         logger.info("prompt translator %s loaded (%s weights) on %s", model, weights, device)
         _CACHE[key] = (tokenizer, network)
         return _CACHE[key]
@@ -423,8 +468,12 @@ class Seq2SeqTranslator:
             if options.get("max_new_tokens") is not None:
                 longest = options["max_new_tokens"] + 1
             if tokens.shape[1] >= (longest or 10**9) and int(tokens[0, -1]) not in eos:
-                logger.warning("the translation of %r reached the translator's length limit (%d tokens) and may be "
-                               "cut; shorten the prompt or raise max_length", piece, tokens.shape[1])
+                logger.warning(
+                    "the translation of %r reached the translator's length limit (%d tokens) and may be "
+                    "cut; shorten the prompt or raise max_length",
+                    piece,
+                    tokens.shape[1],
+                )
             results.append(tokenizer.decode(tokens[0], skip_special_tokens=True).strip())
         return " ".join(result for result in results if result)
 
@@ -465,15 +514,16 @@ def _plan(text: str, language: str) -> list[tuple[str, str]]:
     return runs
 
 
-def _translate_text(text: str, language: str, translate: Callable[[str, str], str],
-                    name: str) -> tuple[str, list[tuple[str, str, str]]]:
+def _translate_text(
+    text: str, language: str, translate: Callable[[str, str], str], name: str
+) -> tuple[str, list[tuple[str, str, str]]]:
     """`text` with each run not in English replaced by its translation; and the runs translated."""
     output, done = [], []
     for piece, own in _plan(text, language):
         body = piece.rstrip()
-        trailing = piece[len(body):]
+        trailing = piece[len(body) :]
         stripped = body.rstrip(",;，、；")
-        separator = body[len(stripped):]
+        separator = body[len(stripped) :]
         if own == "en" or not stripped.strip():
             output.append(piece)
             continue
@@ -481,8 +531,10 @@ def _translate_text(text: str, language: str, translate: Callable[[str, str], st
         if not isinstance(english, str):
             raise ConfigError(f"the prompt translator {name!r} must return a str, got {type(english).__name__}")
         if not english.strip():  # a failed translation; rendering on would silently drop the prompt
-            raise ConfigError(f"the prompt translator {name!r} returned an empty prompt for {stripped.strip()!r} "
-                              f"({own}); it must return the English prompt")
+            raise ConfigError(
+                f"the prompt translator {name!r} returned an empty prompt for {stripped.strip()!r} "
+                f"({own}); it must return the English prompt"
+            )
         separator = ", " if separator else ""
         done.append((own, stripped.strip(), english.strip()))
         output.append(english.strip() + separator + (" " if trailing and not separator else ""))
@@ -532,10 +584,16 @@ def translate_prompt(
     if translator is None and model is None and untranslatable:
         names = ", ".join(SUPPORTED_LANGUAGES.get(code, code) for code in untranslatable)
         if not detected:
-            raise ConfigError(f"`prompt_language` {language!r} ({names}) has no default translator; "
-                              + _configure_hint(untranslatable[0]))
-        logger.warning("the prompt is partly in %s, which has no default translator: that text goes to the text "
-                       "encoder untranslated; %s", names, _configure_hint(untranslatable[0]))
+            raise ConfigError(
+                f"`prompt_language` {language!r} ({names}) has no default translator; "
+                + _configure_hint(untranslatable[0])
+            )
+        logger.warning(
+            "the prompt is partly in %s, which has no default translator: that text goes to the text "
+            "encoder untranslated; %s",
+            names,
+            _configure_hint(untranslatable[0]),
+        )
         needed = [code for code in needed if code not in untranslatable]
     translate: Callable[[str, str], str]
     if translator is not None:
@@ -548,7 +606,8 @@ def translate_prompt(
             check_translator(default_translation_model(code))
         name = ", ".join(default_translation_model(code) for code in needed) or None
         translate = lambda text, code: (
-            Seq2SeqTranslator(default_translation_model(code))(text, code) if code in needed else text)
+            Seq2SeqTranslator(default_translation_model(code))(text, code) if code in needed else text
+        )
     english, done = _translate_text(prompt, language, translate, str(name))
     negative_english = negative
     if negative_plan_text:
@@ -558,5 +617,6 @@ def translate_prompt(
     logger.info("prompt (%s%s): %r -> %r", source, ", detected" if detected else "", prompt, english)
     if negative is not None and negative_english != negative:
         logger.info("negative prompt: %r -> %r", negative, negative_english)
-    return PromptTranslation(prompt, english, source, detected, name if done else None, negative, negative_english,
-                             tuple(done))
+    return PromptTranslation(
+        prompt, english, source, detected, name if done else None, negative, negative_english, tuple(done)
+    )

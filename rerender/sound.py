@@ -108,27 +108,37 @@ class SoundPrompt:
     """Per scored window: its start (seconds), its most probable event and that probability."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "prompt": self.prompt, "windows": self.windows,
-                "events": [{"name": e.name, "score": round(e.score, 4), "phrase": e.phrase} for e in self.events],
-                "best": [{"name": e.name, "score": round(e.score, 4)} for e in self.best],
-                "timeline": [[round(start, 3), name, round(score, 4)] for start, name, score in self.timeline]}
+        return {
+            "source": self.source,
+            "prompt": self.prompt,
+            "windows": self.windows,
+            "events": [{"name": e.name, "score": round(e.score, 4), "phrase": e.phrase} for e in self.events],
+            "best": [{"name": e.name, "score": round(e.score, 4)} for e in self.best],
+            "timeline": [[round(start, 3), name, round(score, 4)] for start, name, score in self.timeline],
+        }
 
 
 def _vocabulary_entries(data: Any, where: str) -> dict[str, SoundEvent]:
     if not isinstance(data, dict) or not data:
-        raise ConfigError(f"the sound vocabulary {where} must be a mapping of event names to "
-                          "{sound: ..., phrase: ...}, e.g. 'rain: {sound: rain falling, phrase: rain, wet streets}'")
+        raise ConfigError(
+            f"the sound vocabulary {where} must be a mapping of event names to "
+            "{sound: ..., phrase: ...}, e.g. 'rain: {sound: rain falling, phrase: rain, wet streets}'"
+        )
     events = {}
     for name, entry in data.items():
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"the sound vocabulary {where} has an event without a name: {name!r}")
         if not isinstance(entry, dict) or set(entry) - {"sound", "phrase"}:
-            raise ConfigError(f"the sound vocabulary {where}: event {name!r} must be a mapping with `sound` and "
-                              f"`phrase` only, got {entry!r}")
+            raise ConfigError(
+                f"the sound vocabulary {where}: event {name!r} must be a mapping with `sound` and "
+                f"`phrase` only, got {entry!r}"
+            )
         for key in ("sound", "phrase"):
             if not isinstance(entry.get(key), str) or not entry[key].strip():
-                raise ConfigError(f"the sound vocabulary {where}: event {name!r} needs a non-empty text `{key}`, "
-                                  f"got {entry.get(key)!r}")
+                raise ConfigError(
+                    f"the sound vocabulary {where}: event {name!r} needs a non-empty text `{key}`, "
+                    f"got {entry.get(key)!r}"
+                )
         events[name] = SoundEvent(name, entry["sound"].strip(), entry["phrase"].strip())
     return events
 
@@ -192,8 +202,10 @@ def decode_audio(path: str | os.PathLike, argument: str = "prompt.audio_prompt")
     level = _dbfs(samples)
     if level < SILENCE_DBFS:
         what = "no samples" if not samples.size else f"{level:.0f} dBFS"
-        raise ConfigError(f"`{argument}` {str(file)!r} is silent ({what}, under {SILENCE_DBFS:.0f} dBFS): there is "
-                          "nothing to hear; give a file with sound or drop it")
+        raise ConfigError(
+            f"`{argument}` {str(file)!r} is silent ({what}, under {SILENCE_DBFS:.0f} dBFS): there is "
+            "nothing to hear; give a file with sound or drop it"
+        )
     return samples
 
 
@@ -268,16 +280,18 @@ class ClapScorer:
         processor, model = self._load()
         rows = []
         for window in windows:  # one at a time: memory stays that of one 10-second window
-            inputs = processor(text=list(texts), audio=[window], sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                               padding=True).to(self.device)
+            inputs = processor(
+                text=list(texts), audio=[window], sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True
+            ).to(self.device)
             with torch.no_grad():
                 logits = model(**inputs).logits_per_audio  # (1, texts)
             rows.append(logits.float().softmax(dim=-1)[0].cpu().numpy())
         return np.stack(rows) if rows else np.zeros((0, len(texts)), np.float32)
 
 
-def score_events(windows: Sequence[tuple[float, np.ndarray]], vocabulary: Sequence[SoundEvent],
-                 scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
+def score_events(
+    windows: Sequence[tuple[float, np.ndarray]], vocabulary: Sequence[SoundEvent], scorer: Scorer
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-window probabilities of each event and their mean over the windows (the dominant events score highest).
 
     Returns:
@@ -289,8 +303,9 @@ def score_events(windows: Sequence[tuple[float, np.ndarray]], vocabulary: Sequen
     texts = [f"the sound of {event.sound}" for event in vocabulary]
     scores = np.asarray(scorer([window for _, window in windows], texts), dtype=np.float64)
     if scores.shape != (len(windows), len(vocabulary)):
-        raise ConfigError(f"the sound scorer must return ({len(windows)}, {len(vocabulary)}) probabilities, "
-                          f"got shape {scores.shape}")
+        raise ConfigError(
+            f"the sound scorer must return ({len(windows)}, {len(vocabulary)}) probabilities, got shape {scores.shape}"
+        )
     if len(windows) and (np.any(scores < -1e-6) or not np.allclose(scores.sum(axis=1), 1, atol=1e-3)):
         raise ConfigError("the sound scorer must return probabilities (each row ≥ 0, summing to 1)")
     return scores, scores.mean(axis=0) if len(windows) else np.zeros(len(vocabulary))
@@ -301,9 +316,18 @@ def _combine(prompt: str, phrases: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def hear(audio: str | os.PathLike | np.ndarray, prompt: str = "", *, vocabulary: Sequence[SoundEvent] | None = None,
-         scorer: Scorer | None = None, model: str = "laion/clap-htsat-unfused", threshold: float = 0.2,
-         max_events: int = 3, source: str | None = None, argument: str = "prompt.audio_prompt") -> SoundPrompt:
+def hear(
+    audio: str | os.PathLike | np.ndarray,
+    prompt: str = "",
+    *,
+    vocabulary: Sequence[SoundEvent] | None = None,
+    scorer: Scorer | None = None,
+    model: str = "laion/clap-htsat-unfused",
+    threshold: float = 0.2,
+    max_events: int = 3,
+    source: str | None = None,
+    argument: str = "prompt.audio_prompt",
+) -> SoundPrompt:
     """The events heard in `audio` and `prompt` with their phrases added.
 
     Args:
@@ -331,23 +355,34 @@ def hear(audio: str | os.PathLike | np.ndarray, prompt: str = "", *, vocabulary:
     order = np.argsort(-mean, kind="stable")
     best = tuple(HeardEvent(vocabulary[i].name, float(mean[i]), vocabulary[i].phrase) for i in order[:5])
     events = tuple(event for event in best[:max_events] if event.score >= threshold)
-    timeline = tuple((start, vocabulary[int(row.argmax())].name, float(row.max()))
-                     for (start, _), row in zip(windows, per_window, strict=True))
+    timeline = tuple(
+        (start, vocabulary[int(row.argmax())].name, float(row.max()))
+        for (start, _), row in zip(windows, per_window, strict=True)
+    )
     name = source or (str(audio) if not isinstance(audio, np.ndarray) else "<samples>")
-    result = SoundPrompt(name, events, best, _combine(prompt, [event.phrase for event in events]), len(windows),
-                         timeline)
+    result = SoundPrompt(
+        name, events, best, _combine(prompt, [event.phrase for event in events]), len(windows), timeline
+    )
     if events:
-        logger.info("heard in %s: %s -> prompt %r", name,
-                    ", ".join(f"{event.name} {event.score:.2f}" for event in events), result.prompt)
+        logger.info(
+            "heard in %s: %s -> prompt %r",
+            name,
+            ", ".join(f"{event.name} {event.score:.2f}" for event in events),
+            result.prompt,
+        )
     else:
-        logger.warning("no sound event in %s reached `prompt.audio_threshold` %.2f (most probable: %s); the prompt "
-                       "is unchanged", name, threshold,
-                       ", ".join(f"{event.name} {event.score:.2f}" for event in best[:3]))
+        logger.warning(
+            "no sound event in %s reached `prompt.audio_threshold` %.2f (most probable: %s); the prompt is unchanged",
+            name,
+            threshold,
+            ", ".join(f"{event.name} {event.score:.2f}" for event in best[:3]),
+        )
     return result
 
 
-def check_audio_prompt(audio_prompt: str | None, video: str | os.PathLike | None = None,
-                       vocabulary: str | os.PathLike | None = None) -> str | None:
+def check_audio_prompt(
+    audio_prompt: str | None, video: str | os.PathLike | None = None, vocabulary: str | os.PathLike | None = None
+) -> str | None:
     """Resolve and check `prompt.audio_prompt` cheaply, before any model loads or frame is rendered: the file (or,
     for "source", `video`) exists and has an audio track, and the vocabulary file is valid.
 
@@ -362,8 +397,10 @@ def check_audio_prompt(audio_prompt: str | None, video: str | os.PathLike | None
         return None
     if audio_prompt == "source":
         if video is None or Path(video).is_dir():
-            raise ConfigError("`prompt.audio_prompt` 'source' uses the video's soundtrack, and this input has none "
-                              "(a still, an image folder or text alone): give a sound file instead")
+            raise ConfigError(
+                "`prompt.audio_prompt` 'source' uses the video's soundtrack, and this input has none "
+                "(a still, an image folder or text alone): give a sound file instead"
+            )
         path = Path(video)
         argument = "prompt.audio_prompt (the video's soundtrack)"
     else:
@@ -404,6 +441,14 @@ def hear_prompt(record: Any, prompt: Any, video: str | os.PathLike | None = None
 
         scorer = ClapScorer(prompt.audio_model, "cuda" if torch.cuda.is_available() else "cpu")
     argument = "prompt.audio_prompt" + (" (the video's soundtrack)" if prompt.audio_prompt == "source" else "")
-    heard = hear(path, record.english, vocabulary=load_vocabulary(prompt.audio_vocabulary), scorer=scorer,
-                 threshold=prompt.audio_threshold, max_events=prompt.audio_max_events, source=path, argument=argument)
+    heard = hear(
+        path,
+        record.english,
+        vocabulary=load_vocabulary(prompt.audio_vocabulary),
+        scorer=scorer,
+        threshold=prompt.audio_threshold,
+        max_events=prompt.audio_max_events,
+        source=path,
+        argument=argument,
+    )
     return dataclasses.replace(record, english=heard.prompt, sound=heard)

@@ -51,7 +51,7 @@ class ClassicStylizer:
             raise ValueError(f"`levels` must be in [2, 64], got {self.levels}")
 
     @classmethod
-    def from_prompt(cls, prompt: str) -> "ClassicStylizer":
+    def from_prompt(cls, prompt: str) -> ClassicStylizer:
         """Pick the look whose keywords appear first in `prompt` (cartoon when none does)."""
         text = prompt.lower()
         found = [(text.find(word), look) for look, words in _KEYWORDS.items() for word in words if word in text]

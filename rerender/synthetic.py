@@ -79,7 +79,9 @@ class _Layer:
     transforms: list  # per frame, 3x3 matrix from layer coordinates to frame pixels
 
 
-def _affine(tx: float = 0.0, ty: float = 0.0, angle_deg: float = 0.0, scale: float = 1.0, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
+def _affine(
+    tx: float = 0.0, ty: float = 0.0, angle_deg: float = 0.0, scale: float = 1.0, cx: float = 0.0, cy: float = 0.0
+) -> np.ndarray:
     """3×3 matrix: rotate/scale about the layer point (cx, cy), then place that point at (tx, ty)."""
     angle = np.deg2rad(angle_deg)
     rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -115,15 +117,31 @@ def _build_layers(motion: str, num_frames: int, width: int, height: int, rng: np
     if motion in ("translation", "mixed"):
         texture, mask = object_layer("square", (1.0, 0.2, 0.2))
         start = (width * 0.25, height * 0.5)
-        layers.append(_Layer(texture, mask, [_affine(start[0] + 3.0 * t, start[1] + 1.0 * t, cx=center, cy=center) for t in range(num_frames)]))
+        layers.append(
+            _Layer(
+                texture,
+                mask,
+                [_affine(start[0] + 3.0 * t, start[1] + 1.0 * t, cx=center, cy=center) for t in range(num_frames)],
+            )
+        )
     if motion in ("rotation", "mixed"):
         texture, mask = object_layer("square", (0.2, 1.0, 0.2))
         position = (width * 0.6, height * 0.4)
-        layers.append(_Layer(texture, mask, [_affine(*position, angle_deg=8.0 * t, cx=center, cy=center) for t in range(num_frames)]))
+        layers.append(
+            _Layer(
+                texture, mask, [_affine(*position, angle_deg=8.0 * t, cx=center, cy=center) for t in range(num_frames)]
+            )
+        )
     if motion in ("zoom", "mixed"):
         texture, mask = object_layer("disk", (0.2, 0.2, 1.0))
         position = (width * 0.45, height * 0.6)
-        layers.append(_Layer(texture, mask, [_affine(*position, scale=0.8 * 1.02**t, cx=center, cy=center) for t in range(num_frames)]))
+        layers.append(
+            _Layer(
+                texture,
+                mask,
+                [_affine(*position, scale=0.8 * 1.02**t, cx=center, cy=center) for t in range(num_frames)],
+            )
+        )
     if motion in ("occluder", "mixed"):
         bar_width, bar_height = max(8, width // 6), height + 2
         texture = make_texture(bar_height, bar_width, rng, palette=np.array((1.0, 1.0, 0.2), np.float32))
@@ -139,7 +157,9 @@ def _render(layers: list[_Layer], frame: int, width: int, height: int) -> tuple[
     owner = np.zeros((height, width), np.int32)
     for index, layer in enumerate(layers):
         matrix = layer.transforms[frame][:2]
-        warped = cv2.warpAffine(layer.texture, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        warped = cv2.warpAffine(
+            layer.texture, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         coverage = cv2.warpAffine(layer.mask, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
         image = image * (1 - coverage[..., None]) + warped.astype(np.float32) * coverage[..., None]
         owner[coverage >= 0.5] = index
@@ -214,7 +234,12 @@ def make_synthetic_video(
         forward_occlusion.append(_occlusion(flow_forward, owners[t], owners[t + 1]))
         backward_occlusion.append(_occlusion(flow_backward, owners[t + 1], owners[t]))
     return SyntheticVideo(
-        frames, np.stack(forward), np.stack(backward), np.stack(forward_occlusion), np.stack(backward_occlusion), motion
+        frames,
+        np.stack(forward),
+        np.stack(backward),
+        np.stack(forward_occlusion),
+        np.stack(backward_occlusion),
+        motion,
     )
 
 

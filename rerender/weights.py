@@ -25,9 +25,10 @@ import posixpath
 import re
 import shlex
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from rerender.errors import ConfigError
@@ -67,7 +68,16 @@ GMFLOW_FILENAME = "gmflow_sintel-0c07dcb3.pth"
 GMFLOW_HUB_FILES = (("PKUWilliamYang/Rerender", f"models/{GMFLOW_FILENAME}"),)
 """(repository, file) pairs of the Hugging Face Hub where Rerender-A-Video's installer gets the GMFlow weights."""
 
-PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler", "controlnet")
+PIPELINE_FOLDERS = (
+    "unet",
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "text_encoder_2",
+    "tokenizer_2",
+    "scheduler",
+    "controlnet",
+)
 """Sub-folders of a diffusers Stable Diffusion repository that `RerenderPipeline` reads (not the safety checker,
 not the feature extractor); SDXL's second text encoder and tokenizer exist only in SDXL repositories."""
 
@@ -85,7 +95,12 @@ def rerender_cache_dir() -> Path:
 
 def hub_offline() -> bool:
     """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE``, as huggingface_hub reads it)."""
-    if os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "")).strip().lower() in ("1", "true", "yes", "on"):
+    if os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "")).strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    ):
         return True
     try:
         from huggingface_hub import constants
@@ -147,7 +162,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def is_hub_id(source: str) -> bool:
     """True for a Hugging Face hub id (``owner/name``) that is not also a local path or a checkpoint file name."""
-    return bool(_HUB_ID.match(source)) and not Path(source).expanduser().exists() and not source.lower().endswith(WEIGHT_SUFFIXES)
+    return (
+        bool(_HUB_ID.match(source))
+        and not Path(source).expanduser().exists()
+        and not source.lower().endswith(WEIGHT_SUFFIXES)
+    )
 
 
 _is_hub_id = is_hub_id
@@ -156,7 +175,12 @@ _is_hub_id = is_hub_id
 def _weight_candidates(folder: str) -> list[str]:
     prefix = f"{folder}/" if folder else ""
     names = ("model", "pytorch_model") if folder == "text_encoder" else ("diffusion_pytorch_model",)
-    return [f"{prefix}{name}{variant}{suffix}" for name in names for variant in (".fp16", "") for suffix in (".safetensors", ".bin")]
+    return [
+        f"{prefix}{name}{variant}{suffix}"
+        for name in names
+        for variant in (".fp16", "")
+        for suffix in (".safetensors", ".bin")
+    ]
 
 
 def _cached(repository: str, filename: str) -> bool:
@@ -173,7 +197,9 @@ def _hub_present(repository: str, components: Sequence[str] = (), filename: str 
     if components:
         if not _cached(repository, "model_index.json"):
             return False
-        weighted = [folder for folder in components if folder in ("unet", "transformer", "vae", "text_encoder", "controlnet")]
+        weighted = [
+            folder for folder in components if folder in ("unet", "transformer", "vae", "text_encoder", "controlnet")
+        ]
         if "text_encoder_2" in components and _lists_component(repository, "text_encoder_2"):
             weighted.append("text_encoder_2")
         return all(any(_cached(repository, name) for name in _weight_candidates(folder)) for folder in weighted)
@@ -201,15 +227,21 @@ def base_components(separate_vae: bool, family: str = "sd15") -> tuple[str, ...]
     SDXL's second text encoder and tokenizer for an SDXL model)."""
     second = ("text_encoder_2", "tokenizer_2")
     return tuple(
-        folder for folder in PIPELINE_FOLDERS
-        if folder != "controlnet" and not (folder == "vae" and separate_vae) and (family == "sdxl" or folder not in second)
+        folder
+        for folder in PIPELINE_FOLDERS
+        if folder != "controlnet"
+        and not (folder == "vae" and separate_vae)
+        and (family == "sdxl" or folder not in second)
     )
 
 
 ZIMAGE_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 """The sub-folders of a Z-Image repository that are fetched and read."""
 
-ZIMAGE_CONTROLNET = ("alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union", "Z-Image-Turbo-Fun-Controlnet-Union.safetensors")
+ZIMAGE_CONTROLNET = (
+    "alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union",
+    "Z-Image-Turbo-Fun-Controlnet-Union.safetensors",
+)
 """The default Z-Image ControlNet: the Union ControlNet's repository and its single weight file."""
 
 
@@ -242,7 +274,7 @@ def fetch_repository(
 _FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
 
 
-def model_family(model: "ModelConfig") -> str:
+def model_family(model: ModelConfig) -> str:
     """`model.family`, or when "auto" the family detected from the model (`detect_family`:
     configs and file headers, no weights, no network); "sd15" when the model is not here to look at."""
     if model.family != "auto":
@@ -254,7 +286,7 @@ def model_family(model: "ModelConfig") -> str:
         return "sd15"
 
 
-def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[WeightSource]:
+def weight_sources(config: RerenderConfig, include_flow: bool = True) -> list[WeightSource]:
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
     The first ControlNet of a base-model folder that holds a ``controlnet/`` sub-folder comes from that folder,
@@ -267,21 +299,41 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     components = ZIMAGE_FOLDERS if family == "zimage" else base_components(model.vae is not None, family)
     role = f"base model ({_FAMILY_LABELS.get(family, family)})"
     if base_is_hub:
-        sources.append(WeightSource(role, "model.base_model", model.base_model, True,
-                                    _hub_present(model.base_model, components), components=components))
+        sources.append(
+            WeightSource(
+                role,
+                "model.base_model",
+                model.base_model,
+                True,
+                _hub_present(model.base_model, components),
+                components=components,
+            )
+        )
     else:
-        sources.append(WeightSource(role, "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()))
+        sources.append(
+            WeightSource(
+                role, "model.base_model", model.base_model, False, Path(model.base_model).expanduser().exists()
+            )
+        )
     base_folder = None if base_is_hub else Path(model.base_model).expanduser()
     for position, control in enumerate(config.control):
         key = f"control[{position}].model"
         role = f"ControlNet ({control.type})"
-        if control.model is None and position == 0 and base_folder is not None and (base_folder / "controlnet" / "config.json").is_file():
+        if (
+            control.model is None
+            and position == 0
+            and base_folder is not None
+            and (base_folder / "controlnet" / "config.json").is_file()
+        ):
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
             continue
         if family == "zimage" and control.model is None:  # the Union ControlNet: one file of its repository
             repository, filename = ZIMAGE_CONTROLNET
-            sources.append(WeightSource(role, key, repository, True, _hub_present(repository, filename=filename),
-                                        filename=filename))
+            sources.append(
+                WeightSource(
+                    role, key, repository, True, _hub_present(repository, filename=filename), filename=filename
+                )
+            )
             continue
         location = control.model_for(family)
         if _is_hub_id(location):
@@ -296,16 +348,20 @@ def weight_sources(config: "RerenderConfig", include_flow: bool = True) -> list[
     if include_flow and config.flow.flow_estimator != "dis":
         if config.flow.flow_checkpoint is not None:
             path = config.flow.flow_checkpoint
-            sources.append(WeightSource("GMFlow", "flow.flow_checkpoint", path, False, Path(path).expanduser().is_file()))
+            sources.append(
+                WeightSource("GMFlow", "flow.flow_checkpoint", path, False, Path(path).expanduser().is_file())
+            )
         else:
             repository, filename = GMFLOW_HUB_FILES[0]
             local = rerender_cache_dir() / GMFLOW_FILENAME
             present = local.is_file() or _hub_present(repository, filename=filename)
-            sources.append(WeightSource("GMFlow", "flow.flow_checkpoint", repository, True, present, filename=filename))
+            sources.append(
+                WeightSource("GMFlow", "flow.flow_checkpoint", repository, True, present, filename=filename)
+            )
     return sources
 
 
-def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[str]]:
+def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]]:
     """The weights `config` needs beyond the keyframe models: the prompt's translation model (when
     `prompt.prompt_language` is not English, or `prompt.translation_model` is named) and the IP-Adapter (when
     `prompt.style_image` is set).
@@ -324,16 +380,20 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
         if prompt.prompt.strip():
             language = detect_language(prompt.prompt)
         elif prompt.translation_model is None:
-            unresolved.append("the translation model: `prompt.prompt_language` is 'auto' and there is no prompt to "
-                              "detect the language of; give -p PROMPT or --prompt-language CODE")
+            unresolved.append(
+                "the translation model: `prompt.prompt_language` is 'auto' and there is no prompt to "
+                "detect the language of; give -p PROMPT or --prompt-language CODE"
+            )
             language = "en"
         else:
             language = None  # not known without a prompt, but the model is named
     if language == "en" and prompt.translation_model is not None:
         language = None  # named explicitly: fetched although an English prompt does not use it
     if language not in (None, "en", *DEFAULT_TRANSLATOR_LANGUAGES) and prompt.translation_model is None:
-        unresolved.append(f"the translation model: {language!r} has no default translator; name one with "
-                          "--translation-model (e.g. facebook/nllb-200-distilled-600M)")
+        unresolved.append(
+            f"the translation model: {language!r} has no default translator; name one with "
+            "--translation-model (e.g. facebook/nllb-200-distilled-600M)"
+        )
         language = "en"
     if language != "en":
         model = prompt.translation_model or default_translation_model(language or "")
@@ -341,21 +401,42 @@ def extra_sources(config: "RerenderConfig") -> tuple[list[WeightSource], list[st
         if _is_hub_id(model):
             sources.append(WeightSource(role, "prompt.translation_model", model, True, _cached(model, "config.json")))
         else:
-            sources.append(WeightSource(role, "prompt.translation_model", model, False,
-                                        (Path(model).expanduser() / "config.json").is_file()))
+            sources.append(
+                WeightSource(
+                    role,
+                    "prompt.translation_model",
+                    model,
+                    False,
+                    (Path(model).expanduser() / "config.json").is_file(),
+                )
+            )
     if prompt.audio_prompt is not None:  # the CLAP model that hears `prompt.audio_prompt`
         model = prompt.audio_model
-        present = (_cached(model, "config.json") if _is_hub_id(model)
-                   else (Path(model).expanduser() / "config.json").is_file())
+        present = (
+            _cached(model, "config.json")
+            if _is_hub_id(model)
+            else (Path(model).expanduser() / "config.json").is_file()
+        )
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
     if prompt.style_image is not None:
         source, weight_name = config.model.ip_adapter, config.model.ip_adapter_weight_name
         if _is_hub_id(source):
-            sources.append(WeightSource("IP-Adapter", "model.ip_adapter", source, True, _cached(source, weight_name),
-                                        filename=weight_name))
+            sources.append(
+                WeightSource(
+                    "IP-Adapter", "model.ip_adapter", source, True, _cached(source, weight_name), filename=weight_name
+                )
+            )
         else:
-            sources.append(WeightSource("IP-Adapter", "model.ip_adapter", source, False,
-                                        (Path(source).expanduser() / weight_name).is_file(), filename=weight_name))
+            sources.append(
+                WeightSource(
+                    "IP-Adapter",
+                    "model.ip_adapter",
+                    source,
+                    False,
+                    (Path(source).expanduser() / weight_name).is_file(),
+                    filename=weight_name,
+                )
+            )
     return sources, unresolved
 
 
@@ -369,7 +450,7 @@ def ip_adapter_files(files: Iterable[str], weight_name: str) -> tuple[list[str],
     files = sorted(set(files))
     folder = PurePosixPath(weight_name).parent
     encoder = f"{folder}/image_encoder/" if str(folder) != "." else "image_encoder/"
-    inside = [name[len(encoder):] for name in files if name.startswith(encoder) and "/" not in name[len(encoder):]]
+    inside = [name[len(encoder) :] for name in files if name.startswith(encoder) and "/" not in name[len(encoder) :]]
     chosen, _ = select_files(inside)
     fetched = sorted([weight_name] * (weight_name in files) + [encoder + name for name in chosen])
     kept = set(fetched)
@@ -387,13 +468,22 @@ def translator_files(files: Iterable[str]) -> tuple[list[str], list[str]]:
         ``(fetched, skipped)``, each sorted.
     """
     files = sorted(set(files))
-    top = [name for name in files if "/" not in name and not name.startswith(".")
-           and not name.lower().endswith((".md", ".png", ".jpg", ".txt.gz"))]
+    top = [
+        name
+        for name in files
+        if "/" not in name
+        and not name.startswith(".")
+        and not name.lower().endswith((".md", ".png", ".jpg", ".txt.gz"))
+    ]
     safetensors = any(name.endswith(".safetensors") for name in top)
     fetched = [
-        name for name in top
-        if not name.endswith(WEIGHT_SUFFIXES + (".ot",)) or name.endswith(".safetensors")
-        or not safetensors and name.endswith(".bin") and name.startswith("pytorch_model")
+        name
+        for name in top
+        if not name.endswith(WEIGHT_SUFFIXES + (".ot",))
+        or name.endswith(".safetensors")
+        or not safetensors
+        and name.endswith(".bin")
+        and name.startswith("pytorch_model")
     ]
     kept = set(fetched)
     return fetched, [name for name in files if name not in kept]
@@ -404,8 +494,10 @@ def translator_weights_note(fetched: Iterable[str]) -> str:
     names = [name for name in fetched if name.endswith((".safetensors", ".bin"))]
     if any(name.endswith(".safetensors") for name in names):
         return f"weights: {', '.join(names)} (safetensors)"
-    return (f"weights: {', '.join(names)} (the repository has no .safetensors: a pickle, read with "
-            "torch.load(weights_only=True), tensors only, no code runs)")
+    return (
+        f"weights: {', '.join(names)} (the repository has no .safetensors: a pickle, read with "
+        "torch.load(weights_only=True), tensors only, no code runs)"
+    )
 
 
 def offline_listing(source: WeightSource) -> list[str]:
@@ -418,17 +510,24 @@ def offline_listing(source: WeightSource) -> list[str]:
     if source.filename is not None:
         return [source.filename]
     if source.key == "prompt.audio_model":
-        return ["config.json", "processor and tokenizer files (*.json, vocab.json, merges.txt)",
-                "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
+        return [
+            "config.json",
+            "processor and tokenizer files (*.json, vocab.json, merges.txt)",
+            "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)",
+        ]
     if source.key == "prompt.translation_model":
-        return ["config.json", "generation_config.json", "tokenizer files (*.json, *.spm, *.model, vocab*)",
-                "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)"]
+        return [
+            "config.json",
+            "generation_config.json",
+            "tokenizer files (*.json, *.spm, *.model, vocab*)",
+            "*.safetensors, or pytorch_model.bin where there are none (read with weights_only=True)",
+        ]
     if source.components:
         return ["model_index.json", *(f"{folder}/*" for folder in source.components)]
     return ["config.json", "diffusion_pytorch_model.safetensors (or .bin)"]
 
 
-def missing_weights(config: "RerenderConfig") -> list[WeightSource]:
+def missing_weights(config: RerenderConfig) -> list[WeightSource]:
     """The keyframe weights (base model, ControlNets, VAE) that cannot be loaded here and now.
 
     A hub id that is not cached counts as missing only when the hub cannot be used (``HF_HUB_OFFLINE`` or no
@@ -441,7 +540,7 @@ def missing_weights(config: "RerenderConfig") -> list[WeightSource]:
     return absent
 
 
-def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) -> list[str]:
+def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> list[str]:
     """Shell commands that fetch `sources` on a connected machine: ``rerender download`` and one ``hf download`` each."""
     from rerender.config import ModelConfig, PromptConfig
 
@@ -481,11 +580,13 @@ def fetch_commands(config: "RerenderConfig", sources: Iterable[WeightSource]) ->
                 f'hf download {source.location} --include "model_index.json" {includes} --exclude "*.bin" "*non_ema*" "*.fp16.*"'
             )
         else:
-            commands.append(f'hf download {source.location} --include "config.json" "*.safetensors" --exclude "*.fp16.*"')
+            commands.append(
+                f'hf download {source.location} --include "config.json" "*.safetensors" --exclude "*.fp16.*"'
+            )
     return commands
 
 
-def describe_missing(config: "RerenderConfig", missing: Sequence[WeightSource]) -> str:
+def describe_missing(config: RerenderConfig, missing: Sequence[WeightSource]) -> str:
     """One message: what is missing, where it was looked for, and the commands that fetch it."""
     from huggingface_hub import constants
 
@@ -555,7 +656,9 @@ def select_files(
         if pipeline:
             if name == "model_index.json" or (len(parts) > 1 and parts[0] in wanted_folders):
                 candidates.append(name)
-        elif len(parts) == 1 and (name == "config.json" or name.endswith((".safetensors.index.json", *WEIGHT_SUFFIXES))):
+        elif len(parts) == 1 and (
+            name == "config.json" or name.endswith((".safetensors.index.json", *WEIGHT_SUFFIXES))
+        ):
             candidates.append(name)
     fetched = []
     weights: dict[str, list[tuple[str | None, str, str]]] = {}
@@ -569,9 +672,10 @@ def select_files(
         folder = str(PurePosixPath(stem).parent)
         weights.setdefault(folder, []).append((variant, suffix, name))
     for found in weights.values():
+
         def pick(variant: str | None) -> tuple[str | None, str] | None:
             for suffix in (".safetensors", ".bin", ".pth", ".pt"):
-                if any(v == variant and s == suffix for v, s, _ in found):
+                if any(v == variant and s == suffix for v, s, _ in found):  # noqa: B023 (used in this iteration)
                     return variant, suffix
             return None
 
@@ -604,7 +708,7 @@ def _names_a_missing_thing(error: Exception) -> bool:
 
 
 def download_weights(
-    config: "RerenderConfig",
+    config: RerenderConfig,
     half_precision: bool = False,
     include_flow: bool = True,
     progress: bool = True,
@@ -643,8 +747,16 @@ def download_weights(
     extras, unresolved = extra_sources(config)
     sources += extras
     records: list[dict[str, Any]] = [
-        {"role": "unresolved", "location": None, "fetched": [], "skipped": [], "path": None, "resolved": False,
-         "cached": False, "note": note}
+        {
+            "role": "unresolved",
+            "location": None,
+            "fetched": [],
+            "skipped": [],
+            "path": None,
+            "resolved": False,
+            "cached": False,
+            "note": note,
+        }
         for note in unresolved
     ]
     if not hub_reachable():
@@ -657,16 +769,27 @@ def download_weights(
         if not dry_run:
             # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
             error = InputNotFoundError if hub_offline() else ServiceUnavailableError
-            raise error(f"`rerender download` needs the network, but {why}; "
-                        + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again"))
+            raise error(
+                f"`rerender download` needs the network, but {why}; "
+                + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again")
+            )
         for source in sources:
             listing = offline_listing(source) if source.is_hub else []
             exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
-            records.append({"role": source.role, "location": source.location, "fetched": listing, "skipped": [],
-                            "path": None if source.is_hub else source.location, "resolved": exact or not source.is_hub,
-                            "cached": source.present,
-                            "note": None if exact or not source.is_hub else f"listed by pattern: {why}, and the exact "
-                                                                            "file names need the hub's file list"})
+            records.append(
+                {
+                    "role": source.role,
+                    "location": source.location,
+                    "fetched": listing,
+                    "skipped": [],
+                    "path": None if source.is_hub else source.location,
+                    "resolved": exact or not source.is_hub,
+                    "cached": source.present,
+                    "note": None
+                    if exact or not source.is_hub
+                    else f"listed by pattern: {why}, and the exact file names need the hub's file list",
+                }
+            )
         return records
     from huggingface_hub import hf_hub_download, snapshot_download
 
@@ -678,8 +801,16 @@ def download_weights(
         disable_progress_bars()
     try:
         for source in sources:
-            record: dict[str, Any] = {"role": source.role, "location": source.location, "fetched": [], "skipped": [],
-                                      "path": None, "resolved": True, "cached": source.present, "note": None}
+            record: dict[str, Any] = {
+                "role": source.role,
+                "location": source.location,
+                "fetched": [],
+                "skipped": [],
+                "path": None,
+                "resolved": True,
+                "cached": source.present,
+                "note": None,
+            }
             records.append(record)
             if not source.is_hub:
                 record["path"] = source.location
@@ -690,12 +821,16 @@ def download_weights(
                     if source.role == "IP-Adapter":
                         record["fetched"], record["skipped"] = ip_adapter_files(files, source.filename or "")
                         if (source.filename or "") not in record["fetched"]:
-                            raise FileNotFoundError(f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)")
+                            raise FileNotFoundError(
+                                f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)"
+                            )
                     else:
                         record["fetched"], record["skipped"] = translator_files(files)
                         if not any(name.endswith((".safetensors", ".bin")) for name in record["fetched"]):
-                            raise FileNotFoundError("it has neither .safetensors nor pytorch_model.bin weights; "
-                                                    f"choose another `{source.key}`")
+                            raise FileNotFoundError(
+                                "it has neither .safetensors nor pytorch_model.bin weights; "
+                                f"choose another `{source.key}`"
+                            )
                         record["note"] = translator_weights_note(record["fetched"])
                     if not dry_run:
                         record["path"] = snapshot_download(source.location, allow_patterns=record["fetched"])
@@ -728,9 +863,14 @@ def download_weights(
 
 # Keys only an SDXL single file (A1111/Civitai layout) has: the second text encoder (OpenCLIP bigG) and the
 # added size/crop embedding of the UNet.
-_SDXL_CHECKPOINT_KEYS = ("conditioner.embedders.1.model.positional_embedding", "model.diffusion_model.label_emb.0.0.weight")
-_SD_CHECKPOINT_KEYS = ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
-                       "model.diffusion_model.input_blocks.0.0.weight")
+_SDXL_CHECKPOINT_KEYS = (
+    "conditioner.embedders.1.model.positional_embedding",
+    "model.diffusion_model.label_emb.0.0.weight",
+)
+_SD_CHECKPOINT_KEYS = (
+    "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+    "model.diffusion_model.input_blocks.0.0.weight",
+)
 _FAMILY_DETECTORS: list = []
 """Further detectors ``(path) -> family or None``, tried before the Stable Diffusion ones (other model families,
 e.g. flow-matching transformers, register theirs with `register_family_detector`)."""
@@ -742,7 +882,7 @@ def register_family_detector(detector) -> None:
 
 
 def transformer_family(path: Path) -> str | None:
-    """"zimage" or "flux" for a Z-Image or Flux diffusers folder (its model_index.json or transformer/config.json
+    """ "zimage" or "flux" for a Z-Image or Flux diffusers folder (its model_index.json or transformer/config.json
     says so), else None."""
     if not path.is_dir():
         return None
@@ -758,7 +898,7 @@ def transformer_family(path: Path) -> str | None:
 register_family_detector(transformer_family)
 
 
-def detect_family_or_none(model: "ModelConfig") -> str | None:
+def detect_family_or_none(model: ModelConfig) -> str | None:
     """`detect_family` of the base model, None when it cannot tell (the loaders then say what is wrong)."""
     try:
         return detect_family(model.base_model)
@@ -767,7 +907,7 @@ def detect_family_or_none(model: "ModelConfig") -> str | None:
 
 
 def family_of_unet_config(config: dict) -> str:
-    """"sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
+    """ "sdxl" for a UNet with SDXL's added conditioning (``addition_embed_type="text_time"``), else "sd15".
 
     The same rule holds for ControlNets, whose configs carry the UNet's conditioning settings.
     """
@@ -840,13 +980,17 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         for config in (path / "unet" / "config.json", path / "config.json"):
             if config.is_file():
                 return family_of_unet_config(read_json_file(config))
-        raise ConfigError(f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder")
+        raise ConfigError(
+            f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
+        )
     keys = checkpoint_keys(path)
     if not keys:
         return "sd15"
     if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
         return "sdxl"
-    if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(name.startswith("model.diffusion_model.") for name in keys):
+    if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(
+        name.startswith("model.diffusion_model.") for name in keys
+    ):
         return "sd15"
     raise ConfigError(
         f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "

@@ -37,7 +37,9 @@ class FakeHub:
                     self.wfile.write(body)
 
             def _json(self, data) -> None:
-                self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json", "X-Repo-Commit": COMMIT})
+                self._send(
+                    200, json.dumps(data).encode(), {"Content-Type": "application/json", "X-Repo-Commit": COMMIT}
+                )
 
             def _route(self, head: bool) -> None:
                 path = unquote(urlparse(self.path).path)
@@ -48,13 +50,26 @@ class FakeHub:
                     if files is None:
                         return self._send(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
                     if parts[4] == "revision":
-                        return self._json({"id": repo, "modelId": repo, "sha": COMMIT,
-                                           "siblings": [{"rfilename": name} for name in sorted(files)]})
+                        return self._json(
+                            {
+                                "id": repo,
+                                "modelId": repo,
+                                "sha": COMMIT,
+                                "siblings": [{"rfilename": name} for name in sorted(files)],
+                            }
+                        )
                     if parts[4] == "tree":
-                        return self._json([
-                            {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                            for name, data in sorted(files.items())
-                        ])
+                        return self._json(
+                            [
+                                {
+                                    "type": "file",
+                                    "path": name,
+                                    "size": len(data),
+                                    "oid": hashlib.sha1(data).hexdigest(),
+                                }
+                                for name, data in sorted(files.items())
+                            ]
+                        )
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
                     data = hub.repositories.get(repo, {}).get(filename)
@@ -76,7 +91,7 @@ class FakeHub:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.thread.start()
         return self
 

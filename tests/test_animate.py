@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import rerender
-from rerender.workflow.animation import MAX_FRAMES, read_depth
 from rerender.cli import main
 from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
 from rerender.video import probe_video, read_frames, write_image
+from rerender.workflow.animation import MAX_FRAMES, read_depth
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -27,9 +27,19 @@ def still(tmp_path) -> Path:
 
 def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
     seen = []
-    result = rerender.animate(still, "a watercolor", motion="zoom-in", seconds=0.5, fps=16, output=tmp_path / "out.mp4",
-                              K=4, renderer="classic", progress=False, resolution=128,
-                              callback=lambda stage, done, total: seen.append(stage))
+    result = rerender.animate(
+        still,
+        "a watercolor",
+        motion="zoom-in",
+        seconds=0.5,
+        fps=16,
+        output=tmp_path / "out.mp4",
+        K=4,
+        renderer="classic",
+        progress=False,
+        resolution=128,
+        callback=lambda stage, done, total: seen.append(stage),
+    )
     assert result.output == tmp_path / "out.mp4" and result.clip == tmp_path / "out_clip.mp4"
     for video in (result.output, result.clip):
         info = probe_video(video)
@@ -37,12 +47,15 @@ def test_animate_writes_the_clip_and_its_translation(still, tmp_path):
     assert result.translation.keyframe_indices == [0, 4, 7] and "propagation" in seen
     clip = np.stack(list(read_frames(result.clip)))
     # what a viewer sees: the clip starts on the whole still and ends zoomed ×1.25 on its centre
-    still_pixels = cv2.resize(cv2.cvtColor(cv2.imread(str(still)), cv2.COLOR_BGR2RGB), (clip.shape[2], clip.shape[1]),
-                              interpolation=cv2.INTER_AREA)
+    still_pixels = cv2.resize(
+        cv2.cvtColor(cv2.imread(str(still)), cv2.COLOR_BGR2RGB),
+        (clip.shape[2], clip.shape[1]),
+        interpolation=cv2.INTER_AREA,
+    )
     assert np.abs(clip[0].astype(int) - still_pixels).mean() < 6
     zoomed = cv2.resize(still_pixels, None, fx=1.25, fy=1.25, interpolation=cv2.INTER_CUBIC)
     top, left = (zoomed.shape[0] - clip.shape[1]) // 2, (zoomed.shape[1] - clip.shape[2]) // 2
-    centre = zoomed[top:top + clip.shape[1], left:left + clip.shape[2]]
+    centre = zoomed[top : top + clip.shape[1], left : left + clip.shape[2]]
     assert np.abs(clip[-1].astype(int) - centre)[8:-8, 8:-8].mean() < 8 < np.abs(clip[0].astype(int) - centre).mean()
     # the frames the translation read are the clip's, losslessly, and the flow it used is the move's
     assert len(list(result.clip_frames.iterdir())) == 8 and result.optical_flow.name.startswith("camera-")
@@ -98,14 +111,37 @@ def test_depth_maps_from_images_and_npy(tmp_path):
 
 def test_cli_animate_with_a_path_and_its_errors(capsys, still, tmp_path):
     output = tmp_path / "cli.mp4"
-    code = main(["animate", str(still), "-p", "ink", "--path", "t=0,scale=1.2;t=1,scale=1.4,rotation=5", "--seconds",
-                 "0.4", "--fps", "10", "-o", str(output), "--renderer", "classic", "-K", "3", "--set", "resolution=64",
-                 "--no-clip", "-q"])
+    code = main(
+        [
+            "animate",
+            str(still),
+            "-p",
+            "ink",
+            "--path",
+            "t=0,scale=1.2;t=1,scale=1.4,rotation=5",
+            "--seconds",
+            "0.4",
+            "--fps",
+            "10",
+            "-o",
+            str(output),
+            "--renderer",
+            "classic",
+            "-K",
+            "3",
+            "--set",
+            "resolution=64",
+            "--no-clip",
+            "-q",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 4 and float(probe_video(output).fps) == 10
     assert not (tmp_path / "cli_clip.mp4").exists()
-    code = main(["animate", str(still), "-p", "ink", "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")])
+    code = main(
+        ["animate", str(still), "-p", "ink", "--path", "t=0,scale=1;t=1,scale=0", "-o", str(tmp_path / "bad.mp4")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "scale" in err and err.count("\n") == 1
     # as `translate`: no prompt is refused before the clip is made (-p "" runs unprompted on purpose)
@@ -125,9 +161,26 @@ def test_clip_folder_that_is_not_ours_is_left_alone(still, tmp_path):
 @pytest.mark.slow
 def test_animate_example(still, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "animate_still.py"), str(still), "a watercolor", str(tmp_path / "o.mp4"),
-         "--motion", "pan-left", "--seconds", "0.5", "--fps", "12", "--resolution", "64", "--renderer", "classic"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(EXAMPLES / "animate_still.py"),
+            str(still),
+            "a watercolor",
+            str(tmp_path / "o.mp4"),
+            "--motion",
+            "pan-left",
+            "--seconds",
+            "0.5",
+            "--fps",
+            "12",
+            "--resolution",
+            "64",
+            "--renderer",
+            "classic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert probe_video(tmp_path / "o.mp4").frame_count == 6 and probe_video(tmp_path / "o_clip.mp4").frame_count == 6
@@ -139,14 +192,27 @@ def test_orbit_needs_a_depth_map_or_the_annotators_extra(still, tmp_path):
     try:
         import controlnet_aux  # noqa: F401
     except ImportError:
-        with pytest.raises(MissingDependencyError, match=r"orbit' needs a depth map.*--depth FILE.*annotators.*2-D move"):
+        with pytest.raises(
+            MissingDependencyError, match=r"orbit' needs a depth map.*--depth FILE.*annotators.*2-D move"
+        ):
             rerender.animate(still, "x", motion="orbit", seconds=0.2, fps=10, output=tmp_path / "o.mp4")
     else:
         pytest.skip("controlnet-aux imports here: the MiDaS path would load weights")
     depth = np.tile(np.linspace(0, 255, 128), (96, 1)).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "depth.png"), depth)
-    result = rerender.animate(still, "x", motion="orbit", depth=tmp_path / "depth.png", seconds=0.4, fps=10,
-                              output=tmp_path / "o.mp4", renderer="classic", progress=False, resolution=64, K=2)
+    result = rerender.animate(
+        still,
+        "x",
+        motion="orbit",
+        depth=tmp_path / "depth.png",
+        seconds=0.4,
+        fps=10,
+        output=tmp_path / "o.mp4",
+        renderer="classic",
+        progress=False,
+        resolution=64,
+        K=2,
+    )
     forward, _ = result.optical_flow.flows(0, 3)
     assert forward[0, :, :8].mean() * forward[0, :, -8:].mean() < 0  # far and near move opposite ways
 
@@ -155,8 +221,15 @@ def test_missing_weights_fail_before_the_clip_is_made(still, tmp_path):
     from rerender.errors import WeightsNotFoundError
 
     with pytest.raises((WeightsNotFoundError, InputNotFoundError, ValueError)) as raised:
-        rerender.animate(still, "x", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="diffusion",
-                         base_model=str(tmp_path / "no-such-model"))
+        rerender.animate(
+            still,
+            "x",
+            seconds=0.2,
+            fps=10,
+            output=tmp_path / "o.mp4",
+            renderer="diffusion",
+            base_model=str(tmp_path / "no-such-model"),
+        )
     assert "no-such-model" in str(raised.value)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["still.png"]
 
@@ -166,21 +239,51 @@ def test_a_bad_style_image_or_a_missing_translator_fails_before_the_clip_is_made
 
     (tmp_path / "junk.png").write_text("not an image")
     with pytest.raises(VideoReadError, match="style_image"):
-        rerender.animate(still, "x", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="classic",
-                         style_image=str(tmp_path / "junk.png"))
+        rerender.animate(
+            still,
+            "x",
+            seconds=0.2,
+            fps=10,
+            output=tmp_path / "o.mp4",
+            renderer="classic",
+            style_image=str(tmp_path / "junk.png"),
+        )
     with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
-        rerender.animate(still, "수채화", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="classic",
-                         prompt_language="auto")
-    code = main(["animate", str(still), "-p", "x", "--style-image", str(tmp_path / "junk.png"), "-o", str(tmp_path / "c.mp4"),
-                 "--seconds", "0.2", "--fps", "10"])
+        rerender.animate(
+            still, "수채화", seconds=0.2, fps=10, output=tmp_path / "o.mp4", renderer="classic", prompt_language="auto"
+        )
+    code = main(
+        [
+            "animate",
+            str(still),
+            "-p",
+            "x",
+            "--style-image",
+            str(tmp_path / "junk.png"),
+            "-o",
+            str(tmp_path / "c.mp4"),
+            "--seconds",
+            "0.2",
+            "--fps",
+            "10",
+        ]
+    )
     assert code == 2 and "style_image" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["junk.png", "still.png"]  # nothing written
 
 
 def test_a_clip_shorter_than_the_default_interval_has_keyframes_at_both_ends(still, tmp_path):
     # 6 frames, the config's K = 10: as in `translate`, the last frame is a keyframe, not propagated one way
-    result = rerender.animate(still, "ink", seconds=0.6, fps=10, output=tmp_path / "short.mp4", renderer="classic",
-                              progress=False, resolution=64)
+    result = rerender.animate(
+        still,
+        "ink",
+        seconds=0.6,
+        fps=10,
+        output=tmp_path / "short.mp4",
+        renderer="classic",
+        progress=False,
+        resolution=64,
+    )
     assert result.translation.keyframe_indices == [0, 5]
     assert probe_video(result.output).frame_count == 6
 
@@ -205,7 +308,16 @@ def test_a_workspace_that_is_not_ours_is_refused_before_the_clip_is_made(still, 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my notes")
     with pytest.raises(WorkspaceOwnershipError, match="non-empty folder that rerender did not make"):
-        rerender.animate(still, "ink", seconds=0.4, fps=10, output=tmp_path / "o.mp4", workspace=tmp_path / "mine",
-                         renderer="classic", progress=False, resolution=64)
+        rerender.animate(
+            still,
+            "ink",
+            seconds=0.4,
+            fps=10,
+            output=tmp_path / "o.mp4",
+            workspace=tmp_path / "mine",
+            renderer="classic",
+            progress=False,
+            resolution=64,
+        )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mine", "still.png"]  # no clip, no frames
     assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]

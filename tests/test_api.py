@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 import rerender
-from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.config import load_config
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
-from rerender.workflow.keyframe_folder import propagate_keyframes, read_keyframe_folder
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, write_image
+from rerender.workflow.keyframe_folder import propagate_keyframes, read_keyframe_folder
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.workflow.workspace import WorkspaceMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+FAST = dict(
+    resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast"
+)
 
 
 class CountingRenderer(ClassicRenderer):
@@ -39,7 +41,9 @@ def counting_renderer():
 
 def test_translate_writes_every_frame_with_fps_and_audio(synthetic_clip, tmp_path, counting_renderer):
     output = tmp_path / "out.mp4"
-    result = translate(synthetic_clip, "a cartoon", K=8, output=output, renderer=counting_renderer, progress=False, **FAST)
+    result = translate(
+        synthetic_clip, "a cartoon", K=8, output=output, renderer=counting_renderer, progress=False, **FAST
+    )
     info = probe_video(output)
     assert result.output == output and result.frame_count == 20
     assert info.frame_count == 20 and info.fps == 25 and (info.width, info.height) == (64, 48)
@@ -51,7 +55,9 @@ def test_translate_writes_every_frame_with_fps_and_audio(synthetic_clip, tmp_pat
     # Keyframes reach the output unchanged (before video compression).
     from rerender.video import read_image
 
-    stylized = ClassicStylizer.from_prompt("a cartoon")(next(read_frames(synthetic_clip, resolution=64, size_multiple=16)))
+    stylized = ClassicStylizer.from_prompt("a cartoon")(
+        next(read_frames(synthetic_clip, resolution=64, size_multiple=16))
+    )
     np.testing.assert_array_equal(read_image(result.workspace / "keyframes" / "0000.png"), stylized)
     np.testing.assert_array_equal(read_image(result.workspace / "propagated" / "0000.png"), stylized)
 
@@ -62,12 +68,28 @@ def test_translate_is_exported_lazily():
 
 def test_resume_reuses_finished_work_and_gives_the_same_output(synthetic_clip, tmp_path, counting_renderer):
     workspace = tmp_path / "ws"
-    first = translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-                      renderer=counting_renderer, progress=False, **FAST)
+    first = translate(
+        synthetic_clip,
+        "a cartoon",
+        K=8,
+        output=tmp_path / "a.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     assert len(CountingRenderer.rendered) == 4
     first_done = max(path.stat().st_mtime for path in (workspace / "propagated").iterdir())
-    second = translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "b.mp4", workspace=workspace,
-                       renderer=counting_renderer, progress=False, **FAST)
+    second = translate(
+        synthetic_clip,
+        "a cartoon",
+        K=8,
+        output=tmp_path / "b.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     assert len(CountingRenderer.rendered) == 4  # nothing re-rendered
     assert second.reused == ["frames", "keyframes", "propagation"]
     # The same frames reach the encoder (H.264 bitstreams themselves can differ between encodes in one process).
@@ -88,11 +110,27 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
                 yield image
 
     with pytest.raises(KeyboardInterrupt):
-        translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "a.mp4", workspace=workspace,
-                  renderer=Interrupting("a cartoon"), progress=False, **FAST)
+        translate(
+            synthetic_clip,
+            "a cartoon",
+            K=4,
+            output=tmp_path / "a.mp4",
+            workspace=workspace,
+            renderer=Interrupting("a cartoon"),
+            progress=False,
+            **FAST,
+        )
     assert not (tmp_path / "a.mp4").exists()
-    result = translate(synthetic_clip, "a cartoon", K=4, output=tmp_path / "a.mp4", workspace=workspace,
-                       renderer=counting_renderer, progress=False, **FAST)
+    result = translate(
+        synthetic_clip,
+        "a cartoon",
+        K=4,
+        output=tmp_path / "a.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     assert result.keyframe_indices == [0, 4, 8, 12, 16, 19]
     assert len(CountingRenderer.rendered) == 4  # 2 of 6 were kept from the interrupted run
     assert "frames" in result.reused
@@ -100,15 +138,40 @@ def test_interrupted_keyframes_resume_where_they_stopped(synthetic_clip, tmp_pat
 
 def test_changed_config_redoes_the_keyframes_without_force(synthetic_clip, tmp_path, counting_renderer):
     workspace = tmp_path / "ws"
-    translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-              renderer=counting_renderer, progress=False, **FAST)
-    result = translate(synthetic_clip, "a watercolor", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-                       renderer=counting_renderer, progress=False, **FAST)
+    translate(
+        synthetic_clip,
+        "a cartoon",
+        K=8,
+        output=tmp_path / "a.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
+    result = translate(
+        synthetic_clip,
+        "a watercolor",
+        K=8,
+        output=tmp_path / "a.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     assert result.reused == ["frames"]  # the prompt does not change the frames
     assert result.redone == ["redoing keyframes, propagation: config changed (prompt)"]
     assert len(CountingRenderer.rendered) == 8
-    forced = translate(synthetic_clip, "a watercolor", K=8, output=tmp_path / "a.mp4", workspace=workspace,
-                       renderer=counting_renderer, progress=False, force=True, **FAST)
+    forced = translate(
+        synthetic_clip,
+        "a watercolor",
+        K=8,
+        output=tmp_path / "a.mp4",
+        workspace=workspace,
+        renderer=counting_renderer,
+        progress=False,
+        force=True,
+        **FAST,
+    )
     assert forced.reused == [] and len(CountingRenderer.rendered) == 12  # force redoes unchanged work
 
 
@@ -124,19 +187,48 @@ def test_stages_first_keyframes_propagate(synthetic_clip, tmp_path, counting_ren
 
 
 def test_keyframe_modes(synthetic_clip, tmp_path, counting_renderer):
-    explicit = translate(synthetic_clip, "a cartoon", output=tmp_path / "e.mp4", renderer=counting_renderer,
-                         progress=False, keyframe_mode="explicit", keyframe_indices=[3, 11, 19], **FAST)
+    explicit = translate(
+        synthetic_clip,
+        "a cartoon",
+        output=tmp_path / "e.mp4",
+        renderer=counting_renderer,
+        progress=False,
+        keyframe_mode="explicit",
+        keyframe_indices=[3, 11, 19],
+        **FAST,
+    )
     assert explicit.keyframe_indices == [3, 11, 19]
     assert probe_video(tmp_path / "e.mp4").frame_count == 20  # frames before the first key are propagated back
-    adaptive = translate(synthetic_clip, "a cartoon", K=5, output=tmp_path / "a.mp4", renderer=counting_renderer,
-                         progress=False, keyframe_mode="adaptive", min_keyframe_interval=2, **FAST)
-    assert adaptive.keyframe_indices[0] == 0 and len(adaptive.keyframe_indices) <= 5 and adaptive.keyframe_indices[-1] == 19
+    adaptive = translate(
+        synthetic_clip,
+        "a cartoon",
+        K=5,
+        output=tmp_path / "a.mp4",
+        renderer=counting_renderer,
+        progress=False,
+        keyframe_mode="adaptive",
+        min_keyframe_interval=2,
+        **FAST,
+    )
+    assert (
+        adaptive.keyframe_indices[0] == 0
+        and len(adaptive.keyframe_indices) <= 5
+        and adaptive.keyframe_indices[-1] == 19
+    )
 
 
 def test_frame_selection_and_tiny_preset(synthetic_clip, tmp_path, counting_renderer):
     config = load_config(REPO / "configs" / "tiny.yaml")
-    result = translate(synthetic_clip, "a cartoon", output=tmp_path / "o.mp4", config=config, renderer=counting_renderer,
-                       progress=False, start_frame=4, frame_stride=2)
+    result = translate(
+        synthetic_clip,
+        "a cartoon",
+        output=tmp_path / "o.mp4",
+        config=config,
+        renderer=counting_renderer,
+        progress=False,
+        start_frame=4,
+        frame_stride=2,
+    )
     info = probe_video(tmp_path / "o.mp4")
     assert result.frame_count == 8 and info.frame_count == 8 and info.fps == 12.5
     assert info.duration == pytest.approx(8 / 12.5)
@@ -144,8 +236,16 @@ def test_frame_selection_and_tiny_preset(synthetic_clip, tmp_path, counting_rend
 
 def test_callback_reports_every_stage(synthetic_clip, tmp_path, counting_renderer):
     events = []
-    translate(synthetic_clip, "a cartoon", K=8, output=tmp_path / "o.mp4", renderer=counting_renderer, progress=False,
-              callback=lambda stage, done, total: events.append((stage, done, total)), **FAST)
+    translate(
+        synthetic_clip,
+        "a cartoon",
+        K=8,
+        output=tmp_path / "o.mp4",
+        renderer=counting_renderer,
+        progress=False,
+        callback=lambda stage, done, total: events.append((stage, done, total)),
+        **FAST,
+    )
     stages = {stage for stage, _, _ in events}
     assert stages == {"frames", "keyframes", "propagation", "writing"}
     assert ("writing", 20, 20) in events and ("keyframes", 4, 4) in events
@@ -165,8 +265,14 @@ def test_callback_reports_every_stage(synthetic_clip, tmp_path, counting_rendere
 )
 def test_bad_input_fails_before_work(synthetic_clip, tmp_path, counting_renderer, kwargs, error, message):
     with pytest.raises(error, match=message):
-        translate(synthetic_clip, "a cartoon", output=tmp_path / "o.mp4", renderer=counting_renderer, progress=False,
-                  **{**FAST, **kwargs})
+        translate(
+            synthetic_clip,
+            "a cartoon",
+            output=tmp_path / "o.mp4",
+            renderer=counting_renderer,
+            progress=False,
+            **{**FAST, **kwargs},
+        )
     assert CountingRenderer.rendered == [] and not (tmp_path / "o.mp4").exists()
     assert not (tmp_path / "o.mp4.work").exists()  # nothing was created either
 
@@ -178,11 +284,27 @@ def test_bad_paths(synthetic_clip, silent_clip, tmp_path, counting_renderer):
         translate(synthetic_clip, "x", output=synthetic_clip, renderer=counting_renderer, progress=False)
     with pytest.raises(OutputPathError, match="does not exist"):
         translate(synthetic_clip, "x", output=tmp_path / "nope" / "o.mp4", renderer=counting_renderer, progress=False)
-    translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws", renderer=counting_renderer,
-              progress=False, **FAST)
+    translate(
+        synthetic_clip,
+        "x",
+        K=8,
+        output=tmp_path / "o.mp4",
+        workspace=tmp_path / "ws",
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     with pytest.raises(WorkspaceMismatchError, match="another video"):
-        translate(silent_clip, "x", K=4, output=tmp_path / "p.mp4", workspace=tmp_path / "ws", renderer=counting_renderer,
-                  progress=False, **FAST)
+        translate(
+            silent_clip,
+            "x",
+            K=4,
+            output=tmp_path / "p.mp4",
+            workspace=tmp_path / "ws",
+            renderer=counting_renderer,
+            progress=False,
+            **FAST,
+        )
 
 
 def test_disk_full_keeps_finished_work(synthetic_clip, tmp_path, counting_renderer, monkeypatch):
@@ -201,11 +323,27 @@ def test_disk_full_keeps_finished_work(synthetic_clip, tmp_path, counting_render
 
     monkeypatch.setattr(rerender.workflow.stages, "write_image", filling_disk)
     with pytest.raises(OutputPathError, match="disk is full.*finished work is kept"):
-        translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
-                  renderer=counting_renderer, progress=False, **FAST)
+        translate(
+            synthetic_clip,
+            "x",
+            K=8,
+            output=tmp_path / "o.mp4",
+            workspace=tmp_path / "ws",
+            renderer=counting_renderer,
+            progress=False,
+            **FAST,
+        )
     monkeypatch.setattr(rerender.workflow.stages, "write_image", real_write_image)
-    result = translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
-                       renderer=counting_renderer, progress=False, **FAST)
+    result = translate(
+        synthetic_clip,
+        "x",
+        K=8,
+        output=tmp_path / "o.mp4",
+        workspace=tmp_path / "ws",
+        renderer=counting_renderer,
+        progress=False,
+        **FAST,
+    )
     assert "keyframes" in result.reused and probe_video(result.output).frame_count == 20
 
 
@@ -225,8 +363,15 @@ def painted_keyframes(synthetic_clip, tmp_path):
 
 def test_propagate_keyframes_folder(synthetic_clip, painted_keyframes, tmp_path):
     output = tmp_path / "prop.mp4"
-    result = propagate_keyframes(synthetic_clip, painted_keyframes, output, progress=False,
-                                 propagation_preset="fast", workers=1, flow_estimator="dis")
+    result = propagate_keyframes(
+        synthetic_clip,
+        painted_keyframes,
+        output,
+        progress=False,
+        propagation_preset="fast",
+        workers=1,
+        flow_estimator="dis",
+    )
     info = probe_video(output)
     assert result.keyframe_indices == [0, 9, 19]
     assert info.frame_count == 20 and (info.width, info.height) == (96, 64) and info.has_audio
@@ -284,20 +429,63 @@ def test_outputs_and_workspaces_inside_an_input_folder_are_refused(synthetic_cli
     clip.write_bytes(synthetic_clip.read_bytes())
     before = {p: p.read_bytes() for folder in (frames, keys) for p in folder.iterdir()}
     cases = [
-        (lambda: translate(frames, "x", output=frames / "o.mp4", renderer=counting_renderer, progress=False), "inside the input folder"),
-        (lambda: translate(frames, "x", output=tmp_path / "o.mp4", workspace=frames, renderer=counting_renderer, progress=False), "workspace .* is the input"),
-        (lambda: translate(frames, "x", output=tmp_path / "o.mp4", workspace=frames / "ws", renderer=counting_renderer, progress=False), "inside the input folder"),
-        (lambda: translate(synthetic_clip, "x", output=tmp_path / "o.webm", renderer=counting_renderer, progress=False), "'.webm'"),
+        (
+            lambda: translate(frames, "x", output=frames / "o.mp4", renderer=counting_renderer, progress=False),
+            "inside the input folder",
+        ),
+        (
+            lambda: translate(
+                frames, "x", output=tmp_path / "o.mp4", workspace=frames, renderer=counting_renderer, progress=False
+            ),
+            "workspace .* is the input",
+        ),
+        (
+            lambda: translate(
+                frames,
+                "x",
+                output=tmp_path / "o.mp4",
+                workspace=frames / "ws",
+                renderer=counting_renderer,
+                progress=False,
+            ),
+            "inside the input folder",
+        ),
+        (
+            lambda: translate(
+                synthetic_clip, "x", output=tmp_path / "o.webm", renderer=counting_renderer, progress=False
+            ),
+            "'.webm'",
+        ),
         # the side-by-side video would replace the input
-        (lambda: translate(clip, "x", output=tmp_path / "o.mp4", comparison=True, renderer=counting_renderer, progress=False),
-         "comparison output .* is the input"),
-        (lambda: translate(synthetic_clip, "x", output=tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", renderer=counting_renderer,
-                           progress=False), "workspace .* is the output video's path"),
+        (
+            lambda: translate(
+                clip, "x", output=tmp_path / "o.mp4", comparison=True, renderer=counting_renderer, progress=False
+            ),
+            "comparison output .* is the input",
+        ),
+        (
+            lambda: translate(
+                synthetic_clip,
+                "x",
+                output=tmp_path / "w.mp4",
+                workspace=tmp_path / "w.mp4",
+                renderer=counting_renderer,
+                progress=False,
+            ),
+            "workspace .* is the output video's path",
+        ),
         (lambda: propagate_keyframes(frames, keys, keys / "o.mp4", progress=False), "inside the input folder"),
-        (lambda: propagate_keyframes(frames, keys, tmp_path / "o.mp4", workspace=keys, progress=False), "workspace .* is the input"),
+        (
+            lambda: propagate_keyframes(frames, keys, tmp_path / "o.mp4", workspace=keys, progress=False),
+            "workspace .* is the input",
+        ),
         (lambda: propagate_keyframes(frames, keys, tmp_path / "o.gif", progress=False), "'.gif'"),
-        (lambda: propagate_keyframes(frames, keys, tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", progress=False),
-         "workspace .* is the output video's path"),
+        (
+            lambda: propagate_keyframes(
+                frames, keys, tmp_path / "w.mp4", workspace=tmp_path / "w.mp4", progress=False
+            ),
+            "workspace .* is the output video's path",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(OutputPathError, match=message):

@@ -27,9 +27,14 @@ def attention() -> Attention:
 def _sd15_shaped_unet(**overrides) -> UNet2DConditionModel:
     torch.manual_seed(0)
     config = dict(
-        block_out_channels=(32, 32, 64, 64), layers_per_block=1, sample_size=16, cross_attention_dim=16,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        sample_size=16,
+        cross_attention_dim=16,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, norm_num_groups=8, attention_head_dim=4,
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        norm_num_groups=8,
+        attention_head_dim=4,
     )
     config.update(overrides)
     return UNet2DConditionModel(**config).eval()
@@ -76,7 +81,9 @@ def test_matches_hand_computed_attention_over_anchor_and_previous(attention):
     # while "previous" is the anchor itself, attention over [anchor; anchor] = attention over anchor
     store.previous = None
     with torch.no_grad():
-        assert torch.allclose(CrossFrameAttnProcessor("layer", store, attention.processor)(attention, hidden), anchor_only, atol=1e-5)
+        assert torch.allclose(
+            CrossFrameAttnProcessor("layer", store, attention.processor)(attention, hidden), anchor_only, atol=1e-5
+        )
 
 
 def test_inactive_processor_hands_over_to_the_original(attention):

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from rerender.camera import (
-    AffinePath, KnownMotionFlow, PathKeyframe, motion_path, parse_path, path_from_keyframes, render_clip,
+    AffinePath,
+    KnownMotionFlow,
+    PathKeyframe,
+    motion_path,
+    parse_path,
+    path_from_keyframes,
+    render_clip,
 )
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.flow.ops import compose_flows, warp_with_validity
@@ -100,13 +106,19 @@ def test_estimator_interface_finds_the_frames_at_any_size():
     frames = list(render_clip(textured_still(), path))
     estimator = KnownMotionFlow(path, frames)
     assert estimator.name.startswith("camera-") and [estimator.frame_index(f) for f in frames] == list(range(6))
-    forward, backward = estimator(to_tensor(frames[1]).repeat(2, 1, 1, 1), torch.cat([to_tensor(frames[4]), to_tensor(frames[1])]))
+    forward, backward = estimator(
+        to_tensor(frames[1]).repeat(2, 1, 1, 1), torch.cat([to_tensor(frames[4]), to_tensor(frames[1])])
+    )
     np.testing.assert_allclose(forward[0].numpy(), estimator.flows(1, 4)[0], atol=1e-6)
     np.testing.assert_allclose(forward[1].numpy(), 0, atol=1e-5)
     half = [cv2.resize(frame, (64, 48), interpolation=cv2.INTER_AREA) for frame in (frames[0], frames[5])]
     small, _ = estimator(to_tensor(half[0]), to_tensor(half[1]))
     full = estimator.flows(0, 5)[0]
-    np.testing.assert_allclose(small[0].numpy(), cv2.resize(full.transpose(1, 2, 0), (64, 48), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) / 2, atol=0.05)
+    np.testing.assert_allclose(
+        small[0].numpy(),
+        cv2.resize(full.transpose(1, 2, 0), (64, 48), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) / 2,
+        atol=0.05,
+    )
 
 
 @pytest.mark.parametrize("motion", MOVES)
@@ -136,7 +148,8 @@ def test_zoom_in_starts_on_the_whole_still():
         ("t=0,rotate=2", "did you mean 'rotation'"),
         ("t=0,scale=two", "must be a number"),
         ("scale=2", "needs a time"),
-        ("t=0 scale=2", "must be a number"), ("t=0,scale", "key=value"),
+        ("t=0 scale=2", "must be a number"),
+        ("t=0,scale", "key=value"),
     ],
 )
 def test_impossible_paths_are_clear_errors(spec, message):
@@ -151,7 +164,7 @@ def test_path_files(tmp_path):
     from_yaml, from_json = parse_path(tmp_path / "path.yaml"), parse_path(tmp_path / "path.json")
     assert from_yaml == from_json == [PathKeyframe(0, 1), PathKeyframe(1, 2, 3)]
     path = path_from_keyframes(from_yaml, 3, SIZE)
-    np.testing.assert_allclose(path.scales, [1, 2 ** 0.5, 2])  # geometric: a steady zoom speed
+    np.testing.assert_allclose(path.scales, [1, 2**0.5, 2])  # geometric: a steady zoom speed
     with pytest.raises(InputNotFoundError, match="missing.json"):
         parse_path(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="depth map"):
@@ -163,7 +176,9 @@ def test_path_files(tmp_path):
 
 
 def test_orbit_at_full_size():
-    path = motion_path("orbit", 2, (640, 360), 0.03, disparity=ramp_disparity(320, 180))  # more points than cv2's 32767
+    path = motion_path(
+        "orbit", 2, (640, 360), 0.03, disparity=ramp_disparity(320, 180)
+    )  # more points than cv2's 32767
     frames = list(render_clip(textured_still(320, 180), path))
     forward, _ = KnownMotionFlow(path, frames).flows(0, 1)
     assert frames[0].shape == (360, 640, 3) and forward[0, 180, 10] * forward[0, 180, 630] < 0

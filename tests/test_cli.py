@@ -22,7 +22,16 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_help_everywhere(capsys):
-    for args in ([], ["config", "show"], ["config", "validate"], ["info"], ["env"], ["preprocess"], ["animate"], ["generate"]):
+    for args in (
+        [],
+        ["config", "show"],
+        ["config", "validate"],
+        ["info"],
+        ["env"],
+        ["preprocess"],
+        ["animate"],
+        ["generate"],
+    ):
         code, out, _ = run_cli(capsys, *args, "--help")
         assert code == 0 and "usage:" in out
 
@@ -39,7 +48,9 @@ def test_version(capsys):
 
 
 def test_config_show_defaults_and_overrides(capsys):
-    code, out, _ = run_cli(capsys, "config", "show", "--json", "--set", "denoising_strength=0.6", "--set", "video.resolution=256")
+    code, out, _ = run_cli(
+        capsys, "config", "show", "--json", "--set", "denoising_strength=0.6", "--set", "video.resolution=256"
+    )
     assert code == 0
     data = json.loads(out)
     assert data["sampling"]["denoising_strength"] == 0.6 and data["video"]["resolution"] == 256
@@ -83,8 +94,20 @@ def test_env(capsys):
 def test_preprocess_to_video_keeps_fps_and_audio(capsys, synthetic_clip, tmp_path):
     output = tmp_path / "pre processed.mp4"
     code, _, err = run_cli(
-        capsys, "preprocess", synthetic_clip, "-o", output, "-q",
-        "--set", "resolution=64", "--set", "size_multiple=16", "--set", "start_frame=4", "--set", "frame_stride=2",
+        capsys,
+        "preprocess",
+        synthetic_clip,
+        "-o",
+        output,
+        "-q",
+        "--set",
+        "resolution=64",
+        "--set",
+        "size_multiple=16",
+        "--set",
+        "start_frame=4",
+        "--set",
+        "frame_stride=2",
     )
     assert code == 0, err
     info = probe_video(output)
@@ -103,7 +126,10 @@ def test_preprocess_to_png_folder(capsys, synthetic_clip, tmp_path):
         (["info", "missing.mp4"], "video not found"),
         (["preprocess", "{clip}", "-o", "{tmp}/no/such/dir/out.mp4", "-q"], "output folder does not exist"),
         (["preprocess", "{clip}", "-o", "{clip}", "-q"], "is the input"),
-        (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"], "`video.start_frame` must be < 20"),
+        (
+            ["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "start_frame=99", "-q"],
+            "`video.start_frame` must be < 20",
+        ),
         (["preprocess", "{clip}", "-o", "{tmp}/o.mp4", "--set", "resolution=32", "-q"], "must be in [64, 4096]"),
         (["info", "{clip}", "--set", "crop.left=500"], "crop"),
         (["info", "{clip}", "--set", "nonsense"], "key=value"),
@@ -138,16 +164,27 @@ def test_console_script_is_installed():
 def test_python_dash_m_rerender_and_the_script_entry_point():
     import tomllib
 
-    result = subprocess.run([sys.executable, "-m", "rerender", "config", "show", "--json"], capture_output=True,
-                            text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "rerender", "config", "show", "--json"], capture_output=True, text=True, cwd=REPO
+    )
     assert result.returncode == 0 and json.loads(result.stdout)["model"]["renderer"] == "auto", result.stderr
     target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["rerender"]
     module, _, name = target.partition(":")
     assert getattr(__import__(module, fromlist=[name]), name) is main
 
 
-FAST_SETS = ["--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
-             "--set", "workers=1", "--set", "flow_estimator=dis"]
+FAST_SETS = [
+    "--set",
+    "resolution=64",
+    "--set",
+    "size_multiple=16",
+    "--set",
+    "propagation_preset=fast",
+    "--set",
+    "workers=1",
+    "--set",
+    "flow_estimator=dis",
+]
 
 
 def test_translate_stages_and_resume(capsys, synthetic_clip, tmp_path, monkeypatch, caplog):
@@ -174,8 +211,19 @@ def test_translate_stages_and_resume(capsys, synthetic_clip, tmp_path, monkeypat
 
 
 def test_translate_with_a_missing_model_path_fails_clearly(capsys, synthetic_clip, tmp_path):
-    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "-q",
-                           "--model", tmp_path / "no_such_model.safetensors", *FAST_SETS)
+    code, _, err = run_cli(
+        capsys,
+        "translate",
+        synthetic_clip,
+        "-p",
+        "x",
+        "-o",
+        tmp_path / "o.mp4",
+        "-q",
+        "--model",
+        tmp_path / "no_such_model.safetensors",
+        *FAST_SETS,
+    )
     assert code == 2 and "no_such_model.safetensors" in err and "Traceback" not in err
     assert not (tmp_path / "o.mp4.work").exists()  # refused before any work
 
@@ -190,8 +238,22 @@ def test_propagate_and_eval_commands(capsys, synthetic_clip, tmp_path):
     for index in (0, 19):
         write_image(ClassicStylizer()(frames[index]), keys / f"{index:04d}.png")
     output = tmp_path / "prop.mp4"
-    code, out, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", keys, "-o", output, "-q",
-                             "--preset", "fast", "--workers", "1", "--blend", "histogram")
+    code, out, err = run_cli(
+        capsys,
+        "propagate",
+        synthetic_clip,
+        "--keyframes",
+        keys,
+        "-o",
+        output,
+        "-q",
+        "--preset",
+        "fast",
+        "--workers",
+        "1",
+        "--blend",
+        "histogram",
+    )
     assert code == 0, err
     assert "[0, 19]" in out and probe_video(output).frame_count == 20
     report_path = tmp_path / "report.json"
@@ -207,9 +269,29 @@ def test_translate_with_a_local_model_folder_runs_diffusion(capsys, synthetic_cl
     # The tiny pipeline folder holds its ControlNet in controlnet/, which is used when none is named.
     output = tmp_path / "sd.mp4"
     code, out, err = run_cli(
-        capsys, "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", tiny_pipeline_dir,
-        *FAST_SETS, "--set", "vae=null", "--set", "num_inference_steps=2", "--set", "device=cpu",
-        "--set", "negative_prompt=", "--set", "added_prompt=",
+        capsys,
+        "translate",
+        synthetic_clip,
+        "-p",
+        "a cat",
+        "-o",
+        output,
+        "-K",
+        "10",
+        "-q",
+        "--model",
+        tiny_pipeline_dir,
+        *FAST_SETS,
+        "--set",
+        "vae=null",
+        "--set",
+        "num_inference_steps=2",
+        "--set",
+        "device=cpu",
+        "--set",
+        "negative_prompt=",
+        "--set",
+        "added_prompt=",
     )
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10, 19]" in out
@@ -263,7 +345,9 @@ def test_eval_json_into_a_missing_folder_fails_before_the_evaluation(capsys, syn
         raise AssertionError("the evaluation ran before the --json path was checked")
 
     monkeypatch.setattr(rerender.evaluation, "evaluate_video", never)
-    code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path / "no" / "r.json", "--no-clip")
+    code, _, err = run_cli(
+        capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path / "no" / "r.json", "--no-clip"
+    )
     assert code == 2 and "output folder does not exist" in err and str(tmp_path / "no") in err
     code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", tmp_path, "--no-clip")
     assert code == 2 and "is a folder" in err
@@ -271,7 +355,9 @@ def test_eval_json_into_a_missing_folder_fails_before_the_evaluation(capsys, syn
 
 def test_eval_writes_its_json_report(capsys, synthetic_clip, tmp_path):
     report = tmp_path / "report.json"
-    code, out, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", report, "--no-clip", "--max-frames", "3")
+    code, out, err = run_cli(
+        capsys, "eval", synthetic_clip, "--source", synthetic_clip, "--json", report, "--no-clip", "--max-frames", "3"
+    )
     assert code == 0, err
     assert json.loads(report.read_text()) == json.loads(out) and json.loads(out)["frames"] == 3
 
@@ -293,7 +379,9 @@ def test_unwritable_video_suffixes_fail_before_any_work(capsys, synthetic_clip, 
 
 def test_upper_case_suffixes_are_videos(capsys, synthetic_clip, tmp_path):
     output = tmp_path / "OUT.MP4"
-    code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", output, "-q", "--set", "resolution=64", "--set", "end_frame=3")
+    code, _, err = run_cli(
+        capsys, "preprocess", synthetic_clip, "-o", output, "-q", "--set", "resolution=64", "--set", "end_frame=3"
+    )
     assert code == 0, err
     assert probe_video(output).frame_count == 3
 
@@ -305,15 +393,23 @@ def test_upper_case_suffixes_are_videos(capsys, synthetic_clip, tmp_path):
 
 def test_keyframes_at_names_the_option(capsys, synthetic_clip, tmp_path):
     for value in ("0,a", "1.5", ",", "-3"):
-        code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", f"--keyframes-at={value}")
+        code, _, err = run_cli(
+            capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", f"--keyframes-at={value}"
+        )
         assert code == 2 and "--keyframes-at" in err and "integers ≥ 0" in err and "invalid literal" not in err, err
-    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "--keyframes-at", "0,a")
+    code, _, err = run_cli(
+        capsys, "translate", synthetic_clip, "-p", "x", "-o", tmp_path / "o.mp4", "--keyframes-at", "0,a"
+    )
     assert "'a' is not an integer" in err
     assert not (tmp_path / "o.mp4.work").exists()
 
 
 def test_eval_frame_options_name_the_option(capsys, synthetic_clip):
-    for option, value, valid in (("--frame-stride", "0", "≥ 1"), ("--frame-stride", "x", "≥ 1"), ("--start-frame", "-1", "≥ 0")):
+    for option, value, valid in (
+        ("--frame-stride", "0", "≥ 1"),
+        ("--frame-stride", "x", "≥ 1"),
+        ("--start-frame", "-1", "≥ 0"),
+    ):
         code, _, err = run_cli(capsys, "eval", synthetic_clip, "--source", synthetic_clip, option, value, "--no-clip")
         assert code == 2 and option in err and valid in err and repr(value) in err and "range()" not in err, err
 
@@ -345,13 +441,27 @@ def test_translate_without_a_prompt_is_refused_unless_asked_for(capsys, caplog, 
         code, _, err = run_cli(capsys, command, synthetic_clip, "-o", output, "-q", *FAST_SETS)
         assert code == 2 and "no prompt" in err and "-p/--prompt" in err, err
     assert not (tmp_path / "o.mp4.work").exists()
-    code, _, err = run_cli(capsys, "translate", synthetic_clip, "-p", "", "-o", output, "-q", "--stage", "first", *FAST_SETS)
+    code, _, err = run_cli(
+        capsys, "translate", synthetic_clip, "-p", "", "-o", output, "-q", "--stage", "first", *FAST_SETS
+    )
     assert code == 0, err
     assert "without one" in caplog.text  # the run says it is unprompted
     caplog.clear()
     config = tmp_path / "c.yaml"
     config.write_text("prompt:\n  prompt: a watercolor\n")
-    code, _, err = run_cli(capsys, "translate", synthetic_clip, "--config", config, "-o", tmp_path / "p.mp4", "-q", "--stage", "first", *FAST_SETS)
+    code, _, err = run_cli(
+        capsys,
+        "translate",
+        synthetic_clip,
+        "--config",
+        config,
+        "-o",
+        tmp_path / "p.mp4",
+        "-q",
+        "--stage",
+        "first",
+        *FAST_SETS,
+    )
     assert code == 0 and "without one" not in caplog.text, err
 
 
@@ -361,7 +471,20 @@ def test_messages_name_cli_flags_not_python_arguments(capsys, synthetic_clip, tm
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     other = tmp_path / "other.mp4"
     write_synthetic_video(other, num_frames=12, width=96, height=64, motion="zoom", fps=25, audio=False)
-    common = ["-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "--workspace", tmp_path / "ws", "-q", "--stage", "first", *FAST_SETS]
+    common = [
+        "-p",
+        "x",
+        "-K",
+        "8",
+        "-o",
+        tmp_path / "o.mp4",
+        "--workspace",
+        tmp_path / "ws",
+        "-q",
+        "--stage",
+        "first",
+        *FAST_SETS,
+    ]
     assert run_cli(capsys, "translate", synthetic_clip, *common)[0] == 0
     code, _, err = run_cli(capsys, "translate", other, *common)  # another video into the same workspace
     assert code == 2 and "--force" in err and "force=" not in err and "(force" not in err and "`force`" not in err, err
@@ -380,7 +503,19 @@ def test_cli_message_translation():
 def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthetic_clip, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     workspace = tmp_path / "ws"
-    common = [synthetic_clip, "-p", "x", "-K", "8", "-o", tmp_path / "o.mp4", "-q", "--workspace", workspace, *FAST_SETS]
+    common = [
+        synthetic_clip,
+        "-p",
+        "x",
+        "-K",
+        "8",
+        "-o",
+        tmp_path / "o.mp4",
+        "-q",
+        "--workspace",
+        workspace,
+        *FAST_SETS,
+    ]
     assert run_cli(capsys, "keyframes", *common)[0] == 0
     manifest = json.loads((workspace / "manifest.json").read_text())
     manifest["stages"]["keyframes"]["indices"] = [0, "8", 16.5]
@@ -398,7 +533,11 @@ def test_a_manifest_keyframe_index_that_is_not_an_integer(capsys, caplog, synthe
 
 @pytest.mark.parametrize(
     "moment, delay",
-    [("propagated", 0.0), pytest.param("propagated", 0.5, marks=pytest.mark.slow), pytest.param("frames", 0.0, marks=pytest.mark.slow)],
+    [
+        ("propagated", 0.0),
+        pytest.param("propagated", 0.5, marks=pytest.mark.slow),
+        pytest.param("frames", 0.0, marks=pytest.mark.slow),
+    ],
 )
 def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment, delay):
     """SIGINT to the whole process group (as a terminal's Ctrl-C) once the stage has started."""
@@ -412,14 +551,41 @@ def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(tmp_path, moment, delay
     write_synthetic_video(clip, num_frames=24, width=128, height=96, motion="mixed", fps=25, audio=False)
     workspace = tmp_path / "ws"
     command = [
-        sys.executable, "-c", "import sys; from rerender.cli import main; sys.exit(main())",
-        "translate", str(clip), "-p", "x", "-K", "6", "-o", str(tmp_path / "o.mp4"), "--workspace", str(workspace), "-q",
-        "--set", "resolution=96", "--set", "size_multiple=16", "--set", "propagation_preset=fast",
-        "--set", "workers=2", "--set", "flow_estimator=dis",
+        sys.executable,
+        "-c",
+        "import sys; from rerender.cli import main; sys.exit(main())",
+        "translate",
+        str(clip),
+        "-p",
+        "x",
+        "-K",
+        "6",
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "--workspace",
+        str(workspace),
+        "-q",
+        "--set",
+        "resolution=96",
+        "--set",
+        "size_multiple=16",
+        "--set",
+        "propagation_preset=fast",
+        "--set",
+        "workers=2",
+        "--set",
+        "flow_estimator=dis",
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                               env=environment, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (workspace / moment).is_dir() and process.poll() is None and time.monotonic() < deadline:
@@ -452,7 +618,7 @@ def test_an_interrupt_that_surfaces_as_another_error_still_reads_as_interrupted(
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise RuntimeError("A process in the process pool was terminated abruptly")
+            raise RuntimeError("A process in the process pool was terminated abruptly")  # noqa: B904 (as the pool raises it)
 
     monkeypatch.setattr(rerender.cli.commands.info, "run", interrupted_then_broken)
     handler = signal.getsignal(signal.SIGINT)
@@ -468,7 +634,10 @@ def test_preprocess_never_writes_frames_over_a_folder_of_files(capsys, synthetic
     (folder / "notes.txt").write_text("notes")
     code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", folder, "-q", "--set", "end_frame=3")
     assert code == 2 and "already holds files" in err, err
-    assert (folder / "0000.png").read_bytes() == b"my painting" and sorted(p.name for p in folder.iterdir()) == ["0000.png", "notes.txt"]
+    assert (folder / "0000.png").read_bytes() == b"my painting" and sorted(p.name for p in folder.iterdir()) == [
+        "0000.png",
+        "notes.txt",
+    ]
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", empty, "-q", "--set", "end_frame=3")
@@ -499,7 +668,9 @@ def test_ui_without_its_extra_names_the_install_command(monkeypatch, capsys):
     from rerender.cli import main
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a)
+    )
     assert main(["ui"]) == 2
     assert 'pip install "rerender[ui]"' in capsys.readouterr().err
 
@@ -515,11 +686,15 @@ def test_propagate_takes_reconstruction_the_default_blend(tmp_path):
     from rerender.config import BlendMode, choices
 
     parser = build_parser()
-    args = parser.parse_args(["propagate", "v.mp4", "--keyframes", str(tmp_path), "-o", "o.mp4", "--blend",
-                              "reconstruction"])
+    args = parser.parse_args(
+        ["propagate", "v.mp4", "--keyframes", str(tmp_path), "-o", "o.mp4", "--blend", "reconstruction"]
+    )
     assert load_config(args).propagation.blend_mode == "reconstruction"
-    blend = next(action for action in parser._subparsers._group_actions[0].choices["propagate"]._actions
-                 if "--blend" in action.option_strings)
+    blend = next(
+        action
+        for action in parser._subparsers._group_actions[0].choices["propagate"]._actions
+        if "--blend" in action.option_strings
+    )
     assert tuple(blend.choices) == choices(BlendMode) and "agreement)" not in blend.help  # no stale default named
     assert "not given: the preset's" in blend.help
 
@@ -528,6 +703,7 @@ def test_config_show_prints_the_renderer_a_run_uses(capsys, monkeypatch, synthet
     import rerender.workflow.translation
 
     used = []
+
     def record(*args, config, **kwargs):
         used.append(config)
         raise RuntimeError("recorded")
@@ -596,8 +772,19 @@ def test_batch_with_an_unreachable_cluster_is_a_runtime_failure(capsys, syntheti
     pytest.importorskip("ray")
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "a.mp4").symlink_to(synthetic_clip)
-    code, _, err = run_cli(capsys, "batch", tmp_path / "clips", "-p", "x", "-o", tmp_path / "out", "--ray",
-                           "127.0.0.1:9", "--renderer", "classic")
+    code, _, err = run_cli(
+        capsys,
+        "batch",
+        tmp_path / "clips",
+        "-p",
+        "x",
+        "-o",
+        tmp_path / "out",
+        "--ray",
+        "127.0.0.1:9",
+        "--renderer",
+        "classic",
+    )
     assert code == 1 and "unreachable" in err and "Traceback" not in err, err
 
 
@@ -607,8 +794,17 @@ def test_output_messages_name_the_flag_as_typed(capsys, synthetic_clip, tmp_path
         code, _, err = run_cli(capsys, *command, "-o", tmp_path / "o.webm")
         assert code == 2 and err.startswith(f"error: -o/--output '{tmp_path / 'o.webm'}' has the suffix '.webm'"), err
     (tmp_path / "keys").mkdir()
-    code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path / "keys", "-o",
-                           tmp_path / "o.mp4", "--keep-intermediates", tmp_path / "no" / "dir")
+    code, _, err = run_cli(
+        capsys,
+        "propagate",
+        synthetic_clip,
+        "--keyframes",
+        tmp_path / "keys",
+        "-o",
+        tmp_path / "o.mp4",
+        "--keep-intermediates",
+        tmp_path / "no" / "dir",
+    )
     assert code == 2 and "--keep-intermediates: output folder does not exist" in err, err
 
 
@@ -628,11 +824,16 @@ def test_input_options_set_their_config_fields():
     from rerender.cli import build_parser
     from rerender.cli.options import load_config
 
-    args = build_parser().parse_args(["translate", "clip.mp4", "-p", "x", "--background", "black", "--no-deinterlace",
-                                      "--audio-track", "none"])
+    args = build_parser().parse_args(
+        ["translate", "clip.mp4", "-p", "x", "--background", "black", "--no-deinterlace", "--audio-track", "none"]
+    )
     config = load_config(args)
-    assert config.video.background == "black" and config.video.deinterlace is False and config.output.keep_audio is False
-    config = load_config(build_parser().parse_args(["propagate", "clip.mp4", "--keyframes", "k", "-o", "o.mp4", "--audio-track", "1"]))
+    assert (
+        config.video.background == "black" and config.video.deinterlace is False and config.output.keep_audio is False
+    )
+    config = load_config(
+        build_parser().parse_args(["propagate", "clip.mp4", "--keyframes", "k", "-o", "o.mp4", "--audio-track", "1"])
+    )
     assert config.output.audio_track == 1 and config.output.keep_audio and config.video.deinterlace
     from rerender.cli.base import UsageError
 
@@ -673,21 +874,30 @@ def test_every_flag_a_message_the_readme_or_a_guide_names_exists():
         for paragraph in text.split("\n\n"):
             if path.suffix == ".md" and re.search(r"[\w/]+\.py\b|\bruff\b|\bpytest\b|\bmkdocs\b", paragraph):
                 continue  # a script's or a tool's own flags
-            missing |= {(path.name, flag) for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", paragraph)
-                        if flag not in flags}
+            missing |= {
+                (path.name, flag)
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", paragraph)
+                if flag not in flags
+            }
     assert not missing
 
 
-@pytest.mark.parametrize("args, flag, python_name", [
-    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--amount", "-1"], "--amount", "`amount`"),
-    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--seconds", "0"], "--seconds", "`seconds`"),
-    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--fps", "-3"], "--fps", "`fps`"),
-    (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--motion", "orbit", "--depth", "{tmp}/no.png"], "--depth",
-     "`depth`"),
-    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--frames", "0"], "--frames", "`frames`"),
-    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--width", "65"], "--width/--height", "`size`"),
-    (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--fps", "0"], "--fps", "`fps`"),
-])
+@pytest.mark.parametrize(
+    "args, flag, python_name",
+    [
+        (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--amount", "-1"], "--amount", "`amount`"),
+        (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--seconds", "0"], "--seconds", "`seconds`"),
+        (["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--fps", "-3"], "--fps", "`fps`"),
+        (
+            ["animate", "{still}", "-p", "x", "-o", "{tmp}/a.mp4", "--motion", "orbit", "--depth", "{tmp}/no.png"],
+            "--depth",
+            "`depth`",
+        ),
+        (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--frames", "0"], "--frames", "`frames`"),
+        (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--width", "65"], "--width/--height", "`size`"),
+        (["generate", "-p", "x", "-o", "{tmp}/g.mp4", "--fps", "0"], "--fps", "`fps`"),
+    ],
+)
 def test_animate_and_generate_errors_name_the_flag_as_typed(capsys, tmp_path, args, flag, python_name):
     from PIL import Image
 
@@ -706,5 +916,7 @@ def test_a_config_option_given_by_its_flag_is_named_by_that_flag(capsys, synthet
     code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", tmp_path / "p.mp4", "-q", "--audio-track", "3")
     assert code == 2 and err.startswith("error: --audio-track must be one of the source's audio tracks"), err
     # given with --set, the message keeps the config key the user typed
-    code, _, err = run_cli(capsys, "translate", synthetic_clip, *common, "--set", f"base_model={tmp_path / 'no-model'}")
+    code, _, err = run_cli(
+        capsys, "translate", synthetic_clip, *common, "--set", f"base_model={tmp_path / 'no-model'}"
+    )
     assert code == 2 and "`model.base_model`" in err and "--model" not in err.split("does not exist")[0], err

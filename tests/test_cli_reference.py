@@ -83,8 +83,21 @@ def test_the_reference_page_has_every_command_and_option():
     page = reference_markdown()
     commands = list(iter_commands(build_parser()))
     assert {name for name, _, _ in commands} >= {
-        "translate", "keyframes", "propagate", "animate", "generate", "batch", "preprocess", "info", "env",
-        "download", "config", "config show", "config validate", "eval", "ui",
+        "translate",
+        "keyframes",
+        "propagate",
+        "animate",
+        "generate",
+        "batch",
+        "preprocess",
+        "info",
+        "env",
+        "download",
+        "config",
+        "config show",
+        "config validate",
+        "eval",
+        "ui",
     }
     for name, _, command in commands:
         section = page.split(f"## `rerender {name}`\n", 1)[1].split("\n## ", 1)[0]
@@ -114,9 +127,27 @@ def test_the_public_cli_surface_is_documented():
     import rerender.cli.options
     from rerender.cli import commands
 
-    for module in (rerender.cli, rerender.cli.options, *(getattr(commands, name) for name in (
-            "animate", "batch", "config", "download", "env", "eval", "generate", "info", "preprocess", "propagate",
-            "translate", "ui"))):
+    for module in (
+        rerender.cli,
+        rerender.cli.options,
+        *(
+            getattr(commands, name)
+            for name in (
+                "animate",
+                "batch",
+                "config",
+                "download",
+                "env",
+                "eval",
+                "generate",
+                "info",
+                "preprocess",
+                "propagate",
+                "translate",
+                "ui",
+            )
+        ),
+    ):
         __import__(module.__name__)
         assert module.__doc__, module.__name__
         for name, value in vars(module).items():

@@ -146,7 +146,9 @@ def test_overrides_by_leaf_dotted_and_control_index():
 
 
 def test_dotted_overrides_start_at_a_leaf_and_fill_in_optional_groups():
-    config = apply_overrides(RerenderConfig(), {"crop.left": 100, "freeu.b1": 1.3, "refinement.refinement_strength": 0.4})
+    config = apply_overrides(
+        RerenderConfig(), {"crop.left": 100, "freeu.b1": 1.3, "refinement.refinement_strength": 0.4}
+    )
     assert config.video.crop.left == 100
     assert config.constraints.freeu.b1 == 1.3 and config.constraints.freeu.s2 == 0.2  # the rest: FreeU defaults
     assert config.sampling.refinement.refinement_strength == 0.4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from rerender.evaluation import clip_scores, evaluate_frames, evaluate_video
@@ -51,16 +50,32 @@ def test_clip_scores_with_a_tiny_local_model(tmp_path, clip_frames):
     from tests.tiny_models import write_tiny_tokenizer_files
 
     config = CLIPConfig(
-        text_config=dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                         num_hidden_layers=2, bos_token_id=512, eos_token_id=513, pad_token_id=513),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                           num_attention_heads=4, num_hidden_layers=2),
+        text_config=dict(
+            vocab_size=514,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+        ),
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(tmp_path / "clip")
     vocab = write_tiny_tokenizer_files(tmp_path / "vocab")
     tokenizer = CLIPTokenizer(str(vocab / "vocab.json"), str(vocab / "merges.txt"), model_max_length=77)
-    CLIPProcessor(image_processor=CLIPImageProcessor(size=32, crop_size=32), tokenizer=tokenizer).save_pretrained(tmp_path / "clip")
+    CLIPProcessor(image_processor=CLIPImageProcessor(size=32, crop_size=32), tokenizer=tokenizer).save_pretrained(
+        tmp_path / "clip"
+    )
     result = clip_scores(clip_frames[:4], "a cartoon", model=str(tmp_path / "clip"))
     assert set(result) == {"model", "frame_consistency", "text_similarity"}
     assert -1.0 <= result["text_similarity"] <= 1.0

@@ -60,11 +60,25 @@ def test_anchor_from_noise_equals_diffusers_flux_pipeline(pipe, components, fram
 
     reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
     reference.set_progress_bar_config(disable=True)
-    expected = reference("a red cube", height=64, width=64, num_inference_steps=3, guidance_scale=0.0,
-                         max_sequence_length=256,  # schnell's
-                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
-    ours = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=0.0, strength=1.0,
-                generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+    expected = reference(
+        "a red cube",
+        height=64,
+        width=64,
+        num_inference_steps=3,
+        guidance_scale=0.0,
+        max_sequence_length=256,  # schnell's
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).images[0]
+    ours = pipe(
+        [frames[0]],
+        "a red cube",
+        num_inference_steps=3,
+        guidance_scale=0.0,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    ).images[0]
     np.testing.assert_allclose(ours, expected, atol=2e-4)
 
 
@@ -84,29 +98,61 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
     reference = FluxControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
-    expected = reference("a red cube", control_image=_as_diffusers_image(control_map), height=64, width=64,
-                         num_inference_steps=3,
-                         guidance_scale=3.5, controlnet_conditioning_scale=0.8,
-                         generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    expected = reference(
+        "a red cube",
+        control_image=_as_diffusers_image(control_map),
+        height=64,
+        width=64,
+        num_inference_steps=3,
+        guidance_scale=3.5,
+        controlnet_conditioning_scale=0.8,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).images[0]
     pipe = RerenderFluxPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
-    ours = pipe([frames[0]], "a red cube", control_images=[control_map], controlnet_conditioning_scale=0.8,
-                num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
-                constraints=OFF)
+    ours = pipe(
+        [frames[0]],
+        "a red cube",
+        control_images=[control_map],
+        controlnet_conditioning_scale=0.8,
+        num_inference_steps=3,
+        guidance_scale=3.5,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    )
     np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
-    without = pipe([frames[0]], "a red cube", num_inference_steps=3, guidance_scale=3.5, strength=1.0,
-                   generator=torch.Generator().manual_seed(3), constraints=OFF, controlnet_conditioning_scale=0.0,
-                   control_images=[control_map]).images[0]
-    other = pipe([frames[0]], "a red cube", control_images=[255 - control_map], controlnet_conditioning_scale=0.8,
-                 num_inference_steps=3, guidance_scale=3.5, strength=1.0, generator=torch.Generator().manual_seed(3),
-                 constraints=OFF).images[0]
+    without = pipe(
+        [frames[0]],
+        "a red cube",
+        num_inference_steps=3,
+        guidance_scale=3.5,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+        controlnet_conditioning_scale=0.0,
+        control_images=[control_map],
+    ).images[0]
+    other = pipe(
+        [frames[0]],
+        "a red cube",
+        control_images=[255 - control_map],
+        controlnet_conditioning_scale=0.8,
+        num_inference_steps=3,
+        guidance_scale=3.5,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    ).images[0]
     assert np.abs(without - ours.images[0]).mean() > 1e-4  # the ControlNet acts
     assert np.abs(other - ours.images[0]).mean() > 1e-5  # and the map matters (rounding alone: ~1e-7)
     assert ours.unet_calls == [3]  # no classifier-free guidance batch: one call per step
 
 
-def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_pipeline(components, frames,
-                                                                                        monkeypatch):
+def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_pipeline(
+    components, frames, monkeypatch
+):
     """The published kind (no hint block): the map's VAE latent, shifted, scaled and packed. diffusers samples the
     posterior with the generator, we take its mean: with the mean in both, the outputs are equal."""
     from diffusers import FluxControlNetPipeline
@@ -118,18 +164,42 @@ def test_a_vae_latent_controlnet_gets_the_packed_encoded_map_as_flux_controlnet_
     parts = {**components, "controlnet": make_tiny_flux_controlnet(components["transformer"])}
     reference = FluxControlNetPipeline(**parts)
     reference.set_progress_bar_config(disable=True)
-    expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), height=64, width=64,
-                         max_sequence_length=256, num_inference_steps=2,
-                         guidance_scale=0.0, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
+    expected = reference(
+        "a red cube",
+        control_image=_as_diffusers_image(frames[1]),
+        height=64,
+        width=64,
+        max_sequence_length=256,
+        num_inference_steps=2,
+        guidance_scale=0.0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).images[0]
     pipe = RerenderFluxPipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
-    ours = pipe([frames[0]], "a red cube", control_images=[frames[1]], controlnet_conditioning_scale=1.0,
-                num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
-                constraints=OFF).images[0]
+    ours = pipe(
+        [frames[0]],
+        "a red cube",
+        control_images=[frames[1]],
+        controlnet_conditioning_scale=1.0,
+        num_inference_steps=2,
+        guidance_scale=0.0,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    ).images[0]
     np.testing.assert_allclose(ours, expected, atol=2e-4)
-    other = pipe([frames[0]], "a red cube", control_images=[255 - frames[1]], controlnet_conditioning_scale=1.0,
-                 num_inference_steps=2, guidance_scale=0.0, strength=1.0, generator=torch.Generator().manual_seed(3),
-                 constraints=OFF).images[0]
+    other = pipe(
+        [frames[0]],
+        "a red cube",
+        control_images=[255 - frames[1]],
+        controlnet_conditioning_scale=1.0,
+        num_inference_steps=2,
+        guidance_scale=0.0,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    ).images[0]
     assert np.abs(other - ours).mean() > 1e-4  # the control map matters
 
 
@@ -148,14 +218,30 @@ def test_a_union_controlnet_gets_its_mode_from_the_control_type(components, fram
     pipe.set_progress_bar_config(disable=True)
     images = {}
     for kind, mode in (("depth", 2), ("openpose", 4)):
-        expected = reference("a red cube", control_image=_as_diffusers_image(frames[1]), control_mode=mode,
-                             max_sequence_length=256,
-                             height=64, width=64, num_inference_steps=2, guidance_scale=0.0,
-                             generator=torch.Generator().manual_seed(3), output_type="np",
-                             controlnet_conditioning_scale=1.0).images[0]
-        images[kind] = pipe([frames[0]], "a red cube", control_images=[frames[1]], controls=[ControlConfig(type=kind)],
-                            num_inference_steps=2, guidance_scale=0.0, strength=1.0,
-                            generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+        expected = reference(
+            "a red cube",
+            control_image=_as_diffusers_image(frames[1]),
+            control_mode=mode,
+            max_sequence_length=256,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            guidance_scale=0.0,
+            generator=torch.Generator().manual_seed(3),
+            output_type="np",
+            controlnet_conditioning_scale=1.0,
+        ).images[0]
+        images[kind] = pipe(
+            [frames[0]],
+            "a red cube",
+            control_images=[frames[1]],
+            controls=[ControlConfig(type=kind)],
+            num_inference_steps=2,
+            guidance_scale=0.0,
+            strength=1.0,
+            generator=torch.Generator().manual_seed(3),
+            constraints=OFF,
+        ).images[0]
         np.testing.assert_allclose(images[kind], expected, atol=2e-4)
     assert np.abs(images["depth"] - images["openpose"]).mean() > 1e-5
 
@@ -166,8 +252,11 @@ def _transformer_inputs(components, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return dict(
         hidden_states=pack_latents(torch.randn(1, 16, 8, 8, generator=generator)),
-        encoder_hidden_states=torch.randn(1, 7, 32, generator=generator), pooled_projections=torch.randn(1, 32),
-        timestep=torch.tensor([0.6]), txt_ids=torch.zeros(7, 3), img_ids=latent_image_ids(8, 8, "cpu", torch.float32),
+        encoder_hidden_states=torch.randn(1, 7, 32, generator=generator),
+        pooled_projections=torch.randn(1, 32),
+        timestep=torch.tensor([0.6]),
+        txt_ids=torch.zeros(7, 3),
+        img_ids=latent_image_ids(8, 8, "cpu", torch.float32),
         return_dict=False,
     )
 
@@ -195,8 +284,10 @@ def test_cross_frame_attention_to_the_frame_itself_changes_nothing(components):
     assert (other - other_plain).abs().mean() > 1e-3  # another frame attending to the anchor does change
     assert layers == flux_blocks(transformer) and len(store.anchor) == 4  # 2 double- and 2 single-stream blocks
     assert layers[0] == "transformer_blocks.0.attn" and layers[-1] == "single_transformer_blocks.1.attn"
-    assert all(type(block.attn.processor).__name__ == "FluxAttnProcessor"
-               for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks))
+    assert all(
+        type(block.attn.processor).__name__ == "FluxAttnProcessor"
+        for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks)
+    )
     assert flux_blocks(transformer, last_blocks=3) == layers[1:]
 
 
@@ -231,8 +322,9 @@ def test_cross_frame_attention_runs_in_the_keyframe_loop(pipe, frames):
     constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
     settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, output_type="latent")
     frames = [frames[0], 255 - frames[0]]  # a keyframe unlike the anchor: attending to it must show
-    attended = pipe(frames, "a cube", constraints=constraints, generator=torch.Generator().manual_seed(0),
-                    **settings).images
+    attended = pipe(
+        frames, "a cube", constraints=constraints, generator=torch.Generator().manual_seed(0), **settings
+    ).images
     plain = pipe(frames, "a cube", constraints=OFF, generator=torch.Generator().manual_seed(0), **settings).images
     torch.testing.assert_close(attended[0], plain[0])  # the anchor attends to nothing before it
     assert (attended[1] - plain[1]).abs().mean() > 3e-5  # rounding alone differs by ~1e-7
@@ -244,21 +336,37 @@ def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypa
 
     stores, sizes = [], []
     install = flux.flux_cross_frame_attention
-    monkeypatch.setattr(flux, "flux_cross_frame_attention",
-                        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k))
+    monkeypatch.setattr(
+        flux,
+        "flux_cross_frame_attention",
+        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k),
+    )
 
     def spy(pipeline, step, timestep, kwargs):
         sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
 
-    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=1.0,
-                    generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
-    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
-         **settings)
+    settings = dict(
+        num_inference_steps=3,
+        guidance_scale=0.0,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=spy,
+    )
+    pipe(
+        frames[:2],
+        "a cube",
+        constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
+        **settings,
+    )
     # the anchor records one (1, 16 packed tokens, 32 channels) float32 input per block (2 double + 2 single) and step
     assert max(sizes) == reference_bytes(16, 32, blocks=4, steps=3, element_size=4)
     sizes.clear()
-    pipe(frames[:2], "a cube", constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None,
-                                                            cross_frame_blocks=1), **settings)
+    pipe(
+        frames[:2],
+        "a cube",
+        constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, cross_frame_blocks=1),
+        **settings,
+    )
     assert max(sizes) == reference_bytes(16, 32, blocks=1, steps=3, element_size=4)
 
 
@@ -266,8 +374,9 @@ def test_resume_gives_the_same_keyframes(pipe, frames):
     settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, flow_estimator=DISFlowEstimator())
     full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
     state = full[1].resume_state
-    resumed = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state,
-                                         **settings))
+    resumed = list(
+        pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state, **settings)
+    )
     assert [frame.index for frame in resumed] == [2]
     torch.testing.assert_close(resumed[0].image, full[2].image)
 
@@ -287,8 +396,14 @@ def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, component
     union_controlnet = make_tiny_flux_controlnet(components["transformer"], union=True)
     union = RerenderFluxPipeline(**components, controlnet=union_controlnet)
     with pytest.raises(ConfigError, match="control.type.*'hed'.*Union.*'canny', 'depth', 'openpose'"):
-        union(frames[:1], "a cube", control_images=[frames[0]], controls=[ControlConfig(type="hed")],
-              num_inference_steps=1, guidance_scale=0.0)
+        union(
+            frames[:1],
+            "a cube",
+            control_images=[frames[0]],
+            controls=[ControlConfig(type="hed")],
+            num_inference_steps=1,
+            guidance_scale=0.0,
+        )
 
 
 def test_lora_family_is_read_from_the_keys(tmp_path):
@@ -304,8 +419,10 @@ def test_lora_family_is_read_from_the_keys(tmp_path):
     for family, key in layouts.items():
         save_file({key: torch.zeros(4, 8)}, str(tmp_path / f"{family}.safetensors"))
         assert flux_lora_family(tmp_path / f"{family}.safetensors") == family
-    save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
-              str(tmp_path / "diffusers.safetensors"))
+    save_file(
+        {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
+        str(tmp_path / "diffusers.safetensors"),
+    )
     assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
 
 
@@ -362,21 +479,26 @@ def test_a_flux_folder_is_recognised_and_load_pipeline_builds_flux(tiny_flux_dir
     pipeline = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
     assert isinstance(pipeline, RerenderFluxPipeline) and pipeline.controlnet is not None
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(frames[:2], "a cube", num_inference_steps=2, guidance_scale=0.0,
-                      flow_estimator=DISFlowEstimator()).images
+    images = pipeline(
+        frames[:2], "a cube", num_inference_steps=2, guidance_scale=0.0, flow_estimator=DISFlowEstimator()
+    ).images
     assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
 
 
-def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_loads(tiny_flux_dirs, tiny_pipeline_dir,
-                                                                                 tmp_path, monkeypatch):
+def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_loads(
+    tiny_flux_dirs, tiny_pipeline_dir, tmp_path, monkeypatch
+):
     from safetensors.torch import save_file
 
     import rerender.diffusion.flux as flux
     from rerender.config import ControlConfig, LoraConfig, ModelConfig
 
     base, _ = tiny_flux_dirs
-    monkeypatch.setattr(flux.RerenderFluxPipeline, "from_pretrained",
-                        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")))
+    monkeypatch.setattr(
+        flux.RerenderFluxPipeline,
+        "from_pretrained",
+        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")),
+    )
     model = ModelConfig(base_model=str(base), device="cpu")
     with pytest.raises(ConfigError, match="not a Flux ControlNet.*base model is Flux"):
         flux.load_flux_pipeline(model, [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
@@ -385,8 +507,9 @@ def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_load
     lora = tmp_path / "sd15_lora.safetensors"
     save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
     with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*base model is Flux"):
-        flux.load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)),
-                                [])
+        flux.load_flux_pipeline(
+            ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), []
+        )
 
 
 @pytest.mark.slow  # about a minute on a loaded 2-core machine (decoding, keyframes, propagation)
@@ -398,12 +521,42 @@ def test_the_cli_translates_with_a_tiny_flux_folder_as_model(capsys, synthetic_c
 
     base, control = tiny_flux_dirs
     output = tmp_path / "flux.mp4"
-    code = main([str(arg) for arg in (
-        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", base,
-        "--config", Path(__file__).resolve().parents[1] / "configs" / "flux.yaml", "--set", f"control.model={control}",
-        "--set", "model.cpu_offload=false", "--set", "num_inference_steps=2", "--set", "resolution=64",
-        "--set", "device=cpu", "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis",
-    )])
+    code = main(
+        [
+            str(arg)
+            for arg in (
+                "translate",
+                synthetic_clip,
+                "-p",
+                "a cat",
+                "-o",
+                output,
+                "-K",
+                "10",
+                "-q",
+                "--model",
+                base,
+                "--config",
+                Path(__file__).resolve().parents[1] / "configs" / "flux.yaml",
+                "--set",
+                f"control.model={control}",
+                "--set",
+                "model.cpu_offload=false",
+                "--set",
+                "num_inference_steps=2",
+                "--set",
+                "resolution=64",
+                "--set",
+                "device=cpu",
+                "--set",
+                "propagation_preset=fast",
+                "--set",
+                "workers=1",
+                "--set",
+                "flow_estimator=dis",
+            )
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10" in out
@@ -426,8 +579,9 @@ def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path)
     save_file(weights, str(lora))
     assert flux_lora_family(lora) == "flux"
     plain = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu"), [])
-    styled = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu",
-                                            loras=(LoraConfig(path=str(lora), scale=0.5),)), [])
+    styled = load_flux_pipeline(
+        ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora), scale=0.5),)), []
+    )
     assert "lora_0" in styled.get_list_adapters()["transformer"]
     with torch.no_grad():
         inputs = _transformer_inputs({})

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rerender.config import FreeUConfig
-from rerender.errors import ConfigError
 from rerender.diffusion.freeu import freeu_installed, freeu_stages, rerender_freeu, structure_aware_scale
+from rerender.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,10 +62,14 @@ def test_stages_are_selected_by_channel_count_on_the_sd15_unet():
     with torch.device("meta"):
         sd_unet = UNet2DConditionModel.from_config(config)
     stages = {stage.name: (stage.stage, stage.backbone_channels) for stage in freeu_stages(sd_unet)}
-    wide = [f"up_blocks.{block}.resnets.{resnet}" for block in (0, 1) for resnet in range(3)] + ["up_blocks.2.resnets.0"]
+    wide = [f"up_blocks.{block}.resnets.{resnet}" for block in (0, 1) for resnet in range(3)] + [
+        "up_blocks.2.resnets.0"
+    ]
     assert stages == {
         **{name: (1, 1280) for name in wide},
-        "up_blocks.2.resnets.1": (2, 640), "up_blocks.2.resnets.2": (2, 640), "up_blocks.3.resnets.0": (2, 640),
+        "up_blocks.2.resnets.1": (2, 640),
+        "up_blocks.2.resnets.2": (2, 640),
+        "up_blocks.3.resnets.0": (2, 640),
     }
 
 
@@ -76,6 +80,7 @@ def record_resnet_inputs(unet, names):
     def hook(name):
         def remember(module, args):
             seen[name] = args[0].clone()
+
         return remember
 
     return seen, [unet.get_submodule(name).register_forward_pre_hook(hook(name)) for name in names]
@@ -87,8 +92,12 @@ def test_rerender_variant_in_the_tiny_unet_matches_its_formula_at_every_decoder_
     names = [f"up_blocks.{block}.resnets.{resnet}" for block in range(2) for resnet in range(3)]
     stages = {stage.name: stage for stage in freeu_stages(unet)}
     assert {name: stage.stage for name, stage in stages.items()} == {
-        "up_blocks.0.resnets.0": 1, "up_blocks.0.resnets.1": 1, "up_blocks.0.resnets.2": 1, "up_blocks.1.resnets.0": 1,
-        "up_blocks.1.resnets.1": 2, "up_blocks.1.resnets.2": 2,
+        "up_blocks.0.resnets.0": 1,
+        "up_blocks.0.resnets.1": 1,
+        "up_blocks.0.resnets.2": 1,
+        "up_blocks.1.resnets.0": 1,
+        "up_blocks.1.resnets.1": 2,
+        "up_blocks.1.resnets.2": 2,
     }
     torch.manual_seed(0)
     sample, text = torch.randn(2, 4, 16, 16), torch.randn(2, 7, 32)
@@ -100,8 +109,13 @@ def test_rerender_variant_in_the_tiny_unet_matches_its_formula_at_every_decoder_
     try:
         with torch.no_grad(), freeu_installed(unet, freeu):
             after, after_handles = record_resnet_inputs(unet, names)
-            unet(sample, 10, encoder_hidden_states=text, down_block_additional_residuals=residuals,
-                 mid_block_additional_residual=torch.randn(2, 64, 8, 8))
+            unet(
+                sample,
+                10,
+                encoder_hidden_states=text,
+                down_block_additional_residuals=residuals,
+                mid_block_additional_residual=torch.randn(2, 64, 8, 8),
+            )
             for handle in after_handles:
                 handle.remove()
     finally:
@@ -113,7 +127,9 @@ def test_rerender_variant_in_the_tiny_unet_matches_its_formula_at_every_decoder_
         residual = residuals[len(residuals) - 1 - order]
         hidden, skip = before[name][:, :width], before[name][:, width:] - residual
         b, s = (freeu.b1, freeu.s1) if stage.stage == 1 else (freeu.b2, freeu.s2)
-        expected_hidden = torch.cat([hidden[:, : width // 2] * structure_aware_scale(hidden, b), hidden[:, width // 2 :]], 1)
+        expected_hidden = torch.cat(
+            [hidden[:, : width // 2] * structure_aware_scale(hidden, b), hidden[:, width // 2 :]], 1
+        )
         expected_skip = low_pass(skip, s).float() + residual
         assert torch.allclose(after[name][:, :width], expected_hidden, atol=1e-5), name
         assert torch.allclose(after[name][:, width:], expected_skip, atol=1e-4), name
@@ -129,10 +145,13 @@ def test_diffusers_variant_scales_up_blocks_0_and_1_with_a_constant_factor(unet)
     def remember_block_input(index):
         def hook(module, args, kwargs):
             inputs[index] = (kwargs["hidden_states"].clone(), kwargs["res_hidden_states_tuple"][-1].clone())
+
         return hook
 
     names = ["up_blocks.0.resnets.0", "up_blocks.1.resnets.0"]
-    handles = [unet.up_blocks[i].register_forward_pre_hook(remember_block_input(i), with_kwargs=True) for i in range(2)]
+    handles = [
+        unet.up_blocks[i].register_forward_pre_hook(remember_block_input(i), with_kwargs=True) for i in range(2)
+    ]
     freeu = FreeUConfig(b1=1.3, b2=1.6, s1=0.5, s2=0.2, variant="diffusers")
     try:
         with torch.no_grad(), freeu_installed(unet, freeu):

@@ -9,22 +9,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rerender.errors import ConfigError
 from rerender.color import correct_colors, luminosity_blend, match_color_histograms
 from rerender.diffusion.fusion import (
     active_steps,
-    may_fold,
     adain,
     channel_statistics,
     composite_references,
     ddim_update,
     fidelity_oriented_encode,
     flat_regions,
+    may_fold,
     noise_rescale,
     pixel_aware_fusion,
     predict_original,
     shape_aware_fusion,
 )
+from rerender.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------------------
 # schedule
@@ -115,13 +115,19 @@ def test_shape_aware_fusion_replaces_only_trusted_cells():
 
 
 def test_composite_prefers_anchor_then_previous_then_direct():
-    direct, anchor, previous = torch.full((1, 3, 1, 3), 0.1), torch.full((1, 3, 1, 3), 0.5), torch.full((1, 3, 1, 3), 0.9)
+    direct, anchor, previous = (
+        torch.full((1, 3, 1, 3), 0.1),
+        torch.full((1, 3, 1, 3), 0.5),
+        torch.full((1, 3, 1, 3), 0.9),
+    )
     anchor_occlusion = torch.tensor([[[[0.0, 1.0, 1.0]]]])
     previous_occlusion = torch.tensor([[[[1.0, 0.0, 1.0]]]])
     blend = composite_references(direct, anchor, anchor_occlusion, previous, previous_occlusion)
     assert blend[0, 0, 0].tolist() == pytest.approx([0.5, 0.9, 0.1])
     # a soft mask blends: Eq. 10 with M_0 = 0.5, M_prev = 0.25
-    soft = composite_references(direct, anchor, torch.full((1, 1, 1, 3), 0.5), previous, torch.full((1, 1, 1, 3), 0.25))
+    soft = composite_references(
+        direct, anchor, torch.full((1, 1, 1, 3), 0.5), previous, torch.full((1, 1, 1, 3), 0.25)
+    )
     expected = 0.5 * (0.25 * 0.1 + 0.75 * 0.9) + 0.5 * 0.5
     assert soft[0, 0, 0, 0].item() == pytest.approx(expected)
 
@@ -181,7 +187,9 @@ def test_fidelity_oriented_encoding_equals_its_formula():
     error = 2 * (decode(compensated) - image).abs().mean(dim=1, keepdim=True)
     for threshold in (10.0, 0.0):  # everything trusted / nothing trusted
         result = fidelity_oriented_encode(image, encode, decode, threshold=threshold)
-        bad = F.max_pool2d((F.interpolate((error > threshold).float(), size=x.shape[-2:], mode="bilinear") > 0).float(), 3, 1, 1)
+        bad = F.max_pool2d(
+            (F.interpolate((error > threshold).float(), size=x.shape[-2:], mode="bilinear") > 0).float(), 3, 1, 1
+        )
         expected = x + (1 - bad) * (x - x_r)
         assert torch.allclose(result, expected, atol=1e-6)
     assert torch.allclose(fidelity_oriented_encode(image, encode, decode, threshold=10.0), compensated, atol=1e-6)
@@ -215,9 +223,10 @@ def test_histogram_matching_gives_the_reference_distribution():
     reference_lab = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(float)
     image_lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)
     for channel in range(3):  # closer to the reference than the input was (LAB↔RGB rounding blurs exactness)
-        assert abs(matched[..., channel].mean() - reference_lab[..., channel].mean()) < 0.3 * abs(
-            image_lab[..., channel].mean() - reference_lab[..., channel].mean()
-        ) + 2.0
+        assert (
+            abs(matched[..., channel].mean() - reference_lab[..., channel].mean())
+            < 0.3 * abs(image_lab[..., channel].mean() - reference_lab[..., channel].mean()) + 2.0
+        )
 
 
 def test_luminosity_blend_keeps_luminosity_and_takes_colour():

@@ -16,8 +16,15 @@ from rerender.video import compute_output_size, fit_frame, fit_size, read_frames
 def circle_frame(width: int, height: int, centre: tuple[float, float], radius: float) -> np.ndarray:
     """A grey frame with a white disc of `radius` px at `centre = (x, y)` px."""
     frame = np.full((height, width, 3), 60, np.uint8)
-    cv2.circle(frame, (int(round(centre[0] * 16)), int(round(centre[1] * 16))), int(round(radius * 16)), (255, 255, 255), -1,
-               lineType=cv2.LINE_AA, shift=4)
+    cv2.circle(
+        frame,
+        (int(round(centre[0] * 16)), int(round(centre[1] * 16))),
+        int(round(radius * 16)),
+        (255, 255, 255),
+        -1,
+        lineType=cv2.LINE_AA,
+        shift=4,
+    )
     return frame
 
 

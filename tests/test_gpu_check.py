@@ -18,7 +18,14 @@ def test_gpu_check_tiny_mode_runs_every_variant_it_can_and_writes_json(tmp_path,
     report = json.loads(output.read_text())
     variants = {result["variant"]: result for result in report["variants"]}
     assert list(variants) == [
-        "plain", "sdpa", "sdpa (repeat)", "xformers", "plain 64² tiled", "sdpa 64² tiled", "sdpa 64² untiled", "cpu offload"
+        "plain",
+        "sdpa",
+        "sdpa (repeat)",
+        "xformers",
+        "plain 64² tiled",
+        "sdpa 64² tiled",
+        "sdpa 64² untiled",
+        "cpu offload",
     ]
     assert variants["xformers"]["skipped"] in ("xformers is not importable", "needs CUDA")
     assert variants["cpu offload"]["skipped"] == "needs CUDA"

@@ -7,12 +7,12 @@ import logging
 import numpy as np
 import pytest
 
-from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.cli import main
 from rerender.errors import ConfigError
-from rerender.workflow.keyframe_folder import keyframe_number, propagate_keyframes, read_keyframe_folder
 from rerender.synthetic import make_synthetic_video
 from rerender.video import compute_output_size, probe_video, read_frames, read_image, unfit_frame, write_image
+from rerender.workflow.keyframe_folder import keyframe_number, propagate_keyframes, read_keyframe_folder
+from rerender.workflow.translation import ClassicRenderer, translate
 from tests.test_geometry import write_clip
 
 FAST = dict(propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
@@ -102,14 +102,33 @@ def test_folder_key_for_a_frame_that_is_not_there_is_refused(ebsynth_folder, tmp
 def test_keys_from_rerender_keyframes_of_a_folder_source(ebsynth_folder, tmp_path):
     video, _, frames = ebsynth_folder
     workspace = tmp_path / "ws"
-    rendered = translate(video, "x", K=5, output=None, workspace=workspace, stage="keyframes", renderer=ClassicRenderer("x"),
-                         progress=False, resolution=64, **FAST)
-    result = propagate_keyframes(video, workspace / "keyframes", tmp_path / "out.mp4", progress=False, resolution=64,
-                                 workspace=tmp_path / "prop", **FAST)
+    rendered = translate(
+        video,
+        "x",
+        K=5,
+        output=None,
+        workspace=workspace,
+        stage="keyframes",
+        renderer=ClassicRenderer("x"),
+        progress=False,
+        resolution=64,
+        **FAST,
+    )
+    result = propagate_keyframes(
+        video,
+        workspace / "keyframes",
+        tmp_path / "out.mp4",
+        progress=False,
+        resolution=64,
+        workspace=tmp_path / "prop",
+        **FAST,
+    )
     assert result.keyframe_indices == rendered.keyframe_indices == [0, 5, 10, 11]
     for index in result.keyframe_indices:
-        np.testing.assert_array_equal(read_image(tmp_path / "prop" / "propagated" / f"{index:04d}.png"),
-                                      read_image(workspace / "keyframes" / f"{index:04d}.png"))
+        np.testing.assert_array_equal(
+            read_image(tmp_path / "prop" / "propagated" / f"{index:04d}.png"),
+            read_image(workspace / "keyframes" / f"{index:04d}.png"),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- our own frames
@@ -131,9 +150,27 @@ def test_keys_painted_on_preprocess_output_are_accepted(portrait_clip, tmp_path,
     for index in (0, 5, 11):
         write_image(paint(read_image(frames_dir / f"{index:04d}.png")), keys / f"{index:04d}.png")
     output = tmp_path / "out.mp4"
-    code = main(["propagate", str(portrait_clip), "--keyframes", str(keys), "-o", str(output), "--set", "resolution=128",
-                 "--workers", "1", "--preset", "fast", "--set", "flow_estimator=dis", "--keep-intermediates",
-                 str(tmp_path / "prop"), "-q"])
+    code = main(
+        [
+            "propagate",
+            str(portrait_clip),
+            "--keyframes",
+            str(keys),
+            "-o",
+            str(output),
+            "--set",
+            "resolution=128",
+            "--workers",
+            "1",
+            "--preset",
+            "fast",
+            "--set",
+            "flow_estimator=dis",
+            "--keep-intermediates",
+            str(tmp_path / "prop"),
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert output_frames(output)[0].shape == (128, 88, 3)
     for index in (0, 5, 11):  # the key lands on the very frame it was painted on, pixel for pixel
@@ -164,8 +201,16 @@ def test_source_size_output_upscales_the_keyframes(portrait_clip, tmp_path):
     processed = list(read_frames(portrait_clip, resolution=128))
     for index in (0, 11):
         write_image(paint(processed[index]), keys / f"{index:04d}.png")
-    result = propagate_keyframes(portrait_clip, keys, tmp_path / "out.mp4", progress=False, resolution=128,
-                                 output_size="source", workspace=tmp_path / "prop", **FAST)
+    result = propagate_keyframes(
+        portrait_clip,
+        keys,
+        tmp_path / "out.mp4",
+        progress=False,
+        resolution=128,
+        output_size="source",
+        workspace=tmp_path / "prop",
+        **FAST,
+    )
     written = output_frames(result.output)
     assert size == (88, 128) and written[0].shape == (150, 100, 3)
     upscaled = unfit_frame(paint(processed[11]), (100, 150))
@@ -175,8 +220,18 @@ def test_source_size_output_upscales_the_keyframes(portrait_clip, tmp_path):
 
 
 def test_translate_source_size(portrait_clip, tmp_path):
-    result = translate(portrait_clip, "x", K=6, output=tmp_path / "out.mp4", renderer=ClassicRenderer("x"), progress=False,
-                       resolution=64, output_size="source", comparison=True, **FAST)
+    result = translate(
+        portrait_clip,
+        "x",
+        K=6,
+        output=tmp_path / "out.mp4",
+        renderer=ClassicRenderer("x"),
+        progress=False,
+        resolution=64,
+        output_size="source",
+        comparison=True,
+        **FAST,
+    )
     info = probe_video(result.output)
     assert (info.width, info.height) == (100, 150) and info.frame_count == 12
     keyframe = read_image(result.workspace / "keyframes" / "0006.png")
@@ -191,18 +246,44 @@ def test_translate_source_size(portrait_clip, tmp_path):
 
 def test_clip_shorter_than_K_renders_first_and_last_frame(portrait_clip, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="rerender.keyframes"):
-        result = translate(portrait_clip, "x", output=tmp_path / "out.mp4", renderer=ClassicRenderer("x"), progress=False,
-                           resolution=64, end_frame=7, **FAST)  # 7 frames, default K = 10
+        result = translate(
+            portrait_clip,
+            "x",
+            output=tmp_path / "out.mp4",
+            renderer=ClassicRenderer("x"),
+            progress=False,
+            resolution=64,
+            end_frame=7,
+            **FAST,
+        )  # 7 frames, default K = 10
     assert result.keyframe_indices == [0, 6] and "fewer than K = 10" in caplog.text
     assert len(output_frames(result.output)) == 7
-    np.testing.assert_array_equal(read_image(result.workspace / "propagated" / "0006.png"),
-                                  read_image(result.workspace / "keyframes" / "0006.png"))
+    np.testing.assert_array_equal(
+        read_image(result.workspace / "propagated" / "0006.png"),
+        read_image(result.workspace / "keyframes" / "0006.png"),
+    )
 
 
 def test_cli_source_size_reuses_the_keyframes(portrait_clip, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    common = [str(portrait_clip), "-p", "x", "-K", "6", "--workspace", str(tmp_path / "ws"), "-q", "--set", "resolution=64",
-              "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis"]
+    common = [
+        str(portrait_clip),
+        "-p",
+        "x",
+        "-K",
+        "6",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "-q",
+        "--set",
+        "resolution=64",
+        "--set",
+        "propagation_preset=fast",
+        "--set",
+        "workers=1",
+        "--set",
+        "flow_estimator=dis",
+    ]
     assert main(["translate", *common, "-o", str(tmp_path / "small.mp4")]) == 0
     capsys.readouterr()
     assert main(["translate", *common, "-o", str(tmp_path / "full.mp4"), "--source-size"]) == 0

@@ -40,7 +40,9 @@ def test_interval_larger_than_video_is_an_error_for_the_low_level_function():
 @pytest.mark.parametrize("frames, expected", [(9, [0, 8]), (2, [0, 1]), (1, [0])])
 def test_clip_shorter_than_K_gets_its_first_and_last_frames(frames, expected, mode, caplog):
     with caplog.at_level(logging.WARNING, logger="rerender.keyframes"):
-        keyframes = select_keyframes(frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1))
+        keyframes = select_keyframes(
+            frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1)
+        )
     assert keyframes == expected
     assert f"{frames} frames, fewer than K = 10" in caplog.text
     assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0, 9]  # not shorter: every K, and the end
@@ -102,8 +104,9 @@ def test_the_last_frame_is_a_keyframe_by_default_and_the_option_turns_it_off():
     adaptive = KeyframeConfig(keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=2)
     scores = [1.0] * 20 + [5.0] * 19
     assert select_keyframes(40, adaptive, scores)[-1] == 39
-    off = KeyframeConfig(keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=2,
-                         last_frame_keyframe=False)
+    off = KeyframeConfig(
+        keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=2, last_frame_keyframe=False
+    )
     assert select_keyframes(40, off, scores)[-1] != 39
     explicit = KeyframeConfig(keyframe_mode="explicit", keyframe_indices=(0, 12))
     assert select_keyframes(40, explicit) == [0, 12]
@@ -118,13 +121,24 @@ def test_a_40_frame_clip_ends_on_its_own_stylized_last_frame(tmp_path):
 
     clip = tmp_path / "forty.mp4"
     write_synthetic_video(clip, num_frames=40, width=64, height=48, motion="mixed", fps=25, audio=False)
-    fast = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis",
-                dis_preset="fast")
-    result = translate(clip, "x", K=10, output=tmp_path / "o.mp4", renderer=ClassicRenderer("x"), progress=False, **fast)
+    fast = dict(
+        resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast"
+    )
+    result = translate(
+        clip, "x", K=10, output=tmp_path / "o.mp4", renderer=ClassicRenderer("x"), progress=False, **fast
+    )
     assert result.keyframe_indices == [0, 10, 20, 30, 39]
     last = read_image(result.workspace / "keyframes" / "0039.png")
     np.testing.assert_array_equal(read_image(result.workspace / "propagated" / "0039.png"), last)
     assert len(list(read_frames(result.output))) == 40
-    plain = translate(clip, "x", K=10, output=tmp_path / "p.mp4", renderer=ClassicRenderer("x"), progress=False,
-                      last_frame_keyframe=False, **fast)
+    plain = translate(
+        clip,
+        "x",
+        K=10,
+        output=tmp_path / "p.mp4",
+        renderer=ClassicRenderer("x"),
+        progress=False,
+        last_frame_keyframe=False,
+        **fast,
+    )
     assert plain.keyframe_indices == [0, 10, 20, 30]

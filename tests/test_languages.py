@@ -15,7 +15,11 @@ DATA = Path(__file__).parent / "data" / "prompt_languages.tsv"
 
 
 def labelled_prompts() -> list[tuple[str, str]]:
-    rows = [line.split("\t", 1) for line in DATA.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    rows = [
+        line.split("\t", 1)
+        for line in DATA.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     return [(language, prompt) for language, prompt in rows]
 
 
@@ -52,7 +56,7 @@ def test_a_translator_that_returns_nothing_is_an_error():
 
     for empty in ("", "  \n"):  # a failed translation must not render the video with no prompt at all
         with pytest.raises(ConfigError, match="returned an empty prompt for 'một con mèo' \\(vi\\)"):
-            translate_prompt("một con mèo", "vi", translator=lambda text, language: empty)
+            translate_prompt("một con mèo", "vi", translator=lambda text, language: empty)  # noqa: B023
 
 
 def test_english_needs_no_translator():
@@ -69,7 +73,12 @@ def test_function_translator_gets_the_detected_language():
 
     record = translate_prompt("고양이가 자고 있다", "auto", translator=to_english)
     assert calls == [("고양이가 자고 있다", "ko")]
-    assert (record.original, record.english, record.language, record.translator) == ("고양이가 자고 있다", "a sleeping cat", "ko", "to_english")
+    assert (record.original, record.english, record.language, record.translator) == (
+        "고양이가 자고 있다",
+        "a sleeping cat",
+        "ko",
+        "to_english",
+    )
 
 
 def test_missing_translation_model_names_it(monkeypatch):
@@ -87,8 +96,19 @@ def test_missing_translation_model_message_names_the_cli_options_too(capsys, syn
     from rerender.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = main(["translate", str(synthetic_clip), "-p", "một con mèo, tranh màu nước", "-o", str(tmp_path / "o.mp4"),
-                 "-q", "--prompt-language", "vi"])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "một con mèo, tranh màu nước",
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "-q",
+            "--prompt-language",
+            "vi",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--translation-model" in err and "--prompt-language en" in err and "prompt_language='en'" not in err, err
@@ -146,8 +166,11 @@ def test_the_translator_is_loaded_once_per_process(tiny_translator, monkeypatch)
     languages._CACHE.clear()
     loads = []
     original = transformers.AutoTokenizer.from_pretrained
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
-                        lambda *args, **kwargs: loads.append(args) or original(*args, **kwargs))
+    monkeypatch.setattr(
+        transformers.AutoTokenizer,
+        "from_pretrained",
+        lambda *args, **kwargs: loads.append(args) or original(*args, **kwargs),
+    )
     first = translate_prompt("một con mèo", "vi", model=str(tiny_translator))
     second = translate_prompt("một con mèo", "vi", model=str(tiny_translator))
     assert len(loads) == 1 and first.english == second.english
@@ -167,8 +190,13 @@ def test_marian_without_sentencepiece_is_one_line_naming_the_fix(tiny_translator
         "except MissingDependencyError as error:\n"
         "    print('ERROR', error)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
     assert len(lines) == 1, result.stdout + result.stderr
     assert "pip install sentencepiece" in lines[0] and str(tiny_translator) in lines[0]
@@ -182,8 +210,11 @@ def test_an_unloadable_translator_is_one_line_naming_the_fix(tiny_translator, tm
     broken = tmp_path / "broken"
     shutil.copytree(tiny_translator, broken)
     (broken / "source.spm").write_bytes(b"not a sentencepiece model")
-    with pytest.raises(CheckpointError, match=r"could not load the prompt translator .*broken.*rerender download "
-                                              r"--translation-model") as caught:
+    with pytest.raises(
+        CheckpointError,
+        match=r"could not load the prompt translator .*broken.*rerender download "
+        r"--translation-model",
+    ) as caught:
         translate_prompt("một con mèo", "vi", model=str(broken))
     assert "\n" not in str(caught.value)
 
@@ -204,8 +235,10 @@ def test_a_translator_with_only_pytorch_model_bin_loads_tensors_only(bin_transla
 
     assert not list(bin_translator.glob("*.safetensors"))
     # Same seed, same weights: the .bin loads to the same translation as the safetensors folder.
-    assert translate_prompt("con chó", "vi", model=str(bin_translator)).english == \
-        translate_prompt("con chó", "vi", model=str(tiny_translator)).english
+    assert (
+        translate_prompt("con chó", "vi", model=str(bin_translator)).english
+        == translate_prompt("con chó", "vi", model=str(tiny_translator)).english
+    )
     # A pickle that runs code is refused (weights_only=True), and the code never runs.
     evil = tmp_path / "evil"
     shutil.copytree(bin_translator, evil)
@@ -254,8 +287,13 @@ def test_the_negative_prompt_is_translated_with_the_prompt_and_recorded():
 def test_scripts_without_a_default_translator_warn_or_translate(caplog):
     import logging
 
-    assert [detect_language(text) for text in ("แมวนอนหลับ", "قطة نائمة", "सोती हुई बिल्ली", "חתול ישן", "γάτα")] \
-        == ["th", "ar", "hi", "he", "el"]
+    assert [detect_language(text) for text in ("แมวนอนหลับ", "قطة نائمة", "सोती हुई बिल्ली", "חתול ישן", "γάτα")] == [
+        "th",
+        "ar",
+        "hi",
+        "he",
+        "el",
+    ]
     with caplog.at_level(logging.WARNING, logger="rerender.languages"):
         record = translate_prompt("แมวนอนหลับ", "auto")  # no translator configured: warned, not silently English
     assert record.english == "แมวนอนหลับ" and record.language == "th" and record.translator is None
@@ -298,17 +336,33 @@ def test_decomposed_unicode_is_read_as_composed():
 def test_translate_records_both_prompts_and_renders_the_english_one(synthetic_clip, tmp_path):
     from rerender.workflow.translation import translate
 
-    result = translate(synthetic_clip, "bức tranh màu nước", K=10, output=None, stage="first", renderer="classic",
-                       prompt_language="auto", prompt_translator=lambda text, language: "a watercolor painting",
-                       resolution=64, size_multiple=16, progress=False, workspace=tmp_path / "ws")
+    result = translate(
+        synthetic_clip,
+        "bức tranh màu nước",
+        K=10,
+        output=None,
+        stage="first",
+        renderer="classic",
+        prompt_language="auto",
+        prompt_translator=lambda text, language: "a watercolor painting",
+        resolution=64,
+        size_multiple=16,
+        progress=False,
+        workspace=tmp_path / "ws",
+    )
     from rerender.config import DEFAULT_NEGATIVE_PROMPT
 
-    assert result.prompt.to_dict() == {"original": "bức tranh màu nước", "english": "a watercolor painting",
-                                       "language": "vi", "detected": True, "translator": "<lambda>",
-                                       "negative_original": DEFAULT_NEGATIVE_PROMPT,
-                                       "negative_english": DEFAULT_NEGATIVE_PROMPT,
-                                       "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]],
-                                       "encoded": "a watercolor painting, best quality, extremely detailed"}
+    assert result.prompt.to_dict() == {
+        "original": "bức tranh màu nước",
+        "english": "a watercolor painting",
+        "language": "vi",
+        "detected": True,
+        "translator": "<lambda>",
+        "negative_original": DEFAULT_NEGATIVE_PROMPT,
+        "negative_english": DEFAULT_NEGATIVE_PROMPT,
+        "translated": [["vi", "bức tranh màu nước", "a watercolor painting"]],
+        "encoded": "a watercolor painting, best quality, extremely detailed",
+    }
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["prompt"] == result.prompt.to_dict()
 
@@ -317,24 +371,47 @@ def test_missing_translator_fails_before_any_work(synthetic_clip, tmp_path):
     from rerender.workflow.translation import translate
 
     with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
-        translate(synthetic_clip, "수채화", output=tmp_path / "o.mp4", renderer="classic", prompt_language="ko",
-                  progress=False)
+        translate(
+            synthetic_clip,
+            "수채화",
+            output=tmp_path / "o.mp4",
+            renderer="classic",
+            prompt_language="ko",
+            progress=False,
+        )
     assert not (tmp_path / "o.mp4.work").exists()
 
 
 def test_the_text_encoder_reads_the_translated_prompt(synthetic_clip, tmp_path, tiny_pipeline_dir, tiny_translator):
-    from rerender.workflow.translation import translate
     from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.workflow.translation import translate
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)
     encoded = []
     original_encode = pipeline.encode_prompt
-    pipeline.encode_prompt = lambda prompt, *args, **kwargs: encoded.append(prompt) or original_encode(prompt, *args, **kwargs)
-    result = translate(synthetic_clip, "con mèo đen", output=None, stage="first", pipeline=pipeline,
-                       translation_model=str(tiny_translator), prompt_language="vi", resolution=64, size_multiple=16,
-                       num_inference_steps=2, added_prompt="", negative_prompt="", device="cpu", dtype="float32",
-                       flow_estimator="dis", progress=False, workspace=tmp_path / "ws")
+    pipeline.encode_prompt = lambda prompt, *args, **kwargs: (
+        encoded.append(prompt) or original_encode(prompt, *args, **kwargs)
+    )
+    result = translate(
+        synthetic_clip,
+        "con mèo đen",
+        output=None,
+        stage="first",
+        pipeline=pipeline,
+        translation_model=str(tiny_translator),
+        prompt_language="vi",
+        resolution=64,
+        size_multiple=16,
+        num_inference_steps=2,
+        added_prompt="",
+        negative_prompt="",
+        device="cpu",
+        dtype="float32",
+        flow_estimator="dis",
+        progress=False,
+        workspace=tmp_path / "ws",
+    )
     assert result.renderer == "diffusion" and result.prompt.english != "con mèo đen"
     assert encoded == [result.prompt.english]
 
@@ -342,11 +419,37 @@ def test_the_text_encoder_reads_the_translated_prompt(synthetic_clip, tmp_path, 
 def test_cli_prompt_language_flags(synthetic_clip, tmp_path, capsys):
     from rerender.cli import main
 
-    code = main(["translate", str(synthetic_clip), "-p", "그림", "--prompt-language", "xx", "-o", str(tmp_path / "o.mp4"),
-                 "--renderer", "classic"])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "그림",
+            "--prompt-language",
+            "xx",
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--renderer",
+            "classic",
+        ]
+    )
     assert code == 2 and "prompt_language" in capsys.readouterr().err
-    code = main(["translate", str(synthetic_clip), "-p", "그림", "--prompt-language", "auto", "-o", str(tmp_path / "o.mp4"),
-                 "--renderer", "classic", "--translation-model", str(tmp_path / "absent")])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "그림",
+            "--prompt-language",
+            "auto",
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--renderer",
+            "classic",
+            "--translation-model",
+            str(tmp_path / "absent"),
+        ]
+    )
     assert code == 2 and "absent" in capsys.readouterr().err
 
 
@@ -360,10 +463,33 @@ def test_prompt_language_example(synthetic_clip, tmp_path, tiny_translator):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "prompt_language.py"
     result = subprocess.run(
-        [sys.executable, str(example), str(synthetic_clip), "một con mèo", str(tmp_path / "o.mp4"), "--renderer", "classic",
-         "--translation-model", str(tiny_translator), "--set", "resolution=64", "--set", "size_multiple=16",
-         "--set", "flow_estimator=dis", "--set", "propagation_preset=fast", "--set", "end_frame=6", "-K", "5"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            str(example),
+            str(synthetic_clip),
+            "một con mèo",
+            str(tmp_path / "o.mp4"),
+            "--renderer",
+            "classic",
+            "--translation-model",
+            str(tiny_translator),
+            "--set",
+            "resolution=64",
+            "--set",
+            "size_multiple=16",
+            "--set",
+            "flow_estimator=dis",
+            "--set",
+            "propagation_preset=fast",
+            "--set",
+            "end_frame=6",
+            "-K",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
     english = translate_prompt("một con mèo", "vi", model=str(tiny_translator)).english
@@ -371,17 +497,32 @@ def test_prompt_language_example(synthetic_clip, tmp_path, tiny_translator):
     assert probe_video(tmp_path / "o.mp4").frame_count == 6
 
 
-def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says_so(bin_translator, tiny_pipeline_dir,
-                                                                                     tmp_path):
+def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says_so(
+    bin_translator, tiny_pipeline_dir, tmp_path
+):
     from tests.fake_hub import COMMIT, FakeHub
     from tests.test_weights import _fake_repositories, _folder_files, _hub_env, _run
 
     repositories = _fake_repositories(tiny_pipeline_dir)
     # As Helsinki-NLP/opus-mt-vi-en on its main branch: PyTorch, TensorFlow and Rust weights, no safetensors.
-    repositories["fake/bin-marian"] = {**_folder_files(bin_translator), "tf_model.h5": b"tf", "rust_model.ot": b"ot",
-                                       "README.md": b"# fake"}
-    options = ["download", "--model", "fake/tiny-sd", "--precision", "fp32", "--no-flow", "--prompt-language", "vi",
-               "--translation-model", "fake/bin-marian"]
+    repositories["fake/bin-marian"] = {
+        **_folder_files(bin_translator),
+        "tf_model.h5": b"tf",
+        "rust_model.ot": b"ot",
+        "README.md": b"# fake",
+    }
+    options = [
+        "download",
+        "--model",
+        "fake/tiny-sd",
+        "--precision",
+        "fp32",
+        "--no-flow",
+        "--prompt-language",
+        "vi",
+        "--translation-model",
+        "fake/bin-marian",
+    ]
     with FakeHub(repositories) as hub:
         env = _hub_env(hub, tmp_path / "hf")
         dry = _run([*options, "--dry-run"], env)
@@ -393,5 +534,7 @@ def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says
     assert "weights_only=True" in dry.stdout
     snapshot = tmp_path / "hf" / "hub" / "models--fake--bin-marian" / "snapshots" / COMMIT
     assert sorted(path.name for path in snapshot.iterdir()) == sorted(_folder_files(bin_translator))
-    assert translate_prompt("con chó", "vi", model=str(snapshot)).english == \
-        translate_prompt("con chó", "vi", model=str(bin_translator)).english
+    assert (
+        translate_prompt("con chó", "vi", model=str(snapshot)).english
+        == translate_prompt("con chó", "vi", model=str(bin_translator)).english
+    )

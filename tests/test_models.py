@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
-from rerender.errors import ConfigError, InputNotFoundError
 from rerender.diffusion.loading import (
     SD15_CONFIG_DIR,
     check_controlnet_fits,
@@ -18,6 +17,7 @@ from rerender.diffusion.loading import (
     resolve_device,
     resolve_dtype,
 )
+from rerender.errors import ConfigError, InputNotFoundError
 
 
 def _tiny_model_config(folder: Path, **overrides) -> ModelConfig:
@@ -81,7 +81,9 @@ def test_missing_local_path_names_where_it_looked(tmp_path):
     with pytest.raises(InputNotFoundError, match=re.escape(str(missing))):
         load_pipeline(_tiny_model_config(missing), controlnets=[torch.nn.Module()])
     with pytest.raises(InputNotFoundError, match=r"`model.base_model` .*model.safetensors.* does not exist"):
-        load_pipeline(ModelConfig(base_model=str(tmp_path / "model.safetensors"), vae=None), controlnets=[torch.nn.Module()])
+        load_pipeline(
+            ModelConfig(base_model=str(tmp_path / "model.safetensors"), vae=None), controlnets=[torch.nn.Module()]
+        )
 
 
 def test_uncached_hub_id_offline_says_how_to_point_to_local_weights(tiny_pipeline_dir):
@@ -92,7 +94,11 @@ def test_uncached_hub_id_offline_says_how_to_point_to_local_weights(tiny_pipelin
         load_pipeline(ModelConfig(base_model="nobody-here/not-a-cached-model", vae=None), controlnets=[controlnet])
     message = str(raised.value)
     assert "nobody-here/not-a-cached-model" in message and "HF_HUB_OFFLINE" in message
-    assert "hf download nobody-here/not-a-cached-model" in message and "rerender download" in message and "Hugging Face cache" in message
+    assert (
+        "hf download nobody-here/not-a-cached-model" in message
+        and "rerender download" in message
+        and "Hugging Face cache" in message
+    )
     with pytest.raises(InputNotFoundError, match="control.model"):
         load_pipeline(_tiny_model_config(tiny_pipeline_dir), (ControlConfig(model="nobody-here/no-controlnet"),))
 
@@ -102,8 +108,13 @@ def test_incompatible_controlnet_is_refused(tiny_pipeline_dir, tmp_path):
 
     unet = UNet2DConditionModel.from_pretrained(str(tiny_pipeline_dir / "unet"))
     other = ControlNetModel(
-        block_out_channels=(32, 64), layers_per_block=2, in_channels=4, cross_attention_dim=16, norm_num_groups=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), conditioning_embedding_out_channels=(16, 32),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        in_channels=4,
+        cross_attention_dim=16,
+        norm_num_groups=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        conditioning_embedding_out_channels=(16, 32),
     )
     with pytest.raises(ConfigError, match=r"cross_attention_dim is 16, the UNet's is 32"):
         check_controlnet_fits(unet, other, "sd2-controlnet")
@@ -124,7 +135,9 @@ def _write_diffusers_lora(tiny_pipeline_dir: Path, folder: Path) -> Path:
 
     unet = UNet2DConditionModel.from_pretrained(str(tiny_pipeline_dir / "unet"))
     torch.manual_seed(1)
-    unet.add_adapter(PeftLoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False))
+    unet.add_adapter(
+        PeftLoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
     return folder / "pytorch_lora_weights.safetensors"
 
@@ -149,7 +162,9 @@ def test_lora_diffusers_and_kohya_formats_with_scales(tiny_pipe, tiny_pipeline_d
     base = _unet_output(tiny_pipe)
     diffusers_file = _write_diffusers_lora(tiny_pipeline_dir, tmp_path / "diffusers-lora")
     kohya_file = _write_kohya_lora(tmp_path / "kohya.safetensors", tiny_pipe.unet)
-    names = load_loras(tiny_pipe, [LoraConfig(path=str(diffusers_file), scale=0.8), LoraConfig(path=str(kohya_file), scale=0.5)])
+    names = load_loras(
+        tiny_pipe, [LoraConfig(path=str(diffusers_file), scale=0.8), LoraConfig(path=str(kohya_file), scale=0.5)]
+    )
     assert names == ["lora_0", "lora_1"]
     assert set(tiny_pipe.get_active_adapters()) == {"lora_0", "lora_1"}
     both = _unet_output(tiny_pipe)
@@ -173,11 +188,19 @@ def test_lora_through_the_model_config(tiny_pipeline_dir, tmp_path):
 
 def test_incompatible_or_missing_lora_is_refused(tiny_pipe, tmp_path):
     wrong = _write_kohya_lora(tmp_path / "sdxl-lora.safetensors", tiny_pipe.unet, wrong_shape=True)
-    with pytest.raises(ConfigError, match=r"`model.loras\[0\].path` .*sdxl-lora.safetensors.* does not fit the base model"):
+    with pytest.raises(
+        ConfigError, match=r"`model.loras\[0\].path` .*sdxl-lora.safetensors.* does not fit the base model"
+    ):
         load_loras(tiny_pipe, [LoraConfig(path=str(wrong))])
     from safetensors.torch import save_file
 
-    save_file({"lora_unet_nowhere_to_q.lora_down.weight": torch.zeros(4, 8), "lora_unet_nowhere_to_q.lora_up.weight": torch.zeros(8, 4)}, str(tmp_path / "unrelated.safetensors"))
+    save_file(
+        {
+            "lora_unet_nowhere_to_q.lora_down.weight": torch.zeros(4, 8),
+            "lora_unet_nowhere_to_q.lora_up.weight": torch.zeros(8, 4),
+        },
+        str(tmp_path / "unrelated.safetensors"),
+    )
     with pytest.raises(ConfigError, match="LoRA|base model"):
         load_loras(tiny_pipe, [LoraConfig(path=str(tmp_path / "unrelated.safetensors"))])
     with pytest.raises(InputNotFoundError, match="does not exist"):
@@ -188,17 +211,29 @@ def test_incompatible_or_missing_lora_is_refused(tiny_pipe, tmp_path):
 # single-file checkpoints (original Stable Diffusion layout), written by the test
 # --------------------------------------------------------------------------------------------------------
 
-_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
-           "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
 
 
 def _unet_to_ldm(unet) -> dict[str, torch.Tensor]:
     """The reverse of diffusers' LDM → diffusers UNet conversion, for any number of blocks."""
     per_level = unet.config.layers_per_block + 1
     with_attention = [bool(getattr(block, "attentions", None)) for block in unet.up_blocks]
-    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
-             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}  # SDXL's
+    fixed = {
+        "time_embedding.linear_1": "time_embed.0",
+        "time_embedding.linear_2": "time_embed.2",
+        "conv_in": "input_blocks.0.0",
+        "conv_norm_out": "out.0",
+        "conv_out": "out.2",
+        "add_embedding.linear_1": "label_emb.0.0",
+        "add_embedding.linear_2": "label_emb.0.2",
+    }  # SDXL's
     checkpoint = {}
     for key, tensor in unet.state_dict().items():
         module, _, parameter = key.rpartition(".")
@@ -211,17 +246,23 @@ def _unet_to_ldm(unet) -> dict[str, torch.Tensor]:
             level, kind, index = int(parts[1]), parts[2], int(parts[3])
             rest = parts[4:]
             new = f"input_blocks.{per_level * level + index + 1}." + (
-                "0." + _RESNET[rest[0]] if kind == "resnets" else "1." + ".".join(rest))
+                "0." + _RESNET[rest[0]] if kind == "resnets" else "1." + ".".join(rest)
+            )
         elif parts[0] == "mid_block":
             kind, index, rest = parts[1], int(parts[2]), parts[3:]
-            new = f"middle_block.{2 * index}.{_RESNET[rest[0]]}" if kind == "resnets" else "middle_block.1." + ".".join(rest)
+            new = (
+                f"middle_block.{2 * index}.{_RESNET[rest[0]]}"
+                if kind == "resnets"
+                else "middle_block.1." + ".".join(rest)
+            )
         elif parts[0] == "up_blocks" and parts[2] == "upsamplers":
             level = int(parts[1])
             new = f"output_blocks.{per_level * level + per_level - 1}.{2 if with_attention[level] else 1}.conv"
         elif parts[0] == "up_blocks":
             level, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), parts[4:]
             new = f"output_blocks.{per_level * level + index}." + (
-                "0." + _RESNET[rest[0]] if kind == "resnets" else "1." + ".".join(rest))
+                "0." + _RESNET[rest[0]] if kind == "resnets" else "1." + ".".join(rest)
+            )
         else:
             raise AssertionError(f"unmapped UNet key {key}")
         checkpoint[f"model.diffusion_model.{new}.{parameter}"] = tensor
@@ -236,8 +277,14 @@ def _vae_to_ldm(vae) -> dict[str, torch.Tensor]:
         new = key
         new = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)", r"encoder.down.\1.block.\2", new)
         new = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0", r"encoder.down.\1.downsample", new)
-        new = re.sub(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)", lambda m: f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}", new)
-        new = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0", lambda m: f"decoder.up.{levels - 1 - int(m[1])}.upsample", new)
+        new = re.sub(
+            r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)",
+            lambda m: f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}",
+            new,
+        )
+        new = re.sub(
+            r"decoder\.up_blocks\.(\d+)\.upsamplers\.0", lambda m: f"decoder.up.{levels - 1 - int(m[1])}.upsample", new
+        )
         new = re.sub(r"mid_block\.resnets\.(\d+)", lambda m: f"mid.block_{int(m[1]) + 1}", new)
         new = new.replace("conv_shortcut", "nin_shortcut").replace("conv_norm_out", "norm_out")
         if ".mid_block.attentions.0." in new:
@@ -286,11 +333,27 @@ def test_shipped_sd15_config_folder():
 
     unet_config = UNet2DConditionModel.load_config(SD15_CONFIG_DIR / "unet")
     assert unet_config["cross_attention_dim"] == 768 and unet_config["block_out_channels"] == [320, 640, 1280, 1280]
-    assert ControlNetModel.load_config(SD15_CONFIG_DIR / "controlnet")["conditioning_embedding_out_channels"] == [16, 32, 96, 256]
+    assert ControlNetModel.load_config(SD15_CONFIG_DIR / "controlnet")["conditioning_embedding_out_channels"] == [
+        16,
+        32,
+        96,
+        256,
+    ]
     scheduler = DDIMScheduler.from_pretrained(SD15_CONFIG_DIR, subfolder="scheduler")
     scheduler.set_timesteps(20)
     assert scheduler.timesteps[0] == 951 and scheduler.timesteps[-1] == 1  # the official schedule
     tokenizer = CLIPTokenizer.from_pretrained(SD15_CONFIG_DIR / "tokenizer")
     # the SD 1.5 (CLIP ViT-L/14) ids of this prompt
-    assert tokenizer("a photo of an astronaut riding a horse").input_ids == [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407]
+    assert tokenizer("a photo of an astronaut riding a horse").input_ids == [
+        49406,
+        320,
+        1125,
+        539,
+        550,
+        18376,
+        6765,
+        320,
+        4558,
+        49407,
+    ]
     assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from rerender.diffusion.attention import CrossFrameAttnProcessor
 from rerender.config import ConstraintConfig, ControlConfig, FreeUConfig, RefinementConfig
+from rerender.diffusion.attention import CrossFrameAttnProcessor
 from rerender.errors import ConfigError
 
 STEPS = 5  # full schedule; strength 0.8 runs steps 1–4
@@ -63,7 +63,12 @@ def run(pipe, frames=None, seed=0, **kwargs):
     kwargs.setdefault("num_inference_steps", STEPS)
     kwargs.setdefault("strength", 0.8)
     kwargs.setdefault("flow_estimator", ZeroFlow())
-    return pipe(frames if frames is not None else make_frames(), "a red square", generator=torch.Generator().manual_seed(seed), **kwargs)
+    return pipe(
+        frames if frames is not None else make_frames(),
+        "a red square",
+        generator=torch.Generator().manual_seed(seed),
+        **kwargs,
+    )
 
 
 @contextlib.contextmanager
@@ -128,7 +133,9 @@ def test_constraints_act_at_the_steps_their_windows_allow_for_each_strength(pipe
     assert schedule.pixel_fusion == set(pixel)
     assert schedule.adain == set(adain)
     silenced = {name for name in ("shape-aware fusion", "pixel-aware fusion") if f"{name} does not act" in caplog.text}
-    assert silenced == {name for name, steps in (("shape-aware fusion", shape), ("pixel-aware fusion", pixel)) if not steps}
+    assert silenced == {
+        name for name, steps in (("shape-aware fusion", shape), ("pixel-aware fusion", pixel)) if not steps
+    }
 
 
 def test_a_late_keyframe_is_not_the_warped_anchor(pipe):
@@ -137,7 +144,10 @@ def test_a_late_keyframe_is_not_the_warped_anchor(pipe):
     records = {}
 
     def remember(pipeline, step, timestep, values):
-        records[(values["frame_index"], values["pass_name"])] = (values["raw_predicted_original"], values["predicted_original"])
+        records[(values["frame_index"], values["pass_name"])] = (
+            values["raw_predicted_original"],
+            values["predicted_original"],
+        )
 
     run(pipe, make_frames(2, shift=12), num_inference_steps=20, strength=0.05, callback_on_step_end=remember)
     raw, fused = records[(1, "direct")]
@@ -194,21 +204,40 @@ def test_anchor_matches_diffusers_controlnet_img2img(pipe, monkeypatch):
         from diffusers import StableDiffusionXLControlNetImg2ImgPipeline
 
         plain = StableDiffusionXLControlNetImg2ImgPipeline(
-            vae=pipe.vae, text_encoder=pipe.text_encoder, text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer,
-            tokenizer_2=pipe.tokenizer_2, unet=pipe.unet, controlnet=pipe.controlnet, scheduler=pipe.scheduler,
-            requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+            vae=pipe.vae,
+            text_encoder=pipe.text_encoder,
+            text_encoder_2=pipe.text_encoder_2,
+            tokenizer=pipe.tokenizer,
+            tokenizer_2=pipe.tokenizer_2,
+            unet=pipe.unet,
+            controlnet=pipe.controlnet,
+            scheduler=pipe.scheduler,
+            requires_aesthetics_score=False,
+            force_zeros_for_empty_prompt=True,
         )
     else:
         plain = StableDiffusionControlNetImg2ImgPipeline(
-            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-            controlnet=pipe.controlnet, scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+            vae=pipe.vae,
+            text_encoder=pipe.text_encoder,
+            tokenizer=pipe.tokenizer,
+            unet=pipe.unet,
+            controlnet=pipe.controlnet,
+            scheduler=pipe.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
             requires_safety_checker=False,
         )
     plain.set_progress_bar_config(disable=True)
     expected = plain(
-        "a red square", image=Image.fromarray(frame), control_image=Image.fromarray(canny(frame)),
-        num_inference_steps=STEPS, strength=0.8, guidance_scale=7.5, controlnet_conditioning_scale=1.0,
-        generator=torch.Generator().manual_seed(0), output_type="np",
+        "a red square",
+        image=Image.fromarray(frame),
+        control_image=Image.fromarray(canny(frame)),
+        num_inference_steps=STEPS,
+        strength=0.8,
+        guidance_scale=7.5,
+        controlnet_conditioning_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
     ).images[0]
     ours = run(pipe, [frame]).images[0]
     assert np.allclose(ours, expected, atol=1e-4)
@@ -220,7 +249,9 @@ def test_output_types_and_streaming(pipe):
     assert run(pipe, frames, output_type="latent").images.shape == (3, 4, 32, 32)
     assert len(run(pipe, frames, output_type="pil").images) == 3
     original = dict(pipe.unet.attn_processors)
-    stream = pipe.render_keyframes(frames, "a red square", num_inference_steps=STEPS, strength=0.8, flow_estimator=ZeroFlow())
+    stream = pipe.render_keyframes(
+        frames, "a red square", num_inference_steps=STEPS, strength=0.8, flow_estimator=ZeroFlow()
+    )
     first = next(stream)
     assert first.index == 0 and first.is_anchor and first.image.shape == (3, 64, 64) and first.unet_calls == 4
     assert any(isinstance(p, CrossFrameAttnProcessor) for p in pipe.unet.attn_processors.values())
@@ -238,7 +269,8 @@ def test_shape_aware_fusion_returns_the_anchor_x0_at_its_steps_only(pipe):
 
     def remember(pipeline, step, timestep, values):
         records[(values["frame_index"], values["pass_name"], step)] = (
-            values["raw_predicted_original"].clone(), values["predicted_original"].clone()
+            values["raw_predicted_original"].clone(),
+            values["predicted_original"].clone(),
         )
 
     constraints = ConstraintConfig(shape_fusion_period=(0.0, 0.4), pixel_fusion_period=None, adain_period=None)
@@ -260,7 +292,10 @@ def test_adain_gives_x0_the_anchor_statistics_in_its_window(pipe):
     records = {}
 
     def remember(pipeline, step, timestep, values):
-        records[(values["frame_index"], step)] = (values["raw_predicted_original"].clone(), values["predicted_original"].clone())
+        records[(values["frame_index"], step)] = (
+            values["raw_predicted_original"].clone(),
+            values["predicted_original"].clone(),
+        )
 
     constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, adain_period=(0.6, 1.0))
     run(pipe, make_frames(2, shift=12), constraints=constraints, callback_on_step_end=remember)
@@ -290,7 +325,10 @@ def test_pixel_aware_fusion_replaces_the_latent_by_the_noised_target_at_full_wei
     seen = {}
 
     def remember(pipeline, step, timestep, values):
-        seen[(values["frame_index"], values["pass_name"], step)] = (values["latents"], values["raw_predicted_original"])
+        seen[(values["frame_index"], values["pass_name"], step)] = (
+            values["latents"],
+            values["raw_predicted_original"],
+        )
 
     output = run(pipe, frames, constraints=constraints, output_type="pt", callback_on_step_end=remember)
     schedule = pipe.prepare_schedule(STEPS, 0.8, constraints)
@@ -337,7 +375,9 @@ def test_style_update_interval_counts_keyframes(pipe):
 
     def remember(pipeline, step, timestep, values):
         if step == 1 and values["pass_name"] == "direct":
-            store = next(p for p in pipeline.unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)).store
+            store = next(
+                p for p in pipeline.unet.attn_processors.values() if isinstance(p, CrossFrameAttnProcessor)
+            ).store
             seen.append(store.previous is None)
 
     frames = make_frames(4)
@@ -353,7 +393,9 @@ def test_style_update_interval_counts_keyframes(pipe):
 def test_colour_correction_and_loose_attention_run(pipe):
     frames = make_frames(2)
     preserved = run(pipe, frames).images
-    corrected = run(pipe, frames, constraints=ConstraintConfig(color_preserve=False, loose_cross_frame_attention=True)).images
+    corrected = run(
+        pipe, frames, constraints=ConstraintConfig(color_preserve=False, loose_cross_frame_attention=True)
+    ).images
     assert np.allclose(preserved[0], corrected[0], atol=1e-6)  # the anchor is never corrected
     assert not np.allclose(preserved[1], corrected[1], atol=1e-4)
 
@@ -366,14 +408,22 @@ def test_multi_controlnet_with_per_control_strengths(pipe, tiny_pipeline_dir):
     second = ControlNetModel.from_config(pipe.controlnet.config)  # a second ControlNet of the same family
     second.load_state_dict(pipe.controlnet.state_dict())
     double = RerenderPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-        controlnet=[pipe.controlnet, second], scheduler=pipe.scheduler, text_encoder_2=pipe.text_encoder_2,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet,
+        controlnet=[pipe.controlnet, second],
+        scheduler=pipe.scheduler,
+        text_encoder_2=pipe.text_encoder_2,
         tokenizer_2=pipe.tokenizer_2,
     )
     double.set_progress_bar_config(disable=True)
     frames = make_frames(2)
     single = run(pipe, frames).images
-    controls = [ControlConfig(strength=1.0), ControlConfig(strength=0.0, canny_low_threshold=10, canny_high_threshold=20)]
+    controls = [
+        ControlConfig(strength=1.0),
+        ControlConfig(strength=0.0, canny_low_threshold=10, canny_high_threshold=20),
+    ]
     assert np.allclose(run(double, frames, controls=controls).images, single, atol=1e-5)
     maps = [np.zeros((64, 64, 3), np.uint8)] * 2
     both = run(double, frames, control_images=[maps, maps], controlnet_conditioning_scale=[0.5, 0.5]).images
@@ -440,10 +490,16 @@ def test_too_long_prompt_is_truncated_with_a_warning(pipe, caplog):
 @pytest.mark.parametrize("same_noise", [True, False])
 def test_resume_continues_exactly_like_the_uninterrupted_run(pipe, same_noise):
     frames = make_frames(4)
-    kwargs = dict(num_inference_steps=STEPS, strength=0.8, flow_estimator=ZeroFlow(), same_noise_per_keyframe=same_noise)
+    kwargs = dict(
+        num_inference_steps=STEPS, strength=0.8, flow_estimator=ZeroFlow(), same_noise_per_keyframe=same_noise
+    )
     full = list(pipe.render_keyframes(frames, "a red square", generator=torch.Generator().manual_seed(0), **kwargs))
     saved = dict(full[1].resume_state, next_index=2)  # as if the run stopped after keyframe 1
-    resumed = list(pipe.render_keyframes(frames, "a red square", generator=torch.Generator().manual_seed(0), resume=saved, **kwargs))
+    resumed = list(
+        pipe.render_keyframes(
+            frames, "a red square", generator=torch.Generator().manual_seed(0), resume=saved, **kwargs
+        )
+    )
     assert [frame.index for frame in resumed] == [2, 3]
     for original, again in zip(full[2:], resumed):
         assert torch.allclose(original.image, again.image, atol=1e-5)

@@ -14,9 +14,30 @@ from rerender.config import load_config
 from rerender.video import probe_video, write_png_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--set", "resolution=64", "--set", "size_multiple=16", "--set", "num_inference_steps=2", "--set", "device=cpu",
-        "--set", "dtype=float32", "--set", "added_prompt=''", "--set", "negative_prompt=''", "--set", "flow_estimator=dis",
-        "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "end_frame=9"]
+TINY = [
+    "--set",
+    "resolution=64",
+    "--set",
+    "size_multiple=16",
+    "--set",
+    "num_inference_steps=2",
+    "--set",
+    "device=cpu",
+    "--set",
+    "dtype=float32",
+    "--set",
+    "added_prompt=''",
+    "--set",
+    "negative_prompt=''",
+    "--set",
+    "flow_estimator=dis",
+    "--set",
+    "propagation_preset=fast",
+    "--set",
+    "workers=1",
+    "--set",
+    "end_frame=9",
+]
 
 
 def stick_figure(frame_index: int, width: int = 96, height: int = 64) -> np.ndarray:
@@ -40,7 +61,9 @@ def test_preset_is_one_openpose_controlnet_at_full_strength():
     assert config.sampling.denoising_strength == 1.0
 
 
-def test_pose_example_conditions_the_controlnet_on_the_pose_maps(synthetic_clip, tmp_path, tiny_pipeline_dir, monkeypatch):
+def test_pose_example_conditions_the_controlnet_on_the_pose_maps(
+    synthetic_clip, tmp_path, tiny_pipeline_dir, monkeypatch
+):
     from diffusers import ControlNetModel
 
     poses = [stick_figure(index) for index in range(20)]
@@ -54,9 +77,22 @@ def test_pose_example_conditions_the_controlnet_on_the_pose_maps(synthetic_clip,
 
     monkeypatch.setattr(ControlNetModel, "forward", recording_forward)
     output = tmp_path / "out.mp4"
-    monkeypatch.setattr(sys, "argv", [
-        "pose_guided.py", str(synthetic_clip), str(tmp_path / "poses"), "a robot", str(output), "--model",
-        str(tiny_pipeline_dir), "--pose-controlnet", str(tiny_pipeline_dir / "controlnet"), *TINY])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "pose_guided.py",
+            str(synthetic_clip),
+            str(tmp_path / "poses"),
+            "a robot",
+            str(output),
+            "--model",
+            str(tiny_pipeline_dir),
+            "--pose-controlnet",
+            str(tiny_pipeline_dir / "controlnet"),
+            *TINY,
+        ],
+    )
     with pytest.raises(SystemExit) as exited:  # the example ends with sys.exit(run_example(main))
         runpy.run_path(str(REPO / "examples" / "pose_guided.py"), run_name="__main__")
     assert exited.value.code == 0
@@ -70,7 +106,11 @@ def test_pose_example_conditions_the_controlnet_on_the_pose_maps(synthetic_clip,
     for call, control in enumerate(received):
         distances = [np.abs(control - pose).mean() for pose in resized]
         keyframe = [0, 8][call // 2]
-        assert int(np.argmin(distances)) == keyframe and distances[keyframe] < 0.02, (call, keyframe, np.argmin(distances))
+        assert int(np.argmin(distances)) == keyframe and distances[keyframe] < 0.02, (
+            call,
+            keyframe,
+            np.argmin(distances),
+        )
 
 
 def test_pose_example_without_weights_fails_loudly(synthetic_clip, tmp_path):
@@ -79,9 +119,20 @@ def test_pose_example_without_weights_fails_loudly(synthetic_clip, tmp_path):
 
     write_png_sequence([stick_figure(index) for index in range(20)], tmp_path / "poses")
     result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "pose_guided.py"), str(synthetic_clip), str(tmp_path / "poses"), "a robot",
-         str(tmp_path / "o.mp4"), "--model", "no-owner/not-cached-model"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            str(REPO / "examples" / "pose_guided.py"),
+            str(synthetic_clip),
+            str(tmp_path / "poses"),
+            "a robot",
+            str(tmp_path / "o.mp4"),
+            "--model",
+            "no-owner/not-cached-model",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode != 0 and "not-cached-model" in result.stderr and not (tmp_path / "o.mp4").exists()
 

@@ -32,8 +32,10 @@ def video() -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(0)
     world = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), (0, 0), 2.0)
     world = cv2.normalize(world, None, 0, 255, cv2.NORM_MINMAX)
-    frames = [np.ascontiguousarray(world[6 + t // 2:6 + t // 2 + HEIGHT, 8 + t:8 + t + WIDTH])
-              for t in range(FRAME_COUNT)]
+    frames = [
+        np.ascontiguousarray(world[6 + t // 2 : 6 + t // 2 + HEIGHT, 8 + t : 8 + t + WIDTH])
+        for t in range(FRAME_COUNT)
+    ]
     return frames, [stylise(frame) for frame in frames]
 
 
@@ -93,8 +95,13 @@ def test_parallel_threads_give_the_same_frames(video):
 @pytest.mark.parametrize("blend_mode", ["agreement", "histogram", "poisson", "select", "linear"])
 def test_every_blend_mode_runs_and_stays_close(video, blend_mode):
     frames, truth = video
-    output = propagate_video(frames[:5], {0: truth[0], 4: truth[4]}, progress=False, workers=1,
-                             options=PropagationOptions(blend_mode=blend_mode))
+    output = propagate_video(
+        frames[:5],
+        {0: truth[0], 4: truth[4]},
+        progress=False,
+        workers=1,
+        options=PropagationOptions(blend_mode=blend_mode),
+    )
     assert min(psnr(output[t], truth[t]) for t in (1, 2, 3)) > 28.0
 
 
@@ -106,8 +113,13 @@ def test_reconstruction_blend_trusts_the_pass_that_explains_the_frame(video):
     frames[8] = np.random.default_rng(7).integers(0, 256, frames[8].shape, dtype=np.uint8)
     keys = {0: truth[0], 8: stylise(frames[8])}
     ours = propagate_video(frames, keys, progress=False, workers=1)
-    by_time = propagate_video(frames, keys, progress=False, workers=1,
-                              options=PropagationOptions(blend_mode="linear", blend_visibility=False))
+    by_time = propagate_video(
+        frames,
+        keys,
+        progress=False,
+        workers=1,
+        options=PropagationOptions(blend_mode="linear", blend_visibility=False),
+    )
     scores = [psnr(ours[t], truth[t]) for t in range(1, 8)]
     # near the forward pass's own quality (measured 26.6–40 dB against its 29.6–40 alone)
     assert min(scores) > 25.0 and np.mean(scores) > 30.0
@@ -187,8 +199,9 @@ def test_bad_video_input_fails_before_any_flow_work(video):
 
 @pytest.mark.parametrize("module", ["options", "runner"])
 def test_docstring_examples(module):
-    failures, attempted = doctest.testmod(importlib.import_module(f"rerender.propagation.{module}"),
-                                          optionflags=doctest.NORMALIZE_WHITESPACE)
+    failures, attempted = doctest.testmod(
+        importlib.import_module(f"rerender.propagation.{module}"), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
     assert attempted > 0 and failures == 0
 
 
@@ -203,12 +216,22 @@ def test_config_and_options_share_one_vocabulary():
     config_only = {"propagation_preset", "output_size"}  # the preset's name; the frames' size (a workflow choice)
     shared = {item.name for item in dataclasses.fields(PropagationConfig)} - config_only
     assert shared <= option_names
-    values = {"color_guide_weight": 3.0, "edge_guide_weight": 0.25, "position_guide_weight": 1.5,
-              "temporal_guide_weight": 0.75, "blend_mode": "agreement", "workers": 3, "engine": "numba",
-              "device": "cpu", "chunk_pixels": 4096}
+    values = {
+        "color_guide_weight": 3.0,
+        "edge_guide_weight": 0.25,
+        "position_guide_weight": 1.5,
+        "temporal_guide_weight": 0.75,
+        "blend_mode": "agreement",
+        "workers": 3,
+        "engine": "numba",
+        "device": "cpu",
+        "chunk_pixels": 4096,
+    }
     assert set(values) == shared  # a new shared option must be added here (and so be tested)
-    config = apply_overrides(RerenderConfig(), {f"propagation.{name}": value for name, value in values.items()}
-                             | {"propagation.propagation_preset": "fast"})
+    config = apply_overrides(
+        RerenderConfig(),
+        {f"propagation.{name}": value for name, value in values.items()} | {"propagation.propagation_preset": "fast"},
+    )
     options = propagation_options(config)
     assert {name: getattr(options, name) for name in values} == values
     assert options.patchmatch_iterations == PropagationOptions.preset("fast").patchmatch_iterations
@@ -231,8 +254,13 @@ def test_cuda_device_without_a_gpu_is_refused_before_any_work(monkeypatch):
 
     frames = [np.zeros((16, 16, 3), np.uint8)] * 3
     with pytest.raises(ConfigError, match="sees no CUDA GPU"):
-        propagate_video(frames, {0: frames[0]}, flow=no_flow, progress=False,
-                        options=PropagationOptions(engine="torch", device="cuda"))
+        propagate_video(
+            frames,
+            {0: frames[0]},
+            flow=no_flow,
+            progress=False,
+            options=PropagationOptions(engine="torch", device="cuda"),
+        )
     assert rerender_engine(PropagationOptions(engine="auto")).name == "numba"  # auto without a GPU
     assert rerender_engine(PropagationOptions(engine="torch")) == ("torch", "cpu")
 
@@ -255,9 +283,15 @@ def test_translate_and_propagate_keyframes_refuse_a_missing_cuda_device_before_d
     started = time.perf_counter()
     # the video does not even exist: the option is refused first
     with pytest.raises(ConfigError, match="propagation.device"):
-        rerender.translate(tmp_path / "missing.mp4", "a painting", output=tmp_path / "out.mp4",
-                           renderer="classic", **{"propagation.device": "cuda"})
+        rerender.translate(
+            tmp_path / "missing.mp4",
+            "a painting",
+            output=tmp_path / "out.mp4",
+            renderer="classic",
+            **{"propagation.device": "cuda"},
+        )
     with pytest.raises(ConfigError, match="propagation.device"):
-        propagate_keyframes(tmp_path / "missing.mp4", tmp_path / "keys", tmp_path / "out.mp4",
-                            **{"propagation.device": "cuda"})
+        propagate_keyframes(
+            tmp_path / "missing.mp4", tmp_path / "keys", tmp_path / "out.mp4", **{"propagation.device": "cuda"}
+        )
     assert time.perf_counter() - started < 5.0

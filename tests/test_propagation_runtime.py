@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import rerender.workflow.stages
-from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.propagation import PropagationOptions, propagate_video, propagate_video_iter
-from rerender.workflow.stages import key_intervals
 from rerender.video import read_image
+from rerender.workflow.stages import key_intervals
+from rerender.workflow.translation import ClassicRenderer, translate
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", flow_estimator="dis", dis_preset="fast")
@@ -34,6 +34,7 @@ def exact_flow(shift: tuple[int, int]):
     def flow(source, target):
         forward = np.broadcast_to(np.array([-shift[0], -shift[1]], np.float32), source.shape[:2] + (2,))
         return forward.copy(), -forward
+
     return flow
 
 
@@ -42,7 +43,7 @@ def clip() -> list[np.ndarray]:
     """25 frames of a window sliding 1 px/frame right over a smooth random texture."""
     rng = np.random.default_rng(1)
     world = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (0, 0), 2.0)
-    return [np.ascontiguousarray(world[8:40, 4 + t:4 + t + 40]) for t in range(25)]
+    return [np.ascontiguousarray(world[8:40, 4 + t : 4 + t + 40]) for t in range(25)]
 
 
 KEYS = (3, 9, 14, 20)  # frames before the first key and after the last one too
@@ -54,10 +55,13 @@ def keys_of(clip):
 
 def test_any_worker_count_gives_the_frames_of_one_worker(clip):
     options = PropagationOptions.preset("fast", seed=3)
-    reference = propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False, workers=1)
+    reference = propagate_video(
+        clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False, workers=1
+    )
     for workers in (2, 3, 5):
-        output = propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False,
-                                 workers=workers)
+        output = propagate_video(
+            clip, keys_of(clip), flow=exact_flow((1, 0)), options=options, progress=False, workers=workers
+        )
         for index, (one, other) in enumerate(zip(reference, output)):
             np.testing.assert_array_equal(one, other, err_msg=f"frame {index}, workers={workers}")
     # the frames really were propagated: close to the per-frame style, keys exactly as given
@@ -68,8 +72,15 @@ def test_any_worker_count_gives_the_frames_of_one_worker(clip):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_callback_advances_per_frame_and_reaches_total_without_a_bar(clip, workers):
     calls = []
-    propagate_video(clip, keys_of(clip), flow=exact_flow((1, 0)), options=PropagationOptions.preset("fast"),
-                    progress=False, workers=workers, callback=lambda *args: calls.append(args))
+    propagate_video(
+        clip,
+        keys_of(clip),
+        flow=exact_flow((1, 0)),
+        options=PropagationOptions.preset("fast"),
+        progress=False,
+        workers=workers,
+        callback=lambda *args: calls.append(args),
+    )
     total = len(clip) - len(KEYS)
     assert calls == [("propagation", done, total) for done in range(1, total + 1)]
 
@@ -98,8 +109,9 @@ def test_streaming_holds_at_most_one_interval(clip):
     longest = max(end - start + 1 for start, end in key_intervals(key_indices, 50))
     outputs = weakref.WeakValueDictionary()
     seen = []
-    for index, image in propagate_video_iter(frames, keys, flow=exact_flow((0, 0)),
-                                             options=PropagationOptions.preset("fast"), progress=False, workers=2):
+    for index, image in propagate_video_iter(
+        frames, keys, flow=exact_flow((0, 0)), options=PropagationOptions.preset("fast"), progress=False, workers=2
+    ):
         seen.append(index)
         outputs[index] = image
         del image  # arrays hold no reference cycles: freed at once, no gc needed
@@ -119,15 +131,18 @@ def test_snippet_without_main_guard_runs_from_stdin(silent_clip, tmp_path):
         print("frames", result.frame_count)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-"], input=snippet, capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-"], input=snippet, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["frames", "12"]
     assert (tmp_path / "out.mp4").is_file()
 
 
 def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_path, monkeypatch):
-    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, last_frame_keyframe=False, **FAST)
+    common = dict(
+        K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=2, last_frame_keyframe=False, **FAST
+    )
     reference = translate(synthetic_clip, "x", output=tmp_path / "ref.mp4", workspace=tmp_path / "ref", **common)
     real_write = rerender.workflow.stages.write_image
     written = []
@@ -143,14 +158,24 @@ def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text())
-    assert sorted(manifest["stages"]["propagation"]["intervals"]) == ["0-4", "4-8"]  # each kept with its keyframe digests
+    assert sorted(manifest["stages"]["propagation"]["intervals"]) == [
+        "0-4",
+        "4-8",
+    ]  # each kept with its keyframe digests
     monkeypatch.setattr(rerender.workflow.stages, "write_image", real_write)
 
     calls = []
-    propagated_before = {index: (tmp_path / "ws" / "propagated" / f"{index:04d}.png").stat().st_mtime_ns
-                         for index in range(9)}
-    translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
-              callback=lambda *args: calls.append(args), **common)
+    propagated_before = {
+        index: (tmp_path / "ws" / "propagated" / f"{index:04d}.png").stat().st_mtime_ns for index in range(9)
+    }
+    translate(
+        synthetic_clip,
+        "x",
+        output=tmp_path / "o.mp4",
+        workspace=tmp_path / "ws",
+        callback=lambda *args: calls.append(args),
+        **common,
+    )
     propagation = [call for call in calls if call[0] == "propagation"]
     # the bar starts at the 9 kept frames plus the other keyframes (12, 16), and reaches every frame
     assert propagation[0] == ("propagation", 11, 20) and propagation[-1] == ("propagation", 20, 20)
@@ -159,8 +184,10 @@ def test_interrupted_propagation_keeps_finished_intervals(synthetic_clip, tmp_pa
         path = tmp_path / "ws" / "propagated" / f"{index:04d}.png"
         assert path.stat().st_mtime_ns == propagated_before[index]
     for index in range(20):  # and the resumed run equals the uninterrupted one
-        np.testing.assert_array_equal(read_image(tmp_path / "ws" / "propagated" / f"{index:04d}.png"),
-                                      read_image(reference.workspace / "propagated" / f"{index:04d}.png"))
+        np.testing.assert_array_equal(
+            read_image(tmp_path / "ws" / "propagated" / f"{index:04d}.png"),
+            read_image(reference.workspace / "propagated" / f"{index:04d}.png"),
+        )
 
 
 def test_key_intervals_cover_every_frame_once_between_bounds():
@@ -174,14 +201,22 @@ def test_eval_reports_progress_per_frame(synthetic_clip, tmp_path, capsys):
     from rerender.evaluation import evaluate_video
 
     calls = []
-    report = evaluate_video(synthetic_clip, synthetic_clip, clip_model=None, max_frames=6, progress=False,
-                            callback=lambda *args: calls.append(args))
+    report = evaluate_video(
+        synthetic_clip,
+        synthetic_clip,
+        clip_model=None,
+        max_frames=6,
+        progress=False,
+        callback=lambda *args: calls.append(args),
+    )
     assert report["frames"] == 6 and calls == [("evaluation", done, 6) for done in range(1, 7)]
     assert capsys.readouterr().err == ""  # progress=False draws nothing
     assert main(["eval", str(synthetic_clip), "--source", str(synthetic_clip), "--no-clip", "--max-frames", "4"]) == 0
     assert "evaluating" in capsys.readouterr().err  # the CLI draws the bar
-    assert main(["eval", str(synthetic_clip), "--source", str(synthetic_clip), "--no-clip", "--max-frames", "4",
-                 "-q"]) == 0
+    assert (
+        main(["eval", str(synthetic_clip), "--source", str(synthetic_clip), "--no-clip", "--max-frames", "4", "-q"])
+        == 0
+    )
     assert "evaluating" not in capsys.readouterr().err
 
 
@@ -207,14 +242,16 @@ def test_kernels_from_many_threads_never_abort_and_agree(tmp_path):
         print("ok")
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": "workqueue"}
-    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, tmp_path):
-    common = dict(K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=1, last_frame_keyframe=False,
-                  **FAST)
+    common = dict(
+        K=4, renderer=ClassicRenderer("a cartoon"), progress=False, workers=1, last_frame_keyframe=False, **FAST
+    )
     translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws", **common)
     manifest_path = tmp_path / "ws" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -224,8 +261,14 @@ def test_resume_around_a_kept_interval_counts_every_frame_once(synthetic_clip, t
     manifest_path.write_text(json.dumps(manifest))
     kept = (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns
     calls = []
-    translate(synthetic_clip, "x", output=tmp_path / "o.mp4", workspace=tmp_path / "ws",
-              callback=lambda *args: calls.append(args), **common)
+    translate(
+        synthetic_clip,
+        "x",
+        output=tmp_path / "o.mp4",
+        workspace=tmp_path / "ws",
+        callback=lambda *args: calls.append(args),
+        **common,
+    )
     done = [done for stage, done, total in calls if stage == "propagation"]
     assert done == list(range(8, 21))  # 5 kept frames + keys 0, 12, 16, then one step per propagated frame
     assert (tmp_path / "ws" / "propagated" / "0006.png").stat().st_mtime_ns == kept

@@ -14,8 +14,7 @@ import torch
 import ebsynth_bridge
 from ebsynth_bridge import patchmatch
 from ebsynth_bridge.synthesis import _occupancy
-from rerender.propagation import PropagationOptions, propagate_video
-from rerender.propagation import torch_engine
+from rerender.propagation import PropagationOptions, propagate_video, torch_engine
 from rerender.propagation import torch_ops as ops
 
 HEIGHT, WIDTH, FRAME_COUNT = 40, 56, 7
@@ -46,8 +45,10 @@ def video() -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(3)
     world = cv2.GaussianBlur(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8), (0, 0), 2.0)
     world = cv2.normalize(world, None, 0, 255, cv2.NORM_MINMAX)
-    frames = [np.ascontiguousarray(world[5 + t // 2:5 + t // 2 + HEIGHT, 6 + t:6 + t + WIDTH])
-              for t in range(FRAME_COUNT)]
+    frames = [
+        np.ascontiguousarray(world[5 + t // 2 : 5 + t // 2 + HEIGHT, 6 + t : 6 + t + WIDTH])
+        for t in range(FRAME_COUNT)
+    ]
     return frames, [stylise(frame) for frame in frames]
 
 
@@ -90,11 +91,20 @@ def test_torch_engine_with_style_and_temporal_terms_and_other_blends(video, blen
     """The "rerender"-style energy (style term, temporal guide, stop threshold, uniformity), cut short."""
     frames, truth = video
     keys = {0: truth[0], 4: truth[4]}
-    options = dict(style_weight=1.0, temporal_guide_weight=0.5, position_guide_weight=2.0, uniformity=3500.0,
-                   search_vote_iterations=2, patchmatch_iterations=2, blend_mode=blend_mode, workers=1)
+    options = dict(
+        style_weight=1.0,
+        temporal_guide_weight=0.5,
+        position_guide_weight=2.0,
+        uniformity=3500.0,
+        search_vote_iterations=2,
+        patchmatch_iterations=2,
+        blend_mode=blend_mode,
+        workers=1,
+    )
     numba = propagate_video(frames[:5], keys, progress=False, options=PropagationOptions(engine="numba", **options))
-    ours = propagate_video(frames[:5], keys, progress=False,
-                           options=PropagationOptions(engine="torch", device="cpu", **options))
+    ours = propagate_video(
+        frames[:5], keys, progress=False, options=PropagationOptions(engine="torch", device="cpu", **options)
+    )
     for t in (1, 2, 3):
         assert psnr(ours[t], truth[t]) > 28.0
         assert psnr(ours[t], truth[t]) > psnr(numba[t], truth[t]) - 1.0
@@ -115,7 +125,7 @@ def test_a_long_interval_on_a_small_chunk_keeps_the_search_memory_bounded(monkey
     batch one frame, whatever the interval's length."""
     rng = np.random.default_rng(1)
     world = cv2.GaussianBlur(rng.integers(0, 256, (40, 64, 3), dtype=np.uint8), (0, 0), 1.5)
-    frames = [np.ascontiguousarray(world[4:36, t:t + 32]) for t in range(16)]
+    frames = [np.ascontiguousarray(world[4:36, t : t + 32]) for t in range(16)]
     keys = {0: stylise(frames[0]), 15: stylise(frames[15])}
     largest, batch_sizes = [0], []
     real_gather, real_render = ops.gather_rows, torch_engine._render_batch
@@ -141,9 +151,13 @@ def test_a_long_interval_on_a_small_chunk_keeps_the_search_memory_bounded(monkey
 def test_progress_per_frame_and_cancel(video):
     frames, truth = video
     seen = []
-    propagate_video(frames[:5], {0: truth[0], 4: truth[4]}, progress=False,
-                    callback=lambda stage, done, total: seen.append((done, total)),
-                    options=PropagationOptions(engine="torch", device="cpu", chunk_pixels=HEIGHT * WIDTH))
+    propagate_video(
+        frames[:5],
+        {0: truth[0], 4: truth[4]},
+        progress=False,
+        callback=lambda stage, done, total: seen.append((done, total)),
+        options=PropagationOptions(engine="torch", device="cpu", chunk_pixels=HEIGHT * WIDTH),
+    )
     assert seen == [(1, 3), (2, 3), (3, 3)]  # one report per frame (batches of one frame here)
 
     class Stop(Exception):
@@ -153,8 +167,13 @@ def test_progress_per_frame_and_cancel(video):
         raise Stop
 
     with pytest.raises(Stop):
-        propagate_video(frames, {0: truth[0]}, progress=False, callback=stop,
-                        options=PropagationOptions(engine="torch", device="cpu"))
+        propagate_video(
+            frames,
+            {0: truth[0]},
+            progress=False,
+            callback=stop,
+            options=PropagationOptions(engine="torch", device="cpu"),
+        )
 
 
 def test_rerender_propagate_with_painted_keys_on_the_torch_engine(tmp_path, caplog):
@@ -176,17 +195,30 @@ def test_rerender_propagate_with_painted_keys_on_the_torch_engine(tmp_path, capl
         write_image(stylise(frames[number]), keys / f"{number:04d}.png")
     settings = dict(progress=False, propagation_preset="fast", flow_estimator="dis", dis_preset="fast")
     with caplog.at_level(logging.INFO, logger="rerender.propagation"):
-        propagate_keyframes(video, keys, tmp_path / "torch.mp4", workspace=tmp_path / "torch", engine="torch",
-                            **{"propagation.device": "cpu"}, **settings)
+        propagate_keyframes(
+            video,
+            keys,
+            tmp_path / "torch.mp4",
+            workspace=tmp_path / "torch",
+            engine="torch",
+            **{"propagation.device": "cpu"},
+            **settings,
+        )
     assert "engine torch on cpu" in caplog.text
-    propagate_keyframes(video, keys, tmp_path / "numba.mp4", workspace=tmp_path / "numba", engine="numba",
-                        **settings)
+    propagate_keyframes(video, keys, tmp_path / "numba.mp4", workspace=tmp_path / "numba", engine="numba", **settings)
     for index in range(8):
         ours = read_image(tmp_path / "torch" / "propagated" / f"{index:04d}.png")
         reference = read_image(tmp_path / "numba" / "propagated" / f"{index:04d}.png")
         assert psnr(ours, reference) > 35.0, index
-    again = propagate_keyframes(video, keys, tmp_path / "torch.mp4", workspace=tmp_path / "torch", engine="torch",
-                                **{"propagation.device": "cpu"}, **settings)
+    again = propagate_keyframes(
+        video,
+        keys,
+        tmp_path / "torch.mp4",
+        workspace=tmp_path / "torch",
+        engine="torch",
+        **{"propagation.device": "cpu"},
+        **settings,
+    )
     assert "propagation" not in again.timings  # every interval kept
 
 
@@ -218,10 +250,17 @@ def test_vote_and_occupancy_are_the_numba_ones(field):
     style = source[..., :3]
     error = np.random.default_rng(2).random(nnf.shape[:2]).astype(np.float32) * 300
     for weights, scale in ((None, 0.0), (error, 75.0)):
-        expected = patchmatch.vote(style, nnf, np.zeros(nnf.shape[:2], np.float32) if weights is None else weights,
-                                   5, scale)
-        got = ops.vote(torch.from_numpy(style), torch.from_numpy(nnf).long()[None], 5,
-                       None if weights is None else torch.from_numpy(weights)[None], scale, chunk_pixels=60)[0]
+        expected = patchmatch.vote(
+            style, nnf, np.zeros(nnf.shape[:2], np.float32) if weights is None else weights, 5, scale
+        )
+        got = ops.vote(
+            torch.from_numpy(style),
+            torch.from_numpy(nnf).long()[None],
+            5,
+            None if weights is None else torch.from_numpy(weights)[None],
+            scale,
+            chunk_pixels=60,
+        )[0]
         np.testing.assert_allclose(got.numpy(), expected, atol=1e-3)
     ratio = nnf.shape[0] * nnf.shape[1] / (20 * 24)
     expected = _occupancy(nnf, (20, 24), 5, ratio)
@@ -235,11 +274,15 @@ def test_hash_filters_and_blend_maths_match_their_definitions():
     rng = np.random.default_rng(4)
     image = rng.random((12, 30)).astype(np.float32) * 255  # smaller than the 65-tap kernel: reflect-101 wraps
     for sigma in (1.0, 2.0, 8.0):
-        np.testing.assert_allclose(ops.gaussian_blur(torch.from_numpy(image), sigma).numpy(),
-                                   cv2.GaussianBlur(image, (0, 0), sigma), atol=1e-3)
+        np.testing.assert_allclose(
+            ops.gaussian_blur(torch.from_numpy(image), sigma).numpy(),
+            cv2.GaussianBlur(image, (0, 0), sigma),
+            atol=1e-3,
+        )
     rgb = rng.integers(0, 256, (16, 20, 3)).astype(np.uint8)
     assert float(ops.gradient_energy(torch.from_numpy(rgb).float())) == pytest.approx(
-        ebsynth_bridge.gradient_energy(rgb), rel=1e-5)
+        ebsynth_bridge.gradient_energy(rgb), rel=1e-5
+    )
     errors = [rng.random((16, 20)).astype(np.float32) * 50 for _ in range(3)]
     expected = ebsynth_bridge.reconstruction_weights(errors, [0.5, 0.3, 0.2])
     got = ops.reconstruction_weights(torch.from_numpy(np.stack(errors)), [0.5, 0.3, 0.2])
@@ -248,15 +291,15 @@ def test_hash_filters_and_blend_maths_match_their_definitions():
     blended = ebsynth_bridge.weighted_blend(candidates, expected)
     target = 1.3 * ebsynth_bridge.gradient_energy(blended)
     restored, _ = ebsynth_bridge.match_sharpness(blended, candidates, expected, target)
-    ours = ops.match_sharpness(torch.from_numpy(blended), torch.from_numpy(np.stack(candidates)).float(),
-                               got, target)
+    ours = ops.match_sharpness(torch.from_numpy(blended), torch.from_numpy(np.stack(candidates)).float(), got, target)
     np.testing.assert_allclose(ours.numpy(), restored, atol=0.05)
     coordinates = (rng.random((16, 20, 2)) * [19, 15]).astype(np.float32)
     # smooth, since OpenCV snaps the coordinates to 1/32 px
     patch = np.ascontiguousarray(cv2.GaussianBlur(image, (0, 0), 3.0)[:16, :20])
     for mode, interpolation in (("bilinear", cv2.INTER_LINEAR), ("bicubic", cv2.INTER_CUBIC)):
-        expected = cv2.remap(patch, coordinates[..., 0], coordinates[..., 1], interpolation,
-                             borderMode=cv2.BORDER_REPLICATE)
+        expected = cv2.remap(
+            patch, coordinates[..., 0], coordinates[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE
+        )
         got = ops.remap(torch.from_numpy(patch[None, ..., None]), torch.from_numpy(coordinates)[None], mode)
         np.testing.assert_allclose(got[0, ..., 0].numpy(), expected, atol=0.5)
 

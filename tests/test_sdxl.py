@@ -26,8 +26,11 @@ from tests.test_pipeline import ZeroFlow, make_frames
 
 @pytest.fixture(scope="module")
 def sdxl(tiny_sdxl_dir):
-    pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
-                         device="cpu")
+    pipe = load_pipeline(
+        ModelConfig(base_model=str(tiny_sdxl_dir)),
+        [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+        device="cpu",
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -35,7 +38,9 @@ def sdxl(tiny_sdxl_dir):
 def _render(pipe, frames, **kwargs):
     kwargs.setdefault("num_inference_steps", 4)
     kwargs.setdefault("strength", 0.75)
-    return pipe(frames, "a red square", generator=torch.Generator().manual_seed(0), flow_estimator=ZeroFlow(), **kwargs)
+    return pipe(
+        frames, "a red square", generator=torch.Generator().manual_seed(0), flow_estimator=ZeroFlow(), **kwargs
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -48,14 +53,25 @@ def test_family_is_read_from_the_unet_config_and_checkpoint_keys(tiny_pipeline_d
 
     assert detect_family(tiny_pipeline_dir) == "sd15" and detect_family(tiny_sdxl_dir) == "sdxl"
     assert detect_family(SD15_CONFIG_DIR) == "sd15" and detect_family(SDXL_CONFIG_DIR) == "sdxl"
+
     def tensors(*names):
         return {name: torch.zeros(1) for name in names}
 
-    save_file(tensors("model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.label_emb.0.0.weight",
-                      "conditioner.embedders.1.model.positional_embedding"), str(tmp_path / "xl.safetensors"))
-    save_file(tensors("model.diffusion_model.input_blocks.0.0.weight",
-                      "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"),
-              str(tmp_path / "sd15.safetensors"))
+    save_file(
+        tensors(
+            "model.diffusion_model.input_blocks.0.0.weight",
+            "model.diffusion_model.label_emb.0.0.weight",
+            "conditioner.embedders.1.model.positional_embedding",
+        ),
+        str(tmp_path / "xl.safetensors"),
+    )
+    save_file(
+        tensors(
+            "model.diffusion_model.input_blocks.0.0.weight",
+            "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+        ),
+        str(tmp_path / "sd15.safetensors"),
+    )
     save_file(tensors("transformer.weight"), str(tmp_path / "other.safetensors"))
     assert detect_family(tmp_path / "xl.safetensors") == "sdxl"
     assert detect_family(tmp_path / "sd15.safetensors") == "sd15"
@@ -79,21 +95,32 @@ def _refuse_unet_loading(monkeypatch):
     monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", classmethod(refuse))
 
 
-def test_controlnet_of_the_other_family_is_refused_before_the_unet_loads(tiny_pipeline_dir, tiny_sdxl_dir, monkeypatch):
+def test_controlnet_of_the_other_family_is_refused_before_the_unet_loads(
+    tiny_pipeline_dir, tiny_sdxl_dir, monkeypatch
+):
     _refuse_unet_loading(monkeypatch)
     with pytest.raises(ConfigError, match=r"control\[0\].model.*made for SD 1.5, but the base model is SDXL"):
-        load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)), [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+        load_pipeline(
+            ModelConfig(base_model=str(tiny_sdxl_dir)), [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))]
+        )
     with pytest.raises(ConfigError, match=r"made for SDXL, but the base model is SD 1.5"):
-        load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))])
+        load_pipeline(
+            ModelConfig(base_model=str(tiny_pipeline_dir)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))]
+        )
 
 
 def _sgm_name(name: str, per_level: int = 3) -> str:
     """A diffusers UNet module name in the original (SGM) block naming SDXL kohya LoRAs use."""
     import re
 
-    name = re.sub(r"^down_blocks\.(\d+)\.attentions\.(\d+)",
-                  lambda m: f"input_blocks.{per_level * int(m[1]) + int(m[2]) + 1}.1", name)
-    name = re.sub(r"^up_blocks\.(\d+)\.attentions\.(\d+)", lambda m: f"output_blocks.{per_level * int(m[1]) + int(m[2])}.1", name)
+    name = re.sub(
+        r"^down_blocks\.(\d+)\.attentions\.(\d+)",
+        lambda m: f"input_blocks.{per_level * int(m[1]) + int(m[2]) + 1}.1",
+        name,
+    )
+    name = re.sub(
+        r"^up_blocks\.(\d+)\.attentions\.(\d+)", lambda m: f"output_blocks.{per_level * int(m[1]) + int(m[2])}.1", name
+    )
     return name.replace("mid_block.attentions.0", "middle_block.1")
 
 
@@ -119,20 +146,34 @@ def _kohya_lora(path: Path, unet, second_text_encoder: bool = False, sgm: bool |
     return path
 
 
-def test_lora_of_the_other_family_is_refused_before_the_unet_loads(sdxl, tiny_pipeline_dir, tiny_sdxl_dir, tmp_path,
-                                                                    monkeypatch):
+def test_lora_of_the_other_family_is_refused_before_the_unet_loads(
+    sdxl, tiny_pipeline_dir, tiny_sdxl_dir, tmp_path, monkeypatch
+):
     from diffusers import UNet2DConditionModel
 
-    sd15_lora = _kohya_lora(tmp_path / "sd15.safetensors", UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet"))
+    sd15_lora = _kohya_lora(
+        tmp_path / "sd15.safetensors", UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
+    )
     sdxl_lora = _kohya_lora(tmp_path / "xl.safetensors", sdxl.unet, second_text_encoder=True)
     _refuse_unet_loading(monkeypatch)
     with pytest.raises(ConfigError, match=r"model.loras\[0\].path.*made for SD 1.5, but the base model is SDXL"):
-        check_families(ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sd15_lora)),)), (), tiny_sdxl_dir)
+        check_families(
+            ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sd15_lora)),)), (), tiny_sdxl_dir
+        )
     with pytest.raises(ConfigError, match=r"model.loras\[1\].path.*made for SDXL, but the base model is SD 1.5"):
-        check_families(ModelConfig(base_model=str(tiny_pipeline_dir),
-                                   loras=(LoraConfig(str(sd15_lora)), LoraConfig(str(sdxl_lora)))), (), tiny_pipeline_dir)
-    assert check_families(ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sdxl_lora)),)), (),
-                          tiny_sdxl_dir) == "sdxl"
+        check_families(
+            ModelConfig(
+                base_model=str(tiny_pipeline_dir), loras=(LoraConfig(str(sd15_lora)), LoraConfig(str(sdxl_lora)))
+            ),
+            (),
+            tiny_pipeline_dir,
+        )
+    assert (
+        check_families(
+            ModelConfig(base_model=str(tiny_sdxl_dir), loras=(LoraConfig(str(sdxl_lora)),)), (), tiny_sdxl_dir
+        )
+        == "sdxl"
+    )
 
 
 def test_ip_adapter_of_the_other_family_is_refused(tmp_path):
@@ -151,8 +192,11 @@ def test_ip_adapter_of_the_other_family_is_refused(tmp_path):
 
 def test_folder_loads_both_text_encoders_and_logs_the_family(tiny_sdxl_dir, caplog):
     with caplog.at_level(logging.INFO, logger="rerender.diffusion.loading"):
-        pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir), family="sdxl"),
-                             [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))], device="cpu")
+        pipe = load_pipeline(
+            ModelConfig(base_model=str(tiny_sdxl_dir), family="sdxl"),
+            [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+            device="cpu",
+        )
     assert pipe.family == "sdxl" and type(pipe.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
     assert any("SDXL" in record.getMessage() for record in caplog.records)
 
@@ -171,7 +215,10 @@ def test_sdxl_conditioning_pooled_embedding_and_size_numbers_from_the_frame(sdxl
         assert kwargs["added_cond_kwargs"]["text_embeds"].shape == (2, 48)  # the second encoder's projection
         assert kwargs["encoder_hidden_states"].shape == (2, 77, 80)  # both encoders' channels, 32 + 48
     empty = sdxl.encode_prompt("a cat", None, torch.device("cpu"), True, size=(64, 64))
-    assert torch.count_nonzero(empty.prompt_embeds[0]) == 0 and torch.count_nonzero(empty.added_cond_kwargs["text_embeds"][0]) == 0
+    assert (
+        torch.count_nonzero(empty.prompt_embeds[0]) == 0
+        and torch.count_nonzero(empty.added_cond_kwargs["text_embeds"][0]) == 0
+    )
     negative = sdxl.encode_prompt("a cat", "blurry", torch.device("cpu"), True, size=(64, 64))
     assert torch.count_nonzero(negative.prompt_embeds[0]) > 0
     assert torch.equal(negative.prompt_embeds[1], empty.prompt_embeds[1])
@@ -218,7 +265,9 @@ def test_union_controlnet_takes_several_conditions_with_their_modes(tiny_sdxl_di
     pipe.set_progress_bar_config(disable=True)
     assert pipe.is_union and len(pipe.controlnets) == 1
     seen = []
-    handle = pipe.controlnet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    handle = pipe.controlnet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True
+    )
     frames = make_frames(2)
     try:
         output = _render(pipe, frames, controls=controls, control_images=[frames, frames])
@@ -229,11 +278,17 @@ def test_union_controlnet_takes_several_conditions_with_their_modes(tiny_sdxl_di
     assert seen[0]["control_type"][0].tolist() == [0, 1, 0, 1, 0, 0, 0, 0]
     assert seen[0]["conditioning_scale"] == [1.0, 0.5] and len(seen[0]["controlnet_cond"]) == 2
     with pytest.raises(ConfigError, match="control.control_mode"):
-        _render(pipe, frames, controls=[ControlConfig(type="precomputed", model=union, maps="x")] * 2,
-                control_images=[frames, frames])
+        _render(
+            pipe,
+            frames,
+            controls=[ControlConfig(type="precomputed", model=union, maps="x")] * 2,
+            control_images=[frames, frames],
+        )
     with pytest.raises(ConfigError, match="ControlNet Union"):
-        load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir)),
-                      [ControlConfig(model=union), ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))])
+        load_pipeline(
+            ModelConfig(base_model=str(tiny_sdxl_dir)),
+            [ControlConfig(model=union), ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+        )
 
 
 def test_fp16_vae_overflow_never_gives_nan(sdxl, caplog):
@@ -260,8 +315,11 @@ def test_fp16_vae_overflow_never_gives_nan(sdxl, caplog):
 
 
 def test_fp16_load_keeps_the_sdxl_vae_in_float32(tiny_sdxl_dir):
-    pipe = load_pipeline(ModelConfig(base_model=str(tiny_sdxl_dir), dtype="float16"),
-                         [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))], device="cpu")
+    pipe = load_pipeline(
+        ModelConfig(base_model=str(tiny_sdxl_dir), dtype="float16"),
+        [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+        device="cpu",
+    )
     assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float32
 
 
@@ -277,11 +335,21 @@ def test_download_selects_both_text_encoders_and_fp16_variants():
     from rerender.weights import base_components, select_files
 
     files = [
-        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
-        "text_encoder/model.fp16.safetensors", "text_encoder_2/config.json", "text_encoder_2/model.safetensors",
-        "text_encoder_2/model.fp16.safetensors", "tokenizer/vocab.json", "tokenizer_2/vocab.json",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "text_encoder/model.fp16.safetensors",
+        "text_encoder_2/config.json",
+        "text_encoder_2/model.safetensors",
+        "text_encoder_2/model.fp16.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer_2/vocab.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
         "sd_xl_base_1.0.safetensors",
     ]
     components = base_components(False, "sdxl")
@@ -302,12 +370,44 @@ def test_cli_translate_with_a_tiny_sdxl_folder(capsys, synthetic_clip, tmp_path,
     from rerender.video import probe_video
 
     output = tmp_path / "sdxl.mp4"
-    code = main([str(arg) for arg in (
-        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", tiny_sdxl_dir,
-        "--set", "resolution=64", "--set", "size_multiple=16", "--set", "propagation_preset=fast", "--set", "workers=1",
-        "--set", "flow_estimator=dis", "--set", "vae=null", "--set", "num_inference_steps=2", "--set", "device=cpu",
-        "--set", "negative_prompt=", "--set", "added_prompt=",
-    )])
+    code = main(
+        [
+            str(arg)
+            for arg in (
+                "translate",
+                synthetic_clip,
+                "-p",
+                "a cat",
+                "-o",
+                output,
+                "-K",
+                "10",
+                "-q",
+                "--model",
+                tiny_sdxl_dir,
+                "--set",
+                "resolution=64",
+                "--set",
+                "size_multiple=16",
+                "--set",
+                "propagation_preset=fast",
+                "--set",
+                "workers=1",
+                "--set",
+                "flow_estimator=dis",
+                "--set",
+                "vae=null",
+                "--set",
+                "num_inference_steps=2",
+                "--set",
+                "device=cpu",
+                "--set",
+                "negative_prompt=",
+                "--set",
+                "added_prompt=",
+            )
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "keyframes (diffusion): [0, 10, 19]" in out  # the last frame is a keyframe too
@@ -346,9 +446,11 @@ def test_sdxl_ip_adapter_composes_with_cross_frame_attention_on_every_unet_call(
     def check(module, args, kwargs):
         processors = module.attn_processors
         added = kwargs["added_cond_kwargs"]
-        seen.append(any(isinstance(p, CrossFrameAttnProcessor) for p in processors.values())
-                    and any(isinstance(p, IPAdapterAttnProcessor2_0) for p in processors.values())
-                    and {"image_embeds", "text_embeds", "time_ids"} <= set(added))
+        seen.append(
+            any(isinstance(p, CrossFrameAttnProcessor) for p in processors.values())
+            and any(isinstance(p, IPAdapterAttnProcessor2_0) for p in processors.values())
+            and {"image_embeds", "text_embeds", "time_ids"} <= set(added)
+        )
 
     handle = pipe.unet.register_forward_pre_hook(check, with_kwargs=True)
     warm = np.zeros((64, 64, 3), np.uint8)
@@ -383,12 +485,21 @@ def test_sdxl_lora_diffusers_and_kohya_formats_with_weights(sdxl, tmp_path):
     unet = type(sdxl.unet).from_config(sdxl.unet.config)
     unet.load_state_dict(sdxl.unet.state_dict())
     torch.manual_seed(1)
-    unet.add_adapter(PeftLoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False))
-    StableDiffusionXLPipeline.save_lora_weights(tmp_path / "diffusers", unet_lora_layers=get_peft_model_state_dict(unet))
+    unet.add_adapter(
+        PeftLoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    )
+    StableDiffusionXLPipeline.save_lora_weights(
+        tmp_path / "diffusers", unet_lora_layers=get_peft_model_state_dict(unet)
+    )
     kohya = _kohya_lora(tmp_path / "kohya.safetensors", sdxl.unet, sgm=True)
     try:
-        names = load_loras(sdxl, [LoraConfig(str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"), 0.8),
-                                  LoraConfig(str(kohya), 0.5)])
+        names = load_loras(
+            sdxl,
+            [
+                LoraConfig(str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"), 0.8),
+                LoraConfig(str(kohya), 0.5),
+            ],
+        )
         assert names == ["lora_0", "lora_1"]
         both = unet_output()
         assert not torch.allclose(both, base, atol=1e-4)
@@ -421,7 +532,8 @@ def _open_clip_to_ldm(encoder, prefix: str = "conditioner.embedders.1.model.") -
         source, target = f"{model}encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
         for kind in ("weight", "bias"):
             checkpoint[f"{target}attn.in_proj_{kind}"] = torch.cat(
-                [state[f"{source}self_attn.{name}_proj.{kind}"] for name in ("q", "k", "v")])
+                [state[f"{source}self_attn.{name}_proj.{kind}"] for name in ("q", "k", "v")]
+            )
             checkpoint[f"{target}attn.out_proj.{kind}"] = state[f"{source}self_attn.out_proj.{kind}"]
             checkpoint[f"{target}ln_1.{kind}"] = state[f"{source}layer_norm1.{kind}"]
             checkpoint[f"{target}ln_2.{kind}"] = state[f"{source}layer_norm2.{kind}"]
@@ -442,8 +554,12 @@ def test_single_sdxl_file_loads_offline_with_its_config_folder(sdxl, tiny_sdxl_d
     path = tmp_path / "juggernaut-xl-tiny.safetensors"
     save_file({key: tensor.contiguous() for key, tensor in checkpoint.items()}, str(path))
     assert detect_family(path) == "sdxl"
-    pipe = load_pipeline(ModelConfig(base_model=str(path)), [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
-                         single_file_config=tiny_sdxl_dir, device="cpu")
+    pipe = load_pipeline(
+        ModelConfig(base_model=str(path)),
+        [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+        single_file_config=tiny_sdxl_dir,
+        device="cpu",
+    )
     assert pipe.family == "sdxl"
     for name in ("unet", "vae", "text_encoder_2"):
         loaded, expected = getattr(pipe, name).state_dict(), getattr(sdxl, name).state_dict()
@@ -460,10 +576,20 @@ def test_text_to_video_keyframes_on_sdxl_get_its_added_conditioning(sdxl):
     seen = []
     handle = sdxl.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
     try:
-        images = render_text_keyframes(sdxl, "a red cube", [0, 4], (4.0, 0.0), (64, 48), num_inference_steps=4,
-                                       noise_steps=(1, 2), generator=torch.Generator().manual_seed(0))
+        images = render_text_keyframes(
+            sdxl,
+            "a red cube",
+            [0, 4],
+            (4.0, 0.0),
+            (64, 48),
+            num_inference_steps=4,
+            noise_steps=(1, 2),
+            generator=torch.Generator().manual_seed(0),
+        )
     finally:
         handle.remove()
     assert [image.shape for image in images] == [(1, 3, 48, 64)] * 2
     assert all(torch.isfinite(image).all() for image in images)
-    assert seen and all(kwargs["added_cond_kwargs"]["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]] * 2 for kwargs in seen)
+    assert seen and all(
+        kwargs["added_cond_kwargs"]["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]] * 2 for kwargs in seen
+    )

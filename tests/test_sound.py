@@ -74,16 +74,21 @@ def test_the_vocabulary_is_shipped_extendable_and_checked(tmp_path):
     shipped = {event.name: event for event in load_vocabulary()}
     assert shipped["rain"].phrase == "rain, wet streets, overcast" and len(shipped) >= 30
     extra = tmp_path / "mine.yaml"
-    extra.write_text("rain:\n  sound: heavy rain on a roof\n  phrase: storm, puddles\n"
-                     "sheep:\n  sound: sheep bleating\n  phrase: sheep on a green hill\n", encoding="utf-8")
+    extra.write_text(
+        "rain:\n  sound: heavy rain on a roof\n  phrase: storm, puddles\n"
+        "sheep:\n  sound: sheep bleating\n  phrase: sheep on a green hill\n",
+        encoding="utf-8",
+    )
     mine = {event.name: event for event in load_vocabulary(extra)}
     assert mine["rain"].phrase == "storm, puddles" and mine["sheep"].sound == "sheep bleating"
     assert len(mine) == len(shipped) + 1
     bad = tmp_path / "bad.yaml"
-    for text, message in (("rain:\n  sound: rain\n", r"event 'rain' needs a non-empty text `phrase`"),
-                          ("- rain\n", "must be a mapping of event names"),
-                          ("rain: {sound: rain, phrase: wet, colour: grey}", "with `sound` and `phrase` only"),
-                          ("rain: [unclosed\n", "is not valid YAML")):
+    for text, message in (
+        ("rain:\n  sound: rain\n", r"event 'rain' needs a non-empty text `phrase`"),
+        ("- rain\n", "must be a mapping of event names"),
+        ("rain: {sound: rain, phrase: wet, colour: grey}", "with `sound` and `phrase` only"),
+        ("rain: [unclosed\n", "is not valid YAML"),
+    ):
         bad.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=message) as caught:
             load_vocabulary(bad)
@@ -109,10 +114,16 @@ def test_bad_sound_input_fails_translate_before_any_work(synthetic_clip, silent_
 
     (tmp_path / "text.wav").write_text("not a sound", encoding="utf-8")
     (tmp_path / "bad.yaml").write_text("rain: 3\n", encoding="utf-8")
-    cases = [({"audio_prompt": str(tmp_path / "text.wav")}, synthetic_clip, VideoReadError, "not a readable"),
-             ({"audio_prompt": "source"}, silent_clip, VideoReadError, "soundtrack.*has no audio track"),
-             ({"audio_prompt": "source", "audio_vocabulary": str(tmp_path / "bad.yaml")}, synthetic_clip, ConfigError,
-              "event 'rain' must be a mapping")]
+    cases = [
+        ({"audio_prompt": str(tmp_path / "text.wav")}, synthetic_clip, VideoReadError, "not a readable"),
+        ({"audio_prompt": "source"}, silent_clip, VideoReadError, "soundtrack.*has no audio track"),
+        (
+            {"audio_prompt": "source", "audio_vocabulary": str(tmp_path / "bad.yaml")},
+            synthetic_clip,
+            ConfigError,
+            "event 'rain' must be a mapping",
+        ),
+    ]
     for options, video, error, message in cases:
         with pytest.raises(error, match=message):
             translate(video, "a painting", output=tmp_path / "o.mp4", renderer="classic", progress=False, **options)
@@ -128,9 +139,19 @@ def test_audio_prompt_source_hears_the_videos_beep(synthetic_clip, tmp_path, mon
     samples = decode_audio(synthetic_clip)  # the clip's soundtrack: a 440 Hz tone, 0.8 s
     assert abs(len(samples) / RATE - 0.8) < 0.05 and abs(dominant_frequency(samples) - 440) < 5
     monkeypatch.setattr(sound, "ClapScorer", lambda *args, **kwargs: FrequencyScorer())
-    result = translate(synthetic_clip, "a painting", output=None, stage="first", renderer="classic", K=10,
-                       audio_prompt="source", resolution=64, size_multiple=16, progress=False,
-                       workspace=tmp_path / "ws")
+    result = translate(
+        synthetic_clip,
+        "a painting",
+        output=None,
+        stage="first",
+        renderer="classic",
+        K=10,
+        audio_prompt="source",
+        resolution=64,
+        size_multiple=16,
+        progress=False,
+        workspace=tmp_path / "ws",
+    )
     assert [event.name for event in result.prompt.sound.events] == ["beep"]
     assert result.prompt.english == "a painting, electronic display, glowing screen"
     manifest = json.loads((tmp_path / "ws" / "manifest.json").read_text(encoding="utf-8"))
@@ -146,8 +167,9 @@ def test_a_still_or_text_has_no_soundtrack(tmp_path):
 
     cv2.imwrite(str(still), np.full((48, 64, 3), 128, np.uint8))
     with pytest.raises(ConfigError, match="'source' uses the video's soundtrack"):
-        rerender.animate(still, "a cat", seconds=0.2, fps=10, output=tmp_path / "a.mp4", renderer="classic",
-                         audio_prompt="source")
+        rerender.animate(
+            still, "a cat", seconds=0.2, fps=10, output=tmp_path / "a.mp4", renderer="classic", audio_prompt="source"
+        )
     with pytest.raises(ConfigError, match="'source' uses the video's soundtrack"):
         rerender.generate("a cat", frames=2, output=tmp_path / "g.mp4", audio_prompt="source")
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "g.mp4").exists()
@@ -168,18 +190,46 @@ def test_tiny_clap_end_to_end_through_the_cli(tiny_clap, synthetic_clip, tmp_pat
 
     sound_file = write_wav(tmp_path / "beep.wav", tone(3.0))
     output = tmp_path / "o.mp4"
-    code = main(["translate", str(synthetic_clip), "-p", "a painting", "-o", str(output), "--renderer", "classic",
-                 "--stage", "first", "-K", "10", "--audio-prompt", str(sound_file),
-                 "--set", f"audio_model={tiny_clap}",
-                 "--set", "audio_threshold=0", "--set", "audio_max_events=2", "--set", "resolution=64",
-                 "--set", "size_multiple=16"])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "a painting",
+            "-o",
+            str(output),
+            "--renderer",
+            "classic",
+            "--stage",
+            "first",
+            "-K",
+            "10",
+            "--audio-prompt",
+            str(sound_file),
+            "--set",
+            f"audio_model={tiny_clap}",
+            "--set",
+            "audio_threshold=0",
+            "--set",
+            "audio_max_events=2",
+            "--set",
+            "resolution=64",
+            "--set",
+            "size_multiple=16",
+        ]
+    )
     assert code == 0
     record = json.loads((tmp_path / "o.mp4.work" / "manifest.json").read_text(encoding="utf-8"))["prompt"]
     # the known answer: CLAP's softmax over the vocabulary's texts for the one window, computed here by hand
     vocabulary = load_vocabulary()
     processor, model = ClapProcessor.from_pretrained(tiny_clap), ClapModel.from_pretrained(tiny_clap).eval()
-    inputs = processor(text=[f"the sound of {event.sound}" for event in vocabulary], audio=[decode_audio(sound_file)],
-                       sampling_rate=RATE, return_tensors="pt", padding=True)
+    inputs = processor(
+        text=[f"the sound of {event.sound}" for event in vocabulary],
+        audio=[decode_audio(sound_file)],
+        sampling_rate=RATE,
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         probabilities = model(**inputs).logits_per_audio.softmax(dim=-1)[0].numpy()
     order = np.argsort(-probabilities, kind="stable")[:2]

@@ -21,8 +21,14 @@ def test_each_look_changes_the_frame_deterministically(look):
 
 @pytest.mark.parametrize(
     "prompt, look",
-    [("a watercolor painting of a woman", "watercolor"), ("pencil sketch", "pencil"), ("oil painting", "oil"),
-     ("anime girl", "cartoon"), ("a CG statue", "cartoon"), ("a sketch in oil", "pencil")],
+    [
+        ("a watercolor painting of a woman", "watercolor"),
+        ("pencil sketch", "pencil"),
+        ("oil painting", "oil"),
+        ("anime girl", "cartoon"),
+        ("a CG statue", "cartoon"),
+        ("a sketch in oil", "pencil"),
+    ],
 )
 def test_look_from_prompt(prompt, look):
     assert ClassicStylizer.from_prompt(prompt).look == look

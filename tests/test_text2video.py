@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 import rerender.diffusion.text2video as text_video
-from rerender.errors import ConfigError, VideoReadError
 from rerender.diffusion.text2video import (
     BackgroundSmoothing,
     latent_mask,
@@ -17,8 +16,9 @@ from rerender.diffusion.text2video import (
     smooth_background,
     translate_latents,
 )
-from rerender.workflow.generation import MAX_GENERATED_FRAMES, generate
+from rerender.errors import ConfigError, VideoReadError
 from rerender.video import probe_video, read_frames
+from rerender.workflow.generation import MAX_GENERATED_FRAMES, generate
 
 SETTINGS = {"num_inference_steps": 4, "guidance_scale": 2.0, "noise_steps": (1, 2)}
 
@@ -44,9 +44,18 @@ def test_translate_latents_moves_by_the_shift():
 def test_keyframes_follow_the_configured_motion_and_the_seed(tiny_pipeline, monkeypatch):
     shifts = []
     original = text_video.translate_latents
-    monkeypatch.setattr(text_video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift))
-    run = lambda seed: render_text_keyframes(tiny_pipeline, "a red cube", [0, 4, 8], (4.0, -2.0), (64, 64),
-                                             generator=torch.Generator().manual_seed(seed), **SETTINGS)
+    monkeypatch.setattr(
+        text_video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift)
+    )
+    run = lambda seed: render_text_keyframes(
+        tiny_pipeline,
+        "a red cube",
+        [0, 4, 8],
+        (4.0, -2.0),
+        (64, 64),
+        generator=torch.Generator().manual_seed(seed),
+        **SETTINGS,
+    )
     first, again, other = run(0), run(0), run(1)
     factor = tiny_pipeline.vae_scale_factor
     assert shifts[:2] == [(4 * 4.0 / factor, 4 * -2.0 / factor), (8 * 4.0 / factor, 8 * -2.0 / factor)]
@@ -58,14 +67,26 @@ def test_keyframes_follow_the_configured_motion_and_the_seed(tiny_pipeline, monk
 
 
 def test_generate_writes_every_frame(tiny_pipeline, tmp_path):
-    result = generate("a red cube", frames=6, K=3, output=tmp_path / "gen.mp4", pipeline=tiny_pipeline,
-                      motion=(2.0, 0.0), size=(64, 64), fps=6, progress=False, **SETTINGS)
+    result = generate(
+        "a red cube",
+        frames=6,
+        K=3,
+        output=tmp_path / "gen.mp4",
+        pipeline=tiny_pipeline,
+        motion=(2.0, 0.0),
+        size=(64, 64),
+        fps=6,
+        progress=False,
+        **SETTINGS,
+    )
     info = probe_video(result.output)
     assert (info.frame_count, float(info.fps), info.width, info.height) == (6, 6.0, 64, 64)
     assert result.keyframe_indices == [0, 3, 5]
     video = np.stack(list(read_frames(result.output)))
     # each keyframe is in the video where it belongs (H.264 of random-weight noise changes it a little)
-    errors = np.array([[np.abs(frame.astype(int) - keyframe).mean() for keyframe in result.keyframes] for frame in video])
+    errors = np.array(
+        [[np.abs(frame.astype(int) - keyframe).mean() for keyframe in result.keyframes] for frame in video]
+    )
     for position, index in enumerate(result.keyframe_indices):
         assert errors[index, position] < 0.5 * errors[index].max()
     assert not list(tmp_path.glob(".generate-*"))  # scratch removed
@@ -80,10 +101,14 @@ def test_frames_out_of_range_fail_before_any_model_loads(frames, tmp_path, monke
         generate("a cat", frames=frames, output=tmp_path / "o.mp4")
     with pytest.raises(ConfigError, match="`motion`"):
         generate("a cat", frames=4, motion=(float("nan"), 0), output=tmp_path / "o.mp4")
-    with pytest.raises(ConfigError, match=r"`motion` must be smaller than the frame.*\|dx\| < 64.*got \(1000000000.0, 0\)"):
+    with pytest.raises(
+        ConfigError, match=r"`motion` must be smaller than the frame.*\|dx\| < 64.*got \(1000000000.0, 0\)"
+    ):
         generate("a cat", frames=4, motion=(1e9, 0), size=(64, 96), output=tmp_path / "o.mp4")
     for steps in (100_000, 1, 2.5):  # the scheduler's own refusal of > 1000 came only after the model loaded
-        with pytest.raises(ConfigError, match=rf"`num_inference_steps` must be an integer in \[2, 1000\].*got {steps}"):
+        with pytest.raises(
+            ConfigError, match=rf"`num_inference_steps` must be an integer in \[2, 1000\].*got {steps}"
+        ):
             generate("a cat", frames=4, num_inference_steps=steps, output=tmp_path / "o.mp4")
     assert not list(tmp_path.iterdir())
 
@@ -92,8 +117,29 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     from rerender.cli import main
 
     output = tmp_path / "cli.mp4"
-    code = main(["generate", "-p", "a red cube", "--frames", "3", "-K", "2", "--width", "64", "--height", "64",
-                 "--steps", "3", "--model", str(tiny_pipeline_dir), "-o", str(output), "-q", "--smooth-background"])
+    code = main(
+        [
+            "generate",
+            "-p",
+            "a red cube",
+            "--frames",
+            "3",
+            "-K",
+            "2",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "3",
+            "--model",
+            str(tiny_pipeline_dir),
+            "-o",
+            str(output),
+            "-q",
+            "--smooth-background",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert probe_video(output).frame_count == 3 and "keyframes (diffusion): [0, 2]" in captured.out
@@ -101,9 +147,11 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     code = main(["generate", "-p", "x", "--frames", "0", "-o", str(tmp_path / "bad.mp4")])
     err = capsys.readouterr().err
     assert code == 2 and "--frames must be an integer in [1, 3000], got 0" in err  # named as typed on the command line
-    for options, message in ((["--smooth-background", "2"], "`background_smoothing.strength` must be in [0, 1], got 2.0"),
-                             (["--prompt-language", "ko", "-p", "고양이"], "opus-mt-ko-en"),
-                             (["--style-image", str(tmp_path / "absent.png")], "absent.png")):
+    for options, message in (
+        (["--smooth-background", "2"], "`background_smoothing.strength` must be in [0, 1], got 2.0"),
+        (["--prompt-language", "ko", "-p", "고양이"], "opus-mt-ko-en"),
+        (["--style-image", str(tmp_path / "absent.png")], "absent.png"),
+    ):
         code = main(["generate", "-p", "x", "--frames", "2", "-o", str(tmp_path / "bad.mp4"), *options])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
@@ -142,7 +190,9 @@ def test_salient_foreground_finds_the_object_on_a_plain_background():
     assert mask[48, 54] and not mask[:12, :12].any() and not mask[-12:, -12:].any()
 
 
-@pytest.mark.parametrize("options, message", [({"strength": 1.5}, "strength"), ({"mask_dilation": -1}, "mask_dilation")])
+@pytest.mark.parametrize(
+    "options, message", [({"strength": 1.5}, "strength"), ({"mask_dilation": -1}, "mask_dilation")]
+)
 def test_background_smoothing_options_are_checked(options, message):
     with pytest.raises(ConfigError, match=message):
         BackgroundSmoothing(**options)
@@ -156,7 +206,7 @@ def _unet_inputs(pipeline):
 
 
 def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline):
-    steps, (first, second) = SETTINGS["num_inference_steps"], SETTINGS["noise_steps"]
+    steps, (first, _) = SETTINGS["num_inference_steps"], SETTINGS["noise_steps"]
     size, motion, indices = (64, 64), (4.0, 0.0), [0, 4]
     factor = tiny_pipeline.vae_scale_factor
     shift = (indices[1] * motion[0] / factor, 0.0)
@@ -169,8 +219,17 @@ def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline
     def run(smoothing):
         seen, handle = _unet_inputs(tiny_pipeline)
         try:
-            images = render_text_keyframes(tiny_pipeline, "a red cube", indices, motion, size, generator=torch.Generator().manual_seed(3),
-                                           background_smoothing=smoothing, foreground_mask=subject, **SETTINGS)
+            images = render_text_keyframes(
+                tiny_pipeline,
+                "a red cube",
+                indices,
+                motion,
+                size,
+                generator=torch.Generator().manual_seed(3),
+                background_smoothing=smoothing,
+                foreground_mask=subject,
+                **SETTINGS,
+            )
         finally:
             handle.remove()
         return images, seen
@@ -183,7 +242,8 @@ def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline
     torch.testing.assert_close(start, plain_inputs[steps], rtol=0, atol=0)  # the first pass is the plain recipe
     latent_size = start.shape[-2:]
     foreground = 1 - (1 - latent_mask(subject(np.zeros((64, 64, 3))), latent_size)) * (
-        1 - translate_latents(latent_mask(subject(np.zeros((64, 64, 3))), latent_size), shift))
+        1 - translate_latents(latent_mask(subject(np.zeros((64, 64, 3))), latent_size), shift)
+    )
     inside = foreground.bool().expand_as(start)
     assert 0.1 < inside.float().mean() < 0.9
     # α = 1: the background is exactly the anchor's latent at t1, moved by the frame's motion; the foreground is unchanged
@@ -195,16 +255,33 @@ def test_background_smoothing_moves_the_background_with_the_anchor(tiny_pipeline
 
 
 def test_a_foreground_mask_of_the_wrong_shape_is_named(tiny_pipeline):
-    with pytest.raises(ConfigError, match=r"`foreground_mask` must return an \(H, W\) mask of the 64×64 image, got shape \(8, 8\)"):
-        render_text_keyframes(tiny_pipeline, "a red cube", [0, 2], (4.0, 0.0), (64, 64), generator=torch.Generator().manual_seed(0),
-                              background_smoothing=BackgroundSmoothing(), foreground_mask=lambda image: np.ones((8, 8), bool),
-                              **SETTINGS)
+    with pytest.raises(
+        ConfigError, match=r"`foreground_mask` must return an \(H, W\) mask of the 64×64 image, got shape \(8, 8\)"
+    ):
+        render_text_keyframes(
+            tiny_pipeline,
+            "a red cube",
+            [0, 2],
+            (4.0, 0.0),
+            (64, 64),
+            generator=torch.Generator().manual_seed(0),
+            background_smoothing=BackgroundSmoothing(),
+            foreground_mask=lambda image: np.ones((8, 8), bool),
+            **SETTINGS,
+        )
 
 
 def test_background_smoothing_at_zero_strength_gives_the_plain_recipe(tiny_pipeline):
-    run = lambda smoothing: render_text_keyframes(tiny_pipeline, "a red cube", [0, 2, 4], (4.0, 2.0), (64, 64),
-                                                  generator=torch.Generator().manual_seed(5), background_smoothing=smoothing,
-                                                  **SETTINGS)
+    run = lambda smoothing: render_text_keyframes(
+        tiny_pipeline,
+        "a red cube",
+        [0, 2, 4],
+        (4.0, 2.0),
+        (64, 64),
+        generator=torch.Generator().manual_seed(5),
+        background_smoothing=smoothing,
+        **SETTINGS,
+    )
     for plain, smoothed in zip(run(None), run(BackgroundSmoothing(strength=0.0)), strict=True):
         torch.testing.assert_close(smoothed, plain, rtol=0, atol=1e-6)
 
@@ -215,26 +292,48 @@ def test_background_smoothing_at_zero_strength_gives_the_plain_recipe(tiny_pipel
 def test_generate_translates_the_prompt_and_records_both(tiny_pipeline, tmp_path, monkeypatch):
     encoded = []
     original = tiny_pipeline.encode_prompt
-    monkeypatch.setattr(tiny_pipeline, "encode_prompt", lambda prompt, *a, **k: encoded.append(prompt) or original(prompt, *a, **k))
-    result = generate("một khối lập phương đỏ", frames=1, output=tmp_path / "vi.mp4", pipeline=tiny_pipeline, size=(64, 64),
-                      progress=False, prompt_language="auto", prompt_translator=lambda text, language: "a red cube",
-                      **SETTINGS)
+    monkeypatch.setattr(
+        tiny_pipeline, "encode_prompt", lambda prompt, *a, **k: encoded.append(prompt) or original(prompt, *a, **k)
+    )
+    result = generate(
+        "một khối lập phương đỏ",
+        frames=1,
+        output=tmp_path / "vi.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        prompt_language="auto",
+        prompt_translator=lambda text, language: "a red cube",
+        **SETTINGS,
+    )
     from rerender.config import DEFAULT_NEGATIVE_PROMPT
 
-    assert result.prompt.to_dict() == {"original": "một khối lập phương đỏ", "english": "a red cube", "language": "vi",
-                                       "detected": True, "translator": "<lambda>",
-                                       "negative_original": DEFAULT_NEGATIVE_PROMPT,
-                                       "negative_english": DEFAULT_NEGATIVE_PROMPT,
-                                       "translated": [["vi", "một khối lập phương đỏ", "a red cube"]]}
+    assert result.prompt.to_dict() == {
+        "original": "một khối lập phương đỏ",
+        "english": "a red cube",
+        "language": "vi",
+        "detected": True,
+        "translator": "<lambda>",
+        "negative_original": DEFAULT_NEGATIVE_PROMPT,
+        "negative_english": DEFAULT_NEGATIVE_PROMPT,
+        "translated": [["vi", "một khối lập phương đỏ", "a red cube"]],
+    }
     assert encoded == ["a red cube"]
-    english = generate("a red cube", frames=1, output=tmp_path / "en.mp4", pipeline=tiny_pipeline, size=(64, 64),
-                       progress=False, **SETTINGS)
+    english = generate(
+        "a red cube",
+        frames=1,
+        output=tmp_path / "en.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        **SETTINGS,
+    )
     np.testing.assert_array_equal(result.keyframes[0], english.keyframes[0])  # same text encoder input, same seed
 
 
 def test_generate_without_its_translator_fails_before_any_model_loads(tmp_path, monkeypatch):
-    from rerender.errors import WeightsNotFoundError
     import rerender.diffusion.loading
+    from rerender.errors import WeightsNotFoundError
 
     monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(WeightsNotFoundError, match="opus-mt-ko-en"):
@@ -256,24 +355,43 @@ def test_generate_applies_the_style_image_through_the_ip_adapter(tiny_pipeline, 
     from rerender.video import write_image
 
     rows = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
-    warm = np.concatenate([np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2)
+    warm = np.concatenate(
+        [np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2
+    )
     write_image(warm, tmp_path / "warm.png")
     write_image(warm[::-1, ::-1, ::-1].copy(), tmp_path / "cold.png")
     encoded = []
     original = tiny_pipeline.encode_style_image
-    monkeypatch.setattr(tiny_pipeline, "encode_style_image", lambda image, *a: encoded.append(image) or original(image, *a))
+    monkeypatch.setattr(
+        tiny_pipeline, "encode_style_image", lambda image, *a: encoded.append(image) or original(image, *a)
+    )
     processors = dict(tiny_pipeline.unet.attn_processors)
-    run = lambda name, **style: generate("a red cube", frames=3, K=2, output=tmp_path / f"{name}.mp4", pipeline=tiny_pipeline,
-                                         size=(64, 64), progress=False, **style, **SETTINGS)
+    run = lambda name, **style: generate(
+        "a red cube",
+        frames=3,
+        K=2,
+        output=tmp_path / f"{name}.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        **style,
+        **SETTINGS,
+    )
     options = dict(ip_adapter=str(adapter_dir), style_image_scale=1.0)
-    plain, with_warm, with_cold = run("plain"), run("warm", style_image=str(tmp_path / "warm.png"), **options), \
-        run("cold", style_image=str(tmp_path / "cold.png"), **options)
+    plain, with_warm, with_cold = (
+        run("plain"),
+        run("warm", style_image=str(tmp_path / "warm.png"), **options),
+        run("cold", style_image=str(tmp_path / "cold.png"), **options),
+    )
     assert encoded[0] is None and all(image.shape == (64, 64, 3) for image in encoded[1:]) and len(encoded) == 3
     for index in range(2):  # the image steers every keyframe, the anchor and the later one
         assert np.abs(with_warm.keyframes[index].astype(int) - with_cold.keyframes[index].astype(int)).max() > 0
         assert np.abs(with_warm.keyframes[index].astype(int) - plain.keyframes[index].astype(int)).max() > 0
     # the adapter was for these calls only
-    assert tiny_pipeline.unet.encoder_hid_proj is None and dict(tiny_pipeline.unet.attn_processors).keys() == processors.keys()
+    assert (
+        tiny_pipeline.unet.encoder_hid_proj is None
+        and dict(tiny_pipeline.unet.attn_processors).keys() == processors.keys()
+    )
     with pytest.raises(VideoReadError, match="style_image"):
         (tmp_path / "bad.png").write_bytes(b"not an image")
         run("bad", style_image=str(tmp_path / "bad.png"), **options)
@@ -288,9 +406,29 @@ def test_generate_example(tiny_pipeline_dir, tmp_path):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "generate_from_text.py"
     result = subprocess.run(
-        [sys.executable, str(example), "a red cube", str(tmp_path / "o.mp4"), "--frames", "5", "-K", "2", "--size",
-         "64", "64", "--steps", "3", "--model", str(tiny_pipeline_dir), "--smooth-background", "0.6"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            str(example),
+            "a red cube",
+            str(tmp_path / "o.mp4"),
+            "--frames",
+            "5",
+            "-K",
+            "2",
+            "--size",
+            "64",
+            "64",
+            "--steps",
+            "3",
+            "--model",
+            str(tiny_pipeline_dir),
+            "--smooth-background",
+            "0.6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
     assert probe_video(tmp_path / "o.mp4").frame_count == 5 and "keyframes [0, 2, 4]" in result.stdout
@@ -301,8 +439,15 @@ def test_generate_with_progress_off_draws_no_bars_at_all(capfd, tiny_pipeline_di
     are restored afterwards, so the caller's own settings stand)."""
     import diffusers.utils.logging as diffusers_logging
 
-    generate("a red cube", frames=1, output=tmp_path / "quiet.mp4", size=(64, 64), num_inference_steps=2,
-             base_model=str(tiny_pipeline_dir), progress=False)
+    generate(
+        "a red cube",
+        frames=1,
+        output=tmp_path / "quiet.mp4",
+        size=(64, 64),
+        num_inference_steps=2,
+        base_model=str(tiny_pipeline_dir),
+        progress=False,
+    )
     err = capfd.readouterr().err
     assert "Loading pipeline components" not in err and "it/s]" not in err and "%|" not in err, err
     assert diffusers_logging.is_progress_bar_enabled()
@@ -314,8 +459,14 @@ def test_generate_with_progress_off_draws_no_bars_at_all(capfd, tiny_pipeline_di
 def _sd15_ddim():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 @pytest.mark.parametrize("steps, expected", [(50, (941, 881)), (20, (951, 901)), (25, (961, 881))])
@@ -335,8 +486,16 @@ def test_keyframes_restart_at_t_941_and_are_warped_at_881(tiny_pipeline, monkeyp
     seen = []
     handle = tiny_pipeline.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[1])))
     try:
-        render_text_keyframes(tiny_pipeline, "a red cube", [0, 4], (8.0, 0.0), (64, 64), num_inference_steps=50,
-                              guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+        render_text_keyframes(
+            tiny_pipeline,
+            "a red cube",
+            [0, 4],
+            (8.0, 0.0),
+            (64, 64),
+            num_inference_steps=50,
+            guidance_scale=1.0,
+            generator=torch.Generator().manual_seed(0),
+        )
     finally:
         handle.remove()
     assert seen[50] == TEXT2VIDEO_ZERO_TIMESTEPS[0] == 941  # the second keyframe's first denoising step: T
@@ -349,12 +508,20 @@ def test_latents_move_by_whole_pixels_and_the_guides_by_exactly_as_much(tiny_pip
 
     shifts = []
     original = text_video.translate_latents
-    monkeypatch.setattr(text_video, "translate_latents",
-                        lambda latents, shift: shifts.append(shift) or original(latents, shift))
+    monkeypatch.setattr(
+        text_video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift)
+    )
     factor = tiny_pipeline.vae_scale_factor
     motion = (factor * 3 / 8, 0.0)  # K = 4: 1.5 latent pixels per keyframe, an odd multiple of half a latent pixel
-    render_text_keyframes(tiny_pipeline, "a red cube", [0, 4, 8], motion, (64, 64),
-                          generator=torch.Generator().manual_seed(0), **SETTINGS)
+    render_text_keyframes(
+        tiny_pipeline,
+        "a red cube",
+        [0, 4, 8],
+        motion,
+        (64, 64),
+        generator=torch.Generator().manual_seed(0),
+        **SETTINGS,
+    )
     assert shifts == [(2, 0), (3, 0)]  # ⌊1.5 + ½⌋, ⌊3 + ½⌋: whole latent pixels, no repeated columns
     with pytest.raises(ValueError, match="whole latent pixels"):
         translate_latents(torch.zeros(1, 1, 4, 4), (1.5, 0))
@@ -362,8 +529,10 @@ def test_latents_move_by_whole_pixels_and_the_guides_by_exactly_as_much(tiny_pip
     anchor = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     path = generation._ShiftPath(motion, 9, (64, 64), [0, 4, 8], factor)
     frames = list(render_clip(anchor, path))
+
     def blocks(image):  # the mean of each latent pixel's block
         return F.avg_pool2d(torch.from_numpy(image.astype(np.float64)).permute(2, 0, 1)[None], factor)
+
     for index, shift in zip([4, 8], shifts, strict=True):
         torch.testing.assert_close(blocks(frames[index]), original(blocks(anchor), shift), rtol=0, atol=1e-6)
 
@@ -381,10 +550,30 @@ def test_generate_uses_the_configs_negative_prompt_by_default(tiny_pipeline, tmp
 
     encoded = []
     original = tiny_pipeline.encode_prompt
-    monkeypatch.setattr(tiny_pipeline, "encode_prompt",
-                        lambda prompt, negative, *args, **kwargs: encoded.append(negative) or original(prompt, negative, *args, **kwargs))
-    generate("a red cube", frames=1, output=tmp_path / "a.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,
-             **SETTINGS)
-    generate("a red cube", frames=1, output=tmp_path / "b.mp4", pipeline=tiny_pipeline, size=(64, 64), progress=False,
-             negative_prompt="blurry", **SETTINGS)
+    monkeypatch.setattr(
+        tiny_pipeline,
+        "encode_prompt",
+        lambda prompt, negative, *args, **kwargs: (
+            encoded.append(negative) or original(prompt, negative, *args, **kwargs)
+        ),
+    )
+    generate(
+        "a red cube",
+        frames=1,
+        output=tmp_path / "a.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        **SETTINGS,
+    )
+    generate(
+        "a red cube",
+        frames=1,
+        output=tmp_path / "b.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        negative_prompt="blurry",
+        **SETTINGS,
+    )
     assert encoded == [DEFAULT_NEGATIVE_PROMPT, "blurry"]

@@ -5,13 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerender.workflow.translation import translate
 from rerender.video import probe_video, read_image
+from rerender.workflow.translation import translate
 
 SETTINGS = dict(
-    resolution=64, size_multiple=16, num_inference_steps=4, denoising_strength=0.75, vae=None, device="cpu",
-    dtype="float32", added_prompt="", negative_prompt="", propagation_preset="fast", workers=1,
-    flow_estimator="dis", dis_preset="fast",
+    resolution=64,
+    size_multiple=16,
+    num_inference_steps=4,
+    denoising_strength=0.75,
+    vae=None,
+    device="cpu",
+    dtype="float32",
+    added_prompt="",
+    negative_prompt="",
+    propagation_preset="fast",
+    workers=1,
+    flow_estimator="dis",
+    dis_preset="fast",
 )
 
 
@@ -39,8 +49,9 @@ class UNetCounter:
 def test_translate_with_diffusion_keyframes(synthetic_clip, tmp_path, tiny_pipeline):
     counter = UNetCounter(tiny_pipeline)
     try:
-        result = translate(synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline,
-                           progress=False, **SETTINGS)
+        result = translate(
+            synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline, progress=False, **SETTINGS
+        )
     finally:
         counter.close()
     assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8, 16, 19]
@@ -55,8 +66,17 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
 
     counter = UNetCounter(tiny_pipeline)
     try:
-        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=uninterrupted,
-                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        translate(
+            synthetic_clip,
+            "a cat",
+            K=4,
+            output=None,
+            stage="keyframes",
+            workspace=uninterrupted,
+            pipeline=tiny_pipeline,
+            progress=False,
+            **SETTINGS,
+        )
         full_calls = counter.calls
 
         def interrupt(stage, done, total):
@@ -66,12 +86,31 @@ def test_interrupted_diffusion_run_resumes_exactly(synthetic_clip, tmp_path, tin
 
         counter.calls = 0
         with pytest.raises(KeyboardInterrupt):
-            translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=workspace,
-                      pipeline=tiny_pipeline, progress=False, callback=interrupt, **SETTINGS)
+            translate(
+                synthetic_clip,
+                "a cat",
+                K=4,
+                output=None,
+                stage="keyframes",
+                workspace=workspace,
+                pipeline=tiny_pipeline,
+                progress=False,
+                callback=interrupt,
+                **SETTINGS,
+            )
         interrupted_calls = counter.calls
         counter.calls = 0
-        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=workspace,
-                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        translate(
+            synthetic_clip,
+            "a cat",
+            K=4,
+            output=None,
+            stage="keyframes",
+            workspace=workspace,
+            pipeline=tiny_pipeline,
+            progress=False,
+            **SETTINGS,
+        )
         resumed_calls = counter.calls
     finally:
         counter.close()
@@ -103,13 +142,35 @@ def test_keyframe_progress_advances_per_denoising_step_and_resumes(synthetic_cli
     interrupt_at = 12  # the first step of the 4th keyframe: 3 keyframes are finished
     try:
         with pytest.raises(KeyboardInterrupt):
-            translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
-                      pipeline=tiny_pipeline, progress=False, callback=record, last_frame_keyframe=False, **SETTINGS)
+            translate(
+                synthetic_clip,
+                "a cat",
+                K=4,
+                output=None,
+                stage="keyframes",
+                workspace=tmp_path / "ws",
+                pipeline=tiny_pipeline,
+                progress=False,
+                callback=record,
+                last_frame_keyframe=False,
+                **SETTINGS,
+            )
         assert events == [(done, 19) for done in range(13)] and counter.calls == 12
         events.clear()
         interrupt_at, counter.calls = None, 0
-        translate(synthetic_clip, "a cat", K=4, output=None, stage="keyframes", workspace=tmp_path / "ws",
-                  pipeline=tiny_pipeline, progress=True, callback=record, last_frame_keyframe=False, **SETTINGS)
+        translate(
+            synthetic_clip,
+            "a cat",
+            K=4,
+            output=None,
+            stage="keyframes",
+            workspace=tmp_path / "ws",
+            pipeline=tiny_pipeline,
+            progress=True,
+            callback=record,
+            last_frame_keyframe=False,
+            **SETTINGS,
+        )
     finally:
         counter.close()
     # resumed: the finished keyframes 4 and 8 count as done (8 steps), then the anchor is re-rendered (3) and
@@ -127,31 +188,48 @@ def test_precomputed_maps_beside_an_annotated_controlnet(synthetic_clip, tmp_pat
 
     maps = tmp_path / "maps"
     write_png_sequence((canny(frame, 30, 60) for frame in read_frames(synthetic_clip)), maps)
-    config = RerenderConfig(control=(
-        ControlConfig(type="precomputed", maps=str(maps), model=str(tiny_pipeline_dir / "controlnet"), strength=1.0),
-        ControlConfig(type="canny", strength=0.5, model=str(tiny_pipeline_dir / "controlnet")),
-    ))
+    config = RerenderConfig(
+        control=(
+            ControlConfig(
+                type="precomputed", maps=str(maps), model=str(tiny_pipeline_dir / "controlnet"), strength=1.0
+            ),
+            ControlConfig(type="canny", strength=0.5, model=str(tiny_pipeline_dir / "controlnet")),
+        )
+    )
     config = apply_overrides(config, {**SETTINGS, "base_model": str(tiny_pipeline_dir)})
     pipeline = load_pipeline(config.model, config.control)  # two ControlNets: maps from the folder, then canny
     pipeline.set_progress_bar_config(disable=True)
     assert len(pipeline.controlnets) == 2
-    result = translate(synthetic_clip, "a cat", K=10, output=tmp_path / "o.mp4", config=config, pipeline=pipeline,
-                       progress=False)
+    result = translate(
+        synthetic_clip, "a cat", K=10, output=tmp_path / "o.mp4", config=config, pipeline=pipeline, progress=False
+    )
     assert result.renderer == "diffusion" and probe_video(result.output).frame_count == 20
 
     few = tmp_path / "few"
     write_png_sequence(list(read_frames(synthetic_clip, end=5)), few)
     short = apply_overrides(config, {"control.0.maps": str(few)})
     with pytest.raises(Exception, match="holds 5 maps but the video has 20 frames"):
-        translate(synthetic_clip, "a cat", K=10, output=tmp_path / "p.mp4", config=short, pipeline=pipeline, progress=False)
+        translate(
+            synthetic_clip, "a cat", K=10, output=tmp_path / "p.mp4", config=short, pipeline=pipeline, progress=False
+        )
 
 
-def test_diffusion_keyframes_at_a_size_that_is_no_multiple_of_the_unet_downsampling(synthetic_clip, tmp_path, tiny_pipeline):
+def test_diffusion_keyframes_at_a_size_that_is_no_multiple_of_the_unet_downsampling(
+    synthetic_clip, tmp_path, tiny_pipeline
+):
     # 96×64 at resolution 66, multiple 2 (the tiny VAE's factor): 66×44 px, 33×22 latents, which the tiny
     # UNet's one downsampling cannot halve evenly: the SD 1.5 case of a multiple of 8 that is not of 64.
     settings = {**SETTINGS, "resolution": 66, "size_multiple": 2}
-    result = translate(synthetic_clip, "a cat", K=8, output=tmp_path / "o.mp4", pipeline=tiny_pipeline,
-                       progress=False, end_frame=9, **settings)
+    result = translate(
+        synthetic_clip,
+        "a cat",
+        K=8,
+        output=tmp_path / "o.mp4",
+        pipeline=tiny_pipeline,
+        progress=False,
+        end_frame=9,
+        **settings,
+    )
     assert result.renderer == "diffusion" and result.keyframe_indices == [0, 8]
     keyframe = read_image(result.workspace / "keyframes" / "0008.png")
     assert keyframe.shape == (44, 66, 3) and keyframe.std() > 1  # a picture, not a flat failure
@@ -177,8 +255,17 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
     import torch
 
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=reference,
-              pipeline=tiny_pipeline, progress=False, **SETTINGS)
+    translate(
+        synthetic_clip,
+        "a cat",
+        K=8,
+        output=None,
+        stage="keyframes",
+        workspace=reference,
+        pipeline=tiny_pipeline,
+        progress=False,
+        **SETTINGS,
+    )
 
     def interrupt(stage, done, total):
         # progress counts denoising steps: 3 for the anchor, 4 per keyframe; step 8 is the 3rd keyframe's first
@@ -186,11 +273,24 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=interrupted,
-                  pipeline=tiny_pipeline, progress=False, callback=interrupt, **SETTINGS)
+        translate(
+            synthetic_clip,
+            "a cat",
+            K=8,
+            output=None,
+            stage="keyframes",
+            workspace=interrupted,
+            pipeline=tiny_pipeline,
+            progress=False,
+            callback=interrupt,
+            **SETTINGS,
+        )
     # The state is safetensors + JSON, with no pickle in it.
     state = interrupted / "state"
-    assert sorted(p.name for p in state.iterdir() if p.name != "seed.txt") == ["render_state.json", "render_state.safetensors"]
+    assert sorted(p.name for p in state.iterdir() if p.name != "seed.txt") == [
+        "render_state.json",
+        "render_state.safetensors",
+    ]
     assert json.loads((state / "render_state.json").read_text())["next_index"] == 2
 
     marker = tmp_path / "code-ran"
@@ -215,14 +315,24 @@ def test_planted_pickles_in_the_resume_state_never_run(synthetic_clip, tmp_path,
         shutil.copytree(interrupted, workspace)
         plant(workspace / "state")
         caplog.clear()
-        translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=workspace,
-                  pipeline=tiny_pipeline, progress=False, **SETTINGS)
+        translate(
+            synthetic_clip,
+            "a cat",
+            K=8,
+            output=None,
+            stage="keyframes",
+            workspace=workspace,
+            pipeline=tiny_pipeline,
+            progress=False,
+            **SETTINGS,
+        )
         assert not marker.exists(), f"a planted pickle ran ({plant.__name__})"
         assert "ignoring" in caplog.text and "rendered again from the anchor" in caplog.text  # the user is told
         # A clean re-render from the anchor: the same keyframes as an uninterrupted run, byte for byte.
         for index in (0, 8, 16):
-            assert (workspace / "keyframes" / f"{index:04d}.png").read_bytes() == \
-                (reference / "keyframes" / f"{index:04d}.png").read_bytes(), (plant.__name__, index)
+            assert (workspace / "keyframes" / f"{index:04d}.png").read_bytes() == (
+                reference / "keyframes" / f"{index:04d}.png"
+            ).read_bytes(), (plant.__name__, index)
 
 
 def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
@@ -247,7 +357,9 @@ def test_resume_state_round_trip_and_schema_check(tmp_path, caplog):
         assert torch.equal(loaded[name], state[name])
     assert list(loaded["previous_features"]) == [(0, "up.0.attn1"), (3, "up.1.attn1")]
     for key, value in state["previous_features"].items():
-        assert loaded["previous_features"][key].dtype == value.dtype and torch.equal(loaded["previous_features"][key], value)
+        assert loaded["previous_features"][key].dtype == value.dtype and torch.equal(
+            loaded["previous_features"][key], value
+        )
     restored = torch.Generator().set_state(loaded["generator_state"])
     assert torch.equal(torch.randn(3, generator=restored), torch.randn(3, generator=generator))
     assert _resume_point(tmp_path, 4) is None  # saved at another keyframe

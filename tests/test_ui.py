@@ -30,7 +30,7 @@ pytestmark = pytest.mark.ui
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The page on 127.0.0.1 with the tiny preset as its defaults, and a CLIP path that does not exist."""
-    from rerender.ui import UiSessions, launch
+    from rerender.ui import launch
 
     defaults = load_config(REPO / "configs" / "tiny.yaml")
     app, url = launch(port=None, defaults=defaults, clip_model=str(tmp_path_factory.mktemp("no-clip") / "clip"))
@@ -46,7 +46,16 @@ def _arguments(app, prompt="a cartoon", renderer="classic", seed=0, style=None, 
         assert path in values, path
         values[path] = value
     negative = ""
-    return [prompt, negative, seed, renderer, [], "", None if style is None else handle_file(str(style)), *values.values()]
+    return [
+        prompt,
+        negative,
+        seed,
+        renderer,
+        [],
+        "",
+        None if style is None else handle_file(str(style)),
+        *values.values(),
+    ]
 
 
 def _error(status: str) -> str:
@@ -104,7 +113,9 @@ def test_first_keyframe_keyframes_propagate_with_the_classic_renderer(server, sy
 
     status, anchor, *_ = client.predict(*arguments, api_name="/first_keyframe")
     assert "First keyframe ready" in status and "classic" in status
-    expected = ClassicStylizer.from_prompt("a cartoon")(next(read_frames(synthetic_clip, resolution=64, size_multiple=16)))
+    expected = ClassicStylizer.from_prompt("a cartoon")(
+        next(read_frames(synthetic_clip, resolution=64, size_multiple=16))
+    )
     np.testing.assert_array_equal(read_image(anchor), expected)
 
     status, anchor, gallery, *_ = client.predict(*arguments, api_name="/keyframes")
@@ -119,7 +130,11 @@ def test_first_keyframe_keyframes_propagate_with_the_classic_renderer(server, sy
     comparison_path = comparison["video"] if isinstance(comparison, dict) else comparison
     assert probe_video(comparison_path).width == 128
     assert Path(download).read_bytes() == Path(result_path).read_bytes()
-    assert "Warp error (output)" in figures and "CLIP scores not computed" in figures and "no CLIP model available" in figures
+    assert (
+        "Warp error (output)" in figures
+        and "CLIP scores not computed" in figures
+        and "no CLIP model available" in figures
+    )
 
 
 def test_a_new_prompt_re_renders_the_anchor(server, synthetic_clip):
@@ -128,7 +143,9 @@ def test_a_new_prompt_re_renders_the_anchor(server, synthetic_clip):
     _, first, *_ = client.predict(*_arguments(app, prompt="a cartoon"), api_name="/first_keyframe")
     first_image = read_image(first)
     _, second, *_ = client.predict(*_arguments(app, prompt="an oil painting"), api_name="/first_keyframe")
-    expected = ClassicStylizer.from_prompt("an oil painting")(next(read_frames(synthetic_clip, resolution=64, size_multiple=16)))
+    expected = ClassicStylizer.from_prompt("an oil painting")(
+        next(read_frames(synthetic_clip, resolution=64, size_multiple=16))
+    )
     np.testing.assert_array_equal(read_image(second), expected)
     assert not np.array_equal(first_image, read_image(second))
 
@@ -169,7 +186,9 @@ def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, syntheti
     assert "no input video" in _error(status)
 
     client, _ = _client(url, synthetic_clip)
-    status, *_ = client.predict(*_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe")
+    status, *_ = client.predict(
+        *_arguments(app, constraints__pixel_fusion_period="0.9, 0.2"), api_name="/first_keyframe"
+    )
     assert re.search(r"pixel_fusion_period` must have start ≤ end", _error(status))
     # "diffusion" without weights (offline, none cached): the library's message, which says how to fetch them.
     status, *_ = client.predict(*_arguments(app, renderer="diffusion"), api_name="/first_keyframe")
@@ -178,23 +197,44 @@ def test_bad_input_and_bad_settings_are_page_messages(server, tmp_path, syntheti
     assert re.search(r"mask_strength` must be in \[0.0, 1.0\], got 1.5", _error(status))
 
 
-def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, tmp_path):
+def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(
+    server, synthetic_clip, tiny_pipeline_dir, tmp_path
+):
     from rerender.workflow.translation import translate
 
     app, url = server
-    model = dict(model__base_model=str(tiny_pipeline_dir), model__vae="", control__model=str(tiny_pipeline_dir / "controlnet"),
-                 keyframes__keyframe_interval=8)
+    model = dict(
+        model__base_model=str(tiny_pipeline_dir),
+        model__vae="",
+        control__model=str(tiny_pipeline_dir / "controlnet"),
+        keyframes__keyframe_interval=8,
+    )
     client, _ = _client(url, synthetic_clip)
-    status, anchor, gallery, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", **model), api_name="/keyframes")
+    status, anchor, gallery, *_ = client.predict(
+        *_arguments(app, prompt="a cat", renderer="diffusion", **model), api_name="/keyframes"
+    )
     assert "4 keyframes ready" in status and "diffusion" in status and len(gallery) == 4
 
     config = load_config(REPO / "configs" / "tiny.yaml")
-    direct = translate(synthetic_clip, "a cat", K=8, output=None, stage="keyframes", workspace=tmp_path / "ws", config=config,
-                       progress=False, base_model=str(tiny_pipeline_dir), **{"control.model": str(tiny_pipeline_dir / "controlnet")},
-                       added_prompt="best quality, extremely detailed", negative_prompt="")
+    direct = translate(
+        synthetic_clip,
+        "a cat",
+        K=8,
+        output=None,
+        stage="keyframes",
+        workspace=tmp_path / "ws",
+        config=config,
+        progress=False,
+        base_model=str(tiny_pipeline_dir),
+        **{"control.model": str(tiny_pipeline_dir / "controlnet")},
+        added_prompt="best quality, extremely detailed",
+        negative_prompt="",
+    )
     for item, index in zip(gallery, direct.keyframe_indices):
         image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
-        np.testing.assert_array_equal(read_image(image), read_image(direct.workspace / "keyframes" / f"{index:04d}.png"))
+        np.testing.assert_array_equal(
+            read_image(image), read_image(direct.workspace / "keyframes" / f"{index:04d}.png")
+        )
 
 
 def test_retouched_keyframes_are_propagated(server, synthetic_clip, tmp_path):
@@ -223,7 +263,9 @@ def test_the_ui_command_binds_to_this_machine_by_default():
 
     args = build_parser().parse_args(["ui"])
     assert (args.host, args.port, args.share) == ("127.0.0.1", None, False)
-    args = build_parser().parse_args(["ui", "--host", "0.0.0.0", "--port", "8123", "--share", "--set", "resolution=256"])
+    args = build_parser().parse_args(
+        ["ui", "--host", "0.0.0.0", "--port", "8123", "--share", "--set", "resolution=256"]
+    )
     assert (args.host, args.port, args.share, args.overrides) == ("0.0.0.0", 8123, True, ["resolution=256"])
 
 
@@ -237,7 +279,9 @@ def test_without_weights_the_page_offers_the_classic_renderer():
 
 # ------------------------------------------------------------------ the reference image, the still and text-only modes
 
-TINY_MODEL = lambda folder: dict(model__base_model=str(folder), model__vae="", control__model=str(folder / "controlnet"))  # noqa: E731
+TINY_MODEL = lambda folder: dict(
+    model__base_model=str(folder), model__vae="", control__model=str(folder / "controlnet")
+)  # noqa: E731
 
 
 @pytest.fixture(scope="module")
@@ -250,54 +294,94 @@ def adapter_dir(tmp_path_factory, tiny_pipeline_dir):
     return save_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"), unet)
 
 
-def test_style_image_controls_render_as_translate_does(server, synthetic_clip, tiny_pipeline_dir, adapter_dir, tmp_path):
-    from rerender.workflow.translation import translate
-    from rerender.config import PromptConfig
-    from rerender.config import field_docstrings
+def test_style_image_controls_render_as_translate_does(
+    server, synthetic_clip, tiny_pipeline_dir, adapter_dir, tmp_path
+):
+    from rerender.config import PromptConfig, field_docstrings
     from rerender.video import write_image
+    from rerender.workflow.translation import translate
 
     app, url = server
     by_path = app.rerender_page.settings
     assert by_path["prompt.style_image_scale"].info == field_docstrings(PromptConfig)["style_image_scale"] != ""
     rows = np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None]
-    style = np.concatenate([np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2)
+    style = np.concatenate(
+        [np.full((64, 64, 1), 250, np.uint8), np.broadcast_to(rows, (64, 64, 1)), np.zeros((64, 64, 1), np.uint8)], 2
+    )
     write_image(style, tmp_path / "my style (1).png")
-    options = dict(**TINY_MODEL(tiny_pipeline_dir), keyframes__keyframe_interval=8, model__ip_adapter=str(adapter_dir),
-                   prompt__style_image_scale=1.0)
+    options = dict(
+        **TINY_MODEL(tiny_pipeline_dir),
+        keyframes__keyframe_interval=8,
+        model__ip_adapter=str(adapter_dir),
+        prompt__style_image_scale=1.0,
+    )
     client, _ = _client(url, synthetic_clip)
-    status, anchor, gallery, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", style=tmp_path / "my style (1).png",
-                                                             **options), api_name="/first_keyframe")
+    status, anchor, gallery, *_ = client.predict(
+        *_arguments(app, prompt="a cat", renderer="diffusion", style=tmp_path / "my style (1).png", **options),
+        api_name="/first_keyframe",
+    )
     assert "First keyframe ready" in status
-    direct = translate(synthetic_clip, "a cat", K=8, output=None, stage="first", workspace=tmp_path / "ws",
-                       config=load_config(REPO / "configs" / "tiny.yaml"), progress=False, base_model=str(tiny_pipeline_dir),
-                       **{"control.model": str(tiny_pipeline_dir / "controlnet")}, added_prompt="best quality, extremely detailed",
-                       negative_prompt="", ip_adapter=str(adapter_dir), style_image=str(tmp_path / "my style (1).png"),
-                       style_image_scale=1.0)
+    direct = translate(
+        synthetic_clip,
+        "a cat",
+        K=8,
+        output=None,
+        stage="first",
+        workspace=tmp_path / "ws",
+        config=load_config(REPO / "configs" / "tiny.yaml"),
+        progress=False,
+        base_model=str(tiny_pipeline_dir),
+        **{"control.model": str(tiny_pipeline_dir / "controlnet")},
+        added_prompt="best quality, extremely detailed",
+        negative_prompt="",
+        ip_adapter=str(adapter_dir),
+        style_image=str(tmp_path / "my style (1).png"),
+        style_image_scale=1.0,
+    )
     np.testing.assert_array_equal(read_image(anchor), read_image(direct.previews["first"]))
-    _, plain, *_ = client.predict(*_arguments(app, prompt="a cat", renderer="diffusion", **options), api_name="/first_keyframe")
+    _, plain, *_ = client.predict(
+        *_arguments(app, prompt="a cat", renderer="diffusion", **options), api_name="/first_keyframe"
+    )
     assert not np.array_equal(read_image(plain), read_image(anchor))  # the image steers the keyframe
 
 
 def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
-    from rerender.workflow.animation import animate
     from rerender.synthetic import make_texture
     from rerender.video import write_image
+    from rerender.workflow.animation import animate
 
     app, url = server
     still = make_texture(96, 128, np.random.default_rng(0))
     write_image(still, tmp_path / "still.png")
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
     status, anchor, gallery, video, _, download, *_ = client.predict(
-        handle_file(str(tmp_path / "still.png")), "pan-right", None, 0.8, 10, *_arguments(app, keyframes__keyframe_interval=4),
-        api_name="/animate")
+        handle_file(str(tmp_path / "still.png")),
+        "pan-right",
+        None,
+        0.8,
+        10,
+        *_arguments(app, keyframes__keyframe_interval=4),
+        api_name="/animate",
+    )
     assert status.startswith("Done: 8 frames from the still (pan-right)") and "classic" in status
     assert [item["caption"] for item in gallery] == ["frame 0", "frame 4", "frame 7"]  # the last frame too
     result_path = video["video"] if isinstance(video, dict) else video
     info = probe_video(result_path)
     assert (info.frame_count, float(info.fps)) == (8, 10.0)
-    direct = animate(tmp_path / "still.png", "a cartoon", motion="pan-right", seconds=0.8, fps=10, output=tmp_path / "direct.mp4",
-                     config=load_config(REPO / "configs" / "tiny.yaml"), K=4, renderer="classic", progress=False,
-                     added_prompt="best quality, extremely detailed", negative_prompt="")
+    direct = animate(
+        tmp_path / "still.png",
+        "a cartoon",
+        motion="pan-right",
+        seconds=0.8,
+        fps=10,
+        output=tmp_path / "direct.mp4",
+        config=load_config(REPO / "configs" / "tiny.yaml"),
+        K=4,
+        renderer="classic",
+        progress=False,
+        added_prompt="best quality, extremely detailed",
+        negative_prompt="",
+    )
     for page_frame, direct_frame in zip(read_frames(result_path), read_frames(direct.output), strict=True):
         np.testing.assert_array_equal(page_frame, direct_frame)
     status, *_ = client.predict(None, "zoom-in", None, 1.0, 10, *_arguments(app), api_name="/animate")
@@ -311,31 +395,57 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
 
     app, url = server
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # a loaded CI machine answers slowly
-    arguments = _arguments(app, prompt="a red cube", renderer="diffusion", keyframes__keyframe_interval=2,
-                           **TINY_MODEL(tiny_pipeline_dir))
-    status, anchor, gallery, video, _, download, *_ = client.predict(3, 6, 64, 64, 4.0, 0.0, True, 0.8, *arguments,
-                                                                     api_name="/generate")
+    arguments = _arguments(
+        app, prompt="a red cube", renderer="diffusion", keyframes__keyframe_interval=2, **TINY_MODEL(tiny_pipeline_dir)
+    )
+    status, anchor, gallery, video, _, download, *_ = client.predict(
+        3, 6, 64, 64, 4.0, 0.0, True, 0.8, *arguments, api_name="/generate"
+    )
     assert status.startswith("Done: 3 frames from text, keyframes [0, 2]")
     result_path = video["video"] if isinstance(video, dict) else video
     assert probe_video(result_path).frame_count == 3
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
     pipeline.set_progress_bar_config(disable=True)
     config = apply_overrides(load_config(REPO / "configs" / "tiny.yaml"), {"model.base_model": str(tiny_pipeline_dir)})
-    direct = generate("a red cube", frames=3, K=2, output=tmp_path / "direct.mp4", pipeline=pipeline, motion=(4.0, 0.0),
-                      size=(64, 64), fps=6, negative_prompt="", num_inference_steps=config.sampling.num_inference_steps,
-                      guidance_scale=config.sampling.guidance_scale, seed=0, config=config, progress=False,
-                      background_smoothing=BackgroundSmoothing(strength=0.8))
+    direct = generate(
+        "a red cube",
+        frames=3,
+        K=2,
+        output=tmp_path / "direct.mp4",
+        pipeline=pipeline,
+        motion=(4.0, 0.0),
+        size=(64, 64),
+        fps=6,
+        negative_prompt="",
+        num_inference_steps=config.sampling.num_inference_steps,
+        guidance_scale=config.sampling.guidance_scale,
+        seed=0,
+        config=config,
+        progress=False,
+        background_smoothing=BackgroundSmoothing(strength=0.8),
+    )
     for item, keyframe in zip(gallery, direct.keyframes, strict=True):
         image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
         np.testing.assert_array_equal(read_image(image), keyframe)
     status, *_ = client.predict(0, 6, 64, 64, 4.0, 0.0, False, 0.6, *arguments, api_name="/generate")
     assert "`frames` must be an integer in [1, 3000], got 0" in _error(status)
-    status, *_ = client.predict(3, 6, 64, 64, 4.0, 0.0, False, 0.6,
-                                *_arguments(app, prompt="a red cube", renderer="classic"), api_name="/generate")
+    status, *_ = client.predict(
+        3,
+        6,
+        64,
+        64,
+        4.0,
+        0.0,
+        False,
+        0.6,
+        *_arguments(app, prompt="a red cube", renderer="classic"),
+        api_name="/generate",
+    )
     assert "“Text only” needs the diffusion renderer" in _error(status)
 
 
 # ------------------------------------------------------------------ issue 20: the web page
+
 
 def test_the_choices_the_page_offers_are_the_config_literals():
     import typing
@@ -364,8 +474,11 @@ def test_a_run_shows_its_progress_in_one_place_only(server):
     app, _ = server
     page = app.rerender_page
     runs = [page.buttons[stage]._id for stage in page.buttons] + [page.animate_button._id, page.generate_button._id]
-    dependencies = [dependency for dependency in app.config["dependencies"]
-                    if any(target[0] in runs for target in dependency["targets"])]
+    dependencies = [
+        dependency
+        for dependency in app.config["dependencies"]
+        if any(target[0] in runs for target in dependency["targets"])
+    ]
     assert len(dependencies) == len(runs)
     for dependency in dependencies:  # not on the anchor, the gallery and the videos: on the progress display
         assert dependency["show_progress_on"] == [page.progress._id]
@@ -385,8 +498,15 @@ def test_the_still_mode_works_with_the_values_it_shows(server, tmp_path):
     client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
     shown = [page.still_seconds.value, page.still_fps.value]
     assert shown == [4.0, 25.0]
-    status, *_ = client.predict(handle_file(str(tmp_path / "still.png")), motion, amount, 0.4, 10,
-                                *_arguments(app, keyframes__keyframe_interval=4), api_name="/animate")
+    status, *_ = client.predict(
+        handle_file(str(tmp_path / "still.png")),
+        motion,
+        amount,
+        0.4,
+        10,
+        *_arguments(app, keyframes__keyframe_interval=4),
+        api_name="/animate",
+    )
     assert status.startswith(f"Done: 4 frames from the still ({motion})"), status
     # the field follows the move: each move's own default, which the library accepts
     from rerender.ui.runs import PageHandlers

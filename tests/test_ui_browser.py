@@ -17,12 +17,23 @@ pytest.importorskip("gradio")
 selenium = pytest.importorskip("selenium")
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = next((path for path in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser")) if path and Path(path).is_file()), None)
-DRIVER = next((path for path in (shutil.which("chromedriver"), "/usr/bin/chromedriver") if path and Path(path).is_file()), None)
+CHROMIUM = next(
+    (
+        path
+        for path in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
+        if path and Path(path).is_file()
+    ),
+    None,
+)
+DRIVER = next(
+    (path for path in (shutil.which("chromedriver"), "/usr/bin/chromedriver") if path and Path(path).is_file()), None
+)
 pytestmark = [
     pytest.mark.ui,
-    pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                       reason="Chromium is not installed (apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="Chromium is not installed (apt-get install chromium chromium-driver)",
+    ),
 ]
 
 
@@ -32,7 +43,9 @@ def page_url():
     from rerender.ui import launch
 
     # The bundled clip in full (100 frames) at a small size, so "Run all" takes seconds on a CPU.
-    defaults = apply_overrides(load_config(REPO / "configs" / "tiny.yaml"), {"video.resolution": 128, "keyframe_interval": 25})
+    defaults = apply_overrides(
+        load_config(REPO / "configs" / "tiny.yaml"), {"video.resolution": 128, "keyframe_interval": 25}
+    )
     app, url = launch(port=None, defaults=defaults, clip_model="")
     yield url
     app.close()
@@ -45,8 +58,14 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000",
-                     "--autoplay-policy=no-user-gesture-required"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(argument)
     options.page_load_strategy = "eager"  # never wait for every asset (nothing may wait on the network)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -68,6 +87,7 @@ def test_run_all_in_a_real_browser(page_url, browser):
     upload = wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "#rr-input input[type=file]")))
     upload.send_keys(str(DEMO_VIDEO))
     wait.until(lambda driver: "100 (4.00 s)" in driver.find_element(By.ID, "rr-summary").text)
+
     # the modes: each shows its own run button (the still → rerender.animate, text only → rerender.generate)
     def shown(driver, xpath):  # a hidden row may leave the DOM: look it up afresh each time
         return any(element.is_displayed() for element in driver.find_elements(By.XPATH, xpath))
@@ -75,7 +95,7 @@ def test_run_all_in_a_real_browser(page_url, browser):
     run_all = "//button[normalize-space()='Run all']"
     for mode, button in (("Still image", "rr-animate"), ("Text only", "rr-generate")):
         browser.find_element(By.XPATH, f"//button[@role='tab' and normalize-space()='{mode}']").click()
-        wait.until(lambda driver: shown(driver, f"//*[@id='{button}']") and not shown(driver, run_all))
+        wait.until(lambda driver: shown(driver, f"//*[@id='{button}']") and not shown(driver, run_all))  # noqa: B023
         if mode == "Still image":  # the amount it shows is the one it sends, and a valid one: zoom-in's 0.25
             amount = browser.find_element(By.CSS_SELECTOR, "#rr-still-amount input")
             assert float(amount.get_attribute("value")) == 0.25
@@ -92,6 +112,7 @@ def test_run_all_in_a_real_browser(page_url, browser):
     prompt.send_keys(Keys.CONTROL, "a")
     prompt.send_keys(Keys.DELETE)  # as a user empties it (clear() fires no input event)
     browser.find_element(By.XPATH, "//button[normalize-space()='First keyframe']").click()
+
     def status_text(driver) -> str:  # the words of the status area (the option's name is set as code)
         return " ".join(driver.find_element(By.ID, "rr-status").text.split())
 
@@ -100,26 +121,32 @@ def test_run_all_in_a_real_browser(page_url, browser):
     status = status_text(browser)
     assert status.startswith("Error:") and "prompt is empty" in status, status
     assert not browser.execute_script(  # no "Error" badges left on the outputs
-        "return [...document.querySelectorAll('.error')].filter(e => e.offsetParent !== null).map(e => e.textContent)")
+        "return [...document.querySelectorAll('.error')].filter(e => e.offsetParent !== null).map(e => e.textContent)"
+    )
 
     prompt.send_keys("a watercolour painting, soft pastel colours")
     browser.find_element(By.XPATH, "//button[normalize-space()='Run all']").click()
     trackers: set = set()  # where a progress display appears while the run goes on
 
     def finished(driver):
-        trackers.update(driver.execute_script(
-            "return [...document.querySelectorAll('.progress-text, .eta-bar')].filter(e => e.offsetParent !== null)"
-            ".map(e => e.closest('[id]') ? e.closest('[id]').id : '?')"))
+        trackers.update(
+            driver.execute_script(
+                "return [...document.querySelectorAll('.progress-text, .eta-bar')].filter(e => e.offsetParent !== null)"
+                ".map(e => e.closest('[id]') ? e.closest('[id]').id : '?')"
+            )
+        )
         return driver.execute_script(
             "const v = document.querySelector('#rr-result video');"
-            "return v && v.readyState >= 1 && isFinite(v.duration) ? v.duration : null;")
+            "return v && v.readyState >= 1 && isFinite(v.duration) ? v.duration : null;"
+        )
 
     duration = WebDriverWait(browser, 240, poll_frequency=0.2).until(finished)
     assert trackers == {"rr-progress"}, trackers  # one progress display: never over the keyframes or the video
     source = probe_video(DEMO_VIDEO).duration
     assert abs(duration - source) < 0.15, (duration, source)
     WebDriverWait(browser, 120).until(  # the figures come after the video, with their own progress
-        lambda driver: "Computing the figures" not in driver.find_element(By.ID, "rr-status").text)
+        lambda driver: "Computing the figures" not in driver.find_element(By.ID, "rr-status").text
+    )
     assert "Done: 100 frames" in browser.find_element(By.ID, "rr-status").text
 
     # Nothing on the page came from elsewhere (fonts, scripts, analytics): it works offline.

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import re
-import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import pytest
 from rerender.errors import InputNotFoundError, OutputPathError, VideoReadError
 from rerender.synthetic import make_synthetic_video
 from rerender.video import (
+    VideoInfo,
+    VideoWriter,
     compute_output_size,
     crop_frame,
     list_image_files,
@@ -28,11 +29,15 @@ from rerender.video import (
     write_image,
     write_png_sequence,
     write_video,
-    VideoInfo,
-    VideoWriter,
 )
 
-REAL_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "pexels-cottonbro-studio-6649832-960x506-25fps.mp4"
+REAL_CLIP = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "videos"
+    / "pexels-cottonbro-studio-6649832-960x506-25fps.mp4"
+)
 
 
 def _audio_duration(path: Path) -> float:
@@ -93,7 +98,9 @@ def test_probe_synthetic_clip(synthetic_clip):
 
 
 def test_read_selection_streams_cropped_resized_frames(synthetic_clip):
-    frames = read_frames(synthetic_clip, start=2, end=17, stride=5, crop=(8, 0, 8, 16), resolution=64, size_multiple=16)
+    frames = read_frames(
+        synthetic_clip, start=2, end=17, stride=5, crop=(8, 0, 8, 16), resolution=64, size_multiple=16
+    )
     assert not isinstance(frames, list)  # a generator: frames decode one at a time
     frames = list(frames)
     assert len(frames) == 3  # 2, 7, 12
@@ -135,7 +142,10 @@ def _encode(path: Path, codec: str, rate, frames, pix_fmt: str = "yuv420p") -> N
             container.mux(packet)
 
 
-@pytest.mark.parametrize("suffix, codec", [(".mkv", "libx264"), (".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mov", "libx264"), (".gif", "gif")])
+@pytest.mark.parametrize(
+    "suffix, codec",
+    [(".mkv", "libx264"), (".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mov", "libx264"), (".gif", "gif")],
+)
 def test_reads_other_containers(tmp_path, suffix, codec):
     video = make_synthetic_video(num_frames=6, width=64, height=48, motion="translation")
     path = tmp_path / f"clip{suffix}"
@@ -158,11 +168,18 @@ def test_untimed_and_offset_streams(tmp_path, suffix, codec):
     assert [int(round(frame.mean() / 20)) for frame in read_frames(path)] == list(range(10))
 
 
-@pytest.mark.parametrize("suffix, fps", [(".mkv", 30), (".webm", Fraction(30000, 1001)), (".mkv", Fraction(24000, 1001))])
+@pytest.mark.parametrize(
+    "suffix, fps", [(".mkv", 30), (".webm", Fraction(30000, 1001)), (".mkv", Fraction(24000, 1001))]
+)
 def test_millisecond_clocks_give_the_exact_nominal_rate(tmp_path, suffix, fps):
     # MKV/WebM store times in ms: 30 fps becomes gaps of 33 and 34 ms, which must still read as 30.
     path = tmp_path / f"clip{suffix}"
-    _encode(path, "libvpx" if suffix == ".webm" else "libx264", fps, [np.full((32, 32, 3), 8 * index, np.uint8) for index in range(30)])
+    _encode(
+        path,
+        "libvpx" if suffix == ".webm" else "libx264",
+        fps,
+        [np.full((32, 32, 3), 8 * index, np.uint8) for index in range(30)],
+    )
     info = probe_video(path)
     assert info.fps == fps and not info.variable_frame_rate and info.frame_count == 30
 
@@ -250,13 +267,17 @@ def test_audio_that_cannot_be_copied_is_reencoded(tmp_path):
         video_stream.width, video_stream.height, video_stream.pix_fmt = 64, 48, "yuv420p"
         audio_stream = container.add_stream("pcm_s16le", rate=rate)
         for index in range(10):
-            for packet in video_stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 20, np.uint8), format="rgb24")):
+            for packet in video_stream.encode(
+                av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 20, np.uint8), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in video_stream.encode():
             container.mux(packet)
         samples = (np.sin(np.arange(rate) / rate * 2 * np.pi * 440) * 10000).astype(np.int16)[None]
         for offset in range(0, rate, 1600):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, offset : offset + 1600]), format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, offset : offset + 1600]), format="s16", layout="mono"
+            )
             frame.sample_rate, frame.pts, frame.time_base = rate, offset, Fraction(1, rate)
             for packet in audio_stream.encode(frame):
                 container.mux(packet)
@@ -389,7 +410,9 @@ def test_output_path_errors(tmp_path, synthetic_clip, monkeypatch):
     try:
         if os.access(readonly, os.W_OK):  # root writes anywhere: simulate a read-only folder
             real_access = os.access
-            monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == readonly else real_access(path, mode))
+            monkeypatch.setattr(
+                os, "access", lambda path, mode: False if Path(path) == readonly else real_access(path, mode)
+            )
         with pytest.raises(OutputPathError, match="not writable"):
             write_video(frames, readonly / "out.mp4", fps=10)
     finally:
@@ -441,6 +464,8 @@ def test_write_png_sequence_refuses_a_file(tmp_path):
     with pytest.raises(OutputPathError, match="not a folder"):
         write_png_sequence([np.zeros((4, 4, 3), np.uint8)], target)
     assert target.read_bytes() == b"keep"
+
+
 # ---------------------------------------------------------------------------------------------- real-world footage
 # Files written the way phones, screen recorders and trimming tools write them, with a known answer.
 
@@ -508,8 +533,22 @@ def test_display_matrix_matches_ffmpeg_autorotate(tmp_path, name):
     path = tmp_path / "phone.mp4"
     _write_oriented(path, ORIENTATIONS[name][0])
     png = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"],
-        capture_output=True, check=True,
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "image2pipe",
+            "-vcodec",
+            "png",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
     ).stdout
     reference = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     ours = next(read_frames(path))
@@ -540,14 +579,18 @@ def _write_timed_clip(
         audio.codec_context.layout = "mono"
         frames = []
         for index, time in enumerate(video_times):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 255 if index == flash_index else 60, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full((32, 32, 3), 255 if index == flash_index else 60, np.uint8), format="rgb24"
+            )
             frame.pts, frame.time_base = int(round(time * 90000)), time_base
             frames.append(frame)
         first, last = audio_span
         total = int(round((last - first) * AUDIO_RATE))
         samples = np.zeros(total, np.float32)
         onset = int(round((beep_time - first) * AUDIO_RATE))
-        samples[onset : onset + AUDIO_RATE // 10] = 0.5 * np.sin(2 * np.pi * BEEP_HZ * np.arange(AUDIO_RATE // 10) / AUDIO_RATE)
+        samples[onset : onset + AUDIO_RATE // 10] = 0.5 * np.sin(
+            2 * np.pi * BEEP_HZ * np.arange(AUDIO_RATE // 10) / AUDIO_RATE
+        )
         audio_frames = []
         frame_size = audio.codec_context.frame_size or 1024
         sample_format = "fltp" if audio_codec == "aac" else "s16"
@@ -589,8 +632,12 @@ def _translate_like(source: Path, output: Path, start: int = 0, end: int | None 
     """What `translate` does with timing: the selected frames, their times, audio from the first one's time."""
     info = probe_video(source)
     write_video(
-        read_frames(source, start=start, end=end, stride=stride, info=info), output, fps=info.fps / stride, audio_from=source,
-        audio_start=info.start_time(start), timestamps=info.output_times(start, end, stride),
+        read_frames(source, start=start, end=end, stride=stride, info=info),
+        output,
+        fps=info.fps / stride,
+        audio_from=source,
+        audio_start=info.start_time(start),
+        timestamps=info.output_times(start, end, stride),
     )
     return info
 
@@ -605,7 +652,9 @@ def _translate_like(source: Path, output: Path, start: int = 0, end: int | None 
     ],
 )
 @pytest.mark.parametrize("start, stride", [(0, 1), (4, 2)])
-def test_beep_stays_with_flash_whatever_the_clocks(tmp_path, suffix, video_start, audio_start, audio_codec, start, stride):
+def test_beep_stays_with_flash_whatever_the_clocks(
+    tmp_path, suffix, video_start, audio_start, audio_codec, start, stride
+):
     fps, flash = 25, 14
     times = [video_start + index / fps for index in range(24)]
     source = tmp_path / f"clip{suffix}"
@@ -727,12 +776,16 @@ def test_cover_picture_and_thumbnail_track_are_not_read(tmp_path, suffix):
             thumbnail.disposition = av.stream.Disposition.attached_pic
         main = container.add_stream("libx264", rate=25)
         main.width, main.height, main.pix_fmt = 48, 32, "yuv420p"
-        for packet in thumbnail.encode(av.VideoFrame.from_ndarray(np.full((96, 96, 3), 250, np.uint8), format="rgb24")):
+        for packet in thumbnail.encode(
+            av.VideoFrame.from_ndarray(np.full((96, 96, 3), 250, np.uint8), format="rgb24")
+        ):
             container.mux(packet)
         for packet in thumbnail.encode():
             container.mux(packet)
         for index in range(10):
-            for packet in main.encode(av.VideoFrame.from_ndarray(np.full((32, 48, 3), 20 * index, np.uint8), format="rgb24")):
+            for packet in main.encode(
+                av.VideoFrame.from_ndarray(np.full((32, 48, 3), 20 * index, np.uint8), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in main.encode():
             container.mux(packet)
@@ -820,7 +873,9 @@ def test_writer_keeps_given_times_and_survives_duplicates(tmp_path):
     write_video(frames, path, fps=30, timestamps=[0.0, 0.5, 0.5, 2.0])  # a duplicate, as broken files have
     with av.open(str(path)) as container:
         times = [frame.time for frame in container.decode(video=0)]
-    assert times[0] == 0 and times[1] == pytest.approx(0.5) and 0.5 < times[2] < 0.501 and times[3] == pytest.approx(2.0)
+    assert (
+        times[0] == 0 and times[1] == pytest.approx(0.5) and 0.5 < times[2] < 0.501 and times[3] == pytest.approx(2.0)
+    )
     with pytest.raises(ValueError, match="`timestamps` holds 2 times"):
         write_video(frames, tmp_path / "short.mp4", fps=30, timestamps=[0.0, 0.1])
     with pytest.raises(ValueError, match="`time` must be a finite number"):
@@ -966,7 +1021,9 @@ def _beep_onset(path: Path) -> float:
     raise AssertionError("no beep")
 
 
-FAST_TRANSLATE = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+FAST_TRANSLATE = dict(
+    resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast"
+)
 
 
 def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
@@ -977,7 +1034,15 @@ def test_translate_keeps_frame_times_and_audio_sync(tmp_path):
     source = tmp_path / "recording.mp4"
     _write_timed_clip(source, times, 9, times[9], (0.0, times[-1] + 0.2), fps=30)
     output = tmp_path / "styled 2024-11-14T22:58:00.mp4"  # a ':' in the name must not fail after the work
-    result = translate(source, "a cartoon", K=6, output=output, renderer=ClassicRenderer("a cartoon"), progress=False, **FAST_TRANSLATE)
+    result = translate(
+        source,
+        "a cartoon",
+        K=6,
+        output=output,
+        renderer=ClassicRenderer("a cartoon"),
+        progress=False,
+        **FAST_TRANSLATE,
+    )
     assert result.frame_count == 12
     np.testing.assert_allclose(_presented_times(output), [time - times[0] for time in times], atol=1e-3)
     assert abs(_beep_onset(output) - (times[9] - times[0])) < 1 / 30
@@ -990,7 +1055,15 @@ def test_translate_writes_the_frames_an_edit_list_presents(tmp_path):
     trimmed = tmp_path / "trimmed.mp4"
     _write_edit_listed(trimmed)
     output = tmp_path / "out.mp4"
-    result = translate(trimmed, "a cartoon", K=8, output=output, renderer=ClassicRenderer("a cartoon"), progress=False, **FAST_TRANSLATE)
+    result = translate(
+        trimmed,
+        "a cartoon",
+        K=8,
+        output=output,
+        renderer=ClassicRenderer("a cartoon"),
+        progress=False,
+        **FAST_TRANSLATE,
+    )
     assert result.frame_count == 28 and probe_video(output).frame_count == 28
 
 

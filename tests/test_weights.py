@@ -23,27 +23,56 @@ from rerender.weights import fetch_commands, missing_weights, select_files, weig
 from tests.fake_hub import COMMIT, FakeHub
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+FAST = dict(
+    resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast"
+)
 
 SD15_FILES = [
-    ".gitattributes", "README.md", "model_index.json", "v1-5-pruned.ckpt", "v1-5-pruned.safetensors",
-    "v1-5-pruned-emaonly.safetensors", "v1-inference.yaml",
+    ".gitattributes",
+    "README.md",
+    "model_index.json",
+    "v1-5-pruned.ckpt",
+    "v1-5-pruned.safetensors",
+    "v1-5-pruned-emaonly.safetensors",
+    "v1-inference.yaml",
     "feature_extractor/preprocessor_config.json",
-    "safety_checker/config.json", "safety_checker/model.safetensors", "safety_checker/model.fp16.safetensors",
+    "safety_checker/config.json",
+    "safety_checker/model.safetensors",
+    "safety_checker/model.fp16.safetensors",
     "safety_checker/pytorch_model.bin",
     "scheduler/scheduler_config.json",
-    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
-    "text_encoder/pytorch_model.bin", "text_encoder/flax_model.msgpack",
-    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-    "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-    "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.non_ema.safetensors",
-    "unet/diffusion_pytorch_model.non_ema.bin", "unet/diffusion_flax_model.msgpack",
-    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder/pytorch_model.bin",
+    "text_encoder/flax_model.msgpack",
+    "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/vocab.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.bin",
+    "unet/diffusion_pytorch_model.non_ema.safetensors",
+    "unet/diffusion_pytorch_model.non_ema.bin",
+    "unet/diffusion_flax_model.msgpack",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.fp16.safetensors",
     "vae/diffusion_pytorch_model.bin",
 ]
-CONFIGS = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "tokenizer/merges.txt",
-           "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-           "unet/config.json", "vae/config.json"]
+CONFIGS = [
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/vocab.json",
+    "unet/config.json",
+    "vae/config.json",
+]
 
 
 # ------------------------------------------------------------------------------------ which files are fetched
@@ -51,20 +80,38 @@ CONFIGS = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/
 
 def test_select_files_full_precision_keeps_one_safetensors_per_component():
     fetched, skipped = select_files(SD15_FILES, half_precision=False)
-    assert fetched == sorted(CONFIGS + ["text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
-                                        "vae/diffusion_pytorch_model.safetensors"])
+    assert fetched == sorted(
+        CONFIGS
+        + [
+            "text_encoder/model.safetensors",
+            "unet/diffusion_pytorch_model.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ]
+    )
     assert sorted(fetched + skipped) == sorted(SD15_FILES)
-    for never in ("safety_checker/model.safetensors", "feature_extractor/preprocessor_config.json", "v1-5-pruned.ckpt",
-                  "v1-5-pruned-emaonly.safetensors", "unet/diffusion_pytorch_model.bin",
-                  "unet/diffusion_pytorch_model.non_ema.safetensors", "text_encoder/flax_model.msgpack",
-                  "unet/diffusion_pytorch_model.fp16.safetensors"):
+    for never in (
+        "safety_checker/model.safetensors",
+        "feature_extractor/preprocessor_config.json",
+        "v1-5-pruned.ckpt",
+        "v1-5-pruned-emaonly.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.non_ema.safetensors",
+        "text_encoder/flax_model.msgpack",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+    ):
         assert never in skipped
 
 
 def test_select_files_half_precision_takes_the_fp16_variants_only():
     fetched, skipped = select_files(SD15_FILES, half_precision=True)
-    assert fetched == sorted(CONFIGS + ["text_encoder/model.fp16.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-                                        "vae/diffusion_pytorch_model.fp16.safetensors"])
+    assert fetched == sorted(
+        CONFIGS
+        + [
+            "text_encoder/model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+        ]
+    )
     assert "unet/diffusion_pytorch_model.safetensors" in skipped
 
 
@@ -73,14 +120,30 @@ def test_select_files_for_a_separate_vae_skips_the_models_own_and_bin_only_repos
     assert not [name for name in fetched if name.startswith("vae/")]
     controlnet = ["README.md", ".gitattributes", "config.json", "diffusion_pytorch_model.bin"]
     assert select_files(controlnet, half_precision=True) == (
-        ["config.json", "diffusion_pytorch_model.bin"], [".gitattributes", "README.md"])
-    lineart = ["config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-               "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"]
+        ["config.json", "diffusion_pytorch_model.bin"],
+        [".gitattributes", "README.md"],
+    )
+    lineart = [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.bin",
+        "diffusion_pytorch_model.fp16.bin",
+    ]
     assert select_files(lineart, half_precision=True)[0] == ["config.json", "diffusion_pytorch_model.fp16.safetensors"]
-    sharded = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-               "model.safetensors.index.json", "pytorch_model-00001-of-00002.bin"]
-    assert select_files(sharded)[0] == ["config.json", "model-00001-of-00002.safetensors",
-                                        "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    sharded = [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model-00001-of-00002.bin",
+    ]
+    assert select_files(sharded)[0] == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ]
 
 
 # ------------------------------------------------------------------------------------ a fake hub cache
@@ -109,8 +172,12 @@ def hub_cache(tmp_path, monkeypatch):
 
 def _cache_defaults(cache: Path) -> None:
     base = ModelConfig().base_model
-    for name in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                 "text_encoder/model.safetensors"):
+    for name in (
+        "model_index.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ):
         _cache_file(cache, base, name)
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         _cache_file(cache, ControlConfig().resolved_model, name)
@@ -119,7 +186,9 @@ def _cache_defaults(cache: Path) -> None:
 def test_missing_weights_offline_lists_what_is_not_cached(hub_cache):
     config = RerenderConfig()
     assert [(s.role, s.location) for s in missing_weights(config)] == [
-        ("base model (SD 1.5)", "stable-diffusion-v1-5/stable-diffusion-v1-5"), ("ControlNet (canny)", "lllyasviel/sd-controlnet-canny")]
+        ("base model (SD 1.5)", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+        ("ControlNet (canny)", "lllyasviel/sd-controlnet-canny"),
+    ]
     _cache_file(hub_cache, config.model.base_model, "model_index.json")  # a config alone is not the weights
     assert len(missing_weights(config)) == 2
     _cache_defaults(hub_cache)
@@ -140,12 +209,16 @@ def test_the_translation_model_and_the_ip_adapter_are_reported_with_their_fetch_
     sources, unresolved = extra_sources(config)
     assert [(s.role, s.key, s.location, s.present) for s in sources] == [
         ("translation model (ko)", "prompt.translation_model", "Helsinki-NLP/opus-mt-ko-en", False),
-        ("IP-Adapter", "model.ip_adapter", "h94/IP-Adapter", False)] and unresolved == []
+        ("IP-Adapter", "model.ip_adapter", "h94/IP-Adapter", False),
+    ] and unresolved == []
     report = model_report(config)
     assert [item["role"] for item in report["sources"]][-2:] == ["translation model (ko)", "IP-Adapter"]
     assert report["translate"] == "diffusion"  # the keyframe models are here; the extras are checked when used
     assert report["fetch"][0] == "rerender download --prompt-language ko --style-image 'my style.png'"
-    assert 'hf download h94/IP-Adapter --include "models/ip-adapter_sd15.safetensors" "models/image_encoder/*"' in report["fetch"]
+    assert (
+        'hf download h94/IP-Adapter --include "models/ip-adapter_sd15.safetensors" "models/image_encoder/*"'
+        in report["fetch"]
+    )
     _cache_file(hub_cache, "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors")
     assert [s.present for s in extra_sources(config)[0]] == [False, True]
     # English needs no translator, unless one is named
@@ -167,7 +240,10 @@ def test_on_a_connected_machine_nothing_is_missing(hub_cache, monkeypatch):
 def test_a_local_folder_needs_nothing_from_the_hub(hub_cache, tiny_pipeline_dir):
     config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)))
     sources = weight_sources(config, include_flow=False)
-    assert [(s.role, s.is_hub, s.present) for s in sources] == [("base model (SD 1.5)", False, True), ("ControlNet (canny)", False, True)]
+    assert [(s.role, s.is_hub, s.present) for s in sources] == [
+        ("base model (SD 1.5)", False, True),
+        ("ControlNet (canny)", False, True),
+    ]
     assert missing_weights(config) == []
 
 
@@ -187,20 +263,48 @@ def test_library_default_raises_with_what_where_and_how(hub_cache, synthetic_cli
 
 
 def test_classic_when_asked_and_auto_falls_back_with_a_warning(hub_cache, synthetic_clip, tmp_path, caplog):
-    classic = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="classic",
-                                 workspace=tmp_path / "a", progress=False, **FAST)
+    classic = rerender.translate(
+        synthetic_clip,
+        "a cartoon",
+        K=8,
+        output=None,
+        stage="first",
+        renderer="classic",
+        workspace=tmp_path / "a",
+        progress=False,
+        **FAST,
+    )
     assert classic.renderer == "classic"
     with caplog.at_level(logging.WARNING, logger="rerender.workflow.renderers"):
-        auto = rerender.translate(synthetic_clip, "a cartoon", K=8, output=None, stage="first", renderer="auto",
-                                  workspace=tmp_path / "b", progress=False, **FAST)
+        auto = rerender.translate(
+            synthetic_clip,
+            "a cartoon",
+            K=8,
+            output=None,
+            stage="first",
+            renderer="auto",
+            workspace=tmp_path / "b",
+            progress=False,
+            **FAST,
+        )
     assert auto.renderer == "classic"
     assert "classic stylizer" in caplog.text and "rerender download" in caplog.text
 
 
 def test_auto_runs_diffusion_when_the_weights_are_there(hub_cache, synthetic_clip, tmp_path, tiny_pipeline_dir):
     result = rerender.translate(
-        synthetic_clip, "a cat", K=10, output=None, stage="first", renderer="auto", workspace=tmp_path / "w",
-        progress=False, base_model=str(tiny_pipeline_dir), num_inference_steps=2, device="cpu", **FAST,
+        synthetic_clip,
+        "a cat",
+        K=10,
+        output=None,
+        stage="first",
+        renderer="auto",
+        workspace=tmp_path / "w",
+        progress=False,
+        base_model=str(tiny_pipeline_dir),
+        num_inference_steps=2,
+        device="cpu",
+        **FAST,
     )
     assert result.renderer == "diffusion"
 
@@ -209,11 +313,38 @@ def test_cli_renderer_option(hub_cache, synthetic_clip, tmp_path, capsys):
     from rerender.cli import main
 
     sets = [f"--set={key}={value}" for key, value in FAST.items()]
-    code = main(["translate", str(synthetic_clip), "-p", "x", "-o", str(tmp_path / "o.mp4"), "-q", "--renderer", "diffusion", *sets])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "x",
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "-q",
+            "--renderer",
+            "diffusion",
+            *sets,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "rerender download" in err and "Traceback" not in err
-    code = main(["translate", str(synthetic_clip), "-p", "x", "-o", str(tmp_path / "c.mp4"), "-q", "--stage", "first",
-                 "--set", "renderer=classic", *sets])
+    code = main(
+        [
+            "translate",
+            str(synthetic_clip),
+            "-p",
+            "x",
+            "-o",
+            str(tmp_path / "c.mp4"),
+            "-q",
+            "--stage",
+            "first",
+            "--set",
+            "renderer=classic",
+            *sets,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and "keyframes (classic)" in out and "classic stylizer instead" not in err  # asked: no warning
 
@@ -239,25 +370,51 @@ def test_the_default_vae_is_the_models_own(tiny_pipeline_dir):
 
 
 def _fake_repositories(tiny_pipeline_dir: Path) -> dict[str, dict[str, bytes]]:
-    sd = {str(path.relative_to(tiny_pipeline_dir)): path.read_bytes()
-          for path in tiny_pipeline_dir.rglob("*") if path.is_file() and not path.name.startswith("_")}
-    controlnet = {name.removeprefix("controlnet/"): data for name, data in sd.items() if name.startswith("controlnet/")}
+    sd = {
+        str(path.relative_to(tiny_pipeline_dir)): path.read_bytes()
+        for path in tiny_pipeline_dir.rglob("*")
+        if path.is_file() and not path.name.startswith("_")
+    }
+    controlnet = {
+        name.removeprefix("controlnet/"): data for name, data in sd.items() if name.startswith("controlnet/")
+    }
     sd = {name: data for name, data in sd.items() if not name.startswith(("controlnet/", "_"))}
-    sd.update({"safety_checker/model.safetensors": b"never", "v1-5-pruned.ckpt": b"never either",
-               "unet/diffusion_pytorch_model.bin": b"duplicate", "README.md": b"# fake"})
+    sd.update(
+        {
+            "safety_checker/model.safetensors": b"never",
+            "v1-5-pruned.ckpt": b"never either",
+            "unet/diffusion_pytorch_model.bin": b"duplicate",
+            "README.md": b"# fake",
+        }
+    )
     controlnet["diffusion_pytorch_model.bin"] = b"duplicate"
-    return {"fake/tiny-sd": sd, "lllyasviel/sd-controlnet-canny": controlnet,
-            "PKUWilliamYang/Rerender": {"models/gmflow_sintel-0c07dcb3.pth": b"gmflow", "models/other.pth": b"unused"}}
+    return {
+        "fake/tiny-sd": sd,
+        "lllyasviel/sd-controlnet-canny": controlnet,
+        "PKUWilliamYang/Rerender": {"models/gmflow_sintel-0c07dcb3.pth": b"gmflow", "models/other.pth": b"unused"},
+    }
 
 
 def _run(args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rerender.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rerender.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home),
-            "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HOME": str(home),
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def _folder_files(folder: Path) -> dict[str, bytes]:
@@ -272,12 +429,22 @@ def extras(tiny_pipeline_dir, tmp_path_factory) -> dict[str, Path]:
     from tests.tiny_models import save_tiny_ip_adapter, save_tiny_translator
 
     unet = UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
-    return {"translator": save_tiny_translator(tmp_path_factory.mktemp("marian")),
-            "adapter": save_tiny_ip_adapter(tmp_path_factory.mktemp("adapter"), unet)}
+    return {
+        "translator": save_tiny_translator(tmp_path_factory.mktemp("marian")),
+        "adapter": save_tiny_ip_adapter(tmp_path_factory.mktemp("adapter"), unet),
+    }
 
 
-EXTRA_OPTIONS = ["--prompt-language", "vi", "--translation-model", "fake/tiny-marian", "--style-image", "style.png",
-                 "--set", "ip_adapter=fake/tiny-ip-adapter"]
+EXTRA_OPTIONS = [
+    "--prompt-language",
+    "vi",
+    "--translation-model",
+    "fake/tiny-marian",
+    "--style-image",
+    "style.png",
+    "--set",
+    "ip_adapter=fake/tiny-ip-adapter",
+]
 
 
 @pytest.fixture(scope="module")
@@ -286,11 +453,20 @@ def downloaded(tiny_pipeline_dir, tmp_path_factory, extras):
     (hub, HF_HOME, dry-run output)."""
     home = tmp_path_factory.mktemp("hf")
     repositories = _fake_repositories(tiny_pipeline_dir)
-    repositories["fake/tiny-marian"] = {**_folder_files(extras["translator"]), "pytorch_model.bin": b"pickle",
-                                        "tf_model.h5": b"tf", "README.md": b"# fake", ".gitattributes": b""}
-    repositories["fake/tiny-ip-adapter"] = {**_folder_files(extras["adapter"]), "models/image_encoder/pytorch_model.bin": b"pickle",
-                                            "models/ip-adapter-plus_sd15.safetensors": b"other",
-                                            "sdxl_models/ip-adapter_sdxl.safetensors": b"sdxl", "README.md": b"# fake"}
+    repositories["fake/tiny-marian"] = {
+        **_folder_files(extras["translator"]),
+        "pytorch_model.bin": b"pickle",
+        "tf_model.h5": b"tf",
+        "README.md": b"# fake",
+        ".gitattributes": b"",
+    }
+    repositories["fake/tiny-ip-adapter"] = {
+        **_folder_files(extras["adapter"]),
+        "models/image_encoder/pytorch_model.bin": b"pickle",
+        "models/ip-adapter-plus_sd15.safetensors": b"other",
+        "sdxl_models/ip-adapter_sdxl.safetensors": b"sdxl",
+        "README.md": b"# fake",
+    }
     with FakeHub(repositories) as hub:
         env = _hub_env(hub, home)
         dry = _run(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32", *EXTRA_OPTIONS], env)
@@ -308,33 +484,46 @@ def test_download_fetches_only_the_files_rerender_reads(downloaded, tiny_pipelin
     assert ("fake/tiny-sd", "unet/diffusion_pytorch_model.safetensors") in fetched
     assert ("lllyasviel/sd-controlnet-canny", "diffusion_pytorch_model.safetensors") in fetched
     assert ("PKUWilliamYang/Rerender", "models/gmflow_sintel-0c07dcb3.pth") in fetched
-    for never in (("fake/tiny-sd", "safety_checker/model.safetensors"), ("fake/tiny-sd", "v1-5-pruned.ckpt"),
-                  ("fake/tiny-sd", "unet/diffusion_pytorch_model.bin"), ("fake/tiny-sd", "README.md"),
-                  ("lllyasviel/sd-controlnet-canny", "diffusion_pytorch_model.bin"), ("PKUWilliamYang/Rerender", "models/other.pth")):
+    for never in (
+        ("fake/tiny-sd", "safety_checker/model.safetensors"),
+        ("fake/tiny-sd", "v1-5-pruned.ckpt"),
+        ("fake/tiny-sd", "unet/diffusion_pytorch_model.bin"),
+        ("fake/tiny-sd", "README.md"),
+        ("lllyasviel/sd-controlnet-canny", "diffusion_pytorch_model.bin"),
+        ("PKUWilliamYang/Rerender", "models/other.pth"),
+    ):
         assert never not in fetched
     snapshot = home / "hub" / "models--fake--tiny-sd" / "snapshots" / COMMIT
-    assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == \
-        (tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert (snapshot / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == (
+        tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"
+    ).read_bytes()
     assert not (snapshot / "safety_checker").exists()
 
 
 def test_download_fetches_the_translation_model_and_the_ip_adapter_that_load(downloaded, extras, tiny_pipeline_dir):
     from rerender.diffusion.ip_adapter import install_ip_adapter
-    from rerender.languages import Seq2SeqTranslator
     from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.languages import Seq2SeqTranslator
 
     hub, home, listing = downloaded
     assert "translation model (vi): fake/tiny-marian" in listing and "IP-Adapter: fake/tiny-ip-adapter" in listing
     assert "skip  pytorch_model.bin" in listing and "fetch models/image_encoder/model.safetensors" in listing
     fetched = {(repo, name) for repo, name in hub.downloaded if repo in ("fake/tiny-marian", "fake/tiny-ip-adapter")}
     assert fetched == {("fake/tiny-marian", name) for name in _folder_files(extras["translator"])} | {
-        ("fake/tiny-ip-adapter", name) for name in _folder_files(extras["adapter"])}
+        ("fake/tiny-ip-adapter", name) for name in _folder_files(extras["adapter"])
+    }
     # what was fetched is enough to load them, and gives the same results as the originals
     marian = home / "hub" / "models--fake--tiny-marian" / "snapshots" / COMMIT
-    assert Seq2SeqTranslator(str(marian))("một con mèo", "vi") == Seq2SeqTranslator(str(extras["translator"]))("một con mèo", "vi")
+    assert Seq2SeqTranslator(str(marian))("một con mèo", "vi") == Seq2SeqTranslator(str(extras["translator"]))(
+        "một con mèo", "vi"
+    )
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
-    install_ip_adapter(pipeline, str(home / "hub" / "models--fake--tiny-ip-adapter" / "snapshots" / COMMIT),
-                       "models/ip-adapter_sd15.safetensors", 0.5)
+    install_ip_adapter(
+        pipeline,
+        str(home / "hub" / "models--fake--tiny-ip-adapter" / "snapshots" / COMMIT),
+        "models/ip-adapter_sd15.safetensors",
+        0.5,
+    )
     assert pipeline.unet.encoder_hid_proj is not None and pipeline.image_encoder is not None
 
 
@@ -343,15 +532,28 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))  # nothing cached
-    code = main(["download", "--dry-run", "-p", "bức tranh màu nước", "--prompt-language", "auto", "--style-image", "s.png"])
+    code = main(
+        ["download", "--dry-run", "-p", "bức tranh màu nước", "--prompt-language", "auto", "--style-image", "s.png"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
     by_pattern = [line for line in lines if "listed by pattern: HF_HUB_OFFLINE is set" in line]
-    assert [line.split(":")[0] for line in by_pattern] == ["base model (SD 1.5)", "ControlNet (canny)", "translation model (vi)", "IP-Adapter"]
-    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in by_pattern[0] and "Helsinki-NLP/opus-mt-vi-en" in by_pattern[2]
+    assert [line.split(":")[0] for line in by_pattern] == [
+        "base model (SD 1.5)",
+        "ControlNet (canny)",
+        "translation model (vi)",
+        "IP-Adapter",
+    ]
+    assert (
+        "stable-diffusion-v1-5/stable-diffusion-v1-5" in by_pattern[0]
+        and "Helsinki-NLP/opus-mt-vi-en" in by_pattern[2]
+    )
     assert "  fetch unet/*" in lines and "  fetch models/ip-adapter_sd15.safetensors" in lines
-    assert "GMFlow: PKUWilliamYang/Rerender: 1 files -> (dry run)" in lines and "  fetch models/gmflow_sintel-0c07dcb3.pth" in lines
+    assert (
+        "GMFlow: PKUWilliamYang/Rerender: 1 files -> (dry run)" in lines
+        and "  fetch models/gmflow_sintel-0c07dcb3.pth" in lines
+    )
     # the language of an absent prompt cannot be known: said, not guessed
     code = main(["download", "--dry-run", "--prompt-language", "auto", "--no-flow"])
     out = capsys.readouterr().out
@@ -359,7 +561,10 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
     assert "translation model" not in out.split("\n", 1)[1]
     # a local model path: present is "nothing to fetch", absent (a typo) says so instead of looking fine
     (tmp_path / "my-model").mkdir()
-    for model, said in ((tmp_path / "my-model", "local, nothing to fetch"), (tmp_path / "my-modle", "local path not found")):
+    for model, said in (
+        (tmp_path / "my-model", "local, nothing to fetch"),
+        (tmp_path / "my-modle", "local path not found"),
+    ):
         assert main(["download", "--dry-run", "--no-flow", "--model", str(model)]) == 0
         assert f"base model (SD 1.5): {model}: {said}" in capsys.readouterr().out.splitlines()[0]
     # without --dry-run, offline is an error that says why
@@ -372,8 +577,8 @@ def test_a_downloaded_hub_id_loads_offline(downloaded, monkeypatch):
     # snapshot folder it fetched.
     from huggingface_hub import constants
 
-    from rerender.environment import model_report
     from rerender.diffusion.loading import load_pipeline
+    from rerender.environment import model_report
 
     _, home, _ = downloaded
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
@@ -391,9 +596,29 @@ def test_cli_translate_from_the_downloaded_cache_offline(downloaded, synthetic_c
     assert report.returncode == 0, report.stderr
     models = json.loads(report.stdout)["models"]
     assert models["translate"] == "diffusion" and all(item["present"] for item in models["sources"])
-    result = _run(["translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "o.mp4", "--stage", "first", "-q",
-                   "--model", "fake/tiny-sd", "--renderer", "diffusion", "--set", "num_inference_steps=2",
-                   "--set", "device=cpu", *[f"--set={key}={value}" for key, value in FAST.items()]], offline)
+    result = _run(
+        [
+            "translate",
+            synthetic_clip,
+            "-p",
+            "a cat",
+            "-o",
+            tmp_path / "o.mp4",
+            "--stage",
+            "first",
+            "-q",
+            "--model",
+            "fake/tiny-sd",
+            "--renderer",
+            "diffusion",
+            "--set",
+            "num_inference_steps=2",
+            "--set",
+            "device=cpu",
+            *[f"--set={key}={value}" for key, value in FAST.items()],
+        ],
+        offline,
+    )
     assert result.returncode == 0, result.stderr
     assert "keyframes (diffusion)" in result.stdout
     assert "requires torchvision" not in result.stderr  # quiet loading
@@ -402,9 +627,27 @@ def test_cli_translate_from_the_downloaded_cache_offline(downloaded, synthetic_c
 @pytest.mark.slow
 def test_translate_downloads_a_hub_id_on_a_connected_machine(tiny_pipeline_dir, synthetic_clip, tmp_path):
     with FakeHub(_fake_repositories(tiny_pipeline_dir)) as hub:
-        result = _run(["translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "o.mp4", "--stage", "first", "-q",
-                       "--model", "fake/tiny-sd", "--set", "num_inference_steps=2", "--set", "device=cpu",
-                       *[f"--set={key}={value}" for key, value in FAST.items()]], _hub_env(hub, tmp_path / "hf"))
+        result = _run(
+            [
+                "translate",
+                synthetic_clip,
+                "-p",
+                "a cat",
+                "-o",
+                tmp_path / "o.mp4",
+                "--stage",
+                "first",
+                "-q",
+                "--model",
+                "fake/tiny-sd",
+                "--set",
+                "num_inference_steps=2",
+                "--set",
+                "device=cpu",
+                *[f"--set={key}={value}" for key, value in FAST.items()],
+            ],
+            _hub_env(hub, tmp_path / "hf"),
+        )
     assert result.returncode == 0, result.stderr
     assert "keyframes (diffusion)" in result.stdout and "classic" not in result.stderr
     assert ("fake/tiny-sd", "unet/diffusion_pytorch_model.safetensors") in hub.downloaded
@@ -441,7 +684,9 @@ def test_environment_and_flow_do_not_import_each_other():
     for path in (REPO / "rerender" / "flow").glob("*.py"):
         assert "rerender.environment" not in _module_imports(path), path.name
     weights = _module_imports(REPO / "rerender" / "weights.py")
-    assert not {name for name in weights if name.startswith(("rerender.flow", "rerender.environment", "torch", "diffusers"))}
+    assert not {
+        name for name in weights if name.startswith(("rerender.flow", "rerender.environment", "torch", "diffusers"))
+    }
 
 
 def test_public_names_are_exported_at_the_top_level():
@@ -490,8 +735,13 @@ def test_loading_route_prints_no_spurious_messages(tiny_pipeline_dir):
         f"load_pipeline(ModelConfig(base_model={str(tiny_pipeline_dir)!r}), device='cpu')\n"
         "logging.getLogger('transformers.utils.import_utils').warning('a real warning')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert "requires torchvision" not in result.stderr and "a real warning" in result.stderr
 

@@ -29,7 +29,11 @@ from rerender.workflow.workspace import (
 def finished_workspace(root, video, config) -> Workspace:
     """A workspace with all three stages done and one recorded file in each stage's folder."""
     space = Workspace.open(root, video, config)
-    for stage, folder in (("frames", space.frames_dir), ("keyframes", space.keyframes_dir), ("propagation", space.propagated_dir)):
+    for stage, folder in (
+        ("frames", space.frames_dir),
+        ("keyframes", space.keyframes_dir),
+        ("propagation", space.propagated_dir),
+    ):
         space.begin(stage, config)
         folder.mkdir(exist_ok=True)
         space.track(folder / "0000.png").write_bytes(b"ours")
@@ -103,7 +107,9 @@ def test_workspace_of_another_video(tmp_path, synthetic_clip, silent_clip):
     with Workspace.open(tmp_path / "ws", silent_clip, RerenderConfig(), force=True) as space:
         assert space.manifest["stages"] == {} and space.redone
     assert json.loads((tmp_path / "ws" / "manifest.json").read_text())["video"]["name"] == silent_clip.name
-    assert not any((tmp_path / "ws" / folder / "0000.png").exists() for folder in ("frames", "keyframes", "propagated"))
+    assert not any(
+        (tmp_path / "ws" / folder / "0000.png").exists() for folder in ("frames", "keyframes", "propagated")
+    )
     assert all(path.is_file() for path in planted)
 
 
@@ -135,11 +141,17 @@ def test_a_planted_ledger_never_deletes_outside_the_workspace(tmp_path, syntheti
     assert outside.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("content", [
-    b"{not json", b"[]", b'{"version": 2, "video": [], "stages": 3}', b"\xff\xfe",
-    b'{"version": 2, "video": {}, "stages": {"keyframes": {"indices": [0, "8"]}}}',
-    b'{"version": 2, "video": {}, "stages": {"propagation": {"intervals": []}}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"[]",
+        b'{"version": 2, "video": [], "stages": 3}',
+        b"\xff\xfe",
+        b'{"version": 2, "video": {}, "stages": {"keyframes": {"indices": [0, "8"]}}}',
+        b'{"version": 2, "video": {}, "stages": {"propagation": {"intervals": []}}}',
+    ],
+)
 def test_an_unusable_manifest_gives_a_message_then_a_clean_rebuild(tmp_path, synthetic_clip, caplog, content):
     config = RerenderConfig()
     finished_workspace(tmp_path / "ws", synthetic_clip, config).close()
@@ -169,8 +181,9 @@ def test_a_lock_of_another_process_then_of_a_killed_one(tmp_path, synthetic_clip
         "print('locked', flush=True)\n"
         "time.sleep(60)\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "ws"), str(synthetic_clip)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "ws"), str(synthetic_clip)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(WorkspaceBusyError, match=rf"pid {holder.pid} on "):
@@ -202,6 +215,8 @@ def test_unwritable_workspace(tmp_path, synthetic_clip, monkeypatch):
     readonly = tmp_path / "ro"
     readonly.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(readonly) else real_access(path, mode))
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if str(path) == str(readonly) else real_access(path, mode)
+    )
     with pytest.raises(OutputPathError, match="not writable"):
         Workspace.open(readonly, synthetic_clip, RerenderConfig())

@@ -3,8 +3,6 @@ they), damaged files are recomputed, a full disk in any stage, the workspace's s
 
 from __future__ import annotations
 
-import re
-
 import errno
 import json
 import re
@@ -14,15 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.cli import main
 from rerender.errors import ConfigError, OutputPathError
-from rerender.workflow.keyframe_folder import propagate_keyframes
 from rerender.stylizer import ClassicStylizer
 from rerender.video import probe_video, read_frames, read_image, write_image
+from rerender.workflow.keyframe_folder import propagate_keyframes
+from rerender.workflow.translation import ClassicRenderer, translate
 from rerender.workflow.workspace import WorkspaceOwnershipError
 
-FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast")
+FAST = dict(
+    resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis", dis_preset="fast"
+)
 SUBFOLDERS = ("", "frames", "flows", "keyframes", "state", "propagated")
 
 
@@ -112,8 +112,20 @@ def test_propagate_keeps_user_files_in_its_folder_and_in_a_user_folder(synthetic
     # The CLI on a folder of the user's: refused with one line, nothing written.
     user = tmp_path / "mine"
     mine = plant(user)
-    code = main(["propagate", str(synthetic_clip), "--keyframes", str(keys), "-o", str(tmp_path / "q.mp4"),
-                 "--keep-intermediates", str(user), "--force", "-q"])
+    code = main(
+        [
+            "propagate",
+            str(synthetic_clip),
+            "--keyframes",
+            str(keys),
+            "-o",
+            str(tmp_path / "q.mp4"),
+            "--keep-intermediates",
+            str(user),
+            "--force",
+            "-q",
+        ]
+    )
     assert code == 2 and not (tmp_path / "q.mp4").exists()
     assert_intact(mine)
     assert sorted(path.name for path in user.iterdir()) == sorted(SUBFOLDERS[1:] + ("notes.txt", "painting.png"))
@@ -179,12 +191,18 @@ def test_another_video_with_force_keeps_nothing_of_the_first(synthetic_clip, sil
     translate(synthetic_clip, "x", K=5, **run)
     result = translate(silent_clip, "x", K=4, force=True, **run)
     assert result.keyframe_indices == [0, 4, 8, 11] and result.frame_count == 12
-    assert sorted(path.name for path in (ws / "keyframes").iterdir()) == ["0000.png", "0004.png", "0008.png", "0011.png"]
+    assert sorted(path.name for path in (ws / "keyframes").iterdir()) == [
+        "0000.png",
+        "0004.png",
+        "0008.png",
+        "0011.png",
+    ]
     assert len(list((ws / "frames").iterdir())) == 12 and len(list((ws / "propagated").iterdir())) == 12
     silent_frames = list(read_frames(silent_clip, resolution=64, size_multiple=16))
     for index in (0, 4, 8):
-        np.testing.assert_array_equal(read_image(ws / "keyframes" / f"{index:04d}.png"),
-                                      ClassicStylizer("cartoon")(silent_frames[index]))
+        np.testing.assert_array_equal(
+            read_image(ws / "keyframes" / f"{index:04d}.png"), ClassicStylizer("cartoon")(silent_frames[index])
+        )
     manifest = json.loads((ws / "manifest.json").read_text())
     assert manifest["video"]["name"] == "silent.mp4"
 
@@ -210,7 +228,15 @@ def test_missing_or_truncated_files_are_recomputed(synthetic_clip, tmp_path, ren
     (ws / "propagated" / "0017.png").write_bytes(before["0017.png"][:40])
     (ws / "keyframes" / "0008.png").write_bytes(keyframe[: len(keyframe) // 2])
     result = translate(synthetic_clip, "x", **run)
-    assert CountingRenderer.rendered == [0, 8, 16, 19, 8, 16, 19]  # from the damaged keyframe on (rendering is sequential)
+    assert CountingRenderer.rendered == [
+        0,
+        8,
+        16,
+        19,
+        8,
+        16,
+        19,
+    ]  # from the damaged keyframe on (rendering is sequential)
     assert (ws / "keyframes" / "0008.png").read_bytes() == keyframe
     assert {name: data for name, (data, _) in snapshot(ws / "propagated").items()} == before
     assert any("frames/0002.png is missing or damaged" in line for line in result.redone)
@@ -220,8 +246,17 @@ def test_missing_or_truncated_files_are_recomputed(synthetic_clip, tmp_path, ren
 
 def test_stage_propagate_on_a_fresh_workspace_is_refused(synthetic_clip, tmp_path, renderer):
     with pytest.raises(ConfigError, match="has none.*--stage keyframes"):
-        translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", stage="propagate", workspace=tmp_path / "ws",
-                  renderer=renderer, progress=False, **FAST)
+        translate(
+            synthetic_clip,
+            "x",
+            K=8,
+            output=tmp_path / "o.mp4",
+            stage="propagate",
+            workspace=tmp_path / "ws",
+            renderer=renderer,
+            progress=False,
+            **FAST,
+        )
     assert CountingRenderer.rendered == [] and not (tmp_path / "ws" / "frames").exists()
 
 
@@ -290,9 +325,12 @@ def test_numpys_short_write_is_a_full_disk_too(synthetic_clip, tmp_path, rendere
         translate(synthetic_clip, "x", **run)
     message = str(raised.value)
     folder = tmp_path / "ws" / stage
-    assert re.fullmatch(rf"the disk is full writing {re.escape(repr(str(folder)))} \([\d.,]+ MB free\); the "
-                        rf"{'frames' if stage == 'frames' else 'propagation'} stage needs up to [\d.,]+ MB more; "
-                        r"finished work is kept in .*: free some space and run again to resume", message), message
+    assert re.fullmatch(
+        rf"the disk is full writing {re.escape(repr(str(folder)))} \([\d.,]+ MB free\); the "
+        rf"{'frames' if stage == 'frames' else 'propagation'} stage needs up to [\d.,]+ MB more; "
+        r"finished work is kept in .*: free some space and run again to resume",
+        message,
+    ), message
 
 
 def test_a_full_tmpfs_gives_the_one_line_message(synthetic_clip, tmp_path, renderer):
@@ -305,8 +343,16 @@ def test_a_full_tmpfs_gives_the_one_line_message(synthetic_clip, tmp_path, rende
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
     try:
         with pytest.raises(OutputPathError) as raised:  # 20 frames of 64×48 do not fit in 64 KiB
-            translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=small / "ws", renderer=renderer,
-                      progress=False, **FAST)
+            translate(
+                synthetic_clip,
+                "x",
+                K=8,
+                output=tmp_path / "o.mp4",
+                workspace=small / "ws",
+                renderer=renderer,
+                progress=False,
+                **FAST,
+            )
     finally:
         subprocess.run(["umount", str(small)], check=False)
     message = str(raised.value)
@@ -327,9 +373,23 @@ def test_workspace_size_and_deletion(synthetic_clip, tmp_path, renderer, capsys)
     assert deleted.workspace_bytes == pytest.approx(result.workspace_bytes, abs=200)  # the manifest's times vary
     assert probe_video(deleted.output).frame_count == 20
     # The CLI flag and summary.
-    code = main([str(Path("translate")), str(synthetic_clip), "-p", "x", "-K", "8", "-o", str(tmp_path / "c.mp4"),
-                 "--workspace", str(tmp_path / "cws"), "-q", "--delete-workspace",
-                 *[item for key, value in FAST.items() for item in ("--set", f"{key}={value}")]])
+    code = main(
+        [
+            str(Path("translate")),
+            str(synthetic_clip),
+            "-p",
+            "x",
+            "-K",
+            "8",
+            "-o",
+            str(tmp_path / "c.mp4"),
+            "--workspace",
+            str(tmp_path / "cws"),
+            "-q",
+            "--delete-workspace",
+            *[item for key, value in FAST.items() for item in ("--set", f"{key}={value}")],
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "cws").exists()
     assert f"workspace: {tmp_path / 'cws'} (deleted, " in printed and "MB freed)" in printed
@@ -341,8 +401,16 @@ def test_temporary_propagate_workspace_is_removed(synthetic_clip, tmp_path):
     keys.mkdir()
     write_image(next(read_frames(synthetic_clip)), keys / "0000.png")
     (tmp_path / "out").mkdir()
-    propagate_keyframes(synthetic_clip, keys, tmp_path / "out" / "p.mp4", progress=False, propagation_preset="fast",
-                        workers=1, flow_estimator="dis", dis_preset="fast")
+    propagate_keyframes(
+        synthetic_clip,
+        keys,
+        tmp_path / "out" / "p.mp4",
+        progress=False,
+        propagation_preset="fast",
+        workers=1,
+        flow_estimator="dis",
+        dis_preset="fast",
+    )
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["p.mp4"]
     shutil.rmtree(keys)
 
@@ -354,8 +422,9 @@ def test_frames_of_another_size_are_redone(synthetic_clip, tmp_path, renderer):
     ws = tmp_path / "ws"
     propagate_keyframes(synthetic_clip, keys, tmp_path / "p.mp4", workspace=ws, progress=False, **FAST)
     assert read_image(ws / "frames" / "0000.png").shape == (64, 96, 3)  # the keyframes' size
-    result = translate(synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=ws, renderer=renderer,
-                       progress=False, **FAST)
+    result = translate(
+        synthetic_clip, "x", K=8, output=tmp_path / "o.mp4", workspace=ws, renderer=renderer, progress=False, **FAST
+    )
     assert read_image(ws / "frames" / "0000.png").shape == (48, 64, 3)
     assert "redoing frames, propagation: size changed" in result.redone and result.reused == []
     assert probe_video(result.output).frame_count == 20

@@ -89,13 +89,17 @@ def test_pixel_fusion_on_the_flow_path_is_the_vp_formula_rescaled():
     weight, rescale = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
     sigma = 0.6
     fused = flow_matching_pixel_fusion(latents, direction, target, noise, sigma, weight, rescale)
-    expected = weight * ((1 - sigma) * target + sigma * noise) + (1 - weight) * (latents - direction) + rescale * direction
+    expected = (
+        weight * ((1 - sigma) * target + sigma * noise) + (1 - weight) * (latents - direction) + rescale * direction
+    )
     torch.testing.assert_close(fused, expected, atol=1e-5, rtol=1e-5)
     alpha, scale = vp_equivalent(sigma)
     assert alpha**0.5 * scale == pytest.approx(1 - sigma) and (1 - alpha) ** 0.5 * scale == pytest.approx(sigma)
     # w = 0 leaves the latent unchanged, as on DDIM
     zero = torch.zeros_like(weight)
-    torch.testing.assert_close(flow_matching_pixel_fusion(latents, direction, target, noise, sigma, zero, torch.ones_like(weight)), latents)
+    torch.testing.assert_close(
+        flow_matching_pixel_fusion(latents, direction, target, noise, sigma, zero, torch.ones_like(weight)), latents
+    )
     assert pixel_aware_fusion is not None
 
 
@@ -119,10 +123,26 @@ def test_anchor_from_noise_equals_diffusers_zimage_controlnet_pipeline(pipe, com
     reference = ZImageControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
-    expected = reference("a red cube", control_image=control_map, height=64, width=64, num_inference_steps=4,
-                         guidance_scale=0.0, generator=torch.Generator().manual_seed(3), output_type="np").images[0]
-    ours = pipe([frames[0]], "a red cube", control_images=[control_map], num_inference_steps=4, guidance_scale=1.0,
-                strength=1.0, generator=torch.Generator().manual_seed(3), constraints=OFF).images[0]
+    expected = reference(
+        "a red cube",
+        control_image=control_map,
+        height=64,
+        width=64,
+        num_inference_steps=4,
+        guidance_scale=0.0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).images[0]
+    ours = pipe(
+        [frames[0]],
+        "a red cube",
+        control_images=[control_map],
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        strength=1.0,
+        generator=torch.Generator().manual_seed(3),
+        constraints=OFF,
+    ).images[0]
     np.testing.assert_allclose(ours, expected, atol=2e-4)
 
 
@@ -169,7 +189,9 @@ def test_cross_frame_attention_to_the_frame_itself_changes_nothing(pipe, compone
     torch.testing.assert_close(attended, plain, atol=1e-5, rtol=1e-5)
     assert len(store.anchor) == len(transformer.layers)
     # and the processors are restored afterwards
-    assert all(type(block.attention.processor).__name__ == "ZSingleStreamAttnProcessor" for block in transformer.layers)
+    assert all(
+        type(block.attention.processor).__name__ == "ZSingleStreamAttnProcessor" for block in transformer.layers
+    )
 
 
 def test_cross_frame_attention_changes_image_queries_only(components):
@@ -190,34 +212,67 @@ def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypa
 
     stores, sizes = [], []
     install = zimage.token_cross_frame_attention
-    monkeypatch.setattr(zimage, "token_cross_frame_attention", lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k))
+    monkeypatch.setattr(
+        zimage,
+        "token_cross_frame_attention",
+        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k),
+    )
 
     def spy(pipeline, step, timestep, kwargs):
         sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
 
     constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
-    pipe(frames[:2], "a cube", num_inference_steps=4, guidance_scale=1.0, strength=1.0, constraints=constraints,
-         generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
+    pipe(
+        frames[:2],
+        "a cube",
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        strength=1.0,
+        constraints=constraints,
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=spy,
+    )
     # the anchor records one (1, 32 tokens, 32 channels) float32 input per block and step: 4 steps, 3 blocks
     assert max(sizes) == reference_bytes(32, 32, blocks=len(pipe.transformer.layers), steps=4, element_size=4)
     last = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, cross_frame_blocks=1)
     sizes.clear()
-    pipe(frames[:2], "a cube", num_inference_steps=4, guidance_scale=1.0, strength=1.0, constraints=last,
-         generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
+    pipe(
+        frames[:2],
+        "a cube",
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        strength=1.0,
+        constraints=last,
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=spy,
+    )
     assert max(sizes) == reference_bytes(32, 32, blocks=1, steps=4, element_size=4)
 
 
 def test_shape_fusion_and_adain_act_on_x0_at_their_steps_only(pipe, frames):
-    constraints = ConstraintConfig(cross_frame_attention_period=None, pixel_fusion_period=None,
-                                   shape_fusion_period=(0.0, 0.25), adain_period=(0.75, 0.75))
+    constraints = ConstraintConfig(
+        cross_frame_attention_period=None,
+        pixel_fusion_period=None,
+        shape_fusion_period=(0.0, 0.25),
+        adain_period=(0.75, 0.75),
+    )
     changed: dict[int, bool] = {}
 
     def spy(pipeline, step, timestep, kwargs):
         if kwargs["frame_index"] == 1:
             changed[step] = not torch.equal(kwargs["predicted_original"], kwargs["raw_predicted_original"])
 
-    pipe(frames[:2], "a cube", num_inference_steps=4, guidance_scale=1.0, strength=1.0, constraints=constraints,
-         flow_estimator=DISFlowEstimator(), generator=torch.Generator().manual_seed(0), callback_on_step_end=spy)
+    pipe(
+        frames[:2],
+        "a cube",
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        strength=1.0,
+        constraints=constraints,
+        flow_estimator=DISFlowEstimator(),
+        generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=spy,
+    )
     # 4 steps: shape-aware fusion at 0·4 ≤ i ≤ 0.25·4 → {0, 1}; AdaIN at i = 0.75·4 → {3}; step 2 untouched
     assert changed == {0: True, 1: True, 2: False, 3: True}
 
@@ -226,7 +281,9 @@ def test_resume_gives_the_same_keyframes(pipe, frames):
     settings = dict(num_inference_steps=4, guidance_scale=1.0, strength=0.9, flow_estimator=DISFlowEstimator())
     full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
     state = full[1].resume_state
-    resumed = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state, **settings))
+    resumed = list(
+        pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state, **settings)
+    )
     assert [frame.index for frame in resumed] == [2]
     torch.testing.assert_close(resumed[0].image, full[2].image)
 
@@ -235,8 +292,13 @@ def test_options_that_do_not_apply_are_refused_or_ignored(pipe, frames, caplog):
     with pytest.raises(ConfigError, match="IP-Adapter.*Z-Image"):
         pipe(frames[:1], "a cube", num_inference_steps=2, guidance_scale=1.0, ip_adapter_image=frames[0])
     with caplog.at_level(logging.INFO, logger="rerender.diffusion.zimage"):
-        pipe(frames[:1], "a cube", num_inference_steps=2, guidance_scale=1.0,
-             constraints=ConstraintConfig(freeu=FreeUConfig()))
+        pipe(
+            frames[:1],
+            "a cube",
+            num_inference_steps=2,
+            guidance_scale=1.0,
+            constraints=ConstraintConfig(freeu=FreeUConfig()),
+        )
     assert "FreeU" in caplog.text and "ignored" in caplog.text
     with pytest.raises(ConfigError, match="multiples of 16"):
         pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
@@ -264,34 +326,51 @@ def tiny_zimage_dirs(tmp_path_factory):
 
 def test_a_zimage_folder_loads_with_its_controlnet_and_is_recognised(tiny_zimage_dirs, frames):
     from rerender.config import ControlConfig, ModelConfig
-    from rerender.diffusion.zimage import RerenderZImagePipeline, is_zimage_controlnet, is_zimage_folder, load_zimage_pipeline
+    from rerender.diffusion.zimage import (
+        RerenderZImagePipeline,
+        is_zimage_controlnet,
+        is_zimage_folder,
+        load_zimage_pipeline,
+    )
 
     base, control = tiny_zimage_dirs
     assert is_zimage_folder(base) and is_zimage_controlnet(control)
-    pipeline = load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
+    pipeline = load_zimage_pipeline(
+        ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))]
+    )
     assert isinstance(pipeline, RerenderZImagePipeline) and pipeline.controlnet is not None
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(frames[:2], "a cube", num_inference_steps=2, guidance_scale=1.0, flow_estimator=DISFlowEstimator()).images
+    images = pipeline(
+        frames[:2], "a cube", num_inference_steps=2, guidance_scale=1.0, flow_estimator=DISFlowEstimator()
+    ).images
     assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
 
 
-def test_an_sd_controlnet_or_lora_on_zimage_is_refused_before_the_transformer_loads(tiny_zimage_dirs, tiny_pipeline_dir,
-                                                                                       tmp_path, monkeypatch):
+def test_an_sd_controlnet_or_lora_on_zimage_is_refused_before_the_transformer_loads(
+    tiny_zimage_dirs, tiny_pipeline_dir, tmp_path, monkeypatch
+):
     import rerender.diffusion.zimage as zimage
     from rerender.config import ControlConfig, LoraConfig, ModelConfig
 
     base, _ = tiny_zimage_dirs
-    monkeypatch.setattr(zimage.RerenderZImagePipeline, "from_pretrained",
-                        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")))
+    monkeypatch.setattr(
+        zimage.RerenderZImagePipeline,
+        "from_pretrained",
+        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")),
+    )
     with pytest.raises(ConfigError, match="not a Z-Image ControlNet.*base model is Z-Image"):
-        zimage.load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu"),
-                                    [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
+        zimage.load_zimage_pipeline(
+            ModelConfig(base_model=str(base), device="cpu"),
+            [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))],
+        )
     from safetensors.torch import save_file
 
     lora = tmp_path / "sd15_lora.safetensors"
     save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
     with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*Z-Image"):
-        zimage.load_zimage_pipeline(ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), [])
+        zimage.load_zimage_pipeline(
+            ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), []
+        )
 
 
 def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic_clip, tiny_zimage_dirs, tmp_path):
@@ -300,12 +379,42 @@ def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic
 
     base, control = tiny_zimage_dirs
     output = tmp_path / "z.mp4"
-    code = main([str(arg) for arg in (
-        "translate", synthetic_clip, "-p", "a cat", "-o", output, "-K", "10", "-q", "--model", base,
-        "--config", REPO / "configs" / "zimage_turbo.yaml", "--set", f"control.model={control}",
-        "--set", "num_inference_steps=2", "--set", "resolution=64", "--set", "size_multiple=16", "--set", "device=cpu",
-        "--set", "propagation_preset=fast", "--set", "workers=1", "--set", "flow_estimator=dis",
-    )])
+    code = main(
+        [
+            str(arg)
+            for arg in (
+                "translate",
+                synthetic_clip,
+                "-p",
+                "a cat",
+                "-o",
+                output,
+                "-K",
+                "10",
+                "-q",
+                "--model",
+                base,
+                "--config",
+                REPO / "configs" / "zimage_turbo.yaml",
+                "--set",
+                f"control.model={control}",
+                "--set",
+                "num_inference_steps=2",
+                "--set",
+                "resolution=64",
+                "--set",
+                "size_multiple=16",
+                "--set",
+                "device=cpu",
+                "--set",
+                "propagation_preset=fast",
+                "--set",
+                "workers=1",
+                "--set",
+                "flow_estimator=dis",
+            )
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "keyframes (diffusion): [0, 10, 19]" in out or "keyframes (diffusion): [0, 10]" in out
@@ -322,10 +431,28 @@ def test_a_zimage_model_with_the_default_size_multiple_is_refused_before_loading
 
     monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *args: pytest.fail("the model was loaded"))
     base, control = tiny_zimage_dirs
-    code = main([str(arg) for arg in (
-        "translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "z.mp4", "-q", "--model", base,
-        "--set", f"control.model={control}", "--set", "resolution=72", "--set", "device=cpu",
-    )])
+    code = main(
+        [
+            str(arg)
+            for arg in (
+                "translate",
+                synthetic_clip,
+                "-p",
+                "a cat",
+                "-o",
+                tmp_path / "z.mp4",
+                "-q",
+                "--model",
+                base,
+                "--set",
+                f"control.model={control}",
+                "--set",
+                "resolution=72",
+                "--set",
+                "device=cpu",
+            )
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "size_multiple=16" in err and "Z-Image" in err, err
     assert not (tmp_path / "z.mp4.work" / "frames").exists()
@@ -347,19 +474,32 @@ def test_download_names_exactly_the_zimage_files(monkeypatch):
     from rerender.weights import ZIMAGE_CONTROLNET, download_weights, select_files
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = apply_overrides(RerenderConfig(), {"base_model": "Tongyi-MAI/Z-Image-Turbo", "vae": None, "flow_estimator": "dis"})
+    config = apply_overrides(
+        RerenderConfig(), {"base_model": "Tongyi-MAI/Z-Image-Turbo", "vae": None, "flow_estimator": "dis"}
+    )
     records = download_weights(config, dry_run=True, progress=False)
     base, control = records[0], records[1]
     assert base["location"] == "Tongyi-MAI/Z-Image-Turbo" and control["fetched"] == [ZIMAGE_CONTROLNET[1]]
     # the repository's layout (as published): only the components read, one weight format each
-    files = ["model_index.json", "README.md", "assets/showcase.jpg", "scheduler/scheduler_config.json",
-             "text_encoder/config.json", "text_encoder/model-00001-of-00003.safetensors",
-             "text_encoder/model-00002-of-00003.safetensors", "text_encoder/model-00003-of-00003.safetensors",
-             "text_encoder/model.safetensors.index.json", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
-             "transformer/config.json", "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
-             "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
-             "transformer/diffusion_pytorch_model.safetensors.index.json", "vae/config.json",
-             "vae/diffusion_pytorch_model.safetensors"]
+    files = [
+        "model_index.json",
+        "README.md",
+        "assets/showcase.jpg",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model-00001-of-00003.safetensors",
+        "text_encoder/model-00002-of-00003.safetensors",
+        "text_encoder/model-00003-of-00003.safetensors",
+        "text_encoder/model.safetensors.index.json",
+        "tokenizer/tokenizer.json",
+        "tokenizer/tokenizer_config.json",
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
     from rerender.weights import ZIMAGE_FOLDERS
 
     fetched, skipped = select_files(files, components=ZIMAGE_FOLDERS)
@@ -372,10 +512,20 @@ def test_text_alone_renders_keyframes_moved_from_the_anchor(pipe, monkeypatch):
 
     shifts = []
     original = text2video.translate_latents
-    monkeypatch.setattr(text2video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift))
+    monkeypatch.setattr(
+        text2video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift)
+    )
     run = lambda seed: text2video.render_text_keyframes(  # noqa: E731
-        pipe, "a red cube", [0, 4, 8], (4.0, -2.0), (64, 64), num_inference_steps=4, guidance_scale=1.0,
-        noise_steps=(1, 2), generator=torch.Generator().manual_seed(seed))
+        pipe,
+        "a red cube",
+        [0, 4, 8],
+        (4.0, -2.0),
+        (64, 64),
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        noise_steps=(1, 2),
+        generator=torch.Generator().manual_seed(seed),
+    )
     first, again = run(0), run(0)
     factor = pipe.vae_scale_factor
     assert shifts[:2] == [(4 * 4.0 / factor, 4 * -2.0 / factor), (8 * 4.0 / factor, 8 * -2.0 / factor)]
@@ -384,5 +534,13 @@ def test_text_alone_renders_keyframes_moved_from_the_anchor(pipe, monkeypatch):
         torch.testing.assert_close(image, same)
     assert not torch.allclose(first[0], first[1])
     with pytest.raises(ConfigError, match="background_smoothing.*Z-Image"):
-        text2video.render_text_keyframes(pipe, "x", [0, 4], (4.0, 0.0), (64, 64), num_inference_steps=4,
-                                         noise_steps=(1, 2), background_smoothing=object())
+        text2video.render_text_keyframes(
+            pipe,
+            "x",
+            [0, 4],
+            (4.0, 0.0),
+            (64, 64),
+            num_inference_steps=4,
+            noise_steps=(1, 2),
+            background_smoothing=object(),
+        )

@@ -32,13 +32,28 @@ def save_tiny_clap(folder: Path, seed: int = 0) -> Path:
     (sources / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (sources / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     tokenizer = RobertaTokenizer(str(sources / "vocab.json"), str(sources / "merges.txt"))
-    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad"),
-                              tokenizer=tokenizer)
+    processor = ClapProcessor(
+        feature_extractor=ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad"), tokenizer=tokenizer
+    )
     config = ClapConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 32, "projection_dim": 8, "max_position_embeddings": 80},
-        audio_config={"hidden_size": 32, "depths": [1, 1], "num_attention_heads": [2, 2],
-                      "patch_embeds_hidden_size": 16, "projection_dim": 8, "window_size": 8, "num_hidden_layers": 2},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "projection_dim": 8,
+            "max_position_embeddings": 80,
+        },
+        audio_config={
+            "hidden_size": 32,
+            "depths": [1, 1],
+            "num_attention_heads": [2, 2],
+            "patch_embeds_hidden_size": 16,
+            "projection_dim": 8,
+            "window_size": 8,
+            "num_hidden_layers": 2,
+        },
         projection_dim=8,
     )
     torch.manual_seed(seed)

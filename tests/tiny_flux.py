@@ -34,8 +34,14 @@ def make_tiny_t5_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=512)
+    return T5TokenizerFast(
+        tokenizer_object=backend,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_ids=0,
+        model_max_length=512,
+    )
 
 
 def make_tiny_flux_components(tokenizer_folder: Path, seed: int = 0, guidance_embeds: bool = False) -> dict:
@@ -45,37 +51,82 @@ def make_tiny_flux_components(tokenizer_folder: Path, seed: int = 0, guidance_em
 
     torch.manual_seed(seed)
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=T5_DIM, pooled_projection_dim=CLIP_DIM,
-        guidance_embeds=guidance_embeds, axes_dims_rope=[4, 6, 6],
+        patch_size=1,
+        in_channels=64,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_DIM,
+        pooled_projection_dim=CLIP_DIM,
+        guidance_embeds=guidance_embeds,
+        axes_dims_rope=[4, 6, 6],
     )
     torch.manual_seed(seed + 1)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 16, 16, 16),  # 8× down
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=8, scaling_factor=0.3611, shift_factor=0.1159,
-        use_quant_conv=False, use_post_quant_conv=False,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=16,
+        block_out_channels=(8, 16, 16, 16),  # 8× down
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
     )
     torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=TINY_VOCAB_SIZE, hidden_size=CLIP_DIM, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=77, bos_token_id=BOS_TOKEN_ID, eos_token_id=EOS_TOKEN_ID,
-        pad_token_id=EOS_TOKEN_ID,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=TINY_VOCAB_SIZE,
+            hidden_size=CLIP_DIM,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=BOS_TOKEN_ID,
+            eos_token_id=EOS_TOKEN_ID,
+            pad_token_id=EOS_TOKEN_ID,
+        )
+    )
     folder = write_tiny_tokenizer_files(tokenizer_folder)
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     tokenizer_2 = make_tiny_t5_tokenizer()
     torch.manual_seed(seed + 3)
-    text_encoder_2 = T5EncoderModel(T5Config(
-        vocab_size=len(tokenizer_2), d_model=T5_DIM, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-    )).eval()  # as from_pretrained leaves it: T5's dropout off
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer_2),
+            d_model=T5_DIM,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    ).eval()  # as from_pretrained leaves it: T5's dropout off
     scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096,
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
     )
-    return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2, "scheduler": scheduler}
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": scheduler,
+    }
 
 
 def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = False, union: bool = False):
@@ -87,16 +138,25 @@ def make_tiny_flux_controlnet(transformer, seed: int = 4, hint_block: bool = Fal
     config = transformer.config
     controlnet = FluxControlNetModel(
         patch_size=2 if hint_block else 1,  # the hint block's 16 channels at H/8, patched 2×2 into 64
-        in_channels=config.in_channels, num_layers=1, num_single_layers=1,
-        attention_head_dim=config.attention_head_dim, num_attention_heads=config.num_attention_heads,
-        joint_attention_dim=config.joint_attention_dim, pooled_projection_dim=config.pooled_projection_dim,
-        guidance_embeds=config.guidance_embeds, axes_dims_rope=list(config.axes_dims_rope),
-        conditioning_embedding_channels=16 if hint_block else None, num_mode=7 if union else None,
+        in_channels=config.in_channels,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=config.attention_head_dim,
+        num_attention_heads=config.num_attention_heads,
+        joint_attention_dim=config.joint_attention_dim,
+        pooled_projection_dim=config.pooled_projection_dim,
+        guidance_embeds=config.guidance_embeds,
+        axes_dims_rope=list(config.axes_dims_rope),
+        conditioning_embedding_channels=16 if hint_block else None,
+        num_mode=7 if union else None,
     )
     # a trained ControlNet's output projections are not zero (they start at zero for training): make them act
     with torch.no_grad():
-        zeroed = [controlnet.controlnet_x_embedder, *controlnet.controlnet_blocks,
-                  *controlnet.controlnet_single_blocks]
+        zeroed = [
+            controlnet.controlnet_x_embedder,
+            *controlnet.controlnet_blocks,
+            *controlnet.controlnet_single_blocks,
+        ]
         if hint_block:
             zeroed.append(controlnet.input_hint_block.conv_out)
         for module in zeroed:

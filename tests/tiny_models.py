@@ -20,7 +20,9 @@ BOS_TOKEN_ID, EOS_TOKEN_ID = 512, 513
 
 def _bytes_to_unicode() -> list[str]:
     """GPT-2/CLIP's reversible byte → printable-unicode table."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for byte in range(256):
@@ -142,13 +144,22 @@ def save_tiny_translator(folder: Path, seed: int = 0, weights: str = "safetensor
     import sentencepiece
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
-    corpus = [" ".join(TINY_TRANSLATOR_WORDS[index:index + 5]) for index in range(len(TINY_TRANSLATOR_WORDS))] * 4
+    corpus = [" ".join(TINY_TRANSLATOR_WORDS[index : index + 5]) for index in range(len(TINY_TRANSLATOR_WORDS))] * 4
     protos = []
     for size in (60, 48):  # source and target models differ, as in opus-mt (one joint vocab.json)
         proto = io.BytesIO()
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(corpus), model_writer=proto, vocab_size=size, model_type="unigram",
-            character_coverage=1.0, unk_id=1, eos_id=0, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+            sentence_iterator=iter(corpus),
+            model_writer=proto,
+            vocab_size=size,
+            model_type="unigram",
+            character_coverage=1.0,
+            unk_id=1,
+            eos_id=0,
+            bos_id=-1,
+            pad_id=-1,
+            hard_vocab_limit=False,
+            minloglevel=2,
         )
         protos.append(proto.getvalue())
     vocab: dict[str, int] = {}
@@ -164,14 +175,32 @@ def save_tiny_translator(folder: Path, seed: int = 0, weights: str = "safetensor
     (source / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     tokenizer = MarianTokenizer(str(source / "source.spm"), str(source / "target.spm"), str(source / "vocab.json"))
     torch.manual_seed(seed)
-    model = MarianMTModel(MarianConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
-        pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad, forced_eos_token_id=0,
-    ))
+    model = MarianMTModel(
+        MarianConfig(
+            vocab_size=len(vocab),
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_position_embeddings=32,
+            pad_token_id=pad,
+            eos_token_id=0,
+            decoder_start_token_id=pad,
+            forced_eos_token_id=0,
+        )
+    )
     model.generation_config = GenerationConfig(
-        bad_words_ids=[[pad]], bos_token_id=0, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
-        max_length=24, num_beams=4, pad_token_id=pad,
+        bad_words_ids=[[pad]],
+        bos_token_id=0,
+        decoder_start_token_id=pad,
+        eos_token_id=0,
+        forced_eos_token_id=0,
+        max_length=24,
+        num_beams=4,
+        pad_token_id=pad,
     )
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
@@ -197,10 +226,17 @@ def save_tiny_ip_adapter(folder: Path, unet, seed: int = 0, cross_attention_dim:
 
     models = folder / "models"
     torch.manual_seed(seed)
-    CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, projection_dim=24, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        image_size=32, patch_size=8,
-    )).save_pretrained(models / "image_encoder")
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=24,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(models / "image_encoder")
     dim = cross_attention_dim or unet.config.cross_attention_dim
     tensors = {
         "image_proj.proj.weight": torch.randn(4 * dim, 24) * 0.2,
@@ -233,9 +269,17 @@ def _tiny_clip_config(**overrides):
     from transformers import CLIPTextConfig
 
     values = dict(
-        vocab_size=TINY_VOCAB_SIZE, hidden_size=TINY_SDXL_TEXT_WIDTH, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=5, max_position_embeddings=77, bos_token_id=BOS_TOKEN_ID, eos_token_id=EOS_TOKEN_ID,
-        pad_token_id=EOS_TOKEN_ID, hidden_act="gelu", projection_dim=TINY_SDXL_TEXT_WIDTH,
+        vocab_size=TINY_VOCAB_SIZE,
+        hidden_size=TINY_SDXL_TEXT_WIDTH,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        max_position_embeddings=77,
+        bos_token_id=BOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID,
+        pad_token_id=EOS_TOKEN_ID,
+        hidden_act="gelu",
+        projection_dim=TINY_SDXL_TEXT_WIDTH,
     )
     values.update(overrides)
     return CLIPTextConfig(**values)
@@ -270,11 +314,18 @@ def make_tiny_union_controlnet(unet, seed: int = 0):
     from diffusers import ControlNetUnionModel
 
     torch.manual_seed(seed)
-    base = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32), load_weights_from_unet=False)
+    base = ControlNetUnionModel.from_unet(
+        unet, conditioning_embedding_out_channels=(16, 32), load_weights_from_unet=False
+    )
     width = unet.config.block_out_channels[0]
     config = {key: value for key, value in base.config.items() if not key.startswith("_")}
-    config = {**config, "num_control_type": 8, "num_trans_channel": width, "num_trans_head": 2,
-              "num_proj_channel": width}
+    config = {
+        **config,
+        "num_control_type": 8,
+        "num_trans_channel": width,
+        "num_trans_head": 2,
+        "num_proj_channel": width,
+    }
     torch.manual_seed(seed)
     return ControlNetUnionModel.from_config(config)
 
@@ -289,9 +340,16 @@ def make_tiny_sdxl_components(folder_for_tokenizer: Path, seed: int = 0) -> dict
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
     torch.manual_seed(seed + 2)
     vae = AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, sample_size=128,
-        scaling_factor=0.13025, force_upcast=True,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=32,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        sample_size=128,
+        scaling_factor=0.13025,
+        force_upcast=True,
     )
     torch.manual_seed(seed + 3)
     text_encoder = CLIPTextModel(_tiny_clip_config())
@@ -300,17 +358,30 @@ def make_tiny_sdxl_components(folder_for_tokenizer: Path, seed: int = 0) -> dict
         _tiny_clip_config(hidden_size=TINY_SDXL_TEXT_WIDTH_2, projection_dim=TINY_SDXL_TEXT_WIDTH_2)
     )
     tokenizer_folder = write_tiny_tokenizer_files(folder_for_tokenizer)
-    tokenizer = CLIPTokenizer(str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77)
+    tokenizer = CLIPTokenizer(
+        str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77
+    )
     tokenizer_2 = CLIPTokenizer(
         str(tokenizer_folder / "vocab.json"), str(tokenizer_folder / "merges.txt"), model_max_length=77, pad_token="!"
     )
     scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-        steps_offset=1, timestep_spacing="leading",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
     )
     return {
-        "unet": unet, "controlnet": controlnet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-        "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2, "scheduler": scheduler,
+        "unet": unet,
+        "controlnet": controlnet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": scheduler,
     }
 
 

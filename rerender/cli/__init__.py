@@ -17,17 +17,34 @@ import re
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError, logger
 from rerender.cli.commands import (
-    animate, batch, config, download, env, eval, generate, info, preprocess, propagate, translate, ui,
+    animate,
+    batch,
+    config,
+    download,
+    env,
+    eval,
+    generate,
+    info,
+    preprocess,
+    propagate,
+    translate,
+    ui,
 )
 from rerender.cli.reference import reference_markdown
 
 __all__ = [
-    "main", "build_parser", "reference_markdown", "run_example",
-    "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED",
+    "main",
+    "build_parser",
+    "reference_markdown",
+    "run_example",
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
 ]
 
 COMMANDS = (config, info, env, download, preprocess, translate, batch, propagate, eval, animate, generate, ui)
@@ -52,10 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _API_ARGUMENTS = {
-    "force": "--force", "workspace": "--workspace", "output": "-o/--output", "stage": "--stage", "K": "-K/--interval",
-    "prompt": "-p/--prompt", "comparison": "--comparison", "start_frame": "--start-frame",
-    "frame_stride": "--frame-stride", "max_frames": "--max-frames", "checkpoint": "`flow.flow_checkpoint`",
-    "parallel": "--jobs", "output_dir": "-o/--output",
+    "force": "--force",
+    "workspace": "--workspace",
+    "output": "-o/--output",
+    "stage": "--stage",
+    "K": "-K/--interval",
+    "prompt": "-p/--prompt",
+    "comparison": "--comparison",
+    "start_frame": "--start-frame",
+    "frame_stride": "--frame-stride",
+    "max_frames": "--max-frames",
+    "checkpoint": "`flow.flow_checkpoint`",
+    "parallel": "--jobs",
+    "output_dir": "-o/--output",
 }
 """Python API arguments that library messages may name, and the CLI options that set them.
 
@@ -130,8 +156,9 @@ def _caused_by_interrupt(error: BaseException) -> bool:
 
 def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupts: list[int]) -> int:
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -140,7 +167,11 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
             parser.print_help()
             return EXIT_USAGE
         loads_models = getattr(args, "model.renderer", None) != "classic" and args.handler in (
-            translate.run, animate.run, generate.run, batch.run)
+            translate.run,
+            animate.run,
+            generate.run,
+            batch.run,
+        )
         if not (getattr(args, "quiet", False) and loads_models):
             return args.handler(args)
         # -q: also the bars third-party code draws while models load
@@ -181,7 +212,8 @@ def _report(
     failure (1), a service that cannot be reached (`ServiceUnavailableError`, a `ConnectionError`) included.
     """
     usage = isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)) and not isinstance(
-        error, ConnectionError)
+        error, ConnectionError
+    )
     if verbose:
         logger.error("usage error" if usage else "failed", exc_info=error)
     if usage:

@@ -16,8 +16,9 @@ import functools
 import signal
 import threading
 import typing
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 from rerender.cli.base import UsageError
 from rerender.config import RerenderConfig, choices, field_help, field_type
@@ -116,8 +117,9 @@ def _one_of(path: str, valid: tuple[str, ...], convert: Callable[[str], Any]) ->
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config overrides of the options the user gave (every `dest` that is a dotted config path)."""
-    overrides = {key: None if value is NONE else value for key, value in vars(args).items()
-                 if "." in key and value is not None}
+    overrides = {
+        key: None if value is NONE else value for key, value in vars(args).items() if "." in key and value is not None
+    }
     if "keyframes.keyframe_indices" in overrides:
         overrides["keyframes.keyframe_mode"] = "explicit"
     if overrides.get("output.audio_track") == "none":  # --audio-track none: no audio at all
@@ -165,8 +167,9 @@ def _parent() -> argparse.ArgumentParser:
 def verbose_parent() -> argparse.ArgumentParser:
     """`-v/--verbose`, accepted before or after the command (`rerender -v translate …`, `rerender translate … -v`)."""
     parent = _parent()
-    parent.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="debug logging and tracebacks")
+    parent.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks"
+    )
     return parent
 
 
@@ -176,7 +179,11 @@ def config_parent(file: bool = True) -> argparse.ArgumentParser:
     if file:
         parent.add_argument("--config", metavar="FILE", help="YAML or JSON config (missing keys take defaults)")
     parent.add_argument(
-        "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
         help="override one option, by leaf name or dotted path (repeatable), e.g. --set denoising_strength=0.6",
     )
     return parent
@@ -194,8 +201,15 @@ def model_parent(words: str = "", lora: bool = False) -> argparse.ArgumentParser
     parent = _parent()
     add_config_option(parent, "--model", path="model.base_model", words=words, metavar="MODEL")
     if lora:
-        add_config_option(parent, "--lora", path="model.loras", action="append", type=parse_lora,
-                          metavar="PATH[:SCALE]", help="a LoRA file, with its scale after a colon (repeatable)")
+        add_config_option(
+            parent,
+            "--lora",
+            path="model.loras",
+            action="append",
+            type=parse_lora,
+            metavar="PATH[:SCALE]",
+            help="a LoRA file, with its scale after a colon (repeatable)",
+        )
     return parent
 
 
@@ -222,8 +236,14 @@ def interval_parent(default: int | None = None) -> argparse.ArgumentParser:
     """`-K/--interval K`: the keyframe interval, passed to the run as its `K` (`default` None = the config's)."""
     parent = _parent()
     words = "" if default is None else f"(default here: {default})"
-    parent.add_argument("-K", "--interval", type=integer_at_least(1, "keyframes.keyframe_interval"), default=default,
-                        metavar="K", help=config_help("keyframes.keyframe_interval", words, default=default is None))
+    parent.add_argument(
+        "-K",
+        "--interval",
+        type=integer_at_least(1, "keyframes.keyframe_interval"),
+        default=default,
+        metavar="K",
+        help=config_help("keyframes.keyframe_interval", words, default=default is None),
+    )
     return parent
 
 
@@ -238,9 +258,14 @@ def workspace_parent(force_help: str) -> argparse.ArgumentParser:
 def source_size_parent() -> argparse.ArgumentParser:
     """`--source-size`: `propagation.output_size` = "source"."""
     parent = _parent()
-    add_config_option(parent, "--source-size", path="propagation.output_size", action="store_const", const="source",
-                      help="write the output at the source's size (keyframes upscaled, propagation at full size; "
-                           "slower)")
+    add_config_option(
+        parent,
+        "--source-size",
+        path="propagation.output_size",
+        action="store_const",
+        const="source",
+        help="write the output at the source's size (keyframes upscaled, propagation at full size; slower)",
+    )
     return parent
 
 
@@ -249,8 +274,14 @@ def input_parent() -> argparse.ArgumentParser:
     parent = _parent()
     add_config_option(parent, "--background", path="video.background", metavar="COLOUR")
     add_config_option(parent, "--no-deinterlace", path="video.deinterlace", action="store_const", const=False)
-    add_config_option(parent, "--audio-track", path="output.audio_track", metavar="N|none", type=_audio_track,
-                      words="`none`: no audio (output.keep_audio false).")
+    add_config_option(
+        parent,
+        "--audio-track",
+        path="output.audio_track",
+        metavar="N|none",
+        type=_audio_track,
+        words="`none`: no audio (output.keep_audio false).",
+    )
     return parent
 
 
@@ -268,8 +299,9 @@ def _audio_track(text: str) -> int | str:
 
 def precision_option(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002 - argparse's word
     """`--precision` (`model.dtype`; fp16/fp32/bf16 are accepted as short spellings)."""
-    add_config_option(parser, "--precision", path="model.dtype", type=lambda text: DTYPE_ALIASES.get(text, text),
-                      help=help)
+    add_config_option(
+        parser, "--precision", path="model.dtype", type=lambda text: DTYPE_ALIASES.get(text, text), help=help
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -340,8 +372,8 @@ def require_prompt(prompt: str | None, config: RerenderConfig, where: str = "") 
     """An empty prompt gives unstyled keyframes after a long run: refuse unless it was asked for (-p "")."""
     if prompt is None and not config.prompt.prompt:
         raise UsageError(
-            f"no prompt{where}: give one with -p/--prompt (e.g. -p \"a watercolor painting\"), or prompt.prompt in "
-            "--config or --set; pass -p \"\" to run without a prompt on purpose"
+            f'no prompt{where}: give one with -p/--prompt (e.g. -p "a watercolor painting"), or prompt.prompt in '
+            '--config or --set; pass -p "" to run without a prompt on purpose'
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["iter_commands", "option_rows", "reference_markdown"]
 

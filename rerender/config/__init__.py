@@ -34,6 +34,7 @@ from rerender.config.convert import (
     save_config,
 )
 from rerender.config.fields import (
+    _dataclass_of,  # noqa: F401 (used by the web page's form builder)
     apply_overrides,
     field_default,
     field_docstrings,
@@ -42,12 +43,22 @@ from rerender.config.fields import (
     option_paths,
     parse_override,
 )
-from rerender.config.fields import _dataclass_of  # noqa: F401 (used by the web page's form builder)
 from rerender.config.sections import *  # noqa: F403 (the sections and the Literal aliases)
 from rerender.config.sections import __all__ as _sections_all
 
 __all__ = [
     *_sections_all,
-    "load_config", "save_config", "dump_yaml", "config_from_dict", "config_to_dict", "config_hash",
-    "apply_overrides", "parse_override", "field_help", "field_type", "field_default", "field_docstrings", "option_paths",
+    "load_config",
+    "save_config",
+    "dump_yaml",
+    "config_from_dict",
+    "config_to_dict",
+    "config_hash",
+    "apply_overrides",
+    "parse_override",
+    "field_help",
+    "field_type",
+    "field_default",
+    "field_docstrings",
+    "option_paths",
 ]

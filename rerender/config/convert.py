@@ -9,8 +9,9 @@ import json
 import os
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
 from rerender.errors import ConfigError, InputNotFoundError
@@ -176,7 +177,9 @@ def load_config(path: str | os.PathLike, *, defaults: RerenderConfig | None = No
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
         reason = " ".join(str(error).split())  # one line: YAML errors span several
-        raise ConfigError(f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}") from None
+        raise ConfigError(
+            f"{str(path)!r} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {reason}"
+        ) from None
     if data is None:
         data = {}
     if defaults is not None and isinstance(data, Mapping):

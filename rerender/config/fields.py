@@ -14,13 +14,22 @@ import functools
 import inspect
 import textwrap
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rerender.config.convert import _nearest, _to_plain, config_from_dict, config_to_dict
 from rerender.config.sections import ControlConfig, RerenderConfig
 from rerender.errors import ConfigError
 
-__all__ = ["parse_override", "apply_overrides", "field_help", "field_type", "field_default", "field_docstrings", "option_paths"]
+__all__ = [
+    "parse_override",
+    "apply_overrides",
+    "field_help",
+    "field_type",
+    "field_default",
+    "field_docstrings",
+    "option_paths",
+]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -103,15 +112,21 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
         head, _, rest = key.partition(".")
         # A leaf name may start a dotted path too: `crop.left` is `video.crop.left`.
         sections = {f.name for f in dataclasses.fields(RerenderConfig)}
-        path = leaves[head] + ("." + rest if rest else "") if head in leaves and (head not in sections or not rest) else key
+        path = (
+            leaves[head] + ("." + rest if rest else "")
+            if head in leaves and (head not in sections or not rest)
+            else key
+        )
         if path.startswith("control_") and path not in leaves:
-            path = "control." + path[len("control_"):]
+            path = "control." + path[len("control_") :]
         parts = path.split(".")
         if parts[0] == "control" and len(parts) >= 2:
             if parts[1].isdigit():
                 index = int(parts[1])
                 if index >= len(data["control"]):
-                    raise ConfigError(f"`{key}`: there are {len(data['control'])} ControlNets, index {index} is out of range")
+                    raise ConfigError(
+                        f"`{key}`: there are {len(data['control'])} ControlNets, index {index} is out of range"
+                    )
                 targets, rest = [data["control"][index]], parts[2:]
             else:
                 targets, rest = data["control"], parts[1:]
@@ -141,7 +156,7 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
 # --------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docstrings(cls: type) -> dict[str, str]:
     """The docstring under each field of a config dataclass, read from its source (the string literal after the field).
 
@@ -153,8 +168,10 @@ def field_docstrings(cls: type) -> dict[str, str]:
     docs = {}
     for statement, following in zip(body, body[1:]):
         if (
-            isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-            and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
             and isinstance(following.value.value, str)
         ):
             docs[statement.target.id] = " ".join(following.value.value.split())

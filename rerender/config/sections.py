@@ -7,19 +7,54 @@ from __future__ import annotations
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal
 
 from rerender.errors import ConfigError
 
 __all__ = [
-    "Period", "ResizeSide", "KeyframeMode", "PromptLanguage", "RendererName", "DTypeName", "DeviceName", "ControlType",
-    "FreeUVariant", "FlowEstimatorName", "DISPreset", "PropagationPreset", "BlendMode", "OutputSize", "Stage",
-    "ModelFamily", "PropagationEngine", "PropagationDevice",
-    "CHOICES", "LANGUAGE_NAMES", "CONTROL_TYPES", "DEFAULT_CONTROLNETS", "DEFAULT_SDXL_CONTROLNETS", "UNION_CONTROL_MODES",
-    "DEFAULT_NEGATIVE_PROMPT", "choices", "NAMED_COLORS", "parse_color",
-    "Crop", "VideoConfig", "KeyframeConfig", "PromptConfig", "LoraConfig", "ModelConfig", "ControlConfig",
-    "RefinementConfig", "SamplingConfig", "FreeUConfig", "ConstraintConfig", "FlowConfig", "PropagationConfig",
-    "OutputConfig", "RerenderConfig",
+    "Period",
+    "ResizeSide",
+    "KeyframeMode",
+    "PromptLanguage",
+    "RendererName",
+    "DTypeName",
+    "DeviceName",
+    "ControlType",
+    "FreeUVariant",
+    "FlowEstimatorName",
+    "DISPreset",
+    "PropagationPreset",
+    "BlendMode",
+    "OutputSize",
+    "Stage",
+    "ModelFamily",
+    "PropagationEngine",
+    "PropagationDevice",
+    "CHOICES",
+    "LANGUAGE_NAMES",
+    "CONTROL_TYPES",
+    "DEFAULT_CONTROLNETS",
+    "DEFAULT_SDXL_CONTROLNETS",
+    "UNION_CONTROL_MODES",
+    "DEFAULT_NEGATIVE_PROMPT",
+    "choices",
+    "NAMED_COLORS",
+    "parse_color",
+    "Crop",
+    "VideoConfig",
+    "KeyframeConfig",
+    "PromptConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "ControlConfig",
+    "RefinementConfig",
+    "SamplingConfig",
+    "FreeUConfig",
+    "ConstraintConfig",
+    "FlowConfig",
+    "PropagationConfig",
+    "OutputConfig",
+    "RerenderConfig",
 ]
 
 Period = tuple[float, float]
@@ -77,18 +112,41 @@ PropagationDevice = Literal["auto", "cpu", "cuda"]
 """Where the torch propagation engine runs."""
 
 LANGUAGE_NAMES: dict[str, str] = {
-    "en": "English", "vi": "Vietnamese", "ko": "Korean", "ja": "Japanese", "zh": "Chinese", "ru": "Russian",
-    "fr": "French", "de": "German", "es": "Spanish", "th": "Thai", "ar": "Arabic", "hi": "Hindi", "he": "Hebrew",
+    "en": "English",
+    "vi": "Vietnamese",
+    "ko": "Korean",
+    "ja": "Japanese",
+    "zh": "Chinese",
+    "ru": "Russian",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "th": "Thai",
+    "ar": "Arabic",
+    "hi": "Hindi",
+    "he": "Hebrew",
     "el": "Greek",
 }
 """The English name of each language code of `PromptLanguage` but "auto"."""
 
 CHOICES: dict[str, Any] = {
-    "ResizeSide": ResizeSide, "KeyframeMode": KeyframeMode, "PromptLanguage": PromptLanguage,
-    "RendererName": RendererName, "DTypeName": DTypeName, "DeviceName": DeviceName, "ControlType": ControlType,
-    "FreeUVariant": FreeUVariant, "FlowEstimatorName": FlowEstimatorName, "DISPreset": DISPreset,
-    "PropagationPreset": PropagationPreset, "BlendMode": BlendMode, "OutputSize": OutputSize, "Stage": Stage,
-    "ModelFamily": ModelFamily, "PropagationEngine": PropagationEngine, "PropagationDevice": PropagationDevice,
+    "ResizeSide": ResizeSide,
+    "KeyframeMode": KeyframeMode,
+    "PromptLanguage": PromptLanguage,
+    "RendererName": RendererName,
+    "DTypeName": DTypeName,
+    "DeviceName": DeviceName,
+    "ControlType": ControlType,
+    "FreeUVariant": FreeUVariant,
+    "FlowEstimatorName": FlowEstimatorName,
+    "DISPreset": DISPreset,
+    "PropagationPreset": PropagationPreset,
+    "BlendMode": BlendMode,
+    "OutputSize": OutputSize,
+    "Stage": Stage,
+    "ModelFamily": ModelFamily,
+    "PropagationEngine": PropagationEngine,
+    "PropagationDevice": PropagationDevice,
 }
 """Every closed set of values by its alias name (for the docs and the consistency test)."""
 
@@ -132,7 +190,10 @@ def _check_period(key: str, period: Period | None) -> None:
 
 
 NAMED_COLORS: dict[str, tuple[int, int, int]] = {
-    "white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "grey": (128, 128, 128),
+    "gray": (128, 128, 128),
 }
 """The colour names `video.background` accepts besides "#rrggbb"."""
 
@@ -149,7 +210,11 @@ def parse_color(value: str | tuple[int, int, int], key: str = "video.background"
             return NAMED_COLORS[text]
         if re.fullmatch(r"#[0-9a-f]{6}", text):
             return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
-    elif isinstance(value, (tuple, list)) and len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value):
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 3
+        and all(isinstance(c, int) and 0 <= c <= 255 for c in value)
+    ):
         return int(value[0]), int(value[1]), int(value[2])
     raise ConfigError(f"`{key}` must be one of {', '.join(NAMED_COLORS)} or '#rrggbb', got {value!r}")
 
@@ -248,7 +313,9 @@ class KeyframeConfig:
         _check_range("keyframes.min_keyframe_interval", self.min_keyframe_interval, 1)
         _check_range("keyframes.max_keyframe_interval", self.max_keyframe_interval, self.min_keyframe_interval)
         if self.keyframe_mode == "explicit" and not self.keyframe_indices:
-            raise ConfigError("`keyframes.keyframe_indices` must list at least one index when keyframe_mode is 'explicit'")
+            raise ConfigError(
+                "`keyframes.keyframe_indices` must list at least one index when keyframe_mode is 'explicit'"
+            )
         if self.keyframe_indices is not None:
             indices = list(self.keyframe_indices)
             if any(index < 0 for index in indices):
@@ -293,8 +360,9 @@ class PromptConfig:
     def __post_init__(self) -> None:
         _check_range("prompt.audio_threshold", self.audio_threshold, 0.0, 1.0)
         if isinstance(self.audio_max_events, bool) or not isinstance(self.audio_max_events, int):
-            raise ConfigError(f"`prompt.audio_max_events` must be an integer in [1, 10], "
-                              f"got {self.audio_max_events!r}")
+            raise ConfigError(
+                f"`prompt.audio_max_events` must be an integer in [1, 10], got {self.audio_max_events!r}"
+            )
         _check_range("prompt.audio_max_events", self.audio_max_events, 1, 10)
         if self.prompt_language not in choices(PromptLanguage):
             valid = ", ".join(f"{code} ({LANGUAGE_NAMES.get(code, 'detect')})" for code in choices(PromptLanguage))
@@ -426,7 +494,9 @@ class ControlConfig:
         _check_range("control.canny_high_threshold", self.canny_high_threshold, self.canny_low_threshold, 255)
         if self.type == "precomputed":
             if not self.maps:
-                raise ConfigError("`control.maps` must name a folder or video of control maps when type is 'precomputed'")
+                raise ConfigError(
+                    "`control.maps` must name a folder or video of control maps when type is 'precomputed'"
+                )
             if not self.model:
                 raise ConfigError("`control.model` must name the ControlNet to use when type is 'precomputed'")
 
@@ -502,7 +572,7 @@ class FreeUConfig:
     the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.diffusion.freeu."""
 
     @classmethod
-    def published(cls, family: str) -> "FreeUConfig":
+    def published(cls, family: str) -> FreeUConfig:
         """FreeU's published factors for a model family: SD 1.5 b1 1.5, b2 1.6, s1 0.9, s2 0.2; SDXL b1 1.3,
         b2 1.4, s1 0.9, s2 0.2 (FreeU's README). (The class defaults are Rerender-A-Video's SD 1.5 choice.)"""
         factors = {"sd15": (1.5, 1.6, 0.9, 0.2), "sdxl": (1.3, 1.4, 0.9, 0.2)}

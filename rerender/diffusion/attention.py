@@ -31,7 +31,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Iterator, Literal
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -292,7 +293,9 @@ def decoder_self_attention_layers(unet: torch.nn.Module, loose: bool = False) ->
     layers = [name for name in unet.attn_processors if _DECODER_SELF_ATTENTION.match(name)]
     if loose and layers:
         lowest_resolution_stage = min(int(_DECODER_SELF_ATTENTION.match(name).group(1)) for name in layers)
-        layers = [name for name in layers if int(_DECODER_SELF_ATTENTION.match(name).group(1)) != lowest_resolution_stage]
+        layers = [
+            name for name in layers if int(_DECODER_SELF_ATTENTION.match(name).group(1)) != lowest_resolution_stage
+        ]
     return layers
 
 
@@ -317,7 +320,10 @@ def cross_frame_attention(
     original = dict(unet.attn_processors)  # set_attn_processor pops from the dict it is given: keep a copy
     layers = decoder_self_attention_layers(unet, loose)
     if not layers:
-        logger.warning("the UNet has no decoder self-attention layer%s: cross-frame attention is off", " left by loose" if loose else "")
+        logger.warning(
+            "the UNet has no decoder self-attention layer%s: cross-frame attention is off",
+            " left by loose" if loose else "",
+        )
     replaced = dict(original)
     for layer in layers:
         replaced[layer] = CrossFrameAttnProcessor(layer, store, original[layer])

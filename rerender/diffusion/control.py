@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -61,7 +61,9 @@ _CONTROLNET_AUX_CLASSES = {
 
 def _check_frame(frame: object, name: str = "frame") -> np.ndarray:
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        described = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        described = (
+            f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        )
         raise ConfigError(f"`{name}` must be an RGB uint8 array of shape (H, W, 3), got {described}")
     return frame
 
@@ -115,7 +117,7 @@ def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOT
     except ImportError as error:
         raise MissingDependencyError(
             f"the {control_type!r} annotator needs controlnet-aux, which is not importable ({error}); install the "
-            "`annotators` extra with: pip install \"rerender[annotators]\" (it needs torchvision), or use "
+            '`annotators` extra with: pip install "rerender[annotators]" (it needs torchvision), or use '
             "control type 'canny' (built in) or 'precomputed' maps"
         ) from error
     detector_class = getattr(controlnet_aux, _CONTROLNET_AUX_CLASSES[control_type])
@@ -130,7 +132,9 @@ def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOT
     def annotate(frame: np.ndarray) -> np.ndarray:
         frame = _check_frame(frame)
         height, width = frame.shape[:2]
-        result = detector(frame, detect_resolution=min(height, width), image_resolution=min(height, width), output_type="np")
+        result = detector(
+            frame, detect_resolution=min(height, width), image_resolution=min(height, width), output_type="np"
+        )
         result = np.asarray(result)
         if result.ndim == 2:
             result = np.repeat(result[..., None], 3, axis=2)
@@ -180,7 +184,9 @@ def load_control_maps(
 
     path = Path(source)
     if not path.exists():
-        raise InputNotFoundError(f"`control.maps` {str(path)!r} does not exist; expected a folder of images or a video")
+        raise InputNotFoundError(
+            f"`control.maps` {str(path)!r} does not exist; expected a folder of images or a video"
+        )
     if path.is_dir():
         files = list_image_files(path)
         available = len(files)
@@ -199,7 +205,9 @@ def load_control_maps(
     wanted = list(range(available)) if indices is None else list(indices)
     bad = [index for index in wanted if not 0 <= index < available]
     if bad:
-        raise ConfigError(f"`control.maps` {str(path)!r} has {available} maps, index {bad[0]} is out of range [0, {available})")
+        raise ConfigError(
+            f"`control.maps` {str(path)!r} has {available} maps, index {bad[0]} is out of range [0, {available})"
+        )
     if count is not None and len(wanted) != count:
         raise ConfigError(
             f"`control.maps` {str(path)!r} must hold one map per frame: {count} needed, got {len(wanted)}"
@@ -230,5 +238,7 @@ def union_control_mode(control: ControlConfig, num_control_type: int = 8) -> int
             "(0 openpose, 1 depth, 2 hed, 3 canny/lineart, 4 normal, 5 segment, 6 tile, 7 repaint)"
         )
     if not 0 <= mode < num_control_type:
-        raise ConfigError(f"`control.control_mode` is {mode}, but this ControlNet Union has modes 0-{num_control_type - 1}")
+        raise ConfigError(
+            f"`control.control_mode` is {mode}, but this ControlNet Union has modes 0-{num_control_type - 1}"
+        )
     return mode

@@ -30,7 +30,7 @@ Conventions: latents ``(B, C, h, w)`` on the VAE grid (16 channels for Z-Image a
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from diffusers import FluxPipeline
@@ -56,9 +57,19 @@ from rerender.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RerenderFluxPipeline", "pack_latents", "unpack_latents", "latent_image_ids", "flux_lora_family", "is_flux_folder",
-    "is_flux_controlnet", "is_flux_model", "load_flux_controlnet", "load_flux_pipeline", "DEFAULT_FLUX_MODEL",
-    "FLUX_COMPONENTS", "UNION_CONTROL_MODES",
+    "RerenderFluxPipeline",
+    "pack_latents",
+    "unpack_latents",
+    "latent_image_ids",
+    "flux_lora_family",
+    "is_flux_folder",
+    "is_flux_controlnet",
+    "is_flux_model",
+    "load_flux_controlnet",
+    "load_flux_pipeline",
+    "DEFAULT_FLUX_MODEL",
+    "FLUX_COMPONENTS",
+    "UNION_CONTROL_MODES",
 ]
 
 UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
@@ -144,8 +155,14 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     ) -> None:
         super(RerenderPipeline, self).__init__()  # DiffusionPipeline's: RerenderPipeline's registers a UNet
         self.register_modules(
-            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-            text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer, controlnet=controlnet,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            text_encoder_2=text_encoder_2,
+            tokenizer_2=tokenizer_2,
+            transformer=transformer,
+            controlnet=controlnet,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
@@ -189,9 +206,20 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------
 
-    def check_inputs(self, frames: Any, prompt: Any, negative_prompt: Any, control_images: Any, controls: Any,
-                     controlnet_conditioning_scale: Any, num_inference_steps: Any, guidance_scale: Any, strength: Any,
-                     constraints: Any, refinement: Any) -> list[torch.Tensor]:
+    def check_inputs(
+        self,
+        frames: Any,
+        prompt: Any,
+        negative_prompt: Any,
+        control_images: Any,
+        controls: Any,
+        controlnet_conditioning_scale: Any,
+        num_inference_steps: Any,
+        guidance_scale: Any,
+        strength: Any,
+        constraints: Any,
+        refinement: Any,
+    ) -> list[torch.Tensor]:
         """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning, the token count and the Union
         ControlNet's mode (from ``controls[0].type``; canny when `controls` is None).
 
@@ -199,13 +227,23 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
             ConfigError: with a Union ControlNet, a control type it has no mode for.
         """
         frames = super().check_inputs(
-            frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
-            num_inference_steps, guidance_scale, strength, constraints, refinement,
+            frames,
+            prompt,
+            negative_prompt,
+            control_images,
+            controls,
+            controlnet_conditioning_scale,
+            num_inference_steps,
+            guidance_scale,
+            strength,
+            constraints,
+            refinement,
         )
         if guidance_scale > 1.0 and not self.guidance_embedded:
             logger.warning(
                 "guidance_scale %g on a Flux model without a guidance embedding (schnell): it is guidance-distilled "
-                "and runs without guidance, so the value is ignored", guidance_scale,
+                "and runs without guidance, so the value is ignored",
+                guidance_scale,
             )
         if negative_prompt:
             logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
@@ -223,7 +261,11 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         return frames
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool,
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        device: torch.device,
+        do_classifier_free_guidance: bool,
         size: tuple[int, int] | None = None,
     ) -> PromptConditioning:
         """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance; no size
@@ -234,7 +276,10 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
             (1, D_pooled), text_ids (T, 3))``.
         """
         embeds, pooled, text_ids = self._encode_flux_prompt(
-            prompt=prompt, prompt_2=None, device=device, max_sequence_length=self.max_sequence_length,
+            prompt=prompt,
+            prompt_2=None,
+            device=device,
+            max_sequence_length=self.max_sequence_length,
         )
         dtype = self.transformer.dtype
         return PromptConditioning(prompt_embeds=(embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids))
@@ -293,20 +338,40 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         guidance = torch.full((1,), float(state.guidance_scale), device=device) if self.guidance_embedded else None
         residuals: dict[str, Any] = {}
         if control:
-            control_guidance = torch.full((1,), float(state.guidance_scale), device=device) \
-                if self.controlnet.config.guidance_embeds else None
+            control_guidance = (
+                torch.full((1,), float(state.guidance_scale), device=device)
+                if self.controlnet.config.guidance_embeds
+                else None
+            )
             mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
             blocks, single_blocks = self.controlnet(
-                hidden_states=tokens, controlnet_cond=control[0], controlnet_mode=mode,
-                conditioning_scale=state.conditioning_scales[0], timestep=timestep, guidance=control_guidance,
-                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=image_ids,
+                hidden_states=tokens,
+                controlnet_cond=control[0],
+                controlnet_mode=mode,
+                conditioning_scale=state.conditioning_scales[0],
+                timestep=timestep,
+                guidance=control_guidance,
+                pooled_projections=pooled,
+                encoder_hidden_states=embeds,
+                txt_ids=text_ids,
+                img_ids=image_ids,
                 return_dict=False,
             )
-            residuals = dict(controlnet_block_samples=blocks, controlnet_single_block_samples=single_blocks,
-                             controlnet_blocks_repeat=self.controlnet.input_hint_block is not None)
+            residuals = dict(
+                controlnet_block_samples=blocks,
+                controlnet_single_block_samples=single_blocks,
+                controlnet_blocks_repeat=self.controlnet.input_hint_block is not None,
+            )
         output = self.transformer(
-            hidden_states=tokens, timestep=timestep, guidance=guidance, pooled_projections=pooled,
-            encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=image_ids, return_dict=False, **residuals,
+            hidden_states=tokens,
+            timestep=timestep,
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=embeds,
+            txt_ids=text_ids,
+            img_ids=image_ids,
+            return_dict=False,
+            **residuals,
         )[0]
         return unpack_latents(output.float(), height, width)
 
@@ -449,24 +514,39 @@ def load_flux_pipeline(
         InputNotFoundError: a missing path or an unreachable hub id.
     """
     from rerender.diffusion.loading import (
-        _check_local, _dtype_argument, _hub_errors, _hub_folder, _unreachable, load_loras, resolve_device,
+        _check_local,
+        _dtype_argument,
+        _hub_errors,
+        _hub_folder,
+        _unreachable,
+        load_loras,
+        resolve_device,
     )
 
     resolved_device = resolve_device(device if device is not None else model.device)
     wanted = dtype if dtype is not None else model.dtype
-    resolved_dtype = (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32) if wanted == "auto" else \
-        getattr(torch, wanted) if isinstance(wanted, str) else wanted
+    resolved_dtype = (
+        (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32)
+        if wanted == "auto"
+        else getattr(torch, wanted)
+        if isinstance(wanted, str)
+        else wanted
+    )
     if model.vae is not None:
-        raise ConfigError(f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
-                          "model); leave it empty")
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
+            "model); leave it empty"
+        )
     if len(controls) > 1:
         raise ConfigError(f"`control` lists {len(controls)} ControlNets; Flux takes one here")
     control_source = None
     if controls and controlnet is None:
         control_source = controls[0].model
         if not control_source:
-            raise ConfigError("`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
-                              " when the base model is Flux: the default ControlNets are Stable Diffusion ones")
+            raise ConfigError(
+                "`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+                " when the base model is Flux: the default ControlNets are Stable Diffusion ones"
+            )
         if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
             load_flux_controlnet(control_source)
     for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
@@ -483,8 +563,9 @@ def load_flux_pipeline(
     if control_source is not None:
         controlnet = load_flux_controlnet(control_source, resolved_dtype)
     try:
-        pipeline = RerenderFluxPipeline.from_pretrained(str(base_path), controlnet=controlnet,
-                                                        **_dtype_argument(resolved_dtype))
+        pipeline = RerenderFluxPipeline.from_pretrained(
+            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
+        )
     except _hub_errors() as error:
         raise _unreachable("model.base_model", model.base_model, error) from error
     load_loras(pipeline, model.loras)
@@ -492,6 +573,11 @@ def load_flux_pipeline(
         pipeline.enable_model_cpu_offload(device=resolved_device)
     else:
         pipeline.to(resolved_device)
-    logger.info("loaded Flux from %s (%s, %s)%s", model.base_model, resolved_device, resolved_dtype,
-                "" if controlnet is None else f" with the ControlNet {control_source or 'given'}")
+    logger.info(
+        "loaded Flux from %s (%s, %s)%s",
+        model.base_model,
+        resolved_device,
+        resolved_dtype,
+        "" if controlnet is None else f" with the ControlNet {control_source or 'given'}",
+    )
     return pipeline

@@ -20,8 +20,9 @@ pre-hooks for the paper's variant, diffusers' own attributes for the other).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import fourier_filter

@@ -22,7 +22,7 @@ stores state; the pipeline (`rerender.diffusion.pipeline`) calls these functions
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +212,9 @@ def ddim_update(
 # --------------------------------------------------------------------------------------------------------
 
 
-def shape_aware_fusion(original: torch.Tensor, warped_anchor_original: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
+def shape_aware_fusion(
+    original: torch.Tensor, warped_anchor_original: torch.Tensor, trusted: torch.Tensor
+) -> torch.Tensor:
     """Shape-aware cross-frame latent fusion: ``x̂0 ← M·w(x̂0_anchor) + (1 − M)·x̂0`` (paper §4.1.2).
 
     At early steps the predicted clean latent is replaced, where the flow from the anchor is trusted, by the
@@ -423,7 +425,9 @@ def fidelity_oriented_encode(
     round_trip = encode(decode(latents))
     compensated = latents + compensation * (latents - round_trip)  # E′(I)
     error = 2.0 * (decode(compensated).float() - image.float()).abs().mean(dim=1, keepdim=True)  # [−1, 1] scale
-    overshoot = F.interpolate((error > threshold).float(), size=latents.shape[-2:], mode="bilinear", align_corners=False)
+    overshoot = F.interpolate(
+        (error > threshold).float(), size=latents.shape[-2:], mode="bilinear", align_corners=False
+    )
     overshoot = F.max_pool2d((overshoot > 0).float(), kernel_size=3, stride=1, padding=1)
     keep = (1.0 - overshoot).to(latents.dtype)  # M_E
     return latents + keep * compensation * (latents - round_trip)
@@ -447,7 +451,9 @@ def channel_statistics(latents: torch.Tensor, eps: float = 1e-5) -> tuple[torch.
     return mean.to(latents.dtype), std.to(latents.dtype)
 
 
-def adain(original: torch.Tensor, anchor_mean: torch.Tensor, anchor_std: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def adain(
+    original: torch.Tensor, anchor_mean: torch.Tensor, anchor_std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """Colour-aware adaptive latent adjustment: give x̂0 the anchor's per-channel statistics (paper §4.1).
 
     ``x̂0 ← (x̂0 − μ(x̂0)) / √(σ²(x̂0) + eps) · σ_anchor + μ_anchor`` (instance normalisation with biased

@@ -15,15 +15,22 @@ import contextlib
 import logging
 import os
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from rerender.errors import CheckpointError, ConfigError, WeightsNotFoundError
 
-__all__ = ["adapter_file", "check_adapter_matches", "check_style_inputs", "install_ip_adapter", "read_style_image",
-           "style_adapter"]
+__all__ = [
+    "adapter_file",
+    "check_adapter_matches",
+    "check_style_inputs",
+    "install_ip_adapter",
+    "read_style_image",
+    "style_adapter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,9 @@ def read_style_image(path: str | os.PathLike) -> np.ndarray:
     try:
         return read_image(path)
     except VideoReadError as error:
-        raise VideoReadError(f"`style_image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, …): {error}") from error
+        raise VideoReadError(
+            f"`style_image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, …): {error}"
+        ) from error
 
 
 def adapter_file(source: str, weight_name: str) -> Path | None:
@@ -78,8 +87,8 @@ def check_style_inputs(style_image: str | None, source: str, weight_name: str) -
             f"encoder, which are not on this machine and cannot be downloaded now. On a connected machine run: "
             f"rerender download --style-image IMAGE (or hf download {source} --include {weight_name!r} "
             f"'{posixpath.dirname(weight_name) or '.'}/image_encoder/*')"
-            if is_hub_id(source) else
-            f"`style_image` needs the IP-Adapter file {str(Path(source) / weight_name)!r} (`model.ip_adapter` + "
+            if is_hub_id(source)
+            else f"`style_image` needs the IP-Adapter file {str(Path(source) / weight_name)!r} (`model.ip_adapter` + "
             "`model.ip_adapter_weight_name`), which does not exist"
         )
 

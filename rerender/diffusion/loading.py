@@ -26,22 +26,23 @@ import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     checkpoint_keys,
     detect_family,
     detect_family_or_none,
     family_of_unet_config,
+    hub_offline,
+    is_hub_id,
     read_json_file,
     register_family_detector,
 )
-from rerender.errors import ConfigError, InputNotFoundError
-from rerender.weights import hub_offline, is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" → CUDA if available, then MPS, else CPU; other names are checked and returned.
+    """ "auto" → CUDA if available, then MPS, else CPU; other names are checked and returned.
 
     Raises:
         ConfigError: an unknown name, or a device that is not available.
@@ -105,7 +106,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
-    """"auto" → float16 on CUDA, float32 elsewhere (half precision is slower than float32 on most CPUs).
+    """ "auto" → float16 on CUDA, float32 elsewhere (half precision is slower than float32 on most CPUs).
 
     Raises:
         ConfigError: an unknown name.
@@ -214,11 +215,7 @@ def _hub_folder(source: str, key: str, dtype: torch.dtype, components: Sequence[
 
 
 def _unreachable(key: str, source: str, error: BaseException) -> InputNotFoundError:
-    offline = (
-        "HF_HUB_OFFLINE is set, so the hub was not contacted"
-        if _offline()
-        else "the hub could not be reached"
-    )
+    offline = "HF_HUB_OFFLINE is set, so the hub was not contacted" if _offline() else "the hub could not be reached"
     return InputNotFoundError(
         f"`{key}` {source!r} could not be loaded: it is not a local path, it is not in the Hugging Face cache "
         f"({_hub_cache()!r}), and {offline} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
@@ -244,6 +241,7 @@ def _variant_argument(source: str, path: Path | None, dtype: torch.dtype, subfol
     from rerender.weights import _cached
 
     prefix = f"{subfolder}/" if subfolder else ""
+
     def exists(name: str) -> bool:
         return (path / name).is_file() if path is not None else _cached(source, name)
 
@@ -261,7 +259,12 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
         errors += [
             getattr(hub_errors, name)
-            for name in ("LocalEntryNotFoundError", "RepositoryNotFoundError", "EntryNotFoundError", "OfflineModeIsEnabled")
+            for name in (
+                "LocalEntryNotFoundError",
+                "RepositoryNotFoundError",
+                "EntryNotFoundError",
+                "OfflineModeIsEnabled",
+            )
             if hasattr(hub_errors, name)
         ]
     except ImportError:  # pragma: no cover
@@ -287,7 +290,9 @@ def check_controlnet_fits(unet: torch.nn.Module, controlnet: torch.nn.Module, so
     """
     for name in ("cross_attention_dim", "block_out_channels", "in_channels"):
         unet_value = unet.config.get(name) if hasattr(unet.config, "get") else getattr(unet.config, name)
-        control_value = controlnet.config.get(name) if hasattr(controlnet.config, "get") else getattr(controlnet.config, name)
+        control_value = (
+            controlnet.config.get(name) if hasattr(controlnet.config, "get") else getattr(controlnet.config, name)
+        )
         if isinstance(unet_value, (list, tuple)):
             unet_value, control_value = tuple(unet_value), tuple(control_value or ())
         if unet_value != control_value:
@@ -298,7 +303,9 @@ def check_controlnet_fits(unet: torch.nn.Module, controlnet: torch.nn.Module, so
 
 
 def load_controlnet(
-    source: str, dtype: torch.dtype = torch.float32, single_file_config: str | os.PathLike = SD15_CONFIG_DIR / "controlnet"
+    source: str,
+    dtype: torch.dtype = torch.float32,
+    single_file_config: str | os.PathLike = SD15_CONFIG_DIR / "controlnet",
 ):
     """Load a ControlNet (or a ControlNet Union, by its config) from a local folder, a single file (offline, with
     `single_file_config`), or a hub id.
@@ -319,7 +326,9 @@ def load_controlnet(
                 str(path), config=str(single_file_config), local_files_only=True, **_dtype_argument(dtype)
             )
         return ControlNetModel.from_pretrained(
-            str(path) if path is not None else source, **_dtype_argument(dtype), **_variant_argument(source, path, dtype)
+            str(path) if path is not None else source,
+            **_dtype_argument(dtype),
+            **_variant_argument(source, path, dtype),
         )
     except _hub_errors() as error:
         if path is not None:
@@ -341,14 +350,20 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
     try:
         if path is not None and path.is_file():
             return AutoencoderKL.from_single_file(
-                str(path), config=str(single_file_config), subfolder="vae", local_files_only=True, **_dtype_argument(dtype)
+                str(path),
+                config=str(single_file_config),
+                subfolder="vae",
+                local_files_only=True,
+                **_dtype_argument(dtype),
             )
         location = str(path) if path is not None else source
         if path is not None and (path / "vae" / "config.json").is_file():
             return AutoencoderKL.from_pretrained(
                 location, subfolder="vae", **_dtype_argument(dtype), **_variant_argument(source, path, dtype, "vae")
             )
-        return AutoencoderKL.from_pretrained(location, **_dtype_argument(dtype), **_variant_argument(source, path, dtype))
+        return AutoencoderKL.from_pretrained(
+            location, **_dtype_argument(dtype), **_variant_argument(source, path, dtype)
+        )
     except _hub_errors() as error:
         if path is not None:
             raise InputNotFoundError(f"`model.vae` {source!r} is not a loadable VAE: {error}") from error
@@ -404,7 +419,12 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
 def _controlnet_source(control: ControlConfig, position: int, base_path: Path | None, family: str = "sd15") -> str:
     """Where the ControlNet of `control` comes from: its `model`, else the `controlnet/` folder of a saved
     ControlNet pipeline given as the base model (first ControlNet only), else the family's default for its type."""
-    if control.model is None and position == 0 and base_path is not None and (base_path / "controlnet" / "config.json").is_file():
+    if (
+        control.model is None
+        and position == 0
+        and base_path is not None
+        and (base_path / "controlnet" / "config.json").is_file()
+    ):
         return str(base_path / "controlnet")
     return control.model_for(family)
 
@@ -462,7 +482,9 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
 def _cross_attention_width(base: Path | str, family: str) -> int | None:
     """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
     path = Path(base)
-    config = path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
+    config = (
+        path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
+    )
     return read_json_file(config).get("cross_attention_dim") if config.is_file() else None
 
 
@@ -687,19 +709,27 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     try:
         if base_path is not None and base_path.is_file():
             pipeline = RerenderPipeline.from_single_file(
-                str(base_path), config=str(single_file_config), local_files_only=True,
-                **_dtype_argument(resolved_dtype), **components,
+                str(base_path),
+                config=str(single_file_config),
+                local_files_only=True,
+                **_dtype_argument(resolved_dtype),
+                **components,
             )
         else:
             location = str(base_path) if base_path is not None else model.base_model
             scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
             pipeline = RerenderPipeline.from_pretrained(
-                location, scheduler=scheduler, **_dtype_argument(resolved_dtype), **components,
+                location,
+                scheduler=scheduler,
+                **_dtype_argument(resolved_dtype),
+                **components,
                 **_variant_argument(model.base_model, base_path, resolved_dtype, "unet"),
             )
     except _hub_errors() as error:
         if base_path is not None:
-            raise InputNotFoundError(f"`model.base_model` {model.base_model!r} is not a loadable model: {error}") from error
+            raise InputNotFoundError(
+                f"`model.base_model` {model.base_model!r} is not a loadable model: {error}"
+            ) from error
         raise _unreachable("model.base_model", model.base_model, error) from error
 
     for net, source in zip(pipeline.controlnets, sources):

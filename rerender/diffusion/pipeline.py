@@ -32,14 +32,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionMixin, StableDiffusionPipeline
 from diffusers.loaders import (
-    FromSingleFileMixin, IPAdapterMixin, StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin,
+    FromSingleFileMixin,
+    IPAdapterMixin,
+    StableDiffusionXLLoraLoaderMixin,
+    TextualInversionLoaderMixin,
 )
 from diffusers.models import AutoencoderKL, ControlNetModel, ControlNetUnionModel, UNet2DConditionModel
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
@@ -47,17 +51,18 @@ from diffusers.schedulers import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import (
-    CLIPImageProcessor, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection,
+    CLIPImageProcessor,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionModelWithProjection,
 )
 
-from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
-from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
-from rerender.diffusion.control import Annotator, make_annotator, union_control_mode
-from rerender.diffusion.loading import FAMILY_NAMES, family_of_unet_config
-from rerender.errors import ConfigError
-from rerender.flow import flow_to_latent, forward_backward_occlusion, load_flow_estimator, mask_to_latent, soften_mask, warp
-from rerender.diffusion.freeu import freeu_installed
 from rerender.color import correct_colors
+from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
+from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
+from rerender.diffusion.control import Annotator, make_annotator, union_control_mode
+from rerender.diffusion.freeu import freeu_installed
 from rerender.diffusion.fusion import (
     FOLD_NOISE_LIMIT,
     active_steps,
@@ -67,12 +72,22 @@ from rerender.diffusion.fusion import (
     ddim_update,
     fidelity_oriented_encode,
     flat_regions,
+    may_fold,
     noise_rescale,
     pixel_aware_fusion,
     predict_original,
-    may_fold,
     shape_aware_fusion,
     window_steps,
+)
+from rerender.diffusion.loading import FAMILY_NAMES, family_of_unet_config
+from rerender.errors import ConfigError
+from rerender.flow import (
+    flow_to_latent,
+    forward_backward_occlusion,
+    load_flow_estimator,
+    mask_to_latent,
+    soften_mask,
+    warp,
 )
 
 logger = logging.getLogger(__name__)
@@ -286,8 +301,12 @@ class _RenderState:
 
 
 class RerenderPipeline(
-    DiffusionPipeline, StableDiffusionMixin, StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin,
-    FromSingleFileMixin, IPAdapterMixin,
+    DiffusionPipeline,
+    StableDiffusionMixin,
+    StableDiffusionXLLoraLoaderMixin,
+    TextualInversionLoaderMixin,
+    FromSingleFileMixin,
+    IPAdapterMixin,
 ):
     """Rerender-A-Video keyframe translation: SD 1.5 or SDXL + ControlNet(s) with hierarchical cross-frame constraints.
 
@@ -329,7 +348,10 @@ class RerenderPipeline(
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
-        controlnet: ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel, ...] | MultiControlNetModel
+        controlnet: ControlNetModel
+        | list[ControlNetModel]
+        | tuple[ControlNetModel, ...]
+        | MultiControlNetModel
         | ControlNetUnionModel,
         scheduler: DDIMScheduler,
         image_encoder: CLIPVisionModelWithProjection | None = None,
@@ -345,8 +367,15 @@ class RerenderPipeline(
             logger.info("using DDIMScheduler with the configuration of the given %s", type(scheduler).__name__)
             scheduler = DDIMScheduler.from_config(scheduler.config)
         self.register_modules(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet, scheduler=scheduler,
-            image_encoder=image_encoder, feature_extractor=feature_extractor, text_encoder_2=text_encoder_2,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            controlnet=controlnet,
+            scheduler=scheduler,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
+            text_encoder_2=text_encoder_2,
             tokenizer_2=tokenizer_2,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
@@ -539,8 +568,17 @@ class RerenderPipeline(
         """
         # 1. Check inputs, before any model work
         frames = self.check_inputs(
-            frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
-            num_inference_steps, guidance_scale, strength, constraints, refinement,
+            frames,
+            prompt,
+            negative_prompt,
+            control_images,
+            controls,
+            controlnet_conditioning_scale,
+            num_inference_steps,
+            guidance_scale,
+            strength,
+            constraints,
+            refinement,
         )
         constraints = constraints if constraints is not None else ConstraintConfig()
         device = self._execution_device
@@ -601,9 +639,14 @@ class RerenderPipeline(
         )
         logger.info(
             "rendering %d frames at %dx%d with %s: steps %d-%d of %d, second pass from step %s",
-            len(frames), frames[0].shape[-1], frames[0].shape[-2], FAMILY_NAMES[self.family], schedule.first_step,
+            len(frames),
+            frames[0].shape[-1],
+            frames[0].shape[-2],
+            FAMILY_NAMES[self.family],
+            schedule.first_step,
             num_inference_steps - 1,
-            num_inference_steps, schedule.second_pass_start,
+            num_inference_steps,
+            schedule.second_pass_start,
         )
 
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
@@ -638,8 +681,10 @@ class RerenderPipeline(
         attention in its transformer blocks instead of the UNet decoder's self-attention).
         """
         constraints = state.constraints
-        with cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention), \
-                freeu_installed(self.unet, constraints.freeu):
+        with (
+            cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention),
+            freeu_installed(self.unet, constraints.freeu),
+        ):
             yield
 
     # ----------------------------------------------------------------------------------------------------
@@ -662,8 +707,17 @@ class RerenderPipeline(
 
         # b. Denoise, recording the references for the keyframes
         latents, _, _ = self.denoise(
-            state, schedule, latents, direction, schedule.steps, control,
-            frame_index=0, pass_name="anchor", attend=False, record_into="anchor", record_steps=schedule.cross_attention,
+            state,
+            schedule,
+            latents,
+            direction,
+            schedule.steps,
+            control,
+            frame_index=0,
+            pass_name="anchor",
+            attend=False,
+            record_into="anchor",
+            record_steps=schedule.cross_attention,
         )
 
         # c. Optionally refine (without references: the anchor has none); decode
@@ -674,7 +728,9 @@ class RerenderPipeline(
         state.previous = state.anchor
         return latents, image
 
-    def render_keyframe(self, state: _RenderState, index: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def render_keyframe(
+        self, state: _RenderState, index: int, frame: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Render one keyframe consistent with the anchor and the previous keyframe.
 
         Returns:
@@ -698,24 +754,46 @@ class RerenderPipeline(
         # c. Pass A, direct: cross-frame attention, AdaIN, shape-aware fusion; keep the state where pass B starts
         record_before = {s for s in schedule.cross_attention if second_pass_start is None or s < second_pass_start}
         latents_a, _, resume = self.denoise(
-            state, schedule, latents, direction, schedule.steps, control, guidance=guidance,
-            frame_index=index, pass_name="direct", record_into="pending" if update_style else None,
-            record_steps=record_before, resume_at=second_pass_start,
+            state,
+            schedule,
+            latents,
+            direction,
+            schedule.steps,
+            control,
+            guidance=guidance,
+            frame_index=index,
+            pass_name="direct",
+            record_into="pending" if update_style else None,
+            record_steps=record_before,
+            resume_at=second_pass_start,
         )
 
         # d. Pass B, fused: the pixel-aware target (Eq. 10), fidelity-encoded (Eq. 8–9), blended in (Eq. 11)
         if second_pass_start is not None and resume is not None:
             direct = self.decode_latents(latents_a)
             target_image = composite_references(
-                direct, guidance.warped_anchor, guidance.anchor_occlusion, guidance.warped_previous, guidance.previous_occlusion
+                direct,
+                guidance.warped_anchor,
+                guidance.anchor_occlusion,
+                guidance.warped_previous,
+                guidance.previous_occlusion,
             )
             guidance.target = self.encode_fusion_target(target_image, constraints)
             latents, direction = resume
             record_after = {s for s in schedule.cross_attention if s >= second_pass_start}
             latents, _, _ = self.denoise(
-                state, schedule, latents, direction, [s for s in schedule.steps if s >= second_pass_start], control,
-                guidance=guidance, fusion_noise=noise.fusion, frame_index=index, pass_name="fused",
-                record_into="pending" if update_style else None, record_steps=record_after,
+                state,
+                schedule,
+                latents,
+                direction,
+                [s for s in schedule.steps if s >= second_pass_start],
+                control,
+                guidance=guidance,
+                fusion_noise=noise.fusion,
+                frame_index=index,
+                pass_name="fused",
+                record_into="pending" if update_style else None,
+                record_steps=record_after,
             )
         else:
             latents = latents_a
@@ -758,9 +836,17 @@ class RerenderPipeline(
         direction = (1.0 - alpha) ** 0.5 * noise.refinement_initial
         latents = alpha**0.5 * latents + direction
         latents, _, _ = self.denoise(
-            state, schedule, latents, direction, schedule.steps, control, guidance=guidance,
+            state,
+            schedule,
+            latents,
+            direction,
+            schedule.steps,
+            control,
+            guidance=guidance,
             fusion_noise=noise.refinement_fusion if guidance is not None and guidance.target is not None else None,
-            frame_index=frame_index, pass_name="refine", attend=guidance is not None,
+            frame_index=frame_index,
+            pass_name="refine",
+            attend=guidance is not None,
         )
         return latents
 
@@ -826,8 +912,13 @@ class RerenderPipeline(
                 # pixel-aware fusion toward the encoded target, before the UNet call
                 if fusion_noise is not None and step in schedule.pixel_fusion and guidance.target is not None:
                     latents = pixel_aware_fusion(
-                        latents, direction, guidance.target, fusion_noise[step], alpha,
-                        guidance.fusion_weight, guidance.fusion_rescale,
+                        latents,
+                        direction,
+                        guidance.target,
+                        fusion_noise[step],
+                        alpha,
+                        guidance.fusion_weight,
+                        guidance.fusion_rescale,
                     )
 
                 # UNet (+ ControlNet), cross-frame attention switched by the store
@@ -851,15 +942,23 @@ class RerenderPipeline(
                 elif guidance is not None:
                     if step in schedule.adain and timestep in anchor.statistics:
                         original = adain(original, *anchor.statistics[timestep])
-                    if step in schedule.shape_fusion and timestep in anchor.originals and guidance.latent_flow is not None:
-                        warped = warp(anchor.originals[timestep], guidance.latent_flow.to(original.dtype), mode="nearest")
+                    if (
+                        step in schedule.shape_fusion
+                        and timestep in anchor.originals
+                        and guidance.latent_flow is not None
+                    ):
+                        warped = warp(
+                            anchor.originals[timestep], guidance.latent_flow.to(original.dtype), mode="nearest"
+                        )
                         original = shape_aware_fusion(original, warped, guidance.anchor_trusted)
 
                 latents, direction = ddim_update(original, noise, alpha_next)
 
                 if state.callback is not None:
                     outputs = state.callback(
-                        self, step, timestep,
+                        self,
+                        step,
+                        timestep,
                         {
                             "latents": latents,
                             "predicted_original": original,
@@ -894,7 +993,9 @@ class RerenderPipeline(
             controlnet_cond, conditioning_scale = control, state.conditioning_scales
             control_type = torch.zeros(self.controlnet.config.num_control_type, device=latents.device)
             control_type[state.control_modes] = 1.0
-            control_kwargs["control_type"] = control_type[None].to(state.prompt_embeds.dtype).repeat(len(model_input), 1)
+            control_kwargs["control_type"] = (
+                control_type[None].to(state.prompt_embeds.dtype).repeat(len(model_input), 1)
+            )
             control_kwargs["control_type_idx"] = state.control_modes
         elif isinstance(self.controlnet, MultiControlNetModel):
             controlnet_cond, conditioning_scale = control, state.conditioning_scales
@@ -951,16 +1052,24 @@ class RerenderPipeline(
             raise ConfigError(f"`prompt` must be a string, got {type(prompt).__name__}")
         if negative_prompt is not None and not isinstance(negative_prompt, str):
             raise ConfigError(f"`negative_prompt` must be a string or None, got {type(negative_prompt).__name__}")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+        ):
             raise ConfigError(f"`num_inference_steps` must be an integer ≥ 1, got {num_inference_steps!r}")
         if not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
             raise ConfigError(f"`strength` must be in [0, 1] (1 = start from pure noise), got {strength!r}")
         if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
             raise ConfigError(f"`guidance_scale` must be ≥ 0 (≤ 1 turns guidance off), got {guidance_scale!r}")
         if constraints is not None and not isinstance(constraints, ConstraintConfig):
-            raise ConfigError(f"`constraints` must be a rerender.config.ConstraintConfig or None, got {type(constraints).__name__}")
+            raise ConfigError(
+                f"`constraints` must be a rerender.config.ConstraintConfig or None, got {type(constraints).__name__}"
+            )
         if refinement is not None and not isinstance(refinement, RefinementConfig):
-            raise ConfigError(f"`refinement` must be a rerender.config.RefinementConfig or None, got {type(refinement).__name__}")
+            raise ConfigError(
+                f"`refinement` must be a rerender.config.RefinementConfig or None, got {type(refinement).__name__}"
+            )
         if constraints is not None:
             for name in ("cross_frame_attention_period", "shape_fusion_period", "pixel_fusion_period", "adain_period"):
                 try:
@@ -979,7 +1088,10 @@ class RerenderPipeline(
         if self.family == "sdxl" and max(height, width) < 0.75 * SDXL_NATIVE_SIDE:
             logger.warning(
                 "SDXL is made for about %d px on the long side; %d×%d frames will look worse (set video.resolution, "
-                "e.g. 1024 as configs/sdxl.yaml does)", SDXL_NATIVE_SIDE, width, height,
+                "e.g. 1024 as configs/sdxl.yaml does)",
+                SDXL_NATIVE_SIDE,
+                width,
+                height,
             )
 
         count = len(self.controlnets)
@@ -994,7 +1106,9 @@ class RerenderPipeline(
                 union_control_mode(control, self.controlnet.config.num_control_type)
         if controls is not None:
             if len(controls) != count or not all(isinstance(control, ControlConfig) for control in controls):
-                raise ConfigError(f"`controls` must hold one ControlConfig per ControlNet ({count}), got {list(controls)!r}")
+                raise ConfigError(
+                    f"`controls` must hold one ControlConfig per ControlNet ({count}), got {list(controls)!r}"
+                )
             if control_images is None and any(control.type == "precomputed" for control in controls):
                 raise ConfigError(
                     "`control_images` must be given when a control is 'precomputed' "
@@ -1054,7 +1168,9 @@ class RerenderPipeline(
         sdxl = self.family == "sdxl"
         if sdxl:
             if self.text_encoder_2 is None or self.tokenizer_2 is None:
-                raise ConfigError("an SDXL UNet needs both text encoders: `text_encoder_2` and `tokenizer_2` are missing")
+                raise ConfigError(
+                    "an SDXL UNet needs both text encoders: `text_encoder_2` and `tokenizer_2` are missing"
+                )
             encoders.append((self.tokenizer_2, self.text_encoder_2))
 
         def embed(text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -1063,13 +1179,16 @@ class RerenderPipeline(
                 if isinstance(self, TextualInversionLoaderMixin):
                     text = self.maybe_convert_prompt(text, tokenizer)
                 max_length = tokenizer.model_max_length
-                tokens = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+                tokens = tokenizer(
+                    text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+                )
                 untruncated = tokenizer(text, padding="longest", return_tensors="pt").input_ids
                 if untruncated.shape[-1] > tokens.input_ids.shape[-1] and encoder is self.text_encoder:
                     removed = tokenizer.batch_decode(untruncated[:, max_length - 1 : -1])
                     logger.warning(
                         "The prompt was truncated because CLIP can only handle sequences up to %d tokens; removed: %s",
-                        max_length, removed[0],
+                        max_length,
+                        removed[0],
                     )
                 attention_mask = None
                 if getattr(encoder.config, "use_attention_mask", False):
@@ -1096,7 +1215,10 @@ class RerenderPipeline(
                 native = self.unet.config.sample_size * self.vae_scale_factor
                 size = (native, native)
             time_ids = torch.tensor([[*size, 0, 0, *size]], dtype=dtype, device=device).repeat(len(positive), 1)
-            conditioning.added_cond_kwargs = {"text_embeds": pooled.to(dtype=dtype, device=device), "time_ids": time_ids}
+            conditioning.added_cond_kwargs = {
+                "text_embeds": pooled.to(dtype=dtype, device=device),
+                "time_ids": time_ids,
+            }
         return conditioning
 
     @property
@@ -1124,7 +1246,9 @@ class RerenderPipeline(
         refining = 0
         if refinement is not None:
             steps = refinement.refinement_steps or num_inference_steps
-            refining = len(self.prepare_schedule(steps, refinement.refinement_strength, constraints, report=False).steps)
+            refining = len(
+                self.prepare_schedule(steps, refinement.refinement_strength, constraints, report=False).steps
+            )
         return [schedule.unet_calls(is_anchor=index == 0) + refining for index in range(num_frames)]
 
     def prepare_schedule(
@@ -1150,7 +1274,9 @@ class RerenderPipeline(
         alphas = tuple(float(alphas_cumprod[t]) for t in timesteps)
         alphas_next = tuple(float(alphas_cumprod[t - stride]) if t - stride >= 0 else final for t in timesteps)
         first_step = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
-        fold = first_step < num_inference_steps and may_fold(timesteps[first_step], scheduler.config.num_train_timesteps)
+        fold = first_step < num_inference_steps and may_fold(
+            timesteps[first_step], scheduler.config.num_train_timesteps
+        )
 
         def steps(period: tuple[float, float] | None, inclusive: bool = True, name: str = "") -> frozenset[int]:
             acting = active_steps(period, num_inference_steps, first_step, inclusive, fold=fold)
@@ -1159,8 +1285,15 @@ class RerenderPipeline(
                 logger.info(
                     "%s does not act: its window %s (steps %d-%d of %d) ends before the SDEdit start at step %d "
                     "(t=%d, strength %g), and a window is moved onto the first executed step only while t >= %d",
-                    name, tuple(period), window[0], window[-1], num_inference_steps, first_step, timesteps[first_step],
-                    strength, int(FOLD_NOISE_LIMIT * scheduler.config.num_train_timesteps),
+                    name,
+                    tuple(period),
+                    window[0],
+                    window[-1],
+                    num_inference_steps,
+                    first_step,
+                    timesteps[first_step],
+                    strength,
+                    int(FOLD_NOISE_LIMIT * scheduler.config.num_train_timesteps),
                 )
             return frozenset(acting)
 
@@ -1307,7 +1440,8 @@ class RerenderPipeline(
             return result
         logger.warning(
             "the VAE overflowed in %s (the SDXL VAE does); redoing it in float32. Use a VAE made for half precision "
-            "(model.vae: madebyollin/sdxl-vae-fp16-fix) to avoid the extra time", str(dtype).removeprefix("torch."),
+            "(model.vae: madebyollin/sdxl-vae-fp16-fix) to avoid the extra time",
+            str(dtype).removeprefix("torch."),
         )
         self.vae.to(torch.float32)
         try:
@@ -1326,10 +1460,14 @@ class RerenderPipeline(
             return 0
         keys = ("index", "previous_frame", "previous_rendered", "previous_features", "generator_state")
         if not isinstance(resume, dict) or any(key not in resume for key in keys):
-            raise ConfigError(f"`resume` must be a RenderedFrame.resume_state (a dict with {', '.join(keys)}), got {type(resume).__name__}")
+            raise ConfigError(
+                f"`resume` must be a RenderedFrame.resume_state (a dict with {', '.join(keys)}), got {type(resume).__name__}"
+            )
         next_index = int(resume.get("next_index", resume["index"] + 1))
         if not 1 <= next_index <= len(frames):
-            raise ConfigError(f"`resume` continues at frame {next_index}, which must be in [1, {len(frames)}] (the frames given)")
+            raise ConfigError(
+                f"`resume` continues at frame {next_index}, which must be in [1, {len(frames)}] (the frames given)"
+            )
         if tuple(resume["previous_frame"].shape[-2:]) != tuple(frames[0].shape[-2:]):
             raise ConfigError(
                 f"`resume` was saved for {tuple(resume['previous_frame'].shape[-2:])} frames, these are {tuple(frames[0].shape[-2:])}"
@@ -1343,7 +1481,9 @@ class RerenderPipeline(
             "index": index,
             "previous_frame": state.previous.frame.cpu(),
             "previous_rendered": state.previous.rendered.cpu(),
-            "previous_features": None if previous_features is None else {key: value.cpu() for key, value in previous_features.items()},
+            "previous_features": None
+            if previous_features is None
+            else {key: value.cpu() for key, value in previous_features.items()},
             "generator_state": state.generator.get_state(),
         }
 
@@ -1351,8 +1491,12 @@ class RerenderPipeline(
         """Put back a saved previous keyframe and generator after the anchor has been rendered again."""
         device, dtype = self._execution_device, self.unet.dtype
         features = resume["previous_features"]
-        state.store.previous = None if features is None else {key: value.to(device, dtype) for key, value in features.items()}
-        state.previous = _Reference(frame=resume["previous_frame"].to(device), rendered=resume["previous_rendered"].to(device))
+        state.store.previous = (
+            None if features is None else {key: value.to(device, dtype) for key, value in features.items()}
+        )
+        state.previous = _Reference(
+            frame=resume["previous_frame"].to(device), rendered=resume["previous_rendered"].to(device)
+        )
         state.generator.set_state(resume["generator_state"])
 
     def _draw_noise(self, state: _RenderState) -> _NoiseBank:
@@ -1394,8 +1538,15 @@ class RerenderPipeline(
                 )
             tensors = []
             for position, frame in enumerate(frames):
-                if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                    described = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+                if (
+                    not isinstance(frame, np.ndarray)
+                    or frame.ndim != 3
+                    or frame.shape[2] != 3
+                    or frame.dtype != np.uint8
+                ):
+                    described = (
+                        f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+                    )
                     raise ConfigError(f"`frames[{position}]` must be an RGB uint8 (H, W, 3) array, got {described}")
                 tensors.append(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255.0)
         if not tensors:
@@ -1420,7 +1571,9 @@ class RerenderPipeline(
 
     @staticmethod
     def _is_single_map(value: Any) -> bool:
-        return (isinstance(value, np.ndarray) and value.ndim == 3) or (isinstance(value, torch.Tensor) and value.ndim == 3)
+        return (isinstance(value, np.ndarray) and value.ndim == 3) or (
+            isinstance(value, torch.Tensor) and value.ndim == 3
+        )
 
     @staticmethod
     def _map_size(control_map: Any) -> tuple[int, int]:

@@ -11,8 +11,9 @@ propagation, writing) is `rerender.workflow.generation.generate`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +21,19 @@ import torch.nn.functional as F
 
 from rerender.errors import ConfigError
 
-__all__ = ["BackgroundSmoothing", "TEXT2VIDEO_ZERO_TIMESTEPS", "latent_shift", "keyframe_offsets", "reflect_indices",
-           "translate_latents", "salient_foreground", "latent_mask", "smooth_background", "render_text_keyframes",
-           "text2video_noise_steps"]
+__all__ = [
+    "BackgroundSmoothing",
+    "TEXT2VIDEO_ZERO_TIMESTEPS",
+    "latent_shift",
+    "keyframe_offsets",
+    "reflect_indices",
+    "translate_latents",
+    "salient_foreground",
+    "latent_mask",
+    "smooth_background",
+    "render_text_keyframes",
+    "text2video_noise_steps",
+]
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,20 @@ class BackgroundSmoothing:
     dilates by a 5×5 kernel, i.e. 2)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) or not 0 <= self.strength <= 1:
+        if (
+            isinstance(self.strength, bool)
+            or not isinstance(self.strength, (int, float))
+            or not 0 <= self.strength <= 1
+        ):
             raise ConfigError(f"`background_smoothing.strength` must be in [0, 1], got {self.strength!r}")
-        if isinstance(self.mask_dilation, bool) or not isinstance(self.mask_dilation, int) or not 0 <= self.mask_dilation <= 16:
-            raise ConfigError(f"`background_smoothing.mask_dilation` must be an integer in [0, 16], got {self.mask_dilation!r}")
+        if (
+            isinstance(self.mask_dilation, bool)
+            or not isinstance(self.mask_dilation, int)
+            or not 0 <= self.mask_dilation <= 16
+        ):
+            raise ConfigError(
+                f"`background_smoothing.mask_dilation` must be an integer in [0, 16], got {self.mask_dilation!r}"
+            )
 
 
 def latent_shift(offset: tuple[float, float], factor: int) -> tuple[int, int]:
@@ -57,8 +78,9 @@ def latent_shift(offset: tuple[float, float], factor: int) -> tuple[int, int]:
     return math.floor(offset[0] / factor + 0.5), math.floor(offset[1] / factor + 0.5)
 
 
-def keyframe_offsets(keyframe_indices: Sequence[int], motion: tuple[float, float],
-                     factor: int) -> list[tuple[int, int]]:
+def keyframe_offsets(
+    keyframe_indices: Sequence[int], motion: tuple[float, float], factor: int
+) -> list[tuple[int, int]]:
     """The image offset of each keyframe from the anchor, in pixels, whole latent pixels each:
     ``latent_shift((k − k₀)·motion)·factor``. `generate` moves its guides by exactly these at the keyframes."""
     first = keyframe_indices[0]
@@ -119,7 +141,9 @@ def salient_foreground(image: np.ndarray) -> np.ndarray:
     """
     import cv2
 
-    found, saliency = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(np.ascontiguousarray(image[..., ::-1]))
+    found, saliency = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(
+        np.ascontiguousarray(image[..., ::-1])
+    )
     if not found:
         return np.zeros(image.shape[:2], dtype=bool)
     saliency = np.asarray(saliency, dtype=np.float32)
@@ -144,8 +168,9 @@ def latent_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], dilation
     return coarse
 
 
-def smooth_background(latents: torch.Tensor, warped_anchor: torch.Tensor, foreground: torch.Tensor,
-                      strength: float) -> torch.Tensor:
+def smooth_background(
+    latents: torch.Tensor, warped_anchor: torch.Tensor, foreground: torch.Tensor, strength: float
+) -> torch.Tensor:
     """Text2Video-Zero Eq. 9: ``M·x + (1 − M)·(α·x̂ + (1 − α)·x)``, the background pulled towards the anchor's latent.
 
     Args:
@@ -211,9 +236,17 @@ def render_text_keyframes(
 
     if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image: flow matching)
         return pipeline.render_text_keyframes(
-            prompt, keyframe_indices, motion, size, negative_prompt=negative_prompt,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, noise_steps=noise_steps,
-            generator=generator, ip_adapter_image=ip_adapter_image, background_smoothing=background_smoothing,
+            prompt,
+            keyframe_indices,
+            motion,
+            size,
+            negative_prompt=negative_prompt,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            noise_steps=noise_steps,
+            generator=generator,
+            ip_adapter_image=ip_adapter_image,
+            background_smoothing=background_smoothing,
             foreground_mask=foreground_mask,
         )
     device = pipeline._execution_device
@@ -222,13 +255,16 @@ def render_text_keyframes(
     timesteps = scheduler.timesteps
     first, second = text2video_noise_steps(timesteps) if noise_steps is None else noise_steps
     if not 0 <= first < second < num_inference_steps:
-        raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
-                          f"got {noise_steps}")
+        raise ConfigError(
+            f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), got {noise_steps}"
+        )
     guided = guidance_scale > 1
     conditioning = pipeline.encode_prompt(prompt, negative_prompt, device, guided, size=(size[1], size[0]))
     text = conditioning.prompt_embeds  # SDXL: with its pooled embedding and size numbers in added_cond_kwargs
-    added_cond_kwargs = {**(conditioning.added_cond_kwargs or {}),
-                         **(pipeline.encode_style_image(ip_adapter_image, device, guided) or {})} or None
+    added_cond_kwargs = {
+        **(conditioning.added_cond_kwargs or {}),
+        **(pipeline.encode_style_image(ip_adapter_image, device, guided) or {}),
+    } or None
     factor = pipeline.vae_scale_factor
     shape = (1, pipeline.unet.config.in_channels, size[1] // factor, size[0] // factor)
     store = CrossFrameAttentionStore()
@@ -241,8 +277,9 @@ def render_text_keyframes(
             timestep = timesteps[step]
             store.set_step(int(timestep), record="anchor" if anchor else None, attend=not anchor)
             model_input = torch.cat([latents] * 2) if guided else latents
-            noise = pipeline.unet(model_input, timestep, encoder_hidden_states=text,
-                                  added_cond_kwargs=added_cond_kwargs).sample
+            noise = pipeline.unet(
+                model_input, timestep, encoder_hidden_states=text, added_cond_kwargs=added_cond_kwargs
+            ).sample
             if guided:
                 unconditional, conditional = noise.chunk(2)
                 noise = unconditional + guidance_scale * (conditional - unconditional)
@@ -259,8 +296,10 @@ def render_text_keyframes(
         pixels = to_image(image)
         mask = np.asarray((foreground_mask or salient_foreground)(pixels))
         if mask.shape != pixels.shape[:2]:
-            raise ConfigError(f"`foreground_mask` must return an (H, W) mask of the {pixels.shape[1]}×{pixels.shape[0]} "
-                              f"image, got shape {mask.shape}")
+            raise ConfigError(
+                f"`foreground_mask` must return an (H, W) mask of the {pixels.shape[1]}×{pixels.shape[0]} "
+                f"image, got shape {mask.shape}"
+            )
         return latent_mask(mask.astype(bool), shape[-2:], background_smoothing.mask_dilation).to(device)
 
     images = []
@@ -272,7 +311,7 @@ def render_text_keyframes(
         anchor_foreground = foreground_of(images[0]) if background_smoothing is not None else None
         alphas = scheduler.alphas_cumprod.to(device)
         ratio = float(alphas[int(timesteps[first])] / alphas[int(timesteps[second])])  # ᾱ_{t1} / ᾱ_{t0}
-        for (offset_x, offset_y) in keyframe_offsets(keyframe_indices, motion, factor)[1:]:
+        for offset_x, offset_y in keyframe_offsets(keyframe_indices, motion, factor)[1:]:
             shift = (offset_x // factor, offset_y // factor)  # whole latent pixels; the guides move by the offset
             moved = translate_latents(anchor_mid, shift)
             noise = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
@@ -294,8 +333,9 @@ TEXT2VIDEO_ZERO_TIMESTEPS = (941, 881)
 (the paper's §3.2 and its code: steps 44 and 47 of a 50-step DDIM schedule, timesteps 881 and 941)."""
 
 
-def text2video_noise_steps(timesteps: Sequence[int] | torch.Tensor,
-                           targets: tuple[int, int] = TEXT2VIDEO_ZERO_TIMESTEPS) -> tuple[int, int]:
+def text2video_noise_steps(
+    timesteps: Sequence[int] | torch.Tensor, targets: tuple[int, int] = TEXT2VIDEO_ZERO_TIMESTEPS
+) -> tuple[int, int]:
     """``(i1, i0)``: the steps of the schedule `timesteps` (descending) whose timesteps are nearest to
     ``targets = (T, T')``, chosen by timestep value so the noise level matches the method on any schedule.
 

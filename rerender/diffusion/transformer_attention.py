@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +43,13 @@ from rerender.diffusion.attention import CrossFrameAttentionStore
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "main_stream_blocks", "TokenCrossFrameAttnProcessor", "token_cross_frame_attention", "reference_bytes",
-    "flux_blocks", "FluxCrossFrameAttnProcessor", "flux_cross_frame_attention",
+    "main_stream_blocks",
+    "TokenCrossFrameAttnProcessor",
+    "token_cross_frame_attention",
+    "reference_bytes",
+    "flux_blocks",
+    "FluxCrossFrameAttnProcessor",
+    "flux_cross_frame_attention",
 ]
 
 
@@ -61,9 +67,11 @@ def main_stream_blocks(transformer: torch.nn.Module, last_blocks: int | None = N
     Returns:
         Module names in the model's order.
     """
-    names = [f"layers.{index}.attention" for index, block in enumerate(transformer.layers) if hasattr(block, "attention")]
+    names = [
+        f"layers.{index}.attention" for index, block in enumerate(transformer.layers) if hasattr(block, "attention")
+    ]
     if last_blocks is not None:
-        names = names[max(0, len(names) - last_blocks):]
+        names = names[max(0, len(names) - last_blocks) :]
     return names
 
 
@@ -164,12 +172,15 @@ class TokenCrossFrameAttnProcessor:
         own_mask = image_mask = None
         if attention_mask is not None:
             own_mask = attention_mask[:, None, None, :].bool()
-            reference_mask = torch.ones(attention_mask.shape[0], references.shape[1], dtype=torch.bool,
-                                        device=attention_mask.device)
+            reference_mask = torch.ones(
+                attention_mask.shape[0], references.shape[1], dtype=torch.bool, device=attention_mask.device
+            )
             image_mask = torch.cat((reference_mask, attention_mask[:, image_tokens:].bool()), dim=1)[:, None, None, :]
 
         def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+            )
             return out.transpose(1, 2).flatten(2)  # (B, N, dim)
 
         image_out = sdpa(query[:, :image_tokens], image_key, image_value, image_mask)
@@ -212,7 +223,9 @@ def token_cross_frame_attention(
             module.set_processor(original[layer])
 
 
-def reference_bytes(image_tokens: int, dim: int, blocks: int, steps: int, batch: int = 1, element_size: int = 2) -> int:
+def reference_bytes(
+    image_tokens: int, dim: int, blocks: int, steps: int, batch: int = 1, element_size: int = 2
+) -> int:
     """Bytes one reference frame (anchor, previous or pending keyframe) holds: one block input per block and step.
 
     At 1024² on Z-Image (4,096 image tokens, dim 3,840, 30 blocks) in bf16: 31.5 MB per block and step, 7.5 GB for
@@ -240,12 +253,13 @@ def flux_blocks(transformer: torch.nn.Module, last_blocks: int | None = None) ->
     names = [f"transformer_blocks.{index}.attn" for index in range(len(transformer.transformer_blocks))]
     names += [f"single_transformer_blocks.{index}.attn" for index in range(len(transformer.single_transformer_blocks))]
     if last_blocks is not None:
-        names = names[max(0, len(names) - last_blocks):]
+        names = names[max(0, len(names) - last_blocks) :]
     return names
 
 
-def _flux_rotate(tokens: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None, start: int, stop: int,
-                 copies: int = 1) -> torch.Tensor:
+def _flux_rotate(
+    tokens: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None, start: int, stop: int, copies: int = 1
+) -> torch.Tensor:
     """Flux's rotary embedding (diffusers' `apply_rotary_emb`, channel pairs) with the positions ``[start, stop)``,
     repeated `copies` times along the sequence (references recorded at the same positions).
 
@@ -341,12 +355,23 @@ class FluxCrossFrameAttnProcessor:
 
         double = encoder_hidden_states is not None
         if double:  # the joint sequence is [text; image], text through the block's own added projections
-            query = torch.cat((project(encoder_hidden_states, attn.add_q_proj, attn.norm_added_q),
-                               project(hidden_states, attn.to_q, attn.norm_q)), dim=1)
-            key = torch.cat((project(encoder_hidden_states, attn.add_k_proj, attn.norm_added_k),
-                             project(hidden_states, attn.to_k, attn.norm_k)), dim=1)
-            value = torch.cat((project(encoder_hidden_states, attn.add_v_proj, None),
-                               project(hidden_states, attn.to_v, None)), dim=1)
+            query = torch.cat(
+                (
+                    project(encoder_hidden_states, attn.add_q_proj, attn.norm_added_q),
+                    project(hidden_states, attn.to_q, attn.norm_q),
+                ),
+                dim=1,
+            )
+            key = torch.cat(
+                (
+                    project(encoder_hidden_states, attn.add_k_proj, attn.norm_added_k),
+                    project(hidden_states, attn.to_k, attn.norm_k),
+                ),
+                dim=1,
+            )
+            value = torch.cat(
+                (project(encoder_hidden_states, attn.add_v_proj, None), project(hidden_states, attn.to_v, None)), dim=1
+            )
         else:
             query = project(hidden_states, attn.to_q, attn.norm_q)
             key = project(hidden_states, attn.to_k, attn.norm_k)
@@ -362,8 +387,11 @@ class FluxCrossFrameAttnProcessor:
             return out.transpose(1, 2).flatten(2)  # (B, N, dim)
 
         # image queries: keys = references' image tokens + own text tokens; text queries: their own sequence
-        image_out = sdpa(query[:, text:], torch.cat((reference_key, key[:, :text]), dim=1),
-                         torch.cat((reference_value, value[:, :text]), dim=1))
+        image_out = sdpa(
+            query[:, text:],
+            torch.cat((reference_key, key[:, :text]), dim=1),
+            torch.cat((reference_value, value[:, :text]), dim=1),
+        )
         text_out = sdpa(query[:, :text], key, value)
         dtype = hidden_states.dtype
         if not double:

@@ -32,9 +32,10 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from diffusers import ZImageControlNetPipeline
@@ -47,6 +48,7 @@ from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from rerender.config import ConstraintConfig
+from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.flow_matching import (
     first_step_for_strength,
     flow_matching_pixel_fusion,
@@ -56,7 +58,6 @@ from rerender.diffusion.flow_matching import (
     renoise,
     vp_equivalent,
 )
-from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.fusion import active_steps, adain, channel_statistics, may_fold, shape_aware_fusion
 from rerender.diffusion.pipeline import (
     ConstraintSchedule,
@@ -74,8 +75,15 @@ from rerender.weights import ZIMAGE_CONTROLNET, ZIMAGE_FOLDERS
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RerenderZImagePipeline", "FlowMatchingSchedule", "load_zimage_pipeline", "load_zimage_controlnet", "is_zimage_folder",
-    "is_zimage_controlnet", "lora_family", "DEFAULT_ZIMAGE_MODEL", "DEFAULT_ZIMAGE_CONTROLNET",
+    "RerenderZImagePipeline",
+    "FlowMatchingSchedule",
+    "load_zimage_pipeline",
+    "load_zimage_controlnet",
+    "is_zimage_folder",
+    "is_zimage_controlnet",
+    "lora_family",
+    "DEFAULT_ZIMAGE_MODEL",
+    "DEFAULT_ZIMAGE_CONTROLNET",
 ]
 
 
@@ -131,7 +139,11 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         if controlnet is not None:
             controlnet = ZImageControlNetModel.from_transformer(controlnet, transformer)
         self.register_modules(
-            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
             controlnet=controlnet,
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
@@ -168,18 +180,39 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------
 
-    def check_inputs(self, frames: Any, prompt: Any, negative_prompt: Any, control_images: Any, controls: Any,
-                     controlnet_conditioning_scale: Any, num_inference_steps: Any, guidance_scale: Any, strength: Any,
-                     constraints: Any, refinement: Any) -> list[torch.Tensor]:
+    def check_inputs(
+        self,
+        frames: Any,
+        prompt: Any,
+        negative_prompt: Any,
+        control_images: Any,
+        controls: Any,
+        controlnet_conditioning_scale: Any,
+        num_inference_steps: Any,
+        guidance_scale: Any,
+        strength: Any,
+        constraints: Any,
+        refinement: Any,
+    ) -> list[torch.Tensor]:
         """`RerenderPipeline.check_inputs`, then what this base adds: the guidance warning and the token count."""
         frames = super().check_inputs(
-            frames, prompt, negative_prompt, control_images, controls, controlnet_conditioning_scale,
-            num_inference_steps, guidance_scale, strength, constraints, refinement,
+            frames,
+            prompt,
+            negative_prompt,
+            control_images,
+            controls,
+            controlnet_conditioning_scale,
+            num_inference_steps,
+            guidance_scale,
+            strength,
+            constraints,
+            refinement,
         )
         if guidance_scale > 1.0 and self.guidance_distilled:
             logger.warning(
                 "guidance_scale %g on a guidance-distilled model (%s): it was trained to run without "
-                "classifier-free guidance; 1 turns guidance off and halves the cost", guidance_scale,
+                "classifier-free guidance; 1 turns guidance off and halves the cost",
+                guidance_scale,
                 self.config.get("_name_or_path"),
             )
         height, width = frames[0].shape[-2:]
@@ -187,14 +220,20 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         return frames
 
     def encode_prompt(
-        self, prompt: str, negative_prompt: str | None, device: torch.device, do_classifier_free_guidance: bool,
+        self,
+        prompt: str,
+        negative_prompt: str | None,
+        device: torch.device,
+        do_classifier_free_guidance: bool,
         size: tuple[int, int] | None = None,
     ) -> PromptConditioning:
         """Qwen3 text features, one unpadded ``(L, D)`` tensor per text: ``[positive]`` or ``[positive, negative]``
         (the transformer takes a list; no added conditioning, so `size` is not used)."""
         texts = [prompt] + ([negative_prompt or ""] if do_classifier_free_guidance else [])
         embeddings = self._encode_prompt(list(texts), device=device)
-        return PromptConditioning(prompt_embeds=[embedding.to(dtype=self.transformer.dtype) for embedding in embeddings])
+        return PromptConditioning(
+            prompt_embeds=[embedding.to(dtype=self.transformer.dtype) for embedding in embeddings]
+        )
 
     def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
         if image is not None:
@@ -215,8 +254,10 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         """
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config)
         mu = calculate_shift(
-            self._latent_tokens, scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096), scheduler.config.get("base_shift", 0.5),
+            self._latent_tokens,
+            scheduler.config.get("base_image_seq_len", 256),
+            scheduler.config.get("max_image_seq_len", 4096),
+            scheduler.config.get("base_shift", 0.5),
             scheduler.config.get("max_shift", 1.15),
         )
         base = torch.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps).tolist()
@@ -245,8 +286,13 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
             logger.info(
                 "flow-matching schedule: σ %s; SDEdit from step %d (strength %g); cross-frame attention at %s, "
                 "shape-aware fusion at %s, pixel-aware fusion at %s, AdaIN at %s",
-                [round(sigma, 3) for sigma in sigmas], first_step, strength, sorted(schedule.cross_attention),
-                sorted(schedule.shape_fusion), sorted(schedule.pixel_fusion), sorted(schedule.adain),
+                [round(sigma, 3) for sigma in sigmas],
+                first_step,
+                strength,
+                sorted(schedule.cross_attention),
+                sorted(schedule.shape_fusion),
+                sorted(schedule.pixel_fusion),
+                sorted(schedule.adain),
             )
         return schedule
 
@@ -265,8 +311,15 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         noise = noise.to(clean.dtype)
         return noise_to_sigma(clean, noise, sigma), sigma * noise
 
-    def refine(self, state: _RenderState, latents: torch.Tensor, control: list[torch.Tensor], noise: _NoiseBank,
-               frame_index: int, guidance: FusionGuidance | None) -> torch.Tensor:
+    def refine(
+        self,
+        state: _RenderState,
+        latents: torch.Tensor,
+        control: list[torch.Tensor],
+        noise: _NoiseBank,
+        frame_index: int,
+        guidance: FusionGuidance | None,
+    ) -> torch.Tensor:
         """Refinement on the flow-matching path: re-noise to the refinement start's σ, denoise back (see SD's `refine`)."""
         schedule = state.refinement_schedule
         if not schedule.steps:
@@ -275,9 +328,17 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         direction = sigma * noise.refinement_initial
         latents = (1.0 - sigma) * latents + direction
         latents, _, _ = self.denoise(
-            state, schedule, latents, direction, schedule.steps, control, guidance=guidance,
+            state,
+            schedule,
+            latents,
+            direction,
+            schedule.steps,
+            control,
+            guidance=guidance,
             fusion_noise=noise.refinement_fusion if guidance is not None and guidance.target is not None else None,
-            frame_index=frame_index, pass_name="refine", attend=guidance is not None,
+            frame_index=frame_index,
+            pass_name="refine",
+            attend=guidance is not None,
         )
         return latents
 
@@ -286,7 +347,9 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         """Token cross-frame attention in the main-stream blocks for one call; FreeU does not apply (one log line)."""
         constraints = state.constraints
         if constraints.freeu is not None:
-            logger.info("FreeU is defined on UNet skip connections; Z-Image has none, so `constraints.freeu` is ignored")
+            logger.info(
+                "FreeU is defined on UNet skip connections; Z-Image has none, so `constraints.freeu` is ignored"
+            )
         tokens = math.ceil(self._latent_tokens / SEQ_MULTI_OF) * SEQ_MULTI_OF  # the model pads image tokens
         last_blocks = getattr(constraints, "cross_frame_blocks", None)
         with token_cross_frame_attention(self.transformer, state.store, tokens, last_blocks=last_blocks):
@@ -365,12 +428,20 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
                     resume = (latents.clone(), direction.clone())
                 if fusion_noise is not None and step in schedule.pixel_fusion and guidance.target is not None:
                     latents = flow_matching_pixel_fusion(
-                        latents, direction, guidance.target, fusion_noise[step], sigma,
-                        guidance.fusion_weight, guidance.fusion_rescale,
+                        latents,
+                        direction,
+                        guidance.target,
+                        fusion_noise[step],
+                        sigma,
+                        guidance.fusion_weight,
+                        guidance.fusion_rescale,
                     )
                 in_window = step in schedule.cross_attention
-                store.set_step(step, record=record_into if (in_window and step in record_steps) else None,
-                               attend=in_window and attend)
+                store.set_step(
+                    step,
+                    record=record_into if (in_window and step in record_steps) else None,
+                    attend=in_window and attend,
+                )
                 velocity = self.predict_velocity(state, latents, sigma, control)
                 store.idle()
                 original, noise = predict_original_from_velocity(latents, velocity.to(latents.dtype), sigma)
@@ -388,10 +459,18 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
                         original = shape_aware_fusion(original, warped, guidance.anchor_trusted)
                 latents, direction = flow_matching_update(original, noise, sigma_next)
                 if state.callback is not None:
-                    outputs = state.callback(self, step, schedule.timesteps[step], {
-                        "latents": latents, "predicted_original": original, "raw_predicted_original": raw_original,
-                        "frame_index": frame_index, "pass_name": pass_name,
-                    })
+                    outputs = state.callback(
+                        self,
+                        step,
+                        schedule.timesteps[step],
+                        {
+                            "latents": latents,
+                            "predicted_original": original,
+                            "raw_predicted_original": raw_original,
+                            "frame_index": frame_index,
+                            "pass_name": pass_name,
+                        },
+                    )
                     if outputs and "latents" in outputs:
                         latents = outputs["latents"]
                 progress.update()
@@ -419,16 +498,17 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         residuals = None
         if control:
             control_input = control[0].repeat(batch, 1, 1, 1, 1)
-            residuals = self.controlnet(inputs, time, state.prompt_embeds, control_input,
-                                        conditioning_scale=state.conditioning_scales[0])
-        outputs = self.transformer(inputs, time, state.prompt_embeds, controlnet_block_samples=residuals,
-                                   return_dict=False)[0]
+            residuals = self.controlnet(
+                inputs, time, state.prompt_embeds, control_input, conditioning_scale=state.conditioning_scales[0]
+            )
+        outputs = self.transformer(
+            inputs, time, state.prompt_embeds, controlnet_block_samples=residuals, return_dict=False
+        )[0]
         velocities = [-output.float().squeeze(1) for output in outputs]  # (C, h, w) each
         velocity = velocities[0]
         if guided:
             velocity = velocities[1] + state.guidance_scale * (velocities[0] - velocities[1])
         return velocity[None]
-
 
     # ----------------------------------------------------------------------------------------------------
     # text alone (Text2Video-Zero on the flow-matching path)
@@ -478,19 +558,35 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         # T = 941 and T' = 881 of Text2Video-Zero, by value on this schedule (σ·1000), as on SD
         first, second = text2video_noise_steps(schedule.timesteps) if noise_steps is None else noise_steps
         if not 0 <= first < second < num_inference_steps:
-            raise ConfigError(f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
-                              f"got {noise_steps}")
+            raise ConfigError(
+                f"`noise_steps` must satisfy 0 ≤ i1 < i0 < num_inference_steps ({num_inference_steps}), "
+                f"got {noise_steps}"
+            )
         if generator is None:
             generator = torch.Generator()
             generator.seed()
         state = _RenderState(
             prompt_embeds=self.encode_prompt(prompt, negative_prompt, device, guidance_scale > 1).prompt_embeds,
             guidance_scale=guidance_scale,
-            schedule=schedule, refinement_schedule=None, constraints=constraints, annotators=[], control_images=None,
-            conditioning_scales=[], flow_estimator=None, store=CrossFrameAttentionStore(), same_noise=False,
-            generator=generator, generator_state=generator.get_state(), callback=None,
+            schedule=schedule,
+            refinement_schedule=None,
+            constraints=constraints,
+            annotators=[],
+            control_images=None,
+            conditioning_scales=[],
+            flow_estimator=None,
+            store=CrossFrameAttentionStore(),
+            same_noise=False,
+            generator=generator,
+            generator_state=generator.get_state(),
+            callback=None,
         )
-        shape = (1, self.transformer.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        shape = (
+            1,
+            self.transformer.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
         blank = torch.zeros(1, 3, height, width, device=device)
         state.anchor = state.previous = _Reference(frame=blank, rendered=blank)
         sigma_start, sigma_kept = schedule.sigmas[first], schedule.sigmas[second]
@@ -498,18 +594,37 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
         with self.constraints_installed(state, blank):
             noise = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
             latents, _, kept = self.denoise(
-                state, schedule, noise, noise, schedule.steps, [], frame_index=0, pass_name="anchor", attend=False,
-                record_into="anchor", record_steps=schedule.cross_attention, resume_at=second,
+                state,
+                schedule,
+                noise,
+                noise,
+                schedule.steps,
+                [],
+                frame_index=0,
+                pass_name="anchor",
+                attend=False,
+                record_into="anchor",
+                record_steps=schedule.cross_attention,
+                resume_at=second,
             )
             images.append(self.decode_latents(latents))
             for index in keyframe_indices[1:]:
                 offset = index - keyframe_indices[0]
-                moved = translate_latents(kept[0], (offset * motion[0] / self.vae_scale_factor,
-                                                    offset * motion[1] / self.vae_scale_factor))
+                moved = translate_latents(
+                    kept[0], (offset * motion[0] / self.vae_scale_factor, offset * motion[1] / self.vae_scale_factor)
+                )
                 fresh = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
                 start = renoise(moved, sigma_kept, sigma_start, fresh)
-                latents, _, _ = self.denoise(state, schedule, start, torch.zeros_like(start), schedule.steps[first:], [],
-                                             frame_index=index, pass_name="text2video")
+                latents, _, _ = self.denoise(
+                    state,
+                    schedule,
+                    start,
+                    torch.zeros_like(start),
+                    schedule.steps[first:],
+                    [],
+                    frame_index=index,
+                    pass_name="text2video",
+                )
                 images.append(self.decode_latents(latents))
         return images
 
@@ -601,8 +716,9 @@ def load_zimage_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> 
             return ZImageControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
         from huggingface_hub import hf_hub_download
 
-        return ZImageControlNetModel.from_single_file(hf_hub_download(source, ZIMAGE_CONTROLNET_FILE),
-                                                      **_dtype_argument(dtype))
+        return ZImageControlNetModel.from_single_file(
+            hf_hub_download(source, ZIMAGE_CONTROLNET_FILE), **_dtype_argument(dtype)
+        )
     except _hub_errors() as error:
         raise _unreachable("control.model", source, error) from error
 
@@ -622,17 +738,32 @@ def load_zimage_pipeline(
     LoRA loader (its own and the usual community key layouts). Default dtype: bfloat16 on CUDA.
     """
     from rerender.diffusion.loading import (
-        _check_local, _dtype_argument, _hub_errors, _hub_folder, _unreachable, load_loras, resolve_device,
+        _check_local,
+        _dtype_argument,
+        _hub_errors,
+        _hub_folder,
+        _unreachable,
+        load_loras,
+        resolve_device,
     )
 
     resolved_device = resolve_device(device if device is not None else model.device)
     wanted = dtype if dtype is not None else model.dtype
-    resolved_dtype = (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32) if wanted == "auto" else \
-        getattr(torch, wanted) if isinstance(wanted, str) else wanted
+    resolved_dtype = (
+        (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32)
+        if wanted == "auto"
+        else getattr(torch, wanted)
+        if isinstance(wanted, str)
+        else wanted
+    )
     if model.vae is not None:
-        raise ConfigError(f"`model.vae` {model.vae!r} does not apply to Z-Image (its 16-channel VAE is part of the model); leave it empty")
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not apply to Z-Image (its 16-channel VAE is part of the model); leave it empty"
+        )
     if len(controls) > 1:
-        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Z-Image takes one (the Union ControlNet reads several kinds of map)")
+        raise ConfigError(
+            f"`control` lists {len(controls)} ControlNets; Z-Image takes one (the Union ControlNet reads several kinds of map)"
+        )
     control_source = None
     if controls and controlnet is None:
         control_source = controls[0].model or DEFAULT_ZIMAGE_CONTROLNET
@@ -651,7 +782,9 @@ def load_zimage_pipeline(
     if control_source is not None:
         controlnet = load_zimage_controlnet(control_source, resolved_dtype)
     try:
-        pipeline = RerenderZImagePipeline.from_pretrained(str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype))
+        pipeline = RerenderZImagePipeline.from_pretrained(
+            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
+        )
     except _hub_errors() as error:
         raise _unreachable("model.base_model", model.base_model, error) from error
     load_loras(pipeline, model.loras)
@@ -659,6 +792,11 @@ def load_zimage_pipeline(
         pipeline.enable_model_cpu_offload(device=resolved_device)
     else:
         pipeline.to(resolved_device)
-    logger.info("loaded Z-Image from %s (%s, %s)%s", model.base_model, resolved_device, resolved_dtype,
-                "" if controlnet is None else f" with the ControlNet {control_source or 'given'}")
+    logger.info(
+        "loaded Z-Image from %s (%s, %s)%s",
+        model.base_model,
+        resolved_device,
+        resolved_dtype,
+        "" if controlnet is None else f" with the ControlNet {control_source or 'given'}",
+    )
     return pipeline

@@ -15,8 +15,8 @@ Example:
     >>> source_in_target_geometry = warp(source, backward)
 """
 
-from rerender.flow.cache import FlowCache
 from rerender.errors import CheckpointError, FlowInputError
+from rerender.flow.cache import FlowCache
 from rerender.flow.estimators import (
     DIS_PRESETS,
     ESTIMATOR_NAMES,

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rerender.errors import ConfigError, InputNotFoundError
-from rerender.errors import FlowInputError
+from rerender.errors import ConfigError, FlowInputError, InputNotFoundError
 from rerender.flow.gmflow import OFFICIAL_GMFLOW_FILENAME, GMFlow, load_gmflow
 from rerender.weights import GMFLOW_HUB_FILES, rerender_cache_dir
 

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rerender.errors import ConfigError, InputNotFoundError
-from rerender.errors import CheckpointError, FlowInputError
-from rerender.weights import GMFLOW_FILENAME as OFFICIAL_GMFLOW_FILENAME  # file name of the Sintel-finetuned checkpoint
+from rerender.errors import CheckpointError, ConfigError, FlowInputError, InputNotFoundError
+from rerender.weights import (
+    GMFLOW_FILENAME as OFFICIAL_GMFLOW_FILENAME,
+)  # file name of the Sintel-finetuned checkpoint
 
 __all__ = [
     "OFFICIAL_GMFLOW_FILENAME",

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
-from rerender.errors import ConfigError
-from rerender.errors import FlowInputError
+from rerender.errors import ConfigError, FlowInputError
 
 __all__ = [
     "WARP_MODES",

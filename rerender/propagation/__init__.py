@@ -42,7 +42,17 @@ from rerender.propagation.runner import (
 )
 
 __all__ = [
-    "PropagationOptions", "BLEND_MODES", "QUALITY_PRESETS", "propagate_video", "propagate_video_iter",
-    "propagate_chain", "ChainResult", "FlowFunction", "ProgressCallback", "ENGINE_VERSION", "EngineChoice",
-    "resolve_engine", "RENAMED_FIELDS",
+    "PropagationOptions",
+    "BLEND_MODES",
+    "QUALITY_PRESETS",
+    "propagate_video",
+    "propagate_video_iter",
+    "propagate_chain",
+    "ChainResult",
+    "FlowFunction",
+    "ProgressCallback",
+    "ENGINE_VERSION",
+    "EngineChoice",
+    "resolve_engine",
+    "RENAMED_FIELDS",
 ]

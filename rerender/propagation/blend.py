@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
 import ebsynth_bridge
-
 from rerender.propagation.chain import ChainResult, _Segment
 from rerender.propagation.engine import EngineChoice
 from rerender.propagation.options import PropagationOptions
-
-
 
 #: ``"reconstruction"`` blend: exponent of the temporal weights (``(1 − w)^γ``, ``w^γ``). Below 1 the
 #: farther keyframe keeps a say, so that its reconstruction can win where it explains the frame better.
 _TIME_EXPONENT = 0.5
 
 
-def _merge_segment(segment: _Segment, results: list[ChainResult | None],
-                   step_flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
-                   options: PropagationOptions,
-                   engine: EngineChoice = EngineChoice("numba", None)) -> Iterator[tuple[int, np.ndarray]]:
+def _merge_segment(
+    segment: _Segment,
+    results: list[ChainResult | None],
+    step_flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+    options: PropagationOptions,
+    engine: EngineChoice = EngineChoice("numba", None),
+) -> Iterator[tuple[int, np.ndarray]]:
     """The frames of one segment: a one-sided pass as is, or the two passes of an interval blended."""
     forward_chain, backward_chain = segment
     forward, backward = results
@@ -48,13 +48,18 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
         warped_previous = None
         if previous_mask is not None:
             flow_to_previous, _ = step_flows[(index - 1, index)]
-            warped_previous = ebsynth_bridge.warp(previous_mask.astype(np.uint8), flow_to_previous,
-                                                  nearest=True).astype(bool)
+            warped_previous = ebsynth_bridge.warp(
+                previous_mask.astype(np.uint8), flow_to_previous, nearest=True
+            ).astype(bool)
         forward_error, backward_error = forward.errors[offset], backward.errors[backward_offset]
-        visibilities = (forward.visibilities[offset], backward.visibilities[backward_offset]) \
-            if options.blend_visibility else (None, None)
-        weight = ebsynth_bridge.confidence_weight(backward_weight, *visibilities, forward_error, backward_error,
-                                                  error_power=options.blend_error_power)
+        visibilities = (
+            (forward.visibilities[offset], backward.visibilities[backward_offset])
+            if options.blend_visibility
+            else (None, None)
+        )
+        weight = ebsynth_bridge.confidence_weight(
+            backward_weight, *visibilities, forward_error, backward_error, error_power=options.blend_error_power
+        )
         if options.blend_visibility:
             # a pass's error counts for more where it is guessing (revealed since its key)
             forward_error = forward_error / (cv2.GaussianBlur(visibilities[0], (0, 0), 2.0) + np.float32(0.05))
@@ -64,8 +69,9 @@ def _merge_segment(segment: _Segment, results: list[ChainResult | None],
         yield index, _blend_pair(forward.images[offset], backward.images[backward_offset], mask, weight, options)
 
 
-def _reconstruction_blend(left: int, right: int, forward: ChainResult, backward: ChainResult,
-                          options: PropagationOptions) -> Iterator[tuple[int, np.ndarray]]:
+def _reconstruction_blend(
+    left: int, right: int, forward: ChainResult, backward: ChainResult, options: PropagationOptions
+) -> Iterator[tuple[int, np.ndarray]]:
     """The in-between frames of the interval ``left < right`` by the ``"reconstruction"`` blend.
 
     Candidates per frame: the forward and backward passes and, with ``blend_warp_weight > 0``, the two
@@ -77,7 +83,7 @@ def _reconstruction_blend(left: int, right: int, forward: ChainResult, backward:
     for offset, index in enumerate(range(left + 1, right)):
         backward_offset = right - index - 1  # the backward pass runs right -> left
         backward_weight = (index - left) / (right - left)
-        times = [(1 - backward_weight) ** _TIME_EXPONENT, backward_weight ** _TIME_EXPONENT]
+        times = [(1 - backward_weight) ** _TIME_EXPONENT, backward_weight**_TIME_EXPONENT]
         candidates = [forward.images[offset], backward.images[backward_offset]]
         errors = [forward.reconstruction_errors[offset], backward.reconstruction_errors[backward_offset]]
         if options.blend_warp_weight > 0:
@@ -93,14 +99,22 @@ def _reconstruction_blend(left: int, right: int, forward: ChainResult, backward:
             # (they alternate forward, backward), so a key that explains little of this frame sets none.
             right_share = float(np.mean(sum(weights[1::2])))
             ratios = [result.key_energies[0] / max(result.key_energies[1], 1e-3) for result in (forward, backward)]
-            target = (options.blend_sharpness * ((1 - right_share) * ratios[0] + right_share * ratios[1])
-                      * forward.frame_energies[offset])
+            target = (
+                options.blend_sharpness
+                * ((1 - right_share) * ratios[0] + right_share * ratios[1])
+                * forward.frame_energies[offset]
+            )
             blended, _ = ebsynth_bridge.match_sharpness(blended, candidates, weights, target)
         yield index, np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, weight: float | np.ndarray,
-                options: PropagationOptions) -> np.ndarray:
+def _blend_pair(
+    forward: np.ndarray,
+    backward: np.ndarray,
+    mask: np.ndarray,
+    weight: float | np.ndarray,
+    options: PropagationOptions,
+) -> np.ndarray:
     """Merge the two passes; ``weight`` is the backward share, a number or per pixel (confidence)."""
     mode = options.blend_mode
     if mode == "linear":
@@ -108,8 +122,9 @@ def _blend_pair(forward: np.ndarray, backward: np.ndarray, mask: np.ndarray, wei
             return ebsynth_bridge.linear_blend(forward, backward, float(weight))
         return ebsynth_bridge.agreement_blend(forward, backward, weight, np.zeros(weight.shape, bool), 1e9, 0.0)
     if mode == "agreement":
-        return ebsynth_bridge.agreement_blend(forward, backward, weight, mask, options.blend_tolerance,
-                                              options.blend_smoothing, options.blend_measure)
+        return ebsynth_bridge.agreement_blend(
+            forward, backward, weight, mask, options.blend_tolerance, options.blend_smoothing, options.blend_measure
+        )
     backward_weight = float(np.mean(weight))
     selected = ebsynth_bridge.select(forward, backward, mask)
     if mode == "select":

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 import ebsynth_bridge
 from ebsynth_bridge import Guide
-
 from rerender.propagation.options import PropagationOptions
-
 
 
 @dataclass(frozen=True)
@@ -108,17 +106,29 @@ def propagate_chain(
         ]
         if options.position_guide_weight > 0:
             filled = ebsynth_bridge.fill_occluded(coordinates, occlusion)
-            guides.append(Guide(key_positions, ebsynth_bridge.positional_guide(filled, (height, width)),
-                                options.position_guide_weight))
+            guides.append(
+                Guide(
+                    key_positions,
+                    ebsynth_bridge.positional_guide(filled, (height, width)),
+                    options.position_guide_weight,
+                )
+            )
         if options.temporal_guide_weight > 0:
             warped = ebsynth_bridge.warp(previous_output, flow, nearest=True).astype(np.float32) / np.float32(255.0)
-            guides.append(Guide(key_style_float, ebsynth_bridge.fill_occluded(warped, occlusion),
-                                options.temporal_guide_weight))
+            guides.append(
+                Guide(key_style_float, ebsynth_bridge.fill_occluded(warped, occlusion), options.temporal_guide_weight)
+            )
         synthesis = ebsynth_bridge.synthesize(
-            key_style, guides, style_weight=options.style_weight, patch_size=options.patch_size,
-            pyramid_levels=options.pyramid_levels, search_vote_iterations=options.search_vote_iterations,
-            patchmatch_iterations=options.patchmatch_iterations, uniformity=options.uniformity,
-            stop_threshold=options.stop_threshold, random_search_radius=options.random_search_radius,
+            key_style,
+            guides,
+            style_weight=options.style_weight,
+            patch_size=options.patch_size,
+            pyramid_levels=options.pyramid_levels,
+            search_vote_iterations=options.search_vote_iterations,
+            patchmatch_iterations=options.patchmatch_iterations,
+            uniformity=options.uniformity,
+            stop_threshold=options.stop_threshold,
+            random_search_radius=options.random_search_radius,
             vote_mode=options.vote_mode,
             initial_nnf=ebsynth_bridge.coordinates_to_nnf(coordinates, (height, width)),
             seed=options.seed + step,
@@ -127,22 +137,28 @@ def propagate_chain(
         if options.vote_size != options.patch_size:
             image = ebsynth_bridge.vote(key_style, synthesis.nnf, patch_size=options.vote_size)
         if options.flow_render:
-            image = ebsynth_bridge.flow_render(key_style, image, synthesis.nnf, coordinates,
-                                               interpolation=options.flow_render)
+            image = ebsynth_bridge.flow_render(
+                key_style, image, synthesis.nnf, coordinates, interpolation=options.flow_render
+            )
         if keep_correspondence:
             # the key's source frame drawn exactly as the style was: how well this pass explains the frame
             vote_error = synthesis.error if options.vote_mode == "weighted" else None
-            reconstruction = ebsynth_bridge.vote(key_frame, synthesis.nnf, patch_size=options.vote_size,
-                                                 error=vote_error)
+            reconstruction = ebsynth_bridge.vote(
+                key_frame, synthesis.nnf, patch_size=options.vote_size, error=vote_error
+            )
             if options.flow_render:
-                reconstruction = ebsynth_bridge.flow_render(key_frame, reconstruction, synthesis.nnf, coordinates,
-                                                            interpolation=options.flow_render)
+                reconstruction = ebsynth_bridge.flow_render(
+                    key_frame, reconstruction, synthesis.nnf, coordinates, interpolation=options.flow_render
+                )
             result.reconstruction_errors.append(_absolute_error(reconstruction, frame))
             result.frame_energies.append(ebsynth_bridge.gradient_energy(frame))
             map_x, map_y = coordinates[..., 0].astype(np.float32), coordinates[..., 1].astype(np.float32)
             result.warps.append(cv2.remap(key_style, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-            result.warp_errors.append(_absolute_error(
-                cv2.remap(key_frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), frame))
+            result.warp_errors.append(
+                _absolute_error(
+                    cv2.remap(key_frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), frame
+                )
+            )
         previous_output = image
         result.images.append(image)
         result.errors.append(synthesis.error)
@@ -168,8 +184,9 @@ def _plan_segments(key_indices: list[int], frame_count: int) -> list[_Segment]:
         segments.append((None, _Chain(first, -1, tuple(range(first, -1, -1)))))
     for left, right in zip(key_indices, key_indices[1:]):
         if right - left >= 2:
-            segments.append((_Chain(left, +1, tuple(range(left, right))),
-                             _Chain(right, -1, tuple(range(right, left, -1)))))
+            segments.append(
+                (_Chain(left, +1, tuple(range(left, right))), _Chain(right, -1, tuple(range(right, left, -1))))
+            )
     if last < frame_count - 1:
         segments.append((_Chain(last, +1, tuple(range(last, frame_count))), None))
     return segments

@@ -44,13 +44,16 @@ def resolve_engine(options) -> EngineChoice:
     except ImportError as error:
         if engine == "auto" and device == "auto":
             return EngineChoice("numba", None)
-        raise MissingDependencyError("`propagation.engine: torch` needs PyTorch (`pip install torch`); "
-                                     "or use `propagation.engine: numba`") from error
+        raise MissingDependencyError(
+            "`propagation.engine: torch` needs PyTorch (`pip install torch`); or use `propagation.engine: numba`"
+        ) from error
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
-        raise ConfigError(f"`propagation.device` is 'cuda' but torch {torch.__version__} sees no CUDA GPU "
-                          f"(CUDA build: {torch.version.cuda or 'none'}); use 'auto' or 'cpu', or "
-                          f"`propagation.engine: numba`")
+        raise ConfigError(
+            f"`propagation.device` is 'cuda' but torch {torch.__version__} sees no CUDA GPU "
+            f"(CUDA build: {torch.version.cuda or 'none'}); use 'auto' or 'cpu', or "
+            f"`propagation.engine: numba`"
+        )
     if engine == "auto" and not has_cuda:
         return EngineChoice("numba", None)
     return EngineChoice("torch", device if device != "auto" else ("cuda" if has_cuda else "cpu"))

@@ -7,7 +7,6 @@ import difflib
 import math
 from dataclasses import dataclass
 
-
 from ebsynth_bridge.synthesis import VOTE_MODES
 from rerender.config import BlendMode, PropagationDevice, PropagationEngine, PropagationPreset, choices
 from rerender.errors import ConfigError
@@ -17,11 +16,20 @@ QUALITY_PRESETS = choices(PropagationPreset)
 
 #: Old field names of :class:`PropagationOptions` -> their names now, the names of `config.PropagationConfig`
 #: (one vocabulary from the YAML to the engine). :meth:`PropagationOptions.preset` says so when given an old one.
-RENAMED_FIELDS = {"colour_weight": "color_guide_weight", "edge_weight": "edge_guide_weight",
-                  "position_weight": "position_guide_weight", "temporal_weight": "temporal_guide_weight"}
+RENAMED_FIELDS = {
+    "colour_weight": "color_guide_weight",
+    "edge_weight": "edge_guide_weight",
+    "position_weight": "position_guide_weight",
+    "temporal_weight": "temporal_guide_weight",
+}
 
-_GUIDE_WEIGHTS = ("color_guide_weight", "edge_guide_weight", "temporal_guide_weight", "position_guide_weight",
-                  "style_weight")
+_GUIDE_WEIGHTS = (
+    "color_guide_weight",
+    "edge_guide_weight",
+    "temporal_guide_weight",
+    "position_guide_weight",
+    "style_weight",
+)
 
 
 @dataclass(frozen=True)
@@ -144,8 +152,16 @@ class PropagationOptions:
     not depend on it."""
 
     def __post_init__(self) -> None:
-        for name in ("color_guide_weight", "edge_guide_weight", "temporal_guide_weight", "position_guide_weight",
-                     "style_weight", "uniformity", "blend_warp_weight", "blend_error_power"):
+        for name in (
+            "color_guide_weight",
+            "edge_guide_weight",
+            "temporal_guide_weight",
+            "position_guide_weight",
+            "style_weight",
+            "uniformity",
+            "blend_warp_weight",
+            "blend_error_power",
+        ):
             _check_number(name, getattr(self, name), low=0.0)
         if sum(getattr(self, name) for name in _GUIDE_WEIGHTS) == 0:
             raise ConfigError("all guide and style weights are 0; at least one must be > 0")
@@ -155,8 +171,10 @@ class PropagationOptions:
         iterations = self.search_vote_iterations
         if isinstance(iterations, (tuple, list)) and not isinstance(iterations, bool):
             if len(iterations) == 0 or any(not _is_integer(item) or item < 0 for item in iterations):
-                raise ConfigError(f"`search_vote_iterations` must be an integer ≥ 0 or one per level (coarsest "
-                                  f"first), got {iterations!r}")
+                raise ConfigError(
+                    f"`search_vote_iterations` must be an integer ≥ 0 or one per level (coarsest "
+                    f"first), got {iterations!r}"
+                )
             object.__setattr__(self, "search_vote_iterations", tuple(iterations))
         else:
             _check_integer("search_vote_iterations", iterations, 0)
@@ -170,11 +188,18 @@ class PropagationOptions:
         _check_number("blend_smoothing", self.blend_smoothing, low=0.0)
         sharpness = self.blend_sharpness
         if sharpness is not None and not (_is_number(sharpness) and 0 < sharpness <= 2):
-            raise ConfigError(f"`blend_sharpness` must be None or a share of the keyframes' sharpness in (0, 2], "
-                              f"got {self.blend_sharpness!r}")
-        for name, valid in (("vote_mode", VOTE_MODES), ("flow_render", (None, "linear", "cubic")),
-                            ("blend_measure", ("magnitude", "difference")), ("blend_mode", BLEND_MODES),
-                            ("engine", choices(PropagationEngine)), ("device", choices(PropagationDevice))):
+            raise ConfigError(
+                f"`blend_sharpness` must be None or a share of the keyframes' sharpness in (0, 2], "
+                f"got {self.blend_sharpness!r}"
+            )
+        for name, valid in (
+            ("vote_mode", VOTE_MODES),
+            ("flow_render", (None, "linear", "cubic")),
+            ("blend_measure", ("magnitude", "difference")),
+            ("blend_mode", BLEND_MODES),
+            ("engine", choices(PropagationEngine)),
+            ("device", choices(PropagationDevice)),
+        ):
             if getattr(self, name) not in valid:
                 raise ConfigError(f"`{name}` must be one of {valid}, got {getattr(self, name)!r}")
         weights = self.poisson_gradient_weights
@@ -182,7 +207,7 @@ class PropagationOptions:
             raise ConfigError(f"`poisson_gradient_weights` must be three numbers ≥ 0 for (L, a, b), got {weights!r}")
 
     @classmethod
-    def preset(cls, name: str, **overrides: object) -> "PropagationOptions":
+    def preset(cls, name: str, **overrides: object) -> PropagationOptions:
         """Options of a named preset, with optional field overrides.
 
         Args:
@@ -204,14 +229,18 @@ class PropagationOptions:
             raise ConfigError(f"unknown quality preset {name!r}; valid presets: {QUALITY_PRESETS}")
         renamed = sorted(set(overrides) & set(RENAMED_FIELDS))
         if renamed:
-            raise ConfigError("renamed PropagationOptions field(s): " + ", ".join(
-                f"`{old}` is now `{RENAMED_FIELDS[old]}`" for old in renamed))
+            raise ConfigError(
+                "renamed PropagationOptions field(s): "
+                + ", ".join(f"`{old}` is now `{RENAMED_FIELDS[old]}`" for old in renamed)
+            )
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             suggestions = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
-            raise ConfigError(f"unknown PropagationOptions field(s) {unknown} (did you mean "
-                             f"{[match[0] for match in suggestions.values() if match]}?); valid: {sorted(known)}")
+            raise ConfigError(
+                f"unknown PropagationOptions field(s) {unknown} (did you mean "
+                f"{[match[0] for match in suggestions.values() if match]}?); valid: {sorted(known)}"
+            )
         return cls(**{**_PRESET_FIELDS[name], **overrides})
 
 
@@ -219,11 +248,22 @@ _PRESET_FIELDS: dict[str, dict[str, object]] = {
     "fast": dict(pyramid_levels=2, patchmatch_iterations=2, random_search_radius=4),
     "balanced": {},
     "best": dict(pyramid_levels=4, patchmatch_iterations=6, random_search_radius=16),
-    "rerender": dict(color_guide_weight=6.0, edge_guide_weight=0.5, temporal_guide_weight=0.5,
-                     position_guide_weight=2.0, style_weight=1.0,
-                     uniformity=3500.0, vote_size=5, pyramid_levels=None, search_vote_iterations=12,
-                     patchmatch_iterations=6, random_search_radius=None, blend_mode="histogram",
-                     blend_visibility=False, flow_render=None),
+    "rerender": dict(
+        color_guide_weight=6.0,
+        edge_guide_weight=0.5,
+        temporal_guide_weight=0.5,
+        position_guide_weight=2.0,
+        style_weight=1.0,
+        uniformity=3500.0,
+        vote_size=5,
+        pyramid_levels=None,
+        search_vote_iterations=12,
+        patchmatch_iterations=6,
+        random_search_radius=None,
+        blend_mode="histogram",
+        blend_visibility=False,
+        flow_render=None,
+    ),
 }
 
 
@@ -235,8 +275,9 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_number(name: str, value: object, *, low: float | None = None, high: float | None = None,
-                  strict: bool = False) -> None:
+def _check_number(
+    name: str, value: object, *, low: float | None = None, high: float | None = None, strict: bool = False
+) -> None:
     """A finite number ``≥ low`` (``> low`` when ``strict``) and ``≤ high``."""
     below = low is not None and _is_number(value) and (value <= low if strict else value < low)
     if not _is_number(value) or below or (high is not None and value > high):

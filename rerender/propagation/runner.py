@@ -10,14 +10,13 @@ import logging
 import os
 import queue
 import threading
-from typing import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge.patchmatch import serial_kernels
-
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
 from rerender.propagation.engine import EngineChoice, resolve_engine
@@ -130,12 +129,17 @@ def propagate_video_iter(
     key_indices = _check_video(frames, keyframes)
     segments = _plan_segments(key_indices, len(frames))
     chain_count = sum(chain is not None for segment in segments for chain in segment)
-    logger.info("propagating %d keyframe(s) over %d frames: %d segment(s), %d pass(es), engine %s",
-                len(key_indices), len(frames), len(segments), chain_count, engine)
+    logger.info(
+        "propagating %d keyframe(s) over %d frames: %d segment(s), %d pass(es), engine %s",
+        len(key_indices),
+        len(frames),
+        len(segments),
+        chain_count,
+        engine,
+    )
     pending_keys = collections.deque(key_indices)
     with _Progress(len(frames) - len(key_indices), progress, callback) as report:
-        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report,
-                                                          engine):
+        for segment, results, step_flows in _run_segments(frames, keyframes, segments, flow, options, report, engine):
             # one segment at a time: its flows and syntheses are dropped once its frames are yielded
             for index, image in _merge_segment(segment, results, step_flows, options, engine):
                 while pending_keys and pending_keys[0] < index:
@@ -143,8 +147,11 @@ def propagate_video_iter(
                     yield key, np.array(keyframes[key], copy=True)
                 yield index, image
             # the segment's closing key too, so that a consumer sees each interval complete at once
-            last = max(chain.indices[0] if chain.direction < 0 else chain.indices[-1]
-                       for chain in segment if chain is not None)
+            last = max(
+                chain.indices[0] if chain.direction < 0 else chain.indices[-1]
+                for chain in segment
+                if chain is not None
+            )
             while pending_keys and pending_keys[0] <= last:
                 key = pending_keys.popleft()
                 yield key, np.array(keyframes[key], copy=True)
@@ -177,7 +184,7 @@ class _Progress:
             if self.callback is not None:
                 self.callback("propagation", done, self.total)
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
@@ -217,21 +224,32 @@ def _run_segments(
 
     def prepare(segment: _Segment) -> tuple[dict[int, np.ndarray], dict]:
         # read each frame once (a frame provider may decode on access)
-        segment_frames = {index: _checked_frame(frames, index, keyframes)
-                          for chain in segment if chain is not None for index in chain.indices}
+        segment_frames = {
+            index: _checked_frame(frames, index, keyframes)
+            for chain in segment
+            if chain is not None
+            for index in chain.indices
+        }
         return segment_frames, _segment_flows(segment_frames, segment, flow)
 
     def chain_inputs(chain: _Chain, segment_frames: dict, step_flows: dict) -> tuple:
-        return ([segment_frames[index] for index in chain.indices], keyframes[chain.key],
-                [step_flows[(a, b)] for a, b in zip(chain.indices, chain.indices[1:])], options)
+        return (
+            [segment_frames[index] for index in chain.indices],
+            keyframes[chain.key],
+            [step_flows[(a, b)] for a, b in zip(chain.indices, chain.indices[1:])],
+            options,
+        )
 
     if worker_count == 1:
         for segment in segments:
             segment_frames, step_flows = prepare(segment)
             halves = 2 if None in segment else 1
-            results = [None if chain is None else run_chain(
-                *chain_inputs(chain, segment_frames, step_flows), step_callback=lambda: report(halves))
-                for chain in segment]
+            results = [
+                None
+                if chain is None
+                else run_chain(*chain_inputs(chain, segment_frames, step_flows), step_callback=lambda: report(halves))  # noqa: B023 (called within this iteration)
+                for chain in segment
+            ]
             del segment_frames
             yield segment, results, step_flows
         return
@@ -247,9 +265,12 @@ def _run_segments(
                 yield _collect(in_flight.popleft(), events, report)
             segment_frames, step_flows = prepare(segment)
             halves = 2 if None in segment else 1
-            futures = [None if chain is None else pool.submit(
-                _run_chain_job, chain_inputs(chain, segment_frames, step_flows), events, halves, stop)
-                for chain in segment]
+            futures = [
+                None
+                if chain is None
+                else pool.submit(_run_chain_job, chain_inputs(chain, segment_frames, step_flows), events, halves, stop)
+                for chain in segment
+            ]
             del segment_frames
             in_flight.append((segment, futures, step_flows))
         while in_flight:
@@ -299,15 +320,22 @@ def _collect(entry: tuple, events: queue.SimpleQueue, report: Callable[[int], No
 # --------------------------------------------------------------------------------------------------
 
 
-def _segment_flows(frames: Mapping[int, np.ndarray], segment: _Segment,
-                   flow: FlowFunction | None) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+def _segment_flows(
+    frames: Mapping[int, np.ndarray], segment: _Segment, flow: FlowFunction | None
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """``{(previous, current): (flow, occlusion)}`` for every step of the segment's passes.
 
     ``frame[current](p) ≈ frame[previous](p + flow(p))``; both directions of a frame pair come from one
     call of the flow function and serve both passes (and the occlusion check).
     """
-    pairs = sorted({(min(a, b), max(a, b)) for chain in segment if chain is not None
-                    for a, b in zip(chain.indices, chain.indices[1:])})
+    pairs = sorted(
+        {
+            (min(a, b), max(a, b))
+            for chain in segment
+            if chain is not None
+            for a, b in zip(chain.indices, chain.indices[1:])
+        }
+    )
 
     def estimate(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         forward, backward = (flow or _default_flow)(frames[pair[0]], frames[pair[1]])
@@ -326,12 +354,13 @@ def _segment_flows(frames: Mapping[int, np.ndarray], segment: _Segment,
     return steps
 
 
-def _check_flow_pair(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, int],
-                     pair: tuple[int, int]) -> None:
+def _check_flow_pair(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, int], pair: tuple[int, int]) -> None:
     for name, field_ in (("forward", forward), ("backward", backward)):
         if field_.shape != tuple(shape) + (2,):
-            raise ValueError(f"the flow function returned a {name} flow of shape {field_.shape} for frames {pair}; "
-                             f"expected {tuple(shape) + (2,)} (H, W, 2) pixel displacements, x first")
+            raise ValueError(
+                f"the flow function returned a {name} flow of shape {field_.shape} for frames {pair}; "
+                f"expected {tuple(shape) + (2,)} (H, W, 2) pixel displacements, x first"
+            )
 
 
 def _default_flow(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,8 +383,9 @@ def _checked_frame(frames: Sequence[np.ndarray], index: int, keyframes: Mapping[
     frame = np.ascontiguousarray(frames[index])
     expected = next(iter(keyframes.values())).shape
     if frame.dtype != np.uint8 or frame.shape != expected:
-        raise ValueError(f"`frames[{index}]` must be RGB uint8 of shape {expected} like the others, got "
-                         f"{frame.dtype} {frame.shape}")
+        raise ValueError(
+            f"`frames[{index}]` must be RGB uint8 of shape {expected} like the others, got {frame.dtype} {frame.shape}"
+        )
     return frame
 
 
@@ -374,6 +404,8 @@ def _check_video(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarra
             raise ValueError(f"keyframe index {index!r} is outside the video; valid indices: 0 … {frame_count - 1}")
         key = keyframes[index]
         if not isinstance(key, np.ndarray) or key.dtype != np.uint8 or key.shape != first.shape:
-            raise ValueError(f"`keyframes[{index}]` must be RGB uint8 of the frames' shape {first.shape}, got "
-                             f"{getattr(key, 'dtype', type(key).__name__)} {getattr(key, 'shape', '')}")
+            raise ValueError(
+                f"`keyframes[{index}]` must be RGB uint8 of the frames' shape {first.shape}, got "
+                f"{getattr(key, 'dtype', type(key).__name__)} {getattr(key, 'shape', '')}"
+            )
     return [int(index) for index in key_indices]

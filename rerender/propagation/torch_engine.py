@@ -22,7 +22,7 @@ batch at a time whatever the interval's length.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -75,8 +75,14 @@ def propagate_chain_torch(
             result.visibilities.append(visibility)
         seeds = [options.seed + index + 1 for index in batch]
         with torch.no_grad():
-            outputs = _render_batch(pass_state, [steps[index][0] for index in batch], np.stack(guides),
-                                    np.stack(coordinates), seeds, keep_correspondence)
+            outputs = _render_batch(
+                pass_state,
+                [steps[index][0] for index in batch],
+                np.stack(guides),
+                np.stack(coordinates),
+                seeds,
+                keep_correspondence,
+            )
         for name, values in outputs.items():
             getattr(result, name).extend(values)
         for _ in batch:
@@ -89,35 +95,45 @@ class _PassState:
     """What a pass carries from step to step on the host: the keyframe coordinates composed along the flow and
     their visibility, and the source side of the guides (ebsynth.md §3.3)."""
 
-    def __init__(self, key_frame: np.ndarray, key_style: np.ndarray, options: PropagationOptions,
-                 device: torch.device) -> None:
+    def __init__(
+        self, key_frame: np.ndarray, key_style: np.ndarray, options: PropagationOptions, device: torch.device
+    ) -> None:
         height, width = key_style.shape[:2]
         self.options, self.device, self.shape = options, device, (height, width)
         self.coordinates = ebsynth_bridge.identity_coordinates(height, width)
         self.visibility = np.ones((height, width), np.float32)
         key_positions = ebsynth_bridge.positional_guide(self.coordinates, (height, width))
-        source = self._features(key_frame, ebsynth_bridge.edge_guide(key_frame), key_positions,
-                                key_style.astype(np.float32) / np.float32(255.0))
+        source = self._features(
+            key_frame,
+            ebsynth_bridge.edge_guide(key_frame),
+            key_positions,
+            key_style.astype(np.float32) / np.float32(255.0),
+        )
         self.source_guides = torch.from_numpy(source).to(device)
         self.style = torch.from_numpy(key_style.astype(np.float32)).to(device)
         self.key_frame = torch.from_numpy(key_frame.astype(np.float32)).to(device)
 
-    def _features(self, colour: np.ndarray, edges: np.ndarray, positions: np.ndarray | None,
-                  temporal: np.ndarray | None) -> np.ndarray:
+    def _features(
+        self, colour: np.ndarray, edges: np.ndarray, positions: np.ndarray | None, temporal: np.ndarray | None
+    ) -> np.ndarray:
         """The guides stacked on EbSynth's 0–255 scale, each channel times ``sqrt(weight / channels)``
         (:func:`ebsynth_bridge.synthesis._weighted_stack`); weight-0 guides left out."""
         options = self.options
-        parts = [(colour.astype(np.float32), options.color_guide_weight),
-                 (edges * np.float32(255.0), options.edge_guide_weight)]
+        parts = [
+            (colour.astype(np.float32), options.color_guide_weight),
+            (edges * np.float32(255.0), options.edge_guide_weight),
+        ]
         if options.position_guide_weight > 0:
             parts.append((positions * np.float32(255.0), options.position_guide_weight))
         if options.temporal_guide_weight > 0:
             parts.append((temporal * np.float32(255.0), options.temporal_guide_weight))
-        return np.concatenate([image * np.float32(math.sqrt(weight / image.shape[2]))
-                               for image, weight in parts if weight > 0], axis=2)
+        return np.concatenate(
+            [image * np.float32(math.sqrt(weight / image.shape[2])) for image, weight in parts if weight > 0], axis=2
+        )
 
-    def advance(self, frame: np.ndarray, flow: np.ndarray, occlusion: np.ndarray,
-                previous_output: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def advance(
+        self, frame: np.ndarray, flow: np.ndarray, occlusion: np.ndarray, previous_output: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One step further: the target guides, the keyframe coordinates and the visibility of ``frame``."""
         self.coordinates = ebsynth_bridge.advect_coordinates(self.coordinates, flow)
         self.visibility = ebsynth_bridge.carry_visibility(self.visibility, flow, occlusion)
@@ -132,8 +148,14 @@ class _PassState:
         return guides, self.coordinates, self.visibility
 
 
-def _render_batch(state: _PassState, frames: list[np.ndarray], guides: np.ndarray, coordinates: np.ndarray,
-                  seeds: list[int], keep_correspondence: bool) -> dict[str, list]:
+def _render_batch(
+    state: _PassState,
+    frames: list[np.ndarray],
+    guides: np.ndarray,
+    coordinates: np.ndarray,
+    seeds: list[int],
+    keep_correspondence: bool,
+) -> dict[str, list]:
     """Synthesise a batch of steps and everything the blends need of them, back on the host.
 
     Shape: frames B × (H, W, 3), guides (B, H, W, Cg), coordinates (B, H, W, 2) -> lists of B numpy arrays.
@@ -141,10 +163,12 @@ def _render_batch(state: _PassState, frames: list[np.ndarray], guides: np.ndarra
     options, device = state.options, state.device
     height, width = state.shape
     coordinates_t = torch.from_numpy(coordinates).to(device)
-    initial = torch.stack([coordinates_t[..., 0].round().clamp(0, width - 1),
-                           coordinates_t[..., 1].round().clamp(0, height - 1)], dim=-1).long()
-    image, error, nnf = synthesize(state.style, state.source_guides, torch.from_numpy(guides).to(device), initial,
-                                   options, seeds)
+    initial = torch.stack(
+        [coordinates_t[..., 0].round().clamp(0, width - 1), coordinates_t[..., 1].round().clamp(0, height - 1)], dim=-1
+    ).long()
+    image, error, nnf = synthesize(
+        state.style, state.source_guides, torch.from_numpy(guides).to(device), initial, options, seeds
+    )
     image = ops.to_uint8(image).float()
     if options.vote_size != options.patch_size:
         image = ops.to_uint8(ops.vote(state.style, nnf, options.vote_size, chunk_pixels=options.chunk_pixels)).float()
@@ -154,17 +178,23 @@ def _render_batch(state: _PassState, frames: list[np.ndarray], guides: np.ndarra
     if keep_correspondence:
         frames_t = torch.from_numpy(np.stack(frames)).to(device).float()
         weighted = options.vote_mode == "weighted"
-        reconstruction = ops.to_uint8(ops.vote(
-            state.key_frame, nnf, options.vote_size, error if weighted else None,
-            options.vote_size ** 2 * 3.0 if weighted else 0.0, options.chunk_pixels)).float()
+        reconstruction = ops.to_uint8(
+            ops.vote(
+                state.key_frame,
+                nnf,
+                options.vote_size,
+                error if weighted else None,
+                options.vote_size**2 * 3.0 if weighted else 0.0,
+                options.chunk_pixels,
+            )
+        ).float()
         if options.flow_render:
             reconstruction = ops.flow_render(state.key_frame, reconstruction, nnf, coordinates_t, options.flow_render)
         batch = len(frames)
         outputs["reconstruction_errors"] = _to_host(ops.absolute_error(reconstruction, frames_t))
         outputs["frame_energies"] = [float(value) for value in ops.gradient_energy(frames_t).cpu()]
         warps = ops.to_uint8(ops.remap(state.style[None].expand(batch, -1, -1, -1), coordinates_t, "bilinear"))
-        key_warps = ops.to_uint8(ops.remap(state.key_frame[None].expand(batch, -1, -1, -1), coordinates_t,
-                                           "bilinear"))
+        key_warps = ops.to_uint8(ops.remap(state.key_frame[None].expand(batch, -1, -1, -1), coordinates_t, "bilinear"))
         outputs["warps"] = _to_host(warps)
         outputs["warp_errors"] = _to_host(ops.absolute_error(key_warps, frames_t))
     return outputs
@@ -174,9 +204,14 @@ def _to_host(batch: torch.Tensor) -> list[np.ndarray]:
     return list(batch.cpu().numpy())
 
 
-def synthesize(style: torch.Tensor, source_guides: torch.Tensor, target_guides: torch.Tensor,
-               initial_nnf: torch.Tensor, options: PropagationOptions,
-               seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def synthesize(
+    style: torch.Tensor,
+    source_guides: torch.Tensor,
+    target_guides: torch.Tensor,
+    initial_nnf: torch.Tensor,
+    options: PropagationOptions,
+    seeds: list[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`ebsynth_bridge.synthesize` for a batch of targets sharing one style and source: the pyramid, each
     level started from the initial field (downscaled) with the upscaled coarser field as a per-pixel candidate,
     then the search-vote rounds of :func:`_synthesize_level`.
@@ -212,15 +247,30 @@ def synthesize(style: torch.Tensor, source_guides: torch.Tensor, target_guides: 
         previous_source_shape = level_source_shape
         level_seeds = [_mix_seed(seed, level) for seed in seeds]
         nnf, error, image = _synthesize_level(
-            _area(style, level_source_shape), _area(source_guides, level_source_shape),
-            _area(target_guides, level_target_shape), nnf, candidate, options, search_votes[level], sweeps[level],
-            level_seeds)
+            _area(style, level_source_shape),
+            _area(source_guides, level_source_shape),
+            _area(target_guides, level_target_shape),
+            nnf,
+            candidate,
+            options,
+            search_votes[level],
+            sweeps[level],
+            level_seeds,
+        )
     return image, error, nnf
 
 
-def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_guides: torch.Tensor,
-                      nnf: torch.Tensor, candidate: torch.Tensor | None, options: PropagationOptions,
-                      search_votes: int, sweeps: int, seeds: list[int]) -> tuple:
+def _synthesize_level(
+    style: torch.Tensor,
+    source_guides: torch.Tensor,
+    target_guides: torch.Tensor,
+    nnf: torch.Tensor,
+    candidate: torch.Tensor | None,
+    options: PropagationOptions,
+    search_votes: int,
+    sweeps: int,
+    seeds: list[int],
+) -> tuple:
     """One pyramid level: :func:`ebsynth_bridge.synthesis._synthesize_level` for a batch (ebsynth.md §1.4).
 
     With ``style_weight = 0`` the energy does not depend on the vote: the rounds are PatchMatch iterations and
@@ -232,15 +282,18 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
     batch, target_height, target_width = target_guides.shape[:3]
     style_scale = math.sqrt(options.style_weight / 3) if options.style_weight > 0 else None
     error_scale = float(patch_size * patch_size * 3) if options.vote_mode == "weighted" else 0.0
-    max_radius = max(source_height, source_width) if options.random_search_radius is None \
-        else options.random_search_radius
+    max_radius = (
+        max(source_height, source_width) if options.random_search_radius is None else options.random_search_radius
+    )
     coverage_ratio = (target_height * target_width) / (source_height * source_width)
 
     def features(target_style: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if style_scale is None:
             return source_guides, target_guides
-        return (torch.cat([style * style_scale, source_guides], dim=-1),
-                torch.cat([target_style * style_scale, target_guides], dim=-1))
+        return (
+            torch.cat([style * style_scale, source_guides], dim=-1),
+            torch.cat([target_style * style_scale, target_guides], dim=-1),
+        )
 
     target_style = ops.vote(style, nnf, patch_size, chunk_pixels=options.chunk_pixels)
     source, target = features(target_style)
@@ -255,8 +308,9 @@ def _synthesize_level(style: torch.Tensor, source_guides: torch.Tensor, target_g
             search.error = space.distance(search.nnf)
     for round_index in range(search_votes):
         for sweep in range(sweeps):
-            sweep_seeds = torch.tensor([_mix_seed(seed, round_index * 1000 + sweep) for seed in seeds],
-                                       dtype=torch.int64, device=nnf.device)
+            sweep_seeds = torch.tensor(
+                [_mix_seed(seed, round_index * 1000 + sweep) for seed in seeds], dtype=torch.int64, device=nnf.device
+            )
             search.sweep(max_radius, JUMPS if sweep == 0 else JUMPS[-1:], sweep_seeds)
         if style_scale is None:
             continue
@@ -285,8 +339,9 @@ def _area(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return resized if image.ndim == 4 else resized[0]
 
 
-def _rescale_nnf(nnf: torch.Tensor, full_source_shape: tuple[int, int], target_shape: tuple[int, int],
-                 source_shape: tuple[int, int]) -> torch.Tensor:
+def _rescale_nnf(
+    nnf: torch.Tensor, full_source_shape: tuple[int, int], target_shape: tuple[int, int], source_shape: tuple[int, int]
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.synthesis._rescale_nnf`: the full-size field at a level's pixel centres, rescaled."""
     full_height, full_width = nnf.shape[1:3]
     if (full_height, full_width) == tuple(target_shape) and tuple(full_source_shape) == tuple(source_shape):
@@ -303,15 +358,21 @@ def _rescale_nnf(nnf: torch.Tensor, full_source_shape: tuple[int, int], target_s
     return torch.stack([x.clamp(0, source_shape[1] - 1), y.clamp(0, source_shape[0] - 1)], dim=-1).long()
 
 
-def _upscale_nnf(nnf: torch.Tensor, coarse_source_shape: tuple[int, int], target_shape: tuple[int, int],
-                 source_shape: tuple[int, int]) -> torch.Tensor:
+def _upscale_nnf(
+    nnf: torch.Tensor,
+    coarse_source_shape: tuple[int, int],
+    target_shape: tuple[int, int],
+    source_shape: tuple[int, int],
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.synthesis._upscale_nnf`: each fine pixel keeps its offset inside the coarse pixel."""
     coarse_height, coarse_width = nnf.shape[1:3]
     device = nnf.device
-    coarse_y = (torch.arange(target_shape[0], device=device, dtype=torch.float64) + 0.5) \
-        * (coarse_height / target_shape[0]) - 0.5
-    coarse_x = (torch.arange(target_shape[1], device=device, dtype=torch.float64) + 0.5) \
-        * (coarse_width / target_shape[1]) - 0.5
+    coarse_y = (torch.arange(target_shape[0], device=device, dtype=torch.float64) + 0.5) * (
+        coarse_height / target_shape[0]
+    ) - 0.5
+    coarse_x = (torch.arange(target_shape[1], device=device, dtype=torch.float64) + 0.5) * (
+        coarse_width / target_shape[1]
+    ) - 0.5
     index_y = torch.floor(coarse_y + 0.5).long().clamp(0, coarse_height - 1)
     index_x = torch.floor(coarse_x + 0.5).long().clamp(0, coarse_width - 1)
     picked = nnf[:, index_y][:, :, index_x].double()
@@ -322,9 +383,15 @@ def _upscale_nnf(nnf: torch.Tensor, coarse_source_shape: tuple[int, int], target
     return torch.stack([fine_x.clamp(0, source_shape[1] - 1), fine_y.clamp(0, source_shape[0] - 1)], dim=-1).long()
 
 
-def reconstruction_blend_torch(left: int, right: int, forward: ChainResult, backward: ChainResult,
-                               options: PropagationOptions, time_exponent: float,
-                               device: str | torch.device) -> Iterator[tuple[int, np.ndarray]]:
+def reconstruction_blend_torch(
+    left: int,
+    right: int,
+    forward: ChainResult,
+    backward: ChainResult,
+    options: PropagationOptions,
+    time_exponent: float,
+    device: str | torch.device,
+) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`rerender.propagation.blend._reconstruction_blend` on a torch ``device``, one frame at a time.
 
     Candidates: the two passes and (with ``blend_warp_weight > 0``) the two keyframes warped along the flow,
@@ -336,7 +403,7 @@ def reconstruction_blend_torch(left: int, right: int, forward: ChainResult, back
     for offset, index in enumerate(range(left + 1, right)):
         backward_offset = right - index - 1  # the backward pass runs right -> left
         backward_weight = (index - left) / (right - left)
-        times = [(1 - backward_weight) ** time_exponent, backward_weight ** time_exponent]
+        times = [(1 - backward_weight) ** time_exponent, backward_weight**time_exponent]
         candidates = [forward.images[offset], backward.images[backward_offset]]
         errors = [forward.reconstruction_errors[offset], backward.reconstruction_errors[backward_offset]]
         if options.blend_warp_weight > 0:
@@ -349,7 +416,10 @@ def reconstruction_blend_torch(left: int, right: int, forward: ChainResult, back
             blended = (weights[..., None] * candidates_t).sum(0)
             if options.blend_sharpness is not None:
                 right_share = float(weights[1::2].sum(0).mean())
-                target = (options.blend_sharpness * ((1 - right_share) * ratios[0] + right_share * ratios[1])
-                          * forward.frame_energies[offset])
+                target = (
+                    options.blend_sharpness
+                    * ((1 - right_share) * ratios[0] + right_share * ratios[1])
+                    * forward.frame_energies[offset]
+                )
                 blended = ops.match_sharpness(blended, candidates_t, weights, target)
             yield index, ops.to_uint8(blended).cpu().numpy()

@@ -10,7 +10,7 @@ patch, over candidate kinds and over blocks of at most ``chunk_pixels`` pixels (
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -122,8 +122,9 @@ def remap(image: torch.Tensor, coordinates: torch.Tensor, mode: str) -> torch.Te
     height, width = image.shape[1:3]
     scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=image.device)
     grid = coordinates * scale - 1.0
-    sampled = F.grid_sample(image.permute(0, 3, 1, 2).float(), grid, mode=mode, padding_mode="border",
-                            align_corners=True)
+    sampled = F.grid_sample(
+        image.permute(0, 3, 1, 2).float(), grid, mode=mode, padding_mode="border", align_corners=True
+    )
     return sampled.permute(0, 2, 3, 1)
 
 
@@ -190,7 +191,7 @@ class PatchSpace:
 
         Shape: -> (b1 − b0, y1 − y0, Wt, P, P, C).
         """
-        return _patches(self.target[b0:b1, y0:y1 + 2 * self.radius], self.patch_size, self.target_shape[2])
+        return _patches(self.target[b0:b1, y0 : y1 + 2 * self.radius], self.patch_size, self.target_shape[2])
 
     def distance(self, nnf: torch.Tensor) -> torch.Tensor:
         """Patch SSD of each target pixel against the source patch its ``nnf`` names. (B, Ht, Wt, 2) -> (B, Ht, Wt)."""
@@ -212,8 +213,9 @@ def gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return rows.index_select(0, index.reshape(-1)).view(*index.shape, rows.shape[1])
 
 
-def occupancy(nnf: torch.Tensor, source_shape: tuple[int, int], patch_size: int,
-              coverage_ratio: float) -> torch.Tensor:
+def occupancy(
+    nnf: torch.Tensor, source_shape: tuple[int, int], patch_size: int, coverage_ratio: float
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.synthesis._occupancy` per frame: the normalised use of every source centre
     (patch mean of the patch mean of the use counts, zero outside, over the same for uniform use).
 
@@ -264,8 +266,12 @@ class Search:
     def consider(self, candidate: torch.Tensor, valid: torch.Tensor | None = None) -> None:
         """Adopt ``candidate`` (B, Ht, Wt, 2) wherever it is valid, active and cheaper."""
         source_height, source_width = self.space.source_shape
-        inside = ((candidate[..., 0] >= 0) & (candidate[..., 0] < source_width)
-                  & (candidate[..., 1] >= 0) & (candidate[..., 1] < source_height))
+        inside = (
+            (candidate[..., 0] >= 0)
+            & (candidate[..., 0] < source_width)
+            & (candidate[..., 1] >= 0)
+            & (candidate[..., 1] < source_height)
+        )
         valid = inside if valid is None else valid & inside
         candidate = torch.where(valid[..., None], candidate, self.nnf)  # in range for the gathers
         error = self.space.distance(candidate)
@@ -297,8 +303,9 @@ class Search:
             high_x = (centre[..., 0] + radius).clamp(max=source_width - 1)
             low_y = (centre[..., 1] - radius).clamp(min=0)
             high_y = (centre[..., 1] + radius).clamp(max=source_height - 1)
-            candidate = torch.stack([low_x + (state & 0xFFFF) % (high_x - low_x + 1),
-                                     low_y + (state >> 16) % (high_y - low_y + 1)], dim=-1)
+            candidate = torch.stack(
+                [low_x + (state & 0xFFFF) % (high_x - low_x + 1), low_y + (state >> 16) % (high_y - low_y + 1)], dim=-1
+            )
             radius //= 2
             self.consider(candidate)
 
@@ -314,8 +321,14 @@ def _neighbour_candidate(nnf: torch.Tensor, shift_x: int, shift_y: int) -> tuple
     return shifted + offset, valid
 
 
-def vote(style: torch.Tensor, nnf: torch.Tensor, patch_size: int, error: torch.Tensor | None = None,
-         error_scale: float = 0.0, chunk_pixels: int = 1 << 20) -> torch.Tensor:
+def vote(
+    style: torch.Tensor,
+    nnf: torch.Tensor,
+    patch_size: int,
+    error: torch.Tensor | None = None,
+    error_scale: float = 0.0,
+    chunk_pixels: int = 1 << 20,
+) -> torch.Tensor:
     """Patch voting, :func:`ebsynth_bridge.patchmatch.vote`: ``out(p)`` averages ``style(nnf(q) + (p − q))`` over
     the centres ``q`` within the patch around ``p`` (inside the target); with ``error_scale > 0`` each patch
     weighs ``1 / (1 + E(q) / error_scale)``. Evaluated for all pixels and centres at once, in blocks whose
@@ -327,16 +340,19 @@ def vote(style: torch.Tensor, nnf: torch.Tensor, patch_size: int, error: torch.T
     batch, height, width = nnf.shape[:3]
     radius = patch_size // 2
     rows = style.reshape(-1, channels).float()
-    weight = torch.ones((batch, height, width), device=nnf.device) if error is None or error_scale <= 0 else \
-        1.0 / (1.0 + error / error_scale)
+    weight = (
+        torch.ones((batch, height, width), device=nnf.device)
+        if error is None or error_scale <= 0
+        else 1.0 / (1.0 + error / error_scale)
+    )
     padded_nnf = F.pad(nnf.permute(0, 3, 1, 2), (radius,) * 4).permute(0, 2, 3, 1).contiguous()
     padded_weight = F.pad(weight, (radius,) * 4)  # zero weight outside the target
     # offsets o = p − q of the centres q = p − o around p, as patch-shaped axes (i, j) = (r − o_y, r − o_x)
     offsets = torch.arange(radius, -radius - 1, -1, device=nnf.device)
     output = torch.empty((batch, height, width, channels), device=nnf.device)
     for b0, b1, y0, y1 in pixel_blocks(batch, height, width, max(1, chunk_pixels // (patch_size * patch_size))):
-        centres = _patches(padded_nnf[b0:b1, y0:y1 + 2 * radius], patch_size, width)  # (b, h, W, P, P, 2)
-        weights = _patches(padded_weight[b0:b1, y0:y1 + 2 * radius, :, None], patch_size, width)[..., 0]
+        centres = _patches(padded_nnf[b0:b1, y0 : y1 + 2 * radius], patch_size, width)  # (b, h, W, P, P, 2)
+        weights = _patches(padded_weight[b0:b1, y0 : y1 + 2 * radius, :, None], patch_size, width)[..., 0]
         source_x = (centres[..., 0] + offsets[None, :]).clamp(0, source_width - 1)
         source_y = (centres[..., 1] + offsets[:, None]).clamp(0, source_height - 1)
         values = gather_rows(rows, source_y * source_width + source_x)  # (b, h, W, P, P, C)
@@ -353,8 +369,10 @@ def _patches(padded: torch.Tensor, patch_size: int, width: int) -> torch.Tensor:
     padded = padded.contiguous()
     batch_stride, row_stride, column_stride, channel_stride = padded.stride()
     height = padded.shape[1] - patch_size + 1
-    return padded.as_strided((padded.shape[0], height, width, patch_size, patch_size, padded.shape[3]),
-                             (batch_stride, row_stride, column_stride, row_stride, column_stride, channel_stride))
+    return padded.as_strided(
+        (padded.shape[0], height, width, patch_size, patch_size, padded.shape[3]),
+        (batch_stride, row_stride, column_stride, row_stride, column_stride, channel_stride),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,8 +380,9 @@ def _patches(padded: torch.Tensor, patch_size: int, width: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def reconstruction_weights(errors: torch.Tensor, temporal_weights: list[float], smoothing: float = 2.0,
-                           floor: float = 1.0, power: float = 1.0) -> torch.Tensor:
+def reconstruction_weights(
+    errors: torch.Tensor, temporal_weights: list[float], smoothing: float = 2.0, floor: float = 1.0, power: float = 1.0
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.reconstruction_weights`: ``c_k = t_k · (G_σ * e_k + floor)^−power``, normalised.
 
     Shape: errors (K, H, W) -> (K, H, W), summing to 1 over K.
@@ -373,9 +392,16 @@ def reconstruction_weights(errors: torch.Tensor, temporal_weights: list[float], 
     return confidences / confidences.sum(0).clamp(min=1e-30)
 
 
-def match_sharpness(blended: torch.Tensor, candidates: torch.Tensor, weights: torch.Tensor, target_energy: float,
-                    detail_sigma: float = 5.0, energy_sigma: float = 8.0, max_gain: float = 3.0,
-                    max_scale: float = 4.0) -> torch.Tensor:
+def match_sharpness(
+    blended: torch.Tensor,
+    candidates: torch.Tensor,
+    weights: torch.Tensor,
+    target_energy: float,
+    detail_sigma: float = 5.0,
+    energy_sigma: float = 8.0,
+    max_gain: float = 3.0,
+    max_scale: float = 4.0,
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.match_sharpness`: restore the detail band ``D = blended − G_s * blended`` by the local
     gain ``g = clip(√(Σ w_k E_k / E_D), 1, max_gain)`` at the strength ``β`` (bisection, 8 steps) at which the
     gradient energy reaches ``target_energy``.
@@ -410,8 +436,15 @@ def match_sharpness(blended: torch.Tensor, candidates: torch.Tensor, weights: to
     return render(high)
 
 
-def flow_render(key: torch.Tensor, synthesis: torch.Tensor, nnf: torch.Tensor, coordinates: torch.Tensor,
-                interpolation: str, tolerance: float = 1.0, smoothing: float = 1.0) -> torch.Tensor:
+def flow_render(
+    key: torch.Tensor,
+    synthesis: torch.Tensor,
+    nnf: torch.Tensor,
+    coordinates: torch.Tensor,
+    interpolation: str,
+    tolerance: float = 1.0,
+    smoothing: float = 1.0,
+) -> torch.Tensor:
     """:func:`ebsynth_bridge.flow_render`: the keyframe sampled at the flow's sub-pixel ``coordinates`` where the
     match lies within ``tolerance`` px of them (feathered inwards by a Gaussian), the synthesis elsewhere.
 
@@ -438,5 +471,18 @@ def batches(count: int, size: int) -> Iterator[range]:
         yield range(start, min(count, start + size))
 
 
-__all__ = ["PatchSpace", "Search", "vote", "occupancy", "reconstruction_weights", "match_sharpness",
-           "flow_render", "gaussian_blur", "gradient_energy", "remap", "mix32", "pixel_hash", "pixel_blocks"]
+__all__ = [
+    "PatchSpace",
+    "Search",
+    "vote",
+    "occupancy",
+    "reconstruction_weights",
+    "match_sharpness",
+    "flow_render",
+    "gaussian_blur",
+    "gradient_energy",
+    "remap",
+    "mix32",
+    "pixel_hash",
+    "pixel_blocks",
+]

@@ -28,7 +28,13 @@ from rerender.ui.sessions import DEMO_VIDEO, UiSessions, sanitize_filename  # no
 from rerender.ui.summaries import environment_status  # noqa: E402
 
 __all__ = [
-    "DEMO_VIDEO", "FieldSpec", "Page", "field_spec", "sanitize_filename", "UiSessions", "build_app",
+    "DEMO_VIDEO",
+    "FieldSpec",
+    "Page",
+    "field_spec",
+    "sanitize_filename",
+    "UiSessions",
+    "build_app",
     "environment_status",
     "launch",
 ]

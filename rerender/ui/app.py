@@ -6,8 +6,17 @@ from typing import Any
 from rerender.config import LoraConfig, RerenderConfig, field_docstrings, field_help
 from rerender.errors import MissingDependencyError
 from rerender.ui.fields import (
-    ADVANCED_GROUPS, MAIN_FIELDS, MODEL_FIELDS, RENDERERS, STAGE_BUTTONS, STILL_AMOUNTS, STILL_MOTIONS, STYLE_FIELDS,
-    component_for, config_value, field_spec,
+    ADVANCED_GROUPS,
+    MAIN_FIELDS,
+    MODEL_FIELDS,
+    RENDERERS,
+    STAGE_BUTTONS,
+    STILL_AMOUNTS,
+    STILL_MOTIONS,
+    STYLE_FIELDS,
+    component_for,
+    config_value,
+    field_spec,
 )
 from rerender.ui.runs import PageHandlers
 from rerender.ui.sessions import DEFAULT_MAX_UPLOAD_MB, DEMO_VIDEO, UiSessions
@@ -83,13 +92,30 @@ class Page:
     def shared_inputs(self) -> list[Any]:
         """The inputs every run takes, in the run endpoints' order: prompt, negative prompt, seed, renderer,
         LoRA files, LoRA scales, style image, then each setting of `settings`."""
-        return [self.prompt, self.negative, self.seed, self.renderer, self.loras, self.lora_scales, self.style,
-                *self.settings.values()]
+        return [
+            self.prompt,
+            self.negative,
+            self.seed,
+            self.renderer,
+            self.loras,
+            self.lora_scales,
+            self.style,
+            *self.settings.values(),
+        ]
 
     @property
     def run_outputs(self) -> list[Any]:
-        return [self.status, self.anchor, self.gallery, self.result_video, self.comparison, self.download,
-                self.figures, self.result_tabs, self.progress]
+        return [
+            self.status,
+            self.anchor,
+            self.gallery,
+            self.result_video,
+            self.comparison,
+            self.download,
+            self.figures,
+            self.result_tabs,
+            self.progress,
+        ]
 
 
 def _modes(gr: Any, c: dict[str, Any]) -> None:
@@ -104,20 +130,31 @@ def _modes(gr: Any, c: dict[str, Any]) -> None:
                     c["demo"] = gr.Button("Use the demo clip", size="sm", variant="secondary")
             c["summary"] = gr.Markdown("Upload a video or use the demo clip.", elem_id="rr-summary")
         with gr.Tab("Still image", id="still") as c["still_mode"]:
-            c["still"] = gr.Image(label="Still image", type="filepath", sources=["upload"], height=220,
-                                  elem_id="rr-still")
+            c["still"] = gr.Image(
+                label="Still image", type="filepath", sources=["upload"], height=220, elem_id="rr-still"
+            )
             with gr.Row():
-                c["still_motion"] = gr.Dropdown(list(STILL_MOTIONS), value=STILL_MOTIONS[0], label="Camera move",
-                                                info="The move the clip is made with; its optical flow is exact")
-                c["still_amount"] = gr.Number(value=STILL_AMOUNTS[STILL_MOTIONS[0]], label="Amount",
-                                              elem_id="rr-still-amount", info="How far the move goes (zoom: 0.25 = "
-                                              "×1.25; pan: the zoom whose margin it crosses); in (0, 3]")
+                c["still_motion"] = gr.Dropdown(
+                    list(STILL_MOTIONS),
+                    value=STILL_MOTIONS[0],
+                    label="Camera move",
+                    info="The move the clip is made with; its optical flow is exact",
+                )
+                c["still_amount"] = gr.Number(
+                    value=STILL_AMOUNTS[STILL_MOTIONS[0]],
+                    label="Amount",
+                    elem_id="rr-still-amount",
+                    info="How far the move goes (zoom: 0.25 = "
+                    "×1.25; pan: the zoom whose margin it crosses); in (0, 3]",
+                )
             with gr.Row():
                 c["still_seconds"] = gr.Number(value=4.0, label="Seconds", info="Length of the clip")
                 c["still_fps"] = gr.Number(value=25.0, label="Frame rate", info="Frames per second")
         with gr.Tab("Text only", id="text") as c["text_mode"]:
-            gr.Markdown("Text2Video-Zero keyframes every K frames (Main settings), propagated in between; "
-                        "needs the diffusion model.")
+            gr.Markdown(
+                "Text2Video-Zero keyframes every K frames (Main settings), propagated in between; "
+                "needs the diffusion model."
+            )
             with gr.Row():
                 c["text_frames"] = gr.Number(value=16, precision=0, label="Frames", info="Frames in the video")
                 c["text_fps"] = gr.Number(value=8.0, label="Frame rate", info="Frames per second")
@@ -125,16 +162,25 @@ def _modes(gr: Any, c: dict[str, Any]) -> None:
                 c["text_width"] = gr.Number(value=512, precision=0, label="Width", info="Pixels, a multiple of 8")
                 c["text_height"] = gr.Number(value=512, precision=0, label="Height", info="Pixels, a multiple of 8")
             with gr.Row():
-                c["text_dx"] = gr.Number(value=2.0, label="Motion right",
-                                         info="Pixels per frame the scene moves right")
+                c["text_dx"] = gr.Number(
+                    value=2.0, label="Motion right", info="Pixels per frame the scene moves right"
+                )
                 c["text_dy"] = gr.Number(value=0.0, label="Motion down", info="Pixels per frame the scene moves down")
             with gr.Row():
-                c["text_smoothing"] = gr.Checkbox(value=False, label="Background smoothing",
-                                                  info="Text2Video-Zero §3.3: each keyframe's background is pulled "
-                                                       "towards the anchor's, moved by the same motion")
-                c["text_strength"] = gr.Slider(0.0, 1.0, value=BackgroundSmoothing().strength, step=0.05,
-                                               label="Smoothing strength",
-                                               info=field_docstrings(BackgroundSmoothing)["strength"])
+                c["text_smoothing"] = gr.Checkbox(
+                    value=False,
+                    label="Background smoothing",
+                    info="Text2Video-Zero §3.3: each keyframe's background is pulled "
+                    "towards the anchor's, moved by the same motion",
+                )
+                c["text_strength"] = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=BackgroundSmoothing().strength,
+                    step=0.05,
+                    label="Smoothing strength",
+                    info=field_docstrings(BackgroundSmoothing)["strength"],
+                )
 
 
 def _settings(gr: Any, c: dict[str, Any], defaults: RerenderConfig) -> None:
@@ -144,21 +190,35 @@ def _settings(gr: Any, c: dict[str, Any], defaults: RerenderConfig) -> None:
     def add(path: str) -> None:
         settings[path] = component_for(field_spec(path), config_value(defaults, path))
 
-    c["prompt"] = gr.Textbox(label="Prompt", lines=2, value=defaults.prompt.prompt,
-                             placeholder="a cartoon, flat colours, thick outlines", info=field_help("prompt.prompt"))
-    c["negative"] = gr.Textbox(label="Negative prompt", value=defaults.prompt.negative_prompt, lines=1,
-                               info=field_help("prompt.negative_prompt"))
+    c["prompt"] = gr.Textbox(
+        label="Prompt",
+        lines=2,
+        value=defaults.prompt.prompt,
+        placeholder="a cartoon, flat colours, thick outlines",
+        info=field_help("prompt.prompt"),
+    )
+    c["negative"] = gr.Textbox(
+        label="Negative prompt",
+        value=defaults.prompt.negative_prompt,
+        lines=1,
+        info=field_help("prompt.negative_prompt"),
+    )
     with gr.Row():
-        c["seed"] = gr.Number(label="Seed", value=defaults.sampling.seed, precision=0, scale=4,
-                              info=field_help("sampling.seed"))
+        c["seed"] = gr.Number(
+            label="Seed", value=defaults.sampling.seed, precision=0, scale=4, info=field_help("sampling.seed")
+        )
         c["dice"] = gr.Button("Random seed", scale=2, min_width=90, elem_id="rr-dice", size="sm")
     with gr.Accordion("Reference image (IP-Adapter)", open=False):
         c["style"] = gr.Image(label="Style image", type="filepath", sources=["upload"], height=160, elem_id="rr-style")
         for path in STYLE_FIELDS:
             add(path)
     with gr.Tab("Main settings"):
-        c["renderer"] = gr.Radio(list(RENDERERS), value=config_value(defaults, "model.renderer") or RENDERERS[0],
-                                 label="Keyframe renderer", info=field_help("model.renderer"))
+        c["renderer"] = gr.Radio(
+            list(RENDERERS),
+            value=config_value(defaults, "model.renderer") or RENDERERS[0],
+            label="Keyframe renderer",
+            info=field_help("model.renderer"),
+        )
         for path in MAIN_FIELDS:
             add(path)
     with gr.Tab("Model"):
@@ -166,8 +226,11 @@ def _settings(gr: Any, c: dict[str, Any], defaults: RerenderConfig) -> None:
         for path in MODEL_FIELDS:
             add(path)
         c["loras"] = gr.File(label="LoRA files (.safetensors)", file_count="multiple", file_types=[".safetensors"])
-        c["lora_scales"] = gr.Textbox(label="LoRA scales", placeholder="0.8, 0.5 (one per file; default 1)",
-                                      info=field_docstrings(LoraConfig)["scale"])
+        c["lora_scales"] = gr.Textbox(
+            label="LoRA scales",
+            placeholder="0.8, 0.5 (one per file; default 1)",
+            info=field_docstrings(LoraConfig)["scale"],
+        )
     with gr.Accordion("Advanced", open=False):
         for group, paths in ADVANCED_GROUPS.items():
             with gr.Tab(group):
@@ -178,8 +241,10 @@ def _settings(gr: Any, c: dict[str, Any], defaults: RerenderConfig) -> None:
 def _results(gr: Any, c: dict[str, Any]) -> None:
     """The run buttons, the status area and progress display, the keyframes, the result and the figures."""
     with gr.Row(elem_classes="rr-stage-buttons") as c["stage_row"]:
-        c["buttons"] = {stage: gr.Button(label, variant="primary" if stage == "all" else "secondary", min_width=110)
-                        for stage, label in STAGE_BUTTONS}
+        c["buttons"] = {
+            stage: gr.Button(label, variant="primary" if stage == "all" else "secondary", min_width=110)
+            for stage, label in STAGE_BUTTONS
+        }
         c["cancel"] = gr.Button("Cancel", variant="stop", min_width=90, scale=0)
     with gr.Row(elem_classes="rr-stage-buttons", visible=False) as c["still_row"]:
         c["animate_button"] = gr.Button("Animate the still", variant="primary", elem_id="rr-animate")
@@ -192,8 +257,10 @@ def _results(gr: Any, c: dict[str, Any]) -> None:
             c["anchor"] = gr.Image(label="First keyframe (the anchor)", type="filepath", height=300, interactive=False)
             c["gallery"] = gr.Gallery(label="Keyframes", columns=5, height=240, object_fit="contain")
             with gr.Accordion("Retouch keyframes", open=False):
-                gr.Markdown("Download keyframes from the gallery, paint over them, and upload them back under "
-                            "their names (`0008.png` is frame 8) before pressing **Propagate**.")
+                gr.Markdown(
+                    "Download keyframes from the gallery, paint over them, and upload them back under "
+                    "their names (`0008.png` is frame 8) before pressing **Propagate**."
+                )
                 c["retouched"] = gr.File(label="Retouched keyframes", file_count="multiple", file_types=["image"])
                 c["use_retouched"] = gr.Button("Use the retouched keyframes")
         with gr.Tab("Result", id="result"):
@@ -209,35 +276,67 @@ def _wire(page: Page, handlers: PageHandlers, app: Any) -> None:
     shows its progress in `page.progress` only."""
     import gradio as gr
 
-    page.video.change(handlers.on_video, page.video, [page.summary, page.status], api_name="summary",
-                      concurrency_limit=None)
+    page.video.change(
+        handlers.on_video, page.video, [page.summary, page.status], api_name="summary", concurrency_limit=None
+    )
     page.demo.click(handlers.on_demo, None, page.video, api_name="demo", concurrency_limit=None)
     page.dice.click(handlers.on_dice, None, page.seed, api_name=False, concurrency_limit=None)
     page.still_motion.change(handlers.on_motion, page.still_motion, page.still_amount, api_name=False, queue=False)
     for path in MODEL_FIELDS:
-        page.settings[path].change(handlers.on_environment, list(page.settings.values()), page.environment,
-                                   api_name=False, concurrency_limit=None)
+        page.settings[path].change(
+            handlers.on_environment,
+            list(page.settings.values()),
+            page.environment,
+            api_name=False,
+            concurrency_limit=None,
+        )
     run = dict(outputs=page.run_outputs, concurrency_limit=1, concurrency_id="gpu", show_progress_on=page.progress)
     for stage, _ in STAGE_BUTTONS:
-        page.buttons[stage].click(handlers.runner(stage), page.shared_inputs,
-                                  api_name={"all": "run_all", "first": "first_keyframe"}.get(stage, stage), **run)
+        page.buttons[stage].click(
+            handlers.runner(stage),
+            page.shared_inputs,
+            api_name={"all": "run_all", "first": "first_keyframe"}.get(stage, stage),
+            **run,
+        )
     still_inputs = [page.still, page.still_motion, page.still_amount, page.still_seconds, page.still_fps]
     page.animate_button.click(handlers.run_still, still_inputs + page.shared_inputs, api_name="animate", **run)
-    text_inputs = [page.text_frames, page.text_fps, page.text_width, page.text_height, page.text_dx, page.text_dy,
-                   page.text_smoothing, page.text_strength]
+    text_inputs = [
+        page.text_frames,
+        page.text_fps,
+        page.text_width,
+        page.text_height,
+        page.text_dx,
+        page.text_dy,
+        page.text_smoothing,
+        page.text_strength,
+    ]
     page.generate_button.click(handlers.run_text, text_inputs + page.shared_inputs, api_name="generate", **run)
     rows = (page.stage_row, page.still_row, page.text_row)
     for mode, shown in zip((page.video_mode, page.still_mode, page.text_mode), rows):  # each mode: its own buttons
-        mode.select(lambda shown=shown: [gr.Row(visible=row is shown) for row in rows], None, list(rows),
-                    api_name=False, queue=False)
+        mode.select(
+            lambda shown=shown: [gr.Row(visible=row is shown) for row in rows],
+            None,
+            list(rows),
+            api_name=False,
+            queue=False,
+        )
     page.cancel.click(handlers.on_cancel, None, page.status, api_name="cancel", concurrency_limit=None, queue=False)
-    page.use_retouched.click(handlers.on_retouched, page.retouched, [page.status, page.gallery], api_name="retouched",
-                             concurrency_id="gpu", concurrency_limit=1)
+    page.use_retouched.click(
+        handlers.on_retouched,
+        page.retouched,
+        [page.status, page.gallery],
+        api_name="retouched",
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    )
     app.unload(handlers.on_unload)
 
 
 def build_app(
-    sessions: UiSessions | None = None, clip_model: str | None = None, *, defaults: RerenderConfig | None = None,
+    sessions: UiSessions | None = None,
+    clip_model: str | None = None,
+    *,
+    defaults: RerenderConfig | None = None,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
 ) -> Any:
     """Build the Gradio Blocks page (not launched); its `Page` is `app.rerender_page`.
@@ -282,8 +381,13 @@ def build_app(
 
 
 def launch(
-    host: str = "127.0.0.1", port: int | None = None, share: bool = False, *,
-    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, clip_model: str | None = None, defaults: RerenderConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    *,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    clip_model: str | None = None,
+    defaults: RerenderConfig | None = None,
     quiet: bool = True,
 ) -> tuple[Any, str]:
     """Build and start the page; returns (the Blocks app, its local address).
@@ -307,15 +411,28 @@ def launch(
     app.queue(default_concurrency_limit=1)
     # System fonts only: the default theme would fetch web fonts from the internet.
     theme = gr.themes.Soft(
-        primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
+        primary_hue="indigo",
+        secondary_hue="slate",
+        neutral_hue="slate",
         font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
     )
     _, local_url, _ = app.launch(
-        server_name=host, server_port=port or _free_port(host), share=share, prevent_thread_lock=True, quiet=quiet,
-        show_error=True, max_file_size=f"{int(max_upload_mb)}mb",
+        server_name=host,
+        server_port=port or _free_port(host),
+        share=share,
+        prevent_thread_lock=True,
+        quiet=quiet,
+        show_error=True,
+        max_file_size=f"{int(max_upload_mb)}mb",
         allowed_paths=[str(DEMO_VIDEO.parent), str(sessions.root)],
-        theme=theme, css=CSS, ssr_mode=False, footer_links=[], pwa=False, mcp_server=False, enable_monitoring=False,
+        theme=theme,
+        css=CSS,
+        ssr_mode=False,
+        footer_links=[],
+        pwa=False,
+        mcp_server=False,
+        enable_monitoring=False,
     )
     return app, local_url
 

@@ -10,39 +10,71 @@ from typing import Any
 
 from rerender.camera import DEFAULT_AMOUNT, MOTIONS
 from rerender.config import (
-    RendererName, RerenderConfig, Stage, choices, field_default, field_help, field_type,
+    RendererName,
+    RerenderConfig,
+    Stage,
+    choices,
+    field_default,
+    field_help,
+    field_type,
 )
 from rerender.config.fields import _dataclass_of
 from rerender.errors import ConfigError
 
 MODEL_FIELDS = ("model.base_model", "model.vae", "control.type", "control.model", "control.strength")
 MAIN_FIELDS = (
-    "keyframes.keyframe_interval", "keyframes.keyframe_mode", "keyframes.keyframe_indices",
-    "sampling.denoising_strength", "sampling.num_inference_steps", "sampling.guidance_scale", "video.resolution",
+    "keyframes.keyframe_interval",
+    "keyframes.keyframe_mode",
+    "keyframes.keyframe_indices",
+    "sampling.denoising_strength",
+    "sampling.num_inference_steps",
+    "sampling.guidance_scale",
+    "video.resolution",
 )
 ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
     "Cross-frame constraints": (
-        "constraints.cross_frame_attention_period", "constraints.loose_cross_frame_attention",
-        "constraints.style_update_interval", "constraints.shape_fusion_period", "constraints.pixel_fusion_period",
-        "constraints.adain_period", "constraints.mask_strength", "constraints.inner_strength",
-        "constraints.smooth_boundary", "constraints.fidelity_encoding", "constraints.fidelity_threshold",
-        "constraints.color_preserve", "sampling.same_noise_per_keyframe",
+        "constraints.cross_frame_attention_period",
+        "constraints.loose_cross_frame_attention",
+        "constraints.style_update_interval",
+        "constraints.shape_fusion_period",
+        "constraints.pixel_fusion_period",
+        "constraints.adain_period",
+        "constraints.mask_strength",
+        "constraints.inner_strength",
+        "constraints.smooth_boundary",
+        "constraints.fidelity_encoding",
+        "constraints.fidelity_threshold",
+        "constraints.color_preserve",
+        "sampling.same_noise_per_keyframe",
     ),
     "FreeU": (
-        "constraints.freeu", "constraints.freeu.b1", "constraints.freeu.b2", "constraints.freeu.s1",
+        "constraints.freeu",
+        "constraints.freeu.b1",
+        "constraints.freeu.b2",
+        "constraints.freeu.s1",
         "constraints.freeu.s2",
     ),
     "Refinement": (
-        "sampling.refinement", "sampling.refinement.refinement_strength", "sampling.refinement.refinement_steps",
+        "sampling.refinement",
+        "sampling.refinement.refinement_strength",
+        "sampling.refinement.refinement_steps",
     ),
     "Propagation": (
-        "propagation.propagation_preset", "propagation.blend_mode", "propagation.workers", "flow.flow_estimator",
+        "propagation.propagation_preset",
+        "propagation.blend_mode",
+        "propagation.workers",
+        "flow.flow_estimator",
         "flow.dis_preset",
     ),
     "Prompt language": ("prompt.prompt_language", "prompt.translation_model"),
     "Frames and output": (
-        "video.start_frame", "video.end_frame", "video.frame_stride", "video.resize_side", "video.size_multiple",
-        "prompt.added_prompt", "output.crf",
+        "video.start_frame",
+        "video.end_frame",
+        "video.frame_stride",
+        "video.resize_side",
+        "video.size_multiple",
+        "prompt.added_prompt",
+        "output.crf",
     ),
 }
 """The "Advanced" accordion: the config fields each group shows (a group's optional section first)."""
@@ -70,8 +102,12 @@ STILL_AMOUNTS = {motion: DEFAULT_AMOUNT[motion] for motion in STILL_MOTIONS}
 RENDERERS = choices(RendererName)
 """The keyframe renderers the page offers: the config's `RendererName`."""
 
-STAGE_LABELS: dict[str, str] = {"first": "First keyframe", "keyframes": "Keyframes", "propagate": "Propagate",
-                                "all": "Run all"}
+STAGE_LABELS: dict[str, str] = {
+    "first": "First keyframe",
+    "keyframes": "Keyframes",
+    "propagate": "Propagate",
+    "all": "Run all",
+}
 STAGE_BUTTONS = tuple((stage, STAGE_LABELS[stage]) for stage in choices(Stage))
 """One button per stage of the config's `Stage`, in its order (a stage without a label fails at import)."""
 
@@ -115,8 +151,13 @@ class FieldSpec:
 
     @property
     def label(self) -> str:
-        words = (self.name.replace("_", " ").capitalize().replace("Vae", "VAE").replace("Dis ", "DIS ")
-                 .replace("Cfg", "CFG"))
+        words = (
+            self.name.replace("_", " ")
+            .capitalize()
+            .replace("Vae", "VAE")
+            .replace("Dis ", "DIS ")
+            .replace("Cfg", "CFG")
+        )
         return f"ControlNet {words.lower()}" if self.path.startswith("control.") else words
 
 
@@ -188,13 +229,14 @@ def component_for(spec: FieldSpec, default: Any) -> Any:
         options = [str(choice) for choice in choices(base)]
         if spec.optional:
             options = [DEFAULT_CHOICE] + options
-        return gr.Dropdown(choices=options, value=default if default is not None else DEFAULT_CHOICE,
-                           label=spec.label, info=info)
+        return gr.Dropdown(
+            choices=options, value=default if default is not None else DEFAULT_CHOICE, label=spec.label, info=info
+        )
     if spec.path in SLIDERS:
         low, high, step = SLIDERS[spec.path]
         return gr.Slider(low, high, value=default, step=step, label=spec.label, info=info)
     if base in (int, float):
         return gr.Number(value=default, label=spec.label, info=info, precision=0 if base is int else None)
-    return gr.Textbox(value=text_of(default), label=spec.label, info=info,
-                      placeholder="empty = off" if spec.optional else None)
-
+    return gr.Textbox(
+        value=text_of(default), label=spec.label, info=info, placeholder="empty = off" if spec.optional else None
+    )

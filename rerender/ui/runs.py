@@ -14,9 +14,10 @@ import random
 import re
 import shutil
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import CancelledError, ConfigError, RerenderError
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from rerender.ui.app import Page
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -79,7 +79,8 @@ def build_config(request: RunRequest, base: RerenderConfig | None = None) -> Rer
                 scale = float(scales[position]) if position < len(scales) else 1.0
             except ValueError:
                 raise ConfigError(
-                    f"LoRA scales must be numbers separated by commas, got {request.lora_scales!r}") from None
+                    f"LoRA scales must be numbers separated by commas, got {request.lora_scales!r}"
+                ) from None
             loras.append({"path": str(path), "scale": scale})
         overrides["model.loras"] = loras
     return apply_overrides(base or RerenderConfig(), overrides)
@@ -97,7 +98,10 @@ def renderer_argument(choice: str, config: RerenderConfig, sessions: UiSessions)
 
 
 def run_stage(
-    sessions: UiSessions, session: UiSession, request: RunRequest, events: "queue.Queue[tuple]",
+    sessions: UiSessions,
+    session: UiSession,
+    request: RunRequest,
+    events: "queue.Queue[tuple]",
     base: RerenderConfig | None = None,
 ) -> dict[str, Any]:
     """Run one button's stage with `translate` on the session's workspace; progress goes to `events`.
@@ -115,10 +119,16 @@ def run_stage(
     stage = request.stage
     kwargs = renderer_argument(request.renderer, config, sessions)
     result = translate(
-        session.video, config=config, output=session.output if stage in ("all", "propagate") else None,
-        workspace=session.workspace, stage=stage, comparison=stage in ("all", "propagate"),
-        progress=False, callback=lambda name, done, total: events.put(("progress", name, done, total)),
-        cancel=session.cancel, **kwargs,
+        session.video,
+        config=config,
+        output=session.output if stage in ("all", "propagate") else None,
+        workspace=session.workspace,
+        stage=stage,
+        comparison=stage in ("all", "propagate"),
+        progress=False,
+        callback=lambda name, done, total: events.put(("progress", name, done, total)),
+        cancel=session.cancel,
+        **kwargs,
     )
     session.keyframes = list(result.keyframe_indices)
     return {"result": result, "config": config}
@@ -150,7 +160,11 @@ class TextRequest:
 
 
 def run_animate(
-    sessions: UiSessions, session: UiSession, request: RunRequest, still: StillRequest, events: "queue.Queue[tuple]",
+    sessions: UiSessions,
+    session: UiSession,
+    request: RunRequest,
+    still: StillRequest,
+    events: "queue.Queue[tuple]",
     base: RerenderConfig | None = None,
 ) -> dict[str, Any]:
     """The "Still image" mode: `rerender.animate` on the session's still, with the page's settings.
@@ -167,9 +181,16 @@ def run_animate(
     if image is None:
         raise ConfigError("no still image: upload one in the “Still image” tab")
     result = animate(
-        image, motion=still.motion, seconds=float(still.seconds), fps=float(still.fps),
+        image,
+        motion=still.motion,
+        seconds=float(still.seconds),
+        fps=float(still.fps),
         output=session.root / "animated.mp4",
-        config=config, amount=still.amount, workspace=session.root / "animate-work", progress=False, force=False,
+        config=config,
+        amount=still.amount,
+        workspace=session.root / "animate-work",
+        progress=False,
+        force=False,
         callback=lambda name, done, total: events.put(("progress", name, done, total)),
         **renderer_argument(request.renderer, config, sessions),
     )
@@ -177,7 +198,10 @@ def run_animate(
 
 
 def run_generate(
-    sessions: UiSessions, session: UiSession, request: RunRequest, text: TextRequest,
+    sessions: UiSessions,
+    session: UiSession,
+    request: RunRequest,
+    text: TextRequest,
     base: RerenderConfig | None = None,
 ) -> dict[str, Any]:
     """The "Text only" mode: `rerender.generate` with the page's prompt, model, sampling and style image.
@@ -185,16 +209,19 @@ def run_generate(
     Returns:
         "result" (the `GenerationResult`), "config", "keyframes" (the keyframe image files, for the gallery).
     """
-    from rerender.workflow.generation import BackgroundSmoothing, generate
     from rerender.video import write_image
+    from rerender.workflow.generation import BackgroundSmoothing, generate
 
     config = build_config(request, base)
     if not config.prompt.prompt.strip():
         raise ConfigError("`prompt` is empty: describe what the video should show")
     if request.renderer == "classic":  # else the message would be about diffusion weights the user did not choose
-        raise ConfigError("“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "
-                          "and here there are none; choose diffusion (or auto)")
+        raise ConfigError(
+            "“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "
+            "and here there are none; choose diffusion (or auto)"
+        )
     smoothing = None if text.smoothing is None else BackgroundSmoothing(strength=float(text.smoothing))
+
     def whole(value: Any) -> Any:  # a Number component's 16.0 is the integer 16; anything else is checked as given
         return int(value) if isinstance(value, (int, float)) and float(value).is_integer() else value
 
@@ -204,11 +231,20 @@ def run_generate(
     # before loading the model
     check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)
     result = generate(
-        config.prompt.prompt, frames=frames, K=config.keyframes.keyframe_interval,
+        config.prompt.prompt,
+        frames=frames,
+        K=config.keyframes.keyframe_interval,
         output=session.root / "generated.mp4",
-        pipeline=sessions.pipeline_for(config), motion=tuple(text.motion), size=size, fps=float(text.fps),
-        negative_prompt=config.prompt.negative_prompt, num_inference_steps=config.sampling.num_inference_steps,
-        guidance_scale=config.sampling.guidance_scale, seed=config.sampling.seed or 0, config=config, progress=False,
+        pipeline=sessions.pipeline_for(config),
+        motion=tuple(text.motion),
+        size=size,
+        fps=float(text.fps),
+        negative_prompt=config.prompt.negative_prompt,
+        num_inference_steps=config.sampling.num_inference_steps,
+        guidance_scale=config.sampling.guidance_scale,
+        seed=config.sampling.seed or 0,
+        config=config,
+        progress=False,
         background_smoothing=smoothing,
     )
     folder = session.root / "generated-keyframes"
@@ -220,6 +256,7 @@ def run_generate(
         keyframes.append(folder / f"{index:04d}.png")
         write_image(image, keyframes[-1])
     return {"result": result, "config": config, "keyframes": keyframes}
+
 
 def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     """Write retouched keyframes (named by frame index) over the session's keyframes before propagation.
@@ -239,14 +276,18 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         name = sanitize_filename(Path(file).name)
         digits = re.findall(r"\d+", Path(name).stem)
         if not digits or int(digits[-1]) not in existing:
-            raise ConfigError(f"retouched keyframe {name!r} must be named after a keyframe: one of "
-                              f"{', '.join(f'{index:04d}.png' for index in sorted(existing))}")
+            raise ConfigError(
+                f"retouched keyframe {name!r} must be named after a keyframe: one of "
+                f"{', '.join(f'{index:04d}.png' for index in sorted(existing))}"
+            )
         index = int(digits[-1])
         image, original = read_image(file), read_image(existing[index])
         if image.shape != original.shape:
-            raise ConfigError(f"retouched keyframe {name!r} is {image.shape[1]}×{image.shape[0]} "
-                              f"but keyframe {index} is "
-                              f"{original.shape[1]}×{original.shape[0]}; keep the size")
+            raise ConfigError(
+                f"retouched keyframe {name!r} is {image.shape[1]}×{image.shape[0]} "
+                f"but keyframe {index} is "
+                f"{original.shape[1]}×{original.shape[0]}; keep the size"
+            )
         replaced.append((index, image))
     for index, image in replaced:
         write_image(image, existing[index])
@@ -254,20 +295,26 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     return len(replaced)
 
 
-
 # --------------------------------------------------------------------------------------------------------
 # the worker thread and the page's handlers
 # --------------------------------------------------------------------------------------------------------
 
 STAGE_NAMES = {
-    "frames": "Reading frames", "keyframes": "Rendering keyframes", "propagation": "Propagating",
-    "writing": "Writing the video", "evaluation": "Computing the figures", "clip": "CLIP scores",
+    "frames": "Reading frames",
+    "keyframes": "Rendering keyframes",
+    "propagation": "Propagating",
+    "writing": "Writing the video",
+    "evaluation": "Computing the figures",
+    "clip": "CLIP scores",
 }
 """What the progress display calls each stage the library reports (others are shown by their own name)."""
 
 
-def run_in_thread(job: Callable[["queue.Queue[tuple]"], dict[str, Any]], outcome: dict[str, Any],
-                  cancel: threading.Event | None = None) -> Iterator[tuple]:
+def run_in_thread(
+    job: Callable[["queue.Queue[tuple]"], dict[str, Any]],
+    outcome: dict[str, Any],
+    cancel: threading.Event | None = None,
+) -> Iterator[tuple]:
     """Run `job(events)` in a worker thread; yield its progress events `(kind, stage, done, total)` as they come,
     and once it ends leave its result, or the error it raised under "error", in `outcome`.
 
@@ -328,8 +375,10 @@ class PageHandlers:
             message = friendly_error(error, {str(path): user_name, **session.names()})
             return {page.summary: f"**Not a usable video:** {message}", page.status: error_markdown(message)}
         if session.pending is not None:
-            note = ("A run is going on: this video is queued and becomes the input when you next press a button; "
-                    "the running job goes on with the earlier one.")
+            note = (
+                "A run is going on: this video is queued and becomes the input when you next press a button; "
+                "the running job goes on with the earlier one."
+            )
             return {page.summary: summary, page.status: note}
         return {page.summary: summary, page.status: ""}
 
@@ -364,8 +413,10 @@ class PageHandlers:
                 count = use_retouched_keyframes(session, [str(f) for f in (files or [])])
         except Exception as error:  # noqa: BLE001
             return {page.status: error_markdown(friendly_error(error, session.names()))}
-        return {page.status: f"Replaced {count} keyframe(s); press **Propagate**.",
-                page.gallery: gallery_items(session)}
+        return {
+            page.status: f"Replaced {count} keyframe(s); press **Propagate**.",
+            page.gallery: gallery_items(session),
+        }
 
     def on_unload(self, request: Request) -> None:
         self.sessions.close(getattr(request, "session_hash", None) or "default")
@@ -380,8 +431,14 @@ class PageHandlers:
         settings["model.renderer"] = renderer_choice
         staged = self.sessions.take_image(session, style_file, "style")
         settings["prompt.style_image"] = str(staged) if staged is not None else None
-        return RunRequest(stage, renderer_choice, settings, [str(f) for f in (lora_files or [])],
-                          scales or "", None if seed_value is None else int(seed_value))
+        return RunRequest(
+            stage,
+            renderer_choice,
+            settings,
+            [str(f) for f in (lora_files or [])],
+            scales or "",
+            None if seed_value is None else int(seed_value),
+        )
 
     def guarded(self, session: UiSession, body: Callable[[], Iterator[dict]]) -> Iterator[dict]:
         """Run `body` holding the session (uploads meanwhile are queued); an error or a cancel becomes the status
@@ -390,15 +447,18 @@ class PageHandlers:
             with session.run():
                 yield from body()
         except CancelledError:
-            yield {self.page.status: "**Cancelled.** Finished work is kept; press the button again to resume.",
-                   self.page.gallery: gallery_items(session)}
+            yield {
+                self.page.status: "**Cancelled.** Finished work is kept; press the button again to resume.",
+                self.page.gallery: gallery_items(session),
+            }
         except Exception as error:  # noqa: BLE001 - every failure is a message on the page
             if not isinstance(error, (RerenderError, ValueError, OSError)):
                 logger.error("run failed", exc_info=error)
             yield {self.page.status: error_markdown(friendly_error(error, session.names()))}
 
-    def threaded(self, session: UiSession, job: Callable, progress: Any,
-                 outcome: dict[str, Any]) -> Iterator[tuple[str, int, int]]:
+    def threaded(
+        self, session: UiSession, job: Callable, progress: Any, outcome: dict[str, Any]
+    ) -> Iterator[tuple[str, int, int]]:
         """Run `job(events)` in the worker thread, showing its progress stage by stage; yields each event as
         `(stage, done, total)`, then raises the job's error or leaves its result in `outcome`."""
         for _, name, done, total in run_in_thread(job, outcome, session.cancel):
@@ -431,26 +491,40 @@ class PageHandlers:
                 finished = sorted((session.workspace / "keyframes").glob("[0-9][0-9][0-9][0-9].png"))
                 if len(finished) != shown_keyframes:
                     shown_keyframes = len(finished)
-                    yield {page.status: f"Keyframes: {len(finished)} finished", page.anchor: str(finished[0]),
-                           page.gallery: [(str(path), f"frame {int(path.stem)}") for path in finished]}
+                    yield {
+                        page.status: f"Keyframes: {len(finished)} finished",
+                        page.anchor: str(finished[0]),
+                        page.gallery: [(str(path), f"frame {int(path.stem)}") for path in finished],
+                    }
         result, config = outcome["result"], outcome["config"]
-        first = (result.previews.get("first")
-                 or session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png")
+        first = (
+            result.previews.get("first") or session.workspace / "keyframes" / f"{result.keyframe_indices[0]:04d}.png"
+        )
         shown = {page.anchor: str(first), page.gallery: gallery_items(session)}
         renderer_note = f"keyframes by the **{result.renderer}** renderer"
         if stage == "first":
-            yield {**shown, page.status: f"First keyframe ready ({renderer_note}). Change the prompt and press it "
-                                         "again, or go on."}
+            yield {
+                **shown,
+                page.status: f"First keyframe ready ({renderer_note}). Change the prompt and press it "
+                "again, or go on.",
+            }
             return
         if stage == "keyframes":
             yield {**shown, page.status: f"{len(result.keyframe_indices)} keyframes ready ({renderer_note})."}
             return
-        done_text = (f"Done: {result.frame_count} frames, {renderer_note}"
-                     + (f", reused {', '.join(result.reused)}" if result.reused else "")
-                     + f" ({sum(result.timings.values()):.1f} s).")
-        shown.update({page.result_video: str(result.output), page.download: str(result.output),
-                      page.comparison: str(result.previews.get("comparison", "")) or None,
-                      page.result_tabs: gr.Tabs(selected="result")})
+        done_text = (
+            f"Done: {result.frame_count} frames, {renderer_note}"
+            + (f", reused {', '.join(result.reused)}" if result.reused else "")
+            + f" ({sum(result.timings.values()):.1f} s)."
+        )
+        shown.update(
+            {
+                page.result_video: str(result.output),
+                page.download: str(result.output),
+                page.comparison: str(result.previews.get("comparison", "")) or None,
+                page.result_tabs: gr.Tabs(selected="result"),
+            }
+        )
         yield {**shown, page.status: done_text + " Computing the figures…"}
         # the last update carries every output again: an API client sees only the last one
         yield {**shown, page.status: done_text, page.figures: self.figures(session, result.output, config, progress)}
@@ -458,8 +532,11 @@ class PageHandlers:
     def figures(self, session: UiSession, output: Path, config: RerenderConfig, progress: Any) -> str:
         """The evaluation figures, computed in the worker with their own progress (the run is not "100 %" yet)."""
         video = session.video
-        job = lambda events: {"figures": evaluate_result(  # noqa: E731
-            output, video, config, self.clip_model, lambda *event: events.put(("progress", *event)))}
+        job = lambda events: {
+            "figures": evaluate_result(  # noqa: E731
+                output, video, config, self.clip_model, lambda *event: events.put(("progress", *event))
+            )
+        }
         outcome: dict[str, Any] = {}
         try:
             for _ in self.threaded(session, job, progress, outcome):
@@ -476,22 +553,33 @@ class PageHandlers:
         page = self.page
         still_file, motion_choice, amount_value, seconds_value, fps_value, *shared = inputs
         run_request = self.page_request("all", session, tuple(shared))
-        still_request = StillRequest(still_file, motion_choice, seconds_value, fps_value,
-                                     None if amount_value in (None, "") else float(amount_value))
+        still_request = StillRequest(
+            still_file,
+            motion_choice,
+            seconds_value,
+            fps_value,
+            None if amount_value in (None, "") else float(amount_value),
+        )
         yield {page.status: "Animating the still…", page.result_tabs: gr.Tabs(selected="keyframes")}
         job = lambda events: run_animate(  # noqa: E731
-            self.sessions, session, run_request, still_request, events, self.defaults)
+            self.sessions, session, run_request, still_request, events, self.defaults
+        )
         outcome: dict[str, Any] = {}
         for _ in self.threaded(session, job, progress, outcome):
             pass
         translation = outcome["result"].translation
         folder = translation.workspace / "keyframes"
         items = [(str(folder / f"{index:04d}.png"), f"frame {index}") for index in translation.keyframe_indices]
-        yield {page.status: f"Done: {translation.frame_count} frames from the still ({still_request.motion}), "
-                            f"keyframes by the **{translation.renderer}** renderer.",
-               page.anchor: items[0][0], page.gallery: items, page.result_video: str(translation.output),
-               page.comparison: None, page.download: str(translation.output),
-               page.result_tabs: gr.Tabs(selected="result")}
+        yield {
+            page.status: f"Done: {translation.frame_count} frames from the still ({still_request.motion}), "
+            f"keyframes by the **{translation.renderer}** renderer.",
+            page.anchor: items[0][0],
+            page.gallery: items,
+            page.result_video: str(translation.output),
+            page.comparison: None,
+            page.download: str(translation.output),
+            page.result_tabs: gr.Tabs(selected="result"),
+        }
 
     def run_text(self, request: Request, progress=gr.Progress() if gr else None, *inputs):
         session = self.session_of(request)
@@ -502,11 +590,17 @@ class PageHandlers:
         frames_value, fps_value, width_value, height_value, dx_value, dy_value, smoothing_on, strength = inputs[:8]
         shared = inputs[8:]
         run_request = self.page_request("all", session, tuple(shared))
-        text_request = TextRequest(frames_value, (width_value, height_value), (dx_value, dy_value), fps_value,
-                                   float(strength) if smoothing_on else None)
+        text_request = TextRequest(
+            frames_value,
+            (width_value, height_value),
+            (dx_value, dy_value),
+            fps_value,
+            float(strength) if smoothing_on else None,
+        )
         yield {page.status: "Generating from text…", page.result_tabs: gr.Tabs(selected="keyframes")}
         job = lambda events: run_generate(  # noqa: E731
-            self.sessions, session, run_request, text_request, self.defaults)
+            self.sessions, session, run_request, text_request, self.defaults
+        )
         outcome: dict[str, Any] = {}
         for _ in self.threaded(session, job, progress, outcome):
             pass
@@ -515,10 +609,16 @@ class PageHandlers:
         prompt_note = ""
         if result.prompt is not None and result.prompt.translator is not None:
             prompt_note = f" Prompt read as “{result.prompt.english}” ({result.prompt.language} → en)."
-        yield {page.status: f"Done: {result.frame_count} frames from text, keyframes {result.keyframe_indices}."
-                            + prompt_note,
-               page.anchor: items[0][0], page.gallery: items, page.result_video: str(result.output),
-               page.comparison: None, page.download: str(result.output), page.result_tabs: gr.Tabs(selected="result")}
+        yield {
+            page.status: f"Done: {result.frame_count} frames from text, keyframes {result.keyframe_indices}."
+            + prompt_note,
+            page.anchor: items[0][0],
+            page.gallery: items,
+            page.result_video: str(result.output),
+            page.comparison: None,
+            page.download: str(result.output),
+            page.result_tabs: gr.Tabs(selected="result"),
+        }
 
 
 def gallery_items(session: UiSession) -> list[tuple[str, str]]:

@@ -12,9 +12,10 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
@@ -24,7 +25,6 @@ DEMO_VIDEO = Path(__file__).resolve().parents[1] / "assets" / "demo.mp4"
 
 DEFAULT_MAX_UPLOAD_MB = 500
 """Largest accepted upload, in MiB."""
-
 
 
 def sanitize_filename(name: str, fallback: str = "upload") -> str:
@@ -154,8 +154,9 @@ class UiSessions:
             session.cancel.set()
             shutil.rmtree(session.root, ignore_errors=True)
 
-    def take_upload(self, session: UiSession, uploaded: str | os.PathLike | None,
-                    original_name: str | None = None) -> Path | None:
+    def take_upload(
+        self, session: UiSession, uploaded: str | os.PathLike | None, original_name: str | None = None
+    ) -> Path | None:
         """Copy an uploaded file into the session under a sanitized name (never the client's raw name); `None`
         clears the input. While the session runs a job, the upload is queued (`session.pending`) and the job's
         input and workspace are left as they are.

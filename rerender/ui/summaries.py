@@ -2,12 +2,12 @@
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rerender.config import RerenderConfig
 from rerender.errors import RerenderError
-
 
 
 def video_summary(path: str | os.PathLike, name: str | None = None) -> str:
@@ -50,31 +50,50 @@ def environment_status(config: RerenderConfig | None = None) -> str:
 def evaluation_markdown(report: dict[str, Any]) -> str:
     """Markdown table of a `rerender.evaluation.evaluate_video` report, saying why CLIP is missing if it is."""
     names = {
-        "warp_error": "Warp error (output)", "source_warp_error": "Warp error (source)",
-        "warp_error_excess": "Warp error excess", "flicker": "Flicker (0–255)", "frames": "Frames compared",
+        "warp_error": "Warp error (output)",
+        "source_warp_error": "Warp error (source)",
+        "warp_error_excess": "Warp error excess",
+        "flicker": "Flicker (0–255)",
+        "frames": "Frames compared",
     }
-    rows = [(names.get(key, key.replace("_", " ").capitalize()), value) for key, value in report.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    rows = [
+        (names.get(key, key.replace("_", " ").capitalize()), value)
+        for key, value in report.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     lines = ["| Figure | Value |", "|---|---|"] + [f"| {name} | {value:.5g} |" for name, value in rows]
     clip = report.get("clip")
     if isinstance(clip, dict) and "skipped" in clip:
         lines.append(f"\n**CLIP scores not computed:** {clip['skipped']}")
     elif isinstance(clip, dict):
-        lines += [f"| CLIP {key.replace('_', ' ')} | {value:.4g} |" for key, value in clip.items()
-                  if isinstance(value, (int, float))]
+        lines += [
+            f"| CLIP {key.replace('_', ' ')} | {value:.4g} |"
+            for key, value in clip.items()
+            if isinstance(value, (int, float))
+        ]
     if report.get("note"):
         lines.append(f"\n_{report['note']}_")
     return "\n".join(lines)
 
 
-def evaluate_result(output: Path, source: Path, config: RerenderConfig, clip_model: str | None,
-                    callback: Callable[[str, int, int], None] | None = None) -> str:
+def evaluate_result(
+    output: Path,
+    source: Path,
+    config: RerenderConfig,
+    clip_model: str | None,
+    callback: Callable[[str, int, int], None] | None = None,
+) -> str:
     """Markdown: the `rerender eval` figures of a result; `callback(stage, done, total)` reports progress."""
     from rerender.evaluation import evaluate_video
 
     report = evaluate_video(
-        output, source, prompt=config.prompt.prompt or None, clip_model=clip_model,
-        start_frame=config.video.start_frame, frame_stride=config.video.frame_stride, progress=False,
+        output,
+        source,
+        prompt=config.prompt.prompt or None,
+        clip_model=clip_model,
+        start_frame=config.video.start_frame,
+        frame_stride=config.video.frame_stride,
+        progress=False,
         callback=callback,
     )
     if not clip_model:

@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rerender.workflow.translation import TranslationResult, translate
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
+from rerender.workflow.preflight import check_model_inputs, check_run
+from rerender.workflow.translation import TranslationResult, translate
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
 
@@ -77,9 +77,13 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     try:
         still = read_image(path)
     except (VideoReadError, ValueError) as error:
-        raise VideoReadError(f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {error}") from error
+        raise VideoReadError(
+            f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {error}"
+        ) from error
     if min(still.shape[:2]) < 2:
-        raise VideoReadError(f"`image` {str(path)!r} must be at least 2×2 pixels, got {still.shape[1]}×{still.shape[0]}")
+        raise VideoReadError(
+            f"`image` {str(path)!r} must be at least 2×2 pixels, got {still.shape[1]}×{still.shape[0]}"
+        )
     return still
 
 
@@ -121,10 +125,12 @@ def _depth_from_annotator(still: np.ndarray) -> np.ndarray:
 
     try:
         annotator = load_annotator("depth")
-    except MissingDependencyError as error:  # its advice is about control types; for a still, the way out is a depth map
+    except (
+        MissingDependencyError
+    ) as error:  # its advice is about control types; for a still, the way out is a depth map
         raise MissingDependencyError(
             "motion 'orbit' needs a depth map: pass one with `depth` (--depth FILE: an image or .npy, larger = nearer), "
-            "install the `annotators` extra to estimate it (pip install \"rerender[annotators]\", needs torchvision), "
+            'install the `annotators` extra to estimate it (pip install "rerender[annotators]", needs torchvision), '
             "or choose a 2-D move (zoom-in, zoom-out, pan-left/right/up/down)"
         ) from error
     return annotator(still).mean(axis=2)
@@ -201,34 +207,57 @@ def animate(
     if motion not in MOTIONS:
         raise ConfigError(f"`motion` must be one of {', '.join(MOTIONS)}, got {motion!r}")
     if path is not None and motion != "path":  # the path would be silently ignored
-        raise ConfigError(f"a `path` is given but `motion` is {motion!r}; use motion 'path' to follow it, or drop the path")
+        raise ConfigError(
+            f"a `path` is given but `motion` is {motion!r}; use motion 'path' to follow it, or drop the path"
+        )
     if depth is not None and motion != "orbit":  # so would the depth map (only the orbit's parallax uses one)
-        raise ConfigError(f"a `depth` map is given but `motion` is {motion!r}; only 'orbit' uses it: use motion 'orbit', "
-                          "or drop the depth map")
+        raise ConfigError(
+            f"a `depth` map is given but `motion` is {motion!r}; only 'orbit' uses it: use motion 'orbit', "
+            "or drop the depth map"
+        )
     if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
         raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low < value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not low < value <= high
+        ):
             raise ConfigError(f"`{name}` must be a number in ({low}, {high}], got {value!r}")
     frame_count = round(seconds * fps)
     if not 2 <= frame_count <= MAX_FRAMES:
-        raise ConfigError(f"`seconds` × `fps` must give 2 to {MAX_FRAMES} frames, got {seconds} s × {fps} fps = {frame_count}")
+        raise ConfigError(
+            f"`seconds` × `fps` must give 2 to {MAX_FRAMES} frames, got {seconds} s × {fps} fps = {frame_count}"
+        )
     still = read_still(image)
     disparity = read_depth(depth) if depth is not None else None
     # the checks every entry point shares (`preflight.check_run`): options, renderer, output, translator; the
     # model's weights and style inputs once the camera move is known to be possible (below)
-    checked = check_run(config, prompt=prompt, K=K, overrides={**overrides, "output.fps": float(fps)},
-                        output=output, inputs=[image] if not isinstance(image, np.ndarray) else [],
-                        renderer=renderer, pipeline=pipeline, check_model=False)
+    checked = check_run(
+        config,
+        prompt=prompt,
+        K=K,
+        overrides={**overrides, "output.fps": float(fps)},
+        output=output,
+        inputs=[image] if not isinstance(image, np.ndarray) else [],
+        renderer=renderer,
+        pipeline=pipeline,
+        check_model=False,
+    )
     config = checked.config
     if any(dataclasses.astuple(config.video.crop)):
-        raise ConfigError(f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}")
+        raise ConfigError(
+            f"`video.crop` must be 0 for animate (crop the still instead), got {dataclasses.astuple(config.video.crop)}"
+        )
     # a default interval longer than the clip is left to `select_keyframes`, which puts keyframes on the first and
     # last frames (shortening it to the clip would leave the end propagated one way from the anchor)
     if K is not None and K > frame_count:
         raise ConfigError(f"`K` must be ≤ the clip's {frame_count} frames ({seconds} s × {fps} fps), got {K}")
     video = config.video
-    size = compute_output_size(still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple)
+    size = compute_output_size(
+        still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple
+    )
     if motion == "orbit" and disparity is None:
         disparity = _depth_from_annotator(still)
     camera_path = motion_path(motion, frame_count, size, amount, path=path, disparity=disparity)
@@ -245,8 +274,10 @@ def animate(
     check_workspace_root(workspace if workspace is not None else default_workspace(output_path, frames_folder))
     if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
         # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
-        raise OutputPathError(f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
-                              "beside it); move it away, or pass `clip_output` another path or None (--no-clip)")
+        raise OutputPathError(
+            f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
+            "beside it); move it away, or pass `clip_output` another path or None (--no-clip)"
+        )
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)
     for stale in frames_folder.iterdir():
@@ -261,10 +292,21 @@ def animate(
     optical_flow = KnownMotionFlow(camera_path, rendered())
     if clip_path is not None:
         frame_files = sorted(frames_folder.iterdir())
-        write_video((read_image(file) for file in frame_files), clip_path, fps=fps, crf=config.output.crf, inputs=inputs)
+        write_video(
+            (read_image(file) for file in frame_files), clip_path, fps=fps, crf=config.output.crf, inputs=inputs
+        )
 
     # 3. Translate it with the move's exact flow.
-    translation = translate(frames_folder, output=output_path, config=config, pipeline=pipeline, workspace=workspace,
-                            renderer=renderer, optical_flow=optical_flow, force=force, progress=progress,
-                            callback=callback)
+    translation = translate(
+        frames_folder,
+        output=output_path,
+        config=config,
+        pipeline=pipeline,
+        workspace=workspace,
+        renderer=renderer,
+        optical_flow=optical_flow,
+        force=force,
+        progress=progress,
+        callback=callback,
+    )
     return AnimationResult(translation, clip_path, frames_folder, optical_flow)

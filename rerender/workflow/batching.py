@@ -32,10 +32,11 @@ import os
 import time
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from rerender.config import RendererName, RerenderConfig, apply_overrides, choices
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
@@ -127,7 +128,16 @@ def _typed_value(text: str, kind: Any) -> Any:
                 return _typed_value(text, item)
         raise ValueError(text)
     if kind is bool:
-        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+        words = {
+            "true": True,
+            "yes": True,
+            "on": True,
+            "1": True,
+            "false": False,
+            "no": False,
+            "off": False,
+            "0": False,
+        }
         if text.strip().lower() not in words:
             raise ValueError(text)
         return words[text.strip().lower()]
@@ -186,16 +196,22 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
-            raise ConfigError(f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column")
+            raise ConfigError(
+                f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column"
+            )
         if "video" not in [name.strip() for name in reader.fieldnames]:
-            raise ConfigError(f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
-                              "(columns are separated by commas: video,prompt,output,...)")
+            raise ConfigError(
+                f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
+                "(columns are separated by commas: video,prompt,output,...)"
+            )
         rows = []
         for row in reader:
             if None in row:
                 raise ConfigError(f"the job list {str(path)!r}, row {reader.line_num}: more cells than header columns")
             # cells stay text here: `load_jobs` parses only option columns, by their type
-            rows.append({key.strip(): value.strip() for key, value in row.items() if value is not None and value.strip() != ""})
+            rows.append(
+                {key.strip(): value.strip() for key, value in row.items() if value is not None and value.strip() != ""}
+            )
         return rows
     try:
         data = yaml.safe_load(text)
@@ -204,7 +220,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if isinstance(data, dict) and set(data) == {"jobs"}:
         data = data["jobs"]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-        raise ConfigError(f"the job list {str(path)!r} must be a list of mappings (or `jobs:` holding one), each with a `video`")
+        raise ConfigError(
+            f"the job list {str(path)!r} must be a list of mappings (or `jobs:` holding one), each with a `video`"
+        )
     return [{str(key): value for key, value in row.items() if value is not None} for row in data]
 
 
@@ -239,11 +257,17 @@ def load_jobs(
     if isinstance(jobs, (str, os.PathLike)):
         source = Path(jobs)
         if not source.exists():
-            raise InputNotFoundError(f"`jobs`: {str(source)!r} does not exist; give a folder of videos or a .yaml/.csv job list")
+            raise InputNotFoundError(
+                f"`jobs`: {str(source)!r} does not exist; give a folder of videos or a .yaml/.csv job list"
+            )
         if source.is_dir():
-            videos = sorted(path for path in source.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES)
+            videos = sorted(
+                path for path in source.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+            )
             if not videos:
-                raise InputNotFoundError(f"`jobs`: the folder {str(source)!r} holds no video ({', '.join(VIDEO_SUFFIXES)})")
+                raise InputNotFoundError(
+                    f"`jobs`: the folder {str(source)!r} holds no video ({', '.join(VIDEO_SUFFIXES)})"
+                )
             rows: list[Mapping[str, Any]] = [{"video": str(path)} for path in videos]
         elif source.suffix.lower() in (".yaml", ".yml", ".csv"):
             rows = _read_rows(source)
@@ -265,7 +289,9 @@ def load_jobs(
         video = video if video.is_absolute() else base / video
         output = Path(str(row["output"])) if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
         output = output if output.is_absolute() else output_dir / output
-        overrides = {key: _cell_value(key, value, where, number) for key, value in row.items() if key not in JOB_COLUMNS}
+        overrides = {
+            key: _cell_value(key, value, where, number) for key, value in row.items() if key not in JOB_COLUMNS
+        }
         for key, value in overrides.items():
             try:
                 apply_overrides(config, {key: value})
@@ -285,8 +311,10 @@ def _check_jobs(jobs: Sequence[Job], where: str) -> None:
         raise ConfigError(f"{where} holds no job")
     missing = [str(job.video) for job in jobs if not job.video.exists()]
     if missing:
-        raise InputNotFoundError(f"{where}: {len(missing)} video(s) not found: {', '.join(map(repr, missing[:5]))}"
-                                 + (" …" if len(missing) > 5 else ""))
+        raise InputNotFoundError(
+            f"{where}: {len(missing)} video(s) not found: {', '.join(map(repr, missing[:5]))}"
+            + (" …" if len(missing) > 5 else "")
+        )
     seen: dict[Path, Path] = {}
     for job in jobs:
         key = Path(os.path.abspath(job.output))
@@ -344,8 +372,9 @@ def finished(job: Job, config: RerenderConfig) -> bool:
         return False
 
 
-def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where: str = "local",
-            pipeline: Any | None = None) -> JobResult:
+def run_job(
+    job: Job, config: RerenderConfig, renderer: str | None = None, where: str = "local", pipeline: Any | None = None
+) -> JobResult:
     """Translate one job; never raises for the job's own errors (they are returned in the result).
 
     Args:
@@ -377,8 +406,13 @@ def run_job(job: Job, config: RerenderConfig, renderer: str | None = None, where
 # --------------------------------------------------------------------------------------------------------
 
 
-def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | None, max_retries: int,
-                callback: Callable[[JobResult], None]) -> list[JobResult]:
+def _run_on_ray(
+    jobs: Sequence[Job],
+    config: RerenderConfig,
+    renderer: str | None,
+    max_retries: int,
+    callback: Callable[[JobResult], None],
+) -> list[JobResult]:
     ray = import_ray()
     wants_gpu = ray.cluster_resources().get("GPU", 0) >= 1 and (renderer or config.model.renderer) != "classic"
 
@@ -397,7 +431,9 @@ def _run_on_ray(jobs: Sequence[Job], config: RerenderConfig, renderer: str | Non
         try:
             results[index] = dataclasses.replace(ray.get(ready[0]), job=jobs[index])  # the job as the caller wrote it
         except Exception as error:  # noqa: BLE001 - a task that failed past its retries (worker lost) fails its job only
-            results[index] = JobResult(jobs[index], "failed", 0.0, f"{type(error).__name__}: {error}".splitlines()[0], "ray")
+            results[index] = JobResult(
+                jobs[index], "failed", 0.0, f"{type(error).__name__}: {error}".splitlines()[0], "ray"
+            )
         callback(results[index])
     return [item for item in results if item is not None]
 
@@ -458,13 +494,17 @@ def batch(
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
     job_list = load_jobs(jobs, prompt, output_dir, config)
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise OutputPathError(f"`output_dir` {str(output_dir)!r} is a file; give a folder for the outputs (made if missing)")
+        raise OutputPathError(
+            f"`output_dir` {str(output_dir)!r} is a file; give a folder for the outputs (made if missing)"
+        )
     for job in job_list:
         try:
             job.output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise OutputPathError(f"cannot create the output folder {str(job.output.parent)!r} (`output_dir` "
-                                  f"{str(output_dir)!r}): {error.strerror or error}") from None
+            raise OutputPathError(
+                f"cannot create the output folder {str(job.output.parent)!r} (`output_dir` "
+                f"{str(output_dir)!r}): {error.strerror or error}"
+            ) from None
     _check_outputs(job_list)
     notify = callback or (lambda result: None)
     started = time.perf_counter()
@@ -487,7 +527,9 @@ def batch(
     else:
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="rerender-batch") as pool:
             results = list(pool.map(one, job_list))
-    return BatchResult(results, time.perf_counter() - started, "sequential" if parallel == 1 else f"threads({parallel})")
+    return BatchResult(
+        results, time.perf_counter() - started, "sequential" if parallel == 1 else f"threads({parallel})"
+    )
 
 
 def format_summary(result: BatchResult) -> str:
@@ -498,8 +540,10 @@ def format_summary(result: BatchResult) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
     counts = {status: sum(item.status == status for item in result.jobs) for status in ("done", "skipped", "failed")}
-    lines.append(f"{len(result.jobs)} jobs in {result.seconds:.1f} s ({result.executor}): "
-                 + ", ".join(f"{count} {status}" for status, count in counts.items()))
+    lines.append(
+        f"{len(result.jobs)} jobs in {result.seconds:.1f} s ({result.executor}): "
+        + ", ".join(f"{count} {status}" for status, count in counts.items())
+    )
     for number, item in enumerate(result.jobs, start=1):
         if item.status == "failed":
             lines.append(f"job {number} ({item.job.video}) failed: {item.error}")

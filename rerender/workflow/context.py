@@ -13,9 +13,10 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -82,7 +83,7 @@ class Progress:
         """A tqdm bar for a stage (disabled when `show` is False)."""
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not self.show)
 
-    def quiet(self) -> "Progress":
+    def quiet(self) -> Progress:
         """The same callback and cancel, without bars."""
         return Progress(False, self.callback, self.cancel, self.workspace)
 
@@ -100,7 +101,7 @@ class FlowSpec:
     """`flow.dis_preset`."""
 
     @classmethod
-    def from_config(cls, config: RerenderConfig) -> "FlowSpec":
+    def from_config(cls, config: RerenderConfig) -> FlowSpec:
         """The estimator `config.flow` names."""
         return cls(config.flow.flow_estimator, config.flow.flow_checkpoint, config.flow.dis_preset)
 
@@ -133,7 +134,7 @@ class StageContext:
     """The caller's flow estimator object; None = the one `config.flow` names (`flow_spec`)."""
     _estimator: Any | None = field(default=None, repr=False)
 
-    def with_progress(self, progress: Progress) -> "StageContext":
+    def with_progress(self, progress: Progress) -> StageContext:
         """The same context reporting to `progress` (e.g. `progress.quiet()`)."""
         return dataclasses.replace(self, progress=progress)
 

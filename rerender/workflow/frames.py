@@ -3,8 +3,8 @@ in memory (`FolderFrames`, `WorkspaceFrames`, `FrameRange`, `LazyImages`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 

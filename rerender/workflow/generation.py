@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -75,12 +76,17 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
         raise ConfigError(f"`motion` must be (dx, dy) in pixels per frame, got {motion!r}") from error
     if not (math.isfinite(dx) and math.isfinite(dy)):
         raise ConfigError(f"`motion` must be finite, got {motion!r}")
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v % 8 or not 64 <= v <= 2048 for v in size)):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v % 8 or not 64 <= v <= 2048 for v in size)
+    ):
         raise ConfigError(f"`size` must be (width, height), multiples of 8 in [64, 2048], got {size!r}")
     if abs(dx) >= size[0] or abs(dy) >= size[1]:  # consecutive frames would share no pixel: no motion to follow
-        raise ConfigError(f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
-                          f"pixels), got {motion!r}")
+        raise ConfigError(
+            f"`motion` must be smaller than the frame per frame (|dx| < {size[0]}, |dy| < {size[1]} "
+            f"pixels), got {motion!r}"
+        )
     check_camera_travel(frames, (dx, dy), tuple(size))
     return dx, dy
 
@@ -120,8 +126,14 @@ class _ShiftPath:
         factor: the VAE's scale factor (pixels per latent pixel).
     """
 
-    def __init__(self, motion: tuple[float, float], frame_count: int, size: tuple[int, int],
-                 keyframe_indices: Sequence[int] = (0,), factor: int = 8) -> None:
+    def __init__(
+        self,
+        motion: tuple[float, float],
+        frame_count: int,
+        size: tuple[int, int],
+        keyframe_indices: Sequence[int] = (0,),
+        factor: int = 8,
+    ) -> None:
         self.motion = np.asarray(motion, dtype=np.float64)
         self.frame_count = frame_count
         self.size = size
@@ -213,40 +225,63 @@ def generate(
     """
     from rerender.camera import KnownMotionFlow, render_clip
     from rerender.keyframes import select_keyframes
-    from rerender.workflow.preflight import check_model_inputs, check_run
     from rerender.video import write_video
+    from rerender.workflow.preflight import check_model_inputs, check_run
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 2 <= num_inference_steps <= 1000:
+    if (
+        isinstance(num_inference_steps, bool)
+        or not isinstance(num_inference_steps, int)
+        or not 2 <= num_inference_steps <= 1000
+    ):
         # checked here: the scheduler would refuse more than its 1000 training steps only after the model loaded
-        raise ConfigError(f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
-                          f"trained with), got {num_inference_steps!r}")
-    if noise_steps is not None and not (isinstance(num_inference_steps, int) and num_inference_steps >= 2
-                                        and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps):
-        raise ConfigError(f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
-                          f"num_inference_steps, got {num_inference_steps} and {noise_steps}")
+        raise ConfigError(
+            f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
+            f"trained with), got {num_inference_steps!r}"
+        )
+    if noise_steps is not None and not (
+        isinstance(num_inference_steps, int)
+        and num_inference_steps >= 2
+        and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps
+    ):
+        raise ConfigError(
+            f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
+            f"num_inference_steps, got {num_inference_steps} and {noise_steps}"
+        )
     if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
-        raise ConfigError(f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}")
+        raise ConfigError(
+            f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}"
+        )
     # the checks every entry point shares (`preflight.check_run`): options, output, weights, style image, translator
-    checked = check_run(config, prompt=prompt, K=min(K, frames), overrides={**overrides, "output.fps": float(fps)},
-                        output=output, pipeline=pipeline, prompt_translator=prompt_translator, check_model=False)
+    checked = check_run(
+        config,
+        prompt=prompt,
+        K=min(K, frames),
+        overrides={**overrides, "output.fps": float(fps)},
+        output=output,
+        pipeline=pipeline,
+        prompt_translator=prompt_translator,
+        check_model=False,
+    )
     config, output_path = checked.config, checked.output
     check_model_inputs(config, pipeline=pipeline)  # after the translator, as before
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
-    from rerender.languages import translate_prompt
-
     from rerender.diffusion.loading import loading_bars
-
+    from rerender.languages import translate_prompt
     from rerender.sound import hear_prompt
 
     with loading_bars(progress):
         # one default negative prompt for the CLI and the web page: the config's
-        prompt_record = translate_prompt(prompt, config.prompt.prompt_language, prompt_translator,
-                                         config.prompt.translation_model,
-                                         config.prompt.negative_prompt if negative_prompt is None else negative_prompt)
+        prompt_record = translate_prompt(
+            prompt,
+            config.prompt.prompt_language,
+            prompt_translator,
+            config.prompt.translation_model,
+            config.prompt.negative_prompt if negative_prompt is None else negative_prompt,
+        )
         prompt_record = hear_prompt(prompt_record, config.prompt)  # `prompt.audio_prompt`: heard events → words
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
@@ -260,13 +295,24 @@ def generate(
     from rerender.diffusion.ip_adapter import style_adapter
 
     with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
-        images = render_text_keyframes(pipeline, prompt_record.english, keyframe_indices, (dx, dy), tuple(size),
-                                       negative_prompt=prompt_record.negative_english,
-                                       num_inference_steps=num_inference_steps,
-                                       guidance_scale=guidance_scale, noise_steps=noise_steps, generator=generator,
-                                       ip_adapter_image=style_image, background_smoothing=background_smoothing,
-                                       foreground_mask=foreground_mask)
-    keyframes = [(image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images]
+        images = render_text_keyframes(
+            pipeline,
+            prompt_record.english,
+            keyframe_indices,
+            (dx, dy),
+            tuple(size),
+            negative_prompt=prompt_record.negative_english,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            noise_steps=noise_steps,
+            generator=generator,
+            ip_adapter_image=style_image,
+            background_smoothing=background_smoothing,
+            foreground_mask=foreground_mask,
+        )
+    keyframes = [
+        (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images
+    ]
     if frames == 1:
         write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
         return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record)
@@ -283,8 +329,12 @@ def generate(
     path = _ShiftPath((dx, dy), frames, tuple(size), keyframe_indices, pipeline.vae_scale_factor)
     guides = EncodedFrames(render_clip(keyframes[0], path))
     flow = KnownMotionFlow(path, (guides[index] for index in range(len(guides))))
-    stream = propagate_video_iter(guides, dict(zip(keyframe_indices, keyframes, strict=True)),
-                                  flow=partial(estimate_flow_numpy, flow), options=propagation_options(config),
-                                  progress=progress)
+    stream = propagate_video_iter(
+        guides,
+        dict(zip(keyframe_indices, keyframes, strict=True)),
+        flow=partial(estimate_flow_numpy, flow),
+        options=propagation_options(config),
+        progress=progress,
+    )
     write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
     return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record)

@@ -7,25 +7,14 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from rerender.workflow.translation import TranslationResult
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
-from rerender.workflow.stages import (
-    disk_guard,
-    frames_ready,
-    processing_size,
-    propagate_intervals,
-    selected_frames,
-    source_size,
-    stage_bytes,
-    write_frames,
-    write_output,
-)
 from rerender.video import (
     fit_size,
     list_image_files,
@@ -37,6 +26,18 @@ from rerender.video import (
 from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
 from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.preflight import check_run, check_workspace_paths
+from rerender.workflow.stages import (
+    disk_guard,
+    frames_ready,
+    processing_size,
+    propagate_intervals,
+    selected_frames,
+    source_size,
+    stage_bytes,
+    write_frames,
+    write_output,
+)
+from rerender.workflow.translation import TranslationResult
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
@@ -101,13 +102,17 @@ def read_keyframe_folder(
     # `N.retouched.png` is the workspace's backup of a retouched keyframe that was rendered again: not a key
     backups = [p for p in files if p.stem.endswith(".retouched")]
     if backups:
-        logger.info("ignoring %d retouched-keyframe backup(s) in %s: %s", len(backups), folder, [p.name for p in backups[:5]])
+        logger.info(
+            "ignoring %d retouched-keyframe backup(s) in %s: %s", len(backups), folder, [p.name for p in backups[:5]]
+        )
         files = [p for p in files if p not in backups]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if others:
         raise ConfigError(f"the keyframe folder {str(folder)!r} holds files that are not images: {others[:5]}")
     if not files:
-        raise InputNotFoundError(f"the keyframe folder {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)")
+        raise InputNotFoundError(
+            f"the keyframe folder {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)"
+        )
     by_stem: dict[str, int] = {}
     by_number: dict[int, int] = {}
     if source_files is not None:
@@ -206,8 +211,16 @@ def propagate_keyframes(
     if temporary:  # a fresh, empty folder of our own: removed afterwards (only the files we wrote)
         workspace = tempfile.mkdtemp(prefix="rerender-propagate-", dir=output_path.parent)
     space = Workspace.open(workspace, video, config, force=force)
-    ctx = StageContext(workspace=space, video=Path(video), info=info, config=config, count=len(frame_indices),
-                       size=size, optical_flow=optical_flow, progress=Progress(progress, callback, cancel, lambda: space.root))
+    ctx = StageContext(
+        workspace=space,
+        video=Path(video),
+        info=info,
+        config=config,
+        count=len(frame_indices),
+        size=size,
+        optical_flow=optical_flow,
+        progress=Progress(progress, callback, cancel, lambda: space.root),
+    )
     try:
         # 2. Frames at the keyframes' size, and the workspace's copy of the keyframes.
         started = time.perf_counter()
@@ -236,9 +249,17 @@ def propagate_keyframes(
         with disk_guard(space, "writing", output_path.parent, stage_bytes("writing", ctx.count, size)):
             write_output(ctx, output_path)
         timings["writing"] = time.perf_counter() - started
-        return TranslationResult(output=output_path, keyframe_indices=indices, frame_count=ctx.count, timings=timings,
-                                 workspace=space.root, renderer="keyframes folder", redone=space.redone,
-                                 workspace_bytes=space.size_bytes(), workspace_deleted=temporary)
+        return TranslationResult(
+            output=output_path,
+            keyframe_indices=indices,
+            frame_count=ctx.count,
+            timings=timings,
+            workspace=space.root,
+            renderer="keyframes folder",
+            redone=space.redone,
+            workspace_bytes=space.size_bytes(),
+            workspace_deleted=temporary,
+        )
     finally:
         if temporary:
             space.remove()
@@ -246,15 +267,18 @@ def propagate_keyframes(
             space.close()
 
 
-def _keyframes_at_size(key_files: dict[int, Path], info: Any, config: RerenderConfig
-                       ) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
+def _keyframes_at_size(
+    key_files: dict[int, Path], info: Any, config: RerenderConfig
+) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
     """The keyframe images, and the size `(width, height)` propagation works at: the keyframes' own (the video's
     frames are fitted to it), or the source's with `propagation.output_size = "source"` (keyframes upscaled).
 
     Raises:
         ConfigError: keyframes of several sizes, or of another aspect ratio than the (cropped) video.
     """
-    key_images = {index: read_image(path, background=config.video.background, keyframe=True) for index, path in key_files.items()}
+    key_images = {
+        index: read_image(path, background=config.video.background, keyframe=True) for index, path in key_files.items()
+    }
     sizes = {image.shape[:2] for image in key_images.values()}
     if len(sizes) > 1:
         raise ConfigError(f"keyframes must all have one size, got {sorted((w, h) for h, w in sizes)} (width, height)")
@@ -266,7 +290,11 @@ def _keyframes_at_size(key_files: dict[int, Path], info: Any, config: RerenderCo
     # tool must have the video's aspect (within 2 %) or differ from it by rounding to a multiple of 8.
     scaled = fit_size(source_width, source_height, (width, height))
     rounding_only = max(abs(scaled[0] - width), abs(scaled[1] - height)) <= 4
-    if (width, height) != processing and not rounding_only and abs((width / height) / (source_width / source_height) - 1) > 0.02:
+    if (
+        (width, height) != processing
+        and not rounding_only
+        and abs((width / height) / (source_width / source_height) - 1) > 0.02
+    ):
         raise ConfigError(
             f"keyframes are {width}×{height} but the (cropped) video is {source_width}×{source_height}: the aspect "
             f"ratios differ; paint keyframes on the video's frames at their own size, or at the processing size "

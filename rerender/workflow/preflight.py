@@ -16,9 +16,10 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rerender.config import RerenderConfig, Stage, choices
 from rerender.errors import ConfigError
@@ -158,7 +159,12 @@ def check_prompt_language(config: RerenderConfig, translator: Any = None) -> Non
     language = config.prompt.prompt_language
     if translator is not None or language == "en" or not config.prompt.prompt.strip():
         return
-    from rerender.languages import DEFAULT_TRANSLATOR_LANGUAGES, check_translator, default_translation_model, detect_language
+    from rerender.languages import (
+        DEFAULT_TRANSLATOR_LANGUAGES,
+        check_translator,
+        default_translation_model,
+        detect_language,
+    )
 
     if language == "auto":
         language = detect_language(config.prompt.prompt)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,7 +22,14 @@ from rerender.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RENDERER_CHOICES", "ProgressFn", "KeyframeRenderer", "check_diffusion_weights", "ClassicRenderer", "DiffusionRenderer", "choose_renderer", "missing_default_weights",
+    "RENDERER_CHOICES",
+    "ProgressFn",
+    "KeyframeRenderer",
+    "check_diffusion_weights",
+    "ClassicRenderer",
+    "DiffusionRenderer",
+    "choose_renderer",
+    "missing_default_weights",
 ]
 
 
@@ -65,14 +73,18 @@ class ClassicRenderer:
     name: str = "classic"
 
     def render(
-        self, frames: Sequence[np.ndarray], indices: Sequence[int], done: Sequence[np.ndarray], state_dir: Path,
+        self,
+        frames: Sequence[np.ndarray],
+        indices: Sequence[int],
+        done: Sequence[np.ndarray],
+        state_dir: Path,
         on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """As `KeyframeRenderer.render` (progress is counted in whole keyframes: `on_progress` is not called)."""
         from rerender.stylizer import ClassicStylizer
 
         stylizer = ClassicStylizer.from_prompt(self.prompt)
-        for frame in frames[len(done):]:
+        for frame in frames[len(done) :]:
             yield stylizer(frame)
 
 
@@ -87,14 +99,19 @@ class DiffusionRenderer:
     name = "diffusion"
 
     def __init__(
-        self, pipeline: Any, config: RerenderConfig, flow_estimator: Any | None = None,
+        self,
+        pipeline: Any,
+        config: RerenderConfig,
+        flow_estimator: Any | None = None,
         control_maps: Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None = None,
     ) -> None:
         self.pipeline, self.config, self.flow_estimator = pipeline, config, flow_estimator
         self.control_maps = control_maps
 
     @classmethod
-    def from_config(cls, config: RerenderConfig, flow_estimator: Any | None = None, control_maps=None) -> "DiffusionRenderer":
+    def from_config(
+        cls, config: RerenderConfig, flow_estimator: Any | None = None, control_maps=None
+    ) -> DiffusionRenderer:
         """Load the pipeline that `config.model` and `config.control` describe."""
         from rerender.diffusion.loading import load_pipeline
 
@@ -134,8 +151,11 @@ class DiffusionRenderer:
         step_end, restore_bars = None, None
         if on_progress is not None:
             planned = self.pipeline.planned_unet_calls(
-                len(frames), config.sampling.num_inference_steps, config.sampling.denoising_strength,
-                config.constraints, config.sampling.refinement,
+                len(frames),
+                config.sampling.num_inference_steps,
+                config.sampling.denoising_strength,
+                config.constraints,
+                config.sampling.refinement,
             )
             total, finished = sum(planned), [sum(planned[1 : len(done)]) if resume is not None else 0]
 
@@ -215,11 +235,16 @@ def _resume_point(state_dir: Path, done: int) -> dict[str, Any] | None:
         try:
             state = _read_resume_state(state_dir)
         except (OSError, ValueError) as error:
-            logger.warning("ignoring the resume state in %s (%s); the keyframes are rendered again from the anchor", state_dir, error)
+            logger.warning(
+                "ignoring the resume state in %s (%s); the keyframes are rendered again from the anchor",
+                state_dir,
+                error,
+            )
     elif (state_dir / _LEGACY_FILE).exists():
         logger.warning(
             "ignoring %s: resume states of older versions are pickled and are never loaded (loading a pickle can "
-            "run code); the keyframes are rendered again from the anchor", state_dir / _LEGACY_FILE,
+            "run code); the keyframes are rendered again from the anchor",
+            state_dir / _LEGACY_FILE,
         )
     return state if state is not None and state["next_index"] == done else None
 
@@ -235,13 +260,17 @@ def _read_resume_state(state_dir: Path) -> dict[str, Any]:
     if not isinstance(structure, dict) or structure.get("format") != RESUME_STATE_FORMAT:
         raise ValueError(f"{_STRUCTURE_FILE} is not a {RESUME_STATE_FORMAT} file")
     if structure.get("version") != RESUME_STATE_VERSION:
-        raise ValueError(f"{_STRUCTURE_FILE} has version {structure.get('version')!r}, this version reads {RESUME_STATE_VERSION}")
+        raise ValueError(
+            f"{_STRUCTURE_FILE} has version {structure.get('version')!r}, this version reads {RESUME_STATE_VERSION}"
+        )
     index, next_index, keys = structure.get("index"), structure.get("next_index"), structure.get("previous_features")
     if not all(type(value) is int and value >= 0 for value in (index, next_index)):
         raise ValueError(f"{_STRUCTURE_FILE} needs integer `index` and `next_index`, got {index!r} and {next_index!r}")
     if keys is not None and not (
         isinstance(keys, list)
-        and all(isinstance(key, list) and len(key) == 2 and type(key[0]) is int and isinstance(key[1], str) for key in keys)
+        and all(
+            isinstance(key, list) and len(key) == 2 and type(key[0]) is int and isinstance(key[1], str) for key in keys
+        )
     ):
         raise ValueError(f"{_STRUCTURE_FILE} `previous_features` must be null or a list of [layer, name] pairs")
     content = (state_dir / _TENSOR_FILE).read_bytes()
@@ -251,7 +280,9 @@ def _read_resume_state(state_dir: Path) -> dict[str, Any]:
         tensors = load(content)
     except Exception as error:  # safetensors' own error class subclasses nothing more specific
         raise ValueError(f"{_TENSOR_FILE} is not a safetensors file ({error})") from None
-    wanted = {"previous_frame", "previous_rendered", "generator_state"} | {f"previous_features.{n}" for n in range(len(keys or []))}
+    wanted = {"previous_frame", "previous_rendered", "generator_state"} | {
+        f"previous_features.{n}" for n in range(len(keys or []))
+    }
     if set(tensors) != wanted:
         raise ValueError(f"{_TENSOR_FILE} holds {sorted(tensors)}, expected {sorted(wanted)}")
     if tensors["generator_state"].dtype != torch.uint8 or tensors["previous_frame"].ndim != 4:
@@ -261,9 +292,9 @@ def _read_resume_state(state_dir: Path) -> dict[str, Any]:
         "next_index": next_index,
         "previous_frame": tensors["previous_frame"],
         "previous_rendered": tensors["previous_rendered"],
-        "previous_features": None if keys is None else {
-            (layer, name): tensors[f"previous_features.{n}"] for n, (layer, name) in enumerate(keys)
-        },
+        "previous_features": None
+        if keys is None
+        else {(layer, name): tensors[f"previous_features.{n}"] for n, (layer, name) in enumerate(keys)},
         "generator_state": tensors["generator_state"],
     }
 
@@ -333,8 +364,10 @@ def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, contr
     if missing:
         from rerender.weights import describe_missing
 
-        logger.warning("%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
-                       describe_missing(config, missing))
+        logger.warning(
+            "%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
+            describe_missing(config, missing),
+        )
         _warn_unused_control_maps(config)
         return ClassicRenderer(config.prompt.prompt)
     return DiffusionRenderer.from_config(config, estimator, control_maps)

@@ -13,8 +13,8 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -36,7 +36,6 @@ from rerender.workflow.renderers import KeyframeRenderer
 from rerender.workflow.workspace import Workspace, file_digest, files_under, intact_png
 
 logger = logging.getLogger(__name__)
-
 
 
 def control_map_reader(
@@ -79,9 +78,16 @@ def control_map_reader(
                 per_control.append(None)
                 continue
             stream = read_frames(  # the video's own selection, crop and resize
-                control.maps, start=video.start_frame, end=selection.stop, stride=video.frame_stride,
-                crop=crop, resolution=video.resolution, resize_side=video.resize_side,
-                size_multiple=video.size_multiple, background=video.background, deinterlace=video.deinterlace,
+                control.maps,
+                start=video.start_frame,
+                end=selection.stop,
+                stride=video.frame_stride,
+                crop=crop,
+                resolution=video.resolution,
+                resize_side=video.resize_side,
+                size_multiple=video.size_multiple,
+                background=video.background,
+                deinterlace=video.deinterlace,
             )
             per_control.append({index: frame for index, frame in enumerate(stream) if index in wanted})
         return [[None if found is None else found[index] for found in per_control] for index in indices]
@@ -107,21 +113,28 @@ def resolve_config(config, prompt, K, overrides) -> RerenderConfig:
 def selected_frames(info: VideoInfo, config: RerenderConfig) -> range:
     video = config.video
     if video.start_frame >= info.frame_count:
-        raise ConfigError(f"`video.start_frame` must be < {info.frame_count} (frames in {info.path.name}), got {video.start_frame}")
+        raise ConfigError(
+            f"`video.start_frame` must be < {info.frame_count} (frames in {info.path.name}), got {video.start_frame}"
+        )
     end = info.frame_count if video.end_frame is None else video.end_frame
     if end > info.frame_count:
         raise ConfigError(f"`video.end_frame` must be ≤ {info.frame_count} (frames in {info.path.name}), got {end}")
     crop = video.crop
     if crop.left + crop.right >= info.width or crop.top + crop.bottom >= info.height:
-        raise ConfigError(f"`video.crop` {dataclasses.astuple(crop)} must leave at least 1 px of the {info.width}×{info.height} frame")
+        raise ConfigError(
+            f"`video.crop` {dataclasses.astuple(crop)} must leave at least 1 px of the {info.width}×{info.height} frame"
+        )
     return range(video.start_frame, end, video.frame_stride)
 
 
 def processing_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
     crop = config.video.crop
     return compute_output_size(
-        info.width - crop.left - crop.right, info.height - crop.top - crop.bottom,
-        config.video.resolution, config.video.resize_side, config.video.size_multiple,
+        info.width - crop.left - crop.right,
+        info.height - crop.top - crop.bottom,
+        config.video.resolution,
+        config.video.resize_side,
+        config.video.size_multiple,
     )
 
 
@@ -131,7 +144,9 @@ def source_size(info: VideoInfo, config: RerenderConfig) -> tuple[int, int]:
     return info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
 
 
-def prepare_source_size(ctx: StageContext, keyframe_indices: Sequence[int]) -> tuple[FolderFrames, Callable[[int], Path]]:
+def prepare_source_size(
+    ctx: StageContext, keyframe_indices: Sequence[int]
+) -> tuple[FolderFrames, Callable[[int], Path]]:
     """For `propagation.output_size = "source"`: the selected frames at the cropped source's size, and the
     keyframes upscaled to it (`rerender.video.unfit_frame` undoes the processing size's fit).
 
@@ -147,8 +162,14 @@ def prepare_source_size(ctx: StageContext, keyframe_indices: Sequence[int]) -> t
     if record.get("source_frames") != [ctx.count, *size]:
         crop = config.video.crop
         frames = read_frames(
-            ctx.video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
-            crop=crop, resolution=None, info=ctx.info, background=config.video.background,
+            ctx.video,
+            start=config.video.start_frame,
+            end=config.video.end_frame,
+            stride=config.video.frame_stride,
+            crop=crop,
+            resolution=None,
+            info=ctx.info,
+            background=config.video.background,
             deinterlace=config.video.deinterlace,
         )
         frames_dir.mkdir(exist_ok=True)
@@ -175,7 +196,9 @@ def _megabytes(count: int) -> str:
     return f"{count / 1e6:,.0f} MB" if count >= 1e6 else f"{count / 1e6:.1f} MB"
 
 
-def _disk_full_error(error: OSError, space: Workspace, folder: Path, stage: str | None, needed: int | None) -> OutputPathError:
+def _disk_full_error(
+    error: OSError, space: Workspace, folder: Path, stage: str | None, needed: int | None
+) -> OutputPathError:
     where = Path(error.filename).parent if error.filename else folder
     free = None
     with contextlib.suppress(OSError):
@@ -212,7 +235,12 @@ def stage_bytes(stage: str, count: int, size: tuple[int, int]) -> int:
     """An upper bound of the bytes `stage` writes for `count` frames (or keyframes) of `size` (width, height):
     PNGs at most raw RGB, flows two float16 fields per pair, the video a tenth of raw RGB."""
     pixels = size[0] * size[1]
-    return {"frames": 3, "keyframes": 3, "propagation": 3 + 8, "writing": 1}[stage] * pixels * count // (10 if stage == "writing" else 1)
+    return (
+        {"frames": 3, "keyframes": 3, "propagation": 3 + 8, "writing": 1}[stage]
+        * pixels
+        * count
+        // (10 if stage == "writing" else 1)
+    )
 
 
 def frames_ready(space: Workspace, config: RerenderConfig, count: int, size: tuple[int, int]) -> bool:
@@ -241,9 +269,16 @@ def write_frames(ctx: StageContext, size: tuple[int, int] | None = None) -> None
     space, config, count = ctx.workspace, ctx.config, ctx.count
     crop = config.video.crop
     frames = read_frames(
-        ctx.video, start=config.video.start_frame, end=config.video.end_frame, stride=config.video.frame_stride,
-        crop=crop, resolution=None if size else config.video.resolution, resize_side=config.video.resize_side,
-        size_multiple=config.video.size_multiple, info=ctx.info, background=config.video.background,
+        ctx.video,
+        start=config.video.start_frame,
+        end=config.video.end_frame,
+        stride=config.video.frame_stride,
+        crop=crop,
+        resolution=None if size else config.video.resolution,
+        resize_side=config.video.resize_side,
+        size_multiple=config.video.size_multiple,
+        info=ctx.info,
+        background=config.video.background,
         deinterlace=config.video.deinterlace,
     )
     if size is not None:
@@ -264,7 +299,9 @@ def flow_estimator_from_config(config: RerenderConfig):
     """The flow estimator `config.flow` names (`rerender.flow.load_flow_estimator`)."""
     from rerender.flow import load_flow_estimator
 
-    return load_flow_estimator(config.flow.flow_estimator, checkpoint=config.flow.flow_checkpoint, dis_preset=config.flow.dis_preset)
+    return load_flow_estimator(
+        config.flow.flow_estimator, checkpoint=config.flow.flow_checkpoint, dis_preset=config.flow.dis_preset
+    )
 
 
 def cached_flow(space: Workspace, estimator):
@@ -301,13 +338,19 @@ def keyframes_ready(space: Workspace, config: RerenderConfig, renderer_name: str
     """Whether the keyframes stage finished with this config and renderer, every keyframe recorded and its file
     whole (retouched files are whole: they are used as they are)."""
     record = space.record("keyframes")
-    return (space.is_done("keyframes", config) and record.get("depends") == {"renderer": renderer_name}
-            and all(str(index) in record.get("rendered", {}) and intact_png(space.keyframe_path(index))
-                    for index in record.get("indices", [None])))
+    return (
+        space.is_done("keyframes", config)
+        and record.get("depends") == {"renderer": renderer_name}
+        and all(
+            str(index) in record.get("rendered", {}) and intact_png(space.keyframe_path(index))
+            for index in record.get("indices", [None])
+        )
+    )
 
 
-def render_keyframes(ctx: StageContext, frames: Sequence[np.ndarray], indices: Sequence[int],
-                     renderer: KeyframeRenderer) -> None:
+def render_keyframes(
+    ctx: StageContext, frames: Sequence[np.ndarray], indices: Sequence[int], renderer: KeyframeRenderer
+) -> None:
     """Render the keyframes of `indices` that are not rendered yet, recording each file's digest.
 
     The rendered prefix is kept: keyframes recorded by an earlier (possibly interrupted) run whose files are
@@ -364,7 +407,7 @@ def _rendered_prefix(space: Workspace, indices: Sequence[int], rendered: dict[st
         line = f"redoing keyframes from {first} on: {space.keyframe_path(first).relative_to(space.root)} is missing or damaged"
         logger.warning("%s (workspace %s)", line, space.root)
         space.redone.append(line)
-    for index in indices[len(done):]:
+    for index in indices[len(done) :]:
         rendered.pop(str(index), None)
     space.save()
     return done
@@ -394,17 +437,24 @@ def propagation_options(config: RerenderConfig, check_engine: bool = True):
 
     settings = config.propagation
     shared = {item.name for item in dataclasses.fields(PropagationOptions)}
-    overrides = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)
-                 if item.name in shared and getattr(settings, item.name) is not None}
+    overrides = {
+        item.name: getattr(settings, item.name)
+        for item in dataclasses.fields(settings)
+        if item.name in shared and getattr(settings, item.name) is not None
+    }
     options = PropagationOptions.preset(settings.propagation_preset, **overrides)
     if check_engine:
         resolve_engine(options)
     return options
 
 
-def propagate_intervals(ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
-                        intervals: dict[Interval, str] | None = None,
-                        key_path: Callable[[int], Path] | None = None) -> None:
+def propagate_intervals(
+    ctx: StageContext,
+    frames: Sequence[np.ndarray],
+    keyframe_indices: Sequence[int],
+    intervals: dict[Interval, str] | None = None,
+    key_path: Callable[[int], Path] | None = None,
+) -> None:
     """Propagate the key `intervals` (default: every one), saving each one as soon as it completes.
 
     `key_path(index)` names each keyframe's file (default: the workspace's keyframes).
@@ -432,8 +482,13 @@ def propagate_intervals(ctx: StageContext, frames: Sequence[np.ndarray], keyfram
     try:
         for run in _runs(todo):  # consecutive pending intervals, each propagated in one stream
             start, end = run[0][0], run[-1][1]
-            keys = LazyImages({index - start: (key_path or space.keyframe_path)(index)
-                               for index in keyframe_indices if start <= index <= end})
+            keys = LazyImages(
+                {
+                    index - start: (key_path or space.keyframe_path)(index)
+                    for index in keyframe_indices
+                    if start <= index <= end
+                }
+            )
             base = progressed
 
             def advance(stage: str, done: int, total: int, base: int = base) -> None:
@@ -443,8 +498,9 @@ def propagate_intervals(ctx: StageContext, frames: Sequence[np.ndarray], keyfram
                 ctx.progress.notify("propagation", progressed, count)
 
             pending = list(run)
-            stream = propagate_video_iter(FrameRange(frames, start, end + 1), keys, flow=flow, options=options,
-                                          progress=False, callback=advance)
+            stream = propagate_video_iter(
+                FrameRange(frames, start, end + 1), keys, flow=flow, options=options, progress=False, callback=advance
+            )
             for offset, image in stream:
                 index = start + offset
                 if index not in reused:  # a run's first key may close a kept interval: leave its file alone
@@ -488,10 +544,17 @@ def write_output(ctx: StageContext, output_path: Path) -> float:
             yield read_image(space.propagated_path(index))
             ctx.progress.notify("writing", index + 1, count)
 
-    write_video(outputs(), output_path, fps=fps, crf=config.output.crf,
-                audio_from=ctx.video if config.output.keep_audio and info.has_audio else None,
-                audio_start=audio_start, inputs=[ctx.video], timestamps=times,
-                audio_track=config.output.audio_track)
+    write_video(
+        outputs(),
+        output_path,
+        fps=fps,
+        crf=config.output.crf,
+        audio_from=ctx.video if config.output.keep_audio and info.has_audio else None,
+        audio_start=audio_start,
+        inputs=[ctx.video],
+        timestamps=times,
+        audio_track=config.output.audio_track,
+    )
     return fps
 
 
@@ -504,7 +567,9 @@ def comparison_written_here(workspace_root: Path, path: Path) -> bool:
     """Whether the workspace at `workspace_root` recorded writing the comparison video `path`, as it is now (its
     manifest names the path and the file's digest). Reads the manifest only; nothing is opened or locked."""
     try:
-        record = json.loads((Path(workspace_root) / "manifest.json").read_text(encoding="utf-8")).get("comparison") or {}
+        record = (
+            json.loads((Path(workspace_root) / "manifest.json").read_text(encoding="utf-8")).get("comparison") or {}
+        )
     except (OSError, ValueError, AttributeError):
         return False
     return record.get("path") == str(Path(path).resolve()) and record.get("sha1") == file_digest(path)
@@ -517,5 +582,3 @@ def write_comparison(ctx: StageContext, frames: Sequence[np.ndarray], output_pat
     pairs = (np.concatenate([frames[i], read_image(space.propagated_path(i))], axis=1) for i in range(len(frames)))
     write_video(pairs, path, fps=fps, crf=ctx.config.output.crf)
     return path
-
-

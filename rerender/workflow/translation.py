@@ -19,15 +19,22 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from rerender.config import RerenderConfig, Stage, apply_overrides, choices
+from rerender.diffusion.loading import loading_bars
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.sound import hear_prompt
+from rerender.video import check_run_memory, choose_audio_track, probe_video
+from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.executors import Executor, LocalExecutor
+from rerender.workflow.frames import WorkspaceFrames
+from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -51,19 +58,19 @@ from rerender.workflow.stages import (
     write_keyframe_preview,
     write_output,
 )
-from rerender.video import check_run_memory, choose_audio_track, probe_video
-from rerender.diffusion.loading import loading_bars
-from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
-from rerender.workflow.executors import Executor, LocalExecutor
-from rerender.workflow.frames import WorkspaceFrames
-from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.workspace import Workspace, file_digest
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "STAGE_CHOICES", "TranslationResult", "KeyframeRenderer", "ClassicRenderer", "DiffusionRenderer", "WorkspaceFrames",
-    "translate", "propagation_options",
+    "STAGE_CHOICES",
+    "TranslationResult",
+    "KeyframeRenderer",
+    "ClassicRenderer",
+    "DiffusionRenderer",
+    "WorkspaceFrames",
+    "translate",
+    "propagation_options",
 ]
 
 STAGE_CHOICES = choices(Stage)
@@ -98,7 +105,6 @@ class TranslationResult:
     """Whether the workspace was deleted after the write (`delete_workspace`)."""
     prompt: PromptTranslation | None = None
     """The prompt as written and in English as the text encoder read it (`prompt_language`)."""
-
 
 
 def translate(
@@ -181,9 +187,20 @@ def translate(
     reused: list[str] = []
 
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
-    checked = check_run(config, prompt=prompt, K=K, overrides=overrides, stage=stage, output=output, inputs=[video],
-                        renderer=renderer, pipeline=pipeline, executor=executor, prompt_translator=prompt_translator,
-                        soundtrack=video)
+    checked = check_run(
+        config,
+        prompt=prompt,
+        K=K,
+        overrides=overrides,
+        stage=stage,
+        output=output,
+        inputs=[video],
+        renderer=renderer,
+        pipeline=pipeline,
+        executor=executor,
+        prompt_translator=prompt_translator,
+        soundtrack=video,
+    )
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
@@ -191,19 +208,34 @@ def translate(
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
-    keyframe_indices = select_keyframes(len(frame_indices), config.keyframes, None) if config.keyframes.keyframe_mode != "adaptive" else None
+    keyframe_indices = (
+        select_keyframes(len(frame_indices), config.keyframes, None)
+        if config.keyframes.keyframe_mode != "adaptive"
+        else None
+    )
     control_maps = control_map_reader(config, info)
     check_run_memory(info, config, len(frame_indices))  # an 8K source at source size is refused now, not at 15 GB
     if config.output.keep_audio:
         choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
-        prompt_record = translate_prompt(config.prompt.prompt, config.prompt.prompt_language, prompt_translator,
-                                         config.prompt.translation_model, config.prompt.negative_prompt)
+        prompt_record = translate_prompt(
+            config.prompt.prompt,
+            config.prompt.prompt_language,
+            prompt_translator,
+            config.prompt.translation_model,
+            config.prompt.negative_prompt,
+        )
         prompt_record = hear_prompt(prompt_record, config.prompt, video)  # `prompt.audio_prompt`: events → words
     if prompt_record.translator is not None or prompt_record.sound is not None:
-        config = apply_overrides(config, {"prompt.prompt": prompt_record.english, "prompt.prompt_language": "en",
-                                          "prompt.negative_prompt": prompt_record.negative_english or ""})
+        config = apply_overrides(
+            config,
+            {
+                "prompt.prompt": prompt_record.english,
+                "prompt.prompt_language": "en",
+                "prompt.negative_prompt": prompt_record.negative_english or "",
+            },
+        )
     prompt_record = dataclasses.replace(prompt_record, encoded=config.prompt.full_prompt)
     logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     executor = executor or LocalExecutor()
@@ -214,14 +246,28 @@ def translate(
                 f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
                 "for this config; render them first with --stage keyframes, or run --stage all"
             )
-        ctx = StageContext(workspace=space, video=Path(video), info=info, config=config, count=len(frame_indices),
-                           size=processing_size(info, config), optical_flow=optical_flow,
-                           progress=Progress(progress, callback, cancel, lambda: workspace_root))
+        ctx = StageContext(
+            workspace=space,
+            video=Path(video),
+            info=info,
+            config=config,
+            count=len(frame_indices),
+            size=processing_size(info, config),
+            optical_flow=optical_flow,
+            progress=Progress(progress, callback, cancel, lambda: workspace_root),
+        )
 
         def result(**fields: Any) -> TranslationResult:
-            return TranslationResult(frame_count=ctx.count, timings=timings, workspace=space.root, reused=reused,
-                                     redone=space.redone, workspace_bytes=space.size_bytes(), prompt=prompt_record,
-                                     **fields)
+            return TranslationResult(
+                frame_count=ctx.count,
+                timings=timings,
+                workspace=space.root,
+                reused=reused,
+                redone=space.redone,
+                workspace_bytes=space.size_bytes(),
+                prompt=prompt_record,
+                **fields,
+            )
 
         # 2. Frames: decode, select, crop and resize into the workspace, one frame at a time.
         _frames_stage(ctx, executor, timings, reused)
@@ -239,8 +285,12 @@ def translate(
             renderer = renderer or choose_renderer(config, pipeline, ctx.estimator, control_maps)
         keyframe_indices = _keyframes_stage(ctx, frames, keyframe_indices, renderer, stage == "first", timings, reused)
         if stage == "first":
-            return result(output=None, keyframe_indices=keyframe_indices[:1], renderer=renderer.name,
-                          previews={"first": space.keyframe_path(keyframe_indices[0])})
+            return result(
+                output=None,
+                keyframe_indices=keyframe_indices[:1],
+                renderer=renderer.name,
+                previews={"first": space.keyframe_path(keyframe_indices[0])},
+            )
         with disk_guard(space, "keyframes", space.root):
             previews = {"keyframes": write_keyframe_preview(ctx, keyframe_indices)}
         if stage == "keyframes":
@@ -258,8 +308,10 @@ def translate(
                 if config.propagation.output_size == "source":
                     frames, _ = prepare_source_size(ctx.with_progress(ctx.progress.quiet()), keyframe_indices)
                 previews["comparison"] = write_comparison(ctx, frames, output_path, fps)
-                space.manifest["comparison"] = {"path": str(previews["comparison"].resolve()),
-                                                "sha1": file_digest(previews["comparison"])}
+                space.manifest["comparison"] = {
+                    "path": str(previews["comparison"].resolve()),
+                    "sha1": file_digest(previews["comparison"]),
+                }
                 space.save()
         timings["writing"] = time.perf_counter() - started
         done = result(output=output_path, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
@@ -285,8 +337,15 @@ def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, floa
     timings["frames"] = time.perf_counter() - started
 
 
-def _keyframes_stage(ctx: StageContext, frames: WorkspaceFrames, keyframe_indices: list[int], renderer: KeyframeRenderer,
-                     first_only: bool, timings: dict[str, float], reused: list[str]) -> list[int]:
+def _keyframes_stage(
+    ctx: StageContext,
+    frames: WorkspaceFrames,
+    keyframe_indices: list[int],
+    renderer: KeyframeRenderer,
+    first_only: bool,
+    timings: dict[str, float],
+    reused: list[str],
+) -> list[int]:
     """Step 4 of `translate`: render the keyframes (only the anchor with `first_only`), unless this renderer
     finished them with this config already; returns the keyframe indices (the recorded ones when reused)."""
     space, config = ctx.workspace, ctx.config
@@ -294,7 +353,9 @@ def _keyframes_stage(ctx: StageContext, frames: WorkspaceFrames, keyframe_indice
         reused.append("keyframes")
         return space.record("keyframes")["indices"]
     started = time.perf_counter()
-    with disk_guard(space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)):
+    with disk_guard(
+        space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)
+    ):
         space.begin("keyframes", config, renderer=renderer.name)
         render_keyframes(ctx, frames, keyframe_indices[:1] if first_only else keyframe_indices, renderer)
         if not first_only:
@@ -303,8 +364,14 @@ def _keyframes_stage(ctx: StageContext, frames: WorkspaceFrames, keyframe_indice
     return keyframe_indices
 
 
-def _propagation_stage(ctx: StageContext, executor: Executor, frames: WorkspaceFrames, keyframe_indices: list[int],
-                       timings: dict[str, float], reused: list[str]) -> None:
+def _propagation_stage(
+    ctx: StageContext,
+    executor: Executor,
+    frames: WorkspaceFrames,
+    keyframe_indices: list[int],
+    timings: dict[str, float],
+    reused: list[str],
+) -> None:
     """Step 5 of `translate`: propagate the key intervals that are not done (or whose keyframes changed)."""
     space, config = ctx.workspace, ctx.config
     ledger = IntervalLedger(space)

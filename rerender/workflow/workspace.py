@@ -37,16 +37,24 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rerender.config import RerenderConfig, config_hash
 from rerender.errors import OutputPathError, RerenderError
 
 __all__ = [
-    "STAGES", "STAGE_SECTIONS", "Workspace", "WorkspaceMismatchError", "WorkspaceBusyError", "WorkspaceOwnershipError",
-    "video_identity", "file_digest", "intact_png",
+    "STAGES",
+    "STAGE_SECTIONS",
+    "Workspace",
+    "WorkspaceMismatchError",
+    "WorkspaceBusyError",
+    "WorkspaceOwnershipError",
+    "video_identity",
+    "file_digest",
+    "intact_png",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +84,11 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 def files_under(folder: Path) -> set[str]:
     """The files in `folder` and its subfolders, as paths relative to it ("a.txt", "segment-1/b.txt")."""
-    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()} if folder.is_dir() else set()
+    return (
+        {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+        if folder.is_dir()
+        else set()
+    )
 
 
 class WorkspaceMismatchError(RerenderError, ValueError):
@@ -340,7 +352,9 @@ class Workspace:
     # ------------------------------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, root: str | os.PathLike, video: str | os.PathLike, config: RerenderConfig, force: bool = False) -> "Workspace":
+    def open(
+        cls, root: str | os.PathLike, video: str | os.PathLike, config: RerenderConfig, force: bool = False
+    ) -> Workspace:
         """Open or create the workspace at `root` for `video` and `config`, and lock it for this run.
 
         Stages whose recorded dependencies differ from `video` and `config` are forgotten (their files are
@@ -364,7 +378,9 @@ class Workspace:
         workspace = cls(root, {})
         try:
             if fresh:
-                (root / MARKER_NAME).write_text(json.dumps({"made_by": "rerender", "created": time.time()}) + "\n", encoding="utf-8")
+                (root / MARKER_NAME).write_text(
+                    json.dumps({"made_by": "rerender", "created": time.time()}) + "\n", encoding="utf-8"
+                )
             workspace._lock = _Lock(root / LOCK_NAME)
             workspace._lock.acquire(root)
             workspace._owned = workspace._read_ledger()
@@ -374,7 +390,9 @@ class Workspace:
         except OSError as error:
             workspace.close()
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutputPathError(f"the disk is full writing the workspace {str(root)!r}; free some space and run again") from None
+                raise OutputPathError(
+                    f"the disk is full writing the workspace {str(root)!r}; free some space and run again"
+                ) from None
             raise
         except BaseException:
             workspace.close()
@@ -392,8 +410,9 @@ class Workspace:
             except (OSError, UnicodeDecodeError, ValueError) as error:
                 problem = f"it is not readable JSON ({type(error).__name__})"
             if problem:
-                logger.warning("the manifest of %s cannot be used (%s); rebuilding the workspace from scratch",
-                               self.root, problem)
+                logger.warning(
+                    "the manifest of %s cannot be used (%s); rebuilding the workspace from scratch", self.root, problem
+                )
                 self.redone.append(f"everything: the manifest could not be used ({problem})")
                 self.delete_recorded()
                 manifest = None
@@ -404,8 +423,12 @@ class Workspace:
                         f"({manifest['video'].get('name')!r}, not {identity['name']!r}); use another workspace, "
                         "or --force to start it over for this video"
                     )
-                logger.warning("starting the workspace %s over for %s (it held %s)", self.root, identity["name"],
-                               manifest["video"].get("name"))
+                logger.warning(
+                    "starting the workspace %s over for %s (it held %s)",
+                    self.root,
+                    identity["name"],
+                    manifest["video"].get("name"),
+                )
                 self.redone.append(f"everything: the workspace held another video ({manifest['video'].get('name')})")
                 self.manifest = manifest
                 self.delete_recorded()
@@ -464,10 +487,16 @@ class Workspace:
         if record and record.get("depends", {}) != depends:
             before = record.get("depends", {})
             changed = sorted(key for key in set(before) | set(depends) if before.get(key) != depends.get(key))
-            self.invalidate(STAGES[STAGES.index(stage):], f"{', '.join(changed)} changed")
+            self.invalidate(STAGES[STAGES.index(stage) :], f"{', '.join(changed)} changed")
             record = {}
-        record.update({"sections": _section_hashes(config, stage), "depends": depends,
-                       "done": record.get("done", False), "started_at": time.time()})
+        record.update(
+            {
+                "sections": _section_hashes(config, stage),
+                "depends": depends,
+                "done": record.get("done", False),
+                "started_at": time.time(),
+            }
+        )
         self.manifest["stages"][stage] = record
         self.save()
 
@@ -596,8 +625,9 @@ class Workspace:
             self.root.rmdir()
         except OSError:
             # The user's files keep the folder: it stays marked as ours, so the next run may use it again.
-            (self.root / MARKER_NAME).write_text(json.dumps({"made_by": "rerender", "created": time.time()}) + "\n",
-                                                 encoding="utf-8")
+            (self.root / MARKER_NAME).write_text(
+                json.dumps({"made_by": "rerender", "created": time.time()}) + "\n", encoding="utf-8"
+            )
 
     # ------------------------------------------------------------------------------------------ locking
 
@@ -607,7 +637,7 @@ class Workspace:
             self._lock.release()
             self._lock = None
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -67,10 +67,15 @@ def test_agreement_blend_averages_agreement_and_selects_disagreement():
     np.testing.assert_array_equal(blended[:, 28:32], backward[:, 28:32])
     np.testing.assert_array_equal(blended[:, 34:], forward[:, 34:])  # both agree: unchanged
     # tolerance -> 0 is the plain selection where structure differs, -> infinity the cross-fade
-    np.testing.assert_array_equal(agreement_blend(forward, backward, 0.5, mask, tolerance=1e-6, smoothing=0)[:, 28:32],
-                                  select(forward, backward, mask)[:, 28:32])
-    np.testing.assert_allclose(agreement_blend(forward, backward, 0.3, mask, tolerance=1e9).astype(int),
-                               linear_blend(forward, backward, 0.3).astype(int), atol=1)
+    np.testing.assert_array_equal(
+        agreement_blend(forward, backward, 0.5, mask, tolerance=1e-6, smoothing=0)[:, 28:32],
+        select(forward, backward, mask)[:, 28:32],
+    )
+    np.testing.assert_allclose(
+        agreement_blend(forward, backward, 0.3, mask, tolerance=1e9).astype(int),
+        linear_blend(forward, backward, 0.3).astype(int),
+        atol=1,
+    )
 
 
 def test_histogram_blend_preserves_the_reference_statistics():
@@ -82,15 +87,15 @@ def test_histogram_blend_preserves_the_reference_statistics():
     np.testing.assert_allclose(mean, reference_mean, atol=0.6)
     np.testing.assert_allclose(std, reference_std, rtol=0.03, atol=0.3)
     # at the ends the blend is that side, restyled to the reference (here: itself)
-    np.testing.assert_allclose(histogram_preserving_blend(forward, backward, 0.0, forward).astype(int),
-                               forward.astype(int), atol=1)
+    np.testing.assert_allclose(
+        histogram_preserving_blend(forward, backward, 0.0, forward).astype(int), forward.astype(int), atol=1
+    )
 
 
 def test_poisson_blend_reproduces_consistent_inputs_and_takes_selected_gradients():
     forward = image(5)
     mask = np.zeros(forward.shape[:2], bool)
-    np.testing.assert_allclose(poisson_blend(forward, forward, mask, forward).astype(int), forward.astype(int),
-                               atol=1)
+    np.testing.assert_allclose(poisson_blend(forward, forward, mask, forward).astype(int), forward.astype(int), atol=1)
     # with a flat base and strong gradient weights the result has the forward side's structure
     flat = np.full_like(forward, 128)
     result = poisson_blend(forward, flat, mask, flat, gradient_weights=(30.0, 30.0, 30.0), max_gradient=1e9)
@@ -102,9 +107,12 @@ def test_poisson_blend_reproduces_consistent_inputs_and_takes_selected_gradients
 def test_float_images_keep_their_dtype():
     forward, backward = image(6).astype(np.float32) / 255, image(7).astype(np.float32) / 255
     mask = np.zeros(forward.shape[:2], bool)
-    for blended in (linear_blend(forward, backward, 0.5), agreement_blend(forward, backward, 0.5, mask),
-                    histogram_preserving_blend(forward, backward, 0.5, forward),
-                    poisson_blend(forward, backward, mask, forward)):
+    for blended in (
+        linear_blend(forward, backward, 0.5),
+        agreement_blend(forward, backward, 0.5, mask),
+        histogram_preserving_blend(forward, backward, 0.5, forward),
+        poisson_blend(forward, backward, mask, forward),
+    ):
         assert blended.dtype == np.float32 and 0.0 <= blended.min() and blended.max() <= 1.0
 
 
@@ -168,8 +176,7 @@ def test_agreement_difference_measure_sees_unaligned_textures():
     shifted = np.roll(texture, 2, axis=1)
     mask = np.ones(texture.shape[:2], bool)
     by_magnitude = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0)
-    by_difference = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0,
-                                    measure="difference")
+    by_difference = agreement_blend(texture, shifted, 0.5, mask, tolerance=20.0, smoothing=0.0, measure="difference")
     # the difference measure follows the selected (backward) side; the magnitude one averages more
     error_difference = np.abs(by_difference.astype(int) - shifted).mean()
     error_magnitude = np.abs(by_magnitude.astype(int) - shifted).mean()
@@ -206,8 +213,11 @@ def test_weighted_blend_is_the_weighted_sum():
 
 
 def test_match_sharpness_restores_averaged_detail_and_leaves_agreement_alone():
-    texture = cv2.resize(np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8), (256, 128),
-                         interpolation=cv2.INTER_NEAREST)
+    texture = cv2.resize(
+        np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8),
+        (256, 128),
+        interpolation=cv2.INTER_NEAREST,
+    )
     shifted = texture.copy()
     shifted[:, 128:] = np.roll(texture, 4, axis=1)[:, 128:]  # the candidates disagree on the right half only
     candidates = [texture, shifted]
@@ -223,8 +233,11 @@ def test_match_sharpness_restores_averaged_detail_and_leaves_agreement_alone():
     assert target <= gradient_energy(restored) < 1.02 * target  # reaches the target, and no further
     # the left half (far from the seam) was one structure: untouched; only detail changed on the right
     np.testing.assert_allclose(restored[:, :80], blended[:, :80], atol=0.05)
-    np.testing.assert_allclose(cv2.GaussianBlur(restored, (0, 0), 12.0)[:, 150:-20],
-                               cv2.GaussianBlur(blended, (0, 0), 12.0)[:, 150:-20], atol=2.0)
+    np.testing.assert_allclose(
+        cv2.GaussianBlur(restored, (0, 0), 12.0)[:, 150:-20],
+        cv2.GaussianBlur(blended, (0, 0), 12.0)[:, 150:-20],
+        atol=2.0,
+    )
 
 
 def test_reconstruction_blend_bad_inputs_are_clear_errors():

@@ -103,8 +103,10 @@ def test_ebsynth_bridge_imports_nothing_of_ours_or_of_diffusion():
     import subprocess
     import sys
 
-    code = ("import sys, ebsynth_bridge; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('rerender', 'diffusers', 'transformers')); print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, ebsynth_bridge; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rerender', 'diffusers', 'transformers')); print(bad); sys.exit(1 if bad else 0)"
+    )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert ebsynth_bridge.__all__  # the public API is declared
@@ -134,8 +136,9 @@ def test_flow_render_draws_the_key_at_subpixel_coordinates_where_the_match_agree
     nnf = np.rint(coordinates).astype(np.int32)
     synthesis = np.zeros_like(key)
     out = flow_render(key, synthesis, nnf, coordinates, interpolation="linear", smoothing=0.0)
-    expected = cv2.remap(key, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    expected = cv2.remap(
+        key, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     assert np.array_equal(out, expected)
     # where the search moved the match away from the flow, the synthesis stays
     nnf[:, :8] += 5

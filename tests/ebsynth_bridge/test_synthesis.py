@@ -52,8 +52,14 @@ def test_nnf_initialised_at_the_answer_stays_there():
     style = stylise(source)
     target = np.roll(source, 2, axis=1)
     answer = np.roll(identity_nnf(40, 56), 2, axis=1)  # target (x, y) copies source (x - 2, y)
-    result = synthesize(style, [Guide(source, target, 2.0)], initial_nnf=answer, pyramid_levels=2,
-                        uniformity=0.0, random_search_radius=4)
+    result = synthesize(
+        style,
+        [Guide(source, target, 2.0)],
+        initial_nnf=answer,
+        pyramid_levels=2,
+        uniformity=0.0,
+        random_search_radius=4,
+    )
     # away from the wrap-around seam (whose patches have no exact match) nothing moves...
     inner = (slice(None), slice(4, -4))
     np.testing.assert_array_equal(result.nnf[inner], answer[inner])
@@ -72,7 +78,7 @@ def test_error_is_zero_where_the_match_is_exact_and_positive_where_content_is_ne
     # patches overlapping the change (±2 px) may move, their votes reach ±2 further and the error
     # patch (style term included) ±2 more
     far_from_change = np.ones((40, 56), bool)
-    far_from_change[14 - 6:26 + 6, 20 - 6:36 + 6] = False
+    far_from_change[14 - 6 : 26 + 6, 20 - 6 : 36 + 6] = False
     assert float(result.error[far_from_change].max()) == 0.0
     assert float(result.error[18:22, 26:30].min()) > 0.0
 
@@ -85,8 +91,16 @@ def test_uniformity_spreads_the_use_of_source_patches():
     style = textured(32, 48)
 
     def distinct_sources(uniformity: float) -> int:
-        result = synthesize(style, [Guide(source, target, 1.0)], uniformity=uniformity, style_weight=0.0,
-                            pyramid_levels=1, search_vote_iterations=2, patchmatch_iterations=4, seed=2)
+        result = synthesize(
+            style,
+            [Guide(source, target, 1.0)],
+            uniformity=uniformity,
+            style_weight=0.0,
+            pyramid_levels=1,
+            search_vote_iterations=2,
+            patchmatch_iterations=4,
+            seed=2,
+        )
         return len({(int(x), int(y)) for x, y in result.nnf.reshape(-1, 2)})
 
     assert distinct_sources(20000.0) > 3 * distinct_sources(0.0)
@@ -100,8 +114,11 @@ def test_same_seed_same_result_and_float_matches_uint8():
     second = synthesize(style, [Guide(source, target, 2.0)], seed=7)
     np.testing.assert_array_equal(first.image, second.image)
     np.testing.assert_array_equal(first.nnf, second.nnf)
-    as_float = synthesize(style.astype(np.float32) / 255, [Guide(source.astype(np.float32) / 255,
-                                                                 target.astype(np.float32) / 255, 2.0)], seed=7)
+    as_float = synthesize(
+        style.astype(np.float32) / 255,
+        [Guide(source.astype(np.float32) / 255, target.astype(np.float32) / 255, 2.0)],
+        seed=7,
+    )
     assert as_float.image.dtype == np.float32 and 0.0 <= as_float.image.min() <= as_float.image.max() <= 1.0
     assert np.abs(as_float.image * 255 - first.image).max() <= 2.0
 
@@ -128,8 +145,10 @@ def test_max_pyramid_levels_matches_ebsynth_table():
 @pytest.mark.parametrize(
     "make_guides, message",
     [
-        (lambda s: [Guide(s, np.zeros((10, 12, 3), np.uint8)), Guide(s, np.zeros((11, 12, 3), np.uint8))],
-         "guides[1].target"),
+        (
+            lambda s: [Guide(s, np.zeros((10, 12, 3), np.uint8)), Guide(s, np.zeros((11, 12, 3), np.uint8))],
+            "guides[1].target",
+        ),
         (lambda s: [Guide(s[:8], s)], "guides[0].source"),
         (lambda s: [Guide(s, s.astype(np.float32))], "dtypes differ"),
         (lambda s: [Guide(s, s[..., :1])], "channel counts differ"),

@@ -55,11 +55,13 @@ def test_dis_medium_recovers_known_motion(scene):
 
 @pytest.mark.parametrize("scene", SCENES)
 def test_dis_fine_is_at_least_as_accurate_as_medium(scene):
-    """"fine" is medium carried to full resolution: on every known motion its error is no worse (a hair of
+    """ "fine" is medium carried to full resolution: on every known motion its error is no worse (a hair of
     slack for OpenCV builds) and within the same limit."""
     source, target, forward_truth = affine_pair(128, SCENES[scene])
-    errors = {preset: interior_epe(DISFlowEstimator(preset)(to_tensor(source), to_tensor(target))[0], forward_truth)
-              for preset in ("medium", "fine")}
+    errors = {
+        preset: interior_epe(DISFlowEstimator(preset)(to_tensor(source), to_tensor(target))[0], forward_truth)
+        for preset in ("medium", "fine")
+    }
     assert errors["fine"] < MEDIUM_EPE_LIMIT and errors["fine"] <= errors["medium"] * 1.1 + 0.01, errors
 
 

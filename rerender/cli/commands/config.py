@@ -14,13 +14,15 @@ def register(commands) -> None:
     config_parser = commands.add_parser("config", parents=[verbose_parent()], help="show or validate configs")
     config_commands = config_parser.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser)
     show = config_commands.add_parser(
-        "show", parents=[verbose_parent(), config_parent(file=False)],
+        "show",
+        parents=[verbose_parent(), config_parent(file=False)],
         help="print the config a run uses (the CLI's defaults, then the file, then --set)",
     )
     show.add_argument("file", nargs="?", help="config file to start from (default: the CLI's defaults)")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    validate = config_commands.add_parser("validate", parents=[verbose_parent()],
-                                          help="check a config file; exit 0 if valid, 2 if not")
+    validate = config_commands.add_parser(
+        "validate", parents=[verbose_parent()], help="check a config file; exit 0 if valid, 2 if not"
+    )
     validate.add_argument("file", help="YAML or JSON config")
     config_parser.set_defaults(handler=run)
 

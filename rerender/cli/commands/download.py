@@ -6,7 +6,14 @@ import argparse
 
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
-    NONE, add_config_option, config_parent, load_config, model_parent, precision_option, prompt_parent, quiet_parent,
+    NONE,
+    add_config_option,
+    config_parent,
+    load_config,
+    model_parent,
+    precision_option,
+    prompt_parent,
+    quiet_parent,
     verbose_parent,
 )
 
@@ -15,20 +22,38 @@ def register(commands) -> None:
     """Add `download` to the `rerender` subparsers."""
     download = commands.add_parser(
         "download",
-        parents=[verbose_parent(), model_parent("The model to fetch instead of the configured one."), prompt_parent(),
-                 quiet_parent(), config_parent()],
+        parents=[
+            verbose_parent(),
+            model_parent("The model to fetch instead of the configured one."),
+            prompt_parent(),
+            quiet_parent(),
+            config_parent(),
+        ],
         help="fetch the configured base model, ControlNets, VAE and GMFlow into the Hugging Face cache",
     )
-    add_config_option(download, "--vae", path="model.vae", type=_vae, metavar="VAE",
-                      words="'model' = the model's own.")
-    precision_option(download, "which weights to fetch: float16 (fp16) fetches only half-precision weights where a "
-                               "repository has them; auto: float16 when a CUDA GPU is here (default: the config's "
-                               "`model.dtype`, auto)")
+    add_config_option(
+        download, "--vae", path="model.vae", type=_vae, metavar="VAE", words="'model' = the model's own."
+    )
+    precision_option(
+        download,
+        "which weights to fetch: float16 (fp16) fetches only half-precision weights where a "
+        "repository has them; auto: float16 when a CUDA GPU is here (default: the config's "
+        "`model.dtype`, auto)",
+    )
     download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
-    download.add_argument("--dry-run", action="store_true",
-                          help="list the files that would be fetched and skipped (offline: by repository and pattern)")
-    add_config_option(download, "-p", "--prompt", path="prompt.prompt", metavar="PROMPT",
-                      help="the prompt, to detect its language with --prompt-language auto")
+    download.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the files that would be fetched and skipped (offline: by repository and pattern)",
+    )
+    add_config_option(
+        download,
+        "-p",
+        "--prompt",
+        path="prompt.prompt",
+        metavar="PROMPT",
+        help="the prompt, to detect its language with --prompt-language auto",
+    )
     download.set_defaults(handler=run)
 
 
@@ -42,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
     from rerender.weights import download_weights
 
     config = load_config(args)
-    records = download_weights(config, half_precision=_half_precision(config), include_flow=not args.no_flow,
-                               progress=not args.quiet, dry_run=args.dry_run)
+    records = download_weights(
+        config,
+        half_precision=_half_precision(config),
+        include_flow=not args.no_flow,
+        progress=not args.quiet,
+        dry_run=args.dry_run,
+    )
     for record in records:
         _print_record(record, args.dry_run)
     return EXIT_OK
@@ -66,11 +96,15 @@ def _print_record(record: dict, dry_run: bool) -> None:
         print(f"not resolved: {record['note']}")
         return
     if not record["resolved"]:
-        print(f"{record['role']}: {record['location']}{' (already cached)' if record['cached'] else ''}: "
-              f"{record['note']}")
+        print(
+            f"{record['role']}: {record['location']}{' (already cached)' if record['cached'] else ''}: "
+            f"{record['note']}"
+        )
     elif record["fetched"] or record["skipped"]:
-        print(f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
-              f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}")
+        print(
+            f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
+            f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}"
+        )
     elif record["cached"]:
         print(f"{record['role']}: {record['location']}: local, nothing to fetch")
     else:  # a local path that is not there: a typo, not something to fetch

@@ -12,8 +12,12 @@ from rerender.cli.options import config_parent, load_config, model_parent, verbo
 def register(commands) -> None:
     """Add `env` to the `rerender` subparsers."""
     env = commands.add_parser(
-        "env", parents=[verbose_parent(), model_parent("Report on this model instead of the configured one."),
-                        config_parent()],
+        "env",
+        parents=[
+            verbose_parent(),
+            model_parent("Report on this model instead of the configured one."),
+            config_parent(),
+        ],
         help="versions, devices, optional components, where weights are looked for",
     )
     env.add_argument("--json", action="store_true", help="print JSON")

@@ -6,10 +6,15 @@ import argparse
 
 from rerender.cli.base import EXIT_OK
 from rerender.cli.options import (
-    config_help, config_parent, interval_parent, load_config, model_parent, prompt_parent, quiet_parent,
+    config_help,
+    config_parent,
+    interval_parent,
+    load_config,
+    model_parent,
+    prompt_parent,
+    quiet_parent,
     verbose_parent,
 )
-
 
 API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps"}
 """`generate`'s Python arguments that library messages name, and this command's flags for them."""
@@ -19,13 +24,23 @@ def register(commands) -> None:
     """Add `generate` to the `rerender` subparsers."""
     command = commands.add_parser(
         "generate",
-        parents=[verbose_parent(), interval_parent(8), model_parent(), prompt_parent(), quiet_parent(),
-                 config_parent()],
+        parents=[
+            verbose_parent(),
+            interval_parent(8),
+            model_parent(),
+            prompt_parent(),
+            quiet_parent(),
+            config_parent(),
+        ],
         help="make a video from a prompt alone (Text2Video-Zero keyframes, then propagation)",
     )
     command.add_argument("-p", "--prompt", required=True, help="what to show")
-    command.add_argument("-n", "--negative-prompt", default=None,
-                         help=config_help("prompt.negative_prompt", "(default: the config's)", default=False))
+    command.add_argument(
+        "-n",
+        "--negative-prompt",
+        default=None,
+        help=config_help("prompt.negative_prompt", "(default: the config's)", default=False),
+    )
     command.add_argument("--frames", type=int, default=16, help="frames in the video (default: 16)")
     command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default: 2)")
     command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default: 0)")
@@ -34,9 +49,16 @@ def register(commands) -> None:
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
     command.add_argument("--steps", type=int, default=20, help=config_help("sampling.num_inference_steps"))
     command.add_argument("--seed", type=int, default=0, help=config_help("sampling.seed"))
-    command.add_argument("--smooth-background", type=float, nargs="?", const=0.6, default=None, metavar="ALPHA",
-                         help="Text2Video-Zero background smoothing: weight of the anchor's moved background "
-                              "(0.6 when given without a value)")
+    command.add_argument(
+        "--smooth-background",
+        type=float,
+        nargs="?",
+        const=0.6,
+        default=None,
+        metavar="ALPHA",
+        help="Text2Video-Zero background smoothing: weight of the anchor's moved background "
+        "(0.6 when given without a value)",
+    )
     command.add_argument("-o", "--output", default="out.mp4", help="output video (default: out.mp4)")
     command.set_defaults(handler=run, api_names=API_NAMES)
 
@@ -48,9 +70,19 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     smoothing = None if args.smooth_background is None else BackgroundSmoothing(strength=args.smooth_background)
     result = generate(
-        args.prompt, frames=args.frames, K=args.interval, output=args.output, motion=(args.dx, args.dy),
-        size=(args.width, args.height), fps=args.fps, negative_prompt=args.negative_prompt, seed=args.seed,
-        num_inference_steps=args.steps, config=config, progress=not args.quiet, background_smoothing=smoothing,
+        args.prompt,
+        frames=args.frames,
+        K=args.interval,
+        output=args.output,
+        motion=(args.dx, args.dy),
+        size=(args.width, args.height),
+        fps=args.fps,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        num_inference_steps=args.steps,
+        config=config,
+        progress=not args.quiet,
+        background_smoothing=smoothing,
     )
     if result.prompt is not None and result.prompt.translator is not None:
         print(f"prompt ({result.prompt.language} -> en, {result.prompt.translator}): {result.prompt.english}")

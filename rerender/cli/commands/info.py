@@ -11,11 +11,15 @@ from rerender.cli.options import config_parent, format_fps, load_config, positiv
 
 def register(commands) -> None:
     """Add `info` to the `rerender` subparsers."""
-    info = commands.add_parser("info", parents=[verbose_parent(), config_parent()],
-                               help="describe a video or image folder as the reader sees it")
+    info = commands.add_parser(
+        "info",
+        parents=[verbose_parent(), config_parent()],
+        help="describe a video or image folder as the reader sees it",
+    )
     info.add_argument("video", help="video file or folder of numbered images")
-    info.add_argument("--fps", type=positive_number, default=None,
-                      help="frame rate to assume for an image folder (default: 25)")
+    info.add_argument(
+        "--fps", type=positive_number, default=None, help="frame rate to assume for an image folder (default: 25)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=run)
 
@@ -32,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     width, height = info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
     if width < 1 or height < 1:
         raise ValueError(f"`crop` {crop} leaves nothing of the {info.width}×{info.height} frame")
-    processing = compute_output_size(width, height, config.video.resolution, config.video.resize_side,
-                                     config.video.size_multiple)
+    processing = compute_output_size(
+        width, height, config.video.resolution, config.video.resize_side, config.video.size_multiple
+    )
     record = {
         "path": str(info.path),
         "kind": "image sequence" if info.is_image_sequence else "video",
@@ -64,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{info.path}")
     print(f"  kind        {record['kind']}" + (f" ({info.video_codec})" if info.video_codec else ""))
-    notes = [f"rotation {info.rotation}°" if info.rotation else "", "mirrored" if info.mirrored else "",
-             f"stored {info.stored_width}×{info.stored_height}, pixel aspect {info.sample_aspect_ratio}"
-             if info.sample_aspect_ratio != 1 else ""]
+    notes = [
+        f"rotation {info.rotation}°" if info.rotation else "",
+        "mirrored" if info.mirrored else "",
+        f"stored {info.stored_width}×{info.stored_height}, pixel aspect {info.sample_aspect_ratio}"
+        if info.sample_aspect_ratio != 1
+        else "",
+    ]
     notes = [note for note in notes if note]
     print(f"  size        {info.width}×{info.height}" + (f" ({', '.join(notes)} applied)" if notes else ""))
     variable = " nominal, variable frame rate (each frame's time is kept)" if info.variable_frame_rate else ""

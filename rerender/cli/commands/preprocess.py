@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import config_parent, load_config, quiet_parent, verbose_parent, input_parent
+from rerender.cli.options import config_parent, input_parent, load_config, quiet_parent, verbose_parent
 
 
 def register(commands) -> None:
     """Add `preprocess` to the `rerender` subparsers."""
     preprocess = commands.add_parser(
-        "preprocess", parents=[verbose_parent(), quiet_parent("no progress bar"), input_parent(), config_parent()],
+        "preprocess",
+        parents=[verbose_parent(), quiet_parent("no progress bar"), input_parent(), config_parent()],
         help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
     )
     preprocess.add_argument("video", help="video file or folder of numbered images")
@@ -25,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rerender.errors import OutputPathError
-    from rerender.workflow.stages import selected_frames
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
+    from rerender.workflow.stages import selected_frames
 
     config = load_config(args)
     video = config.video
@@ -41,9 +42,17 @@ def run(args: argparse.Namespace) -> int:
             f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
         )
     frames = read_frames(
-        args.video, start=video.start_frame, end=video.end_frame, stride=video.frame_stride, crop=video.crop,
-        resolution=video.resolution, resize_side=video.resize_side, size_multiple=video.size_multiple, info=info,
-        background=video.background, deinterlace=video.deinterlace,
+        args.video,
+        start=video.start_frame,
+        end=video.end_frame,
+        stride=video.frame_stride,
+        crop=video.crop,
+        resolution=video.resolution,
+        resize_side=video.resize_side,
+        size_multiple=video.size_multiple,
+        info=info,
+        background=video.background,
+        deinterlace=video.deinterlace,
     )
     end = video.end_frame if video.end_frame is not None else info.frame_count
     total = len(range(video.start_frame, end, video.frame_stride))
@@ -61,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     fps = config.output.fps or info.fps / video.frame_stride
     write_video(
-        frames, output, fps=fps, crf=config.output.crf,
+        frames,
+        output,
+        fps=fps,
+        crf=config.output.crf,
         audio_from=args.video if config.output.keep_audio else None,
         audio_start=info.start_time(video.start_frame),
-        timestamps=None if config.output.fps
+        timestamps=None
+        if config.output.fps
         else info.output_times(video.start_frame, video.end_frame, video.frame_stride),
         audio_track=config.output.audio_track,
     )

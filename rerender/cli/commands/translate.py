@@ -7,14 +7,29 @@ import sys
 
 from rerender.cli.base import EXIT_INTERRUPTED, EXIT_OK
 from rerender.cli.options import (
-    add_config_option, config_help, config_parent, interval_parent, load_config, model_parent, parse_keyframes_at,
-    prompt_parent, quiet_parent, renderer_parent, require_prompt, source_size_parent, stop_at_safe_point,
-    verbose_parent, workspace_parent, input_parent,
+    add_config_option,
+    config_help,
+    config_parent,
+    input_parent,
+    interval_parent,
+    load_config,
+    model_parent,
+    parse_keyframes_at,
+    prompt_parent,
+    quiet_parent,
+    renderer_parent,
+    require_prompt,
+    source_size_parent,
+    stop_at_safe_point,
+    verbose_parent,
+    workspace_parent,
 )
 from rerender.config import Stage, choices
 
-FORCE_HELP = ("redo every stage even if nothing changed (changed inputs are redone without it), or start over a "
-              "workspace made for another video")
+FORCE_HELP = (
+    "redo every stage even if nothing changed (changed inputs are redone without it), or start over a "
+    "workspace made for another video"
+)
 
 
 def register(commands) -> None:
@@ -23,23 +38,42 @@ def register(commands) -> None:
         ("translate", "restyle a video from a prompt (keyframes by SD + ControlNet, then propagation)", "all"),
         ("keyframes", "render only the keyframes (same as translate --stage keyframes)", "keyframes"),
     ):
-        parents = [verbose_parent(), interval_parent(), prompt_parent(), model_parent(lora=True), renderer_parent(),
-                   workspace_parent(FORCE_HELP), source_size_parent(), quiet_parent(), input_parent(), config_parent()]
+        parents = [
+            verbose_parent(),
+            interval_parent(),
+            prompt_parent(),
+            model_parent(lora=True),
+            renderer_parent(),
+            workspace_parent(FORCE_HELP),
+            source_size_parent(),
+            quiet_parent(),
+            input_parent(),
+            config_parent(),
+        ]
         command = commands.add_parser(name, parents=parents, help=help_text)
         command.add_argument("video", help="video file or folder of numbered images")
         command.add_argument("-p", "--prompt", default=None, help=config_help("prompt.prompt"))
         command.add_argument("-o", "--output", default="out.mp4", help="output video (default: out.mp4)")
-        add_config_option(command, "--keyframes-at", path="keyframes.keyframe_indices", metavar="I,J,...",
-                          type=parse_keyframes_at, help="explicit keyframe indices instead of every K")
+        add_config_option(
+            command,
+            "--keyframes-at",
+            path="keyframes.keyframe_indices",
+            metavar="I,J,...",
+            type=parse_keyframes_at,
+            help="explicit keyframe indices instead of every K",
+        )
         command.add_argument(
-            "--delete-workspace", action="store_true",
+            "--delete-workspace",
+            action="store_true",
             help="delete the workspace after the video is written (only the files rerender wrote there)",
         )
         if name == "translate":
             command.add_argument(
-                "--stage", choices=choices(Stage), default="all",
+                "--stage",
+                choices=choices(Stage),
+                default="all",
                 help="first: only the anchor keyframe; keyframes: stop after keyframes; propagate: only propagation; "
-                     "all: everything (default: all)",
+                "all: everything (default: all)",
             )
             command.add_argument("--comparison", action="store_true", help="also write OUTPUT_comparison.mp4")
         command.set_defaults(handler=run, stage=stage_default, interrupted_message=interrupted_message)
@@ -56,9 +90,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stop_at_safe_point() as cancel:
             result = translate(
-                args.video, prompt=args.prompt, K=args.interval, output=args.output, config=config, stage=args.stage,
-                workspace=args.workspace, force=args.force, comparison=getattr(args, "comparison", False),
-                progress=not args.quiet, delete_workspace=args.delete_workspace, cancel=cancel,
+                args.video,
+                prompt=args.prompt,
+                K=args.interval,
+                output=args.output,
+                config=config,
+                stage=args.stage,
+                workspace=args.workspace,
+                force=args.force,
+                comparison=getattr(args, "comparison", False),
+                progress=not args.quiet,
+                delete_workspace=args.delete_workspace,
+                cancel=cancel,
             )
     except CancelledError:
         print(interrupted_message(args), file=sys.stderr)

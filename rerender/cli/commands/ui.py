@@ -10,8 +10,11 @@ from rerender.cli.options import config_parent, load_config, verbose_parent
 
 def register(commands) -> None:
     """Add `ui` to the `rerender` subparsers."""
-    ui = commands.add_parser("ui", parents=[verbose_parent(), config_parent()],
-                             help="the web page: first keyframe, keyframes, propagation (extra `ui`)")
+    ui = commands.add_parser(
+        "ui",
+        parents=[verbose_parent(), config_parent()],
+        help="the web page: first keyframe, keyframes, propagation (extra `ui`)",
+    )
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     ui.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
@@ -26,13 +29,21 @@ def run(args: argparse.Namespace) -> int:
     import shutil
 
     if importlib.util.find_spec("gradio") is None:
-        raise UsageError('the web UI needs the `ui` extra (Gradio): pip install "rerender[ui]" '
-                         '(or -e ".[ui]" in a checkout)')
+        raise UsageError(
+            'the web UI needs the `ui` extra (Gradio): pip install "rerender[ui]" (or -e ".[ui]" in a checkout)'
+        )
     from rerender.ui import launch
 
     defaults = load_config(args) if (args.config or args.overrides) else None
-    app, address = launch(args.host, args.port, args.share, max_upload_mb=args.max_upload_mb,
-                          clip_model=None if not args.no_clip else "", defaults=defaults, quiet=True)
+    app, address = launch(
+        args.host,
+        args.port,
+        args.share,
+        max_upload_mb=args.max_upload_mb,
+        clip_model=None if not args.no_clip else "",
+        defaults=defaults,
+        quiet=True,
+    )
     print(f"rerender ui: open {address} (Ctrl-C stops it)", flush=True)
     share_url = getattr(app, "share_url", None)
     if share_url:

@@ -41,8 +41,9 @@ its flows on the driver.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,16 +67,23 @@ class Executor(Protocol):
     def check(self, config: RerenderConfig) -> None:
         """Refuse, before any work, a `config` this executor cannot run (`ConfigError`)."""
 
-    def keyframe_renderer(self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
-                          ) -> KeyframeRenderer:
+    def keyframe_renderer(
+        self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
+    ) -> KeyframeRenderer:
         """The keyframe renderer `config.model.renderer` asks for (`renderers.choose_renderer`), placed where
         this executor renders keyframes (`keyframe_count`: how many keyframes it will render, anchor included)."""
 
     def write_frames(self, ctx: StageContext) -> None:
         """Decode the `ctx.count` selected frames into the workspace's frames folder (`stages.write_frames`)."""
 
-    def propagate(self, ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
-                  intervals: dict[Interval, str] | None, key_path: Callable[[int], Path] | None = None) -> None:
+    def propagate(
+        self,
+        ctx: StageContext,
+        frames: Sequence[np.ndarray],
+        keyframe_indices: Sequence[int],
+        intervals: dict[Interval, str] | None,
+        key_path: Callable[[int], Path] | None = None,
+    ) -> None:
         """Propagate the key `intervals` into the workspace's propagated folder, recording each finished one in the
         `IntervalLedger` (the contract of `stages.propagate_intervals`; `key_path(index)` names each keyframe's
         file)."""
@@ -89,8 +97,9 @@ class LocalExecutor:
     def check(self, config: RerenderConfig) -> None:
         """Nothing to refuse: a local run takes any config."""
 
-    def keyframe_renderer(self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
-                          ) -> KeyframeRenderer:
+    def keyframe_renderer(
+        self, ctx: StageContext, control_maps: Any, keyframe_count: int | None = None
+    ) -> KeyframeRenderer:
         from rerender.workflow.renderers import choose_renderer
 
         return choose_renderer(ctx.config, None, ctx.estimator, control_maps)
@@ -100,8 +109,14 @@ class LocalExecutor:
 
         write_frames(ctx)
 
-    def propagate(self, ctx: StageContext, frames: Sequence[np.ndarray], keyframe_indices: Sequence[int],
-                  intervals: dict[Interval, str] | None, key_path: Callable[[int], Path] | None = None) -> None:
+    def propagate(
+        self,
+        ctx: StageContext,
+        frames: Sequence[np.ndarray],
+        keyframe_indices: Sequence[int],
+        intervals: dict[Interval, str] | None,
+        key_path: Callable[[int], Path] | None = None,
+    ) -> None:
         from rerender.workflow.stages import propagate_intervals
 
         propagate_intervals(ctx, frames, keyframe_indices, intervals, key_path)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def import_ray():
         import ray
     except ImportError:
         raise MissingDependencyError(
-            "running on Ray needs the `ray` package; install it with: pip install \"rerender[distributed]\""
+            'running on Ray needs the `ray` package; install it with: pip install "rerender[distributed]"'
         ) from None
     return ray
 
@@ -35,7 +36,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     text = address.split("://", 1)[-1].rstrip("/")
     host, separator, port = text.rpartition(":")
     if not separator or not port.isdigit() or not host:
-        raise ConfigError(f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)")
+        raise ConfigError(
+            f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
@@ -70,9 +73,10 @@ def connect_ray(ray_address: str) -> bool:
         ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as error:
         if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
-            raise ServiceUnavailableError("`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
-                              "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
-                              ) from None
+            raise ServiceUnavailableError(
+                "`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+                "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
+            ) from None
         raise ServiceUnavailableError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
     return True
 
@@ -112,10 +116,20 @@ def extract_frames(video: str | tuple[str, bytes], info, config, first: int, sto
         settings, crop = config.video, config.video.crop
         begin = settings.start_frame + first * settings.frame_stride
         end = settings.start_frame + (stop - 1) * settings.frame_stride + 1
-        frames = read_frames(video, start=begin, end=end, stride=settings.frame_stride,
-                             crop=crop, resolution=settings.resolution, resize_side=settings.resize_side,
-                             size_multiple=settings.size_multiple, info=dataclasses.replace(info, path=Path(video)),
-                             seek=True, background=settings.background, deinterlace=settings.deinterlace)
+        frames = read_frames(
+            video,
+            start=begin,
+            end=end,
+            stride=settings.frame_stride,
+            crop=crop,
+            resolution=settings.resolution,
+            resize_side=settings.resize_side,
+            size_multiple=settings.size_multiple,
+            info=dataclasses.replace(info, path=Path(video)),
+            seek=True,
+            background=settings.background,
+            deinterlace=settings.deinterlace,
+        )
         written: dict[int, Any] = {}
         for position, frame in enumerate(frames, start=first):
             if out_dir is not None:
@@ -188,17 +202,27 @@ def compute_flows(frames: Sequence[str | bytes], flow, flows_dir: str | None):
         return [], {Path(name).stem: Path(name).read_bytes() for name in flow_files}
 
 
-def _propagate_after_flows(start, end, frames, keys, options, flow, flows_dir, out_dir, skip,
-                           *flow_chunks: dict[str, bytes]):
+def _propagate_after_flows(
+    start, end, frames, keys, options, flow, flows_dir, out_dir, skip, *flow_chunks: dict[str, bytes]
+):
     """`propagate_interval` once the flow chunks it needs are done (Ray passes their entries in, which seed the
     task's own flow cache when there is no shared storage; with shared storage they are empty)."""
     entries = {key: data for chunk_entries in flow_chunks for key, data in chunk_entries.items()}
     return propagate_interval(start, end, frames, keys, options, flow, flows_dir, out_dir, skip, entries)
 
 
-def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys: dict[int, str | bytes], options,
-                       flow, flows_dir: str | None, out_dir: str | None, skip: Sequence[int] = (),
-                       flow_entries: dict[str, bytes] | None = None):
+def propagate_interval(
+    start: int,
+    end: int,
+    frames: Sequence[str | bytes],
+    keys: dict[int, str | bytes],
+    options,
+    flow,
+    flows_dir: str | None,
+    out_dir: str | None,
+    skip: Sequence[int] = (),
+    flow_entries: dict[str, bytes] | None = None,
+):
     """One key interval, as a worker runs it: frames `start..end` (paths or PNG bytes) and the keyframes at its
     ends (offsets into the interval) in, propagated frames out.
 
@@ -223,6 +247,7 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
     from rerender.workflow.frames import FrameRange, LazyImages
 
     with tempfile.TemporaryDirectory(prefix="rerender-interval-") as scratch:
+
         def local_path(item: str | bytes, name: str) -> Path:
             if isinstance(item, str):
                 return Path(item)
@@ -247,9 +272,13 @@ def propagate_interval(start: int, end: int, frames: Sequence[str | bytes], keys
             def __getitem__(self, index: int):
                 return read_image(frame_paths[index])
 
-        stream = propagate_video_iter(FrameRange(_Paths(), 0, len(frame_paths)), LazyImages(key_paths),
-                                      flow=lambda source, target: cache.get_or_compute(estimator, source, target),
-                                      options=options, progress=False)
+        stream = propagate_video_iter(
+            FrameRange(_Paths(), 0, len(frame_paths)),
+            LazyImages(key_paths),
+            flow=lambda source, target: cache.get_or_compute(estimator, source, target),
+            options=options,
+            progress=False,
+        )
         written: dict[int, Any] = {}
         for offset, image in stream:
             index = start + offset
@@ -313,8 +342,11 @@ class KeyframeWorker:
         """Pipelines loaded so far, the GPUs Ray gave this worker, and what the last `render` did."""
         import ray
 
-        return {"pipelines_loaded": self.pipelines_loaded, "gpu_ids": list(ray.get_gpu_ids()),
-                "last_render": dict(self.last_render)}
+        return {
+            "pipelines_loaded": self.pipelines_loaded,
+            "gpu_ids": list(ray.get_gpu_ids()),
+            "last_render": dict(self.last_render),
+        }
 
     @property
     def estimator(self):
@@ -343,8 +375,9 @@ class KeyframeWorker:
                 raise _Cancelled
 
         try:
-            for image in renderer.render(frames, indices, _Placeholders(done), Path(state_dir),
-                                         on_progress=stop_if_cancelled):
+            for image in renderer.render(
+                frames, indices, _Placeholders(done), Path(state_dir), on_progress=stop_if_cancelled
+            ):
                 stop_if_cancelled()
                 self.last_render["rendered"] += 1
                 yield image
@@ -382,8 +415,9 @@ class _ActorRenderer:
         self.actor, self.name, self.config, self.control_maps = actor, name, config, control_maps
 
     def render(self, frames, indices, done, state_dir, on_progress=None):
-        yield from _fetch(_start(self.actor, self.config, self.control_maps, list(frames), list(indices), len(done),
-                                 str(state_dir)))
+        yield from _fetch(
+            _start(self.actor, self.config, self.control_maps, list(frames), list(indices), len(done), str(state_dir))
+        )
 
 
 def keyframe_segments(count: int, segments: int) -> list[range]:
@@ -425,8 +459,17 @@ class _SegmentedRenderer:
             folder = state_dir / f"segment-{number}"
             folder.mkdir(exist_ok=True)
             (folder / "seed.txt").write_text(str(seed))
-            started.append(_start(actor, self.config, self.control_maps, [frames[position] for position in positions],
-                                  [indices[position] for position in positions], kept, str(folder)))
+            started.append(
+                _start(
+                    actor,
+                    self.config,
+                    self.control_maps,
+                    [frames[position] for position in positions],
+                    [indices[position] for position in positions],
+                    kept,
+                    str(folder),
+                )
+            )
             # the anchor a later segment renders again is dropped (it was never `done` on a fresh run)
             streams.append((_fetch(started[-1]), number > 0 and not kept))
         try:
@@ -444,8 +487,10 @@ def _chain_order(streams, resumed: bool):
         for position, image in enumerate(stream):
             if drop_anchor and position == 0:
                 if anchor is not None and not np.array_equal(image, anchor):
-                    logger.warning("a keyframe segment rendered a different anchor (a non-deterministic "
-                                   "renderer); its keyframes follow its own anchor")
+                    logger.warning(
+                        "a keyframe segment rendered a different anchor (a non-deterministic "
+                        "renderer); its keyframes follow its own anchor"
+                    )
                 continue
             if anchor is None and not resumed:
                 anchor = image
@@ -483,8 +528,15 @@ class RayExecutor(LocalExecutor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, shared_storage: bool = True, num_cpus: float = 1,
-                 max_retries: int = 3, chunk_frames: int = 32, keyframe_segments: int = 1) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        shared_storage: bool = True,
+        num_cpus: float = 1,
+        max_retries: int = 3,
+        chunk_frames: int = 32,
+        keyframe_segments: int = 1,
+    ) -> None:
         import_ray()
         if address not in (None, "auto", "local"):
             check_reachable(address)
@@ -516,8 +568,10 @@ class RayExecutor(LocalExecutor):
         ray = self._connect()
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
         if config.model.renderer != "classic" and 1 <= cluster_gpus < self.keyframe_segments:
-            raise ConfigError(f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
-                              f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}")
+            raise ConfigError(
+                f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
+                f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}"
+            )
 
     def keyframe_workers(self, config, count: int | None = None, flow: Any = None) -> list:
         """The keyframe actors, one per segment (`count` of them, default `keyframe_segments`), started at first use
@@ -548,8 +602,9 @@ class RayExecutor(LocalExecutor):
             # num_cpus=0: a live actor reserves no CPU, so it can never starve the propagation tasks of a
             # small cluster (it works only while the keyframes render, before propagation starts). The actor is
             # whole from its constructor arguments, which Ray replays when it restarts one (max_restarts).
-            actor = ray.remote(num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries,
-                               max_task_retries=self.max_retries)(KeyframeWorker)
+            actor = ray.remote(
+                num_cpus=0, num_gpus=gpus, max_restarts=self.max_retries, max_task_retries=self.max_retries
+            )(KeyframeWorker)
             # by value, not `ray.put`: a restart replays the constructor with its arguments, which must outlive
             # this call (Ray inlines small arguments in the actor's creation task)
             self._keyframe_workers += [actor.remote(config, flow) for _ in range(wanted - len(self._keyframe_workers))]
@@ -569,8 +624,12 @@ class RayExecutor(LocalExecutor):
         try:
             ray.cloudpickle.dumps(ctx.optical_flow)
         except Exception as error:  # noqa: BLE001 - any pickling failure: the workers build the configured one
-            logger.warning("the flow estimator %s cannot travel to Ray workers (%s); they build the configured one "
-                           "(%s)", type(ctx.optical_flow).__name__, error, ctx.flow_spec.name)
+            logger.warning(
+                "the flow estimator %s cannot travel to Ray workers (%s); they build the configured one (%s)",
+                type(ctx.optical_flow).__name__,
+                error,
+                ctx.flow_spec.name,
+            )
             return ctx.flow_spec
         return ctx.optical_flow
 
@@ -609,8 +668,12 @@ class RayExecutor(LocalExecutor):
         task = ray.remote(num_cpus=self.num_cpus, max_retries=self.max_retries)(extract_frames)
         for position in range(count):  # recorded as ours before any worker writes one (as `stages.write_frames` does)
             space.track(space.frame_path(position))
-        pending = {task.remote(shipped_video, shipped_info, shipped_config, first, min(first + self.chunk_frames, count),
-                               out_dir): first for first in range(0, count, self.chunk_frames)}
+        pending = {
+            task.remote(
+                shipped_video, shipped_info, shipped_config, first, min(first + self.chunk_frames, count), out_dir
+            ): first
+            for first in range(0, count, self.chunk_frames)
+        }
         written = 0
         bar = ctx.progress.bar(count, "frames")
         try:
@@ -658,36 +721,70 @@ class RayExecutor(LocalExecutor):
         pending, chunk_files = {}, {}
         size = self.chunk_frames
         for start, end in sorted(todo):
-            keys = {index - start: shipped.source(key_path(index)) for index in keyframe_indices if start <= index <= end}
+            keys = {
+                index - start: shipped.source(key_path(index)) for index in keyframe_indices if start <= index <= end
+            }
             skip = sorted(index for index in range(start, end + 1) if index in reused)
-            chunk_results = [flow_chunks[chunk] for chunk in range(start // size, (end - 1) // size + 1)] if end > start else []
+            chunk_results = (
+                [flow_chunks[chunk] for chunk in range(start // size, (end - 1) // size + 1)] if end > start else []
+            )
             reference = shipped.interval_task.remote(
-                start, end, [shipped.source(frame_path(index)) for index in range(start, end + 1)], keys,
-                shipped.options, shipped.flow, shipped.flows_dir,
-                str(space.propagated_dir.resolve()) if self.shared_storage else None, skip,
+                start,
+                end,
+                [shipped.source(frame_path(index)) for index in range(start, end + 1)],
+                keys,
+                shipped.options,
+                shipped.flow,
+                shipped.flows_dir,
+                str(space.propagated_dir.resolve()) if self.shared_storage else None,
+                skip,
                 *[entries for _, entries in chunk_results],
             )
             pending[reference] = (start, end)
             chunk_files[reference] = [files for files, _ in chunk_results]
         try:
-            self._collect(ctx, ledger, todo, pending, chunk_files, count, len(reused | set(keyframe_indices)),
-                          reused | set(keyframe_indices))
+            self._collect(
+                ctx,
+                ledger,
+                todo,
+                pending,
+                chunk_files,
+                count,
+                len(reused | set(keyframe_indices)),
+                reused | set(keyframe_indices),
+            )
         finally:
             for reference in [*pending, *(pair[0] for pair in flow_chunks.values())] if pending else ():
                 ray.cancel(reference)
 
-    def _flow_tasks(self, shipped: "_Shipped", frame_path, todo, count: int) -> dict:
+    def _flow_tasks(self, shipped: _Shipped, frame_path, todo, count: int) -> dict:
         """The flows first, in chunks of `chunk_frames` frames overlapping by one (chunk c holds the pairs
         c·n … c·n + n − 1), only those the pending intervals need; each interval task waits for its chunks."""
         size = self.chunk_frames
         needed = sorted({pair // size for start, end in todo for pair in range(start, end)})
-        return {chunk: shipped.flow_task.remote([shipped.source(frame_path(index)) for index in
-                                                 range(chunk * size, min((chunk + 1) * size, count - 1) + 1)],
-                                                shipped.flow, shipped.flows_dir)
-                for chunk in needed}
+        return {
+            chunk: shipped.flow_task.remote(
+                [
+                    shipped.source(frame_path(index))
+                    for index in range(chunk * size, min((chunk + 1) * size, count - 1) + 1)
+                ],
+                shipped.flow,
+                shipped.flows_dir,
+            )
+            for chunk in needed
+        }
 
-    def _collect(self, ctx: StageContext, ledger: IntervalLedger, todo, pending: dict, chunk_files: dict, count: int,
-                 done: int, counted: set[int]) -> None:
+    def _collect(
+        self,
+        ctx: StageContext,
+        ledger: IntervalLedger,
+        todo,
+        pending: dict,
+        chunk_files: dict,
+        count: int,
+        done: int,
+        counted: set[int],
+    ) -> None:
         """Write (or record) each interval's frames and flow files as its task finishes, and record the interval."""
         from rerender.video import atomic_output
 
@@ -725,9 +822,12 @@ class _Shipped:
         self.flow = ray.put(executor.shipped_flow(ctx))
         self.options = ray.put(options)
         self.flows_dir = str(ctx.workspace.flows_dir.resolve()) if executor.shared_storage else None
-        self.interval_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries)(_propagate_after_flows)
-        self.flow_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries,
-                                    num_returns=2)(compute_flows)
+        self.interval_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries)(
+            _propagate_after_flows
+        )
+        self.flow_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries, num_returns=2)(
+            compute_flows
+        )
 
     def source(self, path: Path):
         """A file as a task reads it: its path (shared storage) or its bytes (through the object store)."""
