@@ -138,7 +138,9 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     prepare_schedule = RerenderZImagePipeline.prepare_schedule
     prepare_latents = RerenderZImagePipeline.prepare_latents
     refine = RerenderZImagePipeline.refine
-    denoise = RerenderZImagePipeline.denoise
+    fuse_pixels = RerenderZImagePipeline.fuse_pixels
+    split_prediction = RerenderZImagePipeline.split_prediction
+    recompose = RerenderZImagePipeline.recompose
     encode_images = RerenderZImagePipeline.encode_images
     decode_latents = RerenderZImagePipeline.decode_latents
 

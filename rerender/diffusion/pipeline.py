@@ -905,18 +905,18 @@ class RerenderPipeline(
             progress.set_description(f"frame {frame_index} {pass_name}")
             for step in steps:
                 timestep = schedule.timesteps[step]
-                alpha, alpha_next = schedule.alphas[step], schedule.alphas_next[step]
                 if step == resume_at:
                     resume = (latents.clone(), direction.clone())
 
                 # pixel-aware fusion toward the encoded target, before the UNet call
                 if fusion_noise is not None and step in schedule.pixel_fusion and guidance.target is not None:
-                    latents = pixel_aware_fusion(
+                    latents = self.fuse_pixels(
+                        schedule,
+                        step,
                         latents,
                         direction,
                         guidance.target,
                         fusion_noise[step],
-                        alpha,
                         guidance.fusion_weight,
                         guidance.fusion_rescale,
                     )
@@ -928,9 +928,8 @@ class RerenderPipeline(
                     record=record_into if (in_window and step in record_steps) else None,
                     attend=in_window and attend,
                 )
-                model_output = self.predict_noise(state, latents, timestep, control)
+                original, noise = self.split_prediction(state, schedule, step, latents, control)
                 store.idle()
-                original, noise = predict_original(latents, model_output, alpha, self.scheduler.config.prediction_type)
                 raw_original = original
 
                 # the anchor keeps x̂0 and its statistics; keyframes are pulled toward them
@@ -952,7 +951,7 @@ class RerenderPipeline(
                         )
                         original = shape_aware_fusion(original, warped, guidance.anchor_trusted)
 
-                latents, direction = ddim_update(original, noise, alpha_next)
+                latents, direction = self.recompose(schedule, step, original, noise)
 
                 if state.callback is not None:
                     outputs = state.callback(
@@ -971,6 +970,40 @@ class RerenderPipeline(
                         latents = outputs["latents"]
                 progress.update()
         return latents, direction, resume
+
+    # the three places the denoising loop depends on the schedule: other bases (flow matching) override them
+
+    def fuse_pixels(
+        self,
+        schedule: ConstraintSchedule,
+        step: int,
+        latents: torch.Tensor,
+        direction: torch.Tensor,
+        target: torch.Tensor,
+        noise: torch.Tensor,
+        weight: torch.Tensor,
+        rescale: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pixel-aware fusion (Eq. 11) of x_t toward the encoded target at `step` (`fusion.pixel_aware_fusion`, DDIM's ᾱ)."""
+        return pixel_aware_fusion(latents, direction, target, noise, schedule.alphas[step], weight, rescale)
+
+    def split_prediction(
+        self,
+        state: _RenderState,
+        schedule: ConstraintSchedule,
+        step: int,
+        latents: torch.Tensor,
+        control: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One model call at `step`, split into ``(x̂0, ε̂)`` (`fusion.predict_original`, the scheduler's prediction type)."""
+        output = self.predict_noise(state, latents, schedule.timesteps[step], control)
+        return predict_original(latents, output, schedule.alphas[step], self.scheduler.config.prediction_type)
+
+    def recompose(
+        self, schedule: ConstraintSchedule, step: int, original: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latent at the next step from a (possibly constrained) x̂0: DDIM's update (`fusion.ddim_update`)."""
+        return ddim_update(original, noise, schedule.alphas_next[step])
 
     def predict_noise(
         self, state: _RenderState, latents: torch.Tensor, timestep: int, control: list[torch.Tensor]

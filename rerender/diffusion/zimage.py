@@ -35,7 +35,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from diffusers import ZImageControlNetPipeline
@@ -58,7 +58,7 @@ from rerender.diffusion.flow_matching import (
     renoise,
     vp_equivalent,
 )
-from rerender.diffusion.fusion import active_steps, adain, channel_statistics, may_fold, shape_aware_fusion
+from rerender.diffusion.fusion import active_steps, may_fold
 from rerender.diffusion.pipeline import (
     ConstraintSchedule,
     FusionGuidance,
@@ -69,7 +69,6 @@ from rerender.diffusion.pipeline import (
 )
 from rerender.diffusion.transformer_attention import token_cross_frame_attention
 from rerender.errors import ConfigError
-from rerender.flow import warp
 from rerender.weights import ZIMAGE_CONTROLNET, ZIMAGE_FOLDERS
 
 logger = logging.getLogger(__name__)
@@ -394,87 +393,38 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
     # the denoising loop on the flow-matching path
     # ----------------------------------------------------------------------------------------------------
 
-    def denoise(
+    def fuse_pixels(
+        self,
+        schedule: FlowMatchingSchedule,
+        step: int,
+        latents: torch.Tensor,
+        direction: torch.Tensor,
+        target: torch.Tensor,
+        noise: torch.Tensor,
+        weight: torch.Tensor,
+        rescale: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pixel-aware fusion on the flow-matching path at σ of `step` (`flow_matching_pixel_fusion`)."""
+        return flow_matching_pixel_fusion(latents, direction, target, noise, schedule.sigmas[step], weight, rescale)
+
+    def split_prediction(
         self,
         state: _RenderState,
         schedule: FlowMatchingSchedule,
+        step: int,
         latents: torch.Tensor,
-        direction: torch.Tensor,
-        steps: Sequence[int],
         control: list[torch.Tensor],
-        *,
-        frame_index: int,
-        pass_name: str,
-        guidance: FusionGuidance | None = None,
-        fusion_noise: dict[int, torch.Tensor] | None = None,
-        attend: bool = True,
-        record_into: Literal["anchor", "pending"] | None = None,
-        record_steps: set[int] | frozenset[int] = frozenset(),
-        resume_at: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """`RerenderPipeline.denoise` on the flow-matching path (same arguments and returns).
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One transformer call at `step`, split into ``(x̂₀, ε̂)`` from the velocity (`predict_original_from_velocity`)."""
+        sigma = schedule.sigmas[step]
+        velocity = self.predict_velocity(state, latents, sigma, control)
+        return predict_original_from_velocity(latents, velocity.to(latents.dtype), sigma)
 
-        Per step: pixel-aware fusion of x_σ, the transformer (+ ControlNet) with cross-frame attention, then on x̂₀
-        the AdaIN and shape-aware fusion, then the re-composition at the next σ (`flow_matching_update`).
-        """
-        store, anchor = state.store, state.anchor
-        is_anchor = record_into == "anchor"
-        resume = None
-        with self.progress_bar(total=len(steps)) as progress:
-            progress.set_description(f"frame {frame_index} {pass_name}")
-            for step in steps:
-                sigma, sigma_next = schedule.sigmas[step], schedule.sigmas_next[step]
-                if step == resume_at:
-                    resume = (latents.clone(), direction.clone())
-                if fusion_noise is not None and step in schedule.pixel_fusion and guidance.target is not None:
-                    latents = flow_matching_pixel_fusion(
-                        latents,
-                        direction,
-                        guidance.target,
-                        fusion_noise[step],
-                        sigma,
-                        guidance.fusion_weight,
-                        guidance.fusion_rescale,
-                    )
-                in_window = step in schedule.cross_attention
-                store.set_step(
-                    step,
-                    record=record_into if (in_window and step in record_steps) else None,
-                    attend=in_window and attend,
-                )
-                velocity = self.predict_velocity(state, latents, sigma, control)
-                store.idle()
-                original, noise = predict_original_from_velocity(latents, velocity.to(latents.dtype), sigma)
-                raw_original = original
-                if is_anchor:
-                    if step in schedule.shape_fusion:
-                        anchor.originals[step] = original
-                    if step in schedule.adain:
-                        anchor.statistics[step] = channel_statistics(original)
-                elif guidance is not None:
-                    if step in schedule.adain and step in anchor.statistics:
-                        original = adain(original, *anchor.statistics[step])
-                    if step in schedule.shape_fusion and step in anchor.originals and guidance.latent_flow is not None:
-                        warped = warp(anchor.originals[step], guidance.latent_flow.to(original.dtype), mode="nearest")
-                        original = shape_aware_fusion(original, warped, guidance.anchor_trusted)
-                latents, direction = flow_matching_update(original, noise, sigma_next)
-                if state.callback is not None:
-                    outputs = state.callback(
-                        self,
-                        step,
-                        schedule.timesteps[step],
-                        {
-                            "latents": latents,
-                            "predicted_original": original,
-                            "raw_predicted_original": raw_original,
-                            "frame_index": frame_index,
-                            "pass_name": pass_name,
-                        },
-                    )
-                    if outputs and "latents" in outputs:
-                        latents = outputs["latents"]
-                progress.update()
-        return latents, direction, resume
+    def recompose(
+        self, schedule: FlowMatchingSchedule, step: int, original: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latent at the next σ from x̂₀: the scheduler's Euler step when x̂₀ is unedited (`flow_matching_update`)."""
+        return flow_matching_update(original, noise, schedule.sigmas_next[step])
 
     def predict_velocity(
         self, state: _RenderState, latents: torch.Tensor, sigma: float, control: list[torch.Tensor]
