@@ -136,8 +136,7 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
 
     # the flow-matching path is the same as Z-Image's: one implementation
     prepare_schedule = RerenderZImagePipeline.prepare_schedule
-    prepare_latents = RerenderZImagePipeline.prepare_latents
-    refine = RerenderZImagePipeline.refine
+    noise_to_step = RerenderZImagePipeline.noise_to_step
     fuse_pixels = RerenderZImagePipeline.fuse_pixels
     split_prediction = RerenderZImagePipeline.split_prediction
     recompose = RerenderZImagePipeline.recompose

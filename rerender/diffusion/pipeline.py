@@ -832,9 +832,7 @@ class RerenderPipeline(
         schedule = state.refinement_schedule
         if not schedule.steps:
             return latents
-        alpha = schedule.alphas[schedule.first_step]
-        direction = (1.0 - alpha) ** 0.5 * noise.refinement_initial
-        latents = alpha**0.5 * latents + direction
+        latents, direction = self.noise_to_step(schedule, schedule.first_step, latents, noise.refinement_initial)
         latents, _, _ = self.denoise(
             state,
             schedule,
@@ -971,7 +969,16 @@ class RerenderPipeline(
                 progress.update()
         return latents, direction, resume
 
-    # the three places the denoising loop depends on the schedule: other bases (flow matching) override them
+    # the four places the method depends on the schedule: other bases (flow matching) override them
+
+    def noise_to_step(
+        self, schedule: ConstraintSchedule, step: int, clean: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clean latent noised to `step` (SDEdit's start, refinement's re-noise): ``√ᾱ·x0 + d`` with
+        ``d = √(1−ᾱ)·ε``; returns ``(latents, d)``."""
+        alpha = schedule.alphas[step]
+        direction = (1.0 - alpha) ** 0.5 * noise
+        return alpha**0.5 * clean + direction, direction
 
     def fuse_pixels(
         self,
@@ -1375,9 +1382,7 @@ class RerenderPipeline(
         clean = self.encode_images(frame)
         if not schedule.steps:
             return clean, torch.zeros_like(clean)
-        alpha = schedule.alphas[schedule.first_step]
-        direction = (1.0 - alpha) ** 0.5 * noise.to(clean.dtype)
-        return alpha**0.5 * clean + direction, direction
+        return self.noise_to_step(schedule, schedule.first_step, clean, noise.to(clean.dtype))
 
     def prepare_fusion_guidance(self, state: _RenderState, frame: torch.Tensor) -> FusionGuidance:
         """Flows anchor → frame and previous → frame, their occlusions, warps and latent-grid masks.

@@ -61,10 +61,8 @@ from rerender.diffusion.flow_matching import (
 from rerender.diffusion.fusion import active_steps, may_fold
 from rerender.diffusion.pipeline import (
     ConstraintSchedule,
-    FusionGuidance,
     PromptConditioning,
     RerenderPipeline,
-    _NoiseBank,
     _RenderState,
 )
 from rerender.diffusion.transformer_attention import token_cross_frame_attention
@@ -295,51 +293,13 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, RerenderPipeline):
             )
         return schedule
 
-    def prepare_latents(
-        self, frame: torch.Tensor, schedule: FlowMatchingSchedule, noise: torch.Tensor
+    def noise_to_step(
+        self, schedule: FlowMatchingSchedule, step: int, clean: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a frame and noise it to the first executed step's σ: ``x = (1 − σ)·E(I) + σ·ε`` (SDEdit).
-
-        Returns:
-            ``(latents, direction)`` with ``direction = σ·ε``. With no step to run: the clean latents and zeros.
-        """
-        clean = self.encode_images(frame)
-        if not schedule.steps:
-            return clean, torch.zeros_like(clean)
-        sigma = schedule.sigmas[schedule.first_step]
-        noise = noise.to(clean.dtype)
+        """A clean latent on the straight path at σ of `step` (SDEdit's start, refinement's re-noise):
+        ``x = (1 − σ)·x₀ + σ·ε`` (`noise_to_sigma`); returns ``(x, σ·ε)``."""
+        sigma = schedule.sigmas[step]
         return noise_to_sigma(clean, noise, sigma), sigma * noise
-
-    def refine(
-        self,
-        state: _RenderState,
-        latents: torch.Tensor,
-        control: list[torch.Tensor],
-        noise: _NoiseBank,
-        frame_index: int,
-        guidance: FusionGuidance | None,
-    ) -> torch.Tensor:
-        """Refinement on the flow-matching path: re-noise to the refinement start's σ, denoise back (see SD's `refine`)."""
-        schedule = state.refinement_schedule
-        if not schedule.steps:
-            return latents
-        sigma = schedule.sigmas[schedule.first_step]
-        direction = sigma * noise.refinement_initial
-        latents = (1.0 - sigma) * latents + direction
-        latents, _, _ = self.denoise(
-            state,
-            schedule,
-            latents,
-            direction,
-            schedule.steps,
-            control,
-            guidance=guidance,
-            fusion_noise=noise.refinement_fusion if guidance is not None and guidance.target is not None else None,
-            frame_index=frame_index,
-            pass_name="refine",
-            attend=guidance is not None,
-        )
-        return latents
 
     @contextlib.contextmanager
     def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
