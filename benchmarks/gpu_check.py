@@ -86,6 +86,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="device of the propagation rows (default cuda; --tiny: cpu)",
     )
     parser.add_argument("--quick", action="store_true", help="propagation rows at small sizes, balanced only")
+    parser.add_argument(
+        "--all", action="store_true", help="every row in priority order within --budget-s (see run_all)"
+    )
+    parser.add_argument("--budget-s", type=float, default=480.0, help="--all: seconds for all rows (default 480)")
+    parser.add_argument("--rows", default=None, help=f"--all: these rows only, comma-separated ({', '.join(ROWS)})")
+    parser.add_argument("--row", default=None, choices=tuple(ROWS), help="one row (what --all runs per process)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="--all: every row in this process (default with --tiny)"
+    )
+    parser.add_argument("--suite", type=Path, default=None, help="the shared suite's propagation_suite.py")
+    parser.add_argument("--suite-full", action="store_true", help="every case of the suite (default: --quick)")
     return parser.parse_args(argv)
 
 
@@ -336,6 +347,13 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    if arguments.all or arguments.row:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        sys.path.insert(0, str(REPO))
+        if arguments.all:
+            return run_all(arguments)
+        _write_json(arguments.json, run_row(arguments.row, arguments))
+        return 0
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
         print(
@@ -359,18 +377,34 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments.tiny and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny for the CPU smoke test", file=sys.stderr)
         return 2
-    device = torch.device("cpu" if arguments.tiny else "cuda")
-    dtype = torch.float32 if arguments.tiny else torch.float16
     arguments.size = arguments.size or (64 if arguments.tiny else 512)
     arguments.large_size = arguments.large_size or (96 if arguments.tiny else 1024)
     arguments.steps = arguments.steps or (4 if arguments.tiny else 20)
     if arguments.tiny:
         torch.set_num_threads(1)
     if arguments.sdxl:
-        return sdxl_keyframe_check(arguments)
+        _write_json(arguments.json, sdxl_keyframe_check(arguments))
+        return 0
     if arguments.zimage:
         return zimage_keyframe_check(arguments)
 
+    report = sd15_keyframe_check(arguments)
+    _write_json(arguments.json, report)  # the keyframe engine's results first, in case propagation fails
+    if not arguments.tiny or arguments.quick:
+        report["propagation"] = propagation_check(
+            arguments.device or ("cpu" if arguments.tiny else "cuda"), arguments.quick or arguments.tiny
+        )
+        _write_json(arguments.json, report)
+    return 0
+
+
+def sd15_keyframe_check(arguments: argparse.Namespace) -> dict:
+    """The SD 1.5 variants (see the module docstring) on ``arguments`` (size, steps, keyframes, tiny); returns the
+    report (variants, targets) that ``--json`` writes."""
+    import torch
+
+    device = torch.device("cpu" if arguments.tiny else "cuda")
+    dtype = torch.float32 if arguments.tiny else torch.float16
     started = time.perf_counter()
     components = build_components(arguments.tiny, device, dtype)
     build_seconds = time.perf_counter() - started
@@ -470,13 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         variants=runner.results,
         targets=targets,
     )
-    _write_json(arguments.json, report)  # the keyframe engine's results first, in case propagation fails
-    if not arguments.tiny or arguments.quick:
-        report["propagation"] = propagation_check(
-            arguments.device or ("cpu" if arguments.tiny else "cuda"), arguments.quick or arguments.tiny
-        )
-        _write_json(arguments.json, report)
-    return 0
+    return report
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -484,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------------------
 
 
-def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
+def sdxl_keyframe_check(arguments: argparse.Namespace) -> dict:
     """Full-size SDXL base + one SDXL ControlNet (random weights from ``rerender/assets/sdxl-config``), fp16, 1024²,
     20 steps, strength 0.75, canny, every constraint on; seconds per keyframe and peak VRAM of `RerenderPipeline`
     against diffusers' `StableDiffusionXLControlNetImg2ImgPipeline` on the same components, in the same run, then
@@ -612,66 +640,661 @@ def sdxl_keyframe_check(arguments: argparse.Namespace) -> int:
     for key, target in targets.items():
         target["met"] = bool(target["value"] <= target["target"])
         print(f"  {key}: {target['value']:.2f} ≤ {target['target']:.2f}: {'met' if target['met'] else 'MISSED'}")
-    if arguments.json is not None:
-        report = dict(
-            device=name,
-            family="sdxl",
-            tiny=arguments.tiny,
-            size=size,
-            steps=steps,
-            variants=results,
-            targets=targets,
-            call_ratio=float(call_ratio),
-            time_ratio=float(time_ratio),
+    return dict(
+        device=name,
+        family="sdxl",
+        tiny=arguments.tiny,
+        size=size,
+        steps=steps,
+        build_seconds=build_seconds,
+        variants=results,
+        targets=targets,
+        call_ratio=float(call_ratio),
+        time_ratio=float(time_ratio),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Transformer bases (issue 24): python benchmarks/gpu_check.py --zimage --json gpu_check_zimage.json
+# --------------------------------------------------------------------------------------------------------
+
+TRANSFORMER_BASES: dict[str, dict[str, Any]] = {
+    # Z-Image-Turbo: 30 main-stream blocks of width 3,840 (6 B parameters), 9 steps without guidance
+    "zimage": dict(
+        module="zimage_benchmark",
+        full=dict(width=3840, layers=30),
+        tiny=dict(width=64, layers=4),
+        steps=9,
+        block_variants=(None, 10),
+        vram_target_gib=16.0,
+    ),
+    # Flux.1 schnell: 19 double- and 38 single-stream blocks of width 3,072 (12 B parameters), 4 steps
+    "flux": dict(
+        module="flux_benchmark",
+        full=dict(width=3072, layers=19, single_layers=38),
+        tiny=dict(width=64, layers=2, single_layers=2),
+        steps=4,
+        block_variants=(None,),
+        vram_target_gib=None,
+    ),
+}
+TEXT_ENCODER_NOTE = (
+    "text encoders are tiny stand-ins (the prompt is encoded once per run): the real ones add about 8 GB "
+    "(Z-Image's Qwen3-4B) or 9.5 GB (Flux's T5-XXL) in bf16 unless offloaded after encoding"
+)
+
+
+def full_size_flow_vae():
+    """The 16-channel VAE of Flux and Z-Image at its real width (128-256-512-512, two layers per block)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        latent_channels=16,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
+def transformer_keyframe_check(arguments: argparse.Namespace, family: str) -> dict:
+    """A flow-matching transformer base (``family`` "zimage" or "flux") at its real block structure and width
+    (random weights, bf16, the real 16-channel VAE; built on the GPU), 1024², its Turbo/schnell steps, strength 1,
+    guidance off, one canny ControlNet: seconds per keyframe and peak VRAM of our pipeline against diffusers'
+    ControlNet pipeline (`ZImageControlNetPipeline`, `FluxControlNetPipeline`) in the same run; Z-Image also with
+    cross-frame attention in the last 10 blocks only (the preset). Targets (issue 24): ≤ 16 GB peak without offload
+    (Z-Image), time ratio within 0.1 of the call ratio. ``--tiny``: the same code at toy width on the CPU, 64²."""
+    import numpy as np
+    import torch
+
+    from rerender.config import ConstraintConfig
+    from rerender.diffusion.control import canny
+    from rerender.flow import DISFlowEstimator
+
+    base = TRANSFORMER_BASES[family]
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    builder = importlib.import_module(base["module"])
+    cuda = not arguments.tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    size, steps, keyframes = (64, 4, 1) if arguments.tiny else (1024, base["steps"], 2)
+    started = time.perf_counter()
+    with torch.device(device):  # initialise on the GPU: 6-12 B parameters take minutes on a CPU
+        components = builder.build(**base["tiny" if arguments.tiny else "full"])
+        if cuda:
+            components["vae"] = full_size_flow_vae()
+    if family == "zimage":
+        from diffusers import ZImageControlNetPipeline
+
+        from rerender.diffusion.zimage import RerenderZImagePipeline
+
+        plain = ZImageControlNetPipeline(**components)
+        ours = RerenderZImagePipeline(**{**components, "controlnet": plain.controlnet})
+    else:
+        from diffusers import FluxControlNetPipeline
+
+        from rerender.diffusion.flux import RerenderFluxPipeline
+
+        plain = FluxControlNetPipeline(**components)
+        ours = RerenderFluxPipeline(**components)
+    for pipeline in (plain, ours):
+        pipeline.to(device, dtype)
+        pipeline.set_progress_bar_config(disable=True)
+    build_seconds = time.perf_counter() - started
+    frames = synthetic_frames(keyframes + 1, size)
+    maps = [canny(frame) for frame in frames]
+
+    def synchronize() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def plain_control(control_map):
+        if family == "zimage":
+            return control_map
+        return torch.from_numpy(control_map).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    def run_plain(count: int) -> float:
+        times = []
+        for control_map in maps[1 : count + 1]:
+            synchronize()
+            begin = time.perf_counter()
+            extra = dict(max_sequence_length=ours.max_sequence_length) if family == "flux" else {}
+            plain(
+                "a cartoon",
+                control_image=plain_control(control_map),
+                height=size,
+                width=size,
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                generator=torch.Generator().manual_seed(0),
+                output_type="np",
+                **extra,
+            )
+            synchronize()
+            times.append(time.perf_counter() - begin)
+        return float(np.mean(times))
+
+    def run_ours(last_blocks: int | None) -> dict:
+        rendered = list(
+            ours.render_keyframes(
+                frames,
+                "a cartoon",
+                control_images=[maps],
+                num_inference_steps=steps,
+                guidance_scale=0.0 if family == "flux" else 1.0,
+                strength=1.0,
+                constraints=ConstraintConfig(adain_period=(0.75, 1.0), cross_frame_blocks=last_blocks),
+                flow_estimator=DISFlowEstimator(),
+                generator=torch.Generator().manual_seed(0),
+            )
         )
-        temporary = arguments.json.with_name(arguments.json.name + ".partial")
-        temporary.write_text(json.dumps(report, indent=2))
-        os.replace(temporary, arguments.json)
+        synchronize()
+        images = np.stack([frame.image.float().permute(1, 2, 0).cpu().numpy() for frame in rendered])
+        return dict(
+            seconds_per_keyframe=float(np.mean([frame.seconds for frame in rendered[1:]])),
+            anchor_seconds=rendered[0].seconds,
+            calls_per_keyframe=[frame.unet_calls for frame in rendered[1:]],
+            non_finite_pixels=int((~np.isfinite(images)).sum()),
+        )
+
+    def measured(run, *arguments_) -> dict:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        result = run(*arguments_)
+        result = result if isinstance(result, dict) else dict(seconds_per_keyframe=result, calls_per_keyframe=[steps])
+        result["peak_vram_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        return result
+
+    variants: dict[str, dict] = {}
+    with torch.no_grad():
+        if cuda:
+            run_plain(1)  # warm-up: kernels, allocator
+        variants["plain"] = measured(run_plain, keyframes)
+        for last_blocks in base["block_variants"]:
+            label = "rerender" if last_blocks is None else f"rerender, last {last_blocks} blocks"
+            variants[label] = measured(run_ours, last_blocks)
+    plain_seconds = variants["plain"]["seconds_per_keyframe"]
+    for result in variants.values():
+        result["time_vs_plain"] = result["seconds_per_keyframe"] / plain_seconds
+        result["call_ratio"] = float(np.mean(result["calls_per_keyframe"])) / steps
+    ours_result = variants["rerender"]
+    targets = dict(time_ratio=dict(value=ours_result["time_vs_plain"], target=ours_result["call_ratio"] + 0.1))
+    if cuda and base["vram_target_gib"] is not None:
+        targets["peak_vram_gib"] = dict(value=ours_result["peak_vram_gib"], target=base["vram_target_gib"])
+    for target in targets.values():
+        target["met"] = bool(target["value"] <= target["target"])
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(
+        f"{name}: {family} ({'tiny' if arguments.tiny else 'full width'}, random weights), {dtype}, {size}², "
+        f"{steps} steps, strength 1, {keyframes} keyframes, built in {build_seconds:.0f} s"
+    )
+    print("| variant | s / keyframe | × plain | calls / keyframe (ratio) | peak VRAM (GiB) |")
+    print("|---|---|---|---|---|")
+    for label, result in variants.items():
+        peak = "–" if result["peak_vram_gib"] is None else f"{result['peak_vram_gib']:.2f}"
+        print(
+            f"| {label} | {result['seconds_per_keyframe']:.2f} | {result['time_vs_plain']:.2f} | "
+            f"{'/'.join(map(str, result['calls_per_keyframe']))} ({result['call_ratio']:.2f}) | {peak} |"
+        )
+    for key, target in targets.items():
+        print(f"  {key}: {target['value']:.2f} ≤ {target['target']:.2f}: {'met' if target['met'] else 'MISSED'}")
+    print(f"  note: {TEXT_ENCODER_NOTE}")
+    return dict(
+        device=name,
+        family=family,
+        tiny=arguments.tiny,
+        size=size,
+        steps=steps,
+        dtype=str(dtype),
+        build_seconds=build_seconds,
+        variants=variants,
+        targets=targets,
+        note=TEXT_ENCODER_NOTE,
+    )
+
+
+def zimage_keyframe_check(arguments: argparse.Namespace) -> int:
+    """``--zimage``: :func:`transformer_keyframe_check` for Z-Image, its report written to ``--json``."""
+    _write_json(arguments.json, transformer_keyframe_check(arguments, "zimage"))
     return 0
 
 
 # --------------------------------------------------------------------------------------------------------
-# Z-Image keyframes (issue 24): python benchmarks/gpu_check.py --zimage --json gpu_check_zimage.json
+# The shared propagation suite on the torch engine (issue 23), or the engines' parity where it is not reachable
+# --------------------------------------------------------------------------------------------------------
+
+SUITE_PLACES = ("shared/bench/propagation_suite.py", ".gpu_shared/bench/propagation_suite.py")
+PARITY_DB, PARITY_SSIM = 0.1, 0.002  # issue 23: the torch engine within this of numba on every case
+
+
+def find_suite(explicit: Path | None) -> Path | None:
+    """The shared suite: ``--suite``, else ``shared/`` or ``.gpu_shared/`` in the repository (what travels to a
+    lent device), else ``../shared`` beside it (a developer's checkout); None when none holds it."""
+    candidates = [explicit] if explicit is not None else [REPO / place for place in SUITE_PLACES]
+    if explicit is None:
+        candidates.append(REPO.parent / "shared" / "bench" / "propagation_suite.py")
+    return next((path.resolve() for path in candidates if path is not None and path.is_file()), None)
+
+
+def _suite_run(suite: Path, engine: dict, arguments: argparse.Namespace, timeout: float | None) -> dict:
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="gpu-check-suite-") as folder:
+        output = Path(folder) / "suite.json"
+        command = [sys.executable, str(suite), "--propagator", "py:benchmarks/propagation_adapter.py:run"]
+        command += ["--json", str(output)] + (["--quick"] if not arguments.suite_full else [])
+        if arguments.tiny:
+            command += ["--clips", "dog", "--styles", "cartoon", "--long-side", "96", "--threads", "1"]
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "RERENDER_PROPAGATION": repr(engine),
+            **({"RERENDER_TORCH_THREADS": "1"} if arguments.tiny else {}),
+        }
+        started = time.perf_counter()
+        finished = subprocess.run(command, cwd=REPO, env=environment, timeout=timeout, text=True, capture_output=True)
+        print(finished.stdout, end="", flush=True)
+        if not output.is_file():
+            raise RuntimeError(f"the suite wrote no results (exit {finished.returncode}): {finished.stderr[-2000:]}")
+        report = json.loads(output.read_text())
+    report["wall_seconds"] = time.perf_counter() - started
+    return report
+
+
+def suite_check(arguments: argparse.Namespace) -> dict:
+    """The shared suite (``--quick``: one style per clip; ``--suite-full``: every case) with the torch engine on
+    CUDA and with numba on the CPU, in the same run: each engine's result against the suite's targets, and the
+    torch engine's PSNR and SSIM per case against numba's (issue 23: within 0.1 dB / 0.002). Without the suite
+    (not carried to the device), :func:`engine_parity` on synthetic clips and the bundled clip instead."""
+    suite = find_suite(arguments.suite)
+    device = "cpu" if arguments.tiny else "cuda"
+    if suite is None:
+        print("the shared propagation suite is not reachable here: the engines' parity on bundled/synthetic clips")
+        return dict(
+            suite=None, reason="suite not found (see the docstring: carry .gpu_shared)", **engine_parity(arguments)
+        )
+    budget = getattr(arguments, "row_timeout", None)
+    torch_run = _suite_run(suite, {"engine": "torch", "device": device}, arguments, budget)
+    numba_run = _suite_run(suite, {"engine": "numba"}, arguments, budget)
+    numba_cases = {(case["clip"], case["style"]): case for case in numba_run["cases"]}
+    cases = []
+    for case in torch_run["cases"]:
+        reference = numba_cases[(case["clip"], case["style"])]
+        cases.append(
+            dict(
+                clip=case["clip"],
+                style=case["style"],
+                psnr_torch=case["psnr"],
+                psnr_numba=reference["psnr"],
+                ssim_torch=case["ssim"],
+                ssim_numba=reference["ssim"],
+                s_per_frame_torch=case["spf"],
+                s_per_frame_numba=reference["spf"],
+                within_tolerance=bool(
+                    abs(case["psnr"] - reference["psnr"]) <= PARITY_DB
+                    and abs(case["ssim"] - reference["ssim"]) <= PARITY_SSIM
+                ),
+            )
+        )
+    print("| clip | style | PSNR torch | numba | SSIM torch | numba | s/frame torch | numba | within 0.1 dB/0.002 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        print(
+            f"| {case['clip']} | {case['style']} | {case['psnr_torch']:.2f} | {case['psnr_numba']:.2f} | "
+            f"{case['ssim_torch']:.4f} | {case['ssim_numba']:.4f} | {case['s_per_frame_torch']:.3f} | "
+            f"{case['s_per_frame_numba']:.3f} | {'yes' if case['within_tolerance'] else 'NO'} |"
+        )
+    return dict(
+        suite=str(suite),
+        device=device,
+        torch=dict(passed=torch_run["passed"], worst=torch_run["worst"], wall_seconds=torch_run["wall_seconds"]),
+        numba=dict(passed=numba_run["passed"], worst=numba_run["worst"], wall_seconds=numba_run["wall_seconds"]),
+        cases=cases,
+        parity=all(case["within_tolerance"] for case in cases),
+    )
+
+
+def _bundled_clip(count: int, long_side: int):
+    """The first ``count`` frames of ``rerender/assets/demo.mp4`` (OpenCV's reader: no PyAV needed), RGB."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(REPO / "rerender" / "assets" / "demo.mp4"))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        scale = long_side / max(frame.shape[:2])
+        size = (round(frame.shape[1] * scale) // 8 * 8, round(frame.shape[0] * scale) // 8 * 8)
+        frames.append(cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def engine_parity(arguments: argparse.Namespace) -> dict:
+    """Torch (on CUDA; ``--tiny``: the CPU) against numba on clips with a ground truth: the synthetic sliding
+    texture of ``benchmarks/propagation_engines.py`` (exact flow) and the bundled clip (DIS flow), each stylised
+    by a deterministic filter (inverted, posterised), keys at both ends. Per case and preset: each engine's PSNR
+    against the stylised truth, and the difference (issue 23: within 0.1 dB)."""
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location(
+        "propagation_engines", REPO / "benchmarks" / "propagation_engines.py"
+    )
+    engines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(engines)
+    device = "cpu" if arguments.tiny else "cuda"
+    if arguments.tiny:
+        import torch
+
+        torch.set_num_threads(1)
+    side, count = (48, 4) if arguments.tiny else (384, 11)
+    presets = ("balanced",) if arguments.tiny else engines.PRESETS
+    synthetic, styled, flow = engines.synthetic_interval(side, side, count)
+    bundled = _bundled_clip(count, side)
+    clips = {"synthetic texture": (synthetic, styled, flow)}
+    if len(bundled) >= 3:
+        clips["bundled demo.mp4"] = (
+            bundled,
+            [((255 - f[..., ::-1]) // 40 * 40 + 20).astype(np.uint8) for f in bundled],
+            None,
+        )
+    rows = []
+    print("| clip | preset | PSNR torch | PSNR numba | difference | within 0.1 dB |")
+    print("|---|---|---|---|---|---|")
+    for name, (frames, truth, clip_flow) in clips.items():
+        for preset in presets:
+            scores = {}
+            for engine, engine_device in (("torch", device), ("numba", None)):
+                output, seconds, _ = engines.run_engine(engine, engine_device, preset, frames, truth, clip_flow)
+                scores[engine] = (
+                    float(np.mean([engines._psnr(o, t) for o, t in zip(output[1:-1], truth[1:-1])])),
+                    seconds,
+                )
+            difference = scores["torch"][0] - scores["numba"][0]
+            rows.append(
+                dict(
+                    clip=name,
+                    preset=preset,
+                    size=f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+                    psnr_torch=scores["torch"][0],
+                    psnr_numba=scores["numba"][0],
+                    s_per_frame_torch=scores["torch"][1],
+                    s_per_frame_numba=scores["numba"][1],
+                    within_tolerance=bool(abs(difference) <= PARITY_DB),
+                )
+            )
+            print(
+                f"| {name} | {preset} | {scores['torch'][0]:.2f} | {scores['numba'][0]:.2f} | {difference:+.2f} | "
+                f"{'yes' if abs(difference) <= PARITY_DB else 'NO'} |",
+                flush=True,
+            )
+    return dict(device=device, parity_cases=rows, parity=all(row["within_tolerance"] for row in rows))
+
+
+# --------------------------------------------------------------------------------------------------------
+# End to end (issue 23): `translate`, SD 1.5, K = 10, 512², fp16, full-size random weights, a synthetic clip
 # --------------------------------------------------------------------------------------------------------
 
 
-def zimage_keyframe_check(arguments: argparse.Namespace) -> int:
-    """Z-Image's real block structure at full width (3,840, 30 blocks; random weights, bf16) at 1024², 9 steps,
-    strength 1, guidance off, one ControlNet: seconds per keyframe and peak VRAM of `RerenderZImagePipeline` against
-    diffusers' `ZImageControlNetPipeline` in the same run, with cross-frame attention in every block and in the last
-    10 (the preset). Targets (issue 24): ≤ 16 GB without offload, time ratio within 0.1 of the call ratio. ``--tiny``
-    runs the same code at toy size on the CPU."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from zimage_benchmark import main as zimage_benchmark
+def translate_check(arguments: argparse.Namespace) -> dict:
+    """`rerender.translate` on a 31-frame synthetic 512² clip (mixed motion) with K = 10 (keyframes 0, 10, 20, 30),
+    the full-size SD 1.5 + ControlNet built from the shipped configs (random weights, fp16, on the GPU), 20 steps,
+    strength 0.75, every stage (frames, flow, keyframes, propagation, encoding): seconds per output frame, the
+    stages' timings and peak VRAM. Targets (issue 23): ≤ 1 s per output frame, ≤ 10 GB. ``--tiny``: 12 frames at
+    64² with the test kit's tiny models on the CPU."""
+    import torch
 
-    common = (
-        ["--threads", "1"]
-        if arguments.tiny
-        else [
-            "--device",
-            "cuda",
-            "--dtype",
-            "bfloat16",
-            "--width",
-            "3840",
-            "--size",
-            "1024",
-            "--steps",
-            "9",
-            "--keyframes",
-            "2",
-        ]
+    from rerender.diffusion.pipeline import RerenderPipeline
+    from rerender.synthetic import write_synthetic_video
+    from rerender.workflow.translation import translate
+
+    cuda = not arguments.tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.float16 if cuda else torch.float32
+    size, count, steps = (64, 12, 4) if arguments.tiny else (512, 31, 20)
+    components = build_components(arguments.tiny, device, dtype)
+    pipeline = RerenderPipeline(**components)
+    pipeline.set_progress_bar_config(disable=True)
+    settings = dict(
+        resolution=size,
+        size_multiple=16 if arguments.tiny else 64,
+        num_inference_steps=steps,
+        denoising_strength=0.75,
+        vae=None,
+        device=device.type,
+        dtype="float32" if arguments.tiny else "float16",
+        renderer="diffusion",
+        flow_estimator="dis",
     )
+    with tempfile.TemporaryDirectory(prefix="gpu-check-translate-") as folder:
+        clip = Path(folder) / "clip.mp4"
+        write_synthetic_video(clip, num_frames=count, width=size, height=size, motion="mixed", audio=False)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        result = translate(
+            clip,
+            "a watercolour painting",
+            K=10,
+            output=Path(folder) / "out.mp4",
+            pipeline=pipeline,
+            progress=False,
+            **settings,
+        )
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    report = dict(
+        device=torch.cuda.get_device_name() if cuda else "CPU",
+        tiny=arguments.tiny,
+        size=size,
+        frames=result.frame_count,
+        keyframes=result.keyframe_indices,
+        steps=steps,
+        seconds=wall,
+        seconds_per_frame=wall / result.frame_count,
+        timings=result.timings,
+        peak_vram_gib=peak,
+    )
+    report["targets"] = dict(
+        seconds_per_frame=dict(
+            value=report["seconds_per_frame"], target=1.0, met=report["seconds_per_frame"] <= 1.0 if cuda else None
+        ),
+        peak_vram_gib=dict(value=peak, target=10.0, met=None if peak is None else peak <= 10.0),
+    )
+    print(
+        f"translate ({report['device']}, {'tiny' if arguments.tiny else 'SD 1.5 full size, random weights'}, {dtype}, "
+        f"{size}², {result.frame_count} frames, K = 10, keyframes {result.keyframe_indices}): {wall:.1f} s, "
+        f"{report['seconds_per_frame']:.2f} s/frame, peak VRAM {'–' if peak is None else f'{peak:.2f} GiB'}; "
+        f"stages {', '.join(f'{k} {v:.1f} s' for k, v in result.timings.items())}"
+    )
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------
+# --all: every row in priority order within --budget-s, the JSON written after each row
+# --------------------------------------------------------------------------------------------------------
+
+KEYFRAME_NEEDS = ("torch", "diffusers", "transformers", "numpy", "cv2", "yaml", "kornia")
+PROPAGATION_NEEDS = ("torch", "numpy", "cv2", "numba")
+#: name: (what it measures, the packages it imports, its estimated seconds on an H100 including a process start).
+ROWS: dict[str, tuple[str, tuple[str, ...], float]] = {
+    "sd15": ("SD 1.5 keyframes vs plain img2img, 512², 20 steps, fp16 (+1024² tiling, offload)", KEYFRAME_NEEDS, 75),
+    "sdxl": (
+        "SDXL keyframes vs diffusers' SDXL ControlNet img2img, 1024², with and without offload",
+        KEYFRAME_NEEDS,
+        100,
+    ),
+    "zimage": ("Z-Image keyframes vs ZImageControlNetPipeline, 1024², bf16", KEYFRAME_NEEDS, 80),
+    "propagation": ("torch engine (CUDA) vs numba (CPU), 512² and 1080p, every preset", PROPAGATION_NEEDS, 110),
+    "suite": ("the shared propagation suite (--quick) on torch/CUDA and numba, parity", PROPAGATION_NEEDS, 90),
+    "translate": ("translate end to end: SD 1.5, K = 10, 512², fp16", (*KEYFRAME_NEEDS, "av"), 60),
+    "flux": ("Flux keyframes vs FluxControlNetPipeline, 1024², bf16 (if time remains)", KEYFRAME_NEEDS, 90),
+}
+MINIMUM_SHARE = (
+    0.6  # a row starts when at least this share of its estimate is left (its process is then stopped at the budget)
+)
+
+
+def environment_report() -> dict:
+    """What this machine has: every package a row imports (version, or missing), torch's CUDA device, CPU cores,
+    and whether OpenCV reads MP4 (the suite decodes with it)."""
+    from importlib import metadata
+
+    names = sorted({name for _, needs, _ in ROWS.values() for name in needs} | {"xformers", "skimage"})
+    distributions = {"cv2": "opencv-python-headless", "yaml": "PyYAML", "skimage": "scikit-image"}
+    packages = {}
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            packages[name] = None
+            continue
+        try:
+            packages[name] = metadata.version(distributions.get(name, name))
+        except metadata.PackageNotFoundError:
+            packages[name] = "present"
+    report = dict(packages=packages, cpu_count=os.cpu_count(), python=sys.version.split()[0])
+    if packages.get("torch"):
+        import torch
+
+        report.update(cuda=torch.cuda.is_available(), torch_cuda=torch.version.cuda)
+        if torch.cuda.is_available():
+            report["gpu"] = torch.cuda.get_device_name()
+            report["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if packages.get("cv2"):
+        import cv2
+
+        report["opencv_ffmpeg"] = "FFMPEG:                      YES" in cv2.getBuildInformation() or any(
+            "FFMPEG" in line and "YES" in line for line in cv2.getBuildInformation().splitlines()
+        )
+    return report
+
+
+def missing_for(row: str, environment: dict) -> list[str]:
+    return [name for name in ROWS[row][1] if not environment["packages"].get(name)]
+
+
+def run_row(name: str, arguments: argparse.Namespace) -> dict:
+    """One row in this process (``--row NAME``; ``--all --in-process``)."""
+    import torch
+
+    row_arguments = argparse.Namespace(**vars(arguments))
+    row_arguments.size = row_arguments.large_size = row_arguments.steps = None
     if arguments.tiny:
-        common += ["--width", "64", "--layers", "4", "--size", "64", "--steps", "4", "--keyframes", "1"]
-    results = {
-        "all blocks": zimage_benchmark(common),
-        "last 10 blocks": zimage_benchmark([*common, "--last-blocks", "10"]),
-    }
-    if arguments.json is not None:
-        arguments.json.write_text(
-            json.dumps({"family": "zimage", "tiny": arguments.tiny, "variants": results}, indent=2, default=float),
-            encoding="utf-8",
+        torch.set_num_threads(1)
+    if name == "sd15":
+        row_arguments.size, row_arguments.steps = (64, 4) if arguments.tiny else (512, 20)
+        row_arguments.large_size = 64 if arguments.tiny else 1024
+        row_arguments.keyframes = 1 if arguments.tiny else arguments.keyframes
+        return sd15_keyframe_check(row_arguments)
+    if name == "sdxl":
+        row_arguments.keyframes = 1 if arguments.tiny else arguments.keyframes
+        return sdxl_keyframe_check(row_arguments)
+    if name in TRANSFORMER_BASES:
+        return transformer_keyframe_check(row_arguments, name)
+    if name == "propagation":
+        return propagation_check("cpu" if arguments.tiny else "cuda", arguments.tiny)
+    if name == "suite":
+        return suite_check(row_arguments)
+    if name == "translate":
+        return translate_check(row_arguments)
+    raise ValueError(f"unknown row {name!r}; rows: {', '.join(ROWS)}")
+
+
+def _row_in_subprocess(name: str, arguments: argparse.Namespace, timeout: float) -> dict:
+    """One row in a process of its own (its GPU memory freed when it ends), stopped after ``timeout`` seconds."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix=f"gpu-check-{name}-") as folder:
+        output = Path(folder) / "row.json"
+        command = [sys.executable, "-u", str(Path(__file__).resolve()), "--row", name, "--json", str(output)]
+        command += ["--tiny"] * arguments.tiny + ["--suite-full"] * arguments.suite_full
+        command += ["--keyframes", str(arguments.keyframes)]
+        if arguments.suite is not None:
+            command += ["--suite", str(arguments.suite)]
+        try:
+            finished = subprocess.run(command, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except subprocess.TimeoutExpired:
+            return dict(status="timed out", reason=f"stopped at the budget after {timeout:.0f} s")
+        if finished.returncode != 0 or not output.is_file():
+            return dict(status="failed", reason=f"exit code {finished.returncode} (its traceback is printed above)")
+        return dict(status="done", result=json.loads(output.read_text()))
+
+
+def run_all(arguments: argparse.Namespace) -> int:
+    """``--all``: every row of ``--rows`` (default all, in the priority order of `ROWS`) while ``--budget-s``
+    lasts. A row whose packages are missing, or whose estimate would not fit in what is left, is skipped with
+    the reason; the JSON is rewritten after every row, so a run stopped from outside keeps what finished."""
+    started = time.perf_counter()
+    names = arguments.rows.split(",") if arguments.rows else list(ROWS)
+    unknown = [name for name in names if name not in ROWS]
+    if unknown:
+        print(f"unknown rows {unknown}; rows: {', '.join(ROWS)}", file=sys.stderr)
+        return 2
+    environment = environment_report()
+    print(f"environment: {json.dumps(environment)}", flush=True)
+    import torch
+
+    if not arguments.tiny and not torch.cuda.is_available():
+        print("no CUDA device: run with --tiny for the CPU code path", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = dict(
+        environment=environment, budget_s=arguments.budget_s, tiny=arguments.tiny, rows={}, order=names
+    )
+    in_process = arguments.in_process or arguments.tiny
+    for name in names:
+        title, _, estimate = ROWS[name]
+        left = arguments.budget_s - (time.perf_counter() - started)
+        missing = missing_for(name, environment)
+        print(f"\n=== {name}: {title} ({left:.0f} s of the budget left) ===", flush=True)
+        if missing:
+            entry = dict(status="skipped", reason=f"missing packages: {', '.join(missing)} (carry their wheels)")
+        elif not arguments.tiny and left < MINIMUM_SHARE * estimate:
+            entry = dict(
+                status="skipped", reason=f"would not fit: about {estimate:.0f} s estimated, {left:.0f} s left"
+            )
+        elif arguments.tiny and left <= 0:
+            entry = dict(status="skipped", reason=f"would not fit: the budget is spent ({left:.0f} s left)")
+        elif in_process:
+            row_started = time.perf_counter()
+            try:
+                entry = dict(status="done", result=run_row(name, arguments))
+            except Exception as error:  # noqa: BLE001 - one row's failure must not lose the others
+                import traceback
+
+                traceback.print_exc()
+                entry = dict(status="failed", reason=f"{type(error).__name__}: {error}")
+            entry["seconds"] = time.perf_counter() - row_started
+        else:
+            row_started = time.perf_counter()
+            entry = _row_in_subprocess(name, arguments, left)
+            entry["seconds"] = time.perf_counter() - row_started
+        if entry["status"] != "done":
+            print(f"{name}: {entry['status']} ({entry['reason']})", flush=True)
+        report["rows"][name] = entry
+        report["elapsed_s"] = time.perf_counter() - started
+        _write_json(arguments.json, report)
+    print("\nsummary:")
+    for name, entry in report["rows"].items():
+        result = entry.get("result") or {}
+        targets = result.get("targets") or {}
+        met = ", ".join(
+            f"{key} {'met' if t.get('met') else ('n/a' if t.get('met') is None else 'MISSED')}"
+            for key, t in targets.items()
+        )
+        print(
+            f"  {name}: {entry['status']}"
+            + (f" ({entry.get('reason')})" if entry.get("reason") else "")
+            + (f"; {met}" if met else "")
         )
     return 0
 
