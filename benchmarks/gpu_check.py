@@ -97,6 +97,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--suite", type=Path, default=None, help="the shared suite's propagation_suite.py")
     parser.add_argument("--suite-full", action="store_true", help="every case of the suite (default: --quick)")
+    parser.add_argument(
+        "--no-suite", action="store_true", help="the engines' parity on bundled/synthetic clips instead of the suite"
+    )
     return parser.parse_args(argv)
 
 
@@ -347,6 +350,9 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    if arguments.suite is not None and not arguments.suite.is_file():
+        print(f"--suite {str(arguments.suite)!r} is not a file (give propagation_suite.py)", file=sys.stderr)
+        return 2
     if arguments.all or arguments.row:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         sys.path.insert(0, str(REPO))
@@ -912,13 +918,12 @@ def suite_check(arguments: argparse.Namespace) -> dict:
     CUDA and with numba on the CPU, in the same run: each engine's result against the suite's targets, and the
     torch engine's PSNR and SSIM per case against numba's (issue 23: within 0.1 dB / 0.002). Without the suite
     (not carried to the device), :func:`engine_parity` on synthetic clips and the bundled clip instead."""
-    suite = find_suite(arguments.suite)
+    suite = None if arguments.no_suite else find_suite(arguments.suite)
     device = "cpu" if arguments.tiny else "cuda"
     if suite is None:
-        print("the shared propagation suite is not reachable here: the engines' parity on bundled/synthetic clips")
-        return dict(
-            suite=None, reason="suite not found (see the docstring: carry .gpu_shared)", **engine_parity(arguments)
-        )
+        print("the shared propagation suite is not used here: the engines' parity on bundled/synthetic clips")
+        reason = "--no-suite" if arguments.no_suite else "not found (see the docstring: carry .gpu_shared)"
+        return dict(suite=None, reason=reason, **engine_parity(arguments))
     budget = getattr(arguments, "row_timeout", None)
     torch_run = _suite_run(suite, {"engine": "torch", "device": device}, arguments, budget)
     numba_run = _suite_run(suite, {"engine": "numba"}, arguments, budget)
@@ -1221,6 +1226,7 @@ def _row_in_subprocess(name: str, arguments: argparse.Namespace, timeout: float)
         command += ["--keyframes", str(arguments.keyframes)]
         if arguments.suite is not None:
             command += ["--suite", str(arguments.suite)]
+        command += ["--no-suite"] * arguments.no_suite
         try:
             finished = subprocess.run(command, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         except subprocess.TimeoutExpired:
