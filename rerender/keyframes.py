@@ -4,6 +4,7 @@ Indices count the *selected* frames of a run (after `start_frame`/`frame_stride`
 is always a keyframe (it is the anchor). In "uniform" and "adaptive" mode the last frame is one too
 (`KeyframeConfig.last_frame_keyframe`, one more keyframe): frames after the last keyframe would be propagated
 from it one way only, and drift (on a 40-frame clip with K = 10, the last nine frames of a red ball turned brown).
+A keyframe closer than K/2 before the last frame is then dropped (its interval joins the last one).
 
 Adaptive selection spends the same number of keyframes as uniform selection with the same K, but places
 them where the motion is: the cumulative motion score (flow magnitude plus disoccluded area between
@@ -14,8 +15,10 @@ hand entering, cannot be propagated from a keyframe that never saw it).
 Example:
     >>> uniform_keyframes(25, 10)
     [0, 10, 20]
-    >>> select_keyframes(25, KeyframeConfig(keyframe_interval=10))
-    [0, 10, 20, 24]
+    >>> select_keyframes(26, KeyframeConfig(keyframe_interval=10))
+    [0, 10, 20, 25]
+    >>> select_keyframes(25, KeyframeConfig(keyframe_interval=10))  # 20 is closer than K/2 to 24: dropped
+    [0, 10, 24]
     >>> adaptive_keyframes([0.0] * 10 + [5.0] * 4 + [0.0] * 10, interval=8, min_interval=2, max_interval=12)
     [0, 11, 13]
 """
@@ -156,10 +159,24 @@ def select_keyframes(
 
 
 def _with_last_frame(keyframes: list[int], num_frames: int, config: KeyframeConfig) -> list[int]:
-    """`keyframes` with the last frame added when `config.last_frame_keyframe` asks for it."""
-    if config.last_frame_keyframe and keyframes[-1] != num_frames - 1:
-        return [*keyframes, num_frames - 1]
-    return keyframes
+    """`keyframes` with the last frame added when `config.last_frame_keyframe` asks for it.
+
+    A keyframe closer to the last frame than K/2 ("uniform") or than `min_keyframe_interval` ("adaptive") is then
+    dropped, its interval joined to the last one: rendering it would cost a whole keyframe to shorten the
+    propagation of a frame or two (K = 10 on 12 frames gave [0, 10, 11], now [0, 11]). The joined interval is
+    shorter than 1.5 K (uniform) and never longer than `max_keyframe_interval` (adaptive); the anchor stays.
+    """
+    last = num_frames - 1
+    if not config.last_frame_keyframe or keyframes[-1] == last:
+        return keyframes
+    if config.keyframe_mode == "uniform":
+        too_close, longest = last - keyframes[-1] < config.keyframe_interval / 2, last
+    else:
+        too_close = last - keyframes[-1] < config.min_keyframe_interval
+        longest = config.max_keyframe_interval
+    if len(keyframes) > 1 and too_close and last - keyframes[-2] <= longest:
+        keyframes = keyframes[:-1]
+    return [*keyframes, last]
 
 
 def _check_interval(num_frames: int, interval: int) -> None:

@@ -48,8 +48,8 @@ def test_translate_writes_every_frame_with_fps_and_audio(synthetic_clip, tmp_pat
     assert result.output == output and result.frame_count == 20
     assert info.frame_count == 20 and info.fps == 25 and (info.width, info.height) == (64, 48)
     assert info.has_audio and info.duration == pytest.approx(0.8)
-    assert result.keyframe_indices == [0, 8, 16, 19]  # the last frame too (last_frame_keyframe)
-    assert len(CountingRenderer.rendered) == 4
+    assert result.keyframe_indices == [0, 8, 19]  # the last frame too; 16 is closer than K/2 to it
+    assert len(CountingRenderer.rendered) == 3
     assert set(result.timings) == {"frames", "keyframes", "propagation", "writing"}
     assert result.previews["keyframes"].is_file()
     # Keyframes reach the output unchanged (before video compression).
@@ -78,7 +78,7 @@ def test_resume_reuses_finished_work_and_gives_the_same_output(synthetic_clip, t
         progress=False,
         **FAST,
     )
-    assert len(CountingRenderer.rendered) == 4
+    assert len(CountingRenderer.rendered) == 3
     first_done = max(path.stat().st_mtime for path in (workspace / "propagated").iterdir())
     second = translate(
         synthetic_clip,
@@ -90,7 +90,7 @@ def test_resume_reuses_finished_work_and_gives_the_same_output(synthetic_clip, t
         progress=False,
         **FAST,
     )
-    assert len(CountingRenderer.rendered) == 4  # nothing re-rendered
+    assert len(CountingRenderer.rendered) == 3  # nothing re-rendered
     assert second.reused == ["frames", "keyframes", "propagation"]
     # The same frames reach the encoder (H.264 bitstreams themselves can differ between encodes in one process).
     assert probe_video(tmp_path / "b.mp4").frame_count == 20
@@ -160,7 +160,7 @@ def test_changed_config_redoes_the_keyframes_without_force(synthetic_clip, tmp_p
     )
     assert result.reused == ["frames"]  # the prompt does not change the frames
     assert result.redone == ["redoing keyframes, propagation: config changed (prompt)"]
-    assert len(CountingRenderer.rendered) == 8
+    assert len(CountingRenderer.rendered) == 6
     forced = translate(
         synthetic_clip,
         "a watercolor",
@@ -172,7 +172,7 @@ def test_changed_config_redoes_the_keyframes_without_force(synthetic_clip, tmp_p
         force=True,
         **FAST,
     )
-    assert forced.reused == [] and len(CountingRenderer.rendered) == 12  # force redoes unchanged work
+    assert forced.reused == [] and len(CountingRenderer.rendered) == 9  # force redoes unchanged work
 
 
 def test_stages_first_keyframes_propagate(synthetic_clip, tmp_path, counting_renderer):
@@ -181,9 +181,9 @@ def test_stages_first_keyframes_propagate(synthetic_clip, tmp_path, counting_ren
     first = translate(synthetic_clip, "a cartoon", output=None, stage="first", **common)
     assert first.output is None and first.previews["first"].is_file() and len(CountingRenderer.rendered) == 1
     keyframes = translate(synthetic_clip, "a cartoon", output=None, stage="keyframes", **common)
-    assert keyframes.output is None and len(CountingRenderer.rendered) == 4  # the anchor was kept
+    assert keyframes.output is None and len(CountingRenderer.rendered) == 3  # the anchor was kept
     result = translate(synthetic_clip, "a cartoon", output=tmp_path / "o.mp4", stage="propagate", **common)
-    assert probe_video(result.output).frame_count == 20 and len(CountingRenderer.rendered) == 4
+    assert probe_video(result.output).frame_count == 20 and len(CountingRenderer.rendered) == 3
 
 
 def test_keyframe_modes(synthetic_clip, tmp_path, counting_renderer):

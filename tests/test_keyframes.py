@@ -142,3 +142,32 @@ def test_a_40_frame_clip_ends_on_its_own_stylized_last_frame(tmp_path):
         **fast,
     )
     assert plain.keyframe_indices == [0, 10, 20, 30]
+
+
+def test_a_keyframe_closer_than_half_k_before_the_last_frame_is_dropped():
+    """K = 10 on 12 frames gave [0, 10, 11]: keyframe 10 cost a whole diffusion render to shorten the propagation
+    of one frame. A uniform keyframe closer than K/2 to the last frame now joins its interval to the last one (at
+    most 1.5 K long); at K/2 or more it stays. The anchor is never dropped."""
+    uniform = lambda frames, k: select_keyframes(frames, KeyframeConfig(keyframe_interval=k))  # noqa: E731
+    assert uniform(12, 10) == [0, 11]
+    assert uniform(20, 8) == [0, 8, 19]  # 19 − 16 = 3 < 4
+    assert uniform(25, 10) == [0, 10, 24]  # 24 − 20 = 4 < 5: the last interval is 14 frames ≤ 1.5 K
+    assert uniform(26, 10) == [0, 10, 20, 25]  # 25 − 20 = 5 = K/2: kept
+    assert uniform(30, 10) == [0, 10, 20, 29]
+    assert uniform(11, 10) == [0, 10]  # the last frame already on the grid
+    for frames in range(10, 200):  # every interval at most 1.5 K, and none shorter than K/2 but the only one
+        keyframes = uniform(frames, 10)
+        gaps = np.diff(keyframes)
+        assert keyframes[0] == 0 and keyframes[-1] == frames - 1 and gaps.max() < 15
+        assert gaps.min() >= 5 or len(gaps) == 1, (frames, keyframes)
+    # without the last frame as a keyframe, the paper's plain grid
+    assert select_keyframes(12, KeyframeConfig(keyframe_interval=10, last_frame_keyframe=False)) == [0, 10]
+    # adaptive: the same rule with its own smallest gap, never making a gap above the largest
+    adaptive = KeyframeConfig(keyframe_interval=10, keyframe_mode="adaptive", min_keyframe_interval=4)
+    keyframes = select_keyframes(42, adaptive, [1.0] * 41)
+    assert keyframes[-1] == 41 and min(np.diff(keyframes)) >= 4 and max(np.diff(keyframes)) <= 20
+    rng = np.random.default_rng(0)
+    for frames in range(30, 90, 7):  # random motion: the adaptive bounds hold with the last frame added
+        keyframes = select_keyframes(frames, adaptive, list(rng.exponential(1.0, frames - 1)))
+        gaps = np.diff(keyframes)
+        assert keyframes[-1] == frames - 1 and gaps.max() <= 20 and gaps[-1] >= 4, keyframes

@@ -305,7 +305,8 @@ class KeyframeConfig:
     last_frame_keyframe: bool = True
     """In "uniform" and "adaptive" mode, make the clip's last frame a keyframe too, so every frame lies between two
     keyframes and is propagated from both sides (frames after the last keyframe would be propagated one way, and drift).
-    Costs one more keyframe, unless the last frame already is one; False keeps the paper's plain 0, K, 2K, …"""
+    Costs one more keyframe, unless the last frame already is one; a keyframe closer than K/2 before it is dropped
+    (its interval joins the last one). False keeps the paper's plain 0, K, 2K, …"""
 
     def __post_init__(self) -> None:
         _check_range("keyframes.keyframe_interval", self.keyframe_interval, 1)
