@@ -248,7 +248,7 @@ def test_callback_reports_every_stage(synthetic_clip, tmp_path, counting_rendere
     )
     stages = {stage for stage, _, _ in events}
     assert stages == {"frames", "keyframes", "propagation", "writing"}
-    assert ("writing", 20, 20) in events and ("keyframes", 4, 4) in events
+    assert ("writing", 20, 20) in events and ("keyframes", 3, 3) in events
 
 
 @pytest.mark.parametrize(

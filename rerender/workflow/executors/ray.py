@@ -513,12 +513,19 @@ class RayExecutor(LocalExecutor):
             actor (its own GPU): every segment renders the anchor again from the same seed and starts its own
             previous-keyframe chain from it. Faster by up to this factor, at a cost in consistency at the
             joins (see docs/guides/scaling-out.md); 1 (default) renders the single chain of the method.
+        propagation_gpus: GPUs each propagation task asks for. None (default): one when the run asks for the
+            torch engine on CUDA (`propagation.device: cuda`, or `propagation.engine: torch` with device "auto")
+            and the cluster has GPUs, else none (the default engine "auto" then runs numba on CPU workers,
+            leaving the GPUs to the keyframe actors); a number asks for that many (a fraction shares a GPU
+            between tasks, 0 keeps them on CPUs). Keyframe actors that hold the GPUs the tasks need are
+            released first (the next run reloads their model).
 
     Raises:
         MissingDependencyError: ray is not installed (`pip install "rerender[distributed]"`).
-        ConfigError: `address` is malformed (ServiceUnavailableError: unreachable), a bad `num_cpus`, `chunk_frames` or
-            `keyframe_segments`; in `translate`, before any work, more segments than the cluster's GPUs (when
-            it has any).
+        ConfigError: `address` is malformed (ServiceUnavailableError: unreachable), a bad `num_cpus`, `chunk_frames`,
+            `keyframe_segments` or `propagation_gpus`; in `translate`, before any work, more segments than the
+            cluster's GPUs (when it has any), or propagation on CUDA (or `propagation_gpus` > 0) on a cluster
+            without GPUs.
 
     Example:
         >>> import rerender
@@ -536,6 +543,7 @@ class RayExecutor(LocalExecutor):
         max_retries: int = 3,
         chunk_frames: int = 32,
         keyframe_segments: int = 1,
+        propagation_gpus: float | None = None,
     ) -> None:
         import_ray()
         if address not in (None, "auto", "local"):
@@ -546,12 +554,23 @@ class RayExecutor(LocalExecutor):
             raise ConfigError(f"`chunk_frames` must be an integer ≥ 2, got {chunk_frames!r}")
         if isinstance(keyframe_segments, bool) or not isinstance(keyframe_segments, int) or keyframe_segments < 1:
             raise ConfigError(f"`keyframe_segments` must be an integer ≥ 1, got {keyframe_segments!r}")
+        if propagation_gpus is not None and (
+            isinstance(propagation_gpus, bool)
+            or not isinstance(propagation_gpus, (int, float))
+            or not 0 <= propagation_gpus
+            or (propagation_gpus > 1 and propagation_gpus != int(propagation_gpus))
+        ):
+            raise ConfigError(
+                "`propagation_gpus` must be None (automatic), 0, a fraction of one GPU or a whole number of GPUs, "
+                f"got {propagation_gpus!r}"
+            )
         self.address = address
         self.shared_storage = shared_storage
         self.num_cpus = num_cpus
         self.max_retries = max_retries
         self.chunk_frames = chunk_frames
         self.keyframe_segments = keyframe_segments
+        self.propagation_gpus = propagation_gpus
         self._keyframe_workers: list = []
         self._keyframe_key: str | None = None
         self._keyframe_flow: Any = None
@@ -564,7 +583,8 @@ class RayExecutor(LocalExecutor):
 
     def check(self, config) -> None:
         """Connect to the cluster, and refuse more keyframe segments than it has GPUs (when it has any and the
-        renderer is not "classic"): the extra actors would wait forever."""
+        renderer is not "classic"): the extra actors would wait forever; and propagation on CUDA
+        (`propagation.device: cuda`, or `propagation_gpus` above the cluster's GPUs) on a cluster without them."""
         ray = self._connect()
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
         if config.model.renderer != "classic" and 1 <= cluster_gpus < self.keyframe_segments:
@@ -572,6 +592,42 @@ class RayExecutor(LocalExecutor):
                 f"`keyframe_segments` is {self.keyframe_segments} but the cluster has "
                 f"{cluster_gpus:g} GPUs; use at most {int(cluster_gpus)}"
             )
+        settings = config.propagation
+        if self.propagation_gpus is not None and self.propagation_gpus > cluster_gpus:
+            asked = f"`propagation_gpus` is {self.propagation_gpus:g}"
+        elif self.propagation_gpus is None and settings.device == "cuda" and settings.engine != "numba":
+            asked = "`propagation.device` is 'cuda'" if cluster_gpus < 1 else ""
+        else:
+            asked = ""
+        if asked:
+            raise ConfigError(
+                f"{asked} but the Ray cluster has {cluster_gpus:g} GPUs; add GPU nodes, or propagate on CPUs "
+                "(`propagation.device: cpu`, `propagation.engine: numba` or `propagation_gpus=0`)"
+            )
+
+    def propagation_task_gpus(self, config, cluster_gpus: float | None = None) -> float:
+        """The GPUs each propagation task asks for (see `propagation_gpus`): the option when set, else 1 when
+        `config.propagation` asks for the torch engine on CUDA and the cluster (`cluster_gpus`, default: asked
+        now) has a GPU, else 0."""
+        if self.propagation_gpus is not None:
+            return float(self.propagation_gpus)
+        settings = config.propagation
+        on_cuda = settings.device == "cuda" or (settings.engine == "torch" and settings.device == "auto")
+        if not on_cuda or settings.engine == "numba":
+            return 0.0
+        if cluster_gpus is None:
+            cluster_gpus = self._connect().cluster_resources().get("GPU", 0)
+        return 1.0 if cluster_gpus >= 1 else 0.0
+
+    def _free_gpus_for_propagation(self, ray, gpus: float) -> None:
+        """Release the keyframe actors when they hold the GPUs a propagation task needs (they would wait forever)."""
+        if gpus and self._keyframe_workers and ray.available_resources().get("GPU", 0) < gpus:
+            logger.info(
+                "releasing the keyframe actors' GPUs for the propagation tasks; the next run reloads the model"
+            )
+            for actor in self._keyframe_workers:
+                ray.kill(actor)
+            self._keyframe_workers, self._keyframe_key = [], None
 
     def keyframe_workers(self, config, count: int | None = None, flow: Any = None) -> list:
         """The keyframe actors, one per segment (`count` of them, default `keyframe_segments`), started at first use
@@ -716,7 +772,10 @@ class RayExecutor(LocalExecutor):
         todo = ledger.digests(keyframe_indices, count) if intervals is None else intervals
         ledger.forget(list(todo))  # first: an interrupted run must not leave a stale record
         reused = ledger.kept(keyframe_indices, count, list(todo))
-        shipped = _Shipped(ray, self, ctx, propagation_options(ctx.config))
+        # the workers check the engine on their own device (this driver may have no GPU)
+        gpus = self.propagation_task_gpus(ctx.config)
+        self._free_gpus_for_propagation(ray, gpus)
+        shipped = _Shipped(ray, self, ctx, propagation_options(ctx.config, check_engine=False), gpus)
         flow_chunks = self._flow_tasks(shipped, frame_path, todo, count)
         pending, chunk_files = {}, {}
         size = self.chunk_frames
@@ -817,12 +876,13 @@ class RayExecutor(LocalExecutor):
 class _Shipped:
     """What the propagation tasks of one run share, put in the object store once."""
 
-    def __init__(self, ray, executor: RayExecutor, ctx: StageContext, options) -> None:
+    def __init__(self, ray, executor: RayExecutor, ctx: StageContext, options, gpus: float = 0.0) -> None:
         self.shared_storage = executor.shared_storage
         self.flow = ray.put(executor.shipped_flow(ctx))
         self.options = ray.put(options)
         self.flows_dir = str(ctx.workspace.flows_dir.resolve()) if executor.shared_storage else None
-        self.interval_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries)(
+        # a task given a GPU sees it (Ray sets CUDA_VISIBLE_DEVICES), so "auto" resolves to torch on CUDA there
+        self.interval_task = ray.remote(num_cpus=executor.num_cpus, num_gpus=gpus, max_retries=executor.max_retries)(
             _propagate_after_flows
         )
         self.flow_task = ray.remote(num_cpus=executor.num_cpus, max_retries=executor.max_retries, num_returns=2)(
