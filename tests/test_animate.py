@@ -321,3 +321,25 @@ def test_a_workspace_that_is_not_ours_is_refused_before_the_clip_is_made(still, 
         )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mine", "still.png"]  # no clip, no frames
     assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_cli_orbit_without_depth_or_annotators_is_a_usage_error(still, tmp_path, capsys, monkeypatch):
+    """`rerender animate --motion orbit` with neither --depth nor the annotators extra: a usage error (exit 2)
+    naming --depth, before any work; it exited 1 (a run-time failure) with the library's message."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_controlnet_aux(name, *args, **kwargs):  # as on a machine without the `annotators` extra
+        if name.split(".")[0] == "controlnet_aux":
+            raise ImportError("No module named 'controlnet_aux'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_controlnet_aux)
+    output = tmp_path / "o.mp4"
+    code = main(["animate", str(still), "-p", "x", "-o", str(output), "--motion", "orbit", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: --motion orbit needs a depth map: pass --depth FILE") and "Traceback" not in err
+    assert "annotators" in err and "`depth`" not in err
+    assert not output.exists() and not (tmp_path / "o_clip.mp4").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rerender.cli.base import EXIT_OK
+from rerender.cli.base import EXIT_OK, UsageError
 from rerender.cli.options import (
     config_help,
     config_parent,
@@ -74,12 +74,19 @@ def run(args: argparse.Namespace) -> int:
     """Make the clip from the still image, translate it; prints the clip, the keyframes and the output."""
     from rerender.workflow.animation import animate
 
+    motion = "path" if args.path and args.motion is None else (args.motion or "zoom-in")
+    if motion == "orbit" and args.depth is None and not _annotators_importable():
+        raise UsageError(  # a missing argument, not a failed run: exit 2, before the still is read
+            "--motion orbit needs a depth map: pass --depth FILE (an image or .npy, brighter = nearer), install the "
+            '`annotators` extra to estimate one (pip install "rerender[annotators]", needs torchvision), or choose '
+            "a 2-D move (--motion zoom-in, zoom-out, pan-left/right/up/down)"
+        )
     config = load_config(args)
     require_prompt(args.prompt, config)
     result = animate(
         args.image,
         prompt=args.prompt,
-        motion="path" if args.path and args.motion is None else (args.motion or "zoom-in"),
+        motion=motion,
         seconds=args.seconds,
         fps=args.fps,
         output=args.output,
@@ -98,3 +105,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"keyframes ({translation.renderer}): {translation.keyframe_indices}")
     print(f"wrote {translation.output}")
     return EXIT_OK
+
+
+def _annotators_importable() -> bool:
+    """Whether controlnet-aux (the `annotators` extra, MiDaS depth for "orbit") imports here."""
+    try:
+        import controlnet_aux  # noqa: F401
+    except ImportError:
+        return False
+    return True
