@@ -83,6 +83,25 @@ def test_info(capsys, synthetic_clip):
     assert code == 0 and "96×64" in out and "aac" in out
 
 
+def test_info_describes_a_still_image(capsys, tmp_path):
+    """`rerender info photo.png` describes the image (size, mode, alpha) and what a run does with it (`animate`
+    makes a clip of it); it was refused ("a single image; pass the folder")."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGBA", (640, 360), (200, 100, 50, 128)).save(photo)
+    code, out, err = run_cli(capsys, "info", photo, "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["kind"] == "image" and (record["width"], record["height"]) == (640, 360)
+    assert record["mode"] == "RGBA" and record["has_alpha"] is True and record["format"] == "PNG"
+    assert record["processing_size"] == [512, 288]  # long side 512, multiple of 8 (the defaults)
+    assert record["frame_count"] == 1 and "rerender animate" in record["run"]
+    code, out, err = run_cli(capsys, "info", photo)
+    assert code == 0 and "640×360" in out and "RGBA" in out and "rerender animate" in out, err
+    assert "processing  512×288" in out
+
+
 def test_env(capsys):
     code, out, _ = run_cli(capsys, "env", "--json")
     assert code == 0

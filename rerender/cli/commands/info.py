@@ -1,4 +1,4 @@
-"""`rerender info`: describe a video or image folder as the reader sees it."""
+"""`rerender info`: describe a video, an image folder or a still image as the reader sees it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ def register(commands) -> None:
     info = commands.add_parser(
         "info",
         parents=[verbose_parent(), config_parent()],
-        help="describe a video or image folder as the reader sees it",
+        help="describe a video, image folder or still image as the reader sees it",
     )
-    info.add_argument("video", help="video file or folder of numbered images")
+    info.add_argument("video", help="video file, folder of numbered images, or a still image")
     info.add_argument(
         "--fps", type=positive_number, default=None, help="frame rate to assume for an image folder (default: 25)"
     )
@@ -27,9 +27,12 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print what the reader sees (JSON with --json) and the size the method will process."""
     import dataclasses
+    from pathlib import Path
 
-    from rerender.video import compute_output_size, probe_video, reading_notes
+    from rerender.video import IMAGE_EXTENSIONS, compute_output_size, probe_video, reading_notes
 
+    if Path(args.video).is_file() and Path(args.video).suffix.lower() in IMAGE_EXTENSIONS:
+        return describe_still(args, Path(args.video))
     info = probe_video(args.video, image_sequence_fps=args.fps)
     config = load_config(args)
     crop = config.video.crop
@@ -87,4 +90,56 @@ def run(args: argparse.Namespace) -> int:
         f"  processing  {processing[0]}×{processing[1]} "
         f"({config.video.resize_side} side → {config.video.resolution}, multiple of {config.video.size_multiple})"
     )
+    return EXIT_OK
+
+
+def describe_still(args: argparse.Namespace, path) -> int:
+    """A still image: its size as shown (EXIF orientation applied), mode, format and alpha, the size `animate`
+    processes it at, and what a run does with it (JSON with --json)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from rerender.video import compute_output_size, read_image_with_alpha
+
+    config = load_config(args)
+    image, alpha = read_image_with_alpha(path)  # as every reader of the product sees it (VideoReadError if not)
+    try:
+        with Image.open(path) as opened:
+            mode, file_format, stored = opened.mode, opened.format, opened.size
+    except (UnidentifiedImageError, OSError):  # a file OpenCV read above, Pillow cannot (a float TIFF)
+        mode, file_format, stored = "read by OpenCV", path.suffix.lstrip(".").upper(), None
+    height, width = image.shape[:2]
+    video = config.video
+    processing = compute_output_size(width, height, video.resolution, video.resize_side, video.size_multiple)
+    run = (
+        f"a still image: `rerender animate {path} -p PROMPT -o OUT.mp4` makes a clip of it with a camera move "
+        "(zoom-in by default, 4 s at 25 fps; --motion, --seconds, --fps) and restyles it; `translate` takes a video "
+        "or a folder of numbered frames"
+    )
+    record = {
+        "path": str(path),
+        "kind": "image",
+        "format": file_format,
+        "mode": mode,
+        "width": width,
+        "height": height,
+        "stored_size": list(stored) if stored else [width, height],
+        "has_alpha": alpha is not None,
+        "frame_count": 1,
+        "processing_size": list(processing),
+        "run": run,
+    }
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    rotated = stored is not None and tuple(stored) != (width, height)
+    print(f"{path}")
+    print(f"  kind        still image ({file_format}, mode {mode})")
+    print(f"  size        {width}×{height}" + (" (EXIF orientation applied)" if rotated else ""))
+    if alpha is not None:
+        print(f"  alpha       yes: transparent pixels are composited over {video.background} (video.background)")
+    print(
+        f"  processing  {processing[0]}×{processing[1]} "
+        f"({video.resize_side} side → {video.resolution}, multiple of {video.size_multiple})"
+    )
+    print(f"  run         {run}")
     return EXIT_OK
