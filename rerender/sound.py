@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from rerender.errors import (
     ConfigError,
     InputNotFoundError,
     VideoReadError,
+    WeightsNotFoundError,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "SoundEvent",
     "SoundPrompt",
     "audio_windows",
+    "check_audio_model",
     "check_audio_prompt",
     "decode_audio",
     "hear",
@@ -257,6 +260,7 @@ class ClapScorer:
         key = (self.model_name, self.device)
         with _MODELS_LOCK:
             if key not in _MODELS:
+                check_audio_model(self.model_name)  # missing (offline, or not a model folder): our error
                 try:
                     from transformers import ClapModel, ClapProcessor
 
@@ -378,6 +382,44 @@ def hear(
             ", ".join(f"{event.name} {event.score:.2f}" for event in best[:3]),
         )
     return result
+
+
+CLAP_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""`ClapProcessor`'s settings, as the hub's CLAP repositories and older transformers (first) or transformers 5
+(second) save them; a CLAP folder holds `config.json` and one of these."""
+
+
+def check_audio_model(model: str, audio_prompt: str | None = None) -> None:
+    """Raise `WeightsNotFoundError` naming the CLAP model `prompt.audio_model` when it can be neither read here
+    nor downloaded now, with the command that fetches it. Cheap (a path check or a look at the hub cache), so a
+    run calls it before any work; loading errors of a model that is there stay `CheckpointError`s.
+
+    Args:
+        model: a hub id or a local folder.
+        audio_prompt: the run's `prompt.audio_prompt`, for the `rerender download` command in the message.
+    """
+    from rerender.config import PromptConfig
+    from rerender.weights import _cached, hub_reachable, is_hub_id
+
+    if not is_hub_id(model):
+        folder = Path(model).expanduser()
+        if not (folder / "config.json").is_file() or not any((folder / n).is_file() for n in CLAP_PROCESSOR_FILES):
+            raise WeightsNotFoundError(
+                f"the sound model `prompt.audio_model` {model!r} is not a folder holding a CLAP model (config.json "
+                "and the processor's settings); give a folder saved by transformers' ClapModel and ClapProcessor, or "
+                f"a hub id such as {PromptConfig().audio_model!r}"
+            )
+        return
+    if _cached(model, "config.json") or hub_reachable():
+        return
+    command = f"rerender download --audio-prompt {shlex.quote(audio_prompt or 'SOUND')}"
+    if model != PromptConfig().audio_model:
+        command += f" --set audio_model={shlex.quote(model)}"
+    raise WeightsNotFoundError(
+        f"hearing the sound prompt (--audio-prompt) needs the CLAP model {model!r}, which is not in the Hugging Face "
+        f"cache and cannot be downloaded now (offline); on a connected machine run: {command} (or hf download "
+        f"{model}), or set `prompt.audio_model` (--set audio_model=FOLDER) to a local CLAP folder"
+    )
 
 
 def check_audio_prompt(

@@ -139,6 +139,7 @@ def test_audio_prompt_source_hears_the_videos_beep(synthetic_clip, tmp_path, mon
     samples = decode_audio(synthetic_clip)  # the clip's soundtrack: a 440 Hz tone, 0.8 s
     assert abs(len(samples) / RATE - 0.8) < 0.05 and abs(dominant_frequency(samples) - 440) < 5
     monkeypatch.setattr(sound, "ClapScorer", lambda *args, **kwargs: FrequencyScorer())
+    monkeypatch.setattr(sound, "check_audio_model", lambda *args: None)  # the stand-in needs no CLAP weights
     result = translate(
         synthetic_clip,
         "a painting",
@@ -256,3 +257,34 @@ def test_download_lists_the_clap_model(capsys, monkeypatch, tmp_path):
     commands = fetch_commands(config, sources)
     assert commands[0] == "rerender download --audio-prompt rain.wav --set audio_model=me/my-clap"
     assert commands[1].startswith("hf download me/my-clap")
+
+
+def test_a_missing_clap_model_offline_is_our_error_naming_the_model_and_the_download(
+    synthetic_clip, tmp_path, capsys, monkeypatch
+):
+    """`--audio-prompt` when the CLAP model is neither cached nor downloadable (offline): one line naming the
+    model id and the command that fetches it, before any work (it printed transformers' raw "Can't load feature
+    extractor … make sure you don't have a local directory …" after decoding the video)."""
+    from rerender.cli import main
+    from rerender.errors import WeightsNotFoundError
+    from rerender.sound import ClapScorer, check_audio_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sound_file = write_wav(tmp_path / "rain.wav", tone(1.0))
+    output = tmp_path / "o.mp4"
+    code = main(
+        ["translate", str(synthetic_clip), "-p", "a painting", "-o", str(output), "--renderer", "classic", "-q"]
+        + ["--audio-prompt", str(sound_file), "--set", "audio_model=nobody/no-such-clap"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "'nobody/no-such-clap'" in err and "rerender download --audio-prompt" in err and "offline" in err
+    assert "Can't load" not in err and "huggingface.co" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.mp4.work").exists() and not output.exists()  # refused before any work
+    # the same from Python, and from the scorer itself when it is asked to load (no preflight)
+    with pytest.raises(WeightsNotFoundError, match=r"'nobody/no-such-clap'.*rerender download --audio-prompt"):
+        check_audio_model("nobody/no-such-clap", "rain.wav")
+    with pytest.raises(WeightsNotFoundError, match=r"'nobody/no-such-clap'.*rerender download --audio-prompt"):
+        ClapScorer("nobody/no-such-clap")([np.zeros(480, np.float32)], ["rain"])
+    with pytest.raises(WeightsNotFoundError, match=r"not a folder holding a CLAP model"):
+        check_audio_model(str(tmp_path), "rain.wav")  # a local folder without the model's files

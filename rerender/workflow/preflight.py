@@ -254,9 +254,12 @@ def check_run(
 
         propagation_options(resolved)  # the propagation engine and device can run here (e.g. "cuda" with no GPU)
     if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
-        from rerender.sound import check_audio_prompt
+        from rerender.sound import check_audio_model, check_audio_prompt
 
         check_audio_prompt(resolved.prompt.audio_prompt, soundtrack, resolved.prompt.audio_vocabulary)
+        check_audio_model(
+            resolved.prompt.audio_model, resolved.prompt.audio_prompt
+        )  # the CLAP model, here or fetchable
     check_prompt_language(resolved, prompt_translator)  # the translator first: the prompt is read before the model
     if check_model:
         check_model_inputs(resolved, renderer=renderer_object, pipeline=pipeline)
