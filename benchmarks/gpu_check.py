@@ -103,7 +103,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def propagation_check(device: str, quick: bool) -> dict:
+def propagation_check(device: str, quick: bool, numba_frames: int = 4) -> dict:
     """The propagation rows (issue 23): s/frame of each preset at 512² and 1080p, the torch engine on ``device``
     against the numba engine on this machine's CPU, peak VRAM, PSNR of both; ``quick``: 64², balanced, 4 frames
     (on the CPU with one torch thread). See ``benchmarks/propagation_engines.py`` (also a CPU benchmark)."""
@@ -121,7 +121,7 @@ def propagation_check(device: str, quick: bool) -> dict:
     print()
     print(f"propagation engines ({device}; exact flow given, engine time only):")
     print(engines.HEADER)
-    rows = engines.measure(device, sizes, presets, frames=4 if quick else 10, numba_frames=4)
+    rows = engines.measure(device, sizes, presets, frames=4 if quick else 10, numba_frames=numba_frames)
     result = dict(device=device, rows=rows, targets=engines.targets(rows))
     print("propagation targets (balanced, CUDA):", result["targets"])
     return result
@@ -1207,7 +1207,8 @@ def run_row(name: str, arguments: argparse.Namespace) -> dict:
     if name in TRANSFORMER_BASES:
         return transformer_keyframe_check(row_arguments, name)
     if name == "propagation":
-        return propagation_check("cpu" if arguments.tiny else "cuda", arguments.tiny)
+        # numba on 3 frames (one propagated): its time per frame does not depend on the interval's length
+        return propagation_check("cpu" if arguments.tiny else "cuda", arguments.tiny, numba_frames=3)
     if name == "suite":
         return suite_check(row_arguments)
     if name == "translate":
@@ -1286,6 +1287,7 @@ def run_all(arguments: argparse.Namespace) -> int:
             entry["seconds"] = time.perf_counter() - row_started
         if entry["status"] != "done":
             print(f"{name}: {entry['status']} ({entry['reason']})", flush=True)
+        entry["estimate_s"] = estimate
         report["rows"][name] = entry
         report["elapsed_s"] = time.perf_counter() - started
         _write_json(arguments.json, report)

@@ -6,9 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the SD 1.5 row runs by default in tests/test_gpu_check_all.py (`--all --tiny`)
 def test_gpu_check_tiny_mode_runs_every_variant_it_can_and_writes_json(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
