@@ -1,12 +1,52 @@
-"""GPU readiness check of the keyframe engine: full-size SD 1.5 + ControlNet architectures with random weights.
+"""GPU readiness check: every GPU figure issues 11, 22, 23 and 24 ask for, in one run, full-size architectures with
+random weights built from configs (no hub, no network on the device).
 
-Sized for about 3 minutes on one H100/H200-class GPU. The UNet, ControlNet, VAE and CLIP text encoder are built
-from the configs in ``rerender/assets/sd15-config`` with random weights (no hub, no network), in fp16. Frames are
-synthetic (a colour gradient with a moving square, no video decoding). Settings: 512², 20 DDIM steps, strength
-0.75, guidance 7.5, canny control, the anchor plus 3 keyframes, every constraint on (cross-frame attention,
-shape-aware and pixel-aware fusion with fidelity encoding, AdaIN (0.8, 1)), DIS flow.
+The one command (the device tool's ``run``; ``--all``: every row in priority order within ``--budget-s``, each in a
+process of its own, stopped at the budget; a row that would not fit, or whose packages are missing, is skipped
+with the reason; ``$OUT/gpu_check.json`` is rewritten after every row, so a run stopped from outside keeps what
+finished). Prepare once, here in the repository root (the device lacks diffusers, kornia and PyAV, and the
+shared suite beside the checkout does not travel)::
 
-Variants, in this order, on the same components:
+    echo /.whl/ >> .git/info/exclude; echo /.gpu_shared/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl diffusers==0.42.1 kornia==0.9.0 av==18.1.0          # about 44 MB
+    mkdir -p .gpu_shared && cp -r /work/shared/bench /work/shared/data .gpu_shared/   # the suite, 8 MB
+
+then run, with ``carry=[".whl", ".gpu_shared"]`` and ``timeout_s=560``::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 \
+        python3 benchmarks/gpu_check.py --all --budget-s 480 --json $OUT/gpu_check.json
+
+Rows, in priority order (`ROWS`; ``--rows a,b`` picks some; each prints a table and returns targets):
+
+1. ``sd15`` (issue 11, :func:`sd15_keyframe_check`): SD 1.5 keyframes against plain img2img, 512², 20 steps, fp16,
+   the variants below.
+2. ``sdxl`` (issue 22, :func:`sdxl_keyframe_check`): SDXL + one ControlNet, 1024², 20 steps, strength 0.75, fp16
+   (the VAE in fp32) against diffusers' `StableDiffusionXLControlNetImg2ImgPipeline`, with and without model CPU
+   offload: s/keyframe, peak VRAM (targets ≤ 12 GB, ≤ 8 GB with offload), time ratio vs UNet-call ratio.
+3. ``zimage`` (issue 24, :func:`transformer_keyframe_check`): Z-Image at full width against
+   `ZImageControlNetPipeline`, 1024², bf16 (target ≤ 16 GB).
+4. ``propagation`` (issue 23, :func:`propagation_check`): the torch engine on CUDA against numba on this machine's
+   CPU, s/frame per preset at 512² and 1080p, peak VRAM (targets for "balanced": ≤ 0.05 s/frame at 512², ≤ 0.3 s
+   at 1080p).
+5. ``suite`` (issue 23, :func:`suite_check`): the shared propagation suite (``--quick``) with the torch engine on
+   CUDA and with numba, the torch engine's PSNR/SSIM per case against numba's (within 0.1 dB / 0.002); where the
+   suite is not reachable (not carried), :func:`engine_parity` on synthetic and bundled clips instead, and says so.
+6. ``translate`` (issue 23, :func:`translate_check`): `translate` end to end, SD 1.5, K = 10, 512², fp16, a
+   31-frame synthetic clip: s/output frame and peak VRAM (targets ≤ 1 s/frame, ≤ 10 GB). Needs PyAV.
+7. ``flux`` (issue 24): Flux.1 schnell at full width against `FluxControlNetPipeline`, if time remains.
+
+The first line printed (and the JSON's ``environment``) names every package the rows import, with its version or
+"missing", and the GPU. ``--tiny --all`` runs every row's code path on the CPU with the test kit's tiny models in
+one process (tests/test_gpu_check_all.py, under a minute).
+
+SD 1.5 row. The UNet, ControlNet, VAE and CLIP text encoder are built from ``rerender/assets/sd15-config`` with
+random weights, in fp16. Frames are synthetic (a colour gradient with a moving square). Settings: 512², 20 DDIM
+steps, strength 0.75, guidance 7.5, canny control, the anchor plus 3 keyframes, every constraint on (cross-frame
+attention, shape-aware and pixel-aware fusion with fidelity encoding, AdaIN (0.8, 1)), DIS flow. Variants, in this
+order, on the same components:
 
 * ``plain``: diffusers' `StableDiffusionControlNetImg2ImgPipeline`, one call per keyframe (the reference);
 * ``sdpa``: `RerenderPipeline` with PyTorch's scaled-dot-product attention (the default processors);
@@ -20,23 +60,12 @@ UNet calls per keyframe, time and memory ratios to the plain pipeline at the sam
 absolute pixel difference to the ``sdpa`` variant at the same size ([0, 1] scale). Targets (issue 11): ≤ 2.1×
 the plain pipeline's time, ≤ 1.25× its memory, ≤ 10 GB peak VRAM at 512².
 
-Imports: torch, diffusers, transformers and the repository's `rerender` package (which needs numpy, opencv,
-PyYAML and, for the fusion masks' blur, kornia). On a machine without diffusers or kornia, carry their wheels
-(``diffusers``, ``kornia``, ``kornia_rs``) as the device tool's README describes; the script names what is
-missing before it builds anything. PyAV is not needed.
-
-``--tiny`` runs the same code on the CPU with the test kit's tiny models (``tests/tiny_models.py``): 64², 4 steps,
-fp32; variants that need CUDA are reported as skipped. A test runs this mode.
-
-Then the propagation rows (issue 23, :func:`propagation_check`): the torch propagation engine on the GPU against
-the numba engine on this machine's CPU, s/frame per preset at 512² and 1080p and peak VRAM (targets for
-"balanced": ≤ 0.05 s/frame at 512², ≤ 0.3 s at 1080p).
-
-Usage:
-    python benchmarks/gpu_check.py --json gpu_check.json
-    python benchmarks/gpu_check.py --tiny --json /tmp/gpu_check_tiny.json
-    python benchmarks/gpu_check.py --propagation-only --json propagation.json        # the propagation rows alone
-    python benchmarks/gpu_check.py --propagation-only --device cpu --quick             # their code path on a CPU
+Other usage (one check alone):
+    python benchmarks/gpu_check.py --json gpu_check.json                                # SD 1.5, then propagation
+    python benchmarks/gpu_check.py --sdxl --json sdxl.json                              # or --zimage
+    python benchmarks/gpu_check.py --row translate --json translate.json                # any row of --all
+    python benchmarks/gpu_check.py --tiny --all --no-suite --json /tmp/gpu_check_tiny.json   # CPU code path
+    python benchmarks/gpu_check.py --propagation-only --device cpu --quick             # propagation on a CPU
 """
 
 from __future__ import annotations
