@@ -20,7 +20,8 @@ threads). `RayExecutor` places the stages on a Ray cluster:
   the device Ray gave it (an estimator on the driver's GPU cannot be unpickled where no GPU is seen);
 * propagation: one Ray task per key interval (an interval's frames depend only on the keyframes at its two
   ends, `context.key_intervals`), each started when the flow chunks it needs are done; both executors record
-  finished intervals in the same `context.IntervalLedger`;
+  finished intervals in the same `context.IntervalLedger`. A task asks for a GPU when the run asks for the torch
+  engine on CUDA, or as `RayExecutor(propagation_gpus=...)` says (`RayExecutor.propagation_task_gpus`);
 * the manifest, the tracking of files, and the video: the driver alone (one writer).
 
 Storage: with `shared_storage=True` (default) the workspace is on a path every node can read (a shared file
