@@ -1186,16 +1186,23 @@ def environment_report() -> dict:
     from importlib import metadata
 
     names = sorted({name for _, needs, _ in ROWS.values() for name in needs} | {"xformers", "skimage"})
-    distributions = {"cv2": "opencv-python-headless", "yaml": "PyYAML", "skimage": "scikit-image"}
-    packages = {}
+    distributions = {
+        "cv2": ("opencv-python-headless", "opencv-contrib-python-headless", "opencv-python", "opencv-contrib-python"),
+        "yaml": ("PyYAML",),
+        "skimage": ("scikit-image",),
+    }
+    packages: dict[str, str | None] = {}
     for name in names:
         if importlib.util.find_spec(name) is None:
             packages[name] = None
             continue
-        try:
-            packages[name] = metadata.version(distributions.get(name, name))
-        except metadata.PackageNotFoundError:
-            packages[name] = "present"
+        packages[name] = "present"
+        for distribution in distributions.get(name, (name,)):
+            try:
+                packages[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     report = dict(packages=packages, cpu_count=os.cpu_count(), python=sys.version.split()[0])
     if packages.get("torch"):
         import torch
@@ -1207,8 +1214,8 @@ def environment_report() -> dict:
     if packages.get("cv2"):
         import cv2
 
-        report["opencv_ffmpeg"] = "FFMPEG:                      YES" in cv2.getBuildInformation() or any(
-            "FFMPEG" in line and "YES" in line for line in cv2.getBuildInformation().splitlines()
+        report["opencv_ffmpeg"] = any(  # the suite decodes its MP4 clips with OpenCV
+            line.strip().startswith("FFMPEG:") and "YES" in line for line in cv2.getBuildInformation().splitlines()
         )
     return report
 
