@@ -1160,7 +1160,7 @@ def translate_check(arguments: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 KEYFRAME_NEEDS = ("torch", "diffusers", "transformers", "numpy", "cv2", "yaml", "kornia")
-PROPAGATION_NEEDS = ("torch", "numpy", "cv2", "numba")
+PROPAGATION_NEEDS = ("torch", "numpy", "cv2", "yaml", "kornia", "numba")  # rerender.flow blurs with kornia
 #: name: (what it measures, the packages it imports, its estimated seconds on an H100 including a process start).
 ROWS: dict[str, tuple[str, tuple[str, ...], float]] = {
     "sd15": ("SD 1.5 keyframes vs plain img2img, 512², 20 steps, fp16 (+1024² tiling, offload)", KEYFRAME_NEEDS, 75),
@@ -1175,9 +1175,8 @@ ROWS: dict[str, tuple[str, tuple[str, ...], float]] = {
     "translate": ("translate end to end: SD 1.5, K = 10, 512², fp16", (*KEYFRAME_NEEDS, "av"), 60),
     "flux": ("Flux keyframes vs FluxControlNetPipeline, 1024², bf16 (if time remains)", KEYFRAME_NEEDS, 90),
 }
-MINIMUM_SHARE = (
-    0.6  # a row starts when at least this share of its estimate is left (its process is then stopped at the budget)
-)
+MINIMUM_SHARE = 0.6
+"""A row starts when at least this share of its estimate is left (its process is then stopped at the budget)."""
 
 
 def environment_report() -> dict:
