@@ -159,7 +159,7 @@ def propagation_check(device: str, quick: bool, numba_frames: int = 4) -> dict:
 def _write_json(path: Path | None, report: dict) -> None:
     if path is not None:
         temporary = path.with_name(path.name + ".partial")
-        temporary.write_text(json.dumps(report, indent=2))
+        temporary.write_text(json.dumps(report, indent=2, default=str))  # a stray numpy scalar must not lose the run
         os.replace(temporary, path)
 
 
