@@ -186,14 +186,23 @@ _is_hub_id = is_hub_id
 
 
 def _weight_candidates(folder: str) -> list[str]:
+    """The names one set of weights of `folder` may have: whole files, or the index of a sharded set (transformers'
+    ``model``/``pytorch_model`` in the text encoders, diffusers' ``diffusion_pytorch_model`` elsewhere)."""
     prefix = f"{folder}/" if folder else ""
-    names = ("model", "pytorch_model") if folder == "text_encoder" else ("diffusion_pytorch_model",)
-    return [
+    names = ("model", "pytorch_model") if folder.startswith("text_encoder") else ("diffusion_pytorch_model",)
+    whole = [
         f"{prefix}{name}{variant}{suffix}"
         for name in names
-        for variant in (".fp16", "")
+        for variant in (".fp16", ".bf16", "")
         for suffix in (".safetensors", ".bin")
     ]
+    index = [
+        f"{prefix}{name}{suffix}.index{variant}.json"
+        for name in names
+        for variant in (".fp16", ".bf16", "")
+        for suffix in (".safetensors", ".bin")
+    ]
+    return whole + index
 
 
 def _cached(repository: str, filename: str) -> bool:
