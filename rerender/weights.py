@@ -734,8 +734,11 @@ def _unused(name: str) -> bool:
 
 
 def precision_variant(precision: str | None) -> str | None:
-    """The hub file variant a precision is published as: "fp16" for float16, "bf16" for bfloat16, else None."""
-    return {"float16": "fp16", "fp16": "fp16", "bfloat16": "bf16", "bf16": "bf16"}.get(precision or "")
+    """The hub file variant loading reads at a precision: "fp16" for float16 (`rerender.diffusion.loading` asks
+    diffusers for ``variant="fp16"`` when only those files are here), else None: the default files. bfloat16 has no
+    variant of its own here: Z-Image-Turbo and FLUX.1 publish their default files in bfloat16, and the loaders read
+    those (a ``*.bf16.*`` file would not be read)."""
+    return "fp16" if precision in ("float16", "fp16") else None
 
 
 def select_files(
@@ -1019,8 +1022,9 @@ def download_weights(
         dry_run: list what would be fetched and skipped, with sizes, without downloading. Without the hub
             (offline) it still answers: by name where the config fixes the file, by pattern where only the hub's file
             list can tell (no sizes then).
-        precision: "float16" or "bfloat16" fetch that variant where a repository publishes one (``*.fp16.*``,
-            ``*.bf16.*``); None or "float32": the full-precision files.
+        precision: "float16": the ``*.fp16.*`` variant where a repository publishes one (as loading reads it), and
+            for SDXL the fp16-fixed VAE; "bfloat16", "float32" or None: the default files (Z-Image-Turbo's and
+            FLUX.1's are bfloat16 already).
 
     Returns:
         One record per source: ``{"role", "key", "location", "fetched", "skipped", "sizes", "size", "cached_files",

@@ -330,8 +330,10 @@ SDXL_CONFIGS = [
 ]
 
 
-def test_sdxl_full_precision_fetches_both_text_encoders_and_its_own_vae(hub):
-    plan = _plan({"base_model": "stabilityai/stable-diffusion-xl-base-1.0", "flow_estimator": "dis"}, "float32")
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_sdxl_full_precision_fetches_both_text_encoders_and_its_own_vae(hub, precision):
+    # bfloat16 loads the default files (loading asks diffusers for the fp16 variant only in float16)
+    plan = _plan({"base_model": "stabilityai/stable-diffusion-xl-base-1.0", "flow_estimator": "dis"}, precision)
     assert list(plan) == ["stabilityai/stable-diffusion-xl-base-1.0", "diffusers/controlnet-canny-sdxl-1.0"]
     base = plan["stabilityai/stable-diffusion-xl-base-1.0"]
     assert base["role"] == "base model (SDXL)"

@@ -37,9 +37,10 @@ def register(commands) -> None:
     )
     precision_option(
         download,
-        "which weights to fetch: float16 (fp16) or bfloat16 (bf16) fetch only that variant where a "
-        "repository publishes one (and for SDXL in float16 the fp16-fixed VAE); auto: what loading picks "
-        "here, float16 (bfloat16 for Z-Image and Flux) with a CUDA GPU (default: the config's `model.dtype`, auto)",
+        "which weights to fetch: float16 (fp16) fetches only the fp16 variant where a repository publishes "
+        "one, and for SDXL the fp16-fixed VAE; bfloat16 and float32 fetch the default files (Z-Image-Turbo's "
+        "and FLUX.1's are bfloat16); auto: what loading picks here, float16 (bfloat16 for Z-Image and Flux) "
+        "with a CUDA GPU (default: the config's `model.dtype`, auto)",
     )
     download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
     download.add_argument(
