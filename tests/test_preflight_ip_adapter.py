@@ -195,3 +195,16 @@ def test_a_transformer_base_refuses_the_adapter_before_its_loader_runs(
             style_image=str(style_png),
             **{**FAST, "size_multiple": 16},
         )
+
+
+def test_the_sdxl_vit_h_adapter_missing_offline_names_the_encoder_it_uses(style_png, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from rerender.diffusion.ip_adapter import check_style_inputs
+    from rerender.errors import WeightsNotFoundError
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as raised:
+        check_style_inputs(str(style_png), "h94/IP-Adapter", "sdxl_models/ip-adapter_sdxl_vit-h.safetensors")
+    assert "'models/image_encoder/*'" in str(raised.value)  # the ViT-H encoder, not sdxl_models/image_encoder
