@@ -671,3 +671,33 @@ def test_a_gated_repository_over_http_is_named_with_its_terms_and_refused_clearl
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "'fake/gated-sd' (--model) is gated" in done.stderr and "hf auth login" in done.stderr
     assert hub.downloaded == []
+
+
+@pytest.mark.parametrize(
+    ("repository", "layout", "control"),
+    [
+        ("Tongyi-MAI/Z-Image-Turbo", ZIMAGE, {}),
+        (
+            "black-forest-labs/FLUX.1-schnell",
+            FLUX_SCHNELL,
+            {"control.0.model": "InstantX/FLUX.1-dev-Controlnet-Canny"},
+        ),
+    ],
+    ids=["zimage", "flux"],
+)
+def test_a_cache_holding_what_was_fetched_counts_as_present_offline(hub, monkeypatch, repository, layout, control):
+    """Sharded transformers and text encoders are recognised by their index: what `download` fetched is enough."""
+    from rerender.weights import missing_weights
+    from tests.test_weights import _cache_file
+
+    overrides = {"base_model": repository, "flow_estimator": "dis", **control}
+    plan = _plan(overrides, "bfloat16")
+    monkeypatch.setattr("rerender.weights.hub_offline", lambda: True)
+    config = apply_overrides(RerenderConfig(), overrides)
+    assert [source.location for source in missing_weights(config)] == [record["location"] for record in plan.values()]
+    for record in plan.values():
+        for name in record["fetched"]:
+            pipeline = "ZImagePipeline" if "Z-Image" in repository else "FluxPipeline"  # as published
+            data = f'{{"_class_name": "{pipeline}"}}'.encode() if name == "model_index.json" else b"{}"
+            _cache_file(hub, record["location"], name, data)
+    assert missing_weights(config) == []
