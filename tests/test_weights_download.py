@@ -701,3 +701,32 @@ def test_a_cache_holding_what_was_fetched_counts_as_present_offline(hub, monkeyp
             data = f'{{"_class_name": "{pipeline}"}}'.encode() if name == "model_index.json" else b"{}"
             _cache_file(hub, record["location"], name, data)
     assert missing_weights(config) == []
+
+
+def test_an_unreachable_hub_is_refused_as_such_not_as_a_wrong_id(hub, monkeypatch, capsys):
+    import httpx
+
+    import rerender.weights as weights
+    from rerender.cli import main
+    from rerender.errors import ServiceUnavailableError
+    from rerender.weights import download_weights
+
+    config = apply_overrides(RerenderConfig(), {"flow_estimator": "dis"})
+    monkeypatch.setattr(weights, "_endpoint_reachable", lambda endpoint, timeout: False)
+    with pytest.raises(ServiceUnavailableError, match=r"needs the network, but the hub \(.*\) cannot be reached"):
+        download_weights(config, progress=False)
+    assert main(["download", "--no-flow"]) != 0 and "cannot be reached" in capsys.readouterr().err
+    # reachable at first, then the connection fails while listing: a run-time failure naming the source
+    monkeypatch.setattr(weights, "_endpoint_reachable", lambda endpoint, timeout: True)
+
+    def refused(self, repo_id, **kwargs):
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", refused)
+    with pytest.raises(ServiceUnavailableError) as raised:
+        download_weights(config, dry_run=True, progress=False)
+    message = str(raised.value)
+    assert "base model (SD 1.5) 'stable-diffusion-v1-5/stable-diffusion-v1-5' (`model.base_model`)" in message
+    assert "ConnectError" in message
