@@ -1041,7 +1041,6 @@ def download_weights(
             or a translation model without ``.safetensors`` or ``.bin`` weights.
         ServiceUnavailableError: the hub cannot be reached, or a fetch failed on the way (network, server).
     """
-    from rerender.errors import InputNotFoundError, ServiceUnavailableError
 
     precision = precision or ("float16" if half_precision else None)
     variant = precision_variant(precision)
@@ -1053,36 +1052,7 @@ def download_weights(
         for note in unresolved
     ]  # fmt: skip
     if not hub_reachable():
-        if hub_offline():
-            why = "HF_HUB_OFFLINE is set"
-        else:
-            from huggingface_hub import constants
-
-            why = f"the hub ({constants.ENDPOINT}) cannot be reached"
-        if not dry_run:
-            # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
-            error = InputNotFoundError if hub_offline() else ServiceUnavailableError
-            raise error(
-                f"`rerender download` needs the network, but {why}; "
-                + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again")
-            )
-        for source in sources:
-            exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
-            records.append(
-                _record(
-                    source,
-                    fetched=offline_listing(source) if source.is_hub else [],
-                    path=None if source.is_hub else source.location,
-                    resolved=exact or not source.is_hub,
-                    terms=_terms(source.location, None) if source.is_hub else None,
-                    note=None
-                    if exact or not source.is_hub
-                    else f"listed by pattern: {why}, and the exact file names and sizes need the hub's file list",
-                )
-            )
-        return records
-    from huggingface_hub import snapshot_download
-
+        return records + _offline_records(sources, dry_run)
     try:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:  # pragma: no cover
@@ -1095,25 +1065,7 @@ def download_weights(
                 records.append(_record(source, path=source.location))
                 continue
             try:
-                listing = repository_listing(source.location)
-                fetched, skipped, note = _plan(source, listing, variant)
-                sizes = {name: listing.files.get(name) for name in fetched}
-                record = _record(
-                    source,
-                    fetched=fetched,
-                    skipped=skipped,
-                    sizes=sizes,
-                    size=None if None in sizes.values() else sum(sizes.values()),
-                    cached_files=[name for name in fetched if _cached(source.location, name)],
-                    note=note,
-                    terms=_terms(source.location, listing),
-                )
-                records.append(record)
-                if not dry_run:
-                    folder = Path(snapshot_download(source.location, allow_patterns=fetched))
-                    record["path"] = str(
-                        folder / source.filename if source.filename and source.role != "IP-Adapter" else folder
-                    )
+                records.append(_hub_record(source, variant, dry_run))
             except Exception as error:  # noqa: BLE001 - the hub raises many types; report which source failed
                 if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise
@@ -1122,6 +1074,66 @@ def download_weights(
         if not progress:
             enable_progress_bars()
     return records
+
+
+def _offline_records(sources: Sequence[WeightSource], dry_run: bool) -> list[dict[str, Any]]:
+    """Without the hub: refuse a download; a dry run lists each source by name or by pattern (no sizes)."""
+    from rerender.errors import InputNotFoundError, ServiceUnavailableError
+
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        from huggingface_hub import constants
+
+        why = f"the hub ({constants.ENDPOINT}) cannot be reached"
+    if not dry_run:
+        # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
+        error = InputNotFoundError if hub_offline() else ServiceUnavailableError
+        raise error(
+            f"`rerender download` needs the network, but {why}; "
+            + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again")
+        )
+    records = []
+    for source in sources:
+        exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
+        records.append(
+            _record(
+                source,
+                fetched=offline_listing(source) if source.is_hub else [],
+                path=None if source.is_hub else source.location,
+                resolved=exact or not source.is_hub,
+                terms=_terms(source.location, None) if source.is_hub else None,
+                note=None
+                if exact or not source.is_hub
+                else f"listed by pattern: {why}, and the exact file names and sizes need the hub's file list",
+            )
+        )
+    return records
+
+
+def _hub_record(source: WeightSource, variant: str | None, dry_run: bool) -> dict[str, Any]:
+    """List `source`'s repository with sizes (`repository_listing`), choose its files, and fetch them unless
+    `dry_run`: the record `download_weights` returns for it."""
+    from huggingface_hub import snapshot_download
+
+    listing = repository_listing(source.location)
+    fetched, skipped, note = _plan(source, listing, variant)
+    sizes = {name: listing.files.get(name) for name in fetched}
+    record = _record(
+        source,
+        fetched=fetched,
+        skipped=skipped,
+        sizes=sizes,
+        size=None if None in sizes.values() else sum(sizes.values()),
+        cached_files=[name for name in fetched if _cached(source.location, name)],
+        note=note,
+        terms=_terms(source.location, listing),
+    )
+    if not dry_run:
+        folder = Path(snapshot_download(source.location, allow_patterns=fetched))
+        single = source.filename is not None and source.role != "IP-Adapter"
+        record["path"] = str(folder / source.filename if single else folder)
+    return record
 
 
 # --------------------------------------------------------------------------------------------------------
