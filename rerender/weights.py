@@ -26,7 +26,7 @@ import posixpath
 import re
 import shlex
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -1003,6 +1003,7 @@ def download_weights(
     progress: bool = True,
     dry_run: bool = False,
     precision: str | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Fetch every hub repository `config` names into the Hugging Face cache (only the files rerender reads).
 
@@ -1025,6 +1026,8 @@ def download_weights(
         precision: "float16": the ``*.fp16.*`` variant where a repository publishes one (as loading reads it), and
             for SDXL the fp16-fixed VAE; "bfloat16", "float32" or None: the default files (Z-Image-Turbo's and
             FLUX.1's are bfloat16 already).
+        on_record: called with each record as soon as its files and sizes are known, before they are downloaded
+            (so that a caller can say how large a download is before it starts).
 
     Returns:
         One record per source: ``{"role", "key", "location", "fetched", "skipped", "sizes", "size", "cached_files",
@@ -1051,8 +1054,14 @@ def download_weights(
          "optional": False}
         for note in unresolved
     ]  # fmt: skip
+    report = on_record or (lambda record: None)
     if not hub_reachable():
-        return records + _offline_records(sources, dry_run)
+        records += _offline_records(sources, dry_run)
+        for record in records:
+            report(record)
+        return records
+    for record in records:
+        report(record)
     try:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:  # pragma: no cover
@@ -1063,9 +1072,10 @@ def download_weights(
         for source in sources:
             if not source.is_hub:
                 records.append(_record(source, path=source.location))
+                report(records[-1])
                 continue
             try:
-                records.append(_hub_record(source, variant, dry_run))
+                records.append(_hub_record(source, variant, dry_run, report))
             except Exception as error:  # noqa: BLE001 - the hub raises many types; report which source failed
                 if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise
@@ -1111,9 +1121,11 @@ def _offline_records(sources: Sequence[WeightSource], dry_run: bool) -> list[dic
     return records
 
 
-def _hub_record(source: WeightSource, variant: str | None, dry_run: bool) -> dict[str, Any]:
-    """List `source`'s repository with sizes (`repository_listing`), choose its files, and fetch them unless
-    `dry_run`: the record `download_weights` returns for it."""
+def _hub_record(
+    source: WeightSource, variant: str | None, dry_run: bool, report: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """List `source`'s repository with sizes (`repository_listing`), choose its files, `report` the record, and
+    fetch the files unless `dry_run`: the record `download_weights` returns for it."""
     from huggingface_hub import snapshot_download
 
     listing = repository_listing(source.location)
@@ -1129,6 +1141,7 @@ def _hub_record(source: WeightSource, variant: str | None, dry_run: bool) -> dic
         note=note,
         terms=_terms(source.location, listing),
     )
+    report(record)
     if not dry_run:
         folder = Path(snapshot_download(source.location, allow_patterns=fetched))
         single = source.filename is not None and source.role != "IP-Adapter"

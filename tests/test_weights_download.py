@@ -634,6 +634,14 @@ def test_sdxl_fp16_download_over_http_fetches_what_loading_reads_and_loads_offli
     size = sum(len(repositories[repo][name]) for repo, name in downloaded)
     total = f"total: {len(downloaded)} files, {format_size(size)} ({format_size(size)} not cached before, would fetch)"
     assert total in dry.stdout.splitlines()
+    # the real run says the same sizes first (before downloading), then where each repository was saved
+    planned = [line for line in done.stdout.splitlines() if line.startswith("  fetch ")]
+    assert planned == [line for line in dry.stdout.splitlines() if line.startswith("  fetch ")]
+    assert (
+        f"base model (SDXL): fake/tiny-sdxl -> {home / 'hub' / 'models--fake--tiny-sdxl' / 'snapshots' / COMMIT}"
+        in (done.stdout.splitlines())
+    )
+    assert total.replace("would fetch", "fetched") in done.stdout.splitlines()
 
     # offline, from what was fetched alone: the run in float16 loads the fixed VAE (never a black frame)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))

@@ -77,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         dry_run=args.dry_run,
         precision=_precision(config),
+        on_record=lambda record: _print_record(record, args.dry_run),  # the sizes before each download starts
     )
-    for record in records:
-        _print_record(record, args.dry_run)
+    if not args.dry_run:
+        for record in records:
+            if record["location"] is not None and record["path"] and record["fetched"]:
+                print(f"{record['role']}: {record['location']} -> {record['path']}")
     _print_total(records, args.dry_run)
     return EXIT_OK
 
@@ -109,7 +112,7 @@ def format_size(size: int | None) -> str:
 
 
 def _print_record(record: dict, dry_run: bool) -> None:
-    where = record["path"] or "(dry run)"
+    where = record["path"] or ("(dry run)" if dry_run else "(fetching)")
     if record["location"] is None:
         print(f"not resolved: {record['note']}")
         return
