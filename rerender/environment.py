@@ -85,7 +85,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     """Which weights `config` (default: the built-in defaults) names, whether each is here, and what translate does.
 
     Returns:
-        ``{"sources": [{"role", "key", "location", "present", "downloadable"}], "translate": str, "fetch": [commands]}``;
+        ``{"sources": [{"role", "key", "location", "present", "downloadable", "optional"}], "translate": str,
+        "fetch": [commands]}`` (an optional source, SDXL's fp16-fixed VAE, is used when here);
         ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer.
     """
     from rerender.config import RerenderConfig
@@ -118,6 +119,7 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
                 "location": source.location,
                 "present": source.present,
                 "downloadable": source.present or (source.is_hub and online),
+                "optional": source.optional,
             }
             for source in sources
         ],

@@ -275,7 +275,7 @@ model's own VAE for SDXL in float16 when it is here (`rerender.diffusion.loading
 --precision fp16`` for an SDXL model."""
 
 
-FIXED_VAE_ROLE = "VAE (fp16-fixed, for SDXL in float16)"
+FIXED_VAE_ROLE = "VAE (SDXL fp16-fixed)"
 
 
 def model_components(family: str, separate_vae: bool = False) -> tuple[str, ...]:
@@ -632,6 +632,8 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
         arguments += f" --model {config.model.base_model}"
     if config.model.vae is not None:
         arguments += f" --vae {config.model.vae}"
+    if config.model.dtype != "auto":
+        arguments += f" --precision {config.model.dtype}"
     if config.prompt.prompt_language != "en":
         arguments += f" --prompt-language {config.prompt.prompt_language}"
         if config.prompt.prompt_language == "auto" and config.prompt.prompt.strip():

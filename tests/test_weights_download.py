@@ -366,7 +366,7 @@ def test_sdxl_half_precision_fetches_fp16_variants_and_the_fp16_fixed_vae_instea
         ]
     )
     fixed = plan["madebyollin/sdxl-vae-fp16-fix"]
-    assert fixed["role"] == "VAE (fp16-fixed, for SDXL in float16)"
+    assert fixed["role"] == "VAE (SDXL fp16-fixed)"
     assert fixed["fetched"] == ["config.json", "diffusion_pytorch_model.safetensors"]  # not the two single files
     assert fixed["size"] == 631 + 334643268
     assert plan["diffusers/controlnet-canny-sdxl-1.0"]["fetched"] == [
@@ -738,3 +738,55 @@ def test_an_unreachable_hub_is_refused_as_such_not_as_a_wrong_id(hub, monkeypatc
     message = str(raised.value)
     assert "base model (SD 1.5) 'stable-diffusion-v1-5/stable-diffusion-v1-5' (`model.base_model`)" in message
     assert "ConnectError" in message
+
+
+def test_sdxl_in_float16_needs_its_own_vae_only_without_the_fixed_one(empty_offline_cache):
+    """The fixed VAE is optional (without it the model's VAE decodes in float32); with it, the model's own VAE is not
+    read, so a cache made by `download --precision fp16` (no `vae/`) is complete."""
+    from rerender.environment import model_report
+    from rerender.weights import missing_weights
+    from tests.test_weights import _cache_file
+
+    sdxl, canny = "stabilityai/stable-diffusion-xl-base-1.0", "diffusers/controlnet-canny-sdxl-1.0"
+    config = apply_overrides(RerenderConfig(), {"base_model": sdxl, "dtype": "float16", "flow_estimator": "dis"})
+    for name in (
+        *SDXL_CONFIGS,
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.fp16.safetensors",
+    ):
+        data = b'{"addition_embed_type": "text_time"}' if name == "unet/config.json" else b"{}"
+        _cache_file(empty_offline_cache, sdxl, name, data)
+    _cache_file(
+        empty_offline_cache,
+        sdxl,
+        "model_index.json",
+        b'{"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}',
+    )
+    _cache_file(empty_offline_cache, sdxl, "text_encoder_2/model.fp16.safetensors")
+    for name in ("config.json", "diffusion_pytorch_model.fp16.safetensors"):
+        _cache_file(empty_offline_cache, canny, name)
+    assert [source.location for source in missing_weights(config)] == [sdxl]  # no vae/, no fixed VAE: incomplete
+    fixed = [item for item in model_report(config)["sources"] if item["location"] == "madebyollin/sdxl-vae-fp16-fix"]
+    assert fixed == [
+        {
+            "role": "VAE (SDXL fp16-fixed)",
+            "key": "model.vae",
+            "location": "madebyollin/sdxl-vae-fp16-fix",
+            "present": False,
+            "downloadable": False,
+            "optional": True,
+        }
+    ]
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        _cache_file(empty_offline_cache, "madebyollin/sdxl-vae-fp16-fix", name)
+    assert missing_weights(config) == []  # the fixed VAE replaces the model's own
+    assert missing_weights(apply_overrides(config, {"dtype": "float32"})) != []  # float32 reads the model's own VAE
+
+
+@pytest.fixture
+def empty_offline_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hub"

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         state = "present" if item["present"] else missing
         if item["role"] == "GMFlow" and not item["present"]:
             state = "missing (flow uses OpenCV DIS)"
+        elif item.get("optional") and not item["present"]:
+            state = "optional, not here (float32 VAE)" if not item["downloadable"] else "optional, fetched when used"
         print(f"  {item['role']:32s}{state:36s}{item['location']}")
     print(f"translate will render keyframes with: {models['translate']}")
     for command in models["fetch"]:
