@@ -1,7 +1,9 @@
 """What `rerender env` reports: versions, devices, optional components, where weights are looked for, which are
-present, and whether `translate` will run diffusion or fall back.
+present, the family of the keyframe model (read from its configs, no weights loaded), the propagation engine and
+device that "auto" resolves to here, and whether `translate` will run diffusion or fall back.
 
-Imports flow one way: this module reads `rerender.weights` and `rerender.flow`; neither imports it.
+Imports flow one way: this module reads `rerender.weights`, `rerender.flow` and `rerender.propagation`; none of
+them imports it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from rerender.weights import rerender_cache_dir
 if TYPE_CHECKING:  # pragma: no cover
     from rerender.config import RerenderConfig
 
-__all__ = ["collect_environment", "rerender_cache_dir", "weight_search_paths", "model_report"]
+__all__ = [
+    "collect_environment",
+    "rerender_cache_dir",
+    "weight_search_paths",
+    "model_report",
+    "family_report",
+    "propagation_report",
+]
 
 CORE_PACKAGES = (
     "rerender",
@@ -76,7 +85,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     """Which weights `config` (default: the built-in defaults) names, whether each is here, and what translate does.
 
     Returns:
-        ``{"sources": [{"role", "key", "location", "present", "downloadable"}], "translate": str, "fetch": [commands]}``;
+        ``{"sources": [{"role", "key", "location", "present", "downloadable", "optional"}], "translate": str,
+        "fetch": [commands]}`` (an optional source, SDXL's fp16-fixed VAE, is used when here);
         ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer.
     """
     from rerender.config import RerenderConfig
@@ -109,12 +119,96 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
                 "location": source.location,
                 "present": source.present,
                 "downloadable": source.present or (source.is_hub and online),
+                "optional": source.optional,
             }
             for source in sources
         ],
         "translate": verdict,
         "fetch": fetch_commands(config, absent) if absent else [],
     }
+
+
+def family_report(config: RerenderConfig | None = None) -> dict[str, Any]:
+    """The family of `config`'s base model and how it is known, without loading any weights.
+
+    Returns:
+        ``{"base_model", "family", "label", "how", "error"}``: ``family`` a `ModelFamily` ("sd15", "sdxl", "zimage",
+        "flux") or None when the model cannot be read (``error`` says why); ``how`` says where it was read
+        (`model.family`, the model's configs or checkpoint keys, or the hub id's name when it is not cached).
+    """
+    from rerender.config import RerenderConfig
+    from rerender.errors import ConfigError
+    from rerender.weights import cached_folder, detect_family, is_hub_id
+
+    config = config if config is not None else RerenderConfig()
+    model = config.model
+    labels = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+    if model.family != "auto":
+        how = "set by `model.family`"
+    elif not is_hub_id(model.base_model):
+        how = "read from the model's configs or checkpoint keys (no weights loaded)"
+    elif cached_folder(model.base_model) is not None or _cached_config(model.base_model):
+        how = "read from the cached model's configs (no weights loaded)"
+    else:
+        how = "guessed from the hub id's name (not cached: `rerender download` fetches it)"
+    try:
+        family = model.family if model.family != "auto" else detect_family(model.base_model)
+        error = None
+    except (ConfigError, OSError) as failure:
+        family, error, how = None, str(failure), "not readable"
+    return {
+        "base_model": model.base_model,
+        "family": family,
+        "label": labels.get(family or "", family),
+        "how": how,
+        "error": error,
+    }
+
+
+def _cached_config(repository: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(
+        isinstance(try_to_load_from_cache(repository, name), str) for name in ("unet/config.json", "model_index.json")
+    )
+
+
+def propagation_report(config: RerenderConfig | None = None) -> dict[str, Any]:
+    """The propagation engine and device `config.propagation` asks for, what they resolve to on this machine
+    (`rerender.propagation.resolve_engine`: "auto" is the torch engine when torch sees a CUDA GPU, else numba),
+    and whether the torch engine can run on CUDA here.
+
+    Returns:
+        ``{"engine", "device", "resolved_engine", "resolved_device", "error", "torch_on_cuda", "cuda_reason"}``;
+        ``resolved_*`` are None and ``error`` says why when the configured choice cannot run here (e.g.
+        ``device: cuda`` without a GPU).
+    """
+    from rerender.config import RerenderConfig
+    from rerender.errors import ConfigError, MissingDependencyError
+    from rerender.propagation import PropagationOptions, resolve_engine
+
+    config = config if config is not None else RerenderConfig()
+    settings = config.propagation
+    report: dict[str, Any] = {"engine": settings.engine, "device": settings.device}
+    options = PropagationOptions.preset(settings.propagation_preset, engine=settings.engine, device=settings.device)
+    try:
+        choice = resolve_engine(options)
+        report.update(resolved_engine=choice.name, resolved_device=choice.device or "cpu", error=None)
+    except (ConfigError, MissingDependencyError) as failure:
+        report.update(resolved_engine=None, resolved_device=None, error=str(failure))
+    try:
+        import torch
+
+        on_cuda = bool(torch.cuda.is_available())
+        reason = (
+            f"torch {torch.__version__} sees {torch.cuda.get_device_name(0)}"
+            if on_cuda
+            else f"torch {torch.__version__} sees no CUDA GPU; its CUDA build: {torch.version.cuda or 'none'}"
+        )
+    except Exception as failure:  # noqa: BLE001 - torch missing or broken: report it
+        on_cuda, reason = False, f"torch is not importable ({failure})"
+    report.update(torch_on_cuda=on_cuda, cuda_reason=reason)
+    return report
 
 
 def _version(distribution: str) -> str | None:
@@ -156,7 +250,8 @@ def collect_environment(config: RerenderConfig | None = None) -> dict[str, Any]:
         config: the config whose weights are reported (default: the built-in defaults).
 
     Returns:
-        `{"python", "platform", "packages", "optional", "devices", "weights", "models"}` (see `model_report`).
+        `{"python", "platform", "packages", "optional", "devices", "weights", "model", "propagation", "models"}`
+        (see `family_report`, `propagation_report`, `model_report`).
     """
     optional = {}
     for name, purpose in OPTIONAL_PACKAGES.items():
@@ -170,5 +265,7 @@ def collect_environment(config: RerenderConfig | None = None) -> dict[str, Any]:
         "optional": optional,
         "devices": _devices(),
         "weights": weight_search_paths(),
+        "model": family_report(config),
+        "propagation": propagation_report(config),
         "models": model_report(config),
     }

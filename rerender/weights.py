@@ -18,6 +18,7 @@ Nothing here imports torch or diffusers, and `rerender.flow` imports this module
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -25,7 +26,7 @@ import posixpath
 import re
 import shlex
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,16 @@ __all__ = [
     "translator_files",
     "offline_listing",
     "download_weights",
+    "download_sources",
+    "FLUX_FOLDERS",
+    "SDXL_FP16_VAE",
+    "IP_ADAPTER_FAMILIES",
+    "KNOWN_TERMS",
+    "RepositoryListing",
+    "repository_listing",
+    "model_components",
+    "precision_variant",
+    "ip_adapter_encoder_folder",
 ]
 
 GMFLOW_FILENAME = "gmflow_sintel-0c07dcb3.pth"
@@ -155,6 +166,8 @@ class WeightSource:
     """For a single file in a hub repository (GMFlow): its path in the repository."""
     components: tuple[str, ...] = ()
     """For a diffusers pipeline repository: the sub-folders rerender reads."""
+    optional: bool = False
+    """Used when here, not needed otherwise (SDXL's fp16-fixed VAE: without it the model's VAE decodes in float32)."""
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -173,14 +186,23 @@ _is_hub_id = is_hub_id
 
 
 def _weight_candidates(folder: str) -> list[str]:
+    """The names one set of weights of `folder` may have: whole files, or the index of a sharded set (transformers'
+    ``model``/``pytorch_model`` in the text encoders, diffusers' ``diffusion_pytorch_model`` elsewhere)."""
     prefix = f"{folder}/" if folder else ""
-    names = ("model", "pytorch_model") if folder == "text_encoder" else ("diffusion_pytorch_model",)
-    return [
+    names = ("model", "pytorch_model") if folder.startswith("text_encoder") else ("diffusion_pytorch_model",)
+    whole = [
         f"{prefix}{name}{variant}{suffix}"
         for name in names
-        for variant in (".fp16", "")
+        for variant in (".fp16", ".bf16", "")
         for suffix in (".safetensors", ".bin")
     ]
+    index = [
+        f"{prefix}{name}{suffix}.index{variant}.json"
+        for name in names
+        for variant in (".fp16", ".bf16", "")
+        for suffix in (".safetensors", ".bin")
+    ]
+    return whole + index
 
 
 def _cached(repository: str, filename: str) -> bool:
@@ -244,6 +266,27 @@ ZIMAGE_CONTROLNET = (
 )
 """The default Z-Image ControlNet: the Union ControlNet's repository and its single weight file."""
 
+FLUX_FOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
+"""The sub-folders of a Flux repository that are fetched and read (CLIP-L and T5-XXL with their tokenizers)."""
+
+SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
+"""The SDXL VAE fine-tuned not to overflow in float16 (same latents, scaled-down activations): loaded instead of the
+model's own VAE for SDXL in float16 when it is here (`rerender.diffusion.loading`), fetched by ``rerender download
+--precision fp16`` for an SDXL model."""
+
+
+FIXED_VAE_ROLE = "VAE (SDXL fp16-fixed)"
+
+
+def model_components(family: str, separate_vae: bool = False) -> tuple[str, ...]:
+    """The sub-folders of a hub base model of `family` that are fetched and read (`base_components` for the UNet
+    families, `ZIMAGE_FOLDERS`, `FLUX_FOLDERS`)."""
+    if family == "zimage":
+        return ZIMAGE_FOLDERS
+    if family == "flux":
+        return FLUX_FOLDERS
+    return base_components(separate_vae, family)
+
 
 def cached_folder(repository: str, components: Sequence[str] = ()) -> Path | None:
     """The snapshot folder of `repository` in the hub cache when it holds what loading reads, else None."""
@@ -255,7 +298,11 @@ def cached_folder(repository: str, components: Sequence[str] = ()) -> Path | Non
 
 
 def fetch_repository(
-    repository: str, half_precision: bool = False, components: Sequence[str] = (), dry_run: bool = False
+    repository: str,
+    half_precision: bool = False,
+    components: Sequence[str] = (),
+    dry_run: bool = False,
+    variant: str | None = None,
 ) -> tuple[Path | None, list[str], list[str]]:
     """Download the files of `repository` that rerender reads (`select_files`) into the hub cache.
 
@@ -264,7 +311,7 @@ def fetch_repository(
     """
     from huggingface_hub import snapshot_download
 
-    fetched, skipped = select_files(_repository_files(repository), half_precision, components or None)
+    fetched, skipped = select_files(_repository_files(repository), half_precision, components or None, variant)
     if dry_run:
         return None, fetched, skipped
     logger.info("fetching %d files of %s (skipping %d unused)", len(fetched), repository, len(skipped))
@@ -286,17 +333,26 @@ def model_family(model: ModelConfig) -> str:
         return "sd15"
 
 
-def weight_sources(config: RerenderConfig, include_flow: bool = True) -> list[WeightSource]:
+def weight_sources(
+    config: RerenderConfig, include_flow: bool = True, precision: str | None = None
+) -> list[WeightSource]:
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
     The first ControlNet of a base-model folder that holds a ``controlnet/`` sub-folder comes from that folder,
     as `rerender.diffusion.loading.load_pipeline` does. GMFlow is listed when `config.flow` may use it ("auto" or "gmflow").
+    An SDXL model without `model.vae` in float16 (`precision`, default `model.dtype`; "auto" counts when the
+    fixed VAE is here, since loading then uses it on a GPU) lists `SDXL_FP16_VAE` as an optional source; when it is
+    here, the model's own VAE is not needed. Nothing here imports torch: "auto" is not resolved against the device.
     """
     model = config.model
     sources: list[WeightSource] = []
     base_is_hub = _is_hub_id(model.base_model)
     family = model_family(model)
-    components = ZIMAGE_FOLDERS if family == "zimage" else base_components(model.vae is not None, family)
+    precision = precision or model.dtype
+    fixed_vae = family == "sdxl" and model.vae is None and precision in ("float16", "auto")
+    fixed_present = fixed_vae and _hub_present(SDXL_FP16_VAE)
+    fixed_vae = fixed_vae and (precision == "float16" or fixed_present)
+    components = model_components(family, model.vae is not None or fixed_present)
     role = f"base model ({_FAMILY_LABELS.get(family, family)})"
     if base_is_hub:
         sources.append(
@@ -327,6 +383,8 @@ def weight_sources(config: RerenderConfig, include_flow: bool = True) -> list[We
         ):
             sources.append(WeightSource(role, key, str(base_folder / "controlnet"), False, True))
             continue
+        if family == "flux" and control.model is None:  # no default: the Flux loader asks for `control.model`
+            continue
         if family == "zimage" and control.model is None:  # the Union ControlNet: one file of its repository
             repository, filename = ZIMAGE_CONTROLNET
             sources.append(
@@ -345,6 +403,10 @@ def weight_sources(config: RerenderConfig, include_flow: bool = True) -> list[We
             sources.append(WeightSource("VAE", "model.vae", model.vae, True, _hub_present(model.vae)))
         else:
             sources.append(WeightSource("VAE", "model.vae", model.vae, False, Path(model.vae).expanduser().exists()))
+    if fixed_vae:
+        sources.append(
+            WeightSource(FIXED_VAE_ROLE, "model.vae", SDXL_FP16_VAE, True, bool(fixed_present), optional=True)
+        )
     if include_flow and config.flow.flow_estimator != "dis":
         if config.flow.flow_checkpoint is not None:
             path = config.flow.flow_checkpoint
@@ -418,8 +480,14 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
             else (Path(model).expanduser() / "config.json").is_file()
         )
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
-    if prompt.style_image is not None:
-        source, weight_name = config.model.ip_adapter, config.model.ip_adapter_weight_name
+    family = model_family(config.model) if prompt.style_image is not None else "sd15"
+    if prompt.style_image is not None and family not in IP_ADAPTER_FAMILIES:
+        unresolved.append(
+            f"the IP-Adapter: `prompt.style_image` needs one, and rerender has none for "
+            f"{_FAMILY_LABELS.get(family, family)} (reference images work on SD 1.5 and SDXL); leave --style-image out"
+        )
+    elif prompt.style_image is not None:
+        source, weight_name = config.model.ip_adapter, config.model.resolved_ip_adapter_weight_name(family)
         if _is_hub_id(source):
             sources.append(
                 WeightSource(
@@ -440,6 +508,19 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
     return sources, unresolved
 
 
+IP_ADAPTER_FAMILIES = ("sd15", "sdxl")
+"""The families whose UNet takes an IP-Adapter (`prompt.style_image`); the transformer bases have none here."""
+
+
+def ip_adapter_encoder_folder(weight_name: str) -> str:
+    """The image encoder's folder of an adapter file: ``image_encoder`` beside it, except h94's SDXL ViT-H adapters
+    (``sdxl_models/*vit-h*``), which use the SD 1.5 encoder in ``models/image_encoder``."""
+    folder, name = posixpath.split(weight_name)
+    if folder == "sdxl_models" and "vit-h" in name:
+        return "models/image_encoder"
+    return posixpath.join(folder, "image_encoder")
+
+
 def ip_adapter_files(files: Iterable[str], weight_name: str) -> tuple[list[str], list[str]]:
     """Split an IP-Adapter repository's files into those loading reads (the adapter file, and its image encoder's
     config and one set of weights in ``image_encoder/`` beside it) and the rest.
@@ -448,8 +529,7 @@ def ip_adapter_files(files: Iterable[str], weight_name: str) -> tuple[list[str],
         ``(fetched, skipped)``, each sorted.
     """
     files = sorted(set(files))
-    folder = PurePosixPath(weight_name).parent
-    encoder = f"{folder}/image_encoder/" if str(folder) != "." else "image_encoder/"
+    encoder = ip_adapter_encoder_folder(weight_name) + "/"
     inside = [name[len(encoder) :] for name in files if name.startswith(encoder) and "/" not in name[len(encoder) :]]
     chosen, _ = select_files(inside)
     fetched = sorted([weight_name] * (weight_name in files) + [encoder + name for name in chosen])
@@ -504,8 +584,7 @@ def offline_listing(source: WeightSource) -> list[str]:
     """What fetching `source` would take, by name where the config fixes it and by pattern where only the hub's file
     list can tell (a dry run without the hub)."""
     if source.role == "IP-Adapter":
-        folder = PurePosixPath(source.filename or "").parent
-        encoder = f"{folder}/image_encoder" if str(folder) != "." else "image_encoder"
+        encoder = ip_adapter_encoder_folder(source.filename or "")
         return [source.filename or "", f"{encoder}/config.json", f"{encoder}/*.safetensors (or *.bin)"]
     if source.filename is not None:
         return [source.filename]
@@ -534,7 +613,11 @@ def missing_weights(config: RerenderConfig) -> list[WeightSource]:
     network): on a connected machine it is downloaded when loaded. A local path that does not exist is a
     mistake in the config, reported by `rerender.diffusion.loading.check_model_sources`, and not listed here.
     """
-    absent = [source for source in weight_sources(config, include_flow=False) if source.is_hub and not source.present]
+    absent = [
+        source
+        for source in weight_sources(config, include_flow=False)
+        if source.is_hub and not source.present and not source.optional
+    ]
     if absent and hub_reachable():
         return []
     return absent
@@ -549,6 +632,8 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
         arguments += f" --model {config.model.base_model}"
     if config.model.vae is not None:
         arguments += f" --vae {config.model.vae}"
+    if config.model.dtype != "auto":
+        arguments += f" --precision {config.model.dtype}"
     if config.prompt.prompt_language != "en":
         arguments += f" --prompt-language {config.prompt.prompt_language}"
         if config.prompt.prompt_language == "auto" and config.prompt.prompt.strip():
@@ -568,7 +653,7 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
         if not source.is_hub:
             continue
         if source.role == "IP-Adapter":
-            encoder = posixpath.join(posixpath.dirname(source.filename or ""), "image_encoder")
+            encoder = ip_adapter_encoder_folder(source.filename or "")
             commands.append(f'hf download {source.location} --include "{source.filename}" "{encoder}/*"')
         elif source.key in ("prompt.translation_model", "prompt.audio_model"):
             commands.append(f'hf download {source.location} --exclude "*.h5" "*.msgpack" "*.ot" "*.md"')
@@ -616,37 +701,74 @@ def _local_options(missing: Sequence[WeightSource]) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
+_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
+_INDEX = re.compile(r"^(?P<stem>.+?)(?P<suffix>\.safetensors|\.bin)\.index(?:\.(?P<variant>[\w-]+))?\.json$")
+WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
+"""The weight file names `from_pretrained` reads (diffusers' and transformers'), before variant and shard marks; other
+weight files beside them (A1111 single files, ``*_promax`` and the like) are never read by a folder load."""
+
+
 def _variant_and_stem(name: str) -> tuple[str, str | None, str]:
-    """`unet/diffusion_pytorch_model.fp16.safetensors` → (`unet/diffusion_pytorch_model`, "fp16", ".safetensors")."""
+    """`unet/diffusion_pytorch_model.fp16.safetensors` → (`unet/diffusion_pytorch_model`, "fp16", ".safetensors");
+    shards lose their ``-0000k-of-0000n`` mark (`model.fp16-00001-of-00002.safetensors` → variant "fp16"); an
+    index (`model.safetensors.index.fp16.json`) gives the stem, variant and format of the weights it lists."""
     path = PurePosixPath(name)
-    suffix = path.suffix
-    stem = path.name[: -len(suffix)] if suffix else path.name
-    variant = None
-    if "." in stem:
-        stem, variant = stem.rsplit(".", 1)
     folder = str(path.parent)
+    index = _INDEX.match(path.name)
+    if index is not None:
+        stem, variant, suffix = index["stem"], index["variant"], index["suffix"]
+    else:
+        suffix = path.suffix
+        stem = path.name[: -len(suffix)] if suffix else path.name
+        stem = _SHARD.sub("", stem)
+        variant = None
+        if "." in stem:
+            stem, variant = stem.rsplit(".", 1)
+        variant = _SHARD.sub("", variant) if variant else variant
+        stem = _SHARD.sub("", stem)
     return (stem if folder == "." else f"{folder}/{stem}"), variant, suffix
 
 
+def _unused(name: str) -> bool:
+    """Files no PyTorch load reads: Flax/TensorFlow/ONNX/OpenVINO exports, EMA-free duplicates, original checkpoints."""
+    base = PurePosixPath(name).name
+    return name.endswith(_UNUSED_FORMATS) or base.startswith("openvino_") or "non_ema" in name or "non-ema" in name
+
+
+def precision_variant(precision: str | None) -> str | None:
+    """The hub file variant loading reads at a precision: "fp16" for float16 (`rerender.diffusion.loading` asks
+    diffusers for ``variant="fp16"`` when only those files are here), else None: the default files. bfloat16 has no
+    variant of its own here: Z-Image-Turbo and FLUX.1 publish their default files in bfloat16, and the loaders read
+    those (a ``*.bf16.*`` file would not be read)."""
+    return "fp16" if precision in ("float16", "fp16") else None
+
+
 def select_files(
-    files: Iterable[str], half_precision: bool = False, components: Sequence[str] | None = None
+    files: Iterable[str],
+    half_precision: bool = False,
+    components: Sequence[str] | None = None,
+    variant: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Split a hub repository's files into those rerender reads and those it never uses.
 
     Kept: ``model_index.json``; in a pipeline repository (one with ``model_index.json``) only the sub-folders
     in `components` (default `PIPELINE_FOLDERS`); in a single-model repository (a ControlNet, a VAE) its
-    ``config.json`` and weights. Of each set of weights one file: the ``fp16`` variant when `half_precision`
-    and the repository has one, else the full-precision file; ``.safetensors`` before ``.bin``. Dropped as
-    well: EMA-free duplicates (``non_ema``), Flax/TensorFlow/ONNX files, original single-file checkpoints, docs.
+    ``config.json`` and weights. Of each set of weights one: the `variant` (``fp16``, ``bf16``) when the repository
+    has it, else the full-precision file; ``.safetensors`` before ``.bin``; every shard of the chosen set and its
+    index, no other index. Only the names `from_pretrained` reads (`WEIGHT_STEMS`) where a folder has them.
+    Dropped as well: EMA-free duplicates (``non_ema``), Flax/TensorFlow/ONNX/OpenVINO files, original single-file
+    checkpoints, docs and images.
 
     Args:
-        files: the repository's file paths (`HfApi.list_repo_files`).
-        half_precision: float16 weights are wanted.
+        files: the repository's file paths (`HfApi.list_repo_files`, or the keys of `RepositoryListing.files`).
+        half_precision: float16 weights are wanted (the same as ``variant="fp16"``).
         components: sub-folders of a pipeline repository to keep.
+        variant: the precision variant wanted (`precision_variant`), None for full precision.
 
     Returns:
         ``(fetched, skipped)``, each sorted.
     """
+    variant = variant or ("fp16" if half_precision else None)
     files = sorted(set(files))
     pipeline = "model_index.json" in files
     wanted_folders = tuple(components if components is not None else PIPELINE_FOLDERS)
@@ -656,41 +778,83 @@ def select_files(
         if pipeline:
             if name == "model_index.json" or (len(parts) > 1 and parts[0] in wanted_folders):
                 candidates.append(name)
-        elif len(parts) == 1 and (
-            name == "config.json" or name.endswith((".safetensors.index.json", *WEIGHT_SUFFIXES))
-        ):
+        elif len(parts) == 1 and (name == "config.json" or bool(_INDEX.match(name)) or name.endswith(WEIGHT_SUFFIXES)):
             candidates.append(name)
     fetched = []
-    weights: dict[str, list[tuple[str | None, str, str]]] = {}
+    weights: dict[str, list[tuple[str | None, str, str, str]]] = {}
     for name in candidates:
-        if not name.endswith(WEIGHT_SUFFIXES):
+        if _unused(name):
+            continue
+        if not (name.endswith(WEIGHT_SUFFIXES) or _INDEX.match(PurePosixPath(name).name)):
             fetched.append(name)
             continue
-        if name.endswith(_UNUSED_FORMATS) or "non_ema" in name or "non-ema" in name:
-            continue
-        stem, variant, suffix = _variant_and_stem(name)
+        stem, its_variant, suffix = _variant_and_stem(name)
         folder = str(PurePosixPath(stem).parent)
-        weights.setdefault(folder, []).append((variant, suffix, name))
+        weights.setdefault(folder, []).append((its_variant, suffix, PurePosixPath(stem).name, name))
     for found in weights.values():
+        standard = [entry for entry in found if entry[2] in WEIGHT_STEMS]
+        found = standard or found  # noqa: PLW2901 - a folder of other names only (a bare checkpoint repo): keep them
+        # the weights proper (not only an index) decide which set is there
+        present = {(v, s) for v, s, _, name in found if name.endswith(WEIGHT_SUFFIXES)}
 
-        def pick(variant: str | None) -> tuple[str | None, str] | None:
+        def pick(wanted: str | None) -> tuple[str | None, str] | None:
             for suffix in (".safetensors", ".bin", ".pth", ".pt"):
-                if any(v == variant and s == suffix for v, s, _ in found):  # noqa: B023 (used in this iteration)
-                    return variant, suffix
+                if (wanted, suffix) in present:  # noqa: B023 (used in this iteration)
+                    return wanted, suffix
             return None
 
-        preferred = (pick("fp16") if half_precision else None) or pick(None) or pick("fp16")
-        # Every file of the chosen format and variant: one file, or the shards of one model.
-        fetched.extend(name for variant, suffix, name in found if (variant, suffix) == preferred)
+        preferred = (pick(variant) if variant else None) or pick(None) or pick("fp16") or pick("bf16")
+        if preferred is None and present:
+            preferred = sorted(present, key=str)[0]
+        # Every file of the chosen format and variant: one file, or the shards of one model and their index.
+        chosen_stems = [stem for v, s, stem, name in found if (v, s) == preferred and name.endswith(WEIGHT_SUFFIXES)]
+        stem = chosen_stems[0] if chosen_stems else None
+        fetched.extend(name for v, s, its_stem, name in found if (v, s) == preferred and its_stem == stem)
     fetched = sorted(fetched)
     kept = set(fetched)
     return fetched, [name for name in files if name not in kept]
 
 
-def _repository_files(repository: str) -> list[str]:
+@dataclass(frozen=True)
+class RepositoryListing:
+    """What the hub says of a model repository before anything is downloaded (one `HfApi.model_info` call)."""
+
+    files: dict[str, int | None]
+    """Every file's path in the repository → its size in bytes (None where the hub gave none)."""
+    gated: str | bool = False
+    """False, or how access is granted ("auto", "manual"): the user must accept the terms while logged in."""
+    license: str | None = None
+    """The licence of the model card (its ``license_name`` for "other")."""
+
+    @property
+    def non_commercial(self) -> bool:
+        """The licence forbids commercial use (a "non-commercial" licence name, or a CC BY-NC one)."""
+        text = (self.license or "").lower()
+        return "non-commercial" in text or "noncommercial" in text or text.startswith("cc-by-nc")
+
+
+def repository_listing(repository: str) -> RepositoryListing:
+    """The files of a hub model repository with their sizes, and its access terms, from the hub's file metadata
+    (``HfApi().model_info(repository, files_metadata=True)``); nothing is downloaded.
+
+    Raises:
+        huggingface_hub's errors: RepositoryNotFoundError (no such id, or private), GatedRepoError, network errors.
+    """
     from huggingface_hub import HfApi
 
-    return list(HfApi().list_repo_files(repository))
+    info = HfApi().model_info(repository, files_metadata=True)
+    files = {sibling.rfilename: sibling.size for sibling in info.siblings or ()}
+    card = info.card_data
+    license_name = None
+    if card is not None:
+        license_name = getattr(card, "license_name", None) or getattr(card, "license", None)
+        if isinstance(license_name, list):
+            license_name = ", ".join(map(str, license_name))
+    return RepositoryListing(files, info.gated or False, license_name)
+
+
+def _repository_files(repository: str) -> list[str]:
+    return list(repository_listing(repository).files)
 
 
 def _names_a_missing_thing(error: Exception) -> bool:
@@ -707,92 +871,199 @@ def _names_a_missing_thing(error: Exception) -> bool:
     return isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, FileNotFoundError))
 
 
+KNOWN_TERMS = {
+    "black-forest-labs/FLUX.1-dev": "gated, FLUX.1 [dev] Non-Commercial License: accept it on "
+    "https://huggingface.co/black-forest-labs/FLUX.1-dev while logged in (`hf auth login`), and use the outputs "
+    "non-commercially only",
+}
+"""Access terms said even when the hub cannot be asked (a dry run offline); online, the hub's own metadata says."""
+
+
+def _terms(location: str, listing: RepositoryListing | None) -> str | None:
+    """One sentence on a repository's access terms: gated, non-commercial; None for an open, permissive one."""
+    if listing is None:
+        return KNOWN_TERMS.get(location)
+    parts = []
+    if listing.gated:
+        parts.append(
+            f"gated: accept its terms on https://huggingface.co/{location} while logged in (`hf auth login`, or "
+            "HF_TOKEN) before downloading"
+        )
+    if listing.non_commercial:
+        parts.append(f"licence {listing.license}: non-commercial use only")
+    return "; ".join(parts) or None
+
+
+def _record(source: WeightSource, **values: Any) -> dict[str, Any]:
+    record = {
+        "role": source.role,
+        "key": source.key,
+        "location": source.location,
+        "fetched": [],
+        "skipped": [],
+        "sizes": {},
+        "size": None,
+        "cached_files": [],
+        "path": None,
+        "resolved": True,
+        "cached": source.present,
+        "note": None,
+        "terms": None,
+        "optional": source.optional,
+    }
+    record.update(values)
+    return record
+
+
+def _fetch_failure(source: WeightSource, error: Exception) -> Exception:
+    """The project's error for a failed look-up or fetch of `source`, naming it, its option and what to do."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from rerender.errors import InputNotFoundError, ServiceUnavailableError
+
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, GatedRepoError):
+        return InputNotFoundError(
+            f"the {source.role} {source.location!r} (`{source.key}`) is gated: accept its terms on "
+            f"https://huggingface.co/{source.location} while logged in, then log in here (`hf auth login`, or set "
+            "HF_TOKEN) and run again"
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        return InputNotFoundError(
+            f"the hub has no model {source.location!r} (`{source.key}`, the {source.role}), or it is private: check the "
+            "id (owner/name, as on huggingface.co), log in (`hf auth login`) for a private one, or pass a local folder"
+        )
+    kind = InputNotFoundError if _names_a_missing_thing(error) else ServiceUnavailableError
+    return kind(
+        f"could not fetch the {source.role} {source.location!r} (`{source.key}`): {type(error).__name__}: {first_line}"
+    )
+
+
+def _plan(
+    source: WeightSource, listing: RepositoryListing, variant: str | None
+) -> tuple[list[str], list[str], str | None]:
+    """``(fetched, skipped, note)`` for a hub source from its repository's file list."""
+    files = list(listing.files)
+    if source.role == "IP-Adapter":
+        fetched, skipped = ip_adapter_files(files, source.filename or "")
+        if (source.filename or "") not in fetched:
+            raise FileNotFoundError(f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)")
+        return fetched, skipped, None
+    if source.key in ("prompt.translation_model", "prompt.audio_model"):
+        fetched, skipped = translator_files(files)
+        if not any(name.endswith((".safetensors", ".bin")) for name in fetched):
+            raise FileNotFoundError(
+                f"it has neither .safetensors nor pytorch_model.bin weights; choose another `{source.key}`"
+            )
+        return fetched, skipped, translator_weights_note(fetched)
+    if source.filename is not None:
+        if source.filename not in listing.files:
+            from huggingface_hub.errors import EntryNotFoundError
+
+            raise EntryNotFoundError(f"the repository has no {source.filename!r}")
+        return [source.filename], [], None
+    fetched, skipped = select_files(files, components=source.components or None, variant=variant)
+    return fetched, skipped, None
+
+
+def download_sources(
+    config: RerenderConfig, precision: str | None = None, include_flow: bool = True
+) -> tuple[list[WeightSource], list[str]]:
+    """What `download_weights` fetches for `config` at `precision`: its keyframe weights (`weight_sources`, with SDXL's
+    fp16-fixed VAE in place of the model's own VAE in float16), the GMFlow checkpoint and the extras
+    (`extra_sources`); and one sentence for each need the config leaves open (e.g. a Flux model without a
+    ControlNet named)."""
+    model = config.model
+    family = model_family(model)
+    sources = weight_sources(config, include_flow=include_flow, precision=precision)
+    unresolved: list[str] = []
+    if any(source.role == FIXED_VAE_ROLE for source in sources):  # it will be here: the model's own VAE is not read
+        sources = [
+            dataclasses.replace(source, components=model_components(family, True))
+            if source.key == "model.base_model" and source.is_hub
+            else dataclasses.replace(source, optional=False)
+            if source.role == FIXED_VAE_ROLE
+            else source
+            for source in sources
+        ]
+    if family == "flux":
+        for position, control in enumerate(config.control):
+            if control.model is None:
+                unresolved.append(
+                    f"the ControlNet of control[{position}] ({control.type}): Flux has no default; name a Flux "
+                    f"ControlNet with --set control.{position}.model=ID (e.g. InstantX/FLUX.1-dev-Controlnet-Canny, "
+                    "InstantX/FLUX.1-dev-Controlnet-Union)"
+                )
+    extras, more = extra_sources(config)
+    return sources + extras, unresolved + more
+
+
 def download_weights(
     config: RerenderConfig,
     half_precision: bool = False,
     include_flow: bool = True,
     progress: bool = True,
     dry_run: bool = False,
+    precision: str | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Fetch every hub repository `config` names into the Hugging Face cache (only the files rerender reads).
 
-    That is the base model, its ControlNets, the VAE if set, GMFlow, the translation model when the prompt is not
-    English, and the IP-Adapter with its image encoder when a style image is set (`extra_sources`). Local paths
-    are left alone. Already cached files are not downloaded again. Progress bars are the hub library's (one per
-    file), unless `progress` is False.
+    That is the base model (its pipeline folders for its family: SD 1.5, SDXL with both text encoders and
+    tokenizers, Z-Image, Flux), its ControlNets (Z-Image's Union ControlNet file by default), the VAE if set (for
+    SDXL in float16 `SDXL_FP16_VAE`, since SDXL's own VAE overflows in float16), GMFlow, the translation model when
+    the prompt is not English, and the IP-Adapter with its image encoder when a style image is set (`download_sources`).
+    The file list and each file's size come from the hub's file metadata first (`repository_listing`), so a dry
+    run says exactly what would be fetched and how large it is. Local paths are left alone. Already cached files
+    are not downloaded again. Progress bars are the hub library's (one per file), unless `progress` is False.
 
     Args:
         config: the models, flow, prompt and style settings to fetch for.
-        half_precision: fetch the ``fp16`` variants where a repository has them (for float16 on a GPU).
+        half_precision: fetch the ``fp16`` variants (the same as ``precision="float16"``).
         include_flow: also fetch the GMFlow checkpoint (when `config.flow` may use it).
         progress: show download progress bars.
-        dry_run: list what would be fetched and skipped without downloading. Without the hub (offline) it still
-            answers: by name where the config fixes the file, by pattern where only the hub's file list can tell.
+        dry_run: list what would be fetched and skipped, with sizes, without downloading. Without the hub
+            (offline) it still answers: by name where the config fixes the file, by pattern where only the hub's file
+            list can tell (no sizes then).
+        precision: "float16": the ``*.fp16.*`` variant where a repository publishes one (as loading reads it), and
+            for SDXL the fp16-fixed VAE; "bfloat16", "float32" or None: the default files (Z-Image-Turbo's and
+            FLUX.1's are bfloat16 already).
+        on_record: called with each record as soon as its files and sizes are known, before they are downloaded
+            (so that a caller can say how large a download is before it starts).
 
     Returns:
-        One record per source: ``{"role", "location", "fetched", "skipped", "path", "resolved", "cached", "note"}``
-        (``path``: the local snapshot folder or file, None for a dry run or a local source; ``resolved``: False when
-        ``fetched`` holds patterns; ``cached``: already on this machine; ``note``: why something is not resolved).
-        A need that the config does not name (a translation model for ``prompt_language: auto`` without a prompt)
+        One record per source: ``{"role", "key", "location", "fetched", "skipped", "sizes", "size", "cached_files",
+        "path", "resolved", "cached", "note", "terms", "optional"}`` (``sizes``: bytes per fetched file, None where
+        unknown; ``size``: their sum, None when unknown; ``cached_files``: those already here; ``path``: the local
+        snapshot folder or file, None for a dry run or a local source; ``resolved``: False when ``fetched`` holds
+        patterns; ``cached``: already on this machine; ``note``: why something is not resolved, or which weights a
+        translator reads; ``terms``: gated access or a non-commercial licence). A need that the config does not name
         is a record with role "unresolved", no location, and its ``note``.
 
     Raises:
-        InputNotFoundError: ``HF_HUB_OFFLINE`` is set (except for a dry run), a repository or file does not exist,
-            or a translation model has no ``.safetensors`` weights (names which).
+        InputNotFoundError: ``HF_HUB_OFFLINE`` is set (except for a dry run), a repository or file does not exist
+            (an unknown or private id: named, with its option), a gated repository whose terms are not accepted,
+            or a translation model without ``.safetensors`` or ``.bin`` weights.
         ServiceUnavailableError: the hub cannot be reached, or a fetch failed on the way (network, server).
     """
-    from rerender.errors import InputNotFoundError, ServiceUnavailableError
 
-    sources = weight_sources(config, include_flow=include_flow)
-    extras, unresolved = extra_sources(config)
-    sources += extras
+    precision = precision or ("float16" if half_precision else None)
+    variant = precision_variant(precision)
+    sources, unresolved = download_sources(config, precision or "float32", include_flow)
     records: list[dict[str, Any]] = [
-        {
-            "role": "unresolved",
-            "location": None,
-            "fetched": [],
-            "skipped": [],
-            "path": None,
-            "resolved": False,
-            "cached": False,
-            "note": note,
-        }
+        {"role": "unresolved", "location": None, "fetched": [], "skipped": [], "sizes": {}, "size": None,
+         "cached_files": [], "path": None, "resolved": False, "cached": False, "note": note, "terms": None,
+         "optional": False}
         for note in unresolved
-    ]
+    ]  # fmt: skip
+    report = on_record or (lambda record: None)
     if not hub_reachable():
-        if hub_offline():
-            why = "HF_HUB_OFFLINE is set"
-        else:
-            from huggingface_hub import constants
-
-            why = f"the hub ({constants.ENDPOINT}) cannot be reached"
-        if not dry_run:
-            # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
-            error = InputNotFoundError if hub_offline() else ServiceUnavailableError
-            raise error(
-                f"`rerender download` needs the network, but {why}; "
-                + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again")
-            )
-        for source in sources:
-            listing = offline_listing(source) if source.is_hub else []
-            exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
-            records.append(
-                {
-                    "role": source.role,
-                    "location": source.location,
-                    "fetched": listing,
-                    "skipped": [],
-                    "path": None if source.is_hub else source.location,
-                    "resolved": exact or not source.is_hub,
-                    "cached": source.present,
-                    "note": None
-                    if exact or not source.is_hub
-                    else f"listed by pattern: {why}, and the exact file names need the hub's file list",
-                }
-            )
+        records += _offline_records(sources, dry_run)
+        for record in records:
+            report(record)
         return records
-    from huggingface_hub import hf_hub_download, snapshot_download
-
+    for record in records:
+        report(record)
     try:
         from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     except ImportError:  # pragma: no cover
@@ -801,60 +1072,83 @@ def download_weights(
         disable_progress_bars()
     try:
         for source in sources:
-            record: dict[str, Any] = {
-                "role": source.role,
-                "location": source.location,
-                "fetched": [],
-                "skipped": [],
-                "path": None,
-                "resolved": True,
-                "cached": source.present,
-                "note": None,
-            }
-            records.append(record)
             if not source.is_hub:
-                record["path"] = source.location
+                records.append(_record(source, path=source.location))
+                report(records[-1])
                 continue
             try:
-                if source.role == "IP-Adapter" or source.key in ("prompt.translation_model", "prompt.audio_model"):
-                    files = _repository_files(source.location)
-                    if source.role == "IP-Adapter":
-                        record["fetched"], record["skipped"] = ip_adapter_files(files, source.filename or "")
-                        if (source.filename or "") not in record["fetched"]:
-                            raise FileNotFoundError(
-                                f"the repository has no {source.filename!r} (`model.ip_adapter_weight_name`)"
-                            )
-                    else:
-                        record["fetched"], record["skipped"] = translator_files(files)
-                        if not any(name.endswith((".safetensors", ".bin")) for name in record["fetched"]):
-                            raise FileNotFoundError(
-                                "it has neither .safetensors nor pytorch_model.bin weights; "
-                                f"choose another `{source.key}`"
-                            )
-                        record["note"] = translator_weights_note(record["fetched"])
-                    if not dry_run:
-                        record["path"] = snapshot_download(source.location, allow_patterns=record["fetched"])
-                    continue
-                if source.filename is not None:
-                    record["fetched"] = [source.filename]
-                    if not dry_run:
-                        record["path"] = hf_hub_download(source.location, source.filename)
-                    continue
-                folder, record["fetched"], record["skipped"] = fetch_repository(
-                    source.location, half_precision, source.components, dry_run
-                )
-                record["path"] = str(folder) if folder is not None else None
+                records.append(_hub_record(source, variant, dry_run, report))
             except Exception as error:  # noqa: BLE001 - the hub raises many types; report which source failed
                 if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise
-                raise (InputNotFoundError if _names_a_missing_thing(error) else ServiceUnavailableError)(
-                    f"could not fetch the {source.role} {source.location!r} (`{source.key}`): "
-                    f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                ) from error
+                raise _fetch_failure(source, error) from error
     finally:
         if not progress:
             enable_progress_bars()
     return records
+
+
+def _offline_records(sources: Sequence[WeightSource], dry_run: bool) -> list[dict[str, Any]]:
+    """Without the hub: refuse a download; a dry run lists each source by name or by pattern (no sizes)."""
+    from rerender.errors import InputNotFoundError, ServiceUnavailableError
+
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        from huggingface_hub import constants
+
+        why = f"the hub ({constants.ENDPOINT}) cannot be reached"
+    if not dry_run:
+        # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
+        error = InputNotFoundError if hub_offline() else ServiceUnavailableError
+        raise error(
+            f"`rerender download` needs the network, but {why}; "
+            + ("unset it and run again" if hub_offline() else "check the network (or HF_ENDPOINT) and run again")
+        )
+    records = []
+    for source in sources:
+        exact = source.is_hub and source.filename is not None and source.role != "IP-Adapter"
+        records.append(
+            _record(
+                source,
+                fetched=offline_listing(source) if source.is_hub else [],
+                path=None if source.is_hub else source.location,
+                resolved=exact or not source.is_hub,
+                terms=_terms(source.location, None) if source.is_hub else None,
+                note=None
+                if exact or not source.is_hub
+                else f"listed by pattern: {why}, and the exact file names and sizes need the hub's file list",
+            )
+        )
+    return records
+
+
+def _hub_record(
+    source: WeightSource, variant: str | None, dry_run: bool, report: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """List `source`'s repository with sizes (`repository_listing`), choose its files, `report` the record, and
+    fetch the files unless `dry_run`: the record `download_weights` returns for it."""
+    from huggingface_hub import snapshot_download
+
+    listing = repository_listing(source.location)
+    fetched, skipped, note = _plan(source, listing, variant)
+    sizes = {name: listing.files.get(name) for name in fetched}
+    record = _record(
+        source,
+        fetched=fetched,
+        skipped=skipped,
+        sizes=sizes,
+        size=None if None in sizes.values() else sum(sizes.values()),
+        cached_files=[name for name in fetched if _cached(source.location, name)],
+        note=note,
+        terms=_terms(source.location, listing),
+    )
+    report(record)
+    if not dry_run:
+        folder = Path(snapshot_download(source.location, allow_patterns=fetched))
+        single = source.filename is not None and source.role != "IP-Adapter"
+        record["path"] = str(folder / source.filename if single else folder)
+    return record
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -996,3 +1290,136 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
         "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
     )
+
+
+# --------------------------------------------------------------------------------------------------------
+# which family an IP-Adapter is made for (file header, or the hub's path convention), before any model loads
+# --------------------------------------------------------------------------------------------------------
+
+
+def safetensors_shapes(path: str | os.PathLike) -> dict[str, list[int]]:
+    """Tensor name → shape of a ``.safetensors`` file, read from its header alone (an 8-byte little-endian length,
+    then that many bytes of JSON; the format's specification); no tensor is read and torch is not imported.
+
+    Raises:
+        ConfigError: the file is not a safetensors file (its header does not parse).
+    """
+    import json
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        try:
+            if not 0 < length < 100_000_000:
+                raise ValueError(f"header length {length}")
+            header = json.loads(handle.read(length))
+        except ValueError as error:
+            raise ConfigError(f"{str(path)!r} is not a .safetensors file ({error})") from error
+    return {name: list(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
+
+
+IP_ADAPTER_WIDTHS = {768: "sd15", 2048: "sdxl"}
+"""The cross-attention width an IP-Adapter's ``to_k_ip`` projections take (their input), per family: CLIP ViT-L's 768
+for SD 1.5, the two SDXL text encoders' 768 + 1280 = 2048 for SDXL."""
+
+
+def _adapter_file_here(source: str, weight_name: str) -> Path | None:
+    if not is_hub_id(source):
+        path = Path(source).expanduser() / weight_name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, weight_name)
+    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def ip_adapter_family(
+    source: str, weight_name: str, base_width: int | None = None, family: str | None = None
+) -> str | None:
+    """The family an IP-Adapter is made for, without loading it; None when nothing tells.
+
+    * the file, when it is here (a folder, or the hub cache): its header (`safetensors_shapes`). The input width
+      of its ``ip_adapter.*.to_k_ip`` projections is the UNet's cross-attention width: the base's own (`base_width`,
+      of family `family`) means that family, 768 SD 1.5, 2048 SDXL, another width the other UNet family; Flux
+      adapters (XLabs: ``double_blocks.*.ip_adapter_*``) are "flux";
+    * else the path convention of ``h94/IP-Adapter``: ``sdxl_models/`` (or "sdxl" in the name) is SDXL,
+      ``models/`` (or "sd15") SD 1.5; "flux" in the name or repository is Flux.
+    """
+    path = _adapter_file_here(source, weight_name)
+    if path is not None and path.suffix == ".safetensors":
+        shapes = safetensors_shapes(path)
+        if any("ip_adapter_double_stream" in name or name.startswith("double_blocks.") for name in shapes):
+            return "flux"
+        widths = [shape[-1] for name, shape in sorted(shapes.items()) if name.endswith(".to_k_ip.weight")]
+        if widths:
+            if base_width is not None and widths[0] == base_width:
+                return family
+            if widths[0] in IP_ADAPTER_WIDTHS:
+                return IP_ADAPTER_WIDTHS[widths[0]]
+            if base_width is not None and family in ("sd15", "sdxl"):
+                return "sdxl" if family == "sd15" else "sd15"
+            return None
+    folder, name = posixpath.split(weight_name.lower())
+    if "flux" in name or "flux" in source.lower():
+        return "flux"
+    if folder.split("/")[0] == "sdxl_models" or "sdxl" in name:
+        return "sdxl"
+    if folder.split("/")[0] == "models" or "sd15" in name:
+        return "sd15"
+    return None
+
+
+def _base_cross_attention_width(base_model: str) -> int | None:
+    """The base UNet's cross-attention width from its ``unet/config.json`` (a folder, or the hub cache), else None."""
+    path = Path(base_model).expanduser()
+    if path.is_dir():
+        config = path / "unet" / "config.json"
+    elif is_hub_id(base_model):
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(base_model, "unet/config.json")
+        config = Path(found) if isinstance(found, str) else None
+    else:
+        config = None
+    width = read_json_file(config).get("cross_attention_dim") if config is not None and config.is_file() else None
+    return width if isinstance(width, int) else None
+
+
+def check_ip_adapter_family(config: RerenderConfig) -> None:
+    """Refuse a reference image (`prompt.style_image`) whose IP-Adapter is made for another family than the base
+    model, or any on a base without one (Z-Image, Flux): from configs, file headers and hub paths, before the
+    UNet or transformer loads.
+
+    Raises:
+        ConfigError: naming the adapter (`model.ip_adapter`, `model.ip_adapter_weight_name`), both families and
+            what to use instead.
+    """
+    if config.prompt.style_image is None:
+        return
+    model = config.model
+    family = model_family(model)
+    weight_name = model.resolved_ip_adapter_weight_name(family)
+    base_width = _base_cross_attention_width(model.base_model) if family in IP_ADAPTER_FAMILIES else None
+    its_family = ip_adapter_family(model.ip_adapter, weight_name, base_width, family)
+    named = (
+        f"the IP-Adapter {model.ip_adapter!r} / {weight_name!r} (`model.ip_adapter`, `model.ip_adapter_weight_name`)"
+    )
+    label = _FAMILY_LABELS.get(family, family)
+    if family not in IP_ADAPTER_FAMILIES:
+        made = f" is made for {_FAMILY_LABELS.get(its_family, its_family)}, and" if its_family else ""
+        raise ConfigError(
+            f"`prompt.style_image` (--style-image) needs an IP-Adapter: {named}{made} the base model "
+            f"{model.base_model!r} is {label}, for which rerender has no reference-image adapter (SD 1.5 and SDXL "
+            "have one); leave style_image out, or use an SD 1.5 or SDXL base model"
+        )
+    if its_family is not None and its_family != family:
+        advice = (
+            "sdxl_models/ip-adapter_sdxl_vit-h.safetensors of h94/IP-Adapter"
+            if family == "sdxl"
+            else "models/ip-adapter_sd15.safetensors of h94/IP-Adapter"
+        )
+        raise ConfigError(
+            f"{named} is made for {_FAMILY_LABELS.get(its_family, its_family)}, but the base model "
+            f"{model.base_model!r} is {label}; use an IP-Adapter made for {label} (e.g. {advice})"
+        )

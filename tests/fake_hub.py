@@ -1,7 +1,8 @@
 """A tiny Hugging Face hub on 127.0.0.1 for download tests: the few HTTP routes huggingface_hub uses.
 
 Serves repositories held in memory (``{repo_id: {path: bytes}}``) through the hub's documented endpoints:
-repository info (``/api/models/{id}/revision/{rev}``), the file tree (``/api/models/{id}/tree/{rev}``) and file
+repository info (``/api/models/{id}/revision/{rev}``, with each file's size and blob id when asked with
+``blobs=True``, as ``HfApi.model_info(files_metadata=True)`` asks, and the card's licence and gating), the file tree (``/api/models/{id}/tree/{rev}``) and file
 downloads (``/{id}/resolve/{rev}/{path}``, HEAD and GET, with the commit and ETag headers). Point the hub
 library at it with ``HF_ENDPOINT``. Loopback only; it records every file that was downloaded.
 """
@@ -18,8 +19,11 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, repositories: dict[str, dict[str, bytes]]) -> None:
+    def __init__(self, repositories: dict[str, dict[str, bytes]], metadata: dict[str, dict] | None = None) -> None:
+        """`metadata`: per repository, extra model-info fields (``{"gated": "manual", "cardData": {...}}``); a gated
+        one refuses downloads as the hub does for a user who has not accepted its terms (403, ``GatedRepo``)."""
         self.repositories = repositories
+        self.metadata = metadata or {}
         self.downloaded: list[tuple[str, str]] = []
         hub = self
 
@@ -44,18 +48,25 @@ class FakeHub:
             def _route(self, head: bool) -> None:
                 path = unquote(urlparse(self.path).path)
                 parts = path.strip("/").split("/")
-                if parts[:2] == ["api", "models"] and len(parts) >= 6:
+                if parts[:2] == ["api", "models"] and len(parts) in (4, 6, 7):  # info (with or without revision), tree
                     repo = "/".join(parts[2:4])
                     files = hub.repositories.get(repo)
                     if files is None:
                         return self._send(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
-                    if parts[4] == "revision":
+                    if len(parts) == 4 or parts[4] == "revision":
+                        blobs = "blobs=true" in urlparse(self.path).query.lower()
                         return self._json(
                             {
                                 "id": repo,
                                 "modelId": repo,
                                 "sha": COMMIT,
-                                "siblings": [{"rfilename": name} for name in sorted(files)],
+                                "gated": False,
+                                **hub.metadata.get(repo, {}),
+                                "siblings": [
+                                    {"rfilename": name}
+                                    | ({"size": len(data), "blobId": hashlib.sha1(data).hexdigest()} if blobs else {})
+                                    for name, data in sorted(files.items())
+                                ],
                             }
                         )
                     if parts[4] == "tree":
@@ -72,6 +83,9 @@ class FakeHub:
                         )
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+                    if hub.metadata.get(repo, {}).get("gated"):
+                        message = f"Access to model {repo} is restricted. You must have access to it."
+                        return self._send(403, b"", {"X-Error-Code": "GatedRepo", "X-Error-Message": message}, head)
                     data = hub.repositories.get(repo, {}).get(filename)
                     if data is None:
                         return self._send(404, b"", {"X-Error-Code": "EntryNotFound"}, head)

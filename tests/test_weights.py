@@ -551,7 +551,7 @@ def test_download_dry_run_offline_lists_by_id_and_says_what_is_not_resolved(caps
     )
     assert "  fetch unet/*" in lines and "  fetch models/ip-adapter_sd15.safetensors" in lines
     assert (
-        "GMFlow: PKUWilliamYang/Rerender: 1 files -> (dry run)" in lines
+        "GMFlow: PKUWilliamYang/Rerender: 1 files, size unknown -> (dry run)" in lines
         and "  fetch models/gmflow_sintel-0c07dcb3.pth" in lines
     )
     # the language of an absent prompt cannot be known: said, not guessed

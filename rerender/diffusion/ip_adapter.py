@@ -79,14 +79,14 @@ def check_style_inputs(style_image: str | None, source: str, weight_name: str) -
     read_style_image(style_image)
     if not weight_name.endswith(".safetensors"):
         raise ConfigError(f"`model.ip_adapter_weight_name` must be a .safetensors file, got {weight_name!r}")
-    from rerender.weights import hub_reachable, is_hub_id
+    from rerender.weights import hub_reachable, ip_adapter_encoder_folder, is_hub_id
 
     if adapter_file(source, weight_name) is None and not (is_hub_id(source) and hub_reachable()):
         raise WeightsNotFoundError(
             f"`style_image` needs the IP-Adapter {weight_name!r} of {source!r} (`model.ip_adapter`) and its image "
             f"encoder, which are not on this machine and cannot be downloaded now. On a connected machine run: "
             f"rerender download --style-image IMAGE (or hf download {source} --include {weight_name!r} "
-            f"'{posixpath.dirname(weight_name) or '.'}/image_encoder/*')"
+            f"'{ip_adapter_encoder_folder(weight_name)}/*')"
             if is_hub_id(source)
             else f"`style_image` needs the IP-Adapter file {str(Path(source) / weight_name)!r} (`model.ip_adapter` + "
             "`model.ip_adapter_weight_name`), which does not exist"

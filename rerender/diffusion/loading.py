@@ -34,6 +34,7 @@ import torch
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
+    SDXL_FP16_VAE,
     checkpoint_keys,
     detect_family,
     detect_family_or_none,
@@ -635,10 +636,6 @@ def load_pipeline(
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
 
 
-SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
-"""The SDXL VAE fine-tuned not to overflow in float16 (same latents, scaled-down activations)."""
-
-
 def _load_controlnets(controls, base_path, family, dtype):
     """The ControlNets of `controls`: one model each, or one ControlNet Union serving every condition."""
     sources = [_controlnet_source(control, position, base_path, family) for position, control in enumerate(controls)]
@@ -681,11 +678,14 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
     family = check_families(model, controls if controlnets is None else (), base_path)
     logger.info("base model %s: %s", model.base_model, FAMILY_NAMES.get(family, family))
+    # SDXL in float16: the fp16-fixed VAE when here (or reachable), before the base, whose own VAE is then not read
+    fixed_vae = _fp16_vae(model, family, resolved_dtype) if model.vae is None else None
     if base_path is None:
         from rerender.weights import base_components
 
+        separate_vae = model.vae is not None or fixed_vae is not None
         base_path = _hub_folder(
-            model.base_model, "model.base_model", resolved_dtype, base_components(model.vae is not None, family)
+            model.base_model, "model.base_model", resolved_dtype, base_components(separate_vae, family)
         )
     single_file_config = single_file_config if single_file_config is not None else single_file_config_for(family)
 
@@ -701,10 +701,9 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     components = {"controlnet": controlnet}
     if model.vae is not None:
         components["vae"] = load_vae(model.vae, resolved_dtype, single_file_config)
-    else:
-        fixed_vae = _fp16_vae(model, family, resolved_dtype)
-        if fixed_vae is not None:
-            components["vae"] = fixed_vae
+    elif fixed_vae is not None:
+        components["vae"] = fixed_vae
+        logger.info("SDXL in float16: the VAE is %s (the model's own overflows in float16)", SDXL_FP16_VAE)
 
     try:
         if base_path is not None and base_path.is_file():

@@ -115,8 +115,11 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
     own_model = renderer is None and pipeline is None
     if own_model and config.model.renderer != "classic":
         from rerender.diffusion.loading import check_model_sources
+        from rerender.weights import check_ip_adapter_family
         from rerender.workflow.renderers import check_diffusion_weights
 
+        # first: a config mistake (an adapter of another family) says so before any weights are looked for
+        check_ip_adapter_family(config)
         check_model_sources(config.model, config.control)
         check_diffusion_weights(config)
         check_size_multiple(config)
@@ -129,8 +132,10 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
     else:
         from rerender.diffusion.ip_adapter import check_style_inputs
+        from rerender.weights import model_family
 
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, config.model.ip_adapter_weight_name)
+        weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
+        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
 
 
 FAMILY_SIZE_MULTIPLES = {"zimage": 16, "flux": 16}

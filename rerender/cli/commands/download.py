@@ -29,22 +29,25 @@ def register(commands) -> None:
             quiet_parent(),
             config_parent(),
         ],
-        help="fetch the configured base model, ControlNets, VAE and GMFlow into the Hugging Face cache",
+        help="fetch the files the configured models use (base model, ControlNets, VAE, GMFlow, ...) into the "
+        "Hugging Face cache, with each file's size",
     )
     add_config_option(
         download, "--vae", path="model.vae", type=_vae, metavar="VAE", words="'model' = the model's own."
     )
     precision_option(
         download,
-        "which weights to fetch: float16 (fp16) fetches only half-precision weights where a "
-        "repository has them; auto: float16 when a CUDA GPU is here (default: the config's "
-        "`model.dtype`, auto)",
+        "which weights to fetch: float16 (fp16) fetches only the fp16 variant where a repository publishes "
+        "one, and for SDXL the fp16-fixed VAE; bfloat16 and float32 fetch the default files (Z-Image-Turbo's "
+        "and FLUX.1's are bfloat16); auto: what loading picks here, float16 (bfloat16 for Z-Image and Flux) "
+        "with a CUDA GPU (default: the config's `model.dtype`, auto)",
     )
     download.add_argument("--no-flow", action="store_true", help="do not fetch the GMFlow checkpoint")
     download.add_argument(
         "--dry-run",
         action="store_true",
-        help="list the files that would be fetched and skipped (offline: by repository and pattern)",
+        help="list the files that would be fetched, with their sizes, and those skipped, without downloading "
+        "(offline: by repository and pattern, no sizes)",
     )
     add_config_option(
         download,
@@ -63,35 +66,53 @@ def _vae(text: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fetch (or list, with --dry-run) the weights of the config; prints one line per source."""
+    """Fetch (or list, with --dry-run) the weights of the config: one line per source with its size, one line per
+    file with its size, and the total."""
     from rerender.weights import download_weights
 
     config = load_config(args)
     records = download_weights(
         config,
-        half_precision=_half_precision(config),
         include_flow=not args.no_flow,
         progress=not args.quiet,
         dry_run=args.dry_run,
+        precision=_precision(config),
+        on_record=lambda record: _print_record(record, args.dry_run),  # the sizes before each download starts
     )
-    for record in records:
-        _print_record(record, args.dry_run)
+    if not args.dry_run:
+        for record in records:
+            if record["location"] is not None and record["path"] and record["fetched"]:
+                print(f"{record['role']}: {record['location']} -> {record['path']}")
+    _print_total(records, args.dry_run)
     return EXIT_OK
 
 
-def _half_precision(config) -> bool:
-    """Whether to fetch the fp16 variants: `model.dtype` float16, or auto on a CUDA GPU."""
+def _precision(config) -> str:
+    """The precision whose variants to fetch: `model.dtype`, or for auto what loading picks here (float16 on a
+    CUDA GPU for the UNet families, bfloat16 for the transformer ones, else float32)."""
     if config.model.dtype != "auto":
-        return config.model.dtype == "float16"
-    import torch
+        return config.model.dtype
+    from rerender.diffusion.loading import resolve_device
+    from rerender.weights import model_family
 
-    from rerender.diffusion.loading import resolve_device, resolve_dtype
+    if resolve_device(config.model.device).type != "cuda":
+        return "float32"
+    return "bfloat16" if model_family(config.model) in ("zimage", "flux") else "float16"
 
-    return resolve_dtype("auto", resolve_device(config.model.device)) == torch.float16
+
+def format_size(size: int | None) -> str:
+    """Bytes as people read them: ``1.2 KB``, ``335.3 MB``, ``6.94 GB`` (powers of 1000, as the hub shows sizes);
+    "size unknown" for None."""
+    if size is None:
+        return "size unknown"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{size} B"
 
 
 def _print_record(record: dict, dry_run: bool) -> None:
-    where = record["path"] or "(dry run)"
+    where = record["path"] or ("(dry run)" if dry_run else "(fetching)")
     if record["location"] is None:
         print(f"not resolved: {record['note']}")
         return
@@ -101,18 +122,53 @@ def _print_record(record: dict, dry_run: bool) -> None:
             f"{record['note']}"
         )
     elif record["fetched"] or record["skipped"]:
+        cached = set(record["cached_files"])
+        pending = [record["sizes"].get(name) for name in record["fetched"] if name not in cached]
+        remaining = "" if not cached else f", {format_size(_sum(pending))} of it not cached yet"
         print(
-            f"{record['role']}: {record['location']}: {len(record['fetched'])} files"
+            f"{record['role']}: {record['location']}: {len(record['fetched'])} files, "
+            f"{format_size(record['size'])}{remaining}"
             f"{', skipped ' + str(len(record['skipped'])) + ' unused' if record['skipped'] else ''} -> {where}"
         )
     elif record["cached"]:
         print(f"{record['role']}: {record['location']}: local, nothing to fetch")
     else:  # a local path that is not there: a typo, not something to fetch
         print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
+    if record["terms"]:
+        print(f"  terms: {record['terms']}")
+    if record["resolved"] and record["note"]:  # e.g. which weights a translator loads
+        print(f"  {record['note']}")
+    cached = set(record["cached_files"])
+    for name in record["fetched"]:
+        size = record["sizes"].get(name) if record["sizes"] else None
+        state = " (cached)" if name in cached else ""
+        print(f"  fetch {name}" + (f"  {format_size(size)}{state}" if record["sizes"] else ""))
     if dry_run:
-        if record["resolved"] and record["note"]:  # e.g. which weights a translator loads
-            print(f"  {record['note']}")
-        for name in record["fetched"]:
-            print(f"  fetch {name}")
         for name in record["skipped"]:
             print(f"  skip  {name}")
+
+
+def _sum(sizes) -> int | None:
+    sizes = list(sizes)
+    return None if None in sizes else sum(sizes)
+
+
+def _print_total(records: list[dict], dry_run: bool) -> None:
+    """The sum over every source with known sizes; says when some are unknown (offline patterns)."""
+    sized = [record for record in records if record["location"] is not None and record["sizes"]]
+    if not sized:
+        return
+    total = _sum(record["size"] for record in sized)
+    pending = _sum(
+        record["sizes"][name]
+        for record in sized
+        for name in record["fetched"]
+        if name not in set(record["cached_files"])
+    )
+    files = sum(len(record["fetched"]) for record in sized)
+    unknown = any(record["location"] is not None and not record["resolved"] for record in records)
+    verb = "would fetch" if dry_run else "fetched"
+    print(
+        f"total: {files} files, {format_size(total)} ({format_size(pending)} not cached before, {verb})"
+        + ("; some sizes unknown (listed by pattern)" if unknown else "")
+    )

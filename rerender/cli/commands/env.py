@@ -18,7 +18,7 @@ def register(commands) -> None:
             model_parent("Report on this model instead of the configured one."),
             config_parent(),
         ],
-        help="versions, devices, optional components, where weights are looked for",
+        help="versions, devices, the model's family, the propagation engine, where weights are looked for",
     )
     env.add_argument("--json", action="store_true", help="print JSON")
     env.set_defaults(handler=run)
@@ -44,16 +44,30 @@ def run(args: argparse.Namespace) -> int:
     print("devices")
     for key, value in report["devices"].items():
         print(f"  {key:32s}{value}")
+    family = report["model"]
+    shown = family["label"] or f"unknown ({family['error']})"
+    print(f"model     {family['base_model']}: {shown}; {family['how']}")
+    propagation = report["propagation"]
+    asked = f"engine {propagation['engine']}, device {propagation['device']}"
+    if propagation["error"] is None:
+        device = "" if propagation["resolved_engine"] == "numba" else f" on {propagation['resolved_device']}"
+        print(f"propagation  {asked} -> {propagation['resolved_engine']}{device}")
+    else:
+        print(f"propagation  {asked} -> cannot run here: {propagation['error']}")
+    cuda = "yes" if propagation["torch_on_cuda"] else "no"
+    print(f"  torch engine on CUDA: {cuda} ({propagation['cuda_reason']})")
     print("weights are looked for in")
     for key, value in report["weights"].items():
         print(f"  {key:32s}{value}")
     models = report["models"]
-    print("weights of the default config")
+    print("weights of the config")
     for item in models["sources"]:
         missing = "missing" if not item["downloadable"] else "not cached (downloaded when used)"
         state = "present" if item["present"] else missing
         if item["role"] == "GMFlow" and not item["present"]:
             state = "missing (flow uses OpenCV DIS)"
+        elif item.get("optional") and not item["present"]:
+            state = "optional, not here (float32 VAE)" if not item["downloadable"] else "optional, fetched when used"
         print(f"  {item['role']:32s}{state:36s}{item['location']}")
     print(f"translate will render keyframes with: {models['translate']}")
     for command in models["fetch"]:
