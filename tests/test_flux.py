@@ -388,8 +388,6 @@ def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, component
         pipe(frames[:1], "a cube", num_inference_steps=2, ip_adapter_image=frames[0])
     with pytest.raises(ConfigError, match="multiples of 16"):
         pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
-    with pytest.raises(ConfigError, match="generate.*Flux"):
-        pipe.render_text_keyframes("a cube", [0, 4], (1.0, 0.0), (64, 64))
     with caplog.at_level(logging.WARNING, logger="rerender.diffusion.flux"):
         pipe(frames[:1], "a cube", num_inference_steps=1, guidance_scale=3.0, constraints=OFF)
     assert "schnell" in caplog.text and "ignored" in caplog.text

@@ -291,7 +291,7 @@ def test_resume_gives_the_same_keyframes(pipe, frames):
 def test_options_that_do_not_apply_are_refused_or_ignored(pipe, frames, caplog):
     with pytest.raises(ConfigError, match="IP-Adapter.*Z-Image"):
         pipe(frames[:1], "a cube", num_inference_steps=2, guidance_scale=1.0, ip_adapter_image=frames[0])
-    with caplog.at_level(logging.INFO, logger="rerender.diffusion.zimage"):
+    with caplog.at_level(logging.INFO, logger="rerender.diffusion"):
         pipe(
             frames[:1],
             "a cube",

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,11 @@ from diffusers.models import AutoencoderKL
 from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
-from diffusers.utils.torch_utils import randn_tensor
 
-from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _NoiseBank, _RenderState
+from rerender.diffusion.attention import CrossFrameAttentionStore
+from rerender.diffusion.flow_transformer import FlowTransformerPipeline
+from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
-from rerender.diffusion.zimage import RerenderZImagePipeline
 from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def latent_image_ids(height: int, width: int, device: torch.device, dtype: torch
     return FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, device, dtype)
 
 
-class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
+class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
     """Rerender-A-Video keyframes on Flux.1: the transformer (+ a Flux ControlNet) under the cross-frame constraints.
 
     A diffusers pipeline with Flux's components: ``from_pretrained(hub id or folder, controlnet=...)``,
@@ -134,15 +134,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     _get_clip_prompt_embeds = FluxPipeline._get_clip_prompt_embeds
     _get_t5_prompt_embeds = FluxPipeline._get_t5_prompt_embeds
 
-    # the flow-matching path is the same as Z-Image's: one implementation
-    prepare_schedule = RerenderZImagePipeline.prepare_schedule
-    noise_to_step = RerenderZImagePipeline.noise_to_step
-    fuse_pixels = RerenderZImagePipeline.fuse_pixels
-    split_prediction = RerenderZImagePipeline.split_prediction
-    recompose = RerenderZImagePipeline.recompose
-    encode_images = RerenderZImagePipeline.encode_images
-    decode_latents = RerenderZImagePipeline.decode_latents
-
     def __init__(
         self,
         scheduler: FlowMatchEulerDiscreteScheduler,
@@ -167,26 +158,11 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
-        self._latent_tokens = 4096
         self._control_mode: int | None = None
 
     # ----------------------------------------------------------------------------------------------------
     # what the shared code reads
     # ----------------------------------------------------------------------------------------------------
-
-    @property
-    def unet(self) -> FluxTransformer2DModel:
-        """The denoiser, under the name the shared `RerenderPipeline` code reads (its dtype)."""
-        return self.transformer
-
-    @property
-    def controlnets(self) -> list[FluxControlNetModel]:
-        return [] if self.controlnet is None else [self.controlnet]
-
-    @property
-    def latent_channels(self) -> int:
-        """Channels of the VAE latent grid (16): the transformer's packed input has 4× as many."""
-        return int(self.vae.config.latent_channels)
 
     @property
     def size_multiple(self) -> int:
@@ -207,39 +183,13 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------
 
-    def check_inputs(
-        self,
-        frames: Any,
-        prompt: Any,
-        negative_prompt: Any,
-        control_images: Any,
-        controls: Any,
-        controlnet_conditioning_scale: Any,
-        num_inference_steps: Any,
-        guidance_scale: Any,
-        strength: Any,
-        constraints: Any,
-        refinement: Any,
-    ) -> list[torch.Tensor]:
-        """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning, the token count and the Union
-        ControlNet's mode (from ``controls[0].type``; canny when `controls` is None).
+    def check_family_inputs(self, guidance_scale: float, negative_prompt: str | None, controls: Any) -> None:
+        """The guidance warning, and the Union ControlNet's mode (from ``controls[0].type``; canny when `controls`
+        is None).
 
         Raises:
             ConfigError: with a Union ControlNet, a control type it has no mode for.
         """
-        frames = super().check_inputs(
-            frames,
-            prompt,
-            negative_prompt,
-            control_images,
-            controls,
-            controlnet_conditioning_scale,
-            num_inference_steps,
-            guidance_scale,
-            strength,
-            constraints,
-            refinement,
-        )
         if guidance_scale > 1.0 and not self.guidance_embedded:
             logger.warning(
                 "guidance_scale %g on a Flux model without a guidance embedding (schnell): it is guidance-distilled "
@@ -248,8 +198,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
             )
         if negative_prompt:
             logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
-        height, width = frames[0].shape[-2:]
-        self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
         self._control_mode = None
         if self.controlnet is not None and getattr(self.controlnet, "union", False):
             kind = controls[0].type if controls else "canny"
@@ -259,7 +207,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
                     f"{', '.join(map(repr, UNION_CONTROL_MODES))}"
                 )
             self._control_mode = UNION_CONTROL_MODES[kind]
-        return frames
 
     def encode_prompt(
         self,
@@ -285,23 +232,11 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         dtype = self.transformer.dtype
         return PromptConditioning(prompt_embeds=(embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids))
 
-    def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
-        if image is not None:
-            raise ConfigError(
-                "`prompt.style_image` needs an IP-Adapter, which is not wired for Flux; "
-                "use a LoRA for the style, or a Stable Diffusion base for a reference image"
-            )
-        return None
-
-    @contextlib.contextmanager
-    def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
-        """Cross-frame attention in the double- and single-stream blocks for one call; FreeU does not apply."""
-        constraints = state.constraints
-        if constraints.freeu is not None:
-            logger.info("FreeU is defined on UNet skip connections; Flux has none, so `constraints.freeu` is ignored")
-        last_blocks = getattr(constraints, "cross_frame_blocks", None)
-        with flux_cross_frame_attention(self.transformer, state.store, self._latent_tokens, last_blocks=last_blocks):
-            yield
+    def cross_frame_attention(
+        self, store: CrossFrameAttentionStore, last_blocks: int | None
+    ) -> contextlib.AbstractContextManager[list[str]]:
+        """Cross-frame attention in the double- and single-stream blocks (`flux_cross_frame_attention`)."""
+        return flux_cross_frame_attention(self.transformer, store, self._latent_tokens, last_blocks=last_blocks)
 
     def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:
         """The control map of one frame as the Flux ControlNet takes it (one, unbatched: no guidance batch).
@@ -375,33 +310,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
             **residuals,
         )[0]
         return unpack_latents(output.float(), height, width)
-
-    def _draw_noise(self, state: _RenderState) -> _NoiseBank:
-        """`RerenderPipeline._draw_noise` on the VAE latent grid (16 channels), not the packed transformer input."""
-        if state.same_noise:
-            state.generator.set_state(state.generator_state)
-        generator, device, dtype = state.generator, self._execution_device, self.transformer.dtype
-        height, width = state.anchor.frame.shape[-2:]
-        shape = (1, self.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
-
-        def draw() -> torch.Tensor:
-            return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-
-        initial = draw()
-        fusion = {step: draw() for step in sorted(state.schedule.pixel_fusion)}
-        refinement_initial, refinement_fusion = None, {}
-        if state.refinement_schedule is not None:
-            refinement_initial = draw()
-            refinement_fusion = {step: draw() for step in sorted(state.refinement_schedule.pixel_fusion)}
-        return _NoiseBank(initial, fusion, refinement_initial, refinement_fusion)
-
-    def render_text_keyframes(self, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
-        """Text2Video-Zero (`generate`) is not available on Flux yet.
-
-        Raises:
-            ConfigError: always, before any model call.
-        """
-        raise ConfigError("`generate` (Text2Video-Zero) is not available on Flux yet; use Z-Image or Stable Diffusion")
 
 
 def flux_lora_family(source: str | os.PathLike) -> str | None:
