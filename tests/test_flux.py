@@ -585,3 +585,106 @@ def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path)
         inputs = _transformer_inputs({})
         difference = (styled.transformer(**inputs)[0] - plain.transformer(**inputs)[0]).abs().mean()
     assert difference > 1e-4
+
+
+@pytest.mark.parametrize("with_controlnet", [False, True])
+def test_true_guidance_with_a_negative_prompt_equals_diffusers(tmp_path, frames, with_controlnet):
+    """dev-shaped, `true_cfg_scale` 4 with a negative prompt: FluxPipeline's (FluxControlNetPipeline's) image."""
+    from diffusers import FluxControlNetPipeline, FluxPipeline
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    components = make_tiny_flux_components(tmp_path, seed=7, guidance_embeds=True)
+    settings = dict(num_inference_steps=3, guidance_scale=3.5, negative_prompt="a blue sphere")
+    if with_controlnet:
+        components["controlnet"] = make_tiny_flux_controlnet(components["transformer"], hint_block=True)
+        reference = FluxControlNetPipeline(**components)
+        extra = dict(control_image=_as_diffusers_image(frames[1]), controlnet_conditioning_scale=0.8)
+        ours_extra = dict(control_images=[frames[1]], controlnet_conditioning_scale=0.8)
+    else:
+        reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
+        extra, ours_extra = {}, {}
+    reference.set_progress_bar_config(disable=True)
+    expected = reference(
+        "a red cube",
+        height=64,
+        width=64,
+        true_cfg_scale=4.0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+        **settings,
+        **extra,
+    ).images[0]
+    pipe = RerenderFluxPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+
+    def ours(scale):
+        return pipe(
+            [frames[0]],
+            "a red cube",
+            true_cfg_scale=scale,
+            strength=1.0,
+            generator=torch.Generator().manual_seed(3),
+            constraints=OFF,
+            **settings,
+            **ours_extra,
+        )
+
+    guided = ours(4.0)
+    np.testing.assert_allclose(guided.images[0], expected, atol=2e-4)
+    assert np.abs(ours(1.0).images[0] - guided.images[0]).mean() > 1e-4  # the guidance acts
+    assert guided.unet_calls == [3]  # negative and positive in one batch
+    assert pipe._true_cfg_scale == 1.0  # set for the call only
+    with pytest.raises(ConfigError, match="true_cfg_scale.*≥ 1.*0.5"):
+        ours(0.5)
+
+
+def test_true_guidance_runs_on_every_pass_and_in_text2video(tmp_path, frames):
+    """Anchor, both keyframe passes, refinement and Text2Video-Zero all run [negative; positive] together, and the
+    cross-frame references are recorded with the same batch."""
+    from rerender.config import RefinementConfig
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    pipe = RerenderFluxPipeline(**make_tiny_flux_components(tmp_path, guidance_embeds=True))
+    pipe.set_progress_bar_config(disable=True)
+    batches: dict[str, set[int]] = {}
+
+    def record(pipeline, step, timestep, values):
+        batches.setdefault(values["pass_name"], set()).add(seen[-1])
+
+    seen: list[int] = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        pipe(
+            frames,
+            "a red cube",
+            negative_prompt="blur",
+            true_cfg_scale=3.0,
+            num_inference_steps=4,
+            guidance_scale=3.5,
+            strength=0.9,
+            refinement=RefinementConfig(refinement_strength=0.5),
+            flow_estimator=DISFlowEstimator(),
+            callback_on_step_end=record,
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert set(batches) == {"anchor", "direct", "fused", "refine"}
+        assert all(sizes == {2} for sizes in batches.values()), batches
+        seen.clear()
+        images = pipe.render_text_keyframes(
+            "a red cube",
+            [0, 3],
+            (3.0, 0.0),
+            (64, 64),
+            negative_prompt="blur",
+            true_cfg_scale=3.0,
+            num_inference_steps=4,
+            guidance_scale=3.5,
+            noise_steps=(1, 2),
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert set(seen) == {2} and len(images) == 2
+    finally:
+        hook.remove()

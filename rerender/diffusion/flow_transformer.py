@@ -192,7 +192,6 @@ class FlowTransformerPipeline(RerenderPipeline):
         with self.cross_frame_attention(state.store, getattr(constraints, "cross_frame_blocks", None)):
             yield
 
-
     def prepare_schedule(
         self, num_inference_steps: int, strength: float, constraints: ConstraintConfig, *, report: bool = True
     ) -> FlowMatchingSchedule:
@@ -336,7 +335,8 @@ class FlowTransformerPipeline(RerenderPipeline):
         """Text2Video-Zero keyframes (`rerender.diffusion.text2video.render_text_keyframes`) on the flow path.
 
         The anchor is rendered from noise, keeping its latent ``x_{σ0}`` after step ``i0``; keyframe k starts from
-        that latent moved by ``k·motion`` (Eq. 7, on the VAE grid), re-noised on the straight path to the noisier
+        that latent moved by ``k·motion`` in whole latent pixels (Eq. 7, on the VAE grid; `keyframe_offsets`, the
+        offsets `generate` moves its propagation guides by), re-noised on the straight path to the noisier
         ``σ1`` of step ``i1`` (Eq. 8's role, `rerender.diffusion.flow_matching.renoise`), then denoised with
         cross-frame attention to the anchor.
 
@@ -345,7 +345,7 @@ class FlowTransformerPipeline(RerenderPipeline):
                 (no IP-Adapter on these bases) or background smoothing (not available on these bases yet).
         """
         from rerender.diffusion.pipeline import _Reference
-        from rerender.diffusion.text2video import text2video_noise_steps, translate_latents
+        from rerender.diffusion.text2video import keyframe_offsets, text2video_noise_steps, translate_latents
 
         if background_smoothing is not None:
             raise ConfigError(f"`background_smoothing` is not available on {self.family_name} yet; leave it off")
@@ -407,11 +407,10 @@ class FlowTransformerPipeline(RerenderPipeline):
                 resume_at=second,
             )
             images.append(self.decode_latents(latents))
-            for index in keyframe_indices[1:]:
-                offset = index - keyframe_indices[0]
-                moved = translate_latents(
-                    kept[0], (offset * motion[0] / self.vae_scale_factor, offset * motion[1] / self.vae_scale_factor)
-                )
+            factor = self.vae_scale_factor
+            offsets = keyframe_offsets(keyframe_indices, motion, factor)  # whole latent pixels, as `generate`'s guides
+            for index, (offset_x, offset_y) in zip(keyframe_indices[1:], offsets[1:], strict=True):
+                moved = translate_latents(kept[0], (offset_x // factor, offset_y // factor))
                 fresh = randn_tensor(shape, generator=generator, device=device, dtype=moved.dtype)
                 start = renoise(moved, sigma_kept, sigma_start, fresh)
                 latents, _, _ = self.denoise(
@@ -426,5 +425,3 @@ class FlowTransformerPipeline(RerenderPipeline):
                 )
                 images.append(self.decode_latents(latents))
         return images
-
-

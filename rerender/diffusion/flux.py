@@ -3,19 +3,21 @@
 Flux.1 (Black Forest Labs; 12B; schnell: Apache-2.0, 1–4 steps; dev: non-commercial licence, ~28 steps with an
 embedded guidance value) denoises a 16-channel VAE latent (8× down) with a transformer of double-stream blocks
 (image and text tokens apart, joined in attention) then single-stream blocks (one ``[text; image]`` sequence),
-on a `FlowMatchEulerDiscreteScheduler`. The flow-matching path is Z-Image's (`rerender.diffusion.zimage`, shared
-here, not copied): SDEdit start by σ, x̂₀ from the velocity, shape-aware fusion and AdaIN on x̂₀, pixel-aware
-fusion on the flow path, re-composition at the next σ. What differs, and is overridden here:
+on a `FlowMatchEulerDiscreteScheduler`. The flow-matching path is shared with Z-Image
+(`rerender.diffusion.flow_transformer.FlowTransformerPipeline`): SDEdit start by σ, x̂₀ from the velocity,
+shape-aware fusion and AdaIN on x̂₀, pixel-aware fusion on the flow path, re-composition at the next σ,
+Text2Video-Zero for `generate`. What is Flux's is here:
 
 * **packing**: Flux patchifies 2×2 latent pixels into 64-channel tokens *outside* the transformer
   (`FluxPipeline._pack_latents`, with (0, row, column) position ids); every constraint acts on the VAE latent grid
   ``(1, 16, H/8, W/8)`` and the latent is packed only for the model call and the velocity unpacked after it;
 * **velocity**: Flux's transformer takes ``t = σ`` and returns the velocity ``v = ε − x₀`` in the scheduler's own
   convention (its pipeline passes it to ``scheduler.step`` unchanged), so no sign flip (Z-Image's returns −v);
-* **guidance**: no classifier-free guidance. On a guidance-distilled model with a guidance embedding (dev),
-  ``guidance_scale`` is the embedded guidance value (3.5 typical), one model call per step; schnell has no such
-  embedding and ignores it (a value above 1 warns). A negative prompt does not apply (Flux's "true CFG" is not
-  wired);
+* **guidance**: on a guidance-distilled model with a guidance embedding (dev), ``guidance_scale`` is the embedded
+  guidance value (3.5 typical), one model call per step; schnell has no such embedding and ignores it (a value
+  above 1 warns). True classifier-free guidance is `FluxPipeline`'s: ``true_cfg_scale`` > 1 with a negative prompt
+  runs ``[negative; positive]`` in one batch on every pass and takes ``v_neg + s·(v − v_neg)`` (twice the compute
+  and twice the stored attention references); 1 (the default) is off;
 * **schedule**: σ linear in 1 → 1/N, shifted with ``mu`` from the packed image sequence length ((H/16)·(W/16)) on
   dev (dynamic shifting), unshifted on schnell (its scheduler config), exactly as `FluxPipeline`;
 * **text**: CLIP (pooled) + T5 (sequence) through diffusers' own `FluxPipeline.encode_prompt`;
@@ -24,7 +26,7 @@ fusion on the flow path, re-composition at the next σ. What differs, and is ove
   a Union ControlNet gets its mode from ``control.type`` (`UNION_CONTROL_MODES`).
 
 Not available here: FreeU (UNet skips; ignored with one log line), the IP-Adapter (refused: diffusers' Flux
-IP-Adapter is not wired), Text2Video-Zero (`generate`; refused).
+IP-Adapter is not wired), background smoothing in `generate` (refused).
 
 Example:
     >>> pipe = RerenderFluxPipeline.from_pretrained("black-forest-labs/FLUX.1-schnell")  # doctest: +SKIP
@@ -36,7 +38,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,28 @@ def latent_image_ids(height: int, width: int, device: torch.device, dtype: torch
     return FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, device, dtype)
 
 
+@dataclass
+class FluxConditioning:
+    """Flux's text conditioning of one call (`RerenderFluxPipeline.encode_prompt`).
+
+    Attributes:
+        embeds: T5 token features, ``(B, T, D)``: B = 1, or 2 = ``[negative; positive]`` with true guidance.
+        pooled: CLIP pooled features, ``(B, D_pooled)``, in the same order.
+        text_ids: the text tokens' position ids, ``(T, 3)`` (zeros).
+        true_cfg_scale: the true classifier-free guidance scale (`FluxPipeline`'s ``true_cfg_scale``).
+    """
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: torch.Tensor
+    true_cfg_scale: float = 1.0
+
+    @property
+    def guided(self) -> bool:
+        """Whether true classifier-free guidance runs (a negative prompt is in the batch)."""
+        return self.embeds.shape[0] == 2
+
+
 class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
     """Rerender-A-Video keyframes on Flux.1: the transformer (+ a Flux ControlNet) under the cross-frame constraints.
 
@@ -159,6 +184,7 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
         self._control_mode: int | None = None
+        self._true_cfg_scale = 1.0
 
     # ----------------------------------------------------------------------------------------------------
     # what the shared code reads
@@ -196,8 +222,13 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
                 "and runs without guidance, so the value is ignored",
                 guidance_scale,
             )
-        if negative_prompt:
-            logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
+        if negative_prompt and self._true_cfg_scale <= 1.0:
+            logger.info("the negative prompt is used on Flux only with true_cfg_scale > 1 (true guidance); ignored")
+        if self._true_cfg_scale > 1.0 and negative_prompt is None:
+            logger.info(
+                "true_cfg_scale %g without a negative prompt: true guidance is off (as FluxPipeline)",
+                self._true_cfg_scale,
+            )
         self._control_mode = None
         if self.controlnet is not None and getattr(self.controlnet, "union", False):
             kind = controls[0].type if controls else "canny"
@@ -216,21 +247,64 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         do_classifier_free_guidance: bool,
         size: tuple[int, int] | None = None,
     ) -> PromptConditioning:
-        """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance; no size
-        conditioning, so `size` is not used).
+        """CLIP + T5 features of the prompt, and of the negative prompt when true classifier-free guidance is on
+        (`true_cfg_scale` > 1 and a negative prompt given, as `FluxPipeline` decides; `do_classifier_free_guidance`,
+        which reads the embedded guidance value, is not used; no size conditioning, so `size` is not used).
 
         Returns:
-            `PromptConditioning` whose ``prompt_embeds`` is ``(prompt_embeds (1, T, D), pooled_prompt_embeds
-            (1, D_pooled), text_ids (T, 3))``.
+            `PromptConditioning` whose ``prompt_embeds`` is a `FluxConditioning`.
         """
-        embeds, pooled, text_ids = self._encode_flux_prompt(
-            prompt=prompt,
-            prompt_2=None,
-            device=device,
-            max_sequence_length=self.max_sequence_length,
-        )
-        dtype = self.transformer.dtype
-        return PromptConditioning(prompt_embeds=(embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids))
+
+        def encode(text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            embeds, pooled, text_ids = self._encode_flux_prompt(
+                prompt=text, prompt_2=None, device=device, max_sequence_length=self.max_sequence_length
+            )
+            return embeds.to(dtype=self.transformer.dtype), pooled.to(dtype=self.transformer.dtype), text_ids
+
+        embeds, pooled, text_ids = encode(prompt)
+        scale = self._true_cfg_scale
+        if scale > 1.0 and negative_prompt is not None:
+            negative_embeds, negative_pooled, _ = encode(negative_prompt)
+            embeds, pooled = torch.cat((negative_embeds, embeds)), torch.cat((negative_pooled, pooled))
+        return PromptConditioning(prompt_embeds=FluxConditioning(embeds, pooled, text_ids, scale))
+
+    @contextlib.contextmanager
+    def true_guidance(self, true_cfg_scale: float) -> Iterator[None]:
+        """Set the true classifier-free guidance scale for the renders started inside the block.
+
+        Raises:
+            ConfigError: a scale that is not a number ≥ 1.
+        """
+        if isinstance(true_cfg_scale, bool) or not isinstance(true_cfg_scale, (int, float)) or not true_cfg_scale >= 1:
+            raise ConfigError(f"`true_cfg_scale` must be a number ≥ 1 (1 = off), got {true_cfg_scale!r}")
+        previous, self._true_cfg_scale = self._true_cfg_scale, float(true_cfg_scale)
+        try:
+            yield
+        finally:
+            self._true_cfg_scale = previous
+
+    def __call__(self, *args: Any, true_cfg_scale: float = 1.0, **kwargs: Any) -> Any:
+        """`RerenderPipeline.__call__`, plus Flux's true classifier-free guidance.
+
+        Args:
+            true_cfg_scale: with a `negative_prompt`, every model call also runs on the negative prompt and the
+                velocity is ``v_neg + true_cfg_scale·(v − v_neg)`` (`FluxPipeline`'s ``true_cfg_scale``; both in one
+                batch, with the same embedded guidance value and the same ControlNet residuals); 1 = off.
+        """
+        with self.true_guidance(true_cfg_scale):
+            return super().__call__(*args, **kwargs)
+
+    def render_keyframes(self, *args: Any, true_cfg_scale: float | None = None, **kwargs: Any) -> Iterator[Any]:
+        """`RerenderPipeline.render_keyframes` with `true_cfg_scale` (see `__call__`; None = the value set by the
+        enclosing `__call__` or `true_guidance`, else 1)."""
+        with self.true_guidance(self._true_cfg_scale if true_cfg_scale is None else true_cfg_scale):
+            yield from super().render_keyframes(*args, **kwargs)
+
+    def render_text_keyframes(self, *args: Any, true_cfg_scale: float = 1.0, **kwargs: Any) -> list[torch.Tensor]:
+        """`FlowTransformerPipeline.render_text_keyframes` (Text2Video-Zero, for `generate`) with `true_cfg_scale`
+        (see `__call__`)."""
+        with self.true_guidance(true_cfg_scale):
+            return super().render_text_keyframes(*args, **kwargs)
 
     def cross_frame_attention(
         self, store: CrossFrameAttentionStore, last_blocks: int | None
@@ -258,27 +332,26 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
 
         The latent is packed for the call and the output unpacked; Flux's output is already in the scheduler's
         convention (`FluxPipeline` steps with it unchanged). Time is σ (diffusers' ``t / 1000``, computed the same
-        way); the guidance value (`guidance_scale`) goes in only when the transformer embeds one.
+        way); the guidance value (`guidance_scale`) goes in only when the transformer embeds one. With true
+        classifier-free guidance the negative and positive prompts run in one batch and
+        ``v = v_neg + s·(v_pos − v_neg)`` (`FluxPipeline`); the ControlNet runs once, on the positive prompt, and
+        both halves take its residuals (`FluxControlNetPipeline`).
 
         Shape:
             - latents: (1, 16, h, w)
             - Output: (1, 16, h, w), float32
         """
         state.unet_calls += 1
-        embeds, pooled, text_ids = state.prompt_embeds
+        text: FluxConditioning = state.prompt_embeds
+        batch = text.embeds.shape[0]
         height, width = latents.shape[-2:]
         device, dtype = latents.device, self.transformer.dtype
         tokens = pack_latents(latents.to(dtype))
         image_ids = latent_image_ids(height, width, device, dtype)
         timestep = (torch.tensor([sigma], dtype=torch.float32) * 1000).to(device=device, dtype=dtype) / 1000
-        guidance = torch.full((1,), float(state.guidance_scale), device=device) if self.guidance_embedded else None
+        guidance = torch.full((1,), float(state.guidance_scale), device=device)
         residuals: dict[str, Any] = {}
         if control:
-            control_guidance = (
-                torch.full((1,), float(state.guidance_scale), device=device)
-                if self.controlnet.config.guidance_embeds
-                else None
-            )
             mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
             blocks, single_blocks = self.controlnet(
                 hidden_states=tokens,
@@ -286,30 +359,34 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
                 controlnet_mode=mode,
                 conditioning_scale=state.conditioning_scales[0],
                 timestep=timestep,
-                guidance=control_guidance,
-                pooled_projections=pooled,
-                encoder_hidden_states=embeds,
-                txt_ids=text_ids,
+                guidance=guidance if self.controlnet.config.guidance_embeds else None,
+                pooled_projections=text.pooled[-1:],
+                encoder_hidden_states=text.embeds[-1:],
+                txt_ids=text.text_ids,
                 img_ids=image_ids,
                 return_dict=False,
             )
             residuals = dict(
-                controlnet_block_samples=blocks,
-                controlnet_single_block_samples=single_blocks,
+                controlnet_block_samples=[sample.expand(batch, -1, -1) for sample in blocks or []] or None,
+                controlnet_single_block_samples=[sample.expand(batch, -1, -1) for sample in single_blocks or []]
+                or None,
                 controlnet_blocks_repeat=self.controlnet.input_hint_block is not None,
             )
         output = self.transformer(
-            hidden_states=tokens,
-            timestep=timestep,
-            guidance=guidance,
-            pooled_projections=pooled,
-            encoder_hidden_states=embeds,
-            txt_ids=text_ids,
+            hidden_states=tokens.expand(batch, -1, -1),
+            timestep=timestep.expand(batch),
+            guidance=guidance.expand(batch) if self.guidance_embedded else None,
+            pooled_projections=text.pooled,
+            encoder_hidden_states=text.embeds,
+            txt_ids=text.text_ids,
             img_ids=image_ids,
             return_dict=False,
             **residuals,
-        )[0]
-        return unpack_latents(output.float(), height, width)
+        )[0].float()
+        if text.guided:
+            negative, positive = output.chunk(2)
+            output = negative + text.true_cfg_scale * (positive - negative)
+        return unpack_latents(output, height, width)
 
 
 def flux_lora_family(source: str | os.PathLike) -> str | None:

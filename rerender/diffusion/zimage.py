@@ -209,6 +209,7 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
             velocity = velocities[1] + state.guidance_scale * (velocities[0] - velocities[1])
         return velocity[None]
 
+
 # --------------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------------
