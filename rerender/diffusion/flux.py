@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
 from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.flow_transformer import FlowTransformerPipeline
+from rerender.diffusion.loading import config_class_name
 from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
 from rerender.errors import ConfigError
@@ -64,15 +65,15 @@ __all__ = [
     "pack_latents",
     "unpack_latents",
     "latent_image_ids",
-    "flux_lora_family",
     "is_flux_folder",
     "is_flux_controlnet",
     "is_flux_model",
     "load_flux_controlnet",
-    "load_flux_pipeline",
     "DEFAULT_FLUX_MODEL",
     "FLUX_COMPONENTS",
     "UNION_CONTROL_MODES",
+    "FluxConditioning",
+    "true_guidance_options",
 ]
 
 UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
@@ -389,29 +390,15 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         return unpack_latents(output, height, width)
 
 
-def flux_lora_family(source: str | os.PathLike) -> str | None:
-    """The family a LoRA file was made for, read from its keys: "sd" (a UNet's), "flux", "zimage", or None.
-
-    UNet LoRAs name ``down_blocks``/``up_blocks``/``mid_block`` (diffusers) or ``input_blocks``/``output_blocks``/
-    ``middle_block`` (original) modules; Flux LoRAs name ``transformer_blocks``/``single_transformer_blocks``
-    (diffusers) or ``double_blocks``/``single_blocks`` (original, kohya ``lora_unet_double_blocks_…``); Z-Image
-    LoRAs name ``layers.<i>.attention``.
-    """
-    path = Path(source)
-    if not (path.is_file() and path.suffix == ".safetensors"):
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-    unet = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
-    if any(marker in key for key in keys for marker in unet):
-        return "sd"
-    if any(marker in key for key in keys for marker in ("double_blocks", "single_blocks", "transformer_blocks")):
-        return "flux"
-    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
-        return "zimage"
-    return None
+def true_guidance_options(pipeline: Any, true_cfg_scale: float) -> dict[str, float]:
+    """The keyword a render call takes for ``sampling.true_cfg_scale``: ``{"true_cfg_scale": s}`` on Flux, ``{}``
+    on the other bases, which ignore the option (one log line when it is above 1): their `guidance_scale` is
+    classifier-free guidance already."""
+    if getattr(pipeline, "family", None) == "flux":
+        return {"true_cfg_scale": float(true_cfg_scale)}
+    if true_cfg_scale > 1.0:
+        logger.info("`sampling.true_cfg_scale` applies to Flux only; ignored (guidance_scale is the guidance here)")
+    return {}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -425,21 +412,12 @@ FLUX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "text_enco
 """The sub-folders of a Flux repository this pipeline reads."""
 
 
-def _class_name(config_file: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
-    except (OSError, ValueError):
-        return ""
-
-
 def is_flux_folder(folder: str | os.PathLike) -> bool:
     """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux"
     (FluxPipeline, FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
     folder = Path(folder)
-    return _class_name(folder / "model_index.json").startswith("Flux") or (
-        _class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
+    return config_class_name(folder / "model_index.json").startswith("Flux") or (
+        config_class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
     )
 
 
@@ -457,7 +435,7 @@ def is_flux_controlnet(source: str | os.PathLike) -> bool | None:
     cannot be told without loading it (a hub id not in the cache, a single file)."""
     path = Path(source)
     if path.is_dir():
-        return _class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
+        return config_class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
     return None
 
 
@@ -479,91 +457,3 @@ def load_flux_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> Fl
         return FluxControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
     except _hub_errors() as error:
         raise _unreachable("control.model", source, error) from error
-
-
-def load_flux_pipeline(
-    model: Any,
-    controls: Sequence[Any] = (),
-    *,
-    controlnet: FluxControlNetModel | None = None,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-) -> RerenderFluxPipeline:
-    """Build a `RerenderFluxPipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
-
-    The ControlNet (one; `control.model`, which must name a Flux ControlNet: there is no default) and the LoRAs are
-    checked to be Flux ones before the transformer is loaded; `model.vae` does not apply. LoRAs load through
-    diffusers' Flux LoRA loader (diffusers, kohya and XLabs key layouts). Default dtype: bfloat16 on CUDA.
-
-    Raises:
-        ConfigError: an SD ControlNet or LoRA, no `control.model`, several ControlNets, `model.vae`.
-        InputNotFoundError: a missing path or an unreachable hub id.
-    """
-    from rerender.diffusion.loading import (
-        _check_local,
-        _dtype_argument,
-        _hub_errors,
-        _hub_folder,
-        _unreachable,
-        load_loras,
-        resolve_device,
-    )
-
-    resolved_device = resolve_device(device if device is not None else model.device)
-    wanted = dtype if dtype is not None else model.dtype
-    resolved_dtype = (
-        (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32)
-        if wanted == "auto"
-        else getattr(torch, wanted)
-        if isinstance(wanted, str)
-        else wanted
-    )
-    if model.vae is not None:
-        raise ConfigError(
-            f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
-            "model); leave it empty"
-        )
-    if len(controls) > 1:
-        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Flux takes one here")
-    control_source = None
-    if controls and controlnet is None:
-        control_source = controls[0].model
-        if not control_source:
-            raise ConfigError(
-                "`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
-                " when the base model is Flux: the default ControlNets are Stable Diffusion ones"
-            )
-        if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
-            load_flux_controlnet(control_source)
-    for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
-        family = flux_lora_family(lora.path)
-        if family is not None and family != "flux":
-            made_for = "a Stable Diffusion UNet" if family == "sd" else "Z-Image"
-            raise ConfigError(
-                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for {made_for} ({family}); "
-                "the base model is Flux (a transformer): use a LoRA made for Flux"
-            )
-    base_path = _check_local(model.base_model, "model.base_model")
-    if base_path is None:
-        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, FLUX_COMPONENTS)
-    if control_source is not None:
-        controlnet = load_flux_controlnet(control_source, resolved_dtype)
-    try:
-        pipeline = RerenderFluxPipeline.from_pretrained(
-            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
-        )
-    except _hub_errors() as error:
-        raise _unreachable("model.base_model", model.base_model, error) from error
-    load_loras(pipeline, model.loras)
-    if model.cpu_offload and resolved_device.type != "cpu":
-        pipeline.enable_model_cpu_offload(device=resolved_device)
-    else:
-        pipeline.to(resolved_device)
-    logger.info(
-        "loaded Flux from %s (%s, %s)%s",
-        model.base_model,
-        resolved_device,
-        resolved_dtype,
-        "" if controlnet is None else f" with the ControlNet {control_source or 'given'}",
-    )
-    return pipeline

@@ -30,7 +30,6 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
 from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.flow_transformer import FlowMatchingSchedule, FlowTransformerPipeline
+from rerender.diffusion.loading import config_class_name
 from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import token_cross_frame_attention
 from rerender.errors import ConfigError
@@ -54,11 +54,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RerenderZImagePipeline",
     "FlowMatchingSchedule",
-    "load_zimage_pipeline",
     "load_zimage_controlnet",
     "is_zimage_folder",
     "is_zimage_controlnet",
-    "lora_family",
     "DEFAULT_ZIMAGE_MODEL",
     "DEFAULT_ZIMAGE_CONTROLNET",
 ]
@@ -224,20 +222,11 @@ ZIMAGE_COMPONENTS = ZIMAGE_FOLDERS
 """The sub-folders of a Z-Image repository this pipeline reads."""
 
 
-def _class_name(config_file: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
-    except (OSError, ValueError):
-        return ""
-
-
 def is_zimage_folder(folder: str | os.PathLike) -> bool:
     """Whether a diffusers folder holds a Z-Image model (its model_index or its transformer says so)."""
     folder = Path(folder)
-    return _class_name(folder / "model_index.json").startswith("ZImage") or (
-        _class_name(folder / "transformer" / "config.json") == "ZImageTransformer2DModel"
+    return config_class_name(folder / "model_index.json").startswith("ZImage") or (
+        config_class_name(folder / "transformer" / "config.json") == "ZImageTransformer2DModel"
     )
 
 
@@ -246,32 +235,12 @@ def is_zimage_controlnet(source: str | os.PathLike) -> bool | None:
     loading it (a folder's config, a single file's keys), None when it cannot (a hub id not in the cache)."""
     path = Path(source)
     if path.is_dir():
-        return _class_name(path / "config.json") == "ZImageControlNetModel"
+        return config_class_name(path / "config.json") == "ZImageControlNetModel"
     if path.is_file() and path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
             return any(key.startswith(("control_all_x_embedder", "control_layers.")) for key in handle.keys())
-    return None
-
-
-def lora_family(source: str | os.PathLike) -> str | None:
-    """The family a LoRA file was made for, read from its keys: "zimage", "sd" (a UNet's), or None when unknown.
-
-    UNet LoRAs name ``unet``/``lora_unet_``/``down_blocks`` modules; Z-Image LoRAs name the transformer's
-    ``layers.<i>.attention`` (diffusers ``transformer.`` prefix or the original ``diffusion_model.`` one).
-    """
-    path = Path(source)
-    if not (path.is_file() and path.suffix == ".safetensors"):
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-    if any(key.startswith(("lora_unet_", "unet.")) or "down_blocks" in key or "up_blocks" in key for key in keys):
-        return "sd"
-    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
-        return "zimage"
     return None
 
 
@@ -302,82 +271,3 @@ def load_zimage_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> 
         )
     except _hub_errors() as error:
         raise _unreachable("control.model", source, error) from error
-
-
-def load_zimage_pipeline(
-    model: Any,
-    controls: Sequence[Any] = (),
-    *,
-    controlnet: ZImageControlNetModel | None = None,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-) -> RerenderZImagePipeline:
-    """Build a `RerenderZImagePipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
-
-    The ControlNet (one; `control.model`, default the Union ControlNet) is checked to be a Z-Image one before
-    the transformer is loaded; `model.vae` and IP-Adapters do not apply. LoRAs load through diffusers' Z-Image
-    LoRA loader (its own and the usual community key layouts). Default dtype: bfloat16 on CUDA.
-    """
-    from rerender.diffusion.loading import (
-        _check_local,
-        _dtype_argument,
-        _hub_errors,
-        _hub_folder,
-        _unreachable,
-        load_loras,
-        resolve_device,
-    )
-
-    resolved_device = resolve_device(device if device is not None else model.device)
-    wanted = dtype if dtype is not None else model.dtype
-    resolved_dtype = (
-        (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32)
-        if wanted == "auto"
-        else getattr(torch, wanted)
-        if isinstance(wanted, str)
-        else wanted
-    )
-    if model.vae is not None:
-        raise ConfigError(
-            f"`model.vae` {model.vae!r} does not apply to Z-Image (its 16-channel VAE is part of the model); leave it empty"
-        )
-    if len(controls) > 1:
-        raise ConfigError(
-            f"`control` lists {len(controls)} ControlNets; Z-Image takes one (the Union ControlNet reads several kinds of map)"
-        )
-    control_source = None
-    if controls and controlnet is None:
-        control_source = controls[0].model or DEFAULT_ZIMAGE_CONTROLNET
-        if is_zimage_controlnet(control_source) is False:  # refuse before the big model loads
-            load_zimage_controlnet(control_source)
-    for position, lora in enumerate(model.loras):  # a LoRA for a UNet is refused before the transformer loads
-        family = lora_family(lora.path)
-        if family is not None and family != "zimage":
-            raise ConfigError(
-                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for a Stable Diffusion UNet ({family}); "
-                "the base model is Z-Image (a transformer): use a LoRA made for Z-Image"
-            )
-    base_path = _check_local(model.base_model, "model.base_model")
-    if base_path is None:
-        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, ZIMAGE_COMPONENTS)
-    if control_source is not None:
-        controlnet = load_zimage_controlnet(control_source, resolved_dtype)
-    try:
-        pipeline = RerenderZImagePipeline.from_pretrained(
-            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
-        )
-    except _hub_errors() as error:
-        raise _unreachable("model.base_model", model.base_model, error) from error
-    load_loras(pipeline, model.loras)
-    if model.cpu_offload and resolved_device.type != "cpu":
-        pipeline.enable_model_cpu_offload(device=resolved_device)
-    else:
-        pipeline.to(resolved_device)
-    logger.info(
-        "loaded Z-Image from %s (%s, %s)%s",
-        model.base_model,
-        resolved_device,
-        resolved_dtype,
-        "" if controlnet is None else f" with the ControlNet {control_source or 'given'}",
-    )
-    return pipeline
