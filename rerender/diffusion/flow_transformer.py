@@ -26,6 +26,7 @@ velocity ``v = ε − x₀`` in the scheduler's convention), `cross_frame_attent
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from rerender.diffusion.pipeline import ConstraintSchedule, RerenderPipeline, _R
 from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+_CHECK_ARGUMENTS = tuple(inspect.signature(RerenderPipeline.check_inputs).parameters)[1:]  # after self
 
 __all__ = ["FlowMatchingSchedule", "FlowTransformerPipeline"]
 
@@ -133,37 +136,14 @@ class FlowTransformerPipeline(RerenderPipeline):
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------
 
-    def check_inputs(
-        self,
-        frames: Any,
-        prompt: Any,
-        negative_prompt: Any,
-        control_images: Any,
-        controls: Any,
-        controlnet_conditioning_scale: Any,
-        num_inference_steps: Any,
-        guidance_scale: Any,
-        strength: Any,
-        constraints: Any,
-        refinement: Any,
-    ) -> list[torch.Tensor]:
-        """`RerenderPipeline.check_inputs`, the image token count of this size, then `check_family_inputs`."""
-        frames = super().check_inputs(
-            frames,
-            prompt,
-            negative_prompt,
-            control_images,
-            controls,
-            controlnet_conditioning_scale,
-            num_inference_steps,
-            guidance_scale,
-            strength,
-            constraints,
-            refinement,
-        )
+    def check_inputs(self, *arguments: Any) -> list[torch.Tensor]:
+        """`RerenderPipeline.check_inputs` (its arguments, in its order), the image token count of this size, then
+        `check_family_inputs`."""
+        frames = super().check_inputs(*arguments)
+        given = dict(zip(_CHECK_ARGUMENTS, arguments))
         height, width = frames[0].shape[-2:]
         self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
-        self.check_family_inputs(guidance_scale, negative_prompt, controls)
+        self.check_family_inputs(given["guidance_scale"], given["negative_prompt"], given["controls"])
         return frames
 
     def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
