@@ -347,3 +347,24 @@ def test_the_web_page_builds_the_family_from_its_model_settings(family, tiny_dir
     chosen = renderer_argument("diffusion", config, UiSessions(root=tmp_path))
     assert isinstance(chosen["pipeline"], FAMILIES[family].pipeline_class())
     assert config.constraints.cross_frame_blocks == 2
+
+
+def test_the_cli_refuses_an_sd_controlnet_or_lora_before_the_transformer_loads(
+    family, capsys, synthetic_clip, tiny_dirs, tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    import rerender.diffusion.loading
+    from rerender.cli import main
+
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *args: pytest.fail("the model was loaded"))
+    base, control = tiny_dirs
+    sd_lora = _lora(tmp_path / "sd15.safetensors", "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight")
+    for setting in (f"control.model={tiny_pipeline_dir / 'controlnet'}", f"model.loras=[{{path: '{sd_lora}'}}]"):
+        code = main(
+            _cli(
+                "translate", synthetic_clip, "-p", "a cat", "-o", tmp_path / "x.mp4", "-q",
+                *_tiny_settings(family, control), "--model", base, "--set", setting,
+            )
+        )  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and ("SD 1.5" in err or "Stable Diffusion" in err) and FAMILIES[family].name in err, err
+    assert not (tmp_path / "x.mp4.work" / "frames").exists()

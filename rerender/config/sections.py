@@ -601,8 +601,10 @@ class ConstraintConfig:
     loose_cross_frame_attention: bool = False
     """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
     cross_frame_blocks: int | None = None
-    """Transformer bases (Z-Image): cross-frame attention in the last N main-stream blocks only, to save memory (each
-    reference keeps one block input per block and step); `None` = all blocks. UNet bases ignore it."""
+    """Transformer bases (Z-Image, Flux): cross-frame attention in the last N blocks only (Z-Image's main-stream
+    blocks; Flux's double- then single-stream blocks), to save memory: each of the 3 references held at once keeps
+    one block input per block and step (`rerender.diffusion.transformer_attention.blocks_within` gives the N that
+    fits a budget); `None` = all blocks. UNet bases ignore it."""
     style_update_interval: int | None = 1
     """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
     shape_fusion_period: Period | None = (0.0, 0.1)
