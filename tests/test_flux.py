@@ -392,14 +392,14 @@ def tiny_flux_dirs(tmp_path_factory):
 
 def test_a_flux_folder_or_hub_id_is_recognised(tiny_flux_dirs, tiny_pipeline_dir):
     from rerender.config import ModelConfig
-    from rerender.diffusion.flux import is_flux_controlnet, is_flux_folder, is_flux_model
+    from rerender.diffusion.flux import is_flux_controlnet
+    from rerender.weights import detect_family_or_none
 
     base, control = tiny_flux_dirs
-    assert is_flux_folder(base) and is_flux_controlnet(control)
-    assert not is_flux_folder(tiny_pipeline_dir) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
-    assert is_flux_model(ModelConfig(base_model=str(base)))
-    assert not is_flux_model(ModelConfig(base_model=str(tiny_pipeline_dir)))
-    assert is_flux_model(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell"))
+    assert is_flux_controlnet(control) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
+    assert detect_family_or_none(ModelConfig(base_model=str(base))) == "flux"
+    assert detect_family_or_none(ModelConfig(base_model=str(tiny_pipeline_dir))) == "sd15"
+    assert detect_family_or_none(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell")) == "flux"
 
 
 def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path):

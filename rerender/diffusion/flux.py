@@ -65,9 +65,7 @@ __all__ = [
     "pack_latents",
     "unpack_latents",
     "latent_image_ids",
-    "is_flux_folder",
     "is_flux_controlnet",
-    "is_flux_model",
     "load_flux_controlnet",
     "DEFAULT_FLUX_MODEL",
     "FLUX_COMPONENTS",
@@ -410,24 +408,6 @@ DEFAULT_FLUX_MODEL = "black-forest-labs/FLUX.1-schnell"
 
 FLUX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
 """The sub-folders of a Flux repository this pipeline reads."""
-
-
-def is_flux_folder(folder: str | os.PathLike) -> bool:
-    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux"
-    (FluxPipeline, FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
-    folder = Path(folder)
-    return config_class_name(folder / "model_index.json").startswith("Flux") or (
-        config_class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
-    )
-
-
-def is_flux_model(model: Any) -> bool:
-    """Whether `model` (a `ModelConfig`) asks for Flux: ``model.family == "flux"``, or, with "auto", the family
-    `rerender.weights.detect_family` reads from the model (a Flux folder or cached repository, or a FLUX.1 hub id)."""
-    from rerender.weights import detect_family_or_none
-
-    family = getattr(model, "family", "auto")
-    return family == "flux" if family != "auto" else detect_family_or_none(model) == "flux"
 
 
 def is_flux_controlnet(source: str | os.PathLike) -> bool | None:

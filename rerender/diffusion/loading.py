@@ -69,7 +69,7 @@ __all__ = [
     "load_transformer_pipeline",
     "TransformerFamily",
     "TRANSFORMER_FAMILIES",
-    "transformer_family",
+    "transformer_parts",
     "transformer_lora_family",
     "config_class_name",
     "controlnet_family",
@@ -652,7 +652,7 @@ TRANSFORMER_FAMILIES = ("zimage", "flux")
 
 @dataclass(frozen=True)
 class TransformerFamily:
-    """What `load_transformer_pipeline` needs of one transformer family (`transformer_family`)."""
+    """What `load_transformer_pipeline` needs of one transformer family (`transformer_parts`)."""
 
     family: str
     """The `ModelFamily` value."""
@@ -670,7 +670,7 @@ class TransformerFamily:
     """What to say when `control.model` is empty and there is no default, or when several are listed."""
 
 
-def transformer_family(family: str) -> TransformerFamily:
+def transformer_parts(family: str) -> TransformerFamily:
     """The `TransformerFamily` of "zimage" or "flux" (imports its module).
 
     Raises:
@@ -767,7 +767,7 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
     Raises:
         ConfigError: as above.
     """
-    parts, name = transformer_family(family), FAMILY_NAMES[family]
+    parts, name = transformer_parts(family), FAMILY_NAMES[family]
     if model.vae is not None:
         raise ConfigError(
             f"`model.vae` {model.vae!r} does not apply to {name} (its 16-channel VAE is part of the model); "
@@ -811,7 +811,7 @@ def load_transformer_pipeline(
     """Build a flow-matching transformer pipeline (`RerenderZImagePipeline`, `RerenderFluxPipeline`) from the
     `model` and `control` config sections, as `load_pipeline` does for SD.
 
-    What differs per family is one `TransformerFamily` (`transformer_family`). Everything that does not fit is
+    What differs per family is one `TransformerFamily` (`transformer_parts`). Everything that does not fit is
     refused before the transformer loads (`check_transformer_sources`); `model.vae` does not apply. LoRAs load
     through diffusers' LoRA loader of the family. Default dtype: bfloat16 on CUDA.
 
@@ -827,7 +827,7 @@ def load_transformer_pipeline(
         ConfigError: see `check_transformer_sources`.
         InputNotFoundError: a missing path or an unreachable hub id.
     """
-    parts = transformer_family(family)
+    parts = transformer_parts(family)
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = _transformer_dtype(dtype if dtype is not None else model.dtype, resolved_device)
     source = check_transformer_sources(model, controls if controlnet is None else (), family)

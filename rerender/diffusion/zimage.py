@@ -55,7 +55,6 @@ __all__ = [
     "RerenderZImagePipeline",
     "FlowMatchingSchedule",
     "load_zimage_controlnet",
-    "is_zimage_folder",
     "is_zimage_controlnet",
     "DEFAULT_ZIMAGE_MODEL",
     "DEFAULT_ZIMAGE_CONTROLNET",
@@ -220,14 +219,6 @@ DEFAULT_ZIMAGE_CONTROLNET, ZIMAGE_CONTROLNET_FILE = ZIMAGE_CONTROLNET
 
 ZIMAGE_COMPONENTS = ZIMAGE_FOLDERS
 """The sub-folders of a Z-Image repository this pipeline reads."""
-
-
-def is_zimage_folder(folder: str | os.PathLike) -> bool:
-    """Whether a diffusers folder holds a Z-Image model (its model_index or its transformer says so)."""
-    folder = Path(folder)
-    return config_class_name(folder / "model_index.json").startswith("ZImage") or (
-        config_class_name(folder / "transformer" / "config.json") == "ZImageTransformer2DModel"
-    )
 
 
 def is_zimage_controlnet(source: str | os.PathLike) -> bool | None:
