@@ -123,8 +123,31 @@ def test_stored_references_cost_what_reference_bytes_says(family, pipe, frames, 
         constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, cross_frame_blocks=kept)
         pipe(frames[:2], "a cube", constraints=constraints, **settings)
         # the anchor records one (1, image tokens, 32 channels) float32 input per block and step
-        expected = reference_bytes(spec.image_tokens, 32, blocks=kept or blocks, steps=3, element_size=4)
+        expected = reference_bytes(spec.image_tokens, pipe.model_width, kept or blocks, steps=3, element_size=4)
         assert max(sizes) == expected
+
+
+def test_short_gpu_memory_names_the_cross_frame_blocks_that_fit(family, pipe, monkeypatch, caplog):
+    """On CUDA, references larger than the free memory warn with the `blocks_within` count; none when they fit."""
+    from types import SimpleNamespace
+
+    from rerender.diffusion.transformer_attention import reference_bytes
+
+    monkeypatch.setattr(type(pipe), "_execution_device", property(lambda self: torch.device("cuda")))
+    pipe._latent_tokens = 16
+    per_block = 3 * reference_bytes(16, pipe.model_width, 1, 2, element_size=4)  # three references, float32
+    free = [per_block * 2 + 1]
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 10**12))
+    state = SimpleNamespace(
+        schedule=SimpleNamespace(cross_attention=frozenset({0, 1})),
+        do_classifier_free_guidance=False,
+        prompt_embeds=SimpleNamespace(guided=False),
+    )
+    with caplog.at_level(logging.WARNING, logger="rerender.diffusion"):
+        assert pipe.check_reference_memory(state, 4) == 2
+    assert "set constraints.cross_frame_blocks to 2 or fewer" in caplog.text
+    free[0] = per_block * 4
+    assert pipe.check_reference_memory(state, 4) is None
 
 
 def test_options_that_do_not_apply_are_refused_or_ignored(family, pipe, frames, caplog):

@@ -169,8 +169,53 @@ class FlowTransformerPipeline(RerenderPipeline):
                 "FreeU is defined on UNet skip connections; %s has none, so `constraints.freeu` is ignored",
                 self.family_name,
             )
-        with self.cross_frame_attention(state.store, getattr(constraints, "cross_frame_blocks", None)):
+        with self.cross_frame_attention(state.store, getattr(constraints, "cross_frame_blocks", None)) as layers:
+            self.check_reference_memory(state, len(layers))
             yield
+
+    def check_reference_memory(self, state: _RenderState, blocks: int) -> int | None:
+        """On CUDA, warn when the stored attention references of this call would not fit the free GPU memory, naming
+        the ``constraints.cross_frame_blocks`` that would (`blocks_within`); returns that block count, or None
+        when there is nothing to say (not CUDA, or they fit).
+
+        The references are ``REFERENCE_FRAMES`` frames of one ``(batch, image tokens, width)`` input per block and
+        attention step (`reference_bytes`); batch 2 with guidance in the batch.
+        """
+        device = self._execution_device
+        steps = len(state.schedule.cross_attention)
+        if device.type != "cuda" or not steps or not blocks:
+            return None
+        from rerender.diffusion.transformer_attention import REFERENCE_FRAMES, blocks_within, reference_bytes
+
+        batch = self.reference_batch(state)
+        element = torch.empty((), dtype=self.transformer.dtype).element_size()
+        needed = REFERENCE_FRAMES * reference_bytes(
+            self._latent_tokens, self.model_width, blocks, steps, batch, element
+        )
+        free = torch.cuda.mem_get_info(device)[0]
+        if needed <= free:
+            return None
+        fitting = blocks_within(free, self._latent_tokens, self.model_width, steps, blocks, batch, element)
+        logger.warning(
+            "cross-frame attention in %d blocks at %d steps stores %.1f GiB of references, but %.1f GiB of GPU memory "
+            "is free: set constraints.cross_frame_blocks to %d or fewer (the last blocks are kept), or shorten "
+            "constraints.cross_frame_attention_period",
+            blocks,
+            steps,
+            needed / 2**30,
+            free / 2**30,
+            fitting,
+        )
+        return fitting
+
+    @property
+    def model_width(self) -> int:
+        """The transformer's hidden width (the size of one stored image token)."""
+        raise NotImplementedError
+
+    def reference_batch(self, state: _RenderState) -> int:
+        """The batch the stored references have: 2 when guidance runs in the batch, else 1."""
+        return 2 if state.do_classifier_free_guidance else 1
 
     def prepare_schedule(
         self, num_inference_steps: int, strength: float, constraints: ConstraintConfig, *, report: bool = True

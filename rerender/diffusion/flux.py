@@ -190,6 +190,15 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
     # ----------------------------------------------------------------------------------------------------
 
     @property
+    def model_width(self) -> int:
+        return int(self.transformer.config.num_attention_heads * self.transformer.config.attention_head_dim)
+
+    def reference_batch(self, state: _RenderState) -> int:
+        """2 with true classifier-free guidance (the negative prompt in the batch), else 1: the embedded guidance
+        value adds no batch."""
+        return 2 if state.prompt_embeds.guided else 1
+
+    @property
     def size_multiple(self) -> int:
         """Frame sides must be multiples of this: the VAE factor times the 2×2 packing (16)."""
         return self.vae_scale_factor * 2

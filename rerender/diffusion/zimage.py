@@ -111,6 +111,10 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
     # ----------------------------------------------------------------------------------------------------
 
     @property
+    def model_width(self) -> int:
+        return int(self.transformer.config.dim)
+
+    @property
     def patch_size(self) -> int:
         return int(self.transformer.config.all_patch_size[0])
 
