@@ -294,9 +294,8 @@ def generate(
         with loading_bars(progress):
             pipeline = load_pipeline(config.model, config.control)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    from rerender.diffusion.ip_adapter import style_adapter
-
     from rerender.diffusion.flux import true_guidance_options
+    from rerender.diffusion.ip_adapter import style_adapter
 
     if guidance_scale is None:
         guidance_scale = config.sampling.guidance_scale
