@@ -87,8 +87,12 @@ def _as_diffusers_image(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
 
 
-def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(tmp_path, frames):
-    """dev-shaped (guidance embedded: one call per step, no CFG) with a ControlNet: equals FluxControlNetPipeline."""
+@pytest.mark.parametrize("true_cfg_scale", [1.0, 4.0])
+def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(
+    tmp_path, frames, true_cfg_scale
+):
+    """dev-shaped (guidance embedded: one call per step) with a ControlNet, without and with true guidance (a
+    negative prompt, `true_cfg_scale` 4: one batch, the ControlNet's residuals shared): FluxControlNetPipeline's."""
     from diffusers import FluxControlNetPipeline
 
     from rerender.diffusion.flux import RerenderFluxPipeline
@@ -98,6 +102,7 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
     reference = FluxControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
+    true_guidance = dict(negative_prompt="a blue sphere", true_cfg_scale=true_cfg_scale)
     expected = reference(
         "a red cube",
         control_image=_as_diffusers_image(control_map),
@@ -108,6 +113,7 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
         controlnet_conditioning_scale=0.8,
         generator=torch.Generator().manual_seed(3),
         output_type="np",
+        **true_guidance,
     ).images[0]
     pipe = RerenderFluxPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
@@ -121,8 +127,11 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
         strength=1.0,
         generator=torch.Generator().manual_seed(3),
         constraints=OFF,
+        **true_guidance,
     )
     np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
+    if true_cfg_scale > 1:
+        return
     without = pipe(
         [frames[0]],
         "a red cube",
@@ -430,48 +439,29 @@ def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path)
     assert difference > 1e-4
 
 
-@pytest.mark.parametrize("with_controlnet", [False, True])
-def test_true_guidance_with_a_negative_prompt_equals_diffusers(tmp_path, frames, with_controlnet):
-    """dev-shaped, `true_cfg_scale` 4 with a negative prompt: FluxPipeline's (FluxControlNetPipeline's) image."""
-    from diffusers import FluxControlNetPipeline, FluxPipeline
+def test_true_guidance_with_a_negative_prompt_equals_diffusers_flux_pipeline(tmp_path, frames):
+    """dev-shaped, `true_cfg_scale` 4 with a negative prompt: FluxPipeline's image (with a ControlNet: see the
+    FluxControlNetPipeline test above)."""
+    from diffusers import FluxPipeline
 
     from rerender.diffusion.flux import RerenderFluxPipeline
 
     components = make_tiny_flux_components(tmp_path, seed=7, guidance_embeds=True)
     settings = dict(num_inference_steps=3, guidance_scale=3.5, negative_prompt="a blue sphere")
-    if with_controlnet:
-        components["controlnet"] = make_tiny_flux_controlnet(components["transformer"], hint_block=True)
-        reference = FluxControlNetPipeline(**components)
-        extra = dict(control_image=_as_diffusers_image(frames[1]), controlnet_conditioning_scale=0.8)
-        ours_extra = dict(control_images=[frames[1]], controlnet_conditioning_scale=0.8)
-    else:
-        reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
-        extra, ours_extra = {}, {}
+    reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
     reference.set_progress_bar_config(disable=True)
     expected = reference(
-        "a red cube",
-        height=64,
-        width=64,
-        true_cfg_scale=4.0,
-        generator=torch.Generator().manual_seed(3),
-        output_type="np",
-        **settings,
-        **extra,
-    ).images[0]
+        "a red cube", height=64, width=64, true_cfg_scale=4.0, generator=torch.Generator().manual_seed(3),
+        output_type="np", **settings,
+    ).images[0]  # fmt: skip
     pipe = RerenderFluxPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
 
     def ours(scale):
         return pipe(
-            [frames[0]],
-            "a red cube",
-            true_cfg_scale=scale,
-            strength=1.0,
-            generator=torch.Generator().manual_seed(3),
-            constraints=OFF,
-            **settings,
-            **ours_extra,
-        )
+            [frames[0]], "a red cube", true_cfg_scale=scale, strength=1.0, generator=torch.Generator().manual_seed(3),
+            constraints=OFF, **settings,
+        )  # fmt: skip
 
     guided = ours(4.0)
     np.testing.assert_allclose(guided.images[0], expected, atol=2e-4)
