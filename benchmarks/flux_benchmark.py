@@ -11,9 +11,10 @@ process, plain runs before and after ours:
 * ``rerender``: the anchor, then keyframes with cross-frame attention in every block, shape-aware and pixel-aware
   fusion (two passes) and AdaIN.
 
-Printed: seconds per keyframe (the anchor apart), the time ratio against plain, the ratio of transformer calls,
-and the memory the stored attention references take per reference frame here and, by `reference_bytes`, at
-1024² for the real model.
+Printed (by the harness both families share, `transformer_benchmark.run`): seconds per keyframe (the anchor apart),
+the time ratio against plain, the ratio of transformer calls, and the memory the stored attention references take
+per reference frame here (measured, double- and single-stream blocks) and, by `reference_bytes`, at 1024² for the
+real model, with the blocks a memory budget allows (`blocks_within`).
 
 Usage:
     python benchmarks/flux_benchmark.py --threads 2
@@ -23,33 +24,23 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from transformer_benchmark import BenchmarkFamily, common_arguments, reduced_vae, run
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--width", type=int, default=256, help="transformer width (real: 3072; head dim stays 128)")
+    common_arguments(parser, steps=4, real_width=3072)
     parser.add_argument("--layers", type=int, default=19, help="double-stream blocks (real: 19)")
     parser.add_argument("--single-layers", type=int, default=38, help="single-stream blocks (real: 38)")
-    parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--keyframes", type=int, default=2, help="keyframes after the anchor")
-    parser.add_argument(
-        "--last-blocks", type=int, default=None, help="cross-frame attention in the last N blocks only"
-    )
     return parser.parse_args(argv)
 
 
 def build(width: int, layers: int, single_layers: int) -> dict:
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
 
     from tests.tiny_flux import make_tiny_t5_tokenizer
@@ -71,18 +62,7 @@ def build(width: int, layers: int, single_layers: int) -> dict:
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(num_layers=layers, num_single_layers=single_layers, **shape)
     controlnet = FluxControlNetModel(num_layers=min(5, layers), num_single_layers=min(10, single_layers), **shape)
-    vae = AutoencoderKL(
-        latent_channels=16,
-        block_out_channels=(32, 64, 64, 64),
-        layers_per_block=1,
-        norm_num_groups=32,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
+    vae = reduced_vae(quant_conv=False)
     folder = write_tiny_tokenizer_files(Path(tempfile.mkdtemp()))
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     text_encoder = CLIPTextModel(
@@ -127,108 +107,26 @@ def build(width: int, layers: int, single_layers: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
-    import numpy as np
     import torch
     from diffusers import FluxControlNetPipeline
 
-    import rerender.diffusion.flux as flux
-    from rerender.config import ConstraintConfig
-    from rerender.diffusion.control import canny
-    from rerender.diffusion.transformer_attention import reference_bytes
-    from rerender.flow import DISFlowEstimator
-    from rerender.video import read_frames
+    from rerender.diffusion.flux import RerenderFluxPipeline
 
-    torch.set_num_threads(args.threads)
-    components = build(args.width, args.layers, args.single_layers)
-    plain = FluxControlNetPipeline(**components)
-    ours = flux.RerenderFluxPipeline(**components)
-    plain_length = ours.max_sequence_length  # 256 without a guidance embedding (schnell)
-    for pipe in (plain, ours):
-        pipe.set_progress_bar_config(disable=True)
-    frames = list(
-        read_frames(
-            REPO / "rerender" / "assets" / "demo.mp4",
-            end=10 * (args.keyframes + 1),
-            stride=10,
-            resolution=args.size,
-            size_multiple=16,
-        )
+    family = BenchmarkFamily(
+        name="Flux",
+        plain=lambda components: FluxControlNetPipeline(**components),
+        ours=lambda components, plain: RerenderFluxPipeline(**components),
+        plain_control=lambda control_map: {
+            "control_image": torch.from_numpy(control_map).permute(2, 0, 1)[None].float() / 127.5 - 1,
+            "max_sequence_length": 256,  # schnell's, as ours without a guidance embedding
+        },
+        guidance_scale=0.0,
+        real_width=3072,
+        real_blocks=57,
+        preset_blocks=20,
     )
-    frames = [frame[: args.size, : args.size] for frame in frames]
-    maps = [canny(frame) for frame in frames]
-    side = frames[0].shape[0], frames[0].shape[1]
-    constraints = ConstraintConfig(adain_period=(0.75, 1.0), cross_frame_blocks=args.last_blocks)
-
-    def run_plain() -> float:
-        started = time.perf_counter()
-        for control_map in maps[1:]:
-            plain(
-                "a cartoon",
-                control_image=torch.from_numpy(control_map).permute(2, 0, 1)[None].float() / 127.5 - 1,
-                height=side[0],
-                width=side[1],
-                num_inference_steps=args.steps,
-                guidance_scale=0.0,
-                max_sequence_length=plain_length,
-                generator=torch.Generator().manual_seed(0),
-                output_type="np",
-            )
-        return (time.perf_counter() - started) / (len(maps) - 1)
-
-    def run_ours() -> tuple[float, float, list[int], int]:
-        stores = []
-        install = flux.flux_cross_frame_attention
-        flux.flux_cross_frame_attention = lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k)
-        times, calls, anchor_bytes = [], [], 0
-        try:
-            for frame in ours.render_keyframes(
-                frames,
-                "a cartoon",
-                control_images=[maps],
-                num_inference_steps=args.steps,
-                guidance_scale=0.0,
-                strength=1.0,
-                constraints=constraints,
-                flow_estimator=DISFlowEstimator(),
-                generator=torch.Generator().manual_seed(0),
-            ):
-                times.append(frame.seconds)
-                calls.append(frame.unet_calls)
-                anchor_bytes = stores[-1].nbytes if frame.index == 0 else anchor_bytes
-        finally:
-            flux.flux_cross_frame_attention = install
-        return times[0], float(np.mean(times[1:])), calls, anchor_bytes
-
-    before = run_plain()
-    anchor, keyframe, calls, anchor_bytes = run_ours()
-    after = run_plain()
-    plain_time = (before + after) / 2
-    blocks = args.layers + args.single_layers
-    print(
-        f"Flux structure at width {args.width}, {args.layers}+{args.single_layers} blocks, {side[1]}x{side[0]}, "
-        f"{args.steps} steps, {args.threads} threads"
-    )
-    print(
-        f"plain FluxControlNetPipeline: {plain_time:.2f} s/keyframe (runs {before:.2f} / {after:.2f}), "
-        f"{args.steps} calls"
-    )
-    print(f"rerender: anchor {anchor:.2f} s ({calls[0]} calls), keyframe {keyframe:.2f} s ({calls[1]} calls)")
-    print(f"time ratio {keyframe / plain_time:.2f} vs call ratio {calls[1] / args.steps:.2f}")
-    full, last = (reference_bytes(4096, 3072, count, args.steps) / 2**30 for count in (57, 20))
-    print(
-        f"stored references per reference frame here ({blocks} blocks): {anchor_bytes / 2**20:.1f} MiB; "
-        f"at 1024² on FLUX.1 (bf16, 57 blocks, {args.steps} steps): {full:.1f} GiB, last 20 blocks: {last:.1f} GiB"
-    )
-    return {
-        "plain_seconds": plain_time,
-        "keyframe_seconds": keyframe,
-        "anchor_seconds": anchor,
-        "calls": calls,
-        "steps": args.steps,
-        "time_ratio": keyframe / plain_time,
-        "call_ratio": calls[1] / args.steps,
-        "reference_bytes": anchor_bytes,
-    }
+    structure = f"{args.layers}+{args.single_layers} blocks"
+    return run(args, family, build(args.width, args.layers, args.single_layers), structure)
 
 
 if __name__ == "__main__":

@@ -87,8 +87,12 @@ def _as_diffusers_image(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
 
 
-def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(tmp_path, frames):
-    """dev-shaped (guidance embedded: one call per step, no CFG) with a ControlNet: equals FluxControlNetPipeline."""
+@pytest.mark.parametrize("true_cfg_scale", [1.0, 4.0])
+def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pipeline(
+    tmp_path, frames, true_cfg_scale
+):
+    """dev-shaped (guidance embedded: one call per step) with a ControlNet, without and with true guidance (a
+    negative prompt, `true_cfg_scale` 4: one batch, the ControlNet's residuals shared): FluxControlNetPipeline's."""
     from diffusers import FluxControlNetPipeline
 
     from rerender.diffusion.flux import RerenderFluxPipeline
@@ -98,6 +102,7 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
     reference = FluxControlNetPipeline(**components)
     reference.set_progress_bar_config(disable=True)
     control_map = frames[1]
+    true_guidance = dict(negative_prompt="a blue sphere", true_cfg_scale=true_cfg_scale)
     expected = reference(
         "a red cube",
         control_image=_as_diffusers_image(control_map),
@@ -108,6 +113,7 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
         controlnet_conditioning_scale=0.8,
         generator=torch.Generator().manual_seed(3),
         output_type="np",
+        **true_guidance,
     ).images[0]
     pipe = RerenderFluxPipeline(**components)
     pipe.set_progress_bar_config(disable=True)
@@ -121,8 +127,11 @@ def test_anchor_with_guidance_embedding_and_controlnet_equals_flux_controlnet_pi
         strength=1.0,
         generator=torch.Generator().manual_seed(3),
         constraints=OFF,
+        **true_guidance,
     )
     np.testing.assert_allclose(ours.images[0], expected, atol=2e-4)
+    if true_cfg_scale > 1:
+        return
     without = pipe(
         [frames[0]],
         "a red cube",
@@ -330,66 +339,11 @@ def test_cross_frame_attention_runs_in_the_keyframe_loop(pipe, frames):
     assert (attended[1] - plain[1]).abs().mean() > 3e-5  # rounding alone differs by ~1e-7
 
 
-def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypatch):
-    import rerender.diffusion.flux as flux
-    from rerender.diffusion.transformer_attention import reference_bytes
-
-    stores, sizes = [], []
-    install = flux.flux_cross_frame_attention
-    monkeypatch.setattr(
-        flux,
-        "flux_cross_frame_attention",
-        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k),
-    )
-
-    def spy(pipeline, step, timestep, kwargs):
-        sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
-
-    settings = dict(
-        num_inference_steps=3,
-        guidance_scale=0.0,
-        strength=1.0,
-        generator=torch.Generator().manual_seed(0),
-        callback_on_step_end=spy,
-    )
-    pipe(
-        frames[:2],
-        "a cube",
-        constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None),
-        **settings,
-    )
-    # the anchor records one (1, 16 packed tokens, 32 channels) float32 input per block (2 double + 2 single) and step
-    assert max(sizes) == reference_bytes(16, 32, blocks=4, steps=3, element_size=4)
-    sizes.clear()
-    pipe(
-        frames[:2],
-        "a cube",
-        constraints=ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, cross_frame_blocks=1),
-        **settings,
-    )
-    assert max(sizes) == reference_bytes(16, 32, blocks=1, steps=3, element_size=4)
-
-
-def test_resume_gives_the_same_keyframes(pipe, frames):
-    settings = dict(num_inference_steps=3, guidance_scale=0.0, strength=0.9, flow_estimator=DISFlowEstimator())
-    full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
-    state = full[1].resume_state
-    resumed = list(
-        pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state, **settings)
-    )
-    assert [frame.index for frame in resumed] == [2]
-    torch.testing.assert_close(resumed[0].image, full[2].image)
-
-
-def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, components, caplog):
+def test_guidance_on_schnell_warns_and_a_union_controlnet_refuses_a_type_it_has_no_mode_for(
+    pipe, frames, components, caplog
+):
     from rerender.diffusion.flux import RerenderFluxPipeline
 
-    with pytest.raises(ConfigError, match="IP-Adapter.*Flux"):
-        pipe(frames[:1], "a cube", num_inference_steps=2, ip_adapter_image=frames[0])
-    with pytest.raises(ConfigError, match="multiples of 16"):
-        pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
-    with pytest.raises(ConfigError, match="generate.*Flux"):
-        pipe.render_text_keyframes("a cube", [0, 4], (1.0, 0.0), (64, 64))
     with caplog.at_level(logging.WARNING, logger="rerender.diffusion.flux"):
         pipe(frames[:1], "a cube", num_inference_steps=1, guidance_scale=3.0, constraints=OFF)
     assert "schnell" in caplog.text and "ignored" in caplog.text
@@ -404,26 +358,6 @@ def test_options_that_do_not_apply_are_refused_or_warned(pipe, frames, component
             num_inference_steps=1,
             guidance_scale=0.0,
         )
-
-
-def test_lora_family_is_read_from_the_keys(tmp_path):
-    from safetensors.torch import save_file
-
-    from rerender.diffusion.flux import flux_lora_family
-
-    layouts = {
-        "sd": "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
-        "flux": "lora_unet_double_blocks_0_img_attn_proj.lora_down.weight",  # kohya's Flux layout
-        "zimage": "diffusion_model.layers.0.attention.to_q.lora_A.weight",
-    }
-    for family, key in layouts.items():
-        save_file({key: torch.zeros(4, 8)}, str(tmp_path / f"{family}.safetensors"))
-        assert flux_lora_family(tmp_path / f"{family}.safetensors") == family
-    save_file(
-        {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 8)},
-        str(tmp_path / "diffusers.safetensors"),
-    )
-    assert flux_lora_family(tmp_path / "diffusers.safetensors") == "flux"
 
 
 def test_the_schnell_schedule_at_four_steps_acts_where_the_docs_say(components, frames):
@@ -465,109 +399,23 @@ def tiny_flux_dirs(tmp_path_factory):
     return save_tiny_flux(tmp_path_factory.mktemp("flux"))
 
 
-def test_a_flux_folder_is_recognised_and_load_pipeline_builds_flux(tiny_flux_dirs, tiny_pipeline_dir, frames):
-    from rerender.config import ControlConfig, ModelConfig
-    from rerender.diffusion.flux import RerenderFluxPipeline, is_flux_controlnet, is_flux_folder, is_flux_model
-    from rerender.diffusion.loading import load_pipeline
+def test_a_flux_folder_or_hub_id_is_recognised(tiny_flux_dirs, tiny_pipeline_dir):
+    from rerender.config import ModelConfig
+    from rerender.diffusion.flux import is_flux_controlnet
+    from rerender.weights import detect_family_or_none
 
     base, control = tiny_flux_dirs
-    assert is_flux_folder(base) and is_flux_controlnet(control)
-    assert not is_flux_folder(tiny_pipeline_dir) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
-    assert is_flux_model(ModelConfig(base_model=str(base)))
-    assert not is_flux_model(ModelConfig(base_model=str(tiny_pipeline_dir)))
-    assert is_flux_model(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell"))
-    pipeline = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))])
-    assert isinstance(pipeline, RerenderFluxPipeline) and pipeline.controlnet is not None
-    pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(
-        frames[:2], "a cube", num_inference_steps=2, guidance_scale=0.0, flow_estimator=DISFlowEstimator()
-    ).images
-    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
-
-
-def test_an_sd_controlnet_or_lora_on_flux_is_refused_before_the_transformer_loads(
-    tiny_flux_dirs, tiny_pipeline_dir, tmp_path, monkeypatch
-):
-    from safetensors.torch import save_file
-
-    import rerender.diffusion.flux as flux
-    from rerender.config import ControlConfig, LoraConfig, ModelConfig
-
-    base, _ = tiny_flux_dirs
-    monkeypatch.setattr(
-        flux.RerenderFluxPipeline,
-        "from_pretrained",
-        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")),
-    )
-    model = ModelConfig(base_model=str(base), device="cpu")
-    with pytest.raises(ConfigError, match="not a Flux ControlNet.*base model is Flux"):
-        flux.load_flux_pipeline(model, [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))])
-    with pytest.raises(ConfigError, match="control.model.*Flux ControlNet"):
-        flux.load_flux_pipeline(model, [ControlConfig()])
-    lora = tmp_path / "sd15_lora.safetensors"
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
-    with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*base model is Flux"):
-        flux.load_flux_pipeline(
-            ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), []
-        )
-
-
-@pytest.mark.slow  # about a minute on a loaded 2-core machine (decoding, keyframes, propagation)
-def test_the_cli_translates_with_a_tiny_flux_folder_as_model(capsys, synthetic_clip, tiny_flux_dirs, tmp_path):
-    from pathlib import Path
-
-    from rerender.cli import main
-    from rerender.video import probe_video
-
-    base, control = tiny_flux_dirs
-    output = tmp_path / "flux.mp4"
-    code = main(
-        [
-            str(arg)
-            for arg in (
-                "translate",
-                synthetic_clip,
-                "-p",
-                "a cat",
-                "-o",
-                output,
-                "-K",
-                "10",
-                "-q",
-                "--model",
-                base,
-                "--config",
-                Path(__file__).resolve().parents[1] / "configs" / "flux.yaml",
-                "--set",
-                f"control.model={control}",
-                "--set",
-                "model.cpu_offload=false",
-                "--set",
-                "num_inference_steps=2",
-                "--set",
-                "resolution=64",
-                "--set",
-                "device=cpu",
-                "--set",
-                "propagation_preset=fast",
-                "--set",
-                "workers=1",
-                "--set",
-                "flow_estimator=dis",
-            )
-        ]
-    )
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert "keyframes (diffusion): [0, 10" in out
-    assert probe_video(output).frame_count == 20
+    assert is_flux_controlnet(control) and is_flux_controlnet(tiny_pipeline_dir / "controlnet") is False
+    assert detect_family_or_none(ModelConfig(base_model=str(base))) == "flux"
+    assert detect_family_or_none(ModelConfig(base_model=str(tiny_pipeline_dir))) == "sd15"
+    assert detect_family_or_none(ModelConfig(base_model="black-forest-labs/FLUX.1-schnell")) == "flux"
 
 
 def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path):
     from safetensors.torch import save_file
 
     from rerender.config import LoraConfig, ModelConfig
-    from rerender.diffusion.flux import flux_lora_family, load_flux_pipeline
+    from rerender.diffusion.loading import load_transformer_pipeline, transformer_lora_family
 
     base, _ = tiny_flux_dirs
     generator = torch.Generator().manual_seed(0)
@@ -577,13 +425,99 @@ def test_a_flux_lora_loads_and_changes_the_transformer(tiny_flux_dirs, tmp_path)
         weights[f"transformer.{module}.lora_B.weight"] = torch.randn(32, 4, generator=generator)
     lora = tmp_path / "flux_lora.safetensors"
     save_file(weights, str(lora))
-    assert flux_lora_family(lora) == "flux"
-    plain = load_flux_pipeline(ModelConfig(base_model=str(base), device="cpu"), [])
-    styled = load_flux_pipeline(
-        ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora), scale=0.5),)), []
+    assert transformer_lora_family(lora) == "flux"
+    plain = load_transformer_pipeline(ModelConfig(base_model=str(base), device="cpu"), [], family="flux")
+    styled = load_transformer_pipeline(
+        ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora), scale=0.5),)),
+        [],
+        family="flux",
     )
     assert "lora_0" in styled.get_list_adapters()["transformer"]
     with torch.no_grad():
         inputs = _transformer_inputs({})
         difference = (styled.transformer(**inputs)[0] - plain.transformer(**inputs)[0]).abs().mean()
     assert difference > 1e-4
+
+
+def test_true_guidance_with_a_negative_prompt_equals_diffusers_flux_pipeline(tmp_path, frames):
+    """dev-shaped, `true_cfg_scale` 4 with a negative prompt: FluxPipeline's image (with a ControlNet: see the
+    FluxControlNetPipeline test above)."""
+    from diffusers import FluxPipeline
+
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    components = make_tiny_flux_components(tmp_path, seed=7, guidance_embeds=True)
+    settings = dict(num_inference_steps=3, guidance_scale=3.5, negative_prompt="a blue sphere")
+    reference = FluxPipeline(**components, image_encoder=None, feature_extractor=None)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference(
+        "a red cube", height=64, width=64, true_cfg_scale=4.0, generator=torch.Generator().manual_seed(3),
+        output_type="np", **settings,
+    ).images[0]  # fmt: skip
+    pipe = RerenderFluxPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+
+    def ours(scale):
+        return pipe(
+            [frames[0]], "a red cube", true_cfg_scale=scale, strength=1.0, generator=torch.Generator().manual_seed(3),
+            constraints=OFF, **settings,
+        )  # fmt: skip
+
+    guided = ours(4.0)
+    np.testing.assert_allclose(guided.images[0], expected, atol=2e-4)
+    assert np.abs(ours(1.0).images[0] - guided.images[0]).mean() > 1e-4  # the guidance acts
+    assert guided.unet_calls == [3]  # negative and positive in one batch
+    assert pipe._true_cfg_scale == 1.0  # set for the call only
+    with pytest.raises(ConfigError, match="true_cfg_scale.*≥ 1.*0.5"):
+        ours(0.5)
+
+
+def test_true_guidance_runs_on_every_pass_and_in_text2video(tmp_path, frames):
+    """Anchor, both keyframe passes, refinement and Text2Video-Zero all run [negative; positive] together, and the
+    cross-frame references are recorded with the same batch."""
+    from rerender.config import RefinementConfig
+    from rerender.diffusion.flux import RerenderFluxPipeline
+
+    pipe = RerenderFluxPipeline(**make_tiny_flux_components(tmp_path, guidance_embeds=True))
+    pipe.set_progress_bar_config(disable=True)
+    batches: dict[str, set[int]] = {}
+
+    def record(pipeline, step, timestep, values):
+        batches.setdefault(values["pass_name"], set()).add(seen[-1])
+
+    seen: list[int] = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        pipe(
+            frames,
+            "a red cube",
+            negative_prompt="blur",
+            true_cfg_scale=3.0,
+            num_inference_steps=4,
+            guidance_scale=3.5,
+            strength=0.9,
+            refinement=RefinementConfig(refinement_strength=0.5),
+            flow_estimator=DISFlowEstimator(),
+            callback_on_step_end=record,
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert set(batches) == {"anchor", "direct", "fused", "refine"}
+        assert all(sizes == {2} for sizes in batches.values()), batches
+        seen.clear()
+        images = pipe.render_text_keyframes(
+            "a red cube",
+            [0, 3],
+            (3.0, 0.0),
+            (64, 64),
+            negative_prompt="blur",
+            true_cfg_scale=3.0,
+            num_inference_steps=4,
+            guidance_scale=3.5,
+            noise_steps=(1, 2),
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert set(seen) == {2} and len(images) == 2
+    finally:
+        hook.remove()

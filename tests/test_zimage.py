@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rerender.config import ConstraintConfig, FreeUConfig
+from rerender.config import ConstraintConfig
 from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.flow_matching import (
     first_step_for_strength,
@@ -206,49 +206,6 @@ def test_cross_frame_attention_changes_image_queries_only(components):
     assert (attended[:, :32] - original[:, :32]).abs().mean() > 1e-3
 
 
-def test_stored_references_cost_what_reference_bytes_says(pipe, frames, monkeypatch):
-    import rerender.diffusion.zimage as zimage
-    from rerender.diffusion.transformer_attention import reference_bytes
-
-    stores, sizes = [], []
-    install = zimage.token_cross_frame_attention
-    monkeypatch.setattr(
-        zimage,
-        "token_cross_frame_attention",
-        lambda t, store, *a, **k: stores.append(store) or install(t, store, *a, **k),
-    )
-
-    def spy(pipeline, step, timestep, kwargs):
-        sizes.append(sum(t.numel() * t.element_size() for t in stores[-1].anchor.values()))
-
-    constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
-    pipe(
-        frames[:2],
-        "a cube",
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        strength=1.0,
-        constraints=constraints,
-        generator=torch.Generator().manual_seed(0),
-        callback_on_step_end=spy,
-    )
-    # the anchor records one (1, 32 tokens, 32 channels) float32 input per block and step: 4 steps, 3 blocks
-    assert max(sizes) == reference_bytes(32, 32, blocks=len(pipe.transformer.layers), steps=4, element_size=4)
-    last = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None, cross_frame_blocks=1)
-    sizes.clear()
-    pipe(
-        frames[:2],
-        "a cube",
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        strength=1.0,
-        constraints=last,
-        generator=torch.Generator().manual_seed(0),
-        callback_on_step_end=spy,
-    )
-    assert max(sizes) == reference_bytes(32, 32, blocks=1, steps=4, element_size=4)
-
-
 def test_shape_fusion_and_adain_act_on_x0_at_their_steps_only(pipe, frames):
     constraints = ConstraintConfig(
         cross_frame_attention_period=None,
@@ -277,33 +234,6 @@ def test_shape_fusion_and_adain_act_on_x0_at_their_steps_only(pipe, frames):
     assert changed == {0: True, 1: True, 2: False, 3: True}
 
 
-def test_resume_gives_the_same_keyframes(pipe, frames):
-    settings = dict(num_inference_steps=4, guidance_scale=1.0, strength=0.9, flow_estimator=DISFlowEstimator())
-    full = list(pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), **settings))
-    state = full[1].resume_state
-    resumed = list(
-        pipe.render_keyframes(frames, "a cube", generator=torch.Generator().manual_seed(1), resume=state, **settings)
-    )
-    assert [frame.index for frame in resumed] == [2]
-    torch.testing.assert_close(resumed[0].image, full[2].image)
-
-
-def test_options_that_do_not_apply_are_refused_or_ignored(pipe, frames, caplog):
-    with pytest.raises(ConfigError, match="IP-Adapter.*Z-Image"):
-        pipe(frames[:1], "a cube", num_inference_steps=2, guidance_scale=1.0, ip_adapter_image=frames[0])
-    with caplog.at_level(logging.INFO, logger="rerender.diffusion.zimage"):
-        pipe(
-            frames[:1],
-            "a cube",
-            num_inference_steps=2,
-            guidance_scale=1.0,
-            constraints=ConstraintConfig(freeu=FreeUConfig()),
-        )
-    assert "FreeU" in caplog.text and "ignored" in caplog.text
-    with pytest.raises(ConfigError, match="multiples of 16"):
-        pipe([np.zeros((40, 64, 3), np.uint8)], "a cube", num_inference_steps=2)
-
-
 def test_guidance_above_one_on_a_distilled_model_warns(pipe, frames, caplog):
     pipe.register_to_config(_name_or_path="Tongyi-MAI/Z-Image-Turbo")
     try:
@@ -322,103 +252,6 @@ def tiny_zimage_dirs(tmp_path_factory):
     from tests.tiny_zimage import save_tiny_zimage
 
     return save_tiny_zimage(tmp_path_factory.mktemp("zimage"))
-
-
-def test_a_zimage_folder_loads_with_its_controlnet_and_is_recognised(tiny_zimage_dirs, frames):
-    from rerender.config import ControlConfig, ModelConfig
-    from rerender.diffusion.zimage import (
-        RerenderZImagePipeline,
-        is_zimage_controlnet,
-        is_zimage_folder,
-        load_zimage_pipeline,
-    )
-
-    base, control = tiny_zimage_dirs
-    assert is_zimage_folder(base) and is_zimage_controlnet(control)
-    pipeline = load_zimage_pipeline(
-        ModelConfig(base_model=str(base), device="cpu"), [ControlConfig(model=str(control))]
-    )
-    assert isinstance(pipeline, RerenderZImagePipeline) and pipeline.controlnet is not None
-    pipeline.set_progress_bar_config(disable=True)
-    images = pipeline(
-        frames[:2], "a cube", num_inference_steps=2, guidance_scale=1.0, flow_estimator=DISFlowEstimator()
-    ).images
-    assert images.shape == (2, 64, 64, 3) and np.isfinite(images).all()
-
-
-def test_an_sd_controlnet_or_lora_on_zimage_is_refused_before_the_transformer_loads(
-    tiny_zimage_dirs, tiny_pipeline_dir, tmp_path, monkeypatch
-):
-    import rerender.diffusion.zimage as zimage
-    from rerender.config import ControlConfig, LoraConfig, ModelConfig
-
-    base, _ = tiny_zimage_dirs
-    monkeypatch.setattr(
-        zimage.RerenderZImagePipeline,
-        "from_pretrained",
-        classmethod(lambda cls, *a, **k: pytest.fail("the base model was loaded")),
-    )
-    with pytest.raises(ConfigError, match="not a Z-Image ControlNet.*base model is Z-Image"):
-        zimage.load_zimage_pipeline(
-            ModelConfig(base_model=str(base), device="cpu"),
-            [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))],
-        )
-    from safetensors.torch import save_file
-
-    lora = tmp_path / "sd15_lora.safetensors"
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
-    with pytest.raises(ConfigError, match=r"loras\[0\].*Stable Diffusion UNet.*Z-Image"):
-        zimage.load_zimage_pipeline(
-            ModelConfig(base_model=str(base), device="cpu", loras=(LoraConfig(path=str(lora)),)), []
-        )
-
-
-def test_the_cli_translates_with_a_tiny_zimage_folder_as_model(capsys, synthetic_clip, tiny_zimage_dirs, tmp_path):
-    from rerender.cli import main
-    from rerender.video import probe_video
-
-    base, control = tiny_zimage_dirs
-    output = tmp_path / "z.mp4"
-    code = main(
-        [
-            str(arg)
-            for arg in (
-                "translate",
-                synthetic_clip,
-                "-p",
-                "a cat",
-                "-o",
-                output,
-                "-K",
-                "10",
-                "-q",
-                "--model",
-                base,
-                "--config",
-                REPO / "configs" / "zimage_turbo.yaml",
-                "--set",
-                f"control.model={control}",
-                "--set",
-                "num_inference_steps=2",
-                "--set",
-                "resolution=64",
-                "--set",
-                "size_multiple=16",
-                "--set",
-                "device=cpu",
-                "--set",
-                "propagation_preset=fast",
-                "--set",
-                "workers=1",
-                "--set",
-                "flow_estimator=dis",
-            )
-        ]
-    )
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert "keyframes (diffusion): [0, 10, 19]" in out or "keyframes (diffusion): [0, 10]" in out
-    assert probe_video(output).frame_count == 20
 
 
 def test_a_zimage_model_with_the_default_size_multiple_is_refused_before_loading(
@@ -505,42 +338,3 @@ def test_download_names_exactly_the_zimage_files(monkeypatch):
     fetched, skipped = select_files(files, components=ZIMAGE_FOLDERS)
     assert skipped == ["README.md", "assets/showcase.jpg"]
     assert "transformer/diffusion_pytorch_model-00002-of-00002.safetensors" in fetched
-
-
-def test_text_alone_renders_keyframes_moved_from_the_anchor(pipe, monkeypatch):
-    import rerender.diffusion.text2video as text2video
-
-    shifts = []
-    original = text2video.translate_latents
-    monkeypatch.setattr(
-        text2video, "translate_latents", lambda latents, shift: shifts.append(shift) or original(latents, shift)
-    )
-    run = lambda seed: text2video.render_text_keyframes(  # noqa: E731
-        pipe,
-        "a red cube",
-        [0, 4, 8],
-        (4.0, -2.0),
-        (64, 64),
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        noise_steps=(1, 2),
-        generator=torch.Generator().manual_seed(seed),
-    )
-    first, again = run(0), run(0)
-    factor = pipe.vae_scale_factor
-    assert shifts[:2] == [(4 * 4.0 / factor, 4 * -2.0 / factor), (8 * 4.0 / factor, 8 * -2.0 / factor)]
-    assert [image.shape for image in first] == [(1, 3, 64, 64)] * 3
-    for image, same in zip(first, again, strict=True):
-        torch.testing.assert_close(image, same)
-    assert not torch.allclose(first[0], first[1])
-    with pytest.raises(ConfigError, match="background_smoothing.*Z-Image"):
-        text2video.render_text_keyframes(
-            pipe,
-            "x",
-            [0, 4],
-            (4.0, 0.0),
-            (64, 64),
-            num_inference_steps=4,
-            noise_steps=(1, 2),
-            background_smoothing=object(),
-        )

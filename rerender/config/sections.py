@@ -537,7 +537,12 @@ class SamplingConfig:
     num_inference_steps: int = 20
     """DDIM steps of the full schedule (the official code uses 20)."""
     guidance_scale: float = 7.5
-    """Classifier-free guidance scale (1 = no guidance)."""
+    """Classifier-free guidance scale (1 = no guidance). On Flux dev: the embedded guidance value (3.5 typical, one
+    model call per step); Flux schnell ignores it."""
+    true_cfg_scale: float = 1.0
+    """Flux only: true classifier-free guidance (diffusers' `FluxPipeline` ``true_cfg_scale``); above 1, with a
+    negative prompt, every model call also runs on the negative prompt (twice the compute); 1 = off. Other bases
+    ignore it (their `guidance_scale` is classifier-free guidance)."""
     denoising_strength: float = 0.75
     """SDEdit strength: the fraction of the schedule run from the noised input; 1 = from pure noise
     (the official CLI default `x0_strength=-1`), 0.75 = the official WebUI default."""
@@ -551,6 +556,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         _check_range("sampling.num_inference_steps", self.num_inference_steps, 1, 1000)
         _check_range("sampling.guidance_scale", self.guidance_scale, 0.0, 50.0)
+        _check_range("sampling.true_cfg_scale", self.true_cfg_scale, 1.0, 50.0)
         _check_range("sampling.denoising_strength", self.denoising_strength, 0.0, 1.0)
         if self.seed is not None:
             _check_range("sampling.seed", self.seed, 0, 2**63 - 1)
@@ -596,8 +602,10 @@ class ConstraintConfig:
     loose_cross_frame_attention: bool = False
     """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
     cross_frame_blocks: int | None = None
-    """Transformer bases (Z-Image): cross-frame attention in the last N main-stream blocks only, to save memory (each
-    reference keeps one block input per block and step); `None` = all blocks. UNet bases ignore it."""
+    """Transformer bases (Z-Image, Flux): cross-frame attention in the last N blocks only (Z-Image's main-stream
+    blocks; Flux's double- then single-stream blocks), to save memory: each of the 3 references held at once keeps
+    one block input per block and step (`rerender.diffusion.transformer_attention.blocks_within` gives the N that
+    fits a budget); `None` = all blocks. UNet bases ignore it."""
     style_update_interval: int | None = 1
     """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
     shape_fusion_period: Period | None = (0.0, 0.1)

@@ -3,19 +3,21 @@
 Flux.1 (Black Forest Labs; 12B; schnell: Apache-2.0, 1–4 steps; dev: non-commercial licence, ~28 steps with an
 embedded guidance value) denoises a 16-channel VAE latent (8× down) with a transformer of double-stream blocks
 (image and text tokens apart, joined in attention) then single-stream blocks (one ``[text; image]`` sequence),
-on a `FlowMatchEulerDiscreteScheduler`. The flow-matching path is Z-Image's (`rerender.diffusion.zimage`, shared
-here, not copied): SDEdit start by σ, x̂₀ from the velocity, shape-aware fusion and AdaIN on x̂₀, pixel-aware
-fusion on the flow path, re-composition at the next σ. What differs, and is overridden here:
+on a `FlowMatchEulerDiscreteScheduler`. The flow-matching path is shared with Z-Image
+(`rerender.diffusion.flow_transformer.FlowTransformerPipeline`): SDEdit start by σ, x̂₀ from the velocity,
+shape-aware fusion and AdaIN on x̂₀, pixel-aware fusion on the flow path, re-composition at the next σ,
+Text2Video-Zero for `generate`. What is Flux's is here:
 
 * **packing**: Flux patchifies 2×2 latent pixels into 64-channel tokens *outside* the transformer
   (`FluxPipeline._pack_latents`, with (0, row, column) position ids); every constraint acts on the VAE latent grid
   ``(1, 16, H/8, W/8)`` and the latent is packed only for the model call and the velocity unpacked after it;
 * **velocity**: Flux's transformer takes ``t = σ`` and returns the velocity ``v = ε − x₀`` in the scheduler's own
   convention (its pipeline passes it to ``scheduler.step`` unchanged), so no sign flip (Z-Image's returns −v);
-* **guidance**: no classifier-free guidance. On a guidance-distilled model with a guidance embedding (dev),
-  ``guidance_scale`` is the embedded guidance value (3.5 typical), one model call per step; schnell has no such
-  embedding and ignores it (a value above 1 warns). A negative prompt does not apply (Flux's "true CFG" is not
-  wired);
+* **guidance**: on a guidance-distilled model with a guidance embedding (dev), ``guidance_scale`` is the embedded
+  guidance value (3.5 typical), one model call per step; schnell has no such embedding and ignores it (a value
+  above 1 warns). True classifier-free guidance is `FluxPipeline`'s: ``true_cfg_scale`` > 1 with a negative prompt
+  runs ``[negative; positive]`` in one batch on every pass and takes ``v_neg + s·(v − v_neg)`` (twice the compute
+  and twice the stored attention references); 1 (the default) is off;
 * **schedule**: σ linear in 1 → 1/N, shifted with ``mu`` from the packed image sequence length ((H/16)·(W/16)) on
   dev (dynamic shifting), unshifted on schnell (its scheduler config), exactly as `FluxPipeline`;
 * **text**: CLIP (pooled) + T5 (sequence) through diffusers' own `FluxPipeline.encode_prompt`;
@@ -24,7 +26,7 @@ fusion on the flow path, re-composition at the next σ. What differs, and is ove
   a Union ControlNet gets its mode from ``control.type`` (`UNION_CONTROL_MODES`).
 
 Not available here: FreeU (UNet skips; ignored with one log line), the IP-Adapter (refused: diffusers' Flux
-IP-Adapter is not wired), Text2Video-Zero (`generate`; refused).
+IP-Adapter is not wired), background smoothing in `generate` (refused).
 
 Example:
     >>> pipe = RerenderFluxPipeline.from_pretrained("black-forest-labs/FLUX.1-schnell")  # doctest: +SKIP
@@ -36,7 +38,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +50,14 @@ from diffusers.models import AutoencoderKL
 from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
-from diffusers.utils.torch_utils import randn_tensor
 
-from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _NoiseBank, _RenderState
+from rerender.diffusion.attention import CrossFrameAttentionStore
+from rerender.diffusion.flow_transformer import FlowTransformerPipeline
+from rerender.diffusion.loading import config_class_name
+from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
-from rerender.diffusion.zimage import RerenderZImagePipeline
 from rerender.errors import ConfigError
+from rerender.weights import FLUX_FOLDERS
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +66,13 @@ __all__ = [
     "pack_latents",
     "unpack_latents",
     "latent_image_ids",
-    "flux_lora_family",
-    "is_flux_folder",
     "is_flux_controlnet",
-    "is_flux_model",
     "load_flux_controlnet",
-    "load_flux_pipeline",
     "DEFAULT_FLUX_MODEL",
     "FLUX_COMPONENTS",
     "UNION_CONTROL_MODES",
+    "FluxConditioning",
+    "true_guidance_options",
 ]
 
 UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
@@ -107,7 +110,29 @@ def latent_image_ids(height: int, width: int, device: torch.device, dtype: torch
     return FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, device, dtype)
 
 
-class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
+@dataclass
+class FluxConditioning:
+    """Flux's text conditioning of one call (`RerenderFluxPipeline.encode_prompt`).
+
+    Attributes:
+        embeds: T5 token features, ``(B, T, D)``: B = 1, or 2 = ``[negative; positive]`` with true guidance.
+        pooled: CLIP pooled features, ``(B, D_pooled)``, in the same order.
+        text_ids: the text tokens' position ids, ``(T, 3)`` (zeros).
+        true_cfg_scale: the true classifier-free guidance scale (`FluxPipeline`'s ``true_cfg_scale``).
+    """
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: torch.Tensor
+    true_cfg_scale: float = 1.0
+
+    @property
+    def guided(self) -> bool:
+        """Whether true classifier-free guidance runs (a negative prompt is in the batch)."""
+        return self.embeds.shape[0] == 2
+
+
+class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
     """Rerender-A-Video keyframes on Flux.1: the transformer (+ a Flux ControlNet) under the cross-frame constraints.
 
     A diffusers pipeline with Flux's components: ``from_pretrained(hub id or folder, controlnet=...)``,
@@ -134,15 +159,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     _get_clip_prompt_embeds = FluxPipeline._get_clip_prompt_embeds
     _get_t5_prompt_embeds = FluxPipeline._get_t5_prompt_embeds
 
-    # the flow-matching path is the same as Z-Image's: one implementation
-    prepare_schedule = RerenderZImagePipeline.prepare_schedule
-    noise_to_step = RerenderZImagePipeline.noise_to_step
-    fuse_pixels = RerenderZImagePipeline.fuse_pixels
-    split_prediction = RerenderZImagePipeline.split_prediction
-    recompose = RerenderZImagePipeline.recompose
-    encode_images = RerenderZImagePipeline.encode_images
-    decode_latents = RerenderZImagePipeline.decode_latents
-
     def __init__(
         self,
         scheduler: FlowMatchEulerDiscreteScheduler,
@@ -167,26 +183,21 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         self.tokenizer_max_length = self.tokenizer.model_max_length if getattr(self, "tokenizer", None) else 77
-        self._latent_tokens = 4096
         self._control_mode: int | None = None
+        self._true_cfg_scale = 1.0
 
     # ----------------------------------------------------------------------------------------------------
     # what the shared code reads
     # ----------------------------------------------------------------------------------------------------
 
     @property
-    def unet(self) -> FluxTransformer2DModel:
-        """The denoiser, under the name the shared `RerenderPipeline` code reads (its dtype)."""
-        return self.transformer
+    def model_width(self) -> int:
+        return int(self.transformer.config.num_attention_heads * self.transformer.config.attention_head_dim)
 
-    @property
-    def controlnets(self) -> list[FluxControlNetModel]:
-        return [] if self.controlnet is None else [self.controlnet]
-
-    @property
-    def latent_channels(self) -> int:
-        """Channels of the VAE latent grid (16): the transformer's packed input has 4× as many."""
-        return int(self.vae.config.latent_channels)
+    def reference_batch(self, state: _RenderState) -> int:
+        """2 with true classifier-free guidance (the negative prompt in the batch), else 1: the embedded guidance
+        value adds no batch."""
+        return 2 if state.prompt_embeds.guided else 1
 
     @property
     def size_multiple(self) -> int:
@@ -207,49 +218,26 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------
 
-    def check_inputs(
-        self,
-        frames: Any,
-        prompt: Any,
-        negative_prompt: Any,
-        control_images: Any,
-        controls: Any,
-        controlnet_conditioning_scale: Any,
-        num_inference_steps: Any,
-        guidance_scale: Any,
-        strength: Any,
-        constraints: Any,
-        refinement: Any,
-    ) -> list[torch.Tensor]:
-        """`RerenderPipeline.check_inputs`, then what Flux adds: the guidance warning, the token count and the Union
-        ControlNet's mode (from ``controls[0].type``; canny when `controls` is None).
+    def check_family_inputs(self, guidance_scale: float, negative_prompt: str | None, controls: Any) -> None:
+        """The guidance warning, and the Union ControlNet's mode (from ``controls[0].type``; canny when `controls`
+        is None).
 
         Raises:
             ConfigError: with a Union ControlNet, a control type it has no mode for.
         """
-        frames = super().check_inputs(
-            frames,
-            prompt,
-            negative_prompt,
-            control_images,
-            controls,
-            controlnet_conditioning_scale,
-            num_inference_steps,
-            guidance_scale,
-            strength,
-            constraints,
-            refinement,
-        )
         if guidance_scale > 1.0 and not self.guidance_embedded:
             logger.warning(
                 "guidance_scale %g on a Flux model without a guidance embedding (schnell): it is guidance-distilled "
                 "and runs without guidance, so the value is ignored",
                 guidance_scale,
             )
-        if negative_prompt:
-            logger.info("a negative prompt does not apply to Flux (no classifier-free guidance); ignored")
-        height, width = frames[0].shape[-2:]
-        self._latent_tokens = (height // self.size_multiple) * (width // self.size_multiple)
+        if negative_prompt and self._true_cfg_scale <= 1.0:
+            logger.info("the negative prompt is used on Flux only with true_cfg_scale > 1 (true guidance); ignored")
+        if self._true_cfg_scale > 1.0 and negative_prompt is None:
+            logger.info(
+                "true_cfg_scale %g without a negative prompt: true guidance is off (as FluxPipeline)",
+                self._true_cfg_scale,
+            )
         self._control_mode = None
         if self.controlnet is not None and getattr(self.controlnet, "union", False):
             kind = controls[0].type if controls else "canny"
@@ -259,7 +247,6 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
                     f"{', '.join(map(repr, UNION_CONTROL_MODES))}"
                 )
             self._control_mode = UNION_CONTROL_MODES[kind]
-        return frames
 
     def encode_prompt(
         self,
@@ -269,39 +256,70 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
         do_classifier_free_guidance: bool,
         size: tuple[int, int] | None = None,
     ) -> PromptConditioning:
-        """CLIP + T5 features of the prompt (no negative: Flux runs without classifier-free guidance; no size
-        conditioning, so `size` is not used).
+        """CLIP + T5 features of the prompt, and of the negative prompt when true classifier-free guidance is on
+        (`true_cfg_scale` > 1 and a negative prompt given, as `FluxPipeline` decides; `do_classifier_free_guidance`,
+        which reads the embedded guidance value, is not used; no size conditioning, so `size` is not used).
 
         Returns:
-            `PromptConditioning` whose ``prompt_embeds`` is ``(prompt_embeds (1, T, D), pooled_prompt_embeds
-            (1, D_pooled), text_ids (T, 3))``.
+            `PromptConditioning` whose ``prompt_embeds`` is a `FluxConditioning`.
         """
-        embeds, pooled, text_ids = self._encode_flux_prompt(
-            prompt=prompt,
-            prompt_2=None,
-            device=device,
-            max_sequence_length=self.max_sequence_length,
-        )
-        dtype = self.transformer.dtype
-        return PromptConditioning(prompt_embeds=(embeds.to(dtype=dtype), pooled.to(dtype=dtype), text_ids))
 
-    def encode_style_image(self, image: Any | None, device: torch.device, guided: bool) -> None:
-        if image is not None:
-            raise ConfigError(
-                "`prompt.style_image` needs an IP-Adapter, which is not wired for Flux; "
-                "use a LoRA for the style, or a Stable Diffusion base for a reference image"
+        def encode(text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            embeds, pooled, text_ids = self._encode_flux_prompt(
+                prompt=text, prompt_2=None, device=device, max_sequence_length=self.max_sequence_length
             )
-        return None
+            return embeds.to(dtype=self.transformer.dtype), pooled.to(dtype=self.transformer.dtype), text_ids
+
+        embeds, pooled, text_ids = encode(prompt)
+        scale = self._true_cfg_scale
+        if scale > 1.0 and negative_prompt is not None:
+            negative_embeds, negative_pooled, _ = encode(negative_prompt)
+            embeds, pooled = torch.cat((negative_embeds, embeds)), torch.cat((negative_pooled, pooled))
+        return PromptConditioning(prompt_embeds=FluxConditioning(embeds, pooled, text_ids, scale))
 
     @contextlib.contextmanager
-    def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
-        """Cross-frame attention in the double- and single-stream blocks for one call; FreeU does not apply."""
-        constraints = state.constraints
-        if constraints.freeu is not None:
-            logger.info("FreeU is defined on UNet skip connections; Flux has none, so `constraints.freeu` is ignored")
-        last_blocks = getattr(constraints, "cross_frame_blocks", None)
-        with flux_cross_frame_attention(self.transformer, state.store, self._latent_tokens, last_blocks=last_blocks):
+    def true_guidance(self, true_cfg_scale: float) -> Iterator[None]:
+        """Set the true classifier-free guidance scale for the renders started inside the block.
+
+        Raises:
+            ConfigError: a scale that is not a number ≥ 1.
+        """
+        if isinstance(true_cfg_scale, bool) or not isinstance(true_cfg_scale, (int, float)) or not true_cfg_scale >= 1:
+            raise ConfigError(f"`true_cfg_scale` must be a number ≥ 1 (1 = off), got {true_cfg_scale!r}")
+        previous, self._true_cfg_scale = self._true_cfg_scale, float(true_cfg_scale)
+        try:
             yield
+        finally:
+            self._true_cfg_scale = previous
+
+    def __call__(self, *args: Any, true_cfg_scale: float = 1.0, **kwargs: Any) -> Any:
+        """`RerenderPipeline.__call__`, plus Flux's true classifier-free guidance.
+
+        Args:
+            true_cfg_scale: with a `negative_prompt`, every model call also runs on the negative prompt and the
+                velocity is ``v_neg + true_cfg_scale·(v − v_neg)`` (`FluxPipeline`'s ``true_cfg_scale``; both in one
+                batch, with the same embedded guidance value and the same ControlNet residuals); 1 = off.
+        """
+        with self.true_guidance(true_cfg_scale):
+            return super().__call__(*args, **kwargs)
+
+    def render_keyframes(self, *args: Any, true_cfg_scale: float | None = None, **kwargs: Any) -> Iterator[Any]:
+        """`RerenderPipeline.render_keyframes` with `true_cfg_scale` (see `__call__`; None = the value set by the
+        enclosing `__call__` or `true_guidance`, else 1)."""
+        with self.true_guidance(self._true_cfg_scale if true_cfg_scale is None else true_cfg_scale):
+            yield from super().render_keyframes(*args, **kwargs)
+
+    def render_text_keyframes(self, *args: Any, true_cfg_scale: float = 1.0, **kwargs: Any) -> list[torch.Tensor]:
+        """`FlowTransformerPipeline.render_text_keyframes` (Text2Video-Zero, for `generate`) with `true_cfg_scale`
+        (see `__call__`)."""
+        with self.true_guidance(true_cfg_scale):
+            return super().render_text_keyframes(*args, **kwargs)
+
+    def cross_frame_attention(
+        self, store: CrossFrameAttentionStore, last_blocks: int | None
+    ) -> contextlib.AbstractContextManager[list[str]]:
+        """Cross-frame attention in the double- and single-stream blocks (`flux_cross_frame_attention`)."""
+        return flux_cross_frame_attention(self.transformer, store, self._latent_tokens, last_blocks=last_blocks)
 
     def prepare_control_image(self, state: _RenderState, index: int, frame: torch.Tensor) -> list[torch.Tensor]:
         """The control map of one frame as the Flux ControlNet takes it (one, unbatched: no guidance batch).
@@ -323,27 +341,26 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
 
         The latent is packed for the call and the output unpacked; Flux's output is already in the scheduler's
         convention (`FluxPipeline` steps with it unchanged). Time is σ (diffusers' ``t / 1000``, computed the same
-        way); the guidance value (`guidance_scale`) goes in only when the transformer embeds one.
+        way); the guidance value (`guidance_scale`) goes in only when the transformer embeds one. With true
+        classifier-free guidance the negative and positive prompts run in one batch and
+        ``v = v_neg + s·(v_pos − v_neg)`` (`FluxPipeline`); the ControlNet runs once, on the positive prompt, and
+        both halves take its residuals (`FluxControlNetPipeline`).
 
         Shape:
             - latents: (1, 16, h, w)
             - Output: (1, 16, h, w), float32
         """
         state.unet_calls += 1
-        embeds, pooled, text_ids = state.prompt_embeds
+        text: FluxConditioning = state.prompt_embeds
+        batch = text.embeds.shape[0]
         height, width = latents.shape[-2:]
         device, dtype = latents.device, self.transformer.dtype
         tokens = pack_latents(latents.to(dtype))
         image_ids = latent_image_ids(height, width, device, dtype)
         timestep = (torch.tensor([sigma], dtype=torch.float32) * 1000).to(device=device, dtype=dtype) / 1000
-        guidance = torch.full((1,), float(state.guidance_scale), device=device) if self.guidance_embedded else None
+        guidance = torch.full((1,), float(state.guidance_scale), device=device)
         residuals: dict[str, Any] = {}
         if control:
-            control_guidance = (
-                torch.full((1,), float(state.guidance_scale), device=device)
-                if self.controlnet.config.guidance_embeds
-                else None
-            )
             mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
             blocks, single_blocks = self.controlnet(
                 hidden_states=tokens,
@@ -351,82 +368,45 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, RerenderPipeline):
                 controlnet_mode=mode,
                 conditioning_scale=state.conditioning_scales[0],
                 timestep=timestep,
-                guidance=control_guidance,
-                pooled_projections=pooled,
-                encoder_hidden_states=embeds,
-                txt_ids=text_ids,
+                guidance=guidance if self.controlnet.config.guidance_embeds else None,
+                pooled_projections=text.pooled[-1:],
+                encoder_hidden_states=text.embeds[-1:],
+                txt_ids=text.text_ids,
                 img_ids=image_ids,
                 return_dict=False,
             )
             residuals = dict(
-                controlnet_block_samples=blocks,
-                controlnet_single_block_samples=single_blocks,
+                controlnet_block_samples=[sample.expand(batch, -1, -1) for sample in blocks or []] or None,
+                controlnet_single_block_samples=[sample.expand(batch, -1, -1) for sample in single_blocks or []]
+                or None,
                 controlnet_blocks_repeat=self.controlnet.input_hint_block is not None,
             )
         output = self.transformer(
-            hidden_states=tokens,
-            timestep=timestep,
-            guidance=guidance,
-            pooled_projections=pooled,
-            encoder_hidden_states=embeds,
-            txt_ids=text_ids,
+            hidden_states=tokens.expand(batch, -1, -1),
+            timestep=timestep.expand(batch),
+            guidance=guidance.expand(batch) if self.guidance_embedded else None,
+            pooled_projections=text.pooled,
+            encoder_hidden_states=text.embeds,
+            txt_ids=text.text_ids,
             img_ids=image_ids,
             return_dict=False,
             **residuals,
-        )[0]
-        return unpack_latents(output.float(), height, width)
-
-    def _draw_noise(self, state: _RenderState) -> _NoiseBank:
-        """`RerenderPipeline._draw_noise` on the VAE latent grid (16 channels), not the packed transformer input."""
-        if state.same_noise:
-            state.generator.set_state(state.generator_state)
-        generator, device, dtype = state.generator, self._execution_device, self.transformer.dtype
-        height, width = state.anchor.frame.shape[-2:]
-        shape = (1, self.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
-
-        def draw() -> torch.Tensor:
-            return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-
-        initial = draw()
-        fusion = {step: draw() for step in sorted(state.schedule.pixel_fusion)}
-        refinement_initial, refinement_fusion = None, {}
-        if state.refinement_schedule is not None:
-            refinement_initial = draw()
-            refinement_fusion = {step: draw() for step in sorted(state.refinement_schedule.pixel_fusion)}
-        return _NoiseBank(initial, fusion, refinement_initial, refinement_fusion)
-
-    def render_text_keyframes(self, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
-        """Text2Video-Zero (`generate`) is not available on Flux yet.
-
-        Raises:
-            ConfigError: always, before any model call.
-        """
-        raise ConfigError("`generate` (Text2Video-Zero) is not available on Flux yet; use Z-Image or Stable Diffusion")
+        )[0].float()
+        if text.guided:
+            negative, positive = output.chunk(2)
+            output = negative + text.true_cfg_scale * (positive - negative)
+        return unpack_latents(output, height, width)
 
 
-def flux_lora_family(source: str | os.PathLike) -> str | None:
-    """The family a LoRA file was made for, read from its keys: "sd" (a UNet's), "flux", "zimage", or None.
-
-    UNet LoRAs name ``down_blocks``/``up_blocks``/``mid_block`` (diffusers) or ``input_blocks``/``output_blocks``/
-    ``middle_block`` (original) modules; Flux LoRAs name ``transformer_blocks``/``single_transformer_blocks``
-    (diffusers) or ``double_blocks``/``single_blocks`` (original, kohya ``lora_unet_double_blocks_…``); Z-Image
-    LoRAs name ``layers.<i>.attention``.
-    """
-    path = Path(source)
-    if not (path.is_file() and path.suffix == ".safetensors"):
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-    unet = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
-    if any(marker in key for key in keys for marker in unet):
-        return "sd"
-    if any(marker in key for key in keys for marker in ("double_blocks", "single_blocks", "transformer_blocks")):
-        return "flux"
-    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
-        return "zimage"
-    return None
+def true_guidance_options(pipeline: Any, true_cfg_scale: float) -> dict[str, float]:
+    """The keyword a render call takes for ``sampling.true_cfg_scale``: ``{"true_cfg_scale": s}`` on Flux, ``{}``
+    on the other bases, which ignore the option (one log line when it is above 1): their `guidance_scale` is
+    classifier-free guidance already."""
+    if getattr(pipeline, "family", None) == "flux":
+        return {"true_cfg_scale": float(true_cfg_scale)}
+    if true_cfg_scale > 1.0:
+        logger.info("`sampling.true_cfg_scale` applies to Flux only; ignored (guidance_scale is the guidance here)")
+    return {}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -436,35 +416,8 @@ def flux_lora_family(source: str | os.PathLike) -> str | None:
 DEFAULT_FLUX_MODEL = "black-forest-labs/FLUX.1-schnell"
 """FLUX.1 [schnell] (Apache-2.0): 12B, 1–4 steps, no guidance. FLUX.1 [dev] is under a non-commercial licence."""
 
-FLUX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "scheduler")
-"""The sub-folders of a Flux repository this pipeline reads."""
-
-
-def _class_name(config_file: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", ""))
-    except (OSError, ValueError):
-        return ""
-
-
-def is_flux_folder(folder: str | os.PathLike) -> bool:
-    """Whether a diffusers folder holds a Flux model: its model_index's ``_class_name`` starts with "Flux"
-    (FluxPipeline, FluxControlNetPipeline, …), or its transformer is a `FluxTransformer2DModel`."""
-    folder = Path(folder)
-    return _class_name(folder / "model_index.json").startswith("Flux") or (
-        _class_name(folder / "transformer" / "config.json") == "FluxTransformer2DModel"
-    )
-
-
-def is_flux_model(model: Any) -> bool:
-    """Whether `model` (a `ModelConfig`) asks for Flux: ``model.family == "flux"``, or, with "auto", the family
-    `rerender.weights.detect_family` reads from the model (a Flux folder or cached repository, or a FLUX.1 hub id)."""
-    from rerender.weights import detect_family_or_none
-
-    family = getattr(model, "family", "auto")
-    return family == "flux" if family != "auto" else detect_family_or_none(model) == "flux"
+FLUX_COMPONENTS = FLUX_FOLDERS
+"""The sub-folders of a Flux repository this pipeline reads (`rerender.weights.FLUX_FOLDERS`: what download fetches)."""
 
 
 def is_flux_controlnet(source: str | os.PathLike) -> bool | None:
@@ -472,7 +425,7 @@ def is_flux_controlnet(source: str | os.PathLike) -> bool | None:
     cannot be told without loading it (a hub id not in the cache, a single file)."""
     path = Path(source)
     if path.is_dir():
-        return _class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
+        return config_class_name(path / "config.json") in ("FluxControlNetModel", "FluxMultiControlNetModel")
     return None
 
 
@@ -494,91 +447,3 @@ def load_flux_controlnet(source: str, dtype: torch.dtype = torch.bfloat16) -> Fl
         return FluxControlNetModel.from_pretrained(source, **_dtype_argument(dtype))
     except _hub_errors() as error:
         raise _unreachable("control.model", source, error) from error
-
-
-def load_flux_pipeline(
-    model: Any,
-    controls: Sequence[Any] = (),
-    *,
-    controlnet: FluxControlNetModel | None = None,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-) -> RerenderFluxPipeline:
-    """Build a `RerenderFluxPipeline` from the `model` and `control` config sections (as `load_pipeline` does for SD).
-
-    The ControlNet (one; `control.model`, which must name a Flux ControlNet: there is no default) and the LoRAs are
-    checked to be Flux ones before the transformer is loaded; `model.vae` does not apply. LoRAs load through
-    diffusers' Flux LoRA loader (diffusers, kohya and XLabs key layouts). Default dtype: bfloat16 on CUDA.
-
-    Raises:
-        ConfigError: an SD ControlNet or LoRA, no `control.model`, several ControlNets, `model.vae`.
-        InputNotFoundError: a missing path or an unreachable hub id.
-    """
-    from rerender.diffusion.loading import (
-        _check_local,
-        _dtype_argument,
-        _hub_errors,
-        _hub_folder,
-        _unreachable,
-        load_loras,
-        resolve_device,
-    )
-
-    resolved_device = resolve_device(device if device is not None else model.device)
-    wanted = dtype if dtype is not None else model.dtype
-    resolved_dtype = (
-        (torch.bfloat16 if resolved_device.type == "cuda" else torch.float32)
-        if wanted == "auto"
-        else getattr(torch, wanted)
-        if isinstance(wanted, str)
-        else wanted
-    )
-    if model.vae is not None:
-        raise ConfigError(
-            f"`model.vae` {model.vae!r} does not apply to Flux (its 16-channel VAE is part of the "
-            "model); leave it empty"
-        )
-    if len(controls) > 1:
-        raise ConfigError(f"`control` lists {len(controls)} ControlNets; Flux takes one here")
-    control_source = None
-    if controls and controlnet is None:
-        control_source = controls[0].model
-        if not control_source:
-            raise ConfigError(
-                "`control.model` must name a Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
-                " when the base model is Flux: the default ControlNets are Stable Diffusion ones"
-            )
-        if is_flux_controlnet(control_source) is False:  # refuse before the big model loads
-            load_flux_controlnet(control_source)
-    for position, lora in enumerate(model.loras):  # a LoRA for another family is refused before the transformer loads
-        family = flux_lora_family(lora.path)
-        if family is not None and family != "flux":
-            made_for = "a Stable Diffusion UNet" if family == "sd" else "Z-Image"
-            raise ConfigError(
-                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for {made_for} ({family}); "
-                "the base model is Flux (a transformer): use a LoRA made for Flux"
-            )
-    base_path = _check_local(model.base_model, "model.base_model")
-    if base_path is None:
-        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, FLUX_COMPONENTS)
-    if control_source is not None:
-        controlnet = load_flux_controlnet(control_source, resolved_dtype)
-    try:
-        pipeline = RerenderFluxPipeline.from_pretrained(
-            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
-        )
-    except _hub_errors() as error:
-        raise _unreachable("model.base_model", model.base_model, error) from error
-    load_loras(pipeline, model.loras)
-    if model.cpu_offload and resolved_device.type != "cpu":
-        pipeline.enable_model_cpu_offload(device=resolved_device)
-    else:
-        pipeline.to(resolved_device)
-    logger.info(
-        "loaded Flux from %s (%s, %s)%s",
-        model.base_model,
-        resolved_device,
-        resolved_dtype,
-        "" if controlnet is None else f" with the ControlNet {control_source or 'given'}",
-    )
-    return pipeline

@@ -26,8 +26,10 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,6 +67,13 @@ __all__ = [
     "load_vae",
     "load_loras",
     "load_pipeline",
+    "load_transformer_pipeline",
+    "TransformerFamily",
+    "TRANSFORMER_FAMILIES",
+    "transformer_parts",
+    "transformer_lora_family",
+    "config_class_name",
+    "controlnet_family",
     "check_controlnet_fits",
     "check_model_sources",
     "quiet_loading",
@@ -626,14 +635,228 @@ def load_pipeline(
     """
     with quiet_loading():
         family = None if model is None else model.family if model.family != "auto" else detect_family_or_none(model)
-        if family in ("zimage", "flux"):  # a flow-matching transformer: its own loader
-            if family == "zimage":
-                from rerender.diffusion.zimage import load_zimage_pipeline as load_transformer_pipeline
-            else:
-                from rerender.diffusion.flux import load_flux_pipeline as load_transformer_pipeline
+        if family in TRANSFORMER_FAMILIES:  # a flow-matching transformer: its own components
             controlnet = controlnets[0] if controlnets else None
-            return load_transformer_pipeline(model, controls, controlnet=controlnet, device=device, dtype=dtype)
+            return load_transformer_pipeline(
+                model, controls, family=family, controlnet=controlnet, device=device, dtype=dtype
+            )
         return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# flow-matching transformers (Z-Image, Flux): one loader, a table of what differs
+# --------------------------------------------------------------------------------------------------------
+
+TRANSFORMER_FAMILIES = ("zimage", "flux")
+"""The `ModelFamily` values that are flow-matching transformers, loaded by `load_transformer_pipeline`."""
+
+
+@dataclass(frozen=True)
+class TransformerFamily:
+    """What `load_transformer_pipeline` needs of one transformer family (`transformer_parts`)."""
+
+    family: str
+    """The `ModelFamily` value."""
+    pipeline_class: type
+    """The Rerender pipeline class (``from_pretrained`` on the repository folder)."""
+    components: tuple[str, ...]
+    """The repository sub-folders the pipeline reads (what a hub id downloads)."""
+    load_controlnet: Callable[[str, torch.dtype], torch.nn.Module]
+    """``load_controlnet(source, dtype)``; refuses a ControlNet of another family (naming both)."""
+    is_controlnet: Callable[[str], bool | None]
+    """Whether a source is this family's ControlNet, None when its files cannot tell."""
+    default_controlnet: str | None
+    """The ControlNet an empty `control.model` means; None = the user must name one."""
+    controlnet_advice: str
+    """What to say when `control.model` is empty and there is no default, or when several are listed."""
+
+
+def transformer_parts(family: str) -> TransformerFamily:
+    """The `TransformerFamily` of "zimage" or "flux" (imports its module).
+
+    Raises:
+        ConfigError: another family.
+    """
+    if family == "zimage":
+        from rerender.diffusion import zimage
+
+        return TransformerFamily(
+            "zimage",
+            zimage.RerenderZImagePipeline,
+            tuple(zimage.ZIMAGE_COMPONENTS),
+            zimage.load_zimage_controlnet,
+            zimage.is_zimage_controlnet,
+            zimage.DEFAULT_ZIMAGE_CONTROLNET,
+            "Z-Image takes one (the Union ControlNet reads several kinds of map)",
+        )
+    if family == "flux":
+        from rerender.diffusion import flux
+
+        return TransformerFamily(
+            "flux",
+            flux.RerenderFluxPipeline,
+            tuple(flux.FLUX_COMPONENTS),
+            flux.load_flux_controlnet,
+            flux.is_flux_controlnet,
+            None,
+            "Flux takes one Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny; a Union one takes its mode "
+            "from control.type)",
+        )
+    raise ConfigError(f"{family!r} is not a transformer family; use one of {', '.join(TRANSFORMER_FAMILIES)}")
+
+
+def config_class_name(config_file: Path) -> str:
+    """The ``_class_name`` a diffusers ``config.json``/``model_index.json`` names; "" when unreadable."""
+    return str(read_json_file(Path(config_file)).get("_class_name", ""))
+
+
+def transformer_lora_family(source: str | os.PathLike) -> str | None:
+    """The family a LoRA file was made for, read from its keys: "sd" (a UNet's), "flux", "zimage", or None.
+
+    UNet LoRAs name ``down_blocks``/``up_blocks``/``mid_block`` (diffusers) or ``input_blocks``/``output_blocks``/
+    ``middle_block`` (original) modules; Flux LoRAs name ``transformer_blocks``/``single_transformer_blocks``
+    (diffusers) or ``double_blocks``/``single_blocks`` (original, kohya ``lora_unet_double_blocks_…``); Z-Image
+    LoRAs name ``layers.<i>.attention`` (diffusers ``transformer.`` prefix or the original ``diffusion_model.`` one).
+    """
+    path = Path(source)
+    if not (path.is_file() and path.suffix == ".safetensors"):
+        return None
+    keys = checkpoint_keys(path)
+    unet = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
+    if any(marker in key for key in keys for marker in unet):
+        return "sd"
+    if any(marker in key for key in keys for marker in ("double_blocks", "single_blocks", "transformer_blocks")):
+        return "flux"
+    if any(".layers." in key and "attention" in key for key in keys) or any(key.startswith("layers.") for key in keys):
+        return "zimage"
+    return None
+
+
+_CONTROLNET_CLASSES = {
+    "ZImageControlNetModel": "zimage",
+    "FluxControlNetModel": "flux",
+    "FluxMultiControlNetModel": "flux",
+}
+
+
+def controlnet_family(source: str) -> str | None:
+    """The family a local or cached ControlNet was made for, from its ``config.json`` (no weights are read):
+    "sd15"/"sdxl" for a UNet ControlNet (`family_of_unet_config`), "zimage", "flux"; None when it cannot tell."""
+    config = _local_config(source)
+    if config is None:
+        return None
+    name = str(config.get("_class_name", ""))
+    if name in _CONTROLNET_CLASSES:
+        return _CONTROLNET_CLASSES[name]
+    return family_of_unet_config(config) if "block_out_channels" in config else None
+
+
+def _transformer_dtype(wanted: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """`resolve_dtype`, but "auto" is bfloat16 on CUDA: the transformers are trained and published in bf16."""
+    if wanted == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return resolve_dtype(wanted, device)
+
+
+def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], family: str) -> str | None:
+    """Refuse, before any weights load, what does not fit a transformer base: `model.vae`, several ControlNets,
+    no ControlNet where the family has no default, a ControlNet or LoRA of another family (naming both).
+
+    Returns:
+        The ControlNet source to load (None without control).
+
+    Raises:
+        ConfigError: as above.
+    """
+    parts, name = transformer_parts(family), FAMILY_NAMES[family]
+    if model.vae is not None:
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not apply to {name} (its 16-channel VAE is part of the model); "
+            "leave it empty"
+        )
+    if len(controls) > 1:
+        raise ConfigError(f"`control` lists {len(controls)} ControlNets; {parts.controlnet_advice}")
+    source = None
+    if controls:
+        source = controls[0].model or parts.default_controlnet
+        if not source:
+            raise ConfigError(
+                f"`control.model` must name a {name} ControlNet when the base model is {name} (the default "
+                f"ControlNets are Stable Diffusion ones): {parts.controlnet_advice}"
+            )
+        its_family = controlnet_family(source)
+        if its_family is not None and its_family != family:
+            raise _mismatch("`control[0].model`", source, its_family, family)
+        if parts.is_controlnet(source) is False:
+            parts.load_controlnet(source, torch.float32)  # raises, naming the family, before the big model
+    for position, lora in enumerate(model.loras):
+        its_family = transformer_lora_family(lora.path)
+        if its_family is not None and its_family != family:
+            made_for = "a Stable Diffusion UNet" if its_family == "sd" else FAMILY_NAMES[its_family]
+            raise ConfigError(
+                f"`model.loras[{position}].path` {lora.path!r} is a LoRA for {made_for} ({its_family}); the base "
+                f"model is {name} (a transformer): use a LoRA made for {name}"
+            )
+    return source
+
+
+def load_transformer_pipeline(
+    model: ModelConfig,
+    controls: Sequence[Any] = (),
+    *,
+    family: str,
+    controlnet: torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+):
+    """Build a flow-matching transformer pipeline (`RerenderZImagePipeline`, `RerenderFluxPipeline`) from the
+    `model` and `control` config sections, as `load_pipeline` does for SD.
+
+    What differs per family is one `TransformerFamily` (`transformer_parts`). Everything that does not fit is
+    refused before the transformer loads (`check_transformer_sources`); `model.vae` does not apply. LoRAs load
+    through diffusers' LoRA loader of the family. Default dtype: bfloat16 on CUDA.
+
+    Args:
+        model: the `model` section.
+        controls: the `control` section (one entry at most).
+        family: "zimage" or "flux".
+        controlnet: an already loaded ControlNet (skips loading `controls[0].model`).
+        device: overrides `model.device`.
+        dtype: overrides `model.dtype`.
+
+    Raises:
+        ConfigError: see `check_transformer_sources`.
+        InputNotFoundError: a missing path or an unreachable hub id.
+    """
+    parts = transformer_parts(family)
+    resolved_device = resolve_device(device if device is not None else model.device)
+    resolved_dtype = _transformer_dtype(dtype if dtype is not None else model.dtype, resolved_device)
+    source = check_transformer_sources(model, controls if controlnet is None else (), family)
+    base_path = _check_local(model.base_model, "model.base_model")
+    if base_path is None:
+        base_path = _hub_folder(model.base_model, "model.base_model", resolved_dtype, parts.components)
+    if source is not None:
+        controlnet = parts.load_controlnet(source, resolved_dtype)
+    try:
+        pipeline = parts.pipeline_class.from_pretrained(
+            str(base_path), controlnet=controlnet, **_dtype_argument(resolved_dtype)
+        )
+    except _hub_errors() as error:
+        raise _unreachable("model.base_model", model.base_model, error) from error
+    load_loras(pipeline, model.loras)
+    if model.cpu_offload and resolved_device.type != "cpu":
+        pipeline.enable_model_cpu_offload(device=resolved_device)
+    else:
+        pipeline.to(resolved_device)
+    logger.info(
+        "loaded %s from %s (%s, %s)%s",
+        FAMILY_NAMES[family],
+        model.base_model,
+        resolved_device,
+        resolved_dtype,
+        "" if controlnet is None else f" with the ControlNet {source or 'given'}",
+    )
+    return pipeline
 
 
 def _load_controlnets(controls, base_path, family, dtype):

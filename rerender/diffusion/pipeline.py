@@ -402,6 +402,11 @@ class RerenderPipeline(
         return [self.controlnet]
 
     @property
+    def latent_channels(self) -> int:
+        """Channels of the latent grid the noise is drawn on (the UNet's input; a transformer base's VAE grid)."""
+        return int(self.unet.config.in_channels)
+
+    @property
     def size_multiple(self) -> int:
         """Frame sides must be multiples of this: the VAE factor (8 for SD 1.5). The UNet and ControlNet
         take latents of any size (diffusers forwards the upsampling sizes), so 64 is not needed."""
@@ -1543,7 +1548,7 @@ class RerenderPipeline(
             state.generator.set_state(state.generator_state)
         generator, device, dtype = state.generator, self._execution_device, self.unet.dtype
         height, width = state.anchor.frame.shape[-2:]
-        shape = (1, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        shape = (1, self.latent_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
 
         def draw() -> torch.Tensor:
             return randn_tensor(shape, generator=generator, device=device, dtype=dtype)

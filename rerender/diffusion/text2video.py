@@ -204,6 +204,7 @@ def render_text_keyframes(
     ip_adapter_image: Any | None = None,
     background_smoothing: BackgroundSmoothing | None = None,
     foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+    **options: Any,
 ) -> list[torch.Tensor]:
     """Render keyframes from text alone: the anchor from noise, the others by Text2Video-Zero from the anchor.
 
@@ -225,6 +226,7 @@ def render_text_keyframes(
         background_smoothing: `BackgroundSmoothing` (Eq. 9), or None = off.
         foreground_mask: ``foreground_mask(image) -> (H, W) bool`` for background smoothing; None =
             `salient_foreground`.
+        **options: keywords of a base's own `render_text_keyframes` (Flux: ``true_cfg_scale``).
 
     Returns:
         One ``(1, 3, H, W)`` image in [0, 1] per keyframe.
@@ -234,7 +236,7 @@ def render_text_keyframes(
     """
     from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
 
-    if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image: flow matching)
+    if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image, Flux: flow matching)
         return pipeline.render_text_keyframes(
             prompt,
             keyframe_indices,
@@ -248,7 +250,10 @@ def render_text_keyframes(
             ip_adapter_image=ip_adapter_image,
             background_smoothing=background_smoothing,
             foreground_mask=foreground_mask,
+            **options,
         )
+    if options:
+        raise ConfigError(f"{', '.join(map(repr, options))}: not an option of {type(pipeline).__name__}")
     device = pipeline._execution_device
     scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config)  # ours: set_timesteps mutates it
     scheduler.set_timesteps(num_inference_steps, device=device)

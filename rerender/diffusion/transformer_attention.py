@@ -47,6 +47,8 @@ __all__ = [
     "TokenCrossFrameAttnProcessor",
     "token_cross_frame_attention",
     "reference_bytes",
+    "REFERENCE_FRAMES",
+    "blocks_within",
     "flux_blocks",
     "FluxCrossFrameAttnProcessor",
     "flux_cross_frame_attention",
@@ -232,6 +234,45 @@ def reference_bytes(
     8 steps in all blocks; ``last_blocks=10`` needs a third of that.
     """
     return batch * image_tokens * dim * blocks * steps * element_size
+
+
+REFERENCE_FRAMES = 3
+"""Reference frames whose block inputs are held at once while a keyframe renders: the anchor, the previous
+keyframe and the keyframe being rendered (kept as the next one's "previous")."""
+
+
+def blocks_within(
+    budget_bytes: float,
+    image_tokens: int,
+    dim: int,
+    steps: int,
+    total_blocks: int,
+    batch: int = 1,
+    element_size: int = 2,
+) -> int:
+    """How many blocks cross-frame attention can use within a memory budget for the stored references: the
+    structural rule behind ``constraints.cross_frame_blocks`` when memory is short.
+
+    All `REFERENCE_FRAMES` references keep one ``(batch, image_tokens, dim)`` input per chosen block and attention
+    step (`reference_bytes`), so ``N = ⌊budget / (3·batch·tokens·dim·steps·element_size)⌋`` blocks fit, capped
+    at `total_blocks`; the chosen ones are the last N (nearest the output, as Rerender picks the UNet decoder).
+    0 means not even one block fits: turn cross-frame attention off or lower the resolution.
+
+    Args:
+        budget_bytes: memory set aside for the references.
+        image_tokens: image tokens per frame ((H/16)·(W/16) for Z-Image and Flux).
+        dim: the transformer width (Z-Image 3,840, Flux 3,072).
+        steps: steps at which cross-frame attention acts (the schedule's ``cross_attention`` steps).
+        total_blocks: the blocks the family's rule offers (Z-Image 30 main-stream, Flux 19 + 38).
+        batch: 2 with classifier-free guidance in the batch (Flux's true guidance), else 1.
+        element_size: bytes per value (2 in bf16/fp16).
+
+    Example:
+        >>> blocks_within(4 * 2**30, 4096, 3072, 3, 57)  # Flux at 1024², 3 steps, 4 GiB
+        18
+    """
+    per_block = REFERENCE_FRAMES * reference_bytes(image_tokens, dim, 1, steps, batch, element_size)
+    return int(min(total_blocks, budget_bytes // per_block))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
         "constraints.freeu.s1",
         "constraints.freeu.s2",
     ),
+    "Transformer bases (Z-Image, Flux)": ("constraints.cross_frame_blocks", "sampling.true_cfg_scale"),
     "Refinement": (
         "sampling.refinement",
         "sampling.refinement.refinement_strength",

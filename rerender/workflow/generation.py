@@ -176,7 +176,7 @@ def generate(
     fps: float = 8.0,
     negative_prompt: str | None = None,
     num_inference_steps: int = 20,
-    guidance_scale: float = 7.5,
+    guidance_scale: float | None = None,
     noise_steps: tuple[int, int] | None = None,
     seed: int = 0,
     config: Any = None,
@@ -197,7 +197,9 @@ def generate(
         motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
         size: ``(width, height)``.
         fps: frame rate of the video.
-        negative_prompt, num_inference_steps, guidance_scale, noise_steps: see `render_text_keyframes`; `None`
+        guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (7.5 by default;
+            the presets' value for Z-Image and Flux). Flux's true guidance is `config.sampling.true_cfg_scale`.
+        negative_prompt, num_inference_steps, noise_steps: see `render_text_keyframes`; `None`
             noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
             `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
@@ -292,8 +294,11 @@ def generate(
         with loading_bars(progress):
             pipeline = load_pipeline(config.model, config.control)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    from rerender.diffusion.flux import true_guidance_options
     from rerender.diffusion.ip_adapter import style_adapter
 
+    if guidance_scale is None:
+        guidance_scale = config.sampling.guidance_scale
     with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
         images = render_text_keyframes(
             pipeline,
@@ -309,6 +314,7 @@ def generate(
             ip_adapter_image=style_image,
             background_smoothing=background_smoothing,
             foreground_mask=foreground_mask,
+            **true_guidance_options(pipeline, config.sampling.true_cfg_scale),
         )
     keyframes = [
         (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images

@@ -123,6 +123,7 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         check_model_sources(config.model, config.control)
         check_diffusion_weights(config)
         check_size_multiple(config)
+        check_transformer_family(config)
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -156,6 +157,17 @@ def check_size_multiple(config: RerenderConfig) -> None:
             f"that are multiples of {multiple}: set size_multiple: {multiple} (--set size_multiple={multiple})"
             + (", as configs/zimage_turbo.yaml does" if family == "zimage" else "")
         )
+
+
+def check_transformer_family(config: RerenderConfig) -> None:
+    """On a transformer base (Z-Image, Flux): a ControlNet, LoRA or VAE that does not fit it is refused now, naming
+    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded."""
+    from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_transformer_sources
+    from rerender.weights import model_family
+
+    family = model_family(config.model)
+    if family in TRANSFORMER_FAMILIES:
+        check_transformer_sources(config.model, config.control, family)
 
 
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:

@@ -166,6 +166,7 @@ class DiffusionRenderer:
             on_progress(finished[0], total)
             restore_bars = getattr(self.pipeline, "_progress_bar_config", {}).copy()
             self.pipeline.set_progress_bar_config(**{**restore_bars, "disable": True})
+        from rerender.diffusion.flux import true_guidance_options
         from rerender.diffusion.ip_adapter import style_adapter
 
         with style_adapter(self.pipeline, config) as style_image:  # the IP-Adapter for this render only
@@ -186,6 +187,7 @@ class DiffusionRenderer:
                 callback_on_step_end=step_end,
                 resume=resume,
                 ip_adapter_image=style_image,
+                **true_guidance_options(self.pipeline, config.sampling.true_cfg_scale),
             )
             try:
                 for frame in rendered:
