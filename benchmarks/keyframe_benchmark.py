@@ -18,6 +18,12 @@ Full-size SD 1.5 UNet + ControlNet + VAE + CLIP text encoder built from the conf
 
 Reported per variant: wall time per keyframe (the anchor is excluded for rerender and reported apart), peak
 resident memory (sampled every 10 ms) and its increase over the models-loaded baseline, UNet calls per keyframe.
+Then the decomposition of the overhead: every UNet (+ ControlNet) call, VAE encode and VAE decode is timed; the
+plain runs give the seconds of one call of each kind, and each variant's calls weighed by them give its
+*model-work ratio* (what the method's own model calls cost against plain's: 11 UNet calls, 3 encodes and
+4 decodes per keyframe with every constraint, against 7 + 1 + 1). "beyond model work" = time ratio − model-work
+ratio is what the engine costs on top of its model calls (flow, masks, fusions, AdaIN, cross-frame attention's
+extra keys, Python). `keyframe_profile.py` breaks that down per function.
 
 Usage:
     python benchmarks/keyframe_benchmark.py --threads 2
@@ -51,6 +57,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps of the full schedule (default 10)")
     parser.add_argument("--strength", type=float, default=0.75, help="denoising strength (default 0.75)")
     parser.add_argument("--keyframes", type=int, default=3, help="keyframes after the anchor (default 3)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this process's CPU time (steadier on a shared machine; use with --threads 1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser.parse_args()
 
@@ -196,6 +208,7 @@ def main() -> int:
     from rerender.diffusion.pipeline import RerenderPipeline
     from rerender.flow import DISFlowEstimator
 
+    clock = time.process_time if arguments.clock == "cpu" else time.perf_counter
     sdxl = arguments.family == "sdxl"
     width = arguments.width if arguments.width is not None else (0.5 if sdxl else 1.0)
     arguments.config_dir = arguments.config_dir or REPO / "rerender" / "assets" / f"{arguments.family}-config"
@@ -227,22 +240,22 @@ def main() -> int:
 
     def timed(function, kind: str):
         def call(*args, **kwargs):
-            began = time.perf_counter()
+            began = clock()
             try:
                 return function(*args, **kwargs)
             finally:
-                model_seconds[kind] += time.perf_counter() - began
+                model_seconds[kind] += clock() - began
                 model_calls[kind] += kind != "controlnet"
 
         return call
 
     def counted_controlnet(function):  # its time is the UNet call's: one model call is UNet + ControlNet
         def call(*args, **kwargs):
-            began = time.perf_counter()
+            began = clock()
             try:
                 return function(*args, **kwargs)
             finally:
-                model_seconds["unet"] += time.perf_counter() - began
+                model_seconds["unet"] += clock() - began
 
         return call
 
@@ -281,7 +294,7 @@ def main() -> int:
         with PeakMemory() as memory, torch.no_grad():
             for frame, control in zip(frames[1:], controls[1:]):
                 unet_calls.clear()
-                begin = time.perf_counter()
+                begin = clock()
                 plain(
                     prompt,
                     image=Image.fromarray(frame),
@@ -291,7 +304,7 @@ def main() -> int:
                     output_type="np",
                     **common,
                 )
-                times.append(time.perf_counter() - begin)
+                times.append(clock() - begin)
                 calls.append(len(unet_calls))
         results.append(
             dict(
@@ -313,9 +326,9 @@ def main() -> int:
         release_memory()
         unet_calls.clear()
         reset_model_work()
-        rendered = []
+        rendered, seconds = [], []
         with PeakMemory() as memory:
-            for frame in ours.render_keyframes(
+            frames_out = ours.render_keyframes(
                 frames,
                 prompt,
                 control_images=controls,
@@ -323,19 +336,25 @@ def main() -> int:
                 constraints=constraints,
                 generator=torch.Generator().manual_seed(0),
                 **common,
-            ):
+            )
+            while True:
+                began = clock()
+                frame = next(frames_out, None)
+                if frame is None:
+                    break
+                seconds.append(clock() - began)
                 if frame.is_anchor:  # the model work of the keyframes only, as their times
                     reset_model_work()
                 rendered.append(frame)
         keyframes = rendered[1:]
         assert sum(frame.unet_calls for frame in rendered) == len(unet_calls)
-        times = [frame.seconds for frame in keyframes]
+        times = seconds[1:]
         calls = [frame.unet_calls for frame in keyframes]
         results.append(
             dict(
                 variant=label,
                 seconds=times,
-                anchor_seconds=rendered[0].seconds,
+                anchor_seconds=seconds[0],
                 unet_calls=calls,
                 peak=memory.peak,
                 model_work=model_work(),
@@ -343,7 +362,7 @@ def main() -> int:
             )
         )
         print(
-            f"{label}: {np.mean(times):.1f} s/keyframe {times} (anchor {rendered[0].seconds:.1f} s), UNet calls {calls}, "
+            f"{label}: {np.mean(times):.1f} s/keyframe {times} (anchor {seconds[0]:.1f} s), UNet calls {calls}, "
             f"peak {memory.peak / 2**30:.2f} GiB",
             flush=True,
         )
@@ -372,6 +391,7 @@ def main() -> int:
         f"UNet + ControlNet + VAE + CLIP from {arguments.config_dir.name} ({described}, random weights), "
         f"{arguments.size}x{arguments.size}, {arguments.steps} steps, "
         f"strength {arguments.strength}, {arguments.keyframes} keyframes, fp32 CPU, {arguments.threads} threads, "
+        f"{arguments.clock} clock, load {os.getloadavg()[0]:.1f}, "
         f"models built in {build_seconds:.0f} s, baseline RSS {baseline / 2**30:.2f} GiB"
     )
     print()
