@@ -27,6 +27,7 @@ extra keys, Python). `keyframe_profile.py` breaks that down per function.
 
 Usage:
     python benchmarks/keyframe_benchmark.py --threads 2
+    python benchmarks/keyframe_benchmark.py --family sdxl --size 128 --keyframes 2 --threads 1 --clock cpu  # shared CPU
     python benchmarks/keyframe_benchmark.py --config-dir <tiny diffusers folder> --size 64 --keyframes 2  # smoke test
 """
 
