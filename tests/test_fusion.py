@@ -196,6 +196,33 @@ def test_fidelity_oriented_encoding_equals_its_formula():
     assert torch.allclose(fidelity_oriented_encode(image, encode, decode, threshold=0.0), x, atol=1e-6)
 
 
+def test_fidelity_encoding_skips_the_test_decode_only_where_no_error_can_exceed_the_threshold():
+    # errors between two images in [0, 1] are at most 2 on the [−1, 1] scale: threshold 2 trusts everything
+    # without the test decode D(E′(I)); the result is E′(I) exactly
+    decodes = []
+
+    def encode(image):
+        return 0.5 * F.avg_pool2d(image, 2) + 0.05
+
+    def decode(latents):
+        decodes.append(1)
+        return (2.0 * F.interpolate(latents, scale_factor=2, mode="nearest")).clamp(0, 1)
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 8, 8)
+    x = encode(image)
+    compensated = x + (x - encode(decode(x)))
+    decodes.clear()
+    assert torch.equal(fidelity_oriented_encode(image, encode, decode, threshold=2.0), compensated)
+    assert len(decodes) == 1  # the round trip's only
+    decodes.clear()
+    fidelity_oriented_encode(image, encode, decode, threshold=1.99)
+    assert len(decodes) == 2
+    decodes.clear()
+    fidelity_oriented_encode(image * 3.0 - 1.0, encode, decode, threshold=2.0)  # not in [0, 1]: no guarantee
+    assert len(decodes) == 2
+
+
 # --------------------------------------------------------------------------------------------------------
 # colour
 # --------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ code path."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 
@@ -313,6 +314,33 @@ def test_pixel_aware_fusion_with_zero_weight_reproduces_the_direct_pass(pipe):
     zero = run(pipe, frames, constraints=ConstraintConfig(mask_strength=0.0)).images
     assert np.array_equal(direct, zero)
     assert not np.allclose(direct[1:], run(pipe, frames).images[1:], atol=1e-4)
+
+
+def test_an_unused_fusion_target_is_not_computed_and_changes_nothing(pipe, monkeypatch):
+    # mask strength 0: the target is multiplied by a zero weight, so its VAE work (pass-A decode, fidelity
+    # encoding: 3 decodes, 2 encodes) is skipped; the images are those of the run that computes it
+    frames = make_frames(3, shift=8)
+    constraints = ConstraintConfig(mask_strength=0.0)
+    vae_calls = collections.Counter()
+
+    def counting(name):
+        method = getattr(pipe.vae, name)
+
+        def call(*args, **kwargs):
+            vae_calls[name] += 1
+            return method(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(pipe.vae, "encode", counting("encode"))
+    monkeypatch.setattr(pipe.vae, "decode", counting("decode"))
+    skipped = run(pipe, frames, constraints=constraints).images
+    assert vae_calls == {"encode": 3, "decode": 3}  # one of each per frame
+    vae_calls.clear()
+    monkeypatch.setattr(type(pipe), "_fusion_target_used", staticmethod(lambda guidance: True))
+    computed = run(pipe, frames, constraints=constraints).images
+    assert vae_calls == {"encode": 3 + 2 * 2, "decode": 3 + 2 * 3}
+    assert np.array_equal(skipped, computed)
 
 
 def test_pixel_aware_fusion_replaces_the_latent_by_the_noised_target_at_full_weight(pipe):

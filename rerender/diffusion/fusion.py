@@ -405,7 +405,8 @@ def fidelity_oriented_encode(
 
     M_E is 0 where compensation overshoots: pixels whose mean absolute error between ``D(E′(I))`` and I, on the
     [−1, 1] scale, exceeds `threshold`, brought to the latent grid (bilinear, any overlap counts) and dilated
-    by 3×3, as in the official code.
+    by 3×3, as in the official code. With ``threshold ≥ 2`` and I in [0, 1] no error can exceed it (both images
+    lie in [0, 1]): M_E is all ones and the test decode ``D(E′(I))`` is skipped (E*(I) = E′(I), the same result).
 
     Args:
         image: I, RGB in [0, 1].
@@ -424,6 +425,8 @@ def fidelity_oriented_encode(
     latents = encode(image)
     round_trip = encode(decode(latents))
     compensated = latents + compensation * (latents - round_trip)  # E′(I)
+    if threshold >= 2.0 and bool(image.min() >= 0.0) and bool(image.max() <= 1.0):  # M_E = 1: no test decode
+        return latents + torch.ones_like(latents) * compensation * (latents - round_trip)
     error = 2.0 * (decode(compensated).float() - image.float()).abs().mean(dim=1, keepdim=True)  # [−1, 1] scale
     overshoot = F.interpolate(
         (error > threshold).float(), size=latents.shape[-2:], mode="bilinear", align_corners=False

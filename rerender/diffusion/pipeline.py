@@ -775,15 +775,20 @@ class RerenderPipeline(
 
         # d. Pass B, fused: the pixel-aware target (Eq. 10), fidelity-encoded (Eq. 8–9), blended in (Eq. 11)
         if second_pass_start is not None and resume is not None:
-            direct = self.decode_latents(latents_a)
-            target_image = composite_references(
-                direct,
-                guidance.warped_anchor,
-                guidance.anchor_occlusion,
-                guidance.warped_previous,
-                guidance.previous_occlusion,
-            )
-            guidance.target = self.encode_fusion_target(target_image, constraints)
+            if not self._fusion_target_used(guidance):
+                # no cell takes the target (mask strength 0, or occluded everywhere): its value is multiplied by 0,
+                # so the pass-A decode and the fidelity encoding (3 VAE decodes, 2 encodes) are skipped; exact
+                guidance.target = torch.zeros_like(latents_a)
+            else:
+                direct = self.decode_latents(latents_a)
+                target_image = composite_references(
+                    direct,
+                    guidance.warped_anchor,
+                    guidance.anchor_occlusion,
+                    guidance.warped_previous,
+                    guidance.previous_occlusion,
+                )
+                guidance.target = self.encode_fusion_target(target_image, constraints)
             latents, direction = resume
             record_after = {s for s in schedule.cross_attention if s >= second_pass_start}
             latents, _, _ = self.denoise(
@@ -1560,6 +1565,11 @@ class RerenderPipeline(
             refinement_initial = draw()
             refinement_fusion = {step: draw() for step in sorted(state.refinement_schedule.pixel_fusion)}
         return _NoiseBank(initial, fusion, refinement_initial, refinement_fusion)
+
+    @staticmethod
+    def _fusion_target_used(guidance: FusionGuidance) -> bool:
+        """Whether some latent cell takes the pixel-aware target (fusion weight > 0); one check per keyframe."""
+        return guidance.fusion_weight is None or bool(guidance.fusion_weight.any())
 
     def _color_corrected(self, frame: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         corrected = correct_colors(self._to_uint8(frame), self._to_uint8(reference))
