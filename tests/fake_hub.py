@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -113,3 +117,28 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+def run_cli(args, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m rerender.cli ARGS`` in a child process with `env` (a `hub_env`), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "rerender.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
+    """The environment of a child process that sees `hub` as the Hugging Face hub and `home` as its cache."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HOME": str(home),
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }

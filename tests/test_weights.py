@@ -20,7 +20,7 @@ import rerender
 from rerender.config import ControlConfig, ModelConfig, RerenderConfig, apply_overrides
 from rerender.errors import ConfigError, WeightsNotFoundError
 from rerender.weights import fetch_commands, missing_weights, select_files, weight_sources
-from tests.fake_hub import COMMIT, FakeHub
+from tests.fake_hub import COMMIT, FakeHub, hub_env, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(
@@ -395,28 +395,6 @@ def _fake_repositories(tiny_pipeline_dir: Path) -> dict[str, dict[str, bytes]]:
     }
 
 
-def _run(args, env, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rerender.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "0",
-        "HF_ENDPOINT": hub.endpoint,
-        "HF_HOME": str(home),
-        "NO_PROXY": "127.0.0.1",
-        "no_proxy": "127.0.0.1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-    }
-
-
 def _folder_files(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
@@ -468,11 +446,11 @@ def downloaded(tiny_pipeline_dir, tmp_path_factory, extras):
         "README.md": b"# fake",
     }
     with FakeHub(repositories) as hub:
-        env = _hub_env(hub, home)
-        dry = _run(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32", *EXTRA_OPTIONS], env)
+        env = hub_env(hub, home)
+        dry = run_cli(["download", "--model", "fake/tiny-sd", "--dry-run", "--precision", "fp32", *EXTRA_OPTIONS], env)
         assert dry.returncode == 0, dry.stderr
         assert hub.downloaded == []  # a dry run fetches nothing
-        done = _run(["download", "--model", "fake/tiny-sd", "--precision", "fp32", *EXTRA_OPTIONS], env)
+        done = run_cli(["download", "--model", "fake/tiny-sd", "--precision", "fp32", *EXTRA_OPTIONS], env)
         assert done.returncode == 0, done.stderr
     return hub, home, dry.stdout
 
@@ -591,12 +569,12 @@ def test_a_downloaded_hub_id_loads_offline(downloaded, monkeypatch):
 @pytest.mark.slow
 def test_cli_translate_from_the_downloaded_cache_offline(downloaded, synthetic_clip, tmp_path):
     hub, home, _ = downloaded
-    offline = {**_hub_env(hub, home), "HF_HUB_OFFLINE": "1"}
-    report = _run(["env", "--json", "--model", "fake/tiny-sd"], offline)
+    offline = {**hub_env(hub, home), "HF_HUB_OFFLINE": "1"}
+    report = run_cli(["env", "--json", "--model", "fake/tiny-sd"], offline)
     assert report.returncode == 0, report.stderr
     models = json.loads(report.stdout)["models"]
     assert models["translate"] == "diffusion" and all(item["present"] for item in models["sources"])
-    result = _run(
+    result = run_cli(
         [
             "translate",
             synthetic_clip,
@@ -627,7 +605,7 @@ def test_cli_translate_from_the_downloaded_cache_offline(downloaded, synthetic_c
 @pytest.mark.slow
 def test_translate_downloads_a_hub_id_on_a_connected_machine(tiny_pipeline_dir, synthetic_clip, tmp_path):
     with FakeHub(_fake_repositories(tiny_pipeline_dir)) as hub:
-        result = _run(
+        result = run_cli(
             [
                 "translate",
                 synthetic_clip,
@@ -646,7 +624,7 @@ def test_translate_downloads_a_hub_id_on_a_connected_machine(tiny_pipeline_dir, 
                 "device=cpu",
                 *[f"--set={key}={value}" for key, value in FAST.items()],
             ],
-            _hub_env(hub, tmp_path / "hf"),
+            hub_env(hub, tmp_path / "hf"),
         )
     assert result.returncode == 0, result.stderr
     assert "keyframes (diffusion)" in result.stdout and "classic" not in result.stderr

@@ -8,16 +8,13 @@ from the published repositories' real layouts with their sizes) or at the HTTP b
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.errors import InputNotFoundError
-from tests.fake_hub import COMMIT, FakeHub
+from tests.fake_hub import COMMIT, FakeHub, hub_env, run_cli
 
 GB, MB = 10**9, 10**6
 
@@ -527,29 +524,6 @@ def test_offline_dry_run_names_flux_dev_terms_without_the_hub(monkeypatch, tmp_p
 # ------------------------------------------------------------------------------------ through HTTP, then loading
 
 
-def _run(args, env, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rerender.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _hub_env(hub: FakeHub, home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "0",
-        "HF_ENDPOINT": hub.endpoint,
-        "HF_HOME": str(home),
-        "NO_PROXY": "127.0.0.1",
-        "no_proxy": "127.0.0.1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-
-
 def _tiny_sdxl_repositories(tiny_sdxl_dir: Path) -> dict[str, dict[str, bytes]]:
     """The tiny SDXL model laid out as the hub publishes SDXL (fp16 variants beside the full weights, single files,
     ONNX/OpenVINO exports), its ControlNet under the default SDXL canny id, and a tiny fp16-fixed VAE."""
@@ -610,12 +584,12 @@ def test_sdxl_fp16_download_over_http_fetches_what_loading_reads_and_loads_offli
     repositories = _tiny_sdxl_repositories(tiny_sdxl_dir)
     home = tmp_path / "hf"
     with FakeHub(repositories) as hub:
-        env = _hub_env(hub, home)
+        env = hub_env(hub, home)
         args = ["download", "--model", "fake/tiny-sdxl", "--precision", "fp16", "--no-flow", "-q"]
-        dry = _run([*args, "--dry-run"], env)
+        dry = run_cli([*args, "--dry-run"], env)
         assert dry.returncode == 0, dry.stderr
         assert hub.downloaded == []
-        done = _run(args, env)
+        done = run_cli(args, env)
         assert done.returncode == 0, done.stderr
     listed = {line.split()[1] for line in dry.stdout.splitlines() if line.startswith("  fetch ")}
     downloaded = set(hub.downloaded)
@@ -668,14 +642,14 @@ def test_a_gated_repository_over_http_is_named_with_its_terms_and_refused_clearl
     }
     metadata = {"fake/gated-sd": {"gated": "manual", "cardData": {"license": "cc-by-nc-4.0"}}}
     with FakeHub(repositories, metadata) as hub:
-        env = _hub_env(hub, tmp_path / "hf")
+        env = hub_env(hub, tmp_path / "hf")
         args = ["download", "--model", "fake/gated-sd", "--no-flow", "-q", "--precision", "fp32"]
-        dry = _run([*args, "--dry-run"], env)
+        dry = run_cli([*args, "--dry-run"], env)
         assert dry.returncode == 0, dry.stderr
         assert "  terms: gated: accept its terms on https://huggingface.co/fake/gated-sd" in dry.stdout
         assert "licence cc-by-nc-4.0: non-commercial use only" in dry.stdout
         assert "  fetch unet/diffusion_pytorch_model.safetensors  2.0 KB" in dry.stdout.splitlines()
-        done = _run(args, env)
+        done = run_cli(args, env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "'fake/gated-sd' (--model) is gated" in done.stderr and "hf auth login" in done.stderr
     assert hub.downloaded == []
