@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "adapter_file",
     "GMFLOW_FILENAME",
     "GMFLOW_HUB_FILES",
     "WeightSource",
@@ -1324,7 +1325,8 @@ IP_ADAPTER_WIDTHS = {768: "sd15", 2048: "sdxl"}
 for SD 1.5, the two SDXL text encoders' 768 + 1280 = 2048 for SDXL."""
 
 
-def _adapter_file_here(source: str, weight_name: str) -> Path | None:
+def adapter_file(source: str, weight_name: str) -> Path | None:
+    """The adapter's `.safetensors` file when it is on this machine (a local folder, or the hub cache), else None."""
     if not is_hub_id(source):
         path = Path(source).expanduser() / weight_name
         return path if path.is_file() else None
@@ -1346,7 +1348,7 @@ def ip_adapter_family(
     * else the path convention of ``h94/IP-Adapter``: ``sdxl_models/`` (or "sdxl" in the name) is SDXL,
       ``models/`` (or "sd15") SD 1.5; "flux" in the name or repository is Flux.
     """
-    path = _adapter_file_here(source, weight_name)
+    path = adapter_file(source, weight_name)
     if path is not None and path.suffix == ".safetensors":
         shapes = safetensors_shapes(path)
         if any("ip_adapter_double_stream" in name or name.startswith("double_blocks.") for name in shapes):

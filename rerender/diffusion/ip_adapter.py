@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rerender.errors import CheckpointError, ConfigError, WeightsNotFoundError
+from rerender.weights import adapter_file
 
 __all__ = [
     "adapter_file",
@@ -51,19 +52,6 @@ def read_style_image(path: str | os.PathLike) -> np.ndarray:
         raise VideoReadError(
             f"`style_image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, …): {error}"
         ) from error
-
-
-def adapter_file(source: str, weight_name: str) -> Path | None:
-    """The adapter's `.safetensors` file when it is on this machine (a local folder, or the hub cache), else None."""
-    from rerender.weights import is_hub_id
-
-    if not is_hub_id(source):
-        path = Path(source).expanduser() / weight_name
-        return path if path.is_file() else None
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(source, weight_name)
-    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
 
 
 def check_style_inputs(style_image: str | None, source: str, weight_name: str) -> None:
