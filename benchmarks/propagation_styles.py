@@ -7,6 +7,9 @@ on the source's own edges, which the propagator's colour and edge guides see. Th
   smoothed luminance, shaded by a fixed light, over a posterised palette. Every step is a shift-equivariant
   function of one frame (no screen coordinates, no seeds), so when the content moves the ridges move with it;
   but the ridges appear where the source has smooth shading and no edge at all (a sky gradient, a cheek).
+* ``glass`` (texture fixed to the CONTENT): stained glass whose Voronoi cells are seeded at the blobs of the
+  content (extrema of a difference of Gaussians), so the cells and their leading move with the picture; the
+  leading lies between blobs, not on the source's edges.
 * ``mosaic`` (texture fixed to the SCREEN): stained glass. Voronoi cells from seeds on a jittered grid at fixed
   image positions, each cell filled with its mean colour (saturated), dark lead lines between cells.
 * ``halftone`` (texture fixed to the SCREEN): a CMYK dot screen at the printing angles (15, 75, 0, 45 degrees)
@@ -83,24 +86,59 @@ def stylize_mosaic(img: np.ndarray) -> np.ndarray:
     height, width = img.shape[:2]
     scale = _scale(img)
     seeds = _jittered_seeds(height, width, 14.0 * scale)
-    marker = np.full((height, width), 255, np.uint8)
     cols = np.clip(np.round(seeds[:, 0]).astype(int), 0, width - 1)
     rows = np.clip(np.round(seeds[:, 1]).astype(int), 0, height - 1)
+    return _glass(img, rows, cols, scale)
+
+
+def stylize_glass(img: np.ndarray) -> np.ndarray:
+    """Stained glass whose cells are seeded by the content (content-fixed texture).
+
+    Shape:
+        img: (H, W, 3) uint8 BGR -> (H, W, 3) uint8 BGR.
+
+    Seeds: the local extrema (over a 9·scale px window) of the luminance's difference of Gaussians
+    (σ = 2 and 4 px·scale) whose magnitude is above 2 grey levels: blob centres, which move with the
+    content, so the cells, their colours and the leading between them move with it too. Cell boundaries
+    lie between blobs, not on the source's edges. Then as :func:`stylize_mosaic`: mean colour per cell,
+    saturated, dark leading. Where the content is flat there are no seeds and the panes are large.
+    """
+    scale = _scale(img)
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    dog = cv2.GaussianBlur(grey, (0, 0), 2.0 * scale) - cv2.GaussianBlur(grey, (0, 0), 4.0 * scale)
+    size = max(3, int(round(9 * scale)) | 1)
+    kernel = np.ones((size, size), np.uint8)
+    peaks = ((dog == cv2.dilate(dog, kernel)) | (dog == cv2.erode(dog, kernel))) & (np.abs(dog) > 2.0)
+    rows, cols = np.nonzero(peaks)
+    return _glass(img, rows, cols, scale)
+
+
+def _glass(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: float) -> np.ndarray:
+    """Voronoi cells around the seed pixels ``(rows, cols)``, each its mean colour saturated, dark leading."""
+    height, width = img.shape[:2]
+    marker = np.full((height, width), 255, np.uint8)
     marker[rows, cols] = 0
+    if rows.size == 0:
+        marker[height // 2, width // 2] = 0
     _, labels = cv2.distanceTransformWithLabels(marker, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     labels = labels.astype(np.int64)
     count = np.bincount(labels.ravel(), minlength=labels.max() + 1).astype(np.float32)
-    mean = np.stack(
-        [np.bincount(labels.ravel(), weights=img[..., c].ravel().astype(np.float64), minlength=count.size)
-         for c in range(3)],
-        axis=-1,
-    ) / np.maximum(count, 1)[:, None]
+    mean = (
+        np.stack(
+            [
+                np.bincount(labels.ravel(), weights=img[..., c].ravel().astype(np.float64), minlength=count.size)
+                for c in range(3)
+            ],
+            axis=-1,
+        )
+        / np.maximum(count, 1)[:, None]
+    )
     glass = mean[labels].astype(np.float32)
     hsv = cv2.cvtColor(np.clip(glass, 0, 255).astype(np.uint8), cv2.COLOR_BGR2HSV).astype(np.float32)
     hsv[..., 1] = np.clip(hsv[..., 1] * 1.5 + 20, 0, 255)
     glass = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
     lab32 = labels.astype(np.float32)
-    edge = (cv2.dilate(lab32, np.ones((3, 3), np.uint8)) != cv2.erode(lab32, np.ones((3, 3), np.uint8)))
+    edge = cv2.dilate(lab32, np.ones((3, 3), np.uint8)) != cv2.erode(lab32, np.ones((3, 3), np.uint8))
     width_px = max(1, int(round(2 * scale)))
     edge = cv2.dilate(edge.astype(np.uint8), np.ones((width_px, width_px), np.uint8)) > 0
     glass[edge] *= 0.15
@@ -145,6 +183,7 @@ def stylize_halftone(img: np.ndarray) -> np.ndarray:
 # name -> (function, description), the shape of propagation_bench.STYLES
 STYLES = {
     "impasto": (stylize_impasto, "impasto (ridges along smoothed isophotes, lit; content-fixed texture)"),
+    "glass": (stylize_glass, "stained glass (Voronoi cells seeded at DoG blobs, dark leading; content-fixed)"),
     "mosaic": (stylize_mosaic, "stained-glass mosaic (screen-fixed Voronoi cells, dark leading)"),
     "halftone": (stylize_halftone, "CMYK halftone (screen-fixed dot screen at 15/75/0/45 deg)"),
 }

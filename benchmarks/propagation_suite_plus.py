@@ -35,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     def timed_case(clip, style, propagator, long_side, threads):
         setup, base, ours = run_case(clip, style, propagator, long_side, threads)
         stats = ours.get("stats", {})
-        cpu.append((clip, style, stats.get("cpu_s_per_propagated_frame", float("nan")),
-                    stats.get("loadavg_1min_after", float("nan"))))
+        cpu.append(
+            (
+                clip,
+                style,
+                stats.get("cpu_s_per_propagated_frame", float("nan")),
+                stats.get("loadavg_1min_after", float("nan")),
+            )
+        )
         return setup, base, ours
 
     propagation_suite.run_case = timed_case
