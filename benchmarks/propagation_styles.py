@@ -7,9 +7,11 @@ on the source's own edges, which the propagator's colour and edge guides see. Th
   smoothed luminance, shaded by a fixed light, over a posterised palette. Every step is a shift-equivariant
   function of one frame (no screen coordinates, no seeds), so when the content moves the ridges move with it;
   but the ridges appear where the source has smooth shading and no edge at all (a sky gradient, a cheek).
-* ``glass`` (texture fixed to the CONTENT): stained glass whose Voronoi cells are seeded at the blobs of the
-  content (extrema of a difference of Gaussians), so the cells and their leading move with the picture; the
-  leading lies between blobs, not on the source's edges.
+* ``glass`` (texture fixed to the CONTENT): stained glass whose panes are cut along the isophotes of the
+  smoothed luminance and of a chroma channel, with dark leading: the lead lines cross smooth shading where
+  the source has no edge, and move with the content. (A Voronoi glass seeded at the content's blobs was
+  tried first: a seed appearing or vanishing redraws the large panes around it, so its ground truth changes
+  from frame to frame by more than the motion, 12.5 dB between neighbours: not a look one can propagate.)
 * ``mosaic`` (texture fixed to the SCREEN): stained glass. Voronoi cells from seeds on a jittered grid at fixed
   image positions, each cell filled with its mean colour (saturated), dark lead lines between cells.
 * ``halftone`` (texture fixed to the SCREEN): a CMYK dot screen at the printing angles (15, 75, 0, 45 degrees)
@@ -92,25 +94,33 @@ def stylize_mosaic(img: np.ndarray) -> np.ndarray:
 
 
 def stylize_glass(img: np.ndarray) -> np.ndarray:
-    """Stained glass whose cells are seeded by the content (content-fixed texture).
+    """Stained glass whose panes are cut along the content's isophotes (content-fixed texture).
 
     Shape:
         img: (H, W, 3) uint8 BGR -> (H, W, 3) uint8 BGR.
 
-    Seeds: the local extrema (over a 9·scale px window) of the luminance's difference of Gaussians
-    (σ = 2 and 4 px·scale) whose magnitude is above 2 grey levels: blob centres, which move with the
-    content, so the cells, their colours and the leading between them move with it too. Cell boundaries
-    lie between blobs, not on the source's edges. Then as :func:`stylize_mosaic`: mean colour per cell,
-    saturated, dark leading. Where the content is flat there are no seeds and the panes are large.
+    Two smooth fields of the frame, its luminance ``L`` and its blue–yellow opponent ``b`` (Lab, both after a
+    Gaussian of σ = 4 px·scale), are cut every 24 and 10 levels: each pane is one (L band, b band) pair, filled
+    with its band-centre lightness and the frame's smoothed colour, saturated; lead lines 2.5 px·scale wide
+    run along the cuts (distance to the nearest cut level over the field's gradient, so the width is in
+    pixels). Every step is a shift-equivariant function of the frame, so the panes move with the content; they
+    cross smooth shading where the source has no edge, and are stable from frame to frame.
     """
     scale = _scale(img)
-    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    dog = cv2.GaussianBlur(grey, (0, 0), 2.0 * scale) - cv2.GaussianBlur(grey, (0, 0), 4.0 * scale)
-    size = max(3, int(round(9 * scale)) | 1)
-    kernel = np.ones((size, size), np.uint8)
-    peaks = ((dog == cv2.dilate(dog, kernel)) | (dog == cv2.erode(dog, kernel))) & (np.abs(dog) > 2.0)
-    rows, cols = np.nonzero(peaks)
-    return _glass(img, rows, cols, scale)
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2Lab).astype(np.float32)
+    smooth = cv2.GaussianBlur(lab, (0, 0), 4.0 * scale)
+    lead = np.zeros(img.shape[:2], np.float32)
+    for channel, period in ((0, 24.0), (2, 10.0)):
+        field = smooth[..., channel] / period
+        gy, gx = np.gradient(field)
+        distance = np.abs(field - np.round(field)) / np.maximum(np.hypot(gx, gy), 1e-3)
+        lead = np.maximum(lead, np.clip(1.25 * scale + 0.5 - distance, 0.0, 1.0))
+    pane = smooth.copy()
+    pane[..., 0] = (np.floor(smooth[..., 0] / 24.0) + 0.5) * 24.0
+    pane[..., 1:] = 128.0 + 1.6 * (smooth[..., 1:] - 128.0)
+    glass = cv2.cvtColor(np.clip(pane, 0, 255).astype(np.uint8), cv2.COLOR_Lab2BGR).astype(np.float32)
+    glass *= 1.0 - 0.85 * lead[..., None]
+    return np.clip(glass, 0, 255).astype(np.uint8)
 
 
 def _glass(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: float) -> np.ndarray:
@@ -183,7 +193,7 @@ def stylize_halftone(img: np.ndarray) -> np.ndarray:
 # name -> (function, description), the shape of propagation_bench.STYLES
 STYLES = {
     "impasto": (stylize_impasto, "impasto (ridges along smoothed isophotes, lit; content-fixed texture)"),
-    "glass": (stylize_glass, "stained glass (Voronoi cells seeded at DoG blobs, dark leading; content-fixed)"),
+    "glass": (stylize_glass, "stained glass (panes cut along smoothed isophotes, dark leading; content-fixed)"),
     "mosaic": (stylize_mosaic, "stained-glass mosaic (screen-fixed Voronoi cells, dark leading)"),
     "halftone": (stylize_halftone, "CMYK halftone (screen-fixed dot screen at 15/75/0/45 deg)"),
 }
