@@ -185,7 +185,8 @@ def stylize_halftone(img: np.ndarray) -> np.ndarray:
         dv = (v - np.floor(v) - 0.5) * cell
         dist = np.sqrt(du * du + dv * dv)
         radius = cell * np.sqrt(cover / np.pi)
-        dot = np.clip(radius - dist + 0.5, 0.0, 1.0)
+        # 1-px anti-aliased rim; faded out for dots under 1 px across, so that no ink prints no dot
+        dot = np.clip(radius - dist + 0.5, 0.0, 1.0) * np.clip(2.0 * radius, 0.0, 1.0)
         paper *= 1.0 - dot[..., None] * (1.0 - np.asarray(colour, np.float32))
     return np.clip(paper[..., ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
