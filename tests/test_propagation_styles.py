@@ -110,6 +110,13 @@ def test_suite_plus_registers_the_styles_in_the_bench(monkeypatch):
 
     plus = _load("propagation_suite_plus")
     seen = []
-    monkeypatch.setattr(propagation_suite, "main", lambda argv: seen.append(sorted(propagation_bench.STYLES)) or 0)
+    monkeypatch.setattr(
+        propagation_suite, "main", lambda argv: seen.append((sorted(propagation_bench.STYLES), argv)) or 0
+    )
     assert plus.main(["--propagator", "copy"]) == 0
-    assert set(styles.STYLES) <= set(seen[0])
+    registered, argv = seen[0]
+    assert set(styles.STYLES) <= set(registered)
+    # without --styles: the five judged styles; with it, the caller's choice
+    assert argv[argv.index("--styles") + 1] == "cartoon,pencil,watercolor,impasto,glass"
+    assert plus.main(["--propagator", "copy", "--styles", "halftone"]) == 0
+    assert seen[1][1].count("--styles") == 1 and seen[1][1][-1] == "halftone"
