@@ -10,7 +10,7 @@ estimator's float32 flows, once with the flows as the cache stores them (float16
 * the largest flow rounding error in pixels.
 
 Clips: the `rerender.synthetic` mixed-motion clip and the first frames of real clips from
-/work/shared/data/videos (or --videos). Keyframes are the classic stylizer's every K frames.
+../shared/data/videos beside the repository (or --videos). Keyframes are the classic stylizer's every K frames.
 
 Run (one thread on a shared machine):
 
@@ -23,6 +23,7 @@ import argparse
 import glob
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from rerender.propagation import PropagationOptions, propagate_video
 from rerender.stylizer import ClassicStylizer
 from rerender.synthetic import make_synthetic_video
 from rerender.video import read_frames
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"  # ../shared beside the repository
 
 
 def psnr(first: list[np.ndarray], second: list[np.ndarray]) -> float:
@@ -86,7 +89,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="long side of the frames")
     parser.add_argument("-K", "--interval", type=int, default=10)
     parser.add_argument("--preset", default="fast", choices=("fast", "balanced", "best", "rerender"))
-    parser.add_argument("--videos", nargs="*", default=sorted(glob.glob("/work/shared/data/videos/*.mp4"))[:3])
+    parser.add_argument("--videos", nargs="*", default=sorted(glob.glob(str(SHARED_VIDEOS / "*.mp4")))[:3])
     args = parser.parse_args()
     clips = [
         (

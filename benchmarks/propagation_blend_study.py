@@ -25,8 +25,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-BENCH = os.environ.get("RERENDER_BENCH", os.path.join(HERE, "..", "..", "..", "shared", "bench"))
-sys.path.insert(0, BENCH if os.path.isdir(BENCH) else "/work/shared/bench")  # as propagation_suite_plus finds it
+BENCH = os.environ.get(
+    "RERENDER_BENCH", os.path.join(HERE, "..", "..", "shared", "bench")
+)  # as propagation_suite_plus
+if not os.path.isfile(os.path.join(BENCH, "propagation_bench.py")):
+    sys.exit(f"the propagation suite is not at {BENCH}: set RERENDER_BENCH to the folder holding propagation_bench.py")
+sys.path.insert(0, BENCH)
 import propagation_bench as pb  # noqa: E402
 import propagation_suite as ps  # noqa: E402
 import propagation_suite_plus  # noqa: E402

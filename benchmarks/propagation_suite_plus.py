@@ -18,9 +18,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.environ.get("RERENDER_BENCH", os.path.join(HERE, "..", "..", "..", "shared", "bench"))
-if not os.path.isdir(BENCH):
-    BENCH = "/work/shared/bench"
+# the shared suite: $RERENDER_BENCH, else ../shared/bench beside the repository (where the project keeps it)
+BENCH = os.environ.get("RERENDER_BENCH", os.path.join(HERE, "..", "..", "shared", "bench"))
+if not os.path.isfile(os.path.join(BENCH, "propagation_suite.py")):
+    sys.exit(f"the propagation suite is not at {BENCH}: set RERENDER_BENCH to the folder holding propagation_suite.py")
 sys.path.insert(0, BENCH)
 sys.path.insert(0, HERE)
 

@@ -20,7 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_CLIP = Path("/work/shared/data/videos/pexels-cottonbro-studio-6649832-960x506-25fps.mp4")
+DEFAULT_CLIP = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "videos"
+    / "pexels-cottonbro-studio-6649832-960x506-25fps.mp4"
+)  # ../shared beside the repository
 
 PROBE = r"""
 import json, resource, sys, time
