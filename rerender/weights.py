@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rerender.config import ModelConfig, RerenderConfig
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GMFLOW_FILENAME",
+    "SINGLE_FILE_SUFFIXES",
     "GMFLOW_HUB_FILES",
     "WeightSource",
     "rerender_cache_dir",
@@ -92,6 +93,8 @@ PIPELINE_FOLDERS = (
 """Sub-folders of a diffusers Stable Diffusion repository that `RerenderPipeline` reads (not the safety checker,
 not the feature extractor); SDXL's second text encoder and tokenizer exist only in SDXL repositories."""
 
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+"""The suffixes of a model given as one checkpoint file (DreamBooth, civitai) instead of a diffusers folder."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt", ".msgpack", ".h5", ".onnx", ".onnx_data", ".pb")
 _UNUSED_FORMATS = (".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".ckpt")  # Flax, TensorFlow, ONNX, original SD
 
@@ -1266,6 +1269,11 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 return "flux"
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
+    if not path.exists():  # a local path (a hub id was resolved above): nothing to read the family from
+        raise InputNotFoundError(
+            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
+            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
+        )
     for detector in _FAMILY_DETECTORS:
         family = detector(path)
         if family is not None:
@@ -1276,6 +1284,11 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 return family_of_unet_config(read_json_file(config))
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
+        )
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise ConfigError(
+            f"`{key}` {source!r} is a {path.suffix.lower() or 'suffix-less'!r} file, not a model: pass a diffusers "
+            f"folder, a checkpoint file ({', '.join(SINGLE_FILE_SUFFIXES)}) or a Hugging Face hub id (owner/name)"
         )
     keys = checkpoint_keys(path)
     if not keys:

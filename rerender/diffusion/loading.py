@@ -37,6 +37,7 @@ from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     SDXL_FP16_VAE,
+    SINGLE_FILE_SUFFIXES,
     checkpoint_keys,
     detect_family,
     detect_family_or_none,
@@ -90,8 +91,6 @@ no weights: the `config=` folder that lets SDXL single-file checkpoints load off
 
 FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
 """How messages name each `ModelFamily`."""
-
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -1,0 +1,31 @@
+"""What a new user runs into with wrong inputs: each case a defect found by using the CLI and the docs as a
+newcomer would, with the behaviour that should have happened (the argument as typed, the value, what is valid;
+exit 2 for usage errors, before any expensive work)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rerender.config import RerenderConfig, apply_overrides
+from rerender.environment import family_report
+from rerender.errors import ConfigError, InputNotFoundError
+from rerender.weights import detect_family
+
+
+def test_a_local_model_path_that_is_not_there_has_no_family(tmp_path):
+    # was: "sd15", and `rerender env` said it was "read from the model's configs" although nothing was read
+    missing = tmp_path / "my-modle"
+    with pytest.raises(InputNotFoundError, match=rf"`model.base_model` '{missing}' does not exist"):
+        detect_family(str(missing))
+    report = family_report(apply_overrides(RerenderConfig(), {"base_model": str(missing)}))
+    assert report["family"] is None and report["how"] == "not readable" and str(missing) in report["error"]
+
+
+def test_a_file_that_is_no_checkpoint_has_no_family(tmp_path):
+    # was: "sd15" for any existing file (a README, a video) given as the model
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not a model\n")
+    with pytest.raises(ConfigError, match=r"`model.base_model` '.*notes.md' is a '.md' file.*\.safetensors"):
+        detect_family(str(notes))
+    report = family_report(apply_overrides(RerenderConfig(), {"base_model": str(notes)}))
+    assert report["family"] is None and "notes.md" in report["error"]
