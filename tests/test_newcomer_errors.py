@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from rerender.cli import main
 from rerender.config import RerenderConfig, apply_overrides
 from rerender.environment import family_report
 from rerender.errors import ConfigError, InputNotFoundError
@@ -29,3 +30,16 @@ def test_a_file_that_is_no_checkpoint_has_no_family(tmp_path):
         detect_family(str(notes))
     report = family_report(apply_overrides(RerenderConfig(), {"base_model": str(notes)}))
     assert report["family"] is None and "notes.md" in report["error"]
+
+
+def test_downloading_a_local_model_path_that_is_not_there_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    # was: "local path not found" then the rest fetched, exit 0; now refused before the hub is asked (no network
+    # here: an unreachable hub would be exit 1)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from rerender import weights
+
+    monkeypatch.setattr(weights, "hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    missing = tmp_path / "my-modle"
+    assert main(["download", "--no-flow", "--model", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--model '{missing}' does not exist" in err and "hub id (owner/name)" in err
