@@ -43,3 +43,25 @@ def test_downloading_a_local_model_path_that_is_not_there_is_a_usage_error(tmp_p
     assert main(["download", "--no-flow", "--model", str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"--model '{missing}' does not exist" in err and "hub id (owner/name)" in err
+
+
+def _still(path, size=(64, 48), value=None):
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    if value is not None:
+        pixels[:] = value
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def test_a_flat_depth_map_is_refused_naming_depth_and_the_file(tmp_path, capsys):
+    # was: "the depth map must be a finite 2-D map with some variation", naming neither --depth nor the file
+    still, flat = _still(tmp_path / "photo.png"), _still(tmp_path / "flat.png", value=7)
+    out = tmp_path / "out.mp4"
+    code = main(["animate", still, "-p", "x", "-o", str(out), "--motion", "orbit", "--depth", flat])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--depth '{flat}'" in err and "constant" in err and "larger = nearer" in err
+    assert not out.exists() and not (tmp_path / "out.mp4.work").exists()  # refused before any work
+

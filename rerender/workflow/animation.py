@@ -93,6 +93,7 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
     Raises:
         InputNotFoundError: the file does not exist.
         VideoReadError: it is not an image or a numeric array (``.npy`` files are read without pickle).
+        ConfigError: it holds non-finite values or is constant (no depth to move by).
     """
     if isinstance(depth, np.ndarray):
         array = depth
@@ -115,6 +116,16 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
         array = array.mean(axis=2)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise VideoReadError(f"`depth` must be a 2-D numeric map (H, W), got {array.dtype} {array.shape}")
+    name = "`depth`" if isinstance(depth, np.ndarray) else f"`depth` {str(depth)!r}"
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ConfigError(
+            f"{name} holds {int((~finite).sum())} non-finite values (NaN or ±inf); a depth map is finite"
+        )
+    if array.size and np.ptp(array) == 0:
+        raise ConfigError(
+            f"{name} is constant (every value {array.flat[0]}): an orbit needs depth that varies (larger = nearer)"
+        )
     return array.astype(np.float32)
 
 
