@@ -65,3 +65,11 @@ def test_a_flat_depth_map_is_refused_naming_depth_and_the_file(tmp_path, capsys)
     assert code == 2 and f"--depth '{flat}'" in err and "constant" in err and "larger = nearer" in err
     assert not out.exists() and not (tmp_path / "out.mp4.work").exists()  # refused before any work
 
+
+def test_an_unreadable_still_is_named_once(tmp_path, capsys):
+    # was: "IMAGE 'x.png' is not a readable image (PNG, …): 'x.png' is not a readable image (supported: …)"
+    garbage = tmp_path / "x.png"
+    garbage.write_bytes(b"not an image at all")
+    assert main(["animate", str(garbage), "-p", "x", "-o", str(tmp_path / "out.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"IMAGE '{garbage}' is not a readable image (supported: .png" in err and err.count(str(garbage)) == 1

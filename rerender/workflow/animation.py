@@ -77,8 +77,11 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     try:
         still = read_image(path)
     except (VideoReadError, ValueError) as error:
+        said = str(error)  # the reader's message names the file already: say it once
+        if said.startswith(repr(str(path))):
+            raise VideoReadError(f"`image` {said}") from error
         raise VideoReadError(
-            f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {error}"
+            f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {said}"
         ) from error
     if min(still.shape[:2]) < 2:
         raise VideoReadError(
