@@ -4,6 +4,8 @@ exit 2 for usage errors, before any expensive work)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rerender.cli import main
@@ -11,6 +13,8 @@ from rerender.config import RerenderConfig, apply_overrides
 from rerender.environment import family_report
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import detect_family
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_local_model_path_that_is_not_there_has_no_family(tmp_path):
@@ -73,3 +77,13 @@ def test_an_unreadable_still_is_named_once(tmp_path, capsys):
     assert main(["animate", str(garbage), "-p", "x", "-o", str(tmp_path / "out.mp4")]) == 2
     err = capsys.readouterr().err
     assert f"IMAGE '{garbage}' is not a readable image (supported: .png" in err and err.count(str(garbage)) == 1
+
+
+def test_the_soundtrack_of_a_silent_video_is_refused_naming_audio_prompt(tmp_path, capsys):
+    # was: "`prompt.audio_prompt (the video's soundtrack)` 'demo.mp4' has no audio track" (the option unreadable)
+    demo = str(REPO / "rerender" / "assets" / "demo.mp4")  # no audio track
+    out = tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--audio-prompt", "source"]) == 2
+    err = capsys.readouterr().err
+    assert f"--audio-prompt 'source' takes the video's soundtrack, and '{demo}' has no audio track" in err
+    assert "`" not in err and not out.exists()
