@@ -87,3 +87,18 @@ def test_the_soundtrack_of_a_silent_video_is_refused_naming_audio_prompt(tmp_pat
     err = capsys.readouterr().err
     assert f"--audio-prompt 'source' takes the video's soundtrack, and '{demo}' has no audio track" in err
     assert "`" not in err and not out.exists()
+
+
+def test_env_on_flux_without_a_controlnet_says_translate_refuses(tmp_path, capsys, monkeypatch):
+    # was: "translate will render keyframes with: diffusion", while translate refuses a Flux base without a
+    # ControlNet named (Flux has no default ControlNet)
+    from tests.tiny_flux import save_tiny_flux
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base, control = save_tiny_flux(tmp_path)
+    assert main(["env", "--model", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "translate will render keyframes with: diffusion" not in out
+    assert "translate refuses" in out and "--set control.0.model=ID" in out
+    assert main(["env", "--model", str(base), "--set", f"control.0.model={control}"]) == 0
+    assert "translate will render keyframes with: diffusion" in capsys.readouterr().out
