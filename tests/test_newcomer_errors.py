@@ -102,3 +102,16 @@ def test_env_on_flux_without_a_controlnet_says_translate_refuses(tmp_path, capsy
     assert "translate refuses" in out and "--set control.0.model=ID" in out
     assert main(["env", "--model", str(base), "--set", f"control.0.model={control}"]) == 0
     assert "translate will render keyframes with: diffusion" in capsys.readouterr().out
+
+
+def test_translate_on_flux_without_a_controlnet_says_how_to_name_one(tmp_path, capsys, monkeypatch):
+    # was: "`control.model` must name a Flux ControlNet", an option no CLI flag or --set path spells
+    from tests.tiny_flux import save_tiny_flux
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base, _ = save_tiny_flux(tmp_path)
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    argv = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(base), "--set", "size_multiple=16"]
+    assert main([*argv, "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert "`control[0].model` must name a Flux ControlNet" in err and "--set control.0.model=ID" in err

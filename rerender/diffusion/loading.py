@@ -780,8 +780,8 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
         source = controls[0].model or parts.default_controlnet
         if not source:
             raise ConfigError(
-                f"`control.model` must name a {name} ControlNet when the base model is {name} (the default "
-                f"ControlNets are Stable Diffusion ones): {parts.controlnet_advice}"
+                f"`control[0].model` must name a {name} ControlNet when the base model is {name} (the default "
+                f"ControlNets are Stable Diffusion ones; CLI: --set control.0.model=ID): {parts.controlnet_advice}"
             )
         its_family = controlnet_family(source)
         if its_family is not None and its_family != family:
