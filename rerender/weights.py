@@ -1279,6 +1279,12 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         if family is not None:
             return family
     if path.is_dir():
+        kind = str(read_json_file(path / "config.json").get("_class_name", ""))
+        if "ControlNet" in kind:  # a folder of its own, with a root config.json like a bare UNet's
+            raise ConfigError(
+                f"`{key}` {source!r} is a ControlNet ({kind}), not a base model: name it as a ControlNet "
+                "(`control[0].model`; CLI: --set control.0.model=PATH) and pass the base model's folder or hub id"
+            )
         for config in (path / "unet" / "config.json", path / "config.json"):
             if config.is_file():
                 return family_of_unet_config(read_json_file(config))

@@ -115,3 +115,15 @@ def test_translate_on_flux_without_a_controlnet_says_how_to_name_one(tmp_path, c
     assert main([*argv, "--stage", "first"]) == 2
     err = capsys.readouterr().err
     assert "`control[0].model` must name a Flux ControlNet" in err and "--set control.0.model=ID" in err
+
+
+def test_a_controlnet_folder_given_as_the_model_is_refused(tiny_pipeline_dir, tmp_path, capsys):
+    # was: read as an SD 1.5 base (its root config.json taken for a UNet's); translate then fell back to the
+    # classic stylizer and exited 0, `rerender env` said "SD 1.5"
+    controlnet = tiny_pipeline_dir / "controlnet"
+    with pytest.raises(ConfigError, match=r"is a ControlNet \(ControlNetModel\), not a base model.*control\.0\.model"):
+        detect_family(str(controlnet))
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--model", str(controlnet), "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert f"--model '{controlnet}' is a ControlNet" in err and not (tmp_path / "out.mp4.work").exists()
