@@ -127,3 +127,11 @@ def test_a_controlnet_folder_given_as_the_model_is_refused(tiny_pipeline_dir, tm
     assert main(["translate", demo, "-p", "x", "-o", str(out), "--model", str(controlnet), "--stage", "first"]) == 2
     err = capsys.readouterr().err
     assert f"--model '{controlnet}' is a ControlNet" in err and not (tmp_path / "out.mp4.work").exists()
+
+
+def test_an_unknown_set_key_is_named_as_typed(tmp_path, capsys):
+    # was: "unknown option --max-frames; did you mean 'start_frame'?": a flag translate does not have (eval's)
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--set", "max_frames=0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option `max_frames`" in err and "--max-frames" not in err
