@@ -135,3 +135,20 @@ def test_an_unknown_set_key_is_named_as_typed(tmp_path, capsys):
     assert main(["translate", demo, "-p", "x", "-o", str(out), "--set", "max_frames=0"]) == 2
     err = capsys.readouterr().err
     assert "unknown option `max_frames`" in err and "--max-frames" not in err
+
+
+@pytest.mark.parametrize(
+    "frames, said",
+    [
+        (1, "the clip has 1 frame, fewer than K = 10: it is the only keyframe"),
+        (2, "the clip has 2 frames, fewer than K = 10: keyframes at its first and last frames [0, 1]"),
+    ],
+)
+def test_the_short_clip_message_reads_right(frames, said, caplog):
+    # was: "the clip has 1 frames, fewer than K = 10: keyframes at its first and last frames [0]"
+    from rerender.config import KeyframeConfig
+    from rerender.keyframes import select_keyframes
+
+    with caplog.at_level("WARNING", logger="rerender.keyframes"):
+        assert select_keyframes(frames, KeyframeConfig(keyframe_interval=10)) == sorted({0, frames - 1})
+    assert [record.getMessage() for record in caplog.records] == [said]
