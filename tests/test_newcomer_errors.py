@@ -152,3 +152,13 @@ def test_the_short_clip_message_reads_right(frames, said, caplog):
     with caplog.at_level("WARNING", logger="rerender.keyframes"):
         assert select_keyframes(frames, KeyframeConfig(keyframe_interval=10)) == sorted({0, frames - 1})
     assert [record.getMessage() for record in caplog.records] == [said]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1, 1.5, True, "1"])
+def test_ray_propagation_gpus_out_of_range_is_named(value):
+    # was: OverflowError ("cannot convert float infinity to integer") for inf, from the check itself
+    pytest.importorskip("ray")
+    from rerender.workflow.executors.ray import RayExecutor
+
+    with pytest.raises(ConfigError, match=r"`propagation_gpus` must be None \(automatic\), 0, a fraction"):
+        RayExecutor(propagation_gpus=value)
