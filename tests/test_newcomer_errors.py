@@ -162,3 +162,15 @@ def test_ray_propagation_gpus_out_of_range_is_named(value):
 
     with pytest.raises(ConfigError, match=r"`propagation_gpus` must be None \(automatic\), 0, a fraction"):
         RayExecutor(propagation_gpus=value)
+
+
+def test_info_on_a_still_too_small_to_animate_says_so(tmp_path, capsys):
+    # was: "run: a still image: `rerender animate …` makes a clip of it", which animate then refuses (< 2×2)
+    import json
+
+    tiny = _still(tmp_path / "dot.png", size=(1, 1))
+    assert main(["info", tiny, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["run"].startswith("too small to animate: `rerender animate` needs at least 2×2 pixels, this is 1×1")
+    assert main(["info", _still(tmp_path / "ok.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"].startswith("a still image: `rerender animate")
