@@ -628,13 +628,19 @@ def missing_weights(config: RerenderConfig) -> list[WeightSource]:
 
 def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> list[str]:
     """Shell commands that fetch `sources` on a connected machine: ``rerender download`` and one ``hf download`` each."""
-    from rerender.config import ModelConfig, PromptConfig
+    from rerender.config import ControlConfig, ModelConfig, PromptConfig
 
     arguments = ""
     if config.model.base_model != ModelConfig().base_model:
         arguments += f" --model {config.model.base_model}"
     if config.model.vae is not None:
         arguments += f" --vae {config.model.vae}"
+    if config.control:  # the first ControlNet (--set reaches the positions the defaults have)
+        control = config.control[0]
+        if control.type != ControlConfig().type:
+            arguments += f" --set control.0.type={control.type}"
+        if control.model is not None:
+            arguments += f" --set control.0.model={shlex.quote(control.model)}"
     if config.model.dtype != "auto":
         arguments += f" --precision {config.model.dtype}"
     if config.prompt.prompt_language != "en":

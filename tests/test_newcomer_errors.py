@@ -174,3 +174,30 @@ def test_info_on_a_still_too_small_to_animate_says_so(tmp_path, capsys):
     assert record["run"].startswith("too small to animate: `rerender animate` needs at least 2×2 pixels, this is 1×1")
     assert main(["info", _still(tmp_path / "ok.png"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run"].startswith("a still image: `rerender animate")
+
+
+@pytest.mark.parametrize(
+    "overrides, fetched",
+    [
+        (
+            {
+                "base_model": "black-forest-labs/FLUX.1-schnell",
+                "control.0.model": "InstantX/FLUX.1-dev-Controlnet-Canny",
+            },
+            "ControlNet (canny): InstantX/FLUX.1-dev-Controlnet-Canny",
+        ),
+        ({"control.0.type": "depth"}, "ControlNet (depth): lllyasviel/sd-controlnet-depth"),
+    ],
+)
+def test_the_fetch_command_env_prints_fetches_the_configs_controlnet(overrides, fetched, capsys, monkeypatch):
+    # was: `rerender download --model black-forest-labs/FLUX.1-schnell` for configs/flux.yaml, which fetches no
+    # ControlNet (Flux has no default), and plain `rerender download` for a depth ControlNet (it fetched canny's)
+    import shlex
+
+    from rerender.weights import fetch_commands, weight_sources
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = apply_overrides(RerenderConfig(), overrides)
+    command = fetch_commands(config, weight_sources(config))[0]
+    assert main([*shlex.split(command)[1:], "--dry-run", "--no-flow"]) == 0
+    assert fetched in capsys.readouterr().out
