@@ -201,3 +201,10 @@ def test_the_fetch_command_env_prints_fetches_the_configs_controlnet(overrides, 
     command = fetch_commands(config, weight_sources(config))[0]
     assert main([*shlex.split(command)[1:], "--dry-run", "--no-flow"]) == 0
     assert fetched in capsys.readouterr().out
+
+
+def test_batch_names_its_jobs_argument_as_the_usage_line_does(tmp_path, capsys):
+    # was: "`jobs`: the folder … holds no video", the Python argument; the CLI's is JOBS
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: JOBS: the folder '{tmp_path / 'empty'}' holds no video")
