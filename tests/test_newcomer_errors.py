@@ -208,3 +208,20 @@ def test_batch_names_its_jobs_argument_as_the_usage_line_does(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["batch", str(tmp_path / "empty"), "-p", "x", "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith(f"error: JOBS: the folder '{tmp_path / 'empty'}' holds no video")
+
+
+def test_a_lora_scale_that_is_no_number_is_named(tmp_path, capsys):
+    # was: "`model.loras[0].path` 'style.safetensors:abc' does not exist": the scale taken for part of the path
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"")
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--lora", f"{lora}:abc", "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert f"--lora '{lora}:abc': the scale after ':' must be a number" in err and "PATH[:SCALE]" in err
+    from rerender.cli.options import parse_lora
+
+    assert parse_lora(f"{lora}:0.5") == {"path": str(lora), "scale": 0.5}
+    assert parse_lora(r"C:\loras\style.safetensors") == {"path": r"C:\loras\style.safetensors", "scale": 1.0}
+    odd = tmp_path / "a:b.safetensors"  # a file whose name holds a colon is still a path
+    odd.write_bytes(b"")
+    assert parse_lora(str(odd)) == {"path": str(odd), "scale": 1.0}
