@@ -225,3 +225,11 @@ def test_a_lora_scale_that_is_no_number_is_named(tmp_path, capsys):
     odd = tmp_path / "a:b.safetensors"  # a file whose name holds a colon is still a path
     odd.write_bytes(b"")
     assert parse_lora(str(odd)) == {"path": str(odd), "scale": 1.0}
+
+
+def test_a_missing_lora_is_named_as_typed(tmp_path, capsys):
+    # was: "`model.loras[0].path` '…' does not exist" after --lora …
+    missing = tmp_path / "nolora.safetensors"
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--lora", str(missing), "--stage", "first"]) == 2
+    assert f"error: --lora '{missing}' does not exist" in capsys.readouterr().err

@@ -202,6 +202,9 @@ def _typed_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> d
     for action in command._actions if command is not None else ():
         if "." in action.dest and action.option_strings and getattr(args, action.dest, None) is not None:
             names[action.dest] = "/".join(action.option_strings)
+            if action.dest == "model.loras":  # messages name each LoRA's path (`model.loras[0].path`)
+                for position in range(len(getattr(args, action.dest))):
+                    names[f"model.loras[{position}].path"] = names[action.dest]
     return names
 
 
