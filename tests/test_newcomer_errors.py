@@ -233,3 +233,15 @@ def test_a_missing_lora_is_named_as_typed(tmp_path, capsys):
     demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
     assert main(["translate", demo, "-p", "x", "-o", str(out), "--lora", str(missing), "--stage", "first"]) == 2
     assert f"error: --lora '{missing}' does not exist" in capsys.readouterr().err
+
+
+def test_downloading_for_a_model_that_is_no_model_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    # was: "base model (SD 1.5): notes.md: local, nothing to fetch", the rest fetched, exit 0
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from rerender import weights
+
+    monkeypatch.setattr(weights, "hub_reachable", lambda *a, **k: pytest.fail("the hub was asked"))
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not a model\n")
+    assert main(["download", "--no-flow", "--model", str(notes)]) == 2
+    assert f"--model '{notes}' is a '.md' file, not a model" in capsys.readouterr().err
