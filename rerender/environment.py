@@ -87,7 +87,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     Returns:
         ``{"sources": [{"role", "key", "location", "present", "downloadable", "optional"}], "translate": str,
         "fetch": [commands]}`` (an optional source, SDXL's fp16-fixed VAE, is used when here);
-        ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer.
+        ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer,
+        or starts with "refused: " and says what the config must name first (a Flux base has no default ControlNet).
     """
     from rerender.config import RerenderConfig
     from rerender.weights import extra_sources, fetch_commands, hub_reachable, missing_weights, weight_sources
@@ -103,7 +104,10 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    if not missing:
+    refused = _unnamed_controlnets(config, sources)
+    if refused:
+        verdict = f"refused: {refused}"
+    elif not missing:
         verdict = "diffusion"
     else:
         verdict = (
@@ -126,6 +130,24 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         "translate": verdict,
         "fetch": fetch_commands(config, absent) if absent else [],
     }
+
+
+def _unnamed_controlnets(config: RerenderConfig, sources: list) -> str | None:
+    """What a Flux config must name before translate runs: the ControlNets it leaves to a default Flux does not
+    have (`weight_sources` lists no source for them); None when nothing is missing."""
+    from rerender.weights import model_family
+
+    if model_family(config.model) != "flux":
+        return None
+    listed = {source.key for source in sources}
+    unnamed = [position for position in range(len(config.control)) if f"control[{position}].model" not in listed]
+    if not unnamed:
+        return None
+    return (
+        "Flux has no default ControlNet; name a Flux ControlNet with "
+        + ", ".join(f"--set control.{position}.model=ID" for position in unnamed)
+        + " (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
+    )
 
 
 def family_report(config: RerenderConfig | None = None) -> dict[str, Any]:

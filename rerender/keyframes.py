@@ -127,12 +127,17 @@ def select_keyframes(
         raise ConfigError(f"the video must have at least 1 frame, got {num_frames}")
     if config.keyframe_mode != "explicit" and num_frames < config.keyframe_interval:
         keyframes = sorted({0, num_frames - 1})
-        logger.warning(
-            "the clip has %d frames, fewer than K = %d: keyframes at its first and last frames %s",
-            num_frames,
-            config.keyframe_interval,
-            keyframes,
-        )
+        if num_frames == 1:
+            logger.warning(
+                "the clip has 1 frame, fewer than K = %d: it is the only keyframe", config.keyframe_interval
+            )
+        else:
+            logger.warning(
+                "the clip has %d frames, fewer than K = %d: keyframes at its first and last frames %s",
+                num_frames,
+                config.keyframe_interval,
+                keyframes,
+            )
         return keyframes
     if config.keyframe_mode == "uniform":
         return _with_last_frame(uniform_keyframes(num_frames, config.keyframe_interval), num_frames, config)

@@ -444,10 +444,9 @@ def check_audio_prompt(
                 "(a still, an image folder or text alone): give a sound file instead"
             )
         path = Path(video)
-        argument = "prompt.audio_prompt (the video's soundtrack)"
     else:
         path = Path(audio_prompt).expanduser()
-        argument = "prompt.audio_prompt"
+    argument = "prompt.audio_prompt"
     import av
 
     if not path.is_file():
@@ -457,6 +456,11 @@ def check_audio_prompt(
             has_audio = bool(container.streams.audio)
     except (av.error.FFmpegError, OSError, ValueError) as error:
         raise VideoReadError(f"`{argument}` {str(path)!r} is not a readable sound or video file: {error}") from error
+    if not has_audio and audio_prompt == "source":
+        raise VideoReadError(
+            f"`{argument}` 'source' takes the video's soundtrack, and {str(path)!r} has no audio track; "
+            "give a sound file instead"
+        )
     if not has_audio:
         raise VideoReadError(f"`{argument}` {str(path)!r} has no audio track; give a file with sound")
     load_vocabulary(vocabulary)
@@ -482,7 +486,7 @@ def hear_prompt(record: Any, prompt: Any, video: str | os.PathLike | None = None
         import torch
 
         scorer = ClapScorer(prompt.audio_model, "cuda" if torch.cuda.is_available() else "cpu")
-    argument = "prompt.audio_prompt" + (" (the video's soundtrack)" if prompt.audio_prompt == "source" else "")
+    argument = "prompt.audio_prompt"
     heard = hear(
         path,
         record.english,

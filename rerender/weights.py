@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rerender.config import ModelConfig, RerenderConfig
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "adapter_file",
     "GMFLOW_FILENAME",
+    "SINGLE_FILE_SUFFIXES",
     "GMFLOW_HUB_FILES",
     "WeightSource",
     "rerender_cache_dir",
@@ -93,6 +94,8 @@ PIPELINE_FOLDERS = (
 """Sub-folders of a diffusers Stable Diffusion repository that `RerenderPipeline` reads (not the safety checker,
 not the feature extractor); SDXL's second text encoder and tokenizer exist only in SDXL repositories."""
 
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+"""The suffixes of a model given as one checkpoint file (DreamBooth, civitai) instead of a diffusers folder."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt", ".msgpack", ".h5", ".onnx", ".onnx_data", ".pb")
 _UNUSED_FORMATS = (".msgpack", ".h5", ".onnx", ".onnx_data", ".pb", ".ckpt")  # Flax, TensorFlow, ONNX, original SD
 
@@ -626,13 +629,19 @@ def missing_weights(config: RerenderConfig) -> list[WeightSource]:
 
 def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> list[str]:
     """Shell commands that fetch `sources` on a connected machine: ``rerender download`` and one ``hf download`` each."""
-    from rerender.config import ModelConfig, PromptConfig
+    from rerender.config import ControlConfig, ModelConfig, PromptConfig
 
     arguments = ""
     if config.model.base_model != ModelConfig().base_model:
         arguments += f" --model {config.model.base_model}"
     if config.model.vae is not None:
         arguments += f" --vae {config.model.vae}"
+    if config.control:  # the first ControlNet (--set reaches the positions the defaults have)
+        control = config.control[0]
+        if control.type != ControlConfig().type:
+            arguments += f" --set control.0.type={control.type}"
+        if control.model is not None:
+            arguments += f" --set control.0.model={shlex.quote(control.model)}"
     if config.model.dtype != "auto":
         arguments += f" --precision {config.model.dtype}"
     if config.prompt.prompt_language != "en":
@@ -1267,16 +1276,32 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 return "flux"
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
+    if not path.exists():  # a local path (a hub id was resolved above): nothing to read the family from
+        raise InputNotFoundError(
+            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
+            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
+        )
     for detector in _FAMILY_DETECTORS:
         family = detector(path)
         if family is not None:
             return family
     if path.is_dir():
+        kind = str(read_json_file(path / "config.json").get("_class_name", ""))
+        if "ControlNet" in kind:  # a folder of its own, with a root config.json like a bare UNet's
+            raise ConfigError(
+                f"`{key}` {source!r} is a ControlNet ({kind}), not a base model: name it as a ControlNet "
+                "(`control[0].model`; CLI: --set control.0.model=PATH) and pass the base model's folder or hub id"
+            )
         for config in (path / "unet" / "config.json", path / "config.json"):
             if config.is_file():
                 return family_of_unet_config(read_json_file(config))
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
+        )
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise ConfigError(
+            f"`{key}` {source!r} is a {path.suffix.lower() or 'suffix-less'!r} file, not a model: pass a diffusers "
+            f"folder, a checkpoint file ({', '.join(SINGLE_FILE_SUFFIXES)}) or a Hugging Face hub id (owner/name)"
         )
     keys = checkpoint_keys(path)
     if not keys:

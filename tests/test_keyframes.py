@@ -44,7 +44,7 @@ def test_clip_shorter_than_K_gets_its_first_and_last_frames(frames, expected, mo
             frames, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [0.0] * (frames - 1)
         )
     assert keyframes == expected
-    assert f"{frames} frames, fewer than K = 10" in caplog.text
+    assert f"{frames} frame{'s' if frames > 1 else ''}, fewer than K = 10" in caplog.text
     assert select_keyframes(10, KeyframeConfig(keyframe_interval=10)) == [0, 9]  # not shorter: every K, and the end
     assert select_keyframes(10, KeyframeConfig(keyframe_interval=10, last_frame_keyframe=False)) == [0]
 

@@ -93,6 +93,8 @@ def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
     """A library message in CLI terms: `force=True` → --force, `workspace` → --workspace (config keys stay);
     `names`: the running command's own Python arguments and flags (`--amount` for `animate`'s `amount`)."""
     arguments = {**_API_ARGUMENTS, **(names or {})}
+    # an unknown key is what the user typed (--set, a config file): never turned into a flag of another command
+    message = re.sub(r"unknown option `([^`]+)`", "unknown option \0\\1\0", message)
     # "--force (force=True)": the API spelling in parentheses after the flag goes.
     message = re.sub(r"\s*\((\w+)=(?:True|False|None)\)", "", message)
 
@@ -101,7 +103,8 @@ def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
 
     message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False))?`", flag, message)
     message = re.sub(r"(-[\w/-]+) \(\1\)", r"\1", message)  # "`output.audio_track` (--audio-track)", flag typed
-    return re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
+    message = re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
+    return message.replace("\0", "`")
 
 
 def _interrupted_message(args: argparse.Namespace | None) -> str:
@@ -199,6 +202,9 @@ def _typed_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> d
     for action in command._actions if command is not None else ():
         if "." in action.dest and action.option_strings and getattr(args, action.dest, None) is not None:
             names[action.dest] = "/".join(action.option_strings)
+            if action.dest == "model.loras":  # messages name each LoRA's path (`model.loras[0].path`)
+                for position in range(len(getattr(args, action.dest))):
+                    names[f"model.loras[{position}].path"] = names[action.dest]
     return names
 
 

@@ -18,6 +18,7 @@ import threading
 import typing
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from rerender.cli.base import UsageError
@@ -343,7 +344,13 @@ def parse_lora(item: str) -> dict:
     try:
         return {"path": path, "scale": float(scale)} if separator and path else {"path": item, "scale": 1.0}
     except ValueError:
-        return {"path": item, "scale": 1.0}
+        # "C:\\x.safetensors" or a file named with a colon is a path; "x.safetensors:abc" a scale mistyped
+        if "/" in scale or "\\" in scale or Path(item).expanduser().exists():
+            return {"path": item, "scale": 1.0}
+        raise UsageError(
+            f"--lora {item!r}: the scale after ':' must be a number (PATH[:SCALE], e.g. style.safetensors:0.8), "
+            f"got {scale!r}"
+        ) from None
 
 
 def parse_keyframes_at(text: str) -> list[int]:

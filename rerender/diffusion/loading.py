@@ -37,6 +37,7 @@ from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     SDXL_FP16_VAE,
+    SINGLE_FILE_SUFFIXES,
     checkpoint_keys,
     detect_family,
     detect_family_or_none,
@@ -90,8 +91,6 @@ no weights: the `config=` folder that lets SDXL single-file checkpoints load off
 
 FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
 """How messages name each `ModelFamily`."""
-
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -781,8 +780,8 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
         source = controls[0].model or parts.default_controlnet
         if not source:
             raise ConfigError(
-                f"`control.model` must name a {name} ControlNet when the base model is {name} (the default "
-                f"ControlNets are Stable Diffusion ones): {parts.controlnet_advice}"
+                f"`control[0].model` must name a {name} ControlNet when the base model is {name} (the default "
+                f"ControlNets are Stable Diffusion ones; CLI: --set control.0.model=ID): {parts.controlnet_advice}"
             )
         its_family = controlnet_family(source)
         if its_family is not None and its_family != family:

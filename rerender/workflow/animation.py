@@ -77,8 +77,11 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     try:
         still = read_image(path)
     except (VideoReadError, ValueError) as error:
+        said = str(error)  # the reader's message names the file already: say it once
+        if said.startswith(repr(str(path))):
+            raise VideoReadError(f"`image` {said}") from error
         raise VideoReadError(
-            f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {error}"
+            f"`image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, TIFF, BMP): {said}"
         ) from error
     if min(still.shape[:2]) < 2:
         raise VideoReadError(
@@ -93,6 +96,7 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
     Raises:
         InputNotFoundError: the file does not exist.
         VideoReadError: it is not an image or a numeric array (``.npy`` files are read without pickle).
+        ConfigError: it holds non-finite values or is constant (no depth to move by).
     """
     if isinstance(depth, np.ndarray):
         array = depth
@@ -115,6 +119,16 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
         array = array.mean(axis=2)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise VideoReadError(f"`depth` must be a 2-D numeric map (H, W), got {array.dtype} {array.shape}")
+    name = "`depth`" if isinstance(depth, np.ndarray) else f"`depth` {str(depth)!r}"
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ConfigError(
+            f"{name} holds {int((~finite).sum())} non-finite values (NaN or ±inf); a depth map is finite"
+        )
+    if array.size and np.ptp(array) == 0:
+        raise ConfigError(
+            f"{name} is constant (every value {array.flat[0]}): an orbit needs depth that varies (larger = nearer)"
+        )
     return array.astype(np.float32)
 
 

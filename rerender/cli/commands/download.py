@@ -71,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from rerender.weights import download_weights
 
     config = load_config(args)
+    if not args.dry_run:  # a mistyped local path is a usage error before the hub is asked (--dry-run lists it)
+        from rerender.diffusion.loading import check_model_sources
+
+        check_model_sources(config.model, config.control)
+        if config.model.family == "auto":  # a local file or folder that is no base model (a README, a ControlNet)
+            from rerender.weights import detect_family
+
+            detect_family(config.model.base_model)
     records = download_weights(
         config,
         include_flow=not args.no_flow,

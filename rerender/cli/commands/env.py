@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         elif item.get("optional") and not item["present"]:
             state = "optional, not here (float32 VAE)" if not item["downloadable"] else "optional, fetched when used"
         print(f"  {item['role']:32s}{state:36s}{item['location']}")
-    print(f"translate will render keyframes with: {models['translate']}")
+    if models["translate"].startswith("refused: "):
+        print(f"translate refuses this config: {models['translate'].removeprefix('refused: ')}")
+    else:
+        print(f"translate will render keyframes with: {models['translate']}")
     for command in models["fetch"]:
         print(f"  fetch with: {command}")
     return EXIT_OK

@@ -115,6 +115,8 @@ def describe_still(args: argparse.Namespace, path) -> int:
         "(zoom-in by default, 4 s at 25 fps; --motion, --seconds, --fps) and restyles it; `translate` takes a video "
         "or a folder of numbered frames"
     )
+    if min(width, height) < 2:  # `animate` (`read_still`) refuses it
+        run = f"too small to animate: `rerender animate` needs at least 2×2 pixels, this is {width}×{height}"
     record = {
         "path": str(path),
         "kind": "image",

@@ -557,7 +557,7 @@ class RayExecutor(LocalExecutor):
         if propagation_gpus is not None and (
             isinstance(propagation_gpus, bool)
             or not isinstance(propagation_gpus, (int, float))
-            or not 0 <= propagation_gpus
+            or not 0 <= propagation_gpus < float("inf")  # NaN and inf too (int(inf) would raise below)
             or (propagation_gpus > 1 and propagation_gpus != int(propagation_gpus))
         ):
             raise ConfigError(
