@@ -500,8 +500,8 @@ def test_prompt_language_example(synthetic_clip, tmp_path, tiny_translator):
 def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says_so(
     bin_translator, tiny_pipeline_dir, tmp_path
 ):
-    from tests.fake_hub import COMMIT, FakeHub
-    from tests.test_weights import _fake_repositories, _folder_files, _hub_env, _run
+    from tests.fake_hub import COMMIT, FakeHub, hub_env, run_cli
+    from tests.test_weights import _fake_repositories, _folder_files
 
     repositories = _fake_repositories(tiny_pipeline_dir)
     # As Helsinki-NLP/opus-mt-vi-en on its main branch: PyTorch, TensorFlow and Rust weights, no safetensors.
@@ -524,10 +524,10 @@ def test_download_takes_pytorch_model_bin_where_there_is_no_safetensors_and_says
         "fake/bin-marian",
     ]
     with FakeHub(repositories) as hub:
-        env = _hub_env(hub, tmp_path / "hf")
-        dry = _run([*options, "--dry-run"], env)
+        env = hub_env(hub, tmp_path / "hf")
+        dry = run_cli([*options, "--dry-run"], env)
         assert dry.returncode == 0, dry.stderr
-        done = _run(options, env)
+        done = run_cli(options, env)
         assert done.returncode == 0, done.stderr
     assert "  fetch pytorch_model.bin" in dry.stdout and "  skip  tf_model.h5" in dry.stdout
     assert "weights: pytorch_model.bin (the repository has no .safetensors" in dry.stdout
