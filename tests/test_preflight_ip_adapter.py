@@ -182,7 +182,9 @@ def test_a_transformer_base_refuses_the_adapter_before_its_loader_runs(
     import rerender.diffusion.loading as loading
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(loading, "load_transformer_pipeline", lambda *a, **k: pytest.fail("the transformer was loaded"))
+    monkeypatch.setattr(
+        loading, "load_transformer_pipeline", lambda *a, **k: pytest.fail("the transformer was loaded")
+    )
     with pytest.raises(ConfigError, match="no reference-image adapter"):
         rerender.translate(
             synthetic_clip,
