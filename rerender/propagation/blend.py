@@ -35,7 +35,7 @@ def _merge_segment(
     if options.blend_mode == "reconstruction" and engine.name == "torch":
         from rerender.propagation.torch_engine import reconstruction_blend_torch
 
-        yield from reconstruction_blend_torch(left, right, forward, backward, options, _TIME_EXPONENT, engine.device)
+        yield from reconstruction_blend_torch(left, right, forward, backward, options, engine.device)
         return
     if options.blend_mode == "reconstruction":
         yield from _reconstruction_blend(left, right, forward, backward, options)
@@ -80,30 +80,12 @@ def _reconstruction_blend(
     until the frame's gradient energy is that share of the keyframes' style-to-source energy ratio times
     its source frame's energy (:func:`ebsynth_bridge.match_sharpness`).
     """
-    for offset, index in enumerate(range(left + 1, right)):
-        backward_offset = right - index - 1  # the backward pass runs right -> left
-        backward_weight = (index - left) / (right - left)
-        times = [(1 - backward_weight) ** _TIME_EXPONENT, backward_weight**_TIME_EXPONENT]
-        candidates = [forward.images[offset], backward.images[backward_offset]]
-        errors = [forward.reconstruction_errors[offset], backward.reconstruction_errors[backward_offset]]
-        if options.blend_warp_weight > 0:
-            candidates += [forward.warps[offset], backward.warps[backward_offset]]
-            errors += [forward.warp_errors[offset], backward.warp_errors[backward_offset]]
-            times += [options.blend_warp_weight * time for time in times]
+    for offset, index, candidates, errors, times in reconstruction_candidates(left, right, forward, backward, options):
         weights = ebsynth_bridge.reconstruction_weights(errors, times)
         blended = ebsynth_bridge.weighted_blend(candidates, weights)
         if options.blend_sharpness is not None:
-            # A style turns the source's structure into its strokes, so a frame with more detail than its
-            # keys' sources should get more: the target is the keyframes' style-to-source energy ratio
-            # times this frame's source energy. Each key counts as much as the candidates drawn from it
-            # (they alternate forward, backward), so a key that explains little of this frame sets none.
-            right_share = float(np.mean(sum(weights[1::2])))
-            ratios = [result.key_energies[0] / max(result.key_energies[1], 1e-3) for result in (forward, backward)]
-            target = (
-                options.blend_sharpness
-                * ((1 - right_share) * ratios[0] + right_share * ratios[1])
-                * forward.frame_energies[offset]
-            )
+            # Each key counts as much as the candidates drawn from it (they alternate forward, backward)
+            target = sharpness_target(options, forward, backward, offset, float(np.mean(sum(weights[1::2]))))
             blended, _ = ebsynth_bridge.match_sharpness(blended, candidates, weights, target)
         yield index, np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
@@ -133,3 +115,45 @@ def _blend_pair(
     if mode == "histogram":
         return blended
     return ebsynth_bridge.poisson_blend(forward, backward, mask, blended, options.poisson_gradient_weights)
+
+
+def reconstruction_candidates(
+    left: int, right: int, forward: ChainResult, backward: ChainResult, options: PropagationOptions
+) -> Iterator[tuple[int, int, list[np.ndarray], list[np.ndarray], list[float]]]:
+    """Per in-between frame of the interval ``left < right``: ``(offset, index, candidates, errors, times)`` of
+    the ``"reconstruction"`` blend, for either engine.
+
+    Candidates alternate forward, backward: the two passes and, with ``blend_warp_weight > 0``, the two keyframes
+    warped along the flow; `errors` are their reconstruction errors of the source frame, `times` their temporal
+    weights ``(1 − w)^γ``, ``w^γ`` (γ = ``_TIME_EXPONENT``; the warps' scaled by ``blend_warp_weight``).
+
+    Shape:
+        - candidates: each (H, W, 3) float or uint8
+        - errors: each (H, W)
+    """
+    for offset, index in enumerate(range(left + 1, right)):
+        backward_offset = right - index - 1  # the backward pass runs right -> left
+        backward_weight = (index - left) / (right - left)
+        times = [(1 - backward_weight) ** _TIME_EXPONENT, backward_weight**_TIME_EXPONENT]
+        candidates = [forward.images[offset], backward.images[backward_offset]]
+        errors = [forward.reconstruction_errors[offset], backward.reconstruction_errors[backward_offset]]
+        if options.blend_warp_weight > 0:
+            candidates += [forward.warps[offset], backward.warps[backward_offset]]
+            errors += [forward.warp_errors[offset], backward.warp_errors[backward_offset]]
+            times += [options.blend_warp_weight * time for time in times]
+        yield offset, index, candidates, errors, times
+
+
+def sharpness_target(
+    options: PropagationOptions, forward: ChainResult, backward: ChainResult, offset: int, right_share: float
+) -> float:
+    """The gradient energy the detail restore aims at for the `offset`-th in-between frame.
+
+    A style turns the source's structure into its strokes, so a frame with more detail than its keys' sources
+    should get more: ``blend_sharpness`` × the keyframes' style-to-source energy ratio (mixed by `right_share`,
+    the right key's share of the blend weights, so a key that explains little of this frame sets none) × this
+    frame's source energy.
+    """
+    ratios = [result.key_energies[0] / max(result.key_energies[1], 1e-3) for result in (forward, backward)]
+    mixed = (1 - right_share) * ratios[0] + right_share * ratios[1]
+    return options.blend_sharpness * mixed * forward.frame_energies[offset]

@@ -389,37 +389,23 @@ def reconstruction_blend_torch(
     forward: ChainResult,
     backward: ChainResult,
     options: PropagationOptions,
-    time_exponent: float,
     device: str | torch.device,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`rerender.propagation.blend._reconstruction_blend` on a torch ``device``, one frame at a time.
 
-    Candidates: the two passes and (with ``blend_warp_weight > 0``) the two keyframes warped along the flow,
+    The candidates, errors and temporal weights are the numba blend's (`blend.reconstruction_candidates`),
     weighted by :func:`torch_ops.reconstruction_weights`; then the detail restore of
-    :func:`torch_ops.match_sharpness` towards the keyframes' style-to-source energy ratio times the frame's.
+    :func:`torch_ops.match_sharpness` towards `blend.sharpness_target`.
     """
+    from rerender.propagation.blend import reconstruction_candidates, sharpness_target
+
     device = torch.device(device)
-    ratios = [result.key_energies[0] / max(result.key_energies[1], 1e-3) for result in (forward, backward)]
-    for offset, index in enumerate(range(left + 1, right)):
-        backward_offset = right - index - 1  # the backward pass runs right -> left
-        backward_weight = (index - left) / (right - left)
-        times = [(1 - backward_weight) ** time_exponent, backward_weight**time_exponent]
-        candidates = [forward.images[offset], backward.images[backward_offset]]
-        errors = [forward.reconstruction_errors[offset], backward.reconstruction_errors[backward_offset]]
-        if options.blend_warp_weight > 0:
-            candidates += [forward.warps[offset], backward.warps[backward_offset]]
-            errors += [forward.warp_errors[offset], backward.warp_errors[backward_offset]]
-            times += [options.blend_warp_weight * time for time in times]
+    for offset, index, candidates, errors, times in reconstruction_candidates(left, right, forward, backward, options):
         with torch.no_grad():
             candidates_t = torch.from_numpy(np.stack(candidates)).to(device).float()
             weights = ops.reconstruction_weights(torch.from_numpy(np.stack(errors)).to(device), times)
             blended = (weights[..., None] * candidates_t).sum(0)
             if options.blend_sharpness is not None:
-                right_share = float(weights[1::2].sum(0).mean())
-                target = (
-                    options.blend_sharpness
-                    * ((1 - right_share) * ratios[0] + right_share * ratios[1])
-                    * forward.frame_energies[offset]
-                )
+                target = sharpness_target(options, forward, backward, offset, float(weights[1::2].sum(0).mean()))
                 blended = ops.match_sharpness(blended, candidates_t, weights, target)
             yield index, ops.to_uint8(blended).cpu().numpy()
