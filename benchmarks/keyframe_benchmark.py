@@ -14,7 +14,9 @@ Full-size SD 1.5 UNet + ControlNet + VAE + CLIP text encoder built from the conf
   of load on a shared machine does not bias the ratios (and a warning says when the plain runs disagree);
 * ``rerender, all constraints``: the anchor then the keyframes with cross-frame attention, shape-aware fusion,
   pixel-aware fusion (second pass + fidelity encoding) and AdaIN (0.8, 1);
-* ``rerender, pixel-aware off``: the same without pixel-aware fusion (one pass per keyframe).
+* ``rerender, pixel-aware off``: the same without pixel-aware fusion (one pass per keyframe);
+* with ``--fidelity-off``, ``rerender, fidelity encoding off``: every constraint, the pixel-aware target encoded
+  with a plain VAE encode (paper Eqs. 8–9 off: 1 encode and 2 decodes fewer per keyframe).
 
 Reported per variant: wall time per keyframe (the anchor is excluded for rerender and reported apart), peak
 resident memory (sampled every 10 ms) and its increase over the models-loaded baseline, UNet calls per keyframe.
@@ -41,6 +43,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +66,12 @@ def parse_arguments() -> argparse.Namespace:
         choices=("wall", "cpu"),
         default="wall",
         help="wall time, or this process's CPU time (steadier on a shared machine; use with --threads 1)",
+    )
+    parser.add_argument(
+        "--fidelity-off",
+        action="store_true",
+        help="also run every constraint with the fidelity-oriented encoding off (1 VAE encode and 2 decodes fewer "
+        "per keyframe)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser.parse_args()
@@ -376,6 +385,9 @@ def main() -> int:
     run_plain("plain diffusers (run 2)")
     run_ours("rerender, pixel-aware off", ConstraintConfig(adain_period=(0.8, 1.0), pixel_fusion_period=None))
     run_plain("plain diffusers (run 3)")
+    if arguments.fidelity_off:
+        run_ours("rerender, fidelity encoding off", replace(all_on, fidelity_encoding=False))
+        run_plain("plain diffusers (run 4)")
 
     plain_runs = [r for r in results if r["variant"].startswith("plain")]
     plain_peak = max(r["peak"] for r in plain_runs)
