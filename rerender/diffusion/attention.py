@@ -8,12 +8,17 @@ The reference features ``v`` are the inputs of those layers, recorded while the 
 Three pieces, each replaceable:
 
 * `CrossFrameAttentionStore` holds the recorded features per ``(timestep, layer)`` in the compute dtype, only
-  for the timesteps and layers that use them, and says which timestep the UNet is at.
+  for the timesteps and layers that use them, on the GPU or in (pinned) host memory with asynchronous copies
+  both ways (``constraints.reference_storage``), and says which timestep the UNet is at.
 * `CrossFrameAttnProcessor` is a diffusers attention processor. It records features, or attends to the stored
   ones with `torch.nn.functional.scaled_dot_product_attention` (xformers' memory-efficient attention when the
   processor it replaces is an xformers one), and hands over to the replaced processor whenever it is inactive.
 * `cross_frame_attention` installs the processors on the decoder self-attention layers for one block of code
   and restores the original processors afterwards, also when the block raises.
+
+How much the references take is known before rendering (`reference_bytes_estimate`: sets held at once × steps ×
+batch × bytes per value × Σ tokens·channels of the layers, `decoder_layer_shapes`), and `choose_reference_storage`
+decides from it where "auto" keeps them.
 
 Layers are found by *structure* (``attn1`` of a transformer block in ``up_blocks``), never by class name: the
 official code matched the class ``CrossAttention`` and silently lost cross-frame attention when xformers
