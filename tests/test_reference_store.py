@@ -386,3 +386,86 @@ def test_on_cuda_host_storage_renders_bitwise_what_device_storage_renders(unet_p
         assert all(tensor.is_pinned() for tensor in host[-1].resume_state["previous_features"].values())
     finally:
         unet_pipe.to("cpu", torch.float32)
+
+
+def test_the_cuda_path_orders_its_copies_by_streams_and_events(monkeypatch):
+    """The CUDA branch of host storage, run on the CPU with stand-ins that log what CUDA would be asked: the copy out
+    waits for the compute stream and keeps the feature's memory for the offload stream; the prefetch waits on the
+    copies out; a layer waits on its own event and keeps the references for the compute stream; the CPU reads the
+    host copies only after waiting on them. (Real streams: the ``gpu`` test above.)"""
+    import contextlib
+
+    log, current = [], []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            log.append((self.name, "waits for", other.name))
+
+        def wait_event(self, event):
+            log.append((self.name, "waits on", event.name))
+
+    class Event:
+        made = 0
+
+        def __init__(self):
+            Event.made += 1
+            self.name = f"e{Event.made}"
+
+        def record(self, stream):
+            log.append((stream.name, "records", self.name))
+
+        def synchronize(self):
+            log.append(("cpu", "waits on", self.name))
+
+    compute = Stream("compute")
+
+    @contextlib.contextmanager
+    def on(stream):
+        current.append(stream)
+        yield
+        current.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: compute)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: log.append((stream.name, "keeps", 0)))
+    store = host_store()
+    store._offload_stream, store._prefetch_stream = Stream("offload"), Stream("prefetch")  # as place() on CUDA
+    fetch = store._fetch
+    monkeypatch.setattr(
+        store, "_fetch", lambda *a: log.append(((current or [compute])[-1].name, "copies in", 0)) or fetch(*a)
+    )
+
+    record(store, "anchor", 5, {"a": torch.ones(1, 2, 2), "b": torch.zeros(1, 2, 2)})
+    assert log == [
+        ("offload", "waits for", "compute"),
+        ("offload", "keeps", 0),
+        ("offload", "records", "e1"),
+        ("offload", "waits for", "compute"),
+        ("offload", "keeps", 0),
+        ("offload", "records", "e2"),
+    ]
+    log.clear()
+    store.set_step(5, attend=True)
+    assert log == [
+        ("prefetch", "waits on", "e2"),  # the anchor's last copy out
+        ("prefetch", "copies in", 0),
+        ("prefetch", "records", "e3"),
+        ("prefetch", "copies in", 0),
+        ("prefetch", "records", "e4"),
+    ]
+    log.clear()
+    assert torch.equal(store.references("b"), torch.zeros(1, 2, 2))
+    assert log == [("compute", "waits on", "e4"), ("compute", "keeps", 0)]  # its own event, not a full sync
+    log.clear()
+    store.references("b")  # not prefetched any more: fetched on the compute stream after the copies out
+    assert log == [("compute", "waits on", "e2"), ("compute", "copies in", 0)]
+    store.idle()
+    record(store, "pending", 5, {"a": torch.ones(1, 2, 2)})
+    store.commit_pending()
+    log.clear()
+    assert torch.equal(store.previous_on_host()[(5, "a")], torch.ones(1, 2, 2))
+    assert log == [("cpu", "waits on", "e5")]  # the committed keyframe's last copy out, nothing else

@@ -201,8 +201,8 @@ class CrossFrameAttentionStore:
         return self._offload_stream is not None
 
     def _arena(self, target: str) -> _HostArena:
-        if target not in self._arenas:
-            self._arenas[target] = _HostArena(pin=self._cuda)
+        if target not in self._arenas:  # pinned for asynchronous copies to and from a CUDA device
+            self._arenas[target] = _HostArena(pin=self.compute is not None and self.compute.type == "cuda")
         return self._arenas[target]
 
     def _to_host(self, features: torch.Tensor, target: RecordTarget) -> torch.Tensor:
@@ -221,10 +221,10 @@ class CrossFrameAttentionStore:
         self._copied[target] = event
         return host
 
-    def _host_ready(self) -> None:
-        """Block the CPU until every host copy issued so far is done (before the CPU reads host features)."""
-        for event in self._copied.values():
-            event.synchronize()
+    def _host_ready(self, target: str) -> None:
+        """Block the CPU until the host copies of a set are done (before the CPU reads them)."""
+        if target in self._copied:
+            self._copied[target].synchronize()
 
     # ------------------------------------------------------------------------------------------------
     # the per-call switch
@@ -370,7 +370,7 @@ class CrossFrameAttentionStore:
         if self.previous is None:
             return None
         if self.on_host:
-            self._host_ready()
+            self._host_ready("previous")
             return dict(self.previous)
         return {key: value.cpu() for key, value in self.previous.items()}
 
