@@ -148,7 +148,8 @@ class RenderedFrame:
         seconds: wall time spent on this frame.
         resume_state: what `render_keyframes(..., resume=...)` needs to continue after this frame (CPU tensors:
             the previous keyframe's input, render and attention references, the generator state); save it
-            with `torch.save`. Holds the references, so drop it once saved.
+            with `torch.save`. Holds the references (with host reference storage, the store's own pinned host
+            copies, not new ones), so drop it once saved.
     """
 
     index: int
