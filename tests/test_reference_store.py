@@ -128,6 +128,8 @@ def test_storage_is_chosen_while_the_store_is_empty_and_previous_round_trips():
         store.place(None, "cpu")
     with pytest.raises(ValueError, match="compute device"):
         CrossFrameAttentionStore(storage="cpu")
+    with pytest.raises(ValueError, match="or on the CPU, not meta"):
+        CrossFrameAttentionStore(storage="meta", compute="cpu")
     saved = {(1, "l"): torch.arange(4.0).reshape(1, 2, 2)}
     for store in (host_store(), CrossFrameAttentionStore(compute="cpu")):
         store.load_previous(saved, torch.bfloat16)

@@ -88,7 +88,7 @@ class _HostArena:
 
     def empty(self, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised contiguous CPU tensor (pinned when the arena pins)."""
-        nbytes = shape.numel() * torch.empty((), dtype=dtype).element_size()
+        nbytes = shape.numel() * dtype.itemsize
         if self.chunk is None or self.offset + nbytes > self.chunk.numel():
             size = max(HOST_CHUNK_BYTES, 1 << max(nbytes - 1, 0).bit_length())  # a power of two: nothing rounded up
             self.chunk = torch.empty(size, dtype=torch.uint8, pin_memory=self.pin)
@@ -179,6 +179,8 @@ class CrossFrameAttentionStore:
             raise RuntimeError("the reference storage can only change while the store is empty (call clear first)")
         self.storage = None if storage is None else torch.device(storage)
         self.compute = None if compute is None else torch.device(compute)
+        if self.storage is not None and self.storage.type != "cpu":
+            raise ValueError(f"features are stored where the layers produce them (None) or on the CPU, not {storage}")
         if self.storage is not None and self.compute is None:
             raise ValueError("host storage needs the compute device the references are brought back to")
         cuda = self.on_host and self.compute.type == "cuda"
