@@ -19,7 +19,8 @@ Differences from the official code, on purpose: the SDEdit start no longer cance
 wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
 the first pass, computed once); cross-frame attention is found by structure and runs through SDPA or xformers;
 attention references are stored in the compute dtype for the steps and layers that use them, on the GPU or in
-host memory (`place_references`); classifier-free guidance runs as one batched call; the style-update interval counts keyframes.
+host memory (`place_references`); classifier-free guidance runs as one batched call; the style-update interval
+counts keyframes.
 
 Example:
     >>> from rerender.diffusion.pipeline import RerenderPipeline                       # doctest: +SKIP
