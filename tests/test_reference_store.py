@@ -390,11 +390,10 @@ def test_on_cuda_host_storage_renders_bitwise_what_device_storage_renders(unet_p
         unet_pipe.to("cpu", torch.float32)
 
 
-def test_the_cuda_path_orders_its_copies_by_streams_and_events(monkeypatch):
-    """The CUDA branch of host storage, run on the CPU with stand-ins that log what CUDA would be asked: the copy out
-    waits for the compute stream and keeps the feature's memory for the offload stream; the prefetch waits on the
-    copies out; a layer waits on its own event and keeps the references for the compute stream; the CPU reads the
-    host copies only after waiting on them. (Real streams: the ``gpu`` test above.)"""
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Stand-ins for CUDA streams and events that log what CUDA would be asked, and a host store whose streams
+    are theirs (as `place` makes them on CUDA); copies are plain CPU copies. Returns ``(store, log)``."""
     import contextlib
 
     log, current = [], []
@@ -434,13 +433,21 @@ def test_the_cuda_path_orders_its_copies_by_streams_and_events(monkeypatch):
     monkeypatch.setattr(torch.cuda, "stream", on)
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: log.append((stream.name, "keeps", 0)))
-    store = host_store()
-    store._offload_stream, store._prefetch_stream = Stream("offload"), Stream("prefetch")  # as place() on CUDA
+    store = host_store(prefetch_bytes=2 * 16)  # two (1, 2, 2) float32 layers
+    store._offload_stream, store._prefetch_stream = Stream("offload"), Stream("prefetch")
     fetch = store._fetch
     monkeypatch.setattr(
         store, "_fetch", lambda *a: log.append(((current or [compute])[-1].name, "copies in", 0)) or fetch(*a)
     )
+    return store, log
 
+
+def test_the_cuda_path_orders_its_copies_by_streams_and_events(fake_cuda):
+    """The CUDA branch of host storage, run on the CPU with stand-ins: the copy out waits for the compute stream
+    and keeps the feature's memory for the offload stream; the prefetch waits on the copies out; a layer waits on
+    its own event and keeps the references for the compute stream; the CPU reads host copies only after waiting on
+    them. (Real streams: the ``gpu`` test above.)"""
+    store, log = fake_cuda
     record(store, "anchor", 5, {"a": torch.ones(1, 2, 2), "b": torch.zeros(1, 2, 2)})
     assert log == [
         ("offload", "waits for", "compute"),
@@ -465,9 +472,29 @@ def test_the_cuda_path_orders_its_copies_by_streams_and_events(monkeypatch):
     log.clear()
     store.references("b")  # not prefetched any more: fetched on the compute stream after the copies out
     assert log == [("compute", "waits on", "e2"), ("compute", "copies in", 0)]
+    log.clear()
     store.idle()
+    assert log == [("compute", "records", "e5")]  # marks where the GPU is done with the references handed out
     record(store, "pending", 5, {"a": torch.ones(1, 2, 2)})
     store.commit_pending()
     log.clear()
     assert torch.equal(store.previous_on_host()[(5, "a")], torch.ones(1, 2, 2))
-    assert log == [("cpu", "waits on", "e5")]  # the committed keyframe's last copy out, nothing else
+    assert log == [("cpu", "waits on", "e6")]  # the committed keyframe's last copy out, nothing else
+
+
+def test_on_cuda_the_prefetch_waits_for_the_gpu_to_finish_with_references_it_handed_out(fake_cuda):
+    """Window of two layers: the third is brought in only once the GPU has run the layer that used the first (the
+    CPU may run ahead of the GPU; references handed out stay allocated until then)."""
+    store, log = fake_cuda
+    record(store, "anchor", 5, {f"l{i}": torch.full((1, 2, 2), float(i)) for i in range(3)})
+    store.set_step(5, attend=True)
+    assert list(store._prefetched) == ["l0", "l1"]
+    log.clear()
+    store.references("l0")  # l0 in use, l1 waiting: the window is full
+    assert ("prefetch", "copies in", 0) not in log and list(store._prefetched) == ["l1"]
+    log.clear()
+    assert torch.equal(store.references("l1"), torch.ones(1, 2, 2))
+    marker = log[0][2]
+    assert log[0] == ("compute", "records", marker)  # after l0's layer
+    assert log[3:] == [("cpu", "waits on", marker), ("prefetch", "copies in", 0), ("prefetch", "records", log[-1][2])]
+    assert torch.equal(store.references("l2"), torch.full((1, 2, 2), 2.0)) and store.fetches["on_demand"] == 0

@@ -64,9 +64,9 @@ RecordTarget = Literal["anchor", "pending"]
 _DECODER_SELF_ATTENTION = re.compile(r"^up_blocks\.(\d+)\..*\.attn1\.processor$")
 
 PREFETCH_BYTES = 256 * 2**20
-"""Host storage: at most this many bytes of references are on their way to the GPU (or waiting there to be used)
-at once, besides the one a layer is using: a whole SDXL step at 1024² (about 440 MB for anchor + previous) comes in
-two windows, a Flux step in windows of five blocks."""
+"""Host storage: at most this many bytes of references are on the GPU at once (on their way, waiting, or used by
+layers the GPU has not run yet: the CPU waits for the GPU before going further), and always the next layer's: a
+whole SDXL step at 1024² (about 440 MB for anchor + previous) comes in two windows, a Flux step in five blocks."""
 
 HOST_CHUNK_BYTES = 64 * 2**20
 """Host storage: pinned memory is taken in chunks of this size (a power of two) and cut into one piece per
@@ -154,7 +154,11 @@ class CrossFrameAttentionStore:
         self._offload_stream = self._prefetch_stream = None
         self._queue: collections.deque[str] = collections.deque()  # layers of this step still to prefetch
         self._prefetched: dict[str, tuple[torch.Tensor, torch.cuda.Event | None]] = {}
-        self._in_flight = 0  # bytes prefetched and not yet used
+        self._in_flight = 0  # bytes prefetched and not yet handed to a layer
+        # CUDA: references handed to layers stay allocated until the GPU has run those layers (the CPU may be ahead):
+        # compute-stream events, each after the layers that used `bytes`, and the bytes handed over since the last
+        self._used: collections.deque[tuple[torch.cuda.Event, int]] = collections.deque()
+        self._unmarked = 0
         self.place(storage, compute)
 
     def __repr__(self) -> str:
@@ -192,6 +196,7 @@ class CrossFrameAttentionStore:
         else:
             self._offload_stream = self._prefetch_stream = None
         self._drop_prefetched()
+        self._used.clear()
 
     @property
     def on_host(self) -> bool:
@@ -288,13 +293,28 @@ class CrossFrameAttentionStore:
                     stream.wait_event(event)
             return self._fetch(anchor, previous)
         references, event = fetched
-        self._in_flight -= references.numel() * references.element_size()
+        nbytes = references.numel() * references.element_size()
+        self._in_flight -= nbytes
         if event is not None:
+            self._mark_used()  # the layers before this one have been enqueued: mark where the GPU is done with them
             stream = torch.cuda.current_stream(references.device)
             stream.wait_event(event)
             references.record_stream(stream)  # made on the prefetch stream, used on this one
+            self._unmarked += nbytes
         self._prefetch()
         return references
+
+    def _mark_used(self) -> None:
+        """Record a compute-stream event after the layers handed references since the last mark (CUDA)."""
+        if self._unmarked:
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.compute))
+            self._used.append((event, self._unmarked))
+            self._unmarked = 0
+
+    def _ahead(self) -> int:
+        """Bytes of references on the compute device that no layer has finished with (prefetched or in use)."""
+        return self._in_flight + self._unmarked + sum(nbytes for _, nbytes in self._used)
 
     def _fetch(self, anchor: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         """``[anchor; previous]`` copied to the compute device in one new tensor (on the current stream).
@@ -318,8 +338,11 @@ class CrossFrameAttentionStore:
             anchor = self.anchor[key]
             previous = None if self.previous is None else self.previous.get(key)
             nbytes = (anchor.numel() + (0 if previous is None else previous.numel())) * anchor.element_size()
-            if self._in_flight and self._in_flight + nbytes > self.prefetch_bytes:
-                return
+            while self._used and self._ahead() + nbytes > self.prefetch_bytes:
+                event, _ = self._used.popleft()
+                event.synchronize()  # the CPU is ahead of the GPU: wait until it has run those layers
+            if self._in_flight and self._ahead() + nbytes > self.prefetch_bytes:
+                return  # the window holds references no layer has used yet: later calls bring the rest
             self._queue.popleft()
             if self._cuda:
                 with torch.cuda.stream(self._prefetch_stream):
@@ -334,6 +357,8 @@ class CrossFrameAttentionStore:
     def _drop_prefetched(self) -> None:
         """Forget references prefetched for a call that did not use them (made and never read on the prefetch
         stream: their memory may be reused at once)."""
+        if self._cuda:
+            self._mark_used()
         self._queue.clear()
         self._prefetched.clear()
         self._in_flight = 0
