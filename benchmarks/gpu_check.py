@@ -414,14 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments.tiny and not torch.cuda.is_available():
         print("no CUDA device: run with --tiny for the CPU smoke test", file=sys.stderr)
         return 2
+    if arguments.tiny:
+        torch.set_num_threads(1)
+    if arguments.sdxl:  # its own defaults: 1024² (64² tiny), 20 steps (4 tiny)
+        _write_json(arguments.json, sdxl_keyframe_check(arguments))
+        return 0
     arguments.size = arguments.size or (64 if arguments.tiny else 512)
     arguments.large_size = arguments.large_size or (96 if arguments.tiny else 1024)
     arguments.steps = arguments.steps or (4 if arguments.tiny else 20)
-    if arguments.tiny:
-        torch.set_num_threads(1)
-    if arguments.sdxl:
-        _write_json(arguments.json, sdxl_keyframe_check(arguments))
-        return 0
     if arguments.zimage:
         return zimage_keyframe_check(arguments)
 
