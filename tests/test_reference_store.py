@@ -202,6 +202,15 @@ def test_the_config_field_is_checked_and_exposed():
     assert "constraints.reference_storage" in ADVANCED_GROUPS["Cross-frame constraints"]
 
 
+def test_the_cli_sets_the_storage_and_names_a_bad_value(capsys):
+    from tests.test_cli import run_cli
+
+    code, out, _ = run_cli(capsys, "config", "show", "--set", "reference_storage=host")
+    assert code == 0 and "reference_storage: host" in out
+    code, _, err = run_cli(capsys, "config", "show", "--set", "constraints.reference_storage=gpu")
+    assert code == 2 and "`constraints.reference_storage` must be one of 'auto', 'device', 'host', got 'gpu'" in err
+
+
 # --------------------------------------------------------------------------------------------------------
 # the pipelines: the estimate against what a run holds, host outputs equal to device outputs
 # --------------------------------------------------------------------------------------------------------
