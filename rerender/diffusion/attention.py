@@ -197,6 +197,7 @@ class CrossFrameAttentionStore:
             self._offload_stream = self._prefetch_stream = None
         self._drop_prefetched()
         self._used.clear()
+        self._unmarked = 0
 
     @property
     def on_host(self) -> bool:
