@@ -39,10 +39,22 @@ def test_tiny_all_runs_every_row_in_priority_order_and_writes_json(gpu_check, tm
     assert (
         variants["sdpa (repeat)"]["max_abs_difference"] == 0.0 and variants["cpu offload"]["skipped"] == "needs CUDA"
     )
-    # SDXL: the same accounting on the SDXL base, offload variants only on CUDA
-    assert rows["sdxl"]["variants"]["plain"]["unet_calls_per_keyframe"] == [3]
-    assert rows["sdxl"]["variants"]["rerender"]["unet_calls_per_keyframe"] == [4]
-    assert set(rows["sdxl"]["variants"]) == {"plain", "rerender"}
+    # SDXL: the same accounting on the SDXL base, references on the device and on the host (the same pixels),
+    # offload variants only on CUDA
+    sdxl = rows["sdxl"]
+    assert set(sdxl["variants"]) == {"plain", "rerender, device storage", "rerender, host storage"}
+    assert set(sdxl["skipped"]) == {"plain, cpu offload", "rerender, cpu offload, auto storage"}
+    assert sdxl["variants"]["plain"]["unet_calls_per_keyframe"] == [3]
+    for storage in ("device", "host"):
+        ours = sdxl["variants"][f"rerender, {storage} storage"]
+        assert ours["unet_calls_per_keyframe"] == [4] and ours["reference_storage"] == storage
+        assert f"kept in {storage} memory (reference_storage: {storage})" in ours["references"]
+        assert (
+            ours["time_vs_plain"]
+            == ours["wall_seconds_per_keyframe"] / sdxl["variants"]["plain"]["wall_seconds_per_keyframe"]
+        )
+    assert sdxl["variants"]["rerender, host storage"]["reference_fetches"]["on_demand"] == 0
+    assert sdxl["host_vs_device_max_difference"] == 0.0 and sdxl["targets"]["host_equals_device"]["met"]
     # transformers: strength 1, 4 steps: plain 4 calls, ours the 4 + the pixel-aware pass; ratios as defined
     for family, labels in (
         ("zimage", {"plain", "rerender", "rerender, last 10 blocks"}),

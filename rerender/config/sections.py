@@ -30,6 +30,7 @@ __all__ = [
     "ModelFamily",
     "PropagationEngine",
     "PropagationDevice",
+    "ReferenceStorage",
     "CHOICES",
     "LANGUAGE_NAMES",
     "CONTROL_TYPES",
@@ -110,6 +111,9 @@ PropagationEngine = Literal["auto", "numba", "torch"]
 """The propagation engine: the CPU numba engine, the torch engine (GPU or CPU), or "auto" (torch when torch sees a GPU)."""
 PropagationDevice = Literal["auto", "cpu", "cuda"]
 """Where the torch propagation engine runs."""
+ReferenceStorage = Literal["auto", "device", "host"]
+"""Where cross-frame attention keeps its reference features: on the GPU ("device"), in (pinned) CPU memory, brought
+back to the GPU ahead of each model call ("host"), or "host" when they would crowd the GPU ("auto")."""
 
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "English",
@@ -147,6 +151,7 @@ CHOICES: dict[str, Any] = {
     "ModelFamily": ModelFamily,
     "PropagationEngine": PropagationEngine,
     "PropagationDevice": PropagationDevice,
+    "ReferenceStorage": ReferenceStorage,
 }
 """Every closed set of values by its alias name (for the docs and the consistency test)."""
 
@@ -606,6 +611,12 @@ class ConstraintConfig:
     blocks; Flux's double- then single-stream blocks), to save memory: each of the 3 references held at once keeps
     one block input per block and step (`rerender.diffusion.transformer_attention.blocks_within` gives the N that
     fits a budget); `None` = all blocks. UNet bases ignore it."""
+    reference_storage: ReferenceStorage = "auto"
+    """Where the cross-frame attention references (the anchor's, the previous and the pending keyframe's layer
+    inputs, per step) are kept: "device" (GPU memory), "host" (pinned CPU memory, copied back to the GPU ahead of each
+    model call on a side stream: same results, less GPU memory), or "auto": "host" on CUDA when their estimated size
+    exceeds 2 GiB or model CPU offload is on, else "device" (`rerender.diffusion.attention.choose_reference_storage`;
+    the run's log gives the estimate and the choice)."""
     style_update_interval: int | None = 1
     """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
     shape_fusion_period: Period | None = (0.0, 0.1)
@@ -638,6 +649,7 @@ class ConstraintConfig:
             _check_range("constraints.style_update_interval", self.style_update_interval, 1)
         if self.cross_frame_blocks is not None:
             _check_range("constraints.cross_frame_blocks", self.cross_frame_blocks, 1)
+        _check_choice("constraints.reference_storage", self.reference_storage, choices(ReferenceStorage))
         _check_range("constraints.mask_strength", self.mask_strength, 0.0, 1.0)
         _check_range("constraints.inner_strength", self.inner_strength, 0.0, 1.0)
         _check_range("constraints.fidelity_threshold", self.fidelity_threshold, 0.0, 2.0)

@@ -170,7 +170,10 @@ class FlowTransformerPipeline(RerenderPipeline):
                 self.family_name,
             )
         with self.cross_frame_attention(state.store, getattr(constraints, "cross_frame_blocks", None)) as layers:
-            self.check_reference_memory(state, len(layers))
+            # every chosen block records its image tokens (as many as the processors take: the model's padding)
+            shapes = [(state.store.image_tokens, self.model_width)] * len(layers)
+            if self.place_references(state, shapes) == "device":
+                self.check_reference_memory(state, len(layers))
             yield
 
     def check_reference_memory(self, state: _RenderState, blocks: int) -> int | None:

@@ -18,8 +18,9 @@ executed step only while that step is in the noisier half of the schedule (`rere
 Differences from the official code, on purpose: the SDEdit start no longer cancels shape-aware fusion nor
 wastes UNet calls; the second pass starts where the pixel-aware window starts (its earlier steps are those of
 the first pass, computed once); cross-frame attention is found by structure and runs through SDPA or xformers;
-attention references are stored in the compute dtype for the steps and layers that use them; classifier-free
-guidance runs as one batched call; the style-update interval counts keyframes.
+attention references are stored in the compute dtype for the steps and layers that use them, on the GPU or in
+host memory (`place_references`); classifier-free guidance runs as one batched call; the style-update interval
+counts keyframes.
 
 Example:
     >>> from rerender.diffusion.pipeline import RerenderPipeline                       # doctest: +SKIP
@@ -60,7 +61,14 @@ from transformers import (
 
 from rerender.color import correct_colors
 from rerender.config import ConstraintConfig, ControlConfig, RefinementConfig
-from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
+from rerender.diffusion.attention import (
+    CrossFrameAttentionStore,
+    choose_reference_storage,
+    cross_frame_attention,
+    decoder_layer_shapes,
+    reference_bytes_estimate,
+    references_held,
+)
 from rerender.diffusion.control import Annotator, make_annotator, union_control_mode
 from rerender.diffusion.freeu import freeu_installed
 from rerender.diffusion.fusion import (
@@ -141,7 +149,8 @@ class RenderedFrame:
         seconds: wall time spent on this frame.
         resume_state: what `render_keyframes(..., resume=...)` needs to continue after this frame (CPU tensors:
             the previous keyframe's input, render and attention references, the generator state); save it
-            with `torch.save`. Holds the references, so drop it once saved.
+            with `torch.save`. Holds the references (with host reference storage, the store's own pinned host
+            copies, not new ones), so drop it once saved.
     """
 
     index: int
@@ -289,6 +298,9 @@ class _RenderState:
     anchor: _Reference | None = None
     previous: _Reference | None = None
     unet_calls: int = 0
+    frames: int = 1
+    """How many frames (the anchor first) this call renders: how many reference sets are held at once depends on it
+    (`rerender.diffusion.attention.references_held`)."""
 
     @property
     def do_classifier_free_guidance(self) -> bool:
@@ -641,6 +653,7 @@ class RerenderPipeline(
             callback=callback_on_step_end,
             added_cond_kwargs=added_cond_kwargs or None,
             control_modes=control_modes,
+            frames=len(frames),
         )
         logger.info(
             "rendering %d frames at %dx%d with %s: steps %d-%d of %d, second pass from step %s",
@@ -677,6 +690,9 @@ class RerenderPipeline(
                     resume_state=self._resume_state(state, index),
                 )
             state.store.clear()
+            logger.debug(
+                "cross-frame attention references: at most %.2f GiB held at once", state.store.peak_nbytes / 2**30
+            )
 
     @contextlib.contextmanager
     def constraints_installed(self, state: _RenderState, frame: torch.Tensor) -> Iterator[None]:
@@ -687,10 +703,55 @@ class RerenderPipeline(
         """
         constraints = state.constraints
         with (
-            cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention),
+            cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention) as layers,
             freeu_installed(self.unet, constraints.freeu),
         ):
+            height, width = frame.shape[-2:]
+            latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+            self.place_references(state, decoder_layer_shapes(self.unet, layers, latent_size))
             yield
+
+    def reference_batch(self, state: _RenderState) -> int:
+        """The batch the stored references have: 2 when guidance runs in the batch, else 1."""
+        return 2 if state.do_classifier_free_guidance else 1
+
+    @property
+    def model_cpu_offloaded(self) -> bool:
+        """Whether the denoiser is offloaded to the CPU between calls (diffusers' model or sequential CPU offload)."""
+        return hasattr(self.unet, "_hf_hook")
+
+    def place_references(self, state: _RenderState, layer_shapes: list[tuple[int, int]]) -> str:
+        """Estimate the bytes of the attention references this call holds at once and keep them on the device or
+        in host memory (``constraints.reference_storage``, `choose_reference_storage`); log both once.
+
+        The estimate (`reference_bytes_estimate`): the sets held at once (`references_held`) × the steps
+        cross-frame attention acts at × the references' batch × the compute dtype's size × Σ tokens·channels of
+        the chosen layers (`layer_shapes`).
+
+        Returns:
+            "device" or "host".
+        """
+        device = self._execution_device
+        steps = len(state.schedule.cross_attention)
+        held = references_held(state.frames, state.constraints.style_update_interval)
+        element_size = torch.empty((), dtype=self.unet.dtype).element_size()
+        estimate = reference_bytes_estimate(layer_shapes, steps, self.reference_batch(state), element_size, held)
+        requested = getattr(state.constraints, "reference_storage", "auto")
+        offloaded = self.model_cpu_offloaded
+        choice = choose_reference_storage(requested, estimate, device, offloaded)
+        state.store.place("cpu" if choice == "host" else None, device)
+        logger.info(
+            "cross-frame attention references: about %.2f GiB held at once (%d sets × %d steps × %d layers), kept in "
+            "%s memory (reference_storage: %s%s)",
+            estimate / 2**30,
+            held,
+            steps,
+            len(layer_shapes),
+            "host" if choice == "host" else "device",
+            requested,
+            ", model CPU offload on" if offloaded else "",
+        )
+        return choice
 
     # ----------------------------------------------------------------------------------------------------
     # rendering one frame
@@ -1524,24 +1585,18 @@ class RerenderPipeline(
 
     def _resume_state(self, state: _RenderState, index: int) -> dict[str, Any]:
         """Everything besides the anchor (which is re-rendered) that the frames after `index` depend on."""
-        previous_features = state.store.previous
         return {
             "index": index,
             "previous_frame": state.previous.frame.cpu(),
             "previous_rendered": state.previous.rendered.cpu(),
-            "previous_features": None
-            if previous_features is None
-            else {key: value.cpu() for key, value in previous_features.items()},
+            "previous_features": state.store.previous_on_host(),  # host storage: the stored tensors, no copy
             "generator_state": state.generator.get_state(),
         }
 
     def _restore(self, state: _RenderState, resume: dict[str, Any]) -> None:
         """Put back a saved previous keyframe and generator after the anchor has been rendered again."""
-        device, dtype = self._execution_device, self.unet.dtype
-        features = resume["previous_features"]
-        state.store.previous = (
-            None if features is None else {key: value.to(device, dtype) for key, value in features.items()}
-        )
+        device = self._execution_device
+        state.store.load_previous(resume["previous_features"], self.unet.dtype)
         state.previous = _Reference(
             frame=resume["previous_frame"].to(device), rendered=resume["previous_rendered"].to(device)
         )

@@ -10,6 +10,7 @@ propagation, writing) is `rerender.workflow.generation.generate`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from rerender.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BackgroundSmoothing",
@@ -234,7 +237,13 @@ def render_text_keyframes(
     Raises:
         ConfigError: `noise_steps` not ``0 ≤ i1 < i0 < num_inference_steps``.
     """
-    from rerender.diffusion.attention import CrossFrameAttentionStore, cross_frame_attention
+    from rerender.diffusion.attention import (
+        CrossFrameAttentionStore,
+        choose_reference_storage,
+        cross_frame_attention,
+        decoder_layer_shapes,
+        reference_bytes_estimate,
+    )
 
     if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image, Flux: flow matching)
         return pipeline.render_text_keyframes(
@@ -308,7 +317,14 @@ def render_text_keyframes(
         return latent_mask(mask.astype(bool), shape[-2:], background_smoothing.mask_dilation).to(device)
 
     images = []
-    with cross_frame_attention(pipeline.unet, store):
+    with cross_frame_attention(pipeline.unet, store) as layers:
+        # the anchor's features at every step are the one reference set: host memory when they would crowd the GPU
+        element_size = torch.empty((), dtype=pipeline.unet.dtype).element_size()
+        shapes = decoder_layer_shapes(pipeline.unet, layers, shape[-2:])
+        estimate = reference_bytes_estimate(shapes, len(timesteps), 2 if guided else 1, element_size, 1)
+        storage = choose_reference_storage("auto", estimate, device, hasattr(pipeline.unet, "_hf_hook"))
+        store.place("cpu" if storage == "host" else None, device)
+        logger.info("cross-frame attention references: about %.2f GiB, kept in %s memory", estimate / 2**30, storage)
         initial = randn_tensor(shape, generator=generator, device=device, dtype=pipeline.unet.dtype)
         anchor, kept = denoise(initial * scheduler.init_noise_sigma, 0, anchor=True, keep=(first, second))
         anchor_mid, anchor_start = kept[second], kept[first]  # x_{t0} and x_{t1} of the anchor

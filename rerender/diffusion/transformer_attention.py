@@ -19,7 +19,9 @@ their own ``[image; text]`` keys, so the block's output is unchanged: the test o
 Which blocks: all blocks of the main stream (``transformer.layers``), where image and text tokens are joined;
 the refiners before it see one modality each. ``last_blocks=N`` keeps the last N of them (the ones nearest the
 output, like the UNet decoder that Rerender chooses), for when memory is short: each reference stores one
-``(B, tokens, dim)`` input per block and attention step (`reference_bytes`).
+``(B, tokens, dim)`` input per block and attention step (`reference_bytes`). The store keeps them on the GPU or in
+host memory (``constraints.reference_storage``; "auto" puts Flux and Z-Image at 1024² on the host), with the same
+processors either way.
 
 Example:
     >>> store = CrossFrameAttentionStore()                                          # doctest: +SKIP

@@ -35,6 +35,7 @@ ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
     "Cross-frame constraints": (
         "constraints.cross_frame_attention_period",
         "constraints.loose_cross_frame_attention",
+        "constraints.reference_storage",
         "constraints.style_update_interval",
         "constraints.shape_fusion_period",
         "constraints.pixel_fusion_period",
