@@ -169,7 +169,11 @@ def verbose_parent() -> argparse.ArgumentParser:
     """`-v/--verbose`, accepted before or after the command (`rerender -v translate …`, `rerender translate … -v`)."""
     parent = _parent()
     parent.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logging, tracebacks and other libraries' warnings",
     )
     return parent
 
