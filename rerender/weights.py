@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from rerender.config.sections import FAMILY_NAMES
 from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,7 +323,7 @@ def fetch_repository(
     return Path(snapshot_download(repository, allow_patterns=fetched)), fetched, skipped
 
 
-_FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+_FAMILY_LABELS = FAMILY_NAMES
 
 
 def model_family(model: ModelConfig) -> str:

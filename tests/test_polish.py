@@ -110,3 +110,133 @@ def test_the_library_sets_no_warnings_filter_and_no_logging_handler():
     )
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert finished.returncode == 0, finished.stderr
+
+
+# --------------------------------------------------- 1. the size multiple and 2. the negative prompt of the family
+
+
+def _resolved(base: Path, control: Path | None = None, **overrides):
+    from rerender.workflow.preflight import check_run
+
+    settings = {"model.base_model": str(base), **overrides}
+    if control is not None:
+        settings["control.model"] = str(control)
+    return check_run(None, overrides=settings, stage="keyframes", check_model=False).config
+
+
+@pytest.fixture(scope="module")
+def bases(tiny_flux, tiny_zimage, tiny_pipeline_dir, tiny_sdxl_dir) -> dict[str, Path]:
+    return {"flux": tiny_flux[0], "zimage": tiny_zimage[0], "sd15": tiny_pipeline_dir, "sdxl": tiny_sdxl_dir}
+
+
+def test_the_size_multiple_is_the_model_family_s_own_unless_set(bases):
+    from rerender.config import RerenderConfig
+
+    assert RerenderConfig().video.size_multiple is None
+    assert {family: _resolved(base).video.size_multiple for family, base in bases.items()} == {
+        "flux": 16, "zimage": 16, "sd15": 8, "sdxl": 8,
+    }  # fmt: skip
+    assert _resolved(bases["sd15"], size_multiple=64).video.size_multiple == 64  # the user's, when the model takes it
+    assert _resolved(bases["flux"], renderer="classic").video.size_multiple == 8  # the stylizer takes any size
+
+
+@pytest.mark.parametrize("family", ["flux", "zimage"])
+def test_a_size_multiple_the_model_cannot_take_is_refused_naming_the_option_the_value_and_the_model_s(
+    family, bases, monkeypatch
+):
+    import rerender.diffusion.loading
+    from rerender.errors import ConfigError
+
+    monkeypatch.setattr(rerender.diffusion.loading, "load_pipeline", lambda *args: pytest.fail("the model was loaded"))
+    with pytest.raises(ConfigError) as refused:
+        _resolved(bases[family], size_multiple=8)
+    message = str(refused.value)
+    assert "`video.size_multiple` is 8" in message and "multiples of 16" in message
+    assert {"flux": "Flux", "zimage": "Z-Image"}[family] in message
+
+
+def test_the_family_table_is_what_the_pipelines_take(tiny_flux, tiny_zimage, tiny_pipeline_dir, tiny_sdxl_dir):
+    """`FAMILY_SIZE_MULTIPLES` (read before any model loads) is what each loaded pipeline takes (its `size_multiple`:
+    VAE factor × patch size; the tiny UNet models' VAEs are 2× only, so 8 is a multiple of theirs), and a caller's
+    own pipeline gives its multiple to the run."""
+    from rerender.config import FAMILY_SIZE_MULTIPLES, ControlConfig, ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+    from rerender.workflow.preflight import check_run
+
+    folders = {
+        "flux": tiny_flux,
+        "zimage": tiny_zimage,
+        "sd15": (tiny_pipeline_dir, None),
+        "sdxl": (tiny_sdxl_dir, None),
+    }
+    for family, (base, control) in folders.items():
+        controls = (ControlConfig(model=str(control)),) if control is not None else (ControlConfig(),)
+        pipeline = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), controls)
+        assert pipeline.family == family and FAMILY_SIZE_MULTIPLES[family] % pipeline.size_multiple == 0
+        if control is not None:  # the transformers' tiny VAEs have the real 8× factor
+            assert pipeline.size_multiple == FAMILY_SIZE_MULTIPLES[family] == 16
+        given = check_run(None, stage="keyframes", pipeline=pipeline, check_model=False).config
+        assert given.video.size_multiple == FAMILY_SIZE_MULTIPLES[family]
+    pipeline.vae_scale_factor = 32  # a model whose VAE is 32× down: its frames must be multiples of 32
+    assert check_run(None, stage="keyframes", pipeline=pipeline, check_model=False).config.video.size_multiple == 32
+
+
+def test_a_flux_folder_with_the_default_config_renders_at_sizes_it_takes(tiny_flux, synthetic_clip, tmp_path, capsys):
+    """`--model <a Flux folder>` and nothing else about sizes: the 96×64 clip at 64 px becomes 64×48 (16s), not
+    64×40 (a multiple of 8 only, which Flux cannot take)."""
+    from PIL import Image
+
+    from rerender.cli import main
+
+    base, control = tiny_flux
+    output = tmp_path / "out.mp4"
+    code = main(
+        [
+            "translate", str(synthetic_clip), "-p", "a cat", "-o", str(output), "-q", "--stage", "first",
+            "--model", str(base), *_tiny_run(control), "--set", "guidance_scale=0",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with Image.open(tmp_path / "out.mp4.work" / "keyframes" / "0000.png") as keyframe:
+        assert keyframe.size == (64, 48)
+
+
+def test_the_default_negative_prompt_is_the_family_s(bases):
+    from rerender.config import DEFAULT_NEGATIVE_PROMPT, default_negative_prompt
+
+    negatives = {family: _resolved(base).prompt.negative_prompt for family, base in bases.items()}
+    assert negatives == {"flux": "", "zimage": "", "sd15": DEFAULT_NEGATIVE_PROMPT, "sdxl": DEFAULT_NEGATIVE_PROMPT}
+    # Flux with true classifier-free guidance has a negative branch: the default one steers it
+    assert _resolved(bases["flux"], true_cfg_scale=3.0).prompt.negative_prompt == DEFAULT_NEGATIVE_PROMPT
+    assert default_negative_prompt("flux", 3.0) == DEFAULT_NEGATIVE_PROMPT == default_negative_prompt(None)
+    # what the user sets is kept, the empty prompt included
+    assert _resolved(bases["sd15"], negative_prompt="").prompt.negative_prompt == ""
+    assert _resolved(bases["flux"], negative_prompt="blurry").prompt.negative_prompt == "blurry"
+
+
+# ------------------------------------------------------------- 4. options that do nothing on a base say so
+
+
+def test_an_option_of_another_base_warns_naming_it_and_the_bases_that_use_it(bases, caplog):
+    cases = [
+        ("sd15", {"true_cfg_scale": 3.0}, "`sampling.true_cfg_scale`", "only Flux uses it"),
+        ("sdxl", {"true_cfg_scale": 3.0}, "`sampling.true_cfg_scale`", "only Flux uses it"),
+        ("sd15", {"cross_frame_blocks": 4}, "`constraints.cross_frame_blocks`", "only Z-Image and Flux use it"),
+        (
+            "flux",
+            {"freeu": {"b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2}},
+            "`constraints.freeu`",
+            "only SD 1.5 and SDXL",
+        ),
+    ]
+    for family, overrides, option, bases_named in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rerender"):
+            _resolved(bases[family], **overrides)
+        warned = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+        assert len(warned) == 1 and option in warned[0] and bases_named in warned[0], (family, warned)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender"):  # where each acts, and at its default: nothing
+        _resolved(bases["flux"], true_cfg_scale=3.0, cross_frame_blocks=2)
+        _resolved(bases["sd15"])
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from rerender.config import FAMILY_NAMES as config_family_names
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
@@ -89,8 +90,8 @@ SDXL_CONFIG_DIR = Path(__file__).parents[1] / "assets" / "sdxl-config"
 """Diffusers configs of SDXL base 1.0 (UNet, VAE, both CLIP text encoders and tokenizers, DDIM scheduler, ControlNet),
 no weights: the `config=` folder that lets SDXL single-file checkpoints load offline."""
 
-FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
-"""How messages name each `ModelFamily`."""
+FAMILY_NAMES = config_family_names
+"""How messages name each `ModelFamily` (`rerender.config.FAMILY_NAMES`)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

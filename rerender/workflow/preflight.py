@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ __all__ = [
     "check_model_inputs",
     "check_prompt_language",
     "check_workspace_paths",
+    "run_family",
+    "resolve_model_defaults",
     "WRITING_STAGES",
 ]
 
@@ -124,7 +128,6 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
         check_diffusion_weights(config)
-        check_size_multiple(config)
         check_transformer_family(config)
     if config.prompt.style_image is None:
         return
@@ -141,24 +144,67 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
 
 
-FAMILY_SIZE_MULTIPLES = {"zimage": 16, "flux": 16}
-"""Frame sides the flow-matching transformers need: the VAE's 8 times their 2×2 patches."""
-
-
-def check_size_multiple(config: RerenderConfig) -> None:
-    """A model whose frames must be multiples of 16 with `video.size_multiple` 8 would be refused only after it
-    loads (`RerenderPipeline` checks the frames): refuse now, naming the option (family from configs, no weights)."""
-    from rerender.diffusion.loading import FAMILY_NAMES
+def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = None) -> str | None:
+    """The `ModelFamily` of what renders the keyframes: a caller's `pipeline`'s, else the configured model's, read
+    from its configs and file headers (`rerender.weights.model_family`, no weights load); None when the classic
+    stylizer or a caller's renderer object renders them."""
+    if renderer is not None or (pipeline is None and config.model.renderer == "classic"):
+        return None
+    if pipeline is not None:
+        return getattr(pipeline, "family", None)
     from rerender.weights import model_family
 
-    family = model_family(config.model)
-    multiple = FAMILY_SIZE_MULTIPLES.get(family)  # the UNet families: their VAE's own factor, checked at the call
-    if multiple is not None and config.video.size_multiple % multiple:
+    return model_family(config.model)
+
+
+def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline: Any = None) -> RerenderConfig:
+    """The options whose default depends on the base model, set from its `family` (`run_family`) when the user left
+    them unset, and checked when they did not:
+
+    * `video.size_multiple`: the family's multiple (`FAMILY_SIZE_MULTIPLES`: 8 on SD, 16 on Z-Image and Flux; a
+      caller's loaded `pipeline` may need more: its `size_multiple` counts too); 8 for the classic stylizer;
+    * `prompt.negative_prompt`: `default_negative_prompt` of the family (and `sampling.true_cfg_scale`);
+    * options that do nothing on this base (`BASE_SPECIFIC_OPTIONS`) warn, naming the bases that use them.
+
+    Raises:
+        ConfigError: a `video.size_multiple` that is not a multiple of the model's, naming both.
+    """
+    from rerender.config import (
+        BASE_SPECIFIC_OPTIONS,
+        FAMILY_NAMES,
+        FAMILY_SIZE_MULTIPLES,
+        apply_overrides,
+        default_negative_prompt,
+        field_default,
+    )
+
+    multiple = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
+    if getattr(pipeline, "size_multiple", None):  # a loaded model says what it takes (its VAE factor × patch size)
+        multiple = math.lcm(multiple, int(pipeline.size_multiple))
+    changes: dict[str, Any] = {}
+    given = config.video.size_multiple
+    if given is None:
+        changes["video.size_multiple"] = multiple
+    elif family is not None and given % multiple:
         raise ConfigError(
-            f"`video.size_multiple` is {config.video.size_multiple}, but {FAMILY_NAMES[family]} frames must have sides "
-            f"that are multiples of {multiple}: set size_multiple: {multiple} (--set size_multiple={multiple})"
-            + (", as configs/zimage_turbo.yaml does" if family == "zimage" else "")
+            f"`video.size_multiple` is {given}, but {FAMILY_NAMES.get(family, family)} frames must have sides that "
+            f"are multiples of {multiple}; set it to a multiple of {multiple} (--set size_multiple={multiple}), or "
+            "leave it unset to take the model's own"
         )
+    if config.prompt.negative_prompt is None:
+        changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
+    for option, families in BASE_SPECIFIC_OPTIONS.items() if family is not None else ():
+        value = functools.reduce(getattr, option.split("."), config)
+        if family not in families and value != field_default(option):
+            logger.warning(
+                "`%s` is set (%s) but does nothing on %s: only %s use%s it; it is ignored",
+                option,
+                value,
+                FAMILY_NAMES.get(family, family),
+                " and ".join(FAMILY_NAMES[name] for name in families),
+                "s" if len(families) == 1 else "",
+            )
+    return apply_overrides(config, changes) if changes else config
 
 
 def check_transformer_family(config: RerenderConfig) -> None:
@@ -265,6 +311,8 @@ def check_run(
     check_stage(stage, output)
     renderer_object, changes = check_renderer(renderer, overrides or {})
     resolved = resolve_config(config, prompt, K, changes)
+    # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
+    resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
     if executor is not None:
         executor.check(resolved)
