@@ -240,3 +240,57 @@ def test_an_option_of_another_base_warns_naming_it_and_the_bases_that_use_it(bas
         _resolved(bases["flux"], true_cfg_scale=3.0, cross_frame_blocks=2)
         _resolved(bases["sd15"])
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+# ----------------------------------------------------------------- 5. `generate` loads no ControlNet
+
+
+@pytest.mark.parametrize("family", ["sd15", "flux", "zimage"])
+def test_generate_loads_no_controlnet_and_needs_none_named(family, bases, tmp_path, monkeypatch):
+    """Text2Video-Zero has no control: `generate` neither loads a ControlNet nor asks for one (on Flux, which has no
+    default ControlNet, one had to be named; Z-Image loaded its Union ControlNet for nothing)."""
+    import rerender.diffusion.loading as loading
+    from rerender.video import probe_video
+    from rerender.workflow.generation import generate
+
+    loaded = []
+    real = loading.load_pipeline
+
+    def spy(model, controls=(), **options):
+        pipeline = real(model, controls, **options)
+        loaded.append((tuple(controls), getattr(pipeline, "controlnet", "absent")))
+        return pipeline
+
+    monkeypatch.setattr(loading, "load_pipeline", spy)
+    output = tmp_path / "gen.mp4"
+    result = generate(
+        "a cat", frames=3, K=2, output=output, size=(64, 64), motion=(2.0, 0.0), num_inference_steps=2,
+        config=None, progress=False, base_model=str(bases[family]), device="cpu", flow_estimator="dis",
+        guidance_scale=1.0,
+    )  # fmt: skip
+    assert loaded == [((), None)]
+    assert result.frame_count == 3 and probe_video(output).frame_count == 3
+
+
+def test_a_pipeline_loaded_without_a_controlnet_refuses_frames_to_restyle(bases):
+    import numpy as np
+
+    from rerender.config import ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+    from rerender.errors import ConfigError
+
+    pipeline = load_pipeline(ModelConfig(base_model=str(bases["sd15"]), device="cpu"), ())
+    assert pipeline.controlnet is None and pipeline.controlnets == []
+    frames = [np.zeros((64, 64, 3), np.uint8)]
+    with pytest.raises(ConfigError, match="without a ControlNet"):
+        pipeline(frames, "a cat", num_inference_steps=2)
+
+
+def test_generate_refuses_a_size_the_model_cannot_take_before_it_loads(bases, tmp_path, monkeypatch):
+    import rerender.diffusion.loading as loading
+    from rerender.errors import ConfigError
+    from rerender.workflow.generation import generate
+
+    monkeypatch.setattr(loading, "load_pipeline", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    with pytest.raises(ConfigError, match=r"`size` must be multiples of 16 on Flux .*got 72×64"):
+        generate("a cat", frames=3, K=2, output=tmp_path / "x.mp4", size=(72, 64), base_model=str(bases["flux"]))

@@ -220,15 +220,17 @@ def generate(
         A `GenerationResult`.
 
     Raises:
-        ConfigError: bad arguments (see `check_generate_inputs`), before any model loads.
+        ConfigError: bad arguments (see `check_generate_inputs`; a `size` the model cannot take: sides must be
+            multiples of 16 on Z-Image and Flux), before any model loads.
         InputNotFoundError, VideoReadError: the style image is missing or not an image.
         WeightsNotFoundError: the translation model or the IP-Adapter is neither here nor downloadable.
         OutputPathError: the output cannot be written.
     """
     from rerender.camera import KnownMotionFlow, render_clip
+    from rerender.config import FAMILY_NAMES
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.preflight import check_model_inputs, check_run
+    from rerender.workflow.preflight import check_model_inputs, check_run, model_size_multiple, run_family
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
@@ -269,7 +271,14 @@ def generate(
         check_model=False,
     )
     config, output_path = checked.config, checked.output
-    check_model_inputs(config, pipeline=pipeline)  # after the translator, as before
+    family = run_family(config, pipeline=pipeline)
+    multiple = model_size_multiple(family, pipeline)
+    if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
+        raise ConfigError(
+            f"`size` must be multiples of {multiple} on {FAMILY_NAMES.get(family or '', 'this model')} (its VAE "
+            f"factor × patch size), got {size[0]}×{size[1]}"
+        )
+    check_model_inputs(config, pipeline=pipeline, controls=())  # after the translator; text alone needs no ControlNet
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
     from rerender.diffusion.loading import loading_bars
     from rerender.languages import translate_prompt
@@ -292,7 +301,7 @@ def generate(
         from rerender.diffusion.loading import load_pipeline
 
         with loading_bars(progress):
-            pipeline = load_pipeline(config.model, config.control)
+            pipeline = load_pipeline(config.model, ())  # Text2Video-Zero uses no control: no ControlNet loads
     generator = torch.Generator(device="cpu").manual_seed(seed)
     from rerender.diffusion.flux import true_guidance_options
     from rerender.diffusion.ip_adapter import style_adapter

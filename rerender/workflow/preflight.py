@@ -37,6 +37,7 @@ __all__ = [
     "check_prompt_language",
     "check_workspace_paths",
     "run_family",
+    "model_size_multiple",
     "resolve_model_defaults",
     "WRITING_STAGES",
 ]
@@ -108,10 +109,13 @@ def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | N
     return renderer, dict(overrides)
 
 
-def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline: Any = None) -> None:
+def check_model_inputs(
+    config: RerenderConfig, *, renderer: Any = None, pipeline: Any = None, controls: Sequence[Any] | None = None
+) -> None:
     """The keyframe model's sources and weights (a mistyped `--model`, weights missing offline), the style image
     and its IP-Adapter: everything cheap to check before any model loads. A caller's `renderer` object or
-    `pipeline` replaces the configured model, whose weights are then not needed.
+    `pipeline` replaces the configured model, whose weights are then not needed. `controls`: the ControlNets the
+    run loads (None = `config.control`; `generate` loads none, so none is checked or needed).
 
     Raises:
         ConfigError, WeightsNotFoundError, InputNotFoundError, VideoReadError: from the checks named above.
@@ -123,12 +127,13 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
+        controls = config.control if controls is None else tuple(controls)
         check_ip_adapter_family(config)
-        check_model_sources(config.model, config.control)
+        check_model_sources(config.model, controls)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
-        check_diffusion_weights(config)
-        check_transformer_family(config)
+        check_diffusion_weights(config, controls)
+        check_transformer_family(config, controls)
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -157,6 +162,17 @@ def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = Non
     return model_family(config.model)
 
 
+def model_size_multiple(family: str | None, pipeline: Any = None) -> int:
+    """What frame sides must be multiples of for `family` (`FAMILY_SIZE_MULTIPLES`; 8 for the classic stylizer,
+    `family` None), and for a caller's loaded `pipeline` (its `size_multiple`: VAE factor × patch size) too."""
+    from rerender.config import FAMILY_SIZE_MULTIPLES
+
+    multiple = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
+    if getattr(pipeline, "size_multiple", None):
+        multiple = math.lcm(multiple, int(pipeline.size_multiple))
+    return multiple
+
+
 def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline: Any = None) -> RerenderConfig:
     """The options whose default depends on the base model, set from its `family` (`run_family`) when the user left
     them unset, and checked when they did not:
@@ -172,15 +188,12 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
     from rerender.config import (
         BASE_SPECIFIC_OPTIONS,
         FAMILY_NAMES,
-        FAMILY_SIZE_MULTIPLES,
         apply_overrides,
         default_negative_prompt,
         field_default,
     )
 
-    multiple = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
-    if getattr(pipeline, "size_multiple", None):  # a loaded model says what it takes (its VAE factor × patch size)
-        multiple = math.lcm(multiple, int(pipeline.size_multiple))
+    multiple = model_size_multiple(family, pipeline)
     changes: dict[str, Any] = {}
     given = config.video.size_multiple
     if given is None:
@@ -207,15 +220,16 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
     return apply_overrides(config, changes) if changes else config
 
 
-def check_transformer_family(config: RerenderConfig) -> None:
+def check_transformer_family(config: RerenderConfig, controls: Sequence[Any] | None = None) -> None:
     """On a transformer base (Z-Image, Flux): a ControlNet, LoRA or VAE that does not fit it is refused now, naming
-    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded."""
+    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded.
+    `controls`: the ControlNets the run loads (None = `config.control`)."""
     from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_transformer_sources
     from rerender.weights import model_family
 
     family = model_family(config.model)
     if family in TRANSFORMER_FAMILIES:
-        check_transformer_sources(config.model, config.control, family)
+        check_transformer_sources(config.model, config.control if controls is None else controls, family)
 
 
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:
