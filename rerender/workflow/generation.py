@@ -230,7 +230,7 @@ def generate(
     from rerender.config import FAMILY_NAMES
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.preflight import check_model_inputs, check_run, model_size_multiple, run_family
+    from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
@@ -272,7 +272,7 @@ def generate(
     )
     config, output_path = checked.config, checked.output
     family = run_family(config, pipeline=pipeline)
-    multiple = model_size_multiple(family, pipeline)
+    _, multiple = size_multiples(family, pipeline)
     if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
         raise ConfigError(
             f"`size` must be multiples of {multiple} on {FAMILY_NAMES.get(family or '', 'this model')} (its VAE "

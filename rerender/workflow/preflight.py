@@ -37,7 +37,7 @@ __all__ = [
     "check_prompt_language",
     "check_workspace_paths",
     "run_family",
-    "model_size_multiple",
+    "size_multiples",
     "resolve_model_defaults",
     "WRITING_STAGES",
 ]
@@ -162,23 +162,27 @@ def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = Non
     return model_family(config.model)
 
 
-def model_size_multiple(family: str | None, pipeline: Any = None) -> int:
-    """What frame sides must be multiples of for `family` (`FAMILY_SIZE_MULTIPLES`; 8 for the classic stylizer,
-    `family` None), and for a caller's loaded `pipeline` (its `size_multiple`: VAE factor × patch size) too."""
+def size_multiples(family: str | None, pipeline: Any = None) -> tuple[int, int]:
+    """``(default, required)``: what `video.size_multiple` is when left unset, and what a value set must be a multiple
+    of. On a `family`, both are `FAMILY_SIZE_MULTIPLES`'s (8 on SD, 16 on Z-Image and Flux); a caller's loaded
+    `pipeline` requires its own `size_multiple` (VAE factor × patch size) and the default is a multiple of both;
+    the classic stylizer (`family` None) takes any size, and 8 by default."""
     from rerender.config import FAMILY_SIZE_MULTIPLES
 
-    multiple = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
+    usual = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
     if getattr(pipeline, "size_multiple", None):
-        multiple = math.lcm(multiple, int(pipeline.size_multiple))
-    return multiple
+        required = int(pipeline.size_multiple)
+    else:
+        required = usual if family is not None else 1
+    return math.lcm(usual, required), required
 
 
 def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline: Any = None) -> RerenderConfig:
     """The options whose default depends on the base model, set from its `family` (`run_family`) when the user left
     them unset, and checked when they did not:
 
-    * `video.size_multiple`: the family's multiple (`FAMILY_SIZE_MULTIPLES`: 8 on SD, 16 on Z-Image and Flux; a
-      caller's loaded `pipeline` may need more: its `size_multiple` counts too); 8 for the classic stylizer;
+    * `video.size_multiple`: the family's multiple (`size_multiples`: 8 on SD, 16 on Z-Image and Flux; with a
+      caller's loaded `pipeline`, a multiple of its own `size_multiple` too); 8 for the classic stylizer;
     * `prompt.negative_prompt`: `default_negative_prompt` of the family (and `sampling.true_cfg_scale`);
     * options that do nothing on this base (`BASE_SPECIFIC_OPTIONS`) warn, naming the bases that use them.
 
@@ -193,16 +197,16 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
         field_default,
     )
 
-    multiple = model_size_multiple(family, pipeline)
+    default, required = size_multiples(family, pipeline)
     changes: dict[str, Any] = {}
     given = config.video.size_multiple
     if given is None:
-        changes["video.size_multiple"] = multiple
-    elif family is not None and given % multiple:
+        changes["video.size_multiple"] = default
+    elif given % required:
         raise ConfigError(
-            f"`video.size_multiple` is {given}, but {FAMILY_NAMES.get(family, family)} frames must have sides that "
-            f"are multiples of {multiple}; set it to a multiple of {multiple} (--set size_multiple={multiple}), or "
-            "leave it unset to take the model's own"
+            f"`video.size_multiple` is {given}, but {FAMILY_NAMES.get(family or '', 'this model')}'s frames must have "
+            f"sides that are multiples of {required}; set it to a multiple of {required} (--set "
+            f"size_multiple={required}), or leave it unset to take the model's own"
         )
     if config.prompt.negative_prompt is None:
         changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
