@@ -309,3 +309,24 @@ def test_generate_refuses_a_size_the_model_cannot_take_before_it_loads(bases, tm
     monkeypatch.setattr(loading, "load_pipeline", lambda *args, **kwargs: pytest.fail("the model was loaded"))
     with pytest.raises(ConfigError, match=r"`size` must be multiples of 16 on Flux .*got 72×64"):
         generate("a cat", frames=3, K=2, output=tmp_path / "x.mp4", size=(72, 64), base_model=str(bases["flux"]))
+
+
+def test_generate_takes_the_steps_from_the_config_as_the_presets_set_them(bases, tmp_path, monkeypatch):
+    """`--config configs/flux.yaml` means 4 steps on schnell: `generate` ran 20 whatever the config said."""
+    import torch
+
+    import rerender.workflow.generation as generation
+    from rerender.config import RerenderConfig, apply_overrides
+
+    seen = []
+
+    def render(pipeline, prompt, indices, motion, size, **options):
+        seen.append(options["num_inference_steps"])
+        return [torch.full((1, 3, size[1], size[0]), 0.5) for _ in indices]
+
+    monkeypatch.setattr(generation, "render_text_keyframes", render)
+    config = apply_overrides(RerenderConfig(), {"num_inference_steps": 4, "base_model": str(bases["flux"])})
+    common = dict(frames=3, K=2, size=(64, 64), config=config, progress=False, device="cpu", flow_estimator="dis")
+    generation.generate("a cat", output=tmp_path / "a.mp4", **common)
+    generation.generate("a cat", output=tmp_path / "b.mp4", num_inference_steps=6, **common)
+    assert seen == [4, 6]

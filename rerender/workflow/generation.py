@@ -175,7 +175,7 @@ def generate(
     size: tuple[int, int] = (512, 512),
     fps: float = 8.0,
     negative_prompt: str | None = None,
-    num_inference_steps: int = 20,
+    num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     noise_steps: tuple[int, int] | None = None,
     seed: int = 0,
@@ -199,7 +199,9 @@ def generate(
         fps: frame rate of the video.
         guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (7.5 by default;
             the presets' value for Z-Image and Flux). Flux's true guidance is `config.sampling.true_cfg_scale`.
-        negative_prompt, num_inference_steps, noise_steps: see `render_text_keyframes`; `None`
+        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (20 by
+            default; the presets' value for Z-Image and Flux).
+        negative_prompt, noise_steps: see `render_text_keyframes`; `None`
             noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
             `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
@@ -236,7 +238,7 @@ def generate(
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
-    if (
+    if num_inference_steps is not None and (
         isinstance(num_inference_steps, bool)
         or not isinstance(num_inference_steps, int)
         or not 2 <= num_inference_steps <= 1000
@@ -246,10 +248,9 @@ def generate(
             f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
             f"trained with), got {num_inference_steps!r}"
         )
+    steps_given = num_inference_steps if num_inference_steps is not None else 1000  # the config's: checked below
     if noise_steps is not None and not (
-        isinstance(num_inference_steps, int)
-        and num_inference_steps >= 2
-        and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps
+        isinstance(steps_given, int) and steps_given >= 2 and 0 <= noise_steps[0] < noise_steps[1] < steps_given
     ):
         raise ConfigError(
             f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
@@ -271,6 +272,13 @@ def generate(
         check_model=False,
     )
     config, output_path = checked.config, checked.output
+    if num_inference_steps is None:  # the config's (a preset's: 4 on Flux schnell, 9 on Z-Image-Turbo)
+        num_inference_steps = config.sampling.num_inference_steps
+        if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):
+            raise ConfigError(
+                f"`sampling.num_inference_steps` must be ≥ 2 for `generate` (Text2Video-Zero re-noises the anchor at an "
+                f"earlier step) and above `noise_steps`, got {num_inference_steps}"
+            )
     family = run_family(config, pipeline=pipeline)
     _, multiple = size_multiples(family, pipeline)
     if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
