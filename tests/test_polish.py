@@ -243,6 +243,7 @@ def test_an_option_of_another_base_warns_naming_it_and_the_bases_that_use_it(bas
             "`constraints.freeu`",
             "only SD 1.5 and SDXL",
         ),
+        ("zimage", {"loose_cross_frame_attention": True}, "`constraints.loose_cross_frame_attention`", "only SD 1.5"),
     ]
     for family, overrides, option, bases_named in cases:
         caplog.clear()

@@ -135,6 +135,7 @@ BASE_SPECIFIC_OPTIONS = {
     "sampling.true_cfg_scale": ("flux",),
     "constraints.cross_frame_blocks": ("zimage", "flux"),
     "constraints.freeu": ("sd15", "sdxl"),
+    "constraints.loose_cross_frame_attention": ("sd15", "sdxl"),
 }
 """Options that act on some bases only (the families each acts on); set on another base they do nothing, and a
 run says so (a warning naming the option and the bases that use it)."""
@@ -579,7 +580,7 @@ class SamplingConfig:
     true_cfg_scale: float = 1.0
     """Flux only: true classifier-free guidance (diffusers' `FluxPipeline` ``true_cfg_scale``); above 1, with a
     negative prompt, every model call also runs on the negative prompt (twice the compute); 1 = off. Other bases
-    ignore it (their `guidance_scale` is classifier-free guidance)."""
+    ignore it, with a warning (their `guidance_scale` is classifier-free guidance)."""
     denoising_strength: float = 0.75
     """SDEdit strength: the fraction of the schedule run from the noised input; 1 = from pure noise
     (the official CLI default `x0_strength=-1`), 0.75 = the official WebUI default."""
@@ -637,12 +638,13 @@ class ConstraintConfig:
     cross_frame_attention_period: Period | None = (0.0, 1.0)
     """Steps at which decoder self-attention attends to the anchor and previous keyframe."""
     loose_cross_frame_attention: bool = False
-    """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
+    """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style (UNet bases only;
+    Z-Image and Flux ignore it, with a warning)."""
     cross_frame_blocks: int | None = None
     """Transformer bases (Z-Image, Flux): cross-frame attention in the last N blocks only (Z-Image's main-stream
     blocks; Flux's double- then single-stream blocks), to save memory: each of the 3 references held at once keeps
     one block input per block and step (`rerender.diffusion.transformer_attention.blocks_within` gives the N that
-    fits a budget); `None` = all blocks. UNet bases ignore it."""
+    fits a budget); `None` = all blocks. UNet bases ignore it, with a warning."""
     style_update_interval: int | None = 1
     """Refresh the "previous keyframe" attention features every n keyframes; `None` = keep the anchor's."""
     shape_fusion_period: Period | None = (0.0, 0.1)
@@ -664,7 +666,8 @@ class ConstraintConfig:
     color_preserve: bool = True
     """Use input frames as they are; False matches their colour histogram to the rendered anchor first."""
     freeu: FreeUConfig | None = None
-    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op)."""
+    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op). UNet bases only (it acts on their
+    skip connections): Z-Image and Flux ignore it, with a warning."""
 
     def __post_init__(self) -> None:
         _check_period("constraints.cross_frame_attention_period", self.cross_frame_attention_period)
