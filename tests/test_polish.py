@@ -331,3 +331,17 @@ def test_generate_takes_the_steps_from_the_config_as_the_presets_set_them(bases,
     generation.generate("a cat", output=tmp_path / "a.mp4", **common)
     generation.generate("a cat", output=tmp_path / "b.mp4", num_inference_steps=6, **common)
     assert seen == [4, 6]
+
+
+def test_the_web_page_s_text_mode_loads_no_controlnet_and_reuses_a_loaded_model(bases, tmp_path):
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.ui.sessions import UiSessions
+
+    sessions = UiSessions(root=tmp_path)
+    flux = apply_overrides(RerenderConfig(), {"base_model": str(bases["flux"]), "device": "cpu"})
+    pipeline = sessions.pipeline_for(flux, control=False)  # the SD default ControlNet is neither loaded nor refused
+    assert pipeline.family == "flux" and pipeline.controlnet is None
+    assert sessions.pipeline_for(flux, control=False) is pipeline
+    sd = apply_overrides(RerenderConfig(), {"base_model": str(bases["sd15"]), "device": "cpu"})
+    restyling = sessions.pipeline_for(sd)  # with its ControlNet, for a video
+    assert restyling.controlnet is not None and sessions.pipeline_for(sd, control=False) is restyling

@@ -235,7 +235,7 @@ def run_generate(
         frames=frames,
         K=config.keyframes.keyframe_interval,
         output=session.root / "generated.mp4",
-        pipeline=sessions.pipeline_for(config),
+        pipeline=sessions.pipeline_for(config, control=False),  # text alone: no ControlNet needed
         motion=tuple(text.motion),
         size=size,
         fps=float(text.fps),
