@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from rerender.config.sections import FAMILY_NAMES
 from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,7 +323,7 @@ def fetch_repository(
     return Path(snapshot_download(repository, allow_patterns=fetched)), fetched, skipped
 
 
-_FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+_FAMILY_LABELS = FAMILY_NAMES
 
 
 def model_family(model: ModelConfig) -> str:
@@ -338,7 +339,10 @@ def model_family(model: ModelConfig) -> str:
 
 
 def weight_sources(
-    config: RerenderConfig, include_flow: bool = True, precision: str | None = None
+    config: RerenderConfig,
+    include_flow: bool = True,
+    precision: str | None = None,
+    controls: Sequence[Any] | None = None,
 ) -> list[WeightSource]:
     """Every set of weights `config` names, with whether each is on this machine (no network access).
 
@@ -376,7 +380,7 @@ def weight_sources(
             )
         )
     base_folder = None if base_is_hub else Path(model.base_model).expanduser()
-    for position, control in enumerate(config.control):
+    for position, control in enumerate(config.control if controls is None else controls):  # generate loads none
         key = f"control[{position}].model"
         role = f"ControlNet ({control.type})"
         if (
@@ -610,7 +614,7 @@ def offline_listing(source: WeightSource) -> list[str]:
     return ["config.json", "diffusion_pytorch_model.safetensors (or .bin)"]
 
 
-def missing_weights(config: RerenderConfig) -> list[WeightSource]:
+def missing_weights(config: RerenderConfig, controls: Sequence[Any] | None = None) -> list[WeightSource]:
     """The keyframe weights (base model, ControlNets, VAE) that cannot be loaded here and now.
 
     A hub id that is not cached counts as missing only when the hub cannot be used (``HF_HUB_OFFLINE`` or no
@@ -619,7 +623,7 @@ def missing_weights(config: RerenderConfig) -> list[WeightSource]:
     """
     absent = [
         source
-        for source in weight_sources(config, include_flow=False)
+        for source in weight_sources(config, include_flow=False, controls=controls)
         if source.is_hub and not source.present and not source.optional
     ]
     if absent and hub_reachable():

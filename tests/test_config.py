@@ -54,7 +54,10 @@ def test_official_defaults_that_matter():
     assert config.constraints.adain_period is None  # official (1, 1) is effectively off
     assert (config.constraints.mask_strength, config.constraints.inner_strength) == (0.5, 0.9)
     assert config.constraints.smooth_boundary and config.constraints.color_preserve
-    assert config.video.resize_side == "long" and config.video.size_multiple == 8  # SD 1.5 needs 8 (issue 9), not 64
+    assert config.video.resize_side == "long" and config.video.size_multiple is None  # the model's own:
+    from rerender.workflow.preflight import resolve_model_defaults
+
+    assert resolve_model_defaults(config, "sd15").video.size_multiple == 8  # SD 1.5 needs 8 (issue 9), not 64
     assert config.propagation.propagation_preset == "balanced" and config.propagation.blend_mode is None
 
 

@@ -66,7 +66,9 @@ def write_clip(path, frames, fps=25) -> None:
     ],
 )
 def test_default_processing_size_keeps_the_aspect(size, expected):
-    video = RerenderConfig().video
+    from rerender.workflow.preflight import resolve_model_defaults
+
+    video = resolve_model_defaults(RerenderConfig(), "sd15").video  # the default model's size multiple
     assert video.size_multiple == 8
     result = compute_output_size(*size, video.resolution, video.resize_side, video.size_multiple)
     assert result == expected

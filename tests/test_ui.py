@@ -228,7 +228,7 @@ def test_the_tiny_model_renders_diffusion_keyframes_as_translate_does(
         base_model=str(tiny_pipeline_dir),
         **{"control.model": str(tiny_pipeline_dir / "controlnet")},
         added_prompt="best quality, extremely detailed",
-        negative_prompt="",
+        negative_prompt=None,  # the page's empty box: the base model's own
     )
     for item, index in zip(gallery, direct.keyframe_indices):
         image = item["image"] if isinstance(item["image"], str) else item["image"]["path"]
@@ -333,7 +333,7 @@ def test_style_image_controls_render_as_translate_does(
         base_model=str(tiny_pipeline_dir),
         **{"control.model": str(tiny_pipeline_dir / "controlnet")},
         added_prompt="best quality, extremely detailed",
-        negative_prompt="",
+        negative_prompt=None,  # the page's empty box: the base model's own
         ip_adapter=str(adapter_dir),
         style_image=str(tmp_path / "my style (1).png"),
         style_image_scale=1.0,
@@ -380,7 +380,7 @@ def test_still_image_mode_animates_as_the_library_does(server, tmp_path):
         renderer="classic",
         progress=False,
         added_prompt="best quality, extremely detailed",
-        negative_prompt="",
+        negative_prompt=None,  # the page's empty box: the base model's own
     )
     for page_frame, direct_frame in zip(read_frames(result_path), read_frames(direct.output), strict=True):
         np.testing.assert_array_equal(page_frame, direct_frame)
@@ -416,7 +416,7 @@ def test_text_only_mode_generates_as_the_library_does(server, tiny_pipeline_dir,
         motion=(4.0, 0.0),
         size=(64, 64),
         fps=6,
-        negative_prompt="",
+        negative_prompt=None,  # the page's empty box: the base model's own
         num_inference_steps=config.sampling.num_inference_steps,
         guidance_scale=config.sampling.guidance_scale,
         seed=0,

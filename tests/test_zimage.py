@@ -254,11 +254,12 @@ def tiny_zimage_dirs(tmp_path_factory):
     return save_tiny_zimage(tmp_path_factory.mktemp("zimage"))
 
 
-def test_a_zimage_model_with_the_default_size_multiple_is_refused_before_loading(
+def test_a_zimage_model_with_a_size_multiple_it_cannot_take_is_refused_before_loading(
     capsys, synthetic_clip, tiny_zimage_dirs, tmp_path, monkeypatch
 ):
-    """`--model` a Z-Image folder without its config: frames rounded to 8 px would reach the model only after it
-    loads (minutes for the real 6B one) and then be refused; the preflight says what to set instead."""
+    """`--model` a Z-Image folder with `size_multiple` set to 8: frames rounded to 8 px would reach the model only
+    after it loads (minutes for the real 6B one) and then be refused; the preflight says what to set instead (left
+    unset, the size multiple is the model's own 16: tests/test_polish.py)."""
     import rerender.diffusion.loading
     from rerender.cli import main
 
@@ -282,12 +283,14 @@ def test_a_zimage_model_with_the_default_size_multiple_is_refused_before_loading
                 "--set",
                 "resolution=72",
                 "--set",
+                "size_multiple=8",
+                "--set",
                 "device=cpu",
             )
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "size_multiple=16" in err and "Z-Image" in err, err
+    assert code == 2 and "`video.size_multiple` is 8" in err and "size_multiple=16" in err and "Z-Image" in err, err
     assert not (tmp_path / "z.mp4.work" / "frames").exists()
 
 

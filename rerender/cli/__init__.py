@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 runtime failure, 2 usage error (bad arguments, bad config, bad input files), 130
 interrupted (Ctrl-C). User errors print one line (`error: ...`) that names CLI options, not the Python API's
-arguments; `--verbose` adds debug logging and tracebacks.
+arguments; `--verbose` adds debug logging and tracebacks, and shows other libraries' warnings (hidden otherwise:
+`rerender.cli.base.third_party_messages`).
 
 Each command is a module of `rerender.cli.commands` with `register(subparsers)` and `run(args) -> int`; the
 options several commands share are declared once in `rerender.cli.options`.
@@ -19,7 +20,16 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, UsageError, logger
+from rerender.cli.base import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    logger,
+    third_party_messages,
+)
 from rerender.cli.commands import (
     animate,
     batch,
@@ -61,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `rerender COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"rerender {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, tracebacks and other libraries' warnings"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.register(commands)
@@ -175,13 +187,14 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
             generate.run,
             batch.run,
         )
-        if not (getattr(args, "quiet", False) and loads_models):
-            return args.handler(args)
-        # -q: also the bars third-party code draws while models load
-        from rerender.diffusion.loading import loading_bars
+        with third_party_messages(verbose):  # other libraries' warnings only with --verbose
+            if not (getattr(args, "quiet", False) and loads_models):
+                return args.handler(args)
+            # -q: also the bars third-party code draws while models load
+            from rerender.diffusion.loading import loading_bars
 
-        with loading_bars(False):
-            return args.handler(args)
+            with loading_bars(False):
+                return args.handler(args)
     except SystemExit as exit_request:  # --help and --version
         return int(exit_request.code or 0)
     except UsageError as error:
@@ -249,7 +262,8 @@ def run_example(function: Callable[[], object]) -> int:
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = function()
+        with third_party_messages(verbose):
+            result = function()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -142,6 +142,14 @@ def default_config() -> RerenderConfig:
     return apply_overrides(RerenderConfig(), CLI_DEFAULTS)
 
 
+def model_defaults(config: RerenderConfig) -> RerenderConfig:
+    """`config` with the options whose default is the model's (`video.size_multiple`, `prompt.negative_prompt`) set
+    from its family, as a run sets them (`rerender.workflow.preflight.resolve_model_defaults`; configs only)."""
+    from rerender.workflow.preflight import resolve_model_defaults, run_family
+
+    return resolve_model_defaults(config, run_family(config))
+
+
 def load_config(args: argparse.Namespace) -> RerenderConfig:
     """The config a command runs with: the CLI's defaults, then `--config FILE`, `--set`, then the command's
     options that set config fields (`config_overrides`)."""
@@ -169,7 +177,11 @@ def verbose_parent() -> argparse.ArgumentParser:
     """`-v/--verbose`, accepted before or after the command (`rerender -v translate …`, `rerender translate … -v`)."""
     parent = _parent()
     parent.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logging, tracebacks and other libraries' warnings",
     )
     return parent
 

@@ -38,6 +38,10 @@ __all__ = [
     "DEFAULT_SDXL_CONTROLNETS",
     "UNION_CONTROL_MODES",
     "DEFAULT_NEGATIVE_PROMPT",
+    "FAMILY_NAMES",
+    "FAMILY_SIZE_MULTIPLES",
+    "BASE_SPECIFIC_OPTIONS",
+    "default_negative_prompt",
     "choices",
     "NAMED_COLORS",
     "parse_color",
@@ -69,6 +73,22 @@ DEFAULT_NEGATIVE_PROMPT = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality"
 )
+"""The official Rerender's negative prompt (its `n_prompt`), the default on the Stable Diffusion bases."""
+
+
+def default_negative_prompt(family: str | None, true_cfg_scale: float = 1.0) -> str:
+    """The negative prompt a run uses when `prompt.negative_prompt` is not set, decided here alone, by the base:
+
+    * SD 1.5 and SDXL (and the classic stylizer, `family` None): `DEFAULT_NEGATIVE_PROMPT`, the official Rerender's;
+    * Flux: none ("") unless true classifier-free guidance is asked for (``true_cfg_scale`` > 1): Flux is
+      guidance-distilled and has no negative branch otherwise (diffusers' `FluxPipeline` uses a negative prompt only
+      then); with true guidance, `DEFAULT_NEGATIVE_PROMPT`, as on the bases whose guidance is classifier-free;
+    * Z-Image: "" (diffusers' `ZImagePipeline` default): Turbo runs without guidance and reads no negative prompt,
+      and the undistilled model guides against the empty prompt.
+    """
+    if family == "zimage" or (family == "flux" and true_cfg_scale <= 1.0):
+        return ""
+    return DEFAULT_NEGATIVE_PROMPT
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -107,6 +127,19 @@ Stage = Literal["first", "keyframes", "propagate", "all"]
 """How far a run goes: the anchor keyframe only, all keyframes, propagation of finished keyframes, or everything."""
 ModelFamily = Literal["auto", "sd15", "sdxl", "zimage", "flux"]
 """The base model's family: Stable Diffusion 1.5, SDXL, Z-Image or Flux ("auto": detected from the model itself)."""
+FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
+"""How messages and the docs name each `ModelFamily` but "auto"."""
+FAMILY_SIZE_MULTIPLES = {"sd15": 8, "sdxl": 8, "zimage": 16, "flux": 16}
+"""What frame sides must be multiples of on each `ModelFamily` (the pipelines' ``size_multiple``): the VAE's
+factor (8) on the UNet bases, times the 2×2 patches the transformer bases cut the latent into (16)."""
+BASE_SPECIFIC_OPTIONS = {
+    "sampling.true_cfg_scale": ("flux",),
+    "constraints.cross_frame_blocks": ("zimage", "flux"),
+    "constraints.freeu": ("sd15", "sdxl"),
+    "constraints.loose_cross_frame_attention": ("sd15", "sdxl"),
+}
+"""Options that act on some bases only (the families each acts on); set on another base they do nothing, and a
+run says so (a warning naming the option and the bases that use it)."""
 PropagationEngine = Literal["auto", "numba", "torch"]
 """The propagation engine: the CPU numba engine, the torch engine (GPU or CPU), or "auto" (torch when torch sees a GPU)."""
 PropagationDevice = Literal["auto", "cpu", "cuda"]
@@ -267,9 +300,11 @@ class VideoConfig:
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: ResizeSide = "long"
     """Which side becomes `resolution` px: "long" (official code since 2023-10) or "short" (paper, FRESCO)."""
-    size_multiple: int = 8
-    """Both output sides are rounded to a multiple of this many pixels (8: SD 1.5's VAE factor); the frame keeps its
-    aspect within 1 % (`rerender.video.fit_frame`)."""
+    size_multiple: int | None = None
+    """Both output sides are rounded to a multiple of this many pixels; the frame keeps its aspect within 1 %
+    (`rerender.video.fit_frame`). `None` = what the base model needs (`FAMILY_SIZE_MULTIPLES`: 8, its VAE's factor,
+    on SD 1.5/SDXL; 16 on Z-Image/Flux, VAE factor × 2×2 patches; 8 for the classic stylizer); a value the model
+    cannot take is refused before any work."""
     background: str = "white"
     """Colour that transparent pixels of every image read (stills, keyframes, image-folder frames, style images,
     control maps) are composited over: "white", "black", "grey" or "#rrggbb". A keyframe with transparent areas
@@ -286,11 +321,12 @@ class VideoConfig:
         _check_range("video.frame_stride", self.frame_stride, 1)
         _check_range("video.resolution", self.resolution, 64, 4096)
         _check_choice("video.resize_side", self.resize_side, choices(ResizeSide))
-        _check_range("video.size_multiple", self.size_multiple, 1, 512)
-        if self.resolution < self.size_multiple:
-            raise ConfigError(
-                f"`video.resolution` must be ≥ `video.size_multiple` ({self.size_multiple}), got {self.resolution}"
-            )
+        if self.size_multiple is not None:  # None: the model's own, set when a run starts
+            _check_range("video.size_multiple", self.size_multiple, 1, 512)
+            if self.resolution < self.size_multiple:
+                raise ConfigError(
+                    f"`video.resolution` must be ≥ `video.size_multiple` ({self.size_multiple}), got {self.resolution}"
+                )
 
 
 @dataclass(frozen=True)
@@ -338,8 +374,10 @@ class PromptConfig:
     """What the video should look like."""
     added_prompt: str = "best quality, extremely detailed"
     """Appended to every prompt (the official `a_prompt`); empty to add nothing."""
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    """What to steer away from (classifier-free guidance's unconditional branch)."""
+    negative_prompt: str | None = None
+    """What to steer away from (classifier-free guidance's unconditional branch); `None` = the base model's own
+    default (`default_negative_prompt`: the official Rerender's on SD 1.5/SDXL, none on Flux without true guidance
+    and on Z-Image); "" = none."""
     prompt_language: PromptLanguage = "en"
     """Language of `prompt` and `negative_prompt`: "auto" (detected by the share of each script), or a code of
     `PromptLanguage`; text not in English is translated to English (th, ar, hi, he, el need `translation_model`)."""
@@ -547,7 +585,7 @@ class SamplingConfig:
     true_cfg_scale: float = 1.0
     """Flux only: true classifier-free guidance (diffusers' `FluxPipeline` ``true_cfg_scale``); above 1, with a
     negative prompt, every model call also runs on the negative prompt (twice the compute); 1 = off. Other bases
-    ignore it (their `guidance_scale` is classifier-free guidance)."""
+    ignore it, with a warning (their `guidance_scale` is classifier-free guidance)."""
     denoising_strength: float = 0.75
     """SDEdit strength: the fraction of the schedule run from the noised input; 1 = from pure noise
     (the official CLI default `x0_strength=-1`), 0.75 = the official WebUI default."""
@@ -605,12 +643,13 @@ class ConstraintConfig:
     cross_frame_attention_period: Period | None = (0.0, 1.0)
     """Steps at which decoder self-attention attends to the anchor and previous keyframe."""
     loose_cross_frame_attention: bool = False
-    """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style."""
+    """Skip the three lowest-resolution (1280-wide) decoder layers: less ghosting, looser style (UNet bases only;
+    Z-Image and Flux ignore it, with a warning)."""
     cross_frame_blocks: int | None = None
     """Transformer bases (Z-Image, Flux): cross-frame attention in the last N blocks only (Z-Image's main-stream
     blocks; Flux's double- then single-stream blocks), to save memory: each of the 3 references held at once keeps
     one block input per block and step (`rerender.diffusion.transformer_attention.blocks_within` gives the N that
-    fits a budget); `None` = all blocks. UNet bases ignore it."""
+    fits a budget); `None` = all blocks. UNet bases ignore it, with a warning."""
     reference_storage: ReferenceStorage = "auto"
     """Where the cross-frame attention references (the anchor's, the previous and the pending keyframe's layer
     inputs, per step) are kept: "device" (GPU memory), "host" (pinned CPU memory, copied back to the GPU ahead of each
@@ -638,7 +677,8 @@ class ConstraintConfig:
     color_preserve: bool = True
     """Use input frames as they are; False matches their colour histogram to the rendered anchor first."""
     freeu: FreeUConfig | None = None
-    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op)."""
+    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op). UNet bases only (it acts on their
+    skip connections): Z-Image and Flux ignore it, with a warning."""
 
     def __post_init__(self) -> None:
         _check_period("constraints.cross_frame_attention_period", self.cross_frame_attention_period)

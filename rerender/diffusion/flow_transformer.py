@@ -85,6 +85,8 @@ class FlowTransformerPipeline(RerenderPipeline):
 
     _latent_tokens: int = 4096
     """Image tokens the transformer sees at the current size ((H/16)·(W/16)); set by `check_inputs`."""
+    requires_controlnet = False
+    """The transformers render without control when no ControlNet is loaded."""
 
     # ----------------------------------------------------------------------------------------------------
     # what the shared code reads

@@ -400,12 +400,13 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
 
 def true_guidance_options(pipeline: Any, true_cfg_scale: float) -> dict[str, float]:
     """The keyword a render call takes for ``sampling.true_cfg_scale``: ``{"true_cfg_scale": s}`` on Flux, ``{}``
-    on the other bases, which ignore the option (one log line when it is above 1): their `guidance_scale` is
-    classifier-free guidance already."""
+    on the other bases, which ignore the option (a run warns when it is set: `BASE_SPECIFIC_OPTIONS`): their
+    `guidance_scale` is classifier-free guidance already."""
     if getattr(pipeline, "family", None) == "flux":
         return {"true_cfg_scale": float(true_cfg_scale)}
     if true_cfg_scale > 1.0:
-        logger.info("`sampling.true_cfg_scale` applies to Flux only; ignored (guidance_scale is the guidance here)")
+        # a run warned already, naming the option (`rerender.workflow.preflight.resolve_model_defaults`)
+        logger.debug("`sampling.true_cfg_scale` applies to Flux only; ignored (guidance_scale is the guidance here)")
     return {}
 
 

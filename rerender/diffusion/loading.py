@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from rerender.config import FAMILY_NAMES as config_family_names
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
@@ -89,8 +90,8 @@ SDXL_CONFIG_DIR = Path(__file__).parents[1] / "assets" / "sdxl-config"
 """Diffusers configs of SDXL base 1.0 (UNet, VAE, both CLIP text encoders and tokenizers, DDIM scheduler, ControlNet),
 no weights: the `config=` folder that lets SDXL single-file checkpoints load offline."""
 
-FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "Flux"}
-"""How messages name each `ModelFamily`."""
+FAMILY_NAMES = config_family_names
+"""How messages name each `ModelFamily` (`rerender.config.FAMILY_NAMES`)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -612,7 +613,7 @@ def load_pipeline(
     Args:
         model: base model, VAE, LoRAs, dtype, device, offload and tiling; None = `ModelConfig()`.
         controls: one entry per ControlNet; each `ControlConfig.resolved_model` is loaded unless `controlnets`
-            gives the models.
+            gives the models; empty: no ControlNet (what `generate` needs: it renders from text alone).
         controlnets: already loaded ControlNets (skips loading them).
         single_file_config: the diffusers config folder for single-file checkpoints (default: the shipped one of
             the detected family, `SD15_CONFIG_DIR` or `SDXL_CONFIG_DIR`).
@@ -914,7 +915,9 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     sources = [str(index) for index in range(len(controlnets))] if controlnets is not None else None
     if controlnets is None:
         controlnets, sources = _load_controlnets(controls, base_path, family, resolved_dtype)
-    if len(controlnets) == 1:
+    if not controlnets:  # `generate` (Text2Video-Zero) uses no control: none is loaded
+        controlnet = None
+    elif len(controlnets) == 1:
         controlnet = controlnets[0]
     else:  # diffusers' loader type-checks components: several ControlNets travel as one MultiControlNetModel
         from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel

@@ -340,7 +340,8 @@ class RerenderPipeline(
             None for SD 1.5.
         unet: the denoiser.
         controlnet: one ControlNet, or several (a list/tuple or a `MultiControlNetModel`), or one SDXL
-            `ControlNetUnionModel` taking several conditions (one per entry of `controls`, each with its mode).
+            `ControlNetUnionModel` taking several conditions (one per entry of `controls`, each with its mode);
+            None for text alone (`rerender.diffusion.text2video.render_text_keyframes`, which uses no control).
         scheduler: a `DDIMScheduler` (the method is defined on deterministic DDIM); another scheduler is
             replaced by a DDIM scheduler built from its configuration.
         image_encoder, feature_extractor: the CLIP image encoder and its preprocessing for an IP-Adapter;
@@ -348,7 +349,15 @@ class RerenderPipeline(
     """
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->image_encoder->unet->vae"
-    _optional_components: list[str] = ["image_encoder", "feature_extractor", "text_encoder_2", "tokenizer_2"]
+    requires_controlnet = True
+    """Whether restyling frames needs a ControlNet (the UNet bases' loop takes its residuals; text alone does not)."""
+    _optional_components: list[str] = [
+        "image_encoder",
+        "feature_extractor",
+        "text_encoder_2",
+        "tokenizer_2",
+        "controlnet",  # None for text alone (`generate`); frames to restyle need one
+    ]
 
     # diffusers' own IP-Adapter image encoding (CLIP image embeddings, negative = zeros for guidance)
     encode_image = StableDiffusionPipeline.encode_image
@@ -364,7 +373,8 @@ class RerenderPipeline(
         | list[ControlNetModel]
         | tuple[ControlNetModel, ...]
         | MultiControlNetModel
-        | ControlNetUnionModel,
+        | ControlNetUnionModel
+        | None,
         scheduler: DDIMScheduler,
         image_encoder: CLIPVisionModelWithProjection | None = None,
         feature_extractor: CLIPImageProcessor | None = None,
@@ -373,7 +383,9 @@ class RerenderPipeline(
     ) -> None:
         super().__init__()
         if isinstance(controlnet, (list, tuple)):
-            controlnet = controlnet[0] if len(controlnet) == 1 else MultiControlNetModel(controlnet)
+            controlnet = (
+                None if not controlnet else controlnet[0] if len(controlnet) == 1 else MultiControlNetModel(controlnet)
+            )
         if scheduler is not None and not isinstance(scheduler, DDIMScheduler):
             # The constraints are defined on deterministic DDIM: use a DDIM scheduler with the same noise schedule.
             logger.info("using DDIMScheduler with the configuration of the given %s", type(scheduler).__name__)
@@ -408,7 +420,9 @@ class RerenderPipeline(
 
     @property
     def controlnets(self) -> list[ControlNetModel]:
-        """The ControlNets, as a list (one entry for a single ControlNet)."""
+        """The ControlNets, as a list (one entry for a single ControlNet; none when loaded without)."""
+        if self.controlnet is None:
+            return []
         if isinstance(self.controlnet, MultiControlNetModel):
             return list(self.controlnet.nets)
         return [self.controlnet]
@@ -1206,6 +1220,12 @@ class RerenderPipeline(
             )
 
         count = len(self.controlnets)
+        if not count and self.requires_controlnet:
+            raise ConfigError(
+                f"this {FAMILY_NAMES[self.family]} pipeline was loaded without a ControlNet (as `generate` loads it: "
+                "text alone needs none), but restyling frames needs one: load it with a `control` entry "
+                "(rerender.diffusion.load_pipeline(model, controls))"
+            )
         if self.is_union:  # one model, one condition per entry of `controls`
             if controls is None or not controls or not all(isinstance(control, ControlConfig) for control in controls):
                 raise ConfigError(

@@ -199,8 +199,9 @@ def _settings(gr: Any, c: dict[str, Any], defaults: RerenderConfig) -> None:
     )
     c["negative"] = gr.Textbox(
         label="Negative prompt",
-        value=defaults.prompt.negative_prompt,
+        value=defaults.prompt.negative_prompt or "",
         lines=1,
+        placeholder="empty: the base model's own (on SD: longbody, lowres, bad anatomy, …; none on Flux and Z-Image)",
         info=field_help("prompt.negative_prompt"),
     )
     with gr.Row():

@@ -235,7 +235,7 @@ def run_generate(
         frames=frames,
         K=config.keyframes.keyframe_interval,
         output=session.root / "generated.mp4",
-        pipeline=sessions.pipeline_for(config),
+        pipeline=sessions.pipeline_for(config, control=False),  # text alone: no ControlNet needed
         motion=tuple(text.motion),
         size=size,
         fps=float(text.fps),
@@ -427,7 +427,7 @@ class PageHandlers:
         prompt_text, negative_text, seed_value, renderer_choice, lora_files, scales, style_file, *values = inputs
         settings = dict(zip(self.page.settings, values))
         settings["prompt.prompt"] = prompt_text or ""
-        settings["prompt.negative_prompt"] = negative_text or ""
+        settings["prompt.negative_prompt"] = negative_text or None  # empty: the base model's own
         settings["model.renderer"] = renderer_choice
         staged = self.sessions.take_image(session, style_file, "style")
         settings["prompt.style_image"] = str(staged) if staged is not None else None

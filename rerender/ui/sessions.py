@@ -220,15 +220,21 @@ class UiSessions:
         shutil.copyfile(source, target)
         return target
 
-    def pipeline_for(self, config: RerenderConfig) -> Any:
-        """The diffusion pipeline for `config.model` and `config.control`, loaded once and kept while they stay."""
+    def pipeline_for(self, config: RerenderConfig, *, control: bool = True) -> Any:
+        """The diffusion pipeline for `config.model` and `config.control`, loaded once and kept while they stay.
+        `control=False` (text alone, which uses no ControlNet): the kept pipeline serves when its model is this one,
+        else one without a ControlNet loads (none needs to be named, also on Flux)."""
         from rerender.config import config_hash
         from rerender.diffusion.loading import load_pipeline
 
-        key = config_hash(config, ("model", "control"))
-        if self._pipeline is None or self._pipeline[0] != key:
+        model = config_hash(config, ("model",))
+        key = f"{model}:{config_hash(config, ('control',)) if control else 'none'}"
+        reusable = self._pipeline is not None and (
+            self._pipeline[0] == key or (not control and self._pipeline[0].split(":")[0] == model)
+        )
+        if not reusable:
             self._pipeline = None  # free the old one first
-            pipeline = load_pipeline(config.model, config.control)
+            pipeline = load_pipeline(config.model, config.control if control else ())
             pipeline.set_progress_bar_config(disable=True)
             self._pipeline = (key, pipeline)
         return self._pipeline[1]

@@ -84,7 +84,8 @@ def estimate_run_memory(info: VideoInfo, config: RerenderConfig, frame_count: in
         size = cropped
     else:
         video = config.video
-        size = compute_output_size(*cropped, video.resolution, video.resize_side, video.size_multiple)
+        multiple = video.size_multiple or 8  # unset: SD's 8 (a run sets the model's own before it estimates)
+        size = compute_output_size(*cropped, video.resolution, video.resize_side, multiple)
     count = frame_count if frame_count is not None else info.frame_count
     held = max(1, min(count, config.keyframes.keyframe_interval + 1))
     chains = 2 * max(1, -(-count // config.keyframes.keyframe_interval))  # a forward and a backward pass a segment

@@ -175,7 +175,7 @@ def generate(
     size: tuple[int, int] = (512, 512),
     fps: float = 8.0,
     negative_prompt: str | None = None,
-    num_inference_steps: int = 20,
+    num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     noise_steps: tuple[int, int] | None = None,
     seed: int = 0,
@@ -199,7 +199,9 @@ def generate(
         fps: frame rate of the video.
         guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (7.5 by default;
             the presets' value for Z-Image and Flux). Flux's true guidance is `config.sampling.true_cfg_scale`.
-        negative_prompt, num_inference_steps, noise_steps: see `render_text_keyframes`; `None`
+        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (20 by
+            default; the presets' value for Z-Image and Flux).
+        negative_prompt, noise_steps: see `render_text_keyframes`; `None`
             noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
             `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
@@ -220,21 +222,23 @@ def generate(
         A `GenerationResult`.
 
     Raises:
-        ConfigError: bad arguments (see `check_generate_inputs`), before any model loads.
+        ConfigError: bad arguments (see `check_generate_inputs`; a `size` the model cannot take: sides must be
+            multiples of 16 on Z-Image and Flux), before any model loads.
         InputNotFoundError, VideoReadError: the style image is missing or not an image.
         WeightsNotFoundError: the translation model or the IP-Adapter is neither here nor downloadable.
         OutputPathError: the output cannot be written.
     """
     from rerender.camera import KnownMotionFlow, render_clip
+    from rerender.config import FAMILY_NAMES
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.preflight import check_model_inputs, check_run
+    from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
-    if (
+    if num_inference_steps is not None and (
         isinstance(num_inference_steps, bool)
         or not isinstance(num_inference_steps, int)
         or not 2 <= num_inference_steps <= 1000
@@ -244,10 +248,9 @@ def generate(
             f"`num_inference_steps` must be an integer in [2, 1000] (the 1000-step schedule SD 1.5 was "
             f"trained with), got {num_inference_steps!r}"
         )
+    steps_given = num_inference_steps if num_inference_steps is not None else 1000  # the config's: checked below
     if noise_steps is not None and not (
-        isinstance(num_inference_steps, int)
-        and num_inference_steps >= 2
-        and 0 <= noise_steps[0] < noise_steps[1] < num_inference_steps
+        isinstance(steps_given, int) and steps_given >= 2 and 0 <= noise_steps[0] < noise_steps[1] < steps_given
     ):
         raise ConfigError(
             f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
@@ -269,7 +272,21 @@ def generate(
         check_model=False,
     )
     config, output_path = checked.config, checked.output
-    check_model_inputs(config, pipeline=pipeline)  # after the translator, as before
+    if num_inference_steps is None:  # the config's (a preset's: 4 on Flux schnell, 9 on Z-Image-Turbo)
+        num_inference_steps = config.sampling.num_inference_steps
+        if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):
+            raise ConfigError(
+                f"`sampling.num_inference_steps` must be ≥ 2 for `generate` (Text2Video-Zero re-noises the anchor at an "
+                f"earlier step) and above `noise_steps`, got {num_inference_steps}"
+            )
+    family = run_family(config, pipeline=pipeline)
+    _, multiple = size_multiples(family, pipeline)
+    if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
+        raise ConfigError(
+            f"`size` must be multiples of {multiple} on {FAMILY_NAMES.get(family or '', 'this model')} (its VAE "
+            f"factor × patch size), got {size[0]}×{size[1]}"
+        )
+    check_model_inputs(config, pipeline=pipeline, controls=())  # after the translator; text alone needs no ControlNet
     # A prompt in another language is translated for the CLIP text encoder, as `translate` does.
     from rerender.diffusion.loading import loading_bars
     from rerender.languages import translate_prompt
@@ -292,7 +309,7 @@ def generate(
         from rerender.diffusion.loading import load_pipeline
 
         with loading_bars(progress):
-            pipeline = load_pipeline(config.model, config.control)
+            pipeline = load_pipeline(config.model, ())  # Text2Video-Zero uses no control: no ControlNet loads
     generator = torch.Generator(device="cpu").manual_seed(seed)
     from rerender.diffusion.flux import true_guidance_options
     from rerender.diffusion.ip_adapter import style_adapter

@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +36,9 @@ __all__ = [
     "check_model_inputs",
     "check_prompt_language",
     "check_workspace_paths",
+    "run_family",
+    "size_multiples",
+    "resolve_model_defaults",
     "WRITING_STAGES",
 ]
 
@@ -104,10 +109,13 @@ def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | N
     return renderer, dict(overrides)
 
 
-def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline: Any = None) -> None:
+def check_model_inputs(
+    config: RerenderConfig, *, renderer: Any = None, pipeline: Any = None, controls: Sequence[Any] | None = None
+) -> None:
     """The keyframe model's sources and weights (a mistyped `--model`, weights missing offline), the style image
     and its IP-Adapter: everything cheap to check before any model loads. A caller's `renderer` object or
-    `pipeline` replaces the configured model, whose weights are then not needed.
+    `pipeline` replaces the configured model, whose weights are then not needed. `controls`: the ControlNets the
+    run loads (None = `config.control`; `generate` loads none, so none is checked or needed).
 
     Raises:
         ConfigError, WeightsNotFoundError, InputNotFoundError, VideoReadError: from the checks named above.
@@ -119,13 +127,13 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
+        controls = config.control if controls is None else tuple(controls)
         check_ip_adapter_family(config)
-        check_model_sources(config.model, config.control)
+        check_model_sources(config.model, controls)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
-        check_diffusion_weights(config)
-        check_size_multiple(config)
-        check_transformer_family(config)
+        check_diffusion_weights(config, controls)
+        check_transformer_family(config, controls)
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -141,35 +149,91 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
 
 
-FAMILY_SIZE_MULTIPLES = {"zimage": 16, "flux": 16}
-"""Frame sides the flow-matching transformers need: the VAE's 8 times their 2×2 patches."""
-
-
-def check_size_multiple(config: RerenderConfig) -> None:
-    """A model whose frames must be multiples of 16 with `video.size_multiple` 8 would be refused only after it
-    loads (`RerenderPipeline` checks the frames): refuse now, naming the option (family from configs, no weights)."""
-    from rerender.diffusion.loading import FAMILY_NAMES
+def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = None) -> str | None:
+    """The `ModelFamily` of what renders the keyframes: a caller's `pipeline`'s, else the configured model's, read
+    from its configs and file headers (`rerender.weights.model_family`, no weights load); None when the classic
+    stylizer or a caller's renderer object renders them."""
+    if renderer is not None or (pipeline is None and config.model.renderer == "classic"):
+        return None
+    if pipeline is not None:
+        return getattr(pipeline, "family", None)
     from rerender.weights import model_family
 
-    family = model_family(config.model)
-    multiple = FAMILY_SIZE_MULTIPLES.get(family)  # the UNet families: their VAE's own factor, checked at the call
-    if multiple is not None and config.video.size_multiple % multiple:
+    return model_family(config.model)
+
+
+def size_multiples(family: str | None, pipeline: Any = None) -> tuple[int, int]:
+    """``(default, required)``: what `video.size_multiple` is when left unset, and what a value set must be a multiple
+    of. On a `family`, both are `FAMILY_SIZE_MULTIPLES`'s (8 on SD, 16 on Z-Image and Flux); a caller's loaded
+    `pipeline` requires its own `size_multiple` (VAE factor × patch size) and the default is a multiple of both;
+    the classic stylizer (`family` None) takes any size, and 8 by default."""
+    from rerender.config import FAMILY_SIZE_MULTIPLES
+
+    usual = FAMILY_SIZE_MULTIPLES.get(family or "", 8)
+    if getattr(pipeline, "size_multiple", None):
+        required = int(pipeline.size_multiple)
+    else:
+        required = usual if family is not None else 1
+    return math.lcm(usual, required), required
+
+
+def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline: Any = None) -> RerenderConfig:
+    """The options whose default depends on the base model, set from its `family` (`run_family`) when the user left
+    them unset, and checked when they did not:
+
+    * `video.size_multiple`: the family's multiple (`size_multiples`: 8 on SD, 16 on Z-Image and Flux; with a
+      caller's loaded `pipeline`, a multiple of its own `size_multiple` too); 8 for the classic stylizer;
+    * `prompt.negative_prompt`: `default_negative_prompt` of the family (and `sampling.true_cfg_scale`);
+    * options that do nothing on this base (`BASE_SPECIFIC_OPTIONS`) warn, naming the bases that use them.
+
+    Raises:
+        ConfigError: a `video.size_multiple` that is not a multiple of the model's, naming both.
+    """
+    from rerender.config import (
+        BASE_SPECIFIC_OPTIONS,
+        FAMILY_NAMES,
+        apply_overrides,
+        default_negative_prompt,
+        field_default,
+    )
+
+    default, required = size_multiples(family, pipeline)
+    changes: dict[str, Any] = {}
+    given = config.video.size_multiple
+    if given is None:
+        changes["video.size_multiple"] = default
+    elif given % required:
         raise ConfigError(
-            f"`video.size_multiple` is {config.video.size_multiple}, but {FAMILY_NAMES[family]} frames must have sides "
-            f"that are multiples of {multiple}: set size_multiple: {multiple} (--set size_multiple={multiple})"
-            + (", as configs/zimage_turbo.yaml does" if family == "zimage" else "")
+            f"`video.size_multiple` is {given}, but {FAMILY_NAMES.get(family or '', 'this model')}'s frames must have "
+            f"sides that are multiples of {required}; set it to a multiple of {required} (--set "
+            f"size_multiple={required}), or leave it unset to take the model's own"
         )
+    if config.prompt.negative_prompt is None:
+        changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
+    for option, families in BASE_SPECIFIC_OPTIONS.items() if family is not None else ():
+        value = functools.reduce(getattr, option.split("."), config)
+        if family not in families and value != field_default(option):
+            logger.warning(
+                "`%s` is set (%s) but does nothing on %s: only %s use%s it; it is ignored",
+                option,
+                value,
+                FAMILY_NAMES.get(family, family),
+                " and ".join(FAMILY_NAMES[name] for name in families),
+                "s" if len(families) == 1 else "",
+            )
+    return apply_overrides(config, changes) if changes else config
 
 
-def check_transformer_family(config: RerenderConfig) -> None:
+def check_transformer_family(config: RerenderConfig, controls: Sequence[Any] | None = None) -> None:
     """On a transformer base (Z-Image, Flux): a ControlNet, LoRA or VAE that does not fit it is refused now, naming
-    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded."""
+    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded.
+    `controls`: the ControlNets the run loads (None = `config.control`)."""
     from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_transformer_sources
     from rerender.weights import model_family
 
     family = model_family(config.model)
     if family in TRANSFORMER_FAMILIES:
-        check_transformer_sources(config.model, config.control, family)
+        check_transformer_sources(config.model, config.control if controls is None else controls, family)
 
 
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:
@@ -265,6 +329,8 @@ def check_run(
     check_stage(stage, output)
     renderer_object, changes = check_renderer(renderer, overrides or {})
     resolved = resolve_config(config, prompt, K, changes)
+    # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
+    resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
     if executor is not None:
         executor.check(resolved)

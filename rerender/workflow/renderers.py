@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rerender.config import RendererName, RerenderConfig, choices
+from rerender.config import ControlConfig, RendererName, RerenderConfig, choices
 from rerender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -375,8 +375,9 @@ def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, contr
     return DiffusionRenderer.from_config(config, estimator, control_maps)
 
 
-def check_diffusion_weights(config: RerenderConfig) -> None:
-    """Raise `WeightsNotFoundError` when `config.model.renderer` is "diffusion" and its weights cannot be loaded.
+def check_diffusion_weights(config: RerenderConfig, controls: Sequence[ControlConfig] | None = None) -> None:
+    """Raise `WeightsNotFoundError` when `config.model.renderer` is "diffusion" and its weights cannot be loaded
+    (`controls`: the ControlNets the run loads; None = `config.control`).
 
     Cheap (looks at the cache, at most one connection attempt), so `translate` calls it before decoding anything.
     """
@@ -384,7 +385,7 @@ def check_diffusion_weights(config: RerenderConfig) -> None:
 
     if config.model.renderer != "diffusion":
         return
-    missing = missing_default_weights(config)
+    missing = missing_default_weights(config, controls)
     if missing:
         from rerender.weights import describe_missing
 
@@ -400,7 +401,7 @@ def _warn_unused_control_maps(config: RerenderConfig) -> None:
         logger.warning("the classic stylizer does not use control maps; %s ignored", ", ".join(map(repr, maps)))
 
 
-def missing_default_weights(config: RerenderConfig) -> list:
+def missing_default_weights(config: RerenderConfig, controls: Sequence[ControlConfig] | None = None) -> list:
     """The keyframe weights `config` names that cannot be loaded here and now (see `rerender.weights.missing_weights`).
 
     A hub id is missing only when it is not cached and the hub cannot be used (``HF_HUB_OFFLINE``, no network);
@@ -411,4 +412,4 @@ def missing_default_weights(config: RerenderConfig) -> list:
     """
     from rerender.weights import missing_weights
 
-    return missing_weights(config)
+    return missing_weights(config, controls)

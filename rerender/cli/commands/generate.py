@@ -47,7 +47,12 @@ def register(commands) -> None:
     command.add_argument("--width", type=int, default=512, help="frame width (default: 512)")
     command.add_argument("--height", type=int, default=512, help="frame height (default: 512)")
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
-    command.add_argument("--steps", type=int, default=20, help=config_help("sampling.num_inference_steps"))
+    command.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=config_help("sampling.num_inference_steps", "(default: the config's)", default=False),
+    )
     command.add_argument("--seed", type=int, default=0, help=config_help("sampling.seed"))
     command.add_argument(
         "--smooth-background",

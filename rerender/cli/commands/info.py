@@ -6,7 +6,14 @@ import argparse
 import json
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import config_parent, format_fps, load_config, positive_number, verbose_parent
+from rerender.cli.options import (
+    config_parent,
+    format_fps,
+    load_config,
+    model_defaults,
+    positive_number,
+    verbose_parent,
+)
 
 
 def register(commands) -> None:
@@ -34,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.video).is_file() and Path(args.video).suffix.lower() in IMAGE_EXTENSIONS:
         return describe_still(args, Path(args.video))
     info = probe_video(args.video, image_sequence_fps=args.fps)
-    config = load_config(args)
+    config = model_defaults(load_config(args))  # the size multiple of the model's family
     crop = config.video.crop
     width, height = info.width - crop.left - crop.right, info.height - crop.top - crop.bottom
     if width < 1 or height < 1:
@@ -100,7 +107,7 @@ def describe_still(args: argparse.Namespace, path) -> int:
 
     from rerender.video import compute_output_size, read_image_with_alpha
 
-    config = load_config(args)
+    config = model_defaults(load_config(args))  # the size multiple of the model's family
     image, alpha = read_image_with_alpha(path)  # as every reader of the product sees it (VideoReadError if not)
     try:
         with Image.open(path) as opened:

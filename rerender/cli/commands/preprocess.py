@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import config_parent, input_parent, load_config, quiet_parent, verbose_parent
+from rerender.cli.options import config_parent, input_parent, load_config, model_defaults, quiet_parent, verbose_parent
 
 
 def register(commands) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
     from rerender.workflow.stages import selected_frames
 
-    config = load_config(args)
+    config = model_defaults(load_config(args))  # the size multiple of the model's family
     video = config.video
     info = probe_video(args.video)
     selected_frames(info, config)  # start, end and crop against this video, named as config options
