@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rerender.config import RerenderConfig, Stage, choices
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         check_diffusion_weights(config)
         check_size_multiple(config)
         check_transformer_family(config)
+    if renderer is None and config.model.renderer != "classic":
+        _check_annotators(config, fallback=pipeline is None and config.model.renderer == "auto")
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -139,6 +141,19 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
 
         weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+
+
+def _check_annotators(config: RerenderConfig, fallback: bool) -> None:
+    """A control type whose annotator cannot import (controlnet-aux) is refused before the frames are decoded, unless
+    (`fallback`) `renderer: auto` will use the classic stylizer, which reads no control maps (weights missing)."""
+    from rerender.diffusion.control import check_annotators
+    from rerender.workflow.renderers import missing_default_weights
+
+    try:
+        check_annotators(config.control)
+    except MissingDependencyError:
+        if not fallback or not missing_default_weights(config):
+            raise
 
 
 FAMILY_SIZE_MULTIPLES = {"zimage": 16, "flux": 16}
