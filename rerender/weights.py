@@ -402,6 +402,7 @@ def weight_sources(
             sources.append(WeightSource(role, key, location, True, _hub_present(location)))
         else:
             sources.append(WeightSource(role, key, location, False, Path(location).expanduser().exists()))
+    sources = _merge_shared_controlnets(sources)
     if model.vae is not None:
         if _is_hub_id(model.vae):
             sources.append(WeightSource("VAE", "model.vae", model.vae, True, _hub_present(model.vae)))
@@ -425,6 +426,29 @@ def weight_sources(
                 WeightSource("GMFlow", "flow.flow_checkpoint", repository, True, present, filename=filename)
             )
     return sources
+
+
+def _merge_shared_controlnets(sources: list[WeightSource]) -> list[WeightSource]:
+    """One source per ControlNet model: controls that name the same one (a Union ControlNet taking several
+    conditions, as in configs/sdxl_union.yaml) share it, listed, fetched and counted once ("ControlNet (canny, depth)")."""
+    merged: list[WeightSource] = []
+    for source in sources:
+        same = next(
+            (
+                index
+                for index, kept in enumerate(merged)
+                if kept.key.startswith("control[")
+                and source.key.startswith("control[")
+                and (kept.location, kept.filename) == (source.location, source.filename)
+            ),
+            None,
+        )
+        if same is None:
+            merged.append(source)
+        else:  # "ControlNet (canny)" + "ControlNet (depth)" -> "ControlNet (canny, depth)"
+            kept = merged[same]
+            merged[same] = dataclasses.replace(kept, role=f"{kept.role[:-1]}, {source.role.split('(', 1)[1]}")
+    return merged
 
 
 def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]]:

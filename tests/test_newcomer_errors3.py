@@ -32,3 +32,37 @@ def test_an_annotator_that_cannot_import_is_refused_before_the_model_loads(
     err = capsys.readouterr().err
     assert "`control[0].type` 'depth'" in err and "rerender[annotators]" in err and "canny" in err
     assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
+UNION = {"config.json": 1000, "diffusion_pytorch_model.safetensors": 2_500_000_000, "README.md": 10}
+
+
+@pytest.fixture
+def sdxl_hub(monkeypatch, tmp_path):
+    """A connected machine whose hub answers as `tests.test_weights_download`'s does, plus the SDXL Union
+    ControlNet; nothing cached; downloading fails the test."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    import rerender.weights as weights
+    from tests import test_weights_download as answers
+
+    monkeypatch.setitem(answers.REPOSITORIES, "xinsir/controlnet-union-sdxl-1.0", (UNION, {}))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(weights, "hub_offline", lambda: False)
+    monkeypatch.setattr(weights, "_endpoint_reachable", lambda endpoint, timeout: True)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answers._model_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+
+
+def test_a_union_controlnet_named_by_two_controls_is_listed_and_counted_once(sdxl_hub, capsys):
+    # was: configs/sdxl_union.yaml listed xinsir/controlnet-union-sdxl-1.0 twice (canny, then depth), and the total
+    # counted its files and its 2.5 GB twice
+    config = REPO / "configs/sdxl_union.yaml"
+    assert main(["download", "--dry-run", "--no-flow", "--precision", "float32", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    union = [line for line in lines if "xinsir/controlnet-union-sdxl-1.0" in line]
+    assert union == ["ControlNet (canny, depth): xinsir/controlnet-union-sdxl-1.0: 2 files, 2.50 GB, skipped 1 unused -> (dry run)"]
+    base = next(line for line in lines if line.startswith("base model (SDXL)"))
+    base_files = int(base.split(": ")[2].split(" files")[0])
+    assert next(line for line in lines if line.startswith("total: ")).startswith(f"total: {base_files + 2} files")
