@@ -1316,9 +1316,15 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 f"`{key}` {source!r} is a ControlNet ({kind}), not a base model: name it as a ControlNet "
                 "(`control[0].model`; CLI: --set control.0.model=PATH) and pass the base model's folder or hub id"
             )
-        for config in (path / "unet" / "config.json", path / "config.json"):
-            if config.is_file():
-                return family_of_unet_config(read_json_file(config))
+        if (path / "unet" / "config.json").is_file():
+            return family_of_unet_config(read_json_file(path / "unet" / "config.json"))
+        if kind:  # a UNet, VAE or text encoder saved on its own (e.g. the model folder's unet/): not loadable alone
+            above = next((str(up) for up in path.resolve().parents if (up / "model_index.json").is_file()), None)
+            raise ConfigError(
+                f"`{key}` {source!r} is one component of a model ({kind}), not a base model: pass the model's "
+                + (f"folder {above!r}" if above else "folder (with model_index.json and unet/)")
+                + " or its hub id"
+            )
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
         )

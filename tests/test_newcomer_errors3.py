@@ -62,7 +62,32 @@ def test_a_union_controlnet_named_by_two_controls_is_listed_and_counted_once(sdx
     assert main(["download", "--dry-run", "--no-flow", "--precision", "float32", "--config", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
     union = [line for line in lines if "xinsir/controlnet-union-sdxl-1.0" in line]
-    assert union == ["ControlNet (canny, depth): xinsir/controlnet-union-sdxl-1.0: 2 files, 2.50 GB, skipped 1 unused -> (dry run)"]
+    assert union == [
+        "ControlNet (canny, depth): xinsir/controlnet-union-sdxl-1.0: 2 files, 2.50 GB, skipped 1 unused -> (dry run)"
+    ]
     base = next(line for line in lines if line.startswith("base model (SDXL)"))
     base_files = int(base.split(": ")[2].split(" files")[0])
     assert next(line for line in lines if line.startswith("total: ")).startswith(f"total: {base_files + 2} files")
+
+
+@pytest.mark.parametrize("component", ["unet", "vae"])
+def test_a_component_folder_given_as_the_model_is_refused_naming_the_model_folder(
+    tiny_sdxl_dir, tmp_path, capsys, component
+):
+    # was: --model tiny-sdxl/unet read as an SDXL base (its config.json taken for the model's); `env` said "SDXL,
+    # present", `download` "local, nothing to fetch" (exit 0), and translate decoded the frames, then failed
+    # inside diffusers ("no file named scheduler_config.json found in directory …/unet")
+    from rerender.errors import ConfigError
+    from rerender.weights import detect_family
+
+    folder = tiny_sdxl_dir / component
+    with pytest.raises(
+        ConfigError, match=rf"is one component of a model \(\w+\), not a base model.*'{tiny_sdxl_dir}'"
+    ):
+        detect_family(str(folder))
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--model", str(folder), "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert f"--model '{folder}' is one component of a model" in err and not (tmp_path / "out.mp4.work").exists()
+    assert main(["download", "--no-flow", "--model", str(folder)]) == 2
+    assert f"--model '{folder}' is one component of a model" in capsys.readouterr().err
