@@ -91,3 +91,25 @@ def test_a_component_folder_given_as_the_model_is_refused_naming_the_model_folde
     assert f"--model '{folder}' is one component of a model" in err and not (tmp_path / "out.mp4.work").exists()
     assert main(["download", "--no-flow", "--model", str(folder)]) == 2
     assert f"--model '{folder}' is one component of a model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "key"),
+    [
+        ("guidance_scale", "sampling.guidance_scale"),
+        ("true_cfg_scale", "sampling.true_cfg_scale"),
+        ("color_guide_weight", "propagation.color_guide_weight"),
+        ("fps", "output.fps"),
+    ],
+)
+def test_nan_is_refused_for_every_ranged_number(option, key, capsys):
+    # was: `--set guidance_scale=.nan` (YAML's NaN) or guidance_scale=float("nan") passed every range check (NaN
+    # compares false) and reached the sampler
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"`{key}` must be .*, got nan"):
+        apply_overrides(RerenderConfig(), {option: float("nan")})
+    assert main(["config", "show", "--set", f"{option}=.nan"]) == 2
+    assert f"`{key}` must be" in capsys.readouterr().err
+
