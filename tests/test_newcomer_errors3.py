@@ -113,3 +113,14 @@ def test_nan_is_refused_for_every_ranged_number(option, key, capsys):
     assert main(["config", "show", "--set", f"{option}=.nan"]) == 2
     assert f"`{key}` must be" in capsys.readouterr().err
 
+
+def test_a_lora_scale_of_nan_is_refused_naming_lora(tmp_path, capsys):
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"")
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    assert main(["translate", demo, "-p", "x", "-o", str(out), "--lora", f"{lora}:nan", "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--lora '{lora}:nan': the scale must be in [-4.0, 4.0], got nan" in err
+        and not (tmp_path / "out.mp4.work").exists()
+    )
