@@ -124,3 +124,16 @@ def test_a_lora_scale_of_nan_is_refused_naming_lora(tmp_path, capsys):
         f"--lora '{lora}:nan': the scale must be in [-4.0, 4.0], got nan" in err
         and not (tmp_path / "out.mp4.work").exists()
     )
+
+
+@pytest.mark.parametrize("example", ["sdxl_lora.py", "lora_style.py"])
+def test_the_lora_examples_refuse_a_mistyped_scale_in_one_line(example, tmp_path):
+    # was: sdxl_lora.py printed a traceback (float('abc')); both split at the first ':' (a Windows path broke)
+    import subprocess
+    import sys
+
+    args = [sys.executable, str(REPO / "examples" / example), "in.mp4", str(tmp_path / "out.mp4")]
+    args += ["--lora", "style.safetensors:abc"] + (["--checkpoint", "model.safetensors"] if "style" in example else [])
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--lora 'style.safetensors:abc': the scale after ':' must be a number" in result.stderr
