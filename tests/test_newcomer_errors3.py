@@ -137,3 +137,25 @@ def test_the_lora_examples_refuse_a_mistyped_scale_in_one_line(example, tmp_path
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "--lora 'style.safetensors:abc': the scale after ':' must be a number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "valid"),
+    [
+        ("num_cpus", "2", "a number > 0"),
+        ("num_cpus", None, "a number > 0"),
+        ("num_cpus", float("nan"), "a number > 0"),
+        ("max_retries", 1.5, r"an integer ≥ -1 \(-1: retry without end\)"),
+        ("max_retries", "3", r"an integer ≥ -1 \(-1: retry without end\)"),
+        ("shared_storage", "no", "True or False"),
+    ],
+)
+def test_ray_executor_options_of_the_wrong_type_are_refused_naming_them(option, value, valid):
+    # was: num_cpus="2" or None raised a bare TypeError ('<=' not supported …); NaN, max_retries=1.5 or "3" and
+    # shared_storage="no" (taken as True) were accepted and failed, or misbehaved, inside Ray later
+    pytest.importorskip("ray")
+    from rerender.errors import ConfigError
+    from rerender.workflow.executors import RayExecutor
+
+    with pytest.raises(ConfigError, match=rf"`{option}` must be {valid}, got {value!r}"):
+        RayExecutor(**{option: value})
