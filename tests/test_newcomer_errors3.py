@@ -159,3 +159,20 @@ def test_ray_executor_options_of_the_wrong_type_are_refused_naming_them(option, 
 
     with pytest.raises(ConfigError, match=rf"`{option}` must be {valid}, got {value!r}"):
         RayExecutor(**{option: value})
+
+
+def test_a_cuda_device_with_the_numba_engine_is_warned_about(tmp_path, caplog):
+    # was: `--set propagation.engine=numba --set propagation.device=cuda` ran numba on the CPU without a word
+    # (the device applies to the torch engine only), although the user asked for the GPU
+    from rerender.workflow.preflight import check_run
+
+    overrides = {"propagation.engine": "numba", "propagation.device": "cuda"}
+    with caplog.at_level("WARNING"):
+        check_run(None, prompt="x", overrides=overrides, output=tmp_path / "out.mp4", check_model=False)
+    assert "`propagation.device` is 'cuda', but `propagation.engine` is 'numba'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_run(
+            None, prompt="x", overrides={"propagation.engine": "numba"}, output=tmp_path / "out.mp4", check_model=False
+        )
+    assert "propagation.device" not in caplog.text

@@ -287,6 +287,11 @@ def check_run(
         from rerender.workflow.stages import propagation_options
 
         propagation_options(resolved)  # the propagation engine and device can run here (e.g. "cuda" with no GPU)
+    if stage in WRITING_STAGES and (resolved.propagation.engine, resolved.propagation.device) == ("numba", "cuda"):
+        logger.warning(
+            "`propagation.device` is 'cuda', but `propagation.engine` is 'numba', which runs on the CPU: the device "
+            "is ignored; set propagation.engine: torch (or auto) to propagate on the GPU"
+        )
     if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
         from rerender.sound import check_audio_model, check_audio_prompt
 
