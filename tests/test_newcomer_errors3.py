@@ -176,3 +176,30 @@ def test_a_cuda_device_with_the_numba_engine_is_warned_about(tmp_path, caplog):
             None, prompt="x", overrides={"propagation.engine": "numba"}, output=tmp_path / "out.mp4", check_model=False
         )
     assert "propagation.device" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "steps", "seed"),
+    [
+        (["--config", str(REPO / "configs/flux.yaml")], 4, 0),  # schnell's 4 steps, as the docs promise
+        (["--config", str(REPO / "configs/zimage_turbo.yaml")], 9, 0),
+        (["--config", str(REPO / "configs/flux.yaml"), "--steps", "3"], 3, 0),  # the flag wins
+        (["--set", "seed=5", "--set", "num_inference_steps=12"], 12, 5),
+        ([], 20, 0),
+    ],
+)
+def test_generate_takes_steps_and_seed_from_the_config(monkeypatch, tmp_path, args, steps, seed):
+    # was: `--steps` and `--seed` had their own defaults (20, 0), so `rerender generate --config configs/flux.yaml`
+    # ran schnell for 20 steps instead of the preset's 4 (Z-Image-Turbo: 20 instead of 9), and --set
+    # num_inference_steps/seed were ignored
+    from rerender.workflow import generation
+
+    seen = {}
+
+    def fake_generate(prompt, **kwargs):
+        seen.update(kwargs)
+        raise generation.ConfigError("stop")  # nothing else to run
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    assert main(["generate", "-p", "a cat", "-o", str(tmp_path / "out.mp4"), *args]) == 2
+    assert (seen["num_inference_steps"], seen["seed"]) == (steps, seed)
