@@ -203,3 +203,25 @@ def test_generate_takes_steps_and_seed_from_the_config(monkeypatch, tmp_path, ar
     monkeypatch.setattr(generation, "generate", fake_generate)
     assert main(["generate", "-p", "a cat", "-o", str(tmp_path / "out.mp4"), *args]) == 2
     assert (seen["num_inference_steps"], seen["seed"]) == (steps, seed)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "control.0.model={sd15}/controlnet"], "`control[0].model` '{sd15}/controlnet' is made for SD 1.5"),
+        (["--set", "family=sd15"], "`model.family` is 'sd15', but --model '{sdxl}' is a SDXL model"),
+    ],
+    ids=["sd15-controlnet", "family"],
+)
+def test_mixed_families_on_sdxl_are_refused_before_any_frame_is_decoded(
+    tiny_sdxl_dir, tiny_pipeline_dir, tmp_path, capsys, extra, message
+):
+    # was: refused only when the pipeline loaded, after the frames had been decoded and the keyframes chosen
+    # (Flux and Z-Image were already checked before any work)
+    names = {"sd15": tiny_pipeline_dir, "sdxl": tiny_sdxl_dir}
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    args = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(tiny_sdxl_dir), "--renderer", "diffusion"]
+    args += ["--set", f"control.0.model={tiny_sdxl_dir}/controlnet", "--stage", "first"]
+    assert main(args + [item.format(**names) for item in extra]) == 2
+    assert message.format(**names) in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded

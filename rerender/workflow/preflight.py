@@ -114,15 +114,17 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
     """
     own_model = renderer is None and pipeline is None
     if own_model and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_model_sources
-        from rerender.weights import check_ip_adapter_family, detect_family
+        from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families, check_model_sources
+        from rerender.weights import check_ip_adapter_family, detect_family, model_family
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
         check_ip_adapter_family(config)
-        check_model_sources(config.model, config.control)
+        base_path = check_model_sources(config.model, config.control)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
+        if model_family(config.model) not in TRANSFORMER_FAMILIES:  # those: `check_transformer_family` below
+            check_families(config.model, config.control, base_path)  # SD 1.5 ControlNet/LoRA on SDXL, `model.family`
         check_diffusion_weights(config)
         check_size_multiple(config)
         check_transformer_family(config)
