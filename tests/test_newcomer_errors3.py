@@ -225,3 +225,17 @@ def test_mixed_families_on_sdxl_are_refused_before_any_frame_is_decoded(
     assert main(args + [item.format(**names) for item in extra]) == 2
     assert message.format(**names) in capsys.readouterr().err
     assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
+def test_an_option_of_the_second_controlnet_is_named_with_its_position(tmp_path):
+    # was: "`control.control_mode` must be in [0, 7], got 12": which of the controls, the user had to guess
+    from rerender.config import load_config
+    from rerender.errors import ConfigError
+
+    config = tmp_path / "union.yaml"
+    config.write_text("control:\n  - {type: canny}\n  - {type: depth, control_mode: 12}\n")
+    with pytest.raises(ConfigError, match=r"`control\[1\]\.control_mode` must be in \[0, 7\], got 12"):
+        load_config(config)
+    config.write_text("control:\n  - {type: canny, strength: -1}\n")
+    with pytest.raises(ConfigError, match=r"`control\[0\]\.strength` must be"):
+        load_config(config)
