@@ -239,3 +239,16 @@ def test_an_option_of_the_second_controlnet_is_named_with_its_position(tmp_path)
     config.write_text("control:\n  - {type: canny, strength: -1}\n")
     with pytest.raises(ConfigError, match=r"`control\[0\]\.strength` must be"):
         load_config(config)
+
+
+def test_a_precomputed_union_condition_without_its_mode_is_refused_before_any_frame_is_decoded(
+    tiny_sdxl_dir, tmp_path, capsys
+):
+    # was: "`control.control_mode` must be set …" once the keyframes were rendering, after the frames were decoded
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    args = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(tiny_sdxl_dir), "--renderer", "diffusion"]
+    args += ["--set", f"control.0.model={tiny_sdxl_dir}/controlnet_union", "--set", "control.0.type=precomputed"]
+    args += ["--set", f"control.0.maps={demo}", "--stage", "first"]
+    assert main(args) == 2
+    assert "`control[0].control_mode` must be set for a 'precomputed' condition" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded

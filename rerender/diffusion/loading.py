@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.diffusion.control import union_control_mode
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     SDXL_FP16_VAE,
@@ -504,7 +505,8 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     ``config.json``, and each LoRA file's key names, so that a mismatch fails before the UNet is loaded.
 
     Raises:
-        ConfigError: `model.family` contradicts the model, or a ControlNet or LoRA of another family (naming both).
+        ConfigError: `model.family` contradicts the model, a ControlNet or LoRA of another family (naming both), or a
+            ControlNet Union condition without a mode the model has (`control[i].control_mode`).
     """
     family = detect_family(model.base_model if base_path is None else base_path)
     if model.family not in ("auto", family):
@@ -519,6 +521,11 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+        if config is not None and config.get("_class_name") == "ControlNetUnionModel":  # its mode, named as typed
+            try:
+                union_control_mode(control, config.get("num_control_type", 8))
+            except ConfigError as error:
+                raise ConfigError(str(error).replace("`control.", f"`control[{position}].")) from None
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
