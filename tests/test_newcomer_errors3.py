@@ -252,3 +252,18 @@ def test_a_precomputed_union_condition_without_its_mode_is_refused_before_any_fr
     assert main(args) == 2
     assert "`control[0].control_mode` must be set for a 'precomputed' condition" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
+def test_a_vae_with_other_latent_channels_is_refused_before_any_frame_is_decoded(tiny_sdxl_dir, tmp_path, capsys):
+    # was: "`model.vae` … does not fit the base model: 16 latent channels, the UNet takes 4" once the whole pipeline
+    # had loaded, after the frames were decoded
+    vae = tmp_path / "flux-vae"
+    vae.mkdir()
+    (vae / "config.json").write_text('{"_class_name": "AutoencoderKL", "latent_channels": 16}')
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    args = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(tiny_sdxl_dir), "--renderer", "diffusion"]
+    args += ["--set", f"control.0.model={tiny_sdxl_dir}/controlnet", "--set", f"vae={vae}", "--stage", "first"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"`model.vae` '{vae}' does not fit the base model: 16 latent channels, the UNet takes 4" in err
+    assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded

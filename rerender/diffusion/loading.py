@@ -489,13 +489,18 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     return None
 
 
-def _cross_attention_width(base: Path | str, family: str) -> int | None:
-    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+def _unet_config(base: Path | str, family: str) -> dict | None:
+    """The base UNet's config (the shipped one for a single file), None when there is none."""
     path = Path(base)
     config = (
         path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
     )
-    return read_json_file(config).get("cross_attention_dim") if config.is_file() else None
+    return read_json_file(config) if config.is_file() else None
+
+
+def _cross_attention_width(base: Path | str, family: str) -> int | None:
+    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+    return (_unet_config(base, family) or {}).get("cross_attention_dim")
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -526,6 +531,13 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
                 union_control_mode(control, config.get("num_control_type", 8))
             except ConfigError as error:
                 raise ConfigError(str(error).replace("`control.", f"`control[{position}].")) from None
+    vae = _local_config(model.vae) if model.vae is not None else None
+    unet = _unet_config(base_path, family) if base_path is not None else None
+    if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not fit the base model: {vae.get('latent_channels', 4)} latent "
+            f"channels, the UNet takes {unet.get('in_channels', 4)}"
+        )
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
