@@ -267,3 +267,23 @@ def test_a_vae_with_other_latent_channels_is_refused_before_any_frame_is_decoded
     err = capsys.readouterr().err
     assert f"`model.vae` '{vae}' does not fit the base model: 16 latent channels, the UNet takes 4" in err
     assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
+def test_a_batch_whose_propagation_cannot_run_here_is_refused_before_any_job_runs(silent_clip, tmp_path):
+    # was: every job started and failed on its own ("N failed", exit 1); a job list's `propagation.device: cuda`
+    # column failed only that job, after the jobs before it had run
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    from rerender.errors import ConfigError
+    from rerender.workflow.batching import batch
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        f"- {{video: '{silent_clip}', output: a.mp4}}\n- {{video: '{silent_clip}', output: b.mp4, propagation.device: cuda}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"job 2 .*silent.mp4.*`propagation.device` is 'cuda' but torch"):
+        batch(jobs, "x", tmp_path / "out", renderer="classic")
+    with pytest.raises(ConfigError, match=r"job 1 .*`propagation.device` is 'cuda' but torch"):
+        batch(jobs, "x", tmp_path / "out", renderer="classic", **{"propagation.device": "cuda"})
+    assert not (tmp_path / "out" / "a.mp4.work").exists()  # no job ran
