@@ -287,3 +287,15 @@ def test_a_batch_whose_propagation_cannot_run_here_is_refused_before_any_job_run
     with pytest.raises(ConfigError, match=r"job 1 .*`propagation.device` is 'cuda' but torch"):
         batch(jobs, "x", tmp_path / "out", renderer="classic", **{"propagation.device": "cuda"})
     assert not (tmp_path / "out" / "a.mp4.work").exists()  # no job ran
+
+
+def test_a_keyframe_file_given_where_the_folder_goes_is_named_as_a_file(silent_clip, tmp_path, capsys):
+    # was: "keyframe folder not found: '…/0000.png'": the file is there, and the message named no argument
+    from tests.test_newcomer_errors import _still
+
+    key = _still(tmp_path / "0000.png")
+    out = tmp_path / "out.mp4"
+    assert main(["propagate", str(silent_clip), "--keyframes", key, "-o", str(out)]) == 2
+    assert f"--keyframes '{key}' is a file, not a folder of keyframe images" in capsys.readouterr().err
+    assert main(["propagate", str(silent_clip), "--keyframes", str(tmp_path / "nokeys"), "-o", str(out)]) == 2
+    assert f"--keyframes '{tmp_path / 'nokeys'}' does not exist" in capsys.readouterr().err
