@@ -299,3 +299,37 @@ def test_a_keyframe_file_given_where_the_folder_goes_is_named_as_a_file(silent_c
     assert f"--keyframes '{key}' is a file, not a folder of keyframe images" in capsys.readouterr().err
     assert main(["propagate", str(silent_clip), "--keyframes", str(tmp_path / "nokeys"), "-o", str(out)]) == 2
     assert f"--keyframes '{tmp_path / 'nokeys'}' does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "warning"),
+    [
+        (
+            {"base_model": "black-forest-labs/FLUX.1-schnell", "freeu": {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}},
+            "`constraints.freeu` does not apply to Flux",
+        ),
+        (
+            {"base_model": "Tongyi-MAI/Z-Image-Turbo", "true_cfg_scale": 4.0},
+            "`sampling.true_cfg_scale` applies to Flux",
+        ),
+        ({"true_cfg_scale": 4.0}, "`sampling.true_cfg_scale` applies to Flux only; it is ignored on SD 1.5"),
+        (
+            {"base_model": "black-forest-labs/FLUX.1-schnell", "true_cfg_scale": 4.0, "negative_prompt": ""},
+            "`sampling.true_cfg_scale` is 4.0, but `prompt.negative_prompt` is empty",
+        ),
+    ],
+    ids=["freeu-flux", "cfg-zimage", "cfg-sd15", "cfg-flux-no-negative"],
+)
+def test_options_that_do_not_apply_to_the_base_are_warned_about_once_before_work(overrides, warning, caplog):
+    # was: logged at INFO (which the CLI does not show) at every keyframe, or not at all (Flux's true guidance with
+    # the preset's empty negative prompt stayed off without a word)
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.workflow.preflight import warn_unused_options
+
+    with caplog.at_level("WARNING"):
+        warn_unused_options(apply_overrides(RerenderConfig(), overrides))
+    assert warning in caplog.text and len(caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_unused_options(apply_overrides(RerenderConfig(), {"base_model": overrides.get("base_model", "x/y")}))
+    assert not caplog.records

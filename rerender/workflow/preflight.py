@@ -128,6 +128,7 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         check_diffusion_weights(config)
         check_size_multiple(config)
         check_transformer_family(config)
+        warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic":
         _check_annotators(config, fallback=pipeline is None and config.model.renderer == "auto")
     if config.prompt.style_image is None:
@@ -143,6 +144,32 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
 
         weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+
+
+def warn_unused_options(config: RerenderConfig) -> None:
+    """Warn once, before any work, about options the base model's family does not use: FreeU on a transformer
+    (no UNet skips), `true_cfg_scale` off Flux, and Flux's true guidance without a negative prompt (off then, as in
+    diffusers). The pipelines log the same at INFO, which the CLI does not show."""
+    from rerender.diffusion.loading import FAMILY_NAMES, TRANSFORMER_FAMILIES
+    from rerender.weights import model_family
+
+    family = model_family(config.model)
+    name = FAMILY_NAMES.get(family, family)
+    if family in TRANSFORMER_FAMILIES and config.constraints.freeu is not None:
+        logger.warning("`constraints.freeu` does not apply to %s (FreeU acts on UNet skip connections): ignored", name)
+    cfg = config.sampling.true_cfg_scale
+    if family != "flux" and cfg != 1:
+        logger.warning(
+            "`sampling.true_cfg_scale` applies to Flux only; it is ignored on %s (`sampling.guidance_scale` is its "
+            "classifier-free guidance)",
+            name,
+        )
+    elif family == "flux" and cfg > 1 and not config.prompt.negative_prompt.strip():
+        logger.warning(
+            "`sampling.true_cfg_scale` is %s, but `prompt.negative_prompt` is empty: true guidance stays off (as in "
+            "diffusers' FluxPipeline); give a negative prompt (--set negative_prompt=...)",
+            cfg,
+        )
 
 
 def _check_annotators(config: RerenderConfig, fallback: bool) -> None:
