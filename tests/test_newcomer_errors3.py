@@ -333,3 +333,14 @@ def test_options_that_do_not_apply_to_the_base_are_warned_about_once_before_work
     with caplog.at_level("WARNING"):
         warn_unused_options(apply_overrides(RerenderConfig(), {"base_model": overrides.get("base_model", "x/y")}))
     assert not caplog.records
+
+
+def test_download_refuses_a_vae_flux_will_refuse_before_fetching_anything(sdxl_hub, capsys):
+    # was: `download --config configs/flux.yaml --vae madebyollin/sdxl-vae-fp16-fix` fetched everything, the VAE
+    # too, for a run that then refuses `model.vae` on Flux; the same for an SD 1.5 ControlNet on SDXL
+    config = str(REPO / "configs/flux.yaml")
+    assert main(["download", "--no-flow", "--config", config, "--vae", "madebyollin/sdxl-vae-fp16-fix"]) == 2
+    assert "--vae 'madebyollin/sdxl-vae-fp16-fix' does not apply to Flux" in capsys.readouterr().err
+    sdxl = str(REPO / "configs/sdxl.yaml")
+    assert main(["download", "--no-flow", "--config", sdxl, "--set", "control.0.model=/nowhere/cn"]) == 2
+    assert "`control[0].model` '/nowhere/cn' does not exist" in capsys.readouterr().err

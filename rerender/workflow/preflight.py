@@ -114,8 +114,8 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
     """
     own_model = renderer is None and pipeline is None
     if own_model and config.model.renderer != "classic":
-        from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families, check_model_sources
-        from rerender.weights import check_ip_adapter_family, detect_family, model_family
+        from rerender.diffusion.loading import check_model_sources
+        from rerender.weights import check_ip_adapter_family, detect_family
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
@@ -123,11 +123,9 @@ def check_model_inputs(config: RerenderConfig, *, renderer: Any = None, pipeline
         base_path = check_model_sources(config.model, config.control)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
-        if model_family(config.model) not in TRANSFORMER_FAMILIES:  # those: `check_transformer_family` below
-            check_families(config.model, config.control, base_path)  # SD 1.5 ControlNet/LoRA on SDXL, `model.family`
+        check_model_families(config, base_path)
         check_diffusion_weights(config)
         check_size_multiple(config)
-        check_transformer_family(config)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic":
         _check_annotators(config, fallback=pipeline is None and config.model.renderer == "auto")
@@ -203,6 +201,19 @@ def check_size_multiple(config: RerenderConfig) -> None:
             f"that are multiples of {multiple}: set size_multiple: {multiple} (--set size_multiple={multiple})"
             + (", as configs/zimage_turbo.yaml does" if family == "zimage" else "")
         )
+
+
+def check_model_families(config: RerenderConfig, base_path: Path | None) -> None:
+    """Every ControlNet, LoRA and VAE fits the base model's family (configs and file headers only, no weights):
+    `check_families` on SD 1.5/SDXL (also a `model.family` that contradicts the model, a Union condition without
+    its mode), `check_transformer_family` on Z-Image/Flux. `base_path`: the local base model, None for a hub id."""
+    from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families
+    from rerender.weights import model_family
+
+    if model_family(config.model) in TRANSFORMER_FAMILIES:
+        check_transformer_family(config)
+    else:
+        check_families(config.model, config.control, base_path)
 
 
 def check_transformer_family(config: RerenderConfig) -> None:
