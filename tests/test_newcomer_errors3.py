@@ -344,3 +344,9 @@ def test_download_refuses_a_vae_flux_will_refuse_before_fetching_anything(sdxl_h
     sdxl = str(REPO / "configs/sdxl.yaml")
     assert main(["download", "--no-flow", "--config", sdxl, "--set", "control.0.model=/nowhere/cn"]) == 2
     assert "`control[0].model` '/nowhere/cn' does not exist" in capsys.readouterr().err
+
+
+def test_a_generate_motion_that_is_not_finite_names_dx_dy(tmp_path, capsys):
+    # was: "`motion` must be finite, got (nan, 0.0)": generate's Python argument, which the CLI user never typed
+    assert main(["generate", "-p", "x", "--dx", "nan", "-o", str(tmp_path / "g.mp4")]) == 2
+    assert "--dx/--dy must be finite, got (nan, 0.0)" in capsys.readouterr().err

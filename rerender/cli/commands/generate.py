@@ -16,7 +16,7 @@ from rerender.cli.options import (
     verbose_parent,
 )
 
-API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps"}
+API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps", "motion": "--dx/--dy"}
 """`generate`'s Python arguments that library messages name, and this command's flags for them."""
 
 
