@@ -350,3 +350,27 @@ def test_a_generate_motion_that_is_not_finite_names_dx_dy(tmp_path, capsys):
     # was: "`motion` must be finite, got (nan, 0.0)": generate's Python argument, which the CLI user never typed
     assert main(["generate", "-p", "x", "--dx", "nan", "-o", str(tmp_path / "g.mp4")]) == 2
     assert "--dx/--dy must be finite, got (nan, 0.0)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("executor", "ray", r"`executor` must be an executor object \(None, LocalExecutor\(\) or RayExecutor\("),
+        (
+            "pipeline",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            r"`pipeline` must be a loaded pipeline .*base_model=",
+        ),
+    ],
+)
+def test_a_name_given_where_an_object_goes_is_refused_before_any_frame_is_decoded(
+    silent_clip, tmp_path, argument, value, message
+):
+    # was: executor="ray" raised AttributeError ('str' object has no attribute 'check'); pipeline="<hub id>"
+    # decoded the frames, then raised AttributeError ('str' object has no attribute 'planned_unet_calls')
+    import rerender
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        rerender.translate(silent_clip, "x", output=tmp_path / "out.mp4", progress=False, **{argument: value})
+    assert not (tmp_path / "out.mp4.work").exists()

@@ -318,6 +318,16 @@ def check_run(
     from rerender.workflow.stages import resolve_config
 
     check_stage(stage, output)
+    if executor is not None and not callable(getattr(executor, "check", None)):  # e.g. executor="ray"
+        raise ConfigError(
+            f"`executor` must be an executor object (None, LocalExecutor() or RayExecutor(...) from "
+            f"rerender.workflow.executors), got {executor!r}"
+        )
+    if pipeline is not None and (isinstance(pipeline, (str, os.PathLike)) or not callable(pipeline)):
+        raise ConfigError(
+            f"`pipeline` must be a loaded pipeline (rerender.load_pipeline(...)), got {pipeline!r}; to name a model, "
+            "pass base_model=... instead"
+        )
     renderer_object, changes = check_renderer(renderer, overrides or {})
     resolved = resolve_config(config, prompt, K, changes)
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
