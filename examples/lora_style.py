@@ -15,6 +15,7 @@ import sys
 
 import rerender
 from rerender.cli import run_example
+from rerender.cli.options import parse_lora
 from rerender.config import LoraConfig, RerenderConfig, apply_overrides
 
 
@@ -27,10 +28,7 @@ def main() -> None:
     parser.add_argument("--prompt", default="ghibli style, a girl walking, best quality")
     args = parser.parse_args()
 
-    loras = []
-    for item in args.lora:
-        path, _, scale = item.partition(":")
-        loras.append(LoraConfig(path=path, scale=float(scale or 1.0)))
+    loras = [LoraConfig(**parse_lora(item)) for item in args.lora]  # PATH[:SCALE] as the CLI reads it
     config = apply_overrides(
         RerenderConfig(),
         {"base_model": args.checkpoint, "denoising_strength": 0.25, "control.strength": 0.7, "keyframe_interval": 10},

@@ -10,9 +10,12 @@ or kohya format; an SD 1.5 LoRA is refused before the model loads, naming both f
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import rerender
+from rerender.cli import run_example
+from rerender.cli.options import parse_lora
 from rerender.config import apply_overrides, load_config
 
 
@@ -25,9 +28,7 @@ def main() -> None:
     parser.add_argument("--prompt", default="pixel art, a person walking, vivid colours")
     args = parser.parse_args()
 
-    loras = [
-        {"path": path, "scale": float(scale or 1.0)} for path, _, scale in (item.partition(":") for item in args.lora)
-    ]
+    loras = [parse_lora(item) for item in args.lora]  # PATH[:SCALE] as the CLI reads it (C:\\x.safetensors is a path)
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "sdxl.yaml")
     config = apply_overrides(config, {"base_model": args.model, "loras": loras})
     result = rerender.translate(args.video, args.prompt, output=args.output, config=config)
@@ -37,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_example(main))  # errors: the CLI's one line, not a traceback

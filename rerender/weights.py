@@ -406,6 +406,7 @@ def weight_sources(
             sources.append(WeightSource(role, key, location, True, _hub_present(location)))
         else:
             sources.append(WeightSource(role, key, location, False, Path(location).expanduser().exists()))
+    sources = _merge_shared_controlnets(sources)
     if model.vae is not None:
         if _is_hub_id(model.vae):
             sources.append(WeightSource("VAE", "model.vae", model.vae, True, _hub_present(model.vae)))
@@ -429,6 +430,29 @@ def weight_sources(
                 WeightSource("GMFlow", "flow.flow_checkpoint", repository, True, present, filename=filename)
             )
     return sources
+
+
+def _merge_shared_controlnets(sources: list[WeightSource]) -> list[WeightSource]:
+    """One source per ControlNet model: controls that name the same one (a Union ControlNet taking several
+    conditions, as in configs/sdxl_union.yaml) share it, listed, fetched and counted once ("ControlNet (canny, depth)")."""
+    merged: list[WeightSource] = []
+    for source in sources:
+        same = next(
+            (
+                index
+                for index, kept in enumerate(merged)
+                if kept.key.startswith("control[")
+                and source.key.startswith("control[")
+                and (kept.location, kept.filename) == (source.location, source.filename)
+            ),
+            None,
+        )
+        if same is None:
+            merged.append(source)
+        else:  # "ControlNet (canny)" + "ControlNet (depth)" -> "ControlNet (canny, depth)"
+            kept = merged[same]
+            merged[same] = dataclasses.replace(kept, role=f"{kept.role[:-1]}, {source.role.split('(', 1)[1]}")
+    return merged
 
 
 def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]]:
@@ -1296,9 +1320,15 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 f"`{key}` {source!r} is a ControlNet ({kind}), not a base model: name it as a ControlNet "
                 "(`control[0].model`; CLI: --set control.0.model=PATH) and pass the base model's folder or hub id"
             )
-        for config in (path / "unet" / "config.json", path / "config.json"):
-            if config.is_file():
-                return family_of_unet_config(read_json_file(config))
+        if (path / "unet" / "config.json").is_file():
+            return family_of_unet_config(read_json_file(path / "unet" / "config.json"))
+        if kind:  # a UNet, VAE or text encoder saved on its own (e.g. the model folder's unet/): not loadable alone
+            above = next((str(up) for up in path.resolve().parents if (up / "model_index.json").is_file()), None)
+            raise ConfigError(
+                f"`{key}` {source!r} is one component of a model ({kind}), not a base model: pass the model's "
+                + (f"folder {above!r}" if above else "folder (with model_index.json and unet/)")
+                + " or its hub id"
+            )
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
         )

@@ -281,7 +281,7 @@ def test_propagate_and_eval_commands(capsys, synthetic_clip, tmp_path):
     report = json.loads(report_path.read_text())
     assert report["frames"] == 20 and report["warp_error"] > 0 and "warp_error_excess" in report
     code, _, err = run_cli(capsys, "propagate", synthetic_clip, "--keyframes", tmp_path / "nope", "-o", output, "-q")
-    assert code == 2 and "not found" in err
+    assert code == 2 and f"--keyframes '{tmp_path / 'nope'}' does not exist" in err
 
 
 def test_translate_with_a_local_model_folder_runs_diffusion(capsys, synthetic_clip, tmp_path, tiny_pipeline_dir):

@@ -110,7 +110,7 @@ def test_unknown_key_suggests_nearest_name(tmp_path):
         ({"num_inference_steps": "many"}, r"`sampling.num_inference_steps` must be an integer, got 'many'"),
         ({"smooth_boundary": "yes"}, r"must be true or false"),
         ({"keyframe_indices": [5, 2]}, r"sorted and unique"),
-        ({"control.strength": 3.0}, r"`control.strength` must be in \[0.0, 2.0\], got 3.0"),
+        ({"control.strength": 3.0}, r"`control\[0\].strength` must be in \[0.0, 2.0\], got 3.0"),
         ({"mask_strength": -0.1}, r"`constraints.mask_strength` must be in \[0.0, 1.0\]"),
         ({"crf": 60}, r"`output.crf` must be in \[0, 51\]"),
         ({"device": "gpu"}, r"`model.device` must be 'auto'"),

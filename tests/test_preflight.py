@@ -10,6 +10,7 @@ import pytest
 
 import rerender.diffusion.loading
 import rerender.video
+import rerender.workflow.keyframe_folder  # noqa: F401 - imported before `no_decoding` patches probe_video, which it binds
 import rerender.workflow.stages
 import rerender.workflow.translation
 from rerender.errors import ConfigError, OutputPathError

@@ -267,6 +267,9 @@ def run_example(function: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except UsageError as error:  # e.g. the CLI's own --lora parser (`parse_lora`) used by an example
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as error:
         if _caused_by_interrupt(error):
             print("interrupted", file=sys.stderr)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rerender.cli.base import UsageError
-from rerender.config import RerenderConfig, choices, field_help, field_type
+from rerender.config import LoraConfig, RerenderConfig, choices, field_help, field_type
+from rerender.errors import ConfigError
 
 CLI_DEFAULTS: dict[str, Any] = {"model.renderer": "auto"}
 """The CLI's own defaults, applied before the user's `--config` file and `--set` (so both still win): the CLI
@@ -354,7 +355,7 @@ def parse_lora(item: str) -> dict:
     """`style.safetensors:0.8` → path and scale; a bare path has scale 1."""
     path, separator, scale = item.rpartition(":")
     try:
-        return {"path": path, "scale": float(scale)} if separator and path else {"path": item, "scale": 1.0}
+        parsed = {"path": path, "scale": float(scale)} if separator and path else {"path": item, "scale": 1.0}
     except ValueError:
         # "C:\\x.safetensors" or a file named with a colon is a path; "x.safetensors:abc" a scale mistyped
         if "/" in scale or "\\" in scale or Path(item).expanduser().exists():
@@ -363,6 +364,11 @@ def parse_lora(item: str) -> dict:
             f"--lora {item!r}: the scale after ':' must be a number (PATH[:SCALE], e.g. style.safetensors:0.8), "
             f"got {scale!r}"
         ) from None
+    try:  # the scale's range, named as typed (the config's own message names `model.loras[].scale`)
+        LoraConfig(**parsed)
+    except ConfigError as error:
+        raise UsageError(f"--lora {item!r}: {str(error).replace('`model.loras[].scale`', 'the scale')}") from None
+    return parsed
 
 
 def parse_keyframes_at(text: str) -> list[int]:

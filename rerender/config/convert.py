@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -108,6 +109,14 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
         return cls(**kwargs)
     except TypeError as error:  # a required field is missing
         raise ConfigError(f"`{prefix or cls.__name__}`: {error}") from None
+    except ConfigError as error:  # a list item's own check names its list (`control.x`): name the item, `control[1].x`
+        item = re.fullmatch(r"(.+)\[\d+\]", prefix)
+        if item is None:
+            raise
+        message = (
+            str(error).replace(f"`{item.group(1)}.", f"`{prefix}.").replace(f"`{item.group(1)}[].", f"`{prefix}.")
+        )
+        raise ConfigError(message) from None
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RerenderConfig:

@@ -200,7 +200,7 @@ def choices(alias: Any) -> tuple[str, ...]:
 
 
 def _check_range(key: str, value: float | int, low: float | None = None, high: float | None = None) -> None:
-    if (low is not None and value < low) or (high is not None and value > high):
+    if value != value or (low is not None and value < low) or (high is not None and value > high):  # NaN too
         if low is not None and high is not None:
             valid = f"in [{low}, {high}]"
         elif low is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "MissingDependencyError",
     "Annotator",
     "canny",
+    "check_annotators",
     "load_annotator",
     "make_annotator",
     "load_control_maps",
@@ -93,6 +94,25 @@ def canny(frame: np.ndarray, low_threshold: int = 100, high_threshold: int = 200
         )
     edges = cv2.Canny(frame, low_threshold, high_threshold)  # (H, W) uint8 in {0, 255}
     return np.repeat(edges[..., None], 3, axis=2)
+
+
+def check_annotators(controls: Sequence[ControlConfig]) -> None:
+    """Refuse, before any frame is decoded or model loaded, a control type whose annotator cannot import here.
+
+    Raises:
+        MissingDependencyError: naming `control[i].type`, its value and the ``annotators`` extra.
+    """
+    for index, control in enumerate(controls):
+        if control.type not in ANNOTATOR_TYPES:
+            continue
+        try:
+            import controlnet_aux  # noqa: F401 - imported again where the annotator loads
+        except ImportError as error:
+            raise MissingDependencyError(
+                f"`control[{index}].type` {control.type!r} needs controlnet-aux, which is not importable ({error}); "
+                'install the `annotators` extra with: pip install "rerender[annotators]" (it needs torchvision), '
+                "or use control type 'canny' (built in) or 'precomputed' maps"
+            ) from error
 
 
 def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOTATOR_WEIGHTS) -> Annotator:

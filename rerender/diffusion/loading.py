@@ -35,6 +35,7 @@ import torch
 
 from rerender.config import FAMILY_NAMES as config_family_names
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.diffusion.control import union_control_mode
 from rerender.errors import ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     SDXL_FP16_VAE,
@@ -489,13 +490,18 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     return None
 
 
-def _cross_attention_width(base: Path | str, family: str) -> int | None:
-    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+def _unet_config(base: Path | str, family: str) -> dict | None:
+    """The base UNet's config (the shipped one for a single file), None when there is none."""
     path = Path(base)
     config = (
         path / "unet" / "config.json" if path.is_dir() else single_file_config_for(family) / "unet" / "config.json"
     )
-    return read_json_file(config).get("cross_attention_dim") if config.is_file() else None
+    return read_json_file(config) if config.is_file() else None
+
+
+def _cross_attention_width(base: Path | str, family: str) -> int | None:
+    """The base UNet's cross-attention width, from its config (the shipped one for a single file)."""
+    return (_unet_config(base, family) or {}).get("cross_attention_dim")
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -505,7 +511,8 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     ``config.json``, and each LoRA file's key names, so that a mismatch fails before the UNet is loaded.
 
     Raises:
-        ConfigError: `model.family` contradicts the model, or a ControlNet or LoRA of another family (naming both).
+        ConfigError: `model.family` contradicts the model, a ControlNet or LoRA of another family (naming both), or a
+            ControlNet Union condition without a mode the model has (`control[i].control_mode`).
     """
     family = detect_family(model.base_model if base_path is None else base_path)
     if model.family not in ("auto", family):
@@ -520,6 +527,18 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+        if config is not None and config.get("_class_name") == "ControlNetUnionModel":  # its mode, named as typed
+            try:
+                union_control_mode(control, config.get("num_control_type", 8))
+            except ConfigError as error:
+                raise ConfigError(str(error).replace("`control.", f"`control[{position}].")) from None
+    vae = _local_config(model.vae) if model.vae is not None else None
+    unet = _unet_config(base_path, family) if base_path is not None else None
+    if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} does not fit the base model: {vae.get('latent_channels', 4)} latent "
+            f"channels, the UNet takes {unet.get('in_channels', 4)}"
+        )
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()

@@ -478,7 +478,8 @@ def batch(
 
     Raises:
         InputNotFoundError: `jobs` or a job's video is missing.
-        ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address.
+        ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address, a job
+            whose propagation engine or device cannot run here (`propagation.device: cuda` without a GPU).
         OutputPathError: an output that is no video path, is a job's input, or is an existing file that no
             earlier run of the batch wrote (one of the user's own).
         MissingDependencyError: `ray` given but ray is not installed.
@@ -506,6 +507,14 @@ def batch(
                 f"{str(output_dir)!r}): {error.strerror or error}"
             ) from None
     _check_outputs(job_list)
+    if ray is None:  # each job's propagation engine and device can run here (Ray's workers check their own)
+        from rerender.workflow.stages import propagation_options
+
+        for number, job in enumerate(job_list, 1):
+            try:
+                propagation_options(job_config(job, config, renderer))
+            except ConfigError as error:
+                raise ConfigError(f"job {number} ({str(job.video)!r}): {error}") from None
     notify = callback or (lambda result: None)
     started = time.perf_counter()
     if ray is not None:

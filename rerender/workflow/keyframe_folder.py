@@ -96,8 +96,9 @@ def read_keyframe_folder(
     from rerender.video import IMAGE_EXTENSIONS
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"keyframe folder not found: {str(folder)!r}")
+    if not folder.is_dir():  # named as `propagate_keyframes` calls it (CLI: --keyframes)
+        what = "is a file, not a folder of keyframe images" if folder.exists() else "does not exist"
+        raise InputNotFoundError(f"`keyframes` {str(folder)!r} {what}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     # `N.retouched.png` is the workspace's backup of a retouched keyframe that was rendered again: not a key
     backups = [p for p in files if p.stem.endswith(".retouched")]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rerender.config import RerenderConfig, Stage, choices
-from rerender.errors import ConfigError
+from rerender.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -121,19 +121,22 @@ def check_model_inputs(
         ConfigError, WeightsNotFoundError, InputNotFoundError, VideoReadError: from the checks named above.
     """
     own_model = renderer is None and pipeline is None
+    controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
         from rerender.diffusion.loading import check_model_sources
         from rerender.weights import check_ip_adapter_family, detect_family
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
-        controls = config.control if controls is None else tuple(controls)
         check_ip_adapter_family(config)
-        check_model_sources(config.model, controls)
+        base_path = check_model_sources(config.model, controls)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
+        check_model_families(config, base_path, controls)
         check_diffusion_weights(config, controls)
-        check_transformer_family(config, controls)
+        warn_unused_options(config)
+    if renderer is None and config.model.renderer != "classic" and controls:
+        _check_annotators(config, controls, fallback=pipeline is None and config.model.renderer == "auto")
     if config.prompt.style_image is None:
         return
     if own_model and config.model.renderer == "classic":
@@ -147,6 +150,33 @@ def check_model_inputs(
 
         weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+
+
+def warn_unused_options(config: RerenderConfig) -> None:
+    """Warn once, before any work, about Flux's true guidance asked for with an empty negative prompt: it stays off
+    then, as in diffusers (options that do nothing on a base warn in `resolve_model_defaults`)."""
+    from rerender.weights import model_family
+
+    cfg, negative = config.sampling.true_cfg_scale, config.prompt.negative_prompt
+    if cfg > 1 and negative is not None and not negative.strip() and model_family(config.model) == "flux":
+        logger.warning(
+            "`sampling.true_cfg_scale` is %s, but `prompt.negative_prompt` is empty: true guidance stays off (as in "
+            "diffusers' FluxPipeline); give a negative prompt (--set negative_prompt=...)",
+            cfg,
+        )
+
+
+def _check_annotators(config: RerenderConfig, controls: Sequence[Any], fallback: bool) -> None:
+    """A control type whose annotator cannot import (controlnet-aux) is refused before the frames are decoded, unless
+    (`fallback`) `renderer: auto` will use the classic stylizer, which reads no control maps (weights missing)."""
+    from rerender.diffusion.control import check_annotators
+    from rerender.workflow.renderers import missing_default_weights
+
+    try:
+        check_annotators(controls)
+    except MissingDependencyError:
+        if not fallback or not missing_default_weights(config):
+            raise
 
 
 def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = None) -> str | None:
@@ -222,6 +252,23 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
                 "s" if len(families) == 1 else "",
             )
     return apply_overrides(config, changes) if changes else config
+
+
+def check_model_families(
+    config: RerenderConfig, base_path: Path | None, controls: Sequence[Any] | None = None
+) -> None:
+    """Every ControlNet, LoRA and VAE fits the base model's family (configs and file headers only, no weights):
+    `check_families` on SD 1.5/SDXL (also a `model.family` that contradicts the model, a Union condition without
+    its mode), `check_transformer_family` on Z-Image/Flux. `base_path`: the local base model, None for a hub id;
+    `controls`: the ControlNets the run loads (None = `config.control`)."""
+    from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families
+    from rerender.weights import model_family
+
+    controls = config.control if controls is None else tuple(controls)
+    if model_family(config.model) in TRANSFORMER_FAMILIES:
+        check_transformer_family(config, controls)
+    else:
+        check_families(config.model, controls, base_path)
 
 
 def check_transformer_family(config: RerenderConfig, controls: Sequence[Any] | None = None) -> None:
@@ -327,6 +374,16 @@ def check_run(
     from rerender.workflow.stages import resolve_config
 
     check_stage(stage, output)
+    if executor is not None and not callable(getattr(executor, "check", None)):  # e.g. executor="ray"
+        raise ConfigError(
+            f"`executor` must be an executor object (None, LocalExecutor() or RayExecutor(...) from "
+            f"rerender.workflow.executors), got {executor!r}"
+        )
+    if pipeline is not None and (isinstance(pipeline, (str, os.PathLike)) or not callable(pipeline)):
+        raise ConfigError(
+            f"`pipeline` must be a loaded pipeline (rerender.load_pipeline(...)), got {pipeline!r}; to name a model, "
+            "pass base_model=... instead"
+        )
     renderer_object, changes = check_renderer(renderer, overrides or {})
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
@@ -338,6 +395,11 @@ def check_run(
         from rerender.workflow.stages import propagation_options
 
         propagation_options(resolved)  # the propagation engine and device can run here (e.g. "cuda" with no GPU)
+    if stage in WRITING_STAGES and (resolved.propagation.engine, resolved.propagation.device) == ("numba", "cuda"):
+        logger.warning(
+            "`propagation.device` is 'cuda', but `propagation.engine` is 'numba', which runs on the CPU: the device "
+            "is ignored; set propagation.engine: torch (or auto) to propagate on the GPU"
+        )
     if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
         from rerender.sound import check_audio_model, check_audio_prompt
 

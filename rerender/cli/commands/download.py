@@ -74,11 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:  # a mistyped local path is a usage error before the hub is asked (--dry-run lists it)
         from rerender.diffusion.loading import check_model_sources
 
-        check_model_sources(config.model, config.control)
+        base_path = check_model_sources(config.model, config.control)
         if config.model.family == "auto":  # a local file or folder that is no base model (a README, a ControlNet)
             from rerender.weights import detect_family
 
             detect_family(config.model.base_model)
+        from rerender.workflow.preflight import check_model_families
+
+        check_model_families(config, base_path)  # nothing fetched for a run that would refuse its config
     records = download_weights(
         config,
         include_flow=not args.no_flow,

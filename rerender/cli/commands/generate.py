@@ -16,7 +16,7 @@ from rerender.cli.options import (
     verbose_parent,
 )
 
-API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps"}
+API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps", "motion": "--dx/--dy"}
 """`generate`'s Python arguments that library messages name, and this command's flags for them."""
 
 
@@ -47,13 +47,10 @@ def register(commands) -> None:
     command.add_argument("--width", type=int, default=512, help="frame width (default: 512)")
     command.add_argument("--height", type=int, default=512, help="frame height (default: 512)")
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
-    command.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=config_help("sampling.num_inference_steps", "(default: the config's)", default=False),
+    command.add_argument(  # not given: the config's, so a preset's steps (Flux schnell 4, Z-Image-Turbo 9) hold
+        "--steps", type=int, help=config_help("sampling.num_inference_steps", "(default: the config's, 20)", False)
     )
-    command.add_argument("--seed", type=int, default=0, help=config_help("sampling.seed"))
+    command.add_argument("--seed", type=int, help=config_help("sampling.seed", "(default: the config's, 0)", False))
     command.add_argument(
         "--smooth-background",
         type=float,
@@ -83,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         size=(args.width, args.height),
         fps=args.fps,
         negative_prompt=args.negative_prompt,
-        seed=args.seed,
-        num_inference_steps=args.steps,
+        seed=next(seed for seed in (args.seed, config.sampling.seed, 0) if seed is not None),
+        num_inference_steps=config.sampling.num_inference_steps if args.steps is None else args.steps,
         config=config,
         progress=not args.quiet,
         background_smoothing=smoothing,

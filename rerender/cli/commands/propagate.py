@@ -51,7 +51,9 @@ def register(commands) -> None:
     propagate.add_argument(
         "--force", action="store_true", help="redo everything in DIR, or start it over for another video"
     )
-    propagate.set_defaults(handler=run, interrupted_message=interrupted_message)
+    propagate.set_defaults(
+        handler=run, interrupted_message=interrupted_message, api_names={"keyframes": "--keyframes"}
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -548,8 +548,12 @@ class RayExecutor(LocalExecutor):
         import_ray()
         if address not in (None, "auto", "local"):
             check_reachable(address)
-        if num_cpus <= 0:
-            raise ConfigError(f"`num_cpus` must be > 0, got {num_cpus!r}")
+        if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not 0 < num_cpus < float("inf"):
+            raise ConfigError(f"`num_cpus` must be a number > 0, got {num_cpus!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
+            raise ConfigError(f"`max_retries` must be an integer ≥ -1 (-1: retry without end), got {max_retries!r}")
+        if not isinstance(shared_storage, bool):
+            raise ConfigError(f"`shared_storage` must be True or False, got {shared_storage!r}")
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 2:
             raise ConfigError(f"`chunk_frames` must be an integer ≥ 2, got {chunk_frames!r}")
         if isinstance(keyframe_segments, bool) or not isinstance(keyframe_segments, int) or keyframe_segments < 1:
