@@ -178,7 +178,7 @@ def generate(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     noise_steps: tuple[int, int] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     config: Any = None,
     progress: bool = True,
     background_smoothing: BackgroundSmoothing | None = None,
@@ -206,7 +206,8 @@ def generate(
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
             `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
             prompt.
-        seed: seeds every random draw: the same seed gives the same video.
+        seed: seeds every random draw: the same seed gives the same video; `None` = `config.sampling.seed` (0 by
+            default).
         config: a `RerenderConfig` or file: the model, the prompt's language, the style image and the
             propagation options.
         progress: progress bars while propagating.
@@ -256,6 +257,8 @@ def generate(
             f"`num_inference_steps` must be ≥ 2 and `noise_steps` satisfy 0 ≤ i1 < i0 < "
             f"num_inference_steps, got {num_inference_steps} and {noise_steps}"
         )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ConfigError(f"`seed` must be an integer in [0, 2**63) or None (the config's), got {seed!r}")
     if background_smoothing is not None and not isinstance(background_smoothing, BackgroundSmoothing):
         raise ConfigError(
             f"`background_smoothing` must be a BackgroundSmoothing or None, got {background_smoothing!r}"
@@ -279,6 +282,8 @@ def generate(
                 f"`sampling.num_inference_steps` must be ≥ 2 for `generate` (Text2Video-Zero re-noises the anchor at an "
                 f"earlier step) and above `noise_steps`, got {num_inference_steps}"
             )
+    if seed is None:  # the config's, as the CLI's `--seed`
+        seed = config.sampling.seed if config.sampling.seed is not None else 0
     family = run_family(config, pipeline=pipeline)
     _, multiple = size_multiples(family, pipeline)
     if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
