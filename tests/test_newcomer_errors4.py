@@ -51,3 +51,47 @@ def test_python_generate_takes_the_seed_and_steps_from_the_config(text_keyframe_
     assert (seen["seed"], seen["num_inference_steps"]) == (7, 5)
     seen = text_keyframe_call("a cat", seed=3, num_inference_steps=4, **common)  # an explicit argument wins
     assert (seen["seed"], seen["num_inference_steps"]) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("frames", "keyframes", "message"),
+    [
+        ([], {0: "key"}, "`frames` is empty"),
+        ("gray", {}, "`keyframes` is empty"),
+        ("gray", {5: "key"}, "keyframe index 5 is outside the video; valid indices: 0 … 2"),
+        ("gray", {0: "small"}, r"`keyframes\[0\]` must be RGB uint8 of the frames' shape \(16, 16, 3\)"),
+        ("float", {0: "key"}, "`frames` must hold RGB uint8"),
+    ],
+)
+def test_propagate_video_refuses_bad_frames_with_the_project_s_errors(frames, keyframes, message):
+    # was: a plain ValueError, not one of `rerender.errors` (which the CLI and callers catch as RerenderError)
+    import numpy as np
+
+    from rerender.errors import FlowInputError
+    from rerender.propagation import propagate_video
+
+    made = {
+        "gray": [np.full((16, 16, 3), 10 * t, np.uint8) for t in range(3)],
+        "float": [np.zeros((16, 16, 3), np.float32)] * 3,
+        "key": np.full((16, 16, 3), 200, np.uint8),
+        "small": np.full((8, 8, 3), 200, np.uint8),
+    }
+    frames = made.get(frames, frames) if isinstance(frames, str) else frames
+    keyframes = {index: made[key] for index, key in keyframes.items()}
+    with pytest.raises(FlowInputError, match=message):
+        propagate_video(frames, keyframes, progress=False, workers=1)
+
+
+def test_propagate_video_names_the_python_argument_of_a_device_that_cannot_run(monkeypatch):
+    # was: "`propagation.device` is 'cuda'", a config option the Python caller never wrote
+    import numpy as np
+    import torch
+
+    from rerender.errors import ConfigError
+    from rerender.propagation import PropagationOptions, propagate_video
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 2
+    with pytest.raises(ConfigError, match=r"`options.device` is 'cuda' but torch .*`options.engine='numba'`") as error:
+        propagate_video(frames, {0: frames[0]}, options=PropagationOptions(device="cuda"), progress=False)
+    assert "propagation.device" not in str(error.value)

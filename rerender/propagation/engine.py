@@ -21,7 +21,7 @@ class EngineChoice(NamedTuple):
         return self.name if self.device is None else f"{self.name} on {self.device}"
 
 
-def resolve_engine(options) -> EngineChoice:
+def resolve_engine(options, name: str = "propagation") -> EngineChoice:
     """Resolve ``options.engine`` and ``options.device`` ("auto" included) to what will run here.
 
     ``engine="auto"`` is torch when torch sees a CUDA GPU (or ``device="cuda"`` is asked), otherwise numba;
@@ -30,10 +30,12 @@ def resolve_engine(options) -> EngineChoice:
 
     Args:
         options: a :class:`rerender.propagation.PropagationOptions`.
+        name: what the caller calls these options, for the errors: ``"propagation"`` (the config section, so
+            ``propagation.device``) or a Python argument such as ``"options"``.
 
     Raises:
         ConfigError: ``device="cuda"`` while torch sees no CUDA GPU (named as the config option
-            ``propagation.device``).
+            ``{name}.device``).
         MissingDependencyError: ``engine="torch"`` without torch installed.
     """
     engine, device = options.engine, options.device
@@ -45,15 +47,22 @@ def resolve_engine(options) -> EngineChoice:
         if engine == "auto" and device == "auto":
             return EngineChoice("numba", None)
         raise MissingDependencyError(
-            "`propagation.engine: torch` needs PyTorch (`pip install torch`); or use `propagation.engine: numba`"
+            f"{_setting(name, 'engine', 'torch')} needs PyTorch (`pip install torch`); or use "
+            f"{_setting(name, 'engine', 'numba')}"
         ) from error
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise ConfigError(
-            f"`propagation.device` is 'cuda' but torch {torch.__version__} sees no CUDA GPU "
+            f"`{name}.device` is 'cuda' but torch {torch.__version__} sees no CUDA GPU "
             f"(CUDA build: {torch.version.cuda or 'none'}); use 'auto' or 'cpu', or "
-            f"`propagation.engine: numba`"
+            f"{_setting(name, 'engine', 'numba')}"
         )
     if engine == "auto" and not has_cuda:
         return EngineChoice("numba", None)
     return EngineChoice("torch", device if device != "auto" else ("cuda" if has_cuda else "cpu"))
+
+
+def _setting(name: str, field: str, value: str) -> str:
+    """``field`` set to ``value`` as the caller writes it: the config's ``propagation.engine: numba`` or Python's
+    ``options.engine='numba'``."""
+    return f"`{name}.{field}: {value}`" if name == "propagation" else f"`{name}.{field}={value!r}`"

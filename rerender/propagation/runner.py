@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge.patchmatch import serial_kernels
+from rerender.errors import FlowInputError
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
 from rerender.propagation.engine import EngineChoice, resolve_engine
@@ -68,8 +69,10 @@ def propagate_video(
         ``len(frames)`` RGB uint8 frames; keyframes are returned as given.
 
     Raises:
-        ValueError: no keyframes, a key index outside the video, or frames/keyframes of the wrong shape or
-            dtype (all checked before any flow or synthesis work).
+        FlowInputError: no keyframes, a key index outside the video, or frames/keyframes of the wrong shape or
+            dtype (all checked before any flow or synthesis work); a flow of the wrong shape from ``flow``.
+        ConfigError: bad options, or an engine or device that cannot run here (:func:`resolve_engine`; named as
+            the ``options`` argument's fields, e.g. ``options.device``).
 
     Shape:
         frames (T, H, W, 3) uint8, keyframes {t: (H, W, 3) uint8} -> T × (H, W, 3) uint8.
@@ -112,8 +115,7 @@ def propagate_video_iter(
         keyframes as given. All frames of a key interval are yielded once the interval is finished.
 
     Raises:
-        ValueError: as :func:`propagate_video`, when iteration starts.
-        ConfigError: an engine or device that cannot run here (:func:`resolve_engine`), when iteration starts.
+        FlowInputError, ConfigError: as :func:`propagate_video`, when iteration starts.
 
     Example:
         >>> import numpy as np
@@ -125,7 +127,7 @@ def propagate_video_iter(
     options = options or PropagationOptions()
     if workers is not None:
         options = dataclasses.replace(options, workers=workers)
-    engine = resolve_engine(options)  # e.g. device "cuda" without a GPU: refused before any work
+    engine = resolve_engine(options, name="options")  # e.g. device "cuda" without a GPU: refused before any work
     key_indices = _check_video(frames, keyframes)
     segments = _plan_segments(key_indices, len(frames))
     chain_count = sum(chain is not None for segment in segments for chain in segment)
@@ -357,7 +359,7 @@ def _segment_flows(
 def _check_flow_pair(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, int], pair: tuple[int, int]) -> None:
     for name, field_ in (("forward", forward), ("backward", backward)):
         if field_.shape != tuple(shape) + (2,):
-            raise ValueError(
+            raise FlowInputError(
                 f"the flow function returned a {name} flow of shape {field_.shape} for frames {pair}; "
                 f"expected {tuple(shape) + (2,)} (H, W, 2) pixel displacements, x first"
             )
@@ -383,7 +385,7 @@ def _checked_frame(frames: Sequence[np.ndarray], index: int, keyframes: Mapping[
     frame = np.ascontiguousarray(frames[index])
     expected = next(iter(keyframes.values())).shape
     if frame.dtype != np.uint8 or frame.shape != expected:
-        raise ValueError(
+        raise FlowInputError(
             f"`frames[{index}]` must be RGB uint8 of shape {expected} like the others, got {frame.dtype} {frame.shape}"
         )
     return frame
@@ -392,19 +394,21 @@ def _checked_frame(frames: Sequence[np.ndarray], index: int, keyframes: Mapping[
 def _check_video(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray]) -> list[int]:
     frame_count = len(frames)
     if frame_count == 0:
-        raise ValueError("`frames` is empty; give at least one RGB uint8 (H, W, 3) frame")
+        raise FlowInputError("`frames` is empty; give at least one RGB uint8 (H, W, 3) frame")
     if not keyframes:
-        raise ValueError("`keyframes` is empty; give at least one {frame index: stylised RGB uint8 frame}")
+        raise FlowInputError("`keyframes` is empty; give at least one {frame index: stylised RGB uint8 frame}")
     first = np.asarray(frames[0])
     if first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
-        raise ValueError(f"`frames` must hold RGB uint8 (H, W, 3) frames, got {first.dtype} {first.shape}")
+        raise FlowInputError(f"`frames` must hold RGB uint8 (H, W, 3) frames, got {first.dtype} {first.shape}")
     key_indices = sorted(keyframes)
     for index in key_indices:
         if not isinstance(index, (int, np.integer)) or not 0 <= index < frame_count:
-            raise ValueError(f"keyframe index {index!r} is outside the video; valid indices: 0 … {frame_count - 1}")
+            raise FlowInputError(
+                f"keyframe index {index!r} is outside the video; valid indices: 0 … {frame_count - 1}"
+            )
         key = keyframes[index]
         if not isinstance(key, np.ndarray) or key.dtype != np.uint8 or key.shape != first.shape:
-            raise ValueError(
+            raise FlowInputError(
                 f"`keyframes[{index}]` must be RGB uint8 of the frames' shape {first.shape}, got "
                 f"{getattr(key, 'dtype', type(key).__name__)} {getattr(key, 'shape', '')}"
             )

@@ -242,10 +242,11 @@ def propagate_interval(
         `flow_files` lists the flow files this task added to `flows_dir`.
     """
     from rerender.flow import FlowCache
-    from rerender.propagation import propagate_video_iter
+    from rerender.propagation import propagate_video_iter, resolve_engine
     from rerender.video import read_image, write_image
     from rerender.workflow.frames import FrameRange, LazyImages
 
+    resolve_engine(options)  # on this worker, named as the config's `propagation.device` (the driver did not check)
     with tempfile.TemporaryDirectory(prefix="rerender-interval-") as scratch:
 
         def local_path(item: str | bytes, name: str) -> Path:
