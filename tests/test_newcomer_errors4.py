@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rerender.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -95,3 +97,42 @@ def test_propagate_video_names_the_python_argument_of_a_device_that_cannot_run(m
     with pytest.raises(ConfigError, match=r"`options.device` is 'cuda' but torch .*`options.engine='numba'`") as error:
         propagate_video(frames, {0: frames[0]}, options=PropagationOptions(device="cuda"), progress=False)
     assert "propagation.device" not in str(error.value)
+
+
+def test_a_null_seed_draws_a_random_seed_and_logs_it(text_keyframe_call, tiny_pipeline_dir, tmp_path, caplog):
+    # was: `--set seed=null` (whose help says null draws a seed) ran seed 0 on `generate`
+    import logging
+
+    from rerender.config import RerenderConfig, apply_overrides
+
+    config = apply_overrides(RerenderConfig(), {"base_model": str(tiny_pipeline_dir), "seed": None})
+    common = dict(frames=3, K=2, size=(64, 64), config=config, progress=False, output=tmp_path / "a.mp4")
+    with caplog.at_level(logging.INFO, logger="rerender"):
+        seeds = [text_keyframe_call("a cat", **common)["seed"] for _ in range(2)]
+    assert seeds[0] != seeds[1]  # drawn (two equal 31-bit draws: 1 in 2 billion)
+    assert all(f"sampling.seed is null: drew seed {seed}" in caplog.text for seed in seeds)  # reproducible
+
+
+def test_the_cli_passes_a_null_seed_on_as_null(monkeypatch, tmp_path):
+    from rerender.workflow import generation
+
+    seen = {}
+
+    def fake_generate(prompt, **kwargs):
+        seen.update(kwargs)
+        raise generation.ConfigError("stop")
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    assert main(["generate", "-p", "a cat", "-o", str(tmp_path / "out.mp4"), "--set", "seed=null"]) == 2
+    assert seen["seed"] is None
+
+
+def test_translate_logs_the_seed_it_draws_for_a_null_seed(tmp_path, caplog):
+    import logging
+
+    from rerender.workflow.renderers import recorded_seed
+
+    with caplog.at_level(logging.INFO, logger="rerender"):
+        seed = recorded_seed(tmp_path)
+    assert f"sampling.seed is null: drew seed {seed}" in caplog.text
+    assert recorded_seed(tmp_path) == seed  # kept in the workspace: a resumed run continues with it

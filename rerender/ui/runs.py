@@ -242,7 +242,7 @@ def run_generate(
         negative_prompt=config.prompt.negative_prompt,
         num_inference_steps=config.sampling.num_inference_steps,
         guidance_scale=config.sampling.guidance_scale,
-        seed=config.sampling.seed or 0,
+        seed=config.sampling.seed,  # None draws one
         config=config,
         progress=False,
         background_smoothing=smoothing,

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from rerender.languages import PromptTranslation
 
 from rerender.diffusion.text2video import BackgroundSmoothing, keyframe_offsets, render_text_keyframes
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_camera_travel", "check_generate_inputs", "generate"]
 
@@ -54,6 +57,8 @@ class GenerationResult:
     """Frames in the video."""
     prompt: PromptTranslation | None = None
     """The prompt as written and in English as the text encoder read it (a `rerender.languages.PromptTranslation`)."""
+    seed: int | None = None
+    """The seed the keyframes were drawn with (the one drawn when `sampling.seed` is null)."""
 
 
 def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: Any) -> tuple[float, float]:
@@ -207,7 +212,7 @@ def generate(
             `config.prompt.negative_prompt` (the one default of the CLI and the web page), translated with the
             prompt.
         seed: seeds every random draw: the same seed gives the same video; `None` = `config.sampling.seed` (0 by
-            default).
+            default; null there draws a seed, logged and returned as `GenerationResult.seed`).
         config: a `RerenderConfig` or file: the model, the prompt's language, the style image and the
             propagation options.
         progress: progress bars while propagating.
@@ -282,8 +287,11 @@ def generate(
                 f"`sampling.num_inference_steps` must be ≥ 2 for `generate` (Text2Video-Zero re-noises the anchor at an "
                 f"earlier step) and above `noise_steps`, got {num_inference_steps}"
             )
-    if seed is None:  # the config's, as the CLI's `--seed`
-        seed = config.sampling.seed if config.sampling.seed is not None else 0
+    if seed is None:  # the config's, as the CLI's `--seed`; null draws one, logged so the run can be repeated
+        seed = config.sampling.seed
+        if seed is None:
+            seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+            logger.info("sampling.seed is null: drew seed %d (set it to repeat this video)", seed)
     family = run_family(config, pipeline=pipeline)
     _, multiple = size_multiples(family, pipeline)
     if size[0] % multiple or size[1] % multiple:  # the model would refuse it only once loaded
@@ -343,7 +351,7 @@ def generate(
     ]
     if frames == 1:
         write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
-        return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record)
+        return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record, seed)
 
     # 3. Propagate between keyframes, in memory, guided by the anchor moved by the known motion, with its exact flow;
     #    the guides are kept PNG-compressed (lossless) and the propagated frames stream into the video.
@@ -365,4 +373,4 @@ def generate(
         progress=progress,
     )
     write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
-    return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record)
+    return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record, seed)

@@ -213,6 +213,7 @@ def recorded_seed(state_dir: Path) -> int:
         return int(text)
     seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     path.write_text(str(seed))
+    logger.info("sampling.seed is null: drew seed %d (kept in %s; set it to repeat this video)", seed, path)
     return seed
 
 

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         size=(args.width, args.height),
         fps=args.fps,
         negative_prompt=args.negative_prompt,
-        seed=next(seed for seed in (args.seed, config.sampling.seed, 0) if seed is not None),
+        seed=config.sampling.seed if args.seed is None else args.seed,  # null: `generate` draws one
         num_inference_steps=config.sampling.num_inference_steps if args.steps is None else args.steps,
         config=config,
         progress=not args.quiet,
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.prompt is not None and result.prompt.translator is not None:
         print(f"prompt ({result.prompt.language} -> en, {result.prompt.translator}): {result.prompt.english}")
+    if args.seed is None and config.sampling.seed is None:  # drawn: printed so the run can be repeated
+        print(f"seed: {result.seed} (drawn; --seed {result.seed} repeats this video)")
     print(f"keyframes (diffusion): {result.keyframe_indices}")
     print(f"wrote {result.output} ({result.frame_count} frames)")
     return EXIT_OK
