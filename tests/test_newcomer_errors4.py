@@ -136,3 +136,49 @@ def test_translate_logs_the_seed_it_draws_for_a_null_seed(tmp_path, caplog):
         seed = recorded_seed(tmp_path)
     assert f"sampling.seed is null: drew seed {seed}" in caplog.text
     assert recorded_seed(tmp_path) == seed  # kept in the workspace: a resumed run continues with it
+
+
+def test_generate_refuses_an_empty_prompt_unless_a_style_image_or_sound_says_what_to_show(
+    text_keyframe_call, tiny_pipeline_dir, tmp_path, capsys
+):
+    # was: `generate -p ""` refused and `translate -p ""` ran, with no rule saying why; the rule (docs: translate a
+    # video): a prompt may be empty on purpose when something else gives the content (translate: the video;
+    # generate: a style image or a sound), else it is refused naming it
+    import numpy as np
+    from PIL import Image
+
+    from rerender.errors import ConfigError
+    from rerender.workflow.generation import generate
+
+    common = dict(frames=3, K=2, size=(64, 64), progress=False, output=tmp_path / "a.mp4")
+    for prompt in ("", "   "):
+        with pytest.raises(
+            ConfigError, match=r"`prompt` is empty \('\s*'\): .*\(`style_image`\) or a sound \(`audio_prompt`\)"
+        ):
+            generate(prompt, base_model=str(tiny_pipeline_dir), **common)
+    assert main(["generate", "-p", " ", "-o", str(tmp_path / "b.mp4"), "--model", str(tiny_pipeline_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "-p/--prompt is empty (' ')" in err and "(--style-image) or a sound (--audio-prompt)" in err
+    style = tmp_path / "style.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(style)
+    with pytest.raises(Exception) as error:  # past the prompt check: this machine has no IP-Adapter weights
+        generate("", base_model=str(tiny_pipeline_dir), style_image=str(style), **common)
+    assert "prompt" not in str(error.value)
+
+
+def test_translate_warns_about_a_whitespace_prompt_as_about_an_empty_one(silent_clip, tmp_path, caplog, monkeypatch):
+    # was: `translate -p "  "` ran unprompted without the warning an empty prompt gets
+    import logging
+
+    from rerender.workflow import translation
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(translation, "probe_video", stop)  # just after the prompt's checks, before any decoding
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(Stop):
+        translation.translate(silent_clip, "   ", output=tmp_path / "o.mp4", renderer="classic")
+    assert "no prompt is set" in caplog.text

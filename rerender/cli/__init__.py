@@ -87,6 +87,8 @@ _API_ARGUMENTS = {
     "stage": "--stage",
     "K": "-K/--interval",
     "prompt": "-p/--prompt",
+    "style_image": "--style-image",
+    "audio_prompt": "--audio-prompt",
     "comparison": "--comparison",
     "start_frame": "--start-frame",
     "frame_stride": "--frame-stride",

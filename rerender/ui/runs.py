@@ -213,8 +213,8 @@ def run_generate(
     from rerender.workflow.generation import BackgroundSmoothing, generate
 
     config = build_config(request, base)
-    if not config.prompt.prompt.strip():
-        raise ConfigError("`prompt` is empty: describe what the video should show")
+    if not config.prompt.prompt.strip() and config.prompt.style_image is None and config.prompt.audio_prompt is None:
+        raise ConfigError("`prompt` is empty: describe what the video should show (or give a style image or a sound)")
     if request.renderer == "classic":  # else the message would be about diffusion weights the user did not choose
         raise ConfigError(
             "“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "

@@ -65,12 +65,12 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
     """Validate `generate`'s arguments before any model loads; returns the motion as two floats.
 
     Raises:
-        ConfigError: an empty prompt, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
+        ConfigError: a prompt that is not a string, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
             as large as the frame, a camera travel over the clip beyond the frame (`check_camera_travel`), a size
             that is not two multiples of 8 in 64–2048.
     """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ConfigError(f"`prompt` must be a non-empty string, got {prompt!r}")
+    if not isinstance(prompt, str):  # empty: refused by `generate` unless a style image or a sound says what to show
+        raise ConfigError(f"`prompt` must be a string, got {prompt!r}")
     if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_GENERATED_FRAMES:
         raise ConfigError(f"`frames` must be an integer in [1, {MAX_GENERATED_FRAMES}], got {frames!r}")
     if isinstance(K, bool) or not isinstance(K, int) or K < 1:
@@ -280,6 +280,12 @@ def generate(
         check_model=False,
     )
     config, output_path = checked.config, checked.output
+    if not prompt.strip() and config.prompt.style_image is None and config.prompt.audio_prompt is None:
+        # unlike `translate`, whose video gives the content, nothing else would say what to show
+        raise ConfigError(
+            f"`prompt` is empty ({prompt!r}): describe what the video should show, or let a style image "
+            "(`style_image`) or a sound (`audio_prompt`) show it"
+        )
     if num_inference_steps is None:  # the config's (a preset's: 4 on Flux schnell, 9 on Z-Image-Turbo)
         num_inference_steps = config.sampling.num_inference_steps
         if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):

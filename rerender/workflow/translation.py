@@ -204,7 +204,8 @@ def translate(
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
-    if not config.prompt.prompt and config.prompt.audio_prompt is None:
+    if not config.prompt.prompt.strip() and config.prompt.audio_prompt is None:  # on purpose (the CLI's -p ""):
+        # the video gives the content, the model, a style image or a LoRA the look
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
