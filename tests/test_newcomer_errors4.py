@@ -182,3 +182,62 @@ def test_translate_warns_about_a_whitespace_prompt_as_about_an_empty_one(silent_
     with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(Stop):
         translation.translate(silent_clip, "   ", output=tmp_path / "o.mp4", renderer="classic")
     assert "no prompt is set" in caplog.text
+
+
+def _translate_args(base, tmp_path, *settings):
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    args = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(base), "--renderer", "diffusion"]
+    for setting in settings:
+        args += ["--set", setting]
+    return [*args, "--stage", "first"]
+
+
+@pytest.mark.parametrize(
+    ("base", "scaling", "made_for", "valid"),
+    [("sdxl", 0.18215, "SD 1.5", "SDXL VAE"), ("sd15", 0.13025, "SDXL", "SD 1.5 VAE")],
+)
+def test_a_vae_of_the_other_family_is_refused_before_any_frame_is_decoded(
+    base, scaling, made_for, valid, tiny_sdxl_dir, tiny_pipeline_dir, tmp_path, capsys
+):
+    # was: an SD 1.5 VAE on SDXL (both 4 latent channels) loaded and decoded washed-out keyframes (scaling 0.18215
+    # against SDXL's 0.13025); the other way round likewise
+    base_dir = tiny_sdxl_dir if base == "sdxl" else tiny_pipeline_dir
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(
+        f'{{"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": {scaling}}}'
+    )
+    args = _translate_args(base_dir, tmp_path, f"control.0.model={base_dir}/controlnet", f"vae={vae}")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"`model.vae` '{vae}' is made for {made_for} (scaling_factor {scaling})" in err and valid in err
+    assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
+def test_a_control_mode_on_a_controlnet_that_is_not_a_union_is_refused(tiny_sdxl_dir, tmp_path, capsys):
+    # was: `control.0.control_mode` on a plain ControlNet was silently ignored
+    args = _translate_args(
+        tiny_sdxl_dir, tmp_path, f"control.0.model={tiny_sdxl_dir}/controlnet", "control.0.control_mode=3"
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "`control[0].control_mode` is 3, but" in err and "is not a ControlNet Union" in err
+    assert "leave control_mode unset" in err
+    assert not (tmp_path / "out.mp4.work").exists()
+
+
+@pytest.mark.parametrize(("family", "count"), [("flux", 4), ("zimage", 3)])
+def test_cross_frame_blocks_above_the_model_s_block_count_is_refused(family, count, tmp_path, capsys):
+    # was: `constraints.cross_frame_blocks=40` on a model with fewer blocks ran with all of them, silently
+    from tests.tiny_flux import save_tiny_flux
+    from tests.tiny_zimage import save_tiny_zimage
+
+    base, controlnet = (save_tiny_flux if family == "flux" else save_tiny_zimage)(tmp_path / family)
+    args = _translate_args(
+        base, tmp_path, f"control.0.model={controlnet}", f"constraints.cross_frame_blocks={count + 1}"
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"`constraints.cross_frame_blocks` is {count + 1}, but" in err and f"has {count} blocks" in err
+    assert f"1 to {count}" in err
+    assert not (tmp_path / "out.mp4.work").exists()

@@ -504,6 +504,12 @@ def _cross_attention_width(base: Path | str, family: str) -> int | None:
     return (_unet_config(base, family) or {}).get("cross_attention_dim")
 
 
+_FAMILY_VAE_SCALING = {"sd15": 0.18215, "sdxl": 0.13025}
+"""The latent scale of each UNet family's VAE (`rerender/assets/*-config/vae/config.json`; SDXL's fp16-fix VAE
+keeps 0.13025): two 4-channel VAEs are told apart by it."""
+_VAE_SCALING_FAMILY = {scale: family for family, scale in _FAMILY_VAE_SCALING.items()}
+
+
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
     """The base model's family, and a refusal of every ControlNet or LoRA made for another; no weights are loaded.
 
@@ -512,7 +518,8 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
 
     Raises:
         ConfigError: `model.family` contradicts the model, a ControlNet or LoRA of another family (naming both), or a
-            ControlNet Union condition without a mode the model has (`control[i].control_mode`).
+            ControlNet Union condition without a mode the model has (`control[i].control_mode`), a mode on a ControlNet
+            that is not a Union, a 4-channel VAE of the other family (its `scaling_factor`).
     """
     family = detect_family(model.base_model if base_path is None else base_path)
     if model.family not in ("auto", family):
@@ -527,6 +534,16 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+        if (
+            config is not None
+            and config.get("_class_name") != "ControlNetUnionModel"
+            and control.control_mode is not None
+        ):
+            raise ConfigError(
+                f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
+                f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
+                "type): leave control_mode unset, or use a Union ControlNet"
+            )
         if config is not None and config.get("_class_name") == "ControlNetUnionModel":  # its mode, named as typed
             try:
                 union_control_mode(control, config.get("num_control_type", 8))
@@ -538,6 +555,13 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
         raise ConfigError(
             f"`model.vae` {model.vae!r} does not fit the base model: {vae.get('latent_channels', 4)} latent "
             f"channels, the UNet takes {unet.get('in_channels', 4)}"
+        )
+    its_family = _VAE_SCALING_FAMILY.get(vae.get("scaling_factor")) if vae else None
+    if its_family is not None and its_family != family:  # same 4 channels, another latent scale: washed-out frames
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} is made for {FAMILY_NAMES[its_family]} (scaling_factor "
+            f"{vae['scaling_factor']}), but the base model is {FAMILY_NAMES.get(family, family)}: use a "
+            f"{FAMILY_NAMES.get(family, family)} VAE (scaling_factor {_FAMILY_VAE_SCALING[family]}) or leave it empty"
         )
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):

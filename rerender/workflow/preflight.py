@@ -273,14 +273,45 @@ def check_model_families(
 
 def check_transformer_family(config: RerenderConfig, controls: Sequence[Any] | None = None) -> None:
     """On a transformer base (Z-Image, Flux): a ControlNet, LoRA or VAE that does not fit it is refused now, naming
-    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded.
+    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded;
+    so is a `constraints.cross_frame_blocks` above the model's block count (`transformer_block_count`).
     `controls`: the ControlNets the run loads (None = `config.control`)."""
+    from rerender.config import FAMILY_NAMES
     from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_transformer_sources
     from rerender.weights import model_family
 
     family = model_family(config.model)
     if family in TRANSFORMER_FAMILIES:
         check_transformer_sources(config.model, config.control if controls is None else controls, family)
+        blocks = config.constraints.cross_frame_blocks
+        count = transformer_block_count(config.model.base_model, family) if blocks is not None else None
+        if count is not None and blocks > count:  # the model would quietly use all of them
+            raise ConfigError(
+                f"`constraints.cross_frame_blocks` is {blocks}, but {config.model.base_model!r} has {count} blocks "
+                f"with cross-frame attention ({FAMILY_NAMES[family]}): valid: 1 to {count}, or null for all"
+            )
+
+
+def transformer_block_count(base_model: str, family: str) -> int | None:
+    """How many blocks of a Z-Image or Flux base take cross-frame attention (Z-Image's main-stream `n_layers`;
+    Flux's `num_layers` double- plus `num_single_layers` single-stream blocks), from its local or cached
+    ``transformer/config.json``; None when that is not here."""
+    from rerender.weights import is_hub_id, read_json_file
+
+    path = Path(base_model).expanduser()
+    if path.is_dir():
+        found = path / "transformer" / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(base_model, "transformer/config.json") if is_hub_id(base_model) else None
+        found = Path(cached) if isinstance(cached, str) else None
+    if found is None or not found.is_file():
+        return None
+    config = read_json_file(found)
+    if family == "flux":
+        return int(config.get("num_layers", 19)) + int(config.get("num_single_layers", 38))
+    return int(config["n_layers"]) if "n_layers" in config else None
 
 
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:
