@@ -88,7 +88,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         ``{"sources": [{"role", "key", "location", "present", "downloadable", "optional"}], "translate": str,
         "fetch": [commands]}`` (an optional source, SDXL's fp16-fixed VAE, is used when here);
         ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer,
-        or starts with "refused: " and says what the config must name first (a Flux base has no default ControlNet).
+        or starts with "refused: " and says why `translate` refuses (a local folder that is no base model, such as a
+        ControlNet) or what the config must name first (a Flux base has no default ControlNet).
     """
     from rerender.config import RerenderConfig
     from rerender.weights import extra_sources, fetch_commands, hub_reachable, missing_weights, weight_sources
@@ -104,7 +105,7 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    refused = _unnamed_controlnets(config, sources)
+    refused = _not_a_base_model(config) or _unnamed_controlnets(config, sources)
     if refused:
         verdict = f"refused: {refused}"
     elif not missing:
@@ -130,6 +131,25 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         "translate": verdict,
         "fetch": fetch_commands(config, absent) if absent else [],
     }
+
+
+def _not_a_base_model(config: RerenderConfig) -> str | None:
+    """Why `translate` refuses the model, when it is a local folder that is no base model (a ControlNet, a
+    component folder): as `preflight.check_model_inputs` does, before any fallback; None otherwise."""
+    from pathlib import Path
+
+    from rerender.errors import ConfigError
+    from rerender.weights import detect_family
+
+    if config.model.renderer == "classic" or config.model.family != "auto":
+        return None
+    if not Path(config.model.base_model).expanduser().is_dir():
+        return None
+    try:
+        detect_family(config.model.base_model)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _unnamed_controlnets(config: RerenderConfig, sources: list) -> str | None:

@@ -241,3 +241,17 @@ def test_cross_frame_blocks_above_the_model_s_block_count_is_refused(family, cou
     assert f"`constraints.cross_frame_blocks` is {count + 1}, but" in err and f"has {count} blocks" in err
     assert f"1 to {count}" in err
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_env_says_translate_refuses_a_controlnet_folder_given_as_the_model(tiny_pipeline_dir, tmp_path, capsys):
+    # was: `rerender env --model CONTROLNET_FOLDER` said the CLI falls back to the classic stylizer, while
+    # `translate --model CONTROLNET_FOLDER` refuses it (exit 2)
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.environment import model_report
+
+    folder = str(tiny_pipeline_dir / "controlnet")
+    report = model_report(apply_overrides(RerenderConfig(), {"base_model": folder}))
+    assert report["translate"].startswith("refused: ") and "falls back" not in report["translate"]
+    assert folder in report["translate"]
+    demo = str(REPO / "rerender" / "assets" / "demo.mp4")
+    assert main(["translate", demo, "-p", "x", "-o", str(tmp_path / "o.mp4"), "--model", folder]) == 2
