@@ -255,3 +255,19 @@ def test_env_says_translate_refuses_a_controlnet_folder_given_as_the_model(tiny_
     assert folder in report["translate"]
     demo = str(REPO / "rerender" / "assets" / "demo.mp4")
     assert main(["translate", demo, "-p", "x", "-o", str(tmp_path / "o.mp4"), "--model", folder]) == 2
+
+
+def test_a_boolean_flag_s_help_says_what_it_does_not_the_field_s_raw_default():
+    # was: "--no-deinterlace … (default: True)": True is the field's default, the flag's effect is the opposite
+    import argparse
+
+    from rerender.cli.options import add_config_option
+
+    parser = argparse.ArgumentParser()
+    add_config_option(parser, "--no-deinterlace", path="video.deinterlace", action="store_const", const=False)
+    add_config_option(parser, "--loose", path="constraints.loose_cross_frame_attention", action="store_true")
+    helps = {action.dest: action.help for action in parser._actions}
+    assert helps["video.deinterlace"].endswith("(on by default; this flag turns it off)")
+    assert helps["constraints.loose_cross_frame_attention"].endswith("(off by default; this flag turns it on)")
+    assert "default: True" not in helps["video.deinterlace"] and "default: False" not in str(helps)
+    assert parser.parse_args(["--no-deinterlace"]).__dict__["video.deinterlace"] is False

@@ -96,6 +96,14 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, path: str, w
         kwargs["choices"] = config_choices(path)
     if "choices" in kwargs:
         kwargs["type"] = _one_of(path, kwargs["choices"], kwargs.get("type", str))
+    const = True if kwargs.get("action") == "store_true" else kwargs.get("const")
+    if kwargs.get("action") in ("store_true", "store_const") and isinstance(const, bool):  # a flag: say what it does
+        state = "on" if cli_default(path) else "off"  # not "(default: True)", which reads wrong on a negative flag
+        kwargs.setdefault(
+            "help",
+            f"{config_help(path, words, default=False)} ({state} by default; this flag turns "
+            f"it {'on' if const else 'off'})",
+        )
     kwargs.setdefault("help", config_help(path, words))
     kwargs.setdefault("default", None)
     takes_value = kwargs.get("action") not in ("store_true", "store_const")
