@@ -271,3 +271,36 @@ def test_a_boolean_flag_s_help_says_what_it_does_not_the_field_s_raw_default():
     assert helps["constraints.loose_cross_frame_attention"].endswith("(off by default; this flag turns it on)")
     assert "default: True" not in helps["video.deinterlace"] and "default: False" not in str(helps)
     assert parser.parse_args(["--no-deinterlace"]).__dict__["video.deinterlace"] is False
+
+
+def test_generate_without_progress_draws_no_denoising_bars(
+    text_keyframe_call, tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    # was: `generate -q` on Flux / Z-Image drew a bar per denoising pass (the flow path's `denoise`), while the
+    # caller had asked for none; the pipeline's own setting is restored afterwards
+    from rerender.config import RerenderConfig, apply_overrides
+
+    class Pipeline:
+        _progress_bar_config = {"leave": False}
+
+        def set_progress_bar_config(self, **kwargs):
+            self._progress_bar_config = kwargs
+
+    import rerender.workflow.generation as generation
+    from rerender.diffusion import loading
+
+    pipeline, seen = Pipeline(), []
+    render = generation.render_text_keyframes  # the fixture's stand-in
+
+    def spy(pipe, *args, **kwargs):
+        seen.append(dict(pipe._progress_bar_config))
+        return render(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "render_text_keyframes", spy)
+    monkeypatch.setattr(loading, "load_pipeline", lambda *args, **kwargs: pipeline)
+    config = apply_overrides(RerenderConfig(), {"base_model": str(tiny_pipeline_dir)})
+    common = dict(frames=3, K=2, size=(64, 64), config=config, output=tmp_path / "a.mp4")
+    text_keyframe_call("a cat", progress=False, **common)
+    text_keyframe_call("a cat", progress=True, **common)
+    assert seen == [{"leave": False, "disable": True}, {"leave": False}]
+    assert pipeline._progress_bar_config == {"leave": False}

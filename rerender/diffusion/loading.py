@@ -642,6 +642,26 @@ def loading_bars(enabled: bool = True) -> Iterator[None]:
             enable()
 
 
+@contextlib.contextmanager
+def denoising_bars(pipeline: Any, enabled: bool = True) -> Iterator[None]:
+    """With ``enabled=False``: no per-pass denoising bars from `pipeline` (diffusers' ``set_progress_bar_config``,
+    its own setting restored afterwards), as `loading_bars` for loading: Z-Image and Flux draw one per pass.
+
+    Example:
+        >>> with denoising_bars(object(), False):
+        ...     pass  # run the pipeline here
+    """
+    if enabled or not hasattr(pipeline, "set_progress_bar_config"):
+        yield
+        return
+    restore = dict(getattr(pipeline, "_progress_bar_config", None) or {})
+    pipeline.set_progress_bar_config(**{**restore, "disable": True})
+    try:
+        yield
+    finally:
+        pipeline.set_progress_bar_config(**restore)
+
+
 def load_pipeline(
     model: ModelConfig | None = None,
     controls: Sequence[ControlConfig] = (ControlConfig(),),

@@ -332,10 +332,14 @@ def generate(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     from rerender.diffusion.flux import true_guidance_options
     from rerender.diffusion.ip_adapter import style_adapter
+    from rerender.diffusion.loading import denoising_bars
 
     if guidance_scale is None:
         guidance_scale = config.sampling.guidance_scale
-    with style_adapter(pipeline, config) as style_image:  # the IP-Adapter for this call only, as in `translate`
+    with (
+        style_adapter(pipeline, config) as style_image,  # the IP-Adapter for this call only, as in `translate`
+        denoising_bars(pipeline, progress),  # the flow path's per-pass bars follow `progress` (-q)
+    ):
         images = render_text_keyframes(
             pipeline,
             prompt_record.english,
