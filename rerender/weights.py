@@ -1127,7 +1127,8 @@ def download_weights(
 
 
 def _offline_records(sources: Sequence[WeightSource], dry_run: bool) -> list[dict[str, Any]]:
-    """Without the hub: refuse a download; a dry run lists each source by name or by pattern (no sizes)."""
+    """Without the hub: refuse a download that has something to fetch; a dry run (or a download whose sources are
+    all local) lists each source by name or by pattern (no sizes)."""
     from rerender.errors import InputNotFoundError, ServiceUnavailableError
 
     if hub_offline():
@@ -1136,7 +1137,7 @@ def _offline_records(sources: Sequence[WeightSource], dry_run: bool) -> list[dic
         from huggingface_hub import constants
 
         why = f"the hub ({constants.ENDPOINT}) cannot be reached"
-    if not dry_run:
+    if not dry_run and any(source.is_hub for source in sources):  # all local: nothing to fetch, no network needed
         # HF_HUB_OFFLINE is the user's own setting (a usage error); an unreachable hub is a run-time failure.
         error = InputNotFoundError if hub_offline() else ServiceUnavailableError
         raise error(

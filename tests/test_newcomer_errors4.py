@@ -304,3 +304,12 @@ def test_generate_without_progress_draws_no_denoising_bars(
     text_keyframe_call("a cat", progress=True, **common)
     assert seen == [{"leave": False, "disable": True}, {"leave": False}]
     assert pipeline._progress_bar_config == {"leave": False}
+
+
+def test_download_with_only_local_sources_offline_says_there_is_nothing_to_fetch(tiny_pipeline_dir, capsys):
+    # was: "`rerender download` needs the network, but HF_HUB_OFFLINE is set" (exit 2) with every model a folder
+    args = ["download", "--model", str(tiny_pipeline_dir), "--set", f"control.0.model={tiny_pipeline_dir}/controlnet"]
+    assert main([*args, "--no-flow"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tiny_pipeline_dir}: local, nothing to fetch" in out and "needs the network" not in out
+    assert out.rstrip().endswith("nothing to fetch: every source is local")

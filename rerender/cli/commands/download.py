@@ -167,6 +167,8 @@ def _sum(sizes) -> int | None:
 def _print_total(records: list[dict], dry_run: bool) -> None:
     """The sum over every source with known sizes; says when some are unknown (offline patterns)."""
     sized = [record for record in records if record["location"] is not None and record["sizes"]]
+    if records and not sized and all(record["path"] == record["location"] for record in records):
+        print("nothing to fetch: every source is local")  # so an offline machine needs no network
     if not sized:
         return
     total = _sum(record["size"] for record in sized)
