@@ -313,3 +313,16 @@ def test_download_with_only_local_sources_offline_says_there_is_nothing_to_fetch
     out = capsys.readouterr().out
     assert f"{tiny_pipeline_dir}: local, nothing to fetch" in out and "needs the network" not in out
     assert out.rstrip().endswith("nothing to fetch: every source is local")
+
+
+def test_every_command_but_eval_takes_config_and_set_and_eval_says_why_not(capsys):
+    # was: README says every command has --config/--set, but `eval` has neither and did not say so; eval reads no
+    # config option (its flags are all it takes), so the claim names the commands that do
+    taking = ["translate", "keyframes", "propagate", "batch", "animate", "generate", "download", "env", "info"]
+    for command in [*taking, "preprocess", "ui"]:
+        main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--config" in text and "--set" in text, command
+    main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert "--set" not in text.replace("no --config/--set", "") and "reads no config option" in text

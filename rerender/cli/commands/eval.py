@@ -15,6 +15,7 @@ def register(commands) -> None:
         "eval",
         parents=[verbose_parent(), quiet_parent()],
         help="temporal consistency (warp error, flicker) and CLIP scores of a result",
+        epilog="eval reads no config option, so it takes no --config/--set: its flags below are all it uses.",
     )
     evaluate.add_argument("output_video", metavar="OUT", help="the translated video")
     evaluate.add_argument("--source", required=True, help="the input video it was made from")
