@@ -9,8 +9,8 @@ The same method as the numba engine (:func:`rerender.propagation.chain.propagate
 * when no guide depends on the previous output (``temporal_guide_weight = 0``, every preset but "rerender")
   the frames of a pass are synthesised together, as many per batch as ``chunk_pixels`` allows;
 * the patch search is data-parallel (:mod:`rerender.propagation.torch_ops`): every pixel tries its four
-  neighbours' matches, shifted, at distances 4, 2, 1 in the first iteration of a round (jump flooding) and 1
-  after that, then random candidates at halving radii, all pixels at once, each candidate field scored by one
+  neighbours' matches, shifted, at distances 8, 4, 2, 1 in every iteration (jump flooding, `JUMPS`), then
+  random candidates at halving radii, all pixels at once, each candidate field scored by one
   gather of the matched source patches in blocks of at most ``chunk_pixels`` pixels;
 * random numbers come from a counter hash of (seed, frame step, level, iteration, pixel), so the output does
   not depend on the batch or chunk sizes and is the same on every run on a given device.
@@ -34,10 +34,12 @@ from rerender.propagation import torch_ops as ops
 from rerender.propagation.chain import ChainResult
 from rerender.propagation.options import PropagationOptions
 
-#: Propagation distances of the first data-parallel PatchMatch iteration of a round, largest first (jump
-#: flooding): a good match travels 7 pixels in one iteration, as along the scan-order sweep of the numba
-#: engine; later iterations use distance 1 only.
-JUMPS = (4, 2, 1)
+#: Propagation distances of every data-parallel PatchMatch iteration, largest first (jump flooding): a good match
+#: travels up to 15 pixels in one iteration, where the scan-order sweep of the numba engine carries it along a
+#: whole row. With (4, 2, 1) in a round's first iteration and 1 after it, the torch engine fell 0.15–0.22 dB behind
+#: numba on the suite's fast-moving clips (antoni, boxer, dog); with these it matches numba there (antoni
+#: watercolour: 27.53 dB both).
+JUMPS = (8, 4, 2, 1)
 
 
 def propagate_chain_torch(
@@ -311,7 +313,7 @@ def _synthesize_level(
             sweep_seeds = torch.tensor(
                 [_mix_seed(seed, round_index * 1000 + sweep) for seed in seeds], dtype=torch.int64, device=nnf.device
             )
-            search.sweep(max_radius, JUMPS if sweep == 0 else JUMPS[-1:], sweep_seeds)
+            search.sweep(max_radius, JUMPS, sweep_seeds)
         if style_scale is None:
             continue
         new_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)
