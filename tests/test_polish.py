@@ -44,6 +44,7 @@ def _tiny_run(control: Path) -> list[str]:
 # ------------------------------------------------------------------ 3. third-party warnings only with --verbose
 
 
+@pytest.mark.slow  # a fresh process / several renders: run with -m slow
 def test_a_flux_run_on_the_cli_prints_no_third_party_warnings(tiny_flux, synthetic_clip, tmp_path):
     """transformers' torchvision fallbacks and diffusers' deprecations printed on every run; the user sees none of
     them (a fresh process, as the user runs it), and still sees our own warnings."""

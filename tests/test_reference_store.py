@@ -300,6 +300,7 @@ def test_the_estimate_is_what_a_run_holds_and_is_logged(unet_pipe, stores, caplo
     assert line.endswith("kept in device memory (reference_storage: auto)")
 
 
+@pytest.mark.slow  # a fresh process / several renders: run with -m slow
 def test_resume_works_with_host_storage_and_across_storages(tiny_pipeline_dir, stores):
     from rerender.diffusion.pipeline import RerenderPipeline
 
