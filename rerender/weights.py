@@ -58,6 +58,7 @@ __all__ = [
     "ZIMAGE_FOLDERS",
     "ZIMAGE_CONTROLNET",
     "cached_folder",
+    "component_config",
     "fetch_repository",
     "select_files",
     "ip_adapter_files",
@@ -1432,19 +1433,25 @@ def ip_adapter_family(
     return None
 
 
-def _base_cross_attention_width(base_model: str) -> int | None:
-    """The base UNet's cross-attention width from its ``unet/config.json`` (a folder, or the hub cache), else None."""
+def component_config(base_model: str, component: str) -> dict | None:
+    """A base model's ``<component>/config.json`` (e.g. "unet", "transformer") from its folder or the hub cache,
+    without downloading; None when it is not here."""
     path = Path(base_model).expanduser()
     if path.is_dir():
-        config = path / "unet" / "config.json"
+        config = path / component / "config.json"
     elif is_hub_id(base_model):
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(base_model, "unet/config.json")
+        found = try_to_load_from_cache(base_model, f"{component}/config.json")
         config = Path(found) if isinstance(found, str) else None
     else:
         config = None
-    width = read_json_file(config).get("cross_attention_dim") if config is not None and config.is_file() else None
+    return read_json_file(config) if config is not None and config.is_file() else None
+
+
+def _base_cross_attention_width(base_model: str) -> int | None:
+    """The base UNet's cross-attention width from its ``unet/config.json`` (a folder, or the hub cache), else None."""
+    width = (component_config(base_model, "unet") or {}).get("cross_attention_dim")
     return width if isinstance(width, int) else None
 
 

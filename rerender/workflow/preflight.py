@@ -296,19 +296,11 @@ def transformer_block_count(base_model: str, family: str) -> int | None:
     """How many blocks of a Z-Image or Flux base take cross-frame attention (Z-Image's main-stream `n_layers`;
     Flux's `num_layers` double- plus `num_single_layers` single-stream blocks), from its local or cached
     ``transformer/config.json``; None when that is not here."""
-    from rerender.weights import is_hub_id, read_json_file
+    from rerender.weights import component_config
 
-    path = Path(base_model).expanduser()
-    if path.is_dir():
-        found = path / "transformer" / "config.json"
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(base_model, "transformer/config.json") if is_hub_id(base_model) else None
-        found = Path(cached) if isinstance(cached, str) else None
-    if found is None or not found.is_file():
+    config = component_config(base_model, "transformer")
+    if config is None:
         return None
-    config = read_json_file(found)
     if family == "flux":
         return int(config.get("num_layers", 19)) + int(config.get("num_single_layers", 38))
     return int(config["n_layers"]) if "n_layers" in config else None
