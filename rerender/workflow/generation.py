@@ -202,10 +202,11 @@ def generate(
         motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
         size: ``(width, height)``.
         fps: frame rate of the video.
-        guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (7.5 by default;
-            the presets' value for Z-Image and Flux). Flux's true guidance is `config.sampling.true_cfg_scale`.
-        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (20 by
-            default; the presets' value for Z-Image and Flux).
+        guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (unset there: the
+            base model's own, `rerender.config.FAMILY_DEFAULTS`). Flux's true guidance is
+            `config.sampling.true_cfg_scale`.
+        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (unset
+            there: the base model's own, e.g. 4 on Flux schnell, 9 on Z-Image-Turbo).
         negative_prompt, noise_steps: see `render_text_keyframes`; `None`
             noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
@@ -286,7 +287,7 @@ def generate(
             f"`prompt` is empty ({prompt!r}): describe what the video should show, or let a style image "
             "(`style_image`) or a sound (`audio_prompt`) show it"
         )
-    if num_inference_steps is None:  # the config's (a preset's: 4 on Flux schnell, 9 on Z-Image-Turbo)
+    if num_inference_steps is None:  # the config's (unset there: the model's own, 4 on Flux schnell)
         num_inference_steps = config.sampling.num_inference_steps
         if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):
             raise ConfigError(
