@@ -36,8 +36,8 @@ from rerender.config.convert import (
 from rerender.config.fields import (
     _dataclass_of,  # noqa: F401 (used by the web page's form builder)
     apply_overrides,
-    field_default,
     family_defaults_text,
+    field_default,
     field_docstrings,
     field_help,
     field_type,

@@ -223,7 +223,11 @@ def family_defaults_text(path: str) -> str:
     for variant, value in FAMILY_DEFAULTS[path].items():
         shown = f'"{value}"' if isinstance(value, str) else f"{value:g}"
         by_value.setdefault(shown, []).append(VARIANT_NAMES[variant])
-    return "Left unset, per base: " + ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items()) + "."
+    return (
+        "Left unset, per base: "
+        + ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
+        + "."
+    )
 
 
 def field_type(path: str) -> Any:

@@ -216,8 +216,8 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
 
     @property
     def variant(self) -> str:
-        """"flux-dev" (a guidance embedding) or "flux-schnell" (`rerender.config.BaseVariant`: the row of
-        `FAMILY_DEFAULTS` it takes)."""
+        """Which variant: "flux-dev" (a guidance embedding) or "flux-schnell" (`rerender.config.BaseVariant`, the
+        row of `FAMILY_DEFAULTS` it takes)."""
         return "flux-dev" if self.guidance_embedded else "flux-schnell"
 
     # ----------------------------------------------------------------------------------------------------

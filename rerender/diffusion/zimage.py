@@ -131,7 +131,8 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
 
     @property
     def variant(self) -> str:
-        """"zimage-turbo" or "zimage" (`rerender.config.BaseVariant`: the row of `FAMILY_DEFAULTS` it takes)."""
+        """Which variant: "zimage-turbo" or "zimage" (`rerender.config.BaseVariant`, the row of `FAMILY_DEFAULTS`
+        it takes)."""
         return "zimage-turbo" if self.guidance_distilled else "zimage"
 
     # ----------------------------------------------------------------------------------------------------

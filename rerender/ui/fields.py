@@ -240,4 +240,6 @@ def component_for(spec: FieldSpec, default: Any) -> Any:
     if base in (int, float):
         return gr.Number(value=default, label=spec.label, info=info, precision=0 if base is int else None)
     unset = "empty = the model's own" if spec.path in FAMILY_DEFAULTS else "empty = off"
-    return gr.Textbox(value=text_of(default), label=spec.label, info=info, placeholder=unset if spec.optional else None)
+    return gr.Textbox(
+        value=text_of(default), label=spec.label, info=info, placeholder=unset if spec.optional else None
+    )
