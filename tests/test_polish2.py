@@ -212,7 +212,7 @@ def test_schnell_with_the_defaults_runs_its_4_steps_without_the_guidance_warning
     assert [m for m in messages if "sampling.guidance_scale 3.0 (set)" in m]
 
 
-def test_generate_with_an_unset_config_takes_the_model_s_steps_and_guidance(bases, tmp_path, monkeypatch):
+def test_generate_with_an_unset_config_takes_the_model_s_steps_and_guidance(bases, tmp_path, monkeypatch, caplog):
     import torch
 
     import rerender.workflow.generation as generation
@@ -227,7 +227,17 @@ def test_generate_with_an_unset_config_takes_the_model_s_steps_and_guidance(base
     common = dict(frames=2, K=1, size=(64, 64), progress=False, device="cpu", flow_estimator="dis")
     generation.generate("a cat", output=tmp_path / "a.mp4", base_model=str(bases["flux-schnell"]), **common)
     generation.generate("a cat", output=tmp_path / "b.mp4", base_model=str(bases["flux-dev"]), **common)
-    assert seen == [(4, 0.0), (28, 3.5)]
+    with caplog.at_level(logging.INFO, logger="rerender"):  # arguments win, and the log names them as set
+        generation.generate(
+            "a cat", output=tmp_path / "c.mp4", base_model=str(bases["flux-dev"]), num_inference_steps=3,
+            guidance_scale=2.0, **common,
+        )  # fmt: skip
+    assert seen == [(4, 0.0), (28, 3.5), (3, 2.0)]
+    logged = [record.getMessage() for record in caplog.records if "sampling.guidance_scale" in record.getMessage()]
+    assert logged == [
+        "on FLUX.1 [dev]: sampling.num_inference_steps 3 (set), sampling.guidance_scale 2.0 (set), "
+        "prompt.added_prompt '' (the model's own)"
+    ]
 
 
 # ---------------------------------------------------------------- 4. the CLI's help, the web page and the docs

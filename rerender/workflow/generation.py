@@ -169,6 +169,13 @@ class _ShiftPath:
         return _digest(self.offsets, self.frame_count, self.size, self.factor)
 
 
+def _given_sampling(num_inference_steps: int | None, guidance_scale: float | None) -> dict[str, Any]:
+    """`generate`'s explicit steps and guidance as config overrides, so that the run's log of the values it uses
+    (`rerender.workflow.preflight.resolve_model_defaults`) names them as set, not the model's own."""
+    given = {"sampling.num_inference_steps": num_inference_steps, "sampling.guidance_scale": guidance_scale}
+    return {option: value for option, value in given.items() if value is not None}
+
+
 def generate(
     prompt: str,
     frames: int = 16,
@@ -274,7 +281,7 @@ def generate(
         config,
         prompt=prompt,
         K=min(K, frames),
-        overrides={**overrides, "output.fps": float(fps)},
+        overrides={**overrides, "output.fps": float(fps), **_given_sampling(num_inference_steps, guidance_scale)},
         output=output,
         pipeline=pipeline,
         prompt_translator=prompt_translator,
