@@ -240,6 +240,38 @@ def test_generate_with_an_unset_config_takes_the_model_s_steps_and_guidance(base
     ]
 
 
+def test_the_pipelines_called_directly_take_their_base_s_own_too(tiny_flux, tiny_pipeline_dir, caplog, monkeypatch):
+    """`pipeline(frames, prompt)` and `render_text_keyframes(pipeline, …)` without steps or guidance: the base's own
+    (schnell ran 20 steps with guidance 7.5, and warned about it); SD keeps the official 20 and 7.5."""
+    import numpy as np
+    import torch
+
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+    from rerender.diffusion.text2video import render_text_keyframes
+
+    base, control = tiny_flux
+    flux = load_pipeline(ModelConfig(base_model=str(base), device="cpu"), (ControlConfig(model=str(control)),))
+    sd = load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir), device="cpu"), ())
+    for pipeline in (flux, sd):
+        pipeline.set_progress_bar_config(disable=True)
+    assert flux.sampling_defaults(None, None) == EXPECTED["flux-schnell"][:2]
+    assert sd.sampling_defaults(None, None) == EXPECTED["sd15"][:2] and sd.sampling_defaults(3, 2.0) == (3, 2.0)
+    seen = []
+    real = type(flux).prepare_schedule
+
+    def spy(self, num_inference_steps, *args, **kwargs):
+        seen.append(num_inference_steps)
+        return real(self, num_inference_steps, *args, **kwargs)
+
+    monkeypatch.setattr(type(flux), "prepare_schedule", spy)
+    frame = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    with caplog.at_level(logging.WARNING, logger="rerender"):
+        flux([frame], "a cat", generator=torch.Generator().manual_seed(0), output_type="pt")
+        render_text_keyframes(flux, "a cat", [0, 1], (2.0, 0.0), (64, 64), generator=torch.Generator().manual_seed(0))
+    assert seen == [4, 4] and not [r for r in caplog.records if "guidance" in r.getMessage()], caplog.text
+
+
 # ---------------------------------------------------------------- 4. the CLI's help, the web page and the docs
 
 
