@@ -59,6 +59,7 @@ __all__ = [
     "ZIMAGE_CONTROLNET",
     "cached_folder",
     "component_config",
+    "base_variant",
     "fetch_repository",
     "select_files",
     "ip_adapter_files",
@@ -1447,6 +1448,22 @@ def component_config(base_model: str, component: str) -> dict | None:
     else:
         config = None
     return read_json_file(config) if config is not None and config.is_file() else None
+
+
+def base_variant(base_model: str, family: str) -> str:
+    """The `rerender.config.BaseVariant` of a base model of `family`, from its configs and name (no weights): Flux
+    is "flux-dev" when its ``transformer/config.json`` (folder or hub cache) has a guidance embedding
+    (``guidance_embeds``; not here: unless its name says "schnell"), else "flux-schnell"; Z-Image is "zimage-turbo"
+    when its name says "turbo" (the rule of `RerenderZImagePipeline.guidance_distilled`), else "zimage"; SD 1.5 and
+    SDXL are their family."""
+    name = str(base_model).lower()
+    if family == "flux":
+        config = component_config(base_model, "transformer")
+        embedded = bool(config.get("guidance_embeds")) if config is not None else "schnell" not in name
+        return "flux-dev" if embedded else "flux-schnell"
+    if family == "zimage":
+        return "zimage-turbo" if "turbo" in name else "zimage"
+    return family
 
 
 def _base_cross_attention_width(base_model: str) -> int | None:

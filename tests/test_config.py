@@ -44,10 +44,15 @@ def test_tiny_preset_is_small_and_fast():
 
 
 def test_official_defaults_that_matter():
+    from rerender.workflow.preflight import resolve_model_defaults
+
     config = RerenderConfig()
     assert config.keyframes.keyframe_interval == 10
-    assert config.sampling.num_inference_steps == 20
-    assert config.sampling.guidance_scale == 7.5
+    # the steps, guidance and added prompt are the model's own (FAMILY_DEFAULTS); on SD 1.5 the official ones
+    assert (config.sampling.num_inference_steps, config.sampling.guidance_scale) == (None, None)
+    on_sd15 = resolve_model_defaults(config, "sd15")
+    assert (on_sd15.sampling.num_inference_steps, on_sd15.sampling.guidance_scale) == (20, 7.5)
+    assert on_sd15.prompt.added_prompt == "best quality, extremely detailed"
     assert config.constraints.cross_frame_attention_period == (0.0, 1.0)
     assert config.constraints.shape_fusion_period == (0.0, 0.1)
     assert config.constraints.pixel_fusion_period == (0.5, 0.8)
@@ -55,8 +60,6 @@ def test_official_defaults_that_matter():
     assert (config.constraints.mask_strength, config.constraints.inner_strength) == (0.5, 0.9)
     assert config.constraints.smooth_boundary and config.constraints.color_preserve
     assert config.video.resize_side == "long" and config.video.size_multiple is None  # the model's own:
-    from rerender.workflow.preflight import resolve_model_defaults
-
     assert resolve_model_defaults(config, "sd15").video.size_multiple == 8  # SD 1.5 needs 8 (issue 9), not 64
     assert config.propagation.propagation_preset == "balanced" and config.propagation.blend_mode is None
 

@@ -185,7 +185,7 @@ def test_a_cuda_device_with_the_numba_engine_is_warned_about(tmp_path, caplog):
         (["--config", str(REPO / "configs/zimage_turbo.yaml")], 9, 0),
         (["--config", str(REPO / "configs/flux.yaml"), "--steps", "3"], 3, 0),  # the flag wins
         (["--set", "seed=5", "--set", "num_inference_steps=12"], 12, 5),
-        ([], 20, 0),
+        ([], None, 0),  # unset: `generate` takes the model's own (20 on SD 1.5; tests/test_polish2.py)
     ],
 )
 def test_generate_takes_steps_and_seed_from_the_config(monkeypatch, tmp_path, args, steps, seed):

@@ -36,6 +36,7 @@ from rerender.config.convert import (
 from rerender.config.fields import (
     _dataclass_of,  # noqa: F401 (used by the web page's form builder)
     apply_overrides,
+    family_defaults_text,
     field_default,
     field_docstrings,
     field_help,
@@ -57,6 +58,7 @@ __all__ = [
     "apply_overrides",
     "parse_override",
     "field_help",
+    "family_defaults_text",
     "field_type",
     "field_default",
     "field_docstrings",

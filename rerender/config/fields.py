@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from rerender.config.convert import _nearest, _to_plain, config_from_dict, config_to_dict
-from rerender.config.sections import ControlConfig, RerenderConfig
+from rerender.config.sections import FAMILY_DEFAULTS, VARIANT_NAMES, ControlConfig, RerenderConfig
 from rerender.errors import ConfigError
 
 __all__ = [
     "parse_override",
     "apply_overrides",
     "field_help",
+    "family_defaults_text",
     "field_type",
     "field_default",
     "field_docstrings",
@@ -209,7 +210,24 @@ def field_help(path: str) -> str:
         ConfigError: no such option.
     """
     owner, name = _resolve(path)
-    return field_docstrings(owner).get(name, "")
+    text = field_docstrings(owner).get(name, "")
+    full = _leaf_paths().get(path, path)
+    return f"{text} {family_defaults_text(full)}" if full in FAMILY_DEFAULTS else text
+
+
+def family_defaults_text(path: str) -> str:
+    """The `FAMILY_DEFAULTS` row of the option at dotted `path` in words, the bases that share a value together:
+    ``Left unset, per base: 20 (SD 1.5, SDXL), 28 (FLUX.1 [dev]), …``; the help texts (`field_help`: CLI, web page,
+    docs) show it, so the table has no copy."""
+    by_value: dict[str, list[str]] = {}
+    for variant, value in FAMILY_DEFAULTS[path].items():
+        shown = f'"{value}"' if isinstance(value, str) else f"{value:g}"
+        by_value.setdefault(shown, []).append(VARIANT_NAMES[variant])
+    return (
+        "Left unset, per base: "
+        + ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
+        + "."
+    )
 
 
 def field_type(path: str) -> Any:

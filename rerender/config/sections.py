@@ -28,6 +28,7 @@ __all__ = [
     "OutputSize",
     "Stage",
     "ModelFamily",
+    "BaseVariant",
     "PropagationEngine",
     "PropagationDevice",
     "ReferenceStorage",
@@ -40,8 +41,11 @@ __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
     "FAMILY_NAMES",
     "FAMILY_SIZE_MULTIPLES",
+    "VARIANT_NAMES",
+    "FAMILY_DEFAULTS",
     "BASE_SPECIFIC_OPTIONS",
     "default_negative_prompt",
+    "family_default",
     "choices",
     "NAMED_COLORS",
     "parse_color",
@@ -132,6 +136,73 @@ FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "
 FAMILY_SIZE_MULTIPLES = {"sd15": 8, "sdxl": 8, "zimage": 16, "flux": 16}
 """What frame sides must be multiples of on each `ModelFamily` (the pipelines' ``size_multiple``): the VAE's
 factor (8) on the UNet bases, times the 2×2 patches the transformer bases cut the latent into (16)."""
+BaseVariant = Literal["sd15", "sdxl", "flux-dev", "flux-schnell", "zimage", "zimage-turbo"]
+"""A base model as its sampling defaults tell it apart: its `ModelFamily`, with FLUX.1 [schnell] (no guidance
+embedding) apart from [dev] and its kin (a guidance embedding), and Z-Image-Turbo (guidance-distilled) apart from the
+undistilled Z-Image. `rerender.weights.base_variant` reads it from the model's configs (and its name) before anything
+loads; a loaded pipeline says its own (`variant`)."""
+VARIANT_NAMES = {
+    "sd15": "SD 1.5",
+    "sdxl": "SDXL",
+    "flux-dev": "FLUX.1 [dev]",
+    "flux-schnell": "FLUX.1 [schnell]",
+    "zimage": "Z-Image",
+    "zimage-turbo": "Z-Image-Turbo",
+}
+"""How messages and the docs name each `BaseVariant`."""
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sampling.num_inference_steps": {
+        "sd15": 20,
+        "sdxl": 20,
+        "flux-dev": 28,
+        "flux-schnell": 4,
+        "zimage": 50,
+        "zimage-turbo": 9,
+    },
+    "sampling.guidance_scale": {
+        "sd15": 7.5,
+        "sdxl": 7.5,
+        "flux-dev": 3.5,
+        "flux-schnell": 0.0,
+        "zimage": 6.0,
+        "zimage-turbo": 1.0,
+    },
+    "prompt.added_prompt": {
+        "sd15": "best quality, extremely detailed",
+        "sdxl": "best quality, extremely detailed",
+        "flux-dev": "",
+        "flux-schnell": "",
+        "zimage": "",
+        "zimage-turbo": "",
+    },
+}
+"""The value each option left unset (`None`) takes on each base (`BaseVariant`); a value set always wins. The one
+table of these defaults: runs (`rerender.workflow.preflight.resolve_model_defaults`), the CLI's help, the web page
+and the docs read it. Sources:
+
+* SD 1.5, SDXL: the official Rerender's 20 steps, guidance 7.5 and ``a_prompt`` (SD's quality tags);
+* FLUX.1 [dev] (and other Flux models with a guidance embedding): diffusers' `FluxPipeline` defaults, 28 steps and
+  embedded guidance 3.5 (one model call per step);
+* FLUX.1 [schnell]: its model card's 4 steps and guidance 0 (it has no guidance input);
+* Z-Image: diffusers' `ZImagePipeline` defaults, 50 steps and guidance 5, which in its convention
+  (``v_pos + s·(v_pos − v_neg)``) is 6 in ours (``v_neg + g·(v_pos − v_neg)``, g ≤ 1 off; the model card: 3–5, i.e.
+  4–6 here);
+* Z-Image-Turbo: its model card's 9 steps (8 model calls) without guidance (diffusers' 0, our 1);
+* `prompt.added_prompt` is empty on Flux and Z-Image: their T5/Qwen text encoders read natural-language
+  descriptions (Black Forest Labs' prompting guide: descriptions beat keyword lists; Z-Image-Turbo's card: long,
+  detailed prompts), and SD's quality tags are no part of how they were taught to read prompts."""
+
+
+def family_default(option: str, variant: str | None) -> Any:
+    """The value `option` (a dotted path of `FAMILY_DEFAULTS`) takes when left unset on the base `variant` (a
+    `BaseVariant`); `variant` None (the classic stylizer, a caller's renderer object) takes SD 1.5's.
+
+    Raises:
+        KeyError: an option without a family default.
+    """
+    return FAMILY_DEFAULTS[option][variant or "sd15"]
+
+
 BASE_SPECIFIC_OPTIONS = {
     "sampling.true_cfg_scale": ("flux",),
     "constraints.cross_frame_blocks": ("zimage", "flux"),
@@ -182,6 +253,7 @@ CHOICES: dict[str, Any] = {
     "OutputSize": OutputSize,
     "Stage": Stage,
     "ModelFamily": ModelFamily,
+    "BaseVariant": BaseVariant,
     "PropagationEngine": PropagationEngine,
     "PropagationDevice": PropagationDevice,
     "ReferenceStorage": ReferenceStorage,
@@ -372,8 +444,10 @@ class PromptConfig:
 
     prompt: str = ""
     """What the video should look like."""
-    added_prompt: str = "best quality, extremely detailed"
-    """Appended to every prompt (the official `a_prompt`); empty to add nothing."""
+    added_prompt: str | None = None
+    """Appended to every prompt; "" adds nothing; `None` = the base model's own (`FAMILY_DEFAULTS`: the official
+    Rerender's `a_prompt` quality tags on SD 1.5/SDXL, nothing on Flux and Z-Image, whose text encoders read
+    natural-language descriptions), set when a run starts."""
     negative_prompt: str | None = None
     """What to steer away from (classifier-free guidance's unconditional branch); `None` = the base model's own
     default (`default_negative_prompt`: the official Rerender's on SD 1.5/SDXL, none on Flux without true guidance
@@ -415,7 +489,9 @@ class PromptConfig:
 
     @property
     def full_prompt(self) -> str:
-        parts = [part for part in (self.prompt.strip(), self.added_prompt.strip()) if part]
+        """`prompt`, then `added_prompt` (unset: SD 1.5's, as a run on no diffusion model resolves it)."""
+        added = self.added_prompt if self.added_prompt is not None else family_default("prompt.added_prompt", None)
+        parts = [part for part in (self.prompt.strip(), added.strip()) if part]
         return ", ".join(parts)
 
 
@@ -577,11 +653,13 @@ class RefinementConfig:
 class SamplingConfig:
     """The DDIM sampler."""
 
-    num_inference_steps: int = 20
-    """DDIM steps of the full schedule (the official code uses 20)."""
-    guidance_scale: float = 7.5
-    """Classifier-free guidance scale (1 = no guidance). On Flux dev: the embedded guidance value (3.5 typical, one
-    model call per step); Flux schnell ignores it."""
+    num_inference_steps: int | None = None
+    """Denoising steps of the full schedule (the official code uses 20 on SD 1.5); `None` = the base model's own
+    (`FAMILY_DEFAULTS`), set when a run starts."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance scale (1 = no guidance). On Flux dev: the embedded guidance value (one model call
+    per step); Flux schnell has no guidance input and ignores it (a value above 1 warns). `None` = the base model's
+    own (`FAMILY_DEFAULTS`), set when a run starts."""
     true_cfg_scale: float = 1.0
     """Flux only: true classifier-free guidance (diffusers' `FluxPipeline` ``true_cfg_scale``); above 1, with a
     negative prompt, every model call also runs on the negative prompt (twice the compute); 1 = off. Other bases
@@ -597,8 +675,10 @@ class SamplingConfig:
     """DDIM refinement pass for each keyframe; `None` = off."""
 
     def __post_init__(self) -> None:
-        _check_range("sampling.num_inference_steps", self.num_inference_steps, 1, 1000)
-        _check_range("sampling.guidance_scale", self.guidance_scale, 0.0, 50.0)
+        if self.num_inference_steps is not None:  # None: the base model's own, set when a run starts
+            _check_range("sampling.num_inference_steps", self.num_inference_steps, 1, 1000)
+        if self.guidance_scale is not None:
+            _check_range("sampling.guidance_scale", self.guidance_scale, 0.0, 50.0)
         _check_range("sampling.true_cfg_scale", self.true_cfg_scale, 1.0, 50.0)
         _check_range("sampling.denoising_strength", self.denoising_strength, 0.0, 1.0)
         if self.seed is not None:

@@ -354,8 +354,8 @@ class FlowTransformerPipeline(RerenderPipeline):
         size: tuple[int, int],
         *,
         negative_prompt: str | None = None,
-        num_inference_steps: int = 9,
-        guidance_scale: float = 1.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         noise_steps: tuple[int, int] | None = None,
         generator: torch.Generator | None = None,
         ip_adapter_image: Any | None = None,
@@ -376,6 +376,8 @@ class FlowTransformerPipeline(RerenderPipeline):
         """
         from rerender.diffusion.pipeline import _Reference
         from rerender.diffusion.text2video import keyframe_offsets, text2video_noise_steps, translate_latents
+
+        num_inference_steps, guidance_scale = self.sampling_defaults(num_inference_steps, guidance_scale)
 
         if background_smoothing is not None:
             raise ConfigError(f"`background_smoothing` is not available on {self.family_name} yet; leave it off")

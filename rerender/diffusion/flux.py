@@ -214,6 +214,12 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         """Whether the transformer takes a guidance value as input (dev); schnell does not."""
         return bool(self.transformer.config.guidance_embeds)
 
+    @property
+    def variant(self) -> str:
+        """Which variant: "flux-dev" (a guidance embedding) or "flux-schnell" (`rerender.config.BaseVariant`, the
+        row of `FAMILY_DEFAULTS` it takes)."""
+        return "flux-dev" if self.guidance_embedded else "flux-schnell"
+
     # ----------------------------------------------------------------------------------------------------
     # lifecycle steps that differ from SD
     # ----------------------------------------------------------------------------------------------------

@@ -414,6 +414,22 @@ class RerenderPipeline(
         return family_of_unet_config(dict(self.unet.config))
 
     @property
+    def variant(self) -> str:
+        """The `rerender.config.BaseVariant` whose defaults this pipeline takes: its family on SD 1.5 and SDXL."""
+        return self.family
+
+    def sampling_defaults(self, num_inference_steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
+        """``(steps, guidance)``, each given or, when None, this base's own (`rerender.config.FAMILY_DEFAULTS` of
+        `variant`: 20 and 7.5 on SD; Flux and Z-Image their own), as a run's config takes them."""
+        from rerender.config import family_default
+
+        if num_inference_steps is None:
+            num_inference_steps = family_default("sampling.num_inference_steps", self.variant)
+        if guidance_scale is None:
+            guidance_scale = family_default("sampling.guidance_scale", self.variant)
+        return num_inference_steps, guidance_scale
+
+    @property
     def is_union(self) -> bool:
         """Whether the ControlNet is one ControlNet Union taking several conditions."""
         return isinstance(self.controlnet, ControlNetUnionModel)
@@ -453,8 +469,8 @@ class RerenderPipeline(
         controls: Sequence[ControlConfig] | None = None,
         controlnet_conditioning_scale: float | Sequence[float] | None = None,
         flow_estimator: FlowEstimator | None = None,
-        num_inference_steps: int = 20,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         strength: float = 0.75,
         constraints: ConstraintConfig | None = None,
         refinement: RefinementConfig | None = None,
@@ -490,8 +506,9 @@ class RerenderPipeline(
             controlnet_conditioning_scale: per-ControlNet strengths; overrides `controls`' strengths.
             flow_estimator: ``estimator(source, target) → (forward, backward)`` flows (see `rerender.flow`);
                 None loads the default (`rerender.flow.load_flow_estimator("auto")`) when a fusion needs it.
-            num_inference_steps: DDIM steps of the full schedule (official 20).
-            guidance_scale: classifier-free guidance; ≤ 1 turns it off.
+            num_inference_steps: DDIM steps of the full schedule; None = this base's own (`sampling_defaults`: the
+                official 20 on SD 1.5 and SDXL).
+            guidance_scale: classifier-free guidance; ≤ 1 turns it off; None = this base's own (7.5 on SD).
             strength: SDEdit denoising strength in [0, 1]: the fraction of the schedule run (1 = from noise).
             constraints: the cross-frame constraints; None = `ConstraintConfig()` (the official defaults).
             refinement: re-noise each rendered frame part-way and denoise it again under the same constraints;
@@ -569,8 +586,8 @@ class RerenderPipeline(
         controls: Sequence[ControlConfig] | None = None,
         controlnet_conditioning_scale: float | Sequence[float] | None = None,
         flow_estimator: FlowEstimator | None = None,
-        num_inference_steps: int = 20,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         strength: float = 0.75,
         constraints: ConstraintConfig | None = None,
         refinement: RefinementConfig | None = None,
@@ -597,7 +614,8 @@ class RerenderPipeline(
         Yields:
             `RenderedFrame`, in input order (from ``next_index`` when resuming).
         """
-        # 1. Check inputs, before any model work
+        # 1. Check inputs, before any model work (unset steps and guidance: this base's own)
+        num_inference_steps, guidance_scale = self.sampling_defaults(num_inference_steps, guidance_scale)
         frames = self.check_inputs(
             frames,
             prompt,

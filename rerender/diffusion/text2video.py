@@ -200,8 +200,8 @@ def render_text_keyframes(
     size: tuple[int, int],
     *,
     negative_prompt: str | None = None,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 7.5,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     noise_steps: tuple[int, int] | None = None,
     generator: torch.Generator | None = None,
     ip_adapter_image: Any | None = None,
@@ -218,8 +218,8 @@ def render_text_keyframes(
         motion: ``(dx, dy)`` image pixels per frame (the latent moves by that / the VAE's scale factor).
         size: ``(width, height)`` of the frames, multiples of the VAE's scale factor.
         negative_prompt: what to avoid.
-        num_inference_steps: DDIM steps.
-        guidance_scale: classifier-free guidance (1 = off).
+        num_inference_steps: DDIM steps; None = the base's own (`RerenderPipeline.sampling_defaults`).
+        guidance_scale: classifier-free guidance (1 = off); None = the base's own.
         noise_steps: ``(i1, i0)``, steps of the anchor's schedule, ``i1 < i0``: the anchor's latent after ``i0``
             steps is translated, noised forward to the level after ``i1`` steps, and denoised from there. None =
             `text2video_noise_steps` on the schedule that runs: the steps nearest T = 941 and T' = 881.
@@ -245,6 +245,7 @@ def render_text_keyframes(
         reference_bytes_estimate,
     )
 
+    num_inference_steps, guidance_scale = pipeline.sampling_defaults(num_inference_steps, guidance_scale)
     if hasattr(pipeline, "render_text_keyframes"):  # a base with its own schedule (Z-Image, Flux: flow matching)
         return pipeline.render_text_keyframes(
             prompt,

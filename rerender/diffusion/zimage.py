@@ -47,7 +47,7 @@ from rerender.diffusion.loading import config_class_name
 from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import token_cross_frame_attention
 from rerender.errors import ConfigError
-from rerender.weights import ZIMAGE_CONTROLNET, ZIMAGE_FOLDERS
+from rerender.weights import ZIMAGE_CONTROLNET, ZIMAGE_FOLDERS, base_variant
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,15 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
 
     @property
     def guidance_distilled(self) -> bool:
-        """Whether the model was distilled to run without classifier-free guidance (Z-Image-Turbo)."""
-        return "turbo" in str(self.config.get("_name_or_path", "")).lower()
+        """Whether the model was distilled to run without classifier-free guidance (Z-Image-Turbo): its name says
+        so (`rerender.weights.base_variant`, the rule a run's defaults are chosen by before the model loads)."""
+        return base_variant(str(self.config.get("_name_or_path", "")), "zimage") == "zimage-turbo"
+
+    @property
+    def variant(self) -> str:
+        """Which variant: "zimage-turbo" or "zimage" (`rerender.config.BaseVariant`, the row of `FAMILY_DEFAULTS`
+        it takes)."""
+        return "zimage-turbo" if self.guidance_distilled else "zimage"
 
     # ----------------------------------------------------------------------------------------------------
     # lifecycle steps that differ from SD

@@ -10,6 +10,7 @@ from typing import Any
 
 from rerender.camera import DEFAULT_AMOUNT, MOTIONS
 from rerender.config import (
+    FAMILY_DEFAULTS,
     RendererName,
     RerenderConfig,
     Stage,
@@ -84,13 +85,12 @@ ADVANCED_GROUPS: dict[str, tuple[str, ...]] = {
 SLIDERS: dict[str, tuple[float, float, float]] = {
     "keyframes.keyframe_interval": (1, 50, 1),
     "sampling.denoising_strength": (0.0, 1.0, 0.05),
-    "sampling.num_inference_steps": (1, 100, 1),
-    "sampling.guidance_scale": (1.0, 20.0, 0.5),
     "video.resolution": (64, 1024, 16),
     "control.strength": (0.0, 2.0, 0.05),
     "prompt.style_image_scale": (0.0, 2.0, 0.05),
 }
-"""Fields shown as sliders: (minimum, maximum, step) of the slider only; the config still validates the value."""
+"""Fields shown as sliders: (minimum, maximum, step) of the slider only; the config still validates the value.
+(Steps and guidance are number boxes: left empty, they are the model's own, `rerender.config.FAMILY_DEFAULTS`.)"""
 
 STYLE_FIELDS = ("prompt.style_image_scale", "model.ip_adapter", "model.ip_adapter_weight_name")
 """The reference image's settings, beside its upload."""
@@ -239,6 +239,7 @@ def component_for(spec: FieldSpec, default: Any) -> Any:
         return gr.Slider(low, high, value=default, step=step, label=spec.label, info=info)
     if base in (int, float):
         return gr.Number(value=default, label=spec.label, info=info, precision=0 if base is int else None)
+    unset = "empty = the model's own" if spec.path in FAMILY_DEFAULTS else "empty = off"
     return gr.Textbox(
-        value=text_of(default), label=spec.label, info=info, placeholder="empty = off" if spec.optional else None
+        value=text_of(default), label=spec.label, info=info, placeholder=unset if spec.optional else None
     )

@@ -169,6 +169,13 @@ class _ShiftPath:
         return _digest(self.offsets, self.frame_count, self.size, self.factor)
 
 
+def _given_sampling(num_inference_steps: int | None, guidance_scale: float | None) -> dict[str, Any]:
+    """`generate`'s explicit steps and guidance as config overrides, so that the run's log of the values it uses
+    (`rerender.workflow.preflight.resolve_model_defaults`) names them as set, not the model's own."""
+    given = {"sampling.num_inference_steps": num_inference_steps, "sampling.guidance_scale": guidance_scale}
+    return {option: value for option, value in given.items() if value is not None}
+
+
 def generate(
     prompt: str,
     frames: int = 16,
@@ -202,10 +209,11 @@ def generate(
         motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
         size: ``(width, height)``.
         fps: frame rate of the video.
-        guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (7.5 by default;
-            the presets' value for Z-Image and Flux). Flux's true guidance is `config.sampling.true_cfg_scale`.
-        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (20 by
-            default; the presets' value for Z-Image and Flux).
+        guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (unset there: the
+            base model's own, `rerender.config.FAMILY_DEFAULTS`). Flux's true guidance is
+            `config.sampling.true_cfg_scale`.
+        num_inference_steps: see `render_text_keyframes`; `None` = `config.sampling.num_inference_steps` (unset
+            there: the base model's own, e.g. 4 on Flux schnell, 9 on Z-Image-Turbo).
         negative_prompt, noise_steps: see `render_text_keyframes`; `None`
             noise steps = Text2Video-Zero's T = 941, T' = 881 on the schedule that runs
             (`rerender.diffusion.text2video.text2video_noise_steps`); `None` negative prompt =
@@ -273,7 +281,7 @@ def generate(
         config,
         prompt=prompt,
         K=min(K, frames),
-        overrides={**overrides, "output.fps": float(fps)},
+        overrides={**overrides, "output.fps": float(fps), **_given_sampling(num_inference_steps, guidance_scale)},
         output=output,
         pipeline=pipeline,
         prompt_translator=prompt_translator,
@@ -286,7 +294,7 @@ def generate(
             f"`prompt` is empty ({prompt!r}): describe what the video should show, or let a style image "
             "(`style_image`) or a sound (`audio_prompt`) show it"
         )
-    if num_inference_steps is None:  # the config's (a preset's: 4 on Flux schnell, 9 on Z-Image-Turbo)
+    if num_inference_steps is None:  # the config's (unset there: the model's own, 4 on Flux schnell)
         num_inference_steps = config.sampling.num_inference_steps
         if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):
             raise ConfigError(

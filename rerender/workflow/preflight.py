@@ -37,8 +37,10 @@ __all__ = [
     "check_prompt_language",
     "check_workspace_paths",
     "run_family",
+    "run_variant",
     "size_multiples",
     "resolve_model_defaults",
+    "resolve_family_defaults",
     "WRITING_STAGES",
 ]
 
@@ -192,6 +194,24 @@ def run_family(config: RerenderConfig, renderer: Any = None, pipeline: Any = Non
     return model_family(config.model)
 
 
+def run_variant(config: RerenderConfig, family: str | None, pipeline: Any = None) -> str | None:
+    """The `rerender.config.BaseVariant` whose defaults (`FAMILY_DEFAULTS`) a run on `family` (`run_family`) takes:
+    a caller's `pipeline`'s own (its `variant`, else its family), else the configured model's, read from its
+    configs and name (`rerender.weights.base_variant`, no weights load); None without a diffusion model (`family`
+    None: the classic stylizer, a caller's renderer object), which takes SD 1.5's."""
+    from rerender.config import BaseVariant
+
+    if family is None:
+        return None
+    if pipeline is not None:
+        variant = getattr(pipeline, "variant", None) or family
+    else:
+        from rerender.weights import base_variant
+
+        variant = base_variant(config.model.base_model, family)
+    return variant if variant in choices(BaseVariant) else None
+
+
 def size_multiples(family: str | None, pipeline: Any = None) -> tuple[int, int]:
     """``(default, required)``: what `video.size_multiple` is when left unset, and what a value set must be a multiple
     of. On a `family`, both are `FAMILY_SIZE_MULTIPLES`'s (8 on SD, 16 on Z-Image and Flux); a caller's loaded
@@ -214,6 +234,9 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
     * `video.size_multiple`: the family's multiple (`size_multiples`: 8 on SD, 16 on Z-Image and Flux; with a
       caller's loaded `pipeline`, a multiple of its own `size_multiple` too); 8 for the classic stylizer;
     * `prompt.negative_prompt`: `default_negative_prompt` of the family (and `sampling.true_cfg_scale`);
+    * `sampling.num_inference_steps`, `sampling.guidance_scale`, `prompt.added_prompt`: the model's row of
+      `FAMILY_DEFAULTS` (`run_variant`: FLUX.1 [dev] and [schnell], Z-Image and Z-Image-Turbo apart), logged once
+      with the values the run uses;
     * options that do nothing on this base (`BASE_SPECIFIC_OPTIONS`) warn, naming the bases that use them.
 
     Raises:
@@ -240,6 +263,7 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
         )
     if config.prompt.negative_prompt is None:
         changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
+    changes.update(_family_defaults(config, family, run_variant(config, family, pipeline)))
     for option, families in BASE_SPECIFIC_OPTIONS.items() if family is not None else ():
         value = functools.reduce(getattr, option.split("."), config)
         if family not in families and value != field_default(option):
@@ -254,42 +278,65 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
     return apply_overrides(config, changes) if changes else config
 
 
-def check_model_families(
-    config: RerenderConfig, base_path: Path | None, controls: Sequence[Any] | None = None
-) -> None:
+def resolve_family_defaults(config: RerenderConfig, pipeline: Any) -> RerenderConfig:
+    """`config` with the `FAMILY_DEFAULTS` options it leaves unset set for `pipeline`'s base (its `family` and
+    `variant`): for a renderer handed a config that did not pass `check_run`, which sets them with the rest."""
+    from rerender.config import apply_overrides
+
+    family = getattr(pipeline, "family", None)
+    changes = _family_defaults(config, family, run_variant(config, family, pipeline))
+    return apply_overrides(config, changes) if changes else config
+
+
+def _family_defaults(config: RerenderConfig, family: str | None, variant: str | None) -> dict[str, Any]:
+    """The `FAMILY_DEFAULTS` options `config` leaves unset, with `variant`'s values; logs, once, the value each takes
+    in a run on a diffusion model (`family` not None), and whether it is the model's own or the one set."""
+    from rerender.config import FAMILY_DEFAULTS, VARIANT_NAMES, family_default
+
+    changes: dict[str, Any] = {}
+    used = []
+    for option in FAMILY_DEFAULTS:
+        value = functools.reduce(getattr, option.split("."), config)
+        if value is None:
+            value = changes[option] = family_default(option, variant)
+        source = "the model's own" if option in changes else "set"
+        used.append(f"{option} {value!r} ({source})")
+    if family is not None:
+        logger.info("on %s: %s", VARIANT_NAMES.get(variant or "", family), ", ".join(used))
+    return changes
+
+
+def check_model_families(config: RerenderConfig, base_path: Path | None, controls: Sequence[Any]) -> None:
     """Every ControlNet, LoRA and VAE fits the base model's family (configs and file headers only, no weights):
     `check_families` on SD 1.5/SDXL (also a `model.family` that contradicts the model, a Union condition without
     its mode), `check_transformer_family` on Z-Image/Flux. `base_path`: the local base model, None for a hub id;
-    `controls`: the ControlNets the run loads (None = `config.control`)."""
+    `controls`: the ControlNets the run loads (`config.control`, or none for `generate`)."""
     from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families
-    from rerender.weights import model_family
-
-    controls = config.control if controls is None else tuple(controls)
-    if model_family(config.model) in TRANSFORMER_FAMILIES:
-        check_transformer_family(config, controls)
-    else:
-        check_families(config.model, controls, base_path)
-
-
-def check_transformer_family(config: RerenderConfig, controls: Sequence[Any] | None = None) -> None:
-    """On a transformer base (Z-Image, Flux): a ControlNet, LoRA or VAE that does not fit it is refused now, naming
-    both families (`check_transformer_sources`: configs and file headers only), not after the frames are decoded;
-    so is a `constraints.cross_frame_blocks` above the model's block count (`transformer_block_count`).
-    `controls`: the ControlNets the run loads (None = `config.control`)."""
-    from rerender.config import FAMILY_NAMES
-    from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_transformer_sources
     from rerender.weights import model_family
 
     family = model_family(config.model)
     if family in TRANSFORMER_FAMILIES:
-        check_transformer_sources(config.model, config.control if controls is None else controls, family)
-        blocks = config.constraints.cross_frame_blocks
-        count = transformer_block_count(config.model.base_model, family) if blocks is not None else None
-        if count is not None and blocks > count:  # the model would quietly use all of them
-            raise ConfigError(
-                f"`constraints.cross_frame_blocks` is {blocks}, but {config.model.base_model!r} has {count} blocks "
-                f"with cross-frame attention ({FAMILY_NAMES[family]}): valid: 1 to {count}, or null for all"
-            )
+        check_transformer_family(config, controls, family)
+    else:
+        check_families(config.model, controls, base_path)
+
+
+def check_transformer_family(config: RerenderConfig, controls: Sequence[Any], family: str) -> None:
+    """On a transformer base (`family` Z-Image or Flux, as `check_model_families` read it): a ControlNet, LoRA or VAE
+    that does not fit it is refused now, naming both families (`check_transformer_sources`: configs and file headers
+    only), not after the frames are decoded; so is a `constraints.cross_frame_blocks` above the model's block count
+    (`transformer_block_count`). `controls`: the ControlNets the run loads."""
+    from rerender.config import FAMILY_NAMES
+    from rerender.diffusion.loading import check_transformer_sources
+
+    check_transformer_sources(config.model, controls, family)
+    blocks = config.constraints.cross_frame_blocks
+    count = transformer_block_count(config.model.base_model, family) if blocks is not None else None
+    if count is not None and blocks > count:  # the model would quietly use all of them
+        raise ConfigError(
+            f"`constraints.cross_frame_blocks` is {blocks}, but {config.model.base_model!r} has {count} blocks "
+            f"with cross-frame attention ({FAMILY_NAMES[family]}): valid: 1 to {count}, or null for all"
+        )
 
 
 def transformer_block_count(base_model: str, family: str) -> int | None:

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             detect_family(config.model.base_model)
         from rerender.workflow.preflight import check_model_families
 
-        check_model_families(config, base_path)  # nothing fetched for a run that would refuse its config
+        check_model_families(config, base_path, config.control)  # nothing fetched for a run that would be refused
     records = download_weights(
         config,
         include_flow=not args.no_flow,

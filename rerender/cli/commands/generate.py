@@ -47,8 +47,8 @@ def register(commands) -> None:
     command.add_argument("--width", type=int, default=512, help="frame width (default: 512)")
     command.add_argument("--height", type=int, default=512, help="frame height (default: 512)")
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
-    command.add_argument(  # not given: the config's, so a preset's steps (Flux schnell 4, Z-Image-Turbo 9) hold
-        "--steps", type=int, help=config_help("sampling.num_inference_steps", "(default: the config's, 20)", False)
+    command.add_argument(  # not given: the config's, so a preset's steps (or the model's own) hold
+        "--steps", type=int, help=config_help("sampling.num_inference_steps", "(default: the config's)", False)
     )
     command.add_argument("--seed", type=int, help=config_help("sampling.seed", "(default: the config's, 0)", False))
     command.add_argument(
