@@ -1,0 +1,68 @@
+"""What a new user runs into (fifth round): each case a defect found by using the CLI, the Python API and the docs
+as a newcomer would (SDXL bases, the torch propagation engine, painted keyframes, Ray), with the behaviour that
+should have happened (the argument as typed, the value, what is valid; exit 2 for usage errors, before any
+expensive work)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rerender.cli import main
+
+
+def _keys(folder: Path, names_and_sizes: dict[str, tuple[int, int]]) -> Path:
+    """Painted keyframes: flat grey images of the given (width, height), by file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (width, height) in names_and_sizes.items():
+        Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(folder / name)
+    return folder
+
+
+def _propagate(clip: Path, keys: Path, out: Path, *more: str) -> list[str]:
+    return ["propagate", str(clip), "--keyframes", str(keys), "-o", str(out), "-q", *more]
+
+
+def test_a_keyframe_past_the_last_frame_names_the_first_number_flag_on_the_cli(silent_clip, tmp_path, capsys):
+    # was: "... FFmpeg's %04d.png from 1: set `first_number`" on the CLI, whose option is --first-number
+    keys = _keys(tmp_path / "keys", {"0001.png": (64, 48), "0012.png": (64, 48)})  # frames 1 … 12 of a 12-frame clip
+    assert main(_propagate(silent_clip, keys, tmp_path / "out.mp4")) == 2
+    err = capsys.readouterr().err
+    assert "'0012.png' is for frame 12" in err and "set --first-number to 1" in err and "`first_number`" not in err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_keyframes_of_several_sizes_are_named_by_file(silent_clip, tmp_path, capsys):
+    # was: "keyframes must all have one size, got [(40, 30), (64, 48)]": which of 30 files is the odd one?
+    keys = _keys(tmp_path / "keys", {"0000.png": (64, 48), "0005.png": (40, 30), "0011.png": (64, 48)})
+    assert main(_propagate(silent_clip, keys, tmp_path / "out.mp4")) == 2
+    err = capsys.readouterr().err
+    assert "64×48: 0000.png, 0011.png" in err and "40×30: 0005.png" in err, err
+
+
+@pytest.mark.parametrize("name", ["Thumbs.db", "desktop.ini"])
+def test_the_files_windows_explorer_writes_into_a_keyframe_folder_are_ignored(name, silent_clip, tmp_path, capsys):
+    # was: "the keyframe folder ... holds files that are not images: ['Thumbs.db']": Explorer writes it there itself
+    from rerender.workflow.keyframe_folder import read_keyframe_folder
+
+    keys = _keys(tmp_path / "keys", {"0000.png": (64, 48), "0011.png": (64, 48)})
+    (keys / name).write_bytes(b"\xd0\xcf\x11\xe0")
+    assert sorted(read_keyframe_folder(keys, 12)) == [0, 11]
+    (keys / "notes.txt").write_text("a file the user put there is still refused")
+    with pytest.raises(Exception, match=r"not images: \['notes.txt'\]"):
+        read_keyframe_folder(keys, 12)
+
+
+def test_the_fetch_command_quotes_a_model_path_with_spaces(tmp_path):
+    # was: "rerender download --model my xl model.safetensors": three arguments when pasted into a shell
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.weights import fetch_commands
+
+    model, vae = tmp_path / "my xl model.safetensors", tmp_path / "my vae.safetensors"
+    config = apply_overrides(RerenderConfig(), {"base_model": str(model), "vae": str(vae)})
+    words = shlex.split(fetch_commands(config, [])[0])
+    assert words[words.index("--model") + 1] == str(model) and words[words.index("--vae") + 1] == str(vae)
