@@ -66,3 +66,32 @@ def test_the_fetch_command_quotes_a_model_path_with_spaces(tmp_path):
     config = apply_overrides(RerenderConfig(), {"base_model": str(model), "vae": str(vae)})
     words = shlex.split(fetch_commands(config, [])[0])
     assert words[words.index("--model") + 1] == str(model) and words[words.index("--vae") + 1] == str(vae)
+
+
+def test_a_single_sdxl_file_diffusers_cannot_read_is_named_with_what_it_must_hold(tiny_sdxl_dir, tmp_path):
+    # was: "Error: The provided checkpoint does not seem to contain a valid CLIP model." (diffusers' ValueError,
+    # naming neither --model nor the file), e.g. for a UNet-only SDXL file
+    import torch
+    from safetensors.torch import save_file
+
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+    from rerender.errors import CheckpointError
+
+    keys = (
+        "model.diffusion_model.input_blocks.0.0.weight",
+        "model.diffusion_model.label_emb.0.0.weight",
+        "conditioner.embedders.1.model.positional_embedding",
+    )
+    path = tmp_path / "my xl model.safetensors"
+    save_file({key: torch.zeros(1) for key in keys}, str(path))
+    with pytest.raises(CheckpointError) as error:
+        load_pipeline(
+            ModelConfig(base_model=str(path)),
+            [ControlConfig(model=str(tiny_sdxl_dir / "controlnet"))],
+            single_file_config=tiny_sdxl_dir,
+            device="cpu",
+        )
+    message = str(error.value)
+    assert f"`model.base_model` {str(path)!r}" in message and "SDXL" in message
+    assert "valid CLIP model" in message and "text encoder" in message  # diffusers' reason, and what is needed
