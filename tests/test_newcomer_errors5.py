@@ -95,3 +95,22 @@ def test_a_single_sdxl_file_diffusers_cannot_read_is_named_with_what_it_must_hol
     message = str(error.value)
     assert f"`model.base_model` {str(path)!r}" in message and "SDXL" in message
     assert "valid CLIP model" in message and "text encoder" in message  # diffusers' reason, and what is needed
+
+
+def test_a_mistyped_ray_address_is_named_as_the_python_argument_and_as_the_cli_flag(silent_clip, tmp_path, capsys):
+    # was: "`ray`: 'Local' is not 'local', ..." from `RayExecutor(address=...)` (no argument `ray` there), and
+    # the same "`ray`" on the CLI, whose option is --ray
+    import shutil
+
+    pytest.importorskip("ray")
+    from rerender.errors import ConfigError
+    from rerender.workflow.executors import RayExecutor
+
+    with pytest.raises(ConfigError, match=r"^`address` 'Local' is not 'local', 'auto' or a cluster address"):
+        RayExecutor("Local")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(silent_clip, clips / "a.mp4")
+    assert main(["batch", str(clips), "-p", "a cat", "-o", str(tmp_path / "out"), "--ray", "Local", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--ray 'Local' is not 'local', 'auto'" in err and "`ray`" not in err, err
