@@ -31,6 +31,8 @@ def _nearest(name: str, candidates: list[str]) -> str:
 
 
 def _type_name(annotation: Any) -> str:
+    if dataclasses.is_dataclass(annotation):  # a section: the keys it takes say more than its class name
+        return f"a mapping of {', '.join(field.name for field in dataclasses.fields(annotation))}"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -73,7 +75,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, annotation):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"`{key}` must be a mapping of {annotation.__name__} options, got {value!r}")
+            raise ConfigError(f"`{key}` must be {_type_name(annotation)}, got {value!r}")
         return _dataclass_from_dict(annotation, value, key)
     if annotation is bool:
         if not isinstance(value, bool):
