@@ -128,3 +128,21 @@ def test_a_crop_that_is_no_mapping_says_which_keys_a_crop_takes(value):
     assert repr(value) in str(error.value) or value is None
     crop = apply_overrides(RerenderConfig(), {"crop": {"left": 0, "right": 0}}).video.crop  # what it says works
     assert crop.is_empty
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"), [("1e6", "chunk_pixels", 1_000_000), ("5e-1", "denoising_strength", 0.5)]
+)
+def test_a_number_in_exponent_notation_is_read_as_the_number_it_is(text, key, value, tmp_path, capsys):
+    # was: "`propagation.chunk_pixels` must be an integer, got '1e6'": YAML 1.1 (PyYAML) reads 1e6 as a string
+    # (it wants 1.0e+6), though every other reader of numbers (JSON, YAML 1.2, Python) takes it
+    from rerender.config import RerenderConfig, apply_overrides, load_config
+
+    assert main(["config", "show", "--set", f"{key}={text}"]) == 0
+    assert f"{key}: {value}" in capsys.readouterr().out
+    config_file = tmp_path / "mine.yaml"
+    section = "propagation" if key == "chunk_pixels" else "sampling"
+    config_file.write_text(f"{section}:\n  {key}: {text}\n")
+    assert getattr(getattr(load_config(config_file), section), key) == value
+    with pytest.raises(Exception, match="must be an integer, got '1.5e0'"):
+        apply_overrides(RerenderConfig(), {"chunk_pixels": "1.5e0"})  # not a whole number: still refused

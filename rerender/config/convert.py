@@ -36,9 +36,18 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+# A number in exponent notation without a dot or an exponent sign (1e6, 5e-1): a string to YAML 1.1 (PyYAML), a
+# number to JSON, YAML 1.2 and Python; read as the number it is where a number is expected.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+
+
 def _convert(value: Any, annotation: Any, key: str) -> Any:
     """Convert a YAML/JSON value to the annotated field type, raising `ConfigError` naming `key`."""
     origin = typing.get_origin(annotation)
+    if annotation in (int, float) and isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        if annotation is int and not float(value).is_integer():
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        value = float(value)
     args = typing.get_args(annotation)
     if origin in (Union, types.UnionType):
         if value is None:
