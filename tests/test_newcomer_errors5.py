@@ -146,3 +146,24 @@ def test_a_number_in_exponent_notation_is_read_as_the_number_it_is(text, key, va
     assert getattr(getattr(load_config(config_file), section), key) == value
     with pytest.raises(Exception, match="must be an integer, got '1.5e0'"):
         apply_overrides(RerenderConfig(), {"chunk_pixels": "1.5e0"})  # not a whole number: still refused
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_propagate_warns_that_device_is_the_diffusion_model_s_not_the_propagation_engine_s(
+    device, silent_clip, tmp_path, caplog
+):
+    # was: `rerender propagate ... --set device=cuda` (and `propagate_keyframes(..., device="cuda")`) set
+    # `model.device`, which propagation never reads: the run went on, silently, with numba on the CPU
+    import logging
+
+    from rerender.errors import InputNotFoundError
+    from rerender.workflow.keyframe_folder import propagate_keyframes
+
+    (tmp_path / "keys").mkdir()
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(InputNotFoundError, match="no keyframes"):
+        propagate_keyframes(silent_clip, tmp_path / "keys", tmp_path / "out.mp4", device=device, progress=False)
+    assert f"`model.device` {device!r}" in caplog.text and "`propagation.device` ('cpu' or 'cuda'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(InputNotFoundError):
+        propagate_keyframes(silent_clip, tmp_path / "keys", tmp_path / "out.mp4", progress=False)
+    assert "model.device" not in caplog.text

@@ -202,6 +202,12 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
     config, output_path = checked.config, checked.output
+    if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device
+        logger.warning(
+            "`model.device` %r is where the diffusion model runs, and propagation loads none; the torch propagation "
+            "engine runs on `propagation.device` ('cpu' or 'cuda', with `propagation.engine` 'torch')",
+            config.model.device,
+        )
     if workspace is not None:
         check_workspace_paths(Path(workspace), output_path, [video, keyframes])
     info = probe_video(video)
