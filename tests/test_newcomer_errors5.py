@@ -167,3 +167,23 @@ def test_propagate_warns_that_device_is_the_diffusion_model_s_not_the_propagatio
     with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(InputNotFoundError):
         propagate_keyframes(silent_clip, tmp_path / "keys", tmp_path / "out.mp4", progress=False)
     assert "model.device" not in caplog.text
+
+
+@pytest.mark.parametrize(("count", "size", "message"), [(6, (64, 48), "holds 6 maps"), (12, (32, 24), "are 32×24")])
+def test_precomputed_maps_that_do_not_fit_name_their_controlnet_s_position(
+    count, size, message, silent_clip, tmp_path
+):
+    # was: "`control.maps` 'my maps' holds 6 maps ...": with a Union's canny + precomputed depth, which control?
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.errors import ConfigError
+    from rerender.video import probe_video
+    from rerender.workflow.stages import control_map_reader
+
+    maps = _keys(tmp_path / "my maps", {f"{index:04d}.png": size for index in range(count)})
+    union = "xinsir/controlnet-union-sdxl-1.0"
+    config = apply_overrides(
+        RerenderConfig(),
+        {"control": [{"type": "canny", "model": union}, {"type": "precomputed", "maps": str(maps), "model": union}]},
+    )
+    with pytest.raises(ConfigError, match=rf"^`control\[1\].maps` '{maps}' {message}"):
+        control_map_reader(config, probe_video(silent_clip))

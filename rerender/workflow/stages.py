@@ -52,20 +52,20 @@ def control_map_reader(
         InputNotFoundError, VideoReadError: a missing or unreadable map source.
         ConfigError: fewer maps than frames, or maps whose size differs from the video's.
     """
-    precomputed = [control for control in config.control if control.type == "precomputed"]
+    precomputed = [(index, control) for index, control in enumerate(config.control) if control.type == "precomputed"]
     if not precomputed:
         return None
     selection = selected_frames(info, config)
-    for control in precomputed:
+    for index, control in precomputed:  # named by position: a Union's controls all name one model
         maps_info = probe_video(control.maps)
         if maps_info.frame_count < selection.stop:
             raise ConfigError(
-                f"`control.maps` {control.maps!r} holds {maps_info.frame_count} maps but the video has "
+                f"`control[{index}].maps` {control.maps!r} holds {maps_info.frame_count} maps but the video has "
                 f"{info.frame_count} frames; give one map per frame"
             )
         if (maps_info.width, maps_info.height) != (info.width, info.height):
             raise ConfigError(
-                f"`control.maps` {control.maps!r} are {maps_info.width}×{maps_info.height} but the video is "
+                f"`control[{index}].maps` {control.maps!r} are {maps_info.width}×{maps_info.height} but the video is "
                 f"{info.width}×{info.height}; maps must match the video's frames"
             )
     video, crop = config.video, config.video.crop
