@@ -14,6 +14,8 @@ from PIL import Image
 
 from rerender.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _keys(folder: Path, names_and_sizes: dict[str, tuple[int, int]]) -> Path:
     """Painted keyframes: flat grey images of the given (width, height), by file name."""
@@ -187,3 +189,32 @@ def test_precomputed_maps_that_do_not_fit_name_their_controlnet_s_position(
     )
     with pytest.raises(ConfigError, match=rf"^`control\[1\].maps` '{maps}' {message}"):
         control_map_reader(config, probe_video(silent_clip))
+
+
+class _Stop(Exception):
+    """Raised by a stand-in once the keyframe renderer is reached."""
+
+
+def test_generate_warns_that_the_config_s_resolution_does_not_size_its_frames(
+    tiny_sdxl_dir, tmp_path, monkeypatch, caplog
+):
+    # was: `rerender generate --config configs/sdxl.yaml` (resolution 1024) made 512×512 SDXL frames, without a
+    # word on why or how to get 1024 (generate's frames are --width/--height, `size` in Python)
+    import logging
+
+    import rerender.workflow.generation as generation
+    from rerender.diffusion import loading
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(generation, "render_text_keyframes", stop)
+    monkeypatch.setattr(loading, "load_pipeline", lambda *args, **kwargs: object())
+    common = dict(frames=3, K=2, progress=False, output=tmp_path / "a.mp4", base_model=str(tiny_sdxl_dir))
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(_Stop):
+        generation.generate("a cat", config=REPO / "configs" / "sdxl.yaml", **common)
+    assert "`video.resolution` 1024 does not size generate's frames: they are 512×512 (`size`" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(_Stop):
+        generation.generate("a cat", size=(1024, 768), config=REPO / "configs" / "sdxl.yaml", **common)
+    assert "video.resolution" not in caplog.text  # a size given: the user chose it
