@@ -218,3 +218,23 @@ def test_generate_warns_that_the_config_s_resolution_does_not_size_its_frames(
     with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(_Stop):
         generation.generate("a cat", size=(1024, 768), config=REPO / "configs" / "sdxl.yaml", **common)
     assert "video.resolution" not in caplog.text  # a size given: the user chose it
+
+
+@pytest.mark.parametrize(
+    ("prompt", "language"), [("一只猫, 水彩画", "Chinese"), ("một con mèo, tranh màu nước", "Vietnamese")]
+)
+def test_a_prompt_in_another_language_read_as_english_is_warned_about(prompt, language, caplog):
+    # was: `rerender translate clip.mp4 -p "一只猫, 水彩画"` (prompt_language 'en' by default) sent the Chinese to
+    # CLIP, which reads English, without a word; the docs' fix (--prompt-language auto) was never suggested
+    import logging
+
+    from rerender.languages import translate_prompt
+
+    with caplog.at_level(logging.WARNING, logger="rerender"):
+        record = translate_prompt(prompt, "en")
+    assert record.english == prompt  # nothing translated: the language was said to be English
+    assert f"the prompt looks like {language}" in caplog.text and "`prompt_language` 'auto'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender"):
+        translate_prompt("Pokémon in a café, 浮世絵 style", "en")
+    assert caplog.text == ""
