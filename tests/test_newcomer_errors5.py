@@ -238,3 +238,19 @@ def test_a_prompt_in_another_language_read_as_english_is_warned_about(prompt, la
     with caplog.at_level(logging.WARNING, logger="rerender"):
         translate_prompt("Pokémon in a café, 浮世絵 style", "en")
     assert caplog.text == ""
+
+
+def test_a_quoted_home_path_is_refused_with_its_expanded_form(silent_clip, tmp_path, monkeypatch, capsys):
+    # was: -o "~/out.mp4" → "output folder does not exist: '~' ... create it first" (a folder named "~", which a
+    # later `rm -rf ~` turns into a disaster); "~/clip.mp4" → "video not found" without a word on the "~"
+    import shutil
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(silent_clip, tmp_path / "clip.mp4")
+    assert main(["info", "~/clip.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "'~' is not expanded" in err and repr(str(tmp_path / "clip.mp4")) in err, err
+    keys = _keys(tmp_path / "keys", {"0000.png": (64, 48)})
+    assert main(_propagate(tmp_path / "clip.mp4", keys, Path("~/out.mp4"))) == 2
+    err = capsys.readouterr().err
+    assert "'~' is not expanded" in err and "create it first" not in err and repr(str(tmp_path / "out.mp4")) in err
