@@ -254,3 +254,23 @@ def test_a_quoted_home_path_is_refused_with_its_expanded_form(silent_clip, tmp_p
     assert main(_propagate(tmp_path / "clip.mp4", keys, Path("~/out.mp4"))) == 2
     err = capsys.readouterr().err
     assert "'~' is not expanded" in err and "create it first" not in err and repr(str(tmp_path / "out.mp4")) in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"end": 50}, r"`end` must be in \[1, 12\]"),
+        ({"start": 12}, r"`start` must be in \[0, 11\]"),
+        ({"stride": 0}, "`stride` must be ≥ 1"),
+        ({"crop": (0, 0, 64, 0)}, "`crop`"),
+        ({"crop": "none"}, "`crop` must be a Crop"),
+    ],
+)
+def test_read_frames_refuses_a_bad_range_with_the_project_s_error(kwargs, message, silent_clip):
+    # was: a plain ValueError from the docs' `read_frames("clip.mp4", end=50, ...)` on a short clip, not one of
+    # `rerender.errors` (which callers catch as RerenderError)
+    from rerender.errors import ConfigError
+    from rerender.video import read_frames
+
+    with pytest.raises(ConfigError, match=message):
+        read_frames(silent_clip, **kwargs)
