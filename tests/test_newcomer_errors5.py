@@ -274,3 +274,23 @@ def test_read_frames_refuses_a_bad_range_with_the_project_s_error(kwargs, messag
 
     with pytest.raises(ConfigError, match=message):
         read_frames(silent_clip, **kwargs)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".yaml"])
+def test_a_job_list_takes_a_whole_number_in_exponent_notation(suffix, silent_clip, tmp_path):
+    # was: "column 'chunk_pixels': '1e6' is not a whole number", though `--set chunk_pixels=1e6` takes it
+    import shutil
+
+    from rerender.config import RerenderConfig
+    from rerender.errors import ConfigError
+    from rerender.workflow.batching import load_jobs
+
+    shutil.copy(silent_clip, tmp_path / "a.mp4")
+    jobs = tmp_path / f"jobs{suffix}"
+    rows = {".csv": "video,chunk_pixels\na.mp4,{}\n", ".yaml": "- video: a.mp4\n  chunk_pixels: {}\n"}[suffix]
+    jobs.write_text(rows.format("1e6"))
+    (job,) = load_jobs(jobs, "a cat", tmp_path / "out", RerenderConfig())
+    assert job.overrides["chunk_pixels"] == 1_000_000
+    jobs.write_text(rows.format("2.5e0"))
+    with pytest.raises(ConfigError, match="is not a whole number|must be an integer"):
+        load_jobs(jobs, "a cat", tmp_path / "out", RerenderConfig())
