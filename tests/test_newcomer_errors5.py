@@ -294,3 +294,22 @@ def test_a_job_list_takes_a_whole_number_in_exponent_notation(suffix, silent_cli
     jobs.write_text(rows.format("2.5e0"))
     with pytest.raises(ConfigError, match="is not a whole number|must be an integer"):
         load_jobs(jobs, "a cat", tmp_path / "out", RerenderConfig())
+
+
+def test_a_retouched_keyframe_saved_at_another_size_is_named_with_the_size_to_keep(silent_clip, tmp_path, capsys):
+    # was: "error: every frame must be 64×48, got 128×96 at frame 1" (a bare ValueError of the preview writer):
+    # which frame, of what? The keyframe the user retouched and saved at another size, in the workspace
+    out = tmp_path / "out.mp4"
+    common = ["translate", str(silent_clip), "-p", "a cat", "-o", str(out), "-K", "5", "--renderer", "classic", "-q"]
+    common += ["--set", "resolution=64", "--set", "flow_estimator=dis", "--set", "propagation_preset=fast"]
+    assert main([*common, "--stage", "keyframes"]) == 0
+    retouched = tmp_path / "out.mp4.work" / "keyframes" / "0005.png"
+    with Image.open(retouched) as image:
+        size = image.size
+        image.resize((size[0] * 2, size[1] * 2)).save(retouched)
+    capsys.readouterr()
+    assert main([*common, "--stage", "propagate"]) == 2
+    err = capsys.readouterr().err
+    assert f"keyframe {str(retouched)!r} is {size[0] * 2}×{size[1] * 2}" in err, err
+    assert f"{size[0]}×{size[1]}" in err and "at frame 1" not in err
+    assert not out.exists()

@@ -418,8 +418,20 @@ def write_keyframe_preview(ctx: StageContext, keyframe_indices: Sequence[int]) -
     space, config = ctx.workspace, ctx.config
     path = space.track(space.root / "keyframes.mp4")
     fps = max(1.0, float(ctx.info.fps / config.video.frame_stride) / max(1, config.keyframes.keyframe_interval))
-    write_video((read_image(space.keyframe_path(i)) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
+    write_video((_keyframe_at_size(ctx, i) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
     return path
+
+
+def _keyframe_at_size(ctx: StageContext, index: int) -> np.ndarray:
+    """A keyframe of the workspace, refused (naming the file) when a retouch saved it at another size."""
+    path = ctx.workspace.keyframe_path(index)
+    image = read_image(path)
+    if (image.shape[1], image.shape[0]) != tuple(ctx.size):
+        raise ConfigError(
+            f"keyframe {str(path)!r} is {image.shape[1]}×{image.shape[0]} but the frames are processed at "
+            f"{ctx.size[0]}×{ctx.size[1]}; save a retouched keyframe at the size it was rendered at"
+        )
+    return image
 
 
 def propagation_options(config: RerenderConfig, check_engine: bool = True):
