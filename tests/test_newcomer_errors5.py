@@ -313,3 +313,20 @@ def test_a_retouched_keyframe_saved_at_another_size_is_named_with_the_size_to_ke
     assert f"keyframe {str(retouched)!r} is {size[0] * 2}×{size[1] * 2}" in err, err
     assert f"{size[0]}×{size[1]}" in err and "at frame 1" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("propagation_device", "propagation.device"),
+        ("propagation_engine", "propagation.engine"),
+        ("constraints_reference_storage", "constraints.reference_storage"),
+    ],
+)
+def test_a_section_joined_to_its_option_by_an_underscore_suggests_the_dotted_path(typed, meant):
+    # was: translate(..., propagation_device="cuda") → "did you mean 'propagation_preset'?", another option
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"unknown option `{typed}`; did you mean '{meant}'\?"):
+        apply_overrides(RerenderConfig(), {typed: "auto"})

@@ -86,6 +86,10 @@ def parse_override(text: str) -> tuple[str, Any]:
 def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
     """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
     candidates = list(leaves) + _all_paths()
+    section, _, rest = key.partition("_")  # `propagation_device`: the section joined by "_" instead of "."
+    section_type = _dataclass_of(typing.get_type_hints(RerenderConfig).get(section))
+    if section_type is not None and rest in {field.name for field in dataclasses.fields(section_type)}:
+        return f"; did you mean '{section}.{rest}'?"
     matches = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     if not matches:  # `sampling.strenght`: compare the last part with the leaf names
         matches = [leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], list(leaves), n=1, cutoff=0.6)]
