@@ -330,3 +330,15 @@ def test_a_section_joined_to_its_option_by_an_underscore_suggests_the_dotted_pat
 
     with pytest.raises(ConfigError, match=rf"unknown option `{typed}`; did you mean '{meant}'\?"):
         apply_overrides(RerenderConfig(), {typed: "auto"})
+
+
+def test_a_missing_style_image_is_named_as_the_style_image_option(silent_clip, tmp_path, capsys):
+    # was: "error: image not found: 'my style.png'": which image, of a run that reads a video, keyframes, maps?
+    out = tmp_path / "out.mp4"
+    missing = tmp_path / "my style.png"
+    args = ["translate", str(silent_clip), "-p", "a cat", "-o", str(out), "--style-image", str(missing), "-q"]
+    for renderer in ("classic", "auto"):
+        assert main([*args, "--renderer", renderer]) == 2
+        err = capsys.readouterr().err
+        assert f"--style-image {str(missing)!r} not found" in err, err
+    assert not out.exists()
