@@ -342,3 +342,17 @@ def test_a_missing_style_image_is_named_as_the_style_image_option(silent_clip, t
         err = capsys.readouterr().err
         assert f"--style-image {str(missing)!r} not found" in err, err
     assert not out.exists()
+
+
+def test_propagate_names_its_keep_intermediates_option_for_a_folder_it_will_not_write_into(
+    silent_clip, tmp_path, capsys
+):
+    # was: "... so choose another --workspace": `propagate` has no --workspace, its option is --keep-intermediates
+    keys = _keys(tmp_path / "keys", {"0000.png": (64, 48)})
+    theirs = tmp_path / "my folder"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    assert main(_propagate(silent_clip, keys, tmp_path / "out.mp4", "--keep-intermediates", str(theirs))) == 2
+    err = capsys.readouterr().err
+    assert "--keep-intermediates" in err and "--workspace" not in err, err
+    assert (theirs / "notes.txt").read_text() == "mine" and len(list(theirs.iterdir())) == 1

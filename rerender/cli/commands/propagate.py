@@ -54,7 +54,7 @@ def register(commands) -> None:
     propagate.set_defaults(
         handler=run,
         interrupted_message=interrupted_message,
-        api_names={"keyframes": "--keyframes", "first_number": "--first-number"},
+        api_names={"keyframes": "--keyframes", "first_number": "--first-number", "workspace": "--keep-intermediates"},
     )
 
 
