@@ -356,3 +356,16 @@ def test_propagate_names_its_keep_intermediates_option_for_a_folder_it_will_not_
     err = capsys.readouterr().err
     assert "--keep-intermediates" in err and "--workspace" not in err, err
     assert (theirs / "notes.txt").read_text() == "mine" and len(list(theirs.iterdir())) == 1
+
+
+def test_propagating_before_any_keyframes_names_stage_as_each_caller_spelled_it(silent_clip, tmp_path, capsys):
+    # was: "--stage propagate propagates finished keyframes ..." also for translate(..., stage="propagate")
+    import rerender
+    from rerender.errors import ConfigError
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ConfigError, match=r"^`stage` 'propagate' propagates finished keyframes") as error:
+        rerender.translate(silent_clip, "a cat", output=out, stage="propagate", renderer="classic", progress=False)
+    assert "--stage" not in str(error.value) and "`stage` 'keyframes'" in str(error.value)
+    assert main(["translate", str(silent_clip), "-p", "a cat", "-o", str(out), "--stage", "propagate", "-q"]) == 2
+    assert "--stage 'propagate' propagates finished keyframes" in capsys.readouterr().err
