@@ -369,3 +369,16 @@ def test_propagating_before_any_keyframes_names_stage_as_each_caller_spelled_it(
     assert "--stage" not in str(error.value) and "`stage` 'keyframes'" in str(error.value)
     assert main(["translate", str(silent_clip), "-p", "a cat", "-o", str(out), "--stage", "propagate", "-q"]) == 2
     assert "--stage 'propagate' propagates finished keyframes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("word", ["weight", "strength", "alpha"])
+def test_a_lora_weight_under_another_tool_s_name_suggests_scale(word, tmp_path):
+    # was: "unknown option `model.loras[0].weight`; did you mean 'weight_name'?" (the file inside a repository):
+    # A1111 and diffusers call the adapter's scale its weight
+    from rerender.config import load_config
+    from rerender.errors import ConfigError
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"model:\n  loras:\n    - {{path: pixel_art_xl.safetensors, {word}: 0.8}}\n")
+    with pytest.raises(ConfigError, match=rf"unknown option `model.loras\[0\].{word}`; did you mean 'scale'\?"):
+        load_config(path)

@@ -107,6 +107,10 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
+# Other tools' words for an option, where the nearest spelling would point at another option
+_OTHER_TOOLS_WORDS = {"LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"}}
+
+
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -114,7 +118,9 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
     for key, value in data.items():
         full_key = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise ConfigError(f"unknown option `{full_key}`{_nearest(str(key), names)}")
+            meant = _OTHER_TOOLS_WORDS.get(cls.__name__, {}).get(str(key))
+            hint = f"; did you mean {meant!r}?" if meant else _nearest(str(key), names)
+            raise ConfigError(f"unknown option `{full_key}`{hint}")
         kwargs[key] = _convert(value, hints[key], full_key)
     try:
         return cls(**kwargs)
