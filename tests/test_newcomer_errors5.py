@@ -382,3 +382,23 @@ def test_a_lora_weight_under_another_tool_s_name_suggests_scale(word, tmp_path):
     path.write_text(f"model:\n  loras:\n    - {{path: pixel_art_xl.safetensors, {word}: 0.8}}\n")
     with pytest.raises(ConfigError, match=rf"unknown option `model.loras\[0\].{word}`; did you mean 'scale'\?"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"K": 0}, r"^`K` must be an integer ≥ 1, got 0$"),
+        ({"prompt": ["a cat"]}, r"^`prompt` must be a string, got \['a cat'\]$"),
+        ({"config": {"propagation": {"engine": "torch"}}}, r"^`config` must be a RerenderConfig, .*got a dict"),
+    ],
+)
+def test_translate_names_its_own_arguments(kwargs, message, silent_clip, tmp_path):
+    # was: "`keyframes.keyframe_interval` must be ≥ 1, got 0" for K=0, "`prompt.prompt` must be a string" for
+    # prompt=[...] (config paths the caller never typed), and a bare TypeError for a dict as `config`
+    import rerender
+    from rerender.errors import ConfigError
+
+    arguments = {"prompt": "a cat", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        rerender.translate(silent_clip, output=tmp_path / "out.mp4", renderer="classic", progress=False, **arguments)
+    assert not (tmp_path / "out.mp4.work").exists()

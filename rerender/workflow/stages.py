@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -98,13 +99,20 @@ def control_map_reader(
 def resolve_config(config, prompt, K, overrides) -> RerenderConfig:
     if config is None:
         config = RerenderConfig()
-    elif not isinstance(config, RerenderConfig):
+    elif isinstance(config, (str, os.PathLike)):
         config = load_config(config)
+    elif not isinstance(config, RerenderConfig):
+        raise ConfigError(
+            f"`config` must be a RerenderConfig, a config file's path or None, got a {type(config).__name__} "
+            "(for a dict of options: rerender.config.config_from_dict(...), or pass them as keyword arguments)"
+        )
     changes = dict(overrides)
-    if prompt is not None:
+    if prompt is not None:  # named as the caller typed it: `prompt`, `K` (not their config paths)
+        if not isinstance(prompt, str):
+            raise ConfigError(f"`prompt` must be a string, got {prompt!r}")
         changes["prompt.prompt"] = prompt
     if K is not None:
-        if isinstance(K, bool) or not isinstance(K, int):
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ConfigError(f"`K` must be an integer ≥ 1, got {K!r}")
         changes["keyframes.keyframe_interval"] = K
     return apply_overrides(config, changes) if changes else config
