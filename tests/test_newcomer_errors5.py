@@ -402,3 +402,20 @@ def test_translate_names_its_own_arguments(kwargs, message, silent_clip, tmp_pat
     with pytest.raises(ConfigError, match=message):
         rerender.translate(silent_clip, output=tmp_path / "out.mp4", renderer="classic", progress=False, **arguments)
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_env_says_translate_refuses_a_lora_of_the_other_family(tiny_sdxl_dir, tmp_path, capsys):
+    # was: `rerender env` with an SD 1.5 LoRA on an SDXL model said "translate will render keyframes with:
+    # diffusion", and translate then refused the LoRA
+    import torch
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "sd15 style.safetensors"  # an SD 1.5 kohya LoRA: cross-attention keys 768 wide
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    save_file({f"{key}.lora_down.weight": torch.zeros(4, 768), f"{key}.lora_up.weight": torch.zeros(32, 4)}, str(lora))
+    base = ["env", "--model", str(tiny_sdxl_dir)]
+    assert main([*base, "--set", f"loras=[{{path: '{lora}'}}]"]) == 0
+    out = capsys.readouterr().out
+    assert "translate refuses this config: `model.loras[0].path`" in out and "made for SD 1.5" in out, out
+    assert main(base) == 0
+    assert "translate will render keyframes with: diffusion" in capsys.readouterr().out
