@@ -419,3 +419,25 @@ def test_env_says_translate_refuses_a_lora_of_the_other_family(tiny_sdxl_dir, tm
     assert "translate refuses this config: `model.loras[0].path`" in out and "made for SD 1.5" in out, out
     assert main(base) == 0
     assert "translate will render keyframes with: diffusion" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("steps", "num_inference_steps"),  # was: did you mean 'fps'?
+        ("cfg", "guidance_scale"),  # was: 'crf'
+        ("cfg_scale", "guidance_scale"),  # was: 'true_cfg_scale' (Flux's true guidance)
+        ("strength", "denoising_strength"),  # was: 'mask_strength'
+        ("max_frames", "end_frame"),  # was: 'start_frame'
+        ("K", "keyframe_interval"),  # was: no suggestion
+        ("style_image_weight", "style_image_scale"),  # was: 'style_image'
+    ],
+)
+def test_another_tool_s_word_for_an_option_suggests_that_option(typed, meant, capsys):
+    # `--set steps=30` is what a diffusers / A1111 user types first; the nearest spelling pointed elsewhere
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"unknown option `{typed}`; did you mean '{meant}'\?"):
+        apply_overrides(RerenderConfig(), {typed: 1})
+    apply_overrides(RerenderConfig(), {meant: 1 if meant != "end_frame" else 5})  # the suggestion is an option
