@@ -575,7 +575,8 @@ def translate_prompt(
     if language == "en" and (seen := detect_language(prompt)) != "en":  # CLIP reads English: said, not guessed at
         logger.warning(
             "the prompt looks like %s (%s) but `prompt_language` is 'en', so it goes to the text encoder "
-            "untranslated (it reads English); set `prompt_language` 'auto' (CLI --prompt-language auto) to translate it",
+            "untranslated (it reads English); set `prompt_language` 'auto' (CLI --prompt-language auto) to "
+            "translate it",
             SUPPORTED_LANGUAGES.get(seen, seen),
             seen,
         )

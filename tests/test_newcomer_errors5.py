@@ -224,8 +224,8 @@ def test_generate_warns_that_the_config_s_resolution_does_not_size_its_frames(
     ("prompt", "language"), [("一只猫, 水彩画", "Chinese"), ("một con mèo, tranh màu nước", "Vietnamese")]
 )
 def test_a_prompt_in_another_language_read_as_english_is_warned_about(prompt, language, caplog):
-    # was: `rerender translate clip.mp4 -p "一只猫, 水彩画"` (prompt_language 'en' by default) sent the Chinese to
-    # CLIP, which reads English, without a word; the docs' fix (--prompt-language auto) was never suggested
+    # was: `rerender translate clip.mp4 -p "一只猫, 水彩画"` (prompt_language 'en' by default) sent the
+    # Chinese to CLIP, which reads English, without a word; the docs' fix (--prompt-language auto) was never suggested
     import logging
 
     from rerender.languages import translate_prompt

@@ -140,7 +140,8 @@ def read_keyframe_folder(
                     raise ConfigError(
                         f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
                         f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
-                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for those, set `first_number` to 1)"
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for those, set "
+                        "`first_number` to 1)"
                     )
             elif number in by_number:
                 index = by_number[number]

@@ -45,8 +45,8 @@ def check_reachable(address: str, timeout: float = 5.0, name: str = "ray") -> No
             pass
     except OSError as error:
         raise ServiceUnavailableError(
-            f"`{name}`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
-            "node runs (`ray start --head`) and the port is open, or use 'local' to start Ray here"
+            f"`{name}`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that "
+            "the head node runs (`ray start --head`) and the port is open, or use 'local' to start Ray here"
         ) from None
 
 
