@@ -105,7 +105,7 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    refused = _not_a_base_model(config) or _unnamed_controlnets(config, sources)
+    refused = _not_a_base_model(config) or _unnamed_controlnets(config, sources) or _mixed_families(config)
     if refused:
         verdict = f"refused: {refused}"
     elif not missing:
@@ -147,6 +147,25 @@ def _not_a_base_model(config: RerenderConfig) -> str | None:
         return None
     try:
         detect_family(config.model.base_model)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def _mixed_families(config: RerenderConfig) -> str | None:
+    """Why `translate` refuses a local base model's ControlNet, LoRA or VAE of another family, as it does before any
+    model loads (`check_families`: configs and file headers only); None otherwise."""
+    from pathlib import Path
+
+    from rerender.errors import ConfigError
+
+    base = Path(config.model.base_model).expanduser()
+    if config.model.renderer == "classic" or not base.exists():
+        return None
+    from rerender.diffusion.loading import check_families
+
+    try:
+        check_families(config.model, config.control, base)
     except ConfigError as error:
         return str(error)
     return None

@@ -663,9 +663,9 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
 
     arguments = ""
     if config.model.base_model != ModelConfig().base_model:
-        arguments += f" --model {config.model.base_model}"
+        arguments += f" --model {shlex.quote(config.model.base_model)}"
     if config.model.vae is not None:
-        arguments += f" --vae {config.model.vae}"
+        arguments += f" --vae {shlex.quote(config.model.vae)}"
     if config.control:  # the first ControlNet (--set reaches the positions the defaults have)
         control = config.control[0]
         if control.type != ControlConfig().type:

@@ -254,7 +254,7 @@ def test_callback_reports_every_stage(synthetic_clip, tmp_path, counting_rendere
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(K=0), ConfigError, "keyframe_interval` must be ≥ 1"),
+        (dict(K=0), ConfigError, "`K` must be an integer ≥ 1"),
         (dict(keyframe_mode="explicit", keyframe_indices=[0, 25]), ConfigError, r"\[0, 19\]"),
         (dict(keyframe_mode="explicit", keyframe_indices=[5, 2]), ConfigError, "sorted and unique"),
         (dict(start_frame=30), ConfigError, "start_frame"),

@@ -72,7 +72,7 @@ def test_output_none_with_a_stage_that_writes_a_video_is_refused_at_once(synthet
             ConfigError,
             r"`renderer` must be a renderer name or an object with a `name` and a `render`",
         ),
-        (dict(K=0), ConfigError, r"keyframe_interval"),
+        (dict(K=0), ConfigError, r"`K` must be an integer ≥ 1"),
         (dict(K="4"), ConfigError, r"`K` must be an integer ≥ 1, got '4'"),
         (dict(denoising_strenght=0.5), ConfigError, r"unknown option `denoising_strenght`.*denoising_strength"),
         (dict(blend_mode="agreemnt"), ConfigError, r"blend_mode"),

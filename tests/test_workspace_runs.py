@@ -237,7 +237,7 @@ def test_missing_or_truncated_files_are_recomputed(synthetic_clip, tmp_path, ren
 
 
 def test_stage_propagate_on_a_fresh_workspace_is_refused(synthetic_clip, tmp_path, renderer):
-    with pytest.raises(ConfigError, match="has none.*--stage keyframes"):
+    with pytest.raises(ConfigError, match="has none.*`stage` 'keyframes'"):
         translate(
             synthetic_clip,
             "x",

@@ -31,12 +31,23 @@ def _nearest(name: str, candidates: list[str]) -> str:
 
 
 def _type_name(annotation: Any) -> str:
+    if dataclasses.is_dataclass(annotation):  # a section: the keys it takes say more than its class name
+        return f"a mapping of {', '.join(field.name for field in dataclasses.fields(annotation))}"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# A number in exponent notation without a dot or an exponent sign (1e6, 5e-1): a string to YAML 1.1 (PyYAML), a
+# number to JSON, YAML 1.2 and Python; read as the number it is where a number is expected.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
     """Convert a YAML/JSON value to the annotated field type, raising `ConfigError` naming `key`."""
     origin = typing.get_origin(annotation)
+    if annotation in (int, float) and isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        if annotation is int and not float(value).is_integer():
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        value = float(value)
     args = typing.get_args(annotation)
     if origin in (Union, types.UnionType):
         if value is None:
@@ -73,7 +84,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, annotation):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"`{key}` must be a mapping of {annotation.__name__} options, got {value!r}")
+            raise ConfigError(f"`{key}` must be {_type_name(annotation)}, got {value!r}")
         return _dataclass_from_dict(annotation, value, key)
     if annotation is bool:
         if not isinstance(value, bool):
@@ -96,6 +107,10 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
+# Other tools' words for an option, where the nearest spelling would point at another option
+_OTHER_TOOLS_WORDS = {"LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"}}
+
+
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -103,7 +118,9 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
     for key, value in data.items():
         full_key = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise ConfigError(f"unknown option `{full_key}`{_nearest(str(key), names)}")
+            meant = _OTHER_TOOLS_WORDS.get(cls.__name__, {}).get(str(key))
+            hint = f"; did you mean {meant!r}?" if meant else _nearest(str(key), names)
+            raise ConfigError(f"unknown option `{full_key}`{hint}")
         kwargs[key] = _convert(value, hints[key], full_key)
     try:
         return cls(**kwargs)

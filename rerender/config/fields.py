@@ -84,9 +84,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+# Other tools' words (diffusers, A1111, our own Python arguments) where the nearest spelling points at another
+# option (`steps` → fps, `cfg` → crf)
+_OTHER_TOOLS_WORDS = {
+    "steps": "num_inference_steps",
+    "cfg": "guidance_scale",
+    "cfg_scale": "guidance_scale",
+    "strength": "denoising_strength",
+    "max_frames": "end_frame",
+    "K": "keyframe_interval",
+    "style_image_weight": "style_image_scale",
+}
+
+
 def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
     """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
+    if key in _OTHER_TOOLS_WORDS:
+        return f"; did you mean {_OTHER_TOOLS_WORDS[key]!r}?"
     candidates = list(leaves) + _all_paths()
+    section, _, rest = key.partition("_")  # `propagation_device`: the section joined by "_" instead of "."
+    section_type = _dataclass_of(typing.get_type_hints(RerenderConfig).get(section))
+    if section_type is not None and rest in {field.name for field in dataclasses.fields(section_type)}:
+        return f"; did you mean '{section}.{rest}'?"
     matches = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     if not matches:  # `sampling.strenght`: compare the last part with the leaf names
         matches = [leaves[m] for m in difflib.get_close_matches(key.rpartition(".")[2], list(leaves), n=1, cutoff=0.6)]

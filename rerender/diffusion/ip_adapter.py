@@ -40,14 +40,17 @@ def read_style_image(path: str | os.PathLike) -> np.ndarray:
     """The reference image as RGB uint8 `(H, W, 3)`.
 
     Raises:
-        InputNotFoundError: no such file.
-        VideoReadError: the file is not an image (the message names `style_image`).
+        InputNotFoundError: no such file; VideoReadError: the file is not an image (both messages name
+            `style_image`).
     """
-    from rerender.errors import VideoReadError
+    from rerender.errors import InputNotFoundError, VideoReadError
     from rerender.video import read_image
+    from rerender.video.files import unexpanded_home
 
     try:
         return read_image(path)
+    except InputNotFoundError as error:  # named: a run reads a video, keyframes and maps too
+        raise InputNotFoundError(f"`style_image` {str(path)!r} not found{unexpanded_home(path)}") from error
     except VideoReadError as error:
         raise VideoReadError(
             f"`style_image` {str(path)!r} is not a readable image (PNG, JPEG, WebP, …): {error}"

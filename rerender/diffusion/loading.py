@@ -36,7 +36,7 @@ import torch
 from rerender.config import FAMILY_NAMES as config_family_names
 from rerender.config import ControlConfig, LoraConfig, ModelConfig
 from rerender.diffusion.control import union_control_mode
-from rerender.errors import ConfigError, InputNotFoundError
+from rerender.errors import CheckpointError, ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
     SDXL_FP16_VAE,
     SINGLE_FILE_SUFFIXES,
@@ -995,13 +995,25 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
 
     try:
         if base_path is not None and base_path.is_file():
-            pipeline = RerenderPipeline.from_single_file(
-                str(base_path),
-                config=str(single_file_config),
-                local_files_only=True,
-                **_dtype_argument(resolved_dtype),
-                **components,
-            )
+            try:
+                pipeline = RerenderPipeline.from_single_file(
+                    str(base_path),
+                    config=str(single_file_config),
+                    local_files_only=True,
+                    **_dtype_argument(resolved_dtype),
+                    **components,
+                )
+            except (
+                ValueError,
+                KeyError,
+                RuntimeError,
+            ) as error:  # diffusers' conversion names neither file nor option
+                raise CheckpointError(
+                    f"`model.base_model` {model.base_model!r} is an {FAMILY_NAMES.get(family, family)} checkpoint "
+                    f"diffusers cannot read ({error}); a single file must hold the whole model in the original "
+                    "(A1111 / Civitai) layout: UNet, VAE and text encoder(s); for a UNet-only file, give the "
+                    "diffusers folder of the model it belongs to"
+                ) from error
         else:
             location = str(base_path) if base_path is not None else model.base_model
             scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")

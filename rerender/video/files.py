@@ -317,6 +317,16 @@ VIDEO_SUFFIXES = WRITABLE_SUFFIXES
 """The name `WRITABLE_SUFFIXES` had before the `video/` package (kept for callers)."""
 
 
+def unexpanded_home(path: str | os.PathLike) -> str:
+    """A hint for a path that starts with "~" (a quoted shell path, a config value): nothing expands it here,
+    so say what it would be; "" for any other path."""
+    text = str(path)
+    if not text.startswith("~"):
+        return ""
+    expanded = os.path.expanduser(text)
+    return f" ('~' is not expanded in a quoted path or a config value: write the full path, e.g. {expanded!r})"
+
+
 def check_output_path(
     output: str | os.PathLike,
     inputs: Iterable[str | os.PathLike] = (),
@@ -348,6 +358,8 @@ def check_output_path(
         )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
+        if unexpanded_home(output):  # never "create it first": a folder named "~" is a trap
+            raise OutputPathError(f"{name} {str(output)!r}: no folder {str(parent)!r}{unexpanded_home(output)}")
         raise OutputPathError(
             f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first"
         )

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
-from rerender.video.files import IMAGE_EXTENSIONS, _open_container, list_image_files, read_image_with_alpha
+from rerender.video.files import (
+    IMAGE_EXTENSIONS,
+    _open_container,
+    list_image_files,
+    read_image_with_alpha,
+    unexpanded_home,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +278,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     """
     path = Path(path)
     if not path.exists():
-        raise InputNotFoundError(f"video not found: {str(path)!r}")
+        raise InputNotFoundError(f"video not found: {str(path)!r}{unexpanded_home(path)}")
     if path.is_dir():
         return _probe_folder(path, image_sequence_fps)
     if path.suffix.lower() in IMAGE_EXTENSIONS:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
+from rerender.errors import ConfigError
 from rerender.video.files import (
     DEFAULT_BACKGROUND,
     _log_once,
@@ -32,15 +33,15 @@ __all__ = ["read_frames"]
 
 def _check_range(info: VideoInfo, start: int, end: int | None, stride: int) -> int:
     if stride < 1:
-        raise ValueError(f"`stride` must be ≥ 1, got {stride}")
+        raise ConfigError(f"`stride` must be ≥ 1, got {stride}")
     if start < 0 or start >= info.frame_count:
-        raise ValueError(
+        raise ConfigError(
             f"`start` must be in [0, {info.frame_count - 1}] for {info.path.name} ({info.frame_count} frames), got {start}"
         )
     if end is None:
         return info.frame_count
     if end <= start or end > info.frame_count:
-        raise ValueError(
+        raise ConfigError(
             f"`end` must be in [{start + 1}, {info.frame_count}] for {info.path.name} ({info.frame_count} frames), got {end}"
         )
     return end
@@ -64,7 +65,7 @@ def _crop_tuple(crop) -> tuple[int, int, int, int]:
     try:
         left, top, right, bottom = (int(value) for value in crop)
     except (TypeError, ValueError):
-        raise ValueError(f"`crop` must be a Crop or (left, top, right, bottom) in pixels, got {crop!r}") from None
+        raise ConfigError(f"`crop` must be a Crop or (left, top, right, bottom) in pixels, got {crop!r}") from None
     return left, top, right, bottom
 
 
@@ -113,7 +114,7 @@ def read_frames(
 
     Raises:
         InputNotFoundError, VideoReadError: as `probe_video`.
-        ValueError: range or crop outside the video.
+        ConfigError: range or crop outside the video (a ValueError).
     """
     info = info or probe_video(path)
     end = _check_range(info, start, end, stride)
@@ -121,7 +122,7 @@ def read_frames(
     left, top, right, bottom = crop
     cropped_width, cropped_height = info.width - left - right, info.height - top - bottom
     if min(crop) < 0 or cropped_width < 1 or cropped_height < 1:
-        raise ValueError(f"`crop` {crop} must be ≥ 0 and leave at least 1 px of the {info.width}×{info.height} frame")
+        raise ConfigError(f"`crop` {crop} must be ≥ 0 and leave at least 1 px of the {info.width}×{info.height} frame")
     size = None
     if resolution is not None:
         size = compute_output_size(cropped_width, cropped_height, resolution, resize_side, size_multiple)

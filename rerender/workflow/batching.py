@@ -142,7 +142,12 @@ def _typed_value(text: str, kind: Any) -> Any:
             raise ValueError(text)
         return words[text.strip().lower()]
     if kind is int:
-        return int(text.strip())
+        with contextlib.suppress(ValueError):
+            return int(text.strip())
+        number = float(text.strip())  # 1e6, as --set and config files take it
+        if not number.is_integer():
+            raise ValueError(text)
+        return int(number)
     if kind is float:
         return float(text.strip())
     if kind in (str, Path) or origin is Literal:

@@ -99,7 +99,12 @@ def read_keyframe_folder(
     if not folder.is_dir():  # named as `propagate_keyframes` calls it (CLI: --keyframes)
         what = "is a file, not a folder of keyframe images" if folder.exists() else "does not exist"
         raise InputNotFoundError(f"`keyframes` {str(folder)!r} {what}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    # hidden files, and the thumbnail caches Windows Explorer writes into image folders by itself, are no keys
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower() not in ("thumbs.db", "desktop.ini")
+    )
     # `N.retouched.png` is the workspace's backup of a retouched keyframe that was rendered again: not a key
     backups = [p for p in files if p.stem.endswith(".retouched")]
     if backups:
@@ -135,7 +140,8 @@ def read_keyframe_folder(
                     raise ConfigError(
                         f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
                         f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
-                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: set `first_number`)"
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for those, set "
+                        "`first_number` to 1)"
                     )
             elif number in by_number:
                 index = by_number[number]
@@ -197,6 +203,12 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
     config, output_path = checked.config, checked.output
+    if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device
+        logger.warning(
+            "`model.device` %r is where the diffusion model runs, and propagation loads none; the torch propagation "
+            "engine runs on `propagation.device` ('cpu' or 'cuda', with `propagation.engine` 'torch')",
+            config.model.device,
+        )
     if workspace is not None:
         check_workspace_paths(Path(workspace), output_path, [video, keyframes])
     info = probe_video(video)
@@ -281,8 +293,15 @@ def _keyframes_at_size(
         index: read_image(path, background=config.video.background, keyframe=True) for index, path in key_files.items()
     }
     sizes = {image.shape[:2] for image in key_images.values()}
-    if len(sizes) > 1:
-        raise ConfigError(f"keyframes must all have one size, got {sorted((w, h) for h, w in sizes)} (width, height)")
+    if len(sizes) > 1:  # each size with its files: the odd one out among many keys is found at once
+        files = {
+            size: [key_files[i].name for i, image in key_images.items() if image.shape[:2] == size] for size in sizes
+        }
+        listed = "; ".join(
+            f"{w}×{h}: {', '.join(names[:5])}{' …' if len(names) > 5 else ''}"
+            for (h, w), names in sorted(files.items(), key=lambda item: -len(item[1]))
+        )
+        raise ConfigError(f"keyframes must all have one size, got {listed}")
     height, width = sizes.pop()
     source_width, source_height = source_size(info, config)
     processing = processing_size(info, config)

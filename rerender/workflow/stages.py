@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -52,20 +53,20 @@ def control_map_reader(
         InputNotFoundError, VideoReadError: a missing or unreadable map source.
         ConfigError: fewer maps than frames, or maps whose size differs from the video's.
     """
-    precomputed = [control for control in config.control if control.type == "precomputed"]
+    precomputed = [(index, control) for index, control in enumerate(config.control) if control.type == "precomputed"]
     if not precomputed:
         return None
     selection = selected_frames(info, config)
-    for control in precomputed:
+    for index, control in precomputed:  # named by position: a Union's controls all name one model
         maps_info = probe_video(control.maps)
         if maps_info.frame_count < selection.stop:
             raise ConfigError(
-                f"`control.maps` {control.maps!r} holds {maps_info.frame_count} maps but the video has "
+                f"`control[{index}].maps` {control.maps!r} holds {maps_info.frame_count} maps but the video has "
                 f"{info.frame_count} frames; give one map per frame"
             )
         if (maps_info.width, maps_info.height) != (info.width, info.height):
             raise ConfigError(
-                f"`control.maps` {control.maps!r} are {maps_info.width}×{maps_info.height} but the video is "
+                f"`control[{index}].maps` {control.maps!r} are {maps_info.width}×{maps_info.height} but the video is "
                 f"{info.width}×{info.height}; maps must match the video's frames"
             )
     video, crop = config.video, config.video.crop
@@ -98,13 +99,20 @@ def control_map_reader(
 def resolve_config(config, prompt, K, overrides) -> RerenderConfig:
     if config is None:
         config = RerenderConfig()
-    elif not isinstance(config, RerenderConfig):
+    elif isinstance(config, (str, os.PathLike)):
         config = load_config(config)
+    elif not isinstance(config, RerenderConfig):
+        raise ConfigError(
+            f"`config` must be a RerenderConfig, a config file's path or None, got a {type(config).__name__} "
+            "(for a dict of options: rerender.config.config_from_dict(...), or pass them as keyword arguments)"
+        )
     changes = dict(overrides)
-    if prompt is not None:
+    if prompt is not None:  # named as the caller typed it: `prompt`, `K` (not their config paths)
+        if not isinstance(prompt, str):
+            raise ConfigError(f"`prompt` must be a string, got {prompt!r}")
         changes["prompt.prompt"] = prompt
     if K is not None:
-        if isinstance(K, bool) or not isinstance(K, int):
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ConfigError(f"`K` must be an integer ≥ 1, got {K!r}")
         changes["keyframes.keyframe_interval"] = K
     return apply_overrides(config, changes) if changes else config
@@ -418,8 +426,20 @@ def write_keyframe_preview(ctx: StageContext, keyframe_indices: Sequence[int]) -
     space, config = ctx.workspace, ctx.config
     path = space.track(space.root / "keyframes.mp4")
     fps = max(1.0, float(ctx.info.fps / config.video.frame_stride) / max(1, config.keyframes.keyframe_interval))
-    write_video((read_image(space.keyframe_path(i)) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
+    write_video((_keyframe_at_size(ctx, i) for i in keyframe_indices), path, fps=fps, crf=config.output.crf)
     return path
+
+
+def _keyframe_at_size(ctx: StageContext, index: int) -> np.ndarray:
+    """A keyframe of the workspace, refused (naming the file) when a retouch saved it at another size."""
+    path = ctx.workspace.keyframe_path(index)
+    image = read_image(path)
+    if (image.shape[1], image.shape[0]) != tuple(ctx.size):
+        raise ConfigError(
+            f"keyframe {str(path)!r} is {image.shape[1]}×{image.shape[0]} but the frames are processed at "
+            f"{ctx.size[0]}×{ctx.size[1]}; save a retouched keyframe at the size it was rendered at"
+        )
+    return image
 
 
 def propagation_options(config: RerenderConfig, check_engine: bool = True):

@@ -244,8 +244,8 @@ def translate(
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
         if stage == "propagate" and not space.is_done("keyframes", config):
             raise ConfigError(
-                f"--stage propagate propagates finished keyframes, but the workspace {str(space.root)!r} has none "
-                "for this config; render them first with --stage keyframes, or run --stage all"
+                f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(space.root)!r} has none "
+                "for this config; render them first with `stage` 'keyframes', or run `stage` 'all'"
             )
         ctx = StageContext(
             workspace=space,

@@ -298,11 +298,11 @@ def check_workspace_root(root: str | os.PathLike) -> None:
         if (root / "manifest.json").is_file() and (root / "frames").is_dir():
             raise WorkspaceOwnershipError(
                 f"the workspace {str(root)!r} was made by an older rerender that did not mark what it owns; "
-                "delete it (after keeping anything of yours) or choose another --workspace"
+                "delete it (after keeping anything of yours) or choose another `workspace`"
             )
         raise WorkspaceOwnershipError(
             f"the workspace {str(root)!r} is a non-empty folder that rerender did not make (no {MARKER_NAME} "
-            "marker); rerender only writes into a new or empty folder, so choose another --workspace"
+            "marker); rerender only writes into a new or empty folder, so choose another `workspace`"
         )
 
 

@@ -54,7 +54,7 @@ def register(commands) -> None:
         help="run the jobs on Ray: local starts an instance here, auto joins the running cluster, host:port names one "
         '(needs pip install "rerender[distributed]")',
     )
-    batch_parser.set_defaults(handler=run, api_names={"jobs": "JOBS"})
+    batch_parser.set_defaults(handler=run, api_names={"jobs": "JOBS", "ray": "--ray"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,8 +44,8 @@ def register(commands) -> None:
     command.add_argument("--frames", type=int, default=16, help="frames in the video (default: 16)")
     command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default: 2)")
     command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default: 0)")
-    command.add_argument("--width", type=int, default=512, help="frame width (default: 512)")
-    command.add_argument("--height", type=int, default=512, help="frame height (default: 512)")
+    command.add_argument("--width", type=int, default=None, help="frame width (default: 512)")
+    command.add_argument("--height", type=int, default=None, help="frame height (default: 512)")
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
     command.add_argument(  # not given: the config's, so a preset's steps (or the model's own) hold
         "--steps", type=int, help=config_help("sampling.num_inference_steps", "(default: the config's)", False)
@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         K=args.interval,
         output=args.output,
         motion=(args.dx, args.dy),
-        size=(args.width, args.height),
+        size=None
+        if args.width is None and args.height is None
+        else tuple(512 if side is None else side for side in (args.width, args.height)),
         fps=args.fps,
         negative_prompt=args.negative_prompt,
         seed=config.sampling.seed if args.seed is None else args.seed,  # null: `generate` draws one

@@ -52,7 +52,9 @@ def register(commands) -> None:
         "--force", action="store_true", help="redo everything in DIR, or start it over for another video"
     )
     propagate.set_defaults(
-        handler=run, interrupted_message=interrupted_message, api_names={"keyframes": "--keyframes"}
+        handler=run,
+        interrupted_message=interrupted_message,
+        api_names={"keyframes": "--keyframes", "first_number": "--first-number", "workspace": "--keep-intermediates"},
     )
 
 

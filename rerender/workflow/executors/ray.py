@@ -26,30 +26,31 @@ def import_ray():
         import ray
     except ImportError:
         raise MissingDependencyError(
-            'running on Ray needs the `ray` package; install it with: pip install "rerender[distributed]"'
+            'running on Ray needs the ray package; install it with: pip install "rerender[distributed]"'
         ) from None
     return ray
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer."""
+def check_reachable(address: str, timeout: float = 5.0, name: str = "ray") -> None:
+    """Fail fast, before Ray's long connection retries, when a `host:port` cluster address does not answer;
+    `name`: the argument the caller's user typed the address as (`batch`'s `ray`, `RayExecutor`'s `address`)."""
     text = address.split("://", 1)[-1].rstrip("/")
     host, separator, port = text.rpartition(":")
     if not separator or not port.isdigit() or not host:
         raise ConfigError(
-            f"`ray`: {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)"
+            f"`{name}` {address!r} is not 'local', 'auto' or a cluster address host:port (or ray://host:port)"
         )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as error:
         raise ServiceUnavailableError(
-            f"`ray`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that the head "
-            "node runs (`ray start --head`) and the port is open, or use 'local' (--ray local) to start Ray here"
+            f"`{name}`: the cluster address {address!r} is unreachable ({error.strerror or error}); check that "
+            "the head node runs (`ray start --head`) and the port is open, or use 'local' to start Ray here"
         ) from None
 
 
-def connect_ray(ray_address: str) -> bool:
+def connect_ray(ray_address: str, name: str = "ray") -> bool:
     """Connect to Ray: "local" starts an instance here, "auto" joins the running cluster, else an address.
 
     Returns:
@@ -68,16 +69,16 @@ def connect_ray(ray_address: str) -> bool:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         return True
     if ray_address != "auto":
-        check_reachable(ray_address)
+        check_reachable(ray_address, name=name)
     try:
         ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as error:
         if ray_address == "auto":  # Ray's own message names its `--address` flag, which is not ours
             raise ServiceUnavailableError(
-                "`ray`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
+                f"`{name}`: 'auto' found no running Ray cluster on this machine (nor RAY_ADDRESS); start one "
                 "with `ray start --head`, name one as host:port, or use 'local' to start one for this run"
             ) from None
-        raise ServiceUnavailableError(f"`ray`: cannot join the cluster {ray_address!r}: {error}") from None
+        raise ServiceUnavailableError(f"`{name}`: cannot join the cluster {ray_address!r}: {error}") from None
     return True
 
 
@@ -548,7 +549,7 @@ class RayExecutor(LocalExecutor):
     ) -> None:
         import_ray()
         if address not in (None, "auto", "local"):
-            check_reachable(address)
+            check_reachable(address, name="address")
         if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not 0 < num_cpus < float("inf"):
             raise ConfigError(f"`num_cpus` must be a number > 0, got {num_cpus!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
@@ -583,7 +584,7 @@ class RayExecutor(LocalExecutor):
     def _connect(self):
         ray = import_ray()
         if not ray.is_initialized():
-            connect_ray(self.address or "auto")
+            connect_ray(self.address or "auto", name="address")
         return ray
 
     def check(self, config) -> None:
