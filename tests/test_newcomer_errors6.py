@@ -1,0 +1,47 @@
+"""What a new user runs into (sixth round): each case a defect found by using the CLI, the Python API and the docs
+as a newcomer would, with the behaviour that should have happened (the argument as typed, the value, what is valid;
+exit 2 for usage errors, before any expensive work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rerender.cli import main
+from rerender.config import ControlConfig, RerenderConfig, apply_overrides, config_from_dict
+from rerender.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("name", "mode"), [("openpose", 0), ("depth", 1), ("scribble", 2), ("mlsd", 3), ("tile", 6)])
+def test_a_union_control_mode_may_be_given_by_name(name, mode):
+    # was: "`control.1.control_mode` must be an integer, got 'depth'", with no list of the modes
+    config = config_from_dict({"control": [{"type": "canny"}, {"type": "precomputed", "maps": "m", "model": "u",
+                                                                "control_mode": name}]})  # fmt: skip
+    assert config.control[1].control_mode == mode
+    assert ControlConfig(control_mode=name).control_mode == mode
+
+
+def test_an_unknown_union_control_mode_lists_the_numbers_and_the_names():
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"control": [{"control_mode": "pose"}]})
+    message = str(caught.value)
+    assert "an integer or one of" in message and "'openpose'" in message and "'repaint'" in message
+    assert "'pose'" in message
+    with pytest.raises(ConfigError, match=r"control_mode.*'openpose'.*got 'pose'"):
+        ControlConfig(control_mode="pose")
+
+
+def test_control_mode_by_name_on_the_cli(silent_clip, tmp_path, capsys):
+    config = apply_overrides(RerenderConfig(), {"control.0.control_mode": "depth"})
+    assert config.control[0].control_mode == 1
+    out = tmp_path / "out.mp4"
+    assert (
+        main(["translate", str(silent_clip), "-p", "a cat", "--set", "control.0.control_mode=hedge", "-o", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "control_mode` must be an integer or one of 'openpose'" in err and "got 'hedge'" in err
+    assert not out.exists()
