@@ -45,3 +45,57 @@ def test_control_mode_by_name_on_the_cli(silent_clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "control_mode` must be an integer or one of 'openpose'" in err and "got 'hedge'" in err
     assert not out.exists()
+
+
+def _tiny_video(count: int = 4):
+    import numpy as np
+
+    frames = [np.full((32, 32, 3), 10 * t, np.uint8) for t in range(count)]
+    return frames, {0: np.full((32, 32, 3), 200, np.uint8), count - 1: np.full((32, 32, 3), 50, np.uint8)}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"engine": "numba", "chunk_pixels": 4096}, "chunk_pixels"),
+        ({"engine": "torch", "device": "cpu", "workers": 3}, "workers"),
+    ],
+)
+def test_a_propagation_option_the_engine_does_not_use_is_warned_about_once(options, field, caplog):
+    # was: silently unused
+    from rerender.propagation import PropagationOptions, engine, propagate_video
+
+    engine._WARNED.clear()
+    frames, keys = _tiny_video()
+    opts = PropagationOptions.preset("fast", **options)
+    with caplog.at_level("WARNING", logger="rerender.propagation"):
+        propagate_video(frames, keys, options=opts, progress=False)
+        propagate_video(frames, keys, options=opts, progress=False)
+    warned = [record.getMessage() for record in caplog.records if f"propagation.{field}=" in record.getMessage()]
+    assert len(warned) == 1 and "not used by the" in warned[0], caplog.text
+    caplog.clear()
+    engine._WARNED.clear()
+    with caplog.at_level("WARNING", logger="rerender.propagation"):  # the default: nothing to say
+        propagate_video(
+            frames, keys, options=PropagationOptions.preset("fast", engine=options["engine"]), progress=False
+        )
+    assert "not used by the" not in caplog.text
+
+
+def test_batch_jobs_with_ray_warns_that_ray_schedules_the_jobs(silent_clip, tmp_path, capsys, caplog):
+    # was: --jobs 4 --ray ... silently ran as many jobs at once as Ray liked
+    import shutil
+
+    pytest.importorskip("ray")
+    import rerender
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(silent_clip, clips / "a.mp4")
+    out = tmp_path / "out"
+    assert main(["batch", str(clips), "-p", "a cat", "-o", str(out), "--ray", "Local", "--jobs", "4", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--jobs 4 is ignored with --ray" in err and "`parallel" not in err, err
+    with caplog.at_level("WARNING", logger="rerender.workflow.batching"), pytest.raises(ConfigError):
+        rerender.batch(clips, "a cat", out, parallel=4, ray="Local")
+    assert "`parallel=4` is ignored with `ray`" in caplog.text
