@@ -1031,8 +1031,8 @@ def download_sources(
             if control.model is None:
                 unresolved.append(
                     f"the ControlNet of control[{position}] ({control.type}): Flux has no default; name a Flux "
-                    f"ControlNet with --set control.{position}.model=ID (e.g. InstantX/FLUX.1-dev-Controlnet-Canny, "
-                    "InstantX/FLUX.1-dev-Controlnet-Union)"
+                    f"ControlNet in `control[{position}].model` (CLI: --set control.{position}.model=ID), e.g. "
+                    "InstantX/FLUX.1-dev-Controlnet-Canny or InstantX/FLUX.1-dev-Controlnet-Union"
                 )
     extras, more = extra_sources(config)
     return sources + extras, unresolved + more

@@ -99,3 +99,41 @@ def test_batch_jobs_with_ray_warns_that_ray_schedules_the_jobs(silent_clip, tmp_
     with caplog.at_level("WARNING", logger="rerender.workflow.batching"), pytest.raises(ConfigError):
         rerender.batch(clips, "a cat", out, parallel=4, ray="Local")
     assert "`parallel=4` is ignored with `ray`" in caplog.text
+
+
+def test_the_flux_controlnet_need_names_the_config_key_and_the_cli_flag(monkeypatch):
+    # was: "name a Flux ControlNet with --set control.0.model=ID", the CLI flag alone, to Python callers too
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from rerender.weights import download_sources
+
+    config = config_from_dict(
+        {"model": {"base_model": "black-forest-labs/FLUX.1-dev", "family": "flux"}, "flow": {"flow_estimator": "dis"}}
+    )
+    (need,) = download_sources(config, include_flow=False)[1]
+    assert "`control[0].model` (CLI: --set control.0.model=ID)" in need
+
+
+def test_a_batch_job_whose_workspace_is_not_ours_says_how_to_fix_it_without_a_workspace_argument(
+    silent_clip, tmp_path, capsys
+):
+    # was: "... choose another `workspace`" (→ "--workspace" on the CLI): batch has no such argument or flag
+    import shutil
+
+    import rerender
+    from rerender.workflow.workspace import WorkspaceOwnershipError
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(silent_clip, clips / "a.mp4")
+    out = tmp_path / "out"
+    (out / "a.mp4.work").mkdir(parents=True)
+    (out / "a.mp4.work" / "notes.txt").write_text("mine")
+    with pytest.raises(WorkspaceOwnershipError) as caught:
+        rerender.batch(clips, "a cat", out, renderer="classic")
+    message = str(caught.value)
+    assert message.startswith("job 1 (a.mp4): the workspace") and "give the job another output" in message
+    assert "workspace`" not in message
+    assert main(["batch", str(clips), "-p", "a cat", "-o", str(out), "--renderer", "classic", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "give the job another output" in err and "--workspace" not in err, err
+    assert (out / "a.mp4.work" / "notes.txt").read_text() == "mine" and not (out / "a.mp4").exists()

@@ -336,7 +336,7 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
     and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
     itself, so a video of the user's in the output folder must never be overwritten."""
     from rerender.video import check_output_path
-    from rerender.workflow.workspace import MARKER_NAME
+    from rerender.workflow.workspace import MARKER_NAME, check_workspace_root
 
     videos = [job.video for job in jobs]
     for number, job in enumerate(jobs, start=1):
@@ -346,6 +346,10 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
                 f"job {number} ({job.video.name}): output {str(job.output)!r} already exists and was not written by "
                 f"rerender (no workspace {str(job.workspace)!r} beside it); move it away or give the job another output"
             )
+        try:  # the job's workspace is `<output>.work`: no argument names it, so the remedy is the output's
+            check_workspace_root(job.workspace, remedy="move it away or give the job another output")
+        except OutputPathError as error:
+            raise type(error)(f"job {number} ({job.video.name}): {error}") from None
 
 
 # --------------------------------------------------------------------------------------------------------
