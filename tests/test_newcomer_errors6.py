@@ -137,3 +137,24 @@ def test_a_batch_job_whose_workspace_is_not_ours_says_how_to_fix_it_without_a_wo
     err = capsys.readouterr().err
     assert "give the job another output" in err and "--workspace" not in err, err
     assert (out / "a.mp4.work" / "notes.txt").read_text() == "mine" and not (out / "a.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("contents", "what"), [({"notes.txt": "x"}, "holds files that are not images"), ({}, "holds no")]
+)
+def test_keyframe_folder_errors_name_the_argument_as_typed(silent_clip, tmp_path, capsys, contents, what):
+    # was: "the keyframe folder 'k2' holds ...", naming neither `keyframes` nor --keyframes
+    import rerender
+    from rerender.errors import RerenderError
+
+    keys = tmp_path / "k2"
+    keys.mkdir()
+    for name, text in contents.items():
+        (keys / name).write_text(text)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RerenderError, match=rf"^`keyframes` '{keys}' {what}"):
+        rerender.propagate_keyframes(silent_clip, keys, out)
+    assert main(["propagate", str(silent_clip), "--keyframes", str(keys), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"--keyframes '{keys}' {what}" in err and "keyframe folder" not in err, err
+    assert not out.exists()
