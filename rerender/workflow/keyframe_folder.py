@@ -116,9 +116,7 @@ def read_keyframe_folder(
     if others:
         raise ConfigError(f"`keyframes` {str(folder)!r} holds files that are not images: {others[:5]}")
     if not files:
-        raise InputNotFoundError(
-            f"`keyframes` {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)"
-        )
+        raise InputNotFoundError(f"`keyframes` {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)")
     by_stem: dict[str, int] = {}
     by_number: dict[int, int] = {}
     if source_files is not None:
