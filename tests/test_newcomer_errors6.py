@@ -158,3 +158,44 @@ def test_keyframe_folder_errors_name_the_argument_as_typed(silent_clip, tmp_path
     err = capsys.readouterr().err
     assert f"--keyframes '{keys}' {what}" in err and "keyframe folder" not in err, err
     assert not out.exists()
+
+
+def test_a_quoted_home_path_is_expanded_by_the_cli_for_every_path_argument(silent_clip, tmp_path, monkeypatch, capsys):
+    # was: only --model's "~" was expanded; a quoted "~/clip.mp4", --keyframes "~/keys" or -o "~/out.mp4" was refused
+    import shutil
+
+    from PIL import Image
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(silent_clip, tmp_path / "clip.mp4")
+    assert main(["info", "~/clip.mp4"]) == 0
+    assert "64" in capsys.readouterr().out
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(keys / "0000.png")
+    assert main(["propagate", "~/clip.mp4", "--keyframes", "~/keys", "-o", "~/out.mp4", "-q"]) == 0, (
+        capsys.readouterr()
+    )
+    assert (tmp_path / "out.mp4").is_file() and not (tmp_path / "~").exists()
+    from rerender.video import read_frames
+
+    frames = list(read_frames(tmp_path / "out.mp4"))
+    assert len(frames) == 12 and abs(int(frames[6][24, 32, 0]) - 200) < 40  # the red key carried to the middle
+
+
+def test_every_path_argument_the_cli_expands_is_an_argument_of_some_command():
+    import argparse
+
+    from rerender.cli import build_parser
+    from rerender.cli.options import PATH_ARGUMENTS
+
+    def dests(parser: argparse.ArgumentParser) -> set[str]:  # every command's, sub-commands' too (config show)
+        found = set()
+        for action in parser._actions:
+            found.add(action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    found |= dests(command)
+        return found
+
+    assert set(PATH_ARGUMENTS) <= dests(build_parser()), set(PATH_ARGUMENTS) - dests(build_parser())
