@@ -199,3 +199,56 @@ def test_every_path_argument_the_cli_expands_is_an_argument_of_some_command():
         return found
 
     assert set(PATH_ARGUMENTS) <= dests(build_parser()), set(PATH_ARGUMENTS) - dests(build_parser())
+
+
+def _checkpoint(path: Path, keys) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(1) for key in keys}, str(path))
+    return path
+
+
+_SD15_FULL = (
+    "model.diffusion_model.input_blocks.0.0.weight",
+    "first_stage_model.decoder.conv_in.weight",
+    "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+)
+
+
+def test_a_unet_only_single_file_is_refused_in_preflight_naming_model_the_file_and_what_is_missing(
+    silent_clip, tmp_path, capsys
+):
+    # was: refused only when the model loaded (diffusers' "does not seem to contain a valid CLIP model"), after
+    # the frames were decoded
+    path = _checkpoint(tmp_path / "unet only.safetensors", _SD15_FULL[:1])
+    out = tmp_path / "out.mp4"
+    argv = ["translate", str(silent_clip), "-p", "a cat", "--model", str(path), "-o", str(out), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--model {str(path)!r} is a single-file SD 1.5 checkpoint without the VAE" in err, err
+    assert "the text encoder (cond_stage_model.transformer" in err and "the UNet" not in err
+    assert not out.exists() and not (tmp_path / "out.mp4.work").exists()
+
+
+def test_the_single_file_check_reads_what_each_family_needs(tmp_path):
+    from rerender.config import ModelConfig
+    from rerender.errors import CheckpointError
+    from rerender.weights import check_single_file_parts
+
+    folder = tmp_path
+    full = _checkpoint(folder / "full.safetensors", _SD15_FULL)
+    check_single_file_parts(ModelConfig(base_model=str(full)), "sd15")  # the whole model: nothing to say
+    no_vae = _checkpoint(folder / "no vae.safetensors", (_SD15_FULL[0], _SD15_FULL[2]))
+    with pytest.raises(CheckpointError, match=r"^`model.base_model` .* without the VAE \(first_stage_model\.\*"):
+        check_single_file_parts(ModelConfig(base_model=str(no_vae)), "sd15")
+    check_single_file_parts(ModelConfig(base_model=str(no_vae), vae="stabilityai/sd-vae-ft-mse"), "sd15")
+    xl = _checkpoint(
+        folder / "xl.safetensors",
+        ("model.diffusion_model.label_emb.0.0.weight", "conditioner.embedders.1.model.positional_embedding"),
+    )
+    with pytest.raises(CheckpointError) as caught:
+        check_single_file_parts(ModelConfig(base_model=str(xl), dtype="float32"), "sdxl")
+    message = str(caught.value)
+    assert "SDXL" in message and "the VAE" in message and "the text encoder (CLIP ViT-L)" in message
+    assert "second text encoder" not in message and "the UNet" not in message
