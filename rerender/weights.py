@@ -1031,8 +1031,8 @@ def download_sources(
             if control.model is None:
                 unresolved.append(
                     f"the ControlNet of control[{position}] ({control.type}): Flux has no default; name a Flux "
-                    f"ControlNet with --set control.{position}.model=ID (e.g. InstantX/FLUX.1-dev-Controlnet-Canny, "
-                    "InstantX/FLUX.1-dev-Controlnet-Union)"
+                    f"ControlNet in `control[{position}].model` (CLI: --set control.{position}.model=ID), e.g. "
+                    "InstantX/FLUX.1-dev-Controlnet-Canny or InstantX/FLUX.1-dev-Controlnet-Union"
                 )
     extras, more = extra_sources(config)
     return sources + extras, unresolved + more
@@ -1266,6 +1266,57 @@ def checkpoint_keys(path: Path) -> set[str]:
 
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         return set(handle.keys())
+
+
+SINGLE_FILE_PARTS: dict[str, tuple[tuple[str, bool, tuple[str, ...]], ...]] = {
+    "sd15": (
+        ("the UNet", True, ("model.diffusion_model.",)),
+        ("the VAE", True, ("first_stage_model.", "vae.")),
+        ("the text encoder", False, (_SD_CHECKPOINT_KEYS[0], "cond_stage_model.model.token_embedding.weight")),
+    ),
+    "sdxl": (
+        ("the UNet", True, ("model.diffusion_model.",)),
+        ("the VAE", True, ("first_stage_model.", "vae.")),
+        ("the text encoder (CLIP ViT-L)", False, (
+            "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
+        )),
+        ("the second text encoder (OpenCLIP ViT-bigG)", False, (_SDXL_CHECKPOINT_KEYS[0],)),
+    ),
+}  # fmt: skip
+"""What a single-file checkpoint (original A1111 / Civitai layout) of each family must hold for diffusers'
+``from_single_file``, as its loader looks for each part (`diffusers.loaders.single_file_utils`: the UNet under
+``LDM_UNET_KEY``, the VAE under ``LDM_VAE_KEYS``, a text encoder by one key of ``CHECKPOINT_KEY_NAMES`` ("clip",
+"open_clip", "clip_sdxl", "open_clip_sdxl")): (part, whether the entry is a key prefix or a whole key, entries)."""
+
+
+def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
+    """Refuse a single ``.safetensors`` base model that lacks a part diffusers needs (a UNet-only or a
+    VAE-less file), from its header alone (no tensor is read), before any frame is decoded. The VAE is not needed
+    when `model.vae` names one, nor on SDXL in a precision other than float32 (the fp16-fixed VAE may stand in).
+
+    Raises:
+        CheckpointError: the file misses one or more parts (each named), with what to pass instead.
+    """
+    path = Path(model.base_model).expanduser()
+    if family not in SINGLE_FILE_PARTS or path.suffix.lower() != ".safetensors" or not path.is_file():
+        return
+    from rerender.errors import CheckpointError
+
+    keys = set(safetensors_shapes(path))
+    missing = []
+    for part, prefix, entries in SINGLE_FILE_PARTS[family]:
+        if part == "the VAE" and (model.vae is not None or (family == "sdxl" and model.dtype != "float32")):
+            continue
+        found = any(name.startswith(entries) for name in keys) if prefix else any(entry in keys for entry in entries)
+        if not found:
+            missing.append(f"{part} ({' or '.join(entry + ('*' if prefix else '') for entry in entries)})")
+    if missing:
+        vae = ", or name a VAE in `model.vae`" if any(part.startswith("the VAE") for part in missing) else ""
+        raise CheckpointError(
+            f"`{key}` {model.base_model!r} is a single-file {FAMILY_NAMES.get(family, family)} checkpoint without "
+            f"{', '.join(missing)}: diffusers reads a single file only when it holds the whole model in the original "
+            f"(A1111 / Civitai) layout; give the diffusers folder or hub id of the model it belongs to{vae}"
+        )
 
 
 def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:

@@ -247,13 +247,19 @@ def test_a_quoted_home_path_is_refused_with_its_expanded_form(silent_clip, tmp_p
 
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copy(silent_clip, tmp_path / "clip.mp4")
-    assert main(["info", "~/clip.mp4"]) == 2
-    err = capsys.readouterr().err
-    assert "'~' is not expanded" in err and repr(str(tmp_path / "clip.mp4")) in err, err
+    # (the CLI now expands a quoted "~" as the shell does: tests/test_newcomer_errors6.py; the library does not)
+    import rerender
+    from rerender.errors import RerenderError
+
+    with pytest.raises(RerenderError) as caught:
+        rerender.propagate_keyframes("~/clip.mp4", tmp_path / "keys", tmp_path / "out.mp4")
+    assert "'~' is not expanded" in str(caught.value) and repr(str(tmp_path / "clip.mp4")) in str(caught.value)
     keys = _keys(tmp_path / "keys", {"0000.png": (64, 48)})
-    assert main(_propagate(tmp_path / "clip.mp4", keys, Path("~/out.mp4"))) == 2
-    err = capsys.readouterr().err
-    assert "'~' is not expanded" in err and "create it first" not in err and repr(str(tmp_path / "out.mp4")) in err
+    with pytest.raises(RerenderError) as caught:
+        rerender.propagate_keyframes(tmp_path / "clip.mp4", keys, "~/out.mp4")
+    message = str(caught.value)
+    assert "'~' is not expanded" in message and "create it first" not in message
+    assert repr(str(tmp_path / "out.mp4")) in message
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,7 @@ from rerender.cli.commands import (
     translate,
     ui,
 )
+from rerender.cli.options import expand_home
 from rerender.cli.reference import reference_markdown
 
 __all__ = [
@@ -178,7 +179,7 @@ def _run(argv: Sequence[str] | None, parsed: list[argparse.Namespace], interrupt
     )
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = expand_home(parser.parse_args(argv))  # a quoted "~/clip.mp4" as the shell expands an unquoted one
         parsed.append(args)
         if not getattr(args, "handler", None):
             parser.print_help()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import signal
 import threading
 import typing
@@ -430,3 +431,22 @@ def stop_at_safe_point():
         yield cancel
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+PATH_ARGUMENTS = (
+    "video", "image", "file", "output", "output_video", "source", "json", "depth", "path", "workspace", "keyframes",
+    "keep_intermediates", "jobs_source", "config", "model.base_model", "model.vae", "prompt.style_image",
+    "prompt.audio_prompt", "prompt.translation_model",
+)  # fmt: skip
+"""Every command's arguments that name a file or folder (by `dest`; hub ids and words such as "source" never
+start with "~")."""
+
+
+def expand_home(args: argparse.Namespace) -> argparse.Namespace:
+    """`~` and `~user` at the start of each path argument expanded, as the shell expands an unquoted one: a quoted
+    `"~/clip.mp4"` reaching us behaves the same (the library expands nothing; a config value keeps its `~`)."""
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, name, os.path.expanduser(value))
+    return args

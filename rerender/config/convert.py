@@ -36,6 +36,13 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def _simple_kind(annotation: Any) -> str | None:
+    """How a message says what a plain type takes ("an integer", "one of 'a', 'b'"); `None` for other types."""
+    if typing.get_origin(annotation) is Literal:
+        return f"one of {', '.join(map(repr, typing.get_args(annotation)))}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(annotation)
+
+
 # A number in exponent notation without a dot or an exponent sign (1e6, 5e-1): a string to YAML 1.1 (PyYAML), a
 # number to JSON, YAML 1.2 and Python; read as the number it is where a number is expected.
 _EXPONENT_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
@@ -61,6 +68,9 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError as error:
                 errors.append(error)
+        kinds = [_simple_kind(arg) for arg in non_none]
+        if len(kinds) > 1 and all(kinds):  # e.g. a number or a name: say both, not only the first
+            raise ConfigError(f"`{key}` must be {' or '.join(kinds)}, got {value!r}")
         raise errors[0]
     if value is None:
         raise ConfigError(f"`{key}` must not be null (expected {_type_name(annotation)})")

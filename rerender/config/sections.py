@@ -38,6 +38,8 @@ __all__ = [
     "DEFAULT_CONTROLNETS",
     "DEFAULT_SDXL_CONTROLNETS",
     "UNION_CONTROL_MODES",
+    "UNION_MODE_NUMBERS",
+    "UnionControlModeName",
     "DEFAULT_NEGATIVE_PROMPT",
     "FAMILY_NAMES",
     "FAMILY_SIZE_MULTIPLES",
@@ -115,6 +117,18 @@ DeviceName = Literal["auto", "cpu", "mps", "cuda"]
 """Devices by name; `model.device` also takes "cuda:N"."""
 ControlType = Literal["canny", "hed", "lineart", "depth", "openpose", "precomputed"]
 """The annotator that makes a ControlNet's control map ("precomputed": maps read from files)."""
+UnionControlModeName = Literal[
+    "openpose", "depth", "hed", "pidi", "scribble", "ted", "canny", "lineart", "anime_lineart", "mlsd",
+    "normal", "segment", "tile", "repaint",
+]  # fmt: skip
+"""ControlNet Union (xinsir, diffusers' `ControlNetUnionModel`) control modes by name; several names share a mode
+(`UNION_MODE_NUMBERS`)."""
+UNION_MODE_NUMBERS: dict[str, int] = {
+    "openpose": 0, "depth": 1, "hed": 2, "pidi": 2, "scribble": 2, "ted": 2, "canny": 3, "lineart": 3,
+    "anime_lineart": 3, "mlsd": 3, "normal": 4, "segment": 5, "tile": 6, "repaint": 7,
+}  # fmt: skip
+"""The mode number of each `UnionControlModeName` (the xinsir model card: 0 openpose, 1 depth, 2 hed/pidi/scribble/
+ted, 3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint (ProMax))."""
 FreeUVariant = Literal["rerender", "diffusers"]
 """Which FreeU: the paper's (Rerender) or `unet.enable_freeu` (diffusers)."""
 FlowEstimatorName = Literal["auto", "dis", "gmflow"]
@@ -245,6 +259,7 @@ CHOICES: dict[str, Any] = {
     "DTypeName": DTypeName,
     "DeviceName": DeviceName,
     "ControlType": ControlType,
+    "UnionControlModeName": UnionControlModeName,
     "FreeUVariant": FreeUVariant,
     "FlowEstimatorName": FlowEstimatorName,
     "DISPreset": DISPreset,
@@ -580,7 +595,7 @@ DEFAULT_SDXL_CONTROLNETS = {
 """SDXL ControlNets per control type; HED and lineart have no well-kept single SDXL ControlNet, so the Union
 ControlNet serves them (mode 2 and 3)."""
 
-UNION_CONTROL_MODES = {"openpose": 0, "depth": 1, "hed": 2, "canny": 3, "lineart": 3}
+UNION_CONTROL_MODES = {kind: UNION_MODE_NUMBERS[kind] for kind in ("openpose", "depth", "hed", "canny", "lineart")}
 """ControlNet Union (xinsir) control modes per control type: 0 openpose, 1 depth, 2 hed/pidi/scribble,
 3 canny/lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint."""
 
@@ -603,9 +618,10 @@ class ControlConfig:
     """Canny hysteresis high threshold (0–255)."""
     maps: str | None = None
     """Folder of images or a video with one control map per frame (needed for "precomputed")."""
-    control_mode: int | None = None
-    """ControlNet Union only: the condition's mode (0 openpose, 1 depth, 2 hed, 3 canny/lineart, 4 normal,
-    5 segment, 6 tile, 7 repaint); `None` = the mode of `type` (needed for "precomputed")."""
+    control_mode: int | UnionControlModeName | None = None
+    """ControlNet Union only: the condition's mode, a number or its name (0 openpose, 1 depth, 2 hed/pidi/scribble/
+    ted, 3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint; a name is stored as its
+    number); `None` = the mode of `type` (needed for "precomputed")."""
 
     def __post_init__(self) -> None:
         _check_choice("control.type", self.type, CONTROL_TYPES)
@@ -620,6 +636,9 @@ class ControlConfig:
             if not self.model:
                 raise ConfigError("`control.model` must name the ControlNet to use when type is 'precomputed'")
 
+        if isinstance(self.control_mode, str):
+            _check_choice("control.control_mode", self.control_mode, choices(UnionControlModeName))
+            object.__setattr__(self, "control_mode", UNION_MODE_NUMBERS[self.control_mode])
         if self.control_mode is not None:
             _check_range("control.control_mode", self.control_mode, 0, 7)
 

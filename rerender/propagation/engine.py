@@ -66,3 +66,23 @@ def _setting(name: str, field: str, value: str) -> str:
     """``field`` set to ``value`` as the caller writes it: the config's ``propagation.engine: numba`` or Python's
     ``options.engine='numba'``."""
     return f"`{name}.{field}: {value}`" if name == "propagation" else f"`{name}.{field}={value!r}`"
+
+
+_WARNED: set[tuple[str, object]] = set()
+
+
+def warn_unused_options(options, engine: EngineChoice) -> None:
+    """Log a warning, once per option and value in a process, for an option set away from its default that
+    ``engine`` does not use: ``chunk_pixels`` (torch only) on numba, ``workers`` above 1 on torch (which runs its
+    passes one after the other, each batched on the device)."""
+    from rerender.propagation.options import PropagationOptions
+
+    unused = []
+    if engine.name == "numba" and options.chunk_pixels != PropagationOptions.chunk_pixels:
+        unused.append(("chunk_pixels", options.chunk_pixels, "it sizes the torch engine's batches"))
+    if engine.name == "torch" and options.workers is not None and options.workers > 1:
+        unused.append(("workers", options.workers, "the torch engine runs its passes one after the other"))
+    for field, value, why in unused:
+        if (field, value) not in _WARNED:
+            _WARNED.add((field, value))
+            logger.warning("propagation.%s=%r is not used by the %s engine: %s", field, value, engine.name, why)

@@ -20,7 +20,7 @@ from ebsynth_bridge.patchmatch import serial_kernels
 from rerender.errors import FlowInputError
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
-from rerender.propagation.engine import EngineChoice, resolve_engine
+from rerender.propagation.engine import EngineChoice, resolve_engine, warn_unused_options
 from rerender.propagation.options import PropagationOptions
 
 logger = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ def propagate_video_iter(
     if workers is not None:
         options = dataclasses.replace(options, workers=workers)
     engine = resolve_engine(options, name="options")  # e.g. device "cuda" without a GPU: refused before any work
+    warn_unused_options(options, engine)
     key_indices = _check_video(frames, keyframes)
     segments = _plan_segments(key_indices, len(frames))
     chain_count = sum(chain is not None for segment in segments for chain in segment)

@@ -336,7 +336,7 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
     and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
     itself, so a video of the user's in the output folder must never be overwritten."""
     from rerender.video import check_output_path
-    from rerender.workflow.workspace import MARKER_NAME
+    from rerender.workflow.workspace import MARKER_NAME, check_workspace_root
 
     videos = [job.video for job in jobs]
     for number, job in enumerate(jobs, start=1):
@@ -346,6 +346,10 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
                 f"job {number} ({job.video.name}): output {str(job.output)!r} already exists and was not written by "
                 f"rerender (no workspace {str(job.workspace)!r} beside it); move it away or give the job another output"
             )
+        try:  # the job's workspace is `<output>.work`: no argument names it, so the remedy is the output's
+            check_workspace_root(job.workspace, remedy="move it away or give the job another output")
+        except OutputPathError as error:
+            raise type(error)(f"job {number} ({job.video.name}): {error}") from None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -523,6 +527,8 @@ def batch(
     notify = callback or (lambda result: None)
     started = time.perf_counter()
     if ray is not None:
+        if parallel != 1:  # Ray runs as many jobs at once as its workers' resources allow
+            logger.warning("`parallel=%d` is ignored with `ray`: Ray schedules the jobs on its workers", parallel)
         owns_connection = connect_ray(ray)  # an unreachable cluster fails here, before any job is sent
         try:
             results = _run_on_ray(job_list, config, renderer, max_retries, notify)

@@ -114,11 +114,9 @@ def read_keyframe_folder(
         files = [p for p in files if p not in backups]
     others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if others:
-        raise ConfigError(f"the keyframe folder {str(folder)!r} holds files that are not images: {others[:5]}")
+        raise ConfigError(f"`keyframes` {str(folder)!r} holds files that are not images: {others[:5]}")
     if not files:
-        raise InputNotFoundError(
-            f"the keyframe folder {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)"
-        )
+        raise InputNotFoundError(f"`keyframes` {str(folder)!r} holds no keyframes (expected e.g. 0000.png, 0012.png)")
     by_stem: dict[str, int] = {}
     by_number: dict[int, int] = {}
     if source_files is not None:

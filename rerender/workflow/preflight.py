@@ -126,7 +126,7 @@ def check_model_inputs(
     controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
         from rerender.diffusion.loading import check_model_sources
-        from rerender.weights import check_ip_adapter_family, detect_family
+        from rerender.weights import check_ip_adapter_family, check_single_file_parts, detect_family, model_family
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
@@ -135,6 +135,7 @@ def check_model_inputs(
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
         check_model_families(config, base_path, controls)
+        check_single_file_parts(config.model, model_family(config.model))  # header only: a UNet-only file
         check_diffusion_weights(config, controls)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic" and controls:

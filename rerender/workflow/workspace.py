@@ -282,9 +282,10 @@ class _Lock:
             self.path.unlink(missing_ok=True)
 
 
-def check_workspace_root(root: str | os.PathLike) -> None:
+def check_workspace_root(root: str | os.PathLike, remedy: str = "choose another `workspace`") -> None:
     """Refuse, without writing anything, a workspace path rerender may not use: a file, or a non-empty folder
     that rerender did not make (`Workspace.open` calls it; callers that do other work first call it earlier).
+    `remedy`: how the caller's user picks another workspace (a batch has no `workspace` argument).
 
     Raises:
         OutputPathError: `root` is a file.
@@ -298,11 +299,11 @@ def check_workspace_root(root: str | os.PathLike) -> None:
         if (root / "manifest.json").is_file() and (root / "frames").is_dir():
             raise WorkspaceOwnershipError(
                 f"the workspace {str(root)!r} was made by an older rerender that did not mark what it owns; "
-                "delete it (after keeping anything of yours) or choose another `workspace`"
+                f"delete it (after keeping anything of yours) or {remedy}"
             )
         raise WorkspaceOwnershipError(
             f"the workspace {str(root)!r} is a non-empty folder that rerender did not make (no {MARKER_NAME} "
-            "marker); rerender only writes into a new or empty folder, so choose another `workspace`"
+            f"marker); rerender only writes into a new or empty folder, so {remedy}"
         )
 
 

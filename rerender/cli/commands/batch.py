@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rerender.cli.base import EXIT_FAILURE, EXIT_OK, UsageError
@@ -75,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
             f" for {', '.join(unprompted[:3])}{' …' if len(unprompted) > 3 else ''} "
             "(nor a `prompt` column in the job list)",
         )
+
+    if args.ray is not None and args.jobs != 1:  # said here as the flags, and the library's warning not repeated
+        print(
+            f"warning: --jobs {args.jobs} is ignored with --ray: Ray schedules the jobs on its workers",
+            file=sys.stderr,
+        )
+        args.jobs = 1
 
     def report(result) -> None:
         if not args.quiet:
