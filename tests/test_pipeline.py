@@ -379,10 +379,11 @@ def test_pixel_aware_fusion_replaces_the_latent_by_the_noised_target_at_full_wei
 
 
 def test_freeu_identity_and_restore(pipe):
-    plain = run(pipe).images
-    identity = run(pipe, constraints=ConstraintConfig(freeu=FreeUConfig(b1=1.0, b2=1.0, s1=1.0, s2=1.0))).images
-    assert np.allclose(plain, identity, atol=1e-4)
-    boosted = run(pipe, constraints=ConstraintConfig(freeu=FreeUConfig())).images
+    frames = make_frames(2)  # the anchor and one keyframe under cross-frame attention
+    plain = run(pipe, frames).images
+    identity = run(pipe, frames, constraints=ConstraintConfig(freeu=FreeUConfig(b1=1.0, b2=1.0, s1=1.0, s2=1.0)))
+    assert np.allclose(plain, identity.images, atol=1e-4)
+    boosted = run(pipe, frames, constraints=ConstraintConfig(freeu=FreeUConfig())).images
     assert not np.allclose(plain, boosted, atol=1e-3)
     assert all(getattr(block, "b1", None) is None for block in pipe.unet.up_blocks)
 
