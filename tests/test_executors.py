@@ -81,6 +81,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # three translate runs on Ray (~40 s); the batch and segment tests keep Ray in the default run
 def test_frames_and_flows_in_chunks_on_ray_equal_a_local_run(synthetic_clip, tmp_path, cluster):
     # Chunks of 6 frames (flow chunks 0–6, 6–12, …) cut across the key intervals of K=4 (0–4, 4–8, …).
     local = translate(

@@ -21,6 +21,7 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow  # every row of gpu_check on tiny models (~20 s)
 def test_tiny_all_runs_every_row_in_priority_order_and_writes_json(gpu_check, tmp_path, capsys):
     output = tmp_path / "all.json"
     assert gpu_check.main(["--all", "--tiny", "--no-suite", "--json", str(output)]) == 0

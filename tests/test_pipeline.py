@@ -244,6 +244,8 @@ def test_anchor_matches_diffusers_controlnet_img2img(pipe, monkeypatch):
     assert np.allclose(ours, expected, atol=1e-4)
 
 
+# the SD 1.5 case runs by default, SDXL's with -m slow (the same code path; keeps the default run under 10 minutes)
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_output_types_and_streaming(pipe):
     frames = make_frames(3)
     assert run(pipe, frames, output_type="pt").images.shape == (3, 3, 64, 64)
@@ -316,6 +318,8 @@ def test_pixel_aware_fusion_with_zero_weight_reproduces_the_direct_pass(pipe):
     assert not np.allclose(direct[1:], run(pipe, frames).images[1:], atol=1e-4)
 
 
+# the SD 1.5 case runs by default, SDXL's with -m slow (the same code path; keeps the default run under 10 minutes)
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_an_unused_fusion_target_is_not_computed_and_changes_nothing(pipe, monkeypatch):
     # mask strength 0: the target is multiplied by a zero weight, so its VAE work (pass-A decode, fidelity
     # encoding: 3 decodes, 2 encodes) is skipped; the images are those of the run that computes it
@@ -375,10 +379,11 @@ def test_pixel_aware_fusion_replaces_the_latent_by_the_noised_target_at_full_wei
 
 
 def test_freeu_identity_and_restore(pipe):
-    plain = run(pipe).images
-    identity = run(pipe, constraints=ConstraintConfig(freeu=FreeUConfig(b1=1.0, b2=1.0, s1=1.0, s2=1.0))).images
-    assert np.allclose(plain, identity, atol=1e-4)
-    boosted = run(pipe, constraints=ConstraintConfig(freeu=FreeUConfig())).images
+    frames = make_frames(2)  # the anchor and one keyframe under cross-frame attention
+    plain = run(pipe, frames).images
+    identity = run(pipe, frames, constraints=ConstraintConfig(freeu=FreeUConfig(b1=1.0, b2=1.0, s1=1.0, s2=1.0)))
+    assert np.allclose(plain, identity.images, atol=1e-4)
+    boosted = run(pipe, frames, constraints=ConstraintConfig(freeu=FreeUConfig())).images
     assert not np.allclose(plain, boosted, atol=1e-3)
     assert all(getattr(block, "b1", None) is None for block in pipe.unet.up_blocks)
 
@@ -398,6 +403,8 @@ def test_processors_restored_after_the_call_and_when_it_raises(pipe):
     assert all(getattr(block, "b1", None) is None for block in pipe.unet.up_blocks)
 
 
+# the SD 1.5 case runs by default, SDXL's with -m slow (the same code path; keeps the default run under 10 minutes)
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_style_update_interval_counts_keyframes(pipe):
     seen = []
 
