@@ -1302,7 +1302,7 @@ def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.b
         return
     from rerender.errors import CheckpointError
 
-    keys = set(safetensors_shapes(path))
+    keys = checkpoint_keys(path)  # the header's tensor names, as `detect_family` reads them
     missing = []
     for part, prefix, entries in SINGLE_FILE_PARTS[family]:
         if part == "the VAE" and (model.vae is not None or (family == "sdxl" and model.dtype != "float32")):

@@ -125,15 +125,15 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
 
     @property
     def guidance_distilled(self) -> bool:
-        """Whether the model was distilled to run without classifier-free guidance (Z-Image-Turbo): its name says
-        so (`rerender.weights.base_variant`, the rule a run's defaults are chosen by before the model loads)."""
-        return base_variant(str(self.config.get("_name_or_path", "")), "zimage") == "zimage-turbo"
+        """Whether the model was distilled to run without classifier-free guidance (Z-Image-Turbo)."""
+        return self.variant == "zimage-turbo"
 
     @property
     def variant(self) -> str:
         """Which variant: "zimage-turbo" or "zimage" (`rerender.config.BaseVariant`, the row of `FAMILY_DEFAULTS`
-        it takes)."""
-        return "zimage-turbo" if self.guidance_distilled else "zimage"
+        it takes), by its name (`rerender.weights.base_variant`, the rule a run's defaults are chosen by before the
+        model loads)."""
+        return base_variant(str(self.config.get("_name_or_path", "")), "zimage")
 
     # ----------------------------------------------------------------------------------------------------
     # lifecycle steps that differ from SD

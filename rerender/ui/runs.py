@@ -210,11 +210,10 @@ def run_generate(
         "result" (the `GenerationResult`), "config", "keyframes" (the keyframe image files, for the gallery).
     """
     from rerender.video import write_image
-    from rerender.workflow.generation import BackgroundSmoothing, generate
+    from rerender.workflow.generation import BackgroundSmoothing, check_generate_prompt, generate
 
     config = build_config(request, base)
-    if not config.prompt.prompt.strip() and config.prompt.style_image is None and config.prompt.audio_prompt is None:
-        raise ConfigError("`prompt` is empty: describe what the video should show (or give a style image or a sound)")
+    check_generate_prompt(config.prompt.prompt, config)  # before the model loads
     if request.renderer == "classic":  # else the message would be about diffusion weights the user did not choose
         raise ConfigError(
             "“Text only” needs the diffusion renderer: the classic stylizer restyles a video's frames, "

@@ -358,8 +358,9 @@ def check_output_path(
         )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        if unexpanded_home(output):  # never "create it first": a folder named "~" is a trap
-            raise OutputPathError(f"{name} {str(output)!r}: no folder {str(parent)!r}{unexpanded_home(output)}")
+        home_hint = unexpanded_home(output)
+        if home_hint:  # never "create it first": a folder named "~" is a trap
+            raise OutputPathError(f"{name} {str(output)!r}: no folder {str(parent)!r}{home_hint}")
         raise OutputPathError(
             f"{name}: output folder does not exist: {str(parent)!r} (for {str(output)!r}); create it first"
         )

@@ -31,13 +31,21 @@ import torch
 from rerender.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rerender.config import RerenderConfig
     from rerender.languages import PromptTranslation
 
 from rerender.diffusion.text2video import BackgroundSmoothing, keyframe_offsets, render_text_keyframes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_GENERATED_FRAMES", "GenerationResult", "check_camera_travel", "check_generate_inputs", "generate"]
+__all__ = [
+    "MAX_GENERATED_FRAMES",
+    "GenerationResult",
+    "check_camera_travel",
+    "check_generate_inputs",
+    "check_generate_prompt",
+    "generate",
+]
 
 MAX_GENERATED_FRAMES = 3000
 """Most frames `generate` makes: every frame is kept on disk several times while propagating."""
@@ -169,6 +177,20 @@ class _ShiftPath:
         return _digest(self.offsets, self.frame_count, self.size, self.factor)
 
 
+def check_generate_prompt(prompt: str, config: RerenderConfig) -> None:
+    """An empty `prompt` is refused unless `config`'s style image or sound says what to show: unlike `translate`,
+    whose video gives the content, nothing else would (`generate` and the web page's "Text only" mode).
+
+    Raises:
+        ConfigError: the prompt is empty and there is no `prompt.style_image` nor `prompt.audio_prompt`.
+    """
+    if not prompt.strip() and config.prompt.style_image is None and config.prompt.audio_prompt is None:
+        raise ConfigError(
+            f"`prompt` is empty ({prompt!r}): describe what the video should show, or let a style image "
+            "(`style_image`) or a sound (`audio_prompt`) show it"
+        )
+
+
 def _given_sampling(num_inference_steps: int | None, guidance_scale: float | None) -> dict[str, Any]:
     """`generate`'s explicit steps and guidance as config overrides, so that the run's log of the values it uses
     (`rerender.workflow.preflight.resolve_model_defaults`) names them as set, not the model's own."""
@@ -296,12 +318,7 @@ def generate(
             config.video.resolution,
             *size,
         )
-    if not prompt.strip() and config.prompt.style_image is None and config.prompt.audio_prompt is None:
-        # unlike `translate`, whose video gives the content, nothing else would say what to show
-        raise ConfigError(
-            f"`prompt` is empty ({prompt!r}): describe what the video should show, or let a style image "
-            "(`style_image`) or a sound (`audio_prompt`) show it"
-        )
+    check_generate_prompt(prompt, config)
     if num_inference_steps is None:  # the config's (unset there: the model's own, 4 on Flux schnell)
         num_inference_steps = config.sampling.num_inference_steps
         if num_inference_steps < 2 or (noise_steps is not None and not noise_steps[1] < num_inference_steps):

@@ -266,7 +266,7 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
         changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
     changes.update(_family_defaults(config, family, run_variant(config, family, pipeline)))
     for option, families in BASE_SPECIFIC_OPTIONS.items() if family is not None else ():
-        value = functools.reduce(getattr, option.split("."), config)
+        value = _option_value(config, option)
         if family not in families and value != field_default(option):
             logger.warning(
                 "`%s` is set (%s) but does nothing on %s: only %s use%s it; it is ignored",
@@ -281,12 +281,20 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
 
 def resolve_family_defaults(config: RerenderConfig, pipeline: Any) -> RerenderConfig:
     """`config` with the `FAMILY_DEFAULTS` options it leaves unset set for `pipeline`'s base (its `family` and
-    `variant`): for a renderer handed a config that did not pass `check_run`, which sets them with the rest."""
-    from rerender.config import apply_overrides
+    `variant`): for a renderer handed a config that did not pass `check_run`, which sets them with the rest; a config
+    that leaves none unset comes back as it is (nothing logged again)."""
+    from rerender.config import FAMILY_DEFAULTS, apply_overrides
 
+    if all(_option_value(config, option) is not None for option in FAMILY_DEFAULTS):
+        return config
     family = getattr(pipeline, "family", None)
     changes = _family_defaults(config, family, run_variant(config, family, pipeline))
     return apply_overrides(config, changes) if changes else config
+
+
+def _option_value(config: RerenderConfig, option: str) -> Any:
+    """The value of the dotted `option` (e.g. "sampling.guidance_scale") in `config`."""
+    return functools.reduce(getattr, option.split("."), config)
 
 
 def _family_defaults(config: RerenderConfig, family: str | None, variant: str | None) -> dict[str, Any]:
@@ -297,7 +305,7 @@ def _family_defaults(config: RerenderConfig, family: str | None, variant: str | 
     changes: dict[str, Any] = {}
     used = []
     for option in FAMILY_DEFAULTS:
-        value = functools.reduce(getattr, option.split("."), config)
+        value = _option_value(config, option)
         if value is None:
             value = changes[option] = family_default(option, variant)
         source = "the model's own" if option in changes else "set"

@@ -105,10 +105,9 @@ class DiffusionRenderer:
         flow_estimator: Any | None = None,
         control_maps: Callable[[Sequence[int]], list[list[np.ndarray | None]]] | None = None,
     ) -> None:
-        if None in (config.sampling.num_inference_steps, config.sampling.guidance_scale, config.prompt.added_prompt):
-            from rerender.workflow.preflight import resolve_family_defaults
+        from rerender.workflow.preflight import resolve_family_defaults
 
-            config = resolve_family_defaults(config, pipeline)  # a config that did not pass `check_run`
+        config = resolve_family_defaults(config, pipeline)  # a config that did not pass `check_run`
         self.pipeline, self.config, self.flow_estimator = pipeline, config, flow_estimator
         self.control_maps = control_maps
 
