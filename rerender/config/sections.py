@@ -37,8 +37,11 @@ __all__ = [
     "CONTROL_TYPES",
     "DEFAULT_CONTROLNETS",
     "DEFAULT_SDXL_CONTROLNETS",
-    "UNION_CONTROL_MODES",
-    "UNION_MODE_NUMBERS",
+    "SDXL_UNION_MODES",
+    "FLUX_UNION_MODES",
+    "UNION_MODES",
+    "SDXLUnionModeName",
+    "FluxUnionModeName",
     "UnionControlModeName",
     "DEFAULT_NEGATIVE_PROMPT",
     "FAMILY_NAMES",
@@ -117,18 +120,45 @@ DeviceName = Literal["auto", "cpu", "mps", "cuda"]
 """Devices by name; `model.device` also takes "cuda:N"."""
 ControlType = Literal["canny", "hed", "lineart", "depth", "openpose", "precomputed"]
 """The annotator that makes a ControlNet's control map ("precomputed": maps read from files)."""
-UnionControlModeName = Literal[
+SDXLUnionModeName = Literal[
     "openpose", "depth", "hed", "pidi", "scribble", "ted", "canny", "lineart", "anime_lineart", "mlsd",
     "normal", "segment", "tile", "repaint",
 ]  # fmt: skip
-"""ControlNet Union (xinsir, diffusers' `ControlNetUnionModel`) control modes by name; several names share a mode
-(`UNION_MODE_NUMBERS`)."""
-UNION_MODE_NUMBERS: dict[str, int] = {
+"""The control modes of the SDXL ControlNet Union (xinsir/controlnet-union-sdxl-1.0 and its ProMax; diffusers'
+`ControlNetUnionModel`) by name; several names share a mode (`SDXL_UNION_MODES`)."""
+SDXL_UNION_MODES: dict[str, int] = {
     "openpose": 0, "depth": 1, "hed": 2, "pidi": 2, "scribble": 2, "ted": 2, "canny": 3, "lineart": 3,
     "anime_lineart": 3, "mlsd": 3, "normal": 4, "segment": 5, "tile": 6, "repaint": 7,
 }  # fmt: skip
-"""The mode number of each `UnionControlModeName` (the xinsir model card: 0 openpose, 1 depth, 2 hed/pidi/scribble/
-ted, 3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint (ProMax))."""
+"""The mode number of each `SDXLUnionModeName`, from the model card of xinsir/controlnet-union-sdxl-1.0
+(https://huggingface.co/xinsir/controlnet-union-sdxl-1.0): 0 openpose, 1 depth, 2 hed/pidi/scribble/ted,
+3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint (ProMax only; the first release has
+6 modes, its `num_control_type`)."""
+FluxUnionModeName = Literal["canny", "tile", "depth", "blur", "openpose", "gray", "low_quality"]
+"""The control modes of the Flux ControlNet Unions (InstantX/FLUX.1-dev-Controlnet-Union,
+Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro; diffusers' `FluxControlNetModel` with `num_mode`) by name
+(`FLUX_UNION_MODES`): the model cards' "pose" is "openpose" and "low quality" "low_quality" here, one name per
+concept on every base."""
+FLUX_UNION_MODES: dict[str, int] = {
+    "canny": 0, "tile": 1, "depth": 2, "blur": 3, "openpose": 4, "gray": 5, "low_quality": 6,
+}  # fmt: skip
+"""The mode number of each `FluxUnionModeName`, from the model cards of InstantX/FLUX.1-dev-Controlnet-Union
+(https://huggingface.co/InstantX/FLUX.1-dev-Controlnet-Union) and Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro
+(https://huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro), which share it: canny 0, tile 1, depth 2,
+blur 3, pose 4, gray 5, low quality 6."""
+UnionControlModeName = Literal[SDXLUnionModeName, FluxUnionModeName]
+"""Every ControlNet Union mode name (`control.control_mode`): those of the SDXL and of the Flux ControlNet Unions; a
+run takes those of its base's Union model only (`UNION_MODES`)."""
+UNION_MODES: dict[str, dict[str, int]] = {
+    "sd15": SDXL_UNION_MODES,
+    "sdxl": SDXL_UNION_MODES,
+    "flux": FLUX_UNION_MODES,
+    "zimage": {},
+}
+"""The Union ControlNet's mode names and numbers on each `ModelFamily`: a UNet base's is diffusers'
+`ControlNetUnionModel` (xinsir's numbering, `SDXL_UNION_MODES`; published for SDXL), Flux's a `FluxControlNetModel`
+with modes (`FLUX_UNION_MODES`); Z-Image's Union ControlNet (alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union,
+diffusers' `ZImageControlNetModel`) takes no mode: it reads the kind of control from the map itself."""
 FreeUVariant = Literal["rerender", "diffusers"]
 """Which FreeU: the paper's (Rerender) or `unet.enable_freeu` (diffusers)."""
 FlowEstimatorName = Literal["auto", "dis", "gmflow"]
@@ -222,9 +252,11 @@ BASE_SPECIFIC_OPTIONS = {
     "constraints.cross_frame_blocks": ("zimage", "flux"),
     "constraints.freeu": ("sd15", "sdxl"),
     "constraints.loose_cross_frame_attention": ("sd15", "sdxl"),
+    "control.control_mode": ("sd15", "sdxl", "flux"),
 }
 """Options that act on some bases only (the families each acts on); set on another base they do nothing, and a
-run says so (a warning naming the option and the bases that use it)."""
+run says so (a warning naming the option and the bases that use it). `control.control_mode`: Z-Image's Union
+ControlNet takes no mode (`UNION_MODES`)."""
 PropagationEngine = Literal["auto", "numba", "torch"]
 """The propagation engine: the CPU numba engine, the torch engine (GPU or CPU), or "auto" (torch when torch sees a GPU)."""
 PropagationDevice = Literal["auto", "cpu", "cuda"]
@@ -260,6 +292,8 @@ CHOICES: dict[str, Any] = {
     "DeviceName": DeviceName,
     "ControlType": ControlType,
     "UnionControlModeName": UnionControlModeName,
+    "SDXLUnionModeName": SDXLUnionModeName,
+    "FluxUnionModeName": FluxUnionModeName,
     "FreeUVariant": FreeUVariant,
     "FlowEstimatorName": FlowEstimatorName,
     "DISPreset": DISPreset,
@@ -595,9 +629,7 @@ DEFAULT_SDXL_CONTROLNETS = {
 """SDXL ControlNets per control type; HED and lineart have no well-kept single SDXL ControlNet, so the Union
 ControlNet serves them (mode 2 and 3)."""
 
-UNION_CONTROL_MODES = {kind: UNION_MODE_NUMBERS[kind] for kind in ("openpose", "depth", "hed", "canny", "lineart")}
-"""ControlNet Union (xinsir) control modes per control type: 0 openpose, 1 depth, 2 hed/pidi/scribble,
-3 canny/lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint."""
+_HIGHEST_UNION_MODE = max(max(table.values()) for table in UNION_MODES.values() if table)
 
 
 @dataclass(frozen=True)
@@ -619,9 +651,11 @@ class ControlConfig:
     maps: str | None = None
     """Folder of images or a video with one control map per frame (needed for "precomputed")."""
     control_mode: int | UnionControlModeName | None = None
-    """ControlNet Union only: the condition's mode, a number or its name (0 openpose, 1 depth, 2 hed/pidi/scribble/
-    ted, 3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment, 6 tile, 7 repaint; a name is stored as its
-    number); `None` = the mode of `type` (needed for "precomputed")."""
+    """ControlNet Union only: the condition's mode, a number or a name of the base's Union model (`UNION_MODES`;
+    SDXL: 0 openpose, 1 depth, 2 hed/pidi/scribble/ted, 3 canny/lineart/anime_lineart/mlsd, 4 normal, 5 segment,
+    6 tile, 7 repaint; Flux: 0 canny, 1 tile, 2 depth, 3 blur, 4 openpose, 5 gray, 6 low_quality), resolved to its
+    number when the model is known; `None` = the mode of `type` (needed for "precomputed"). Z-Image's Union
+    ControlNet takes no mode (ignored, with a warning)."""
 
     def __post_init__(self) -> None:
         _check_choice("control.type", self.type, CONTROL_TYPES)
@@ -636,11 +670,10 @@ class ControlConfig:
             if not self.model:
                 raise ConfigError("`control.model` must name the ControlNet to use when type is 'precomputed'")
 
-        if isinstance(self.control_mode, str):
+        if isinstance(self.control_mode, str):  # a name: its number depends on the base's Union model (`UNION_MODES`)
             _check_choice("control.control_mode", self.control_mode, choices(UnionControlModeName))
-            object.__setattr__(self, "control_mode", UNION_MODE_NUMBERS[self.control_mode])
-        if self.control_mode is not None:
-            _check_range("control.control_mode", self.control_mode, 0, 7)
+        elif self.control_mode is not None:
+            _check_range("control.control_mode", self.control_mode, 0, _HIGHEST_UNION_MODE)
 
     @property
     def resolved_model(self) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rerender.config import UNION_CONTROL_MODES, ControlConfig
+from rerender.config import CONTROL_TYPES, FAMILY_NAMES, UNION_MODES, ControlConfig
 from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ __all__ = [
     "make_annotator",
     "load_control_maps",
     "union_control_mode",
+    "union_modes_text",
 ]
 
 Annotator = Callable[[np.ndarray], np.ndarray]
@@ -244,21 +245,62 @@ def load_control_maps(
     return maps
 
 
-def union_control_mode(control: ControlConfig, num_control_type: int = 8) -> int:
-    """The ControlNet Union mode of one condition: `control.control_mode`, else the mode of its type
-    (`rerender.config.UNION_CONTROL_MODES`: openpose 0, depth 1, hed 2, canny and lineart 3).
+def union_modes_text(family: str, num_modes: int | None = None) -> str:
+    """The Union mode names of `family`'s Union ControlNet by number (`rerender.config.UNION_MODES`), as messages and
+    the docs give them: "0 openpose, 1 depth, 2 hed/pidi/scribble/ted, …"; `num_modes`: only the modes below it."""
+    numbers: dict[int, list[str]] = {}
+    for name, number in UNION_MODES[family].items():
+        if num_modes is None or number < num_modes:
+            numbers.setdefault(number, []).append(name)
+    return ", ".join(f"{number} {'/'.join(names)}" for number, names in sorted(numbers.items()))
+
+
+def union_control_mode(
+    control: ControlConfig, num_control_type: int = 8, family: str = "sdxl", position: int | None = None
+) -> int:
+    """The mode number of one condition on the Union ControlNet of a `family` base: `control.control_mode` (a number,
+    or a name resolved with the base's table, `rerender.config.UNION_MODES`: SDXL's `SDXL_UNION_MODES`, Flux's
+    `FLUX_UNION_MODES`), else the mode its `type` names in that table (SDXL: openpose 0, depth 1, hed 2, canny and
+    lineart 3; Flux: canny 0, depth 2, openpose 4).
+
+    Args:
+        control: the condition.
+        num_control_type: how many modes the model has (`ControlNetUnionModel`'s ``num_control_type``,
+            `FluxControlNetModel`'s ``num_mode``); a mode must be below it.
+        family: the base's `ModelFamily` ("sd15" and "sdxl" take `ControlNetUnionModel`'s numbering, "flux" the Flux
+            Union's).
+        position: the condition's index in the `control` list, for the messages (``control[i].control_mode``,
+            ``--set control.i.control_mode=…``); None says ``control.control_mode``.
 
     Raises:
-        ConfigError: a precomputed map without `control_mode`, or a mode the model does not have.
+        ConfigError: a name the base's Union model does not have (listing those it has), a precomputed map (or a type
+            without a mode of its own) without `control_mode`, or a mode the model does not have.
     """
-    mode = control.control_mode if control.control_mode is not None else UNION_CONTROL_MODES.get(control.type)
-    if mode is None:
-        raise ConfigError(
-            f"`control.control_mode` must be set for a {control.type!r} condition of a ControlNet Union "
-            "(0 openpose, 1 depth, 2 hed, 3 canny/lineart, 4 normal, 5 segment, 6 tile, 7 repaint)"
-        )
+    table = UNION_MODES[family]
+    where = "control" if position is None else f"control[{position}]"
+    cli = f"--set control.{position or 0}.control_mode=NAME"
+    model = f"the {FAMILY_NAMES.get(family, family)} ControlNet Union"
+    mode = control.control_mode
+    if isinstance(mode, str):
+        if mode not in table:
+            raise ConfigError(
+                f"`{where}.control_mode` {mode!r} is not a mode of {model}; its modes: {union_modes_text(family)} "
+                f"(a name or its number; CLI: {cli})"
+            )
+        mode = table[mode]
+    elif mode is None:
+        mode = table.get(control.type)
+        if mode is None:
+            typed = [kind for kind in table if kind in CONTROL_TYPES]
+            raise ConfigError(
+                f"`{where}.control_mode` must be set for a {control.type!r} condition: `{where}.type` {control.type!r} "
+                f"has no mode in {model} (the types with one: {', '.join(map(repr, typed))}); its modes: "
+                f"{union_modes_text(family)} (CLI: {cli})"
+            )
     if not 0 <= mode < num_control_type:
+        given = "" if mode == control.control_mode else f" ({control.control_mode!r})"
         raise ConfigError(
-            f"`control.control_mode` is {mode}, but this ControlNet Union has modes 0-{num_control_type - 1}"
+            f"`{where}.control_mode` is {mode}{given}, but this ControlNet Union has modes 0-{num_control_type - 1} "
+            f"({union_modes_text(family, num_control_type)})"
         )
     return mode

@@ -23,7 +23,9 @@ Text2Video-Zero for `generate`. What is Flux's is here:
 * **text**: CLIP (pooled) + T5 (sequence) through diffusers' own `FluxPipeline.encode_prompt`;
 * **cross-frame attention** in all double- and single-stream blocks (`flux_cross_frame_attention`);
 * **control**: one `FluxControlNetModel` (VAE-latent conditioning, packed, or the hint-block kind fed with pixels);
-  a Union ControlNet gets its mode from ``control.type`` (`UNION_CONTROL_MODES`).
+  a Union ControlNet (one with modes, ``num_mode``) takes ``control.control_mode`` (a number, or a name of
+  `rerender.config.FLUX_UNION_MODES`), else the mode of ``control.type`` (canny 0, depth 2, openpose 4), as
+  `FluxControlNetPipeline`'s ``control_mode``.
 
 Not available here: FreeU (UNet skips; ignored with one log line), the IP-Adapter (refused: diffusers' Flux
 IP-Adapter is not wired), background smoothing in `generate` (refused).
@@ -51,9 +53,11 @@ from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
+from rerender.config import FLUX_UNION_MODES, ControlConfig
 from rerender.diffusion.attention import CrossFrameAttentionStore
+from rerender.diffusion.control import union_control_mode
 from rerender.diffusion.flow_transformer import FlowTransformerPipeline
-from rerender.diffusion.loading import config_class_name
+from rerender.diffusion.loading import _local_config, config_class_name
 from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
 from rerender.errors import ConfigError
@@ -70,14 +74,11 @@ __all__ = [
     "load_flux_controlnet",
     "DEFAULT_FLUX_MODEL",
     "FLUX_COMPONENTS",
-    "UNION_CONTROL_MODES",
+    "flux_control_mode",
+    "check_flux_control_mode",
     "FluxConditioning",
     "true_guidance_options",
 ]
-
-UNION_CONTROL_MODES = {"canny": 0, "depth": 2, "openpose": 4}
-"""``control.type`` → the mode index of the Flux Union ControlNets (InstantX/FLUX.1-dev-Controlnet-Union and
-Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro: canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6)."""
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -147,7 +148,8 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         text_encoder_2: the T5 encoder (the token sequence).
         tokenizer_2: its tokenizer.
         transformer: the `FluxTransformer2DModel`.
-        controlnet: a `FluxControlNetModel` (a Union one takes its mode from ``control.type``), or None.
+        controlnet: a `FluxControlNetModel` (a Union one takes ``control.control_mode``, else the mode of
+            ``control.type``: `flux_control_mode`), or None.
     """
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
@@ -225,11 +227,13 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
     # ----------------------------------------------------------------------------------------------------
 
     def check_family_inputs(self, guidance_scale: float, negative_prompt: str | None, controls: Any) -> None:
-        """The guidance warning, and the Union ControlNet's mode (from ``controls[0].type``; canny when `controls`
-        is None).
+        """The guidance warning, and the Union ControlNet's mode (`flux_control_mode` of ``controls[0]``; canny when
+        `controls` is None).
 
         Raises:
-            ConfigError: with a Union ControlNet, a control type it has no mode for.
+            ConfigError: with a Union ControlNet, a mode it does not have (a name of another base, a number out of
+                its range) or a control type it has no mode for without ``control_mode``; a ``control_mode`` on a
+                ControlNet without modes.
         """
         if guidance_scale > 1.0 and not self.guidance_embedded:
             logger.warning(
@@ -245,14 +249,9 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
                 self._true_cfg_scale,
             )
         self._control_mode = None
-        if self.controlnet is not None and getattr(self.controlnet, "union", False):
-            kind = controls[0].type if controls else "canny"
-            if kind not in UNION_CONTROL_MODES:
-                raise ConfigError(
-                    f"`control.type` {kind!r} has no mode in a Flux Union ControlNet; use one of "
-                    f"{', '.join(map(repr, UNION_CONTROL_MODES))}"
-                )
-            self._control_mode = UNION_CONTROL_MODES[kind]
+        if self.controlnet is not None:
+            control = controls[0] if controls else ControlConfig()
+            self._control_mode = flux_control_mode(control, self.controlnet.config.get("num_mode"))
 
     def encode_prompt(
         self,
@@ -367,7 +366,10 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
         guidance = torch.full((1,), float(state.guidance_scale), device=device)
         residuals: dict[str, Any] = {}
         if control:
-            mode = None if self._control_mode is None else torch.full((1, 1), self._control_mode, device=device)
+            # `FluxControlNetPipeline`'s `control_mode`: a (batch, 1) long tensor, which the mode embedding reads
+            mode = None
+            if self._control_mode is not None:
+                mode = torch.full((1, 1), self._control_mode, dtype=torch.long, device=device)
             blocks, single_blocks = self.controlnet(
                 hidden_states=tokens,
                 controlnet_cond=control[0],
@@ -402,6 +404,45 @@ class RerenderFluxPipeline(FluxLoraLoaderMixin, FlowTransformerPipeline):
             negative, positive = output.chunk(2)
             output = negative + text.true_cfg_scale * (positive - negative)
         return unpack_latents(output, height, width)
+
+
+def flux_control_mode(control: ControlConfig, num_mode: int | None, position: int | None = None) -> int | None:
+    """The mode a Flux ControlNet takes for `control`: on a Union one (``num_mode`` modes: InstantX/Shakker-Labs),
+    `control.control_mode` (a number, or a name of `rerender.config.FLUX_UNION_MODES`), else the mode of its type
+    (canny 0, depth 2, openpose 4), checked against ``num_mode`` (`rerender.diffusion.control.union_control_mode`);
+    None on one without modes (`num_mode` None), which reads the kind of control from the map.
+
+    Raises:
+        ConfigError: on a Union, a name it does not have (listing its names), a number out of its range, a type
+            without a mode of its own and no `control_mode` (a precomputed map); on one without modes, a
+            `control_mode` (it would do nothing), naming ``control[position].control_mode`` (``control.control_mode``
+            when `position` is None).
+    """
+    if num_mode is not None:
+        return union_control_mode(control, num_mode, "flux", position)
+    if control.control_mode is not None:
+        where = "control" if position is None else f"control[{position}]"
+        raise ConfigError(
+            f"`{where}.control_mode` is {control.control_mode!r}, but this Flux ControlNet is not a "
+            "ControlNet Union (it has no modes: `num_mode` is not set in its config; it reads the kind of control "
+            f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a Union "
+            "ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
+        )
+    return None
+
+
+def check_flux_control_mode(control: ControlConfig, source: str, position: int = 0) -> None:
+    """`flux_control_mode` before any weights load: with the ControlNet's ``config.json`` here (a folder, or a
+    cached hub id), against its ``num_mode``; without it, a `control_mode` name at least must be a Flux Union one.
+
+    Raises:
+        ConfigError: see `flux_control_mode`.
+    """
+    config = _local_config(source)
+    if config is not None and config.get("_class_name") in ("FluxControlNetModel", "FluxMultiControlNetModel"):
+        flux_control_mode(control, config.get("num_mode"), position)
+    elif config is None and isinstance(control.control_mode, str):
+        union_control_mode(control, max(FLUX_UNION_MODES.values()) + 1, "flux", position)
 
 
 def true_guidance_options(pipeline: Any, true_cfg_scale: float) -> dict[str, float]:

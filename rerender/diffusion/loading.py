@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from rerender.config import FAMILY_NAMES as config_family_names
-from rerender.config import ControlConfig, LoraConfig, ModelConfig
+from rerender.config import UNION_MODES, ControlConfig, LoraConfig, ModelConfig
 from rerender.diffusion.control import union_control_mode
 from rerender.errors import CheckpointError, ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
@@ -545,10 +545,9 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
                 "type): leave control_mode unset, or use a Union ControlNet"
             )
         if config is not None and config.get("_class_name") == "ControlNetUnionModel":  # its mode, named as typed
-            try:
-                union_control_mode(control, config.get("num_control_type", 8))
-            except ConfigError as error:
-                raise ConfigError(str(error).replace("`control.", f"`control[{position}].")) from None
+            union_control_mode(control, config.get("num_control_type", 8), family, position)
+        elif config is None and _is_union(source):  # not here yet: its name at least must be one of the base's
+            union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
     vae = _local_config(model.vae) if model.vae is not None else None
     unet = _unet_config(base_path, family) if base_path is not None else None
     if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
@@ -762,8 +761,8 @@ def transformer_parts(family: str) -> TransformerFamily:
             flux.load_flux_controlnet,
             flux.is_flux_controlnet,
             None,
-            "Flux takes one Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny; a Union one takes its mode "
-            "from control.type)",
+            "Flux takes one Flux ControlNet (e.g. InstantX/FLUX.1-dev-Controlnet-Canny; a Union one takes "
+            "control.control_mode, else the mode of control.type)",
         )
     raise ConfigError(f"{family!r} is not a transformer family; use one of {', '.join(TRANSFORMER_FAMILIES)}")
 
@@ -823,7 +822,8 @@ def _transformer_dtype(wanted: str | torch.dtype, device: torch.device) -> torch
 
 def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], family: str) -> str | None:
     """Refuse, before any weights load, what does not fit a transformer base: `model.vae`, several ControlNets,
-    no ControlNet where the family has no default, a ControlNet or LoRA of another family (naming both).
+    no ControlNet where the family has no default, a ControlNet or LoRA of another family (naming both), on Flux a
+    `control_mode` its ControlNet does not have (`rerender.diffusion.flux.check_flux_control_mode`).
 
     Returns:
         The ControlNet source to load (None without control).
@@ -852,6 +852,10 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
             raise _mismatch("`control[0].model`", source, its_family, family)
         if parts.is_controlnet(source) is False:
             parts.load_controlnet(source, torch.float32)  # raises, naming the family, before the big model
+        if family == "flux":  # its Union's mode, by the model's `num_mode` when its config is here
+            from rerender.diffusion.flux import check_flux_control_mode
+
+            check_flux_control_mode(controls[0], source, 0)
     for position, lora in enumerate(model.loras):
         its_family = transformer_lora_family(lora.path)
         if its_family is not None and its_family != family:

@@ -644,7 +644,10 @@ class RerenderPipeline(
             conditioning_scales = [float(controlnet_conditioning_scale)] * len(controls)
         else:
             conditioning_scales = [float(scale) for scale in controlnet_conditioning_scale]
-        control_modes = [union_control_mode(control) for control in controls] if self.is_union else None
+        control_modes = None
+        if self.is_union:  # names resolved with this base's table, numbers checked against the model's modes
+            count = self.controlnet.config.num_control_type
+            control_modes = [union_control_mode(control, count, self.family) for control in controls]
 
         # 3. Encode the prompt: [negative; positive] in one batch for classifier-free guidance, with SDXL's pooled
         #    embedding and size/crop numbers (the processed frame's size, the same for every keyframe); the

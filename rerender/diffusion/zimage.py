@@ -14,7 +14,8 @@ with Flux; what is Z-Image's is here:
 * **cross-frame attention** in the main-stream blocks (`token_cross_frame_attention`, image tokens padded as the
   model pads them);
 * **control**: the Z-Image Fun ControlNet (Union: canny, HED, depth, pose, MLSD, chosen by the kind of control map
-  given), one at a time, joined to the transformer as `ZImageControlNetPipeline` joins it.
+  given; it takes no mode, so `control.control_mode` is unused here), one at a time, joined to the transformer as
+  `ZImageControlNetPipeline` joins it.
 
 Not available on this base, as the config documents: FreeU (defined on UNet skip connections; ignored with one
 log line) and the IP-Adapter (diffusers has none for Z-Image; refused).
@@ -140,7 +141,9 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
     # ----------------------------------------------------------------------------------------------------
 
     def check_family_inputs(self, guidance_scale: float, negative_prompt: str | None, controls: Any) -> None:
-        """Guidance above 1 on a guidance-distilled model (Turbo) warns."""
+        """Guidance above 1 on a guidance-distilled model (Turbo) warns. A ``control_mode`` is not used: the Z-Image
+        ControlNet takes no mode (diffusers' `ZImageControlNetModel.forward` has no mode input; it reads the kind of
+        control from the map); a run warned about it already (`rerender.config.BASE_SPECIFIC_OPTIONS`)."""
         if guidance_scale > 1.0 and self.guidance_distilled:
             logger.warning(
                 "guidance_scale %g on a guidance-distilled model (%s): it was trained to run without "
@@ -148,6 +151,8 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
                 guidance_scale,
                 self.config.get("_name_or_path"),
             )
+        if self.controlnet is not None and any(control.control_mode is not None for control in controls or ()):
+            logger.debug("`control.control_mode` is not used on Z-Image: its ControlNet takes no mode")
 
     def encode_prompt(
         self,

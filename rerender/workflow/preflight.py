@@ -266,14 +266,15 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
         changes["prompt.negative_prompt"] = default_negative_prompt(family, config.sampling.true_cfg_scale)
     changes.update(_family_defaults(config, family, run_variant(config, family, pipeline)))
     for option, families in BASE_SPECIFIC_OPTIONS.items() if family is not None else ():
-        value = _option_value(config, option)
-        if family not in families and value != field_default(option):
+        for name, value in _option_values(config, option):
+            if family in families or value == field_default(option):
+                continue
             logger.warning(
                 "`%s` is set (%s) but does nothing on %s: only %s use%s it; it is ignored",
-                option,
+                name,
                 value,
                 FAMILY_NAMES.get(family, family),
-                " and ".join(FAMILY_NAMES[name] for name in families),
+                " and ".join(FAMILY_NAMES[base] for base in families),
                 "s" if len(families) == 1 else "",
             )
     return apply_overrides(config, changes) if changes else config
@@ -295,6 +296,15 @@ def resolve_family_defaults(config: RerenderConfig, pipeline: Any) -> RerenderCo
 def _option_value(config: RerenderConfig, option: str) -> Any:
     """The value of the dotted `option` (e.g. "sampling.guidance_scale") in `config`."""
     return functools.reduce(getattr, option.split("."), config)
+
+
+def _option_values(config: RerenderConfig, option: str) -> list[tuple[str, Any]]:
+    """``(name, value)`` of the dotted `option` in `config`: one per entry of the `control` list for a ``control.x``
+    option (named ``control[i].x``), else the one value."""
+    section, _, leaf = option.partition(".")
+    if section == "control":
+        return [(f"control[{index}].{leaf}", getattr(control, leaf)) for index, control in enumerate(config.control)]
+    return [(option, _option_value(config, option))]
 
 
 def _family_defaults(config: RerenderConfig, family: str | None, variant: str | None) -> dict[str, Any]:
