@@ -149,6 +149,19 @@ def test_an_sdxl_union_s_name_is_checked_when_its_hub_model_is_not_here_yet(tiny
         check_families(ModelConfig(base_model=str(tiny_sdxl_dir)), controls, tiny_sdxl_dir)
 
 
+def test_the_cli_refuses_a_name_the_base_s_union_lacks_before_any_frame_is_decoded(tiny_sdxl_dir, tmp_path, capsys):
+    from rerender.cli import main
+
+    demo, out = str(REPO / "rerender" / "assets" / "demo.mp4"), tmp_path / "out.mp4"
+    args = ["translate", demo, "-p", "x", "-o", str(out), "--model", str(tiny_sdxl_dir), "--renderer", "diffusion"]
+    args += ["--set", f"control.0.model={tiny_sdxl_dir}/controlnet_union", "--set", "control.0.control_mode=gray"]
+    assert main([*args, "--stage", "first"]) == 2
+    err = capsys.readouterr().err
+    assert "`control[0].control_mode` 'gray' is not a mode of the SDXL ControlNet Union" in err
+    assert "6 tile, 7 repaint" in err and "--set control.0.control_mode=" in err
+    assert not (tmp_path / "out.mp4.work").exists()  # refused before any frame was decoded
+
+
 # --------------------------------------------------------------------------------------------------------
 # Flux: the mode that reaches the ControlNet
 # --------------------------------------------------------------------------------------------------------
