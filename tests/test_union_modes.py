@@ -82,6 +82,8 @@ def _mode_reaching_the_controlnet(flux, control: ControlConfig) -> torch.Tensor:
 
 
 def test_one_table_per_union_model_kind_each_its_model_card_s_numbers():
+    import rerender.config.sections as sections
+    import rerender.diffusion.flux as flux_module
     from rerender.config import (
         CHOICES,
         FLUX_UNION_MODES,
@@ -91,7 +93,9 @@ def test_one_table_per_union_model_kind_each_its_model_card_s_numbers():
         SDXLUnionModeName,
         UnionControlModeName,
         choices,
+        field_help,
     )
+    from rerender.diffusion.control import union_modes_text
 
     assert SDXL_UNION_MODES == XINSIR_CARD and FLUX_UNION_MODES == FLUX_UNION_CARD
     assert choices(SDXLUnionModeName) == tuple(SDXL_UNION_MODES) and choices(FluxUnionModeName) == tuple(
@@ -101,9 +105,9 @@ def test_one_table_per_union_model_kind_each_its_model_card_s_numbers():
     assert {"SDXLUnionModeName", "FluxUnionModeName", "UnionControlModeName"} <= set(CHOICES)
     assert UNION_MODES["sdxl"] is SDXL_UNION_MODES and UNION_MODES["flux"] is FLUX_UNION_MODES
     assert UNION_MODES["zimage"] == {}  # its Union ControlNet takes no mode
-    import rerender.config.sections as sections
-    import rerender.diffusion.flux as flux_module
-
+    # the option's help (CLI, docs) spells the tables as they are
+    help_text = " ".join(field_help("control.control_mode").split())
+    assert f"SDXL: {union_modes_text('sdxl')};" in help_text and f"Flux: {union_modes_text('flux')})" in help_text
     # one name per concept: the two tables that once shared `UNION_CONTROL_MODES` are gone
     assert not hasattr(sections, "UNION_CONTROL_MODES") and not hasattr(flux_module, "UNION_CONTROL_MODES")
 

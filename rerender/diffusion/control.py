@@ -293,9 +293,9 @@ def union_control_mode(
         if mode is None:
             typed = [kind for kind in table if kind in CONTROL_TYPES]
             raise ConfigError(
-                f"`{where}.control_mode` must be set for a {control.type!r} condition: `{where}.type` {control.type!r} "
-                f"has no mode in {model} (the types with one: {', '.join(map(repr, typed))}); its modes: "
-                f"{union_modes_text(family)} (CLI: {cli})"
+                f"`{where}.control_mode` must be set for a {control.type!r} condition: `{where}.type` "
+                f"{control.type!r} has no mode in {model} (the types with one: {', '.join(map(repr, typed))}); "
+                f"its modes: {union_modes_text(family)} (CLI: {cli})"
             )
     if not 0 <= mode < num_control_type:
         given = "" if mode == control.control_mode else f" ({control.control_mode!r})"

@@ -425,8 +425,8 @@ def flux_control_mode(control: ControlConfig, num_mode: int | None, position: in
         raise ConfigError(
             f"`{where}.control_mode` is {control.control_mode!r}, but this Flux ControlNet is not a "
             "ControlNet Union (it has no modes: `num_mode` is not set in its config; it reads the kind of control "
-            f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a Union "
-            "ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
+            f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a "
+            "Union ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
         )
     return None
 
@@ -439,7 +439,7 @@ def check_flux_control_mode(control: ControlConfig, source: str, position: int =
         ConfigError: see `flux_control_mode`.
     """
     config = _local_config(source)
-    if config is not None and config.get("_class_name") in ("FluxControlNetModel", "FluxMultiControlNetModel"):
+    if config is not None and config.get("_class_name") == "FluxControlNetModel":
         flux_control_mode(control, config.get("num_mode"), position)
     elif config is None and isinstance(control.control_mode, str):
         union_control_mode(control, max(FLUX_UNION_MODES.values()) + 1, "flux", position)
