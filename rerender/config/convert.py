@@ -117,8 +117,43 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-# Other tools' words for an option, where the nearest spelling would point at another option
-_OTHER_TOOLS_WORDS = {"LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"}}
+OTHER_TOOLS_WORDS: dict[str, dict[str, str]] = {
+    "VideoConfig": {"max_frames": "end_frame"},
+    "KeyframeConfig": {"K": "keyframe_interval"},
+    "PromptConfig": {"style_image_weight": "style_image_scale"},
+    "SamplingConfig": {
+        "steps": "num_inference_steps",
+        "cfg": "guidance_scale",
+        "cfg_scale": "guidance_scale",
+        "strength": "denoising_strength",
+    },
+    "LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"},
+}
+"""Other tools' words (diffusers, A1111, kohya, our own Python arguments) for an option, by the name of the config
+dataclass whose option they mean (a word means different options in different places: a LoRA's `strength` is its
+`scale`, a run's is `denoising_strength`), where the nearest spelling would point at another option (`steps` → fps,
+`cfg` → crf, a LoRA's `weight` → weight_name). Read through `other_tools_option`."""
+
+
+def other_tools_option(word: str, owner: type | None = None) -> str | None:
+    """The option another tool's `word` means (`OTHER_TOOLS_WORDS`), or None.
+
+    Args:
+        word: the unknown key as the user typed it.
+        owner: the config dataclass the key was given in (`SamplingConfig` for `sampling.steps`, `LoraConfig` for a
+            LoRA's key): the name of its option. `RerenderConfig`: the dotted path (``sampling.num_inference_steps``,
+            what a config file needs at its top level). None (a leaf name, as overrides take them): the option's leaf
+            name, looked up in the sections in declaration order.
+    """
+    if owner is not None and owner is not RerenderConfig:
+        return OTHER_TOOLS_WORDS.get(owner.__name__, {}).get(word)
+    hints = typing.get_type_hints(RerenderConfig)
+    for section in dataclasses.fields(RerenderConfig):
+        section_type = hints[section.name]
+        option = OTHER_TOOLS_WORDS.get(getattr(section_type, "__name__", ""), {}).get(word)
+        if option is not None:
+            return option if owner is None else f"{section.name}.{option}"
+    return None
 
 
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
@@ -128,7 +163,7 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
     for key, value in data.items():
         full_key = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            meant = _OTHER_TOOLS_WORDS.get(cls.__name__, {}).get(str(key))
+            meant = other_tools_option(str(key), cls)
             hint = f"; did you mean {meant!r}?" if meant else _nearest(str(key), names)
             raise ConfigError(f"unknown option `{full_key}`{hint}")
         kwargs[key] = _convert(value, hints[key], full_key)
