@@ -3,6 +3,8 @@ single-file parts, `~` in path options, Z-Image-Turbo's detection, generate's si
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from rerender.config import RerenderConfig, apply_overrides, config_from_dict
@@ -37,3 +39,63 @@ def test_another_tool_s_word_in_an_override_suggests_the_option_it_means(given, 
 def test_another_tool_s_word_in_a_config_file_suggests_the_option_it_means_there(data, suggested):
     with pytest.raises(ConfigError, match=rf"unknown option {suggested}\?$"):
         config_from_dict(data)
+
+
+# ------------------------------------------------------------------------------------ 2. one reader of typed text
+
+
+def _cell(tmp_path, column: str, cell: str):
+    """The override a CSV job list's cell gives `column` (the row's video exists: nothing else is checked)."""
+    from rerender.workflow.batching import load_jobs
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    with open(tmp_path / "jobs.csv", "w", newline="", encoding="utf-8") as file:  # a spreadsheet quotes "[0, 10]"
+        csv.writer(file).writerows([["video", column], ["a.mp4", cell]])
+    (job,) = load_jobs(tmp_path / "jobs.csv", "a cat", tmp_path / "out")
+    return job.overrides[column]
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "value"),
+    [
+        ("chunk_pixels", "1e6", 1_000_000),
+        ("chunk_pixels", "1_000", 1000),
+        ("denoising_strength", "1", 1.0),
+        ("last_frame_keyframe", "yes", True),
+        ("last_frame_keyframe", "true", True),
+        ("keep_audio", "0", False),  # was: --set keep_audio=0 refused, the CSV took it
+        ("seed", "none", None),  # was: --set seed=none refused, the CSV took it
+        ("end_frame", "null", None),
+        ("blend_mode", "poisson", "poisson"),
+        ("keyframe_indices", "[0, 10]", [0, 10]),
+        ("negative_prompt", "no", "no"),  # text stays text (YAML reads it as false)
+        ("prompt_language", "auto", "auto"),
+    ],
+)
+def test_a_job_list_cell_and_a_set_value_read_the_same(tmp_path, column, text, value):
+    from rerender.config import parse_override
+
+    key, given = parse_override(f"{column}={text}")
+    assert key == column and given == value and type(given) is type(value)
+    read = _cell(tmp_path, column, text)
+    assert read == value and type(read) is type(value)
+    apply_overrides(RerenderConfig(), {column: value})  # a value the config takes
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "error"),
+    [
+        ("denoising_strength", "strong", "`denoising_strength` must be a number, got 'strong'"),
+        ("keyframe_interval", "8.5", "`keyframe_interval` must be an integer, got 8.5"),
+        ("propagation.engine", "cuda", "`propagation.engine` must be one of 'auto', 'numba', 'torch', got 'cuda'"),
+    ],
+)
+def test_a_bad_cell_and_a_bad_set_value_say_the_same(tmp_path, column, text, error):
+    from rerender.config import parse_override
+
+    with pytest.raises(ConfigError) as raised:
+        parse_override(f"{column}={text}")
+    assert str(raised.value) == error
+    with pytest.raises(ConfigError) as raised:
+        _cell(tmp_path, column, text)
+    assert str(raised.value).endswith(f"row 1, column {column!r}: {error}"), raised.value

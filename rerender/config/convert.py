@@ -17,7 +17,15 @@ from typing import Any, Literal, Union
 from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
 from rerender.errors import ConfigError, InputNotFoundError
 
-__all__ = ["config_from_dict", "config_to_dict", "config_hash", "load_config", "save_config", "dump_yaml"]
+__all__ = [
+    "config_from_dict",
+    "config_to_dict",
+    "config_hash",
+    "load_config",
+    "save_config",
+    "dump_yaml",
+    "value_from_text",
+]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -154,6 +162,59 @@ def other_tools_option(word: str, owner: type | None = None) -> str | None:
         if option is not None:
             return option if owner is None else f"{section.name}.{option}"
     return None
+
+
+def value_from_text(text: str, annotation: Any, key: str) -> Any:
+    """An option's value typed as text (`--set KEY=VALUE`, a CSV job list's cell), read by the option's type: the
+    one rule for both.
+
+    The text is read as YAML (``0.5``, ``1_000``, ``true``/``yes``/``off``, ``[0, 10]``, ``{b1: 1.2}``) and converted
+    as a config file's value is (`_convert`: ``1e6`` is a number where a number is expected); ``1``/``0`` are true and
+    false where an option takes true or false (spreadsheets write them); ``null``, ``~`` and ``none`` (any case) are
+    `None` where the option takes `None`. An option that takes free text (a prompt, a path) keeps the text as
+    written, unless it is quoted (``''``): YAML would make ``no`` false, ``a: b`` a mapping, and cut ``a car #1`` at
+    its comment.
+
+    Args:
+        text: the value as typed.
+        annotation: the option's type (`rerender.config.field_type`).
+        key: the option as the user named it (a CSV column, a `--set` key), for errors.
+
+    Returns:
+        The value as plain data (lists, dicts, scalars), as `config_from_dict` takes it.
+
+    Raises:
+        ConfigError: "`key` must be …, got …", as config files say it.
+    """
+    import yaml
+
+    stripped = text.strip()
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    kinds = [arg for arg in typing.get_args(annotation) if arg is not type(None)] if union else [annotation]
+    if union and type(None) in typing.get_args(annotation) and stripped.lower() in ("null", "none", "~"):
+        return None
+    quoted = len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\""
+    if str in kinds and not quoted:
+        return stripped
+    try:
+        value = yaml.safe_load(stripped) if stripped else ""
+    except yaml.YAMLError:
+        value = stripped
+    if bool in kinds and stripped in ("0", "1"):
+        value = stripped == "1"
+    try:
+        return _to_plain(_convert(value, annotation, key))
+    except ConfigError:
+        if isinstance(value, str) or not any(_takes_text(kind) for kind in kinds):
+            raise
+    return _to_plain(_convert(stripped, annotation, key))  # a Literal's name that YAML reads otherwise ("on")
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a (non-union) type takes a string: `str`, or a `Literal` of strings."""
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(arg, str) for arg in typing.get_args(annotation))
+    return annotation is str
 
 
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:

@@ -17,7 +17,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from rerender.config.convert import _nearest, _to_plain, config_from_dict, config_to_dict, other_tools_option
+from rerender.config.convert import (
+    _nearest,
+    _to_plain,
+    config_from_dict,
+    config_to_dict,
+    other_tools_option,
+    value_from_text,
+)
 from rerender.config.sections import FAMILY_DEFAULTS, VARIANT_NAMES, ControlConfig, RerenderConfig
 from rerender.errors import ConfigError
 
@@ -67,21 +74,30 @@ def _dataclass_of(annotation: Any) -> type | None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI override `key=value`; the value is read as YAML (`0.5`, `true`, `[0, 0.1]`, `null`).
+    """Parse a CLI override `key=value`; the value is read by the option's type as a job list's cell is
+    (`rerender.config.convert.value_from_text`: `0.5`, `1e6`, `true`, `[0, 10]`, `null`; text options keep the text),
+    or as YAML for a key that names no single option (`control.0.model`, an unknown key: `apply_overrides` reads it).
 
     Raises:
-        ConfigError: no `=` in `text`.
+        ConfigError: no `=` in `text`, or a value that is not of the option's type (naming `key` as typed).
     """
     import yaml
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"an override must look like key=value (e.g. denoising_strength=0.6), got {text!r}")
+    key = key.strip()
+    try:
+        annotation = field_type(key)
+    except ConfigError:
+        annotation = None
+    if annotation is not None:
+        return key, value_from_text(raw, annotation, key)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    return key, value
 
 
 def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
