@@ -99,3 +99,25 @@ def test_a_bad_cell_and_a_bad_set_value_say_the_same(tmp_path, column, text, err
     with pytest.raises(ConfigError) as raised:
         _cell(tmp_path, column, text)
     assert str(raised.value).endswith(f"row 1, column {column!r}: {error}"), raised.value
+
+
+# ------------------------------------------------------------------------------------ 3. --jobs with --ray: one warning
+
+
+def test_batch_jobs_with_ray_warns_once_on_the_cli_naming_the_flag(silent_clip, tmp_path, capsys, monkeypatch):
+    # was: the CLI printed its own line and kept the library's quiet by passing parallel=1: two sources
+    import logging
+    import shutil
+
+    pytest.importorskip("ray")
+    from rerender.cli import main
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # the CLI's own logging set-up, as in a terminal (not pytest's)
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(silent_clip, clips / "a.mp4")
+    code = main(["batch", str(clips), "-p", "a cat", "-o", str(tmp_path / "out"), "--ray", "Local", "--jobs", "4"])
+    err = capsys.readouterr().err
+    assert code == 2  # "Local" is no address: refused, after the warning
+    assert err.count("is ignored with") == 1 and "(--jobs 4) is ignored with `ray` (--ray)" in err, err

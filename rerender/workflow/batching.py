@@ -468,7 +468,11 @@ def batch(
     started = time.perf_counter()
     if ray is not None:
         if parallel != 1:  # Ray runs as many jobs at once as its workers' resources allow
-            logger.warning("`parallel=%d` is ignored with `ray`: Ray schedules the jobs on its workers", parallel)
+            logger.warning(
+                "`parallel=%d` (--jobs %d) is ignored with `ray` (--ray): Ray schedules the jobs on its workers",
+                parallel,
+                parallel,
+            )
         owns_connection = connect_ray(ray)  # an unreachable cluster fails here, before any job is sent
         try:
             results = _run_on_ray(job_list, config, renderer, max_retries, notify)
