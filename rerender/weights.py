@@ -1268,25 +1268,58 @@ def checkpoint_keys(path: Path) -> set[str]:
         return set(handle.keys())
 
 
-SINGLE_FILE_PARTS: dict[str, tuple[tuple[str, bool, tuple[str, ...]], ...]] = {
+@dataclass(frozen=True)
+class SingleFilePart:
+    """One part a single-file checkpoint must hold (`SINGLE_FILE_PARTS`), and how its key names show it."""
+
+    part: str
+    """Which part: "unet", "vae", "text_encoder" or "text_encoder_2" (the diffusers component it becomes)."""
+    label: str
+    """What messages call it ("the VAE")."""
+    entries: tuple[str, ...]
+    """Key names (or key-name prefixes) of which one is enough."""
+    prefix: bool = False
+    """Whether `entries` are key-name prefixes (any key under them) rather than whole key names."""
+
+    def found_in(self, keys: set[str]) -> bool:
+        """Whether the checkpoint's key names hold this part."""
+        if self.prefix:
+            return any(name.startswith(self.entries) for name in keys)
+        return any(entry in keys for entry in self.entries)
+
+    def described(self) -> str:
+        """``the VAE (first_stage_model.* or vae.*)``: the part and the keys looked for."""
+        return f"{self.label} ({' or '.join(entry + ('*' if self.prefix else '') for entry in self.entries)})"
+
+
+_LDM_UNET = SingleFilePart("unet", "the UNet", ("model.diffusion_model.",), prefix=True)
+_LDM_VAE = SingleFilePart("vae", "the VAE", ("first_stage_model.", "vae."), prefix=True)
+
+SINGLE_FILE_PARTS: dict[str, tuple[SingleFilePart, ...]] = {
     "sd15": (
-        ("the UNet", True, ("model.diffusion_model.",)),
-        ("the VAE", True, ("first_stage_model.", "vae.")),
-        ("the text encoder", False, (_SD_CHECKPOINT_KEYS[0], "cond_stage_model.model.token_embedding.weight")),
+        _LDM_UNET,
+        _LDM_VAE,
+        SingleFilePart(
+            "text_encoder",
+            "the text encoder",
+            (_SD_CHECKPOINT_KEYS[0], "cond_stage_model.model.token_embedding.weight"),
+        ),
     ),
     "sdxl": (
-        ("the UNet", True, ("model.diffusion_model.",)),
-        ("the VAE", True, ("first_stage_model.", "vae.")),
-        ("the text encoder (CLIP ViT-L)", False, (
-            "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
-        )),
-        ("the second text encoder (OpenCLIP ViT-bigG)", False, (_SDXL_CHECKPOINT_KEYS[0],)),
+        _LDM_UNET,
+        _LDM_VAE,
+        SingleFilePart(
+            "text_encoder",
+            "the text encoder (CLIP ViT-L)",
+            ("conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",),
+        ),
+        SingleFilePart("text_encoder_2", "the second text encoder (OpenCLIP ViT-bigG)", (_SDXL_CHECKPOINT_KEYS[0],)),
     ),
-}  # fmt: skip
+}
 """What a single-file checkpoint (original A1111 / Civitai layout) of each family must hold for diffusers'
 ``from_single_file``, as its loader looks for each part (`diffusers.loaders.single_file_utils`: the UNet under
 ``LDM_UNET_KEY``, the VAE under ``LDM_VAE_KEYS``, a text encoder by one key of ``CHECKPOINT_KEY_NAMES`` ("clip",
-"open_clip", "clip_sdxl", "open_clip_sdxl")): (part, whether the entry is a key prefix or a whole key, entries)."""
+"open_clip", "clip_sdxl", "open_clip_sdxl"))."""
 
 
 def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
@@ -1303,19 +1336,19 @@ def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.b
     from rerender.errors import CheckpointError
 
     keys = checkpoint_keys(path)  # the header's tensor names, as `detect_family` reads them
-    missing = []
-    for part, prefix, entries in SINGLE_FILE_PARTS[family]:
-        if part == "the VAE" and (model.vae is not None or (family == "sdxl" and model.dtype != "float32")):
-            continue
-        found = any(name.startswith(entries) for name in keys) if prefix else any(entry in keys for entry in entries)
-        if not found:
-            missing.append(f"{part} ({' or '.join(entry + ('*' if prefix else '') for entry in entries)})")
+    vae_elsewhere = model.vae is not None or (family == "sdxl" and model.dtype != "float32")
+    missing = [
+        part
+        for part in SINGLE_FILE_PARTS[family]
+        if not (part.part == "vae" and vae_elsewhere) and not part.found_in(keys)
+    ]
     if missing:
-        vae = ", or name a VAE in `model.vae`" if any(part.startswith("the VAE") for part in missing) else ""
+        vae = ", or name a VAE in `model.vae`" if any(part.part == "vae" for part in missing) else ""
         raise CheckpointError(
             f"`{key}` {model.base_model!r} is a single-file {FAMILY_NAMES.get(family, family)} checkpoint without "
-            f"{', '.join(missing)}: diffusers reads a single file only when it holds the whole model in the original "
-            f"(A1111 / Civitai) layout; give the diffusers folder or hub id of the model it belongs to{vae}"
+            f"{', '.join(part.described() for part in missing)}: diffusers reads a single file only when it holds the "
+            f"whole model in the original (A1111 / Civitai) layout; give the diffusers folder or hub id of the model "
+            f"it belongs to{vae}"
         )
 
 
