@@ -1322,15 +1322,56 @@ SINGLE_FILE_PARTS: dict[str, tuple[SingleFilePart, ...]] = {
 "open_clip", "clip_sdxl", "open_clip_sdxl"))."""
 
 
+TRANSFORMER_CHECKPOINT_KEYS = {
+    "flux": ("double_blocks.0.img_attn.norm.key_norm.scale",),
+    "zimage": ("layers.0.adaLN_modulation.0.weight",),
+}
+"""Key names by which a single-file transformer of a flow-matching base shows its family, bare (Black Forest Labs'
+``flux1-dev.safetensors``) or under ComfyUI's ``model.diffusion_model.`` prefix: diffusers'
+`single_file_utils.CHECKPOINT_KEY_NAMES` "flux" and "z-image-turbo". Such files hold the transformer alone (the VAE
+and the text encoders are published apart), and rerender loads these bases from their diffusers folder only."""
+
+TRANSFORMER_HUB_IDS = {"flux": "black-forest-labs/FLUX.1-dev", "zimage": "Tongyi-MAI/Z-Image-Turbo"}
+"""An example diffusers repository of each transformer family, for messages."""
+
+
+def transformer_checkpoint_family(keys: set[str]) -> str | None:
+    """ "flux" or "zimage" when a checkpoint's key names are a Flux or Z-Image transformer's
+    (`TRANSFORMER_CHECKPOINT_KEYS`), else None."""
+    for family, names in TRANSFORMER_CHECKPOINT_KEYS.items():
+        if any(name in keys or f"model.diffusion_model.{name}" in keys for name in names):
+            return family
+    return None
+
+
+def single_file_transformer_error(source: str, family: str, key: str, read: str) -> ConfigError:
+    """The refusal of a single file as a Z-Image or Flux base model (`read`: how its family was known)."""
+    name = FAMILY_NAMES.get(family, family)
+    return ConfigError(
+        f"`{key}` {source!r} is a single-file {name} checkpoint ({read}): rerender loads {name} base models from "
+        f"their diffusers folder or hub id only (e.g. {TRANSFORMER_HUB_IDS[family]}), which also holds the VAE and "
+        "the text encoders that such a file leaves out; pass that folder or hub id (a fine-tuned transformer file: "
+        "save it as the transformer/ of a copy of that folder with diffusers)"
+    )
+
+
 def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
     """Refuse a single ``.safetensors`` base model that lacks a part diffusers needs (a UNet-only or a
     VAE-less file), from its header alone (no tensor is read), before any frame is decoded. The VAE is not needed
     when `model.vae` names one, nor on SDXL in a precision other than float32 (the fp16-fixed VAE may stand in).
 
+    Only SD 1.5 and SDXL load from a single file (`from_single_file`); a single file stated to be a Z-Image or Flux
+    base (`model.family`) is refused (`detect_family` refuses one it recognises by its keys). ``.ckpt``/``.pt``/
+    ``.pth``/``.bin`` files are pickles: their key names cannot be read without unpickling, which could run code, so
+    they are not checked here (diffusers reads them when the model loads).
+
     Raises:
         CheckpointError: the file misses one or more parts (each named), with what to pass instead.
+        ConfigError: a single file as a Z-Image or Flux base.
     """
     path = Path(model.base_model).expanduser()
+    if family in TRANSFORMER_CHECKPOINT_KEYS and path.is_file():
+        raise single_file_transformer_error(model.base_model, family, key, f"`model.family` is {family!r}")
     if family not in SINGLE_FILE_PARTS or path.suffix.lower() != ".safetensors" or not path.is_file():
         return
     from rerender.errors import CheckpointError
@@ -1358,7 +1399,8 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     * a diffusers folder (or a cached hub snapshot): ``unet/config.json`` (`family_of_unet_config`); a folder with
       a ``transformer/`` instead is left to the registered detectors;
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
-      ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
+      ``label_emb``; a Flux or Z-Image transformer file is refused, `TRANSFORMER_CHECKPOINT_KEYS`); ``.ckpt`` files,
+      which cannot be inspected without unpickling, count as SD 1.5;
     * a hub id that is not cached: by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl" SDXL), the only clue
       without downloading.
 
@@ -1427,6 +1469,9 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     keys = checkpoint_keys(path)
     if not keys:
         return "sd15"
+    transformer = transformer_checkpoint_family(keys)
+    if transformer is not None:  # before the SD rule: ComfyUI files put it under model.diffusion_model. too
+        raise single_file_transformer_error(source, transformer, key, "its keys are a transformer's")
     if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
         return "sdxl"
     if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(

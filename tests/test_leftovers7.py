@@ -121,3 +121,45 @@ def test_batch_jobs_with_ray_warns_once_on_the_cli_naming_the_flag(silent_clip, 
     err = capsys.readouterr().err
     assert code == 2  # "Local" is no address: refused, after the warning
     assert err.count("is ignored with") == 1 and "(--jobs 4) is ignored with `ray` (--ray)" in err, err
+
+
+# ------------------------------------------------------------------------------------ 6. single files of the other bases
+
+
+def _checkpoint(path, keys):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(1) for key in keys}, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("keys", "name", "example"),
+    [
+        (["double_blocks.0.img_attn.norm.key_norm.scale", "img_in.weight"], "Flux", "black-forest-labs/FLUX.1-dev"),
+        # ComfyUI's packing: the SD rule (model.diffusion_model.*) read it as SD 1.5, loaded later as a UNet
+        (["model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"], "Flux", "FLUX.1-dev"),
+        (["model.diffusion_model.layers.0.adaLN_modulation.0.weight"], "Z-Image", "Tongyi-MAI/Z-Image-Turbo"),
+        (["layers.0.adaLN_modulation.0.weight", "cap_embedder.0.weight"], "Z-Image", "Z-Image-Turbo"),
+    ],
+)
+def test_a_single_file_flux_or_zimage_transformer_is_refused_naming_the_folder_to_give(tmp_path, keys, name, example):
+    from rerender.weights import detect_family
+
+    path = _checkpoint(tmp_path / "transformer.safetensors", keys)
+    with pytest.raises(ConfigError, match=rf"^`model.base_model` .* is a single-file {name} checkpoint") as raised:
+        detect_family(str(path))
+    assert example in str(raised.value) and "diffusers folder or hub id" in str(raised.value)
+
+
+def test_a_single_file_stated_to_be_a_transformer_base_is_refused_and_ckpt_headers_are_never_unpickled(tmp_path):
+    from rerender.config import ModelConfig
+    from rerender.weights import check_single_file_parts
+
+    path = _checkpoint(tmp_path / "mine.safetensors", ["model.diffusion_model.input_blocks.0.0.weight"])
+    with pytest.raises(ConfigError, match=r"single-file Z-Image checkpoint \(`model.family` is 'zimage'\)"):
+        check_single_file_parts(ModelConfig(base_model=str(path), family="zimage"), "zimage")
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"\x80\x04cos\nsystem\n(S'echo unpickled'\ntR.")  # a pickle that would run code
+    check_single_file_parts(ModelConfig(base_model=str(pickle)), "sd15")  # skipped: nothing read, nothing said
