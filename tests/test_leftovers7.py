@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from rerender.config import RerenderConfig, apply_overrides, config_from_dict
+from rerender.config import RerenderConfig, apply_overrides, config_from_dict, load_config
 from rerender.errors import ConfigError
 
 # ------------------------------------------------------------------------------------ 1. other tools' words
@@ -163,3 +163,47 @@ def test_a_single_file_stated_to_be_a_transformer_base_is_refused_and_ckpt_heade
     pickle = tmp_path / "model.ckpt"
     pickle.write_bytes(b"\x80\x04cos\nsystem\n(S'echo unpickled'\ntR.")  # a pickle that would run code
     check_single_file_parts(ModelConfig(base_model=str(pickle)), "sd15")  # skipped: nothing read, nothing said
+
+
+# ------------------------------------------------------------------------------------ 7. `~` in path options
+
+
+def test_a_tilde_in_a_path_option_is_the_home_folder_from_set_and_config_files(tmp_path, monkeypatch):
+    # was: kept as "~/…", so `--set base_model=~/models/x.safetensors` (quoted, or after `=`, where shells do not
+    # expand it) looked for a folder named "~" in the working folder
+    from rerender.config import parse_override
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    config = apply_overrides(
+        RerenderConfig(), dict([parse_override("base_model=~/models/x.safetensors"), ("control.maps", "~/maps")])
+    )
+    assert config.model.base_model == str(home / "models" / "x.safetensors")
+    assert config.control[0].maps == str(home / "maps")
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "model:\n  loras: [{path: ~/loras/a.safetensors}]\nflow:\n  flow_checkpoint: ~/gmflow.pth\n"
+        "prompt:\n  prompt: ~ a tilde in a prompt stays\n  negative_prompt: ~/not a path\n"
+    )
+    config = load_config(path)
+    assert config.model.loras[0].path == str(home / "loras" / "a.safetensors")
+    assert config.flow.flow_checkpoint == str(home / "gmflow.pth")
+    assert config.prompt.prompt == "~ a tilde in a prompt stays" and config.prompt.negative_prompt == "~/not a path"
+
+
+def test_the_path_options_are_options_and_every_option_naming_a_file_or_folder_is_one():
+    from rerender.config import field_help, field_type, option_paths
+    from rerender.config.convert import PATH_OPTIONS
+
+    assert PATH_OPTIONS <= set(option_paths())
+    named = set()
+    for path in option_paths():
+        help_text = field_help(path).lower()
+        if str in (field_type(path), *getattr(field_type(path), "__args__", ())) and (
+            "folder" in help_text or "file" in help_text.split(" name")[0]
+        ):
+            named.add(path)
+    # relative to another option; a colour (its help names image folders)
+    inside_a_repository = {"model.ip_adapter_weight_name", "model.loras.weight_name", "video.background"}
+    assert named - inside_a_repository <= PATH_OPTIONS, named - inside_a_repository - PATH_OPTIONS
+    assert len(named & PATH_OPTIONS) >= 8, named  # the rule finds most of them: it can fail

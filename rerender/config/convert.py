@@ -25,6 +25,7 @@ __all__ = [
     "save_config",
     "dump_yaml",
     "value_from_text",
+    "PATH_OPTIONS",
 ]
 
 
@@ -217,6 +218,27 @@ def _takes_text(annotation: Any) -> bool:
     return annotation is str
 
 
+PATH_OPTIONS = frozenset(
+    {
+        "prompt.translation_model",
+        "prompt.style_image",
+        "prompt.audio_prompt",
+        "prompt.audio_model",
+        "prompt.audio_vocabulary",
+        "model.base_model",
+        "model.vae",
+        "model.loras.path",
+        "model.ip_adapter",
+        "control.model",
+        "control.maps",
+        "flow.flow_checkpoint",
+    }
+)
+"""The options (dotted paths as `rerender.config.option_paths` gives them) that name a local file or folder (or a
+hub id, which never starts with "~"): a leading ``~``/``~user`` in their values is expanded to the home folder when a
+config file, `--set` or `apply_overrides` gives them, as the shell and the CLI's own path arguments do."""
+
+
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -227,6 +249,8 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
             meant = other_tools_option(str(key), cls)
             hint = f"; did you mean {meant!r}?" if meant else _nearest(str(key), names)
             raise ConfigError(f"unknown option `{full_key}`{hint}")
+        if isinstance(value, str) and value.startswith("~") and re.sub(r"\[\d*\]", "", full_key) in PATH_OPTIONS:
+            value = os.path.expanduser(value)
         kwargs[key] = _convert(value, hints[key], full_key)
     try:
         return cls(**kwargs)
