@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rerender.config.sections import FAMILY_NAMES
+from rerender.config.sections import FAMILY_NAMES, VARIANT_NAMES
 from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1563,36 +1563,73 @@ def ip_adapter_family(
     return None
 
 
-def component_config(base_model: str, component: str) -> dict | None:
-    """A base model's ``<component>/config.json`` (e.g. "unet", "transformer") from its folder or the hub cache,
-    without downloading; None when it is not here."""
+def component_config(base_model: str, component: str, filename: str = "config.json") -> dict | None:
+    """A base model's ``<component>/<filename>`` (e.g. "unet", "transformer"; "scheduler" with
+    "scheduler_config.json") from its folder or the hub cache, without downloading; None when it is not here."""
     path = Path(base_model).expanduser()
     if path.is_dir():
-        config = path / component / "config.json"
+        config = path / component / filename
     elif is_hub_id(base_model):
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(base_model, f"{component}/config.json")
+        found = try_to_load_from_cache(base_model, f"{component}/{filename}")
         config = Path(found) if isinstance(found, str) else None
     else:
         config = None
     return read_json_file(config) if config is not None and config.is_file() else None
 
 
-def base_variant(base_model: str, family: str) -> str:
-    """The `rerender.config.BaseVariant` of a base model of `family`, from its configs and name (no weights): Flux
-    is "flux-dev" when its ``transformer/config.json`` (folder or hub cache) has a guidance embedding
-    (``guidance_embeds``; not here: unless its name says "schnell"), else "flux-schnell"; Z-Image is "zimage-turbo"
-    when its name says "turbo" (the rule of `RerenderZImagePipeline.guidance_distilled`), else "zimage"; SD 1.5 and
-    SDXL are their family."""
-    name = str(base_model).lower()
+ZIMAGE_SCHEDULER_SHIFTS = {3.0: "zimage-turbo", 6.0: "zimage"}
+"""The ``shift`` of each published Z-Image's ``scheduler/scheduler_config.json`` (FlowMatchEulerDiscreteScheduler,
+``use_dynamic_shifting: false``): Tongyi-MAI/Z-Image-Turbo 3.0, Tongyi-MAI/Z-Image 6.0. Their ``model_index.json``
+and ``transformer/config.json`` do not differ, so the scheduler is what tells the two apart (fine-tunes keep it)."""
+
+_VARIANT_RULES_LOGGED: set[tuple[str, str, str]] = set()
+
+
+def _model_name(base_model: str) -> str:
+    """The name a model goes by, lower-cased: a hub id's or a folder's last part (not the folders above it); a hub
+    cache snapshot's repository (``models--Tongyi-MAI--Z-Image-Turbo/snapshots/<hash>``)."""
+    path = PurePosixPath(str(base_model).replace("\\", "/"))
+    if path.parent.name == "snapshots":
+        return path.parent.parent.name.lower()
+    return path.name.lower()
+
+
+def base_variant(base_model: str, family: str, scheduler: dict | None = None) -> str:
+    """The `rerender.config.BaseVariant` of a base model of `family`, from its configs (no weights), its name when they
+    are not here:
+
+    * Flux is "flux-dev" when its ``transformer/config.json`` (folder or hub cache) has a guidance embedding
+      (``guidance_embeds``; not here: unless its name says "schnell"), else "flux-schnell";
+    * Z-Image is "zimage-turbo" or "zimage" by its scheduler's ``shift`` (`ZIMAGE_SCHEDULER_SHIFTS`; `scheduler`: a
+      loaded pipeline's scheduler config, else ``scheduler/scheduler_config.json`` of the folder or hub cache), and
+      when that is not here or is another shift, by its name ("turbo" in it). Which rule decided is logged (info,
+      once per model). A user who knows better sets the sampling options (`sampling.num_inference_steps`,
+      `sampling.guidance_scale`), which the variant only fills in when unset;
+    * SD 1.5 and SDXL are their family.
+    """
+    name = _model_name(base_model)
     if family == "flux":
         config = component_config(base_model, "transformer")
         embedded = bool(config.get("guidance_embeds")) if config is not None else "schnell" not in name
         return "flux-dev" if embedded else "flux-schnell"
-    if family == "zimage":
-        return "zimage-turbo" if "turbo" in name else "zimage"
-    return family
+    if family != "zimage":
+        return family
+    if scheduler is None:
+        scheduler = component_config(base_model, "scheduler", "scheduler_config.json") or {}
+    shift = scheduler.get("shift")
+    variant = ZIMAGE_SCHEDULER_SHIFTS.get(float(shift)) if isinstance(shift, (int, float)) else None
+    if variant is not None:
+        rule = f"its scheduler's shift {shift:g}"
+    else:
+        variant = "zimage-turbo" if "turbo" in name else "zimage"
+        seen = "no scheduler config here" if shift is None else f"its scheduler's shift {shift!r} is neither 3 nor 6"
+        rule = f"its name ({seen})"
+    if (str(base_model), variant, rule) not in _VARIANT_RULES_LOGGED:
+        _VARIANT_RULES_LOGGED.add((str(base_model), variant, rule))
+        logger.info("%s is %s, by %s", base_model or "the Z-Image model", VARIANT_NAMES[variant], rule)
+    return variant
 
 
 def _base_cross_attention_width(base_model: str) -> int | None:

@@ -207,3 +207,62 @@ def test_the_path_options_are_options_and_every_option_naming_a_file_or_folder_i
     inside_a_repository = {"model.ip_adapter_weight_name", "model.loras.weight_name", "video.background"}
     assert named - inside_a_repository <= PATH_OPTIONS, named - inside_a_repository - PATH_OPTIONS
     assert len(named & PATH_OPTIONS) >= 8, named  # the rule finds most of them: it can fail
+
+
+# ------------------------------------------------------------------------------------ 8. Z-Image-Turbo by its configs
+
+
+def _zimage_folder(folder, shift: float | None):
+    """A Z-Image repository's configs in its layout (weights are not read): Tongyi-MAI/Z-Image-Turbo's with
+    `shift` 3, Tongyi-MAI/Z-Image's with 6; `shift` None: no scheduler folder."""
+    import json
+
+    index = {
+        "_class_name": "ZImagePipeline",
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen3Model"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"],
+        "transformer": ["diffusers", "ZImageTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    transformer = {"_class_name": "ZImageTransformer2DModel", "dim": 3840, "n_layers": 30, "n_heads": 30}
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "transformer" / "config.json").write_text(json.dumps(transformer))
+    if shift is not None:
+        (folder / "scheduler").mkdir()
+        scheduler = {
+            "_class_name": "FlowMatchEulerDiscreteScheduler",
+            "num_train_timesteps": 1000,
+            "use_dynamic_shifting": False,
+            "shift": shift,
+        }
+        (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "shift", "variant", "defaults", "rule"),
+    [
+        ("my-zimage", 3.0, "zimage-turbo", (9, 1.0), "by its scheduler's shift 3"),  # was: 50 steps, guidance 6
+        ("Z-Image-Turbo-finetune", 6.0, "zimage", (50, 6.0), "by its scheduler's shift 6"),
+        ("my-turbo", None, "zimage-turbo", (9, 1.0), "by its name (no scheduler config here)"),
+        ("my-zimage", 4.5, "zimage", (50, 6.0), "by its name (its scheduler's shift 4.5 is neither 3 nor 6)"),
+    ],
+)
+def test_zimage_turbo_is_told_by_its_scheduler_then_its_name(tmp_path, caplog, name, shift, variant, defaults, rule):
+    from rerender.config import FAMILY_DEFAULTS
+    from rerender.weights import base_variant
+    from rerender.workflow.preflight import check_run
+
+    folder = _zimage_folder(tmp_path / name, shift)
+    with caplog.at_level("INFO", logger="rerender.weights"):
+        assert base_variant(str(folder), "zimage") == variant
+    assert rule in caplog.text
+    config = check_run(None, overrides={"base_model": str(folder)}, stage="keyframes", check_model=False).config
+    used = (config.sampling.num_inference_steps, config.sampling.guidance_scale)
+    assert used == defaults == tuple(FAMILY_DEFAULTS[f"sampling.{key}"][variant] for key in ("num_inference_steps",
+                                                                                           "guidance_scale"))  # fmt: skip
+    overridden = {"base_model": str(folder), "num_inference_steps": 12, "guidance_scale": 2.0}  # the user's word wins
+    config = check_run(None, overrides=overridden, stage="keyframes", check_model=False).config
+    assert (config.sampling.num_inference_steps, config.sampling.guidance_scale) == (12, 2.0)
