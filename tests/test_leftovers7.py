@@ -266,3 +266,33 @@ def test_zimage_turbo_is_told_by_its_scheduler_then_its_name(tmp_path, caplog, n
     overridden = {"base_model": str(folder), "num_inference_steps": 12, "guidance_scale": 2.0}  # the user's word wins
     config = check_run(None, overrides=overridden, stage="keyframes", check_model=False).config
     assert (config.sampling.num_inference_steps, config.sampling.guidance_scale) == (12, 2.0)
+
+
+# ------------------------------------------------------------------------------------ 9. generate's size in its help
+
+
+def test_generate_s_size_help_says_the_size_generate_uses(capsys, monkeypatch):
+    # the help wrote "default: 512" by hand beside a `None` default that `generate` turned into 512×512 itself, and
+    # the CLI filled a missing side with its own 512: three copies, now one (`GENERATED_SIZE`)
+    import rerender.workflow.generation as generation
+    from rerender.cli import main
+    from rerender.config import GENERATED_SIZE
+
+    assert main(["generate", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for flag, side in (("--width", 0), ("--height", 1)):
+        assert f"{flag} {flag[2:].upper()} frame {flag[2:]} in pixels (default: {GENERATED_SIZE[side]} " in help_text
+
+    class Stop(Exception):
+        pass
+
+    sizes = []
+
+    def fake_generate(prompt, **kwargs):
+        sizes.append(kwargs["size"])
+        raise Stop
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    for given, size in (([], None), (["--width", "320"], (320, GENERATED_SIZE[1]))):
+        main(["generate", "-p", "a cat", *given])  # stops in the stand-in, before any model or file
+        assert sizes.pop() == size
