@@ -104,21 +104,25 @@ def test_a_bad_cell_and_a_bad_set_value_say_the_same(tmp_path, column, text, err
 # ------------------------------------------------------------------------------------ 3. --jobs with --ray: one warning
 
 
-def test_batch_jobs_with_ray_warns_once_on_the_cli_naming_the_flag(silent_clip, tmp_path, capsys, monkeypatch):
+def test_batch_jobs_with_ray_warns_once_on_the_cli_naming_the_flag(silent_clip, tmp_path, monkeypatch):
     # was: the CLI printed its own line and kept the library's quiet by passing parallel=1: two sources
+    import io
     import logging
     import shutil
+    import sys
 
     pytest.importorskip("ray")
     from rerender.cli import main
 
     monkeypatch.setattr(logging.root, "handlers", [])  # the CLI's own logging set-up, as in a terminal (not pytest's)
     monkeypatch.setattr(logging.root, "level", logging.root.level)
+    # a stream that stays open: libraries first imported here (ray, huggingface_hub) keep handlers on it
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
     clips = tmp_path / "clips"
     clips.mkdir()
     shutil.copy(silent_clip, clips / "a.mp4")
     code = main(["batch", str(clips), "-p", "a cat", "-o", str(tmp_path / "out"), "--ray", "Local", "--jobs", "4"])
-    err = capsys.readouterr().err
+    err = sys.stderr.getvalue()
     assert code == 2  # "Local" is no address: refused, after the warning
     assert err.count("is ignored with") == 1 and "(--jobs 4) is ignored with `ray` (--ray)" in err, err
 
