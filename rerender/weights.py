@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rerender.config.sections import FAMILY_NAMES
+from rerender.config.sections import FAMILY_NAMES, VARIANT_NAMES
 from rerender.errors import ConfigError, InputNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1268,25 +1268,91 @@ def checkpoint_keys(path: Path) -> set[str]:
         return set(handle.keys())
 
 
-SINGLE_FILE_PARTS: dict[str, tuple[tuple[str, bool, tuple[str, ...]], ...]] = {
+@dataclass(frozen=True)
+class SingleFilePart:
+    """One part a single-file checkpoint must hold (`SINGLE_FILE_PARTS`), and how its key names show it."""
+
+    part: str
+    """Which part: "unet", "vae", "text_encoder" or "text_encoder_2" (the diffusers component it becomes)."""
+    label: str
+    """What messages call it ("the VAE")."""
+    entries: tuple[str, ...]
+    """Key names (or key-name prefixes) of which one is enough."""
+    prefix: bool = False
+    """Whether `entries` are key-name prefixes (any key under them) rather than whole key names."""
+
+    def found_in(self, keys: set[str]) -> bool:
+        """Whether the checkpoint's key names hold this part."""
+        if self.prefix:
+            return any(name.startswith(self.entries) for name in keys)
+        return any(entry in keys for entry in self.entries)
+
+    def described(self) -> str:
+        """``the VAE (first_stage_model.* or vae.*)``: the part and the keys looked for."""
+        return f"{self.label} ({' or '.join(entry + ('*' if self.prefix else '') for entry in self.entries)})"
+
+
+_LDM_UNET = SingleFilePart("unet", "the UNet", ("model.diffusion_model.",), prefix=True)
+_LDM_VAE = SingleFilePart("vae", "the VAE", ("first_stage_model.", "vae."), prefix=True)
+
+SINGLE_FILE_PARTS: dict[str, tuple[SingleFilePart, ...]] = {
     "sd15": (
-        ("the UNet", True, ("model.diffusion_model.",)),
-        ("the VAE", True, ("first_stage_model.", "vae.")),
-        ("the text encoder", False, (_SD_CHECKPOINT_KEYS[0], "cond_stage_model.model.token_embedding.weight")),
+        _LDM_UNET,
+        _LDM_VAE,
+        SingleFilePart(
+            "text_encoder",
+            "the text encoder",
+            (_SD_CHECKPOINT_KEYS[0], "cond_stage_model.model.token_embedding.weight"),
+        ),
     ),
     "sdxl": (
-        ("the UNet", True, ("model.diffusion_model.",)),
-        ("the VAE", True, ("first_stage_model.", "vae.")),
-        ("the text encoder (CLIP ViT-L)", False, (
-            "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
-        )),
-        ("the second text encoder (OpenCLIP ViT-bigG)", False, (_SDXL_CHECKPOINT_KEYS[0],)),
+        _LDM_UNET,
+        _LDM_VAE,
+        SingleFilePart(
+            "text_encoder",
+            "the text encoder (CLIP ViT-L)",
+            ("conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",),
+        ),
+        SingleFilePart("text_encoder_2", "the second text encoder (OpenCLIP ViT-bigG)", (_SDXL_CHECKPOINT_KEYS[0],)),
     ),
-}  # fmt: skip
+}
 """What a single-file checkpoint (original A1111 / Civitai layout) of each family must hold for diffusers'
 ``from_single_file``, as its loader looks for each part (`diffusers.loaders.single_file_utils`: the UNet under
 ``LDM_UNET_KEY``, the VAE under ``LDM_VAE_KEYS``, a text encoder by one key of ``CHECKPOINT_KEY_NAMES`` ("clip",
-"open_clip", "clip_sdxl", "open_clip_sdxl")): (part, whether the entry is a key prefix or a whole key, entries)."""
+"open_clip", "clip_sdxl", "open_clip_sdxl"))."""
+
+
+TRANSFORMER_CHECKPOINT_KEYS = {
+    "flux": ("double_blocks.0.img_attn.norm.key_norm.scale",),
+    "zimage": ("layers.0.adaLN_modulation.0.weight",),
+}
+"""Key names by which a single-file transformer of a flow-matching base shows its family, bare (Black Forest Labs'
+``flux1-dev.safetensors``) or under ComfyUI's ``model.diffusion_model.`` prefix: diffusers'
+`single_file_utils.CHECKPOINT_KEY_NAMES` "flux" and "z-image-turbo". Such files hold the transformer alone (the VAE
+and the text encoders are published apart), and rerender loads these bases from their diffusers folder only."""
+
+TRANSFORMER_HUB_IDS = {"flux": "black-forest-labs/FLUX.1-dev", "zimage": "Tongyi-MAI/Z-Image-Turbo"}
+"""An example diffusers repository of each transformer family, for messages."""
+
+
+def transformer_checkpoint_family(keys: set[str]) -> str | None:
+    """ "flux" or "zimage" when a checkpoint's key names are a Flux or Z-Image transformer's
+    (`TRANSFORMER_CHECKPOINT_KEYS`), else None."""
+    for family, names in TRANSFORMER_CHECKPOINT_KEYS.items():
+        if any(name in keys or f"model.diffusion_model.{name}" in keys for name in names):
+            return family
+    return None
+
+
+def single_file_transformer_error(source: str, family: str, key: str, read: str) -> ConfigError:
+    """The refusal of a single file as a Z-Image or Flux base model (`read`: how its family was known)."""
+    name = FAMILY_NAMES.get(family, family)
+    return ConfigError(
+        f"`{key}` {source!r} is a single-file {name} checkpoint ({read}): rerender loads {name} base models from "
+        f"their diffusers folder or hub id only (e.g. {TRANSFORMER_HUB_IDS[family]}), which also holds the VAE and "
+        "the text encoders that such a file leaves out; pass that folder or hub id (a fine-tuned transformer file: "
+        "save it as the transformer/ of a copy of that folder with diffusers)"
+    )
 
 
 def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
@@ -1294,28 +1360,36 @@ def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.b
     VAE-less file), from its header alone (no tensor is read), before any frame is decoded. The VAE is not needed
     when `model.vae` names one, nor on SDXL in a precision other than float32 (the fp16-fixed VAE may stand in).
 
+    Only SD 1.5 and SDXL load from a single file (`from_single_file`); a single file stated to be a Z-Image or Flux
+    base (`model.family`) is refused (`detect_family` refuses one it recognises by its keys). ``.ckpt``/``.pt``/
+    ``.pth``/``.bin`` files are pickles: their key names cannot be read without unpickling, which could run code, so
+    they are not checked here (diffusers reads them when the model loads).
+
     Raises:
         CheckpointError: the file misses one or more parts (each named), with what to pass instead.
+        ConfigError: a single file as a Z-Image or Flux base.
     """
     path = Path(model.base_model).expanduser()
+    if family in TRANSFORMER_CHECKPOINT_KEYS and path.is_file():
+        raise single_file_transformer_error(model.base_model, family, key, f"`model.family` is {family!r}")
     if family not in SINGLE_FILE_PARTS or path.suffix.lower() != ".safetensors" or not path.is_file():
         return
     from rerender.errors import CheckpointError
 
     keys = checkpoint_keys(path)  # the header's tensor names, as `detect_family` reads them
-    missing = []
-    for part, prefix, entries in SINGLE_FILE_PARTS[family]:
-        if part == "the VAE" and (model.vae is not None or (family == "sdxl" and model.dtype != "float32")):
-            continue
-        found = any(name.startswith(entries) for name in keys) if prefix else any(entry in keys for entry in entries)
-        if not found:
-            missing.append(f"{part} ({' or '.join(entry + ('*' if prefix else '') for entry in entries)})")
+    vae_elsewhere = model.vae is not None or (family == "sdxl" and model.dtype != "float32")
+    missing = [
+        part
+        for part in SINGLE_FILE_PARTS[family]
+        if not (part.part == "vae" and vae_elsewhere) and not part.found_in(keys)
+    ]
     if missing:
-        vae = ", or name a VAE in `model.vae`" if any(part.startswith("the VAE") for part in missing) else ""
+        vae = ", or name a VAE in `model.vae`" if any(part.part == "vae" for part in missing) else ""
         raise CheckpointError(
             f"`{key}` {model.base_model!r} is a single-file {FAMILY_NAMES.get(family, family)} checkpoint without "
-            f"{', '.join(missing)}: diffusers reads a single file only when it holds the whole model in the original "
-            f"(A1111 / Civitai) layout; give the diffusers folder or hub id of the model it belongs to{vae}"
+            f"{', '.join(part.described() for part in missing)}: diffusers reads a single file only when it holds the "
+            f"whole model in the original (A1111 / Civitai) layout; give the diffusers folder or hub id of the model "
+            f"it belongs to{vae}"
         )
 
 
@@ -1325,7 +1399,8 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     * a diffusers folder (or a cached hub snapshot): ``unet/config.json`` (`family_of_unet_config`); a folder with
       a ``transformer/`` instead is left to the registered detectors;
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
-      ``label_emb``); ``.ckpt`` files, which cannot be inspected without unpickling, count as SD 1.5;
+      ``label_emb``; a Flux or Z-Image transformer file is refused, `TRANSFORMER_CHECKPOINT_KEYS`); ``.ckpt`` files,
+      which cannot be inspected without unpickling, count as SD 1.5;
     * a hub id that is not cached: by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl" SDXL), the only clue
       without downloading.
 
@@ -1394,6 +1469,9 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     keys = checkpoint_keys(path)
     if not keys:
         return "sd15"
+    transformer = transformer_checkpoint_family(keys)
+    if transformer is not None:  # before the SD rule: ComfyUI files put it under model.diffusion_model. too
+        raise single_file_transformer_error(source, transformer, key, "its keys are a transformer's")
     if any(name in keys for name in _SDXL_CHECKPOINT_KEYS):
         return "sdxl"
     if any(name in keys for name in _SD_CHECKPOINT_KEYS) or any(
@@ -1485,36 +1563,73 @@ def ip_adapter_family(
     return None
 
 
-def component_config(base_model: str, component: str) -> dict | None:
-    """A base model's ``<component>/config.json`` (e.g. "unet", "transformer") from its folder or the hub cache,
-    without downloading; None when it is not here."""
+def component_config(base_model: str, component: str, filename: str = "config.json") -> dict | None:
+    """A base model's ``<component>/<filename>`` (e.g. "unet", "transformer"; "scheduler" with
+    "scheduler_config.json") from its folder or the hub cache, without downloading; None when it is not here."""
     path = Path(base_model).expanduser()
     if path.is_dir():
-        config = path / component / "config.json"
+        config = path / component / filename
     elif is_hub_id(base_model):
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(base_model, f"{component}/config.json")
+        found = try_to_load_from_cache(base_model, f"{component}/{filename}")
         config = Path(found) if isinstance(found, str) else None
     else:
         config = None
     return read_json_file(config) if config is not None and config.is_file() else None
 
 
-def base_variant(base_model: str, family: str) -> str:
-    """The `rerender.config.BaseVariant` of a base model of `family`, from its configs and name (no weights): Flux
-    is "flux-dev" when its ``transformer/config.json`` (folder or hub cache) has a guidance embedding
-    (``guidance_embeds``; not here: unless its name says "schnell"), else "flux-schnell"; Z-Image is "zimage-turbo"
-    when its name says "turbo" (the rule of `RerenderZImagePipeline.guidance_distilled`), else "zimage"; SD 1.5 and
-    SDXL are their family."""
-    name = str(base_model).lower()
+ZIMAGE_SCHEDULER_SHIFTS = {3.0: "zimage-turbo", 6.0: "zimage"}
+"""The ``shift`` of each published Z-Image's ``scheduler/scheduler_config.json`` (FlowMatchEulerDiscreteScheduler,
+``use_dynamic_shifting: false``): Tongyi-MAI/Z-Image-Turbo 3.0, Tongyi-MAI/Z-Image 6.0. Their ``model_index.json``
+and ``transformer/config.json`` do not differ, so the scheduler is what tells the two apart (fine-tunes keep it)."""
+
+_VARIANT_RULES_LOGGED: set[tuple[str, str, str]] = set()
+
+
+def _model_name(base_model: str) -> str:
+    """The name a model goes by, lower-cased: a hub id's or a folder's last part (not the folders above it); a hub
+    cache snapshot's repository (``models--Tongyi-MAI--Z-Image-Turbo/snapshots/<hash>``)."""
+    path = PurePosixPath(str(base_model).replace("\\", "/"))
+    if path.parent.name == "snapshots":
+        return path.parent.parent.name.lower()
+    return path.name.lower()
+
+
+def base_variant(base_model: str, family: str, scheduler: dict | None = None) -> str:
+    """The `rerender.config.BaseVariant` of a base model of `family`, from its configs (no weights), its name when they
+    are not here:
+
+    * Flux is "flux-dev" when its ``transformer/config.json`` (folder or hub cache) has a guidance embedding
+      (``guidance_embeds``; not here: unless its name says "schnell"), else "flux-schnell";
+    * Z-Image is "zimage-turbo" or "zimage" by its scheduler's ``shift`` (`ZIMAGE_SCHEDULER_SHIFTS`; `scheduler`: a
+      loaded pipeline's scheduler config, else ``scheduler/scheduler_config.json`` of the folder or hub cache), and
+      when that is not here or is another shift, by its name ("turbo" in it). Which rule decided is logged (info,
+      once per model). A user who knows better sets the sampling options (`sampling.num_inference_steps`,
+      `sampling.guidance_scale`), which the variant only fills in when unset;
+    * SD 1.5 and SDXL are their family.
+    """
+    name = _model_name(base_model)
     if family == "flux":
         config = component_config(base_model, "transformer")
         embedded = bool(config.get("guidance_embeds")) if config is not None else "schnell" not in name
         return "flux-dev" if embedded else "flux-schnell"
-    if family == "zimage":
-        return "zimage-turbo" if "turbo" in name else "zimage"
-    return family
+    if family != "zimage":
+        return family
+    if scheduler is None:
+        scheduler = component_config(base_model, "scheduler", "scheduler_config.json") or {}
+    shift = scheduler.get("shift")
+    variant = ZIMAGE_SCHEDULER_SHIFTS.get(float(shift)) if isinstance(shift, (int, float)) else None
+    if variant is not None:
+        rule = f"its scheduler's shift {shift:g}"
+    else:
+        variant = "zimage-turbo" if "turbo" in name else "zimage"
+        seen = "no scheduler config here" if shift is None else f"its scheduler's shift {shift!r} is neither 3 nor 6"
+        rule = f"its name ({seen})"
+    if (str(base_model), variant, rule) not in _VARIANT_RULES_LOGGED:
+        _VARIANT_RULES_LOGGED.add((str(base_model), variant, rule))
+        logger.info("%s is %s, by %s", base_model or "the Z-Image model", VARIANT_NAMES[variant], rule)
+    return variant
 
 
 def _base_cross_attention_width(base_model: str) -> int | None:

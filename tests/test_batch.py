@@ -314,9 +314,9 @@ def test_csv_text_columns_stay_text_and_options_are_read_by_their_type(tmp_path)
 @pytest.mark.parametrize(
     "column, cell, message",
     [
-        ("denoising_strength", "strong", r"row 2, column 'denoising_strength': 'strong' is not a number"),
-        ("keyframe_interval", "8.5", r"row 2, column 'keyframe_interval': '8.5' is not a whole number"),
-        ("last_frame_keyframe", "maybe", r"row 2, column 'last_frame_keyframe': 'maybe' is not true or false"),
+        ("denoising_strength", "strong", r"row 2, column 'denoising_strength': `denoising_strength` must be a number"),
+        ("keyframe_interval", "8.5", r"row 2, column 'keyframe_interval': `keyframe_interval` must be an integer"),
+        ("last_frame_keyframe", "maybe", r"row 2, column 'last_frame_keyframe': `last_frame_keyframe` must be true"),
     ],
 )
 def test_a_csv_cell_that_is_not_of_its_options_type_names_the_row_and_column(tmp_path, column, cell, message):

@@ -5,6 +5,7 @@ docs show the one table."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -54,14 +55,22 @@ def tiny_zimage(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def bases(tiny_flux, tiny_flux_dev, tiny_zimage, tiny_pipeline_dir, tiny_sdxl_dir, tmp_path_factory) -> dict:
-    turbo = tmp_path_factory.mktemp("turbo") / "Z-Image-Turbo"  # the same model, under Turbo's name
+    turbo = tmp_path_factory.mktemp("turbo") / "Z-Image-Turbo"  # the tiny model has Turbo's scheduler (shift 3)
     turbo.symlink_to(tiny_zimage[0], target_is_directory=True)
+    undistilled = tmp_path_factory.mktemp("undistilled") / "z-image"  # the same, with Z-Image's scheduler (shift 6)
+    undistilled.mkdir()
+    for part in tiny_zimage[0].iterdir():
+        if part.name != "scheduler":
+            (undistilled / part.name).symlink_to(part, target_is_directory=part.is_dir())
+    (undistilled / "scheduler").mkdir()
+    scheduler = json.loads((tiny_zimage[0] / "scheduler" / "scheduler_config.json").read_text())
+    (undistilled / "scheduler" / "scheduler_config.json").write_text(json.dumps({**scheduler, "shift": 6.0}))
     return {
         "sd15": tiny_pipeline_dir,
         "sdxl": tiny_sdxl_dir,
         "flux-dev": tiny_flux_dev,
         "flux-schnell": tiny_flux[0],
-        "zimage": tiny_zimage[0],
+        "zimage": undistilled,
         "zimage-turbo": turbo,
     }
 

@@ -444,7 +444,8 @@ start with "~")."""
 
 def expand_home(args: argparse.Namespace) -> argparse.Namespace:
     """`~` and `~user` at the start of each path argument expanded, as the shell expands an unquoted one: a quoted
-    `"~/clip.mp4"` reaching us behaves the same (the library expands nothing; a config value keeps its `~`)."""
+    `"~/clip.mp4"` reaching us behaves the same (the library expands no argument; the config expands its path
+    options, `rerender.config.convert.PATH_OPTIONS`)."""
     for name in PATH_ARGUMENTS:
         value = getattr(args, name, None)
         if isinstance(value, str) and value.startswith("~"):

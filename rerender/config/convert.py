@@ -17,7 +17,16 @@ from typing import Any, Literal, Union
 from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
 from rerender.errors import ConfigError, InputNotFoundError
 
-__all__ = ["config_from_dict", "config_to_dict", "config_hash", "load_config", "save_config", "dump_yaml"]
+__all__ = [
+    "config_from_dict",
+    "config_to_dict",
+    "config_hash",
+    "load_config",
+    "save_config",
+    "dump_yaml",
+    "value_from_text",
+    "PATH_OPTIONS",
+]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -117,8 +126,117 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-# Other tools' words for an option, where the nearest spelling would point at another option
-_OTHER_TOOLS_WORDS = {"LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"}}
+OTHER_TOOLS_WORDS: dict[str, dict[str, str]] = {
+    "VideoConfig": {"max_frames": "end_frame"},
+    "KeyframeConfig": {"K": "keyframe_interval"},
+    "PromptConfig": {"style_image_weight": "style_image_scale"},
+    "SamplingConfig": {
+        "steps": "num_inference_steps",
+        "cfg": "guidance_scale",
+        "cfg_scale": "guidance_scale",
+        "strength": "denoising_strength",
+    },
+    "LoraConfig": {"weight": "scale", "strength": "scale", "alpha": "scale"},
+}
+"""Other tools' words (diffusers, A1111, kohya, our own Python arguments) for an option, by the name of the config
+dataclass whose option they mean (a word means different options in different places: a LoRA's `strength` is its
+`scale`, a run's is `denoising_strength`), where the nearest spelling would point at another option (`steps` → fps,
+`cfg` → crf, a LoRA's `weight` → weight_name). Read through `other_tools_option`."""
+
+
+def other_tools_option(word: str, owner: type | None = None) -> str | None:
+    """The option another tool's `word` means (`OTHER_TOOLS_WORDS`), or None.
+
+    Args:
+        word: the unknown key as the user typed it.
+        owner: the config dataclass the key was given in (`SamplingConfig` for `sampling.steps`, `LoraConfig` for a
+            LoRA's key): the name of its option. `RerenderConfig`: the dotted path (``sampling.num_inference_steps``,
+            what a config file needs at its top level). None (a leaf name, as overrides take them): the option's leaf
+            name, looked up in the sections in declaration order.
+    """
+    if owner is not None and owner is not RerenderConfig:
+        return OTHER_TOOLS_WORDS.get(owner.__name__, {}).get(word)
+    hints = typing.get_type_hints(RerenderConfig)
+    for section in dataclasses.fields(RerenderConfig):
+        section_type = hints[section.name]
+        option = OTHER_TOOLS_WORDS.get(getattr(section_type, "__name__", ""), {}).get(word)
+        if option is not None:
+            return option if owner is None else f"{section.name}.{option}"
+    return None
+
+
+def value_from_text(text: str, annotation: Any, key: str) -> Any:
+    """An option's value typed as text (`--set KEY=VALUE`, a CSV job list's cell), read by the option's type: the
+    one rule for both.
+
+    The text is read as YAML (``0.5``, ``1_000``, ``true``/``yes``/``off``, ``[0, 10]``, ``{b1: 1.2}``) and converted
+    as a config file's value is (`_convert`: ``1e6`` is a number where a number is expected); ``1``/``0`` are true and
+    false where an option takes true or false (spreadsheets write them); ``null``, ``~`` and ``none`` (any case) are
+    `None` where the option takes `None`. An option that takes free text (a prompt, a path) keeps the text as
+    written, unless it is quoted (``''``): YAML would make ``no`` false, ``a: b`` a mapping, and cut ``a car #1`` at
+    its comment.
+
+    Args:
+        text: the value as typed.
+        annotation: the option's type (`rerender.config.field_type`).
+        key: the option as the user named it (a CSV column, a `--set` key), for errors.
+
+    Returns:
+        The value as plain data (lists, dicts, scalars), as `config_from_dict` takes it.
+
+    Raises:
+        ConfigError: "`key` must be …, got …", as config files say it.
+    """
+    import yaml
+
+    stripped = text.strip()
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    kinds = [arg for arg in typing.get_args(annotation) if arg is not type(None)] if union else [annotation]
+    if union and type(None) in typing.get_args(annotation) and stripped.lower() in ("null", "none", "~"):
+        return None
+    quoted = len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\""
+    if str in kinds and not quoted:
+        return stripped
+    try:
+        value = yaml.safe_load(stripped) if stripped else ""
+    except yaml.YAMLError:
+        value = stripped
+    if bool in kinds and stripped in ("0", "1"):
+        value = stripped == "1"
+    try:
+        return _to_plain(_convert(value, annotation, key))
+    except ConfigError:
+        if isinstance(value, str) or not any(_takes_text(kind) for kind in kinds):
+            raise
+    return _to_plain(_convert(stripped, annotation, key))  # a Literal's name that YAML reads otherwise ("on")
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a (non-union) type takes a string: `str`, or a `Literal` of strings."""
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(arg, str) for arg in typing.get_args(annotation))
+    return annotation is str
+
+
+PATH_OPTIONS = frozenset(
+    {
+        "prompt.translation_model",
+        "prompt.style_image",
+        "prompt.audio_prompt",
+        "prompt.audio_model",
+        "prompt.audio_vocabulary",
+        "model.base_model",
+        "model.vae",
+        "model.loras.path",
+        "model.ip_adapter",
+        "control.model",
+        "control.maps",
+        "flow.flow_checkpoint",
+    }
+)
+"""The options (dotted paths as `rerender.config.option_paths` gives them) that name a local file or folder (or a
+hub id, which never starts with "~"): a leading ``~``/``~user`` in their values is expanded to the home folder when a
+config file, `--set` or `apply_overrides` gives them, as the shell and the CLI's own path arguments do."""
 
 
 def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
@@ -128,9 +246,11 @@ def _dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -
     for key, value in data.items():
         full_key = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            meant = _OTHER_TOOLS_WORDS.get(cls.__name__, {}).get(str(key))
+            meant = other_tools_option(str(key), cls)
             hint = f"; did you mean {meant!r}?" if meant else _nearest(str(key), names)
             raise ConfigError(f"unknown option `{full_key}`{hint}")
+        if isinstance(value, str) and value.startswith("~") and re.sub(r"\[\d*\]", "", full_key) in PATH_OPTIONS:
+            value = os.path.expanduser(value)
         kwargs[key] = _convert(value, hints[key], full_key)
     try:
         return cls(**kwargs)

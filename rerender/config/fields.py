@@ -17,7 +17,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from rerender.config.convert import _nearest, _to_plain, config_from_dict, config_to_dict
+from rerender.config.convert import (
+    _nearest,
+    _to_plain,
+    config_from_dict,
+    config_to_dict,
+    other_tools_option,
+    value_from_text,
+)
 from rerender.config.sections import FAMILY_DEFAULTS, VARIANT_NAMES, ControlConfig, RerenderConfig
 from rerender.errors import ConfigError
 
@@ -67,40 +74,37 @@ def _dataclass_of(annotation: Any) -> type | None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI override `key=value`; the value is read as YAML (`0.5`, `true`, `[0, 0.1]`, `null`).
+    """Parse a CLI override `key=value`; the value is read by the option's type as a job list's cell is
+    (`rerender.config.convert.value_from_text`: `0.5`, `1e6`, `true`, `[0, 10]`, `null`; text options keep the text),
+    or as YAML for a key that names no single option (`control.0.model`, an unknown key: `apply_overrides` reads it).
 
     Raises:
-        ConfigError: no `=` in `text`.
+        ConfigError: no `=` in `text`, or a value that is not of the option's type (naming `key` as typed).
     """
     import yaml
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"an override must look like key=value (e.g. denoising_strength=0.6), got {text!r}")
+    key = key.strip()
+    try:
+        annotation = field_type(key)
+    except ConfigError:
+        annotation = None
+    if annotation is not None:
+        return key, value_from_text(raw, annotation, key)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
-
-
-# Other tools' words (diffusers, A1111, our own Python arguments) where the nearest spelling points at another
-# option (`steps` → fps, `cfg` → crf)
-_OTHER_TOOLS_WORDS = {
-    "steps": "num_inference_steps",
-    "cfg": "guidance_scale",
-    "cfg_scale": "guidance_scale",
-    "strength": "denoising_strength",
-    "max_frames": "end_frame",
-    "K": "keyframe_interval",
-    "style_image_weight": "style_image_scale",
-}
+    return key, value
 
 
 def _suggest_option(key: str, leaves: Mapping[str, str]) -> str:
     """The nearest option name to an unknown override `key`, or a short pointer (never the ~130 names)."""
-    if key in _OTHER_TOOLS_WORDS:
-        return f"; did you mean {_OTHER_TOOLS_WORDS[key]!r}?"
+    meant = other_tools_option(key)
+    if meant is not None:
+        return f"; did you mean {meant!r}?"
     candidates = list(leaves) + _all_paths()
     section, _, rest = key.partition("_")  # `propagation_device`: the section joined by "_" instead of "."
     section_type = _dataclass_of(typing.get_type_hints(RerenderConfig).get(section))
@@ -159,7 +163,13 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
                 if depth > 0 and isinstance(node, dict):  # a known section or group: suggest from its own keys
-                    raise ConfigError(f"unknown option `{key}`{_nearest(part, list(node))}")
+                    meant = other_tools_option(part, node_type)
+                    hint = (
+                        f"; did you mean {'.'.join([*parts[:depth], meant])!r}?"
+                        if meant
+                        else _nearest(part, list(node))
+                    )
+                    raise ConfigError(f"unknown option `{key}`{hint}")
                 raise ConfigError(f"unknown option `{key}`{_suggest_option(key, leaves)}")
             if depth == len(parts) - 1:
                 node[part] = value

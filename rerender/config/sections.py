@@ -47,6 +47,7 @@ __all__ = [
     "FAMILY_NAMES",
     "FAMILY_SIZE_MULTIPLES",
     "VARIANT_NAMES",
+    "GENERATED_SIZE",
     "FAMILY_DEFAULTS",
     "BASE_SPECIFIC_OPTIONS",
     "default_negative_prompt",
@@ -180,6 +181,9 @@ FAMILY_NAMES = {"sd15": "SD 1.5", "sdxl": "SDXL", "zimage": "Z-Image", "flux": "
 FAMILY_SIZE_MULTIPLES = {"sd15": 8, "sdxl": 8, "zimage": 16, "flux": 16}
 """What frame sides must be multiples of on each `ModelFamily` (the pipelines' ``size_multiple``): the VAE's
 factor (8) on the UNet bases, times the 2×2 patches the transformer bases cut the latent into (16)."""
+GENERATED_SIZE = (512, 512)
+"""The frame size ``(width, height)`` of `rerender.generate` when `size` is not given (each side the CLI's
+`--width`/`--height` leaves out), on every base model: `video.resolution` does not apply, there is no source."""
 BaseVariant = Literal["sd15", "sdxl", "flux-dev", "flux-schnell", "zimage", "zimage-turbo"]
 """A base model as its sampling defaults tell it apart: its `ModelFamily`, with FLUX.1 [schnell] (no guidance
 embedding) apart from [dev] and its kin (a guidance embedding), and Z-Image-Turbo (guidance-distilled) apart from the

@@ -510,6 +510,23 @@ keeps 0.13025): two 4-channel VAEs are told apart by it."""
 _VAE_SCALING_FAMILY = {scale: family for family, scale in _FAMILY_VAE_SCALING.items()}
 
 
+def _check_union_mode(control: ControlConfig, position: int, source: str, config: dict, family: str) -> None:
+    """A ControlNet Union (`config`'s ``_class_name``) needs a condition mode it has (`union_control_mode`); any
+    other ControlNet takes none (`control[position].control_mode` unset).
+
+    Raises:
+        ConfigError: naming `control[position]`'s option as the user wrote it.
+    """
+    if config.get("_class_name") == "ControlNetUnionModel":
+        union_control_mode(control, config.get("num_control_type", 8), family, position)
+    elif control.control_mode is not None:
+        raise ConfigError(
+            f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
+            f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
+            "type): leave control_mode unset, or use a Union ControlNet"
+        )
+
+
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
     """The base model's family, and a refusal of every ControlNet or LoRA made for another; no weights are loaded.
 
@@ -534,19 +551,9 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
-        if (
-            config is not None
-            and config.get("_class_name") != "ControlNetUnionModel"
-            and control.control_mode is not None
-        ):
-            raise ConfigError(
-                f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
-                f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
-                "type): leave control_mode unset, or use a Union ControlNet"
-            )
-        if config is not None and config.get("_class_name") == "ControlNetUnionModel":  # its mode, named as typed
-            union_control_mode(control, config.get("num_control_type", 8), family, position)
-        elif config is None and _is_union(source):  # not here yet: its name at least must be one of the base's
+        if config is not None:  # a Union takes a mode it has (named as typed); any other ControlNet takes none
+            _check_union_mode(control, position, source, config, family)
+        elif _is_union(source):  # not here yet: its name at least must be one of the base's
             union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
     vae = _local_config(model.vae) if model.vae is not None else None
     unet = _unet_config(base_path, family) if base_path is not None else None

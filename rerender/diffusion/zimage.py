@@ -132,9 +132,9 @@ class RerenderZImagePipeline(ZImageLoraLoaderMixin, FlowTransformerPipeline):
     @property
     def variant(self) -> str:
         """Which variant: "zimage-turbo" or "zimage" (`rerender.config.BaseVariant`, the row of `FAMILY_DEFAULTS`
-        it takes), by its name (`rerender.weights.base_variant`, the rule a run's defaults are chosen by before the
-        model loads)."""
-        return base_variant(str(self.config.get("_name_or_path", "")), "zimage")
+        it takes), by its scheduler's shift, else its name (`rerender.weights.base_variant`, the rule a run's
+        defaults are chosen by before the model loads)."""
+        return base_variant(str(self.config.get("_name_or_path", "")), "zimage", dict(self.scheduler.config))
 
     # ----------------------------------------------------------------------------------------------------
     # lifecycle steps that differ from SD

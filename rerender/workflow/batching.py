@@ -24,14 +24,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import logging
 import os
 import time
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,68 +111,10 @@ class BatchResult:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _typed_value(text: str, kind: Any) -> Any:
-    """`text` read as a value of the config type `kind` (raises `ValueError` when it is none)."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and text.strip().lower() in ("none", "null", "~", ""):
-            return None
-        kinds = [item for item in args if item is not type(None)]
-        if str in kinds or Path in kinds:
-            return text
-        for item in kinds:
-            with contextlib.suppress(ValueError):
-                return _typed_value(text, item)
-        raise ValueError(text)
-    if kind is bool:
-        words = {
-            "true": True,
-            "yes": True,
-            "on": True,
-            "1": True,
-            "false": False,
-            "no": False,
-            "off": False,
-            "0": False,
-        }
-        if text.strip().lower() not in words:
-            raise ValueError(text)
-        return words[text.strip().lower()]
-    if kind is int:
-        with contextlib.suppress(ValueError):
-            return int(text.strip())
-        number = float(text.strip())  # 1e6, as --set and config files take it
-        if not number.is_integer():
-            raise ValueError(text)
-        return int(number)
-    if kind is float:
-        return float(text.strip())
-    if kind in (str, Path) or origin is Literal:
-        return text
-    import yaml  # lists and tuples (`keyframe_indices`): `[0, 10, 25]`
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ValueError(text) from None
-    if origin in (tuple, list) and not isinstance(value, list):
-        raise ValueError(text)
-    return value
-
-
-def _type_name(kind: Any) -> str:
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        parts = [_type_name(item) for item in typing.get_args(kind) if item is not type(None)]
-        return " or ".join(parts) + (" (or empty for none)" if type(None) in typing.get_args(kind) else "")
-    if typing.get_origin(kind) in (tuple, list):
-        return "a list such as [0, 10, 25]"
-    return names.get(kind, getattr(kind, "__name__", str(kind)))
-
-
 def _cell_value(key: str, value: Any, where: str, number: int) -> Any:
-    """A job-list cell of option `key`: a CSV cell's text parsed by the option's own type (`0.5`, `true`), text
-    options kept exactly as written; values of YAML job lists (already typed) as they are.
+    """A job-list cell of option `key`: a CSV cell's text read by the option's type, as `--set` reads it
+    (`rerender.config.convert.value_from_text`: `0.5`, `1e6`, `true`/`yes`, `none`; text options kept exactly as
+    written); values of YAML job lists (already typed) as they are.
 
     Raises:
         ConfigError: naming the row and column, when the text is not a value of the option's type.
@@ -183,15 +122,16 @@ def _cell_value(key: str, value: Any, where: str, number: int) -> Any:
     if not isinstance(value, str):
         return value
     from rerender.config import field_type
+    from rerender.config.convert import value_from_text
 
     try:
         kind = field_type(key)
     except ConfigError:
         return value  # an unknown option: `apply_overrides` names it with a suggestion
     try:
-        return _typed_value(value, kind)
-    except ValueError:
-        raise ConfigError(f"{where}, row {number}, column {key!r}: {value!r} is not {_type_name(kind)}") from None
+        return value_from_text(value, kind, key)
+    except ConfigError as error:
+        raise ConfigError(f"{where}, row {number}, column {key!r}: {error}") from None
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -528,7 +468,11 @@ def batch(
     started = time.perf_counter()
     if ray is not None:
         if parallel != 1:  # Ray runs as many jobs at once as its workers' resources allow
-            logger.warning("`parallel=%d` is ignored with `ray`: Ray schedules the jobs on its workers", parallel)
+            logger.warning(
+                "`parallel=%d` (--jobs %d) is ignored with `ray` (--ray): Ray schedules the jobs on its workers",
+                parallel,
+                parallel,
+            )
         owns_connection = connect_ray(ray)  # an unreachable cluster fails here, before any job is sent
         try:
             results = _run_on_ray(job_list, config, renderer, max_retries, notify)

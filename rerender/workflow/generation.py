@@ -229,8 +229,8 @@ def generate(
         output: the video to write.
         pipeline: a `RerenderPipeline`; `None` loads the one `config.model` names.
         motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
-        size: ``(width, height)``; None = 512×512 (`video.resolution` does not apply: there is no source to
-            resize).
+        size: ``(width, height)``; None = `rerender.config.GENERATED_SIZE`, 512×512 (`video.resolution` does not
+            apply: there is no source to resize).
         fps: frame rate of the video.
         guidance_scale: see `render_text_keyframes`; `None` = `config.sampling.guidance_scale` (unset there: the
             base model's own, `rerender.config.FAMILY_DEFAULTS`). Flux's true guidance is
@@ -266,13 +266,13 @@ def generate(
         OutputPathError: the output cannot be written.
     """
     from rerender.camera import KnownMotionFlow, render_clip
-    from rerender.config import FAMILY_NAMES
+    from rerender.config import FAMILY_NAMES, GENERATED_SIZE
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
     from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
-    size_given, size = size is not None, (512, 512) if size is None else size
+    size_given, size = size is not None, GENERATED_SIZE if size is None else size
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
         raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
@@ -312,7 +312,7 @@ def generate(
         check_model=False,
     )
     config, output_path = checked.config, checked.output
-    if not size_given and config.video.resolution != 512:  # e.g. configs/sdxl.yaml's 1024: SDXL wants 1024 px
+    if not size_given and config.video.resolution != max(size):  # e.g. configs/sdxl.yaml's 1024: SDXL wants 1024 px
         logger.warning(
             "`video.resolution` %d does not size generate's frames: they are %d×%d (`size`; CLI --width/--height)",
             config.video.resolution,

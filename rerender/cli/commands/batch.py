@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rerender.cli.base import EXIT_FAILURE, EXIT_OK, UsageError
@@ -77,13 +76,6 @@ def run(args: argparse.Namespace) -> int:
             "(nor a `prompt` column in the job list)",
         )
 
-    if args.ray is not None and args.jobs != 1:  # said here as the flags, and the library's warning not repeated
-        print(
-            f"warning: --jobs {args.jobs} is ignored with --ray: Ray schedules the jobs on its workers",
-            file=sys.stderr,
-        )
-        args.jobs = 1
-
     def report(result) -> None:
         if not args.quiet:
             print(f"{result.status}: {result.job.video} -> {result.job.output} ({result.seconds:.1f} s)", flush=True)
@@ -94,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         config,
         renderer=renderer,
-        parallel=args.jobs,
+        parallel=args.jobs,  # ignored with --ray: `batch` warns, naming --jobs too
         ray=args.ray,
         callback=report,
     )

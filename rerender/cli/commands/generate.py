@@ -15,6 +15,7 @@ from rerender.cli.options import (
     quiet_parent,
     verbose_parent,
 )
+from rerender.config import GENERATED_SIZE
 
 API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps", "motion": "--dx/--dy"}
 """`generate`'s Python arguments that library messages name, and this command's flags for them."""
@@ -44,8 +45,14 @@ def register(commands) -> None:
     command.add_argument("--frames", type=int, default=16, help="frames in the video (default: 16)")
     command.add_argument("--dx", type=float, default=2.0, help="scene motion right per frame, pixels (default: 2)")
     command.add_argument("--dy", type=float, default=0.0, help="scene motion down per frame, pixels (default: 0)")
-    command.add_argument("--width", type=int, default=None, help="frame width (default: 512)")
-    command.add_argument("--height", type=int, default=None, help="frame height (default: 512)")
+    for flag, side in (("--width", 0), ("--height", 1)):  # not given: the library's size, as `generate` computes it
+        command.add_argument(
+            flag,
+            type=int,
+            default=None,
+            help=f"frame {flag[2:]} in pixels (default: {GENERATED_SIZE[side]} on every model; --set resolution "
+            "does not apply)",
+        )
     command.add_argument("--fps", type=float, default=8.0, help="frame rate (default: 8)")
     command.add_argument(  # not given: the config's, so a preset's steps (or the model's own) hold
         "--steps", type=int, help=config_help("sampling.num_inference_steps", "(default: the config's)", False)
@@ -79,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         motion=(args.dx, args.dy),
         size=None
         if args.width is None and args.height is None
-        else tuple(512 if side is None else side for side in (args.width, args.height)),
+        else tuple(
+            default if side is None else side for side, default in zip((args.width, args.height), GENERATED_SIZE)
+        ),
         fps=args.fps,
         negative_prompt=args.negative_prompt,
         seed=config.sampling.seed if args.seed is None else args.seed,  # null: `generate` draws one
