@@ -240,13 +240,12 @@ def translate(
     prompt_record = dataclasses.replace(prompt_record, encoded=config.prompt.full_prompt)
     logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     executor = executor or LocalExecutor()
-    with Workspace.open(workspace_root, video, config, force=force) as space:
+    # `stage` 'propagate' is checked before anything is forgotten: a refused run never deletes the keyframes
+    with Workspace.open(workspace_root, video, config, force=force, reconcile=stage != "propagate") as space:
+        if stage == "propagate":
+            _check_keyframes_finished(space, config)
+            space.reconcile(config)
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
-        if stage == "propagate" and not space.is_done("keyframes", config):
-            raise ConfigError(
-                f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(space.root)!r} has none "
-                "for this config; render them first with `stage` 'keyframes', or run `stage` 'all'"
-            )
         ctx = StageContext(
             workspace=space,
             video=Path(video),
@@ -322,6 +321,23 @@ def translate(
             # previews inside the workspace went with it (the comparison video lies beside the output)
             done.previews = {name: path for name, path in previews.items() if path.exists()}
         return done
+
+
+def _check_keyframes_finished(space: Workspace, config: RerenderConfig) -> None:
+    """`stage` 'propagate' needs keyframes finished under `config`; say which options differ when they do."""
+    if space.is_done("keyframes", config):
+        return
+    changed = space.changed_sections("keyframes", config) if space.record("keyframes").get("done") else []
+    found = (
+        f"holds keyframes rendered with other options (config changed: {', '.join(changed)}); run with the options "
+        "they were rendered with, or render them again"
+        if changed
+        else "has none for this config; render them first"
+    )
+    raise ConfigError(
+        f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(space.root)!r} {found} with "
+        "`stage` 'keyframes', or run `stage` 'all'"
+    )
 
 
 def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, float], reused: list[str]) -> None:

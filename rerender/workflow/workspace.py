@@ -354,12 +354,18 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, root: str | os.PathLike, video: str | os.PathLike, config: RerenderConfig, force: bool = False
+        cls,
+        root: str | os.PathLike,
+        video: str | os.PathLike,
+        config: RerenderConfig,
+        force: bool = False,
+        reconcile: bool = True,
     ) -> Workspace:
         """Open or create the workspace at `root` for `video` and `config`, and lock it for this run.
 
         Stages whose recorded dependencies differ from `video` and `config` are forgotten (their files are
-        deleted) with one log line each saying why; `force` starts the whole workspace over.
+        deleted) with one log line each saying why; `force` starts the whole workspace over. With
+        `reconcile=False` nothing is forgotten yet (a caller that may still refuse the run calls `reconcile`).
 
         Raises:
             OutputPathError: `root` cannot be created or written.
@@ -386,8 +392,8 @@ class Workspace:
             workspace._lock.acquire(root)
             workspace._owned = workspace._read_ledger()
             workspace._load_manifest(video, force)
-            workspace._reconcile(config)
-            workspace.save()
+            if reconcile:
+                workspace.reconcile(config)
         except OSError as error:
             workspace.close()
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -442,20 +448,25 @@ class Workspace:
                 manifest = None
         self.manifest = manifest or {"version": MANIFEST_VERSION, "video": identity, "stages": {}}
 
-    def _reconcile(self, config: RerenderConfig) -> None:
-        """Forget the first stage whose config sections changed, and every stage after it, saying why."""
+    def changed_sections(self, stage: str, config: RerenderConfig) -> list[str]:
+        """The config sections `stage` depends on whose recorded hashes differ from `config`'s (all of them when
+        the stage never ran)."""
+        recorded = self.record(stage).get("sections") or {}
+        wanted = _section_hashes(config, stage)
+        return [name for name in wanted if recorded.get(name) != wanted[name]]
+
+    def reconcile(self, config: RerenderConfig) -> None:
+        """Forget the first stage whose config sections changed, and every stage after it, saying why; save."""
         stages = self.manifest["stages"]
         for position, stage in enumerate(STAGES):
-            record = stages.get(stage)
-            if not record:
+            if not stages.get(stage):
                 continue
-            recorded = record.get("sections") or {}
-            wanted = _section_hashes(config, stage)
-            changed = [name for name in wanted if recorded.get(name) != wanted[name]]
+            changed = self.changed_sections(stage, config)
             if changed:
                 later = [name for name in STAGES[position:] if name in stages]
                 self.invalidate(later, f"config changed ({', '.join(changed)})")
-                return
+                break
+        self.save()
 
     def invalidate(self, stages: Iterable[str], reason: str) -> None:
         """Forget `stages` and delete their recorded files, with one log line naming them and `reason`."""
