@@ -29,3 +29,37 @@ def test_a_refused_stage_propagate_keeps_the_keyframes_it_refused_to_use(silent_
     assert sorted(p.name for p in (tmp_path / "out.mp4.work" / "keyframes").iterdir()) == keyframes
     result = rerender.translate(silent_clip, "a cat", K=4, output=output, stage="keyframes", **FAST)
     assert "keyframes" in result.reused and not result.redone
+
+
+def _ui_session_with_keyframes(tmp_path, indices=(0, 4, 8)):
+    import numpy as np
+
+    from rerender.ui.sessions import UiSessions
+    from rerender.video import write_image
+
+    session = UiSessions(tmp_path / "ui").get("s")
+    session.video = tmp_path / "v.mp4"
+    (session.workspace / "keyframes").mkdir(parents=True)
+    (session.workspace / "manifest.json").write_text("{}")
+    for index in indices:
+        write_image(np.full((16, 16, 3), index, np.uint8), session.workspace / "keyframes" / f"{index:04d}.png")
+    return session
+
+
+@pytest.mark.parametrize(("name", "index"), [("0008_v4.png", 8), ("0004 (1).png", 4), ("frame_8.png", 8)])
+def test_a_retouched_keyframe_on_the_page_lands_by_the_documented_name_rule(name, index, tmp_path):
+    # was: the page took the LAST number of the name, so "0008_v4.png" (version 4 of keyframe 8) replaced
+    # keyframe 4, and "0004 (1).png" (a browser's second download) was refused as frame 1
+    import numpy as np
+
+    from rerender.ui.runs import use_retouched_keyframes
+    from rerender.video import read_image, write_image
+
+    session = _ui_session_with_keyframes(tmp_path)
+    painted = tmp_path / "upload" / name
+    painted.parent.mkdir()
+    write_image(np.full((16, 16, 3), 200, np.uint8), painted)
+    assert use_retouched_keyframes(session, [str(painted)]) == 1
+    for key in (0, 4, 8):
+        expected = 200 if key == index else key
+        assert read_image(session.workspace / "keyframes" / f"{key:04d}.png")[0, 0, 0] == expected

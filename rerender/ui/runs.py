@@ -11,7 +11,6 @@ a message in the status area, where it stays until the next action.
 import logging
 import queue
 import random
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -264,6 +263,7 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         ConfigError: a file not named after one of the keyframes, or of another size.
     """
     from rerender.video import read_image, write_image
+    from rerender.workflow.keyframe_folder import keyframe_number
 
     if not files:
         raise ConfigError("choose the retouched keyframe images first")
@@ -273,13 +273,15 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     replaced = []
     for file in files:
         name = sanitize_filename(Path(file).name)
-        digits = re.findall(r"\d+", Path(name).stem)
-        if not digits or int(digits[-1]) not in existing:
+        try:  # the rule `rerender propagate` reads names by: "0008_v2.png" and "0008 (1).png" are frame 8
+            index = keyframe_number(name)
+        except ConfigError:
+            index = None
+        if index not in existing:
             raise ConfigError(
                 f"retouched keyframe {name!r} must be named after a keyframe: one of "
                 f"{', '.join(f'{index:04d}.png' for index in sorted(existing))}"
             )
-        index = int(digits[-1])
         image, original = read_image(file), read_image(existing[index])
         if image.shape != original.shape:
             raise ConfigError(
