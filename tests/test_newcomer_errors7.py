@@ -63,3 +63,27 @@ def test_a_retouched_keyframe_on_the_page_lands_by_the_documented_name_rule(name
     for key in (0, 4, 8):
         expected = 200 if key == index else key
         assert read_image(session.workspace / "keyframes" / f"{key:04d}.png")[0, 0, 0] == expected
+
+
+def test_an_image_folder_with_gaps_in_its_numbering_is_warned_about(tmp_path, caplog):
+    # was: frames 1-3, 5-6, 9-11 read as 8 consecutive frames without a word: the video jumps at 4 and 7-8
+    import numpy as np
+
+    from rerender.video import probe_video, write_image
+
+    folder = tmp_path / "render"
+    folder.mkdir()
+    for number in (1, 2, 3, 5, 6, 9, 10, 11):
+        write_image(np.full((8, 8, 3), number, np.uint8), folder / f"frame_{number:04d}.png")
+    with caplog.at_level("WARNING"):
+        info = probe_video(folder)
+    assert info.frame_count == 8
+    assert "skip numbers 4, 7–8 (3 missing)" in caplog.text and str(folder) in caplog.text
+    complete = tmp_path / "complete"
+    complete.mkdir()
+    for number in (8, 9, 10, 11):  # not starting at 0 or 1 is no gap
+        write_image(np.zeros((8, 8, 3), np.uint8), complete / f"{number}.png")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        probe_video(complete)
+    assert "skip" not in caplog.text

@@ -14,6 +14,7 @@ import numpy as np
 from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
 from rerender.video.files import (
     IMAGE_EXTENSIONS,
+    _log_once,
     _open_container,
     list_image_files,
     read_image_with_alpha,
@@ -315,8 +316,37 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         return _describe(path, container, stream, first, pts, skipped)
 
 
+def _numbering_gaps(files: Sequence[Path]) -> list[tuple[int, int]]:
+    """The runs `(first, last)` of numbers missing from a folder of frames named by one pattern (`frame_0001.png`,
+    `frame_0002.png`, …: the same text around the last number); none when the names follow no single pattern."""
+    import re
+
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", file.stem) for file in files]
+    if len(files) < 2 or any(part is None for part in parts):
+        return []
+    if len({(part.group(1), part.group(3)) for part in parts}) != 1:
+        return []
+    numbers = sorted({int(part.group(2)) for part in parts})
+    return [(low + 1, high - 1) for low, high in zip(numbers, numbers[1:]) if high - low > 1]
+
+
 def _probe_folder(path: Path, image_sequence_fps: float | Fraction | None) -> VideoInfo:
     files = list_image_files(path)
+    gaps = _numbering_gaps(files)
+    if gaps:  # frames lost in a render or an export: the video would jump there without a word
+        missing = sum(high - low + 1 for low, high in gaps)
+        listed = ", ".join(str(low) if low == high else f"{low}–{high}" for low, high in gaps[:5])
+        _log_once(
+            "numbering gaps",
+            str(path),
+            "the frames in %s skip number%s %s%s (%d missing): the images are read one after another, so the "
+            "video jumps there",
+            path,
+            "s" if missing > 1 else "",
+            listed,
+            " …" if len(gaps) > 5 else "",
+            missing,
+        )
     first, alpha = read_image_with_alpha(files[0])  # upright: the size a viewer shows
     fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
     height, width = first.shape[:2]
