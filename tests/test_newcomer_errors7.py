@@ -87,3 +87,24 @@ def test_an_image_folder_with_gaps_in_its_numbering_is_warned_about(tmp_path, ca
     with caplog.at_level("WARNING"):
         probe_video(complete)
     assert "skip" not in caplog.text
+
+
+def test_output_none_is_refused_without_suggesting_a_stage_the_function_does_not_take(tmp_path):
+    # was: animate/generate/propagate_keyframes(output=None) suggested "or stage='keyframes'", an argument none of
+    # them has
+    import numpy as np
+
+    from rerender.video import write_image
+
+    write_image(np.zeros((64, 64, 3), np.uint8), tmp_path / "still.png")
+    calls = {
+        "propagate_keyframes": lambda: rerender.propagate_keyframes(tmp_path / "v.mp4", tmp_path, None),
+        "animate": lambda: rerender.animate(tmp_path / "still.png", "a cat", output=None, renderer="classic"),
+        "generate": lambda: rerender.generate("a cat", output=None),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match=r"^`output` is None, but this writes a video; pass output=") as caught:
+            call()
+        assert "stage" not in str(caught.value), name
+    with pytest.raises(ConfigError, match="or stage='keyframes'"):  # translate has stages
+        rerender.translate(tmp_path / "v.mp4", "a cat", output=None)
