@@ -108,3 +108,33 @@ def test_output_none_is_refused_without_suggesting_a_stage_the_function_does_not
         assert "stage" not in str(caught.value), name
     with pytest.raises(ConfigError, match="or stage='keyframes'"):  # translate has stages
         rerender.translate(tmp_path / "v.mp4", "a cat", output=None)
+
+
+@pytest.mark.parametrize("field", ["seconds", "fps"])
+def test_a_cleared_number_box_on_the_still_tab_is_named_not_a_type_error(field, tmp_path):
+    # was: "TypeError: float() argument must be a string or a real number, not 'NoneType' (details are in the
+    # server log)" for an emptied "Seconds" or "Frame rate" box
+    import queue
+
+    import numpy as np
+
+    from rerender.ui.runs import RunRequest, StillRequest, run_animate
+    from rerender.ui.sessions import UiSessions
+    from rerender.video import write_image
+
+    write_image(np.zeros((64, 64, 3), np.uint8), tmp_path / "still.png")
+    sessions = UiSessions(tmp_path / "ui")
+    request = RunRequest("all", "classic", {"prompt.prompt": "a cat"})
+    still = StillRequest(str(tmp_path / "still.png"), **{"seconds": 1.0, "fps": 10.0, field: None})
+    with pytest.raises(ConfigError, match=rf"`{field}` must be a number in .*got None"):
+        run_animate(sessions, sessions.get("s"), request, still, queue.Queue())
+
+
+def test_a_cleared_frame_rate_box_on_the_text_tab_is_named_not_a_type_error(tmp_path):
+    from rerender.ui.runs import RunRequest, TextRequest, run_generate
+    from rerender.ui.sessions import UiSessions
+
+    sessions = UiSessions(tmp_path / "ui")
+    request = RunRequest("all", "diffusion", {"prompt.prompt": "a cat"})
+    with pytest.raises(ConfigError, match=r"`fps` must be in \(0, 240\], got None"):
+        run_generate(sessions, sessions.get("s"), request, TextRequest(frames=2, size=(64, 64), fps=None))

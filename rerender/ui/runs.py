@@ -182,8 +182,8 @@ def run_animate(
     result = animate(
         image,
         motion=still.motion,
-        seconds=float(still.seconds),
-        fps=float(still.fps),
+        seconds=still.seconds,  # a cleared Number box is None: the library names it
+        fps=still.fps,
         output=session.root / "animated.mp4",
         config=config,
         amount=still.amount,
@@ -227,7 +227,9 @@ def run_generate(
     from rerender.workflow.generation import check_generate_inputs
 
     # before loading the model
-    check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)
+    check_generate_inputs(
+        config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size, text.fps
+    )
     result = generate(
         config.prompt.prompt,
         frames=frames,
@@ -236,7 +238,7 @@ def run_generate(
         pipeline=sessions.pipeline_for(config, control=False),  # text alone: no ControlNet needed
         motion=tuple(text.motion),
         size=size,
-        fps=float(text.fps),
+        fps=text.fps,
         negative_prompt=config.prompt.negative_prompt,
         num_inference_steps=config.sampling.num_inference_steps,
         guidance_scale=config.sampling.guidance_scale,
