@@ -138,3 +138,20 @@ def test_a_cleared_frame_rate_box_on_the_text_tab_is_named_not_a_type_error(tmp_
     request = RunRequest("all", "diffusion", {"prompt.prompt": "a cat"})
     with pytest.raises(ConfigError, match=r"`fps` must be in \(0, 240\], got None"):
         run_generate(sessions, sessions.get("s"), request, TextRequest(frames=2, size=(64, 64), fps=None))
+
+
+@pytest.mark.parametrize("typed", ["0 4 8", "0; 4; 8", "[0, 4, 8]", "(0, 4, 8)", " 0,4,8 "])
+def test_a_list_typed_in_a_page_box_with_spaces_or_brackets_is_read(typed):
+    # was: "`keyframes.keyframe_indices[0]` must be an integer, got '0 4 8'" (and the same for "(0.8, 1)")
+    from rerender.ui.runs import RunRequest, build_config
+
+    config = build_config(RunRequest("all", "classic", {"keyframes.keyframe_indices": typed}))
+    assert config.keyframes.keyframe_indices == (0, 4, 8)
+
+
+@pytest.mark.parametrize("typed", ["(0.8, 1)", "0.8 1", "[0.8; 1]"])
+def test_a_period_typed_in_a_page_box_with_spaces_or_brackets_is_read(typed):
+    from rerender.ui.runs import RunRequest, build_config
+
+    config = build_config(RunRequest("all", "classic", {"constraints.adain_period": typed}))
+    assert config.constraints.adain_period == (0.8, 1.0)
