@@ -155,3 +155,64 @@ def test_a_period_typed_in_a_page_box_with_spaces_or_brackets_is_read(typed):
 
     config = build_config(RunRequest("all", "classic", {"constraints.adain_period": typed}))
     assert config.constraints.adain_period == (0.8, 1.0)
+
+
+def _defined_names(module: Path) -> dict[str, set[str]]:
+    """The names a module defines at top level (functions, classes, assignments, imports, `import *`, the string
+    keys of a lazy-import table) → for a class, the names in its body."""
+    import ast
+
+    names: dict[str, set[str]] = {}
+    for node in ast.parse(module.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.names[0].name == "*":
+            names.update(_defined_names(REPO.joinpath(*node.module.split(".")).with_suffix(".py")))
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[node.name] = set()
+        elif isinstance(node, ast.ClassDef):
+            names[node.name] = {
+                getattr(item, "name", None) or getattr(getattr(item, "target", None), "id", "") for item in node.body
+            }
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update({(alias.asname or alias.name).split(".")[0]: set() for alias in node.names})
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update({target.id: set() for target in targets if isinstance(target, ast.Name)})
+            if isinstance(node.value, ast.Dict):  # `_LAZY = {"translate": "rerender.workflow.translation", …}`
+                names.update({key.value: set() for key in node.value.keys if isinstance(key, ast.Constant)})
+    return names
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether a dotted `rerender.…` name exists, read from the sources (importing them all would take seconds)."""
+    parts = dotted.split(".")
+    folder = REPO / parts[0]
+    for position, part in enumerate(parts[1:], start=1):
+        if (folder / part).is_dir():
+            folder = folder / part
+            continue
+        module = folder / f"{part}.py"
+        if module.is_file():
+            rest, source = parts[position + 1 :], module
+        else:
+            rest, source = parts[position:], folder / "__init__.py"
+        if not rest:
+            return True
+        defined = _defined_names(source)
+        return rest[0] in defined and (len(rest) == 1 or rest[1] in defined[rest[0]] or not defined[rest[0]])
+    return True
+
+
+def test_every_dotted_rerender_name_in_the_docs_and_examples_exists():
+    # was: the scaling-out guide's `rerender.format_summary(result)`, a name the package does not have
+    import re
+
+    pages = [*(REPO / "docs").rglob("*.md"), *(REPO / "examples").glob("*.py")]
+    names = {
+        match.group(1)
+        for page in pages
+        for match in re.finditer(r"\b(rerender(?:\.[A-Za-z_]\w*)+)", page.read_text(encoding="utf-8"))
+        if not re.search(r"\.(md|py|ya?ml|mp4|png)$", match.group(1))  # file names such as rerender.md
+    }
+    assert len(names) > 50
+    assert [name for name in sorted(names) if not _resolves(name)] == []
