@@ -216,3 +216,22 @@ def test_every_dotted_rerender_name_in_the_docs_and_examples_exists():
     }
     assert len(names) > 50
     assert [name for name in sorted(names) if not _resolves(name)] == []
+
+
+def test_the_page_s_keyframe_renderer_is_auto_by_default_as_documented(monkeypatch):
+    # was: "diffusion" for `rerender ui` and `build_app()` (the docs: "*auto* by default"), so a newcomer without
+    # weights got "diffusion weights missing" on the first press; `rerender ui --set seed=1` gave "auto"
+    import rerender.ui
+    from rerender.cli import main
+
+    app = rerender.ui.build_app()
+    assert app.rerender_page.renderer.value == "auto"
+    started = {}
+
+    def fake_launch(*args, defaults=None, **kwargs):
+        started["renderer"] = defaults.model.renderer
+        raise KeyboardInterrupt  # stop where serving would begin
+
+    monkeypatch.setattr(rerender.ui, "launch", fake_launch)
+    main(["ui"])
+    assert started == {"renderer": "auto"}

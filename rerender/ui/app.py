@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from rerender.config import LoraConfig, RerenderConfig, field_docstrings, field_help
+from rerender.config import LoraConfig, RerenderConfig, apply_overrides, field_docstrings, field_help
 from rerender.errors import MissingDependencyError
 from rerender.ui.fields import (
     ADVANCED_GROUPS,
@@ -346,7 +346,8 @@ def build_app(
         sessions: where session workspaces live; default a new temporary folder.
         clip_model: CLIP model for the evaluation figures (a local folder or cached hub id); `None` = the
             default model if it is cached (figures say why CLIP is missing otherwise).
-        defaults: the settings the page starts from (and the options it does not show); default the defaults.
+        defaults: the settings the page starts from (and the options it does not show); default the defaults
+            with the renderer "auto", as on the CLI: without diffusion weights, the classic stylizer runs.
         max_upload_mb: largest accepted upload.
 
     Raises:
@@ -359,7 +360,7 @@ def build_app(
     from rerender.evaluation import DEFAULT_CLIP_MODEL
 
     sessions = sessions or UiSessions(max_upload_mb=max_upload_mb)
-    defaults = defaults or RerenderConfig()
+    defaults = defaults or apply_overrides(RerenderConfig(), {"model.renderer": "auto"})
     components: dict[str, Any] = {"settings": {}}
     with gr.Blocks(title="Rerender A Video", analytics_enabled=False) as app:
         with gr.Row(elem_id="rr-header"):
