@@ -235,3 +235,27 @@ def test_the_page_s_keyframe_renderer_is_auto_by_default_as_documented(monkeypat
     monkeypatch.setattr(rerender.ui, "launch", fake_launch)
     main(["ui"])
     assert started == {"renderer": "auto"}
+
+
+def test_a_photo_given_as_the_video_points_to_animate_and_on_the_page_to_the_still_tab(tmp_path):
+    # was: "is a single image; pass the folder that holds the frames", also on the web page, where no folder can
+    # be uploaded; a newcomer with one photo wants `rerender animate` / the "Still image" tab
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rerender.config import RerenderConfig
+    from rerender.errors import VideoReadError
+    from rerender.ui.runs import PageHandlers
+    from rerender.ui.sessions import UiSessions
+    from rerender.video import probe_video, write_image
+
+    photo = tmp_path / "holiday photo.jpg"
+    write_image(np.zeros((32, 48, 3), np.uint8), photo)
+    with pytest.raises(VideoReadError, match="single image, not a video: `rerender animate`"):
+        probe_video(photo)
+    page = SimpleNamespace(summary="summary", status="status")
+    handlers = PageHandlers(page, UiSessions(tmp_path / "ui"), RerenderConfig(), None)
+    shown = handlers.on_video(str(photo), SimpleNamespace(session_hash="s"))
+    assert "'holiday photo.jpg' is a still image: the “Still image” tab" in shown["status"]
+    assert str(tmp_path) not in shown["status"]

@@ -23,6 +23,7 @@ from rerender.errors import CancelledError, ConfigError, RerenderError
 from rerender.ui.fields import RENDERERS, STILL_AMOUNTS, field_spec, value_of
 from rerender.ui.sessions import DEMO_VIDEO, UiSession, UiSessions, sanitize_filename
 from rerender.ui.summaries import environment_status, evaluate_result, friendly_error, video_summary
+from rerender.video import IMAGE_EXTENSIONS
 
 try:
     import gradio as gr
@@ -369,6 +370,10 @@ class PageHandlers:
             self.sessions.take_upload(session, None)
             return {page.summary: "Upload a video or use the demo clip.", page.status: ""}
         user_name = Path(path).name  # Gradio keeps the name the file had on the user's machine
+        if Path(path).suffix.lower() in IMAGE_EXTENSIONS:  # a photo dropped on the video box
+            self.sessions.take_upload(session, None)
+            message = f"{user_name!r} is a still image: the “Still image” tab makes a clip of it"
+            return {page.summary: f"**Not a usable video:** {message}", page.status: error_markdown(message)}
         try:
             summary = video_summary(path, user_name)  # read before anything of the session is replaced
             self.sessions.take_upload(session, path, user_name)

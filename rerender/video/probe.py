@@ -283,7 +283,10 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     if path.is_dir():
         return _probe_folder(path, image_sequence_fps)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
+        raise VideoReadError(
+            f"{str(path)!r} is a single image, not a video: `rerender animate` (rerender.animate) makes a clip of a "
+            "still; for a sequence of frames, pass the folder that holds them"
+        )
     with _open_container(path) as container:
         streams = _moving_streams(container)
         if not streams:
