@@ -126,7 +126,10 @@ def selected_frames(info: VideoInfo, config: RerenderConfig) -> range:
         )
     end = info.frame_count if video.end_frame is None else video.end_frame
     if end > info.frame_count:
-        raise ConfigError(f"`video.end_frame` must be ≤ {info.frame_count} (frames in {info.path.name}), got {end}")
+        raise ConfigError(  # often a preset's, made for another clip (configs/real2sculpture.yaml: 102)
+            f"`video.end_frame` must be ≤ {info.frame_count} (frames in {info.path.name}), got {end}; "
+            "end_frame null reads to the last frame"
+        )
     crop = video.crop
     if crop.left + crop.right >= info.width or crop.top + crop.bottom >= info.height:
         raise ConfigError(
