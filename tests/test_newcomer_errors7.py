@@ -267,3 +267,26 @@ def test_a_preset_s_end_frame_past_a_short_clip_says_how_to_read_to_the_end(sile
     config = rerender.load_config(REPO / "configs" / "real2sculpture.yaml")
     with pytest.raises(ConfigError, match=r"got 102; end_frame null reads to the last frame"):
         rerender.translate(silent_clip, "a sculpture", config=config, output=tmp_path / "o.mp4", crop={}, **FAST)
+
+
+def test_the_page_names_its_buttons_where_the_library_names_a_stage(silent_clip, tmp_path):
+    # was: "`stage` 'propagate' propagates finished keyframes, …; render them first with `stage` 'keyframes', or run
+    # `stage` 'all'" on a page whose buttons are "Propagate", "Keyframes" and "Run all"
+    import queue
+
+    from rerender.ui.runs import RunRequest, run_stage
+    from rerender.ui.sessions import UiSessions
+    from rerender.ui.summaries import friendly_error
+
+    sessions = UiSessions(tmp_path / "ui")
+    session = sessions.get("s")
+    sessions.take_upload(session, silent_clip, "my clip.mp4")
+    with session.run():  # the upload becomes the input
+        settings = {"prompt.prompt": "a cat", "video.resolution": 64, "flow.flow_estimator": "dis"}
+        with pytest.raises(ConfigError) as caught:
+            run_stage(sessions, session, RunRequest("propagate", "classic", settings), queue.Queue())
+    shown = friendly_error(caught.value, session.names())
+    assert (
+        shown.startswith("“Propagate” propagates finished keyframes") and "with “Keyframes”, or run “Run all”" in shown
+    )
+    assert "`stage`" not in shown
