@@ -290,3 +290,15 @@ def test_the_page_names_its_buttons_where_the_library_names_a_stage(silent_clip,
         shown.startswith("“Propagate” propagates finished keyframes") and "with “Keyframes”, or run “Run all”" in shown
     )
     assert "`stage`" not in shown
+
+
+def test_keyframe_indices_given_in_python_are_the_keyframes_as_with_keyframes_at(silent_clip, caplog, tmp_path):
+    # was: translate(..., keyframe_indices=[0, 5, 9]) kept keyframe_mode 'uniform' and silently rendered keyframes
+    # 0, 10, 11 instead (the CLI's --keyframes-at sets the mode); a list the mode ignores is now warned about
+    run = {"output": None, "stage": "keyframes", "workspace": tmp_path / "ws", **FAST}
+    result = rerender.translate(silent_clip, "a cat", keyframe_indices=[0, 5, 9], **run)
+    assert result.keyframe_indices == [0, 5, 9]
+    config = rerender.apply_overrides(rerender.RerenderConfig(), {"keyframe_indices": [0, 5]})
+    with caplog.at_level("WARNING"):
+        rerender.translate(silent_clip, "a cat", config=config, **run)
+    assert "`keyframes.keyframe_indices` [0, 5] is ignored: `keyframes.keyframe_mode` is 'uniform'" in caplog.text
