@@ -302,3 +302,21 @@ def test_keyframe_indices_given_in_python_are_the_keyframes_as_with_keyframes_at
     with caplog.at_level("WARNING"):
         rerender.translate(silent_clip, "a cat", config=config, **run)
     assert "`keyframes.keyframe_indices` [0, 5] is ignored: `keyframes.keyframe_mode` is 'uniform'" in caplog.text
+
+
+def test_an_input_that_is_no_path_is_named_not_a_type_error(tmp_path):
+    # was: "TypeError: expected str, bytes or os.PathLike object, not NoneType" (or "not list", "'NoneType' object
+    # is not iterable") from translate(None, ...), translate(["a.mp4"], ...), propagate_keyframes, animate, batch,
+    # probe_video and read_frames
+    calls = {
+        "video": lambda: rerender.translate(None, "a cat", output=tmp_path / "o.mp4"),
+        "video ": lambda: rerender.translate(["a.mp4"], "a cat", output=tmp_path / "o.mp4"),
+        "keyframes": lambda: rerender.propagate_keyframes(tmp_path / "v.mp4", None, tmp_path / "o.mp4"),
+        "image": lambda: rerender.animate(None, "a cat", output=tmp_path / "o.mp4", renderer="classic"),
+        "jobs": lambda: rerender.batch(None, "a cat", tmp_path / "out", renderer="classic"),
+        "path": lambda: rerender.probe_video(None),
+        "path ": lambda: rerender.read_frames(3),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match=rf"^`{name.strip()}` must be a"):
+            call()

@@ -16,6 +16,7 @@ from rerender.video.files import (
     IMAGE_EXTENSIONS,
     _log_once,
     _open_container,
+    check_input_path,
     list_image_files,
     read_image_with_alpha,
     unexpanded_home,
@@ -277,7 +278,7 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         InputNotFoundError: `path` does not exist, or is a folder without images.
         VideoReadError: the file cannot be decoded, or has no video frames.
     """
-    path = Path(path)
+    path = check_input_path(path, "path")
     if not path.exists():
         raise InputNotFoundError(f"video not found: {str(path)!r}{unexpanded_home(path)}")
     if path.is_dir():

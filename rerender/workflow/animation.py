@@ -27,7 +27,13 @@ import numpy as np
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
+from rerender.video import (
+    check_output_path,
+    compute_output_size,
+    read_image,
+    write_image,
+    write_video,
+)
 from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
@@ -71,6 +77,8 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 2:
             raise VideoReadError(f"`image` must be RGB uint8 (H, W, 3) with H, W ≥ 2, got {image.dtype} {image.shape}")
         return image
+    if not isinstance(image, (str, os.PathLike)):
+        raise ConfigError(f"`image` must be a path (a str or os.PathLike) or an RGB uint8 array, got {image!r}")
     path = Path(image)
     if not path.is_file():
         raise InputNotFoundError(f"`image` not found: {str(path)!r}")

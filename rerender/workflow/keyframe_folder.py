@@ -16,6 +16,7 @@ import numpy as np
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
 from rerender.video import (
+    check_input_path,
     fit_size,
     list_image_files,
     probe_video,
@@ -199,6 +200,7 @@ def propagate_keyframes(
     # 1. Check the arguments (`preflight.check_run`), then the video's header, the keyframe names and sizes.
     if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
     checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
     config, output_path = checked.config, checked.output
     if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device

@@ -30,7 +30,7 @@ from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.sound import hear_prompt
-from rerender.video import check_run_memory, choose_audio_track, probe_video
+from rerender.video import check_input_path, check_run_memory, choose_audio_track, probe_video
 from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
 from rerender.workflow.executors import Executor, LocalExecutor
 from rerender.workflow.frames import WorkspaceFrames
@@ -187,6 +187,7 @@ def translate(
     reused: list[str] = []
 
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
+    check_input_path(video, "video")
     checked = check_run(
         config,
         prompt=prompt,
