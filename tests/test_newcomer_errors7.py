@@ -320,3 +320,23 @@ def test_an_input_that_is_no_path_is_named_not_a_type_error(tmp_path):
     for name, call in calls.items():
         with pytest.raises(ConfigError, match=rf"^`{name.strip()}` must be a"):
             call()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"callback": 5}, r"`callback` must be a function callback\(stage, done, total\)"),
+        ({"callback": lambda stage, done: None}, r"`callback` must take three arguments \(stage, done, total\)"),
+        ({"cancel": True}, r"`cancel` must be a threading.Event"),
+    ],
+)
+def test_a_callback_or_cancel_that_cannot_work_is_refused_before_the_frames_are_decoded(
+    arguments, message, silent_clip, tmp_path
+):
+    # was: "TypeError: 'int' object is not callable", "<lambda>() takes 2 positional arguments but 3 were given" or
+    # "AttributeError: 'bool' object has no attribute 'is_set'" once the frames were decoded
+    with pytest.raises(ConfigError, match=message):
+        rerender.translate(silent_clip, "a cat", output=tmp_path / "o.mp4", **arguments, **FAST)
+    assert not (tmp_path / "o.mp4.work").exists()
+    with pytest.raises(ConfigError, match=message):
+        rerender.propagate_keyframes(silent_clip, tmp_path, tmp_path / "o.mp4", **arguments)

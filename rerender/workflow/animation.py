@@ -34,6 +34,7 @@ from rerender.video import (
     write_image,
     write_video,
 )
+from rerender.workflow.context import check_progress_arguments
 from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
@@ -239,6 +240,7 @@ def animate(
         )
     if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
         raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
+    check_progress_arguments(callback, None)
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if (
             isinstance(value, bool)

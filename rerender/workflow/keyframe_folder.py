@@ -24,7 +24,13 @@ from rerender.video import (
     unfit_frame,
     write_image,
 )
-from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.context import (
+    IntervalLedger,
+    Progress,
+    ProgressCallback,
+    StageContext,
+    check_progress_arguments,
+)
 from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.stages import (
@@ -201,6 +207,7 @@ def propagate_keyframes(
     if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
+    check_progress_arguments(callback, cancel)
     checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
     config, output_path = checked.config, checked.output
     if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device

@@ -31,7 +31,13 @@ from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.sound import hear_prompt
 from rerender.video import check_input_path, check_run_memory, choose_audio_track, probe_video
-from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.context import (
+    IntervalLedger,
+    Progress,
+    ProgressCallback,
+    StageContext,
+    check_progress_arguments,
+)
 from rerender.workflow.executors import Executor, LocalExecutor
 from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.preflight import check_run, check_workspace_paths
@@ -188,6 +194,7 @@ def translate(
 
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     check_input_path(video, "video")
+    check_progress_arguments(callback, cancel)
     checked = check_run(
         config,
         prompt=prompt,
