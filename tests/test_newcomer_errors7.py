@@ -340,3 +340,25 @@ def test_a_callback_or_cancel_that_cannot_work_is_refused_before_the_frames_are_
     assert not (tmp_path / "o.mp4.work").exists()
     with pytest.raises(ConfigError, match=message):
         rerender.propagate_keyframes(silent_clip, tmp_path, tmp_path / "o.mp4", **arguments)
+
+
+def test_a_keyframe_added_then_removed_again_propagates_the_frames_it_touched_again(silent_clip, tmp_path):
+    # was: keys 0, 8, 11, then 0, 4, 8, 11 (frames 1-7 propagated again from key 4), then 0, 8, 11 again: the
+    # ledger still held interval 0-8 as done, so frames 1-7 kept key 4's look in the video
+    import numpy as np
+
+    from rerender.video import read_frames, write_image
+
+    frames = list(read_frames(silent_clip))
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for index in (0, 8, 11):
+        write_image(255 - frames[index], keys / f"{index:04d}.png")
+    run = {"workspace": tmp_path / "ws", "progress": False, "propagation_preset": "fast", "flow_estimator": "dis"}
+    rerender.propagate_keyframes(silent_clip, keys, tmp_path / "a.mp4", **run)
+    write_image(np.full_like(frames[4], 255), keys / "0004.png")  # a white keyframe at 4, then taken away
+    rerender.propagate_keyframes(silent_clip, keys, tmp_path / "b.mp4", **run)
+    (keys / "0004.png").unlink()
+    rerender.propagate_keyframes(silent_clip, keys, tmp_path / "c.mp4", **run)
+    first, last = list(read_frames(tmp_path / "a.mp4")), list(read_frames(tmp_path / "c.mp4"))
+    assert all(np.array_equal(a, c) for a, c in zip(first, last))

@@ -245,10 +245,14 @@ class IntervalLedger:
         return stale
 
     def forget(self, todo: Sequence[Interval]) -> None:
-        """Drop the records of the intervals about to be redone, and save (before any of them is touched)."""
+        """Drop the records of the intervals about to be redone, and of every recorded interval whose frames they
+        overwrite (0–8 when 0–4 and 4–8 are propagated after a keyframe at 4 was added), and save (before any of
+        them is touched): a record must never outlive its frames."""
         finished = self.finished
-        for start, end in todo:
-            finished.pop(f"{start}-{end}", None)
+        for name in list(finished):
+            start, end = (int(part) for part in name.split("-"))
+            if any(start < other_end and other_start < end for other_start, other_end in todo):
+                del finished[name]
         self.workspace.save()
 
     def record(self, interval: Interval, digest: str) -> None:
