@@ -86,7 +86,23 @@ def test_an_image_folder_with_gaps_in_its_numbering_is_warned_about(tmp_path, ca
     caplog.clear()
     with caplog.at_level("WARNING"):
         probe_video(complete)
-    assert "skip" not in caplog.text
+    assert "skip" not in caplog.text and "not named like" not in caplog.text
+
+
+def test_an_image_left_beside_the_frames_of_a_folder_is_warned_about(tmp_path, caplog):
+    # was: a cover picture among frame_0001.png … frame_0004.png was read, without a word, as the first frame
+    import numpy as np
+
+    from rerender.video import probe_video, write_image
+
+    folder = tmp_path / "render"
+    folder.mkdir()
+    for number in range(1, 5):
+        write_image(np.zeros((8, 8, 3), np.uint8), folder / f"frame_{number:04d}.png")
+    write_image(np.zeros((8, 8, 3), np.uint8), folder / "cover.jpg")
+    with caplog.at_level("WARNING"):
+        assert probe_video(folder).frame_count == 5
+    assert "holds 1 image not named like its other frames ('cover.jpg')" in caplog.text
 
 
 def test_output_none_is_refused_without_suggesting_a_stage_the_function_does_not_take(tmp_path):

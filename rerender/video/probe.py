@@ -334,8 +334,35 @@ def _numbering_gaps(files: Sequence[Path]) -> list[tuple[int, int]]:
     return [(low + 1, high - 1) for low, high in zip(numbers, numbers[1:]) if high - low > 1]
 
 
+def _odd_names(files: Sequence[Path]) -> list[str]:
+    """The images not named like most of the folder's (`cover.jpg` among `frame_0001.png` …): numbers aside, the
+    name and type differ; none when every image follows one pattern."""
+    import re
+
+    patterns: dict[str, list[str]] = {}
+    for file in files:
+        patterns.setdefault(re.sub(r"\d+", "#", file.stem) + file.suffix.lower(), []).append(file.name)
+    if len(patterns) < 2:
+        return []
+    most = max(patterns.values(), key=len)
+    return [name for names in patterns.values() if names is not most for name in names]
+
+
 def _probe_folder(path: Path, image_sequence_fps: float | Fraction | None) -> VideoInfo:
     files = list_image_files(path)
+    odd = _odd_names(files)
+    if odd:  # a cover picture or a reference left beside the frames would be read as a frame
+        _log_once(
+            "odd names",
+            str(path),
+            "%s holds %d image%s not named like its other frames (%s%s): every image is read as a frame, in name "
+            "order; move the others out",
+            path,
+            len(odd),
+            "s" if len(odd) > 1 else "",
+            ", ".join(repr(name) for name in odd[:5]),
+            " …" if len(odd) > 5 else "",
+        )
     gaps = _numbering_gaps(files)
     if gaps:  # frames lost in a render or an export: the video would jump there without a word
         missing = sum(high - low + 1 for low, high in gaps)
