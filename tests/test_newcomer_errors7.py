@@ -378,3 +378,21 @@ def test_a_keyframe_added_then_removed_again_propagates_the_frames_it_touched_ag
     rerender.propagate_keyframes(silent_clip, keys, tmp_path / "c.mp4", **run)
     first, last = list(read_frames(tmp_path / "a.mp4")), list(read_frames(tmp_path / "c.mp4"))
     assert all(np.array_equal(a, c) for a, c in zip(first, last))
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"cpu_offload": True}, {"device": "cpu"}, {"reference_storage": "host"}, {"renderer": "auto"}],
+)
+def test_resuming_with_an_option_that_only_says_how_to_run_keeps_the_finished_keyframes(
+    changed, silent_clip, tmp_path
+):
+    # was: rerunning after running out of GPU memory with `--set cpu_offload=true` (or on another device, or with
+    # the references on the host, or renderer auto that runs the same renderer) logged "redoing keyframes:
+    # config changed (model)" and rendered every finished keyframe again
+    run = {"output": None, "stage": "keyframes", "workspace": tmp_path / "ws", "K": 4, **FAST}
+    rerender.translate(silent_clip, "a cat", **run)
+    result = rerender.translate(silent_clip, "a cat", **{**run, **changed})
+    assert "keyframes" in result.reused and not result.redone
+    result = rerender.translate(silent_clip, "a cat", **{**run, "dtype": "float16"})  # this one changes pixels
+    assert result.redone == ["redoing keyframes: config changed (model)"]

@@ -149,9 +149,23 @@ def _section_hashes(config: RerenderConfig, stage: str) -> dict[str, str]:
     return hashes
 
 
+RUN_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
+    "model": {"device": "auto", "cpu_offload": False, "renderer": "diffusion"},
+    "constraints": {"reference_storage": "auto"},
+}
+"""Options that say where or how a run works, not what it makes: changing them (`cpu_offload` after running out
+of GPU memory, another GPU) keeps the finished keyframes. The renderer that ran is recorded on its own (the
+stage's `depends`), so "auto" and "diffusion" that both ran diffusion keep them too. Hashed at these values."""
+
+
 def _keyed_by_content(config: RerenderConfig) -> RerenderConfig:
-    """`config` with the style image's path replaced by its file's digest: new bytes at the same path redo the
-    keyframes, the same bytes at another path do not (a missing file keeps its path, checked elsewhere)."""
+    """`config` as the workspace hashes it: the style image's path replaced by its file's digest (new bytes at the
+    same path redo the keyframes, the same bytes at another path do not; a missing file keeps its path, checked
+    elsewhere), and the `RUN_ONLY_OPTIONS` at fixed values."""
+    config = dataclasses.replace(
+        config,
+        **{name: dataclasses.replace(getattr(config, name), **fixed) for name, fixed in RUN_ONLY_OPTIONS.items()},
+    )
     style_image = config.prompt.style_image
     digest = file_digest(style_image) if style_image is not None else None
     if digest is None:
