@@ -396,3 +396,17 @@ def test_resuming_with_an_option_that_only_says_how_to_run_keeps_the_finished_ke
     assert "keyframes" in result.reused and not result.redone
     result = rerender.translate(silent_clip, "a cat", **{**run, "dtype": "float16"})  # this one changes pixels
     assert result.redone == ["redoing keyframes: config changed (model)"]
+
+
+def test_eval_of_an_output_made_from_every_other_frame_says_how_to_pair_the_frames(silent_clip, tmp_path):
+    # was: "frame counts differ (output 6, source 12); compared the first 6": output frame i (source frame 2i)
+    # was compared with source frame i, and the figures were silently wrong
+    from rerender.evaluation import evaluate_video
+    from rerender.video import read_frames, write_video
+
+    output = tmp_path / "every other.mp4"
+    write_video(read_frames(silent_clip, stride=2), output, fps=12.5)
+    report = evaluate_video(output, silent_clip, clip_model=None, progress=False)
+    assert "pass frame_stride 2 (--frame-stride 2)" in report["note"]
+    paired = evaluate_video(output, silent_clip, clip_model=None, progress=False, frame_stride=2)
+    assert "note" not in paired and paired["warp_error_excess"] < report["warp_error_excess"]
