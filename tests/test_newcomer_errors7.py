@@ -410,3 +410,24 @@ def test_eval_of_an_output_made_from_every_other_frame_says_how_to_pair_the_fram
     assert "pass frame_stride 2 (--frame-stride 2)" in report["note"]
     paired = evaluate_video(output, silent_clip, clip_model=None, progress=False, frame_stride=2)
     assert "note" not in paired and paired["warp_error_excess"] < report["warp_error_excess"]
+
+
+def test_a_web_page_port_in_use_or_out_of_range_is_named_as_port(capsys):
+    # was: Gradio's "Cannot find empty port in range: 7861-7861. You can specify a different port by setting the
+    # GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`" (exit 1), and
+    # "OverflowError: bind(): port must be 0-65535" for a negative port
+    import socket
+
+    from rerender.cli import main
+    from rerender.ui import launch
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"^`port` {port} cannot be used on 127.0.0.1"):
+            launch(port=port)
+        assert main(["ui", "--port", str(port)]) == 2
+        assert f"--port {port} cannot be used" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"`port` must be a TCP port in \[0, 65535\]"):
+        launch(port=-5)
