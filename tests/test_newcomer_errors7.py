@@ -431,3 +431,19 @@ def test_a_web_page_port_in_use_or_out_of_range_is_named_as_port(capsys):
         assert f"--port {port} cannot be used" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"`port` must be a TCP port in \[0, 65535\]"):
         launch(port=-5)
+
+
+def test_force_with_stage_propagate_is_refused_before_it_deletes_the_keyframes(silent_clip, tmp_path, capsys):
+    # was: `--stage propagate --force` started the workspace over (deleting every keyframe), then refused for want
+    # of keyframes
+    from rerender.cli import main
+
+    run = {"output": tmp_path / "o.mp4", "workspace": tmp_path / "ws", "K": 4, **FAST}
+    rerender.translate(silent_clip, "a cat", stage="keyframes", **run)
+    keyframes = sorted((tmp_path / "ws" / "keyframes").iterdir())
+    with pytest.raises(ConfigError, match=r"^`force=True` starts the workspace over, deleting the keyframes"):
+        rerender.translate(silent_clip, "a cat", stage="propagate", force=True, **run)
+    assert sorted((tmp_path / "ws" / "keyframes").iterdir()) == keyframes
+    command = ["translate", str(silent_clip), "-p", "a cat", "-o", str(tmp_path / "o.mp4"), "--stage", "propagate"]
+    assert main([*command, "--force", "--workspace", str(tmp_path / "ws"), "-q"]) == 2
+    assert "--force starts the workspace over" in capsys.readouterr().err

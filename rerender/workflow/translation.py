@@ -195,6 +195,11 @@ def translate(
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     check_input_path(video, "video")
     check_progress_arguments(callback, cancel)
+    if force and stage == "propagate":  # --force starts the workspace over: the keyframes would go first
+        raise ConfigError(
+            "`force=True` starts the workspace over, deleting the keyframes that `stage` 'propagate' propagates; "
+            "leave out `force=True` (changed keyframe files are propagated again by themselves), or run `stage` 'all'"
+        )
     checked = check_run(
         config,
         prompt=prompt,
