@@ -447,3 +447,24 @@ def test_force_with_stage_propagate_is_refused_before_it_deletes_the_keyframes(s
     command = ["translate", str(silent_clip), "-p", "a cat", "-o", str(tmp_path / "o.mp4"), "--stage", "propagate"]
     assert main([*command, "--force", "--workspace", str(tmp_path / "ws"), "-q"]) == 2
     assert "--force starts the workspace over" in capsys.readouterr().err
+
+
+def test_a_key_outside_the_frames_with_first_number_1_does_not_advise_first_number_1(silent_clip, tmp_path, capsys):
+    # was: "... (frames counted from 1; ... FFmpeg's %04d.png from 1: for those, set --first-number to 1)" to a user
+    # who had just set --first-number 1 for a key named 0000.png
+    import numpy as np
+
+    from rerender.cli import main
+    from rerender.video import write_image
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(np.zeros((48, 64, 3), np.uint8), keys / "0000.png")
+    command = ["propagate", str(silent_clip), "--keyframes", str(keys), "-o", str(tmp_path / "o.mp4"), "-q"]
+    assert main([*command, "--first-number", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "for keys numbered from 0, set --first-number to 0" in err and "to 1" not in err
+    write_image(np.zeros((48, 64, 3), np.uint8), keys / "0012.png")
+    (keys / "0000.png").unlink()
+    assert main(command) == 2
+    assert "for keys numbered from 1, set --first-number to 1" in capsys.readouterr().err

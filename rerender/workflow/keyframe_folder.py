@@ -142,11 +142,12 @@ def read_keyframe_folder(
             if source_files is None:
                 index = number - first_number
                 if not 0 <= index < frame_count:
+                    other = 0 if first_number == 1 else 1  # the advice names the numbering not in use
                     raise ConfigError(
                         f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
                         f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
-                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for those, set "
-                        "`first_number` to 1)"
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for keys numbered from "
+                        f"{other}, set `first_number` to {other})"
                     )
             elif number in by_number:
                 index = by_number[number]
