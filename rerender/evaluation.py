@@ -217,6 +217,17 @@ def evaluate_video(
             f"frame counts differ (output {output_info.frame_count}, source {source_info.frame_count}); "
             f"compared the first {count}"
         )
+        stride = round(source_info.frame_count / max(output_info.frame_count, 1))
+        if (
+            frame_stride == 1
+            and stride > 1
+            and len(range(0, source_info.frame_count, stride)) == output_info.frame_count
+        ):
+            # paired in order, output frame i is not source frame i: say how to pair them
+            report["note"] += (
+                f"; if the output was made from one source frame in {stride}, pass frame_stride {stride} (--frame-stride "
+                f"{stride}) to pair each output frame with its source frame"
+            )
     report.update(evaluate_frames(outputs("evaluation"), sources))
     if clip_model:
         report["clip"] = clip_scores(outputs("clip"), prompt, clip_model)

@@ -97,6 +97,7 @@ _API_ARGUMENTS = {
     "checkpoint": "`flow.flow_checkpoint`",
     "parallel": "--jobs",
     "output_dir": "-o/--output",
+    "port": "--port",
 }
 """Python API arguments that library messages may name, and the CLI options that set them.
 

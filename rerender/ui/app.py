@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
-from rerender.config import LoraConfig, RerenderConfig, field_docstrings, field_help
-from rerender.errors import MissingDependencyError
+from rerender.config import LoraConfig, RerenderConfig, apply_overrides, field_docstrings, field_help
+from rerender.errors import ConfigError, MissingDependencyError
 from rerender.ui.fields import (
     ADVANCED_GROUPS,
     MAIN_FIELDS,
@@ -346,7 +346,8 @@ def build_app(
         sessions: where session workspaces live; default a new temporary folder.
         clip_model: CLIP model for the evaluation figures (a local folder or cached hub id); `None` = the
             default model if it is cached (figures say why CLIP is missing otherwise).
-        defaults: the settings the page starts from (and the options it does not show); default the defaults.
+        defaults: the settings the page starts from (and the options it does not show); default the defaults
+            with the renderer "auto", as on the CLI: without diffusion weights, the classic stylizer runs.
         max_upload_mb: largest accepted upload.
 
     Raises:
@@ -359,7 +360,7 @@ def build_app(
     from rerender.evaluation import DEFAULT_CLIP_MODEL
 
     sessions = sessions or UiSessions(max_upload_mb=max_upload_mb)
-    defaults = defaults or RerenderConfig()
+    defaults = defaults or apply_overrides(RerenderConfig(), {"model.renderer": "auto"})
     components: dict[str, Any] = {"settings": {}}
     with gr.Blocks(title="Rerender A Video", analytics_enabled=False) as app:
         with gr.Row(elem_id="rr-header"):
@@ -407,6 +408,7 @@ def launch(
     """
     import gradio as gr
 
+    _check_port(host, port)  # before the page is built: Gradio's own message names its `server_port`
     sessions = UiSessions(max_upload_mb=max_upload_mb)
     app = build_app(sessions, clip_model, defaults=defaults, max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=1)
@@ -436,6 +438,30 @@ def launch(
         enable_monitoring=False,
     )
     return app, local_url
+
+
+def _check_port(host: str, port: int | None) -> None:
+    """Refuse a `port` that is no TCP port or that another program listens on, naming it.
+
+    Raises:
+        ConfigError: the port is not an integer in 0-65535, or it is in use on `host`.
+    """
+    import socket
+
+    if port is None:
+        return
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"`port` must be a TCP port in [0, 65535] (0 or None: a free one), got {port!r}")
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host if host not in ("0.0.0.0", "") else "127.0.0.1", port))
+        except OSError as error:
+            raise ConfigError(
+                f"`port` {port} cannot be used on {host} ({error.strerror or error}); choose another, or leave it "
+                "out for a free one"
+            ) from None
 
 
 def _free_port(host: str) -> int:

@@ -204,8 +204,12 @@ def value_of(spec: FieldSpec, raw: Any) -> Any:
         if text == "" or text.lower() in ("none", "off", "null"):
             return None if spec.optional else text
         if typing.get_origin(spec.base) is tuple:
+            # "0, 4, 8" as the box shows it, and what people type too: "0 4 8", "0; 4", "(0.8, 1)", "[0.8, 1]"
+            items = text.strip("()[] ").replace(";", ",")
+            if "," not in items:
+                items = ", ".join(items.split())
             try:
-                return yaml.safe_load(f"[{text}]")
+                return yaml.safe_load(f"[{items}]")
             except yaml.YAMLError:
                 raise ConfigError(f"`{spec.path}` must be numbers separated by commas, got {raw!r}") from None
         return text

@@ -11,7 +11,6 @@ a message in the status area, where it stays until the next action.
 import logging
 import queue
 import random
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from rerender.errors import CancelledError, ConfigError, RerenderError
 from rerender.ui.fields import RENDERERS, STILL_AMOUNTS, field_spec, value_of
 from rerender.ui.sessions import DEMO_VIDEO, UiSession, UiSessions, sanitize_filename
 from rerender.ui.summaries import environment_status, evaluate_result, friendly_error, video_summary
+from rerender.video import IMAGE_EXTENSIONS
 
 try:
     import gradio as gr
@@ -183,8 +183,8 @@ def run_animate(
     result = animate(
         image,
         motion=still.motion,
-        seconds=float(still.seconds),
-        fps=float(still.fps),
+        seconds=still.seconds,  # a cleared Number box is None: the library names it
+        fps=still.fps,
         output=session.root / "animated.mp4",
         config=config,
         amount=still.amount,
@@ -228,7 +228,9 @@ def run_generate(
     from rerender.workflow.generation import check_generate_inputs
 
     # before loading the model
-    check_generate_inputs(config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size)
+    check_generate_inputs(
+        config.prompt.prompt, frames, config.keyframes.keyframe_interval, text.motion, size, text.fps
+    )
     result = generate(
         config.prompt.prompt,
         frames=frames,
@@ -237,7 +239,7 @@ def run_generate(
         pipeline=sessions.pipeline_for(config, control=False),  # text alone: no ControlNet needed
         motion=tuple(text.motion),
         size=size,
-        fps=float(text.fps),
+        fps=text.fps,
         negative_prompt=config.prompt.negative_prompt,
         num_inference_steps=config.sampling.num_inference_steps,
         guidance_scale=config.sampling.guidance_scale,
@@ -264,6 +266,7 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
         ConfigError: a file not named after one of the keyframes, or of another size.
     """
     from rerender.video import read_image, write_image
+    from rerender.workflow.keyframe_folder import keyframe_number
 
     if not files:
         raise ConfigError("choose the retouched keyframe images first")
@@ -273,13 +276,15 @@ def use_retouched_keyframes(session: UiSession, files: list[str]) -> int:
     replaced = []
     for file in files:
         name = sanitize_filename(Path(file).name)
-        digits = re.findall(r"\d+", Path(name).stem)
-        if not digits or int(digits[-1]) not in existing:
+        try:  # the rule `rerender propagate` reads names by: "0008_v2.png" and "0008 (1).png" are frame 8
+            index = keyframe_number(name)
+        except ConfigError:
+            index = None
+        if index not in existing:
             raise ConfigError(
                 f"retouched keyframe {name!r} must be named after a keyframe: one of "
                 f"{', '.join(f'{index:04d}.png' for index in sorted(existing))}"
             )
-        index = int(digits[-1])
         image, original = read_image(file), read_image(existing[index])
         if image.shape != original.shape:
             raise ConfigError(
@@ -365,6 +370,10 @@ class PageHandlers:
             self.sessions.take_upload(session, None)
             return {page.summary: "Upload a video or use the demo clip.", page.status: ""}
         user_name = Path(path).name  # Gradio keeps the name the file had on the user's machine
+        if Path(path).suffix.lower() in IMAGE_EXTENSIONS:  # a photo dropped on the video box
+            self.sessions.take_upload(session, None)
+            message = f"{user_name!r} is a still image: the “Still image” tab makes a clip of it"
+            return {page.summary: f"**Not a usable video:** {message}", page.status: error_markdown(message)}
         try:
             summary = video_summary(path, user_name)  # read before anything of the session is replaced
             self.sessions.take_upload(session, path, user_name)

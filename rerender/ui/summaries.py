@@ -8,6 +8,7 @@ from typing import Any
 
 from rerender.config import RerenderConfig
 from rerender.errors import RerenderError
+from rerender.ui.fields import STAGE_LABELS
 
 
 def video_summary(path: str | os.PathLike, name: str | None = None) -> str:
@@ -122,6 +123,8 @@ def friendly_error(error: BaseException, names: Mapping[str, str] | None = None)
         text = str(error)
     else:
         text = f"{type(error).__name__}: {error} (details are in the server log)"
+    # the library's `stage` 'keyframes' is the page's “Keyframes” button
+    text = re.sub(r"`stage` '(\w+)'", lambda match: f"“{STAGE_LABELS.get(match[1], match[1])}”", text)
     for path, name in sorted(names.items(), key=lambda item: -len(item[0])):  # longest first: no partial matches
         text = re.sub(r":\s*'file:" + re.escape(path) + "'", "", text)  # FFmpeg's repetition of the path
         text = text.replace(path, name)

@@ -16,7 +16,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from rerender.errors import DiskFullError, InputNotFoundError, OutputPathError, VideoReadError
+from rerender.errors import ConfigError, DiskFullError, InputNotFoundError, OutputPathError, VideoReadError
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,20 @@ __all__ = [
     "write_image",
     "disk_full_error",
     "check_output_path",
+    "check_input_path",
     "atomic_output",
 ]
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def check_input_path(value: object, name: str) -> Path:
+    """`value` as a `Path`, or a `ConfigError` naming the argument `name` when it is no path (None, a list, a
+    number): not Python's "expected str, bytes or os.PathLike object"."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise ConfigError(f"`{name}` must be a path (a str or os.PathLike), got {value!r}")
 
 
 def _natural_key(path: Path) -> list:

@@ -14,7 +14,9 @@ import numpy as np
 from rerender.errors import ConfigError, InputNotFoundError, VideoReadError
 from rerender.video.files import (
     IMAGE_EXTENSIONS,
+    _log_once,
     _open_container,
+    check_input_path,
     list_image_files,
     read_image_with_alpha,
     unexpanded_home,
@@ -276,13 +278,16 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         InputNotFoundError: `path` does not exist, or is a folder without images.
         VideoReadError: the file cannot be decoded, or has no video frames.
     """
-    path = Path(path)
+    path = check_input_path(path, "path")
     if not path.exists():
         raise InputNotFoundError(f"video not found: {str(path)!r}{unexpanded_home(path)}")
     if path.is_dir():
         return _probe_folder(path, image_sequence_fps)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise VideoReadError(f"{str(path)!r} is a single image; pass the folder that holds the frames")
+        raise VideoReadError(
+            f"{str(path)!r} is a single image, not a video: `rerender animate` (rerender.animate) makes a clip of a "
+            "still; for a sequence of frames, pass the folder that holds them"
+        )
     with _open_container(path) as container:
         streams = _moving_streams(container)
         if not streams:
@@ -315,8 +320,64 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
         return _describe(path, container, stream, first, pts, skipped)
 
 
+def _numbering_gaps(files: Sequence[Path]) -> list[tuple[int, int]]:
+    """The runs `(first, last)` of numbers missing from a folder of frames named by one pattern (`frame_0001.png`,
+    `frame_0002.png`, …: the same text around the last number); none when the names follow no single pattern."""
+    import re
+
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", file.stem) for file in files]
+    if len(files) < 2 or any(part is None for part in parts):
+        return []
+    if len({(part.group(1), part.group(3)) for part in parts}) != 1:
+        return []
+    numbers = sorted({int(part.group(2)) for part in parts})
+    return [(low + 1, high - 1) for low, high in zip(numbers, numbers[1:]) if high - low > 1]
+
+
+def _odd_names(files: Sequence[Path]) -> list[str]:
+    """The images not named like most of the folder's (`cover.jpg` among `frame_0001.png` …): numbers aside, the
+    name and type differ; none when every image follows one pattern."""
+    import re
+
+    patterns: dict[str, list[str]] = {}
+    for file in files:
+        patterns.setdefault(re.sub(r"\d+", "#", file.stem) + file.suffix.lower(), []).append(file.name)
+    if len(patterns) < 2:
+        return []
+    most = max(patterns.values(), key=len)
+    return [name for names in patterns.values() if names is not most for name in names]
+
+
 def _probe_folder(path: Path, image_sequence_fps: float | Fraction | None) -> VideoInfo:
     files = list_image_files(path)
+    odd = _odd_names(files)
+    if odd:  # a cover picture or a reference left beside the frames would be read as a frame
+        _log_once(
+            "odd names",
+            str(path),
+            "%s holds %d image%s not named like its other frames (%s%s): every image is read as a frame, in name "
+            "order; move the others out",
+            path,
+            len(odd),
+            "s" if len(odd) > 1 else "",
+            ", ".join(repr(name) for name in odd[:5]),
+            " …" if len(odd) > 5 else "",
+        )
+    gaps = _numbering_gaps(files)
+    if gaps:  # frames lost in a render or an export: the video would jump there without a word
+        missing = sum(high - low + 1 for low, high in gaps)
+        listed = ", ".join(str(low) if low == high else f"{low}–{high}" for low, high in gaps[:5])
+        _log_once(
+            "numbering gaps",
+            str(path),
+            "the frames in %s skip number%s %s%s (%d missing): the images are read one after another, so the "
+            "video jumps there",
+            path,
+            "s" if missing > 1 else "",
+            listed,
+            " …" if len(gaps) > 5 else "",
+            missing,
+        )
     first, alpha = read_image_with_alpha(files[0])  # upright: the size a viewer shows
     fps = Fraction(image_sequence_fps).limit_denominator(1001) if image_sequence_fps else DEFAULT_IMAGE_SEQUENCE_FPS
     height, width = first.shape[:2]

@@ -27,7 +27,14 @@ import numpy as np
 from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
-from rerender.video import check_output_path, compute_output_size, read_image, write_image, write_video
+from rerender.video import (
+    check_output_path,
+    compute_output_size,
+    read_image,
+    write_image,
+    write_video,
+)
+from rerender.workflow.context import check_progress_arguments
 from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
@@ -71,6 +78,8 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 2:
             raise VideoReadError(f"`image` must be RGB uint8 (H, W, 3) with H, W ≥ 2, got {image.dtype} {image.shape}")
         return image
+    if not isinstance(image, (str, os.PathLike)):
+        raise ConfigError(f"`image` must be a path (a str or os.PathLike) or an RGB uint8 array, got {image!r}")
     path = Path(image)
     if not path.is_file():
         raise InputNotFoundError(f"`image` not found: {str(path)!r}")
@@ -231,6 +240,7 @@ def animate(
         )
     if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
         raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
+    check_progress_arguments(callback, None)
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if (
             isinstance(value, bool)

@@ -221,7 +221,12 @@ def load_jobs(
             raise ConfigError(f"`jobs`: {str(source)!r} is neither a folder of videos nor a .yaml/.yml/.csv job list")
         where = f"the job list {str(source)!r}"
     else:
-        rows = list(jobs)
+        try:
+            rows = list(jobs)
+        except TypeError:  # None, a number: not Python's "'NoneType' object is not iterable"
+            raise ConfigError(
+                f"`jobs` must be a folder of videos, a .yaml/.csv job list or a list of jobs, got {jobs!r}"
+            ) from None
         where = "the job list"
     result: list[Job] = []
     for number, row in enumerate(rows, start=1):

@@ -21,7 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rerender.config import RerenderConfig
-from rerender.errors import CancelledError
+from rerender.errors import CancelledError, ConfigError
 from rerender.video import VideoInfo
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
@@ -35,6 +35,31 @@ ProgressCallback = Callable[[str, int, int], None]
 Interval = tuple[int, int]
 """A key interval `(start, end)`: frames `start..end` (both included) between two keyframes, or a keyframe
 and an end of the clip."""
+
+
+def check_progress_arguments(callback: Any, cancel: Any) -> None:
+    """Refuse a `callback` that cannot be called as `callback(stage, done, total)` and a `cancel` that is no event,
+    before any work (they are first used after the frames are decoded).
+
+    Raises:
+        ConfigError: naming `callback` or `cancel`, the value and what is valid.
+    """
+    import inspect
+
+    if callback is not None:
+        if not callable(callback):
+            raise ConfigError(f"`callback` must be a function callback(stage, done, total) or None, got {callback!r}")
+        try:
+            inspect.signature(callback).bind("frames", 0, 1)
+        except TypeError:
+            raise ConfigError(
+                f"`callback` must take three arguments (stage, done, total), got {callback!r} with the signature "
+                f"{inspect.signature(callback)}"
+            ) from None
+        except ValueError:  # no signature to read (some built-ins): called as it is
+            pass
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ConfigError(f"`cancel` must be a threading.Event (set it to stop) or None, got {cancel!r}")
 
 
 class Progress:
@@ -58,6 +83,7 @@ class Progress:
         cancel: threading.Event | None = None,
         workspace: Callable[[], Any] = lambda: None,
     ) -> None:
+        check_progress_arguments(callback, cancel)
         self.show, self.callback, self.cancel, self.workspace = show, callback, cancel, workspace
 
     @property
@@ -219,10 +245,14 @@ class IntervalLedger:
         return stale
 
     def forget(self, todo: Sequence[Interval]) -> None:
-        """Drop the records of the intervals about to be redone, and save (before any of them is touched)."""
+        """Drop the records of the intervals about to be redone, and of every recorded interval whose frames they
+        overwrite (0–8 when 0–4 and 4–8 are propagated after a keyframe at 4 was added), and save (before any of
+        them is touched): a record must never outlive its frames."""
         finished = self.finished
-        for start, end in todo:
-            finished.pop(f"{start}-{end}", None)
+        for name in list(finished):
+            start, end = (int(part) for part in name.split("-"))
+            if any(start < other_end and other_start < end for other_start, other_end in todo):
+                del finished[name]
         self.workspace.save()
 
     def record(self, interval: Interval, digest: str) -> None:

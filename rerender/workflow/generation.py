@@ -69,13 +69,15 @@ class GenerationResult:
     """The seed the keyframes were drawn with (the one drawn when `sampling.seed` is null)."""
 
 
-def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: Any) -> tuple[float, float]:
+def check_generate_inputs(
+    prompt: Any, frames: Any, K: Any, motion: Any, size: Any, fps: Any = 8.0
+) -> tuple[float, float]:
     """Validate `generate`'s arguments before any model loads; returns the motion as two floats.
 
     Raises:
         ConfigError: a prompt that is not a string, `frames` outside 1–`MAX_GENERATED_FRAMES`, K < 1, a non-finite motion or one
             as large as the frame, a camera travel over the clip beyond the frame (`check_camera_travel`), a size
-            that is not two multiples of 8 in 64–2048.
+            that is not two multiples of 8 in 64–2048, `fps` outside (0, 240].
     """
     if not isinstance(prompt, str):  # empty: refused by `generate` unless a style image or a sound says what to show
         raise ConfigError(f"`prompt` must be a string, got {prompt!r}")
@@ -101,6 +103,8 @@ def check_generate_inputs(prompt: Any, frames: Any, K: Any, motion: Any, size: A
             f"pixels), got {motion!r}"
         )
     check_camera_travel(frames, (dx, dy), tuple(size))
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
+        raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
     return dx, dy
 
 
@@ -273,9 +277,7 @@ def generate(
 
     # 1. Check the inputs before any model loads.
     size_given, size = size is not None, GENERATED_SIZE if size is None else size
-    dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size)
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
-        raise ConfigError(f"`fps` must be in (0, 240], got {fps!r}")
+    dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size, fps)
     if num_inference_steps is not None and (
         isinstance(num_inference_steps, bool)
         or not isinstance(num_inference_steps, int)

@@ -16,6 +16,7 @@ import numpy as np
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError
 from rerender.video import (
+    check_input_path,
     fit_size,
     list_image_files,
     probe_video,
@@ -23,7 +24,13 @@ from rerender.video import (
     unfit_frame,
     write_image,
 )
-from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.workflow.context import (
+    IntervalLedger,
+    Progress,
+    ProgressCallback,
+    StageContext,
+    check_progress_arguments,
+)
 from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.preflight import check_run, check_workspace_paths
 from rerender.workflow.stages import (
@@ -135,11 +142,12 @@ def read_keyframe_folder(
             if source_files is None:
                 index = number - first_number
                 if not 0 <= index < frame_count:
+                    other = 0 if first_number == 1 else 1  # the advice names the numbering not in use
                     raise ConfigError(
                         f"keyframe {path.name!r} is for frame {number}, outside the video's frames "
                         f"[{first_number}, {frame_count - 1 + first_number}] (frames counted from {first_number}; "
-                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for those, set "
-                        "`first_number` to 1)"
+                        "`rerender preprocess` counts from 0, FFmpeg's %04d.png from 1: for keys numbered from "
+                        f"{other}, set `first_number` to {other})"
                     )
             elif number in by_number:
                 index = by_number[number]
@@ -199,6 +207,8 @@ def propagate_keyframes(
     # 1. Check the arguments (`preflight.check_run`), then the video's header, the keyframe names and sizes.
     if isinstance(first_number, bool) or not isinstance(first_number, int) or first_number < 0:
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
+    check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
+    check_progress_arguments(callback, cancel)
     checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
     config, output_path = checked.config, checked.output
     if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device

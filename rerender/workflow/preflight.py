@@ -62,8 +62,9 @@ class Preflight:
     """A renderer object the caller passed (it replaces the configured renderer), else None."""
 
 
-def check_stage(stage: Any, output: Any) -> None:
-    """Refuse an unknown `stage`, and `output=None` with a stage that writes a video.
+def check_stage(stage: Any, output: Any, staged: bool = True) -> None:
+    """Refuse an unknown `stage`, and `output=None` with a stage that writes a video; `staged=False` for an entry
+    point without a `stage` argument (`animate`, `generate`, `propagate_keyframes`: they always write one).
 
     Raises:
         ConfigError: naming `stage` or `output`, the value and what is valid.
@@ -71,6 +72,10 @@ def check_stage(stage: Any, output: Any) -> None:
     if stage not in choices(Stage):
         raise ConfigError(f"`stage` must be one of {', '.join(map(repr, choices(Stage)))}, got {stage!r}")
     if output is None and stage in WRITING_STAGES:
+        if not staged:
+            raise ConfigError(
+                "`output` is None, but this writes a video; pass output=... (a .mp4, .mov or a .mkv path)"
+            )
         raise ConfigError(
             f"`output` is None, but stage {stage!r} writes a video; pass output=... (a .mp4, .mov or "
             "a .mkv path), or stage='keyframes' (CLI: --stage keyframes) to stop before writing"
@@ -424,7 +429,7 @@ def check_run(
     prompt: str | None = None,
     K: int | None = None,
     overrides: Mapping[str, Any] | None = None,
-    stage: str = "all",
+    stage: str | None = None,
     output: str | os.PathLike | None = None,
     inputs: Sequence[Any] = (),
     renderer: Any = None,
@@ -439,7 +444,7 @@ def check_run(
     Args:
         config: a `RerenderConfig`, a YAML/JSON file or None (defaults).
         prompt, K, overrides: applied to the config (`rerender.workflow.stages.resolve_config`).
-        stage: how far the run goes (`rerender.config.Stage`).
+        stage: how far the run goes (`rerender.config.Stage`); None for an entry point without stages (all).
         output: the video the run writes; None is refused for a stage that writes one (`WRITING_STAGES`).
         inputs: the run's input files, which `output` must not be.
         renderer: a renderer name or object (see `translate`).
@@ -462,7 +467,8 @@ def check_run(
     from rerender.video import check_output_path
     from rerender.workflow.stages import resolve_config
 
-    check_stage(stage, output)
+    staged, stage = stage is not None, stage or "all"
+    check_stage(stage, output, staged)
     if executor is not None and not callable(getattr(executor, "check", None)):  # e.g. executor="ray"
         raise ConfigError(
             f"`executor` must be an executor object (None, LocalExecutor() or RayExecutor(...) from "

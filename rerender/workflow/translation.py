@@ -30,8 +30,14 @@ from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
 from rerender.sound import hear_prompt
-from rerender.video import check_run_memory, choose_audio_track, probe_video
-from rerender.workflow.context import IntervalLedger, Progress, ProgressCallback, StageContext
+from rerender.video import check_input_path, check_run_memory, choose_audio_track, probe_video
+from rerender.workflow.context import (
+    IntervalLedger,
+    Progress,
+    ProgressCallback,
+    StageContext,
+    check_progress_arguments,
+)
 from rerender.workflow.executors import Executor, LocalExecutor
 from rerender.workflow.frames import WorkspaceFrames
 from rerender.workflow.preflight import check_run, check_workspace_paths
@@ -187,6 +193,13 @@ def translate(
     reused: list[str] = []
 
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
+    check_input_path(video, "video")
+    check_progress_arguments(callback, cancel)
+    if force and stage == "propagate":  # --force starts the workspace over: the keyframes would go first
+        raise ConfigError(
+            "`force=True` starts the workspace over, deleting the keyframes that `stage` 'propagate' propagates; "
+            "leave out `force=True` (changed keyframe files are propagated again by themselves), or run `stage` 'all'"
+        )
     checked = check_run(
         config,
         prompt=prompt,
@@ -240,13 +253,12 @@ def translate(
     prompt_record = dataclasses.replace(prompt_record, encoded=config.prompt.full_prompt)
     logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     executor = executor or LocalExecutor()
-    with Workspace.open(workspace_root, video, config, force=force) as space:
+    # `stage` 'propagate' is checked before anything is forgotten: a refused run never deletes the keyframes
+    with Workspace.open(workspace_root, video, config, force=force, reconcile=stage != "propagate") as space:
+        if stage == "propagate":
+            _check_keyframes_finished(space, config)
+            space.reconcile(config)
         space.manifest["prompt"] = prompt_record.to_dict()  # the prompt as written and as the text encoder read it
-        if stage == "propagate" and not space.is_done("keyframes", config):
-            raise ConfigError(
-                f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(space.root)!r} has none "
-                "for this config; render them first with `stage` 'keyframes', or run `stage` 'all'"
-            )
         ctx = StageContext(
             workspace=space,
             video=Path(video),
@@ -322,6 +334,23 @@ def translate(
             # previews inside the workspace went with it (the comparison video lies beside the output)
             done.previews = {name: path for name, path in previews.items() if path.exists()}
         return done
+
+
+def _check_keyframes_finished(space: Workspace, config: RerenderConfig) -> None:
+    """`stage` 'propagate' needs keyframes finished under `config`; say which options differ when they do."""
+    if space.is_done("keyframes", config):
+        return
+    changed = space.changed_sections("keyframes", config) if space.record("keyframes").get("done") else []
+    found = (
+        f"holds keyframes rendered with other options (config changed: {', '.join(changed)}); run with the options "
+        "they were rendered with, or render them again"
+        if changed
+        else "has none for this config; render them first"
+    )
+    raise ConfigError(
+        f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(space.root)!r} {found} with "
+        "`stage` 'keyframes', or run `stage` 'all'"
+    )
 
 
 def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, float], reused: list[str]) -> None:

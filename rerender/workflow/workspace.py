@@ -149,9 +149,23 @@ def _section_hashes(config: RerenderConfig, stage: str) -> dict[str, str]:
     return hashes
 
 
+RUN_ONLY_OPTIONS: dict[str, dict[str, Any]] = {
+    "model": {"device": "auto", "cpu_offload": False, "renderer": "diffusion"},
+    "constraints": {"reference_storage": "auto"},
+}
+"""Options that say where or how a run works, not what it makes: changing them (`cpu_offload` after running out
+of GPU memory, another GPU) keeps the finished keyframes. The renderer that ran is recorded on its own (the
+stage's `depends`), so "auto" and "diffusion" that both ran diffusion keep them too. Hashed at these values."""
+
+
 def _keyed_by_content(config: RerenderConfig) -> RerenderConfig:
-    """`config` with the style image's path replaced by its file's digest: new bytes at the same path redo the
-    keyframes, the same bytes at another path do not (a missing file keeps its path, checked elsewhere)."""
+    """`config` as the workspace hashes it: the style image's path replaced by its file's digest (new bytes at the
+    same path redo the keyframes, the same bytes at another path do not; a missing file keeps its path, checked
+    elsewhere), and the `RUN_ONLY_OPTIONS` at fixed values."""
+    config = dataclasses.replace(
+        config,
+        **{name: dataclasses.replace(getattr(config, name), **fixed) for name, fixed in RUN_ONLY_OPTIONS.items()},
+    )
     style_image = config.prompt.style_image
     digest = file_digest(style_image) if style_image is not None else None
     if digest is None:
@@ -354,12 +368,18 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, root: str | os.PathLike, video: str | os.PathLike, config: RerenderConfig, force: bool = False
+        cls,
+        root: str | os.PathLike,
+        video: str | os.PathLike,
+        config: RerenderConfig,
+        force: bool = False,
+        reconcile: bool = True,
     ) -> Workspace:
         """Open or create the workspace at `root` for `video` and `config`, and lock it for this run.
 
         Stages whose recorded dependencies differ from `video` and `config` are forgotten (their files are
-        deleted) with one log line each saying why; `force` starts the whole workspace over.
+        deleted) with one log line each saying why; `force` starts the whole workspace over. With
+        `reconcile=False` nothing is forgotten yet (a caller that may still refuse the run calls `reconcile`).
 
         Raises:
             OutputPathError: `root` cannot be created or written.
@@ -386,8 +406,8 @@ class Workspace:
             workspace._lock.acquire(root)
             workspace._owned = workspace._read_ledger()
             workspace._load_manifest(video, force)
-            workspace._reconcile(config)
-            workspace.save()
+            if reconcile:
+                workspace.reconcile(config)
         except OSError as error:
             workspace.close()
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -442,20 +462,25 @@ class Workspace:
                 manifest = None
         self.manifest = manifest or {"version": MANIFEST_VERSION, "video": identity, "stages": {}}
 
-    def _reconcile(self, config: RerenderConfig) -> None:
-        """Forget the first stage whose config sections changed, and every stage after it, saying why."""
+    def changed_sections(self, stage: str, config: RerenderConfig) -> list[str]:
+        """The config sections `stage` depends on whose recorded hashes differ from `config`'s (all of them when
+        the stage never ran)."""
+        recorded = self.record(stage).get("sections") or {}
+        wanted = _section_hashes(config, stage)
+        return [name for name in wanted if recorded.get(name) != wanted[name]]
+
+    def reconcile(self, config: RerenderConfig) -> None:
+        """Forget the first stage whose config sections changed, and every stage after it, saying why; save."""
         stages = self.manifest["stages"]
         for position, stage in enumerate(STAGES):
-            record = stages.get(stage)
-            if not record:
+            if not stages.get(stage):
                 continue
-            recorded = record.get("sections") or {}
-            wanted = _section_hashes(config, stage)
-            changed = [name for name in wanted if recorded.get(name) != wanted[name]]
+            changed = self.changed_sections(stage, config)
             if changed:
                 later = [name for name in STAGES[position:] if name in stages]
                 self.invalidate(later, f"config changed ({', '.join(changed)})")
-                return
+                break
+        self.save()
 
     def invalidate(self, stages: Iterable[str], reason: str) -> None:
         """Forget `stages` and delete their recorded files, with one log line naming them and `reason`."""

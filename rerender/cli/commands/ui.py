@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from rerender.ui import launch
 
-    defaults = load_config(args) if (args.config or args.overrides) else None
+    defaults = load_config(args)  # the CLI's defaults (renderer "auto") also without --config or --set
     app, address = launch(
         args.host,
         args.port,
