@@ -194,6 +194,7 @@ def test_batch_on_ray_equals_local_runs_and_a_bad_job_fails_alone(clips, tmp_pat
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # Ray's workers stay in the default run through the batch and executor tests
 def test_relative_paths_on_ray_workers_with_their_own_working_folder(clips, tmp_path, monkeypatch):
     # a runtime_env working_dir (or another node) gives the workers another working folder than the driver's
     ray = pytest.importorskip("ray")

@@ -170,6 +170,7 @@ def test_strength_zero_runs_no_unet_call(pipe):
 # --------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_determinism_for_a_seed(pipe):
     first, second = run(pipe, seed=3).images, run(pipe, seed=3).images
     other = run(pipe, seed=4).images
