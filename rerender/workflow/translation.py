@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from rerender.config import RerenderConfig, Stage, apply_overrides, choices
+from rerender.config import RendererName, RerenderConfig, Stage, apply_overrides, choices
 from rerender.diffusion.loading import loading_bars
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
@@ -122,10 +122,10 @@ def translate(
     pipeline: Any | None = None,
     *,
     workspace: str | os.PathLike | None = None,
-    stage: Literal["all", "first", "keyframes", "propagate"] = "all",
+    stage: Stage = "all",
     force: bool = False,
     delete_workspace: bool = False,
-    renderer: Literal["auto", "diffusion", "classic"] | KeyframeRenderer | None = None,
+    renderer: RendererName | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
     comparison: bool = False,
     progress: bool = True,
