@@ -67,7 +67,7 @@ def test_translate_stage_is_the_stage_literal():
 
     parameter = inspect.signature(translation.translate).parameters["stage"]
     assert parameter.annotation in ("Stage", Stage)
-    assert getattr(translation, "Stage") is Stage
+    assert translation.Stage is Stage
 
 
 # ---- 7. last_frame_keyframe=False on a clip shorter than K -------------------------------------------------
