@@ -80,3 +80,87 @@ def test_short_clip_without_last_frame_keyframe_keys_the_anchor_only(mode, caplo
         assert select_keyframes(6, config, [1.0] * 5) == [0]
     assert "only keyframe" in caplog.text and "last_frame_keyframe" in caplog.text
     assert select_keyframes(6, KeyframeConfig(keyframe_interval=10, keyframe_mode=mode), [1.0] * 5) == [0, 5]
+
+
+# ---- 1. never overwrite a file rerender did not write -------------------------------------------------------
+
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis")
+
+
+def _tiny_video(path, audio_from=None):
+    import numpy as np
+
+    from rerender.video import write_video
+
+    frames = [np.full((16, 16, 3), value, np.uint8) for value in (0, 255)]
+    return write_video(frames, path, fps=10, audio_from=audio_from)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_every_video_we_write_carries_our_tag(tmp_path, suffix, synthetic_clip):
+    import av
+
+    from rerender import __version__
+    from rerender.video import written_by_rerender
+
+    for audio_from in (None, synthetic_clip):  # the plain writer and the audio mux
+        path = _tiny_video(tmp_path / f"ours{suffix}", audio_from)
+        with av.open(str(path)) as container:
+            tags = {key.lower(): value for key, value in container.metadata.items()}
+        assert tags["comment"] == f"rerender {__version__}" and written_by_rerender(path)
+    (tmp_path / "text.mp4").write_bytes(b"my own video")
+    assert not written_by_rerender(tmp_path / "text.mp4") and not written_by_rerender(synthetic_clip)
+    assert not written_by_rerender(tmp_path / "missing.mp4") and not written_by_rerender(tmp_path)
+
+
+def test_a_users_file_is_refused_before_any_work_and_left_untouched(tmp_path, silent_clip):
+    from rerender import translate
+    from rerender.errors import OutputPathError
+    from rerender.synthetic import write_synthetic_video
+
+    mine = tmp_path / "mine.mp4"
+    write_synthetic_video(mine, num_frames=2, width=32, height=32, fps=25)  # a real video, not ours
+    before = mine.read_bytes()
+    with pytest.raises(OutputPathError) as raised:
+        translate(silent_clip, "x", output=mine, renderer="classic", progress=False, **FAST)
+    message = str(raised.value)
+    assert "`output`" in message and str(mine) in message and "overwrite=True" in message
+    assert mine.read_bytes() == before and not (tmp_path / "mine.mp4.work").exists()
+
+
+def test_the_cli_names_its_flags(tmp_path, silent_clip, capsys):
+    from rerender.cli import main
+
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    assert main(["translate", str(silent_clip), "-p", "x", "-o", str(mine), "--renderer", "classic"]) != 0
+    error = capsys.readouterr().err
+    assert "-o/--output" in error and str(mine) in error and "--overwrite" in error and "overwrite=True" not in error
+    assert mine.read_bytes() == b"my own video"
+
+
+def test_our_earlier_output_and_overwrite_are_let_through(tmp_path, silent_clip):
+    from rerender.errors import OutputPathError
+    from rerender.workflow.preflight import check_run
+
+    ours, mine = _tiny_video(tmp_path / "ours.mp4"), tmp_path / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    kwargs = dict(output=None, inputs=[silent_clip], renderer="classic", check_model=False)
+    assert check_run(None, **{**kwargs, "output": ours}).output == ours  # a rerun replaces its own output
+    with pytest.raises(OutputPathError, match="not written by rerender"):
+        check_run(None, **{**kwargs, "output": mine})
+    assert check_run(None, **{**kwargs, "output": mine}, overwrite=True).output == mine
+    with pytest.raises(ConfigError, match="`overwrite` must be True or False"):
+        check_run(None, **{**kwargs, "output": mine}, overwrite="yes")
+
+
+def test_overwrite_true_replaces_a_users_file(tmp_path, silent_clip):
+    from rerender import translate
+    from rerender.video import written_by_rerender
+
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    result = translate(
+        silent_clip, "x", output=mine, renderer="classic", progress=False, overwrite=True, end_frame=2, **FAST
+    )
+    assert result.output == mine and written_by_rerender(mine) and result.frame_count == 2

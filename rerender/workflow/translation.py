@@ -124,6 +124,7 @@ def translate(
     workspace: str | os.PathLike | None = None,
     stage: Stage = "all",
     force: bool = False,
+    overwrite: bool = False,
     delete_workspace: bool = False,
     renderer: RendererName | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
@@ -151,6 +152,8 @@ def translate(
             included) and refuses when there are none, "all" (default) does everything.
         force: redo every stage even where nothing changed, or start over a workspace made for another
             video. Work whose inputs changed (video, config, keyframe files) is redone without it.
+        overwrite: replace an existing `output` that rerender did not write; without it such a file is refused
+            before any work (an earlier output of rerender's is replaced either way: a rerun).
         delete_workspace: after a successful write, delete the workspace (only the files rerender wrote).
         renderer: "diffusion" (SD + ControlNet; raises when its weights cannot be loaded), "classic" (the
             built-in stylizer, no weights), "auto" (diffusion when possible, else classic with a warning), or a
@@ -213,6 +216,7 @@ def translate(
         executor=executor,
         prompt_translator=prompt_translator,
         soundtrack=video,
+        overwrite=overwrite,
     )
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
