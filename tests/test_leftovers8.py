@@ -164,3 +164,38 @@ def test_overwrite_true_replaces_a_users_file(tmp_path, silent_clip):
         silent_clip, "x", output=mine, renderer="classic", progress=False, overwrite=True, end_frame=2, **FAST
     )
     assert result.output == mine and written_by_rerender(mine) and result.frame_count == 2
+
+
+# ---- 8. the page: typed keyframe indices select the mode that uses them ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "indices, mode, shown",
+    [
+        ("0, 8, 20", "uniform", "explicit"),
+        ("0 8", "adaptive", "explicit"),
+        ("0, 8,", "uniform", "explicit"),  # half typed
+        ("", "explicit", "uniform"),  # cleared: back to the default
+        ("", "adaptive", "adaptive"),
+        ("none", "uniform", "uniform"),
+    ],
+)
+def test_typed_keyframe_indices_select_explicit_mode(indices, mode, shown):
+    from rerender.ui.runs import PageHandlers
+
+    assert PageHandlers.on_keyframe_indices(None, indices, mode) == shown
+
+
+def test_the_page_wires_the_indices_to_the_mode():
+    pytest.importorskip("gradio")
+    from rerender.ui.app import build_app
+
+    app = build_app()
+    settings = app.rerender_page.settings
+    indices, mode = settings["keyframes.keyframe_indices"]._id, settings["keyframes.keyframe_mode"]._id
+    wired = [
+        dependency
+        for dependency in app.config["dependencies"]
+        if [target[0] for target in dependency["targets"]] == [indices] and dependency["outputs"] == [mode]
+    ]
+    assert len(wired) == 1 and wired[0]["targets"][0][1] == "input"
