@@ -199,3 +199,34 @@ def test_the_page_wires_the_indices_to_the_mode():
         if [target[0] for target in dependency["targets"]] == [indices] and dependency["outputs"] == [mode]
     ]
     assert len(wired) == 1 and wired[0]["targets"][0][1] == "input"
+
+
+# ---- 6. presets are looks: no clip framing in configs/ -----------------------------------------------------
+
+
+def _clip_framing_options() -> set[str]:
+    """The video section's options that frame one clip: its frame range (`*_frame`) and its crop (`Crop`)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(VideoConfig)
+    return {
+        item.name
+        for item in dataclasses.fields(VideoConfig)
+        if item.name.endswith("_frame") or hints[item.name] is Crop
+    }
+
+
+def test_no_preset_frames_a_clip():
+    from pathlib import Path
+
+    import yaml
+
+    assert _clip_framing_options() == {"start_frame", "end_frame", "crop"}
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(presets) >= 10
+    for preset in presets:
+        video = (yaml.safe_load(preset.read_text(encoding="utf-8")) or {}).get("video") or {}
+        assert not _clip_framing_options() & set(video), (
+            f"{preset.name} sets {sorted(_clip_framing_options() & set(video))}"
+        )
