@@ -230,3 +230,14 @@ def test_no_preset_frames_a_clip():
         assert not _clip_framing_options() & set(video), (
             f"{preset.name} sets {sorted(_clip_framing_options() & set(video))}"
         )
+
+
+def test_preprocess_keeps_the_rule_too(tmp_path, silent_clip, capsys):
+    from rerender.cli import main
+
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    assert main(["preprocess", str(silent_clip), "-o", str(mine), "--set", "video.end_frame=2"]) != 0
+    assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == b"my own video"
+    assert main(["preprocess", str(silent_clip), "-o", str(mine), "--set", "video.end_frame=2", "--overwrite"]) == 0
+    assert mine.read_bytes() != b"my own video"
