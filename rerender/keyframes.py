@@ -117,8 +117,8 @@ def select_keyframes(
     """Keyframe indices for `num_frames` selected frames, following `config.keyframe_mode`.
 
     In "uniform" and "adaptive" mode the last frame is a keyframe too, unless `config.last_frame_keyframe` is
-    False. A clip shorter than K gets keyframes at its first and last frames either way, with a log message:
-    one keyframe every K frames would leave its end propagated one way from the anchor.
+    False. A clip shorter than K gets keyframes at its first and last frames (with `last_frame_keyframe` False:
+    the anchor alone, the paper's plain 0, K, 2K, …), with a log message.
 
     Raises:
         ConfigError: explicit indices out of range, or adaptive without scores.
@@ -126,10 +126,17 @@ def select_keyframes(
     if num_frames < 1:
         raise ConfigError(f"the video must have at least 1 frame, got {num_frames}")
     if config.keyframe_mode != "explicit" and num_frames < config.keyframe_interval:
-        keyframes = sorted({0, num_frames - 1})
+        keyframes = sorted({0, num_frames - 1}) if config.last_frame_keyframe else [0]
         if num_frames == 1:
             logger.warning(
                 "the clip has 1 frame, fewer than K = %d: it is the only keyframe", config.keyframe_interval
+            )
+        elif not config.last_frame_keyframe:
+            logger.warning(
+                "the clip has %d frames, fewer than K = %d: the first frame is the only keyframe "
+                "(`last_frame_keyframe` is off; its end is propagated one way from it)",
+                num_frames,
+                config.keyframe_interval,
             )
         else:
             logger.warning(

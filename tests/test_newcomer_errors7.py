@@ -279,10 +279,10 @@ def test_a_photo_given_as_the_video_points_to_animate_and_on_the_page_to_the_sti
 
 def test_a_preset_s_end_frame_past_a_short_clip_says_how_to_read_to_the_end(silent_clip, tmp_path):
     # was: "`video.end_frame` must be ≤ 12 (frames in silent.mp4), got 102" for the configuration guide's own
-    # example (configs/real2sculpture.yaml on your clip), with no word on how to read the whole clip
-    config = rerender.load_config(REPO / "configs" / "real2sculpture.yaml")
+    # example (configs/real2sculpture.yaml on your clip, then; its framing is now the sample clip's command line),
+    # with no word on how to read the whole clip
     with pytest.raises(ConfigError, match=r"got 102; end_frame null reads to the last frame"):
-        rerender.translate(silent_clip, "a sculpture", config=config, output=tmp_path / "o.mp4", crop={}, **FAST)
+        rerender.translate(silent_clip, "a sculpture", output=tmp_path / "o.mp4", end_frame=102, **FAST)
 
 
 def test_the_page_names_its_buttons_where_the_library_names_a_stage(silent_clip, tmp_path):

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _API_ARGUMENTS = {
     "force": "--force",
+    "overwrite": "--overwrite",
     "workspace": "--workspace",
     "output": "-o/--output",
     "stage": "--stage",

@@ -278,6 +278,18 @@ def workspace_parent(force_help: str) -> argparse.ArgumentParser:
     return parent
 
 
+def overwrite_parent() -> argparse.ArgumentParser:
+    """`--overwrite`: replace an existing -o/--output that rerender did not write (refused without it)."""
+    parent = _parent()
+    parent.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUTPUT that rerender did not write (without it such a file is refused; an earlier "
+        "output of rerender's is replaced either way)",
+    )
+    return parent
+
+
 def source_size_parent() -> argparse.ArgumentParser:
     """`--source-size`: `propagation.output_size` = "source"."""
     parent = _parent()

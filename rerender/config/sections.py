@@ -420,7 +420,7 @@ class VideoConfig:
     frame_stride: int = 1
     """Use every n-th frame of the range (1 = every frame); the output fps is divided accordingly."""
     crop: Crop = field(default_factory=Crop)
-    """Borders removed before resizing, in source pixels."""
+    """Borders removed before resizing, in source pixels; `None` (`crop: null`) = no crop, as `{}`."""
     resolution: int = 512
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: ResizeSide = "long"
@@ -439,6 +439,8 @@ class VideoConfig:
     `false` reads the fields woven together, as stored (combing on motion)."""
 
     def __post_init__(self) -> None:
+        if self.crop is None:  # VideoConfig(crop=None): no crop
+            object.__setattr__(self, "crop", Crop())
         parse_color(self.background, "video.background")
         _check_range("video.start_frame", self.start_frame, 0)
         if self.end_frame is not None:
@@ -565,6 +567,16 @@ class LoraConfig:
         _check_range("model.loras[].scale", self.scale, -4.0, 4.0)
 
 
+IP_ADAPTER = "h94/IP-Adapter"
+"""The default IP-Adapter repository (`model.ip_adapter`)."""
+
+
+def _check_not_blank(name: str, value: str | None, default: str) -> None:
+    """Refuse an empty or blank string for an option naming weights: it would be read as a path ("." or "")."""
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"`{name}` must name a hub id, folder or file, got {value!r}; {default}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which weights are loaded and how."""
@@ -587,7 +599,7 @@ class ModelConfig:
     """Keep only the running model on the GPU (slower, for small GPUs)."""
     vae_tiling: bool = False
     """Decode and encode large frames tile by tile to save memory."""
-    ip_adapter: str = "h94/IP-Adapter"
+    ip_adapter: str = IP_ADAPTER
     """IP-Adapter repository (hub id or folder) used when `prompt.style_image` is set."""
     ip_adapter_weight_name: str = "models/ip-adapter_sd15.safetensors"
     """Adapter file inside `ip_adapter` (e.g. models/ip-adapter-plus_sd15.safetensors); its image encoder sits beside it.
@@ -599,6 +611,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.base_model:
             raise ConfigError("`model.base_model` must name a hub id, folder or checkpoint file, got ''")
+        _check_not_blank("model.vae", self.vae, "null (or leaving it out) means the base model's own VAE")
+        _check_not_blank("model.ip_adapter", self.ip_adapter, f"leaving it out means the default {IP_ADAPTER!r}")
         _check_choice("model.dtype", self.dtype, choices(DTypeName))
         _check_choice("model.renderer", self.renderer, choices(RendererName))
         if not (self.device in choices(DeviceName) or re.fullmatch(r"cuda:\d+", self.device)):
@@ -663,6 +677,7 @@ class ControlConfig:
 
     def __post_init__(self) -> None:
         _check_choice("control.type", self.type, CONTROL_TYPES)
+        _check_not_blank("control.model", self.model, "null (or leaving it out) means the ControlNet matching `type`")
         _check_range("control.strength", self.strength, 0.0, 2.0)
         _check_range("control.canny_low_threshold", self.canny_low_threshold, 0, 255)
         _check_range("control.canny_high_threshold", self.canny_high_threshold, self.canny_low_threshold, 255)

@@ -165,6 +165,14 @@ class RenderedFrame:
         return self.index == 0
 
 
+def second_pass_phrase(start: int | None) -> str:
+    """How the progress log tells where the pixel-aware second pass starts (`ConstraintSchedule.second_pass_start`;
+    None: pixel-aware fusion is off, so every keyframe is rendered in one pass)."""
+    if start is None:
+        return "one pass (pixel-aware fusion is off: no second pass)"
+    return f"second pass from step {start}"
+
+
 @dataclass(frozen=True)
 class ConstraintSchedule:
     """The executed DDIM steps of one sampling schedule and the steps at which each constraint acts.
@@ -691,7 +699,7 @@ class RerenderPipeline(
             frames=len(frames),
         )
         logger.info(
-            "rendering %d frames at %dx%d with %s: steps %d-%d of %d, second pass from step %s",
+            "rendering %d frames at %dx%d with %s: steps %d-%d of %d, %s",
             len(frames),
             frames[0].shape[-1],
             frames[0].shape[-2],
@@ -699,7 +707,7 @@ class RerenderPipeline(
             schedule.first_step,
             num_inference_steps - 1,
             num_inference_steps,
-            schedule.second_pass_start,
+            second_pass_phrase(schedule.second_pass_start),
         )
 
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends

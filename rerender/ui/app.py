@@ -283,6 +283,9 @@ def _wire(page: Page, handlers: PageHandlers, app: Any) -> None:
     page.demo.click(handlers.on_demo, None, page.video, api_name="demo", concurrency_limit=None)
     page.dice.click(handlers.on_dice, None, page.seed, api_name=False, concurrency_limit=None)
     page.still_motion.change(handlers.on_motion, page.still_motion, page.still_amount, api_name=False, queue=False)
+    indices, mode = page.settings["keyframes.keyframe_indices"], page.settings["keyframes.keyframe_mode"]
+    # typed indices select the mode that uses them (`input`: what the user types, not a preset being loaded)
+    indices.input(handlers.on_keyframe_indices, [indices, mode], mode, api_name=False, queue=False)
     for path in MODEL_FIELDS:
         page.settings[path].change(
             handlers.on_environment,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rerender.config import RerenderConfig, apply_overrides
+from rerender.config import RerenderConfig, apply_overrides, field_default
 from rerender.errors import CancelledError, ConfigError, RerenderError
 from rerender.ui.fields import RENDERERS, STILL_AMOUNTS, field_spec, value_of
 from rerender.ui.sessions import DEMO_VIDEO, UiSession, UiSessions, sanitize_filename
@@ -399,6 +399,18 @@ class PageHandlers:
     def on_motion(self, motion: str) -> float | None:
         """The amount field follows the move: it shows the library's default for the chosen one."""
         return STILL_AMOUNTS.get(motion)
+
+    def on_keyframe_indices(self, indices: str, mode: str) -> str:
+        """The mode follows the indices, as the amount follows the move: typing indices selects "explicit", the
+        mode that uses them (in another mode they would be ignored); clearing them while "explicit" goes back to
+        "uniform", the default."""
+        try:
+            given = value_of(field_spec("keyframes.keyframe_indices"), indices) is not None
+        except ConfigError:  # typed, though not yet numbers: the run names the mistake
+            given = True
+        if given:
+            return "explicit"
+        return field_default("keyframes.keyframe_mode") if mode == "explicit" else mode
 
     def on_environment(self, *values) -> str:
         try:

@@ -35,6 +35,7 @@ from rerender.video.files import (
     IMAGE_EXTENSIONS,
     VIDEO_SUFFIXES,
     WRITABLE_SUFFIXES,
+    WRITER_TAG,
     atomic_output,
     check_input_path,
     check_output_path,
@@ -43,7 +44,9 @@ from rerender.video.files import (
     list_image_files,
     read_image,
     read_image_with_alpha,
+    refuse_foreign_output,
     write_image,
+    written_by_rerender,
 )
 from rerender.video.geometry import (
     ASPECT_TOLERANCE,
@@ -95,6 +98,9 @@ __all__ = [
     "check_input_path",
     "check_output_path",
     "atomic_output",
+    "WRITER_TAG",
+    "written_by_rerender",
+    "refuse_foreign_output",
     "VideoWriter",
     "write_video",
     "write_png_sequence",

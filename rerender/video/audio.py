@@ -56,6 +56,7 @@ def _mux_audio(
     ):
         video_stream_in = video_in.streams.video[0]
         audio_stream_in = audio_in.streams.audio[choose_audio_track(_audio_tracks(audio_in), track)]
+        out.metadata.update(video_in.metadata)  # the writer's tag (`WRITER_TAG`), kept through the audio mux
         video_out = out.add_stream_from_template(video_stream_in)
         copy = audio_stream_in.codec_context.name in MP4_COPYABLE_AUDIO or output.suffix.lower() == ".mkv"
         if copy:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -34,6 +35,9 @@ __all__ = [
     "check_output_path",
     "check_input_path",
     "atomic_output",
+    "WRITER_TAG",
+    "written_by_rerender",
+    "refuse_foreign_output",
 ]
 
 
@@ -392,6 +396,57 @@ def check_output_path(
                 f"{name} {str(output)!r} is inside the input folder {str(item)!r}; choose a path outside it"
             )
     return output
+
+
+def _writer_tag() -> str:
+    # The package's own version; read from the package object (always imported before its modules), as an import
+    # of `rerender` would count as this low layer importing the whole package (import-linter's layers contract).
+    return f"rerender {sys.modules['rerender'].__version__}"
+
+
+WRITER_TAG = _writer_tag()
+"""The container's `comment` tag on every video rerender writes (`VideoWriter`): how a later run tells its own
+earlier output, which it may replace, from a file of the user's, which it never overwrites."""
+
+
+def written_by_rerender(path: str | os.PathLike) -> bool:
+    """Whether `path` is a video rerender wrote: its container's `comment` tag starts with "rerender " (any version).
+
+    Cheap: PyAV opens the container and reads its header; nothing is decoded. A file PyAV cannot open (a text file,
+    a broken video, a folder) is not ours.
+    """
+    import av
+
+    try:
+        with av.open(_ffmpeg_url(Path(path))) as container:
+            # Matroska stores tag names upper-case (COMMENT)
+            comment = next((value for key, value in container.metadata.items() if key.lower() == "comment"), "")
+    except Exception:  # noqa: BLE001 - anything PyAV cannot read is not a video we wrote
+        return False
+    return comment.startswith("rerender ")
+
+
+def refuse_foreign_output(
+    output: str | os.PathLike, *, name: str, remedy: str, overwrite: bool = False, where: str = ""
+) -> None:
+    """The rule for every output rerender writes: never overwrite a file it did not write. An existing `output`
+    without rerender's tag (`written_by_rerender`) is refused unless `overwrite`; one with the tag (an earlier run's
+    output) may be replaced.
+
+    Args:
+        output: the path about to be written.
+        name: how the message calls it (an argument or option as the user spelled it, e.g. "`output`").
+        remedy: the ways out, e.g. "move it away, or pass `overwrite=True` to replace it".
+        overwrite: the user asked to replace whatever is there.
+        where: a prefix for the message (e.g. "job 2 (clip1.mp4): ").
+
+    Raises:
+        OutputPathError: naming `name`, the path and `remedy`.
+    """
+    output = Path(output)
+    if overwrite or not output.is_file() or written_by_rerender(output):
+        return
+    raise OutputPathError(f"{where}{name} {str(output)!r} already exists and was not written by rerender; {remedy}")
 
 
 @contextmanager

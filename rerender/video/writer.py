@@ -18,6 +18,7 @@ from rerender.video.audio import _mux_audio, source_audio_track
 from rerender.video.files import (
     _FULL_DISK_ERRNOS,
     WRITABLE_SUFFIXES,
+    WRITER_TAG,
     _check_frame,
     _ffmpeg_url,
     atomic_output,
@@ -224,6 +225,7 @@ class VideoWriter:
         import av
 
         self._container = av.open(_ffmpeg_url(self._video_temporary), mode="w")
+        self._container.metadata["comment"] = WRITER_TAG  # how a later run knows this file is ours to replace
         self._stream = self._container.add_stream("libx264", rate=self.fps)
         self._stream.time_base = self.time_base
         context = self._stream.codec_context

@@ -188,6 +188,7 @@ def animate(
     workspace: str | os.PathLike | None = None,
     renderer: Any = None,
     force: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     callback: Any = None,
     **overrides: Any,
@@ -202,6 +203,7 @@ def animate(
         seconds: length of the clip.
         fps: frame rate of the clip and the result.
         output: the translated video to write.
+        overwrite: replace an existing `output` that rerender did not write (as `translate`).
         config: a `RerenderConfig` or a YAML/JSON file; its `video` section sets the clip's size (the still's aspect).
         pipeline: a loaded `RerenderPipeline` (see `translate`).
         K: keyframe interval (default: the config's; a clip shorter than it gets keyframes at its first and last frames).
@@ -268,6 +270,7 @@ def animate(
         renderer=renderer,
         pipeline=pipeline,
         check_model=False,
+        overwrite=overwrite,
     )
     config = checked.config
     if any(dataclasses.astuple(config.video.crop)):

@@ -278,19 +278,20 @@ def _check_jobs(jobs: Sequence[Job], where: str) -> None:
 
 def _check_outputs(jobs: Sequence[Job]) -> None:
     """Refuse, before any job runs, an output that cannot be written (a suffix that is no video, any job's input)
-    and an existing file that no earlier run of the job wrote (no workspace beside it): a batch names its outputs
-    itself, so a video of the user's in the output folder must never be overwritten."""
-    from rerender.video import check_output_path
-    from rerender.workflow.workspace import MARKER_NAME, check_workspace_root
+    and an existing file that rerender did not write (`refuse_foreign_output`): a batch names its outputs itself, so
+    a video of the user's in the output folder must never be overwritten."""
+    from rerender.video import check_output_path, refuse_foreign_output
+    from rerender.workflow.workspace import check_workspace_root
 
     videos = [job.video for job in jobs]
     for number, job in enumerate(jobs, start=1):
         check_output_path(job.output, videos, name=f"job {number} ({job.video.name}): output")
-        if job.output.exists() and not (job.workspace / MARKER_NAME).is_file():
-            raise OutputPathError(
-                f"job {number} ({job.video.name}): output {str(job.output)!r} already exists and was not written by "
-                f"rerender (no workspace {str(job.workspace)!r} beside it); move it away or give the job another output"
-            )
+        refuse_foreign_output(  # the rule of every run (`check_run`): only a video rerender wrote may be replaced
+            job.output,
+            name="output",
+            where=f"job {number} ({job.video.name}): ",
+            remedy="move it away or give the job another output",
+        )
         try:  # the job's workspace is `<output>.work`: no argument names it, so the remedy is the output's
             check_workspace_root(job.workspace, remedy="move it away or give the job another output")
         except OutputPathError as error:

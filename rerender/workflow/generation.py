@@ -222,6 +222,7 @@ def generate(
     background_smoothing: BackgroundSmoothing | None = None,
     foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
     prompt_translator: Callable[[str, str], str] | None = None,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> GenerationResult:
     """Make a video from a prompt alone: Text2Video-Zero keyframes every K frames, propagation in between.
@@ -231,6 +232,7 @@ def generate(
         frames: frames in the video, 1 to `MAX_GENERATED_FRAMES`.
         K: keyframe interval.
         output: the video to write.
+        overwrite: replace an existing `output` that rerender did not write (as `translate`).
         pipeline: a `RerenderPipeline`; `None` loads the one `config.model` names.
         motion: ``(dx, dy)``, how far the scene moves per frame, in pixels (right and down positive).
         size: ``(width, height)``; None = `rerender.config.GENERATED_SIZE`, 512×512 (`video.resolution` does not
@@ -312,6 +314,7 @@ def generate(
         pipeline=pipeline,
         prompt_translator=prompt_translator,
         check_model=False,
+        overwrite=overwrite,
     )
     config, output_path = checked.config, checked.output
     if not size_given and config.video.resolution != max(size):  # e.g. configs/sdxl.yaml's 1024: SDXL wants 1024 px

@@ -170,6 +170,7 @@ def propagate_keyframes(
     *,
     workspace: str | os.PathLike | None = None,
     force: bool = False,
+    overwrite: bool = False,
     optical_flow: Any | None = None,
     progress: bool = True,
     callback: ProgressCallback | None = None,
@@ -195,7 +196,7 @@ def propagate_keyframes(
         workspace: keep intermediates (frames, flows, propagated frames) here, a new or empty folder or one
             rerender made; default a temporary folder that is removed afterwards. A rerun propagates again
             only the key intervals whose keyframes changed.
-        force, optical_flow, progress, callback, cancel, **overrides: as `translate`.
+        force, overwrite, optical_flow, progress, callback, cancel, **overrides: as `translate`.
         first_number: for a video source, the number in the keyframe names of the first selected frame
             (0 as `rerender preprocess` writes; 1 for FFmpeg's `%04d.png`).
 
@@ -209,7 +210,9 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
     check_progress_arguments(callback, cancel)
-    checked = check_run(config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False)
+    checked = check_run(
+        config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False, overwrite=overwrite
+    )
     config, output_path = checked.config, checked.output
     if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device
         logger.warning(

@@ -438,6 +438,7 @@ def check_run(
     prompt_translator: Any = None,
     check_model: bool = True,
     soundtrack: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Preflight:
     """Step 1 of every run: check every argument that needs no decoding, and resolve the config.
 
@@ -453,6 +454,7 @@ def check_run(
         prompt_translator: the caller's translator (a configured translation model is then not needed).
         check_model: check the keyframe model's weights and style inputs (`check_model_inputs`).
         soundtrack: the video whose sound `prompt.audio_prompt: source` means; None for a still or text alone.
+        overwrite: replace an existing `output` that rerender did not write (otherwise refused).
 
     Returns:
         A `Preflight` with the resolved config and the checked output.
@@ -460,11 +462,12 @@ def check_run(
     Raises:
         ConfigError: a bad stage, option, renderer or K; `output=None` with a stage that writes a video; a propagation
             engine or device that cannot run here.
-        OutputPathError: the output cannot be written or is an input.
+        OutputPathError: the output cannot be written or is an input, or it exists and rerender did not write it
+            (without `overwrite`).
         WeightsNotFoundError: the model, IP-Adapter or translation weights are neither here nor downloadable.
         InputNotFoundError, VideoReadError: a missing or unreadable style image or sound (or one without audio).
     """
-    from rerender.video import check_output_path
+    from rerender.video import check_output_path, refuse_foreign_output
     from rerender.workflow.stages import resolve_config
 
     staged, stage = stage is not None, stage or "all"
@@ -484,6 +487,15 @@ def check_run(
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
     output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
+    if output_path is not None:  # never overwrite what we did not write; our own earlier output is a rerun's
+        refuse_foreign_output(
+            output_path,
+            name="`output`",
+            remedy="move it away, choose another `output`, or pass `overwrite=True` to replace it",
+            overwrite=overwrite,
+        )
     if executor is not None:
         executor.check(resolved)
     if stage in WRITING_STAGES and getattr(executor, "name", None) != "ray":  # Ray's workers check their own device

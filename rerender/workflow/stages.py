@@ -137,7 +137,7 @@ def selected_frames(info: VideoInfo, config: RerenderConfig) -> range:
         )
     end = info.frame_count if video.end_frame is None else video.end_frame
     if end > info.frame_count:
-        raise ConfigError(  # often a preset's, made for another clip (configs/real2sculpture.yaml: 102)
+        raise ConfigError(  # often copied from another clip's command (the paper's sample clip: 102)
             f"`video.end_frame` must be ≤ {info.frame_count} (frames in {info.path.name}), got {end}; "
             "end_frame null reads to the last frame"
         )

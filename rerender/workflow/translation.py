@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from rerender.config import RerenderConfig, Stage, apply_overrides, choices
+from rerender.config import RendererName, RerenderConfig, Stage, apply_overrides, choices
 from rerender.diffusion.loading import loading_bars
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
@@ -122,10 +122,11 @@ def translate(
     pipeline: Any | None = None,
     *,
     workspace: str | os.PathLike | None = None,
-    stage: Literal["all", "first", "keyframes", "propagate"] = "all",
+    stage: Stage = "all",
     force: bool = False,
+    overwrite: bool = False,
     delete_workspace: bool = False,
-    renderer: Literal["auto", "diffusion", "classic"] | KeyframeRenderer | None = None,
+    renderer: RendererName | KeyframeRenderer | None = None,
     optical_flow: Any | None = None,
     comparison: bool = False,
     progress: bool = True,
@@ -151,6 +152,8 @@ def translate(
             included) and refuses when there are none, "all" (default) does everything.
         force: redo every stage even where nothing changed, or start over a workspace made for another
             video. Work whose inputs changed (video, config, keyframe files) is redone without it.
+        overwrite: replace an existing `output` that rerender did not write; without it such a file is refused
+            before any work (an earlier output of rerender's is replaced either way: a rerun).
         delete_workspace: after a successful write, delete the workspace (only the files rerender wrote).
         renderer: "diffusion" (SD + ControlNet; raises when its weights cannot be loaded), "classic" (the
             built-in stylizer, no weights), "auto" (diffusion when possible, else classic with a warning), or a
@@ -213,6 +216,7 @@ def translate(
         executor=executor,
         prompt_translator=prompt_translator,
         soundtrack=video,
+        overwrite=overwrite,
     )
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)

@@ -12,6 +12,7 @@ from rerender.cli.options import (
     interval_parent,
     load_config,
     model_parent,
+    overwrite_parent,
     prompt_parent,
     quiet_parent,
     renderer_parent,
@@ -35,6 +36,7 @@ def register(commands) -> None:
         renderer_parent(),
         prompt_parent(),
         workspace_parent("redo every stage even if nothing changed"),
+        overwrite_parent(),
         quiet_parent(),
         input_parent(),
         config_parent(),
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         clip_output=None if args.no_clip else "auto",
         workspace=args.workspace,
         force=args.force,
+        overwrite=args.overwrite,
         progress=not args.quiet,
     )
     translation = result.translation

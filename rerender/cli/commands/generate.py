@@ -11,6 +11,7 @@ from rerender.cli.options import (
     interval_parent,
     load_config,
     model_parent,
+    overwrite_parent,
     prompt_parent,
     quiet_parent,
     verbose_parent,
@@ -30,6 +31,7 @@ def register(commands) -> None:
             interval_parent(8),
             model_parent(),
             prompt_parent(),
+            overwrite_parent(),
             quiet_parent(),
             config_parent(),
         ],
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames,
         K=args.interval,
         output=args.output,
+        overwrite=args.overwrite,
         motion=(args.dx, args.dy),
         size=None
         if args.width is None and args.height is None

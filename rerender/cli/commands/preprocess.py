@@ -6,14 +6,28 @@ import argparse
 from pathlib import Path
 
 from rerender.cli.base import EXIT_OK
-from rerender.cli.options import config_parent, input_parent, load_config, model_defaults, quiet_parent, verbose_parent
+from rerender.cli.options import (
+    config_parent,
+    input_parent,
+    load_config,
+    model_defaults,
+    overwrite_parent,
+    quiet_parent,
+    verbose_parent,
+)
 
 
 def register(commands) -> None:
     """Add `preprocess` to the `rerender` subparsers."""
     preprocess = commands.add_parser(
         "preprocess",
-        parents=[verbose_parent(), quiet_parent("no progress bar"), input_parent(), config_parent()],
+        parents=[
+            verbose_parent(),
+            quiet_parent("no progress bar"),
+            overwrite_parent(),
+            input_parent(),
+            config_parent(),
+        ],
         help="select, crop and resize frames as the method will see them (mp4 with audio, or PNGs)",
     )
     preprocess.add_argument("video", help="video file or folder of numbered images")
@@ -26,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rerender.errors import OutputPathError
-    from rerender.video import check_output_path, probe_video, read_frames, write_png_sequence, write_video
+    from rerender.video import (
+        check_output_path,
+        probe_video,
+        read_frames,
+        refuse_foreign_output,
+        write_png_sequence,
+        write_video,
+    )
     from rerender.workflow.stages import selected_frames
 
     config = model_defaults(load_config(args))  # the size multiple of the model's family
@@ -36,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
     check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")
+    if not as_images:  # the rule of every run (`preflight.check_run`): only a video rerender wrote is replaced
+        refuse_foreign_output(
+            output,
+            name="-o/--output",
+            remedy="move it away, choose another -o/--output, or add --overwrite to replace it",
+            overwrite=args.overwrite,
+        )
     if as_images and output.is_dir() and any(output.iterdir()):
         # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
         raise OutputPathError(

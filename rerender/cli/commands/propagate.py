@@ -11,6 +11,7 @@ from rerender.cli.options import (
     input_parent,
     integer_at_least,
     load_config,
+    overwrite_parent,
     positive_number,
     quiet_parent,
     source_size_parent,
@@ -22,7 +23,14 @@ def register(commands) -> None:
     """Add `propagate` to the `rerender` subparsers."""
     propagate = commands.add_parser(
         "propagate",
-        parents=[verbose_parent(), source_size_parent(), quiet_parent(), input_parent(), config_parent()],
+        parents=[
+            verbose_parent(),
+            source_size_parent(),
+            overwrite_parent(),
+            quiet_parent(),
+            input_parent(),
+            config_parent(),
+        ],
         help="propagate your own stylized keyframes to every frame",
     )
     propagate.add_argument("video", help="video file or folder of numbered images")
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         workspace=args.keep_intermediates,
         force=args.force,
+        overwrite=args.overwrite,
         progress=not args.quiet,
         first_number=args.first_number,
     )
