@@ -87,6 +87,7 @@ def count_unet_calls(pipe):
 # --------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_unet_calls_per_frame_are_what_the_schedule_implies(pipe):
     # 5 steps at strength 0.8 → steps 1–4 run (4 calls); pixel-aware (0.5, 0.8) strict → step 3 only, so
     # pass B reruns steps 3–4 (2 calls); the anchor has one pass
@@ -523,6 +524,7 @@ def test_too_long_prompt_is_truncated_with_a_warning(pipe, caplog):
     assert any("truncated" in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.parametrize("pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 @pytest.mark.parametrize("same_noise", [True, False])
 def test_resume_continues_exactly_like_the_uninterrupted_run(pipe, same_noise):
     frames = make_frames(4)

@@ -256,6 +256,7 @@ def render(pipe, frames, storage, **kwargs):
     )
 
 
+@pytest.mark.parametrize("unet_pipe", ["sd15", pytest.param("sdxl", marks=pytest.mark.slow)], indirect=True)
 def test_host_storage_renders_exactly_what_device_storage_renders(unet_pipe, stores):
     frames = make_frames(3)
     device = render(unet_pipe, frames, "device")
