@@ -1393,6 +1393,35 @@ def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.b
         )
 
 
+def check_folder_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
+    """Refuse a local diffusers folder whose model_index.json lists a component the run reads (`model_components`)
+    that has no sub-folder (a download that stopped early, a folder copied without vae/ or tokenizer_2/), before
+    any frame is decoded; diffusers would fail with a message about the model folder's own config.json.
+
+    Raises:
+        CheckpointError: naming each missing sub-folder.
+    """
+    path = Path(str(model.base_model)).expanduser()
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        return
+    index = read_json_file(index_file)
+    missing = [
+        folder
+        for folder in model_components(family, model.vae is not None)
+        if isinstance(index.get(folder), list) and index[folder][:1] != [None] and not (path / folder).is_dir()
+    ]
+    if missing:
+        from rerender.errors import CheckpointError
+
+        vae = " (or name a VAE in `model.vae`)" if "vae" in missing else ""
+        raise CheckpointError(
+            f"`{key}` {model.base_model!r} is a diffusers folder whose model_index.json lists "
+            f"{', '.join(f'{name}/' for name in missing)} but the folder has no such sub-folder: copy or download the "
+            f"whole model folder{vae}"
+        )
+
+
 def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
     """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
 

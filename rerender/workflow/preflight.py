@@ -131,7 +131,13 @@ def check_model_inputs(
     controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
         from rerender.diffusion.loading import check_model_sources
-        from rerender.weights import check_ip_adapter_family, check_single_file_parts, detect_family, model_family
+        from rerender.weights import (
+            check_folder_parts,
+            check_ip_adapter_family,
+            check_single_file_parts,
+            detect_family,
+            model_family,
+        )
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
@@ -141,6 +147,7 @@ def check_model_inputs(
             detect_family(config.model.base_model)
         check_model_families(config, base_path, controls)
         check_single_file_parts(config.model, model_family(config.model))  # header only: a UNet-only file
+        check_folder_parts(config.model, model_family(config.model))  # a folder without vae/ or tokenizer_2/
         check_diffusion_weights(config, controls)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic" and controls:

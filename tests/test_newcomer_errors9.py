@@ -1,0 +1,35 @@
+"""What a new user who brings their own models runs into (ninth round): diffusers folders that miss a part, hub
+ids typed as URLs, LoRA files of every kind, reference images, dtype and device options on a CPU machine; each
+case a defect found by doing so, with the behaviour that should have happened."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rerender.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs/tiny.yaml")
+
+
+def _translate_args(clip, out, model, *extra):
+    return ["translate", str(clip), "-p", "x", "-o", str(out), "--model", str(model), "--config", TINY, *extra]
+
+
+@pytest.mark.parametrize(("fixture", "component"), [("tiny_pipeline_dir", "vae"), ("tiny_sdxl_dir", "tokenizer_2")])
+def test_a_model_folder_missing_a_component_is_refused_naming_it_before_any_frame_is_decoded(
+    silent_clip, tmp_path, capsys, request, fixture, component
+):
+    # was: no vae/ decoded the frames, loaded, then "no file named config.json found in directory <model>" (the
+    # model folder's, which is not what is missing); no tokenizer_2/ on SDXL loaded and failed in the first
+    # denoising step with "OverflowError: int too big to convert"
+    model = tmp_path / "my model"
+    shutil.copytree(request.getfixturevalue(fixture), model, ignore=shutil.ignore_patterns(component))
+    out = tmp_path / "out.mp4"
+    assert main(_translate_args(silent_clip, out, model, "--renderer", "diffusion")) == 2
+    err = capsys.readouterr().err
+    assert f"--model '{model}'" in err and f"lists {component}/ but the folder has no such sub-folder" in err
+    assert not (tmp_path / "out.mp4.work").exists()
