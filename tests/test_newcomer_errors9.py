@@ -33,3 +33,23 @@ def test_a_model_folder_missing_a_component_is_refused_naming_it_before_any_fram
     err = capsys.readouterr().err
     assert f"--model '{model}'" in err and f"lists {component}/ but the folder has no such sub-folder" in err
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_folder_of_fp16_variant_weights_only_loads_in_float32_on_the_cpu(tiny_pipeline_dir, tmp_path):
+    # was: a folder `rerender download --precision fp16` (or diffusers' variant="fp16") filled, run on a CPU
+    # (float32): the frames decoded, then "no file named diffusion_pytorch_model.bin found in directory …/vae"
+    import torch
+    from safetensors.torch import load_file
+
+    from rerender.config import ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+
+    model = tmp_path / "fp16 model"
+    shutil.copytree(tiny_pipeline_dir, model, ignore=shutil.ignore_patterns("controlnet"))
+    for weights in model.glob("*/*.safetensors"):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    pipe = load_pipeline(ModelConfig(base_model=str(model), dtype="float32"), controls=(), device="cpu")
+    assert pipe.unet.dtype == torch.float32
+    saved = load_file(tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors")
+    name, tensor = next(iter(saved.items()))
+    assert torch.equal(pipe.unet.state_dict()[name], tensor.float())

@@ -245,10 +245,9 @@ def _dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
 
 def _variant_argument(source: str, path: Path | None, dtype: torch.dtype, subfolder: str = "") -> dict[str, str]:
-    """``{"variant": "fp16"}`` when float16 is wanted and only the fp16 weights are here (as `rerender download`
-    fetches them for a GPU), else ``{}``; a hub id that is not cached downloads the full-precision files."""
-    if dtype != torch.float16:
-        return {}
+    """``{"variant": "fp16"}`` when only the fp16 weights are here (as `rerender download` fetches them for a GPU;
+    in another `dtype` they are cast on loading, so a CPU run reads them too), else ``{}``; a hub id that is not
+    cached downloads the full-precision files."""
     from rerender.weights import _cached
 
     prefix = f"{subfolder}/" if subfolder else ""
