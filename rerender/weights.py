@@ -191,6 +191,21 @@ def is_hub_id(source: str) -> bool:
 
 _is_hub_id = is_hub_id
 
+_HUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)(?:/.*)?$")
+
+
+def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundError:
+    """The error for a model source that is neither a hub id nor an existing path; a hub id typed as a page URL
+    (``https://huggingface.co/owner/name``) or with a trailing slash is named as the hub id to pass."""
+    typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
+    hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
+    hint = (
+        f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
+        if hub_id is not None and hub_id != source
+        else "; pass a local diffusers folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
+    )
+    return InputNotFoundError(f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}){hint}")
+
 
 def _weight_candidates(folder: str) -> list[str]:
     """The names one set of weights of `folder` may have: whole files, or the index of a sharded set (transformers'
@@ -1463,10 +1478,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
     if not path.exists():  # a local path (a hub id was resolved above): nothing to read the family from
-        raise InputNotFoundError(
-            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
-            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
-        )
+        raise missing_source_error(key, source, path)
     for detector in _FAMILY_DETECTORS:
         family = detector(path)
         if family is not None:

@@ -53,3 +53,31 @@ def test_a_folder_of_fp16_variant_weights_only_loads_in_float32_on_the_cpu(tiny_
     saved = load_file(tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors")
     name, tensor = next(iter(saved.items()))
     assert torch.equal(pipe.unet.state_dict()[name], tensor.float())
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "runwayml/stable-diffusion-v1-5/",
+        "https://huggingface.co/runwayml/stable-diffusion-v1-5",
+        "https://huggingface.co/runwayml/stable-diffusion-v1-5/tree/main",
+    ],
+)
+def test_a_hub_id_typed_as_its_page_url_or_with_a_trailing_slash_names_the_hub_id_to_pass(
+    silent_clip, tmp_path, capsys, typed
+):
+    # was: "does not exist (looked for '…/https:/huggingface.co/…'); pass … a Hugging Face hub id (owner/name)":
+    # the user, who did pass the hub id as the browser shows it, was not told what to change
+    assert main(_translate_args(silent_clip, tmp_path / "out.mp4", typed, "--renderer", "diffusion")) == 2
+    err = capsys.readouterr().err
+    assert f"--model '{typed}' does not exist" in err
+    assert "pass its hub id 'runwayml/stable-diffusion-v1-5' (owner/name, no URL or trailing slash)" in err
+    assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_missing_model_folder_that_is_no_hub_id_keeps_the_general_advice(tmp_path):
+    from rerender.errors import InputNotFoundError
+    from rerender.weights import detect_family
+
+    with pytest.raises(InputNotFoundError, match=r"does not exist .*; pass a local diffusers folder"):
+        detect_family(str(tmp_path / "a" / "b" / "c"))

@@ -195,10 +195,9 @@ def _check_local(source: str, key: str) -> Path | None:
         return None
     path = Path(source).expanduser()
     if not path.exists():
-        raise InputNotFoundError(
-            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
-            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
-        )
+        from rerender.weights import missing_source_error
+
+        raise missing_source_error(key, source, path)
     return path
 
 
