@@ -81,3 +81,53 @@ def test_a_missing_model_folder_that_is_no_hub_id_keeps_the_general_advice(tmp_p
 
     with pytest.raises(InputNotFoundError, match=r"does not exist .*; pass a local diffusers folder"):
         detect_family(str(tmp_path / "a" / "b" / "c"))
+
+
+def _diffusers_lora_folder(folder: Path, cross_attention_dim: int) -> Path:
+    """A LoRA folder as diffusers' `save_lora_weights` writes it: pytorch_lora_weights.safetensors, peft key names."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    layer = "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k"
+    save_file(
+        {f"{layer}.lora_A.weight": torch.zeros(4, cross_attention_dim), f"{layer}.lora_B.weight": torch.zeros(8, 4)},
+        str(folder / "pytorch_lora_weights.safetensors"),
+    )
+    return folder
+
+
+def test_a_diffusers_lora_folder_of_the_other_family_is_refused_before_the_model_loads(
+    tiny_pipeline_dir, tiny_sdxl_dir, tmp_path
+):
+    # was: a LoRA folder (no weight_name) was not read by the family check: the frames decoded and the whole model
+    # loaded before "size mismatch for mid_block…lora_A…" from inside diffusers
+    import json
+
+    from rerender.config import LoraConfig, ModelConfig
+    from rerender.diffusion.loading import check_families
+
+    width = json.loads((tiny_sdxl_dir / "unet" / "config.json").read_text())["cross_attention_dim"]
+    folder = _diffusers_lora_folder(tmp_path / "xl lora", width)
+    model = ModelConfig(base_model=str(tiny_pipeline_dir), loras=(LoraConfig(path=str(folder)),))
+    with pytest.raises(
+        Exception, match=r"`model.loras\[0\].path` '.*xl lora' is made for SDXL, but the base model is SD"
+    ):
+        check_families(model, (), tiny_pipeline_dir)
+
+
+def test_a_whole_checkpoint_given_as_a_lora_is_refused_naming_it_as_a_base_model(silent_clip, tmp_path, capsys):
+    # was: the frames decoded and the model loaded, then "does not fit the base model (a LoRA must be made for the
+    # same Stable Diffusion version): Invalid LoRA checkpoint. Make sure all LoRA param names contain `'lora'`"
+    from tests.test_newcomer_errors6 import _SD15_FULL, _checkpoint
+
+    civitai = _checkpoint(tmp_path / "dreamshaper_8.safetensors", _SD15_FULL)
+    args = _translate_args(
+        silent_clip, tmp_path / "out.mp4", civitai, "--renderer", "diffusion", "--lora", str(civitai)
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--lora {str(civitai)!r} is a whole model checkpoint" in err and "pass it as the base model (--model)" in err
+    )
+    assert not (tmp_path / "out.mp4.work").exists()

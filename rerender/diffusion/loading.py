@@ -488,6 +488,30 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     return None
 
 
+_FULL_CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
+"""Key prefixes of a whole model in the original (A1111 / Civitai) layout: UNet, VAE, text encoder(s)."""
+
+
+def _refuse_non_lora(path: Path, key: str, source: str) -> None:
+    """Refuse a ``.safetensors`` file without one LoRA weight (every LoRA format's key names hold "lora": kohya's
+    ``lora_unet_*``, diffusers/peft's ``lora_A``/``lora_B``), from its header alone; a whole checkpoint is named so.
+
+    Raises:
+        ConfigError: naming `key` as the user spelled it, and what to pass instead.
+    """
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return
+    keys = checkpoint_keys(path)
+    if not keys or any("lora" in name.lower() for name in keys):
+        return
+    if any(name.startswith(_FULL_CHECKPOINT_PREFIXES) for name in keys):
+        raise ConfigError(
+            f"{key} {source!r} is a whole model checkpoint (UNet, VAE and text encoder weights), not a LoRA: pass it "
+            "as the base model (`model.base_model`), or give a LoRA file"
+        )
+    raise ConfigError(f"{key} {source!r} holds no LoRA weights (no key name has 'lora'): it is not a LoRA file")
+
+
 def _unet_config(base: Path | str, family: str) -> dict | None:
     """The base UNet's config (the shipped one for a single file), None when there is none."""
     path = Path(base)
@@ -570,8 +594,9 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
-        if path.is_dir() and lora.weight_name:
-            path = path / lora.weight_name
+        if path.is_dir():  # diffusers' `save_lora_weights` names its file so; `load_lora_weights` reads that name
+            path = path / (lora.weight_name or "pytorch_lora_weights.safetensors")
+        _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
             raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family)
