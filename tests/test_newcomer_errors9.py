@@ -131,3 +131,32 @@ def test_a_whole_checkpoint_given_as_a_lora_is_refused_naming_it_as_a_base_model
         f"--lora {str(civitai)!r} is a whole model checkpoint" in err and "pass it as the base model (--model)" in err
     )
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+@pytest.mark.parametrize(("device", "available"), [("cuda", "CUDA"), ("mps", "MPS")])
+def test_a_device_this_machine_lacks_is_refused_before_any_frame_is_decoded(
+    silent_clip, tiny_pipeline_dir, tmp_path, capsys, monkeypatch, device, available
+):
+    # was: "cuda" was refused only after the frames were decoded; "mps" failed at loading with a bare
+    # "RuntimeError: PyTorch is not linked with support for mps devices"
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    args = _translate_args(silent_clip, tmp_path / "out.mp4", tiny_pipeline_dir, "--set", f"model.device={device}")
+    assert main([*args, "--renderer", "diffusion"]) == 2
+    assert f"`model.device` is '{device}' but {available}" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_cuda_index_past_the_machine_s_gpus_is_refused_naming_the_ones_there(monkeypatch):
+    import torch
+
+    from rerender.diffusion.loading import resolve_device
+    from rerender.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match=r"'cuda:2' but this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")

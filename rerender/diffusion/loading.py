@@ -113,6 +113,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"`model.device` is {device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"`model.device` is {device!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); use one of them, 'cuda' or 'auto'"
+        )
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ConfigError("`model.device` is 'mps' but MPS (Apple GPU) is not available here; use 'auto' or 'cpu'")
     return torch.device(device)
 
 
