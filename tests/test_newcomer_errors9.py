@@ -173,7 +173,7 @@ def test_float16_on_the_cpu_is_warned_about_naming_dtype(tiny_pipeline_dir, capl
             ModelConfig(base_model=str(tiny_pipeline_dir), dtype="float16"), controls=(), device="cpu"
         )
     assert str(pipe.unet.dtype) == "torch.float16"
-    assert "`model.dtype` is 'float16' on the CPU, which runs many times slower than float32" in caplog.text
+    assert "`model.dtype` is 'float16' on the CPU, which runs several times slower than float32" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir), dtype="auto"), controls=(), device="cpu")
