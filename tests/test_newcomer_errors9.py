@@ -178,3 +178,20 @@ def test_float16_on_the_cpu_is_warned_about_naming_dtype(tiny_pipeline_dir, capl
     with caplog.at_level("WARNING"):
         load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir), dtype="auto"), controls=(), device="cpu")
     assert "float16" not in caplog.text
+
+
+def test_env_says_translate_refuses_a_model_folder_missing_a_component(tiny_pipeline_dir, tmp_path):
+    # was: `rerender env --model <folder without vae/>` said "base model present", "translate will render
+    # keyframes with: diffusion", and translate then refused it
+    from rerender.config import ModelConfig, RerenderConfig
+    from rerender.environment import model_report
+
+    model = tmp_path / "no vae"
+    shutil.copytree(tiny_pipeline_dir, model, ignore=shutil.ignore_patterns("vae"))
+    report = model_report(RerenderConfig(model=ModelConfig(base_model=str(model))))
+    assert (
+        report["translate"].startswith("refused: ") and "lists vae/ but the folder has no such" in report["translate"]
+    )
+    assert model_report(RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir))))["translate"] == (
+        "diffusion"
+    )
