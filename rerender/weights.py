@@ -1273,6 +1273,22 @@ def read_json_file(path: Path) -> dict:
         return {}
 
 
+def renamed_safetensors_hint(path: Path) -> str:
+    """``"; it is a .safetensors file saved without its suffix (…): rename it to '….safetensors'"`` when `path`,
+    whose suffix is not .safetensors (a browser saved a Civitai download as ``model`` or ``model.tmp``), parses as
+    one; "" otherwise. Loaders pick the reader by the suffix, and would unpickle anything else."""
+    if path.suffix.lower() == ".safetensors" or not path.is_file():
+        return ""
+    try:
+        safetensors_shapes(path)
+    except (ConfigError, OSError, AttributeError, TypeError, KeyError):  # not a safetensors header
+        return ""
+    return (
+        "; it is a .safetensors file saved without its suffix (loaders choose the reader by the suffix): rename it "
+        f"to {str(path) + '.safetensors'!r}"
+    )
+
+
 def checkpoint_keys(path: Path) -> set[str]:
     """The tensor names of a `.safetensors` file (header only); empty for other formats."""
     if path.suffix.lower() != ".safetensors":
@@ -1506,6 +1522,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         raise ConfigError(
             f"`{key}` {source!r} is a {path.suffix.lower() or 'suffix-less'!r} file, not a model: pass a diffusers "
             f"folder, a checkpoint file ({', '.join(SINGLE_FILE_SUFFIXES)}) or a Hugging Face hub id (owner/name)"
+            + renamed_safetensors_hint(path)
         )
     keys = checkpoint_keys(path)
     if not keys:

@@ -195,3 +195,21 @@ def test_env_says_translate_refuses_a_model_folder_missing_a_component(tiny_pipe
     assert model_report(RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir))))["translate"] == (
         "diffusion"
     )
+
+
+@pytest.mark.parametrize("option", ["--model", "--lora"])
+def test_a_safetensors_file_saved_without_its_suffix_is_named_with_the_name_to_give_it(
+    silent_clip, tiny_pipeline_dir, tmp_path, capsys, option
+):
+    # was: a Civitai download a browser saved as "dreamshaper_8" was "a 'suffix-less' file, not a model" (what to
+    # do?); as a LoRA, the frames decoded and the model loaded before "Unable to load weights from checkpoint file"
+    from tests.test_newcomer_errors6 import _SD15_FULL, _checkpoint
+
+    saved = _checkpoint(tmp_path / "dreamshaper_8", _SD15_FULL if option == "--model" else ("lora_unet_x.alpha",))
+    model = saved if option == "--model" else tiny_pipeline_dir
+    extra = ["--lora", str(saved)] if option == "--lora" else []
+    assert main(_translate_args(silent_clip, tmp_path / "out.mp4", model, "--renderer", "diffusion", *extra)) == 2
+    err = capsys.readouterr().err
+    assert f"{option} {str(saved)!r}" in err
+    assert "it is a .safetensors file saved without its suffix" in err and f"rename it to '{saved}.safetensors'" in err
+    assert not (tmp_path / "out.mp4.work").exists()

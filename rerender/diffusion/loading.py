@@ -48,6 +48,7 @@ from rerender.weights import (  # family detection reads configs and file header
     is_hub_id,
     read_json_file,
     register_family_detector,
+    renamed_safetensors_hint,
 )
 
 logger = logging.getLogger(__name__)
@@ -517,7 +518,12 @@ def _refuse_non_lora(path: Path, key: str, source: str) -> None:
     Raises:
         ConfigError: naming `key` as the user spelled it, and what to pass instead.
     """
-    if path.suffix.lower() != ".safetensors" or not path.is_file():
+    if not path.is_file():
+        return
+    hint = renamed_safetensors_hint(path) if not path.suffix else ""
+    if hint:  # diffusers would take it for a pickle (torch.load) and fail after the frames are decoded
+        raise ConfigError(f"{key} {source!r} cannot be read as a LoRA{hint}")
+    if path.suffix.lower() != ".safetensors":
         return
     keys = checkpoint_keys(path)
     if not keys or any("lora" in name.lower() for name in keys):
