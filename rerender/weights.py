@@ -1515,8 +1515,19 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 + (f"folder {above!r}" if above else "folder (with model_index.json and unet/)")
                 + " or its hub id"
             )
+        pipeline = (
+            read_json_file(path / "model_index.json").get("_class_name")
+            if (path / "model_index.json").is_file()
+            else None
+        )
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
+            + (
+                f" (its model_index.json names {pipeline}; rerender reads SD 1.5 and SDXL folders with unet/, and "
+                "Z-Image and Flux folders with transformer/)"
+                if pipeline
+                else ""
+            )
         )
     if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
         raise ConfigError(

@@ -213,3 +213,20 @@ def test_a_safetensors_file_saved_without_its_suffix_is_named_with_the_name_to_g
     assert f"{option} {str(saved)!r}" in err
     assert "it is a .safetensors file saved without its suffix" in err and f"rename it to '{saved}.safetensors'" in err
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_model_folder_of_an_unsupported_pipeline_names_its_class_and_what_rerender_reads(tmp_path):
+    # was: "is a folder without unet/config.json: not a Stable Diffusion model folder" for an SD3 folder (a Stable
+    # Diffusion model, to its user), without naming what it is or which folders rerender reads
+    import json
+
+    from rerender.errors import ConfigError
+    from rerender.weights import detect_family
+
+    folder = tmp_path / "stable-diffusion-3-medium"
+    (folder / "transformer").mkdir(parents=True)
+    index = {"_class_name": "StableDiffusion3Pipeline", "transformer": ["diffusers", "SD3Transformer2DModel"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "transformer" / "config.json").write_text(json.dumps({"_class_name": "SD3Transformer2DModel"}))
+    with pytest.raises(ConfigError, match=r"model_index.json names StableDiffusion3Pipeline; rerender reads SD 1.5"):
+        detect_family(str(folder))
