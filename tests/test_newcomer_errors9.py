@@ -230,3 +230,39 @@ def test_a_model_folder_of_an_unsupported_pipeline_names_its_class_and_what_rere
     (folder / "transformer" / "config.json").write_text(json.dumps({"_class_name": "SD3Transformer2DModel"}))
     with pytest.raises(ConfigError, match=r"model_index.json names StableDiffusion3Pipeline; rerender reads SD 1.5"):
         detect_family(str(folder))
+
+
+def test_a_hub_lora_loads_from_the_cache_offline_and_an_uncached_one_is_refused_before_work(
+    tiny_pipeline_dir, silent_clip, tmp_path, monkeypatch, capsys
+):
+    # was: `--lora owner/name` offline decoded the frames, loaded the model, then "does not fit the base model
+    # (a LoRA must be made for the same Stable Diffusion version): When using the offline mode, you must specify a
+    # `weight_name`", cached or not
+    from diffusers import UNet2DConditionModel
+    from huggingface_hub import constants
+
+    from rerender.config import LoraConfig, ModelConfig
+    from rerender.diffusion.loading import load_pipeline
+    from tests.test_models import _write_kohya_lora
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repository = tmp_path / "hub" / "models--someone--tiny-style" / "snapshots" / ("a" * 40)
+    repository.mkdir(parents=True)
+    (repository.parents[1] / "refs").mkdir()
+    (repository.parents[1] / "refs" / "main").write_text("a" * 40)
+    _write_kohya_lora(
+        repository / "pytorch_lora_weights.safetensors",
+        UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet"),
+    )
+    model = ModelConfig(base_model=str(tiny_pipeline_dir), loras=(LoraConfig(path="someone/tiny-style", scale=0.5),))
+    pipe = load_pipeline(model, controls=(), device="cpu")
+    assert pipe.get_active_adapters() == ["lora_0"]
+
+    args = _translate_args(silent_clip, tmp_path / "out.mp4", tiny_pipeline_dir, "--lora", "someone/other-style")
+    assert main([*args, "--renderer", "diffusion"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--lora 'someone/other-style' is a hub id whose LoRA file ('pytorch_lora_weights.safetensors') is not" in err
+    )
+    assert "hf download someone/other-style pytorch_lora_weights.safetensors" in err
+    assert not (tmp_path / "out.mp4.work").exists()

@@ -398,6 +398,44 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
         raise _unreachable("model.vae", source, error) from error
 
 
+def cached_hub_lora(lora: LoraConfig) -> Path | None:
+    """The cached file of a hub-id LoRA: its `weight_name`, else the snapshot's ``pytorch_lora_weights.safetensors``
+    (diffusers' name) or its only ``.safetensors`` file; None when it is not cached (or `lora.path` is no hub id)."""
+    if not _is_hub_id(lora.path):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in [lora.weight_name] if lora.weight_name else ["pytorch_lora_weights.safetensors"]:
+        found = try_to_load_from_cache(lora.path, name)
+        if isinstance(found, str):
+            return Path(found)
+    if lora.weight_name:
+        return None
+
+    snapshots = Path(_hub_cache()) / f"models--{lora.path.replace('/', '--')}" / "snapshots"
+    files = sorted(snapshots.glob("*/*.safetensors")) if snapshots.is_dir() else []
+    return files[0] if len({file.name for file in files}) == 1 else None
+
+
+def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
+    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), before any frame is decoded.
+
+    Raises:
+        WeightsNotFoundError: naming `model.loras[i].path`, and how to fetch it.
+    """
+    from rerender.errors import WeightsNotFoundError
+    from rerender.weights import hub_reachable
+
+    for position, lora in enumerate(loras):
+        if _is_hub_id(lora.path) and cached_hub_lora(lora) is None and not hub_reachable():
+            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+            raise WeightsNotFoundError(
+                f"`model.loras[{position}].path` {lora.path!r} is a hub id whose LoRA file ({name!r}) is not in the "
+                f"Hugging Face cache ({_hub_cache()!r}) and the hub cannot be reached now; on a connected machine run "
+                f"`hf download {lora.path} {name}`, or download the file and pass its path"
+            )
+
+
 def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     """Load LoRA adapters (diffusers or kohya format) and activate them together with their scales.
 
@@ -416,6 +454,8 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         key = f"model.loras[{position}].path"
         name = f"lora_{position}"
         path = _check_local(lora.path, key)
+        if path is None:  # a cached hub LoRA loads from its file: offline, diffusers wants a weight_name
+            path = cached_hub_lora(lora)
         source = str(path) if path is not None else lora.path
         kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
         if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline

@@ -130,7 +130,7 @@ def check_model_inputs(
     own_model = renderer is None and pipeline is None
     controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_model_sources, resolve_device
+        from rerender.diffusion.loading import check_hub_loras, check_model_sources, resolve_device
         from rerender.weights import (
             check_folder_parts,
             check_ip_adapter_family,
@@ -144,6 +144,7 @@ def check_model_inputs(
         check_ip_adapter_family(config)
         resolve_device(config.model.device)  # "cuda" on a machine without one: before any frame is decoded
         base_path = check_model_sources(config.model, controls)
+        check_hub_loras(config.model.loras)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
         check_model_families(config, base_path, controls)
