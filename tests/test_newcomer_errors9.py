@@ -266,3 +266,13 @@ def test_a_hub_lora_loads_from_the_cache_offline_and_an_uncached_one_is_refused_
     )
     assert "hf download someone/other-style pytorch_lora_weights.safetensors" in err
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_folder_given_as_the_style_image_is_named_as_a_folder(silent_clip, tiny_pipeline_dir, tmp_path, capsys):
+    # was: "--style-image '/path/refs' not found": the folder is there, the user had dragged it in instead of a file
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    args = _translate_args(silent_clip, tmp_path / "out.mp4", tiny_pipeline_dir, "--style-image", str(refs))
+    assert main([*args, "--renderer", "diffusion"]) == 2
+    assert f"--style-image {str(refs)!r} is a folder, not an image" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4.work").exists()
