@@ -276,3 +276,25 @@ def test_a_folder_given_as_the_style_image_is_named_as_a_folder(silent_clip, tin
     assert main([*args, "--renderer", "diffusion"]) == 2
     assert f"--style-image {str(refs)!r} is a folder, not an image" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4.work").exists()
+
+
+def test_a_lora_folder_is_read_as_load_lora_weights_reads_it_and_several_files_are_refused(
+    tiny_pipeline_dir, tiny_sdxl_dir, tmp_path
+):
+    # was: a folder of two LoRA files loaded one of them without a word; a folder of one SDXL LoRA file (not named
+    # pytorch_lora_weights.safetensors) escaped the family check and failed inside diffusers after the frames decoded
+    import json
+
+    from rerender.config import LoraConfig, ModelConfig
+    from rerender.diffusion.loading import check_families
+    from rerender.errors import ConfigError
+
+    width = json.loads((tiny_sdxl_dir / "unet" / "config.json").read_text())["cross_attention_dim"]
+    folder = _diffusers_lora_folder(tmp_path / "downloads", width)
+    (folder / "pytorch_lora_weights.safetensors").rename(folder / "pixel-art-xl.safetensors")
+    model = ModelConfig(base_model=str(tiny_pipeline_dir), loras=(LoraConfig(path=str(folder)),))
+    with pytest.raises(ConfigError, match=r"is made for SDXL, but the base model is SD 1.5"):
+        check_families(model, (), tiny_pipeline_dir)
+    shutil.copy(folder / "pixel-art-xl.safetensors", folder / "film-grain.safetensors")
+    with pytest.raises(ConfigError, match=r"is a folder of 2 .safetensors files \(film-grain.safetensors, pixel-art"):
+        check_families(model, (), tiny_pipeline_dir)

@@ -547,6 +547,27 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     return None
 
 
+def _lora_folder_file(folder: Path, lora: LoraConfig, key: str) -> Path:
+    """The file a LoRA folder is read from: `lora.weight_name`, else diffusers' ``pytorch_lora_weights.safetensors``,
+    else its only ``.safetensors`` file (what `load_lora_weights` would pick).
+
+    Raises:
+        ConfigError: the folder holds several ``.safetensors`` files and none is named (diffusers would pick one).
+    """
+    if lora.weight_name:
+        return folder / lora.weight_name
+    if (folder / "pytorch_lora_weights.safetensors").is_file():
+        return folder / "pytorch_lora_weights.safetensors"
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) > 1:
+        raise ConfigError(
+            f"{key} {lora.path!r} is a folder of {len(files)} .safetensors files "
+            f"({', '.join(file.name for file in files[:5])}{', …' if len(files) > 5 else ''}): give the path of the "
+            "one to use (or, in a config, its name as the LoRA's `weight_name`)"
+        )
+    return files[0] if files else folder / "pytorch_lora_weights.safetensors"
+
+
 _FULL_CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
 """Key prefixes of a whole model in the original (A1111 / Civitai) layout: UNet, VAE, text encoder(s)."""
 
@@ -658,8 +679,8 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
-        if path.is_dir():  # diffusers' `save_lora_weights` names its file so; `load_lora_weights` reads that name
-            path = path / (lora.weight_name or "pytorch_lora_weights.safetensors")
+        if path.is_dir():
+            path = _lora_folder_file(path, lora, f"`model.loras[{position}].path`")
         _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
