@@ -105,7 +105,12 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    refused = _not_a_base_model(config) or _unnamed_controlnets(config, sources) or _mixed_families(config)
+    refused = (
+        _not_a_base_model(config)
+        or _unnamed_controlnets(config, sources)
+        or _mixed_families(config)
+        or _unreachable_loras(config)
+    )
     if refused:
         verdict = f"refused: {refused}"
     elif not missing:
@@ -151,6 +156,21 @@ def _not_a_base_model(config: RerenderConfig) -> str | None:
         check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
         check_single_file_parts(config.model, family)  # a UNet-only single file
     except (ConfigError, CheckpointError) as error:
+        return str(error)
+    return None
+
+
+def _unreachable_loras(config: RerenderConfig) -> str | None:
+    """Why `translate` refuses a hub LoRA that is neither cached nor downloadable now (`check_hub_loras`)."""
+    from rerender.errors import WeightsNotFoundError
+
+    if config.model.renderer == "classic" or not config.model.loras:
+        return None
+    from rerender.diffusion.loading import check_hub_loras
+
+    try:
+        check_hub_loras(config.model.loras)
+    except WeightsNotFoundError as error:
         return str(error)
     return None
 

@@ -529,6 +529,11 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
             else (Path(model).expanduser() / "config.json").is_file()
         )
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
+    for position, lora in enumerate(config.model.loras):  # a hub LoRA: one file, diffusers' name unless named
+        if _is_hub_id(lora.path):
+            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+            key = f"model.loras[{position}].path"
+            sources.append(WeightSource("LoRA", key, lora.path, True, _cached(lora.path, name), filename=name))
     family = model_family(config.model) if prompt.style_image is not None else "sd15"
     if prompt.style_image is not None and family not in IP_ADAPTER_FAMILIES:
         unresolved.append(

@@ -298,3 +298,23 @@ def test_a_lora_folder_is_read_as_load_lora_weights_reads_it_and_several_files_a
     shutil.copy(folder / "pixel-art-xl.safetensors", folder / "film-grain.safetensors")
     with pytest.raises(ConfigError, match=r"is a folder of 2 .safetensors files \(film-grain.safetensors, pixel-art"):
         check_families(model, (), tiny_pipeline_dir)
+
+
+def test_env_and_download_list_a_hub_lora_and_env_says_translate_refuses_it_offline(tiny_pipeline_dir, capsys):
+    # was: a config naming a hub LoRA was "diffusion" in `env` (translate then failed after decoding), and
+    # `rerender download --config …` did not fetch it, so the run could never work offline
+    from rerender.config import LoraConfig, ModelConfig, RerenderConfig
+    from rerender.environment import model_report
+
+    lora = LoraConfig(path="nerijs/pixel-art-xl", weight_name="pixel-art-xl.safetensors")
+    report = model_report(RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), loras=(lora,))))
+    row = next(source for source in report["sources"] if source["role"] == "LoRA")
+    assert (row["key"], row["location"], row["present"]) == ("model.loras[0].path", "nerijs/pixel-art-xl", False)
+    assert report["translate"].startswith("refused: `model.loras[0].path` 'nerijs/pixel-art-xl' is a hub id")
+    assert "hf download nerijs/pixel-art-xl pixel-art-xl.safetensors" in report["fetch"]
+    setting = "model.loras=[{path: nerijs/pixel-art-xl, weight_name: pixel-art-xl.safetensors}]"
+    args = ["download", "--model", str(tiny_pipeline_dir), "--set", setting, "--dry-run", "--no-flow"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("LoRA: nerijs/pixel-art-xl: 1 files, size unknown -> (dry run)")
+    assert lines[at + 1] == "  fetch pixel-art-xl.safetensors"
