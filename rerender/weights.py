@@ -1278,6 +1278,13 @@ def read_json_file(path: Path) -> dict:
         return {}
 
 
+def _model_folder_hint(path: Path) -> str:
+    """``"; it is a file of the diffusers model folder '…': pass that folder"`` for a file inside a model folder (its
+    model_index.json, a component's weights or config), "" otherwise."""
+    above = next((up for up in path.resolve().parents if (up / "model_index.json").is_file()), None)
+    return f"; it is a file of the diffusers model folder {str(above)!r}: pass that folder" if above else ""
+
+
 def renamed_safetensors_hint(path: Path) -> str:
     """``"; it is a .safetensors file saved without its suffix (…): rename it to '….safetensors'"`` when `path`,
     whose suffix is not .safetensors (a browser saved a Civitai download as ``model`` or ``model.tmp``), parses as
@@ -1538,7 +1545,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
         raise ConfigError(
             f"`{key}` {source!r} is a {path.suffix.lower() or 'suffix-less'!r} file, not a model: pass a diffusers "
             f"folder, a checkpoint file ({', '.join(SINGLE_FILE_SUFFIXES)}) or a Hugging Face hub id (owner/name)"
-            + renamed_safetensors_hint(path)
+            + (renamed_safetensors_hint(path) or _model_folder_hint(path))
         )
     keys = checkpoint_keys(path)
     if not keys:
@@ -1555,6 +1562,11 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     raise ConfigError(
         f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
         "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
+        + (
+            "; its key names are a LoRA's: give it as a LoRA (`model.loras`; CLI: --lora FILE) on a base model"
+            if any("lora" in name.lower() for name in keys)
+            else _model_folder_hint(path)
+        )
     )
 
 

@@ -318,3 +318,22 @@ def test_env_and_download_list_a_hub_lora_and_env_says_translate_refuses_it_offl
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("LoRA: nerijs/pixel-art-xl: 1 files, size unknown -> (dry run)")
     assert lines[at + 1] == "  fetch pixel-art-xl.safetensors"
+
+
+def test_a_file_of_a_model_folder_or_a_lora_given_as_the_model_says_what_to_pass(tiny_pipeline_dir, tmp_path):
+    # was: "is a '.json' file, not a model" for the folder's model_index.json, and "not a Stable Diffusion checkpoint
+    # in the original layout" for unet/diffusion_pytorch_model.safetensors or a kohya LoRA, without what to pass
+    from rerender.errors import ConfigError
+    from rerender.weights import detect_family
+    from tests.test_newcomer_errors6 import _checkpoint
+
+    folder = rf"it is a file of the diffusers model folder '{tiny_pipeline_dir}': pass that folder"
+    with pytest.raises(ConfigError, match=r"is a '\.json' file, not a model: .*" + folder):
+        detect_family(str(tiny_pipeline_dir / "model_index.json"))
+    with pytest.raises(ConfigError, match=r"not a Stable Diffusion checkpoint in the original layout .*" + folder):
+        detect_family(str(tiny_pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    lora = _checkpoint(tmp_path / "style.safetensors", ("lora_unet_down_blocks_0_attn1_to_q.lora_down.weight",))
+    with pytest.raises(
+        ConfigError, match=r"its key names are a LoRA's: give it as a LoRA \(`model.loras`; CLI: --lora"
+    ):
+        detect_family(str(lora))
