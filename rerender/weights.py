@@ -194,14 +194,21 @@ _is_hub_id = is_hub_id
 _HUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)(?:/.*)?$")
 
 
+def typed_hub_id(source: str) -> str | None:
+    """The hub id a user meant by `source` when typed as its page URL (``https://huggingface.co/owner/name/…``) or
+    with a trailing slash (``owner/name/``); None for anything else (a hub id as it should be included)."""
+    typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
+    hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
+    return hub_id if hub_id != source else None
+
+
 def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundError:
     """The error for a model source that is neither a hub id nor an existing path; a hub id typed as a page URL
     (``https://huggingface.co/owner/name``) or with a trailing slash is named as the hub id to pass."""
-    typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
-    hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
+    hub_id = typed_hub_id(source)
     hint = (
         f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
-        if hub_id is not None and hub_id != source
+        if hub_id is not None
         else "; pass a local diffusers folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
     )
     return InputNotFoundError(f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}){hint}")

@@ -75,6 +75,17 @@ def test_a_hub_id_typed_as_its_page_url_or_with_a_trailing_slash_names_the_hub_i
     assert not (tmp_path / "out.mp4.work").exists()
 
 
+def test_download_dry_run_of_a_hub_page_url_names_the_hub_id(capsys):
+    # was: "local path not found (nothing to fetch; check the path)": the path was a URL, not a path
+    url = "https://huggingface.co/runwayml/stable-diffusion-v1-5"
+    assert main(["download", "--model", url, "--dry-run", "--no-flow"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(
+        f"{url}: local path not found (nothing to fetch; for the Hugging Face model, pass its hub "
+        "id 'runwayml/stable-diffusion-v1-5')"
+    )
+
+
 def test_a_missing_model_folder_that_is_no_hub_id_keeps_the_general_advice(tmp_path):
     from rerender.errors import InputNotFoundError
     from rerender.weights import detect_family
