@@ -105,7 +105,12 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    refused = _not_a_base_model(config) or _unnamed_controlnets(config, sources) or _mixed_families(config)
+    refused = (
+        _not_a_base_model(config)
+        or _unnamed_controlnets(config, sources)
+        or _mixed_families(config)
+        or _unreachable_loras(config)
+    )
     if refused:
         verdict = f"refused: {refused}"
     elif not missing:
@@ -135,19 +140,37 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
 
 def _not_a_base_model(config: RerenderConfig) -> str | None:
     """Why `translate` refuses the model, when it is a local folder that is no base model (a ControlNet, a
-    component folder): as `preflight.check_model_inputs` does, before any fallback; None otherwise."""
+    component folder), a model folder missing a component, or a single file missing a part: as
+    `preflight.check_model_inputs` does, before any fallback; None otherwise."""
     from pathlib import Path
 
-    from rerender.errors import ConfigError
-    from rerender.weights import detect_family
+    from rerender.errors import CheckpointError, ConfigError
+    from rerender.weights import check_folder_parts, check_single_file_parts, detect_family
 
     if config.model.renderer == "classic" or config.model.family != "auto":
         return None
-    if not Path(config.model.base_model).expanduser().is_dir():
+    if not Path(config.model.base_model).expanduser().exists():
         return None
     try:
-        detect_family(config.model.base_model)
-    except ConfigError as error:
+        family = detect_family(config.model.base_model)
+        check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
+        check_single_file_parts(config.model, family)  # a UNet-only single file
+    except (ConfigError, CheckpointError) as error:
+        return str(error)
+    return None
+
+
+def _unreachable_loras(config: RerenderConfig) -> str | None:
+    """Why `translate` refuses a hub LoRA that is neither cached nor downloadable now (`check_hub_loras`)."""
+    from rerender.errors import WeightsNotFoundError
+
+    if config.model.renderer == "classic" or not config.model.loras:
+        return None
+    from rerender.diffusion.loading import check_hub_loras
+
+    try:
+        check_hub_loras(config.model.loras)
+    except WeightsNotFoundError as error:
         return str(error)
     return None
 

@@ -191,6 +191,28 @@ def is_hub_id(source: str) -> bool:
 
 _is_hub_id = is_hub_id
 
+_HUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)(?:/.*)?$")
+
+
+def typed_hub_id(source: str) -> str | None:
+    """The hub id a user meant by `source` when typed as its page URL (``https://huggingface.co/owner/name/…``) or
+    with a trailing slash (``owner/name/``); None for anything else (a hub id as it should be included)."""
+    typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
+    hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
+    return hub_id if hub_id != source else None
+
+
+def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundError:
+    """The error for a model source that is neither a hub id nor an existing path; a hub id typed as a page URL
+    (``https://huggingface.co/owner/name``) or with a trailing slash is named as the hub id to pass."""
+    hub_id = typed_hub_id(source)
+    hint = (
+        f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
+        if hub_id is not None
+        else "; pass a local diffusers folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
+    )
+    return InputNotFoundError(f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}){hint}")
+
 
 def _weight_candidates(folder: str) -> list[str]:
     """The names one set of weights of `folder` may have: whole files, or the index of a sharded set (transformers'
@@ -514,6 +536,11 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
             else (Path(model).expanduser() / "config.json").is_file()
         )
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
+    for position, lora in enumerate(config.model.loras):  # a hub LoRA: one file, diffusers' name unless named
+        if _is_hub_id(lora.path):
+            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+            key = f"model.loras[{position}].path"
+            sources.append(WeightSource("LoRA", key, lora.path, True, _cached(lora.path, name), filename=name))
     family = model_family(config.model) if prompt.style_image is not None else "sd15"
     if prompt.style_image is not None and family not in IP_ADAPTER_FAMILIES:
         unresolved.append(
@@ -1258,6 +1285,29 @@ def read_json_file(path: Path) -> dict:
         return {}
 
 
+def _model_folder_hint(path: Path) -> str:
+    """``"; it is a file of the diffusers model folder '…': pass that folder"`` for a file inside a model folder (its
+    model_index.json, a component's weights or config), "" otherwise."""
+    above = next((up for up in path.resolve().parents if (up / "model_index.json").is_file()), None)
+    return f"; it is a file of the diffusers model folder {str(above)!r}: pass that folder" if above else ""
+
+
+def renamed_safetensors_hint(path: Path) -> str:
+    """``"; it is a .safetensors file saved without its suffix (…): rename it to '….safetensors'"`` when `path`,
+    whose suffix is not .safetensors (a browser saved a Civitai download as ``model`` or ``model.tmp``), parses as
+    one; "" otherwise. Loaders pick the reader by the suffix, and would unpickle anything else."""
+    if path.suffix.lower() == ".safetensors" or not path.is_file():
+        return ""
+    try:
+        safetensors_shapes(path)
+    except (ConfigError, OSError, AttributeError, TypeError, KeyError):  # not a safetensors header
+        return ""
+    return (
+        "; it is a .safetensors file saved without its suffix (loaders choose the reader by the suffix): rename it "
+        f"to {str(path) + '.safetensors'!r}"
+    )
+
+
 def checkpoint_keys(path: Path) -> set[str]:
     """The tensor names of a `.safetensors` file (header only); empty for other formats."""
     if path.suffix.lower() != ".safetensors":
@@ -1393,6 +1443,35 @@ def check_single_file_parts(model: ModelConfig, family: str, key: str = "model.b
         )
 
 
+def check_folder_parts(model: ModelConfig, family: str, key: str = "model.base_model") -> None:
+    """Refuse a local diffusers folder whose model_index.json lists a component the run reads (`model_components`)
+    that has no sub-folder (a download that stopped early, a folder copied without vae/ or tokenizer_2/), before
+    any frame is decoded; diffusers would fail with a message about the model folder's own config.json.
+
+    Raises:
+        CheckpointError: naming each missing sub-folder.
+    """
+    path = Path(str(model.base_model)).expanduser()
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        return
+    index = read_json_file(index_file)
+    missing = [
+        folder
+        for folder in model_components(family, model.vae is not None)
+        if isinstance(index.get(folder), list) and index[folder][:1] != [None] and not (path / folder).is_dir()
+    ]
+    if missing:
+        from rerender.errors import CheckpointError
+
+        vae = " (or name a VAE in `model.vae`)" if "vae" in missing else ""
+        raise CheckpointError(
+            f"`{key}` {model.base_model!r} is a diffusers folder whose model_index.json lists "
+            f"{', '.join(f'{name}/' for name in missing)} but the folder has no such sub-folder: copy or download the "
+            f"whole model folder{vae}"
+        )
+
+
 def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
     """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
 
@@ -1434,10 +1513,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
             return "sdxl" if re.search(r"xl", source, re.IGNORECASE) else "sd15"
         path = cached
     if not path.exists():  # a local path (a hub id was resolved above): nothing to read the family from
-        raise InputNotFoundError(
-            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
-            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
-        )
+        raise missing_source_error(key, source, path)
     for detector in _FAMILY_DETECTORS:
         family = detector(path)
         if family is not None:
@@ -1458,13 +1534,25 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 + (f"folder {above!r}" if above else "folder (with model_index.json and unet/)")
                 + " or its hub id"
             )
+        pipeline = (
+            read_json_file(path / "model_index.json").get("_class_name")
+            if (path / "model_index.json").is_file()
+            else None
+        )
         raise ConfigError(
             f"`{key}` {source!r} is a folder without unet/config.json: not a Stable Diffusion model folder"
+            + (
+                f" (its model_index.json names {pipeline}; rerender reads SD 1.5 and SDXL folders with unet/, and "
+                "Z-Image and Flux folders with transformer/)"
+                if pipeline
+                else ""
+            )
         )
     if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
         raise ConfigError(
             f"`{key}` {source!r} is a {path.suffix.lower() or 'suffix-less'!r} file, not a model: pass a diffusers "
             f"folder, a checkpoint file ({', '.join(SINGLE_FILE_SUFFIXES)}) or a Hugging Face hub id (owner/name)"
+            + (renamed_safetensors_hint(path) or _model_folder_hint(path))
         )
     keys = checkpoint_keys(path)
     if not keys:
@@ -1481,6 +1569,11 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     raise ConfigError(
         f"`{key}` {source!r} is not a Stable Diffusion checkpoint in the original layout (no model.diffusion_model.* "
         "weights); pass an SD 1.5 or SDXL .safetensors file, a diffusers folder or a hub id"
+        + (
+            "; its key names are a LoRA's: give it as a LoRA (`model.loras`; CLI: --lora FILE) on a base model"
+            if any("lora" in name.lower() for name in keys)
+            else _model_folder_hint(path)
+        )
     )
 
 

@@ -47,6 +47,8 @@ def read_style_image(path: str | os.PathLike) -> np.ndarray:
     from rerender.video import read_image
     from rerender.video.files import unexpanded_home
 
+    if os.path.isdir(os.path.expanduser(str(path))):  # it exists: "not found" would send the user looking for it
+        raise VideoReadError(f"`style_image` {str(path)!r} is a folder, not an image: name one image file in it")
     try:
         return read_image(path)
     except InputNotFoundError as error:  # named: a run reads a video, keyframes and maps too

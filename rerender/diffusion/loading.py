@@ -48,6 +48,7 @@ from rerender.weights import (  # family detection reads configs and file header
     is_hub_id,
     read_json_file,
     register_family_detector,
+    renamed_safetensors_hint,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"`model.device` is {device!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"`model.device` is {device!r} but this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); use one of them, 'cuda' or 'auto'"
+        )
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ConfigError("`model.device` is 'mps' but MPS (Apple GPU) is not available here; use 'auto' or 'cpu'")
     return torch.device(device)
+
+
+def _warn_half_precision_on_cpu(dtype: torch.dtype, device: torch.device) -> None:
+    """float16 on the CPU runs, but several times slower than float32 (few CPUs compute in half precision): say so."""
+    if dtype == torch.float16 and device.type == "cpu":
+        logger.warning(
+            "`model.dtype` is 'float16' on the CPU, which runs several times slower than float32 there (and saves no "
+            "time); use 'auto' (float32 on the CPU) unless memory is short"
+        )
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
@@ -195,10 +214,9 @@ def _check_local(source: str, key: str) -> Path | None:
         return None
     path = Path(source).expanduser()
     if not path.exists():
-        raise InputNotFoundError(
-            f"`{key}` {source!r} does not exist (looked for {str(path.resolve())!r}); pass a local diffusers "
-            "folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
-        )
+        from rerender.weights import missing_source_error
+
+        raise missing_source_error(key, source, path)
     return path
 
 
@@ -245,10 +263,9 @@ def _dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
 
 def _variant_argument(source: str, path: Path | None, dtype: torch.dtype, subfolder: str = "") -> dict[str, str]:
-    """``{"variant": "fp16"}`` when float16 is wanted and only the fp16 weights are here (as `rerender download`
-    fetches them for a GPU), else ``{}``; a hub id that is not cached downloads the full-precision files."""
-    if dtype != torch.float16:
-        return {}
+    """``{"variant": "fp16"}`` when only the fp16 weights are here (as `rerender download` fetches them for a GPU;
+    in another `dtype` they are cast on loading, so a CPU run reads them too), else ``{}``; a hub id that is not
+    cached downloads the full-precision files."""
     from rerender.weights import _cached
 
     prefix = f"{subfolder}/" if subfolder else ""
@@ -381,6 +398,44 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
         raise _unreachable("model.vae", source, error) from error
 
 
+def cached_hub_lora(lora: LoraConfig) -> Path | None:
+    """The cached file of a hub-id LoRA: its `weight_name`, else the snapshot's ``pytorch_lora_weights.safetensors``
+    (diffusers' name) or its only ``.safetensors`` file; None when it is not cached (or `lora.path` is no hub id)."""
+    if not _is_hub_id(lora.path):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in [lora.weight_name] if lora.weight_name else ["pytorch_lora_weights.safetensors"]:
+        found = try_to_load_from_cache(lora.path, name)
+        if isinstance(found, str):
+            return Path(found)
+    if lora.weight_name:
+        return None
+
+    snapshots = Path(_hub_cache()) / f"models--{lora.path.replace('/', '--')}" / "snapshots"
+    files = sorted(snapshots.glob("*/*.safetensors")) if snapshots.is_dir() else []
+    return files[0] if len({file.name for file in files}) == 1 else None
+
+
+def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
+    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), before any frame is decoded.
+
+    Raises:
+        WeightsNotFoundError: naming `model.loras[i].path`, and how to fetch it.
+    """
+    from rerender.errors import WeightsNotFoundError
+    from rerender.weights import hub_reachable
+
+    for position, lora in enumerate(loras):
+        if _is_hub_id(lora.path) and cached_hub_lora(lora) is None and not hub_reachable():
+            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+            raise WeightsNotFoundError(
+                f"`model.loras[{position}].path` {lora.path!r} is a hub id whose LoRA file ({name!r}) is not in the "
+                f"Hugging Face cache ({_hub_cache()!r}) and the hub cannot be reached now; on a connected machine run "
+                f"`hf download {lora.path} {name}`, or download the file and pass its path"
+            )
+
+
 def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     """Load LoRA adapters (diffusers or kohya format) and activate them together with their scales.
 
@@ -399,6 +454,8 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         key = f"model.loras[{position}].path"
         name = f"lora_{position}"
         path = _check_local(lora.path, key)
+        if path is None:  # a cached hub LoRA loads from its file: offline, diffusers wants a weight_name
+            path = cached_hub_lora(lora)
         source = str(path) if path is not None else lora.path
         kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
         if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline
@@ -490,6 +547,56 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     return None
 
 
+def _lora_folder_file(folder: Path, lora: LoraConfig, key: str) -> Path:
+    """The file a LoRA folder is read from: `lora.weight_name`, else diffusers' ``pytorch_lora_weights.safetensors``,
+    else its only ``.safetensors`` file (what `load_lora_weights` would pick).
+
+    Raises:
+        ConfigError: the folder holds several ``.safetensors`` files and none is named (diffusers would pick one).
+    """
+    if lora.weight_name:
+        return folder / lora.weight_name
+    if (folder / "pytorch_lora_weights.safetensors").is_file():
+        return folder / "pytorch_lora_weights.safetensors"
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) > 1:
+        raise ConfigError(
+            f"{key} {lora.path!r} is a folder of {len(files)} .safetensors files "
+            f"({', '.join(file.name for file in files[:5])}{', …' if len(files) > 5 else ''}): give the path of the "
+            "one to use (or, in a config, its name as the LoRA's `weight_name`)"
+        )
+    return files[0] if files else folder / "pytorch_lora_weights.safetensors"
+
+
+_FULL_CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
+"""Key prefixes of a whole model in the original (A1111 / Civitai) layout: UNet, VAE, text encoder(s)."""
+
+
+def _refuse_non_lora(path: Path, key: str, source: str) -> None:
+    """Refuse a ``.safetensors`` file without one LoRA weight (every LoRA format's key names hold "lora": kohya's
+    ``lora_unet_*``, diffusers/peft's ``lora_A``/``lora_B``), from its header alone; a whole checkpoint is named so.
+
+    Raises:
+        ConfigError: naming `key` as the user spelled it, and what to pass instead.
+    """
+    if not path.is_file():
+        return
+    hint = renamed_safetensors_hint(path) if not path.suffix else ""
+    if hint:  # diffusers would take it for a pickle (torch.load) and fail after the frames are decoded
+        raise ConfigError(f"{key} {source!r} cannot be read as a LoRA{hint}")
+    if path.suffix.lower() != ".safetensors":
+        return
+    keys = checkpoint_keys(path)
+    if not keys or any("lora" in name.lower() for name in keys):
+        return
+    if any(name.startswith(_FULL_CHECKPOINT_PREFIXES) for name in keys):
+        raise ConfigError(
+            f"{key} {source!r} is a whole model checkpoint (UNet, VAE and text encoder weights), not a LoRA: pass it "
+            "as the base model (`model.base_model`), or give a LoRA file"
+        )
+    raise ConfigError(f"{key} {source!r} holds no LoRA weights (no key name has 'lora'): it is not a LoRA file")
+
+
 def _unet_config(base: Path | str, family: str) -> dict | None:
     """The base UNet's config (the shipped one for a single file), None when there is none."""
     path = Path(base)
@@ -572,8 +679,9 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
         path = Path(lora.path).expanduser()
-        if path.is_dir() and lora.weight_name:
-            path = path / lora.weight_name
+        if path.is_dir():
+            path = _lora_folder_file(path, lora, f"`model.loras[{position}].path`")
+        _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
             raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family)
@@ -905,6 +1013,7 @@ def load_transformer_pipeline(
     parts = transformer_parts(family)
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = _transformer_dtype(dtype if dtype is not None else model.dtype, resolved_device)
+    _warn_half_precision_on_cpu(resolved_dtype, resolved_device)
     source = check_transformer_sources(model, controls if controlnet is None else (), family)
     base_path = _check_local(model.base_model, "model.base_model")
     if base_path is None:
@@ -972,6 +1081,7 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     model = model if model is not None else ModelConfig()
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
+    _warn_half_precision_on_cpu(resolved_dtype, resolved_device)
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
     family = check_families(model, controls if controlnets is None else (), base_path)
     logger.info("base model %s: %s", model.base_model, FAMILY_NAMES.get(family, family))

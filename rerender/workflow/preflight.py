@@ -130,17 +130,26 @@ def check_model_inputs(
     own_model = renderer is None and pipeline is None
     controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_model_sources
-        from rerender.weights import check_ip_adapter_family, check_single_file_parts, detect_family, model_family
+        from rerender.diffusion.loading import check_hub_loras, check_model_sources, resolve_device
+        from rerender.weights import (
+            check_folder_parts,
+            check_ip_adapter_family,
+            check_single_file_parts,
+            detect_family,
+            model_family,
+        )
         from rerender.workflow.renderers import check_diffusion_weights
 
         # first: a config mistake (an adapter of another family) says so before any weights are looked for
         check_ip_adapter_family(config)
+        resolve_device(config.model.device)  # "cuda" on a machine without one: before any frame is decoded
         base_path = check_model_sources(config.model, controls)
+        check_hub_loras(config.model.loras)
         if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
             detect_family(config.model.base_model)
         check_model_families(config, base_path, controls)
         check_single_file_parts(config.model, model_family(config.model))  # header only: a UNet-only file
+        check_folder_parts(config.model, model_family(config.model))  # a folder without vae/ or tokenizer_2/
         check_diffusion_weights(config, controls)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic" and controls:

@@ -144,7 +144,11 @@ def _print_record(record: dict, dry_run: bool) -> None:
     elif record["cached"]:
         print(f"{record['role']}: {record['location']}: local, nothing to fetch")
     else:  # a local path that is not there: a typo, not something to fetch
-        print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; check the path)")
+        from rerender.weights import typed_hub_id
+
+        hub_id = typed_hub_id(str(record["location"]))
+        check = f"for the Hugging Face model, pass its hub id {hub_id!r}" if hub_id else "check the path"
+        print(f"{record['role']}: {record['location']}: local path not found (nothing to fetch; {check})")
     if record["terms"]:
         print(f"  terms: {record['terms']}")
     if record["resolved"] and record["note"]:  # e.g. which weights a translator loads
