@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
 import os
 import time
@@ -139,7 +140,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
     text = path.read_text(encoding="utf-8-sig")  # spreadsheets save UTF-8 CSV with a byte-order mark
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        # a quoted cell may hold commas and line breaks (a prompt typed on two lines in a spreadsheet)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames:
             raise ConfigError(
                 f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column"
@@ -237,7 +239,9 @@ def load_jobs(
             raise ConfigError(f"{where}, job {number}: no `video`; every row needs one")
         video = Path(str(row["video"])).expanduser()
         video = video if video.is_absolute() else base / video
-        output = Path(str(row["output"])) if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
+        output = (
+            Path(str(row["output"])).expanduser() if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
+        )
         output = output if output.is_absolute() else output_dir / output
         overrides = {
             key: _cell_value(key, value, where, number) for key, value in row.items() if key not in JOB_COLUMNS
