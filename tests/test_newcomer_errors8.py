@@ -29,3 +29,21 @@ def test_a_job_list_cell_typed_on_two_lines_keeps_its_line_break_and_a_home_outp
     (job,) = load_jobs(jobs, None, tmp_path / "out")
     assert job.prompt == "a cat,\nwith a hat"
     assert job.output == tmp_path / "home" / "x.mp4"
+
+
+@pytest.mark.parametrize("command", ["animate", "generate"])
+def test_an_output_suffix_we_cannot_write_names_the_output_flag(command, tmp_path, capsys):
+    # was: `rerender animate photo.png -o out.gif` said "output 'out.gif' has the suffix '.gif'" where translate
+    # says "-o/--output 'out.gif' ...": the library's message named no argument, so the CLI could not name its flag
+    import numpy as np
+
+    from rerender.cli import main
+    from rerender.video import write_image
+
+    still = write_image(np.full((32, 32, 3), 128, np.uint8), tmp_path / "still.png")
+    output = tmp_path / "out.gif"
+    source = [str(still)] if command == "animate" else []
+    code = main([command, *source, "-p", "a cat", "-o", str(output), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: -o/--output '{output}' has the suffix '.gif'"), err
+    assert not list(tmp_path.glob("out*"))
