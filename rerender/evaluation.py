@@ -218,15 +218,25 @@ def evaluate_video(
             f"compared the first {count}"
         )
         stride = round(source_info.frame_count / max(output_info.frame_count, 1))
+        # an output made from one frame in N plays at the source's rate / N (translate keeps the real time), so
+        # the rates name N even when the output also starts later (`start_frame`) and the counts do not divide
+        rates = float(source_info.fps / output_info.fps) if output_info.fps and source_info.fps else 0.0
+        by_rate = round(rates) > 1 and abs(rates - round(rates)) < 0.01
+        stride = round(rates) if by_rate else stride
         if (
             frame_stride == 1
             and stride > 1
-            and len(range(0, source_info.frame_count, stride)) == output_info.frame_count
+            and (by_rate or len(range(0, source_info.frame_count, stride)) == output_info.frame_count)
         ):
             # paired in order, output frame i is not source frame i: say how to pair them
             report["note"] += (
                 f"; if the output was made from one source frame in {stride}, pass frame_stride {stride} (--frame-stride "
                 f"{stride}) to pair each output frame with its source frame"
+            )
+        if start_frame == 0 and count < len(range(0, source_info.frame_count, max(frame_stride, stride))):
+            report["note"] += (
+                "; if the output was made from a later part of the source, pass its first source frame as "
+                "start_frame (--start-frame)"
             )
     report.update(evaluate_frames(outputs("evaluation"), sources))
     if clip_model:

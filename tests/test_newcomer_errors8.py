@@ -47,3 +47,22 @@ def test_an_output_suffix_we_cannot_write_names_the_output_flag(command, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"error: -o/--output '{output}' has the suffix '.gif'"), err
     assert not list(tmp_path.glob("out*"))
+
+
+def test_eval_of_an_output_made_from_every_other_frame_from_a_later_start_says_how_to_pair_them(tmp_path):
+    # was: an output of `--start-frame 4 --frame-stride 2` (8 frames at 12.5 fps from 20 at 25 fps) was paired
+    # frame by frame with the source and the note gave no hint: the stride was guessed from the counts only
+    # (round(20 / 8) = 2, but 10 ≠ 8 frames), though the frame rates say it exactly
+    import numpy as np
+
+    from rerender.evaluation import evaluate_video
+    from rerender.video import write_video
+
+    ramp = [np.full((32, 32, 3), 10 * index, np.uint8) for index in range(20)]
+    source = write_video(ramp, tmp_path / "source.mp4", fps=25)
+    output = write_video(ramp[4::2], tmp_path / "output.mp4", fps=12.5)
+    report = evaluate_video(output, source, clip_model=None, progress=False)
+    assert "pass frame_stride 2 (--frame-stride 2)" in report["note"], report["note"]
+    assert "later part of the source, pass its first source frame as start_frame (--start-frame)" in report["note"]
+    paired = evaluate_video(output, source, clip_model=None, progress=False, start_frame=4, frame_stride=2)
+    assert "note" not in paired and paired["warp_error_excess"] < report["warp_error_excess"]
