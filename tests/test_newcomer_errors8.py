@@ -66,3 +66,16 @@ def test_eval_of_an_output_made_from_every_other_frame_from_a_later_start_says_h
     assert "later part of the source, pass its first source frame as start_frame (--start-frame)" in report["note"]
     paired = evaluate_video(output, source, clip_model=None, progress=False, start_frame=4, frame_stride=2)
     assert "note" not in paired and paired["warp_error_excess"] < report["warp_error_excess"]
+
+
+def test_a_prompt_in_vietnamese_without_its_translator_offline_names_the_english_flag_once(tmp_path, capsys):
+    # was: "... or write the prompt in English with --prompt-language 'en' (--prompt-language en)": the library's
+    # "`prompt.prompt_language` 'en' (--prompt-language en)" became the flag twice on the CLI
+    from rerender.cli import main
+
+    output = tmp_path / "out.mp4"
+    code = main(["generate", "-p", "một con mèo", "--prompt-language", "vi", "--frames", "2", "-o", str(output), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Helsinki-NLP/opus-mt-vi-en" in err and "cannot be downloaded now (offline)" in err, err
+    assert "write the prompt in English with --prompt-language en;" in err, err
+    assert not output.exists()
