@@ -79,3 +79,55 @@ def test_a_prompt_in_vietnamese_without_its_translator_offline_names_the_english
     assert code == 2 and "Helsinki-NLP/opus-mt-vi-en" in err and "cannot be downloaded now (offline)" in err, err
     assert "write the prompt in English with --prompt-language en;" in err, err
     assert not output.exists()
+
+
+def _clip_with_sound(path: Path, codec: str, frames: int = 8, fps: int = 25, rate: int = 48000) -> Path:
+    """A `frames`-frame 32×32 H.264 clip with a 440 Hz tone in `codec`, written with PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream(codec, rate=rate, layout="mono")
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        size, total, done = audio.codec_context.frame_size or 1024, rate * frames // fps, 0
+        kind = np.int16 if audio.codec_context.format.name.startswith("s16") else np.float32
+        scale = 8000 if kind is np.int16 else 0.25
+        while done < total:
+            count = min(size, total - done)
+            tone = (scale * np.sin(2 * np.pi * 440 * np.arange(done, done + count) / rate)).astype(kind)
+            sound = av.AudioFrame.from_ndarray(tone[None], format=audio.codec_context.format.name, layout="mono")
+            sound.sample_rate, sound.pts = rate, done
+            done += count
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+    return path
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("libopus", ".mov"), ("flac", ".mov"), ("libopus", ".m4v")])
+def test_the_sound_of_a_source_the_container_cannot_hold_is_reencoded_not_a_failure_after_the_work(
+    codec, suffix, tmp_path
+):
+    # was: the sound of an .mkv with Opus or FLAC audio was copied into a .mov or .m4v output as it is, which
+    # QuickTime's muxer refuses: every frame was rendered, then "Invalid argument ... returned 22" (.mov) or
+    # "'ipod' format does not support 'opus' codec" (.m4v), and no output
+    import av
+    import numpy as np
+
+    from rerender.video import write_video
+
+    source = _clip_with_sound(tmp_path / f"source-{codec}.mkv", codec)
+    frames = [np.full((32, 32, 3), 20 * index, np.uint8) for index in range(8)]
+    output = write_video(frames, tmp_path / f"out{suffix}", fps=25, audio_from=source)
+    with av.open(str(output)) as container:
+        (audio,) = container.streams.audio
+        assert audio.codec_context.name == "aac"
+        packets = [packet for packet in container.demux(audio) if packet.size]
+        end = max(float((packet.pts + packet.duration) * packet.time_base) for packet in packets)
+    assert abs(end - 8 / 25) < 0.05  # the sound lasts as long as the 8 frames at 25 fps
