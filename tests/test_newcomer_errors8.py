@@ -131,3 +131,18 @@ def test_the_sound_of_a_source_the_container_cannot_hold_is_reencoded_not_a_fail
         packets = [packet for packet in container.demux(audio) if packet.size]
         end = max(float((packet.pts + packet.duration) * packet.time_base) for packet in packets)
     assert abs(end - 8 / 25) < 0.05  # the sound lasts as long as the 8 frames at 25 fps
+
+
+def test_a_folder_of_videos_copied_from_a_mac_makes_no_job_of_the_hidden_resource_forks(silent_clip, tmp_path):
+    # was: a folder copied from a Mac onto a USB disk holds "._clip.mp4" beside "clip.mp4" (4 KB of metadata);
+    # the batch made a job of it, which failed as "not a readable video" in the summary of every run
+    import shutil
+
+    from rerender.workflow.batching import load_jobs
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(silent_clip, clips / "clip.mp4")
+    (clips / "._clip.mp4").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    (clips / ".clip.3f2a.partial.mp4").write_bytes(bytes(64))  # what a crashed run leaves
+    assert [job.video.name for job in load_jobs(clips, "a cat", tmp_path / "out")] == ["clip.mp4"]

@@ -208,8 +208,12 @@ def load_jobs(
                 f"`jobs`: {str(source)!r} does not exist; give a folder of videos or a .yaml/.csv job list"
             )
         if source.is_dir():
+            # hidden files are no one's videos: macOS's "._clip.mp4" (a copy's resource fork), a crashed run's
+            # ".out.1a2b.partial.mp4"
             videos = sorted(
-                path for path in source.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+                path
+                for path in source.iterdir()
+                if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
             )
             if not videos:
                 raise InputNotFoundError(
