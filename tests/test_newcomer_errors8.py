@@ -146,3 +146,19 @@ def test_a_folder_of_videos_copied_from_a_mac_makes_no_job_of_the_hidden_resourc
     (clips / "._clip.mp4").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
     (clips / ".clip.3f2a.partial.mp4").write_bytes(bytes(64))  # what a crashed run leaves
     assert [job.video.name for job in load_jobs(clips, "a cat", tmp_path / "out")] == ["clip.mp4"]
+
+
+def test_a_still_too_large_to_read_says_how_large_a_still_may_be(tmp_path, monkeypatch, capsys):
+    # was: a 196-megapixel panorama was refused as "too large to read safely (... could be decompression bomb DOS
+    # attack.)" with nothing the photographer could do about it
+    import numpy as np
+    from PIL import Image
+
+    from rerender.cli import main
+    from rerender.video import write_image
+
+    still = write_image(np.full((64, 64, 3), 128, np.uint8), tmp_path / "panorama.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses more than twice this: 64² = 4096 pixels
+    code = main(["animate", str(still), "-p", "a cat", "-o", str(tmp_path / "out.mp4"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "too large to read safely" in err and "downscale it to at most 0.002 megapixels first" in err
