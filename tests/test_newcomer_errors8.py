@@ -162,3 +162,21 @@ def test_a_still_too_large_to_read_says_how_large_a_still_may_be(tmp_path, monke
     code = main(["animate", str(still), "-p", "a cat", "-o", str(tmp_path / "out.mp4"), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "too large to read safely" in err and "downscale it to at most 0.002 megapixels first" in err
+
+
+def test_a_job_list_saved_by_a_spreadsheet_with_capitalised_headers_and_empty_rows_reads_as_its_jobs(
+    silent_clip, tmp_path
+):
+    # was: "Video,Prompt" (a spreadsheet's capitalised header) was refused as having no `video` column, and the
+    # ",," rows a spreadsheet writes below a table once cells there were formatted were refused as jobs with no
+    # `video`
+    from rerender.workflow.batching import load_jobs
+
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(f"Video,Prompt,denoising_strength\n{silent_clip},a cat,0.5\n,,\n,,\n", encoding="utf-8")
+    (job,) = load_jobs(jobs, None, tmp_path / "out")
+    assert (job.video, job.prompt, dict(job.overrides)) == (silent_clip, "a cat", {"denoising_strength": 0.5})
+    listed = tmp_path / "jobs.yaml"
+    listed.write_text(f"- Video: {silent_clip}\n  Output: x.mp4\n", encoding="utf-8")
+    (job,) = load_jobs(listed, "a dog", tmp_path / "out")
+    assert (job.video, job.output, job.prompt) == (silent_clip, tmp_path / "out" / "x.mp4", "a dog")

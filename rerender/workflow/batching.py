@@ -146,7 +146,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             raise ConfigError(
                 f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column"
             )
-        if "video" not in [name.strip() for name in reader.fieldnames]:
+        # a spreadsheet's header may be capitalised ("Video", "Prompt"); option columns stay as written
+        reader.fieldnames = [_column(name) for name in reader.fieldnames]
+        if "video" not in reader.fieldnames:
             raise ConfigError(
                 f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
                 "(columns are separated by commas: video,prompt,output,...)"
@@ -156,9 +158,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             if None in row:
                 raise ConfigError(f"the job list {str(path)!r}, row {reader.line_num}: more cells than header columns")
             # cells stay text here: `load_jobs` parses only option columns, by their type
-            rows.append(
-                {key.strip(): value.strip() for key, value in row.items() if value is not None and value.strip() != ""}
-            )
+            cells = {key: value.strip() for key, value in row.items() if value is not None and value.strip() != ""}
+            if cells:  # a row of empty cells (",,," that spreadsheets write below the table) is no job
+                rows.append(cells)
         return rows
     try:
         data = yaml.safe_load(text)
@@ -170,7 +172,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(
             f"the job list {str(path)!r} must be a list of mappings (or `jobs:` holding one), each with a `video`"
         )
-    return [{str(key): value for key, value in row.items() if value is not None} for row in data]
+    return [{_column(str(key)): value for key, value in row.items() if value is not None} for row in data]
+
+
+def _column(name: str) -> str:
+    """A job list's column name as `load_jobs` reads it: stripped, and `video`, `prompt`, `output` in any case."""
+    name = name.strip()
+    return name.lower() if name.lower() in JOB_COLUMNS else name
 
 
 def load_jobs(
