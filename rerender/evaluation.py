@@ -238,6 +238,14 @@ def evaluate_video(
                 "; if the output was made from a later part of the source, pass its first source frame as "
                 "start_frame (--start-frame)"
             )
+    out_aspect, source_aspect = output_info.width / output_info.height, source_info.width / source_info.height
+    if abs(out_aspect / source_aspect - 1) > 0.02:  # a cropped output: the resized source is not what it shows
+        shape = (
+            f"the output's shape ({output_info.width}×{output_info.height}) is not the source's "
+            f"({source_info.width}×{source_info.height}): each source frame is stretched to the output's size, so "
+            "a cropped output is compared with more than it shows and the warp errors read too high"
+        )
+        report["note"] = f"{report['note']}; {shape}" if "note" in report else shape
     report.update(evaluate_frames(outputs("evaluation"), sources))
     if clip_model:
         report["clip"] = clip_scores(outputs("clip"), prompt, clip_model)

@@ -180,3 +180,20 @@ def test_a_job_list_saved_by_a_spreadsheet_with_capitalised_headers_and_empty_ro
     listed.write_text(f"- Video: {silent_clip}\n  Output: x.mp4\n", encoding="utf-8")
     (job,) = load_jobs(listed, "a dog", tmp_path / "out")
     assert (job.video, job.output, job.prompt) == (silent_clip, tmp_path / "out" / "x.mp4", "a dog")
+
+
+def test_eval_of_a_cropped_output_says_the_source_is_stretched_to_it(tmp_path):
+    # was: an output made with `video.crop` (64×32 from a 64×64 source) was compared with the whole source squeezed
+    # to 64×32, without a word, so its warp error read far above what it is
+    import numpy as np
+
+    from rerender.evaluation import evaluate_video
+    from rerender.video import write_video
+
+    frames = [np.full((64, 64, 3), 10 * index, np.uint8) for index in range(3)]
+    source = write_video(frames, tmp_path / "source.mp4", fps=25)
+    cropped = write_video([frame[16:48] for frame in frames], tmp_path / "cropped.mp4", fps=25)
+    report = evaluate_video(cropped, source, clip_model=None, progress=False)
+    assert "the output's shape (64×32) is not the source's (64×64)" in report["note"], report
+    same = evaluate_video(source, source, clip_model=None, progress=False)
+    assert "note" not in same
