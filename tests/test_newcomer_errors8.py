@@ -197,3 +197,23 @@ def test_eval_of_a_cropped_output_says_the_source_is_stretched_to_it(tmp_path):
     assert "the output's shape (64×32) is not the source's (64×64)" in report["note"], report
     same = evaluate_video(source, source, clip_model=None, progress=False)
     assert "note" not in same
+
+
+def test_animating_the_same_still_again_with_another_move_starts_its_translation_over(tmp_path):
+    # was: a second `rerender animate still.png --motion pan-up -o out.mp4` after a zoom-in into the same output was
+    # refused: "the workspace 'out.mp4.work' holds work for another video ('out.mp4.clip', not 'out.mp4.clip')"
+    import numpy as np
+
+    from rerender.video import probe_video, read_frames, write_image
+
+    rng = np.random.default_rng(0)
+    still = write_image(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), tmp_path / "still.png")
+    output = tmp_path / "out.mp4"
+    run = {"seconds": 0.3, "fps": 10, "output": output, "clip_output": None, **FAST}
+    rerender.animate(still, "a cat", motion="zoom-in", **run)
+    first = np.stack(list(read_frames(output)))
+    again = rerender.animate(still, "a cat", motion="zoom-in", **run)
+    assert "keyframes" in again.translation.reused  # the same clip: its work is kept
+    result = rerender.animate(still, "a cat", motion="pan-up", amount=0.5, **run)
+    assert probe_video(result.output).frame_count == 3
+    assert np.abs(np.stack(list(read_frames(output))).astype(int) - first).mean() > 1  # the new move is what shows
