@@ -217,3 +217,13 @@ def test_animating_the_same_still_again_with_another_move_starts_its_translation
     result = rerender.animate(still, "a cat", motion="pan-up", amount=0.5, **run)
     assert probe_video(result.output).frame_count == 3
     assert np.abs(np.stack(list(read_frames(output))).astype(int) - first).mean() > 1  # the new move is what shows
+
+
+def test_a_pan_amount_out_of_range_says_what_a_pan_s_amount_is(tmp_path):
+    # was: `--motion pan-left --amount 5` said "must be in (0, 3] (the zoom gained, 0.25 = ×1.25)": a zoom's words
+    from rerender.camera import motion_path
+
+    with pytest.raises(ConfigError, match=r"`amount` of 'pan-left' must be in \(0, 3\] \(the zoom the pan crosses"):
+        motion_path("pan-left", 4, (64, 48), 5.0)
+    with pytest.raises(ConfigError, match=r"`amount` of 'zoom-in' must be in \(0, 3\] \(the zoom gained"):
+        motion_path("zoom-in", 4, (64, 48), 5.0)
