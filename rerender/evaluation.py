@@ -174,7 +174,7 @@ def evaluate_video(
     Raises:
         InputNotFoundError, VideoReadError: as `rerender.video.probe_video`.
         ConfigError: `start_frame` < 0, `frame_stride` < 1 or `max_frames` < 1 (each a `ValueError`).
-        ValueError: fewer than 2 frames to compare.
+        ConfigError: fewer than 2 frames to compare (a `ValueError`), saying which side is short.
     """
     from rerender.errors import ConfigError
 
@@ -192,7 +192,12 @@ def evaluate_video(
     if max_frames is not None:
         count = min(count, max_frames)
     if count < 2:
-        raise ValueError(f"evaluation needs at least 2 paired frames, got {count}")
+        paired = len(range(start_frame, source_info.frame_count, frame_stride))
+        raise ConfigError(
+            f"evaluation needs at least 2 paired frames, got {count}: the output has {output_info.frame_count}, and "
+            f"the source {paired} from `start_frame` {start_frame} by `frame_stride` {frame_stride} (of its "
+            f"{source_info.frame_count} frames)"
+        )
 
     def outputs(stage: str) -> Iterator[np.ndarray]:
         with tqdm(

@@ -227,3 +227,19 @@ def test_a_pan_amount_out_of_range_says_what_a_pan_s_amount_is(tmp_path):
         motion_path("pan-left", 4, (64, 48), 5.0)
     with pytest.raises(ConfigError, match=r"`amount` of 'zoom-in' must be in \(0, 3\] \(the zoom gained"):
         motion_path("zoom-in", 4, (64, 48), 5.0)
+
+
+def test_eval_with_too_few_paired_frames_says_which_side_is_short_naming_the_flags(tmp_path, capsys):
+    # was: `rerender eval out.mp4 --source in.mp4 --start-frame 50` on a 4-frame source said "evaluation needs at
+    # least 2 paired frames, got 0", not that the start is past the source's end
+    import numpy as np
+
+    from rerender.cli import main
+    from rerender.video import write_video
+
+    frames = [np.full((32, 32, 3), 10 * index, np.uint8) for index in range(4)]
+    source = write_video(frames, tmp_path / "source.mp4", fps=25)
+    code = main(["eval", str(source), "--source", str(source), "--no-clip", "-q", "--start-frame", "50"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "got 0: the output has 4, and the source 0 from --start-frame 50 by --frame-stride 1 (of its 4" in err
