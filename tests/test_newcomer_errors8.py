@@ -243,3 +243,21 @@ def test_eval_with_too_few_paired_frames_says_which_side_is_short_naming_the_fla
     err = capsys.readouterr().err
     assert code == 2, err
     assert "got 0: the output has 4, and the source 0 from --start-frame 50 by --frame-stride 1 (of its 4" in err
+
+
+def test_a_negative_prompt_in_korean_read_as_english_is_warned_about(caplog):
+    # was: `-p "a cat" -n "흐릿한 사진"` (a Korean negative prompt, `prompt_language` 'en') went to the text encoder
+    # untranslated without a word; only a prompt in another language was warned about
+    import logging
+
+    from rerender.languages import translate_prompt
+
+    with caplog.at_level(logging.WARNING, logger="rerender.languages"):
+        record = translate_prompt("a cat", "en", None, None, "흐릿한 사진")
+    assert record.negative_english == "흐릿한 사진"
+    warned = [r.getMessage() for r in caplog.records if "negative prompt looks like Korean (ko)" in r.getMessage()]
+    assert len(warned) == 1 and "--prompt-language auto" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerender.languages"):
+        translate_prompt("a cat", "en", None, None, "blurry, low quality")
+    assert not caplog.records
