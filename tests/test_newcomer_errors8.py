@@ -261,3 +261,24 @@ def test_a_negative_prompt_in_korean_read_as_english_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="rerender.languages"):
         translate_prompt("a cat", "en", None, None, "blurry, low quality")
     assert not caplog.records
+
+
+def test_an_animated_gif_given_to_animate_is_warned_about_before_work(tmp_path, caplog):
+    # was: `rerender animate party.gif` animated the GIF's first frame without a word: its own motion was dropped
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from rerender.workflow.animation import read_still
+
+    frames = [Image.fromarray(np.full((16, 16, 3), 40 * index, np.uint8)) for index in range(3)]
+    animated = tmp_path / "party.gif"
+    frames[0].save(animated, save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(tmp_path / "still.gif")
+    with caplog.at_level(logging.WARNING, logger="rerender.workflow.animation"):
+        still = read_still(animated)
+        read_still(tmp_path / "still.gif")
+    assert still.shape == (16, 16, 3) and still.max() == 0  # the first frame
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "party.gif is animated (3 frames)" in warning and "rerender translate" in warning

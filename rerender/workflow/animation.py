@@ -114,7 +114,26 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
         raise VideoReadError(
             f"`image` {str(path)!r} must be at least 2×2 pixels, got {still.shape[1]}×{still.shape[0]}"
         )
+    frames = _image_frames(path)
+    if frames > 1:  # an animated GIF/WebP/PNG is a video to translate, not a still to animate
+        logger.warning(
+            "`image` %s is animated (%d frames): only its first is animated; to restyle its motion, translate it "
+            "(`rerender translate`, rerender.translate)",
+            path,
+            frames,
+        )
     return still
+
+
+def _image_frames(path: Path) -> int:
+    """How many frames Pillow finds in the image file (1 for stills and for files Pillow does not read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
 
 
 def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
