@@ -282,3 +282,18 @@ def test_an_animated_gif_given_to_animate_is_warned_about_before_work(tmp_path, 
     assert still.shape == (16, 16, 3) and still.max() == 0  # the first frame
     (warning,) = [record.getMessage() for record in caplog.records]
     assert "party.gif is animated (3 frames)" in warning and "rerender translate" in warning
+
+
+def test_a_job_list_in_another_encoding_is_named_or_read(silent_clip, tmp_path):
+    # was: a CSV saved by Excel as plain "CSV" (Windows-1252: "un café") or as "Unicode text" (UTF-16) failed with
+    # Python's bare "'utf-8' codec can't decode byte 0xe9 in position 31", naming neither the file nor a remedy
+    from rerender.workflow.batching import load_jobs
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(f"video,prompt\n{silent_clip},un caf\xe9 peint\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match=r"latin.csv' is not UTF-8 text \(line 2 holds the byte 0xe9.*CSV UTF-8"):
+        load_jobs(latin, None, tmp_path / "out")
+    wide = tmp_path / "wide.csv"
+    wide.write_text(f"video,prompt\r\n{silent_clip},un café peint\r\n", encoding="utf-16")
+    (job,) = load_jobs(wide, None, tmp_path / "out")
+    assert (job.video, job.prompt) == (silent_clip, "un café peint")

@@ -138,7 +138,17 @@ def _cell_value(key: str, value: Any, where: str, number: int) -> Any:
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     import yaml
 
-    text = path.read_text(encoding="utf-8-sig")  # spreadsheets save UTF-8 CSV with a byte-order mark
+    data = path.read_bytes()
+    # spreadsheets save UTF-8 with a byte-order mark ("CSV UTF-8"), and "Unicode text" as UTF-16 with one
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"the job list {str(path)!r} is not UTF-8 text (line {line} holds the byte {data[error.start]:#04x}: "
+            "another encoding, such as Windows-1252); save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
     if path.suffix.lower() == ".csv":
         # a quoted cell may hold commas and line breaks (a prompt typed on two lines in a spreadsheet)
         reader = csv.DictReader(io.StringIO(text, newline=""))
