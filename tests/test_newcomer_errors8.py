@@ -297,3 +297,24 @@ def test_a_job_list_in_another_encoding_is_named_or_read(silent_clip, tmp_path):
     wide.write_text(f"video,prompt\r\n{silent_clip},un café peint\r\n", encoding="utf-16")
     (job,) = load_jobs(wide, None, tmp_path / "out")
     assert (job.video, job.prompt) == (silent_clip, "un café peint")
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--seed", "-1"], "error: --seed must be an integer in [0, 2**63)"),
+        (["--steps", "0"], "error: --steps must be an integer in [2, 1000]"),
+        (["--smooth-background", "2"], "error: --smooth-background must be in [0, 1], got 2.0"),
+    ],
+)
+def test_generate_names_its_seed_steps_and_smoothing_flags(flags, said, tmp_path, tiny_pipeline_dir, capsys):
+    # was: `rerender generate --seed -1` said "`seed` must be ...", `--steps 0` "`num_inference_steps` must be ...",
+    # `--smooth-background 2` "`background_smoothing.strength` must be ...": Python's names, not the flags typed
+    from rerender.cli import main
+
+    output = tmp_path / "out.mp4"
+    command = ["generate", "-p", "a cat", "--model", str(tiny_pipeline_dir), "--frames", "1", "-o", str(output)]
+    code = main([*command, "--width", "64", "--height", "64", "-q", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(said), err
+    assert not output.exists()
