@@ -436,7 +436,8 @@ def motion_path(
             )
         return ParallaxPath(disparity, frame_count, size, amount)
     if not 0 < amount <= 3:
-        raise ConfigError(f"`amount` of {motion!r} must be in (0, 3] (the zoom gained, 0.25 = ×1.25), got {amount}")
+        meaning = "the zoom gained" if motion.startswith("zoom") else "the zoom the pan crosses the margin of"
+        raise ConfigError(f"`amount` of {motion!r} must be in (0, 3] ({meaning}, 0.25 = ×1.25), got {amount}")
     zoom = 1 + amount
     if motion in ("zoom-in", "zoom-out"):
         ends = [PathKeyframe(0, 1.0), PathKeyframe(1, zoom)]

@@ -174,7 +174,7 @@ def evaluate_video(
     Raises:
         InputNotFoundError, VideoReadError: as `rerender.video.probe_video`.
         ConfigError: `start_frame` < 0, `frame_stride` < 1 or `max_frames` < 1 (each a `ValueError`).
-        ValueError: fewer than 2 frames to compare.
+        ConfigError: fewer than 2 frames to compare (a `ValueError`), saying which side is short.
     """
     from rerender.errors import ConfigError
 
@@ -192,7 +192,12 @@ def evaluate_video(
     if max_frames is not None:
         count = min(count, max_frames)
     if count < 2:
-        raise ValueError(f"evaluation needs at least 2 paired frames, got {count}")
+        paired = len(range(start_frame, source_info.frame_count, frame_stride))
+        raise ConfigError(
+            f"evaluation needs at least 2 paired frames, got {count}: the output has {output_info.frame_count}, and "
+            f"the source {paired} from `start_frame` {start_frame} by `frame_stride` {frame_stride} (of its "
+            f"{source_info.frame_count} frames)"
+        )
 
     def outputs(stage: str) -> Iterator[np.ndarray]:
         with tqdm(
@@ -218,16 +223,34 @@ def evaluate_video(
             f"compared the first {count}"
         )
         stride = round(source_info.frame_count / max(output_info.frame_count, 1))
+        # an output made from one frame in N plays at the source's rate / N (translate keeps the real time), so
+        # the rates name N even when the output also starts later (`start_frame`) and the counts do not divide
+        rates = float(source_info.fps / output_info.fps) if output_info.fps and source_info.fps else 0.0
+        by_rate = round(rates) > 1 and abs(rates - round(rates)) < 0.01
+        stride = round(rates) if by_rate else stride
         if (
             frame_stride == 1
             and stride > 1
-            and len(range(0, source_info.frame_count, stride)) == output_info.frame_count
+            and (by_rate or len(range(0, source_info.frame_count, stride)) == output_info.frame_count)
         ):
             # paired in order, output frame i is not source frame i: say how to pair them
             report["note"] += (
                 f"; if the output was made from one source frame in {stride}, pass frame_stride {stride} (--frame-stride "
                 f"{stride}) to pair each output frame with its source frame"
             )
+        if start_frame == 0 and count < len(range(0, source_info.frame_count, max(frame_stride, stride))):
+            report["note"] += (
+                "; if the output was made from a later part of the source, pass its first source frame as "
+                "start_frame (--start-frame)"
+            )
+    out_aspect, source_aspect = output_info.width / output_info.height, source_info.width / source_info.height
+    if abs(out_aspect / source_aspect - 1) > 0.02:  # a cropped output: the resized source is not what it shows
+        shape = (
+            f"the output's shape ({output_info.width}×{output_info.height}) is not the source's "
+            f"({source_info.width}×{source_info.height}): each source frame is stretched to the output's size, so "
+            "a cropped output is compared with more than it shows and the warp errors read too high"
+        )
+        report["note"] = f"{report['note']}; {shape}" if "note" in report else shape
     report.update(evaluate_frames(outputs("evaluation"), sources))
     if clip_model:
         report["clip"] = clip_scores(outputs("clip"), prompt, clip_model)

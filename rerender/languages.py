@@ -572,14 +572,16 @@ def translate_prompt(
     negative = unicodedata.normalize("NFC", negative_prompt) if negative_prompt is not None else None
     detected = language == "auto"
     source = detect_language(prompt) if detected else language
-    if language == "en" and (seen := detect_language(prompt)) != "en":  # CLIP reads English: said, not guessed at
-        logger.warning(
-            "the prompt looks like %s (%s) but `prompt_language` is 'en', so it goes to the text encoder "
-            "untranslated (it reads English); set `prompt_language` 'auto' (CLI --prompt-language auto) to "
-            "translate it",
-            SUPPORTED_LANGUAGES.get(seen, seen),
-            seen,
-        )
+    for what, text in (("prompt", prompt), ("negative prompt", negative or "")):
+        if language == "en" and text and (seen := detect_language(text)) != "en":  # CLIP reads English: said
+            logger.warning(
+                "the %s looks like %s (%s) but `prompt_language` is 'en', so it goes to the text encoder "
+                "untranslated (it reads English); set `prompt_language` 'auto' (CLI --prompt-language auto) to "
+                "translate it",
+                what,
+                SUPPORTED_LANGUAGES.get(seen, seen),
+                seen,
+            )
     if negative == DEFAULT_NEGATIVE_PROMPT:  # ours, in English whatever the prompt's language
         negative_plan_text = ""
     else:

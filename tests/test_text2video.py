@@ -148,7 +148,7 @@ def test_cli_generate_with_a_local_model_and_its_errors(capsys, tiny_pipeline_di
     err = capsys.readouterr().err
     assert code == 2 and "--frames must be an integer in [1, 3000], got 0" in err  # named as typed on the command line
     for options, message in (
-        (["--smooth-background", "2"], "`background_smoothing.strength` must be in [0, 1], got 2.0"),
+        (["--smooth-background", "2"], "--smooth-background must be in [0, 1], got 2.0"),
         (["--prompt-language", "ko", "-p", "고양이"], "opus-mt-ko-en"),
         (["--style-image", str(tmp_path / "absent.png")], "absent.png"),
     ):

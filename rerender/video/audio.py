@@ -17,6 +17,14 @@ __all__ = ["MP4_COPYABLE_AUDIO", "source_audio_track"]
 
 MP4_COPYABLE_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 
+COPYABLE_AUDIO = {
+    ".mp4": MP4_COPYABLE_AUDIO,
+    ".mov": ("aac", "mp3", "alac", "ac3", "eac3"),
+    ".m4v": ("aac", "alac", "ac3"),
+}
+"""Audio codecs each output container takes as they are (FFmpeg's muxers: QuickTime has no Opus or FLAC, the
+iPod-flavoured .m4v fewer still); any other is re-encoded to AAC, and Matroska (.mkv) takes every codec."""
+
 
 def _has_audio(path: Path) -> bool:
     if path.is_dir() or not path.exists():
@@ -58,7 +66,8 @@ def _mux_audio(
         audio_stream_in = audio_in.streams.audio[choose_audio_track(_audio_tracks(audio_in), track)]
         out.metadata.update(video_in.metadata)  # the writer's tag (`WRITER_TAG`), kept through the audio mux
         video_out = out.add_stream_from_template(video_stream_in)
-        copy = audio_stream_in.codec_context.name in MP4_COPYABLE_AUDIO or output.suffix.lower() == ".mkv"
+        suffix = output.suffix.lower()
+        copy = suffix == ".mkv" or audio_stream_in.codec_context.name in COPYABLE_AUDIO.get(suffix, MP4_COPYABLE_AUDIO)
         if copy:
             audio_out = out.add_stream_from_template(audio_stream_in)
             audio_packets = list(_trimmed_audio_packets(audio_in, audio_stream_in, start, end))

@@ -166,7 +166,10 @@ def read_image_with_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
         with Image.open(path) as image:
             return _from_pillow(ImageOps.exif_transpose(image), path)
     except Image.DecompressionBombError as error:
-        raise VideoReadError(f"{str(path)!r} is too large to read safely ({error})") from None
+        raise VideoReadError(
+            f"{str(path)!r} is too large to read safely ({error}); downscale it to at most "
+            f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.3g} megapixels first (the output is far smaller anyway)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass  # not a format (or mode) Pillow reads: OpenCV, below
     # cv2.imread cannot open non-ASCII paths on every platform; decoding bytes always works. Any depth and

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -67,6 +68,23 @@ class AnimationResult:
         return self.translation.output
 
 
+def _clip_changed(workspace: Path, frames_folder: Path) -> bool:
+    """Whether `workspace` holds the translation of an earlier clip in `frames_folder` that differs from its frames
+    now (the same folder name: ours; another video's workspace is left to `translate` to refuse)."""
+    from rerender.workflow.workspace import video_identity
+
+    try:
+        recorded = json.loads((workspace / "manifest.json").read_text(encoding="utf-8"))["video"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(recorded, dict) or recorded.get("name") != frames_folder.name:
+        return False
+    if recorded == video_identity(frames_folder):
+        return False
+    logger.info("the clip changed since %s was made: its translation starts over", workspace)
+    return True
+
+
 def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
     """The still as RGB uint8 ``(H, W, 3)``, from a file or an array.
 
@@ -96,7 +114,26 @@ def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
         raise VideoReadError(
             f"`image` {str(path)!r} must be at least 2×2 pixels, got {still.shape[1]}×{still.shape[0]}"
         )
+    frames = _image_frames(path)
+    if frames > 1:  # an animated GIF/WebP/PNG is a video to translate, not a still to animate
+        logger.warning(
+            "`image` %s is animated (%d frames): only its first is animated; to restyle its motion, translate it "
+            "(`rerender translate`, rerender.translate)",
+            path,
+            frames,
+        )
     return still
+
+
+def _image_frames(path: Path) -> int:
+    """How many frames Pillow finds in the image file (1 for stills and for files Pillow does not read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
 
 
 def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
@@ -323,7 +360,10 @@ def animate(
             (read_image(file) for file in frame_files), clip_path, fps=fps, crf=config.output.crf, inputs=inputs
         )
 
-    # 3. Translate it with the move's exact flow.
+    # 3. Translate it with the move's exact flow; work kept for an earlier clip of ours (another still, move,
+    #    length or size) is for frames that are no more, so it starts over as the clip did.
+    space = Path(workspace) if workspace is not None else default_workspace(output_path, frames_folder)
+    force = force or _clip_changed(space, frames_folder)
     translation = translate(
         frames_folder,
         output=output_path,

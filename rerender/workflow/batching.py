@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
 import os
 import time
@@ -137,14 +138,27 @@ def _cell_value(key: str, value: Any, where: str, number: int) -> Any:
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     import yaml
 
-    text = path.read_text(encoding="utf-8-sig")  # spreadsheets save UTF-8 CSV with a byte-order mark
+    data = path.read_bytes()
+    # spreadsheets save UTF-8 with a byte-order mark ("CSV UTF-8"), and "Unicode text" as UTF-16 with one
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"the job list {str(path)!r} is not UTF-8 text (line {line} holds the byte {data[error.start]:#04x}: "
+            "another encoding, such as Windows-1252); save it as UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        # a quoted cell may hold commas and line breaks (a prompt typed on two lines in a spreadsheet)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames:
             raise ConfigError(
                 f"the job list {str(path)!r} is empty; it needs a header row with at least a `video` column"
             )
-        if "video" not in [name.strip() for name in reader.fieldnames]:
+        # a spreadsheet's header may be capitalised ("Video", "Prompt"); option columns stay as written
+        reader.fieldnames = [_column(name) for name in reader.fieldnames]
+        if "video" not in reader.fieldnames:
             raise ConfigError(
                 f"the job list {str(path)!r} has no `video` column; its header reads {reader.fieldnames!r} "
                 "(columns are separated by commas: video,prompt,output,...)"
@@ -154,9 +168,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             if None in row:
                 raise ConfigError(f"the job list {str(path)!r}, row {reader.line_num}: more cells than header columns")
             # cells stay text here: `load_jobs` parses only option columns, by their type
-            rows.append(
-                {key.strip(): value.strip() for key, value in row.items() if value is not None and value.strip() != ""}
-            )
+            cells = {key: value.strip() for key, value in row.items() if value is not None and value.strip() != ""}
+            if cells:  # a row of empty cells (",,," that spreadsheets write below the table) is no job
+                rows.append(cells)
         return rows
     try:
         data = yaml.safe_load(text)
@@ -168,7 +182,13 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(
             f"the job list {str(path)!r} must be a list of mappings (or `jobs:` holding one), each with a `video`"
         )
-    return [{str(key): value for key, value in row.items() if value is not None} for row in data]
+    return [{_column(str(key)): value for key, value in row.items() if value is not None} for row in data]
+
+
+def _column(name: str) -> str:
+    """A job list's column name as `load_jobs` reads it: stripped, and `video`, `prompt`, `output` in any case."""
+    name = name.strip()
+    return name.lower() if name.lower() in JOB_COLUMNS else name
 
 
 def load_jobs(
@@ -206,8 +226,12 @@ def load_jobs(
                 f"`jobs`: {str(source)!r} does not exist; give a folder of videos or a .yaml/.csv job list"
             )
         if source.is_dir():
+            # hidden files are no one's videos: macOS's "._clip.mp4" (a copy's resource fork), a crashed run's
+            # ".out.1a2b.partial.mp4"
             videos = sorted(
-                path for path in source.iterdir() if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+                path
+                for path in source.iterdir()
+                if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
             )
             if not videos:
                 raise InputNotFoundError(
@@ -237,7 +261,9 @@ def load_jobs(
             raise ConfigError(f"{where}, job {number}: no `video`; every row needs one")
         video = Path(str(row["video"])).expanduser()
         video = video if video.is_absolute() else base / video
-        output = Path(str(row["output"])) if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
+        output = (
+            Path(str(row["output"])).expanduser() if row.get("output") not in (None, "") else Path(video.stem + ".mp4")
+        )
         output = output if output.is_absolute() else output_dir / output
         overrides = {
             key: _cell_value(key, value, where, number) for key, value in row.items() if key not in JOB_COLUMNS

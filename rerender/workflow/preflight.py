@@ -495,7 +495,11 @@ def check_run(
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
-    output_path = check_output_path(output, list(inputs)) if output is not None and stage in WRITING_STAGES else None
+    output_path = (
+        check_output_path(output, list(inputs), name="`output`")
+        if output is not None and stage in WRITING_STAGES
+        else None
+    )
     if not isinstance(overwrite, bool):
         raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
     if output_path is not None:  # never overwrite what we did not write; our own earlier output is a rerun's

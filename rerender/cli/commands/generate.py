@@ -18,7 +18,15 @@ from rerender.cli.options import (
 )
 from rerender.config import GENERATED_SIZE
 
-API_NAMES = {"frames": "--frames", "size": "--width/--height", "fps": "--fps", "motion": "--dx/--dy"}
+API_NAMES = {
+    "frames": "--frames",
+    "size": "--width/--height",
+    "fps": "--fps",
+    "motion": "--dx/--dy",
+    "seed": "--seed",
+    "num_inference_steps": "--steps",
+    "background_smoothing.strength": "--smooth-background",
+}
 """`generate`'s Python arguments that library messages name, and this command's flags for them."""
 
 
