@@ -31,9 +31,20 @@ from rerender.video import probe_video, read_frames, resize_frame
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CLIP_MODEL", "aligned_frame_errors", "evaluate_frames", "evaluate_video", "clip_scores"]
+__all__ = ["DEFAULT_CLIP_MODEL", "METRIC_UNITS", "aligned_frame_errors", "evaluate_frames", "evaluate_video", "clip_scores"]
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+
+_WARP_ERROR = "mean squared RGB error on the [0, 1] scale after warping along the source's flow (trusted pixels)"
+_FLICKER = "mean absolute RGB change on the 0-255 scale between flow-aligned consecutive frames (trusted pixels)"
+METRIC_UNITS: dict[str, str] = {
+    "warp_error": f"the output's {_WARP_ERROR}",
+    "source_warp_error": f"the source's {_WARP_ERROR}",
+    "warp_error_excess": "warp_error - source_warp_error (0: as steady as the source)",
+    "flicker": f"the output's {_FLICKER}",
+    "source_flicker": f"the source's {_FLICKER}",
+}
+"""What each temporal figure of `evaluate_frames` measures and on which scale; the report carries it as `units`."""
 
 
 def aligned_frame_errors(
@@ -63,7 +74,8 @@ def evaluate_frames(outputs: Iterable[np.ndarray], sources: Iterable[np.ndarray]
     """Warp error and flicker of `outputs`, with flow from `sources` (same count, any size: sources are resized).
 
     Returns:
-        `{"frames", "warp_error", "source_warp_error", "warp_error_excess", "flicker", "source_flicker"}`.
+        `{"frames", "warp_error", "source_warp_error", "warp_error_excess", "flicker", "source_flicker", "units"}`,
+        `units` being `METRIC_UNITS` (what each figure measures, and its scale).
     """
     from rerender.flow import DISFlowEstimator, estimate_flow_numpy, forward_backward_occlusion
 
@@ -99,6 +111,7 @@ def evaluate_frames(outputs: Iterable[np.ndarray], sources: Iterable[np.ndarray]
         "warp_error_excess": warp_error - source_warp_error,
         "flicker": float(np.mean(output_flicker)),
         "source_flicker": float(np.mean(source_flicker)),
+        "units": dict(METRIC_UNITS),
     }
 
 

@@ -82,3 +82,23 @@ def test_clip_scores_with_a_tiny_local_model(tmp_path, clip_frames):
     assert 0.0 < result["frame_consistency"] <= 1.0 + 1e-6
     same = clip_scores([clip_frames[0]] * 3, None, model=str(tmp_path / "clip"))
     assert same["frame_consistency"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_report_gives_each_figure_its_scale_and_the_figures_are_on_it():
+    """A still picture whose output alternates by 10 grey levels: flicker is 10 on the 0-255 scale and warp error
+    (10/255)^2 on the [0, 1] scale, as the report's `units` say."""
+    import numpy as np
+
+    from rerender.evaluation import METRIC_UNITS
+
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 200, (64, 96, 3), dtype=np.uint8)
+    still = np.repeat(np.repeat(still[::8, ::8], 8, 0), 8, 1)  # blocks the flow can hold still
+    outputs = [still + (10 if i % 2 else 0) for i in range(4)]
+    report = evaluate_frames(outputs, [still] * 4)
+    numeric = {key for key, value in report.items() if isinstance(value, float)}
+    assert numeric == set(report["units"]) == set(METRIC_UNITS)
+    assert "0-255" in report["units"]["flicker"] and "[0, 1]" in report["units"]["warp_error"]
+    assert report["flicker"] == pytest.approx(10.0, abs=0.05)
+    assert report["warp_error"] == pytest.approx((10 / 255) ** 2, rel=0.01)
+    assert report["source_flicker"] == pytest.approx(0.0, abs=1e-3)
