@@ -31,7 +31,14 @@ from rerender.video import probe_video, read_frames, resize_frame
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CLIP_MODEL", "METRIC_UNITS", "aligned_frame_errors", "evaluate_frames", "evaluate_video", "clip_scores"]
+__all__ = [
+    "DEFAULT_CLIP_MODEL",
+    "METRIC_UNITS",
+    "aligned_frame_errors",
+    "evaluate_frames",
+    "evaluate_video",
+    "clip_scores",
+]
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 

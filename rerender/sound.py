@@ -467,7 +467,13 @@ def check_audio_prompt(
     return str(path)
 
 
-def hear_prompt(record: Any, prompt: Any, video: str | os.PathLike | None = None, scorer: Scorer | None = None) -> Any:
+def hear_prompt(
+    record: Any,
+    prompt: Any,
+    video: str | os.PathLike | None = None,
+    scorer: Scorer | None = None,
+    span: tuple[float, float] | None = None,
+) -> Any:
     """`record` (a `rerender.languages.PromptTranslation`) with the events heard in `prompt.audio_prompt` added to
     its English prompt and recorded in its `sound`; unchanged when `prompt.audio_prompt` is None.
 
@@ -476,25 +482,42 @@ def hear_prompt(record: Any, prompt: Any, video: str | os.PathLike | None = None
         prompt: the `PromptConfig` (audio_prompt, audio_model, audio_vocabulary, audio_threshold, audio_max_events).
         video: the input video, for ``audio_prompt: source``.
         scorer: `Scorer`; None = `ClapScorer(prompt.audio_model)` (on the GPU when there is one).
+        span: ``(start, end)`` in seconds on the source's clock: the part of the video being translated. With
+            ``audio_prompt: source`` only that part is heard (the sound that plays under the output); a separate
+            sound file is always heard whole.
+
+    Raises:
+        ConfigError: the sound heard (the span's, for "source") is silent; see also `check_audio_prompt`, `hear`.
     """
     import dataclasses
 
     if prompt.audio_prompt is None:
         return record
     path = check_audio_prompt(prompt.audio_prompt, video, prompt.audio_vocabulary)
+    argument = "prompt.audio_prompt"
+    audio: str | np.ndarray = path
+    if span is not None and prompt.audio_prompt == "source":
+        start, end = span
+        audio = decode_audio(path, argument)[max(0, round(start * SAMPLE_RATE)) : max(0, round(end * SAMPLE_RATE))]
+        logger.info("hearing %s from %.2f s to %.2f s (the frames being translated)", path, start, end)
+        if not audio_windows(audio):
+            raise ConfigError(
+                f"`{argument}` 'source': the video's sound from {start:.2f} s to {end:.2f} s (the frames being "
+                f"translated) is silent (every window under {SILENCE_DBFS:.0f} dBFS): nothing to hear; give a "
+                "sound file instead"
+            )
     if scorer is None:
         import torch
 
         scorer = ClapScorer(prompt.audio_model, "cuda" if torch.cuda.is_available() else "cpu")
-    argument = "prompt.audio_prompt"
     heard = hear(
-        path,
+        audio,
         record.english,
         vocabulary=load_vocabulary(prompt.audio_vocabulary),
         scorer=scorer,
         threshold=prompt.audio_threshold,
         max_events=prompt.audio_max_events,
-        source=path,
+        source=str(path),
         argument=argument,
     )
     return dataclasses.replace(record, english=heard.prompt, sound=heard)

@@ -288,3 +288,50 @@ def test_a_missing_clap_model_offline_is_our_error_naming_the_model_and_the_down
         ClapScorer("nobody/no-such-clap")([np.zeros(480, np.float32)], ["rain"])
     with pytest.raises(WeightsNotFoundError, match=r"not a folder holding a CLAP model"):
         check_audio_model(str(tmp_path), "rain.wav")  # a local folder without the model's files
+
+
+def _clip_silent_then_beeping(path: Path, seconds: float = 2.0, fps: int = 25, beep_from: float = 1.0) -> Path:
+    """A clip whose sound is silence until `beep_from` seconds, then a 440 Hz tone (H.264 + AAC, written with
+    PyAV)."""
+    import av
+
+    rate = 44100
+    samples = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate).astype(np.float32)
+    samples[: int(beep_from * rate)] = 0.0
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=rate)
+        for index in range(int(seconds * fps)):
+            frame = np.full((48, 64, 3), (index * 5) % 255, np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode())
+        size = audio.codec_context.frame_size or 1024
+        for start in range(0, len(samples), size):
+            chunk = av.AudioFrame.from_ndarray(samples[None, start : start + size], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = rate, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    return path
+
+
+def test_audio_prompt_source_hears_only_the_sound_under_the_translated_frames(tmp_path, monkeypatch):
+    from rerender import sound
+    from rerender.config import PromptConfig
+    from rerender.languages import PromptTranslation
+    from rerender.workflow.translation import translate
+
+    clip = _clip_silent_then_beeping(tmp_path / "beep later.mp4")
+    monkeypatch.setattr(sound, "ClapScorer", lambda *args, **kwargs: FrequencyScorer())
+    monkeypatch.setattr(sound, "check_audio_model", lambda *args: None)  # the stand-in needs no CLAP weights
+    prompt = PromptConfig(prompt="a painting", audio_prompt="source")
+    record = PromptTranslation("a painting", "a painting", "en", False, None)
+    heard = sound.hear_prompt(record, prompt, clip, span=(1.0, 2.0))  # the beeping second
+    assert [event.name for event in heard.sound.events] == ["beep"]
+    with pytest.raises(ConfigError, match=r"from 0\.00 s to 1\.00 s \(the frames being translated\) is silent"):
+        sound.hear_prompt(record, prompt, clip, span=(0.0, 1.0))
+    assert sound.hear_prompt(record, prompt, clip).sound.events[0].name == "beep"  # the whole track: it beeps
+    # translate hears the frames it translates: frames 0-24 at 25 fps are the silent first second
+    with pytest.raises(ConfigError, match=r"from 0\.00 s to 1\.00 s"):
+        translate(clip, "a painting", output=None, stage="first", renderer="classic", audio_prompt="source",
+                  end_frame=25, progress=False, workspace=tmp_path / "ws")  # fmt: skip

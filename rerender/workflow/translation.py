@@ -244,7 +244,10 @@ def translate(
             config.prompt.translation_model,
             config.prompt.negative_prompt,
         )
-        prompt_record = hear_prompt(prompt_record, config.prompt, video)  # `prompt.audio_prompt`: events → words
+        # `prompt.audio_prompt`: events → words; "source" hears the sound under the frames being translated
+        last = frame_indices[-1]
+        span = (info.start_time(frame_indices[0]), info.start_time(last) + config.video.frame_stride / float(info.fps))
+        prompt_record = hear_prompt(prompt_record, config.prompt, video, span=span)
     if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(
             config,
