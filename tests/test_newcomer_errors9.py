@@ -348,3 +348,14 @@ def test_a_file_of_a_model_folder_or_a_lora_given_as_the_model_says_what_to_pass
         ConfigError, match=r"its key names are a LoRA's: give it as a LoRA \(`model.loras`; CLI: --lora"
     ):
         detect_family(str(lora))
+
+
+def test_env_and_download_take_lora_as_translate_does(tiny_pipeline_dir, capsys):
+    # was: `rerender env --lora X` and `rerender download --lora X` stopped at "unrecognized arguments"; only
+    # `--set model.loras=[…]` reached them, although the flag is how translate takes a LoRA
+    assert main(["download", "--model", str(tiny_pipeline_dir), "--lora", "nerijs/pixel-art-xl:0.8", "--dry-run",
+                 "--no-flow"]) == 0  # fmt: skip
+    assert any(line.startswith("LoRA: nerijs/pixel-art-xl") for line in capsys.readouterr().out.splitlines())
+    assert main(["env", "--model", str(tiny_pipeline_dir), "--lora", "nerijs/pixel-art-xl"]) == 0
+    out = capsys.readouterr().out
+    assert "LoRA" in out and "nerijs/pixel-art-xl" in out and "translate refuses this config" in out

@@ -24,7 +24,7 @@ def register(commands) -> None:
         "download",
         parents=[
             verbose_parent(),
-            model_parent("The model to fetch instead of the configured one."),
+            model_parent("The model to fetch instead of the configured one.", lora=True),
             prompt_parent(),
             quiet_parent(),
             config_parent(),

@@ -15,7 +15,7 @@ def register(commands) -> None:
         "env",
         parents=[
             verbose_parent(),
-            model_parent("Report on this model instead of the configured one."),
+            model_parent("Report on this model instead of the configured one.", lora=True),
             config_parent(),
         ],
         help="versions, devices, the model's family, the propagation engine, where weights are looked for",
