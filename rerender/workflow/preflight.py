@@ -145,11 +145,11 @@ def check_model_inputs(
         resolve_device(config.model.device)  # "cuda" on a machine without one: before any frame is decoded
         base_path = check_model_sources(config.model, controls)
         check_hub_loras(config.model.loras)
-        if config.model.family == "auto":  # a local path that is no base model (a ControlNet folder) is refused
-            detect_family(config.model.base_model)
-        check_model_families(config, base_path, controls)
-        check_single_file_parts(config.model, model_family(config.model))  # header only: a UNet-only file
-        check_folder_parts(config.model, model_family(config.model))  # a folder without vae/ or tokenizer_2/
+        # read once (configs, file headers); "auto" refuses a local path that is no base model (a ControlNet folder)
+        family = detect_family(config.model.base_model) if config.model.family == "auto" else config.model.family
+        check_model_families(config, base_path, controls, family)
+        check_single_file_parts(config.model, family)  # header only: a UNet-only file
+        check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
         check_diffusion_weights(config, controls)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic" and controls:
@@ -339,15 +339,18 @@ def _family_defaults(config: RerenderConfig, family: str | None, variant: str | 
     return changes
 
 
-def check_model_families(config: RerenderConfig, base_path: Path | None, controls: Sequence[Any]) -> None:
+def check_model_families(
+    config: RerenderConfig, base_path: Path | None, controls: Sequence[Any], family: str | None = None
+) -> None:
     """Every ControlNet, LoRA and VAE fits the base model's family (configs and file headers only, no weights):
     `check_families` on SD 1.5/SDXL (also a `model.family` that contradicts the model, a Union condition without
     its mode), `check_transformer_family` on Z-Image/Flux. `base_path`: the local base model, None for a hub id;
-    `controls`: the ControlNets the run loads (`config.control`, or none for `generate`)."""
+    `controls`: the ControlNets the run loads (`config.control`, or none for `generate`); `family`: the base's, when
+    the caller has read it already (None = `model_family`)."""
     from rerender.diffusion.loading import TRANSFORMER_FAMILIES, check_families
     from rerender.weights import model_family
 
-    family = model_family(config.model)
+    family = family or model_family(config.model)
     if family in TRANSFORMER_FAMILIES:
         check_transformer_family(config, controls, family)
     else:
