@@ -411,7 +411,7 @@ def launch(
     """
     import gradio as gr
 
-    _check_port(host, port)  # before the page is built: Gradio's own message names its `server_port`
+    port = _usable_port(host, port)  # before the page is built: Gradio's own message names its `server_port`
     sessions = UiSessions(max_upload_mb=max_upload_mb)
     app = build_app(sessions, clip_model, defaults=defaults, max_upload_mb=max_upload_mb)
     app.queue(default_concurrency_limit=1)
@@ -425,7 +425,7 @@ def launch(
     )
     _, local_url, _ = app.launch(
         server_name=host,
-        server_port=port or _free_port(host),
+        server_port=port,
         share=share,
         prevent_thread_lock=True,
         quiet=quiet,
@@ -443,33 +443,22 @@ def launch(
     return app, local_url
 
 
-def _check_port(host: str, port: int | None) -> None:
-    """Refuse a `port` that is no TCP port or that another program listens on, naming it.
+def _usable_port(host: str, port: int | None) -> int:
+    """`port` checked and free on `host`, or a free port when it is 0 or None (bound once, to find out).
 
     Raises:
-        ConfigError: the port is not an integer in 0-65535, or it is in use on `host`.
+        ConfigError: the port is not an integer in 0-65535, or another program listens on it on `host`.
     """
     import socket
 
-    if port is None:
-        return
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         raise ConfigError(f"`port` must be a TCP port in [0, 65535] (0 or None: a free one), got {port!r}")
-    if port == 0:
-        return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((host if host not in ("0.0.0.0", "") else "127.0.0.1", port))
+            probe.bind((host if host not in ("0.0.0.0", "") else "127.0.0.1", port or 0))
         except OSError as error:
             raise ConfigError(
                 f"`port` {port} cannot be used on {host} ({error.strerror or error}); choose another, or leave it "
                 "out for a free one"
             ) from None
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host if host not in ("0.0.0.0", "") else "127.0.0.1", 0))
         return probe.getsockname()[1]
