@@ -293,7 +293,7 @@ def test_a_clip_file_of_the_users_is_never_overwritten(still, tmp_path):
 
     options = dict(seconds=0.4, fps=10, renderer="classic", progress=False, resolution=64, K=2)
     (tmp_path / "mine_clip.mp4").write_bytes(b"my own clip")  # where the default clip_output would go
-    with pytest.raises(OutputPathError, match="mine_clip.mp4' exists and was not written by rerender"):
+    with pytest.raises(OutputPathError, match="mine_clip.mp4' already exists and was not written by rerender"):
         rerender.animate(still, "ink", output=tmp_path / "mine.mp4", **options)
     assert (tmp_path / "mine_clip.mp4").read_bytes() == b"my own clip" and not (tmp_path / "mine.mp4").exists()
     # the clip an earlier run wrote is ours: a second run writes it again

@@ -501,7 +501,7 @@ def test_comparison_never_replaces_a_file_rerender_did_not_write(synthetic_clip,
     theirs = tmp_path / "o_comparison.mp4"
     theirs.write_bytes(b"my own edit")
     run = dict(output=output, comparison=True, renderer=counting_renderer, progress=False, **FAST)
-    with pytest.raises(OutputPathError, match="o_comparison.mp4' exists and was not written by rerender"):
+    with pytest.raises(OutputPathError, match="o_comparison.mp4' already exists and was not written by rerender"):
         translate(synthetic_clip, "x", **run)
     assert theirs.read_bytes() == b"my own edit" and CountingRenderer.rendered == [] and not output.exists()
     theirs.unlink()

@@ -348,23 +348,37 @@ def check_output_path(
     inputs: Iterable[str | os.PathLike] = (),
     kind: Literal["video", "file", "folder"] = "video",
     name: str = "output",
+    *,
+    overwrite: bool | None = None,
+    remedy: str = "move it away or choose another path",
 ) -> Path:
-    """Check, before any work, that `output` can be written without touching an input; returns it as a `Path`.
+    """Check, before any work, that `output` can be written without touching an input or a file of the user's;
+    returns it as a `Path`.
+
+    With `overwrite` given, this is the one rule for every file rerender writes (`refuse_foreign_output`): an
+    existing file there that rerender did not write (no `WRITER_TAG`) is refused unless `overwrite`; one it wrote
+    (an earlier run's) may be replaced.
 
     Args:
         output: the path to check.
         inputs: files and folders the output must not be, and must not lie inside.
         kind: "video" (the suffix must be one of `WRITABLE_SUFFIXES`), "file" (any file name) or "folder" (a
             folder to create or fill; it may exist).
-        name: how messages call the path (an argument or option name, e.g. "--json").
+        name: how messages call the path (an argument or option name, e.g. "--json", "`output`").
+        overwrite: the user's answer to "replace a file rerender did not write?"; None = the existing file is not
+            looked at here (a writer called after its caller checked, a file kind with a rule of its own).
+        remedy: the ways out named when an existing file is refused, e.g. "move it away, or pass
+            `overwrite=True` to replace it".
 
     Raises:
         OutputPathError: the parent folder is missing or not writable; a video without a supported suffix; a
             file path that is a folder (or a folder path that is a file); the output is an input or inside an
-            input folder.
+            input folder; the file exists, rerender did not write it and `overwrite` is False.
     """
     if kind not in ("video", "file", "folder"):
         raise ValueError(f"`kind` must be 'video', 'file' or 'folder', got {kind!r}")
+    if overwrite is not None and not isinstance(overwrite, bool):
+        raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
     output = Path(output)
     if kind == "video" and output.suffix.lower() not in WRITABLE_SUFFIXES:
         found = f"the suffix {output.suffix!r}" if output.suffix else "no suffix"
@@ -398,6 +412,8 @@ def check_output_path(
             raise OutputPathError(
                 f"{name} {str(output)!r} is inside the input folder {str(item)!r}; choose a path outside it"
             )
+    if overwrite is not None:
+        refuse_foreign_output(output, name=name, remedy=remedy, overwrite=overwrite)
     return output
 
 
@@ -434,7 +450,7 @@ def refuse_foreign_output(
 ) -> None:
     """The rule for every output rerender writes: never overwrite a file it did not write. An existing `output`
     without rerender's tag (`written_by_rerender`) is refused unless `overwrite`; one with the tag (an earlier run's
-    output) may be replaced.
+    output) may be replaced. Callers check it with the rest of the path: `check_output_path(..., overwrite=...)`.
 
     Args:
         output: the path about to be written.

@@ -240,7 +240,7 @@ def animate(
         seconds: length of the clip.
         fps: frame rate of the clip and the result.
         output: the translated video to write.
-        overwrite: replace an existing `output` that rerender did not write (as `translate`).
+        overwrite: replace an existing `output` (and clip video) that rerender did not write (as `translate`).
         config: a `RerenderConfig` or a YAML/JSON file; its `video` section sets the clip's size (the still's aspect).
         pipeline: a loaded `RerenderPipeline` (see `translate`).
         K: keyframe interval (default: the config's; a clip shorter than it gets keyframes at its first and last frames).
@@ -260,8 +260,8 @@ def animate(
         VideoReadError: the image or depth map is not an image.
         ConfigError: `K` longer than the clip, an unknown motion, seconds/fps out of range, a clip of fewer than 2 or more than `MAX_FRAMES`
             frames, a path with impossible values (or one that leaves the image), "orbit" without a depth map.
-        OutputPathError: the output cannot be written, or `clip_output="auto"` would overwrite a file no earlier run
-            wrote.
+        OutputPathError: the output or clip video cannot be written, or either exists and rerender did not write it
+            (without `overwrite`).
         MissingDependencyError: "orbit" without `depth` when the `annotators` extra is not importable.
         And whatever `translate` raises.
     """
@@ -329,19 +329,20 @@ def animate(
     inputs = [image] if not isinstance(image, np.ndarray) else []
     output_path = checked.output
     clip_path = output_path.with_name(output_path.stem + "_clip.mp4") if clip_output == "auto" else clip_output
-    if clip_path is not None:
-        clip_path = check_output_path(clip_path, [*inputs, output_path])
+    if clip_path is not None:  # the rule of every output (`check_run`): only a video rerender wrote is replaced
+        clip_path = check_output_path(
+            clip_path,
+            [*inputs, output_path],
+            name="clip video" if clip_output == "auto" else "`clip_output`",
+            overwrite=overwrite,
+            remedy="move it away, pass `clip_output` another path or None (--no-clip), or pass `overwrite=True` to "
+            "replace it",
+        )
     frames_folder = _clip_folder(output_path)
     from rerender.workflow.stages import default_workspace
     from rerender.workflow.workspace import check_workspace_root
 
     check_workspace_root(workspace if workspace is not None else default_workspace(output_path, frames_folder))
-    if clip_output == "auto" and clip_path.exists() and not frames_folder.is_dir():
-        # a name we chose, not the caller: a file there that no earlier run wrote (it keeps `<output>.clip/`) is theirs
-        raise OutputPathError(
-            f"{str(clip_path)!r} exists and was not written by rerender (no {str(frames_folder)!r} "
-            "beside it); move it away, or pass `clip_output` another path or None (--no-clip)"
-        )
     # 2. The clip: every frame sampled from the still along the path, stored losslessly (the translation's input).
     frames_folder.mkdir(exist_ok=True)
     for stale in frames_folder.iterdir():

@@ -306,16 +306,16 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
     """Refuse, before any job runs, an output that cannot be written (a suffix that is no video, any job's input)
     and an existing file that rerender did not write (`refuse_foreign_output`): a batch names its outputs itself, so
     a video of the user's in the output folder must never be overwritten."""
-    from rerender.video import check_output_path, refuse_foreign_output
+    from rerender.video import check_output_path
     from rerender.workflow.workspace import check_workspace_root
 
     videos = [job.video for job in jobs]
     for number, job in enumerate(jobs, start=1):
-        check_output_path(job.output, videos, name=f"job {number} ({job.video.name}): output")
-        refuse_foreign_output(  # the rule of every run (`check_run`): only a video rerender wrote may be replaced
+        check_output_path(  # the rule of every run (`check_run`): only a video rerender wrote may be replaced
             job.output,
-            name="output",
-            where=f"job {number} ({job.video.name}): ",
+            videos,
+            name=f"job {number} ({job.video.name}): output",
+            overwrite=False,
             remedy="move it away or give the job another output",
         )
         try:  # the job's workspace is `<output>.work`: no argument names it, so the remedy is the output's

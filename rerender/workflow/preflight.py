@@ -410,26 +410,31 @@ def check_prompt_language(config: RerenderConfig, translator: Any = None) -> Non
 
 
 def check_workspace_paths(
-    workspace: Path, output: Path | None, inputs: Sequence[Any], *, comparison: bool = False
+    workspace: Path,
+    output: Path | None,
+    inputs: Sequence[Any],
+    *,
+    comparison: bool = False,
+    overwrite: bool = False,
 ) -> None:
     """The workspace folder (writable, not an input, not the output) and, with `comparison`, the side-by-side
-    video's name beside the output (never a file of the user's).
+    video's name beside the output: as every output, never a file rerender did not write unless `overwrite`.
 
     Raises:
         OutputPathError: naming the path and what to do.
     """
     from rerender.errors import OutputPathError
     from rerender.video import check_output_path
-    from rerender.workflow.stages import comparison_path, comparison_written_here
+    from rerender.workflow.stages import comparison_path
 
-    if output is not None and comparison:
-        side_by_side = check_output_path(comparison_path(output), list(inputs), name="comparison output")
-        if side_by_side.exists() and not comparison_written_here(workspace, side_by_side):
-            # a name we chose, not the caller: a file there that this workspace did not write is theirs
-            raise OutputPathError(
-                f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
-                "move it away, or leave out `comparison` (--comparison)"
-            )
+    if output is not None and comparison:  # a name we chose, not the caller: the remedy says how to avoid it
+        check_output_path(
+            comparison_path(output),
+            list(inputs),
+            name="comparison output",
+            overwrite=overwrite,
+            remedy="move it away, leave out `comparison` (--comparison), or pass `overwrite=True` to replace it",
+        )
     check_output_path(workspace, list(inputs), kind="folder", name="workspace")
     if output is not None and Path(workspace).resolve() == output.resolve():
         raise OutputPathError(f"workspace {str(workspace)!r} is the output video's path; choose another folder")
@@ -479,7 +484,7 @@ def check_run(
         WeightsNotFoundError: the model, IP-Adapter or translation weights are neither here nor downloadable.
         InputNotFoundError, VideoReadError: a missing or unreadable style image or sound (or one without audio).
     """
-    from rerender.video import check_output_path, refuse_foreign_output
+    from rerender.video import check_output_path
     from rerender.workflow.stages import resolve_config
 
     staged, stage = stage is not None, stage or "all"
@@ -498,20 +503,19 @@ def check_run(
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
-    output_path = (
-        check_output_path(output, list(inputs), name="`output`")
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
+    output_path = (  # never overwrite what we did not write; our own earlier output is a rerun's
+        check_output_path(
+            output,
+            list(inputs),
+            name="`output`",
+            overwrite=overwrite,
+            remedy="move it away, choose another `output`, or pass `overwrite=True` to replace it",
+        )
         if output is not None and stage in WRITING_STAGES
         else None
     )
-    if not isinstance(overwrite, bool):
-        raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
-    if output_path is not None:  # never overwrite what we did not write; our own earlier output is a rerun's
-        refuse_foreign_output(
-            output_path,
-            name="`output`",
-            remedy="move it away, choose another `output`, or pass `overwrite=True` to replace it",
-            overwrite=overwrite,
-        )
     if executor is not None:
         executor.check(resolved)
     if stage in WRITING_STAGES and getattr(executor, "name", None) != "ray":  # Ray's workers check their own device

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
 import re
@@ -595,18 +594,6 @@ def write_output(ctx: StageContext, output_path: Path) -> float:
 def comparison_path(output_path: Path) -> Path:
     """Where `write_comparison` puts the side-by-side video of `output_path`."""
     return output_path.with_name(output_path.stem + "_comparison" + output_path.suffix)
-
-
-def comparison_written_here(workspace_root: Path, path: Path) -> bool:
-    """Whether the workspace at `workspace_root` recorded writing the comparison video `path`, as it is now (its
-    manifest names the path and the file's digest). Reads the manifest only; nothing is opened or locked."""
-    try:
-        record = (
-            json.loads((Path(workspace_root) / "manifest.json").read_text(encoding="utf-8")).get("comparison") or {}
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
-    return record.get("path") == str(Path(path).resolve()) and record.get("sha1") == file_digest(path)
 
 
 def write_comparison(ctx: StageContext, frames: Sequence[np.ndarray], output_path: Path, fps: float) -> Path:

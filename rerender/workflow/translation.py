@@ -64,7 +64,7 @@ from rerender.workflow.stages import (
     write_keyframe_preview,
     write_output,
 )
-from rerender.workflow.workspace import Workspace, file_digest
+from rerender.workflow.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def translate(
     )
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
-    check_workspace_paths(workspace_root, output_path, [video], comparison=comparison)
+    check_workspace_paths(workspace_root, output_path, [video], comparison=comparison, overwrite=overwrite)
     if not config.prompt.prompt.strip() and config.prompt.audio_prompt is None:  # on purpose (the CLI's -p ""):
         # the video gives the content, the model, a style image or a LoRA the look
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
@@ -327,12 +327,7 @@ def translate(
             if comparison:
                 if config.propagation.output_size == "source":
                     frames, _ = prepare_source_size(ctx.with_progress(ctx.progress.quiet()), keyframe_indices)
-                previews["comparison"] = write_comparison(ctx, frames, output_path, fps)
-                space.manifest["comparison"] = {
-                    "path": str(previews["comparison"].resolve()),
-                    "sha1": file_digest(previews["comparison"]),
-                }
-                space.save()
+                previews["comparison"] = write_comparison(ctx, frames, output_path, fps)  # tagged, as every video
         timings["writing"] = time.perf_counter() - started
         done = result(output=output_path, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
         if delete_workspace:

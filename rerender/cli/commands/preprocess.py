@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
         check_output_path,
         probe_video,
         read_frames,
-        refuse_foreign_output,
         write_png_sequence,
         write_video,
     )
@@ -56,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     selected_frames(info, config)  # start, end and crop against this video, named as config options
     output = Path(args.output)
     as_images = output.suffix == ""  # a path without a suffix is a folder of PNG frames
-    check_output_path(output, [args.video], kind="folder" if as_images else "video", name="-o/--output")
-    if not as_images:  # the rule of every run (`preflight.check_run`): only a video rerender wrote is replaced
-        refuse_foreign_output(
-            output,
-            name="-o/--output",
-            remedy="move it away, choose another -o/--output, or add --overwrite to replace it",
-            overwrite=args.overwrite,
-        )
+    check_output_path(  # the rule of every run (`preflight.check_run`): only a video rerender wrote is replaced
+        output,
+        [args.video],
+        kind="folder" if as_images else "video",
+        name="-o/--output",
+        overwrite=args.overwrite,
+        remedy="move it away, choose another -o/--output, or add --overwrite to replace it",
+    )
     if as_images and output.is_dir() and any(output.iterdir()):
         # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
         raise OutputPathError(

@@ -1,0 +1,120 @@
+"""One rule for what rerender writes and may overwrite, and one source for each of a few shared things (io1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerender.errors import ConfigError, OutputPathError
+
+FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis")
+
+
+def _their_video(path):
+    """A real H.264 video written by another tool (PyAV, no rerender tag): a file of the user's."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for value in (0, 255):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), value, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _our_video(path):
+    from rerender.video import write_video
+
+    return write_video([np.full((16, 16, 3), value, np.uint8) for value in (0, 255)], path, fps=10)
+
+
+# ---- 1. one call checks an output: the path and the tag rule ------------------------------------------------
+
+
+def test_check_output_path_with_overwrite_applies_the_tag_rule(tmp_path):
+    from rerender.video import check_output_path
+
+    theirs, ours = _their_video(tmp_path / "theirs.mp4"), _our_video(tmp_path / "ours.mp4")
+    before = theirs.read_bytes()
+    with pytest.raises(OutputPathError) as raised:
+        check_output_path(theirs, name="-o/--output", overwrite=False, remedy="add --overwrite to replace it")
+    assert str(raised.value) == (
+        f"-o/--output {str(theirs)!r} already exists and was not written by rerender; add --overwrite to replace it"
+    )
+    assert theirs.read_bytes() == before
+    assert check_output_path(theirs, overwrite=True) == theirs  # the user said so
+    assert check_output_path(ours, overwrite=False) == ours  # an earlier run's: a rerun replaces it
+    assert check_output_path(tmp_path / "new.mp4", overwrite=False) == tmp_path / "new.mp4"
+    assert check_output_path(theirs) == theirs  # overwrite=None: a writer whose caller checked already
+    with pytest.raises(ConfigError, match="`overwrite` must be True or False, got 'yes'"):
+        check_output_path(tmp_path / "new.mp4", overwrite="yes")
+    with pytest.raises(OutputPathError, match="is the input"):  # the path checks still come first
+        check_output_path(theirs, [theirs], overwrite=True)
+
+
+# ---- 2. the comparison video, animate's clip and the demo clips follow the same rule ------------------------
+
+
+def test_comparison_video_follows_the_tag_rule(silent_clip, tmp_path):
+    from rerender import translate
+    from rerender.video import probe_video, written_by_rerender
+    from rerender.workflow.preflight import check_workspace_paths
+
+    output, side_by_side = tmp_path / "o.mp4", tmp_path / "o_comparison.mp4"
+    run = dict(output=output, comparison=True, renderer="classic", progress=False, end_frame=2, **FAST)
+    _their_video(side_by_side)
+    before = side_by_side.read_bytes()
+    with pytest.raises(OutputPathError) as raised:
+        translate(silent_clip, "x", **run)
+    assert "comparison output" in str(raised.value) and "overwrite=True" in str(raised.value)
+    assert side_by_side.read_bytes() == before and not output.exists() and not (tmp_path / "o.mp4.work").exists()
+    # was: refused even with overwrite=True (the comparison had a rule of its own, a digest in the workspace)
+    check_workspace_paths(tmp_path / "w", output, [silent_clip], comparison=True, overwrite=True)
+    # was: our own comparison whose workspace is gone (delete_workspace, another workspace) was refused as the user's
+    _our_video(side_by_side)
+    translate(silent_clip, "x", **run)
+    assert written_by_rerender(side_by_side) and probe_video(side_by_side).frame_count == 2
+
+
+def test_a_users_file_at_the_clip_path_is_left_byte_identical(tmp_path):
+    import rerender
+    from rerender.video import write_image
+
+    still = write_image(np.full((32, 48, 3), 128, np.uint8), tmp_path / "still.png")
+    options = dict(seconds=0.2, fps=10, renderer="classic", progress=False, resolution=64, K=1)
+    # was: written over when `<output>.clip/` was there (an earlier run's frames), or when `clip_output` was a path
+    (tmp_path / "out.mp4.clip").mkdir()
+    auto, chosen = _their_video(tmp_path / "out_clip.mp4"), _their_video(tmp_path / "chosen.mp4")
+    before = auto.read_bytes()
+    for clip_output, name in (("auto", "clip video"), (chosen, "`clip_output`")):
+        with pytest.raises(OutputPathError) as raised:
+            rerender.animate(still, "ink", output=tmp_path / "out.mp4", clip_output=clip_output, **options)
+        assert f"{name} {str(tmp_path / ('out_clip.mp4' if clip_output == 'auto' else 'chosen.mp4'))!r}" in str(
+            raised.value
+        )
+        assert "overwrite=True" in str(raised.value)
+    assert auto.read_bytes() == before and chosen.read_bytes() == before and not (tmp_path / "out.mp4").exists()
+    assert list((tmp_path / "out.mp4.clip").iterdir()) == []  # refused before the clip was made
+
+
+def test_demo_clips_are_tagged_written_atomically_and_never_replace_a_users_file(tmp_path):
+    from rerender.synthetic import write_synthetic_video
+    from rerender.video import probe_video, written_by_rerender
+
+    path = tmp_path / "demo.mp4"
+    write_synthetic_video(path, num_frames=2, width=32, height=32, audio=False)
+    assert written_by_rerender(path) and probe_video(path).frame_count == 2
+    write_synthetic_video(path, num_frames=3, width=32, height=32, audio=False)  # ours: replaced
+    assert probe_video(path).frame_count == 3
+    theirs = _their_video(tmp_path / "theirs.mp4")
+    before = theirs.read_bytes()
+    with pytest.raises(OutputPathError, match="theirs.mp4' already exists and was not written by rerender"):
+        write_synthetic_video(theirs, num_frames=2, width=32, height=32, audio=False)
+    assert theirs.read_bytes() == before
+    write_synthetic_video(theirs, num_frames=2, width=32, height=32, audio=False, overwrite=True)
+    assert written_by_rerender(theirs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "theirs.mp4"]  # no temporary left behind
