@@ -25,6 +25,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from rerender.video.files import WRITER_TAG, _ffmpeg_url, atomic_output
+
 __all__ = ["MOTIONS", "SyntheticVideo", "make_synthetic_video", "write_synthetic_video", "make_texture"]
 
 MOTIONS = ("translation", "rotation", "zoom", "occluder", "mixed")
@@ -255,18 +257,47 @@ def write_synthetic_video(
     audio_sample_rate: int = 44100,
     seed: int = 0,
     crf: int = 10,
+    overwrite: bool = False,
 ) -> SyntheticVideo:
     """Write a synthetic clip to an H.264 file, with a sine-tone AAC track as long as the video if `audio`.
 
+    As every video rerender writes, the file carries `rerender.video.WRITER_TAG` and is written under a temporary
+    name, then renamed; an existing file at `path` that rerender did not write is refused unless `overwrite`.
+
     Returns:
         The `SyntheticVideo` that was written (frames before compression).
+
+    Raises:
+        OutputPathError: `path` cannot be written, or it exists and rerender did not write it (without `overwrite`).
     """
+    from rerender.video import check_output_path
+
+    path = check_output_path(
+        path, overwrite=overwrite, remedy="move it away, choose another `path`, or pass `overwrite=True`"
+    )
+    video = make_synthetic_video(num_frames, width, height, motion, seed)
+    with atomic_output(path) as temporary:
+        _encode_synthetic(
+            video, temporary, Fraction(fps).limit_denominator(1001), audio, audio_frequency, audio_sample_rate, crf
+        )
+    return video
+
+
+def _encode_synthetic(
+    video: SyntheticVideo,
+    path: Path,
+    fps: Fraction,
+    audio: bool,
+    audio_frequency: float,
+    audio_sample_rate: int,
+    crf: int,
+) -> None:
+    """Encode `video`'s frames (padded to even sides) as H.264 at `path`, tagged as ours, with a sine tone."""
     import av
 
-    video = make_synthetic_video(num_frames, width, height, motion, seed)
-    path = Path(path)
-    fps = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
+    num_frames, height, width = video.frames.shape[:3]
+    with av.open(_ffmpeg_url(path), mode="w") as container:
+        container.metadata["comment"] = WRITER_TAG  # ours: a later run may replace it (`written_by_rerender`)
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width + width % 2, height + height % 2, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "fast"}
@@ -292,4 +323,3 @@ def write_synthetic_video(
                     container.mux(packet)
             for packet in audio_stream.encode():
                 container.mux(packet)
-    return video

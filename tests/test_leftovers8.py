@@ -87,6 +87,23 @@ def test_short_clip_without_last_frame_keyframe_keys_the_anchor_only(mode, caplo
 FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis")
 
 
+def _their_video(path):
+    """A real H.264 video written by another tool (PyAV, no rerender tag): a file of the user's."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for value in (0, 255):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), value, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def _tiny_video(path, audio_from=None):
     import numpy as np
 
@@ -109,17 +126,15 @@ def test_every_video_we_write_carries_our_tag(tmp_path, suffix, synthetic_clip):
             tags = {key.lower(): value for key, value in container.metadata.items()}
         assert tags["comment"] == f"rerender {__version__}" and written_by_rerender(path)
     (tmp_path / "text.mp4").write_bytes(b"my own video")
-    assert not written_by_rerender(tmp_path / "text.mp4") and not written_by_rerender(synthetic_clip)
+    assert not written_by_rerender(tmp_path / "text.mp4") and not written_by_rerender(_their_video(tmp_path / "v.mp4"))
     assert not written_by_rerender(tmp_path / "missing.mp4") and not written_by_rerender(tmp_path)
 
 
 def test_a_users_file_is_refused_before_any_work_and_left_untouched(tmp_path, silent_clip):
     from rerender import translate
     from rerender.errors import OutputPathError
-    from rerender.synthetic import write_synthetic_video
 
-    mine = tmp_path / "mine.mp4"
-    write_synthetic_video(mine, num_frames=2, width=32, height=32, fps=25)  # a real video, not ours
+    mine = _their_video(tmp_path / "mine.mp4")  # a real video, not ours
     before = mine.read_bytes()
     with pytest.raises(OutputPathError) as raised:
         translate(silent_clip, "x", output=mine, renderer="classic", progress=False, **FAST)
