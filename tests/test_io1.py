@@ -118,3 +118,39 @@ def test_demo_clips_are_tagged_written_atomically_and_never_replace_a_users_file
     write_synthetic_video(theirs, num_frames=2, width=32, height=32, audio=False, overwrite=True)
     assert written_by_rerender(theirs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.mp4", "theirs.mp4"]  # no temporary left behind
+
+
+# ---- 3. a changed input restarts its workspace when the caller says so (animate's regenerated clip) ----------
+
+
+def test_workspace_open_restarts_a_changed_input_only_when_asked(tmp_path):
+    from rerender.config import RerenderConfig
+    from rerender.workflow.workspace import Workspace, WorkspaceMismatchError
+
+    clip, other, config = tmp_path / "out.mp4.clip", tmp_path / "other.clip", RerenderConfig()
+    for folder in (clip, other):
+        folder.mkdir()
+        (folder / "00000.png").write_bytes(b"frame one")
+    with Workspace.open(tmp_path / "ws", clip, config) as space:
+        space.begin("frames", config)
+        space.frames_dir.mkdir(exist_ok=True)
+        space.track(space.frame_path(0)).write_bytes(b"ours")
+        space.finish("frames")
+    (clip / "00000.png").write_bytes(b"frame two, another move")  # the same clip folder, made again
+    with pytest.raises(WorkspaceMismatchError, match="another video"):  # the default: refused, as before
+        Workspace.open(tmp_path / "ws", clip, config)
+    with pytest.raises(WorkspaceMismatchError, match="another video"):  # another input is refused either way
+        Workspace.open(tmp_path / "ws", other, config, on_change="restart")
+    with Workspace.open(tmp_path / "ws", clip, config, on_change="restart") as space:
+        assert space.manifest["stages"] == {} and space.redone == ["everything: out.mp4.clip changed"]
+        assert not space.frame_path(0).exists()
+    with Workspace.open(tmp_path / "ws", clip, config, on_change="restart") as space:  # unchanged now: kept
+        assert space.redone == []
+
+
+def test_translate_refuses_an_unknown_on_change_before_any_work(silent_clip, tmp_path):
+    from rerender import translate
+
+    with pytest.raises(ConfigError, match="`on_change` must be one of 'refuse', 'restart', got 'again'"):
+        translate(silent_clip, "x", output=tmp_path / "o.mp4", on_change="again", renderer="classic")
+    assert list(tmp_path.iterdir()) == []

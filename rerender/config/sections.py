@@ -32,6 +32,7 @@ __all__ = [
     "PropagationEngine",
     "PropagationDevice",
     "ReferenceStorage",
+    "InputChange",
     "CHOICES",
     "LANGUAGE_NAMES",
     "CONTROL_TYPES",
@@ -268,6 +269,10 @@ PropagationDevice = Literal["auto", "cpu", "cuda"]
 ReferenceStorage = Literal["auto", "device", "host"]
 """Where cross-frame attention keeps its reference features: on the GPU ("device"), in (pinned) CPU memory, brought
 back to the GPU ahead of each model call ("host"), or "host" when they would crowd the GPU ("auto")."""
+InputChange = Literal["refuse", "restart"]
+"""What opening a workspace does when it holds work for an earlier version of the same input (the same name, other
+content: an edited video, `animate`'s clip made again from another still or move): "refuse" (`force` starts it
+over) or "restart" (start it over, saying why)."""
 
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "English",
@@ -310,6 +315,7 @@ CHOICES: dict[str, Any] = {
     "PropagationEngine": PropagationEngine,
     "PropagationDevice": PropagationDevice,
     "ReferenceStorage": ReferenceStorage,
+    "InputChange": InputChange,
 }
 """Every closed set of values by its alias name (for the docs and the consistency test)."""
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -66,23 +65,6 @@ class AnimationResult:
     def output(self) -> Path | None:
         """The translated video."""
         return self.translation.output
-
-
-def _clip_changed(workspace: Path, frames_folder: Path) -> bool:
-    """Whether `workspace` holds the translation of an earlier clip in `frames_folder` that differs from its frames
-    now (the same folder name: ours; another video's workspace is left to `translate` to refuse)."""
-    from rerender.workflow.workspace import video_identity
-
-    try:
-        recorded = json.loads((workspace / "manifest.json").read_text(encoding="utf-8"))["video"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if not isinstance(recorded, dict) or recorded.get("name") != frames_folder.name:
-        return False
-    if recorded == video_identity(frames_folder):
-        return False
-    logger.info("the clip changed since %s was made: its translation starts over", workspace)
-    return True
 
 
 def read_still(image: str | os.PathLike | np.ndarray) -> np.ndarray:
@@ -363,8 +345,6 @@ def animate(
 
     # 3. Translate it with the move's exact flow; work kept for an earlier clip of ours (another still, move,
     #    length or size) is for frames that are no more, so it starts over as the clip did.
-    space = Path(workspace) if workspace is not None else default_workspace(output_path, frames_folder)
-    force = force or _clip_changed(space, frames_folder)
     translation = translate(
         frames_folder,
         output=output_path,
@@ -374,6 +354,7 @@ def animate(
         renderer=renderer,
         optical_flow=optical_flow,
         force=force,
+        on_change="restart",
         progress=progress,
         callback=callback,
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerender.config import RendererName, RerenderConfig, Stage, apply_overrides, choices
+from rerender.config import InputChange, RendererName, RerenderConfig, Stage, apply_overrides, choices
 from rerender.diffusion.loading import loading_bars
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
@@ -124,6 +124,7 @@ def translate(
     workspace: str | os.PathLike | None = None,
     stage: Stage = "all",
     force: bool = False,
+    on_change: InputChange = "refuse",
     overwrite: bool = False,
     delete_workspace: bool = False,
     renderer: RendererName | KeyframeRenderer | None = None,
@@ -152,6 +153,8 @@ def translate(
             included) and refuses when there are none, "all" (default) does everything.
         force: redo every stage even where nothing changed, or start over a workspace made for another
             video. Work whose inputs changed (video, config, keyframe files) is redone without it.
+        on_change: what a workspace made for an earlier version of `video` (the same name, other content: an edited
+            file) gets: "refuse" (default; `force` starts it over) or "restart" (it starts over by itself).
         overwrite: replace an existing `output` that rerender did not write; without it such a file is refused
             before any work (an earlier output of rerender's is replaced either way: a rerun).
         delete_workspace: after a successful write, delete the workspace (only the files rerender wrote).
@@ -198,6 +201,10 @@ def translate(
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     check_input_path(video, "video")
     check_progress_arguments(callback, cancel)
+    if on_change not in choices(InputChange):
+        raise ConfigError(
+            f"`on_change` must be one of {', '.join(map(repr, choices(InputChange)))}, got {on_change!r}"
+        )
     if force and stage == "propagate":  # --force starts the workspace over: the keyframes would go first
         raise ConfigError(
             "`force=True` starts the workspace over, deleting the keyframes that `stage` 'propagate' propagates; "
@@ -261,7 +268,9 @@ def translate(
     logger.info("the text encoder reads %r (negative: %r)", config.prompt.full_prompt, config.prompt.negative_prompt)
     executor = executor or LocalExecutor()
     # `stage` 'propagate' is checked before anything is forgotten: a refused run never deletes the keyframes
-    with Workspace.open(workspace_root, video, config, force=force, reconcile=stage != "propagate") as space:
+    with Workspace.open(
+        workspace_root, video, config, force=force, reconcile=stage != "propagate", on_change=on_change
+    ) as space:
         if stage == "propagate":
             _check_keyframes_finished(space, config)
             space.reconcile(config)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerender.config import RerenderConfig, config_hash
+from rerender.config import InputChange, RerenderConfig, config_hash
 from rerender.errors import OutputPathError, RerenderError
 
 __all__ = [
@@ -374,18 +374,23 @@ class Workspace:
         config: RerenderConfig,
         force: bool = False,
         reconcile: bool = True,
+        on_change: InputChange = "refuse",
     ) -> Workspace:
         """Open or create the workspace at `root` for `video` and `config`, and lock it for this run.
 
         Stages whose recorded dependencies differ from `video` and `config` are forgotten (their files are
         deleted) with one log line each saying why; `force` starts the whole workspace over. With
         `reconcile=False` nothing is forgotten yet (a caller that may still refuse the run calls `reconcile`).
+        `on_change` says what a workspace made for an earlier version of `video` (its name, other content) gets:
+        "refuse" or "restart" (`rerender.config.InputChange`, checked by the entry points; `animate` starts its
+        regenerated clip over).
 
         Raises:
             OutputPathError: `root` cannot be created or written.
             WorkspaceOwnershipError: `root` is a non-empty folder that rerender did not make.
             WorkspaceBusyError: another run holds the workspace.
-            WorkspaceMismatchError: `root` holds another video's work (unless `force`).
+            WorkspaceMismatchError: `root` holds another video's work (unless `force`), or an earlier version of
+                this one's (unless `force` or `on_change="restart"`).
         """
         root = Path(root)
         check_workspace_root(root)
@@ -405,7 +410,7 @@ class Workspace:
             workspace._lock = _Lock(root / LOCK_NAME)
             workspace._lock.acquire(root)
             workspace._owned = workspace._read_ledger()
-            workspace._load_manifest(video, force)
+            workspace._load_manifest(video, force, on_change == "restart")
             if reconcile:
                 workspace.reconcile(config)
         except OSError as error:
@@ -420,7 +425,7 @@ class Workspace:
             raise
         return workspace
 
-    def _load_manifest(self, video: str | os.PathLike, force: bool) -> None:
+    def _load_manifest(self, video: str | os.PathLike, force: bool, restart_changed: bool = False) -> None:
         identity = video_identity(video)
         path = self.root / "manifest.json"
         manifest: Any = None
@@ -435,6 +440,14 @@ class Workspace:
                     "the manifest of %s cannot be used (%s); rebuilding the workspace from scratch", self.root, problem
                 )
                 self.redone.append(f"everything: the manifest could not be used ({problem})")
+                self.delete_recorded()
+                manifest = None
+            elif (
+                manifest["video"] != identity and restart_changed and manifest["video"].get("name") == identity["name"]
+            ):
+                logger.info("%s changed since %s was made: its work starts over", identity["name"], self.root)
+                self.redone.append(f"everything: {identity['name']} changed")
+                self.manifest = manifest
                 self.delete_recorded()
                 manifest = None
             elif manifest["video"] != identity:
