@@ -228,7 +228,7 @@ def _clip_framing_options() -> set[str]:
     return {
         item.name
         for item in dataclasses.fields(VideoConfig)
-        if item.name.endswith("_frame") or hints[item.name] is Crop
+        if item.name.endswith("_frame") or Crop in (hints[item.name], *typing.get_args(hints[item.name]))
     }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from rerender.config.sections import LANGUAGE_NAMES, Crop, PromptLanguage, RerenderConfig, choices
+from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
 from rerender.errors import ConfigError, InputNotFoundError
 
 __all__ = [
@@ -81,8 +81,6 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if len(kinds) > 1 and all(kinds):  # e.g. a number or a name: say both, not only the first
             raise ConfigError(f"`{key}` must be {' or '.join(kinds)}, got {value!r}")
         raise errors[0]
-    if value is None and annotation is Crop:  # `crop: null` says "no crop", as `{}` does
-        value = {}
     if value is None:
         raise ConfigError(f"`{key}` must not be null (expected {_type_name(annotation)})")
     if origin is Literal:

@@ -425,8 +425,9 @@ class VideoConfig:
     """Index one past the last frame used; `None` reads to the end of the video."""
     frame_stride: int = 1
     """Use every n-th frame of the range (1 = every frame); the output fps is divided accordingly."""
-    crop: Crop = field(default_factory=Crop)
-    """Borders removed before resizing, in source pixels; `None` (`crop: null`) = no crop, as `{}`."""
+    crop: Crop | None = field(default_factory=Crop)
+    """Borders removed before resizing, in source pixels; `None` (`crop: null`) = no crop, as `{}` (read back as
+    `Crop()`: the field always holds a `Crop`)."""
     resolution: int = 512
     """Length in pixels that the side chosen by `resize_side` is resized to (before rounding)."""
     resize_side: ResizeSide = "long"
@@ -445,7 +446,7 @@ class VideoConfig:
     `false` reads the fields woven together, as stored (combing on motion)."""
 
     def __post_init__(self) -> None:
-        if self.crop is None:  # VideoConfig(crop=None): no crop
+        if self.crop is None:  # the one place `None` becomes no crop: Python, YAML `crop: null` and --set alike
             object.__setattr__(self, "crop", Crop())
         parse_color(self.background, "video.background")
         _check_range("video.start_frame", self.start_frame, 0)
