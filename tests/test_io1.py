@@ -154,3 +154,20 @@ def test_translate_refuses_an_unknown_on_change_before_any_work(silent_clip, tmp
     with pytest.raises(ConfigError, match="`on_change` must be one of 'refuse', 'restart', got 'again'"):
         translate(silent_clip, "x", output=tmp_path / "o.mp4", on_change="again", renderer="classic")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- 5. the web page starts from the CLI's default config, not a copy of it -------------------------------------
+
+
+def test_the_page_starts_from_the_clis_default_config(monkeypatch):
+    from rerender.cli import options
+    from rerender.ui import build_app
+
+    monkeypatch.setattr(options, "CLI_DEFAULTS", {**options.CLI_DEFAULTS, "video.resolution": 384})
+    options.default_config.cache_clear()
+    try:
+        page = build_app().rerender_page
+        assert page.settings["video.resolution"].value == 384 == options.default_config().video.resolution
+        assert page.renderer.value == options.default_config().model.renderer == "auto"
+    finally:
+        options.default_config.cache_clear()

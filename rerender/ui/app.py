@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from rerender.config import LoraConfig, RerenderConfig, apply_overrides, field_docstrings, field_help
+from rerender.config import LoraConfig, RerenderConfig, field_docstrings, field_help
 from rerender.errors import ConfigError, MissingDependencyError
 from rerender.ui.fields import (
     ADVANCED_GROUPS,
@@ -363,7 +363,10 @@ def build_app(
     from rerender.evaluation import DEFAULT_CLIP_MODEL
 
     sessions = sessions or UiSessions(max_upload_mb=max_upload_mb)
-    defaults = defaults or apply_overrides(RerenderConfig(), {"model.renderer": "auto"})
+    if defaults is None:  # the CLI's own defaults, one config for both (`CLI_DEFAULTS`: the renderer "auto")
+        from rerender.cli.options import default_config
+
+        defaults = default_config()
     components: dict[str, Any] = {"settings": {}}
     with gr.Blocks(title="Rerender A Video", analytics_enabled=False) as app:
         with gr.Row(elem_id="rr-header"):
