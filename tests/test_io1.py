@@ -171,3 +171,35 @@ def test_the_page_starts_from_the_clis_default_config(monkeypatch):
         assert page.renderer.value == options.default_config().model.renderer == "auto"
     finally:
         options.default_config.cache_clear()
+
+
+# ---- 6. "~" in a config option given by a CLI flag is expanded in one place: the config's PATH_OPTIONS ----------
+
+
+def test_home_in_config_options_given_by_flags_is_expanded_by_the_config(monkeypatch, tmp_path):
+    import argparse
+
+    from rerender.cli.options import PATH_ARGUMENTS, expand_home, load_config, model_parent, prompt_parent
+    from rerender.config.convert import PATH_OPTIONS
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert not [name for name in PATH_ARGUMENTS if "." in name]  # config options are the config's to expand
+    flags = {
+        "--model": "model.base_model",
+        "--style-image": "prompt.style_image",
+        "--audio-prompt": "prompt.audio_prompt",
+        "--translation-model": "prompt.translation_model",
+    }
+    parser = argparse.ArgumentParser(parents=[model_parent(), prompt_parent()])  # translate's, without the rest
+    parser.add_argument("video")
+    parser.add_argument("-o", "--output")
+    argv = ["~/clip.mp4", "-o", "~/out.mp4"]
+    for flag, path in flags.items():
+        assert path in PATH_OPTIONS
+        argv += [flag, f"~/{path}"]
+    args = expand_home(parser.parse_args(argv))
+    assert (args.video, args.output) == (f"{tmp_path}/clip.mp4", f"{tmp_path}/out.mp4")
+    config = load_config(args)
+    for path in flags.values():
+        section, name = path.split(".")
+        assert getattr(getattr(config, section), name) == f"{tmp_path}/{path}", path

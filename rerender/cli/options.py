@@ -447,17 +447,18 @@ def stop_at_safe_point():
 
 PATH_ARGUMENTS = (
     "video", "image", "file", "output", "output_video", "source", "json", "depth", "path", "workspace", "keyframes",
-    "keep_intermediates", "jobs_source", "config", "model.base_model", "model.vae", "prompt.style_image",
-    "prompt.audio_prompt", "prompt.translation_model",
+    "keep_intermediates", "jobs_source", "config",
 )  # fmt: skip
-"""Every command's arguments that name a file or folder (by `dest`; hub ids and words such as "source" never
-start with "~")."""
+"""Every command's arguments that name a file or folder and are no config option (by `dest`; hub ids and words such
+as "source" never start with "~"). The options that set config fields (dotted `dest`s such as `model.base_model`)
+are the config's: `rerender.config.convert.PATH_OPTIONS` expands them as the run's config is made."""
 
 
 def expand_home(args: argparse.Namespace) -> argparse.Namespace:
     """`~` and `~user` at the start of each path argument expanded, as the shell expands an unquoted one: a quoted
     `"~/clip.mp4"` reaching us behaves the same (the library expands no argument; the config expands its path
-    options, `rerender.config.convert.PATH_OPTIONS`)."""
+    options, `rerender.config.convert.PATH_OPTIONS`, whether a config file, --set or an option like --model gives
+    them)."""
     for name in PATH_ARGUMENTS:
         value = getattr(args, name, None)
         if isinstance(value, str) and value.startswith("~"):
