@@ -203,3 +203,35 @@ def test_home_in_config_options_given_by_flags_is_expanded_by_the_config(monkeyp
     for path in flags.values():
         section, name = path.split(".")
         assert getattr(getattr(config, section), name) == f"{tmp_path}/{path}", path
+
+
+# ---- 7. progress arguments are checked once, by the entry point -----------------------------------------------
+
+
+def test_progress_trusts_the_check_of_its_entry_point(monkeypatch, silent_clip, tmp_path):
+    from rerender import translate
+    from rerender.workflow import context, translation
+
+    checked = []
+    real = context.check_progress_arguments
+
+    def spy(callback, cancel):
+        checked.append((callback, cancel))
+        real(callback, cancel)
+
+    monkeypatch.setattr(context, "check_progress_arguments", spy)
+    monkeypatch.setattr(translation, "check_progress_arguments", spy)
+    seen = []
+    translate(
+        silent_clip,
+        "x",
+        output=tmp_path / "o.mp4",
+        renderer="classic",
+        progress=False,
+        callback=lambda *event: seen.append(event),
+        end_frame=2,
+        **FAST,
+    )
+    assert len(checked) == 1 and seen  # translate's own check; its Progress did not repeat it
+    with pytest.raises(ConfigError, match="`callback` must take three arguments"):  # and the entry point still checks
+        translate(silent_clip, "x", output=tmp_path / "p.mp4", callback=lambda stage: None, progress=False)

@@ -74,6 +74,9 @@ class Progress:
         callback: called as work advances; None = nothing.
         cancel: set it (from another thread) to stop at the next progress point with `CancelledError`.
         workspace: names the workspace in the cancel message (called then: the workspace may open later).
+
+    `callback` and `cancel` are the caller's as its entry point checked them (`check_progress_arguments`, before
+    any work): they are not checked again here.
     """
 
     def __init__(
@@ -83,7 +86,6 @@ class Progress:
         cancel: threading.Event | None = None,
         workspace: Callable[[], Any] = lambda: None,
     ) -> None:
-        check_progress_arguments(callback, cancel)
         self.show, self.callback, self.cancel, self.workspace = show, callback, cancel, workspace
 
     @property
