@@ -617,21 +617,74 @@ keeps 0.13025): two 4-channel VAEs are told apart by it."""
 _VAE_SCALING_FAMILY = {scale: family for family, scale in _FAMILY_VAE_SCALING.items()}
 
 
-def _check_union_mode(control: ControlConfig, position: int, source: str, config: dict, family: str) -> None:
-    """A ControlNet Union (`config`'s ``_class_name``) needs a condition mode it has (`union_control_mode`); any
-    other ControlNet takes none (`control[position].control_mode` unset).
+def _not_a_sd_union(control: ControlConfig, position: int | None, source: str, config: dict) -> ConfigError:
+    """The refusal of a `control_mode` on a UNet ControlNet that is no Union (one condition type)."""
+    return ConfigError(
+        f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
+        f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
+        "type): leave control_mode unset, or use a Union ControlNet"
+    )
+
+
+def not_a_flux_union(
+    control: ControlConfig, position: int | None, source: str = "", config: Any = None
+) -> ConfigError:
+    """The refusal of a `control_mode` on a Flux ControlNet without modes (no ``num_mode`` in its config)."""
+    where = "control" if position is None else f"control[{position}]"
+    return ConfigError(
+        f"`{where}.control_mode` is {control.control_mode!r}, but this Flux ControlNet is not a "
+        "ControlNet Union (it has no modes: `num_mode` is not set in its config; it reads the kind of control "
+        f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a "
+        "Union ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
+    )
+
+
+@dataclass(frozen=True)
+class UnionControlNets:
+    """How one family's ControlNet config says it is a Union, and how many modes it has (`check_union_mode`)."""
+
+    union_class: str
+    """The ``_class_name`` a Union ControlNet of the family has."""
+    count_field: str
+    """Its config field holding the number of modes."""
+    default_count: int | None
+    """The number of modes when that field is absent; None = no field, no modes (not a Union)."""
+    not_union: Callable[[ControlConfig, int | None, str, dict], ConfigError]
+    """The refusal of a `control_mode` on a ControlNet of the family that is no Union."""
+
+
+UNION_CONTROLNETS = {
+    "sd15": UnionControlNets("ControlNetUnionModel", "num_control_type", 8, _not_a_sd_union),
+    "sdxl": UnionControlNets("ControlNetUnionModel", "num_control_type", 8, _not_a_sd_union),
+    "flux": UnionControlNets("FluxControlNetModel", "num_mode", None, not_a_flux_union),
+}
+"""Per family with a Union ControlNet: `ControlNetUnionModel`'s ``num_control_type`` (default 8) on SD, the Flux
+ControlNet's ``num_mode`` (absent: one without modes) on Flux."""
+
+
+def check_union_mode(control: ControlConfig, position: int, source: str, family: str) -> None:
+    """Before any weights load, the condition mode of `control[position]` (ControlNet `source`) on a `family` base:
+    with the ControlNet's ``config.json`` here (a folder, or a cached hub id), a Union (`UNION_CONTROLNETS[family]`)
+    needs a mode it has (`union_control_mode`, against its mode count) and any other ControlNet takes none; without
+    it, a mode name, or the condition of a ControlNet whose name says Union, must be one of the family's
+    (`rerender.config.UNION_MODES`).
 
     Raises:
         ConfigError: naming `control[position]`'s option as the user wrote it.
     """
-    if config.get("_class_name") == "ControlNetUnionModel":
-        union_control_mode(control, config.get("num_control_type", 8), family, position)
-    elif control.control_mode is not None:
-        raise ConfigError(
-            f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
-            f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
-            "type): leave control_mode unset, or use a Union ControlNet"
-        )
+    table = UNION_CONTROLNETS.get(family)
+    if table is None:
+        return
+    config = _local_config(source)
+    if config is not None:
+        is_union = config.get("_class_name") == table.union_class
+        count = config.get(table.count_field, table.default_count) if is_union else None
+        if count is not None:
+            union_control_mode(control, count, family, position)
+        elif control.control_mode is not None:
+            raise table.not_union(control, position, source, config)
+    elif isinstance(control.control_mode, str) or "union" in source.lower():  # not here yet: its names, at least
+        union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -658,10 +711,7 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
-        if config is not None:  # a Union takes a mode it has (named as typed); any other ControlNet takes none
-            _check_union_mode(control, position, source, config, family)
-        elif _is_union(source):  # not here yet: its name at least must be one of the base's
-            union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
+        check_union_mode(control, position, source, family)  # a Union takes a mode it has; any other none
     vae = _local_config(model.vae) if model.vae is not None else None
     unet = _unet_config(base_path, family) if base_path is not None else None
     if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
@@ -938,7 +988,7 @@ def _transformer_dtype(wanted: str | torch.dtype, device: torch.device) -> torch
 def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], family: str) -> str | None:
     """Refuse, before any weights load, what does not fit a transformer base: `model.vae`, several ControlNets,
     no ControlNet where the family has no default, a ControlNet or LoRA of another family (naming both), on Flux a
-    `control_mode` its ControlNet does not have (`rerender.diffusion.flux.check_flux_control_mode`).
+    `control_mode` its ControlNet does not have (`check_union_mode`).
 
     Returns:
         The ControlNet source to load (None without control).
@@ -967,10 +1017,7 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
             raise _mismatch("`control[0].model`", source, its_family, family)
         if parts.is_controlnet(source) is False:
             parts.load_controlnet(source, torch.float32)  # raises, naming the family, before the big model
-        if family == "flux":  # its Union's mode, by the model's `num_mode` when its config is here
-            from rerender.diffusion.flux import check_flux_control_mode
-
-            check_flux_control_mode(controls[0], source, 0)
+        check_union_mode(controls[0], 0, source, family)  # Flux: its Union's mode, by the model's `num_mode`
     for position, lora in enumerate(model.loras):
         its_family = transformer_lora_family(lora.path)
         if its_family is not None and its_family != family:
