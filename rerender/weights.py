@@ -1309,13 +1309,38 @@ def renamed_safetensors_hint(path: Path) -> str:
 
 
 def checkpoint_keys(path: Path) -> set[str]:
-    """The tensor names of a `.safetensors` file (header only); empty for other formats."""
+    """The tensor names of a `.safetensors` file (header only); empty for other formats. The header is read once
+    per file version (`checkpoint_shapes`)."""
+    return set(checkpoint_shapes(path))
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape of a `.safetensors` file, from its header alone; empty for other formats.
+
+    The header is read once per (resolved path, modification time, size): the checks before a run ask for the same
+    LoRA's keys several times, and a file changed since is read again.
+
+    Raises:
+        OSError, safetensors.SafetensorError: a missing or unreadable file, as `safetensors.safe_open` raises them.
+    """
+    path = Path(path)
     if path.suffix.lower() != ".safetensors":
-        return set()
+        return {}
+    try:
+        resolved = path.resolve()
+        stat = resolved.stat()
+    except OSError:  # not there: the reader's own error
+        return _read_shapes(str(path), -1, -1)
+    return dict(_read_shapes(str(resolved), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_shapes(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, ...]]:
+    """`checkpoint_shapes` of one file version (`mtime_ns` and `size` key the cache; callers copy the result)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return set(handle.keys())
+    with safe_open(path, framework="pt", device="cpu") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
 
 
 @dataclass(frozen=True)

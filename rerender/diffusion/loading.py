@@ -41,6 +41,7 @@ from rerender.weights import (  # family detection reads configs and file header
     SDXL_FP16_VAE,
     SINGLE_FILE_SUFFIXES,
     checkpoint_keys,
+    checkpoint_shapes,
     detect_family,
     detect_family_or_none,
     family_of_unet_config,
@@ -530,20 +531,17 @@ _CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
 def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
     its cross-attention key projection against the base's (`width`); None when the file does not tell."""
-    keys = checkpoint_keys(path)
-    if not keys:
+    shapes = checkpoint_shapes(path)  # the header, read once for every check of this file
+    if not shapes:
         return None
-    if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in keys):
+    if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in shapes):
         return "sdxl"
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for key in sorted(keys):
-            if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
-                its_width = handle.get_slice(key).get_shape()[-1]
-                if width is None or its_width == width:
-                    return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
-                return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
+    for key in sorted(shapes):
+        if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
+            its_width = shapes[key][-1]
+            if width is None or its_width == width:
+                return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
+            return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
     return None
 
 
