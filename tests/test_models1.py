@@ -3,6 +3,8 @@ LoRA file, `--lora` naming a file inside a hub repository, the cached checkpoint
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rerender.config import ModelConfig
@@ -54,3 +56,122 @@ def test_checkpoint_keys_reads_a_header_once_and_again_after_the_file_changes(tm
     keys = checkpoint_keys(lora)
     keys.add("changed by a caller")
     assert "changed by a caller" not in checkpoint_keys(lora)  # callers get copies
+
+
+# --------------------------------------------------------------------------------------------------------
+# one rule for a LoRA's file: the loader, the checks, `rerender env` and `rerender download` agree
+# --------------------------------------------------------------------------------------------------------
+
+LORA_KEY = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight"
+
+
+def _lora_bytes(width: int = 32) -> bytes:
+    import torch
+    from safetensors.torch import save
+
+    return save({LORA_KEY: torch.zeros(4, width), LORA_KEY.replace("lora_A", "lora_B"): torch.zeros(320, 4)})
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """Start a `tests.fake_hub.FakeHub` over `repositories` as this process's connected hub, with an empty cache."""
+    import contextlib
+
+    from huggingface_hub import constants
+
+    import rerender.weights as weights
+    from tests.fake_hub import FakeHub
+
+    stack = contextlib.ExitStack()
+
+    def start(repositories):
+        hub = stack.enter_context(FakeHub(repositories))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        weights._endpoint_reachable.cache_clear()
+        return hub
+
+    yield start
+    stack.close()
+    weights._endpoint_reachable.cache_clear()
+
+
+def _go_offline(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+class _RecordingPipeline:
+    """What `load_loras` calls on a pipeline, recorded (the real loader's code path, without a model)."""
+
+    def __init__(self):
+        self.loaded, self.names = [], []
+
+    def load_lora_weights(self, source, adapter_name, **kwargs):
+        self.loaded.append((source, kwargs))
+        self.names.append(adapter_name)
+
+    def get_list_adapters(self):
+        return {"unet": list(self.names)}
+
+    def set_adapters(self, names, adapter_weights):
+        pass
+
+
+def test_a_hub_lora_with_another_file_name_is_fetched_reported_and_loaded_as_one_file(
+    fake_hub, monkeypatch, tiny_pipeline_dir, tmp_path
+):
+    # was: `rerender env` and `rerender download` looked for pytorch_lora_weights.safetensors only, so a cached
+    # single-file hub LoRA named otherwise was called missing (and download failed: "no such file") though the
+    # loader found it
+    from rerender.config import LoraConfig, RerenderConfig
+    from rerender.diffusion.loading import check_hub_loras, load_loras
+    from rerender.environment import model_report
+    from rerender.weights import download_weights
+
+    lora = LoraConfig(path="someone/film-grain", scale=0.7)
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), loras=(lora,)))
+    hub = fake_hub({"someone/film-grain": {"film-grain.safetensors": _lora_bytes(), "README.md": b"# grain"}})
+    records = download_weights(config, include_flow=False, progress=False)
+    (record,) = [record for record in records if record["role"] == "LoRA"]
+    assert record["fetched"] == ["film-grain.safetensors"]
+    assert hub.downloaded == [("someone/film-grain", "film-grain.safetensors")]
+
+    _go_offline(monkeypatch)
+    (source,) = [source for source in model_report(config)["sources"] if source["role"] == "LoRA"]
+    assert source["present"] is True
+    assert not model_report(config)["translate"].startswith("refused")
+    check_hub_loras(config.model.loras)  # cached: not refused offline
+    pipe = _RecordingPipeline()
+    assert load_loras(pipe, config.model.loras) == ["lora_0"]
+    ((folder, kwargs),) = pipe.loaded
+    assert kwargs == {"weight_name": "film-grain.safetensors"} and (Path(folder) / "film-grain.safetensors").is_file()
+
+
+def test_a_hub_lora_repository_of_several_files_and_none_named_is_refused_listing_them(fake_hub, tiny_pipeline_dir):
+    from rerender.config import LoraConfig, RerenderConfig
+    from rerender.diffusion.loading import check_hub_loras
+    from rerender.weights import download_weights
+
+    lora = LoraConfig(path="someone/styles")
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), loras=(lora,)))
+    files = {"grain.safetensors": _lora_bytes(), "ink.safetensors": _lora_bytes(), "sub/old.safetensors": b""}
+    hub = fake_hub({"someone/styles": files})
+    listed = r"is a hub repository of 2 .safetensors files \(grain.safetensors, ink.safetensors\): name the one"
+    with pytest.raises(ConfigError, match=listed + r".*--lora someone/styles/grain.safetensors"):
+        check_hub_loras(config.model.loras)  # online, not cached: the hub's file list tells, before any work
+    with pytest.raises(ConfigError, match=listed):
+        download_weights(config, include_flow=False, progress=False, dry_run=True)
+    assert hub.downloaded == []
+    named = RerenderConfig(
+        model=ModelConfig(loras=(LoraConfig(path="someone/styles", weight_name="ink.safetensors"),))
+    )
+    check_hub_loras(named.model.loras)

@@ -38,8 +38,10 @@ from rerender.config import UNION_MODES, ControlConfig, LoraConfig, ModelConfig
 from rerender.diffusion.control import union_control_mode
 from rerender.errors import CheckpointError, ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
+    LORA_WEIGHT_NAME,
     SDXL_FP16_VAE,
     SINGLE_FILE_SUFFIXES,
+    cached_lora_file,
     checkpoint_keys,
     checkpoint_shapes,
     detect_family,
@@ -47,6 +49,7 @@ from rerender.weights import (  # family detection reads configs and file header
     family_of_unet_config,
     hub_offline,
     is_hub_id,
+    lora_file_name,
     read_json_file,
     register_family_detector,
     renamed_safetensors_hint,
@@ -399,37 +402,31 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
         raise _unreachable("model.vae", source, error) from error
 
 
-def cached_hub_lora(lora: LoraConfig) -> Path | None:
-    """The cached file of a hub-id LoRA: its `weight_name`, else the snapshot's ``pytorch_lora_weights.safetensors``
-    (diffusers' name) or its only ``.safetensors`` file; None when it is not cached (or `lora.path` is no hub id)."""
-    if not _is_hub_id(lora.path):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in [lora.weight_name] if lora.weight_name else ["pytorch_lora_weights.safetensors"]:
-        found = try_to_load_from_cache(lora.path, name)
-        if isinstance(found, str):
-            return Path(found)
-    if lora.weight_name:
-        return None
-
-    snapshots = Path(_hub_cache()) / f"models--{lora.path.replace('/', '--')}" / "snapshots"
-    files = sorted(snapshots.glob("*/*.safetensors")) if snapshots.is_dir() else []
-    return files[0] if len({file.name for file in files}) == 1 else None
+def cached_hub_lora(lora: LoraConfig, key: str = "`model.loras[].path`") -> Path | None:
+    """The cached file of a hub-id LoRA (`rerender.weights.cached_lora_file`: `lora_file_name`'s rule); None when
+    it is not cached (or `lora.path` is no hub id)."""
+    return cached_lora_file(lora, key)
 
 
 def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
-    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), before any frame is decoded.
+    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), or whose file cannot be chosen
+    (several ``.safetensors`` files, none named: `rerender.weights.lora_file_name`), before any frame is decoded.
 
     Raises:
         WeightsNotFoundError: naming `model.loras[i].path`, and how to fetch it.
+        ConfigError: several files to choose from, listing them.
     """
     from rerender.errors import WeightsNotFoundError
     from rerender.weights import hub_reachable
 
     for position, lora in enumerate(loras):
-        if _is_hub_id(lora.path) and cached_hub_lora(lora) is None and not hub_reachable():
-            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+        key = f"`model.loras[{position}].path`"
+        if not _is_hub_id(lora.path) or cached_hub_lora(lora, key) is not None:
+            continue
+        if hub_reachable():
+            hub_lora_file(lora, key)  # several files and none named: refused now, listing them
+        else:
+            name = lora.weight_name or LORA_WEIGHT_NAME
             raise WeightsNotFoundError(
                 f"`model.loras[{position}].path` {lora.path!r} is a hub id whose LoRA file ({name!r}) is not in the "
                 f"Hugging Face cache ({_hub_cache()!r}) and the hub cannot be reached now; on a connected machine run "
@@ -456,9 +453,10 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         name = f"lora_{position}"
         path = _check_local(lora.path, key)
         if path is None:  # a cached hub LoRA loads from its file: offline, diffusers wants a weight_name
-            path = cached_hub_lora(lora)
+            path = cached_hub_lora(lora, f"`{key}`")
         source = str(path) if path is not None else lora.path
-        kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        weight_name = lora.weight_name or (hub_lora_file(lora, f"`{key}`") if path is None else None)
+        kwargs = {"weight_name": weight_name} if weight_name else {}
         if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline
             source, kwargs = str(path.parent), {"weight_name": path.name}
         try:
@@ -546,24 +544,49 @@ def _lora_family(path: Path, family: str, width: int | None) -> str | None:
 
 
 def _lora_folder_file(folder: Path, lora: LoraConfig, key: str) -> Path:
-    """The file a LoRA folder is read from: `lora.weight_name`, else diffusers' ``pytorch_lora_weights.safetensors``,
-    else its only ``.safetensors`` file (what `load_lora_weights` would pick).
+    """The file a LoRA folder is read from (`rerender.weights.lora_file_name`: `lora.weight_name`, else diffusers'
+    ``pytorch_lora_weights.safetensors``, else its only ``.safetensors`` file).
 
     Raises:
         ConfigError: the folder holds several ``.safetensors`` files and none is named (diffusers would pick one).
     """
-    if lora.weight_name:
-        return folder / lora.weight_name
-    if (folder / "pytorch_lora_weights.safetensors").is_file():
-        return folder / "pytorch_lora_weights.safetensors"
-    files = sorted(folder.glob("*.safetensors"))
-    if len(files) > 1:
-        raise ConfigError(
-            f"{key} {lora.path!r} is a folder of {len(files)} .safetensors files "
-            f"({', '.join(file.name for file in files[:5])}{', …' if len(files) > 5 else ''}): give the path of the "
-            "one to use (or, in a config, its name as the LoRA's `weight_name`)"
-        )
-    return files[0] if files else folder / "pytorch_lora_weights.safetensors"
+    names = [file.name for file in folder.iterdir() if file.is_file()]
+    name = lora_file_name(names, lora.weight_name, key=key, source=lora.path, kind="folder")
+    return folder / (name or LORA_WEIGHT_NAME)
+
+
+def lora_file(lora: LoraConfig, position: int) -> Path:
+    """The file of `model.loras[position]` the checks read: the file given, a folder's (`_lora_folder_file`), a hub
+    LoRA's cached one (`cached_hub_lora`); the path as given when it is not here.
+
+    Raises:
+        ConfigError: a folder or cached repository of several ``.safetensors`` files and none named.
+    """
+    key = f"`model.loras[{position}].path`"
+    path = Path(lora.path).expanduser()
+    if path.is_dir():
+        return _lora_folder_file(path, lora, key)
+    return (cached_hub_lora(lora, key) or path) if _is_hub_id(lora.path) else path
+
+
+def hub_lora_file(lora: LoraConfig, key: str) -> str | None:
+    """The file of a hub-id LoRA that is not cached, from the hub's file list (`lora_file_name`); `lora.weight_name`
+    when named, None when the hub cannot tell now (offline, unreachable, or the listing failed: loading says why).
+
+    Raises:
+        ConfigError: the repository holds several ``.safetensors`` files and none is named (listing them).
+    """
+    from rerender.weights import hub_reachable, repository_listing
+
+    if lora.weight_name or not hub_reachable():
+        return lora.weight_name
+
+    try:
+        files = repository_listing(lora.path).files
+    except Exception as error:  # noqa: BLE001 - the hub raises many types; loading reports them with the option
+        logger.debug("could not list %s: %s", lora.path, error)
+        return None
+    return lora_file_name(files, None, key=key, source=lora.path, kind="repository")
 
 
 _FULL_CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
@@ -726,9 +749,7 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
         )
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
-        path = Path(lora.path).expanduser()
-        if path.is_dir():
-            path = _lora_folder_file(path, lora, f"`model.loras[{position}].path`")
+        path = lora_file(lora, position)
         _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
@@ -1017,7 +1038,7 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
             parts.load_controlnet(source, torch.float32)  # raises, naming the family, before the big model
         check_union_mode(controls[0], 0, source, family)  # Flux: its Union's mode, by the model's `num_mode`
     for position, lora in enumerate(model.loras):
-        its_family = transformer_lora_family(lora.path)
+        its_family = transformer_lora_family(lora_file(lora, position))
         if its_family is not None and its_family != family:
             made_for = "a Stable Diffusion UNet" if its_family == "sd" else FAMILY_NAMES[its_family]
             raise ConfigError(
