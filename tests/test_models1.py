@@ -175,3 +175,97 @@ def test_a_hub_lora_repository_of_several_files_and_none_named_is_refused_listin
         model=ModelConfig(loras=(LoraConfig(path="someone/styles", weight_name="ink.safetensors"),))
     )
     check_hub_loras(named.model.loras)
+
+
+# --------------------------------------------------------------------------------------------------------
+# `rerender env` refuses exactly what a run refuses (one check: preflight.check_model_files)
+# --------------------------------------------------------------------------------------------------------
+
+
+FLUX_COMPONENTS = {  # model_index.json of black-forest-labs/FLUX.1-schnell (as FluxPipeline.save_pretrained writes it)
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "text_encoder_2": ["transformers", "T5EncoderModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "tokenizer_2": ["transformers", "T5Tokenizer"],
+    "transformer": ["diffusers", "FluxTransformer2DModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+FLUX_BLOCKS = {"num_layers": 2, "num_single_layers": 2, "in_channels": 64, "guidance_embeds": False}
+
+
+@pytest.fixture(scope="module")
+def flux_folders(tmp_path_factory):
+    """A Flux base folder and a Flux ControlNet folder with the configs the checks before a run read (the layout
+    of `tests.tiny_flux.save_tiny_flux`, without its weights: nothing here loads them)."""
+    import json
+
+    root = tmp_path_factory.mktemp("flux")
+    base, control = root / "flux", root / "flux-controlnet"
+    files = {
+        base / "model_index.json": {
+            "_class_name": "FluxPipeline",
+            "feature_extractor": [None, None],
+            **FLUX_COMPONENTS,
+        },
+        base / "transformer" / "config.json": {"_class_name": "FluxTransformer2DModel", **FLUX_BLOCKS},
+        base / "vae" / "config.json": {"_class_name": "AutoencoderKL", "latent_channels": 16},
+        base / "scheduler" / "scheduler_config.json": {"_class_name": "FlowMatchEulerDiscreteScheduler"},
+        base / "text_encoder" / "config.json": {"architectures": ["CLIPTextModel"]},
+        base / "text_encoder_2" / "config.json": {"architectures": ["T5EncoderModel"]},
+        base / "tokenizer" / "tokenizer_config.json": {},
+        base / "tokenizer_2" / "tokenizer_config.json": {},
+        control / "config.json": {"_class_name": "FluxControlNetModel", **FLUX_BLOCKS, "num_mode": None},
+    }
+    for path, content in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+    return base, control
+
+
+def _run_and_env_verdicts(config):
+    """``(what the run's model check raises, or None; what env says translate does)``."""
+    from rerender.environment import model_report
+    from rerender.errors import RerenderError
+    from rerender.workflow.preflight import check_model_inputs
+
+    try:
+        check_model_inputs(config)
+        run = None
+    except RerenderError as error:
+        run = str(error)
+    return run, model_report(config)["translate"]
+
+
+def test_env_refuses_what_a_run_refuses_on_flux(flux_folders, tiny_pipeline_dir, monkeypatch):
+    # was: env ran the SD family check (check_families) on a Flux base, where a run checks the transformer's rules
+    # (check_transformer_sources): a `model.vae` on Flux, refused by the run, was "diffusion" in env
+    from rerender.config import ControlConfig, RerenderConfig
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base, control = flux_folders
+    controls = (ControlConfig(model=str(control)),)
+    accepted = RerenderConfig(model=ModelConfig(base_model=str(base)), control=controls)
+    assert _run_and_env_verdicts(accepted) == (None, "diffusion")
+    with_vae = RerenderConfig(
+        model=ModelConfig(base_model=str(base), vae=str(tiny_pipeline_dir / "vae")), control=controls
+    )
+    run, env = _run_and_env_verdicts(with_vae)
+    assert run is not None and "`model.vae`" in run and "does not apply to Flux" in run
+    assert env == f"refused: {run}"
+
+
+def test_env_refuses_a_folder_missing_a_part_whatever_the_family_says(tiny_pipeline_dir, tmp_path, monkeypatch):
+    # was: env checked a folder's parts only for `family: auto`; with `family: sd15` it said "diffusion" and the
+    # run refused the folder without vae/
+    import shutil
+
+    from rerender.config import RerenderConfig
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = tmp_path / "no vae"
+    shutil.copytree(tiny_pipeline_dir, model, ignore=shutil.ignore_patterns("vae"))
+    for family in ("auto", "sd15"):
+        run, env = _run_and_env_verdicts(RerenderConfig(model=ModelConfig(base_model=str(model), family=family)))
+        assert run is not None and "lists vae/ but the folder has no such" in run
+        assert env == f"refused: {run}"
