@@ -44,6 +44,7 @@ __all__ = [
     "adapter_file",
     "LORA_WEIGHT_NAME",
     "lora_file_name",
+    "hub_file_reference",
     "cached_lora_file",
     "hub_lora_source",
     "GMFLOW_FILENAME",
@@ -204,6 +205,45 @@ def typed_hub_id(source: str) -> str | None:
     typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
     hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
     return hub_id if hub_id != source else None
+
+
+_HUB_PAGE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)"
+    r"(?:/(?:blob|resolve|tree)/([^/]+)(?:/(.*?))?)?/?$"
+)
+_HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/([^:]+\.safetensors)$")
+
+
+def hub_file_reference(text: str) -> tuple[str, str | None] | None:
+    """``(repository, path of a file inside it or None)`` when `text` names a file of a hub model repository the way
+    users copy it, or the repository's page; None for anything else (a local path, a plain hub id):
+
+    * ``owner/name/file.safetensors`` (a path inside the repository, sub-folders allowed), when no such local file
+      exists and ``owner`` is no local folder (a mistyped local path stays a local path);
+    * the page of a file, ``https://huggingface.co/owner/name/blob/main/file.safetensors`` (or ``resolve/main``), or
+      of the repository, ``https://huggingface.co/owner/name`` (``hf.co`` too, with or without the scheme).
+
+    Raises:
+        ConfigError: a page of another revision than ``main`` (rerender reads a repository's main revision), or of
+            a dataset or a Space.
+    """
+    text = text.strip()
+    other = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(dataset|space)s/", text)
+    if other is not None:
+        raise ConfigError(f"{text!r} is a {other.group(1)} page, not a model repository")
+    page = _HUB_PAGE.match(text)
+    if page is not None:
+        repository, revision, inside = page.groups()
+        if revision not in (None, "main"):
+            raise ConfigError(
+                f"{text!r} is a file of revision {revision!r}; rerender reads a repository's main revision: "
+                "download the file and pass its path"
+            )
+        return repository, inside or None
+    named = _HUB_FILE.match(text)
+    if named is None or Path(text).expanduser().exists() or Path(text.split("/")[0]).expanduser().is_dir():
+        return None
+    return named.group(1), named.group(2)
 
 
 def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundError:
@@ -638,8 +678,8 @@ def hub_lora_source(lora: Any, position: int) -> WeightSource:
     key = f"model.loras[{position}].path"
     try:
         found = cached_lora_file(lora, f"`{key}`")
-    except ConfigError:  # several files cached, none named: the run refuses it (`check_hub_loras`)
-        found = None
+    except ConfigError:  # several files here, none named: nothing to fetch, and the run refuses it (`check_hub_loras`)
+        return WeightSource("LoRA", key, lora.path, True, True)
     name = lora.weight_name or (found.name if found is not None else None)
     return WeightSource("LoRA", key, lora.path, True, found is not None, filename=name)
 

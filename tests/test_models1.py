@@ -269,3 +269,98 @@ def test_env_refuses_a_folder_missing_a_part_whatever_the_family_says(tiny_pipel
         run, env = _run_and_env_verdicts(RerenderConfig(model=ModelConfig(base_model=str(model), family=family)))
         assert run is not None and "lists vae/ but the folder has no such" in run
         assert env == f"refused: {run}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# --lora names a file inside a hub repository, as users copy it
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "parsed"),
+    [
+        ("someone/styles/ink.safetensors", {"path": "someone/styles", "scale": 1.0, "weight_name": "ink.safetensors"}),
+        (
+            "someone/styles/ink.safetensors:0.6",
+            {"path": "someone/styles", "scale": 0.6, "weight_name": "ink.safetensors"},
+        ),
+        (
+            "someone/styles/v2/ink.safetensors",
+            {"path": "someone/styles", "scale": 1.0, "weight_name": "v2/ink.safetensors"},
+        ),
+        (
+            "https://huggingface.co/someone/styles/blob/main/ink.safetensors",
+            {"path": "someone/styles", "scale": 1.0, "weight_name": "ink.safetensors"},
+        ),
+        (
+            "https://huggingface.co/someone/styles/resolve/main/v2/ink.safetensors:-0.5",
+            {"path": "someone/styles", "scale": -0.5, "weight_name": "v2/ink.safetensors"},
+        ),
+        (
+            "hf.co/someone/styles/blob/main/ink.safetensors",
+            {"path": "someone/styles", "scale": 1.0, "weight_name": "ink.safetensors"},
+        ),
+        ("https://huggingface.co/someone/styles", {"path": "someone/styles", "scale": 1.0}),
+        ("https://huggingface.co/someone/styles:0.8", {"path": "someone/styles", "scale": 0.8}),
+        ("someone/styles:0.8", {"path": "someone/styles", "scale": 0.8}),  # a hub id, as before
+    ],
+)
+def test_lora_names_a_file_of_a_hub_repository_as_users_copy_it(typed, parsed):
+    from rerender.cli.options import parse_lora
+
+    assert parse_lora(typed) == parsed
+
+
+def test_lora_local_paths_stay_local_and_other_revisions_are_refused(tmp_path, monkeypatch):
+    from rerender.cli.base import UsageError
+    from rerender.cli.options import parse_lora
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loras" / "anime").mkdir(parents=True)
+    (tmp_path / "loras" / "anime" / "ink.safetensors").write_bytes(b"")
+    assert parse_lora("loras/anime/ink.safetensors:0.7") == {"path": "loras/anime/ink.safetensors", "scale": 0.7}
+    # a mistyped local path (its first folder is here) is not taken for a hub repository
+    assert parse_lora("loras/anme/ink.safetensors") == {"path": "loras/anme/ink.safetensors", "scale": 1.0}
+    with pytest.raises(
+        UsageError, match=r"--lora '.*blob/v2/ink.safetensors' is a file of revision 'v2'; rerender reads"
+    ):
+        parse_lora("https://huggingface.co/someone/styles/blob/v2/ink.safetensors")
+    with pytest.raises(
+        UsageError,
+        match=r"--lora 'https://huggingface.co/datasets/someone/styles' is a dataset page, not a model repository",
+    ):
+        parse_lora("https://huggingface.co/datasets/someone/styles")
+
+
+def test_env_reads_a_lora_file_named_inside_a_hub_repository(tiny_pipeline_dir, tmp_path, monkeypatch, capsys):
+    # was: --lora owner/name/file.safetensors was taken for a local path that does not exist, and a hub LoRA
+    # whose file is not the default name needed `weight_name` in a config file
+    from huggingface_hub import constants
+
+    from rerender.cli import main
+    from rerender.cli.options import parse_lora
+    from rerender.config import LoraConfig, RerenderConfig
+    from rerender.environment import model_report
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = tmp_path / "hub" / "models--someone--styles" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
+    for name in ("grain.safetensors", "ink.safetensors"):
+        (snapshot / name).write_bytes(_lora_bytes())
+    lora = LoraConfig(**parse_lora("someone/styles/ink.safetensors:0.6"))
+    report = model_report(RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), loras=(lora,))))
+    assert report["translate"] == "diffusion"
+    assert [(item["location"], item["present"]) for item in report["sources"] if item["role"] == "LoRA"] == [
+        ("someone/styles", True)
+    ]
+    assert main(["env", "--model", str(tiny_pipeline_dir), "--lora", "https://huggingface.co/someone/styles"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "translate refuses this config: `model.loras[0].path` 'someone/styles' is a hub repository of 2 .safetensors files "
+        "(grain.safetensors, ink.safetensors): name the one to use as a path inside it "
+        "(--lora someone/styles/grain.safetensors)"
+    ) in out
+    assert "fetch with: hf download someone/styles" not in out  # both files are here: nothing to fetch
