@@ -364,3 +364,45 @@ def test_env_reads_a_lora_file_named_inside_a_hub_repository(tiny_pipeline_dir, 
         "(--lora someone/styles/grain.safetensors)"
     ) in out
     assert "fetch with: hf download someone/styles" not in out  # both files are here: nothing to fetch
+
+
+# --------------------------------------------------------------------------------------------------------
+# one Union-mode check, each family's table
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_one_union_mode_check_reads_each_familys_controlnet_config(tmp_path):
+    import json
+
+    from rerender.config import ControlConfig
+    from rerender.diffusion.loading import check_union_mode
+
+    configs = {
+        "sd-union": {"_class_name": "ControlNetUnionModel", "num_control_type": 6},
+        "sd-canny": {"_class_name": "ControlNetModel"},
+        "flux-union": {"_class_name": "FluxControlNetModel", "num_mode": 7},
+        "flux-canny": {"_class_name": "FluxControlNetModel", "num_mode": None},
+    }
+    for name, config in configs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    depth = ControlConfig(type="depth")
+    check_union_mode(depth, 0, str(tmp_path / "sd-union"), "sdxl")  # depth has a mode on both Unions
+    check_union_mode(depth, 0, str(tmp_path / "flux-union"), "flux")
+    check_union_mode(depth, 0, str(tmp_path / "sd-canny"), "sdxl")  # no Union, no mode: nothing to check
+    check_union_mode(ControlConfig(control_mode=5), 0, str(tmp_path / "flux-canny"), "zimage")  # no table
+    with pytest.raises(
+        ConfigError, match=r"`control\[0\].control_mode` is 7, but this ControlNet Union has modes 0-6"
+    ):
+        check_union_mode(ControlConfig(control_mode=7), 0, str(tmp_path / "flux-union"), "flux")
+    with pytest.raises(
+        ConfigError, match=r"`control\[2\].control_mode` is 7, but this ControlNet Union has modes 0-5"
+    ):
+        check_union_mode(ControlConfig(control_mode=7), 2, str(tmp_path / "sd-union"), "sdxl")
+    with pytest.raises(ConfigError, match=r"sd-canny' is not a ControlNet Union \(a ControlNetModel, one condition"):
+        check_union_mode(ControlConfig(control_mode=1), 1, str(tmp_path / "sd-canny"), "sdxl")
+    with pytest.raises(ConfigError, match=r"`control\[0\].control_mode` is 1, but this Flux ControlNet is not a"):
+        check_union_mode(ControlConfig(control_mode=1), 0, str(tmp_path / "flux-canny"), "flux")
+    with pytest.raises(ConfigError, match=r"'gray' is not a mode of the SDXL ControlNet Union"):
+        check_union_mode(ControlConfig(control_mode="gray"), 0, "someone/controlnet-union-sdxl", "sdxl")  # not here
+    check_union_mode(ControlConfig(control_mode="gray"), 0, "someone/flux-controlnet-union", "flux")
