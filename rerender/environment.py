@@ -2,8 +2,8 @@
 present, the family of the keyframe model (read from its configs, no weights loaded), the propagation engine and
 device that "auto" resolves to here, and whether `translate` will run diffusion or fall back.
 
-Imports flow one way: this module reads `rerender.weights`, `rerender.flow` and `rerender.propagation`; none of
-them imports it.
+Imports flow one way: this module reads `rerender.weights`, `rerender.flow`, `rerender.propagation` and the model
+checks of `rerender.workflow.preflight` (what a run refuses); none of them imports it.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         ``{"sources": [{"role", "key", "location", "present", "downloadable", "optional"}], "translate": str,
         "fetch": [commands]}`` (an optional source, SDXL's fp16-fixed VAE, is used when here);
         ``translate`` is "diffusion", or says that the library raises and the CLI falls back to the classic stylizer,
-        or starts with "refused: " and says why `translate` refuses (a local folder that is no base model, such as a
-        ControlNet) or what the config must name first (a Flux base has no default ControlNet).
+        or starts with "refused: " and says why `translate` refuses the model files, in its words (`_refusal`: a local
+        folder that is no base model, a ControlNet of another family, a Flux base without a ControlNet named, …).
     """
     from rerender.config import RerenderConfig
     from rerender.weights import extra_sources, fetch_commands, hub_reachable, missing_weights, weight_sources
@@ -105,12 +105,7 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             )
     sources += extra_sources(config)[0]  # the prompt's translation model, the IP-Adapter
     missing = missing_weights(config)
-    refused = (
-        _not_a_base_model(config)
-        or _unnamed_controlnets(config, sources)
-        or _mixed_families(config)
-        or _unreachable_loras(config)
-    )
+    refused = _refusal(config)
     if refused:
         verdict = f"refused: {refused}"
     elif not missing:
@@ -138,78 +133,20 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     }
 
 
-def _not_a_base_model(config: RerenderConfig) -> str | None:
-    """Why `translate` refuses the model, when it is a local folder that is no base model (a ControlNet, a
-    component folder), a model folder missing a component, or a single file missing a part: as
-    `preflight.check_model_inputs` does, before any fallback; None otherwise."""
-    from pathlib import Path
+def _refusal(config: RerenderConfig) -> str | None:
+    """Why `translate` refuses the model files of `config` before any loads, in its own words: the one check a run
+    makes (`rerender.workflow.preflight.check_model_files`: the base model, its ControlNets, LoRAs, VAE and
+    IP-Adapter, for every family); None when a run accepts them (or the classic stylizer renders: no model)."""
+    from rerender.errors import RerenderError
+    from rerender.workflow.preflight import check_model_files
 
-    from rerender.errors import CheckpointError, ConfigError
-    from rerender.weights import check_folder_parts, check_single_file_parts, detect_family
-
-    if config.model.renderer == "classic" or config.model.family != "auto":
-        return None
-    if not Path(config.model.base_model).expanduser().exists():
+    if config.model.renderer == "classic":
         return None
     try:
-        family = detect_family(config.model.base_model)
-        check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
-        check_single_file_parts(config.model, family)  # a UNet-only single file
-    except (ConfigError, CheckpointError) as error:
+        check_model_files(config)
+    except RerenderError as error:
         return str(error)
     return None
-
-
-def _unreachable_loras(config: RerenderConfig) -> str | None:
-    """Why `translate` refuses a hub LoRA that is neither cached nor downloadable now (`check_hub_loras`)."""
-    from rerender.errors import WeightsNotFoundError
-
-    if config.model.renderer == "classic" or not config.model.loras:
-        return None
-    from rerender.diffusion.loading import check_hub_loras
-
-    try:
-        check_hub_loras(config.model.loras)
-    except WeightsNotFoundError as error:
-        return str(error)
-    return None
-
-
-def _mixed_families(config: RerenderConfig) -> str | None:
-    """Why `translate` refuses a local base model's ControlNet, LoRA or VAE of another family, as it does before any
-    model loads (`check_families`: configs and file headers only); None otherwise."""
-    from pathlib import Path
-
-    from rerender.errors import ConfigError
-
-    base = Path(config.model.base_model).expanduser()
-    if config.model.renderer == "classic" or not base.exists():
-        return None
-    from rerender.diffusion.loading import check_families
-
-    try:
-        check_families(config.model, config.control, base)
-    except ConfigError as error:
-        return str(error)
-    return None
-
-
-def _unnamed_controlnets(config: RerenderConfig, sources: list) -> str | None:
-    """What a Flux config must name before translate runs: the ControlNets it leaves to a default Flux does not
-    have (`weight_sources` lists no source for them); None when nothing is missing."""
-    from rerender.weights import model_family
-
-    if model_family(config.model) != "flux":
-        return None
-    listed = {source.key for source in sources}
-    unnamed = [position for position in range(len(config.control)) if f"control[{position}].model" not in listed]
-    if not unnamed:
-        return None
-    return (
-        "Flux has no default ControlNet; name a Flux ControlNet with "
-        + ", ".join(f"--set control.{position}.model=ID" for position in unnamed)
-        + " (e.g. InstantX/FLUX.1-dev-Controlnet-Canny)"
-    )
 
 
 def family_report(config: RerenderConfig | None = None) -> dict[str, Any]:

@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "adapter_file",
+    "LORA_WEIGHT_NAME",
+    "lora_file_name",
+    "hub_file_reference",
+    "cached_lora_file",
+    "hub_lora_source",
     "GMFLOW_FILENAME",
     "SINGLE_FILE_SUFFIXES",
     "GMFLOW_HUB_FILES",
@@ -200,6 +205,45 @@ def typed_hub_id(source: str) -> str | None:
     typed = _HUB_URL.match(source.strip()) or _HUB_ID.match(source.strip().rstrip("/"))
     hub_id = typed.group(1) if typed and typed.groups() else source.strip().rstrip("/") if typed else None
     return hub_id if hub_id != source else None
+
+
+_HUB_PAGE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)"
+    r"(?:/(?:blob|resolve|tree)/([^/]+)(?:/(.*?))?)?/?$"
+)
+_HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/([^:]+\.safetensors)$")
+
+
+def hub_file_reference(text: str) -> tuple[str, str | None] | None:
+    """``(repository, path of a file inside it or None)`` when `text` names a file of a hub model repository the way
+    users copy it, or the repository's page; None for anything else (a local path, a plain hub id):
+
+    * ``owner/name/file.safetensors`` (a path inside the repository, sub-folders allowed), when no such local file
+      exists and ``owner`` is no local folder (a mistyped local path stays a local path);
+    * the page of a file, ``https://huggingface.co/owner/name/blob/main/file.safetensors`` (or ``resolve/main``), or
+      of the repository, ``https://huggingface.co/owner/name`` (``hf.co`` too, with or without the scheme).
+
+    Raises:
+        ConfigError: a page of another revision than ``main`` (rerender reads a repository's main revision), or of
+            a dataset or a Space.
+    """
+    text = text.strip()
+    other = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(dataset|space)s/", text)
+    if other is not None:
+        raise ConfigError(f"{text!r} is a {other.group(1)} page, not a model repository")
+    page = _HUB_PAGE.match(text)
+    if page is not None:
+        repository, revision, inside = page.groups()
+        if revision not in (None, "main"):
+            raise ConfigError(
+                f"{text!r} is a file of revision {revision!r}; rerender reads a repository's main revision: "
+                "download the file and pass its path"
+            )
+        return repository, inside or None
+    named = _HUB_FILE.match(text)
+    if named is None or Path(text).expanduser().exists() or Path(text.split("/")[0]).expanduser().is_dir():
+        return None
+    return named.group(1), named.group(2)
 
 
 def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundError:
@@ -536,11 +580,9 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
             else (Path(model).expanduser() / "config.json").is_file()
         )
         sources.append(WeightSource("sound model (CLAP)", "prompt.audio_model", model, _is_hub_id(model), present))
-    for position, lora in enumerate(config.model.loras):  # a hub LoRA: one file, diffusers' name unless named
+    for position, lora in enumerate(config.model.loras):  # a hub LoRA: one file (`lora_file_name`)
         if _is_hub_id(lora.path):
-            name = lora.weight_name or "pytorch_lora_weights.safetensors"
-            key = f"model.loras[{position}].path"
-            sources.append(WeightSource("LoRA", key, lora.path, True, _cached(lora.path, name), filename=name))
+            sources.append(hub_lora_source(lora, position))
     family = model_family(config.model) if prompt.style_image is not None else "sd15"
     if prompt.style_image is not None and family not in IP_ADAPTER_FAMILIES:
         unresolved.append(
@@ -567,6 +609,79 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
                 )
             )
     return sources, unresolved
+
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+"""diffusers' name for a LoRA file (`save_lora_weights`): the one a folder or hub repository is read from when none
+is named and it holds several ``.safetensors`` files."""
+
+
+def lora_file_name(names: Iterable[str], weight_name: str | None, *, key: str, source: str, kind: str) -> str | None:
+    """The file a LoRA folder or hub repository is read from, the one rule for the loader, the checks before a run,
+    ``rerender env`` and ``rerender download``: `weight_name` when named, else diffusers' `LORA_WEIGHT_NAME`,
+    else its only top-level ``.safetensors`` file; None when it holds no ``.safetensors`` file.
+
+    Args:
+        names: the paths of the files inside the folder or repository ("a.safetensors", "sub/b.safetensors").
+        weight_name: the file the config names (`LoraConfig.weight_name`), or None.
+        key, source: the option and its value, as the user wrote them (for the error).
+        kind: "folder" or "repository" (what `source` is, for the error).
+
+    Raises:
+        ConfigError: several top-level ``.safetensors`` files and none named (listing them).
+    """
+    if weight_name:
+        return weight_name
+    top = sorted({name for name in names if "/" not in name and name.endswith(".safetensors")})
+    if LORA_WEIGHT_NAME in top or not top:
+        return LORA_WEIGHT_NAME if top else None
+    if len(top) > 1:
+        listed = f"{', '.join(top[:5])}{', …' if len(top) > 5 else ''}"
+        if kind == "folder":
+            raise ConfigError(
+                f"{key} {source!r} is a folder of {len(top)} .safetensors files ({listed}): give the path of the "
+                "one to use (or, in a config, its name as the LoRA's `weight_name`)"
+            )
+        raise ConfigError(
+            f"{key} {source!r} is a hub repository of {len(top)} .safetensors files ({listed}): name the one to "
+            f"use as a path inside it (--lora {source}/{top[0]}), or in a config as the LoRA's `weight_name`"
+        )
+    return top[0]
+
+
+def cached_lora_file(lora: Any, key: str = "`model.loras[].path`") -> Path | None:
+    """The cached file of a hub-id LoRA (`lora_file_name` on the files of its cached snapshots); None when it is not
+    cached (or `lora.path` is no hub id).
+
+    Raises:
+        ConfigError: several ``.safetensors`` files are cached and none is named.
+    """
+    if not is_hub_id(lora.path):
+        return None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{lora.path.replace('/', '--')}" / "snapshots"
+    names = [file.name for file in snapshots.glob("*/*.safetensors")] if snapshots.is_dir() else []
+    name = lora_file_name(names, lora.weight_name, key=key, source=lora.path, kind="repository")
+    if name is None:
+        return None
+    found = try_to_load_from_cache(lora.path, name)
+    if isinstance(found, str) and os.path.isfile(found):
+        return Path(found)
+    files = sorted(snapshots.glob(f"*/{name}")) if snapshots.is_dir() else []  # a snapshot refs/main does not name
+    return files[0] if files else None
+
+
+def hub_lora_source(lora: Any, position: int) -> WeightSource:
+    """The `WeightSource` of a hub-id LoRA: its file (`filename`) when it is named or cached, else None (the hub's
+    file list tells, by `lora_file_name`, when it is fetched)."""
+    key = f"model.loras[{position}].path"
+    try:
+        found = cached_lora_file(lora, f"`{key}`")
+    except ConfigError:  # several files here, none named: nothing to fetch, and the run refuses it (`check_hub_loras`)
+        return WeightSource("LoRA", key, lora.path, True, True)
+    name = lora.weight_name or (found.name if found is not None else None)
+    return WeightSource("LoRA", key, lora.path, True, found is not None, filename=name)
 
 
 IP_ADAPTER_FAMILIES = ("sd15", "sdxl")
@@ -649,6 +764,8 @@ def offline_listing(source: WeightSource) -> list[str]:
         return [source.filename or "", f"{encoder}/config.json", f"{encoder}/*.safetensors (or *.bin)"]
     if source.filename is not None:
         return [source.filename]
+    if source.role == "LoRA":
+        return [f"{LORA_WEIGHT_NAME}, else the repository's only .safetensors file"]
     if source.key == "prompt.audio_model":
         return [
             "config.json",
@@ -726,6 +843,8 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
             commands.append(f'hf download {source.location} --exclude "*.h5" "*.msgpack" "*.ot" "*.md"')
         elif source.filename is not None:
             commands.append(f"hf download {source.location} {source.filename}")
+        elif source.role == "LoRA":  # not named, not cached: its top-level .safetensors (`lora_file_name` picks)
+            commands.append(f'hf download {source.location} --include "*.safetensors" --exclude "*/*"')
         elif source.components:
             includes = " ".join(f'"{folder}/*"' for folder in source.components)
             commands.append(
@@ -1146,7 +1265,7 @@ def download_weights(
             try:
                 records.append(_hub_record(source, variant, dry_run, report))
             except Exception as error:  # noqa: BLE001 - the hub raises many types; report which source failed
-                if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                if isinstance(error, (KeyboardInterrupt, SystemExit, ConfigError)):
                     raise
                 raise _fetch_failure(source, error) from error
     finally:
@@ -1199,6 +1318,9 @@ def _hub_record(
     from huggingface_hub import snapshot_download
 
     listing = repository_listing(source.location)
+    if source.role == "LoRA" and source.filename is None:  # the file the loader reads, by the one rule
+        name = lora_file_name(listing.files, None, key=f"`{source.key}`", source=source.location, kind="repository")
+        source = dataclasses.replace(source, filename=name or LORA_WEIGHT_NAME)
     fetched, skipped, note = _plan(source, listing, variant)
     sizes = {name: listing.files.get(name) for name in fetched}
     record = _record(
@@ -1309,13 +1431,38 @@ def renamed_safetensors_hint(path: Path) -> str:
 
 
 def checkpoint_keys(path: Path) -> set[str]:
-    """The tensor names of a `.safetensors` file (header only); empty for other formats."""
+    """The tensor names of a `.safetensors` file (header only); empty for other formats. The header is read once
+    per file version (`checkpoint_shapes`)."""
+    return set(checkpoint_shapes(path))
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape of a `.safetensors` file, from its header alone; empty for other formats.
+
+    The header is read once per (resolved path, modification time, size): the checks before a run ask for the same
+    LoRA's keys several times, and a file changed since is read again.
+
+    Raises:
+        OSError, safetensors.SafetensorError: a missing or unreadable file, as `safetensors.safe_open` raises them.
+    """
+    path = Path(path)
     if path.suffix.lower() != ".safetensors":
-        return set()
+        return {}
+    try:
+        resolved = path.resolve()
+        stat = resolved.stat()
+    except OSError:  # not there: the reader's own error
+        return _read_shapes(str(path), -1, -1)
+    return dict(_read_shapes(str(resolved), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_shapes(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, ...]]:
+    """`checkpoint_shapes` of one file version (`mtime_ns` and `size` key the cache; callers copy the result)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return set(handle.keys())
+    with safe_open(path, framework="pt", device="cpu") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
 
 
 @dataclass(frozen=True)

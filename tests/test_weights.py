@@ -174,6 +174,7 @@ def _cache_defaults(cache: Path) -> None:
     base = ModelConfig().base_model
     for name in (
         "model_index.json",
+        "unet/config.json",  # a real snapshot has it: the family is read from it (a run refuses a snapshot without)
         "unet/diffusion_pytorch_model.safetensors",
         "vae/diffusion_pytorch_model.safetensors",
         "text_encoder/model.safetensors",

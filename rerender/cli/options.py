@@ -231,7 +231,8 @@ def model_parent(words: str = "", lora: bool = False) -> argparse.ArgumentParser
             action="append",
             type=parse_lora,
             metavar="PATH[:SCALE]",
-            help="a LoRA file, with its scale after a colon (repeatable)",
+            help="a LoRA file, folder, hub id or file in a hub repository (owner/name/file.safetensors, or its "
+            "huggingface.co URL), with its scale after a colon (repeatable)",
         )
     return parent
 
@@ -373,18 +374,29 @@ def positive_number(text: str) -> float:
 
 
 def parse_lora(item: str) -> dict:
-    """`style.safetensors:0.8` → path and scale; a bare path has scale 1."""
+    """`style.safetensors:0.8` → path and scale; a bare path has scale 1. A file inside a hub repository, as
+    ``owner/name/file.safetensors`` or its page's URL (``https://huggingface.co/owner/name/blob/main/file.safetensors``),
+    becomes the repository and the file's `weight_name` (`rerender.weights.hub_file_reference`)."""
+    from rerender.weights import hub_file_reference
+
     path, separator, scale = item.rpartition(":")
     try:
         parsed = {"path": path, "scale": float(scale)} if separator and path else {"path": item, "scale": 1.0}
     except ValueError:
-        # "C:\\x.safetensors" or a file named with a colon is a path; "x.safetensors:abc" a scale mistyped
-        if "/" in scale or "\\" in scale or Path(item).expanduser().exists():
-            return {"path": item, "scale": 1.0}
-        raise UsageError(
-            f"--lora {item!r}: the scale after ':' must be a number (PATH[:SCALE], e.g. style.safetensors:0.8), "
-            f"got {scale!r}"
-        ) from None
+        # "C:\\x.safetensors", a URL or a file named with a colon is a path; "x.safetensors:abc" a scale mistyped
+        if not ("/" in scale or "\\" in scale or Path(item).expanduser().exists()):
+            raise UsageError(
+                f"--lora {item!r}: the scale after ':' must be a number (PATH[:SCALE], e.g. style.safetensors:0.8), "
+                f"got {scale!r}"
+            ) from None
+        parsed = {"path": item, "scale": 1.0}
+    try:
+        reference = hub_file_reference(parsed["path"])
+    except ConfigError as error:
+        raise UsageError(f"--lora {item!r} {str(error).removeprefix(repr(parsed['path']) + ' ')}") from None
+    if reference is not None:  # owner/name/file.safetensors or a hub page: the repository, and the file in it
+        repository, inside = reference
+        parsed = {"path": repository, "scale": parsed["scale"], **({"weight_name": inside} if inside else {})}
     try:  # the scale's range, named as typed (the config's own message names `model.loras[].scale`)
         LoraConfig(**parsed)
     except ConfigError as error:

@@ -616,8 +616,11 @@ class ModelConfig:
     "sd15" or "sdxl" states it (a mismatch with the model is an error). "zimage"/"flux" are transformer families."""
 
     def __post_init__(self) -> None:
-        if not self.base_model:
-            raise ConfigError("`model.base_model` must name a hub id, folder or checkpoint file, got ''")
+        _check_not_blank(
+            "model.base_model",
+            self.base_model,
+            "leaving it out means the default SD 1.5 model (a checkpoint file works too)",
+        )
         _check_not_blank("model.vae", self.vae, "null (or leaving it out) means the base model's own VAE")
         _check_not_blank("model.ip_adapter", self.ip_adapter, f"leaving it out means the default {IP_ADAPTER!r}")
         _check_choice("model.dtype", self.dtype, choices(DTypeName))

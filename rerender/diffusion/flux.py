@@ -53,11 +53,11 @@ from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from rerender.config import FLUX_UNION_MODES, ControlConfig
+from rerender.config import ControlConfig
 from rerender.diffusion.attention import CrossFrameAttentionStore
 from rerender.diffusion.control import union_control_mode
 from rerender.diffusion.flow_transformer import FlowTransformerPipeline
-from rerender.diffusion.loading import _local_config, config_class_name
+from rerender.diffusion.loading import config_class_name, not_a_flux_union
 from rerender.diffusion.pipeline import PromptConditioning, RerenderPipeline, _RenderState
 from rerender.diffusion.transformer_attention import flux_cross_frame_attention
 from rerender.errors import ConfigError
@@ -75,7 +75,6 @@ __all__ = [
     "DEFAULT_FLUX_MODEL",
     "FLUX_COMPONENTS",
     "flux_control_mode",
-    "check_flux_control_mode",
     "FluxConditioning",
     "true_guidance_options",
 ]
@@ -421,28 +420,8 @@ def flux_control_mode(control: ControlConfig, num_mode: int | None, position: in
     if num_mode is not None:
         return union_control_mode(control, num_mode, "flux", position)
     if control.control_mode is not None:
-        where = "control" if position is None else f"control[{position}]"
-        raise ConfigError(
-            f"`{where}.control_mode` is {control.control_mode!r}, but this Flux ControlNet is not a "
-            "ControlNet Union (it has no modes: `num_mode` is not set in its config; it reads the kind of control "
-            f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a "
-            "Union ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
-        )
+        raise not_a_flux_union(control, position)
     return None
-
-
-def check_flux_control_mode(control: ControlConfig, source: str, position: int = 0) -> None:
-    """`flux_control_mode` before any weights load: with the ControlNet's ``config.json`` here (a folder, or a
-    cached hub id), against its ``num_mode``; without it, a `control_mode` name at least must be a Flux Union one.
-
-    Raises:
-        ConfigError: see `flux_control_mode`.
-    """
-    config = _local_config(source)
-    if config is not None and config.get("_class_name") == "FluxControlNetModel":
-        flux_control_mode(control, config.get("num_mode"), position)
-    elif config is None and isinstance(control.control_mode, str):
-        union_control_mode(control, max(FLUX_UNION_MODES.values()) + 1, "flux", position)
 
 
 def true_guidance_options(pipeline: Any, true_cfg_scale: float) -> dict[str, float]:

@@ -38,14 +38,18 @@ from rerender.config import UNION_MODES, ControlConfig, LoraConfig, ModelConfig
 from rerender.diffusion.control import union_control_mode
 from rerender.errors import CheckpointError, ConfigError, InputNotFoundError
 from rerender.weights import (  # family detection reads configs and file headers only: it lives with the weights
+    LORA_WEIGHT_NAME,
     SDXL_FP16_VAE,
     SINGLE_FILE_SUFFIXES,
+    cached_lora_file,
     checkpoint_keys,
+    checkpoint_shapes,
     detect_family,
     detect_family_or_none,
     family_of_unet_config,
     hub_offline,
     is_hub_id,
+    lora_file_name,
     read_json_file,
     register_family_detector,
     renamed_safetensors_hint,
@@ -398,37 +402,31 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
         raise _unreachable("model.vae", source, error) from error
 
 
-def cached_hub_lora(lora: LoraConfig) -> Path | None:
-    """The cached file of a hub-id LoRA: its `weight_name`, else the snapshot's ``pytorch_lora_weights.safetensors``
-    (diffusers' name) or its only ``.safetensors`` file; None when it is not cached (or `lora.path` is no hub id)."""
-    if not _is_hub_id(lora.path):
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in [lora.weight_name] if lora.weight_name else ["pytorch_lora_weights.safetensors"]:
-        found = try_to_load_from_cache(lora.path, name)
-        if isinstance(found, str):
-            return Path(found)
-    if lora.weight_name:
-        return None
-
-    snapshots = Path(_hub_cache()) / f"models--{lora.path.replace('/', '--')}" / "snapshots"
-    files = sorted(snapshots.glob("*/*.safetensors")) if snapshots.is_dir() else []
-    return files[0] if len({file.name for file in files}) == 1 else None
+def cached_hub_lora(lora: LoraConfig, key: str = "`model.loras[].path`") -> Path | None:
+    """The cached file of a hub-id LoRA (`rerender.weights.cached_lora_file`: `lora_file_name`'s rule); None when
+    it is not cached (or `lora.path` is no hub id)."""
+    return cached_lora_file(lora, key)
 
 
 def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
-    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), before any frame is decoded.
+    """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), or whose file cannot be chosen
+    (several ``.safetensors`` files, none named: `rerender.weights.lora_file_name`), before any frame is decoded.
 
     Raises:
         WeightsNotFoundError: naming `model.loras[i].path`, and how to fetch it.
+        ConfigError: several files to choose from, listing them.
     """
     from rerender.errors import WeightsNotFoundError
     from rerender.weights import hub_reachable
 
     for position, lora in enumerate(loras):
-        if _is_hub_id(lora.path) and cached_hub_lora(lora) is None and not hub_reachable():
-            name = lora.weight_name or "pytorch_lora_weights.safetensors"
+        key = f"`model.loras[{position}].path`"
+        if not _is_hub_id(lora.path) or cached_hub_lora(lora, key) is not None:
+            continue
+        if hub_reachable():
+            hub_lora_file(lora, key)  # several files and none named: refused now, listing them
+        else:
+            name = lora.weight_name or LORA_WEIGHT_NAME
             raise WeightsNotFoundError(
                 f"`model.loras[{position}].path` {lora.path!r} is a hub id whose LoRA file ({name!r}) is not in the "
                 f"Hugging Face cache ({_hub_cache()!r}) and the hub cannot be reached now; on a connected machine run "
@@ -455,9 +453,10 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         name = f"lora_{position}"
         path = _check_local(lora.path, key)
         if path is None:  # a cached hub LoRA loads from its file: offline, diffusers wants a weight_name
-            path = cached_hub_lora(lora)
+            path = cached_hub_lora(lora, f"`{key}`")
         source = str(path) if path is not None else lora.path
-        kwargs = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        weight_name = lora.weight_name or (hub_lora_file(lora, f"`{key}`") if path is None else None)
+        kwargs = {"weight_name": weight_name} if weight_name else {}
         if path is not None and path.is_file():  # folder + file name: older diffusers refuse a bare file offline
             source, kwargs = str(path.parent), {"weight_name": path.name}
         try:
@@ -530,42 +529,64 @@ _CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
 def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
     its cross-attention key projection against the base's (`width`); None when the file does not tell."""
-    keys = checkpoint_keys(path)
-    if not keys:
+    shapes = checkpoint_shapes(path)  # the header, read once for every check of this file
+    if not shapes:
         return None
-    if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in keys):
+    if any(key.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for key in shapes):
         return "sdxl"
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for key in sorted(keys):
-            if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
-                its_width = handle.get_slice(key).get_shape()[-1]
-                if width is None or its_width == width:
-                    return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
-                return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
+    for key in sorted(shapes):
+        if "attn2" in key and "to_k" in key and any(down in key for down in ("lora_down", "lora_A", "lora.down")):
+            its_width = shapes[key][-1]
+            if width is None or its_width == width:
+                return _CROSS_ATTENTION_WIDTH.get(its_width, family if width is not None else None)
+            return _CROSS_ATTENTION_WIDTH.get(its_width, "sd15" if family == "sdxl" else "sdxl")
     return None
 
 
 def _lora_folder_file(folder: Path, lora: LoraConfig, key: str) -> Path:
-    """The file a LoRA folder is read from: `lora.weight_name`, else diffusers' ``pytorch_lora_weights.safetensors``,
-    else its only ``.safetensors`` file (what `load_lora_weights` would pick).
+    """The file a LoRA folder is read from (`rerender.weights.lora_file_name`: `lora.weight_name`, else diffusers'
+    ``pytorch_lora_weights.safetensors``, else its only ``.safetensors`` file).
 
     Raises:
         ConfigError: the folder holds several ``.safetensors`` files and none is named (diffusers would pick one).
     """
-    if lora.weight_name:
-        return folder / lora.weight_name
-    if (folder / "pytorch_lora_weights.safetensors").is_file():
-        return folder / "pytorch_lora_weights.safetensors"
-    files = sorted(folder.glob("*.safetensors"))
-    if len(files) > 1:
-        raise ConfigError(
-            f"{key} {lora.path!r} is a folder of {len(files)} .safetensors files "
-            f"({', '.join(file.name for file in files[:5])}{', …' if len(files) > 5 else ''}): give the path of the "
-            "one to use (or, in a config, its name as the LoRA's `weight_name`)"
-        )
-    return files[0] if files else folder / "pytorch_lora_weights.safetensors"
+    names = [file.name for file in folder.iterdir() if file.is_file()]
+    name = lora_file_name(names, lora.weight_name, key=key, source=lora.path, kind="folder")
+    return folder / (name or LORA_WEIGHT_NAME)
+
+
+def lora_file(lora: LoraConfig, position: int) -> Path:
+    """The file of `model.loras[position]` the checks read: the file given, a folder's (`_lora_folder_file`), a hub
+    LoRA's cached one (`cached_hub_lora`); the path as given when it is not here.
+
+    Raises:
+        ConfigError: a folder or cached repository of several ``.safetensors`` files and none named.
+    """
+    key = f"`model.loras[{position}].path`"
+    path = Path(lora.path).expanduser()
+    if path.is_dir():
+        return _lora_folder_file(path, lora, key)
+    return (cached_hub_lora(lora, key) or path) if _is_hub_id(lora.path) else path
+
+
+def hub_lora_file(lora: LoraConfig, key: str) -> str | None:
+    """The file of a hub-id LoRA that is not cached, from the hub's file list (`lora_file_name`); `lora.weight_name`
+    when named, None when the hub cannot tell now (offline, unreachable, or the listing failed: loading says why).
+
+    Raises:
+        ConfigError: the repository holds several ``.safetensors`` files and none is named (listing them).
+    """
+    from rerender.weights import hub_reachable, repository_listing
+
+    if lora.weight_name or not hub_reachable():
+        return lora.weight_name
+
+    try:
+        files = repository_listing(lora.path).files
+    except Exception as error:  # noqa: BLE001 - the hub raises many types; loading reports them with the option
+        logger.debug("could not list %s: %s", lora.path, error)
+        return None
+    return lora_file_name(files, None, key=key, source=lora.path, kind="repository")
 
 
 _FULL_CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
@@ -617,21 +638,74 @@ keeps 0.13025): two 4-channel VAEs are told apart by it."""
 _VAE_SCALING_FAMILY = {scale: family for family, scale in _FAMILY_VAE_SCALING.items()}
 
 
-def _check_union_mode(control: ControlConfig, position: int, source: str, config: dict, family: str) -> None:
-    """A ControlNet Union (`config`'s ``_class_name``) needs a condition mode it has (`union_control_mode`); any
-    other ControlNet takes none (`control[position].control_mode` unset).
+def _not_a_sd_union(control: ControlConfig, position: int | None, source: str, config: dict) -> ConfigError:
+    """The refusal of a `control_mode` on a UNet ControlNet that is no Union (one condition type)."""
+    return ConfigError(
+        f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
+        f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
+        "type): leave control_mode unset, or use a Union ControlNet"
+    )
+
+
+def not_a_flux_union(
+    control: ControlConfig, position: int | None, source: str = "", config: Any = None
+) -> ConfigError:
+    """The refusal of a `control_mode` on a Flux ControlNet without modes (no ``num_mode`` in its config)."""
+    where = "control" if position is None else f"control[{position}]"
+    return ConfigError(
+        f"`{where}.control_mode` is {control.control_mode!r}, but this Flux ControlNet is not a "
+        "ControlNet Union (it has no modes: `num_mode` is not set in its config; it reads the kind of control "
+        f"from the map): leave control_mode unset (--set control.{position or 0}.control_mode=null), or use a "
+        "Union ControlNet (InstantX/FLUX.1-dev-Controlnet-Union)"
+    )
+
+
+@dataclass(frozen=True)
+class UnionControlNets:
+    """How one family's ControlNet config says it is a Union, and how many modes it has (`check_union_mode`)."""
+
+    union_class: str
+    """The ``_class_name`` a Union ControlNet of the family has."""
+    count_field: str
+    """Its config field holding the number of modes."""
+    default_count: int | None
+    """The number of modes when that field is absent; None = no field, no modes (not a Union)."""
+    not_union: Callable[[ControlConfig, int | None, str, dict], ConfigError]
+    """The refusal of a `control_mode` on a ControlNet of the family that is no Union."""
+
+
+UNION_CONTROLNETS = {
+    "sd15": UnionControlNets("ControlNetUnionModel", "num_control_type", 8, _not_a_sd_union),
+    "sdxl": UnionControlNets("ControlNetUnionModel", "num_control_type", 8, _not_a_sd_union),
+    "flux": UnionControlNets("FluxControlNetModel", "num_mode", None, not_a_flux_union),
+}
+"""Per family with a Union ControlNet: `ControlNetUnionModel`'s ``num_control_type`` (default 8) on SD, the Flux
+ControlNet's ``num_mode`` (absent: one without modes) on Flux."""
+
+
+def check_union_mode(control: ControlConfig, position: int, source: str, family: str) -> None:
+    """Before any weights load, the condition mode of `control[position]` (ControlNet `source`) on a `family` base:
+    with the ControlNet's ``config.json`` here (a folder, or a cached hub id), a Union (`UNION_CONTROLNETS[family]`)
+    needs a mode it has (`union_control_mode`, against its mode count) and any other ControlNet takes none; without
+    it, a mode name, or the condition of a ControlNet whose name says Union, must be one of the family's
+    (`rerender.config.UNION_MODES`).
 
     Raises:
         ConfigError: naming `control[position]`'s option as the user wrote it.
     """
-    if config.get("_class_name") == "ControlNetUnionModel":
-        union_control_mode(control, config.get("num_control_type", 8), family, position)
-    elif control.control_mode is not None:
-        raise ConfigError(
-            f"`control[{position}].control_mode` is {control.control_mode}, but `control[{position}].model` "
-            f"{source!r} is not a ControlNet Union (a {config.get('_class_name', 'ControlNet')}, one condition "
-            "type): leave control_mode unset, or use a Union ControlNet"
-        )
+    table = UNION_CONTROLNETS.get(family)
+    if table is None:
+        return
+    config = _local_config(source)
+    if config is not None:
+        is_union = config.get("_class_name") == table.union_class
+        count = config.get(table.count_field, table.default_count) if is_union else None
+        if count is not None:
+            union_control_mode(control, count, family, position)
+        elif control.control_mode is not None:
+            raise table.not_union(control, position, source, config)
+    elif isinstance(control.control_mode, str) or "union" in source.lower():  # not here yet: its names, at least
+        union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
 
 
 def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), base_path: Path | None = None) -> str:
@@ -658,10 +732,7 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
             its_family = family_of_unet_config(config)
             if its_family != family:
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
-        if config is not None:  # a Union takes a mode it has (named as typed); any other ControlNet takes none
-            _check_union_mode(control, position, source, config, family)
-        elif _is_union(source):  # not here yet: its name at least must be one of the base's
-            union_control_mode(control, max(UNION_MODES[family].values()) + 1, family, position)
+        check_union_mode(control, position, source, family)  # a Union takes a mode it has; any other none
     vae = _local_config(model.vae) if model.vae is not None else None
     unet = _unet_config(base_path, family) if base_path is not None else None
     if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
@@ -678,9 +749,7 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
         )
     width = _cross_attention_width(base_path, family) if base_path is not None else None
     for position, lora in enumerate(model.loras):
-        path = Path(lora.path).expanduser()
-        if path.is_dir():
-            path = _lora_folder_file(path, lora, f"`model.loras[{position}].path`")
+        path = lora_file(lora, position)
         _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
@@ -938,7 +1007,7 @@ def _transformer_dtype(wanted: str | torch.dtype, device: torch.device) -> torch
 def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], family: str) -> str | None:
     """Refuse, before any weights load, what does not fit a transformer base: `model.vae`, several ControlNets,
     no ControlNet where the family has no default, a ControlNet or LoRA of another family (naming both), on Flux a
-    `control_mode` its ControlNet does not have (`rerender.diffusion.flux.check_flux_control_mode`).
+    `control_mode` its ControlNet does not have (`check_union_mode`).
 
     Returns:
         The ControlNet source to load (None without control).
@@ -967,12 +1036,9 @@ def check_transformer_sources(model: ModelConfig, controls: Sequence[Any], famil
             raise _mismatch("`control[0].model`", source, its_family, family)
         if parts.is_controlnet(source) is False:
             parts.load_controlnet(source, torch.float32)  # raises, naming the family, before the big model
-        if family == "flux":  # its Union's mode, by the model's `num_mode` when its config is here
-            from rerender.diffusion.flux import check_flux_control_mode
-
-            check_flux_control_mode(controls[0], source, 0)
+        check_union_mode(controls[0], 0, source, family)  # Flux: its Union's mode, by the model's `num_mode`
     for position, lora in enumerate(model.loras):
-        its_family = transformer_lora_family(lora.path)
+        its_family = transformer_lora_family(lora_file(lora, position))
         if its_family is not None and its_family != family:
             made_for = "a Stable Diffusion UNet" if its_family == "sd" else FAMILY_NAMES[its_family]
             raise ConfigError(

@@ -34,6 +34,7 @@ __all__ = [
     "check_stage",
     "check_renderer",
     "check_model_inputs",
+    "check_model_files",
     "check_prompt_language",
     "check_workspace_paths",
     "run_family",
@@ -130,26 +131,11 @@ def check_model_inputs(
     own_model = renderer is None and pipeline is None
     controls = config.control if controls is None else tuple(controls)
     if own_model and config.model.renderer != "classic":
-        from rerender.diffusion.loading import check_hub_loras, check_model_sources, resolve_device
-        from rerender.weights import (
-            check_folder_parts,
-            check_ip_adapter_family,
-            check_single_file_parts,
-            detect_family,
-            model_family,
-        )
+        from rerender.diffusion.loading import resolve_device
         from rerender.workflow.renderers import check_diffusion_weights
 
-        # first: a config mistake (an adapter of another family) says so before any weights are looked for
-        check_ip_adapter_family(config)
         resolve_device(config.model.device)  # "cuda" on a machine without one: before any frame is decoded
-        base_path = check_model_sources(config.model, controls)
-        check_hub_loras(config.model.loras)
-        # read once (configs, file headers); "auto" refuses a local path that is no base model (a ControlNet folder)
-        family = detect_family(config.model.base_model) if config.model.family == "auto" else config.model.family
-        check_model_families(config, base_path, controls, family)
-        check_single_file_parts(config.model, family)  # header only: a UNet-only file
-        check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
+        check_model_files(config, controls)
         check_diffusion_weights(config, controls)
         warn_unused_options(config)
     if renderer is None and config.model.renderer != "classic" and controls:
@@ -167,6 +153,42 @@ def check_model_inputs(
 
         weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
         check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+
+
+def check_model_files(config: RerenderConfig, controls: Sequence[Any] | None = None) -> str:
+    """Every refusal a run makes of the keyframe model's files before any of them loads (configs, file headers and
+    the hub cache only, no weights): the one check that `check_model_inputs` runs and that ``rerender env`` reports
+    (`rerender.environment.model_report`), so that env refuses exactly what a run refuses.
+
+    In order: the IP-Adapter's family (`check_ip_adapter_family`; a config mistake says so before any weights are
+    looked for), the local paths the config names (`check_model_sources`), hub LoRAs offline or with several files
+    (`check_hub_loras`), the base model's family (read once: "auto" refuses a local path that is no base model, such
+    as a ControlNet folder), its ControlNets, LoRAs and VAE against it (`check_model_families`: SD 1.5/SDXL and
+    Z-Image/Flux each by their own rules), the parts of a single file (`check_single_file_parts`: a UNet-only file)
+    and of a folder (`check_folder_parts`: no vae/ or tokenizer_2/), whatever `model.family` says.
+
+    Args:
+        config: the run's config (`model.renderer` is not looked at: the caller decides whether a model is used).
+        controls: the ControlNets the run loads (None = `config.control`).
+
+    Returns:
+        The base model's `ModelFamily`.
+
+    Raises:
+        ConfigError, InputNotFoundError, WeightsNotFoundError, CheckpointError: naming the option and the value.
+    """
+    from rerender.diffusion.loading import check_hub_loras, check_model_sources
+    from rerender.weights import check_folder_parts, check_ip_adapter_family, check_single_file_parts, detect_family
+
+    controls = config.control if controls is None else tuple(controls)
+    check_ip_adapter_family(config)
+    base_path = check_model_sources(config.model, controls)
+    check_hub_loras(config.model.loras)
+    family = detect_family(config.model.base_model) if config.model.family == "auto" else config.model.family
+    check_model_families(config, base_path, controls, family)
+    check_single_file_parts(config.model, family)  # header only: a UNet-only file
+    check_folder_parts(config.model, family)  # a folder without vae/ or tokenizer_2/
+    return family
 
 
 def warn_unused_options(config: RerenderConfig) -> None:
