@@ -83,3 +83,125 @@ def test_scale_0_does_not_load_the_adapter(style_png, tmp_path, caplog):
         with style_adapter(_PipelineThatMustNotLoad(), config) as image:
             assert image is None
     assert "not loaded" in caplog.text
+
+
+# 2. the sound prompt 'source' hears the track the output carries; 3. a silent sound file is refused in preflight
+
+RATE = 48_000
+FPS = 10
+
+
+def _tone_track(kind: str, seconds: float) -> np.ndarray:
+    """'beep': a 440 Hz tone (the stand-in scorer's "beep"); 'noise': broadband noise ("rain")."""
+    if kind == "beep":
+        return (0.5 * np.sin(2 * np.pi * 440.0 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+    return (0.3 * np.random.default_rng(1).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def _two_track_clip(path: Path, kinds: tuple[str, str], default: int | None, seconds: float = 0.6) -> Path:
+    """`seconds` of grey 32×32 video with two AAC audio tracks of `kinds`; `default` flags one as the default."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        tracks = []
+        for number, kind in enumerate(kinds):
+            audio = container.add_stream("aac", rate=RATE)
+            audio.codec_context.layout = "mono"
+            audio.disposition = av.stream.Disposition.default if number == default else 0
+            tracks.append((audio, _tone_track(kind, seconds)))
+        for index in range(round(seconds * FPS)):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 30 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        for audio, samples in tracks:
+            _encode_samples(container, audio, samples, RATE)
+    return path
+
+
+def _encode_samples(container, audio, samples: np.ndarray, rate: int) -> None:
+    from fractions import Fraction
+
+    import av
+
+    for offset in range(0, samples.size, 1024):
+        chunk = av.AudioFrame.from_ndarray(samples[None, offset : offset + 1024].copy(), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = rate, offset, Fraction(1, rate)
+        container.mux(audio.encode(chunk))
+    container.mux(audio.encode())
+
+
+def _hear(prompt_overrides: dict, video=None, audio_track=None):
+    from rerender.languages import PromptTranslation
+    from rerender.sound import hear_prompt
+    from tests.test_sound import FrequencyScorer
+
+    config = apply_overrides(RerenderConfig(), prompt_overrides)
+    record = PromptTranslation("a painting", "a painting", "en", False, None)
+    return hear_prompt(record, config.prompt, video, scorer=FrequencyScorer(), audio_track=audio_track).sound
+
+
+@pytest.mark.parametrize("default, requested, heard", [(1, None, "beep"), (None, None, "rain"), (1, 0, "rain")])
+def test_source_hears_the_track_the_output_carries(tmp_path, default, requested, heard):
+    from rerender.video import probe_video
+
+    clip = _two_track_clip(tmp_path / "two.mkv", ("noise", "beep"), default)
+    carried = probe_video(clip).audio_track if requested is None else requested  # what `write_video` muxes
+    assert carried == (0 if heard == "rain" else 1)
+    sound = _hear({"prompt.audio_prompt": "source"}, clip, requested)
+    assert sound.best[0].name == heard
+
+
+def test_a_separate_sound_file_is_heard_from_its_first_track(tmp_path):
+    clip = _two_track_clip(tmp_path / "two.mkv", ("noise", "beep"), default=1)
+    assert _hear({"prompt.audio_prompt": str(clip)}, None, 1).best[0].name == "rain"
+
+
+def test_translate_hears_the_default_track_under_its_frames(tmp_path, monkeypatch):
+    from rerender import sound
+    from rerender.workflow.translation import translate
+    from tests.test_sound import FrequencyScorer
+
+    clip = _two_track_clip(tmp_path / "two.mkv", ("noise", "beep"), default=1)
+    monkeypatch.setattr(sound, "ClapScorer", lambda *args, **kwargs: FrequencyScorer())
+    monkeypatch.setattr(sound, "check_audio_model", lambda *args: None)  # the stand-in needs no CLAP weights
+    result = translate(
+        clip,
+        "a painting",
+        output=None,
+        stage="first",
+        renderer="classic",
+        audio_prompt="source",
+        resolution=64,
+        size_multiple=16,
+        end_frame=3,
+        progress=False,
+        workspace=tmp_path / "ws",
+    )
+    assert result.prompt.sound.best[0].name == "beep"
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> Path:
+    from tests.test_sound import write_wav
+
+    return write_wav(path, samples)
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-4])
+def test_a_silent_sound_file_is_refused_before_any_model_is_looked_for(tmp_path, monkeypatch, level):
+    from rerender import sound as sound_module
+    from rerender.errors import ConfigError
+    from rerender.workflow.preflight import check_run
+
+    samples = level * np.random.default_rng(0).standard_normal(2 * RATE).astype(np.float32)  # 0, or −80 dBFS
+    wav = _write_wav(tmp_path / "quiet.wav", samples)
+
+    def looked_up(*args, **kwargs):
+        raise AssertionError("the CLAP model was looked for before the silent sound was refused")
+
+    monkeypatch.setattr(sound_module, "check_audio_model", looked_up)
+    monkeypatch.setattr(sound_module, "ClapScorer", looked_up)
+    with pytest.raises(ConfigError, match=r"audio_prompt.*silent"):
+        check_run(None, overrides={"prompt.audio_prompt": str(wav)}, stage="keyframes", check_model=False)
