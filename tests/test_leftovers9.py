@@ -6,6 +6,7 @@ translate's workspace alone."""
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,99 @@ def test_a_silent_sound_file_is_refused_before_any_model_is_looked_for(tmp_path,
     monkeypatch.setattr(sound_module, "ClapScorer", looked_up)
     with pytest.raises(ConfigError, match=r"audio_prompt.*silent"):
         check_run(None, overrides={"prompt.audio_prompt": str(wav)}, stage="keyframes", check_model=False)
+
+
+# 4. an .mp4/.m4v/.mov output carries audio QuickTime and iOS play: Opus, FLAC, PCM … become AAC
+
+
+def _toned_clip(path: Path, codec: str, span: tuple[float, float], frames: int = 24, fps: int = 25) -> Path:
+    """`frames` grey 32×32 H.264 frames from time 0 and a 1 kHz tone in `codec` (16 kHz mono) over `span` seconds."""
+    import av
+
+    rate = 16000
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = container.add_stream(codec, rate=rate, layout="mono")
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 60, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        first, total = round(span[0] * rate), round((span[1] - span[0]) * rate)
+        samples = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(total) / rate)
+        form = audio.codec_context.format.name
+        size = audio.codec_context.frame_size or 1024
+        for offset in range(0, total, size):
+            chunk = samples[None, offset : offset + size]
+            if form.startswith(("s16", "s32")):  # the encoder's own sample format (FLAC, PCM: s16; ALAC, MP3: s32)
+                bits = 16 if form.startswith("s16") else 32
+                chunk = (chunk * (2 ** (bits - 1) - 1)).astype(np.int16 if bits == 16 else np.int32)
+            else:
+                chunk = chunk.astype(np.float32)
+            sound = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=form, layout="mono")
+            sound.sample_rate, sound.pts, sound.time_base = rate, first + offset, Fraction(1, rate)
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+    return path
+
+
+def _heard_span(path: Path) -> tuple[str, int, float, float]:
+    """The (only) audio track of `path`: codec, sample rate, and the times of its first and last loud samples."""
+    import av
+
+    with av.open(str(path)) as container:
+        (stream,) = container.streams.audio
+        codec, rate = stream.codec_context.codec.canonical_name, stream.codec_context.sample_rate
+        loud = []
+        for frame in container.decode(stream):
+            samples = frame.to_ndarray().astype(np.float64)
+            scale = {"s16": 2.0**15, "s32": 2.0**31}.get(frame.format.name[:3], 1.0)
+            samples = samples[0] / scale
+            loud += [frame.time + index / frame.sample_rate for index in np.flatnonzero(np.abs(samples) > 0.25)]
+    return codec, rate, loud[0], loud[-1]
+
+
+@pytest.mark.parametrize(
+    "codec, suffix, carried",
+    [
+        ("libopus", ".mp4", "aac"),
+        ("flac", ".mp4", "aac"),
+        ("pcm_s16le", ".mp4", "aac"),
+        ("libopus", ".m4v", "aac"),
+        ("flac", ".mov", "aac"),
+        ("aac", ".mp4", "aac"),
+        ("libmp3lame", ".mp4", "mp3"),
+        ("alac", ".mp4", "alac"),
+        ("libopus", ".mkv", "opus"),
+        ("flac", ".mkv", "flac"),
+    ],
+)
+def test_mp4_audio_is_what_quicktime_plays_at_the_sources_times(tmp_path, codec, suffix, carried):
+    from tests.test_video import _translate_like
+
+    fps, start = 25, 4
+    source = _toned_clip(tmp_path / "source.mkv", codec, (0.3, 0.8))  # heard from 0.3 s to 0.8 s
+    _, source_rate, source_first, source_last = _heard_span(source)
+    output = tmp_path / f"out{suffix}"
+    _translate_like(source, output, start=start)  # the output starts at frame 4 (0.16 s on the source's clock)
+    kind, rate, first, last = _heard_span(output)
+    assert (kind, rate) == (carried, source_rate)  # re-encoded where QuickTime cannot play it, at the source's rate
+    assert first == pytest.approx(source_first - start / fps, abs=1e-3)  # heard from where the source has it
+    assert last - first == pytest.approx(source_last - source_first, abs=1e-3)  # for as long
+
+
+def test_aac_is_re_encoded_at_a_high_bit_rate(tmp_path, caplog):
+    import av
+
+    from rerender.video import write_video
+    from tests.test_newcomer_errors8 import _clip_with_sound
+
+    source = _clip_with_sound(tmp_path / "opus.mkv", "libopus")
+    frames = [np.full((32, 32, 3), 20 * index, np.uint8) for index in range(8)]
+    with caplog.at_level(logging.INFO, logger="rerender.video.audio"):
+        write_video(frames, tmp_path / "out.mp4", fps=25, audio_from=source)
+    assert "opus audio track is re-encoded to AAC (256 kb/s, 48000 Hz)" in caplog.text
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        (stream,) = container.streams.audio
+        assert stream.codec_context.layout.name == "mono" and stream.bit_rate > 128_000  # not FFmpeg's default
