@@ -302,3 +302,30 @@ def test_aac_is_re_encoded_at_a_high_bit_rate(tmp_path, caplog):
     with av.open(str(tmp_path / "out.mp4")) as container:
         (stream,) = container.streams.audio
         assert stream.codec_context.layout.name == "mono" and stream.bit_rate > 128_000  # not FFmpeg's default
+
+
+# 5. a batch whose list has missing or unreadable videos is refused whole, naming every one of them at once
+
+
+def test_a_batch_names_every_missing_or_unreadable_video_before_any_job(silent_clip, tmp_path, capsys, monkeypatch):
+    import os
+
+    from rerender.cli import main
+
+    rows = ["clip.mp4", *(f"gone{number}.mp4" for number in range(6)), "locked.mp4", "clip.mp4"]
+    (tmp_path / "clip.mp4").symlink_to(silent_clip)
+    (tmp_path / "locked.mp4").symlink_to(silent_clip)
+    readable = os.access  # this runs as root here, where every file is readable: the check sees what a user's does
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "locked.mp4" and readable(path, mode))
+    listing = tmp_path / "jobs.csv"
+    listing.write_text(
+        "video,output\n" + "".join(f"{row},out{number}.mp4\n" for number, row in enumerate(rows)), encoding="utf-8"
+    )
+    code = main(["batch", str(listing), "-p", "a cat", "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "7 of 9 job(s)" in err and "no job was started" in err, err
+    for number in range(6):  # every missing one, each with its job number, not the first five
+        assert f"job {number + 2}: '{tmp_path / f'gone{number}.mp4'}' not found" in err, err
+    assert f"job 8: '{tmp_path / 'locked.mp4'}' cannot be read (permission denied)" in err, err
+    assert "job 1:" not in err and "job 9:" not in err
+    assert not (tmp_path / "out").exists()
