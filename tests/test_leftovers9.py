@@ -329,3 +329,48 @@ def test_a_batch_names_every_missing_or_unreadable_video_before_any_job(silent_c
     assert f"job 8: '{tmp_path / 'locked.mp4'}' cannot be read (permission denied)" in err, err
     assert "job 1:" not in err and "job 9:" not in err
     assert not (tmp_path / "out").exists()
+
+
+# 6. `propagate` reading translate's keyframes never rewrites translate's workspace
+
+
+def _records(workspace: Path) -> dict[str, bytes]:
+    """What a later `translate` decides from: the manifest, the interval ledger, the keyframes' bytes."""
+    files = ["manifest.json", *(f"keyframes/{path.name}" for path in sorted((workspace / "keyframes").glob("*")))]
+    files += [path.name for path in workspace.iterdir() if path.is_file() and path.name.startswith(".rerender-")]
+    return {name: (workspace / name).read_bytes() for name in files if (workspace / name).is_file()}
+
+
+def test_propagate_leaves_translates_workspace_alone_and_translate_reuses_its_keyframes(
+    synthetic_clip, tmp_path, capsys
+):
+    from rerender.cli import main
+    from rerender.workflow.translation import translate
+
+    settings = dict(renderer="classic", K=3, end_frame=4, resolution=64, size_multiple=16, progress=False)
+    work = tmp_path / "X.mp4.work"
+    translate(synthetic_clip, "a painting", output=None, stage="keyframes", workspace=work, **settings)
+    painted = work / "keyframes" / "0003.png"
+    painted.write_bytes((work / "keyframes" / "0000.png").read_bytes())  # a keyframe painted over
+    before = _records(work)
+    code = main(
+        [
+            "propagate",
+            str(synthetic_clip),
+            "--keyframes",
+            str(work / "keyframes"),
+            "--keep-intermediates",
+            str(work),
+            "--set",
+            "video.end_frame=4",
+            "-o",
+            str(tmp_path / "propagated.mp4"),
+            "-q",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--keep-intermediates" in err and "--keyframes" in err and "--stage propagate" in err, err
+    assert _records(work) == before and not (tmp_path / "propagated.mp4").exists()
+    # the run again (as `--resume` would): its keyframes are reused, the painted one kept
+    result = translate(synthetic_clip, "a painting", output=None, stage="keyframes", workspace=work, **settings)
+    assert "keyframes" in result.reused and painted.read_bytes() == before["keyframes/0003.png"]
