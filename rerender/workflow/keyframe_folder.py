@@ -371,14 +371,15 @@ def _refuse_translate_workspace(workspace: Path, keyframes: Path) -> None:
         return
     own = keyframes.resolve() == (workspace / "keyframes").resolve()
     which = "its own keyframes" if own else f"the keyframes of {str(keyframes)!r}"
+    replaced = "" if own else ", replace its keyframes with those,"
     raise ConfigError(
         f"`workspace` {str(workspace)!r} is a workspace of `rerender translate` (it holds the keyframes translate "
-        f"rendered), and propagating {which} there would rewrite its records for propagate's options and "
-        "replace its keyframes, so a later translate would render them again. To propagate keyframes you retouched "
-        "in it, with its frames and flows, run translate again on this video with the same options and --stage "
-        "propagate (Python: translate(..., stage='propagate')): only the intervals next to a changed keyframe are "
-        f"propagated again. To propagate them with propagate's options instead, leave `workspace` out or name "
-        f"another folder (the `keyframes` folder {str(keyframes)!r} is only read)"
+        f"rendered): propagating {which} there would rewrite its records for propagate's options{replaced} and "
+        "drop the record of its keyframes, so a later translate would render them all again. To propagate "
+        "keyframes you retouched in it, with its frames and flows, run translate again on this video with the "
+        "same options and --stage propagate (Python: translate(..., stage='propagate')): only the intervals next "
+        "to a changed keyframe are propagated again. To propagate them with propagate's options instead, leave "
+        f"`workspace` out or name another folder (the `keyframes` folder {str(keyframes)!r} is only read)"
     )
 
 
