@@ -371,6 +371,16 @@ def test_propagate_leaves_translates_workspace_alone_and_translate_reuses_its_ke
     err = capsys.readouterr().err
     assert code == 2 and "--keep-intermediates" in err and "--keyframes" in err and "--stage propagate" in err, err
     assert _records(work) == before and not (tmp_path / "propagated.mp4").exists()
+    # keys painted elsewhere, into translate's workspace: refused too (they would have replaced translate's)
+    from rerender.errors import ConfigError
+    from rerender.workflow.keyframe_folder import propagate_keyframes
+
+    elsewhere = tmp_path / "painted"
+    elsewhere.mkdir()
+    (elsewhere / "0000.png").write_bytes(before["keyframes/0000.png"])
+    with pytest.raises(ConfigError, match=r"`workspace` .* replace its keyframes with those"):
+        propagate_keyframes(synthetic_clip, elsewhere, tmp_path / "p.mp4", workspace=work, end_frame=4, progress=False)
+    assert _records(work) == before
     # the run again (as `--resume` would): its keyframes are reused, the painted one kept
     result = translate(synthetic_clip, "a painting", output=None, stage="keyframes", workspace=work, **settings)
     assert "keyframes" in result.reused and painted.read_bytes() == before["keyframes/0003.png"]
