@@ -124,7 +124,8 @@ def _mux_audio(
             channels = audio_stream_in.codec_context.channels or 2
             audio_out.codec_context.layout = _aac_layout(channels, audio_stream_in.codec_context.layout.name)
             # AAC holds at most 6144 bits per channel per 1024-sample frame: a low rate caps the bit rate
-            audio_out.codec_context.bit_rate = bit_rate = min(AAC_BIT_RATE, 6144 * rate // 1024 * channels)
+            bit_rate = min(AAC_BIT_RATE, 6144 * rate // 1024 * audio_out.codec_context.channels)
+            audio_out.codec_context.bit_rate = bit_rate
             logger.info(
                 "the %s audio track is re-encoded to AAC (%d kb/s, %d Hz) for %s: %s",
                 codec,
