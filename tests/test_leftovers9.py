@@ -384,3 +384,48 @@ def test_propagate_leaves_translates_workspace_alone_and_translate_reuses_its_ke
     # the run again (as `--resume` would): its keyframes are reused, the painted one kept
     result = translate(synthetic_clip, "a painting", output=None, stage="keyframes", workspace=work, **settings)
     assert "keyframes" in result.reused and painted.read_bytes() == before["keyframes/0003.png"]
+
+
+def _surround_clip(path: Path, codec: str, layout: str) -> Path:
+    """8 black 32×32 frames and 0.32 s of a quiet tone on every channel of `layout`, in `codec`."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream(codec, rate=48000, layout=layout)
+        for index in range(8):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        channels, form = audio.codec_context.channels, audio.codec_context.format.name
+        size = audio.codec_context.frame_size or 1024
+        for offset in range(0, 48000 * 8 // 25, size):
+            tone = (6000 * np.sin(np.arange(offset, offset + size) / 10)).astype(np.int16)
+            planar = form.endswith("p")  # planar: one row per channel; packed: the channels interleaved in one row
+            samples = np.tile(tone, (channels, 1)) if planar else np.repeat(tone, channels)[None]
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=form, layout=layout)
+            chunk.sample_rate, chunk.pts = 48000, offset
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    return path
+
+
+@pytest.mark.parametrize("codec, layout, written", [("flac", "5.1", "5.1"), ("pcm_s16le", "7.1", "stereo")])
+def test_surround_keeps_its_channels_where_aac_has_them_and_a_bare_channel_count_is_downmixed(
+    tmp_path, codec, layout, written
+):
+    # was: PCM in .mkv has no channel order ("8 channels"), and re-encoding it into an .mp4 crashed the process
+    # (a segmentation fault in the resampler) after every frame had been rendered
+    import av
+
+    from rerender.video import write_video
+
+    source = _surround_clip(tmp_path / "surround.mkv", codec, layout)
+    output = write_video([np.zeros((32, 32, 3), np.uint8)] * 8, tmp_path / "out.mp4", fps=25, audio_from=source)
+    with av.open(str(output)) as container:
+        (stream,) = container.streams.audio
+        assert (stream.codec_context.name, stream.codec_context.layout.name) == ("aac", written)
+        assert sum(frame.samples for frame in container.decode(stream)) >= 48000 * 8 // 25
