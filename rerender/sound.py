@@ -170,13 +170,14 @@ def load_vocabulary(path: str | os.PathLike | None = None) -> list[SoundEvent]:
     return list(events.values())
 
 
-def decode_audio(path: str | os.PathLike, argument: str = "prompt.audio_prompt") -> np.ndarray:
-    """The first audio track of `path` (any file PyAV reads: wav, mp3, flac, mp4 …) as 48 kHz mono float32.
+def decode_audio(path: str | os.PathLike, argument: str = "prompt.audio_prompt", track: int = 0) -> np.ndarray:
+    """Audio track number `track` of `path` (0 = the first; any file PyAV reads: wav, mp3, flac, mp4 …) as
+    48 kHz mono float32.
 
     Raises:
         InputNotFoundError: no such file.
         VideoReadError: not a readable media file, or one without an audio track (names `argument`).
-        ConfigError: the sound is silent (RMS under `SILENCE_DBFS`).
+        ConfigError: the sound is silent (RMS under `SILENCE_DBFS`); the file has no audio track `track`.
 
     Shape:
         - Output: (samples,) float32 in [-1, 1]
@@ -193,10 +194,15 @@ def decode_audio(path: str | os.PathLike, argument: str = "prompt.audio_prompt")
     with container:
         if not container.streams.audio:
             raise VideoReadError(f"`{argument}` {str(file)!r} has no audio track; give a file with sound")
+        if not 0 <= track < len(container.streams.audio):
+            raise ConfigError(
+                f"`{argument}` {str(file)!r} has {len(container.streams.audio)} audio track(s) (0 to "
+                f"{len(container.streams.audio) - 1}), not track {track}"
+            )
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks = []
         try:
-            for frame in container.decode(container.streams.audio[0]):
+            for frame in container.decode(container.streams.audio[track]):
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
         except (av.error.FFmpegError, ValueError) as error:
@@ -423,16 +429,26 @@ def check_audio_model(model: str, audio_prompt: str | None = None) -> None:
 
 
 def check_audio_prompt(
-    audio_prompt: str | None, video: str | os.PathLike | None = None, vocabulary: str | os.PathLike | None = None
+    audio_prompt: str | None,
+    video: str | os.PathLike | None = None,
+    vocabulary: str | os.PathLike | None = None,
+    *,
+    span: tuple[float, float] | None = None,
+    audio_track: int | None = None,
 ) -> str | None:
-    """Resolve and check `prompt.audio_prompt` cheaply, before any model loads or frame is rendered: the file (or,
-    for "source", `video`) exists and has an audio track, and the vocabulary file is valid.
+    """Resolve and check `prompt.audio_prompt` before any model is fetched or loaded or any frame is rendered: the
+    file (or, for "source", `video`) exists and has an audio track, the vocabulary file is valid, and the sound to
+    hear is not silent: a sound file is decoded whole (its first audio track); "source" is decoded only when `span`
+    is given (the part under the frames being translated, from the track the output carries: `audio_track`, as
+    `output.audio_track` chooses it), since before the video is probed the span is not known. The decoded sound
+    is kept for `hear_prompt`, which then does not decode it again.
 
     Returns:
         The file to hear, or None when `audio_prompt` is None.
 
     Raises:
-        ConfigError: "source" without a video (a still or text has no soundtrack), or a bad vocabulary.
+        ConfigError: "source" without a video (a still or text has no soundtrack), a bad vocabulary, or a silent
+            sound (naming the span's times for "source").
         InputNotFoundError, VideoReadError: a missing or unreadable file, or one without an audio track.
     """
     if audio_prompt is None:
@@ -464,7 +480,55 @@ def check_audio_prompt(
     if not has_audio:
         raise VideoReadError(f"`{argument}` {str(path)!r} has no audio track; give a file with sound")
     load_vocabulary(vocabulary)
+    if audio_prompt != "source" or span is not None:
+        _sound_to_hear(str(path), audio_prompt == "source", span, audio_track)  # refuses silence, keeps the samples
     return str(path)
+
+
+_DECODED: dict[tuple[Any, ...], np.ndarray] = {}
+"""The last sound `check_audio_prompt` decoded, for `hear_prompt` to take (one entry: a long soundtrack is large)."""
+_DECODED_LOCK = threading.Lock()
+
+
+def _sound_to_hear(
+    path: str, source: bool, span: tuple[float, float] | None, audio_track: int | None, take: bool = False
+) -> np.ndarray:
+    """The samples `hear_prompt` hears: a sound file's first audio track whole, or for "source" the track the output
+    carries cut to `span` (seconds on the source's clock). Decoded once: `check_audio_prompt` keeps them and
+    `hear_prompt` takes them (`take`).
+
+    Raises:
+        ConfigError: the sound is silent (every window under `SILENCE_DBFS`).
+    """
+    argument = "prompt.audio_prompt"
+    track = 0
+    if source:  # the track the output carries (`output.audio_track`, else the default-flagged one, else the first)
+        from rerender.video.audio import source_audio_track
+
+        track = source_audio_track(path, audio_track) or 0
+    stat = os.stat(path)
+    key = (path, track, span if source else None, stat.st_mtime_ns, stat.st_size)
+    with _DECODED_LOCK:
+        kept = _DECODED.pop(key, None) if take else _DECODED.get(key)
+    if kept is not None:
+        return kept
+    samples = decode_audio(path, argument, track)
+    if source and span is not None:
+        start, end = span
+        samples = samples[max(0, round(start * SAMPLE_RATE)) : max(0, round(end * SAMPLE_RATE))]
+        if not audio_windows(samples):
+            raise ConfigError(
+                f"`{argument}` 'source': the video's sound from {start:.2f} s to {end:.2f} s (the frames being "
+                f"translated) is silent (every window under {SILENCE_DBFS:.0f} dBFS): nothing to hear; give a "
+                "sound file instead"
+            )
+    elif not audio_windows(samples):
+        raise ConfigError(f"`{argument}` is silent (every window under {SILENCE_DBFS:.0f} dBFS): nothing to hear")
+    if not take:
+        with _DECODED_LOCK:
+            _DECODED.clear()
+            _DECODED[key] = samples
+    return samples
 
 
 def hear_prompt(
@@ -473,6 +537,7 @@ def hear_prompt(
     video: str | os.PathLike | None = None,
     scorer: Scorer | None = None,
     span: tuple[float, float] | None = None,
+    audio_track: int | None = None,
 ) -> Any:
     """`record` (a `rerender.languages.PromptTranslation`) with the events heard in `prompt.audio_prompt` added to
     its English prompt and recorded in its `sound`; unchanged when `prompt.audio_prompt` is None.
@@ -485,6 +550,9 @@ def hear_prompt(
         span: ``(start, end)`` in seconds on the source's clock: the part of the video being translated. With
             ``audio_prompt: source`` only that part is heard (the sound that plays under the output); a separate
             sound file is always heard whole.
+        audio_track: the run's `output.audio_track`: with ``audio_prompt: source`` the track the output carries is
+            heard (that one, else the default-flagged track, else the first); a separate sound file's first track
+            is heard.
 
     Raises:
         ConfigError: the sound heard (the span's, for "source") is silent; see also `check_audio_prompt`, `hear`.
@@ -493,19 +561,12 @@ def hear_prompt(
 
     if prompt.audio_prompt is None:
         return record
-    path = check_audio_prompt(prompt.audio_prompt, video, prompt.audio_vocabulary)
+    path = check_audio_prompt(prompt.audio_prompt, video, prompt.audio_vocabulary)  # its header (it may have changed)
     argument = "prompt.audio_prompt"
-    audio: str | np.ndarray = path
-    if span is not None and prompt.audio_prompt == "source":
-        start, end = span
-        audio = decode_audio(path, argument)[max(0, round(start * SAMPLE_RATE)) : max(0, round(end * SAMPLE_RATE))]
-        logger.info("hearing %s from %.2f s to %.2f s (the frames being translated)", path, start, end)
-        if not audio_windows(audio):
-            raise ConfigError(
-                f"`{argument}` 'source': the video's sound from {start:.2f} s to {end:.2f} s (the frames being "
-                f"translated) is silent (every window under {SILENCE_DBFS:.0f} dBFS): nothing to hear; give a "
-                "sound file instead"
-            )
+    source = prompt.audio_prompt == "source"
+    audio = _sound_to_hear(str(path), source, span, audio_track, take=True)  # decoded by the check before, once
+    if span is not None and source:
+        logger.info("hearing %s from %.2f s to %.2f s (the frames being translated)", path, span[0], span[1])
     if scorer is None:
         import torch
 

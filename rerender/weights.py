@@ -526,7 +526,7 @@ def _merge_shared_controlnets(sources: list[WeightSource]) -> list[WeightSource]
 def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]]:
     """The weights `config` needs beyond the keyframe models: the prompt's translation model (when
     `prompt.prompt_language` is not English, or `prompt.translation_model` is named) and the IP-Adapter (when
-    `prompt.style_image` is set).
+    `prompt.style_image` is set with `prompt.style_image_scale` > 0).
 
     Returns:
         ``(sources, unresolved)``: the sources (IP-Adapter: `filename` is the adapter file, its image encoder sits in
@@ -583,13 +583,13 @@ def extra_sources(config: RerenderConfig) -> tuple[list[WeightSource], list[str]
     for position, lora in enumerate(config.model.loras):  # a hub LoRA: one file (`lora_file_name`)
         if _is_hub_id(lora.path):
             sources.append(hub_lora_source(lora, position))
-    family = model_family(config.model) if prompt.style_image is not None else "sd15"
-    if prompt.style_image is not None and family not in IP_ADAPTER_FAMILIES:
+    family = model_family(config.model) if prompt.uses_style_image else "sd15"
+    if prompt.uses_style_image and family not in IP_ADAPTER_FAMILIES:
         unresolved.append(
             f"the IP-Adapter: `prompt.style_image` needs one, and rerender has none for "
             f"{_FAMILY_LABELS.get(family, family)} (reference images work on SD 1.5 and SDXL); leave --style-image out"
         )
-    elif prompt.style_image is not None:
+    elif prompt.uses_style_image:  # at scale 0 the image has no effect: no adapter is loaded
         source, weight_name = config.model.ip_adapter, config.model.resolved_ip_adapter_weight_name(family)
         if _is_hub_id(source):
             sources.append(
@@ -828,7 +828,7 @@ def fetch_commands(config: RerenderConfig, sources: Iterable[WeightSource]) -> l
         arguments += f" --audio-prompt {shlex.quote(config.prompt.audio_prompt)}"
         if config.prompt.audio_model != PromptConfig().audio_model:
             arguments += f" --set audio_model={shlex.quote(config.prompt.audio_model)}"
-    if config.prompt.style_image is not None:
+    if config.prompt.uses_style_image:
         arguments += f" --style-image {shlex.quote(config.prompt.style_image)}"
         if config.model.ip_adapter != ModelConfig().ip_adapter:
             arguments += f" --set ip_adapter={shlex.quote(config.model.ip_adapter)}"
@@ -1887,7 +1887,7 @@ def check_ip_adapter_family(config: RerenderConfig) -> None:
         ConfigError: naming the adapter (`model.ip_adapter`, `model.ip_adapter_weight_name`), both families and
             what to use instead.
     """
-    if config.prompt.style_image is None:
+    if not config.prompt.uses_style_image:  # none, or at scale 0: no adapter is loaded
         return
     model = config.model
     family = model_family(model)

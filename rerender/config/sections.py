@@ -550,6 +550,12 @@ class PromptConfig:
         _check_range("prompt.style_image_scale", self.style_image_scale, 0.0, 2.0)
 
     @property
+    def uses_style_image(self) -> bool:
+        """Whether the reference image steers the keyframes: `style_image` is set and `style_image_scale` > 0 (at
+        scale 0 it has no effect, so its IP-Adapter is neither needed nor loaded)."""
+        return self.style_image is not None and self.style_image_scale > 0
+
+    @property
     def full_prompt(self) -> str:
         """`prompt`, then `added_prompt` (unset: SD 1.5's, as a run on no diffusion model resolves it)."""
         added = self.added_prompt if self.added_prompt is not None else family_default("prompt.added_prompt", None)

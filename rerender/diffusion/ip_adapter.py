@@ -138,7 +138,7 @@ def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: floa
 def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
     """Yield the reference image of `config.prompt.style_image` with its IP-Adapter installed on `pipeline` for the
     block (removed afterwards when this installed it; an adapter already there only gets the scale), or None
-    when no style image is set. Pass the image to `RerenderPipeline.encode_style_image` (or `render_keyframes`).
+    when no style image is set or its scale is 0 (no effect: no adapter is loaded for it). Pass the image to `RerenderPipeline.encode_style_image` (or `render_keyframes`).
 
     Args:
         pipeline: a `RerenderPipeline`.
@@ -148,8 +148,12 @@ def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
     if config.prompt.style_image is None:
         yield None
         return
-    image = read_style_image(config.prompt.style_image)
     installed = getattr(pipeline.unet, "encoder_hid_proj", None) is None
+    if installed and not config.prompt.uses_style_image:  # scale 0: the adapter would add exactly nothing
+        logger.info("`prompt.style_image_scale` is 0: the IP-Adapter is not loaded")
+        yield None
+        return
+    image = read_style_image(config.prompt.style_image)
     if installed:
         family = getattr(pipeline, "family", "sd15")
         weight_name = config.model.resolved_ip_adapter_weight_name(family)  # the SDXL adapter on SDXL

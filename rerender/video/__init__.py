@@ -29,7 +29,7 @@ Example:
     >>> write_video(frames, "out.mp4", fps=info.fps, audio_from="clip.mp4")  # doctest: +SKIP
 """
 
-from rerender.video.audio import MP4_COPYABLE_AUDIO, source_audio_track
+from rerender.video.audio import MP4_COPYABLE_AUDIO, copies_audio, source_audio_track
 from rerender.video.files import (
     DEFAULT_BACKGROUND,
     IMAGE_EXTENSIONS,
@@ -129,5 +129,6 @@ __all__ = [
     "HELD_BYTES_PER_PIXEL",
     "PASS_BYTES_PER_PIXEL",
     "MP4_COPYABLE_AUDIO",
+    "copies_audio",
     "SDR_WHITE_NITS",
 ]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rerender.config import RendererName, RerenderConfig, apply_overrides, choices
-from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
+from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.workflow.executors.ray import connect_ray, import_ray
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
@@ -282,14 +282,31 @@ def load_jobs(
     return result
 
 
+def _unreadable(video: Path) -> str | None:
+    """Why the batch cannot read `video` at all (a look at the file system, no decoding), or None: missing (a
+    broken link too), or no permission to read it. A file that is there but not a video stays that job's own
+    failure."""
+    if not video.exists():
+        return f"{str(video)!r} not found"
+    if not os.access(video, os.R_OK):
+        return f"{str(video)!r} cannot be read (permission denied)"
+    return None
+
+
 def _check_jobs(jobs: Sequence[Job], where: str) -> None:
+    """Refuse the whole list, before any job runs, when a job's video is missing or cannot be read, naming every
+    such job at once (a list fixed one row per run is a list fixed in as many runs); refuse two jobs writing one
+    output."""
     if not jobs:
         raise ConfigError(f"{where} holds no job")
-    missing = [str(job.video) for job in jobs if not job.video.exists()]
-    if missing:
-        raise InputNotFoundError(
-            f"{where}: {len(missing)} video(s) not found: {', '.join(map(repr, missing[:5]))}"
-            + (" …" if len(missing) > 5 else "")
+    problems = [(number, _unreadable(job.video)) for number, job in enumerate(jobs, start=1)]
+    problems = [(number, why) for number, why in problems if why is not None]
+    if problems:
+        lines = "\n".join(f"  job {number}: {why}" for number, why in problems)
+        missing = any(not jobs[number - 1].video.exists() for number, _ in problems)
+        raise (InputNotFoundError if missing else VideoReadError)(
+            f"{where}: {len(problems)} of {len(jobs)} job(s) have a video that is missing or cannot be read, so no "
+            f"job was started:\n{lines}\nfix or remove these jobs (rows) and run the batch again"
         )
     seen: dict[Path, Path] = {}
     for job in jobs:

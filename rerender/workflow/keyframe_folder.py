@@ -222,6 +222,7 @@ def propagate_keyframes(
         )
     if workspace is not None:
         check_workspace_paths(Path(workspace), output_path, [video, keyframes])
+        _refuse_translate_workspace(Path(workspace), Path(keyframes))
     info = probe_video(video)
     frame_indices = selected_frames(info, config)
     source_files = None
@@ -350,6 +351,36 @@ def _copy_keyframes(space: Workspace, key_files: dict[int, Path], key_images: di
     for index, path in key_files.items():
         if file_digest(space.keyframe_path(index)) != file_digest(path) or not intact_png(space.keyframe_path(index)):
             write_image(key_images[index], space.track(space.keyframe_path(index)))
+
+
+def _refuse_translate_workspace(workspace: Path, keyframes: Path) -> None:
+    """Refuse a `workspace` that `translate` made (its manifest records rendered keyframes): propagating there would
+    rewrite its records for this call's options and replace its keyframes with `keyframes`' (a later `translate`
+    would then render them again), so its keyframes are read, never adopted, and the message says what to run.
+
+    Raises:
+        ConfigError: naming `workspace` and `keyframes` (the CLI's --keep-intermediates and --keyframes).
+    """
+    import json
+
+    try:
+        manifest = json.loads((workspace / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no workspace yet, or not one a `translate` finished anything in
+    if not isinstance(manifest, dict) or "keyframes" not in (manifest.get("stages") or {}):
+        return
+    own = keyframes.resolve() == (workspace / "keyframes").resolve()
+    which = "its own keyframes" if own else f"the keyframes of {str(keyframes)!r}"
+    replaced = "" if own else ", replace its keyframes with those,"
+    raise ConfigError(
+        f"`workspace` {str(workspace)!r} is a workspace of `rerender translate` (it holds the keyframes translate "
+        f"rendered): propagating {which} there would rewrite its records for propagate's options{replaced} and "
+        "drop the record of its keyframes, so a later translate would render them all again. To propagate "
+        "keyframes you retouched in it, with its frames and flows, run translate again on this video with the "
+        "same options and --stage propagate (Python: translate(..., stage='propagate')): only the intervals next "
+        "to a changed keyframe are propagated again. To propagate them with propagate's options instead, leave "
+        f"`workspace` out or name another folder (the `keyframes` folder {str(keyframes)!r} is only read)"
+    )
 
 
 def _is_workspace_keyframes(folder: str | os.PathLike) -> bool:

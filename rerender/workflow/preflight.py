@@ -147,6 +147,11 @@ def check_model_inputs(
 
         read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
         logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
+    elif not config.prompt.uses_style_image:  # scale 0: the image would change nothing
+        from rerender.diffusion.ip_adapter import read_style_image
+
+        read_style_image(config.prompt.style_image)  # a mistyped path is still refused
+        logger.info("`prompt.style_image_scale` is 0: the reference image has no effect; the IP-Adapter is skipped")
     else:
         from rerender.diffusion.ip_adapter import check_style_inputs
         from rerender.weights import model_family

@@ -29,7 +29,7 @@ from rerender.diffusion.loading import loading_bars
 from rerender.errors import ConfigError
 from rerender.keyframes import select_keyframes
 from rerender.languages import PromptTranslation, translate_prompt
-from rerender.sound import hear_prompt
+from rerender.sound import check_audio_prompt, hear_prompt
 from rerender.video import check_input_path, check_run_memory, choose_audio_track, probe_video
 from rerender.workflow.context import (
     IntervalLedger,
@@ -242,6 +242,18 @@ def translate(
     check_run_memory(info, config, len(frame_indices))  # an 8K source at source size is refused now, not at 15 GB
     if config.output.keep_audio:
         choose_audio_track(info.audio_tracks, config.output.audio_track)  # a track that is not there, now
+    # `prompt.audio_prompt` 'source' hears the sound under the frames being translated: a silent span, now
+    span = (
+        info.start_time(frame_indices[0]),
+        info.start_time(frame_indices[-1]) + config.video.frame_stride / float(info.fps),
+    )
+    check_audio_prompt(
+        config.prompt.audio_prompt,
+        video,
+        config.prompt.audio_vocabulary,
+        span=span,
+        audio_track=config.output.audio_track,
+    )
     # A prompt in another language is translated to English for the CLIP text encoder (a missing translator fails before it loads).
     with loading_bars(progress):  # progress=False: no third-party bars while a translation model loads either
         prompt_record = translate_prompt(
@@ -251,10 +263,10 @@ def translate(
             config.prompt.translation_model,
             config.prompt.negative_prompt,
         )
-        # `prompt.audio_prompt`: events → words; "source" hears the sound under the frames being translated
-        last = frame_indices[-1]
-        span = (info.start_time(frame_indices[0]), info.start_time(last) + config.video.frame_stride / float(info.fps))
-        prompt_record = hear_prompt(prompt_record, config.prompt, video, span=span)
+        # `prompt.audio_prompt`: events → words; "source" hears the output's track under the frames translated
+        prompt_record = hear_prompt(
+            prompt_record, config.prompt, video, span=span, audio_track=config.output.audio_track
+        )
     if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(
             config,
