@@ -365,6 +365,8 @@ def check_output_path(
     """
     if kind not in ("video", "file", "folder"):
         raise ValueError(f"`kind` must be 'video', 'file' or 'folder', got {kind!r}")
+    if not isinstance(output, (str, os.PathLike)):  # not pathlib's "expected str, bytes or os.PathLike object"
+        raise ConfigError(f"{name} must be a path (a str or os.PathLike), got {output!r}")
     output = Path(output)
     if kind == "video" and output.suffix.lower() not in WRITABLE_SUFFIXES:
         found = f"the suffix {output.suffix!r}" if output.suffix else "no suffix"
