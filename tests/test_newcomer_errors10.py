@@ -40,3 +40,44 @@ def test_an_output_that_is_no_path_is_a_config_error_naming_output(silent_clip, 
     with pytest.raises(ConfigError, match=r"`output` must be a path \(a str or os.PathLike\), got 5"):
         calls[entry]()
     assert list(tmp_path.iterdir()) == [still]
+
+
+@pytest.mark.parametrize("entry", ["translate", "animate", "propagate_keyframes"])
+def test_a_workspace_that_is_no_path_is_a_config_error_naming_workspace(silent_clip, tmp_path, entry):
+    # was: pathlib's TypeError("expected str, bytes or os.PathLike object, not int")
+    from PIL import Image
+
+    still, keys = tmp_path / "still.png", tmp_path / "keys"
+    Image.new("RGB", (64, 48)).save(still)
+    keys.mkdir()
+    out = tmp_path / "out.mp4"
+    calls = {
+        "translate": lambda: _classic(silent_clip, out, workspace=5),
+        "animate": lambda: rerender.animate(
+            still, "x", seconds=0.2, output=out, workspace=5, config=TINY, renderer="classic", progress=False
+        ),
+        "propagate_keyframes": lambda: rerender.propagate_keyframes(
+            silent_clip, keys, out, workspace=5, progress=False
+        ),
+    }
+    with pytest.raises(ConfigError, match=r"`workspace` must be a path \(a str or os.PathLike\), got 5"):
+        calls[entry]()
+    assert sorted(tmp_path.iterdir()) == [keys, still]
+
+
+@pytest.mark.parametrize("flag", ["force", "overwrite", "comparison", "delete_workspace", "progress"])
+def test_a_flag_given_as_a_string_is_refused_not_read_as_true(silent_clip, tmp_path, flag):
+    # was: force="no" (a truthy string) redid every stage, progress="no" drew the bars, comparison="no" wrote a
+    # comparison video: whatever the string said
+    with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
+        _classic(silent_clip, tmp_path / "out.mp4", **{flag: "no"})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["force", "overwrite", "progress"])
+def test_propagate_keyframes_and_animate_refuse_a_flag_given_as_a_string(silent_clip, tmp_path, flag):
+    with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
+        rerender.propagate_keyframes(silent_clip, silent_clip.parent, tmp_path / "o.mp4", **{"progress": False, flag: "no"})
+    with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
+        rerender.animate(tmp_path / "missing.png", "x", output=tmp_path / "out.mp4", **{"progress": False, flag: "no"})
+    assert list(tmp_path.iterdir()) == []

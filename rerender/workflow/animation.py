@@ -29,13 +29,14 @@ from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.video import (
+    check_input_path,
     check_output_path,
     compute_output_size,
     read_image,
     write_image,
     write_video,
 )
-from rerender.workflow.context import check_progress_arguments
+from rerender.workflow.context import check_flags, check_progress_arguments
 from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
@@ -280,6 +281,9 @@ def animate(
     if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
         raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
     check_progress_arguments(callback, None)
+    check_flags(force=force, overwrite=overwrite, progress=progress)
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if (
             isinstance(value, bool)

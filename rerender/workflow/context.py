@@ -27,7 +27,7 @@ from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProgressCallback", "Progress", "FlowSpec", "StageContext", "Interval", "IntervalLedger", "key_intervals"]
+__all__ = ["check_flags", "ProgressCallback", "Progress", "FlowSpec", "StageContext", "Interval", "IntervalLedger", "key_intervals"]
 
 ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
@@ -60,6 +60,18 @@ def check_progress_arguments(callback: Any, cancel: Any) -> None:
             pass
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise ConfigError(f"`cancel` must be a threading.Event (set it to stop) or None, got {cancel!r}")
+
+
+def check_flags(**flags: Any) -> None:
+    """Refuse a flag argument that is not True or False: a string such as "no" is truthy, so it would switch the
+    flag on, whatever it says.
+
+    Raises:
+        ConfigError: naming the argument, as the Python caller spelled it, and its value.
+    """
+    for name, value in flags.items():
+        if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bools are fine
+            raise ConfigError(f"`{name}` must be True or False, got {value!r}")
 
 
 class Progress:

@@ -29,6 +29,7 @@ from rerender.workflow.context import (
     Progress,
     ProgressCallback,
     StageContext,
+    check_flags,
     check_progress_arguments,
 )
 from rerender.workflow.frames import WorkspaceFrames
@@ -210,6 +211,9 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
     check_progress_arguments(callback, cancel)
+    check_flags(force=force, overwrite=overwrite, progress=progress)
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     checked = check_run(
         config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False, overwrite=overwrite
     )

@@ -36,6 +36,7 @@ from rerender.workflow.context import (
     Progress,
     ProgressCallback,
     StageContext,
+    check_flags,
     check_progress_arguments,
 )
 from rerender.workflow.executors import Executor, LocalExecutor
@@ -198,6 +199,11 @@ def translate(
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     check_input_path(video, "video")
     check_progress_arguments(callback, cancel)
+    check_flags(
+        force=force, overwrite=overwrite, comparison=comparison, delete_workspace=delete_workspace, progress=progress
+    )
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     if force and stage == "propagate":  # --force starts the workspace over: the keyframes would go first
         raise ConfigError(
             "`force=True` starts the workspace over, deleting the keyframes that `stage` 'propagate' propagates; "
