@@ -77,7 +77,38 @@ def test_a_flag_given_as_a_string_is_refused_not_read_as_true(silent_clip, tmp_p
 @pytest.mark.parametrize("flag", ["force", "overwrite", "progress"])
 def test_propagate_keyframes_and_animate_refuse_a_flag_given_as_a_string(silent_clip, tmp_path, flag):
     with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
-        rerender.propagate_keyframes(silent_clip, silent_clip.parent, tmp_path / "o.mp4", **{"progress": False, flag: "no"})
+        rerender.propagate_keyframes(
+            silent_clip, silent_clip.parent, tmp_path / "o.mp4", **{"progress": False, flag: "no"}
+        )
     with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
         rerender.animate(tmp_path / "missing.png", "x", output=tmp_path / "out.mp4", **{"progress": False, flag: "no"})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("estimator", ["dis", 5])
+def test_an_optical_flow_that_is_no_estimator_is_refused_before_any_frame_is_decoded(silent_clip, tmp_path, estimator):
+    # was: accepted; the frames and the keyframes were made, then propagation failed with
+    # "AttributeError: 'int' object has no attribute 'name'" (and a name such as "dis" likewise)
+    message = r"`optical_flow` must be a flow estimator object \(rerender.load_flow_estimator"
+    with pytest.raises(ConfigError, match=message):
+        _classic(silent_clip, tmp_path / "out.mp4", optical_flow=estimator)
+    with pytest.raises(ConfigError, match=message):
+        rerender.propagate_keyframes(
+            silent_clip, silent_clip.parent, tmp_path / "o.mp4", optical_flow=estimator, progress=False
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("entry", ["translate", "generate"])
+def test_a_prompt_translator_that_cannot_be_called_is_refused(silent_clip, tmp_path, entry):
+    # was: accepted without a word while the prompt was English (and a TypeError "'str' object is not callable" once
+    # a prompt in another language reached it)
+    calls = {
+        "translate": lambda: _classic(silent_clip, tmp_path / "out.mp4", prompt_translator="opus-mt"),
+        "generate": lambda: rerender.generate("x", frames=2, output=tmp_path / "o.mp4", prompt_translator="opus-mt"),
+    }
+    with pytest.raises(
+        ConfigError, match=r"`prompt_translator` must be a function prompt_translator\(text, language\)"
+    ):
+        calls[entry]()
     assert list(tmp_path.iterdir()) == []

@@ -30,6 +30,7 @@ from rerender.workflow.context import (
     ProgressCallback,
     StageContext,
     check_flags,
+    check_optical_flow,
     check_progress_arguments,
 )
 from rerender.workflow.frames import WorkspaceFrames
@@ -211,6 +212,7 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
     check_progress_arguments(callback, cancel)
+    check_optical_flow(optical_flow)
     check_flags(force=force, overwrite=overwrite, progress=progress)
     if workspace is not None:
         check_input_path(workspace, "workspace")

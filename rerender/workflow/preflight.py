@@ -494,6 +494,11 @@ def check_run(
             f"`pipeline` must be a loaded pipeline (rerender.load_pipeline(...)), got {pipeline!r}; to name a model, "
             "pass base_model=... instead"
         )
+    if prompt_translator is not None and not callable(prompt_translator):  # else first called for a foreign prompt
+        raise ConfigError(
+            f"`prompt_translator` must be a function prompt_translator(text, language) -> str or None, got "
+            f"{prompt_translator!r}; to name a translation model, pass translation_model=... instead"
+        )
     renderer_object, changes = check_renderer(renderer, overrides or {})
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed

@@ -37,6 +37,7 @@ from rerender.workflow.context import (
     ProgressCallback,
     StageContext,
     check_flags,
+    check_optical_flow,
     check_progress_arguments,
 )
 from rerender.workflow.executors import Executor, LocalExecutor
@@ -199,6 +200,7 @@ def translate(
     # 1. Check every argument before any expensive work (`preflight.check_run`), then what the video's header says.
     check_input_path(video, "video")
     check_progress_arguments(callback, cancel)
+    check_optical_flow(optical_flow)
     check_flags(
         force=force, overwrite=overwrite, comparison=comparison, delete_workspace=delete_workspace, progress=progress
     )
