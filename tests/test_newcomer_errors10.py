@@ -112,3 +112,28 @@ def test_a_prompt_translator_that_cannot_be_called_is_refused(silent_clip, tmp_p
     ):
         calls[entry]()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        (
+            "sampling",
+            "num_inference_steps",
+            "4",
+            "`sampling.num_inference_steps` must be a number in [1, 1000], got '4'",
+        ),
+        ("output", "fps", "25", "`output.fps` must be a number"),
+        ("propagation", "workers", "2", "`propagation.workers` must be a number"),
+        ("model", "device", 0, "`model.device` must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got 0"),
+        ("constraints", "pixel_fusion_period", "ab", "`constraints.pixel_fusion_period` must be a pair (start, end)"),
+    ],
+)
+def test_a_config_section_built_in_python_with_a_wrong_type_is_a_config_error(section, field, value, message):
+    # was: TypeError("'<' not supported between instances of 'str' and 'int'") from the range check (and "expected
+    # string or bytes-like object" for the device) when the dataclass was built or `dataclasses.replace`d
+    from rerender.config import RerenderConfig
+
+    with pytest.raises(ConfigError) as raised:
+        dataclasses.replace(getattr(RerenderConfig(), section), **{field: value})
+    assert message in str(raised.value)
