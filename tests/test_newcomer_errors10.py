@@ -137,3 +137,17 @@ def test_a_config_section_built_in_python_with_a_wrong_type_is_a_config_error(se
     with pytest.raises(ConfigError) as raised:
         dataclasses.replace(getattr(RerenderConfig(), section), **{field: value})
     assert message in str(raised.value)
+
+
+def test_a_path_object_is_taken_wherever_an_option_names_a_file_or_folder(tmp_path):
+    # was: base_model=Path("models/my-sd15") (the natural spelling in Python, where every argument takes a Path)
+    # was refused with "`model.base_model` must be a string, got PosixPath(...)"
+    from rerender.config import RerenderConfig
+
+    model, style, maps = tmp_path / "my model", tmp_path / "style.png", tmp_path / "edges"
+    config = rerender.apply_overrides(
+        RerenderConfig(),
+        {"base_model": model, "style_image": style, "control": [{"type": "canny", "maps": maps}]},
+    )
+    assert config.model.base_model == str(model) and config.prompt.style_image == str(style)
+    assert config.control[0].maps == str(maps)

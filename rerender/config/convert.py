@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Union
 
 from rerender.config.sections import LANGUAGE_NAMES, Crop, PromptLanguage, RerenderConfig, choices
@@ -122,6 +122,8 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"`{key}` must be a number, got {value!r}")
         return float(value)
     if annotation is str:
+        if isinstance(value, PurePath):  # a file or folder given as a `pathlib` path from Python
+            return str(value)
         if not isinstance(value, str):
             raise ConfigError(f"`{key}` must be a string, got {value!r}")
         return value
