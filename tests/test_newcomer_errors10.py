@@ -151,3 +151,11 @@ def test_a_path_object_is_taken_wherever_an_option_names_a_file_or_folder(tmp_pa
     )
     assert config.model.base_model == str(model) and config.prompt.style_image == str(style)
     assert config.control[0].maps == str(maps)
+
+
+@pytest.mark.parametrize("noise_steps", [5, (1,), ("1", "3"), (1.5, 3)])
+def test_generate_refuses_noise_steps_that_are_no_pair_of_integers(tmp_path, noise_steps):
+    # was: TypeError("'int' object is not subscriptable") for noise_steps=5
+    with pytest.raises(ConfigError, match=r"`noise_steps` must be a pair of integers \(i1, i0\)"):
+        rerender.generate("x", frames=2, output=tmp_path / "o.mp4", noise_steps=noise_steps, num_inference_steps=4)
+    assert list(tmp_path.iterdir()) == []

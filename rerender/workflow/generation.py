@@ -292,6 +292,12 @@ def generate(
         )
     steps_given = num_inference_steps if num_inference_steps is not None else 1000  # the config's: checked below
     if noise_steps is not None and not (
+        isinstance(noise_steps, (tuple, list))
+        and len(noise_steps) == 2
+        and all(isinstance(step, int) and not isinstance(step, bool) for step in noise_steps)
+    ):
+        raise ConfigError(f"`noise_steps` must be a pair of integers (i1, i0) or None, got {noise_steps!r}")
+    if noise_steps is not None and not (
         isinstance(steps_given, int) and steps_given >= 2 and 0 <= noise_steps[0] < noise_steps[1] < steps_given
     ):
         raise ConfigError(
