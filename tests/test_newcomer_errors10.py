@@ -159,3 +159,50 @@ def test_generate_refuses_noise_steps_that_are_no_pair_of_integers(tmp_path, noi
     with pytest.raises(ConfigError, match=r"`noise_steps` must be a pair of integers \(i1, i0\)"):
         rerender.generate("x", frames=2, output=tmp_path / "o.mp4", noise_steps=noise_steps, num_inference_steps=4)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # three renders (about 2 s on 2 busy cores)
+def test_one_pipeline_shared_by_two_threads_renders_each_run_as_if_it_ran_alone(tiny_pipeline_dir, tmp_path):
+    # was: a web service that loads one pipeline and translates two requests at once in two threads got the first
+    # request's keyframe rendered with the second's cross-frame attention processors (installed on the shared UNet
+    # while the first rendered): other pixels than the same request alone, and no word about it
+    import threading
+
+    import numpy as np
+
+    from rerender.config import load_config
+    from rerender.diffusion import RerenderPipeline
+    from rerender.workflow.renderers import DiffusionRenderer
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    config = rerender.apply_overrides(
+        load_config(TINY),
+        {"num_inference_steps": 2, "seed": 0, "pixel_fusion_period": None, "shape_fusion_period": None},
+    )
+    frames = [np.full((48, 64, 3), value, np.uint8) for value in (40, 200)]
+    cat_stepped, dog_started = threading.Event(), threading.Event()
+
+    def render(prompt: str, folder: Path) -> list[np.ndarray]:
+        def on_progress(done: int, total: int) -> None:  # the two runs interleave step by step where they can
+            if prompt == "a cat" and done == 1:
+                cat_stepped.set()
+                dog_started.wait(timeout=0.3)
+            elif prompt == "a dog" and done == 1:
+                dog_started.set()
+                cat_stepped.wait(timeout=0.3)
+
+        folder.mkdir()
+        renderer = DiffusionRenderer(pipeline, rerender.apply_overrides(config, {"prompt": prompt}))
+        return list(renderer.render(frames, [0, 1], [], folder, on_progress))
+
+    alone = render("a cat", tmp_path / "alone")
+    together: dict[str, list[np.ndarray]] = {}
+    cat = threading.Thread(target=lambda: together.update(cat=render("a cat", tmp_path / "cat")))
+    cat.start()
+    cat_stepped.wait(timeout=5)
+    together["dog"] = render("a dog", tmp_path / "dog")
+    cat.join()
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together["cat"], strict=True))
+    installed = [type(processor).__name__ for processor in pipeline.unet.attn_processors.values()]
+    assert not [name for name in installed if "CrossFrame" in name]
