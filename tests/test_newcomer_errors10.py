@@ -206,3 +206,20 @@ def test_one_pipeline_shared_by_two_threads_renders_each_run_as_if_it_ran_alone(
     assert all(np.array_equal(a, b) for a, b in zip(alone, together["cat"], strict=True))
     installed = [type(processor).__name__ for processor in pipeline.unet.attn_processors.values()]
     assert not [name for name in installed if "CrossFrame" in name]
+
+
+@pytest.mark.parametrize("option", ["loras", "model.base_model", "dtype"])
+def test_an_option_that_chooses_the_model_is_refused_beside_a_loaded_pipeline(
+    silent_clip, tmp_path, tiny_pipeline_dir, option
+):
+    # was: translate(video, prompt, pipeline=pipe, loras=[{"path": "style.safetensors"}]) rendered without the
+    # LoRA (and base_model=..., dtype=... did nothing either), without a word: the caller believed it applied
+    from rerender.diffusion import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    value = {"loras": [{"path": str(tmp_path / "style.safetensors")}], "model.base_model": "x/y", "dtype": "float16"}
+    with pytest.raises(ConfigError, match=rf"`{option}` choose the model that is loaded, but `pipeline` is given"):
+        rerender.translate(
+            silent_clip, "x", output=tmp_path / "o.mp4", config=TINY, pipeline=pipeline, **{option: value[option]}
+        )
+    assert list(tmp_path.iterdir()) == []

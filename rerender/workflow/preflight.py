@@ -82,6 +82,11 @@ def check_stage(stage: Any, output: Any, staged: bool = True) -> None:
         )
 
 
+PIPELINE_LOADING_OPTIONS = ("base_model", "vae", "loras", "dtype", "cpu_offload", "vae_tiling")
+"""`model` options that only choose how a pipeline is loaded (`rerender.load_pipeline`): none of them changes a
+pipeline the caller loaded and passed."""
+
+
 def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | None, dict[str, Any]]:
     """Split `renderer` into a renderer object (returned) or a name (moved into the overrides as `model.renderer`).
 
@@ -500,6 +505,13 @@ def check_run(
             f"{prompt_translator!r}; to name a translation model, pass translation_model=... instead"
         )
     renderer_object, changes = check_renderer(renderer, overrides or {})
+    loading = [key for key in changes if key.removeprefix("model.") in PIPELINE_LOADING_OPTIONS]
+    if pipeline is not None and loading:  # they choose what is loaded: with a loaded pipeline they did nothing
+        raise ConfigError(
+            f"{', '.join(f'`{key}`' for key in loading)} choose the model that is loaded, but `pipeline` is given, "
+            "loaded already: load it with them (rerender.load_pipeline(config.model, config.control) of a config "
+            "that has them), or leave out `pipeline`"
+        )
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
