@@ -223,3 +223,24 @@ def test_an_option_that_chooses_the_model_is_refused_beside_a_loaded_pipeline(
             silent_clip, "x", output=tmp_path / "o.mp4", config=TINY, pipeline=pipeline, **{option: value[option]}
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_propagate_keyframes_with_the_config_translate_used_does_not_warn_about_model_device(
+    silent_clip, tmp_path, caplog
+):
+    # was: every propagate_keyframes(..., config=<the run's config>) whose file sets model.device (configs/tiny.yaml:
+    # cpu; a GPU box's: cuda) warned "`model.device` 'cpu' is where the diffusion model runs, and propagation loads
+    # none", a warning meant for a `device=` the caller passed to this call
+    import logging
+
+    from rerender.errors import InputNotFoundError
+
+    (tmp_path / "keys").mkdir()
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(InputNotFoundError, match="no keyframes"):
+        rerender.propagate_keyframes(silent_clip, tmp_path / "keys", tmp_path / "out.mp4", config=TINY, progress=False)
+    assert "model.device" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="rerender"), pytest.raises(InputNotFoundError, match="no keyframes"):
+        rerender.propagate_keyframes(
+            silent_clip, tmp_path / "keys", tmp_path / "out.mp4", config=TINY, progress=False, device="cuda"
+        )
+    assert "`model.device` 'cuda' is where the diffusion model runs" in caplog.text

@@ -220,7 +220,8 @@ def propagate_keyframes(
         config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False, overwrite=overwrite
     )
     config, output_path = checked.config, checked.output
-    if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device
+    given_device = {"device", "model.device"} & set(overrides)  # this call's `device=`, not its config file's
+    if given_device and config.model.device != "auto" and config.propagation.device == "auto":
         logger.warning(
             "`model.device` %r is where the diffusion model runs, and propagation loads none; the torch propagation "
             "engine runs on `propagation.device` ('cpu' or 'cuda', with `propagation.engine` 'torch')",
