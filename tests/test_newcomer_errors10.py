@@ -244,3 +244,16 @@ def test_propagate_keyframes_with_the_config_translate_used_does_not_warn_about_
             silent_clip, tmp_path / "keys", tmp_path / "out.mp4", config=TINY, progress=False, device="cuda"
         )
     assert "`model.device` 'cuda' is where the diffusion model runs" in caplog.text
+
+
+def test_a_workspace_of_another_video_names_force_as_the_python_caller_spells_it(
+    silent_clip, synthetic_clip, tmp_path
+):
+    # was: "... use another workspace, or --force to start it over for this video": a CLI flag, said to a Python
+    # caller of `translate`, whose argument is force=True
+    from rerender.workflow.workspace import WorkspaceMismatchError
+
+    workspace = tmp_path / "work"
+    _classic(silent_clip, None, workspace=workspace, stage="first")
+    with pytest.raises(WorkspaceMismatchError, match=r"or `force=True` \(CLI: --force\) to start it over"):
+        _classic(synthetic_clip, None, workspace=workspace, stage="first")
