@@ -257,3 +257,25 @@ def test_a_workspace_of_another_video_names_force_as_the_python_caller_spells_it
     _classic(silent_clip, None, workspace=workspace, stage="first")
     with pytest.raises(WorkspaceMismatchError, match=r"or `force=True` \(CLI: --force\) to start it over"):
         _classic(synthetic_clip, None, workspace=workspace, stage="first")
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("callback", 5, "`callback` must be a function callback(job_result) or None, got 5"),
+        ("ray", 5, "`ray` must be None, 'local', 'auto' or a cluster address 'host:port', got 5"),
+        ("output_dir", 5, "`output_dir` must be a path (a str or os.PathLike), got 5"),
+        ("parallel", True, "`parallel` must be a whole number ≥ 1, got True"),
+    ],
+)
+def test_batch_refuses_an_argument_of_the_wrong_type_before_any_job_runs(
+    silent_clip, tmp_path, argument, value, message
+):
+    # was: callback=5 ran the first job, then stopped the batch with "TypeError: 'int' object is not callable";
+    # ray=5 "AttributeError: 'int' object has no attribute 'split'"; output_dir=5 pathlib's TypeError; parallel=True
+    # ran as parallel=1
+    options = {"output_dir": tmp_path / "out", "config": TINY, "renderer": "classic", argument: value}
+    with pytest.raises(ConfigError) as raised:
+        rerender.batch([{"video": silent_clip}], "x", **options)
+    assert message in str(raised.value)
+    assert list(tmp_path.iterdir()) == []

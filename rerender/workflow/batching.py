@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from rerender.config import RendererName, RerenderConfig, apply_overrides, choices
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError
+from rerender.video import check_input_path
 from rerender.workflow.executors.ray import connect_ray, import_ray
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
@@ -472,8 +473,13 @@ def batch(
     if renderer is not None and renderer not in choices(RendererName):
         raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))}, got {renderer!r}")
     config = check_run(config, overrides=overrides, stage="keyframes", check_model=False).config
-    if not isinstance(parallel, int) or parallel < 1:
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
+    if callback is not None and not callable(callback):  # else first called after the first job ran
+        raise ConfigError(f"`callback` must be a function callback(job_result) or None, got {callback!r}")
+    if ray is not None and not isinstance(ray, str):
+        raise ConfigError(f"`ray` must be None, 'local', 'auto' or a cluster address 'host:port', got {ray!r}")
+    check_input_path(output_dir, "output_dir")
     job_list = load_jobs(jobs, prompt, output_dir, config)
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise OutputPathError(
