@@ -279,3 +279,16 @@ def test_batch_refuses_an_argument_of_the_wrong_type_before_any_job_runs(
         rerender.batch([{"video": silent_clip}], "x", **options)
     assert message in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_takes_a_list_of_video_paths_as_its_jobs(silent_clip, tmp_path):
+    # was: batch([Path("a.mp4"), ...]) failed with "TypeError: argument of type 'PosixPath' is not iterable" and
+    # batch(["a.mp4", ...]) with "job 1: no `video`; every row needs one" (a string was read as a row of columns)
+    import shutil
+
+    from rerender.workflow.batching import load_jobs
+
+    other = Path(shutil.copy(silent_clip, tmp_path / "other.mp4"))
+    jobs = load_jobs([silent_clip, str(other)], "x", tmp_path / "out")
+    assert [job.video for job in jobs] == [silent_clip, other] and [job.prompt for job in jobs] == ["x", "x"]
+    assert [job.output for job in jobs] == [tmp_path / "out" / "silent.mp4", tmp_path / "out" / "other.mp4"]

@@ -205,7 +205,8 @@ def load_jobs(
     and any config option by leaf name or dotted path (`denoising_strength`, `keyframes.keyframe_interval`).
 
     Args:
-        jobs: a folder (every video in it, by name), a `.yaml`/`.yml`/`.csv` job list, or a sequence of jobs.
+        jobs: a folder (every video in it, by name), a `.yaml`/`.yml`/`.csv` job list, or a sequence of jobs
+            (`Job`s, mappings of columns, or videos' paths).
         prompt: the prompt of every job that does not name its own.
         output_dir: where outputs go (created if missing).
         config: the batch's config, to check each job's overrides against; `None` = defaults.
@@ -258,6 +259,8 @@ def load_jobs(
         if isinstance(row, Job):
             result.append(row)
             continue
+        if isinstance(row, (str, os.PathLike)):  # a video's path: a row with nothing but its `video`
+            row = {"video": row}
         if "video" not in row or row["video"] in (None, ""):
             raise ConfigError(f"{where}, job {number}: no `video`; every row needs one")
         video = Path(str(row["video"])).expanduser()
@@ -441,8 +444,8 @@ def batch(
     """Translate every job; failed jobs are reported, never raised, and finished ones are skipped.
 
     Args:
-        jobs: a folder of videos, a `.yaml`/`.yml`/`.csv` job list, or a sequence of `Job`s or mappings
-            (see `load_jobs` for the columns).
+        jobs: a folder of videos, a `.yaml`/`.yml`/`.csv` job list, or a sequence of `Job`s, mappings (see
+            `load_jobs` for the columns) or videos' paths.
         prompt: the prompt of every job that does not name its own.
         output_dir: where the outputs go (`<video stem>.mp4` unless a job names its output); made if missing.
         config: a `RerenderConfig` or a YAML/JSON file for every job; `None` = defaults.
