@@ -292,3 +292,22 @@ def test_batch_takes_a_list_of_video_paths_as_its_jobs(silent_clip, tmp_path):
     jobs = load_jobs([silent_clip, str(other)], "x", tmp_path / "out")
     assert [job.video for job in jobs] == [silent_clip, other] and [job.prompt for job in jobs] == ["x", "x"]
     assert [job.output for job in jobs] == [tmp_path / "out" / "silent.mp4", tmp_path / "out" / "other.mp4"]
+
+
+def test_the_config_functions_refuse_arguments_of_the_wrong_kind_naming_them(tmp_path):
+    # was: apply_overrides(None, {"seed": 1}) said "unknown option `seed`; did you mean 'seed'?"; a list of pairs
+    # raised AttributeError "'list' object has no attribute 'items'"; save_config({"a": 1}, path) wrote a file that
+    # load_config refuses; load_config(5) raised pathlib's TypeError
+    from rerender.config import RerenderConfig
+
+    with pytest.raises(ConfigError, match=r"`config` must be a RerenderConfig, got None"):
+        rerender.apply_overrides(None, {"seed": 1})
+    with pytest.raises(
+        ConfigError, match=r"`overrides` must be a mapping of option names to values, got \[\('seed', 1\)\]"
+    ):
+        rerender.apply_overrides(RerenderConfig(), [("seed", 1)])
+    with pytest.raises(ConfigError, match=r"`config` must be a RerenderConfig, got \{'a': 1\}"):
+        rerender.save_config({"a": 1}, tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"`path` must be a path \(a str or os.PathLike\), got 5"):
+        rerender.load_config(5)
+    assert list(tmp_path.iterdir()) == []

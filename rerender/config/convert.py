@@ -326,6 +326,8 @@ def load_config(path: str | os.PathLike, *, defaults: RerenderConfig | None = No
     """
     import yaml
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"`path` must be a path (a str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file not found: {str(path)!r}")
@@ -375,7 +377,13 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 
 
 def save_config(config: RerenderConfig, path: str | os.PathLike) -> Path:
-    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path."""
+    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path.
+
+    Raises:
+        ConfigError: `config` is no `RerenderConfig` (a dict would be written as it is, and refused when loaded).
+    """
+    if not isinstance(config, RerenderConfig):
+        raise ConfigError(f"`config` must be a RerenderConfig, got {config!r}")
     path = Path(path)
     data = config_to_dict(config)
     if path.suffix.lower() == ".json":

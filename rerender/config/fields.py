@@ -128,8 +128,13 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
     `control.strength=0.7` (or `control_strength`) sets every ControlNet; `control.1.strength` one of them.
 
     Raises:
-        ConfigError: an unknown key (with the nearest valid name) or an invalid value.
+        ConfigError: an unknown key (with the nearest valid name) or an invalid value; a `config` that is no
+            `RerenderConfig` or `overrides` that are no mapping.
     """
+    if not isinstance(config, RerenderConfig):  # None read as an empty config named every key unknown
+        raise ConfigError(f"`config` must be a RerenderConfig, got {config!r}")
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"`overrides` must be a mapping of option names to values, got {overrides!r}")
     data = config_to_dict(config)
     leaves = _leaf_paths()
     for key, value in overrides.items():
