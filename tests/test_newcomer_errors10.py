@@ -311,3 +311,22 @@ def test_the_config_functions_refuse_arguments_of_the_wrong_kind_naming_them(tmp
     with pytest.raises(ConfigError, match=r"`path` must be a path \(a str or os.PathLike\), got 5"):
         rerender.load_config(5)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"start": "1"}, "`start` must be an integer, got '1'"),
+        ({"resolution": "64"}, "`resolution` must be an integer ≥ 1 or None, got '64'"),
+        ({"resolution": 32, "size_multiple": 0}, "`size_multiple` must be an integer ≥ 1, got 0"),
+        ({"resolution": 32, "resize_side": "wide"}, "`resize_side` must be 'long' or 'short', got 'wide'"),
+        ({"info": 5}, "`info` must be a VideoInfo (probe_video's) or None, got 5"),
+    ],
+)
+def test_read_frames_refuses_options_of_the_wrong_kind_with_a_config_error(silent_clip, options, message):
+    # was: TypeError "'<' not supported between instances of 'str' and 'int'" for start="1" (and for
+    # resolution="64" an operand TypeError), a plain ValueError (no RerenderError) for resize_side, AttributeError
+    # for info=5
+    with pytest.raises(ConfigError) as raised:
+        next(rerender.read_frames(silent_clip, **options))
+    assert message in str(raised.value)
