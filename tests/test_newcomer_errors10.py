@@ -330,3 +330,36 @@ def test_read_frames_refuses_options_of_the_wrong_kind_with_a_config_error(silen
     with pytest.raises(ConfigError) as raised:
         next(rerender.read_frames(silent_clip, **options))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("frames", "options", "error", "message"),
+    [
+        ("gray", {}, "FlowInputError", "`frame` must be an (H, W, 3) RGB array, got shape (48, 64)"),
+        ("float", {}, "FlowInputError", "`frame` must have dtype uint8 (0–255), got float32"),
+        ("mixed", {}, "FlowInputError", "every frame must be 64×48, got 32×32 at frame 1"),
+        ("none", {}, "ConfigError", "no frames were written to"),
+        ("rgb", {"fps": 0}, "ConfigError", "`fps` must be a number > 0, got 0"),
+        ("rgb", {"crf": "18"}, "ConfigError", "`crf` must be an integer in [0, 51], got '18'"),
+        ("rgb", {"timestamps": [0.0]}, "ConfigError", "`timestamps` holds 1 times but more frames were given"),
+    ],
+)
+def test_write_video_raises_rerender_errors_for_bad_frames_and_options(tmp_path, frames, options, error, message):
+    # was: plain ValueErrors (no RerenderError: `except rerender.RerenderError` let them through) and, for a crf
+    # given as a string, TypeError "'<=' not supported between instances of 'int' and 'str'"
+    import numpy as np
+
+    from rerender import errors
+
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    given = {
+        "gray": [rgb[..., 0]],
+        "float": [rgb.astype(np.float32)],
+        "mixed": [rgb, np.zeros((32, 32, 3), np.uint8)],
+        "none": [],
+        "rgb": [rgb, rgb],
+    }[frames]
+    with pytest.raises(getattr(errors, error)) as raised:
+        rerender.write_video(given, tmp_path / "out.mp4", **{"fps": 25, **options})
+    assert message in str(raised.value)
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from rerender.errors import ConfigError, DiskFullError, InputNotFoundError, OutputPathError, VideoReadError
+from rerender.errors import (
+    ConfigError,
+    DiskFullError,
+    FlowInputError,
+    InputNotFoundError,
+    OutputPathError,
+    VideoReadError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -475,6 +482,6 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 def _check_frame(frame: np.ndarray, name: str = "frame") -> None:
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", type(frame).__name__)
-        raise ValueError(f"`{name}` must be an (H, W, 3) RGB array, got shape {shape}")
+        raise FlowInputError(f"`{name}` must be an (H, W, 3) RGB array, got shape {shape}")
     if frame.dtype != np.uint8:
-        raise ValueError(f"`{name}` must have dtype uint8 (0–255), got {frame.dtype}")
+        raise FlowInputError(f"`{name}` must have dtype uint8 (0–255), got {frame.dtype}")
