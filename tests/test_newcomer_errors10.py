@@ -363,3 +363,32 @@ def test_write_video_raises_rerender_errors_for_bad_frames_and_options(tmp_path,
         rerender.write_video(given, tmp_path / "out.mp4", **{"fps": 25, **options})
     assert message in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_pipeline_takes_a_model_folder_as_from_pretrained_does(tiny_pipeline_dir):
+    # was: rerender.load_pipeline("models/my-sd15") (as diffusers' from_pretrained is called) raised
+    # "AttributeError: 'str' object has no attribute 'family'"
+    pipeline = rerender.load_pipeline(tiny_pipeline_dir, (), device="cpu")
+    assert pipeline.family == "sd15" and pipeline.controlnets == []
+
+
+@pytest.mark.parametrize(
+    ("model", "controls", "message"),
+    [
+        ("config", (), "`model` must be a ModelConfig (config.model, with config.control as `controls`)"),
+        (
+            "model",
+            [{"type": "canny"}],
+            "`controls` must be ControlConfig objects (config.control), got [{'type': 'canny'}]",
+        ),
+    ],
+)
+def test_load_pipeline_refuses_a_whole_config_or_controls_as_dicts(model, controls, message):
+    # was: AttributeError "'RerenderConfig' object has no attribute 'family'" and "'dict' object has no attribute
+    # 'model'"
+    from rerender.config import ModelConfig, RerenderConfig
+
+    given = RerenderConfig() if model == "config" else ModelConfig()
+    with pytest.raises(ConfigError) as raised:
+        rerender.load_pipeline(given, controls)
+    assert message in str(raised.value)
