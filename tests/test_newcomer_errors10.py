@@ -392,3 +392,17 @@ def test_load_pipeline_refuses_a_whole_config_or_controls_as_dicts(model, contro
     with pytest.raises(ConfigError) as raised:
         rerender.load_pipeline(given, controls)
     assert message in str(raised.value)
+
+
+def test_a_rerun_with_delete_workspace_replaces_its_own_comparison_video(silent_clip, tmp_path):
+    # was: translate(..., comparison=True, delete_workspace=True) twice (a service re-running a request): the
+    # second call was refused, "'…_comparison.mp4' exists and was not written by rerender for this workspace",
+    # though rerender wrote it (and tagged it so); only the deleted workspace's record was trusted
+    from rerender.video import probe_video
+
+    run = {"comparison": True, "delete_workspace": True, "end_frame": 3}
+    first = _classic(silent_clip, tmp_path / "out.mp4", **run)
+    again = _classic(silent_clip, tmp_path / "out.mp4", **run)
+    assert again.previews["comparison"] == first.previews["comparison"] == tmp_path / "out_comparison.mp4"
+    assert probe_video(again.previews["comparison"]).frame_count == again.frame_count == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4", "out_comparison.mp4"]

@@ -424,15 +424,19 @@ def check_workspace_paths(
         OutputPathError: naming the path and what to do.
     """
     from rerender.errors import OutputPathError
-    from rerender.video import check_output_path
+    from rerender.video import check_output_path, written_by_rerender
     from rerender.workflow.stages import comparison_path, comparison_written_here
 
     if output is not None and comparison:
         side_by_side = check_output_path(comparison_path(output), list(inputs), name="comparison output")
-        if side_by_side.exists() and not comparison_written_here(workspace, side_by_side):
-            # a name we chose, not the caller: a file there that this workspace did not write is theirs
+        if (
+            side_by_side.exists()
+            and not comparison_written_here(workspace, side_by_side)
+            and not written_by_rerender(side_by_side)  # an earlier run's, its workspace deleted since: ours too
+        ):
+            # a name we chose, not the caller: a file there that rerender did not write is theirs
             raise OutputPathError(
-                f"{str(side_by_side)!r} exists and was not written by rerender for this workspace; "
+                f"{str(side_by_side)!r} exists and was not written by rerender; "
                 "move it away, or leave out `comparison` (--comparison)"
             )
     check_output_path(workspace, list(inputs), kind="folder", name="workspace")
