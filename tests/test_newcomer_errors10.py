@@ -208,21 +208,28 @@ def test_one_pipeline_shared_by_two_threads_renders_each_run_as_if_it_ran_alone(
     assert not [name for name in installed if "CrossFrame" in name]
 
 
-@pytest.mark.parametrize("option", ["loras", "model.base_model", "dtype"])
-def test_an_option_that_chooses_the_model_is_refused_beside_a_loaded_pipeline(
-    silent_clip, tmp_path, tiny_pipeline_dir, option
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("loras", [{"path": "style.safetensors"}], "`loras` (the pipeline has no LoRA loaded)"),
+        ("model.dtype", "float16", "`model.dtype` 'float16' (the pipeline is in float32)"),
+    ],
+)
+def test_a_model_option_the_given_pipeline_does_not_have_is_refused(
+    silent_clip, tmp_path, tiny_pipeline_dir, option, value, message
 ):
     # was: translate(video, prompt, pipeline=pipe, loras=[{"path": "style.safetensors"}]) rendered without the
-    # LoRA (and base_model=..., dtype=... did nothing either), without a word: the caller believed it applied
+    # LoRA (and dtype="float16" in float32), without a word: the caller believed it applied
     from rerender.diffusion import RerenderPipeline
 
     pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
-    value = {"loras": [{"path": str(tmp_path / "style.safetensors")}], "model.base_model": "x/y", "dtype": "float16"}
-    with pytest.raises(ConfigError, match=rf"`{option}` choose the model that is loaded, but `pipeline` is given"):
-        rerender.translate(
-            silent_clip, "x", output=tmp_path / "o.mp4", config=TINY, pipeline=pipeline, **{option: value[option]}
-        )
+    run = {"output": tmp_path / "o.mp4", "config": TINY, "pipeline": pipeline, "progress": False}
+    with pytest.raises(ConfigError) as raised:
+        rerender.translate(silent_clip, "x", **run, **{option: value})
+    assert f"{message}: options of the model that is loaded, but `pipeline` is given" in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+    if option == "model.dtype":  # the settings the pipeline was loaded with pass (one dict for both calls)
+        rerender.translate(silent_clip, "x", **{**run, "output": None, "stage": "first"}, dtype="float32", vae=None)
 
 
 def test_propagate_keyframes_with_the_config_translate_used_does_not_warn_about_model_device(

@@ -82,9 +82,21 @@ def check_stage(stage: Any, output: Any, staged: bool = True) -> None:
         )
 
 
-PIPELINE_LOADING_OPTIONS = ("base_model", "vae", "loras", "dtype", "cpu_offload", "vae_tiling")
-"""`model` options that only choose how a pipeline is loaded (`rerender.load_pipeline`): none of them changes a
-pipeline the caller loaded and passed."""
+def ignored_by_pipeline(changes: Mapping[str, Any], pipeline: Any) -> list[str]:
+    """The options of `changes` that choose how a model is loaded (`rerender.load_pipeline`) and that a caller's
+    loaded `pipeline` does not have: LoRAs on a pipeline without any, another dtype. Either would be ignored."""
+    ignored = []
+    for key, value in changes.items():
+        option = key.removeprefix("model.")
+        if option == "loras" and value:
+            adapters = getattr(pipeline, "get_list_adapters", None)
+            if not (callable(adapters) and any(adapters().values())):
+                ignored.append(f"`{key}` (the pipeline has no LoRA loaded)")
+        elif option == "dtype" and value not in (None, "auto"):
+            has = str(getattr(pipeline, "dtype", value)).removeprefix("torch.")
+            if has != value:
+                ignored.append(f"`{key}` {value!r} (the pipeline is in {has})")
+    return ignored
 
 
 def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | None, dict[str, Any]]:
@@ -509,12 +521,12 @@ def check_run(
             f"{prompt_translator!r}; to name a translation model, pass translation_model=... instead"
         )
     renderer_object, changes = check_renderer(renderer, overrides or {})
-    loading = [key for key in changes if key.removeprefix("model.") in PIPELINE_LOADING_OPTIONS]
-    if pipeline is not None and loading:  # they choose what is loaded: with a loaded pipeline they did nothing
+    ignored = ignored_by_pipeline(changes, pipeline) if pipeline is not None else []
+    if ignored:  # they choose what is loaded: beside a loaded pipeline they would do nothing
         raise ConfigError(
-            f"{', '.join(f'`{key}`' for key in loading)} choose the model that is loaded, but `pipeline` is given, "
-            "loaded already: load it with them (rerender.load_pipeline(config.model, config.control) of a config "
-            "that has them), or leave out `pipeline`"
+            f"{', '.join(ignored)}: options of the model that is loaded, but `pipeline` is given, loaded already; "
+            "load it with them (rerender.load_pipeline(config.model, config.control) of a config that has them), "
+            "or leave them out"
         )
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
