@@ -75,13 +75,16 @@ def test_a_flag_given_as_a_string_is_refused_not_read_as_true(silent_clip, tmp_p
 
 
 @pytest.mark.parametrize("flag", ["force", "overwrite", "progress"])
-def test_propagate_keyframes_and_animate_refuse_a_flag_given_as_a_string(silent_clip, tmp_path, flag):
+def test_propagate_keyframes_animate_and_generate_refuse_a_flag_given_as_a_string(silent_clip, tmp_path, flag):
     with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
         rerender.propagate_keyframes(
             silent_clip, silent_clip.parent, tmp_path / "o.mp4", **{"progress": False, flag: "no"}
         )
     with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
         rerender.animate(tmp_path / "missing.png", "x", output=tmp_path / "out.mp4", **{"progress": False, flag: "no"})
+    if flag != "force":  # generate has no workspace to start over
+        with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
+            rerender.generate("x", frames=2, output=tmp_path / "out.mp4", **{"progress": False, flag: "no"})
     assert list(tmp_path.iterdir()) == []
 
 

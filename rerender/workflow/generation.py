@@ -275,9 +275,11 @@ def generate(
     from rerender.config import FAMILY_NAMES, GENERATED_SIZE
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
+    from rerender.workflow.context import check_flags
     from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
+    check_flags(progress=progress, overwrite=overwrite)
     size_given, size = size is not None, GENERATED_SIZE if size is None else size
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size, fps)
     if num_inference_steps is not None and (
