@@ -416,3 +416,29 @@ def test_a_rerun_with_delete_workspace_replaces_its_own_comparison_video(silent_
     assert again.previews["comparison"] == first.previews["comparison"] == tmp_path / "out_comparison.mp4"
     assert probe_video(again.previews["comparison"]).frame_count == again.frame_count == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4", "out_comparison.mp4"]
+
+
+def test_animate_stops_at_its_cancel_event_as_translate_does(tmp_path):
+    # was: animate had no `cancel` (cancel=event was read as an unknown config option), so the web page's Stop
+    # in the "Still image" mode could not stop a run: the page waited for it to finish
+    import threading
+
+    from PIL import Image
+
+    from rerender.errors import CancelledError
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 48), (200, 80, 40)).save(still)
+    cancel = threading.Event()
+
+    def stop_in_propagation(stage: str, done: int, total: int) -> None:
+        if stage == "propagation":
+            cancel.set()
+
+    run = {"seconds": 0.4, "fps": 10, "config": TINY, "renderer": "classic", "progress": False}
+    with pytest.raises(CancelledError, match="cancelled during the propagation stage"):
+        rerender.animate(still, "x", output=tmp_path / "out.mp4", callback=stop_in_propagation, cancel=cancel, **run)
+    assert not (tmp_path / "out.mp4").exists()
+    cancel.clear()
+    resumed = rerender.animate(still, "x", output=tmp_path / "out.mp4", cancel=cancel, **run)
+    assert "keyframes" in resumed.translation.reused and resumed.output.is_file()
