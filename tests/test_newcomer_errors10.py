@@ -442,3 +442,16 @@ def test_animate_stops_at_its_cancel_event_as_translate_does(tmp_path):
     cancel.clear()
     resumed = rerender.animate(still, "x", output=tmp_path / "out.mp4", cancel=cancel, **run)
     assert "keyframes" in resumed.translation.reused and resumed.output.is_file()
+
+
+def test_one_option_given_twice_with_two_values_is_refused_not_decided_by_order(silent_clip, tmp_path):
+    # was: translate(video, prompt, K=4, keyframe_interval=8) ran with K=4 and apply_overrides(config, {"seed": 1,
+    # "sampling.seed": 2}) with seed 2: whichever came last, without a word
+    from rerender.config import RerenderConfig
+
+    with pytest.raises(ConfigError, match=r"`K` 4 and `keyframe_interval` 8 both set keyframes.keyframe_interval"):
+        _classic(silent_clip, tmp_path / "out.mp4", K=4, keyframe_interval=8)
+    with pytest.raises(ConfigError, match=r"`seed` 1 and `sampling.seed` 2 both set sampling.seed; give one"):
+        rerender.apply_overrides(RerenderConfig(), {"seed": 1, "sampling.seed": 2})
+    assert rerender.apply_overrides(RerenderConfig(), {"seed": 1, "sampling.seed": 1}).sampling.seed == 1
+    assert list(tmp_path.iterdir()) == []

@@ -137,6 +137,7 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
         raise ConfigError(f"`overrides` must be a mapping of option names to values, got {overrides!r}")
     data = config_to_dict(config)
     leaves = _leaf_paths()
+    given: dict[str, tuple[str, Any]] = {}
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         # A leaf name may start a dotted path too: `crop.left` is `video.crop.left`.
@@ -148,6 +149,9 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
         )
         if path.startswith("control_") and path not in leaves:
             path = "control." + path[len("control_") :]
+        if path in given and given[path][1] != value:  # two spellings of one option: neither wins by order
+            raise ConfigError(f"`{given[path][0]}` {given[path][1]!r} and `{key}` {value!r} both set {path}; give one")
+        given[path] = (key, value)
         parts = path.split(".")
         if parts[0] == "control" and len(parts) >= 2:
             if parts[1].isdigit():
