@@ -455,3 +455,16 @@ def test_one_option_given_twice_with_two_values_is_refused_not_decided_by_order(
         rerender.apply_overrides(RerenderConfig(), {"seed": 1, "sampling.seed": 2})
     assert rerender.apply_overrides(RerenderConfig(), {"seed": 1, "sampling.seed": 1}).sampling.seed == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fps", [-1, 0, float("nan"), "abc", True])
+def test_probe_video_refuses_an_image_sequence_fps_that_is_no_positive_number(tmp_path, fps):
+    # was: -1 gave a folder of frames -1 fps and a negative duration, 0 silently 25 fps, True 1 fps, NaN and 'abc'
+    # plain ValueErrors from Fraction
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "0000.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "0001.png")
+    with pytest.raises(ConfigError, match=r"`image_sequence_fps` must be a number > 0 or None \(25\), got"):
+        rerender.probe_video(tmp_path, image_sequence_fps=fps)
+    assert rerender.probe_video(tmp_path, image_sequence_fps=12.5).fps == 12.5
