@@ -72,6 +72,11 @@ def test_a_flag_given_as_a_string_is_refused_not_read_as_true(silent_clip, tmp_p
     with pytest.raises(ConfigError, match=rf"`{flag}` must be True or False, got 'no'"):
         _classic(silent_clip, tmp_path / "out.mp4", **{flag: "no"})
     assert list(tmp_path.iterdir()) == []
+    import numpy as np
+
+    from rerender.workflow.context import check_flags
+
+    check_flags(**{flag: np.True_})  # a flag read from an array is a flag (numpy's bool: np.bool_, np.bool)
 
 
 @pytest.mark.parametrize("flag", ["force", "overwrite", "progress"])

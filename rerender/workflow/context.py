@@ -96,7 +96,9 @@ def check_flags(**flags: Any) -> None:
         ConfigError: naming the argument, as the Python caller spelled it, and its value.
     """
     for name, value in flags.items():
-        if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bools are fine
+        if not isinstance(value, bool) and not (
+            type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+        ):  # numpy's too
             raise ConfigError(f"`{name}` must be True or False, got {value!r}")
 
 
