@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Union
 
 from rerender.config.sections import LANGUAGE_NAMES, PromptLanguage, RerenderConfig, choices
@@ -120,6 +120,8 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"`{key}` must be a number, got {value!r}")
         return float(value)
     if annotation is str:
+        if isinstance(value, PurePath):  # a file or folder given as a `pathlib` path from Python
+            return str(value)
         if not isinstance(value, str):
             raise ConfigError(f"`{key}` must be a string, got {value!r}")
         return value
@@ -322,6 +324,8 @@ def load_config(path: str | os.PathLike, *, defaults: RerenderConfig | None = No
     """
     import yaml
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"`path` must be a path (a str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"config file not found: {str(path)!r}")
@@ -371,7 +375,13 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 
 
 def save_config(config: RerenderConfig, path: str | os.PathLike) -> Path:
-    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path."""
+    """Write `config` as YAML (or JSON for a `.json` path), atomically; returns the path.
+
+    Raises:
+        ConfigError: `config` is no `RerenderConfig` (a dict would be written as it is, and refused when loaded).
+    """
+    if not isinstance(config, RerenderConfig):
+        raise ConfigError(f"`config` must be a RerenderConfig, got {config!r}")
     path = Path(path)
     data = config_to_dict(config)
     if path.suffix.lower() == ".json":

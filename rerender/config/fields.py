@@ -128,10 +128,16 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
     `control.strength=0.7` (or `control_strength`) sets every ControlNet; `control.1.strength` one of them.
 
     Raises:
-        ConfigError: an unknown key (with the nearest valid name) or an invalid value.
+        ConfigError: an unknown key (with the nearest valid name) or an invalid value; a `config` that is no
+            `RerenderConfig` or `overrides` that are no mapping.
     """
+    if not isinstance(config, RerenderConfig):  # None read as an empty config named every key unknown
+        raise ConfigError(f"`config` must be a RerenderConfig, got {config!r}")
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"`overrides` must be a mapping of option names to values, got {overrides!r}")
     data = config_to_dict(config)
     leaves = _leaf_paths()
+    given: dict[str, tuple[str, Any]] = {}
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         # A leaf name may start a dotted path too: `crop.left` is `video.crop.left`.
@@ -143,6 +149,9 @@ def apply_overrides(config: RerenderConfig, overrides: Mapping[str, Any]) -> Rer
         )
         if path.startswith("control_") and path not in leaves:
             path = "control." + path[len("control_") :]
+        if path in given and given[path][1] != value:  # two spellings of one option: neither wins by order
+            raise ConfigError(f"`{given[path][0]}` {given[path][1]!r} and `{key}` {value!r} both set {path}; give one")
+        given[path] = (key, value)
         parts = path.split(".")
         if parts[0] == "control" and len(parts) >= 2:
             if parts[1].isdigit():

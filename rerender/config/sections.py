@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 import typing
 from dataclasses import dataclass, field
@@ -331,14 +332,15 @@ def choices(alias: Any) -> tuple[str, ...]:
 
 
 def _check_range(key: str, value: float | int, low: float | None = None, high: float | None = None) -> None:
-    if value != value or (low is not None and value < low) or (high is not None and value > high):  # NaN too
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # a dataclass built in Python: any type
+    if not number or value != value or (low is not None and value < low) or (high is not None and value > high):
         if low is not None and high is not None:
             valid = f"in [{low}, {high}]"
         elif low is not None:
             valid = f"≥ {low}"
         else:
             valid = f"≤ {high}"
-        raise ConfigError(f"`{key}` must be {valid}, got {value!r}")
+        raise ConfigError(f"`{key}` must be {valid if number else 'a number ' + valid}, got {value!r}")  # NaN too
 
 
 def _check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
@@ -349,7 +351,11 @@ def _check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
 def _check_period(key: str, period: Period | None) -> None:
     if period is None:
         return
-    if len(period) != 2:
+    if (
+        not isinstance(period, (tuple, list))
+        or len(period) != 2
+        or not all(isinstance(v, numbers.Real) for v in period)
+    ):
         raise ConfigError(f"`{key}` must be a pair (start, end) or null, got {period!r}")
     start, end = period
     if not (0.0 <= start <= 1.0 and 0.0 <= end <= 1.0):
@@ -631,7 +637,9 @@ class ModelConfig:
         _check_not_blank("model.ip_adapter", self.ip_adapter, f"leaving it out means the default {IP_ADAPTER!r}")
         _check_choice("model.dtype", self.dtype, choices(DTypeName))
         _check_choice("model.renderer", self.renderer, choices(RendererName))
-        if not (self.device in choices(DeviceName) or re.fullmatch(r"cuda:\d+", self.device)):
+        if not isinstance(self.device, str) or not (
+            self.device in choices(DeviceName) or re.fullmatch(r"cuda:\d+", self.device)
+        ):
             valid = ", ".join(map(repr, choices(DeviceName)))
             raise ConfigError(f"`model.device` must be {valid} or 'cuda:N', got {self.device!r}")
         _check_choice("model.family", self.family, choices(ModelFamily))

@@ -846,8 +846,8 @@ def denoising_bars(pipeline: Any, enabled: bool = True) -> Iterator[None]:
 
 
 def load_pipeline(
-    model: ModelConfig | None = None,
-    controls: Sequence[ControlConfig] = (ControlConfig(),),
+    model: ModelConfig | str | os.PathLike | None = None,
+    controls: Sequence[ControlConfig] | ControlConfig = (ControlConfig(),),
     *,
     controlnets: Sequence[torch.nn.Module] | None = None,
     single_file_config: str | os.PathLike | None = None,
@@ -857,7 +857,8 @@ def load_pipeline(
     """Build a `RerenderPipeline` from the `model` and `control` sections of the config.
 
     Args:
-        model: base model, VAE, LoRAs, dtype, device, offload and tiling; None = `ModelConfig()`.
+        model: base model, VAE, LoRAs, dtype, device, offload and tiling; a folder, file or hub id alone (the
+            base model, every other option its default); None = `ModelConfig()`.
         controls: one entry per ControlNet; each `ControlConfig.resolved_model` is loaded unless `controlnets`
             gives the models; empty: no ControlNet (what `generate` needs: it renders from text alone).
         controlnets: already loaded ControlNets (skips loading them).
@@ -879,6 +880,16 @@ def load_pipeline(
         ConfigError: a ControlNet, VAE or LoRA that does not fit the base model (another family: named before
             the UNet loads); bad device or dtype.
     """
+    if isinstance(model, (str, os.PathLike)):  # a folder, file or hub id, as diffusers' `from_pretrained` takes one
+        model = ModelConfig(base_model=os.fspath(model))
+    elif model is not None and not isinstance(model, ModelConfig):
+        raise ConfigError(
+            "`model` must be a ModelConfig (config.model, with config.control as `controls`), a model's folder, "
+            f"file or hub id, or None, got a {type(model).__name__}"
+        )
+    controls = (controls,) if isinstance(controls, ControlConfig) else controls
+    if not all(isinstance(control, ControlConfig) for control in controls):
+        raise ConfigError(f"`controls` must be ControlConfig objects (config.control), got {controls!r}")
     with quiet_loading():
         family = None if model is None else model.family if model.family != "auto" else detect_family_or_none(model)
         if family in TRANSFORMER_FAMILIES:  # a flow-matching transformer: its own components

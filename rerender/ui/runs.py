@@ -192,6 +192,7 @@ def run_animate(
         progress=False,
         force=False,
         callback=lambda name, done, total: events.put(("progress", name, done, total)),
+        cancel=session.cancel,
         **renderer_argument(request.renderer, config, sessions),
     )
     return {"result": result, "config": config}

@@ -17,7 +17,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from rerender.errors import ConfigError, DiskFullError, InputNotFoundError, OutputPathError, VideoReadError
+from rerender.errors import (
+    ConfigError,
+    DiskFullError,
+    FlowInputError,
+    InputNotFoundError,
+    OutputPathError,
+    VideoReadError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -379,6 +386,8 @@ def check_output_path(
         raise ValueError(f"`kind` must be 'video', 'file' or 'folder', got {kind!r}")
     if overwrite is not None and not isinstance(overwrite, bool):
         raise ConfigError(f"`overwrite` must be True or False, got {overwrite!r}")
+    if not isinstance(output, (str, os.PathLike)):  # not pathlib's "expected str, bytes or os.PathLike object"
+        raise ConfigError(f"{name} must be a path (a str or os.PathLike), got {output!r}")
     output = Path(output)
     if kind == "video" and output.suffix.lower() not in WRITABLE_SUFFIXES:
         found = f"the suffix {output.suffix!r}" if output.suffix else "no suffix"
@@ -489,6 +498,6 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 def _check_frame(frame: np.ndarray, name: str = "frame") -> None:
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", type(frame).__name__)
-        raise ValueError(f"`{name}` must be an (H, W, 3) RGB array, got shape {shape}")
+        raise FlowInputError(f"`{name}` must be an (H, W, 3) RGB array, got shape {shape}")
     if frame.dtype != np.uint8:
-        raise ValueError(f"`{name}` must have dtype uint8 (0–255), got {frame.dtype}")
+        raise FlowInputError(f"`{name}` must have dtype uint8 (0–255), got {frame.dtype}")

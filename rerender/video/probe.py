@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -277,8 +278,18 @@ def probe_video(path: str | os.PathLike, image_sequence_fps: float | Fraction | 
     Raises:
         InputNotFoundError: `path` does not exist, or is a folder without images.
         VideoReadError: the file cannot be decoded, or has no video frames.
+        ConfigError: `image_sequence_fps` is no number > 0.
     """
     path = check_input_path(path, "path")
+    if image_sequence_fps is not None and (
+        isinstance(image_sequence_fps, bool)
+        or not isinstance(image_sequence_fps, numbers.Real)
+        or not 0 < image_sequence_fps < float("inf")
+    ):  # else 0 read as unset, -1 as a negative duration, NaN and text as Fraction's ValueError
+        raise ConfigError(
+            f"`image_sequence_fps` must be a number > 0 or None ({DEFAULT_IMAGE_SEQUENCE_FPS}), "
+            f"got {image_sequence_fps!r}"
+        )
     if not path.exists():
         raise InputNotFoundError(f"video not found: {str(path)!r}{unexpanded_home(path)}")
     if path.is_dir():

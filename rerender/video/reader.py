@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -29,6 +30,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["read_frames"]
+
+
+def _check_options(start, end, stride, resolution, resize_side, size_multiple, info) -> None:
+    """`read_frames`' options of the wrong kind, before the file is opened (not a TypeError in the middle)."""
+    for name, value in (("start", start), ("end", end), ("stride", stride)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ConfigError(f"`{name}` must be an integer, got {value!r}")
+    if resolution is not None and (
+        isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or resolution < 1
+    ):
+        raise ConfigError(f"`resolution` must be an integer ≥ 1 or None, got {resolution!r}")
+    if resolution is not None and (  # used only when resizing
+        isinstance(size_multiple, bool) or not isinstance(size_multiple, numbers.Integral) or size_multiple < 1
+    ):
+        raise ConfigError(f"`size_multiple` must be an integer ≥ 1, got {size_multiple!r}")
+    if resize_side not in ("long", "short"):
+        raise ConfigError(f"`resize_side` must be 'long' or 'short', got {resize_side!r}")
+    if info is not None and not isinstance(info, VideoInfo):
+        raise ConfigError(f"`info` must be a VideoInfo (probe_video's) or None, got {info!r}")
 
 
 def _check_range(info: VideoInfo, start: int, end: int | None, stride: int) -> int:
@@ -116,6 +136,7 @@ def read_frames(
         InputNotFoundError, VideoReadError: as `probe_video`.
         ConfigError: range or crop outside the video (a ValueError).
     """
+    _check_options(start, end, stride, resolution, resize_side, size_multiple, info)
     info = info or probe_video(path)
     end = _check_range(info, start, end, stride)
     crop = _crop_tuple(crop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import platform
 import uuid
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rerender.errors import OutputPathError
+from rerender.errors import ConfigError, FlowInputError, OutputPathError
 from rerender.video.audio import _mux_audio, source_audio_track
 from rerender.video.files import (
     _FULL_DISK_ERRNOS,
@@ -112,10 +113,10 @@ class VideoWriter:
             raise OutputPathError(
                 f"`path` must end in {', '.join(WRITABLE_SUFFIXES)} for video output, got {str(self.path)!r}"
             )
-        if not fps or float(fps) <= 0:
-            raise ValueError(f"`fps` must be > 0, got {fps!r}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"`crf` must be in [0, 51], got {crf}")
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < float("inf"):
+            raise ConfigError(f"`fps` must be a number > 0, got {fps!r}")
+        if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not 0 <= crf <= 51:
+            raise ConfigError(f"`crf` must be an integer in [0, 51], got {crf!r}")
         self.fps = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
         self.crf = crf
         self.preset = preset
@@ -158,7 +159,7 @@ class VideoWriter:
         if self._container is None:
             self._open(frame.shape[1], frame.shape[0])
         elif (frame.shape[1], frame.shape[0]) != (self._stream.width, self._stream.height):
-            raise ValueError(
+            raise FlowInputError(
                 f"every frame must be {self._stream.width}×{self._stream.height}, got {frame.shape[1]}×{frame.shape[0]} "
                 f"at frame {self.frame_count}"
             )
@@ -249,7 +250,7 @@ class VideoWriter:
     def close(self) -> Path:
         """Flush, add audio, and rename to the final path; returns it."""
         if self._container is None:
-            raise ValueError(f"no frames were written to {str(self.path)!r}")
+            raise ConfigError(f"no frames were written to {str(self.path)!r}")
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
@@ -341,7 +342,7 @@ def write_video(
         for frame in frames:
             time = None if times is None else next(times, None)
             if times is not None and time is None:
-                raise ValueError(f"`timestamps` holds {writer.frame_count} times but more frames were given")
+                raise ConfigError(f"`timestamps` holds {writer.frame_count} times but more frames were given")
             writer.write(frame, None if time is None else float(time))
     return path
 

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,13 +29,14 @@ from rerender.camera import MOTIONS, KnownMotionFlow, motion_path, render_clip
 from rerender.config import RerenderConfig
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
 from rerender.video import (
+    check_input_path,
     check_output_path,
     compute_output_size,
     read_image,
     write_image,
     write_video,
 )
-from rerender.workflow.context import check_progress_arguments
+from rerender.workflow.context import check_flags, check_progress_arguments
 from rerender.workflow.preflight import check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
@@ -210,6 +212,7 @@ def animate(
     overwrite: bool = False,
     progress: bool = True,
     callback: Any = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> AnimationResult:
     """Make a clip from a still with a camera move, then translate it into the style of `prompt`.
@@ -231,7 +234,8 @@ def animate(
             (`rerender.camera.parse_path`).
         depth: depth map for "orbit" (larger = nearer): an image, a ``.npy`` file or an array.
         clip_output: also write the generated clip as a video: a path, "auto" (`<output stem>_clip.mp4`) or None.
-        workspace, renderer, force, progress, callback: as in `translate`.
+        workspace, renderer, force, progress, callback, cancel: as in `translate` (`cancel` stops the translation
+            of the clip at its next safe point; the same call again resumes).
         **overrides: config options by leaf name or dotted path.
 
     Returns:
@@ -261,7 +265,10 @@ def animate(
         )
     if amount is not None and motion == "path":  # and the amount (a path's keyframes say how far it goes)
         raise ConfigError("`amount` does not apply to motion 'path' (its keyframes say how far it goes); drop it")
-    check_progress_arguments(callback, None)
+    check_progress_arguments(callback, cancel)
+    check_flags(force=force, overwrite=overwrite, progress=progress)
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     for name, value, low, high in (("seconds", seconds, 0, 3600), ("fps", fps, 0, 240)):
         if (
             isinstance(value, bool)
@@ -357,5 +364,6 @@ def animate(
         on_change="restart",
         progress=progress,
         callback=callback,
+        cancel=cancel,
     )
     return AnimationResult(translation, clip_path, frames_folder, optical_flow)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from rerender.config import RendererName, RerenderConfig, apply_overrides, choices
 from rerender.errors import ConfigError, InputNotFoundError, OutputPathError, VideoReadError
+from rerender.video import check_input_path
 from rerender.workflow.executors.ray import connect_ray, import_ray
 
 __all__ = ["Job", "JobResult", "BatchResult", "VIDEO_SUFFIXES", "load_jobs", "batch", "run_job", "format_summary"]
@@ -204,7 +205,8 @@ def load_jobs(
     and any config option by leaf name or dotted path (`denoising_strength`, `keyframes.keyframe_interval`).
 
     Args:
-        jobs: a folder (every video in it, by name), a `.yaml`/`.yml`/`.csv` job list, or a sequence of jobs.
+        jobs: a folder (every video in it, by name), a `.yaml`/`.yml`/`.csv` job list, or a sequence of jobs
+            (`Job`s, mappings of columns, or videos' paths).
         prompt: the prompt of every job that does not name its own.
         output_dir: where outputs go (created if missing).
         config: the batch's config, to check each job's overrides against; `None` = defaults.
@@ -257,6 +259,8 @@ def load_jobs(
         if isinstance(row, Job):
             result.append(row)
             continue
+        if isinstance(row, (str, os.PathLike)):  # a video's path: a row with nothing but its `video`
+            row = {"video": row}
         if "video" not in row or row["video"] in (None, ""):
             raise ConfigError(f"{where}, job {number}: no `video`; every row needs one")
         video = Path(str(row["video"])).expanduser()
@@ -457,8 +461,8 @@ def batch(
     """Translate every job; failed jobs are reported, never raised, and finished ones are skipped.
 
     Args:
-        jobs: a folder of videos, a `.yaml`/`.yml`/`.csv` job list, or a sequence of `Job`s or mappings
-            (see `load_jobs` for the columns).
+        jobs: a folder of videos, a `.yaml`/`.yml`/`.csv` job list, or a sequence of `Job`s, mappings (see
+            `load_jobs` for the columns) or videos' paths.
         prompt: the prompt of every job that does not name its own.
         output_dir: where the outputs go (`<video stem>.mp4` unless a job names its output); made if missing.
         config: a `RerenderConfig` or a YAML/JSON file for every job; `None` = defaults.
@@ -489,8 +493,13 @@ def batch(
     if renderer is not None and renderer not in choices(RendererName):
         raise ConfigError(f"`renderer` must be one of {', '.join(map(repr, choices(RendererName)))}, got {renderer!r}")
     config = check_run(config, overrides=overrides, stage="keyframes", check_model=False).config
-    if not isinstance(parallel, int) or parallel < 1:
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"`parallel` must be a whole number ≥ 1, got {parallel!r}")
+    if callback is not None and not callable(callback):  # else first called after the first job ran
+        raise ConfigError(f"`callback` must be a function callback(job_result) or None, got {callback!r}")
+    if ray is not None and not isinstance(ray, str):
+        raise ConfigError(f"`ray` must be None, 'local', 'auto' or a cluster address 'host:port', got {ray!r}")
+    check_input_path(output_dir, "output_dir")
     job_list = load_jobs(jobs, prompt, output_dir, config)
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise OutputPathError(

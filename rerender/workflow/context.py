@@ -27,7 +27,17 @@ from rerender.workflow.workspace import Workspace, file_digest, intact_png
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProgressCallback", "Progress", "FlowSpec", "StageContext", "Interval", "IntervalLedger", "key_intervals"]
+__all__ = [
+    "check_flags",
+    "check_optical_flow",
+    "ProgressCallback",
+    "Progress",
+    "FlowSpec",
+    "StageContext",
+    "Interval",
+    "IntervalLedger",
+    "key_intervals",
+]
 
 ProgressCallback = Callable[[str, int, int], None]
 """`callback(stage, done, total)`, called as each stage advances ("frames", "keyframes", "propagation", "writing")."""
@@ -60,6 +70,36 @@ def check_progress_arguments(callback: Any, cancel: Any) -> None:
             pass
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise ConfigError(f"`cancel` must be a threading.Event (set it to stop) or None, got {cancel!r}")
+
+
+def check_optical_flow(optical_flow: Any) -> None:
+    """Refuse an `optical_flow` that is no estimator (`rerender.flow.FlowEstimator`: callable, with a `name`)
+    before any work: it is first called in propagation, after the frames and keyframes are made.
+
+    Raises:
+        ConfigError: naming `optical_flow`, the value and what is valid.
+    """
+    if optical_flow is not None and not (
+        callable(optical_flow) and isinstance(getattr(optical_flow, "name", None), str)
+    ):
+        raise ConfigError(
+            "`optical_flow` must be a flow estimator object (rerender.load_flow_estimator(...): callable, with a "
+            f"`name`) or None, got {optical_flow!r}; to choose one by name, pass flow_estimator=... instead"
+        )
+
+
+def check_flags(**flags: Any) -> None:
+    """Refuse a flag argument that is not True or False: a string such as "no" is truthy, so it would switch the
+    flag on, whatever it says.
+
+    Raises:
+        ConfigError: naming the argument, as the Python caller spelled it, and its value.
+    """
+    for name, value in flags.items():
+        if not isinstance(value, bool) and not (
+            type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+        ):  # numpy's too
+            raise ConfigError(f"`{name}` must be True or False, got {value!r}")
 
 
 class Progress:

@@ -275,9 +275,11 @@ def generate(
     from rerender.config import FAMILY_NAMES, GENERATED_SIZE
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
+    from rerender.workflow.context import check_flags
     from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
+    check_flags(progress=progress, overwrite=overwrite)
     size_given, size = size is not None, GENERATED_SIZE if size is None else size
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size, fps)
     if num_inference_steps is not None and (
@@ -291,6 +293,12 @@ def generate(
             f"trained with), got {num_inference_steps!r}"
         )
     steps_given = num_inference_steps if num_inference_steps is not None else 1000  # the config's: checked below
+    if noise_steps is not None and not (
+        isinstance(noise_steps, (tuple, list))
+        and len(noise_steps) == 2
+        and all(isinstance(step, int) and not isinstance(step, bool) for step in noise_steps)
+    ):
+        raise ConfigError(f"`noise_steps` must be a pair of integers (i1, i0) or None, got {noise_steps!r}")
     if noise_steps is not None and not (
         isinstance(steps_given, int) and steps_given >= 2 and 0 <= noise_steps[0] < noise_steps[1] < steps_given
     ):

@@ -29,6 +29,8 @@ from rerender.workflow.context import (
     Progress,
     ProgressCallback,
     StageContext,
+    check_flags,
+    check_optical_flow,
     check_progress_arguments,
 )
 from rerender.workflow.frames import WorkspaceFrames
@@ -210,11 +212,16 @@ def propagate_keyframes(
         raise ConfigError(f"`first_number` must be an integer ≥ 0, got {first_number!r}")
     check_input_path(video, "video"), check_input_path(keyframes, "keyframes")
     check_progress_arguments(callback, cancel)
+    check_optical_flow(optical_flow)
+    check_flags(force=force, overwrite=overwrite, progress=progress)
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     checked = check_run(
         config, overrides=overrides, output=output, inputs=[video, keyframes], check_model=False, overwrite=overwrite
     )
     config, output_path = checked.config, checked.output
-    if config.model.device != "auto" and config.propagation.device == "auto":  # `device` is short for model.device
+    given_device = {"device", "model.device"} & set(overrides)  # this call's `device=`, not its config file's
+    if given_device and config.model.device != "auto" and config.propagation.device == "auto":
         logger.warning(
             "`model.device` %r is where the diffusion model runs, and propagation loads none; the torch propagation "
             "engine runs on `propagation.device` ('cpu' or 'cuda', with `propagation.engine` 'torch')",

@@ -83,6 +83,23 @@ def check_stage(stage: Any, output: Any, staged: bool = True) -> None:
         )
 
 
+def ignored_by_pipeline(changes: Mapping[str, Any], pipeline: Any) -> list[str]:
+    """The options of `changes` that choose how a model is loaded (`rerender.load_pipeline`) and that a caller's
+    loaded `pipeline` does not have: LoRAs on a pipeline without any, another dtype. Either would be ignored."""
+    ignored = []
+    for key, value in changes.items():
+        option = key.removeprefix("model.")
+        if option == "loras" and value:
+            adapters = getattr(pipeline, "get_list_adapters", None)
+            if not (callable(adapters) and any(adapters().values())):
+                ignored.append(f"`{key}` (the pipeline has no LoRA loaded)")
+        elif option == "dtype" and value not in (None, "auto"):
+            has = str(getattr(pipeline, "dtype", value)).removeprefix("torch.")
+            if has != value:
+                ignored.append(f"`{key}` {value!r} (the pipeline is in {has})")
+    return ignored
+
+
 def check_renderer(renderer: Any, overrides: Mapping[str, Any]) -> tuple[Any | None, dict[str, Any]]:
     """Split `renderer` into a renderer object (returned) or a name (moved into the overrides as `model.renderer`).
 
@@ -526,7 +543,19 @@ def check_run(
             f"`pipeline` must be a loaded pipeline (rerender.load_pipeline(...)), got {pipeline!r}; to name a model, "
             "pass base_model=... instead"
         )
+    if prompt_translator is not None and not callable(prompt_translator):  # else first called for a foreign prompt
+        raise ConfigError(
+            f"`prompt_translator` must be a function prompt_translator(text, language) -> str or None, got "
+            f"{prompt_translator!r}; to name a translation model, pass translation_model=... instead"
+        )
     renderer_object, changes = check_renderer(renderer, overrides or {})
+    ignored = ignored_by_pipeline(changes, pipeline) if pipeline is not None else []
+    if ignored:  # they choose what is loaded: beside a loaded pipeline they would do nothing
+        raise ConfigError(
+            f"{', '.join(ignored)}: options of the model that is loaded, but `pipeline` is given, loaded already; "
+            "load it with them (rerender.load_pipeline(config.model, config.control) of a config that has them), "
+            "or leave them out"
+        )
     resolved = resolve_config(config, prompt, K, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)

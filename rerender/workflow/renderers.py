@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +130,20 @@ class DiffusionRenderer:
         state_dir: Path,
         on_progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
+        """Render as `KeyframeRenderer.render`, one run at a time on a pipeline: a run on the same pipeline in
+        another thread (two requests of a web service) waits until this one ends, as each installs its own
+        attention processors, FreeU factors and IP-Adapter on the shared UNet for the whole run."""
+        with _pipeline_lock(self.pipeline):
+            yield from self._render(frames, indices, done, state_dir, on_progress)
+
+    def _render(
+        self,
+        frames: Sequence[np.ndarray],
+        indices: Sequence[int],
+        done: Sequence[np.ndarray],
+        state_dir: Path,
+        on_progress: ProgressFn | None = None,
+    ) -> Iterator[np.ndarray]:
         """Render as `KeyframeRenderer.render`; `on_progress(done, total)` counts denoising steps (UNet calls).
 
         A resumed run counts the finished keyframes' steps as done, then the anchor's again (it is re-rendered
@@ -201,6 +217,20 @@ class DiffusionRenderer:
                 rendered.close()
                 if restore_bars is not None:
                     self.pipeline.set_progress_bar_config(**restore_bars)
+
+
+_PIPELINE_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_PIPELINE_LOCKS_GUARD = threading.Lock()
+
+
+def _pipeline_lock(pipeline: Any) -> threading.RLock:
+    """The lock that lets one keyframe run at a time use `pipeline` (kept beside it: a lock would make the pipeline
+    impossible to pickle or deep-copy); a fresh one for an object that cannot be weakly referenced."""
+    with _PIPELINE_LOCKS_GUARD:
+        try:
+            return _PIPELINE_LOCKS.setdefault(pipeline, threading.RLock())
+        except TypeError:
+            return threading.RLock()
 
 
 def recorded_seed(state_dir: Path) -> int:

@@ -113,6 +113,9 @@ def resolve_config(config, prompt, K, overrides) -> RerenderConfig:
     if K is not None:
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ConfigError(f"`K` must be an integer ≥ 1, got {K!r}")
+        for key, value in overrides.items():  # the same option twice: say so rather than let one win
+            if key.rpartition(".")[2] == "keyframe_interval" and value != K:
+                raise ConfigError(f"`K` {K} and `{key}` {value!r} both set keyframes.keyframe_interval; give one")
         changes["keyframes.keyframe_interval"] = K
     named = {key.rpartition(".")[2]: value for key, value in changes.items()}
     if named.get("keyframe_indices") is not None and "keyframe_mode" not in named:

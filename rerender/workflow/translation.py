@@ -36,6 +36,8 @@ from rerender.workflow.context import (
     Progress,
     ProgressCallback,
     StageContext,
+    check_flags,
+    check_optical_flow,
     check_progress_arguments,
 )
 from rerender.workflow.executors import Executor, LocalExecutor
@@ -205,6 +207,12 @@ def translate(
         raise ConfigError(
             f"`on_change` must be one of {', '.join(map(repr, choices(InputChange)))}, got {on_change!r}"
         )
+    check_optical_flow(optical_flow)
+    check_flags(
+        force=force, overwrite=overwrite, comparison=comparison, delete_workspace=delete_workspace, progress=progress
+    )
+    if workspace is not None:
+        check_input_path(workspace, "workspace")
     if force and stage == "propagate":  # --force starts the workspace over: the keyframes would go first
         raise ConfigError(
             "`force=True` starts the workspace over, deleting the keyframes that `stage` 'propagate' propagates; "

@@ -455,7 +455,7 @@ class Workspace:
                     raise WorkspaceMismatchError(
                         f"the workspace {str(self.root)!r} holds work for another video "
                         f"({manifest['video'].get('name')!r}, not {identity['name']!r}); use another workspace, "
-                        "or --force to start it over for this video"
+                        "or `force=True` (CLI: --force) to start it over for this video"
                     )
                 logger.warning(
                     "starting the workspace %s over for %s (it held %s)",
@@ -468,7 +468,7 @@ class Workspace:
                 self.delete_recorded()
                 manifest = None
             elif force:
-                logger.warning("--force: redoing every stage in %s", self.root)
+                logger.warning("`force`: redoing every stage in %s", self.root)
                 self.redone.append("everything: forced")
                 self.manifest = manifest
                 self.delete_recorded()
