@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge.patchmatch import serial_kernels
-from rerender.errors import FlowInputError
+from rerender.errors import ConfigError, FlowInputError
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
 from rerender.propagation.engine import EngineChoice, resolve_engine, warn_unused_options
@@ -124,9 +124,10 @@ def propagate_video_iter(
         >>> [index for index, frame in propagate_video_iter(frames, keys, progress=False, workers=1)]
         [0, 1, 2, 3]
     """
+    _check_arguments(frames, flow, options, progress, workers, callback)
     options = options or PropagationOptions()
     if workers is not None:
-        options = dataclasses.replace(options, workers=workers)
+        options = dataclasses.replace(options, workers=int(workers))
     engine = resolve_engine(options, name="options")  # e.g. device "cuda" without a GPU: refused before any work
     warn_unused_options(options, engine)
     key_indices = _check_video(frames, keyframes)
@@ -390,6 +391,34 @@ def _checked_frame(frames: Sequence[np.ndarray], index: int, keyframes: Mapping[
             f"`frames[{index}]` must be RGB uint8 of shape {expected} like the others, got {frame.dtype} {frame.shape}"
         )
     return frame
+
+
+def _check_arguments(
+    frames: object, flow: object, options: object, progress: object, workers: object, callback: object
+) -> None:
+    """Refuse arguments of the wrong kind before any work, naming them (they are first used deep in a pass).
+
+    Raises:
+        ConfigError: naming the argument, its value and what is valid.
+    """
+    if not (hasattr(frames, "__len__") and hasattr(frames, "__getitem__")):
+        raise ConfigError(
+            f"`frames` must be a sequence with len() and indexing (a list, a (T, H, W, 3) array), got "
+            f"{type(frames).__name__}; pass list(frames) for an iterator"
+        )
+    if options is not None and not isinstance(options, PropagationOptions):
+        hint = "; pass PropagationOptions(**options)" if isinstance(options, Mapping) else ""
+        raise ConfigError(f"`options` must be a PropagationOptions or None, got {type(options).__name__}{hint}")
+    if flow is not None and not callable(flow):
+        raise ConfigError(
+            f"`flow` must be a function flow(source, target) -> (forward, backward) or None, got {flow!r}"
+        )
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"`callback` must be a function callback(stage, done, total) or None, got {callback!r}")
+    if not isinstance(progress, (bool, np.bool_)):  # "no" is truthy: it would draw the bar
+        raise ConfigError(f"`progress` must be True or False, got {progress!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))):
+        raise ConfigError(f"`workers` must be a whole number of passes at once or None, got {workers!r}")
 
 
 def _check_video(frames: Sequence[np.ndarray], keyframes: Mapping[int, np.ndarray]) -> list[int]:
