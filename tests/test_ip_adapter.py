@@ -310,3 +310,26 @@ def test_style_image_is_keyed_by_its_bytes_not_its_path(synthetic_clip, tmp_path
     assert "keyframes" not in changed.reused
     assert any(line.startswith("redoing keyframes") and "prompt" in line for line in changed.redone)
     assert np.abs(read_image(changed.workspace / "keyframes" / "0000.png").astype(int) - anchor.astype(int)).max() > 0
+
+
+def test_a_callers_own_adapter_gets_its_scale_back(pipeline, adapter_dir, tmp_path):
+    """`style_adapter` sets the scale of an IP-Adapter the caller loaded for the run only, then restores it."""
+    from dataclasses import replace
+
+    from rerender.config import RerenderConfig
+    from rerender.diffusion.ip_adapter import style_adapter
+
+    install_ip_adapter(pipeline, str(adapter_dir), WEIGHT, 0.6)
+    image = tmp_path / "style.png"
+    write_image(style_images()[0], image)
+    config = RerenderConfig()
+    config = replace(config, prompt=replace(config.prompt, style_image=str(image), style_image_scale=0.25))
+
+    def scales():
+        return {name: p.scale for name, p in pipeline.unet.attn_processors.items() if hasattr(p, "to_k_ip")}
+
+    assert scales() and set(map(tuple, scales().values())) == {(0.6,)}
+    with style_adapter(pipeline, config) as reference:
+        assert reference is not None and set(map(tuple, scales().values())) == {(0.25,)}
+    assert set(map(tuple, scales().values())) == {(0.6,)}
+    assert pipeline.unet.encoder_hid_proj is not None  # the caller's adapter stays loaded

@@ -12,6 +12,7 @@ Supported: the SD 1.5 adapters of ``h94/IP-Adapter`` that diffusers loads, e.g. 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import posixpath
@@ -163,10 +164,24 @@ def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
 
             check_ip_adapter_family(family, local)
         install_ip_adapter(pipeline, config.model.ip_adapter, weight_name, config.prompt.style_image_scale)
-    else:
+    else:  # the caller's own adapter: its scale is theirs again afterwards
+        previous = _ip_adapter_scales(pipeline.unet)
         pipeline.set_ip_adapter_scale(config.prompt.style_image_scale)
     try:
         yield image
     finally:
         if installed:
             pipeline.unload_ip_adapter()
+        else:
+            processors = pipeline.unet.attn_processors
+            for name, scale in previous.items():
+                processors[name].scale = scale
+
+
+def _ip_adapter_scales(unet: Any) -> dict[str, Any]:
+    """The scale of every IP-Adapter attention processor of `unet`, by processor name (copies)."""
+    return {
+        name: copy.copy(processor.scale)
+        for name, processor in unet.attn_processors.items()
+        if hasattr(processor, "scale") and hasattr(processor, "to_k_ip")
+    }
