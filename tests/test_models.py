@@ -176,6 +176,24 @@ def test_lora_diffusers_and_kohya_formats_with_scales(tiny_pipe, tiny_pipeline_d
     assert not torch.allclose(only_first, base, atol=1e-4) and not torch.allclose(only_first, both, atol=1e-4)
 
 
+def test_an_sd15_lora_loads_without_diffusers_warning_of_a_second_text_encoder(tiny_pipe, tmp_path):
+    """SD 1.5 has one text encoder; diffusers' SDXL loader warned "No LoRA keys associated to NoneType found with the
+    prefix='text_encoder_2'" on every SD 1.5 LoRA (on stderr, through diffusers' own handler)."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger("diffusers")  # diffusers' loggers stop propagating here
+    root.addHandler(handler)
+    try:
+        load_loras(tiny_pipe, [LoraConfig(path=str(_write_kohya_lora(tmp_path / "k.safetensors", tiny_pipe.unet)))])
+    finally:
+        root.removeHandler(handler)
+    assert tiny_pipe.get_active_adapters() == ["lora_0"]
+    assert not [record for record in records if "text_encoder_2" in record.getMessage()]
+
+
 def test_lora_through_the_model_config(tiny_pipeline_dir, tmp_path):
     kohya_file = tmp_path / "style.safetensors"
     from diffusers import UNet2DConditionModel

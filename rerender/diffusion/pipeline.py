@@ -43,6 +43,7 @@ from diffusers import DiffusionPipeline, StableDiffusionMixin, StableDiffusionPi
 from diffusers.loaders import (
     FromSingleFileMixin,
     IPAdapterMixin,
+    StableDiffusionLoraLoaderMixin,
     StableDiffusionXLLoraLoaderMixin,
     TextualInversionLoaderMixin,
 )
@@ -436,6 +437,16 @@ class RerenderPipeline(
         if guidance_scale is None:
             guidance_scale = family_default("sampling.guidance_scale", self.variant)
         return num_inference_steps, guidance_scale
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict: Any, adapter_name: str | None = None, **kwargs):
+        """diffusers' LoRA loading of the family: SDXL's loader reads both text encoders; on SD 1.5 (no second
+        one) it would warn on every LoRA that no keys were found for ``text_encoder_2``, so SD 1.5's is used."""
+        loader = (
+            StableDiffusionXLLoraLoaderMixin if self.text_encoder_2 is not None else StableDiffusionLoraLoaderMixin
+        )
+        return loader.load_lora_weights(
+            self, pretrained_model_name_or_path_or_dict, adapter_name=adapter_name, **kwargs
+        )
 
     @property
     def is_union(self) -> bool:
