@@ -212,3 +212,24 @@ def test_default_yaml_text_is_readable():
     text = (REPO / "configs" / "default.yaml").read_text()
     data = yaml.safe_load(text)
     assert data["constraints"]["shape_fusion_period"] == [0.0, 0.1]
+
+
+def test_a_lora_may_be_given_as_its_path_alone(tmp_path):
+    """`loras=["style.safetensors"]` (Python) and `loras: [style.safetensors]` (YAML) are LoRAs at scale 1, as the
+    CLI's `--lora style.safetensors`; the mapping form still takes a scale."""
+    from pathlib import Path
+
+    from rerender.config import LoraConfig, apply_overrides, load_config
+
+    config = apply_overrides(
+        RerenderConfig(), {"loras": ["a.safetensors", Path("b.safetensors"), {"path": "c", "scale": 0.5}]}
+    )
+    assert config.model.loras == (
+        LoraConfig(path="a.safetensors"),
+        LoraConfig(path="b.safetensors"),
+        LoraConfig(path="c", scale=0.5),
+    )
+    (tmp_path / "c.yaml").write_text("model:\n  loras: [style.safetensors]\n")
+    assert load_config(tmp_path / "c.yaml").model.loras == (LoraConfig(path="style.safetensors"),)
+    with pytest.raises(ConfigError, match=r"model\.loras\[0\]"):
+        apply_overrides(RerenderConfig(), {"loras": [5]})

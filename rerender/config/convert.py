@@ -102,6 +102,9 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
+        shorthand = getattr(annotation, "SHORTHAND", None)  # e.g. a LoRA given as its path alone
+        if shorthand is not None and isinstance(value, (str, PurePath)):
+            value = {shorthand: value}
         if not isinstance(value, Mapping):
             raise ConfigError(f"`{key}` must be {_type_name(annotation)}, got {value!r}")
         return _dataclass_from_dict(annotation, value, key)

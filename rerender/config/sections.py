@@ -8,7 +8,7 @@ import numbers
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rerender.errors import ConfigError
 
@@ -579,6 +579,10 @@ class LoraConfig:
     """Adapter weight (0 = no effect)."""
     weight_name: str | None = None
     """File name inside `path` when it is a folder or hub id holding several files."""
+
+    SHORTHAND: ClassVar[str] = "path"
+    """A LoRA may be given as its path alone (YAML `loras: [style.safetensors]`, `loras=["style.safetensors"]`):
+    scale 1."""
 
     def __post_init__(self) -> None:
         if not self.path:
