@@ -577,3 +577,37 @@ def test_generate_uses_the_configs_negative_prompt_by_default(tiny_pipeline, tmp
         **SETTINGS,
     )
     assert encoded == [DEFAULT_NEGATIVE_PROMPT, "blurry"]
+
+
+def test_generate_holds_the_pipelines_lock_while_it_renders(tiny_pipeline, tmp_path, monkeypatch):
+    """Two requests of a service sharing one pipeline: `generate` renders one run at a time, as `translate` does (each
+    run installs its own attention processors and IP-Adapter on the shared UNet)."""
+    import threading
+
+    import rerender.workflow.generation as generation
+    from rerender.workflow.renderers import pipeline_lock
+
+    original = generation.render_text_keyframes
+    taken_elsewhere = []
+
+    def render(pipeline, *args, **kwargs):
+        other = threading.Thread(
+            target=lambda: taken_elsewhere.append(pipeline_lock(pipeline).acquire(blocking=False))
+        )
+        other.start()
+        other.join()
+        return original(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "render_text_keyframes", render)
+    generate(
+        "a cube",
+        frames=1,
+        output=tmp_path / "o.mp4",
+        pipeline=tiny_pipeline,
+        size=(64, 64),
+        progress=False,
+        **SETTINGS,
+    )
+    assert taken_elsewhere == [False]
+    assert pipeline_lock(tiny_pipeline).acquire(blocking=False)  # released afterwards
+    pipeline_lock(tiny_pipeline).release()

@@ -382,7 +382,10 @@ def generate(
 
     if guidance_scale is None:
         guidance_scale = config.sampling.guidance_scale
+    from rerender.workflow.renderers import pipeline_lock
+
     with (
+        pipeline_lock(pipeline),  # one run at a time on a shared pipeline, as `translate`'s keyframes
         style_adapter(pipeline, config) as style_image,  # the IP-Adapter for this call only, as in `translate`
         denoising_bars(pipeline, progress),  # the flow path's per-pass bars follow `progress` (-q)
     ):

@@ -133,7 +133,7 @@ class DiffusionRenderer:
         """Render as `KeyframeRenderer.render`, one run at a time on a pipeline: a run on the same pipeline in
         another thread (two requests of a web service) waits until this one ends, as each installs its own
         attention processors, FreeU factors and IP-Adapter on the shared UNet for the whole run."""
-        with _pipeline_lock(self.pipeline):
+        with pipeline_lock(self.pipeline):
             yield from self._render(frames, indices, done, state_dir, on_progress)
 
     def _render(
@@ -223,7 +223,7 @@ _PIPELINE_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakK
 _PIPELINE_LOCKS_GUARD = threading.Lock()
 
 
-def _pipeline_lock(pipeline: Any) -> threading.RLock:
+def pipeline_lock(pipeline: Any) -> threading.RLock:
     """The lock that lets one keyframe run at a time use `pipeline` (kept beside it: a lock would make the pipeline
     impossible to pickle or deep-copy); a fresh one for an object that cannot be weakly referenced."""
     with _PIPELINE_LOCKS_GUARD:
