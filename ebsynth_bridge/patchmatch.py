@@ -115,16 +115,18 @@ def _patch_distance(
     ``*_rows`` are the padded feature images viewed as ``(H + 2r, (W + 2r) * C)``; a patch row is then
     one contiguous run of ``patch_size * channels`` floats. Returns a value > ``limit`` when it stops.
     """
-    run = patch_size * channels
-    target_start = target_x * channels
-    source_start = source_x * channels
+    # unsigned indices: no negative-index wraparound, so each row is read with contiguous vector loads (signed
+    # ones compiled to gathers) and no array view is made per row; the sums and their order are unchanged
+    run = np.uint64(patch_size * channels)
+    target_start = np.uint64(target_x * channels)
+    source_start = np.uint64(source_x * channels)
     total = 0.0
     for row in range(patch_size):
-        target_row = target_rows[target_y + row]
-        source_row = source_rows[source_y + row]
+        target_row = np.uint64(target_y + row)
+        source_row = np.uint64(source_y + row)
         row_sum = 0.0
         for k in range(run):
-            difference = target_row[target_start + k] - source_row[source_start + k]
+            difference = target_rows[target_row, target_start + k] - source_rows[source_row, source_start + k]
             row_sum += difference * difference
         total += row_sum
         if total > limit:
