@@ -404,14 +404,16 @@ def vote(style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int,
                     centre_x = x - offset_x
                     if centre_x < 0 or centre_x >= width:
                         continue
-                    source_x = min(max(nnf[centre_y, centre_x, 0] + offset_x, 0), source_width - 1)
-                    source_y = min(max(nnf[centre_y, centre_x, 1] + offset_y, 0), source_height - 1)
+                    # unsigned indices (all ≥ 0 here): no negative-index wraparound in the loads
+                    match_y, match_x = np.uint64(centre_y), np.uint64(centre_x)
+                    source_x = np.uint64(min(max(nnf[match_y, match_x, 0] + offset_x, 0), source_width - 1))
+                    source_y = np.uint64(min(max(nnf[match_y, match_x, 1] + offset_y, 0), source_height - 1))
                     weight = 1.0
                     if error_scale > 0.0:
-                        weight = 1.0 / (1.0 + error[centre_y, centre_x] / error_scale)
+                        weight = 1.0 / (1.0 + error[match_y, match_x] / error_scale)
                     weight_sum += weight
                     for channel in range(style_channels):
-                        accumulator[channel] += weight * style[source_y, source_x, channel]
+                        accumulator[channel] += weight * style[source_y, source_x, np.uint64(channel)]
             for channel in range(style_channels):
                 result[y, x, channel] = accumulator[channel] / weight_sum
     return result
