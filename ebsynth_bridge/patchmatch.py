@@ -116,7 +116,8 @@ def _patch_distance(
     one contiguous run of ``patch_size * channels`` floats. Returns a value > ``limit`` when it stops.
     """
     # unsigned indices: no negative-index wraparound, so each row is read with contiguous vector loads (signed
-    # ones compiled to gathers) and no array view is made per row; the sums and their order are unchanged
+    # ones compiled to gathers) and no array view is made per row. A row's sum is the float64 sum of the same
+    # float32 squares; how LLVM vectorises (associates) it follows the code and the CPU, as it always did
     run = np.uint64(patch_size * channels)
     target_start = np.uint64(target_x * channels)
     source_start = np.uint64(source_x * channels)
