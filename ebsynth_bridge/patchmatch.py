@@ -115,16 +115,19 @@ def _patch_distance(
     ``*_rows`` are the padded feature images viewed as ``(H + 2r, (W + 2r) * C)``; a patch row is then
     one contiguous run of ``patch_size * channels`` floats. Returns a value > ``limit`` when it stops.
     """
-    run = patch_size * channels
-    target_start = target_x * channels
-    source_start = source_x * channels
+    # unsigned indices: no negative-index wraparound, so each row is read with contiguous vector loads (signed
+    # ones compiled to gathers) and no array view is made per row. A row's sum is the float64 sum of the same
+    # float32 squares; how LLVM vectorises (associates) it follows the code and the CPU, as it always did
+    run = np.uint64(patch_size * channels)
+    target_start = np.uint64(target_x * channels)
+    source_start = np.uint64(source_x * channels)
     total = 0.0
     for row in range(patch_size):
-        target_row = target_rows[target_y + row]
-        source_row = source_rows[source_y + row]
+        target_row = np.uint64(target_y + row)
+        source_row = np.uint64(source_y + row)
         row_sum = 0.0
         for k in range(run):
-            difference = target_row[target_start + k] - source_row[source_start + k]
+            difference = target_rows[target_row, target_start + k] - source_rows[source_row, source_start + k]
             row_sum += difference * difference
         total += row_sum
         if total > limit:
@@ -301,8 +304,9 @@ def patchmatch_sweep(
                     high_x = min(centre_x + radius, source_width - 1)
                     low_y = max(centre_y - radius, 0)
                     high_y = min(centre_y + radius, source_height - 1)
-                    candidate_x = low_x + (state & 0xFFFF) % (high_x - low_x + 1)
-                    candidate_y = low_y + (state >> 16) % (high_y - low_y + 1)
+                    # both operands ≥ 0: an unsigned 32-bit remainder, the same value as Python's %, cheaper
+                    candidate_x = low_x + np.int64(np.uint32(state & 0xFFFF) % np.uint32(high_x - low_x + 1))
+                    candidate_y = low_y + np.int64(np.uint32(state >> 16) % np.uint32(high_y - low_y + 1))
                     radius //= 2
                     if candidate_x == best_x and candidate_y == best_y:
                         continue
@@ -375,6 +379,46 @@ def adopt_better_candidates(
             error[y, x] = best_error
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _vote_pixel_rgb(
+    style: np.ndarray,
+    nnf: np.ndarray,
+    error: np.ndarray,
+    radius: int,
+    error_scale: float,
+    x: int,
+    y: int,
+    result: np.ndarray,
+) -> None:
+    """:func:`vote` of one pixel of a 3-channel style: the same sums in the same order, kept in registers
+    (the general loop's accumulator array made each addition a store and a load)."""
+    height, width = nnf.shape[0], nnf.shape[1]
+    source_height, source_width = style.shape[0], style.shape[1]
+    red, green, blue = 0.0, 0.0, 0.0
+    weight_sum = 0.0
+    for offset_y in range(-radius, radius + 1):
+        centre_y = y - offset_y
+        if centre_y < 0 or centre_y >= height:
+            continue
+        for offset_x in range(-radius, radius + 1):
+            centre_x = x - offset_x
+            if centre_x < 0 or centre_x >= width:
+                continue
+            match_y, match_x = np.uint64(centre_y), np.uint64(centre_x)
+            source_x = np.uint64(min(max(nnf[match_y, match_x, 0] + offset_x, 0), source_width - 1))
+            source_y = np.uint64(min(max(nnf[match_y, match_x, 1] + offset_y, 0), source_height - 1))
+            weight = 1.0
+            if error_scale > 0.0:
+                weight = 1.0 / (1.0 + error[match_y, match_x] / error_scale)
+            weight_sum += weight
+            red += weight * style[source_y, source_x, np.uint64(0)]
+            green += weight * style[source_y, source_x, np.uint64(1)]
+            blue += weight * style[source_y, source_x, np.uint64(2)]
+    result[y, x, 0] = red / weight_sum
+    result[y, x, 1] = green / weight_sum
+    result[y, x, 2] = blue / weight_sum
+
+
 @_kernel
 def vote(style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int, error_scale: float) -> np.ndarray:
     """Target style as the average of the overlapping source patches (ebsynth.md §1.6).
@@ -392,6 +436,9 @@ def vote(style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int,
     for y in numba.prange(height):
         accumulator = np.zeros(style_channels, np.float64)
         for x in range(width):
+            if style_channels == 3:
+                _vote_pixel_rgb(style, nnf, error, radius, error_scale, x, y, result)
+                continue
             accumulator[:] = 0.0
             weight_sum = 0.0
             for offset_y in range(-radius, radius + 1):
@@ -402,14 +449,16 @@ def vote(style: np.ndarray, nnf: np.ndarray, error: np.ndarray, patch_size: int,
                     centre_x = x - offset_x
                     if centre_x < 0 or centre_x >= width:
                         continue
-                    source_x = min(max(nnf[centre_y, centre_x, 0] + offset_x, 0), source_width - 1)
-                    source_y = min(max(nnf[centre_y, centre_x, 1] + offset_y, 0), source_height - 1)
+                    # unsigned indices (all ≥ 0 here): no negative-index wraparound in the loads
+                    match_y, match_x = np.uint64(centre_y), np.uint64(centre_x)
+                    source_x = np.uint64(min(max(nnf[match_y, match_x, 0] + offset_x, 0), source_width - 1))
+                    source_y = np.uint64(min(max(nnf[match_y, match_x, 1] + offset_y, 0), source_height - 1))
                     weight = 1.0
                     if error_scale > 0.0:
-                        weight = 1.0 / (1.0 + error[centre_y, centre_x] / error_scale)
+                        weight = 1.0 / (1.0 + error[match_y, match_x] / error_scale)
                     weight_sum += weight
                     for channel in range(style_channels):
-                        accumulator[channel] += weight * style[source_y, source_x, channel]
+                        accumulator[channel] += weight * style[source_y, source_x, np.uint64(channel)]
             for channel in range(style_channels):
                 result[y, x, channel] = accumulator[channel] / weight_sum
     return result

@@ -238,10 +238,12 @@ def synthesize(
             random_search_radius=random_search_radius,
             error_scale=error_scale,
             seed=_mix_seed(seed, level),
+            vote_result=level == level_count - 1,
         )
-        logger.debug(
-            "level %d/%d %s done, mean error %.1f", level + 1, level_count, level_target_shape, float(error.mean())
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "level %d/%d %s done, mean error %.1f", level + 1, level_count, level_target_shape, float(error.mean())
+            )
 
     image = _from_float_image(target_style, style.dtype)
     if style_squeezed:
@@ -309,11 +311,13 @@ def _synthesize_level(
     random_search_radius: int | None,
     error_scale: float,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vote_result: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The search-vote loop of one pyramid level (ebsynth.md §1.4). Returns (nnf, error, target style).
 
     ``style_scale`` is None when the style term is off: the energy then does not depend on the vote, so
-    the rounds reduce to PatchMatch sweeps and one final vote.
+    the rounds reduce to PatchMatch sweeps and one final vote, made only when ``vote_result`` (the finest
+    level; a coarser level hands on its field alone), else the target style returned is None.
     """
     radius = patch_size // 2
     style_channels = level_style.shape[2]
@@ -323,7 +327,6 @@ def _synthesize_level(
     # |T| / |S|: how often each source patch would be used if the use were uniform
     coverage_ratio = (target_height * target_width) / (source_height * source_width)
     active = np.ones((target_height, target_width), np.uint8)
-    no_error = np.zeros((target_height, target_width), np.float32)
     no_occupancy = np.zeros((source_height, source_width), np.float32)
 
     def set_target_style(target_style: np.ndarray) -> None:
@@ -331,8 +334,11 @@ def _synthesize_level(
             target_features[radius:-radius, radius:-radius, :style_channels] = target_style * np.float32(style_scale)
             _refresh_padding(target_features, radius)
 
-    target_style = patchmatch.vote(level_style, nnf, no_error, patch_size, 0.0)
-    set_target_style(target_style)
+    target_style = None
+    if style_scale is not None:  # without a style term the energy does not depend on the vote
+        no_error = np.zeros((target_height, target_width), np.float32)
+        target_style = patchmatch.vote(level_style, nnf, no_error, patch_size, 0.0)
+        set_target_style(target_style)
     error = patchmatch.nnf_error(target_features, source_features, nnf, patch_size)
     if candidate_nnf is not None:
         occupancy = _occupancy(nnf, (source_height, source_width), patch_size, coverage_ratio)
@@ -377,7 +383,7 @@ def _synthesize_level(
         error = patchmatch.nnf_error(target_features, source_features, nnf, patch_size)
         if converged:
             break
-    if style_scale is None:
+    if style_scale is None and vote_result:
         target_style = patchmatch.vote(level_style, nnf, error, patch_size, error_scale)
     return nnf, error, target_style
 
