@@ -649,19 +649,24 @@ def _sdxl_run_plain(setup: dict[str, Any], keyframes: int) -> dict[str, Any]:
     from PIL import Image
 
     times, counts = [], []
+    vae = setup["plain"].vae
+    vae_dtype = vae.dtype
     for frame, control in zip(setup["frames"][1 : keyframes + 1], setup["controls"][1 : keyframes + 1]):
         setup["calls"].clear()
         if setup["cuda"]:
             torch.cuda.synchronize()
         begin = time.perf_counter()
-        setup["plain"](
-            setup["prompt"],
-            image=Image.fromarray(frame),
-            control_image=Image.fromarray(control),
-            output_type="np",
-            generator=torch.Generator().manual_seed(0),
-            **setup["common"],
-        )
+        try:
+            setup["plain"](
+                setup["prompt"],
+                image=Image.fromarray(frame),
+                control_image=Image.fromarray(control),
+                output_type="np",
+                generator=torch.Generator().manual_seed(0),
+                **setup["common"],
+            )
+        finally:  # diffusers casts a force_upcast VAE to the UNet's float16 after encoding; ours shares it
+            vae.to(vae_dtype)
         if setup["cuda"]:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - begin)
