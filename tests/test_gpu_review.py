@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +38,32 @@ def test_gpu_check_sdxl_plain_run_leaves_the_shared_vae_in_float32(gpu_check):
         gpu_check._sdxl_run_plain(setup, 1)
     assert setup["plain"].vae.dtype == torch.float32
     assert setup["ours"].vae is setup["plain"].vae
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_pipeline_dir) -> Path:
+    from diffusers import UNet2DConditionModel
+
+    from tests.tiny_models import save_tiny_ip_adapter
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_pipeline_dir / "unet")
+    return save_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"), unet)
+
+
+def test_an_ip_adapter_installed_on_an_offloaded_pipeline_is_offloaded_too(tiny_pipeline_dir, adapter_dir):
+    # was: with `model.cpu_offload` (CUDA) and a style image, the IP-Adapter's image encoder arrived after the
+    # offload hooks: it stayed on the CPU while `encode_image` sent the pixels to the GPU (a device-mismatch crash).
+    # The CPU stands in for the GPU here: the hooks are the same, only the devices coincide.
+    from rerender.diffusion.ip_adapter import install_ip_adapter
+    from rerender.diffusion.pipeline import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.enable_model_cpu_offload(device="cpu")
+    install_ip_adapter(pipeline, str(adapter_dir), "models/ip-adapter_sd15.safetensors", 0.6)
+    modules = {name: module for name, module in pipeline.components.items() if isinstance(module, torch.nn.Module)}
+    assert "image_encoder" in modules
+    assert {name for name, module in modules.items() if not hasattr(module, "_hf_hook")} == set()
+    assert pipeline._execution_device.type == "cpu"
+    style = np.full((32, 32, 3), 200, np.uint8)
+    embeds = pipeline.encode_style_image(style, pipeline._execution_device, True)["image_embeds"]
+    assert embeds[0].shape[0] == 2 and torch.isfinite(embeds[0]).all()
