@@ -67,3 +67,44 @@ def test_an_ip_adapter_installed_on_an_offloaded_pipeline_is_offloaded_too(tiny_
     style = np.full((32, 32, 3), 200, np.uint8)
     embeds = pipeline.encode_style_image(style, pipeline._execution_device, True)["image_embeds"]
     assert embeds[0].shape[0] == 2 and torch.isfinite(embeds[0]).all()
+
+
+def test_attention_references_are_freed_when_rendering_fails(tiny_pipeline_dir, monkeypatch):
+    # was: an error inside `render_keyframes` (a CUDA out-of-memory at keyframe k) left the store full: the
+    # generator's frame, kept alive by the traceback (a notebook keeps the last one in `sys.last_traceback`), held
+    # every recorded reference on the GPU, so the retry with smaller settings ran out of memory again.
+    from rerender.config import ConstraintConfig
+    from rerender.diffusion import pipeline as pipeline_module
+
+    stores = []
+
+    class Recording(pipeline_module.CrossFrameAttentionStore):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(pipeline_module, "CrossFrameAttentionStore", Recording)
+    pipeline = pipeline_module.RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+
+    def out_of_memory(pipe, step, timestep, outputs):
+        if outputs["frame_index"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return outputs
+
+    frames = [np.full((32, 32, 3), value, np.uint8) for value in (60, 120)]
+    constraints = ConstraintConfig(shape_fusion_period=None, pixel_fusion_period=None)
+    with pytest.raises(RuntimeError, match="simulated") as caught:
+        pipeline(
+            frames,
+            "a cat",
+            num_inference_steps=2,
+            strength=1.0,
+            constraints=constraints,
+            generator=torch.Generator().manual_seed(0),
+            callback_on_step_end=out_of_memory,
+        )
+    assert caught.value.__traceback__ is not None  # the traceback (and the frames it holds) is still alive
+    assert len(stores) == 1
+    assert stores[0].nbytes == 0 and not stores[0].anchor and not stores[0].pending
+    assert stores[0].peak_nbytes > 0  # there were references (the anchor's) to free

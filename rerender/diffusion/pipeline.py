@@ -713,26 +713,28 @@ class RerenderPipeline(
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
         with self.constraints_installed(state, frames[0]):
             # 6. Render the anchor (recording its references), then each keyframe in order
-            for index, frame in enumerate(frames):
-                if 0 < index < next_index:
-                    continue  # rendered by the run being resumed
-                started, calls_before = time.perf_counter(), state.unet_calls
-                if index == 0:
-                    latents, image = self.render_anchor(state, frame)
-                    if next_index > 0:
-                        self._restore(state, resume)
-                        continue
-                else:
-                    latents, image = self.render_keyframe(state, index, frame)
-                yield RenderedFrame(
-                    index=index,
-                    image=image[0].float().cpu(),
-                    latents=latents.cpu(),
-                    unet_calls=state.unet_calls - calls_before,
-                    seconds=time.perf_counter() - started,
-                    resume_state=self._resume_state(state, index),
-                )
-            state.store.clear()
+            try:
+                for index, frame in enumerate(frames):
+                    if 0 < index < next_index:
+                        continue  # rendered by the run being resumed
+                    started, calls_before = time.perf_counter(), state.unet_calls
+                    if index == 0:
+                        latents, image = self.render_anchor(state, frame)
+                        if next_index > 0:
+                            self._restore(state, resume)
+                            continue
+                    else:
+                        latents, image = self.render_keyframe(state, index, frame)
+                    yield RenderedFrame(
+                        index=index,
+                        image=image[0].float().cpu(),
+                        latents=latents.cpu(),
+                        unet_calls=state.unet_calls - calls_before,
+                        seconds=time.perf_counter() - started,
+                        resume_state=self._resume_state(state, index),
+                    )
+            finally:  # also on an error or an early close: a kept traceback (a notebook's) must not hold them
+                state.store.clear()
             logger.debug(
                 "cross-frame attention references: at most %.2f GiB held at once", state.store.peak_nbytes / 2**30
             )
