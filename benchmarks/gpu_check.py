@@ -389,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
         if arguments.all:
             return run_all(arguments)
+        import torch
+
+        if not arguments.tiny and not torch.cuda.is_available():  # else a traceback from deep in the first build
+            print(f"no CUDA device for --row {arguments.row}: run with --tiny for the CPU code path", file=sys.stderr)
+            return 2
         _write_json(arguments.json, run_row(arguments.row, arguments))
         return 0
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]

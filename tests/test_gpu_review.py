@@ -108,3 +108,12 @@ def test_attention_references_are_freed_when_rendering_fails(tiny_pipeline_dir, 
     assert len(stores) == 1
     assert stores[0].nbytes == 0 and not stores[0].anchor and not stores[0].pending
     assert stores[0].peak_nbytes > 0  # there were references (the anchor's) to free
+
+
+def test_gpu_check_row_without_cuda_says_so_instead_of_a_traceback(gpu_check, capsys):
+    # was: `--row flux` (or any row) without --tiny on a machine without CUDA died in a diffusers import made under
+    # `torch.device("cuda")` ("Torch not compiled with CUDA enabled", three chained tracebacks)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert gpu_check.main(["--row", "flux"]) == 2
+    assert "no CUDA device for --row flux: run with --tiny" in capsys.readouterr().err
