@@ -117,3 +117,33 @@ def test_gpu_check_row_without_cuda_says_so_instead_of_a_traceback(gpu_check, ca
         pytest.skip("this machine has CUDA")
     assert gpu_check.main(["--row", "flux"]) == 2
     assert "no CUDA device for --row flux: run with --tiny" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("device", "gpu_ids", "loaded"), [("cuda:1", [1], "cuda"), ("cuda:1", [], "cuda:1")])
+def test_a_keyframe_actor_loads_the_model_on_the_gpu_ray_gave_it(monkeypatch, device, gpu_ids, loaded):
+    # was: `model.device: cuda:1` (the second GPU of the driver's machine) went unchanged to the Ray keyframe actors,
+    # which see only the GPU Ray gave them (CUDA_VISIBLE_DEVICES), as cuda:0: loading failed in every actor with
+    # "`model.device` is 'cuda:1' but this machine has 1 CUDA device(s)".
+    import ray
+
+    from rerender.config import ModelConfig, RerenderConfig
+    from rerender.diffusion.loading import resolve_device
+    from rerender.workflow import renderers
+    from rerender.workflow.executors.ray import KeyframeWorker
+
+    seen = []
+
+    def choose_renderer(config, *rest):
+        seen.append(config)
+        return renderers.ClassicRenderer(config.prompt.prompt)
+
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: list(gpu_ids))
+    monkeypatch.setattr(renderers, "choose_renderer", choose_renderer)
+    config = RerenderConfig(model=ModelConfig(device=device))
+    KeyframeWorker(config, None)
+    assert seen[0].model.device == loaded
+    assert seen[0].model.base_model == config.model.base_model and seen[0].prompt == config.prompt
+    if gpu_ids:  # inside the actor: one visible CUDA device
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        assert resolve_device(seen[0].model.device) == torch.device("cuda")
