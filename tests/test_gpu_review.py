@@ -147,3 +147,45 @@ def test_a_keyframe_actor_loads_the_model_on_the_gpu_ray_gave_it(monkeypatch, de
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
         assert resolve_device(seen[0].model.device) == torch.device("cuda")
+
+
+@pytest.mark.parametrize(("model_device", "flow_device"), [("cuda:1", "cuda:1"), ("auto", None), ("cpu", None)])
+def test_the_flow_estimator_runs_on_the_gpu_the_model_names(monkeypatch, model_device, flow_device):
+    # was: with `model.device: cuda:1` the configured flow estimator (GMFlow on a GPU) was built with no device,
+    # that is on cuda:0: the GPU the user kept the run off (busy or too small) held the flow network and its
+    # activations (about 6 GB per 1024² pair).
+    from rerender.config import ModelConfig, RerenderConfig
+    from rerender.workflow import context as context_module
+
+    built = []
+    monkeypatch.setattr(context_module.FlowSpec, "build", lambda spec, device=None: built.append(device) or spec)
+    ctx = context_module.StageContext(
+        workspace=None,
+        video=Path("clip.mp4"),
+        info=None,
+        config=RerenderConfig(model=ModelConfig(device=model_device)),
+        count=2,
+        size=(64, 64),
+    )
+    assert ctx.estimator is ctx.estimator  # built once
+    assert built == [flow_device]
+
+
+def test_the_pipelines_own_flow_estimator_follows_its_execution_device(tiny_pipeline_dir, monkeypatch):
+    # was: `RerenderPipeline` called without a `flow_estimator` loaded "auto" with no device, that is GMFlow on
+    # cuda:0, for a pipeline on cuda:1. The CUDA device is faked: only the estimator's placement is checked.
+    from rerender.diffusion import pipeline as pipeline_module
+
+    asked = []
+
+    def load_flow_estimator(name, checkpoint=None, device=None, dis_preset="fine"):
+        asked.append((name, device))
+        return object()
+
+    monkeypatch.setattr(pipeline_module, "load_flow_estimator", load_flow_estimator)
+    pipeline = pipeline_module.RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.default_flow_estimator()
+    cuda = torch.device("cuda", 1)
+    monkeypatch.setattr(type(pipeline), "_execution_device", property(lambda self: cuda))
+    pipeline.default_flow_estimator()
+    assert asked == [("auto", None), ("auto", cuda)]

@@ -583,6 +583,12 @@ class RerenderPipeline(
             raise ConfigError("`ip_adapter_image` needs an IP-Adapter: call `load_ip_adapter` first")
         return {"image_embeds": self.prepare_ip_adapter_image_embeds(image, None, device, 1, guided)}
 
+    def default_flow_estimator(self) -> FlowEstimator:
+        """The flow estimator of a call that passes none: "auto" (`rerender.flow.load_flow_estimator`), on this
+        pipeline's GPU when it runs on CUDA (a pipeline on cuda:1 must not put GMFlow on cuda:0)."""
+        execution = self._execution_device
+        return load_flow_estimator("auto", device=execution if execution.type == "cuda" else None)
+
     @torch.no_grad()
     def render_keyframes(
         self,
@@ -675,7 +681,7 @@ class RerenderPipeline(
         if refinement_schedule is not None:
             needs_flow = needs_flow or bool(refinement_schedule.shape_fusion or refinement_schedule.pixel_fusion)
         if needs_flow and flow_estimator is None and len(frames) > 1:
-            flow_estimator = load_flow_estimator("auto")
+            flow_estimator = self.default_flow_estimator()
         if generator is None:
             generator = torch.Generator()
             generator.seed()
