@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,67 @@ def test_the_pipelines_own_flow_estimator_follows_its_execution_device(tiny_pipe
     monkeypatch.setattr(type(pipeline), "_execution_device", property(lambda self: cuda))
     pipeline.default_flow_estimator()
     assert asked == [("auto", None), ("auto", cuda)]
+
+
+class _Detector:
+    """controlnet-aux's detector interface (`from_pretrained`, `to`, ``__call__`` with resolutions and
+    ``output_type="np"``), recording where it was moved."""
+
+    moved_to: list = []
+
+    @classmethod
+    def from_pretrained(cls, path):
+        return cls()
+
+    def to(self, device):
+        type(self).moved_to.append(device)
+        return self
+
+    def __call__(self, frame, detect_resolution, image_resolution, output_type):
+        return np.asarray(frame).mean(axis=2).astype(np.uint8)
+
+
+@pytest.fixture
+def fake_controlnet_aux(monkeypatch):
+    import types
+
+    module = types.ModuleType("controlnet_aux")
+    module.HEDdetector = type("HEDdetector", (_Detector,), {"moved_to": []})
+    monkeypatch.setitem(sys.modules, "controlnet_aux", module)
+    return module
+
+
+def test_an_annotator_network_runs_on_the_pipelines_device(tiny_pipeline_dir, fake_controlnet_aux, monkeypatch):
+    # was: the controlnet-aux annotators (HED, lineart, MiDaS depth, openpose) stayed on the CPU next to a GPU
+    # pipeline: every keyframe's control map ran its network on the CPU while the GPU waited.
+    from rerender.config import ConstraintConfig, ControlConfig
+    from rerender.diffusion import control
+    from rerender.diffusion import pipeline as pipeline_module
+
+    annotate = control.make_annotator(ControlConfig(type="hed"), "weights", device="cuda:1")
+    assert fake_controlnet_aux.HEDdetector.moved_to == ["cuda:1"]
+    assert annotate(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)
+
+    devices = []
+
+    def make_annotator(config, weights=control.DEFAULT_ANNOTATOR_WEIGHTS, device=None):
+        devices.append(device)
+        return control.make_annotator(config, weights, device)
+
+    monkeypatch.setattr(pipeline_module, "make_annotator", make_annotator)
+    pipeline = pipeline_module.RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    frames = [np.full((32, 32, 3), 90, np.uint8)]
+    off = ConstraintConfig(cross_frame_attention_period=None, shape_fusion_period=None, pixel_fusion_period=None)
+    pipeline(
+        frames,
+        "a cat",
+        controls=[ControlConfig(type="hed")],
+        num_inference_steps=1,
+        strength=1.0,
+        constraints=off,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert devices == [pipeline._execution_device]
+    assert fake_controlnet_aux.HEDdetector.moved_to[-1] == pipeline._execution_device

@@ -651,7 +651,11 @@ class RerenderPipeline(
 
         # 2. Prepare control maps: annotators (which may need the `annotators` extra) or the precomputed maps
         controls = list(controls) if controls is not None else [ControlConfig() for _ in self.controlnets]
-        annotators = [None] * len(controls) if control_images is not None else [make_annotator(c) for c in controls]
+        annotators = (
+            [None] * len(controls)
+            if control_images is not None
+            else [make_annotator(c, device=self._execution_device) for c in controls]
+        )
         if controlnet_conditioning_scale is None:
             conditioning_scales = [control.strength for control in controls]
         elif isinstance(controlnet_conditioning_scale, (int, float)):
