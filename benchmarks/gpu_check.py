@@ -389,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
         if arguments.all:
             return run_all(arguments)
+        import torch
+
+        if not arguments.tiny and not torch.cuda.is_available():  # else a traceback from deep in the first build
+            print(f"no CUDA device for --row {arguments.row}: run with --tiny for the CPU code path", file=sys.stderr)
+            return 2
         _write_json(arguments.json, run_row(arguments.row, arguments))
         return 0
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
@@ -649,19 +654,24 @@ def _sdxl_run_plain(setup: dict[str, Any], keyframes: int) -> dict[str, Any]:
     from PIL import Image
 
     times, counts = [], []
+    vae = setup["plain"].vae
+    vae_dtype = vae.dtype
     for frame, control in zip(setup["frames"][1 : keyframes + 1], setup["controls"][1 : keyframes + 1]):
         setup["calls"].clear()
         if setup["cuda"]:
             torch.cuda.synchronize()
         begin = time.perf_counter()
-        setup["plain"](
-            setup["prompt"],
-            image=Image.fromarray(frame),
-            control_image=Image.fromarray(control),
-            output_type="np",
-            generator=torch.Generator().manual_seed(0),
-            **setup["common"],
-        )
+        try:
+            setup["plain"](
+                setup["prompt"],
+                image=Image.fromarray(frame),
+                control_image=Image.fromarray(control),
+                output_type="np",
+                generator=torch.Generator().manual_seed(0),
+                **setup["common"],
+            )
+        finally:  # diffusers casts a force_upcast VAE to the UNet's float16 after encoding; ours shares it
+            vae.to(vae_dtype)
         if setup["cuda"]:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - begin)

@@ -23,12 +23,16 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from rerender.config import CONTROL_TYPES, FAMILY_NAMES, UNION_MODES, ControlConfig
 from rerender.errors import ConfigError, InputNotFoundError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +120,16 @@ def check_annotators(controls: Sequence[ControlConfig]) -> None:
             ) from error
 
 
-def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOTATOR_WEIGHTS) -> Annotator:
+def load_annotator(
+    control_type: str, weights: str | os.PathLike = DEFAULT_ANNOTATOR_WEIGHTS, device: str | torch.device | None = None
+) -> Annotator:
     """A controlnet-aux annotator (``"hed"``, ``"lineart"``, ``"depth"``, ``"openpose"``) as an `Annotator`.
 
     Args:
         control_type: one of `ANNOTATOR_TYPES`.
         weights: a local folder with the annotator weights, or a hub id (``lllyasviel/Annotators``).
+        device: where its network runs (the diffusion model's device, so that a GPU run does not wait for the
+            CPU at every keyframe); None leaves it on the CPU.
 
     Returns:
         A callable that maps a frame to a control map of the frame's size.
@@ -149,6 +157,8 @@ def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOT
             f"could not load the {control_type!r} annotator weights from {str(weights)!r} ({error}); download "
             f"{DEFAULT_ANNOTATOR_WEIGHTS} on a connected machine and pass its local folder"
         ) from error
+    if device is not None:
+        detector.to(device)  # controlnet-aux detectors move their network(s) in place; frames follow them
 
     def annotate(frame: np.ndarray) -> np.ndarray:
         frame = _check_frame(frame)
@@ -166,8 +176,13 @@ def load_annotator(control_type: str, weights: str | os.PathLike = DEFAULT_ANNOT
     return annotate
 
 
-def make_annotator(config: ControlConfig, weights: str | os.PathLike = DEFAULT_ANNOTATOR_WEIGHTS) -> Annotator | None:
-    """The annotator a `ControlConfig` asks for; None for ``"precomputed"`` (maps come from `config.maps`).
+def make_annotator(
+    config: ControlConfig,
+    weights: str | os.PathLike = DEFAULT_ANNOTATOR_WEIGHTS,
+    device: str | torch.device | None = None,
+) -> Annotator | None:
+    """The annotator a `ControlConfig` asks for, its network on `device` (`load_annotator`); None for
+    ``"precomputed"`` (maps come from `config.maps`).
 
     Raises:
         MissingDependencyError, InputNotFoundError: as `load_annotator`.
@@ -177,7 +192,7 @@ def make_annotator(config: ControlConfig, weights: str | os.PathLike = DEFAULT_A
         return lambda frame: canny(frame, low, high)
     if config.type == "precomputed":
         return None
-    return load_annotator(config.type, weights)
+    return load_annotator(config.type, weights, device)
 
 
 def load_control_maps(

@@ -131,6 +131,11 @@ def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: floa
     if subfolder == "sdxl_models" and "vit-h" in name:  # h94's SDXL ViT-H adapters use the SD 1.5 image encoder
         extra["image_encoder_folder"] = "models/image_encoder"
     pipeline.load_ip_adapter(source, subfolder=subfolder, weight_name=name, **extra)
+    offload_device = getattr(pipeline, "_offload_device", None)
+    if offload_device is not None and hasattr(pipeline.unet, "_hf_hook"):
+        # model CPU offload hooked the components it found; the image encoder came after it and would stay on the
+        # CPU while `encode_image` sends the pixels to the GPU: hook it too (diffusers re-hooks every component)
+        pipeline.enable_model_cpu_offload(device=offload_device)
     pipeline.set_ip_adapter_scale(scale)
     logger.info("IP-Adapter %s/%s loaded, scale %.2f", source, weight_name, scale)
 

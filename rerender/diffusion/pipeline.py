@@ -594,6 +594,12 @@ class RerenderPipeline(
             raise ConfigError("`ip_adapter_image` needs an IP-Adapter: call `load_ip_adapter` first")
         return {"image_embeds": self.prepare_ip_adapter_image_embeds(image, None, device, 1, guided)}
 
+    def default_flow_estimator(self) -> FlowEstimator:
+        """The flow estimator of a call that passes none: "auto" (`rerender.flow.load_flow_estimator`), on this
+        pipeline's GPU when it runs on CUDA (a pipeline on cuda:1 must not put GMFlow on cuda:0)."""
+        execution = self._execution_device
+        return load_flow_estimator("auto", device=execution if execution.type == "cuda" else None)
+
     @torch.no_grad()
     def render_keyframes(
         self,
@@ -656,7 +662,11 @@ class RerenderPipeline(
 
         # 2. Prepare control maps: annotators (which may need the `annotators` extra) or the precomputed maps
         controls = list(controls) if controls is not None else [ControlConfig() for _ in self.controlnets]
-        annotators = [None] * len(controls) if control_images is not None else [make_annotator(c) for c in controls]
+        annotators = (
+            [None] * len(controls)
+            if control_images is not None
+            else [make_annotator(c, device=self._execution_device) for c in controls]
+        )
         if controlnet_conditioning_scale is None:
             conditioning_scales = [control.strength for control in controls]
         elif isinstance(controlnet_conditioning_scale, (int, float)):
@@ -686,7 +696,7 @@ class RerenderPipeline(
         if refinement_schedule is not None:
             needs_flow = needs_flow or bool(refinement_schedule.shape_fusion or refinement_schedule.pixel_fusion)
         if needs_flow and flow_estimator is None and len(frames) > 1:
-            flow_estimator = load_flow_estimator("auto")
+            flow_estimator = self.default_flow_estimator()
         if generator is None:
             generator = torch.Generator()
             generator.seed()
@@ -724,26 +734,28 @@ class RerenderPipeline(
         # 5. Install cross-frame attention and FreeU for this call only; restored when the generator ends
         with self.constraints_installed(state, frames[0]):
             # 6. Render the anchor (recording its references), then each keyframe in order
-            for index, frame in enumerate(frames):
-                if 0 < index < next_index:
-                    continue  # rendered by the run being resumed
-                started, calls_before = time.perf_counter(), state.unet_calls
-                if index == 0:
-                    latents, image = self.render_anchor(state, frame)
-                    if next_index > 0:
-                        self._restore(state, resume)
-                        continue
-                else:
-                    latents, image = self.render_keyframe(state, index, frame)
-                yield RenderedFrame(
-                    index=index,
-                    image=image[0].float().cpu(),
-                    latents=latents.cpu(),
-                    unet_calls=state.unet_calls - calls_before,
-                    seconds=time.perf_counter() - started,
-                    resume_state=self._resume_state(state, index),
-                )
-            state.store.clear()
+            try:
+                for index, frame in enumerate(frames):
+                    if 0 < index < next_index:
+                        continue  # rendered by the run being resumed
+                    started, calls_before = time.perf_counter(), state.unet_calls
+                    if index == 0:
+                        latents, image = self.render_anchor(state, frame)
+                        if next_index > 0:
+                            self._restore(state, resume)
+                            continue
+                    else:
+                        latents, image = self.render_keyframe(state, index, frame)
+                    yield RenderedFrame(
+                        index=index,
+                        image=image[0].float().cpu(),
+                        latents=latents.cpu(),
+                        unet_calls=state.unet_calls - calls_before,
+                        seconds=time.perf_counter() - started,
+                        resume_state=self._resume_state(state, index),
+                    )
+            finally:  # also on an error or an early close: a kept traceback (a notebook's) must not hold them
+                state.store.clear()
             logger.debug(
                 "cross-frame attention references: at most %.2f GiB held at once", state.store.peak_nbytes / 2**30
             )

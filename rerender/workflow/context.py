@@ -217,7 +217,8 @@ class StageContext:
         if self.optical_flow is not None:
             return self.optical_flow
         if self._estimator is None:
-            self._estimator = self.flow_spec.build()
+            device = self.config.model.device  # one GPU named ("cuda:1"): the flow runs there too, not on cuda:0
+            self._estimator = self.flow_spec.build(device if str(device).startswith("cuda:") else None)
         return self._estimator
 
 

@@ -160,7 +160,9 @@ class DiffusionRenderer:
             from rerender.diffusion.control import make_annotator
 
             # Precomputed maps where given; the other ControlNets' maps from their annotators (e.g. canny).
-            annotators = [make_annotator(control) for control in config.control]
+            annotators = [
+                make_annotator(control, device=self.pipeline._execution_device) for control in config.control
+            ]
             per_frame = [
                 [annotator(frame) if found is None else found for found, annotator in zip(maps, annotators)]
                 for frame, maps in zip(frames, self.control_maps(indices))

@@ -315,6 +315,18 @@ class _Placeholders(Sequence[Any]):
         raise TypeError("a keyframe actor receives the number of finished keyframes, not their images")
 
 
+def on_assigned_gpu(config, gpu_ids: Sequence[Any]):
+    """The config a keyframe actor loads its model with: a `model.device` naming one GPU ("cuda:N", chosen on the
+    driver's machine) becomes "cuda", the GPU Ray gave the actor, which it sees alone as cuda:0 (Ray sets
+    CUDA_VISIBLE_DEVICES); without a GPU from Ray, or with any other device, the config as it is."""
+    import dataclasses
+
+    device = config.model.device
+    if not gpu_ids or not isinstance(device, str) or not device.startswith("cuda:"):
+        return config
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, device="cuda"))
+
+
 class KeyframeWorker:
     """The keyframe renderer inside a Ray actor, whole from its constructor arguments: Ray replays only the
     constructor when it restarts a dead actor, so everything a render needs is built here (the diffusion pipeline,
@@ -327,8 +339,11 @@ class KeyframeWorker:
     """
 
     def __init__(self, config, flow: Any) -> None:
+        import ray
+
         from rerender.workflow.renderers import DiffusionRenderer, choose_renderer
 
+        config = on_assigned_gpu(config, ray.get_gpu_ids())
         self.flow, self._estimator = flow, None
         renderer = choose_renderer(config, None, None, None)  # "auto" falls back to classic here, as locally
         self.pipeline = renderer.pipeline if isinstance(renderer, DiffusionRenderer) else None
