@@ -334,3 +334,47 @@ def test_cuda_engine_gives_the_cpu_engines_pictures(video, torch_output):
         np.testing.assert_array_equal(cuda[t], again[t])  # deterministic on a device
         assert psnr(cuda[t], torch_output[t]) > 35.0
     assert np.mean([psnr(cuda[t], truth[t]) for t in range(1, FRAME_COUNT - 1)]) > 33.0
+
+
+def test_a_neighbour_candidate_is_the_shifted_field_plus_the_shift():
+    """``nnf(p − d) + d`` where ``p − d`` is inside (jump flooding's candidate), built without a device copy."""
+    from rerender.propagation.torch_ops import _neighbour_candidate
+
+    nnf = torch.stack(torch.meshgrid(torch.arange(5), torch.arange(4), indexing="xy"), -1)[None].repeat(2, 1, 1, 1)
+    nnf[1] *= 2
+    candidate, valid = _neighbour_candidate(nnf, 2, -1)
+    for b in range(2):
+        for y in range(4):
+            for x in range(5):
+                source_y, source_x = y + 1, x - 2  # p − d
+                inside = 0 <= source_x < 5 and 0 <= source_y < 4
+                assert bool(valid[b, y, x]) == inside
+                if inside:
+                    assert candidate[b, y, x].tolist() == [
+                        nnf[b, source_y, source_x, 0] + 2,
+                        nnf[b, source_y, source_x, 1] - 1,
+                    ]
+    assert nnf[0, 0, 0].tolist() == [0, 0]  # the field itself is untouched
+
+
+@pytest.mark.gpu
+def test_a_search_sweep_never_waits_for_the_gpu():
+    """A sweep queues its kernels without a host-device synchronisation (a copy of Python values to the device
+    waits for all queued work; 16 of them per sweep left the GPU idle between kernels)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from rerender.propagation import torch_ops as ops
+
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand((48, 40, 6), generator=generator).cuda()
+    target = torch.rand((2, 48, 40, 6), generator=generator).cuda()
+    nnf = torch.stack(torch.meshgrid(torch.arange(40), torch.arange(48), indexing="xy"), -1)[None].repeat(2, 1, 1, 1)
+    search = ops.Search(ops.PatchSpace(source, target, 5, 1 << 20), nnf.cuda(), 0.0, 1.0)
+    seeds = torch.tensor([1, 2], dtype=torch.int64).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        search.sweep(8, (8, 4, 2, 1), seeds)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()

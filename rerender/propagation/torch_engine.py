@@ -308,12 +308,17 @@ def _synthesize_level(
             target_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)
             space.set_target(features(target_style)[1])
             search.error = space.distance(search.nnf)
+    # every sweep's per-frame seeds in one copy to the device (one copy per sweep would wait for the GPU each time)
+    all_seeds = torch.tensor(
+        [
+            [[_mix_seed(seed, round_index * 1000 + sweep) for seed in seeds] for sweep in range(sweeps)]
+            for round_index in range(search_votes)
+        ],
+        dtype=torch.int64,
+    ).to(nnf.device)
     for round_index in range(search_votes):
         for sweep in range(sweeps):
-            sweep_seeds = torch.tensor(
-                [_mix_seed(seed, round_index * 1000 + sweep) for seed in seeds], dtype=torch.int64, device=nnf.device
-            )
-            search.sweep(max_radius, JUMPS, sweep_seeds)
+            search.sweep(max_radius, JUMPS, all_seeds[round_index, sweep])
         if style_scale is None:
             continue
         new_style = ops.vote(style, search.nnf, patch_size, search.error, error_scale, options.chunk_pixels)

@@ -10,6 +10,7 @@ patch, over candidate kinds and over blocks of at most ``chunk_pixels`` pixels (
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -93,17 +94,27 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return _separable(image.reshape(-1, shape[-2], shape[-1]), kernel, kernel).reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
+def constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """A small float32 constant on `device`, made once: building it from Python values is a host-to-device copy,
+    which waits for the GPU's queued work every time (the same values; treat the result as read-only).
+
+    Shape: (len(values),).
+    """
+    return torch.tensor(values, device=device, dtype=torch.float32)
+
+
 def gradient_magnitude(rgb: torch.Tensor) -> torch.Tensor:
     """3×3 Sobel gradient magnitude of the luminance (0–255 scale), as ``ebsynth_bridge.blending``'s.
 
     Shape: (..., H, W, 3) on the 0–255 scale -> (..., H, W).
     """
-    weights = torch.tensor([0.299, 0.587, 0.114], device=rgb.device, dtype=torch.float32)
+    weights = constant((0.299, 0.587, 0.114), rgb.device)
     luminance = (rgb.clamp(0, 255) * weights).sum(-1)
     shape = luminance.shape
     planes = luminance.reshape(-1, shape[-2], shape[-1])
-    smooth = torch.tensor([1.0, 2.0, 1.0], device=rgb.device)
-    derivative = torch.tensor([-1.0, 0.0, 1.0], device=rgb.device)
+    smooth = constant((1.0, 2.0, 1.0), rgb.device)
+    derivative = constant((-1.0, 0.0, 1.0), rgb.device)
     gradient_x = _separable(planes, derivative, smooth)
     gradient_y = _separable(planes, smooth, derivative)
     return torch.sqrt(gradient_x * gradient_x + gradient_y * gradient_y).reshape(shape)
@@ -120,7 +131,7 @@ def remap(image: torch.Tensor, coordinates: torch.Tensor, mode: str) -> torch.Te
     Shape: image (B, Hs, Ws, C), coordinates (B, H, W, 2) float pixel ``(x, y)`` -> (B, H, W, C) float32.
     """
     height, width = image.shape[1:3]
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=image.device)
+    scale = constant((2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)), image.device)
     grid = coordinates * scale - 1.0
     sampled = F.grid_sample(
         image.permute(0, 3, 1, 2).float(), grid, mode=mode, padding_mode="border", align_corners=True
@@ -313,12 +324,13 @@ class Search:
 def _neighbour_candidate(nnf: torch.Tensor, shift_x: int, shift_y: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``nnf(p − d) + d`` for ``d = (shift_x, shift_y)``, and where ``p − d`` lies inside the target."""
     height, width = nnf.shape[1:3]
-    shifted = torch.roll(nnf, shifts=(shift_y, shift_x), dims=(1, 2))
-    offset = torch.tensor([shift_x, shift_y], device=nnf.device, dtype=nnf.dtype)
+    shifted = torch.roll(nnf, shifts=(shift_y, shift_x), dims=(1, 2))  # a new tensor: added to in place
+    shifted[..., 0] += shift_x  # Python scalars: no host-to-device copy, which would wait for the GPU 16× a sweep
+    shifted[..., 1] += shift_y
     rows = torch.arange(height, device=nnf.device)[:, None] - shift_y
     columns = torch.arange(width, device=nnf.device)[None, :] - shift_x
     valid = ((rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)).expand(nnf.shape[:3])
-    return shifted + offset, valid
+    return shifted, valid
 
 
 def vote(
