@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -319,6 +320,22 @@ class _RenderState:
 # --------------------------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestep_on(device: torch.device, timestep: int) -> torch.Tensor:
+    """`timestep` as a 0-d int64 tensor on `device`, made once: a tensor built from a Python value is a host-to-device
+    copy, which waits for the GPU's queued work, on every UNet call (diffusers' pipelines pass device timesteps)."""
+    return torch.tensor(timestep, device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def _union_control_type(device: torch.device, dtype: torch.dtype, count: int, modes: tuple[int, ...]) -> torch.Tensor:
+    """ControlNet Union's one-hot ``control_type`` over its `count` modes, ``(1, count)`` on `device`, made once (as
+    `_timestep_on`: no host-to-device copy per UNet call)."""
+    control_type = torch.zeros(count)
+    control_type[list(modes)] = 1.0
+    return control_type[None].to(device=device, dtype=dtype)
 
 
 class RerenderPipeline(
@@ -1161,18 +1178,20 @@ class RerenderPipeline(
         state.unet_calls += 1
         model_input = torch.cat([latents] * 2) if state.do_classifier_free_guidance else latents
         model_input = self.scheduler.scale_model_input(model_input, timestep)
-        timestep_tensor = torch.tensor(timestep, device=latents.device)
+        timestep_tensor = _timestep_on(latents.device, int(timestep))
         added = state.added_cond_kwargs or {}
         control_kwargs: dict[str, Any] = {}
         if "time_ids" in added:  # SDXL ControlNets take the same text/time conditioning as the UNet
             control_kwargs["added_cond_kwargs"] = {"text_embeds": added["text_embeds"], "time_ids": added["time_ids"]}
         if self.is_union:
             controlnet_cond, conditioning_scale = control, state.conditioning_scales
-            control_type = torch.zeros(self.controlnet.config.num_control_type, device=latents.device)
-            control_type[state.control_modes] = 1.0
-            control_kwargs["control_type"] = (
-                control_type[None].to(state.prompt_embeds.dtype).repeat(len(model_input), 1)
+            control_type = _union_control_type(
+                latents.device,
+                state.prompt_embeds.dtype,
+                self.controlnet.config.num_control_type,
+                tuple(state.control_modes),
             )
+            control_kwargs["control_type"] = control_type.repeat(len(model_input), 1)
             control_kwargs["control_type_idx"] = state.control_modes
         elif isinstance(self.controlnet, MultiControlNetModel):
             controlnet_cond, conditioning_scale = control, state.conditioning_scales
