@@ -1,0 +1,48 @@
+"""What a new user runs into with this round's changes (eleventh round): `rerender env` against a run for the same
+config, outputs rerun and replaced, audio in every output container; each case a defect found by doing so, with the
+behaviour that should have happened."""
+
+from __future__ import annotations
+
+import pytest
+
+from rerender.config import ModelConfig, PromptConfig, RerenderConfig
+from rerender.errors import RerenderError
+
+
+def _env_verdict(config):
+    from rerender.environment import model_report
+
+    return model_report(config)["translate"]
+
+
+def test_env_refuses_a_style_image_whose_ip_adapter_is_missing_offline(tiny_pipeline_dir, tmp_path, monkeypatch):
+    # was: env said "diffusion" (the IP-Adapter listed as missing), and the run refused: "--style-image needs the
+    # IP-Adapter ... which are not on this machine and cannot be downloaded now"
+    from PIL import Image
+
+    from rerender.workflow.preflight import check_model_inputs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    style = tmp_path / "style.png"
+    Image.new("RGB", (16, 16), "red").save(style)
+    model = ModelConfig(base_model=str(tiny_pipeline_dir), ip_adapter="nobody/no-such-ip-adapter")
+    config = RerenderConfig(model=model, prompt=PromptConfig(style_image=str(style)))
+    with pytest.raises(RerenderError) as refused:
+        check_model_inputs(config)
+    assert _env_verdict(config) == f"refused: {refused.value}"
+    unused = RerenderConfig(model=model, prompt=PromptConfig(style_image=str(style), style_image_scale=0))
+    check_model_inputs(unused)  # scale 0: no IP-Adapter needed, by the run and by env
+    assert _env_verdict(unused) == "diffusion"
+
+
+def test_env_refuses_a_sound_prompt_whose_clap_model_is_missing_offline(tiny_pipeline_dir, monkeypatch):
+    # was: env said "diffusion" (the sound model listed as missing); the run refused it before any work
+    from rerender.sound import check_audio_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prompt = PromptConfig(audio_prompt="rain.wav", audio_model="nobody/no-such-clap")
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)), prompt=prompt)
+    with pytest.raises(RerenderError) as refused:
+        check_audio_model(prompt.audio_model, prompt.audio_prompt)
+    assert _env_verdict(config) == f"refused: {refused.value}"
