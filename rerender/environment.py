@@ -136,16 +136,17 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
 def _refusal(config: RerenderConfig) -> str | None:
     """Why `translate` refuses the model files of `config` before any loads, in its own words: the one check a run
     makes (`rerender.workflow.preflight.check_model_files`: the base model, its ControlNets, LoRAs, VAE and
-    IP-Adapter, for every family; the IP-Adapter's and the sound model's weights, here or fetchable); None when a
-    run accepts them (or the classic stylizer renders: no model)."""
+    IP-Adapter, for every family; the IP-Adapter's, sound and translation models' weights, here or fetchable);
+    None when a run accepts them (or the classic stylizer renders: no model)."""
     from rerender.errors import RerenderError
-    from rerender.workflow.preflight import check_model_files
+    from rerender.workflow.preflight import check_model_files, check_prompt_language
 
     try:
         if config.prompt.audio_prompt is not None:  # the CLAP model, as the run checks it whatever the renderer
             from rerender.sound import check_audio_model
 
             check_audio_model(config.prompt.audio_model, config.prompt.audio_prompt)
+        check_prompt_language(config)  # a prompt not in English: its translation model, here or fetchable
         if config.model.renderer == "classic":
             return None
         check_model_files(config)

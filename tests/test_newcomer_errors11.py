@@ -46,3 +46,16 @@ def test_env_refuses_a_sound_prompt_whose_clap_model_is_missing_offline(tiny_pip
     with pytest.raises(RerenderError) as refused:
         check_audio_model(prompt.audio_model, prompt.audio_prompt)
     assert _env_verdict(config) == f"refused: {refused.value}"
+
+
+def test_env_refuses_a_foreign_prompt_whose_translation_model_is_missing_offline(tiny_pipeline_dir, monkeypatch):
+    # was: env said "diffusion" (the translation model listed as missing); the run refused: "translating the prompt
+    # needs the translation model ..., which is not in the Hugging Face cache and cannot be downloaded now"
+    from rerender.workflow.preflight import check_prompt_language
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prompt = PromptConfig(prompt="un chat", prompt_language="fr", translation_model="nobody/no-such-translator")
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)), prompt=prompt)
+    with pytest.raises(RerenderError) as refused:
+        check_prompt_language(config)
+    assert _env_verdict(config) == f"refused: {refused.value}"
