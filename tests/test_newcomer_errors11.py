@@ -59,3 +59,21 @@ def test_env_refuses_a_foreign_prompt_whose_translation_model_is_missing_offline
     with pytest.raises(RerenderError) as refused:
         check_prompt_language(config)
     assert _env_verdict(config) == f"refused: {refused.value}"
+
+
+def test_a_workspace_of_an_edited_video_says_it_changed_not_another_video_of_the_same_name(tmp_path):
+    # was: "holds work for another video ('v.mp4', not 'v.mp4')": the same name twice, and no word of
+    # on_change='restart', the option made for an edited input
+    from rerender.workflow.workspace import Workspace, WorkspaceMismatchError
+
+    clip, config = tmp_path / "v.clip", RerenderConfig()
+    clip.mkdir()
+    (clip / "00000.png").write_bytes(b"frame one")
+    with Workspace.open(tmp_path / "ws", clip, config):
+        pass
+    (clip / "00000.png").write_bytes(b"frame one, edited")
+    with pytest.raises(WorkspaceMismatchError) as refused:
+        Workspace.open(tmp_path / "ws", clip, config)
+    message = str(refused.value)
+    assert "'v.clip' changed since the workspace was made" in message and "not 'v.clip'" not in message
+    assert "on_change='restart'" in message and "force=True" in message
