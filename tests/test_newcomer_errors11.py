@@ -77,3 +77,23 @@ def test_a_workspace_of_an_edited_video_says_it_changed_not_another_video_of_the
     message = str(refused.value)
     assert "'v.clip' changed since the workspace was made" in message and "not 'v.clip'" not in message
     assert "on_change='restart'" in message and "force=True" in message
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["nobody/pixel-art/pixel.safetensors", "https://huggingface.co/nobody/pixel-art/blob/main/pixel.safetensors"],
+)
+def test_a_lora_config_naming_a_hub_file_says_how_to_name_that_file(typed, tmp_path, monkeypatch):
+    # was: "... does not exist; for the Hugging Face model, pass its hub id 'nobody/pixel-art'": that reads the
+    # repository's default LoRA file (pytorch_lora_weights.safetensors), not pixel.safetensors, or is refused
+    from rerender.config import LoraConfig
+    from rerender.diffusion.loading import check_model_sources
+    from rerender.errors import InputNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    model = ModelConfig(base_model="nobody/base", loras=(LoraConfig(path=typed),))  # loras: [typed]
+    with pytest.raises(InputNotFoundError) as refused:
+        check_model_sources(model, ())
+    message = str(refused.value)
+    assert "`model.loras[0].path`" in message
+    assert "path: nobody/pixel-art, weight_name: pixel.safetensors" in message
