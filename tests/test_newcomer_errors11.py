@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rerender.config import ModelConfig, PromptConfig, RerenderConfig
-from rerender.errors import RerenderError
+from rerender.errors import ConfigError, RerenderError
 
 
 def _env_verdict(config):
@@ -97,3 +97,16 @@ def test_a_lora_config_naming_a_hub_file_says_how_to_name_that_file(typed, tmp_p
     message = str(refused.value)
     assert "`model.loras[0].path`" in message
     assert "path: nobody/pixel-art, weight_name: pixel.safetensors" in message
+
+
+def test_translate_takes_a_numpy_integer_for_k():
+    # was: "`K` must be an integer ≥ 1, got np.int64(4)" (a K computed with numpy, e.g. np.clip(n // 10, 1, 20))
+    import numpy as np
+
+    from rerender.workflow.stages import resolve_config
+
+    config = resolve_config(None, "x", np.int64(4), {})
+    assert config.keyframes.keyframe_interval == 4 and type(config.keyframes.keyframe_interval) is int
+    for wrong in (np.int64(0), np.float64(4.0), True, "4"):
+        with pytest.raises(ConfigError, match="`K` must be an integer ≥ 1"):
+            resolve_config(None, "x", wrong, {})
