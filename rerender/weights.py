@@ -231,7 +231,7 @@ def hub_file_reference(text: str) -> tuple[str, str | None] | None:
     other = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(dataset|space)s/", text)
     if other is not None:
         raise ConfigError(f"{text!r} is a {other.group(1)} page, not a model repository")
-    page = _HUB_PAGE.match(text)
+    page = _HUB_PAGE.match(re.sub(r"[?#].*$", "", text))  # the download button's ?download=true, a #L1 anchor
     if page is not None:
         repository, revision, inside = page.groups()
         if revision not in (None, "main"):

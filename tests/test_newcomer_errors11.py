@@ -110,3 +110,20 @@ def test_translate_takes_a_numpy_integer_for_k():
     for wrong in (np.int64(0), np.float64(4.0), True, "4"):
         with pytest.raises(ConfigError, match="`K` must be an integer ≥ 1"):
             resolve_config(None, "x", wrong, {})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://huggingface.co/owner/name/resolve/main/sub/x.safetensors?download=true",
+        "https://huggingface.co/owner/name/blob/main/sub/x.safetensors#L1",
+    ],
+)
+def test_a_hub_file_url_with_a_query_names_the_file_without_it(url):
+    # was: the file 'sub/x.safetensors?download=true' (the hub's download button adds ?download=true), which no
+    # repository holds: `hf download owner/name sub/x.safetensors?download=true` was the advice
+    from rerender.cli.options import parse_lora
+    from rerender.weights import hub_file_reference
+
+    assert hub_file_reference(url) == ("owner/name", "sub/x.safetensors")
+    assert parse_lora(url + ":0.5") == {"path": "owner/name", "scale": 0.5, "weight_name": "sub/x.safetensors"}
