@@ -127,3 +127,11 @@ def test_a_hub_file_url_with_a_query_names_the_file_without_it(url):
 
     assert hub_file_reference(url) == ("owner/name", "sub/x.safetensors")
     assert parse_lora(url + ":0.5") == {"path": "owner/name", "scale": 0.5, "weight_name": "sub/x.safetensors"}
+
+
+def test_a_sound_prompt_that_is_a_folder_is_named_a_folder_not_missing(tmp_path):
+    # was: "`prompt.audio_prompt` not found: '<folder>'" for a folder that is there
+    from rerender.sound import check_audio_prompt
+
+    with pytest.raises(RerenderError, match=r"`prompt.audio_prompt` '.*' is a folder, not a sound or video file"):
+        check_audio_prompt(str(tmp_path))
