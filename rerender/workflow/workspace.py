@@ -455,8 +455,8 @@ class Workspace:
                     held = manifest["video"].get("name")
                     raise WorkspaceMismatchError(  # the same name: the video was edited (on_change is made for that)
                         f"the workspace {str(self.root)!r} holds work for another video: {held!r} changed since the "
-                        "workspace was made; use another workspace, or `on_change='restart'` or `force=True` (CLI: "
-                        "--force) to start it over for this version"
+                        "workspace was made; use another workspace, or `force=True` (CLI: --force) to start it over "
+                        "for this version (from Python, on_change='restart' does so only when the video changed)"
                         if held == identity["name"]
                         else f"the workspace {str(self.root)!r} holds work for another video ({held!r}, not "
                         f"{identity['name']!r}); use another workspace, or `force=True` (CLI: --force) to start it "
