@@ -135,3 +135,12 @@ def test_a_sound_prompt_that_is_a_folder_is_named_a_folder_not_missing(tmp_path)
 
     with pytest.raises(RerenderError, match=r"`prompt.audio_prompt` '.*' is a folder, not a sound or video file"):
         check_audio_prompt(str(tmp_path))
+
+
+def test_a_cli_message_names_the_flag_once_not_flag_then_cli_flag():
+    # was: "use another workspace, or --force (CLI: --force) to start it over": the library's `force=True` (CLI:
+    # --force) became the flag, and the parenthesis repeated it
+    from rerender.cli import _cli_message
+
+    message = "use another workspace, or `force=True` (CLI: --force) to start it over for this video"
+    assert _cli_message(message) == "use another workspace, or --force to start it over for this video"
