@@ -144,3 +144,20 @@ def test_a_cli_message_names_the_flag_once_not_flag_then_cli_flag():
 
     message = "use another workspace, or `force=True` (CLI: --force) to start it over for this video"
     assert _cli_message(message) == "use another workspace, or --force to start it over for this video"
+
+
+def test_a_vae_folder_holding_another_model_is_refused_before_loading(tiny_pipeline_dir):
+    # was: accepted by the checks and by rerender env ("diffusion"); loading failed after the frames were read,
+    # with diffusers' "cross_attention_dim must be specified for CrossAttnDownBlock2D"
+    from rerender.workflow.preflight import check_model_files
+
+    for part, kind in (("unet", "UNet2DConditionModel"), ("controlnet", "ControlNetModel")):
+        config = RerenderConfig(
+            model=ModelConfig(base_model=str(tiny_pipeline_dir), vae=str(tiny_pipeline_dir / part))
+        )
+        with pytest.raises(ConfigError, match=rf"`model.vae` .* is a {kind}, not a VAE \(AutoencoderKL\)"):
+            check_model_files(config)
+        assert _env_verdict(config).startswith("refused: `model.vae`")
+    check_model_files(
+        RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), vae=str(tiny_pipeline_dir / "vae")))
+    )
