@@ -147,10 +147,15 @@ def _refusal(config: RerenderConfig) -> str | None:
 
             check_audio_model(config.prompt.audio_model, config.prompt.audio_prompt)
         check_prompt_language(config)  # a prompt not in English: its translation model, here or fetchable
+        style = config.prompt.style_image
+        if style is not None and (config.model.renderer == "classic" or not config.prompt.uses_style_image):
+            from rerender.diffusion.ip_adapter import read_style_image
+
+            read_style_image(style)  # unused (scale 0, or no diffusion), but a run still refuses a bad image
         if config.model.renderer == "classic":
             return None
         check_model_files(config)
-        if config.prompt.style_image is not None and config.prompt.uses_style_image:  # the IP-Adapter, as the run
+        if style is not None and config.prompt.uses_style_image:  # the IP-Adapter, as the run checks it
             from rerender.diffusion.ip_adapter import check_style_inputs
             from rerender.weights import model_family
 

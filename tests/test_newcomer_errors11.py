@@ -161,3 +161,15 @@ def test_a_vae_folder_holding_another_model_is_refused_before_loading(tiny_pipel
     check_model_files(
         RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir), vae=str(tiny_pipeline_dir / "vae")))
     )
+
+
+def test_env_refuses_a_missing_style_image_at_scale_0_as_the_run_does(tiny_pipeline_dir, tmp_path):
+    # was: env said "diffusion"; the run refused "--style-image 'gone.png' not found" (the image is read even at
+    # scale 0, where no IP-Adapter is needed)
+    from rerender.workflow.preflight import check_model_inputs
+
+    prompt = PromptConfig(style_image=str(tmp_path / "gone.png"), style_image_scale=0)
+    config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)), prompt=prompt)
+    with pytest.raises(RerenderError) as refused:
+        check_model_inputs(config)
+    assert _env_verdict(config) == f"refused: {refused.value}"
