@@ -136,14 +136,31 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
 def _refusal(config: RerenderConfig) -> str | None:
     """Why `translate` refuses the model files of `config` before any loads, in its own words: the one check a run
     makes (`rerender.workflow.preflight.check_model_files`: the base model, its ControlNets, LoRAs, VAE and
-    IP-Adapter, for every family); None when a run accepts them (or the classic stylizer renders: no model)."""
+    IP-Adapter, for every family; the IP-Adapter's, sound and translation models' weights, here or fetchable);
+    None when a run accepts them (or the classic stylizer renders: no model)."""
     from rerender.errors import RerenderError
-    from rerender.workflow.preflight import check_model_files
+    from rerender.workflow.preflight import check_model_files, check_prompt_language
 
-    if config.model.renderer == "classic":
-        return None
     try:
+        if config.prompt.audio_prompt is not None:  # the CLAP model, as the run checks it whatever the renderer
+            from rerender.sound import check_audio_model
+
+            check_audio_model(config.prompt.audio_model, config.prompt.audio_prompt)
+        check_prompt_language(config)  # a prompt not in English: its translation model, here or fetchable
+        style = config.prompt.style_image
+        if style is not None and (config.model.renderer == "classic" or not config.prompt.uses_style_image):
+            from rerender.diffusion.ip_adapter import read_style_image
+
+            read_style_image(style)  # unused (scale 0, or no diffusion), but a run still refuses a bad image
+        if config.model.renderer == "classic":
+            return None
         check_model_files(config)
+        if style is not None and config.prompt.uses_style_image:  # the IP-Adapter, as the run checks it
+            from rerender.diffusion.ip_adapter import check_style_inputs
+            from rerender.weights import model_family
+
+            weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
+            check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
     except RerenderError as error:
         return str(error)
     return None

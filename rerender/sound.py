@@ -465,6 +465,8 @@ def check_audio_prompt(
     argument = "prompt.audio_prompt"
     import av
 
+    if path.is_dir():
+        raise InputNotFoundError(f"`{argument}` {str(path)!r} is a folder, not a sound or video file")
     if not path.is_file():
         raise InputNotFoundError(f"`{argument}` not found: {str(path)!r}")
     try:

@@ -231,7 +231,7 @@ def hub_file_reference(text: str) -> tuple[str, str | None] | None:
     other = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(dataset|space)s/", text)
     if other is not None:
         raise ConfigError(f"{text!r} is a {other.group(1)} page, not a model repository")
-    page = _HUB_PAGE.match(text)
+    page = _HUB_PAGE.match(re.sub(r"[?#].*$", "", text))  # the download button's ?download=true, a #L1 anchor
     if page is not None:
         repository, revision, inside = page.groups()
         if revision not in (None, "main"):
@@ -250,8 +250,15 @@ def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundErro
     """The error for a model source that is neither a hub id nor an existing path; a hub id typed as a page URL
     (``https://huggingface.co/owner/name``) or with a trailing slash is named as the hub id to pass."""
     hub_id = typed_hub_id(source)
+    try:
+        hub_file = hub_file_reference(source) if key.startswith("model.loras[") else None
+    except ConfigError:  # a page of another revision: the general hint
+        hub_file = None
     hint = (
-        f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
+        f"; a file of a hub repository is given in a config as {{path: {hub_file[0]}, weight_name: {hub_file[1]}}} "
+        f"(the CLI's --lora takes {source!r} as it is)"
+        if hub_file is not None and hub_file[1]
+        else f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
         if hub_id is not None
         else "; pass a local diffusers folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"
     )

@@ -214,7 +214,8 @@ def test_the_translation_model_and_the_ip_adapter_are_reported_with_their_fetch_
     ] and unresolved == []
     report = model_report(config)
     assert [item["role"] for item in report["sources"]][-2:] == ["translation model (ko)", "IP-Adapter"]
-    assert report["translate"] == "diffusion"  # the keyframe models are here; the extras are checked when used
+    # the keyframe models are here; env's verdict is the run's own refusal, which reads the style image first
+    assert report["translate"] == "refused: `style_image` 'my style.png' not found"
     assert report["fetch"][0] == "rerender download --prompt-language ko --style-image 'my style.png'"
     assert (
         'hf download h94/IP-Adapter --include "models/ip-adapter_sd15.safetensors" "models/image_encoder/*"'

@@ -119,7 +119,8 @@ def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
         return arguments.get(match.group(1), match.group(0))
 
     message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False))?`", flag, message)
-    message = re.sub(r"(-[\w/-]+) \(\1\)", r"\1", message)  # "`output.audio_track` (--audio-track)", flag typed
+    # "`output.audio_track` (--audio-track)", "`force=True` (CLI: --force)": the flag once
+    message = re.sub(r"(-[\w/-]+) \((?:CLI: )?\1\)", r"\1", message)
     message = re.sub(r"(-[\w/-]+) '([^'\s]*)' \(\1 \2\)", r"\1 \2", message)  # "--x 'en' (--x en)": once
     message = re.sub(r"\b(\w+)=True\b", lambda match: arguments.get(match.group(1), match.group(0)), message)
     return message.replace("\0", "`")

@@ -734,6 +734,11 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
                 raise _mismatch(f"`control[{position}].model`", source, its_family, family)
         check_union_mode(control, position, source, family)  # a Union takes a mode it has; any other none
     vae = _local_config(model.vae) if model.vae is not None else None
+    if vae and vae.get("_class_name", "AutoencoderKL") != "AutoencoderKL":  # `load_vae` reads an AutoencoderKL
+        raise ConfigError(
+            f"`model.vae` {model.vae!r} is a {vae['_class_name']}, not a VAE (AutoencoderKL); name a VAE's folder "
+            "(e.g. the base model's vae/), a VAE file or hub id, or leave it empty for the base model's own"
+        )
     unet = _unet_config(base_path, family) if base_path is not None else None
     if vae and unet and vae.get("latent_channels", 4) != unet.get("in_channels", 4):  # as load_pipeline checks
         raise ConfigError(

@@ -452,10 +452,15 @@ class Workspace:
                 manifest = None
             elif manifest["video"] != identity:
                 if not force:
-                    raise WorkspaceMismatchError(
-                        f"the workspace {str(self.root)!r} holds work for another video "
-                        f"({manifest['video'].get('name')!r}, not {identity['name']!r}); use another workspace, "
-                        "or `force=True` (CLI: --force) to start it over for this video"
+                    held = manifest["video"].get("name")
+                    raise WorkspaceMismatchError(  # the same name: the video was edited (on_change is made for that)
+                        f"the workspace {str(self.root)!r} holds work for another video: {held!r} changed since the "
+                        "workspace was made; use another workspace, or `force=True` (CLI: --force) to start it over "
+                        "for this version (from Python, on_change='restart' does so only when the video changed)"
+                        if held == identity["name"]
+                        else f"the workspace {str(self.root)!r} holds work for another video ({held!r}, not "
+                        f"{identity['name']!r}); use another workspace, or `force=True` (CLI: --force) to start it "
+                        "over for this video"
                     )
                 logger.warning(
                     "starting the workspace %s over for %s (it held %s)",
