@@ -251,13 +251,18 @@ def missing_source_error(key: str, source: str, path: Path) -> InputNotFoundErro
     (``https://huggingface.co/owner/name``) or with a trailing slash is named as the hub id to pass."""
     hub_id = typed_hub_id(source)
     try:
-        hub_file = hub_file_reference(source) if key.startswith("model.loras[") else None
+        hub_file = hub_file_reference(source)
     except ConfigError:  # a page of another revision: the general hint
         hub_file = None
+    named_file = hub_file is not None and hub_file[1]
     hint = (
         f"; a file of a hub repository is given in a config as {{path: {hub_file[0]}, weight_name: {hub_file[1]}}} "
         f"(the CLI's --lora takes {source!r} as it is)"
-        if hub_file is not None and hub_file[1]
+        if named_file and key.startswith("model.loras[")
+        else f"; {source!r} names one file of the hub repository {hub_file[0]!r}: download it "
+        f"(`hf download {hub_file[0]} {hub_file[1]} --local-dir <folder>`) and pass its path, or pass the hub id "
+        f"{hub_file[0]!r} for the repository's diffusers folder"
+        if named_file and "://" in source  # a page's address; `a/b/c.safetensors` may be a mistyped local path
         else f"; for the Hugging Face model, pass its hub id {hub_id!r} (owner/name, no URL or trailing slash)"
         if hub_id is not None
         else "; pass a local diffusers folder, a .safetensors/.ckpt file, or a Hugging Face hub id (owner/name)"

@@ -743,3 +743,16 @@ def test_the_local_path_hint_names_the_option_of_what_is_missing(hub_cache, tmp_
     assert apply_overrides(config, {key: value}).control[0].model == str(tmp_path / "controlnet")
     both = describe_missing(RerenderConfig(), missing_weights(RerenderConfig()))
     assert "--model PATH" in both and "--set control.0.model=" in both, both
+
+
+def test_a_single_file_page_given_as_the_model_says_to_download_it():
+    """`--model https://huggingface.co/o/n/blob/main/model.safetensors` (a checkpoint's page) is one file of a
+    repository: the hint says how to fetch that file, not only "pass the hub id" (which reads the repository's
+    diffusers folder, another thing)."""
+    from rerender.weights import missing_source_error
+
+    page = "https://huggingface.co/o/n/blob/main/model.safetensors"
+    message = str(missing_source_error("model.base_model", page, Path(page)))
+    assert "hf download o/n model.safetensors --local-dir" in message and "'o/n'" in message
+    typo = str(missing_source_error("model.vae", "o/n/vae.safetensors", Path("o/n/vae.safetensors")))
+    assert "hf download" not in typo  # a relative path that does not exist may be a typo: the general hint
