@@ -136,7 +136,7 @@ def test_preprocess_to_video_keeps_fps_and_audio(capsys, synthetic_clip, tmp_pat
 def test_preprocess_to_png_folder(capsys, synthetic_clip, tmp_path):
     code, _, _ = run_cli(capsys, "preprocess", synthetic_clip, "-o", tmp_path / "frames", "-q", "--set", "end_frame=3")
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    assert sorted(p.name for p in (tmp_path / "frames").glob("*.png")) == ["0000.png", "0001.png", "0002.png"]
 
 
 @pytest.mark.parametrize(
@@ -660,7 +660,23 @@ def test_preprocess_never_writes_frames_over_a_folder_of_files(capsys, synthetic
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", empty, "-q", "--set", "end_frame=3")
-    assert code == 0 and sorted(p.name for p in empty.iterdir()) == ["0000.png", "0001.png", "0002.png"], err
+    assert code == 0 and sorted(p.name for p in empty.glob("*.png")) == ["0000.png", "0001.png", "0002.png"], err
+
+
+def test_preprocess_reruns_into_its_own_frame_folder(capsys, synthetic_clip, tmp_path):
+    """A second `preprocess -o FOLDER` replaces the frames the first wrote (fewer frames leave none of the old
+    behind), as a rerun replaces its own video; a frame painted over since, or a file of the user's, is refused
+    and kept, --overwrite or not."""
+    folder = tmp_path / "frames"
+    for end in (4, 2):
+        code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", folder, "-q", "--set", f"end_frame={end}")
+        assert code == 0, err
+        assert sorted(p.name for p in folder.glob("*.png")) == [f"{i:04d}.png" for i in range(end)]
+    (folder / "0001.png").write_bytes(b"painted over")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, "preprocess", synthetic_clip, "-o", folder, "-q", *extra)
+        assert code == 2 and "0001.png" in err and "already holds files" in err, err
+    assert (folder / "0001.png").read_bytes() == b"painted over" and (folder / "0000.png").is_file()
 
 
 def test_a_binary_file_as_config_and_a_zero_fps_are_named(capsys, synthetic_clip):

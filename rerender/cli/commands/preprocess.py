@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     """Write the selected, cropped, resized frames as a video (with audio) or as PNGs."""
     from tqdm import tqdm
 
-    from rerender.errors import OutputPathError
     from rerender.video import (
         check_output_path,
         probe_video,
@@ -63,11 +62,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         remedy="move it away, choose another -o/--output, or add --overwrite to replace it",
     )
-    if as_images and output.is_dir() and any(output.iterdir()):
-        # Frames are named 0000.png, 0001.png, …: in a folder that holds files, they could replace the user's.
-        raise OutputPathError(
-            f"-o/--output {str(output)!r} already holds files; give a new or empty folder for the PNG frames"
-        )
+    if as_images:
+        clear_own_frames(output)  # a rerun replaces its own frames; anything else in the folder is refused
     frames = read_frames(
         args.video,
         start=video.start_frame,
@@ -93,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             written = write_png_sequence(frames, output, names=[source.stem for source in sources])
         else:
             written = write_png_sequence(frames, output)
+        record_frames(output, written)
         print(f"wrote {len(written)} frames to {output}/")
         return EXIT_OK
     fps = config.output.fps or info.fps / video.frame_stride
@@ -110,3 +107,62 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {output} ({total} frames at {float(fps):.3f} fps)")
     return EXIT_OK
+
+
+FRAMES_RECORD = ".rerender-frames.json"
+"""The file beside the PNG frames `preprocess` wrote: each frame's name, size and modification time."""
+
+
+def _stamp(path: Path) -> list[int]:
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def record_frames(folder: Path, written: list[Path]) -> None:
+    """Record the frames just written to `folder` (written under a temporary name, then renamed)."""
+    import json
+    import os
+    import tempfile
+
+    record = {path.name: _stamp(path) for path in written}
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".rerender-frames-", suffix=".tmp")
+    with os.fdopen(descriptor, "w") as file:
+        json.dump({"frames": record}, file)
+    os.replace(temporary, folder / FRAMES_RECORD)
+
+
+def clear_own_frames(folder: Path) -> None:
+    """Before frames are written to `folder`: delete the frames an earlier `preprocess` wrote there and that are
+    unchanged since (its record says which), so that a rerun, even one writing fewer frames, leaves only its own.
+
+    Raises:
+        OutputPathError: the folder holds anything else (a file of the user's, a frame painted over since): frames
+            are named 0000.png, 0001.png, …, so they could replace it; nothing is deleted then.
+    """
+    import json
+
+    from rerender.errors import OutputPathError
+
+    if not folder.is_dir():
+        return
+    try:
+        record = json.loads((folder / FRAMES_RECORD).read_text())["frames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        record = {}
+    present = [
+        path
+        for path in folder.iterdir()
+        if path.name != FRAMES_RECORD and not (path.name.startswith(".rerender-frames-") and path.suffix == ".tmp")
+    ]
+    foreign = sorted(
+        path.name for path in present if not isinstance(record, dict) or record.get(path.name) != _stamp(path)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise OutputPathError(
+            f"-o/--output {str(folder)!r} already holds files that rerender did not write there, or that changed "
+            f"since ({shown}); give a new or empty folder for the PNG frames (nothing in it is deleted or replaced, "
+            "--overwrite or not)"
+        )
+    for path in present:
+        path.unlink()
