@@ -611,3 +611,22 @@ def test_generate_holds_the_pipelines_lock_while_it_renders(tiny_pipeline, tmp_p
     assert taken_elsewhere == [False]
     assert pipeline_lock(tiny_pipeline).acquire(blocking=False)  # released afterwards
     pipeline_lock(tiny_pipeline).release()
+
+
+def test_generate_takes_numpy_numbers(tiny_pipeline, tmp_path):
+    """Values from an array or a slider (np.int64, np.float32) are the numbers they hold, as in `translate`."""
+    result = generate(
+        "a cube",
+        frames=np.int64(2),
+        K=np.int32(1),
+        output=tmp_path / "o.mp4",
+        pipeline=tiny_pipeline,
+        size=(np.int64(64), np.int64(64)),
+        fps=np.float32(6.0),
+        progress=False,
+        num_inference_steps=np.int64(4),
+        guidance_scale=2.0,
+        noise_steps=(np.int64(1), np.int64(2)),
+        seed=np.int64(3),
+    )
+    assert probe_video(result.output).frame_count == 2 and result.keyframe_indices == [0, 1]
