@@ -220,3 +220,14 @@ def test_unwritable_workspace(tmp_path, synthetic_clip, monkeypatch):
     )
     with pytest.raises(OutputPathError, match="not writable"):
         Workspace.open(readonly, synthetic_clip, RerenderConfig())
+
+
+def test_workspace_open_refuses_an_unknown_on_change(tmp_path):
+    """`on_change` is one of `InputChange`; a typo ("restrat") would have acted as "refuse" without a word."""
+    from rerender.config import RerenderConfig
+    from rerender.errors import ConfigError
+    from rerender.workflow.workspace import Workspace
+
+    with pytest.raises(ConfigError, match=r"`on_change` must be one of \('refuse', 'restart'\), got 'restrat'"):
+        Workspace.open(tmp_path / "w", tmp_path / "v.mp4", RerenderConfig(), on_change="restrat")
+    assert not (tmp_path / "w").exists()

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerender.config import InputChange, RerenderConfig, config_hash
-from rerender.errors import OutputPathError, RerenderError
+from rerender.config import InputChange, RerenderConfig, choices, config_hash
+from rerender.errors import ConfigError, OutputPathError, RerenderError
 
 __all__ = [
     "STAGES",
@@ -393,6 +393,8 @@ class Workspace:
                 this one's (unless `force` or `on_change="restart"`).
         """
         root = Path(root)
+        if on_change not in choices(InputChange):  # anything else would act as "refuse", silently
+            raise ConfigError(f"`on_change` must be one of {choices(InputChange)}, got {on_change!r}")
         check_workspace_root(root)
         fresh = not root.exists() or not any(root.iterdir())
         try:
