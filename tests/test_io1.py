@@ -6,24 +6,7 @@ import numpy as np
 import pytest
 
 from rerender.errors import ConfigError, OutputPathError
-
-FAST = dict(resolution=64, size_multiple=16, propagation_preset="fast", workers=1, flow_estimator="dis")
-
-
-def _their_video(path):
-    """A real H.264 video written by another tool (PyAV, no rerender tag): a file of the user's."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for value in (0, 255):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), value, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from tests.test_leftovers8 import FAST, _their_video  # a file of the user's: a video another tool wrote
 
 
 def _our_video(path):
