@@ -218,3 +218,17 @@ def test_progress_trusts_the_check_of_its_entry_point(monkeypatch, silent_clip, 
     assert len(checked) == 1 and seen  # translate's own check; its Progress did not repeat it
     with pytest.raises(ConfigError, match="`callback` must take three arguments"):  # and the entry point still checks
         translate(silent_clip, "x", output=tmp_path / "p.mp4", callback=lambda stage: None, progress=False)
+
+
+def test_the_cli_names_its_own_way_to_leave_the_clip_out(tmp_path, capsys):
+    """`rerender animate` has no clip path option: its refusal names --no-clip and --overwrite, not `clip_output`."""
+    from rerender.video import write_image
+    from tests.test_cli import run_cli
+
+    still = write_image(np.full((32, 48, 3), 128, np.uint8), tmp_path / "still.png")
+    before = _their_video(tmp_path / "out_clip.mp4").read_bytes()
+    code, _, err = run_cli(
+        capsys, "animate", still, "-p", "ink", "-o", tmp_path / "out.mp4", "--seconds", "0.2", "--fps", "10", "-q"
+    )
+    assert code == 2 and "--no-clip" in err and "--overwrite" in err and "clip_output" not in err, err
+    assert (tmp_path / "out_clip.mp4").read_bytes() == before

@@ -118,7 +118,7 @@ def _cli_message(message: str, names: dict[str, str] | None = None) -> str:
     def flag(match: re.Match) -> str:
         return arguments.get(match.group(1), match.group(0))
 
-    message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False))?`", flag, message)
+    message = re.sub(r"`([\w.\[\]]+)(?:=(?:True|False|None))?`", flag, message)
     # "`output.audio_track` (--audio-track)", "`force=True` (CLI: --force)": the flag once
     message = re.sub(r"(-[\w/-]+) \((?:CLI: )?\1\)", r"\1", message)
     message = re.sub(r"(-[\w/-]+) '([^'\s]*)' \(\1 \2\)", r"\1 \2", message)  # "--x 'en' (--x en)": once

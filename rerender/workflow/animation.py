@@ -324,8 +324,7 @@ def animate(
             [*inputs, output_path],
             name="clip video" if clip_output == "auto" else "`clip_output`",
             overwrite=overwrite,
-            remedy="move it away, pass `clip_output` another path or None (--no-clip), or pass `overwrite=True` to "
-            "replace it",
+            remedy="move it away, leave the clip out (`clip_output=None`), or pass `overwrite=True` to replace it",
         )
     frames_folder = _clip_folder(output_path)
     from rerender.workflow.stages import default_workspace

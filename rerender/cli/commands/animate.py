@@ -21,7 +21,14 @@ from rerender.cli.options import (
     workspace_parent,
 )
 
-API_NAMES = {"amount": "--amount", "seconds": "--seconds", "fps": "--fps", "depth": "--depth", "image": "IMAGE"}
+API_NAMES = {
+    "amount": "--amount",
+    "seconds": "--seconds",
+    "fps": "--fps",
+    "depth": "--depth",
+    "image": "IMAGE",
+    "clip_output": "--no-clip",  # `clip_output=None`: the command's only say over the clip
+}
 """`animate`'s Python arguments that library messages name, and this command's flags for them."""
 
 
