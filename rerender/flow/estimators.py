@@ -349,6 +349,13 @@ def load_flow_estimator(
         raise ConfigError(f"`name` must be one of {ESTIMATOR_NAMES}, got {name!r}{suggestion}")
     if dis_preset not in DIS_PRESETS:
         raise ConfigError(f"`dis_preset` must be one of {DIS_PRESETS}, got {dis_preset!r}")
+    if device is not None:  # checked for DIS too, which ignores it: a typo must not pass unseen
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(
+                f"`device` must be a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}"
+            ) from None
     if name.startswith("dis"):
         return DISFlowEstimator(name.removeprefix("dis-") if "-" in name else dis_preset)
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():

@@ -227,3 +227,13 @@ class TestLoadFlowEstimator:
             ValueError, match="`preset` must be one of \\('ultrafast', 'fast', 'medium', 'fine'\\), got 'finest'"
         ):
             DISFlowEstimator("finest")
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", 3.5])
+def test_a_device_that_is_no_torch_device_is_refused_even_for_dis(device):
+    """DIS runs on the CPU whatever `device` says, but a typo there (`"tpu"`, `"cuda:x"`) is refused, naming it."""
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="`device` must be a torch device"):
+        load_flow_estimator("dis", device=device)
+    assert load_flow_estimator("dis", device="cuda:1").name == "dis-fine"  # a valid name: DIS ignores it
