@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge.patchmatch import serial_kernels
+from rerender.config.arguments import check_flags, check_progress_arguments
 from rerender.errors import ConfigError, FlowInputError
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
@@ -413,10 +414,8 @@ def _check_arguments(
         raise ConfigError(
             f"`flow` must be a function flow(source, target) -> (forward, backward) or None, got {flow!r}"
         )
-    if callback is not None and not callable(callback):
-        raise ConfigError(f"`callback` must be a function callback(stage, done, total) or None, got {callback!r}")
-    if not isinstance(progress, (bool, np.bool_)):  # "no" is truthy: it would draw the bar
-        raise ConfigError(f"`progress` must be True or False, got {progress!r}")
+    check_progress_arguments(callback, None)
+    check_flags(progress=progress)  # "no" is truthy: it would draw the bar
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))):
         raise ConfigError(f"`workers` must be a whole number of passes at once or None, got {workers!r}")
 

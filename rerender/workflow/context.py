@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rerender.config import RerenderConfig
+from rerender.config.arguments import check_flags, check_progress_arguments
 from rerender.errors import CancelledError, ConfigError
 from rerender.video import VideoInfo
 from rerender.workflow.workspace import Workspace, file_digest, intact_png
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "check_flags",
     "check_optical_flow",
+    "check_progress_arguments",
     "ProgressCallback",
     "Progress",
     "FlowSpec",
@@ -47,31 +49,6 @@ Interval = tuple[int, int]
 and an end of the clip."""
 
 
-def check_progress_arguments(callback: Any, cancel: Any) -> None:
-    """Refuse a `callback` that cannot be called as `callback(stage, done, total)` and a `cancel` that is no event,
-    before any work (they are first used after the frames are decoded).
-
-    Raises:
-        ConfigError: naming `callback` or `cancel`, the value and what is valid.
-    """
-    import inspect
-
-    if callback is not None:
-        if not callable(callback):
-            raise ConfigError(f"`callback` must be a function callback(stage, done, total) or None, got {callback!r}")
-        try:
-            inspect.signature(callback).bind("frames", 0, 1)
-        except TypeError:
-            raise ConfigError(
-                f"`callback` must take three arguments (stage, done, total), got {callback!r} with the signature "
-                f"{inspect.signature(callback)}"
-            ) from None
-        except ValueError:  # no signature to read (some built-ins): called as it is
-            pass
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise ConfigError(f"`cancel` must be a threading.Event (set it to stop) or None, got {cancel!r}")
-
-
 def check_optical_flow(optical_flow: Any) -> None:
     """Refuse an `optical_flow` that is no estimator (`rerender.flow.FlowEstimator`: callable, with a `name`)
     before any work: it is first called in propagation, after the frames and keyframes are made.
@@ -86,20 +63,6 @@ def check_optical_flow(optical_flow: Any) -> None:
             "`optical_flow` must be a flow estimator object (rerender.load_flow_estimator(...): callable, with a "
             f"`name`) or None, got {optical_flow!r}; to choose one by name, pass flow_estimator=... instead"
         )
-
-
-def check_flags(**flags: Any) -> None:
-    """Refuse a flag argument that is not True or False: a string such as "no" is truthy, so it would switch the
-    flag on, whatever it says.
-
-    Raises:
-        ConfigError: naming the argument, as the Python caller spelled it, and its value.
-    """
-    for name, value in flags.items():
-        if not isinstance(value, bool) and not (
-            type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
-        ):  # numpy's too
-            raise ConfigError(f"`{name}` must be True or False, got {value!r}")
 
 
 class Progress:
