@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from rerender.errors import ConfigError
 
-__all__ = ["check_flags", "check_progress_arguments"]
+__all__ = ["check_flags", "check_progress_arguments", "plain_number"]
 
 
 def check_progress_arguments(callback: Any, cancel: Any) -> None:
@@ -48,3 +50,13 @@ def check_flags(**flags: Any) -> None:
             type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
         ):  # numpy's too
             raise ConfigError(f"`{name}` must be True or False, got {value!r}")
+
+
+def plain_number(value: Any) -> Any:
+    """A numpy integer or float (from an array, a slider) as the Python number it holds; anything else unchanged,
+    to be checked as given."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 import ebsynth_bridge
 from ebsynth_bridge.patchmatch import serial_kernels
-from rerender.config.arguments import check_flags, check_progress_arguments
+from rerender.config.arguments import check_flags, check_progress_arguments, plain_number
 from rerender.errors import ConfigError, FlowInputError
 from rerender.propagation.blend import _merge_segment
 from rerender.propagation.chain import ChainResult, _Chain, _plan_segments, _Segment, propagate_chain
@@ -125,10 +125,11 @@ def propagate_video_iter(
         >>> [index for index, frame in propagate_video_iter(frames, keys, progress=False, workers=1)]
         [0, 1, 2, 3]
     """
+    workers = plain_number(workers)
     _check_arguments(frames, flow, options, progress, workers, callback)
     options = options or PropagationOptions()
     if workers is not None:
-        options = dataclasses.replace(options, workers=int(workers))
+        options = dataclasses.replace(options, workers=workers)
     engine = resolve_engine(options, name="options")  # e.g. device "cuda" without a GPU: refused before any work
     warn_unused_options(options, engine)
     key_indices = _check_video(frames, keyframes)
@@ -416,7 +417,7 @@ def _check_arguments(
         )
     check_progress_arguments(callback, None)
     check_flags(progress=progress)  # "no" is truthy: it would draw the bar
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))):
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise ConfigError(f"`workers` must be a whole number of passes at once or None, got {workers!r}")
 
 

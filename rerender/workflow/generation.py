@@ -202,15 +202,6 @@ def _given_sampling(num_inference_steps: int | None, guidance_scale: float | Non
     return {option: value for option, value in given.items() if value is not None}
 
 
-def _plain_number(value: Any) -> Any:
-    """A numpy integer or float as the Python number it holds; anything else unchanged (and checked as given)."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
 def generate(
     prompt: str,
     frames: int = 16,
@@ -282,19 +273,19 @@ def generate(
     """
     from rerender.camera import KnownMotionFlow, render_clip
     from rerender.config import FAMILY_NAMES, GENERATED_SIZE
+    from rerender.config.arguments import check_flags, plain_number
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.context import check_flags
     from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
     check_flags(progress=progress, overwrite=overwrite)
     # numpy's numbers (np.int64(16) from an array, a slider's value) are the plain numbers they hold
-    frames, K, fps, num_inference_steps, seed = map(_plain_number, (frames, K, fps, num_inference_steps, seed))
+    frames, K, fps, num_inference_steps, seed = map(plain_number, (frames, K, fps, num_inference_steps, seed))
     if isinstance(size, (list, tuple)):
-        size = tuple(map(_plain_number, size))
+        size = tuple(map(plain_number, size))
     if isinstance(noise_steps, (list, tuple)):
-        noise_steps = tuple(map(_plain_number, noise_steps))
+        noise_steps = tuple(map(plain_number, noise_steps))
     size_given, size = size is not None, GENERATED_SIZE if size is None else size
     dx, dy = check_generate_inputs(prompt, frames, K, motion, tuple(size) if isinstance(size, list) else size, fps)
     if num_inference_steps is not None and (

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rerender.config import RerenderConfig, apply_overrides, load_config
+from rerender.config.arguments import plain_number
 from rerender.errors import ConfigError, OutputPathError, RerenderError
 from rerender.keyframes import motion_score, select_keyframes
 from rerender.video import (
@@ -111,9 +112,9 @@ def resolve_config(config, prompt, K, overrides) -> RerenderConfig:
             raise ConfigError(f"`prompt` must be a string, got {prompt!r}")
         changes["prompt.prompt"] = prompt
     if K is not None:
-        if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        K = plain_number(K)  # numpy's integers too (a K computed with numpy), as a plain int for the config
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ConfigError(f"`K` must be an integer ≥ 1, got {K!r}")
-        K = int(K)  # numpy's integers too (a K computed with numpy), as a plain int for the config
         for key, value in overrides.items():  # the same option twice: say so rather than let one win
             if key.rpartition(".")[2] == "keyframe_interval" and value != K:
                 raise ConfigError(f"`K` {K} and `{key}` {value!r} both set keyframes.keyframe_interval; give one")
