@@ -121,14 +121,11 @@ def _stamp(path: Path) -> list[int]:
 def record_frames(folder: Path, written: list[Path]) -> None:
     """Record the frames just written to `folder` (written under a temporary name, then renamed)."""
     import json
-    import os
-    import tempfile
 
-    record = {path.name: _stamp(path) for path in written}
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".rerender-frames-", suffix=".tmp")
-    with os.fdopen(descriptor, "w") as file:
-        json.dump({"frames": record}, file)
-    os.replace(temporary, folder / FRAMES_RECORD)
+    from rerender.video import atomic_output
+
+    with atomic_output(folder / FRAMES_RECORD) as temporary:
+        temporary.write_text(json.dumps({"frames": {path.name: _stamp(path) for path in written}}))
 
 
 def clear_own_frames(folder: Path) -> None:
@@ -152,7 +149,8 @@ def clear_own_frames(folder: Path) -> None:
     present = [
         path
         for path in folder.iterdir()
-        if path.name != FRAMES_RECORD and not (path.name.startswith(".rerender-frames-") and path.suffix == ".tmp")
+        # the record, and a record's temporary left by a killed run (`atomic_output`'s ".<stem>.<id>.partial" name)
+        if path.name != FRAMES_RECORD and not path.name.startswith(f".{Path(FRAMES_RECORD).stem}.")
     ]
     foreign = sorted(
         path.name for path in present if not isinstance(record, dict) or record.get(path.name) != _stamp(path)
