@@ -196,7 +196,11 @@ def is_hub_id(source: str) -> bool:
 
 _is_hub_id = is_hub_id
 
-_HUB_URL = re.compile(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)(?:/.*)?$")
+_HUB_HOST = r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/"
+"""The start of a hub page's address, with or without the scheme (the one pattern for every hub URL below)."""
+_REPOSITORY = r"([A-Za-z0-9][\w.-]*/[\w.-]+)"
+"""owner/name, captured."""
+_HUB_URL = re.compile(_HUB_HOST + _REPOSITORY + r"(?:/.*)?$")
 
 
 def typed_hub_id(source: str) -> str | None:
@@ -207,11 +211,8 @@ def typed_hub_id(source: str) -> str | None:
     return hub_id if hub_id != source else None
 
 
-_HUB_PAGE = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/([A-Za-z0-9][\w.-]*/[\w.-]+)"
-    r"(?:/(?:blob|resolve|tree)/([^/]+)(?:/(.*?))?)?/?$"
-)
-_HUB_FILE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)/([^:]+\.safetensors)$")
+_HUB_PAGE = re.compile(_HUB_HOST + _REPOSITORY + r"(?:/(?:blob|resolve|tree)/([^/]+)(?:/(.*?))?)?/?$")
+_HUB_FILE = re.compile("^" + _REPOSITORY + r"/([^:]+\.safetensors)$")
 
 
 def hub_file_reference(text: str) -> tuple[str, str | None] | None:
@@ -228,7 +229,7 @@ def hub_file_reference(text: str) -> tuple[str, str | None] | None:
             a dataset or a Space.
     """
     text = text.strip()
-    other = re.match(r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(dataset|space)s/", text)
+    other = re.match(_HUB_HOST + r"(dataset|space)s/", text)
     if other is not None:
         raise ConfigError(f"{text!r} is a {other.group(1)} page, not a model repository")
     page = _HUB_PAGE.match(re.sub(r"[?#].*$", "", text))  # the download button's ?download=true, a #L1 anchor
