@@ -402,12 +402,6 @@ def load_vae(source: str, dtype: torch.dtype = torch.float32, single_file_config
         raise _unreachable("model.vae", source, error) from error
 
 
-def cached_hub_lora(lora: LoraConfig, key: str = "`model.loras[].path`") -> Path | None:
-    """The cached file of a hub-id LoRA (`rerender.weights.cached_lora_file`: `lora_file_name`'s rule); None when
-    it is not cached (or `lora.path` is no hub id)."""
-    return cached_lora_file(lora, key)
-
-
 def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
     """Refuse a hub-id LoRA that is neither cached nor downloadable now (offline), or whose file cannot be chosen
     (several ``.safetensors`` files, none named: `rerender.weights.lora_file_name`), before any frame is decoded.
@@ -421,7 +415,7 @@ def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
 
     for position, lora in enumerate(loras):
         key = f"`model.loras[{position}].path`"
-        if not _is_hub_id(lora.path) or cached_hub_lora(lora, key) is not None:
+        if not _is_hub_id(lora.path) or cached_lora_file(lora, key) is not None:
             continue
         if hub_reachable():
             hub_lora_file(lora, key)  # several files and none named: refused now, listing them
@@ -453,7 +447,7 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
         name = f"lora_{position}"
         path = _check_local(lora.path, key)
         if path is None:  # a cached hub LoRA loads from its file: offline, diffusers wants a weight_name
-            path = cached_hub_lora(lora, f"`{key}`")
+            path = cached_lora_file(lora, f"`{key}`")
         source = str(path) if path is not None else lora.path
         weight_name = lora.weight_name or (hub_lora_file(lora, f"`{key}`") if path is None else None)
         kwargs = {"weight_name": weight_name} if weight_name else {}
@@ -557,7 +551,7 @@ def _lora_folder_file(folder: Path, lora: LoraConfig, key: str) -> Path:
 
 def lora_file(lora: LoraConfig, position: int) -> Path:
     """The file of `model.loras[position]` the checks read: the file given, a folder's (`_lora_folder_file`), a hub
-    LoRA's cached one (`cached_hub_lora`); the path as given when it is not here.
+    LoRA's cached one (`rerender.weights.cached_lora_file`); the path as given when it is not here.
 
     Raises:
         ConfigError: a folder or cached repository of several ``.safetensors`` files and none named.
@@ -566,7 +560,7 @@ def lora_file(lora: LoraConfig, position: int) -> Path:
     path = Path(lora.path).expanduser()
     if path.is_dir():
         return _lora_folder_file(path, lora, key)
-    return (cached_hub_lora(lora, key) or path) if _is_hub_id(lora.path) else path
+    return (cached_lora_file(lora, key) or path) if _is_hub_id(lora.path) else path
 
 
 def hub_lora_file(lora: LoraConfig, key: str) -> str | None:
