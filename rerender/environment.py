@@ -139,7 +139,7 @@ def _refusal(config: RerenderConfig) -> str | None:
     IP-Adapter, for every family; the IP-Adapter's, sound and translation models' weights, here or fetchable);
     None when a run accepts them (or the classic stylizer renders: no model)."""
     from rerender.errors import RerenderError
-    from rerender.workflow.preflight import check_model_files, check_prompt_language
+    from rerender.workflow.preflight import check_model_files, check_prompt_language, check_style_image
 
     try:
         if config.prompt.audio_prompt is not None:  # the CLAP model, as the run checks it whatever the renderer
@@ -147,20 +147,11 @@ def _refusal(config: RerenderConfig) -> str | None:
 
             check_audio_model(config.prompt.audio_model, config.prompt.audio_prompt)
         check_prompt_language(config)  # a prompt not in English: its translation model, here or fetchable
-        style = config.prompt.style_image
-        if style is not None and (config.model.renderer == "classic" or not config.prompt.uses_style_image):
-            from rerender.diffusion.ip_adapter import read_style_image
-
-            read_style_image(style)  # unused (scale 0, or no diffusion), but a run still refuses a bad image
         if config.model.renderer == "classic":
+            check_style_image(config, used=False)  # unused, but a run still refuses a bad image
             return None
         check_model_files(config)
-        if style is not None and config.prompt.uses_style_image:  # the IP-Adapter, as the run checks it
-            from rerender.diffusion.ip_adapter import check_style_inputs
-            from rerender.weights import model_family
-
-            weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
-            check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+        check_style_image(config, used=config.prompt.uses_style_image)  # its IP-Adapter, as the run checks it
     except RerenderError as error:
         return str(error)
     return None

@@ -159,22 +159,34 @@ def check_model_inputs(
         _check_annotators(config, controls, fallback=pipeline is None and config.model.renderer == "auto")
     if config.prompt.style_image is None:
         return
-    if own_model and config.model.renderer == "classic":
-        from rerender.diffusion.ip_adapter import read_style_image
-
-        read_style_image(config.prompt.style_image)  # a bad file is still refused, but no adapter is needed
+    classic = own_model and config.model.renderer == "classic"
+    check_style_image(config, used=not classic and config.prompt.uses_style_image)
+    if classic:
         logger.warning("the classic renderer does not use `prompt.style_image` (an IP-Adapter input): it is ignored")
     elif not config.prompt.uses_style_image:  # scale 0: the image would change nothing
+        logger.info("`prompt.style_image_scale` is 0: the reference image has no effect; the IP-Adapter is skipped")
+
+
+def check_style_image(config: RerenderConfig, *, used: bool) -> None:
+    """`prompt.style_image` (if set) before any model loads: an image unused (the classic renderer, scale 0) must
+    still be readable (a mistyped path is refused); one used needs its IP-Adapter, here or fetchable. The one check
+    of `check_model_inputs` and ``rerender env``.
+
+    Raises:
+        InputNotFoundError, VideoReadError: the image; WeightsNotFoundError, ConfigError: its IP-Adapter.
+    """
+    if config.prompt.style_image is None:
+        return
+    if not used:
         from rerender.diffusion.ip_adapter import read_style_image
 
-        read_style_image(config.prompt.style_image)  # a mistyped path is still refused
-        logger.info("`prompt.style_image_scale` is 0: the reference image has no effect; the IP-Adapter is skipped")
-    else:
-        from rerender.diffusion.ip_adapter import check_style_inputs
-        from rerender.weights import model_family
+        read_style_image(config.prompt.style_image)
+        return
+    from rerender.diffusion.ip_adapter import check_style_inputs
+    from rerender.weights import model_family
 
-        weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
-        check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
+    weight_name = config.model.resolved_ip_adapter_weight_name(model_family(config.model))
+    check_style_inputs(config.prompt.style_image, config.model.ip_adapter, weight_name)
 
 
 def check_model_files(config: RerenderConfig, controls: Sequence[Any] | None = None) -> str:
