@@ -37,7 +37,7 @@ from rerender.video import (
     write_video,
 )
 from rerender.workflow.context import check_flags, check_progress_arguments
-from rerender.workflow.preflight import check_model_inputs, check_run
+from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run
 from rerender.workflow.translation import TranslationResult, translate
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
@@ -62,6 +62,10 @@ class AnimationResult:
     """The folder of the generated clip's frames (lossless PNG), the input of the translation."""
     optical_flow: KnownMotionFlow
     """The exact flow of the camera move, usable for any two frames of the clip."""
+
+    def __post_init__(self) -> None:  # absolute: they still name the same files after the caller's `os.chdir`
+        self.clip = absolute_path(self.clip) if self.clip is not None else None
+        self.clip_frames = absolute_path(self.clip_frames)
 
     @property
     def output(self) -> Path | None:
@@ -316,7 +320,7 @@ def animate(
     camera_path = motion_path(motion, frame_count, size, amount, path=path, disparity=disparity)
     check_model_inputs(checked.config, renderer=checked.renderer, pipeline=pipeline)  # before the clip is made
     inputs = [image] if not isinstance(image, np.ndarray) else []
-    output_path = checked.output
+    output_path = absolute_path(checked.output)  # resolved once, as `translate` does
     clip_path = output_path.with_name(output_path.stem + "_clip.mp4") if clip_output == "auto" else clip_output
     if clip_path is not None:  # the rule of every output (`check_run`): only a video rerender wrote is replaced
         clip_path = check_output_path(

@@ -67,6 +67,12 @@ class Job:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """Config options for this job only (leaf names or dotted paths), applied over the batch's config."""
 
+    def __post_init__(self) -> None:  # absolute: the result names the same files after the caller's `os.chdir`
+        from rerender.workflow.preflight import absolute_path
+
+        object.__setattr__(self, "video", absolute_path(self.video))
+        object.__setattr__(self, "output", absolute_path(self.output))
+
     @property
     def workspace(self) -> Path:
         """The job's workspace, next to its output (as `translate` makes it)."""

@@ -68,6 +68,11 @@ class GenerationResult:
     seed: int | None = None
     """The seed the keyframes were drawn with (the one drawn when `sampling.seed` is null)."""
 
+    def __post_init__(self) -> None:  # absolute: it still names the same file after the caller's `os.chdir`
+        from rerender.workflow.preflight import absolute_path
+
+        self.output = absolute_path(self.output)
+
 
 def check_generate_inputs(
     prompt: Any, frames: Any, K: Any, motion: Any, size: Any, fps: Any = 8.0
@@ -276,7 +281,7 @@ def generate(
     from rerender.config.arguments import check_flags, plain_number
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.preflight import check_model_inputs, check_run, run_family, size_multiples
+    from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
     check_flags(progress=progress, overwrite=overwrite)
@@ -330,7 +335,7 @@ def generate(
         check_model=False,
         overwrite=overwrite,
     )
-    config, output_path = checked.config, checked.output
+    config, output_path = checked.config, absolute_path(checked.output)  # resolved once, as `translate` does
     if not size_given and config.video.resolution != max(size):  # e.g. configs/sdxl.yaml's 1024: SDXL wants 1024 px
         logger.warning(
             "`video.resolution` %d does not size generate's frames: they are %d×%d (`size`; CLI --width/--height)",

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Preflight",
+    "absolute_path",
     "check_run",
     "check_stage",
     "check_renderer",
@@ -47,6 +48,13 @@ __all__ = [
 
 WRITING_STAGES: tuple[str, ...] = ("all", "propagate")
 """The stages that end by writing a video, and so need an `output`."""
+
+
+def absolute_path(path: str | os.PathLike) -> Path:
+    """`path` made absolute against the working folder now (``..`` folded, symlinks kept), so that a result's paths
+    still name the same files after the caller's `os.chdir`. "~" is left as it is: the run never expands it in an
+    argument (a quoted path; `unexpanded_home` says so), so the result names the file that was written."""
+    return Path(os.path.abspath(path))
 
 
 @dataclass(frozen=True)

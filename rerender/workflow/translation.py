@@ -42,7 +42,7 @@ from rerender.workflow.context import (
 )
 from rerender.workflow.executors import Executor, LocalExecutor
 from rerender.workflow.frames import WorkspaceFrames
-from rerender.workflow.preflight import check_run, check_workspace_paths
+from rerender.workflow.preflight import absolute_path, check_run, check_workspace_paths
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -113,6 +113,11 @@ class TranslationResult:
     """Whether the workspace was deleted after the write (`delete_workspace`)."""
     prompt: PromptTranslation | None = None
     """The prompt as written and in English as the text encoder read it (`prompt_language`)."""
+
+    def __post_init__(self) -> None:  # absolute: they still name the same files after the caller's `os.chdir`
+        self.output = absolute_path(self.output) if self.output is not None else None
+        self.workspace = absolute_path(self.workspace)
+        self.previews = {name: absolute_path(path) for name, path in self.previews.items()}
 
 
 def translate(
@@ -236,6 +241,9 @@ def translate(
     config, renderer, output_path = checked.config, checked.renderer, checked.output
     workspace_root = Path(workspace) if workspace is not None else default_workspace(output, video)
     check_workspace_paths(workspace_root, output_path, [video], comparison=comparison, overwrite=overwrite)
+    # resolved once: a relative path keeps naming the same file if the working folder changes during the run
+    output_path = absolute_path(output_path) if output_path is not None else None
+    workspace_root = absolute_path(workspace_root)
     if not config.prompt.prompt.strip() and config.prompt.audio_prompt is None:  # on purpose (the CLI's -p ""):
         # the video gives the content, the model, a style image or a LoRA the look
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")
