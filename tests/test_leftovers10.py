@@ -66,3 +66,85 @@ def test_generation_animation_and_job_paths_are_absolute(tmp_path, monkeypatch):
     assert translation.output is None and translation.workspace == tmp_path / "w"
     animation = AnimationResult(translation, None, Path("out_clip_frames"), KnownMotionFlow.__new__(KnownMotionFlow))
     assert animation.clip is None and animation.clip_frames == tmp_path / "out_clip_frames"
+
+
+# 2. `generate` takes `callback(stage, done, total)` and `cancel`, as `translate` does
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tiny_pipeline_dir):
+    from rerender.diffusion.pipeline import RerenderPipeline
+
+    pipeline = RerenderPipeline.from_pretrained(str(tiny_pipeline_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+GENERATE = dict(
+    frames=4, K=3, size=(64, 64), num_inference_steps=2, guidance_scale=1.0, noise_steps=(0, 1), progress=False
+)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [({"callback": 5}, "`callback` must be a function"), ({"cancel": "yes"}, "`cancel` must be a threading.Event")],
+)
+def test_generate_checks_callback_and_cancel_as_translate_does(tmp_path, arguments, named):
+    import rerender
+    from rerender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        rerender.generate("a cat", output=tmp_path / "o.mp4", **GENERATE, **arguments)
+
+
+def test_generate_reports_keyframes_then_every_propagated_frame(tiny_pipeline, tmp_path):
+    import rerender
+
+    calls = []
+    result = rerender.generate(
+        "a cat", output=tmp_path / "o.mp4", pipeline=tiny_pipeline, callback=lambda *call: calls.append(call), **GENERATE
+    )
+    assert result.keyframe_indices == [0, 3]
+    assert calls == [("keyframes", 0, 2), ("keyframes", 2, 2), ("propagation", 1, 2), ("propagation", 2, 2)]
+
+
+@pytest.mark.parametrize("stop_at", [("keyframes", 0, 2), ("propagation", 1, 2)])
+def test_generate_cancel_stops_at_the_next_safe_point_and_writes_nothing(tiny_pipeline, tmp_path, stop_at):
+    import threading
+
+    import rerender
+    from rerender.errors import CancelledError
+
+    cancel, denoised = threading.Event(), []
+    handle = tiny_pipeline.unet.register_forward_hook(lambda *_: denoised.append(1))
+
+    def callback(*call):
+        if call == stop_at:
+            cancel.set()
+
+    try:
+        with pytest.raises(CancelledError, match="nothing was written"):
+            rerender.generate(
+                "a cat", output=tmp_path / "o.mp4", pipeline=tiny_pipeline, callback=callback, cancel=cancel, **GENERATE
+            )
+    finally:
+        handle.remove()
+    assert list(tmp_path.iterdir()) == []  # no video, no partial file
+    assert len(denoised) == (0 if stop_at[0] == "keyframes" else 2 + 2)  # both keyframes: 2 steps each (i1 = 0)
+
+
+def test_generate_cli_stops_at_a_safe_point_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from rerender.cli import main
+    from rerender.errors import CancelledError
+    from rerender.workflow import generation
+
+    def interrupted_generate(prompt, *, cancel, **arguments):  # the user presses Ctrl-C during the run
+        os.kill(os.getpid(), signal.SIGINT)
+        assert cancel.is_set()  # the first Ctrl-C asks for a stop at the next safe point, it does not kill
+        raise CancelledError("cancelled during the keyframes stage")
+
+    monkeypatch.setattr(generation, "generate", interrupted_generate)
+    assert main(["generate", "-p", "a cat", "-o", str(tmp_path / "o.mp4")]) == 130
+    assert capsys.readouterr().err.strip().endswith("(generate keeps no workspace)")

@@ -17,10 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +188,43 @@ class _ShiftPath:
         return _digest(self.offsets, self.frame_count, self.size, self.factor)
 
 
+class _GenerationProgress:
+    """`generate`'s `callback` and `cancel` (checked by `check_progress_arguments`): `translate`'s `Progress`
+    without a workspace, so a cancel says that nothing was kept."""
+
+    def __init__(self, callback: Callable[[str, int, int], None] | None, cancel: threading.Event | None) -> None:
+        self.callback, self.cancel = callback, cancel
+
+    def check(self, where: str) -> None:
+        """Raise `CancelledError` naming `where` if the caller asked to stop."""
+        from rerender.errors import CancelledError
+
+        if self.cancel is not None and self.cancel.is_set():
+            raise CancelledError(
+                f"cancelled {where}; generate keeps no workspace, so nothing was written: the same call starts over"
+            )
+
+    def notify(self, stage: str, done: int, total: int) -> None:
+        """Report `done` of `total` units of `stage`, then stop if the caller asked to."""
+        if self.callback is not None:
+            self.callback(stage, done, total)
+        self.check(f"during the {stage} stage ({done}/{total})")
+
+    @contextlib.contextmanager
+    def at_every_denoising_step(self, pipeline: Any) -> Iterator[None]:
+        """Check `cancel` before every call of `pipeline`'s denoiser (its UNet, or the transformer of Z-Image and
+        Flux): one call is one denoising step of one keyframe, both guidance halves included."""
+        denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+        if self.cancel is None or not isinstance(denoiser, torch.nn.Module):
+            yield
+            return
+        handle = denoiser.register_forward_pre_hook(lambda module, args: self.check("during the keyframes stage"))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
 def check_generate_prompt(prompt: str, config: RerenderConfig) -> None:
     """An empty `prompt` is refused unless `config`'s style image or sound says what to show: unlike `translate`,
     whose video gives the content, nothing else would (`generate` and the web page's "Text only" mode).
@@ -228,6 +267,8 @@ def generate(
     foreground_mask: Callable[[np.ndarray], np.ndarray] | None = None,
     prompt_translator: Callable[[str, str], str] | None = None,
     overwrite: bool = False,
+    callback: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> GenerationResult:
     """Make a video from a prompt alone: Text2Video-Zero keyframes every K frames, propagation in between.
@@ -263,6 +304,11 @@ def generate(
             smoothing; None = `salient_foreground`.
         prompt_translator: ``prompt_translator(text, language) -> str`` for a prompt that is not English
             (`prompt.prompt_language`); None = the transformers model `prompt.translation_model`.
+        callback: ``callback(stage, done, total)`` as work advances, as `translate`'s: "keyframes" (0 of the
+            keyframes before they render, all of them after), then "propagation" per propagated frame.
+        cancel: set this event (from another thread) to stop at the next safe point: a denoising step or a
+            propagated frame, with `CancelledError`. `generate` keeps no workspace: nothing is written (the output
+            is renamed into place only when complete) and the same call starts over.
         **overrides: config options by leaf name or dotted path, e.g. ``prompt_language="vi"``,
             ``style_image="ref.png"``, ``style_image_scale=0.8``.
 
@@ -275,16 +321,19 @@ def generate(
         InputNotFoundError, VideoReadError: the style image is missing or not an image.
         WeightsNotFoundError: the translation model or the IP-Adapter is neither here nor downloadable.
         OutputPathError: the output cannot be written.
+        CancelledError: `cancel` was set.
     """
     from rerender.camera import KnownMotionFlow, render_clip
     from rerender.config import FAMILY_NAMES, GENERATED_SIZE
-    from rerender.config.arguments import check_flags, plain_number
+    from rerender.config.arguments import check_flags, check_progress_arguments, plain_number
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
     from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run, run_family, size_multiples
 
     # 1. Check the inputs before any model loads.
     check_flags(progress=progress, overwrite=overwrite)
+    check_progress_arguments(callback, cancel)
+    run_progress = _GenerationProgress(callback, cancel)
     # numpy's numbers (np.int64(16) from an array, a slider's value) are the plain numbers they hold
     frames, K, fps, num_inference_steps, seed = map(plain_number, (frames, K, fps, num_inference_steps, seed))
     if isinstance(size, (list, tuple)):
@@ -378,6 +427,7 @@ def generate(
             config.prompt.negative_prompt if negative_prompt is None else negative_prompt,
         )
         prompt_record = hear_prompt(prompt_record, config.prompt)  # `prompt.audio_prompt`: heard events → words
+    run_progress.check("before the keyframes")
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 
     # 2. Keyframes by diffusion.
@@ -386,6 +436,7 @@ def generate(
 
         with loading_bars(progress):
             pipeline = load_pipeline(config.model, ())  # Text2Video-Zero uses no control: no ControlNet loads
+    run_progress.notify("keyframes", 0, len(keyframe_indices))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     from rerender.diffusion.flux import true_guidance_options
     from rerender.diffusion.ip_adapter import style_adapter
@@ -399,6 +450,7 @@ def generate(
         pipeline_lock(pipeline),  # one run at a time on a shared pipeline, as `translate`'s keyframes
         style_adapter(pipeline, config) as style_image,  # the IP-Adapter for this call only, as in `translate`
         denoising_bars(pipeline, progress),  # the flow path's per-pass bars follow `progress` (-q)
+        run_progress.at_every_denoising_step(pipeline),  # `cancel` stops at the next step
     ):
         images = render_text_keyframes(
             pipeline,
@@ -419,6 +471,7 @@ def generate(
     keyframes = [
         (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy() for image in images
     ]
+    run_progress.notify("keyframes", len(keyframes), len(keyframe_indices))
     if frames == 1:
         write_video([keyframes[0]], output_path, fps=fps, crf=config.output.crf)
         return GenerationResult(output_path, keyframe_indices, keyframes, 1, prompt_record, seed)
@@ -441,6 +494,7 @@ def generate(
         flow=partial(estimate_flow_numpy, flow),
         options=propagation_options(config),
         progress=progress,
+        callback=run_progress.notify,  # in this thread, per propagated frame: `cancel` stops the stream there
     )
     write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
     return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record, seed)

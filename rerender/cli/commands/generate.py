@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from rerender.cli.base import EXIT_OK
+from rerender.cli.base import EXIT_INTERRUPTED, EXIT_OK
 from rerender.cli.options import (
     config_help,
     config_parent,
@@ -14,6 +15,7 @@ from rerender.cli.options import (
     overwrite_parent,
     prompt_parent,
     quiet_parent,
+    stop_at_safe_point,
     verbose_parent,
 )
 from rerender.config import GENERATED_SIZE
@@ -84,30 +86,38 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the video from the prompt; prints the translated prompt, the keyframes and the output."""
+    from rerender.errors import CancelledError
     from rerender.workflow.generation import BackgroundSmoothing, generate
 
     config = load_config(args)
     smoothing = None if args.smooth_background is None else BackgroundSmoothing(strength=args.smooth_background)
-    result = generate(
-        args.prompt,
-        frames=args.frames,
-        K=args.interval,
-        output=args.output,
-        overwrite=args.overwrite,
-        motion=(args.dx, args.dy),
-        size=None
-        if args.width is None and args.height is None
-        else tuple(
-            default if side is None else side for side, default in zip((args.width, args.height), GENERATED_SIZE)
-        ),
-        fps=args.fps,
-        negative_prompt=args.negative_prompt,
-        seed=config.sampling.seed if args.seed is None else args.seed,  # null: `generate` draws one
-        num_inference_steps=config.sampling.num_inference_steps if args.steps is None else args.steps,
-        config=config,
-        progress=not args.quiet,
-        background_smoothing=smoothing,
-    )
+    try:
+        with stop_at_safe_point() as cancel:  # the first Ctrl-C stops at the next denoising step or frame
+            result = generate(
+                args.prompt,
+                frames=args.frames,
+                K=args.interval,
+                output=args.output,
+                overwrite=args.overwrite,
+                motion=(args.dx, args.dy),
+                size=None
+                if args.width is None and args.height is None
+                else tuple(
+                    default if side is None else side
+                    for side, default in zip((args.width, args.height), GENERATED_SIZE)
+                ),
+                fps=args.fps,
+                negative_prompt=args.negative_prompt,
+                seed=config.sampling.seed if args.seed is None else args.seed,  # null: `generate` draws one
+                num_inference_steps=config.sampling.num_inference_steps if args.steps is None else args.steps,
+                config=config,
+                progress=not args.quiet,
+                background_smoothing=smoothing,
+                cancel=cancel,
+            )
+    except CancelledError:
+        print(f"interrupted; nothing was written to {args.output} (generate keeps no workspace)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if result.prompt is not None and result.prompt.translator is not None:
         print(f"prompt ({result.prompt.language} -> en, {result.prompt.translator}): {result.prompt.english}")
     if args.seed is None and config.sampling.seed is None:  # drawn: printed so the run can be repeated
