@@ -148,3 +148,31 @@ def test_generate_cli_stops_at_a_safe_point_on_ctrl_c(tmp_path, monkeypatch, cap
     monkeypatch.setattr(generation, "generate", interrupted_generate)
     assert main(["generate", "-p", "a cat", "-o", str(tmp_path / "o.mp4")]) == 130
     assert capsys.readouterr().err.strip().endswith("(generate keeps no workspace)")
+
+
+# 3. `rerender download --audio-prompt` refuses a sound file the run would refuse before fetching CLAP
+
+
+def test_download_refuses_a_silent_sound_prompt_before_anything_is_fetched(tmp_path, monkeypatch, capsys):
+    from rerender import weights
+    from rerender.cli import main
+    from tests.test_sound import RATE, write_wav
+
+    wav = write_wav(tmp_path / "silent.wav", np.zeros(2 * RATE, np.float32))
+
+    def fetched(*args, **kwargs):
+        raise AssertionError("the download started for a sound prompt the run refuses")
+
+    monkeypatch.setattr(weights, "hub_reachable", fetched)
+    monkeypatch.setattr(weights, "download_sources", fetched)
+    assert main(["download", "--no-flow", "-q", "--audio-prompt", str(wav)]) == 2
+    err = capsys.readouterr().err
+    assert f"--audio-prompt {str(wav)!r} is silent" in err  # the run's message, with the flag the user typed
+    # a dry run fetches nothing: it still lists what the config names
+    monkeypatch.undo()
+    monkeypatch.setattr(weights, "hub_reachable", lambda: False)
+    from rerender.config import RerenderConfig, apply_overrides
+
+    config = apply_overrides(RerenderConfig(), {"prompt.audio_prompt": str(wav)})
+    listed = weights.download_weights(config, include_flow=False, dry_run=True, progress=False)
+    assert "sound model (CLAP)" in [record["role"] for record in listed]
