@@ -136,17 +136,16 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
 def _refusal(config: RerenderConfig) -> str | None:
     """Why `translate` refuses the model files of `config` before any loads, in its own words: the one check a run
     makes (`rerender.workflow.preflight.check_model_files`: the base model, its ControlNets, LoRAs, VAE and
-    IP-Adapter, for every family; the IP-Adapter's, sound and translation models' weights, here or fetchable);
+    IP-Adapter, for every family; the IP-Adapter's weights, here or fetchable; `check_prompt_inputs`: the sound prompt
+    and its CLAP model, the translation model);
     None when a run accepts them (or the classic stylizer renders: no model)."""
     from rerender.errors import RerenderError
-    from rerender.workflow.preflight import check_model_files, check_prompt_language, check_style_image
+    from rerender.workflow.preflight import check_model_files, check_prompt_inputs, check_style_image
 
     try:
-        if config.prompt.audio_prompt is not None:  # the CLAP model, as the run checks it whatever the renderer
-            from rerender.sound import check_audio_model
-
-            check_audio_model(config.prompt.audio_model, config.prompt.audio_prompt)
-        check_prompt_language(config)  # a prompt not in English: its translation model, here or fetchable
+        # the sound prompt (its file and CLAP model) and a prompt not in English (its translation model), as the run
+        # checks them whatever the renderer; 'source' is the video's sound, unknown here
+        check_prompt_inputs(config, video_known=False)
         if config.model.renderer == "classic":
             check_style_image(config, used=False)  # unused, but a run still refuses a bad image
             return None

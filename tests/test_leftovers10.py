@@ -102,7 +102,11 @@ def test_generate_reports_keyframes_then_every_propagated_frame(tiny_pipeline, t
 
     calls = []
     result = rerender.generate(
-        "a cat", output=tmp_path / "o.mp4", pipeline=tiny_pipeline, callback=lambda *call: calls.append(call), **GENERATE
+        "a cat",
+        output=tmp_path / "o.mp4",
+        pipeline=tiny_pipeline,
+        callback=lambda *call: calls.append(call),
+        **GENERATE,
     )
     assert result.keyframe_indices == [0, 3]
     assert calls == [("keyframes", 0, 2), ("keyframes", 2, 2), ("propagation", 1, 2), ("propagation", 2, 2)]
@@ -125,7 +129,12 @@ def test_generate_cancel_stops_at_the_next_safe_point_and_writes_nothing(tiny_pi
     try:
         with pytest.raises(CancelledError, match="nothing was written"):
             rerender.generate(
-                "a cat", output=tmp_path / "o.mp4", pipeline=tiny_pipeline, callback=callback, cancel=cancel, **GENERATE
+                "a cat",
+                output=tmp_path / "o.mp4",
+                pipeline=tiny_pipeline,
+                callback=callback,
+                cancel=cancel,
+                **GENERATE,
             )
     finally:
         handle.remove()
@@ -176,3 +185,49 @@ def test_download_refuses_a_silent_sound_prompt_before_anything_is_fetched(tmp_p
     config = apply_overrides(RerenderConfig(), {"prompt.audio_prompt": str(wav)})
     listed = weights.download_weights(config, include_flow=False, dry_run=True, progress=False)
     assert "sound model (CLAP)" in [record["role"] for record in listed]
+
+
+# 4. `rerender env` names an option by the flag the user typed, as the run's CLI does; 5. and runs the run's checks
+
+
+def test_env_names_the_flag_the_user_typed_as_the_run_does(tmp_path, capsys):
+    from rerender.cli import main
+
+    missing = str(tmp_path / "no-such-model")
+    outputs = {}
+    for command in ("env", "translate"):
+        given = ["--model", missing] if command == "env" else [str(tmp_path / "v.mp4"), "-p", "a", "--model", missing]
+        main([command, *given])
+        captured = capsys.readouterr()
+        outputs[command] = captured.out + captured.err
+    refused = next(line for line in outputs["env"].splitlines() if line.startswith("translate refuses this config: "))
+    assert refused.removeprefix("translate refuses this config: ") == outputs["translate"].strip().removeprefix(
+        "error: "
+    )
+    assert refused.startswith(f"translate refuses this config: --model {missing!r} does not exist")
+    # set in a config file (or --set), it keeps its config key, as the run's CLI keeps it
+    from rerender.cli import build_parser
+    from rerender.cli.commands.env import _in_cli_terms
+
+    message = f"`model.base_model` {missing!r} does not exist"
+    assert (
+        _in_cli_terms(build_parser().parse_args(["env", "--set", f"model.base_model={missing}"]))(message) == message
+    )
+
+
+def test_env_refuses_a_silent_sound_prompt_as_the_run_does(tmp_path):
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.environment import model_report
+    from rerender.errors import ConfigError
+    from rerender.workflow.preflight import check_run
+    from tests.test_sound import RATE, write_wav
+
+    wav = write_wav(tmp_path / "silent.wav", np.zeros(2 * RATE, np.float32))
+    options = {"prompt.audio_prompt": str(wav), "model.renderer": "classic"}
+    with pytest.raises(ConfigError) as refused:
+        check_run(None, overrides=options, stage="keyframes")
+    assert model_report(apply_overrides(RerenderConfig(), options))["translate"] == f"refused: {refused.value}"
+    # 'source' is the video's own sound: env does not know the video, so only the vocabulary is checked
+    source = apply_overrides(RerenderConfig(), {**options, "prompt.audio_prompt": "source"})
+    verdict = model_report(source)["translate"]  # here: refused for the CLAP model that is not here (offline)
+    assert "soundtrack" not in verdict and "silent" not in verdict

@@ -36,6 +36,7 @@ __all__ = [
     "check_renderer",
     "check_model_inputs",
     "check_model_files",
+    "check_prompt_inputs",
     "check_prompt_language",
     "check_workspace_paths",
     "run_family",
@@ -453,6 +454,40 @@ def transformer_block_count(base_model: str, family: str) -> int | None:
     return int(config["n_layers"]) if "n_layers" in config else None
 
 
+def check_prompt_inputs(
+    config: RerenderConfig,
+    *,
+    soundtrack: str | os.PathLike | None = None,
+    prompt_translator: Any = None,
+    video_known: bool = True,
+) -> None:
+    """What the prompt itself needs, as every run checks it (`check_run`) and `rerender env` reports it: the sound of
+    `prompt.audio_prompt` (the file, its audio, not silent, the vocabulary: `rerender.sound.check_audio_prompt`)
+    and its CLAP model, here or fetchable; then, for a prompt not in English, its translation model
+    (`check_prompt_language`).
+
+    Args:
+        config: the resolved config.
+        soundtrack: the video whose sound `prompt.audio_prompt: source` means; None for a still or text alone.
+        prompt_translator: the caller's translator (a configured translation model is then not needed).
+        video_known: False where the input is not known (`rerender env`): 'source' then checks only the vocabulary.
+
+    Raises:
+        ConfigError, InputNotFoundError, VideoReadError: a sound the run cannot hear (see `check_audio_prompt`).
+        WeightsNotFoundError: the CLAP or translation model is neither here nor downloadable.
+    """
+    prompt = config.prompt
+    if prompt.audio_prompt is not None:
+        from rerender.sound import check_audio_model, check_audio_prompt, load_vocabulary
+
+        if prompt.audio_prompt != "source" or video_known:
+            check_audio_prompt(prompt.audio_prompt, soundtrack, prompt.audio_vocabulary)
+        else:
+            load_vocabulary(prompt.audio_vocabulary)
+        check_audio_model(prompt.audio_model, prompt.audio_prompt)
+    check_prompt_language(config, prompt_translator)
+
+
 def check_prompt_language(config: RerenderConfig, translator: Any = None) -> None:
     """A prompt that is not English needs a translation model: refuse a missing one now (`WeightsNotFoundError`),
     unless the caller passes its own `translator`."""
@@ -603,14 +638,8 @@ def check_run(
             "`propagation.device` is 'cuda', but `propagation.engine` is 'numba', which runs on the CPU: the device "
             "is ignored; set propagation.engine: torch (or auto) to propagate on the GPU"
         )
-    if resolved.prompt.audio_prompt is not None:  # a sound to hear: the file, its audio and the vocabulary, now
-        from rerender.sound import check_audio_model, check_audio_prompt
-
-        check_audio_prompt(resolved.prompt.audio_prompt, soundtrack, resolved.prompt.audio_vocabulary)
-        check_audio_model(
-            resolved.prompt.audio_model, resolved.prompt.audio_prompt
-        )  # the CLAP model, here or fetchable
-    check_prompt_language(resolved, prompt_translator)  # the translator first: the prompt is read before the model
+    # the sound to hear and its CLAP model, a translation model: the prompt is read before the keyframe model loads
+    check_prompt_inputs(resolved, soundtrack=soundtrack, prompt_translator=prompt_translator)
     if check_model:
         check_model_inputs(resolved, renderer=renderer_object, pipeline=pipeline)
     return Preflight(config=resolved, stage=stage, output=output_path, renderer=renderer_object)

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    said = _in_cli_terms(args)
     print(f"python    {report['python']}  ({report['platform']})")
     print("packages")
     for name, version in report["packages"].items():
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in report["devices"].items():
         print(f"  {key:32s}{value}")
     family = report["model"]
-    shown = family["label"] or f"unknown ({family['error']})"
+    shown = family["label"] or f"unknown ({said(family['error'])})"
     print(f"model     {family['base_model']}: {shown}; {family['how']}")
     propagation = report["propagation"]
     asked = f"engine {propagation['engine']}, device {propagation['device']}"
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         device = "" if propagation["resolved_engine"] == "numba" else f" on {propagation['resolved_device']}"
         print(f"propagation  {asked} -> {propagation['resolved_engine']}{device}")
     else:
-        print(f"propagation  {asked} -> cannot run here: {propagation['error']}")
+        print(f"propagation  {asked} -> cannot run here: {said(propagation['error'])}")
     cuda = "yes" if propagation["torch_on_cuda"] else "no"
     print(f"  torch engine on CUDA: {cuda} ({propagation['cuda_reason']})")
     print("weights are looked for in")
@@ -70,9 +71,18 @@ def run(args: argparse.Namespace) -> int:
             state = "optional, not here (float32 VAE)" if not item["downloadable"] else "optional, fetched when used"
         print(f"  {item['role']:32s}{state:36s}{item['location']}")
     if models["translate"].startswith("refused: "):
-        print(f"translate refuses this config: {models['translate'].removeprefix('refused: ')}")
+        print(f"translate refuses this config: {said(models['translate'].removeprefix('refused: '))}")
     else:
         print(f"translate will render keyframes with: {models['translate']}")
     for command in models["fetch"]:
         print(f"  fetch with: {command}")
     return EXIT_OK
+
+
+def _in_cli_terms(args: argparse.Namespace):
+    """A library message as the run's CLI prints it: an option the user set with one of this command's flags named
+    by that flag (`model.base_model` → --model), the others by their config key (`rerender.cli._cli_message`)."""
+    from rerender.cli import _cli_message, _typed_names, build_parser
+
+    names = _typed_names(build_parser(), args)
+    return lambda message: _cli_message(message, names)
