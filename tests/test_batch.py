@@ -288,7 +288,7 @@ def test_csv_text_columns_stay_text_and_options_are_read_by_their_type(tmp_path)
     # before: every cell went through yaml.safe_load: "…style: watercolor" became a dict, "a car #1 in red" became
     # "a car" (a YAML comment), "no" became False
     for name in ("a.mp4", "b.mp4", "c.mp4"):
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(b"not decoded")  # not empty: an empty video is refused with the list
     (tmp_path / "jobs.csv").write_text(
         "video,prompt,output,denoising_strength,keyframe_interval,last_frame_keyframe,negative_prompt\n"
         'a.mp4,"a painting, style: watercolor",a out.mp4,0.7,8,no,blurry: low quality\n'
@@ -322,7 +322,7 @@ def test_csv_text_columns_stay_text_and_options_are_read_by_their_type(tmp_path)
 )
 def test_a_csv_cell_that_is_not_of_its_options_type_names_the_row_and_column(tmp_path, column, cell, message):
     for name in ("a.mp4", "b.mp4"):
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(b"not decoded")
     (tmp_path / "jobs.csv").write_text(f"video,{column}\na.mp4,\nb.mp4,{cell}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_jobs(tmp_path / "jobs.csv", "x", tmp_path / "out")

@@ -231,3 +231,29 @@ def test_env_refuses_a_silent_sound_prompt_as_the_run_does(tmp_path):
     source = apply_overrides(RerenderConfig(), {**options, "prompt.audio_prompt": "source"})
     verdict = model_report(source)["translate"]  # here: refused for the CLAP model that is not here (offline)
     assert "soundtrack" not in verdict and "silent" not in verdict
+
+
+# 6. a batch names every empty video up front, as the missing ones, before any model loads
+
+
+def test_a_batch_folder_with_empty_videos_is_refused_naming_each_before_any_job(silent_clip, tmp_path, monkeypatch):
+    from rerender.errors import VideoReadError
+    from rerender.workflow import batching
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "a.mp4").symlink_to(silent_clip)
+    for name in ("b.mp4", "c.mov"):
+        (folder / name).touch()  # a copy that never finished
+    (folder / "frames").mkdir()
+
+    def started(*args, **kwargs):
+        raise AssertionError("a job started although the list was refused")
+
+    monkeypatch.setattr(batching, "run_job", started)
+    with pytest.raises(VideoReadError, match=r"2 of 3 job\(s\)") as refused:
+        batching.batch(folder, "a cat", tmp_path / "out", renderer="classic")
+    assert f"job 2: '{folder / 'b.mp4'}' is empty (0 bytes)" in str(refused.value)
+    assert f"job 3: '{folder / 'c.mov'}' is empty (0 bytes)" in str(refused.value)
+    assert "job 1:" not in str(refused.value) and not (tmp_path / "out").exists()
+    assert batching._unreadable(folder / "frames") == f"{str(folder / 'frames')!r} is an empty folder (no frames)"

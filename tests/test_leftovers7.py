@@ -48,7 +48,7 @@ def _cell(tmp_path, column: str, cell: str):
     """The override a CSV job list's cell gives `column` (the row's video exists: nothing else is checked)."""
     from rerender.workflow.batching import load_jobs
 
-    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "a.mp4").write_bytes(b"not decoded")  # not empty: an empty video is refused with the list
     with open(tmp_path / "jobs.csv", "w", newline="", encoding="utf-8") as file:  # a spreadsheet quotes "[0, 10]"
         csv.writer(file).writerows([["video", column], ["a.mp4", cell]])
     (job,) = load_jobs(tmp_path / "jobs.csv", "a cat", tmp_path / "out")

@@ -294,17 +294,21 @@ def load_jobs(
 
 def _unreadable(video: Path) -> str | None:
     """Why the batch cannot read `video` at all (a look at the file system, no decoding), or None: missing (a
-    broken link too), or no permission to read it. A file that is there but not a video stays that job's own
-    failure."""
+    broken link too), no permission to read it, or empty (a 0-byte file, e.g. a copy that never finished; a frame
+    folder with nothing in it). A file with content that is not a video stays that job's own failure."""
     if not video.exists():
         return f"{str(video)!r} not found"
     if not os.access(video, os.R_OK):
         return f"{str(video)!r} cannot be read (permission denied)"
+    if video.is_dir() and next(video.iterdir(), None) is None:
+        return f"{str(video)!r} is an empty folder (no frames)"
+    if video.is_file() and video.stat().st_size == 0:
+        return f"{str(video)!r} is empty (0 bytes)"
     return None
 
 
 def _check_jobs(jobs: Sequence[Job], where: str) -> None:
-    """Refuse the whole list, before any job runs, when a job's video is missing or cannot be read, naming every
+    """Refuse the whole list, before any job runs, when a job's video is missing, empty or cannot be read, naming every
     such job at once (a list fixed one row per run is a list fixed in as many runs); refuse two jobs writing one
     output."""
     if not jobs:
@@ -315,7 +319,7 @@ def _check_jobs(jobs: Sequence[Job], where: str) -> None:
         lines = "\n".join(f"  job {number}: {why}" for number, why in problems)
         missing = any(not jobs[number - 1].video.exists() for number, _ in problems)
         raise (InputNotFoundError if missing else VideoReadError)(
-            f"{where}: {len(problems)} of {len(jobs)} job(s) have a video that is missing or cannot be read, so no "
+            f"{where}: {len(problems)} of {len(jobs)} job(s) have a video that is missing, empty or cannot be read, so no "
             f"job was started:\n{lines}\nfix or remove these jobs (rows) and run the batch again"
         )
     seen: dict[Path, Path] = {}
@@ -486,6 +490,7 @@ def batch(
 
     Raises:
         InputNotFoundError: `jobs` or a job's video is missing.
+        VideoReadError: a job's video is empty (0 bytes) or cannot be read (every such job named at once).
         ConfigError: a bad option or column, duplicate outputs, `parallel` < 1, an unreachable Ray address, a job
             whose propagation engine or device cannot run here (`propagation.device: cuda` without a GPU).
         OutputPathError: an output that is no video path, is a job's input, or is an existing file that no
