@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 FAST = dict(
     resolution=64,
@@ -257,3 +258,44 @@ def test_a_batch_folder_with_empty_videos_is_refused_naming_each_before_any_job(
     assert f"job 3: '{folder / 'c.mov'}' is empty (0 bytes)" in str(refused.value)
     assert "job 1:" not in str(refused.value) and not (tmp_path / "out").exists()
     assert batching._unreadable(folder / "frames") == f"{str(folder / 'frames')!r} is an empty folder (no frames)"
+
+
+# 7. GPU paths: the unloaded image encoder leaves the offload chain; the depth annotator and CLAP follow the model
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_pipeline):
+    from tests.tiny_models import save_tiny_ip_adapter
+
+    return save_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"), tiny_pipeline.unet)
+
+
+def test_an_unloaded_image_encoder_leaves_the_offload_hook_chain(tiny_pipeline, adapter_dir, tmp_path):
+    # was: with `model.cpu_offload`, after a style-image run the UNet's offload hook still pointed at the dropped
+    # image encoder (its `prev_module_hook`), keeping it in host memory until the next re-hook. The CPU stands in
+    # for the GPU: the hooks are the same, only the devices coincide.
+    import gc
+    import weakref
+
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.diffusion.ip_adapter import style_adapter
+    from rerender.video import write_image
+
+    pipeline = tiny_pipeline
+    pipeline.enable_model_cpu_offload(device="cpu")
+    style = write_image(np.full((16, 16, 3), 200, np.uint8), tmp_path / "style.png")
+    config = apply_overrides(
+        RerenderConfig(),
+        {"prompt.style_image": str(style), "model.ip_adapter": str(adapter_dir), "prompt.style_image_scale": 0.5},
+    )
+    try:
+        with style_adapter(pipeline, config):
+            encoder = weakref.ref(pipeline.image_encoder)
+            assert pipeline.unet._hf_hook.prev_module_hook.model is encoder()  # the chain runs through the encoder
+        gc.collect()
+        assert encoder() is None  # nothing holds it: not the chain, not `_all_hooks`
+        modules = {name: item for name, item in pipeline.components.items() if isinstance(item, torch.nn.Module)}
+        assert "image_encoder" not in modules and all(hasattr(module, "_hf_hook") for module in modules.values())
+        assert pipeline.unet._hf_hook.prev_module_hook.model is pipeline.text_encoder  # offload on, re-chained
+    finally:
+        pipeline.remove_all_hooks()  # the module's pipeline, as the other tests use it

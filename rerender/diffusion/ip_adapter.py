@@ -32,6 +32,7 @@ __all__ = [
     "install_ip_adapter",
     "read_style_image",
     "style_adapter",
+    "unload_ip_adapter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def check_adapter_matches(unet: Any, path: str | os.PathLike) -> None:
 
 def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: float) -> None:
     """Load the adapter into `pipeline` with diffusers' `load_ip_adapter` (after `check_adapter_matches` when the
-    file is already here) and set its scale. Undo with `pipeline.unload_ip_adapter()`.
+    file is already here) and set its scale. Undo with `unload_ip_adapter(pipeline)`.
     """
     subfolder, name = posixpath.split(weight_name)
     local = adapter_file(source, weight_name)
@@ -138,6 +139,18 @@ def install_ip_adapter(pipeline: Any, source: str, weight_name: str, scale: floa
         pipeline.enable_model_cpu_offload(device=offload_device)
     pipeline.set_ip_adapter_scale(scale)
     logger.info("IP-Adapter %s/%s loaded, scale %.2f", source, weight_name, scale)
+
+
+def unload_ip_adapter(pipeline: Any) -> None:
+    """Remove the adapter and its image encoder (diffusers' `unload_ip_adapter`); under model CPU offload, hook the
+    remaining components again: in accelerate's offload chain each hook keeps the component run before it (to
+    offload it when the next one starts), so the UNet's hook would keep the dropped image encoder in host memory
+    until the next re-hook (the mirror of `install_ip_adapter`'s re-hook)."""
+    offload_device = getattr(pipeline, "_offload_device", None)
+    hooked = offload_device is not None and hasattr(pipeline.unet, "_hf_hook")
+    pipeline.unload_ip_adapter()
+    if hooked:
+        pipeline.enable_model_cpu_offload(device=offload_device)
 
 
 @contextlib.contextmanager
@@ -176,7 +189,7 @@ def style_adapter(pipeline: Any, config: Any) -> Iterator[np.ndarray | None]:
         yield image
     finally:
         if installed:
-            pipeline.unload_ip_adapter()
+            unload_ip_adapter(pipeline)
         else:
             processors = pipeline.unet.attn_processors
             for name, scale in previous.items():
