@@ -540,6 +540,7 @@ def hear_prompt(
     scorer: Scorer | None = None,
     span: tuple[float, float] | None = None,
     audio_track: int | None = None,
+    device: str | None = None,
 ) -> Any:
     """`record` (a `rerender.languages.PromptTranslation`) with the events heard in `prompt.audio_prompt` added to
     its English prompt and recorded in its `sound`; unchanged when `prompt.audio_prompt` is None.
@@ -555,6 +556,8 @@ def hear_prompt(
         audio_track: the run's `output.audio_track`: with ``audio_prompt: source`` the track the output carries is
             heard (that one, else the default-flagged track, else the first); a separate sound file's first track
             is heard.
+        device: where the CLAP model runs when `scorer` is None (the run's model device,
+            `rerender.workflow.preflight.helper_device`); None = the GPU when there is one.
 
     Raises:
         ConfigError: the sound heard (the span's, for "source") is silent; see also `check_audio_prompt`, `hear`.
@@ -572,7 +575,7 @@ def hear_prompt(
     if scorer is None:
         import torch
 
-        scorer = ClapScorer(prompt.audio_model, "cuda" if torch.cuda.is_available() else "cpu")
+        scorer = ClapScorer(prompt.audio_model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     heard = hear(
         audio,
         record.english,

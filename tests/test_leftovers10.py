@@ -299,3 +299,86 @@ def test_an_unloaded_image_encoder_leaves_the_offload_hook_chain(tiny_pipeline, 
         assert pipeline.unet._hf_hook.prev_module_hook.model is pipeline.text_encoder  # offload on, re-chained
     finally:
         pipeline.remove_all_hooks()  # the module's pipeline, as the other tests use it
+
+
+@pytest.mark.parametrize(
+    ("model_device", "cuda", "expected"), [("cuda:1", True, "cuda:1"), ("cpu", True, "cpu"), ("auto", True, "cuda")]
+)
+def test_helper_networks_follow_the_models_device(monkeypatch, model_device, cuda, expected):
+    from rerender.config import ModelConfig, RerenderConfig
+    from rerender.workflow.preflight import helper_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert helper_device(RerenderConfig(model=ModelConfig(device=model_device))) == expected
+
+    class Loaded:  # a loaded pipeline decides: its execution device
+        _execution_device = torch.device("cuda", 2)
+
+    assert helper_device(RerenderConfig(model=ModelConfig(device=model_device)), Loaded()) == "cuda:2"
+
+
+class _Stop(Exception):
+    """Ends a run once the device under test was chosen."""
+
+
+def test_animates_depth_annotator_runs_on_the_models_gpu(monkeypatch):
+    # was: motion 'orbit' without a depth map ran MiDaS with no device: on the CPU next to a GPU model, and never on
+    # the `model.device: cuda:1` the user named. The CUDA device is faked: only the annotator's placement is checked.
+    import sys
+    import types
+
+    import rerender
+    from rerender.workflow import animation
+
+    moved = []
+
+    class MidasDetector:  # controlnet-aux's interface: from_pretrained, to, __call__(..., output_type="np")
+        @classmethod
+        def from_pretrained(cls, path):
+            return cls()
+
+        def to(self, device):
+            moved.append(str(device))
+            return self
+
+        def __call__(self, frame, detect_resolution, image_resolution, output_type):
+            return np.tile(np.linspace(0, 255, frame.shape[1], dtype=np.uint8), (frame.shape[0], 1))
+
+    monkeypatch.setitem(sys.modules, "controlnet_aux", types.SimpleNamespace(MidasDetector=MidasDetector))
+
+    def motion_path(*args, disparity, **kwargs):
+        assert disparity.shape == (64, 64)
+        raise _Stop
+
+    monkeypatch.setattr(animation, "motion_path", motion_path)
+    with pytest.raises(_Stop):
+        rerender.animate(
+            np.full((64, 64, 3), 100, np.uint8), "a", motion="orbit", renderer="classic", device="cuda:1", seconds=0.2
+        )
+    assert moved == ["cuda:1"]
+
+
+def test_the_sound_model_runs_on_the_models_gpu(synthetic_clip, tmp_path, monkeypatch):
+    # was: CLAP went to "cuda" (cuda:0) whenever torch saw a GPU, whatever `model.device` named
+    import rerender
+    from rerender import sound
+
+    devices = []
+
+    def scorer(model, device="cpu"):
+        devices.append(device)
+        raise _Stop
+
+    monkeypatch.setattr(sound, "check_audio_model", lambda *args: None)  # as if CLAP were cached
+    monkeypatch.setattr(sound, "ClapScorer", scorer)
+    with pytest.raises(_Stop):
+        rerender.translate(
+            synthetic_clip,
+            "a cartoon",
+            output=tmp_path / "o.mp4",
+            renderer="classic",
+            audio_prompt="source",
+            device="cuda:1",
+            progress=False,
+        )
+    assert devices == ["cuda:1"]

@@ -37,7 +37,7 @@ from rerender.video import (
     write_video,
 )
 from rerender.workflow.context import check_flags, check_progress_arguments
-from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run
+from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run, helper_device
 from rerender.workflow.translation import TranslationResult, translate
 
 __all__ = ["MAX_FRAMES", "AnimationResult", "animate", "read_still", "read_depth"]
@@ -166,13 +166,14 @@ def read_depth(depth: str | os.PathLike | np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def _depth_from_annotator(still: np.ndarray) -> np.ndarray:
-    """MiDaS disparity from the `annotators` extra (controlnet-aux); raises its clear error when not importable."""
+def _depth_from_annotator(still: np.ndarray, device: str | None = None) -> np.ndarray:
+    """MiDaS disparity from the `annotators` extra (controlnet-aux), its network on `device` (the model's:
+    `helper_device`); raises its clear error when not importable."""
     from rerender.diffusion.control import load_annotator
     from rerender.errors import MissingDependencyError
 
     try:
-        annotator = load_annotator("depth")
+        annotator = load_annotator("depth", device=device)
     except (
         MissingDependencyError
     ) as error:  # its advice is about control types; for a still, the way out is a depth map
@@ -315,8 +316,8 @@ def animate(
     size = compute_output_size(
         still.shape[1], still.shape[0], video.resolution, video.resize_side, video.size_multiple
     )
-    if motion == "orbit" and disparity is None:
-        disparity = _depth_from_annotator(still)
+    if motion == "orbit" and disparity is None:  # MiDaS on the model's device (`model.device: cuda:1`: not cuda:0)
+        disparity = _depth_from_annotator(still, helper_device(config, pipeline))
     camera_path = motion_path(motion, frame_count, size, amount, path=path, disparity=disparity)
     check_model_inputs(checked.config, renderer=checked.renderer, pipeline=pipeline)  # before the clip is made
     inputs = [image] if not isinstance(image, np.ndarray) else []

@@ -328,7 +328,14 @@ def generate(
     from rerender.config.arguments import check_flags, check_progress_arguments, plain_number
     from rerender.keyframes import select_keyframes
     from rerender.video import write_video
-    from rerender.workflow.preflight import absolute_path, check_model_inputs, check_run, run_family, size_multiples
+    from rerender.workflow.preflight import (
+        absolute_path,
+        check_model_inputs,
+        check_run,
+        helper_device,
+        run_family,
+        size_multiples,
+    )
 
     # 1. Check the inputs before any model loads.
     check_flags(progress=progress, overwrite=overwrite)
@@ -426,7 +433,8 @@ def generate(
             config.prompt.translation_model,
             config.prompt.negative_prompt if negative_prompt is None else negative_prompt,
         )
-        prompt_record = hear_prompt(prompt_record, config.prompt)  # `prompt.audio_prompt`: heard events → words
+        # `prompt.audio_prompt`: heard events → words, CLAP on the model's device
+        prompt_record = hear_prompt(prompt_record, config.prompt, device=helper_device(config, pipeline))
     run_progress.check("before the keyframes")
     keyframe_indices = select_keyframes(frames, config.keyframes, None) if frames > 1 else [0]
 

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Preflight",
     "absolute_path",
+    "helper_device",
     "check_run",
     "check_stage",
     "check_renderer",
@@ -56,6 +57,21 @@ def absolute_path(path: str | os.PathLike) -> Path:
     still name the same files after the caller's `os.chdir`. "~" is left as it is: the run never expands it in an
     argument (a quoted path; `unexpanded_home` says so), so the result names the file that was written."""
     return Path(os.path.abspath(path))
+
+
+def helper_device(config: RerenderConfig, pipeline: Any = None) -> str:
+    """Where a run's helper networks (`animate`'s depth annotator, the CLAP sound model) run: on the keyframe model's
+    device, as the flow estimator and the control annotators do, so that `model.device: cuda:1` keeps them off
+    cuda:0 (a GPU the user kept the run off) and `cpu` off every GPU. A loaded `pipeline`'s execution device, else
+    `model.device` when it names one, else ("auto") CUDA when there is one, else the CPU."""
+    device = getattr(pipeline, "_execution_device", None) if pipeline is not None else None
+    if device is not None:
+        return str(device)
+    if config.model.device != "auto":
+        return str(config.model.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from rerender.workflow.context import (
 )
 from rerender.workflow.executors import Executor, LocalExecutor
 from rerender.workflow.frames import WorkspaceFrames
-from rerender.workflow.preflight import absolute_path, check_run, check_workspace_paths
+from rerender.workflow.preflight import absolute_path, check_run, check_workspace_paths, helper_device
 from rerender.workflow.renderers import (
     ClassicRenderer,
     DiffusionRenderer,
@@ -281,7 +281,12 @@ def translate(
         )
         # `prompt.audio_prompt`: events → words; "source" hears the output's track under the frames translated
         prompt_record = hear_prompt(
-            prompt_record, config.prompt, video, span=span, audio_track=config.output.audio_track
+            prompt_record,
+            config.prompt,
+            video,
+            span=span,
+            audio_track=config.output.audio_track,
+            device=helper_device(config, pipeline),  # CLAP on the model's device (cuda:1 named: not cuda:0)
         )
     if prompt_record.translator is not None or prompt_record.sound is not None:
         config = apply_overrides(
