@@ -382,3 +382,72 @@ def test_the_sound_model_runs_on_the_models_gpu(synthetic_clip, tmp_path, monkey
             progress=False,
         )
     assert devices == ["cuda:1"]
+
+
+# 8. `base_model` / `vae` beside a loaded pipeline: refused when passed in the call, warned about from the config
+
+
+class _LoadedPipeline:
+    """A loaded pipeline as `check_run` sees one: callable, its family, and what `load_pipeline` recorded."""
+
+    family = "sd15"
+
+    def __init__(self, base_model: str, vae: str | None = None) -> None:
+        self._rerender_sources = {"base_model": base_model, "vae": vae}
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("not rendered here")
+
+
+def test_base_model_or_vae_passed_beside_a_loaded_pipeline_is_refused_naming_both(tmp_path, monkeypatch):
+    from rerender.errors import ConfigError
+    from rerender.workflow.preflight import check_run
+
+    loaded = _LoadedPipeline(str(tmp_path / "model-a"), "stabilityai/sd-vae-ft-mse")
+    for option, value in (("base_model", str(tmp_path / "model-b")), ("vae", "madebyollin/other-vae")):
+        with pytest.raises(ConfigError, match=rf"`{option}` '{value}' \(the pipeline was loaded from '.*'\)"):
+            check_run(None, overrides={option: value}, pipeline=loaded, stage="keyframes", check_model=False)
+    # the same weights, spelled otherwise (a relative path), are what the pipeline holds: nothing to refuse
+    monkeypatch.chdir(tmp_path)
+    check_run(None, overrides={"base_model": "model-a"}, pipeline=loaded, stage="keyframes", check_model=False)
+
+
+def test_base_model_or_vae_in_the_config_beside_a_loaded_pipeline_is_warned_about(tmp_path, caplog):
+    import logging
+
+    from rerender.config import RerenderConfig, apply_overrides
+    from rerender.workflow.preflight import check_run
+
+    config = apply_overrides(RerenderConfig(), {"model.base_model": str(tmp_path / "model-b")})
+    with caplog.at_level(logging.WARNING, logger="rerender.workflow.preflight"):
+        check_run(config, pipeline=_LoadedPipeline(str(tmp_path / "model-a")), stage="keyframes", check_model=False)
+        assert (
+            f"`model.base_model` is '{tmp_path / 'model-b'}', but the given `pipeline` was loaded from " in caplog.text
+        )
+        assert str(tmp_path / "model-a") in caplog.text
+        caplog.clear()
+        # a pipeline read from the hub cache is the hub id's; the default model, unset, is nobody's mistake
+        cached = "/cache/huggingface/hub/models--someone--model/snapshots/0123abc"
+        same = apply_overrides(RerenderConfig(), {"model.base_model": "someone/model"})
+        check_run(same, pipeline=_LoadedPipeline(cached), stage="keyframes", check_model=False)
+        check_run(None, pipeline=_LoadedPipeline(str(tmp_path / "model-a")), stage="keyframes", check_model=False)
+    assert caplog.text == ""
+
+
+def test_load_pipeline_records_what_it_loaded_and_diffusers_pipelines_say_their_folder(
+    tiny_pipeline, tiny_pipeline_dir
+):
+    from rerender.config import ModelConfig
+    from rerender.diffusion.loading import load_pipeline, loading_bars
+    from rerender.workflow.preflight import pipeline_source, same_weights
+
+    assert pipeline_source(tiny_pipeline, "base_model") == str(tiny_pipeline_dir)  # from_pretrained's folder
+    assert same_weights(str(tiny_pipeline_dir / "vae"), tiny_pipeline, "vae") is True
+    assert same_weights("stabilityai/sd-vae-ft-mse", tiny_pipeline, "vae") is False
+    with loading_bars(False):
+        loaded = load_pipeline(ModelConfig(base_model=str(tiny_pipeline_dir), vae=str(tiny_pipeline_dir / "vae")), ())
+    assert (pipeline_source(loaded, "base_model"), pipeline_source(loaded, "vae")) == (
+        str(tiny_pipeline_dir),
+        str(tiny_pipeline_dir / "vae"),
+    )
+

@@ -893,10 +893,14 @@ def load_pipeline(
         family = None if model is None else model.family if model.family != "auto" else detect_family_or_none(model)
         if family in TRANSFORMER_FAMILIES:  # a flow-matching transformer: its own components
             controlnet = controlnets[0] if controlnets else None
-            return load_transformer_pipeline(
+            pipeline = load_transformer_pipeline(
                 model, controls, family=family, controlnet=controlnet, device=device, dtype=dtype
             )
-        return _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
+        else:
+            pipeline = _load_pipeline(model, controls, controlnets, single_file_config, device, dtype)
+    model = model or ModelConfig()  # what it was read from: a run given it beside other weights says so (preflight)
+    pipeline._rerender_sources = {"base_model": model.base_model, "vae": model.vae}
+    return pipeline
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -108,13 +108,83 @@ def check_stage(stage: Any, output: Any, staged: bool = True) -> None:
         )
 
 
+MODEL_SOURCE_OPTIONS: tuple[str, ...] = ("base_model", "vae")
+"""The `model` options naming the weights `rerender.load_pipeline` loads: beside a loaded pipeline they are not read."""
+
+
+def pipeline_source(pipeline: Any, option: str) -> str | None:
+    """What `pipeline` was loaded from for `option` ("base_model" or "vae"): as `rerender.load_pipeline` recorded it,
+    else the folder diffusers' `from_pretrained` read (its `_name_or_path`); None when nothing says."""
+    recorded = getattr(pipeline, "_rerender_sources", None)
+    if isinstance(recorded, Mapping):
+        return recorded.get(option)
+    part = pipeline if option == "base_model" else getattr(pipeline, "vae", None)
+    config = getattr(part, "config", None)
+    name = config.get("_name_or_path") if isinstance(config, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def same_weights(configured: str, pipeline: Any, option: str) -> bool | None:
+    """Whether `configured` (a `model.base_model` or `model.vae` value) names what `pipeline` was loaded from
+    (`pipeline_source`): the same text, the same local path, or the hub id whose cache folder it was read from
+    (`models--owner--name`); None when the pipeline does not say."""
+    from rerender.weights import is_hub_id
+
+    loaded = pipeline_source(pipeline, option)
+    if loaded is None:
+        return None
+    if configured == loaded:
+        return True
+    if is_hub_id(configured) and not os.path.exists(os.path.expanduser(configured)):
+        return f"models--{configured.replace('/', '--')}" in Path(loaded).parts
+    return os.path.abspath(os.path.expanduser(configured)) == os.path.abspath(os.path.expanduser(loaded))
+
+
+def warn_unread_model_options(config: RerenderConfig, pipeline: Any, given: Mapping[str, Any]) -> None:
+    """Log a warning for each of `config`'s `MODEL_SOURCE_OPTIONS` that names other weights than the caller's
+    loaded `pipeline` holds (set in the config, not left at its default, and not in this call's `given` options,
+    which `ignored_by_pipeline` refuses): it is not read, and the run renders with the pipeline's, naming both.
+    Not refused: a config file shared by several runs (a preset) may name a model a caller's pipeline replaces."""
+    from rerender.config import ModelConfig
+
+    for option in MODEL_SOURCE_OPTIONS:
+        value = getattr(config.model, option)
+        if value in (None, getattr(ModelConfig(), option)) or any(
+            key.removeprefix("model.") == option for key in given
+        ):
+            continue  # the default was not set by anyone (a pipeline of any other weights is the caller's choice)
+        if same_weights(str(value), pipeline, option) is False:
+            logger.warning(
+                "`model.%s` is %r, but the given `pipeline` was loaded from %r: the option is not read, the "
+                "keyframes render with the pipeline's weights; load the pipeline from the config "
+                "(rerender.load_pipeline(config.model, config.control)) or leave the option out",
+                option,
+                value,
+                pipeline_source(pipeline, option),
+            )
+
+
 def ignored_by_pipeline(changes: Mapping[str, Any], pipeline: Any) -> list[str]:
     """The options of `changes` that choose how a model is loaded (`rerender.load_pipeline`) and that a caller's
-    loaded `pipeline` does not have: LoRAs on a pipeline without any, another dtype. Either would be ignored."""
+    loaded `pipeline` does not have: LoRAs on a pipeline without any, another dtype, another base model or VAE
+    (`MODEL_SOURCE_OPTIONS`, `same_weights`). Each would be ignored. A base model or VAE the pipeline does not say
+    it was loaded from is not refused, but logged (it is not read either)."""
     ignored = []
     for key, value in changes.items():
         option = key.removeprefix("model.")
-        if option == "loras" and value:
+        if option in MODEL_SOURCE_OPTIONS and value is not None:
+            same = same_weights(str(value), pipeline, option)
+            if same is False:
+                ignored.append(
+                    f"`{key}` {value!r} (the pipeline was loaded from {pipeline_source(pipeline, option)!r})"
+                )
+            elif same is None:
+                logger.warning(
+                    "`%s` %r is not read: the given `pipeline` is loaded already (from weights it does not name)",
+                    key,
+                    value,
+                )
+        elif option == "loras" and value:
             adapters = getattr(pipeline, "get_list_adapters", None)
             if not (callable(adapters) and any(adapters().values())):
                 ignored.append(f"`{key}` (the pipeline has no LoRA loaded)")
@@ -628,6 +698,8 @@ def check_run(
             "or leave them out"
         )
     resolved = resolve_config(config, prompt, K, changes)
+    if pipeline is not None:  # the config's model weights beside a loaded pipeline are not read: say so, naming both
+        warn_unread_model_options(resolved, pipeline, changes)
     # the size multiple and the negative prompt of this model's family (configs only), before any size is computed
     resolved = resolve_model_defaults(resolved, run_family(resolved, renderer_object, pipeline), pipeline)
     if not isinstance(overwrite, bool):
