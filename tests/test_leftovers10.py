@@ -451,3 +451,58 @@ def test_load_pipeline_records_what_it_loaded_and_diffusers_pipelines_say_their_
         str(tiny_pipeline_dir / "vae"),
     )
 
+
+# 9. `loading_bars` is correct for concurrent runs: the global switches stay off until the last quiet run leaves
+
+
+def test_loading_bars_of_two_concurrent_quiet_runs_and_a_loud_one(monkeypatch):
+    import threading
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from rerender.diffusion.loading import loading_bars
+
+    diffusers_logging.enable_progress_bar()
+    transformers_logging.enable_progress_bar()
+
+    def bars_on() -> tuple[bool, bool]:
+        return diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+
+    seen: dict[str, tuple[bool, bool]] = {}
+    first_in, second_in, first_out, loud_in, loud_out = (threading.Event() for _ in range(5))
+
+    def first():  # a quiet run that finishes loading first
+        with loading_bars(False):
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():  # a quiet run still loading when the first one is done
+        first_in.wait(5)
+        with loading_bars(False):
+            second_in.set()
+            first_out.wait(5)
+            loud_in.wait(5)
+            seen["second, after the first left"] = bars_on()
+            loud_out.wait(5)
+            seen["second, after the loud one left"] = bars_on()
+
+    def loud():  # a run with bars on, loading meanwhile
+        first_out.wait(5)
+        with loading_bars(True):
+            loud_in.set()
+        loud_out.set()
+
+    threads = [threading.Thread(target=target) for target in (first, second, loud)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == {"second, after the first left": (False, False), "second, after the loud one left": (False, False)}
+    assert bars_on() == (True, True)  # restored when the last quiet run left
+    diffusers_logging.disable_progress_bar()  # a switch the user turned off stays off
+    with loading_bars(False):
+        pass
+    assert not diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.enable_progress_bar()

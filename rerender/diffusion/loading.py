@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -796,32 +797,64 @@ def check_model_sources(
     return base_path
 
 
+class _QuietLoading:
+    """The runs inside ``loading_bars(False)`` now: diffusers' and transformers' progress-bar switches are global,
+    so they are turned off when the first such run enters and restored (to what they were then) when the last one
+    leaves. Turning them back on when any one run leaves would show the bars of another run still loading quietly.
+    """
+
+    lock = threading.Lock()
+    holders = 0
+    restore: list[Callable[[], None]] = []
+
+    @classmethod
+    def enter(cls) -> None:
+        import importlib
+
+        with cls.lock:
+            if cls.holders == 0:
+                for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+                    try:
+                        module = importlib.import_module(name)
+                    except ImportError:  # pragma: no cover - both are dependencies
+                        continue
+                    if module.is_progress_bar_enabled():
+                        module.disable_progress_bar()
+                        cls.restore.append(module.enable_progress_bar)
+            cls.holders += 1
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls.lock:
+            cls.holders -= 1
+            if cls.holders == 0:
+                for enable in cls.restore:
+                    enable()
+                cls.restore.clear()
+
+
 @contextlib.contextmanager
 def loading_bars(enabled: bool = True) -> Iterator[None]:
     """With ``enabled=False``: no progress bars from diffusers or transformers while models load (their own
     global switches, restored afterwards), so that ``progress=False`` turns off every bar a call draws.
 
+    Safe for concurrent runs (threads of one process): the switches stay off until the last quiet run leaves, and
+    a run with bars on never turns them on. Being the libraries' global switches, a run with ``enabled=True`` that
+    loads while a quiet one does shows no loading bars meanwhile (its denoising bars are its pipeline's own:
+    `denoising_bars`).
+
     Example:
         >>> with loading_bars(False):
         ...     pass  # load models here
     """
-    restore = []
-    if not enabled:
-        import importlib
-
-        for name in ("diffusers.utils.logging", "transformers.utils.logging"):
-            try:
-                module = importlib.import_module(name)
-            except ImportError:  # pragma: no cover - both are dependencies
-                continue
-            if module.is_progress_bar_enabled():
-                module.disable_progress_bar()
-                restore.append(module.enable_progress_bar)
+    if enabled:
+        yield
+        return
+    _QuietLoading.enter()
     try:
         yield
     finally:
-        for enable in restore:
-            enable()
+        _QuietLoading.leave()
 
 
 @contextlib.contextmanager
