@@ -1240,21 +1240,12 @@ def download_weights(
         is a record with role "unresolved", no location, and its ``note``.
 
     Raises:
-        ConfigError, InputNotFoundError, VideoReadError: a `prompt.audio_prompt` sound file that the run would refuse
-            (`rerender.sound.check_audio_prompt`: missing, without audio, silent), before anything is fetched
-            (except for a dry run).
         InputNotFoundError: ``HF_HUB_OFFLINE`` is set (except for a dry run), a repository or file does not exist
             (an unknown or private id: named, with its option), a gated repository whose terms are not accepted,
             or a translation model without ``.safetensors`` or ``.bin`` weights.
         ServiceUnavailableError: the hub cannot be reached, or a fetch failed on the way (network, server).
     """
 
-    if not dry_run and config.prompt.audio_prompt not in (None, "source"):
-        # a sound file the run would refuse (missing, no audio, silent) costs no CLAP download: the run's own check
-        # (`source`'s soundtrack needs the video, which a download does not have)
-        from rerender.sound import check_audio_prompt
-
-        check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
     precision = precision or ("float16" if half_precision else None)
     variant = precision_variant(precision)
     sources, unresolved = download_sources(config, precision or "float32", include_flow)

@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         from rerender.workflow.preflight import check_model_families
 
         check_model_families(config, base_path, config.control)  # nothing fetched for a run that would be refused
+        if config.prompt.audio_prompt not in (None, "source"):  # 'source' is a video's sound: no video here
+            from rerender.sound import check_audio_prompt
+
+            # a sound file the run refuses (missing, no audio, silent) costs no CLAP download: the run's own check
+            check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
     records = download_weights(
         config,
         include_flow=not args.no_flow,
