@@ -1,7 +1,7 @@
 """Translate a video with a prompt: keyframes by SD 1.5 + ControlNet, then propagation to every frame.
 
     python examples/translate_video.py input.mp4 "a handsome man in oil painting style" out.mp4
-    python examples/translate_video.py input.mp4 "..." out.mp4 --model runwayml/stable-diffusion-v1-5 -K 10
+    python examples/translate_video.py input.mp4 "..." out.mp4 --model stable-diffusion-v1-5/stable-diffusion-v1-5 -K 10
 
 The weights are downloaded on first use (or fetched beforehand with `rerender download`). With `--renderer auto`
 (the default here) a machine that has no weights and no network renders the keyframes with the built-in classic

@@ -1,0 +1,156 @@
+"""What the documentation site states by hand (defaults, closed sets of values, figures of the bundled clip) checked
+against their one source: the config (`rerender.config`), the CLI's parser and the code. Text checks only."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from rerender.config import CHOICES, RerenderConfig, choices
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+def _page(name: str) -> str:
+    return " ".join((DOCS / name).read_text(encoding="utf-8").split())  # one line: prose wraps anywhere
+
+
+def _default(path: str):
+    """The default of `path` in a default `RerenderConfig` (a section that is off by default is None)."""
+    value = RerenderConfig()
+    for name in path.split("."):
+        value = value[int(name)] if name.isdigit() else getattr(value, name)
+    return value
+
+
+def _yaml(value) -> str:
+    """A default as the pages write it: null, true/false, numbers with :g, windows as (start, end)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_yaml(item) for item in value) + ")"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    from rerender.cli import build_parser
+
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise AssertionError("no sub-commands")
+
+
+def test_the_method_page_constraint_table_gives_the_config_defaults():
+    page = _page("concepts/method.md")
+    for path in (
+        "constraints.cross_frame_attention_period",
+        "constraints.style_update_interval",
+        "constraints.shape_fusion_period",
+        "constraints.pixel_fusion_period",
+        "constraints.mask_strength",
+        "constraints.inner_strength",
+        "constraints.adain_period",
+        "constraints.color_preserve",
+        "constraints.freeu",
+        "sampling.refinement",
+    ):
+        leaf = path if path == "sampling.refinement" else path.split(".")[-1]  # as the table writes it
+        assert f"`{leaf}` {_yaml(_default(path))}" in page, f"{path}: the page does not give {_yaml(_default(path))}"
+    from rerender.config import FreeUConfig
+
+    assert f'`freeu.variant` "{FreeUConfig().variant}"' in page
+    assert f"K = {_default('keyframes.keyframe_interval')} by default" in page
+
+
+def test_the_configuration_page_lists_the_defaults_that_differ_from_the_official_code():
+    from rerender.propagation.options import PropagationOptions
+
+    page = _page("concepts/configuration.md")
+    assert f'`resize_side` defaults to "{_default("video.resize_side")}"' in page
+    assert f"`denoising_strength` defaults to {_yaml(_default('sampling.denoising_strength'))}" in page
+    assert f'`control[0].type` defaults to "{_default("control.0.type")}"' in page
+    preset = _default("propagation.propagation_preset")
+    ours, official = PropagationOptions.preset(preset), PropagationOptions.preset("rerender")
+    assert f"(the `{preset}` preset: position guide {ours.position_guide_weight:g}, no temporal guide, the " in page
+    assert ours.temporal_guide_weight == 0 and f"the {ours.blend_mode} blend)" in page
+    assert (
+        f"(position {official.position_guide_weight:g}, temporal {official.temporal_guide_weight:g}, "
+        f"{official.blend_mode} blend)" in page
+    )
+    # the sections table names every control type, and no other
+    row = next(line for line in page.split("| `control` |")[1:])
+    listed = re.search(r"type \(([^)]*)\)", row).group(1).split(", ")
+    assert sorted(listed) == sorted(choices(CHOICES["ControlType"]))
+
+
+def test_the_translate_guide_synopsis_and_paths_use_the_config_sets():
+    from rerender.video.files import WRITABLE_SUFFIXES
+
+    page = _page("guides/translate-a-video.md")
+    assert f"[--renderer {'|'.join(choices(CHOICES['RendererName']))}]" in page
+    assert f"[--stage {'|'.join(choices(CHOICES['Stage']))}]" in page
+    assert f"K = {_default('keyframes.keyframe_interval')} by default" in page
+    sentence = page.split("a video must end in ")[1].split("(")[0]
+    assert sorted(re.findall(r"`(\.\w+)`", sentence)) == sorted(WRITABLE_SUFFIXES)
+
+
+def test_the_web_ui_page_gives_the_ui_commands_defaults_and_the_zoom_amount():
+    from rerender.camera import DEFAULT_AMOUNT
+
+    defaults = {action.dest: action.default for action in _subcommand("ui")._actions}
+    page = _page("guides/web-ui.md")
+    assert f"`--host` (default `{defaults['host']}`" in page
+    assert f"`--max-upload-mb` ({defaults['max_upload_mb']})" in page
+    assert defaults["port"] is None and "(a free port, printed)" in page
+    assert not defaults["share"] and "off by default" in page
+    assert f"{DEFAULT_AMOUNT['zoom-in']:g} for a zoom = ×{1 + DEFAULT_AMOUNT['zoom-in']:g}" in page
+
+
+def test_the_optical_flow_page_lists_the_dis_presets_and_the_default():
+    page = _page("concepts/optical-flow.md")
+    presets = choices(CHOICES["DISPreset"])
+    listed = re.search(r"presets ((?:`\w+`(?:, | and )?)+)", page).group(1)
+    assert re.findall(r"`(\w+)`", listed) == list(presets)
+    assert f"`{_default('flow.dis_preset')}` (the default" in page
+
+
+def test_getting_started_states_the_bundled_clip_as_the_reader_sees_it():
+    from rerender.video import probe_video
+    from rerender.cli.options import model_defaults
+    from rerender.workflow.stages import processing_size
+
+    info = probe_video(REPO / "rerender" / "assets" / "demo.mp4")
+    page = _page("getting-started.md")
+    audio = "" if info.has_audio else ", no audio"
+    assert f"({info.frame_count} frames, {info.width}×{info.height}, {float(info.fps):g} fps{audio})" in page
+    width, height = processing_size(info, model_defaults(RerenderConfig()))  # SD 1.5's multiple
+    assert f"at the processing size ({width}×{height}:" in page
+
+
+def test_getting_started_python_call_falls_back_as_the_cli_does():
+    """The CLI's renderer default ("auto") is not the library's ("diffusion"): the page's "same from Python" call
+    offline would raise instead of rendering what the CLI rendered, unless it passes the CLI's renderer."""
+    from rerender.cli.options import CLI_DEFAULTS
+
+    assert CLI_DEFAULTS["model.renderer"] != _default("model.renderer")  # else this test has nothing to check
+    text = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    block = text.split("The same from Python:")[1].split("```python")[1].split("```")[0]
+    assert f'renderer="{CLI_DEFAULTS["model.renderer"]}"' in block
+
+
+@pytest.mark.parametrize("folder", ["docs", "examples"])
+def test_no_page_or_example_names_the_withdrawn_sd15_repository(folder):
+    """runwayml/stable-diffusion-v1-5 left the hub in 2024; the default is its copy under stable-diffusion-v1-5/."""
+    assert _default("model.base_model") == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    for path in sorted((REPO / folder).rglob("*")):
+        if path.suffix in (".md", ".py"):
+            assert "runwayml/" not in path.read_text(encoding="utf-8"), path
