@@ -124,8 +124,8 @@ def test_the_optical_flow_page_lists_the_dis_presets_and_the_default():
 
 
 def test_getting_started_states_the_bundled_clip_as_the_reader_sees_it():
-    from rerender.video import probe_video
     from rerender.cli.options import model_defaults
+    from rerender.video import probe_video
     from rerender.workflow.stages import processing_size
 
     info = probe_video(REPO / "rerender" / "assets" / "demo.mp4")
