@@ -154,3 +154,24 @@ def test_no_page_or_example_names_the_withdrawn_sd15_repository(folder):
     for path in sorted((REPO / folder).rglob("*")):
         if path.suffix in (".md", ".py"):
             assert "runwayml/" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_languages_page_lists_every_prompt_language_and_the_style_image_defaults():
+    page = _page("guides/languages-style-images-poses.md")
+    translated = re.search(r"or a code: `([a-z ]+)` \(these have a default translator", page).group(1).split()
+    detected = re.search(r"and `([a-z ]+)` \(Thai", page).group(1).split()
+    default = _default("prompt.prompt_language")
+    assert f"is `{default}` (the default: nothing is translated), `auto`," in page
+    assert sorted([default, "auto", *translated, *detected]) == sorted(choices(CHOICES["PromptLanguage"]))
+    assert f"[--style-image-scale {_yaml(_default('prompt.style_image_scale'))}]" in page
+    assert f"(hub id or folder, default `{_default('model.ip_adapter')}`)" in page
+    assert f"(default `{_default('model.ip_adapter_weight_name')}`;" in page
+
+
+def test_the_prompt_language_example_offers_every_prompt_language():
+    text = (REPO / "examples" / "prompt_language.py").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if 'add_argument("--language"' in line)
+    listed = re.search(r'help="([^"]*)"', line).group(1)
+    assert "choices(PromptLanguage)" in line or set(re.findall(r"\b[a-z]{2,4}\b", listed)) >= set(
+        choices(CHOICES["PromptLanguage"])
+    ), line
