@@ -17,7 +17,7 @@ import sys
 
 import rerender
 from rerender.cli import run_example
-from rerender.config import PromptLanguage, RendererName, choices, parse_override
+from rerender.config import PromptLanguage, RendererName, choices, field_default, parse_override
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--language", default="auto", choices=choices(PromptLanguage), help="the prompt's language")
     parser.add_argument("--translation-model", default=None, help="hub id or folder of a MarianMT/NLLB/M2M100 model")
     parser.add_argument("--renderer", choices=choices(RendererName), default="auto")
-    parser.add_argument("-K", type=int, default=10, help="keyframe interval")
+    parser.add_argument("-K", type=int, default=field_default("keyframes.keyframe_interval"), help="keyframe interval")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 
