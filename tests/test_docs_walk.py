@@ -175,3 +175,53 @@ def test_the_prompt_language_example_offers_every_prompt_language():
     assert "choices(PromptLanguage)" in line or set(re.findall(r"\b[a-z]{2,4}\b", listed)) >= set(
         choices(CHOICES["PromptLanguage"])
     ), line
+
+
+def _cells(page: str, first: str) -> list[str]:
+    """The cells after the first of the last table row that starts with `first` (the page as written)."""
+    row = [line for line in page.splitlines() if line.startswith(f"| {first} |")][-1]
+    return [cell.strip() for cell in row.split("|")[2:-1]]
+
+
+def test_the_transformer_page_family_defaults_table_is_family_defaults():
+    from rerender.config import FAMILY_DEFAULTS
+
+    page = (DOCS / "guides" / "transformer-models.md").read_text(encoding="utf-8")
+    header = _cells(page, "option, left unset")
+    assert header[1:] == ["FLUX.1 [dev]", "FLUX.1 [schnell]", "Z-Image", "Z-Image-Turbo"], header
+    variants = ["sd15", "flux-dev", "flux-schnell", "zimage", "zimage-turbo"]
+    for option in ("sampling.num_inference_steps", "sampling.guidance_scale"):
+        table = FAMILY_DEFAULTS[option]
+        assert table["sdxl"] == table["sd15"]  # one column for both
+        cells = [c for c in _cells(page, f"`{option}`") if not c.startswith("8 (")][-5:]
+        stated = [float(re.match(r"[\d.]+", cell).group()) for cell in cells]
+        assert stated == [float(table[variant]) for variant in variants], option
+    added = _cells(page, "`prompt.added_prompt`")[-5:]
+    assert f"`{FAMILY_DEFAULTS['prompt.added_prompt']['sd15']}`" in added[0]
+    assert all(
+        cell == "none" and not FAMILY_DEFAULTS["prompt.added_prompt"][v] for cell, v in zip(added[1:], variants[1:])
+    )
+
+
+def test_the_text_to_video_page_gives_the_frame_limit_and_each_models_steps():
+    from rerender.config import FAMILY_DEFAULTS
+    from rerender.workflow.generation import MAX_GENERATED_FRAMES
+
+    page = _page("guides/text-to-video.md")
+    steps = FAMILY_DEFAULTS["sampling.num_inference_steps"]
+    assert f"`--frames` must be 1–{MAX_GENERATED_FRAMES}" in page
+    assert (
+        f"the model's own, {steps['sd15']} on SD 1.5, {steps['flux-schnell']} on Flux schnell, "
+        f"{steps['zimage-turbo']} on Z-Image-Turbo)" in page
+    )
+
+
+def test_the_sound_page_gives_the_prompt_sections_audio_defaults():
+    import yaml
+
+    page = _page("guides/prompts-from-sound.md")
+    assert f"default `{_default('prompt.audio_model')}`" in page
+    assert f"`prompt.audio_threshold` (default {_yaml(_default('prompt.audio_threshold'))})" in page
+    assert f"`prompt.audio_max_events` (default {_default('prompt.audio_max_events')})" in page
+    events = yaml.safe_load((REPO / "rerender" / "assets" / "sound_events.yaml").read_text(encoding="utf-8"))
+    assert "about 30 events" in page and 25 <= len(events) <= 35
