@@ -225,3 +225,8 @@ def test_the_sound_page_gives_the_prompt_sections_audio_defaults():
     assert f"`prompt.audio_max_events` (default {_default('prompt.audio_max_events')})" in page
     events = yaml.safe_load((REPO / "rerender" / "assets" / "sound_events.yaml").read_text(encoding="utf-8"))
     assert "about 30 events" in page and 25 <= len(events) <= 35
+
+
+def test_the_glossary_names_every_renderer():
+    entry = _page("concepts/glossary.md").split("**renderer**")[1].split("##")[0]
+    assert sorted(re.findall(r"`(\w+)` \(", entry)) == sorted(choices(CHOICES["RendererName"]))
