@@ -230,3 +230,9 @@ def test_the_sound_page_gives_the_prompt_sections_audio_defaults():
 def test_the_glossary_names_every_renderer():
     entry = _page("concepts/glossary.md").split("**renderer**")[1].split("##")[0]
     assert sorted(re.findall(r"`(\w+)` \(", entry)) == sorted(choices(CHOICES["RendererName"]))
+
+
+def test_the_benchmarks_page_names_every_script_under_benchmarks():
+    page = (DOCS / "benchmarks.md").read_text(encoding="utf-8")
+    scripts = [path.name for path in (REPO / "benchmarks").iterdir() if path.suffix in (".py", ".sh")]
+    assert scripts and [name for name in scripts if f"`{name}`" not in page] == []
