@@ -236,3 +236,15 @@ def test_the_benchmarks_page_names_every_script_under_benchmarks():
     page = (DOCS / "benchmarks.md").read_text(encoding="utf-8")
     scripts = [path.name for path in (REPO / "benchmarks").iterdir() if path.suffix in (".py", ".sh")]
     assert scripts and [name for name in scripts if f"`{name}`" not in page] == []
+
+
+def test_getting_started_lists_every_extra_and_the_torch_and_python_floors():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \|", page, flags=re.M)
+    assert sorted(rows) == sorted(project["optional-dependencies"])
+    torch = next(spec for spec in project["dependencies"] if re.match(r"torch\b", spec))
+    assert f"any torch ≥ {torch.split('>=')[1].split(',')[0]} you already have" in _page("getting-started.md")
+    assert f"Python ≥ {project['requires-python'].removeprefix('>=')}" in page
