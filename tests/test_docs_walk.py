@@ -248,3 +248,11 @@ def test_getting_started_lists_every_extra_and_the_torch_and_python_floors():
     torch = next(spec for spec in project["dependencies"] if re.match(r"torch\b", spec))
     assert f"any torch ≥ {torch.split('>=')[1].split(',')[0]} you already have" in _page("getting-started.md")
     assert f"Python ≥ {project['requires-python'].removeprefix('>=')}" in page
+
+
+def test_the_translate_guide_gives_the_clis_exit_codes():
+    from rerender.cli.base import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+    page = _page("guides/translate-a-video.md")
+    assert f"Exit codes: {EXIT_OK} success, {EXIT_FAILURE} runtime failure, {EXIT_USAGE} usage error" in page
+    assert f"{EXIT_INTERRUPTED} interrupted" in page and f"exits with code {EXIT_INTERRUPTED}" in page
