@@ -256,3 +256,16 @@ def test_the_translate_guide_gives_the_clis_exit_codes():
     page = _page("guides/translate-a-video.md")
     assert f"Exit codes: {EXIT_OK} success, {EXIT_FAILURE} runtime failure, {EXIT_USAGE} usage error" in page
     assert f"{EXIT_INTERRUPTED} interrupted" in page and f"exits with code {EXIT_INTERRUPTED}" in page
+
+
+def test_the_translate_guide_signature_is_translates():
+    import inspect
+
+    from rerender import translate
+
+    parameters = inspect.signature(translate).parameters
+    shown = "video, prompt, " + ", ".join(
+        f"{name}={parameters[name].default!r}".replace("'", '"') for name in ("K", "output", "config", "pipeline")
+    )
+    assert f"`translate({shown}, **overrides)`" in _page("guides/translate-a-video.md")
+    assert "`.m4v`" in translate.__doc__  # every suffix the output check takes (`WRITABLE_SUFFIXES`)
