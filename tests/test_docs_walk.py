@@ -269,3 +269,26 @@ def test_the_translate_guide_signature_is_translates():
     )
     assert f"`translate({shown}, **overrides)`" in _page("guides/translate-a-video.md")
     assert "`.m4v`" in translate.__doc__  # every suffix the output check takes (`WRITABLE_SUFFIXES`)
+
+
+def test_the_union_modes_table_and_the_sdxl_controlnets_are_the_configs():
+    from rerender.config import FLUX_UNION_MODES, SDXL_UNION_MODES
+    from rerender.config.sections import DEFAULT_SDXL_CONTROLNETS
+
+    page = (DOCS / "guides" / "models-and-weights.md").read_text(encoding="utf-8")
+    section = page.split("## ControlNet Union modes")[1].split("```")[0]
+    stated: dict[str, dict[str, int]] = {"sdxl": {}, "flux": {}}
+    for line in section.splitlines():
+        match = re.match(r"\| (\d+) \| (.*) \| (.*) \|$", line)
+        if match:
+            for table, cell in zip(("sdxl", "flux"), match.groups()[1:]):
+                stated[table].update({name: int(match.group(1)) for name in re.findall(r"`(\w+)`", cell)})
+    assert stated == {"sdxl": SDXL_UNION_MODES, "flux": FLUX_UNION_MODES}
+    text = " ".join(page.split())
+    defaults = DEFAULT_SDXL_CONTROLNETS
+    assert defaults["hed"] == defaults["lineart"]
+    assert (
+        f"canny `{defaults['canny']}`, depth `{defaults['depth']}`, openpose `{defaults['openpose']}`, "
+        f"HED and lineart `{defaults['hed']}`" in text
+    )
+    assert f"The defaults are `{_default('model.base_model')}` with the SD 1.5 ControlNet" in text
