@@ -292,3 +292,16 @@ def test_the_union_modes_table_and_the_sdxl_controlnets_are_the_configs():
         f"HED and lineart `{defaults['hed']}`" in text
     )
     assert f"The defaults are `{_default('model.base_model')}` with the SD 1.5 ControlNet" in text
+
+
+def test_the_still_to_video_page_gives_the_moves_defaults_and_limits():
+    from rerender.camera import DEFAULT_AMOUNT, ParallaxPath
+    from rerender.workflow.animation import MAX_FRAMES
+
+    page = _page("guides/still-to-video.md")
+    assert f"`zoom-in` / `zoom-out`: ×{1 + DEFAULT_AMOUNT['zoom-in']:g} by default" in page
+    assert DEFAULT_AMOUNT["zoom-in"] == DEFAULT_AMOUNT["zoom-out"]
+    pans = {DEFAULT_AMOUNT[f"pan-{side}"] for side in ("left", "right", "up", "down")}
+    assert len(pans) == 1 and f"`pan-down`: zoomed ×{1 + pans.pop():g}" in page
+    assert f"`amount · Δd · width ≤ {ParallaxPath.FOLD_MARGIN:g}` must hold" in page
+    assert f"`seconds × fps` must give 2 to {MAX_FRAMES} frames" in page
