@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--second", type=int, default=4)
-    parser.add_argument("--estimator", default="auto", help="auto, dis, dis-fast, dis-ultrafast or gmflow")
+    parser.add_argument(
+        "--estimator", default="auto", help="auto, dis, dis-fine, dis-medium, dis-fast, dis-ultrafast or gmflow"
+    )
     parser.add_argument("--checkpoint", default=None, help="GMFlow weights (gmflow_sintel-0c07dcb3.pth)")
     parser.add_argument("--out", default="flow_check.png")
     args = parser.parse_args()

@@ -15,7 +15,7 @@ import sys
 
 import rerender
 from rerender.cli import run_example
-from rerender.config import parse_override
+from rerender.config import field_default, parse_override
 
 
 def main() -> None:
@@ -24,10 +24,15 @@ def main() -> None:
     parser.add_argument("style_image")
     parser.add_argument("prompt")
     parser.add_argument("output")
-    parser.add_argument("--scale", type=float, default=0.6, help="weight of the image against the text")
-    parser.add_argument("--adapter", default="h94/IP-Adapter", help="IP-Adapter hub id or folder")
-    parser.add_argument("--weight-name", default="models/ip-adapter_sd15.safetensors")
-    parser.add_argument("-K", type=int, default=10, help="keyframe interval")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=field_default("prompt.style_image_scale"),
+        help="weight of the image against the text",
+    )
+    parser.add_argument("--adapter", default=field_default("model.ip_adapter"), help="IP-Adapter hub id or folder")
+    parser.add_argument("--weight-name", default=field_default("model.ip_adapter_weight_name"))
+    parser.add_argument("-K", type=int, default=field_default("keyframes.keyframe_interval"), help="keyframe interval")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config option")
     args = parser.parse_args()
 

@@ -150,7 +150,7 @@ def translate(
         video: a video file or a folder of numbered frames.
         prompt: what the result should look like (overrides `config.prompt.prompt`).
         K: keyframe interval (overrides `config.keyframes.keyframe_interval`).
-        output: the video to write (`.mp4`, `.mov`, `.mkv`); its folder must exist.
+        output: the video to write (`.mp4`, `.mov`, `.mkv`, `.m4v`); its folder must exist.
         config: a `RerenderConfig`, or a YAML/JSON file; `None` = defaults.
         pipeline: a loaded `RerenderPipeline` for the keyframes; `None` loads the one `config.model` names
             (from disk, the Hugging Face cache, or downloaded on a connected machine).
