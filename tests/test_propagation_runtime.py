@@ -296,3 +296,22 @@ def test_every_parallel_kernel_has_a_serial_twin():
             elif isinstance(value, numba.core.registry.CPUDispatcher) and value.targetoptions.get("parallel"):
                 bare.append(f"{module.__name__}.{name}")
     assert twins >= 4 and not bare, f"decorate these with patchmatch._kernel: {bare}"
+
+
+def test_next_interval_flows_are_estimated_while_the_pool_runs(clip):
+    """The calling thread prepares interval n + 1 (frames, flows) before it waits for interval n's passes."""
+    keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}  # four intervals of six frame pairs
+    calls = []
+    shift = exact_flow((1, 0))
+
+    def counting_flow(source, target):
+        calls.append((source, target))
+        return shift(source, target)
+
+    frames = propagate_video_iter(
+        clip, keys, flow=counting_flow, options=PropagationOptions.preset("fast"), progress=False, workers=2
+    )
+    next(frames)
+    # one flow call per frame pair: the first interval's 6 and the next one's 6, not the third's
+    assert len(calls) == 12
+    assert len(list(frames)) == len(clip) - 1 and len(calls) == 24

@@ -104,8 +104,8 @@ def propagate_video_iter(
 
     Memory stays bounded whatever the video's length: frames are read from ``frames`` (and keyframes from
     ``keyframes``) when their key interval is due and dropped once yielded, and only
-    ``max(1, workers // 2)`` key intervals (both passes of each) are in flight; with ``workers ≤ 3`` that is
-    one interval. ``frames`` and ``keyframes`` may therefore be lazy (read from disk on access). Closing
+    ``max(1, workers // 2)`` key intervals (both passes of each) are in flight, plus the next one, whose
+    frames are read and flows estimated meanwhile; with ``workers ≤ 3`` that is two intervals. ``frames`` and ``keyframes`` may therefore be lazy (read from disk on access). Closing
     the iterator early (``break``, an exception) stops the passes after their current frame.
 
     Args:
@@ -211,7 +211,8 @@ def _run_segments(
     """Yield every segment with its pass results, in order, running the passes in a thread pool.
 
     Frames are read and flow is estimated here, in the calling thread (the flow function may hold a model
-    on a GPU and need not be thread-safe), and at most ``max(1, workers // 2)`` segments are in flight, so
+    on a GPU and need not be thread-safe), while the pool runs the earlier segments' passes. At most
+    ``max(1, workers // 2) + 1`` segments are in flight (one of them being prepared or handed to the caller), so
     memory stays bounded. ``report(halves)`` (progress, in half frames) is only ever called in this thread.
     With one worker the passes run here, on numba's parallel kernels; with several, each pool thread runs
     the serial ``nogil`` kernels, since numba's default threading layer aborts when several threads launch
@@ -267,8 +268,8 @@ def _run_segments(
     pool = concurrent.futures.ThreadPoolExecutor(worker_count, thread_name_prefix="rerender-propagation")
     try:
         for segment in segments:
-            if len(in_flight) >= max_in_flight:
-                yield _collect(in_flight.popleft(), events, report)
+            # this segment's frames and flows are made while the earlier segments' passes run, and its passes
+            # queue behind theirs, so the pool never waits for the flow nor for the caller's use of a segment
             segment_frames, step_flows = prepare(segment)
             halves = 2 if None in segment else 1
             futures = [
@@ -279,6 +280,8 @@ def _run_segments(
             ]
             del segment_frames
             in_flight.append((segment, futures, step_flows))
+            if len(in_flight) > max_in_flight:
+                yield _collect(in_flight.popleft(), events, report)
         while in_flight:
             yield _collect(in_flight.popleft(), events, report)
     finally:
