@@ -315,3 +315,21 @@ def test_next_interval_flows_are_estimated_while_the_pool_runs(clip):
     # one flow call per frame pair: the first interval's 6 and the next one's 6, not the third's
     assert len(calls) == 12
     assert len(list(frames)) == len(clip) - 1 and len(calls) == 24
+
+
+def test_a_failing_flow_still_yields_every_interval_before_it(clip):
+    keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}
+    shift = exact_flow((1, 0))
+
+    def flow(source, target):
+        if np.array_equal(target, clip[14]):  # a pair of the third interval
+            raise RuntimeError("flow model failed")
+        return shift(source, target)
+
+    seen = []
+    with pytest.raises(RuntimeError, match="flow model failed"):
+        for index, _ in propagate_video_iter(
+            clip, keys, flow=flow, options=PropagationOptions.preset("fast"), progress=False, workers=2
+        ):
+            seen.append(index)
+    assert seen == list(range(13))  # both earlier intervals, up to and with the key they share with the third

@@ -270,7 +270,13 @@ def _run_segments(
         for segment in segments:
             # this segment's frames and flows are made while the earlier segments' passes run, and its passes
             # queue behind theirs, so the pool never waits for the flow nor for the caller's use of a segment
-            segment_frames, step_flows = prepare(segment)
+            try:
+                segment_frames, step_flows = prepare(segment)
+            except Exception:
+                # a bad frame or flow here still lets the caller keep every interval before it
+                while in_flight:
+                    yield _collect(in_flight.popleft(), events, report)
+                raise
             halves = 2 if None in segment else 1
             futures = [
                 None
