@@ -298,7 +298,8 @@ def test_every_parallel_kernel_has_a_serial_twin():
     assert twins >= 4 and not bare, f"decorate these with patchmatch._kernel: {bare}"
 
 
-def test_next_interval_flows_are_estimated_while_the_pool_runs(clip):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_next_interval_flows_are_estimated_while_the_pool_runs(clip, workers):
     """The calling thread prepares interval n + 1 (frames, flows) before it waits for interval n's passes."""
     keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}  # four intervals of six frame pairs
     calls = []
@@ -309,7 +310,7 @@ def test_next_interval_flows_are_estimated_while_the_pool_runs(clip):
         return shift(source, target)
 
     frames = propagate_video_iter(
-        clip, keys, flow=counting_flow, options=PropagationOptions.preset("fast"), progress=False, workers=2
+        clip, keys, flow=counting_flow, options=PropagationOptions.preset("fast"), progress=False, workers=workers
     )
     next(frames)
     # one flow call per frame pair: the first interval's 6 and the next one's 6, not the third's
@@ -317,7 +318,8 @@ def test_next_interval_flows_are_estimated_while_the_pool_runs(clip):
     assert len(list(frames)) == len(clip) - 1 and len(calls) == 24
 
 
-def test_a_failing_flow_still_yields_every_interval_before_it(clip):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_flow_still_yields_every_interval_before_it(clip, workers):
     keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}
     shift = exact_flow((1, 0))
 
@@ -329,7 +331,7 @@ def test_a_failing_flow_still_yields_every_interval_before_it(clip):
     seen = []
     with pytest.raises(RuntimeError, match="flow model failed"):
         for index, _ in propagate_video_iter(
-            clip, keys, flow=flow, options=PropagationOptions.preset("fast"), progress=False, workers=2
+            clip, keys, flow=flow, options=PropagationOptions.preset("fast"), progress=False, workers=workers
         ):
             seen.append(index)
     assert seen == list(range(13))  # both earlier intervals, up to and with the key they share with the third
