@@ -2,7 +2,8 @@
 """Propagation runtime: this checkout's threads against a baseline's (by default `main`'s) propagation, in one run.
 
 Both sides propagate the same frames and keyframes with the same options and the same precomputed flows (DIS
-medium, estimated before timing, so only the propagation is timed). Each measurement runs in a fresh
+medium, estimated before timing, so only the propagation is timed), or with `--flow default`, the propagation's
+own default flow (DIS fine) estimated inside the timed call, as `propagate_video(flow=None)` runs for a user. Each measurement runs in a fresh
 interpreter (numba's on-disk kernel cache warmed by a tiny synthesis first), alternating baseline and ours so
 that load from other users of the machine biases neither side. The baseline's `rerender` and `ebsynth_bridge`
 come from `git archive <ref>` of this repository (`main`: the spawn process pool).
@@ -14,6 +15,7 @@ Run:
 
     python benchmarks/propagation_runtime_benchmark.py                      # 384 px, 25 frames, keys every 8
     python benchmarks/propagation_runtime_benchmark.py --size 512 --repeats 3 --baseline main
+    python benchmarks/propagation_runtime_benchmark.py --flow default --frames 41 --interval 10  # flow timed too
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def measure(arguments: argparse.Namespace) -> dict:
     keys = {index: stylizer(frames[index]) for index in range(0, len(frames), arguments.interval)}
     estimator = DISFlowEstimator("medium")
     flows = {}
-    for earlier, later in zip(frames, frames[1:]):
+    for earlier, later in zip(frames, frames[1:]) if arguments.flow == "cached" else ():
         flows[(earlier.tobytes(), later.tobytes())] = estimate_flow_numpy(estimator, earlier, later)
 
     def cached_flow(source, target):
@@ -83,7 +85,8 @@ def measure(arguments: argparse.Namespace) -> dict:
         workers=1,
     )  # load the compiled kernels
     started = time.perf_counter()
-    output = propagation.propagate_video(frames, keys, flow=cached_flow, options=options, progress=False)
+    flow = cached_flow if arguments.flow == "cached" else None
+    output = propagation.propagate_video(frames, keys, flow=flow, options=options, progress=False)
     seconds = time.perf_counter() - started
     digest = hashlib.sha256(b"".join(frame.tobytes() for frame in output)).hexdigest()
     usage = max(
@@ -127,6 +130,8 @@ def run_side(path: Path, arguments: argparse.Namespace) -> dict:
         str(arguments.interval),
         "--preset",
         arguments.preset,
+        "--flow",
+        arguments.flow,
     ] + (["--workers", str(arguments.workers)] if arguments.workers else [])
     env = {**os.environ, "PYTHONPATH": str(path)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
@@ -143,6 +148,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=8, help="keyframe every N frames (default: %(default)s)")
     parser.add_argument("--size", type=int, default=384, help="long side in pixels (default: %(default)s)")
     parser.add_argument("--preset", default="balanced", help="propagation preset (default: %(default)s)")
+    parser.add_argument(
+        "--flow",
+        choices=("cached", "default"),
+        default="cached",
+        help="precomputed flows (untimed), or the default flow estimated in the timed call (default: %(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="workers on both sides (default: one per core)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side (default: %(default)s)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)

@@ -296,3 +296,42 @@ def test_every_parallel_kernel_has_a_serial_twin():
             elif isinstance(value, numba.core.registry.CPUDispatcher) and value.targetoptions.get("parallel"):
                 bare.append(f"{module.__name__}.{name}")
     assert twins >= 4 and not bare, f"decorate these with patchmatch._kernel: {bare}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_next_interval_flows_are_estimated_while_the_pool_runs(clip, workers):
+    """The calling thread prepares interval n + 1 (frames, flows) before it waits for interval n's passes."""
+    keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}  # four intervals of six frame pairs
+    calls = []
+    shift = exact_flow((1, 0))
+
+    def counting_flow(source, target):
+        calls.append((source, target))
+        return shift(source, target)
+
+    frames = propagate_video_iter(
+        clip, keys, flow=counting_flow, options=PropagationOptions.preset("fast"), progress=False, workers=workers
+    )
+    next(frames)
+    # one flow call per frame pair: the first interval's 6 and the next one's 6, not the third's
+    assert len(calls) == 12
+    assert len(list(frames)) == len(clip) - 1 and len(calls) == 24
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_flow_still_yields_every_interval_before_it(clip, workers):
+    keys = {index: stylise(clip[index]) for index in (0, 6, 12, 18, 24)}
+    shift = exact_flow((1, 0))
+
+    def flow(source, target):
+        if np.array_equal(target, clip[14]):  # a pair of the third interval
+            raise RuntimeError("flow model failed")
+        return shift(source, target)
+
+    seen = []
+    with pytest.raises(RuntimeError, match="flow model failed"):
+        for index, _ in propagate_video_iter(
+            clip, keys, flow=flow, options=PropagationOptions.preset("fast"), progress=False, workers=workers
+        ):
+            seen.append(index)
+    assert seen == list(range(13))  # both earlier intervals, up to and with the key they share with the third

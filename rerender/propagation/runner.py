@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -104,8 +105,8 @@ def propagate_video_iter(
 
     Memory stays bounded whatever the video's length: frames are read from ``frames`` (and keyframes from
     ``keyframes``) when their key interval is due and dropped once yielded, and only
-    ``max(1, workers // 2)`` key intervals (both passes of each) are in flight; with ``workers ≤ 3`` that is
-    one interval. ``frames`` and ``keyframes`` may therefore be lazy (read from disk on access). Closing
+    ``max(1, workers // 2)`` key intervals (both passes of each) are in flight, plus the next one, whose
+    frames are read and flows estimated meanwhile; with ``workers ≤ 3`` that is two intervals. ``frames`` and ``keyframes`` may therefore be lazy (read from disk on access). Closing
     the iterator early (``break``, an exception) stops the passes after their current frame.
 
     Args:
@@ -211,12 +212,13 @@ def _run_segments(
     """Yield every segment with its pass results, in order, running the passes in a thread pool.
 
     Frames are read and flow is estimated here, in the calling thread (the flow function may hold a model
-    on a GPU and need not be thread-safe), and at most ``max(1, workers // 2)`` segments are in flight, so
+    on a GPU and need not be thread-safe), while the pool runs the earlier segments' passes. At most
+    ``max(1, workers // 2) + 1`` segments are in flight (one of them being prepared or handed to the caller), so
     memory stays bounded. ``report(halves)`` (progress, in half frames) is only ever called in this thread.
-    With one worker the passes run here, on numba's parallel kernels; with several, each pool thread runs
-    the serial ``nogil`` kernels, since numba's default threading layer aborts when several threads launch
-    parallel kernels at once. Both give identical results. The torch engine runs its passes one after the
-    other in this thread (each batches its frames on the device).
+    With one worker, one pool thread runs the passes on numba's parallel kernels; with several, each pool
+    thread runs the serial ``nogil`` kernels, since numba's default threading layer aborts when several
+    threads launch parallel kernels at once. Both give identical results. The torch engine runs its passes
+    one after the other in one pool thread (each batches its frames on the device).
     """
     cpu_count = os.cpu_count() or 1
     chain_count = sum(chain is not None for segment in segments for chain in segment)
@@ -246,39 +248,36 @@ def _run_segments(
             options,
         )
 
-    if worker_count == 1:
-        for segment in segments:
-            segment_frames, step_flows = prepare(segment)
-            halves = 2 if None in segment else 1
-            results = [
-                None
-                if chain is None
-                else run_chain(*chain_inputs(chain, segment_frames, step_flows), step_callback=lambda: report(halves))  # noqa: B023 (called within this iteration)
-                for chain in segment
-            ]
-            del segment_frames
-            yield segment, results, step_flows
-        return
-
     events: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
     in_flight: collections.deque = collections.deque()
     max_in_flight = max(1, worker_count // 2)
+    # one worker: its passes run on numba's parallel kernels (or the torch engine's device), in a pool thread so
+    # that this thread can prepare the next segment meanwhile
+    job = functools.partial(_run_chain_job, run_chain, serial=worker_count > 1)
     pool = concurrent.futures.ThreadPoolExecutor(worker_count, thread_name_prefix="rerender-propagation")
     try:
         for segment in segments:
-            if len(in_flight) >= max_in_flight:
-                yield _collect(in_flight.popleft(), events, report)
-            segment_frames, step_flows = prepare(segment)
+            # this segment's frames and flows are made while the earlier segments' passes run, and its passes
+            # queue behind theirs, so the pool never waits for the flow nor for the caller's use of a segment
+            try:
+                segment_frames, step_flows = prepare(segment)
+            except Exception:
+                # a bad frame or flow here still lets the caller keep every interval before it
+                while in_flight:
+                    yield _collect(in_flight.popleft(), events, report)
+                raise
             halves = 2 if None in segment else 1
             futures = [
                 None
                 if chain is None
-                else pool.submit(_run_chain_job, chain_inputs(chain, segment_frames, step_flows), events, halves, stop)
+                else pool.submit(job, chain_inputs(chain, segment_frames, step_flows), events, halves, stop)
                 for chain in segment
             ]
             del segment_frames
             in_flight.append((segment, futures, step_flows))
+            if len(in_flight) > max_in_flight:
+                yield _collect(in_flight.popleft(), events, report)
         while in_flight:
             yield _collect(in_flight.popleft(), events, report)
     finally:
@@ -291,16 +290,23 @@ class _Stopped(Exception):
     """Raised inside a pass whose results are no longer wanted."""
 
 
-def _run_chain_job(inputs: tuple, events: queue.SimpleQueue, halves: int, stop: threading.Event) -> ChainResult:
-    """A pool thread's job: one pass on the serial kernels, reporting each synthesis through ``events``."""
+def _run_chain_job(
+    run_chain: Callable[..., ChainResult],
+    inputs: tuple,
+    events: queue.SimpleQueue,
+    halves: int,
+    stop: threading.Event,
+    serial: bool,
+) -> ChainResult:
+    """A pool thread's job: one pass (on the serial kernels if ``serial``), reporting each synthesis through ``events``."""
 
     def step() -> None:
         if stop.is_set():
             raise _Stopped
         events.put(halves)
 
-    with serial_kernels():
-        return propagate_chain(*inputs, step_callback=step)
+    with serial_kernels() if serial else contextlib.nullcontext():
+        return run_chain(*inputs, step_callback=step)
 
 
 def _collect(entry: tuple, events: queue.SimpleQueue, report: Callable[[int], None]) -> tuple:
