@@ -32,6 +32,7 @@ __all__ = [
     "DiffusionRenderer",
     "choose_renderer",
     "missing_default_weights",
+    "renderer_name",
 ]
 
 
@@ -387,28 +388,40 @@ def choose_renderer(config: RerenderConfig, pipeline=None, estimator=None, contr
             message names what is missing, where it looked and the command that fetches it.
         ConfigError: a `pipeline` given together with "classic".
     """
-    from rerender.errors import ConfigError
+    name = renderer_name(config, pipeline)
+    if name == "classic":
+        if config.model.renderer == "auto":
+            from rerender.weights import describe_missing
 
-    choice = config.model.renderer
-    if choice == "classic":
-        if pipeline is not None:
-            raise ConfigError("`renderer` is 'classic' but a diffusion `pipeline` was given; pass one or the other")
+            logger.warning(
+                "%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
+                describe_missing(config, missing_default_weights(config)),
+            )
         _warn_unused_control_maps(config)
         return ClassicRenderer(config.prompt.prompt)
     if pipeline is not None:
         return DiffusionRenderer(pipeline, config, estimator, control_maps)
     check_diffusion_weights(config)  # "diffusion" raises here when its weights cannot be loaded
-    missing = missing_default_weights(config) if choice == "auto" else []
-    if missing:
-        from rerender.weights import describe_missing
-
-        logger.warning(
-            "%s. Rendering keyframes with the built-in classic stylizer instead (--renderer auto).",
-            describe_missing(config, missing),
-        )
-        _warn_unused_control_maps(config)
-        return ClassicRenderer(config.prompt.prompt)
     return DiffusionRenderer.from_config(config, estimator, control_maps)
+
+
+def renderer_name(config: RerenderConfig, pipeline=None) -> str:
+    """The `name` of the renderer `choose_renderer(config, pipeline)` returns, found without loading anything:
+    "classic" or "diffusion" ("auto" is "classic" when the diffusion weights cannot be loaded here: a cache lookup).
+
+    Raises:
+        ConfigError: a `pipeline` given together with "classic".
+    """
+    from rerender.errors import ConfigError
+
+    choice = config.model.renderer
+    if choice == "classic" and pipeline is not None:
+        raise ConfigError("`renderer` is 'classic' but a diffusion `pipeline` was given; pass one or the other")
+    if choice == "classic":
+        return "classic"
+    if pipeline is not None or choice == "diffusion":
+        return "diffusion"
+    return "classic" if missing_default_weights(config) else "diffusion"
 
 
 def check_diffusion_weights(config: RerenderConfig, controls: Sequence[ControlConfig] | None = None) -> None:

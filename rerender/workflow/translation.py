@@ -48,6 +48,7 @@ from rerender.workflow.renderers import (
     DiffusionRenderer,
     KeyframeRenderer,
     choose_renderer,
+    renderer_name,
 )
 from rerender.workflow.stages import (
     adaptive_keyframes,
@@ -341,22 +342,29 @@ def translate(
                 keyframe_indices = adaptive_keyframes(ctx, frames)
 
         # 4. Render the keyframes (the anchor first) with the diffusion pipeline or, when asked, the classic stylizer.
-        with loading_bars(progress):
-            if renderer is None and pipeline is None:
-                renderer = executor.keyframe_renderer(ctx, control_maps, len(keyframe_indices))  # e.g. on Ray
-            renderer = renderer or choose_renderer(config, pipeline, ctx.estimator, control_maps)
-        keyframe_indices = _keyframes_stage(ctx, frames, keyframe_indices, renderer, stage == "first", timings, reused)
+        #    Finished keyframes, and every keyframe `stage` 'propagate' uses, are kept as they are: no model loads.
+        renderer_used = _finished_keyframes_renderer(space, config, stage, renderer, pipeline)
+        if renderer_used is not None:
+            reused.append("keyframes")
+            keyframe_indices = space.record("keyframes")["indices"]
+        else:
+            with loading_bars(progress):
+                if renderer is None and pipeline is None:
+                    renderer = executor.keyframe_renderer(ctx, control_maps, len(keyframe_indices))  # e.g. on Ray
+                renderer = renderer or choose_renderer(config, pipeline, ctx.estimator, control_maps)
+            renderer_used = renderer.name
+            keyframe_indices = _keyframes_stage(ctx, frames, keyframe_indices, renderer, stage == "first", timings)
         if stage == "first":
             return result(
                 output=None,
                 keyframe_indices=keyframe_indices[:1],
-                renderer=renderer.name,
+                renderer=renderer_used,
                 previews={"first": space.keyframe_path(keyframe_indices[0])},
             )
         with disk_guard(space, "keyframes", space.root):
             previews = {"keyframes": write_keyframe_preview(ctx, keyframe_indices)}
         if stage == "keyframes":
-            return result(output=None, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
+            return result(output=None, keyframe_indices=keyframe_indices, renderer=renderer_used, previews=previews)
 
         # 5. Propagate the keyframes to every frame, key interval by key interval (bounded memory, resumable);
         #    only intervals whose keyframe files changed (e.g. retouched) or whose frames are damaged are redone.
@@ -371,7 +379,7 @@ def translate(
                     frames, _ = prepare_source_size(ctx.with_progress(ctx.progress.quiet()), keyframe_indices)
                 previews["comparison"] = write_comparison(ctx, frames, output_path, fps)  # tagged, as every video
         timings["writing"] = time.perf_counter() - started
-        done = result(output=output_path, keyframe_indices=keyframe_indices, renderer=renderer.name, previews=previews)
+        done = result(output=output_path, keyframe_indices=keyframe_indices, renderer=renderer_used, previews=previews)
         if delete_workspace:
             space.remove()
             done.workspace_deleted = True
@@ -411,6 +419,39 @@ def _frames_stage(ctx: StageContext, executor: Executor, timings: dict[str, floa
     timings["frames"] = time.perf_counter() - started
 
 
+def _finished_keyframes_renderer(
+    space: Workspace, config: RerenderConfig, stage: Stage, renderer: KeyframeRenderer | None, pipeline: object
+) -> str | None:
+    """Step 4 of `translate`, before any model loads: the name of the renderer that finished this workspace's
+    keyframes when they are to be used as they are, else None (they are rendered).
+
+    They are used as they are when the renderer this run would choose finished them with this config, and always
+    for `stage` 'propagate' (checked finished by `_check_keyframes_finished`): its keyframes may be retouched, and
+    are never rendered again by another renderer (e.g. `renderer` 'auto' on a machine without the weights).
+
+    Raises:
+        ConfigError: `stage` 'propagate' while a keyframe file is missing or damaged and this run's renderer is not
+            the one that made the others (rendering it again would not match them).
+    """
+    if stage == "first":
+        return None
+    name = renderer.name if renderer is not None else renderer_name(config, pipeline)
+    if keyframes_ready(space, config, name):
+        return name
+    if stage != "propagate":
+        return None
+    made_by = space.record("keyframes").get("depends", {}).get("renderer")
+    if keyframes_ready(space, config, made_by):
+        return made_by
+    if made_by != name:
+        raise ConfigError(
+            f"`stage` 'propagate': a keyframe file in {str(space.keyframes_dir)!r} is missing or damaged, and the "
+            f"keyframes were rendered with renderer {made_by!r} while this run would use {name!r}; restore the file, "
+            f"or run where renderer {made_by!r} can load"
+        )
+    return None  # the damaged keyframes are rendered again, by the renderer that made the others
+
+
 def _keyframes_stage(
     ctx: StageContext,
     frames: WorkspaceFrames,
@@ -418,14 +459,9 @@ def _keyframes_stage(
     renderer: KeyframeRenderer,
     first_only: bool,
     timings: dict[str, float],
-    reused: list[str],
 ) -> list[int]:
-    """Step 4 of `translate`: render the keyframes (only the anchor with `first_only`), unless this renderer
-    finished them with this config already; returns the keyframe indices (the recorded ones when reused)."""
+    """Step 4 of `translate`: render the keyframes (only the anchor with `first_only`); returns their indices."""
     space, config = ctx.workspace, ctx.config
-    if not first_only and keyframes_ready(space, config, renderer.name):
-        reused.append("keyframes")
-        return space.record("keyframes")["indices"]
     started = time.perf_counter()
     with disk_guard(
         space, "keyframes", space.keyframes_dir, stage_bytes("keyframes", len(keyframe_indices), ctx.size)
