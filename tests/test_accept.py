@@ -1,0 +1,56 @@
+"""Acceptance review of issues 22 (SDXL) and 23 (GPU propagation): the gaps the review found, each shown here."""
+
+from __future__ import annotations
+
+import pytest
+
+from rerender.config import RerenderConfig, apply_overrides
+from tests import test_weights_download as answers
+
+SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+SD15_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+@pytest.fixture
+def connected_hub(monkeypatch, tmp_path):
+    """A connected machine whose hub answers from `answers.REPOSITORIES`; nothing cached, nothing downloaded."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    import rerender.weights as weights
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(weights, "hub_offline", lambda: False)
+    monkeypatch.setattr(weights, "_endpoint_reachable", lambda endpoint, timeout: True)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answers._model_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+
+
+def test_a_hub_model_not_cached_yet_is_read_from_its_file_list_not_guessed_from_its_name(connected_hub, monkeypatch):
+    # was: an SDXL model without "xl" in its id (RunDiffusion/Juggernaut-X-v10) counted as SD 1.5 until cached:
+    # `rerender download` skipped text_encoder_2/tokenizer_2 and fetched the SD 1.5 canny ControlNet, and a run
+    # online picked that ControlNet too; an SD 1.5 model with "xl" in its id went the other way
+    from rerender.weights import detect_family, download_weights
+
+    monkeypatch.setitem(answers.REPOSITORIES, "RunDiffusion/Juggernaut-X-v10", answers.REPOSITORIES[SDXL_BASE])
+    monkeypatch.setitem(answers.REPOSITORIES, "someone/foxlike-v2", answers.REPOSITORIES[SD15_BASE])
+    assert detect_family("RunDiffusion/Juggernaut-X-v10") == "sdxl"
+    assert detect_family("someone/foxlike-v2") == "sd15"
+    assert detect_family("unknown/tiny-xl") == "sdxl"  # not on the hub: the name is the only clue left
+
+    config = apply_overrides(RerenderConfig(), {"base_model": "RunDiffusion/Juggernaut-X-v10"})
+    records = download_weights(config, dry_run=True, progress=False, precision="float16")
+    plan = {record["location"]: record for record in records}
+    assert "text_encoder_2/model.fp16.safetensors" in plan["RunDiffusion/Juggernaut-X-v10"]["fetched"]
+    assert "tokenizer_2/vocab.json" in plan["RunDiffusion/Juggernaut-X-v10"]["fetched"]
+    assert "diffusers/controlnet-canny-sdxl-1.0" in plan and "lllyasviel/sd-controlnet-canny" not in plan
+
+
+def test_offline_the_hub_is_not_asked_and_the_name_decides(monkeypatch):
+    import huggingface_hub
+
+    from rerender.weights import detect_family
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("the hub was asked"))
+    assert detect_family("RunDiffusion/Juggernaut-X-v10") == "sd15"  # HF_HUB_OFFLINE=1 (tests/conftest.py)
+    assert detect_family("someone/juggernaut-xl") == "sdxl"
