@@ -54,3 +54,13 @@ def test_offline_the_hub_is_not_asked_and_the_name_decides(monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("the hub was asked"))
     assert detect_family("RunDiffusion/Juggernaut-X-v10") == "sd15"  # HF_HUB_OFFLINE=1 (tests/conftest.py)
     assert detect_family("someone/juggernaut-xl") == "sdxl"
+
+
+def test_env_says_a_hub_model_s_family_was_read_from_its_file_list(connected_hub, monkeypatch):
+    from rerender.environment import family_report
+
+    monkeypatch.setitem(answers.REPOSITORIES, "RunDiffusion/Juggernaut-X-v10", answers.REPOSITORIES[SDXL_BASE])
+    report = family_report(apply_overrides(RerenderConfig(), {"base_model": "RunDiffusion/Juggernaut-X-v10"}))
+    assert report["family"] == "sdxl" and report["how"].startswith("read from its file list on the hub")
+    report = family_report(apply_overrides(RerenderConfig(), {"base_model": "unknown/tiny-xl"}))
+    assert report["family"] == "sdxl" and report["how"].startswith("guessed from the hub id's name")
