@@ -1632,7 +1632,7 @@ def check_folder_parts(model: ModelConfig, family: str, key: str = "model.base_m
         )
 
 
-def _family_from_hub_files(repository: str) -> str | None:
+def family_from_hub_files(repository: str) -> str | None:
     """The family of a diffusers UNet pipeline on the hub, "sdxl" or "sd15", from its file list (no file is
     downloaded): SDXL's has ``text_encoder_2/`` beside ``unet/``. None offline, when the hub cannot be reached or does not answer, and
     for other layouts: the caller then goes by the id's name (an SDXL model such as RunDiffusion/Juggernaut-X-v10
@@ -1659,7 +1659,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
       ``label_emb``; a Flux or Z-Image transformer file is refused, `TRANSFORMER_CHECKPOINT_KEYS`); ``.ckpt`` files,
       which cannot be inspected without unpickling, count as SD 1.5;
-    * a hub id that is not cached: its file list on the hub when the hub can be reached (`_family_from_hub_files`:
+    * a hub id that is not cached: its file list on the hub when the hub can be reached (`family_from_hub_files`:
       SDXL's ``text_encoder_2/`` beside ``unet/``), else by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl"
       SDXL), the only clue without the hub.
 
@@ -1686,7 +1686,7 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 index = try_to_load_from_cache(source, "model_index.json")
                 cached = Path(index).parent if isinstance(index, str) else None
         if cached is None:
-            listed = _family_from_hub_files(source)
+            listed = family_from_hub_files(source)
             if listed is not None:
                 return listed
             if re.search(r"z-?image", source, re.IGNORECASE):
