@@ -64,3 +64,28 @@ def test_env_says_a_hub_model_s_family_was_read_from_its_file_list(connected_hub
     assert report["family"] == "sdxl" and report["how"].startswith("read from its file list on the hub")
     report = family_report(apply_overrides(RerenderConfig(), {"base_model": "unknown/tiny-xl"}))
     assert report["family"] == "sdxl" and report["how"].startswith("guessed from the hub id's name")
+
+
+def test_a_controlnet_of_the_other_family_not_cached_before_is_refused_before_the_unet_loads(
+    tiny_pipeline_dir, tiny_sdxl_dir, monkeypatch
+):
+    # was: a hub ControlNet not cached yet (its config unreadable before it is fetched) passed `check_families`;
+    # the base model was then fetched and loaded, and only `check_controlnet_fits` refused it, in widths, after the
+    # UNet had loaded; now its family is checked as soon as it is here, before the base model
+    from diffusers import UNet2DConditionModel
+
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion import loading
+    from rerender.errors import ConfigError
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the UNet was loaded before the mismatch was found")
+
+    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", classmethod(refuse))
+    monkeypatch.setattr(loading, "_local_config", lambda source: None)  # as for a hub id not in the cache yet
+    with pytest.raises(ConfigError, match=r"control\[0\].model.*made for SD 1.5, but the base model is SDXL"):
+        loading.load_pipeline(
+            ModelConfig(base_model=str(tiny_sdxl_dir)),
+            [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))],
+            device="cpu",
+        )
