@@ -1175,6 +1175,10 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     sources = [str(index) for index in range(len(controlnets))] if controlnets is not None else None
     if controlnets is None:
         controlnets, sources = _load_controlnets(controls, base_path, family, resolved_dtype)
+        for position, (net, source) in enumerate(zip(controlnets, sources)):  # e.g. fetched just now: before the UNet
+            its_family = family_of_unet_config(dict(net.config))
+            if its_family != family:
+                raise _mismatch(f"`control[{position}].model`", source, its_family, family)
     if not controlnets:  # `generate` (Text2Video-Zero) uses no control: none is loaded
         controlnet = None
     elif len(controlnets) == 1:
