@@ -89,3 +89,29 @@ def test_a_controlnet_of_the_other_family_not_cached_before_is_refused_before_th
             [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))],
             device="cpu",
         )
+
+
+def test_a_single_file_controlnet_of_the_other_family_is_refused_from_its_key_widths(tiny_sdxl_dir, tmp_path):
+    # was: an A1111 ControlNet file (control_v11p_sd15_canny.safetensors) on an SDXL base passed `check_families`
+    # (a single file has no config.json to read): nothing named the two families before loading
+    import torch
+    from safetensors.torch import save_file
+
+    from rerender.config import ControlConfig, ModelConfig
+    from rerender.diffusion.loading import check_families
+    from rerender.errors import ConfigError
+
+    key = "control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    save_file({key: torch.zeros(320, 768)}, str(tmp_path / "control_v11p_sd15_canny.safetensors"))
+    save_file({key: torch.zeros(320, 2048)}, str(tmp_path / "controlnet-canny-sdxl.safetensors"))
+    model = ModelConfig(base_model=str(tiny_sdxl_dir))
+    with pytest.raises(ConfigError, match=r"control\[1\].model.*made for SD 1.5, but the base model is SDXL"):
+        check_families(
+            model,
+            [
+                ControlConfig(model=str(tmp_path / "controlnet-canny-sdxl.safetensors")),
+                ControlConfig(model=str(tmp_path / "control_v11p_sd15_canny.safetensors")),
+            ],
+            tiny_sdxl_dir,
+        )
+    assert check_families(model, [ControlConfig(model=str(tmp_path / "controlnet-canny-sdxl.safetensors"))]) == "sdxl"
