@@ -162,11 +162,12 @@ def family_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     Returns:
         ``{"base_model", "family", "label", "how", "error"}``: ``family`` a `ModelFamily` ("sd15", "sdxl", "zimage",
         "flux") or None when the model cannot be read (``error`` says why); ``how`` says where it was read
-        (`model.family`, the model's configs or checkpoint keys, or the hub id's name when it is not cached).
+        (`model.family`, the model's configs or checkpoint keys, or, when it is not cached, its file list on the hub or
+        else its hub id's name).
     """
     from rerender.config import RerenderConfig
     from rerender.errors import ConfigError
-    from rerender.weights import cached_folder, detect_family, is_hub_id
+    from rerender.weights import cached_folder, detect_family, family_from_hub_files, is_hub_id
 
     config = config if config is not None else RerenderConfig()
     model = config.model
@@ -177,6 +178,8 @@ def family_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         how = "read from the model's configs or checkpoint keys (no weights loaded)"
     elif cached_folder(model.base_model) is not None or _cached_config(model.base_model):
         how = "read from the cached model's configs (no weights loaded)"
+    elif family_from_hub_files(model.base_model) is not None:  # as detect_family reads it, when the hub answers
+        how = "read from its file list on the hub (not cached: `rerender download` fetches it)"
     else:
         how = "guessed from the hub id's name (not cached: `rerender download` fetches it)"
     try:

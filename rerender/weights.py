@@ -1632,6 +1632,25 @@ def check_folder_parts(model: ModelConfig, family: str, key: str = "model.base_m
         )
 
 
+def family_from_hub_files(repository: str) -> str | None:
+    """The family of a diffusers UNet pipeline on the hub, "sdxl" or "sd15", from its file list (no file is
+    downloaded): SDXL's has ``text_encoder_2/`` beside ``unet/``. None offline, when the hub cannot be reached or does not answer, and
+    for other layouts: the caller then goes by the id's name (an SDXL model such as RunDiffusion/Juggernaut-X-v10
+    has no "xl" in it)."""
+    if not hub_reachable():
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repository)
+    except Exception:  # noqa: BLE001 - a hint only: not found, gated, network errors all leave it to the name
+        return None
+    folders = {sibling.rfilename.split("/")[0] for sibling in info.siblings or () if "/" in sibling.rfilename}
+    if "unet" not in folders or "transformer" in folders:
+        return None
+    return "sdxl" if "text_encoder_2" in folders else "sd15"
+
+
 def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> str:
     """The `ModelFamily` of a base model, read from the model itself; no weights are loaded.
 
@@ -1640,8 +1659,9 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
     * a single ``.safetensors`` file: its key names (SDXL files hold ``conditioner.embedders.1`` and
       ``label_emb``; a Flux or Z-Image transformer file is refused, `TRANSFORMER_CHECKPOINT_KEYS`); ``.ckpt`` files,
       which cannot be inspected without unpickling, count as SD 1.5;
-    * a hub id that is not cached: by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl" SDXL), the only clue
-      without downloading.
+    * a hub id that is not cached: its file list on the hub when the hub can be reached (`family_from_hub_files`:
+      SDXL's ``text_encoder_2/`` beside ``unet/``), else by name ("z-image" means Z-Image, "FLUX.1" Flux, "xl"
+      SDXL), the only clue without the hub.
 
     Args:
         source: a folder, a file or a hub id.
@@ -1666,6 +1686,9 @@ def detect_family(source: str | os.PathLike, key: str = "model.base_model") -> s
                 index = try_to_load_from_cache(source, "model_index.json")
                 cached = Path(index).parent if isinstance(index, str) else None
         if cached is None:
+            listed = family_from_hub_files(source)
+            if listed is not None:
+                return listed
             if re.search(r"z-?image", source, re.IGNORECASE):
                 return "zimage"
             if source.lower().split("/")[-1].startswith("flux.1"):

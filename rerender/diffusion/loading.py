@@ -521,6 +521,18 @@ def _mismatch(what: str, source: str, its_family: str, family: str) -> ConfigErr
 _CROSS_ATTENTION_WIDTH = {768: "sd15", 2048: "sdxl"}
 
 
+def _single_file_controlnet_family(path: Path) -> str | None:
+    """The family a single-file ControlNet (A1111 ``control_model.*`` or diffusers key names) was made for, from the
+    input width of a cross-attention key projection (768 SD 1.5, 2048 SDXL); None when the file does not tell or
+    cannot be read (the loader then says why)."""
+    try:
+        shapes = checkpoint_shapes(path)
+    except Exception:  # noqa: BLE001 - unreadable here: loading it names the file and the error
+        return None
+    key = next((key for key in sorted(shapes) if key.endswith("attn2.to_k.weight")), None)
+    return _CROSS_ATTENTION_WIDTH.get(shapes[key][-1]) if key is not None else None
+
+
 def _lora_family(path: Path, family: str, width: int | None) -> str | None:
     """The family a LoRA file was made for, from its key names (SDXL's second text encoder) and the input width of
     its cross-attention key projection against the base's (`width`); None when the file does not tell."""
@@ -723,10 +735,11 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
     for position, control in enumerate(controls):
         source = _controlnet_source(control, position, base_path, family)
         config = _local_config(source)
-        if config is not None and "block_out_channels" in config:
-            its_family = family_of_unet_config(config)
-            if its_family != family:
-                raise _mismatch(f"`control[{position}].model`", source, its_family, family)
+        its_family = family_of_unet_config(config) if config is not None and "block_out_channels" in config else None
+        if config is None and Path(source).expanduser().is_file():  # a single file: no config.json, its key widths
+            its_family = _single_file_controlnet_family(Path(source).expanduser())
+        if its_family is not None and its_family != family:
+            raise _mismatch(f"`control[{position}].model`", source, its_family, family)
         check_union_mode(control, position, source, family)  # a Union takes a mode it has; any other none
     vae = _local_config(model.vae) if model.vae is not None else None
     if vae and vae.get("_class_name", "AutoencoderKL") != "AutoencoderKL":  # `load_vae` reads an AutoencoderKL
@@ -1212,6 +1225,10 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     sources = [str(index) for index in range(len(controlnets))] if controlnets is not None else None
     if controlnets is None:
         controlnets, sources = _load_controlnets(controls, base_path, family, resolved_dtype)
+        for position, (net, source) in enumerate(zip(controlnets, sources)):  # e.g. fetched just now: before the UNet
+            its_family = family_of_unet_config(dict(net.config))
+            if its_family != family:
+                raise _mismatch(f"`control[{position}].model`", source, its_family, family)
     if not controlnets:  # `generate` (Text2Video-Zero) uses no control: none is loaded
         controlnet = None
     elif len(controlnets) == 1:
