@@ -156,7 +156,7 @@ def test_dotted_overrides_start_at_a_leaf_and_fill_in_optional_groups():
         RerenderConfig(), {"crop.left": 100, "freeu.b1": 1.3, "refinement.refinement_strength": 0.4}
     )
     assert config.video.crop.left == 100
-    assert config.constraints.freeu.b1 == 1.3 and config.constraints.freeu.s2 == 0.2  # the rest: FreeU defaults
+    assert config.constraints.freeu.b1 == 1.3 and config.constraints.freeu.s2 is None  # the rest: the model's own
     assert config.sampling.refinement.refinement_strength == 0.4
     with pytest.raises(ConfigError, match="did you mean 'left'"):
         apply_overrides(RerenderConfig(), {"crop.lft": 1})

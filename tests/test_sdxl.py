@@ -253,6 +253,25 @@ def test_decoder_self_attention_layers_of_sdxl_by_the_structural_rule():
     assert FreeUConfig.published("sdxl") == FreeUConfig(b1=1.3, b2=1.4, s1=0.9, s2=0.2)
 
 
+def test_freeu_left_unset_installs_sdxl_s_published_factors(sdxl, monkeypatch):
+    """`FreeUConfig()` (factors unset: the base's own, `FAMILY_DEFAULTS`) on SDXL is FreeU's published 1.3, 1.4,
+    0.9, 0.2 at the decoder resnets (issue 22; SD 1.5 keeps Rerender's 1.1, 1.2, 1, 0.2)."""
+    from rerender.config import ConstraintConfig
+    from rerender.diffusion import freeu as freeu_module
+
+    used, original = set(), freeu_module.rerender_freeu
+
+    def spy(hidden, skip, residual, backbone_factor, skip_factor):
+        used.add((hidden.shape[1], backbone_factor, skip_factor))
+        return original(hidden, skip, residual, backbone_factor, skip_factor)
+
+    monkeypatch.setattr(freeu_module, "rerender_freeu", spy)
+    frames = [np.full((64, 64, 3), 128, np.uint8)]
+    _render(sdxl, frames, num_inference_steps=2, strength=0.5, constraints=ConstraintConfig(freeu=FreeUConfig()))
+    widths = sorted(set(sdxl.unet.config.block_out_channels), reverse=True)
+    assert used == {(widths[0], 1.3, 0.9), (widths[1], 1.4, 0.2)}
+
+
 # --------------------------------------------------------------------------------------------------------
 # ControlNet Union, fp16 VAE
 # --------------------------------------------------------------------------------------------------------

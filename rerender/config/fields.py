@@ -255,17 +255,19 @@ def field_help(path: str) -> str:
 
 def family_defaults_text(path: str) -> str:
     """The `FAMILY_DEFAULTS` row of the option at dotted `path` in words, the bases that share a value together:
-    ``Left unset, per base: 20 (SD 1.5, SDXL), 28 (FLUX.1 [dev]), …``; the help texts (`field_help`: CLI, web page,
-    docs) show it, so the table has no copy."""
+    ``Left unset, per base: 20 (SD 1.5, SDXL), 28 (FLUX.1 [dev]), …``, and the bases whose entry is None (the
+    option does not act there) as ``not used on Z-Image, …``; the help texts (`field_help`: CLI, web page, docs)
+    show it, so the table has no copy."""
     by_value: dict[str, list[str]] = {}
+    unused = []
     for variant, value in FAMILY_DEFAULTS[path].items():
+        if value is None:
+            unused.append(VARIANT_NAMES[variant])
+            continue
         shown = f'"{value}"' if isinstance(value, str) else f"{value:g}"
         by_value.setdefault(shown, []).append(VARIANT_NAMES[variant])
-    return (
-        "Left unset, per base: "
-        + ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
-        + "."
-    )
+    text = "Left unset, per base: " + ", ".join(f"{value} ({', '.join(names)})" for value, names in by_value.items())
+    return f"{text}; not used on {', '.join(unused)}." if unused else f"{text}."
 
 
 def field_type(path: str) -> Any:

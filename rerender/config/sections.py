@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import re
 import typing
@@ -51,6 +52,7 @@ __all__ = [
     "VARIANT_NAMES",
     "GENERATED_SIZE",
     "FAMILY_DEFAULTS",
+    "FREEU_FACTORS",
     "BASE_SPECIFIC_OPTIONS",
     "default_negative_prompt",
     "family_default",
@@ -225,6 +227,38 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "zimage": "",
         "zimage-turbo": "",
     },
+    "constraints.freeu.b1": {
+        "sd15": 1.1,
+        "sdxl": 1.3,
+        "flux-dev": None,
+        "flux-schnell": None,
+        "zimage": None,
+        "zimage-turbo": None,
+    },
+    "constraints.freeu.b2": {
+        "sd15": 1.2,
+        "sdxl": 1.4,
+        "flux-dev": None,
+        "flux-schnell": None,
+        "zimage": None,
+        "zimage-turbo": None,
+    },
+    "constraints.freeu.s1": {
+        "sd15": 1.0,
+        "sdxl": 0.9,
+        "flux-dev": None,
+        "flux-schnell": None,
+        "zimage": None,
+        "zimage-turbo": None,
+    },
+    "constraints.freeu.s2": {
+        "sd15": 0.2,
+        "sdxl": 0.2,
+        "flux-dev": None,
+        "flux-schnell": None,
+        "zimage": None,
+        "zimage-turbo": None,
+    },
 }
 """The value each option left unset (`None`) takes on each base (`BaseVariant`); a value set always wins. The one
 table of these defaults: runs (`rerender.workflow.preflight.resolve_model_defaults`), the CLI's help, the web page
@@ -240,7 +274,12 @@ and the docs read it. Sources:
 * Z-Image-Turbo: its model card's 9 steps (8 model calls) without guidance (diffusers' 0, our 1);
 * `prompt.added_prompt` is empty on Flux and Z-Image: their T5/Qwen text encoders read natural-language
   descriptions (Black Forest Labs' prompting guide: descriptions beat keyword lists; Z-Image-Turbo's card: long,
-  detailed prompts), and SD's quality tags are no part of how they were taught to read prompts."""
+  detailed prompts), and SD's quality tags are no part of how they were taught to read prompts;
+* `constraints.freeu` (b1, b2, s1, s2), when FreeU is on: on SD 1.5 Rerender-A-Video's choice 1.1, 1.2, 1, 0.2
+  (its ``configs/*_freeu.json``); on SDXL FreeU's published SDXL factors 1.3, 1.4, 0.9, 0.2 (FreeU's README,
+  `FreeUConfig.published`). FreeU acts on UNet skip connections (`BASE_SPECIFIC_OPTIONS`): on the transformer
+  bases the entry is None, "not used" (the option is ignored there, with a warning), never a number.
+"""
 
 
 def family_default(option: str, variant: str | None) -> Any:
@@ -786,16 +825,18 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class FreeUConfig:
-    """FreeU factors (Si et al. 2024): backbone scales b1, b2 and skip low-frequency scales s1, s2."""
+    """FreeU factors (Si et al. 2024): backbone scales b1, b2 and skip low-frequency scales s1, s2. A factor left
+    unset (None) is the base model's own (`FAMILY_DEFAULTS`: Rerender's on SD 1.5, FreeU's published on SDXL),
+    set when a run starts (`resolved`)."""
 
-    b1: float = 1.1
-    """Backbone scale of the 1280-channel decoder stage."""
-    b2: float = 1.2
-    """Backbone scale of the 640-channel decoder stage."""
-    s1: float = 1.0
-    """Skip low-frequency scale of the 1280-channel stage."""
-    s2: float = 0.2
-    """Skip low-frequency scale of the 640-channel stage."""
+    b1: float | None = None
+    """Backbone scale of the widest decoder stage (1280 channels); `None` = the base model's own."""
+    b2: float | None = None
+    """Backbone scale of the next decoder stage (640 channels); `None` = the base model's own."""
+    s1: float | None = None
+    """Skip low-frequency scale of the widest decoder stage; `None` = the base model's own."""
+    s2: float | None = None
+    """Skip low-frequency scale of the next decoder stage; `None` = the base model's own."""
     variant: FreeUVariant = "rerender"
     """"rerender": the paper's FreeU (stages by channel count, structure-aware scale, ControlNet residual after
     the filter); "diffusers": `unet.enable_freeu` (up_blocks.0 and .1, constant scale). See rerender.diffusion.freeu."""
@@ -803,16 +844,31 @@ class FreeUConfig:
     @classmethod
     def published(cls, family: str) -> FreeUConfig:
         """FreeU's published factors for a model family: SD 1.5 b1 1.5, b2 1.6, s1 0.9, s2 0.2; SDXL b1 1.3,
-        b2 1.4, s1 0.9, s2 0.2 (FreeU's README). (The class defaults are Rerender-A-Video's SD 1.5 choice.)"""
+        b2 1.4, s1 0.9, s2 0.2 (FreeU's README). (SD 1.5's default is Rerender-A-Video's choice, `FAMILY_DEFAULTS`.)"""
         factors = {"sd15": (1.5, 1.6, 0.9, 0.2), "sdxl": (1.3, 1.4, 0.9, 0.2)}
         if family not in factors:
             raise ConfigError(f"FreeU factors are published for 'sd15' and 'sdxl', got {family!r}")
         return cls(*factors[family])
 
+    def resolved(self, variant: str | None) -> FreeUConfig:
+        """These factors, each left unset (None) set to the base `variant`'s (a `BaseVariant`; None = SD 1.5's,
+        `family_default`); on a base FreeU does not act on (Z-Image, Flux) they stay None."""
+        changes = {
+            name: family_default(f"constraints.freeu.{name}", variant)
+            for name in FREEU_FACTORS
+            if getattr(self, name) is None
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
     def __post_init__(self) -> None:
-        for name in ("b1", "b2", "s1", "s2"):
-            _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
+        for name in FREEU_FACTORS:
+            if getattr(self, name) is not None:  # None: the base model's own, set when a run starts
+                _check_range(f"constraints.freeu.{name}", getattr(self, name), 0.0, 3.0)
         _check_choice("constraints.freeu.variant", self.variant, choices(FreeUVariant))
+
+
+FREEU_FACTORS = ("b1", "b2", "s1", "s2")
+"""The factors of `FreeUConfig`, each a row of `FAMILY_DEFAULTS` (``constraints.freeu.<name>``)."""
 
 
 @dataclass(frozen=True)
@@ -856,8 +912,9 @@ class ConstraintConfig:
     color_preserve: bool = True
     """Use input frames as they are; False matches their colour histogram to the rendered anchor first."""
     freeu: FreeUConfig | None = None
-    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op). UNet bases only (it acts on their
-    skip connections): Z-Image and Flux ignore it, with a warning."""
+    """FreeU factors; `None` = off (the official default (1, 1, 1, 1) is a no-op); ``{}`` = on with the base model's
+    own factors (`FAMILY_DEFAULTS`). UNet bases only (it acts on their skip connections): Z-Image and Flux ignore
+    it, with a warning."""
 
     def __post_init__(self) -> None:
         _check_period("constraints.cross_frame_attention_period", self.cross_frame_attention_period)

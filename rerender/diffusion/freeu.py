@@ -13,6 +13,9 @@ the low frequencies of the skip features. The two implementations differ in wher
   skip *with* the ControlNet residual already in it. With Rerender's values (1.1, 1.2, 1, 0.2) s2 = 0.2
   then damps a 1280-channel stage, not the 640-channel one.
 
+The factors a config leaves unset are the base model's own (`rerender.config.FAMILY_DEFAULTS`: Rerender's
+1.1, 1.2, 1, 0.2 on SD 1.5, FreeU's published 1.3, 1.4, 0.9, 0.2 on SDXL), resolved before they reach this module.
+
 `freeu_installed` installs either for the duration of a block and restores the UNet after it (forward
 pre-hooks for the paper's variant, diffusers' own attributes for the other).
 """
@@ -27,7 +30,8 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import fourier_filter
 
-from rerender.config import FreeUConfig
+from rerender.config import FREEU_FACTORS, FreeUConfig
+from rerender.errors import ConfigError
 
 __all__ = ["FreeUStage", "freeu_stages", "structure_aware_scale", "rerender_freeu", "freeu_installed"]
 
@@ -147,11 +151,22 @@ def freeu_installed(unet: Any, freeu: FreeUConfig | None) -> Iterator[None]:
 
     Args:
         unet: a diffusers `UNet2DConditionModel`.
-        freeu: the factors and variant; None does nothing.
+        freeu: the factors and variant; None does nothing. Its factors must be resolved (numbers):
+            `FreeUConfig.resolved` with the base's variant, as the pipeline and a run's preflight do.
+
+    Raises:
+        ConfigError: a factor left unset (None), i.e. a config that was not resolved for its base model.
     """
     if freeu is None:
         yield
         return
+    unset = [name for name in FREEU_FACTORS if getattr(freeu, name) is None]
+    if unset:  # a None must never reach the maths: which base's factors it means is the caller's to say
+        raise ConfigError(
+            f"FreeU factors {', '.join(unset)} are unset (None), i.e. the base model's own, but were not resolved "
+            "for a base model: pass `freeu.resolved(pipeline.variant)` (rerender.config.FreeUConfig.resolved), or "
+            "set them"
+        )
     if freeu.variant == "diffusers":
         names = ("s1", "s2", "b1", "b2")
         saved = [{name: getattr(block, name, None) for name in names} for block in unet.up_blocks]

@@ -546,7 +546,7 @@ class RerenderPipeline(
                 official 20 on SD 1.5 and SDXL).
             guidance_scale: classifier-free guidance; ≤ 1 turns it off; None = this base's own (7.5 on SD).
             strength: SDEdit denoising strength in [0, 1]: the fraction of the schedule run (1 = from noise).
-            constraints: the cross-frame constraints; None = `ConstraintConfig()` (the official defaults).
+            constraints: the cross-frame constraints; None = `ConstraintConfig()` (the official defaults); FreeU factors left unset are this base's own (`FreeUConfig.resolved`).
             refinement: re-noise each rendered frame part-way and denoise it again under the same constraints;
                 None = off.
             same_noise_per_keyframe: every frame starts from the same noise, as in the official code.
@@ -785,9 +785,10 @@ class RerenderPipeline(
         attention in its transformer blocks instead of the UNet decoder's self-attention).
         """
         constraints = state.constraints
+        freeu = constraints.freeu.resolved(self.variant) if constraints.freeu is not None else None  # unset: own
         with (
             cross_frame_attention(self.unet, state.store, loose=constraints.loose_cross_frame_attention) as layers,
-            freeu_installed(self.unet, constraints.freeu),
+            freeu_installed(self.unet, freeu),
         ):
             height, width = frame.shape[-2:]
             latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)

@@ -400,9 +400,9 @@ def resolve_model_defaults(config: RerenderConfig, family: str | None, pipeline:
     * `video.size_multiple`: the family's multiple (`size_multiples`: 8 on SD, 16 on Z-Image and Flux; with a
       caller's loaded `pipeline`, a multiple of its own `size_multiple` too); 8 for the classic stylizer;
     * `prompt.negative_prompt`: `default_negative_prompt` of the family (and `sampling.true_cfg_scale`);
-    * `sampling.num_inference_steps`, `sampling.guidance_scale`, `prompt.added_prompt`: the model's row of
-      `FAMILY_DEFAULTS` (`run_variant`: FLUX.1 [dev] and [schnell], Z-Image and Z-Image-Turbo apart), logged once
-      with the values the run uses;
+    * `sampling.num_inference_steps`, `sampling.guidance_scale`, `prompt.added_prompt` and, when FreeU is on, its
+      factors (`constraints.freeu.b1` …): the model's row of `FAMILY_DEFAULTS` (`run_variant`: FLUX.1 [dev] and
+      [schnell], Z-Image and Z-Image-Turbo apart), logged once with the values the run uses;
     * options that do nothing on this base (`BASE_SPECIFIC_OPTIONS`) warn, naming the bases that use them.
 
     Raises:
@@ -449,18 +449,25 @@ def resolve_family_defaults(config: RerenderConfig, pipeline: Any) -> RerenderCo
     """`config` with the `FAMILY_DEFAULTS` options it leaves unset set for `pipeline`'s base (its `family` and
     `variant`): for a renderer handed a config that did not pass `check_run`, which sets them with the rest; a config
     that leaves none unset comes back as it is (nothing logged again)."""
-    from rerender.config import FAMILY_DEFAULTS, apply_overrides
+    from rerender.config import apply_overrides
 
-    if all(_option_value(config, option) is not None for option in FAMILY_DEFAULTS):
-        return config
     family = getattr(pipeline, "family", None)
-    changes = _family_defaults(config, family, run_variant(config, family, pipeline))
+    variant = run_variant(config, family, pipeline)
+    if not _unset_defaults(config, variant):
+        return config
+    changes = _family_defaults(config, family, variant)
     return apply_overrides(config, changes) if changes else config
 
 
 def _option_value(config: RerenderConfig, option: str) -> Any:
     """The value of the dotted `option` (e.g. "sampling.guidance_scale") in `config`."""
     return functools.reduce(getattr, option.split("."), config)
+
+
+def _section_on(config: RerenderConfig, option: str) -> bool:
+    """Whether the optional section that holds the dotted `option` is on (``constraints.freeu.b1``: FreeU is)."""
+    section = functools.reduce(getattr, option.split(".")[1:-1], getattr(config, option.split(".")[0]))
+    return section is not None
 
 
 def _option_values(config: RerenderConfig, option: str) -> list[tuple[str, Any]]:
@@ -472,19 +479,34 @@ def _option_values(config: RerenderConfig, option: str) -> list[tuple[str, Any]]
     return [(option, _option_value(config, option))]
 
 
-def _family_defaults(config: RerenderConfig, family: str | None, variant: str | None) -> dict[str, Any]:
-    """The `FAMILY_DEFAULTS` options `config` leaves unset, with `variant`'s values; logs, once, the value each takes
-    in a run on a diffusion model (`family` not None), and whether it is the model's own or the one set."""
-    from rerender.config import FAMILY_DEFAULTS, VARIANT_NAMES, family_default
+def _unset_defaults(config: RerenderConfig, variant: str | None) -> dict[str, Any]:
+    """The `FAMILY_DEFAULTS` options `config` leaves unset (None) that take a value on `variant`, with that value:
+    those of a section that is off (FreeU's factors without FreeU) and those the base does not use (its entry None:
+    FreeU on Flux) are left as they are."""
+    from rerender.config import FAMILY_DEFAULTS, family_default
 
-    changes: dict[str, Any] = {}
+    unset = {}
+    for option in FAMILY_DEFAULTS:
+        if _section_on(config, option) and _option_value(config, option) is None:
+            value = family_default(option, variant)
+            if value is not None:
+                unset[option] = value
+    return unset
+
+
+def _family_defaults(config: RerenderConfig, family: str | None, variant: str | None) -> dict[str, Any]:
+    """The `FAMILY_DEFAULTS` options `config` leaves unset, with `variant`'s values (`_unset_defaults`); logs, once,
+    the value each takes in a run on a diffusion model (`family` not None), and whether it is the model's own or the
+    one set (an option of a section that is off, or that this base does not use, is not named)."""
+    from rerender.config import FAMILY_DEFAULTS, VARIANT_NAMES
+
+    changes = _unset_defaults(config, variant)
     used = []
     for option in FAMILY_DEFAULTS:
-        value = _option_value(config, option)
-        if value is None:
-            value = changes[option] = family_default(option, variant)
-        source = "the model's own" if option in changes else "set"
-        used.append(f"{option} {value!r} ({source})")
+        value = changes.get(option, _option_value(config, option) if _section_on(config, option) else None)
+        if value is not None:
+            source = "the model's own" if option in changes else "set"
+            used.append(f"{option} {value!r} ({source})")
     if family is not None:
         logger.info("on %s: %s", VARIANT_NAMES.get(variant or "", family), ", ".join(used))
     return changes

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from rerender.cli.base import EXIT_OK, Parser, UsageError
-from rerender.cli.options import config_parent, load_config, verbose_parent
+from rerender.cli.options import config_parent, load_config, model_defaults, verbose_parent
 
 
 def register(commands) -> None:
@@ -37,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    """Print the effective config as YAML (JSON with --json): exactly what a run with the same file and --set uses."""
+    """Print the effective config as YAML (JSON with --json): exactly what a run with the same file and --set uses,
+    the options whose default is the model's (steps, guidance, FreeU's factors, …) set from its family."""
     from rerender.config import config_to_dict, dump_yaml
 
     args.config = args.file
-    config = load_config(args)
+    config = model_defaults(load_config(args))
     data = config_to_dict(config)
     print(json.dumps(data, indent=2) if args.json else dump_yaml(data), end="")
     return EXIT_OK
