@@ -177,6 +177,41 @@ def test_a_hub_lora_repository_of_several_files_and_none_named_is_refused_listin
     check_hub_loras(named.model.loras)
 
 
+def test_a_hub_lora_of_the_other_family_not_cached_is_refused_before_the_base_model_is_fetched_or_loaded(
+    fake_hub, monkeypatch, tiny_pipeline_dir
+):
+    # was (issue 22): an SDXL hub LoRA not downloaded yet on an SD 1.5 model was refused only after the UNet
+    # loaded, by diffusers' shape error, without naming the families
+    import rerender.diffusion.loading as loading
+    from rerender.config import ControlConfig, LoraConfig
+    from rerender.diffusion.pipeline import RerenderPipeline
+
+    xl_key = "lora_te2_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight"  # SDXL's second text encoder
+
+    def xl_lora() -> bytes:
+        import torch
+        from safetensors.torch import save
+
+        return save({xl_key: torch.zeros(4, 1280), LORA_KEY: torch.zeros(4, 2048)})
+
+    hub = fake_hub({"someone/xl-style": {"xl-style.safetensors": xl_lora(), "README.md": b"# xl"}})
+
+    def never(*args, **kwargs):
+        raise AssertionError("the base model or a ControlNet was fetched or loaded before the LoRA was checked")
+
+    monkeypatch.setattr(loading, "_load_controlnets", never)
+    monkeypatch.setattr(loading, "_hub_folder", never)
+    monkeypatch.setattr(RerenderPipeline, "from_pretrained", never)
+    model = ModelConfig(base_model=str(tiny_pipeline_dir), loras=(LoraConfig(path="someone/xl-style"),))
+    with pytest.raises(
+        ConfigError,
+        match=r"`model.loras\[0\].path` 'someone/xl-style' is made for SDXL, but the base model is SD 1\.5 \('.*"
+        + tiny_pipeline_dir.name,
+    ):
+        loading.load_pipeline(model, [ControlConfig(model=str(tiny_pipeline_dir / "controlnet"))], device="cpu")
+    assert hub.downloaded == [("someone/xl-style", "xl-style.safetensors")]  # the LoRA's file only
+
+
 # --------------------------------------------------------------------------------------------------------
 # `rerender env` refuses exactly what a run refuses (one check: preflight.check_model_files)
 # --------------------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ __all__ = [
     "load_controlnet",
     "load_vae",
     "load_loras",
+    "fetch_hub_loras",
     "load_pipeline",
     "load_transformer_pipeline",
     "TransformerFamily",
@@ -429,6 +430,41 @@ def check_hub_loras(loras: Sequence[LoraConfig]) -> None:
             )
 
 
+def fetch_hub_loras(loras: Sequence[LoraConfig]) -> list[Path]:
+    """Fetch into the Hugging Face cache the file of each hub-id LoRA that is not cached yet (one file, the one the
+    loader reads: `hub_lora_file`), so that `check_families` reads its header, the same check preflight makes on a
+    cached LoRA, and refuses one of another family before the base model is fetched or loaded. A LoRA the hub cannot
+    give now (offline, unreachable, no such file) is left to the loader, which says why.
+
+    Returns:
+        The files fetched.
+
+    Raises:
+        ConfigError: a repository of several ``.safetensors`` files and none named (listing them).
+    """
+    from huggingface_hub import hf_hub_download
+
+    from rerender.weights import hub_reachable
+
+    fetched = []
+    for position, lora in enumerate(loras):
+        key = f"`model.loras[{position}].path`"
+        if not _is_hub_id(lora.path) or cached_lora_file(lora, key) is not None or not hub_reachable():
+            continue
+        name = hub_lora_file(lora, key)
+        if name is None:
+            continue
+        try:
+            fetched.append(Path(hf_hub_download(lora.path, name)))
+        except Exception as error:  # noqa: BLE001 - the hub raises many types; loading reports them with the option
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            logger.debug("could not fetch %s from %s: %s", name, lora.path, error)
+            continue
+        logger.info("LoRA %s: fetched %s", lora.path, name)
+    return fetched
+
+
 def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
     """Load LoRA adapters (diffusers or kohya format) and activate them together with their scales.
 
@@ -461,9 +497,11 @@ def load_loras(pipeline, loras: Sequence[LoraConfig]) -> list[str]:
                 raise _unreachable(key, lora.path, error) from error
             raise ConfigError(f"`{key}` {lora.path!r} could not be read as a LoRA: {error}") from error
         except (RuntimeError, ValueError, KeyError) as error:
+            family = FAMILY_NAMES.get(getattr(pipeline, "family", None) or "")
+            family = f"the base model's family, {family}" if family else "the base model's family"
             raise ConfigError(
-                f"`{key}` {lora.path!r} does not fit the base model (a LoRA must be made for the same Stable "
-                f"Diffusion version): {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                f"`{key}` {lora.path!r} does not fit the base model (a LoRA must be made for {family}): "
+                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
             ) from error
         loaded = {adapter for adapters in pipeline.get_list_adapters().values() for adapter in adapters}
         if name not in loaded:
@@ -511,10 +549,13 @@ def _is_union(source: str) -> bool:
     return "union" in source.lower()
 
 
-def _mismatch(what: str, source: str, its_family: str, family: str) -> ConfigError:
+def _mismatch(what: str, source: str, its_family: str, family: str, base_model: str | None = None) -> ConfigError:
+    """The refusal of `what` (`source`, made for `its_family`) on a base of `family`, naming both (and the base
+    model, `base_model`, when given)."""
+    base = f" ({base_model!r})" if base_model is not None else ""
     return ConfigError(
         f"{what} {source!r} is made for {FAMILY_NAMES.get(its_family, its_family)}, but the base model is "
-        f"{FAMILY_NAMES.get(family, family)}; use one made for {FAMILY_NAMES.get(family, family)}"
+        f"{FAMILY_NAMES.get(family, family)}{base}; use one made for {FAMILY_NAMES.get(family, family)}"
     )
 
 
@@ -766,7 +807,7 @@ def check_families(model: ModelConfig, controls: Sequence[ControlConfig] = (), b
         _refuse_non_lora(path, f"`model.loras[{position}].path`", lora.path)
         its_family = _lora_family(path, family, width) if path.is_file() else None
         if its_family is not None and its_family != family:
-            raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family)
+            raise _mismatch(f"`model.loras[{position}].path`", lora.path, its_family, family, model.base_model)
     return family
 
 
@@ -1140,6 +1181,7 @@ def load_transformer_pipeline(
     resolved_device = resolve_device(device if device is not None else model.device)
     resolved_dtype = _transformer_dtype(dtype if dtype is not None else model.dtype, resolved_device)
     _warn_half_precision_on_cpu(resolved_dtype, resolved_device)
+    fetch_hub_loras(model.loras)  # small: its family is checked now, before the transformer is fetched or loaded
     source = check_transformer_sources(model, controls if controlnet is None else (), family)
     base_path = _check_local(model.base_model, "model.base_model")
     if base_path is None:
@@ -1209,6 +1251,7 @@ def _load_pipeline(model, controls, controlnets, single_file_config, device, dty
     resolved_dtype = resolve_dtype(dtype if dtype is not None else model.dtype, resolved_device)
     _warn_half_precision_on_cpu(resolved_dtype, resolved_device)
     base_path = check_model_sources(model, controls, check_controlnets=controlnets is None)
+    fetch_hub_loras(model.loras)  # small: its family is checked now, before the base model is fetched or loaded
     family = check_families(model, controls if controlnets is None else (), base_path)
     logger.info("base model %s: %s", model.base_model, FAMILY_NAMES.get(family, family))
     # SDXL in float16: the fp16-fixed VAE when here (or reachable), before the base, whose own VAE is then not read
