@@ -394,10 +394,10 @@ def test_env_reads_a_lora_file_named_inside_a_hub_repository(tiny_pipeline_dir, 
     assert main(["env", "--model", str(tiny_pipeline_dir), "--lora", "https://huggingface.co/someone/styles"]) == 0
     out = capsys.readouterr().out
     assert (
-        "translate refuses this config: `model.loras[0].path` 'someone/styles' is a hub repository of 2 .safetensors files "
+        "translate refuses this config: --lora 'someone/styles' is a hub repository of 2 .safetensors files "
         "(grain.safetensors, ink.safetensors): name the one to use as a path inside it "
         "(--lora someone/styles/grain.safetensors)"
-    ) in out
+    ) in out  # named as the user typed it, as the run's CLI names it
     assert "fetch with: hf download someone/styles" not in out  # both files are here: nothing to fetch
 
 
