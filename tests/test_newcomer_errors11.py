@@ -4,6 +4,7 @@ behaviour that should have happened."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rerender.config import ModelConfig, PromptConfig, RerenderConfig
@@ -36,12 +37,15 @@ def test_env_refuses_a_style_image_whose_ip_adapter_is_missing_offline(tiny_pipe
     assert _env_verdict(unused) == "diffusion"
 
 
-def test_env_refuses_a_sound_prompt_whose_clap_model_is_missing_offline(tiny_pipeline_dir, monkeypatch):
+def test_env_refuses_a_sound_prompt_whose_clap_model_is_missing_offline(tiny_pipeline_dir, tmp_path, monkeypatch):
     # was: env said "diffusion" (the sound model listed as missing); the run refused it before any work
     from rerender.sound import check_audio_model
+    from tests.test_sound import RATE, write_wav
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    prompt = PromptConfig(audio_prompt="rain.wav", audio_model="nobody/no-such-clap")
+    # a sound file the run accepts (env, as the run, checks the file before the model that hears it)
+    rain = write_wav(tmp_path / "rain.wav", 0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE).astype(np.float32))
+    prompt = PromptConfig(audio_prompt=str(rain), audio_model="nobody/no-such-clap")
     config = RerenderConfig(model=ModelConfig(base_model=str(tiny_pipeline_dir)), prompt=prompt)
     with pytest.raises(RerenderError) as refused:
         check_audio_model(prompt.audio_model, prompt.audio_prompt)

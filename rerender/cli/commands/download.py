@@ -74,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:  # a mistyped local path is a usage error before the hub is asked (--dry-run lists it)
         from rerender.diffusion.loading import check_model_sources
 
+        if config.prompt.audio_prompt not in (None, "source"):  # 'source' is a video's sound: no video here
+            from rerender.sound import check_audio_prompt
+
+            # a sound file the run refuses (missing, no audio, silent) costs no CLAP download, nor any hub request:
+            # the run's own check, on a local file, first
+            check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
+
         base_path = check_model_sources(config.model, config.control)
         if config.model.family == "auto":  # a local file or folder that is no base model (a README, a ControlNet)
             from rerender.weights import detect_family
@@ -82,11 +89,6 @@ def run(args: argparse.Namespace) -> int:
         from rerender.workflow.preflight import check_model_families
 
         check_model_families(config, base_path, config.control)  # nothing fetched for a run that would be refused
-        if config.prompt.audio_prompt not in (None, "source"):  # 'source' is a video's sound: no video here
-            from rerender.sound import check_audio_prompt
-
-            # a sound file the run refuses (missing, no audio, silent) costs no CLAP download: the run's own check
-            check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
     records = download_weights(
         config,
         include_flow=not args.no_flow,
