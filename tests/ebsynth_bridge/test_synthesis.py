@@ -179,6 +179,14 @@ def test_bad_dtypes_and_parameters_are_clear_errors():
         synthesize(large, [Guide(large, large)], search_vote_iterations=[1, 1])
     with pytest.raises(ValueError, match="every weight is 0"):
         synthesize(style, [Guide(style, style, 0.0)], style_weight=0.0)
+    for jumps in [(), (4, 0), (2.5,), 8]:
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                f"`propagation_jumps` must be a non-empty sequence of integers ≥ 1 (pixels), got {jumps!r}"
+            ),
+        ):
+            synthesize(style, guides, propagation_jumps=jumps)
 
 
 def test_result_does_not_depend_on_the_thread_count():
