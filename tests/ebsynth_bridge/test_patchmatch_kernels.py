@@ -62,20 +62,20 @@ def test_vote_of_a_three_channel_style_equals_the_general_path(error_scale):
 
 @pytest.mark.parametrize("jumps, found", [((1,), False), (patchmatch.PROPAGATION_JUMPS, True)])
 def test_sweep_jumps_carry_a_match_across_a_barrier(jumps, found):
-    """A known answer: the target is the source moved 3 px left, but an 8-px bar of new content (black, matched
+    """A known answer: the target is the source moved 3 px left, but a 6-px bar of new content (black, matched
     exactly elsewhere in the source) cuts every row. Left of the bar the field holds the answer, right of it a
     wrong one; no random search. Neighbour-to-neighbour propagation (``(1,)``, the old sweep) cannot cross the bar,
-    whose pixels hold another offset; the 16-px jump carries the offset over it, exactly."""
+    whose pixels hold another offset; the 8-px jump carries the offset over it, exactly."""
     rng = np.random.default_rng(7)
     height, width, shift = 16, 64, 3
     source = (rng.random((height, 80, 1)) * 255).astype(np.float32)
     source[:, 70:] = 0.0  # a black strip: where the bar matches exactly
     target = source[:, shift : shift + width].copy()
-    target[:, 20:28] = 0.0  # the bar
+    target[:, 20:26] = 0.0  # the bar
     grid_y, grid_x = np.mgrid[0:height, 0:width]
     nnf = np.stack([grid_x, grid_y], 2).astype(np.int32)  # right of the bar: the identity, wrong
     nnf[:, :20, 0] += shift  # left of the bar: the answer
-    nnf[:, 20:28, 0] += 50  # the bar: the black strip, exact at its centre
+    nnf[:, 20:26, 0] += 50  # the bar: the black strip, exact at its centre
     padded_target, padded_source = (np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="edge") for image in (target, source))
     error = patchmatch.nnf_error(padded_target, padded_source, nnf, 5)
     occupancy, active = np.zeros(source.shape[:2], np.float32), np.ones((height, width), np.uint8)
