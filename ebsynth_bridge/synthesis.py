@@ -100,6 +100,7 @@ def synthesize(
     vote_mode: str = "plain",
     initial_nnf: np.ndarray | None = None,
     seed: int = 0,
+    propagation_jumps: Sequence[int] = patchmatch.PROPAGATION_JUMPS,
 ) -> SynthesisResult:
     """Synthesise the target style from a style image and guide pairs (EbSynth, ebsynth.md §1).
 
@@ -131,6 +132,9 @@ def synthesize(
             coarsest level and is offered as a candidate at every finer level.
         seed: seed of the random initialisation and random search; equal inputs and seed give equal
             results whatever the thread count.
+        propagation_jumps: the distances in pixels at which each sweep offers a pixel its already visited
+            neighbours' matches, shifted (``patchmatch.PROPAGATION_JUMPS``, largest first); ``(1,)`` is
+            classic PatchMatch, whose matches cross at most 8 rows a sweep.
 
     Returns:
         A :class:`SynthesisResult` with the image, the per-pixel patch error and the NNF.
@@ -155,6 +159,7 @@ def synthesize(
     _check_parameters(
         patch_size, pyramid_levels, uniformity, stop_threshold, random_search_radius, vote_mode, style_weight
     )
+    jumps = _check_jumps(propagation_jumps)
     style_squeezed = style.ndim == 2
     style_float = _as_float_image("style", style)
     guide_sources, guide_targets, guide_weights = _check_guides(guides, style_float.shape[:2])
@@ -238,6 +243,7 @@ def synthesize(
             random_search_radius=random_search_radius,
             error_scale=error_scale,
             seed=_mix_seed(seed, level),
+            propagation_jumps=jumps,
             vote_result=level == level_count - 1,
         )
         if logger.isEnabledFor(logging.DEBUG):
@@ -311,6 +317,7 @@ def _synthesize_level(
     random_search_radius: int | None,
     error_scale: float,
     seed: int,
+    propagation_jumps: np.ndarray,
     vote_result: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The search-vote loop of one pyramid level (ebsynth.md §1.4). Returns (nnf, error, target style).
@@ -369,6 +376,7 @@ def _synthesize_level(
                 int(max_radius),
                 bool(sweep % 2),
                 _mix_seed(seed, search_vote * 1000 + sweep),
+                propagation_jumps,
             )
         if style_scale is None:
             continue
@@ -616,6 +624,14 @@ def _check_initial_nnf(
     result[..., 0] = np.clip(nnf[..., 0], 0, source_shape[1] - 1)
     result[..., 1] = np.clip(nnf[..., 1], 0, source_shape[0] - 1)
     return result
+
+
+def _check_jumps(jumps: Sequence[int]) -> np.ndarray:
+    """``propagation_jumps`` as the sweep's int64 array: a non-empty sequence of integers ≥ 1."""
+    values = list(jumps) if isinstance(jumps, (list, tuple, np.ndarray)) else None
+    if not values or not all(isinstance(value, (int, np.integer)) and value >= 1 for value in values):
+        raise ValueError(f"`propagation_jumps` must be a non-empty sequence of integers ≥ 1 (pixels), got {jumps!r}")
+    return np.asarray(values, np.int64)
 
 
 def _check_parameters(

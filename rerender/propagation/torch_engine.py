@@ -38,7 +38,7 @@ from rerender.propagation.options import PropagationOptions
 #: travels up to 15 pixels in one iteration, where the scan-order sweep of the numba engine carries it along a
 #: whole row. With (4, 2, 1) in a round's first iteration and 1 after it, the torch engine fell 0.15–0.22 dB behind
 #: numba on the suite's fast-moving clips (antoni, boxer, dog); with these it matches numba there (antoni
-#: watercolour: 27.53 dB both).
+#: watercolour: 27.53 dB both). The numba sweep took the idea in turn (``ebsynth_bridge.patchmatch.PROPAGATION_JUMPS``).
 JUMPS = (8, 4, 2, 1)
 
 

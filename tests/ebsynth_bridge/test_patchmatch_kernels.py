@@ -58,3 +58,33 @@ def test_vote_of_a_three_channel_style_equals_the_general_path(error_scale):
             values.append(weight * style[source_y, source_x, :3].astype(np.float64))
             weights.append(weight)
     np.testing.assert_allclose(three[y, x], np.sum(values, axis=0) / np.sum(weights), rtol=1e-6)
+
+
+@pytest.mark.parametrize("jumps, found", [((1,), False), (patchmatch.PROPAGATION_JUMPS, True)])
+def test_sweep_jumps_carry_a_match_across_a_barrier(jumps, found):
+    """A known answer: the target is the source moved 3 px left, but a 6-px bar of new content (black, matched
+    exactly elsewhere in the source) cuts every row. Left of the bar the field holds the answer, right of it a
+    wrong one; no random search. Neighbour-to-neighbour propagation (``(1,)``, the old sweep) cannot cross the bar,
+    whose pixels hold another offset; the 8-px jump carries the offset over it, exactly."""
+    rng = np.random.default_rng(7)
+    height, width, shift = 16, 64, 3
+    source = (rng.random((height, 80, 1)) * 255).astype(np.float32)
+    source[:, 70:] = 0.0  # a black strip: where the bar matches exactly
+    target = source[:, shift : shift + width].copy()
+    target[:, 20:26] = 0.0  # the bar
+    grid_y, grid_x = np.mgrid[0:height, 0:width]
+    nnf = np.stack([grid_x, grid_y], 2).astype(np.int32)  # right of the bar: the identity, wrong
+    nnf[:, :20, 0] += shift  # left of the bar: the answer
+    nnf[:, 20:26, 0] += 50  # the bar: the black strip, exact at its centre
+    padded_target, padded_source = (np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="edge") for image in (target, source))
+    error = patchmatch.nnf_error(padded_target, padded_source, nnf, 5)
+    occupancy, active = np.zeros(source.shape[:2], np.float32), np.ones((height, width), np.uint8)
+    for sweep in range(2):
+        patchmatch.patchmatch_sweep(
+            padded_target, padded_source, nnf, error, occupancy, 0.0, active, 5, 0, bool(sweep), 1, np.array(jumps)
+        )
+    right = np.s_[:, 30:60]  # patches clear of the bar and of the right border
+    answer = grid_x[right] + shift
+    assert np.array_equal(nnf[right][..., 0] == answer, np.full(answer.shape, found))
+    if found:
+        assert np.array_equal(nnf[right][..., 1], grid_y[right]) and error[right].max() == 0.0
