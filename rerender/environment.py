@@ -116,6 +116,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             "(renderer='diffusion') raises WeightsNotFoundError"
         )
     absent = [source for source in sources if source.is_hub and not source.present]
+    if _sound_file_refusal(config):  # `rerender download` refuses the same file: no command that cannot work
+        absent = []
     return {
         "sources": [
             {
@@ -131,6 +133,21 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         "translate": verdict,
         "fetch": fetch_commands(config, absent) if absent else [],
     }
+
+
+def _sound_file_refusal(config: RerenderConfig) -> str | None:
+    """Why the sound prompt's file is refused (missing, no audio, silent), as `rerender download` checks it first."""
+    from rerender.errors import RerenderError
+
+    if config.prompt.audio_prompt in (None, "source"):
+        return None
+    from rerender.sound import check_audio_prompt
+
+    try:
+        check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
+    except RerenderError as error:
+        return str(error)
+    return None
 
 
 def _refusal(config: RerenderConfig) -> str | None:
