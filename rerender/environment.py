@@ -116,7 +116,7 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             "(renderer='diffusion') raises WeightsNotFoundError"
         )
     absent = [source for source in sources if source.is_hub and not source.present]
-    if _sound_file_refusal(config):  # `rerender download` refuses the same file: no command that cannot work
+    if _download_refusal(config):  # `rerender download` refuses the same file or path: no command that cannot work
         absent = []
     return {
         "sources": [
@@ -135,16 +135,17 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
     }
 
 
-def _sound_file_refusal(config: RerenderConfig) -> str | None:
-    """Why the sound prompt's file is refused (missing, no audio, silent), as `rerender download` checks it first."""
+def _download_refusal(config: RerenderConfig) -> str | None:
+    """Why `rerender download` would refuse `config` before fetching anything: the sound prompt's file (missing, no
+    audio, silent), a local path the config names that is not there (`check_model_sources`); None when it would not."""
+    from rerender.diffusion.loading import check_model_sources
     from rerender.errors import RerenderError
-
-    if config.prompt.audio_prompt in (None, "source"):
-        return None
     from rerender.sound import check_audio_prompt
 
     try:
-        check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
+        if config.prompt.audio_prompt not in (None, "source"):
+            check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
+        check_model_sources(config.model, config.control)
     except RerenderError as error:
         return str(error)
     return None
