@@ -357,6 +357,12 @@ def _segment_flows(
                 f"{type(fields).__name__} for frames {pair}"
             )
         forward, backward = fields
+        for name, field_ in (("forward", forward), ("backward", backward)):
+            if np.asarray(field_).dtype == object:  # None or ragged: not a flow (as an array it has shape (1,))
+                raise FlowInputError(
+                    f"the flow function returned a {name} flow of {type(field_).__name__} for frames {pair}; "
+                    "expected an (H, W, 2) array of pixel displacements, x first"
+                )
         return np.ascontiguousarray(forward, np.float32), np.ascontiguousarray(backward, np.float32)
 
     if flow is None:  # the default is thread-safe (one DIS object per call) and releases the GIL: overlap
