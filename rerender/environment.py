@@ -116,6 +116,8 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
             "(renderer='diffusion') raises WeightsNotFoundError"
         )
     absent = [source for source in sources if source.is_hub and not source.present]
+    if _download_refusal(config):  # `rerender download` refuses the same file or path: no command that cannot work
+        absent = []
     return {
         "sources": [
             {
@@ -131,6 +133,22 @@ def model_report(config: RerenderConfig | None = None) -> dict[str, Any]:
         "translate": verdict,
         "fetch": fetch_commands(config, absent) if absent else [],
     }
+
+
+def _download_refusal(config: RerenderConfig) -> str | None:
+    """Why `rerender download` would refuse `config` before fetching anything: the sound prompt's file (missing, no
+    audio, silent), a local path the config names that is not there (`check_model_sources`); None when it would not."""
+    from rerender.diffusion.loading import check_model_sources
+    from rerender.errors import RerenderError
+    from rerender.sound import check_audio_prompt
+
+    try:
+        if config.prompt.audio_prompt not in (None, "source"):
+            check_audio_prompt(config.prompt.audio_prompt, None, config.prompt.audio_vocabulary)
+        check_model_sources(config.model, config.control)
+    except RerenderError as error:
+        return str(error)
+    return None
 
 
 def _refusal(config: RerenderConfig) -> str | None:

@@ -453,6 +453,11 @@ def check_audio_prompt(
     """
     if audio_prompt is None:
         return None
+    if isinstance(audio_prompt, str) and not audio_prompt.strip():  # else Path('') is '.', "a folder"
+        raise ConfigError(
+            f"`prompt.audio_prompt` is empty ({audio_prompt!r}): give a sound or video file, 'source' (the video's "
+            "own sound), or leave it out (None) for no sound prompt"
+        )
     if audio_prompt == "source":
         if video is None or Path(video).is_dir():
             raise ConfigError(

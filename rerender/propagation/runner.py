@@ -350,7 +350,19 @@ def _segment_flows(
     )
 
     def estimate(pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        forward, backward = (flow or _default_flow)(frames[pair[0]], frames[pair[1]])
+        fields = (flow or _default_flow)(frames[pair[0]], frames[pair[1]])
+        if not isinstance(fields, (tuple, list)) or len(fields) != 2:
+            raise FlowInputError(
+                f"the flow function must return a pair (forward, backward) of (H, W, 2) arrays; it returned a "
+                f"{type(fields).__name__} for frames {pair}"
+            )
+        forward, backward = fields
+        for name, field_ in (("forward", forward), ("backward", backward)):
+            if np.asarray(field_).dtype == object:  # None or ragged: not a flow (as an array it has shape (1,))
+                raise FlowInputError(
+                    f"the flow function returned a {name} flow of {type(field_).__name__} for frames {pair}; "
+                    "expected an (H, W, 2) array of pixel displacements, x first"
+                )
         return np.ascontiguousarray(forward, np.float32), np.ascontiguousarray(backward, np.float32)
 
     if flow is None:  # the default is thread-safe (one DIS object per call) and releases the GIL: overlap

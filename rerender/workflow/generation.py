@@ -504,5 +504,6 @@ def generate(
         progress=progress,
         callback=run_progress.notify,  # in this thread, per propagated frame: `cancel` stops the stream there
     )
-    write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
+    with contextlib.closing(stream):  # an encoder error stops the propagation threads now, not when it is released
+        write_video((image for _, image in stream), output_path, fps=fps, crf=config.output.crf)
     return GenerationResult(output_path, keyframe_indices, keyframes, frames, prompt_record, seed)

@@ -539,14 +539,17 @@ def propagate_intervals(
             stream = propagate_video_iter(
                 FrameRange(frames, start, end + 1), keys, flow=flow, options=options, progress=False, callback=advance
             )
-            for offset, image in stream:
-                index = start + offset
-                if index not in reused:  # a run's first key may close a kept interval: leave its file alone
-                    write_image(image, space.track(space.propagated_path(index)))
-                # frames arrive in order, so an interval whose end is written is complete: keep it
-                while pending and pending[0][1] <= index:
-                    done_interval = pending.pop(0)
-                    ledger.record(done_interval, todo[done_interval])
+            # closed on any error here (a frame that cannot be written): its pool threads stop now, not when the
+            # error (which holds the stream) is released
+            with contextlib.closing(stream):
+                for offset, image in stream:
+                    index = start + offset
+                    if index not in reused:  # a run's first key may close a kept interval: leave its file alone
+                        write_image(image, space.track(space.propagated_path(index)))
+                    # frames arrive in order, so an interval whose end is written is complete: keep it
+                    while pending and pending[0][1] <= index:
+                        done_interval = pending.pop(0)
+                        ledger.record(done_interval, todo[done_interval])
     finally:
         bar.close()
 

@@ -245,6 +245,11 @@ def translate(
     # resolved once: a relative path keeps naming the same file if the working folder changes during the run
     output_path = absolute_path(output_path) if output_path is not None else None
     workspace_root = absolute_path(workspace_root)
+    if stage == "propagate" and not workspace_root.is_dir():  # refused before any work, and no empty folder made
+        raise ConfigError(
+            f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(workspace_root)!r} does not "
+            "exist, so it has none; render them first with `stage` 'keyframes' (or name their workspace), or run `stage` 'all'"
+        )
     if not config.prompt.prompt.strip() and config.prompt.audio_prompt is None:  # on purpose (the CLI's -p ""):
         # the video gives the content, the model, a style image or a LoRA the look
         logger.warning("no prompt is set (`prompt.prompt` is empty): the keyframes are rendered without one")

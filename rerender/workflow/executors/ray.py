@@ -3,6 +3,7 @@ and actors, and the helpers that import Ray and connect to a cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import tempfile
@@ -282,14 +283,15 @@ def propagate_interval(
             progress=False,
         )
         written: dict[int, Any] = {}
-        for offset, image in stream:
-            index = start + offset
-            if index in skip:
-                continue
-            if out_dir is not None:
-                written[index] = str(write_image(image, Path(out_dir) / f"{index:04d}.png"))
-            else:
-                written[index] = _encode_png(image)
+        with contextlib.closing(stream):  # a write error stops the propagation threads at once
+            for offset, image in stream:
+                index = start + offset
+                if index in skip:
+                    continue
+                if out_dir is not None:
+                    written[index] = str(write_image(image, Path(out_dir) / f"{index:04d}.png"))
+                else:
+                    written[index] = _encode_png(image)
         return written, (flow_files if flows_dir else [])
 
 
