@@ -248,7 +248,8 @@ def translate(
     if stage == "propagate" and not workspace_root.is_dir():  # refused before any work, and no empty folder made
         raise ConfigError(
             f"`stage` 'propagate' propagates finished keyframes, but the workspace {str(workspace_root)!r} does not "
-            "exist, so it has none; render them first with `stage` 'keyframes' (or name their workspace), or run `stage` 'all'"
+            "exist, so it has none (if they are in another workspace, name it); render them first with `stage` "
+            "'keyframes', or run `stage` 'all'"
         )
     if not config.prompt.prompt.strip() and config.prompt.audio_prompt is None:  # on purpose (the CLI's -p ""):
         # the video gives the content, the model, a style image or a LoRA the look
