@@ -441,14 +441,13 @@ def _finished_keyframes_renderer(
     """
     if stage == "first":
         return None
-    name = renderer.name if renderer is not None else renderer_name(config, pipeline)
-    if keyframes_ready(space, config, name):
-        return name
     if stage != "propagate":
-        return None
+        name = renderer.name if renderer is not None else renderer_name(config, pipeline)
+        return name if keyframes_ready(space, config, name) else None
     made_by = space.record("keyframes").get("depends", {}).get("renderer")
-    if keyframes_ready(space, config, made_by):
+    if keyframes_ready(space, config, made_by):  # whichever renderer this run would choose
         return made_by
+    name = renderer.name if renderer is not None else renderer_name(config, pipeline)
     if made_by != name:
         raise ConfigError(
             f"`stage` 'propagate': a keyframe file in {str(space.keyframes_dir)!r} is missing or damaged, and the "
