@@ -356,14 +356,7 @@ def _segment_flows(
                 f"the flow function must return a pair (forward, backward) of (H, W, 2) arrays; it returned a "
                 f"{type(fields).__name__} for frames {pair}"
             )
-        forward, backward = fields
-        for name, field_ in (("forward", forward), ("backward", backward)):
-            if np.asarray(field_).dtype == object:  # None or ragged: not a flow (as an array it has shape (1,))
-                raise FlowInputError(
-                    f"the flow function returned a {name} flow of {type(field_).__name__} for frames {pair}; "
-                    "expected an (H, W, 2) array of pixel displacements, x first"
-                )
-        return np.ascontiguousarray(forward, np.float32), np.ascontiguousarray(backward, np.float32)
+        return _checked_flow_pair(*fields, frames[pair[0]].shape[:2], pair)
 
     if flow is None:  # the default is thread-safe (one DIS object per call) and releases the GIL: overlap
         with concurrent.futures.ThreadPoolExecutor(max(1, min(len(pairs), os.cpu_count() or 1))) as pool:
@@ -372,19 +365,31 @@ def _segment_flows(
         pair_flows = [estimate(pair) for pair in pairs]
     steps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for (earlier, later), (forward, backward) in zip(pairs, pair_flows):
-        _check_flow_pair(forward, backward, frames[earlier].shape[:2], (earlier, later))
         steps[(earlier, later)] = (backward, ebsynth_bridge.occlusion_mask(backward, forward))
         steps[(later, earlier)] = (forward, ebsynth_bridge.occlusion_mask(forward, backward))
     return steps
 
 
-def _check_flow_pair(forward: np.ndarray, backward: np.ndarray, shape: tuple[int, int], pair: tuple[int, int]) -> None:
+def _checked_flow_pair(
+    forward: object, backward: object, shape: tuple[int, int], pair: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flow function's two fields as contiguous float32 ``(H, W, 2)`` arrays, or `FlowInputError` naming the
+    one that is not a flow of the frames' ``shape`` (None, ragged or of another shape)."""
+    fields = []
     for name, field_ in (("forward", forward), ("backward", backward)):
+        if np.asarray(field_).dtype == object:  # None or ragged: not a flow (as an array it has shape (1,))
+            raise FlowInputError(
+                f"the flow function returned a {name} flow of {type(field_).__name__} for frames {pair}; "
+                "expected an (H, W, 2) array of pixel displacements, x first"
+            )
+        field_ = np.ascontiguousarray(field_, np.float32)
         if field_.shape != tuple(shape) + (2,):
             raise FlowInputError(
                 f"the flow function returned a {name} flow of shape {field_.shape} for frames {pair}; "
                 f"expected {tuple(shape) + (2,)} (H, W, 2) pixel displacements, x first"
             )
+        fields.append(field_)
+    return fields[0], fields[1]
 
 
 def _default_flow(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
